@@ -1,0 +1,73 @@
+"""The ``mixopt`` command: a thin layer over the library.
+
+Each command parses its options, calls one library function and renders a rich summary. Verbs
+follow the workflow: ``corpus`` → ``proxy`` → ``search`` → ``fit`` → ``export`` → ``report`` →
+``train``. A :class:`~mixopt.errors.MixoptError` becomes one line on stderr and exit code 2.
+Command groups live in sibling modules (one per verb) and register themselves on :data:`app`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+
+import typer
+
+from mixopt.errors import MixoptError, MixoptWarning
+
+app = typer.Typer(
+    name="mixopt",
+    help="Find the data mixture that trains the best model: proxy swarms, fitted laws, exported mixtures.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Modules that hold command groups; each adds its commands to ``app`` on import.
+_COMMAND_MODULES: tuple[str, ...] = (
+)
+
+
+def _register() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"mixopt.cli.{name}")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    if issubclass(category, MixoptWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        logging.getLogger("py.warnings").debug("%s:%s: %s", filename, lineno, message)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app, turning user errors into one line and exit code 2."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=os.environ.get("MIXOPT_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    warnings.showwarning = _show_warning
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except MixoptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except SystemExit:
+        raise
+    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            raise SystemExit(2) from None
+        if isinstance(exc, click.exceptions.Abort):
+            print("aborted", file=sys.stderr)
+            raise SystemExit(130) from None
+        raise

@@ -1,0 +1,130 @@
+"""The on-disk form of a built corpus, and its reader.
+
+A built corpus is a folder::
+
+    <workspace>/corpora/<name>/
+        manifest.json          schema "mixopt.corpus/v1" (see below)
+        tokenizer.json         one byte-level BPE tokenizer (HF ``tokenizers``) for all domains
+        <domain>/train.bin     token ids, flat numpy memmap of ``manifest["dtype"]`` (uint16)
+        <domain>/train.idx     int64 document offsets into train.bin, length n_docs + 1
+        <domain>/val.bin, <domain>/val.idx   the same for the validation split
+
+Documents are stored back to back; a window may cross a document boundary (an end-of-text
+token separates documents). ``manifest.json`` holds::
+
+    {"schema": "mixopt.corpus/v1", "name": ..., "hash": <content hash of recipe + sources>,
+     "vocab_size": int, "dtype": "uint16", "eot_id": int, "tokenizer": "tokenizer.json",
+     "domains": {domain: {"documents", "train_documents", "val_documents", "train_tokens",
+                          "val_tokens", "bytes", "train_bytes", "val_bytes", "bytes_per_token",
+                          "val_bytes_per_token", "duplicates_removed", "licence", "sources": [...]}},
+     "sources": [{"domain", "package", "version", "licence", "sha256", "kind"}], "created": ...}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from mixopt import paths
+from mixopt.errors import MixoptError
+
+CORPUS_SCHEMA = "mixopt.corpus/v1"
+Split = Literal["train", "val"]
+
+
+def corpus_dir(name: str) -> Path:
+    """Where the corpus ``name`` is (or will be) built."""
+    return paths.home() / "corpora" / name
+
+
+def write_split(folder: Path, split: Split, docs_tokens: list[np.ndarray], dtype: str = "uint16") -> tuple[int, int]:
+    """Write one split's documents as ``<split>.bin`` + ``<split>.idx``; return (documents, tokens)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lengths = np.array([len(t) for t in docs_tokens], dtype=np.int64)
+    offsets = np.zeros(len(docs_tokens) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.concatenate(docs_tokens).astype(dtype) if docs_tokens else np.zeros(0, dtype=dtype)
+    flat.tofile(folder / f"{split}.bin")
+    offsets.tofile(folder / f"{split}.idx")
+    return len(docs_tokens), int(offsets[-1])
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A built corpus, read lazily from its folder."""
+
+    path: Path
+
+    @classmethod
+    def open(cls, name_or_path: str | Path) -> Corpus:
+        """Open a built corpus by name (in the workspace) or by folder path."""
+        p = Path(name_or_path)
+        if not (p / "manifest.json").is_file():
+            p = corpus_dir(str(name_or_path))
+        if not (p / "manifest.json").is_file():
+            built = sorted(x.name for x in (paths.home() / "corpora").glob("*") if (x / "manifest.json").is_file()) \
+                if (paths.home() / "corpora").is_dir() else []
+            hint = f"built corpora: {', '.join(built)}" if built else "no corpus is built yet"
+            raise MixoptError(
+                f"corpus {name_or_path!r} is not built; run `mixopt corpus build {name_or_path}` ({hint})"
+            )
+        return cls(p)
+
+    @cached_property
+    def manifest(self) -> dict[str, Any]:
+        data = json.loads((self.path / "manifest.json").read_text(encoding="utf-8"))
+        if data.get("schema") != CORPUS_SCHEMA:
+            raise MixoptError(f"{self.path}/manifest.json is not a {CORPUS_SCHEMA} manifest; rebuild the corpus")
+        return data
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def hash(self) -> str:
+        return str(self.manifest["hash"])
+
+    @property
+    def domains(self) -> list[str]:
+        return list(self.manifest["domains"])
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.manifest["vocab_size"])
+
+    def train_tokens(self) -> dict[str, int]:
+        """Training tokens per domain (the natural mixture's weights, and the repetition caps)."""
+        return {d: int(m["train_tokens"]) for d, m in self.manifest["domains"].items()}
+
+    def bytes_per_token(self, domain: str, split: Split = "val") -> float:
+        m = self.manifest["domains"][domain]
+        return float(m["val_bytes_per_token"] if split == "val" else m["bytes_per_token"])
+
+    def _check(self, domain: str) -> None:
+        if domain not in self.manifest["domains"]:
+            raise MixoptError(
+                f"corpus {self.name!r} has no domain {domain!r}; domains are {', '.join(self.domains)}"
+            )
+
+    def tokens(self, domain: str, split: Split) -> np.ndarray:
+        """All tokens of one split of one domain, as a read-only memmap."""
+        self._check(domain)
+        f = self.path / domain / f"{split}.bin"
+        if f.stat().st_size == 0:
+            return np.zeros(0, dtype=self.manifest["dtype"])
+        return np.memmap(f, dtype=self.manifest["dtype"], mode="r")
+
+    def doc_offsets(self, domain: str, split: Split) -> np.ndarray:
+        self._check(domain)
+        return np.fromfile(self.path / domain / f"{split}.idx", dtype=np.int64)
+
+    def tokenizer(self):  # -> tokenizers.Tokenizer
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(self.path / self.manifest["tokenizer"]))

@@ -1,0 +1,131 @@
+"""The evaluator contract: anything that turns a mixture into metrics.
+
+A user's evaluator is a callable ``evaluate(request) -> result``. The request carries the mixture
+(domain → weight), the fidelity (e.g. ``{"rung": "s", "params": 1e6, "tokens": 2e7}``), the seed,
+a run id and a work folder. The result is either a plain dict of metrics (``loss/<domain>`` and
+anything else) or an :class:`EvalResult` (or a dict with ``metrics``, ``cost``, ``status``). The
+built-in evaluator is the proxy trainer (:mod:`mixopt.proxy`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mixopt.errors import MixoptError
+
+Status = Literal["ok", "diverged", "failed"]
+STATUSES = ("ok", "diverged", "failed")
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What an evaluator is asked to do. Also readable as a mapping (``request["mixture"]``)."""
+
+    mixture: dict[str, float]
+    fidelity: dict[str, Any]
+    seed: int
+    run_id: str
+    workdir: str
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def keys(self) -> list[str]:
+        return ["mixture", "fidelity", "seed", "run_id", "workdir"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EvalResult:
+    """What an evaluator returns.
+
+    Attributes:
+        metrics: name → value, per-domain losses as ``loss/<domain>`` (and ``bpb/<domain>``).
+        cost: seconds spent.
+        status: ``ok``, ``diverged`` (NaN/inf loss; ``error`` says why) or ``failed``.
+        error: the error text for a run that did not finish.
+        history: metrics at checkpoints during training, each with ``step`` and ``tokens``.
+    """
+
+    metrics: dict[str, float]
+    cost: float = 0.0
+    status: Status = "ok"
+    error: str | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Evaluator = Callable[[EvalRequest], "EvalResult | Mapping[str, Any]"]
+
+
+def coerce_result(obj: Any, *, cost: float = 0.0) -> EvalResult:
+    """Turn whatever an evaluator returned into an :class:`EvalResult`.
+
+    Non-finite metrics make the run ``diverged``; no metrics at all is an error of the evaluator.
+    """
+    if isinstance(obj, EvalResult):
+        res = obj
+    elif isinstance(obj, Mapping):
+        if "metrics" in obj and isinstance(obj["metrics"], Mapping):
+            status = obj.get("status", "ok")
+            if status not in STATUSES:
+                raise MixoptError(f"evaluator returned status {status!r}; use one of {', '.join(STATUSES)}")
+            res = EvalResult(
+                metrics=dict(obj["metrics"]),
+                cost=float(obj.get("cost", cost) or cost),
+                status=status,
+                error=obj.get("error"),
+                history=list(obj.get("history", [])),
+            )
+        else:
+            res = EvalResult(metrics=dict(obj), cost=cost)
+    else:
+        raise MixoptError(
+            f"evaluator returned {type(obj).__name__}; return a dict of metrics (e.g. {{'loss/code': 2.1}}) "
+            "or an EvalResult"
+        )
+    clean: dict[str, float] = {}
+    for k, v in res.metrics.items():
+        try:
+            clean[str(k)] = float(v)
+        except (TypeError, ValueError) as exc:
+            raise MixoptError(f"evaluator metric {k!r} is not a number ({v!r})") from exc
+    res.metrics = clean
+    if res.status == "ok":
+        if not clean:
+            raise MixoptError("evaluator returned no metrics; return at least one, e.g. {'loss/<domain>': value}")
+        bad = [k for k, v in clean.items() if not math.isfinite(v)]
+        if bad:
+            res.status = "diverged"
+            res.error = f"non-finite metrics: {', '.join(bad)}"
+    if not res.cost:
+        res.cost = cost
+    return res
+
+
+def load_evaluator(spec: str) -> Evaluator:
+    """Import ``module:function`` (the current folder is on the path, as for ``python -m``)."""
+    mod_name, sep, func_name = spec.partition(":")
+    if not sep or not mod_name or not func_name:
+        raise MixoptError(f"--evaluator {spec!r} is not of the form module:function (e.g. mypkg.evals:evaluate)")
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        mod = importlib.import_module(mod_name)
+    except Exception as exc:  # an import error of the user's module can be anything
+        raise MixoptError(f"cannot import evaluator module {mod_name!r}: {type(exc).__name__}: {exc}") from exc
+    fn = getattr(mod, func_name, None)
+    if fn is None or not callable(fn):
+        raise MixoptError(f"evaluator module {mod_name!r} has no callable {func_name!r}")
+    return fn

@@ -1,0 +1,210 @@
+"""The mixture: weights over named domains, an optional schedule, and its JSON form.
+
+A mixture is the product of a search and the input of a training job. Weights are ≥ 0 and sum to
+1 (within 1e-9 after normalising); no domain is ever silently dropped or invented. The JSON form
+(``"schema": "mixopt.mixture/v1"``) carries the weights plus what a user needs to trust them:
+objective, method and parameters, predicted objective (with an interval where the method has
+one), baselines, tokens and epochs per domain at the target budget, and provenance. Its JSON
+Schema ships as ``mixopt/schemas/mixture.v1.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from mixopt.errors import MixoptError, MixoptWarning
+
+SCHEMA_ID = "mixopt.mixture/v1"
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "mixture.v1.json"
+SUM_TOL = 1e-9
+# Rows read from files made elsewhere are rounded; within this they are renormalised with a warning.
+RENORM_TOL = 1e-3
+
+
+def normalize_weights(
+    weights: Mapping[str, float], *, where: str = "mixture", tol: float = RENORM_TOL
+) -> dict[str, float]:
+    """Check and normalise weights: finite, ≥ 0, summing to 1 within ``tol``.
+
+    Raises:
+        MixoptError: a weight is negative or not finite, there are none, or the sum is off by
+            more than ``tol``.
+    """
+    if not weights:
+        raise MixoptError(f"{where} has no domains; give at least one domain weight")
+    out: dict[str, float] = {}
+    for name, w in weights.items():
+        try:
+            w = float(w)
+        except (TypeError, ValueError) as exc:
+            raise MixoptError(f"{where}: weight of domain {name!r} is not a number ({w!r})") from exc
+        if not math.isfinite(w):
+            raise MixoptError(f"{where}: weight of domain {name!r} is {w}; weights must be finite")
+        if w < 0:
+            raise MixoptError(f"{where}: weight of domain {name!r} is negative ({w}); weights must be ≥ 0")
+        out[str(name)] = w
+    total = sum(out.values())
+    if abs(total - 1.0) > tol:
+        raise MixoptError(
+            f"{where}: weights sum to {total:.6g}, not 1; fix them or normalise (each weight / {total:.6g})"
+        )
+    if abs(total - 1.0) > SUM_TOL:
+        if abs(total - 1.0) > 1e-6:
+            warnings.warn(f"{where}: weights summed to {total:.9g}; renormalised to 1", MixoptWarning,
+                          stacklevel=2)
+        out = {k: v / total for k, v in out.items()}
+    return out
+
+
+def check_domains(weights: Mapping[str, float], domains: Sequence[str], *, where: str = "mixture") -> None:
+    """Refuse a mixture whose domains differ from ``domains`` (missing ones are an error only if >0)."""
+    unknown = sorted(set(weights) - set(domains))
+    if unknown:
+        raise MixoptError(
+            f"{where} names domains the corpus lacks: {', '.join(unknown)}; "
+            f"known domains are: {', '.join(domains)}"
+        )
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """Weights over named domains, optionally changing during training.
+
+    Attributes:
+        weights: domain → weight, ≥ 0, summing to 1. For a scheduled mixture, the first phase.
+        schedule: ``[(until_fraction, weights), ...]`` with strictly increasing fractions ending
+            at 1.0; phase i is used for training fraction in (prev_until, until_i].
+        meta: everything else the JSON carries (objective, method, prediction, provenance...).
+    """
+
+    weights: dict[str, float]
+    schedule: tuple[tuple[float, dict[str, float]], ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weights", normalize_weights(self.weights))
+        if self.schedule:
+            sched: list[tuple[float, dict[str, float]]] = []
+            prev = 0.0
+            for i, (until, w) in enumerate(self.schedule):
+                until = float(until)
+                if not (prev < until <= 1.0):
+                    raise MixoptError(
+                        f"mixture schedule: phase {i} ends at fraction {until}, but fractions must "
+                        f"increase strictly and lie in (0, 1]; previous phase ended at {prev}"
+                    )
+                w = normalize_weights(w, where=f"mixture schedule phase {i}")
+                if set(w) != set(self.weights):
+                    raise MixoptError(
+                        f"mixture schedule phase {i} has domains {sorted(w)} but the mixture has "
+                        f"{sorted(self.weights)}; every phase must name the same domains"
+                    )
+                sched.append((until, w))
+                prev = until
+            if sched[-1][0] != 1.0:
+                raise MixoptError(
+                    f"mixture schedule ends at fraction {sched[-1][0]}; the last phase must end at 1.0"
+                )
+            object.__setattr__(self, "schedule", tuple(sched))
+
+    @property
+    def domains(self) -> list[str]:
+        return list(self.weights)
+
+    def weights_at(self, fraction: float) -> dict[str, float]:
+        """The weights in force at training fraction ``fraction`` ∈ [0, 1]."""
+        if not self.schedule:
+            return self.weights
+        for until, w in self.schedule:
+            if fraction < until:
+                return w
+        return self.schedule[-1][1]
+
+    def vector(self, domains: Sequence[str]) -> list[float]:
+        """Weights in the order of ``domains`` (absent domains are 0)."""
+        check_domains(self.weights, domains)
+        return [self.weights.get(d, 0.0) for d in domains]
+
+    @classmethod
+    def uniform(cls, domains: Sequence[str], **meta: Any) -> Mixture:
+        return cls({d: 1.0 / len(domains) for d in domains}, meta=dict(meta))
+
+    @classmethod
+    def from_tokens(cls, tokens: Mapping[str, float], temperature: float = 1.0, **meta: Any) -> Mixture:
+        """Natural (temperature 1) or temperature-scaled token distribution: w ∝ tokens^(1/T)."""
+        if temperature <= 0:
+            raise MixoptError(f"temperature must be > 0, got {temperature}")
+        raw = {d: max(float(t), 0.0) ** (1.0 / temperature) for d, t in tokens.items()}
+        total = sum(raw.values())
+        if total <= 0:
+            raise MixoptError("token counts are all zero; cannot form a natural mixture")
+        return cls({d: v / total for d, v in raw.items()}, meta=dict(meta))
+
+    # ----- JSON ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"schema": SCHEMA_ID, "weights": dict(self.weights)}
+        if self.schedule:
+            d["schedule"] = [{"until": u, "weights": dict(w)} for u, w in self.schedule]
+        for k, v in self.meta.items():
+            if k not in ("schema", "weights", "schedule"):
+                d[k] = v
+        d.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def save(self, path: str | Path) -> Path:
+        from mixopt.atomic import write_text
+
+        text = self.to_json()
+        validate_json(json.loads(text), where=str(path))
+        return write_text(path, text)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, where: str = "mixture") -> Mixture:
+        validate_json(d, where=where)
+        sched = tuple((p["until"], p["weights"]) for p in d.get("schedule", []))
+        meta = {k: v for k, v in d.items() if k not in ("schema", "weights", "schedule")}
+        return cls(dict(d["weights"]), sched, meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Mixture:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            raise MixoptError(f"mixture file {path} does not exist; give a path to a mixture JSON") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MixoptError(f"cannot read mixture file {path}: {exc}") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MixoptError(f"mixture file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+        return cls.from_dict(data, where=str(path))
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The JSON Schema of ``mixopt.mixture/v1``."""
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def validate_json(data: Any, *, where: str = "mixture") -> None:
+    """Validate a parsed mixture JSON against the shipped schema; one clear error if it fails."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        loc = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise MixoptError(f"{where} fails the mixture schema at {loc}: {e.message}")

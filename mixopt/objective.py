@@ -1,0 +1,93 @@
+"""The objective: one number, lower is better, computed from a run's metrics.
+
+Default: mean validation loss over all domains. Also a weighted mean over chosen domains, a single
+target domain (or held-out set), and bits per byte instead of loss.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from mixopt.errors import MixoptError
+
+Metric = Literal["loss", "bpb"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Objective:
+    """Weighted mean of ``<metric>/<domain>``; an empty ``weights`` means all domains equally."""
+
+    metric: Metric = "loss"
+    weights: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.metric not in ("loss", "bpb"):
+            raise MixoptError(f"objective metric {self.metric!r} is unknown; use 'loss' or 'bpb'")
+        for d, w in self.weights.items():
+            if not (math.isfinite(w) and w >= 0):
+                raise MixoptError(f"objective weight of {d!r} is {w}; it must be ≥ 0")
+        if self.weights and sum(self.weights.values()) <= 0:
+            raise MixoptError("objective weights are all zero; give at least one positive weight")
+
+    @classmethod
+    def parse(cls, target: str | None = None, metric: str = "loss") -> Objective:
+        """Parse ``--target``: empty (all domains), ``d1,d2`` (mean of those), ``d1=0.7,d2=0.3``."""
+        if not target:
+            return cls(metric=metric)  # type: ignore[arg-type]
+        weights: dict[str, float] = {}
+        for part in target.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "=" in part:
+                name, _, val = part.partition("=")
+                try:
+                    weights[name.strip()] = float(val)
+                except ValueError as exc:
+                    raise MixoptError(f"--target: weight {val!r} of {name!r} is not a number") from exc
+            else:
+                weights[part] = 1.0
+        return cls(metric=metric, weights=weights)  # type: ignore[arg-type]
+
+    @property
+    def kind(self) -> str:
+        if not self.weights:
+            return f"mean_{self.metric}"
+        if len(self.weights) == 1:
+            return f"target_{self.metric}"
+        return f"weighted_{self.metric}"
+
+    def check_domains(self, domains: Sequence[str]) -> None:
+        unknown = sorted(set(self.weights) - set(domains))
+        if unknown:
+            raise MixoptError(
+                f"--target names unknown domain(s) {', '.join(unknown)}; domains are {', '.join(domains)}"
+            )
+
+    def metric_weights(self, domains: Sequence[str]) -> dict[str, float]:
+        """Metric name → weight (summing to 1)."""
+        self.check_domains(domains)
+        w = dict(self.weights) if self.weights else {d: 1.0 for d in domains}
+        total = sum(w.values())
+        return {f"{self.metric}/{d}": v / total for d, v in w.items() if v > 0}
+
+    def value(self, metrics: Mapping[str, float], domains: Sequence[str]) -> float:
+        """The objective for one run; NaN if a needed metric is missing or not finite."""
+        total = 0.0
+        for name, w in self.metric_weights(domains).items():
+            v = metrics.get(name)
+            if v is None or not math.isfinite(float(v)):
+                return math.nan
+            total += w * float(v)
+        return total
+
+    def key(self) -> str:
+        """A stable string: runs are reused across searches with the same objective key."""
+        return json.dumps({"metric": self.metric, "weights": dict(sorted(self.weights.items()))}, sort_keys=True)
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "metric": self.metric, "weights": dict(self.weights)}

@@ -1,0 +1,49 @@
+"""Where mixopt keeps things: recipes in the project, built artefacts in a workspace.
+
+The workspace defaults to ``./.mixopt`` (override with ``MIXOPT_HOME``): built corpora under
+``corpora/``, the run store ``runs.sqlite``, searches under ``searches/``, proxy results under
+``runs/``. Recipes (``corpora/*.toml``, ``proxies/*.toml``) are looked up in the current folder
+first, then next to the installed package (the repository root for an editable install).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_ROOT.parent
+
+
+def home() -> Path:
+    """The workspace folder (not created here)."""
+    return Path(os.environ.get("MIXOPT_HOME", ".mixopt")).resolve()
+
+
+def recipe_dirs(kind: str) -> list[Path]:
+    """Folders searched for recipes of ``kind`` (``"corpora"`` or ``"proxies"``), in order."""
+    dirs = [Path.cwd() / kind, REPO_ROOT / kind]
+    out: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
+def find_recipe(kind: str, name: str) -> Path | None:
+    """The TOML recipe ``name`` of ``kind``, or None. A path to a .toml file is taken as is."""
+    p = Path(name)
+    if p.suffix == ".toml" and p.is_file():
+        return p
+    for d in recipe_dirs(kind):
+        cand = d / f"{name}.toml"
+        if cand.is_file():
+            return cand
+    return None
+
+
+def available_recipes(kind: str) -> list[str]:
+    names: set[str] = set()
+    for d in recipe_dirs(kind):
+        names.update(p.stem for p in d.glob("*.toml"))
+    return sorted(names)

@@ -1,0 +1,163 @@
+"""The search space: which mixtures a search may propose.
+
+Domains with their available tokens; a floor and a ceiling per domain; a repetition cap (at most
+``max_epochs`` passes over any domain at ``target_tokens``, as RegMix and Olmix do); weights fixed
+by the user. Every proposer and sampler receives this object and must stay inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mixopt.errors import MixoptError
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSpace:
+    """Feasible mixtures over ``domains``.
+
+    Attributes:
+        domains: domain names, in the order of every weight vector.
+        tokens: available (training) tokens per domain; None when unknown (no repetition cap).
+        min_weight: floor applied to every domain that is not fixed.
+        floors: per-domain floors (max'ed with ``min_weight``).
+        ceilings: per-domain ceilings.
+        fixed: domains whose weight the user will not move.
+        max_epochs: most passes over any domain at ``target_tokens`` (None: no cap).
+        target_tokens: the token budget of the training job the mixture is for.
+    """
+
+    domains: tuple[str, ...]
+    tokens: Mapping[str, float] | None = None
+    min_weight: float = 0.0
+    floors: Mapping[str, float] = field(default_factory=dict)
+    ceilings: Mapping[str, float] = field(default_factory=dict)
+    fixed: Mapping[str, float] = field(default_factory=dict)
+    max_epochs: float | None = None
+    target_tokens: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "domains", tuple(self.domains))
+        if len(self.domains) < 2:
+            raise MixoptError(f"a search space needs at least 2 domains, got {list(self.domains)}")
+        if len(set(self.domains)) != len(self.domains):
+            raise MixoptError(f"duplicate domain names in {list(self.domains)}")
+        for what, m in (("floor", self.floors), ("ceiling", self.ceilings), ("fixed weight", self.fixed),
+                        ("token count", self.tokens or {})):
+            unknown = sorted(set(m) - set(self.domains))
+            if unknown:
+                raise MixoptError(
+                    f"{what} given for unknown domain(s) {', '.join(unknown)}; domains are {', '.join(self.domains)}"
+                )
+            for d, v in m.items():
+                if not 0 <= float(v) <= (1 if what != "token count" else float("inf")):
+                    raise MixoptError(f"{what} of domain {d!r} is {v}; it must be in [0, 1]")
+        if self.tokens is not None:
+            missing = [d for d in self.domains if d not in self.tokens]
+            if missing:
+                raise MixoptError(f"token counts missing for domain(s) {', '.join(missing)}")
+        if not 0 <= self.min_weight < 1:
+            raise MixoptError(f"--min-weight is {self.min_weight}; it must be in [0, 1)")
+        if self.max_epochs is not None and self.max_epochs <= 0:
+            raise MixoptError(f"--max-epochs is {self.max_epochs}; it must be > 0")
+        if self.target_tokens is not None and self.target_tokens <= 0:
+            raise MixoptError(f"--target-tokens is {self.target_tokens}; it must be > 0")
+        self.check_feasible()
+
+    # ----- bounds -------------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return len(self.domains)
+
+    def epoch_cap(self) -> np.ndarray:
+        """Upper bound per domain from the repetition cap (1 where there is none)."""
+        if self.tokens is None or self.max_epochs is None or self.target_tokens is None:
+            return np.ones(self.n)
+        toks = np.array([float(self.tokens[d]) for d in self.domains])
+        return np.minimum(1.0, self.max_epochs * toks / self.target_tokens)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) weight per domain, with fixed domains pinned."""
+        lo = np.array([max(self.min_weight, float(self.floors.get(d, 0.0))) for d in self.domains])
+        hi = np.minimum(np.array([float(self.ceilings.get(d, 1.0)) for d in self.domains]), self.epoch_cap())
+        for i, d in enumerate(self.domains):
+            if d in self.fixed:
+                lo[i] = hi[i] = float(self.fixed[d])
+        return lo, hi
+
+    def check_feasible(self) -> None:
+        """Raise a MixoptError naming the conflicting bounds when no mixture satisfies them."""
+        lo, hi = self.bounds()
+        for i, d in enumerate(self.domains):
+            if lo[i] > hi[i] + 1e-12:
+                why = []
+                if d in self.fixed:
+                    why.append(f"fixed at {self.fixed[d]}")
+                why.append(f"floor {lo[i]:.4g}")
+                why.append(f"ceiling {hi[i]:.4g}")
+                if self.epoch_cap()[i] < 1:
+                    why.append(f"repetition cap {self.epoch_cap()[i]:.4g} (max_epochs × tokens / target_tokens)")
+                raise MixoptError(f"domain {d!r} has no feasible weight: {', '.join(why)}; relax one of them")
+        if lo.sum() > 1 + 1e-9:
+            raise MixoptError(
+                f"floors (and fixed weights) sum to {lo.sum():.4g} > 1; lower --min-weight or the floors/fixed weights"
+            )
+        if hi.sum() < 1 - 1e-9:
+            raise MixoptError(
+                f"ceilings (with repetition caps) sum to {hi.sum():.4g} < 1; raise the ceilings or --max-epochs, "
+                "or lower --target-tokens"
+            )
+
+    # ----- membership ---------------------------------------------------------------------
+    def violations(self, w: Sequence[float] | np.ndarray, tol: float = 1e-9) -> list[str]:
+        """Human-readable reasons why weight vector ``w`` is outside the space (empty if inside)."""
+        w = np.asarray(w, dtype=float)
+        out: list[str] = []
+        if w.shape != (self.n,):
+            return [f"expected {self.n} weights, got shape {w.shape}"]
+        if abs(w.sum() - 1) > 1e-6:
+            out.append(f"weights sum to {w.sum():.6g}")
+        lo, hi = self.bounds()
+        for i, d in enumerate(self.domains):
+            if w[i] < lo[i] - tol:
+                out.append(f"{d}: {w[i]:.4g} below floor {lo[i]:.4g}")
+            if w[i] > hi[i] + tol:
+                out.append(f"{d}: {w[i]:.4g} above ceiling {hi[i]:.4g}")
+        return out
+
+    def contains(self, w: Sequence[float] | np.ndarray, tol: float = 1e-9) -> bool:
+        return not self.violations(w, tol)
+
+    def contains_rows(self, W: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+        """Vectorised :meth:`contains` over rows of ``W`` (n_rows, n_domains)."""
+        lo, hi = self.bounds()
+        W = np.asarray(W, dtype=float)
+        return (
+            (np.abs(W.sum(axis=1) - 1) <= 1e-6)
+            & np.all(W >= lo - tol, axis=1)
+            & np.all(W <= hi + tol, axis=1)
+        )
+
+    def epochs(self, w: Sequence[float] | np.ndarray) -> dict[str, float] | None:
+        """Passes over each domain at ``target_tokens`` for weights ``w`` (None when unknown)."""
+        if self.tokens is None or self.target_tokens is None:
+            return None
+        w = np.asarray(w, dtype=float)
+        return {
+            d: float(w[i] * self.target_tokens / max(float(self.tokens[d]), 1.0)) for i, d in enumerate(self.domains)
+        }
+
+    def as_dict(self) -> dict:
+        return {
+            "domains": list(self.domains),
+            "tokens": dict(self.tokens) if self.tokens is not None else None,
+            "min_weight": self.min_weight,
+            "floors": dict(self.floors),
+            "ceilings": dict(self.ceilings),
+            "fixed": dict(self.fixed),
+            "max_epochs": self.max_epochs,
+            "target_tokens": self.target_tokens,
+        }
