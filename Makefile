@@ -1,0 +1,28 @@
+# The two commands of the README. Each creates .venv on a fresh machine when it is missing.
+VENV ?= .venv
+PYTHON ?= python3
+MIX := $(VENV)/bin/mixopt
+
+.PHONY: install search test test-slow lint bench
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# The main job: build the default corpus (a no-op when it is up to date) and search it.
+search: install
+	$(MIX) corpus build default
+	$(MIX) proxy train --corpus default --rung xs --mixture natural
+
+test: install
+	$(VENV)/bin/ruff check mixopt tests
+	$(VENV)/bin/pytest
+
+test-slow: install
+	$(VENV)/bin/pytest -m slow
+
+bench: install
+	$(MIX) bench proxy

@@ -1,0 +1,244 @@
+"""Contracts of the core: mixture, search space, objective, evaluator result, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mixopt import atomic
+from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.evaluator import EvalRequest, EvalResult, coerce_result, load_evaluator
+from mixopt.mixture import Mixture, normalize_weights, validate_json
+from mixopt.objective import Objective
+from mixopt.space import SearchSpace
+
+# ----- mixture ------------------------------------------------------------------------------
+
+
+@given(st.lists(st.floats(0.0, 10.0), min_size=1, max_size=12).filter(lambda v: sum(v) > 1e-3))
+def test_normalised_weights_sum_to_one(raw):
+    total = sum(raw)
+    w = {f"d{i}": v / total * (1 + 5e-4) for i, v in enumerate(raw)}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MixoptWarning)
+        out = normalize_weights(w)
+    assert abs(sum(out.values()) - 1) <= 1e-9
+    assert set(out) == set(w)  # nothing dropped or invented
+    assert all(v >= 0 for v in out.values())
+
+
+@pytest.mark.parametrize(
+    "weights, match",
+    [
+        ({"a": 0.7, "b": 0.7}, "sum to 1.4"),
+        ({"a": -0.1, "b": 1.1}, "negative"),
+        ({"a": math.nan, "b": 1.0}, "finite"),
+        ({}, "no domains"),
+    ],
+)
+def test_bad_weights_are_refused(weights, match):
+    with pytest.raises(MixoptError, match=match):
+        Mixture(weights)
+
+
+def test_small_rounding_is_renormalised_with_warning():
+    with pytest.warns(MixoptWarning, match="renormalised"):
+        m = Mixture({"a": 0.5004, "b": 0.5})
+    assert sum(m.weights.values()) == pytest.approx(1, abs=1e-12)
+
+
+def test_mixture_json_round_trip(tmp_path):
+    m = Mixture(
+        {"code": 0.25, "legal": 0.75},
+        schedule=((0.5, {"code": 0.25, "legal": 0.75}), (1.0, {"code": 0.5, "legal": 0.5})),
+        meta={"method": "regmix", "predicted": {"mean": 2.5, "std": 0.1, "interval": [2.3, 2.7]}},
+    )
+    path = m.save(tmp_path / "m.json")
+    back = Mixture.load(path)
+    assert back.weights == m.weights
+    assert back.schedule == m.schedule
+    assert back.meta["method"] == "regmix"
+    assert json.loads(path.read_text())["schema"] == "mixopt.mixture/v1"
+    assert back.weights_at(0.2) == {"code": 0.25, "legal": 0.75}
+    assert back.weights_at(0.7) == {"code": 0.5, "legal": 0.5}
+
+
+@pytest.mark.parametrize(
+    "doc, match",
+    [
+        ({"weights": {"a": 1.0}}, "schema"),
+        ({"schema": "mixopt.mixture/v1", "weights": {"a": "x"}}, "weights/a"),
+        ({"schema": "mixopt.mixture/v1", "weights": {}}, "weights"),
+        ({"schema": "mixopt.mixture/v2", "weights": {"a": 1.0}}, "schema"),
+    ],
+)
+def test_schema_rejects_bad_documents(doc, match):
+    with pytest.raises(MixoptError, match=match):
+        validate_json(doc)
+
+
+def test_schedule_must_increase_and_end_at_one():
+    w = {"a": 0.5, "b": 0.5}
+    with pytest.raises(MixoptError, match="increase"):
+        Mixture(w, schedule=((0.6, w), (0.4, w), (1.0, w)))
+    with pytest.raises(MixoptError, match="end at 1.0"):
+        Mixture(w, schedule=((0.5, w),))
+    with pytest.raises(MixoptError, match="same domains"):
+        Mixture(w, schedule=((0.5, w), (1.0, {"a": 1.0})))
+
+
+def test_natural_and_temperature_mixtures():
+    nat = Mixture.from_tokens({"a": 300, "b": 100})
+    assert nat.weights == pytest.approx({"a": 0.75, "b": 0.25})
+    hot = Mixture.from_tokens({"a": 300, "b": 100}, temperature=2.0)
+    assert hot.weights["a"] < 0.75  # temperature > 1 flattens toward uniform
+
+
+def test_load_reports_missing_and_broken_files(tmp_path):
+    with pytest.raises(MixoptError, match="does not exist"):
+        Mixture.load(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(MixoptError, match="not valid JSON"):
+        Mixture.load(bad)
+
+
+# ----- search space ------------------------------------------------------------------------
+
+
+def test_space_bounds_include_repetition_cap():
+    space = SearchSpace(
+        domains=("a", "b", "c"), tokens={"a": 1e6, "b": 1e8, "c": 1e8}, max_epochs=2, target_tokens=1e7,
+        min_weight=0.01, ceilings={"b": 0.6}, fixed={"c": 0.3},
+    )
+    lo, hi = space.bounds()
+    assert hi[0] == pytest.approx(0.2)  # 2 epochs × 1e6 / 1e7
+    assert hi[1] == pytest.approx(0.6)
+    assert lo[2] == hi[2] == pytest.approx(0.3)
+    assert space.contains([0.15, 0.55, 0.3])
+    assert not space.contains([0.3, 0.4, 0.3])
+    assert "above ceiling" in space.violations([0.3, 0.4, 0.3])[0]
+    assert space.epochs([0.15, 0.55, 0.3])["a"] == pytest.approx(1.5)
+    rows = np.array([[0.15, 0.55, 0.3], [0.3, 0.4, 0.3]])
+    assert space.contains_rows(rows).tolist() == [True, False]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(fixed={"a": 0.6, "b": 0.6}), "sum to 1.2"),
+        (dict(ceilings={"a": 0.2, "b": 0.2, "c": 0.2}), "ceilings"),
+        (dict(floors={"a": 0.5}, ceilings={"a": 0.4}), "no feasible weight"),
+        (dict(floors={"zz": 0.1}), "unknown domain"),
+        (dict(min_weight=1.5), "min-weight"),
+    ],
+)
+def test_infeasible_spaces_name_the_conflict(kwargs, match):
+    with pytest.raises(MixoptError, match=match):
+        SearchSpace(domains=("a", "b", "c"), **kwargs)
+
+
+# ----- objective -----------------------------------------------------------------------------
+
+
+def test_objective_mean_weighted_and_target():
+    metrics = {"loss/a": 2.0, "loss/b": 4.0, "bpb/a": 1.0, "bpb/b": 3.0}
+    assert Objective().value(metrics, ["a", "b"]) == pytest.approx(3.0)
+    assert Objective.parse("a=3,b=1").value(metrics, ["a", "b"]) == pytest.approx(2.5)
+    assert Objective.parse("b").value(metrics, ["a", "b"]) == pytest.approx(4.0)
+    assert Objective(metric="bpb").value(metrics, ["a", "b"]) == pytest.approx(2.0)
+    assert math.isnan(Objective().value({"loss/a": 2.0}, ["a", "b"]))
+    assert Objective.parse("a").key() != Objective().key()
+    with pytest.raises(MixoptError, match="unknown domain"):
+        Objective.parse("zz").value(metrics, ["a", "b"])
+
+
+# ----- evaluator contract --------------------------------------------------------------------
+
+
+def test_coerce_result_accepts_dicts_and_flags_divergence():
+    r = coerce_result({"loss/a": 2.0}, cost=1.5)
+    assert r.status == "ok" and r.metrics == {"loss/a": 2.0} and r.cost == 1.5
+    r = coerce_result({"metrics": {"loss/a": float("inf")}, "cost": 3})
+    assert r.status == "diverged" and "loss/a" in r.error
+    r = coerce_result(EvalResult(metrics={}, status="failed", error="boom"))
+    assert r.status == "failed"
+    with pytest.raises(MixoptError, match="no metrics"):
+        coerce_result({})
+    with pytest.raises(MixoptError, match="returned list"):
+        coerce_result([1, 2])
+
+
+def test_request_reads_as_mapping():
+    req = EvalRequest(mixture={"a": 1.0}, fidelity={"rung": "xs"}, seed=3, run_id="r1", workdir="/tmp")
+    assert req["seed"] == 3 and dict(req)["run_id"] == "r1"
+
+
+def test_load_evaluator_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "myeval.py").write_text("def evaluate(req):\n    return {'loss/a': 1.0}\n")
+    fn = load_evaluator("myeval:evaluate")
+    assert fn(None) == {"loss/a": 1.0}
+    with pytest.raises(MixoptError, match="module:function"):
+        load_evaluator("myeval")
+    with pytest.raises(MixoptError, match="cannot import"):
+        load_evaluator("no_such_module_xyz:evaluate")
+    with pytest.raises(MixoptError, match="no callable"):
+        load_evaluator("myeval:missing")
+
+
+# ----- atomic writes -------------------------------------------------------------------------
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError), atomic.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+    atomic.write_json(target, {"a": 1})
+    assert json.loads(target.read_text()) == {"a": 1}
+
+
+def test_atomic_dir_replaces_only_on_success(tmp_path):
+    target = tmp_path / "built"
+    with atomic.atomic_dir(target) as tmp:
+        (tmp / "f").write_text("v1")
+    with pytest.raises(RuntimeError), atomic.atomic_dir(target) as tmp:
+        (tmp / "f").write_text("v2")
+        raise RuntimeError("crash")
+    assert (target / "f").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["built"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_folder_is_a_user_error(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    with pytest.raises(MixoptError, match="not writable"):
+        atomic.write_text(ro / "x.txt", "x")
+
+
+def test_unwritable_path_under_a_file_is_a_user_error(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(MixoptError, match="cannot create folder"):
+        atomic.write_text(Path(f) / "sub" / "x.txt", "x")
+
+
+@settings(max_examples=30)
+@given(st.integers(2, 8), st.floats(0.0, 0.1))
+def test_space_uniform_is_inside_when_floors_allow(n, floor):
+    space = SearchSpace(domains=tuple(f"d{i}" for i in range(n)), min_weight=min(floor, 0.99 / n))
+    assert space.contains(np.full(n, 1.0 / n))
