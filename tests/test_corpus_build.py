@@ -1,0 +1,117 @@
+"""Building a corpus from documents: tokenizer round trip, shard integrity, dedup, split, hashes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import TINY_DOMAINS, tiny_documents
+
+from mixopt.corpus import Corpus
+from mixopt.corpus.build import build_from_documents
+from mixopt.corpus.documents import chunk_text, clean_documents, split_indices
+from mixopt.errors import MixoptError
+
+
+def test_tiny_corpus_has_the_four_domains(tiny_corpus: Corpus) -> None:
+    assert tiny_corpus.domains == list(TINY_DOMAINS)
+    assert tiny_corpus.vocab_size == 512
+    for d in TINY_DOMAINS:
+        m = tiny_corpus.manifest["domains"][d]
+        assert m["val_tokens"] >= 3000, d  # enough for a proxy's validation windows
+        assert m["train_tokens"] > m["val_tokens"]
+
+
+def test_tokenizer_round_trip_on_every_domain(tiny_corpus: Corpus) -> None:
+    tok = tiny_corpus.tokenizer()
+    for d, texts in tiny_documents().items():
+        for text in texts:
+            assert tok.decode(tok.encode(text).ids) == text, d
+
+
+def test_shards_decode_back_to_documents(tiny_corpus: Corpus) -> None:
+    tok = tiny_corpus.tokenizer()
+    eot = tiny_corpus.manifest["eot_id"]
+    originals = "".join(t for texts in tiny_documents().values() for t in texts)
+    for d in tiny_corpus.domains:
+        toks = np.asarray(tiny_corpus.tokens(d, "val"))
+        off = tiny_corpus.doc_offsets(d, "val")
+        for a, b in zip(off[:-1], off[1:], strict=True):
+            doc = toks[a:b]
+            assert doc[-1] == eot and eot not in doc[:-1]
+            assert tok.decode(doc[:-1].tolist()) in originals
+
+
+def test_shard_integrity(tiny_corpus: Corpus) -> None:
+    man = tiny_corpus.manifest
+    for d in tiny_corpus.domains:
+        m = man["domains"][d]
+        for split in ("train", "val"):
+            toks = tiny_corpus.tokens(d, split)
+            off = tiny_corpus.doc_offsets(d, split)
+            assert off[0] == 0 and np.all(np.diff(off) > 0)
+            assert off[-1] == len(toks) == m[f"{split}_tokens"]
+            assert len(off) - 1 == m[f"{split}_documents"]
+            assert int(toks.max()) < man["vocab_size"]
+            assert (tiny_corpus.path / d / f"{split}.bin").stat().st_size == 2 * len(toks)
+        assert m["documents"] == m["train_documents"] + m["val_documents"]
+        assert m["bytes"] == m["train_bytes"] + m["val_bytes"]
+        assert m["val_bytes_per_token"] == pytest.approx(m["val_bytes"] / m["val_tokens"])
+    assert json.loads((tiny_corpus.path / "manifest.json").read_text())["schema"] == "mixopt.corpus/v1"
+
+
+def test_exact_duplicates_removed_per_domain(tmp_path) -> None:
+    texts = [f"document number {i}\n" * 5 for i in range(20)]
+    docs = {"a": texts + texts[:5] + ["  \n"], "b": texts[:12]}
+    man = build_from_documents("dup", docs, tmp_path / "dup", vocab_size=300, val_documents=3)
+    assert man["domains"]["a"]["duplicates_removed"] == 5
+    assert man["domains"]["a"]["empty_removed"] == 1
+    assert man["domains"]["a"]["documents"] == 20
+    # duplicates across domains are kept: each domain is its own distribution
+    assert man["domains"]["b"]["documents"] == 12
+
+
+def test_split_is_seeded_and_deterministic() -> None:
+    tr1, va1 = split_indices("code", 100, 10, seed=0)
+    tr2, va2 = split_indices("code", 100, 10, seed=0)
+    tr3, va3 = split_indices("code", 100, 10, seed=1)
+    assert np.array_equal(va1, va2) and np.array_equal(tr1, tr2)
+    assert not np.array_equal(va1, va3)
+    assert len(va1) == 10 and sorted(np.concatenate([tr1, va1]).tolist()) == list(range(100))
+
+
+def test_build_is_deterministic(tmp_path) -> None:
+    docs = tiny_documents()
+    m1 = build_from_documents("t", docs, tmp_path / "a", vocab_size=300, val_documents=4, max_doc_chars=2048)
+    m2 = build_from_documents("t", docs, tmp_path / "b", vocab_size=300, val_documents=4, max_doc_chars=2048)
+    assert m1["hash"] == m2["hash"]
+    for d in docs:
+        for f in ("train.bin", "val.bin", "train.idx"):
+            assert (tmp_path / "a" / d / f).read_bytes() == (tmp_path / "b" / d / f).read_bytes()
+    m3 = build_from_documents("t", docs, tmp_path / "c", vocab_size=300, val_documents=4, max_doc_chars=2048,
+                              seed=1)
+    assert m3["hash"] != m1["hash"]
+
+
+def test_chunking_keeps_text_and_bounds_size() -> None:
+    text = "".join(tiny_documents()["drama"])
+    chunks = chunk_text(text, 2000)
+    assert "".join(chunks) == text
+    assert all(len(c) <= 2000 for c in chunks) and len(chunks) > 20
+    one_line = "x" * 5000
+    assert [len(c) for c in chunk_text(one_line, 2000)] == [2000, 2000, 1000]
+    assert len(clean_documents("d", [text], max_chars=2000).documents) == len(chunks)
+
+
+def test_too_small_and_empty_domains_are_refused(tmp_path) -> None:
+    with pytest.raises(MixoptError, match=r"'b' has 3 documents .* needs at least 8"):
+        build_from_documents("x", {"a": [f"t{i}" for i in range(10)], "b": ["1", "2", "3"]}, tmp_path / "x",
+                             vocab_size=300, val_documents=4)
+    with pytest.raises(MixoptError, match="'b' of corpus 'x' is empty"):
+        build_from_documents("x", {"a": [f"t{i}" for i in range(10)], "b": ["", " \n"]}, tmp_path / "x",
+                             vocab_size=300, val_documents=4)
+    with pytest.raises(MixoptError, match="domain name 'a/b'"):
+        build_from_documents("x", {"a/b": ["t"]}, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    assert not list(tmp_path.iterdir())
