@@ -1,0 +1,504 @@
+"""The run store: every run ever evaluated, in one SQLite file, read into polars for fitting.
+
+One file in the workspace (``<MIXOPT_HOME>/runs.sqlite`` unless a path is given), in WAL mode
+with a busy timeout, so Ray trials in other processes and the driver write to it side by side.
+Two tables:
+
+``runs``      one row per evaluation (a retry is a new row with ``attempt`` + 1): run id, search
+              id, role (``swarm``, ``validate``, ``import``) and label, corpus name and hash, the
+              fidelity (JSON) and its key, the domains, the objective key and value, status
+              (``running`` → ``ok`` | ``diverged`` | ``failed``), seed, weights, metrics, history,
+              cost, error text, attempt, created and finished times.
+``searches``  one row per search: its resolved config, its plan (the sampled swarm), its state
+              and its result.
+
+A failed or diverged run is recorded, never lost, and never fitted: :meth:`RunStore.matrix`
+returns only ``ok`` runs with a finite objective. Runs of the same corpus hash, fidelity key and
+domains are reusable by later searches (:meth:`RunStore.reusable`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from mixopt import paths
+from mixopt.errors import MixoptError
+from mixopt.objective import Objective
+
+RunStatus = Literal["ok", "diverged", "failed", "running"]
+RUN_STATUSES = ("ok", "diverged", "failed", "running")
+SCHEMA_VERSION = 1
+# Long enough for a writer to wait out another process's commit on a loaded 2-core machine.
+BUSY_TIMEOUT_S = 60.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id        TEXT PRIMARY KEY,
+    search_id     TEXT,
+    role          TEXT NOT NULL DEFAULT 'swarm',
+    label         TEXT,
+    corpus        TEXT,
+    corpus_hash   TEXT,
+    fidelity      TEXT NOT NULL,
+    fidelity_key  TEXT NOT NULL,
+    domains_key   TEXT NOT NULL,
+    objective_key TEXT,
+    objective     REAL,
+    status        TEXT NOT NULL CHECK (status IN ('ok', 'diverged', 'failed', 'running')),
+    seed          INTEGER,
+    weights       TEXT NOT NULL,
+    metrics       TEXT NOT NULL DEFAULT '{}',
+    history       TEXT NOT NULL DEFAULT '[]',
+    cost          REAL,
+    error         TEXT,
+    attempt       INTEGER NOT NULL DEFAULT 1,
+    created       TEXT NOT NULL,
+    finished      TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_reuse ON runs (corpus_hash, fidelity_key, domains_key, status);
+CREATE INDEX IF NOT EXISTS runs_search ON runs (search_id);
+CREATE TABLE IF NOT EXISTS searches (
+    search_id TEXT PRIMARY KEY,
+    config    TEXT NOT NULL,
+    plan      TEXT,
+    state     TEXT NOT NULL,
+    result    TEXT,
+    created   TEXT NOT NULL,
+    updated   TEXT NOT NULL
+);
+"""
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
+
+
+def default_path() -> Path:
+    return paths.home() / "runs.sqlite"
+
+
+def domains_key(domains: Iterable[str]) -> str:
+    """Order-free key of a domain set: runs over the same domains are comparable."""
+    return json.dumps(sorted(domains))
+
+
+def fidelity_key(fidelity: Mapping[str, Any], evaluator: str = "proxy") -> str:
+    """Stable key of a fidelity: everything but the corpus (a column of its own), plus the evaluator."""
+    body = {k: v for k, v in fidelity.items() if k != "corpus"}
+    body["evaluator"] = evaluator
+    return json.dumps(body, sort_keys=True, default=str)
+
+
+def _dumps(obj: Any) -> str:
+    # NaN is kept (Python's json reads it back): a diverged run's metrics are evidence too.
+    return json.dumps(obj, sort_keys=False, default=_json_default)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRecord:
+    """One evaluation of one mixture at one fidelity."""
+
+    run_id: str
+    weights: dict[str, float]
+    fidelity: dict[str, Any]
+    fidelity_key: str
+    status: RunStatus = "running"
+    search_id: str | None = None
+    role: str = "swarm"
+    label: str | None = None
+    corpus: str | None = None
+    corpus_hash: str | None = None
+    objective_key: str | None = None
+    objective: float | None = None
+    seed: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    cost: float | None = None
+    error: str | None = None
+    attempt: int = 1
+    created: str = field(default_factory=now)
+    finished: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in RUN_STATUSES:
+            raise MixoptError(
+                f"run {self.run_id}: status {self.status!r} is not one of {', '.join(RUN_STATUSES)}"
+            )
+
+    @property
+    def domains(self) -> list[str]:
+        return list(self.weights)
+
+    def vector(self, domains: Sequence[str]) -> np.ndarray:
+        return np.array([float(self.weights.get(d, 0.0)) for d in domains])
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchRecord:
+    search_id: str
+    config: dict[str, Any]
+    plan: dict[str, Any] | None
+    state: str
+    result: dict[str, Any] | None
+    created: str
+    updated: str
+
+
+_RUN_COLUMNS = (
+    "run_id", "search_id", "role", "label", "corpus", "corpus_hash", "fidelity", "fidelity_key",
+    "domains_key", "objective_key", "objective", "status", "seed", "weights", "metrics", "history", "cost",
+    "error", "attempt", "created", "finished",
+)
+
+
+def _row_values(r: RunRecord) -> tuple:
+    obj = r.objective if r.objective is None or math.isfinite(r.objective) else None
+    return (
+        r.run_id, r.search_id, r.role, r.label, r.corpus, r.corpus_hash, _dumps(r.fidelity), r.fidelity_key,
+        domains_key(r.weights), r.objective_key, obj, r.status, r.seed, _dumps(r.weights), _dumps(r.metrics),
+        _dumps(r.history), r.cost, r.error, r.attempt, r.created, r.finished,
+    )
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    return RunRecord(
+        run_id=row["run_id"], search_id=row["search_id"], role=row["role"], label=row["label"],
+        corpus=row["corpus"], corpus_hash=row["corpus_hash"], fidelity=json.loads(row["fidelity"]),
+        fidelity_key=row["fidelity_key"], objective_key=row["objective_key"], objective=row["objective"],
+        status=row["status"], seed=row["seed"], weights=json.loads(row["weights"]),
+        metrics=json.loads(row["metrics"]), history=json.loads(row["history"]), cost=row["cost"],
+        error=row["error"], attempt=row["attempt"], created=row["created"], finished=row["finished"],
+    )
+
+
+class RunStore:
+    """The SQLite run store. Cheap to construct; every call opens its own short connection.
+
+    A connection per call keeps the store safe to use from Ray trials (other processes), from
+    threads, and after a fork; SQLite's WAL lets readers go on while one writer commits.
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as con:
+                con.executescript(_SCHEMA)
+                version = con.execute("PRAGMA user_version").fetchone()[0]
+                if version == 0:
+                    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                elif version > SCHEMA_VERSION:
+                    raise MixoptError(
+                        f"run store {self.path} has schema version {version}, newer than this mixopt "
+                        f"({SCHEMA_VERSION}); upgrade mixopt"
+                    )
+        except sqlite3.DatabaseError as exc:
+            raise MixoptError(f"cannot open run store {self.path}: {exc}; give another --store path") from exc
+        except OSError as exc:
+            raise MixoptError(f"cannot create run store {self.path}: {exc.strerror}") from exc
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.path)!r})"
+
+    # ----- connections --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            con.row_factory = sqlite3.Row
+            con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            con.execute("PRAGMA journal_mode = WAL")
+            con.execute("PRAGMA synchronous = NORMAL")
+            yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the lock up front (no read→write upgrade deadlocks)."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # ----- runs: writing ------------------------------------------------------------------
+    def add(self, records: RunRecord | Sequence[RunRecord]) -> int:
+        """Insert complete or running records; any run id already stored is an error (nothing written)."""
+        recs = [records] if isinstance(records, RunRecord) else list(records)
+        ids = [r.run_id for r in recs]
+        dup_in = sorted({i for i in ids if ids.count(i) > 1})
+        if dup_in:
+            raise MixoptError(f"duplicate run ids: {', '.join(dup_in[:10])}; every run needs its own id")
+        cols = ", ".join(_RUN_COLUMNS)
+        marks = ", ".join("?" for _ in _RUN_COLUMNS)
+        with self._write() as con:
+            existing = self._existing(con, ids)
+            if existing:
+                more = f" (and {len(existing) - 10} more)" if len(existing) > 10 else ""
+                raise MixoptError(
+                    f"run ids already in the store {self.path}: {', '.join(existing[:10])}{more}; "
+                    "give the runs new ids (e.g. another --prefix)"
+                )
+            con.executemany(f"INSERT INTO runs ({cols}) VALUES ({marks})", [_row_values(r) for r in recs])
+        return len(recs)
+
+    @staticmethod
+    def _existing(con: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
+        out: list[str] = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            q = f"SELECT run_id FROM runs WHERE run_id IN ({', '.join('?' for _ in chunk)})"
+            out += [row[0] for row in con.execute(q, chunk)]
+        return sorted(out)
+
+    def begin(self, record: RunRecord) -> None:
+        """Record a run as ``running`` before it starts (so a killed run leaves a trace).
+
+        A ``running`` row with the same id (the same trial started again by Ray) is replaced; a
+        finished one is an error.
+        """
+        with self._write() as con:
+            row = con.execute("SELECT status FROM runs WHERE run_id = ?", (record.run_id,)).fetchone()
+            if row is not None and row["status"] != "running":
+                raise MixoptError(
+                    f"run {record.run_id} already finished ({row['status']}); it is not run twice"
+                )
+            if row is not None:
+                con.execute("DELETE FROM runs WHERE run_id = ?", (record.run_id,))
+            cols = ", ".join(_RUN_COLUMNS)
+            marks = ", ".join("?" for _ in _RUN_COLUMNS)
+            values = _row_values(replace(record, status="running"))
+            con.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", values)
+
+    def finish(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        metrics: Mapping[str, float] | None = None,
+        objective: float | None = None,
+        history: list[dict[str, Any]] | None = None,
+        cost: float | None = None,
+        error: str | None = None,
+        only_if_running: bool = False,
+    ) -> bool:
+        """Set the outcome of a run; returns False if there was nothing to update."""
+        if status == "running":
+            raise ValueError("finish() needs a final status")
+        obj = objective if objective is not None and math.isfinite(objective) else None
+        q = (
+            "UPDATE runs SET status = ?, metrics = COALESCE(?, metrics), objective = ?, "
+            "history = COALESCE(?, history), cost = COALESCE(?, cost), error = ?, finished = ? "
+            "WHERE run_id = ?"
+        )
+        args: list[Any] = [
+            status, _dumps(dict(metrics)) if metrics is not None else None, obj,
+            _dumps(history) if history is not None else None, cost, error, now(), run_id,
+        ]
+        if only_if_running:
+            q += " AND status = 'running'"
+        with self._write() as con:
+            return con.execute(q, args).rowcount > 0
+
+    def interrupt(self, search_id: str, reason: str) -> list[str]:
+        """Mark a search's ``running`` runs failed (their driver is gone); returns their ids."""
+        with self._write() as con:
+            ids = [r[0] for r in con.execute(
+                "SELECT run_id FROM runs WHERE search_id = ? AND status = 'running'", (search_id,))]
+            con.execute(
+                "UPDATE runs SET status = 'failed', error = ?, finished = ? "
+                "WHERE search_id = ? AND status = 'running'",
+                (reason, now(), search_id),
+            )
+        return ids
+
+    # ----- runs: reading ------------------------------------------------------------------
+    def get(self, run_id: str) -> RunRecord | None:
+        with self._connect() as con:
+            row = con.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return _record(row) if row is not None else None
+
+    def runs(
+        self,
+        *,
+        search_id: str | Sequence[str] | None = None,
+        corpus_hash: str | None | Literal["any"] = "any",
+        fidelity_key: str | None = None,
+        domains: Sequence[str] | None = None,
+        status: str | Sequence[str] | None = None,
+        role: str | Sequence[str] | None = None,
+    ) -> list[RunRecord]:
+        """Runs matching every filter, oldest first; ``corpus_hash=None`` matches runs without a corpus."""
+        where: list[str] = []
+        args: list[Any] = []
+
+        def _in(col: str, val: str | Sequence[str]) -> None:
+            vals = [val] if isinstance(val, str) else list(val)
+            where.append(f"{col} IN ({', '.join('?' for _ in vals)})" if vals else "0")
+            args.extend(vals)
+
+        if search_id is not None:
+            _in("search_id", search_id)
+        if corpus_hash != "any":
+            where.append("corpus_hash IS ?")
+            args.append(corpus_hash)
+        if fidelity_key is not None:
+            where.append("fidelity_key = ?")
+            args.append(fidelity_key)
+        if domains is not None:
+            where.append("domains_key = ?")
+            args.append(domains_key(domains))
+        if status is not None:
+            _in("status", status)
+        if role is not None:
+            _in("role", role)
+        q = "SELECT * FROM runs" + (f" WHERE {' AND '.join(where)}" if where else "")
+        q += " ORDER BY created, run_id"
+        with self._connect() as con:
+            return [_record(r) for r in con.execute(q, args)]
+
+    def reusable(
+        self,
+        *,
+        corpus_hash: str | None,
+        fidelity_key: str,
+        domains: Sequence[str],
+        exclude_search: str | None = None,
+    ) -> list[RunRecord]:
+        """Finished ``ok`` runs of any search over the same corpus, fidelity and domains."""
+        runs = self.runs(corpus_hash=corpus_hash, fidelity_key=fidelity_key, domains=domains, status="ok")
+        return [r for r in runs if exclude_search is None or r.search_id != exclude_search]
+
+    def frame(self, **filters: Any):  # -> polars.DataFrame
+        """Runs as a polars DataFrame: scalar columns, ``weight/<domain>`` and one column per metric."""
+        import polars as pl
+
+        runs = self.runs(**filters)
+        rows = []
+        for r in runs:
+            row: dict[str, Any] = {
+                "run_id": r.run_id, "search_id": r.search_id, "role": r.role, "label": r.label,
+                "corpus": r.corpus, "corpus_hash": r.corpus_hash, "fidelity_key": r.fidelity_key,
+                "status": r.status, "seed": r.seed, "attempt": r.attempt, "objective": r.objective,
+                "cost": r.cost, "error": r.error, "created": r.created, "finished": r.finished,
+            }
+            row.update({f"weight/{d}": float(w) for d, w in r.weights.items()})
+            row.update({k: float(v) for k, v in r.metrics.items()})
+            rows.append(row)
+        if not rows:
+            return pl.DataFrame(schema={"run_id": pl.Utf8, "status": pl.Utf8, "objective": pl.Float64})
+        return pl.DataFrame(rows, infer_schema_length=None)
+
+    def matrix(
+        self,
+        domains: Sequence[str],
+        objective: Objective,
+        *,
+        search_id: str | Sequence[str] | None = None,
+        corpus_hash: str | None | Literal["any"] = "any",
+        fidelity_key: str | None = None,
+        role: str | Sequence[str] | None = None,
+        run_ids: Sequence[str] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Fitting data: (X of shape (n_runs, n_domains), y of shape (n_runs,), run ids).
+
+        Only ``ok`` runs over exactly ``domains`` whose objective is finite; failed and diverged
+        runs are never fitted.
+        """
+        runs = self.runs(search_id=search_id, corpus_hash=corpus_hash, fidelity_key=fidelity_key,
+                         domains=domains, status="ok", role=role)
+        if run_ids is not None:
+            keep = set(run_ids)
+            runs = [r for r in runs if r.run_id in keep]
+        X, y, ids = [], [], []
+        for r in runs:
+            v = objective.value(r.metrics, domains)
+            if math.isfinite(v):
+                X.append(r.vector(domains))
+                y.append(v)
+                ids.append(r.run_id)
+        if not X:
+            return np.zeros((0, len(domains))), np.zeros(0), []
+        return np.vstack(X), np.asarray(y, dtype=float), ids
+
+    # ----- searches -----------------------------------------------------------------------
+    def create_search(
+        self, search_id: str, config: Mapping[str, Any], plan: Mapping[str, Any] | None = None
+    ) -> None:
+        t = now()
+        with self._write() as con:
+            if con.execute("SELECT 1 FROM searches WHERE search_id = ?", (search_id,)).fetchone():
+                raise MixoptError(
+                    f"a search named {search_id!r} exists; resume it with --resume {search_id} "
+                    "or pick another --name"
+                )
+            con.execute(
+                "INSERT INTO searches (search_id, config, plan, state, result, created, updated) "
+                "VALUES (?, ?, ?, 'running', NULL, ?, ?)",
+                (search_id, _dumps(dict(config)), _dumps(dict(plan)) if plan is not None else None, t, t),
+            )
+
+    def update_search(
+        self, search_id: str, *, state: str | None = None, plan: Mapping[str, Any] | None = None,
+        result: Mapping[str, Any] | None = None,
+    ) -> None:
+        sets, args = ["updated = ?"], [now()]
+        if state is not None:
+            sets.append("state = ?")
+            args.append(state)
+        if plan is not None:
+            sets.append("plan = ?")
+            args.append(_dumps(dict(plan)))
+        if result is not None:
+            sets.append("result = ?")
+            args.append(_dumps(dict(result)))
+        with self._write() as con:
+            con.execute(f"UPDATE searches SET {', '.join(sets)} WHERE search_id = ?", [*args, search_id])
+
+    def get_search(self, search_id: str) -> SearchRecord | None:
+        with self._connect() as con:
+            row = con.execute("SELECT * FROM searches WHERE search_id = ?", (search_id,)).fetchone()
+        return self._search(row) if row is not None else None
+
+    def searches(self) -> list[SearchRecord]:
+        with self._connect() as con:
+            return [self._search(r) for r in con.execute("SELECT * FROM searches ORDER BY created")]
+
+    @staticmethod
+    def _search(row: sqlite3.Row) -> SearchRecord:
+        return SearchRecord(
+            search_id=row["search_id"], config=json.loads(row["config"]),
+            plan=json.loads(row["plan"]) if row["plan"] else None, state=row["state"],
+            result=json.loads(row["result"]) if row["result"] else None, created=row["created"],
+            updated=row["updated"],
+        )
+
+    def require_search(self, search_id: str) -> SearchRecord:
+        rec = self.get_search(search_id)
+        if rec is None:
+            known = [s.search_id for s in self.searches()]
+            hint = f"known searches: {', '.join(known[-10:])}" if known else "the store has no searches yet"
+            raise MixoptError(f"no search named {search_id!r} in {self.path}; {hint}")
+        return rec

@@ -1,0 +1,150 @@
+"""The run store: records, filters, fitting matrix, reuse keys, concurrency, searches."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import sqlite3
+
+import numpy as np
+import pytest
+
+from mixopt.errors import MixoptError
+from mixopt.objective import Objective
+from mixopt.store import RunRecord, RunStore, domains_key, fidelity_key
+
+DOMAINS = ["a", "b", "c"]
+FID = {"corpus": "toy", "rung": "xs"}
+FKEY = fidelity_key(FID, "proxy")
+
+
+def rec(run_id: str, w: list[float], loss: float | None, *, status="ok", search="s1", **kw) -> RunRecord:
+    metrics = {} if loss is None else {f"loss/{d}": loss + i for i, d in enumerate(DOMAINS)}
+    return RunRecord(
+        run_id=run_id, search_id=search, weights=dict(zip(DOMAINS, w, strict=True)), fidelity=FID,
+        fidelity_key=FKEY, status=status, corpus="toy", corpus_hash="h1", metrics=metrics, seed=0, **kw,
+    )
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> RunStore:
+    monkeypatch.setenv("MIXOPT_HOME", str(tmp_path / "home"))
+    return RunStore()
+
+
+def test_default_path_is_in_the_workspace_and_wal(store, tmp_path):
+    assert store.path == tmp_path / "home" / "runs.sqlite"
+    con = sqlite3.connect(store.path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_roundtrip_and_matrix_excludes_failed_and_diverged(store):
+    store.add([
+        rec("r1", [0.2, 0.3, 0.5], 2.0),
+        rec("r2", [0.5, 0.5, 0.0], 3.0),
+        rec("r3", [0.1, 0.1, 0.8], None, status="failed", error="boom"),
+        rec("r4", [0.3, 0.3, 0.4], math.nan, status="diverged", error="nan loss"),
+    ])
+    r3 = store.get("r3")
+    assert r3.status == "failed" and r3.error == "boom" and r3.weights["c"] == 0.8
+    assert math.isnan(store.get("r4").metrics["loss/a"])  # diverged metrics are kept, not fitted
+    X, y, ids = store.matrix(DOMAINS, Objective())
+    assert ids == ["r1", "r2"]
+    np.testing.assert_allclose(X, [[0.2, 0.3, 0.5], [0.5, 0.5, 0.0]])
+    np.testing.assert_allclose(y, [3.0, 4.0])  # mean of loss, loss+1, loss+2
+    X, y, _ = store.matrix(DOMAINS, Objective.parse("c"))
+    np.testing.assert_allclose(y, [4.0, 5.0])
+    # a different domain order gives columns in that order
+    X2, _, _ = store.matrix(["c", "a", "b"], Objective())
+    np.testing.assert_allclose(X2[0], [0.5, 0.2, 0.3])
+
+
+def test_frame_has_weight_and_metric_columns(store):
+    store.add([rec("r1", [0.2, 0.3, 0.5], 2.0), rec("r2", [0.5, 0.5, 0.0], None, status="failed")])
+    df = store.frame(search_id="s1")
+    assert df.height == 2
+    assert {"weight/a", "loss/c", "status", "error", "objective"} <= set(df.columns)
+    assert df.filter(df["status"] == "ok")["loss/c"].to_list() == [4.0]
+
+
+def test_duplicate_run_ids_are_an_error_and_nothing_is_written(store):
+    store.add(rec("r1", [0.2, 0.3, 0.5], 2.0))
+    with pytest.raises(MixoptError, match="already in the store.*r1"):
+        store.add([rec("r9", [0.2, 0.3, 0.5], 2.0), rec("r1", [0.2, 0.3, 0.5], 2.0)])
+    assert store.get("r9") is None
+    with pytest.raises(MixoptError, match="duplicate run ids: r5"):
+        store.add([rec("r5", [0.2, 0.3, 0.5], 2.0), rec("r5", [0.2, 0.3, 0.5], 2.0)])
+
+
+def test_begin_finish_and_interrupt(store):
+    store.begin(rec("r1", [0.2, 0.3, 0.5], None, status="running"))
+    assert store.get("r1").status == "running"
+    store.begin(rec("r1", [0.2, 0.3, 0.5], None, status="running"))  # a restarted trial replaces its own row
+    assert store.finish("r1", status="ok", metrics={"loss/a": 1.0}, objective=1.0, cost=0.5)
+    r = store.get("r1")
+    assert (r.status, r.metrics, r.cost, r.objective) == ("ok", {"loss/a": 1.0}, 0.5, 1.0) and r.finished
+    with pytest.raises(MixoptError, match="already finished"):
+        store.begin(rec("r1", [0.2, 0.3, 0.5], None, status="running"))
+    store.begin(rec("r2", [0.2, 0.3, 0.5], None, status="running"))
+    assert store.interrupt("s1", "driver killed") == ["r2"]
+    assert store.get("r2").status == "failed" and store.get("r2").error == "driver killed"
+    assert not store.finish("r2", status="failed", error="late", only_if_running=True)
+
+
+def test_reuse_filters_by_corpus_fidelity_and_domains(store):
+    other_fid = {"corpus": "toy", "rung": "s"}
+    store.add([
+        rec("r1", [0.2, 0.3, 0.5], 2.0),
+        rec("r2", [0.2, 0.3, 0.5], 2.0, search="s2"),
+        rec("r3", [0.2, 0.3, 0.5], None, status="failed"),
+        RunRecord(run_id="r4", weights={"a": 0.5, "b": 0.5}, fidelity=FID, fidelity_key=FKEY, status="ok",
+                  corpus_hash="h1", metrics={"loss/a": 1.0}),
+        RunRecord(run_id="r5", weights=dict(zip(DOMAINS, [0.2, 0.3, 0.5], strict=True)), fidelity=other_fid,
+                  fidelity_key=fidelity_key(other_fid), status="ok", corpus_hash="h1",
+                  metrics={"loss/a": 1.0}),
+        RunRecord(run_id="r6", weights=dict(zip(DOMAINS, [0.2, 0.3, 0.5], strict=True)), fidelity=FID,
+                  fidelity_key=FKEY, status="ok", corpus_hash="h2", metrics={"loss/a": 1.0}),
+    ])
+    got = store.reusable(corpus_hash="h1", fidelity_key=FKEY, domains=["c", "b", "a"])
+    assert [r.run_id for r in got] == ["r1", "r2"]
+    got = store.reusable(corpus_hash="h1", fidelity_key=FKEY, domains=DOMAINS, exclude_search="s1")
+    assert [r.run_id for r in got] == ["r2"]
+    assert domains_key(["b", "a"]) == domains_key(["a", "b"])
+    assert fidelity_key({"rung": "xs"}, "m:f") != fidelity_key({"rung": "xs"}, "proxy")
+
+
+def _writer(path: str, worker: int, n: int) -> None:
+    st = RunStore(path)
+    for i in range(n):
+        st.begin(rec(f"w{worker}-{i}", [0.2, 0.3, 0.5], None, status="running"))
+        st.finish(f"w{worker}-{i}", status="ok", metrics={"loss/a": float(i)}, objective=float(i))
+
+
+def test_concurrent_writers_from_processes_lose_nothing(store):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(store.path), w, 40)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert len(store.runs(status="ok")) == 120
+
+
+def test_searches_table(store):
+    store.create_search("s1", {"method": "regmix"}, {"swarm": [[0.5, 0.5]]})
+    with pytest.raises(MixoptError, match="resume it with --resume s1"):
+        store.create_search("s1", {})
+    store.update_search("s1", state="done", result={"best": 1.0})
+    s = store.require_search("s1")
+    assert (s.state, s.result) == ("done", {"best": 1.0})
+    assert (s.plan, s.config) == ({"swarm": [[0.5, 0.5]]}, {"method": "regmix"})
+    with pytest.raises(MixoptError, match="no search named 'nope'.*s1"):
+        store.require_search("nope")
+
+
+def test_unreadable_store_is_one_clear_error(tmp_path):
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(MixoptError, match="cannot open run store"):
+        RunStore(bad)
