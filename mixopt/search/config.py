@@ -1,0 +1,180 @@
+"""The search config: everything ``mixopt search`` needs, resolved and validated in one object.
+
+The config is saved whole with the search (in the run store's ``searches`` table), so
+``--resume NAME`` continues the same search, and the mixture JSON records where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mixopt.errors import MixoptError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+PROXY = "proxy"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchConfig:
+    """One search: where the runs come from, what is searched, how it is run.
+
+    Attributes:
+        corpus: built corpus name or path (domains and token counts from its manifest); None
+            with a user's evaluator and explicit ``domains``.
+        evaluator: ``module:function`` of a user's evaluator; None uses the built-in proxy trainer.
+        domains: domain names when there is no corpus.
+        tokens: available tokens per domain when there is no corpus (natural mixture, repetition cap).
+        method: a name from :func:`mixopt.methods.available_methods`.
+        budget: runs to fit on (runs reused from the store count; new runs fill the rest).
+        rung: proxy rung (fidelity) of the swarm.
+        fidelity: extra fidelity fields handed to the evaluator (and part of the reuse key).
+        seed: seeds the swarm sampler, the training runs and the proposer.
+        validate: seeds per candidate when retraining the proposal and the baselines (0: skip).
+        validate_rung: rung of the validation runs (default: ``rung``).
+        retries: extra attempts for a run that raised, diverged or was killed.
+        reuse: use finished runs of earlier searches over the same corpus, rung and domains.
+        address: Ray cluster address (default: ``RAY_ADDRESS``, else a local Ray).
+        concurrency: trials at once (default: the cluster's CPUs / cpus_per_trial).
+        cpus_per_trial: CPUs of each trial (and its torch threads).
+        min_weight, max_weight, fix, max_epochs, target_tokens: the search space.
+        target, metric: the objective (``--target d1,d2`` or ``d1=0.7,d2=0.3``; loss or bpb).
+        temperature: of the swarm's prior and of the ``temperature`` baseline.
+        out: where the mixture JSON goes (also kept in the search's folder).
+        store: run store path (default ``<workspace>/runs.sqlite``).
+    """
+
+    name: str | None = None
+    corpus: str | None = None
+    evaluator: str | None = None
+    domains: tuple[str, ...] | None = None
+    tokens: Mapping[str, float] | None = None
+    method: str = "regmix"
+    budget: int = 32
+    rung: str = "xs"
+    fidelity: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    validate: int = 0
+    validate_rung: str | None = None
+    retries: int = 1
+    reuse: bool = True
+    address: str | None = None
+    concurrency: int | None = None
+    cpus_per_trial: int = 1
+    min_weight: float = 0.0
+    max_weight: Mapping[str, float] = field(default_factory=dict)
+    fix: Mapping[str, float] = field(default_factory=dict)
+    max_epochs: float | None = None
+    target_tokens: float | None = None
+    target: str | None = None
+    metric: Literal["loss", "bpb"] = "loss"
+    temperature: float = 1.0
+    out: str | None = None
+    store: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name is not None and not NAME_RE.match(self.name):
+            raise MixoptError(
+                f"--name {self.name!r} is not a valid search name; use letters, digits, '.', '_' and '-' "
+                "(at most 100 characters, starting with a letter or digit)"
+            )
+        if self.corpus is None and not self.domains:
+            raise MixoptError("give --corpus NAME, or --evaluator module:function with --domains a,b,c")
+        if self.corpus is not None and self.domains:
+            raise MixoptError("give either --corpus or --domains, not both (a corpus names its own domains)")
+        if self.domains and self.evaluator is None:
+            raise MixoptError(
+                "--domains without a corpus needs your own --evaluator module:function "
+                "(the built-in proxy trainer trains on a built corpus)"
+            )
+        if self.tokens is not None and not self.domains:
+            raise MixoptError("--tokens goes with --domains; a corpus knows its own token counts")
+        if self.domains is not None:
+            object.__setattr__(self, "domains", tuple(self.domains))
+        if self.budget < 1:
+            raise MixoptError(f"--budget is {self.budget}; it must be at least 1")
+        if self.validate < 0:
+            raise MixoptError(f"--validate is {self.validate}; it must be ≥ 0 (0 skips validation)")
+        if self.retries < 0:
+            raise MixoptError(f"--retries is {self.retries}; it must be ≥ 0")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise MixoptError(f"--concurrency is {self.concurrency}; it must be ≥ 1")
+        if self.cpus_per_trial < 1:
+            raise MixoptError(f"--cpus-per-trial is {self.cpus_per_trial}; it must be ≥ 1")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise MixoptError(f"--temperature is {self.temperature}; it must be > 0")
+        if self.metric not in ("loss", "bpb"):
+            raise MixoptError(f"--metric {self.metric!r} is unknown; use loss or bpb")
+        if not self.rung:
+            raise MixoptError("--rung is empty; name a proxy rung (e.g. xs)")
+
+    @property
+    def evaluator_name(self) -> str:
+        """``proxy`` for the built-in trainer, else the user's ``module:function``."""
+        return self.evaluator or PROXY
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["domains"] = list(self.domains) if self.domains is not None else None
+        for k in ("tokens", "fidelity", "max_weight", "fix"):
+            d[k] = dict(d[k]) if d[k] is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SearchConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        if kw.get("domains") is not None:
+            kw["domains"] = tuple(kw["domains"])
+        for k in ("fidelity", "max_weight", "fix"):
+            if kw.get(k) is None:
+                kw.pop(k, None)
+        return cls(**kw)
+
+    def replace(self, **changes: Any) -> SearchConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def parse_assignments(text: str | None, *, option: str, unit: str = "number") -> dict[str, float]:
+    """Parse ``a=1e9,b=2e9`` (``--tokens``, ``--max-weight``, ``--fix``) into a dict."""
+    out: dict[str, float] = {}
+    if not text:
+        return out
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, val = part.partition("=")
+        if not sep or not name.strip():
+            raise MixoptError(f"{option}: {part!r} is not of the form domain=value (e.g. {option} web=0.5)")
+        try:
+            out[name.strip()] = float(val)
+        except ValueError as exc:
+            raise MixoptError(f"{option}: value {val!r} of {name.strip()!r} is not a {unit}") from exc
+    return out
+
+
+def parse_fidelity(text: str | None) -> dict[str, Any]:
+    """Parse ``--fidelity k=v,...``; values that look like numbers become numbers."""
+    out: dict[str, Any] = {}
+    if not text:
+        return out
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, val = part.partition("=")
+        if not sep or not name.strip():
+            raise MixoptError(f"--fidelity: {part!r} is not of the form key=value")
+        try:
+            out[name.strip()] = int(val)
+        except ValueError:
+            try:
+                out[name.strip()] = float(val)
+            except ValueError:
+                out[name.strip()] = val.strip()
+    return out

@@ -1,0 +1,104 @@
+"""Connecting to Ray: a local Ray by default, an existing cluster with ``--address``/``RAY_ADDRESS``.
+
+Ray 2.60 starts local clusters with token authentication on: the dashboard and the cluster's
+APIs answer 401 without the token. mixopt leaves it on and tells the user where the token is and
+how to pass it (tests may turn it off for their own throw-away clusters, nothing else does).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mixopt.errors import MixoptError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TOKEN_PATH = Path.home() / ".ray" / "auth_token"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RayInfo:
+    """What a user needs to know about the Ray the search runs on."""
+
+    address: str
+    started_here: bool
+    num_cpus: int
+    dashboard_url: str | None
+    auth: str  # "token" or "disabled"
+    token_source: str | None
+
+    def describe(self) -> list[str]:
+        """Lines for the CLI: where the dashboard is and how to get past its token check."""
+        where = "a local Ray started here" if self.started_here else f"the Ray cluster at {self.address}"
+        lines = [f"Ray: {where} ({self.num_cpus} CPUs)"]
+        if self.dashboard_url:
+            url = self.dashboard_url if "://" in self.dashboard_url else f"http://{self.dashboard_url}"
+            lines.append(f"Ray dashboard: {url}")
+            if self.auth == "token":
+                lines.append(
+                    f"  token authentication is on; the token is in {self.token_source}. Paste it when the "
+                    "dashboard asks (`ray get-auth-token` prints it), or send the header "
+                    "'Authorization: Bearer <token>'"
+                )
+        return lines
+
+
+def token_source() -> str | None:
+    """Where Ray reads its auth token from, in Ray's own order; None if there is none."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "the RAY_AUTH_TOKEN environment variable"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path:
+        return path
+    return str(DEFAULT_TOKEN_PATH) if DEFAULT_TOKEN_PATH.is_file() else None
+
+
+def ensure_ray(
+    address: str | None = None, *, num_cpus: int | None = None, dashboard: bool = True
+) -> RayInfo:
+    """Connect to Ray once per process; reuse a connection that is already up.
+
+    Args:
+        address: cluster address (``ray://host:10001``, ``host:6379`` or ``auto``); None reads
+            ``RAY_ADDRESS``, and without it starts a local Ray.
+        num_cpus: CPUs of a local Ray (default: all of this machine's).
+        dashboard: start the dashboard of a local Ray on 127.0.0.1.
+    """
+    import ray
+
+    started_here = False
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        try:
+            if address:
+                ctx = ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            else:
+                ctx = ray.init(
+                    num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                    log_to_driver=False, logging_level=logging.WARNING,
+                )
+                started_here = True
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            target = f"the Ray cluster at {address}" if address else "a local Ray"
+            raise MixoptError(
+                f"cannot start or reach {target}: {exc}; check --address / RAY_ADDRESS, "
+                "and that the auth token of that cluster is in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+            ) from exc
+        url = getattr(ctx, "dashboard_url", None) or None
+    else:
+        try:
+            url = ray._private.worker.get_dashboard_url() or None
+        except Exception:  # informative only; a private helper may move between Ray versions
+            url = None
+    from ray._raylet import AuthenticationMode, get_authentication_mode
+
+    auth = "token" if get_authentication_mode() == AuthenticationMode.TOKEN else "disabled"
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    gcs = ray.get_runtime_context().gcs_address
+    return RayInfo(
+        address=str(gcs), started_here=started_here, num_cpus=cpus, dashboard_url=url, auth=auth,
+        token_source=token_source() if auth == "token" else None,
+    )

@@ -1,0 +1,180 @@
+"""Running planned slots as Ray Tune trials, and reading their state back from the run store.
+
+The run store, not Tune's experiment folder, is the record of what ran: :func:`slot_states`
+rebuilds every slot (done, failed for good, or still to run with its next attempt number) from
+the store, which is how ``--resume`` continues a search whose driver was killed (kill -9
+included) without losing or re-running a finished run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune import Callback
+from ray.tune.search import ConcurrencyLimiter
+
+from mixopt.errors import MixoptError
+from mixopt.search.searcher import MixtureSearcher, Slot
+from mixopt.search.trial import FATAL_PREFIX, TrialContext, trainable
+from mixopt.store import RunRecord, RunStore
+
+logger = logging.getLogger(__name__)
+
+# The error text of runs that were still running when their driver stopped; such an attempt is
+# not counted against --retries (the run itself did nothing wrong).
+INTERRUPTED = "interrupted: the search's driver stopped before this run finished"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgressEvent:
+    """Sent to the ``progress`` callback after every finished trial (and once at the start)."""
+
+    phase: str  # "swarm" or "validate"
+    done: int  # slots finished for good (ok, or failed with no retries left)
+    total: int
+    failed: int  # of ``done``, the ones that failed
+    best: float | None  # lowest objective so far in this phase (reused runs included)
+    last: str | None = None  # run id of the trial that just finished
+    last_status: str | None = None
+
+
+Progress = Callable[[ProgressEvent], None]
+
+
+def slot_key(search_id: str, run_id: str) -> str:
+    """The slot of a run id ``<search>-<key>-a<attempt>``."""
+    return run_id[len(search_id) + 1 : run_id.rindex("-a")]
+
+
+def slot_states(store: RunStore, search_id: str, slots: Sequence[Slot], *, retries: int) -> None:
+    """Set each slot's state, attempt and run id from the store's runs of ``search_id`` (in place)."""
+    by_key: dict[str, list[RunRecord]] = {}
+    for r in store.runs(search_id=search_id):
+        by_key.setdefault(slot_key(search_id, r.run_id), []).append(r)
+    for s in slots:
+        runs = sorted(by_key.get(s.key, []), key=lambda r: r.attempt)
+        ok = [r for r in runs if r.status == "ok"]
+        if ok:
+            s.state, s.attempt, s.run_id, s.error = "done", ok[-1].attempt, ok[-1].run_id, None
+            continue
+        if not runs:
+            s.state, s.attempt = "pending", 1
+            continue
+        counted = [r for r in runs if r.status in ("failed", "diverged")
+                   and not (r.error or "").startswith(INTERRUPTED)]
+        last = runs[-1]
+        s.error = last.error
+        s.run_id = last.run_id
+        if any((r.error or "").startswith(FATAL_PREFIX) for r in runs) or len(counted) > retries:
+            s.state, s.attempt = "failed", last.attempt
+        else:
+            s.state, s.attempt = "pending", last.attempt + 1
+
+
+def fatal_error(store: RunStore, search_id: str) -> str | None:
+    """The first contract error of a search's evaluator, if any (the search cannot go on)."""
+    for r in store.runs(search_id=search_id, status="failed"):
+        if (r.error or "").startswith(FATAL_PREFIX):
+            return r.error[len(FATAL_PREFIX):]
+    return None
+
+
+class TrialCallback(Callback):
+    """Tune callback: marks the run of a trial that died as failed, and reports progress."""
+
+    def __init__(self, store: RunStore, phase: str, slots: Sequence[Slot], retries: int,
+                 progress: Progress | None, best: float | None) -> None:
+        self.store, self.phase, self.retries, self.progress = store, phase, retries, progress
+        self.total = len(slots)
+        self.done = sum(s.state in ("done", "failed") for s in slots)
+        self.failed = sum(s.state == "failed" for s in slots)
+        self.best = best
+
+    def emit(self, last: str | None = None, status: str | None = None) -> None:
+        if self.progress is not None:
+            self.progress(ProgressEvent(phase=self.phase, done=self.done, total=self.total,
+                                        failed=self.failed, best=self.best, last=last, last_status=status))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001
+        status = result.get("status")
+        value = result.get("objective")
+        if status == "ok" and value is not None and math.isfinite(value):
+            self.done += 1
+            self.best = value if self.best is None else min(self.best, value)
+        elif result.get("fatal") or int(trial.config.get("attempt", 1)) > self.retries:
+            self.done += 1
+            self.failed += 1
+        self.emit(result.get("run_id"), status)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
+        run_id = trial.config.get("run_id")
+        if not run_id:
+            return
+        self.store.finish(run_id, status="failed", only_if_running=True,
+                          error=f"the trial died: {trial.error_file or 'no error file'}")
+        if int(trial.config.get("attempt", 1)) > self.retries:
+            self.done += 1
+            self.failed += 1
+        self.emit(run_id, "failed")
+
+
+def _trial_dirname(trial: Any) -> str:
+    return str(trial.config.get("run_id") or trial.trial_id)
+
+
+def run_trials(
+    searcher: MixtureSearcher,
+    ctx: TrialContext,
+    *,
+    phase: str,
+    storage: Path,
+    concurrency: int,
+    cpus_per_trial: int,
+    batch: bool,
+    progress: Progress | None = None,
+    best: float | None = None,
+) -> None:
+    """Run the searcher's pending slots as Tune trials until the searcher is finished or Tune stops.
+
+    The caller reads the outcome from the store (:func:`slot_states`, :func:`check_fatal`): a
+    Ctrl-C makes Tune stop early and return.
+    """
+    slots = list(searcher.slots.values())
+    cb = TrialCallback(RunStore(ctx.store_path), phase, slots, searcher.retries, progress, best)
+    cb.emit()
+    if not searcher.pending():
+        return
+    # Per-trial loggers (CSV/JSON/TensorBoard) duplicate the run store and cost time per trial.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Without those loggers Tune's result grid warns that it finds no metrics files; the store has them.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    alg = ConcurrencyLimiter(searcher, max_concurrent=max(1, concurrency), batch=batch)
+    fn = tune.with_resources(tune.with_parameters(trainable, ctx=ctx), {"cpu": cpus_per_trial})
+    name = f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    tuner = tune.Tuner(
+        fn,
+        tune_config=tune.TuneConfig(search_alg=alg, num_samples=-1, reuse_actors=True,
+                                    trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(storage), verbose=0, callbacks=[cb],
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )
+    logger.info("running %d %s trials (%d at a time) in %s", len(searcher.pending()), phase, concurrency,
+                storage / name)
+    tuner.fit()
+
+
+def check_fatal(store: RunStore, search_id: str) -> None:
+    err = fatal_error(store, search_id)
+    if err is not None:
+        raise MixoptError(err)

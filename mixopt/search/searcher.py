@@ -1,0 +1,237 @@
+"""Searchers: the adapters between mixopt's methods and Ray Tune's ``Searcher`` interface.
+
+A searcher hands Tune one trial config at a time: the mixture, its seed and its run id. It keeps
+a queue of planned evaluations ("slots"), retries a slot whose trial raised, diverged, was killed
+or reported a NaN objective (a new run id, ``attempt`` + 1, another seed), and stops the search
+on a fatal error (an evaluator that breaks its contract). Its state is an explicit JSON dict, so
+``Tuner.restore`` and mixopt's own resume can rebuild it.
+
+:class:`MixtureSearcher` is the common base; a method family fills the queue:
+:class:`SwarmSearcher` (RegMix-style batch methods: the whole swarm is planned up front and Tune's
+``ConcurrencyLimiter(batch=True)`` runs it) — a sequential method (Bayesian optimisation) overrides
+:meth:`MixtureSearcher.more` to plan the next slot from the observations so far.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ray.tune.search import Searcher
+
+from mixopt.atomic import write_text
+
+logger = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+METRIC = "objective"
+# A retry must not reuse the seed of a run that diverged; far from the validation seeds seed+1..K.
+RETRY_SEED_STRIDE = 1_000_003
+
+
+@dataclass(kw_only=True)
+class Slot:
+    """One planned evaluation: a mixture (weights in the searcher's domain order) and a seed.
+
+    ``key`` names the slot across attempts (``s0007``, ``v-uniform-k1``); the run id of an
+    attempt is ``<search>-<key>-a<attempt>``.
+    """
+
+    key: str
+    weights: list[float]
+    seed: int
+    role: str = "swarm"
+    label: str | None = None
+    attempt: int = 1
+    state: str = "pending"  # pending | live | done | failed
+    run_id: str | None = None
+    error: str | None = None
+
+    def seed_for_attempt(self) -> int:
+        return self.seed + RETRY_SEED_STRIDE * (self.attempt - 1)
+
+
+def run_id_for(search_id: str, key: str, attempt: int) -> str:
+    return f"{search_id}-{key}-a{attempt}"
+
+
+class MixtureSearcher(Searcher):
+    """Queue of slots with retries, NaN-as-failure, fatal stop and JSON state.
+
+    Args:
+        domains: domain names, the order of every slot's weights.
+        slots: the evaluations planned so far.
+        search_id: prefix of run ids.
+        retries: extra attempts per slot after a failure.
+    """
+
+    def __init__(
+        self, *, domains: Sequence[str], slots: Sequence[Slot] = (), search_id: str, retries: int = 1,
+        metric: str = METRIC, mode: str = "min",
+    ) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.domains = list(domains)
+        self.search_id = search_id
+        self.retries = int(retries)
+        self.slots: dict[str, Slot] = {}
+        self.live: dict[str, str] = {}  # Tune trial id -> slot key
+        self.observations: list[dict[str, Any]] = []  # {"weights", "value", "run_id"}
+        self.fatal: str | None = None
+        for s in slots:
+            self.add_slot(s)
+
+    # ----- the queue ----------------------------------------------------------------------
+    def add_slot(self, slot: Slot) -> None:
+        if slot.key in self.slots:
+            raise ValueError(f"slot {slot.key} planned twice")
+        if len(slot.weights) != len(self.domains):
+            raise ValueError(f"slot {slot.key}: {len(slot.weights)} weights for {len(self.domains)} domains")
+        self.slots[slot.key] = slot
+
+    def pending(self) -> list[Slot]:
+        return [s for s in self.slots.values() if s.state == "pending"]
+
+    def more(self, n_live: int) -> list[Slot]:
+        """New slots to plan when the queue is empty; batch methods plan everything up front."""
+        return []
+
+    def done(self) -> bool:
+        return self.fatal is not None or (not self.pending() and not self.live)
+
+    # ----- Tune interface -----------------------------------------------------------------
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.fatal is not None:
+            return Searcher.FINISHED if not self.live else None
+        queue = self.pending()
+        if not queue:
+            for s in self.more(len(self.live)):
+                self.add_slot(s)
+            queue = self.pending()
+        if not queue:
+            return None if self.live else Searcher.FINISHED
+        slot = queue[0]
+        slot.state = "live"
+        slot.run_id = run_id_for(self.search_id, slot.key, slot.attempt)
+        self.live[trial_id] = slot.key
+        return self.config_for(slot)
+
+    def config_for(self, slot: Slot) -> dict[str, Any]:
+        return {
+            "run_id": slot.run_id,
+            "slot": slot.key,
+            "weights": dict(zip(self.domains, slot.weights, strict=True)),
+            "seed": slot.seed_for_attempt(),
+            "attempt": slot.attempt,
+            "role": slot.role,
+            "label": slot.label,
+        }
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        key = self.live.pop(trial_id, None)
+        if key is None:
+            logger.debug("completion of unknown trial %s ignored", trial_id)
+            return
+        slot = self.slots[key]
+        value = _finite(result.get(self.metric)) if result else None
+        status = result.get("status") if result else None
+        if not error and status == "ok" and value is not None:
+            slot.state = "done"
+            slot.error = None
+            self.observations.append({"weights": list(slot.weights), "value": value, "run_id": slot.run_id})
+            return
+        why = (result or {}).get("error")
+        if not why:
+            why = "the trial process died or raised" if error else f"status {status!r}, objective {value}"
+        slot.error = str(why)
+        if result and result.get("fatal"):
+            self.fatal = f"run {slot.run_id}: {why}"
+            slot.state = "failed"
+            return
+        if slot.attempt <= self.retries:
+            logger.info("run %s failed (%s); retrying (attempt %d)", slot.run_id, why, slot.attempt + 1)
+            slot.attempt += 1
+            slot.state = "pending"
+        else:
+            logger.warning("run %s failed (%s); no retries left", slot.run_id, why)
+            slot.state = "failed"
+
+    def add_evaluated_point(
+        self, parameters: dict, value: float, error: bool = False, pruned: bool = False,
+        intermediate_values: list[float] | None = None,
+    ) -> None:
+        """Warm start: a run evaluated elsewhere (e.g. reused from the run store)."""
+        v = _finite(value)
+        if error or pruned or v is None:
+            return
+        weights = parameters.get("weights", parameters)
+        w = [float(weights[d]) for d in self.domains]
+        self.observations.append({"weights": w, "value": v, "run_id": parameters.get("run_id")})
+
+    # ----- state --------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "kind": type(self).__name__,
+            "search_id": self.search_id,
+            "domains": list(self.domains),
+            "retries": self.retries,
+            "metric": self.metric,
+            "mode": self.mode,
+            "slots": [asdict(s) for s in self.slots.values()],
+            "live": dict(self.live),
+            "observations": [dict(o) for o in self.observations],
+            "fatal": self.fatal,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"searcher state version {state.get('version')} is not {STATE_VERSION}")
+        self.search_id = state["search_id"]
+        self.domains = list(state["domains"])
+        self.retries = int(state["retries"])
+        self._metric, self._mode = state["metric"], state["mode"]
+        self.slots = {s["key"]: Slot(**s) for s in state["slots"]}
+        self.live = dict(state["live"])
+        self.observations = [dict(o) for o in state["observations"]]
+        self.fatal = state["fatal"]
+
+    def save(self, checkpoint_path: str) -> None:
+        write_text(checkpoint_path, json.dumps(self.get_state()))
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, encoding="utf-8") as f:
+            self.set_state(json.load(f))
+
+
+class SwarmSearcher(MixtureSearcher):
+    """Batch methods (RegMix, linear, random): every slot is planned before the first trial."""
+
+    @classmethod
+    def from_rows(
+        cls, rows: Sequence[Sequence[float]], *, domains: Sequence[str], search_id: str, seed: int,
+        retries: int = 1, role: str = "swarm", prefix: str = "s", labels: Sequence[str | None] | None = None,
+    ) -> SwarmSearcher:
+        """One slot per weight row, keyed ``<prefix><index>``, all trained with ``seed``.
+
+        One training seed for the whole swarm (common random numbers): differences between runs
+        then come from the mixtures, not from the initialisation.
+        """
+        labels = list(labels) if labels is not None else [None] * len(rows)
+        slots = [
+            Slot(key=f"{prefix}{i:04d}", weights=[float(x) for x in row], seed=int(seed), role=role,
+                 label=labels[i] if labels[i] is not None else f"{prefix}{i:04d}")
+            for i, row in enumerate(rows)
+        ]
+        return cls(domains=domains, slots=slots, search_id=search_id, retries=retries)
+
+
+def _finite(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None

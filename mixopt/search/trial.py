@@ -1,0 +1,128 @@
+"""The Ray Tune trial: evaluate one mixture, write the run to the store, report to Tune.
+
+The trial writes its own run record (``running`` before the evaluator starts, the outcome after),
+so a driver killed mid-search loses no finished run. An evaluator that raises, or returns NaN,
+is a failed or diverged run, not a crashed trial: the trial reports it and Tune's actor is reused.
+An evaluator that breaks the contract (returns no metrics, lacks a metric the objective needs)
+is *fatal*: the searcher stops the search and the driver reports one clear error.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mixopt.errors import MixoptError
+from mixopt.evaluator import EvalRequest, coerce_result, load_evaluator
+from mixopt.objective import Objective
+from mixopt.store import RunRecord, RunStore
+
+PROXY_EVALUATOR = "mixopt.proxy.evaluate:evaluate"
+# Marks the error text of a run whose evaluator broke the contract: the driver stops the search.
+FATAL_PREFIX = "evaluator contract: "
+_EVALUATORS: dict[str, Callable] = {}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialContext:
+    """Everything a trial needs besides its config; shipped once to the workers by Tune."""
+
+    store_path: str
+    search_id: str
+    home: str
+    workroot: str
+    domains: tuple[str, ...]
+    objective: dict[str, Any]
+    objective_key: str
+    corpus: str | None
+    corpus_hash: str | None
+    fidelity: dict[str, Any]
+    fidelity_key: str
+    evaluator: str | Callable = "proxy"
+    cpus: int = 1
+    sys_path: tuple[str, ...] = field(default_factory=tuple)
+
+
+def resolve_evaluator(spec: str | Callable) -> Callable:
+    """The evaluator callable for ``proxy``, a ``module:function`` or a callable (cached per process)."""
+    if callable(spec):
+        return spec
+    if spec not in _EVALUATORS:
+        _EVALUATORS[spec] = load_evaluator(PROXY_EVALUATOR if spec == "proxy" else spec)
+    return _EVALUATORS[spec]
+
+
+def _set_threads(cpus: int, evaluator: str | Callable) -> None:
+    # One trial per core: BLAS and torch must not spawn a thread per machine core.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(cpus)
+    if evaluator == "proxy" or "torch" in sys.modules:
+        import torch
+
+        if torch.get_num_threads() != cpus:
+            torch.set_num_threads(cpus)
+
+
+def evaluate_and_record(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
+    """Evaluate ``config`` (from a searcher) and record the run; returns what the trial reports."""
+    os.environ["MIXOPT_HOME"] = ctx.home  # Ray workers do not inherit the driver's later env changes
+    for p in ctx.sys_path:
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    _set_threads(ctx.cpus, ctx.evaluator)
+    run_id = config["run_id"]
+    workdir = Path(ctx.workroot) / run_id
+    workdir.mkdir(parents=True, exist_ok=True)
+    store = RunStore(ctx.store_path)
+    objective = Objective(metric=ctx.objective["metric"], weights=ctx.objective.get("weights") or {})
+    fidelity = dict(ctx.fidelity)
+    store.begin(RunRecord(
+        run_id=run_id, search_id=ctx.search_id, role=config.get("role", "swarm"), label=config.get("label"),
+        corpus=ctx.corpus, corpus_hash=ctx.corpus_hash, fidelity=fidelity,
+        fidelity_key=ctx.fidelity_key, objective_key=ctx.objective_key,
+        seed=int(config["seed"]), weights=dict(config["weights"]), attempt=int(config.get("attempt", 1)),
+    ))
+    request = EvalRequest(mixture=dict(config["weights"]), fidelity=fidelity, seed=int(config["seed"]),
+                          run_id=run_id, workdir=str(workdir))
+    t0 = time.perf_counter()
+    fatal = False
+    status, error, metrics, history, value = "failed", None, {}, [], math.nan
+    try:
+        fn = resolve_evaluator(ctx.evaluator)
+        res = coerce_result(fn(request), cost=time.perf_counter() - t0)
+        if res.status == "ok":
+            value = objective.value(res.metrics, ctx.domains)
+            missing = [m for m in objective.metric_weights(ctx.domains) if m not in res.metrics]
+            if missing:
+                raise MixoptError(
+                    f"evaluator returned no {', '.join(missing[:5])} (needed by the objective); "
+                    f"it returned {', '.join(sorted(res.metrics)[:8])}"
+                )
+        status, error, metrics, history = res.status, res.error, res.metrics, res.history
+        cost = res.cost
+    except MixoptError as exc:
+        error, fatal, cost = FATAL_PREFIX + str(exc), True, time.perf_counter() - t0
+    except Exception as exc:  # anything the user's evaluator raises is a failed run, not a crash
+        tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        error, cost = f"{type(exc).__name__}: {exc}\n" + "".join(tb[-6:]), time.perf_counter() - t0
+    store.finish(
+        run_id, status=status, metrics=metrics, objective=value, history=history, cost=cost, error=error
+    )
+    return {
+        "objective": value, "status": status, "run_id": run_id, "cost": cost,
+        "error": (error or "").split("\n", 1)[0] or None, "fatal": fatal,
+    }
+
+
+def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
+    """The Tune function trainable (bound to ``ctx`` with ``tune.with_parameters``)."""
+    from ray import tune
+
+    tune.report(evaluate_and_record(config, ctx))

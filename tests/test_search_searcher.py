@@ -1,0 +1,146 @@
+"""The Tune searcher contract, without Ray running: queue, retries, NaN as failure, save/restore."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from ray.tune.search import ConcurrencyLimiter, Searcher
+
+from mixopt.search.searcher import MixtureSearcher, Slot, SwarmSearcher
+
+DOMAINS = ["a", "b", "c"]
+ROWS = [[0.2, 0.3, 0.5], [0.6, 0.2, 0.2], [1 / 3, 1 / 3, 1 / 3]]
+
+
+def make(retries: int = 1) -> SwarmSearcher:
+    return SwarmSearcher.from_rows(ROWS, domains=DOMAINS, search_id="s", seed=7, retries=retries)
+
+
+def ok(value: float, run_id: str = "") -> dict:
+    return {"objective": value, "status": "ok", "run_id": run_id}
+
+
+def test_suggest_returns_each_slot_then_waits_then_finishes():
+    s = make()
+    cfgs = [s.suggest(f"t{i}") for i in range(3)]
+    assert [c["run_id"] for c in cfgs] == ["s-s0000-a1", "s-s0001-a1", "s-s0002-a1"]
+    assert cfgs[1]["weights"] == dict(zip(DOMAINS, ROWS[1], strict=True)) and cfgs[1]["seed"] == 7
+    assert s.suggest("t3") is None  # nothing left to hand out while trials are live
+    for i in range(3):
+        s.on_trial_complete(f"t{i}", ok(1.0 + i))
+    assert s.suggest("t4") == Searcher.FINISHED
+    assert [o["value"] for o in s.observations] == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("outcome", [
+    {"result": {"objective": math.nan, "status": "ok"}, "error": False},
+    {"result": {"objective": 2.0, "status": "diverged", "error": "non-finite metrics"}, "error": False},
+    {"result": {"objective": math.nan, "status": "failed", "error": "RuntimeError: boom"}, "error": False},
+    {"result": None, "error": True},
+    {"result": {"status": "ok"}, "error": False},  # no objective reported
+])
+def test_failures_are_retried_with_a_new_run_id_and_seed(outcome):
+    s = make(retries=1)
+    first = s.suggest("t0")
+    s.on_trial_complete("t0", outcome["result"], error=outcome["error"])
+    assert not s.observations
+    again = s.suggest("t1")
+    assert again["slot"] == first["slot"] and again["attempt"] == 2
+    assert again["run_id"] == "s-s0000-a2" and again["seed"] != first["seed"]
+    s.on_trial_complete("t1", outcome["result"], error=outcome["error"])
+    assert s.slots["s0000"].state == "failed" and s.slots["s0000"].error
+    nxt = s.suggest("t2")
+    assert nxt["slot"] == "s0001"  # the search goes on
+
+
+def test_fatal_error_stops_the_search():
+    s = make()
+    s.suggest("t0")
+    s.suggest("t1")
+    s.on_trial_complete("t0", {"objective": math.nan, "status": "failed", "fatal": True,
+                               "error": "evaluator returned no metrics"})
+    assert s.fatal and "no metrics" in s.fatal
+    assert s.suggest("t2") is None  # t1 still live
+    s.on_trial_complete("t1", ok(1.0))
+    assert s.suggest("t3") == Searcher.FINISHED
+
+
+def test_save_and_restore_mid_search_is_explicit_json(tmp_path):
+    s = make()
+    s.suggest("t0")
+    s.suggest("t1")
+    s.on_trial_complete("t0", ok(1.5))
+    s.on_trial_complete("t1", None, error=True)  # retry pending
+    s.suggest("t2")  # live: s0001 attempt 2
+    path = tmp_path / "searcher.json"
+    s.save(str(path))
+    state = json.loads(path.read_text())  # a plain JSON dict, not a pickle
+    assert state["live"] == {"t2": "s0001"} and state["version"] == 1
+
+    r = SwarmSearcher(domains=["x", "y"], search_id="other", retries=5)
+    r.restore(str(path))
+    assert r.get_state() == s.get_state()
+    # the restored searcher continues exactly where the first one was
+    r.on_trial_complete("t2", ok(2.5))
+    s.on_trial_complete("t2", ok(2.5))
+    assert r.suggest("t3") == s.suggest("t3")
+    assert r.observations == s.observations
+
+
+def test_restore_refuses_another_state_version(tmp_path):
+    s = make()
+    state = s.get_state()
+    state["version"] = 99
+    with pytest.raises(ValueError, match="version 99"):
+        s.set_state(state)
+
+
+def test_add_evaluated_point_warm_starts_and_skips_failures():
+    s = make()
+    s.add_evaluated_point({"weights": {"a": 0.5, "b": 0.5, "c": 0.0}, "run_id": "old"}, 2.0)
+    s.add_evaluated_point({"a": 0.1, "b": 0.1, "c": 0.8}, math.nan)
+    s.add_evaluated_point({"a": 0.1, "b": 0.1, "c": 0.8}, 1.0, error=True)
+    assert s.observations == [{"weights": [0.5, 0.5, 0.0], "value": 2.0, "run_id": "old"}]
+
+
+def test_under_a_batch_concurrency_limiter_results_arrive_per_batch():
+    s = make()
+    lim = ConcurrencyLimiter(s, max_concurrent=2, batch=True)
+    a, b = lim.suggest("t0"), lim.suggest("t1")
+    assert lim.suggest("t2") is None  # limit reached
+    lim.on_trial_complete("t0", ok(1.0))
+    assert not s.observations and lim.suggest("t3") is None  # waits for the whole batch
+    lim.on_trial_complete("t1", ok(2.0))
+    assert len(s.observations) == 2
+    c = lim.suggest("t4")
+    assert {a["slot"], b["slot"], c["slot"]} == {"s0000", "s0001", "s0002"}
+
+
+class _Sequential(MixtureSearcher):
+    """A sequential method plans its next slot from what it has seen (as Bayesian optimisation does)."""
+
+    def more(self, n_live: int) -> list[Slot]:
+        if n_live or len(self.slots) >= 3:
+            return []
+        best = [1 / 3] * 3
+        if self.observations:
+            best = min(self.observations, key=lambda o: o["value"])["weights"]
+        w = np.asarray(best) * 0.5 + 0.5 / 3
+        return [Slot(key=f"q{len(self.slots)}", weights=w.tolist(), seed=0)]
+
+
+def test_a_sequential_searcher_fits_the_same_driver_interface():
+    s = _Sequential(domains=DOMAINS, search_id="bo")
+    seen = []
+    for i in range(5):
+        cfg = s.suggest(f"t{i}")
+        if cfg == Searcher.FINISHED:
+            break
+        assert s.suggest(f"x{i}") is None  # waits for the result before planning the next point
+        seen.append(cfg["slot"])
+        s.on_trial_complete(f"t{i}", ok(3.0 - i))
+    assert seen == ["q0", "q1", "q2"]
+    assert s.suggest("last") == Searcher.FINISHED
