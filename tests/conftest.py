@@ -43,10 +43,20 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     home = tmp_path_factory.mktemp("tiny-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MIXOPT_HOME", str(home))
-        licences = {"code": "PSF-2.0", "docs": "PSF-2.0", "drama": "public-domain",
-                    "legal": "verbatim copying permitted (GPL-3.0, Apache-2.0, MPL-2.0 texts)"}
-        build_from_documents("tiny", tiny_documents(), home / "corpora" / "tiny", licences=licences,
-                             tokenizer_sample_chars=200_000, **TINY_PARAMS)
+        licences = {
+            "code": "PSF-2.0",
+            "docs": "PSF-2.0",
+            "drama": "public-domain",
+            "legal": "verbatim copying permitted (GPL-3.0, Apache-2.0, MPL-2.0 texts)",
+        }
+        build_from_documents(
+            "tiny",
+            tiny_documents(),
+            home / "corpora" / "tiny",
+            licences=licences,
+            tokenizer_sample_chars=200_000,
+            **TINY_PARAMS,
+        )
     return Corpus(home / "corpora" / "tiny")
 
 

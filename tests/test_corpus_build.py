@@ -89,8 +89,9 @@ def test_build_is_deterministic(tmp_path) -> None:
     for d in docs:
         for f in ("train.bin", "val.bin", "train.idx"):
             assert (tmp_path / "a" / d / f).read_bytes() == (tmp_path / "b" / d / f).read_bytes()
-    m3 = build_from_documents("t", docs, tmp_path / "c", vocab_size=300, val_documents=4, max_doc_chars=2048,
-                              seed=1)
+    m3 = build_from_documents(
+        "t", docs, tmp_path / "c", vocab_size=300, val_documents=4, max_doc_chars=2048, seed=1
+    )
     assert m3["hash"] != m1["hash"]
 
 
@@ -106,11 +107,21 @@ def test_chunking_keeps_text_and_bounds_size() -> None:
 
 def test_too_small_and_empty_domains_are_refused(tmp_path) -> None:
     with pytest.raises(MixoptError, match=r"'b' has 3 documents .* needs at least 8"):
-        build_from_documents("x", {"a": [f"t{i}" for i in range(10)], "b": ["1", "2", "3"]}, tmp_path / "x",
-                             vocab_size=300, val_documents=4)
+        build_from_documents(
+            "x",
+            {"a": [f"t{i}" for i in range(10)], "b": ["1", "2", "3"]},
+            tmp_path / "x",
+            vocab_size=300,
+            val_documents=4,
+        )
     with pytest.raises(MixoptError, match="'b' of corpus 'x' is empty"):
-        build_from_documents("x", {"a": [f"t{i}" for i in range(10)], "b": ["", " \n"]}, tmp_path / "x",
-                             vocab_size=300, val_documents=4)
+        build_from_documents(
+            "x",
+            {"a": [f"t{i}" for i in range(10)], "b": ["", " \n"]},
+            tmp_path / "x",
+            vocab_size=300,
+            val_documents=4,
+        )
     with pytest.raises(MixoptError, match="domain name 'a/b'"):
         build_from_documents("x", {"a/b": ["t"]}, tmp_path / "x")
     assert not (tmp_path / "x").exists()

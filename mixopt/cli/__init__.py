@@ -27,6 +27,7 @@ app = typer.Typer(
 
 # Modules that hold command groups; each adds its commands to ``app`` on import.
 _COMMAND_MODULES: tuple[str, ...] = (
+    "corpus",
     "bench",
 )
 

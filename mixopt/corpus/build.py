@@ -30,11 +30,17 @@ DEFAULT_MAX_DOC_CHARS = 8192
 DEFAULT_SAMPLE_CHARS = 1_500_000  # per domain, for tokenizer training
 
 
-def build_params(*, vocab_size: int, val_documents: int, seed: int, max_doc_chars: int,
-                 tokenizer_sample_chars: int) -> dict[str, int]:
+def build_params(
+    *, vocab_size: int, val_documents: int, seed: int, max_doc_chars: int, tokenizer_sample_chars: int
+) -> dict[str, int]:
     """The build parameters that change the output (part of the content hash)."""
-    return {"vocab_size": vocab_size, "val_documents": val_documents, "seed": seed,
-            "max_doc_chars": max_doc_chars, "tokenizer_sample_chars": tokenizer_sample_chars}
+    return {
+        "vocab_size": vocab_size,
+        "val_documents": val_documents,
+        "seed": seed,
+        "max_doc_chars": max_doc_chars,
+        "tokenizer_sample_chars": tokenizer_sample_chars,
+    }
 
 
 def build_from_documents(
@@ -73,8 +79,13 @@ def build_from_documents(
         raise MixoptError(f"corpus {name!r} has no domains; give at least one domain with text")
     if val_documents < 1:
         raise MixoptError(f"val_documents must be at least 1, got {val_documents}")
-    params = build_params(vocab_size=vocab_size, val_documents=val_documents, seed=seed,
-                          max_doc_chars=max_doc_chars, tokenizer_sample_chars=tokenizer_sample_chars)
+    params = build_params(
+        vocab_size=vocab_size,
+        val_documents=val_documents,
+        seed=seed,
+        max_doc_chars=max_doc_chars,
+        tokenizer_sample_chars=tokenizer_sample_chars,
+    )
     cleaned: dict[str, DomainDocs] = {}
     for domain in docs:
         check_domain_name(domain)
@@ -110,9 +121,11 @@ def build_from_documents(
                 meta[f"{split}_tokens"] = n_tok
                 meta[f"{split}_bytes"] = sum(len(t.encode("utf-8")) for t in texts)
             dom_sources = [s for s in sources if s.get("domain") == d]
-            licence = (licences or {}).get(d) or "; ".join(
-                dict.fromkeys(str(s["licence"]) for s in dom_sources if s.get("licence"))
-            ) or "unknown"
+            licence = (
+                (licences or {}).get(d)
+                or "; ".join(dict.fromkeys(str(s["licence"]) for s in dom_sources if s.get("licence")))
+                or "unknown"
+            )
             domains_meta[d] = {
                 "documents": meta["train_documents"] + meta["val_documents"],
                 "train_documents": meta["train_documents"],

@@ -109,8 +109,9 @@ def clean_documents(name: str, texts: Iterable[str], *, max_chars: int = 8192) -
             seen.add(h)
             digest.update(h)
             docs.append(chunk)
-    return DomainDocs(name=name, documents=docs, duplicates_removed=dups, empty_removed=empty,
-                      digest=digest.hexdigest())
+    return DomainDocs(
+        name=name, documents=docs, duplicates_removed=dups, empty_removed=empty, digest=digest.hexdigest()
+    )
 
 
 def split_indices(domain: str, n_docs: int, val_documents: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -130,3 +131,28 @@ def split_indices(domain: str, n_docs: int, val_documents: int, seed: int) -> tu
     val = np.sort(perm[:val_documents])
     train = np.sort(perm[val_documents:])
     return train, val
+
+
+def pack_texts(texts: Iterable[str], max_chars: int) -> Iterator[str]:
+    """Join consecutive short texts (blank line between) into documents of at most ``max_chars``.
+
+    For sources of many tiny files (licence rules, quotations): one document per file would give
+    mostly end-of-text tokens and a validation split of a few hundred tokens. Longer texts pass
+    through unchanged (the build chunks them).
+    """
+    cur: list[str] = []
+    size = 0
+    for t in texts:
+        t = t.strip("\n")
+        if not t.strip():
+            continue
+        if len(t) >= max_chars:
+            yield t + "\n"
+            continue
+        if cur and size + len(t) + 2 > max_chars:
+            yield "\n\n".join(cur) + "\n"
+            cur, size = [], 0
+        cur.append(t)
+        size += len(t) + 2
+    if cur:
+        yield "\n\n".join(cur) + "\n"

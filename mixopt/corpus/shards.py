@@ -42,7 +42,9 @@ def corpus_dir(name: str) -> Path:
     return paths.home() / "corpora" / name
 
 
-def write_split(folder: Path, split: Split, docs_tokens: list[np.ndarray], dtype: str = "uint16") -> tuple[int, int]:
+def write_split(
+    folder: Path, split: Split, docs_tokens: list[np.ndarray], dtype: str = "uint16"
+) -> tuple[int, int]:
     """Write one split's documents as ``<split>.bin`` + ``<split>.idx``; return (documents, tokens)."""
     folder.mkdir(parents=True, exist_ok=True)
     lengths = np.array([len(t) for t in docs_tokens], dtype=np.int64)
@@ -67,8 +69,10 @@ class Corpus:
         if not (p / "manifest.json").is_file():
             p = corpus_dir(str(name_or_path))
         if not (p / "manifest.json").is_file():
-            built = sorted(x.name for x in (paths.home() / "corpora").glob("*") if (x / "manifest.json").is_file()) \
-                if (paths.home() / "corpora").is_dir() else []
+            root = paths.home() / "corpora"
+            built = []
+            if root.is_dir():
+                built = sorted(x.name for x in root.glob("*") if (x / "manifest.json").is_file())
             hint = f"built corpora: {', '.join(built)}" if built else "no corpus is built yet"
             raise MixoptError(
                 f"corpus {name_or_path!r} is not built; run `mixopt corpus build {name_or_path}` ({hint})"
@@ -79,7 +83,9 @@ class Corpus:
     def manifest(self) -> dict[str, Any]:
         data = json.loads((self.path / "manifest.json").read_text(encoding="utf-8"))
         if data.get("schema") != CORPUS_SCHEMA:
-            raise MixoptError(f"{self.path}/manifest.json is not a {CORPUS_SCHEMA} manifest; rebuild the corpus")
+            raise MixoptError(
+                f"{self.path}/manifest.json is not a {CORPUS_SCHEMA} manifest; rebuild the corpus"
+            )
         return data
 
     @property

@@ -1,0 +1,156 @@
+"""``mixopt corpus``: build a corpus from a recipe, add your own data, and inspect what is built."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from mixopt.cli import app
+from mixopt.cli.common import JsonOpt, SeedOpt, console
+
+corpus_app = typer.Typer(
+    help="Corpora: build one from a recipe in corpora/, add your own data, show what is built.",
+    no_args_is_help=True,
+)
+app.add_typer(corpus_app, name="corpus")
+
+NameArg = Annotated[str, typer.Argument(help="Corpus name (a recipe in corpora/ for build).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild even if the corpus is up to date.")]
+
+
+def _table(s: dict[str, Any]) -> Table:
+    t = Table(title=f"corpus {s['name']}  (vocab {s['vocab_size']}, hash {s['hash'][:12]})")
+    t.add_column("domain", no_wrap=True)
+    for col in ("docs", "val docs", "tokens", "val tokens", "MB", "B/tok"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("licence", overflow="fold")
+
+    def row(r: dict[str, Any], name: str, licence: str, **kw: Any) -> None:
+        t.add_row(
+            name,
+            f"{r['train_documents']:,}",
+            f"{r['val_documents']:,}",
+            f"{r['train_tokens']:,}",
+            f"{r['val_tokens']:,}",
+            f"{r['mb']:.1f}",
+            f"{r['bytes_per_token']:.2f}",
+            licence,
+            **kw,
+        )
+
+    for r in s["domains"]:
+        row(r, r["domain"], r["licence"])
+    t.add_section()
+    row(s["total"], "total", "", style="bold")
+    return t
+
+
+def _show(s: dict[str, Any], as_json: bool, note: str) -> None:
+    if as_json:
+        console.print_json(json.dumps(s))
+        return
+    console.print(_table(s))
+    if s.get("skipped_domains"):
+        skipped = ", ".join(f"{d} ({why})" for d, why in s["skipped_domains"].items())
+        console.print(f"[yellow]skipped domains:[/] {skipped}")
+    console.print(note)
+
+
+@corpus_app.command("build")
+def build(name: NameArg = "default", force: ForceOpt = False, as_json: JsonOpt = False) -> None:
+    """Fetch a recipe's sources (cached), extract, deduplicate, split, tokenize and write shards."""
+    from mixopt.corpus import Corpus
+    from mixopt.corpus.assemble import build_recipe
+    from mixopt.corpus.catalog import summary
+
+    out = build_recipe(name, force=force)
+    s = summary(Corpus(out.path))
+    s["up_to_date"] = out.up_to_date
+    if out.up_to_date:
+        note = f"corpus {s['name']!r} is up to date (hash {s['hash'][:12]}); nothing to do. --force rebuilds."
+    else:
+        note = f"built corpus {s['name']!r} in {out.seconds:.0f} s at {out.path}"
+    _show(s, as_json, note)
+
+
+@corpus_app.command("add")
+def add(
+    name: NameArg,
+    source: Annotated[Path, typer.Option("--from", help="File or folder with your data.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="auto, jsonl, parquet, csv, text (one folder per domain), hf.")
+    ] = "auto",
+    domain_column: Annotated[
+        str, typer.Option("--domain-column", help="Column naming each row's domain.")
+    ] = "domain",
+    text_column: Annotated[str, typer.Option("--text-column", help="Column holding the text.")] = "text",
+    vocab_size: Annotated[int, typer.Option("--vocab-size", help="BPE vocabulary size.")] = 8192,
+    val_documents: Annotated[
+        int, typer.Option("--val-documents", help="Validation documents per domain.")
+    ] = 64,
+    licence: Annotated[str, typer.Option("--licence", help="Licence recorded for every domain.")] = "unknown",
+    seed: SeedOpt = 0,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build a corpus from your own data: jsonl, parquet, csv, text folders or a saved HF dataset."""
+    from mixopt.corpus import Corpus
+    from mixopt.corpus.catalog import summary
+    from mixopt.corpus.ingest import AddOptions, add_corpus
+    from mixopt.corpus.shards import corpus_dir
+
+    opts = AddOptions(
+        format=fmt,
+        domain_column=domain_column,
+        text_column=text_column,
+        vocab_size=vocab_size,
+        val_documents=val_documents,
+        seed=seed,
+        licence=licence,
+    )
+    _, up_to_date = add_corpus(name, source, opts, force=force)
+    s = summary(Corpus(corpus_dir(name)))
+    s["up_to_date"] = up_to_date
+    note = (
+        f"corpus {name!r} is up to date; nothing to do. --force rebuilds."
+        if up_to_date
+        else f"built corpus {name!r} at {corpus_dir(name)}"
+    )
+    _show(s, as_json, note)
+
+
+@corpus_app.command("info")
+def info(name: NameArg, as_json: JsonOpt = False) -> None:
+    """Domains, documents, tokens, MB, bytes per token and licence of a built corpus."""
+    from mixopt.corpus.catalog import open_corpus, summary
+
+    c = open_corpus(name)
+    s = summary(c)
+    _show(s, as_json, f"{c.path}  built {s['created']}")
+
+
+@corpus_app.command("list")
+def list_(as_json: JsonOpt = False) -> None:
+    """Recipes that can be built and corpora that are built."""
+    from mixopt.corpus.catalog import built_corpora, recipes
+
+    rec, built = recipes(), built_corpora()
+    if as_json:
+        console.print_json(json.dumps({"recipes": rec, "built": built}))
+        return
+    t = Table(title="corpus recipes (mixopt corpus build NAME)")
+    for col in ("name", "domains", "description"):
+        t.add_column(col)
+    for r in rec:
+        t.add_row(r["name"], str(r["domains"]), r["description"])
+    console.print(t)
+    b = Table(title="built corpora (mixopt corpus info NAME)")
+    for col in ("name", "domains", "tokens", "MB", "created"):
+        b.add_column(col, justify="left" if col in ("name", "created") else "right")
+    for r in built:
+        b.add_row(r["name"], str(r["domains"]), f"{r['tokens']:,}", f"{r['mb']:.1f}", str(r["created"]))
+    console.print(b if built else "no corpus is built yet; run `mixopt corpus build default`")

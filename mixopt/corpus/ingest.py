@@ -1,0 +1,270 @@
+"""A user's own data as a corpus: jsonl, parquet, csv, plain-text folders or a saved HF dataset.
+
+Tables (jsonl, parquet, csv; one file or a folder of them) and saved ``datasets`` datasets need
+a text column and a domain column; a folder of plain-text folders gives one domain per
+sub-folder and one document per file. Reading is done by polars and ``datasets``; the corpus is
+then built exactly like a recipe's (:func:`mixopt.corpus.build.build_from_documents`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from mixopt import paths
+from mixopt.corpus.build import (
+    DEFAULT_MAX_DOC_CHARS,
+    DEFAULT_SAMPLE_CHARS,
+    build_from_documents,
+    build_params,
+)
+from mixopt.corpus.fetch import sha256_of
+from mixopt.corpus.shards import corpus_dir
+from mixopt.errors import MixoptError, MixoptWarning
+
+log = logging.getLogger(__name__)
+
+Format = Literal["auto", "jsonl", "parquet", "csv", "text", "hf"]
+FORMATS: tuple[str, ...] = ("auto", "jsonl", "parquet", "csv", "text", "hf")
+_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddOptions:
+    """How to read a user's data and build it."""
+
+    format: Format = "auto"
+    domain_column: str = "domain"
+    text_column: str = "text"
+    vocab_size: int = 8192
+    val_documents: int = 64
+    seed: int = 0
+    max_doc_chars: int = DEFAULT_MAX_DOC_CHARS
+    tokenizer_sample_chars: int = DEFAULT_SAMPLE_CHARS
+    licence: str = "unknown"
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise MixoptError(f"unknown format {self.format!r}; choose one of {', '.join(FORMATS)}")
+
+
+def check_utf8(path: Path) -> None:
+    """Raise a MixoptError naming the file and byte offset if ``path`` is not valid UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise MixoptError(f"cannot read {path}: {exc.strerror}; check the path and its permissions") from None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MixoptError(
+            f"{path} is not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); convert it to UTF-8"
+        ) from None
+
+
+def detect_format(path: Path) -> str:
+    """The format of ``path``, from its suffix or its folder layout."""
+    if path.is_dir():
+        if (
+            (path / "dataset_info.json").is_file()
+            or (path / "state.json").is_file()
+            or (path / "dataset_dict.json").is_file()
+        ):
+            return "hf"
+        kinds = {_SUFFIXES[p.suffix] for p in path.iterdir() if p.is_file() and p.suffix in _SUFFIXES}
+        if len(kinds) == 1:
+            return kinds.pop()
+        if any(p.is_dir() for p in path.iterdir()):
+            return "text"
+        raise MixoptError(
+            f"cannot tell the format of folder {path}; pass --format (one of {', '.join(FORMATS[1:])})"
+        )
+    if path.suffix in _SUFFIXES:
+        return _SUFFIXES[path.suffix]
+    raise MixoptError(
+        f"cannot tell the format of {path} from its suffix; pass --format (one of {', '.join(FORMATS[1:])})"
+    )
+
+
+def _table_files(path: Path, fmt: str) -> list[Path]:
+    if path.is_file():
+        return [path]
+    suffixes = [s for s, f in _SUFFIXES.items() if f == fmt]
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in suffixes)
+    if not files:
+        raise MixoptError(f"folder {path} has no {' or '.join(suffixes)} files; check the path or --format")
+    return files
+
+
+def _read_table(path: Path, fmt: str):  # -> polars.DataFrame
+    import polars as pl
+
+    frames = []
+    for f in _table_files(path, fmt):
+        if fmt in ("jsonl", "csv"):
+            check_utf8(f)  # polars' own message gives neither the offset nor always the file
+        try:
+            if fmt == "jsonl":
+                frames.append(pl.read_ndjson(f, infer_schema_length=None))
+            elif fmt == "csv":
+                frames.append(pl.read_csv(f, infer_schema_length=0))
+            else:
+                frames.append(pl.read_parquet(f))
+        except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise MixoptError(f"cannot read {f} as {fmt}: {first}; check the file or --format") from None
+    try:
+        return pl.concat(frames, how="diagonal_relaxed")
+    except pl.exceptions.PolarsError as exc:
+        raise MixoptError(f"the {fmt} files in {path} do not share compatible columns: {exc}") from None
+
+
+def _read_hf(path: Path):  # -> polars.DataFrame
+    import datasets
+    import polars as pl
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise MixoptError(f"{path} is not a dataset saved with `save_to_disk` ({exc})") from None
+    if isinstance(ds, datasets.DatasetDict):  # our own split replaces theirs: take every split
+        parts = [ds[k] for k in sorted(ds)]
+        return pl.concat(
+            [pl.from_arrow(p.flatten_indices().data.table) for p in parts], how="diagonal_relaxed"
+        )
+    return pl.from_arrow(ds.flatten_indices().data.table)
+
+
+def _group(df, where: str, domain_column: str, text_column: str) -> dict[str, list[str]]:
+    import polars as pl
+
+    cols = list(df.columns)
+    for kind, col in (("domain", domain_column), ("text", text_column)):
+        if col not in cols:
+            flag = "--domain-column" if kind == "domain" else "--text-column"
+            raise MixoptError(
+                f"{where} has no {kind} column {col!r}; its columns are {', '.join(cols)} "
+                f"(choose one with {flag})"
+            )
+    if df.schema[text_column] not in (pl.String, pl.Utf8):
+        raise MixoptError(
+            f"{where}: text column {text_column!r} is {df.schema[text_column]}, not text; "
+            "choose the column that holds the documents with --text-column"
+        )
+    nulls = df[domain_column].null_count()
+    if nulls:
+        raise MixoptError(
+            f"{where}: {nulls} rows have no value in domain column {domain_column!r}; fill or drop them"
+        )
+    docs: dict[str, list[str]] = defaultdict(list)
+    for dom, text in zip(df[domain_column].cast(pl.String).to_list(), df[text_column].to_list(), strict=True):
+        if text is not None:
+            docs[dom].append(text)
+    return dict(docs)
+
+
+def _read_text_folders(path: Path) -> dict[str, list[str]]:
+    stray = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    if stray:  # a README or licence next to the domain folders is common; it is no domain's text
+        warnings.warn(
+            f"ignoring {len(stray)} files next to the domain folders in {path} ({', '.join(stray[:3])})",
+            MixoptWarning,
+            stacklevel=3,
+        )
+    docs: dict[str, list[str]] = {}
+    for d in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
+        if not files:
+            raise MixoptError(f"domain folder {d} is empty; add text files or remove it")
+        texts = []
+        for f in files:
+            check_utf8(f)
+            texts.append(f.read_text(encoding="utf-8"))
+        docs[d.name] = texts
+    if not docs:
+        raise MixoptError(
+            f"{path} has no domain folders; make one sub-folder per domain with text files in it"
+        )
+    return docs
+
+
+def read_documents(path: Path, opts: AddOptions) -> dict[str, list[str]]:
+    """Documents per domain from ``path`` in ``opts.format`` (detected when ``auto``)."""
+    if not path.exists():
+        raise MixoptError(f"{path} does not exist; pass an existing file or folder with --from")
+    fmt = detect_format(path) if opts.format == "auto" else opts.format
+    if fmt == "text":
+        if not path.is_dir():
+            raise MixoptError(f"--format text needs a folder of domain folders, and {path} is a file")
+        return _read_text_folders(path)
+    df = _read_hf(path) if fmt == "hf" else _read_table(path, fmt)
+    return _group(df, str(path), opts.domain_column, opts.text_column)
+
+
+def add_corpus(
+    name: str, source: Path, opts: AddOptions, *, force: bool = False
+) -> tuple[dict[str, Any], bool]:
+    """Build corpus ``name`` from a user's data; return (manifest, up_to_date).
+
+    The content hash covers the input's bytes and the options, so running the same command again
+    does nothing; ``force`` rebuilds.
+    """
+    if paths.find_recipe("corpora", name) is not None and not force:
+        raise MixoptError(f"{name!r} is the name of a corpus recipe; choose another name (or pass --force)")
+    if not source.exists():
+        raise MixoptError(f"{source} does not exist; pass an existing file or folder with --from")
+    params = build_params(
+        vocab_size=opts.vocab_size,
+        val_documents=opts.val_documents,
+        seed=opts.seed,
+        max_doc_chars=opts.max_doc_chars,
+        tokenizer_sample_chars=opts.tokenizer_sample_chars,
+    )
+    blob = {
+        "input": sha256_of(source),
+        "format": opts.format,
+        "domain_column": opts.domain_column,
+        "text_column": opts.text_column,
+        "licence": opts.licence,
+        "params": params,
+    }
+    digest = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+    out = corpus_dir(name)
+    if not force and (out / "manifest.json").is_file():
+        try:
+            old = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = {}
+        if old.get("hash") == digest:
+            return old, True
+    docs = read_documents(source, opts)
+    src = {
+        "kind": "path",
+        "package": str(source.resolve()),
+        "version": "local",
+        "licence": opts.licence,
+        "sha256": blob["input"],
+    }
+    manifest = build_from_documents(
+        name,
+        docs,
+        out,
+        vocab_size=opts.vocab_size,
+        val_documents=opts.val_documents,
+        seed=opts.seed,
+        sources=[{**src, "domain": d} for d in docs],
+        recipe_hash=digest,
+        max_doc_chars=opts.max_doc_chars,
+        tokenizer_sample_chars=opts.tokenizer_sample_chars,
+        extra={
+            "description": f"added from {source}",
+            "input": {"path": str(source.resolve()), "format": opts.format},
+        },
+    )
+    return manifest, False

@@ -1,0 +1,139 @@
+"""`mixopt corpus add` for every input format, through the CLI, and `info` / `list`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import TINY_DATA, TINY_DOMAINS, tiny_documents
+
+from mixopt.cli import main
+from mixopt.corpus import Corpus
+from mixopt.corpus.documents import chunk_text
+
+SMALL = ["--vocab-size", "300", "--val-documents", "4"]
+
+
+def rows() -> list[dict[str, str]]:
+    return [
+        {"domain": d, "text": chunk, "id": f"{d}-{i}"}
+        for d, texts in tiny_documents().items()
+        for i, chunk in enumerate(c for t in texts for c in chunk_text(t, 2000))
+    ]
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def check_built(name: str, n_rows: int) -> dict:
+    c = Corpus.open(name)
+    man = c.manifest
+    assert sorted(man["domains"]) == sorted(TINY_DOMAINS)
+    assert sum(m["documents"] for m in man["domains"].values()) == n_rows
+    assert all(m["val_documents"] == 4 and m["train_tokens"] > 0 for m in man["domains"].values())
+    return man
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "csv"])
+def test_add_tables(fmt: str, workspace: Path, tmp_path: Path, capsys) -> None:
+    df = pl.DataFrame(rows())
+    path = tmp_path / f"data.{fmt}"
+    {"jsonl": df.write_ndjson, "parquet": df.write_parquet, "csv": df.write_csv}[fmt](path)
+    code, out, err = run(capsys, "corpus", "add", f"my{fmt}", "--from", str(path), *SMALL)
+    assert code == 0, err
+    check_built(f"my{fmt}", len(df))
+    assert "built corpus" in out
+
+
+def test_add_table_with_other_column_names_and_folder_of_files(
+    workspace: Path, tmp_path: Path, capsys
+) -> None:
+    df = pl.DataFrame(rows()).rename({"domain": "source", "text": "content"})
+    (tmp_path / "parts").mkdir()
+    df[: len(df) // 2].write_parquet(tmp_path / "parts" / "a.parquet")
+    df[len(df) // 2 :].write_parquet(tmp_path / "parts" / "b.parquet")
+    code, _, err = run(
+        capsys,
+        "corpus",
+        "add",
+        "parts",
+        "--from",
+        str(tmp_path / "parts"),
+        "--domain-column",
+        "source",
+        "--text-column",
+        "content",
+        *SMALL,
+    )
+    assert code == 0, err
+    check_built("parts", len(df))
+
+
+def test_add_text_folders(workspace: Path, capsys) -> None:
+    code, out, err = run(
+        capsys, "corpus", "add", "folders", "--from", str(TINY_DATA), "--licence", "mixed", *SMALL
+    )
+    assert code == 0, err
+    man = Corpus.open("folders").manifest
+    assert sorted(man["domains"]) == sorted(TINY_DOMAINS)
+    assert man["domains"]["code"]["licence"] == "mixed"
+    assert man["sources"][0]["sha256"]
+
+
+def test_add_hf_saved_dataset(workspace: Path, tmp_path: Path, capsys) -> None:
+    import datasets
+
+    r = rows()
+    ds = datasets.Dataset.from_list(r)
+    datasets.DatasetDict(
+        {"train": ds.select(range(0, len(r), 2)), "test": ds.select(range(1, len(r), 2))}
+    ).save_to_disk(str(tmp_path / "hf"))
+    code, _, err = run(capsys, "corpus", "add", "hf", "--from", str(tmp_path / "hf"), *SMALL)
+    assert code == 0, err
+    check_built("hf", len(r))
+    ds.shuffle(seed=1).save_to_disk(str(tmp_path / "hf1"))
+    code, _, err = run(
+        capsys, "corpus", "add", "hf1", "--from", str(tmp_path / "hf1"), "--format", "hf", *SMALL
+    )
+    assert code == 0, err
+    check_built("hf1", len(r))
+
+
+def test_add_again_is_a_no_op_and_force_rebuilds(workspace: Path, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "d.jsonl"
+    pl.DataFrame(rows()).write_ndjson(path)
+    assert run(capsys, "corpus", "add", "again", "--from", str(path), *SMALL)[0] == 0
+    first = json.loads((workspace / "corpora" / "again" / "manifest.json").read_text())
+    code, out, _ = run(capsys, "corpus", "add", "again", "--from", str(path), *SMALL)
+    assert code == 0 and "up to date" in out
+    assert json.loads((workspace / "corpora" / "again" / "manifest.json").read_text()) == first
+    code, out, _ = run(capsys, "corpus", "add", "again", "--from", str(path), "--force", *SMALL)
+    assert code == 0 and "built corpus" in out
+    code, out, _ = run(
+        capsys, "corpus", "add", "again", "--from", str(path), "--vocab-size", "280", "--val-documents", "4"
+    )
+    assert code == 0 and "built corpus" in out
+    assert Corpus.open("again").vocab_size == 280
+
+
+def test_info_and_list(tiny_workspace: Path, capsys) -> None:
+    code, out, _ = run(capsys, "corpus", "info", "tiny", "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert [r["domain"] for r in info["domains"]] == list(TINY_DOMAINS)
+    assert info["total"]["train_tokens"] == sum(r["train_tokens"] for r in info["domains"])
+    code, out, _ = run(capsys, "corpus", "info", "tiny")
+    assert code == 0 and "drama" in out and "total" in out
+    code, out, _ = run(capsys, "corpus", "list", "--json")
+    listing = json.loads(out)
+    assert "default" in [r["name"] for r in listing["recipes"]]
+    assert [b["name"] for b in listing["built"]] == ["tiny"]

@@ -1,0 +1,179 @@
+"""Bad input to `mixopt corpus`: one line on stderr, exit code 2, and nothing half-written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import TINY_DATA
+
+from mixopt.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+def assert_refused(capsys, workspace: Path, *args: str, match: str) -> str:
+    code, err = run(capsys, *args)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert match in lines[0], lines[0]
+    corpora = workspace / "corpora"
+    assert not corpora.exists() or not list(corpora.iterdir()), list(corpora.iterdir())
+    return lines[0]
+
+
+def text_folders(root: Path, sizes: dict[str, int]) -> Path:
+    for d, n in sizes.items():
+        (root / d).mkdir(parents=True)
+        for i in range(n):
+            (root / d / f"{i}.txt").write_text(f"{d} document {i}\n" + "some words here. " * (i + 3))
+    return root
+
+
+def test_unknown_corpus_lists_known_recipes(workspace: Path, capsys) -> None:
+    line = assert_refused(
+        capsys, workspace, "corpus", "build", "nosuchcorpus", match="unknown corpus 'nosuchcorpus'"
+    )
+    assert "default" in line
+    assert_refused(capsys, workspace, "corpus", "info", "nosuchcorpus", match="unknown corpus 'nosuchcorpus'")
+
+
+def test_domain_too_small_for_validation(workspace: Path, tmp_path: Path, capsys) -> None:
+    src = text_folders(tmp_path / "src", {"big": 30, "small": 5})
+    assert_refused(
+        capsys,
+        workspace,
+        "corpus",
+        "add",
+        "x",
+        "--from",
+        str(src),
+        "--vocab-size",
+        "300",
+        "--val-documents",
+        "4",
+        match="'small' has 5 documents after deduplication but needs at least 8",
+    )
+
+
+def test_empty_domain_folder(workspace: Path, tmp_path: Path, capsys) -> None:
+    src = text_folders(tmp_path / "src", {"a": 20})
+    (src / "empty").mkdir()
+    assert_refused(capsys, workspace, "corpus", "add", "x", "--from", str(src), match="domain folder")
+
+
+def test_domain_of_blank_documents_is_empty(workspace: Path, tmp_path: Path, capsys) -> None:
+    src = text_folders(tmp_path / "src", {"a": 20})
+    (src / "blank").mkdir()
+    (src / "blank" / "1.txt").write_text("\n \n")
+    assert_refused(
+        capsys,
+        workspace,
+        "corpus",
+        "add",
+        "x",
+        "--from",
+        str(src),
+        "--vocab-size",
+        "300",
+        "--val-documents",
+        "2",
+        match="domain 'blank' of corpus 'x' is empty",
+    )
+
+
+def test_non_utf8_file_named_with_offset(workspace: Path, tmp_path: Path, capsys) -> None:
+    src = text_folders(tmp_path / "src", {"a": 20, "b": 20})
+    (src / "b" / "latin1.txt").write_bytes("caf\u00e9 au lait".encode("latin-1"))
+    line = assert_refused(
+        capsys, workspace, "corpus", "add", "x", "--from", str(src), match="latin1.txt is not UTF-8"
+    )
+    assert "offset 3" in line and "0xe9" in line
+    jsonl = tmp_path / "bad.jsonl"
+    data = b'{"domain": "a", "text": "ok"}\n{"domain": "b", "text": "caf\xe9"}\n'
+    jsonl.write_bytes(data)
+    assert_refused(
+        capsys, workspace, "corpus", "add", "x", "--from", str(jsonl), match=f"offset {data.index(0xE9)}"
+    )
+
+
+def test_unreadable_file(workspace: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"this is not parquet")
+    assert_refused(capsys, workspace, "corpus", "add", "x", "--from", str(bad), match="cannot read")
+    assert_refused(
+        capsys,
+        workspace,
+        "corpus",
+        "add",
+        "x",
+        "--from",
+        str(tmp_path / "missing.jsonl"),
+        match="does not exist",
+    )
+
+
+def test_absent_columns_listed(workspace: Path, tmp_path: Path, capsys) -> None:
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"label": "a", "body": "x"}\n{"label": "b", "body": "y"}\n')
+    line = assert_refused(
+        capsys, workspace, "corpus", "add", "x", "--from", str(f), match="no domain column 'domain'"
+    )
+    assert "label, body" in line and "--domain-column" in line
+    assert_refused(
+        capsys,
+        workspace,
+        "corpus",
+        "add",
+        "x",
+        "--from",
+        str(f),
+        "--domain-column",
+        "label",
+        match="no text column 'text'",
+    )
+
+
+def test_recipe_errors(workspace: Path, tmp_path: Path, capsys) -> None:
+    r = tmp_path / "r.toml"
+    r.write_text('[domains.a]\nlicence = "x"\n')
+    assert_refused(capsys, workspace, "corpus", "build", str(r), match="has no sources")
+    r.write_text(
+        f'[domains.a]\n[[domains.a.sources]]\nkind = "path"\npath = "{TINY_DATA / "code"}"\n'
+        'include = ["*.nothing"]\n'
+    )
+    assert_refused(capsys, workspace, "corpus", "build", str(r), match="has no file matching")
+    r.write_text('[domains.a]\n[[domains.a.sources]]\nkind = "path"\npath = "nowhere"\n')
+    assert_refused(capsys, workspace, "corpus", "build", str(r), match="does not exist")
+    r.write_text('[domains.a]\n[[domains.a.sources]]\nkind = "ftp"\npackage = "x"\n')
+    assert_refused(capsys, workspace, "corpus", "build", str(r), match="source kind must be")
+    r.write_text('[corpus]\nvocab = 3\n[domains.a]\n[[domains.a.sources]]\nkind = "path"\npath = "."\n')
+    assert_refused(capsys, workspace, "corpus", "build", str(r), match="unknown [corpus] keys ['vocab']")
+
+
+def test_failed_rebuild_keeps_the_old_corpus(workspace: Path, tmp_path: Path, capsys) -> None:
+    src = text_folders(tmp_path / "src", {"a": 20, "b": 20})
+    assert (
+        run(
+            capsys, "corpus", "add", "keep", "--from", str(src), "--vocab-size", "300", "--val-documents", "4"
+        )[0]
+        == 0
+    )
+    before = (workspace / "corpora" / "keep" / "manifest.json").read_text()
+    (src / "b" / "bad.txt").write_bytes(b"\xff\xfe")
+    code, err = run(
+        capsys, "corpus", "add", "keep", "--from", str(src), "--vocab-size", "300", "--val-documents", "4"
+    )
+    assert code == 2 and "bad.txt is not UTF-8" in err
+    assert (workspace / "corpora" / "keep" / "manifest.json").read_text() == before
+    assert sorted(p.name for p in (workspace / "corpora").iterdir()) == ["keep"]
+    assert json.loads(before)["name"] == "keep"

@@ -1,0 +1,231 @@
+"""Recipes: sources read from archives and folders, extractors, caching, apt fallback, no-op rebuilds."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import struct
+import subprocess
+import tarfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+from conftest import TINY_DATA, TINY_DOMAINS
+
+from mixopt.cli import main
+from mixopt.corpus import Corpus, fetch
+from mixopt.corpus.archive import iter_members
+from mixopt.corpus.assemble import build_recipe
+from mixopt.corpus.extract import EXTRACTORS, html_to_text
+from mixopt.corpus.recipe import SourceSpec, parse_recipe
+from mixopt.errors import MixoptError, MixoptWarning
+
+RECIPE = """
+[corpus]
+description = "tiny"
+vocab_size = 300
+val_documents = 4
+max_doc_chars = 2048
+"""
+
+
+def path_recipe(tmp_path: Path, extra: str = "") -> Path:
+    body = RECIPE + "".join(
+        f'[domains.{d}]\nlicence = "L-{d}"\n[[domains.{d}.sources]]\n'
+        f'kind = "path"\npath = "{TINY_DATA / d}"\n'
+        f'licence = "L-{d}"\n'
+        for d in TINY_DOMAINS
+    )
+    r = tmp_path / "tinyrecipe.toml"
+    r.write_text(body + extra)
+    return r
+
+
+def test_path_recipe_builds_and_records_sources(workspace: Path, tmp_path: Path) -> None:
+    out = build_recipe(str(path_recipe(tmp_path)))
+    assert not out.up_to_date
+    man = Corpus.open("tinyrecipe").manifest
+    assert list(man["domains"]) == list(TINY_DOMAINS)
+    assert [s["domain"] for s in man["sources"]] == list(TINY_DOMAINS)
+    for s in man["sources"]:
+        assert len(s["sha256"]) == 64 and s["licence"] == f"L-{s['domain']}" and s["files"] > 0
+    assert man["domains"]["drama"]["licence"] == "L-drama"
+
+
+def test_rebuild_is_a_no_op_until_something_changes(workspace: Path, tmp_path: Path, capsys) -> None:
+    recipe = path_recipe(tmp_path)
+    build_recipe(str(recipe))
+    manifest = workspace / "corpora" / "tinyrecipe" / "manifest.json"
+    first = manifest.read_text()
+    main(["corpus", "build", str(recipe)])
+    assert "up to date" in capsys.readouterr().out
+    assert manifest.read_text() == first
+    assert build_recipe(str(recipe), force=True).up_to_date is False
+    assert json.loads(manifest.read_text())["hash"] == json.loads(first)["hash"]
+    recipe.write_text(recipe.read_text().replace("vocab_size = 300", "vocab_size = 290"))
+    out = build_recipe(str(recipe))
+    assert not out.up_to_date and out.manifest["vocab_size"] == 290
+    assert build_recipe(str(recipe)).up_to_date
+
+
+def _deb(path: Path, files: dict[str, bytes]) -> Path:
+    """A minimal Debian package (ar archive holding data.tar.xz) with ``files``."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:xz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo("./" + name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    members = {"debian-binary": b"2.0\n", "control.tar.xz": b"", "data.tar.xz": buf.getvalue()}
+    out = b"!<arch>\n"
+    for name, data in members.items():
+        out += f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode() + data
+        out += b"\n" if len(data) % 2 else b""
+    path.write_bytes(out)
+    return path
+
+
+def test_archives_select_members_and_gunzip(tmp_path: Path) -> None:
+    files = {
+        "usr/share/doc/a.rst.gz": gzip.compress(b"alpha"),
+        "usr/share/doc/sub/b.rst": b"beta",
+        "usr/share/doc/translations/c.rst": b"gamma",
+        "usr/bin/tool": b"\x7fELF",
+    }
+    deb = _deb(tmp_path / "x_1.0_all.deb", files)
+    whl = tmp_path / "x-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as z:
+        for n, d in files.items():
+            z.writestr(n, d)
+    tgz = tmp_path / "x-1.0.tar.gz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        for n, d in files.items():
+            info = tarfile.TarInfo("x-1.0/" + n)
+            info.size = len(d)
+            tar.addfile(info, io.BytesIO(d))
+    for archive in (deb, whl, tgz):
+        got = dict(iter_members(archive, ["*/doc/*.rst"], ["*/translations/*"]))
+        assert sorted(got.values()) == [b"alpha", b"beta"], archive
+        assert all(n.endswith(".rst") for n in got)
+    if subprocess.run(["which", "dpkg-deb"], capture_output=True).returncode == 0:
+        listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True)
+        assert listing.returncode == 0 and "a.rst.gz" in listing.stdout  # the test .deb is a real one
+
+
+def _decode_all(name: str, files: dict[str, bytes]) -> list[str]:
+    return [t for _, t in EXTRACTORS[name](files, lambda n, b: b.decode())]
+
+
+def test_extractors() -> None:
+    page = (
+        "<html><head><title>T</title><style>p {}</style></head><body><div class='header'>Next: x</div>"
+        "<h2>Line&nbsp;Styles</h2><p>Solid   line.\n Dashed.</p><pre>  a = 1;\n  b = 2;</pre></body></html>"
+    )
+    text = html_to_text(page)
+    assert "Next" not in text and "p {}" not in text and "T\n" not in text
+    assert "Line\u00a0Styles" in text and "Solid line. Dashed." in text and "  a = 1;\n  b = 2;" in text
+    mm = "  ax $p |- ( ph -> ph ) $=\n    ( wi ) AABCD $.\n  $( comment $)\n"
+    assert _decode_all("metamath", {"s.mm": mm.encode()}) == [
+        "  ax $p |- ( ph -> ph ) $= ? $.\n  $( comment $)\n"
+    ]
+    assert _decode_all("fortune", {"f": b"one\n%\ntwo\n%\n"}) == ["one\n\ntwo\n\n"]
+    gut = b"head\n*** START OF THIS PROJECT GUTENBERG EBOOK X ***\n"
+    gut += b"body\n*** END OF THIS PROJECT GUTENBERG EBOOK\nlegal"
+    assert _decode_all("gutenberg", {"g": gut}) == ["body\n"]
+    assert _decode_all("front-matter", {"r.RULE": b"---\nkey: mit\n---\n\nPermission is granted\n"}) == [
+        "Permission is granted\n"
+    ]
+    assert _decode_all("gzip", {"d.dz": gzip.compress(b"dictionary entry")}) == ["dictionary entry"]
+
+
+def _xdr_lazyload(objects: dict[str, list[str]]) -> tuple[bytes, bytes]:
+    """A minimal R lazy-load database (rdb, rdx) holding character vectors, written per R's XDR format."""
+
+    def i(v: int) -> bytes:
+        return struct.pack(">i", v)
+
+    def chars(s: str) -> bytes:
+        b = s.encode()
+        return i(9 | (1 << 15) << 0) + i(len(b)) + b  # CHARSXP, UTF-8 level bit
+
+    def strsxp(values: list[str]) -> bytes:
+        return i(16) + i(len(values)) + b"".join(chars(v) for v in values)
+
+    header = b"X\n" + i(3) + i(0x040200) + i(0x030500) + i(5) + b"UTF-8"
+    rdb = b""
+    pos: list[tuple[int, int]] = []
+    for values in objects.values():
+        ser = header + strsxp(values)
+        blob = struct.pack(">I", len(ser)) + zlib.compress(ser)
+        pos.append((len(rdb), len(blob)))
+        rdb += blob
+
+    def named_list(items: list[bytes], names: list[str]) -> bytes:
+        attr = i(2 | (1 << 10)) + i(1) + chars("names") + strsxp(names) + i(254)  # pairlist: names = ...
+        return i(19 | (1 << 9)) + i(len(items)) + b"".join(items) + attr
+
+    variables = named_list([i(13) + i(2) + i(o) + i(n) for o, n in pos], list(objects))
+    index = named_list([variables, named_list([], []), i(254)], ["variables", "references", "compressed"])
+    return rdb, gzip.compress(header + index)
+
+
+def test_rdata_reads_character_vectors() -> None:
+    rdb, rdx = _xdr_lazyload(
+        {
+            "emma": ["EMMA", "", "By Jane Austen", "Emma Woodhouse, handsome, clever"],
+            "persuasion": ["Persuasion", "Sir Walter Elliot"],
+        }
+    )
+    got = dict(EXTRACTORS["rdata"]({"d/Rdata.rdb": rdb, "d/Rdata.rdx": rdx}, lambda n, b: b.decode()))
+    assert got == {
+        "d/Rdata.rdb:emma": "EMMA\n\nBy Jane Austen\nEmma Woodhouse, handsome, clever\n",
+        "d/Rdata.rdb:persuasion": "Persuasion\nSir Walter Elliot\n",
+    }
+    with pytest.raises(MixoptError, match="include '\\*.rdx'"):
+        list(EXTRACTORS["rdata"]({"d/Rdata.rdb": rdb}, lambda n, b: b.decode()))
+
+
+def test_cached_downloads_are_reused_without_network(workspace: Path, monkeypatch) -> None:
+    (workspace / "cache" / "apt").mkdir(parents=True)
+    (workspace / "cache" / "pip").mkdir(parents=True)
+    deb = _deb(workspace / "cache" / "apt" / "fortunes-x_1%3a1.9-2_all.deb", {"usr/share/f/a": b"x"})
+    whl = workspace / "cache" / "pip" / "some_pkg-2.0-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as z:
+        z.writestr("a.txt", "x")
+
+    def no_network(*a, **k):
+        raise AssertionError("must not download")
+
+    monkeypatch.setattr(fetch.subprocess, "run", no_network)
+    got = fetch.fetch(SourceSpec(domain="d", kind="apt", package="fortunes-x"), workspace)
+    assert got.path == deb and got.version == "1:1.9-2" and len(got.sha256) == 64
+    got = fetch.fetch(SourceSpec(domain="d", kind="pip", package="some-pkg", version="2.0"), workspace)
+    assert got.path == whl and got.version == "2.0"
+
+
+def test_without_apt_the_apt_only_domains_are_skipped(workspace: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(fetch.shutil, "which", lambda name: None)
+    extra = (
+        '[domains.fortunes]\n[[domains.fortunes.sources]]\nkind = "apt"\npackage = "fortunes-not-cached"\n'
+    )
+    recipe = path_recipe(tmp_path, extra)
+    with pytest.warns(MixoptWarning) as caught:
+        out = build_recipe(str(recipe))
+    assert any("skipped domains fortunes" in str(w.message) for w in caught)
+    assert out.skipped_domains == {"fortunes": "apt-get is not installed"}
+    man = Corpus.open("tinyrecipe").manifest
+    assert "fortunes" not in man["domains"] and man["skipped_domains"] == out.skipped_domains
+    only_apt = tmp_path / "aptonly.toml"
+    only_apt.write_text(extra)
+    with pytest.warns(MixoptWarning), pytest.raises(MixoptError, match="no source of corpus 'aptonly'"):
+        build_recipe(str(only_apt))
+
+
+def test_default_recipe_parses() -> None:
+    r = parse_recipe(Path(__file__).parents[1] / "corpora" / "default.toml", "default")
+    assert len(r.domains) >= 8
+    assert all(s.licence != "unknown" for d in r.domains for s in d.sources)
+    assert all(s.version for d in r.domains for s in d.sources if s.kind == "pip")
