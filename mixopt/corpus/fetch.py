@@ -2,10 +2,10 @@
 
 ``apt`` sources are fetched with ``apt-get download`` (no root needed, nothing installed; one
 ``apt-get update`` is tried when a package is not found and we are root), ``pip`` sources with
-``pip download --no-deps``. Files land in ``<workspace>/cache/{apt,pip}/`` and are reused by
-later builds. Where apt cannot deliver a package (no apt-get, no network, not in the archive),
-:class:`SourceUnavailable` lets the build go on without it; a pip or path source that fails is
-an error.
+``pip download --no-deps``. Files land in ``<workspace>/cache/{apt,pip}/`` (or ``$MIXOPT_CACHE``)
+and are reused by later builds. Where apt cannot deliver a package (no apt-get, no network,
+not in the archive), :class:`SourceUnavailable` lets the build go on without it; a pip or path
+source that fails is an error.
 """
 
 from __future__ import annotations

@@ -62,6 +62,9 @@ class Corpus:
 
     path: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))  # accept a str too
+
     @classmethod
     def open(cls, name_or_path: str | Path) -> Corpus:
         """Open a built corpus by name (in the workspace) or by folder path."""
