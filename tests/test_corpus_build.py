@@ -126,3 +126,20 @@ def test_too_small_and_empty_domains_are_refused(tmp_path) -> None:
         build_from_documents("x", {"a/b": ["t"]}, tmp_path / "x")
     assert not (tmp_path / "x").exists()
     assert not list(tmp_path.iterdir())
+
+
+def test_pack_texts_joins_short_texts_and_passes_long_ones() -> None:
+    from mixopt.corpus.documents import pack_texts
+
+    short = [f"rule {i}: permission is granted." for i in range(100)]
+    packed = list(pack_texts([*short, "x" * 500, "", "tail"], 200))
+    assert all(len(p) <= 201 for p in packed if not p.startswith("x"))
+    assert "x" * 500 + "\n" in packed
+    joined = "\n\n".join(p.strip("\n") for p in packed)
+    assert all(s in joined for s in short) and joined.endswith("tail")
+
+
+def test_vocab_size_out_of_range(tmp_path) -> None:
+    with pytest.raises(MixoptError, match="vocab_size 100 is out of range"):
+        build_from_documents("v", tiny_documents(), tmp_path / "v", vocab_size=100, val_documents=4)
+    assert not (tmp_path / "v").exists()

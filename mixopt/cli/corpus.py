@@ -18,7 +18,9 @@ corpus_app = typer.Typer(
 )
 app.add_typer(corpus_app, name="corpus")
 
-NameArg = Annotated[str, typer.Argument(help="Corpus name (a recipe in corpora/ for build).")]
+NameArg = Annotated[str, typer.Argument(help="Corpus name: a recipe in corpora/, or a .toml path.")]
+NewNameArg = Annotated[str, typer.Argument(help="Name of the corpus to build from your data.")]
+BuiltArg = Annotated[str, typer.Argument(help="Name of a built corpus (or its folder).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild even if the corpus is up to date.")]
 
 
@@ -79,7 +81,7 @@ def build(name: NameArg = "default", force: ForceOpt = False, as_json: JsonOpt =
 
 @corpus_app.command("add")
 def add(
-    name: NameArg,
+    name: NewNameArg,
     source: Annotated[Path, typer.Option("--from", help="File or folder with your data.")],
     fmt: Annotated[
         str, typer.Option("--format", help="auto, jsonl, parquet, csv, text (one folder per domain), hf.")
@@ -124,7 +126,7 @@ def add(
 
 
 @corpus_app.command("info")
-def info(name: NameArg, as_json: JsonOpt = False) -> None:
+def info(name: BuiltArg, as_json: JsonOpt = False) -> None:
     """Domains, documents, tokens, MB, bytes per token and licence of a built corpus."""
     from mixopt.corpus.catalog import open_corpus, summary
 

@@ -30,7 +30,7 @@ from mixopt.errors import MixoptError, MixoptWarning
 log = logging.getLogger(__name__)
 
 # Bump when an extractor's output changes, so built corpora are rebuilt.
-EXTRACT_VERSION = 1
+EXTRACT_VERSION = 2
 
 
 @dataclass(kw_only=True)
@@ -123,7 +123,7 @@ def build_recipe(name: str, *, force: bool = False) -> BuildOutcome:
             fetched[dom.name] = got
         else:
             skipped_domains[dom.name] = "; ".join(
-                s["reason"] for s in skipped_sources if s["domain"] == dom.name
+                dict.fromkeys(s["reason"] for s in skipped_sources if s["domain"] == dom.name)
             )
     if skipped_domains:
         warnings.warn(
