@@ -1,0 +1,195 @@
+"""Routed-expert computation: the fused grouped-GEMM path and the naive loop it is tested against.
+
+Shape suffixes (as in torchtitan's moe.py): T tokens, D model width, F expert hidden width,
+H = 2F (gate and up projections side by side), E experts, K experts per token (top-k),
+N = T·K routed token slots, in expert-sorted order where it matters.
+
+The fused path (:func:`routed_experts`) is dropless: every token slot is computed, none is
+dropped for capacity. It sorts the N slots by expert, runs one grouped GEMM per projection
+(``torch._grouped_mm``: gate+up as one (E, D, H) weight, down as (E, F, D)) and combines the
+K outputs of each token with its gate weights. Forward and backward are written by hand so
+that every permutation is a *gather* (``index_select``) with the sort order or its inverse, never
+a scatter-add (a permutation is a bijection, so the inverse gather is exact): scatter-adds are
+slow and serial on CPUs and non-deterministic on GPUs. The permuted input copy is not saved for
+backward; it is gathered again (T·K·D reads, cheap next to the GEMMs).
+
+:func:`naive_experts` loops over the experts with plain autograd (as Hugging Face's Mixtral
+does); it is the reference of the tests (it runs in float64 for gradcheck) and the baseline of
+``mixopt bench moe``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+_GMM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Where each routed token slot goes, computed once per layer call (no gradients).
+
+    Attributes:
+        tok_N: source token of each expert-sorted slot.
+        order_N: flat slot index (t·K + k) of each expert-sorted slot.
+        inv_N: sorted position of each flat slot (the inverse permutation of ``order_N``).
+        counts_E: slots per expert.
+        offs_E: int32 cumulative counts (the end row of each expert's group).
+    """
+
+    tok_N: torch.Tensor
+    order_N: torch.Tensor
+    inv_N: torch.Tensor
+    counts_E: torch.Tensor
+    offs_E: torch.Tensor
+
+
+def make_routing(ids_TK: torch.Tensor, n_experts: int) -> Routing:
+    """Sort the T·K slots of ``ids_TK`` (T, K) by expert (stable, so deterministic)."""
+    K = ids_TK.shape[1]
+    ids_N = ids_TK.reshape(-1)
+    order_N = torch.argsort(ids_N, stable=True)
+    inv_N = torch.empty_like(order_N)
+    inv_N[order_N] = torch.arange(order_N.numel(), device=order_N.device)
+    counts_E = torch.bincount(ids_N, minlength=n_experts)
+    offs_E = torch.cumsum(counts_E, 0, dtype=torch.int32)
+    return Routing(tok_N=order_N // K, order_N=order_N, inv_N=inv_N, counts_E=counts_E, offs_E=offs_E)
+
+
+# ----- grouped GEMM ---------------------------------------------------------------------------
+def _aligned(t: torch.Tensor) -> bool:
+    # torch._grouped_mm needs every non-unit stride and the base address 16-byte aligned.
+    size = t.element_size()
+    return t.data_ptr() % 16 == 0 and all(
+        (s * size) % 16 == 0 for s, n in zip(t.stride(), t.shape, strict=True) if s != 1 and n > 1
+    )
+
+
+def _grouped_mm_loop(a: torch.Tensor, b: torch.Tensor, offs_E: torch.Tensor) -> torch.Tensor:
+    ends = offs_E.tolist()
+    starts = [0, *ends[:-1]]
+    if b.dim() == 3:  # a (N, I) @ b (E, I, O) -> (N, O), rows of group e use b[e]
+        out = a.new_empty(a.shape[0], b.shape[2])
+        for e, (s, t) in enumerate(zip(starts, ends, strict=True)):
+            if t > s:
+                torch.mm(a[s:t], b[e], out=out[s:t])
+        return out
+    # a (I, N) @ b (N, O) -> (E, I, O): per group, the product over that group's columns/rows
+    out = a.new_zeros(len(ends), a.shape[0], b.shape[1])
+    for e, (s, t) in enumerate(zip(starts, ends, strict=True)):
+        if t > s:
+            torch.mm(a[:, s:t], b[s:t], out=out[e])
+    return out
+
+
+def grouped_mm(a: torch.Tensor, b: torch.Tensor, offs_E: torch.Tensor) -> torch.Tensor:
+    """One GEMM per expert group, without gradients (the callers write their own backward).
+
+    Two forms, as ``torch._grouped_mm``: ``a`` (N, I) and ``b`` (E, I, O) give (N, O), the rows
+    of group e multiplied by ``b[e]``; ``a`` (I, N) and ``b`` (N, O) give (E, I, O), the weight
+    gradient form. ``offs_E`` holds each group's end (int32, the last one equal to N).
+    ``torch._grouped_mm`` is used where it applies (float32/bfloat16/float16, 16-byte aligned);
+    otherwise (float64 for gradcheck, odd widths) a loop of ``torch.mm`` gives the same result.
+    """
+    if a.dtype in _GMM_DTYPES and b.dtype == a.dtype and _aligned(a) and _aligned(b):
+        # Rows past the last offset are left unwritten by _grouped_mm; offs_E[-1] == N always here.
+        return torch._grouped_mm(a, b, offs=offs_E)
+    return _grouped_mm_loop(a, b, offs_E)
+
+
+# ----- SwiGLU on the fused gate/up buffer -----------------------------------------------------
+def swiglu_forward(h_NH: torch.Tensor) -> torch.Tensor:
+    """silu(gate) · up for h (N, 2F) holding gate then up; returns (N, F)."""
+    gate, up = h_NH.chunk(2, dim=-1)
+    return F.silu(gate).mul_(up)
+
+
+def swiglu_backward(h_NH: torch.Tensor, g_NF: torch.Tensor) -> torch.Tensor:
+    """Gradient (N, 2F) with respect to h of ``sum(g · swiglu_forward(h))``."""
+    gate, up = h_NH.chunk(2, dim=-1)
+    out = torch.empty_like(h_NH)
+    d_gate, d_up = out.chunk(2, dim=-1)
+    s = torch.sigmoid(gate)
+    silu = gate * s
+    torch.mul(silu, g_NF, out=d_up)
+    dsilu = silu.mul(s).neg_().add_(silu).add_(s)  # silu'(x) = s + silu · (1 - s)
+    torch.mul(g_NF, up, out=d_gate).mul_(dsilu)
+    return out
+
+
+# ----- fused routed experts -------------------------------------------------------------------
+class _RoutedExperts(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x_TD, gates_TK, w13_EDH, w2_EFD, tok_N, order_N, inv_N, offs_E):  # noqa: ANN001, ANN205
+        T, K = gates_TK.shape
+        D = x_TD.shape[1]
+        x_ND = x_TD.index_select(0, tok_N)  # gather: permute token copies into expert order
+        h_NH = grouped_mm(x_ND, w13_EDH, offs_E)
+        a_NF = swiglu_forward(h_NH)
+        y_ND = grouped_mm(a_NF, w2_EFD, offs_E)
+        y_TKD = y_ND.index_select(0, inv_N).view(T, K, D)  # un-permute (gather with the inverse)
+        out_TD = torch.bmm(gates_TK.to(y_TKD.dtype).unsqueeze(1), y_TKD).squeeze(1)  # Σ_k gate · y
+        ctx.save_for_backward(x_TD, gates_TK, w13_EDH, w2_EFD, tok_N, order_N, inv_N, offs_E, h_NH, y_TKD)
+        return out_TD
+
+    @staticmethod
+    def backward(ctx, g_TD):  # noqa: ANN001, ANN205
+        x_TD, gates_TK, w13_EDH, w2_EFD, tok_N, order_N, inv_N, offs_E, h_NH, y_TKD = ctx.saved_tensors
+        T, K = gates_TK.shape
+        D = x_TD.shape[1]
+        g_TD = g_TD.contiguous()
+        g_gates = None
+        if ctx.needs_input_grad[1]:
+            g_gates = torch.bmm(y_TKD, g_TD.unsqueeze(2)).squeeze(2).to(gates_TK.dtype)  # (T, K)
+        # d out / d y for slot (t, k) is gate[t, k] · g[t]; gathered straight into expert order.
+        gate_N = gates_TK.reshape(-1).index_select(0, order_N).to(g_TD.dtype)
+        g_yND = g_TD.index_select(0, tok_N).mul_(gate_N.unsqueeze(1))
+        a_NF = swiglu_forward(h_NH)
+        g_w2 = grouped_mm(a_NF.t(), g_yND, offs_E) if ctx.needs_input_grad[3] else None
+        g_aNF = grouped_mm(g_yND, w2_EFD.transpose(1, 2), offs_E)
+        g_hNH = swiglu_backward(h_NH, g_aNF)
+        g_w13 = None
+        if ctx.needs_input_grad[2]:
+            g_w13 = grouped_mm(x_TD.index_select(0, tok_N).t(), g_hNH, offs_E)
+        g_x = None
+        if ctx.needs_input_grad[0]:
+            g_xND = grouped_mm(g_hNH, w13_EDH.transpose(1, 2), offs_E)
+            g_x = g_xND.index_select(0, inv_N).view(T, K, D).sum(1)  # each token's K copies
+        return g_x, g_gates, g_w13, g_w2, None, None, None, None
+
+
+def routed_experts(x_TD: torch.Tensor, gates_TK: torch.Tensor, ids_TK: torch.Tensor, w13_EDH: torch.Tensor,
+                   w2_EFD: torch.Tensor, routing: Routing | None = None) -> torch.Tensor:
+    """Dropless MoE expert output ``Σ_k gates[t, k] · expert_{ids[t, k]}(x[t])``, fused.
+
+    Args:
+        x_TD: (T, D) token inputs.
+        gates_TK: (T, K) combine weights (any float dtype; gradients flow to it).
+        ids_TK: (T, K) expert of each slot, int64 in [0, E).
+        w13_EDH: (E, D, 2F) gate and up projections of every expert (gate first).
+        w2_EFD: (E, F, D) down projections.
+        routing: the sort of ``ids_TK`` if already made (:func:`make_routing`).
+
+    Returns:
+        (T, D) in x's dtype.
+    """
+    r = routing if routing is not None else make_routing(ids_TK, w13_EDH.shape[0])
+    return _RoutedExperts.apply(x_TD, gates_TK, w13_EDH, w2_EFD, r.tok_N, r.order_N, r.inv_N, r.offs_E)
+
+
+def naive_experts(x_TD: torch.Tensor, gates_TK: torch.Tensor, ids_TK: torch.Tensor,
+                  w13_EDH: torch.Tensor, w2_EFD: torch.Tensor) -> torch.Tensor:
+    """The same as :func:`routed_experts` by a loop over experts with plain autograd (reference)."""
+    out_TD = torch.zeros_like(x_TD)
+    F_ = w2_EFD.shape[1]
+    for e in range(w13_EDH.shape[0]):
+        tok, slot = torch.nonzero(ids_TK == e, as_tuple=True)
+        if tok.numel() == 0:
+            continue
+        h = x_TD[tok] @ w13_EDH[e]  # (n, 2F)
+        y = (F.silu(h[:, :F_]) * h[:, F_:]) @ w2_EFD[e]  # (n, D)
+        out_TD = out_TD.index_add(0, tok, y * gates_TK[tok, slot].unsqueeze(1).to(y.dtype))
+    return out_TD
