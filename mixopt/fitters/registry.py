@@ -1,0 +1,49 @@
+"""Fitters by name, imported lazily: one dict of name -> "module:Class".
+
+Later methods (mixing laws, BiMix, log-linear, GP) add their line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from mixopt.errors import MixoptError
+
+FITTERS: dict[str, str] = {
+    "regmix": "mixopt.fitters.regmix:RegMixFitter",
+    "linear": "mixopt.fitters.linear:LinearFitter",
+}
+
+
+def available_fitters() -> list[str]:
+    """Names :func:`get_fitter` accepts."""
+    return sorted(FITTERS)
+
+
+def fitter_class(name: str) -> type:
+    """The class registered as ``name`` (imported now)."""
+    try:
+        target = FITTERS[name]
+    except KeyError:
+        raise MixoptError(
+            f"fitter {name!r} is unknown; choose one of {', '.join(available_fitters())}"
+        ) from None
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_fitter(name: str, **params: Any) -> Any:
+    """A new, unfitted fitter ``name`` with hyper-parameters ``params``.
+
+    Raises:
+        MixoptError: unknown name (the message lists the valid ones) or unknown parameter.
+    """
+    cls = fitter_class(name)
+    valid = cls._get_param_names()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise MixoptError(
+            f"fitter {name!r} has no parameter(s) {', '.join(unknown)}; its parameters are {', '.join(valid)}"
+        )
+    return cls(**params)

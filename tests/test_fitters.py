@@ -1,0 +1,183 @@
+"""Fitters: registry, RegMix's LightGBM settings, the fast tree scorer, the linear baseline, CV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from mixopt.errors import MixoptError
+from mixopt.fitters import Fitter, available_fitters, get_fitter
+from mixopt.fitters.cv import cross_validate, score
+from mixopt.fitters.linear import LinearFitter
+from mixopt.fitters.regmix import FAST_PREDICT_ROWS, RegMixFitter
+
+RUNS = Path(__file__).parent / "data" / "runs" / "regmix-pile-1m"
+# The full reference tables live next to the checkout (../shared/data/runs); tests skip without them.
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "runs"
+TARGET = "metric/the_pile_pile_cc_val_loss"
+
+
+def regmix_slice() -> tuple[np.ndarray, np.ndarray]:
+    X = pl.read_csv(RUNS / "train_mixture_1m.csv").drop("index").to_numpy()
+    y = pl.read_csv(RUNS / "train_pile_loss_1m.csv")[TARGET].to_numpy()
+    return X, y
+
+
+def test_registry_lists_and_builds() -> None:
+    assert {"regmix", "linear"} <= set(available_fitters())
+    f = get_fitter("regmix", n_estimators=10)
+    assert isinstance(f, RegMixFitter) and f.n_estimators == 10
+    assert isinstance(f, Fitter)
+    with pytest.raises(MixoptError, match="regmix"):
+        get_fitter("lightgbm")
+    with pytest.raises(MixoptError, match="learning_rate"):
+        get_fitter("regmix", lr=0.1)
+
+
+def test_regmix_defaults_are_regmix_settings() -> None:
+    p = RegMixFitter().get_params()
+    assert p["n_estimators"] == 1000 and p["learning_rate"] == 0.01 and p["random_state"] == 42
+    assert p["num_leaves"] == 31 and p["min_child_samples"] == 20
+    X, y = regmix_slice()
+    model = RegMixFitter(n_estimators=50).fit(X, y).models_[0]
+    lgb = model.get_params()
+    assert lgb["objective"] == "regression" and lgb["boosting_type"] == "gbdt"
+    assert model.booster_.num_trees() == 50  # no early stopping: every iteration is kept
+
+
+def test_regmix_is_deterministic_and_multi_target() -> None:
+    X, y = regmix_slice()
+    a = RegMixFitter(n_estimators=100).fit(X, y).predict(X)
+    b = RegMixFitter(n_estimators=100).fit(X, y).predict(X)
+    np.testing.assert_array_equal(a, b)
+    Y = pl.read_csv(RUNS / "train_pile_loss_1m.csv").drop("index").to_numpy()[:, :3]
+    m = RegMixFitter(n_estimators=100).fit(X, Y)
+    P = m.predict(X)
+    assert P.shape == (len(X), 3)
+    one = RegMixFitter(n_estimators=100).fit(X, Y[:, 1]).predict(X)
+    np.testing.assert_allclose(P[:, 1], one)
+    mean, std = m.predict(X[:5], return_std=True)
+    assert std is None and mean.shape == (5, 3)
+
+
+def test_fast_scorer_equals_lightgbm() -> None:
+    X, y = regmix_slice()
+    m = RegMixFitter(n_estimators=300).fit(X, y)
+    C = np.random.default_rng(0).dirichlet(np.full(X.shape[1], 0.3), FAST_PREDICT_ROWS + 500)
+    C[:50] = X[:50]  # training rows sit exactly on thresholds' neighbours
+    C[50:60] = 0.0  # and corner cases: all-zero rows
+    fast = m.predict(C)
+    ref = m.models_[0].booster_.predict(C)
+    np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-12)
+
+
+def test_fast_scorer_on_64_leaf_trees_and_threads() -> None:
+    from mixopt.fitters.treescore import TreeScorer
+
+    rng = np.random.default_rng(1)
+    X = rng.dirichlet(np.ones(8), 600)
+    y = np.sin(7 * X[:, 0]) + X[:, 1] ** 2 + rng.normal(0, 0.01, 600)
+    m = RegMixFitter(n_estimators=40, num_leaves=60, min_child_samples=2).fit(X, y)
+    booster = m.models_[0].booster_
+    scorer = TreeScorer.from_booster(booster)
+    assert scorer is not None and scorer.ones.dtype == np.uint64
+    C = rng.dirichlet(np.ones(8), 3000)
+    ref = booster.predict(C)
+    np.testing.assert_allclose(scorer.predict(C, n_threads=3), ref, atol=1e-12)
+    scorer.dense = None  # the sparse kernel, used when dense tables would be too large
+    np.testing.assert_allclose(scorer.predict(C), ref, atol=1e-12)
+    big = RegMixFitter(n_estimators=5, num_leaves=100, min_child_samples=2).fit(X, y)
+    assert TreeScorer.from_booster(big.models_[0].booster_) is None  # > 64 leaves: LightGBM predicts
+    np.testing.assert_allclose(big.predict(np.vstack([C, C])), big.models_[0].predict(np.vstack([C, C])))
+
+
+def test_linear_is_least_squares() -> None:
+    X, y = regmix_slice()
+    m = LinearFitter().fit(X, y)
+    from sklearn.linear_model import LinearRegression
+
+    np.testing.assert_allclose(m.predict(X), LinearRegression().fit(X, y).predict(X))
+    rng = np.random.default_rng(0)
+    Xs = rng.dirichlet(np.ones(4), 50)
+    ys = Xs @ np.array([1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_allclose(LinearFitter().fit(Xs, ys).predict(Xs), ys, atol=1e-10)
+
+
+def test_predict_before_fit_refused() -> None:
+    from sklearn.exceptions import NotFittedError
+
+    for name in available_fitters():
+        with pytest.raises(NotFittedError):
+            get_fitter(name).predict(np.full((2, 3), 1 / 3))
+
+
+class _Spy:
+    """A fitter that records the rows it was fitted on (to prove the test fold is never seen)."""
+
+    seen: list[set[int]] = []
+
+    def __init__(self) -> None:
+        pass
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {}
+
+    def set_params(self, **p: object) -> _Spy:
+        return self
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> _Spy:
+        _Spy.seen.append({int(r) for r in X[:, 0]})
+        self.mean_ = float(np.mean(y))
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.full(len(X), self.mean_)
+
+
+def test_cv_never_fits_on_the_test_fold() -> None:
+    _Spy.seen = []
+    X = np.column_stack([np.arange(40), np.zeros(40)])
+    y = np.arange(40, dtype=float)
+    res = cross_validate(_Spy(), X, y, k=4, seed=3)
+    assert len(_Spy.seen) == 4
+    for i, seen in enumerate(_Spy.seen):
+        test = set(np.flatnonzero(res.folds == i).tolist())
+        assert len(test) == 10 and not (seen & test)
+        assert seen | test == set(range(40))
+    assert np.all(res.folds >= 0)
+    again = cross_validate(_Spy(), X, y, k=4, seed=3)
+    np.testing.assert_array_equal(res.folds, again.folds)
+    assert not np.array_equal(res.folds, cross_validate(_Spy(), X, y, k=4, seed=4).folds)
+
+
+def test_cv_figures_on_regmix_slice() -> None:
+    X, y = regmix_slice()
+    res = cross_validate(RegMixFitter(n_estimators=200), X, y, k=4, seed=0)
+    assert res.pred.shape == y.shape and np.isfinite(res.pred).all()
+    assert set(res.metrics) == {"spearman", "pearson", "mae", "rel_error"}
+    assert res.metrics["spearman"] > 0.5  # 64 runs: a clear but imperfect ranking
+    lin = cross_validate(LinearFitter(), X, y, k=4, seed=0)
+    assert lin.metrics["mae"] > 0
+    with pytest.raises(MixoptError, match="--cv"):
+        cross_validate(LinearFitter(), X, y, k=1)
+
+
+def test_score_values() -> None:
+    s = score(np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 3.0]))
+    assert s["spearman"] == pytest.approx(1.0)
+    assert s["mae"] == pytest.approx(0.5)
+    assert s["rel_error"] == pytest.approx((0.5 + 0 + 0.25) / 3)
+    assert np.isnan(score(np.ones(3), np.arange(3.0))["spearman"])
+
+
+@pytest.mark.skipif(not (SHARED / "regmix-pile-1m").is_dir(), reason="shared RegMix data absent")
+def test_regmix_full_split_ranks_test_runs() -> None:
+    d = SHARED / "regmix-pile-1m"
+    X = pl.read_csv(d / "train_mixture_1m.csv").drop("index").to_numpy()
+    y = pl.read_csv(d / "train_pile_loss_1m.csv")[TARGET].to_numpy()
+    Xt = pl.read_csv(d / "test_mixture_1m.csv").drop("index").to_numpy()
+    yt = pl.read_csv(d / "test_pile_loss_1m.csv")[TARGET].to_numpy()
+    assert score(yt, RegMixFitter().fit(X, y).predict(Xt))["spearman"] > 0.985
