@@ -1,0 +1,123 @@
+"""Mixture-search methods by name: which fitter and which proposer each uses.
+
+A method is a fitter (None for ``random``) plus a proposer. Batch methods (every method of this
+release) propose once after the swarm; sequential ones (Bayesian optimisation, later) propose after
+every run. Baselines (uniform, natural, temperature) are not methods: see :mod:`mixopt.baselines`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from mixopt.errors import MixoptError
+from mixopt.fitters.registry import fitter_class, get_fitter
+from mixopt.proposers import BestRunProposer, Proposal, TopKProposer
+from mixopt.space import SearchSpace
+
+ProposerName = Literal["topk", "best_run"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MethodSpec:
+    """One method.
+
+    Attributes:
+        name: the name users pass to ``--method``.
+        description: one line for help texts.
+        fitter: registry name of the fitter, None for methods that fit nothing.
+        proposer: ``"topk"`` (RegMix: average of the best predicted candidates) or ``"best_run"``.
+        sequential: proposes after every run (True) or once after the swarm (False).
+    """
+
+    name: str
+    description: str
+    fitter: str | None
+    proposer: ProposerName
+    sequential: bool = False
+
+    def make_fitter(self, *, seed: int | None = None, **params: Any) -> Any:
+        """A new unfitted fitter (None for ``random``); ``seed`` sets ``random_state`` if it has one."""
+        if self.fitter is None:
+            if params:
+                raise MixoptError(f"method {self.name!r} fits no model; it takes no fitter parameters")
+            return None
+        if seed is not None and "random_state" in fitter_class(self.fitter)._get_param_names():
+            params.setdefault("random_state", seed)
+        return get_fitter(self.fitter, **params)
+
+    def make_proposer(self, *, seed: int | None = None, **params: Any) -> TopKProposer | BestRunProposer:
+        """A new proposer; ``params`` are its options (n_candidates, k, ... for top-k)."""
+        if self.proposer == "best_run":
+            if params:
+                raise MixoptError(f"method {self.name!r} proposes the best run; it takes no proposer options")
+            return BestRunProposer()
+        valid = [p for p in inspect.signature(TopKProposer).parameters]
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise MixoptError(
+                f"method {self.name!r}: unknown proposer option(s) {', '.join(unknown)}; "
+                f"valid: {', '.join(valid)}"
+            )
+        if seed is not None:
+            params.setdefault("random_state", seed)
+        return TopKProposer(**params)
+
+    def fit_propose(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        space: SearchSpace,
+        *,
+        seed: int = 0,
+        fitter_params: dict[str, Any] | None = None,
+        proposer_params: dict[str, Any] | None = None,
+    ) -> tuple[Any, Proposal]:
+        """Fit on runs (X, y) and propose a mixture inside ``space``: (fitted model or None, proposal)."""
+        model = self.make_fitter(seed=seed, **(fitter_params or {}))
+        proposer = self.make_proposer(seed=seed, **(proposer_params or {}))
+        if model is None:
+            proposal = proposer.propose_from_runs(X, y, space)  # type: ignore[union-attr]
+        else:
+            model.fit(X, y)
+            proposal = proposer.propose(model, space)  # type: ignore[union-attr]
+        return model, dataclasses.replace(proposal, method=self.name)
+
+
+METHODS: dict[str, MethodSpec] = {
+    "regmix": MethodSpec(
+        name="regmix", fitter="regmix", proposer="topk",
+        description="RegMix: LightGBM on the swarm, average of the 128 best of 100k+ predicted candidates",
+    ),
+    "linear": MethodSpec(
+        name="linear", fitter="linear", proposer="topk",
+        description="RegMix's linear-regression baseline with the same top-k proposer",
+    ),
+    "random": MethodSpec(
+        name="random", fitter=None, proposer="best_run",
+        description="the best run of the swarm, as measured",
+    ),
+}
+
+
+def available_methods() -> list[str]:
+    """Names :func:`get_method` accepts."""
+    return sorted(METHODS)
+
+
+def get_method(name: str) -> MethodSpec:
+    """The method called ``name``.
+
+    Raises:
+        MixoptError: unknown name; the message lists the valid ones.
+    """
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise MixoptError(
+            f"method {name!r} is unknown; choose one of {', '.join(available_methods())}"
+        ) from None

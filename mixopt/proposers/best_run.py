@@ -1,0 +1,44 @@
+"""The ``random`` method's proposal: the best run of the swarm, as measured."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from mixopt.errors import MixoptError
+from mixopt.proposers.proposal import Proposal
+from mixopt.space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+
+class BestRunProposer:
+    """Propose the run with the lowest measured objective among those inside the space."""
+
+    def propose_from_runs(self, X: np.ndarray, y: np.ndarray, space: SearchSpace) -> Proposal:
+        """Best run of ``X`` (n_runs, n_domains) by ``y`` (n_runs,); NaN runs are ignored.
+
+        Raises:
+            MixoptError: no run has a finite objective inside the space.
+        """
+        X = np.asarray(X, dtype=float)
+        y = np.asarray(y, dtype=float).ravel()
+        if X.ndim != 2 or X.shape[1] != space.n or len(X) != len(y):
+            raise MixoptError(f"expected runs of shape (n, {space.n}) with one objective each, got {X.shape}")
+        inside = space.contains_rows(X, tol=1e-6)
+        ok = np.isfinite(y) & inside
+        if not ok.any():
+            raise MixoptError(
+                f"none of the {len(y)} runs has a finite objective inside the search space; "
+                "run the swarm first or relax the constraints"
+            )
+        best_all = int(np.nanargmin(np.where(np.isfinite(y), y, np.inf)))
+        i = int(np.flatnonzero(ok)[np.argmin(y[ok])])
+        if i != best_all:
+            log.info("best run %d lies outside the search space; proposing run %d, the best inside",
+                     best_all, i)
+        return Proposal(
+            weights=X[i].copy(), predicted=float(y[i]), method="random",
+            info={"run_index": i, "measured": float(y[i]), "runs_considered": int(ok.sum())},
+        )

@@ -1,0 +1,129 @@
+"""Proposers and methods: top-k average inside the space, seeded, thread-independent; best run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from mixopt.errors import MixoptError
+from mixopt.methods import available_methods, get_method
+from mixopt.proposers import BestRunProposer, TopKProposer
+from mixopt.space import SearchSpace
+
+RUNS = Path(__file__).parent / "data" / "runs" / "regmix-pile-1m"
+
+
+class Bowl:
+    """A known landscape: squared distance to ``best`` (lowest at ``best``)."""
+
+    def __init__(self, best: np.ndarray) -> None:
+        self.best = np.asarray(best)
+        self.calls = 0
+
+    def predict(self, X: np.ndarray, return_std: bool = False):  # noqa: ANN201
+        self.calls += 1
+        out = ((np.asarray(X) - self.best) ** 2).sum(axis=1)
+        return (out, np.full(len(out), 0.1)) if return_std else out
+
+
+def test_topk_finds_the_bowl_and_stays_inside() -> None:
+    space = SearchSpace(domains=("a", "b", "c", "d"))
+    best = np.array([0.4, 0.3, 0.2, 0.1])
+    p = TopKProposer(n_candidates=50_000, k=32, random_state=0).propose(Bowl(best), space)
+    assert space.contains(p.weights)
+    assert np.abs(p.weights - best).max() < 0.05
+    assert p.predicted == pytest.approx(((p.weights - best) ** 2).sum())
+    assert p.std == pytest.approx(0.1)
+    assert p.info["k"] == 32 and p.info["n_candidates"] == 50_000 and not p.info["projected"]
+
+
+def test_topk_respects_constraints() -> None:
+    space = SearchSpace(domains=("a", "b", "c", "d"), fixed={"d": 0.25}, ceilings={"a": 0.2}, min_weight=0.05)
+    # The bowl's bottom is outside the space: all on a.
+    p = TopKProposer(n_candidates=20_000, k=16).propose(Bowl(np.array([1.0, 0, 0, 0])), space)
+    assert space.contains(p.weights)
+    assert p.weights[3] == pytest.approx(0.25)
+    assert p.weights[0] == pytest.approx(0.2, abs=0.02)
+
+
+def test_topk_is_seeded_and_independent_of_threads() -> None:
+    space = SearchSpace(domains=("a", "b", "c"))
+    bowl = Bowl(np.array([0.2, 0.5, 0.3]))
+    opts = {"n_candidates": 30_000, "k": 8, "random_state": 5, "chunk_size": 4096}
+    one = TopKProposer(**opts, n_threads=1).propose(bowl, space)
+    two = TopKProposer(**opts, n_threads=2).propose(bowl, space)
+    np.testing.assert_array_equal(one.weights, two.weights)
+    other = TopKProposer(n_candidates=30_000, k=8, random_state=6, chunk_size=4096).propose(bowl, space)
+    assert not np.array_equal(one.weights, other.weights)
+    assert bowl.calls >= 3 * 8  # predicted chunk by chunk, never all candidates at once
+
+
+def test_topk_bad_models_and_options() -> None:
+    space = SearchSpace(domains=("a", "b"))
+
+    class NaNModel:
+        def predict(self, X, return_std=False):  # noqa: ANN001, ANN201
+            return np.full(len(X), np.nan)
+
+    class TwoTargets:
+        def predict(self, X, return_std=False):  # noqa: ANN001, ANN201
+            return np.zeros((len(X), 2))
+
+    with pytest.raises(MixoptError, match="NaN"):
+        TopKProposer(n_candidates=1000, k=4).propose(NaNModel(), space)
+    with pytest.raises(MixoptError, match="2 targets"):
+        TopKProposer(n_candidates=1000, k=4).propose(TwoTargets(), space)
+    with pytest.raises(MixoptError, match="cannot exceed"):
+        TopKProposer(n_candidates=10, k=20)
+
+
+def test_best_run() -> None:
+    space = SearchSpace(domains=("a", "b"), ceilings={"a": 0.8})
+    X = np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8], [0.3, 0.7]])
+    y = np.array([2.0, 0.5, np.nan, 1.0])
+    p = BestRunProposer().propose_from_runs(X, y, space)
+    # Run 1 is best but breaks the ceiling on a; run 2 has no result.
+    assert p.info["run_index"] == 3 and p.predicted == 1.0 and p.method == "random"
+    np.testing.assert_array_equal(p.weights, X[3])
+    with pytest.raises(MixoptError, match="none of the"):
+        BestRunProposer().propose_from_runs(X[:3], np.array([np.nan, 1.0, np.nan]), space)
+
+
+def test_methods_registry() -> None:
+    assert available_methods() == ["linear", "random", "regmix"]
+    for name in available_methods():
+        m = get_method(name)
+        assert m.name == name and m.sequential is False
+    assert get_method("random").make_fitter() is None
+    assert isinstance(get_method("random").make_proposer(), BestRunProposer)
+    prop = get_method("regmix").make_proposer(seed=7)
+    assert isinstance(prop, TopKProposer) and prop.k == 128 and prop.n_candidates >= 100_000
+    assert prop.random_state == 7
+    assert get_method("regmix").make_fitter(seed=3).random_state == 3
+    with pytest.raises(MixoptError, match="linear, random, regmix"):
+        get_method("uniform")
+    with pytest.raises(MixoptError, match="unknown proposer option"):
+        get_method("regmix").make_proposer(topk=3)
+
+
+@pytest.mark.parametrize("name", ["regmix", "linear", "random"])
+def test_fit_propose_on_regmix_slice(name: str) -> None:
+    X = pl.read_csv(RUNS / "train_mixture_1m.csv").drop("index").to_numpy()
+    X = X / X.sum(axis=1, keepdims=True)
+    y = pl.read_csv(RUNS / "train_pile_loss_1m.csv")["metric/the_pile_pile_cc_val_loss"].to_numpy()
+    space = SearchSpace(domains=tuple(f"d{i}" for i in range(X.shape[1])))
+    method = get_method(name)
+    fitter_params = {"n_estimators": 100} if name == "regmix" else None
+    proposer_params = None if name == "random" else {"n_candidates": 20_000, "k": 32}
+    model, p = method.fit_propose(X, y, space, seed=0, fitter_params=fitter_params,
+                                  proposer_params=proposer_params)
+    assert p.method == name and space.contains(p.weights)
+    assert (model is None) == (name == "random")
+    if name == "random":
+        assert p.predicted == y.min()
+    else:
+        # The proposal is predicted to beat the average run of the swarm.
+        assert p.predicted < np.median(model.predict(X))
