@@ -502,3 +502,67 @@ class RunStore:
             hint = f"known searches: {', '.join(known[-10:])}" if known else "the store has no searches yet"
             raise MixoptError(f"no search named {search_id!r} in {self.path}; {hint}")
         return rec
+
+
+def import_table(
+    store: RunStore,
+    *,
+    ratios: str | Path,
+    metrics: str | Path,
+    corpus: str | None = None,
+    fidelity: Mapping[str, Any] | None = None,
+    prefix: str | None = None,
+    evaluator: str = "proxy",
+) -> dict[str, Any]:
+    """Load a ratios + metrics table pair made elsewhere (RegMix, Olmix) into the store.
+
+    Run ids are ``<prefix><id>`` (default prefix: the ratios file's name and ``:``), so RegMix's
+    train and test tables (both numbered from 1) do not collide; an id already in the store is an
+    error and nothing is written. NaN metrics are left out of a run (a run with no finite metric
+    is recorded as ``diverged``). With ``corpus`` naming a built corpus, the runs carry its hash and
+    are reused by searches on that corpus at the same fidelity.
+    """
+    import warnings
+
+    from mixopt.errors import MixoptWarning
+    from mixopt.tables import read_run_tables
+
+    table = read_run_tables(ratios, metrics)
+    prefix = f"{Path(ratios).stem}:" if prefix is None else prefix
+    fid = dict(fidelity or {})
+    corpus_hash = None
+    if corpus is not None:
+        from mixopt.corpus import Corpus
+
+        try:
+            c = Corpus.open(corpus)
+            corpus, corpus_hash = c.name, c.hash
+            fid["corpus"] = corpus
+        except MixoptError:
+            warnings.warn(
+                f"corpus {corpus!r} is not built here; the runs are stored under its name only and will "
+                "not be reused by searches until imported again with the built corpus",
+                MixoptWarning, stacklevel=2,
+            )
+    key = fidelity_key(fid, evaluator)
+    names = table.metric_names
+    values = table.metrics.to_numpy().astype(float)
+    records, n_nan = [], 0
+    for i, rid in enumerate(table.run_ids):
+        row = {m: float(v) for m, v in zip(names, values[i], strict=True) if math.isfinite(v)}
+        n_nan += len(names) - len(row)
+        records.append(RunRecord(
+            run_id=f"{prefix}{rid}", role="import", label=table.names[i] if table.names else rid,
+            weights={d: float(w) for d, w in zip(table.domains, table.X[i], strict=True)}, fidelity=fid,
+            fidelity_key=key, status="ok" if row else "diverged", corpus=corpus, corpus_hash=corpus_hash,
+            metrics=row, error=None if row else "no finite metric in the imported table", finished=now(),
+        ))
+    if n_nan:
+        warnings.warn(f"{n_nan} NaN metric value(s) left out of the imported runs", MixoptWarning,
+                      stacklevel=2)
+    store.add(records)
+    return {
+        "runs": len(records), "domains": list(table.domains), "metrics": len(names), "key": table.key,
+        "first": records[0].run_id, "last": records[-1].run_id, "store": str(store.path),
+        "fidelity_key": key, "corpus_hash": corpus_hash,
+    }

@@ -29,6 +29,11 @@ app = typer.Typer(
 _COMMAND_MODULES: tuple[str, ...] = (
     "corpus",
     "bench",
+    "proxy",
+    "search",
+    "runs",
+    "report",
+    "fit",
 )
 
 

@@ -98,6 +98,12 @@ class TrialCallback(Callback):
         self.failed = sum(s.state == "failed" for s in slots)
         self.best = best
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment; a progress display (locks, a console) stays here.
+        state = dict(self.__dict__)
+        state["progress"] = None
+        return state
+
     def emit(self, last: str | None = None, status: str | None = None) -> None:
         if self.progress is not None:
             self.progress(ProgressEvent(phase=self.phase, done=self.done, total=self.total,

@@ -9,6 +9,7 @@ is *fatal*: the searcher stops the search and the driver reports one clear error
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -112,9 +113,12 @@ def evaluate_and_record(config: dict[str, Any], ctx: TrialContext) -> dict[str, 
     except Exception as exc:  # anything the user's evaluator raises is a failed run, not a crash
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
         error, cost = f"{type(exc).__name__}: {exc}\n" + "".join(tb[-6:]), time.perf_counter() - t0
-    store.finish(
-        run_id, status=status, metrics=metrics, objective=value, history=history, cost=cost, error=error
-    )
+    # only_if_running: a resumed driver may have marked this run interrupted (its old driver died) and
+    # planned a new attempt; a late result must not give that slot two finished runs.
+    if not store.finish(run_id, status=status, metrics=metrics, objective=value, history=history, cost=cost,
+                        error=error, only_if_running=True):
+        logging.getLogger(__name__).warning("run %s finished after it was marked interrupted; result dropped",
+                                            run_id)
     return {
         "objective": value, "status": status, "run_id": run_id, "cost": cost,
         "error": (error or "").split("\n", 1)[0] or None, "fatal": fatal,

@@ -1,0 +1,34 @@
+"""``mixopt report NAME``: plots (CV predicted vs measured, weights vs baselines, runs) and a summary."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from mixopt.cli import app
+from mixopt.cli.common import JsonOpt, console
+
+
+@app.command("report")
+def report(
+    name: Annotated[str, typer.Argument(help="Search name (see `mixopt runs list`).")],
+    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds.")] = 5,
+    store: Annotated[str | None, typer.Option("--store", help="Run store file (default: workspace).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write PNG plots and report.md for a search into its folder in the workspace."""
+    from mixopt.report import make_report
+
+    rep = make_report(name, store=store, folds=folds)
+    if as_json:
+        files = [str(f) for f in rep.files]
+        print(json.dumps({"search": rep.search_id, "folder": str(rep.folder), "files": files, "cv": rep.cv},
+                         indent=2))
+        return
+    console.print(f"report of search {rep.search_id} in {rep.folder}:")
+    for f in rep.files:
+        console.print(f"  {f.name}")
+    if rep.cv is not None:
+        console.print("cross-validation: " + ", ".join(f"{k} {v:.4f}" for k, v in rep.cv.items()))

@@ -1,0 +1,89 @@
+"""``mixopt runs``: list the run store, import run tables made elsewhere (RegMix, Olmix)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mixopt.cli import app
+from mixopt.cli.common import JsonOpt, console
+
+runs_app = typer.Typer(help="The run store: every run ever evaluated.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+StoreOpt = Annotated[str | None, typer.Option("--store", help="Run store file (default: the workspace's).")]
+
+
+@runs_app.command("list")
+def list_runs(
+    search: Annotated[str | None, typer.Option("--search", "-s", help="Only this search's runs.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="ok, diverged, failed or running.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Show at most this many (newest).")] = 50,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List runs (newest last) with status, objective, cost and error."""
+    from mixopt.errors import MixoptError
+    from mixopt.store import RUN_STATUSES, RunStore
+
+    if status is not None and status not in RUN_STATUSES:
+        raise MixoptError(f"--status {status!r} is unknown; use one of {', '.join(RUN_STATUSES)}")
+    st = RunStore(store)
+    runs = st.runs(search_id=search, status=status)
+    if search is not None and not runs and st.get_search(search) is None:
+        st.require_search(search)  # one line naming the searches the store knows
+    shown = runs[-limit:] if limit > 0 else runs
+    if as_json:
+        print(json.dumps([{
+            "run_id": r.run_id, "search_id": r.search_id, "role": r.role, "label": r.label,
+            "status": r.status,
+            "objective": r.objective, "seed": r.seed, "attempt": r.attempt, "cost": r.cost, "error": r.error,
+            "weights": r.weights, "fidelity": r.fidelity, "corpus": r.corpus, "created": r.created,
+        } for r in shown], indent=2))
+        return
+    title = f"{len(runs)} runs in {st.path}" + (f" (last {len(shown)})" if len(shown) < len(runs) else "")
+    table = Table(title=title)
+    for col in ("run", "search", "role", "status", "objective", "seed", "cost s", "error"):
+        table.add_column(col, justify="right" if col in ("objective", "seed", "cost s") else "left")
+    for r in shown:
+        err = (r.error or "").splitlines()[0][:60] if r.error else ""
+        table.add_row(r.run_id, r.search_id or "", r.role, r.status,
+                      f"{r.objective:.4f}" if r.objective is not None else "-",
+                      "" if r.seed is None else str(r.seed),
+                      f"{r.cost:.1f}" if r.cost is not None else "-", err)
+    console.print(table)
+    searches = st.searches()
+    if search is None and searches:
+        console.print("searches: " + ", ".join(f"{s.search_id} ({s.state})" for s in searches[-10:]))
+
+
+@runs_app.command("import")
+def import_runs(
+    ratios: Annotated[str, typer.Option("--ratios", help="CSV of mixtures: run/index + weights.")],
+    metrics: Annotated[str, typer.Option("--metrics", help="CSV of metrics, joined on run or index.")],
+    corpus: Annotated[str | None, typer.Option(
+        "--corpus", help="Corpus the runs trained on (its hash makes them reusable by searches).")] = None,
+    fidelity: Annotated[str | None, typer.Option(
+        "--fidelity", help="Fidelity of the runs, e.g. rung=xs or rung=1m,params=1e6.")] = None,
+    prefix: Annotated[str | None, typer.Option(
+        "--prefix", help="Run id prefix (default: the ratios file's name and ':').")] = None,
+    evaluator: Annotated[str, typer.Option(
+        "--evaluator", help="What produced the runs, for the reuse key (default: proxy).")] = "proxy",
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load run tables made elsewhere into the run store (duplicate run ids are an error)."""
+    from mixopt.search.config import parse_fidelity
+    from mixopt.store import RunStore, import_table
+
+    st = RunStore(store)
+    summary = import_table(st, ratios=ratios, metrics=metrics, corpus=corpus,
+                           fidelity=parse_fidelity(fidelity), prefix=prefix, evaluator=evaluator)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    console.print(f"imported {summary['runs']} runs over {len(summary['domains'])} domains into {st.path} "
+                  f"(ids {summary['first']} … {summary['last']}; {summary['metrics']} metrics each)")

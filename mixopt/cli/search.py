@@ -1,0 +1,190 @@
+"""``mixopt search``: run a proxy swarm on Ray Tune, fit, propose, validate, write the mixture JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from mixopt.cli import app
+from mixopt.cli.common import JsonOpt, console, err_console
+
+
+def _o(*names: str, help: str) -> Any:
+    return typer.Option(*names, help=help)
+
+
+Str = str | None
+
+
+@app.command("search")
+def search(
+    corpus: Annotated[Str, _o("--corpus", "-c", help="Built corpus name or folder.")] = None,
+    method: Annotated[str, _o("--method", "-m", help="regmix, linear or random.")] = "regmix",
+    budget: Annotated[int, _o("--budget", "-b", help="Runs to fit on (reused runs count).")] = 32,
+    rung: Annotated[str, _o("--rung", "-r", help="Proxy rung of the swarm.")] = "xs",
+    out: Annotated[Str, _o("--out", "-o", help="Where to write the mixture JSON.")] = None,
+    name: Annotated[Str, _o("--name", help="Search name (default: corpus-method-time).")] = None,
+    evaluator: Annotated[Str, _o("--evaluator", help="Your evaluator, module:function "
+                                 "(default: the built-in proxy trainer).")] = None,
+    domains: Annotated[Str, _o("--domains", help="Domains a,b,c (with --evaluator).")] = None,
+    tokens: Annotated[Str, _o("--tokens", help="Tokens per domain a=1e9,b=2e9.")] = None,
+    fidelity: Annotated[Str, _o("--fidelity", help="Extra fidelity fields for the evaluator, k=v.")] = None,
+    seed: Annotated[int, _o("--seed", help="Seed of the swarm, the runs and the proposer.")] = 0,
+    validate: Annotated[int, _o("--validate", help="Seeds per candidate when retraining the proposal and "
+                                "the baselines (0: skip).")] = 2,
+    validate_rung: Annotated[Str, _o("--validate-rung", help="Rung of the validation runs "
+                                     "(default: --rung).")] = None,
+    retries: Annotated[int, _o("--retries", help="Extra attempts for a failed run.")] = 1,
+    no_reuse: Annotated[bool, _o("--no-reuse", help="Do not reuse runs of earlier searches.")] = False,
+    resume: Annotated[Str, _o("--resume", help="Continue the stopped search NAME.")] = None,
+    address: Annotated[Str, _o("--address", help="Ray cluster address (default: RAY_ADDRESS, "
+                               "else a local Ray).")] = None,
+    min_weight: Annotated[float, _o("--min-weight", help="Floor of every domain's weight.")] = 0.0,
+    max_weight: Annotated[Str, _o("--max-weight", help="Ceilings d=x,d2=y.")] = None,
+    fix: Annotated[Str, _o("--fix", help="Fixed weights d=w,d2=w2.")] = None,
+    max_epochs: Annotated[float | None, _o("--max-epochs", help="Most passes over any domain at "
+                                           "--target-tokens.")] = None,
+    target_tokens: Annotated[float | None, _o("--target-tokens", help="Token budget of the final training "
+                                              "job (default: the corpus size).")] = None,
+    target: Annotated[Str, _o("--target", help="Objective: d1,d2 (mean) or d1=0.7,d2=0.3 "
+                              "(default: mean over all domains).")] = None,
+    metric: Annotated[str, _o("--metric", help="loss or bpb.")] = "loss",
+    temperature: Annotated[float, _o("--temperature", help="Temperature of the swarm's prior.")] = 1.0,
+    concurrency: Annotated[int | None, _o("--concurrency", help="Trials at once "
+                                          "(default: CPUs / --cpus-per-trial).")] = None,
+    cpus_per_trial: Annotated[int, _o("--cpus-per-trial", help="CPUs (torch threads) per trial.")] = 1,
+    store: Annotated[Str, _o("--store", help="Run store file (default: the workspace's).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search for the best mixture: swarm of proxy runs → fit → propose → validate → mixture JSON."""
+    from mixopt.search.config import SearchConfig, parse_assignments, parse_fidelity
+    from mixopt.search.driver import resume_search, run_search
+
+    with _Progress(quiet=as_json) as progress:
+        try:
+            if resume:
+                result = resume_search(resume, store=store, progress=progress, address=address,
+                                       concurrency=concurrency, out=out)
+            else:
+                config = SearchConfig(
+                    name=name, corpus=corpus, evaluator=evaluator,
+                    domains=tuple(d.strip() for d in domains.split(",") if d.strip()) if domains else None,
+                    tokens=parse_assignments(tokens, option="--tokens") or None, method=method, budget=budget,
+                    rung=rung, fidelity=parse_fidelity(fidelity), seed=seed, validate=validate,
+                    validate_rung=validate_rung, retries=retries, reuse=not no_reuse, address=address,
+                    concurrency=concurrency, cpus_per_trial=cpus_per_trial, min_weight=min_weight,
+                    max_weight=parse_assignments(max_weight, option="--max-weight"),
+                    fix=parse_assignments(fix, option="--fix"), max_epochs=max_epochs,
+                    target_tokens=target_tokens, target=target, metric=metric,  # type: ignore[arg-type]
+                    temperature=temperature, out=out, store=store,
+                )
+                result = run_search(config, progress=progress)
+        except KeyboardInterrupt:
+            sid = resume or progress.search_id or name
+            err_console.print(f"stopped; finished runs are in the run store. Continue with: "
+                              f"mixopt search --resume {sid}" if sid else "stopped")
+            # SystemExit, not KeyboardInterrupt: typer turns the latter into a return value (exit 0)
+            raise SystemExit(130) from None
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return
+    render_result(result)
+
+
+class _Progress:
+    """Rich progress for the stages and trials of a search (on stderr; quiet with --json)."""
+
+    def __init__(self, quiet: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.quiet = quiet
+        self.search_id: str | None = None
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err_console, disable=quiet, transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Progress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: Any) -> None:
+        from mixopt.search.driver import StageEvent
+
+        if isinstance(event, StageEvent):
+            self.search_id = event.search_id
+            if not self.quiet:
+                for line in (event.message, *event.lines) if event.stage != "ray" else event.lines:
+                    self.progress.console.print(line, style="dim" if event.stage == "ray" else None)
+            return
+        best = f"{event.best:.4f}" if event.best is not None else "-"
+        if event.phase not in self.tasks:
+            self.tasks[event.phase] = self.progress.add_task(f"{event.phase} runs", total=event.total,
+                                                             best=best)
+        self.progress.update(self.tasks[event.phase], completed=event.done, total=event.total, best=best)
+
+
+MAX_WEIGHT_ROWS = 20
+
+
+def _fmt(x: float | None, nd: int = 4) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def render_result(result: Any) -> None:
+    """The summary: objective of the exported mixture next to the baselines, then their weights."""
+    table = Table(title=f"search {result.search_id} · {result.method} · {result.objective['kind']}")
+    table.add_column("mixture", no_wrap=True)
+    table.add_column("predicted", justify="right")
+    table.add_column("swarm", justify="right")
+    if result.validate:
+        table.add_column(f"measured ({result.validate_rung})", justify="right")
+        table.add_column("± se", justify="right")
+        table.add_column("n", justify="right")
+        table.add_column("proposal better by", justify="right")
+    for row in result.candidates:
+        cells = [("★ " if row.exported else "  ") + row.name, _fmt(row.predicted), _fmt(row.swarm_value)]
+        if result.validate:
+            m = row.measured or {}
+            cmp = row.comparison or {}
+            better = ""
+            if cmp.get("diff") is not None:
+                better = f"{cmp['diff']:+.4f}" + {True: " ✓", False: " ✗", None: ""}[cmp.get("beats")]
+            cells += [_fmt(m.get("mean")), _fmt(m.get("sem")), str(m.get("n", 0)), better]
+        table.add_row(*cells)
+    console.print(table)
+
+    weights = Table(title="weights (★ exported)")
+    weights.add_column("domain", no_wrap=True)
+    for row in result.candidates:
+        weights.add_column(("★" if row.exported else "") + row.name, justify="right")
+    domains = sorted(result.weights, key=lambda d: -result.weights[d])
+    for d in domains[:MAX_WEIGHT_ROWS]:
+        weights.add_row(d, *[f"{row.weights[d]:.3f}" for row in result.candidates])
+    if len(domains) > MAX_WEIGHT_ROWS:
+        weights.add_row(f"… {len(domains) - MAX_WEIGHT_ROWS} more", *["" for _ in result.candidates])
+    console.print(weights)
+    runs = result.runs
+    console.print(f"runs: {runs['ok']} ok, {runs['failed']} failed, {runs['reused']} reused, "
+                  f"{runs['fitted']} fitted · {result.wall_s:.0f} s")
+    if result.validate:
+        console.print("✓: the proposal beats that baseline by more than the standard error of the difference")
+    for note in result.notes:
+        console.print(f"note: {note}", style="yellow")
+    console.print(f"mixture ({result.exported}) written to {result.out or result.mixture_path}")

@@ -1,0 +1,225 @@
+"""``mixopt report``: plots and a markdown summary of one search, from the run store.
+
+Three PNG plots (matplotlib, Agg) and ``report.md``, written together into
+``<workspace>/searches/<name>/report/`` (a new folder replaces the old one only when complete):
+
+``cv.png``        cross-validated predicted vs measured objective of the swarm runs (the fit's
+                  honesty: a model that cannot predict held-out runs should not be trusted);
+``weights.png``   the exported mixture next to the proposal and the baselines, per domain;
+``runs.png``      objective of every run in order, failed runs marked, validation runs by candidate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixopt.atomic import atomic_dir
+from mixopt.errors import MixoptError
+from mixopt.objective import Objective
+from mixopt.store import RunRecord, RunStore
+
+logger = logging.getLogger(__name__)
+
+CV_FOLDS = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    search_id: str
+    folder: Path
+    files: list[Path]
+    cv: dict[str, float] | None
+    markdown: str
+
+
+def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_FOLDS) -> Report:
+    """Write the plots and summary of search ``name`` (a search still running: as far as it got)."""
+    from mixopt.search.prepare import search_dir
+
+    st = RunStore(store) if store else RunStore()
+    rec = st.require_search(name)
+    cfg, plan, result = rec.config, rec.plan or {}, rec.result
+    domains = list(plan.get("domains") or [])
+    if not domains:
+        raise MixoptError(f"search {name!r} has no plan yet (it stopped before sampling); nothing to report")
+    objective = Objective.parse(cfg.get("target"), cfg.get("metric", "loss"))
+    runs = st.runs(search_id=name)
+    reused = list(plan.get("reused", []))
+    swarm_ids = [r.run_id for r in runs if r.role == "swarm" and r.status == "ok"]
+    X, y, ids = st.matrix(domains, objective, run_ids=swarm_ids + reused)
+    folder = search_dir(name) / "report"
+    cv = None
+    with atomic_dir(folder) as tmp:
+        files = []
+        cv, cv_note = _plot_cv(tmp / "cv.png", cfg.get("method", "regmix"), X, y, folds, objective)
+        if cv is not None or cv_note is None:
+            files.append(folder / "cv.png")
+        if result:
+            _plot_weights(tmp / "weights.png", result, domains)
+            files.append(folder / "weights.png")
+        _plot_runs(tmp / "runs.png", runs, objective, domains, result)
+        files.append(folder / "runs.png")
+        md = _markdown(name, rec.state, cfg, result, runs, len(reused), len(y), cv, cv_note, files)
+        (tmp / "report.md").write_text(md, encoding="utf-8")
+    files.append(folder / "report.md")
+    return Report(search_id=name, folder=folder, files=files, cv=cv, markdown=md)
+
+
+def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int,
+             objective: Objective) -> tuple[dict[str, float] | None, str | None]:
+    """Out-of-fold predictions against the measured objective; (metrics, note when not drawn)."""
+    from mixopt.fitters.cv import cross_validate
+    from mixopt.methods import get_method
+
+    fitter = get_method(method).make_fitter()
+    fit_name = method
+    if fitter is None:  # `random` fits nothing; show how well RegMix's regressor would have predicted
+        fitter, fit_name = get_method("regmix").make_fitter(), "regmix (for reference; random fits nothing)"
+    k = min(folds, len(y))
+    if k < 3:
+        return None, f"too few runs ({len(y)}) for cross-validation"
+    res = cross_validate(fitter, X, y, k=k, seed=0)
+    pred = np.asarray(res.pred, dtype=float)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.scatter(y, pred, s=22, alpha=0.8, color="#1f77b4", edgecolor="white", linewidth=0.5)
+    lo, hi = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", linestyle="--", linewidth=1,
+            label="y = x")
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
+    m = res.metrics
+    ax.set_title(f"{k}-fold CV, {fit_name}\nSpearman {m['spearman']:.3f} · Pearson {m['pearson']:.3f} · "
+                 f"MAE {m['mae']:.4f}", fontsize=10)
+    ax.set_xlabel(f"measured {objective.kind}")
+    ax.set_ylabel(f"predicted {objective.kind} (held out)")
+    ax.legend(loc="upper left", frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return {k2: float(v) for k2, v in m.items()}, None
+
+
+def _plot_weights(path: Path, result: dict[str, Any], domains: list[str]) -> None:
+    plt = _pyplot()
+    cands = result["candidates"]
+    n, c = len(domains), len(cands)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * n * max(1, c) / 3 + 2), 4.5))
+    width = 0.8 / c
+    x = np.arange(n)
+    colors = plt.get_cmap("tab10")
+    for i, cand in enumerate(cands):
+        w = [cand["weights"][d] for d in domains]
+        label = cand["name"] + (" (exported)" if cand.get("exported") else "")
+        ax.bar(x - 0.4 + width * (i + 0.5), w, width, label=label, color=colors(i % 10),
+               edgecolor="black" if cand.get("exported") else "none", linewidth=1.2)
+    ax.set_xticks(x, domains, rotation=30 if n > 6 else 0, ha="right" if n > 6 else "center")
+    ax.set_ylabel("weight")
+    ax.set_title(f"search {result['search_id']}: proposed weights vs baselines")
+    ax.legend(frameon=False, fontsize=8, ncols=min(c, 3))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains: list[str],
+               result: dict[str, Any] | None) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    swarm = [r for r in runs if r.role == "swarm"]
+    vals = [objective.value(r.metrics, domains) if r.status == "ok" else math.nan for r in swarm]
+    ok = [(i, v) for i, v in enumerate(vals) if math.isfinite(v)]
+    if ok:
+        xs, ys = zip(*ok, strict=True)
+        ax.scatter(xs, ys, s=18, color="#1f77b4", label="swarm run")
+        best = np.minimum.accumulate(ys)
+        ax.step(xs, best, where="post", color="#1f77b4", alpha=0.6, linewidth=1, label="best so far")
+    top = max((v for _, v in ok), default=1.0)
+    bad = [i for i, r in enumerate(swarm) if r.status in ("failed", "diverged")]
+    if bad:
+        ax.scatter(bad, [top] * len(bad), marker="x", color="#d62728", s=30, label="failed / diverged")
+    start = len(swarm)
+    val = [r for r in runs if r.role == "validate" and r.status == "ok"]
+    colors = plt.get_cmap("tab10")
+    labels = sorted({r.label or "?" for r in val})
+    for j, lab in enumerate(labels):
+        pts = [(start + i, objective.value(r.metrics, domains)) for i, r in enumerate(val) if r.label == lab]
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.scatter(xs, ys, s=30, marker="D", color=colors((j + 1) % 10), label=f"validate: {lab}")
+    if val:
+        ax.axvline(start - 0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("run (in order)")
+    ax.set_ylabel(objective.kind)
+    ax.set_title("objective by run" + (f" · exported: {result['exported']}" if result else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any] | None,
+              runs: list[RunRecord], n_reused: int, n_fit: int, cv: dict[str, float] | None,
+              cv_note: str | None, files: list[Path]) -> str:
+    status = {s: sum(r.status == s for r in runs) for s in ("ok", "diverged", "failed", "running")}
+    source = f"corpus `{cfg['corpus']}`" if cfg.get("corpus") else f"evaluator `{cfg.get('evaluator')}`"
+    lines = [f"# Search `{name}`", "",
+             f"- state: **{state}**; method **{cfg.get('method')}**, budget {cfg.get('budget')}, "
+             f"rung `{cfg.get('rung')}`, seed {cfg.get('seed')}",
+             f"- source: {source}",
+             f"- runs of this search: {status['ok']} ok, {status['diverged']} diverged, "
+             f"{status['failed']} failed, {status['running']} running; {n_reused} reused from earlier "
+             f"searches; {n_fit} fitted", ""]
+    if cv is not None:
+        lines += ["## Cross-validation", "",
+                  "| Spearman | Pearson | MAE | relative error |", "|---:|---:|---:|---:|",
+                  f"| {cv['spearman']:.3f} | {cv['pearson']:.3f} | {cv['mae']:.4f} "
+                  f"| {cv['rel_error']:.4f} |", ""]
+    elif cv_note:
+        lines += [f"Cross-validation: {cv_note}.", ""]
+    if result:
+        where = result.get("out") or result["mixture_path"]
+        lines += ["## Mixtures", "", f"Exported: **{result['exported']}** → `{where}`", ""]
+        head = "| mixture | predicted | swarm | measured (mean ± se, n) | proposal better by |"
+        lines += [head, "|---|---:|---:|---:|---:|"]
+        for c in result["candidates"]:
+            m = c.get("measured") or {}
+            meas = "-" if m.get("mean") is None else f"{m['mean']:.4f} ± {_f(m.get('sem'))} ({m['n']})"
+            cmp = c.get("comparison") or {}
+            better = "" if cmp.get("diff") is None else f"{cmp['diff']:+.4f}" + (
+                " (beats)" if cmp.get("beats") else " (not beyond se)" if cmp.get("beats") is False else "")
+            star = "**" if c.get("exported") else ""
+            lines.append(f"| {star}{c['name']}{star} | {_f(c.get('predicted'))} "
+                         f"| {_f(c.get('swarm_value'))} | {meas} | {better} |")
+        lines.append("")
+        domains = list(result["weights"])
+        lines += ["## Exported weights", "", "| domain | weight |", "|---|---:|"]
+        lines += [f"| {d} | {result['weights'][d]:.4f} |" for d in domains]
+        lines.append("")
+        if result.get("notes"):
+            lines += ["## Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
+    lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in files if p.suffix == ".png"] + [""]
+    return "\n".join(lines)
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

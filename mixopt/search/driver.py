@@ -1,0 +1,340 @@
+"""The search driver: from a config to a validated mixture JSON.
+
+``run_search`` checks the input, plans the swarm (reusing runs of earlier searches), runs it as
+Ray Tune trials, fits the method on every finished run, proposes, validates the proposal against
+the baselines, and writes the mixture JSON atomically. ``resume_search`` continues a search whose
+driver stopped (Ctrl-C, kill -9): the plan and every finished run come from the run store, so no
+finished run is lost or run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mixopt import __version__
+from mixopt.atomic import write_json
+from mixopt.errors import MixoptError
+from mixopt.search.config import SearchConfig
+from mixopt.search.prepare import Prepared, prepare
+from mixopt.search.ray_env import RayInfo, ensure_ray
+from mixopt.search.result import SearchResult, build_mixture, candidate_rows
+from mixopt.search.runner import INTERRUPTED, Progress, check_fatal, run_trials, slot_states
+from mixopt.search.searcher import SwarmSearcher
+from mixopt.search.validate import (
+    BEST_RUN,
+    PROPOSAL,
+    Candidate,
+    choose_export,
+    compare,
+    dedupe,
+    measure,
+    validation_slots,
+)
+from mixopt.store import RunStore
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SearchResult", "StageEvent", "resume_search", "run_search"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageEvent:
+    """Sent to the ``progress`` callback when a stage starts (trial progress is a ProgressEvent)."""
+
+    stage: str  # ray | swarm | fit | validate | export
+    message: str
+    search_id: str
+    lines: tuple[str, ...] = ()
+
+
+def run_search(
+    config: SearchConfig, *, evaluator: Callable | None = None, progress: Progress | None = None
+) -> SearchResult:
+    """Run a new search to the end and return its result (the mixture JSON is written).
+
+    Args:
+        config: the search; ``config.name`` must not name an existing search.
+        evaluator: a callable to use instead of ``config.evaluator`` (library use).
+        progress: called with :class:`StageEvent` and :class:`~mixopt.search.runner.ProgressEvent`.
+
+    Raises:
+        MixoptError: bad input (found before any trial runs), or an evaluator that breaks its contract.
+        KeyboardInterrupt: the search was stopped; ``resume_search(name)`` continues it.
+    """
+    prep = prepare(config, evaluator)
+    if prep.store.get_search(prep.search_id) is not None:
+        raise MixoptError(
+            f"a search named {prep.search_id!r} exists; continue it with --resume {prep.search_id} "
+            "or pick another --name"
+        )
+    info = _ray(config, progress, prep.search_id)
+    plan = _plan(prep)
+    prep.store.create_search(prep.search_id, {**config.as_dict(), "name": prep.search_id}, plan)
+    return _drive(prep, plan, info, progress, resumed=False)
+
+
+def resume_search(
+    name: str, *, store: str | None = None, evaluator: Callable | None = None,
+    progress: Progress | None = None, address: str | None = None, concurrency: int | None = None,
+    out: str | None = None,
+) -> SearchResult:
+    """Continue the search ``name`` where it stopped; a finished search returns its stored result."""
+    st = RunStore(store) if store else RunStore()
+    rec = st.require_search(name)
+    if rec.state == "done" and rec.result:
+        return SearchResult.from_dict(rec.result)
+    cfg = SearchConfig.from_dict(rec.config)
+    changes: dict[str, Any] = {"store": str(st.path)}
+    if address is not None:
+        changes["address"] = address
+    if concurrency is not None:
+        changes["concurrency"] = concurrency
+    if out is not None:
+        changes["out"] = out
+    cfg = cfg.replace(**changes)
+    prep = prepare(cfg, evaluator, search_id=name)
+    plan = rec.plan or {}
+    if plan.get("fidelity_key") != prep.fidelity_key or plan.get("corpus_hash") != prep.corpus_hash:
+        raise MixoptError(
+            f"search {name!r} ran on corpus hash {plan.get('corpus_hash')} at {plan.get('fidelity_key')}; "
+            f"now it would be {prep.corpus_hash} at {prep.fidelity_key}. Rebuild the same corpus, or start a "
+            "new search"
+        )
+    info = _ray(cfg, progress, name)
+    interrupted = st.interrupt(name, INTERRUPTED)
+    if interrupted:
+        logger.info("%d runs were cut short when the driver stopped; they run again", len(interrupted))
+    st.update_search(name, state="running")
+    return _drive(prep, plan, info, progress, resumed=True)
+
+
+# ----- stages ------------------------------------------------------------------------------
+def _ray(config: SearchConfig, progress: Progress | None, search_id: str) -> RayInfo:
+    info = ensure_ray(config.address)
+    _emit(progress, StageEvent(stage="ray", message="Ray is up", search_id=search_id,
+                               lines=tuple(info.describe())))
+    return info
+
+
+def _emit(progress: Progress | None, event: Any) -> None:
+    if progress is not None:
+        progress(event)
+
+
+def _plan(prep: Prepared) -> dict[str, Any]:
+    """The swarm (sampled once, stored with the search) and the runs reused from earlier searches."""
+    from mixopt.swarm import sample_swarm
+
+    cfg = prep.config
+    reused = []
+    if cfg.reuse:
+        reused = prep.store.reusable(corpus_hash=prep.corpus_hash, fidelity_key=prep.fidelity_key,
+                                     domains=prep.domains, exclude_search=prep.search_id)
+        reused = [r for r in reused if np.isfinite(prep.objective.value(r.metrics, prep.domains))]
+    existing = np.vstack([r.vector(prep.domains) for r in reused]) if reused else None
+    n_new = max(0, cfg.budget - len(reused))
+    rows = sample_swarm(prep.space, n_new, seed=cfg.seed, temperature=cfg.temperature, existing=existing)
+    if reused:
+        logger.info("reusing %d runs of earlier searches; %d new runs", len(reused), n_new)
+    return {
+        "version": 1, "domains": prep.domains, "space": prep.space.as_dict(), "fidelity": prep.fidelity,
+        "fidelity_key": prep.fidelity_key, "corpus": prep.corpus_name, "corpus_hash": prep.corpus_hash,
+        "reused": [r.run_id for r in reused], "swarm": np.asarray(rows).tolist(),
+    }
+
+
+def _concurrency(prep: Prepared, info: RayInfo) -> int:
+    return prep.config.concurrency or max(1, info.num_cpus // prep.config.cpus_per_trial)
+
+
+def _drive(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progress | None, *,
+           resumed: bool) -> SearchResult:
+    t0 = time.perf_counter()
+    store, sid = prep.store, prep.search_id
+    try:
+        result = _stages(prep, plan, info, progress, resumed=resumed, t0=t0)
+    except KeyboardInterrupt:
+        store.interrupt(sid, INTERRUPTED)
+        store.update_search(sid, state="interrupted")
+        raise
+    except BaseException:
+        store.interrupt(sid, INTERRUPTED)
+        store.update_search(sid, state="failed")
+        raise
+    store.update_search(sid, state="done", result=result.as_dict())
+    return result
+
+
+def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progress | None, *, resumed: bool,
+            t0: float) -> SearchResult:
+    from mixopt.methods import get_method
+
+    cfg, store, sid, domains = prep.config, prep.store, prep.search_id, prep.domains
+    spec = get_method(cfg.method)
+    prep.search_dir.mkdir(parents=True, exist_ok=True)
+
+    # 1. the swarm
+    searcher = SwarmSearcher.from_rows(plan["swarm"], domains=domains, search_id=sid, seed=cfg.seed,
+                                       retries=cfg.retries)
+    _run_phase(prep, searcher, "swarm", info, progress, batch=not spec.sequential,
+               warm=plan.get("reused", []))
+
+    # 2. fit and propose on every finished run (reused ones included)
+    swarm_ids = [s.run_id for s in searcher.slots.values() if s.state == "done"]
+    X, y, ids = store.matrix(domains, prep.objective, run_ids=swarm_ids + list(plan.get("reused", [])))
+    n_failed = sum(s.state == "failed" for s in searcher.slots.values())
+    if len(y) < 2:
+        first = next((s.error for s in searcher.slots.values() if s.error), "no error recorded")
+        raise MixoptError(
+            f"only {len(y)} of {len(searcher.slots) + len(plan.get('reused', []))} runs finished ok, "
+            "too few to fit; "
+            f"first error: {first.splitlines()[0] if first else first}. Fix the evaluator and run "
+            f"`mixopt search --resume {sid}`"
+        )
+    _emit(progress, StageEvent(stage="fit", message=f"fitting {cfg.method} on {len(y)} runs", search_id=sid))
+    cands = plan.get("candidates")
+    if cands is None:
+        cands = _candidates(prep, spec, X, y, ids)
+        plan["candidates"] = [c.as_dict() for c in cands]
+        store.update_search(sid, plan=plan)  # validation after a resume uses the same candidates
+    else:
+        cands = [Candidate.from_dict(c) for c in cands]
+
+    # 3. validate
+    notes: list[str] = []
+    measured = comparisons = None
+    exported = PROPOSAL
+    vrung = cfg.validate_rung or cfg.rung
+    if cfg.validate > 0:
+        vs = SwarmSearcher(domains=domains, search_id=sid, retries=cfg.retries,
+                           slots=validation_slots(cands, k=cfg.validate, seed=cfg.seed))
+        _run_phase(prep, vs, "validate", info, progress, batch=True)
+        measured = measure(store, sid, cands, prep.objective, domains, cfg.validate)
+        comparisons = {c.name: compare(measured[PROPOSAL], measured[c.name])
+                       for c in cands if c.name != PROPOSAL}
+        exported, notes = choose_export(measured, rung=vrung)
+    else:
+        notes.append("not validated (--validate 0): the predicted objective is the model's, not measured")
+    if n_failed:
+        notes.append(f"{n_failed} swarm runs failed after {cfg.retries} retries; "
+                     "they are in the store, not fitted")
+
+    # 4. the mixture JSON
+    _emit(progress, StageEvent(stage="export", message="writing the mixture", search_id=sid))
+    rows = candidate_rows(cands, domains, measured, comparisons, exported)
+    prop = next(c for c in cands if c.name == PROPOSAL)
+    mixture = build_mixture(
+        rows=rows, exported=exported, space=prep.space, objective=prep.objective.as_dict(), method=cfg.method,
+        params={"budget": cfg.budget, "rung": cfg.rung, "seed": cfg.seed, "temperature": cfg.temperature,
+                "validate": cfg.validate, "validate_rung": vrung if cfg.validate else None, "search": sid,
+                "retries": cfg.retries, "reuse": cfg.reuse, "proposer": prop.info},
+        provenance={"corpus": prep.corpus_name, "corpus_hash": prep.corpus_hash, "run_ids": ids,
+                    "search": sid, "evaluator": prep.config.evaluator_name, "fidelity": prep.fidelity},
+        notes=notes, interval=prop.interval, validate_rung=vrung if cfg.validate else None,
+    )
+    in_folder = prep.search_dir / "mixture.json"
+    mixture.save(in_folder)
+    if prep.out is not None:
+        mixture.save(prep.out)
+    result = SearchResult(
+        search_id=sid, method=cfg.method, objective=prep.objective.as_dict(), exported=exported,
+        weights=dict(mixture.weights), candidates=rows,
+        runs={"planned": len(searcher.slots), "ok": len(swarm_ids), "failed": n_failed,
+              "reused": len(plan.get("reused", [])), "fitted": len(y),
+              "attempts": sum(s.attempt for s in searcher.slots.values())},
+        notes=notes, out=str(prep.out) if prep.out else None, mixture_path=str(in_folder), rung=cfg.rung,
+        validate_rung=vrung if cfg.validate else None, validate=cfg.validate, wall_s=time.perf_counter() - t0,
+        ray=list(info.describe()), resumed=resumed,
+    )
+    write_json(prep.search_dir / "result.json", {"mixopt_version": __version__, **result.as_dict()})
+    return result
+
+
+def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, info: RayInfo,
+               progress: Progress | None, *, batch: bool, warm: list[str] = ()) -> None:
+    """Run the slots of one phase that the store does not already hold; stop on fatal errors."""
+    cfg, store, sid = prep.config, prep.store, prep.search_id
+    slots = list(searcher.slots.values())
+    slot_states(store, sid, slots, retries=cfg.retries)
+    best = None
+    known = [store.get(s.run_id) for s in slots if s.state == "done"] + [store.get(i) for i in warm]
+    for r in known:
+        if r is None:
+            continue
+        v = prep.objective.value(r.metrics, prep.domains)
+        searcher.add_evaluated_point({"weights": r.weights, "run_id": r.run_id}, v)
+        if np.isfinite(v):
+            best = v if best is None else min(best, v)
+    todo = sum(s.state == "pending" for s in slots)
+    _emit(progress, StageEvent(stage=phase, message=f"{phase}: {todo} of {len(slots)} runs to go",
+                               search_id=sid))
+    if todo:
+        run_trials(searcher, prep.context(phase), phase=phase, storage=prep.search_dir / "tune",
+                   concurrency=_concurrency(prep, info), cpus_per_trial=cfg.cpus_per_trial, batch=batch,
+                   progress=progress, best=best)
+    check_fatal(store, sid)
+    store.interrupt(sid, INTERRUPTED)  # runs Tune left running when it stopped early
+    slot_states(store, sid, slots, retries=cfg.retries)
+    left = [s.key for s in slots if s.state == "pending"]
+    if left:
+        raise KeyboardInterrupt(f"{phase} stopped with {len(left)} runs to go; resume with --resume {sid}")
+
+
+def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: list[str]) -> list[Candidate]:
+    """Fit, propose, and line the proposal up with the baselines and the best run, all predicted."""
+    from mixopt.baselines import DEFAULT_TEMPERATURE, baselines_for
+
+    cfg, space = prep.config, prep.space
+    fitter, proposal = spec.fit_propose(X, y, space, seed=cfg.seed)
+    interval = tuple(proposal.interval) if proposal.interval is not None else None
+    cands = [Candidate(
+        name=PROPOSAL, weights=[float(x) for x in proposal.weights], predicted=proposal.predicted,
+        predicted_std=proposal.std, interval=interval, info=_jsonable(dict(proposal.info or {})),
+    )]
+    temp = cfg.temperature if cfg.temperature != 1.0 else DEFAULT_TEMPERATURE
+    for name, w in baselines_for(space, temp).items():
+        cands.append(Candidate(name=name, weights=[float(x) for x in w]))
+    inside = space.contains_rows(X, tol=1e-6)
+    pool = np.flatnonzero(inside) if inside.any() else np.arange(len(y))
+    b = int(pool[np.argmin(y[pool])])
+    cands.append(Candidate(name=BEST_RUN, weights=[float(x) for x in X[b]], swarm_value=float(y[b]),
+                           run_id=ids[b]))
+    if fitter is not None:
+        W = np.array([c.weights for c in cands[1:]])
+        mean, std = _predict(fitter, W)
+        for c, m, s in zip(cands[1:], mean, std, strict=True):
+            c.predicted = float(m)
+            c.predicted_std = float(s) if s is not None and np.isfinite(s) else None
+    dedupe(cands)
+    return cands
+
+
+def _predict(fitter: Any, W: np.ndarray) -> tuple[np.ndarray, list[float | None]]:
+    try:
+        mean, std = fitter.predict(W, return_std=True)
+    except TypeError:  # a fitter without the return_std keyword
+        mean, std = fitter.predict(W), None
+    if std is None:  # a fitter without uncertainty
+        return np.asarray(mean, dtype=float), [None] * len(W)
+    return np.asarray(mean, dtype=float), [float(s) for s in np.asarray(std, dtype=float)]
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
+        elif isinstance(v, np.generic):
+            v = v.item()
+        elif isinstance(v, dict):
+            v = _jsonable(v)
+        elif not isinstance(v, str | int | float | bool | list | type(None)):
+            v = repr(v)
+        out[str(k)] = v
+    return out

@@ -1,0 +1,208 @@
+"""Turning a :class:`SearchConfig` into what a search runs on, checking every input first.
+
+Everything that can be wrong with the input is found here, before the first trial: an unknown
+corpus or method, an evaluator that cannot be imported, an unwritable output, an infeasible
+search space, an objective naming unknown domains. A budget too small to fit on is a warning.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mixopt import paths
+from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.evaluator import load_evaluator
+from mixopt.objective import Objective
+from mixopt.search.config import PROXY, SearchConfig
+from mixopt.search.trial import PROXY_EVALUATOR, TrialContext
+from mixopt.space import SearchSpace
+from mixopt.store import RunStore, fidelity_key
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prepared:
+    """A checked search: space, objective, fidelities, evaluator, folders."""
+
+    config: SearchConfig
+    search_id: str
+    space: SearchSpace
+    objective: Objective
+    corpus_name: str | None
+    corpus_hash: str | None
+    fidelity: dict[str, Any]
+    fidelity_key: str
+    validate_fidelity: dict[str, Any]
+    validate_fidelity_key: str
+    evaluator: str | Callable
+    store: RunStore
+    search_dir: Path
+    out: Path | None
+
+    @property
+    def domains(self) -> list[str]:
+        return list(self.space.domains)
+
+    def context(self, phase: str) -> TrialContext:
+        """What the trials of ``phase`` (``swarm`` or ``validate``) need."""
+        validate = phase == "validate"
+        return TrialContext(
+            store_path=str(self.store.path), search_id=self.search_id, home=str(paths.home()),
+            workroot=str(self.search_dir / "runs"), domains=tuple(self.space.domains),
+            objective={"metric": self.objective.metric, "weights": dict(self.objective.weights)},
+            objective_key=self.objective.key(), corpus=self.corpus_name, corpus_hash=self.corpus_hash,
+            fidelity=self.validate_fidelity if validate else self.fidelity,
+            fidelity_key=self.validate_fidelity_key if validate else self.fidelity_key,
+            evaluator=self.evaluator, cpus=self.config.cpus_per_trial, sys_path=(str(Path.cwd()),),
+        )
+
+
+def search_dir(search_id: str) -> Path:
+    return paths.home() / "searches" / search_id
+
+
+def default_name(config: SearchConfig) -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(config.corpus).name if config.corpus else "custom"
+    return f"{base}-{config.method}-{stamp}"
+
+
+def check_writable(path: str | os.PathLike[str]) -> Path:
+    """Refuse an output path that cannot be written, before any work is spent on it."""
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise MixoptError(f"--out {out} is a folder; give a file path such as {out / 'mixture.json'}")
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".check", dir=parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise MixoptError(
+            f"--out {out}: cannot write in {parent} ({exc.strerror}); choose a writable path"
+        ) from exc
+    if out.exists() and not os.access(out, os.W_OK):
+        raise MixoptError(f"--out {out} exists and is read-only; choose another path")
+    return out.resolve()
+
+
+def resolve_evaluator(config: SearchConfig, evaluator: Callable | None) -> str | Callable:
+    """The evaluator the trials import: ``proxy``, the user's ``module:function``, or a callable."""
+    if evaluator is not None:
+        if not callable(evaluator):
+            raise MixoptError(f"evaluator {evaluator!r} is not callable")
+        return evaluator
+    if config.evaluator:
+        load_evaluator(config.evaluator)  # fail now, with one line, if it cannot be imported
+        return config.evaluator
+    try:
+        load_evaluator(PROXY_EVALUATOR)
+    except MixoptError as exc:
+        raise MixoptError(
+            f"the built-in proxy evaluator is not available ({exc}); "
+            "give your own --evaluator module:function"
+        ) from exc
+    return PROXY
+
+
+def build_space(config: SearchConfig) -> tuple[SearchSpace, str | None, str | None, str | None]:
+    """(space, corpus name for the trials, corpus name, corpus hash)."""
+    if config.corpus is not None:
+        from mixopt.corpus import Corpus
+
+        corpus = Corpus.open(config.corpus)
+        domains = corpus.domains
+        tokens: dict[str, float] | None = {d: float(t) for d, t in corpus.train_tokens().items()}
+        corpus_arg, name, chash = str(config.corpus), corpus.name, corpus.hash
+    else:
+        domains = list(config.domains or ())
+        tokens = dict(config.tokens) if config.tokens else None
+        corpus_arg = name = chash = None
+    if tokens is not None:
+        missing = [d for d in domains if d not in tokens]
+        if missing:
+            raise MixoptError(f"--tokens lacks domain(s) {', '.join(missing)}; give a count for every domain")
+    target = config.target_tokens
+    if target is None and tokens is not None:
+        # Default target: as many tokens as the corpus holds, so epochs read as "passes at full size".
+        target = float(sum(tokens.values())) or None
+    if config.max_epochs is not None and tokens is None:
+        raise MixoptError("--max-epochs needs token counts per domain (a corpus, or --tokens a=1e9,...)")
+    space = SearchSpace(
+        domains=tuple(domains), tokens=tokens, min_weight=config.min_weight, ceilings=dict(config.max_weight),
+        fixed=dict(config.fix), max_epochs=config.max_epochs, target_tokens=target,
+    )
+    return space, corpus_arg, name, chash
+
+
+def prepare(
+    config: SearchConfig, evaluator: Callable | None = None, *, search_id: str | None = None
+) -> Prepared:
+    """Check every input of a search and resolve it; nothing is run or written here."""
+    from mixopt.methods import get_method
+
+    get_method(config.method)  # unknown method: one error listing the names
+    space, corpus_arg, corpus_name, corpus_hash = build_space(config)
+    objective = Objective.parse(config.target, config.metric)
+    objective.check_domains(space.domains)
+    ev = resolve_evaluator(config, evaluator)
+    ev_name = config.evaluator_name if not callable(ev) else _callable_name(ev)
+    out = check_writable(config.out) if config.out else None
+    if config.budget < space.n + 1:
+        warnings.warn(
+            f"--budget {config.budget} is smaller than the number of domains + 1 ({space.n + 1}); "
+            "a fit on so few runs is unreliable", MixoptWarning, stacklevel=2,
+        )
+    fid = dict(config.fidelity)
+    fid["rung"] = config.rung
+    vfid = dict(fid)
+    vfid["rung"] = config.validate_rung or config.rung
+    if corpus_arg is not None:
+        fid["corpus"] = vfid["corpus"] = corpus_arg
+    sid = search_id or config.name or default_name(config)
+    return Prepared(
+        config=config, search_id=sid, space=space, objective=objective, corpus_name=corpus_name,
+        corpus_hash=corpus_hash, fidelity=fid, fidelity_key=_key(fid, ev_name, ev),
+        validate_fidelity=vfid, validate_fidelity_key=_key(vfid, ev_name, ev), evaluator=ev,
+        store=RunStore(config.store) if config.store else RunStore(), search_dir=search_dir(sid), out=out,
+    )
+
+
+def rung_hash(rung: str) -> str:
+    """Hash of what a proxy rung trains (shape, tokens, optimiser): a changed rung is another fidelity.
+
+    Raises:
+        MixoptError: the rung is unknown (before any trial runs).
+    """
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from mixopt.proxy.rungs import load_rung
+
+    spec = asdict(load_rung(rung))
+    for k in ("name", "source", "description", "cost_seconds", "cost_threads", "cost_flops"):
+        spec.pop(k, None)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _key(fid: dict[str, Any], ev_name: str, ev: str | Callable) -> str:
+    if ev == PROXY:
+        return fidelity_key({**fid, "rung_hash": rung_hash(str(fid["rung"]))}, ev_name)
+    return fidelity_key(fid, ev_name)
+
+
+def _callable_name(fn: Callable) -> str:
+    mod = getattr(fn, "__module__", None) or "?"
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    if mod == "__main__":
+        mod = Path(sys.argv[0]).stem or mod
+    return f"{mod}:{name}"

@@ -1,0 +1,131 @@
+"""What a search returns, and the mixture JSON it writes.
+
+:class:`SearchResult` is what the CLI renders (the proposal next to the baselines, predicted and
+measured) and what ``mixopt report`` reads back from the search's folder (``result.json``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mixopt import __version__
+from mixopt.mixture import Mixture
+from mixopt.search.validate import PROPOSAL, Candidate, Comparison, Measured
+from mixopt.space import SearchSpace
+
+
+@dataclass(kw_only=True)
+class CandidateRow:
+    """One line of the summary table."""
+
+    name: str
+    weights: dict[str, float]
+    predicted: float | None
+    predicted_std: float | None
+    swarm_value: float | None
+    measured: dict[str, Any] | None
+    comparison: dict[str, Any] | None
+    exported: bool = False
+
+
+@dataclass(kw_only=True)
+class SearchResult:
+    """A finished search: the exported mixture, the candidates, the runs, the notes."""
+
+    search_id: str
+    method: str
+    objective: dict[str, Any]
+    exported: str
+    weights: dict[str, float]
+    candidates: list[CandidateRow]
+    runs: dict[str, int]
+    notes: list[str]
+    out: str | None
+    mixture_path: str
+    rung: str
+    validate_rung: str | None
+    validate: int
+    wall_s: float
+    ray: list[str] = field(default_factory=list)
+    resumed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SearchResult:
+        d = dict(d)
+        d["candidates"] = [CandidateRow(**c) for c in d["candidates"]]
+        return cls(**d)
+
+    def row(self, name: str) -> CandidateRow | None:
+        return next((c for c in self.candidates if c.name == name), None)
+
+
+def _num(x: float | None) -> float | None:
+    return float(x) if x is not None and math.isfinite(float(x)) else None
+
+
+def candidate_rows(
+    cands: list[Candidate], domains: list[str], measured: dict[str, Measured] | None,
+    comparisons: dict[str, Comparison] | None, exported: str,
+) -> list[CandidateRow]:
+    rows = []
+    for c in cands:
+        rows.append(CandidateRow(
+            name=c.name, weights=dict(zip(domains, c.weights, strict=True)), predicted=_num(c.predicted),
+            predicted_std=_num(c.predicted_std), swarm_value=_num(c.swarm_value),
+            measured=measured[c.name].as_dict() if measured else None,
+            comparison=comparisons[c.name].as_dict() if comparisons and c.name in comparisons else None,
+            exported=c.name == exported,
+        ))
+    return rows
+
+
+def build_mixture(
+    *, rows: list[CandidateRow], exported: str, space: SearchSpace, objective: dict[str, Any],
+    method: str, params: dict[str, Any], provenance: dict[str, Any], notes: list[str],
+    interval: tuple[float, float] | None, validate_rung: str | None,
+) -> Mixture:
+    """The mixture JSON: exported weights, prediction, measurement, baselines, tokens, provenance."""
+    row = next(r for r in rows if r.name == exported)
+    w = [row.weights[d] for d in space.domains]
+    predicted = None
+    if row.predicted is not None:
+        predicted = {"mean": row.predicted, "std": row.predicted_std,
+                     "interval": list(interval) if interval and exported == PROPOSAL else None}
+    measured = None
+    if row.measured and row.measured.get("mean") is not None:
+        measured = {**{k: row.measured[k] for k in ("mean", "std", "sem", "n")}, "rung": validate_rung}
+    baselines = {}
+    for r in rows:
+        if r.name == exported:
+            continue
+        entry: dict[str, Any] = {"weights": r.weights, "predicted": r.predicted}
+        if r.swarm_value is not None:
+            entry["swarm_value"] = r.swarm_value
+        if r.measured and r.measured.get("mean") is not None:
+            entry["measured"] = {k: r.measured[k] for k in ("mean", "std", "sem", "n")}
+        if r.comparison is not None:
+            entry["proposal_vs_this"] = r.comparison
+        baselines[r.name] = entry
+    tokens: dict[str, Any] = {"target_tokens": space.target_tokens}
+    if space.target_tokens is not None:
+        target = space.target_tokens
+        tokens["per_domain"] = {d: float(x * target) for d, x in zip(space.domains, w, strict=True)}
+        epochs = space.epochs(w)
+        if epochs is not None:
+            tokens["epochs"] = epochs
+    prov = {**provenance, "mixopt_version": __version__,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    meta = {
+        "objective": objective, "method": method, "params": {**params, "exported": exported},
+        "predicted": predicted, "measured": measured, "baselines": baselines, "tokens": tokens,
+        "provenance": prov, "notes": list(notes),
+    }
+    # Weights are clipped at 0 and renormalised: a proposer's float error must not fail the schema.
+    total = sum(max(x, 0.0) for x in w)
+    return Mixture({d: max(x, 0.0) / total for d, x in zip(space.domains, w, strict=True)}, meta=meta)

@@ -1,0 +1,183 @@
+"""Validation: retrain the proposal and the baselines with K seeds, compare, choose what to export.
+
+A fitted model can be confidently wrong when runs are few, so the proposal is retrained next to
+the baselines (uniform, natural, temperature, the best run of the swarm) with K seeds at the
+search's rung or a larger one. The proposal *beats* a baseline when its measured mean is lower by
+more than the standard error of the difference. The search never exports a mixture that
+validated worse than the best validated one: it exports the best one and says why.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mixopt.objective import Objective
+from mixopt.search.searcher import Slot
+from mixopt.store import RunStore
+
+PROPOSAL = "proposal"
+BEST_RUN = "best_run"
+
+
+@dataclass(kw_only=True)
+class Candidate:
+    """A mixture the search compares: the proposal or a baseline.
+
+    Attributes:
+        name: ``proposal``, ``uniform``, ``natural``, ``temperature`` or ``best_run``.
+        weights: in the search's domain order.
+        predicted, predicted_std, interval: the fitted model's prediction (None for ``random``).
+        swarm_value: the objective measured in the swarm (the best run only).
+        run_id: the swarm run behind ``best_run``.
+        same_as: another candidate with the same weights (validated once, reported for both).
+    """
+
+    name: str
+    weights: list[float]
+    predicted: float | None = None
+    predicted_std: float | None = None
+    interval: tuple[float, float] | None = None
+    swarm_value: float | None = None
+    run_id: str | None = None
+    same_as: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "weights": list(self.weights), "predicted": self.predicted,
+            "predicted_std": self.predicted_std, "interval": list(self.interval) if self.interval else None,
+            "swarm_value": self.swarm_value, "run_id": self.run_id, "same_as": self.same_as,
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Candidate:
+        d = dict(d)
+        if d.get("interval") is not None:
+            d["interval"] = tuple(d["interval"])
+        return cls(**d)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measured:
+    """Validation runs of one candidate: mean, std and standard error over the seeds that finished."""
+
+    mean: float | None
+    std: float | None
+    sem: float | None
+    n: int
+    planned: int
+    values: list[float]
+    run_ids: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std, "sem": self.sem, "n": self.n, "planned": self.planned,
+                "values": self.values, "run_ids": self.run_ids}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Comparison:
+    """Proposal against one baseline: ``diff`` = baseline mean − proposal mean (> 0: proposal better)."""
+
+    diff: float | None
+    se: float | None
+    beats: bool | None  # None: not decidable (a side without runs, or one seed each: no standard error)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"diff": self.diff, "se": self.se, "beats": self.beats}
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "x"
+
+
+def dedupe(cands: Sequence[Candidate], tol: float = 1e-9) -> None:
+    """Mark candidates whose weights equal an earlier one's (``same_as``), in place."""
+    for i, c in enumerate(cands):
+        for prev in cands[:i]:
+            if prev.same_as is None and np.max(np.abs(np.subtract(c.weights, prev.weights))) <= tol:
+                c.same_as = prev.name
+                break
+
+
+def validation_slots(cands: Sequence[Candidate], *, k: int, seed: int) -> list[Slot]:
+    """K slots per distinct candidate, seeds ``seed+1 … seed+K`` (never the swarm's training seed)."""
+    return [
+        Slot(key=f"v-{slug(c.name)}-k{j}", weights=list(c.weights), seed=seed + 1 + j, role="validate",
+             label=c.name)
+        for c in cands if c.same_as is None for j in range(k)
+    ]
+
+
+def measure(
+    store: RunStore, search_id: str, cands: Sequence[Candidate], objective: Objective, domains: Sequence[str],
+    k: int,
+) -> dict[str, Measured]:
+    """Measured objective per candidate from the store's ``validate`` runs of this search."""
+    runs = store.runs(search_id=search_id, role="validate", status="ok")
+    out: dict[str, Measured] = {}
+    for c in cands:
+        src = c.same_as or c.name
+        vals, ids = [], []
+        for r in runs:
+            if r.label == src:
+                v = objective.value(r.metrics, domains)
+                if math.isfinite(v):
+                    vals.append(v)
+                    ids.append(r.run_id)
+        n = len(vals)
+        mean = float(np.mean(vals)) if n else None
+        std = float(np.std(vals, ddof=1)) if n >= 2 else None
+        sem = std / math.sqrt(n) if std is not None else None
+        out[c.name] = Measured(mean=mean, std=std, sem=sem, n=n, planned=k, values=vals, run_ids=ids)
+    return out
+
+
+def compare(prop: Measured, base: Measured) -> Comparison:
+    if prop.mean is None or base.mean is None:
+        return Comparison(diff=None, se=None, beats=None)
+    diff = base.mean - prop.mean
+    if prop.sem is None or base.sem is None:
+        return Comparison(diff=diff, se=None, beats=None)
+    se = math.sqrt(prop.sem**2 + base.sem**2)
+    return Comparison(diff=diff, se=se, beats=bool(diff > se))
+
+
+def choose_export(measured: dict[str, Measured], *, rung: str) -> tuple[str, list[str]]:
+    """The candidate to export and the notes that explain the choice.
+
+    The proposal, unless a validated candidate measured better (lower mean) or the proposal has
+    no finished validation run.
+    """
+    notes: list[str] = []
+    prop = measured[PROPOSAL]
+    done = {name: m for name, m in measured.items() if m.mean is not None}
+    if not done:
+        notes.append("every validation run failed; exported the proposal unvalidated")
+        return PROPOSAL, notes
+    best = min(done, key=lambda name: (done[name].mean, name != PROPOSAL))
+    if prop.mean is None:
+        notes.append(
+            f"the proposal's validation runs all failed; exported {best} instead, the best validated mixture "
+            f"({done[best].mean:.4f} at rung {rung})"
+        )
+        return best, notes
+    if best != PROPOSAL:
+        b = done[best]
+        notes.append(
+            f"the proposal validated worse than {best} at rung {rung} ({prop.mean:.4f}{_pm(prop)} vs "
+            f"{b.mean:.4f}{_pm(b)} over {prop.n} and {b.n} seeds); exported {best} instead, the best "
+            "validated mixture (the fit is not trustworthy with these runs: add runs or try another method)"
+        )
+        return best, notes
+    return PROPOSAL, notes
+
+
+def _pm(m: Measured) -> str:
+    return f" ± {m.sem:.4f}" if m.sem is not None else ""

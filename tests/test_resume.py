@@ -1,0 +1,87 @@
+"""Resume after the driver is killed with SIGKILL: no finished run lost, none run again.
+
+The driver runs as a subprocess (``mixopt search``) on the test session's Ray cluster
+(``--address``), is killed with SIGKILL while trials run, and ``mixopt search --resume`` finishes
+the search. Evaluator calls are counted by the marker files the fake evaluator leaves.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mixopt import testing
+from mixopt.mixture import Mixture
+from mixopt.store import RunStore
+
+CLI = [sys.executable, "-c", "import sys; from mixopt.cli import main; main(sys.argv[1:])"]
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    from mixopt.search.ray_env import ensure_ray
+
+    return ensure_ray(num_cpus=2, dashboard=False)
+
+
+def _wait_for(pred, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"driver exited ({proc.returncode}) before {what}:\n{out[-3000:]}")
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_resume_after_sigkill_loses_nothing_and_reruns_nothing(workspace, tmp_path, ray_session):
+    env = {**os.environ, "MIXOPT_HOME": str(workspace)}
+    out = tmp_path / "mixture.json"
+    args = ["search", "--evaluator", "mixopt.testing:sleepy", "--fidelity", "sleep=0.5", "--domains", "a,b,c",
+            "--budget", "12", "--validate", "0", "--name", "killme", "--address", ray_session.address,
+            "--concurrency", "2", "--out", str(out)]
+    driver = subprocess.Popen(CLI + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    store_path = workspace / "runs.sqlite"
+
+    def ok_runs() -> int:
+        return len(RunStore(store_path).runs(search_id="killme", status="ok")) if store_path.exists() else 0
+
+    try:
+        _wait_for(lambda: ok_runs() >= 3, 90, "three finished runs", driver)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+    assert driver.returncode == -signal.SIGKILL
+    store = RunStore(store_path)
+    before = {r.run_id: r for r in store.runs(search_id="killme")}
+    finished_before = {i: r.finished for i, r in before.items() if r.status == "ok"}
+    assert 3 <= len(finished_before) < 12 and not out.exists()
+    assert store.require_search("killme").state == "running"  # nobody told the store: the driver died
+
+    res = subprocess.run(CLI + ["search", "--resume", "killme", "--address", ray_session.address], env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+
+    after = store.runs(search_id="killme")
+    ok = [r for r in after if r.status == "ok"]
+    slots = {r.label for r in ok}
+    assert len(ok) == len(slots) == 12  # every slot finished exactly once
+    for run_id, finished in finished_before.items():  # finished before the kill: kept, not run again
+        assert store.get(run_id).finished == finished
+    # runs cut short by the kill are recorded as interrupted, and their slot ran again
+    cut = [r for r in after if r.status == "failed"]
+    assert all(r.error.startswith("interrupted") for r in cut)
+    assert {r.label for r in cut} <= slots
+    # one evaluator call per recorded run: no finished run was evaluated twice
+    assert testing.count_calls(workspace / "searches" / "killme") == len(after)
+    mix = Mixture.load(out)
+    assert set(mix.meta["provenance"]["run_ids"]) == {r.run_id for r in ok}
+    assert store.require_search("killme").state == "done"

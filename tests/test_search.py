@@ -1,0 +1,141 @@
+"""End-to-end searches through Ray Tune on fast evaluators (one local Ray for the whole session)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mixopt import testing
+from mixopt.errors import MixoptError
+from mixopt.mixture import Mixture
+from mixopt.objective import Objective
+from mixopt.search.config import SearchConfig
+from mixopt.store import RunStore
+
+DOMAINS = ("web", "code", "math", "books")
+TOKENS = {"web": 4e9, "code": 1e9, "math": 3e8, "books": 7e8}
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    from mixopt.search.ray_env import ensure_ray
+
+    return ensure_ray(num_cpus=2, dashboard=False)
+
+
+def config(tmp_path, **kw) -> SearchConfig:
+    base = dict(evaluator="mixopt.testing:loglinear", domains=DOMAINS, tokens=TOKENS, budget=10, validate=0,
+                concurrency=2, retries=1, out=str(tmp_path / "out" / "mixture.json"))
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def test_search_end_to_end_on_a_fast_evaluator(workspace, tmp_path, ray_session):
+    from mixopt.search.driver import run_search
+
+    events = []
+    res = run_search(config(tmp_path, name="e2e", validate=2), progress=events.append)
+    store = RunStore()
+    swarm = store.runs(search_id="e2e", role="swarm")
+    assert len(swarm) == 10 and {r.status for r in swarm} == {"ok"}
+    val = store.runs(search_id="e2e", role="validate")
+    assert val and {r.status for r in val} == {"ok"} and all(r.seed in (1, 2) for r in val)
+    # every evaluator call is one run in the store: nothing evaluated twice
+    assert testing.count_calls(workspace / "searches" / "e2e") == len(swarm) + len(val)
+
+    mix = Mixture.load(tmp_path / "out" / "mixture.json")  # validates against the JSON Schema
+    assert mix.weights == pytest.approx(res.weights)
+    assert set(mix.meta["provenance"]["run_ids"]) == {r.run_id for r in swarm}
+    assert mix.meta["method"] == "regmix" and mix.meta["objective"]["kind"] == "mean_loss"
+    assert set(mix.meta["tokens"]["per_domain"]) == set(DOMAINS)
+    assert mix.meta["tokens"]["target_tokens"] == pytest.approx(sum(TOKENS.values()))
+    names = {c.name for c in res.candidates}
+    assert {"proposal", "uniform", "natural", "temperature", "best_run"} <= names
+    # the exported mixture is the best validated one
+    measured = {c.name: c.measured["mean"] for c in res.candidates if c.measured and c.measured["mean"]}
+    assert measured[res.exported] == min(measured.values())
+    assert (workspace / "searches" / "e2e" / "result.json").is_file()
+    assert store.require_search("e2e").state == "done"
+    # progress: the swarm and the validation phase, counting up to their totals
+    done = [e for e in events if getattr(e, "phase", None) == "swarm"]
+    assert done[-1].done == done[-1].total == 10 and done[-1].best == pytest.approx(
+        min(r.objective for r in swarm))
+
+
+def test_failed_runs_are_retried_recorded_and_never_fitted(workspace, tmp_path, ray_session):
+    from mixopt.search.driver import run_search
+
+    res = run_search(config(tmp_path, name="flaky", evaluator="mixopt.testing:flaky", retries=2,
+                            fidelity={"fail_rate": 0.4}))
+    store = RunStore()
+    runs = store.runs(search_id="flaky", role="swarm")
+    failed = [r for r in runs if r.status == "failed"]
+    assert failed and all("simulated transient failure" in r.error for r in failed)
+    retried = [r for r in runs if r.attempt > 1]
+    assert retried and all(r.seed != 0 for r in retried)  # a retry draws another seed
+    fitted = set(Mixture.load(tmp_path / "out" / "mixture.json").meta["provenance"]["run_ids"])
+    assert fitted == {r.run_id for r in runs if r.status == "ok"}
+    assert res.runs["failed"] == sum(
+        1 for key in {r.label for r in runs} if all(r.status != "ok" for r in runs if r.label == key))
+    assert all(r.attempt <= 3 for r in runs)
+
+
+def test_nan_runs_are_diverged_and_a_search_without_ok_runs_fails_clearly(workspace, tmp_path, ray_session):
+    from mixopt.search.driver import run_search
+
+    with pytest.raises(MixoptError, match="too few to fit.*non-finite"):
+        run_search(config(tmp_path, name="nan", evaluator="mixopt.testing:nan_loss", budget=2, retries=0))
+    runs = RunStore().runs(search_id="nan")
+    assert len(runs) == 2 and {r.status for r in runs} == {"diverged"}
+    assert all(math.isnan(r.metrics["loss/web"]) for r in runs)
+    assert not (tmp_path / "out" / "mixture.json").exists()
+    assert RunStore().require_search("nan").state == "failed"
+
+
+def test_an_evaluator_that_breaks_the_contract_stops_the_search(workspace, tmp_path, ray_session):
+    from mixopt.search.driver import run_search
+
+    with pytest.raises(MixoptError, match="no metrics"):
+        run_search(config(tmp_path, name="nometrics", evaluator="mixopt.testing:no_metrics", budget=12))
+    runs = RunStore().runs(search_id="nometrics")
+    assert 1 <= len(runs) <= 4  # stopped after the first batch, not after 12 runs and retries
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_runs_are_reused_by_later_searches_unless_no_reuse(workspace, tmp_path, ray_session):
+    from mixopt.search.driver import run_search
+    from mixopt.search.prepare import prepare
+
+    run_search(config(tmp_path, name="first", budget=8))
+    second = run_search(config(tmp_path, name="second", budget=8))
+    assert second.runs["reused"] == 8 and second.runs["planned"] == 0 and second.runs["fitted"] == 8
+    assert testing.count_calls(workspace / "searches" / "second") == 0  # no trial ran
+    third = run_search(config(tmp_path, name="third", budget=6, reuse=False, method="random"))
+    assert third.runs["reused"] == 0 and testing.count_calls(workspace / "searches" / "third") == 6
+    # `random` proposes the best run of its own swarm
+    X, y, _ = RunStore().matrix(list(DOMAINS), Objective(), search_id="third")
+    assert np.allclose([third.weights[d] for d in DOMAINS], X[int(np.argmin(y))])
+    # another rung, another evaluator or other evaluator settings are another fidelity: no reuse
+    variants = ({}, {"rung": "s"}, {"evaluator": "mixopt.testing:sleepy"}, {"fidelity": {"noise": 0.1}})
+    keys = {prepare(config(tmp_path, **kw)).fidelity_key for kw in variants}
+    assert len(keys) == 4
+
+
+def test_objective_constraints_and_linear_method(workspace, tmp_path, ray_session):
+    from mixopt.search.driver import run_search
+
+    res = run_search(config(tmp_path, name="tgt", budget=8, target="code=0.7,math=0.3", metric="bpb",
+                            method="linear", min_weight=0.05, max_weight={"web": 0.5}, fix={"books": 0.1}))
+    _, y, _ = RunStore().matrix(list(DOMAINS), Objective.parse("code=0.7,math=0.3", "bpb"), search_id="tgt")
+    assert len(y) == 8
+    mix = json.loads((tmp_path / "out" / "mixture.json").read_text())
+    assert mix["objective"] == {"kind": "weighted_bpb", "metric": "bpb",
+                                "weights": {"code": 0.7, "math": 0.3}}
+    assert res.method == "linear" == mix["method"]
+    w = res.weights
+    assert w["books"] == pytest.approx(0.1) and w["web"] <= 0.5 + 1e-9 and min(w.values()) >= 0.05 - 1e-9
+    for r in RunStore().runs(search_id="tgt", role="swarm"):
+        assert r.weights["books"] == pytest.approx(0.1) and r.weights["web"] <= 0.5 + 1e-9

@@ -1,0 +1,130 @@
+"""``mixopt search``, ``runs``, ``report`` through the CLI: what the library gets, bad input, a real run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mixopt.cli import main
+from mixopt.store import RunStore
+
+
+def run_cli(args: list[str]) -> int:
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+FAST = ["--evaluator", "mixopt.testing:loglinear", "--domains", "web,code,math,books"]
+
+
+def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
+    import mixopt.search.driver as driver
+
+    seen = {}
+
+    def fake_run_search(config, *, evaluator=None, progress=None):
+        seen["config"] = config
+        raise KeyboardInterrupt  # stop before anything runs
+
+    monkeypatch.setattr(driver, "run_search", fake_run_search)
+    code = run_cli(["search", *FAST, "--tokens", "web=4e9,code=1e9,math=3e8,books=7e8", "--budget", "20",
+                    "--rung", "s", "--method", "linear", "--no-reuse", "--max-weight", "web=0.5", "--fix",
+                    "books=0.1", "--min-weight", "0.01", "--target", "code=0.7,math=0.3", "--metric", "bpb",
+                    "--fidelity", "noise=0.05,tag=a", "--validate", "3", "--validate-rung", "m",
+                    "--retries", "4",
+                    "--seed", "7", "--temperature", "2", "--concurrency", "1", "--name", "n1",
+                    "--max-epochs", "4", "--target-tokens", "1e9"])
+    assert code == 130
+    c = seen["config"]
+    assert c.domains == ("web", "code", "math", "books") and c.tokens["web"] == 4e9
+    assert (c.budget, c.rung, c.method, c.reuse) == (20, "s", "linear", False)
+    assert (c.validate, c.validate_rung) == (3, "m")
+    assert c.max_weight == {"web": 0.5} and c.fix == {"books": 0.1} and c.min_weight == 0.01
+    assert (c.target, c.metric, c.retries, c.seed, c.temperature) == ("code=0.7,math=0.3", "bpb", 4, 7, 2.0)
+    assert c.fidelity == {"noise": 0.05, "tag": "a"} and c.concurrency == 1 and c.name == "n1"
+    assert (c.max_epochs, c.target_tokens) == (4.0, 1e9)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["search", "--corpus", "nope"], "not built"),
+    (["search", *FAST, "--method", "nope"], "nope"),
+    (["search", "--domains", "a,b,c"], "needs your own --evaluator"),
+    (["search"], "give --corpus"),
+    (["search", "--evaluator", "no_such_module_xyz:f", "--domains", "a,b"], "cannot import evaluator module"),
+    (["search", "--evaluator", "mixopt.testing:nothing_here", "--domains", "a,b"], "has no callable"),
+    (["search", *FAST, "--tokens", "web=lots"], "--tokens"),
+    (["search", *FAST, "--max-weight", "web"], "--max-weight"),
+    (["search", *FAST, "--fix", "web=0.7,code=0.7"], "sum to"),
+    (["search", *FAST, "--target", "nowhere"], "--target names unknown domain"),
+    (["search", *FAST, "--budget", "0"], "--budget"),
+    (["search", *FAST, "--metric", "acc"], "--metric"),
+    (["search", *FAST, "--name", "bad name!"], "--name"),
+    (["search", *FAST, "--max-epochs", "2"], "token counts"),
+    (["search", "--resume", "never-ran"], "no search named 'never-ran'"),
+    (["runs", "list", "--status", "weird"], "--status"),
+    (["report", "never-ran"], "no search named 'never-ran'"),
+])
+def test_bad_input_is_one_line_and_exit_2(workspace, capsys, args, message):
+    assert run_cli(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1]
+
+
+def test_unwritable_output_is_refused_before_any_trial(workspace, tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    assert run_cli(["search", *FAST, "--out", str(blocker / "m.json"), "--name", "never"]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert RunStore().get_search("never") is None and not (workspace / "searches" / "never").exists()
+    assert run_cli(["search", *FAST, "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    from mixopt.search.ray_env import ensure_ray
+
+    return ensure_ray(num_cpus=2, dashboard=False)
+
+
+def test_an_evaluator_returning_no_metrics_is_exit_2_and_writes_nothing(workspace, tmp_path, capsys,
+                                                                          ray_session):
+    out = tmp_path / "m.json"
+    code = run_cli(["search", "--evaluator", "mixopt.testing:no_metrics", "--domains", "a,b,c",
+                    "--budget", "4", "--validate", "0", "--out", str(out), "--name", "nm"])
+    assert code == 2
+    assert "returned no metrics" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not out.exists()
+    assert {r.status for r in RunStore().runs(search_id="nm")} == {"failed"}  # recorded, not lost
+
+
+def test_search_runs_list_report_through_the_cli(workspace, tmp_path, capsys, ray_session):
+    out = tmp_path / "m.json"
+    code = run_cli(["search", *FAST, "--tokens", "web=4e9,code=1e9,math=3e8,books=7e8", "--budget", "4",
+                    "--validate", "1", "--out", str(out), "--name", "cli"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "warning: --budget 4 is smaller than the number of domains + 1" in captured.err
+    assert "search cli" in captured.out and "uniform" in captured.out and "best_run" in captured.out
+    assert json.loads(out.read_text())["schema"] == "mixopt.mixture/v1"
+
+    assert run_cli(["runs", "list", "--search", "cli", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {r["role"] for r in listed} == {"swarm", "validate"} and all(r["status"] == "ok" for r in listed)
+
+    assert run_cli(["report", "cli", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    names = {p.rsplit("/", 1)[-1] for p in rep["files"]}
+    assert {"weights.png", "runs.png", "report.md", "cv.png"} <= names
+
+    # a finished search resumed is its stored result, nothing runs again
+    assert run_cli(["search", "--resume", "cli", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["search_id"] == "cli" and again["weights"] == json.loads(out.read_text())["weights"]
+    # the name is taken now
+    assert run_cli(["search", *FAST, "--name", "cli"]) == 2
+    assert "--resume cli" in capsys.readouterr().err
