@@ -29,11 +29,9 @@ app = typer.Typer(
 _COMMAND_MODULES: tuple[str, ...] = (
     "corpus",
     "bench",
-    "proxy",
     "search",
     "runs",
     "report",
-    "fit",
 )
 
 
