@@ -115,16 +115,15 @@ def _plot_weights(path: Path, result: dict[str, Any], domains: list[str]) -> Non
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * n * max(1, c) / 3 + 2), 4.5))
     width = 0.8 / c
     x = np.arange(n)
-    colors = plt.get_cmap("tab10")
     for i, cand in enumerate(cands):
         w = [cand["weights"][d] for d in domains]
         label = cand["name"] + (" (exported)" if cand.get("exported") else "")
-        ax.bar(x - 0.4 + width * (i + 0.5), w, width, label=label, color=colors(i % 10),
+        ax.bar(x - 0.4 + width * (i + 0.5), w, width, label=label, color=_color(i),
                edgecolor="black" if cand.get("exported") else "none", linewidth=1.2)
     ax.set_xticks(x, domains, rotation=30 if n > 6 else 0, ha="right" if n > 6 else "center")
     ax.set_ylabel("weight")
     ax.set_title(f"search {result['search_id']}: proposed weights vs baselines")
-    ax.legend(frameon=False, fontsize=8, ncols=min(c, 3))
+    ax.legend(frameon=False, fontsize=8, ncols=min(c, 5), loc="upper center", bbox_to_anchor=(0.5, -0.12))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -134,35 +133,38 @@ def _plot_weights(path: Path, result: dict[str, Any], domains: list[str]) -> Non
 def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains: list[str],
                result: dict[str, Any] | None) -> None:
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 4.8))
     swarm = [r for r in runs if r.role == "swarm"]
     vals = [objective.value(r.metrics, domains) if r.status == "ok" else math.nan for r in swarm]
     ok = [(i, v) for i, v in enumerate(vals) if math.isfinite(v)]
     if ok:
         xs, ys = zip(*ok, strict=True)
-        ax.scatter(xs, ys, s=18, color="#1f77b4", label="swarm run")
-        best = np.minimum.accumulate(ys)
-        ax.step(xs, best, where="post", color="#1f77b4", alpha=0.6, linewidth=1, label="best so far")
-    top = max((v for _, v in ok), default=1.0)
-    bad = [i for i, r in enumerate(swarm) if r.status in ("failed", "diverged")]
-    if bad:
-        ax.scatter(bad, [top] * len(bad), marker="x", color="#d62728", s=30, label="failed / diverged")
-    start = len(swarm)
+        ax.scatter(xs, ys, s=18, color="#4c72b0", label="swarm run")
+        ax.step(xs, np.minimum.accumulate(ys), where="post", color="#4c72b0", alpha=0.6, linewidth=1,
+                label="best so far")
     val = [r for r in runs if r.role == "validate" and r.status == "ok"]
-    colors = plt.get_cmap("tab10")
-    labels = sorted({r.label or "?" for r in val})
-    for j, lab in enumerate(labels):
-        pts = [(start + i, objective.value(r.metrics, domains)) for i, r in enumerate(val) if r.label == lab]
+    vvals = [objective.value(r.metrics, domains) for r in val]
+    finite = [v for _, v in ok] + [v for v in vvals if math.isfinite(v)]
+    lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    bad = [i for i, r in enumerate(swarm) if r.status in ("failed", "diverged")]
+    if bad:  # drawn in a band above the data: a failed run has no objective
+        ax.scatter(bad, [hi + 0.08 * (hi - lo or 1.0)] * len(bad), marker="x", color="black", s=30,
+                   label="failed / diverged (no value)")
+    start = len(swarm)
+    order = [c["name"] for c in result["candidates"]] if result else sorted({r.label or "?" for r in val})
+    for j, lab in enumerate(order):
+        pts = [(start + i, v) for i, (r, v) in enumerate(zip(val, vvals, strict=True))
+               if r.label == lab and math.isfinite(v)]
         if pts:
             xs, ys = zip(*pts, strict=True)
-            ax.scatter(xs, ys, s=30, marker="D", color=colors((j + 1) % 10), label=f"validate: {lab}")
+            ax.scatter(xs, ys, s=34, marker="D", color=_color(j), label=f"validate: {lab}")
     if val:
         ax.axvline(start - 0.5, color="grey", linewidth=0.8, linestyle=":")
-    ax.set_xlabel("run (in order)")
+    ax.set_xlabel("run (in order: swarm, then validation)")
     ax.set_ylabel(objective.kind)
     ax.set_title("objective by run" + (f" · exported: {result['exported']}" if result else ""))
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=8, loc="upper right")
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -196,8 +198,8 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
             m = c.get("measured") or {}
             meas = "-" if m.get("mean") is None else f"{m['mean']:.4f} ± {_f(m.get('sem'))} ({m['n']})"
             cmp = c.get("comparison") or {}
-            better = "" if cmp.get("diff") is None else f"{cmp['diff']:+.4f}" + (
-                " (beats)" if cmp.get("beats") else " (not beyond se)" if cmp.get("beats") is False else "")
+            verdict = {True: " (beats it)", False: " (does not beat it)", None: ""}[cmp.get("beats")]
+            better = "" if cmp.get("diff") is None else f"{cmp['diff']:+.4f}{verdict}"
             star = "**" if c.get("exported") else ""
             lines.append(f"| {star}{c['name']}{star} | {_f(c.get('predicted'))} "
                          f"| {_f(c.get('swarm_value'))} | {meas} | {better} |")
@@ -210,6 +212,12 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
             lines += ["## Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in files if p.suffix == ".png"] + [""]
     return "\n".join(lines)
+
+
+def _color(i: int) -> str:
+    """Candidate i's colour, the same in every plot (proposal first, then the baselines)."""
+    palette = ("#c44e52", "#8c8c8c", "#55a868", "#dd8452", "#8172b3", "#937860", "#da8bc3", "#64b5cd")
+    return palette[i % len(palette)]
 
 
 def _f(x: float | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing as mp
 import sqlite3
@@ -148,3 +149,51 @@ def test_unreadable_store_is_one_clear_error(tmp_path):
     bad.write_bytes(b"not a database at all" * 100)
     with pytest.raises(MixoptError, match="cannot open run store"):
         RunStore(bad)
+
+
+RUNS = __import__("pathlib").Path(__file__).parent / "data" / "runs"
+
+
+def _cli(args: list[str]) -> int:
+    from mixopt.cli import main
+
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_import_regmix_and_olmix_tables_through_the_cli(store, capsys):
+    rm = RUNS / "regmix-pile-1m"
+    args = ["runs", "import", "--ratios", str(rm / "train_mixture_1m.csv"), "--metrics",
+            str(rm / "train_pile_loss_1m.csv"), "--fidelity", "rung=1m", "--json"]
+    assert _cli(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    runs = store.runs(role="import")
+    assert summary["runs"] == len(runs) > 10 and len(summary["domains"]) == 17
+    r = runs[0]
+    assert r.run_id.startswith("train_mixture_1m:") and r.status == "ok" and r.fidelity == {"rung": "1m"}
+    assert abs(sum(r.weights.values()) - 1) < 1e-9
+    assert "metric/the_pile_pile_cc_val_loss" in r.metrics
+    # the same table again: duplicate run ids, one line, exit 2, nothing added
+    assert _cli(args) == 2
+    assert "already in the store" in capsys.readouterr().err
+    assert len(store.runs(role="import")) == len(runs)
+    # the test split has its own ids (prefix from the file name)
+    assert _cli(["runs", "import", "--ratios", str(rm / "test_mixture_1m.csv"), "--metrics",
+                 str(rm / "test_pile_loss_1m.csv"), "--fidelity", "rung=1m"]) == 0
+    om = RUNS / "olmix-64dom-512"
+    assert _cli(["runs", "import", "--ratios", str(om / "full_recomputation_ratios.csv"), "--metrics",
+                 str(om / "full_recomputation_metrics.csv"), "--prefix", "olmix/"]) == 0
+    olmix = [r for r in store.runs(role="import") if r.run_id.startswith("olmix/")]
+    assert olmix and len(olmix[0].weights) == 64 and olmix[0].label.startswith("5xC-30m")
+    capsys.readouterr()
+    assert _cli(["runs", "list", "--json", "--limit", "0"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == len(store.runs())
+
+
+def test_import_of_a_missing_file_is_one_line(store, capsys, tmp_path):
+    missing = str(tmp_path / "no.csv")
+    assert _cli(["runs", "import", "--ratios", missing, "--metrics", missing]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

@@ -1,0 +1,90 @@
+"""``mixopt report``: plots and summary from the run store, written as one folder (no Ray needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mixopt import testing
+from mixopt.cli import main
+from mixopt.evaluator import EvalRequest
+from mixopt.objective import Objective
+from mixopt.search.result import CandidateRow, SearchResult
+from mixopt.store import RunRecord, RunStore, fidelity_key
+
+DOMAINS = ["web", "code", "math"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _record(i: int, w: np.ndarray, workdir, *, role: str = "swarm", label: str | None = None, seed: int = 0,
+            fail: bool = False) -> RunRecord:
+    req = EvalRequest(mixture=dict(zip(DOMAINS, map(float, w), strict=True)), fidelity={"rung": "xs"},
+                      seed=seed, run_id="r", workdir=str(workdir))
+    weights = req.mixture
+    metrics = {} if fail else testing.loglinear(req).metrics
+    return RunRecord(
+        run_id=f"rep-{role[0]}{i:04d}-a1", search_id="rep", role=role, label=label or f"s{i:04d}",
+        weights=weights,
+        fidelity={"rung": "xs"}, fidelity_key=fidelity_key({"rung": "xs"}, "mixopt.testing:loglinear"),
+        status="failed" if fail else "ok", metrics=metrics, seed=seed, error="boom" if fail else None,
+        objective=None if fail else Objective().value(metrics, DOMAINS),
+    )
+
+
+@pytest.fixture
+def search(workspace):
+    store = RunStore()
+    rng = np.random.default_rng(0)
+    W = rng.dirichlet(np.ones(3), 20)
+    wd = workspace / "calls"
+    recs = [_record(i, w, wd, fail=i in (3, 11)) for i, w in enumerate(W)]
+    uniform = np.full(3, 1 / 3)
+    recs += [_record(100 + k, uniform, wd, role="validate", label="uniform", seed=1 + k) for k in range(2)]
+    recs += [_record(200 + k, W[0], wd, role="validate", label="proposal", seed=1 + k) for k in range(2)]
+    store.add(recs)
+    rows = [
+        CandidateRow(name="proposal", weights=dict(zip(DOMAINS, W[0], strict=True)), predicted=2.4,
+                     predicted_std=None, swarm_value=None, measured={"mean": 2.45, "sem": 0.01, "n": 2},
+                     comparison=None, exported=True),
+        CandidateRow(name="uniform", weights=dict(zip(DOMAINS, uniform, strict=True)), predicted=2.5,
+                     predicted_std=None, swarm_value=None, measured={"mean": 2.5, "sem": 0.01, "n": 2},
+                     comparison={"diff": 0.05, "se": 0.014, "beats": True}),
+    ]
+    runs = {"ok": 18, "failed": 2, "reused": 0, "fitted": 18, "planned": 20, "attempts": 20}
+    result = SearchResult(search_id="rep", method="linear", objective=Objective().as_dict(),
+                          exported="proposal", weights=rows[0].weights, candidates=rows, runs=runs,
+                          notes=["a note"], out=None,
+                          mixture_path="m.json", rung="xs", validate_rung="xs", validate=2, wall_s=1.0)
+    store.create_search("rep", {"method": "linear", "budget": 20, "rung": "xs", "seed": 0,
+                                "evaluator": "mixopt.testing:loglinear"}, {"domains": DOMAINS, "reused": []})
+    store.update_search("rep", state="done", result=result.as_dict())
+    return workspace
+
+
+def test_report_writes_plots_and_summary(search):
+    from mixopt.report import make_report
+
+    rep = make_report("rep")
+    folder = search / "searches" / "rep" / "report"
+    assert rep.folder == folder
+    for name in ("cv.png", "weights.png", "runs.png"):
+        assert (folder / name).read_bytes()[:8] == PNG
+    md = (folder / "report.md").read_text()
+    assert "22 ok" in md and "2 failed" in md and "18 fitted" in md  # 18 swarm + 4 validation runs
+    assert "| **proposal** |" in md and "+0.0500 (beats it)" in md
+    assert "a note" in md and "![cv](cv.png)" in md
+    assert rep.cv is not None and rep.cv["spearman"] > 0.5  # the linear fit ranks this landscape well
+    # a second report replaces the folder whole; nothing half-written is left next to it
+    make_report("rep", folds=3)
+    assert sorted(p.name for p in (search / "searches" / "rep").iterdir()) == ["report"]
+
+
+def test_report_through_the_cli_and_of_a_search_that_stopped_early(search, capsys):
+    store = RunStore()
+    store.create_search("early", {"method": "regmix"}, {"domains": DOMAINS, "reused": []})
+    try:
+        main(["report", "early"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    out = capsys.readouterr().out
+    assert "runs.png" in out and "weights.png" not in out  # no result yet: no weights to compare
