@@ -1,0 +1,109 @@
+"""``mixopt fit``: fit a method on run tables made elsewhere (RegMix, Olmix, yours); ``mixopt bench fit``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from mixopt.cli import app
+from mixopt.cli.bench import bench_app
+from mixopt.cli.common import JsonOpt, SeedOpt, console
+
+
+def _o(*names: str, help: str) -> Any:
+    return typer.Option(*names, help=help)
+
+
+def _assignments(values: list[str] | None, option: str) -> dict[str, float]:
+    from mixopt.search.config import parse_assignments
+
+    out: dict[str, float] = {}
+    for v in values or []:
+        out.update(parse_assignments(v, option=option))
+    return out
+
+
+@app.command("fit")
+def fit(
+    ratios: Annotated[Path, _o("--ratios", help="CSV of mixture weights: a run or index column + one column "
+                               "per domain.")],
+    metrics: Annotated[Path, _o("--metrics", help="CSV of metrics: the same run or index column + metrics.")],
+    target: Annotated[str, _o("--target", help="Metric column to model, or 'mean' (all metric columns).")],
+    method: Annotated[str, _o("--method", "-m", help="regmix, linear or random.")] = "regmix",
+    cv: Annotated[int | None, _o("--cv", help="K-fold cross-validation: Spearman, Pearson, MAE, "
+                                 "relative error.")] = None,
+    predict: Annotated[Path | None, _o("--predict", help="New mixtures (CSV) to predict.")] = None,
+    propose: Annotated[bool, _o("--propose", help="Propose a mixture (write its JSON to --out).")] = False,
+    out: Annotated[Path | None, _o("--out", "-o", help="Output of --predict (CSV) or --propose.")] = None,
+    as_json: JsonOpt = False,
+    seed: SeedOpt = 0,
+    min_weight: Annotated[float, _o("--min-weight", help="Floor of every domain in the proposal.")] = 0.0,
+    max_weight: Annotated[list[str] | None, _o("--max-weight", help="Ceiling d=x (repeatable).")] = None,
+    fix: Annotated[list[str] | None, _o("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")] = None,
+    candidates: Annotated[int, _o("--candidates", help="Candidates the top-k proposer predicts.")] = 100_000,
+    top_k: Annotated[int, _o("--top-k", help="How many best candidates are averaged.")] = 128,
+) -> None:
+    """Fit on RegMix/Olmix-style run tables; cross-validate, predict new mixtures or propose one."""
+    from mixopt.fitters.api import FitConfig, fit_tables
+
+    config = FitConfig(
+        ratios=ratios, metrics=metrics, target=target, method=method, cv=cv, predict=predict,
+        propose=propose, out=out, seed=seed, min_weight=min_weight,
+        ceilings=_assignments(max_weight, "--max-weight"), fixed=_assignments(fix, "--fix"),
+        n_candidates=candidates, k=top_k,
+    )
+    report = fit_tables(config)
+    if as_json:
+        print(json.dumps(report.as_dict()))
+        return
+    _render(report)
+
+
+def _render(report: Any) -> None:
+    console.print(f"[bold]{report.method}[/] on {report.n_runs} runs, target [bold]{report.target}[/]"
+                  + (f" ({report.n_excluded} runs left out)" if report.n_excluded else ""))
+    if report.cv:
+        t = Table(title=f"{report.cv['k']}-fold cross-validation")
+        for col in ("Spearman", "Pearson", "MAE", "rel. error"):
+            t.add_column(col, justify="right")
+        c = report.cv
+        t.add_row(f"{c['spearman']:.4f}", f"{c['pearson']:.4f}", f"{c['mae']:.4g}", f"{c['rel_error']:.4%}")
+        console.print(t)
+    if report.predictions:
+        p = report.predictions
+        console.print(f"wrote {p['n']} predictions ({p['min']:.4g} … {p['max']:.4g}) to {p['path']}")
+    if report.proposal:
+        prop = report.proposal
+        t = Table(title=f"proposed mixture (predicted {report.target}: {prop['predicted']:.4f})")
+        t.add_column("domain")
+        t.add_column("weight", justify="right")
+        for d, w in sorted(prop["weights"].items(), key=lambda kv: -kv[1]):
+            t.add_row(d, f"{w:.4f}")
+        console.print(t)
+        console.print(f"wrote {report.out}")
+
+
+@bench_app.command("fit")
+def bench_fit(
+    data: Annotated[Path | None, _o("--data", help="Folder with RegMix's 1M tables (default: "
+                                    "../shared/data/runs/regmix-pile-1m).")] = None,
+    candidates: Annotated[int, _o("--candidates", help="Candidates for the propose timing.")] = 1_000_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit time on 512 runs, propose time over 1M candidates, Spearman on RegMix's 256 test runs."""
+    from mixopt.bench.fit import bench_fit as run_bench
+
+    res = run_bench(data=data, n_candidates=candidates)
+    if as_json:
+        print(json.dumps(res))
+        return
+    t = Table(title="mixopt bench fit")
+    for col in ("figure", "measured", "goal"):
+        t.add_column(col)
+    for row in res["rows"]:
+        t.add_row(row["name"], row["value"], row["goal"])
+    console.print(t)

@@ -1,0 +1,238 @@
+"""``mixopt fit`` as a library call: fit a method on run tables made elsewhere.
+
+:func:`fit_tables` reads a ratios and a metrics CSV (:mod:`mixopt.tables`), fits the method on one
+target, and optionally cross-validates it, predicts new mixtures into a CSV, or proposes a mixture
+and writes its JSON. Outputs are written atomically, and only after every input check has passed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixopt.errors import MixoptError
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitConfig:
+    """What ``mixopt fit`` was asked to do.
+
+    Attributes:
+        ratios, metrics: the run tables.
+        target: metric column to model, or ``mean`` (mean of all metric columns).
+        method: method name (:func:`mixopt.methods.available_methods`).
+        cv: K for K-fold cross-validation, None for none.
+        predict: ratios file of new mixtures to predict (written to ``out``).
+        propose: propose a mixture (written to ``out`` as mixture JSON).
+        out: output path for ``predict`` or ``propose``.
+        seed: seeds the fitter, the CV folds and the proposer's candidates.
+        min_weight, ceilings, fixed: constraints on the proposed mixture.
+        n_candidates, k: the top-k proposer's options.
+    """
+
+    ratios: Path
+    metrics: Path
+    target: str
+    method: str = "regmix"
+    cv: int | None = None
+    predict: Path | None = None
+    propose: bool = False
+    out: Path | None = None
+    seed: int = 0
+    min_weight: float = 0.0
+    ceilings: Mapping[str, float] = field(default_factory=dict)
+    fixed: Mapping[str, float] = field(default_factory=dict)
+    n_candidates: int = 100_000
+    k: int = 128
+
+    def __post_init__(self) -> None:
+        if self.predict is not None and self.propose:
+            raise MixoptError("--predict and --propose each write --out; run them as two commands")
+        if (self.predict is not None or self.propose) and self.out is None:
+            raise MixoptError(f"{'--predict' if self.predict is not None else '--propose'} needs --out PATH")
+        if self.out is not None and self.predict is None and not self.propose:
+            raise MixoptError("--out is given but nothing to write; add --predict FILE or --propose")
+        if self.cv is not None and self.cv < 2:
+            raise MixoptError(f"--cv {self.cv}: K must be at least 2")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitReport:
+    """What :func:`fit_tables` did, with its figures (``as_dict`` is the ``--json`` output)."""
+
+    method: str
+    target: str
+    domains: tuple[str, ...]
+    n_runs: int
+    n_excluded: int
+    cv: dict[str, Any] | None = None
+    predictions: dict[str, Any] | None = None
+    proposal: dict[str, Any] | None = None
+    out: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method, "target": self.target, "domains": list(self.domains),
+            "n_runs": self.n_runs, "n_excluded": self.n_excluded, "cv": self.cv,
+            "predictions": self.predictions, "proposal": self.proposal, "out": self.out,
+            "seconds": self.seconds,
+        }
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before any work if ``path`` cannot be written (the write itself is atomic later)."""
+    probe = path.resolve().parent
+    while not probe.exists():
+        probe = probe.parent
+    if path.is_dir():
+        raise MixoptError(f"--out {path} is a folder; give a file path")
+    if not probe.is_dir():
+        raise MixoptError(f"cannot write {path}: {probe} is a file, not a folder; choose a writable path")
+    if not os.access(probe, os.W_OK):
+        raise MixoptError(f"cannot write {path}: {probe} is not writable; choose a writable path")
+
+
+def fit_tables(config: FitConfig) -> FitReport:
+    """Fit ``config.method`` on the run tables and do what ``config`` asks (CV, predict, propose).
+
+    Raises:
+        MixoptError: bad method, target, tables, constraints or output path.
+    """
+    from mixopt.methods import get_method
+    from mixopt.space import SearchSpace
+    from mixopt.tables import read_ratios, read_run_tables
+
+    method = get_method(config.method)
+    if config.out is not None:
+        _check_writable(config.out)
+    if method.fitter is None and (config.cv is not None or config.predict is not None):
+        raise MixoptError(
+            f"method {method.name!r} fits no model, so it cannot --cv or --predict; use regmix or linear"
+        )
+    table = read_run_tables(config.ratios, config.metrics)
+    n_all = len(table.run_ids)
+    X, y, run_ids = table.target_rows(config.target)
+    if len(y) < 2:
+        raise MixoptError(f"only {len(y)} run(s) have a finite {config.target!r}; fitting needs at least 2")
+    # Validates the constraints against the domains even when nothing is proposed.
+    space = SearchSpace(domains=table.domains, min_weight=config.min_weight, ceilings=dict(config.ceilings),
+                        fixed=dict(config.fixed))
+    new = None
+    if config.predict is not None:
+        new = read_ratios(config.predict)
+        _check_same_domains(new[1], table.domains, config.predict)
+    seconds: dict[str, float] = {}
+    cv = None
+    if config.cv is not None:
+        from mixopt.fitters.cv import cross_validate
+
+        t = time.perf_counter()
+        res = cross_validate(method.make_fitter(seed=config.seed), X, y, k=config.cv, seed=config.seed)
+        seconds["cv"] = round(time.perf_counter() - t, 3)
+        cv = res.as_dict()
+    predictions = proposal = None
+    if config.predict is not None or config.propose:
+        t = time.perf_counter()
+        params = {"n_candidates": config.n_candidates, "k": config.k} if method.proposer == "topk" else {}
+        model = method.make_fitter(seed=config.seed)
+        if model is not None:
+            model.fit(X, y)
+        seconds["fit"] = round(time.perf_counter() - t, 3)
+        if new is not None:
+            predictions = _write_predictions(model, new, table.domains, config)
+        if config.propose:
+            t = time.perf_counter()
+            proposer = method.make_proposer(seed=config.seed, **params)
+            if model is None:
+                prop = proposer.propose_from_runs(X, y, space)
+            else:
+                prop = proposer.propose(model, space)
+            seconds["propose"] = round(time.perf_counter() - t, 3)
+            proposal = _save_mixture(prop, model, method.name, table, X, y, run_ids, space, config, params)
+    return FitReport(
+        method=method.name, target=config.target, domains=table.domains, n_runs=len(y),
+        n_excluded=n_all - len(y), cv=cv, predictions=predictions, proposal=proposal,
+        out=str(config.out) if config.out is not None else None, seconds=seconds,
+    )
+
+
+def _check_same_domains(got: tuple[str, ...], want: tuple[str, ...], path: Path) -> None:
+    missing = [d for d in want if d not in got]
+    extra = [d for d in got if d not in want]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"lacks {', '.join(missing)}")
+        if extra:
+            parts.append(f"has unknown {', '.join(extra)}")
+        raise MixoptError(f"{path}: its domains differ from the training runs' ({'; '.join(parts)})")
+
+
+def _write_predictions(model: Any, new: tuple, domains: tuple[str, ...], config: FitConfig) -> dict[str, Any]:
+    import polars as pl
+
+    from mixopt.atomic import write_text
+    from mixopt.proposers.topk import predict_objective
+
+    ids, new_domains, W, key = new
+    order = [new_domains.index(d) for d in domains]
+    pred = predict_objective(model, W[:, order])
+    buf = io.StringIO()
+    pl.DataFrame({key: ids, f"predicted/{config.target}": pred}).write_csv(buf)
+    write_text(config.out, buf.getvalue())  # type: ignore[arg-type]
+    return {"n": len(ids), "path": str(config.out), "min": float(pred.min()), "max": float(pred.max())}
+
+
+def _save_mixture(
+    prop: Any, model: Any, method: str, table: Any, X: np.ndarray, y: np.ndarray, run_ids: list[str],
+    space: Any, config: FitConfig, proposer_params: dict[str, Any],
+) -> dict[str, Any]:
+    import mixopt
+    from mixopt.mixture import Mixture
+    from mixopt.proposers.topk import predict_objective
+
+    weights = {d: float(w) for d, w in zip(table.domains, prop.weights, strict=True)}
+    best = int(np.argmin(y))
+    baselines: dict[str, Any] = {
+        "best_run": {"run_id": run_ids[best], "measured": float(y[best]),
+                     "weights": {d: float(w) for d, w in zip(table.domains, X[best], strict=True)}},
+    }
+    uniform = np.full(len(table.domains), 1.0 / len(table.domains))
+    baselines["uniform"] = {"weights": {d: float(uniform[0]) for d in table.domains}}
+    if model is not None:
+        baselines["uniform"]["predicted"] = float(predict_objective(model, uniform[None, :])[0])
+        baselines["best_run"]["predicted"] = float(predict_objective(model, X[best][None, :])[0])
+    params: dict[str, Any] = {"target": config.target, "seed": config.seed, "proposer": proposer_params,
+                              "constraints": {k: v for k, v in space.as_dict().items() if k != "domains"}}
+    if model is not None:
+        params["fitter"] = {k: v for k, v in model.get_params().items() if _jsonable(v)}
+    mixture = Mixture(weights, meta={
+        "objective": {"kind": "mean" if config.target == "mean" else "metric", "metric": config.target,
+                      "weights": {}},
+        "method": method,
+        "params": params,
+        "predicted": {"mean": prop.predicted, "std": prop.std,
+                      "interval": list(prop.interval) if prop.interval is not None else None},
+        "baselines": baselines,
+        "provenance": {"corpus": None, "corpus_hash": None, "run_ids": list(run_ids),
+                       "mixopt_version": mixopt.__version__, "tables": dict(table.sources)},
+        "notes": ([f"the best run ({run_ids[best]}); 'predicted' is its measured value, not a model's"]
+                  if model is None else []),
+    })
+    mixture.save(config.out)  # type: ignore[arg-type]
+    info = dict(prop.info)
+    if "run_index" in info:
+        info["run_id"] = run_ids[info["run_index"]]
+    return {"weights": weights, "predicted": prop.predicted, "std": prop.std, "info": info}
+
+
+def _jsonable(v: Any) -> bool:
+    return v is None or isinstance(v, bool | int | float | str)

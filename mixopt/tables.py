@@ -1,0 +1,252 @@
+"""Run tables made elsewhere: mixture weights in one CSV, metrics in another, joined per run.
+
+RegMix writes ``index`` + one column per domain weight, and ``index`` + one column per validation
+loss; Olmix writes ``run,name,index`` + weights (``ratios.csv``) and ``run,name,index`` + metrics
+(``metrics.csv``), each after pandas' unnamed index column. Rows are joined on ``run`` when both
+files have it, else on ``index``; every other numeric column of the ratios file is a domain weight,
+of the metrics file a metric. Unnamed columns (a pandas index written out) are dropped.
+
+Checks: duplicate run ids, negative or missing weights, and rows that do not sum to 1 are errors
+naming the rows. Rows within tolerance of 1 are renormalised with a warning. The tolerance is 1e-3,
+or the rounding error of the file's own precision when that is larger: RegMix's weights are rounded
+to 3 decimals, so 17 of them sum to anywhere in 1 ± 17 × 0.0005 (RegMix's 1M training table runs
+from 0.996 to 1.003), and those rows are read as they are, not refused. NaN metrics stay NaN in the
+table; :meth:`RunTable.target` leaves such runs out with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.mixture import RENORM_TOL
+
+log = logging.getLogger(__name__)
+
+ID_COLUMNS = ("run", "name", "index")
+MEAN_TARGET = "mean"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunTable:
+    """Runs with their weights and metrics, aligned row by row.
+
+    Attributes:
+        domains: weight column names, in file order.
+        X: weights (n_runs, n_domains); rows sum to 1.
+        metrics: one column per metric (float, NaN where missing), rows aligned with X.
+        run_ids: the join key of each run as text.
+        key: the column rows were joined on (``run`` or ``index``).
+        names: Olmix's ``name`` column when the ratios file has one.
+        sources: the files read.
+    """
+
+    domains: tuple[str, ...]
+    X: np.ndarray
+    metrics: pl.DataFrame
+    run_ids: list[str]
+    key: str
+    names: list[str] | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def metric_names(self) -> list[str]:
+        return list(self.metrics.columns)
+
+    def target(self, name: str) -> np.ndarray:
+        """Values of metric ``name`` per run (``mean``: the mean of all metric columns); may hold NaN."""
+        if name == MEAN_TARGET:
+            if not self.metric_names:
+                raise MixoptError("the metrics file has no numeric metric columns to average")
+            return self.metrics.to_numpy().astype(float).mean(axis=1)
+        if name not in self.metrics.columns:
+            raise MixoptError(
+                f"--target {name!r} is not a metric column; give one of: {MEAN_TARGET}, "
+                + ", ".join(self.metric_names)
+            )
+        return self.metrics[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
+
+    def target_rows(self, name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(X, y, run ids) of the runs whose target is finite; the others are left out with a warning."""
+        y = self.target(name)
+        ok = np.isfinite(y)
+        if not ok.all():
+            bad = [self.run_ids[i] for i in np.flatnonzero(~ok)]
+            warnings.warn(
+                f"target {name!r} is NaN or missing for {len(bad)} run(s) ({_preview(bad)}); "
+                "they are left out",
+                MixoptWarning, stacklevel=2,
+            )
+        if ok.sum() == 0:
+            raise MixoptError(f"target {name!r} has no finite value in any run; check the metrics file")
+        return self.X[ok], y[ok], [r for r, k in zip(self.run_ids, ok, strict=True) if k]
+
+
+def _preview(items: list[str], n: int = 8) -> str:
+    head = ", ".join(str(i) for i in items[:n])
+    return head + (f", … ({len(items) - n} more)" if len(items) > n else "")
+
+
+def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise MixoptError(f"{what} file {path} does not exist; give the path to a CSV file")
+    try:
+        df = pl.read_csv(path, infer_schema_length=None, null_values=["", "NA", "nan", "NaN", "null"])
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
+        raise MixoptError(f"cannot read {what} file {path} as CSV: {str(exc).splitlines()[0]}") from exc
+    unnamed = [c for c in df.columns if c == "" or c.startswith("Unnamed:") or c.startswith("_duplicated_")]
+    if unnamed:
+        log.debug("%s: dropping unnamed column(s) %s (a pandas index)", path, unnamed)
+        df = df.drop(unnamed)
+    if df.height == 0:
+        raise MixoptError(f"{what} file {path} has no rows")
+    return df
+
+
+def _ids(df: pl.DataFrame, key: str, path: str | Path) -> list[str]:
+    col = df[key]
+    if col.null_count():
+        raise MixoptError(
+            f"{path}: column {key!r} is empty in {col.null_count()} row(s); every run needs an id"
+        )
+    ids = [str(v) for v in col.to_list()]
+    seen: set[str] = set()
+    dups: list[str] = []
+    for i in ids:
+        if i in seen and i not in dups:
+            dups.append(i)
+        seen.add(i)
+    if dups:
+        raise MixoptError(
+            f"{path}: duplicate run ids in column {key!r}: {_preview(dups)}; each run must appear once"
+        )
+    return ids
+
+
+def _numeric_columns(df: pl.DataFrame, path: str | Path, what: str) -> list[str]:
+    cols = [c for c in df.columns if c not in ID_COLUMNS]
+    numeric = [c for c in cols if df[c].dtype.is_numeric() or df[c].dtype == pl.Null]
+    other = [c for c in cols if c not in numeric]
+    if other:
+        warnings.warn(f"{path}: ignoring non-numeric column(s) {_preview(other)} (not {what})",
+                      MixoptWarning, stacklevel=3)
+    return numeric
+
+
+def _check_domain_count(domains: tuple[str, ...], path: str | Path) -> None:
+    if len(domains) < 2:
+        raise MixoptError(f"{path}: found {len(domains)} weight column(s); a mixture needs 2 or more")
+
+
+def rounding_tolerance(W: np.ndarray) -> float:
+    """Largest row-sum error explained by the file's decimal precision (0 for full precision).
+
+    Only precisions of 3 to 6 decimals count as rounding (weights written with 1 or 2 decimals are
+    more likely exact by hand), and the tolerance never exceeds 0.01.
+    """
+    finite = W[np.isfinite(W)]
+    for p in range(1, 7):
+        scaled = finite * 10.0**p
+        if np.all(np.abs(scaled - np.round(scaled)) < 1e-6):
+            return min(W.shape[1] * 0.5 * 10.0**-p, 0.01) if p >= 3 else 0.0
+    return 0.0
+
+
+def check_rows(W: np.ndarray, ids: list[str], path: str | Path, tol: float = RENORM_TOL) -> np.ndarray:
+    """Refuse negative/missing weights and rows far from summing to 1; renormalise the others."""
+    bad = ~np.isfinite(W).all(axis=1)
+    if bad.any():
+        raise MixoptError(
+            f"{path}: missing or non-numeric weights in row(s) "
+            f"{_preview([ids[i] for i in np.flatnonzero(bad)])}"
+        )
+    neg = (W < 0).any(axis=1)
+    if neg.any():
+        rows = _preview([ids[i] for i in np.flatnonzero(neg)])
+        raise MixoptError(f"{path}: negative weights in row(s) {rows}; weights must be ≥ 0")
+    s = W.sum(axis=1)
+    limit = max(tol, rounding_tolerance(W))
+    far = np.abs(s - 1) > limit
+    if far.any():
+        rows = [f"{ids[i]} (sum {s[i]:.6g})" for i in np.flatnonzero(far)]
+        raise MixoptError(
+            f"{path}: {len(rows)} row(s) do not sum to 1 (beyond ±{limit:.3g}): {_preview(rows, 10)}; "
+            "fix them or normalise each row"
+        )
+    off = np.abs(s - 1) > 1e-9
+    if off.any():
+        msg = f"{path}: {int(off.sum())} row(s) summed to {s.min():.6g}–{s.max():.6g}; renormalised to 1"
+        if limit > tol:
+            msg += f" (weights are rounded; accepted within ±{limit:.3g})"
+        warnings.warn(msg, MixoptWarning, stacklevel=3)
+    return W / s[:, None]
+
+
+def read_ratios(
+    path: str | Path, *, key: str | None = None
+) -> tuple[list[str], tuple[str, ...], np.ndarray, str]:
+    """Read a ratios file alone: (run ids, domains, weights with rows summing to 1, key column)."""
+    df = _read_csv(path, "ratios")
+    key = key or next((k for k in ("run", "index") if k in df.columns), None)
+    if key is None or key not in df.columns:
+        raise MixoptError(f"{path}: no 'run' or 'index' column to name the rows; add one")
+    ids = _ids(df, key, path)
+    domains = tuple(_numeric_columns(df, path, "a domain weight"))
+    _check_domain_count(domains, path)
+    W = df.select([pl.col(d).cast(pl.Float64) for d in domains]).fill_null(np.nan).to_numpy()
+    return ids, domains, check_rows(W, ids, path), key
+
+
+def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
+    """Read and join a ratios file and a metrics file (RegMix or Olmix layout, as they are).
+
+    Raises:
+        MixoptError: missing file, no common key, duplicate ids, bad weights, nothing in common.
+    """
+    rdf = _read_csv(ratios, "ratios")
+    mdf = _read_csv(metrics, "metrics")
+    key = next((k for k in ("run", "index") if k in rdf.columns and k in mdf.columns), None)
+    if key is None:
+        raise MixoptError(
+            f"cannot join {ratios} and {metrics}: they share neither a 'run' nor an 'index' column; "
+            "give both files the same run id column"
+        )
+    rids = _ids(rdf, key, ratios)
+    mids = _ids(mdf, key, metrics)
+    domains = tuple(_numeric_columns(rdf, ratios, "a domain weight"))
+    _check_domain_count(domains, ratios)
+    metric_cols = _numeric_columns(mdf, metrics, "a metric")
+    if not metric_cols:
+        raise MixoptError(f"{metrics}: no numeric metric columns besides {', '.join(ID_COLUMNS)}")
+    mpos = {r: i for i, r in enumerate(mids)}
+    both = [i for i, r in enumerate(rids) if r in mpos]
+    only_r = [r for r in rids if r not in mpos]
+    only_m = sorted(set(mids) - set(rids))
+    if not both:
+        raise MixoptError(
+            f"no run of {ratios} appears in {metrics} (joined on {key!r}); are they the same swarm?"
+        )
+    if only_r or only_m:
+        warnings.warn(
+            f"{len(only_r)} run(s) have weights but no metrics ({_preview(only_r)}) and {len(only_m)} have "
+            f"metrics but no weights ({_preview(only_m)}); they are left out",
+            MixoptWarning, stacklevel=2,
+        )
+    ids = [rids[i] for i in both]
+    W = rdf.select([pl.col(d).cast(pl.Float64) for d in domains]).fill_null(np.nan).to_numpy()[both]
+    X = check_rows(W, ids, ratios)
+    M = mdf.select([pl.col(c).cast(pl.Float64).fill_null(np.nan) for c in metric_cols])
+    M = M[[mpos[r] for r in ids]]
+    names = [str(v) for v in rdf["name"].to_list()] if "name" in rdf.columns else None
+    return RunTable(
+        domains=domains, X=X, metrics=M, run_ids=ids, key=key,
+        names=[names[i] for i in both] if names is not None else None,
+        sources={"ratios": str(ratios), "metrics": str(metrics)},
+    )

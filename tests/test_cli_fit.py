@@ -1,0 +1,180 @@
+"""``mixopt fit`` through the CLI: what the library receives, the outputs, and every bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from mixopt.cli import main
+from mixopt.mixture import Mixture
+
+RUNS = Path(__file__).parent / "data" / "runs"
+R = str(RUNS / "regmix-pile-1m" / "train_mixture_1m.csv")
+M = str(RUNS / "regmix-pile-1m" / "train_pile_loss_1m.csv")
+T = "metric/the_pile_pile_cc_val_loss"
+OR = str(RUNS / "olmix-64dom-512" / "full_recomputation_ratios.csv")
+OM = str(RUNS / "olmix-64dom-512" / "full_recomputation_metrics.csv")
+# Small proposer and model keep these tests fast; the defaults are covered by the library tests.
+FAST = ["--candidates", "20000", "--top-k", "16"]
+
+
+def run_cli(args: list[str]) -> int:
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+@pytest.fixture(autouse=True)
+def _fast_regmix(monkeypatch: pytest.MonkeyPatch, workspace: Path) -> None:
+    from mixopt.fitters.regmix import RegMixFitter
+
+    # 100 trees instead of RegMix's 1000: same code path, a tenth of the time.
+    monkeypatch.setitem(RegMixFitter.__init__.__kwdefaults__, "n_estimators", 100)
+
+
+def test_options_reach_the_library(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import mixopt.fitters.api as api
+
+    seen = {}
+
+    def fake(config):  # noqa: ANN001, ANN202
+        seen["config"] = config
+        return api.FitReport(method=config.method, target=config.target, domains=("a", "b"), n_runs=2,
+                             n_excluded=0)
+
+    monkeypatch.setattr(api, "fit_tables", fake)
+    out = tmp_path / "mix.json"
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "linear", "--propose",
+                    "--out", str(out), "--seed", "7", "--min-weight", "0.001", "--max-weight",
+                    "train_the_pile_pile_cc=0.5", "--max-weight",
+                    "train_the_pile_github=0.2,train_the_pile_arxiv=0.1",
+                    "--fix", "train_the_pile_europarl=0.01", "--candidates", "5000", "--top-k", "8"]) == 0
+    c = seen["config"]
+    assert c.method == "linear" and c.propose and c.out == out and c.seed == 7 and c.min_weight == 0.001
+    assert dict(c.ceilings) == {"train_the_pile_pile_cc": 0.5, "train_the_pile_github": 0.2,
+                                "train_the_pile_arxiv": 0.1}
+    assert dict(c.fixed) == {"train_the_pile_europarl": 0.01}
+    assert c.n_candidates == 5000 and c.k == 8 and c.cv is None and c.predict is None
+
+
+def test_cv_json_is_one_object(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--cv", "4", "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)  # nothing else on stdout
+    assert doc["cv"]["k"] == 4 and doc["n_runs"] == 64 and doc["method"] == "regmix"
+    assert set(doc["cv"]) >= {"spearman", "pearson", "mae", "rel_error"}
+    assert 0.3 < doc["cv"]["spearman"] <= 1
+    assert "renormalised" in captured.err
+
+
+def test_cv_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["fit", "--ratios", OR, "--metrics", OM, "--target", "mean", "--method", "linear",
+                    "--cv", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "3-fold cross-validation" in out and "Spearman" in out
+
+
+def test_predict_writes_predictions(tmp_path: Path) -> None:
+    out = tmp_path / "p.csv"
+    new = str(RUNS / "regmix-pile-1m" / "test_mixture_1m.csv")
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "linear",
+                    "--predict", new, "--out", str(out)]) == 0
+    df = pl.read_csv(out)
+    assert df.columns == ["index", f"predicted/{T}"] and df.height == 32
+    from mixopt.fitters.linear import LinearFitter
+    from mixopt.tables import read_ratios, read_run_tables
+
+    t = read_run_tables(R, M)
+    _, _, W, _ = read_ratios(new)
+    expect = LinearFitter().fit(t.X, t.target(T)).predict(W)
+    np.testing.assert_allclose(df[f"predicted/{T}"].to_numpy(), expect)
+
+
+def test_propose_writes_a_valid_mixture(tmp_path: Path) -> None:
+    out = tmp_path / "mix.json"
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--propose", "--out", str(out),
+                    "--max-weight", "train_the_pile_pile_cc=0.6", "--fix", "train_the_pile_github=0.05",
+                    "--min-weight", "0.001", *FAST]) == 0
+    mix = Mixture.load(out)
+    w = mix.weights
+    assert w["train_the_pile_pile_cc"] <= 0.6 + 1e-9 and w["train_the_pile_github"] == pytest.approx(0.05)
+    assert min(w.values()) >= 0.001 - 1e-12
+    assert mix.meta["method"] == "regmix" and isinstance(mix.meta["predicted"]["mean"], float)
+    assert len(mix.meta["provenance"]["run_ids"]) == 64 and "tokens" not in mix.meta
+    assert mix.meta["params"]["proposer"] == {"n_candidates": 20000, "k": 16}
+    assert mix.meta["params"]["fitter"]["learning_rate"] == 0.01
+    assert "uniform" in mix.meta["baselines"] and "best_run" in mix.meta["baselines"]
+
+
+def test_random_proposes_the_best_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "mix.json"
+    assert run_cli(["fit", "--ratios", OR, "--metrics", OM, "--target", "mean", "--method", "random",
+                    "--propose", "--out", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    from mixopt.tables import read_run_tables
+
+    t = read_run_tables(OR, OM)
+    y = t.target("mean")
+    assert doc["proposal"]["info"]["run_id"] == t.run_ids[int(np.argmin(y))]
+    assert Mixture.load(out).meta["predicted"]["mean"] == pytest.approx(y.min())
+
+
+def test_nan_metrics_warn_and_are_excluded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    m = pl.read_csv(M).with_columns(pl.when(pl.col("index") <= 3).then(None).otherwise(pl.col(T)).alias(T))
+    m.write_csv(tmp_path / "m.csv")
+    assert run_cli(["fit", "--ratios", R, "--metrics", str(tmp_path / "m.csv"), "--target", T, "--method",
+                    "linear", "--cv", "3", "--json"]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["n_excluded"] == 3
+    assert "NaN or missing for 3 run(s) (1, 2, 3)" in cap.err
+
+
+def bad(args: list[str], capsys: pytest.CaptureFixture[str], match: str, out: Path | None = None) -> None:
+    assert run_cli(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error:")]
+    assert len(errors) == 1 and match in errors[0], err
+    if out is not None:
+        assert not out.exists() and not list(out.parent.glob(f".{out.name}.*"))
+
+
+def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "mix.json"
+    base = ["fit", "--ratios", R, "--metrics", M]
+    bad([*base, "--target", T, "--method", "bimix", "--propose", "--out", str(out)], capsys,
+        "choose one of linear, random, regmix", out)
+    bad([*base, "--target", "loss", "--propose", "--out", str(out)], capsys,
+        "give one of: mean, metric/the_pile_arxiv_val_loss", out)
+    bad([*base, "--target", T, "--propose", "--out", str(out), "--fix", "train_the_pile_arxiv=0.7",
+         "--fix", "train_the_pile_github=0.6"], capsys, "sum to 1.3", out)
+    bad([*base, "--target", T, "--propose", "--out", str(out), "--max-weight", "web=0.5"], capsys,
+        "unknown domain(s) web", out)
+    bad([*base, "--target", T, "--propose"], capsys, "--propose needs --out")
+    bad([*base, "--target", T, "--method", "random", "--cv", "3"], capsys, "cannot --cv")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    bad([*base, "--target", T, "--propose", "--out", str(blocker / "mix.json")], capsys,
+        "is a file, not a folder")
+    rows = tmp_path / "r.csv"
+    rows.write_text("index,a,b\n1,0.5,0.5\n2,0.2,0.7\n3,0.6,0.6\n")
+    metrics = tmp_path / "m.csv"
+    metrics.write_text("index,loss\n1,1\n2,2\n3,3\n")
+    bad(["fit", "--ratios", str(rows), "--metrics", str(metrics), "--target", "loss", "--propose", "--out",
+         str(out)], capsys, "2 row(s) do not sum to 1 (beyond ±0.001): 2 (sum 0.9), 3 (sum 1.2)", out)
+    dup = tmp_path / "dup.csv"
+    dup.write_text("index,a,b\n1,0.5,0.5\n1,0.2,0.8\n")
+    bad(["fit", "--ratios", str(dup), "--metrics", str(metrics), "--target", "loss"], capsys,
+        "duplicate run ids in column 'index': 1")
+    new = tmp_path / "new.csv"
+    new.write_text("index,a,c\n1,0.5,0.5\n")
+    good = tmp_path / "g.csv"
+    good.write_text("index,a,b\n1,0.5,0.5\n2,0.2,0.8\n3,0.6,0.4\n")
+    pout = tmp_path / "p.csv"
+    bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--method", "linear",
+         "--predict", str(new), "--out", str(pout)], capsys, "lacks b; has unknown c", pout)

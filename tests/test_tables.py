@@ -1,0 +1,117 @@
+"""Run tables: RegMix and Olmix files as they are, joins, row checks, NaN metrics, duplicates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.tables import read_ratios, read_run_tables, rounding_tolerance
+
+RUNS = Path(__file__).parent / "data" / "runs"
+REGMIX = RUNS / "regmix-pile-1m"
+OLMIX = RUNS / "olmix-64dom-512"
+
+
+def test_regmix_layout() -> None:
+    with pytest.warns(MixoptWarning, match="renormalised"):
+        t = read_run_tables(REGMIX / "train_mixture_1m.csv", REGMIX / "train_pile_loss_1m.csv")
+    assert t.key == "index" and len(t.domains) == 17 and t.X.shape == (64, 17)
+    assert t.domains[0] == "train_the_pile_arxiv"
+    assert t.run_ids[:2] == ["1", "2"]
+    np.testing.assert_allclose(t.X.sum(axis=1), 1.0, atol=1e-12)
+    assert t.metrics.shape == (64, 13) and "index" not in t.metrics.columns
+    y = t.target("metric/the_pile_pile_cc_val_loss")
+    assert y[0] == pytest.approx(5.169477939605713)
+    np.testing.assert_allclose(t.target("mean"), t.metrics.to_numpy().mean(axis=1))
+
+
+def test_olmix_layout() -> None:
+    t = read_run_tables(OLMIX / "full_recomputation_ratios.csv", OLMIX / "full_recomputation_metrics.csv")
+    assert t.key == "run" and len(t.domains) == 64 and t.X.shape == (48, 64)
+    assert t.domains[0] == "arxiv" and "" not in t.domains and "index" not in t.domains
+    assert t.run_ids[0] == "hz0dfydj" and t.names[0].startswith("5xC-30m-superswarm")
+    assert t.metrics.shape == (48, 8)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_join_on_run_in_any_order_and_partial(tmp_path: Path) -> None:
+    r = write(tmp_path / "r.csv", "run,a,b\nx,0.5,0.5\ny,0.25,0.75\nz,1,0\n")
+    m = write(tmp_path / "m.csv", "run,loss\nz,3.0\nx,1.0\nw,9\n")
+    with pytest.warns(MixoptWarning, match="left out"):
+        t = read_run_tables(r, m)
+    assert t.run_ids == ["x", "z"]
+    np.testing.assert_array_equal(t.target("loss"), [1.0, 3.0])
+    np.testing.assert_array_equal(t.X, [[0.5, 0.5], [1.0, 0.0]])
+
+
+def test_rows_off_by_more_than_tolerance_are_named(tmp_path: Path) -> None:
+    r = write(tmp_path / "r.csv", "index,a,b\n1,0.51234,0.5\n2,0.3,0.7\n3,0.2,0.7\n")
+    m = write(tmp_path / "m.csv", "index,loss\n1,1\n2,2\n3,3\n")
+    with pytest.raises(MixoptError, match=r"2 row\(s\) do not sum to 1.*1 \(sum 1\.01234\), 3 \(sum 0\.9\)"):
+        read_run_tables(r, m)
+
+
+def test_rows_within_tolerance_are_renormalised(tmp_path: Path) -> None:
+    r = write(tmp_path / "r.csv", "index,a,b\n1,0.50031,0.5\n2,0.3,0.7\n")
+    m = write(tmp_path / "m.csv", "index,loss\n1,1\n2,2\n")
+    with pytest.warns(MixoptWarning, match="1 row"):
+        t = read_run_tables(r, m)
+    np.testing.assert_allclose(t.X[0], np.array([0.50031, 0.5]) / 1.00031)
+
+
+def test_rounded_files_get_their_rounding_tolerance() -> None:
+    W = np.array([[0.334, 0.333, 0.335], [0.5, 0.5, 0.0]])
+    assert rounding_tolerance(W) == pytest.approx(3 * 0.0005)
+    assert rounding_tolerance(np.array([[1 / 3, 2 / 3]])) == 0.0
+    assert rounding_tolerance(np.array([[0.2, 0.7]])) == 0.0  # 1 decimal: written by hand, not rounded
+    assert rounding_tolerance(np.full((1, 64), 1 / 64).round(3)) == 0.01  # capped
+
+
+def test_nan_metrics_are_left_out_with_a_warning(tmp_path: Path) -> None:
+    r = write(tmp_path / "r.csv", "index,a,b\n1,0.5,0.5\n2,0.3,0.7\n3,0.2,0.8\n")
+    m = write(tmp_path / "m.csv", "index,loss,acc\n1,1.0,NaN\n2,,0.5\n3,3.0,0.7\n")
+    t = read_run_tables(r, m)
+    with pytest.warns(MixoptWarning, match=r"NaN or missing for 1 run\(s\) \(2\)"):
+        X, y, ids = t.target_rows("loss")
+    assert ids == ["1", "3"] and y.tolist() == [1.0, 3.0] and X.shape == (2, 2)
+    with pytest.warns(MixoptWarning, match="2 run"):
+        _, y, ids = t.target_rows("mean")
+    assert ids == ["3"] and y[0] == pytest.approx(1.85)
+
+
+def test_bad_tables(tmp_path: Path) -> None:
+    m = write(tmp_path / "m.csv", "run,loss\na,1\nb,2\n")
+    dup = write(tmp_path / "dup.csv", "run,x,y\na,0.5,0.5\na,0.4,0.6\nb,1,0\n")
+    with pytest.raises(MixoptError, match="duplicate run ids.*a"):
+        read_run_tables(dup, m)
+    neg = write(tmp_path / "neg.csv", "run,x,y\na,-0.5,1.5\nb,1,0\n")
+    with pytest.raises(MixoptError, match="negative weights in row.*a"):
+        read_run_tables(neg, m)
+    nokey = write(tmp_path / "nokey.csv", "id,x,y\na,0.5,0.5\n")
+    with pytest.raises(MixoptError, match="share neither"):
+        read_run_tables(nokey, m)
+    with pytest.raises(MixoptError, match="does not exist"):
+        read_run_tables(tmp_path / "missing.csv", m)
+    ok = write(tmp_path / "ok.csv", "run,x,y\na,0.5,0.5\nb,1,0\n")
+    t = read_run_tables(ok, m)
+    with pytest.raises(MixoptError, match="give one of: mean, loss"):
+        t.target("acc")
+    other = write(tmp_path / "other.csv", "run,loss\nq,1\n")
+    with pytest.raises(MixoptError, match="no run of"):
+        read_run_tables(ok, other)
+    text = write(tmp_path / "text.csv", "run,x,y,z\na,0.5,0.5,high\nb,1,0,low\n")
+    with pytest.warns(MixoptWarning, match="non-numeric column.*z"):
+        assert read_run_tables(text, m).domains == ("x", "y")
+
+
+def test_read_ratios_alone() -> None:
+    with pytest.warns(MixoptWarning):
+        ids, domains, W, key = read_ratios(REGMIX / "test_mixture_1m.csv")
+    assert key == "index" and len(ids) == 32 and len(domains) == 17 and W.shape == (32, 17)
