@@ -33,6 +33,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "runs",
     "report",
     "fit",
+    "export",
 )
 
 

@@ -1,0 +1,47 @@
+"""``mixopt export``: write a mixture JSON as a Megatron blend, HF probabilities, Olmix or RegMix YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mixopt.cli import app
+from mixopt.cli.common import err_console
+
+
+def _prefixes(values: list[str] | None) -> dict[str, str]:
+    from mixopt.errors import MixoptError
+
+    out: dict[str, str] = {}
+    for v in values or []:
+        domain, sep, prefix = v.partition("=")
+        if not sep or not domain.strip() or not prefix.strip():
+            raise MixoptError(f"--prefix {v!r} is not of the form domain=path (e.g. --prefix web=/data/web)")
+        out[domain.strip()] = prefix.strip()
+    return out
+
+
+@app.command("export")
+def export(
+    mixture: Annotated[Path, typer.Argument(help="Mixture JSON (mixopt.mixture/v1).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="megatron, hf, olmix or yaml.")],
+    prefix: Annotated[list[str] | None, typer.Option("--prefix", help="Name or path of a domain in the "
+                                                     "training job, domain=path (repeatable).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Write a mixture in the form a training job reads."""
+    from mixopt.atomic import write_text
+    from mixopt.export import export_mixture, export_notes
+    from mixopt.mixture import Mixture
+
+    mix = Mixture.load(mixture)
+    text = export_mixture(mix, fmt, _prefixes(prefix))
+    for note in export_notes(mix, fmt):
+        err_console.print(f"note: {note}")
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        write_text(out, text)
+        err_console.print(f"wrote {out}")

@@ -1,0 +1,128 @@
+"""Exporters: a mixture in the form a training job reads, and parsers back for round trips.
+
+- ``megatron``: Megatron-LM's ``--data-path`` blend, ``"w1 prefix1 w2 prefix2 ..."`` on one line
+  (Megatron normalises the weights itself). Domains with weight 0 are left out, since a dataset
+  that contributes no samples only costs Megatron an index build; :func:`export_notes` says which.
+- ``hf``: JSON ``{"datasets": [...], "domains": [...], "probabilities": [...]}`` in one order, for
+  ``datasets.interleave_datasets(datasets, probabilities=probabilities)``.
+- ``olmix``: Olmix's ``[{"domain": ..., "weight": ...}]``.
+- ``yaml``: RegMix's mixture config (sail-sg/regmix mixture_config/config_1b/*.yaml): a ``train:``
+  mapping of domain to weight.
+
+``prefixes`` maps a domain to the name the training job knows it by (a Megatron data prefix, an HF
+dataset path); domains without one keep their own name. Weights are written with ``repr`` so they
+read back exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from mixopt.errors import MixoptError
+from mixopt.mixture import Mixture
+
+Format = Literal["megatron", "hf", "olmix", "yaml"]
+FORMATS: tuple[str, ...] = ("megatron", "hf", "olmix", "yaml")
+
+
+def _check(mixture: Mixture, fmt: str, prefixes: Mapping[str, str] | None) -> dict[str, str]:
+    if fmt not in FORMATS:
+        raise MixoptError(f"export format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
+    if mixture.schedule:
+        raise MixoptError(
+            f"this mixture changes during training ({len(mixture.schedule)} phases); the {fmt} format holds "
+            "one set of weights"
+        )
+    prefixes = dict(prefixes or {})
+    unknown = sorted(set(prefixes) - set(mixture.weights))
+    if unknown:
+        raise MixoptError(
+            f"--prefix names domain(s) {', '.join(unknown)} the mixture lacks; its domains are "
+            + ", ".join(mixture.weights)
+        )
+    names = {d: prefixes.get(d, d) for d in mixture.weights}
+    if len(set(names.values())) != len(names):
+        raise MixoptError("two domains would be exported under the same name; give distinct --prefix values")
+    if fmt == "megatron":
+        bad = [n for n in names.values() if not n or any(c.isspace() for c in n)]
+        if bad:
+            raise MixoptError(
+                f"Megatron data prefixes cannot be empty or contain spaces: {', '.join(map(repr, bad))}"
+            )
+    return names
+
+
+def export_notes(mixture: Mixture, fmt: str) -> list[str]:
+    """What the export leaves out or changes, one line each (empty when nothing)."""
+    if fmt == "megatron":
+        zero = [d for d, w in mixture.weights.items() if w == 0]
+        if zero:
+            return [f"left out of the Megatron blend (weight 0): {', '.join(zero)}"]
+    return []
+
+
+def export_mixture(mixture: Mixture, fmt: Format | str, prefixes: Mapping[str, str] | None = None) -> str:
+    """The mixture as text in ``fmt`` (ends with a newline)."""
+    names = _check(mixture, fmt, prefixes)
+    w = mixture.weights
+    if fmt == "megatron":
+        return " ".join(f"{w[d]!r} {names[d]}" for d in w if w[d] > 0) + "\n"
+    if fmt == "hf":
+        doc = {"datasets": [names[d] for d in w], "domains": list(w), "probabilities": [w[d] for d in w]}
+        return json.dumps(doc, indent=2) + "\n"
+    if fmt == "olmix":
+        return json.dumps([{"domain": names[d], "weight": w[d]} for d in w], indent=2) + "\n"
+    import yaml
+
+    return yaml.safe_dump({"train": {names[d]: w[d] for d in w}}, sort_keys=False, default_flow_style=False)
+
+
+def parse_export(
+    text: str,
+    fmt: Format | str,
+    prefixes: Mapping[str, str] | None = None,
+    domains: Sequence[str] = (),
+) -> dict[str, float]:
+    """Weights by domain from an exported text (the inverse of :func:`export_mixture`).
+
+    Names are mapped back through ``prefixes``; for ``megatron``, the domains of ``prefixes`` and
+    ``domains`` that the blend leaves out come back with weight 0.
+    """
+    if fmt not in FORMATS:
+        raise MixoptError(f"export format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
+    back = {v: k for k, v in (prefixes or {}).items()}
+    pairs: list[tuple[str, float]]
+    try:
+        if fmt == "megatron":
+            tok = text.split()
+            if len(tok) % 2:
+                raise ValueError("odd number of tokens; expected weight/prefix pairs")
+            pairs = [(tok[i + 1], float(tok[i])) for i in range(0, len(tok), 2)]
+        elif fmt == "hf":
+            doc = json.loads(text)
+            if len(doc["datasets"]) != len(doc["probabilities"]):
+                raise ValueError("datasets and probabilities differ in length")
+            pairs = [(n, float(p)) for n, p in zip(doc["datasets"], doc["probabilities"], strict=True)]
+        elif fmt == "olmix":
+            pairs = [(e["domain"], float(e["weight"])) for e in json.loads(text)]
+        else:
+            import yaml
+
+            pairs = [(str(k), float(v)) for k, v in yaml.safe_load(text)["train"].items()]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise MixoptError(f"cannot parse this {fmt} export: {exc}") from exc
+    out: dict[str, float] = {}
+    for name, weight in pairs:
+        if not math.isfinite(weight) or weight < 0:
+            raise MixoptError(f"{fmt} export: weight of {name!r} is {weight}")
+        domain = back.get(name, name)
+        if domain in out:
+            raise MixoptError(f"{fmt} export names {name!r} twice")
+        out[domain] = weight
+    if fmt == "megatron":
+        for domain in [*(prefixes or {}), *domains]:
+            out.setdefault(domain, 0.0)
+    return out

@@ -1,0 +1,112 @@
+"""Exporters round-trip, name domains through prefixes, and the export CLI refuses bad mixtures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mixopt.cli import main
+from mixopt.errors import MixoptError
+from mixopt.export import FORMATS, export_mixture, export_notes, parse_export
+from mixopt.mixture import Mixture
+
+
+def run_cli(args: list[str]) -> int:
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+MIX = Mixture({"web": 0.5, "code": 0.3, "dclm:adult_content": 0.2}, meta={"method": "regmix"})
+
+
+@st.composite
+def mixtures(draw: st.DrawFn) -> Mixture:
+    n = draw(st.integers(2, 8))
+    names = draw(st.lists(st.from_regex(r"[a-z][a-z0-9_:\-]{0,12}", fullmatch=True), min_size=n, max_size=n,
+                          unique=True))
+    raw = draw(st.lists(st.floats(1e-6, 1.0), min_size=n, max_size=n))
+    total = sum(raw)
+    return Mixture({d: w / total for d, w in zip(names, raw, strict=True)})
+
+
+@settings(max_examples=30, deadline=None)
+@given(mix=mixtures(), fmt=st.sampled_from(FORMATS))
+def test_round_trip_is_exact(mix: Mixture, fmt: str) -> None:
+    back = parse_export(export_mixture(mix, fmt), fmt)
+    assert back == mix.weights  # repr keeps every bit
+    assert list(back) == list(mix.weights)  # and the order
+
+
+def test_formats_look_like_what_each_tool_reads() -> None:
+    pre = {"web": "/data/web_text_document", "code": "/data/code_text_document"}
+    meg = export_mixture(MIX, "megatron", pre)
+    assert meg == "0.5 /data/web_text_document 0.3 /data/code_text_document 0.2 dclm:adult_content\n"
+    hf = json.loads(export_mixture(MIX, "hf", pre))
+    assert hf["datasets"][0] == "/data/web_text_document" and hf["domains"] == list(MIX.weights)
+    assert sum(hf["probabilities"]) == pytest.approx(1.0, abs=1e-12)
+    ol = json.loads(export_mixture(MIX, "olmix"))
+    assert ol[0] == {"domain": "web", "weight": 0.5}
+    import yaml
+
+    assert yaml.safe_load(export_mixture(MIX, "yaml")) == {"train": MIX.weights}
+    assert parse_export(meg, "megatron", pre) == MIX.weights
+
+
+def test_megatron_leaves_out_zero_weights_and_says_so() -> None:
+    mix = Mixture({"a": 0.6, "b": 0.0, "c": 0.4})
+    text = export_mixture(mix, "megatron")
+    assert text == "0.6 a 0.4 c\n"
+    assert export_notes(mix, "megatron") == ["left out of the Megatron blend (weight 0): b"]
+    assert parse_export(text, "megatron", domains=["a", "b", "c"]) == {"a": 0.6, "c": 0.4, "b": 0.0}
+    assert export_notes(mix, "hf") == []
+
+
+def test_bad_exports() -> None:
+    with pytest.raises(MixoptError, match="unknown; choose one of megatron"):
+        export_mixture(MIX, "csv")
+    with pytest.raises(MixoptError, match="lacks"):
+        export_mixture(MIX, "hf", {"books": "x"})
+    with pytest.raises(MixoptError, match="same name"):
+        export_mixture(MIX, "hf", {"web": "code"})
+    with pytest.raises(MixoptError, match="spaces"):
+        export_mixture(MIX, "megatron", {"web": "/my data/web"})
+    sched = Mixture({"a": 0.5, "b": 0.5}, schedule=((0.5, {"a": 0.5, "b": 0.5}), (1.0, {"a": 1.0, "b": 0.0})))
+    with pytest.raises(MixoptError, match="2 phases"):
+        export_mixture(sched, "olmix")
+    with pytest.raises(MixoptError, match="cannot parse"):
+        parse_export("0.5 a 0.5", "megatron")
+
+
+def test_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], workspace: Path) -> None:
+    path = MIX.save(tmp_path / "mix.json")
+    assert run_cli(["export", str(path), "--format", "megatron", "--prefix", "web=/d/web"]) == 0
+    assert capsys.readouterr().out == "0.5 /d/web 0.3 code 0.2 dclm:adult_content\n"
+    out = tmp_path / "blend.yaml"
+    assert run_cli(["export", str(path), "--format", "yaml", "--out", str(out)]) == 0
+    assert parse_export(out.read_text(), "yaml") == MIX.weights
+
+
+def test_export_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], workspace: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"schema": "mixopt.mixture/v1", "weights": {"a": 1.5, "b": -0.5}}))
+    out = tmp_path / "o.txt"
+    cases = [
+        (["export", str(bad), "--format", "hf", "--out", str(out)], "fails the mixture schema"),
+        (["export", str(tmp_path / "none.json"), "--format", "hf"], "does not exist"),
+        (["export", str(MIX.save(tmp_path / "m.json")), "--format", "csv", "--out", str(out)], "csv"),
+        (["export", str(tmp_path / "m.json"), "--format", "hf", "--prefix", "web"], "domain=path"),
+        (["export", str(tmp_path / "m.json"), "--format", "hf", "--out", str(tmp_path / "m.json" / "x")],
+         "cannot create folder"),
+    ]
+    for args, match in cases:
+        assert run_cli(args) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(err) == 1 and match in err[0], (args, err)
+        assert not out.exists()
