@@ -178,3 +178,17 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pout = tmp_path / "p.csv"
     bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--method", "linear",
          "--predict", str(new), "--out", str(pout)], capsys, "lacks b; has unknown c", pout)
+
+
+def test_bench_fit_on_the_slice(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from mixopt.bench.fit import bench_fit
+    from mixopt.errors import MixoptError
+
+    res = bench_fit(data=RUNS / "regmix-pile-1m", olmix=RUNS / "olmix-64dom-512", n_candidates=20_000,
+                    scorer_rows=5000)
+    assert res["n_train"] == 64 and res["n_test"] == 32 and res["n_domains"] == 17
+    assert -1 <= res["spearman"] <= 1 and res["propose_seconds"] > 0 and "propose_seconds_64" in res
+    assert [r["ok"] for r in res["rows"][:1]] == [res["fit_seconds"] <= 5]
+    with pytest.raises(MixoptError, match="point --data"):
+        bench_fit(data=tmp_path)
+    assert run_cli(["bench", "fit", "--data", str(tmp_path)]) == 2

@@ -102,8 +102,9 @@ def bench_fit(
         print(json.dumps(res))
         return
     t = Table(title="mixopt bench fit")
-    for col in ("figure", "measured", "goal"):
+    for col in ("figure", "measured", "goal", "met"):
         t.add_column(col)
     for row in res["rows"]:
-        t.add_row(row["name"], row["value"], row["goal"])
+        ok = row.get("ok")
+        t.add_row(row["name"], row["value"], row["goal"], "-" if ok is None else ("yes" if ok else "no"))
     console.print(t)
