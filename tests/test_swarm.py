@@ -152,13 +152,14 @@ def test_swarm_follows_prior() -> None:
 def test_sampling_speed() -> None:
     doms = tuple(f"d{i}" for i in range(64))
     space = SearchSpace(domains=doms, min_weight=0.001)
-    t = time.perf_counter()
+    # CPU time of this process: other jobs on the shared machine do not count against it.
+    t = time.process_time()
     rows = sample_swarm(space, 4096, seed=0)
-    assert time.perf_counter() - t < 1.0
+    assert time.process_time() - t < 1.0
     assert rows.shape == (4096, 64)
-    t = time.perf_counter()
+    t = time.process_time()
     cand = sample_candidates(space, 100_000, seed=0)
-    assert time.perf_counter() - t < 3.0
+    assert time.process_time() - t < 3.0
     assert cand.shape == (100_000, 64)
 
 
@@ -186,3 +187,26 @@ def test_baselines_are_fitted_into_the_space() -> None:
     # Only the fixed weight applies: the rest keeps its natural proportions.
     space2 = SearchSpace(domains=("a", "b", "c"), tokens={"a": 1.0, "b": 3.0, "c": 12.0}, fixed={"a": 0.2})
     np.testing.assert_allclose(baseline_weights("natural", space2), [0.2, 0.8 * 0.2, 0.8 * 0.8])
+
+
+@pytest.mark.parametrize("distance", ["l1", "linf"])
+@pytest.mark.parametrize("threshold", [1e-3, 0.05, 0.5])
+def test_near_duplicate_screen_matches_brute_force(distance: str, threshold: float) -> None:
+    from mixopt.swarm import _near_duplicates
+
+    rng = np.random.default_rng(0)
+    base = rng.dirichlet(np.ones(5), 40)
+    cand = np.vstack([base, base + rng.normal(0, 3e-4, base.shape), base[:5]])  # near and exact copies
+    kept = rng.dirichlet(np.ones(5), 30)
+    got = _near_duplicates(cand, kept, threshold, distance)  # type: ignore[arg-type]
+
+    def dist(a: np.ndarray, b: np.ndarray) -> float:
+        d = np.abs(a - b)
+        return float(d.sum() if distance == "l1" else d.max())
+
+    want = []
+    for i, row in enumerate(cand):
+        ok = all(dist(row, k) > threshold for k in kept)
+        ok = ok and all(dist(row, cand[j]) > threshold for j in range(i) if want[j])
+        want.append(ok)
+    np.testing.assert_array_equal(got, want)

@@ -11,6 +11,7 @@ about ten times faster.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Any
 
@@ -24,6 +25,7 @@ FAST_PREDICT_ROWS = 4096
 # kept out of the estimator's own attributes so predict never changes its state).
 _SCORERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _NO_SCORER = object()
+_SCORERS_LOCK = threading.Lock()
 
 
 class RegMixFitter(RegressorMixin, BaseEstimator):
@@ -92,12 +94,13 @@ class RegMixFitter(RegressorMixin, BaseEstimator):
     @staticmethod
     def _predict_one(model: Any, X: np.ndarray) -> np.ndarray:
         if len(X) >= FAST_PREDICT_ROWS:
-            scorer = _SCORERS.get(model)
-            if scorer is None:
-                from mixopt.fitters.treescore import TreeScorer
+            with _SCORERS_LOCK:  # a proposer predicts chunks in threads: build the tables once
+                scorer = _SCORERS.get(model)
+                if scorer is None:
+                    from mixopt.fitters.treescore import TreeScorer
 
-                scorer = TreeScorer.from_booster(model.booster_) or _NO_SCORER
-                _SCORERS[model] = scorer
+                    scorer = TreeScorer.from_booster(model.booster_) or _NO_SCORER
+                    _SCORERS[model] = scorer
             if scorer is not _NO_SCORER:
                 return scorer.predict(X)
         return model.predict(X)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 _KERNELS: dict[str, Any] = {}
+_KERNELS_LOCK = threading.Lock()
 # Dense tables (feature × bin × tree) are faster while they stay small enough for the cache.
 DENSE_MAX_BYTES = 64 * 2**20
 # Below this many rows per thread, splitting over threads costs more than it saves.
@@ -40,8 +42,13 @@ def _kernels() -> dict[str, Any]:
     Both run serially and release the GIL; :meth:`TreeScorer.predict` runs blocks of rows in
     threads, which stays safe when it is itself called from several threads.
     """
-    if _KERNELS:
-        return _KERNELS
+    with _KERNELS_LOCK:  # proposer threads may ask at once; compile once
+        if not _KERNELS:
+            _KERNELS.update(_compile())
+    return _KERNELS
+
+
+def _compile() -> dict[str, Any]:
     import numba
     from numba.cpython.unsafe.numbers import trailing_zeros
 
@@ -96,8 +103,7 @@ def _kernels() -> dict[str, Any]:
                 s += leafv[t, trailing_zeros(mask[t])]
             out[i] = s
 
-    _KERNELS.update(dense=dense, sparse=sparse)
-    return _KERNELS
+    return {"dense": dense, "sparse": sparse}
 
 
 class TreeScorer:
