@@ -127,3 +127,18 @@ def test_fit_propose_on_regmix_slice(name: str) -> None:
     else:
         # The proposal is predicted to beat the average run of the swarm.
         assert p.predicted < np.median(model.predict(X))
+
+
+def test_flat_model_is_flagged() -> None:
+    from mixopt.errors import MixoptWarning
+    from mixopt.fitters.regmix import RegMixFitter
+
+    rng = np.random.default_rng(0)
+    X = rng.dirichlet(np.ones(3), 32)
+    model = RegMixFitter(n_estimators=50).fit(X, X[:, 0])  # 32 runs < 2 x 20: no split possible
+    space = SearchSpace(domains=("a", "b", "c"))
+    with pytest.warns(MixoptWarning, match="same value for every candidate"):
+        p = TopKProposer(n_candidates=5000, k=16).propose(model, space)
+    assert p.info["constant_model"] and space.contains(p.weights)
+    assert not TopKProposer(n_candidates=5000, k=16).propose(Bowl(np.array([0.2, 0.3, 0.5])),
+                                                             space).info["constant_model"]

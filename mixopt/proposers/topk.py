@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from typing import Any
 
 import numpy as np
 
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.proposers.proposal import Proposal
 from mixopt.space import SearchSpace
 from mixopt.swarm import project, sample_candidates
@@ -82,7 +83,7 @@ class TopKProposer:
             raise MixoptError("the model predicts NaN or infinite values for some candidates; check the fit")
         keep = min(self.k, len(pred))
         idx = np.argpartition(pred, keep - 1)[:keep]
-        return cand[idx], pred[idx]
+        return cand[idx], pred[idx], float(pred.max())
 
     def propose(self, model: Any, space: SearchSpace) -> Proposal:
         """Average of the ``k`` candidates with the lowest prediction, inside ``space``."""
@@ -102,6 +103,14 @@ class TopKProposer:
         cand = np.vstack([p[0] for p in parts])
         pred = np.concatenate([p[1] for p in parts])
         order = np.argsort(pred, kind="stable")[: self.k]
+        constant = max(p[2] for p in parts) <= pred[order[0]]
+        if constant:
+            # RegMix's LightGBM needs 2 × 20 runs for a single split: fewer runs give a flat model.
+            warnings.warn(
+                "the fitted model predicts the same value for every candidate, so the proposal is an "
+                "average of arbitrary candidates; fit on more runs (RegMix needs at least 40 to split)",
+                MixoptWarning, stacklevel=2,
+            )
         top = cand[order]
         avg = top.mean(axis=0)
         projected = not space.contains(avg)
@@ -120,6 +129,7 @@ class TopKProposer:
                 "top_k_predicted_mean": float(pred[order].mean()),
                 "best_candidate_predicted": float(pred[order[0]]),
                 "projected": projected,
+                "constant_model": constant,
                 "seconds": round(time.perf_counter() - t0, 3),
             },
         )
