@@ -139,3 +139,26 @@ def test_objective_constraints_and_linear_method(workspace, tmp_path, ray_sessio
     assert w["books"] == pytest.approx(0.1) and w["web"] <= 0.5 + 1e-9 and min(w.values()) >= 0.05 - 1e-9
     for r in RunStore().runs(search_id="tgt", role="swarm"):
         assert r.weights["books"] == pytest.approx(0.1) and r.weights["web"] <= 0.5 + 1e-9
+
+
+def test_search_on_the_tiny_corpus_with_the_proxy_trainer(tiny_workspace, tiny_corpus, tmp_path,
+                                                          ray_session):
+    from mixopt.search.driver import run_search
+
+    out = tmp_path / "tiny.json"
+    res = run_search(SearchConfig(name="tiny", corpus="tiny", rung="debug", budget=5, validate=1,
+                                  concurrency=2, retries=0, out=str(out)))
+    runs = RunStore().runs(search_id="tiny")
+    swarm = [r for r in runs if r.role == "swarm"]
+    assert len(swarm) == 5 and {r.status for r in runs} == {"ok"}
+    domains = tiny_corpus.domains
+    for r in swarm:
+        assert {f"loss/{d}" for d in domains} <= set(r.metrics) and r.cost > 0
+        assert r.fidelity == {"rung": "debug", "corpus": "tiny"} and r.corpus_hash == tiny_corpus.hash
+    mix = Mixture.load(out)
+    assert mix.meta["provenance"]["corpus"] == tiny_corpus.name
+    assert mix.meta["provenance"]["corpus_hash"] == tiny_corpus.hash
+    assert set(mix.weights) == set(domains)
+    total = sum(tiny_corpus.train_tokens().values())
+    assert sum(mix.meta["tokens"]["per_domain"].values()) == pytest.approx(total)
+    assert res.validate_rung == "debug" and all(c.measured["n"] == 1 for c in res.candidates)

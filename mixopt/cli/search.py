@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from mixopt.cli import app
+from mixopt.cli.bench import bench_app
 from mixopt.cli.common import JsonOpt, console, err_console
 
 
@@ -92,6 +93,32 @@ def search(
         print(json.dumps(result.as_dict(), indent=2))
         return
     render_result(result)
+
+
+@bench_app.command("search")
+def bench_search(
+    trials: Annotated[int, _o("--trials", help="No-op trials for the overhead figure.")] = 40,
+    work_trials: Annotated[int, _o("--work-trials", help="CPU-bound trials per throughput run.")] = 8,
+    work: Annotated[int, _o("--work", help="Work per CPU-bound trial (×10k Python steps).")] = 3000,
+    address: Annotated[Str, _o("--address", help="Ray cluster address (default: a local Ray).")] = None,
+    no_fit: Annotated[bool, _o("--no-fit", help="Skip the fit figures (mixopt bench fit).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per-trial overhead, 2-vs-1 throughput through Ray Tune, and the fit figures."""
+    from mixopt.bench.search import bench_search as run_bench
+
+    res = run_bench(trials=trials, work_trials=work_trials, work=work, address=address,
+                    include_fit=not no_fit)
+    if as_json:
+        print(json.dumps(res, default=str))
+        return
+    t = Table(title=f"mixopt bench search ({res['ray_cpus']} CPUs; load {res['load_before']:.1f} → "
+                    f"{res['load_after']:.1f})")
+    for col in ("figure", "measured", "goal", "met"):
+        t.add_column(col)
+    for row in res["rows"]:
+        t.add_row(row["name"], row["value"], row["goal"], row.get("ok", "-"))
+    console.print(t)
 
 
 class _Progress:

@@ -1,0 +1,117 @@
+"""``mixopt bench search``: what Ray Tune orchestration costs, and whether trials scale over cores.
+
+Every figure goes through the full search path (SwarmSearcher → ConcurrencyLimiter(batch) → Tune
+trial → evaluator → run store), with the fake evaluators of :mod:`mixopt.testing`:
+
+- per-trial orchestration overhead: ``noop`` trials one at a time; the time between the first
+  trial's start and the last trial's end (from the store's timestamps) divided by the trials,
+  plus the fixed cost of starting and ending a Tune experiment (goal: ≤ 0.5 s per trial);
+- throughput: the same number of CPU-bound trials (fixed pure-Python work, one core each) one at
+  a time and two at a time; the ratio of the two spans (goal: ≥ 1.8× on 2 cores);
+- the fit figures of :func:`mixopt.bench.fit.bench_fit` (propose over 1M candidates, fit on 512
+  runs, RegMix accuracy), reported next to these.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+OVERHEAD_GOAL_S = 0.5
+SPEEDUP_GOAL = 1.8
+
+
+def _ts(s: str) -> float:
+    return _dt.datetime.fromisoformat(s).timestamp()
+
+
+def _run(evaluator: str, n: int, concurrency: int, fidelity: dict[str, Any], root: Path) -> dict[str, float]:
+    """Run ``n`` trials of ``evaluator``; wall time, and the span from first start to last end."""
+    from mixopt.objective import Objective
+    from mixopt.search.runner import run_trials
+    from mixopt.search.searcher import SwarmSearcher
+    from mixopt.search.trial import TrialContext
+    from mixopt.store import RunStore, fidelity_key
+
+    domains = ("a", "b", "c")
+    sid = f"bench-{evaluator.rsplit(':', 1)[-1]}-{concurrency}-{time.time_ns()}"
+    store = RunStore(root / "runs.sqlite")
+    ctx = TrialContext(
+        store_path=str(store.path), search_id=sid, home=str(root), workroot=str(root / "runs"),
+        domains=domains, objective={"metric": "loss", "weights": {}}, objective_key=Objective().key(),
+        corpus=None, corpus_hash=None, fidelity=fidelity, fidelity_key=fidelity_key(fidelity, evaluator),
+        evaluator=evaluator,
+    )
+    rows = np.random.default_rng(0).dirichlet(np.ones(len(domains)), n)
+    searcher = SwarmSearcher.from_rows(rows, domains=domains, search_id=sid, seed=0, retries=0)
+    t0 = time.perf_counter()
+    run_trials(searcher, ctx, phase="bench", storage=root / "tune", concurrency=concurrency, cpus_per_trial=1,
+               batch=True)
+    wall = time.perf_counter() - t0
+    runs = store.runs(search_id=sid)
+    bad = [r for r in runs if r.status != "ok"]
+    if len(runs) != n or bad:
+        raise RuntimeError(f"benchmark trials did not all finish ok: {len(runs)} runs, {len(bad)} not ok")
+    span = max(_ts(r.finished) for r in runs) - min(_ts(r.created) for r in runs)
+    busy = sum(_ts(r.finished) - _ts(r.created) for r in runs)
+    cpu = sum(r.metrics.get("cpu_s", 0.0) for r in runs)
+    return {"wall": wall, "span": span, "busy": busy, "cpu": cpu, "n": n}
+
+
+def bench_search(
+    *, trials: int = 40, work_trials: int = 8, work: int = 3000, address: str | None = None,
+    include_fit: bool = True, fit_data: Path | None = None,
+) -> dict[str, Any]:
+    """Measure orchestration overhead and 2-core throughput (and the fit figures); returns the rows."""
+    from mixopt.search.ray_env import ensure_ray
+
+    info = ensure_ray(address, dashboard=False)
+    rows: list[dict[str, str]] = []
+    out: dict[str, Any] = {"ray_cpus": info.num_cpus, "load_before": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory(prefix="mixopt-bench-") as tmp:
+        root = Path(tmp)
+        noop = _run("mixopt.testing:noop", trials, 1, {}, root)
+        per_trial = noop["span"] / noop["n"]
+        fixed = noop["wall"] - noop["span"]
+        out["overhead"] = {**noop, "per_trial_s": per_trial, "fixed_s": fixed}
+        rows.append({"name": f"per-trial orchestration overhead ({trials} no-op trials, one at a time)",
+                     "value": f"{per_trial:.3f} s", "goal": f"≤ {OVERHEAD_GOAL_S} s",
+                     "ok": str(per_trial <= OVERHEAD_GOAL_S)})
+        rows.append({"name": "Tune experiment start + end (fixed, once per search phase)",
+                     "value": f"{fixed:.1f} s", "goal": "-", "ok": "-"})
+        fid = {"work": work}
+        one = _run("mixopt.testing:cpu_bound", work_trials, 1, fid, root)
+        two = _run("mixopt.testing:cpu_bound", work_trials, 2, fid, root)
+        speedup = one["span"] / two["span"]
+        wall_speedup = one["wall"] / two["wall"]
+        out["throughput"] = {"one": one, "two": two, "speedup": speedup, "wall_speedup": wall_speedup,
+                             "trial_s": one["busy"] / one["n"]}
+        # CPU seconds / wall seconds of the trials: 1.0 when each trial had a core of its own. Lower
+        # means other processes took the cores, and the speed-up measures the machine, not mixopt.
+        share = {k: v["cpu"] / v["busy"] if v["busy"] else 0.0 for k, v in (("one", one), ("two", two))}
+        out["throughput"]["core_share"] = share
+        rows.append({"name": f"throughput, 2 trials at once vs 1 ({work_trials} CPU-bound trials of "
+                             f"~{one['cpu'] / one['n']:.1f} CPU-s)",
+                     "value": f"{speedup:.2f}× (wall incl. start-up {wall_speedup:.2f}×)",
+                     "goal": f"≥ {SPEEDUP_GOAL}× on 2 cores", "ok": str(speedup >= SPEEDUP_GOAL)})
+        rows.append({"name": "core share of the trials (CPU s / wall s; 1 = a free core each)",
+                     "value": f"1 at once {share['one']:.2f}, 2 at once {share['two']:.2f}", "goal": "≈ 1",
+                     "ok": str(min(share.values()) > 0.9)})
+    out["load_after"] = os.getloadavg()[0]
+    if include_fit:
+        from mixopt.bench.fit import bench_fit
+
+        fit = bench_fit(data=fit_data)
+        out["fit"] = fit
+        rows += [{**r, "ok": str(r.get("ok", "-"))} for r in fit["rows"]]
+    out["rows"] = rows
+    return out
