@@ -145,6 +145,23 @@ def test_layer_is_deterministic_for_a_seed() -> None:
         assert torch.equal(a, b)
 
 
+def test_weight_grads_accumulate_in_place_into_kept_buffers() -> None:
+    x, gates, ids, w13, w2 = _params(40, 16, 8, 4, 2)
+    w13, w2 = torch.nn.Parameter(w13.detach()), torch.nn.Parameter(w2.detach())
+    grad = torch.randn(x.shape)
+    kernels.routed_experts(x, gates, ids, w13, w2).backward(grad)
+    once = (w13.grad.clone(), w2.grad.clone())
+    ptrs = (w13.grad.data_ptr(), w2.grad.data_ptr())
+    kernels.routed_experts(x, gates, ids, w13, w2).backward(grad)  # accumulates, like a 2nd micro-batch
+    assert (w13.grad.data_ptr(), w2.grad.data_ptr()) == ptrs  # the same buffers, no new allocation
+    assert torch.allclose(w13.grad, 2 * once[0], atol=1e-5)
+    assert torch.allclose(w2.grad, 2 * once[1], atol=1e-5)
+    # autograd.grad returns the gradient and leaves .grad alone
+    g13, g2 = torch.autograd.grad(kernels.routed_experts(x, gates, ids, w13, w2), (w13, w2), grad)
+    assert torch.allclose(g13, once[0], atol=1e-5) and torch.allclose(g2, once[1], atol=1e-5)
+    assert torch.allclose(w13.grad, 2 * once[0], atol=1e-5)
+
+
 def test_z_loss_and_switch_loss_values() -> None:
     cfg = MoEConfig(d_model=16, n_experts=4, top_k=2, expert_hidden=8, balance="aux", aux_coef=0.01,
                     z_coef=1e-3)

@@ -34,6 +34,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "report",
     "fit",
     "export",
+    "train",
 )
 
 

@@ -107,17 +107,54 @@ def swiglu_forward(h_NH: torch.Tensor) -> torch.Tensor:
     return F.silu(gate).mul_(up)
 
 
-def swiglu_backward(h_NH: torch.Tensor, g_NF: torch.Tensor) -> torch.Tensor:
-    """Gradient (N, 2F) with respect to h of ``sum(g · swiglu_forward(h))``."""
+def swiglu_backward(h_NH: torch.Tensor, g_NF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient (N, 2F) of ``sum(g · swiglu_forward(h))`` with respect to h, and the activation (N, F).
+
+    The activation comes for free (silu(gate) is needed anyway), so backward recomputes it here
+    instead of saving it in forward.
+    """
     gate, up = h_NH.chunk(2, dim=-1)
     out = torch.empty_like(h_NH)
     d_gate, d_up = out.chunk(2, dim=-1)
-    s = torch.sigmoid(gate)
-    silu = gate * s
+    silu = F.silu(gate)
     torch.mul(silu, g_NF, out=d_up)
-    dsilu = silu.mul(s).neg_().add_(silu).add_(s)  # silu'(x) = s + silu · (1 - s)
-    torch.mul(g_NF, up, out=d_gate).mul_(dsilu)
-    return out
+    torch.ops.aten.silu_backward.grad_input(g_NF * up, gate, grad_input=d_gate)  # one fused pass
+    return out, silu.mul_(up)
+
+
+# ----- weight gradients -----------------------------------------------------------------------
+def _accumulating_grad(param: torch.Tensor | None) -> torch.Tensor | None:
+    """``param.grad`` when this backward may add its weight gradient into it in place.
+
+    A fresh (E, ·, ·) weight gradient on a CPU is a large new allocation every step, and the
+    page faults of that memory cost as much as a quarter of the expert weight-gradient GEMMs at
+    E = 64 (measured). When the trainer keeps gradients allocated (``zero_grad(set_to_none=False)``),
+    the GEMMs add straight into ``.grad``; the buffer is then detached from the parameter and
+    returned, so autograd's AccumulateGrad re-attaches it without a copy (torchtitan's in-place
+    WGRAD accumulation). Only when autograd will run the parameter's AccumulateGrad (not under
+    ``torch.autograd.grad``), so the semantics of backward do not change.
+    """
+    if param is None or param.grad is None or param.grad.dtype != param.dtype:
+        return None
+    node = torch.autograd.graph.get_gradient_edge(param).node
+    try:
+        return param.grad if torch._C._will_engine_execute_node(node) else None
+    except RuntimeError:  # autograd.grad() captures this leaf: it returns gradients, never accumulates
+        return None
+
+
+def _weight_grad(
+    a_IN: torch.Tensor, b_NO: torch.Tensor, offs_E: torch.Tensor, param: torch.Tensor | None
+) -> torch.Tensor:
+    grad = _accumulating_grad(param)
+    if grad is None:
+        return grouped_mm(a_IN, b_NO, offs_E)
+    ends = offs_E.tolist()
+    for e, (s, t) in enumerate(zip([0, *ends[:-1]], ends, strict=True)):
+        if t > s:
+            grad[e].addmm_(a_IN[:, s:t], b_NO[s:t])
+    param.grad = None  # handed back through autograd, which re-attaches this very buffer
+    return grad
 
 
 # ----- fused routed experts -------------------------------------------------------------------
@@ -133,6 +170,11 @@ class _RoutedExperts(torch.autograd.Function):
         y_TKD = y_ND.index_select(0, inv_N).view(T, K, D)  # un-permute (gather with the inverse)
         out_TD = torch.bmm(gates_TK.to(y_TKD.dtype).unsqueeze(1), y_TKD).squeeze(1)  # Σ_k gate · y
         ctx.save_for_backward(x_TD, gates_TK, w13_EDH, w2_EFD, tok_N, order_N, inv_N, offs_E, h_NH, y_TKD)
+        # Leaf CPU weights may take their gradient by in-place accumulation (see _accumulating_grad).
+        ctx.params = tuple(
+            w if (w.is_leaf and w.requires_grad and w.device.type == "cpu") else None
+            for w in (w13_EDH, w2_EFD)
+        )
         return out_TD
 
     @staticmethod
@@ -143,17 +185,16 @@ class _RoutedExperts(torch.autograd.Function):
         g_TD = g_TD.contiguous()
         g_gates = None
         if ctx.needs_input_grad[1]:
-            g_gates = torch.bmm(y_TKD, g_TD.unsqueeze(2)).squeeze(2).to(gates_TK.dtype)  # (T, K)
+            g_gates = torch.linalg.vecdot(y_TKD, g_TD.unsqueeze(1)).to(gates_TK.dtype)  # (T, K)
         # d out / d y for slot (t, k) is gate[t, k] · g[t]; gathered straight into expert order.
         gate_N = gates_TK.reshape(-1).index_select(0, order_N).to(g_TD.dtype)
         g_yND = g_TD.index_select(0, tok_N).mul_(gate_N.unsqueeze(1))
-        a_NF = swiglu_forward(h_NH)
-        g_w2 = grouped_mm(a_NF.t(), g_yND, offs_E) if ctx.needs_input_grad[3] else None
         g_aNF = grouped_mm(g_yND, w2_EFD.transpose(1, 2), offs_E)
-        g_hNH = swiglu_backward(h_NH, g_aNF)
+        g_hNH, a_NF = swiglu_backward(h_NH, g_aNF)
+        g_w2 = _weight_grad(a_NF.t(), g_yND, offs_E, ctx.params[1]) if ctx.needs_input_grad[3] else None
         g_w13 = None
         if ctx.needs_input_grad[2]:
-            g_w13 = grouped_mm(x_TD.index_select(0, tok_N).t(), g_hNH, offs_E)
+            g_w13 = _weight_grad(x_TD.index_select(0, tok_N).t(), g_hNH, offs_E, ctx.params[0])
         g_x = None
         if ctx.needs_input_grad[0]:
             g_xND = grouped_mm(g_hNH, w13_EDH.transpose(1, 2), offs_E)
@@ -161,8 +202,14 @@ class _RoutedExperts(torch.autograd.Function):
         return g_x, g_gates, g_w13, g_w2, None, None, None, None
 
 
-def routed_experts(x_TD: torch.Tensor, gates_TK: torch.Tensor, ids_TK: torch.Tensor, w13_EDH: torch.Tensor,
-                   w2_EFD: torch.Tensor, routing: Routing | None = None) -> torch.Tensor:
+def routed_experts(
+    x_TD: torch.Tensor,
+    gates_TK: torch.Tensor,
+    ids_TK: torch.Tensor,
+    w13_EDH: torch.Tensor,
+    w2_EFD: torch.Tensor,
+    routing: Routing | None = None,
+) -> torch.Tensor:
     """Dropless MoE expert output ``Σ_k gates[t, k] · expert_{ids[t, k]}(x[t])``, fused.
 
     Args:
@@ -180,10 +227,19 @@ def routed_experts(x_TD: torch.Tensor, gates_TK: torch.Tensor, ids_TK: torch.Ten
     return _RoutedExperts.apply(x_TD, gates_TK, w13_EDH, w2_EFD, r.tok_N, r.order_N, r.inv_N, r.offs_E)
 
 
-def naive_experts(x_TD: torch.Tensor, gates_TK: torch.Tensor, ids_TK: torch.Tensor,
-                  w13_EDH: torch.Tensor, w2_EFD: torch.Tensor) -> torch.Tensor:
-    """The same as :func:`routed_experts` by a loop over experts with plain autograd (reference)."""
-    out_TD = torch.zeros_like(x_TD)
+def naive_experts(
+    x_TD: torch.Tensor,
+    gates_TK: torch.Tensor,
+    ids_TK: torch.Tensor,
+    w13_EDH: torch.Tensor,
+    w2_EFD: torch.Tensor,
+) -> torch.Tensor:
+    """The same as :func:`routed_experts` by a loop over experts with plain autograd (reference).
+
+    Written as Hugging Face's Mixtral block is: per expert, find its (token, slot) pairs, run the
+    expert on those rows and ``index_add_`` the gated result into a zero buffer.
+    """
+    out_TD = x_TD.new_zeros(x_TD.shape)
     F_ = w2_EFD.shape[1]
     for e in range(w13_EDH.shape[0]):
         tok, slot = torch.nonzero(ids_TK == e, as_tuple=True)
@@ -191,5 +247,5 @@ def naive_experts(x_TD: torch.Tensor, gates_TK: torch.Tensor, ids_TK: torch.Tens
             continue
         h = x_TD[tok] @ w13_EDH[e]  # (n, 2F)
         y = (F.silu(h[:, :F_]) * h[:, F_:]) @ w2_EFD[e]  # (n, D)
-        out_TD = out_TD.index_add(0, tok, y * gates_TK[tok, slot].unsqueeze(1).to(y.dtype))
+        out_TD.index_add_(0, tok, y * gates_TK[tok, slot].unsqueeze(1).to(y.dtype))
     return out_TD

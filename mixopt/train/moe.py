@@ -80,16 +80,22 @@ class MoEConfig:
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise MixoptError(f"MoE layer: {key} is {v!r}; it must be a positive integer")
         if self.top_k > self.n_experts:
-            raise MixoptError(f"MoE layer: top_k {self.top_k} is more than n_experts {self.n_experts}; "
-                              "choose top_k ≤ n_experts")
+            raise MixoptError(
+                f"MoE layer: top_k {self.top_k} is more than n_experts {self.n_experts}; "
+                "choose top_k ≤ n_experts"
+            )
         if not isinstance(self.n_shared, int) or self.n_shared < 0:
             raise MixoptError(f"MoE layer: n_shared is {self.n_shared!r}; use 0 or a positive integer")
-        choices = {"score_func": ("softmax", "sigmoid"), "balance": ("bias", "aux", "none"),
-                   "kernel": ("grouped", "naive", "triton")}
+        choices = {
+            "score_func": ("softmax", "sigmoid"),
+            "balance": ("bias", "aux", "none"),
+            "kernel": ("grouped", "naive", "triton"),
+        }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
-                raise MixoptError(f"MoE layer: {key} is {getattr(self, key)!r}; "
-                                  f"use one of {', '.join(allowed)}")
+                raise MixoptError(
+                    f"MoE layer: {key} is {getattr(self, key)!r}; use one of {', '.join(allowed)}"
+                )
         for key in ("bias_rate", "aux_coef", "z_coef"):
             v = getattr(self, key)
             if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
@@ -119,13 +125,13 @@ class Router(nn.Module):
             (z-loss plus the Switch loss when ``balance == "aux"``).
         """
         cfg = self.cfg
-        logits_TE = F.linear(x_TD.float(), self.weight)
+        logits_TE = F.linear(x_TD.float(), self.weight.float())
         if cfg.score_func == "softmax":
             scores_TE = torch.softmax(logits_TE, dim=-1)
         else:
             scores_TE = torch.sigmoid(logits_TE)
         with torch.no_grad():
-            choice_TE = scores_TE + self.expert_bias if cfg.balance == "bias" else scores_TE
+            choice_TE = scores_TE + self.expert_bias.float() if cfg.balance == "bias" else scores_TE
             ids_TK = torch.topk(choice_TE, cfg.top_k, dim=-1, sorted=False).indices
         gates_TK = scores_TE.gather(1, ids_TK)
         if cfg.route_norm and cfg.top_k > 1:

@@ -45,14 +45,38 @@ def _build(interpret: bool):  # noqa: ANN202 - returns the two jitted kernels
         import triton
         import triton.language as tl
     except ImportError as exc:
-        raise MixoptError("the triton MoE kernel needs triton; install it with "
-                          "`pip install 'mixopt[triton]'` or use kernel = \"grouped\"") from exc
+        raise MixoptError(
+            "the triton MoE kernel needs triton; install it with "
+            "`pip install 'mixopt[triton]'` or use kernel = \"grouped\""
+        ) from exc
 
     @triton.jit
-    def gmm_kernel(X, W, Y, in_idx, out_idx, blk_e, blk_start, blk_end,
-                   n_in, n_out, sx0, sx1, sw0, sw1, sw2, sy0, sy1, n_experts,
-                   GATHER: tl.constexpr, SCATTER: tl.constexpr, PREC: tl.constexpr,
-                   BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    def gmm_kernel(
+        X,
+        W,
+        Y,
+        in_idx,
+        out_idx,
+        blk_e,
+        blk_start,
+        blk_end,
+        n_in,
+        n_out,
+        sx0,
+        sx1,
+        sw0,
+        sw1,
+        sw2,
+        sy0,
+        sy1,
+        n_experts,
+        GATHER: tl.constexpr,
+        SCATTER: tl.constexpr,
+        PREC: tl.constexpr,
+        BM: tl.constexpr,
+        BN: tl.constexpr,
+        BK: tl.constexpr,
+    ):
         pid_m = tl.program_id(0)
         pid_n = tl.program_id(1)
         e = tl.load(blk_e + pid_m)
@@ -71,22 +95,51 @@ def _build(interpret: bool):  # noqa: ANN202 - returns the two jitted kernels
             for k0 in range(0, n_in, BK):
                 ks = k0 + tl.arange(0, BK)
                 mask_k = ks < n_in
-                a = tl.load(X + src[:, None] * sx0 + ks[None, :] * sx1,
-                            mask=mask_m[:, None] & mask_k[None, :], other=0.0)
-                b = tl.load(W + e * sw0 + ks[:, None] * sw1 + cols[None, :] * sw2,
-                            mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+                a = tl.load(
+                    X + src[:, None] * sx0 + ks[None, :] * sx1,
+                    mask=mask_m[:, None] & mask_k[None, :],
+                    other=0.0,
+                )
+                b = tl.load(
+                    W + e * sw0 + ks[:, None] * sw1 + cols[None, :] * sw2,
+                    mask=mask_k[:, None] & mask_n[None, :],
+                    other=0.0,
+                )
                 acc += tl.dot(a, b, input_precision=PREC)
             if SCATTER:  # noqa: SIM108 - a constexpr branch, resolved when the kernel compiles
                 dst = tl.load(out_idx + rows, mask=mask_m, other=0)
             else:
                 dst = rows
-            tl.store(Y + dst[:, None] * sy0 + cols[None, :] * sy1, acc.to(Y.dtype.element_ty),
-                     mask=mask_m[:, None] & mask_n[None, :])
+            tl.store(
+                Y + dst[:, None] * sy0 + cols[None, :] * sy1,
+                acc.to(Y.dtype.element_ty),
+                mask=mask_m[:, None] & mask_n[None, :],
+            )
 
     @triton.jit
-    def wgrad_kernel(X, DY, DW, x_idx, dy_idx, offs, n_in, n_out, sx0, sx1, sd0, sd1, sw0, sw1, sw2,
-                     GATHER_X: tl.constexpr, GATHER_DY: tl.constexpr, PREC: tl.constexpr,
-                     BI: tl.constexpr, BO: tl.constexpr, BM: tl.constexpr):
+    def wgrad_kernel(
+        X,
+        DY,
+        DW,
+        x_idx,
+        dy_idx,
+        offs,
+        n_in,
+        n_out,
+        sx0,
+        sx1,
+        sd0,
+        sd1,
+        sw0,
+        sw1,
+        sw2,
+        GATHER_X: tl.constexpr,
+        GATHER_DY: tl.constexpr,
+        PREC: tl.constexpr,
+        BI: tl.constexpr,
+        BO: tl.constexpr,
+        BM: tl.constexpr,
+    ):
         e = tl.program_id(0)
         ii = tl.program_id(1) * BI + tl.arange(0, BI)
         oo = tl.program_id(2) * BO + tl.arange(0, BO)
@@ -106,13 +159,18 @@ def _build(interpret: bool):  # noqa: ANN202 - returns the two jitted kernels
                 dr = tl.load(dy_idx + rows, mask=mask_m, other=0)
             else:
                 dr = rows
-            xt = tl.load(X + xr[None, :] * sx0 + ii[:, None] * sx1, mask=mask_i[:, None] & mask_m[None, :],
-                         other=0.0)  # (BI, BM)
-            dy = tl.load(DY + dr[:, None] * sd0 + oo[None, :] * sd1, mask=mask_m[:, None] & mask_o[None, :],
-                         other=0.0)  # (BM, BO)
+            xt = tl.load(
+                X + xr[None, :] * sx0 + ii[:, None] * sx1, mask=mask_i[:, None] & mask_m[None, :], other=0.0
+            )  # (BI, BM)
+            dy = tl.load(
+                DY + dr[:, None] * sd0 + oo[None, :] * sd1, mask=mask_m[:, None] & mask_o[None, :], other=0.0
+            )  # (BM, BO)
             acc += tl.dot(xt, dy, input_precision=PREC)
-        tl.store(DW + e * sw0 + ii[:, None] * sw1 + oo[None, :] * sw2, acc.to(DW.dtype.element_ty),
-                 mask=mask_i[:, None] & mask_o[None, :])
+        tl.store(
+            DW + e * sw0 + ii[:, None] * sw1 + oo[None, :] * sw2,
+            acc.to(DW.dtype.element_ty),
+            mask=mask_i[:, None] & mask_o[None, :],
+        )
 
     return triton, gmm_kernel, wgrad_kernel
 
@@ -123,8 +181,10 @@ def _kernels():  # noqa: ANN202
 
 def _check_device(*ts: torch.Tensor) -> None:
     if not _interpreting() and any(t.device.type != "cuda" for t in ts):
-        raise MixoptError("the triton MoE kernel runs on a CUDA device (or on CPU under TRITON_INTERPRET=1); "
-                          "use kernel = \"grouped\" on CPU")
+        raise MixoptError(
+            "the triton MoE kernel runs on a CUDA device (or on CPU under TRITON_INTERPRET=1); "
+            'use kernel = "grouped" on CPU'
+        )
 
 
 def _prec(dtype: torch.dtype) -> str:
@@ -152,9 +212,15 @@ def _block_table(offs_E: torch.Tensor, n_rows: int, bm: int) -> tuple[torch.Tens
     return e_B.contiguous(), start_B.contiguous(), offs[e_safe].contiguous()
 
 
-def gather_grouped_mm(x: torch.Tensor, w: torch.Tensor, offs_E: torch.Tensor, *,
-                      in_idx: torch.Tensor | None = None, out_idx: torch.Tensor | None = None,
-                      out_rows: int | None = None) -> torch.Tensor:
+def gather_grouped_mm(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    offs_E: torch.Tensor,
+    *,
+    in_idx: torch.Tensor | None = None,
+    out_idx: torch.Tensor | None = None,
+    out_rows: int | None = None,
+) -> torch.Tensor:
     """``Y[out_idx[p]] = X[in_idx[p]] @ W[e(p)]`` for the N expert-sorted slots p (no gradients).
 
     Args:
@@ -172,16 +238,43 @@ def gather_grouped_mm(x: torch.Tensor, w: torch.Tensor, offs_E: torch.Tensor, *,
     y = x.new_empty(out_rows if out_rows is not None else n, n_out)
     blk_e, blk_s, blk_end = _block_table(offs_E, n, BLOCK_M)
     grid = (blk_e.numel(), triton.cdiv(n_out, BLOCK_N))
-    gmm_kernel[grid](x, w, y, blk_e if in_idx is None else in_idx, blk_e if out_idx is None else out_idx,
-                     blk_e, blk_s, blk_end, n_in, n_out, x.stride(0), x.stride(1),
-                     w.stride(0), w.stride(1), w.stride(2), y.stride(0), y.stride(1), E,
-                     GATHER=in_idx is not None, SCATTER=out_idx is not None,
-                     PREC=_prec(x.dtype), BM=BLOCK_M, BN=BLOCK_N, BK=BLOCK_K)
+    gmm_kernel[grid](
+        x,
+        w,
+        y,
+        blk_e if in_idx is None else in_idx,
+        blk_e if out_idx is None else out_idx,
+        blk_e,
+        blk_s,
+        blk_end,
+        n_in,
+        n_out,
+        x.stride(0),
+        x.stride(1),
+        w.stride(0),
+        w.stride(1),
+        w.stride(2),
+        y.stride(0),
+        y.stride(1),
+        E,
+        GATHER=in_idx is not None,
+        SCATTER=out_idx is not None,
+        PREC=_prec(x.dtype),
+        BM=BLOCK_M,
+        BN=BLOCK_N,
+        BK=BLOCK_K,
+    )
     return y
 
 
-def grouped_wgrad(x: torch.Tensor, dy: torch.Tensor, offs_E: torch.Tensor, *,
-                  x_idx: torch.Tensor | None = None, dy_idx: torch.Tensor | None = None) -> torch.Tensor:
+def grouped_wgrad(
+    x: torch.Tensor,
+    dy: torch.Tensor,
+    offs_E: torch.Tensor,
+    *,
+    x_idx: torch.Tensor | None = None,
+    dy_idx: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``dW[e] = Σ_{p in expert e} X[x_idx[p]]ᵀ · DY[dy_idx[p]]``, shape (E, I, O)."""
     triton, _, wgrad_kernel = _kernels()
     _check_device(x, dy)
@@ -189,10 +282,29 @@ def grouped_wgrad(x: torch.Tensor, dy: torch.Tensor, offs_E: torch.Tensor, *,
     n_in, n_out = x.shape[1], dy.shape[1]
     dw = x.new_empty(E, n_in, n_out)
     grid = (E, triton.cdiv(n_in, BLOCK_N), triton.cdiv(n_out, BLOCK_N))
-    wgrad_kernel[grid](x, dy, dw, offs_E if x_idx is None else x_idx, offs_E if dy_idx is None else dy_idx,
-                       offs_E, n_in, n_out, x.stride(0), x.stride(1), dy.stride(0), dy.stride(1),
-                       dw.stride(0), dw.stride(1), dw.stride(2), GATHER_X=x_idx is not None,
-                       GATHER_DY=dy_idx is not None, PREC=_prec(x.dtype), BI=BLOCK_N, BO=BLOCK_N, BM=BLOCK_K)
+    wgrad_kernel[grid](
+        x,
+        dy,
+        dw,
+        offs_E if x_idx is None else x_idx,
+        offs_E if dy_idx is None else dy_idx,
+        offs_E,
+        n_in,
+        n_out,
+        x.stride(0),
+        x.stride(1),
+        dy.stride(0),
+        dy.stride(1),
+        dw.stride(0),
+        dw.stride(1),
+        dw.stride(2),
+        GATHER_X=x_idx is not None,
+        GATHER_DY=dy_idx is not None,
+        PREC=_prec(x.dtype),
+        BI=BLOCK_N,
+        BO=BLOCK_N,
+        BM=BLOCK_K,
+    )
     return dw
 
 
@@ -216,25 +328,34 @@ class _TritonRoutedExperts(torch.autograd.Function):
         g_TD = g_TD.contiguous()
         g_gates = None
         if ctx.needs_input_grad[1]:
-            g_gates = torch.bmm(y_TKD, g_TD.unsqueeze(2)).squeeze(2).to(gates_TK.dtype)
+            g_gates = torch.linalg.vecdot(y_TKD, g_TD.unsqueeze(1)).to(gates_TK.dtype)
         gate_N1 = gates_TK.reshape(-1).index_select(0, order_N).to(g_TD.dtype).unsqueeze(1)
         # d y_p = gate_p · g[tok_p]; a row scale commutes with the GEMM, so scale after it.
         g_aNF = gather_grouped_mm(g_TD, w2_EFD.transpose(1, 2), offs_E, in_idx=tok_N).mul_(gate_N1)
+        g_hNH, a_NF = swiglu_backward(h_NH, g_aNF)
         g_w2 = None
         if ctx.needs_input_grad[3]:
-            g_w2 = grouped_wgrad(swiglu_forward(h_NH).mul_(gate_N1), g_TD, offs_E, dy_idx=tok_N)
-        g_hNH = swiglu_backward(h_NH, g_aNF)
+            g_w2 = grouped_wgrad(a_NF.mul_(gate_N1), g_TD, offs_E, dy_idx=tok_N)
         g_w13 = grouped_wgrad(x_TD, g_hNH, offs_E, x_idx=tok_N) if ctx.needs_input_grad[2] else None
         g_x = None
         if ctx.needs_input_grad[0]:
-            g_x = gather_grouped_mm(g_hNH, w13_EDH.transpose(1, 2), offs_E, out_idx=order_N,
-                                    out_rows=T * K).view(T, K, D).sum(1)
+            g_x = (
+                gather_grouped_mm(g_hNH, w13_EDH.transpose(1, 2), offs_E, out_idx=order_N, out_rows=T * K)
+                .view(T, K, D)
+                .sum(1)
+            )
         return g_x, g_gates, g_w13, g_w2, None, None, None
 
 
-def routed_experts(x_TD: torch.Tensor, gates_TK: torch.Tensor, ids_TK: torch.Tensor,
-                   w13_EDH: torch.Tensor, w2_EFD: torch.Tensor) -> torch.Tensor:
+def routed_experts(
+    x_TD: torch.Tensor,
+    gates_TK: torch.Tensor,
+    ids_TK: torch.Tensor,
+    w13_EDH: torch.Tensor,
+    w2_EFD: torch.Tensor,
+) -> torch.Tensor:
     """Same contract as :func:`mixopt.train.kernels.routed_experts`, with the gathering Triton kernels."""
     r = make_routing(ids_TK, w13_EDH.shape[0])
-    return _TritonRoutedExperts.apply(x_TD.contiguous(), gates_TK, w13_EDH, w2_EFD,
-                                      r.tok_N, r.order_N, r.offs_E)
+    return _TritonRoutedExperts.apply(
+        x_TD.contiguous(), gates_TK, w13_EDH, w2_EFD, r.tok_N, r.order_N, r.offs_E
+    )

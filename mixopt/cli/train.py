@@ -1,0 +1,369 @@
+"""``mixopt train`` / ``mixopt compare``: the final MoE trainer; ``mixopt bench moe``: its kernels' speed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mixopt.cli import app
+from mixopt.cli.bench import bench_app
+from mixopt.cli.common import CorpusOpt, JsonOpt, SeedOpt, console
+from mixopt.errors import MixoptError
+
+ThreadsOpt = Annotated[
+    int | None, typer.Option("--threads", "-t", min=1, help="Torch threads (default: torch's own choice).")
+]
+
+
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as exc:
+        raise MixoptError(f"{what} {text!r} is not a comma-separated list of integers, e.g. 8,32,64") from exc
+    if not vals or min(vals) < 1:
+        raise MixoptError(f"{what} {text!r} must list positive integers, e.g. 8,32,64")
+    return vals
+
+
+ModelOpt = Annotated[
+    str, typer.Option("--model", help="Model config: moe-xs, moe-s, moe-m (proxies/moe/) or a .toml.")
+]
+TokensOpt = Annotated[int | None, typer.Option("--tokens", min=1, help="Override the config's token budget.")]
+DenseOpt = Annotated[bool, typer.Option("--dense", help="Train the dense twin: same shape, no experts.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+
+
+def _f(v: float | None, fmt: str = ".4f") -> str:
+    return "—" if v is None else format(v, fmt)
+
+
+def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
+    rep = res.report
+    t = Table(
+        title=f"{res.config['model']}{' (dense twin)' if res.config['lm']['dense'] else ''} on "
+        f"{res.config['corpus']['name']}, mixture {res.config['label']}: {res.tokens:,} tokens, "
+        f"{res.tokens_per_s:,.0f} tokens/s"
+    )
+    has_pred = any("predicted" in r for r in rep.get("domains", []))
+    cols = ["domain", "weight", "trained tokens", "loss (nats/tok)", "bpb"] + (
+        ["predicted", "Δ"] if has_pred else []
+    )
+    load = (res.expert_load or {}).get("summary", {})
+    if load:
+        cols += ["top expert share", "routing entropy"]
+    for c in cols:
+        t.add_column(c, justify="left" if c == "domain" else "right")
+    for r in rep.get("domains", []):
+        row = [
+            r["domain"],
+            f"{r['weight']:.4f}",
+            f"{res.domain_tokens.get(r['domain'], 0):,}",
+            f"{r['loss']:.4f}",
+            _f(r.get("bpb")),
+        ]
+        if has_pred:
+            row += [_f(r.get("predicted")), _f(r.get("difference"), "+.4f")]
+        if load:
+            ld = load.get(r["domain"], {})
+            row += [_f(ld.get("top_share"), ".3f"), _f(ld.get("entropy"), ".3f")]
+        t.add_row(*row)
+    console.print(t)
+    console.print(f"objective ({rep.get('objective')}): final model {_f(rep.get('final'))}")
+    if rep.get("predicted") is not None:
+        extra = ""
+        if "interval" in rep:
+            lo, hi = rep["interval"]
+            extra = (
+                f", interval [{lo:.4f}, {hi:.4f}] — final {'inside' if rep['inside_interval'] else 'outside'}"
+            )
+        console.print(
+            f"  search predicted {rep['predicted']:.4f} (proxy scale){extra}; "
+            f"final − predicted = {rep['final_minus_predicted']:+.4f}"
+        )
+    if rep.get("proxy_measured") is not None:
+        sem = f" ± {rep['proxy_sem']:.4f}" if rep.get("proxy_sem") is not None else ""
+        console.print(
+            f"  measured at proxy rung {rep.get('proxy_rung')}: {rep['proxy_measured']:.4f}{sem}; "
+            f"final − proxy = {rep['final_minus_proxy']:+.4f} (the larger model should be lower)"
+        )
+    if rep.get("predicted") is None and rep.get("proxy_measured") is None:
+        console.print(
+            "  the mixture JSON has no prediction to compare with (a baseline or hand-made mixture)"
+        )
+    if res.expert_load:
+        vio = res.expert_load["maxvio"]
+        last = res.log[-1]["maxvio"] if res.log else 0.0
+        console.print(
+            f"expert load: max load violation over the run {max(vio):.3f} (worst layer), "
+            f"last window {last:.3f} (0 = balanced)"
+        )
+    console.print(f"run folder: {res.out}")
+
+
+@app.command("train")
+def train_cmd(
+    mixture: Annotated[str, typer.Option("--mixture", "-m", help="Mixture JSON, uniform or natural.")],
+    corpus: CorpusOpt = "default",
+    model: ModelOpt = "moe-s",
+    tokens: TokensOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")
+    ] = False,
+    dense: DenseOpt = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder [workspace train/...].")] = None,
+    seed: SeedOpt = 0,
+    updater: Annotated[
+        str | None,
+        typer.Option(
+            "--updater", help="Online weight updater: schedule, loss[:eta=1,every=20], or module:factory."
+        ),
+    ] = None,
+    threads: ThreadsOpt = None,
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+) -> None:
+    """Train the MoE language model on a mixture; report per-domain loss and bpb against the prediction."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from mixopt.train.trainer import train
+
+    columns = [
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, transient=True, disable=as_json) as progress:
+        task = progress.add_task("train", total=None, loss="—", note="")
+
+        def on_progress(ev: dict) -> None:
+            if "eval" in ev:
+                progress.update(task, note=f"val {ev['eval']['objective']:.3f}")
+            else:
+                progress.update(task, total=ev["steps"], completed=ev["step"], loss=f"{ev['loss']:.3f}")
+
+        res = train(
+            mixture,
+            corpus,
+            model,
+            seed=seed,
+            tokens=tokens,
+            dense=dense,
+            out=out,
+            resume=resume,
+            updater=updater,
+            threads=threads,
+            device=device,
+            on_progress=on_progress,
+        )
+    if as_json:
+        print(
+            json.dumps({k: v for k, v in res.as_dict().items() if k not in ("log", "expert_load")}, indent=2)
+        )
+    else:
+        _render_train(res)
+    if res.status == "diverged":
+        console.print(f"[red]diverged:[/] {res.error}")
+        raise typer.Exit(1)
+
+
+@app.command("compare")
+def compare_cmd(
+    mixtures: Annotated[
+        list[str], typer.Argument(help="Mixture JSON files, uniform, natural (two or more).")
+    ],
+    corpus: CorpusOpt = "default",
+    model: ModelOpt = "moe-s",
+    seeds: Annotated[
+        int, typer.Option("--seeds", min=1, help="Seeds per mixture (≥ 2 for standard errors).")
+    ] = 3,
+    tokens: TokensOpt = None,
+    dense: DenseOpt = False,
+    z: Annotated[
+        float, typer.Option("--z", min=0.0, help="A winner must lead by more than z standard errors.")
+    ] = 2.0,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Comparison folder [workspace compare/...].")
+    ] = None,
+    threads: ThreadsOpt = None,
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+) -> None:
+    """Train each mixture with the same budget and seeds; per-domain losses ± s.e., the winner, a PNG."""
+    from mixopt.train.compare import compare
+
+    with console.status("") as status:
+
+        def on_run(label: str, seed: int, i: int, n: int) -> None:
+            status.update(f"run {i + 1}/{n}: {label}, seed {seed}")
+
+        cmp = compare(
+            mixtures,
+            corpus,
+            model,
+            seeds=seeds,
+            tokens=tokens,
+            dense=dense,
+            out=out,
+            z=z,
+            threads=threads,
+            device=device,
+            on_run=on_run,
+        )
+    if as_json:
+        print(json.dumps(cmp.as_dict(), indent=2))
+        return
+    t = Table(title=f"validation loss (nats/token), mean ± s.e. over {len(cmp.seeds)} seed(s) — {model}")
+    t.add_column("metric")
+    for lb in cmp.labels:
+        t.add_column(lb, justify="right")
+    t.add_column(f"wins by > {z:g} s.e.", justify="left")
+    for m in cmp.metrics:
+        best = min(cmp.labels, key=lambda lb, m=m: cmp.mean(lb, m))
+        cells = []
+        for lb in cmp.labels:
+            sem = cmp.sem(lb, m)
+            text = f"{cmp.mean(lb, m):.4f}" + (f" ± {sem:.4f}" if sem is not None else "")
+            cells.append(f"[bold]{text}[/]" if lb == best else text)
+        win = cmp.winners[m]
+        t.add_row(m, *cells, win if win else "— (within error)")
+    console.print(t)
+    console.print(f"plot: {cmp.png}\nruns and compare.json: {cmp.out}")
+
+
+def _gf(v: float | None) -> str:
+    return "—" if v is None else f"{v / 1e9:,.1f}"
+
+
+@bench_app.command("moe")
+def bench_moe(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A small subset: E 8 and 64, k 2, 4096 tokens.")
+    ] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    dtype: Annotated[str, typer.Option("--dtype", help="fp32 or bf16.")] = "fp32",
+    experts: Annotated[str | None, typer.Option("--experts", help="Expert counts E [8,32,64].")] = None,
+    top_k: Annotated[str | None, typer.Option("--top-k", help="Experts per token k [1,2,8].")] = None,
+    tokens: Annotated[
+        str | None, typer.Option("--tokens", help="Tokens per layer call [4096,16384].")
+    ] = None,
+    d_model: Annotated[
+        int | None, typer.Option("--d-model", min=8, help="Model width D [512; 2048 on cuda].")
+    ] = None,
+    hidden: Annotated[
+        int | None, typer.Option("--hidden", min=8, help="Expert hidden F [256; 768 on cuda].")
+    ] = None,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Timed rounds per case (best kept).")] = 2,
+    naive: Annotated[
+        bool, typer.Option("--naive/--no-naive", help="Also time the loop over experts.")
+    ] = True,
+    training: Annotated[
+        bool,
+        typer.Option("--train/--no-train", help="Also time end-to-end training of moe-s and its dense twin."),
+    ] = True,
+    train_model: Annotated[str, typer.Option("--model", help="Model for the training benchmark.")] = "moe-s",
+    threads: ThreadsOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the figures as JSON here.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """MoE layer forward+backward throughput against dense GEMM and the naive loop (ratios in one run)."""
+    import torch
+
+    from mixopt.atomic import write_json
+    from mixopt.bench import moe as bench
+
+    bench.check_device(device, dtype)
+    if threads:
+        torch.set_num_threads(threads)
+    gpu = device.startswith("cuda")
+    grid = (
+        dict(bench.GPU_SHAPE)
+        if gpu
+        else {
+            "d_model": 512,
+            "hidden": 256,
+            "experts": bench.EXPERTS,
+            "top_k": bench.TOP_K,
+            "tokens": bench.TOKENS,
+        }
+    )
+    if quick:
+        grid.update(bench.QUICK if not gpu else {})
+    for key, text in (("experts", experts), ("top_k", top_k), ("tokens", tokens)):
+        if text is not None:
+            grid[key] = _int_list(text, f"--{key.replace('_', '-')}")
+    grid["d_model"] = d_model or grid["d_model"]
+    grid["hidden"] = hidden or grid["hidden"]
+    cases = bench.layer_cases(**grid)
+    n_threads = torch.get_num_threads()
+    results = []
+    with console.status("") as status:
+        for i, case in enumerate(cases, 1):
+            status.update(f"MoE layer {i}/{len(cases)}: E={case.experts} k={case.top_k} T={case.tokens}")
+            results.append(bench.bench_layer(case, device=device, dtype=dtype, rounds=rounds, naive=naive))
+        train_rows = []
+        if training:
+            from mixopt.bench.moe import bench_training
+
+            status.update(f"end-to-end training: {train_model} and its dense twin")
+            train_rows = bench_training(train_model, device=device, dtype=dtype)
+    record = {
+        "device": bench.device_name(device),
+        "dtype": dtype,
+        "threads": n_threads,
+        "layers": [r.as_dict() for r in results],
+        "goals": bench.goals(results),
+        "training": [r.as_dict() for r in train_rows],
+    }
+    if out is not None:
+        write_json(out, record)
+    if as_json:
+        print(json.dumps(record, indent=2))
+        return
+    t = Table(
+        title=f"MoE layer fwd+bwd, expert-matmul GFLOP/s — {record['device']}, {dtype}, {n_threads} threads, "
+        f"D={grid['d_model']} F={grid['hidden']}"
+    )
+    for col in ("E", "k", "tokens", "fused", "dense GEMM", "naive loop", "fused/dense", "fused/naive"):
+        t.add_column(col, justify="right")
+    for r in results:
+        c = r.case
+        t.add_row(
+            str(c.experts),
+            str(c.top_k),
+            f"{c.tokens:,}",
+            _gf(r.flops_per_s("fused")),
+            _gf(r.flops_per_s("dense")),
+            _gf(r.flops_per_s("naive")),
+            f"{r.vs_dense:.2f}×",
+            "—" if r.vs_naive is None else f"{r.vs_naive:.2f}×",
+        )
+    console.print(t)
+    for name, g in record["goals"].items():
+        mark = "[green]met[/]" if g["met"] else "[red]not met[/]"
+        console.print(f"goal {name}: worst {g['worst']:.2f}×, mean {g['mean']:.2f}× — {mark}")
+    if train_rows:
+        tt = Table(title="end-to-end training (same run)")
+        for col in ("model", "params (active)", "tokens/s", "model TFLOP/s", "MFU"):
+            tt.add_column(col, justify="right")
+        for r in train_rows:
+            tt.add_row(
+                r.name,
+                f"{r.params / 1e6:.1f}M ({r.active_params / 1e6:.1f}M)",
+                f"{r.tokens_per_s:,.0f}",
+                f"{r.flops_per_s / 1e12:.3f}",
+                f"{r.mfu:.1%}",
+            )
+        console.print(tt)
+        console.print(
+            f"MFU is model FLOP/s ÷ {train_rows[0].peak_source} ({train_rows[0].peak / 1e9:,.1f} GFLOP/s)."
+        )

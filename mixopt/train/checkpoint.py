@@ -1,0 +1,78 @@
+"""Checkpoints of the final trainer: written atomically, refused when they belong to another run.
+
+A checkpoint holds everything that makes a resumed run reproduce the uninterrupted one: model and
+optimizer state (the routers' balancing biases included), the sampler's random state, the step,
+the logs so far and the weight updater's state. Its ``fingerprint`` names what it was trained
+for (model config, training settings, corpus name and hash, mixture, seed, updater); resuming
+with a different fingerprint is refused with the differences spelled out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mixopt.atomic import atomic_path
+from mixopt.errors import MixoptError
+
+CHECKPOINT = "checkpoint.pt"
+FORMAT = 1
+
+
+def save(folder: Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``folder/checkpoint.pt`` via a temporary file and a rename."""
+    path = folder / CHECKPOINT
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, **state}, tmp)
+    return path
+
+
+def _differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: checkpoint {a!r}, now {b!r}")
+    return out
+
+
+def load(folder: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """Read ``folder/checkpoint.pt`` and check it was made for ``fingerprint``.
+
+    Raises:
+        MixoptError: no checkpoint, an unreadable one, or one from another config, corpus,
+            mixture, seed or updater (the message lists what differs and how to proceed).
+    """
+    path = folder / CHECKPOINT
+    if not path.is_file():
+        raise MixoptError(
+            f"--resume: no checkpoint at {path}; start without --resume or give the run's --out"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated or foreign file: say which
+        raise MixoptError(
+            f"cannot read checkpoint {path}: {exc}; delete it or train into another --out"
+        ) from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise MixoptError(
+            f"{path} is not a mixopt train checkpoint (format {FORMAT}); train into another --out"
+        )
+    saved = state["fingerprint"]
+    diffs = _differences(saved, fingerprint)
+    if diffs:
+        names = {"lm": "model config", "model": "model config", "train": "training settings"}
+        what = ", ".join(
+            dict.fromkeys(
+                names.get(d.split(".")[0].split(":")[0], d.split(".")[0].split(":")[0]) for d in diffs
+            )
+        )
+        raise MixoptError(
+            f"checkpoint {path} belongs to another run ({what} differs: {'; '.join(diffs[:4])}"
+            f"{' …' if len(diffs) > 4 else ''}); resume with the same settings, or train into another --out"
+        )
+    return state

@@ -1,0 +1,226 @@
+"""Online mixing: objects that change the domain weights while the final model trains.
+
+The trainer calls a :class:`WeightUpdater` every ``every`` optimizer steps with an
+:class:`Observation` (per-domain training losses and tokens over the last ``every`` steps and,
+when the updater sets ``wants_grads``, each domain's gradient on the current step's batch) and
+draws the following batches with the weights it returns. Online methods (DoReMi, Aioli, DGA)
+implement this interface; the trainer does not change when they arrive. Two real updaters ship:
+
+- :class:`ScheduleUpdater`: a fixed piecewise-constant schedule (the mixture JSON's schedule, or
+  its own), applied at the updater's granularity;
+- :class:`LossReweighter`: multiplicative weights on the training loss (online data mixing in
+  the spirit of Albalak et al. 2023): domains whose loss stays high get more weight,
+  ``w ∝ w_prev^(1-γ) · exp(η · (L_d − mean L))``, mixed with ``ε`` of the initial weights so that
+  no domain starves.
+
+Updaters are made by name with :func:`make_updater` (``schedule``, ``loss``, or
+``package.module:factory`` for a user's own), with ``key=value`` parameters.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from mixopt.errors import MixoptError
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What an updater sees at an update.
+
+    Attributes:
+        step: optimizer steps done so far.
+        total_steps: steps of the whole run.
+        domains: domain names, the order of every array.
+        weights: (n,) weights in force during the window.
+        losses: (n,) mean training cross-entropy per domain over the window (NaN: no tokens).
+        tokens: (n,) training tokens per domain over the window.
+        grads: domain → flattened gradient (all trainable parameters, in ``model.parameters()``
+            order) of that domain's mean loss on the current batch, for domains in the batch;
+            None unless the updater sets ``wants_grads``.
+    """
+
+    step: int
+    total_steps: int
+    domains: tuple[str, ...]
+    weights: np.ndarray
+    losses: np.ndarray
+    tokens: np.ndarray
+    grads: dict[str, torch.Tensor] | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total_steps if self.total_steps else 1.0
+
+
+class WeightUpdater(ABC):
+    """Changes the mixture weights during training. Subclasses set ``name`` and implement update."""
+
+    name: str = "updater"
+    every: int = 100
+    wants_grads: bool = False
+
+    def start(self, domains: Sequence[str], weights: np.ndarray, total_steps: int) -> None:  # noqa: B027
+        """Called once before training with the mixture's initial weights (override to keep them)."""
+
+    @abstractmethod
+    def update(self, obs: Observation) -> np.ndarray | None:
+        """New weights (n,), ≥ 0, summing to 1; or None to keep the current ones."""
+
+    def params(self) -> dict[str, Any]:
+        """The parameters that define this updater (saved with the run, compared on resume)."""
+        return {"every": self.every}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly (plain Python / numpy values)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027
+        """Restore what :meth:`state_dict` returned."""
+
+
+def check_weights(w: Any, n: int, where: str) -> np.ndarray:
+    """Validate an updater's output: (n,) finite, ≥ 0, summing to 1 within 1e-6 (then renormalised)."""
+    arr = np.asarray(w, dtype=np.float64)
+    if arr.shape != (n,):
+        raise MixoptError(f"{where} returned weights of shape {arr.shape}; expected ({n},), one per domain")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise MixoptError(f"{where} returned weights that are negative or not finite: {arr.tolist()}")
+    total = float(arr.sum())
+    if abs(total - 1.0) > 1e-6:
+        raise MixoptError(f"{where} returned weights summing to {total:.6g}, not 1")
+    return arr / total
+
+
+class ScheduleUpdater(WeightUpdater):
+    """Piecewise-constant weights by training fraction: ``[(until, {domain: weight}), ...]``.
+
+    With no schedule of its own it follows the mixture JSON's schedule (or its constant weights).
+    """
+
+    name = "schedule"
+
+    def __init__(
+        self, schedule: Sequence[tuple[float, Mapping[str, float]]] | None = None, *, every: int = 10
+    ) -> None:
+        self.schedule = [(float(u), dict(w)) for u, w in (schedule or [])]
+        self.every = int(every)
+        self._domains: tuple[str, ...] = ()
+        self._initial: np.ndarray | None = None
+
+    def start(self, domains: Sequence[str], weights: np.ndarray, total_steps: int) -> None:
+        self._domains = tuple(domains)
+        self._initial = np.asarray(weights, dtype=np.float64)
+
+    def weights_at(self, fraction: float) -> np.ndarray | None:
+        for until, w in self.schedule:
+            if fraction < until:
+                return np.array([float(w.get(d, 0.0)) for d in self._domains])
+        if self.schedule:
+            return np.array([float(self.schedule[-1][1].get(d, 0.0)) for d in self._domains])
+        return None
+
+    def update(self, obs: Observation) -> np.ndarray | None:
+        return self.weights_at(obs.fraction)
+
+    def params(self) -> dict[str, Any]:
+        return {"every": self.every, "schedule": [[u, w] for u, w in self.schedule]}
+
+
+class LossReweighter(WeightUpdater):
+    """Multiplicative weights on per-domain training loss (see the module doc)."""
+
+    name = "loss"
+
+    def __init__(
+        self, *, every: int = 20, eta: float = 1.0, decay: float = 0.5, epsilon: float = 0.1
+    ) -> None:
+        if not (every >= 1 and eta >= 0 and 0 <= decay <= 1 and 0 <= epsilon <= 1):
+            raise MixoptError("loss updater: need every ≥ 1, eta ≥ 0, 0 ≤ decay ≤ 1, 0 ≤ epsilon ≤ 1")
+        self.every, self.eta, self.decay, self.epsilon = int(every), float(eta), float(decay), float(epsilon)
+        self._initial: np.ndarray | None = None
+        self._log_w: np.ndarray | None = None
+
+    def start(self, domains: Sequence[str], weights: np.ndarray, total_steps: int) -> None:
+        self._initial = np.asarray(weights, dtype=np.float64)
+        self._log_w = np.log(np.maximum(self._initial, 1e-12))
+
+    def update(self, obs: Observation) -> np.ndarray | None:
+        assert self._initial is not None and self._log_w is not None, "start() was not called"
+        seen = np.isfinite(obs.losses) & (self._initial > 0)
+        if not seen.any():
+            return None
+        adv = np.zeros_like(obs.losses)
+        adv[seen] = obs.losses[seen] - obs.losses[seen].mean()
+        self._log_w = (1 - self.decay) * self._log_w + self.eta * adv
+        live = self._initial > 0
+        z = np.where(live, self._log_w, -np.inf)
+        w = np.exp(z - z[live].max())
+        w /= w.sum()
+        return (1 - self.epsilon) * w + self.epsilon * self._initial
+
+    def params(self) -> dict[str, Any]:
+        return {"every": self.every, "eta": self.eta, "decay": self.decay, "epsilon": self.epsilon}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"log_w": None if self._log_w is None else self._log_w.tolist()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("log_w") is not None:
+            self._log_w = np.asarray(state["log_w"], dtype=np.float64)
+
+
+UPDATERS: dict[str, type[WeightUpdater]] = {"schedule": ScheduleUpdater, "loss": LossReweighter}
+
+
+def _parse_value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def make_updater(spec: str | WeightUpdater | None) -> WeightUpdater | None:
+    """An updater from ``name[:key=value,...]``; name is ``schedule``, ``loss`` or ``module:factory``."""
+    if spec is None or isinstance(spec, WeightUpdater):
+        return spec
+    text = spec.strip()
+    head, sep, tail = text.rpartition(":")
+    target, params = (head, tail) if sep and ("=" in tail or head in UPDATERS) else (text, "")
+    kwargs: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in params.split(","))):
+        key, sep, val = part.partition("=")
+        if not sep:
+            raise MixoptError(f"updater {spec!r}: parameter {part!r} is not key=value")
+        kwargs[key.strip()] = _parse_value(val.strip())
+    if target in UPDATERS:
+        factory: Any = UPDATERS[target]
+    elif ":" in target:
+        module, _, attr = target.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise MixoptError(f"updater {target!r} cannot be loaded ({exc}); give module:factory") from exc
+    else:
+        raise MixoptError(
+            f"updater {target!r} is unknown; use one of {', '.join(UPDATERS)} or module:factory"
+        )
+    try:
+        updater = factory(**kwargs)
+    except TypeError as exc:
+        raise MixoptError(f"updater {target!r}: {exc}") from exc
+    if not isinstance(updater, WeightUpdater):
+        raise MixoptError(f"updater {target!r} did not return a WeightUpdater")
+    if not (isinstance(updater.every, int) and updater.every >= 1 and math.isfinite(updater.every)):
+        raise MixoptError(f"updater {target!r}: every must be a positive integer")
+    return updater
