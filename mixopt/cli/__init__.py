@@ -29,6 +29,7 @@ app = typer.Typer(
 _COMMAND_MODULES: tuple[str, ...] = (
     "corpus",
     "bench",
+    "proxy",
     "search",
     "runs",
     "report",

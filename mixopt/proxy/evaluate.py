@@ -1,0 +1,71 @@
+"""The built-in evaluator of the contract in :mod:`mixopt.evaluator`: train a proxy, return metrics.
+
+``evaluate(request)`` reads from ``request.fidelity``:
+
+- ``corpus`` (required): a built corpus's name or folder;
+- ``rung`` (default ``xs``): a rung name from ``proxies/`` or a path to a rung TOML;
+- ``tokens`` (optional): overrides the rung's training token budget;
+- ``threads`` (optional): torch threads for this run; otherwise ``MIXOPT_THREADS``, then
+  ``OMP_NUM_THREADS`` from the environment, then torch's default;
+- ``max_epochs`` (optional): the repetition cap above which a warning is given.
+
+Use it by name as ``--evaluator mixopt.proxy.evaluate:evaluate``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from mixopt.errors import MixoptError
+from mixopt.evaluator import EvalRequest
+from mixopt.proxy.train import ProxyResult
+
+DEFAULT_RUNG = "xs"
+
+
+def threads_from(fidelity: Mapping[str, Any]) -> int | None:
+    """Threads for a run: fidelity ``threads``, else MIXOPT_THREADS, else OMP_NUM_THREADS, else None."""
+    for where, value in (
+        ("fidelity threads", fidelity.get("threads")),
+        ("MIXOPT_THREADS", os.environ.get("MIXOPT_THREADS")),
+        ("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS")),
+    ):
+        if value in (None, ""):
+            continue
+        try:
+            n = int(value)
+        except (TypeError, ValueError) as exc:
+            raise MixoptError(f"{where} is {value!r}; give a positive integer") from exc
+        if n < 1:
+            raise MixoptError(f"{where} is {n}; give a positive integer")
+        return n
+    return None
+
+
+def evaluate(request: EvalRequest | Mapping[str, Any]) -> ProxyResult:
+    """Train the proxy that ``request.fidelity`` names on ``request.mixture``; see the module doc."""
+    from mixopt.proxy.rungs import load_rung
+    from mixopt.proxy.train import train_proxy
+
+    fidelity = dict(request["fidelity"] or {})
+    if not fidelity.get("corpus"):
+        raise MixoptError("the proxy evaluator needs fidelity['corpus'] (a built corpus name or folder)")
+    rung = load_rung(str(fidelity.get("rung", DEFAULT_RUNG)))
+    if fidelity.get("tokens") is not None:
+        try:
+            tokens = int(float(fidelity["tokens"]))
+        except (TypeError, ValueError) as exc:
+            raise MixoptError(f"fidelity tokens is {fidelity['tokens']!r}; give a number of tokens") from exc
+        rung = rung.with_tokens(tokens)
+    max_epochs = fidelity.get("max_epochs")
+    return train_proxy(
+        str(fidelity["corpus"]),
+        request["mixture"],
+        rung,
+        seed=int(request["seed"]),
+        threads=threads_from(fidelity),
+        workdir=request["workdir"] or None,
+        max_epochs=None if max_epochs is None else float(max_epochs),
+    )

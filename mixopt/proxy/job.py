@@ -1,0 +1,103 @@
+"""One proxy run from what a user types: a mixture spec, a corpus and a rung name, a result file.
+
+``mixopt proxy train`` calls :func:`run_proxy_job`. A mixture spec is ``natural`` (weights ∝
+training tokens), ``uniform``, a mixture JSON file, or inline ``domain=weight,...`` (domains not
+named get weight 0). The result JSON (schema ``mixopt.proxy-run/v1``: metrics, history, resolved
+rung, mixture, corpus hash, versions) is written atomically, by default under
+``<workspace>/runs/proxy/``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mixopt import paths
+from mixopt.atomic import write_json
+from mixopt.errors import MixoptError
+from mixopt.mixture import Mixture, check_domains
+from mixopt.proxy.train import ProxyResult, run_record, train_proxy
+
+
+def mixture_from_spec(spec: str, corpus: Any) -> Mixture:
+    """Resolve ``natural``, ``uniform``, a JSON file, or ``d1=w1,d2=w2`` against ``corpus``."""
+    if spec == "natural":
+        return Mixture.from_tokens(corpus.train_tokens(), method="natural")
+    if spec == "uniform":
+        return Mixture.uniform(corpus.domains, method="uniform")
+    path = Path(spec)
+    if path.suffix == ".json" or path.is_file():
+        return Mixture.load(path)
+    if "=" in spec:
+        weights: dict[str, float] = {}
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            name, sep, value = part.partition("=")
+            if not sep:
+                raise MixoptError(f"--mixture part {part!r} is not domain=weight")
+            try:
+                weights[name.strip()] = float(value)
+            except ValueError as exc:
+                raise MixoptError(
+                    f"--mixture: weight {value!r} of domain {name.strip()!r} is not a number"
+                ) from exc
+        return Mixture(weights, meta={"method": "inline"})
+    raise MixoptError(
+        f"--mixture {spec!r} is not 'natural', 'uniform', an existing mixture JSON file, or domain=weight,..."
+    )
+
+
+@dataclass(frozen=True)
+class ProxyJob:
+    """What :func:`run_proxy_job` did: the result, the record written, and where."""
+
+    result: ProxyResult
+    record: dict[str, Any]
+    out: Path
+    mixture: Mixture
+
+
+def default_out(corpus: str, rung: str, mixture_spec: str, seed: int) -> Path:
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    label = (
+        mixture_spec if mixture_spec in ("natural", "uniform") else Path(mixture_spec).stem[:24] or "mixture"
+    )
+    label = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)
+    return paths.home() / "runs" / "proxy" / f"{corpus}-{rung}-{label}-seed{seed}-{stamp}.json"
+
+
+def run_proxy_job(
+    *,
+    corpus: str,
+    rung: str,
+    mixture: str,
+    seed: int = 0,
+    threads: int | None = None,
+    tokens: int | None = None,
+    max_epochs: float | None = None,
+    out: str | Path | None = None,
+) -> ProxyJob:
+    """Resolve the inputs, train one proxy, and write its result JSON (see the module doc)."""
+    from mixopt.corpus.shards import Corpus
+    from mixopt.proxy.rungs import load_rung
+
+    c = Corpus.open(corpus)
+    r = load_rung(rung)
+    if tokens is not None:
+        r = r.with_tokens(tokens)
+    mix = mixture_from_spec(mixture, c)
+    check_domains(mix.weights, c.domains)
+    out_path = Path(out) if out is not None else default_out(c.name, r.name, mixture, seed)
+    try:  # fail on an unwritable output before training, not after
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MixoptError(f"cannot create folder {out_path.parent} for --out: {exc.strerror}") from exc
+    result = train_proxy(c, mix, r, seed=seed, threads=threads, max_epochs=max_epochs)
+    record = run_record(
+        result, corpus=c, mixture=mix, rung=r, seed=seed, threads=threads or torch.get_num_threads()
+    )
+    write_json(out_path, record)
+    return ProxyJob(result=result, record=record, out=out_path, mixture=mix)

@@ -1,0 +1,240 @@
+"""The proxy ladder: rungs (model shape, token budget, schedule, cost), read from ``proxies/*.toml``.
+
+One TOML file per rung, named after it (``proxies/xs.toml`` → rung ``xs``), so a rung is found by
+name with :func:`mixopt.paths.find_recipe` and a user adds a rung by dropping in a file. A rung
+is the fidelity later stages optimise over: a bigger rung costs more and predicts the large
+model better. Keys (see ``proxies/s.toml`` for a commented example)::
+
+    description = "..."
+    n_layer, d_model, n_head, context       # model shape (ffn_hidden optional, 0 = 8/3 · d_model)
+    batch, tokens                           # sequences per step, training token budget
+    lr, min_lr, warmup, weight_decay        # AdamW, linear warm-up (fraction of steps) then cosine
+    grad_clip, eval_tokens, eval_at         # clip norm, val tokens per domain, checkpoint fractions
+    [cost] seconds, threads, flops          # measured wall time of one run (train + evals) here
+
+The ``debug`` rung lives in code (:data:`DEBUG`) for tests and CI.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from mixopt import paths
+from mixopt.errors import MixoptError
+from mixopt.proxy.model import ModelConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class RungConfig:
+    """One rung of the proxy ladder: what to train, on how many tokens, and what it costs.
+
+    Attributes:
+        name: the rung's name (``xs``, ``s``, ``m``, ``debug``...).
+        n_layer, d_model, n_head, context, ffn_hidden: the model shape (see ModelConfig).
+        batch: sequences per optimizer step; batch × context tokens per step.
+        tokens: training token budget (rounded down to whole steps).
+        lr, min_lr: peak and final learning rate of the cosine schedule.
+        warmup: fraction of steps spent in linear warm-up from 0 to ``lr``.
+        weight_decay: AdamW decoupled weight decay on matrices (not on norms).
+        beta1, beta2: AdamW moments.
+        grad_clip: clip the global gradient norm to this (0 = off).
+        eval_tokens: validation tokens scored per domain at each checkpoint (a cap; fixed windows).
+        eval_at: fractions of training at which to evaluate; 1.0 (the final one) is always added.
+        cost_seconds: measured wall seconds of one run (train + evals) on ``cost_threads`` threads.
+        cost_threads: threads the cost was measured with.
+        cost_flops: training FLOPs of one run at vocabulary 8192 (6N + attention per token × tokens).
+        description: one line for ``mixopt proxy rungs``.
+    """
+
+    name: str
+    n_layer: int
+    d_model: int
+    n_head: int
+    context: int
+    batch: int
+    tokens: int
+    lr: float
+    min_lr: float
+    warmup: float = 0.05
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_tokens: int = 4096
+    eval_at: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    ffn_hidden: int = 0
+    cost_seconds: float = 0.0
+    cost_threads: int = 1
+    cost_flops: float = 0.0
+    description: str = ""
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        where = f"proxy rung {self.name!r}" + (f" ({self.source})" if self.source else "")
+        for key in ("n_layer", "d_model", "n_head", "context", "batch", "tokens", "eval_tokens"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise MixoptError(f"{where}: {key} is {v!r}; it must be a positive integer")
+        if self.d_model % self.n_head:
+            raise MixoptError(
+                f"{where}: d_model {self.d_model} is not divisible by n_head {self.n_head}; "
+                "choose a width that is a multiple of the heads"
+            )
+        if (self.d_model // self.n_head) % 2:
+            raise MixoptError(
+                f"{where}: head width d_model/n_head = {self.d_model // self.n_head} is odd; "
+                "RoPE needs an even head width"
+            )
+        if self.tokens < self.batch * self.context:
+            raise MixoptError(
+                f"{where}: tokens {self.tokens} is less than one step of batch × context = "
+                f"{self.batch * self.context}; raise tokens or lower batch/context"
+            )
+        for key in ("lr", "min_lr", "weight_decay", "grad_clip", "cost_seconds", "cost_flops"):
+            v = getattr(self, key)
+            if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+                raise MixoptError(f"{where}: {key} is {v!r}; it must be a finite number ≥ 0")
+        if self.lr <= 0 or self.min_lr > self.lr:
+            raise MixoptError(f"{where}: need 0 < min_lr ≤ lr, got lr={self.lr}, min_lr={self.min_lr}")
+        if not 0 <= self.warmup < 1:
+            raise MixoptError(f"{where}: warmup is {self.warmup}; it is a fraction of steps in [0, 1)")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise MixoptError(f"{where}: betas must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.ffn_hidden < 0:
+            raise MixoptError(
+                f"{where}: ffn_hidden is {self.ffn_hidden}; use 0 (automatic) or a positive width"
+            )
+        at = sorted({float(f) for f in self.eval_at} | {1.0})
+        if any(not 0 < f <= 1 for f in at):
+            raise MixoptError(f"{where}: eval_at {list(self.eval_at)} must hold fractions in (0, 1]")
+        object.__setattr__(self, "eval_at", tuple(at))
+
+    # ----- derived ------------------------------------------------------------------------
+    @property
+    def steps(self) -> int:
+        return self.tokens // (self.batch * self.context)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch * self.context
+
+    def model_config(self, vocab_size: int, *, fused: bool = True) -> ModelConfig:
+        return ModelConfig(
+            vocab_size=vocab_size,
+            n_layer=self.n_layer,
+            d_model=self.d_model,
+            n_head=self.n_head,
+            context=self.context,
+            ffn_hidden=self.ffn_hidden,
+            fused=fused,
+        )
+
+    def non_embedding_params(self, vocab_size: int = 8192) -> int:
+        return self.model_config(vocab_size).non_embedding_params()
+
+    def train_flops(self, vocab_size: int = 8192) -> float:
+        """Training FLOPs of one run: FLOPs per token (see ModelConfig) × tokens actually trained."""
+        return self.model_config(vocab_size).train_flops_per_token() * self.steps * self.tokens_per_step
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate at optimizer step ``step`` (0-based): linear warm-up, then cosine to min_lr."""
+        warm = max(1, round(self.warmup * self.steps)) if self.warmup > 0 else 0
+        if step < warm:
+            return self.lr * (step + 1) / warm
+        progress = (step - warm) / max(1, self.steps - warm)
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    def eval_steps(self) -> list[int]:
+        """Optimizer steps after which to evaluate (distinct, ascending, ending at ``steps``)."""
+        return sorted({max(1, round(f * self.steps)) for f in self.eval_at})
+
+    def with_tokens(self, tokens: int) -> RungConfig:
+        """The same rung with another token budget (a fidelity override)."""
+        return replace(self, tokens=int(tokens))
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["eval_at"] = list(self.eval_at)
+        d.pop("source")
+        return d
+
+
+# The rung the tests and CI use: trains in well under a second.
+DEBUG = RungConfig(
+    name="debug",
+    n_layer=1,
+    d_model=32,
+    n_head=2,
+    context=32,
+    batch=8,
+    tokens=8 * 32 * 24,
+    lr=3e-3,
+    min_lr=3e-4,
+    warmup=0.1,
+    eval_tokens=256,
+    eval_at=(0.5, 1.0),
+    description="tiny model for tests and CI",
+)
+
+_KNOWN = {f.name for f in fields(RungConfig)} - {
+    "name",
+    "source",
+    "cost_seconds",
+    "cost_threads",
+    "cost_flops",
+}
+
+
+def rung_from_dict(name: str, data: dict[str, Any], *, source: str = "") -> RungConfig:
+    """Build a rung from a parsed TOML table; unknown keys are an error (a typo would be silent)."""
+    data = dict(data)
+    cost = data.pop("cost", {}) or {}
+    unknown = sorted(set(data) - _KNOWN)
+    if unknown:
+        raise MixoptError(
+            f"proxy rung {name!r} ({source}): unknown key(s) {', '.join(unknown)}; "
+            f"known keys are {', '.join(sorted(_KNOWN))} and a [cost] table"
+        )
+    if "eval_at" in data:
+        data["eval_at"] = tuple(data["eval_at"])
+    extra = {f"cost_{k}": v for k, v in cost.items()}
+    bad = sorted(set(extra) - {"cost_seconds", "cost_threads", "cost_flops"})
+    if bad:
+        raise MixoptError(
+            f"proxy rung {name!r} ({source}): unknown [cost] key(s) {bad}; use seconds, threads, flops"
+        )
+    try:
+        return RungConfig(name=name, source=source, **data, **extra)
+    except TypeError as exc:
+        raise MixoptError(f"proxy rung {name!r} ({source}): {exc}") from exc
+
+
+def load_rung(name: str | RungConfig) -> RungConfig:
+    """The rung ``name`` (``debug``, a recipe in ``proxies/``, or a path to a .toml file)."""
+    if isinstance(name, RungConfig):
+        return name
+    if name == DEBUG.name:
+        return DEBUG
+    path = paths.find_recipe("proxies", name)
+    if path is None:
+        known = ", ".join([*available_rungs(), DEBUG.name])
+        raise MixoptError(f"proxy rung {name!r} is unknown; known rungs: {known} (or give a path to a .toml)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise MixoptError(f"cannot read proxy rung {path}: {exc}") from exc
+    return rung_from_dict(Path(path).stem, data, source=str(path))
+
+
+def available_rungs() -> list[str]:
+    """Rung names found in ``proxies/`` (sorted by name; :func:`ladder` orders them by cost)."""
+    return paths.available_recipes("proxies")
+
+
+def ladder() -> list[RungConfig]:
+    """Every rung in ``proxies/``, ordered by training FLOPs."""
+    return sorted((load_rung(n) for n in available_rungs()), key=lambda r: r.train_flops())

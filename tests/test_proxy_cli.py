@@ -1,0 +1,152 @@
+"""`mixopt proxy train`, `mixopt proxy rungs` and `mixopt bench proxy` through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mixopt.cli import main
+from mixopt.errors import MixoptError
+from mixopt.proxy.rungs import DEBUG, load_rung
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_prints_losses_and_writes_the_result(tiny_workspace: Path, capsys) -> None:  # noqa: ANN001
+    out = tiny_workspace / "res" / "r.json"
+    code, stdout, err = run(
+        capsys,
+        "proxy",
+        "train",
+        "--corpus",
+        "tiny",
+        "--rung",
+        "debug",
+        "--mixture",
+        "natural",
+        "--seed",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    rec = json.loads(out.read_text())
+    assert rec["schema"] == "mixopt.proxy-run/v1" and rec["status"] == "ok" and rec["seed"] == 2
+    assert rec["rung"]["name"] == "debug" and rec["mixture"]["method"] == "natural"
+    assert len(rec["history"]) == len(DEBUG.eval_steps())
+    for d in ("code", "docs", "drama", "legal"):
+        assert d in stdout and f"loss/{d}" in rec["metrics"]
+    assert f"{rec['metrics']['objective']:.4f}" in stdout
+    assert not list(out.parent.glob(".*tmp"))  # atomic write left no temporary behind
+
+
+def test_train_default_output_is_under_the_workspace(tiny_workspace: Path, capsys, tmp_path: Path) -> None:  # noqa: ANN001
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"schema": "mixopt.mixture/v1", "weights": {"code": 0.5, "legal": 0.5}}))
+    code, _, err = run(
+        capsys, "proxy", "train", "-c", "tiny", "-r", "debug", "-m", str(mix), "--threads", "1"
+    )
+    assert code == 0, err
+    (written,) = (tiny_workspace / "runs" / "proxy").glob("tiny-debug-mix-seed0-*.json")
+    assert json.loads(written.read_text())["mixture"]["weights"] == {"code": 0.5, "legal": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--mixture", "code=0.7,docs=0.7"], "sum to 1.4"),
+        (["--mixture", "code=1.5,docs=-0.5"], "negative"),
+        (["--mixture", "code=0.5,poetry=0.5"], "lacks: poetry"),
+        (["--mixture", "code=abc"], "not a number"),
+        (["--mixture", "missing.json"], "does not exist"),
+        (["--mixture", "tilted"], "not 'natural', 'uniform'"),
+        (["--rung", "xxl"], "proxy rung 'xxl' is unknown"),
+        (["--corpus", "nope"], "corpus 'nope' is not built"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tiny_workspace: Path, capsys, args, message) -> None:  # noqa: ANN001
+    base = {"--corpus": "tiny", "--rung": "debug", "--mixture": "uniform"}
+    for k, v in zip(args[::2], args[1::2], strict=True):
+        base[k] = v
+    flat = [x for kv in base.items() for x in kv]
+    code, _, err = run(capsys, "proxy", "train", *flat, "--threads", "1")
+    assert code == 2
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tiny_workspace / "runs").exists()  # nothing written for a refused run
+
+
+def test_diverged_run_exits_1_and_still_writes_json(tiny_workspace: Path, capsys, tmp_path: Path) -> None:  # noqa: ANN001
+    rung = tmp_path / "hot.toml"
+    rung.write_text(
+        "n_layer = 1\nd_model = 32\nn_head = 2\ncontext = 32\nbatch = 8\ntokens = 4096\n"
+        "lr = 1e6\nmin_lr = 0.0\ngrad_clip = 0.0\neval_tokens = 256\n"
+    )
+    out = tmp_path / "hot.json"
+    code, _, err = run(
+        capsys,
+        "proxy",
+        "train",
+        "-c",
+        "tiny",
+        "-r",
+        str(rung),
+        "-m",
+        "uniform",
+        "--threads",
+        "1",
+        "-o",
+        str(out),
+    )
+    assert code == 1 and err.startswith("diverged: training loss became nan")
+    assert json.loads(out.read_text())["status"] == "diverged"
+
+
+def test_bad_rung_files_are_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "odd.toml"
+    bad.write_text(
+        "n_layer = 1\nd_model = 30\nn_head = 4\ncontext = 32\nbatch = 8\ntokens = 4096\nlr = 1e-3\n"
+        "min_lr = 1e-4\n"
+    )
+    with pytest.raises(MixoptError, match="d_model 30 is not divisible by n_head 4"):
+        load_rung(str(bad))
+    bad.write_text(
+        "n_layer = 1\nd_model = 32\nn_head = 2\ncontext = 32\nbatch = 8\ntokens = 4096\nlr = 1e-3\n"
+        "min_lr = 1e-4\nlayers = 3\n"
+    )
+    with pytest.raises(MixoptError, match="unknown key"):
+        load_rung(str(bad))
+
+
+def test_the_ladder_has_the_three_sizes(capsys) -> None:  # noqa: ANN001
+    sizes = {r: load_rung(r).non_embedding_params() for r in ("xs", "s", "m")}
+    assert 0.05e6 < sizes["xs"] < 0.2e6 and 0.5e6 < sizes["s"] < 2e6 and 3e6 < sizes["m"] < 8e6
+    for r in ("xs", "s", "m"):
+        rung = load_rung(r)
+        assert rung.cost_seconds > 0 and rung.cost_flops == pytest.approx(rung.train_flops(), rel=0.01)
+        lrs = [rung.lr_at(s) for s in range(rung.steps)]
+        assert max(lrs) == pytest.approx(rung.lr) and lrs[-1] == pytest.approx(rung.min_lr, rel=0.05)
+    code, out, _ = run(capsys, "proxy", "rungs", "--json")
+    assert code == 0
+    assert [r["name"] for r in json.loads(out)] == ["xs", "s", "m"]
+
+
+def test_bench_runs_on_synthetic_data(capsys) -> None:  # noqa: ANN001
+    code, out, err = run(
+        capsys, "bench", "proxy", "--rungs", "debug", "--threads", "1", "--seconds", "0.5", "--json"
+    )
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert row["data"] == "synthetic" and row["rung"] == "debug" and row["tokens_per_s"] > 0
+    assert 0 < row["mfu_6n"] < row["mfu"] < 1.5 and row["peak_rss_mb"] > 0 and row["matmul_flops"] > 1e9
