@@ -1,0 +1,238 @@
+"""Mixtures against each other at the final model's scale: :func:`compare`.
+
+Every mixture (a JSON file, ``uniform`` or ``natural``) is trained with the same model config,
+token budget and seeds. A seed fixes both the initialisation and the sampler, so runs with the
+same seed share their random numbers and differences between mixtures are paired by seed. For
+each domain (and the objective, the mean validation loss) the report gives mean ± standard error
+over seeds per mixture, and names the best mixture as the winner when it beats every other by
+more than ``z`` standard errors of the paired difference (z = 2 by default); otherwise no mixture
+wins by more than its error. Runs live in ``<out>/<label>/seed<k>/``; finished runs are reused and
+interrupted ones resumed, so re-running the same comparison continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixopt import paths
+from mixopt.atomic import atomic_path, write_json
+from mixopt.corpus.shards import Corpus
+from mixopt.errors import MixoptError
+from mixopt.mixture import check_domains
+from mixopt.train import checkpoint
+from mixopt.train.config import load_model
+from mixopt.train.trainer import TrainResult, resolve_mixture, train
+
+log = logging.getLogger(__name__)
+OBJECTIVE = "objective"
+
+
+@dataclass
+class Comparison:
+    """Per-mixture, per-metric values over seeds, and the verdicts.
+
+    Attributes:
+        labels: mixture labels, in the order given.
+        metrics: row names: ``objective`` then the domains.
+        values: label → metric → per-seed values (validation loss, nats/token).
+        winners: metric → label of the mixture that wins by more than z standard errors, or None.
+        margins: metric → smallest paired difference (others − best) over its standard error.
+    """
+
+    labels: list[str]
+    metrics: list[str]
+    seeds: list[int]
+    values: dict[str, dict[str, list[float]]]
+    winners: dict[str, str | None]
+    margins: dict[str, float | None]
+    z: float
+    out: Path
+    png: Path | None = None
+    runs: dict[str, list[str]] = field(default_factory=dict)
+
+    def mean(self, label: str, metric: str) -> float:
+        return float(np.mean(self.values[label][metric]))
+
+    def sem(self, label: str, metric: str) -> float | None:
+        v = self.values[label][metric]
+        return float(np.std(v, ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "labels": self.labels,
+            "metrics": self.metrics,
+            "seeds": self.seeds,
+            "z": self.z,
+            "values": self.values,
+            "winners": self.winners,
+            "margins": self.margins,
+            "mean": {lb: {m: self.mean(lb, m) for m in self.metrics} for lb in self.labels},
+            "sem": {lb: {m: self.sem(lb, m) for m in self.metrics} for lb in self.labels},
+            "runs": self.runs,
+            "png": None if self.png is None else str(self.png),
+        }
+
+
+def verdict(values: dict[str, list[float]], z: float) -> tuple[str | None, float | None]:
+    """The label whose mean is lowest if it beats every other by > z paired standard errors.
+
+    Returns (winner or None, the smallest t = mean difference / its standard error).
+    """
+    means = {lb: float(np.mean(v)) for lb, v in values.items()}
+    best = min(means, key=means.get)
+    ts = []
+    for lb, v in values.items():
+        if lb == best:
+            continue
+        diff = np.asarray(v) - np.asarray(values[best])  # paired by seed
+        if len(diff) < 2:
+            return None, None
+        se = float(np.std(diff, ddof=1) / math.sqrt(len(diff)))
+        ts.append(math.inf if se == 0 and diff.mean() > 0 else (diff.mean() / se if se > 0 else 0.0))
+    if not ts:
+        return None, None
+    t_min = min(ts)
+    return (best if t_min > z else None), t_min
+
+
+def _labels(raw: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for r in raw:
+        base = r if r in ("uniform", "natural") else Path(r).stem
+        label, k = base, 2
+        while label in out:
+            label, k = f"{base}-{k}", k + 1
+        out.append(label)
+    return out
+
+
+def _run_one(folder: Path, **kw: Any) -> TrainResult:
+    resume = (folder / checkpoint.CHECKPOINT).exists()
+    return train(out=folder, resume=resume, **kw)
+
+
+def compare(
+    mixtures: Sequence[str],
+    corpus: Corpus | str,
+    model: str = "moe-s",
+    *,
+    seeds: int = 3,
+    tokens: int | None = None,
+    dense: bool = False,
+    out: str | Path | None = None,
+    z: float = 2.0,
+    threads: int | None = None,
+    device: str = "cpu",
+    on_run: Callable[[str, int, int, int], None] | None = None,
+) -> Comparison:
+    """Train every mixture with seeds 0..seeds-1 and compare per-domain validation losses.
+
+    Args:
+        mixtures: mixture JSON paths, ``uniform`` or ``natural`` (at least two).
+        seeds: runs per mixture (≥ 2 for standard errors; 1 gives means only).
+        out: comparison folder (default: workspace ``compare/<model>-<labels>``).
+        on_run: called with (label, seed, run index, number of runs) before each run.
+
+    Raises:
+        MixoptError: fewer than two mixtures, seeds < 1, or any bad mixture (checked before training).
+    """
+    if len(mixtures) < 2:
+        raise MixoptError("compare needs at least two mixtures (JSON files, uniform or natural)")
+    if seeds < 1:
+        raise MixoptError(f"--seeds is {seeds}; give at least 1 (2 or more for standard errors)")
+    corpus = corpus if isinstance(corpus, Corpus) else Corpus.open(corpus)
+    spec = load_model(model)
+    resolved = [resolve_mixture(m, corpus)[0] for m in mixtures]  # every mixture checked before any run
+    for m, raw in zip(resolved, mixtures, strict=True):
+        check_domains(m.weights, corpus.domains, where=f"mixture {raw}")
+    spec.lm_config(corpus.vocab_size, dense=dense)
+    labels = _labels(mixtures)
+    folder = (
+        Path(out)
+        if out is not None
+        else (paths.home() / "compare" / f"{spec.name}{'-dense' if dense else ''}-{'-'.join(labels)}")
+    )
+    values: dict[str, dict[str, list[float]]] = {lb: {} for lb in labels}
+    runs: dict[str, list[str]] = {lb: [] for lb in labels}
+    total, i = len(labels) * seeds, 0
+    for label, mix in zip(labels, resolved, strict=True):
+        for seed in range(seeds):
+            if on_run is not None:
+                on_run(label, seed, i, total)
+            i += 1
+            res = _run_one(
+                folder / label / f"seed{seed}",
+                mixture=mix,
+                corpus=corpus,
+                model=spec,
+                seed=seed,
+                tokens=tokens,
+                dense=dense,
+                threads=threads,
+                device=device,
+            )
+            if res.status != "ok":
+                raise MixoptError(
+                    f"compare: {label} seed {seed} ended {res.status}: {res.error}; "
+                    "fix the config (e.g. a lower learning rate) and run compare again"
+                )
+            runs[label].append(str(res.out))
+            values[label].setdefault(OBJECTIVE, []).append(res.metrics[OBJECTIVE])
+            for d in corpus.domains:
+                values[label].setdefault(d, []).append(res.metrics[f"loss/{d}"])
+    metrics = [OBJECTIVE, *corpus.domains]
+    winners, margins = {}, {}
+    for m in metrics:
+        winners[m], margins[m] = verdict({lb: values[lb][m] for lb in labels}, z)
+    cmp = Comparison(
+        labels=labels,
+        metrics=metrics,
+        seeds=list(range(seeds)),
+        values=values,
+        winners=winners,
+        margins=margins,
+        z=z,
+        out=folder,
+        runs=runs,
+    )
+    cmp.png = plot(cmp, folder / "compare.png")
+    write_json(folder / "compare.json", cmp.as_dict())
+    return cmp
+
+
+def plot(cmp: Comparison, path: Path) -> Path:
+    """Grouped bars: validation loss per metric (objective and domains) per mixture, ± 1 s.e."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_m, n_l = len(cmp.metrics), len(cmp.labels)
+    fig, axes = plt.subplots(1, n_m, figsize=(max(6.0, 1.6 * n_m + 1.0 * n_l), 3.8), squeeze=False)
+    colors = plt.get_cmap("tab10").colors
+    for ax, metric in zip(axes[0], cmp.metrics, strict=True):
+        means = [cmp.mean(lb, metric) for lb in cmp.labels]
+        errs = [cmp.sem(lb, metric) or 0.0 for lb in cmp.labels]
+        ax.bar(range(n_l), means, yerr=errs, capsize=3, color=[colors[i % 10] for i in range(n_l)])
+        lo = min(m - e for m, e in zip(means, errs, strict=True))
+        hi = max(m + e for m, e in zip(means, errs, strict=True))
+        pad = max(hi - lo, 1e-3) * 0.6
+        ax.set_ylim(lo - pad, hi + pad)  # losses differ in the second decimal: zoom on them
+        win = cmp.winners.get(metric)
+        ax.set_title(f"{metric}" + (f"\nwinner: {win}" if win else "\nno clear winner"), fontsize=9)
+        ax.set_xticks(range(n_l), cmp.labels, rotation=45, ha="right", fontsize=8)
+        ax.tick_params(axis="y", labelsize=8)
+    axes[0][0].set_ylabel("validation loss (nats/token)")
+    fig.suptitle(f"mean ± s.e. over {len(cmp.seeds)} seed(s)", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

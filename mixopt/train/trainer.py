@@ -1,0 +1,486 @@
+"""Train the MoE language model on a mixture: :func:`train`.
+
+Top to bottom: resolve the mixture (a JSON file, ``uniform`` or ``natural``) against the corpus,
+build the model from its config, draw every sequence's domain by the weights in force (the proxy
+sampler; a schedule in the JSON, or a weight updater, changes them), take AdamW steps with the
+routers' balancing bias moved after each, log training loss, expert load per domain and the
+maximum load violation, evaluate loss and bits per byte per domain on the fixed validation
+windows (the proxy's), checkpoint atomically at each evaluation, and end with the comparison of
+measured losses against the search's prediction.
+
+On a GPU (``device="cuda"``, not tested on this project's CPU machines) the forward runs under
+bf16 autocast; the routers stay in float32.
+
+Determinism: the same seed, config, mixture and thread count give the same losses; a run stopped
+and resumed from its checkpoint gives the same losses as one that never stopped (the model,
+optimizer, balancing biases, sampler state and logs are all in the checkpoint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mixopt import paths
+from mixopt.atomic import write_json
+from mixopt.corpus.shards import Corpus
+from mixopt.errors import MixoptError
+from mixopt.mixture import Mixture, check_domains
+from mixopt.proxy.sampler import MixtureSampler
+from mixopt.proxy.train import DEFAULT_MAX_EPOCHS, check_epochs, deterministic, torch_threads
+from mixopt.proxy.valset import ValidationSet
+from mixopt.train import checkpoint
+from mixopt.train.config import LMConfig, ModelSpec, load_model
+from mixopt.train.load import ExpertLoad
+from mixopt.train.model import MoELM
+from mixopt.train.prediction import prediction_report
+from mixopt.train.updater import Observation, WeightUpdater, check_weights, make_updater
+
+log = logging.getLogger(__name__)
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced (also written to ``<out>/result.json``).
+
+    Attributes:
+        status: ``ok``, ``diverged`` (non-finite loss; ``error`` says when) or ``stopped``
+            (``until_step`` reached; resume to go on).
+        metrics: the last evaluation: ``loss/<d>``, ``bpb/<d>``, ``objective``, ``objective_bpb``.
+        history: every evaluation, with ``step`` and ``tokens``.
+        log: training records every ``log_every`` steps (loss, per-domain loss and share, lr,
+            aux loss, MaxVio, weights, tokens/s).
+        expert_load: whole-run routed slots per (layer, domain, expert), MaxVio and a summary.
+        report: the final model against the search's prediction (see prediction.py).
+    """
+
+    status: str
+    out: Path
+    metrics: dict[str, float]
+    history: list[dict[str, Any]]
+    log: list[dict[str, Any]]
+    steps: int
+    total_steps: int
+    tokens: int
+    train_seconds: float
+    eval_seconds: float
+    flops_per_token: float
+    config: dict[str, Any]
+    domain_tokens: dict[str, int] = field(default_factory=dict)
+    expert_load: dict[str, Any] | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.train_seconds if self.train_seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items()}
+        d["out"] = str(self.out)
+        d["tokens_per_s"] = self.tokens_per_s
+        return d
+
+
+def resolve_mixture(mixture: Mixture | str | Path, corpus: Corpus) -> tuple[Mixture, str]:
+    """A Mixture and a short label from a Mixture, a JSON path, ``uniform`` or ``natural``."""
+    if isinstance(mixture, Mixture):
+        return mixture, str(mixture.meta.get("method") or "mixture")
+    text = str(mixture)
+    if text == "uniform":
+        return Mixture.uniform(corpus.domains, method="uniform"), "uniform"
+    if text == "natural":
+        return Mixture.from_tokens(corpus.train_tokens(), method="natural"), "natural"
+    p = Path(text)
+    if p.suffix != ".json" and not p.exists():
+        raise MixoptError(f"mixture {text!r} is neither a JSON file nor 'uniform' or 'natural'")
+    return Mixture.load(p), p.stem
+
+
+def _mixture_key(m: Mixture) -> dict[str, Any]:
+    return {"weights": dict(m.weights), "schedule": [[u, dict(w)] for u, w in m.schedule]}
+
+
+def default_out(spec: ModelSpec, label: str, mixture: Mixture, seed: int, dense: bool) -> Path:
+    h = hashlib.sha256(json.dumps(_mixture_key(mixture), sort_keys=True).encode()).hexdigest()[:8]
+    return paths.home() / "train" / f"{spec.name}{'-dense' if dense else ''}-{label}-{h}-s{seed}"
+
+
+def build(
+    lm: LMConfig, spec: ModelSpec, seed: int, device: torch.device
+) -> tuple[MoELM, torch.optim.Optimizer]:
+    """A seeded model and its AdamW (decoupled decay on matrices and expert weights, not on norms)."""
+    torch.manual_seed(seed)
+    model = MoELM(lm, fused_ops=device.type == "cpu").to(device)
+    tc = spec.train
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=tc.lr,
+        betas=(tc.beta1, tc.beta2),
+        fused=True,
+    )
+    return model, opt
+
+
+class _Window:
+    """Sums over a span of steps: per-domain loss·tokens and tokens, aux loss, MaxVio."""
+
+    def __init__(self, n: int) -> None:
+        self.loss = np.zeros(n)
+        self.tokens = np.zeros(n, dtype=np.int64)
+        self.seqs = np.zeros(n, dtype=np.int64)
+        self.aux = 0.0
+        self.micro = 0
+        self.maxvio: list[float] = []
+
+    def state(self) -> dict[str, Any]:
+        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
+
+    def load(self, s: Mapping[str, Any]) -> None:
+        for k, v in s.items():
+            cur = getattr(self, k)
+            setattr(self, k, np.asarray(v, dtype=cur.dtype) if isinstance(cur, np.ndarray) else v)
+
+    def mean_losses(self) -> np.ndarray:
+        return np.divide(self.loss, self.tokens, out=np.full(len(self.loss), np.nan), where=self.tokens > 0)
+
+
+def _domain_grads(model: MoELM, losses: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    out = {}
+    for g, d in enumerate(names):
+        grads = torch.autograd.grad(losses[g], params, retain_graph=True, allow_unused=True)
+        out[d] = torch.cat(
+            [
+                (x if x is not None else torch.zeros_like(p)).reshape(-1).detach()
+                for x, p in zip(grads, params, strict=True)
+            ]
+        )
+    return out
+
+
+def train(
+    mixture: Mixture | str | Path,
+    corpus: Corpus | str,
+    model: ModelSpec | str = "moe-s",
+    *,
+    seed: int = 0,
+    tokens: int | None = None,
+    dense: bool = False,
+    out: str | Path | None = None,
+    resume: bool = False,
+    updater: WeightUpdater | str | None = None,
+    threads: int | None = None,
+    device: str = "cpu",
+    until_step: int | None = None,
+    on_progress: Progress | None = None,
+) -> TrainResult:
+    """Train the model config ``model`` on ``mixture`` of ``corpus``; see the module doc.
+
+    Args:
+        mixture: a Mixture, a mixture JSON path, ``uniform`` or ``natural``.
+        corpus: a Corpus or a built corpus's name or folder.
+        model: a ModelSpec or a model config name (``moe-s``, ...).
+        seed: seeds the initialisation and the sampler.
+        tokens: overrides the config's token budget.
+        dense: train the dense twin (same shape, no experts).
+        out: the run folder (default under the workspace's ``train/``).
+        resume: continue from ``out/checkpoint.pt`` (refused if it belongs to another run).
+        updater: a WeightUpdater or its spec (see :func:`mixopt.train.updater.make_updater`).
+        threads: torch intra-op threads (None: as the process has).
+        device: ``cpu`` or ``cuda``.
+        until_step: stop after this optimizer step (checkpointed; resume goes on).
+        on_progress: called with a dict after every step and every evaluation.
+
+    Raises:
+        MixoptError: unknown domains, bad configs, a checkpoint of another run, an existing
+            checkpoint without ``resume``.
+    """
+    corpus = corpus if isinstance(corpus, Corpus) else Corpus.open(corpus)
+    spec = load_model(model)
+    if tokens is not None:
+        spec = spec.with_tokens(tokens)
+    mix, label = resolve_mixture(mixture, corpus)
+    check_domains(mix.weights, corpus.domains, where=f"mixture {label}")
+    lm = spec.lm_config(corpus.vocab_size, dense=dense)
+    tc = spec.train
+    steps = tc.steps(lm.context)
+    upd = make_updater(updater)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MixoptError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    domains = corpus.domains
+    fingerprint = {
+        "model": spec.name,
+        "lm": lm.__dict__,
+        "train": spec.as_dict()["train"],
+        "corpus": {"name": corpus.name, "hash": corpus.hash},
+        "mixture": _mixture_key(mix),
+        "seed": seed,
+        "updater": None if upd is None else {"name": upd.name, **upd.params()},
+    }
+    folder = Path(out) if out is not None else default_out(spec, label, mix, seed, dense)
+    if not resume and (folder / checkpoint.CHECKPOINT).exists():
+        raise MixoptError(
+            f"{folder} already holds a checkpoint; pass --resume to continue it, or choose another --out"
+        )
+    state = checkpoint.load(folder, fingerprint) if resume else None
+    tokens_per_step = tc.tokens_per_step(lm.context)
+    check_epochs(mix, corpus.train_tokens(), steps * tokens_per_step, DEFAULT_MAX_EPOCHS, spec.name)
+
+    G = len(domains)
+    sampler = MixtureSampler(
+        {d: corpus.tokens(d, "train") for d in domains}, mix, context=lm.context, batch=tc.batch, seed=seed
+    )
+    valset = ValidationSet.from_corpus(corpus, lm.context, tc.eval_tokens)
+    eval_steps = set(tc.eval_steps(steps))
+    config = {
+        **fingerprint,
+        "params": lm.params(),
+        "flops_per_token": lm.train_flops_per_token(),
+        "steps": steps,
+        "tokens_per_step": tokens_per_step,
+        "device": device,
+        "label": label,
+    }
+
+    with torch_threads(threads), deterministic():
+        net, opt = build(lm, spec, seed, dev)
+        n_moe = len(net.moe_layers())
+        load_all = ExpertLoad(n_moe, domains, lm.n_experts)
+        win, upd_win = _Window(G), _Window(G)
+        logs: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []
+        domain_tokens = np.zeros(G, dtype=np.int64)
+        upd_w: np.ndarray | None = None
+        step, train_s, eval_s = 0, 0.0, 0.0
+        if upd is not None:
+            upd.start(domains, sampler.weights_at(0.0), steps)
+        if state is not None:
+            net.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            sampler.rng.bit_generator.state = state["sampler_rng"]
+            step, train_s, eval_s = state["step"], state["train_seconds"], state["eval_seconds"]
+            logs, history = state["log"], state["history"]
+            win.load(state["window"])
+            upd_win.load(state["updater_window"])
+            load_all.counts[:] = np.asarray(state["expert_load"])
+            domain_tokens[:] = state["domain_tokens"]
+            if state["updater_weights"] is not None:
+                upd_w = np.asarray(state["updater_weights"])
+            if upd is not None:
+                upd.load_state_dict(state["updater"])
+            log.info("resumed %s at step %d of %d", folder, step, steps)
+
+        def weights_now(fraction: float) -> np.ndarray:
+            return upd_w if upd_w is not None else sampler.weights_at(fraction)
+
+        def save_checkpoint() -> None:
+            checkpoint.save(
+                folder,
+                {
+                    "fingerprint": fingerprint,
+                    "step": step,
+                    "model": net.state_dict(),
+                    "opt": opt.state_dict(),
+                    "sampler_rng": sampler.rng.bit_generator.state,
+                    "train_seconds": train_s,
+                    "eval_seconds": eval_s,
+                    "log": logs,
+                    "history": history,
+                    "window": win.state(),
+                    "updater_window": upd_win.state(),
+                    "expert_load": load_all.counts.tolist(),
+                    "domain_tokens": domain_tokens.tolist(),
+                    "updater_weights": None if upd_w is None else upd_w.tolist(),
+                    "updater": {} if upd is None else upd.state_dict(),
+                },
+            )
+
+        status, error = "ok", None
+        t_win = time.perf_counter()
+        while step < steps:
+            if until_step is not None and step >= until_step:
+                status = "stopped"
+                break
+            t0 = time.perf_counter()
+            fraction = step / steps
+            w_now = weights_now(fraction)
+            if upd_w is not None:  # the updater owns the weights: the sampler draws with them
+                sampler.mixture = Mixture(dict(zip(domains, w_now.tolist(), strict=True)))
+            for group in opt.param_groups:
+                group["lr"] = tc.lr_at(step, steps)
+            want_grads = upd is not None and upd.wants_grads and (step + 1) % upd.every == 0
+            grads = None
+            loss_step = 0.0
+            for micro in range(tc.grad_accum):
+                dom, batch = sampler.draw(fraction)
+                x = torch.from_numpy(batch).to(dev)
+                present = np.unique(dom)
+                groups = [torch.from_numpy(np.flatnonzero(dom == g)).to(dev) for g in present]
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                    losses, aux = net.group_losses(x[:, :-1], x[:, 1:], groups)
+                losses, aux = losses.float(), aux.float()
+                sizes = torch.tensor([len(r) for r in groups], dtype=losses.dtype, device=dev) / len(dom)
+                ce = (losses * sizes).sum()
+                ce_value = float(ce.detach())
+                if not math.isfinite(ce_value):
+                    status = "diverged"
+                    error = (
+                        f"training loss became {ce_value} at step {step + 1} of {steps}; "
+                        f"lower the learning rate (model {spec.name}: lr={tc.lr:g})"
+                    )
+                    break
+                if want_grads and micro == tc.grad_accum - 1:
+                    grads = _domain_grads(net, losses, [domains[g] for g in present])
+                ((ce + aux) / tc.grad_accum).backward()
+                loss_step += ce_value / tc.grad_accum
+                lv = losses.detach().double().cpu().numpy()
+                n_tok = np.array([len(r) for r in groups]) * lm.context
+                for w_ in (win, upd_win):
+                    w_.loss[present] += lv * n_tok
+                    w_.tokens[present] += n_tok
+                    w_.seqs[present] += n_tok // lm.context
+                    w_.aux += float(aux.detach())
+                    w_.micro += 1
+                domain_tokens[present] += n_tok
+                if n_moe:
+                    load_all.add(net.routing(), dom, lm.context)
+            if status == "diverged":
+                break
+            if tc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip, foreach=True)
+            opt.step()
+            opt.zero_grad(set_to_none=False)  # keep the buffers: the expert GEMMs add into them in place
+            vio = net.end_step()
+            step += 1
+            for w_ in (win, upd_win):
+                w_.maxvio.append(max(vio) if vio else 0.0)
+            train_s += time.perf_counter() - t0
+
+            if upd is not None and step % upd.every == 0:
+                obs = Observation(
+                    step=step,
+                    total_steps=steps,
+                    domains=tuple(domains),
+                    weights=w_now,
+                    losses=upd_win.mean_losses(),
+                    tokens=upd_win.tokens.copy(),
+                    grads=grads,
+                )
+                new = upd.update(obs)
+                if new is not None:
+                    upd_w = check_weights(new, G, f"updater {upd.name}")
+                    short = [
+                        d
+                        for d, w, n in zip(domains, upd_w, sampler._n_starts, strict=True)
+                        if w > 0 and n < 1
+                    ]
+                    if short:
+                        raise MixoptError(
+                            f"updater {upd.name} gave weight to {', '.join(short)}, which hold "
+                            f"fewer training tokens than one window of {lm.context + 1}"
+                        )
+                upd_win = _Window(G)
+            if step % tc.log_every == 0 or step == steps:
+                now = time.perf_counter()
+                rec = _log_record(
+                    step,
+                    tokens_per_step,
+                    tc.lr_at(step - 1, steps),
+                    win,
+                    domains,
+                    w_now,
+                    (win.micro * tc.batch * lm.context) / max(now - t_win, 1e-9),
+                )
+                logs.append(rec)
+                win, t_win = _Window(G), now
+            if on_progress is not None:
+                on_progress(
+                    {"step": step, "steps": steps, "loss": loss_step, "tokens": step * tokens_per_step}
+                )
+            if step in eval_steps:
+                t1 = time.perf_counter()
+                metrics = valset.evaluate(net)
+                eval_s += time.perf_counter() - t1
+                history.append(
+                    {
+                        "step": step,
+                        "tokens": step * tokens_per_step,
+                        **metrics,
+                        "maxvio": float(load_all.maxvio().max()) if n_moe else 0.0,
+                    }
+                )
+                save_checkpoint()
+                if on_progress is not None:
+                    on_progress({"step": step, "steps": steps, "eval": metrics})
+                t_win += time.perf_counter() - t1
+        if status == "stopped":
+            save_checkpoint()
+
+    metrics = (
+        {k: v for k, v in history[-1].items() if k not in ("step", "tokens", "maxvio")} if history else {}
+    )
+    result = TrainResult(
+        status=status,
+        out=folder,
+        metrics=metrics,
+        history=history,
+        log=logs,
+        steps=step,
+        total_steps=steps,
+        tokens=step * tokens_per_step,
+        train_seconds=train_s,
+        eval_seconds=eval_s,
+        flops_per_token=lm.train_flops_per_token(),
+        config=config,
+        domain_tokens={d: int(n) for d, n in zip(domains, domain_tokens, strict=True)},
+        expert_load=load_all.as_dict() if n_moe else None,
+        report=prediction_report(mix, metrics, domains) if metrics else {},
+        error=error,
+    )
+    write_json(folder / "result.json", result.as_dict())
+    return result
+
+
+def _log_record(
+    step: int,
+    tokens_per_step: int,
+    lr: float,
+    win: _Window,
+    domains: list[str],
+    weights: np.ndarray,
+    tokens_per_s: float,
+) -> dict[str, Any]:
+    mean = win.mean_losses()
+    total = win.tokens.sum()
+    rec: dict[str, Any] = {
+        "step": step,
+        "tokens": step * tokens_per_step,
+        "lr": lr,
+        "loss": float(win.loss.sum() / total) if total else math.nan,
+        "aux": win.aux / max(win.micro, 1),
+        "maxvio": float(np.mean(win.maxvio)) if win.maxvio else 0.0,
+        "maxvio_max": float(np.max(win.maxvio)) if win.maxvio else 0.0,
+        "tokens_per_s": tokens_per_s,
+        "weights": {d: float(w) for d, w in zip(domains, weights, strict=True)},
+    }
+    seqs = win.seqs.sum()
+    for g, d in enumerate(domains):
+        rec[f"share/{d}"] = float(win.seqs[g] / seqs) if seqs else 0.0
+        if win.tokens[g]:
+            rec[f"loss/{d}"] = float(mean[g])
+    return rec

@@ -1,0 +1,249 @@
+"""The final trainer on the tiny corpus with the debug MoE: metrics, resume, schedules, updaters, refusals."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mixopt.corpus.shards import Corpus
+from mixopt.errors import MixoptError
+from mixopt.mixture import Mixture
+from mixopt.train import checkpoint
+from mixopt.train.config import DEBUG, TrainConfig
+from mixopt.train.trainer import train
+from mixopt.train.updater import LossReweighter, Observation, ScheduleUpdater, WeightUpdater
+
+# One step per log record, so the shares of every step can be read back.
+STEPWISE = replace(DEBUG, train=replace(DEBUG.train, log_every=1))
+
+
+@pytest.fixture(scope="module")
+def uniform_run(tiny_corpus, tmp_path_factory):  # noqa: ANN001, ANN201
+    out = tmp_path_factory.mktemp("uniform") / "run"
+    return train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out)
+
+
+def test_run_reports_metrics_load_and_writes_result(tiny_corpus, uniform_run) -> None:  # noqa: ANN001
+    res = uniform_run
+    steps = DEBUG.train.steps(DEBUG.shape["context"])
+    assert res.status == "ok" and res.steps == res.total_steps == steps
+    for d in tiny_corpus.domains:
+        loss = res.metrics[f"loss/{d}"]
+        assert 0 < loss < math.log(tiny_corpus.vocab_size)
+        assert res.metrics[f"bpb/{d}"] == pytest.approx(
+            loss / math.log(2) / tiny_corpus.bytes_per_token(d, "val")
+        )
+    assert [h["step"] for h in res.history] == DEBUG.train.eval_steps(steps)
+    assert res.history[-1]["objective"] < res.history[0]["objective"] < math.log(tiny_corpus.vocab_size)
+    # expert load: every routed slot of every step is counted, per layer, domain and expert
+    counts = np.asarray(res.expert_load["counts"])
+    assert counts.shape == (1, 4, 4)
+    assert counts.sum() == res.tokens * DEBUG.shape["top_k"]
+    assert counts.sum(axis=(0, 2)).tolist() == [res.domain_tokens[d] * 2 for d in tiny_corpus.domains]
+    assert all(v >= 0 for v in res.expert_load["maxvio"]) and "maxvio" in res.log[-1]
+    assert set(res.expert_load["summary"]) == set(tiny_corpus.domains)
+    on_disk = json.loads((res.out / "result.json").read_text())
+    assert on_disk["metrics"] == res.metrics and on_disk["status"] == "ok"
+    assert (res.out / checkpoint.CHECKPOINT).is_file()
+
+
+def test_resume_reproduces_the_uninterrupted_run(tiny_corpus, uniform_run, tmp_path: Path) -> None:  # noqa: ANN001
+    out = tmp_path / "run"
+    first = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, until_step=7)
+    assert first.status == "stopped" and first.steps == 7
+    second = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)
+    assert second.status == "ok"
+    assert second.metrics == uniform_run.metrics
+    assert [r["loss"] for r in second.log] == [r["loss"] for r in uniform_run.log]
+    assert second.expert_load["counts"] == uniform_run.expert_load["counts"]
+    a = torch.load(out / checkpoint.CHECKPOINT, weights_only=False)["model"]
+    b = torch.load(uniform_run.out / checkpoint.CHECKPOINT, weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)  # balancing biases included
+    assert any(k.endswith("expert_bias") and a[k].abs().sum() > 0 for k in a)
+
+
+def test_same_seed_same_run_and_dense_twin_trains(tiny_corpus, uniform_run, tmp_path: Path) -> None:  # noqa: ANN001
+    again = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=tmp_path / "again")
+    assert again.metrics == uniform_run.metrics
+    dense = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=tmp_path / "dense", dense=True)
+    assert dense.status == "ok" and dense.expert_load is None and dense.metrics != uniform_run.metrics
+    assert dense.config["params"]["total"] < uniform_run.config["params"]["total"]
+
+
+def test_schedule_changes_domain_shares_at_the_right_steps(tiny_corpus, tmp_path: Path) -> None:  # noqa: ANN001
+    first = {"code": 0.0, "docs": 0.0, "drama": 1.0, "legal": 0.0}
+    second = {"code": 0.5, "docs": 0.0, "drama": 0.0, "legal": 0.5}
+    mix = Mixture(first, schedule=((0.25, first), (1.0, second)))
+    res = train(mix, tiny_corpus, STEPWISE, seed=0, threads=1, out=tmp_path / "sched")
+    steps = res.total_steps
+    switch = math.ceil(0.25 * steps)  # step i draws with the weights at fraction i / steps
+    for rec in res.log:
+        i = rec["step"] - 1  # the record of the i-th step (0-based)
+        if i < switch:
+            assert rec["share/drama"] == 1.0, rec
+        else:
+            assert rec["share/drama"] == 0.0 and rec["share/docs"] == 0.0
+            assert rec["share/code"] + rec["share/legal"] == 1.0
+    late = sum(r["share/code"] for r in res.log if r["step"] > switch) / (steps - switch)
+    assert 0.25 < late < 0.75  # half of the later sequences, give or take sampling noise
+
+
+class Recorder(WeightUpdater):
+    """Sees every observation; after the first, puts all weight on 'legal'."""
+
+    name = "recorder"
+
+    def __init__(self, every: int, wants_grads: bool) -> None:
+        self.every, self.wants_grads = every, wants_grads
+        self.seen: list[Observation] = []
+
+    def update(self, obs: Observation) -> np.ndarray | None:
+        self.seen.append(obs)
+        return np.array([0.0, 0.0, 0.0, 1.0])
+
+
+def test_updater_is_called_every_n_steps_and_its_weights_are_used(tiny_corpus, tmp_path: Path) -> None:  # noqa: ANN001
+    rec = Recorder(every=5, wants_grads=True)
+    res = train("uniform", tiny_corpus, STEPWISE, seed=0, threads=1, out=tmp_path / "upd", updater=rec)
+    assert [o.step for o in rec.seen] == list(range(5, res.total_steps + 1, 5))
+    first = rec.seen[0]
+    assert first.weights.tolist() == [0.25] * 4 and first.tokens.sum() == 5 * 8 * 32
+    assert np.all(np.isfinite(first.losses[first.tokens > 0]))
+    n_params = sum(p.numel() for p in _model_like(res).parameters())
+    assert set(first.grads) <= set(tiny_corpus.domains) and len(first.grads) >= 2
+    assert all(g.shape == (n_params,) and g.abs().sum() > 0 for g in first.grads.values())
+    shares = [r["share/legal"] for r in res.log]
+    assert all(s == 1.0 for s in shares[5:]) and any(s < 1.0 for s in shares[:5])
+    assert res.log[-1]["weights"]["legal"] == 1.0
+
+
+def _model_like(res):  # noqa: ANN001, ANN202
+    from mixopt.train.config import LMConfig
+    from mixopt.train.model import MoELM
+
+    return MoELM(LMConfig(**res.config["lm"]))
+
+
+def test_schedule_updater_and_loss_reweighter() -> None:
+    sched = ScheduleUpdater([(0.5, {"a": 1.0, "b": 0.0}), (1.0, {"a": 0.2, "b": 0.8})], every=2)
+    sched.start(["a", "b"], np.array([0.5, 0.5]), 10)
+    obs = Observation(
+        step=2,
+        total_steps=10,
+        domains=("a", "b"),
+        weights=np.array([0.5, 0.5]),
+        losses=np.array([1.0, 2.0]),
+        tokens=np.array([10, 10]),
+    )
+    assert sched.update(obs).tolist() == [1.0, 0.0]
+    assert sched.update(replace(obs, step=6)).tolist() == [0.2, 0.8]
+    rw = LossReweighter(every=1, eta=1.0, decay=0.0, epsilon=0.0)
+    rw.start(["a", "b", "c"], np.array([0.4, 0.4, 0.2]), 10)
+    w = rw.update(
+        Observation(
+            step=1,
+            total_steps=10,
+            domains=("a", "b", "c"),
+            weights=np.array([0.4, 0.4, 0.2]),
+            losses=np.array([1.0, 3.0, np.nan]),
+            tokens=np.array([5, 5, 0]),
+        )
+    )
+    assert w[1] > 0.4 > w[0] and w.sum() == pytest.approx(1.0)
+    state = rw.state_dict()
+    other = LossReweighter(every=1, eta=1.0, decay=0.0, epsilon=0.0)
+    other.start(["a", "b", "c"], np.array([0.4, 0.4, 0.2]), 10)
+    other.load_state_dict(state)
+    assert other._log_w.tolist() == rw._log_w.tolist()
+
+
+def test_loss_reweighter_runs_in_training_and_resumes(tiny_corpus, tmp_path: Path) -> None:  # noqa: ANN001
+    full = train(
+        "uniform", tiny_corpus, STEPWISE, seed=0, threads=1, out=tmp_path / "a", updater="loss:every=4"
+    )
+    assert full.log[-1]["weights"] != full.log[0]["weights"]
+    train(
+        "uniform",
+        tiny_corpus,
+        STEPWISE,
+        seed=0,
+        threads=1,
+        out=tmp_path / "b",
+        updater="loss:every=4",
+        until_step=10,
+    )
+    resumed = train(
+        "uniform",
+        tiny_corpus,
+        STEPWISE,
+        seed=0,
+        threads=1,
+        out=tmp_path / "b",
+        updater="loss:every=4",
+        resume=True,
+    )
+    assert resumed.metrics == full.metrics and resumed.log == _without_speed(resumed.log, full.log)
+
+
+def _without_speed(a: list[dict], b: list[dict]) -> list[dict]:
+    """``b`` with each record's tokens/s taken from ``a`` (wall-clock figures differ between runs)."""
+    return [{**rb, "tokens_per_s": ra["tokens_per_s"]} for ra, rb in zip(a, b, strict=True)]
+
+
+def test_refuses_unknown_domains_and_foreign_checkpoints(tiny_corpus, tmp_path: Path) -> None:  # noqa: ANN001
+    with pytest.raises(MixoptError, match="lacks: math, poetry"):
+        train(Mixture({"code": 0.5, "math": 0.25, "poetry": 0.25}), tiny_corpus, DEBUG, out=tmp_path / "x")
+    out = tmp_path / "run"
+    train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, until_step=2)
+    with pytest.raises(MixoptError, match="already holds a checkpoint"):
+        train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out)
+    with pytest.raises(MixoptError, match="model config differs"):
+        train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True, dense=True)
+    with pytest.raises(MixoptError, match="seed differs"):
+        train("uniform", tiny_corpus, DEBUG, seed=1, threads=1, out=out, resume=True)
+    other = tmp_path / "other-corpus"  # the same files under another content hash
+    shutil.copytree(tiny_corpus.path, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["hash"] = "0" * 16
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(MixoptError, match="corpus differs"):
+        train("uniform", Corpus(other), DEBUG, seed=0, threads=1, out=out, resume=True)
+    with pytest.raises(MixoptError, match="no checkpoint"):
+        train("uniform", tiny_corpus, DEBUG, out=tmp_path / "empty", resume=True)
+
+
+def test_bad_configs_are_refused() -> None:
+    from mixopt.train.config import spec_from_dict
+
+    base = dict(DEBUG.shape, batch=8, tokens=100_000, lr=1e-3, min_lr=1e-4)
+    with pytest.raises(MixoptError, match="not divisible by n_head"):
+        spec_from_dict("bad", {**base, "d_model": 30, "n_head": 4})
+    with pytest.raises(MixoptError, match="top_k 5 is more than n_experts 4"):
+        spec_from_dict("bad", {**base, "top_k": 5})
+    with pytest.raises(MixoptError, match="unknown key"):
+        spec_from_dict("bad", {**base, "n_expert": 4})
+    with pytest.raises(MixoptError, match="less than one step"):
+        spec_from_dict("bad", {**base, "tokens": 10})
+    with pytest.raises(MixoptError):
+        TrainConfig(batch=8, tokens=1000, lr=1e-3, min_lr=1e-2)
+
+
+def test_shipped_model_configs_load() -> None:
+    from mixopt.proxy.rungs import ladder
+    from mixopt.train.config import available_models, load_model
+
+    assert {"moe-xs", "moe-s", "moe-m", "moe-debug"} <= set(available_models())
+    for name in ("moe-xs", "moe-s", "moe-m"):
+        cfg = load_model(name).lm_config(8192)
+        p, twin = cfg.params(), cfg.twin().params()
+        assert p["total"] > p["active"] and abs(twin["active"] - p["active"]) < 0.01 * p["active"]
+    s = load_model("moe-s").lm_config(8192).params()
+    biggest_rung = max(r.non_embedding_params() for r in ladder())
+    assert s["total"] - s["embedding"] > biggest_rung  # bigger than every proxy

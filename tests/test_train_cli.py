@@ -1,0 +1,293 @@
+"""``mixopt train``, ``mixopt compare`` and ``mixopt bench moe`` through the CLI, bad input included."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mixopt.cli import main
+from mixopt.train.compare import verdict
+
+DEBUG_TOML = """
+n_layer = 1
+d_model = 32
+n_head = 2
+context = 32
+n_experts = 4
+top_k = 2
+expert_hidden = 16
+batch = 8
+tokens = 4096
+lr = 3e-3
+min_lr = 3e-4
+eval_tokens = 256
+eval_at = [1.0]
+log_every = 4
+"""
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _mixture(path: Path, weights: dict, **extra) -> Path:  # noqa: ANN003
+    path.write_text(json.dumps({"schema": "mixopt.mixture/v1", "weights": weights, **extra}))
+    return path
+
+
+@pytest.fixture
+def model_toml(tmp_path: Path) -> Path:
+    p = tmp_path / "tiny-moe.toml"
+    p.write_text(DEBUG_TOML)
+    return p
+
+
+def test_train_cli_reports_against_the_prediction(tiny_workspace: Path, model_toml: Path, capsys) -> None:  # noqa: ANN001
+    mix = _mixture(
+        tiny_workspace / "searched.json",
+        {"code": 0.4, "docs": 0.2, "drama": 0.2, "legal": 0.2},
+        objective={"kind": "mean_loss", "metric": "loss", "weights": {}},
+        predicted={"mean": 3.5, "std": 0.1, "interval": [3.2, 3.8]},
+        measured={"mean": 3.6, "std": 0.05, "sem": 0.03, "n": 3, "rung": "xs"},
+    )
+    out = tiny_workspace / "run"
+    code, stdout, err = run(
+        [
+            "train",
+            "--mixture",
+            str(mix),
+            "--corpus",
+            "tiny",
+            "--model",
+            str(model_toml),
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "search predicted 3.5000" in stdout and "interval [3.2000, 3.8000]" in stdout
+    assert "measured at proxy rung xs: 3.6000 ± 0.0300" in stdout and "max load violation" in stdout
+    res = json.loads((out / "result.json").read_text())
+    assert res["report"]["predicted"] == 3.5 and res["report"]["final"] == pytest.approx(
+        res["metrics"]["objective"]
+    )
+    assert res["report"]["inside_interval"] == (3.2 <= res["metrics"]["objective"] <= 3.8)
+    # the same command again refuses to overwrite; --resume of a finished run just reports it
+    code, _, err = run(
+        ["train", "--mixture", str(mix), "--corpus", "tiny", "--model", str(model_toml), "--out", str(out)],
+        capsys,
+    )
+    assert code == 2 and "--resume" in err
+    code, stdout, _ = run(
+        [
+            "train",
+            "--mixture",
+            str(mix),
+            "--corpus",
+            "tiny",
+            "--model",
+            str(model_toml),
+            "--out",
+            str(out),
+            "--resume",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0 and json.loads(stdout)["metrics"] == res["metrics"]
+
+
+@pytest.mark.parametrize(
+    ("weights", "extra", "message"),
+    [
+        ({"code": 0.5, "math": 0.3, "poems": 0.2}, {}, "lacks: math, poems"),
+        (
+            {"code": 1.0},
+            {
+                "schedule": [
+                    {"until": 0.6, "weights": {"code": 1.0}},
+                    {"until": 0.4, "weights": {"code": 1.0}},
+                ]
+            },
+            "fractions must increase",
+        ),
+    ],
+)
+def test_bad_mixtures_exit_2(tiny_workspace: Path, weights, extra, message, capsys) -> None:  # noqa: ANN001
+    mix = _mixture(tiny_workspace / "bad.json", weights, **extra)
+    code, _, err = run(["train", "--mixture", str(mix), "--corpus", "tiny", "--model", "moe-debug"], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("d_model = 30\nn_head = 4", "not divisible by n_head"),
+        ("top_k = 6", "top_k 6 is more than n_experts 4"),
+    ],
+)
+def test_bad_model_configs_exit_2(tiny_workspace: Path, change: str, message: str, capsys) -> None:  # noqa: ANN001
+    lines = [
+        ln
+        for ln in DEBUG_TOML.splitlines()
+        if ln.split(" = ")[0] not in {c.split(" = ")[0] for c in change.splitlines()}
+    ]
+    bad = tiny_workspace / "bad.toml"
+    bad.write_text("\n".join(lines) + "\n" + change + "\n")
+    code, _, err = run(["train", "--mixture", "uniform", "--corpus", "tiny", "--model", str(bad)], capsys)
+    assert code == 2 and message in err
+
+
+def test_foreign_checkpoint_refused_through_cli(tiny_workspace: Path, model_toml: Path, capsys) -> None:  # noqa: ANN001
+    out = tiny_workspace / "run"
+    code, _, err = run(
+        [
+            "train",
+            "--mixture",
+            "uniform",
+            "--corpus",
+            "tiny",
+            "--model",
+            str(model_toml),
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    code, _, err = run(
+        [
+            "train",
+            "--mixture",
+            "natural",
+            "--corpus",
+            "tiny",
+            "--model",
+            str(model_toml),
+            "--out",
+            str(out),
+            "--resume",
+        ],
+        capsys,
+    )
+    assert code == 2 and "belongs to another run (mixture differs" in err
+
+
+def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Path, capsys) -> None:  # noqa: ANN001
+    drama = _mixture(
+        tiny_workspace / "drama-heavy.json", {"code": 0.05, "docs": 0.05, "drama": 0.85, "legal": 0.05}
+    )
+    out = tiny_workspace / "cmp"
+    code, stdout, err = run(
+        [
+            "compare",
+            str(drama),
+            "uniform",
+            "--corpus",
+            "tiny",
+            "--model",
+            str(model_toml),
+            "--seeds",
+            "2",
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "drama-heavy" in stdout and "uniform" in stdout and "±" in stdout
+    data = json.loads((out / "compare.json").read_text())
+    assert data["labels"] == ["drama-heavy", "uniform"] and len(data["values"]["uniform"]["drama"]) == 2
+    assert (out / "compare.png").stat().st_size > 1000
+    assert (out / "uniform" / "seed1" / "result.json").is_file()
+    # a drama-heavy mixture is better on drama than uniform at the same budget
+    assert data["mean"]["drama-heavy"]["drama"] < data["mean"]["uniform"]["drama"]
+    # a second call reuses the finished runs (nothing retrained: same numbers)
+    code, stdout2, _ = run(
+        [
+            "compare",
+            str(drama),
+            "uniform",
+            "--corpus",
+            "tiny",
+            "--model",
+            str(model_toml),
+            "--seeds",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0 and json.loads(stdout2)["values"] == data["values"]
+    code, _, err = run(["compare", "uniform", "--corpus", "tiny", "--model", str(model_toml)], capsys)
+    assert code == 2 and "at least two mixtures" in err
+
+
+def test_verdict_needs_a_margin_beyond_the_error() -> None:
+    clear = {"a": [1.0, 1.1, 0.9], "b": [1.5, 1.62, 1.41]}
+    assert verdict(clear, 2.0)[0] == "a"
+    noisy = {"a": [1.0, 1.5, 0.6], "b": [1.2, 1.1, 1.0]}
+    assert verdict(noisy, 2.0)[0] is None
+    assert verdict({"a": [1.0], "b": [2.0]}, 2.0) == (None, None)  # one seed: no error estimate
+
+
+def test_bench_moe_cli_small_grid(tiny_workspace: Path, capsys) -> None:  # noqa: ANN001
+    out = tiny_workspace / "bench.json"
+    code, stdout, err = run(
+        [
+            "bench",
+            "moe",
+            "--experts",
+            "4,8",
+            "--top-k",
+            "1,2",
+            "--tokens",
+            "256",
+            "--d-model",
+            "32",
+            "--hidden",
+            "16",
+            "--rounds",
+            "1",
+            "--no-train",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "fused/dense" in stdout and "goal fused ≥ 1.5× naive at E=8" in stdout
+    data = json.loads(out.read_text())
+    assert len(data["layers"]) == 4 and all(r["vs_dense"] > 0 and r["vs_naive"] > 0 for r in data["layers"])
+    code, _, err = run(["bench", "moe", "--device", "cuda", "--quick"], capsys)
+    assert code == 2 and "no CUDA device" in err
+    code, _, err = run(["bench", "moe", "--experts", "2", "--top-k", "4"], capsys)
+    assert code == 2 and "grid is empty" in err
+
+
+def test_bench_training_rows() -> None:
+    from mixopt.bench.moe import bench_training
+
+    rows = bench_training("moe-debug", steps=1, vocab_size=512)
+    assert [r.name for r in rows] == ["moe-debug", "moe-debug dense twin"]
+    assert all(r.tokens_per_s > 0 and 0 < r.mfu < 2 for r in rows)
+    assert rows[0].params > rows[1].params
