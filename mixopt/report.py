@@ -108,22 +108,28 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int,
     return {k2: float(v) for k2, v in m.items()}, None
 
 
-def _plot_weights(path: Path, result: dict[str, Any], domains: list[str]) -> None:
+def _plot_weights(path: Path, result: dict[str, Any], domains: list[str], top: int = 20) -> None:
     plt = _pyplot()
     cands = result["candidates"]
-    n, c = len(domains), len(cands)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * n * max(1, c) / 3 + 2), 4.5))
+    shown = domains
+    if len(domains) > top:  # many domains: the ones any candidate weights most
+        shown = sorted(domains, key=lambda d: -max(c["weights"][d] for c in cands))[:top]
+    n, c = len(shown), len(cands)
+    fig, ax = plt.subplots(figsize=(min(16.0, max(6.5, 0.22 * n * c + 2)), 4.8))
     width = 0.8 / c
     x = np.arange(n)
     for i, cand in enumerate(cands):
-        w = [cand["weights"][d] for d in domains]
+        w = [cand["weights"][d] for d in shown]
         label = cand["name"] + (" (exported)" if cand.get("exported") else "")
         ax.bar(x - 0.4 + width * (i + 0.5), w, width, label=label, color=_color(i),
                edgecolor="black" if cand.get("exported") else "none", linewidth=1.2)
-    ax.set_xticks(x, domains, rotation=30 if n > 6 else 0, ha="right" if n > 6 else "center")
+    rotate = n > 6
+    ax.set_xticks(x, shown, rotation=30 if rotate else 0, ha="right" if rotate else "center")
     ax.set_ylabel("weight")
-    ax.set_title(f"search {result['search_id']}: proposed weights vs baselines")
-    ax.legend(frameon=False, fontsize=8, ncols=min(c, 5), loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    more = f" (top {n} of {len(domains)} domains)" if n < len(domains) else ""
+    ax.set_title(f"search {result['search_id']}: proposed weights vs baselines{more}", pad=28)
+    # legend in a row between the title and the axes, clear of the bars and the rotated labels
+    ax.legend(frameon=False, fontsize=8, ncols=min(c, 5), loc="lower center", bbox_to_anchor=(0.5, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

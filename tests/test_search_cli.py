@@ -121,10 +121,13 @@ def test_search_runs_list_report_through_the_cli(workspace, tmp_path, capsys, ra
     names = {p.rsplit("/", 1)[-1] for p in rep["files"]}
     assert {"weights.png", "runs.png", "report.md", "cv.png"} <= names
 
-    # a finished search resumed is its stored result, nothing runs again
-    assert run_cli(["search", "--resume", "cli", "--json"]) == 0
+    # a finished search resumed is its stored result, nothing runs again; --out writes its mixture there
+    n_runs = len(RunStore().runs(search_id="cli"))
+    assert run_cli(["search", "--resume", "cli", "--json", "--out", str(tmp_path / "again.json")]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["search_id"] == "cli" and again["weights"] == json.loads(out.read_text())["weights"]
+    assert json.loads((tmp_path / "again.json").read_text())["weights"] == again["weights"]
+    assert len(RunStore().runs(search_id="cli")) == n_runs
     # the name is taken now
     assert run_cli(["search", *FAST, "--name", "cli"]) == 2
     assert "--resume cli" in capsys.readouterr().err

@@ -58,7 +58,7 @@ class SearchConfig:
     rung: str = "xs"
     fidelity: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
-    validate: int = 0
+    validate: int = 2
     validate_rung: str | None = None
     retries: int = 1
     reuse: bool = True

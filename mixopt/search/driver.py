@@ -88,7 +88,15 @@ def resume_search(
     st = RunStore(store) if store else RunStore()
     rec = st.require_search(name)
     if rec.state == "done" and rec.result:
-        return SearchResult.from_dict(rec.result)
+        result = SearchResult.from_dict(rec.result)
+        if out is not None:  # a finished search resumed with --out: write its mixture there too
+            from mixopt.mixture import Mixture
+            from mixopt.search.prepare import check_writable
+
+            target = check_writable(out)
+            Mixture.load(result.mixture_path).save(target)
+            result.out = str(target)
+        return result
     cfg = SearchConfig.from_dict(rec.config)
     changes: dict[str, Any] = {"store": str(st.path)}
     if address is not None:

@@ -163,6 +163,8 @@ def run_trials(
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Without those loggers Tune's result grid warns that it finds no metrics files; the store has them.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # On Ctrl-C Tune suggests Tuner.restore; mixopt resumes from the store (--resume NAME) instead.
+    logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
     alg = ConcurrencyLimiter(searcher, max_concurrent=max(1, concurrency), batch=batch)
     fn = tune.with_resources(tune.with_parameters(trainable, ctx=ctx), {"cpu": cpus_per_trial})
     name = f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
