@@ -19,7 +19,7 @@ from mixopt.fitters.registry import fitter_class, get_fitter
 from mixopt.proposers import BestRunProposer, Proposal, TopKProposer
 from mixopt.space import SearchSpace
 
-ProposerName = Literal["topk", "best_run"]
+ProposerName = Literal["topk", "best_run", "exact"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,7 +30,8 @@ class MethodSpec:
         name: the name users pass to ``--method``.
         description: one line for help texts.
         fitter: registry name of the fitter, None for methods that fit nothing.
-        proposer: ``"topk"`` (RegMix: average of the best predicted candidates) or ``"best_run"``.
+        proposer: ``"topk"`` (RegMix: average of the best predicted candidates), ``"best_run"`` or
+            ``"exact"`` (a convex solve of the fitted law; top-k for models without a convex form).
         sequential: proposes after every run (True) or once after the swarm (False).
     """
 
@@ -50,12 +51,18 @@ class MethodSpec:
             params.setdefault("random_state", seed)
         return get_fitter(self.fitter, **params)
 
-    def make_proposer(self, *, seed: int | None = None, **params: Any) -> TopKProposer | BestRunProposer:
+    def make_proposer(self, *, seed: int | None = None, **params: Any) -> Any:
         """A new proposer; ``params`` are its options (n_candidates, k, ... for top-k)."""
         if self.proposer == "best_run":
             if params:
                 raise MixoptError(f"method {self.name!r} proposes the best run; it takes no proposer options")
             return BestRunProposer()
+        if self.proposer == "exact":
+            from mixopt.proposers.exact import ExactProposer
+
+            if seed is not None:
+                params.setdefault("random_state", seed)
+            return ExactProposer(**params)  # top-k options go to its fallback
         valid = [p for p in inspect.signature(TopKProposer).parameters]
         unknown = sorted(set(params) - set(valid))
         if unknown:
@@ -100,6 +107,26 @@ METHODS: dict[str, MethodSpec] = {
     "random": MethodSpec(
         name="random", fitter=None, proposer="best_run",
         description="the best run of the swarm, as measured",
+    ),
+    "mixing-law": MethodSpec(
+        name="mixing-law", fitter="mixing-law", proposer="exact",
+        description="Data Mixing Law c + k·exp(t·r), multi-start L-BFGS on a Huber loss, exact convex solve",
+    ),
+    "loglinear": MethodSpec(
+        name="loglinear", fitter="loglinear", proposer="exact",
+        description="Olmix's log-linear law exp(c) + exp(t·x), exact convex solve, KL pull to the prior",
+    ),
+    "bimix": MethodSpec(
+        name="bimix", fitter="bimix", proposer="exact",
+        description="BiMix: sum of power laws in each domain's share, exact convex solve",
+    ),
+    "gp": MethodSpec(
+        name="gp", fitter="gp", proposer="topk",
+        description="Gaussian process (BoTorch, Matérn ARD), top-k of its mean, its std reported",
+    ),
+    "auto": MethodSpec(
+        name="auto", fitter="auto", proposer="exact",
+        description="the fitter with the best K-fold CV Spearman on the runs (or an average of the top 2-3)",
     ),
 }
 

@@ -147,8 +147,8 @@ def bad(args: list[str], capsys: pytest.CaptureFixture[str], match: str, out: Pa
 def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "mix.json"
     base = ["fit", "--ratios", R, "--metrics", M]
-    bad([*base, "--target", T, "--method", "bimix", "--propose", "--out", str(out)], capsys,
-        "choose one of linear, random, regmix", out)
+    bad([*base, "--target", T, "--method", "lightgbm", "--propose", "--out", str(out)], capsys,
+        "method 'lightgbm' is unknown; choose one of", out)
     bad([*base, "--target", "loss", "--propose", "--out", str(out)], capsys,
         "give one of: mean, metric/the_pile_arxiv_val_loss", out)
     bad([*base, "--target", T, "--propose", "--out", str(out), "--fix", "train_the_pile_arxiv=0.7",

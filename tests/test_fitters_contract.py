@@ -11,10 +11,23 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from mixopt.fitters import available_fitters, get_fitter
 
-_FAST = {"regmix": {"n_estimators": 100}}
+_FAST = {
+    "regmix": {"n_estimators": 100},
+    "mixing-law": {"n_starts": 4, "n_polish": 1},
+    "loglinear": {"starts_per_c": 2, "n_polish": 1},
+    "bimix": {"n_starts": 2, "n_polish": 1},
+    "auto": {"candidates": ("linear",), "k": 3},
+}
+
+
+def _expected_failures(estimator: object) -> dict[str, str]:
+    # BiMix has 2 parameters per domain: the check's 11 runs over 10 domains are refused, by design.
+    if type(estimator).__name__ == "BiMixFitter":
+        return {"check_regressor_multioutput": "11 runs < 20 parameters: refused with a MixoptError"}
+    return {}
 ESTIMATORS = [get_fitter(name, **_FAST.get(name, {})) for name in available_fitters()]
 
 
-@parametrize_with_checks(ESTIMATORS)
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failures)
 def test_sklearn_contract(estimator, check) -> None:  # noqa: ANN001
     check(estimator)

@@ -93,7 +93,7 @@ def test_best_run() -> None:
 
 
 def test_methods_registry() -> None:
-    assert available_methods() == ["linear", "random", "regmix"]
+    assert {"linear", "random", "regmix"} <= set(available_methods())
     for name in available_methods():
         m = get_method(name)
         assert m.name == name and m.sequential is False
@@ -103,7 +103,7 @@ def test_methods_registry() -> None:
     assert isinstance(prop, TopKProposer) and prop.k == 128 and prop.n_candidates >= 100_000
     assert prop.random_state == 7
     assert get_method("regmix").make_fitter(seed=3).random_state == 3
-    with pytest.raises(MixoptError, match="linear, random, regmix"):
+    with pytest.raises(MixoptError, match="linear, .*random, regmix"):
         get_method("uniform")
     with pytest.raises(MixoptError, match="unknown proposer option"):
         get_method("regmix").make_proposer(topk=3)

@@ -29,11 +29,15 @@ def _assignments(values: list[str] | None, option: str) -> dict[str, float]:
 
 @app.command("fit")
 def fit(
-    ratios: Annotated[Path, _o("--ratios", help="CSV of mixture weights: a run or index column + one column "
-                               "per domain.")],
-    metrics: Annotated[Path, _o("--metrics", help="CSV of metrics: the same run or index column + metrics.")],
-    target: Annotated[str, _o("--target", help="Metric column to model, or 'mean' (all metric columns).")],
-    method: Annotated[str, _o("--method", "-m", help="regmix, linear or random.")] = "regmix",
+    ratios: Annotated[Path | None, _o("--ratios", help="CSV of mixture weights: a run or index column + one "
+                                      "column per domain.")] = None,
+    metrics: Annotated[Path | None, _o("--metrics", help="CSV of metrics: the same run or index column + "
+                                       "metrics.")] = None,
+    target: Annotated[str | None, _o("--target", help="Metric column to model, or 'mean' (all metric "
+                                     "columns); --fidelity-law: objective domains d1,d2 or d1=0.7,d2=0.3."
+                                     )] = None,
+    method: Annotated[str, _o("--method", "-m", help="regmix, linear, random, mixing-law, loglinear, bimix, "
+                              "gp or auto.")] = "regmix",
     cv: Annotated[int | None, _o("--cv", help="K-fold cross-validation: Spearman, Pearson, MAE, "
                                  "relative error.")] = None,
     predict: Annotated[Path | None, _o("--predict", help="New mixtures (CSV) to predict.")] = None,
@@ -46,9 +50,42 @@ def fit(
     fix: Annotated[list[str] | None, _o("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")] = None,
     candidates: Annotated[int, _o("--candidates", help="Candidates the top-k proposer predicts.")] = 100_000,
     top_k: Annotated[int, _o("--top-k", help="How many best candidates are averaged.")] = 128,
+    fidelity_law: Annotated[bool, _o("--fidelity-law", help="Use the run store's proxy runs at several "
+                                     "rungs: step law per run, size law per mixture, then the mixing law at "
+                                     "the target scale.")] = False,
+    store: Annotated[str | None, _o("--store", help="--fidelity-law: run store path.")] = None,
+    search: Annotated[list[str] | None, _o("--search", help="--fidelity-law: searches whose runs are used "
+                                           "(repeatable; default all).")] = None,
+    target_tokens: Annotated[float | None, _o("--target-tokens", help="--fidelity-law: training tokens to "
+                                              "extrapolate to (default: the last checkpoint).")] = None,
+    target_size: Annotated[float | None, _o("--target-size", help="--fidelity-law: non-embedding parameters "
+                                            "to extrapolate to (default: the largest rung).")] = None,
+    size_exponent: Annotated[float | None, _o("--size-exponent", help="--fidelity-law: fixed size-law "
+                                              "exponent (needed with two rungs).")] = None,
+    metric: Annotated[str, _o("--metric", help="--fidelity-law: loss or bpb.")] = "loss",
 ) -> None:
     """Fit on RegMix/Olmix-style run tables; cross-validate, predict new mixtures or propose one."""
+    from mixopt.errors import MixoptError
     from mixopt.fitters.api import FitConfig, fit_tables
+
+    if fidelity_law:
+        from mixopt.fitters.scale_api import ScaleFitConfig, fit_across_scale
+
+        if ratios is not None or metrics is not None or cv is not None or predict is not None:
+            raise MixoptError("--fidelity-law reads the run store; drop --ratios/--metrics/--cv/--predict")
+        res = fit_across_scale(ScaleFitConfig(
+            store=store, searches=tuple(search or ()), method=method if method != "regmix" else "mixing-law",
+            target=target, metric=metric, target_tokens=target_tokens, target_size=target_size,
+            size_exponent=size_exponent, out=out, seed=seed, min_weight=min_weight,
+            ceilings=_assignments(max_weight, "--max-weight"), fixed=_assignments(fix, "--fix"),
+        ))
+        if as_json:
+            print(json.dumps(res, default=float))
+            return
+        _render_scale(res)
+        return
+    if ratios is None or metrics is None or target is None:
+        raise MixoptError("mixopt fit needs --ratios, --metrics and --target (or --fidelity-law: the store)")
 
     config = FitConfig(
         ratios=ratios, metrics=metrics, target=target, method=method, cv=cv, predict=predict,
@@ -66,6 +103,8 @@ def fit(
 def _render(report: Any) -> None:
     console.print(f"[bold]{report.method}[/] on {report.n_runs} runs, target [bold]{report.target}[/]"
                   + (f" ({report.n_excluded} runs left out)" if report.n_excluded else ""))
+    if report.selection:
+        _render_selection(report.selection)
     if report.cv:
         t = Table(title=f"{report.cv['k']}-fold cross-validation")
         for col in ("Spearman", "Pearson", "MAE", "rel. error"):
@@ -85,6 +124,39 @@ def _render(report: Any) -> None:
             t.add_row(d, f"{w:.4f}")
         console.print(t)
         console.print(f"wrote {report.out}")
+
+
+def _render_selection(rows: list[dict[str, Any]]) -> None:
+    t = Table(title="auto: K-fold cross-validation of every candidate (chosen: ✓)")
+    for col in ("fitter", "Spearman", "Pearson", "MAE", "rel. error", "s", ""):
+        t.add_column(col, justify="left" if col == "fitter" else "right")
+    for r in rows:
+        if r.get("error"):
+            t.add_row(r["name"], "-", "-", "-", "-", f"{r['seconds']:.1f}", f"[dim]{r['error'][:60]}[/]")
+            continue
+        t.add_row(r["name"], f"{r['spearman']:.4f}", f"{r['pearson']:.4f}", f"{r['mae']:.4g}",
+                  f"{r['rel_error']:.3%}", f"{r['seconds']:.1f}", "✓" if r.get("chosen") else "")
+    console.print(t)
+
+
+def _render_scale(res: dict[str, Any]) -> None:
+    tokens = res["target_tokens"] or "the last checkpoint's"
+    size = res["target_size"] or "the largest rung's"
+    console.print(f"[bold]{res['method']}[/] on {res['n_mixtures']} mixtures ({res['n_runs']} runs at "
+                  f"{', '.join(f'{s:.3g}' for s in res['sizes'])} params), extrapolated to {tokens} tokens, "
+                  f"{size} params")
+    for kind in ("step", "size"):
+        for name, law in res["laws"][kind].items():
+            console.print(f"  {kind} law {name}: β = {law['beta']:.3f}, RMS residual {law['rms']:.4g}")
+    prop = res["proposal"]
+    t = Table(title=f"proposed mixture (predicted objective at target scale: {prop['predicted']:.4f})")
+    t.add_column("domain")
+    t.add_column("weight", justify="right")
+    for d, w in sorted(prop["weights"].items(), key=lambda kv: -kv[1]):
+        t.add_row(d, f"{w:.4f}")
+    console.print(t)
+    if res["out"]:
+        console.print(f"wrote {res['out']}")
 
 
 @bench_app.command("fit")

@@ -77,13 +77,14 @@ class FitReport:
     proposal: dict[str, Any] | None = None
     out: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    selection: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "method": self.method, "target": self.target, "domains": list(self.domains),
             "n_runs": self.n_runs, "n_excluded": self.n_excluded, "cv": self.cv,
             "predictions": self.predictions, "proposal": self.proposal, "out": self.out,
-            "seconds": self.seconds,
+            "seconds": self.seconds, "selection": self.selection,
         }
 
 
@@ -138,13 +139,15 @@ def fit_tables(config: FitConfig) -> FitReport:
         res = cross_validate(method.make_fitter(seed=config.seed), X, y, k=config.cv, seed=config.seed)
         seconds["cv"] = round(time.perf_counter() - t, 3)
         cv = res.as_dict()
-    predictions = proposal = None
-    if config.predict is not None or config.propose:
+    predictions = proposal = selection = None
+    # ``auto`` fits even when nothing is written: its cross-validation table is the answer.
+    if config.predict is not None or config.propose or method.name == "auto":
         t = time.perf_counter()
         params = {"n_candidates": config.n_candidates, "k": config.k} if method.proposer == "topk" else {}
         model = method.make_fitter(seed=config.seed)
         if model is not None:
             model.fit(X, y)
+            selection = getattr(model, "cv_table_", None)
         seconds["fit"] = round(time.perf_counter() - t, 3)
         if new is not None:
             predictions = _write_predictions(model, new, table.domains, config)
@@ -160,7 +163,7 @@ def fit_tables(config: FitConfig) -> FitReport:
     return FitReport(
         method=method.name, target=config.target, domains=table.domains, n_runs=len(y),
         n_excluded=n_all - len(y), cv=cv, predictions=predictions, proposal=proposal,
-        out=str(config.out) if config.out is not None else None, seconds=seconds,
+        out=str(config.out) if config.out is not None else None, seconds=seconds, selection=selection,
     )
 
 

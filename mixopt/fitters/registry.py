@@ -13,6 +13,11 @@ from mixopt.errors import MixoptError
 FITTERS: dict[str, str] = {
     "regmix": "mixopt.fitters.regmix:RegMixFitter",
     "linear": "mixopt.fitters.linear:LinearFitter",
+    "mixing-law": "mixopt.fitters.mixing_law:MixingLawFitter",
+    "loglinear": "mixopt.fitters.loglinear:LogLinearFitter",
+    "bimix": "mixopt.fitters.bimix:BiMixFitter",
+    "gp": "mixopt.fitters.gp:GPFitter",
+    "auto": "mixopt.fitters.auto:AutoFitter",
 }
 
 

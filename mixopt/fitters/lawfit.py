@@ -1,0 +1,255 @@
+"""Fitting machinery shared by the functional mixing laws (mixing-law, loglinear, bimix).
+
+:func:`multistart_lbfgs` minimises a robust (Huber) loss from many starts: every start has
+its loss is evaluated once (all starts in one batch), the best ``n_screen`` take a few L-BFGS
+steps, and the best few of those are run to convergence; the best of those wins. (Moving all
+starts as one stacked L-BFGS problem was tried and dropped: the shared line search, set by the
+worst starts, threw the good ones into degenerate corners.)
+
+:class:`LawFitter` is the scikit-learn estimator around a law: input checks, constant domains
+dropped with a warning, one law per target column, too few runs refused with a message that says
+what to do, and a warning with the residuals when no start converged.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from mixopt.errors import MixoptError, MixoptWarning
+
+log = logging.getLogger(__name__)
+
+# Largest exponent evaluated: keeps exp() finite for any start (e^60 ≈ 1e26).
+MAX_EXPONENT = 60.0
+
+BatchLoss = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Huber loss of residuals ``r`` (elementwise) and its derivative with respect to ``r``."""
+    a = np.abs(r)
+    quad = a <= delta
+    loss = np.where(quad, 0.5 * r * r, delta * (a - 0.5 * delta))
+    return loss, np.clip(r, -delta, delta)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitReport:
+    """How one law's fit went.
+
+    Attributes:
+        loss: Huber loss of the chosen start.
+        converged: L-BFGS reported convergence for the chosen start.
+        n_starts: starts tried; ``n_polished``: starts refined to convergence.
+        message: the optimiser's message for the chosen start.
+    """
+
+    loss: float
+    converged: bool
+    n_starts: int
+    n_polished: int
+    message: str
+
+
+def multistart_lbfgs(
+    fun: BatchLoss,
+    starts: np.ndarray,
+    *,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
+    batch_iter: int = 15,
+    n_screen: int = 32,
+    n_polish: int = 4,
+    maxiter: int = 3000,
+) -> tuple[np.ndarray, FitReport]:
+    """Minimise ``fun`` from every row of ``starts``; return the best parameters found.
+
+    Args:
+        fun: maps parameters (S, P) to losses (S,) and gradients (S, P), one row per start.
+        starts: initial parameters (S, P).
+        bounds: (lower, upper) per parameter (P,), or None.
+        n_screen: starts kept after evaluating every start's loss once (the lowest).
+        batch_iter: L-BFGS iterations each kept start takes before the best are polished.
+        n_polish: how many of the best starts are then run to convergence one by one.
+        maxiter: iteration cap of each polishing run.
+    """
+    from threadpoolctl import threadpool_limits
+
+    # These problems are small (a few hundred runs): BLAS threads only add contention, which on a
+    # busy machine made each L-BFGS step 30x slower.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _multistart(
+            fun, np.asarray(starts, dtype=float), bounds, n_screen, batch_iter, n_polish, maxiter
+        )
+
+
+def _multistart(
+    fun: BatchLoss,
+    starts: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray] | None,
+    n_screen: int,
+    batch_iter: int,
+    n_polish: int,
+    maxiter: int,
+) -> tuple[np.ndarray, FitReport]:
+    from scipy.optimize import minimize
+
+    S, P = starts.shape
+    lo, hi = bounds if bounds is not None else (np.full(P, -np.inf), np.full(P, np.inf))
+    starts = np.clip(starts, lo, hi)
+
+    def one(p: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, grad = fun(p[None, :])
+        if not (np.isfinite(loss[0]) and np.isfinite(grad).all()):
+            return 1e30, np.zeros(P)  # an overflowing start: L-BFGS backtracks from it
+        return float(loss[0]), grad[0]
+
+    bnds = list(zip(lo, hi, strict=True))
+    first, _ = fun(starts)
+    keep = np.argsort(np.where(np.isfinite(first), first, np.inf), kind="stable")[: max(1, n_screen)]
+    theta = starts[keep].copy()
+    if batch_iter > 0:
+        for i in range(len(theta)):
+            theta[i] = minimize(
+                one, theta[i], jac=True, method="L-BFGS-B", bounds=bnds, options={"maxiter": batch_iter}
+            ).x
+    losses, _ = fun(theta)
+    losses = np.where(np.isfinite(losses), losses, np.inf)
+    order = np.argsort(losses, kind="stable")[: max(1, n_polish)]
+
+    best: Any = None
+    for i in order:
+        res = minimize(
+            one,
+            theta[i],
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bnds,
+            options={"maxiter": maxiter, "gtol": 1e-7},
+        )
+        if res.fun < 1e30 and (best is None or res.fun < best.fun):
+            best = res
+    if best is None:
+        raise MixoptError(
+            "every start of the law's fit gave a non-finite loss; check the targets for "
+            "huge or infinite values"
+        )
+    return best.x, FitReport(
+        loss=float(best.fun),
+        converged=bool(best.success),
+        n_starts=S,
+        n_polished=len(order),
+        message=str(best.message),
+    )
+
+
+class LawFitter(RegressorMixin, BaseEstimator):
+    """A functional law fitted per target column; subclasses give the law.
+
+    Subclasses implement ``_n_params(k)`` (parameters per target over k varying domains),
+    ``_fit_target(X, y, rng, extra) -> (params, FitReport)`` and ``_predict_target(params, X, extra)``;
+    ``extra`` is a per-run covariate that is not a weight (BiMix's training step), or None.
+    Fitted state: ``keep_`` (varying domains), ``params_`` (one array per target), ``reports_``.
+    """
+
+    law: str = "law"
+
+    def _n_params(self, k: int) -> int:
+        raise NotImplementedError
+
+    def _fit_target(
+        self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator, extra: np.ndarray | None
+    ) -> tuple[np.ndarray, FitReport]:
+        raise NotImplementedError
+
+    def _predict_target(self, params: np.ndarray, X: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+        raise NotImplementedError
+
+    # ----- scikit-learn API -------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LawFitter:
+        """Fit one law per column of y (n_runs,) or (n_runs, n_targets) on weights X (n_runs, n_domains).
+
+        Raises:
+            MixoptError: NaN targets, or fewer runs than the law has parameters.
+        """
+        X, Y = self._check_xy(X, y)
+        self._fit_columns(X, Y)
+        return self
+
+    def _check_xy(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        y_arr = np.asarray(y)
+        if y_arr.dtype.kind in "fc" and np.isnan(y_arr).any():
+            bad = np.flatnonzero(np.isnan(y_arr).reshape(len(y_arr), -1).any(axis=1))
+            raise MixoptError(
+                f"{self.law}: the target is NaN in {len(bad)} run(s) (rows {', '.join(map(str, bad[:8]))}"
+                f"{', …' if len(bad) > 8 else ''}); leave those runs out or fix their metrics"
+            )
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
+        self.multi_output_ = y.ndim == 2
+        return np.asarray(X, dtype=float), np.asarray(y, dtype=float).reshape(len(y), -1)
+
+    def _fit_columns(self, X: np.ndarray, Y: np.ndarray, extra: np.ndarray | None = None) -> None:
+        n = len(X)
+        keep = np.ptp(X, axis=0) > 0
+        dropped = np.flatnonzero(~keep)
+        if len(dropped) and n > 1:
+            names = self._names(dropped)
+            warnings.warn(
+                f"{self.law}: domain(s) {names} have the same weight in every run and are dropped from the "
+                "law (their effect is part of its constant)",
+                MixoptWarning,
+                stacklevel=3,
+            )
+        self.keep_ = keep
+        k = int(keep.sum())
+        p = self._n_params(k)
+        if n < max(p, 2):
+            raise MixoptError(
+                f"{self.law} has {p} parameters per target ({k} varying domains) but got only {n} sample(s) "
+                f"(runs); add runs (at least {p}) or use a method with fewer parameters (linear, gp)"
+            )
+        rng = np.random.default_rng(self.random_state)
+        Xk = X[:, keep]
+        self.params_, self.reports_ = [], []
+        for j in range(Y.shape[1]):
+            params, report = self._fit_target(Xk, Y[:, j], rng, extra)
+            self.params_.append(params)
+            self.reports_.append(report)
+            if not report.converged:
+                resid = self._predict_target(params, Xk, extra) - Y[:, j]
+                warnings.warn(
+                    f"{self.law}: the fit of target {j} did not converge ({report.message}); residuals: "
+                    f"RMS {np.sqrt(np.mean(resid**2)):.4g}, max |r| {np.max(np.abs(resid)):.4g}; "
+                    "its predictions may be poor",
+                    MixoptWarning,
+                    stacklevel=3,
+                )
+
+    def _names(self, idx: np.ndarray) -> str:
+        names = getattr(self, "feature_names_in_", None)
+        return ", ".join(str(names[i]) if names is not None else f"#{i}" for i in idx)
+
+    def predict(self, X: np.ndarray, return_std: bool = False):  # noqa: ANN201 - array or (array, None)
+        """Predicted metric, shape (n,) or (n, n_targets); no standard deviation (None)."""
+        check_is_fitted(self)
+        X = np.asarray(validate_data(self, X, reset=False), dtype=float)[:, self.keep_]
+        return self._finish(X, None, return_std)
+
+    def _finish(self, X: np.ndarray, extra: np.ndarray | None, return_std: bool):  # noqa: ANN202
+        cols = [self._predict_target(p, X, extra) for p in self.params_]
+        pred = np.column_stack(cols) if self.multi_output_ else cols[0]
+        return (pred, None) if return_std else pred
+
+    def __sklearn_tags__(self):  # noqa: ANN204
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        # A law is a fixed functional form: on arbitrary regression data it may fit poorly.
+        tags.regressor_tags.poor_score = True
+        return tags

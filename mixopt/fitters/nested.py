@@ -1,0 +1,165 @@
+"""Nested use of the laws across scale (Data Mixing Laws' pipeline, ``--fidelity-law``).
+
+From proxy runs of the same mixtures at several rungs, each with losses at several checkpoints:
+
+1. step law per run (:func:`~mixopt.fitters.scaling.fit_power_law`, exponent shared by the runs of
+   one rung and metric) → each run's loss at ``target_tokens`` training tokens;
+2. size law per mixture across the rungs (exponent shared by the mixtures, per metric) → each
+   mixture's loss at ``target_size`` non-embedding parameters;
+3. these predictions are the targets of a mixing law (or any fitter) over the mixtures, which is
+   then solved for the target scale.
+
+Steps 1 and 2 are optional: without ``target_tokens`` the last checkpoint is used, without
+``target_size`` the largest rung. Mixtures must appear at every rung used (a swarm sampled with
+the same seed and space is the same at every rung); the others are dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.fitters.scaling import fit_power_law
+
+
+@dataclass(frozen=True, kw_only=True)
+class Curve:
+    """One run: its mixture, its model size and its metrics at each checkpoint.
+
+    Attributes:
+        run_id: the run's id.
+        weights: mixture weights (n_domains,).
+        size: non-embedding parameters of its model.
+        tokens: training tokens at each checkpoint (n_checkpoints,).
+        losses: metric name → values at each checkpoint (n_checkpoints,).
+    """
+
+    run_id: str
+    weights: np.ndarray
+    size: float
+    tokens: np.ndarray
+    losses: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScalePrediction:
+    """Each mixture's metrics predicted at the target scale.
+
+    Attributes:
+        X: mixtures (n_mixtures, n_domains); Y: predictions (n_mixtures, n_metrics).
+        metrics: metric names (columns of Y).
+        sizes: the rungs' sizes used; run_ids: the runs behind each mixture.
+        laws: exponents and residuals of every step and size law fitted.
+    """
+
+    X: np.ndarray
+    Y: np.ndarray
+    metrics: list[str]
+    sizes: list[float]
+    run_ids: list[list[str]]
+    laws: dict[str, Any] = field(default_factory=dict)
+
+
+def _key(w: np.ndarray) -> tuple[float, ...]:
+    return tuple(np.round(np.asarray(w, dtype=float), 6))
+
+
+def predict_at_scale(
+    curves: Sequence[Curve],
+    metrics: Sequence[str],
+    *,
+    target_tokens: float | None = None,
+    target_size: float | None = None,
+    size_exponent: float | None = None,
+) -> ScalePrediction:
+    """Predict every mixture's ``metrics`` at (target_tokens, target_size); see the module doc.
+
+    Raises:
+        MixoptError: no curves, a metric missing from a run, one rung only with a target size,
+            or too few points for a law.
+    """
+    if not curves:
+        raise MixoptError("no runs with checkpoint histories to extrapolate from; run proxies first")
+    metrics = list(metrics)
+    for c in curves:
+        missing = [m for m in metrics if m not in c.losses]
+        if missing:
+            raise MixoptError(
+                f"run {c.run_id} has no history of {', '.join(missing)}; leave it out or "
+                "choose metrics every run recorded"
+            )
+    sizes = sorted({float(c.size) for c in curves})
+    laws: dict[str, Any] = {"step": {}, "size": {}}
+    # 1. each run's loss at the target tokens
+    at_tokens: dict[str, np.ndarray] = {}
+    for size in sizes:
+        group = [c for c in curves if c.size == size]
+        vals = np.empty((len(group), len(metrics)))
+        for j, m in enumerate(metrics):
+            if target_tokens is None:
+                vals[:, j] = [c.losses[m][int(np.argmax(c.tokens))] for c in group]
+                continue
+            law = fit_power_law(
+                [c.tokens for c in group],
+                [c.losses[m] for c in group],
+                what=f"step law ({m}, {size:.3g} params)",
+            )
+            vals[:, j] = law.predict(float(target_tokens))
+            laws["step"][f"{size:.6g}/{m}"] = {"beta": law.beta, "rms": law.rms}
+        for c, v in zip(group, vals, strict=True):
+            at_tokens[c.run_id] = v
+    # 2. each mixture across the rungs
+    by_mix: dict[tuple[float, ...], dict[float, list[Curve]]] = {}
+    for c in curves:
+        by_mix.setdefault(_key(c.weights), {}).setdefault(float(c.size), []).append(c)
+    use_sizes = sizes if target_size is not None else sizes[-1:]
+    complete = {k: v for k, v in by_mix.items() if all(s in v for s in use_sizes)}
+    if len(complete) < len(by_mix):
+        warnings.warn(
+            f"{len(by_mix) - len(complete)} mixture(s) were not run at every rung used "
+            f"({', '.join(f'{s:.3g}' for s in use_sizes)} params) and are left out",
+            MixoptWarning,
+            stacklevel=2,
+        )
+    if not complete:
+        raise MixoptError(
+            "no mixture was run at every rung; run the same swarm (same seed and space) at each rung"
+        )
+    keys = list(complete)
+    # Repeated runs of a mixture at one rung (seeds) are averaged.
+    per_size = {
+        s: np.array([np.mean([at_tokens[c.run_id] for c in complete[k][s]], axis=0) for k in keys])
+        for s in use_sizes
+    }
+    if target_size is None:
+        Y = per_size[use_sizes[0]]
+    else:
+        if len(use_sizes) < 2:
+            raise MixoptError(
+                f"a size law needs runs at 2 or more rungs; found one ({use_sizes[0]:.3g} params). "
+                "Run the swarm at another rung, or leave out the target size"
+            )
+        Y = np.empty((len(keys), len(metrics)))
+        for j, m in enumerate(metrics):
+            law = fit_power_law(
+                [np.array(use_sizes)] * len(keys),
+                [[per_size[s][i, j] for s in use_sizes] for i in range(len(keys))],
+                exponent=size_exponent,
+                what=f"size law ({m})",
+            )
+            Y[:, j] = law.predict(float(target_size))
+            laws["size"][m] = {"beta": law.beta, "rms": law.rms}
+    run_ids = [[c.run_id for s in use_sizes for c in complete[k][s]] for k in keys]
+    return ScalePrediction(
+        X=np.array([complete[k][use_sizes[0]][0].weights for k in keys], dtype=float),
+        Y=Y,
+        metrics=metrics,
+        sizes=use_sizes,
+        run_ids=run_ids,
+        laws=laws,
+    )

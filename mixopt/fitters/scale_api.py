@@ -1,0 +1,208 @@
+"""``mixopt fit --fidelity-law`` as a library call: propose a mixture for a larger scale from the store.
+
+Reads the run store's ``ok`` runs (all, or those of the named searches) with their checkpoint
+histories, turns each into a :class:`~mixopt.fitters.nested.Curve` (model size from its proxy
+rung), predicts every mixture's metrics at the target tokens and size
+(:func:`~mixopt.fitters.nested.predict_at_scale`), fits the method on those predictions (laws: one
+per metric, then the objective's weighted sum; other fitters: on the objective) and proposes. The
+mixture JSON records the laws fitted at each stage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixopt.errors import MixoptError
+from mixopt.fitters.nested import Curve, ScalePrediction, predict_at_scale
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScaleFitConfig:
+    """What ``mixopt fit --fidelity-law`` was asked to do.
+
+    Attributes:
+        store: run store path (None: the workspace's).
+        searches: searches whose runs are used (empty: every ok run in the store).
+        method: the fitter/proposer method (``mixing-law`` by default, as in Data Mixing Laws).
+        target: objective domains (``d1,d2`` or ``d1=0.7,d2=0.3``; empty: all); metric: loss or bpb.
+        target_tokens: training tokens to extrapolate each run to (None: its last checkpoint).
+        target_size: non-embedding parameters to extrapolate each mixture to (None: the largest rung).
+        size_exponent: a fixed exponent for the size law (needed with only two rungs).
+        out: mixture JSON path (None: nothing written).
+        seed, min_weight, ceilings, fixed: as for ``mixopt fit``.
+    """
+
+    store: str | None = None
+    searches: Sequence[str] = ()
+    method: str = "mixing-law"
+    target: str | None = None
+    metric: str = "loss"
+    target_tokens: float | None = None
+    target_size: float | None = None
+    size_exponent: float | None = None
+    out: Path | None = None
+    seed: int = 0
+    min_weight: float = 0.0
+    ceilings: Mapping[str, float] = field(default_factory=dict)
+    fixed: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("target_tokens", "target_size"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise MixoptError(f"--{name.replace('_', '-')} is {v}; it must be > 0")
+        if self.size_exponent is not None and not self.size_exponent > 0:
+            raise MixoptError(f"--size-exponent is {self.size_exponent}; it must be > 0")
+
+
+def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[str], list[Curve]]:
+    """(domains, curves) of the store's ok runs with a history; one domain set only."""
+    from mixopt.proxy.rungs import load_rung
+
+    runs = store.runs(search_id=list(searches) or None, status="ok")
+    runs = [r for r in runs if r.history]
+    if not runs:
+        where = f"searches {', '.join(searches)}" if searches else "the store"
+        raise MixoptError(f"{where} has no finished runs with checkpoint histories; run proxy searches first")
+    sets = {tuple(sorted(r.weights)) for r in runs}
+    if len(sets) > 1:
+        raise MixoptError(
+            f"the runs cover {len(sets)} different domain sets; name the searches to use with --search"
+        )
+    domains = sorted(sets.pop())
+    sizes: dict[str, float] = {}
+    curves = []
+    for r in runs:
+        rung = r.fidelity.get("rung")
+        if rung is None:
+            raise MixoptError(f"run {r.run_id} has no proxy rung in its fidelity; its model size is unknown")
+        if rung not in sizes:
+            sizes[rung] = float(load_rung(str(rung)).non_embedding_params())
+        hist = sorted(r.history, key=lambda h: h["tokens"])
+        names = set(hist[0]).difference({"step", "tokens"})
+        curves.append(
+            Curve(
+                run_id=r.run_id,
+                weights=r.vector(domains),
+                size=sizes[rung],
+                tokens=np.array([h["tokens"] for h in hist], dtype=float),
+                losses={m: np.array([h.get(m, np.nan) for h in hist], dtype=float) for m in names},
+            )
+        )
+    return domains, curves
+
+
+def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
+    """Extrapolate the store's runs to the target scale, fit ``config.method`` and propose.
+
+    Raises:
+        MixoptError: no usable runs, too few rungs or checkpoints for a law, bad constraints.
+    """
+    from mixopt.methods import get_method
+    from mixopt.objective import Objective
+    from mixopt.space import SearchSpace
+    from mixopt.store import RunStore
+
+    t0 = time.perf_counter()
+    method = get_method(config.method)
+    if method.fitter is None:
+        raise MixoptError(
+            f"method {method.name!r} fits no model; use mixing-law, loglinear, bimix, gp or auto"
+        )
+    store = RunStore(config.store) if config.store else RunStore()
+    domains, curves = curves_from_store(store, config.searches)
+    objective = Objective.parse(config.target, config.metric)
+    weights = objective.metric_weights(domains)
+    pred = predict_at_scale(
+        curves,
+        list(weights),
+        target_tokens=config.target_tokens,
+        target_size=config.target_size,
+        size_exponent=config.size_exponent,
+    )
+    w = np.array([weights[m] for m in pred.metrics])
+    space = SearchSpace(
+        domains=tuple(domains),
+        min_weight=config.min_weight,
+        ceilings=dict(config.ceilings),
+        fixed=dict(config.fixed),
+    )
+    model = method.make_fitter(seed=config.seed)
+    per_metric = method.proposer == "exact" and config.method != "auto"
+    if per_metric:
+        model.fit(pred.X, pred.Y)
+        proposer = method.make_proposer(seed=config.seed, target_weights=w)
+    else:
+        model.fit(pred.X, pred.Y @ w)
+        proposer = method.make_proposer(seed=config.seed)
+    prop = proposer.propose(model, space)
+    report = {
+        "method": method.name,
+        "domains": domains,
+        "n_runs": len(curves),
+        "n_mixtures": len(pred.X),
+        "sizes": pred.sizes,
+        "metrics": pred.metrics,
+        "target_tokens": config.target_tokens,
+        "target_size": config.target_size,
+        "laws": pred.laws,
+        "predicted_objective": {"min": float((pred.Y @ w).min()), "max": float((pred.Y @ w).max())},
+        "proposal": prop.as_dict(domains),
+        "out": str(config.out) if config.out else None,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if config.out is not None:
+        _save(config, prop, method.name, domains, objective, pred, report)
+    return report
+
+
+def _save(
+    config: ScaleFitConfig,
+    prop: Any,
+    method: str,
+    domains: list[str],
+    objective: Any,
+    pred: ScalePrediction,
+    report: dict[str, Any],
+) -> None:
+    import mixopt
+    from mixopt.mixture import Mixture
+
+    Mixture(
+        {d: float(x) for d, x in zip(domains, prop.weights, strict=True)},
+        meta={
+            "objective": objective.as_dict(),
+            "method": method,
+            "params": {
+                "fidelity_law": True,
+                "target_tokens": config.target_tokens,
+                "target_size": config.target_size,
+                "size_exponent": config.size_exponent,
+                "seed": config.seed,
+                "laws": pred.laws,
+                "proposer": _plain(prop.info),
+            },
+            "predicted": {
+                "mean": prop.predicted,
+                "std": prop.std,
+                "interval": list(prop.interval) if prop.interval is not None else None,
+            },
+            "provenance": {
+                "run_ids": [r for ids in pred.run_ids for r in ids],
+                "searches": list(config.searches),
+                "store": config.store,
+                "mixopt_version": mixopt.__version__,
+            },
+            "notes": [f"extrapolated from rungs of {', '.join(f'{s:.3g}' for s in pred.sizes)} parameters"],
+        },
+    ).save(config.out)
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in d.items()}

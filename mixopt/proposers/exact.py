@@ -1,0 +1,300 @@
+"""The exact proposer: minimise a convex law over the search space by a solver, not by sampling.
+
+For the log-linear law and the Data Mixing Law every target is ``const + exp(b_j + A_j·x)``; for
+BiMix it is ``Σ_i F_ji·(x_i + ε)^(−α_ji)``. Both are convex in x, so the mixture
+
+    minimise  Σ_j w_j·f_j(x) + λ·KL(x ‖ prior)   subject to  Σx = 1,  lo ≤ x ≤ hi
+
+(w_j: weights of the targets in the objective; lo, hi: floors, ceilings, fixed weights and the
+repetition cap of :class:`~mixopt.space.SearchSpace`; λ·KL: Olmix's pull towards the prior, λ = 0.1
+as in Olmix's ``LogLinearExactProposer``) has one optimum, found by scipy's SLSQP with analytic
+gradients over the free domains (fixed ones are taken out first). The answer is checked against
+the KKT conditions of this problem and the residual reported. Models without a convex form (GP,
+LightGBM, an ensemble with one) fall back to RegMix's top-k proposer, and the proposal says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.proposers.proposal import Proposal
+from mixopt.space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+# KKT residual (in units of the objective's gradient) above which the solve is reported as inexact.
+KKT_TOL = 1e-4
+# Smallest weight inside log(x): keeps the KL gradient finite at a zero floor.
+TINY = 1e-300
+
+
+@dataclass(frozen=True)
+class ConvexObjective:
+    """``Σ_j w_j·f_j(x)`` for convex laws: exp-affine terms and power terms, both optional.
+
+    Attributes:
+        exp: (w·const (m,), offset (m,), A (m, K), w (m,)) or None.
+        power: (w·F (m, K), α (m, K), ε) or None.
+    """
+
+    exp: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    power: tuple[np.ndarray, np.ndarray, float] | None = None
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Value and gradient at weights x (K,)."""
+        val, grad = 0.0, np.zeros_like(x)
+        if self.exp is not None:
+            wc, off, A, w = self.exp
+            e = w * np.exp(np.clip(off + A @ x, -700, 700))
+            val += float(wc.sum() + e.sum())
+            grad += A.T @ e
+        if self.power is not None:
+            F, alpha, eps = self.power
+            base = np.clip(x, 0.0, None)[None, :] + eps
+            p = F * base ** (-alpha)
+            val += float(p.sum())
+            grad += (-alpha * p / base).sum(axis=0)
+        return val, grad
+
+    def scaled(self, s: float) -> ConvexObjective:
+        """The same objective times ``s`` (members of an ensemble are averaged)."""
+        exp = None if self.exp is None else (self.exp[0] * s, self.exp[1], self.exp[2], self.exp[3] * s)
+        power = None if self.power is None else (self.power[0] * s, self.power[1], self.power[2])
+        return ConvexObjective(exp=exp, power=power)
+
+    def plus(self, other: ConvexObjective) -> ConvexObjective:
+        def cat(a: Any, b: Any, n: int) -> Any:
+            if a is None or b is None:
+                return a if b is None else b
+            return tuple(np.concatenate([a[i], b[i]]) for i in range(n)) + tuple(a[n:])
+
+        if self.power is not None and other.power is not None and self.power[2] != other.power[2]:
+            raise MixoptError("cannot add BiMix laws fitted with different eps")
+        power = cat(self.power, other.power, 2)
+        return ConvexObjective(exp=cat(self.exp, other.exp, 4), power=power)
+
+
+def convex_objective(model: Any, target_weights: np.ndarray | None = None) -> ConvexObjective | None:
+    """The fitted model as a :class:`ConvexObjective`, or None if it has no convex form.
+
+    ``target_weights`` weight the model's targets (default: their mean).
+    """
+    members = getattr(model, "members_", None)
+    if members is not None:  # an ensemble (``auto``): the average of its members
+        total: ConvexObjective | None = None
+        for m, s in zip(members, model.member_weights_, strict=True):
+            part = convex_objective(m, target_weights)
+            if part is None:
+                return None
+            total = part.scaled(s) if total is None else total.plus(part.scaled(s))
+        return total
+    if hasattr(model, "exp_terms"):
+        const, off, A = model.exp_terms()
+        w = _weights(len(const), target_weights)
+        return ConvexObjective(exp=(w * const, off, A, w))
+    if hasattr(model, "power_terms"):
+        F, alpha, eps = model.power_terms()
+        w = _weights(len(F), target_weights)
+        return ConvexObjective(power=(w[:, None] * F, alpha, eps))
+    return None
+
+
+def _weights(m: int, w: np.ndarray | None) -> np.ndarray:
+    if w is None:
+        return np.full(m, 1.0 / m)
+    w = np.asarray(w, dtype=float)
+    if w.shape != (m,) or (w < 0).any() or w.sum() <= 0:
+        raise MixoptError(f"target weights must be {m} non-negative numbers, not all zero; got {w}")
+    return w / w.sum()
+
+
+def solve(
+    objective: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    space: SearchSpace,
+    *,
+    kl: float = 0.1,
+    prior: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Minimise ``objective(x) + kl·KL(x ‖ prior)`` over ``space``; (weights, solver info).
+
+    Raises:
+        MixoptError: the space's bounds conflict (the message names them), or the solver failed.
+    """
+    from scipy.optimize import minimize
+
+    space.check_feasible()
+    lo, hi = space.bounds()
+    fixed = np.isclose(lo, hi, rtol=0, atol=1e-12)
+    free = np.flatnonzero(~fixed)
+    x_full = np.where(fixed, lo, 0.0)
+    mass = 1.0 - x_full.sum()
+    q = (
+        np.full(space.n, 1.0 / space.n)
+        if prior is None
+        else np.maximum(np.asarray(prior, dtype=float), 1e-12)
+    )
+    q = q / q.sum()
+
+    def full(z: np.ndarray) -> np.ndarray:
+        x = x_full.copy()
+        x[free] = z
+        return x
+
+    def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
+        x = full(z)
+        val, grad = objective(x)
+        g = grad[free]
+        if kl > 0:
+            xz = np.maximum(z, TINY)
+            val += kl * float(np.sum(xz * np.log(xz / q[free])))
+            g = g + kl * (np.log(xz / q[free]) + 1.0)
+        return val, g
+
+    info: dict[str, Any] = {"solver": "SLSQP", "kl": kl}
+    if len(free) == 0:
+        x = x_full
+    else:
+        zlo, zhi = lo[free], hi[free]
+        # Start at the prior's share of the free mass, projected into the box.
+        from mixopt.swarm import project
+
+        z0 = project(space, np.where(fixed, lo, q * mass / max(q[free].sum(), 1e-300)))[free]
+        res = minimize(
+            fun,
+            z0,
+            jac=True,
+            method="SLSQP",
+            bounds=list(zip(zlo, zhi, strict=True)),
+            constraints=[{"type": "eq", "fun": lambda z: z.sum() - mass, "jac": lambda z: np.ones_like(z)}],
+            options={"maxiter": 1000, "ftol": 1e-14},
+        )
+        if not np.all(np.isfinite(res.x)):
+            raise MixoptError(
+                f"the exact solver failed ({res.message}); use --method regmix or relax the bounds"
+            )
+        z = np.clip(res.x, zlo, zhi)
+        z = _fix_sum(z, zlo, zhi, mass)
+        x = full(z)
+        info.update(iterations=int(res.nit), message=str(res.message), status=int(res.status))
+        info["kkt_residual"] = _kkt_residual(fun(z)[1], z, zlo, zhi)
+        if info["kkt_residual"] > KKT_TOL:
+            warnings.warn(
+                f"the exact solver stopped with KKT residual {info['kkt_residual']:.2g} "
+                f"({res.message}); the mixture may be slightly off the optimum",
+                MixoptWarning,
+                stacklevel=3,
+            )
+    info["objective"] = float(fun(x[free])[0]) if len(free) else float(objective(x)[0])
+    return x, info
+
+
+def _fix_sum(z: np.ndarray, lo: np.ndarray, hi: np.ndarray, mass: float) -> np.ndarray:
+    """Spread a rounding error in Σz over coordinates with room, so the sum is exact."""
+    for _ in range(3):
+        err = mass - z.sum()
+        if abs(err) < 1e-15:
+            break
+        room = (hi - z) if err > 0 else (z - lo)
+        if room.sum() <= 0:
+            break
+        z = np.clip(z + err * room / room.sum(), lo, hi)
+    return z
+
+
+def _kkt_residual(g: np.ndarray, z: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: float = 1e-9) -> float:
+    """Largest violation of the KKT conditions of min f over {Σz = m, lo ≤ z ≤ hi}, relative to |g|."""
+    at_lo = z <= lo + tol
+    at_hi = z >= hi - tol
+    inner = ~at_lo & ~at_hi
+    mu = float(np.median(-g[inner])) if inner.any() else float(-np.median(g))
+    r = g + mu  # = 0 inside, ≥ 0 at a floor, ≤ 0 at a ceiling
+    viol = np.concatenate(
+        [np.abs(r[inner]), np.maximum(-r[at_lo & ~at_hi], 0), np.maximum(r[at_hi & ~at_lo], 0)]
+    )
+    return float(viol.max() / max(np.abs(g).max(), 1e-12)) if len(viol) else 0.0
+
+
+class ExactProposer:
+    """Solve the fitted convex law for the best mixture in the space.
+
+    Args:
+        kl: λ, weight of KL(x ‖ prior) (Olmix: 0.1); 0 for none.
+        temperature: prior = token shares ** (1/temperature) (uniform without token counts).
+        target_weights: weights of the model's targets in the objective (default: equal).
+        random_state: seed of the top-k fallback for models without a convex form.
+        fallback: options of the :class:`~mixopt.proposers.topk.TopKProposer` fallback.
+    """
+
+    def __init__(
+        self,
+        kl: float = 0.1,
+        *,
+        temperature: float = 1.0,
+        target_weights: np.ndarray | None = None,
+        random_state: int = 0,
+        **fallback: Any,
+    ) -> None:
+        if kl < 0:
+            raise MixoptError(f"the KL weight must be ≥ 0, got {kl}")
+        self.kl = float(kl)
+        self.temperature = temperature
+        self.target_weights = target_weights
+        self.random_state = random_state
+        self.fallback = fallback
+
+    def propose(self, model: Any, space: SearchSpace) -> Proposal:
+        """The mixture minimising the model's objective (plus λ·KL) inside ``space``."""
+        from mixopt.swarm import prior
+
+        t0 = time.perf_counter()
+        obj = convex_objective(model, self.target_weights)
+        extra = {"selection": model.cv_table_} if hasattr(model, "cv_table_") else {}
+        if obj is None:
+            from mixopt.proposers.topk import TopKProposer
+
+            log.info("%s has no convex form; proposing with the top-k sampler instead", type(model).__name__)
+            p = TopKProposer(random_state=self.random_state, **self.fallback).propose(model, space)
+            return Proposal(
+                weights=p.weights,
+                predicted=p.predicted,
+                std=p.std,
+                interval=p.interval,
+                method=p.method,
+                info={**p.info, "solver": "topk (no convex form)", **extra},
+            )
+        x, info = solve(obj, space, kl=self.kl, prior=prior(space, self.temperature))
+        pred, std = self._predict(model, x)
+        interval = None if std is None else (pred - 1.96 * std, pred + 1.96 * std)
+        return Proposal(
+            weights=x,
+            predicted=pred,
+            std=std,
+            interval=interval,
+            method="",
+            info={
+                **info,
+                "temperature": self.temperature,
+                "seconds": round(time.perf_counter() - t0, 3),
+                **extra,
+            },
+        )
+
+    def _predict(self, model: Any, x: np.ndarray) -> tuple[float, float | None]:
+        out = model.predict(x[None, :], return_std=True)
+        mean, std = out
+        mean = np.asarray(mean, dtype=float).reshape(-1)
+        w = _weights(len(mean), self.target_weights)
+        s = (
+            None
+            if std is None
+            else float(np.sqrt(np.sum((w * np.asarray(std, dtype=float).reshape(-1)) ** 2)))
+        )
+        return float(w @ mean), s
