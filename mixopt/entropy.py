@@ -16,7 +16,9 @@ ceilings, repetition caps) by Euclidean projection, with a note when that moved 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -190,3 +192,75 @@ def entropy_mixture(
         projected=projected,
         tokens_used=used,
     )
+
+
+def propose_entropy(
+    corpus: Any,
+    *,
+    out: str | Path | None = None,
+    normalize: Literal["softmax", "proportional"] = "softmax",
+    temperature: float = 1.0,
+    min_weight: float = 0.0,
+    ceilings: Mapping[str, float] | None = None,
+    fixed: Mapping[str, float] | None = None,
+    max_epochs: float | None = None,
+    target_tokens: float | None = None,
+) -> EntropyMixture:
+    """``mixopt entropy``: the entropy mixture of a built corpus inside its space, saved as mixture JSON.
+
+    Raises:
+        MixoptError: corpus not built, infeasible bounds (named), a domain too small.
+    """
+    import mixopt
+    from mixopt.corpus.shards import Corpus
+    from mixopt.mixture import Mixture
+    from mixopt.space import SearchSpace
+
+    corpus = corpus if isinstance(corpus, Corpus) else Corpus.open(corpus)
+    tokens = corpus.train_tokens()
+    space = SearchSpace(
+        domains=tuple(corpus.domains),
+        tokens=tokens,
+        min_weight=min_weight,
+        ceilings=dict(ceilings or {}),
+        fixed=dict(fixed or {}),
+        max_epochs=max_epochs,
+        target_tokens=target_tokens,
+    )
+    em = entropy_mixture(corpus, space, normalize=normalize, temperature=temperature)
+    if out is not None:
+        notes = ["training-free: no proxy runs; weights from each domain's conditional entropy"]
+        if em.projected:
+            notes.append("the raw entropy weights broke the space's bounds and were projected into it")
+        Mixture(
+            em.weights,
+            meta={
+                "objective": {"kind": "none", "metric": "loss", "weights": {}},
+                "method": "entropy",
+                "params": {
+                    "normalize": normalize,
+                    "temperature": temperature,
+                    "estimator": em.estimator,
+                    "entropy_nats_per_token": em.entropy,
+                    "raw_weights": em.raw,
+                    "constraints": {
+                        k: v for k, v in space.as_dict().items() if k not in ("domains", "tokens")
+                    },
+                },
+                "tokens": {
+                    "target_tokens": target_tokens,
+                    "per_domain": {d: float(v) for d, v in tokens.items()},
+                    **(
+                        {"epochs": ep} if (ep := space.epochs([em.weights[d] for d in space.domains])) else {}
+                    ),
+                },
+                "provenance": {
+                    "corpus": corpus.name,
+                    "corpus_hash": corpus.hash,
+                    "run_ids": [],
+                    "mixopt_version": mixopt.__version__,
+                },
+                "notes": notes,
+            },
+        ).save(out)
+    return em

@@ -34,6 +34,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "runs",
     "report",
     "fit",
+    "entropy",
     "export",
     "train",
 )

@@ -132,7 +132,7 @@ def _multistart(
             jac=True,
             method="L-BFGS-B",
             bounds=bnds,
-            options={"maxiter": maxiter, "gtol": 1e-7},
+            options={"maxiter": maxiter, "gtol": 1e-9, "ftol": 1e-12},
         )
         if res.fun < 1e30 and (best is None or res.fun < best.fun):
             best = res

@@ -56,14 +56,14 @@ def loglinear_starts(X: np.ndarray, y: np.ndarray, ladder: tuple[float, ...] = F
     return np.array(out)
 
 
-def center_on_simplex(params: np.ndarray, on_simplex: bool) -> np.ndarray:
-    """Move the mean of t into b when rows sum to 1 (then only t's differences matter)."""
-    if not on_simplex or len(params) <= 2:
+def center_on_simplex(params: np.ndarray, row_sum: float | None) -> np.ndarray:
+    """Move the mean of t into b when every row sums to ``row_sum`` (then only t's differences matter)."""
+    if row_sum is None or len(params) <= 2:
         return params
     p = params.copy()
     shift = p[2:].mean()
     p[2:] -= shift
-    p[1] += shift
+    p[1] += shift * row_sum
     return p
 
 
@@ -119,7 +119,8 @@ class MixingLawFitter(LawFitter):
             n_polish=self.n_polish,
         )
         params = np.concatenate([[theta[0] * sd + mu, theta[1] + np.log(sd)], theta[2:]])
-        return center_on_simplex(params, bool(np.allclose(X.sum(axis=1), X.sum(axis=1)[0]))), report
+        sums = X.sum(axis=1)
+        return center_on_simplex(params, float(sums[0]) if np.allclose(sums, sums[0]) else None), report
 
     def _predict_target(
         self, params: np.ndarray, X: np.ndarray, extra: np.ndarray | None = None

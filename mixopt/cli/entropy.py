@@ -1,0 +1,70 @@
+"""``mixopt entropy``: BiMix's training-free mixture from each domain's conditional entropy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mixopt.cli import app
+from mixopt.cli.common import JsonOpt, console
+
+
+@app.command("entropy")
+def entropy(
+    corpus: Annotated[str, typer.Argument(help="Built corpus name or folder.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the mixture JSON here.")] = None,
+    normalize: Annotated[
+        str, typer.Option("--normalize", help="softmax (BiMix) or proportional.")
+    ] = "softmax",
+    temperature: Annotated[float, typer.Option("--temperature", help="Softmax temperature.")] = 1.0,
+    min_weight: Annotated[float, typer.Option("--min-weight", help="Floor of every domain.")] = 0.0,
+    max_weight: Annotated[
+        list[str] | None, typer.Option("--max-weight", help="Ceiling d=x (repeatable).")
+    ] = None,
+    fix: Annotated[list[str] | None, typer.Option("--fix", help="Fixed weight d=w (repeatable).")] = None,
+    max_epochs: Annotated[
+        float | None, typer.Option("--max-epochs", help="Repetition cap at --target-tokens.")
+    ] = None,
+    target_tokens: Annotated[
+        float | None, typer.Option("--target-tokens", help="Token budget of the final run.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mixture weights from each domain's conditional entropy (smoothed token bigram model); no proxy runs."""
+    from mixopt.entropy import propose_entropy
+    from mixopt.search.config import parse_assignments
+
+    def assignments(values: list[str] | None, option: str) -> dict[str, float]:
+        res: dict[str, float] = {}
+        for v in values or []:
+            res.update(parse_assignments(v, option=option))
+        return res
+
+    em = propose_entropy(
+        corpus,
+        out=out,
+        normalize=normalize,
+        temperature=temperature,  # type: ignore[arg-type]
+        min_weight=min_weight,
+        ceilings=assignments(max_weight, "--max-weight"),
+        fixed=assignments(fix, "--fix"),
+        max_epochs=max_epochs,
+        target_tokens=target_tokens,
+    )
+    if as_json:
+        print(json.dumps(em.as_dict()))
+        return
+    t = Table(title=f"entropy mixture ({em.estimator})")
+    for col in ("domain", "H (nats/token)", "weight"):
+        t.add_column(col, justify="left" if col == "domain" else "right")
+    for d, w in sorted(em.weights.items(), key=lambda kv: -kv[1]):
+        t.add_row(d, f"{em.entropy[d]:.3f}", f"{w:.4f}")
+    console.print(t)
+    if em.projected:
+        console.print("the raw weights broke the bounds and were projected into the space")
+    if out is not None:
+        console.print(f"wrote {out}")

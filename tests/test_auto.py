@@ -1,0 +1,232 @@
+"""``auto``: it picks the law that generated the data, never fits on a test fold, prints its CV table
+through ``mixopt fit``; and the law methods work end to end through the CLI, bad input included."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from mixopt.errors import MixoptError
+from mixopt.fitters.auto import AutoFitter
+from mixopt.fitters.registry import FITTERS
+
+LAWS = ("linear", "loglinear", "bimix", "gp")
+RUNS = Path(__file__).parent / "data" / "runs" / "regmix-pile-1m"
+TARGET = "metric/the_pile_pile_cc_val_loss"
+
+
+def swarm(n: int, k: int = 3, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).dirichlet(np.ones(k), n)
+
+
+def test_auto_picks_the_log_linear_law_on_its_data() -> None:
+    X = swarm(40)
+    y = 1.0 + np.exp(X @ np.array([-2.0, 0.7, 0.4]))
+    m = AutoFitter(candidates=LAWS, ensemble=False).fit(X, y)
+    assert m.chosen_ == "loglinear"
+    assert {r["name"] for r in m.cv_table_} == set(LAWS)
+
+
+def test_auto_picks_bimix_on_its_data() -> None:
+    X = swarm(40, seed=1)
+    y = (np.array([0.6, 0.9, 0.4]) * (X + 1e-3) ** -np.array([0.25, 0.15, 0.35])).sum(axis=1)
+    m = AutoFitter(candidates=LAWS).fit(X, y)
+    assert m.chosen_ == "bimix"
+
+
+class Spy(RegressorMixin, BaseEstimator):
+    """Records the run ids (first column of X) of every fit and every predict."""
+
+    fits: list[set[float]] = []
+    predicts: list[set[float]] = []
+
+    def __init__(self, *, random_state: int | None = 0) -> None:
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Spy:
+        Spy.fits.append(set(np.asarray(X)[:, 0].tolist()))
+        self.mean_ = float(np.mean(y))
+        self.coef_ = np.linalg.lstsq(np.column_stack([X, np.ones(len(X))]), y, rcond=None)[0]
+        return self
+
+    def predict(self, X: np.ndarray, return_std: bool = False):  # noqa: ANN201
+        Spy.predicts.append(set(np.asarray(X)[:, 0].tolist()))
+        p = np.column_stack([X, np.ones(len(X))]) @ self.coef_
+        return (p, None) if return_std else p
+
+
+def test_cross_validation_never_fits_on_a_test_fold(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.model_selection import KFold
+
+    monkeypatch.setitem(FITTERS, "spy", f"{__name__}:Spy")
+    X = swarm(30, seed=2)
+    X[:, 0] = np.arange(30) / 1000  # the first column names the run
+    y = X @ np.array([1.0, 2.0, 3.0])
+    for train, test in KFold(4, shuffle=True, random_state=0).split(X):
+        Spy.fits, Spy.predicts = [], []
+        AutoFitter(candidates=("spy",), k=5).fit(X[train], y[train])
+        outer_test = set(X[test, 0].tolist())
+        assert len(Spy.fits) == 6  # 5 inner folds + the refit on all training runs
+        for seen in Spy.fits:
+            assert not seen & outer_test  # the outer test fold is never fitted on
+        inner = Spy.fits[:5]
+        for fitted, predicted in zip(inner, Spy.predicts[:5], strict=True):
+            assert not fitted & predicted  # each inner fold predicts only runs it did not see
+        assert set().union(*Spy.predicts[:5]) == set(X[train, 0].tolist())
+
+
+def test_auto_skips_laws_with_too_many_parameters_and_explains() -> None:
+    X = swarm(12, k=8, seed=3)
+    y = X @ np.arange(8.0)
+    m = AutoFitter(candidates=("bimix", "linear")).fit(X, y)
+    rows = {r["name"]: r for r in m.cv_table_}
+    assert "add runs" in rows["bimix"]["error"] and m.chosen_ == "linear"
+    with pytest.raises(MixoptError, match="no candidate could be cross-validated"):
+        AutoFitter(candidates=("bimix",)).fit(X, y)
+    with pytest.raises(MixoptError, match="at least 3 runs"):
+        AutoFitter().fit(X[:2], y[:2])
+
+
+def run_cli(args: list[str]) -> int:
+    from mixopt.cli import main
+
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+AUTO_ARGS = [
+    "fit",
+    "--ratios",
+    str(RUNS / "train_mixture_1m.csv"),
+    "--metrics",
+    str(RUNS / "train_pile_loss_1m.csv"),
+    "--target",
+    TARGET,
+    "--method",
+    "auto",
+    "--json",
+]
+
+
+def test_fit_auto_prints_its_cv_table(
+    workspace: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two cheap candidates keep this fast; the default list is checked by the slow test below.
+    monkeypatch.setitem(AutoFitter.__init__.__kwdefaults__, "candidates", ("linear", "mixing-law"))
+    assert run_cli(AUTO_ARGS) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    names = [r["name"] for r in out["selection"]]
+    assert names[:2] == ["linear", "mixing-law"] and names[2].startswith("mean(")
+    assert sum(r["chosen"] for r in out["selection"]) == 1
+    assert all(r["spearman"] > 0.5 for r in out["selection"])
+    assert run_cli(AUTO_ARGS[:-1]) == 0
+    assert "auto: K-fold cross-validation" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_fit_auto_default_candidates(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(AUTO_ARGS) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"loglinear", "mixing-law", "bimix", "gp", "regmix", "linear"} <= {
+        r["name"] for r in out["selection"]
+    }
+
+
+@pytest.mark.parametrize("method", ["loglinear", "mixing-law", "bimix"])
+def test_fit_propose_with_a_law_writes_an_exact_mixture(
+    method: str, workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = workspace / "mix.json"
+    args = [
+        "fit",
+        "--ratios",
+        str(RUNS / "train_mixture_1m.csv"),
+        "--metrics",
+        str(RUNS / "train_pile_loss_1m.csv"),
+        "--target",
+        TARGET,
+        "--method",
+        method,
+        "--propose",
+        "--out",
+        str(out),
+        "--max-weight",
+        "train_the_pile_pile_cc=0.3",
+        "--min-weight",
+        "0.01",
+        "--json",
+    ]
+    assert run_cli(args) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (
+        report["proposal"]["info"]["solver"] == "SLSQP" and report["proposal"]["info"]["kkt_residual"] < 1e-5
+    )
+    mix = json.loads(out.read_text())
+    w = mix["weights"]
+    assert abs(sum(w.values()) - 1) < 1e-9 and w["train_the_pile_pile_cc"] <= 0.3 + 1e-9
+    assert min(w.values()) >= 0.01 - 1e-12
+    assert mix["method"] == method
+
+
+def test_law_bad_inputs_through_the_cli(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = [
+        "fit",
+        "--ratios",
+        str(RUNS / "train_mixture_1m.csv"),
+        "--metrics",
+        str(RUNS / "train_pile_loss_1m.csv"),
+        "--target",
+        TARGET,
+    ]
+    # Infeasible constraints for the exact solver: the conflicting bounds are named.
+    assert (
+        run_cli(
+            [
+                *base,
+                "--method",
+                "loglinear",
+                "--propose",
+                "--out",
+                str(workspace / "m.json"),
+                "--min-weight",
+                "0.1",
+            ]
+        )
+        == 2
+    )
+    assert "floors (and fixed weights) sum to 1.7 > 1" in capsys.readouterr().err
+    # Fewer runs than parameters: a clear error suggesting a simpler method or more runs.
+    few = workspace / "few.csv"
+    few_m = workspace / "few_m.csv"
+    lines = (RUNS / "train_mixture_1m.csv").read_text().splitlines()
+    few.write_text("\n".join(lines[:11]) + "\n")
+    few_m.write_text("\n".join((RUNS / "train_pile_loss_1m.csv").read_text().splitlines()[:11]) + "\n")
+    assert (
+        run_cli(
+            [
+                "fit",
+                "--ratios",
+                str(few),
+                "--metrics",
+                str(few_m),
+                "--target",
+                TARGET,
+                "--method",
+                "mixing-law",
+                "--cv",
+                "2",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "mixing-law has 18 parameters" in err and "use a method with fewer parameters (linear, gp)" in err
+    assert run_cli([*base, "--fidelity-law", "--method", "loglinear"]) == 2
+    assert "--fidelity-law reads the run store" in capsys.readouterr().err

@@ -1,0 +1,148 @@
+"""The exact proposer: every constraint holds, and the solve matches a brute-force search on small
+problems (hypothesis draws the law, the bounds and the KL weight)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mixopt.errors import MixoptError
+from mixopt.fitters.bimix import BiMixFitter
+from mixopt.fitters.loglinear import LogLinearFitter
+from mixopt.proposers.exact import ConvexObjective, ExactProposer, convex_objective, solve
+from mixopt.space import SearchSpace
+
+DOMAINS3 = ("a", "b", "c")
+
+
+def grid(space: SearchSpace, step: float = 0.005) -> np.ndarray:
+    """Every point of a simplex grid (3 domains) inside the space."""
+    ticks = np.arange(0, 1 + 1e-9, step)
+    pts = np.array([(a, b, 1 - a - b) for a, b in itertools.product(ticks, ticks) if a + b <= 1 + 1e-12])
+    return pts[space.contains_rows(pts, tol=1e-9)]
+
+
+def total(obj: ConvexObjective, x: np.ndarray, kl: float, q: np.ndarray) -> float:
+    xs = np.maximum(x, 1e-300)
+    return obj(x)[0] + (kl * float(np.sum(xs * np.log(xs / q))) if kl else 0.0)
+
+
+@st.composite
+def problems(draw: st.DrawFn) -> tuple[ConvexObjective, SearchSpace, float]:
+    m = draw(st.integers(1, 3))
+    A = np.array(draw(st.lists(st.lists(st.floats(-3, 3), min_size=3, max_size=3), min_size=m, max_size=m)))
+    off = np.array(draw(st.lists(st.floats(-1, 1), min_size=m, max_size=m)))
+    w = np.full(m, 1.0 / m)
+    obj = ConvexObjective(exp=(w * 2.0, off, A, w))
+    floors = {d: draw(st.sampled_from([0.0, 0.05, 0.2])) for d in DOMAINS3}
+    ceilings = {d: draw(st.sampled_from([1.0, 0.6, 0.45])) for d in DOMAINS3}
+    if sum(floors.values()) > 0.9 or sum(ceilings.values()) < 1.1:
+        floors, ceilings = {}, {"a": 0.5}
+    space = SearchSpace(domains=DOMAINS3, floors=floors, ceilings=ceilings)
+    kl = draw(st.sampled_from([0.0, 0.1, 0.5]))
+    return obj, space, kl
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems())
+def test_exact_solve_matches_brute_force(problem: tuple[ConvexObjective, SearchSpace, float]) -> None:
+    obj, space, kl = problem
+    q = np.full(3, 1 / 3)
+    x, info = solve(obj, space, kl=kl, prior=q)
+    assert space.contains(x, tol=1e-9), space.violations(x)
+    assert abs(x.sum() - 1) < 1e-12
+    pts = grid(space)
+    best = min(total(obj, p, kl, q) for p in pts)
+    # The grid's best is an upper bound of the optimum: the solve must reach it (or do better).
+    assert total(obj, x, kl, q) <= best + 1e-9
+    assert info["kkt_residual"] < 1e-5
+
+
+def test_power_law_objective_matches_brute_force() -> None:
+    F = np.array([[0.5, 1.0, 0.3]])
+    alpha = np.array([[0.3, 0.1, 0.5]])
+    obj = ConvexObjective(power=(F, alpha, 1e-3))
+    space = SearchSpace(domains=DOMAINS3, ceilings={"c": 0.3}, min_weight=0.02)
+    x, _ = solve(obj, space, kl=0.0)
+    best = min(obj(p)[0] for p in grid(space))
+    assert obj(x)[0] <= best + 1e-9 and space.contains(x)
+
+
+def test_fixed_domains_and_repetition_cap_hold() -> None:
+    rng = np.random.default_rng(0)
+    obj = ConvexObjective(exp=(np.zeros(1), np.zeros(1), rng.normal(size=(1, 5)) * 3, np.ones(1)))
+    space = SearchSpace(
+        domains=tuple("abcde"),
+        tokens={d: 1e6 for d in "abcde"} | {"b": 1e5},
+        max_epochs=2.0,
+        target_tokens=1e6,
+        fixed={"e": 0.25},
+        min_weight=0.01,
+    )
+    x, _ = solve(obj, space, kl=0.1)
+    assert space.contains(x, tol=1e-12)
+    assert x[4] == 0.25 and x[1] <= 0.2 + 1e-12  # b: 2 epochs of 1e5 tokens out of 1e6
+
+
+def test_proposer_solves_a_fitted_law_and_reports_it() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.dirichlet(np.ones(3), 60)
+    y = 1.0 + np.exp(X @ np.array([-2.0, 0.5, 1.0]))
+    model = LogLinearFitter(starts_per_c=3).fit(X, y)
+    space = SearchSpace(domains=DOMAINS3, ceilings={"a": 0.7})
+    p = ExactProposer(kl=0.0).propose(model, space)
+    # Without the KL pull the law is minimised by putting as much as allowed on "a".
+    np.testing.assert_allclose(p.weights, [0.7, 0.3, 0.0], atol=1e-6)
+    assert p.info["solver"] == "SLSQP" and p.info["kkt_residual"] < 1e-6
+    assert abs(p.predicted - float(model.predict(p.weights[None])[0])) < 1e-12
+    pulled = ExactProposer(kl=0.1).propose(model, space)
+    assert pulled.weights[2] > 0.01  # the KL term keeps every domain in
+
+
+def test_multi_target_objective_uses_target_weights() -> None:
+    rng = np.random.default_rng(2)
+    X = rng.dirichlet(np.ones(3), 60)
+    Y = np.column_stack(
+        [1 + np.exp(X @ np.array([-2.0, 0.0, 0.0])), 1 + np.exp(X @ np.array([0.0, -2.0, 0.0]))]
+    )
+    model = LogLinearFitter(starts_per_c=3).fit(X, Y)
+    space = SearchSpace(domains=DOMAINS3)
+    first = ExactProposer(kl=0.01, target_weights=np.array([1.0, 0.0])).propose(model, space)
+    second = ExactProposer(kl=0.01, target_weights=np.array([0.0, 1.0])).propose(model, space)
+    assert first.weights[0] > 0.9 and second.weights[1] > 0.9
+    assert abs(first.predicted - float(model.predict(first.weights[None])[0, 0])) < 1e-9
+
+
+def test_bimix_and_ensemble_objectives() -> None:
+    rng = np.random.default_rng(3)
+    X = rng.dirichlet(np.ones(3), 60)
+    y = (np.array([0.5, 1.0, 0.3]) * (X + 1e-3) ** -np.array([0.2, 0.4, 0.1])).sum(axis=1)
+    model = BiMixFitter(n_starts=4).fit(X, y)
+    obj = convex_objective(model)
+    assert obj is not None and obj.power is not None
+    x = ExactProposer(kl=0.0).propose(model, SearchSpace(domains=DOMAINS3)).weights
+    best = min(model.predict(p[None])[0] for p in grid(SearchSpace(domains=DOMAINS3), 0.01))
+    assert model.predict(x[None])[0] <= best + 1e-9
+
+
+def test_models_without_a_convex_form_fall_back_to_top_k() -> None:
+    from mixopt.fitters.linear import LinearFitter
+
+    rng = np.random.default_rng(4)
+    X = rng.dirichlet(np.ones(3), 30)
+    model = LinearFitter().fit(X, X @ np.array([1.0, 2.0, 3.0]))
+    p = ExactProposer(n_candidates=2000, k=16).propose(model, SearchSpace(domains=DOMAINS3))
+    assert p.info["solver"].startswith("topk") and SearchSpace(domains=DOMAINS3).contains(p.weights, tol=1e-9)
+
+
+def test_infeasible_bounds_are_named() -> None:
+    with pytest.raises(MixoptError, match="floors .* sum to 1.2"):
+        SearchSpace(domains=DOMAINS3, floors={"a": 0.6, "b": 0.6})
+    with pytest.raises(MixoptError, match="domain 'b' has no feasible weight: floor 0.5, ceiling 0.2"):
+        SearchSpace(domains=DOMAINS3, floors={"b": 0.5}, ceilings={"b": 0.2})
+    with pytest.raises(MixoptError, match="KL weight must be ≥ 0"):
+        ExactProposer(kl=-1)

@@ -1,0 +1,224 @@
+"""Functional laws: each recovers planted parameters from its own form (with and without noise);
+step and size laws; the nested pipeline across scale; bad input (too few runs, NaN, constant
+domains, a fit that does not converge)."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+import pytest
+
+from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.fitters.bimix import BiMixFitter
+from mixopt.fitters.loglinear import LogLinearFitter
+from mixopt.fitters.mixing_law import MixingLawFitter
+from mixopt.fitters.nested import Curve, predict_at_scale
+from mixopt.fitters.scaling import fit_power_law
+
+K = 4
+
+
+def swarm(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).dirichlet(np.ones(K), n)
+
+
+def centred(t: np.ndarray) -> np.ndarray:
+    return t - t.mean()
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.003])
+def test_mixing_law_recovers_planted_parameters(noise: float) -> None:
+    X = swarm(80)
+    c, b, t = 2.5, 0.2, np.array([-1.5, 0.6, 0.3, 0.9])
+    y = c + np.exp(b + X @ t) + noise * np.random.default_rng(1).normal(size=len(X))
+    m = MixingLawFitter().fit(X, y)
+    p = m.params_[0]
+    tol = 1e-5 if noise == 0 else 0.1
+    # On the simplex only t's differences and b + mean(t) are identified.
+    np.testing.assert_allclose(p[2:], centred(t), atol=tol)
+    assert abs(p[1] - (b + t.mean())) < tol and abs(p[0] - c) < tol
+    assert m.reports_[0].converged
+    const, off, A = m.exp_terms()
+    np.testing.assert_allclose(const[0] + np.exp(off[0] + X @ A[0]), m.predict(X))
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.003])
+def test_loglinear_recovers_planted_parameters(noise: float) -> None:
+    X = swarm(80, seed=2)
+    c, t = np.log(1.2), np.array([-1.0, 0.4, 0.8, 0.1])
+    y = np.exp(c) + np.exp(X @ t) + noise * np.random.default_rng(3).normal(size=len(X))
+    m = LogLinearFitter(starts_per_c=5).fit(X, y)
+    p = m.params_[0]
+    tol = 1e-4 if noise == 0 else 0.15
+    assert abs(np.exp(p[0]) - np.exp(c)) < tol
+    np.testing.assert_allclose(centred(p[2:]), centred(t), atol=tol)
+    assert p[1] == 0.0  # Olmix's form has no offset
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.002])
+def test_bimix_recovers_planted_parameters(noise: float) -> None:
+    X = swarm(80, seed=4)
+    F, alpha, eps = np.array([0.5, 1.0, 0.3, 0.8]), np.array([0.2, 0.4, 0.1, 0.3]), 1e-3
+    y = (F * (X + eps) ** -alpha).sum(axis=1) + noise * np.random.default_rng(5).normal(size=len(X))
+    m = BiMixFitter().fit(X, y)
+    Fh, ah, _ = m.power_terms()
+    tol = 1e-3 if noise == 0 else 0.1
+    np.testing.assert_allclose(Fh[0], F, atol=tol)
+    np.testing.assert_allclose(ah[0], alpha, atol=tol)
+
+
+def test_bimix_with_steps_extrapolates_in_steps() -> None:
+    X = swarm(40, seed=6)
+    eps = 1e-3
+    P, Q = np.array([0.3, 0.2, 0.5, 0.1]), np.array([0.5, 1.0, 0.3, 0.8])
+    alpha, beta = np.array([0.2, 0.4, 0.1, 0.3]), np.array([0.5, 0.3, 0.7, 0.4])
+
+    def law(W: np.ndarray, s: np.ndarray) -> np.ndarray:
+        return ((W + eps) ** -alpha * (P * (s[:, None] / 1000) ** -beta + Q)).sum(axis=1)
+
+    steps = np.tile([250.0, 500.0, 750.0, 1000.0], len(X))
+    Xs = np.repeat(X, 4, axis=0)
+    with warnings.catch_warnings():
+        # P, Q and β trade off along a shallow valley: L-BFGS may stop at its iteration cap there.
+        warnings.simplefilter("ignore", MixoptWarning)
+        m = BiMixFitter(n_starts=8).fit(Xs, law(Xs, steps), steps=steps)
+    np.testing.assert_allclose(m.power_terms()[1][0], alpha, atol=1e-2)
+    far = m.predict(X, steps=2000.0)
+    truth = law(X, np.full(len(X), 2000.0))
+    assert np.max(np.abs(far - truth) / truth) < 0.02
+    np.testing.assert_allclose(m.predict(X), law(X, np.full(len(X), 1000.0)), rtol=3e-3)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.002])
+def test_step_law_recovers_shared_exponent(noise: float) -> None:
+    rng = np.random.default_rng(7)
+    S = np.array([100.0, 200.0, 400.0, 800.0, 1600.0])
+    E, B, beta = rng.uniform(2, 3, 6), rng.uniform(2, 5, 6), 0.45
+    ys = [E[i] + B[i] * S**-beta + noise * rng.normal(size=len(S)) for i in range(6)]
+    law = fit_power_law([S] * 6, ys)
+    tol = 1e-6 if noise == 0 else 0.1
+    assert abs(law.beta - beta) < tol
+    np.testing.assert_allclose(law.predict(3200.0), E + B * 3200.0**-beta, rtol=1e-6 if noise == 0 else 0.01)
+
+
+def test_power_law_input_checks() -> None:
+    with pytest.raises(MixoptError, match="distinct scale"):
+        fit_power_law([np.array([5.0, 5.0])], [np.array([1.0, 1.0])])
+    with pytest.raises(MixoptError, match="cannot fit 5 parameters"):
+        fit_power_law([np.array([1.0, 2.0])] * 2, [np.array([2.0, 1.0])] * 2)
+    with pytest.raises(MixoptError, match="NaN"):
+        fit_power_law([np.array([1.0, 2.0, 3.0])], [np.array([2.0, np.nan, 1.0])])
+    law = fit_power_law(
+        [np.array([1.0, 2.0])] * 2, [np.array([2.0, 1.5]), np.array([3.0, 2.0])], exponent=0.5
+    )
+    assert law.beta == 0.5
+
+
+def _ladder(sizes: list[float], mixtures: np.ndarray) -> tuple[list[Curve], dict]:
+    """Synthetic runs: L(N, D, r) = E(r) + A·N^-0.3 + B(r)·D^-0.5, four checkpoints per run."""
+    tokens = np.array([1e6, 2e6, 3e6, 4e6])
+    t = np.array([-0.8, 0.2, 0.4, 0.2])
+    truth = {}
+    curves = []
+    for i, r in enumerate(mixtures):
+        E = 2.0 + np.exp(r @ t)
+        for N in sizes:
+            loss = E + 30.0 * N**-0.3 + (50 + 20 * r[0]) * tokens**-0.5
+            curves.append(
+                Curve(run_id=f"r{i}-{N:g}", weights=r, size=N, tokens=tokens, losses={"loss/a": loss})
+            )
+        truth[i] = lambda N, D, E=E, r=r: E + 30.0 * N**-0.3 + (50 + 20 * r[0]) * D**-0.5
+    return curves, truth
+
+
+def test_nested_prediction_across_scale() -> None:
+    mixtures = swarm(12, seed=8)
+    curves, truth = _ladder([1e5, 4e5, 1.6e6], mixtures)
+    pred = predict_at_scale(curves, ["loss/a"], target_tokens=8e6, target_size=6.4e6)
+    want = np.array([truth[i](6.4e6, 8e6) for i in range(len(mixtures))])
+    np.testing.assert_allclose(pred.Y[:, 0], want, rtol=2e-3)
+    assert abs(pred.laws["size"]["loss/a"]["beta"] - 0.3) < 0.02
+    # The mixing law fitted on the predictions ranks the mixtures as the truth does.
+    from scipy.stats import spearmanr
+
+    m = MixingLawFitter().fit(pred.X, pred.Y[:, 0])
+    assert spearmanr(m.predict(pred.X), want)[0] > 0.99
+
+
+def test_nested_needs_rungs_and_common_mixtures() -> None:
+    mixtures = swarm(4, seed=9)
+    curves, _ = _ladder([1e5], mixtures)
+    with pytest.raises(MixoptError, match="2 or more rungs"):
+        predict_at_scale(curves, ["loss/a"], target_size=1e6)
+    curves2, _ = _ladder([1e5, 4e5], mixtures)
+    with pytest.raises(MixoptError, match="give the exponent"):
+        predict_at_scale(curves2, ["loss/a"], target_size=1e6)
+    ok = predict_at_scale(curves2, ["loss/a"], target_size=1e6, size_exponent=0.3)
+    assert ok.Y.shape == (4, 1)
+    odd = curves2 + [
+        Curve(
+            run_id="lone",
+            weights=np.array([0.1, 0.2, 0.3, 0.4]),
+            size=4e5,
+            tokens=np.array([1.0, 2.0]),
+            losses={"loss/a": np.array([3.0, 2.5])},
+        )
+    ]
+    with pytest.warns(MixoptWarning, match="not run at every rung"):
+        predict_at_scale(odd, ["loss/a"], target_size=1e6, size_exponent=0.3)
+    with pytest.raises(MixoptError, match="no history of loss/b"):
+        predict_at_scale(curves2, ["loss/b"])
+
+
+@pytest.mark.parametrize("cls", [MixingLawFitter, LogLinearFitter, BiMixFitter])
+def test_too_few_runs_is_a_clear_error(cls: type) -> None:
+    X = swarm(3, seed=10)
+    with pytest.raises(
+        MixoptError, match=r"add runs .* or use a method with fewer parameters \(linear, gp\)"
+    ):
+        cls().fit(X, X[:, 0])
+
+
+@pytest.mark.parametrize("cls", [MixingLawFitter, LogLinearFitter, BiMixFitter])
+def test_nan_target_is_refused(cls: type) -> None:
+    X = swarm(30)
+    y = 1 + X[:, 0]
+    y[[3, 7]] = np.nan
+    with pytest.raises(MixoptError, match=r"NaN in 2 run\(s\) \(rows 3, 7\)"):
+        cls().fit(X, y)
+
+
+def test_constant_domain_is_dropped_with_a_note() -> None:
+    X = swarm(40, seed=11) * 0.8
+    X = np.column_stack([X, np.full(len(X), 0.2)])  # a fifth domain fixed at 0.2 in every run
+    y = 2 + np.exp(X[:, :4] @ np.array([-1.0, 0.5, 0.2, 0.3]))
+    with pytest.warns(MixoptWarning, match=r"#4 have the same weight in every run and are dropped"):
+        m = MixingLawFitter().fit(X, y)
+    assert m.keep_.tolist() == [True, True, True, True, False]
+    np.testing.assert_allclose(m.predict(X), y, rtol=1e-5)
+    assert m.exp_terms()[2][0, 4] == 0.0
+
+
+def test_fit_that_does_not_converge_warns_with_residuals(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mixopt.fitters.mixing_law as ml
+    from mixopt.fitters.lawfit import multistart_lbfgs
+
+    monkeypatch.setattr(ml, "multistart_lbfgs", functools.partial(multistart_lbfgs, maxiter=1, batch_iter=0))
+    X = swarm(40, seed=12)
+    y = 2 + np.exp(X @ np.array([-3.0, 1.5, 0.2, 0.3])) + 0.01 * np.random.default_rng(0).normal(size=40)
+    with pytest.warns(MixoptWarning, match=r"did not converge .*residuals: RMS [0-9.]+, max \|r\|"):
+        MixingLawFitter(n_starts=2).fit(X, y)
+
+
+def test_multi_target_fits_each_column() -> None:
+    X = swarm(50, seed=13)
+    Y = np.column_stack(
+        [2 + np.exp(X @ np.array([-1.0, 0.5, 0.2, 0.3])), 1 + np.exp(X @ np.array([0.3, -1.2, 0.1, 0.4]))]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MixoptWarning)
+        m = MixingLawFitter(n_starts=4).fit(X, Y)
+    assert m.predict(X).shape == (50, 2)
+    np.testing.assert_allclose(m.predict(X), Y, rtol=1e-5)

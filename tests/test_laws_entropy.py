@@ -1,0 +1,58 @@
+"""BiMix's entropy mixture: the bigram estimate behaves like a conditional entropy, and ``mixopt entropy``
+writes a mixture inside the space from the tiny corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mixopt.entropy import bigram_entropy, entropy_mixture, entropy_weights
+from mixopt.errors import MixoptError
+
+
+def test_bigram_entropy_orders_predictable_and_random_text() -> None:
+    rng = np.random.default_rng(0)
+    V = 64
+    cycle = np.tile(np.arange(V), 400)  # each token fully determines the next: H(X_t | X_t-1) ≈ 0
+    noise = rng.integers(0, V, len(cycle))  # independent tokens: H ≈ log V
+    h_cycle = bigram_entropy(cycle[:20000], cycle[20000:], V)
+    h_noise = bigram_entropy(noise[:20000], noise[20000:], V)
+    assert h_cycle < 0.05
+    assert abs(h_noise - np.log(V)) < 0.15  # held-out estimate: a little above log V, never far
+    offsets = np.array([0, 100, 200, len(cycle[:20000])])
+    assert bigram_entropy(cycle[:20000], cycle[20000:], V, train_offsets=offsets) < 0.05
+    with pytest.raises(MixoptError, match="at least 2"):
+        bigram_entropy(cycle[:1], cycle, V)
+
+
+def test_entropy_weights_follow_bimix_softmax() -> None:
+    w = entropy_weights(np.array([4.0, 5.0, 3.0]))
+    np.testing.assert_allclose(w, np.exp([4.0, 5.0, 3.0]) / np.exp([4.0, 5.0, 3.0]).sum())
+    np.testing.assert_allclose(entropy_weights(np.array([1.0, 3.0]), normalize="proportional"), [0.25, 0.75])
+
+
+def test_entropy_mixture_on_the_tiny_corpus(
+    tiny_corpus, workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # noqa: ANN001
+    from mixopt.cli import main
+    from mixopt.space import SearchSpace
+
+    em = entropy_mixture(tiny_corpus)
+    assert set(em.weights) == set(tiny_corpus.domains) and abs(sum(em.weights.values()) - 1) < 1e-12
+    assert all(0 < h < np.log(tiny_corpus.vocab_size) for h in em.entropy.values())
+    order = sorted(em.entropy, key=em.entropy.get)
+    assert sorted(em.weights, key=em.weights.get) == order  # more entropy, more weight
+    space = SearchSpace(domains=tuple(tiny_corpus.domains), ceilings={order[-1]: 0.2})
+    bounded = entropy_mixture(tiny_corpus, space)
+    assert bounded.projected and space.contains([bounded.weights[d] for d in space.domains], tol=1e-9)
+    out = workspace / "ent.json"
+    main(["entropy", str(tiny_corpus.path), "--max-weight", f"{order[-1]}=0.2", "--out", str(out)])
+    mix = json.loads(out.read_text())
+    assert mix["method"] == "entropy" and mix["weights"][order[-1]] <= 0.2 + 1e-9
+    assert "bigram" in mix["params"]["estimator"]
+    with pytest.raises(SystemExit) as exc:
+        main(["entropy", str(tiny_corpus.path), "--min-weight", "0.3"])
+    assert exc.value.code == 2 and "floors (and fixed weights) sum to 1.2" in capsys.readouterr().err

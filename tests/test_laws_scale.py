@@ -1,0 +1,132 @@
+"""``mixopt fit --fidelity-law``: proxy runs of the same mixtures at three rungs, with checkpoint
+histories, read from the run store, extrapolated by step and size laws, then the mixing law."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mixopt.fitters.scale_api import ScaleFitConfig, curves_from_store, fit_across_scale
+from mixopt.proxy.rungs import load_rung
+from mixopt.store import RunRecord, RunStore, fidelity_key
+
+DOMAINS = ("a", "b", "c")
+T = np.array([-1.2, 0.5, 0.3])
+
+
+def truth(r: np.ndarray, N: float, D: float) -> np.ndarray:
+    """Per-domain losses: a mixture-dependent floor, a size term and a data term."""
+    base = 2.0 + np.exp(r @ T) + np.array([0.0, 0.3, -0.2])
+    return base + 40.0 * N**-0.3 + 60.0 * D**-0.5
+
+
+def fill_store(path: Path, rungs: tuple[str, ...] = ("xs", "s", "m"), n: int = 10) -> RunStore:
+    store = RunStore(path)
+    rng = np.random.default_rng(0)
+    mixtures = rng.dirichlet(np.ones(3), n)
+    recs = []
+    for rung in rungs:
+        R = load_rung(rung)
+        N = R.non_embedding_params()
+        fid = {"rung": rung, "corpus": "synthetic"}
+        for i, r in enumerate(mixtures):
+            hist = []
+            for step in R.eval_steps():
+                D = step * R.tokens_per_step
+                hist.append(
+                    {
+                        "step": step,
+                        "tokens": D,
+                        **{f"loss/{d}": float(v) for d, v in zip(DOMAINS, truth(r, N, D), strict=True)},
+                    }
+                )
+            recs.append(
+                RunRecord(
+                    run_id=f"{rung}-{i}",
+                    weights=dict(zip(DOMAINS, r.tolist(), strict=True)),
+                    fidelity=fid,
+                    fidelity_key=fidelity_key(fid),
+                    status="ok",
+                    search_id=f"sw-{rung}",
+                    metrics={k: v for k, v in hist[-1].items() if k.startswith("loss/")},
+                    history=hist,
+                )
+            )
+    store.add(recs)
+    return store
+
+
+def test_curves_come_from_the_store(tmp_path: Path) -> None:
+    store = fill_store(tmp_path / "runs.sqlite")
+    domains, curves = curves_from_store(store)
+    assert domains == list(DOMAINS) and len(curves) == 30
+    assert {c.size for c in curves} == {float(load_rung(r).non_embedding_params()) for r in ("xs", "s", "m")}
+    assert len(curves[0].tokens) == 4 and "loss/a" in curves[0].losses
+
+
+def test_fit_across_scale_predicts_the_target_scale(tmp_path: Path) -> None:
+    store = fill_store(tmp_path / "runs.sqlite")
+    N, D = 2e7, 2e7
+    res = fit_across_scale(
+        ScaleFitConfig(store=str(store.path), target_tokens=D, target_size=N, out=tmp_path / "mix.json")
+    )
+    assert res["n_mixtures"] == 10 and len(res["sizes"]) == 3
+    assert all(abs(law["beta"] - 0.3) < 0.02 for law in res["laws"]["size"].values())
+    # The proposal's predicted objective is close to the true mean loss of that mixture at (N, D).
+    w = np.array([res["proposal"]["weights"][d] for d in DOMAINS])
+    true_obj = float(truth(w, N, D).mean())
+    assert abs(res["proposal"]["predicted"] - true_obj) / true_obj < 0.01
+    mix = json.loads((tmp_path / "mix.json").read_text())
+    assert mix["params"]["fidelity_law"] is True and abs(sum(mix["weights"].values()) - 1) < 1e-9
+
+
+def test_fidelity_law_cli(tmp_path: Path, workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mixopt.cli import main
+
+    store = fill_store(tmp_path / "runs.sqlite")
+    out = tmp_path / "mix.json"
+    args = [
+        "fit",
+        "--fidelity-law",
+        "--store",
+        str(store.path),
+        "--target-size",
+        "2e7",
+        "--method",
+        "loglinear",
+        "--search",
+        "sw-xs",
+        "--search",
+        "sw-s",
+        "--search",
+        "sw-m",
+        "--max-weight",
+        "a=0.5",
+        "--out",
+        str(out),
+    ]
+    main(args)  # returns on success
+    text = capsys.readouterr().out
+    assert "size law loss/a" in text and "wrote" in text
+    assert json.loads(out.read_text())["weights"]["a"] <= 0.5 + 1e-9
+    # Two rungs and no exponent: the size law cannot be fitted; the error says what to do.
+    with pytest.raises(SystemExit) as exc:
+        main(
+            [
+                "fit",
+                "--fidelity-law",
+                "--store",
+                str(store.path),
+                "--target-size",
+                "2e7",
+                "--search",
+                "sw-xs",
+                "--search",
+                "sw-s",
+            ]
+        )
+    assert exc.value.code == 2
+    assert "give the exponent" in capsys.readouterr().err
