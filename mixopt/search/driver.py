@@ -216,6 +216,11 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
 
     # 3. validate
     notes: list[str] = []
+    prop = next(c for c in cands if c.name == PROPOSAL)
+    if prop.info.get("constant_model"):
+        notes.append(f"the {cfg.method} model predicts the same value for every candidate mixture (too few "
+                     f"runs: {len(y)}); its proposal is arbitrary. Raise --budget (RegMix's LightGBM needs "
+                     "≥ 40 runs to split at all) or use --method linear")
     measured = comparisons = None
     exported = PROPOSAL
     vrung = cfg.validate_rung or cfg.rung
@@ -236,7 +241,6 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     # 4. the mixture JSON
     _emit(progress, StageEvent(stage="export", message="writing the mixture", search_id=sid))
     rows = candidate_rows(cands, domains, measured, comparisons, exported)
-    prop = next(c for c in cands if c.name == PROPOSAL)
     mixture = build_mixture(
         rows=rows, exported=exported, space=prep.space, objective=prep.objective.as_dict(), method=cfg.method,
         params={"budget": cfg.budget, "rung": cfg.rung, "seed": cfg.seed, "temperature": cfg.temperature,

@@ -76,6 +76,11 @@ def ensure_ray(
             if address:
                 ctx = ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
             else:
+                # Ray runs workers at nice 15 so that its own daemons stay responsive; here the workers
+                # ARE the workload (one training run per core), and at nice 15 any other process on a
+                # shared machine starves them (measured: 2 trials got 0.6 core each next to one
+                # nice-0 job). A user's own RAY_worker_niceness wins.
+                os.environ.setdefault("RAY_worker_niceness", "0")
                 ctx = ray.init(
                     num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
                     log_to_driver=False, logging_level=logging.WARNING,
