@@ -117,6 +117,7 @@ def test_under_a_batch_concurrency_limiter_results_arrive_per_batch():
     assert len(s.observations) == 2
     c = lim.suggest("t4")
     assert {a["slot"], b["slot"], c["slot"]} == {"s0000", "s0001", "s0002"}
+    assert not SwarmSearcher.syncs_batches  # a fixed plan: the driver never holds trials for a batch
 
 
 class _Sequential(MixtureSearcher):

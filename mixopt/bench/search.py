@@ -1,6 +1,6 @@
 """``mixopt bench search``: what Ray Tune orchestration costs, and whether trials scale over cores.
 
-Every figure goes through the full search path (SwarmSearcher → ConcurrencyLimiter(batch) → Tune
+Every figure goes through the full search path (SwarmSearcher → ConcurrencyLimiter → Tune
 trial → evaluator → run store), with the fake evaluators of :mod:`mixopt.testing`:
 
 - per-trial orchestration overhead: ``noop`` trials one at a time; the time between the first
@@ -56,8 +56,7 @@ def _run(evaluator: str, n: int, concurrency: int, fidelity: dict[str, Any], roo
     rows = np.random.default_rng(0).dirichlet(np.ones(len(domains)), n)
     searcher = SwarmSearcher.from_rows(rows, domains=domains, search_id=sid, seed=0, retries=0)
     t0 = time.perf_counter()
-    run_trials(searcher, ctx, phase="bench", storage=root / "tune", concurrency=concurrency, cpus_per_trial=1,
-               batch=True)
+    run_trials(searcher, ctx, phase="bench", storage=root / "tune", concurrency=concurrency, cpus_per_trial=1)
     wall = time.perf_counter() - t0
     runs = store.runs(search_id=sid)
     bad = [r for r in runs if r.status != "ok"]

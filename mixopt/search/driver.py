@@ -190,8 +190,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     # 1. the swarm
     searcher = SwarmSearcher.from_rows(plan["swarm"], domains=domains, search_id=sid, seed=cfg.seed,
                                        retries=cfg.retries)
-    _run_phase(prep, searcher, "swarm", info, progress, batch=not spec.sequential,
-               warm=plan.get("reused", []))
+    _run_phase(prep, searcher, "swarm", info, progress, warm=plan.get("reused", []))
 
     # 2. fit and propose on every finished run (reused ones included)
     swarm_ids = [s.run_id for s in searcher.slots.values() if s.state == "done"]
@@ -227,7 +226,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     if cfg.validate > 0:
         vs = SwarmSearcher(domains=domains, search_id=sid, retries=cfg.retries,
                            slots=validation_slots(cands, k=cfg.validate, seed=cfg.seed))
-        _run_phase(prep, vs, "validate", info, progress, batch=True)
+        _run_phase(prep, vs, "validate", info, progress)
         measured = measure(store, sid, cands, prep.objective, domains, cfg.validate)
         comparisons = {c.name: compare(measured[PROPOSAL], measured[c.name])
                        for c in cands if c.name != PROPOSAL}
@@ -269,7 +268,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
 
 
 def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, info: RayInfo,
-               progress: Progress | None, *, batch: bool, warm: list[str] = ()) -> None:
+               progress: Progress | None, *, warm: list[str] = ()) -> None:
     """Run the slots of one phase that the store does not already hold; stop on fatal errors."""
     cfg, store, sid = prep.config, prep.store, prep.search_id
     slots = list(searcher.slots.values())
@@ -288,7 +287,7 @@ def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, info: RayInf
                                search_id=sid))
     if todo:
         run_trials(searcher, prep.context(phase), phase=phase, storage=prep.search_dir / "tune",
-                   concurrency=_concurrency(prep, info), cpus_per_trial=cfg.cpus_per_trial, batch=batch,
+                   concurrency=_concurrency(prep, info), cpus_per_trial=cfg.cpus_per_trial,
                    progress=progress, best=best)
     check_fatal(store, sid)
     store.interrupt(sid, INTERRUPTED)  # runs Tune left running when it stopped early

@@ -144,7 +144,6 @@ def run_trials(
     storage: Path,
     concurrency: int,
     cpus_per_trial: int,
-    batch: bool,
     progress: Progress | None = None,
     best: float | None = None,
 ) -> None:
@@ -165,7 +164,7 @@ def run_trials(
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     # On Ctrl-C Tune suggests Tuner.restore; mixopt resumes from the store (--resume NAME) instead.
     logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
-    alg = ConcurrencyLimiter(searcher, max_concurrent=max(1, concurrency), batch=batch)
+    alg = ConcurrencyLimiter(searcher, max_concurrent=max(1, concurrency), batch=searcher.syncs_batches)
     fn = tune.with_resources(tune.with_parameters(trainable, ctx=ctx), {"cpu": cpus_per_trial})
     name = f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     tuner = tune.Tuner(
