@@ -291,3 +291,14 @@ def test_bench_training_rows() -> None:
     assert [r.name for r in rows] == ["moe-debug", "moe-debug dense twin"]
     assert all(r.tokens_per_s > 0 and 0 < r.mfu < 2 for r in rows)
     assert rows[0].params > rows[1].params
+
+
+def test_keep_freed_memory_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from mixopt.train.memory import keep_freed_memory
+
+    monkeypatch.setenv("MIXOPT_KEEP_FREED_MEMORY", "0")
+    assert keep_freed_memory() is False
+    monkeypatch.setenv("MIXOPT_KEEP_FREED_MEMORY", "1")
+    assert keep_freed_memory() is sys.platform.startswith("linux")  # glibc on the Linux test machines

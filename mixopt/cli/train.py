@@ -129,8 +129,10 @@ def train_cmd(
     """Train the MoE language model on a mixture; report per-domain loss and bpb against the prediction."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from mixopt.train.memory import keep_freed_memory
     from mixopt.train.trainer import train
 
+    keep_freed_memory()
     columns = [
         TextColumn("[bold]train"),
         BarColumn(),
@@ -198,7 +200,9 @@ def compare_cmd(
 ) -> None:
     """Train each mixture with the same budget and seeds; per-domain losses ± s.e., the winner, a PNG."""
     from mixopt.train.compare import compare
+    from mixopt.train.memory import keep_freed_memory
 
+    keep_freed_memory()
     with console.status("") as status:
 
         def on_run(label: str, seed: int, i: int, n: int) -> None:
@@ -280,8 +284,10 @@ def bench_moe(
 
     from mixopt.atomic import write_json
     from mixopt.bench import moe as bench
+    from mixopt.train.memory import keep_freed_memory
 
     bench.check_device(device, dtype)
+    keep_freed_memory()
     if threads:
         torch.set_num_threads(threads)
     gpu = device.startswith("cuda")
