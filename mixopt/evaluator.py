@@ -103,7 +103,9 @@ def coerce_result(obj: Any, *, cost: float = 0.0) -> EvalResult:
     res.metrics = clean
     if res.status == "ok":
         if not clean:
-            raise MixoptError("evaluator returned no metrics; return at least one, e.g. {'loss/<domain>': value}")
+            raise MixoptError(
+                "evaluator returned no metrics; return at least one, e.g. {'loss/<domain>': value}"
+            )
         bad = [k for k, v in clean.items() if not math.isfinite(v)]
         if bad:
             res.status = "diverged"
@@ -117,14 +119,18 @@ def load_evaluator(spec: str) -> Evaluator:
     """Import ``module:function`` (the current folder is on the path, as for ``python -m``)."""
     mod_name, sep, func_name = spec.partition(":")
     if not sep or not mod_name or not func_name:
-        raise MixoptError(f"--evaluator {spec!r} is not of the form module:function (e.g. mypkg.evals:evaluate)")
+        raise MixoptError(
+            f"--evaluator {spec!r} is not of the form module:function (e.g. mypkg.evals:evaluate)"
+        )
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
     try:
         mod = importlib.import_module(mod_name)
     except Exception as exc:  # an import error of the user's module can be anything
-        raise MixoptError(f"cannot import evaluator module {mod_name!r}: {type(exc).__name__}: {exc}") from exc
+        raise MixoptError(
+            f"cannot import evaluator module {mod_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     fn = getattr(mod, func_name, None)
     if fn is None or not callable(fn):
         raise MixoptError(f"evaluator module {mod_name!r} has no callable {func_name!r}")

@@ -124,6 +124,10 @@ METHODS: dict[str, MethodSpec] = {
         name="gp", fitter="gp", proposer="topk",
         description="Gaussian process (BoTorch, Matérn ARD), top-k of its mean, its std reported",
     ),
+    "log-ridge": MethodSpec(
+        name="log-ridge", fitter="log-ridge", proposer="topk",
+        description="ridge on log weights (first-order BiMix), for swarms smaller than the laws need",
+    ),
     "auto": MethodSpec(
         name="auto", fitter="auto", proposer="exact",
         description="the fitter with the best K-fold CV Spearman on the runs (or an average of the top 2-3)",

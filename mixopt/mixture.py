@@ -58,8 +58,9 @@ def normalize_weights(
         )
     if abs(total - 1.0) > SUM_TOL:
         if abs(total - 1.0) > 1e-6:
-            warnings.warn(f"{where}: weights summed to {total:.9g}; renormalised to 1", MixoptWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"{where}: weights summed to {total:.9g}; renormalised to 1", MixoptWarning, stacklevel=2
+            )
         out = {k: v / total for k, v in out.items()}
     return out
 
@@ -188,7 +189,9 @@ class Mixture:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise MixoptError(f"mixture file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+            raise MixoptError(
+                f"mixture file {path} is not valid JSON: {exc.msg} at line {exc.lineno}"
+            ) from exc
         return cls.from_dict(data, where=str(path))
 
 

@@ -87,7 +87,9 @@ class Objective:
 
     def key(self) -> str:
         """A stable string: runs are reused across searches with the same objective key."""
-        return json.dumps({"metric": self.metric, "weights": dict(sorted(self.weights.items()))}, sort_keys=True)
+        return json.dumps(
+            {"metric": self.metric, "weights": dict(sorted(self.weights.items()))}, sort_keys=True
+        )
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "metric": self.metric, "weights": dict(self.weights)}

@@ -45,12 +45,17 @@ class SearchSpace:
             raise MixoptError(f"a search space needs at least 2 domains, got {list(self.domains)}")
         if len(set(self.domains)) != len(self.domains):
             raise MixoptError(f"duplicate domain names in {list(self.domains)}")
-        for what, m in (("floor", self.floors), ("ceiling", self.ceilings), ("fixed weight", self.fixed),
-                        ("token count", self.tokens or {})):
+        for what, m in (
+            ("floor", self.floors),
+            ("ceiling", self.ceilings),
+            ("fixed weight", self.fixed),
+            ("token count", self.tokens or {}),
+        ):
             unknown = sorted(set(m) - set(self.domains))
             if unknown:
                 raise MixoptError(
-                    f"{what} given for unknown domain(s) {', '.join(unknown)}; domains are {', '.join(self.domains)}"
+                    f"{what} given for unknown domain(s) {', '.join(unknown)}; "
+                    f"domains are {', '.join(self.domains)}"
                 )
             for d, v in m.items():
                 if not 0 <= float(v) <= (1 if what != "token count" else float("inf")):
@@ -99,15 +104,19 @@ class SearchSpace:
                 why.append(f"floor {lo[i]:.4g}")
                 why.append(f"ceiling {hi[i]:.4g}")
                 if self.epoch_cap()[i] < 1:
-                    why.append(f"repetition cap {self.epoch_cap()[i]:.4g} (max_epochs × tokens / target_tokens)")
+                    why.append(
+                        f"repetition cap {self.epoch_cap()[i]:.4g} (max_epochs × tokens / target_tokens)"
+                    )
                 raise MixoptError(f"domain {d!r} has no feasible weight: {', '.join(why)}; relax one of them")
         if lo.sum() > 1 + 1e-9:
             raise MixoptError(
-                f"floors (and fixed weights) sum to {lo.sum():.4g} > 1; lower --min-weight or the floors/fixed weights"
+                f"floors (and fixed weights) sum to {lo.sum():.4g} > 1; "
+                "lower --min-weight or the floors/fixed weights"
             )
         if hi.sum() < 1 - 1e-9:
             raise MixoptError(
-                f"ceilings (with repetition caps) sum to {hi.sum():.4g} < 1; raise the ceilings or --max-epochs, "
+                f"ceilings (with repetition caps) sum to {hi.sum():.4g} < 1; "
+                "raise the ceilings or --max-epochs, "
                 "or lower --target-tokens"
             )
 
@@ -137,8 +146,8 @@ class SearchSpace:
         W = np.asarray(W, dtype=float)
         return (
             (np.abs(W.sum(axis=1) - 1) <= 1e-6)
-            & np.all(W >= lo - tol, axis=1)
-            & np.all(W <= hi + tol, axis=1)
+            & np.all(lo - tol <= W, axis=1)
+            & np.all(hi + tol >= W, axis=1)
         )
 
     def epochs(self, w: Sequence[float] | np.ndarray) -> dict[str, float] | None:
@@ -147,7 +156,8 @@ class SearchSpace:
             return None
         w = np.asarray(w, dtype=float)
         return {
-            d: float(w[i] * self.target_tokens / max(float(self.tokens[d]), 1.0)) for i, d in enumerate(self.domains)
+            d: float(w[i] * self.target_tokens / max(float(self.tokens[d]), 1.0))
+            for i, d in enumerate(self.domains)
         }
 
     def as_dict(self) -> dict:

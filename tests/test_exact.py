@@ -146,3 +146,13 @@ def test_infeasible_bounds_are_named() -> None:
         SearchSpace(domains=DOMAINS3, floors={"b": 0.5}, ceilings={"b": 0.2})
     with pytest.raises(MixoptError, match="KL weight must be ≥ 0"):
         ExactProposer(kl=-1)
+
+
+def test_kkt_residual_is_in_weight_units_for_tiny_weights() -> None:
+    # Found by hypothesis: the optimum puts ~1e-27 on c; the solve may leave ~1e-283 there, which is
+    # off by 1e-27 in weight units, though the KL gradient at 1e-283 is large.
+    A = np.array([[2.2016262392262838, 2.495319073775289, 2.9414062458681487]])
+    obj = ConvexObjective(exp=(np.array([2.0]), np.array([0.0]), A, np.array([1.0])))
+    space = SearchSpace(domains=DOMAINS3, floors={"b": 0.2}, ceilings={"a": 0.45})
+    x, info = solve(obj, space, kl=0.1, prior=np.full(3, 1 / 3))
+    assert np.allclose(x, [0.45, 0.55, 0.0], atol=1e-12) and info["kkt_residual"] < 1e-9

@@ -131,3 +131,10 @@ def test_search_runs_list_report_through_the_cli(workspace, tmp_path, capsys, ra
     # the name is taken now
     assert run_cli(["search", *FAST, "--name", "cli"]) == 2
     assert "--resume cli" in capsys.readouterr().err
+
+
+def test_method_help_names_every_method() -> None:
+    from mixopt.cli.search import METHOD_HELP
+    from mixopt.methods import available_methods
+
+    assert all(m in METHOD_HELP for m in available_methods())

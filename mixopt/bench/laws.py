@@ -10,9 +10,10 @@ Tasks (each skipped when its data is missing):
 * ``small-32``: 32 runs drawn from either table (5 seeds), scored on the runs not drawn (RegMix:
   its 256 test runs; Olmix: the other 480) (goal: ``auto`` ≥ 0.85 on average).
 * ``store``: 5-fold CV on the run store's runs, one group per (domains, fidelity) with 20+ runs.
-* ``extrapolation``: with runs of the same mixtures at three or more rungs in the store, the
+* ``extrapolation``: with runs of the same mixtures at four or more rungs in the store, the
   largest rung's per-domain losses predicted from the smaller ones (step law per run, size law
-  per mixture): mean relative error (goal ≤ 1%).
+  per mixture, exponent shared): mean relative error (goal ≤ 1%). :func:`ladder_runs` trains such
+  runs on a corpus (:data:`LADDER`: four widths, one token budget).
 
 Units of work (a fitter on a task, fold or seed) run in separate processes, one thread each, so
 the benchmark uses every core of a bigger machine; nothing is tuned on the scored runs.
@@ -37,7 +38,24 @@ log = logging.getLogger(__name__)
 
 SHARED_RUNS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "runs"
 PILE_CC = "metric/the_pile_pile_cc_val_loss"
-FITTERS = ("regmix", "linear", "mixing-law", "loglinear", "bimix", "gp", "auto")
+FITTERS = ("regmix", "linear", "mixing-law", "loglinear", "bimix", "gp", "log-ridge", "auto")
+# A small ladder for the extrapolation task: same depth, context, batch and tokens; widths from 32
+# to 96 (27k to 222k non-embedding parameters), the learning rate lowered with width.
+LADDER = {
+    "ladder-32": {"d_model": 32, "n_head": 2, "lr": 5e-3},
+    "ladder-48": {"d_model": 48, "n_head": 2, "lr": 5e-3},
+    "ladder-64": {"d_model": 64, "n_head": 2, "lr": 4e-3},
+    "ladder-96": {"d_model": 96, "n_head": 2, "lr": 3e-3},
+}
+LADDER_BASE = {
+    "n_layer": 2,
+    "context": 128,
+    "batch": 8,
+    "tokens": 131_072,
+    "min_lr": 3e-4,
+    "eval_tokens": 4096,
+    "eval_at": (0.25, 0.5, 0.75, 1.0),
+}
 GOALS = {"regmix-pile-cc": 0.992, "olmix-mean-cv5": 0.92, "small-32": 0.85, "extrapolation": 0.01}
 
 
@@ -325,3 +343,77 @@ def bench_extrapolation(store: Any, *, metric_prefix: str = "loss/") -> dict[str
         "domains": len(domains),
     }
     return {"rows": [row], "summary": summary}
+
+
+def _ladder_unit(corpus: str, name: str, weights: dict[str, float], seed: int) -> dict[str, Any]:
+    from mixopt.proxy.rungs import rung_from_dict
+    from mixopt.proxy.train import train_proxy
+
+    rung = rung_from_dict(name, {**LADDER_BASE, **LADDER[name]}, source="mixopt.bench.laws.LADDER")
+    res = train_proxy(corpus, weights, rung, seed=seed, threads=1)
+    return {
+        "status": res.status,
+        "metrics": res.metrics,
+        "history": res.history,
+        "cost": res.cost,
+        "error": res.error,
+        "params": rung.non_embedding_params(),
+    }
+
+
+def ladder_runs(
+    corpus: str,
+    store: Any,
+    *,
+    n_mixtures: int = 12,
+    seed: int = 0,
+    jobs: int | None = None,
+    rungs: Sequence[str] = tuple(LADDER),
+) -> int:
+    """Train the same ``n_mixtures`` swarm mixtures at every ladder rung on ``corpus`` into ``store``.
+
+    Returns the number of runs recorded. Runs already in the store (same id) are skipped.
+    """
+    import multiprocessing as mp
+
+    from mixopt.corpus import Corpus
+    from mixopt.space import SearchSpace
+    from mixopt.store import RunRecord, fidelity_key, now
+    from mixopt.swarm import sample_swarm
+
+    c = Corpus.open(corpus)
+    space = SearchSpace(domains=tuple(c.domains), tokens=c.train_tokens())
+    W = sample_swarm(space, n_mixtures, seed=seed)
+    todo = []
+    for name in rungs:
+        for i, w in enumerate(W):
+            rid = f"ladder:{c.hash[:8]}:{name}:{seed}:{i}"
+            if store.get(rid) is None:
+                todo.append((rid, name, dict(zip(c.domains, w.tolist(), strict=True))))
+    jobs = jobs or max(1, len(os.sched_getaffinity(0)))
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+        futs = [
+            (rid, name, w, pool.submit(_ladder_unit, str(c.path), name, w, seed)) for rid, name, w in todo
+        ]
+        for rid, name, w, f in futs:
+            out = f.result()
+            fid = {"rung": name, "params": out["params"], "corpus": c.name, "ladder": "mixopt.bench.laws"}
+            store.add(
+                RunRecord(
+                    run_id=rid,
+                    weights=w,
+                    fidelity=fid,
+                    fidelity_key=fidelity_key(fid),
+                    status=out["status"],
+                    search_id=f"ladder-{name}",
+                    corpus=c.name,
+                    corpus_hash=c.hash,
+                    seed=seed,
+                    metrics=out["metrics"],
+                    history=out["history"],
+                    cost=out["cost"],
+                    error=out["error"],
+                    finished=now(),
+                )
+            )
+    return len(todo)

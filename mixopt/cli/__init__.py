@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning user errors into one line and exit code 2."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.basicConfig(level=os.environ.get("MIXOPT_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("MIXOPT_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
     warnings.showwarning = _show_warning
     _register()
     try:

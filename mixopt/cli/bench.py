@@ -11,5 +11,7 @@ import typer
 
 from mixopt.cli import app
 
-bench_app = typer.Typer(help="Benchmarks: print measured figures (ratios within one run).", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks: print measured figures (ratios within one run).", no_args_is_help=True
+)
 app.add_typer(bench_app, name="bench")

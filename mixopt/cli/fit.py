@@ -165,18 +165,70 @@ def bench_fit(
                                     "../shared/data/runs/regmix-pile-1m).")] = None,
     candidates: Annotated[int, _o("--candidates", help="Candidates for the propose timing.")] = 1_000_000,
     as_json: JsonOpt = False,
+    timing: Annotated[bool, _o("--timing/--no-timing", help="RegMix's fit/propose timings.")] = True,
+    laws: Annotated[bool, _o("--laws/--no-laws", help="Every fitter on the reference tables and the store: "
+                             "Spearman, Pearson, MAE, relative error, fit time.")] = True,
+    tasks: Annotated[str | None, _o("--tasks", help="Comma list of regmix-pile-cc, olmix-mean-cv5, small-32, "
+                                    "store, extrapolation (default: all).")] = None,
+    fitters: Annotated[str | None, _o("--fitters", help="Comma list of fitters (default: all).")] = None,
+    jobs: Annotated[int | None, _o("--jobs", help="Processes for --laws (default: all cores).")] = None,
+    store: Annotated[Path | None, _o("--store", help="Run store of the store and extrapolation tasks.")] = (
+        None),
+    ladder: Annotated[str | None, _o("--ladder", help="First train the extrapolation ladder (4 widths × "
+                                     "--ladder-mixtures mixtures) on this built corpus into the store.")] = (
+                                     None),
+    ladder_mixtures: Annotated[int, _o("--ladder-mixtures", help="Mixtures of the ladder.")] = 8,
 ) -> None:
-    """Fit time on 512 runs, propose time over 1M candidates, Spearman on RegMix's 256 test runs."""
-    from mixopt.bench.fit import bench_fit as run_bench
+    """RegMix's fit/propose timings, and every fitter's accuracy on held-out runs (tables and store)."""
+    res: dict[str, Any] = {}
+    if timing:
+        from mixopt.bench.fit import bench_fit as run_bench
 
-    res = run_bench(data=data, n_candidates=candidates)
+        res = run_bench(data=data, n_candidates=candidates)
+    if ladder is not None:
+        from mixopt.bench.laws import ladder_runs
+        from mixopt.store import RunStore
+
+        n = ladder_runs(ladder, RunStore(store), n_mixtures=ladder_mixtures, jobs=jobs)
+        console.print(f"trained {n} ladder runs on {ladder}")
+    if laws:
+        from mixopt.bench.laws import FITTERS, bench_laws
+
+        root = data.parent if data is not None else None
+        opts: dict[str, Any] = {"data": root, "jobs": jobs, "store": store}
+        if tasks:
+            opts["tasks"] = tuple(x.strip() for x in tasks.split(",") if x.strip())
+        opts["fitters"] = tuple(x.strip() for x in fitters.split(",")) if fitters else FITTERS
+        res["laws"] = bench_laws(**opts)
     if as_json:
-        print(json.dumps(res))
+        print(json.dumps(res, default=float))
         return
-    t = Table(title="mixopt bench fit")
-    for col in ("figure", "measured", "goal", "met"):
-        t.add_column(col)
-    for row in res["rows"]:
-        ok = row.get("ok")
-        t.add_row(row["name"], row["value"], row["goal"], "-" if ok is None else ("yes" if ok else "no"))
+    if timing:
+        t = Table(title="mixopt bench fit")
+        for col in ("figure", "measured", "goal", "met"):
+            t.add_column(col)
+        for row in res["rows"]:
+            ok = row.get("ok")
+            t.add_row(row["name"], row["value"], row["goal"], "-" if ok is None else ("yes" if ok else "no"))
+        console.print(t)
+    if laws:
+        _render_laws(res["laws"])
+
+
+def _render_laws(res: dict[str, Any]) -> None:
+    t = Table(title="every fitter on runs it was not fitted on")
+    for col in ("task", "fitter", "Spearman", "Pearson", "MAE", "rel. error", "fit s", "note"):
+        t.add_column(col, justify="left" if col in ("task", "fitter", "note") else "right")
+    for r in res["rows"]:
+        if "error" in r:
+            t.add_row(r["task"], r["fitter"], "-", "-", "-", "-", f"{r['seconds']:.1f}", r["error"][:50])
+            continue
+        note = ", ".join(r.get("chosen", [])) if r.get("chosen") else ""
+        if "spearman_min" in r:
+            note = f"min {r['spearman_min']:.3f}" + (f"; {note}" if note else "")
+        f = {k: r.get(k) for k in ("spearman", "pearson", "mae")}
+        t.add_row(r["task"], r["fitter"], *("-" if v is None else f"{v:.4f}" for v in f.values()),
+                  f"{r['rel_error']:.3%}", f"{r['seconds']:.1f}", note)
     console.print(t)
+    for name, s in res["summary"].items():
+        console.print(f"{name}: {s}")

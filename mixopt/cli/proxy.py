@@ -180,23 +180,13 @@ def bench_proxy(
         title=f"proxy training benchmark ({threads} thread{'s' if threads > 1 else ''}, "
         f"{results[0].data if results else ''} data)"
     )
-    for col in (
-        "rung",
-        "impl",
-        "non-emb params",
-        "tokens/step",
-        "tokens/s",
-        "matmul GFLOP/s",
-        "MFU",
-        "MFU (6N)",
-        "peak RSS MB",
-    ):
+    for col in ("rung", "impl", "params", "tok/step", "tok/s", "GFLOP/s", "MFU", "MFU6N", "RSS MB"):
         t.add_column(col, justify="left" if col in ("rung", "impl") else "right", no_wrap=True)
     for r in results:
         t.add_row(
             r.rung,
             r.impl,
-            f"{r.non_embedding_params:,}",
+            f"{r.non_embedding_params / 1e6:.2f}M",
             f"{r.tokens_per_step:,}",
             f"{r.tokens_per_s:,.0f}",
             f"{r.matmul_flops / 1e9:.0f}",
@@ -207,5 +197,5 @@ def bench_proxy(
     console.print(t)
     console.print(
         "MFU = (6·N_matmul + 12·n_layer·d_model·context) × tokens/s ÷ fp32 torch.mm FLOP/s measured "
-        "in the same process with the same threads; MFU (6N) leaves out attention."
+        "in the same process with the same threads; MFU6N leaves out attention; params: non-embedding."
     )

@@ -18,12 +18,14 @@ def _o(*names: str, help: str) -> Any:
 
 
 Str = str | None
+# Spelled out (not imported from mixopt.methods) to keep `mixopt --help` fast; a test keeps it in step.
+METHOD_HELP = "regmix, linear, random, mixing-law, loglinear, bimix, gp, log-ridge or auto."
 
 
 @app.command("search")
 def search(
     corpus: Annotated[Str, _o("--corpus", "-c", help="Built corpus name or folder.")] = None,
-    method: Annotated[str, _o("--method", "-m", help="regmix, linear or random.")] = "regmix",
+    method: Annotated[str, _o("--method", "-m", help=METHOD_HELP)] = "regmix",
     budget: Annotated[int, _o("--budget", "-b", help="Runs to fit on (reused runs count).")] = 32,
     rung: Annotated[str, _o("--rung", "-r", help="Proxy rung of the swarm.")] = "xs",
     out: Annotated[Str, _o("--out", "-o", help="Where to write the mixture JSON.")] = None,

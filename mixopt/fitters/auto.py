@@ -28,7 +28,7 @@ from mixopt.errors import MixoptError, MixoptWarning
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CANDIDATES = ("loglinear", "mixing-law", "bimix", "gp", "regmix", "linear")
+DEFAULT_CANDIDATES = ("loglinear", "mixing-law", "bimix", "gp", "regmix", "linear", "log-ridge")
 
 
 class AutoFitter(RegressorMixin, BaseEstimator):

@@ -44,6 +44,9 @@ class GPFitter(RegressorMixin, BaseEstimator):
         kernel: sklearn engine: ``rbf`` (Olmix) or ``matern`` (ν = 5/2).
         ard: sklearn engine: one length scale per domain instead of one shared (Olmix: shared).
         features: the kernel sees the ``weights`` as they are or their ``sqrt``.
+        mll_maxiter: botorch engine: L-BFGS iterations of the marginal-likelihood fit. Run to convergence it
+            took ~1200 iterations (67 s) on 410 runs × 64 domains; held-out rank correlation was the
+            same at 75–300 iterations (0.950 at 150 vs 0.947 converged), so the fit stops at 150.
         n_restarts: sklearn engine: restarts of the marginal-likelihood optimiser (Olmix: 10).
         noise: sklearn engine: initial white-noise level (of the normalised target; Olmix: 0.1).
         random_state: seed of the restarts (sklearn) or of BoTorch's retries.
@@ -56,6 +59,7 @@ class GPFitter(RegressorMixin, BaseEstimator):
         kernel: Literal["rbf", "matern"] = "rbf",
         ard: bool = True,
         features: Literal["weights", "sqrt"] = "sqrt",
+        mll_maxiter: int = 150,
         n_restarts: int = 3,
         noise: float = 0.1,
         random_state: int | None = 0,
@@ -64,6 +68,7 @@ class GPFitter(RegressorMixin, BaseEstimator):
         self.kernel = kernel
         self.ard = ard
         self.features = features
+        self.mll_maxiter = mll_maxiter
         self.n_restarts = n_restarts
         self.noise = noise
         self.random_state = random_state
@@ -90,7 +95,9 @@ class GPFitter(RegressorMixin, BaseEstimator):
         F = self._features(np.asarray(X, dtype=float))
         Y = np.asarray(y, dtype=float).reshape(len(F), -1)
         if self.engine == "botorch":
-            self.models_ = [_fit_botorch(F, Y[:, j], self.random_state) for j in range(Y.shape[1])]
+            self.models_ = [
+                _fit_botorch(F, Y[:, j], self.random_state, self.mll_maxiter) for j in range(Y.shape[1])
+            ]
         elif self.engine == "sklearn":
             self.models_ = [self._fit_sklearn(F, Y[:, j]) for j in range(Y.shape[1])]
         else:
@@ -157,7 +164,7 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _fit_botorch(F: np.ndarray, y: np.ndarray, seed: int | None) -> Any:
+def _fit_botorch(F: np.ndarray, y: np.ndarray, seed: int | None, max_iter: int) -> Any:
     import torch
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
@@ -170,7 +177,10 @@ def _fit_botorch(F: np.ndarray, y: np.ndarray, seed: int | None) -> Any:
         Xt = torch.as_tensor(F, dtype=torch.float64)
         Yt = torch.as_tensor(y[:, None], dtype=torch.float64)
         model = SingleTaskGP(Xt, Yt, outcome_transform=Standardize(m=1))
-        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+        fit_gpytorch_mll(
+            ExactMarginalLogLikelihood(model.likelihood, model),
+            optimizer_kwargs={"options": {"maxiter": max_iter}},
+        )
         model.eval()
     return model
 

@@ -17,6 +17,7 @@ FITTERS: dict[str, str] = {
     "loglinear": "mixopt.fitters.loglinear:LogLinearFitter",
     "bimix": "mixopt.fitters.bimix:BiMixFitter",
     "gp": "mixopt.fitters.gp:GPFitter",
+    "log-ridge": "mixopt.fitters.logridge:LogRidgeFitter",
     "auto": "mixopt.fitters.auto:AutoFitter",
 }
 

@@ -80,6 +80,8 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
     curves = []
     for r in runs:
         rung = r.fidelity.get("rung")
+        if "params" in r.fidelity:  # a rung defined in code (the benchmark's ladder) records its size
+            sizes[str(rung)] = float(r.fidelity["params"])
         if rung is None:
             raise MixoptError(f"run {r.run_id} has no proxy rung in its fidelity; its model size is unknown")
         if rung not in sizes:

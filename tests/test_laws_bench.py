@@ -1,0 +1,102 @@
+"""``mixopt bench fit``'s fitter benchmark on the committed table slices, and the extrapolation task
+on a synthetic ladder in a store (no timing is asserted: the machine is shared)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mixopt.bench.laws import bench_extrapolation, bench_laws
+from mixopt.store import RunRecord, RunStore, fidelity_key
+
+SLICES = Path(__file__).parent / "data" / "runs"
+
+
+def test_bench_laws_on_the_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixopt.fitters.auto import AutoFitter
+
+    monkeypatch.setitem(AutoFitter.__init__.__kwdefaults__, "candidates", ("linear", "mixing-law"))
+    res = bench_laws(
+        data=SLICES,
+        fitters=("linear", "mixing-law", "auto"),
+        tasks=("regmix-pile-cc", "olmix-mean-cv5", "small-32"),
+        n_small=24,
+        seeds=2,
+        k=3,
+        jobs=1,
+    )
+    rows = {(r["task"], r["fitter"]): r for r in res["rows"]}
+    assert {t for t, _ in rows} == {"regmix-pile-cc", "olmix-mean-cv5", "small-24 regmix", "small-24 olmix"}
+    good = rows[("regmix-pile-cc", "mixing-law")]
+    assert {"spearman", "pearson", "mae", "rel_error", "seconds"} <= set(good) and good["spearman"] > 0.5
+    # 64 Olmix domains, 24 runs: the law cannot be fitted and says so; auto falls back to what can.
+    assert "add runs" in rows[("small-24 olmix", "mixing-law")]["error"]
+    assert "spearman" in rows[("small-24 olmix", "auto")] and rows[("small-24 olmix", "auto")]["chosen"]
+    assert set(res["summary"]) == {"regmix-pile-cc", "olmix-mean-cv5", "small-24"}
+    assert res["summary"]["regmix-pile-cc"]["best"] in ("linear", "mixing-law", "auto")
+
+
+def test_extrapolation_task_on_a_synthetic_ladder(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    rng = np.random.default_rng(0)
+    W = rng.dirichlet(np.ones(3), 6)
+    recs = []
+    for N in (2e4, 5e4, 1e5, 2e5):
+        fid = {"rung": f"r{N:g}", "params": N}
+        for i, w in enumerate(W):
+            hist = [
+                {
+                    "step": s,
+                    "tokens": s * 1000.0,
+                    **{
+                        f"loss/{d}": 2
+                        + w @ [1, -0.5, 0.2]
+                        + j * 0.1
+                        + 30 * N**-0.3
+                        + 5 * (s * 1000.0) ** -0.4
+                        for j, d in enumerate("abc")
+                    },
+                }
+                for s in (25, 50, 75, 100)
+            ]
+            recs.append(
+                RunRecord(
+                    run_id=f"{N:g}-{i}",
+                    weights=dict(zip("abc", w.tolist(), strict=True)),
+                    fidelity=fid,
+                    fidelity_key=fidelity_key(fid),
+                    status="ok",
+                    history=hist,
+                    metrics={k: v for k, v in hist[-1].items() if k.startswith("loss/")},
+                )
+            )
+    store.add(recs)
+    res = bench_extrapolation(store)
+    assert res is not None and res["summary"]["mixtures"] == 6 and res["summary"]["metrics"] == 3
+    assert res["summary"]["mean_rel_error"] < 1e-3 and res["summary"]["met"]
+
+
+def test_bench_fit_cli_laws_only(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mixopt.cli import main
+
+    main(
+        [
+            "bench",
+            "fit",
+            "--no-timing",
+            "--data",
+            str(SLICES / "regmix-pile-1m"),
+            "--tasks",
+            "regmix-pile-cc",
+            "--fitters",
+            "linear,loglinear",
+            "--jobs",
+            "1",
+            "--json",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["fitter"] for r in out["laws"]["rows"]] == ["linear", "loglinear"]
