@@ -37,8 +37,8 @@ def test_search_with_a_law(method: str, workspace, tmp_path) -> None:  # noqa: A
     )
     mix = Mixture.load(out)
     assert mix.meta["method"] == method and mix.weights["web"] <= 0.6 + 1e-9
-    prop = next(c for c in res.candidates if c.name == "proposal")
+    prop, best_run = res.row("proposal"), res.row("best_run")
+    assert prop is not None and best_run is not None
     # The proposal is no worse, on the true landscape, than the best of the 24 runs.
-    best_run = next(c for c in res.candidates if c.name == "best_run")
-    true_prop = testing.true_objective(dict(zip(DOMAINS, prop.weights, strict=True)))
-    assert true_prop <= testing.true_objective(dict(zip(DOMAINS, best_run.weights, strict=True))) + 0.02
+    assert list(prop.weights) == list(DOMAINS)
+    assert testing.true_objective(prop.weights) <= testing.true_objective(best_run.weights) + 0.02
