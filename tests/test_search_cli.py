@@ -110,6 +110,8 @@ def test_search_runs_list_report_through_the_cli(workspace, tmp_path, capsys, ra
     assert code == 0, captured.err
     assert "warning: --budget 4 is smaller than the number of domains + 1" in captured.err
     assert "search cli" in captured.out and "uniform" in captured.out and "best_run" in captured.out
+    # no terminal here, so progress comes as one plain line per finished run
+    assert "swarm 4/4 · best " in captured.err and "validate 1/" in captured.err
     assert json.loads(out.read_text())["schema"] == "mixopt.mixture/v1"
 
     assert run_cli(["runs", "list", "--search", "cli", "--json"]) == 0
@@ -134,7 +136,7 @@ def test_search_runs_list_report_through_the_cli(workspace, tmp_path, capsys, ra
 
 
 def test_method_help_names_every_method() -> None:
-    from mixopt.cli.search import METHOD_HELP
+    from mixopt.cli.common import METHOD_HELP
     from mixopt.methods import available_methods
 
     assert all(m in METHOD_HELP for m in available_methods())

@@ -6,16 +6,11 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import typer
 from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
-from mixopt.cli.common import JsonOpt, SeedOpt, console
-
-
-def _o(*names: str, help: str) -> Any:
-    return typer.Option(*names, help=help)
+from mixopt.cli.common import METHOD_HELP, JsonOpt, SeedOpt, console, opt
 
 
 def _assignments(values: list[str] | None, option: str) -> dict[str, float]:
@@ -29,40 +24,39 @@ def _assignments(values: list[str] | None, option: str) -> dict[str, float]:
 
 @app.command("fit")
 def fit(
-    ratios: Annotated[Path | None, _o("--ratios", help="CSV of mixture weights: a run or index column + one "
+    ratios: Annotated[Path | None, opt("--ratios", help="CSV of mixture weights: a run or index column + one "
                                       "column per domain.")] = None,
-    metrics: Annotated[Path | None, _o("--metrics", help="CSV of metrics: the same run or index column + "
+    metrics: Annotated[Path | None, opt("--metrics", help="CSV of metrics: the same run or index column + "
                                        "metrics.")] = None,
-    target: Annotated[str | None, _o("--target", help="Metric column to model, or 'mean' (all metric "
+    target: Annotated[str | None, opt("--target", help="Metric column to model, or 'mean' (all metric "
                                      "columns); --fidelity-law: objective domains d1,d2 or d1=0.7,d2=0.3."
                                      )] = None,
-    method: Annotated[str, _o("--method", "-m", help="regmix, linear, random, mixing-law, loglinear, bimix, "
-                              "gp or auto.")] = "regmix",
-    cv: Annotated[int | None, _o("--cv", help="K-fold cross-validation: Spearman, Pearson, MAE, "
+    method: Annotated[str, opt("--method", "-m", help=METHOD_HELP)] = "regmix",
+    cv: Annotated[int | None, opt("--cv", help="K-fold cross-validation: Spearman, Pearson, MAE, "
                                  "relative error.")] = None,
-    predict: Annotated[Path | None, _o("--predict", help="New mixtures (CSV) to predict.")] = None,
-    propose: Annotated[bool, _o("--propose", help="Propose a mixture (write its JSON to --out).")] = False,
-    out: Annotated[Path | None, _o("--out", "-o", help="Output of --predict (CSV) or --propose.")] = None,
+    predict: Annotated[Path | None, opt("--predict", help="New mixtures (CSV) to predict.")] = None,
+    propose: Annotated[bool, opt("--propose", help="Propose a mixture (write its JSON to --out).")] = False,
+    out: Annotated[Path | None, opt("--out", "-o", help="Output of --predict (CSV) or --propose.")] = None,
     as_json: JsonOpt = False,
     seed: SeedOpt = 0,
-    min_weight: Annotated[float, _o("--min-weight", help="Floor of every domain in the proposal.")] = 0.0,
-    max_weight: Annotated[list[str] | None, _o("--max-weight", help="Ceiling d=x (repeatable).")] = None,
-    fix: Annotated[list[str] | None, _o("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")] = None,
-    candidates: Annotated[int, _o("--candidates", help="Candidates the top-k proposer predicts.")] = 100_000,
-    top_k: Annotated[int, _o("--top-k", help="How many best candidates are averaged.")] = 128,
-    fidelity_law: Annotated[bool, _o("--fidelity-law", help="Use the run store's proxy runs at several "
+    min_weight: Annotated[float, opt("--min-weight", help="Floor of every domain in the proposal.")] = 0.0,
+    max_weight: Annotated[list[str] | None, opt("--max-weight", help="Ceiling d=x (repeatable).")] = None,
+    fix: Annotated[list[str] | None, opt("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")] = None,
+    candidates: Annotated[int, opt("--candidates", help="Candidates the top-k proposer predicts.")] = 100_000,
+    top_k: Annotated[int, opt("--top-k", help="How many best candidates are averaged.")] = 128,
+    fidelity_law: Annotated[bool, opt("--fidelity-law", help="Use the run store's proxy runs at several "
                                      "rungs: step law per run, size law per mixture, then the mixing law at "
                                      "the target scale.")] = False,
-    store: Annotated[str | None, _o("--store", help="--fidelity-law: run store path.")] = None,
-    search: Annotated[list[str] | None, _o("--search", help="--fidelity-law: searches whose runs are used "
+    store: Annotated[str | None, opt("--store", help="--fidelity-law: run store path.")] = None,
+    search: Annotated[list[str] | None, opt("--search", help="--fidelity-law: searches whose runs are used "
                                            "(repeatable; default all).")] = None,
-    target_tokens: Annotated[float | None, _o("--target-tokens", help="--fidelity-law: training tokens to "
+    target_tokens: Annotated[float | None, opt("--target-tokens", help="--fidelity-law: training tokens to "
                                               "extrapolate to (default: the last checkpoint).")] = None,
-    target_size: Annotated[float | None, _o("--target-size", help="--fidelity-law: non-embedding parameters "
+    target_size: Annotated[float | None, opt("--target-size", help="--fidelity-law: non-embedding parameters "
                                             "to extrapolate to (default: the largest rung).")] = None,
-    size_exponent: Annotated[float | None, _o("--size-exponent", help="--fidelity-law: fixed size-law "
+    size_exponent: Annotated[float | None, opt("--size-exponent", help="--fidelity-law: fixed size-law "
                                               "exponent (needed with two rungs).")] = None,
-    metric: Annotated[str, _o("--metric", help="--fidelity-law: loss or bpb.")] = "loss",
+    metric: Annotated[str, opt("--metric", help="--fidelity-law: loss or bpb.")] = "loss",
 ) -> None:
     """Fit on RegMix/Olmix-style run tables; cross-validate, predict new mixtures or propose one."""
     from mixopt.errors import MixoptError
@@ -161,23 +155,23 @@ def _render_scale(res: dict[str, Any]) -> None:
 
 @bench_app.command("fit")
 def bench_fit(
-    data: Annotated[Path | None, _o("--data", help="Folder with RegMix's 1M tables (default: "
+    data: Annotated[Path | None, opt("--data", help="Folder with RegMix's 1M tables (default: "
                                     "../shared/data/runs/regmix-pile-1m).")] = None,
-    candidates: Annotated[int, _o("--candidates", help="Candidates for the propose timing.")] = 1_000_000,
+    candidates: Annotated[int, opt("--candidates", help="Candidates for the propose timing.")] = 1_000_000,
     as_json: JsonOpt = False,
-    timing: Annotated[bool, _o("--timing/--no-timing", help="RegMix's fit/propose timings.")] = True,
-    laws: Annotated[bool, _o("--laws/--no-laws", help="Every fitter on the reference tables and the store: "
+    timing: Annotated[bool, opt("--timing/--no-timing", help="RegMix's fit/propose timings.")] = True,
+    laws: Annotated[bool, opt("--laws/--no-laws", help="Every fitter on the reference tables and the store: "
                              "Spearman, Pearson, MAE, relative error, fit time.")] = True,
-    tasks: Annotated[str | None, _o("--tasks", help="Comma list of regmix-pile-cc, olmix-mean-cv5, small-32, "
-                                    "store, extrapolation (default: all).")] = None,
-    fitters: Annotated[str | None, _o("--fitters", help="Comma list of fitters (default: all).")] = None,
-    jobs: Annotated[int | None, _o("--jobs", help="Processes for --laws (default: all cores).")] = None,
-    store: Annotated[Path | None, _o("--store", help="Run store of the store and extrapolation tasks.")] = (
+    tasks: Annotated[str | None, opt("--tasks", help="Comma list of regmix-pile-cc, olmix-mean-cv5, "
+                                    "small-32, store, extrapolation (default: all).")] = None,
+    fitters: Annotated[str | None, opt("--fitters", help="Comma list of fitters (default: all).")] = None,
+    jobs: Annotated[int | None, opt("--jobs", help="Processes for --laws (default: all cores).")] = None,
+    store: Annotated[Path | None, opt("--store", help="Run store of the store and extrapolation tasks.")] = (
         None),
-    ladder: Annotated[str | None, _o("--ladder", help="First train the extrapolation ladder (4 widths × "
+    ladder: Annotated[str | None, opt("--ladder", help="First train the extrapolation ladder (4 widths × "
                                      "--ladder-mixtures mixtures) on this built corpus into the store.")] = (
                                      None),
-    ladder_mixtures: Annotated[int, _o("--ladder-mixtures", help="Mixtures of the ladder.")] = 8,
+    ladder_mixtures: Annotated[int, opt("--ladder-mixtures", help="Mixtures of the ladder.")] = 8,
 ) -> None:
     """RegMix's fit/propose timings, and every fitter's accuracy on held-out runs (tables and store)."""
     res: dict[str, Any] = {}

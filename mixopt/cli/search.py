@@ -5,61 +5,53 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-import typer
 from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
-from mixopt.cli.common import JsonOpt, console, err_console
-
-
-def _o(*names: str, help: str) -> Any:
-    return typer.Option(*names, help=help)
-
+from mixopt.cli.common import METHOD_HELP, JsonOpt, console, err_console, opt
 
 Str = str | None
-# Spelled out (not imported from mixopt.methods) to keep `mixopt --help` fast; a test keeps it in step.
-METHOD_HELP = "regmix, linear, random, mixing-law, loglinear, bimix, gp, log-ridge or auto."
 
 
 @app.command("search")
 def search(
-    corpus: Annotated[Str, _o("--corpus", "-c", help="Built corpus name or folder.")] = None,
-    method: Annotated[str, _o("--method", "-m", help=METHOD_HELP)] = "regmix",
-    budget: Annotated[int, _o("--budget", "-b", help="Runs to fit on (reused runs count).")] = 32,
-    rung: Annotated[str, _o("--rung", "-r", help="Proxy rung of the swarm.")] = "xs",
-    out: Annotated[Str, _o("--out", "-o", help="Where to write the mixture JSON.")] = None,
-    name: Annotated[Str, _o("--name", help="Search name (default: corpus-method-time).")] = None,
-    evaluator: Annotated[Str, _o("--evaluator", help="Your evaluator, module:function "
+    corpus: Annotated[Str, opt("--corpus", "-c", help="Built corpus name or folder.")] = None,
+    method: Annotated[str, opt("--method", "-m", help=METHOD_HELP)] = "regmix",
+    budget: Annotated[int, opt("--budget", "-b", help="Runs to fit on (reused runs count).")] = 32,
+    rung: Annotated[str, opt("--rung", "-r", help="Proxy rung of the swarm.")] = "xs",
+    out: Annotated[Str, opt("--out", "-o", help="Where to write the mixture JSON.")] = None,
+    name: Annotated[Str, opt("--name", help="Search name (default: corpus-method-time).")] = None,
+    evaluator: Annotated[Str, opt("--evaluator", help="Your evaluator, module:function "
                                  "(default: the built-in proxy trainer).")] = None,
-    domains: Annotated[Str, _o("--domains", help="Domains a,b,c (with --evaluator).")] = None,
-    tokens: Annotated[Str, _o("--tokens", help="Tokens per domain a=1e9,b=2e9.")] = None,
-    fidelity: Annotated[Str, _o("--fidelity", help="Extra fidelity fields for the evaluator, k=v.")] = None,
-    seed: Annotated[int, _o("--seed", help="Seed of the swarm, the runs and the proposer.")] = 0,
-    validate: Annotated[int, _o("--validate", help="Seeds per candidate when retraining the proposal and "
+    domains: Annotated[Str, opt("--domains", help="Domains a,b,c (with --evaluator).")] = None,
+    tokens: Annotated[Str, opt("--tokens", help="Tokens per domain a=1e9,b=2e9.")] = None,
+    fidelity: Annotated[Str, opt("--fidelity", help="Extra fidelity fields for the evaluator, k=v.")] = None,
+    seed: Annotated[int, opt("--seed", help="Seed of the swarm, the runs and the proposer.")] = 0,
+    validate: Annotated[int, opt("--validate", help="Seeds per candidate when retraining the proposal and "
                                 "the baselines (0: skip).")] = 2,
-    validate_rung: Annotated[Str, _o("--validate-rung", help="Rung of the validation runs "
+    validate_rung: Annotated[Str, opt("--validate-rung", help="Rung of the validation runs "
                                      "(default: --rung).")] = None,
-    retries: Annotated[int, _o("--retries", help="Extra attempts for a failed run.")] = 1,
-    no_reuse: Annotated[bool, _o("--no-reuse", help="Do not reuse runs of earlier searches.")] = False,
-    resume: Annotated[Str, _o("--resume", help="Continue the stopped search NAME.")] = None,
-    address: Annotated[Str, _o("--address", help="Ray cluster address (default: RAY_ADDRESS, "
+    retries: Annotated[int, opt("--retries", help="Extra attempts for a failed run.")] = 1,
+    no_reuse: Annotated[bool, opt("--no-reuse", help="Do not reuse runs of earlier searches.")] = False,
+    resume: Annotated[Str, opt("--resume", help="Continue the stopped search NAME.")] = None,
+    address: Annotated[Str, opt("--address", help="Ray cluster address (default: RAY_ADDRESS, "
                                "else a local Ray).")] = None,
-    min_weight: Annotated[float, _o("--min-weight", help="Floor of every domain's weight.")] = 0.0,
-    max_weight: Annotated[Str, _o("--max-weight", help="Ceilings d=x,d2=y.")] = None,
-    fix: Annotated[Str, _o("--fix", help="Fixed weights d=w,d2=w2.")] = None,
-    max_epochs: Annotated[float | None, _o("--max-epochs", help="Most passes over any domain at "
+    min_weight: Annotated[float, opt("--min-weight", help="Floor of every domain's weight.")] = 0.0,
+    max_weight: Annotated[Str, opt("--max-weight", help="Ceilings d=x,d2=y.")] = None,
+    fix: Annotated[Str, opt("--fix", help="Fixed weights d=w,d2=w2.")] = None,
+    max_epochs: Annotated[float | None, opt("--max-epochs", help="Most passes over any domain at "
                                            "--target-tokens.")] = None,
-    target_tokens: Annotated[float | None, _o("--target-tokens", help="Token budget of the final training "
+    target_tokens: Annotated[float | None, opt("--target-tokens", help="Token budget of the final training "
                                               "job (default: the corpus size).")] = None,
-    target: Annotated[Str, _o("--target", help="Objective: d1,d2 (mean) or d1=0.7,d2=0.3 "
+    target: Annotated[Str, opt("--target", help="Objective: d1,d2 (mean) or d1=0.7,d2=0.3 "
                               "(default: mean over all domains).")] = None,
-    metric: Annotated[str, _o("--metric", help="loss or bpb.")] = "loss",
-    temperature: Annotated[float, _o("--temperature", help="Temperature of the swarm's prior.")] = 1.0,
-    concurrency: Annotated[int | None, _o("--concurrency", help="Trials at once "
+    metric: Annotated[str, opt("--metric", help="loss or bpb.")] = "loss",
+    temperature: Annotated[float, opt("--temperature", help="Temperature of the swarm's prior.")] = 1.0,
+    concurrency: Annotated[int | None, opt("--concurrency", help="Trials at once "
                                           "(default: CPUs / --cpus-per-trial).")] = None,
-    cpus_per_trial: Annotated[int, _o("--cpus-per-trial", help="CPUs (torch threads) per trial.")] = 1,
-    store: Annotated[Str, _o("--store", help="Run store file (default: the workspace's).")] = None,
+    cpus_per_trial: Annotated[int, opt("--cpus-per-trial", help="CPUs (torch threads) per trial.")] = 1,
+    store: Annotated[Str, opt("--store", help="Run store file (default: the workspace's).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search for the best mixture: swarm of proxy runs → fit → propose → validate → mixture JSON."""
@@ -99,11 +91,11 @@ def search(
 
 @bench_app.command("search")
 def bench_search(
-    trials: Annotated[int, _o("--trials", help="No-op trials for the overhead figure.")] = 40,
-    work_trials: Annotated[int, _o("--work-trials", help="CPU-bound trials per throughput run.")] = 8,
-    work: Annotated[int, _o("--work", help="Work per CPU-bound trial (×10k Python steps).")] = 3000,
-    address: Annotated[Str, _o("--address", help="Ray cluster address (default: a local Ray).")] = None,
-    no_fit: Annotated[bool, _o("--no-fit", help="Skip the fit figures (mixopt bench fit).")] = False,
+    trials: Annotated[int, opt("--trials", help="No-op trials for the overhead figure.")] = 40,
+    work_trials: Annotated[int, opt("--work-trials", help="CPU-bound trials per throughput run.")] = 8,
+    work: Annotated[int, opt("--work", help="Work per CPU-bound trial (×10k Python steps).")] = 3000,
+    address: Annotated[Str, opt("--address", help="Ray cluster address (default: a local Ray).")] = None,
+    no_fit: Annotated[bool, opt("--no-fit", help="Skip the fit figures (mixopt bench fit).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Per-trial overhead, 2-vs-1 throughput through Ray Tune, and the fit figures."""
@@ -145,6 +137,9 @@ class _Progress:
             console=err_console, disable=quiet, transient=False,
         )
         self.tasks: dict[str, Any] = {}
+        # Without a terminal (a log file, CI) rich draws no bar: print a line per finished run instead.
+        self.plain = not quiet and not err_console.is_terminal
+        self.started: dict[str, tuple[float, int]] = {}
 
     def __enter__(self) -> _Progress:
         self.progress.start()
@@ -167,6 +162,21 @@ class _Progress:
             self.tasks[event.phase] = self.progress.add_task(f"{event.phase} runs", total=event.total,
                                                              best=best)
         self.progress.update(self.tasks[event.phase], completed=event.done, total=event.total, best=best)
+        if self.plain:
+            self._plain_line(event, best)
+
+    def _plain_line(self, event: Any, best: str) -> None:
+        import time
+
+        now = time.monotonic()
+        t0, done0 = self.started.setdefault(event.phase, (now, event.done))
+        if event.last is None:  # the event sent at the start of a phase
+            return
+        elapsed, rate = now - t0, (event.done - done0) / max(now - t0, 1e-9)
+        eta = f"{(event.total - event.done) / rate:.0f}s" if rate > 0 else "-"
+        failed = f" ({event.failed} failed)" if event.failed else ""
+        self.progress.console.print(f"{event.phase} {event.done}/{event.total}{failed} · best {best} · "
+                                    f"{elapsed:.0f}s elapsed · ETA {eta}", highlight=False)
 
 
 MAX_WEIGHT_ROWS = 20
