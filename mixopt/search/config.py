@@ -139,30 +139,42 @@ class SearchConfig:
         return dataclasses.replace(self, **changes)
 
 
-def parse_assignments(text: str | None, *, option: str, unit: str = "number") -> dict[str, float]:
-    """Parse ``a=1e9,b=2e9`` (``--tokens``, ``--max-weight``, ``--fix``) into a dict."""
-    out: dict[str, float] = {}
-    if not text:
-        return out
-    for part in text.split(","):
+def _pairs(text: str | None, *, option: str, form: str) -> list[tuple[str, str]]:
+    """Split ``k=v,k2=v2`` into stripped pairs; ``option`` and ``form`` make the error line."""
+    pairs = []
+    for part in (text or "").split(","):
         part = part.strip()
         if not part:
             continue
         name, sep, val = part.partition("=")
         if not sep or not name.strip():
-            raise MixoptError(f"{option}: {part!r} is not of the form domain=value (e.g. {option} web=0.5)")
+            raise MixoptError(f"{option}: {part!r} is not of the form {form}")
+        pairs.append((name.strip(), val.strip()))
+    return pairs
+
+
+def parse_assignments(text: str | None, *, option: str, unit: str = "number") -> dict[str, float]:
+    """Parse ``a=1e9,b=2e9`` (``--tokens``, ``--max-weight``, ``--fix``) into a dict."""
+    out: dict[str, float] = {}
+    for name, val in _pairs(text, option=option, form=f"domain=value (e.g. {option} web=0.5)"):
         try:
-            out[name.strip()] = float(val)
+            out[name] = float(val)
         except ValueError as exc:
-            raise MixoptError(f"{option}: value {val!r} of {name.strip()!r} is not a {unit}") from exc
+            raise MixoptError(f"{option}: value {val!r} of {name!r} is not a {unit}") from exc
     return out
 
 
 def parse_fidelity(text: str | None) -> dict[str, Any]:
     """Parse ``--fidelity k=v,...``; values that look like numbers become numbers."""
     out: dict[str, Any] = {}
-    if not text:
-        return out
+    for name, val in _pairs(text, option="--fidelity", form="key=value (e.g. --fidelity rung=s,tokens=1e6)"):
+        for cast in (int, float, str):
+            try:
+                out[name] = cast(val)
+                break
+            except ValueError:
+                continue
+    return out
     for part in text.split(","):
         part = part.strip()
         if not part:
