@@ -51,7 +51,7 @@ LADDER_BASE = {
     "n_layer": 2,
     "context": 128,
     "batch": 8,
-    "tokens": 131_072,
+    "tokens": 524_288,
     "min_lr": 3e-4,
     "eval_tokens": 4096,
     "eval_at": (0.25, 0.5, 0.75, 1.0),

@@ -25,15 +25,15 @@ def _assignments(values: list[str] | None, option: str) -> dict[str, float]:
 @app.command("fit")
 def fit(
     ratios: Annotated[Path | None, opt("--ratios", help="CSV of mixture weights: a run or index column + one "
-                                      "column per domain.")] = None,
+                                       "column per domain.")] = None,
     metrics: Annotated[Path | None, opt("--metrics", help="CSV of metrics: the same run or index column + "
-                                       "metrics.")] = None,
+                                        "metrics.")] = None,
     target: Annotated[str | None, opt("--target", help="Metric column to model, or 'mean' (all metric "
-                                     "columns); --fidelity-law: objective domains d1,d2 or d1=0.7,d2=0.3."
-                                     )] = None,
+                                      "columns); --fidelity-law: objective domains d1,d2 or d1=0.7,d2=0.3."
+                                      )] = None,
     method: Annotated[str, opt("--method", "-m", help=METHOD_HELP)] = "regmix",
     cv: Annotated[int | None, opt("--cv", help="K-fold cross-validation: Spearman, Pearson, MAE, "
-                                 "relative error.")] = None,
+                                  "relative error.")] = None,
     predict: Annotated[Path | None, opt("--predict", help="New mixtures (CSV) to predict.")] = None,
     propose: Annotated[bool, opt("--propose", help="Propose a mixture (write its JSON to --out).")] = False,
     out: Annotated[Path | None, opt("--out", "-o", help="Output of --predict (CSV) or --propose.")] = None,
@@ -45,17 +45,17 @@ def fit(
     candidates: Annotated[int, opt("--candidates", help="Candidates the top-k proposer predicts.")] = 100_000,
     top_k: Annotated[int, opt("--top-k", help="How many best candidates are averaged.")] = 128,
     fidelity_law: Annotated[bool, opt("--fidelity-law", help="Use the run store's proxy runs at several "
-                                     "rungs: step law per run, size law per mixture, then the mixing law at "
-                                     "the target scale.")] = False,
+                                      "rungs: step law per run, size law per mixture, then the mixing law at "
+                                      "the target scale.")] = False,
     store: Annotated[str | None, opt("--store", help="--fidelity-law: run store path.")] = None,
     search: Annotated[list[str] | None, opt("--search", help="--fidelity-law: searches whose runs are used "
-                                           "(repeatable; default all).")] = None,
+                                            "(repeatable; default all).")] = None,
     target_tokens: Annotated[float | None, opt("--target-tokens", help="--fidelity-law: training tokens to "
-                                              "extrapolate to (default: the last checkpoint).")] = None,
+                                               "extrapolate to (default: the last checkpoint).")] = None,
     target_size: Annotated[float | None, opt("--target-size", help="--fidelity-law: non-embedding parameters "
-                                            "to extrapolate to (default: the largest rung).")] = None,
+                                             "to extrapolate to (default: the largest rung).")] = None,
     size_exponent: Annotated[float | None, opt("--size-exponent", help="--fidelity-law: fixed size-law "
-                                              "exponent (needed with two rungs).")] = None,
+                                               "exponent (needed with two rungs).")] = None,
     metric: Annotated[str, opt("--metric", help="--fidelity-law: loss or bpb.")] = "loss",
 ) -> None:
     """Fit on RegMix/Olmix-style run tables; cross-validate, predict new mixtures or propose one."""
@@ -156,21 +156,21 @@ def _render_scale(res: dict[str, Any]) -> None:
 @bench_app.command("fit")
 def bench_fit(
     data: Annotated[Path | None, opt("--data", help="Folder with RegMix's 1M tables (default: "
-                                    "../shared/data/runs/regmix-pile-1m).")] = None,
+                                     "../shared/data/runs/regmix-pile-1m).")] = None,
     candidates: Annotated[int, opt("--candidates", help="Candidates for the propose timing.")] = 1_000_000,
     as_json: JsonOpt = False,
     timing: Annotated[bool, opt("--timing/--no-timing", help="RegMix's fit/propose timings.")] = True,
     laws: Annotated[bool, opt("--laws/--no-laws", help="Every fitter on the reference tables and the store: "
-                             "Spearman, Pearson, MAE, relative error, fit time.")] = True,
+                              "Spearman, Pearson, MAE, relative error, fit time.")] = True,
     tasks: Annotated[str | None, opt("--tasks", help="Comma list of regmix-pile-cc, olmix-mean-cv5, "
-                                    "small-32, store, extrapolation (default: all).")] = None,
+                                     "small-32, store, extrapolation (default: all).")] = None,
     fitters: Annotated[str | None, opt("--fitters", help="Comma list of fitters (default: all).")] = None,
     jobs: Annotated[int | None, opt("--jobs", help="Processes for --laws (default: all cores).")] = None,
     store: Annotated[Path | None, opt("--store", help="Run store of the store and extrapolation tasks.")] = (
-        None),
+         None),
     ladder: Annotated[str | None, opt("--ladder", help="First train the extrapolation ladder (4 widths × "
-                                     "--ladder-mixtures mixtures) on this built corpus into the store.")] = (
-                                     None),
+                                      "--ladder-mixtures mixtures) on this built corpus into the store.")] = (
+                                      None),
     ladder_mixtures: Annotated[int, opt("--ladder-mixtures", help="Mixtures of the ladder.")] = 8,
 ) -> None:
     """RegMix's fit/propose timings, and every fitter's accuracy on held-out runs (tables and store)."""

@@ -23,33 +23,33 @@ def search(
     out: Annotated[Str, opt("--out", "-o", help="Where to write the mixture JSON.")] = None,
     name: Annotated[Str, opt("--name", help="Search name (default: corpus-method-time).")] = None,
     evaluator: Annotated[Str, opt("--evaluator", help="Your evaluator, module:function "
-                                 "(default: the built-in proxy trainer).")] = None,
+                                  "(default: the built-in proxy trainer).")] = None,
     domains: Annotated[Str, opt("--domains", help="Domains a,b,c (with --evaluator).")] = None,
     tokens: Annotated[Str, opt("--tokens", help="Tokens per domain a=1e9,b=2e9.")] = None,
     fidelity: Annotated[Str, opt("--fidelity", help="Extra fidelity fields for the evaluator, k=v.")] = None,
     seed: Annotated[int, opt("--seed", help="Seed of the swarm, the runs and the proposer.")] = 0,
     validate: Annotated[int, opt("--validate", help="Seeds per candidate when retraining the proposal and "
-                                "the baselines (0: skip).")] = 2,
+                                 "the baselines (0: skip).")] = 2,
     validate_rung: Annotated[Str, opt("--validate-rung", help="Rung of the validation runs "
-                                     "(default: --rung).")] = None,
+                                      "(default: --rung).")] = None,
     retries: Annotated[int, opt("--retries", help="Extra attempts for a failed run.")] = 1,
     no_reuse: Annotated[bool, opt("--no-reuse", help="Do not reuse runs of earlier searches.")] = False,
     resume: Annotated[Str, opt("--resume", help="Continue the stopped search NAME.")] = None,
     address: Annotated[Str, opt("--address", help="Ray cluster address (default: RAY_ADDRESS, "
-                               "else a local Ray).")] = None,
+                                "else a local Ray).")] = None,
     min_weight: Annotated[float, opt("--min-weight", help="Floor of every domain's weight.")] = 0.0,
     max_weight: Annotated[Str, opt("--max-weight", help="Ceilings d=x,d2=y.")] = None,
     fix: Annotated[Str, opt("--fix", help="Fixed weights d=w,d2=w2.")] = None,
     max_epochs: Annotated[float | None, opt("--max-epochs", help="Most passes over any domain at "
-                                           "--target-tokens.")] = None,
+                                            "--target-tokens.")] = None,
     target_tokens: Annotated[float | None, opt("--target-tokens", help="Token budget of the final training "
-                                              "job (default: the corpus size).")] = None,
+                                               "job (default: the corpus size).")] = None,
     target: Annotated[Str, opt("--target", help="Objective: d1,d2 (mean) or d1=0.7,d2=0.3 "
-                              "(default: mean over all domains).")] = None,
+                               "(default: mean over all domains).")] = None,
     metric: Annotated[str, opt("--metric", help="loss or bpb.")] = "loss",
     temperature: Annotated[float, opt("--temperature", help="Temperature of the swarm's prior.")] = 1.0,
     concurrency: Annotated[int | None, opt("--concurrency", help="Trials at once "
-                                          "(default: CPUs / --cpus-per-trial).")] = None,
+                                           "(default: CPUs / --cpus-per-trial).")] = None,
     cpus_per_trial: Annotated[int, opt("--cpus-per-trial", help="CPUs (torch threads) per trial.")] = 1,
     store: Annotated[Str, opt("--store", help="Run store file (default: the workspace's).")] = None,
     as_json: JsonOpt = False,
