@@ -217,6 +217,29 @@ def _near_duplicates(
     return keep
 
 
+def _box_simplex_draws(lo: np.ndarray, hi: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    """``m`` rows with ``lo ≤ x ≤ hi`` and ``Σx = 1``: each coordinate, in a random order per row,
+    uniform over what the remaining mass and the other coordinates' bounds still allow.
+
+    Not uniform over the polytope, but feasible and spread out however tight the bounds are.
+    """
+    n = len(lo)
+    order = np.argsort(rng.random((m, n)), axis=1)
+    lo_o, hi_o = lo[order], hi[order]
+    lo_rest = np.cumsum(lo_o[:, ::-1], axis=1)[:, ::-1] - lo_o  # bounds of the coordinates still to come
+    hi_rest = np.cumsum(hi_o[:, ::-1], axis=1)[:, ::-1] - hi_o
+    vals, rest = np.empty((m, n)), np.ones(m)
+    for j in range(n):
+        a = np.maximum(lo_o[:, j], rest - hi_rest[:, j])
+        b = np.maximum(np.minimum(hi_o[:, j], rest - lo_rest[:, j]), a)
+        vals[:, j] = rest if j == n - 1 else a + (b - a) * rng.random(m)
+        vals[:, j] = np.clip(vals[:, j], lo_o[:, j], hi_o[:, j])
+        rest = rest - vals[:, j]
+    out = np.empty((m, n))
+    np.put_along_axis(out, order, vals, axis=1)
+    return out
+
+
 def sample_swarm(
     space: SearchSpace,
     n: int,
@@ -289,6 +312,17 @@ def sample_swarm(
             if need <= 0:
                 break
             w = project(space, lay.draw(max(2 * need, 64), rng))
+            if min_distance > 0:
+                w = w[_near_duplicates(w, np.vstack([prev, rows]), min_distance, distance)]
+            rows = np.vstack([rows, w[:need]])
+    if len(rows) < n:
+        # Projection piles draws onto the same corner of a tight space: draw inside the bounds instead.
+        lo, hi = space.bounds()
+        for _ in range(20):
+            need = n - len(rows)
+            if need <= 0:
+                break
+            w = _box_simplex_draws(lo, hi, max(2 * need, 64), rng)
             if min_distance > 0:
                 w = w[_near_duplicates(w, np.vstack([prev, rows]), min_distance, distance)]
             rows = np.vstack([rows, w[:need]])

@@ -156,3 +156,12 @@ def test_kkt_residual_is_in_weight_units_for_tiny_weights() -> None:
     space = SearchSpace(domains=DOMAINS3, floors={"b": 0.2}, ceilings={"a": 0.45})
     x, info = solve(obj, space, kl=0.1, prior=np.full(3, 1 / 3))
     assert np.allclose(x, [0.45, 0.55, 0.0], atol=1e-12) and info["kkt_residual"] < 1e-9
+
+
+def test_a_vanishing_gradient_is_stationary() -> None:
+    # Found by hypothesis: the objective is flat but for a 1e-289 slope on c; normalised by its own
+    # size that slope looked like a full step (residual 1/3) although no weight change can be seen.
+    A = np.array([[0.0, 0.0, 1.79028157e-289]])
+    obj = ConvexObjective(exp=(np.array([2.0]), np.array([0.0]), A, np.array([1.0])))
+    x, info = solve(obj, SearchSpace(domains=DOMAINS3), kl=0.0, prior=np.full(3, 1 / 3))
+    assert abs(x.sum() - 1) < 1e-12 and info["kkt_residual"] == 0.0

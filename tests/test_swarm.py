@@ -210,3 +210,15 @@ def test_near_duplicate_screen_matches_brute_force(distance: str, threshold: flo
         ok = ok and all(dist(row, cand[j]) > threshold for j in range(i) if want[j])
         want.append(ok)
     np.testing.assert_array_equal(got, want)
+
+
+def test_a_tight_corner_of_the_simplex_still_fills() -> None:
+    # Found by hypothesis: two big domains capped at 1/16 leave a small corner; Dirichlet draws around
+    # the token prior almost all break the caps and projection piles them onto one vertex.
+    space = SearchSpace(domains=("d0", "d1", "d2"), tokens={"d0": 9847251.0, "d1": 18609422.0, "d2": 1e6},
+                        ceilings={"d0": 0.0625, "d1": 0.0625})
+    rows = sample_swarm(space, 40, seed=0, min_distance=1e-4)
+    assert space.contains_rows(rows).all()
+    d = np.abs(rows[:, None, :] - rows[None, :, :]).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    assert d.min() > 1e-4

@@ -194,7 +194,8 @@ def solve(
             fp = _kl_fixed_point(g_obj, q[free], zlo, zhi, mass, kl)
             info["kkt_residual"] = float(np.abs(z - fp).max())
         else:
-            info["kkt_residual"] = _kkt_residual(fun(z)[1], z, zlo, zhi)
+            f_z, g_z = fun(z)
+            info["kkt_residual"] = _kkt_residual(g_z, z, zlo, zhi, f_z)
         if info["kkt_residual"] > KKT_TOL:
             warnings.warn(
                 f"the exact solver stopped with KKT residual {info['kkt_residual']:.2g} "
@@ -294,14 +295,16 @@ def _box_simplex_projection(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, mass:
     return np.clip(v - 0.5 * (t_lo + t_hi), lo, hi)
 
 
-def _kkt_residual(g: np.ndarray, z: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+def _kkt_residual(g: np.ndarray, z: np.ndarray, lo: np.ndarray, hi: np.ndarray, f: float = 0.0) -> float:
     """Stationarity of z for min f over {Σz = Σz, lo ≤ z ≤ hi}: ‖z − P(z − g/‖g‖∞)‖∞ (0 at the optimum).
 
     The projected-gradient step is measured in weight units, so a coordinate that should be 1e-12
-    and is 1e-9 counts as 1e-9, not as the large gradient of the KL term there.
+    and is 1e-9 counts as 1e-9, not as the large gradient of the KL term there. A gradient too small
+    to move the objective ``f`` anywhere in the simplex (to first order, by less than 1e-12 of
+    ``max(|f|, 1)``) counts as zero: normalised, a 1e-289 gradient would look like a full step.
     """
     scale = float(np.abs(g).max())
-    if scale == 0:
+    if 2 * scale <= 1e-12 * max(abs(f), 1.0):
         return 0.0
     return float(np.abs(z - _box_simplex_projection(z - g / scale, lo, hi, float(z.sum()))).max())
 
