@@ -11,8 +11,15 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from mixopt.corpus import Corpus
+
+# CI replays the same examples on every run (a red CI then means a change broke something, not that
+# hypothesis drew a new case); local runs keep exploring, and what they find becomes a named test.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 TINY_DATA = Path(__file__).parent / "data" / "tiny"
 TINY_DOMAINS = ("code", "docs", "drama", "legal")
