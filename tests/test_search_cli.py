@@ -58,6 +58,7 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     (["search", "--evaluator", "mixopt.testing:nothing_here", "--domains", "a,b"], "has no callable"),
     (["search", *FAST, "--tokens", "web=lots"], "--tokens"),
     (["search", *FAST, "--max-weight", "web"], "--max-weight"),
+    (["search", *FAST, "--fidelity", "noise"], "--fidelity: 'noise' is not of the form key=value"),
     (["search", *FAST, "--fix", "web=0.7,code=0.7"], "sum to"),
     (["search", *FAST, "--target", "nowhere"], "--target names unknown domain"),
     (["search", *FAST, "--budget", "0"], "--budget"),

@@ -175,18 +175,3 @@ def parse_fidelity(text: str | None) -> dict[str, Any]:
             except ValueError:
                 continue
     return out
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        name, sep, val = part.partition("=")
-        if not sep or not name.strip():
-            raise MixoptError(f"--fidelity: {part!r} is not of the form key=value")
-        try:
-            out[name.strip()] = int(val)
-        except ValueError:
-            try:
-                out[name.strip()] = float(val)
-            except ValueError:
-                out[name.strip()] = val.strip()
-    return out
