@@ -284,6 +284,13 @@ def sample_swarm(
     if existing is not None:
         prev = np.asarray(existing, dtype=float).reshape(-1, space.n)
     rows = np.empty((0, space.n))
+
+    def add(w: np.ndarray) -> np.ndarray:
+        """``rows`` with the draws ``w`` that keep ``min_distance`` from every row so far, up to ``n``."""
+        if min_distance > 0:
+            w = w[_near_duplicates(w, np.vstack([prev, rows]), min_distance, distance)]
+        return np.vstack([rows, w[: n - len(rows)]])
+
     budget = max(1, max_tries) * max(n, 1)
     drawn = 0
     accept = 1.0  # running estimate of the share of draws that pass the caps
@@ -297,10 +304,7 @@ def sample_swarm(
         ok = lay.within_caps(w)
         rejected_caps += int((~ok).sum())
         accept = max(ok.mean() if len(ok) else 0.0, 1e-6)
-        w = w[ok]
-        if min_distance > 0:
-            w = w[_near_duplicates(w, np.vstack([prev, rows]), min_distance, distance)]
-        rows = np.vstack([rows, w[:need]])
+        rows = add(w[ok])
     if len(rows) < n and rejected_caps > 0:
         # The caps reject almost every draw: fill up with draws projected into the space.
         log.warning(
@@ -308,24 +312,15 @@ def sample_swarm(
             rejected_caps, drawn, n - len(rows),
         )
         for _ in range(20):
-            need = n - len(rows)
-            if need <= 0:
+            if len(rows) >= n:
                 break
-            w = project(space, lay.draw(max(2 * need, 64), rng))
-            if min_distance > 0:
-                w = w[_near_duplicates(w, np.vstack([prev, rows]), min_distance, distance)]
-            rows = np.vstack([rows, w[:need]])
-    if len(rows) < n:
-        # Projection piles draws onto the same corner of a tight space: draw inside the bounds instead.
-        lo, hi = space.bounds()
-        for _ in range(20):
-            need = n - len(rows)
-            if need <= 0:
-                break
-            w = _box_simplex_draws(lo, hi, max(2 * need, 64), rng)
-            if min_distance > 0:
-                w = w[_near_duplicates(w, np.vstack([prev, rows]), min_distance, distance)]
-            rows = np.vstack([rows, w[:need]])
+            rows = add(project(space, lay.draw(max(2 * (n - len(rows)), 64), rng)))
+    # Projection piles draws onto the same corner of a tight space: draw inside the bounds instead.
+    lo, hi = space.bounds()
+    for _ in range(20):
+        if len(rows) >= n:
+            break
+        rows = add(_box_simplex_draws(lo, hi, max(2 * (n - len(rows)), 64), rng))
     if len(rows) < n:
         raise MixoptError(
             f"the search space holds only {len(rows)} mixtures at least {min_distance:g} apart ({distance}) "
