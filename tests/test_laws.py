@@ -222,3 +222,32 @@ def test_multi_target_fits_each_column() -> None:
         m = MixingLawFitter(n_starts=4).fit(X, Y)
     assert m.predict(X).shape == (50, 2)
     np.testing.assert_allclose(m.predict(X), Y, rtol=1e-5)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.002])
+def test_log_ridge_recovers_planted_parameters(noise: float) -> None:
+    from mixopt.fitters.logridge import LogRidgeFitter, mixture_entropy
+
+    X = swarm(200, seed=7)
+    b, g, eps = np.array([-0.2, 0.1, 0.05, 0.15]), -0.3, 1e-2
+    y = 2.0 + g * mixture_entropy(X) + np.log(X + eps) @ b
+    y = y + noise * np.random.default_rng(8).normal(size=len(X))
+    m = LogRidgeFitter().fit(X, y)
+    assert m.eps_ == eps  # picked from the grid by leave-one-out error
+    tol = 2e-3 if noise == 0 else 0.03
+    np.testing.assert_allclose(m.coef_[0], b, atol=tol)
+    assert abs(m.entropy_coef_[0] - g) < tol
+    if noise == 0:
+        np.testing.assert_allclose(m.predict(X), y, atol=1e-3)
+
+
+def test_log_ridge_without_entropy_spread() -> None:
+    """Runs that are permutations of one mixture share its entropy: the covariate is left out."""
+    from mixopt.fitters.logridge import LogRidgeFitter
+
+    rng = np.random.default_rng(0)
+    X = np.array([rng.permutation([0.5, 0.3, 0.15, 0.05]) for _ in range(30)])
+    y = np.log(X + 1e-2) @ np.array([-0.1, 0.2, 0.0, 0.05])
+    m = LogRidgeFitter().fit(X, y)
+    assert m.entropy_coef_[0] == 0.0
+    assert np.corrcoef(m.predict(X), y)[0, 1] > 0.99

@@ -1,10 +1,15 @@
-"""``log-ridge``: ridge regression on the log weights, ``y ≈ a + Σ_i b_i·log(r_i + ε)``.
+"""``log-ridge``: ridge regression on the log weights, ``y ≈ a + g·H(r) + Σ_i b_i·log(r_i + ε)``.
 
 The first-order form of BiMix's power law (``F·(r + ε)^(−α) ≈ F − F·α·log(r + ε)`` for small α), linear
 in its parameters, so it can be fitted by ridge regression with the penalty chosen by efficient
 leave-one-out cross-validation (scikit-learn's ``RidgeCV``). It is meant for swarms with fewer runs
 than the laws have parameters (32 runs over 64 domains), where the laws refuse to fit and a GP's
 length scales are poorly determined; ``auto`` weighs it against the others by cross-validation.
+
+``H(r) = −Σ r_i·log r_i``, the mixture's entropy, is an unpenalised covariate (partialled out before
+the ridge): with 32 runs over 64 domains the ridge shrinks every per-domain slope towards zero, and
+how spread a mixture is — one number, which BiMix's entropy-driven mixtures build on — is then the
+strongest signal left. ``ε`` is chosen among ``eps`` by the same leave-one-out error as the penalty.
 """
 
 from __future__ import annotations
@@ -16,22 +21,36 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from mixopt.errors import MixoptError
 
 ALPHAS = tuple(float(a) for a in np.logspace(-4, 3, 29))
+EPS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
+
+def mixture_entropy(X: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) of each row of weights; zero weights contribute nothing."""
+    X = np.clip(np.asarray(X, dtype=float), 0.0, None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(X > 0, X * np.log(X), 0.0).sum(axis=1)
 
 
 class LogRidgeFitter(RegressorMixin, BaseEstimator):
-    """Ridge on ``log(r + eps)``, penalty by leave-one-out CV.
+    """Ridge on ``log(r + eps)`` with the mixture's entropy as an unpenalised covariate.
 
     Args:
-        eps: added to every weight before the log (a domain left out of a run stays finite).
+        eps: added to every weight before the log (a domain left out of a run stays finite); a
+            tuple is a grid, the value with the lowest leave-one-out error is kept (``eps_``).
         alphas: penalties tried.
+        entropy: add the mixture's entropy as an unpenalised covariate.
     """
 
-    def __init__(self, *, eps: float = 1e-3, alphas: tuple[float, ...] = ALPHAS) -> None:
+    def __init__(
+        self,
+        *,
+        eps: float | tuple[float, ...] = EPS,
+        alphas: tuple[float, ...] = ALPHAS,
+        entropy: bool = True,
+    ) -> None:
         self.eps = eps
         self.alphas = alphas
-
-    def _features(self, X: np.ndarray) -> np.ndarray:
-        return np.log(np.clip(np.asarray(X, dtype=float), 0.0, None) + self.eps)
+        self.entropy = entropy
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LogRidgeFitter:
         """Fit on weights X (n_runs, n_domains) and y (n_runs,) or (n_runs, n_targets)."""
@@ -45,15 +64,47 @@ class LogRidgeFitter(RegressorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
         if len(X) < 3:
             raise MixoptError(f"log-ridge needs at least 3 runs, got {len(X)} sample(s); add runs")
-        self.model_ = RidgeCV(alphas=np.asarray(self.alphas, dtype=float)).fit(self._features(X), y)
         self.multi_output_ = np.ndim(y) == 2
+        y = np.asarray(y, dtype=float).reshape(len(X), -1)  # one column per target, always
+        self.y_mean_ = y.mean(axis=0)
+        yc = y - self.y_mean_
+        h = mixture_entropy(X)
+        self.h_mean_ = float(h.mean())
+        hc = h - self.h_mean_
+        # An entropy that barely varies (every run alike) would make the partialling-out unstable.
+        use_h = self.entropy and len(X) > 3 and float(hc.std()) > 1e-9 * max(1.0, abs(self.h_mean_))
+        q = hc / np.linalg.norm(hc) if use_h else np.zeros_like(hc)
+
+        def partial(a: np.ndarray) -> np.ndarray:  # remove the entropy direction (no-op without it)
+            return a - np.multiply.outer(q, q @ a)
+
+        grid = (self.eps,) if np.ndim(self.eps) == 0 else tuple(self.eps)
+        best = None
+        for eps in grid:
+            F = np.log(np.clip(X, 0.0, None) + float(eps))
+            f_mean = F.mean(axis=0)
+            Fc = F - f_mean
+            model = RidgeCV(alphas=np.asarray(self.alphas, dtype=float), fit_intercept=False)
+            model.fit(partial(Fc), partial(yc))
+            if best is None or model.best_score_ > best[0]:
+                best = (model.best_score_, float(eps), model, f_mean, Fc)
+        _, self.eps_, self.model_, self.f_mean_, Fc = best
+        # RidgeCV ravels a one-column target's coefficients; keep (n_targets, n_domains).
+        self.coef_ = self.model_.coef_.reshape(y.shape[1], -1)
+        # The entropy slope: least squares of what the penalised part leaves, on the entropy alone.
+        rest = yc - Fc @ self.coef_.T
+        self.entropy_coef_ = (hc @ rest) / (hc @ hc) if use_h else np.zeros_like(self.y_mean_)
         return self
 
     def predict(self, X: np.ndarray, return_std: bool = False):  # noqa: ANN201 - array or (array, None)
         """Predicted metric, shape (n,) or (n, n_targets); no standard deviation (None)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False)
-        pred = self.model_.predict(self._features(X))
+        F = np.log(np.clip(np.asarray(X, dtype=float), 0.0, None) + self.eps_) - self.f_mean_
+        h = mixture_entropy(X) - self.h_mean_
+        pred = self.y_mean_ + F @ self.coef_.T + np.multiply.outer(h, self.entropy_coef_)
+        if not self.multi_output_:
+            pred = pred[:, 0]
         return (pred, None) if return_std else pred
 
     def __sklearn_tags__(self):  # noqa: ANN204
