@@ -77,6 +77,9 @@ def test_extrapolation_task_on_a_synthetic_ladder(tmp_path: Path) -> None:
     res = bench_extrapolation(store)
     assert res is not None and res["summary"]["mixtures"] == 6 and res["summary"]["metrics"] == 3
     assert res["summary"]["mean_rel_error"] < 1e-3 and res["summary"]["met"]
+    # Loss falls with size here, so carrying the next rung's loss over is measurably worse.
+    assert res["summary"]["no_change_rel_error"] > 10 * res["summary"]["mean_rel_error"]
+    assert [r["fitter"] for r in res["rows"]] == ["step+size law", "no change from 1e+05 params"]
 
 
 def test_bench_fit_cli_laws_only(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:

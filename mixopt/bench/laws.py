@@ -318,21 +318,32 @@ def bench_extrapolation(store: Any, *, metric_prefix: str = "loss/") -> dict[str
     t = time.perf_counter()
     pred = predict_at_scale(small, metrics, target_tokens=None if same_tokens else tokens, target_size=top)
     seconds = time.perf_counter() - t
-    rel, n = [], 0
+    # The baseline a law must beat: the next smaller rung's final loss, carried over unchanged.
+    below = {tuple(np.round(c.weights, 6)): c for c in small if c.size == sizes[-2]}
+
+    def final(c: Any) -> np.ndarray:
+        i = int(np.argmax(c.tokens))
+        return np.array([c.losses[m][i] for m in metrics])
+
+    rel, rel_keep, n = [], [], 0
     for x, yhat in zip(pred.X, pred.Y, strict=True):
-        c = big.get(tuple(np.round(x, 6)))
+        key = tuple(np.round(x, 6))
+        c = big.get(key)
         if c is None:
             continue
-        i = int(np.argmax(c.tokens))
-        truth = np.array([c.losses[m][i] for m in metrics])
+        truth = final(c)
         rel.append(np.abs(yhat - truth) / np.abs(truth))
+        if key in below:
+            rel_keep.append(np.abs(final(below[key]) - truth) / np.abs(truth))
         n += 1
     if not n:
         return None
     rel_arr = np.array(rel)
     mre = float(rel_arr.mean())
+    keep = float(np.mean(rel_keep)) if rel_keep else float("nan")
     summary = {
         "mean_rel_error": mre,
+        "no_change_rel_error": keep,
         "goal": GOALS["extrapolation"],
         "met": mre <= GOALS["extrapolation"],
         "rungs": [float(s) for s in sizes],
@@ -349,7 +360,15 @@ def bench_extrapolation(store: Any, *, metric_prefix: str = "loss/") -> dict[str
         "mixtures": n,
         "domains": len(domains),
     }
-    return {"rows": [row], "summary": summary}
+    base = {
+        "task": row["task"],
+        "fitter": f"no change from {sizes[-2]:.3g} params",
+        "seconds": 0.0,
+        "rel_error": keep,
+        "mixtures": len(rel_keep),
+        "domains": len(domains),
+    }
+    return {"rows": [row, base], "summary": summary}
 
 
 def _ladder_unit(corpus: str, name: str, weights: dict[str, float], seed: int) -> dict[str, Any]:
