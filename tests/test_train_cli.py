@@ -78,6 +78,7 @@ def test_train_cli_reports_against_the_prediction(tiny_workspace: Path, model_to
     assert code == 0, err
     assert "search predicted 3.5000" in stdout and "interval [3.2000, 3.8000]" in stdout
     assert "measured at proxy rung xs: 3.6000 ± 0.0300" in stdout and "max load violation" in stdout
+    assert "train step " in err and " · val " in err  # no terminal here: a line per evaluation
     res = json.loads((out / "result.json").read_text())
     assert res["report"]["predicted"] == 3.5 and res["report"]["final"] == pytest.approx(
         res["metrics"]["objective"]
@@ -211,6 +212,7 @@ def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Pat
     )
     assert code == 0, err
     assert "drama-heavy" in stdout and "uniform" in stdout and "±" in stdout
+    assert "compare run 4/4: uniform, seed 1" in err  # no terminal here: a line per run
     data = json.loads((out / "compare.json").read_text())
     assert data["labels"] == ["drama-heavy", "uniform"] and len(data["values"]["uniform"]["drama"]) == 2
     assert (out / "compare.png").stat().st_size > 1000

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
-from mixopt.cli.common import CorpusOpt, JsonOpt, SeedOpt, console
+from mixopt.cli.common import CorpusOpt, JsonOpt, SeedOpt, console, err_console
 from mixopt.errors import MixoptError
 
 ThreadsOpt = Annotated[
@@ -145,11 +145,18 @@ def train_cmd(
     with Progress(*columns, console=console, transient=True, disable=as_json) as progress:
         task = progress.add_task("train", total=None, loss="—", note="")
 
+        plain = not as_json and not err_console.is_terminal  # a log file: rich draws no bar there
+        last_loss = ["—"]
+
         def on_progress(ev: dict) -> None:
             if "eval" in ev:
                 progress.update(task, note=f"val {ev['eval']['objective']:.3f}")
+                if plain:  # one line per evaluation, so a redirected log shows the run moving
+                    err_console.print(f"train step {ev['step']}/{ev['steps']} · loss {last_loss[0]} · "
+                                      f"val {ev['eval']['objective']:.4f}", highlight=False)
             else:
-                progress.update(task, total=ev["steps"], completed=ev["step"], loss=f"{ev['loss']:.3f}")
+                last_loss[0] = f"{ev['loss']:.3f}"
+                progress.update(task, total=ev["steps"], completed=ev["step"], loss=last_loss[0])
 
         res = train(
             mixture,
@@ -207,6 +214,8 @@ def compare_cmd(
 
         def on_run(label: str, seed: int, i: int, n: int) -> None:
             status.update(f"run {i + 1}/{n}: {label}, seed {seed}")
+            if not err_console.is_terminal:  # a log file: the spinner is not drawn there
+                err_console.print(f"compare run {i + 1}/{n}: {label}, seed {seed}", highlight=False)
 
         cmp = compare(
             mixtures,
