@@ -125,6 +125,31 @@ def test_random_proposes_the_best_run(tmp_path: Path, capsys: pytest.CaptureFixt
     assert Mixture.load(out).meta["predicted"]["mean"] == pytest.approx(y.min())
 
 
+def test_a_far_fetched_proposal_is_flagged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs only reach a = 0.2; a linear fit proposes a ≈ 1 and predicts far below every run."""
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.0, 0.2, 40)
+    b = rng.uniform(0.0, 1.0, 40) * (1 - a)
+    pl.DataFrame({"run": [f"r{i}" for i in range(40)], "a": a, "b": b, "c": 1 - a - b}).write_csv(
+        tmp_path / "r.csv")
+    pl.DataFrame({"run": [f"r{i}" for i in range(40)], "loss": 3.0 - 2.0 * a}).write_csv(tmp_path / "m.csv")
+    out = tmp_path / "mix.json"
+    assert run_cli(["fit", "--ratios", str(tmp_path / "r.csv"), "--metrics", str(tmp_path / "m.csv"),
+                    "--target", "loss", "--method", "linear", "--propose", "--out", str(out), *FAST]) == 0
+    notes = Mixture.load(out).meta["notes"]
+    assert len(notes) == 1 and "extrapolating beyond its data" in notes[0]
+    assert "warning: the linear model predicts" in capsys.readouterr().err
+
+
+def test_extrapolation_note_only_beyond_the_spread() -> None:
+    from mixopt.proposers.proposal import extrapolation_note
+
+    y = np.array([2.0, 2.5, 3.0])
+    assert extrapolation_note(1.2, y, "m") is None  # 0.8 below the best, the runs span 1.0
+    assert "1.1 below the best run (2)" in extrapolation_note(0.9, y, "m")
+    assert extrapolation_note(0.0, np.array([2.0, 2.0]), "m") is None  # no spread to compare with
+
+
 def test_nan_metrics_warn_and_are_excluded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     m = pl.read_csv(M).with_columns(pl.when(pl.col("index") <= 3).then(None).otherwise(pl.col(T)).alias(T))
     m.write_csv(tmp_path / "m.csv")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,10 +201,18 @@ def _save_mixture(
 ) -> dict[str, Any]:
     import mixopt
     from mixopt.mixture import Mixture
+    from mixopt.proposers.proposal import extrapolation_note
     from mixopt.proposers.topk import predict_objective
 
     weights = {d: float(w) for d, w in zip(table.domains, prop.weights, strict=True)}
     best = int(np.argmin(y))
+    if model is None:
+        notes = [f"the best run ({run_ids[best]}); 'predicted' is its measured value, not a model's"]
+    else:
+        note = extrapolation_note(prop.predicted, y, method)
+        notes = [note] if note else []
+        if note:
+            warnings.warn(note, MixoptWarning, stacklevel=2)
     baselines: dict[str, Any] = {
         "best_run": {"run_id": run_ids[best], "measured": float(y[best]),
                      "weights": {d: float(w) for d, w in zip(table.domains, X[best], strict=True)}},
@@ -227,8 +236,7 @@ def _save_mixture(
         "baselines": baselines,
         "provenance": {"corpus": None, "corpus_hash": None, "run_ids": list(run_ids),
                        "mixopt_version": mixopt.__version__, "tables": dict(table.sources)},
-        "notes": ([f"the best run ({run_ids[best]}); 'predicted' is its measured value, not a model's"]
-                  if model is None else []),
+        "notes": notes,
     })
     mixture.save(config.out)  # type: ignore[arg-type]
     info = dict(prop.info)

@@ -38,3 +38,20 @@ class Proposal:
             "method": self.method,
             "info": self.info,
         }
+
+
+def extrapolation_note(predicted: float, y: np.ndarray, method: str) -> str | None:
+    """A note when a proposal's predicted objective lies further below the best run than the runs'
+    whole spread: the model is then extrapolating beyond its data (linear-in-log laws do this on
+    sparse swarms), and its prediction is not evidence; None otherwise."""
+    y = np.asarray(y, dtype=float)
+    y = y[np.isfinite(y)]
+    if len(y) < 2 or not np.isfinite(predicted):
+        return None
+    best, spread = float(y.min()), float(np.ptp(y))
+    gain = best - float(predicted)
+    if spread <= 0 or gain <= spread:
+        return None
+    return (f"the {method} model predicts {predicted:.4g} for its proposal, {gain:.3g} below the best run "
+            f"({best:.4g}): more than the runs' whole spread ({spread:.3g}), so it is extrapolating beyond "
+            "its data; validate the mixture before using it, or bound the space (--max-weight, --min-weight)")

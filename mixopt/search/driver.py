@@ -20,6 +20,7 @@ import numpy as np
 from mixopt import __version__
 from mixopt.atomic import write_json
 from mixopt.errors import MixoptError
+from mixopt.proposers.proposal import extrapolation_note
 from mixopt.search.config import SearchConfig
 from mixopt.search.prepare import Prepared, prepare
 from mixopt.search.ray_env import RayInfo, ensure_ray
@@ -220,6 +221,9 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
         notes.append(f"the {cfg.method} model predicts the same value for every candidate mixture (too few "
                      f"runs: {len(y)}); its proposal is arbitrary. Raise --budget (RegMix's LightGBM needs "
                      "≥ 40 runs to split at all) or use --method linear")
+    far = extrapolation_note(prop.predicted, y, cfg.method) if prop.predicted is not None else None
+    if far:
+        notes.append(far)
     measured = comparisons = None
     exported = PROPOSAL
     vrung = cfg.validate_rung or cfg.rung
