@@ -148,6 +148,7 @@ def test_extrapolation_note_only_beyond_the_spread() -> None:
     assert extrapolation_note(1.2, y, "m") is None  # 0.8 below the best, the runs span 1.0
     assert "1.1 below the best run (2)" in extrapolation_note(0.9, y, "m")
     assert extrapolation_note(0.0, np.array([2.0, 2.0]), "m") is None  # no spread to compare with
+    assert extrapolation_note(None, y, "random") is None  # a method without a model predicts nothing
 
 
 def test_nan_metrics_warn_and_are_excluded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -314,31 +314,36 @@ def bench_extrapolation(store: Any, *, metric_prefix: str = "loss/") -> dict[str
     top = sizes[-1]
     metrics = sorted(m for m in curves[0].losses if m.startswith(metric_prefix))
     small = [c for c in curves if c.size < top]
-    big = {tuple(np.round(c.weights, 6)): c for c in curves if c.size == top}
+
+    def key(w: np.ndarray) -> tuple:  # a mixture, up to the store's float noise
+        return tuple(np.round(w, 6))
+
+    def at(size: float) -> dict[tuple, Any]:  # the curves of one rung, by mixture
+        return {key(c.weights): c for c in curves if c.size == size}
+
+    big = at(top)
     tokens = float(np.median([c.tokens.max() for c in big.values()]))
     same_tokens = len({float(c.tokens.max()) for c in small} | {tokens}) == 1
     t = time.perf_counter()
     pred = predict_at_scale(small, metrics, target_tokens=None if same_tokens else tokens, target_size=top)
     seconds = time.perf_counter() - t
     # The baseline a law must beat: the next smaller rung's final loss, carried over unchanged.
-    below = {tuple(np.round(c.weights, 6)): c for c in small if c.size == sizes[-2]}
+    below = at(sizes[-2])
 
     def final(c: Any) -> np.ndarray:
         i = int(np.argmax(c.tokens))
         return np.array([c.losses[m][i] for m in metrics])
 
-    rel, rel_keep, n = [], [], 0
+    rel, rel_keep = [], []
     for x, yhat in zip(pred.X, pred.Y, strict=True):
-        key = tuple(np.round(x, 6))
-        c = big.get(key)
+        c = big.get(key(x))
         if c is None:
             continue
         truth = final(c)
         rel.append(np.abs(yhat - truth) / np.abs(truth))
-        if key in below:
-            rel_keep.append(np.abs(final(below[key]) - truth) / np.abs(truth))
-        n += 1
-    if not n:
+        if key(x) in below:
+            rel_keep.append(np.abs(final(below[key(x)]) - truth) / np.abs(truth))
+    if not rel:
         return None
     rel_arr = np.array(rel)
     mre = float(rel_arr.mean())
@@ -349,7 +354,7 @@ def bench_extrapolation(store: Any, *, metric_prefix: str = "loss/") -> dict[str
         "goal": GOALS["extrapolation"],
         "met": mre <= GOALS["extrapolation"],
         "rungs": [float(s) for s in sizes],
-        "mixtures": n,
+        "mixtures": len(rel),
         "metrics": len(metrics),
         "size_beta": {m: v["beta"] for m, v in pred.laws["size"].items()},
     }
@@ -359,7 +364,7 @@ def bench_extrapolation(store: Any, *, metric_prefix: str = "loss/") -> dict[str
         "seconds": seconds,
         "rel_error": mre,
         "max_rel_error": float(rel_arr.max()),
-        "mixtures": n,
+        "mixtures": len(rel),
         "domains": len(domains),
     }
     base = {

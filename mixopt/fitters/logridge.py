@@ -26,9 +26,13 @@ EPS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
 def mixture_entropy(X: np.ndarray) -> np.ndarray:
     """Shannon entropy (nats) of each row of weights; zero weights contribute nothing."""
-    X = np.clip(np.asarray(X, dtype=float), 0.0, None)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return -np.where(X > 0, X * np.log(X), 0.0).sum(axis=1)
+    from scipy.special import entr
+
+    return entr(np.clip(np.asarray(X, dtype=float), 0.0, None)).sum(axis=1)
+
+
+def _log_weights(X: np.ndarray, eps: float) -> np.ndarray:
+    return np.log(np.clip(np.asarray(X, dtype=float), 0.0, None) + eps)
 
 
 class LogRidgeFitter(RegressorMixin, BaseEstimator):
@@ -81,7 +85,7 @@ class LogRidgeFitter(RegressorMixin, BaseEstimator):
         grid = (self.eps,) if np.ndim(self.eps) == 0 else tuple(self.eps)
         best = None
         for eps in grid:
-            F = np.log(np.clip(X, 0.0, None) + float(eps))
+            F = _log_weights(X, float(eps))
             f_mean = F.mean(axis=0)
             Fc = F - f_mean
             model = RidgeCV(alphas=np.asarray(self.alphas, dtype=float), fit_intercept=False)
@@ -100,7 +104,7 @@ class LogRidgeFitter(RegressorMixin, BaseEstimator):
         """Predicted metric, shape (n,) or (n, n_targets); no standard deviation (None)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False)
-        F = np.log(np.clip(np.asarray(X, dtype=float), 0.0, None) + self.eps_) - self.f_mean_
+        F = _log_weights(X, self.eps_) - self.f_mean_
         h = mixture_entropy(X) - self.h_mean_
         pred = self.y_mean_ + F @ self.coef_.T + np.multiply.outer(h, self.entropy_coef_)
         if not self.multi_output_:

@@ -40,13 +40,13 @@ class Proposal:
         }
 
 
-def extrapolation_note(predicted: float, y: np.ndarray, method: str) -> str | None:
+def extrapolation_note(predicted: float | None, y: np.ndarray, method: str) -> str | None:
     """A note when a proposal's predicted objective lies further below the best run than the runs'
     whole spread: the model is then extrapolating beyond its data (linear-in-log laws do this on
-    sparse swarms), and its prediction is not evidence; None otherwise."""
+    sparse swarms), and its prediction is not evidence; None otherwise (and for no prediction)."""
     y = np.asarray(y, dtype=float)
     y = y[np.isfinite(y)]
-    if len(y) < 2 or not np.isfinite(predicted):
+    if predicted is None or len(y) < 2 or not np.isfinite(predicted):
         return None
     best, spread = float(y.min()), float(np.ptp(y))
     gain = best - float(predicted)

@@ -221,8 +221,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
         notes.append(f"the {cfg.method} model predicts the same value for every candidate mixture (too few "
                      f"runs: {len(y)}); its proposal is arbitrary. Raise --budget (RegMix's LightGBM needs "
                      "≥ 40 runs to split at all) or use --method linear")
-    far = extrapolation_note(prop.predicted, y, cfg.method) if prop.predicted is not None else None
-    if far:
+    if far := extrapolation_note(prop.predicted, y, cfg.method):
         notes.append(far)
     measured = comparisons = None
     exported = PROPOSAL

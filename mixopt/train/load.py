@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy.special import entr
 
 
 class ExpertLoad:
@@ -56,7 +57,7 @@ class ExpertLoad:
             s = sh[:, g, :]  # (L, E)
             if self.counts[:, g].sum() == 0:
                 continue
-            ent = -(s * np.log(np.where(s > 0, s, 1.0))).sum(-1)
+            ent = entr(s).sum(-1)
             out[d] = {"top_share": float(s.max(-1).mean()), "entropy": float(ent.mean())}
         return out
 
