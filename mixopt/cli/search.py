@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+import typer
 from rich.table import Table
 
 from mixopt.cli import app
@@ -94,6 +95,8 @@ def bench_search(
     trials: Annotated[int, opt("--trials", help="No-op trials for the overhead figure.")] = 40,
     work_trials: Annotated[int, opt("--work-trials", help="CPU-bound trials per throughput run.")] = 8,
     work: Annotated[int, opt("--work", help="Work per CPU-bound trial (×10k Python steps).")] = 3000,
+    repeats: Annotated[int, typer.Option("--repeats", min=1,
+                                         help="Interleaved 1-vs-2 pairs; the median ratio is reported.")] = 5,
     address: Annotated[Str, opt("--address", help="Ray cluster address (default: a local Ray).")] = None,
     no_fit: Annotated[bool, opt("--no-fit", help="Skip the fit figures (mixopt bench fit).")] = False,
     as_json: JsonOpt = False,
@@ -102,7 +105,7 @@ def bench_search(
     from mixopt.bench.search import bench_search as run_bench
 
     res = run_bench(trials=trials, work_trials=work_trials, work=work, address=address,
-                    include_fit=not no_fit)
+                    include_fit=not no_fit, repeats=repeats)
     if as_json:
         print(json.dumps(res, default=str))
         return
