@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from mixopt.errors import MixoptError
-from mixopt.fitters.registry import fitter_class, get_fitter
+from mixopt.fitters.registry import make_fitter
+from mixopt.mixture import domain_groups
 from mixopt.proposers import BestRunProposer, Proposal, TopKProposer
 from mixopt.space import SearchSpace
 
@@ -41,15 +43,20 @@ class MethodSpec:
     proposer: ProposerName
     sequential: bool = False
 
-    def make_fitter(self, *, seed: int | None = None, **params: Any) -> Any:
-        """A new unfitted fitter (None for ``random``); ``seed`` sets ``random_state`` if it has one."""
+    def make_fitter(
+        self, *, seed: int | None = None, domains: Sequence[str] | None = None, **params: Any
+    ) -> Any:
+        """A new unfitted fitter (None for ``random``).
+
+        ``seed`` sets ``random_state`` and ``domains`` sets ``groups`` (each domain's source, when
+        the names are written ``source:topic``) for the fitters that take them.
+        """
         if self.fitter is None:
             if params:
                 raise MixoptError(f"method {self.name!r} fits no model; it takes no fitter parameters")
             return None
-        if seed is not None and "random_state" in fitter_class(self.fitter)._get_param_names():
-            params.setdefault("random_state", seed)
-        return get_fitter(self.fitter, **params)
+        groups = domain_groups(domains) if domains is not None else None
+        return make_fitter(self.fitter, seed=seed, groups=groups, **params)
 
     def make_proposer(self, *, seed: int | None = None, **params: Any) -> Any:
         """A new proposer; ``params`` are its options (n_candidates, k, ... for top-k)."""
@@ -85,7 +92,7 @@ class MethodSpec:
         proposer_params: dict[str, Any] | None = None,
     ) -> tuple[Any, Proposal]:
         """Fit on runs (X, y) and propose a mixture inside ``space``: (fitted model or None, proposal)."""
-        model = self.make_fitter(seed=seed, **(fitter_params or {}))
+        model = self.make_fitter(seed=seed, domains=space.domains, **(fitter_params or {}))
         proposer = self.make_proposer(seed=seed, **(proposer_params or {}))
         if model is None:
             proposal = proposer.propose_from_runs(X, y, space)  # type: ignore[union-attr]

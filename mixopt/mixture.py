@@ -75,6 +75,27 @@ def check_domains(weights: Mapping[str, float], domains: Sequence[str], *, where
         )
 
 
+GROUP_SEPARATORS = (":", "/")
+
+
+def domain_groups(domains: Sequence[str]) -> tuple[str, ...] | None:
+    """Each domain's source, from names written ``source:topic`` (or ``source/topic``); None if flat.
+
+    Corpora assembled from sources split by topic (Olmix's ``dclm:health``, ``s2pdf:health``, …)
+    carry their hierarchy in the names. A domain without a separator is its own group. None when
+    the names show no hierarchy: no group holds two or more domains, or one group holds them all.
+    """
+
+    def source(name: str) -> str:
+        for sep in GROUP_SEPARATORS:
+            if sep in name:
+                return name.split(sep, 1)[0]
+        return name
+
+    groups = tuple(source(d) for d in domains)
+    return groups if 1 < len(set(groups)) < len(groups) else None
+
+
 @dataclass(frozen=True)
 class Mixture:
     """Weights over named domains, optionally changing during training.

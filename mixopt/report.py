@@ -57,7 +57,7 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
     cv = None
     with atomic_dir(folder) as tmp:
         files = []
-        cv, cv_note = _plot_cv(tmp / "cv.png", cfg.get("method", "regmix"), X, y, folds, objective)
+        cv, cv_note = _plot_cv(tmp / "cv.png", cfg.get("method", "regmix"), X, y, folds, objective, domains)
         if cv is not None or cv_note is None:
             files.append(folder / "cv.png")
         if result:
@@ -72,12 +72,12 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
 
 
 def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int,
-             objective: Objective) -> tuple[dict[str, float] | None, str | None]:
+             objective: Objective, domains: list[str]) -> tuple[dict[str, float] | None, str | None]:
     """Out-of-fold predictions against the measured objective; (metrics, note when not drawn)."""
     from mixopt.fitters.cv import cross_validate
     from mixopt.methods import get_method
 
-    fitter = get_method(method).make_fitter()
+    fitter = get_method(method).make_fitter(domains=domains)
     fit_name = method
     if fitter is None:  # `random` fits nothing; show how well RegMix's regressor would have predicted
         fitter, fit_name = get_method("regmix").make_fitter(), "regmix (for reference; random fits nothing)"

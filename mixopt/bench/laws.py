@@ -81,16 +81,18 @@ def _init_worker() -> None:
         pass
 
 
-def _unit(name: str, Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, seed: int) -> dict[str, Any]:
+def _unit(
+    name: str, Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, seed: int, domains: tuple[str, ...]
+) -> dict[str, Any]:
     """Fit ``name`` on (Xtr, ytr), predict Xte; (predictions, seconds, chosen for auto, error)."""
-    from mixopt.fitters.registry import fitter_class, get_fitter
+    from mixopt.fitters.registry import make_fitter
+    from mixopt.mixture import domain_groups
 
-    params = {"random_state": seed} if "random_state" in fitter_class(name)._get_param_names() else {}
     t = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = get_fitter(name, **params).fit(Xtr, ytr)
+            model = make_fitter(name, seed=seed, groups=domain_groups(domains)).fit(Xtr, ytr)
             pred = np.asarray(model.predict(Xte), dtype=float)
     except MixoptError as exc:
         return {"error": str(exc), "seconds": time.perf_counter() - t}
@@ -107,17 +109,17 @@ def _tables(root: Path) -> dict[str, Any]:
         if (rg / "train_mixture_1m.csv").is_file():
             tr = read_run_tables(rg / "train_mixture_1m.csv", rg / "train_pile_loss_1m.csv")
             te = read_run_tables(rg / "test_mixture_1m.csv", rg / "test_pile_loss_1m.csv")
-            out["regmix"] = (tr.X, tr.target(PILE_CC), te.X, te.target(PILE_CC))
+            out["regmix"] = (tr.X, tr.target(PILE_CC), te.X, te.target(PILE_CC), tr.domains)
         ol = root / "olmix-64dom-512"
         if (ol / "full_recomputation_ratios.csv").is_file():
             t = read_run_tables(ol / "full_recomputation_ratios.csv", ol / "full_recomputation_metrics.csv")
             X, y, _ = t.target_rows("mean")
-            out["olmix"] = (X, y)
+            out["olmix"] = (X, y, t.domains)
     return out
 
 
-def _store_groups(store: Any, min_runs: int = 20) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(X, y) of the store's ok runs per (domains, fidelity) group with ``min_runs`` or more."""
+def _store_groups(store: Any, min_runs: int = 20) -> dict[str, tuple[np.ndarray, np.ndarray, tuple]]:
+    """(X, y, domains) of the store's ok runs per (domains, fidelity) group with ``min_runs`` or more."""
     from mixopt.objective import Objective
 
     groups: dict[tuple[tuple[str, ...], str], list[Any]] = {}
@@ -129,7 +131,7 @@ def _store_groups(store: Any, min_runs: int = 20) -> dict[str, tuple[np.ndarray,
             continue
         X, y, _ = store.matrix(list(domains), Objective(), fidelity_key=fkey)
         if len(y) >= min_runs:
-            out[f"store {len(domains)} domains, {fkey[:60]}"] = (X, y)
+            out[f"store {len(domains)} domains, {fkey[:60]}"] = (X, y, domains)
     return out
 
 
@@ -165,21 +167,21 @@ def bench_laws(
             st = None
     if not tables and st is None:
         raise MixoptError(f"no run tables under {root} and no run store; point --data at ../shared/data/runs")
-    # Units: (task, fitter, part) -> (Xtr, ytr, Xte, yte, seed)
+    # Units: (task, fitter, part) -> (Xtr, ytr, Xte, yte, seed, domains)
     units: dict[tuple[str, str, int], tuple[np.ndarray, ...]] = {}
     if "regmix-pile-cc" in tasks and "regmix" in tables:
-        Xtr, ytr, Xte, yte = tables["regmix"]
+        Xtr, ytr, Xte, yte, doms = tables["regmix"]
         for f in fitters:
-            units[("regmix-pile-cc", f, 0)] = (Xtr, ytr, Xte, yte, 0)
-    cv_sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            units[("regmix-pile-cc", f, 0)] = (Xtr, ytr, Xte, yte, 0, doms)
+    cv_sets: dict[str, tuple[np.ndarray, np.ndarray, tuple[str, ...]]] = {}
     if "olmix-mean-cv5" in tasks and "olmix" in tables:
         cv_sets["olmix-mean-cv5"] = tables["olmix"]
     if "store" in tasks and st is not None:
         cv_sets.update(_store_groups(st))
-    for task, (X, y) in cv_sets.items():
+    for task, (X, y, doms) in cv_sets.items():
         for i, (tr, te) in enumerate(KFold(n_splits=k, shuffle=True, random_state=0).split(X)):
             for f in fitters:
-                units[(task, f, i)] = (X[tr], y[tr], X[te], y[te], 0)
+                units[(task, f, i)] = (X[tr], y[tr], X[te], y[te], 0, doms)
     if "small-32" in tasks:
         for name in ("regmix", "olmix"):
             if name not in tables:
@@ -187,11 +189,11 @@ def bench_laws(
             for s in range(seeds):
                 rng = np.random.default_rng(1000 + s)
                 if name == "regmix":
-                    Xa, ya, Xte, yte = tables["regmix"]
+                    Xa, ya, Xte, yte, doms = tables["regmix"]
                     idx = rng.choice(len(ya), n_small, replace=False)
                     Xtr, ytr = Xa[idx], ya[idx]
                 else:
-                    Xa, ya = tables["olmix"]
+                    Xa, ya, doms = tables["olmix"]
                     idx = rng.permutation(len(ya))
                     Xtr, ytr, Xte, yte = (
                         Xa[idx[:n_small]],
@@ -200,7 +202,7 @@ def bench_laws(
                         ya[idx[n_small:]],
                     )
                 for f in fitters:
-                    units[(f"small-{n_small} {name}", f, s)] = (Xtr, ytr, Xte, yte, s)
+                    units[(f"small-{n_small} {name}", f, s)] = (Xtr, ytr, Xte, yte, s, doms)
     results = _run_units(units, jobs)
     rows = _rows(units, results, score)
     summary = _summary(rows, n_small)
@@ -218,12 +220,12 @@ def _run_units(units: dict[tuple[str, str, int], tuple[np.ndarray, ...]], jobs: 
     order = sorted(units, key=lambda u: (u[1] not in ("auto", "gp"), -len(units[u][1])))
     if jobs == 1:
         _init_worker()
-        return {u: _unit(u[1], *units[u][:2], units[u][2], units[u][4]) for u in order}
+        return {u: _unit(u[1], *units[u][:3], *units[u][4:]) for u in order}
     import multiprocessing as mp
 
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
         futs = {
-            u: pool.submit(_unit, u[1], units[u][0], units[u][1], units[u][2], units[u][4]) for u in order
+            u: pool.submit(_unit, u[1], *units[u][:3], *units[u][4:]) for u in order
         }
         return {u: f.result() for u, f in futs.items()}
 

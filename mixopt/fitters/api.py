@@ -137,7 +137,8 @@ def fit_tables(config: FitConfig) -> FitReport:
         from mixopt.fitters.cv import cross_validate
 
         t = time.perf_counter()
-        res = cross_validate(method.make_fitter(seed=config.seed), X, y, k=config.cv, seed=config.seed)
+        fitter = method.make_fitter(seed=config.seed, domains=table.domains)
+        res = cross_validate(fitter, X, y, k=config.cv, seed=config.seed)
         seconds["cv"] = round(time.perf_counter() - t, 3)
         cv = res.as_dict()
     predictions = proposal = selection = None
@@ -145,7 +146,7 @@ def fit_tables(config: FitConfig) -> FitReport:
     if config.predict is not None or config.propose or method.name == "auto":
         t = time.perf_counter()
         params = {"n_candidates": config.n_candidates, "k": config.k} if method.proposer == "topk" else {}
-        model = method.make_fitter(seed=config.seed)
+        model = method.make_fitter(seed=config.seed, domains=table.domains)
         if model is not None:
             model.fit(X, y)
             selection = getattr(model, "cv_table_", None)

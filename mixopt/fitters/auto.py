@@ -39,6 +39,7 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         k: folds (fewer when there are fewer runs).
         ensemble: also score the averages of the best 2 and 3 candidates.
         random_state: seeds the folds and every candidate.
+        groups: each domain's group (source), passed to the candidates that use it (log-ridge).
 
     Fitted: ``chosen_`` (a name, or ``mean(a, b)``), ``members_`` and ``member_weights_`` (the refitted
     models and their weights in the average), ``cv_table_`` (rows: name, spearman, pearson, mae,
@@ -52,23 +53,20 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         k: int = 5,
         ensemble: bool = True,
         random_state: int | None = 0,
+        groups: tuple[str, ...] | None = None,
     ) -> None:
         self.candidates = candidates
         self.k = k
         self.ensemble = ensemble
         self.random_state = random_state
+        self.groups = groups
 
     def _make(self, name: str) -> Any:
-        from mixopt.fitters.registry import fitter_class, get_fitter
+        from mixopt.fitters.registry import make_fitter
 
         if name == "auto":
             raise MixoptError("auto cannot be one of its own candidates")
-        params = (
-            {"random_state": self.random_state}
-            if "random_state" in fitter_class(name)._get_param_names()
-            else {}
-        )
-        return get_fitter(name, **params)
+        return make_fitter(name, seed=self.random_state, groups=self.groups)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> AutoFitter:
         """Cross-validate every candidate on (X, y), keep the best, refit it on all runs.

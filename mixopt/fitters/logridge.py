@@ -10,6 +10,12 @@ length scales are poorly determined; ``auto`` weighs it against the others by cr
 the ridge): with 32 runs over 64 domains the ridge shrinks every per-domain slope towards zero, and
 how spread a mixture is — one number, which BiMix's entropy-driven mixtures build on — is then the
 strongest signal left. ``ε`` is chosen among ``eps`` by the same leave-one-out error as the penalty.
+
+With ``groups`` (each domain's source, :func:`mixopt.mixture.domain_groups` reads them from names
+like ``dclm:health``), each source's total weight adds a feature ``s·log(R_g + ε)``: topics of one
+source tend to act alike, and one slope per source is learnt from far fewer runs than one per
+topic. The scale ``s`` sets how much less that slope is penalised than a topic's, and is chosen by
+leave-one-out error from ``group_scales`` (0 turns the source features off).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from mixopt.errors import MixoptError
 
 ALPHAS = tuple(float(a) for a in np.logspace(-4, 3, 29))
 EPS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+GROUP_SCALES = (0.0, 1.0, 2.0, 4.0, 8.0)
 
 
 def mixture_entropy(X: np.ndarray) -> np.ndarray:
@@ -35,6 +42,12 @@ def _log_weights(X: np.ndarray, eps: float) -> np.ndarray:
     return np.log(np.clip(np.asarray(X, dtype=float), 0.0, None) + eps)
 
 
+def group_matrix(groups: tuple[str, ...]) -> np.ndarray:
+    """(n_domains, n_groups) 0/1 membership for the groups of two or more domains (singletons add nothing)."""
+    names = [g for g in dict.fromkeys(groups) if groups.count(g) > 1]
+    return np.array([[float(d == g) for g in names] for d in groups]).reshape(len(groups), len(names))
+
+
 class LogRidgeFitter(RegressorMixin, BaseEstimator):
     """Ridge on ``log(r + eps)`` with the mixture's entropy as an unpenalised covariate.
 
@@ -43,6 +56,9 @@ class LogRidgeFitter(RegressorMixin, BaseEstimator):
             tuple is a grid, the value with the lowest leave-one-out error is kept (``eps_``).
         alphas: penalties tried.
         entropy: add the mixture's entropy as an unpenalised covariate.
+        groups: each domain's group (source), one per column of X; None for flat domains.
+        group_scales: scales of the group features tried (with ``groups``); the one with the
+            lowest leave-one-out error is kept (``group_scale_``).
     """
 
     def __init__(
@@ -51,10 +67,20 @@ class LogRidgeFitter(RegressorMixin, BaseEstimator):
         eps: float | tuple[float, ...] = EPS,
         alphas: tuple[float, ...] = ALPHAS,
         entropy: bool = True,
+        groups: tuple[str, ...] | None = None,
+        group_scales: tuple[float, ...] = GROUP_SCALES,
     ) -> None:
         self.eps = eps
         self.alphas = alphas
         self.entropy = entropy
+        self.groups = groups
+        self.group_scales = group_scales
+
+    def _features(self, X: np.ndarray, eps: float, scale: float) -> np.ndarray:
+        F = _log_weights(X, eps)
+        if scale == 0.0 or self.group_matrix_.shape[1] == 0:
+            return F
+        return np.hstack([F, scale * _log_weights(np.asarray(X, dtype=float) @ self.group_matrix_, eps)])
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LogRidgeFitter:
         """Fit on weights X (n_runs, n_domains) and y (n_runs,) or (n_runs, n_targets)."""
@@ -68,6 +94,15 @@ class LogRidgeFitter(RegressorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
         if len(X) < 3:
             raise MixoptError(f"log-ridge needs at least 3 runs, got {len(X)} sample(s); add runs")
+        if self.groups is not None and len(self.groups) != X.shape[1]:
+            raise MixoptError(
+                f"log-ridge: groups names {len(self.groups)} domains but the runs have {X.shape[1]}; "
+                "give one group per domain, in the same order"
+            )
+        self.group_matrix_ = (
+            group_matrix(tuple(self.groups)) if self.groups is not None else np.zeros((X.shape[1], 0))
+        )
+        scales = tuple(float(v) for v in self.group_scales) if self.group_matrix_.shape[1] else (0.0,)
         self.multi_output_ = np.ndim(y) == 2
         y = np.asarray(y, dtype=float).reshape(len(X), -1)  # one column per target, always
         self.y_mean_ = y.mean(axis=0)
@@ -85,18 +120,22 @@ class LogRidgeFitter(RegressorMixin, BaseEstimator):
         grid = (self.eps,) if np.ndim(self.eps) == 0 else tuple(self.eps)
         best = None
         for eps in grid:
-            F = _log_weights(X, float(eps))
-            f_mean = F.mean(axis=0)
-            Fc = F - f_mean
-            model = RidgeCV(alphas=np.asarray(self.alphas, dtype=float), fit_intercept=False)
-            model.fit(partial(Fc), partial(yc))
-            if best is None or model.best_score_ > best[0]:
-                best = (model.best_score_, float(eps), model, f_mean, Fc)
-        _, self.eps_, self.model_, self.f_mean_, Fc = best
-        # RidgeCV ravels a one-column target's coefficients; keep (n_targets, n_domains).
-        self.coef_ = self.model_.coef_.reshape(y.shape[1], -1)
+            for scale in scales:
+                F = self._features(X, float(eps), scale)
+                f_mean = F.mean(axis=0)
+                Fc = F - f_mean
+                model = RidgeCV(alphas=np.asarray(self.alphas, dtype=float), fit_intercept=False)
+                model.fit(partial(Fc), partial(yc))
+                if best is None or model.best_score_ > best[0]:
+                    best = (model.best_score_, float(eps), scale, model, f_mean, Fc)
+        _, self.eps_, self.group_scale_, self.model_, self.f_mean_, Fc = best
+        # RidgeCV ravels a one-column target's coefficients; keep (n_targets, n_features): the
+        # domains' slopes, then the groups' (already multiplied by their scale).
+        self.feature_coef_ = self.model_.coef_.reshape(y.shape[1], -1)
+        self.coef_ = self.feature_coef_[:, : X.shape[1]]
+        self.group_coef_ = self.feature_coef_[:, X.shape[1] :] * self.group_scale_
         # The entropy slope: least squares of what the penalised part leaves, on the entropy alone.
-        rest = yc - Fc @ self.coef_.T
+        rest = yc - Fc @ self.feature_coef_.T
         self.entropy_coef_ = (hc @ rest) / (hc @ hc) if use_h else np.zeros_like(self.y_mean_)
         return self
 
@@ -104,9 +143,9 @@ class LogRidgeFitter(RegressorMixin, BaseEstimator):
         """Predicted metric, shape (n,) or (n, n_targets); no standard deviation (None)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False)
-        F = _log_weights(X, self.eps_) - self.f_mean_
+        F = self._features(X, self.eps_, self.group_scale_) - self.f_mean_
         h = mixture_entropy(X) - self.h_mean_
-        pred = self.y_mean_ + F @ self.coef_.T + np.multiply.outer(h, self.entropy_coef_)
+        pred = self.y_mean_ + F @ self.feature_coef_.T + np.multiply.outer(h, self.entropy_coef_)
         if not self.multi_output_:
             pred = pred[:, 0]
         return (pred, None) if return_std else pred

@@ -53,3 +53,16 @@ def get_fitter(name: str, **params: Any) -> Any:
             f"fitter {name!r} has no parameter(s) {', '.join(unknown)}; its parameters are {', '.join(valid)}"
         )
     return cls(**params)
+
+
+def make_fitter(
+    name: str, *, seed: int | None = None, groups: tuple[str, ...] | None = None, **params: Any
+) -> Any:
+    """:func:`get_fitter`, with ``seed`` as ``random_state`` and ``groups`` (each domain's source) for
+    the fitters that take them; the others ignore both. Explicit ``params`` win."""
+    accepts = fitter_class(name)._get_param_names()
+    if seed is not None and "random_state" in accepts:
+        params.setdefault("random_state", seed)
+    if groups is not None and "groups" in accepts:
+        params.setdefault("groups", groups)
+    return get_fitter(name, **params)

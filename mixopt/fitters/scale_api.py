@@ -135,7 +135,7 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
         ceilings=dict(config.ceilings),
         fixed=dict(config.fixed),
     )
-    model = method.make_fitter(seed=config.seed)
+    model = method.make_fitter(seed=config.seed, domains=space.domains)
     per_metric = method.proposer == "exact" and config.method != "auto"
     if per_metric:
         model.fit(pred.X, pred.Y)
