@@ -218,3 +218,17 @@ def test_bench_fit_on_the_slice(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     with pytest.raises(MixoptError, match="point --data"):
         bench_fit(data=tmp_path)
     assert run_cli(["bench", "fit", "--data", str(tmp_path)]) == 2
+
+
+def test_source_groups_are_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    """Olmix's domains are written source:topic; log-ridge groups them and says so."""
+    assert run_cli(["fit", "--ratios", OR, "--metrics", OM, "--target", "mean", "--method", "log-ridge",
+                    "--cv", "3"]) == 0
+    assert "domains grouped by source, from their names: arxiv 1, dclm 24" in capsys.readouterr().out
+    assert run_cli(["fit", "--ratios", OR, "--metrics", OM, "--target", "mean", "--method", "log-ridge",
+                    "--cv", "3", "--json"]) == 0
+    groups = json.loads(capsys.readouterr().out)["groups"]
+    assert groups["dclm"] == 24 and groups["stack-edu"] == 15 and sum(groups.values()) == 64
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "log-ridge",
+                    "--cv", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["groups"] is None  # RegMix's names are flat

@@ -97,6 +97,9 @@ def fit(
 def _render(report: Any) -> None:
     console.print(f"[bold]{report.method}[/] on {report.n_runs} runs, target [bold]{report.target}[/]"
                   + (f" ({report.n_excluded} runs left out)" if report.n_excluded else ""))
+    if report.groups:
+        console.print("domains grouped by source, from their names: "
+                      + ", ".join(f"{g} {n}" for g, n in report.groups.items()))
     if report.selection:
         _render_selection(report.selection)
     if report.cv:

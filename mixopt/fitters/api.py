@@ -79,13 +79,14 @@ class FitReport:
     out: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     selection: list[dict[str, Any]] | None = None
+    groups: dict[str, int] | None = None  # domains per source, when the fitter uses the names' groups
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "method": self.method, "target": self.target, "domains": list(self.domains),
             "n_runs": self.n_runs, "n_excluded": self.n_excluded, "cv": self.cv,
             "predictions": self.predictions, "proposal": self.proposal, "out": self.out,
-            "seconds": self.seconds, "selection": self.selection,
+            "seconds": self.seconds, "selection": self.selection, "groups": self.groups,
         }
 
 
@@ -166,7 +167,23 @@ def fit_tables(config: FitConfig) -> FitReport:
         method=method.name, target=config.target, domains=table.domains, n_runs=len(y),
         n_excluded=n_all - len(y), cv=cv, predictions=predictions, proposal=proposal,
         out=str(config.out) if config.out is not None else None, seconds=seconds, selection=selection,
+        groups=_groups_used(method, table.domains),
     )
+
+
+def _groups_used(method: Any, domains: tuple[str, ...]) -> dict[str, int] | None:
+    """Domains per source when the method's fitter uses the groups in the domain names."""
+    from collections import Counter
+
+    from mixopt.fitters.registry import fitter_class
+    from mixopt.mixture import domain_groups
+
+    groups = domain_groups(domains)
+    if groups is None or method.fitter is None:
+        return None
+    if "groups" not in fitter_class(method.fitter)._get_param_names():
+        return None
+    return dict(Counter(groups))
 
 
 def _check_same_domains(got: tuple[str, ...], want: tuple[str, ...], path: Path) -> None:
