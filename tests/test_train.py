@@ -247,3 +247,17 @@ def test_shipped_model_configs_load() -> None:
     s = load_model("moe-s").lm_config(8192).params()
     biggest_rung = max(r.non_embedding_params() for r in ladder())
     assert s["total"] - s["embedding"] > biggest_rung  # bigger than every proxy
+
+
+def test_model_config_carries_every_moe_option() -> None:
+    """LMConfig's flat fields feed MoEConfig by name: a MoE option it lacked would be dropped silently."""
+    from dataclasses import fields
+
+    from mixopt.train.config import LMConfig
+    from mixopt.train.moe import MoEConfig
+
+    assert {f.name for f in fields(MoEConfig)} <= {f.name for f in fields(LMConfig)}
+    cfg = LMConfig(vocab_size=64, n_layer=1, d_model=16, n_head=2, context=8, n_experts=4, top_k=2,
+                   expert_hidden=8, balance="aux", z_coef=0.0, kernel="naive")
+    moe = cfg.moe_config()
+    assert (moe.balance, moe.z_coef, moe.kernel, moe.n_experts) == ("aux", 0.0, "naive", 4)

@@ -75,20 +75,9 @@ class LMConfig:
         self.moe_config()  # checks E, K, F and the routing options
 
     def moe_config(self) -> MoEConfig:
-        return MoEConfig(
-            d_model=self.d_model,
-            n_experts=self.n_experts,
-            top_k=self.top_k,
-            expert_hidden=self.expert_hidden,
-            n_shared=self.n_shared,
-            score_func=self.score_func,
-            route_norm=self.route_norm,
-            balance=self.balance,
-            bias_rate=self.bias_rate,
-            aux_coef=self.aux_coef,
-            z_coef=self.z_coef,
-            kernel=self.kernel,
-        )
+        """Every MoE layer's config: this config's fields that :class:`MoEConfig` has."""
+        keys = {f.name for f in fields(MoEConfig)}
+        return MoEConfig(**{f.name: getattr(self, f.name) for f in fields(self) if f.name in keys})
 
     @property
     def dense_hidden(self) -> int:
