@@ -1,7 +1,7 @@
 """Gaussian-process regression on the mixture weights, with a predictive standard deviation.
 
-Two engines. ``botorch`` (default): BoTorch's ``SingleTaskGP`` (Matérn-5/2 with one length scale
-per domain and BoTorch's dimension-scaled log-normal length-scale prior, a learned noise level,
+Two engines. ``botorch`` (default): BoTorch's ``SingleTaskGP`` (its default RBF kernel with one length
+scale per domain and the dimension-scaled log-normal length-scale prior, a learned noise level,
 targets standardised), its marginal likelihood maximised by ``fit_gpytorch_mll``. ``sklearn``:
 scikit-learn's ``GaussianProcessRegressor`` with the kernel Olmix uses (``olmix/fit/utils.py``
 ``GPRegressor``: ``C · k(x, x') + White``, targets normalised, several restarts), RBF or Matérn,
@@ -11,6 +11,13 @@ the default, stretches the small weights, where the loss changes fastest). Measu
 Spearman 0.994, scikit-learn's isotropic RBF on raw weights (Olmix's setting) at 0.951.
 ``predict(X, return_std=True)`` gives the standard deviation of a new run's metric (observation
 noise included), which the proposers report with the mixture.
+
+With ``groups`` (each domain's source, read from names like ``dclm:health`` by
+:func:`mixopt.mixture.domain_groups`), the GP also sees each source's total weight, and BoTorch's
+kernel is the sum of two scaled kernels, one over the topics and one over the sources: the
+marginal likelihood sets how much of the loss each level explains. On Olmix's 64 domains (7
+sources), 32-run swarms: held-out Spearman 0.52 → 0.75 (mean of 10 draws); 96 runs 0.87 → 0.89;
+410 runs 0.956 → 0.955 (measured on draws other than the benchmark's).
 
 For acquisition-driven (BO) proposals the mixture has to be optimised over the simplex: with
 BoTorch, the equality constraint ``Σx = 1`` made ``optimize_acqf`` very slow (259 s measured), while a
@@ -31,6 +38,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import MixoptError
+from mixopt.fitters.groups import group_matrix
 
 # Rows predicted at once: the cross-covariance of 100k candidates × 512 runs is 400 MB in one go.
 CHUNK = 16_384
@@ -50,6 +58,8 @@ class GPFitter(RegressorMixin, BaseEstimator):
         n_restarts: sklearn engine: restarts of the marginal-likelihood optimiser (Olmix: 10).
         noise: sklearn engine: initial white-noise level (of the normalised target; Olmix: 0.1).
         random_state: seed of the restarts (sklearn) or of BoTorch's retries.
+        groups: each domain's group (source), one per column; the groups of two or more domains add
+            their total weight as features (botorch: a second, additive kernel over them).
     """
 
     def __init__(
@@ -63,6 +73,7 @@ class GPFitter(RegressorMixin, BaseEstimator):
         n_restarts: int = 3,
         noise: float = 0.1,
         random_state: int | None = 0,
+        groups: tuple[str, ...] | None = None,
     ) -> None:
         self.engine = engine
         self.kernel = kernel
@@ -72,10 +83,14 @@ class GPFitter(RegressorMixin, BaseEstimator):
         self.n_restarts = n_restarts
         self.noise = noise
         self.random_state = random_state
+        self.groups = groups
 
     def _features(self, X: np.ndarray) -> np.ndarray:
+        X = np.clip(X, 0.0, None)
+        if self.group_matrix_.shape[1]:
+            X = np.hstack([X, X @ self.group_matrix_])  # the sources' totals after the topics
         if self.features == "sqrt":
-            return np.sqrt(np.clip(X, 0.0, None))
+            return np.sqrt(X)
         if self.features != "weights":
             raise ValueError(f"features {self.features!r} is unknown; use 'weights' or 'sqrt'")
         return X
@@ -92,11 +107,13 @@ class GPFitter(RegressorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
         if len(X) < 2:
             raise MixoptError(f"gp needs at least 2 runs, got {len(X)} sample(s); add runs")
+        self.group_matrix_ = group_matrix(self.groups, X.shape[1], fitter="gp")
         F = self._features(np.asarray(X, dtype=float))
         Y = np.asarray(y, dtype=float).reshape(len(F), -1)
         if self.engine == "botorch":
             self.models_ = [
-                _fit_botorch(F, Y[:, j], self.random_state, self.mll_maxiter) for j in range(Y.shape[1])
+                _fit_botorch(F, Y[:, j], self.random_state, self.mll_maxiter, n_domains=X.shape[1])
+                for j in range(Y.shape[1])
             ]
         elif self.engine == "sklearn":
             self.models_ = [self._fit_sklearn(F, Y[:, j]) for j in range(Y.shape[1])]
@@ -164,7 +181,20 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _fit_botorch(F: np.ndarray, y: np.ndarray, seed: int | None, max_iter: int) -> Any:
+def _additive_covar(n_domains: int, n_features: int) -> Any:
+    """Scaled RBF over the topics (first ``n_domains`` columns) + scaled RBF over the sources' totals,
+    each with BoTorch's dimension-scaled length-scale prior for its own dimension."""
+    from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+    from gpytorch.kernels import AdditiveKernel, ScaleKernel
+
+    def part(dims: list[int]) -> Any:
+        return ScaleKernel(get_covar_module_with_dim_scaled_prior(ard_num_dims=len(dims), active_dims=dims))
+
+    return AdditiveKernel(part(list(range(n_domains))), part(list(range(n_domains, n_features))))
+
+
+def _fit_botorch(F: np.ndarray, y: np.ndarray, seed: int | None, max_iter: int, *, n_domains: int) -> Any:
+    """SingleTaskGP on features F; columns past ``n_domains`` (sources' totals) get their own kernel."""
     import torch
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
@@ -176,7 +206,8 @@ def _fit_botorch(F: np.ndarray, y: np.ndarray, seed: int | None, max_iter: int) 
         warnings.simplefilter("ignore")  # BoTorch's notes on input scaling and optimiser stops
         Xt = torch.as_tensor(F, dtype=torch.float64)
         Yt = torch.as_tensor(y[:, None], dtype=torch.float64)
-        model = SingleTaskGP(Xt, Yt, outcome_transform=Standardize(m=1))
+        covar = _additive_covar(n_domains, F.shape[1]) if F.shape[1] > n_domains else None
+        model = SingleTaskGP(Xt, Yt, outcome_transform=Standardize(m=1), covar_module=covar)
         fit_gpytorch_mll(
             ExactMarginalLogLikelihood(model.likelihood, model),
             optimizer_kwargs={"options": {"maxiter": max_iter}},

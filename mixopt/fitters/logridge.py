@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import MixoptError
+from mixopt.fitters.groups import group_matrix
 
 ALPHAS = tuple(float(a) for a in np.logspace(-4, 3, 29))
 EPS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -40,12 +41,6 @@ def mixture_entropy(X: np.ndarray) -> np.ndarray:
 
 def _log_weights(X: np.ndarray, eps: float) -> np.ndarray:
     return np.log(np.clip(np.asarray(X, dtype=float), 0.0, None) + eps)
-
-
-def group_matrix(groups: tuple[str, ...]) -> np.ndarray:
-    """(n_domains, n_groups) 0/1 membership for the groups of two or more domains (singletons add nothing)."""
-    names = [g for g in dict.fromkeys(groups) if groups.count(g) > 1]
-    return np.array([[float(d == g) for g in names] for d in groups]).reshape(len(groups), len(names))
 
 
 class LogRidgeFitter(RegressorMixin, BaseEstimator):
@@ -94,14 +89,7 @@ class LogRidgeFitter(RegressorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
         if len(X) < 3:
             raise MixoptError(f"log-ridge needs at least 3 runs, got {len(X)} sample(s); add runs")
-        if self.groups is not None and len(self.groups) != X.shape[1]:
-            raise MixoptError(
-                f"log-ridge: groups names {len(self.groups)} domains but the runs have {X.shape[1]}; "
-                "give one group per domain, in the same order"
-            )
-        self.group_matrix_ = (
-            group_matrix(tuple(self.groups)) if self.groups is not None else np.zeros((X.shape[1], 0))
-        )
+        self.group_matrix_ = group_matrix(self.groups, X.shape[1], fitter="log-ridge")
         scales = tuple(float(v) for v in self.group_scales) if self.group_matrix_.shape[1] else (0.0,)
         self.multi_output_ = np.ndim(y) == 2
         y = np.asarray(y, dtype=float).reshape(len(X), -1)  # one column per target, always
