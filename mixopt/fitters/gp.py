@@ -16,7 +16,7 @@ With ``groups`` (each domain's source, read from names like ``dclm:health`` by
 :func:`mixopt.mixture.domain_groups`), the GP also sees each source's total weight, and BoTorch's
 kernel is the sum of two scaled kernels, one over the topics and one over the sources: the
 marginal likelihood sets how much of the loss each level explains. On Olmix's 64 domains (7
-sources), 32-run swarms: held-out Spearman 0.52 → 0.75 (mean of 10 draws); 96 runs 0.87 → 0.89;
+sources), 32-run swarms: held-out Spearman 0.52 → 0.73 (mean of 10 draws); 96 runs 0.87 → 0.89;
 410 runs 0.956 → 0.955 (measured on draws other than the benchmark's).
 
 For acquisition-driven (BO) proposals the mixture has to be optimised over the simplex: with
