@@ -101,10 +101,11 @@ def fidelity_key(fidelity: Mapping[str, Any], evaluator: str = "proxy") -> str:
 
 def _dumps(obj: Any) -> str:
     # NaN is kept (Python's json reads it back): a diverged run's metrics are evidence too.
-    return json.dumps(obj, sort_keys=False, default=_json_default)
+    return json.dumps(obj, sort_keys=False, default=json_default)
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps`` default for numpy scalars and arrays (a numpy bool or float64 in a result)."""
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

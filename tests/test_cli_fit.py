@@ -232,3 +232,15 @@ def test_source_groups_are_reported(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "log-ridge",
                     "--cv", "3", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["groups"] is None  # RegMix's names are flat
+
+
+@pytest.mark.parametrize("method", ["gp", "log-ridge"])
+def test_propose_json_is_one_object(method: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The proposal's info (numpy flags and figures included) goes through --json."""
+    out = tmp_path / "mix.json"
+    assert run_cli(["fit", "--ratios", OR, "--metrics", OM, "--target", "mean", "--method", method,
+                    "--propose", "--out", str(out), "--json", *FAST]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["proposal"]["info"]["constant_model"] is False
+    assert abs(sum(res["proposal"]["weights"].values()) - 1) < 1e-9
+    assert Mixture.load(out).meta["method"] == method

@@ -11,6 +11,7 @@ from rich.table import Table
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
 from mixopt.cli.common import METHOD_HELP, JsonOpt, SeedOpt, console, opt
+from mixopt.store import json_default
 
 
 def _assignments(values: list[str] | None, option: str) -> dict[str, float]:
@@ -74,7 +75,7 @@ def fit(
             ceilings=_assignments(max_weight, "--max-weight"), fixed=_assignments(fix, "--fix"),
         ))
         if as_json:
-            print(json.dumps(res, default=float))
+            print(json.dumps(res, default=json_default))
             return
         _render_scale(res)
         return
@@ -89,7 +90,7 @@ def fit(
     )
     report = fit_tables(config)
     if as_json:
-        print(json.dumps(report.as_dict()))
+        print(json.dumps(report.as_dict(), default=json_default))
         return
     _render(report)
 
@@ -198,7 +199,7 @@ def bench_fit(
         opts["fitters"] = tuple(x.strip() for x in fitters.split(",")) if fitters else FITTERS
         res["laws"] = bench_laws(**opts)
     if as_json:
-        print(json.dumps(res, default=float))
+        print(json.dumps(res, default=json_default))
         return
     if timing:
         t = Table(title="mixopt bench fit")

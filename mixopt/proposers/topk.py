@@ -103,7 +103,7 @@ class TopKProposer:
         cand = np.vstack([p[0] for p in parts])
         pred = np.concatenate([p[1] for p in parts])
         order = np.argsort(pred, kind="stable")[: self.k]
-        constant = max(p[2] for p in parts) <= pred[order[0]]
+        constant = bool(max(p[2] for p in parts) <= pred[order[0]])
         if constant:
             # RegMix's LightGBM needs 2 × 20 runs for a single split: fewer runs give a flat model.
             warnings.warn(
