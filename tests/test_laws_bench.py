@@ -103,3 +103,19 @@ def test_bench_fit_cli_laws_only(workspace: Path, capsys: pytest.CaptureFixture[
     )
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["fitter"] for r in out["laws"]["rows"]] == ["linear", "loglinear"]
+
+
+def test_ladder_options_reach_the_library(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import mixopt.bench.laws as laws
+    from mixopt.cli import main
+
+    seen: dict = {}
+
+    def fake_ladder(corpus: str, store: object, **kw: object) -> int:
+        seen.update(corpus=corpus, **kw)
+        return 0
+
+    monkeypatch.setattr(laws, "ladder_runs", fake_ladder)
+    main(["bench", "fit", "--no-timing", "--no-laws", "--ladder", "default", "--ladder-mixtures", "3",
+          "--ladder-seed", "7", "--store", str(tmp_path / "s.sqlite")])
+    assert seen == {"corpus": "default", "n_mixtures": 3, "seed": 7, "jobs": None}

@@ -176,6 +176,8 @@ def bench_fit(
                                       "--ladder-mixtures mixtures) on this built corpus into the store.")] = (
                                       None),
     ladder_mixtures: Annotated[int, opt("--ladder-mixtures", help="Mixtures of the ladder.")] = 8,
+    ladder_seed: Annotated[int, opt("--ladder-seed", help="Seed of the ladder's mixtures and training "
+                                    "(another seed: another draw of the figure).")] = 0,
 ) -> None:
     """RegMix's fit/propose timings, and every fitter's accuracy on held-out runs (tables and store)."""
     res: dict[str, Any] = {}
@@ -187,7 +189,7 @@ def bench_fit(
         from mixopt.bench.laws import ladder_runs
         from mixopt.store import RunStore
 
-        n = ladder_runs(ladder, RunStore(store), n_mixtures=ladder_mixtures, jobs=jobs)
+        n = ladder_runs(ladder, RunStore(store), n_mixtures=ladder_mixtures, seed=ladder_seed, jobs=jobs)
         console.print(f"trained {n} ladder runs on {ladder}")
     if laws:
         from mixopt.bench.laws import FITTERS, bench_laws
