@@ -335,3 +335,22 @@ def test_gp_groups_rank_held_out_runs_from_few() -> None:
     assert std.shape == (176,) and np.all(std > 0)
     with pytest.raises(MixoptError, match="gp: groups names 11 domains but the runs have 12"):
         GPFitter(groups=groups[:-1]).fit(X[:24], y[:24])
+
+
+def test_gp_groups_predict_from_threads() -> None:
+    """Top-k predicts candidate chunks from threads; gpytorch's kernels with active_dims are not
+    thread-safe (evaluating one switches its active_dims off for a moment), so the grouped GP locks."""
+    from mixopt.fitters.gp import GPFitter
+    from mixopt.proposers import TopKProposer
+    from mixopt.space import SearchSpace
+
+    rng = np.random.default_rng(0)
+    X = rng.dirichlet(np.ones(5), 16)
+    y = X @ np.arange(5.0)
+    space = SearchSpace(domains=("web:en", "web:de", "code:py", "code:c", "math"))
+    for seed in range(3):  # a fresh model each time: the race was on the first predictions
+        model = GPFitter(groups=("web", "web", "code", "code", "math")).fit(X, y)
+        prop = TopKProposer(n_candidates=65_536, chunk_size=16_384, n_threads=2, random_state=seed).propose(
+            model, space
+        )
+        assert np.isfinite(prop.predicted) and abs(prop.weights.sum() - 1) < 1e-9

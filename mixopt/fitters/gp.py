@@ -28,6 +28,7 @@ only need predictions at candidates, so no such solve happens in this module.
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -44,6 +45,10 @@ from mixopt.fitters.groups import group_matrix
 # (chunk² entries: 2 GB at 16k rows); 32k candidates on 512 runs took 5.9 s in 16k-row chunks and
 # 1.6 s in 1k-row chunks (34.8 s vs 1.9 s with the additive kernel of source groups).
 CHUNK = 1024
+# gpytorch kernels with ``active_dims`` (the topic and source kernels) are not thread-safe: evaluating
+# one switches its ``active_dims`` off for a moment, and a second thread then feeds it every column.
+# Top-k predicts candidate chunks from threads, so predictions with those kernels take turns.
+_ACTIVE_DIMS_LOCK = threading.Lock()
 
 
 class GPFitter(RegressorMixin, BaseEstimator):
@@ -130,10 +135,12 @@ class GPFitter(RegressorMixin, BaseEstimator):
         X = validate_data(self, X, reset=False)
         F = self._features(np.asarray(X, dtype=float))
         means, stds = [], []
-        for m in self.models_:
-            mu, sd = (_predict_botorch if self.engine == "botorch" else _predict_sklearn)(m, F)
-            means.append(mu)
-            stds.append(sd)
+        shared = self.engine == "botorch" and self.group_matrix_.shape[1] > 0
+        with _ACTIVE_DIMS_LOCK if shared else contextlib.nullcontext():
+            for m in self.models_:
+                mu, sd = (_predict_botorch if self.engine == "botorch" else _predict_sklearn)(m, F)
+                means.append(mu)
+                stds.append(sd)
         mean = np.column_stack(means) if self.multi_output_ else means[0]
         std = np.column_stack(stds) if self.multi_output_ else stds[0]
         return (mean, std) if return_std else mean
