@@ -132,13 +132,14 @@ def fit_tables(config: FitConfig) -> FitReport:
     if config.predict is not None:
         new = read_ratios(config.predict)
         _check_same_domains(new[1], table.domains, config.predict)
+    # One unfitted fitter: cross-validation fits clones of it, --predict/--propose fit it itself.
+    fitter = method.make_fitter(seed=config.seed, domains=table.domains)
     seconds: dict[str, float] = {}
     cv = None
     if config.cv is not None:
         from mixopt.fitters.cv import cross_validate
 
         t = time.perf_counter()
-        fitter = method.make_fitter(seed=config.seed, domains=table.domains)
         res = cross_validate(fitter, X, y, k=config.cv, seed=config.seed)
         seconds["cv"] = round(time.perf_counter() - t, 3)
         cv = res.as_dict()
@@ -147,7 +148,7 @@ def fit_tables(config: FitConfig) -> FitReport:
     if config.predict is not None or config.propose or method.name == "auto":
         t = time.perf_counter()
         params = {"n_candidates": config.n_candidates, "k": config.k} if method.proposer == "topk" else {}
-        model = method.make_fitter(seed=config.seed, domains=table.domains)
+        model = fitter
         if model is not None:
             model.fit(X, y)
             selection = getattr(model, "cv_table_", None)
@@ -167,23 +168,16 @@ def fit_tables(config: FitConfig) -> FitReport:
         method=method.name, target=config.target, domains=table.domains, n_runs=len(y),
         n_excluded=n_all - len(y), cv=cv, predictions=predictions, proposal=proposal,
         out=str(config.out) if config.out is not None else None, seconds=seconds, selection=selection,
-        groups=_groups_used(method, table.domains),
+        groups=_groups_used(fitter),
     )
 
 
-def _groups_used(method: Any, domains: tuple[str, ...]) -> dict[str, int] | None:
-    """Domains per source when the method's fitter uses the groups in the domain names."""
+def _groups_used(fitter: Any) -> dict[str, int] | None:
+    """Domains per source, when the fitter was given the groups in the domain names."""
     from collections import Counter
 
-    from mixopt.fitters.registry import fitter_class
-    from mixopt.mixture import domain_groups
-
-    groups = domain_groups(domains)
-    if groups is None or method.fitter is None:
-        return None
-    if "groups" not in fitter_class(method.fitter)._get_param_names():
-        return None
-    return dict(Counter(groups))
+    groups = getattr(fitter, "groups", None)
+    return dict(Counter(groups)) if groups is not None else None
 
 
 def _check_same_domains(got: tuple[str, ...], want: tuple[str, ...], path: Path) -> None:

@@ -135,8 +135,8 @@ class GPFitter(RegressorMixin, BaseEstimator):
         X = validate_data(self, X, reset=False)
         F = self._features(np.asarray(X, dtype=float))
         means, stds = [], []
-        shared = self.engine == "botorch" and self.group_matrix_.shape[1] > 0
-        with _ACTIVE_DIMS_LOCK if shared else contextlib.nullcontext():
+        active_dims = self.engine == "botorch" and self.group_matrix_.shape[1] > 0
+        with _ACTIVE_DIMS_LOCK if active_dims else contextlib.nullcontext():
             for m in self.models_:
                 mu, sd = (_predict_botorch if self.engine == "botorch" else _predict_sklearn)(m, F)
                 means.append(mu)

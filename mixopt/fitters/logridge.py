@@ -73,7 +73,7 @@ class LogRidgeFitter(RegressorMixin, BaseEstimator):
 
     def _features(self, X: np.ndarray, eps: float, scale: float) -> np.ndarray:
         F = _log_weights(X, eps)
-        if scale == 0.0 or self.group_matrix_.shape[1] == 0:
+        if scale == 0.0:  # always the case without groups (fit tries no other scale then)
             return F
         return np.hstack([F, scale * _log_weights(np.asarray(X, dtype=float) @ self.group_matrix_, eps)])
 
