@@ -172,6 +172,39 @@ def test_nested_needs_rungs_and_common_mixtures() -> None:
         predict_at_scale(curves2, ["loss/b"])
 
 
+def test_size_law_shares_its_exponent_across_metrics() -> None:
+    """Three rungs give each curve three points: a metric measured with noise borrows the exponent
+    of the others (all metrics share the model family's size exponent) instead of fitting its own."""
+    rng = np.random.default_rng(4)
+    sizes, target = [1e5, 2e5, 4e5], 1.6e6
+    mixtures = swarm(8, seed=10)
+    curves, want = [], {"loss/a": [], "loss/b": []}
+    for i, r in enumerate(mixtures):
+        law = {
+            "loss/a": lambda N, r=r: 2.0 + r[0] + 40.0 * N**-0.3,
+            "loss/b": lambda N, r=r: 3.0 + r[1] + 40.0 * N**-0.3,
+        }
+        for m in want:
+            want[m].append(law[m](target))
+        for N in sizes:
+            losses = {
+                m: np.array([law[m](N) + (0.004 * rng.standard_normal() if m == "loss/b" else 0.0)])
+                for m in want
+            }
+            curves.append(
+                Curve(run_id=f"r{i}-{N:g}", weights=r, size=N, tokens=np.array([1.0]), losses=losses)
+            )
+    both = predict_at_scale(curves, ["loss/a", "loss/b"], target_size=target)
+    assert both.laws["size"]["loss/a"]["beta"] == both.laws["size"]["loss/b"]["beta"]
+    assert abs(both.laws["size"]["loss/b"]["beta"] - 0.3) < 0.05
+    alone = predict_at_scale(curves, ["loss/b"], target_size=target)
+    err_both = np.abs(both.Y[:, 1] - want["loss/b"]).mean()
+    err_alone = np.abs(alone.Y[:, 0] - want["loss/b"]).mean()
+    assert err_both < 0.7 * err_alone, (err_both, err_alone)
+    beta_both, beta_alone = both.laws["size"]["loss/b"]["beta"], alone.laws["size"]["loss/b"]["beta"]
+    assert abs(beta_both - 0.3) < abs(beta_alone - 0.3)
+
+
 @pytest.mark.parametrize("cls", [MixingLawFitter, LogLinearFitter, BiMixFitter])
 def test_too_few_runs_is_a_clear_error(cls: type) -> None:
     X = swarm(3, seed=10)

@@ -4,8 +4,9 @@ From proxy runs of the same mixtures at several rungs, each with losses at sever
 
 1. step law per run (:func:`~mixopt.fitters.scaling.fit_power_law`, exponent shared by the runs of
    one rung and metric) → each run's loss at ``target_tokens`` training tokens;
-2. size law per mixture across the rungs (exponent shared by the mixtures, per metric) → each
-   mixture's loss at ``target_size`` non-embedding parameters;
+2. size law per mixture and metric across the rungs (one exponent shared by every mixture and
+   metric: the exponent belongs to the model family, and 2–3 rungs give a curve too few points to
+   fit one per metric) → each mixture's loss at ``target_size`` non-embedding parameters;
 3. these predictions are the targets of a mixing law (or any fitter) over the mixtures, which is
    then solved for the target scale.
 
@@ -144,16 +145,18 @@ def predict_at_scale(
                 f"a size law needs runs at 2 or more rungs; found one ({use_sizes[0]:.3g} params). "
                 "Run the swarm at another rung, or leave out the target size"
             )
-        Y = np.empty((len(keys), len(metrics)))
+        # One curve per (metric, mixture), all sharing β: with 2–3 rungs a curve has 2–3 points, and
+        # an exponent per metric fitted on so few was unstable (it hit its bounds on the ladder).
+        n_mix, n_met = len(keys), len(metrics)
+        curves_y = [[per_size[s][i, j] for s in use_sizes] for j in range(n_met) for i in range(n_mix)]
+        law = fit_power_law(
+            [np.array(use_sizes)] * len(curves_y), curves_y, exponent=size_exponent, what="size law"
+        )
+        Y = law.predict(float(target_size)).reshape(n_met, n_mix).T
+        fitted = law.predict(np.array(use_sizes)).reshape(n_met, n_mix, len(use_sizes))
         for j, m in enumerate(metrics):
-            law = fit_power_law(
-                [np.array(use_sizes)] * len(keys),
-                [[per_size[s][i, j] for s in use_sizes] for i in range(len(keys))],
-                exponent=size_exponent,
-                what=f"size law ({m})",
-            )
-            Y[:, j] = law.predict(float(target_size))
-            laws["size"][m] = {"beta": law.beta, "rms": law.rms}
+            resid = fitted[j] - np.array(curves_y[j * n_mix : (j + 1) * n_mix])
+            laws["size"][m] = {"beta": law.beta, "rms": float(np.sqrt(np.mean(resid**2)))}
     run_ids = [[c.run_id for s in use_sizes for c in complete[k][s]] for k in keys]
     return ScalePrediction(
         X=np.array([complete[k][use_sizes[0]][0].weights for k in keys], dtype=float),
