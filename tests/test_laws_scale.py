@@ -110,7 +110,7 @@ def test_fidelity_law_cli(tmp_path: Path, workspace: Path, capsys: pytest.Captur
     ]
     main(args)  # returns on success
     text = capsys.readouterr().out
-    assert "size law loss/a" in text and "wrote" in text
+    assert "size law: β" in text and "(all metrics)" in text and "wrote" in text
     assert json.loads(out.read_text())["weights"]["a"] <= 0.5 + 1e-9
     # Two rungs and no exponent: the size law cannot be fitted; the error says what to do.
     with pytest.raises(SystemExit) as exc:

@@ -143,9 +143,13 @@ def _render_scale(res: dict[str, Any]) -> None:
     console.print(f"[bold]{res['method']}[/] on {res['n_mixtures']} mixtures ({res['n_runs']} runs at "
                   f"{', '.join(f'{s:.3g}' for s in res['sizes'])} params), extrapolated to {tokens} tokens, "
                   f"{size} params")
-    for kind in ("step", "size"):
-        for name, law in res["laws"][kind].items():
-            console.print(f"  {kind} law {name}: β = {law['beta']:.3f}, RMS residual {law['rms']:.4g}")
+    for name, law in res["laws"]["step"].items():
+        console.print(f"  step law {name}: β = {law['beta']:.3f}, RMS residual {law['rms']:.4g}")
+    size_laws = res["laws"]["size"]
+    if size_laws:  # one exponent for every metric (mixopt.fitters.nested)
+        beta = next(iter(size_laws.values()))["beta"]
+        console.print(f"  size law: β = {beta:.3f} (all metrics); RMS residual "
+                      + ", ".join(f"{name} {law['rms']:.4g}" for name, law in size_laws.items()))
     prop = res["proposal"]
     t = Table(title=f"proposed mixture (predicted objective at target scale: {prop['predicted']:.4f})")
     t.add_column("domain")
