@@ -8,6 +8,7 @@ Command groups live in sibling modules (one per verb) and register themselves on
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -41,8 +42,6 @@ _COMMAND_MODULES: tuple[str, ...] = (
 
 
 def _register() -> None:
-    import importlib
-
     for name in _COMMAND_MODULES:
         importlib.import_module(f"mixopt.cli.{name}")
 
@@ -74,12 +73,41 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            raise SystemExit(2) from None
-        if isinstance(exc, click.exceptions.Abort):
+        usage, abort = _click_exceptions()
+        if isinstance(exc, abort):
             print("aborted", file=sys.stderr)
             raise SystemExit(130) from None
+        if isinstance(exc, usage):
+            _show_usage_error(exc)
+            raise SystemExit(2) from None
         raise
+
+
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """Click's usage-error and abort classes, from typer's own copy of click and from click.
+
+    Newer typer releases ship click inside (``typer._click``) and raise its classes, older ones
+    raise ``click``'s: checking only one of them let usage errors escape as tracebacks.
+    """
+    usage: list[type] = []
+    abort: list[type] = [typer.Abort]
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        usage.append(mod.ClickException)
+        if hasattr(mod, "Abort"):
+            abort.append(mod.Abort)
+    return tuple(usage), tuple(abort)
+
+
+def _show_usage_error(exc: Exception) -> None:
+    """One line: what was wrong and where the command's help is (help itself for a bare group)."""
+    message = exc.format_message()  # type: ignore[attr-defined]
+    if type(exc).__name__ == "NoArgsIsHelpError":  # ``mixopt`` or ``mixopt runs`` alone: show help
+        print(message, file=sys.stderr)
+        return
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    print(f"error: {' '.join(message.split())}{where}", file=sys.stderr)

@@ -1,0 +1,37 @@
+"""Usage mistakes (unknown option or command, missing or ill-typed value) end as one error line and
+exit code 2, like every other bad input, whichever copy of click typer raises them from."""
+
+from __future__ import annotations
+
+import pytest
+
+from mixopt.cli import main
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["fit", "--bogus"], "No such option: --bogus"),
+        (["export", "m.json"], "Missing option '--format'"),
+        (["nosuchcmd"], "No such command 'nosuchcmd'"),
+        (["fit", "--cv", "abc"], "Invalid value for '--cv'"),
+        (["proxy", "train", "--tokens", "0"], "Invalid value for '--tokens'"),
+        (["runs", "import"], "Missing option '--ratios'"),
+    ],
+)
+def test_usage_errors_are_one_line(argv: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err
+    assert "--help" in lines[0]  # where to look next
+
+
+def test_bare_group_shows_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["runs"])
+    assert exc.value.code == 2
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err and "import" in out.out + out.err
