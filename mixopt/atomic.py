@@ -28,17 +28,75 @@ def _check_parent(path: Path) -> None:
         raise MixoptError(f"output folder {parent} is not writable; choose a writable path")
 
 
+def check_writable(path: str | os.PathLike[str], what: str = "--out") -> Path:
+    """Refuse an output file path that cannot be written, before any work is spent on it.
+
+    Creates the parent folder and a probe file in it (``os.access`` says yes to root everywhere, and
+    some filesystems refuse new files whatever the modes say). Returns the absolute path.
+    """
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise MixoptError(f"{what} {out} is a folder; give a file path such as {out / 'mixture.json'}")
+    parent = out.parent
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise MixoptError(f"{what} {out}: {probe} is a file, not a folder; choose a writable path")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".check", dir=parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise MixoptError(
+            f"{what} {out}: cannot write in {parent} ({exc.strerror}); choose a writable path"
+        ) from exc
+    if out.exists() and not os.access(out, os.W_OK):
+        raise MixoptError(f"{what} {out} exists and is read-only; choose another path")
+    return out.resolve()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(tmp: Path, path: Path, directory: bool = False) -> None:
+    """Give the temporary file the mode a plain ``open(path, "w")`` would have.
+
+    ``mkstemp``/``mkdtemp`` create 0600/0700 entries, which would leave an exported mixture
+    unreadable to a training job running as another user: keep an overwritten file's mode, else
+    apply the umask to 0666 (0777 for folders).
+    """
+    try:
+        mode = path.stat().st_mode & 0o7777 if path.exists() else (0o777 if directory else 0o666) & ~_umask()
+        os.chmod(tmp, mode)
+    except OSError:
+        pass  # a filesystem without modes: the file is still written
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary file path next to ``path``; rename it onto ``path`` on success."""
     path = Path(path)
+    if path.is_dir():
+        raise MixoptError(f"cannot write {path}: it is a folder; give a file path")
     _check_parent(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise MixoptError(f"cannot write in {path.parent} ({exc.strerror}); choose a writable path") from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        _publish_mode(tmp_path, path)
+        try:
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            raise MixoptError(f"cannot write {path} ({exc.strerror}); choose a writable path") from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -61,9 +119,13 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; it replaces ``path`` only if the block succeeds."""
     path = Path(path)
     _check_parent(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise MixoptError(f"cannot write in {path.parent} ({exc.strerror}); choose a writable path") from exc
     try:
         yield tmp
+        _publish_mode(tmp, path, directory=True)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -227,6 +227,10 @@ def propose_entropy(
         max_epochs=max_epochs,
         target_tokens=target_tokens,
     )
+    if out is not None:
+        from mixopt.atomic import check_writable
+
+        check_writable(out)
     em = entropy_mixture(corpus, space, normalize=normalize, temperature=temperature)
     if out is not None:
         notes = ["training-free: no proxy runs; weights from each domain's conditional entropy"]

@@ -190,10 +190,13 @@ def check_rows(W: np.ndarray, ids: list[str], path: str | Path, tol: float = REN
 
 
 def read_ratios(
-    path: str | Path, *, key: str | None = None
+    path: str | Path, *, key: str | None = None, what: str = "ratios"
 ) -> tuple[list[str], tuple[str, ...], np.ndarray, str]:
-    """Read a ratios file alone: (run ids, domains, weights with rows summing to 1, key column)."""
-    df = _read_csv(path, "ratios")
+    """Read a ratios file alone: (run ids, domains, weights with rows summing to 1, key column).
+
+    ``what`` names the file in errors (the option it came from).
+    """
+    df = _read_csv(path, what)
     key = key or next((k for k in ("run", "index") if k in df.columns), None)
     if key is None or key not in df.columns:
         raise MixoptError(f"{path}: no 'run' or 'index' column to name the rows; add one")

@@ -204,6 +204,9 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pout = tmp_path / "p.csv"
     bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--method", "linear",
          "--predict", str(new), "--out", str(pout)], capsys, "lacks b; has unknown c", pout)
+    bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--method", "linear",
+         "--predict", str(tmp_path / "none.csv"), "--out", str(pout)], capsys, "--predict file", pout)
+    bad([*base, "--target", T, "--propose", "--out", str(tmp_path)], capsys, "is a folder; give a file path")
 
 
 def test_bench_fit_on_the_slice(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

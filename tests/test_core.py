@@ -237,6 +237,37 @@ def test_unwritable_path_under_a_file_is_a_user_error(tmp_path):
         atomic.write_text(Path(f) / "sub" / "x.txt", "x")
 
 
+
+def test_writing_onto_a_folder_is_a_user_error(tmp_path):
+    with pytest.raises(MixoptError, match="is a folder"):
+        atomic.write_text(tmp_path, "x")
+    with pytest.raises(MixoptError, match="--out .* is a folder; give a file path"):
+        atomic.check_writable(tmp_path)
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(MixoptError, match="--predict .*file, not a folder"):
+        atomic.check_writable(f / "sub" / "p.csv", what="--predict")
+    assert atomic.check_writable(tmp_path / "new" / "m.json") == (tmp_path / "new" / "m.json").resolve()
+    assert not list((tmp_path / "new").iterdir())  # the probe is gone
+
+
+def test_written_files_get_the_modes_open_would_give(tmp_path):
+    """mkstemp makes 0600 files: an exported mixture must stay readable to a job run by another user."""
+    old = os.umask(0o022)
+    try:
+        atomic.write_text(tmp_path / "m.json", "{}")
+        with atomic.atomic_dir(tmp_path / "report") as d:
+            (d / "r.md").write_text("x")
+        existing = tmp_path / "kept.yaml"
+        existing.write_text("a")
+        existing.chmod(0o640)
+        atomic.write_text(existing, "b")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "report").stat().st_mode & 0o777 == 0o755
+    assert existing.stat().st_mode & 0o777 == 0o640 and existing.read_text() == "b"
+
 @settings(max_examples=30)
 @given(st.integers(2, 8), st.floats(0.0, 0.1))
 def test_space_uniform_is_inside_when_floors_allow(n, floor):

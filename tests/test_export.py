@@ -103,7 +103,8 @@ def test_export_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         (["export", str(MIX.save(tmp_path / "m.json")), "--format", "csv", "--out", str(out)], "csv"),
         (["export", str(tmp_path / "m.json"), "--format", "hf", "--prefix", "web"], "domain=path"),
         (["export", str(tmp_path / "m.json"), "--format", "hf", "--out", str(tmp_path / "m.json" / "x")],
-         "cannot create folder"),
+         "is a file, not a folder"),
+        (["export", str(tmp_path / "m.json"), "--format", "hf", "--out", str(tmp_path)], "is a folder"),
     ]
     for args, match in cases:
         assert run_cli(args) == 2

@@ -57,6 +57,8 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     (["search", "--evaluator", "no_such_module_xyz:f", "--domains", "a,b"], "cannot import evaluator module"),
     (["search", "--evaluator", "mixopt.testing:nothing_here", "--domains", "a,b"], "has no callable"),
     (["search", *FAST, "--tokens", "web=lots"], "--tokens"),
+    (["search", *FAST, "--tokens", "web=1e9,code=1e9,math=1e9,books=1e9,nosuch=1e9"],
+     "--tokens names unknown domain(s) nosuch"),
     (["search", *FAST, "--max-weight", "web"], "--max-weight"),
     (["search", *FAST, "--fidelity", "noise"], "--fidelity: 'noise' is not of the form key=value"),
     (["search", *FAST, "--fix", "web=0.7,code=0.7"], "sum to"),

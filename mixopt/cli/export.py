@@ -32,10 +32,12 @@ def export(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Write a mixture in the form a training job reads."""
-    from mixopt.atomic import write_text
+    from mixopt.atomic import check_writable, write_text
     from mixopt.export import export_mixture, export_notes
     from mixopt.mixture import Mixture
 
+    if out is not None:
+        check_writable(out)
     mix = Mixture.load(mixture)
     text = export_mixture(mix, fmt, _prefixes(prefix))
     for note in export_notes(mix, fmt):

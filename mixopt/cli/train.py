@@ -291,10 +291,12 @@ def bench_moe(
     """MoE layer forward+backward throughput against dense GEMM and the naive loop (ratios in one run)."""
     import torch
 
-    from mixopt.atomic import write_json
+    from mixopt.atomic import check_writable, write_json
     from mixopt.bench import moe as bench
     from mixopt.train.memory import keep_freed_memory
 
+    if out is not None:
+        check_writable(out)
     bench.check_device(device, dtype)
     keep_freed_memory()
     if threads:

@@ -124,7 +124,8 @@ def split_indices(domain: str, n_docs: int, val_documents: int, seed: int) -> tu
     if n_docs < need:
         raise MixoptError(
             f"domain {domain!r} has {n_docs} documents after deduplication but needs at least {need} "
-            f"({val_documents} for validation and as many for training); add text or lower val_documents"
+            f"({val_documents} for validation and as many for training); add text or lower "
+            "val_documents (the recipe's key; --val-documents for corpus add)"
         )
     rng = np.random.default_rng([seed, zlib.crc32(domain.encode("utf-8"))])
     perm = rng.permutation(n_docs)

@@ -8,7 +8,6 @@ and writes its JSON. Outputs are written atomically, and only after every input 
 from __future__ import annotations
 
 import io
-import os
 import time
 import warnings
 from collections.abc import Mapping
@@ -90,19 +89,6 @@ class FitReport:
         }
 
 
-def _check_writable(path: Path) -> None:
-    """Fail before any work if ``path`` cannot be written (the write itself is atomic later)."""
-    probe = path.resolve().parent
-    while not probe.exists():
-        probe = probe.parent
-    if path.is_dir():
-        raise MixoptError(f"--out {path} is a folder; give a file path")
-    if not probe.is_dir():
-        raise MixoptError(f"cannot write {path}: {probe} is a file, not a folder; choose a writable path")
-    if not os.access(probe, os.W_OK):
-        raise MixoptError(f"cannot write {path}: {probe} is not writable; choose a writable path")
-
-
 def fit_tables(config: FitConfig) -> FitReport:
     """Fit ``config.method`` on the run tables and do what ``config`` asks (CV, predict, propose).
 
@@ -115,7 +101,9 @@ def fit_tables(config: FitConfig) -> FitReport:
 
     method = get_method(config.method)
     if config.out is not None:
-        _check_writable(config.out)
+        from mixopt.atomic import check_writable
+
+        check_writable(config.out)
     if method.fitter is None and (config.cv is not None or config.predict is not None):
         raise MixoptError(
             f"method {method.name!r} fits no model, so it cannot --cv or --predict; use regmix or linear"
@@ -130,7 +118,7 @@ def fit_tables(config: FitConfig) -> FitReport:
                         fixed=dict(config.fixed))
     new = None
     if config.predict is not None:
-        new = read_ratios(config.predict)
+        new = read_ratios(config.predict, what="--predict")
         _check_same_domains(new[1], table.domains, config.predict)
     # One unfitted fitter: cross-validation fits clones of it, --predict/--propose fit it itself.
     fitter = method.make_fitter(seed=config.seed, domains=table.domains)

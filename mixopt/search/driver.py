@@ -91,8 +91,8 @@ def resume_search(
     if rec.state == "done" and rec.result:
         result = SearchResult.from_dict(rec.result)
         if out is not None:  # a finished search resumed with --out: write its mixture there too
+            from mixopt.atomic import check_writable
             from mixopt.mixture import Mixture
-            from mixopt.search.prepare import check_writable
 
             target = check_writable(out)
             Mixture.load(result.mixture_path).save(target)

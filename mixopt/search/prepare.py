@@ -8,9 +8,7 @@ search space, an objective naming unknown domains. A budget too small to fit on 
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mixopt import paths
+from mixopt.atomic import check_writable
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.evaluator import load_evaluator
 from mixopt.objective import Objective
@@ -74,26 +73,6 @@ def default_name(config: SearchConfig) -> str:
     return f"{base}-{config.method}-{stamp}"
 
 
-def check_writable(path: str | os.PathLike[str]) -> Path:
-    """Refuse an output path that cannot be written, before any work is spent on it."""
-    out = Path(path).expanduser()
-    if out.is_dir():
-        raise MixoptError(f"--out {out} is a folder; give a file path such as {out / 'mixture.json'}")
-    parent = out.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".check", dir=parent)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise MixoptError(
-            f"--out {out}: cannot write in {parent} ({exc.strerror}); choose a writable path"
-        ) from exc
-    if out.exists() and not os.access(out, os.W_OK):
-        raise MixoptError(f"--out {out} exists and is read-only; choose another path")
-    return out.resolve()
-
-
 def resolve_evaluator(config: SearchConfig, evaluator: Callable | None) -> str | Callable:
     """The evaluator the trials import: ``proxy``, the user's ``module:function``, or a callable."""
     if evaluator is not None:
@@ -127,6 +106,11 @@ def build_space(config: SearchConfig) -> tuple[SearchSpace, str | None, str | No
         tokens = dict(config.tokens) if config.tokens else None
         corpus_arg = name = chash = None
     if tokens is not None:
+        unknown = [d for d in tokens if d not in domains]
+        if unknown:
+            raise MixoptError(
+                f"--tokens names unknown domain(s) {', '.join(unknown)}; the domains are {', '.join(domains)}"
+            )
         missing = [d for d in domains if d not in tokens]
         if missing:
             raise MixoptError(f"--tokens lacks domain(s) {', '.join(missing)}; give a count for every domain")
