@@ -51,6 +51,12 @@ class Objective:
                     raise MixoptError(f"--target: weight {val!r} of {name!r} is not a number") from exc
             else:
                 weights[part] = 1.0
+        bad = [f"{d}={v:g}" for d, v in weights.items() if not (v >= 0 and math.isfinite(v))]
+        if bad:
+            raise MixoptError(f"--target: weights must be ≥ 0 and finite, got {', '.join(bad)}")
+        if weights and not sum(weights.values()) > 0:
+            raise MixoptError("--target: the weights are all 0; give at least one positive weight")
+        # Weights are relative (d1=2,d2=1 is d1=2/3,d2=1/3): metric_weights normalises them.
         return cls(metric=metric, weights=weights)  # type: ignore[arg-type]
 
     @property

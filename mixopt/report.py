@@ -42,7 +42,7 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
     """Write the plots and summary of search ``name`` (a search still running: as far as it got)."""
     from mixopt.search.prepare import search_dir
 
-    st = RunStore(store) if store else RunStore()
+    st = RunStore(store, create=False) if store else RunStore()
     rec = st.require_search(name)
     cfg, plan, result = rec.config, rec.plan or {}, rec.result
     domains = list(plan.get("domains") or [])

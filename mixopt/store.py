@@ -197,8 +197,18 @@ class RunStore:
     threads, and after a fork; SQLite's WAL lets readers go on while one writer commits.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, create: bool = True) -> None:
+        """Open the store at ``path`` (default: the workspace's), creating it unless ``create`` is False.
+
+        Commands that only read a store the user named pass ``create=False``, so a mistyped
+        ``--store`` is an error instead of a new, empty store that reports "no runs".
+        """
         self.path = Path(path) if path is not None else default_path()
+        if not create and not self.path.is_file():
+            raise MixoptError(
+                f"run store {self.path} does not exist; check --store (a search or `mixopt runs import` "
+                "creates one)"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as con:

@@ -175,6 +175,47 @@ def test_fit_propose_with_a_law_writes_an_exact_mixture(
     assert mix["method"] == method
 
 
+def test_kl_pull_is_recorded_explained_and_can_be_turned_off(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The exact proposer's KL term (Olmix's λ = 0.1) can leave the proposal predicted worse than the
+    best run: the mixture JSON records λ, a note says why, and --kl 0 solves the law alone."""
+    out = workspace / "mix.json"
+    base = [
+        "fit",
+        "--ratios",
+        str(RUNS / "train_mixture_1m.csv"),
+        "--metrics",
+        str(RUNS / "train_pile_loss_1m.csv"),
+        "--target",
+        TARGET,
+        "--method",
+        "loglinear",
+        "--propose",
+        "--out",
+        str(out),
+    ]
+    assert run_cli(base) == 0
+    mix = json.loads(out.read_text())
+    assert mix["params"]["proposer"]["kl"] == 0.1 and mix["params"]["proposer"]["solver"] == "SLSQP"
+    assert mix["params"]["constraints"]["min_weight"] == 0.0
+    pulled = mix["predicted"]["mean"]
+    best = mix["baselines"]["best_run"]["predicted"]
+    assert pulled > best  # on this table the pull towards the prior costs predicted loss
+    assert any("--kl 0" in n for n in mix["notes"]) and "--kl 0" in capsys.readouterr().err
+    assert run_cli([*base, "--kl", "0"]) == 0
+    free = json.loads(out.read_text())
+    assert free["params"]["proposer"]["kl"] == 0.0 and not any("--kl" in n for n in free["notes"])
+    assert free["predicted"]["mean"] <= min(pulled, best) + 1e-9  # the law's own optimum
+    capsys.readouterr()
+    assert run_cli([*base, "--kl", "-1"]) == 2 and "must be ≥ 0" in capsys.readouterr().err
+    gp = [*base[:8], "gp", *base[9:]]
+    assert (
+        run_cli([*gp, "--kl", "0"]) == 2
+        and "--kl applies to the methods solved exactly" in capsys.readouterr().err
+    )
+
+
 def test_law_bad_inputs_through_the_cli(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = [
         "fit",

@@ -160,6 +160,10 @@ def test_objective_mean_weighted_and_target():
     assert Objective.parse("a").key() != Objective().key()
     with pytest.raises(MixoptError, match="unknown domain"):
         Objective.parse("zz").value(metrics, ["a", "b"])
+    with pytest.raises(MixoptError, match="≥ 0 and finite, got b=-1"):
+        Objective.parse("a=2,b=-1")
+    with pytest.raises(MixoptError, match="all 0"):
+        Objective.parse("a=0,b=0")
 
 
 # ----- evaluator contract --------------------------------------------------------------------

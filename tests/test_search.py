@@ -135,6 +135,8 @@ def test_objective_constraints_and_linear_method(workspace, tmp_path, ray_sessio
     assert mix["objective"] == {"kind": "weighted_bpb", "metric": "bpb",
                                 "weights": {"code": 0.7, "math": 0.3}}
     assert res.method == "linear" == mix["method"]
+    assert mix["params"]["constraints"]["ceilings"] == {"web": 0.5}
+    assert mix["params"]["constraints"]["fixed"] == {"books": 0.1}
     w = res.weights
     assert w["books"] == pytest.approx(0.1) and w["web"] <= 0.5 + 1e-9 and min(w.values()) >= 0.05 - 1e-9
     for r in RunStore().runs(search_id="tgt", role="swarm"):

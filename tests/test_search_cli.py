@@ -32,8 +32,9 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
 
     monkeypatch.setattr(driver, "run_search", fake_run_search)
     code = run_cli(["search", *FAST, "--tokens", "web=4e9,code=1e9,math=3e8,books=7e8", "--budget", "20",
-                    "--rung", "s", "--method", "linear", "--no-reuse", "--max-weight", "web=0.5", "--fix",
-                    "books=0.1", "--min-weight", "0.01", "--target", "code=0.7,math=0.3", "--metric", "bpb",
+                    "--rung", "s", "--method", "linear", "--no-reuse", "--max-weight", "web=0.5",
+                    "--max-weight", "code=0.4", "--fix", "books=0.1", "--min-weight", "0.01", "--target",
+                    "code=0.7,math=0.3", "--metric", "bpb",
                     "--fidelity", "noise=0.05,tag=a", "--validate", "3", "--validate-rung", "m",
                     "--retries", "4",
                     "--seed", "7", "--temperature", "2", "--concurrency", "1", "--name", "n1",
@@ -43,7 +44,8 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     assert c.domains == ("web", "code", "math", "books") and c.tokens["web"] == 4e9
     assert (c.budget, c.rung, c.method, c.reuse) == (20, "s", "linear", False)
     assert (c.validate, c.validate_rung) == (3, "m")
-    assert c.max_weight == {"web": 0.5} and c.fix == {"books": 0.1} and c.min_weight == 0.01
+    # Repeated --max-weight/--fix add up (as in fit), not the last one wins.
+    assert c.max_weight == {"web": 0.5, "code": 0.4} and c.fix == {"books": 0.1} and c.min_weight == 0.01
     assert (c.target, c.metric, c.retries, c.seed, c.temperature) == ("code=0.7,math=0.3", "bpb", 4, 7, 2.0)
     assert c.fidelity == {"noise": 0.05, "tag": "a"} and c.concurrency == 1 and c.name == "n1"
     assert (c.max_epochs, c.target_tokens) == (4.0, 1e9)
@@ -62,6 +64,7 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     (["search", *FAST, "--max-weight", "web"], "--max-weight"),
     (["search", *FAST, "--fidelity", "noise"], "--fidelity: 'noise' is not of the form key=value"),
     (["search", *FAST, "--fix", "web=0.7,code=0.7"], "sum to"),
+    (["search", *FAST, "--fix", "web=0.3", "--fix", "web=0.4"], "--fix gives web twice"),
     (["search", *FAST, "--target", "nowhere"], "--target names unknown domain"),
     (["search", *FAST, "--budget", "0"], "--budget"),
     (["search", *FAST, "--metric", "acc"], "--metric"),
@@ -69,6 +72,9 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     (["search", *FAST, "--max-epochs", "2"], "token counts"),
     (["search", "--resume", "never-ran"], "no search named 'never-ran'"),
     (["runs", "list", "--status", "weird"], "--status"),
+    (["runs", "list", "--limit", "-3"], "--limit"),
+    (["runs", "list", "--store", "no-such-store.sqlite"], "run store no-such-store.sqlite does not exist"),
+    (["report", "x", "--store", "no-such-store.sqlite"], "does not exist; check --store"),
     (["report", "never-ran"], "no search named 'never-ran'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(workspace, capsys, args, message):

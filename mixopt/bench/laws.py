@@ -160,12 +160,12 @@ def bench_laws(
     tables = _tables(root)
     st = None
     if store is not None or "store" in tasks or "extrapolation" in tasks:
-        from mixopt.store import RunStore
+        from mixopt.store import RunStore, default_path
 
-        path = Path(store) if store is not None else None
-        st = RunStore(path) if path is None or path.is_file() else None
-        if st is not None and not st.path.is_file():
-            st = None
+        if store is not None:  # a store the user named must exist (a typo is not "no runs")
+            st = RunStore(store, create=False)
+        else:  # the workspace's, when there is one; the tasks on it are skipped otherwise
+            st = RunStore() if default_path().is_file() else None
     if not tables and st is None:
         raise MixoptError(f"no run tables under {root} and no run store; point --data at ../shared/data/runs")
     # Units: (task, fitter, part) -> (Xtr, ytr, Xte, yte, seed, domains)

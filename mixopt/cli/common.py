@@ -21,3 +21,21 @@ METHOD_HELP = "regmix, linear, random, mixing-law, loglinear, bimix, gp, log-rid
 def opt(*names: str, help: str) -> Any:  # noqa: A002 - typer's own keyword
     """A typer option in an ``Annotated`` hint, kept short for long option lists."""
     return typer.Option(*names, help=help)
+
+
+def assignments(values: list[str] | None, option: str) -> dict[str, float]:
+    """``--fix a=0.2 --fix b=0.1`` or ``--fix a=0.2,b=0.1`` (repeatable options) as one dict.
+
+    Raises:
+        MixoptError: a malformed pair, or a domain given twice.
+    """
+    from mixopt.errors import MixoptError
+    from mixopt.search.config import parse_assignments
+
+    out: dict[str, float] = {}
+    for v in values or []:
+        for name, value in parse_assignments(v, option=option).items():
+            if name in out and out[name] != value:
+                raise MixoptError(f"{option} gives {name} twice ({out[name]:g} and {value:g}); give it once")
+            out[name] = value
+    return out

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from mixopt.cli import app
-from mixopt.cli.common import JsonOpt, console
+from mixopt.cli.common import JsonOpt, assignments, console
 
 
 @app.command("entropy")
@@ -36,13 +36,6 @@ def entropy(
 ) -> None:
     """Mixture weights from each domain's conditional entropy (smoothed token bigram model); no proxy runs."""
     from mixopt.entropy import propose_entropy
-    from mixopt.search.config import parse_assignments
-
-    def assignments(values: list[str] | None, option: str) -> dict[str, float]:
-        res: dict[str, float] = {}
-        for v in values or []:
-            res.update(parse_assignments(v, option=option))
-        return res
 
     em = propose_entropy(
         corpus,

@@ -10,17 +10,8 @@ from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
-from mixopt.cli.common import METHOD_HELP, JsonOpt, SeedOpt, console, opt
+from mixopt.cli.common import METHOD_HELP, JsonOpt, SeedOpt, assignments, console, opt
 from mixopt.store import json_default
-
-
-def _assignments(values: list[str] | None, option: str) -> dict[str, float]:
-    from mixopt.search.config import parse_assignments
-
-    out: dict[str, float] = {}
-    for v in values or []:
-        out.update(parse_assignments(v, option=option))
-    return out
 
 
 @app.command("fit")
@@ -45,6 +36,8 @@ def fit(
     fix: Annotated[list[str] | None, opt("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")] = None,
     candidates: Annotated[int, opt("--candidates", help="Candidates the top-k proposer predicts.")] = 100_000,
     top_k: Annotated[int, opt("--top-k", help="How many best candidates are averaged.")] = 128,
+    kl: Annotated[float | None, opt("--kl", help="Laws solved exactly: weight λ of KL(mixture ‖ prior) "
+                                    "(default 0.1, Olmix's; 0: the law's own optimum).")] = None,
     fidelity_law: Annotated[bool, opt("--fidelity-law", help="Use the run store's proxy runs at several "
                                       "rungs: step law per run, size law per mixture, then the mixing law at "
                                       "the target scale.")] = False,
@@ -72,7 +65,7 @@ def fit(
             store=store, searches=tuple(search or ()), method=method if method != "regmix" else "mixing-law",
             target=target, metric=metric, target_tokens=target_tokens, target_size=target_size,
             size_exponent=size_exponent, out=out, seed=seed, min_weight=min_weight,
-            ceilings=_assignments(max_weight, "--max-weight"), fixed=_assignments(fix, "--fix"),
+            ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"),
         ))
         if as_json:
             print(json.dumps(res, default=json_default))
@@ -85,8 +78,8 @@ def fit(
     config = FitConfig(
         ratios=ratios, metrics=metrics, target=target, method=method, cv=cv, predict=predict,
         propose=propose, out=out, seed=seed, min_weight=min_weight,
-        ceilings=_assignments(max_weight, "--max-weight"), fixed=_assignments(fix, "--fix"),
-        n_candidates=candidates, k=top_k,
+        ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"),
+        n_candidates=candidates, k=top_k, kl=kl,
     )
     report = fit_tables(config)
     if as_json:

@@ -21,7 +21,8 @@ StoreOpt = Annotated[str | None, typer.Option("--store", help="Run store file (d
 def list_runs(
     search: Annotated[str | None, typer.Option("--search", "-s", help="Only this search's runs.")] = None,
     status: Annotated[str | None, typer.Option("--status", help="ok, diverged, failed or running.")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Show at most this many (newest).")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Show at most this many (newest); "
+                                       "0: all.")] = 50,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -31,7 +32,7 @@ def list_runs(
 
     if status is not None and status not in RUN_STATUSES:
         raise MixoptError(f"--status {status!r} is unknown; use one of {', '.join(RUN_STATUSES)}")
-    st = RunStore(store)
+    st = RunStore(store, create=store is None)
     runs = st.runs(search_id=search, status=status)
     if search is not None and not runs and st.get_search(search) is None:
         st.require_search(search)  # one line naming the searches the store knows
@@ -47,7 +48,9 @@ def list_runs(
     title = f"{len(runs)} runs in {st.path}" + (f" (last {len(shown)})" if len(shown) < len(runs) else "")
     table = Table(title=title)
     for col in ("run", "search", "role", "status", "objective", "seed", "cost s", "error"):
-        table.add_column(col, justify="right" if col in ("objective", "seed", "cost s") else "left")
+        # Ids differ at their ends: fold them onto more lines rather than cut them with "…".
+        table.add_column(col, justify="right" if col in ("objective", "seed", "cost s") else "left",
+                         overflow="fold" if col in ("run", "search") else "ellipsis")
     for r in shown:
         err = (r.error or "").splitlines()[0][:60] if r.error else ""
         table.add_row(r.run_id, r.search_id or "", r.role, r.status,

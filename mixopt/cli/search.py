@@ -10,7 +10,7 @@ from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
-from mixopt.cli.common import METHOD_HELP, JsonOpt, console, err_console, opt
+from mixopt.cli.common import METHOD_HELP, JsonOpt, assignments, console, err_console, opt
 
 Str = str | None
 
@@ -39,8 +39,9 @@ def search(
     address: Annotated[Str, opt("--address", help="Ray cluster address (default: RAY_ADDRESS, "
                                 "else a local Ray).")] = None,
     min_weight: Annotated[float, opt("--min-weight", help="Floor of every domain's weight.")] = 0.0,
-    max_weight: Annotated[Str, opt("--max-weight", help="Ceilings d=x,d2=y.")] = None,
-    fix: Annotated[Str, opt("--fix", help="Fixed weights d=w,d2=w2.")] = None,
+    max_weight: Annotated[list[str] | None, opt("--max-weight", help="Ceiling d=x (repeat, or "
+                                                "d=x,e=y).")] = None,
+    fix: Annotated[list[str] | None, opt("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")] = None,
     max_epochs: Annotated[float | None, opt("--max-epochs", help="Most passes over any domain at "
                                             "--target-tokens.")] = None,
     target_tokens: Annotated[float | None, opt("--target-tokens", help="Token budget of the final training "
@@ -72,8 +73,8 @@ def search(
                     rung=rung, fidelity=parse_fidelity(fidelity), seed=seed, validate=validate,
                     validate_rung=validate_rung, retries=retries, reuse=not no_reuse, address=address,
                     concurrency=concurrency, cpus_per_trial=cpus_per_trial, min_weight=min_weight,
-                    max_weight=parse_assignments(max_weight, option="--max-weight"),
-                    fix=parse_assignments(fix, option="--fix"), max_epochs=max_epochs,
+                    max_weight=assignments(max_weight, "--max-weight"),
+                    fix=assignments(fix, "--fix"), max_epochs=max_epochs,
                     target_tokens=target_tokens, target=target, metric=metric,  # type: ignore[arg-type]
                     temperature=temperature, out=out, store=store,
                 )

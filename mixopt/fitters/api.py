@@ -35,6 +35,8 @@ class FitConfig:
         seed: seeds the fitter, the CV folds and the proposer's candidates.
         min_weight, ceilings, fixed: constraints on the proposed mixture.
         n_candidates, k: the top-k proposer's options.
+        kl: λ of the exact proposer's KL(x ‖ prior) term (None: its default, Olmix's 0.1; 0: the
+            law's own optimum). Only for methods solved exactly.
     """
 
     ratios: Path
@@ -51,8 +53,11 @@ class FitConfig:
     fixed: Mapping[str, float] = field(default_factory=dict)
     n_candidates: int = 100_000
     k: int = 128
+    kl: float | None = None
 
     def __post_init__(self) -> None:
+        if self.kl is not None and not self.kl >= 0:
+            raise MixoptError(f"--kl {self.kl}: the KL weight must be ≥ 0 (0: no pull towards the prior)")
         if self.predict is not None and self.propose:
             raise MixoptError("--predict and --propose each write --out; run them as two commands")
         if (self.predict is not None or self.propose) and self.out is None:
@@ -95,7 +100,7 @@ def fit_tables(config: FitConfig) -> FitReport:
     Raises:
         MixoptError: bad method, target, tables, constraints or output path.
     """
-    from mixopt.methods import get_method
+    from mixopt.methods import available_methods, get_method
     from mixopt.space import SearchSpace
     from mixopt.tables import read_ratios, read_run_tables
 
@@ -135,7 +140,17 @@ def fit_tables(config: FitConfig) -> FitReport:
     # ``auto`` fits even when nothing is written: its cross-validation table is the answer.
     if config.predict is not None or config.propose or method.name == "auto":
         t = time.perf_counter()
-        params = {"n_candidates": config.n_candidates, "k": config.k} if method.proposer == "topk" else {}
+        params: dict[str, Any] = {}
+        if method.proposer == "topk":
+            params = {"n_candidates": config.n_candidates, "k": config.k}
+        if config.kl is not None:
+            if method.proposer != "exact":
+                exact = [m for m in available_methods() if get_method(m).proposer == "exact"]
+                raise MixoptError(
+                    f"--kl applies to the methods solved exactly ({', '.join(exact)}); "
+                    f"{method.name!r} proposes by {method.proposer.replace('_', ' ')}"
+                )
+            params["kl"] = config.kl
         model = fitter
         if model is not None:
             model.fit(X, y)
@@ -211,8 +226,6 @@ def _save_mixture(
     else:
         note = extrapolation_note(prop.predicted, y, method)
         notes = [note] if note else []
-        if note:
-            warnings.warn(note, MixoptWarning, stacklevel=2)
     baselines: dict[str, Any] = {
         "best_run": {"run_id": run_ids[best], "measured": float(y[best]),
                      "weights": {d: float(w) for d, w in zip(table.domains, X[best], strict=True)}},
@@ -222,7 +235,18 @@ def _save_mixture(
     if model is not None:
         baselines["uniform"]["predicted"] = float(predict_objective(model, uniform[None, :])[0])
         baselines["best_run"]["predicted"] = float(predict_objective(model, X[best][None, :])[0])
-    params: dict[str, Any] = {"target": config.target, "seed": config.seed, "proposer": proposer_params,
+        kl = prop.info.get("kl", 0.0)
+        if kl > 0 and prop.predicted > baselines["best_run"]["predicted"]:
+            notes.append(
+                f"the proposal is predicted worse than the best run ({prop.predicted:.4g} against "
+                f"{baselines['best_run']['predicted']:.4g} by the same model): the KL term (λ = {kl:g}, "
+                "as Olmix) holds it near the prior mixture; --kl 0 gives the law's own optimum"
+            )
+        for n in notes:
+            warnings.warn(n, MixoptWarning, stacklevel=2)
+    info_params = {k: v for k, v in prop.info.items() if _jsonable(v)}
+    params: dict[str, Any] = {"target": config.target, "seed": config.seed,
+                              "proposer": {**proposer_params, **info_params},
                               "constraints": {k: v for k, v in space.as_dict().items() if k != "domains"}}
     if model is not None:
         params["fitter"] = {k: v for k, v in model.get_params().items() if _jsonable(v)}

@@ -117,7 +117,7 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
         raise MixoptError(
             f"method {method.name!r} fits no model; use mixing-law, loglinear, bimix, gp or auto"
         )
-    store = RunStore(config.store) if config.store else RunStore()
+    store = RunStore(config.store, create=False) if config.store else RunStore()
     domains, curves = curves_from_store(store, config.searches)
     objective = Objective.parse(config.target, config.metric)
     weights = objective.metric_weights(domains)
