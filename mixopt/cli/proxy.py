@@ -72,7 +72,7 @@ def train(
         typer.Option("--max-epochs", min=0.0, help="Warn above this many epochs of a domain [4]."),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Result JSON [workspace runs/proxy/...].")
+        Path | None, typer.Option("--out", "-o", help="Result JSON (default: in the workspace, runs/proxy/).")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

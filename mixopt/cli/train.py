@@ -114,7 +114,9 @@ def train_cmd(
         bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")
     ] = False,
     dense: DenseOpt = False,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder [workspace train/...].")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run folder (default: workspace train/).")
+    ] = None,
     seed: SeedOpt = 0,
     updater: Annotated[
         str | None,
@@ -199,7 +201,7 @@ def compare_cmd(
         float, typer.Option("--z", min=0.0, help="A winner must lead by more than z standard errors.")
     ] = 2.0,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Comparison folder [workspace compare/...].")
+        Path | None, typer.Option("--out", "-o", help="Comparison folder (default: workspace compare/).")
     ] = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = "cpu",
