@@ -107,7 +107,9 @@ def test_propose_writes_a_valid_mixture(tmp_path: Path) -> None:
     assert min(w.values()) >= 0.001 - 1e-12
     assert mix.meta["method"] == "regmix" and isinstance(mix.meta["predicted"]["mean"], float)
     assert len(mix.meta["provenance"]["run_ids"]) == 64 and "tokens" not in mix.meta
-    assert mix.meta["params"]["proposer"] == {"n_candidates": 20000, "k": 16}
+    # The proposer's options, then what it reported (as the search records it).
+    proposer = mix.meta["params"]["proposer"]
+    assert (proposer["n_candidates"], proposer["k"], proposer["constant_model"]) == (20000, 16, False)
     assert mix.meta["params"]["fitter"]["learning_rate"] == 0.01
     assert "uniform" in mix.meta["baselines"] and "best_run" in mix.meta["baselines"]
 
