@@ -58,6 +58,24 @@ class MethodSpec:
         groups = domain_groups(domains) if domains is not None else None
         return make_fitter(self.fitter, seed=seed, groups=groups, **params)
 
+    def kl_option(self, kl: float | None) -> dict[str, Any]:
+        """``--kl`` as proposer options: ``{"kl": λ}``, ``{}`` when not given.
+
+        Raises:
+            MixoptError: λ < 0, or a method whose proposer has no KL term (only the exact solve has).
+        """
+        if kl is None:
+            return {}
+        if not kl >= 0:
+            raise MixoptError(f"--kl {kl}: the KL weight must be ≥ 0 (0: no pull towards the prior)")
+        if self.proposer != "exact":
+            exact = [m for m in available_methods() if get_method(m).proposer == "exact"]
+            raise MixoptError(
+                f"--kl applies to the methods solved exactly ({', '.join(exact)}); "
+                f"{self.name!r} proposes by {self.proposer.replace('_', ' ')}"
+            )
+        return {"kl": float(kl)}
+
     def make_proposer(self, *, seed: int | None = None, **params: Any) -> Any:
         """A new proposer; ``params`` are its options (n_candidates, k, ... for top-k)."""
         if self.proposer == "best_run":

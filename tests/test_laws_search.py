@@ -33,10 +33,13 @@ def test_search_with_a_law(method: str, workspace, tmp_path) -> None:  # noqa: A
             name=f"law-{method}",
             out=str(out),
             max_weight={"web": 0.6},
+            kl=0.05,  # --kl reaches the exact solve
         )
     )
     mix = Mixture.load(out)
     assert mix.meta["method"] == method and mix.weights["web"] <= 0.6 + 1e-9
+    if method == "loglinear":  # auto solves exactly only when it chose a law, else it samples top-k
+        assert mix.meta["params"]["proposer"]["kl"] == 0.05
     prop, best_run = res.row("proposal"), res.row("best_run")
     assert prop is not None and best_run is not None
     # The proposal is no worse, on the true landscape, than the best of the 24 runs.

@@ -38,7 +38,7 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
                     "--fidelity", "noise=0.05,tag=a", "--validate", "3", "--validate-rung", "m",
                     "--retries", "4",
                     "--seed", "7", "--temperature", "2", "--concurrency", "1", "--name", "n1",
-                    "--max-epochs", "4", "--target-tokens", "1e9"])
+                    "--max-epochs", "4", "--target-tokens", "1e9", "--kl", "0.5"])
     assert code == 130
     c = seen["config"]
     assert c.domains == ("web", "code", "math", "books") and c.tokens["web"] == 4e9
@@ -48,7 +48,7 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     assert c.max_weight == {"web": 0.5, "code": 0.4} and c.fix == {"books": 0.1} and c.min_weight == 0.01
     assert (c.target, c.metric, c.retries, c.seed, c.temperature) == ("code=0.7,math=0.3", "bpb", 4, 7, 2.0)
     assert c.fidelity == {"noise": 0.05, "tag": "a"} and c.concurrency == 1 and c.name == "n1"
-    assert (c.max_epochs, c.target_tokens) == (4.0, 1e9)
+    assert (c.max_epochs, c.target_tokens, c.kl) == (4.0, 1e9, 0.5)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -73,6 +73,8 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     (["search", "--resume", "never-ran"], "no search named 'never-ran'"),
     (["runs", "list", "--status", "weird"], "--status"),
     (["runs", "list", "--limit", "-3"], "--limit"),
+    (["search", *FAST, "--method", "gp", "--kl", "0"], "--kl applies to the methods solved exactly"),
+    (["search", *FAST, "--method", "loglinear", "--kl", "-1"], "must be ≥ 0"),
     (["runs", "list", "--store", "no-such-store.sqlite"], "run store no-such-store.sqlite does not exist"),
     (["report", "x", "--store", "no-such-store.sqlite"], "does not exist; check --store"),
     (["report", "never-ran"], "no search named 'never-ran'"),

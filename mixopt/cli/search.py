@@ -50,6 +50,8 @@ def search(
                                "(default: mean over all domains).")] = None,
     metric: Annotated[str, opt("--metric", help="loss or bpb.")] = "loss",
     temperature: Annotated[float, opt("--temperature", help="Temperature of the swarm's prior.")] = 1.0,
+    kl: Annotated[float | None, opt("--kl", help="Laws solved exactly: weight λ of KL(mixture ‖ prior) "
+                                    "(default 0.1, Olmix's; 0: the law's own optimum).")] = None,
     concurrency: Annotated[int | None, opt("--concurrency", help="Trials at once "
                                            "(default: CPUs / --cpus-per-trial).")] = None,
     cpus_per_trial: Annotated[int, opt("--cpus-per-trial", help="CPUs (torch threads) per trial.")] = 1,
@@ -76,7 +78,7 @@ def search(
                     max_weight=assignments(max_weight, "--max-weight"),
                     fix=assignments(fix, "--fix"), max_epochs=max_epochs,
                     target_tokens=target_tokens, target=target, metric=metric,  # type: ignore[arg-type]
-                    temperature=temperature, out=out, store=store,
+                    temperature=temperature, kl=kl, out=out, store=store,
                 )
                 result = run_search(config, progress=progress)
         except KeyboardInterrupt:

@@ -56,8 +56,6 @@ class FitConfig:
     kl: float | None = None
 
     def __post_init__(self) -> None:
-        if self.kl is not None and not self.kl >= 0:
-            raise MixoptError(f"--kl {self.kl}: the KL weight must be ≥ 0 (0: no pull towards the prior)")
         if self.predict is not None and self.propose:
             raise MixoptError("--predict and --propose each write --out; run them as two commands")
         if (self.predict is not None or self.propose) and self.out is None:
@@ -100,11 +98,12 @@ def fit_tables(config: FitConfig) -> FitReport:
     Raises:
         MixoptError: bad method, target, tables, constraints or output path.
     """
-    from mixopt.methods import available_methods, get_method
+    from mixopt.methods import get_method
     from mixopt.space import SearchSpace
     from mixopt.tables import read_ratios, read_run_tables
 
     method = get_method(config.method)
+    kl_params = method.kl_option(config.kl)  # a bad --kl is refused before any fitting
     if config.out is not None:
         from mixopt.atomic import check_writable
 
@@ -143,14 +142,7 @@ def fit_tables(config: FitConfig) -> FitReport:
         params: dict[str, Any] = {}
         if method.proposer == "topk":
             params = {"n_candidates": config.n_candidates, "k": config.k}
-        if config.kl is not None:
-            if method.proposer != "exact":
-                exact = [m for m in available_methods() if get_method(m).proposer == "exact"]
-                raise MixoptError(
-                    f"--kl applies to the methods solved exactly ({', '.join(exact)}); "
-                    f"{method.name!r} proposes by {method.proposer.replace('_', ' ')}"
-                )
-            params["kl"] = config.kl
+        params.update(kl_params)
         model = fitter
         if model is not None:
             model.fit(X, y)

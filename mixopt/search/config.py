@@ -44,6 +44,8 @@ class SearchConfig:
         min_weight, max_weight, fix, max_epochs, target_tokens: the search space.
         target, metric: the objective (``--target d1,d2`` or ``d1=0.7,d2=0.3``; loss or bpb).
         temperature: of the swarm's prior and of the ``temperature`` baseline.
+        kl: λ of the exact proposer's KL(x ‖ prior) term (None: its default, 0.1; methods solved
+            exactly only).
         out: where the mixture JSON goes (also kept in the search's folder).
         store: run store path (default ``<workspace>/runs.sqlite``).
     """
@@ -73,6 +75,7 @@ class SearchConfig:
     target: str | None = None
     metric: Literal["loss", "bpb"] = "loss"
     temperature: float = 1.0
+    kl: float | None = None
     out: str | None = None
     store: str | None = None
 

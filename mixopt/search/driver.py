@@ -306,7 +306,7 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
     from mixopt.baselines import DEFAULT_TEMPERATURE, baselines_for
 
     cfg, space = prep.config, prep.space
-    fitter, proposal = spec.fit_propose(X, y, space, seed=cfg.seed)
+    fitter, proposal = spec.fit_propose(X, y, space, seed=cfg.seed, proposer_params=spec.kl_option(cfg.kl))
     interval = tuple(proposal.interval) if proposal.interval is not None else None
     cands = [Candidate(
         name=PROPOSAL, weights=[float(x) for x in proposal.weights], predicted=proposal.predicted,

@@ -133,7 +133,7 @@ def prepare(
     """Check every input of a search and resolve it; nothing is run or written here."""
     from mixopt.methods import get_method
 
-    get_method(config.method)  # unknown method: one error listing the names
+    get_method(config.method).kl_option(config.kl)  # unknown method (listing the names) or a bad --kl
     space, corpus_arg, corpus_name, corpus_hash = build_space(config)
     objective = Objective.parse(config.target, config.metric)
     objective.check_domains(space.domains)
