@@ -17,6 +17,15 @@ from mixopt.fitters.registry import FITTERS
 LAWS = ("linear", "loglinear", "bimix", "gp")
 RUNS = Path(__file__).parent / "data" / "runs" / "regmix-pile-1m"
 TARGET = "metric/the_pile_pile_cc_val_loss"
+FIT = [
+    "fit",
+    "--ratios",
+    str(RUNS / "train_mixture_1m.csv"),
+    "--metrics",
+    str(RUNS / "train_pile_loss_1m.csv"),
+    "--target",
+    TARGET,
+]
 
 
 def swarm(n: int, k: int = 3, seed: int = 0) -> np.ndarray:
@@ -102,13 +111,7 @@ def run_cli(args: list[str]) -> int:
 
 
 AUTO_ARGS = [
-    "fit",
-    "--ratios",
-    str(RUNS / "train_mixture_1m.csv"),
-    "--metrics",
-    str(RUNS / "train_pile_loss_1m.csv"),
-    "--target",
-    TARGET,
+    *FIT,
     "--method",
     "auto",
     "--json",
@@ -145,13 +148,7 @@ def test_fit_propose_with_a_law_writes_an_exact_mixture(
 ) -> None:
     out = workspace / "mix.json"
     args = [
-        "fit",
-        "--ratios",
-        str(RUNS / "train_mixture_1m.csv"),
-        "--metrics",
-        str(RUNS / "train_pile_loss_1m.csv"),
-        "--target",
-        TARGET,
+        *FIT,
         "--method",
         method,
         "--propose",
@@ -182,13 +179,7 @@ def test_kl_pull_is_recorded_explained_and_can_be_turned_off(
     best run: the mixture JSON records λ, a note says why, and --kl 0 solves the law alone."""
     out = workspace / "mix.json"
     base = [
-        "fit",
-        "--ratios",
-        str(RUNS / "train_mixture_1m.csv"),
-        "--metrics",
-        str(RUNS / "train_pile_loss_1m.csv"),
-        "--target",
-        TARGET,
+        *FIT,
         "--method",
         "loglinear",
         "--propose",
@@ -217,15 +208,7 @@ def test_kl_pull_is_recorded_explained_and_can_be_turned_off(
 
 
 def test_law_bad_inputs_through_the_cli(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    base = [
-        "fit",
-        "--ratios",
-        str(RUNS / "train_mixture_1m.csv"),
-        "--metrics",
-        str(RUNS / "train_pile_loss_1m.csv"),
-        "--target",
-        TARGET,
-    ]
+    base = FIT
     # Infeasible constraints for the exact solver: the conflicting bounds are named.
     assert (
         run_cli(
