@@ -109,6 +109,29 @@ def test_train_cli_reports_against_the_prediction(tiny_workspace: Path, model_to
     assert code == 0 and json.loads(stdout)["metrics"] == res["metrics"]
 
 
+def test_diverged_training_exits_1_and_keeps_json_clean(tiny_workspace: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """Exit 1 when the loss blows up; the reason goes to stderr so --json's stdout parses."""
+    toml = tmp_path / "div.toml"
+    toml.write_text(DEBUG_TOML.replace("lr = 3e-3", "lr = 1e30").replace("min_lr = 3e-4", "min_lr = 0.0")
+                    + "grad_clip = 0.0\n")
+    code, out, err = run(["train", "--mixture", "uniform", "--corpus", "tiny", "--model", str(toml),
+                          "--out", str(tmp_path / "run"), "--threads", "1", "--json"], capsys)
+    assert code == 1 and "diverged" in err
+    assert json.loads(out)["status"] == "diverged"
+
+
+def test_ctrl_c_exits_130(tiny_workspace: Path, model_toml: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    import mixopt.train.trainer as trainer
+
+    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train", interrupted)
+    argv = ["train", "--mixture", "uniform", "--corpus", "tiny", "--model", str(model_toml)]
+    code, _, err = run(argv, capsys)
+    assert code == 130 and "interrupted" in err
+
+
 @pytest.mark.parametrize(
     ("weights", "extra", "message"),
     [

@@ -63,7 +63,13 @@ def main(argv: list[str] | None = None) -> None:
     warnings.showwarning = _show_warning
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        # Non-standalone typer returns, not raises, the code of a typer.Exit, and turns Ctrl-C into
+        # Exit(130) on the way: hand both on as the process's exit status.
+        if code == 130:
+            raise KeyboardInterrupt
+        if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+            raise SystemExit(code)
     except MixoptError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -180,9 +180,9 @@ def train_cmd(
         )
     else:
         _render_train(res)
-    if res.status == "diverged":
-        console.print(f"[red]diverged:[/] {res.error}")
-        raise typer.Exit(1)
+    if res.status == "diverged":  # on stderr, so that --json's stdout stays one JSON object
+        err_console.print(f"[red]diverged:[/] {res.error}")
+        raise SystemExit(1)
 
 
 @app.command("compare")
