@@ -65,6 +65,18 @@ def test_domain_too_small_for_validation(workspace: Path, tmp_path: Path, capsys
     )
 
 
+@pytest.mark.parametrize("name", ["", "..", "../escaped", "a/b", "/abs/victim", ".hidden"])
+def test_corpus_name_must_be_a_plain_folder_name(name: str, workspace: Path, tmp_path: Path, capsys) -> None:
+    """A corpus replaces its folder: a path or an empty name would replace (and delete) another one."""
+    src = text_folders(tmp_path / "src", {"a": 20, "b": 20})
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "x.txt").write_text("precious")
+    if name == "/abs/victim":
+        name = str(victim)
+    assert_refused(capsys, workspace, "corpus", "add", name, "--from", str(src), match="is not valid")
+    assert (victim / "x.txt").read_text() == "precious"
+
 def test_empty_domain_folder(workspace: Path, tmp_path: Path, capsys) -> None:
     src = text_folders(tmp_path / "src", {"a": 20})
     (src / "empty").mkdir()

@@ -24,7 +24,7 @@ from mixopt.corpus.documents import pack_texts
 from mixopt.corpus.extract import get_extractor
 from mixopt.corpus.fetch import Fetched, SourceUnavailable, fetch
 from mixopt.corpus.recipe import Recipe, load_recipe
-from mixopt.corpus.shards import corpus_dir
+from mixopt.corpus.shards import check_corpus_name, corpus_dir
 from mixopt.errors import MixoptError, MixoptWarning
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def build_recipe(name: str, *, force: bool = False) -> BuildOutcome:
 
     all_fetched = [f for fs in fetched.values() for f in fs]
     digest = recipe_hash(recipe, all_fetched)
-    out = corpus_dir(recipe.name)
+    out = corpus_dir(check_corpus_name(recipe.name))
     if not force and (out / "manifest.json").is_file():
         try:
             old = json.loads((out / "manifest.json").read_text(encoding="utf-8"))

@@ -25,7 +25,7 @@ from mixopt.corpus.build import (
     build_params,
 )
 from mixopt.corpus.fetch import sha256_of
-from mixopt.corpus.shards import corpus_dir
+from mixopt.corpus.shards import check_corpus_name, corpus_dir
 from mixopt.errors import MixoptError, MixoptWarning
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,7 @@ def add_corpus(
     The content hash covers the input's bytes and the options, so running the same command again
     does nothing; ``force`` rebuilds.
     """
+    check_corpus_name(name)
     if paths.find_recipe("corpora", name) is not None and not force:
         raise MixoptError(f"{name!r} is the name of a corpus recipe; choose another name (or pass --force)")
     if not source.exists():
