@@ -17,6 +17,8 @@ from mixopt.cli import main
         (["fit", "--cv", "abc"], "Invalid value for '--cv'"),
         (["proxy", "train", "--tokens", "0"], "Invalid value for '--tokens'"),
         (["runs", "import"], "Missing option '--ratios'"),
+        (["proxy", "train", "--seed", "-1"], "Invalid value for '--seed'"),
+        (["search", "--seed", str(2**40)], "Invalid value for '--seed'"),
     ],
 )
 def test_usage_errors_are_one_line(argv: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -120,6 +120,14 @@ def test_diverged_training_exits_1_and_keeps_json_clean(tiny_workspace: Path, tm
     assert json.loads(out)["status"] == "diverged"
 
 
+@pytest.mark.parametrize(("device", "message"), [("tpu", "not a device name"), ("meta", "not supported")])
+def test_unknown_device_exits_2(tiny_workspace: Path, model_toml: Path, device: str, message: str, capsys) -> None:  # noqa: ANN001, E501
+    argv = ["train", "--mixture", "uniform", "--corpus", "tiny", "--model", str(model_toml),
+            "--device", device]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
 def test_ctrl_c_exits_130(tiny_workspace: Path, model_toml: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
     import mixopt.train.trainer as trainer
 

@@ -189,12 +189,11 @@ def layer_cases(
 
 def check_device(device: str, dtype: str) -> None:
     """Refuse a device or dtype this machine cannot run, with the fix."""
+    from mixopt.train.device import resolve_device
+
     if dtype not in DTYPES:
         raise MixoptError(f"dtype {dtype!r} is not benchmarked; use one of {', '.join(DTYPES)}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MixoptError(f"device {device!r} was asked for but torch sees no CUDA device; use --device cpu")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise MixoptError(f"device {device!r} is not supported; use cpu or cuda")
+    resolve_device(device)
 
 
 def device_name(device: str) -> str:

@@ -12,7 +12,8 @@ err_console = Console(stderr=True)
 
 CorpusOpt = Annotated[str, typer.Option("--corpus", "-c", help="Corpus name (a recipe in corpora/) or path.")]
 RungOpt = Annotated[str, typer.Option("--rung", "-r", help="Proxy rung from proxies/ (xs, s, m, ...).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+MAX_SEED = 2**32 - 1  # numpy and torch both take seeds in [0, 2^32)
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 # Spelled out (not imported from mixopt.methods) to keep `mixopt --help` fast; a test keeps it in step.
 METHOD_HELP = "regmix, linear, random, mixing-law, loglinear, bimix, gp, log-ridge or auto."

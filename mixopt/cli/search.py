@@ -10,7 +10,7 @@ from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
-from mixopt.cli.common import METHOD_HELP, JsonOpt, assignments, console, err_console, opt
+from mixopt.cli.common import MAX_SEED, METHOD_HELP, JsonOpt, assignments, console, err_console, opt
 
 Str = str | None
 
@@ -28,7 +28,8 @@ def search(
     domains: Annotated[Str, opt("--domains", help="Domains a,b,c (with --evaluator).")] = None,
     tokens: Annotated[Str, opt("--tokens", help="Tokens per domain a=1e9,b=2e9.")] = None,
     fidelity: Annotated[Str, opt("--fidelity", help="Extra fidelity fields for the evaluator, k=v.")] = None,
-    seed: Annotated[int, opt("--seed", help="Seed of the swarm, the runs and the proposer.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED,
+                                      help="Seed of the swarm, the runs and the proposer.")] = 0,
     validate: Annotated[int, opt("--validate", help="Seeds per candidate when retraining the proposal and "
                                  "the baselines (0: skip).")] = 2,
     validate_rung: Annotated[Str, opt("--validate-rung", help="Rung of the validation runs "

@@ -41,6 +41,7 @@ from mixopt.proxy.train import DEFAULT_MAX_EPOCHS, check_epochs, deterministic, 
 from mixopt.proxy.valset import ValidationSet
 from mixopt.train import checkpoint
 from mixopt.train.config import LMConfig, ModelSpec, load_model
+from mixopt.train.device import resolve_device
 from mixopt.train.load import ExpertLoad
 from mixopt.train.model import MoELM
 from mixopt.train.prediction import prediction_report
@@ -219,9 +220,7 @@ def train(
     tc = spec.train
     steps = tc.steps(lm.context)
     upd = make_updater(updater)
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MixoptError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    dev = resolve_device(device)
     domains = corpus.domains
     fingerprint = {
         "model": spec.name,
