@@ -28,33 +28,50 @@ def _check_parent(path: Path) -> None:
         raise MixoptError(f"output folder {parent} is not writable; choose a writable path")
 
 
-def check_writable(path: str | os.PathLike[str], what: str = "--out") -> Path:
-    """Refuse an output file path that cannot be written, before any work is spent on it.
-
-    Creates the parent folder and a probe file in it (``os.access`` says yes to root everywhere, and
-    some filesystems refuse new files whatever the modes say). Returns the absolute path.
-    """
-    out = Path(path).expanduser()
-    if out.is_dir():
-        raise MixoptError(f"{what} {out} is a folder; give a file path such as {out / 'mixture.json'}")
-    parent = out.parent
-    probe = parent
+def _check_folder(folder: Path, out: Path, what: str) -> None:
+    """Create ``folder`` and write a probe file in it (``os.access`` says yes to root everywhere, and
+    some filesystems refuse new files whatever the modes say)."""
+    probe = folder
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
         raise MixoptError(f"{what} {out}: {probe} is a file, not a folder; choose a writable path")
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".check", dir=parent)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".write.", suffix=".check", dir=folder)
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
         raise MixoptError(
-            f"{what} {out}: cannot write in {parent} ({exc.strerror}); choose a writable path"
+            f"{what} {out}: cannot write in {folder} ({exc.strerror}); choose a writable path"
         ) from exc
+
+
+def check_writable(path: str | os.PathLike[str], what: str = "--out") -> Path:
+    """Refuse an output file path that cannot be written, before any work is spent on it.
+
+    Creates the parent folder. Returns the absolute path.
+    """
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise MixoptError(f"{what} {out} is a folder; give a file path such as {out / 'mixture.json'}")
+    _check_folder(out.parent, out, what)
     if out.exists() and not os.access(out, os.W_OK):
         raise MixoptError(f"{what} {out} exists and is read-only; choose another path")
     return out.resolve()
+
+
+def check_writable_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:
+    """Create the output folder ``path`` (or find it) and check a file can be written in it.
+
+    For commands that write a folder of results after long work (training): a file in its place or
+    an unwritable parent fails here, before the work. Returns the folder.
+    """
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise MixoptError(f"{what} {out} is a file; give a folder path")
+    _check_folder(out, out, what)
+    return out
 
 
 def _umask() -> int:

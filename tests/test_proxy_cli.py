@@ -74,6 +74,7 @@ def test_train_default_output_is_under_the_workspace(tiny_workspace: Path, capsy
         (["--mixture", "tilted"], "not 'natural', 'uniform'"),
         (["--rung", "xxl"], "proxy rung 'xxl' is unknown"),
         (["--corpus", "nope"], "corpus 'nope' is not built"),
+        (["--out", "."], "is a folder; give a file path"),  # refused before training, not after
     ],
 )
 def test_bad_input_exits_2_with_one_line(tiny_workspace: Path, capsys, args, message) -> None:  # noqa: ANN001

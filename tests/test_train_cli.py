@@ -128,6 +128,23 @@ def test_unknown_device_exits_2(tiny_workspace: Path, model_toml: Path, device: 
     assert code == 2 and message in err and "Traceback" not in err
 
 
+def test_unwritable_out_is_refused_before_training(tiny_workspace: Path, model_toml: Path, tmp_path: Path,  # noqa: ANN001
+                                                   monkeypatch, capsys) -> None:
+    import mixopt.train.trainer as trainer
+
+    def no_training(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("training started before the output was checked")
+
+    monkeypatch.setattr(trainer, "MoELM", no_training)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    argv = ["train", "--mixture", "uniform", "--corpus", "tiny", "--model", str(model_toml), "--out"]
+    code, _, err = run([*argv, str(afile)], capsys)
+    assert code == 2 and "is a file; give a folder path" in err
+    code, _, err = run([*argv, str(afile / "run")], capsys)
+    assert code == 2 and "is a file, not a folder" in err
+
+
 def test_ctrl_c_exits_130(tiny_workspace: Path, model_toml: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
     import mixopt.train.trainer as trainer
 

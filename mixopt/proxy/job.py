@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from mixopt import paths
-from mixopt.atomic import write_json
+from mixopt.atomic import check_writable, write_json
 from mixopt.errors import MixoptError
 from mixopt.mixture import Mixture, check_domains
 from mixopt.proxy.train import ProxyResult, run_record, train_proxy
@@ -91,10 +91,7 @@ def run_proxy_job(
     mix = mixture_from_spec(mixture, c)
     check_domains(mix.weights, c.domains)
     out_path = Path(out) if out is not None else default_out(c.name, r.name, mixture, seed)
-    try:  # fail on an unwritable output before training, not after
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MixoptError(f"cannot create folder {out_path.parent} for --out: {exc.strerror}") from exc
+    check_writable(out_path)  # fail on an unwritable output before training, not after
     result = train_proxy(c, mix, r, seed=seed, threads=threads, max_epochs=max_epochs)
     record = run_record(
         result, corpus=c, mixture=mix, rung=r, seed=seed, threads=threads or torch.get_num_threads()

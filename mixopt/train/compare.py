@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mixopt import paths
-from mixopt.atomic import atomic_path, write_json
+from mixopt.atomic import atomic_path, check_writable_dir, write_json
 from mixopt.corpus.shards import Corpus
 from mixopt.errors import MixoptError
 from mixopt.mixture import check_domains
@@ -159,6 +159,7 @@ def compare(
         if out is not None
         else (paths.home() / "compare" / f"{spec.name}{'-dense' if dense else ''}-{'-'.join(labels)}")
     )
+    check_writable_dir(folder)
     values: dict[str, dict[str, list[float]]] = {lb: {} for lb in labels}
     runs: dict[str, list[str]] = {lb: [] for lb in labels}
     total, i = len(labels) * seeds, 0

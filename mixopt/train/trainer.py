@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from mixopt import paths
-from mixopt.atomic import write_json
+from mixopt.atomic import check_writable_dir, write_json
 from mixopt.corpus.shards import Corpus
 from mixopt.errors import MixoptError
 from mixopt.mixture import Mixture, check_domains
@@ -232,6 +232,7 @@ def train(
         "updater": None if upd is None else {"name": upd.name, **upd.params()},
     }
     folder = Path(out) if out is not None else default_out(spec, label, mix, seed, dense)
+    check_writable_dir(folder)  # before any training, not at the first checkpoint
     if not resume and (folder / checkpoint.CHECKPOINT).exists():
         raise MixoptError(
             f"{folder} already holds a checkpoint; pass --resume to continue it, or choose another --out"
