@@ -263,6 +263,9 @@ def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Pat
     assert "compare run 4/4: uniform, seed 1" in err  # no terminal here: a line per run
     data = json.loads((out / "compare.json").read_text())
     assert data["labels"] == ["drama-heavy", "uniform"] and len(data["values"]["uniform"]["drama"]) == 2
+    assert data["metrics"][0] == "mean loss" and len(data["values"]["uniform"]["mean loss"]) == 2
+    assert data["settings"]["corpus"]["name"] == "tiny" and data["settings"]["tokens"] == 4096
+    assert data["settings"]["model"] == "tiny-moe" and data["settings"]["dense"] is False
     assert (out / "compare.png").stat().st_size > 1000
     assert (out / "uniform" / "seed1" / "result.json").is_file()
     # a drama-heavy mixture is better on drama than uniform at the same budget

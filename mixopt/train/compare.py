@@ -31,7 +31,10 @@ from mixopt.train.config import load_model
 from mixopt.train.trainer import TrainResult, resolve_mixture, train
 
 log = logging.getLogger(__name__)
-OBJECTIVE = "objective"
+OBJECTIVE = "objective"  # the training result's metric
+# Its row in the comparison: a name no domain can have (domain names have no spaces), so a domain
+# called "objective" keeps its own row.
+OBJECTIVE_ROW = "mean loss"
 
 
 @dataclass
@@ -40,10 +43,11 @@ class Comparison:
 
     Attributes:
         labels: mixture labels, in the order given.
-        metrics: row names: ``objective`` then the domains.
+        metrics: row names: ``mean loss`` (the objective) then the domains.
         values: label → metric → per-seed values (validation loss, nats/token).
         winners: metric → label of the mixture that wins by more than z standard errors, or None.
         margins: metric → smallest paired difference (others − best) over its standard error.
+        settings: model, dense, corpus (name, hash), training tokens and device of every run.
     """
 
     labels: list[str]
@@ -56,6 +60,7 @@ class Comparison:
     out: Path
     png: Path | None = None
     runs: dict[str, list[str]] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def mean(self, label: str, metric: str) -> float:
         return float(np.mean(self.values[label][metric]))
@@ -77,6 +82,7 @@ class Comparison:
             "sem": {lb: {m: self.sem(lb, m) for m in self.metrics} for lb in self.labels},
             "runs": self.runs,
             "png": None if self.png is None else str(self.png),
+            "settings": self.settings,
         }
 
 
@@ -185,10 +191,10 @@ def compare(
                     "fix the config (e.g. a lower learning rate) and run compare again"
                 )
             runs[label].append(str(res.out))
-            values[label].setdefault(OBJECTIVE, []).append(res.metrics[OBJECTIVE])
+            values[label].setdefault(OBJECTIVE_ROW, []).append(res.metrics[OBJECTIVE])
             for d in corpus.domains:
                 values[label].setdefault(d, []).append(res.metrics[f"loss/{d}"])
-    metrics = [OBJECTIVE, *corpus.domains]
+    metrics = [OBJECTIVE_ROW, *corpus.domains]
     winners, margins = {}, {}
     for m in metrics:
         winners[m], margins[m] = verdict({lb: values[lb][m] for lb in labels}, z)
@@ -202,6 +208,14 @@ def compare(
         z=z,
         out=folder,
         runs=runs,
+        # What makes the figures comparable with another comparison's, kept with them.
+        settings={
+            "model": spec.name,
+            "dense": dense,
+            "corpus": {"name": corpus.name, "hash": corpus.hash},
+            "tokens": spec.with_tokens(tokens).train.tokens if tokens is not None else spec.train.tokens,
+            "device": device,
+        },
     )
     cmp.png = plot(cmp, folder / "compare.png")
     write_json(folder / "compare.json", cmp.as_dict())
