@@ -184,6 +184,11 @@ def test_bad_mixtures_exit_2(tiny_workspace: Path, weights, extra, message, caps
     [
         ("d_model = 30\nn_head = 4", "not divisible by n_head"),
         ("top_k = 6", "top_k 6 is more than n_experts 4"),
+        ("eval_at = 0.5", "eval_at = 0.5 must be a list of numbers"),
+        ('eval_at = "half"', "eval_at = 'half' must be a list of numbers"),
+        ('lr = "0.1"', "lr = '0.1' must be a number"),
+        ('route_norm = "false"', "route_norm = 'false' must be true or false"),
+        ("batch = 8.5", "batch = 8.5 must be an integer"),
     ],
 )
 def test_bad_model_configs_exit_2(tiny_workspace: Path, change: str, message: str, capsys) -> None:  # noqa: ANN001

@@ -226,6 +226,32 @@ class ModelSpec:
         return {"name": self.name, "shape": dict(self.shape), "train": train, "description": self.description}
 
 
+def _check_types(name: str, source: str, data: dict[str, Any]) -> None:
+    """Each TOML value has its field's type (``route_norm = "false"`` would otherwise read as true,
+    ``eval_at = 0.5`` or ``warmup = "0.1"`` fail deep inside with Python's own message)."""
+    types = {f.name: str(f.type) for f in (*fields(LMConfig), *fields(TrainConfig))}
+    for key, value in data.items():
+        kind = types.get(key, "")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if kind == "bool":
+            ok, want = isinstance(value, bool), "true or false"
+        elif kind == "int":
+            ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif kind == "float":
+            ok, want = number, "a number"
+        elif kind.startswith("tuple"):
+            ok = isinstance(value, list | tuple) and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in value
+            )
+            want = "a list of numbers, e.g. [0.5, 1.0]"
+        elif kind.startswith("Literal"):
+            ok, want = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise MixoptError(f"model {name!r} ({source}): {key} = {value!r} must be {want}")
+
+
 def spec_from_dict(name: str, data: dict[str, Any], *, source: str = "") -> ModelSpec:
     """Build a spec from flat TOML keys; unknown keys are an error (a typo would be silent)."""
     data = dict(data)
@@ -242,6 +268,7 @@ def spec_from_dict(name: str, data: dict[str, Any], *, source: str = "") -> Mode
     )
     if missing:
         raise MixoptError(f"model {name!r} ({source}): missing key(s) {', '.join(missing)}")
+    _check_types(name, source, data)
     train = {k: data[k] for k in _TRAIN_KEYS if k in data}
     if "eval_at" in train:
         train["eval_at"] = tuple(train["eval_at"])
