@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -261,3 +262,20 @@ def test_model_config_carries_every_moe_option() -> None:
                    expert_hidden=8, balance="aux", z_coef=0.0, kernel="naive")
     moe = cfg.moe_config()
     assert (moe.balance, moe.z_coef, moe.kernel, moe.n_experts) == ("aux", 0.0, "naive", 4)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("loss:eta=abc", "eta='abc' must be a number"),
+        ("loss:every=0", "need every ≥ 1"),
+        ("loss:speed=2", "speed"),
+        ("schedule:every=abc", "updater 'schedule'"),
+        ("nope", "updater 'nope' is unknown"),
+    ],
+)
+def test_bad_updater_specs_are_one_clear_error(spec: str, message: str) -> None:
+    from mixopt.train.updater import make_updater
+
+    with pytest.raises(MixoptError, match=re.escape(message)):
+        make_updater(spec)

@@ -143,6 +143,10 @@ class LossReweighter(WeightUpdater):
     def __init__(
         self, *, every: int = 20, eta: float = 1.0, decay: float = 0.5, epsilon: float = 0.1
     ) -> None:
+        given = {"every": every, "eta": eta, "decay": decay, "epsilon": epsilon}
+        bad = [f"{k}={v!r}" for k, v in given.items() if type(v) not in (int, float)]
+        if bad:
+            raise MixoptError(f"loss updater: {', '.join(bad)} must be a number")
         if not (every >= 1 and eta >= 0 and 0 <= decay <= 1 and 0 <= epsilon <= 1):
             raise MixoptError("loss updater: need every ≥ 1, eta ≥ 0, 0 ≤ decay ≤ 1, 0 ≤ epsilon ≤ 1")
         self.every, self.eta, self.decay, self.epsilon = int(every), float(eta), float(decay), float(epsilon)
@@ -217,8 +221,8 @@ def make_updater(spec: str | WeightUpdater | None) -> WeightUpdater | None:
         )
     try:
         updater = factory(**kwargs)
-    except TypeError as exc:
-        raise MixoptError(f"updater {target!r}: {exc}") from exc
+    except (TypeError, ValueError) as exc:  # unknown keyword, or a value of the wrong kind
+        raise MixoptError(f"updater {target!r}: {exc}; check the parameters' names and values") from exc
     if not isinstance(updater, WeightUpdater):
         raise MixoptError(f"updater {target!r} did not return a WeightUpdater")
     if not (isinstance(updater.every, int) and updater.every >= 1 and math.isfinite(updater.every)):
