@@ -135,6 +135,13 @@ class Mixture:
                 raise MixoptError(
                     f"mixture schedule ends at fraction {sched[-1][0]}; the last phase must end at 1.0"
                 )
+            first = sched[0][1]
+            off = [d for d in self.weights if abs(self.weights[d] - first[d]) > 1e-6]
+            if off:  # which would a training job use? The contract says: the first phase.
+                raise MixoptError(
+                    f"mixture weights differ from the schedule's first phase on {', '.join(off[:5])}; "
+                    "a scheduled mixture's weights are its first phase: make them equal"
+                )
             object.__setattr__(self, "schedule", tuple(sched))
 
     @property
@@ -149,6 +156,17 @@ class Mixture:
             if fraction < until:
                 return w
         return self.schedule[-1][1]
+
+    def mean_weights(self) -> dict[str, float]:
+        """Each domain's weight averaged over training (the weights when there is no schedule)."""
+        if not self.schedule:
+            return dict(self.weights)
+        out, prev = dict.fromkeys(self.weights, 0.0), 0.0
+        for until, w in self.schedule:
+            for d in out:
+                out[d] += (until - prev) * w[d]
+            prev = until
+        return out
 
     def vector(self, domains: Sequence[str]) -> list[float]:
         """Weights in the order of ``domains`` (absent domains are 0)."""

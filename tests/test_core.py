@@ -94,6 +94,11 @@ def test_schedule_must_increase_and_end_at_one():
         Mixture(w, schedule=((0.5, w),))
     with pytest.raises(MixoptError, match="same domains"):
         Mixture(w, schedule=((0.5, w), (1.0, {"a": 1.0})))
+    with pytest.raises(MixoptError, match="differ from the schedule's first phase on a"):
+        Mixture({"a": 0.9, "b": 0.1}, schedule=((0.5, {"a": 0.1, "b": 0.9}), (1.0, {"a": 0.1, "b": 0.9})))
+    first, then = {"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 1.0}
+    sched = Mixture(first, schedule=((0.25, first), (1.0, then)))
+    assert sched.mean_weights() == pytest.approx({"a": 0.25, "b": 0.75})
 
 
 def test_natural_and_temperature_mixtures():

@@ -49,7 +49,9 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
         f"{res.tokens_per_s:,.0f} tokens/s"
     )
     has_pred = any("predicted" in r for r in rep.get("domains", []))
-    cols = ["domain", "weight", "trained tokens", "loss (nats/tok)", "bpb"] + (
+    # weight: the mixture's (a schedule's averaged over training); share: what was trained, which an
+    # --updater changes as it goes.
+    cols = ["domain", "weight", "trained tokens", "share", "loss (nats/tok)", "bpb"] + (
         ["predicted", "Δ"] if has_pred else []
     )
     load = (res.expert_load or {}).get("summary", {})
@@ -57,11 +59,14 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
         cols += ["top expert share", "routing entropy"]
     for c in cols:
         t.add_column(c, justify="left" if c == "domain" else "right")
+    total = sum(res.domain_tokens.values()) or 1
     for r in rep.get("domains", []):
+        n = res.domain_tokens.get(r["domain"], 0)
         row = [
             r["domain"],
             f"{r['weight']:.4f}",
-            f"{res.domain_tokens.get(r['domain'], 0):,}",
+            f"{n:,}",
+            f"{n / total:.4f}",
             f"{r['loss']:.4f}",
             _f(r.get("bpb")),
         ]

@@ -63,10 +63,11 @@ def prediction_report(
         per = pred.get("per_domain") or {}
         per_pred = {d: _num(per.get(d, pred.get(f"loss/{d}"))) for d in present}
     rows = []
+    mean_w = mixture.mean_weights()  # a schedule's weights averaged over training, not its first phase
     for d in present:
         row = {
             "domain": d,
-            "weight": mixture.weights.get(d, 0.0),
+            "weight": mean_w.get(d, 0.0),
             "loss": metrics[f"loss/{d}"],
             "bpb": metrics.get(f"bpb/{d}"),
         }
