@@ -139,7 +139,8 @@ def check_epochs(
             warnings.warn(
                 f"rung {rung}: the mixture needs {e:.1f} epochs of domain {d!r} "
                 f"({train_tokens[d]} training tokens), more than the cap of {cap:g}; the proxy repeats "
-                "its data, so lower that domain's weight or raise the epoch cap",
+                "its data, so lower that domain's weight (or raise the cap where the command has "
+                "--max-epochs)",
                 MixoptWarning,
                 stacklevel=3,
             )

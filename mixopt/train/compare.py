@@ -160,10 +160,13 @@ def compare(
         check_domains(m.weights, corpus.domains, where=f"mixture {raw}")
     spec.lm_config(corpus.vocab_size, dense=dense)
     labels = _labels(mixtures)
+    budget = (spec.with_tokens(tokens) if tokens is not None else spec).train.tokens
     folder = (
         Path(out)
         if out is not None
-        else (paths.home() / "compare" / f"{spec.name}{'-dense' if dense else ''}-{'-'.join(labels)}")
+        # The corpus and the budget name the folder too: another of either is another comparison.
+        else (paths.home() / "compare"
+              / f"{spec.name}{'-dense' if dense else ''}-{'-'.join(labels)}-{corpus.name}-{budget}")
     )
     check_writable_dir(folder)
     values: dict[str, dict[str, list[float]]] = {lb: {} for lb in labels}
@@ -213,7 +216,7 @@ def compare(
             "model": spec.name,
             "dense": dense,
             "corpus": {"name": corpus.name, "hash": corpus.hash},
-            "tokens": spec.with_tokens(tokens).train.tokens if tokens is not None else spec.train.tokens,
+            "tokens": budget,
             "device": device,
         },
     )

@@ -113,8 +113,15 @@ def _mixture_key(m: Mixture) -> dict[str, Any]:
     return {"weights": dict(m.weights), "schedule": [[u, dict(w)] for u, w in m.schedule]}
 
 
-def default_out(spec: ModelSpec, label: str, mixture: Mixture, seed: int, dense: bool) -> Path:
-    h = hashlib.sha256(json.dumps(_mixture_key(mixture), sort_keys=True).encode()).hexdigest()[:8]
+def default_out(
+    spec: ModelSpec, label: str, mixture: Mixture, seed: int, dense: bool, corpus: Corpus | None = None
+) -> Path:
+    """``train/<model>-<label>-<hash>-s<seed>``; the hash covers the mixture, the corpus and the token
+    budget, so another corpus or budget gets its own folder instead of meeting a foreign checkpoint."""
+    key = {"mixture": _mixture_key(mixture), "tokens": spec.train.tokens}
+    if corpus is not None:
+        key["corpus"] = corpus.hash
+    h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
     return paths.home() / "train" / f"{spec.name}{'-dense' if dense else ''}-{label}-{h}-s{seed}"
 
 
@@ -231,7 +238,7 @@ def train(
         "seed": seed,
         "updater": None if upd is None else {"name": upd.name, **upd.params()},
     }
-    folder = Path(out) if out is not None else default_out(spec, label, mix, seed, dense)
+    folder = Path(out) if out is not None else default_out(spec, label, mix, seed, dense, corpus)
     check_writable_dir(folder)  # before any training, not at the first checkpoint
     if not resume and (folder / checkpoint.CHECKPOINT).exists():
         raise MixoptError(
