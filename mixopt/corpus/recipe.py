@@ -177,6 +177,9 @@ def parse_recipe(path: Path, name: str | None = None) -> Recipe:
     except tomllib.TOMLDecodeError as exc:
         raise MixoptError(f"recipe {path} is not valid TOML: {exc}") from None
     where = str(path)
+    tables = sorted(set(raw) - {"corpus", "domains"})
+    if tables:  # a typo like [corpus2] or [domain.x] would otherwise be dropped without a word
+        raise MixoptError(f"{where}: unknown table(s) {tables}; a recipe has [corpus] and [domains.<name>]")
     corpus = raw.get("corpus", {})
     unknown = set(corpus) - _CORPUS_KEYS
     if unknown:
@@ -190,6 +193,11 @@ def parse_recipe(path: Path, name: str | None = None) -> Recipe:
     for dname, d in domains_raw.items():
         check_domain_name(dname)
         dwhere = f"{where} [domains.{dname}]"
+        extra = sorted(set(d) - {"description", "licence", "sources"}) if isinstance(d, dict) else []
+        if extra:
+            raise MixoptError(
+                f"{dwhere}: unknown key(s) {extra}; a domain has description, licence and sources"
+            )
         srcs = d.get("sources") if isinstance(d, dict) else None
         if not isinstance(srcs, list) or not srcs:
             raise MixoptError(f"{dwhere} has no sources; add [[domains.{dname}.sources]] tables")
