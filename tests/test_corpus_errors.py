@@ -170,7 +170,7 @@ def test_recipe_errors(workspace: Path, tmp_path: Path, capsys) -> None:
     assert_refused(capsys, workspace, "corpus", "build", str(r), match="source kind must be")
     r.write_text('[corpus]\nvocab = 3\n[domains.a]\n[[domains.a.sources]]\nkind = "path"\npath = "."\n')
     assert_refused(capsys, workspace, "corpus", "build", str(r), match="unknown [corpus] keys ['vocab']")
-    r.write_text('[corpus2]\nvocab_size = 300\n[domains.a]\n[[domains.a.sources]]\nkind = "path"\npath = "."\n')
+    r.write_text('[corpus2]\nseed = 3\n[domains.a]\n[[domains.a.sources]]\nkind = "path"\npath = "."\n')
     assert_refused(capsys, workspace, "corpus", "build", str(r), match="unknown table(s) ['corpus2']")
     r.write_text('[domains.a]\nlicense = "y"\n[[domains.a.sources]]\nkind = "path"\npath = "."\n')
     assert_refused(capsys, workspace, "corpus", "build", str(r), match="unknown key(s) ['license']")
