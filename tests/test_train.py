@@ -6,6 +6,7 @@ import json
 import math
 import re
 import shutil
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -205,16 +206,16 @@ def test_refuses_unknown_domains_and_foreign_checkpoints(tiny_corpus, tmp_path: 
     train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, until_step=2)
     with pytest.raises(MixoptError, match="already holds a checkpoint"):
         train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out)
-    with pytest.raises(MixoptError, match="model config differs"):
+    with pytest.raises(MixoptError, match="differs in model config"):
         train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True, dense=True)
-    with pytest.raises(MixoptError, match="seed differs"):
+    with pytest.raises(MixoptError, match="differs in seed"):
         train("uniform", tiny_corpus, DEBUG, seed=1, threads=1, out=out, resume=True)
     other = tmp_path / "other-corpus"  # the same files under another content hash
     shutil.copytree(tiny_corpus.path, other)
     manifest = json.loads((other / "manifest.json").read_text())
     manifest["hash"] = "0" * 16
     (other / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(MixoptError, match="corpus differs"):
+    with pytest.raises(MixoptError, match="differs in corpus"):
         train("uniform", Corpus(other), DEBUG, seed=0, threads=1, out=out, resume=True)
     with pytest.raises(MixoptError, match="no checkpoint"):
         train("uniform", tiny_corpus, DEBUG, out=tmp_path / "empty", resume=True)
@@ -279,3 +280,18 @@ def test_bad_updater_specs_are_one_clear_error(spec: str, message: str) -> None:
 
     with pytest.raises(MixoptError, match=re.escape(message)):
         make_updater(spec)
+
+
+def test_a_mixture_from_another_corpus_is_flagged(tiny_corpus, tmp_path: Path) -> None:  # noqa: ANN001
+    from mixopt.errors import MixoptWarning
+    from mixopt.train.trainer import resolve_mixture
+
+    w = {d: 1 / len(tiny_corpus.domains) for d in tiny_corpus.domains}
+    other = Mixture(w, meta={"provenance": {"corpus": "web", "corpus_hash": "f" * 64}})
+    other = other.save(tmp_path / "o.json")
+    with pytest.warns(MixoptWarning, match="was made on corpus 'web'"):
+        resolve_mixture(str(other), tiny_corpus)
+    same = Mixture(w, meta={"provenance": {"corpus": "tiny", "corpus_hash": tiny_corpus.hash}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resolve_mixture(str(same.save(tmp_path / "s.json")), tiny_corpus)

@@ -237,7 +237,7 @@ def test_foreign_checkpoint_refused_through_cli(tiny_workspace: Path, model_toml
         ],
         capsys,
     )
-    assert code == 2 and "belongs to another run (mixture differs" in err
+    assert code == 2 and "belongs to another run (differs in mixture" in err
 
 
 def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Path, capsys) -> None:  # noqa: ANN001

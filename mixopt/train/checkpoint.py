@@ -72,7 +72,7 @@ def load(folder: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
             )
         )
         raise MixoptError(
-            f"checkpoint {path} belongs to another run ({what} differs: {'; '.join(diffs[:4])}"
+            f"checkpoint {path} belongs to another run (differs in {what}: {'; '.join(diffs[:4])}"
             f"{' …' if len(diffs) > 4 else ''}); resume with the same settings, or train into another --out"
         )
     return state

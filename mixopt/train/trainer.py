@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ import torch
 from mixopt import paths
 from mixopt.atomic import check_writable_dir, write_json
 from mixopt.corpus.shards import Corpus
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.mixture import Mixture, check_domains
 from mixopt.proxy.sampler import MixtureSampler
 from mixopt.proxy.train import DEFAULT_MAX_EPOCHS, check_epochs, deterministic, torch_threads
@@ -106,7 +107,17 @@ def resolve_mixture(mixture: Mixture | str | Path, corpus: Corpus) -> tuple[Mixt
     p = Path(text)
     if p.suffix != ".json" and not p.exists():
         raise MixoptError(f"mixture {text!r} is neither a JSON file nor 'uniform' or 'natural'")
-    return Mixture.load(p), p.stem
+    mix = Mixture.load(p)
+    made_on = (mix.meta.get("provenance") or {}).get("corpus_hash")
+    if made_on and made_on != corpus.hash:
+        warnings.warn(
+            f"mixture {p.name} was made on corpus {mix.meta['provenance'].get('corpus')!r} "
+            f"(hash {made_on[:12]}), not on {corpus.name!r} (hash {corpus.hash[:12]}); its predictions "
+            "do not carry over",
+            MixoptWarning,
+            stacklevel=2,
+        )
+    return mix, p.stem
 
 
 def _mixture_key(m: Mixture) -> dict[str, Any]:
