@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mixopt.cli import main
-from mixopt.train.compare import verdict
+from mixopt.train.compare import critical_t, verdict
 
 DEBUG_TOML = """
 n_layer = 1
@@ -304,6 +304,13 @@ def test_verdict_needs_a_margin_beyond_the_error() -> None:
     noisy = {"a": [1.0, 1.5, 0.6], "b": [1.2, 1.1, 1.0]}
     assert verdict(noisy, 2.0)[0] is None
     assert verdict({"a": [1.0], "b": [2.0]}, 2.0) == (None, None)  # one seed: no error estimate
+    # Student's t, not z: with 3 seeds a lead of 3 standard errors is not enough (t crit 4.5)...
+    three = {"a": [1.0, 1.1, 0.9], "b": [1.3, 1.5, 1.1]}  # diffs 0.3, 0.4, 0.2: t = 5.2
+    assert verdict(three, 2.0)[0] == "a"
+    shaky = {"a": [1.0, 1.1, 0.9], "b": [1.2, 1.5, 1.0]}  # diffs 0.2, 0.4, 0.1: t = 2.6
+    assert verdict(shaky, 2.0) == (None, pytest.approx(2.6458, abs=1e-3))
+    assert critical_t(2.0, 3) == pytest.approx(4.53, abs=0.01)
+    assert critical_t(2.0, 1000) == pytest.approx(2.0, abs=0.01)
 
 
 def test_bench_moe_cli_small_grid(tiny_workspace: Path, capsys) -> None:  # noqa: ANN001

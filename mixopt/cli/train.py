@@ -203,7 +203,8 @@ def compare_cmd(
     tokens: TokensOpt = None,
     dense: DenseOpt = False,
     z: Annotated[
-        float, typer.Option("--z", min=0.0, help="A winner must lead by more than z standard errors.")
+        float, typer.Option("--z", min=0.0, help="A winner must lead at the confidence of z normal standard "
+                     "errors (Student's t on seeds − 1 degrees of freedom).")
     ] = 2.0,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Comparison folder (default: workspace compare/).")
