@@ -77,6 +77,12 @@ def test_corpus_name_must_be_a_plain_folder_name(name: str, workspace: Path, tmp
     assert_refused(capsys, workspace, "corpus", "add", name, "--from", str(src), match="is not valid")
     assert (victim / "x.txt").read_text() == "precious"
 
+def test_empty_source_folder(workspace: Path, tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    assert_refused(capsys, workspace, "corpus", "add", "x", "--from", str(empty), match="is empty")
+
+
 def test_empty_domain_folder(workspace: Path, tmp_path: Path, capsys) -> None:
     src = text_folders(tmp_path / "src", {"a": 20})
     (src / "empty").mkdir()

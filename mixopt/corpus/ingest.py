@@ -77,6 +77,10 @@ def detect_format(path: Path) -> str:
             or (path / "dataset_dict.json").is_file()
         ):
             return "hf"
+        if not any(path.iterdir()):
+            raise MixoptError(
+                f"folder {path} is empty; --from takes one folder of text files per domain, or table files"
+            )
         kinds = {_SUFFIXES[p.suffix] for p in path.iterdir() if p.is_file() and p.suffix in _SUFFIXES}
         if len(kinds) == 1:
             return kinds.pop()
