@@ -164,3 +164,19 @@ def test_search_on_the_tiny_corpus_with_the_proxy_trainer(tiny_workspace, tiny_c
     total = sum(tiny_corpus.train_tokens().values())
     assert sum(mix.meta["tokens"]["per_domain"].values()) == pytest.approx(total)
     assert res.validate_rung == "debug" and all(c.measured["n"] == 1 for c in res.candidates)
+
+
+def test_the_mixture_carries_per_domain_predictions(workspace, tmp_path, ray_session):
+    """train's report sets each domain's final loss against a prediction: the search writes one per
+    domain, from its kind of model refitted on the runs' per-domain losses."""
+    from mixopt.search.driver import run_search
+
+    res = run_search(config(tmp_path, name="perdom", budget=16, method="mixing-law"))
+    mix = Mixture.load(tmp_path / "out" / "mixture.json")  # the schema admits the new fields
+    pred = mix.meta["predicted"]
+    assert pred["per_domain_metric"] == "loss" and set(pred["per_domain"]) == set(DOMAINS)
+    truth = testing.true_losses(res.weights, rung="xs")  # the rung the runs were at
+    rel = [abs(pred["per_domain"][d] - truth[f"loss/{d}"]) / truth[f"loss/{d}"] for d in DOMAINS]
+    assert max(rel) < 0.02, rel
+    # the per-domain laws agree with the objective's own prediction (the mean over domains)
+    assert np.mean(list(pred["per_domain"].values())) == pytest.approx(pred["mean"], rel=0.02)

@@ -295,3 +295,18 @@ def test_a_mixture_from_another_corpus_is_flagged(tiny_corpus, tmp_path: Path) -
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         resolve_mixture(str(same.save(tmp_path / "s.json")), tiny_corpus)
+
+
+def test_report_sets_each_domain_against_its_prediction() -> None:
+    from mixopt.train.prediction import prediction_report
+
+    w = {"code": 0.5, "math": 0.5}
+    metrics = {"loss/code": 4.0, "loss/math": 3.0, "bpb/code": 2.5, "bpb/math": 2.0, "objective": 3.5}
+    loss = Mixture(w, meta={"predicted": {"mean": 3.4, "per_domain": {"code": 4.2, "math": 2.9}}})
+    rows = {r["domain"]: r for r in prediction_report(loss, metrics, ["code", "math"])["domains"]}
+    assert rows["code"]["difference"] == pytest.approx(-0.2)
+    assert rows["math"]["difference"] == pytest.approx(0.1)
+    bpb = Mixture(w, meta={"predicted": {"mean": 2.2, "per_domain": {"code": 3.0, "math": 2.0},
+                                         "per_domain_metric": "bpb"}})
+    rows = {r["domain"]: r for r in prediction_report(bpb, metrics, ["code", "math"])["domains"]}
+    assert rows["code"]["difference"] == pytest.approx(-0.5)  # bpb against bpb, not against loss

@@ -10,7 +10,9 @@ finished run is lost or run again.
 from __future__ import annotations
 
 import logging
+import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -306,7 +308,9 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
     from mixopt.baselines import DEFAULT_TEMPERATURE, baselines_for
 
     cfg, space = prep.config, prep.space
+    t0 = time.perf_counter()
     fitter, proposal = spec.fit_propose(X, y, space, seed=cfg.seed, proposer_params=spec.kl_option(cfg.kl))
+    fit_seconds = time.perf_counter() - t0
     interval = tuple(proposal.interval) if proposal.interval is not None else None
     cands = [Candidate(
         name=PROPOSAL, weights=[float(x) for x in proposal.weights], predicted=proposal.predicted,
@@ -326,8 +330,47 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
         for c, m, s in zip(cands[1:], mean, std, strict=True):
             c.predicted = float(m)
             c.predicted_std = float(s) if s is not None and np.isfinite(s) else None
+        per = None
+        if fit_seconds * len(prep.domains) <= PER_DOMAIN_SECONDS:
+            per = _per_domain(fitter, prep, X, ids, np.array([c.weights for c in cands]))
+        else:  # e.g. a GP over 64 domains and 512 runs: minutes for a report's extra columns
+            logger.info("no per-domain predictions: %d refits of %.1f s each", len(prep.domains), fit_seconds)
+        if per is not None:
+            for c, row in zip(cands, per, strict=True):
+                c.predicted_per_domain = {d: float(v) for d, v in zip(prep.domains, row, strict=True)}
     dedupe(cands)
     return cands
+
+
+# The per-domain refits (one model per domain's metric, for train's report) may cost about this much.
+PER_DOMAIN_SECONDS = 120.0
+
+
+def _per_domain(
+    fitter: Any, prep: Prepared, X: np.ndarray, ids: list[str], W: np.ndarray
+) -> np.ndarray | None:
+    """Each domain's metric at ``W``, predicted by the objective's kind of model refitted on the runs'
+    per-domain metrics (``auto``: its chosen members), so that ``train`` can set each domain's final
+    loss against a prediction. None when a run lacks a domain's metric or the fitter cannot do it."""
+    from sklearn.base import clone
+
+    keys = [f"{prep.config.metric}/{d}" for d in prep.domains]
+    Y = []
+    for rid in ids:
+        rec = prep.store.get(rid)
+        vals = [rec.metrics.get(k) for k in keys] if rec is not None else [None]
+        if any(v is None or not math.isfinite(v) for v in vals):
+            return None
+        Y.append(vals)
+    try:
+        with warnings.catch_warnings():  # the objective's fit already said what there was to say
+            warnings.simplefilter("ignore")
+            models = [clone(m).fit(X, np.asarray(Y)) for m in getattr(fitter, "members_", [fitter])]
+            preds = [np.asarray(m.predict(W), dtype=float).reshape(len(W), len(keys)) for m in models]
+    except (MixoptError, ValueError) as exc:
+        logger.info("no per-domain predictions: %s", exc)
+        return None
+    return np.mean(preds, axis=0)
 
 
 def _predict(fitter: Any, W: np.ndarray) -> tuple[np.ndarray, list[float | None]]:

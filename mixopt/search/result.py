@@ -29,6 +29,7 @@ class CandidateRow:
     measured: dict[str, Any] | None
     comparison: dict[str, Any] | None
     exported: bool = False
+    predicted_per_domain: dict[str, float] | None = None
 
 
 @dataclass(kw_only=True)
@@ -80,7 +81,7 @@ def candidate_rows(
             predicted_std=_num(c.predicted_std), swarm_value=_num(c.swarm_value),
             measured=measured[c.name].as_dict() if measured else None,
             comparison=comparisons[c.name].as_dict() if comparisons and c.name in comparisons else None,
-            exported=c.name == exported,
+            exported=c.name == exported, predicted_per_domain=c.predicted_per_domain,
         ))
     return rows
 
@@ -97,6 +98,9 @@ def build_mixture(
     if row.predicted is not None:
         predicted = {"mean": row.predicted, "std": row.predicted_std,
                      "interval": list(interval) if interval and exported == PROPOSAL else None}
+        if row.predicted_per_domain:  # what train's report sets each domain's final loss against
+            predicted["per_domain"] = dict(row.predicted_per_domain)
+            predicted["per_domain_metric"] = objective.get("metric", "loss")
     measured = None
     if row.measured and row.measured.get("mean") is not None:
         measured = {**{k: row.measured[k] for k in ("mean", "std", "sem", "n")}, "rung": validate_rung}

@@ -36,6 +36,8 @@ class Candidate:
         swarm_value: the objective measured in the swarm (the best run only).
         run_id: the swarm run behind ``best_run``.
         same_as: another candidate with the same weights (validated once, reported for both).
+        predicted_per_domain: each domain's metric predicted by the same kind of model, fitted on the
+            runs' per-domain metrics (None when the method fits nothing).
     """
 
     name: str
@@ -47,13 +49,14 @@ class Candidate:
     run_id: str | None = None
     same_as: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    predicted_per_domain: dict[str, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "weights": list(self.weights), "predicted": self.predicted,
             "predicted_std": self.predicted_std, "interval": list(self.interval) if self.interval else None,
             "swarm_value": self.swarm_value, "run_id": self.run_id, "same_as": self.same_as,
-            "info": self.info,
+            "info": self.info, "predicted_per_domain": self.predicted_per_domain,
         }
 
     @classmethod

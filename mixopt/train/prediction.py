@@ -5,7 +5,8 @@ A mixture JSON from ``mixopt search``/``mixopt fit`` carries ``objective`` (what
 and ``measured`` (the proposal's validation at a proxy rung: mean, std, sem, n). Both are at proxy
 scale; the final model is larger, so its losses are expected to be lower. The report gives the
 final model's objective next to them, the gap, and per-domain losses (and per-domain predictions
-when the JSON has them, as ``predicted.per_domain`` or ``predicted["loss/<domain>"]``).
+when the JSON has them, as ``predicted.per_domain`` in ``predicted.per_domain_metric``, loss by
+default, or as ``predicted["loss/<domain>"]``; ``mixopt search`` writes them).
 """
 
 from __future__ import annotations
@@ -59,9 +60,12 @@ def prediction_report(
     p_mean = _num(pred.get("mean")) if isinstance(pred, Mapping) else None
     interval = pred.get("interval") if isinstance(pred, Mapping) else None
     per_pred = {}
+    per_metric = "loss"
     if isinstance(pred, Mapping):
         per = pred.get("per_domain") or {}
-        per_pred = {d: _num(per.get(d, pred.get(f"loss/{d}"))) for d in present}
+        if pred.get("per_domain_metric") in ("loss", "bpb"):
+            per_metric = pred["per_domain_metric"]
+        per_pred = {d: _num(per.get(d, pred.get(f"{per_metric}/{d}"))) for d in present}
     rows = []
     mean_w = mixture.mean_weights()  # a schedule's weights averaged over training, not its first phase
     for d in present:
@@ -71,9 +75,10 @@ def prediction_report(
             "loss": metrics[f"loss/{d}"],
             "bpb": metrics.get(f"bpb/{d}"),
         }
-        if per_pred.get(d) is not None:
+        measured = metrics.get(f"{per_metric}/{d}")
+        if per_pred.get(d) is not None and measured is not None:
             row["predicted"] = per_pred[d]
-            row["difference"] = metrics[f"loss/{d}"] - per_pred[d]
+            row["difference"] = measured - per_pred[d]  # in the prediction's metric (loss or bpb)
         rows.append(row)
     out: dict[str, Any] = {
         "objective": kind,
