@@ -160,6 +160,10 @@ class SearchSpace:
             for i, d in enumerate(self.domains)
         }
 
+    def constraints(self) -> dict:
+        """The bounds a mixture must keep (:meth:`as_dict` without the domain list), for its JSON."""
+        return {k: v for k, v in self.as_dict().items() if k != "domains"}
+
     def as_dict(self) -> dict:
         return {
             "domains": list(self.domains),

@@ -239,7 +239,7 @@ def _save_mixture(
     info_params = {k: v for k, v in prop.info.items() if _jsonable(v)}
     params: dict[str, Any] = {"target": config.target, "seed": config.seed,
                               "proposer": {**proposer_params, **info_params},
-                              "constraints": {k: v for k, v in space.as_dict().items() if k != "domains"}}
+                              "constraints": space.constraints()}
     if model is not None:
         params["fitter"] = {k: v for k, v in model.get_params().items() if _jsonable(v)}
     mixture = Mixture(weights, meta={

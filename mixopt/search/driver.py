@@ -250,7 +250,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
         params={"budget": cfg.budget, "rung": cfg.rung, "seed": cfg.seed, "temperature": cfg.temperature,
                 "validate": cfg.validate, "validate_rung": vrung if cfg.validate else None, "search": sid,
                 "retries": cfg.retries, "reuse": cfg.reuse, "proposer": prop.info,
-                "constraints": {k: v for k, v in prep.space.as_dict().items() if k != "domains"}},
+                "constraints": prep.space.constraints()},
         provenance={"corpus": prep.corpus_name, "corpus_hash": prep.corpus_hash, "run_ids": ids,
                     "search": sid, "evaluator": prep.config.evaluator_name, "fidelity": prep.fidelity},
         notes=notes, interval=prop.interval, validate_rung=vrung if cfg.validate else None,
