@@ -37,3 +37,12 @@ def test_bare_group_shows_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 2
     out = capsys.readouterr()
     assert "Traceback" not in out.err and "import" in out.out + out.err
+
+
+def test_a_domain_twice_in_one_list_is_refused() -> None:
+    from mixopt.cli.common import assignments
+    from mixopt.errors import MixoptError
+
+    with pytest.raises(MixoptError, match="--fix gives a twice"):
+        assignments(["a=0.2,a=0.3"], "--fix")
+    assert assignments(["a=0.2,b=0.3", "c=0.1"], "--fix") == {"a": 0.2, "b": 0.3, "c": 0.1}

@@ -269,7 +269,10 @@ def test_model_config_carries_every_moe_option() -> None:
     ("spec", "message"),
     [
         ("loss:eta=abc", "eta='abc' must be a number"),
-        ("loss:every=0", "need every ≥ 1"),
+        ("loss:every=0", "every=0 must be a whole number of steps ≥ 1"),
+        ("loss:every=inf", "every=inf must be a whole number"),
+        ("schedule:every=2.5", "every=2.5 must be a whole number"),
+        ("loss:eta=-1", "need eta ≥ 0"),
         ("loss:speed=2", "speed"),
         ("schedule:every=abc", "updater 'schedule'"),
         ("nope", "updater 'nope' is unknown"),

@@ -35,8 +35,11 @@ def assignments(values: list[str] | None, option: str) -> dict[str, float]:
 
     out: dict[str, float] = {}
     for v in values or []:
-        for name, value in parse_assignments(v, option=option).items():
-            if name in out and out[name] != value:
-                raise MixoptError(f"{option} gives {name} twice ({out[name]:g} and {value:g}); give it once")
-            out[name] = value
+        for part in filter(None, (p.strip() for p in v.split(","))):  # pairs one by one: a=1,a=2 too
+            for name, value in parse_assignments(part, option=option).items():
+                if name in out and out[name] != value:
+                    raise MixoptError(
+                        f"{option} gives {name} twice ({out[name]:g} and {value:g}); give it once"
+                    )
+                out[name] = value
     return out

@@ -65,7 +65,7 @@ def fit(
             store=store, searches=tuple(search or ()), method=method if method != "regmix" else "mixing-law",
             target=target, metric=metric, target_tokens=target_tokens, target_size=target_size,
             size_exponent=size_exponent, out=out, seed=seed, min_weight=min_weight,
-            ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"),
+            ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"), kl=kl,
         ))
         if as_json:
             print(json.dumps(res, default=json_default))

@@ -106,6 +106,7 @@ def build_recipe(name: str, *, force: bool = False) -> BuildOutcome:
     """Build the corpus of recipe ``name`` into the workspace, unless it is already up to date."""
     t0 = time.perf_counter()
     recipe = load_recipe(name)
+    check_corpus_name(recipe.name)  # before fetching anything: the name becomes the corpus's folder
     fetched: dict[str, list[Fetched]] = {}
     skipped_sources: list[dict[str, str]] = []
     skipped_domains: dict[str, str] = {}
@@ -139,7 +140,7 @@ def build_recipe(name: str, *, force: bool = False) -> BuildOutcome:
 
     all_fetched = [f for fs in fetched.values() for f in fs]
     digest = recipe_hash(recipe, all_fetched)
-    out = corpus_dir(check_corpus_name(recipe.name))
+    out = corpus_dir(recipe.name)
     if not force and (out / "manifest.json").is_file():
         try:
             old = json.loads((out / "manifest.json").read_text(encoding="utf-8"))

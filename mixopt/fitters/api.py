@@ -228,17 +228,27 @@ def _save_mixture(
         baselines["uniform"]["predicted"] = float(predict_objective(model, uniform[None, :])[0])
         baselines["best_run"]["predicted"] = float(predict_objective(model, X[best][None, :])[0])
         kl = prop.info.get("kl", 0.0)
-        if kl > 0 and prop.predicted > baselines["best_run"]["predicted"]:
-            notes.append(
-                f"the proposal is predicted worse than the best run ({prop.predicted:.4g} against "
-                f"{baselines['best_run']['predicted']:.4g} by the same model): the KL term (λ = {kl:g}, "
-                "as Olmix) holds it near the prior mixture; --kl 0 gives the law's own optimum"
-            )
+        # Against the best run the proposal could have been (inside the constraints): a better run
+        # outside them is the constraints' doing, not the KL term's.
+        inside = np.flatnonzero(space.contains_rows(X, tol=1e-6))
+        if kl > 0 and len(inside):
+            b = int(inside[np.argmin(y[inside])])
+            best_pred = float(predict_objective(model, X[b][None, :])[0])
+            if prop.predicted > best_pred:
+                notes.append(
+                    f"the proposal is predicted worse than the best run inside the constraints "
+                    f"({prop.predicted:.4g} against {best_pred:.4g} for {run_ids[b]} by the same model): "
+                    f"the KL term (λ = {kl:g}, as Olmix) holds it near the prior mixture; --kl 0 gives "
+                    "the law's own optimum"
+                )
         for n in notes:
             warnings.warn(n, MixoptWarning, stacklevel=2)
+    # The options given, then what the proposer reports; "kl" only from the report, because a
+    # model without a convex form is proposed by top-k sampling, which has no KL term.
     info_params = {k: v for k, v in prop.info.items() if _jsonable(v)}
+    given = {k: v for k, v in proposer_params.items() if k != "kl"}
     params: dict[str, Any] = {"target": config.target, "seed": config.seed,
-                              "proposer": {**proposer_params, **info_params},
+                              "proposer": {**given, **info_params},
                               "constraints": space.constraints()}
     if model is not None:
         params["fitter"] = {k: v for k, v in model.get_params().items() if _jsonable(v)}

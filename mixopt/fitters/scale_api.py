@@ -35,7 +35,7 @@ class ScaleFitConfig:
         target_size: non-embedding parameters to extrapolate each mixture to (None: the largest rung).
         size_exponent: a fixed exponent for the size law (needed with only two rungs).
         out: mixture JSON path (None: nothing written).
-        seed, min_weight, ceilings, fixed: as for ``mixopt fit``.
+        seed, min_weight, ceilings, fixed, kl: as for ``mixopt fit``.
     """
 
     store: str | None = None
@@ -51,6 +51,7 @@ class ScaleFitConfig:
     min_weight: float = 0.0
     ceilings: Mapping[str, float] = field(default_factory=dict)
     fixed: Mapping[str, float] = field(default_factory=dict)
+    kl: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("target_tokens", "target_size"):
@@ -113,6 +114,7 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     method = get_method(config.method)
+    kl_params = method.kl_option(config.kl)
     if method.fitter is None:
         raise MixoptError(
             f"method {method.name!r} fits no model; use mixing-law, loglinear, bimix, gp or auto"
@@ -139,10 +141,10 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
     per_metric = method.proposer == "exact" and config.method != "auto"
     if per_metric:
         model.fit(pred.X, pred.Y)
-        proposer = method.make_proposer(seed=config.seed, target_weights=w)
+        proposer = method.make_proposer(seed=config.seed, target_weights=w, **kl_params)
     else:
         model.fit(pred.X, pred.Y @ w)
-        proposer = method.make_proposer(seed=config.seed)
+        proposer = method.make_proposer(seed=config.seed, **kl_params)
     prop = proposer.propose(model, space)
     report = {
         "method": method.name,

@@ -367,10 +367,11 @@ def _per_domain(
             warnings.simplefilter("ignore")
             models = [clone(m).fit(X, np.asarray(Y)) for m in getattr(fitter, "members_", [fitter])]
             preds = [np.asarray(m.predict(W), dtype=float).reshape(len(W), len(keys)) for m in models]
-    except (MixoptError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - an optional extra must not end a search whose swarm ran
         logger.info("no per-domain predictions: %s", exc)
         return None
-    return np.mean(preds, axis=0)
+    out = np.mean(preds, axis=0)
+    return out if np.all(np.isfinite(out)) else None
 
 
 def _predict(fitter: Any, W: np.ndarray) -> tuple[np.ndarray, list[float | None]]:

@@ -48,7 +48,7 @@ class Comparison:
         labels: mixture labels, in the order given.
         metrics: row names: ``mean loss`` (the objective) then the domains.
         values: label → metric → per-seed values (validation loss, nats/token).
-        winners: metric → label of the mixture that wins by more than z standard errors, or None.
+        winners: metric → label of the mixture that wins beyond its error (module doc), or None.
         margins: metric → smallest paired difference (others − best) over its standard error.
         settings: model, dense, corpus (name, hash), training tokens and device of every run.
     """
@@ -81,6 +81,7 @@ class Comparison:
             "values": self.values,
             "winners": self.winners,
             "margins": self.margins,
+            "critical_t": critical_t(self.z, len(self.seeds)) if len(self.seeds) > 1 else None,
             "mean": {lb: {m: self.mean(lb, m) for m in self.metrics} for lb in self.labels},
             "sem": {lb: {m: self.sem(lb, m) for m in self.metrics} for lb in self.labels},
             "runs": self.runs,

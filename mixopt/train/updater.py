@@ -100,6 +100,13 @@ def check_weights(w: Any, n: int, where: str) -> np.ndarray:
     return arr / total
 
 
+def _every(every: object, who: str) -> int:
+    """``every`` as a step count: a whole number ≥ 1 (2.5, inf or "abc" are refused, not cut)."""
+    if type(every) not in (int, float) or not math.isfinite(every) or every != int(every) or every < 1:
+        raise MixoptError(f"{who} updater: every={every!r} must be a whole number of steps ≥ 1")
+    return int(every)
+
+
 class ScheduleUpdater(WeightUpdater):
     """Piecewise-constant weights by training fraction: ``[(until, {domain: weight}), ...]``.
 
@@ -112,7 +119,7 @@ class ScheduleUpdater(WeightUpdater):
         self, schedule: Sequence[tuple[float, Mapping[str, float]]] | None = None, *, every: int = 10
     ) -> None:
         self.schedule = [(float(u), dict(w)) for u, w in (schedule or [])]
-        self.every = int(every)
+        self.every = _every(every, "schedule")
         self._domains: tuple[str, ...] = ()
         self._initial: np.ndarray | None = None
 
@@ -147,9 +154,10 @@ class LossReweighter(WeightUpdater):
         bad = [f"{k}={v!r}" for k, v in given.items() if type(v) not in (int, float)]
         if bad:
             raise MixoptError(f"loss updater: {', '.join(bad)} must be a number")
-        if not (every >= 1 and eta >= 0 and 0 <= decay <= 1 and 0 <= epsilon <= 1):
-            raise MixoptError("loss updater: need every ≥ 1, eta ≥ 0, 0 ≤ decay ≤ 1, 0 ≤ epsilon ≤ 1")
-        self.every, self.eta, self.decay, self.epsilon = int(every), float(eta), float(decay), float(epsilon)
+        if not (eta >= 0 and 0 <= decay <= 1 and 0 <= epsilon <= 1 and math.isfinite(eta)):
+            raise MixoptError("loss updater: need eta ≥ 0, 0 ≤ decay ≤ 1, 0 ≤ epsilon ≤ 1")
+        self.every = _every(every, "loss")
+        self.eta, self.decay, self.epsilon = float(eta), float(decay), float(epsilon)
         self._initial: np.ndarray | None = None
         self._log_w: np.ndarray | None = None
 
