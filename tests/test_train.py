@@ -313,3 +313,17 @@ def test_report_sets_each_domain_against_its_prediction() -> None:
                                          "per_domain_metric": "bpb"}})
     rows = {r["domain"]: r for r in prediction_report(bpb, metrics, ["code", "math"])["domains"]}
     assert rows["code"]["difference"] == pytest.approx(-0.5)  # bpb against bpb, not against loss
+
+
+def test_resume_finds_a_run_in_the_older_default_folder(tiny_corpus, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Default folders name the corpus and budget since 2026-12-02; --resume without --out still
+    finds a run started under the older name (the checkpoint's fingerprint still vets it)."""
+    from mixopt.train.trainer import default_out, resolve_mixture
+
+    monkeypatch.setenv("MIXOPT_HOME", str(tmp_path / "home"))
+    mix, label = resolve_mixture("uniform", tiny_corpus)
+    old = default_out(DEBUG, label, mix, 0, False, legacy=True)
+    assert old != default_out(DEBUG, label, mix, 0, False, tiny_corpus)
+    first = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=old)
+    again = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, resume=True)
+    assert again.out == old and again.metrics["objective"] == first.metrics["objective"]

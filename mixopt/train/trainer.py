@@ -125,13 +125,23 @@ def _mixture_key(m: Mixture) -> dict[str, Any]:
 
 
 def default_out(
-    spec: ModelSpec, label: str, mixture: Mixture, seed: int, dense: bool, corpus: Corpus | None = None
+    spec: ModelSpec,
+    label: str,
+    mixture: Mixture,
+    seed: int,
+    dense: bool,
+    corpus: Corpus | None = None,
+    *,
+    legacy: bool = False,
 ) -> Path:
     """``train/<model>-<label>-<hash>-s<seed>``; the hash covers the mixture, the corpus and the token
-    budget, so another corpus or budget gets its own folder instead of meeting a foreign checkpoint."""
-    key = {"mixture": _mixture_key(mixture), "tokens": spec.train.tokens}
+    budget, so another corpus or budget gets its own folder instead of meeting a foreign checkpoint.
+    ``legacy``: the folder of runs started before 2026-12-02, whose hash covered the mixture only."""
+    key: dict[str, Any] = {"mixture": _mixture_key(mixture), "tokens": spec.train.tokens}
     if corpus is not None:
         key["corpus"] = corpus.hash
+    if legacy:
+        key = _mixture_key(mixture)
     h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
     return paths.home() / "train" / f"{spec.name}{'-dense' if dense else ''}-{label}-{h}-s{seed}"
 
@@ -250,6 +260,12 @@ def train(
         "updater": None if upd is None else {"name": upd.name, **upd.params()},
     }
     folder = Path(out) if out is not None else default_out(spec, label, mix, seed, dense, corpus)
+    if resume and out is None and not (folder / checkpoint.CHECKPOINT).exists():
+        # Runs started before the default folder named the corpus and budget live under the old
+        # name (mixture only); the checkpoint's fingerprint still decides whether it is this run.
+        legacy = default_out(spec, label, mix, seed, dense, legacy=True)
+        if (legacy / checkpoint.CHECKPOINT).exists():
+            folder = legacy
     check_writable_dir(folder)  # before any training, not at the first checkpoint
     if not resume and (folder / checkpoint.CHECKPOINT).exists():
         raise MixoptError(
