@@ -150,6 +150,15 @@ class SearchSpace:
             & np.all(hi + tol >= W, axis=1)
         )
 
+    def best_row(self, W: np.ndarray, y: np.ndarray) -> int | None:
+        """Index of the lowest finite ``y`` among the rows of ``W`` inside the space (float noise of
+        1e-6 allowed), or None when no row is: the best run a proposal could have been."""
+        y = np.asarray(y, dtype=float).ravel()
+        ok = np.isfinite(y) & self.contains_rows(W, tol=1e-6)
+        if not ok.any():
+            return None
+        return int(np.flatnonzero(ok)[np.argmin(y[ok])])
+
     def epochs(self, w: Sequence[float] | np.ndarray) -> dict[str, float] | None:
         """Passes over each domain at ``target_tokens`` for weights ``w`` (None when unknown)."""
         if self.tokens is None or self.target_tokens is None:

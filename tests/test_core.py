@@ -282,3 +282,11 @@ def test_written_files_get_the_modes_open_would_give(tmp_path):
 def test_space_uniform_is_inside_when_floors_allow(n, floor):
     space = SearchSpace(domains=tuple(f"d{i}" for i in range(n)), min_weight=min(floor, 0.99 / n))
     assert space.contains(np.full(n, 1.0 / n))
+
+
+def test_best_row_is_the_best_finite_run_inside_the_space():
+    space = SearchSpace(domains=("a", "b"), ceilings={"a": 0.5})
+    W = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.2, 0.8]])
+    y = np.array([1.0, 3.0, np.nan, 2.0])
+    assert space.best_row(W, y) == 3  # row 0 is better but breaks the ceiling; row 2 is NaN
+    assert space.best_row(W[:1], y[:1]) is None

@@ -230,9 +230,8 @@ def _save_mixture(
         kl = prop.info.get("kl", 0.0)
         # Against the best run the proposal could have been (inside the constraints): a better run
         # outside them is the constraints' doing, not the KL term's.
-        inside = np.flatnonzero(space.contains_rows(X, tol=1e-6))
-        if kl > 0 and len(inside):
-            b = int(inside[np.argmin(y[inside])])
+        b = space.best_row(X, y)
+        if kl > 0 and b is not None:
             best_pred = float(predict_objective(model, X[b][None, :])[0])
             if prop.predicted > best_pred:
                 notes.append(

@@ -319,9 +319,9 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
     temp = cfg.temperature if cfg.temperature != 1.0 else DEFAULT_TEMPERATURE
     for name, w in baselines_for(space, temp).items():
         cands.append(Candidate(name=name, weights=[float(x) for x in w]))
-    inside = space.contains_rows(X, tol=1e-6)
-    pool = np.flatnonzero(inside) if inside.any() else np.arange(len(y))
-    b = int(pool[np.argmin(y[pool])])
+    b = space.best_row(X, y)
+    if b is None:  # no run inside the constraints: the best run of all, for comparison
+        b = int(np.argmin(y))
     cands.append(Candidate(name=BEST_RUN, weights=[float(x) for x in X[b]], swarm_value=float(y[b]),
                            run_id=ids[b]))
     if fitter is not None:
