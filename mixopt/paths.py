@@ -9,10 +9,14 @@ first, then next to the installed package (the repository root for an editable i
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_ROOT.parent
+# A name that becomes one folder under the workspace (a corpus, a search): no path separators, no
+# leading dot, at most 100 characters.
+FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def home() -> Path:

@@ -23,7 +23,6 @@ token separates documents). ``manifest.json`` holds::
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -38,9 +37,6 @@ CORPUS_SCHEMA = "mixopt.corpus/v1"
 Split = Literal["train", "val"]
 
 
-CORPUS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
 def corpus_dir(name: str) -> Path:
     """Where the corpus ``name`` is (or will be) built."""
     return paths.home() / "corpora" / name
@@ -50,7 +46,7 @@ def check_corpus_name(name: str) -> str:
     """A corpus about to be built replaces ``corpus_dir(name)``: the name must stay one plain folder
     name under the workspace's corpora/ (an empty name, a path or ``..`` would replace another folder).
     """
-    if not CORPUS_NAME.match(name) or ".." in name:
+    if not paths.FOLDER_NAME.match(name) or ".." in name:
         raise MixoptError(
             f"corpus name {name!r} is not valid; use letters, digits, '.', '_' and '-' (at most 100, "
             "starting with a letter or digit, no '/' or '..')"

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mixopt import paths
 from mixopt.errors import MixoptError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 PROXY = "proxy"
 
 
@@ -80,7 +79,7 @@ class SearchConfig:
     store: str | None = None
 
     def __post_init__(self) -> None:
-        if self.name is not None and not NAME_RE.match(self.name):
+        if self.name is not None and not paths.FOLDER_NAME.match(self.name):
             raise MixoptError(
                 f"--name {self.name!r} is not a valid search name; use letters, digits, '.', '_' and '-' "
                 "(at most 100 characters, starting with a letter or digit)"
