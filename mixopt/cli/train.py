@@ -214,7 +214,7 @@ def compare_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Train each mixture with the same budget and seeds; per-domain losses ± s.e., the winner, a PNG."""
-    from mixopt.train.compare import compare, critical_t
+    from mixopt.train.compare import compare
     from mixopt.train.memory import keep_freed_memory
 
     keep_freed_memory()
@@ -245,7 +245,7 @@ def compare_cmd(
     t.add_column("metric")
     for lb in cmp.labels:
         t.add_column(lb, justify="right")
-    crit = critical_t(z, len(cmp.seeds)) if len(cmp.seeds) > 1 else float("inf")
+    crit = cmp.threshold if cmp.threshold is not None else float("inf")
     t.add_column(f"wins (paired t > {crit:.3g})", justify="left")
     for m in cmp.metrics:
         best = min(cmp.labels, key=lambda lb, m=m: cmp.mean(lb, m))

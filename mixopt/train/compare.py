@@ -65,6 +65,11 @@ class Comparison:
     runs: dict[str, list[str]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def threshold(self) -> float | None:
+        """The t a winner must pass with these seeds (None with one seed: no error estimate)."""
+        return critical_t(self.z, len(self.seeds)) if len(self.seeds) > 1 else None
+
     def mean(self, label: str, metric: str) -> float:
         return float(np.mean(self.values[label][metric]))
 
@@ -81,7 +86,7 @@ class Comparison:
             "values": self.values,
             "winners": self.winners,
             "margins": self.margins,
-            "critical_t": critical_t(self.z, len(self.seeds)) if len(self.seeds) > 1 else None,
+            "critical_t": self.threshold,
             "mean": {lb: {m: self.mean(lb, m) for m in self.metrics} for lb in self.labels},
             "sem": {lb: {m: self.sem(lb, m) for m in self.metrics} for lb in self.labels},
             "runs": self.runs,

@@ -229,20 +229,20 @@ class ModelSpec:
 def _check_types(name: str, source: str, data: dict[str, Any]) -> None:
     """Each TOML value has its field's type (``route_norm = "false"`` would otherwise read as true,
     ``eval_at = 0.5`` or ``warmup = "0.1"`` fail deep inside with Python's own message)."""
+    def number(v: Any) -> bool:  # TOML's true/false are Python ints too
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
     types = {f.name: str(f.type) for f in (*fields(LMConfig), *fields(TrainConfig))}
     for key, value in data.items():
         kind = types.get(key, "")
-        number = isinstance(value, int | float) and not isinstance(value, bool)
         if kind == "bool":
             ok, want = isinstance(value, bool), "true or false"
         elif kind == "int":
-            ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+            ok, want = number(value) and isinstance(value, int), "an integer"
         elif kind == "float":
-            ok, want = number, "a number"
+            ok, want = number(value), "a number"
         elif kind.startswith("tuple"):
-            ok = isinstance(value, list | tuple) and all(
-                isinstance(v, int | float) and not isinstance(v, bool) for v in value
-            )
+            ok = isinstance(value, list | tuple) and all(number(v) for v in value)
             want = "a list of numbers, e.g. [0.5, 1.0]"
         elif kind.startswith("Literal"):
             ok, want = isinstance(value, str), "a string"

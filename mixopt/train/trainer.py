@@ -137,11 +137,12 @@ def default_out(
     """``train/<model>-<label>-<hash>-s<seed>``; the hash covers the mixture, the corpus and the token
     budget, so another corpus or budget gets its own folder instead of meeting a foreign checkpoint.
     ``legacy``: the folder of runs started before 2026-12-02, whose hash covered the mixture only."""
-    key: dict[str, Any] = {"mixture": _mixture_key(mixture), "tokens": spec.train.tokens}
-    if corpus is not None:
-        key["corpus"] = corpus.hash
     if legacy:
-        key = _mixture_key(mixture)
+        key: dict[str, Any] = _mixture_key(mixture)
+    else:
+        key = {"mixture": _mixture_key(mixture), "tokens": spec.train.tokens}
+        if corpus is not None:
+            key["corpus"] = corpus.hash
     h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
     return paths.home() / "train" / f"{spec.name}{'-dense' if dense else ''}-{label}-{h}-s{seed}"
 
