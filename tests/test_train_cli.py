@@ -128,6 +128,32 @@ def test_unknown_device_exits_2(tiny_workspace: Path, model_toml: Path, device: 
     assert code == 2 and message in err and "Traceback" not in err
 
 
+def test_tokens_not_a_whole_number_of_steps_warns(tiny_workspace: Path, model_toml: Path, tmp_path: Path,  # noqa: ANN001
+                                                   capsys) -> None:
+    """--tokens 1000 at 256 tokens a step trains 3 steps (768 tokens), and says so."""
+    code, out, err = run(["train", "--mixture", "uniform", "--corpus", "tiny", "--model", str(model_toml),
+                          "--tokens", "1000", "--out", str(tmp_path / "run"), "--threads", "1", "--json"],
+                         capsys)
+    assert code == 0, err
+    assert "1,000 tokens is not a whole number of steps of 256 tokens" in err and "768 tokens" in err
+    assert json.loads(out)["tokens"] == 768
+
+
+def test_cuda_ordinal_beyond_the_machine_is_refused(monkeypatch) -> None:  # noqa: ANN001
+    """cuda:7 on a 1-GPU machine is refused by name, not left to fail inside torch's first allocation."""
+    import torch
+
+    from mixopt.errors import MixoptError
+    from mixopt.train.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    assert resolve_device("cuda") == torch.device("cuda")
+    with pytest.raises(MixoptError, match="has 1 CUDA device"):
+        resolve_device("cuda:7")
+
+
 def test_unwritable_out_is_refused_before_training(tiny_workspace: Path, model_toml: Path, tmp_path: Path,  # noqa: ANN001
                                                    monkeypatch, capsys) -> None:
     import mixopt.train.trainer as trainer
@@ -271,6 +297,7 @@ def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Pat
     assert data["metrics"][0] == "mean loss" and len(data["values"]["uniform"]["mean loss"]) == 2
     assert data["settings"]["corpus"]["name"] == "tiny" and data["settings"]["tokens"] == 4096
     assert data["settings"]["model"] == "tiny-moe" and data["settings"]["dense"] is False
+    assert data["settings"]["tokens_trained"] == 4096
     assert (out / "compare.png").stat().st_size > 1000
     assert (out / "uniform" / "seed1" / "result.json").is_file()
     # a drama-heavy mixture is better on drama than uniform at the same budget

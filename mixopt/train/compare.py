@@ -50,7 +50,7 @@ class Comparison:
         values: label → metric → per-seed values (validation loss, nats/token).
         winners: metric → label of the mixture that wins beyond its error (module doc), or None.
         margins: metric → smallest paired difference (others − best) over its standard error.
-        settings: model, dense, corpus (name, hash), training tokens and device of every run.
+        settings: model, dense, corpus (name, hash), token budget, tokens trained (whole steps) and device.
     """
 
     labels: list[str]
@@ -189,7 +189,7 @@ def compare(
     check_writable_dir(folder)
     values: dict[str, dict[str, list[float]]] = {lb: {} for lb in labels}
     runs: dict[str, list[str]] = {lb: [] for lb in labels}
-    total, i = len(labels) * seeds, 0
+    total, i, trained = len(labels) * seeds, 0, 0
     for label, mix in zip(labels, resolved, strict=True):
         for seed in range(seeds):
             if on_run is not None:
@@ -212,6 +212,7 @@ def compare(
                     "fix the config (e.g. a lower learning rate) and run compare again"
                 )
             runs[label].append(str(res.out))
+            trained = res.tokens  # whole steps: the budget rounded down, the same for every run
             values[label].setdefault(OBJECTIVE_ROW, []).append(res.metrics[OBJECTIVE])
             for d in corpus.domains:
                 values[label].setdefault(d, []).append(res.metrics[f"loss/{d}"])
@@ -235,6 +236,7 @@ def compare(
             "dense": dense,
             "corpus": {"name": corpus.name, "hash": corpus.hash},
             "tokens": budget,
+            "tokens_trained": trained,
             "device": device,
         },
     )

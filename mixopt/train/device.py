@@ -23,4 +23,10 @@ def resolve_device(device: str) -> torch.device:
         raise MixoptError(
             f"--device {device!r} was asked for but torch sees no CUDA device; use --device cpu"
         )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        # torch would fail later, inside the first allocation, with "invalid device ordinal".
+        raise MixoptError(
+            f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"numbered from 0; use --device cuda:0"
+        )
     return dev

@@ -274,6 +274,13 @@ def train(
         )
     state = checkpoint.load(folder, fingerprint) if resume else None
     tokens_per_step = tc.tokens_per_step(lm.context)
+    if steps * tokens_per_step != tc.tokens:
+        warnings.warn(
+            f"{tc.tokens:,} tokens is not a whole number of steps of {tokens_per_step:,} tokens "
+            f"(batch × grad_accum × context); training {steps:,} steps = {steps * tokens_per_step:,} tokens",
+            MixoptWarning,
+            stacklevel=2,
+        )
     check_epochs(mix, corpus.train_tokens(), steps * tokens_per_step, DEFAULT_MAX_EPOCHS, spec.name)
 
     G = len(domains)
