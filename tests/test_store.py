@@ -197,3 +197,28 @@ def test_import_of_a_missing_file_is_one_line(store, capsys, tmp_path):
     missing = str(tmp_path / "no.csv")
     assert _cli(["runs", "import", "--ratios", missing, "--metrics", missing]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_imported_proxy_runs_are_reused_by_a_search_of_the_same_corpus_and_rung(tiny_workspace, tmp_path):
+    """The import computes the key a search does (rung hash included), so the search finds the runs."""
+    from mixopt.search.config import SearchConfig
+    from mixopt.search.imports import import_table
+    from mixopt.search.prepare import prepare
+
+    domains = ["code", "docs", "drama", "legal"]
+    rng = np.random.default_rng(0)
+    W = rng.dirichlet(np.ones(4), size=6)
+    ratios, metrics = tmp_path / "r.csv", tmp_path / "m.csv"
+    ratios.write_text("index," + ",".join(domains) + "\n"
+                      + "".join(f"{i}," + ",".join(f"{w:.6f}" for w in row) + "\n" for i, row in enumerate(W)))
+    metrics.write_text("index," + ",".join(f"loss/{d}" for d in domains) + "\n"
+                       + "".join(f"{i}," + ",".join(f"{5 - w:.4f}" for w in row) + "\n" for i, row in enumerate(W)))
+    st = RunStore(tmp_path / "s.sqlite")
+    summary = import_table(st, ratios=ratios, metrics=metrics, corpus="tiny", fidelity={"rung": "xs"})
+    prep = prepare(SearchConfig(corpus="tiny", rung="xs", method="random", budget=8, store=str(st.path)))
+    assert summary["fidelity_key"] == prep.fidelity_key and "rung_hash" in prep.fidelity_key
+    assert len(st.reusable(corpus_hash=prep.corpus_hash, fidelity_key=prep.fidelity_key,
+                           domains=prep.domains)) == 6
+    # a rung mixopt does not know (RegMix's 1m) is stored under its name alone
+    other = import_table(st, ratios=ratios, metrics=metrics, fidelity={"rung": "1m"}, prefix="x:")
+    assert "rung_hash" not in other["fidelity_key"]

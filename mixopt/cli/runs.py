@@ -80,7 +80,8 @@ def import_runs(
 ) -> None:
     """Load run tables made elsewhere into the run store (duplicate run ids are an error)."""
     from mixopt.search.config import parse_fidelity
-    from mixopt.store import RunStore, import_table
+    from mixopt.search.imports import import_table
+    from mixopt.store import RunStore
 
     st = RunStore(store)
     summary = import_table(st, ratios=ratios, metrics=metrics, corpus=corpus,

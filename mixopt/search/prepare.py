@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,10 +152,11 @@ def prepare(
     if corpus_arg is not None:
         fid["corpus"] = vfid["corpus"] = corpus_arg
     sid = search_id or config.name or default_name(config)
+    proxy = ev == PROXY
     return Prepared(
         config=config, search_id=sid, space=space, objective=objective, corpus_name=corpus_name,
-        corpus_hash=corpus_hash, fidelity=fid, fidelity_key=_key(fid, ev_name, ev),
-        validate_fidelity=vfid, validate_fidelity_key=_key(vfid, ev_name, ev), evaluator=ev,
+        corpus_hash=corpus_hash, fidelity=fid, fidelity_key=reuse_key(fid, ev_name, proxy=proxy),
+        validate_fidelity=vfid, validate_fidelity_key=reuse_key(vfid, ev_name, proxy=proxy), evaluator=ev,
         store=RunStore(config.store) if config.store else RunStore(), search_dir=search_dir(sid), out=out,
     )
 
@@ -178,8 +179,9 @@ def rung_hash(rung: str) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _key(fid: dict[str, Any], ev_name: str, ev: str | Callable) -> str:
-    if ev == PROXY:
+def reuse_key(fid: Mapping[str, Any], ev_name: str, *, proxy: bool) -> str:
+    """The store key under which runs of this fidelity are reused; a proxy rung adds its hash."""
+    if proxy:
         return fidelity_key({**fid, "rung_hash": rung_hash(str(fid["rung"]))}, ev_name)
     return fidelity_key(fid, ev_name)
 
