@@ -7,7 +7,10 @@
   ``datasets.interleave_datasets(datasets, probabilities=probabilities)``.
 - ``olmix``: Olmix's ``[{"domain": ..., "weight": ...}]``.
 - ``yaml``: RegMix's mixture config (sail-sg/regmix mixture_config/config_1b/*.yaml): a ``train:``
-  mapping of domain to weight.
+  mapping of domain to weight and a ``valid:`` mapping of validation set to weight. RegMix's trainer
+  deletes ``valid`` unconditionally, so the section is always written: the objective's domains and
+  weights when the mixture records them (all domains equally otherwise), each named as RegMix names
+  its validation sets (``train_x`` → ``valid_x``), unless ``valid`` is given.
 
 ``prefixes`` maps a domain to the name the training job knows it by (a Megatron data prefix, an HF
 dataset path); domains without one keep their own name. Weights are written with ``repr`` so they
@@ -55,18 +58,46 @@ def _check(mixture: Mixture, fmt: str, prefixes: Mapping[str, str] | None) -> di
     return names
 
 
-def export_notes(mixture: Mixture, fmt: str) -> list[str]:
-    """What the export leaves out or changes, one line each (empty when nothing)."""
+def _valid_name(name: str) -> str:
+    return "valid_" + name.removeprefix("train_") if name.startswith("train_") else name
+
+
+def regmix_valid(mixture: Mixture, names: Mapping[str, str]) -> dict[str, float]:
+    """RegMix's ``valid:`` section: the objective's domains and weights, or all domains equally."""
+    recorded = ((mixture.meta.get("objective") or {}).get("weights")) or {}
+    weights = {d: float(w) for d, w in recorded.items() if d in names and float(w) > 0}
+    if not weights:
+        weights = dict.fromkeys(names, 1.0)
+    total = sum(weights.values())
+    return {_valid_name(names[d]): w / total for d, w in weights.items()}
+
+
+def export_notes(mixture: Mixture, fmt: str, valid: Mapping[str, float] | None = None) -> list[str]:
+    """What the export leaves out, changes or chooses, one line each (empty when nothing)."""
     if fmt == "megatron":
         zero = [d for d, w in mixture.weights.items() if w == 0]
         if zero:
             return [f"left out of the Megatron blend (weight 0): {', '.join(zero)}"]
+    if fmt == "yaml" and not valid:
+        recorded = ((mixture.meta.get("objective") or {}).get("weights")) or {}
+        source = "the objective's domains and weights" if recorded else "every domain equally"
+        return [f"RegMix's valid: section lists {source}; set it with --valid name=weight"]
     return []
 
 
-def export_mixture(mixture: Mixture, fmt: Format | str, prefixes: Mapping[str, str] | None = None) -> str:
-    """The mixture as text in ``fmt`` (ends with a newline)."""
+def export_mixture(
+    mixture: Mixture,
+    fmt: Format | str,
+    prefixes: Mapping[str, str] | None = None,
+    valid: Mapping[str, float] | None = None,
+) -> str:
+    """The mixture as text in ``fmt`` (ends with a newline); ``valid`` sets RegMix's ``valid:``."""
     names = _check(mixture, fmt, prefixes)
+    if valid and fmt != "yaml":
+        raise MixoptError(f"validation sets (--valid) belong to the yaml format only, not {fmt}")
+    bad = [f"{k}={v}" for k, v in (valid or {}).items() if not (math.isfinite(v) and v > 0)]
+    if bad:
+        raise MixoptError(f"--valid weights must be finite and > 0, got {', '.join(bad)}")
     w = mixture.weights
     if fmt == "megatron":
         return " ".join(f"{w[d]!r} {names[d]}" for d in w if w[d] > 0) + "\n"
@@ -77,7 +108,9 @@ def export_mixture(mixture: Mixture, fmt: Format | str, prefixes: Mapping[str, s
         return json.dumps([{"domain": names[d], "weight": w[d]} for d in w], indent=2) + "\n"
     import yaml
 
-    return yaml.safe_dump({"train": {names[d]: w[d] for d in w}}, sort_keys=False, default_flow_style=False)
+    valid_sets = dict(valid) if valid else regmix_valid(mixture, names)
+    doc = {"train": {names[d]: w[d] for d in w}, "valid": valid_sets}
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 
 
 def parse_export(

@@ -55,8 +55,35 @@ def test_formats_look_like_what_each_tool_reads() -> None:
     assert ol[0] == {"domain": "web", "weight": 0.5}
     import yaml
 
-    assert yaml.safe_load(export_mixture(MIX, "yaml")) == {"train": MIX.weights}
+    third = 1 / 3
+    assert yaml.safe_load(export_mixture(MIX, "yaml")) == {
+        "train": MIX.weights, "valid": {"web": third, "code": third, "dclm:adult_content": third}}
     assert parse_export(meg, "megatron", pre) == MIX.weights
+
+
+def test_regmix_yaml_has_the_valid_section_regmix_trainer_deletes() -> None:
+    """RegMix's trainer runs ``del config["valid"]``: the section is always there, named valid_*."""
+    import yaml
+
+    objective = {"kind": "mean", "metric": "loss", "weights": {"train_the_pile_pile_cc": 2.0}}
+    weights = {"train_the_pile_pile_cc": 0.7, "train_the_pile_github": 0.3}
+    mix = Mixture(weights, meta={"objective": objective})
+    doc = yaml.safe_load(export_mixture(mix, "yaml"))
+    assert doc["valid"] == {"valid_the_pile_pile_cc": 1.0}
+    assert "objective's domains" in export_notes(mix, "yaml")[0]
+    doc = yaml.safe_load(export_mixture(mix, "yaml", valid={"valid_a": 0.5, "valid_b": 0.5}))
+    assert doc["valid"] == {"valid_a": 0.5, "valid_b": 0.5}
+    assert export_notes(mix, "yaml", {"valid_a": 1}) == []
+    # what RegMix's tinyllama.py does with the file
+    config = yaml.safe_load(export_mixture(MIX, "yaml"))
+    train = [(k, float(v)) for k, v in config["train"].items()]
+    del config["train"]
+    del config["valid"]
+    assert dict(train) == MIX.weights
+    with pytest.raises(MixoptError, match="yaml format only"):
+        export_mixture(mix, "hf", valid={"valid_a": 1.0})
+    with pytest.raises(MixoptError, match="finite and > 0"):
+        export_mixture(mix, "yaml", valid={"valid_a": 0.0})
 
 
 def test_megatron_leaves_out_zero_weights_and_says_so() -> None:
@@ -91,6 +118,11 @@ def test_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], workspac
     out = tmp_path / "blend.yaml"
     assert run_cli(["export", str(path), "--format", "yaml", "--out", str(out)]) == 0
     assert parse_export(out.read_text(), "yaml") == MIX.weights
+    capsys.readouterr()
+    # writing the export over the mixture it reads is refused, and the mixture survives
+    assert run_cli(["export", str(path), "--format", "yaml", "-o", str(path)]) == 2
+    assert "is the mixture being exported" in capsys.readouterr().err
+    assert Mixture.load(path).weights == MIX.weights
 
 
 def test_export_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], workspace: Path) -> None:

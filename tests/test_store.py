@@ -209,10 +209,10 @@ def test_imported_proxy_runs_are_reused_by_a_search_of_the_same_corpus_and_rung(
     rng = np.random.default_rng(0)
     W = rng.dirichlet(np.ones(4), size=6)
     ratios, metrics = tmp_path / "r.csv", tmp_path / "m.csv"
-    ratios.write_text("index," + ",".join(domains) + "\n"
-                      + "".join(f"{i}," + ",".join(f"{w:.6f}" for w in row) + "\n" for i, row in enumerate(W)))
-    metrics.write_text("index," + ",".join(f"loss/{d}" for d in domains) + "\n"
-                       + "".join(f"{i}," + ",".join(f"{5 - w:.4f}" for w in row) + "\n" for i, row in enumerate(W)))
+    rows = [",".join([str(i), *(f"{w:.6f}" for w in row)]) for i, row in enumerate(W)]
+    ratios.write_text("\n".join(["index," + ",".join(domains), *rows]) + "\n")
+    rows = [",".join([str(i), *(f"{5 - w:.4f}" for w in row)]) for i, row in enumerate(W)]
+    metrics.write_text("\n".join(["index," + ",".join(f"loss/{d}" for d in domains), *rows]) + "\n")
     st = RunStore(tmp_path / "s.sqlite")
     summary = import_table(st, ratios=ratios, metrics=metrics, corpus="tiny", fidelity={"rung": "xs"})
     prep = prepare(SearchConfig(corpus="tiny", rung="xs", method="random", budget=8, store=str(st.path)))

@@ -29,18 +29,26 @@ def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help="megatron, hf, olmix or yaml.")],
     prefix: Annotated[list[str] | None, typer.Option("--prefix", help="Name or path of a domain in the "
                                                      "training job, domain=path (repeatable).")] = None,
+    valid: Annotated[list[str] | None, typer.Option(
+        "--valid", help="yaml: a validation set of RegMix's valid: section, name=weight (repeatable; "
+        "default: the objective's domains).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Write a mixture in the form a training job reads."""
     from mixopt.atomic import check_writable, write_text
+    from mixopt.cli.common import assignments
+    from mixopt.errors import MixoptError
     from mixopt.export import export_mixture, export_notes
     from mixopt.mixture import Mixture
 
     if out is not None:
         check_writable(out)
+        if out.resolve() == mixture.resolve():
+            raise MixoptError(f"--out {out} is the mixture being exported; write the export to another file")
     mix = Mixture.load(mixture)
-    text = export_mixture(mix, fmt, _prefixes(prefix))
-    for note in export_notes(mix, fmt):
+    valid_sets = assignments(valid, "--valid")
+    text = export_mixture(mix, fmt, _prefixes(prefix), valid_sets)
+    for note in export_notes(mix, fmt, valid_sets):
         err_console.print(f"note: {note}")
     if out is None:
         typer.echo(text, nl=False)
