@@ -96,7 +96,23 @@ class SearchSpace:
     def check_feasible(self) -> None:
         """Raise a MixoptError naming the conflicting bounds when no mixture satisfies them."""
         lo, hi = self.bounds()
+        cap = self.epoch_cap()
         for i, d in enumerate(self.domains):
+            # bounds() pins a fixed domain, hiding a ceiling, cap or floor it breaks: check those here.
+            if d in self.fixed:
+                w = float(self.fixed[d])
+                broken = []
+                if d in self.ceilings and w > float(self.ceilings[d]) + 1e-12:
+                    broken.append(f"ceiling {self.ceilings[d]:.4g}")
+                if w > cap[i] + 1e-12:
+                    broken.append(f"repetition cap {cap[i]:.4g} (max_epochs × tokens / target_tokens)")
+                if d in self.floors and w < float(self.floors[d]) - 1e-12:
+                    broken.append(f"floor {self.floors[d]:.4g}")
+                if broken:
+                    raise MixoptError(
+                        f"domain {d!r} is fixed at {w:g}, outside its {', '.join(broken)}; "
+                        "change the fixed weight or drop the other bound"
+                    )
             if lo[i] > hi[i] + 1e-12:
                 why = []
                 if d in self.fixed:

@@ -143,6 +143,11 @@ def test_space_bounds_include_repetition_cap():
         (dict(fixed={"a": 0.6, "b": 0.6}), "sum to 1.2"),
         (dict(ceilings={"a": 0.2, "b": 0.2, "c": 0.2}), "ceilings"),
         (dict(floors={"a": 0.5}, ceilings={"a": 0.4}), "no feasible weight"),
+        # a fixed weight pins the bounds, so the ceiling, floor or cap it breaks is checked on its own
+        (dict(fixed={"a": 0.2}, ceilings={"a": 0.1}), "fixed at 0.2, outside its ceiling 0.1"),
+        (dict(fixed={"a": 0.05}, floors={"a": 0.1}), "fixed at 0.05, outside its floor 0.1"),
+        (dict(fixed={"a": 0.5}, tokens={"a": 10, "b": 100, "c": 100}, max_epochs=1, target_tokens=100),
+         "outside its repetition cap 0.1"),
         (dict(floors={"zz": 0.1}), "unknown domain"),
         (dict(min_weight=1.5), "min-weight"),
     ],
