@@ -130,3 +130,22 @@ def test_fidelity_law_cli(tmp_path: Path, workspace: Path, capsys: pytest.Captur
         )
     assert exc.value.code == 2
     assert "give the exponent" in capsys.readouterr().err
+
+
+def test_fidelity_law_without_a_target_scale_says_nothing_is_extrapolated(
+    tmp_path: Path, workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --target-size/--target-tokens: a warning and an honest title; --method regmix is kept."""
+    from mixopt.cli import main
+
+    store = fill_store(tmp_path / "runs.sqlite")
+    main(["fit", "--fidelity-law", "--store", str(store.path), "--json"])
+    captured = capsys.readouterr()
+    res = json.loads(captured.out)
+    assert "with nothing extrapolated" in " ".join(captured.err.split())
+    assert res["method"] == "mixing-law" and res["laws"]["size"] == {} and len(res["sizes"]) == 1
+    assert res["n_runs"] == res["n_mixtures"] == 10  # the largest rung's runs, not all 30
+    main(["fit", "--fidelity-law", "--store", str(store.path), "--method", "regmix", "--target-size", "2e7"])
+    out = capsys.readouterr().out
+    assert out.startswith("regmix on 10 mixtures (30 runs")
+    assert "extrapolated to the last checkpoint's tokens" in " ".join(out.split())

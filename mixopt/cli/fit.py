@@ -23,7 +23,8 @@ def fit(
     target: Annotated[str | None, opt("--target", help="Metric column to model, or 'mean' (all metric "
                                       "columns); --fidelity-law: objective domains d1,d2 or d1=0.7,d2=0.3."
                                       )] = None,
-    method: Annotated[str, opt("--method", "-m", help=METHOD_HELP)] = "regmix",
+    method: Annotated[str | None, opt("--method", "-m", help=METHOD_HELP + " Default: regmix; "
+                                      "mixing-law with --fidelity-law.")] = None,
     cv: Annotated[int | None, opt("--cv", help="K-fold cross-validation: Spearman, Pearson, MAE, "
                                   "relative error.")] = None,
     predict: Annotated[Path | None, opt("--predict", help="New mixtures (CSV) to predict.")] = None,
@@ -62,7 +63,7 @@ def fit(
         if ratios is not None or metrics is not None or cv is not None or predict is not None:
             raise MixoptError("--fidelity-law reads the run store; drop --ratios/--metrics/--cv/--predict")
         res = fit_across_scale(ScaleFitConfig(
-            store=store, searches=tuple(search or ()), method=method if method != "regmix" else "mixing-law",
+            store=store, searches=tuple(search or ()), method=method or "mixing-law",
             target=target, metric=metric, target_tokens=target_tokens, target_size=target_size,
             size_exponent=size_exponent, out=out, seed=seed, min_weight=min_weight,
             ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"), kl=kl,
@@ -76,7 +77,7 @@ def fit(
         raise MixoptError("mixopt fit needs --ratios, --metrics and --target (or --fidelity-law: the store)")
 
     config = FitConfig(
-        ratios=ratios, metrics=metrics, target=target, method=method, cv=cv, predict=predict,
+        ratios=ratios, metrics=metrics, target=target, method=method or "regmix", cv=cv, predict=predict,
         propose=propose, out=out, seed=seed, min_weight=min_weight,
         ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"),
         n_candidates=candidates, k=top_k, kl=kl,
@@ -131,11 +132,13 @@ def _render_selection(rows: list[dict[str, Any]]) -> None:
 
 
 def _render_scale(res: dict[str, Any]) -> None:
-    tokens = res["target_tokens"] or "the last checkpoint's"
-    size = res["target_size"] or "the largest rung's"
+    tokens = f"{res['target_tokens']:.3g}" if res["target_tokens"] else "the last checkpoint's"
+    size = f"{res['target_size']:.3g}" if res["target_size"] else "the largest rung's"
+    where = ("at the largest rung's last checkpoint (nothing extrapolated)"
+             if not (res["target_tokens"] or res["target_size"])
+             else f"extrapolated to {tokens} tokens, {size} params")
     console.print(f"[bold]{res['method']}[/] on {res['n_mixtures']} mixtures ({res['n_runs']} runs at "
-                  f"{', '.join(f'{s:.3g}' for s in res['sizes'])} params), extrapolated to {tokens} tokens, "
-                  f"{size} params")
+                  f"{', '.join(f'{s:.3g}' for s in res['sizes'])} params), {where}")
     for name, law in res["laws"]["step"].items():
         console.print(f"  step law {name}: β = {law['beta']:.3f}, RMS residual {law['rms']:.4g}")
     size_laws = res["laws"]["size"]

@@ -11,6 +11,7 @@ mixture JSON records the laws fitted at each stage.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.fitters.nested import Curve, ScalePrediction, predict_at_scale
 
 
@@ -119,6 +120,13 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
         raise MixoptError(
             f"method {method.name!r} fits no model; use mixing-law, loglinear, bimix, gp or auto"
         )
+    if config.target_tokens is None and config.target_size is None:
+        warnings.warn(
+            "no --target-size or --target-tokens: the mixing law is fitted on the largest rung's last "
+            "checkpoint, with nothing extrapolated; give a target scale to use the step and size laws",
+            MixoptWarning,
+            stacklevel=2,
+        )
     store = RunStore(config.store, create=False) if config.store else RunStore()
     domains, curves = curves_from_store(store, config.searches)
     objective = Objective.parse(config.target, config.metric)
@@ -149,7 +157,7 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
     report = {
         "method": method.name,
         "domains": domains,
-        "n_runs": len(curves),
+        "n_runs": sum(len(ids) for ids in pred.run_ids),  # the runs behind the mixtures used
         "n_mixtures": len(pred.X),
         "sizes": pred.sizes,
         "metrics": pred.metrics,
