@@ -8,7 +8,7 @@ of the metrics file a metric. Unnamed columns (a pandas index written out) are d
 
 Checks: duplicate run ids, negative or missing weights, and rows that do not sum to 1 are errors
 naming the rows. Rows within tolerance of 1 are renormalised with a warning. The tolerance is 1e-3,
-or the rounding error of the file's own precision when that is larger: RegMix's weights are rounded
+or the rounding error of the row's own precision when that is larger: RegMix's weights are rounded
 to 3 decimals, so 17 of them sum to anywhere in 1 ± 17 × 0.0005 (RegMix's 1M training table runs
 from 0.996 to 1.003), and those rows are read as they are, not refused. NaN metrics stay NaN in the
 table; :meth:`RunTable.target` leaves such runs out with a warning.
@@ -145,18 +145,22 @@ def _check_domain_count(domains: tuple[str, ...], path: str | Path) -> None:
         raise MixoptError(f"{path}: found {len(domains)} weight column(s); a mixture needs 2 or more")
 
 
-def rounding_tolerance(W: np.ndarray) -> float:
-    """Largest row-sum error explained by the file's decimal precision (0 for full precision).
+def rounding_tolerance(W: np.ndarray) -> np.ndarray:
+    """Per row, the largest row-sum error its cells' decimal precision explains (0: full precision).
 
-    Only precisions of 3 to 6 decimals count as rounding (weights written with 1 or 2 decimals are
-    more likely exact by hand), and the tolerance never exceeds 0.01.
+    A row's precision is that of its finest rounded cell (≤ 6 decimals; a cell with more is a full
+    float and counts as exact), so one full-precision cell added to a rounded table keeps its
+    row's tolerance and leaves the other rows' alone. Only 3 to 6 decimals count as rounding
+    (weights written with 1 or 2 decimals are more likely exact by hand); never more than 0.01.
     """
-    finite = W[np.isfinite(W)]
-    for p in range(1, 7):
-        scaled = finite * 10.0**p
-        if np.all(np.abs(scaled - np.round(scaled)) < 1e-6):
-            return min(W.shape[1] * 0.5 * 10.0**-p, 0.01) if p >= 3 else 0.0
-    return 0.0
+    prec = np.full(W.shape, 99)  # decimals of each cell; 99: more than 6 (a full float) or NaN
+    for p in range(6, -1, -1):
+        scaled = W * 10.0**p
+        prec[np.isfinite(W) & (np.abs(scaled - np.round(scaled)) < 1e-6)] = p
+    rounded = prec <= 6
+    finest = np.where(rounded, prec, -1).max(axis=1)
+    tol = rounded.sum(axis=1) * 0.5 * 10.0 ** -np.clip(finest, 0, None)
+    return np.where(finest >= 3, np.minimum(tol, 0.01), 0.0)
 
 
 def check_rows(W: np.ndarray, ids: list[str], path: str | Path, tol: float = RENORM_TOL) -> np.ndarray:
@@ -172,19 +176,21 @@ def check_rows(W: np.ndarray, ids: list[str], path: str | Path, tol: float = REN
         rows = _preview([ids[i] for i in np.flatnonzero(neg)])
         raise MixoptError(f"{path}: negative weights in row(s) {rows}; weights must be ≥ 0")
     s = W.sum(axis=1)
-    limit = max(tol, rounding_tolerance(W))
+    limit = np.maximum(tol, rounding_tolerance(W))
     far = np.abs(s - 1) > limit
     if far.any():
-        rows = [f"{ids[i]} (sum {s[i]:.6g})" for i in np.flatnonzero(far)]
+        worst = sorted(np.flatnonzero(far), key=lambda i: -abs(s[i] - 1))  # the worst rows first
+        rows = [f"{ids[i]} (sum {s[i]:.6g})" for i in worst]
+        within = f"±{limit[worst[0]]:.3g}" if np.ptp(limit[far]) == 0 else "their rounding tolerance"
         raise MixoptError(
-            f"{path}: {len(rows)} row(s) do not sum to 1 (beyond ±{limit:.3g}): {_preview(rows, 10)}; "
+            f"{path}: {len(rows)} row(s) do not sum to 1 (beyond {within}): {_preview(rows, 10)}; "
             "fix them or normalise each row"
         )
     off = np.abs(s - 1) > 1e-9
     if off.any():
         msg = f"{path}: {int(off.sum())} row(s) summed to {s.min():.6g}–{s.max():.6g}; renormalised to 1"
-        if limit > tol:
-            msg += f" (weights are rounded; accepted within ±{limit:.3g})"
+        if limit.max() > tol:
+            msg += f" (weights are rounded; accepted within up to ±{limit.max():.3g})"
         warnings.warn(msg, MixoptWarning, stacklevel=3)
     return W / s[:, None]
 

@@ -194,7 +194,7 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     metrics = tmp_path / "m.csv"
     metrics.write_text("index,loss\n1,1\n2,2\n3,3\n")
     bad(["fit", "--ratios", str(rows), "--metrics", str(metrics), "--target", "loss", "--propose", "--out",
-         str(out)], capsys, "2 row(s) do not sum to 1 (beyond ±0.001): 2 (sum 0.9), 3 (sum 1.2)", out)
+         str(out)], capsys, "2 row(s) do not sum to 1 (beyond ±0.001): 3 (sum 1.2), 2 (sum 0.9)", out)
     dup = tmp_path / "dup.csv"
     dup.write_text("index,a,b\n1,0.5,0.5\n1,0.2,0.8\n")
     bad(["fit", "--ratios", str(dup), "--metrics", str(metrics), "--target", "loss"], capsys,

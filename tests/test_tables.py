@@ -54,7 +54,7 @@ def test_join_on_run_in_any_order_and_partial(tmp_path: Path) -> None:
 def test_rows_off_by_more_than_tolerance_are_named(tmp_path: Path) -> None:
     r = write(tmp_path / "r.csv", "index,a,b\n1,0.51234,0.5\n2,0.3,0.7\n3,0.2,0.7\n")
     m = write(tmp_path / "m.csv", "index,loss\n1,1\n2,2\n3,3\n")
-    with pytest.raises(MixoptError, match=r"2 row\(s\) do not sum to 1.*1 \(sum 1\.01234\), 3 \(sum 0\.9\)"):
+    with pytest.raises(MixoptError, match=r"2 row\(s\) do not sum to 1.*3 \(sum 0\.9\), 1 \(sum 1\.01234\)"):
         read_run_tables(r, m)
 
 
@@ -67,11 +67,25 @@ def test_rows_within_tolerance_are_renormalised(tmp_path: Path) -> None:
 
 
 def test_rounded_files_get_their_rounding_tolerance() -> None:
-    W = np.array([[0.334, 0.333, 0.335], [0.5, 0.5, 0.0]])
-    assert rounding_tolerance(W) == pytest.approx(3 * 0.0005)
-    assert rounding_tolerance(np.array([[1 / 3, 2 / 3]])) == 0.0
-    assert rounding_tolerance(np.array([[0.2, 0.7]])) == 0.0  # 1 decimal: written by hand, not rounded
-    assert rounding_tolerance(np.full((1, 64), 1 / 64).round(3)) == 0.01  # capped
+    W = np.array([[0.334, 0.333, 0.335], [0.5, 0.5, 0.0], [0.334, 0.333 + 1.2345e-8, 0.335]])
+    # per row: 3 cells of 3 decimals; one written by hand; one full-precision cell counts as exact
+    np.testing.assert_allclose(rounding_tolerance(W), [3 * 0.0005, 0.0, 2 * 0.0005])
+    assert rounding_tolerance(np.array([[1 / 3, 2 / 3]]))[0] == 0.0
+    assert rounding_tolerance(np.array([[0.2, 0.7]]))[0] == 0.0  # 1 decimal: written by hand, not rounded
+    assert rounding_tolerance(np.full((1, 64), 1 / 64).round(3))[0] == 0.01  # capped
+
+
+def test_one_precise_or_bad_row_does_not_change_the_other_rows_tolerance(tmp_path: Path) -> None:
+    """A full-precision row appended to a rounded table is read; a bad row is named, alone."""
+    rounded = "1,0.201,0.201,0.201,0.201,0.198\n2,0.2,0.2,0.2,0.2,0.2\n"  # row 1: 5 cells of ±0.0005
+    m = write(tmp_path / "m.csv", "index,loss\n1,1\n2,2\n3,3\n")
+    precise = ",".join(repr(w) for w in (1 / 3, 1 / 6, 1 / 6, 1 / 6, 1 / 6))
+    ok = write(tmp_path / "ok.csv", "index,a,b,c,d,e\n" + rounded + f"3,{precise}\n")
+    with pytest.warns(MixoptWarning, match="renormalised"):
+        assert read_run_tables(ok, m).X.shape == (3, 5)
+    bad = write(tmp_path / "bad.csv", "index,a,b,c,d,e\n" + rounded + "3,0.5,0.5,0.25,0.25,0.0\n")
+    with pytest.raises(MixoptError, match=r"^\S+: 1 row\(s\) do not sum to 1 .*: 3 \(sum 1.5\)"):
+        read_run_tables(bad, m)
 
 
 def test_nan_metrics_are_left_out_with_a_warning(tmp_path: Path) -> None:
