@@ -79,7 +79,7 @@ class RunTable:
         if not ok.all():
             bad = [self.run_ids[i] for i in np.flatnonzero(~ok)]
             warnings.warn(
-                f"target {name!r} is NaN or missing for {len(bad)} run(s) ({_preview(bad)}); "
+                f"target {name!r} is NaN, infinite or missing for {len(bad)} run(s) ({_preview(bad)}); "
                 "they are left out",
                 MixoptWarning, stacklevel=2,
             )

@@ -160,7 +160,7 @@ def test_nan_metrics_warn_and_are_excluded(tmp_path: Path, capsys: pytest.Captur
                     "linear", "--cv", "3", "--json"]) == 0
     cap = capsys.readouterr()
     assert json.loads(cap.out)["n_excluded"] == 3
-    assert "NaN or missing for 3 run(s) (1, 2, 3)" in cap.err
+    assert "NaN, infinite or missing for 3 run(s) (1, 2, 3)" in cap.err
 
 
 def bad(args: list[str], capsys: pytest.CaptureFixture[str], match: str, out: Path | None = None) -> None:

@@ -92,7 +92,7 @@ def test_nan_metrics_are_left_out_with_a_warning(tmp_path: Path) -> None:
     r = write(tmp_path / "r.csv", "index,a,b\n1,0.5,0.5\n2,0.3,0.7\n3,0.2,0.8\n")
     m = write(tmp_path / "m.csv", "index,loss,acc\n1,1.0,NaN\n2,,0.5\n3,3.0,0.7\n")
     t = read_run_tables(r, m)
-    with pytest.warns(MixoptWarning, match=r"NaN or missing for 1 run\(s\) \(2\)"):
+    with pytest.warns(MixoptWarning, match=r"NaN, infinite or missing for 1 run\(s\) \(2\)"):
         X, y, ids = t.target_rows("loss")
     assert ids == ["1", "3"] and y.tolist() == [1.0, 3.0] and X.shape == (2, 2)
     with pytest.warns(MixoptWarning, match="2 run"):
