@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,14 +131,41 @@ def _ids(df: pl.DataFrame, key: str, path: str | Path) -> list[str]:
     return ids
 
 
-def _numeric_columns(df: pl.DataFrame, path: str | Path, what: str) -> list[str]:
+def _numeric_columns(df: pl.DataFrame, path: str | Path, what: str, ids: list[str]) -> list[str]:
+    """Numeric columns other than the ids; a text column is ignored with a warning (a label).
+
+    Raises:
+        MixoptError: a column of numbers with some text among them (a broken cell, not a label).
+    """
     cols = [c for c in df.columns if c not in ID_COLUMNS]
     numeric = [c for c in cols if df[c].dtype.is_numeric() or df[c].dtype == pl.Null]
     other = [c for c in cols if c not in numeric]
+    for c in other:
+        parsed = df[c].cast(pl.Float64, strict=False)
+        if parsed.is_not_null().any():
+            bad = (parsed.is_null() & df[c].is_not_null()).to_list()
+            cells = [f"{ids[i]} ({df[c][i]!r})" for i, b in enumerate(bad) if b]
+            raise MixoptError(
+                f"{path}: column {c!r} holds numbers and non-numeric value(s) in row(s) "
+                f"{_preview(cells)}; fix those cells (leave a cell empty for a missing value)"
+            )
     if other:
         warnings.warn(f"{path}: ignoring non-numeric column(s) {_preview(other)} (not {what})",
                       MixoptWarning, stacklevel=3)
     return numeric
+
+
+def check_same_domains(got: Sequence[str], want: Sequence[str], path: str | Path) -> None:
+    """Raise when a file's domain columns differ from the ones the runs were fitted on."""
+    missing = [d for d in want if d not in got]
+    extra = [d for d in got if d not in want]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"lacks {', '.join(missing)}")
+        if extra:
+            parts.append(f"has unknown {', '.join(extra)}")
+        raise MixoptError(f"{path}: its domains differ from the training runs' ({'; '.join(parts)})")
 
 
 def _check_domain_count(domains: tuple[str, ...], path: str | Path) -> None:
@@ -196,21 +224,24 @@ def check_rows(W: np.ndarray, ids: list[str], path: str | Path, tol: float = REN
 
 
 def read_ratios(
-    path: str | Path, *, key: str | None = None, what: str = "ratios"
+    path: str | Path, *, key: str | None = None, what: str = "ratios", domains: Sequence[str] | None = None
 ) -> tuple[list[str], tuple[str, ...], np.ndarray, str]:
     """Read a ratios file alone: (run ids, domains, weights with rows summing to 1, key column).
 
-    ``what`` names the file in errors (the option it came from).
+    ``what`` names the file in errors (the option it came from); ``domains``, when given, are the
+    columns the file must have (checked before the rows, so a missing one is named as such).
     """
     df = _read_csv(path, what)
     key = key or next((k for k in ("run", "index") if k in df.columns), None)
     if key is None or key not in df.columns:
         raise MixoptError(f"{path}: no 'run' or 'index' column to name the rows; add one")
     ids = _ids(df, key, path)
-    domains = tuple(_numeric_columns(df, path, "a domain weight"))
-    _check_domain_count(domains, path)
-    W = df.select([pl.col(d).cast(pl.Float64) for d in domains]).fill_null(np.nan).to_numpy()
-    return ids, domains, check_rows(W, ids, path), key
+    found = tuple(_numeric_columns(df, path, "a domain weight", ids))
+    if domains is not None:
+        check_same_domains(found, domains, path)
+    _check_domain_count(found, path)
+    W = df.select([pl.col(d).cast(pl.Float64) for d in found]).fill_null(np.nan).to_numpy()
+    return ids, found, check_rows(W, ids, path), key
 
 
 def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
@@ -229,9 +260,9 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
         )
     rids = _ids(rdf, key, ratios)
     mids = _ids(mdf, key, metrics)
-    domains = tuple(_numeric_columns(rdf, ratios, "a domain weight"))
+    domains = tuple(_numeric_columns(rdf, ratios, "a domain weight", rids))
     _check_domain_count(domains, ratios)
-    metric_cols = _numeric_columns(mdf, metrics, "a metric")
+    metric_cols = _numeric_columns(mdf, metrics, "a metric", mids)
     if not metric_cols:
         raise MixoptError(f"{metrics}: no numeric metric columns besides {', '.join(ID_COLUMNS)}")
     mpos = {r: i for i, r in enumerate(mids)}

@@ -123,6 +123,16 @@ def test_bad_tables(tmp_path: Path) -> None:
     text = write(tmp_path / "text.csv", "run,x,y,z\na,0.5,0.5,high\nb,1,0,low\n")
     with pytest.warns(MixoptWarning, match="non-numeric column.*z"):
         assert read_run_tables(text, m).domains == ("x", "y")
+    # a column of numbers with a word among them is a broken cell, named, not a label column dropped
+    cell = write(tmp_path / "cell.csv", "run,x,y\na,0.5,0.5\nb,abc,0\n")
+    with pytest.raises(MixoptError, match=r"column 'x' holds numbers and non-numeric .* row\(s\) b"):
+        read_run_tables(cell, m)
+    mcell = write(tmp_path / "mcell.csv", "run,loss\na,1\nb,oops\n")
+    with pytest.raises(MixoptError, match=r"mcell.csv: column 'loss' .* b \('oops'\)"):
+        read_run_tables(ok, mcell)
+    # a --predict file without a domain says so before its rows are checked
+    with pytest.raises(MixoptError, match=r"lacks y"):
+        read_ratios(write(tmp_path / "p.csv", "run,x\na,1\n"), domains=("x", "y"))
 
 
 def test_read_ratios_alone() -> None:

@@ -122,8 +122,7 @@ def fit_tables(config: FitConfig) -> FitReport:
                         fixed=dict(config.fixed))
     new = None
     if config.predict is not None:
-        new = read_ratios(config.predict, what="--predict")
-        _check_same_domains(new[1], table.domains, config.predict)
+        new = read_ratios(config.predict, what="--predict", domains=table.domains)
     # One unfitted fitter: cross-validation fits clones of it, --predict/--propose fit it itself.
     fitter = method.make_fitter(seed=config.seed, domains=table.domains)
     seconds: dict[str, float] = {}
@@ -173,18 +172,6 @@ def _groups_used(fitter: Any) -> dict[str, int] | None:
 
     groups = getattr(fitter, "groups", None)
     return dict(Counter(groups)) if groups is not None else None
-
-
-def _check_same_domains(got: tuple[str, ...], want: tuple[str, ...], path: Path) -> None:
-    missing = [d for d in want if d not in got]
-    extra = [d for d in got if d not in want]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"lacks {', '.join(missing)}")
-        if extra:
-            parts.append(f"has unknown {', '.join(extra)}")
-        raise MixoptError(f"{path}: its domains differ from the training runs' ({'; '.join(parts)})")
 
 
 def _write_predictions(model: Any, new: tuple, domains: tuple[str, ...], config: FitConfig) -> dict[str, Any]:
