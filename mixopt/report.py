@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class Report:
     files: list[Path]
     cv: dict[str, float] | None
     markdown: str
+    cv_notes: list[str] = field(default_factory=list)  # model and folds used, and what to make of it
 
 
 def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_FOLDS) -> Report:
@@ -57,23 +58,23 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
     cv = None
     with atomic_dir(folder) as tmp:
         files = []
-        cv, cv_note = _plot_cv(tmp / "cv.png", cfg.get("method", "regmix"), X, y, folds, objective, domains)
-        if cv is not None or cv_note is None:
+        cv, cv_notes = _plot_cv(tmp / "cv.png", cfg.get("method", "regmix"), X, y, folds, objective, domains)
+        if cv is not None:
             files.append(folder / "cv.png")
         if result:
             _plot_weights(tmp / "weights.png", result, domains)
             files.append(folder / "weights.png")
         _plot_runs(tmp / "runs.png", runs, objective, domains, result)
         files.append(folder / "runs.png")
-        md = _markdown(name, rec.state, cfg, result, runs, len(reused), len(y), cv, cv_note, files)
+        md = _markdown(name, rec.state, cfg, result, runs, len(reused), len(y), cv, cv_notes, files)
         (tmp / "report.md").write_text(md, encoding="utf-8")
     files.append(folder / "report.md")
-    return Report(search_id=name, folder=folder, files=files, cv=cv, markdown=md)
+    return Report(search_id=name, folder=folder, files=files, cv=cv, markdown=md, cv_notes=cv_notes)
 
 
 def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int,
-             objective: Objective, domains: list[str]) -> tuple[dict[str, float] | None, str | None]:
-    """Out-of-fold predictions against the measured objective; (metrics, note when not drawn)."""
+             objective: Objective, domains: list[str]) -> tuple[dict[str, float] | None, list[str]]:
+    """Out-of-fold predictions against the measured objective; (metrics or None, notes)."""
     from mixopt.fitters.cv import cross_validate
     from mixopt.methods import get_method
 
@@ -83,7 +84,15 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int,
         fitter, fit_name = get_method("regmix").make_fitter(), "regmix (for reference; random fits nothing)"
     k = min(folds, len(y))
     if k < 3:
-        return None, f"too few runs ({len(y)}) for cross-validation"
+        return None, [f"too few runs ({len(y)}) for cross-validation"]
+    notes = [f"model: {fit_name}; {k} folds" + (f" (leave-one-out: {folds} folds asked for, {len(y)} runs)"
+                                                if k < folds else "")]
+    from sklearn.base import clone
+
+    if np.ptp(np.asarray(clone(fitter).fit(X, y).predict(X), dtype=float)) == 0:
+        # Each fold's model predicts its training mean, which anti-correlates with the held-out run.
+        notes.append(f"the {method} model predicts one value for every mixture on these {len(y)} runs, "
+                     "so its cross-validation figures measure nothing; search with a larger budget")
     res = cross_validate(fitter, X, y, k=k, seed=0)
     pred = np.asarray(res.pred, dtype=float)
     plt = _pyplot()
@@ -105,7 +114,7 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int,
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return {k2: float(v) for k2, v in m.items()}, None
+    return {k2: float(v) for k2, v in m.items()}, notes
 
 
 def _plot_weights(path: Path, result: dict[str, Any], domains: list[str], top: int = 20) -> None:
@@ -178,7 +187,7 @@ def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains:
 
 def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any] | None,
               runs: list[RunRecord], n_reused: int, n_fit: int, cv: dict[str, float] | None,
-              cv_note: str | None, files: list[Path]) -> str:
+              cv_notes: list[str], files: list[Path]) -> str:
     status = {s: sum(r.status == s for r in runs) for s in ("ok", "diverged", "failed", "running")}
     source = f"corpus `{cfg['corpus']}`" if cfg.get("corpus") else f"evaluator `{cfg.get('evaluator')}`"
     lines = [f"# Search `{name}`", "",
@@ -193,8 +202,9 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
                   "| Spearman | Pearson | MAE | relative error |", "|---:|---:|---:|---:|",
                   f"| {cv['spearman']:.3f} | {cv['pearson']:.3f} | {cv['mae']:.4f} "
                   f"| {cv['rel_error']:.4f} |", ""]
-    elif cv_note:
-        lines += [f"Cross-validation: {cv_note}.", ""]
+        lines += [f"- {n}" for n in cv_notes] + [""]
+    elif cv_notes:
+        lines += [f"Cross-validation: {cv_notes[0]}.", ""]
     if result:
         where = result.get("out") or result["mixture_path"]
         lines += ["## Mixtures", "", f"Exported: **{result['exported']}** → `{where}`", ""]

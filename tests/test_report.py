@@ -88,3 +88,22 @@ def test_report_through_the_cli_and_of_a_search_that_stopped_early(search, capsy
         assert exc.code in (0, None)
     out = capsys.readouterr().out
     assert "runs.png" in out and "weights.png" not in out  # no result yet: no weights to compare
+
+
+def test_report_names_the_cv_model_and_flags_a_constant_one(search):
+    """RegMix's trees cannot split 18 runs: its CV figures are flagged; more folds than runs say so."""
+    from mixopt.report import make_report
+
+    store = RunStore()
+    rec = store.get_search("rep")
+    store.create_search("rep-regmix", {**rec.config, "method": "regmix"}, rec.plan)
+    for r in store.runs(search_id="rep"):
+        if r.role == "swarm":
+            store.add([RunRecord(**{**r.__dict__, "run_id": r.run_id + "-b", "search_id": "rep-regmix"})])
+    rep = make_report("rep-regmix", folds=40)
+    assert rep.cv_notes[0] == "model: regmix; 18 folds (leave-one-out: 40 folds asked for, 18 runs)"
+    assert "predicts one value for every mixture" in rep.cv_notes[1]
+    md = rep.markdown
+    assert "- model: regmix; 18 folds" in md and "measure nothing" in md
+    lin = make_report("rep")
+    assert lin.cv_notes == ["model: linear; 5 folds"] and "- model: linear; 5 folds" in lin.markdown

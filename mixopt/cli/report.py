@@ -14,7 +14,8 @@ from mixopt.cli.common import JsonOpt, console
 @app.command("report")
 def report(
     name: Annotated[str, typer.Argument(help="Search name (see `mixopt runs list`).")],
-    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds.")] = 5,
+    folds: Annotated[int, typer.Option("--folds", min=3, help="Cross-validation folds (more than the runs: "
+                                       "leave-one-out).")] = 5,
     store: Annotated[str | None, typer.Option("--store", help="Run store file (default: workspace).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -24,11 +25,13 @@ def report(
     rep = make_report(name, store=store, folds=folds)
     if as_json:
         files = [str(f) for f in rep.files]
-        print(json.dumps({"search": rep.search_id, "folder": str(rep.folder), "files": files, "cv": rep.cv},
-                         indent=2))
+        print(json.dumps({"search": rep.search_id, "folder": str(rep.folder), "files": files, "cv": rep.cv,
+                          "cv_notes": rep.cv_notes}, indent=2))
         return
     console.print(f"report of search {rep.search_id} in {rep.folder}:")
     for f in rep.files:
         console.print(f"  {f.name}")
     if rep.cv is not None:
         console.print("cross-validation: " + ", ".join(f"{k} {v:.4f}" for k, v in rep.cv.items()))
+    for note in rep.cv_notes:
+        console.print(f"  {note}")
