@@ -39,6 +39,9 @@ def fit(
     top_k: Annotated[int, opt("--top-k", help="How many best candidates are averaged.")] = 128,
     kl: Annotated[float | None, opt("--kl", help="Laws solved exactly: weight λ of KL(mixture ‖ prior) "
                                     "(default 0.1, Olmix's; 0: the law's own optimum).")] = None,
+    tokens: Annotated[str | None, opt("--tokens", help="Tokens per domain a=1e9,b=2e9: the prior of --kl "
+                                      "and of the sampled candidates is then the token shares (Olmix's "
+                                      "natural mixture) instead of uniform.")] = None,
     fidelity_law: Annotated[bool, opt("--fidelity-law", help="Use the run store's proxy runs at several "
                                       "rungs: step law per run, size law per mixture, then the mixing law at "
                                       "the target scale.")] = False,
@@ -56,12 +59,15 @@ def fit(
     """Fit on RegMix/Olmix-style run tables; cross-validate, predict new mixtures or propose one."""
     from mixopt.errors import MixoptError
     from mixopt.fitters.api import FitConfig, fit_tables
+    from mixopt.search.config import parse_assignments
 
     if fidelity_law:
         from mixopt.fitters.scale_api import ScaleFitConfig, fit_across_scale
 
-        if ratios is not None or metrics is not None or cv is not None or predict is not None:
-            raise MixoptError("--fidelity-law reads the run store; drop --ratios/--metrics/--cv/--predict")
+        if any(v is not None for v in (ratios, metrics, cv, predict, tokens)):
+            raise MixoptError(
+                "--fidelity-law reads the run store; drop --ratios/--metrics/--cv/--predict/--tokens"
+            )
         res = fit_across_scale(ScaleFitConfig(
             store=store, searches=tuple(search or ()), method=method or "mixing-law",
             target=target, metric=metric, target_tokens=target_tokens, target_size=target_size,
@@ -80,7 +86,7 @@ def fit(
         ratios=ratios, metrics=metrics, target=target, method=method or "regmix", cv=cv, predict=predict,
         propose=propose, out=out, seed=seed, min_weight=min_weight,
         ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"),
-        n_candidates=candidates, k=top_k, kl=kl,
+        n_candidates=candidates, k=top_k, kl=kl, tokens=parse_assignments(tokens, option="--tokens") or None,
     )
     report = fit_tables(config)
     if as_json:

@@ -37,6 +37,8 @@ class FitConfig:
         n_candidates, k: the top-k proposer's options.
         kl: λ of the exact proposer's KL(x ‖ prior) term (None: its default, Olmix's 0.1; 0: the
             law's own optimum). Only for methods solved exactly.
+        tokens: available tokens per domain: the prior (token shares, as Olmix's natural mixture)
+            of the KL term and of the top-k sampler's candidates; None: uniform.
     """
 
     ratios: Path
@@ -54,6 +56,7 @@ class FitConfig:
     n_candidates: int = 100_000
     k: int = 128
     kl: float | None = None
+    tokens: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.predict is not None and self.propose:
@@ -119,7 +122,7 @@ def fit_tables(config: FitConfig) -> FitReport:
         raise MixoptError(f"only {len(y)} run(s) have a finite {config.target!r}; fitting needs at least 2")
     # Validates the constraints against the domains even when nothing is proposed.
     space = SearchSpace(domains=table.domains, min_weight=config.min_weight, ceilings=dict(config.ceilings),
-                        fixed=dict(config.fixed))
+                        fixed=dict(config.fixed), tokens=dict(config.tokens) if config.tokens else None)
     new = None
     if config.predict is not None:
         new = read_ratios(config.predict, what="--predict", domains=table.domains)
@@ -235,7 +238,9 @@ def _save_mixture(
     given = {k: v for k, v in proposer_params.items() if k != "kl"}
     params: dict[str, Any] = {"target": config.target, "seed": config.seed,
                               "proposer": {**given, **info_params},
-                              "constraints": space.constraints()}
+                              "constraints": space.constraints(),
+                              # of the KL term and the sampler: Olmix pulls towards the natural mixture
+                              "prior": "token shares (--tokens)" if space.tokens else "uniform"}
     if model is not None:
         params["fitter"] = {k: v for k, v in model.get_params().items() if _jsonable(v)}
     mixture = Mixture(weights, meta={

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # Projected-gradient residual (in weight units) above which the solve is reported as inexact.
 KKT_TOL = 1e-5
 # Smallest weight inside log(x): keeps the KL gradient finite at a zero floor.
+DUST = 1e-12  # a weight below this is set to 0 in the solution
 TINY = 1e-300
 
 
@@ -185,6 +186,14 @@ def solve(
         z = _fix_sum(z, zlo, zhi, mass)
         if kl > 0:
             z = _polish_kl(lambda v: objective(full(v))[1][free], fun, z, q[free], zlo, zhi, mass, kl)
+        # Weights the optimum puts at 1e-20 are zeros to a training job (Megatron would build a
+        # dataset for each); a domain with a floor keeps it.
+        dust = (z < DUST) & (zlo <= 0)
+        if dust.any() and not dust.all():
+            keep = ~dust
+            z = np.where(dust, 0.0, z)
+            z[keep] = _fix_sum(z[keep], zlo[keep], zhi[keep], mass)  # the mass goes to the others only
+            info["zeroed_below"] = DUST
         x = full(z)
         info.update(iterations=int(res.nit), message=str(res.message), status=int(res.status))
         if kl > 0:
