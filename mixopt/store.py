@@ -345,6 +345,16 @@ class RunStore:
             )
         return ids
 
+    def retag_errors(self, search_id: str, prefix: str, new_prefix: str) -> list[str]:
+        """Replace ``prefix`` by ``new_prefix`` in the errors of a search's failed runs; their ids."""
+        with self._write() as con:
+            where = "WHERE search_id = ? AND status = 'failed' AND substr(error, 1, ?) = ?"
+            args = (search_id, len(prefix), prefix)
+            ids = [r[0] for r in con.execute(f"SELECT run_id FROM runs {where}", args)]
+            con.execute(f"UPDATE runs SET error = ? || substr(error, ?) {where}",
+                        (new_prefix, len(prefix) + 1, *args))
+        return ids
+
     # ----- runs: reading ------------------------------------------------------------------
     def get(self, run_id: str) -> RunRecord | None:
         with self._connect() as con:

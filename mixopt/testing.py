@@ -142,13 +142,24 @@ def no_metrics(request: EvalRequest) -> dict[str, float]:
     return {}
 
 
+def broken_until_fixed(request: EvalRequest) -> EvalResult | dict[str, float]:
+    """Breaks the contract (no metrics) until the file ``fidelity["fixed"]`` exists, then :func:`loglinear`.
+
+    For the resume after a contract error: the user fixes the evaluator and resumes.
+    """
+    if not Path(str((request.fidelity or {}).get("fixed", ""))).is_file():
+        _mark(request)
+        return {}
+    return loglinear(request)
+
+
 def flaky(request: EvalRequest) -> EvalResult:
     """Raises for a seeded share of (mixture, seed) pairs (``fail_rate``, default 0.3).
 
-    Otherwise it is :func:`loglinear`. A retry runs with another seed, so it draws again.
+    Otherwise it is :func:`loglinear`. A retry has another run id (its attempt), so it draws again.
     """
     rate = float((request.fidelity or {}).get("fail_rate", 0.3))
-    u = np.random.default_rng(_seed_of("flaky", request.seed, sorted(request.mixture.items()))).uniform()
+    u = np.random.default_rng(_seed_of("flaky", request.run_id, sorted(request.mixture.items()))).uniform()
     if u < rate:
         _mark(request)
         raise RuntimeError(f"simulated transient failure of run {request.run_id}")

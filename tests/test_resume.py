@@ -80,6 +80,9 @@ def test_resume_after_sigkill_loses_nothing_and_reruns_nothing(workspace, tmp_pa
     cut = [r for r in after if r.status == "failed"]
     assert all(r.error.startswith("interrupted") for r in cut)
     assert {r.label for r in cut} <= slots
+    # ... on the slot's own seed: a resumed swarm keeps its common random numbers
+    seed_of = {r.label: r.seed for r in ok}
+    assert all(r.seed == seed_of[r.label] for r in cut)
     # one evaluator call per recorded run: no finished run was evaluated twice
     assert testing.count_calls(workspace / "searches" / "killme") == len(after)
     mix = Mixture.load(out)

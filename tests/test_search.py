@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -75,7 +76,7 @@ def test_failed_runs_are_retried_recorded_and_never_fitted(workspace, tmp_path, 
     failed = [r for r in runs if r.status == "failed"]
     assert failed and all("simulated transient failure" in r.error for r in failed)
     retried = [r for r in runs if r.attempt > 1]
-    assert retried and all(r.seed != 0 for r in retried)  # a retry draws another seed
+    assert retried and all(r.seed == 0 for r in retried)  # a crash is retried on the swarm's own seed
     fitted = set(Mixture.load(tmp_path / "out" / "mixture.json").meta["provenance"]["run_ids"])
     assert fitted == {r.run_id for r in runs if r.status == "ok"}
     assert res.runs["failed"] == sum(
@@ -103,6 +104,23 @@ def test_an_evaluator_that_breaks_the_contract_stops_the_search(workspace, tmp_p
     runs = RunStore().runs(search_id="nometrics")
     assert 1 <= len(runs) <= 4  # stopped after the first batch, not after 12 runs and retries
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_search_stopped_by_a_contract_error_finishes_after_the_fix(workspace, tmp_path, ray_session):
+    """The user fixes the evaluator and resumes: the broken slots run again and the search ends."""
+    from mixopt.search.driver import resume_search, run_search
+
+    flag = tmp_path / "fixed"
+    cfg = config(tmp_path, name="fixme", evaluator="mixopt.testing:broken_until_fixed", budget=6,
+                 fidelity={"fixed": str(flag)})
+    with pytest.raises(MixoptError, match="no metrics"):
+        run_search(cfg)
+    flag.write_text("fixed")
+    res = resume_search("fixme")
+    assert res.runs["ok"] == res.runs["fitted"] == 6 and res.runs["failed"] == 0
+    broken = [r for r in RunStore().runs(search_id="fixme") if r.status == "failed"]
+    assert broken and all(r.error.startswith("requeued by --resume after: evaluator") for r in broken)
+    assert RunStore().require_search("fixme").state == "done"
 
 
 def test_runs_are_reused_by_later_searches_unless_no_reuse(workspace, tmp_path, ray_session):
@@ -180,3 +198,18 @@ def test_the_mixture_carries_per_domain_predictions(workspace, tmp_path, ray_ses
     assert max(rel) < 0.02, rel
     # the per-domain laws agree with the objective's own prediction (the mean over domains)
     assert np.mean(list(pred["per_domain"].values())) == pytest.approx(pred["mean"], rel=0.02)
+
+
+def test_one_driver_per_search(workspace, tmp_path):
+    """A second driver of a running search is refused (it would mark the live runs interrupted and
+    run their slots again); the lock goes with the process that held it."""
+    from mixopt.search.driver import driver_lock
+
+    folder = tmp_path / "searches" / "busy"
+    with driver_lock(folder, "busy"):
+        assert (folder / "driver.lock").read_text().strip() == str(os.getpid())
+        busy = r"search 'busy' is being run by another driver \(pid \d+\)"
+        with pytest.raises(MixoptError, match=busy), driver_lock(folder, "busy"):
+            pass
+    with driver_lock(folder, "busy"):  # released: the next driver takes it
+        pass

@@ -9,12 +9,15 @@ finished run is lost or run again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,8 +30,9 @@ from mixopt.search.config import SearchConfig
 from mixopt.search.prepare import Prepared, prepare
 from mixopt.search.ray_env import RayInfo, ensure_ray
 from mixopt.search.result import SearchResult, build_mixture, candidate_rows
-from mixopt.search.runner import INTERRUPTED, Progress, check_fatal, run_trials, slot_states
+from mixopt.search.runner import INTERRUPTED, REQUEUED, Progress, check_fatal, run_trials, slot_states
 from mixopt.search.searcher import SwarmSearcher
+from mixopt.search.trial import FATAL_PREFIX
 from mixopt.search.validate import (
     BEST_RUN,
     PROPOSAL,
@@ -76,10 +80,47 @@ def run_search(
             f"a search named {prep.search_id!r} exists; continue it with --resume {prep.search_id} "
             "or pick another --name"
         )
-    info = _ray(config, progress, prep.search_id)
     plan = _plan(prep)
-    prep.store.create_search(prep.search_id, {**config.as_dict(), "name": prep.search_id}, plan)
-    return _drive(prep, plan, info, progress, resumed=False)
+    with driver_lock(prep.search_dir, prep.search_id):
+        # Recorded before Ray starts (seconds), so a second search of the same name is refused at once.
+        prep.store.create_search(prep.search_id, {**config.as_dict(), "name": prep.search_id}, plan)
+        try:
+            info = _ray(config, progress, prep.search_id)
+        except BaseException:
+            prep.store.update_search(prep.search_id, state="failed")
+            raise
+        return _drive(prep, plan, info, progress, resumed=False)
+
+
+@contextlib.contextmanager
+def driver_lock(folder: Path, name: str) -> Iterator[None]:
+    """Hold the search's lock while this process drives it; another driver of it is refused.
+
+    A ``flock`` on ``<search folder>/driver.lock``: the kernel releases it when the process ends,
+    kill -9 included, so a dead driver never blocks a resume. Without it, a second ``--resume``
+    would mark the first driver's live runs interrupted and run their slots again.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "driver.lock", "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            pid = f.read().strip() or "?"
+            raise MixoptError(
+                f"search {name!r} is being run by another driver (pid {pid}); wait for it to end, or "
+                f"stop it (Ctrl-C) and then run `mixopt search --resume {name}`"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
 
 
 def resume_search(
@@ -117,12 +158,16 @@ def resume_search(
             f"now it would be {prep.corpus_hash} at {prep.fidelity_key}. Rebuild the same corpus, or start a "
             "new search"
         )
-    info = _ray(cfg, progress, name)
-    interrupted = st.interrupt(name, INTERRUPTED)
-    if interrupted:
-        logger.info("%d runs were cut short when the driver stopped; they run again", len(interrupted))
-    st.update_search(name, state="running")
-    return _drive(prep, plan, info, progress, resumed=True)
+    with driver_lock(prep.search_dir, name):
+        info = _ray(cfg, progress, name)
+        interrupted = st.interrupt(name, INTERRUPTED)
+        if interrupted:
+            logger.info("%d runs were cut short when the driver stopped; they run again", len(interrupted))
+        requeued = st.retag_errors(name, FATAL_PREFIX, REQUEUED + FATAL_PREFIX)
+        if requeued:
+            logger.info("%d runs broke the evaluator's contract before; they run again", len(requeued))
+        st.update_search(name, state="running")
+        return _drive(prep, plan, info, progress, resumed=True)
 
 
 # ----- stages ------------------------------------------------------------------------------

@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 # The error text of runs that were still running when their driver stopped; such an attempt is
 # not counted against --retries (the run itself did nothing wrong).
 INTERRUPTED = "interrupted: the search's driver stopped before this run finished"
+# A contract error seen before a --resume: the user may have fixed the evaluator, so its slot runs
+# again, and (like an interruption) it does not count against --retries.
+REQUEUED = "requeued by --resume after: "
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,10 +72,11 @@ def slot_states(store: RunStore, search_id: str, slots: Sequence[Slot], *, retri
             s.state, s.attempt = "pending", 1
             continue
         counted = [r for r in runs if r.status in ("failed", "diverged")
-                   and not (r.error or "").startswith(INTERRUPTED)]
+                   and not (r.error or "").startswith((INTERRUPTED, REQUEUED))]
         last = runs[-1]
         s.error = last.error
         s.run_id = last.run_id
+        s.reseeds = sum(r.status == "diverged" for r in runs)
         if any((r.error or "").startswith(FATAL_PREFIX) for r in runs) or len(counted) > retries:
             s.state, s.attempt = "failed", last.attempt
         else:

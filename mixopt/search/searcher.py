@@ -2,9 +2,9 @@
 
 A searcher hands Tune one trial config at a time: the mixture, its seed and its run id. It keeps
 a queue of planned evaluations ("slots"), retries a slot whose trial raised, diverged, was killed
-or reported a NaN objective (a new run id, ``attempt`` + 1, another seed), and stops the search
-on a fatal error (an evaluator that breaks its contract). Its state is an explicit JSON dict, so
-``Tuner.restore`` and mixopt's own resume can rebuild it.
+or reported a NaN objective (a new run id, ``attempt`` + 1; another seed only after a divergence),
+and stops the search on a fatal error (an evaluator that breaks its contract). Its state is an
+explicit JSON dict, so ``Tuner.restore`` and mixopt's own resume can rebuild it.
 
 :class:`MixtureSearcher` is the common base; a method family fills the queue:
 :class:`SwarmSearcher` (RegMix-style batch methods: the whole swarm is planned up front, and Tune's
@@ -50,9 +50,13 @@ class Slot:
     state: str = "pending"  # pending | live | done | failed
     run_id: str | None = None
     error: str | None = None
+    reseeds: int = 0  # earlier attempts that diverged
 
     def seed_for_attempt(self) -> int:
-        return self.seed + RETRY_SEED_STRIDE * (self.attempt - 1)
+        # Only a divergence moves the seed: a run that raised or was interrupted is run again with
+        # the slot's seed, so the swarm keeps one training seed (common random numbers) and a
+        # resumed search matches an uninterrupted one.
+        return self.seed + RETRY_SEED_STRIDE * self.reseeds
 
 
 def run_id_for(search_id: str, key: str, attempt: int) -> str:
@@ -162,6 +166,7 @@ class MixtureSearcher(Searcher):
         if slot.attempt <= self.retries:
             logger.info("run %s failed (%s); retrying (attempt %d)", slot.run_id, why, slot.attempt + 1)
             slot.attempt += 1
+            slot.reseeds += status in ("diverged", "ok")  # "ok" here: a NaN objective
             slot.state = "pending"
         else:
             logger.warning("run %s failed (%s); no retries left", slot.run_id, why)
