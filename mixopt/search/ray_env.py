@@ -74,6 +74,14 @@ def ensure_ray(
         address = address or os.environ.get("RAY_ADDRESS") or None
         try:
             if address:
+                if token_source() is not None and "RAY_AUTH_MODE" not in os.environ:
+                    # Given an explicit address, Ray's client sends no token unless told to, and a
+                    # 2.60 cluster (token auth on by default) refuses it after 20 s of retries. A
+                    # client in token mode also reaches a cluster whose auth is off (checked).
+                    from ray._raylet import Config
+
+                    os.environ["RAY_AUTH_MODE"] = "token"
+                    Config.initialize("")  # Ray caches the mode at import; as ray.init does for "auto"
                 ctx = ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
             else:
                 # Ray runs workers at nice 15 so that its own daemons stay responsive; here the workers
