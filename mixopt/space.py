@@ -58,7 +58,9 @@ class SearchSpace:
                     f"domains are {', '.join(self.domains)}"
                 )
             for d, v in m.items():
-                if not 0 <= float(v) <= (1 if what != "token count" else float("inf")):
+                if what == "token count" and not (0 <= float(v) < float("inf")):
+                    raise MixoptError(f"{what} of domain {d!r} is {v}; it must be a finite number ≥ 0")
+                if what != "token count" and not 0 <= float(v) <= 1:
                     raise MixoptError(f"{what} of domain {d!r} is {v}; it must be in [0, 1]")
         if self.tokens is not None:
             missing = [d for d in self.domains if d not in self.tokens]

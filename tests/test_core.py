@@ -149,6 +149,8 @@ def test_space_bounds_include_repetition_cap():
         (dict(fixed={"a": 0.5}, tokens={"a": 10, "b": 100, "c": 100}, max_epochs=1, target_tokens=100),
          "outside its repetition cap 0.1"),
         (dict(floors={"zz": 0.1}), "unknown domain"),
+        (dict(tokens={"a": float("inf"), "b": 1, "c": 1}), "domain 'a' is inf; it must be a finite number"),
+        (dict(tokens={"a": -5, "b": 1, "c": 1}), "domain 'a' is -5; it must be a finite number ≥ 0"),
         (dict(min_weight=1.5), "min-weight"),
     ],
 )
@@ -295,3 +297,13 @@ def test_best_row_is_the_best_finite_run_inside_the_space():
     y = np.array([1.0, 3.0, np.nan, 2.0])
     assert space.best_row(W, y) == 3  # row 0 is better but breaks the ceiling; row 2 is NaN
     assert space.best_row(W[:1], y[:1]) is None
+
+
+def test_assignments_refuse_non_finite_values_and_a_name_given_twice():
+    from mixopt.search.config import parse_assignments
+
+    assert parse_assignments("a=1e9,b=2", option="--tokens") == {"a": 1e9, "b": 2.0}
+    with pytest.raises(MixoptError, match="--tokens: value 'inf' of 'a' is not finite"):
+        parse_assignments("a=inf", option="--tokens")
+    with pytest.raises(MixoptError, match=r"--tokens gives a twice \(1 and 2\)"):
+        parse_assignments("a=1,a=2", option="--tokens")

@@ -160,9 +160,14 @@ def parse_assignments(text: str | None, *, option: str, unit: str = "number") ->
     out: dict[str, float] = {}
     for name, val in _pairs(text, option=option, form=f"domain=value (e.g. {option} web=0.5)"):
         try:
-            out[name] = float(val)
+            value = float(val)
         except ValueError as exc:
             raise MixoptError(f"{option}: value {val!r} of {name!r} is not a {unit}") from exc
+        if not math.isfinite(value):
+            raise MixoptError(f"{option}: value {val!r} of {name!r} is not finite; give a number")
+        if name in out and out[name] != value:
+            raise MixoptError(f"{option} gives {name} twice ({out[name]:g} and {value:g}); give it once")
+        out[name] = value
     return out
 
 
