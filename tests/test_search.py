@@ -213,3 +213,11 @@ def test_one_driver_per_search(workspace, tmp_path):
             pass
     with driver_lock(folder, "busy"):  # released: the next driver takes it
         pass
+
+
+def test_an_evaluator_a_worker_cannot_import_says_where():
+    """The driver checked the import, so a failure inside a trial is the worker's environment."""
+    from mixopt.search.trial import resolve_evaluator
+
+    with pytest.raises(MixoptError, match=r"cannot import evaluator module 'no_such_mod'.*on the Ray worker"):
+        resolve_evaluator("no_such_mod:evaluate")

@@ -56,7 +56,17 @@ def resolve_evaluator(spec: str | Callable) -> Callable:
     if callable(spec):
         return spec
     if spec not in _EVALUATORS:
-        _EVALUATORS[spec] = load_evaluator(PROXY_EVALUATOR if spec == "proxy" else spec)
+        try:
+            _EVALUATORS[spec] = load_evaluator(PROXY_EVALUATOR if spec == "proxy" else spec)
+        except MixoptError as exc:
+            # The driver imported it before any trial ran, so it is this worker that cannot.
+            import platform
+
+            raise MixoptError(
+                f"{exc} (on the Ray worker on {platform.node()}, although the driver could import it: "
+                "install it on every node, or run mixopt from the folder that holds it, which Ray "
+                "ships to the workers)"
+            ) from exc
     return _EVALUATORS[spec]
 
 
