@@ -221,3 +221,15 @@ def test_an_evaluator_a_worker_cannot_import_says_where():
 
     with pytest.raises(MixoptError, match=r"cannot import evaluator module 'no_such_mod'.*on the Ray worker"):
         resolve_evaluator("no_such_mod:evaluate")
+
+
+def test_a_default_name_taken_in_the_same_second_gets_a_suffix(workspace, tmp_path, monkeypatch):
+    from mixopt.search import prepare as prep_mod
+
+    monkeypatch.setattr(prep_mod, "default_name", lambda config: "custom-linear-20261202-101010")
+    cfg = config(tmp_path, method="linear")
+    first = prep_mod.prepare(cfg)
+    first.store.create_search(first.search_id, {}, {})
+    assert first.search_id == "custom-linear-20261202-101010"
+    assert prep_mod.prepare(cfg).search_id == "custom-linear-20261202-101010-2"
+    assert prep_mod.prepare(config(tmp_path, name="mine")).search_id == "mine"  # a given name is kept

@@ -151,13 +151,20 @@ def prepare(
     vfid["rung"] = config.validate_rung or config.rung
     if corpus_arg is not None:
         fid["corpus"] = vfid["corpus"] = corpus_arg
-    sid = search_id or config.name or default_name(config)
+    store = RunStore(config.store) if config.store else RunStore()
+    sid = search_id or config.name
+    if sid is None:  # a default name (to the second) taken by a search started in the same second
+        base = sid = default_name(config)
+        n = 1
+        while store.get_search(sid) is not None:
+            n += 1
+            sid = f"{base}-{n}"
     proxy = ev == PROXY
     return Prepared(
         config=config, search_id=sid, space=space, objective=objective, corpus_name=corpus_name,
         corpus_hash=corpus_hash, fidelity=fid, fidelity_key=reuse_key(fid, ev_name, proxy=proxy),
         validate_fidelity=vfid, validate_fidelity_key=reuse_key(vfid, ev_name, proxy=proxy), evaluator=ev,
-        store=RunStore(config.store) if config.store else RunStore(), search_dir=search_dir(sid), out=out,
+        store=store, search_dir=search_dir(sid), out=out,
     )
 
 
