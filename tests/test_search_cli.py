@@ -141,6 +141,10 @@ def test_search_runs_list_report_through_the_cli(workspace, tmp_path, capsys, ra
     assert again["search_id"] == "cli" and again["weights"] == json.loads(out.read_text())["weights"]
     assert json.loads((tmp_path / "again.json").read_text())["weights"] == again["weights"]
     assert len(RunStore().runs(search_id="cli")) == n_runs
+    # options a resume cannot honour are named, not silently dropped
+    assert run_cli(["search", "--resume", "cli", "--budget", "100", "--method", "gp", "--json"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--resume continues cli as it was started; ignoring --budget, --method" in err
     # the name is taken now
     assert run_cli(["search", *FAST, "--name", "cli"]) == 2
     assert "--resume cli" in capsys.readouterr().err

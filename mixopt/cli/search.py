@@ -15,8 +15,13 @@ from mixopt.cli.common import MAX_SEED, METHOD_HELP, JsonOpt, assignments, conso
 Str = str | None
 
 
+# What --resume takes from the command line; everything else comes from the stored search.
+RESUME_OPTIONS = {"resume", "store", "address", "concurrency", "out", "as_json"}
+
+
 @app.command("search")
 def search(
+    ctx: typer.Context,
     corpus: Annotated[Str, opt("--corpus", "-c", help="Built corpus name or folder.")] = None,
     method: Annotated[str, opt("--method", "-m", help=METHOD_HELP)] = "regmix",
     budget: Annotated[int, opt("--budget", "-b", help="Runs to fit on (reused runs count).")] = 32,
@@ -66,6 +71,15 @@ def search(
     with _Progress(quiet=as_json) as progress:
         try:
             if resume:
+                ignored = sorted(p for p in ctx.params if p not in RESUME_OPTIONS
+                                 and (src := ctx.get_parameter_source(p)) is not None
+                                 and src.name == "COMMANDLINE")
+                if ignored:
+                    err_console.print(
+                        f"warning: --resume continues {resume} as it was started; ignoring "
+                        + ", ".join("--" + p.replace("_", "-") for p in ignored)
+                        + " (start a new search to change them)"
+                    )
                 result = resume_search(resume, store=store, progress=progress, address=address,
                                        concurrency=concurrency, out=out)
             else:
