@@ -93,7 +93,10 @@ def ensure_ray(
                     num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
                     log_to_driver=False, logging_level=logging.WARNING,
                 )
-                started_here = True
+                # Without an address Ray joins the cluster of the last `ray start` on this machine
+                # when there is one, and starts a local one only otherwise: say which happened.
+                node = getattr(ray._private.worker, "_global_node", None)
+                started_here = bool(getattr(node, "head", True))
         except (ConnectionError, RuntimeError, ValueError) as exc:
             target = f"the Ray cluster at {address}" if address else "a local Ray"
             raise MixoptError(
