@@ -132,6 +132,8 @@ def load_evaluator(spec: str) -> Evaluator:
             f"cannot import evaluator module {mod_name!r}: {type(exc).__name__}: {exc}"
         ) from exc
     fn = getattr(mod, func_name, None)
-    if fn is None or not callable(fn):
-        raise MixoptError(f"evaluator module {mod_name!r} has no callable {func_name!r}")
+    if fn is None:
+        raise MixoptError(f"evaluator module {mod_name!r} has no {func_name!r}")
+    if not callable(fn):
+        raise MixoptError(f"{spec} is a {type(fn).__name__}, not callable; name a function")
     return fn

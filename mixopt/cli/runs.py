@@ -24,11 +24,12 @@ def list_runs(
     limit: Annotated[int, typer.Option("--limit", min=0, help="Show at most this many (newest); "
                                        "0: all.")] = 50,
     store: StoreOpt = None,
-    as_json: JsonOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the runs as one JSON array, metrics "
+                                          "included.")] = False,
 ) -> None:
     """List runs (newest last) with status, objective, cost and error."""
     from mixopt.errors import MixoptError
-    from mixopt.store import RUN_STATUSES, RunStore
+    from mixopt.store import RUN_STATUSES, RunStore, json_default
 
     if status is not None and status not in RUN_STATUSES:
         raise MixoptError(f"--status {status!r} is unknown; use one of {', '.join(RUN_STATUSES)}")
@@ -42,8 +43,9 @@ def list_runs(
             "run_id": r.run_id, "search_id": r.search_id, "role": r.role, "label": r.label,
             "status": r.status,
             "objective": r.objective, "seed": r.seed, "attempt": r.attempt, "cost": r.cost, "error": r.error,
-            "weights": r.weights, "fidelity": r.fidelity, "corpus": r.corpus, "created": r.created,
-        } for r in shown], indent=2))
+            "weights": r.weights, "metrics": r.metrics, "fidelity": r.fidelity, "corpus": r.corpus,
+            "created": r.created,
+        } for r in shown], indent=2, default=json_default))
         return
     title = f"{len(runs)} runs in {st.path}" + (f" (last {len(shown)})" if len(shown) < len(runs) else "")
     table = Table(title=title)

@@ -244,8 +244,10 @@ def render_result(result: Any) -> None:
     runs = result.runs
     console.print(f"runs: {runs['ok']} ok, {runs['failed']} failed, {runs['reused']} reused, "
                   f"{runs['fitted']} fitted · {result.wall_s:.0f} s")
-    if result.validate:
-        console.print("✓: the proposal beats that baseline by more than the standard error of the difference")
+    marks = {(row.comparison or {}).get("beats") for row in result.candidates} & {True, False}
+    if result.validate and marks:  # the legend of marks the table shows (none with one seed)
+        console.print("✓/✗: the proposal beats that baseline by more than the standard error of the "
+                      "difference, or not")
     for note in result.notes:
         console.print(f"note: {note}", style="yellow")
     console.print(f"mixture ({result.exported}) written to {result.out or result.mixture_path}")
