@@ -152,15 +152,16 @@ class _Progress:
 
         self.quiet = quiet
         self.search_id: str | None = None
+        # Without a terminal (a log file, CI) rich draws no bar: print a line per finished run instead.
+        self.plain = not quiet and not err_console.is_terminal
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TextColumn("ETA"),
             TimeRemainingColumn(),
-            console=err_console, disable=quiet, transient=False,
+            # Disabled without a terminal too: a stopped live display there only leaves a blank line.
+            console=err_console, disable=quiet or self.plain, transient=False,
         )
         self.tasks: dict[str, Any] = {}
-        # Without a terminal (a log file, CI) rich draws no bar: print a line per finished run instead.
-        self.plain = not quiet and not err_console.is_terminal
         self.started: dict[str, tuple[float, int]] = {}
 
     def __enter__(self) -> _Progress:
