@@ -153,6 +153,15 @@ def broken_until_fixed(request: EvalRequest) -> EvalResult | dict[str, float]:
     return loglinear(request)
 
 
+def hangs_once(request: EvalRequest) -> EvalResult:
+    """Hangs (sleeps ``fidelity["hang"]`` s, default 600) on the first attempt of slot s0001, as a
+    stuck training job does; otherwise :func:`loglinear`."""
+    if request.run_id.endswith("-s0001-a1"):
+        _mark(request)
+        time.sleep(float((request.fidelity or {}).get("hang", 600)))
+    return loglinear(request)
+
+
 def flaky(request: EvalRequest) -> EvalResult:
     """Raises for a seeded share of (mixture, seed) pairs (``fail_rate``, default 0.3).
 

@@ -208,7 +208,7 @@ def test_load_evaluator_errors(tmp_path, monkeypatch):
         load_evaluator("myeval")
     with pytest.raises(MixoptError, match="cannot import"):
         load_evaluator("no_such_module_xyz:evaluate")
-    with pytest.raises(MixoptError, match="no callable"):
+    with pytest.raises(MixoptError, match="has no 'missing'"):
         load_evaluator("myeval:missing")
 
 

@@ -84,6 +84,18 @@ def test_failed_runs_are_retried_recorded_and_never_fitted(workspace, tmp_path, 
     assert all(r.attempt <= 3 for r in runs)
 
 
+def test_a_hung_run_is_stopped_at_the_trial_timeout_and_retried(workspace, tmp_path, ray_session):
+    from mixopt.search.driver import run_search
+
+    res = run_search(config(tmp_path, name="hang", evaluator="mixopt.testing:hangs_once", budget=4,
+                            trial_timeout=3.0, fidelity={"hang": 120}))
+    runs = RunStore().runs(search_id="hang")
+    hung = [r for r in runs if r.run_id.endswith("-s0001-a1")]
+    assert len(hung) == 1 and hung[0].status == "failed" and "timed out after 3 s" in hung[0].error
+    assert res.runs["ok"] == res.runs["fitted"] == 4 and res.runs["failed"] == 0  # the retry finished
+    assert res.wall_s < 60  # not the 120 s the hung run would have taken
+
+
 def test_nan_runs_are_diverged_and_a_search_without_ok_runs_fails_clearly(workspace, tmp_path, ray_session):
     from mixopt.search.driver import run_search
 

@@ -62,6 +62,9 @@ def search(
     concurrency: Annotated[int | None, opt("--concurrency", help="Trials at once "
                                            "(default: CPUs / --cpus-per-trial).")] = None,
     cpus_per_trial: Annotated[int, opt("--cpus-per-trial", help="CPUs (torch threads) per trial.")] = 1,
+    trial_timeout: Annotated[float | None, opt("--trial-timeout", help="Seconds a run may take; a run "
+                                               "still going then is stopped, recorded failed and "
+                                               "retried (default: no limit).")] = None,
     store: Annotated[Str, opt("--store", help="Run store file (default: the workspace's).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -90,7 +93,8 @@ def search(
                     tokens=parse_assignments(tokens, option="--tokens") or None, method=method, budget=budget,
                     rung=rung, fidelity=parse_fidelity(fidelity), seed=seed, validate=validate,
                     validate_rung=validate_rung, retries=retries, reuse=not no_reuse, address=address,
-                    concurrency=concurrency, cpus_per_trial=cpus_per_trial, min_weight=min_weight,
+                    concurrency=concurrency, cpus_per_trial=cpus_per_trial, trial_timeout=trial_timeout,
+                    min_weight=min_weight,
                     max_weight=assignments(max_weight, "--max-weight"),
                     fix=assignments(fix, "--fix"), max_epochs=max_epochs,
                     target_tokens=target_tokens, target=target, metric=metric,  # type: ignore[arg-type]

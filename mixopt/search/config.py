@@ -40,6 +40,8 @@ class SearchConfig:
         address: Ray cluster address (default: ``RAY_ADDRESS``, else a local Ray).
         concurrency: trials at once (default: the cluster's CPUs / cpus_per_trial).
         cpus_per_trial: CPUs of each trial (and its torch threads).
+        trial_timeout: seconds a run may take before it is stopped and recorded as failed (then
+            retried like any failure); None: no limit.
         min_weight, max_weight, fix, max_epochs, target_tokens: the search space.
         target, metric: the objective (``--target d1,d2`` or ``d1=0.7,d2=0.3``; loss or bpb).
         temperature: of the swarm's prior and of the ``temperature`` baseline.
@@ -66,6 +68,7 @@ class SearchConfig:
     address: str | None = None
     concurrency: int | None = None
     cpus_per_trial: int = 1
+    trial_timeout: float | None = None
     min_weight: float = 0.0
     max_weight: Mapping[str, float] = field(default_factory=dict)
     fix: Mapping[str, float] = field(default_factory=dict)
@@ -107,6 +110,9 @@ class SearchConfig:
             raise MixoptError(f"--concurrency is {self.concurrency}; it must be ≥ 1")
         if self.cpus_per_trial < 1:
             raise MixoptError(f"--cpus-per-trial is {self.cpus_per_trial}; it must be ≥ 1")
+        t = self.trial_timeout
+        if t is not None and not (math.isfinite(t) and t > 0):
+            raise MixoptError(f"--trial-timeout is {t}; it must be a number of seconds > 0")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise MixoptError(f"--temperature is {self.temperature}; it must be > 0")
         if self.metric not in ("loss", "bpb"):

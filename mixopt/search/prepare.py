@@ -60,6 +60,7 @@ class Prepared:
             fidelity=self.validate_fidelity if validate else self.fidelity,
             fidelity_key=self.validate_fidelity_key if validate else self.fidelity_key,
             evaluator=self.evaluator, cpus=self.config.cpus_per_trial, sys_path=(str(Path.cwd()),),
+            timeout=self.config.trial_timeout,
         )
 
 

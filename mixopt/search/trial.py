@@ -49,6 +49,7 @@ class TrialContext:
     evaluator: str | Callable = "proxy"
     cpus: int = 1
     sys_path: tuple[str, ...] = field(default_factory=tuple)
+    timeout: float | None = None  # seconds; a run still going then is recorded failed, its worker ended
 
 
 def resolve_evaluator(spec: str | Callable) -> Callable:
@@ -105,9 +106,16 @@ def evaluate_and_record(config: dict[str, Any], ctx: TrialContext) -> dict[str, 
     t0 = time.perf_counter()
     fatal = False
     status, error, metrics, history, value = "failed", None, {}, [], math.nan
+    timed_out = False
     try:
         fn = resolve_evaluator(ctx.evaluator)
-        res = coerce_result(fn(request), cost=time.perf_counter() - t0)
+        if ctx.timeout is None:
+            out = fn(request)
+        else:
+            out, timed_out = _call_with_timeout(fn, request, ctx.timeout)
+            if timed_out:
+                raise _TimedOut(f"timed out after {ctx.timeout:g} s (--trial-timeout); the run was stopped")
+        res = coerce_result(out, cost=time.perf_counter() - t0)
         if res.status == "ok":
             value = objective.value(res.metrics, ctx.domains)
             missing = [m for m in objective.metric_weights(ctx.domains) if m not in res.metrics]
@@ -120,6 +128,8 @@ def evaluate_and_record(config: dict[str, Any], ctx: TrialContext) -> dict[str, 
         cost = res.cost
     except MixoptError as exc:
         error, fatal, cost = FATAL_PREFIX + str(exc), True, time.perf_counter() - t0
+    except _TimedOut as exc:
+        error, cost = str(exc), time.perf_counter() - t0
     except Exception as exc:  # anything the user's evaluator raises is a failed run, not a crash
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
         error, cost = f"{type(exc).__name__}: {exc}\n" + "".join(tb[-6:]), time.perf_counter() - t0
@@ -131,12 +141,49 @@ def evaluate_and_record(config: dict[str, Any], ctx: TrialContext) -> dict[str, 
                                             run_id)
     return {
         "objective": value, "status": status, "run_id": run_id, "cost": cost,
-        "error": (error or "").split("\n", 1)[0] or None, "fatal": fatal,
+        "error": (error or "").split("\n", 1)[0] or None, "fatal": fatal, "timed_out": timed_out,
     }
+
+
+class _TimedOut(Exception):
+    """The evaluator ran past --trial-timeout."""
+
+
+def _call_with_timeout(fn: Callable, request: EvalRequest, timeout: float) -> tuple[Any, bool]:
+    """``fn(request)`` in a thread, waited for ``timeout`` seconds; (its result, whether it timed out).
+
+    A thread cannot be stopped, so after a timeout the trial ends its worker process (see
+    :func:`trainable`); what the evaluator raises is raised here.
+    """
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["out"] = fn(request)
+        except BaseException as exc:  # handed to the trial's thread, which records it
+            box["exc"] = exc
+
+    th = threading.Thread(target=target, name=f"evaluate-{request.run_id}", daemon=True)
+    th.start()
+    th.join(timeout)
+    if th.is_alive():
+        return None, True
+    if "exc" in box:
+        raise box["exc"]
+    return box.get("out"), False
 
 
 def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
     """The Tune function trainable (bound to ``ctx`` with ``tune.with_parameters``)."""
     from ray import tune
 
-    tune.report(evaluate_and_record(config, ctx))
+    result = evaluate_and_record(config, ctx)
+    if result["timed_out"]:
+        # The evaluator's thread is still running and would hold this worker's CPU through the next
+        # trial (actors are reused): end the process. The run is already recorded as failed; Tune
+        # sees a dead trial and the searcher retries the slot like any crash.
+        logging.getLogger(__name__).warning("run %s timed out; ending its worker", result["run_id"])
+        os._exit(1)
+    tune.report(result)
