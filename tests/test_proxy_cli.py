@@ -151,3 +151,10 @@ def test_bench_runs_on_synthetic_data(capsys) -> None:  # noqa: ANN001
     (row,) = json.loads(out)
     assert row["data"] == "synthetic" and row["rung"] == "debug" and row["tokens_per_s"] > 0
     assert 0 < row["mfu_6n"] < row["mfu"] < 1.5 and row["peak_rss_mb"] > 0 and row["matmul_flops"] > 1e9
+
+
+def test_default_result_names_keep_an_inline_mixture_whole() -> None:
+    from mixopt.proxy.job import default_out
+
+    assert default_out("c", "xs", "code=0.5,math=0.5", 0).name.startswith("c-xs-code_0_5_math_0_5-seed0-")
+    assert default_out("c", "xs", "/a/b/my.mix.json", 1).name.startswith("c-xs-my_mix-seed1-")

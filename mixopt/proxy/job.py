@@ -62,9 +62,9 @@ class ProxyJob:
 
 def default_out(corpus: str, rung: str, mixture_spec: str, seed: int) -> Path:
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    label = (
-        mixture_spec if mixture_spec in ("natural", "uniform") else Path(mixture_spec).stem[:24] or "mixture"
-    )
+    # A JSON file is named by its stem; an inline d=w list whole (Path().stem would cut "b=0.5" at ".5").
+    label = Path(mixture_spec).stem if mixture_spec.endswith(".json") else mixture_spec
+    label = label[:40] or "mixture"
     label = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)
     return paths.home() / "runs" / "proxy" / f"{corpus}-{rung}-{label}-seed{seed}-{stamp}.json"
 
