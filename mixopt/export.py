@@ -10,7 +10,7 @@
   mapping of domain to weight and a ``valid:`` mapping of validation set to weight. RegMix's trainer
   deletes ``valid`` unconditionally, so the section is always written: the objective's domains and
   weights when the mixture records them (all domains equally otherwise), each named as RegMix names
-  its validation sets (``train_x`` → ``valid_x``), unless ``valid`` is given.
+  its validation sets (``train_x`` or ``x`` → ``valid_x``), unless ``valid`` is given.
 
 ``prefixes`` maps a domain to the name the training job knows it by (a Megatron data prefix, an HF
 dataset path); domains without one keep their own name. Weights are written with ``repr`` so they
@@ -58,8 +58,10 @@ def _check(mixture: Mixture, fmt: str, prefixes: Mapping[str, str] | None) -> di
     return names
 
 
-def _valid_name(name: str) -> str:
-    return "valid_" + name.removeprefix("train_") if name.startswith("train_") else name
+def _valid_name(domain: str) -> str:
+    # RegMix names a domain's validation set valid_<name> (train_x → valid_x); from the domain, not
+    # its --prefix, which names the training data.
+    return "valid_" + domain.removeprefix("train_")
 
 
 def regmix_valid(mixture: Mixture, names: Mapping[str, str]) -> dict[str, float]:
@@ -69,7 +71,7 @@ def regmix_valid(mixture: Mixture, names: Mapping[str, str]) -> dict[str, float]
     if not weights:
         weights = dict.fromkeys(names, 1.0)
     total = sum(weights.values())
-    return {_valid_name(names[d]): w / total for d, w in weights.items()}
+    return {_valid_name(d): w / total for d, w in weights.items()}
 
 
 def export_notes(mixture: Mixture, fmt: str, valid: Mapping[str, float] | None = None) -> list[str]:

@@ -91,8 +91,9 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int,
 
     if np.ptp(np.asarray(clone(fitter).fit(X, y).predict(X), dtype=float)) == 0:
         # Each fold's model predicts its training mean, which anti-correlates with the held-out run.
-        notes.append(f"the {method} model predicts one value for every mixture on these {len(y)} runs, "
-                     "so its cross-validation figures measure nothing; search with a larger budget")
+        notes.append(f"the {fit_name.split()[0]} model predicts one value for every mixture on these "
+                     f"{len(y)} runs, so its cross-validation figures measure nothing; search with a larger "
+                     "budget")
     res = cross_validate(fitter, X, y, k=k, seed=0)
     pred = np.asarray(res.pred, dtype=float)
     plt = _pyplot()

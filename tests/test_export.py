@@ -56,8 +56,8 @@ def test_formats_look_like_what_each_tool_reads() -> None:
     import yaml
 
     third = 1 / 3
-    assert yaml.safe_load(export_mixture(MIX, "yaml")) == {
-        "train": MIX.weights, "valid": {"web": third, "code": third, "dclm:adult_content": third}}
+    valid = {"valid_web": third, "valid_code": third, "valid_dclm:adult_content": third}
+    assert yaml.safe_load(export_mixture(MIX, "yaml")) == {"train": MIX.weights, "valid": valid}
     assert parse_export(meg, "megatron", pre) == MIX.weights
 
 
@@ -70,6 +70,9 @@ def test_regmix_yaml_has_the_valid_section_regmix_trainer_deletes() -> None:
     mix = Mixture(weights, meta={"objective": objective})
     doc = yaml.safe_load(export_mixture(mix, "yaml"))
     assert doc["valid"] == {"valid_the_pile_pile_cc": 1.0}
+    # a --prefix names the training data, not the validation set
+    prefixed = yaml.safe_load(export_mixture(mix, "yaml", {"train_the_pile_pile_cc": "data/train_cc"}))
+    assert prefixed["valid"] == {"valid_the_pile_pile_cc": 1.0} and "data/train_cc" in prefixed["train"]
     assert "objective's domains" in export_notes(mix, "yaml")[0]
     doc = yaml.safe_load(export_mixture(mix, "yaml", valid={"valid_a": 0.5, "valid_b": 0.5}))
     assert doc["valid"] == {"valid_a": 0.5, "valid_b": 0.5}

@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 
 # Projected-gradient residual (in weight units) above which the solve is reported as inexact.
 KKT_TOL = 1e-5
+# A weight below this is set to 0 in the solution.
+DUST = 1e-12
 # Smallest weight inside log(x): keeps the KL gradient finite at a zero floor.
-DUST = 1e-12  # a weight below this is set to 0 in the solution
 TINY = 1e-300
 
 
