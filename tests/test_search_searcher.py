@@ -148,3 +148,28 @@ def test_a_sequential_searcher_fits_the_same_driver_interface():
         s.on_trial_complete(f"t{i}", ok(3.0 - i))
     assert seen == ["q0", "q1", "q2"]
     assert s.suggest("last") == Searcher.FINISHED
+
+
+def test_a_resumed_slot_keeps_the_retries_its_uncounted_attempts_did_not_use(tmp_path):
+    """Interrupted and requeued attempts do not count against --retries, in the store's view and the
+    searcher's alike: a resumed slot that then fails once is retried, not given up on."""
+    from mixopt.search.runner import INTERRUPTED, REQUEUED, slot_states
+    from mixopt.store import RunRecord, RunStore
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    fid = {"rung": "xs"}
+    store.add([
+        RunRecord(run_id="s-s0000-a1", search_id="s", weights=dict(zip(DOMAINS, ROWS[0], strict=True)),
+                  fidelity=fid, fidelity_key="k", status="failed", error=REQUEUED + "evaluator contract: x",
+                  attempt=1, seed=7),
+        RunRecord(run_id="s-s0000-a2", search_id="s", weights=dict(zip(DOMAINS, ROWS[0], strict=True)),
+                  fidelity=fid, fidelity_key="k", status="failed", error=INTERRUPTED, attempt=2, seed=7),
+    ])
+    s = make(retries=1)
+    slot_states(store, "s", list(s.slots.values()), retries=1)
+    slot = s.slots["s0000"]
+    assert (slot.state, slot.attempt, slot.failures) == ("pending", 3, 0)
+    cfg = s.suggest("t0")
+    assert cfg["run_id"] == "s-s0000-a3" and cfg["failures"] == 0 and cfg["seed"] == 7
+    s.on_trial_complete("t0", {"objective": math.nan, "status": "failed", "error": "boom"})
+    assert (slot.state, slot.attempt, slot.failures) == ("pending", 4, 1)  # one retry left, as the store says

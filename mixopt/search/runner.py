@@ -77,6 +77,7 @@ def slot_states(store: RunStore, search_id: str, slots: Sequence[Slot], *, retri
         s.error = last.error
         s.run_id = last.run_id
         s.reseeds = sum(r.status == "diverged" for r in runs)
+        s.failures = len(counted)
         if any((r.error or "").startswith(FATAL_PREFIX) for r in runs) or len(counted) > retries:
             s.state, s.attempt = "failed", last.attempt
         else:
@@ -119,7 +120,7 @@ class TrialCallback(Callback):
         if status == "ok" and value is not None and math.isfinite(value):
             self.done += 1
             self.best = value if self.best is None else min(self.best, value)
-        elif result.get("fatal") or int(trial.config.get("attempt", 1)) > self.retries:
+        elif result.get("fatal") or self._out_of_retries(trial):
             self.done += 1
             self.failed += 1
         self.emit(result.get("run_id"), status)
@@ -130,10 +131,14 @@ class TrialCallback(Callback):
             return
         self.store.finish(run_id, status="failed", only_if_running=True,
                           error=f"the trial died: {trial.error_file or 'no error file'}")
-        if int(trial.config.get("attempt", 1)) > self.retries:
+        if self._out_of_retries(trial):
             self.done += 1
             self.failed += 1
         self.emit(run_id, "failed")
+
+    def _out_of_retries(self, trial: Any) -> bool:
+        # The failures the slot had before this trial, plus this one (as the searcher counts them).
+        return int(trial.config.get("failures", 0)) + 1 > self.retries
 
 
 def _trial_dirname(trial: Any) -> str:

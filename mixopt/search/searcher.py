@@ -51,6 +51,7 @@ class Slot:
     run_id: str | None = None
     error: str | None = None
     reseeds: int = 0  # earlier attempts that diverged
+    failures: int = 0  # earlier attempts that count against --retries (not interrupted or requeued ones)
 
     def seed_for_attempt(self) -> int:
         # Only a divergence moves the seed: a run that raised or was interrupted is run again with
@@ -138,6 +139,7 @@ class MixtureSearcher(Searcher):
             "weights": dict(zip(self.domains, slot.weights, strict=True)),
             "seed": slot.seed_for_attempt(),
             "attempt": slot.attempt,
+            "failures": slot.failures,  # before this attempt: the progress counts a slot out by it
             "role": slot.role,
             "label": slot.label,
         }
@@ -163,7 +165,8 @@ class MixtureSearcher(Searcher):
             self.fatal = f"run {slot.run_id}: {why}"
             slot.state = "failed"
             return
-        if slot.attempt <= self.retries:
+        slot.failures += 1
+        if slot.failures <= self.retries:
             logger.info("run %s failed (%s); retrying (attempt %d)", slot.run_id, why, slot.attempt + 1)
             slot.attempt += 1
             slot.reseeds += status in ("diverged", "ok")  # "ok" here: a NaN objective
