@@ -141,9 +141,12 @@ def _numeric_columns(df: pl.DataFrame, path: str | Path, what: str, ids: list[st
     numeric = [c for c in cols if df[c].dtype.is_numeric() or df[c].dtype == pl.Null]
     other = [c for c in cols if c not in numeric]
     for c in other:
+        if df[c].dtype != pl.String:
+            continue  # booleans, dates: a label, ignored below
         parsed = df[c].cast(pl.Float64, strict=False)
-        if parsed.is_not_null().any():
-            bad = (parsed.is_null() & df[c].is_not_null()).to_list()
+        bad = (parsed.is_null() & df[c].is_not_null()).to_list()
+        # At least as many numbers as words: broken cells. Mostly words: a label column.
+        if sum(bad) and parsed.is_not_null().sum() >= sum(bad):
             cells = [f"{ids[i]} ({df[c][i]!r})" for i, b in enumerate(bad) if b]
             raise MixoptError(
                 f"{path}: column {c!r} holds numbers and non-numeric value(s) in row(s) "

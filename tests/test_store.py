@@ -224,3 +224,14 @@ def test_imported_proxy_runs_are_reused_by_a_search_of_the_same_corpus_and_rung(
     # a rung mixopt does not know (RegMix's 1m) is stored under its name alone
     other = import_table(st, ratios=ratios, metrics=metrics, fidelity={"rung": "1m"}, prefix="x:")
     assert "rung_hash" not in other["fidelity_key"]
+
+
+def test_runs_list_json_is_strict_json_with_a_diverged_run(store, capsys):
+    """jq and other strict parsers read it: NaN and inf become null."""
+    metrics = {"loss/a": math.nan, "loss/b": math.inf, "loss/c": 2.0}
+    store.add([RunRecord(run_id="d1", weights={"a": 1.0}, fidelity=FID, fidelity_key=FKEY, status="diverged",
+                         metrics=metrics, objective=math.nan)])
+    assert _cli(["runs", "list", "--json"]) == 0
+    out = capsys.readouterr().out
+    rec = json.loads(out, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))[0]
+    assert rec["metrics"] == {"loss/a": None, "loss/b": None, "loss/c": 2.0} and rec["objective"] is None

@@ -124,9 +124,15 @@ def test_bad_tables(tmp_path: Path) -> None:
     with pytest.warns(MixoptWarning, match="non-numeric column.*z"):
         assert read_run_tables(text, m).domains == ("x", "y")
     # a column of numbers with a word among them is a broken cell, named, not a label column dropped
-    cell = write(tmp_path / "cell.csv", "run,x,y\na,0.5,0.5\nb,abc,0\n")
+    m3 = write(tmp_path / "m3.csv", "run,loss\na,1\nb,2\nc,3\n")
+    cell = write(tmp_path / "cell.csv", "run,x,y\na,0.5,0.5\nb,abc,0\nc,0.2,0.8\n")
     with pytest.raises(MixoptError, match=r"column 'x' holds numbers and non-numeric .* row\(s\) b"):
-        read_run_tables(cell, m)
+        read_run_tables(cell, m3)
+    # ... but booleans and a column of words with one number-like word are labels, ignored as before
+    labels = write(tmp_path / "labels.csv", "run,x,y,ckpt,model\na,0.5,0.5,true,gpt\nb,1,0,false,2024\n"
+                   "c,0.2,0.8,true,llama\n")
+    with pytest.warns(MixoptWarning, match="non-numeric column.*ckpt"):
+        assert read_run_tables(labels, m3).domains == ("x", "y")
     mcell = write(tmp_path / "mcell.csv", "run,loss\na,1\nb,oops\n")
     with pytest.raises(MixoptError, match=r"mcell.csv: column 'loss' .* b \('oops'\)"):
         read_run_tables(ok, mcell)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated
 
 import typer
@@ -39,13 +40,16 @@ def list_runs(
         st.require_search(search)  # one line naming the searches the store knows
     shown = runs[-limit:] if limit > 0 else runs
     if as_json:
+        def finite(v: object) -> object:  # strict JSON (jq): a diverged run's NaN/inf are null
+            return v if not isinstance(v, float) or math.isfinite(v) else None
+
         print(json.dumps([{
             "run_id": r.run_id, "search_id": r.search_id, "role": r.role, "label": r.label,
-            "status": r.status,
-            "objective": r.objective, "seed": r.seed, "attempt": r.attempt, "cost": r.cost, "error": r.error,
-            "weights": r.weights, "metrics": r.metrics, "fidelity": r.fidelity, "corpus": r.corpus,
-            "created": r.created,
-        } for r in shown], indent=2, default=json_default))
+            "status": r.status, "objective": finite(r.objective), "seed": r.seed, "attempt": r.attempt,
+            "cost": finite(r.cost), "error": r.error, "weights": r.weights,
+            "metrics": {k: finite(v) for k, v in r.metrics.items()},
+            "fidelity": r.fidelity, "corpus": r.corpus, "created": r.created,
+        } for r in shown], indent=2, default=json_default, allow_nan=False))
         return
     title = f"{len(runs)} runs in {st.path}" + (f" (last {len(shown)})" if len(shown) < len(runs) else "")
     table = Table(title=title)
