@@ -245,3 +245,43 @@ def test_a_default_name_taken_in_the_same_second_gets_a_suffix(workspace, tmp_pa
     assert first.search_id == "custom-linear-20261202-101010"
     assert prep_mod.prepare(cfg).search_id == "custom-linear-20261202-101010-2"
     assert prep_mod.prepare(config(tmp_path, name="mine")).search_id == "mine"  # a given name is kept
+
+
+def test_kill_children_ends_the_processes_an_evaluator_started():
+    """What --trial-timeout does before ending a worker: a training job the evaluator spawned goes too
+    (here the worker is a stand-in process, its job a child with a grandchild)."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from mixopt.search.trial import _kill_children
+
+    if not Path(f"/proc/{os.getpid()}/task").is_dir():
+        pytest.skip("needs Linux /proc")
+    sleeper = "import time; time.sleep(300)"
+    job = f"import subprocess,sys,time; subprocess.Popen([sys.executable,'-c',{sleeper!r}]); time.sleep(300)"
+    worker = subprocess.Popen([sys.executable, "-c", f"import subprocess,sys,time; "
+                               f"subprocess.Popen([sys.executable,'-c',{job!r}]); time.sleep(300)"])
+
+    def descendants(pid: int) -> list[int]:
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        kids = [int(c) for t in tasks for c in (t / "children").read_text().split()]
+        return kids + [d for k in kids for d in descendants(k)]
+
+    def alive(pid: int) -> bool:
+        stat = Path(f"/proc/{pid}/stat")
+        return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+    try:
+        deadline = time.time() + 20
+        while len(descendants(worker.pid)) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+        started = descendants(worker.pid)
+        assert len(started) == 2
+        _kill_children(worker.pid)
+        time.sleep(0.5)
+        assert not any(alive(p) for p in started) and worker.poll() is None  # the worker itself stays
+    finally:
+        worker.kill()
+        worker.wait(10)

@@ -16,7 +16,7 @@ Str = str | None
 
 
 # What --resume takes from the command line; everything else comes from the stored search.
-RESUME_OPTIONS = {"resume", "store", "address", "concurrency", "out", "as_json"}
+RESUME_OPTIONS = {"resume", "store", "address", "concurrency", "out", "trial_timeout", "as_json"}
 
 
 @app.command("search")
@@ -85,7 +85,7 @@ def search(
                         + " (start a new search to change them)"
                     )
                 result = resume_search(resume, store=store, progress=progress, address=address,
-                                       concurrency=concurrency, out=out)
+                                       concurrency=concurrency, out=out, trial_timeout=trial_timeout)
             else:
                 config = SearchConfig(
                     name=name, corpus=corpus, evaluator=evaluator,

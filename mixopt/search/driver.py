@@ -126,7 +126,7 @@ def driver_lock(folder: Path, name: str) -> Iterator[None]:
 def resume_search(
     name: str, *, store: str | None = None, evaluator: Callable | None = None,
     progress: Progress | None = None, address: str | None = None, concurrency: int | None = None,
-    out: str | None = None,
+    out: str | None = None, trial_timeout: float | None = None,
 ) -> SearchResult:
     """Continue the search ``name`` where it stopped; a finished search returns its stored result."""
     st = RunStore(store) if store else RunStore()
@@ -149,6 +149,8 @@ def resume_search(
         changes["concurrency"] = concurrency
     if out is not None:
         changes["out"] = out
+    if trial_timeout is not None:  # one too short for every run must not doom the search
+        changes["trial_timeout"] = trial_timeout
     cfg = cfg.replace(**changes)
     prep = prepare(cfg, evaluator, search_id=name)
     plan = rec.plan or {}

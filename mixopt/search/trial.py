@@ -185,5 +185,27 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
         # trial (actors are reused): end the process. The run is already recorded as failed; Tune
         # sees a dead trial and the searcher retries the slot like any crash.
         logging.getLogger(__name__).warning("run %s timed out; ending its worker", result["run_id"])
+        _kill_children(os.getpid())  # a training job the evaluator started goes too
         os._exit(1)
     tune.report(result)
+
+
+def _kill_children(pid: int) -> None:
+    """SIGKILL every descendant of ``pid`` (Linux ``/proc``; elsewhere nothing is done)."""
+    import contextlib
+    import signal
+
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return
+    children: set[int] = set()
+    for task in tasks:
+        try:
+            children.update(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    for child in children:
+        _kill_children(child)
+        with contextlib.suppress(OSError):  # it may have ended already
+            os.kill(child, signal.SIGKILL)
