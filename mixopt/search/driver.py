@@ -10,6 +10,7 @@ finished run is lost or run again.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import os
@@ -54,7 +55,7 @@ __all__ = ["SearchResult", "StageEvent", "resume_search", "run_search"]
 class StageEvent:
     """Sent to the ``progress`` callback when a stage starts (trial progress is a ProgressEvent)."""
 
-    stage: str  # ray | swarm | fit | validate | export
+    stage: str  # plan | ray | swarm | fit | validate | export
     message: str
     search_id: str
     lines: tuple[str, ...] = ()
@@ -84,8 +85,14 @@ def run_search(
     with driver_lock(prep.search_dir, prep.search_id):
         # Recorded before Ray starts (seconds), so a second search of the same name is refused at once.
         prep.store.create_search(prep.search_id, {**config.as_dict(), "name": prep.search_id}, plan)
+        _emit(progress, StageEvent(stage="plan", search_id=prep.search_id,
+                                   message=f"search {prep.search_id}: {len(plan['swarm'])} new runs, "
+                                           f"{len(plan['reused'])} reused"))
         try:
             info = _ray(config, progress, prep.search_id)
+        except KeyboardInterrupt:
+            prep.store.update_search(prep.search_id, state="interrupted")
+            raise
         except BaseException:
             prep.store.update_search(prep.search_id, state="failed")
             raise
@@ -109,7 +116,10 @@ def driver_lock(folder: Path, name: str) -> Iterator[None]:
     with open(folder / "driver.lock", "a+", encoding="utf-8") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise MixoptError(f"cannot lock {f.name} ({exc.strerror}); is the workspace on a file "
+                                  "system without locks? Set MIXOPT_HOME to a local folder") from exc
             f.seek(0)
             pid = f.read().strip() or "?"
             raise MixoptError(

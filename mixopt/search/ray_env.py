@@ -52,7 +52,7 @@ def token_source() -> str | None:
         return "the RAY_AUTH_TOKEN environment variable"
     path = os.environ.get("RAY_AUTH_TOKEN_PATH")
     if path:
-        return path
+        return path if Path(path).is_file() else None
     return str(DEFAULT_TOKEN_PATH) if DEFAULT_TOKEN_PATH.is_file() else None
 
 
@@ -97,7 +97,7 @@ def ensure_ray(
                 # when there is one, and starts a local one only otherwise: say which happened.
                 node = getattr(ray._private.worker, "_global_node", None)
                 started_here = bool(getattr(node, "head", True))
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             target = f"the Ray cluster at {address}" if address else "a local Ray"
             raise MixoptError(
                 f"cannot start or reach {target}: {exc}; check --address / RAY_ADDRESS, "
