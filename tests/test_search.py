@@ -187,6 +187,9 @@ def test_search_on_the_tiny_corpus_with_the_proxy_trainer(tiny_workspace, tiny_c
     for r in swarm:
         assert {f"loss/{d}" for d in domains} <= set(r.metrics) and r.cost > 0
         assert r.fidelity == {"rung": "debug", "corpus": "tiny"} and r.corpus_hash == tiny_corpus.hash
+        # the checkpoints the nested laws fit on, recorded by the driver from what the trial reported
+        assert len(r.history) >= 2 and all(f"loss/{domains[0]}" in h and h["tokens"] > 0 for h in r.history)
+        assert r.seed == 0 and r.finished is not None
     mix = Mixture.load(out)
     assert mix.meta["provenance"]["corpus"] == tiny_corpus.name
     assert mix.meta["provenance"]["corpus_hash"] == tiny_corpus.hash
@@ -285,3 +288,18 @@ def test_kill_children_ends_the_processes_an_evaluator_started():
     finally:
         worker.kill()
         worker.wait(10)
+
+
+def test_a_trial_evaluates_without_opening_the_run_store(tmp_path):
+    """On a cluster node the store's file is not there: only the driver records runs."""
+    from mixopt.search.trial import TrialContext, evaluate
+
+    ctx = TrialContext(store_path=str(tmp_path / "absent" / "runs.sqlite"), search_id="n", home=str(tmp_path),
+                       workroot=str(tmp_path / "runs"), domains=DOMAINS, objective={"metric": "loss"},
+                       objective_key="k", corpus=None, corpus_hash=None, fidelity={}, fidelity_key="f",
+                       evaluator="mixopt.testing:loglinear")
+    weights = dict(zip(DOMAINS, (0.4, 0.3, 0.2, 0.1), strict=True))
+    res = evaluate({"run_id": "n-s0000-a1", "weights": weights, "seed": 0}, ctx)
+    assert res["status"] == "ok" and math.isfinite(res["objective"])
+    assert set(res["record"]["metrics"]) >= {f"loss/{d}" for d in DOMAINS}
+    assert not (tmp_path / "absent").exists()

@@ -93,15 +93,21 @@ def fatal_error(store: RunStore, search_id: str) -> str | None:
 
 
 class TrialCallback(Callback):
-    """Tune callback: marks the run of a trial that died as failed, and reports progress."""
+    """Tune callback in the driver: records every run in the store and reports progress.
+
+    ``running`` when Tune starts a trial, the outcome when it reports, ``failed`` when it dies (or
+    timed out, when it died after ``ctx.timeout``). The trials never open the store themselves.
+    """
 
     def __init__(self, store: RunStore, phase: str, slots: Sequence[Slot], retries: int,
-                 progress: Progress | None, best: float | None) -> None:
+                 progress: Progress | None, best: float | None, ctx: TrialContext | None = None) -> None:
         self.store, self.phase, self.retries, self.progress = store, phase, retries, progress
+        self.ctx = ctx
         self.total = len(slots)
         self.done = sum(s.state in ("done", "failed") for s in slots)
         self.failed = sum(s.state == "failed" for s in slots)
         self.best = best
+        self.started: dict[str, float] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment; a progress display (locks, a console) stays here.
@@ -114,9 +120,28 @@ class TrialCallback(Callback):
             self.progress(ProgressEvent(phase=self.phase, done=self.done, total=self.total,
                                         failed=self.failed, best=self.best, last=last, last_status=status))
 
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
+        cfg, ctx = trial.config, self.ctx
+        run_id = cfg.get("run_id")
+        if not run_id or ctx is None:
+            return
+        self.started[run_id] = time.monotonic()
+        self.store.begin(RunRecord(
+            run_id=run_id, search_id=ctx.search_id, role=cfg.get("role", "swarm"), label=cfg.get("label"),
+            corpus=ctx.corpus, corpus_hash=ctx.corpus_hash, fidelity=dict(ctx.fidelity),
+            fidelity_key=ctx.fidelity_key, objective_key=ctx.objective_key, seed=int(cfg["seed"]),
+            weights=dict(cfg["weights"]), attempt=int(cfg.get("attempt", 1)),
+        ))
+
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001
+        run_id = result.get("run_id")
+        record = result.get("record")
         status = result.get("status")
         value = result.get("objective")
+        if run_id and record is not None and self.ctx is not None:
+            self.store.finish(run_id, status=status or "failed", metrics=record.get("metrics") or {},
+                              objective=value, history=record.get("history") or [], cost=result.get("cost"),
+                              error=record.get("error"), only_if_running=True)
         if status == "ok" and value is not None and math.isfinite(value):
             self.done += 1
             self.best = value if self.best is None else min(self.best, value)
@@ -129,8 +154,13 @@ class TrialCallback(Callback):
         run_id = trial.config.get("run_id")
         if not run_id:
             return
-        self.store.finish(run_id, status="failed", only_if_running=True,
-                          error=f"the trial died: {trial.error_file or 'no error file'}")
+        timeout = self.ctx.timeout if self.ctx is not None else None
+        ran = time.monotonic() - self.started.get(run_id, time.monotonic())
+        if timeout is not None and ran >= timeout:
+            error = f"timed out after {timeout:g} s (--trial-timeout); the run was stopped"
+        else:
+            error = f"the trial died: {trial.error_file or 'no error file'}"
+        self.store.finish(run_id, status="failed", only_if_running=True, error=error)
         if self._out_of_retries(trial):
             self.done += 1
             self.failed += 1
@@ -162,7 +192,7 @@ def run_trials(
     Ctrl-C makes Tune stop early and return.
     """
     slots = list(searcher.slots.values())
-    cb = TrialCallback(RunStore(ctx.store_path), phase, slots, searcher.retries, progress, best)
+    cb = TrialCallback(RunStore(ctx.store_path), phase, slots, searcher.retries, progress, best, ctx)
     cb.emit()
     if not searcher.pending():
         return

@@ -1,8 +1,11 @@
-"""The Ray Tune trial: evaluate one mixture, write the run to the store, report to Tune.
+"""The Ray Tune trial: evaluate one mixture and report the outcome to Tune.
 
-The trial writes its own run record (``running`` before the evaluator starts, the outcome after),
-so a driver killed mid-search loses no finished run. An evaluator that raises, or returns NaN,
-is a failed or diverged run, not a crashed trial: the trial reports it and Tune's actor is reused.
+The trial does not touch the run store: the driver records each run (``running`` when Tune starts
+the trial, the outcome when it reports; :class:`mixopt.search.runner.TrialCallback`). Only the
+driver's machine opens the SQLite file, so a trial on another node of a cluster needs no shared
+file system for it (and SQLite's WAL mode does not work across machines). An evaluator that
+raises, or returns NaN, is a failed or diverged run, not a crashed trial: the trial reports it
+and Tune's actor is reused.
 An evaluator that breaks the contract (returns no metrics, lacks a metric the objective needs)
 is *fatal*: the searcher stops the search and the driver reports one clear error.
 """
@@ -23,7 +26,6 @@ from typing import Any
 from mixopt.errors import MixoptError
 from mixopt.evaluator import EvalRequest, coerce_result, load_evaluator
 from mixopt.objective import Objective
-from mixopt.store import RunRecord, RunStore
 
 PROXY_EVALUATOR = "mixopt.proxy.evaluate:evaluate"
 # Marks the error text of a run whose evaluator broke the contract: the driver stops the search.
@@ -82,8 +84,8 @@ def _set_threads(cpus: int, evaluator: str | Callable) -> None:
             torch.set_num_threads(cpus)
 
 
-def evaluate_and_record(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
-    """Evaluate ``config`` (from a searcher) and record the run; returns what the trial reports."""
+def evaluate(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
+    """Evaluate ``config`` (from a searcher); returns what the trial reports (the driver records it)."""
     os.environ["MIXOPT_HOME"] = ctx.home  # Ray workers do not inherit the driver's later env changes
     for p in ctx.sys_path:
         if p not in sys.path:
@@ -92,15 +94,8 @@ def evaluate_and_record(config: dict[str, Any], ctx: TrialContext) -> dict[str, 
     run_id = config["run_id"]
     workdir = Path(ctx.workroot) / run_id
     workdir.mkdir(parents=True, exist_ok=True)
-    store = RunStore(ctx.store_path)
     objective = Objective(metric=ctx.objective["metric"], weights=ctx.objective.get("weights") or {})
     fidelity = dict(ctx.fidelity)
-    store.begin(RunRecord(
-        run_id=run_id, search_id=ctx.search_id, role=config.get("role", "swarm"), label=config.get("label"),
-        corpus=ctx.corpus, corpus_hash=ctx.corpus_hash, fidelity=fidelity,
-        fidelity_key=ctx.fidelity_key, objective_key=ctx.objective_key,
-        seed=int(config["seed"]), weights=dict(config["weights"]), attempt=int(config.get("attempt", 1)),
-    ))
     request = EvalRequest(mixture=dict(config["weights"]), fidelity=fidelity, seed=int(config["seed"]),
                           run_id=run_id, workdir=str(workdir))
     t0 = time.perf_counter()
@@ -133,15 +128,11 @@ def evaluate_and_record(config: dict[str, Any], ctx: TrialContext) -> dict[str, 
     except Exception as exc:  # anything the user's evaluator raises is a failed run, not a crash
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
         error, cost = f"{type(exc).__name__}: {exc}\n" + "".join(tb[-6:]), time.perf_counter() - t0
-    # only_if_running: a resumed driver may have marked this run interrupted (its old driver died) and
-    # planned a new attempt; a late result must not give that slot two finished runs.
-    if not store.finish(run_id, status=status, metrics=metrics, objective=value, history=history, cost=cost,
-                        error=error, only_if_running=True):
-        logging.getLogger(__name__).warning("run %s finished after it was marked interrupted; result dropped",
-                                            run_id)
     return {
         "objective": value, "status": status, "run_id": run_id, "cost": cost,
         "error": (error or "").split("\n", 1)[0] or None, "fatal": fatal, "timed_out": timed_out,
+        # for the run store (the driver writes it); the searcher reads the fields above
+        "record": {"metrics": metrics, "history": history, "error": error},
     }
 
 
@@ -179,11 +170,11 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
     """The Tune function trainable (bound to ``ctx`` with ``tune.with_parameters``)."""
     from ray import tune
 
-    result = evaluate_and_record(config, ctx)
+    result = evaluate(config, ctx)
     if result["timed_out"]:
         # The evaluator's thread is still running and would hold this worker's CPU through the next
-        # trial (actors are reused): end the process. The run is already recorded as failed; Tune
-        # sees a dead trial and the searcher retries the slot like any crash.
+        # trial (actors are reused): end the process. Tune sees a dead trial, the driver records it
+        # as timed out (it knows the limit and the time) and the searcher retries the slot.
         logging.getLogger(__name__).warning("run %s timed out; ending its worker", result["run_id"])
         _kill_children(os.getpid())  # a training job the evaluator started goes too
         os._exit(1)
