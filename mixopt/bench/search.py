@@ -148,7 +148,7 @@ def bench_search(
         cpu_per_trial = sum(r["cpu"] for r in ones) / sum(r["n"] for r in ones)
         rows.append({"name": f"throughput, 2 trials at once vs 1 ({work_trials} CPU-bound trials of "
                              f"~{cpu_per_trial:.1f} CPU-s; median of {repeats} interleaved pairs)",
-                     "value": f"{speedup:.2f}× (range {_range(speedups)}; wall incl. start-up "
+                     "value": f"{speedup:.3f}× (range {_range(speedups)}; wall incl. start-up "
                               f"{wall_speedup:.2f}×)",
                      "goal": f"≥ {SPEEDUP_GOAL}× on 2 cores", "ok": str(speedup >= SPEEDUP_GOAL)})
         rows.append({"name": "  the same work without Ray (multiprocessing, 2 processes vs 1)",
