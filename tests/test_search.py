@@ -303,3 +303,67 @@ def test_a_trial_evaluates_without_opening_the_run_store(tmp_path):
     assert res["status"] == "ok" and math.isfinite(res["objective"])
     assert set(res["record"]["metrics"]) >= {f"loss/{d}" for d in DOMAINS}
     assert not (tmp_path / "absent").exists()
+
+
+def test_a_history_the_store_cannot_encode_is_the_evaluators_contract_error(tmp_path):
+    """The driver writes the history as JSON; a datetime in it must fail the run, not the driver."""
+    import datetime as dt
+
+    from mixopt.evaluator import EvalResult
+    from mixopt.search.trial import FATAL_PREFIX, TrialContext, evaluate
+
+    def odd(request):  # noqa: ANN001, ANN202
+        return EvalResult(metrics={f"loss/{d}": 1.0 for d in DOMAINS}, history=[{"at": dt.datetime.now()}])
+
+    ctx = TrialContext(store_path="unused", search_id="n", home=str(tmp_path), workroot=str(tmp_path),
+                       domains=DOMAINS, objective={"metric": "loss"}, objective_key="k", corpus=None,
+                       corpus_hash=None, fidelity={}, fidelity_key="f", evaluator=odd)
+    res = evaluate({"run_id": "n-s0000-a1", "weights": dict.fromkeys(DOMAINS, 0.25), "seed": 0}, ctx)
+    assert res["fatal"] and res["record"]["error"].startswith(FATAL_PREFIX + "evaluator returned a history")
+
+
+def test_ray_client_addresses_are_refused_by_name():
+    from mixopt.search.ray_env import ensure_ray
+
+    with pytest.raises(MixoptError, match=r"Ray Client \(ray://\) is not supported.*--address auto"):
+        ensure_ray("ray://head:10001")
+
+
+def test_a_resume_with_a_longer_trial_timeout_runs_timed_out_slots_again(workspace, tmp_path, ray_session):
+    from mixopt.search.driver import resume_search, run_search
+
+    cfg = config(tmp_path, name="slow", evaluator="mixopt.testing:sleepy", budget=2, retries=0,
+                 trial_timeout=1.0, fidelity={"sleep": 4})
+    with pytest.raises(MixoptError, match="too few to fit"):
+        run_search(cfg)
+    assert all(r.error.startswith("timed out after 1 s") for r in RunStore().runs(search_id="slow"))
+    res = resume_search("slow", trial_timeout=60)
+    assert res.runs["ok"] == res.runs["fitted"] == 2
+
+
+def test_the_driver_records_a_trial_that_died_before_it_started_or_after_it_reported(tmp_path):
+    """The store and the searcher agree in both odd cases: a failure with no start is a failed run;
+    a death after the outcome was reported keeps the outcome."""
+    from types import SimpleNamespace
+
+    from mixopt.search.runner import TrialCallback
+    from mixopt.search.trial import TrialContext
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    ctx = TrialContext(store_path=str(store.path), search_id="n", home=str(tmp_path), workroot=str(tmp_path),
+                       domains=DOMAINS, objective={"metric": "loss"}, objective_key="k", corpus=None,
+                       corpus_hash=None, fidelity={}, fidelity_key="f")
+    cb = TrialCallback(store, "swarm", [], retries=1, progress=None, best=None, ctx=ctx)
+
+    def trial(run_id: str) -> SimpleNamespace:
+        return SimpleNamespace(config={"run_id": run_id, "seed": 0, "weights": dict.fromkeys(DOMAINS, 0.25),
+                                       "attempt": 1, "failures": 0}, error_file=None)
+
+    cb.on_trial_error(0, [], trial("n-s0000-a1"))
+    assert store.get("n-s0000-a1").status == "failed"
+    t = trial("n-s0001-a1")
+    cb.on_trial_start(0, [], t)
+    record = {"metrics": {"loss/web": 2.0}, "history": [], "error": None}
+    cb.on_trial_result(0, [], t, {"run_id": "n-s0001-a1", "status": "ok", "objective": 2.0, "record": record})
+    cb.on_trial_error(0, [], t)
+    assert store.get("n-s0001-a1").status == "ok" and store.get("n-s0001-a1").metrics == {"loss/web": 2.0}

@@ -31,7 +31,15 @@ from mixopt.search.config import SearchConfig
 from mixopt.search.prepare import Prepared, prepare
 from mixopt.search.ray_env import RayInfo, ensure_ray
 from mixopt.search.result import SearchResult, build_mixture, candidate_rows
-from mixopt.search.runner import INTERRUPTED, REQUEUED, Progress, check_fatal, run_trials, slot_states
+from mixopt.search.runner import (
+    INTERRUPTED,
+    REQUEUED,
+    TIMED_OUT,
+    Progress,
+    check_fatal,
+    run_trials,
+    slot_states,
+)
 from mixopt.search.searcher import SwarmSearcher
 from mixopt.search.trial import FATAL_PREFIX
 from mixopt.search.validate import (
@@ -178,6 +186,10 @@ def resume_search(
         requeued = st.retag_errors(name, FATAL_PREFIX, REQUEUED + FATAL_PREFIX)
         if requeued:
             logger.info("%d runs broke the evaluator's contract before; they run again", len(requeued))
+        if trial_timeout is not None:  # runs stopped by the old limit get another chance under the new
+            again = st.retag_errors(name, TIMED_OUT, REQUEUED + TIMED_OUT)
+            if again:
+                logger.info("%d runs timed out under the old --trial-timeout; they run again", len(again))
         st.update_search(name, state="running")
         return _drive(prep, plan, info, progress, resumed=True)
 

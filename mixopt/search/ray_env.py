@@ -62,7 +62,7 @@ def ensure_ray(
     """Connect to Ray once per process; reuse a connection that is already up.
 
     Args:
-        address: cluster address (``ray://host:10001``, ``host:6379`` or ``auto``); None reads
+        address: cluster address (``host:6379`` or ``auto``; Ray Client's ``ray://`` is refused); None reads
             ``RAY_ADDRESS``, and without it starts a local Ray.
         num_cpus: CPUs of a local Ray (default: all of this machine's).
         dashboard: start the dashboard of a local Ray on 127.0.0.1.
@@ -70,6 +70,14 @@ def ensure_ray(
     import ray
 
     started_here = False
+    client = address or os.environ.get("RAY_ADDRESS") or ""
+    if client.startswith("ray://"):
+        # Ray Client runs Tune on the cluster's head, and with it the callback that writes the run
+        # store, which belongs to this machine: the search would never see its runs.
+        raise MixoptError(
+            f"--address {client}: Ray Client (ray://) is not supported; run `mixopt search` on a node "
+            "of the cluster with --address auto (or host:6379), or submit it as a Ray job"
+        )
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS") or None
         try:

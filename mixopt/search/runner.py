@@ -34,6 +34,7 @@ INTERRUPTED = "interrupted: the search's driver stopped before this run finished
 # A contract error seen before a --resume: the user may have fixed the evaluator, so its slot runs
 # again, and (like an interruption) it does not count against --retries.
 REQUEUED = "requeued by --resume after: "
+TIMED_OUT = "timed out after "  # the error of a run stopped by --trial-timeout
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,6 +109,7 @@ class TrialCallback(Callback):
         self.failed = sum(s.state == "failed" for s in slots)
         self.best = best
         self.started: dict[str, float] = {}
+        self.reported: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment; a progress display (locks, a console) stays here.
@@ -120,11 +122,11 @@ class TrialCallback(Callback):
             self.progress(ProgressEvent(phase=self.phase, done=self.done, total=self.total,
                                         failed=self.failed, best=self.best, last=last, last_status=status))
 
-    def on_trial_start(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
+    def _begin(self, trial: Any) -> str | None:
         cfg, ctx = trial.config, self.ctx
         run_id = cfg.get("run_id")
         if not run_id or ctx is None:
-            return
+            return None
         self.started[run_id] = time.monotonic()
         self.store.begin(RunRecord(
             run_id=run_id, search_id=ctx.search_id, role=cfg.get("role", "swarm"), label=cfg.get("label"),
@@ -132,16 +134,39 @@ class TrialCallback(Callback):
             fidelity_key=ctx.fidelity_key, objective_key=ctx.objective_key, seed=int(cfg["seed"]),
             weights=dict(cfg["weights"]), attempt=int(cfg.get("attempt", 1)),
         ))
+        return run_id
+
+    def _record(self, what: str, write: Callable[[], Any]) -> Any:
+        # Tune stops the whole experiment when a callback raises: a run the store cannot take is
+        # logged and recorded as failed instead.
+        try:
+            return write()
+        except Exception as exc:
+            logger.error("could not record %s in the run store: %s", what, exc)
+            return None
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
+        self._record(f"the start of {trial.config.get('run_id')}", lambda: self._begin(trial))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001
         run_id = result.get("run_id")
-        record = result.get("record")
+        record = result.pop("record", None)  # in the store; Tune would keep it in its own state too
         status = result.get("status")
         value = result.get("objective")
         if run_id and record is not None and self.ctx is not None:
-            self.store.finish(run_id, status=status or "failed", metrics=record.get("metrics") or {},
-                              objective=value, history=record.get("history") or [], cost=result.get("cost"),
-                              error=record.get("error"), only_if_running=True)
+            def write() -> bool:
+                return self.store.finish(
+                    run_id, status=status or "failed", metrics=record.get("metrics") or {}, objective=value,
+                    history=record.get("history") or [], cost=result.get("cost"), error=record.get("error"),
+                    only_if_running=True,
+                )
+
+            if self._record(f"the outcome of {run_id}", write):
+                self.reported.add(run_id)
+            else:
+                self._record(f"the failure of {run_id}", lambda: self.store.finish(
+                    run_id, status="failed", only_if_running=True, error="the run store could not take "
+                    "this run's result (see the driver's log)"))
         if status == "ok" and value is not None and math.isfinite(value):
             self.done += 1
             self.best = value if self.best is None else min(self.best, value)
@@ -152,15 +177,18 @@ class TrialCallback(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
         run_id = trial.config.get("run_id")
-        if not run_id:
-            return
+        if not run_id or run_id in self.reported:
+            return  # it died after reporting (a lost node): its outcome is recorded and counted
+        if run_id not in self.started:  # failed before it started (an actor that never came up)
+            self._record(f"the start of {run_id}", lambda: self._begin(trial))
         timeout = self.ctx.timeout if self.ctx is not None else None
         ran = time.monotonic() - self.started.get(run_id, time.monotonic())
         if timeout is not None and ran >= timeout:
-            error = f"timed out after {timeout:g} s (--trial-timeout); the run was stopped"
+            error = f"{TIMED_OUT}{timeout:g} s (--trial-timeout); the run was stopped"
         else:
             error = f"the trial died: {trial.error_file or 'no error file'}"
-        self.store.finish(run_id, status="failed", only_if_running=True, error=error)
+        self._record(f"the failure of {run_id}",
+                     lambda: self.store.finish(run_id, status="failed", only_if_running=True, error=error))
         if self._out_of_retries(trial):
             self.done += 1
             self.failed += 1

@@ -12,6 +12,7 @@ is *fatal*: the searcher stops the search and the driver reports one clear error
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -26,6 +27,7 @@ from typing import Any
 from mixopt.errors import MixoptError
 from mixopt.evaluator import EvalRequest, coerce_result, load_evaluator
 from mixopt.objective import Objective
+from mixopt.store import json_default
 
 PROXY_EVALUATOR = "mixopt.proxy.evaluate:evaluate"
 # Marks the error text of a run whose evaluator broke the contract: the driver stops the search.
@@ -119,7 +121,12 @@ def evaluate(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
                     f"evaluator returned no {', '.join(missing[:5])} (needed by the objective); "
                     f"it returned {', '.join(sorted(res.metrics)[:8])}"
                 )
-        status, error, metrics, history = res.status, res.error, res.metrics, res.history
+        try:  # the driver stores it as JSON: an object it cannot encode must fail here, as this run
+            history = json.loads(json.dumps(res.history, default=json_default))
+        except (TypeError, ValueError) as exc:
+            raise MixoptError(f"evaluator returned a history that is not JSON ({exc}); return numbers, "
+                              "strings, lists and dicts") from exc
+        status, error, metrics = res.status, res.error, res.metrics
         cost = res.cost
     except MixoptError as exc:
         error, fatal, cost = FATAL_PREFIX + str(exc), True, time.perf_counter() - t0
