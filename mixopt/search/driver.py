@@ -25,7 +25,7 @@ import numpy as np
 
 from mixopt import __version__
 from mixopt.atomic import write_json
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.proposers.proposal import extrapolation_note
 from mixopt.search.config import SearchConfig
 from mixopt.search.prepare import Prepared, prepare
@@ -304,7 +304,8 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
         measured = measure(store, sid, cands, prep.objective, domains, cfg.validate)
         comparisons = {c.name: compare(measured[PROPOSAL], measured[c.name])
                        for c in cands if c.name != PROPOSAL}
-        exported, notes = choose_export(measured, rung=vrung)
+        exported, chosen = choose_export(measured, rung=vrung)
+        notes += chosen  # after the fit's own notes (a flat model, a far extrapolation)
     else:
         notes.append("not validated (--validate 0): the predicted objective is the model's, not measured")
     if n_failed:
@@ -378,7 +379,12 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
 
     cfg, space = prep.config, prep.space
     t0 = time.perf_counter()
-    fitter, proposal = spec.fit_propose(X, y, space, seed=cfg.seed, proposer_params=spec.kl_option(cfg.kl))
+    with warnings.catch_warnings():
+        # The search says this in a note of its own (with the budget to raise), once.
+        warnings.filterwarnings("ignore", message="the fitted model predicts the same value",
+                                category=MixoptWarning)
+        fitter, proposal = spec.fit_propose(X, y, space, seed=cfg.seed,
+                                            proposer_params=spec.kl_option(cfg.kl))
     fit_seconds = time.perf_counter() - t0
     interval = tuple(proposal.interval) if proposal.interval is not None else None
     cands = [Candidate(
