@@ -64,12 +64,15 @@ def _valid_name(domain: str) -> str:
     return "valid_" + domain.removeprefix("train_")
 
 
-def regmix_valid(mixture: Mixture, names: Mapping[str, str]) -> dict[str, float]:
-    """RegMix's ``valid:`` section: the objective's domains and weights, or all domains equally."""
+def _objective_weights(mixture: Mixture) -> dict[str, float]:
+    """The positive domain weights of the objective the mixture records (empty: all domains)."""
     recorded = ((mixture.meta.get("objective") or {}).get("weights")) or {}
-    weights = {d: float(w) for d, w in recorded.items() if d in names and float(w) > 0}
-    if not weights:
-        weights = dict.fromkeys(names, 1.0)
+    return {d: float(w) for d, w in recorded.items() if d in mixture.weights and float(w) > 0}
+
+
+def regmix_valid(mixture: Mixture) -> dict[str, float]:
+    """RegMix's ``valid:`` section: the objective's domains and weights, or all domains equally."""
+    weights = _objective_weights(mixture) or dict.fromkeys(mixture.weights, 1.0)
     total = sum(weights.values())
     return {_valid_name(d): w / total for d, w in weights.items()}
 
@@ -81,7 +84,7 @@ def export_notes(mixture: Mixture, fmt: str, valid: Mapping[str, float] | None =
         if zero:
             return [f"left out of the Megatron blend (weight 0): {', '.join(zero)}"]
     if fmt == "yaml" and not valid:
-        recorded = ((mixture.meta.get("objective") or {}).get("weights")) or {}
+        recorded = _objective_weights(mixture)
         source = "the objective's domains and weights" if recorded else "every domain equally"
         return [f"RegMix's valid: section lists {source}; set it with --valid name=weight"]
     return []
@@ -110,7 +113,7 @@ def export_mixture(
         return json.dumps([{"domain": names[d], "weight": w[d]} for d in w], indent=2) + "\n"
     import yaml
 
-    valid_sets = dict(valid) if valid else regmix_valid(mixture, names)
+    valid_sets = dict(valid) if valid else regmix_valid(mixture)
     doc = {"train": {names[d]: w[d] for d in w}, "valid": valid_sets}
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 

@@ -75,6 +75,8 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
 def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int,
              objective: Objective, domains: list[str]) -> tuple[dict[str, float] | None, list[str]]:
     """Out-of-fold predictions against the measured objective; (metrics or None, notes)."""
+    from sklearn.base import clone
+
     from mixopt.fitters.cv import cross_validate
     from mixopt.methods import get_method
 
@@ -87,8 +89,6 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int,
         return None, [f"too few runs ({len(y)}) for cross-validation"]
     notes = [f"model: {fit_name}; {k} folds" + (f" (leave-one-out: {folds} folds asked for, {len(y)} runs)"
                                                 if k < folds else "")]
-    from sklearn.base import clone
-
     if np.ptp(np.asarray(clone(fitter).fit(X, y).predict(X), dtype=float)) == 0:
         # Each fold's model predicts its training mean, which anti-correlates with the held-out run.
         notes.append(f"the {fit_name.split()[0]} model predicts one value for every mixture on these "

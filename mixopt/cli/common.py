@@ -30,16 +30,7 @@ def assignments(values: list[str] | None, option: str) -> dict[str, float]:
     Raises:
         MixoptError: a malformed pair, or a domain given twice.
     """
-    from mixopt.errors import MixoptError
     from mixopt.search.config import parse_assignments
 
-    out: dict[str, float] = {}
-    for v in values or []:
-        for part in filter(None, (p.strip() for p in v.split(","))):  # pairs one by one: a=1,a=2 too
-            for name, value in parse_assignments(part, option=option).items():
-                if name in out and out[name] != value:
-                    raise MixoptError(
-                        f"{option} gives {name} twice ({out[name]:g} and {value:g}); give it once"
-                    )
-                out[name] = value
-    return out
+    # One list of pairs: parse_assignments refuses a domain given twice with two values.
+    return parse_assignments(",".join(values or []), option=option)

@@ -15,19 +15,6 @@ from mixopt.store import RunRecord, RunStore, now
 from mixopt.tables import read_run_tables
 
 
-def _known_rung(rung: Any) -> bool:
-    """Whether ``rung`` names one of mixopt's proxy rungs (RegMix's ``1m`` does not)."""
-    from mixopt.proxy.rungs import load_rung
-
-    if rung is None:
-        return False
-    try:
-        load_rung(str(rung))
-    except MixoptError:
-        return False
-    return True
-
-
 def import_table(
     store: RunStore,
     *,
@@ -63,8 +50,12 @@ def import_table(
                 "not be reused by searches until imported again with the built corpus",
                 MixoptWarning, stacklevel=2,
             )
-    # The key a search of this corpus and rung computes, rung hash included, so the runs are reused.
-    key = reuse_key(fid, evaluator, proxy=evaluator == PROXY and _known_rung(fid.get("rung")))
+    # The key a search of this corpus and rung computes, rung hash included, so the runs are reused;
+    # a rung mixopt does not know (RegMix's 1m) keys them by its name alone.
+    try:
+        key = reuse_key(fid, evaluator, proxy=evaluator == PROXY and "rung" in fid)
+    except MixoptError:
+        key = reuse_key(fid, evaluator, proxy=False)
     names = table.metric_names
     values = table.metrics.to_numpy().astype(float)
     records, n_nan = [], 0

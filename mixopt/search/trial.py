@@ -110,8 +110,8 @@ def evaluate(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
             out = fn(request)
         else:
             out, timed_out = _call_with_timeout(fn, request, ctx.timeout)
-            if timed_out:
-                raise _TimedOut(f"timed out after {ctx.timeout:g} s (--trial-timeout); the run was stopped")
+            if timed_out:  # never reported: the trainable ends this worker, the driver records why
+                return {"run_id": run_id, "timed_out": True}
         res = coerce_result(out, cost=time.perf_counter() - t0)
         if res.status == "ok":
             value = objective.value(res.metrics, ctx.domains)
@@ -130,8 +130,6 @@ def evaluate(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
         cost = res.cost
     except MixoptError as exc:
         error, fatal, cost = FATAL_PREFIX + str(exc), True, time.perf_counter() - t0
-    except _TimedOut as exc:
-        error, cost = str(exc), time.perf_counter() - t0
     except Exception as exc:  # anything the user's evaluator raises is a failed run, not a crash
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
         error, cost = f"{type(exc).__name__}: {exc}\n" + "".join(tb[-6:]), time.perf_counter() - t0
@@ -141,10 +139,6 @@ def evaluate(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
         # for the run store (the driver writes it); the searcher reads the fields above
         "record": {"metrics": metrics, "history": history, "error": error},
     }
-
-
-class _TimedOut(Exception):
-    """The evaluator ran past --trial-timeout."""
 
 
 def _call_with_timeout(fn: Callable, request: EvalRequest, timeout: float) -> tuple[Any, bool]:
