@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +40,5 @@ def test_default_corpus_builds(workspace: Path) -> None:
     if "literature" in man["domains"] and any(s["package"] == "r-cran-janeaustenr" for s in man["sources"]):
         lit = tok.decode(np.asarray(c.tokens("literature", "train")).tolist())
         assert "Elizabeth" in lit and "Darcy" in lit
-    t0 = time.perf_counter()
     again = build_recipe("default")
     assert again.up_to_date and again.manifest["hash"] == man["hash"]
-    assert time.perf_counter() - t0 < 30
