@@ -47,12 +47,18 @@ def _check_folder(folder: Path, out: Path, what: str) -> None:
         ) from exc
 
 
-def check_writable(path: str | os.PathLike[str], what: str = "--out") -> Path:
+def check_writable(
+    path: str | os.PathLike[str], what: str = "--out", inputs: dict[str, Any] | None = None
+) -> Path:
     """Refuse an output file path that cannot be written, before any work is spent on it.
 
+    ``inputs``: option → path of the files the command reads; the output may be none of them.
     Creates the parent folder. Returns the absolute path.
     """
     out = Path(path).expanduser()
+    for option, src in (inputs or {}).items():
+        if src is not None and out.resolve() == Path(src).expanduser().resolve():
+            raise MixoptError(f"{what} {out} is the {option} file this command reads; write to another path")
     if out.is_dir():
         raise MixoptError(f"{what} {out} is a folder; give a file path such as {out / 'mixture.json'}")
     _check_folder(out.parent, out, what)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,20 +43,50 @@ class MethodSpec:
     proposer: ProposerName
     sequential: bool = False
 
+    @property
+    def per_metric(self) -> bool:
+        """Fits one law per metric of the objective and sums them (the functional laws, as their
+        papers do), rather than one model of the objective itself."""
+        return self.proposer == "exact" and self.fitter != "auto"
+
     def make_fitter(
-        self, *, seed: int | None = None, domains: Sequence[str] | None = None, **params: Any
+        self,
+        *,
+        seed: int | None = None,
+        domains: Sequence[str] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        **params: Any,
     ) -> Any:
         """A new unfitted fitter (None for ``random``).
 
         ``seed`` sets ``random_state`` and ``domains`` sets ``groups`` (each domain's source, when
-        the names are written ``source:topic``) for the fitters that take them.
+        the names are written ``source:topic``) for the fitters that take them. ``metrics`` (metric
+        name → weight in the objective): a :meth:`per_metric` method fitted on more than one metric
+        becomes a :class:`~mixopt.fitters.metricsum.MetricSum`, to be fitted on one column per
+        metric (:func:`fit_target` picks the columns).
         """
         if self.fitter is None:
             if params:
                 raise MixoptError(f"method {self.name!r} fits no model; it takes no fitter parameters")
             return None
         groups = domain_groups(domains) if domains is not None else None
-        return make_fitter(self.fitter, seed=seed, groups=groups, **params)
+        names = tuple(domains) if domains is not None else None
+        if metrics is not None and len(metrics) == 1:
+            params.setdefault("targets", tuple(metrics))
+        fitter = make_fitter(self.fitter, seed=seed, groups=groups, domains=names, **params)
+        if metrics is not None and len(metrics) > 1 and self.per_metric:
+            from mixopt.fitters.metricsum import MetricSum
+
+            return MetricSum(fitter, weights=tuple(metrics.values()), names=tuple(metrics))
+        return fitter
+
+    def min_runs(self, n_varying: int) -> int:
+        """Runs the fitter needs over ``n_varying`` domains whose weight varies: a law's parameter
+        count per target (it refuses fewer), else 2."""
+        if self.fitter is None:
+            return 1
+        n_params = getattr(make_fitter(self.fitter), "_n_params", None)
+        return max(2, n_params(n_varying)) if n_params is not None else 2
 
     def kl_option(self, kl: float | None) -> dict[str, Any]:
         """``--kl`` as proposer options: ``{"kl": λ}``, ``{}`` when not given.
@@ -108,16 +138,34 @@ class MethodSpec:
         seed: int = 0,
         fitter_params: dict[str, Any] | None = None,
         proposer_params: dict[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        Y: np.ndarray | None = None,
     ) -> tuple[Any, Proposal]:
-        """Fit on runs (X, y) and propose a mixture inside ``space``: (fitted model or None, proposal)."""
-        model = self.make_fitter(seed=seed, domains=space.domains, **(fitter_params or {}))
+        """Fit on runs (X, y) and propose a mixture inside ``space``: (fitted model or None, proposal).
+
+        ``metrics`` (the objective's metric weights) with ``Y``, the runs' values of those metrics
+        (n_runs, n_metrics): a :attr:`per_metric` method fits Y and predicts their weighted sum.
+        """
+        model = self.make_fitter(seed=seed, domains=space.domains, metrics=metrics if Y is not None else None,
+                                 **(fitter_params or {}))
         proposer = self.make_proposer(seed=seed, **(proposer_params or {}))
         if model is None:
             proposal = proposer.propose_from_runs(X, y, space)  # type: ignore[union-attr]
         else:
-            model.fit(X, y)
+            model.fit(X, fit_target(model, y, Y))
             proposal = proposer.propose(model, space)  # type: ignore[union-attr]
         return model, dataclasses.replace(proposal, method=self.name)
+
+
+def fit_target(model: Any, y: np.ndarray, Y: np.ndarray | None) -> np.ndarray:
+    """What ``model`` is fitted on: the per-metric columns ``Y`` for a per-metric sum, else ``y``."""
+    from mixopt.fitters.metricsum import MetricSum
+
+    if not isinstance(model, MetricSum):
+        return y
+    if Y is None:
+        raise MixoptError("a per-metric fit needs each run's value of every metric of the objective")
+    return Y
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -174,6 +222,12 @@ def get_method(name: str) -> MethodSpec:
     try:
         return METHODS[name]
     except KeyError:
+        if name == "entropy":  # a training-free mixture of a corpus: it fits no runs
+            raise MixoptError(
+                "entropy is not a fitting method: BiMix's entropy mixture needs a corpus and no runs; "
+                "run `mixopt entropy CORPUS --out mixture.json` (then `mixopt compare` or `mixopt train` "
+                "to check it)"
+            ) from None
         raise MixoptError(
             f"method {name!r} is unknown; choose one of {', '.join(available_methods())}"
         ) from None

@@ -58,7 +58,8 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
     cv = None
     with atomic_dir(folder) as tmp:
         files = []
-        cv, cv_notes = _plot_cv(tmp / "cv.png", cfg.get("method", "regmix"), X, y, folds, objective, domains)
+        cv, cv_notes = _plot_cv(tmp / "cv.png", cfg.get("method", "regmix"), X, y, folds, objective, domains,
+                                st.metric_rows(ids, list(objective.metric_weights(domains))))
         if cv is not None:
             files.append(folder / "cv.png")
         if result:
@@ -72,15 +73,17 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
     return Report(search_id=name, folder=folder, files=files, cv=cv, markdown=md, cv_notes=cv_notes)
 
 
-def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int,
-             objective: Objective, domains: list[str]) -> tuple[dict[str, float] | None, list[str]]:
-    """Out-of-fold predictions against the measured objective; (metrics or None, notes)."""
+def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, objective: Objective,
+             domains: list[str], Y: np.ndarray | None) -> tuple[dict[str, float] | None, list[str]]:
+    """Out-of-fold predictions against the measured objective; (metrics or None, notes). ``Y``: the
+    runs' values of the objective's metrics, which per-metric laws are fitted on (as the search does)."""
     from sklearn.base import clone
 
     from mixopt.fitters.cv import cross_validate
-    from mixopt.methods import get_method
+    from mixopt.methods import fit_target, get_method
 
-    fitter = get_method(method).make_fitter(domains=domains)
+    metrics = objective.metric_weights(domains) if Y is not None else None
+    fitter = get_method(method).make_fitter(domains=domains, metrics=metrics)
     fit_name = method
     if fitter is None:  # `random` fits nothing; show how well RegMix's regressor would have predicted
         fitter, fit_name = get_method("regmix").make_fitter(), "regmix (for reference; random fits nothing)"
@@ -89,12 +92,13 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int,
         return None, [f"too few runs ({len(y)}) for cross-validation"]
     notes = [f"model: {fit_name}; {k} folds" + (f" (leave-one-out: {folds} folds asked for, {len(y)} runs)"
                                                 if k < folds else "")]
-    if np.ptp(np.asarray(clone(fitter).fit(X, y).predict(X), dtype=float)) == 0:
+    target = fit_target(fitter, y, Y)
+    if np.ptp(np.asarray(clone(fitter).fit(X, target).predict(X), dtype=float)) == 0:
         # Each fold's model predicts its training mean, which anti-correlates with the held-out run.
         notes.append(f"the {fit_name.split()[0]} model predicts one value for every mixture on these "
                      f"{len(y)} runs, so its cross-validation figures measure nothing; search with a larger "
                      "budget")
-    res = cross_validate(fitter, X, y, k=k, seed=0)
+    res = cross_validate(fitter, X, target, k=k, seed=0)
     pred = np.asarray(res.pred, dtype=float)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))

@@ -127,16 +127,40 @@ class SearchSpace:
                     )
                 raise MixoptError(f"domain {d!r} has no feasible weight: {', '.join(why)}; relax one of them")
         if lo.sum() > 1 + 1e-9:
-            raise MixoptError(
-                f"floors (and fixed weights) sum to {lo.sum():.4g} > 1; "
-                "lower --min-weight or the floors/fixed weights"
-            )
+            parts = self._bound_parts(lo, low=True)
+            raise MixoptError(f"the lower bounds sum to {lo.sum():.4g} > 1 ({parts}); lower one of them")
         if hi.sum() < 1 - 1e-9:
-            raise MixoptError(
-                f"ceilings (with repetition caps) sum to {hi.sum():.4g} < 1; "
-                "raise the ceilings or --max-epochs, "
-                "or lower --target-tokens"
-            )
+            parts = self._bound_parts(hi, low=False)
+            raise MixoptError(f"the upper bounds sum to {hi.sum():.4g} < 1 ({parts}); raise one of them")
+
+    def _bound_parts(self, bound: np.ndarray, *, low: bool) -> str:
+        """Which options make up the sum of the lower (or upper) bounds, each with its domains."""
+        cap = self.epoch_cap()
+        fixed, floors, ceilings, caps, rest = [], [], [], [], []
+        for i, d in enumerate(self.domains):
+            v = f"{d}={bound[i]:.4g}"
+            if d in self.fixed:
+                fixed.append(v)
+            elif low and d in self.floors and bound[i] > self.min_weight:
+                floors.append(v)
+            elif not low and cap[i] < float(self.ceilings.get(d, 1.0)):
+                caps.append(v)
+            elif not low and d in self.ceilings:
+                ceilings.append(v)
+            else:
+                rest.append(d)
+        parts = [f"--fix {', '.join(fixed)}"] if fixed else []
+        if floors:
+            parts.append(f"floors {', '.join(floors)}")
+        if low and rest and self.min_weight > 0:
+            parts.append(f"--min-weight {self.min_weight:g} × {len(rest)} other domain(s)")
+        if ceilings:
+            parts.append(f"--max-weight {', '.join(ceilings)}")
+        if caps:
+            parts.append(f"repetition caps (--max-epochs × tokens / --target-tokens) {', '.join(caps)}")
+        if not low and rest:
+            parts.append(f"{len(rest)} domain(s) without a bound")
+        return "; ".join(parts) or "no bounds"
 
     # ----- membership ---------------------------------------------------------------------
     def violations(self, w: Sequence[float] | np.ndarray, tol: float = 1e-9) -> list[str]:

@@ -361,6 +361,18 @@ class RunStore:
             row = con.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return _record(row) if row is not None else None
 
+    def metric_rows(self, run_ids: Sequence[str], keys: Sequence[str]) -> np.ndarray | None:
+        """Each run's values of the metrics ``keys`` (n_runs, n_keys); None when a run lacks one or
+        has a non-finite one."""
+        rows = []
+        for rid in run_ids:
+            rec = self.get(rid)
+            vals = [rec.metrics.get(k) for k in keys] if rec is not None else [None]
+            if any(v is None or not math.isfinite(v) for v in vals):
+                return None
+            rows.append(vals)
+        return np.asarray(rows, dtype=float).reshape(len(rows), len(keys))
+
     def runs(
         self,
         *,

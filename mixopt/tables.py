@@ -73,10 +73,20 @@ class RunTable:
             )
         return self.metrics[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
 
+    def target_parts(self, name: str, run_ids: Sequence[str]) -> tuple[np.ndarray, dict[str, float]]:
+        """The metric columns that make target ``name`` (``mean``: every column, equally weighted) at
+        the runs ``run_ids``: (their values (n, n_columns), column → weight in the target)."""
+        cols = self.metric_names if name == MEAN_TARGET else [name]
+        row = {r: i for i, r in enumerate(self.run_ids)}
+        Y = self.metrics.select(cols).cast(pl.Float64).fill_null(np.nan).to_numpy()
+        return Y[[row[r] for r in run_ids]], {c: 1.0 / len(cols) for c in cols}
+
     def target_rows(self, name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(X, y, run ids) of the runs whose target is finite; the others are left out with a warning."""
         y = self.target(name)
         ok = np.isfinite(y)
+        if ok.sum() == 0:
+            raise MixoptError(f"target {name!r} has no finite value in any run; check the metrics file")
         if not ok.all():
             bad = [self.run_ids[i] for i in np.flatnonzero(~ok)]
             warnings.warn(
@@ -84,8 +94,6 @@ class RunTable:
                 "they are left out",
                 MixoptWarning, stacklevel=2,
             )
-        if ok.sum() == 0:
-            raise MixoptError(f"target {name!r} has no finite value in any run; check the metrics file")
         return self.X[ok], y[ok], [r for r, k in zip(self.run_ids, ok, strict=True) if k]
 
 
@@ -138,7 +146,8 @@ def _numeric_columns(df: pl.DataFrame, path: str | Path, what: str, ids: list[st
         MixoptError: a column of numbers with some text among them (a broken cell, not a label).
     """
     cols = [c for c in df.columns if c not in ID_COLUMNS]
-    numeric = [c for c in cols if df[c].dtype.is_numeric() or df[c].dtype == pl.Null]
+    # An empty column (every cell missing; polars may type it as text) is a metric with no values.
+    numeric = [c for c in cols if df[c].dtype.is_numeric() or df[c].null_count() == df.height]
     other = [c for c in cols if c not in numeric]
     for c in other:
         if df[c].dtype != pl.String:

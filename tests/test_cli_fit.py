@@ -195,6 +195,16 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     metrics.write_text("index,loss\n1,1\n2,2\n3,3\n")
     bad(["fit", "--ratios", str(rows), "--metrics", str(metrics), "--target", "loss", "--propose", "--out",
          str(out)], capsys, "2 row(s) do not sum to 1 (beyond ±0.001): 3 (sum 1.2), 2 (sum 0.9)", out)
+    before = metrics.read_text()
+    bad(["fit", "--ratios", str(rows), "--metrics", str(metrics), "--target", "loss", "--propose", "--out",
+         str(metrics)], capsys, f"--out {metrics} is the --metrics file this command reads")
+    assert metrics.read_text() == before
+    empty = tmp_path / "empty.csv"
+    empty.write_text("index,loss,acc\n1,,0.1\n2,,0.2\n3,,0.3\n")
+    good = tmp_path / "good.csv"
+    good.write_text("index,a,b\n1,0.5,0.5\n2,0.2,0.8\n3,0.6,0.4\n")
+    bad(["fit", "--ratios", str(good), "--metrics", str(empty), "--target", "loss"], capsys,
+        "target 'loss' has no finite value in any run")
     dup = tmp_path / "dup.csv"
     dup.write_text("index,a,b\n1,0.5,0.5\n1,0.2,0.8\n")
     bad(["fit", "--ratios", str(dup), "--metrics", str(metrics), "--target", "loss"], capsys,

@@ -141,7 +141,7 @@ def test_space_bounds_include_repetition_cap():
     "kwargs, match",
     [
         (dict(fixed={"a": 0.6, "b": 0.6}), "sum to 1.2"),
-        (dict(ceilings={"a": 0.2, "b": 0.2, "c": 0.2}), "ceilings"),
+        (dict(ceilings={"a": 0.2, "b": 0.2, "c": 0.2}), r"sum to 0.6 < 1 \(--max-weight a=0.2, b=0.2"),
         (dict(floors={"a": 0.5}, ceilings={"a": 0.4}), "no feasible weight"),
         # a fixed weight pins the bounds, so the ceiling, floor or cap it breaks is checked on its own
         (dict(fixed={"a": 0.2}, ceilings={"a": 0.1}), "fixed at 0.2, outside its ceiling 0.1"),

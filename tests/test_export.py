@@ -124,7 +124,7 @@ def test_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], workspac
     capsys.readouterr()
     # writing the export over the mixture it reads is refused, and the mixture survives
     assert run_cli(["export", str(path), "--format", "yaml", "-o", str(path)]) == 2
-    assert "is the mixture being exported" in capsys.readouterr().err
+    assert "is the mixture file this command reads" in capsys.readouterr().err
     assert Mixture.load(path).weights == MIX.weights
 
 

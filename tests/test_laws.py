@@ -209,7 +209,7 @@ def test_size_law_shares_its_exponent_across_metrics() -> None:
 def test_too_few_runs_is_a_clear_error(cls: type) -> None:
     X = swarm(3, seed=10)
     with pytest.raises(
-        MixoptError, match=r"add runs .* or use a method with fewer parameters \(linear, gp\)"
+        MixoptError, match=r"add runs .* or use a method with fewer parameters \(log-ridge, gp or auto\)"
     ):
         cls().fit(X, X[:, 0])
 

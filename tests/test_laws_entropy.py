@@ -55,4 +55,5 @@ def test_entropy_mixture_on_the_tiny_corpus(
     assert "bigram" in mix["params"]["estimator"]
     with pytest.raises(SystemExit) as exc:
         main(["entropy", str(tiny_corpus.path), "--min-weight", "0.3"])
-    assert exc.value.code == 2 and "floors (and fixed weights) sum to 1.2" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "lower bounds sum to 1.2 > 1 (--min-weight 0.3 × 4 other domain(s))" in err

@@ -154,6 +154,33 @@ def test_runs_are_reused_by_later_searches_unless_no_reuse(workspace, tmp_path, 
     assert len(keys) == 4
 
 
+def test_reused_runs_outside_the_constraints_inform_the_fit_but_are_no_candidates(workspace, tmp_path,
+                                                                                 ray_session):
+    from mixopt.search.driver import run_search
+
+    run_search(config(tmp_path, name="free", budget=6, method="random"))
+    # Found by a user: with --fix, runs of an earlier search (none at web = 0.3) filled the budget,
+    # the best of them became the `best_run` candidate and was exported, breaking the --fix.
+    res = run_search(config(tmp_path, name="fixed", budget=5, validate=1, fix={"web": 0.3}))
+    assert res.runs["reused"] == 6 and res.runs["planned"] == 5 and res.runs["fitted"] == 11
+    assert testing.count_calls(workspace / "searches" / "fixed") >= 5
+    for row in res.candidates:
+        assert row.weights["web"] == pytest.approx(0.3), row.name
+    assert res.weights["web"] == pytest.approx(0.3)
+
+
+def test_a_law_with_more_parameters_than_the_budget_is_refused_before_any_run(workspace, tmp_path):
+    from mixopt.search.prepare import prepare
+
+    doms = tuple("abcdefghij")
+    with pytest.raises(MixoptError, match=r"--budget 8: bimix has 20 parameters .* raise --budget to 20"):
+        prepare(config(tmp_path, name="few", domains=doms, tokens=None, budget=8, method="bimix"))
+    # A fixed domain does not vary: 9 domains, 18 parameters.
+    prepare(config(tmp_path, name="few", domains=doms, tokens=None, budget=18, method="bimix",
+                   fix={"a": 0.1}))
+    assert RunStore().get_search("few") is None
+
+
 def test_objective_constraints_and_linear_method(workspace, tmp_path, ray_session):
     from mixopt.search.driver import run_search
 

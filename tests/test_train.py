@@ -313,6 +313,17 @@ def test_report_sets_each_domain_against_its_prediction() -> None:
                                          "per_domain_metric": "bpb"}})
     rows = {r["domain"]: r for r in prediction_report(bpb, metrics, ["code", "math"])["domains"]}
     assert rows["code"]["difference"] == pytest.approx(-0.5)  # bpb against bpb, not against loss
+    # A hand-written objective naming only its kind is measured in that kind's metric.
+    kind_only = Mixture(w, meta={"objective": {"kind": "bpb"}, "predicted": {"mean": 3.0}})
+    rep = prediction_report(kind_only, metrics, ["code", "math"])
+    assert rep["objective"] == "mean_bpb" and rep["final"] == pytest.approx(2.25)
+    assert rep["final_minus_predicted"] == pytest.approx(-0.75) and rep["note"] is None
+    # One the trained model cannot measure (a fit's table column, perplexity) is not compared.
+    for objective in ({"kind": "metric", "metric": "metric/pile_cc_val_loss"}, {"metric": "perplexity"}):
+        rep = prediction_report(Mixture(w, meta={"objective": objective, "predicted": {"mean": 3.0},
+                                                 "measured": {"mean": 3.1}}), metrics, ["code", "math"])
+        assert rep["objective"] == "mean_loss" and rep["final"] == pytest.approx(3.5)
+        assert rep["predicted"] is None and rep["proxy_measured"] is None and "not set against" in rep["note"]
 
 
 def test_resume_finds_a_run_in_the_older_default_folder(tiny_corpus, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

@@ -34,3 +34,22 @@ def assignments(values: list[str] | None, option: str) -> dict[str, float]:
 
     # One list of pairs: parse_assignments refuses a domain given twice with two values.
     return parse_assignments(",".join(values or []), option=option)
+
+
+def render_selection(rows: list[dict[str, Any]]) -> None:
+    """``auto``'s table: every candidate's cross-validation, the chosen one ticked."""
+    from rich.table import Table
+
+    k = next((r["folds"] for r in rows if r.get("folds")), None)
+    t = Table(title=f"auto: {k or 'K'}-fold cross-validation of every candidate (chosen: ✓)",
+              caption="fit s: seconds to cross-validate the candidate")
+    for col in ("fitter", "Spearman", "Pearson", "MAE", "rel. error", "fit s", "chosen / why not"):
+        t.add_column(col, justify="left" if col in ("fitter", "chosen / why not") else "right",
+                     overflow="fold")
+    for r in rows:
+        if r.get("error"):
+            t.add_row(r["name"], "-", "-", "-", "-", f"{r['seconds']:.1f}", f"[dim]{r['error']}[/]")
+            continue
+        t.add_row(r["name"], f"{r['spearman']:.4f}", f"{r['pearson']:.4f}", f"{r['mae']:.4g}",
+                  f"{r['rel_error']:.3%}", f"{r['seconds']:.1f}", "✓" if r.get("chosen") else "")
+    console.print(t)

@@ -37,14 +37,11 @@ def export(
     """Write a mixture in the form a training job reads."""
     from mixopt.atomic import check_writable, write_text
     from mixopt.cli.common import assignments
-    from mixopt.errors import MixoptError
     from mixopt.export import export_mixture, export_notes
     from mixopt.mixture import Mixture
 
     if out is not None:
-        check_writable(out)
-        if out.resolve() == mixture.resolve():
-            raise MixoptError(f"--out {out} is the mixture being exported; write the export to another file")
+        check_writable(out, inputs={"mixture": mixture})
     mix = Mixture.load(mixture)
     valid_sets = assignments(valid, "--valid")
     text = export_mixture(mix, fmt, _prefixes(prefix), valid_sets)

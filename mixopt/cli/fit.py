@@ -10,7 +10,7 @@ from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
-from mixopt.cli.common import METHOD_HELP, JsonOpt, SeedOpt, assignments, console, opt
+from mixopt.cli.common import METHOD_HELP, JsonOpt, SeedOpt, assignments, console, opt, render_selection
 from mixopt.store import json_default
 
 
@@ -102,7 +102,7 @@ def _render(report: Any) -> None:
         console.print("domains grouped by source, from their names: "
                       + ", ".join(f"{g} {n}" for g, n in report.groups.items()))
     if report.selection:
-        _render_selection(report.selection)
+        render_selection(report.selection)
     if report.cv:
         t = Table(title=f"{report.cv['k']}-fold cross-validation")
         for col in ("Spearman", "Pearson", "MAE", "rel. error"):
@@ -115,26 +115,14 @@ def _render(report: Any) -> None:
         console.print(f"wrote {p['n']} predictions ({p['min']:.4g} … {p['max']:.4g}) to {p['path']}")
     if report.proposal:
         prop = report.proposal
-        t = Table(title=f"proposed mixture (predicted {report.target}: {prop['predicted']:.4f})")
+        sd = f" ± {prop['std']:.4f} (1 sd)" if prop.get("std") is not None else ""
+        t = Table(title=f"proposed mixture (predicted {report.target}: {prop['predicted']:.4f}{sd})")
         t.add_column("domain")
         t.add_column("weight", justify="right")
         for d, w in sorted(prop["weights"].items(), key=lambda kv: -kv[1]):
             t.add_row(d, f"{w:.4f}")
         console.print(t)
         console.print(f"wrote {report.out}")
-
-
-def _render_selection(rows: list[dict[str, Any]]) -> None:
-    t = Table(title="auto: K-fold cross-validation of every candidate (chosen: ✓)")
-    for col in ("fitter", "Spearman", "Pearson", "MAE", "rel. error", "s", ""):
-        t.add_column(col, justify="left" if col == "fitter" else "right")
-    for r in rows:
-        if r.get("error"):
-            t.add_row(r["name"], "-", "-", "-", "-", f"{r['seconds']:.1f}", f"[dim]{r['error'][:60]}[/]")
-            continue
-        t.add_row(r["name"], f"{r['spearman']:.4f}", f"{r['pearson']:.4f}", f"{r['mae']:.4g}",
-                  f"{r['rel_error']:.3%}", f"{r['seconds']:.1f}", "✓" if r.get("chosen") else "")
-    console.print(t)
 
 
 def _render_scale(res: dict[str, Any]) -> None:

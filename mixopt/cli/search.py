@@ -10,7 +10,16 @@ from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
-from mixopt.cli.common import MAX_SEED, METHOD_HELP, JsonOpt, assignments, console, err_console, opt
+from mixopt.cli.common import (
+    MAX_SEED,
+    METHOD_HELP,
+    JsonOpt,
+    assignments,
+    console,
+    err_console,
+    opt,
+    render_selection,
+)
 
 Str = str | None
 
@@ -217,7 +226,7 @@ def render_result(result: Any) -> None:
     """The summary: objective of the exported mixture next to the baselines, then their weights."""
     table = Table(title=f"search {result.search_id} · {result.method} · {result.objective['kind']}")
     table.add_column("mixture", no_wrap=True)
-    table.add_column("predicted", justify="right")
+    table.add_column("predicted (± sd)", justify="right")
     table.add_column("swarm", justify="right")
     if result.validate:
         table.add_column(f"measured ({result.validate_rung})", justify="right")
@@ -225,7 +234,9 @@ def render_result(result: Any) -> None:
         table.add_column("n", justify="right")
         table.add_column("proposal better by", justify="right")
     for row in result.candidates:
-        cells = [("★ " if row.exported else "  ") + row.name, _fmt(row.predicted), _fmt(row.swarm_value)]
+        sd = row.predicted_std
+        predicted = _fmt(row.predicted) + (f" ± {sd:.4f}" if sd is not None else "")
+        cells = [("★ " if row.exported else "  ") + row.name, predicted, _fmt(row.swarm_value)]
         if result.validate:
             m = row.measured or {}
             cmp = row.comparison or {}
@@ -253,6 +264,8 @@ def render_result(result: Any) -> None:
     if result.validate and marks:  # the legend of marks the table shows (none with one seed)
         console.print("✓/✗: the proposal beats that baseline by more than the standard error of the "
                       "difference, or not")
+    if result.selection:
+        render_selection(result.selection)
     for note in result.notes:
         console.print(f"note: {note}", style="yellow")
     console.print(f"mixture ({result.exported}) written to {result.out or result.mixture_path}")

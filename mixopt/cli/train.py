@@ -78,6 +78,8 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
         t.add_row(*row)
     console.print(t)
     console.print(f"objective ({rep.get('objective')}): final model {_f(rep.get('final'))}")
+    if rep.get("note"):
+        console.print(f"  note: {rep['note']}", style="yellow")
     if rep.get("predicted") is not None:
         extra = ""
         if "interval" in rep:
@@ -95,7 +97,7 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
             f"  measured at proxy rung {rep.get('proxy_rung')}: {rep['proxy_measured']:.4f}{sem}; "
             f"final − proxy = {rep['final_minus_proxy']:+.4f} (the larger model should be lower)"
         )
-    if rep.get("predicted") is None and rep.get("proxy_measured") is None:
+    if rep.get("predicted") is None and rep.get("proxy_measured") is None and not rep.get("note"):
         console.print(
             "  the mixture JSON has no prediction to compare with (a baseline or hand-made mixture)"
         )

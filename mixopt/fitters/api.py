@@ -101,7 +101,7 @@ def fit_tables(config: FitConfig) -> FitReport:
     Raises:
         MixoptError: bad method, target, tables, constraints or output path.
     """
-    from mixopt.methods import get_method
+    from mixopt.methods import fit_target, get_method
     from mixopt.space import SearchSpace
     from mixopt.tables import read_ratios, read_run_tables
 
@@ -110,7 +110,8 @@ def fit_tables(config: FitConfig) -> FitReport:
     if config.out is not None:
         from mixopt.atomic import check_writable
 
-        check_writable(config.out)
+        check_writable(config.out, inputs={"--ratios": config.ratios, "--metrics": config.metrics,
+                                           "--predict": config.predict})
     if method.fitter is None and (config.cv is not None or config.predict is not None):
         raise MixoptError(
             f"method {method.name!r} fits no model, so it cannot --cv or --predict; use regmix or linear"
@@ -127,14 +128,17 @@ def fit_tables(config: FitConfig) -> FitReport:
     if config.predict is not None:
         new = read_ratios(config.predict, what="--predict", domains=table.domains)
     # One unfitted fitter: cross-validation fits clones of it, --predict/--propose fit it itself.
-    fitter = method.make_fitter(seed=config.seed, domains=table.domains)
+    # The laws fit the mean target as the mean of one law per metric column (as their papers do).
+    Y, metrics = table.target_parts(config.target, run_ids)
+    fitter = method.make_fitter(seed=config.seed, domains=table.domains, metrics=metrics)
+    target = fit_target(fitter, y, Y)
     seconds: dict[str, float] = {}
     cv = None
     if config.cv is not None:
         from mixopt.fitters.cv import cross_validate
 
         t = time.perf_counter()
-        res = cross_validate(fitter, X, y, k=config.cv, seed=config.seed)
+        res = cross_validate(fitter, X, target, k=config.cv, seed=config.seed)
         seconds["cv"] = round(time.perf_counter() - t, 3)
         cv = res.as_dict()
     predictions = proposal = selection = None
@@ -147,7 +151,7 @@ def fit_tables(config: FitConfig) -> FitReport:
         params.update(kl_params)
         model = fitter
         if model is not None:
-            model.fit(X, y)
+            model.fit(X, target)
             selection = getattr(model, "cv_table_", None)
         seconds["fit"] = round(time.perf_counter() - t, 3)
         if new is not None:
@@ -202,7 +206,8 @@ def _save_mixture(
     from mixopt.proposers.topk import predict_objective
 
     weights = {d: float(w) for d, w in zip(table.domains, prop.weights, strict=True)}
-    best = int(np.argmin(y))
+    inside = space.best_row(X, y)  # the best run the proposal could have been, if any is
+    best = inside if inside is not None else int(np.argmin(y))
     if model is None:
         notes = [f"the best run ({run_ids[best]}); 'predicted' is its measured value, not a model's"]
     else:
@@ -210,6 +215,7 @@ def _save_mixture(
         notes = [note] if note else []
     baselines: dict[str, Any] = {
         "best_run": {"run_id": run_ids[best], "measured": float(y[best]),
+                     "inside_constraints": inside is not None,
                      "weights": {d: float(w) for d, w in zip(table.domains, X[best], strict=True)}},
     }
     uniform = np.full(len(table.domains), 1.0 / len(table.domains))
@@ -220,13 +226,13 @@ def _save_mixture(
         kl = prop.info.get("kl", 0.0)
         # Against the best run the proposal could have been (inside the constraints): a better run
         # outside them is the constraints' doing, not the KL term's.
-        b = space.best_row(X, y)
-        if kl > 0 and b is not None:
-            best_pred = float(predict_objective(model, X[b][None, :])[0])
+        if kl > 0 and inside is not None:
+            best_pred = baselines["best_run"]["predicted"]
             if prop.predicted > best_pred:
                 notes.append(
                     f"the proposal is predicted worse than the best run inside the constraints "
-                    f"({prop.predicted:.4g} against {best_pred:.4g} for {run_ids[b]} by the same model): "
+                    f"({prop.predicted:.5g} against {best_pred:.5g} for run {run_ids[inside]} by the same "
+                    "model): "
                     f"the KL term (λ = {kl:g}, as Olmix) holds it near the prior mixture; --kl 0 gives "
                     "the law's own optimum"
                 )

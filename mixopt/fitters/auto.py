@@ -123,6 +123,7 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         self.chosen_ = members[0] if len(members) == 1 else f"mean({', '.join(members)})"
         for r in rows:
             r["chosen"] = r["name"] == self.chosen_
+            r["folds"] = k
         self.cv_table_ = rows
         self.members_ = [self._make(nm).fit(X, y) for nm in members]
         self.member_weights_ = [1.0 / len(members)] * len(members)

@@ -58,12 +58,16 @@ class BiMixFitter(LawFitter):
         huber_delta: float = 0.5,
         n_polish: int = 3,
         random_state: int | None = 0,
+        domains: tuple[str, ...] | None = None,
+        targets: tuple[str, ...] | None = None,
     ) -> None:
         self.eps = eps
         self.n_starts = n_starts
         self.huber_delta = huber_delta
         self.n_polish = n_polish
         self.random_state = random_state
+        self.domains = domains  # names for messages only
+        self.targets = targets
 
     def fit(self, X: np.ndarray, y: np.ndarray, steps: np.ndarray | None = None) -> BiMixFitter:
         """Fit on weights X (n, K), targets y (n,) or (n, m) and optional training steps (n,).

@@ -7,6 +7,8 @@ needs), mean absolute error and mean relative error ``mean(|pred - y| / |y|)``.
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,8 +57,24 @@ class CVResult:
         return {"k": len(self.fold_metrics), **self.metrics, "folds": self.fold_metrics}
 
 
+def _say_once(caught: list[warnings.WarningMessage], k: int) -> None:
+    """Warn each fold's warnings once: the same message (but for its figures) from several folds
+    is one warning that says in how many folds it came."""
+    seen: dict[tuple[type, str], tuple[warnings.WarningMessage, int]] = {}
+    for w in caught:
+        key = (w.category, re.sub(r"[-+]?\d[\d.e+-]*", "#", str(w.message)))
+        first, n = seen.get(key, (w, 0))
+        seen[key] = (first, n + 1)
+    for first, n in seen.values():
+        text = str(first.message) + (f" (in {n} of {k} folds)" if n > 1 else "")
+        warnings.warn_explicit(text, first.category, first.filename, first.lineno)
+
+
 def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, seed: int = 0) -> CVResult:
     """Shuffled K-fold cross-validation of ``fitter`` (cloned per fold; the original is not fitted).
+
+    ``y``: the objective per run, or for a :class:`~mixopt.fitters.metricsum.MetricSum` its metric
+    columns (n_runs, n_metrics), scored on the objective they make.
 
     Raises:
         MixoptError: ``k`` < 2 or more folds than runs.
@@ -65,7 +83,11 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
     from sklearn.model_selection import KFold
 
     X = np.asarray(X, dtype=float)
-    y = np.asarray(y, dtype=float).ravel()
+    Y = np.asarray(y, dtype=float)
+    if Y.ndim == 2 and hasattr(fitter, "objective"):  # metric columns (MetricSum): scored on the objective
+        y = fitter.objective(Y)
+    else:
+        Y = y = Y.ravel()
     if len(X) != len(y):
         raise MixoptError(f"{len(X)} weight rows but {len(y)} metric values; give one metric per run")
     if k < 2 or k > len(y):
@@ -73,9 +95,12 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
     pred = np.full(len(y), np.nan)
     folds = np.full(len(y), -1)
     per_fold = []
-    for i, (train, test) in enumerate(KFold(n_splits=k, shuffle=True, random_state=seed).split(X)):
-        model = clone(fitter).fit(X[train], y[train])
-        pred[test] = np.asarray(model.predict(X[test]), dtype=float).ravel()
-        folds[test] = i
-        per_fold.append(score(y[test], pred[test]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i, (train, test) in enumerate(KFold(n_splits=k, shuffle=True, random_state=seed).split(X)):
+            model = clone(fitter).fit(X[train], Y[train])
+            pred[test] = np.asarray(model.predict(X[test]), dtype=float).ravel()
+            folds[test] = i
+            per_fold.append(score(y[test], pred[test]))
+    _say_once(caught, k)
     return CVResult(pred=pred, folds=folds, metrics=score(y, pred), fold_metrics=per_fold)

@@ -197,44 +197,64 @@ class LawFitter(RegressorMixin, BaseEstimator):
 
     def _fit_columns(self, X: np.ndarray, Y: np.ndarray, extra: np.ndarray | None = None) -> None:
         n = len(X)
-        keep = np.ptp(X, axis=0) > 0
+        # Renormalised rows leave a weight constant by design jittering by ~1e-17: that is no signal.
+        keep = np.ptp(X, axis=0) > 1e-9
         dropped = np.flatnonzero(~keep)
         if len(dropped) and n > 1:
             names = self._names(dropped)
             warnings.warn(
                 f"{self.law}: domain(s) {names} have the same weight in every run and are dropped from the "
-                "law (their effect is part of its constant)",
+                "law (their effect is part of its constant; the exact solve keeps them at that weight "
+                "where the constraints allow)",
                 MixoptWarning,
                 stacklevel=3,
             )
         self.keep_ = keep
+        # What the runs held the dropped domains at: the law knows nothing of other values.
+        self.held_ = {int(i): float(np.median(X[:, i])) for i in dropped} if n > 0 else {}
         k = int(keep.sum())
         p = self._n_params(k)
         if n < max(p, 2):
             raise MixoptError(
                 f"{self.law} has {p} parameters per target ({k} varying domains) but got only {n} sample(s) "
-                f"(runs); add runs (at least {p}) or use a method with fewer parameters (linear, gp)"
+                f"(runs); add runs (at least {p}) or use a method with fewer parameters (log-ridge, gp or "
+                "auto)"
             )
         rng = np.random.default_rng(self.random_state)
         Xk = X[:, keep]
         self.params_, self.reports_ = [], []
+        unconverged = []
         for j in range(Y.shape[1]):
             params, report = self._fit_target(Xk, Y[:, j], rng, extra)
             self.params_.append(params)
             self.reports_.append(report)
             if not report.converged:
                 resid = self._predict_target(params, Xk, extra) - Y[:, j]
-                warnings.warn(
-                    f"{self.law}: the fit of target {j} did not converge ({report.message}); residuals: "
-                    f"RMS {np.sqrt(np.mean(resid**2)):.4g}, max |r| {np.max(np.abs(resid)):.4g}; "
-                    "its predictions may be poor",
-                    MixoptWarning,
-                    stacklevel=3,
-                )
+                unconverged.append((j, report.message, float(np.sqrt(np.mean(resid**2))),
+                                    float(np.max(np.abs(resid)))))
+        if unconverged:  # one warning for all targets: a fit over 110 metrics must not print 110 lines
+            j, message, rms, worst = max(unconverged, key=lambda u: u[2])
+            label = self._target_label(j, Y.shape[1])
+            which = (f"the fit of {label}" if len(unconverged) == 1
+                     else f"the fits of {len(unconverged)} of {Y.shape[1]} targets (worst: {label})")
+            warnings.warn(
+                f"{self.law}: {which} did not converge ({message}); residuals: RMS {rms:.4g}, "
+                f"max |r| {worst:.4g}; predictions may be poor",
+                MixoptWarning,
+                stacklevel=3,
+            )
 
     def _names(self, idx: np.ndarray) -> str:
-        names = getattr(self, "feature_names_in_", None)
+        names = getattr(self, "domains", None) or getattr(self, "feature_names_in_", None)
+        if names is not None and len(names) != self.n_features_in_:
+            names = None
         return ", ".join(str(names[i]) if names is not None else f"#{i}" for i in idx)
+
+    def _target_label(self, j: int, n: int) -> str:
+        names = getattr(self, "targets", None)
+        if names is not None and len(names) == n:
+            return repr(names[j])
+        return f"target {j}" if n > 1 else "the target"
 
     def predict(self, X: np.ndarray, return_std: bool = False):  # noqa: ANN201 - array or (array, None)
         """Predicted metric, shape (n,) or (n, n_targets); no standard deviation (None)."""

@@ -45,11 +45,15 @@ class LogLinearFitter(LawFitter):
         starts_per_c: int = OLMIX_T_PER_C,
         n_polish: int = 4,
         random_state: int | None = 42,
+        domains: tuple[str, ...] | None = None,
+        targets: tuple[str, ...] | None = None,
     ) -> None:
         self.huber_delta = huber_delta
         self.starts_per_c = starts_per_c
         self.n_polish = n_polish
         self.random_state = random_state
+        self.domains = domains  # names for messages only
+        self.targets = targets
 
     def _n_params(self, k: int) -> int:
         return k + 1  # c and t

@@ -83,12 +83,21 @@ class MixingLawFitter(LawFitter):
     law = "mixing-law"
 
     def __init__(
-        self, *, n_starts: int = 32, huber_delta: float = 0.5, n_polish: int = 4, random_state: int | None = 0
+        self,
+        *,
+        n_starts: int = 32,
+        huber_delta: float = 0.5,
+        n_polish: int = 4,
+        random_state: int | None = 0,
+        domains: tuple[str, ...] | None = None,
+        targets: tuple[str, ...] | None = None,
     ) -> None:
         self.n_starts = n_starts
         self.huber_delta = huber_delta
         self.n_polish = n_polish
         self.random_state = random_state
+        self.domains = domains  # names for messages only
+        self.targets = targets
 
     def _n_params(self, k: int) -> int:
         return k + 1  # c, k and t; on the simplex one of (k, t) is redundant

@@ -56,13 +56,20 @@ def get_fitter(name: str, **params: Any) -> Any:
 
 
 def make_fitter(
-    name: str, *, seed: int | None = None, groups: tuple[str, ...] | None = None, **params: Any
+    name: str,
+    *,
+    seed: int | None = None,
+    groups: tuple[str, ...] | None = None,
+    domains: tuple[str, ...] | None = None,
+    targets: tuple[str, ...] | None = None,
+    **params: Any,
 ) -> Any:
-    """:func:`get_fitter`, with ``seed`` as ``random_state`` and ``groups`` (each domain's source) for
-    the fitters that take them; the others ignore both. Explicit ``params`` win."""
+    """:func:`get_fitter`, with ``seed`` as ``random_state``, ``groups`` (each domain's source) and
+    the ``domains`` and ``targets`` names (for messages) for the fitters that take them; the others
+    ignore them. Explicit ``params`` win."""
     accepts = fitter_class(name)._get_param_names()
-    if seed is not None and "random_state" in accepts:
-        params.setdefault("random_state", seed)
-    if groups is not None and "groups" in accepts:
-        params.setdefault("groups", groups)
+    given = {"random_state": seed, "groups": groups, "domains": domains, "targets": targets}
+    for key, value in given.items():
+        if value is not None and key in accepts:
+            params.setdefault(key, value)
     return get_fitter(name, **params)

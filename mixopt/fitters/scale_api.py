@@ -108,7 +108,7 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
     Raises:
         MixoptError: no usable runs, too few rungs or checkpoints for a law, bad constraints.
     """
-    from mixopt.methods import get_method
+    from mixopt.methods import fit_target, get_method
     from mixopt.objective import Objective
     from mixopt.space import SearchSpace
     from mixopt.store import RunStore
@@ -145,15 +145,10 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
         ceilings=dict(config.ceilings),
         fixed=dict(config.fixed),
     )
-    model = method.make_fitter(seed=config.seed, domains=space.domains)
-    per_metric = method.proposer == "exact" and config.method != "auto"
-    if per_metric:
-        model.fit(pred.X, pred.Y)
-        proposer = method.make_proposer(seed=config.seed, target_weights=w, **kl_params)
-    else:
-        model.fit(pred.X, pred.Y @ w)
-        proposer = method.make_proposer(seed=config.seed, **kl_params)
-    prop = proposer.propose(model, space)
+    model = method.make_fitter(seed=config.seed, domains=space.domains,
+                               metrics={m: weights[m] for m in pred.metrics})
+    model.fit(pred.X, fit_target(model, pred.Y @ w, pred.Y))
+    prop = method.make_proposer(seed=config.seed, **kl_params).propose(model, space)
     report = {
         "method": method.name,
         "domains": domains,

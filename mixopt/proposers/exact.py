@@ -90,6 +90,10 @@ def convex_objective(model: Any, target_weights: np.ndarray | None = None) -> Co
 
     ``target_weights`` weight the model's targets (default: their mean).
     """
+    from mixopt.fitters.metricsum import MetricSum
+
+    if isinstance(model, MetricSum):  # per-metric laws: the objective's weighted sum of them
+        return convex_objective(model.estimator_, model.weights_)
     members = getattr(model, "members_", None)
     if members is not None:  # an ensemble (``auto``): the average of its members
         total: ConvexObjective | None = None
@@ -310,13 +314,43 @@ def _kkt_residual(g: np.ndarray, z: np.ndarray, lo: np.ndarray, hi: np.ndarray, 
 
     The projected-gradient step is measured in weight units, so a coordinate that should be 1e-12
     and is 1e-9 counts as 1e-9, not as the large gradient of the KL term there. A gradient too small
-    to move the objective ``f`` anywhere in the simplex (to first order, by less than 1e-12 of
-    ``max(|f|, 1)``) counts as zero: normalised, a 1e-289 gradient would look like a full step.
+    to move the objective ``f`` anywhere in the simplex (to first order, by less than 1e-7 of
+    ``max(|f|, 1)``, the precision of a gradient at SLSQP's ftol of 1e-14) counts as zero:
+    normalised, the 1e-9 noise of a law's gradient at its interior optimum would look like a full step.
     """
     scale = float(np.abs(g).max())
-    if 2 * scale <= 1e-12 * max(abs(f), 1.0):
+    if 2 * scale <= 1e-7 * max(abs(f), 1.0):
         return 0.0
     return float(np.abs(z - _box_simplex_projection(z - g / scale, lo, hi, float(z.sum()))).max())
+
+
+def _hold_unvaried(model: Any, space: SearchSpace) -> tuple[SearchSpace, dict[str, float]]:
+    """``space`` with the domains the law dropped (the same weight in every run) fixed at that weight.
+
+    The law has no term for such a domain, so the solve would move it only for the KL term's sake
+    (towards the prior), into weights no run has tried. Held only where the space allows it.
+    """
+    import dataclasses
+
+    from mixopt.fitters.metricsum import MetricSum
+
+    inner = model.estimator_ if isinstance(model, MetricSum) else model
+    held = {space.domains[i]: v for i, v in getattr(inner, "held_", {}).items()
+            if i < space.n and space.domains[i] not in space.fixed}
+    if not held:
+        return space, {}
+    lo, hi = space.bounds()
+    held = {d: v for d, v in held.items()
+            if lo[space.domains.index(d)] - 1e-9 <= v <= hi[space.domains.index(d)] + 1e-9}
+    if not held:
+        return space, {}
+    candidate = dataclasses.replace(space, fixed={**space.fixed, **held})
+    try:
+        candidate.check_feasible()
+    except MixoptError:
+        return space, {}
+    log.info("holding %s at the weight every run had (the law has no term for them)", ", ".join(held))
+    return candidate, held
 
 
 class ExactProposer:
@@ -367,6 +401,9 @@ class ExactProposer:
                 method=p.method,
                 info={**p.info, "solver": "topk (no convex form)", **extra},
             )
+        space, held = _hold_unvaried(model, space)
+        if held:
+            extra["held"] = held
         x, info = solve(obj, space, kl=self.kl, prior=prior(space, self.temperature))
         pred, std = self._predict(model, x)
         interval = None if std is None else (pred - 1.96 * std, pred + 1.96 * std)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import math
 import os
 import time
 import warnings
@@ -218,10 +217,15 @@ def _plan(prep: Prepared) -> dict[str, Any]:
                                      domains=prep.domains, exclude_search=prep.search_id)
         reused = [r for r in reused if np.isfinite(prep.objective.value(r.metrics, prep.domains))]
     existing = np.vstack([r.vector(prep.domains) for r in reused]) if reused else None
-    n_new = max(0, cfg.budget - len(reused))
+    # Every reused run informs the fit, but only those inside this search's constraints (--fix,
+    # --max-weight, ...) count towards its budget: the swarm must sample the space it searches.
+    inside = int(prep.space.contains_rows(existing, tol=1e-6).sum()) if reused else 0
+    n_new = max(0, cfg.budget - inside)
     rows = sample_swarm(prep.space, n_new, seed=cfg.seed, temperature=cfg.temperature, existing=existing)
     if reused:
-        logger.info("reusing %d runs of earlier searches; %d new runs", len(reused), n_new)
+        n_out = len(reused) - inside
+        outside = f" ({n_out} outside the constraints: fitted on, not counted)" if n_out else ""
+        logger.info("reusing %d runs of earlier searches%s; %d new runs", len(reused), outside, n_new)
     return {
         "version": 1, "domains": prep.domains, "space": prep.space.as_dict(), "fidelity": prep.fidelity,
         "fidelity_key": prep.fidelity_key, "corpus": prep.corpus_name, "corpus_hash": prep.corpus_hash,
@@ -337,7 +341,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
               "attempts": sum(s.attempt for s in searcher.slots.values())},
         notes=notes, out=str(prep.out) if prep.out else None, mixture_path=str(in_folder), rung=cfg.rung,
         validate_rung=vrung if cfg.validate else None, validate=cfg.validate, wall_s=time.perf_counter() - t0,
-        ray=list(info.describe()), resumed=resumed,
+        ray=list(info.describe()), resumed=resumed, selection=prop.info.get("selection"),
     )
     write_json(prep.search_dir / "result.json", {"mixopt_version": __version__, **result.as_dict()})
     return result
@@ -383,7 +387,9 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
         # The search says this in a note of its own (with the budget to raise), once.
         warnings.filterwarnings("ignore", message="the fitted model predicts the same value",
                                 category=MixoptWarning)
-        fitter, proposal = spec.fit_propose(X, y, space, seed=cfg.seed,
+        metrics = prep.objective.metric_weights(prep.domains)
+        Y = prep.store.metric_rows(ids, list(metrics)) if spec.per_metric and len(metrics) > 1 else None
+        fitter, proposal = spec.fit_propose(X, y, space, seed=cfg.seed, metrics=metrics, Y=Y,
                                             proposer_params=spec.kl_option(cfg.kl))
     fit_seconds = time.perf_counter() - t0
     interval = tuple(proposal.interval) if proposal.interval is not None else None
@@ -395,10 +401,9 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
     for name, w in baselines_for(space, temp).items():
         cands.append(Candidate(name=name, weights=[float(x) for x in w]))
     b = space.best_row(X, y)
-    if b is None:  # no run inside the constraints: the best run of all, for comparison
-        b = int(np.argmin(y))
-    cands.append(Candidate(name=BEST_RUN, weights=[float(x) for x in X[b]], swarm_value=float(y[b]),
-                           run_id=ids[b]))
+    if b is not None:  # a run outside the constraints is no candidate: it could be exported
+        cands.append(Candidate(name=BEST_RUN, weights=[float(x) for x in X[b]], swarm_value=float(y[b]),
+                               run_id=ids[b]))
     if fitter is not None:
         W = np.array([c.weights for c in cands[1:]])
         mean, std = _predict(fitter, W)
@@ -429,18 +434,19 @@ def _per_domain(
     loss against a prediction. None when a run lacks a domain's metric or the fitter cannot do it."""
     from sklearn.base import clone
 
+    from mixopt.fitters.metricsum import MetricSum
+
     keys = [f"{prep.config.metric}/{d}" for d in prep.domains]
-    Y = []
-    for rid in ids:
-        rec = prep.store.get(rid)
-        vals = [rec.metrics.get(k) for k in keys] if rec is not None else [None]
-        if any(v is None or not math.isfinite(v) for v in vals):
-            return None
-        Y.append(vals)
+    if isinstance(fitter, MetricSum) and list(fitter.names) == keys:  # it has fitted just these
+        return fitter.predict_metrics(W)
+    Y = prep.store.metric_rows(ids, keys)
+    if Y is None:
+        return None
     try:
         with warnings.catch_warnings():  # the objective's fit already said what there was to say
             warnings.simplefilter("ignore")
-            models = [clone(m).fit(X, np.asarray(Y)) for m in getattr(fitter, "members_", [fitter])]
+            models = [clone(m.estimator if isinstance(m, MetricSum) else m).fit(X, Y)
+                      for m in getattr(fitter, "members_", [fitter])]
             preds = [np.asarray(m.predict(W), dtype=float).reshape(len(W), len(keys)) for m in models]
     except Exception as exc:  # noqa: BLE001 - an optional extra must not end a search whose swarm ran
         logger.info("no per-domain predictions: %s", exc)

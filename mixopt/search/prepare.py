@@ -134,13 +134,22 @@ def prepare(
     """Check every input of a search and resolve it; nothing is run or written here."""
     from mixopt.methods import get_method
 
-    get_method(config.method).kl_option(config.kl)  # unknown method (listing the names) or a bad --kl
+    spec = get_method(config.method)
+    spec.kl_option(config.kl)  # unknown method (listing the names) or a bad --kl
     space, corpus_arg, corpus_name, corpus_hash = build_space(config)
     objective = Objective.parse(config.target, config.metric)
     objective.check_domains(space.domains)
     ev = resolve_evaluator(config, evaluator)
     ev_name = config.evaluator_name if not callable(ev) else _callable_name(ev)
     out = check_writable(config.out) if config.out else None
+    varying = space.n - len(space.fixed)
+    need = spec.min_runs(varying)
+    if config.budget < need:  # refused before any run: the law would refuse the finished swarm
+        raise MixoptError(
+            f"--budget {config.budget}: {spec.name} has {need} parameters per target over {varying} varying "
+            f"domains and needs at least {need} runs; raise --budget to {need} or use a method with fewer "
+            "parameters (log-ridge, gp or auto)"
+        )
     if config.budget < space.n + 1:
         warnings.warn(
             f"--budget {config.budget} is smaller than the number of domains + 1 ({space.n + 1}); "

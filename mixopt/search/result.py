@@ -52,6 +52,7 @@ class SearchResult:
     wall_s: float
     ray: list[str] = field(default_factory=list)
     resumed: bool = False
+    selection: list[dict[str, Any]] | None = None  # auto: the cross-validation of every candidate
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

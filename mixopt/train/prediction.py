@@ -15,25 +15,35 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mixopt.errors import MixoptError
 from mixopt.mixture import Mixture
 from mixopt.objective import Objective
 
 
-def objective_of(mixture: Mixture) -> tuple[Objective, str]:
-    """The objective the mixture was searched for (mean loss when it names none we can compute)."""
+def objective_of(mixture: Mixture) -> tuple[Objective, str, str | None]:
+    """The objective the mixture was searched for: (objective, its name, None), or mean loss and a
+    note saying why when the JSON names one a trained model cannot measure (then its predictions,
+    in another metric, must not be set against the final loss)."""
     obj = mixture.meta.get("objective") or {}
-    metric = obj.get("metric", "loss")
+    kind = str(obj.get("kind") or "")
+    # A hand-written objective may give only its kind ("bpb", "mean_bpb"): the metric follows it.
+    metric = obj.get("metric") or ("bpb" if kind.split("_")[-1] == "bpb" else "loss")
     weights = obj.get("weights") or {}
     if metric in ("loss", "bpb"):
         try:
-            return Objective(metric=metric, weights=dict(weights)), str(obj.get("kind") or f"mean_{metric}")
-        except ValueError:
+            objective = Objective(metric=metric, weights=dict(weights))
+        except (ValueError, MixoptError):
             pass
+        else:
+            return objective, objective.kind, None
     if isinstance(metric, str) and "/" in metric:  # a single metric such as loss/code
-        kind, _, domain = metric.partition("/")
-        if kind in ("loss", "bpb"):
-            return Objective(metric=kind, weights={domain: 1.0}), metric
-    return Objective(), "mean_loss"
+        m, _, domain = metric.partition("/")
+        if m in ("loss", "bpb"):
+            return Objective(metric=m, weights={domain: 1.0}), metric, None
+    return Objective(), "mean_loss", (
+        f"the mixture's objective ({metric!r}) is not a loss or bits per byte of the corpus's domains; "
+        "the final model's mean loss is shown, not set against the prediction"
+    )
 
 
 def _num(x: Any) -> float | None:
@@ -48,15 +58,18 @@ def prediction_report(
     mixture: Mixture, metrics: Mapping[str, float], domains: Sequence[str]
 ) -> dict[str, Any]:
     """Compare final metrics with the mixture JSON's prediction and proxy measurement."""
-    objective, kind = objective_of(mixture)
+    objective, kind, note = objective_of(mixture)
     present = [d for d in domains if f"loss/{d}" in metrics]
     try:
         final = objective.value(metrics, present)
-    except ValueError:  # the objective names a domain this run has no metric for
+    except (ValueError, MixoptError):  # the objective names a domain this run has no metric for
         objective, kind = Objective(), "mean_loss"
+        note = "the mixture's objective names domains the corpus lacks; the final model's mean loss is shown"
         final = objective.value(metrics, present)
     pred = mixture.meta.get("predicted") or {}
     meas = mixture.meta.get("measured") or {}
+    if note is not None:  # figures in another metric than the final one: nothing to compare
+        pred, meas = {}, {}
     p_mean = _num(pred.get("mean")) if isinstance(pred, Mapping) else None
     interval = pred.get("interval") if isinstance(pred, Mapping) else None
     per_pred = {}
@@ -82,6 +95,7 @@ def prediction_report(
         rows.append(row)
     out: dict[str, Any] = {
         "objective": kind,
+        "note": note,
         "final": final,
         "domains": rows,
         "predicted": p_mean,

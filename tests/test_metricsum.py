@@ -1,0 +1,117 @@
+"""The laws fit the objective as the sum of one law per metric (as Data Mixing Laws, BiMix and Olmix
+do), not as one law of the averaged loss: MetricSum, its exact solve, cross-validation, `fit`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mixopt import testing
+from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.fitters.cv import cross_validate
+from mixopt.fitters.metricsum import MetricSum
+from mixopt.fitters.mixing_law import MixingLawFitter
+from mixopt.methods import fit_target, get_method
+from mixopt.proposers.exact import ExactProposer
+from mixopt.space import SearchSpace
+
+DOMAINS = ("web", "code", "math", "books")
+
+
+def landscape(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mixtures and their noise-free per-domain losses on mixopt.testing's landscape (one
+    c + k·exp(t·r) per domain: the mean of them is not of that form)."""
+    X = np.random.default_rng(seed).dirichlet(np.ones(len(DOMAINS)), n)
+    Y = np.array([list(testing.true_losses(dict(zip(DOMAINS, x, strict=True))).values()) for x in X])
+    return X, Y
+
+
+def test_sum_of_per_domain_laws_predicts_the_objective() -> None:
+    X, Y = landscape(60, seed=0)
+    Xte, Yte = landscape(200, seed=1)
+    w = np.full(len(DOMAINS), 0.25)
+    model = MetricSum(MixingLawFitter(n_starts=8), weights=tuple(w)).fit(X, Y)
+    np.testing.assert_allclose(model.predict(Xte), Yte @ w, rtol=1e-4)
+    np.testing.assert_allclose(model.predict_metrics(Xte), Yte, rtol=1e-4)
+    mean, std = model.predict(Xte[:3], return_std=True)
+    assert std is None and mean.shape == (3,)
+    # One law on the mean misses by far more: the reason the laws are fitted per metric.
+    single = MixingLawFitter(n_starts=8).fit(X, Y @ w)
+    assert np.abs(single.predict(Xte) - Yte @ w).max() > 20 * np.abs(model.predict(Xte) - Yte @ w).max()
+
+
+def test_exact_solve_of_the_sum_finds_the_true_optimum() -> None:
+    X, Y = landscape(60, seed=2)
+    space = SearchSpace(domains=DOMAINS, ceilings={"web": 0.5})
+    model = MetricSum(MixingLawFitter(n_starts=8), weights=(0.25,) * 4).fit(X, Y)
+    prop = ExactProposer(kl=0.0).propose(model, space)
+    assert prop.info["solver"] == "SLSQP" and prop.weights[0] <= 0.5 + 1e-9
+    # Brute force over the true objective inside the same space.
+    cand = np.random.default_rng(3).dirichlet(np.ones(4), 50_000)
+    cand = cand[space.contains_rows(cand)]
+    best = min(testing.true_objective(dict(zip(DOMAINS, c, strict=True))) for c in cand)
+    got = testing.true_objective(dict(zip(DOMAINS, prop.weights, strict=True)))
+    assert got <= best + 1e-4
+    assert prop.predicted == pytest.approx(got, abs=1e-3)
+
+
+def test_cross_validation_scores_the_objective_of_the_columns() -> None:
+    X, Y = landscape(40, seed=4)
+    model = MetricSum(MixingLawFitter(n_starts=4), weights=(0.25,) * 4)
+    res = cross_validate(model, X, Y, k=4, seed=0)
+    assert res.metrics["spearman"] > 0.99
+    np.testing.assert_allclose(res.pred, Y.mean(axis=1), rtol=1e-3)
+
+
+def test_methods_wrap_only_the_laws_on_several_metrics() -> None:
+    metrics = {f"loss/{d}": 0.25 for d in DOMAINS}
+    for name in ("mixing-law", "loglinear", "bimix"):
+        m = get_method(name).make_fitter(domains=DOMAINS, metrics=metrics)
+        assert isinstance(m, MetricSum) and list(m.names) == list(metrics)
+        one = get_method(name).make_fitter(domains=DOMAINS, metrics={"loss/web": 1.0})
+        assert not isinstance(one, MetricSum) and one.targets == ("loss/web",)
+    for name in ("regmix", "gp", "auto", "log-ridge"):
+        assert not isinstance(get_method(name).make_fitter(domains=DOMAINS, metrics=metrics), MetricSum)
+    y, Y = np.zeros(3), np.zeros((3, 4))
+    law = get_method("mixing-law").make_fitter(metrics=metrics)
+    assert fit_target(law, y, Y) is Y and fit_target(get_method("regmix").make_fitter(), y, Y) is y
+    with pytest.raises(MixoptError, match="every metric"):
+        fit_target(law, y, None)
+    with pytest.raises(MixoptError, match="one column per metric"):
+        law.fit(np.full((3, 4), 0.25), np.zeros((3, 2)))
+
+
+def test_fit_cli_mean_target_fits_one_law_per_column(tmp_path) -> None:  # noqa: ANN001
+    from mixopt.fitters.api import FitConfig, fit_tables
+
+    X, Y = landscape(40, seed=5)
+    ratios = tmp_path / "r.csv"
+    metrics = tmp_path / "m.csv"
+    ratios.write_text("run," + ",".join(DOMAINS) + "\n"
+                      + "".join(f"{i}," + ",".join(f"{v:.12f}" for v in x) + "\n" for i, x in enumerate(X)))
+    metrics.write_text("run," + ",".join(f"loss_{d}" for d in DOMAINS) + "\n"
+                       + "".join(f"{i}," + ",".join(f"{v:.12f}" for v in y) + "\n" for i, y in enumerate(Y)))
+    rep = fit_tables(FitConfig(ratios=ratios, metrics=metrics, target="mean", method="mixing-law", cv=4,
+                               propose=True, out=tmp_path / "mix.json", kl=0.0))
+    assert rep.cv["spearman"] > 0.99
+    got = testing.true_objective(rep.proposal["weights"])
+    assert rep.proposal["predicted"] == pytest.approx(got, abs=1e-3)
+
+
+@pytest.mark.parametrize("per_metric", [False, True])
+def test_a_domain_no_run_varied_is_held_where_the_runs_had_it(per_metric: bool) -> None:
+    X, Y = landscape(40, seed=6)
+    X = np.column_stack([X * 0.9, np.full(len(X), 0.1)])  # a fifth domain at 0.1 in every run
+    X = X / X.sum(axis=1, keepdims=True)  # renormalised: the constant column jitters by ~1e-17
+    doms = (*DOMAINS, "held")
+    space = SearchSpace(domains=doms)
+    law = MixingLawFitter(n_starts=4, domains=doms)
+    model = MetricSum(law, weights=(0.25,) * 4) if per_metric else law
+    with pytest.warns(MixoptWarning, match="held have the same weight in every run"):
+        model.fit(X, Y if per_metric else Y.mean(axis=1))
+    prop = ExactProposer(kl=0.1).propose(model, space)  # the KL term alone would move it to 0.2
+    assert prop.weights[4] == pytest.approx(0.1, abs=1e-12) and prop.info["held"] == {"held": 0.1}
+    # Where the constraints forbid that weight, the solve is free again.
+    capped = SearchSpace(domains=doms, ceilings={"held": 0.05})
+    prop = ExactProposer(kl=0.1).propose(model, capped)
+    assert prop.weights[4] <= 0.05 + 1e-12 and "held" not in prop.info
