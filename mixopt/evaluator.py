@@ -115,6 +115,15 @@ def coerce_result(obj: Any, *, cost: float = 0.0) -> EvalResult:
     return res
 
 
+def import_user_module(name: str) -> Any:
+    """Import a user's module by name, the current folder first on the path (as ``python -c`` has
+    it): ``mypkg.mod:fn`` next to where the command runs needs no PYTHONPATH."""
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    return importlib.import_module(name)
+
+
 def load_evaluator(spec: str) -> Evaluator:
     """Import ``module:function`` (the current folder is on the path, as for ``python -m``)."""
     mod_name, sep, func_name = spec.partition(":")
@@ -122,11 +131,8 @@ def load_evaluator(spec: str) -> Evaluator:
         raise MixoptError(
             f"--evaluator {spec!r} is not of the form module:function (e.g. mypkg.evals:evaluate)"
         )
-    cwd = str(Path.cwd())
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
     try:
-        mod = importlib.import_module(mod_name)
+        mod = import_user_module(mod_name)
     except Exception as exc:  # an import error of the user's module can be anything
         raise MixoptError(
             f"cannot import evaluator module {mod_name!r}: {type(exc).__name__}: {exc}"

@@ -52,6 +52,8 @@ def normalize_weights(
             raise MixoptError(f"{where}: weight of domain {name!r} is negative ({w}); weights must be ≥ 0")
         out[str(name)] = w
     total = sum(out.values())
+    if total == 0:
+        raise MixoptError(f"{where}: every weight is 0; give at least one domain a positive weight")
     if abs(total - 1.0) > tol:
         raise MixoptError(
             f"{where}: weights sum to {total:.6g}, not 1; fix them or normalise (each weight / {total:.6g})"

@@ -51,6 +51,8 @@ def test_run_reports_metrics_load_and_writes_result(tiny_corpus, uniform_run) ->
     assert counts.sum(axis=(0, 2)).tolist() == [res.domain_tokens[d] * 2 for d in tiny_corpus.domains]
     assert all(v >= 0 for v in res.expert_load["maxvio"]) and "maxvio" in res.log[-1]
     assert set(res.expert_load["summary"]) == set(tiny_corpus.domains)
+    window = res.log[-1]["expert_load"]  # per log window: each domain's busiest expert and entropy
+    assert set(window) <= set(tiny_corpus.domains) and all(0 < v["top_share"] <= 1 for v in window.values())
     on_disk = json.loads((res.out / "result.json").read_text())
     assert on_disk["metrics"] == res.metrics and on_disk["status"] == "ok"
     assert (res.out / checkpoint.CHECKPOINT).is_file()
@@ -218,7 +220,52 @@ def test_refuses_unknown_domains_and_foreign_checkpoints(tiny_corpus, tmp_path: 
     with pytest.raises(MixoptError, match="differs in corpus"):
         train("uniform", Corpus(other), DEBUG, seed=0, threads=1, out=out, resume=True)
     with pytest.raises(MixoptError, match="no checkpoint"):
-        train("uniform", tiny_corpus, DEBUG, out=tmp_path / "empty", resume=True)
+        train("uniform", tiny_corpus, DEBUG, out=tmp_path / "empty" / "deep", resume=True)
+    assert not (tmp_path / "empty").exists()  # a refused --resume makes no folder
+
+
+def test_ctrl_c_checkpoints_at_the_step_end_and_resume_reproduces(tiny_corpus, uniform_run,  # noqa: ANN001
+                                                                  tmp_path: Path) -> None:
+    import os
+    import signal
+
+    out = tmp_path / "run"
+
+    def interrupt(ev: dict) -> None:
+        if ev.get("step") == 5 and "eval" not in ev:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-run; the step under way finishes
+
+    with pytest.raises(KeyboardInterrupt, match="stopped at step 5 of"):
+        train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, on_progress=interrupt,
+              checkpoint_every=0)
+    assert torch.load(out / checkpoint.CHECKPOINT, weights_only=False)["step"] == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    again = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)
+    assert again.metrics == uniform_run.metrics
+    assert [r["loss"] for r in again.log] == [r["loss"] for r in uniform_run.log]
+    assert [r["expert_load"] for r in again.log] == [r["expert_load"] for r in uniform_run.log]
+
+
+def test_checkpoints_every_n_steps_and_a_failing_updater_is_one_error(tiny_corpus, tmp_path: Path) -> None:  # noqa: ANN001
+    seen = []
+
+    def spy(ev: dict) -> None:
+        if "eval" not in ev and (tmp_path / "every" / checkpoint.CHECKPOINT).is_file():
+            seen.append(torch.load(tmp_path / "every" / checkpoint.CHECKPOINT, weights_only=False)["step"])
+
+    res = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=tmp_path / "every", checkpoint_every=3,
+                on_progress=spy)
+    evals = set(DEBUG.train.eval_steps(res.total_steps))
+    assert {s for s in seen if s not in evals} == {s for s in range(3, res.total_steps, 3) if s not in evals}
+
+    class Broken(Recorder):
+        def update(self, obs):  # noqa: ANN001, ANN201
+            raise ZeroDivisionError("oops")
+
+    with pytest.raises(MixoptError, match=r"updater recorder raised ZeroDivisionError at step 1: oops"):
+        train("uniform", tiny_corpus, DEBUG, threads=1, out=tmp_path / "broken", checkpoint_every=0,
+              updater=Broken(every=1, wants_grads=False))
+    assert not (tmp_path / "broken").exists()  # nothing was written: no folder left behind
 
 
 def test_bad_configs_are_refused() -> None:

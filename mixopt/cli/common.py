@@ -53,3 +53,23 @@ def render_selection(rows: list[dict[str, Any]]) -> None:
         t.add_row(r["name"], f"{r['spearman']:.4f}", f"{r['pearson']:.4f}", f"{r['mae']:.4g}",
                   f"{r['rel_error']:.3%}", f"{r['seconds']:.1f}", "✓" if r.get("chosen") else "")
     console.print(t)
+
+
+_SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}
+
+
+def parse_count(text: str) -> int:
+    """A token count as people write it: 200000, 200_000, 2e5, 200k, 5M, 1.5G (a whole number ≥ 1)."""
+    import math
+
+    s = str(text).strip().replace("_", "").replace(",", "")
+    scale = _SUFFIX.get(s[-1:].lower(), 1.0) if s and not s[-1:].isdigit() and s[-1:] != "." else 1.0
+    if scale != 1.0:
+        s = s[:-1]
+    try:
+        value = float(s) * scale
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a token count; write e.g. 200000, 2e5 or 200k") from None
+    if not math.isfinite(value) or value < 1 or value != int(value):
+        raise typer.BadParameter(f"{text!r} is not a whole number of tokens ≥ 1")
+    return int(value)

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
-from mixopt.cli.common import CorpusOpt, JsonOpt, RungOpt, SeedOpt, console
+from mixopt.cli.common import CorpusOpt, JsonOpt, RungOpt, SeedOpt, console, parse_count
 
 proxy_app = typer.Typer(
     help="Proxy models: train one on a mixture, list the rung ladder.", no_args_is_help=True
@@ -65,7 +65,8 @@ def train(
     seed: SeedOpt = 0,
     threads: ThreadsOpt = None,
     tokens: Annotated[
-        int | None, typer.Option("--tokens", min=1, help="Override the rung's token budget.")
+        int | None,
+        typer.Option("--tokens", parser=parse_count, help="Override the rung's token budget (2e5, 5M)."),
     ] = None,
     max_epochs: Annotated[
         float | None,

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
-from mixopt.cli.common import CorpusOpt, JsonOpt, SeedOpt, console, err_console
+from mixopt.cli.common import CorpusOpt, JsonOpt, SeedOpt, console, err_console, parse_count
 from mixopt.errors import MixoptError
 
 ThreadsOpt = Annotated[
@@ -19,20 +19,21 @@ ThreadsOpt = Annotated[
 ]
 
 
-def _int_list(text: str, what: str) -> tuple[int, ...]:
+def _int_list(text: str, what: str, example: str) -> tuple[int, ...]:
     try:
         vals = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError as exc:
-        raise MixoptError(f"{what} {text!r} is not a comma-separated list of integers, e.g. 8,32,64") from exc
+        raise MixoptError(f"{what} {text!r} is not a list of integers (e.g. {example})") from exc
     if not vals or min(vals) < 1:
-        raise MixoptError(f"{what} {text!r} must list positive integers, e.g. 8,32,64")
+        raise MixoptError(f"{what} {text!r} must list positive integers, e.g. {example}")
     return vals
 
 
 ModelOpt = Annotated[
     str, typer.Option("--model", help="Model config: moe-xs, moe-s, moe-m (proxies/moe/) or a .toml.")
 ]
-TokensOpt = Annotated[int | None, typer.Option("--tokens", min=1, help="Override the config's token budget.")]
+TokensOpt = Annotated[int | None, typer.Option("--tokens", parser=parse_count,
+                                              help="Override the config's token budget (2e5, 200k, 5M).")]
 DenseOpt = Annotated[bool, typer.Option("--dense", help="Train the dense twin: same shape, no experts.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 
@@ -105,8 +106,8 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
         vio = res.expert_load["maxvio"]
         last = res.log[-1]["maxvio"] if res.log else 0.0
         console.print(
-            f"expert load: max load violation over the run {max(vio):.3f} (worst layer), "
-            f"last window {last:.3f} (0 = balanced)"
+            f"expert load (max load violation, 0 = balanced, worst layer): all of the run's tokens together "
+            f"{max(vio):.3f}; per step, mean over the last log window {last:.3f}"
         )
     console.print(f"run folder: {res.out}")
 
@@ -133,6 +134,11 @@ def train_cmd(
     ] = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = "cpu",
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option("--checkpoint-every", min=0, help="Steps between checkpoints besides each evaluation's "
+                     "(default: every 5% of the run; 0: only at evaluations). Ctrl-C checkpoints too."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train the MoE language model on a mixture; report per-domain loss and bpb against the prediction."""
@@ -145,14 +151,16 @@ def train_cmd(
     columns = [
         TextColumn("[bold]train"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.completed}/{task.fields[steps]} steps"),
         TextColumn("loss {task.fields[loss]}"),
         TextColumn("{task.fields[note]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=console, transient=True, disable=as_json) as progress:
-        task = progress.add_task("train", total=None, loss="—", note="")
+    # Not drawn into a pipe or file (the plain per-evaluation lines go to stderr there).
+    quiet = as_json or not console.is_terminal
+    with Progress(*columns, console=console, transient=True, disable=quiet) as progress:
+        task = progress.add_task("train", total=None, loss="—", note="", steps="…")
 
         plain = not as_json and not err_console.is_terminal  # a log file: rich draws no bar there
         last_loss = ["—"]
@@ -165,22 +173,28 @@ def train_cmd(
                                       f"val {ev['eval']['objective']:.4f}", highlight=False)
             else:
                 last_loss[0] = f"{ev['loss']:.3f}"
-                progress.update(task, total=ev["steps"], completed=ev["step"], loss=last_loss[0])
+                progress.update(task, total=ev["steps"], completed=ev["step"], loss=last_loss[0],
+                                steps=ev["steps"])
 
-        res = train(
-            mixture,
-            corpus,
-            model,
-            seed=seed,
-            tokens=tokens,
-            dense=dense,
-            out=out,
-            resume=resume,
-            updater=updater,
-            threads=threads,
-            device=device,
-            on_progress=on_progress,
-        )
+        try:
+            res = train(
+                mixture,
+                corpus,
+                model,
+                seed=seed,
+                tokens=tokens,
+                dense=dense,
+                out=out,
+                resume=resume,
+                updater=updater,
+                threads=threads,
+                device=device,
+                checkpoint_every=checkpoint_every,
+                on_progress=on_progress,
+            )
+        except KeyboardInterrupt as exc:
+            err_console.print(str(exc) or "interrupted")
+            raise SystemExit(130) from None  # typer would turn KeyboardInterrupt into exit 0
     if as_json:
         print(
             json.dumps({k: v for k, v in res.as_dict().items() if k not in ("log", "expert_load")}, indent=2)
@@ -227,19 +241,24 @@ def compare_cmd(
             if not err_console.is_terminal:  # a log file: the spinner is not drawn there
                 err_console.print(f"compare run {i + 1}/{n}: {label}, seed {seed}", highlight=False)
 
-        cmp = compare(
-            mixtures,
-            corpus,
-            model,
-            seeds=seeds,
-            tokens=tokens,
-            dense=dense,
-            out=out,
-            z=z,
-            threads=threads,
-            device=device,
-            on_run=on_run,
-        )
+        try:
+            cmp = compare(
+                mixtures,
+                corpus,
+                model,
+                seeds=seeds,
+                tokens=tokens,
+                dense=dense,
+                out=out,
+                z=z,
+                threads=threads,
+                device=device,
+                on_run=on_run,
+            )
+        except KeyboardInterrupt as exc:
+            err_console.print(f"{str(exc) or 'interrupted'}; run the same compare again to go on (finished runs are "
+                              "kept)")
+            raise SystemExit(130) from None
     if as_json:
         print(json.dumps(cmp.as_dict(), indent=2))
         return
@@ -247,8 +266,10 @@ def compare_cmd(
     t.add_column("metric")
     for lb in cmp.labels:
         t.add_column(lb, justify="right")
-    crit = cmp.threshold if cmp.threshold is not None else float("inf")
-    t.add_column(f"wins (paired t > {crit:.3g})", justify="left")
+    if cmp.threshold is None:  # one seed: no standard error, so no winner can be named
+        t.add_column("wins (needs ≥ 2 seeds)", justify="left")
+    else:
+        t.add_column(f"wins (paired t > {cmp.threshold:.3g})", justify="left")
     for m in cmp.metrics:
         best = min(cmp.labels, key=lambda lb, m=m: cmp.mean(lb, m))
         cells = []
@@ -257,8 +278,12 @@ def compare_cmd(
             text = f"{cmp.mean(lb, m):.4f}" + (f" ± {sem:.4f}" if sem is not None else "")
             cells.append(f"[bold]{text}[/]" if lb == best else text)
         win = cmp.winners[m]
-        t.add_row(m, *cells, win if win else "— (within error)")
+        t.add_row(m, *cells, win if win else ("—" if cmp.threshold is None else "— (within error)"))
     console.print(t)
+    if cmp.threshold is not None and len(cmp.seeds) < 4:
+        console.print(f"with {len(cmp.seeds)} seeds a winner must beat the others by {cmp.threshold:.3g} "
+                      "paired standard errors (Student's t): add --seeds to detect smaller differences",
+                      style="dim")
     console.print(f"plot: {cmp.png}\nruns and compare.json: {cmp.out}")
 
 
@@ -328,7 +353,8 @@ def bench_moe(
         grid.update(bench.QUICK if not gpu else {})
     for key, text in (("experts", experts), ("top_k", top_k), ("tokens", tokens)):
         if text is not None:
-            grid[key] = _int_list(text, f"--{key.replace('_', '-')}")
+            example = {"experts": "8,32,64", "top_k": "1,2,8", "tokens": "4096,16384"}[key]
+            grid[key] = _int_list(text, f"--{key.replace('_', '-')}", example)
     grid["d_model"] = d_model or grid["d_model"]
     grid["hidden"] = hidden or grid["hidden"]
     cases = bench.layer_cases(**grid)

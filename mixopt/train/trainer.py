@@ -3,10 +3,13 @@
 Top to bottom: resolve the mixture (a JSON file, ``uniform`` or ``natural``) against the corpus,
 build the model from its config, draw every sequence's domain by the weights in force (the proxy
 sampler; a schedule in the JSON, or a weight updater, changes them), take AdamW steps with the
-routers' balancing bias moved after each, log training loss, expert load per domain and the
-maximum load violation, evaluate loss and bits per byte per domain on the fixed validation
-windows (the proxy's), checkpoint atomically at each evaluation, and end with the comparison of
-measured losses against the search's prediction.
+routers' balancing bias moved after each, log every ``log_every`` steps training loss, each
+domain's share of the sequences (``share/<d>``) and expert load (``expert_load``: per domain, the
+busiest expert's share of its tokens and the routing entropy, over that window) and the maximum
+load violation, evaluate loss and bits per byte per domain on the fixed validation windows (the
+proxy's), checkpoint atomically at each evaluation, every 5% of the run and on Ctrl-C (at the end
+of the step under way), and end with the comparison of measured losses against the search's
+prediction.
 
 On a GPU (``device="cuda"``, not tested on this project's CPU machines) the forward runs under
 bf16 autocast; the routers stay in float32.
@@ -18,13 +21,16 @@ optimizer, balancing biases, sampler state and logs are all in the checkpoint).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,6 +222,7 @@ def train(
     threads: int | None = None,
     device: str = "cpu",
     until_step: int | None = None,
+    checkpoint_every: int | None = None,
     on_progress: Progress | None = None,
 ) -> TrainResult:
     """Train the model config ``model`` on ``mixture`` of ``corpus``; see the module doc.
@@ -233,6 +240,9 @@ def train(
         threads: torch intra-op threads (None: as the process has).
         device: ``cpu`` or ``cuda``.
         until_step: stop after this optimizer step (checkpointed; resume goes on).
+        checkpoint_every: optimizer steps between checkpoints besides those at each evaluation
+            (None: every 5% of the run; 0: only at evaluations). Ctrl-C also checkpoints, at the
+            end of the step under way, so a resumed run goes on from there.
         on_progress: called with a dict after every step and every evaluation.
 
     Raises:
@@ -267,12 +277,20 @@ def train(
         legacy = default_out(spec, label, mix, seed, dense, legacy=True)
         if (legacy / checkpoint.CHECKPOINT).exists():
             folder = legacy
-    check_writable_dir(folder)  # before any training, not at the first checkpoint
     if not resume and (folder / checkpoint.CHECKPOINT).exists():
         raise MixoptError(
             f"{folder} already holds a checkpoint; pass --resume to continue it, or choose another --out"
         )
-    state = checkpoint.load(folder, fingerprint) if resume else None
+    state = checkpoint.load(folder, fingerprint) if resume else None  # before any folder is made
+    created = not folder.exists()
+    check_writable_dir(folder)  # before any training, not at the first checkpoint
+    if upd is not None and mix.schedule:
+        warnings.warn(
+            f"the mixture's schedule is followed only until updater {upd.name}'s first update (step "
+            f"{upd.every}); from then on the updater sets the weights",
+            MixoptWarning,
+            stacklevel=2,
+        )
     tokens_per_step = tc.tokens_per_step(lm.context)
     if steps * tokens_per_step != tc.tokens:
         warnings.warn(
@@ -299,10 +317,17 @@ def train(
         "label": label,
     }
 
-    with torch_threads(threads), deterministic():
+    every = max(1, steps // 20) if checkpoint_every is None else checkpoint_every
+    with (
+        torch_threads(threads),
+        deterministic(),
+        _drop_if_unused(folder, created),
+        _stop_at_step_end() as stop,
+    ):
         net, opt = build(lm, spec, seed, dev)
         n_moe = len(net.moe_layers())
         load_all = ExpertLoad(n_moe, domains, lm.n_experts)
+        load_at_log = load_all.counts.copy()  # counts at the last log record: a window's load is the change
         win, upd_win = _Window(G), _Window(G)
         logs: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
@@ -320,6 +345,7 @@ def train(
             win.load(state["window"])
             upd_win.load(state["updater_window"])
             load_all.counts[:] = np.asarray(state["expert_load"])
+            load_at_log[:] = np.asarray(state.get("expert_load_at_log", state["expert_load"]))
             domain_tokens[:] = state["domain_tokens"]
             if state["updater_weights"] is not None:
                 upd_w = np.asarray(state["updater_weights"])
@@ -346,6 +372,7 @@ def train(
                     "window": win.state(),
                     "updater_window": upd_win.state(),
                     "expert_load": load_all.counts.tolist(),
+                    "expert_load_at_log": load_at_log.tolist(),
                     "domain_tokens": domain_tokens.tolist(),
                     "updater_weights": None if upd_w is None else upd_w.tolist(),
                     "updater": {} if upd is None else upd.state_dict(),
@@ -358,6 +385,11 @@ def train(
             if until_step is not None and step >= until_step:
                 status = "stopped"
                 break
+            if stop.requested:  # Ctrl-C: at a step's end, where a checkpoint resumes exactly
+                save_checkpoint()
+                raise KeyboardInterrupt(
+                    f"stopped at step {step} of {steps}; the checkpoint in {folder} resumes there (--resume)"
+                )
             t0 = time.perf_counter()
             fraction = step / steps
             w_now = weights_now(fraction)
@@ -423,7 +455,14 @@ def train(
                     tokens=upd_win.tokens.copy(),
                     grads=grads,
                 )
-                new = upd.update(obs)
+                try:
+                    new = upd.update(obs)
+                except MixoptError:
+                    raise
+                except Exception as exc:  # a user's updater: say whose error it is, in one line
+                    raise MixoptError(
+                        f"updater {upd.name} raised {type(exc).__name__} at step {step}: {exc}"
+                    ) from exc
                 if new is not None:
                     upd_w = check_weights(new, G, f"updater {upd.name}")
                     short = [
@@ -448,6 +487,11 @@ def train(
                     w_now,
                     (win.micro * tc.batch * lm.context) / max(now - t_win, 1e-9),
                 )
+                if n_moe:  # which experts each domain's tokens went to in this window
+                    window = ExpertLoad(n_moe, domains, lm.n_experts)
+                    window.counts[:] = load_all.counts - load_at_log
+                    rec["expert_load"] = window.summary()
+                    load_at_log[:] = load_all.counts
                 logs.append(rec)
                 win, t_win = _Window(G), now
             if on_progress is not None:
@@ -470,6 +514,8 @@ def train(
                 if on_progress is not None:
                     on_progress({"step": step, "steps": steps, "eval": metrics})
                 t_win += time.perf_counter() - t1
+            elif every and step % every == 0 and step < steps:
+                save_checkpoint()
         if status == "stopped":
             save_checkpoint()
 
@@ -496,6 +542,42 @@ def train(
     )
     write_json(folder / "result.json", result.as_dict())
     return result
+
+
+class _StopRequest:
+    requested = False
+
+
+@contextlib.contextmanager
+def _stop_at_step_end() -> Iterator[_StopRequest]:
+    """Ctrl-C asks the loop to stop at the end of the step under way (it checkpoints there); a
+    second Ctrl-C stops at once. Outside the main thread (no signals there) it never asks."""
+    req = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield req
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def ask(signum: int, frame: Any) -> None:
+        req.requested = True
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, ask)
+    try:
+        yield req
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _drop_if_unused(folder: Path, created: bool) -> Iterator[None]:
+    """Remove the run folder this call created when training fails before writing anything in it."""
+    try:
+        yield
+    except BaseException:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
 
 
 def _log_record(

@@ -19,7 +19,6 @@ Updaters are made by name with :func:`make_updater` (``schedule``, ``loss``, or
 
 from __future__ import annotations
 
-import importlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -219,8 +218,10 @@ def make_updater(spec: str | WeightUpdater | None) -> WeightUpdater | None:
         factory: Any = UPDATERS[target]
     elif ":" in target:
         module, _, attr = target.partition(":")
+        from mixopt.evaluator import import_user_module
+
         try:
-            factory = getattr(importlib.import_module(module), attr)
+            factory = getattr(import_user_module(module), attr)
         except (ImportError, AttributeError) as exc:
             raise MixoptError(f"updater {target!r} cannot be loaded ({exc}); give module:factory") from exc
     else:
