@@ -256,8 +256,8 @@ def compare_cmd(
                 on_run=on_run,
             )
         except KeyboardInterrupt as exc:
-            err_console.print(f"{str(exc) or 'interrupted'}; run the same compare again to go on (finished runs are "
-                              "kept)")
+            err_console.print(f"{str(exc) or 'interrupted'}; run the same compare again to go on "
+                              "(finished runs are kept)")
             raise SystemExit(130) from None
     if as_json:
         print(json.dumps(cmp.as_dict(), indent=2))
