@@ -98,6 +98,9 @@ def fit(
 def _render(report: Any) -> None:
     console.print(f"[bold]{report.method}[/] on {report.n_runs} runs, target [bold]{report.target}[/]"
                   + (f" ({report.n_excluded} runs left out)" if report.n_excluded else ""))
+    if report.per_metric:
+        console.print(f"one {report.method} law per metric column ({report.per_metric}); the target is "
+                      "their mean")
     if report.groups:
         console.print("domains grouped by source, from their names: "
                       + ", ".join(f"{g} {n}" for g, n in report.groups.items()))

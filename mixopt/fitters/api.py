@@ -84,6 +84,7 @@ class FitReport:
     out: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     selection: list[dict[str, Any]] | None = None
+    per_metric: int = 0  # metric columns fitted one law each (the mean target of a law), else 0
     groups: dict[str, int] | None = None  # domains per source, when the fitter uses the names' groups
 
     def as_dict(self) -> dict[str, Any]:
@@ -92,6 +93,7 @@ class FitReport:
             "n_runs": self.n_runs, "n_excluded": self.n_excluded, "cv": self.cv,
             "predictions": self.predictions, "proposal": self.proposal, "out": self.out,
             "seconds": self.seconds, "selection": self.selection, "groups": self.groups,
+            "per_metric": self.per_metric,
         }
 
 
@@ -170,6 +172,7 @@ def fit_tables(config: FitConfig) -> FitReport:
         n_excluded=n_all - len(y), cv=cv, predictions=predictions, proposal=proposal,
         out=str(config.out) if config.out is not None else None, seconds=seconds, selection=selection,
         groups=_groups_used(fitter),
+        per_metric=Y.shape[1] if target is Y else 0,
     )
 
 

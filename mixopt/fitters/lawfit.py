@@ -223,6 +223,12 @@ class LawFitter(RegressorMixin, BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         Xk = X[:, keep]
         self.params_, self.reports_ = [], []
+        # Predictions are held within the targets' range widened by its span on each side: an
+        # exponent fitted on 64 domains can blow up away from the runs (one of Olmix's 110 metrics
+        # predicted 1e11 for a held-out run, ruining the sum). The convex form the exact solve uses
+        # is not clipped; it only grows upward there, where a minimiser does not go.
+        span = np.ptp(Y, axis=0)
+        self.range_ = np.column_stack([Y.min(axis=0) - span, Y.max(axis=0) + span])
         unconverged = []
         for j in range(Y.shape[1]):
             params, report = self._fit_target(Xk, Y[:, j], rng, extra)
@@ -264,6 +270,8 @@ class LawFitter(RegressorMixin, BaseEstimator):
 
     def _finish(self, X: np.ndarray, extra: np.ndarray | None, return_std: bool):  # noqa: ANN202
         cols = [self._predict_target(p, X, extra) for p in self.params_]
+        if extra is None:  # over mixtures only; along training steps the law extrapolates on purpose
+            cols = [np.clip(c, lo, hi) for c, (lo, hi) in zip(cols, self.range_, strict=True)]
         pred = np.column_stack(cols) if self.multi_output_ else cols[0]
         return (pred, None) if return_std else pred
 
