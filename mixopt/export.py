@@ -77,17 +77,33 @@ def regmix_valid(mixture: Mixture) -> dict[str, float]:
     return {_valid_name(d): w / total for d, w in weights.items()}
 
 
-def export_notes(mixture: Mixture, fmt: str, valid: Mapping[str, float] | None = None) -> list[str]:
+def export_notes(
+    mixture: Mixture,
+    fmt: str,
+    valid: Mapping[str, float] | None = None,
+    prefixes: Mapping[str, str] | None = None,
+) -> list[str]:
     """What the export leaves out, changes or chooses, one line each (empty when nothing)."""
+    notes = []
     if fmt == "megatron":
         zero = [d for d, w in mixture.weights.items() if w == 0]
         if zero:
-            return [f"left out of the Megatron blend (weight 0): {', '.join(zero)}"]
+            notes.append(f"left out of the Megatron blend (weight 0): {', '.join(zero)}")
+        if prefixes:  # some prefixes given: the others are probably forgotten, not meant as bare names
+            bare = [d for d, w in mixture.weights.items() if w > 0 and d not in prefixes]
+            if bare:
+                notes.append(f"no --prefix for {', '.join(bare)}: written as the bare domain name(s)")
     if fmt == "yaml" and not valid:
         recorded = _objective_weights(mixture)
-        source = "the objective's domains and weights" if recorded else "every domain equally"
-        return [f"RegMix's valid: section lists {source}; set it with --valid name=weight"]
-    return []
+        objective = mixture.meta.get("objective") or {}
+        if recorded:
+            source = "the objective's domains and weights"
+        elif objective.get("kind") == "metric":  # a fit on a table column: no domain to name
+            source = f"every domain equally (the objective, {objective.get('metric')}, names no domain)"
+        else:
+            source = "every domain equally"
+        notes.append(f"RegMix's valid: section lists {source}; set it with --valid name=weight")
+    return notes
 
 
 def export_mixture(

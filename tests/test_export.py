@@ -96,6 +96,11 @@ def test_megatron_leaves_out_zero_weights_and_says_so() -> None:
     assert export_notes(mix, "megatron") == ["left out of the Megatron blend (weight 0): b"]
     assert parse_export(text, "megatron", domains=["a", "b", "c"]) == {"a": 0.6, "c": 0.4, "b": 0.0}
     assert export_notes(mix, "hf") == []
+    # Prefixes for some domains only: the others are named, not silently written bare.
+    assert export_notes(mix, "megatron", prefixes={"a": "/data/a_text_document"})[1] == (
+        "no --prefix for c: written as the bare domain name(s)")
+    fitted = Mixture({"a": 0.5, "c": 0.5}, meta={"objective": {"kind": "metric", "metric": "metric/x_loss"}})
+    assert "(the objective, metric/x_loss, names no domain)" in export_notes(fitted, "yaml")[0]
 
 
 def test_bad_exports() -> None:

@@ -159,3 +159,12 @@ def test_method_help_names_every_method() -> None:
     from mixopt.methods import available_methods
 
     assert all(m in METHOD_HELP for m in available_methods())
+
+
+def test_runs_list_in_a_workspace_without_a_store_writes_nothing(workspace, capsys):
+    assert run_cli(["runs", "list"]) == 0
+    assert "0 runs: no run store at" in capsys.readouterr().out
+    assert run_cli(["runs", "list", "--json"]) == 0 and json.loads(capsys.readouterr().out) == []
+    assert run_cli(["runs", "list", "--search", "nope"]) == 2
+    assert "no search named 'nope'" in capsys.readouterr().err
+    assert not (workspace / "runs.sqlite").exists()

@@ -45,7 +45,7 @@ def export(
     mix = Mixture.load(mixture)
     valid_sets = assignments(valid, "--valid")
     text = export_mixture(mix, fmt, _prefixes(prefix), valid_sets)
-    for note in export_notes(mix, fmt, valid_sets):
+    for note in export_notes(mix, fmt, valid_sets, _prefixes(prefix)):
         err_console.print(f"note: {note}")
     if out is None:
         typer.echo(text, nl=False)
