@@ -21,7 +21,7 @@ from mixopt.mixture import domain_groups
 from mixopt.proposers import BestRunProposer, Proposal, TopKProposer
 from mixopt.space import SearchSpace
 
-ProposerName = Literal["topk", "best_run", "exact"]
+ProposerName = Literal["topk", "best_run", "exact", "entropy"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,8 +32,9 @@ class MethodSpec:
         name: the name users pass to ``--method``.
         description: one line for help texts.
         fitter: registry name of the fitter, None for methods that fit nothing.
-        proposer: ``"topk"`` (RegMix: average of the best predicted candidates), ``"best_run"`` or
-            ``"exact"`` (a convex solve of the fitted law; top-k for models without a convex form).
+        proposer: ``"topk"`` (RegMix: average of the best predicted candidates), ``"best_run"``,
+            ``"exact"`` (a convex solve of the fitted law; top-k for models without a convex form)
+            or ``"entropy"`` (BiMix's training-free mixture of a corpus: no runs, no fit).
         sequential: proposes after every run (True) or once after the swarm (False).
     """
 
@@ -80,9 +81,16 @@ class MethodSpec:
             return MetricSum(fitter, weights=tuple(metrics.values()), names=tuple(metrics))
         return fitter
 
+    @property
+    def training_free(self) -> bool:
+        """Proposes from the corpus alone (``entropy``): a search runs no swarm for it."""
+        return self.proposer == "entropy"
+
     def min_runs(self, n_varying: int) -> int:
         """Runs the fitter needs over ``n_varying`` domains whose weight varies: a law's parameter
         count per target (it refuses fewer), else 2."""
+        if self.training_free:
+            return 0
         if self.fitter is None:
             return 1
         n_params = getattr(make_fitter(self.fitter), "_n_params", None)
@@ -108,6 +116,11 @@ class MethodSpec:
 
     def make_proposer(self, *, seed: int | None = None, **params: Any) -> Any:
         """A new proposer; ``params`` are its options (n_candidates, k, ... for top-k)."""
+        if self.training_free:
+            raise MixoptError(
+                f"{self.name} proposes from a corpus, not from runs: `mixopt entropy CORPUS --out "
+                f"mixture.json`, or `mixopt search --corpus CORPUS --method {self.name}` to validate it"
+            )
         if self.proposer == "best_run":
             if params:
                 raise MixoptError(f"method {self.name!r} proposes the best run; it takes no proposer options")
@@ -181,6 +194,11 @@ METHODS: dict[str, MethodSpec] = {
         name="random", fitter=None, proposer="best_run",
         description="the best run of the swarm, as measured",
     ),
+    "entropy": MethodSpec(
+        name="entropy", fitter=None, proposer="entropy",
+        description="BiMix's training-free mixture from each domain's conditional entropy (needs --corpus; "
+                    "no swarm)",
+    ),
     "mixing-law": MethodSpec(
         name="mixing-law", fitter="mixing-law", proposer="exact",
         description="Data Mixing Law c + k·exp(t·r), multi-start L-BFGS on a Huber loss, exact convex solve",
@@ -222,12 +240,6 @@ def get_method(name: str) -> MethodSpec:
     try:
         return METHODS[name]
     except KeyError:
-        if name == "entropy":  # a training-free mixture of a corpus: it fits no runs
-            raise MixoptError(
-                "entropy is not a fitting method: BiMix's entropy mixture needs a corpus and no runs; "
-                "run `mixopt entropy CORPUS --out mixture.json` (then `mixopt compare` or `mixopt train` "
-                "to check it)"
-            ) from None
         raise MixoptError(
             f"method {name!r} is unknown; choose one of {', '.join(available_methods())}"
         ) from None

@@ -185,6 +185,8 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "unknown domain(s) web", out)
     bad([*base, "--target", T, "--propose"], capsys, "--propose needs --out")
     bad([*base, "--target", T, "--method", "random", "--cv", "3"], capsys, "cannot --cv")
+    bad([*base, "--target", T, "--method", "entropy", "--propose", "--out", str(out)], capsys,
+        "entropy proposes from a corpus, not from runs: `mixopt entropy CORPUS", out)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     bad([*base, "--target", T, "--propose", "--out", str(blocker / "mix.json")], capsys,

@@ -226,6 +226,26 @@ def test_search_on_the_tiny_corpus_with_the_proxy_trainer(tiny_workspace, tiny_c
     assert res.validate_rung == "debug" and all(c.measured["n"] == 1 for c in res.candidates)
 
 
+def test_entropy_is_a_training_free_search_method_validated_like_any(tiny_workspace, tiny_corpus, tmp_path,
+                                                                     ray_session):
+    from mixopt.entropy import entropy_mixture
+    from mixopt.search.driver import run_search
+    from mixopt.search.prepare import prepare
+
+    out = tmp_path / "ent.json"
+    res = run_search(SearchConfig(name="ent", corpus="tiny", rung="debug", method="entropy", validate=1,
+                                  concurrency=2, retries=0, out=str(out)))
+    runs = RunStore().runs(search_id="ent")
+    assert {r.role for r in runs} == {"validate"} and res.runs["fitted"] == 0  # no swarm at all
+    want = entropy_mixture(tiny_corpus).weights
+    prop = res.row("proposal")
+    assert prop.weights == pytest.approx(want) and prop.predicted is None and prop.measured["n"] == 1
+    mix = Mixture.load(out)
+    assert mix.meta["method"] == "entropy" and any("training-free" in n for n in mix.meta["notes"])
+    with pytest.raises(MixoptError, match="--method entropy computes the mixture from a corpus"):
+        prepare(config(tmp_path, method="entropy"))
+
+
 def test_the_mixture_carries_per_domain_predictions(workspace, tmp_path, ray_session):
     """train's report sets each domain's final loss against a prediction: the search writes one per
     domain, from its kind of model refitted on the runs' per-domain losses."""

@@ -53,6 +53,16 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         logging.getLogger("py.warnings").debug("%s:%s: %s", filename, lineno, message)
 
 
+class _Formatter(logging.Formatter):
+    """mixopt's own warnings read as its warnings.warn lines do (``warning: …``); debug and info
+    lines (MIXOPT_LOG=INFO) and other libraries' keep level and logger name."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name.startswith("mixopt") and record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {record.getMessage()}"
+        return super().format(record)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning user errors into one line and exit code 2."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -60,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=os.environ.get("MIXOPT_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_Formatter("%(levelname)s %(name)s: %(message)s"))
     warnings.showwarning = _show_warning
     _register()
     try:

@@ -21,7 +21,7 @@ def entropy(
         str, typer.Option("--normalize", help="softmax (BiMix) or proportional.")
     ] = "softmax",
     temperature: Annotated[float, typer.Option("--temperature", help="Softmax temperature.")] = 1.0,
-    min_weight: Annotated[float, typer.Option("--min-weight", help="Floor of every domain.")] = 0.0,
+    min_weight: Annotated[float, typer.Option("--min-weight", help="Floor of every domain not fixed.")] = 0.0,
     max_weight: Annotated[
         list[str] | None, typer.Option("--max-weight", help="Ceiling d=x (repeatable).")
     ] = None,

@@ -32,7 +32,7 @@ def fit(
     out: Annotated[Path | None, opt("--out", "-o", help="Output of --predict (CSV) or --propose.")] = None,
     as_json: JsonOpt = False,
     seed: SeedOpt = 0,
-    min_weight: Annotated[float, opt("--min-weight", help="Floor of every domain in the proposal.")] = 0.0,
+    min_weight: Annotated[float, opt("--min-weight", help="Floor of each unfixed weight.")] = 0.0,
     max_weight: Annotated[list[str] | None, opt("--max-weight", help="Ceiling d=x (repeatable).")] = None,
     fix: Annotated[list[str] | None, opt("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")] = None,
     candidates: Annotated[int, opt("--candidates", help="Candidates the top-k proposer predicts.")] = 100_000,
@@ -113,6 +113,9 @@ def _render(report: Any) -> None:
         c = report.cv
         t.add_row(f"{c['spearman']:.4f}", f"{c['pearson']:.4f}", f"{c['mae']:.4g}", f"{c['rel_error']:.4%}")
         console.print(t)
+    if not (report.cv or report.predictions or report.proposal or report.selection):
+        console.print("nothing was asked of the fit: add --cv K (accuracy), --predict FILE --out P.csv, or "
+                      "--propose --out mixture.json")
     if report.predictions:
         p = report.predictions
         console.print(f"wrote {p['n']} predictions ({p['min']:.4g} … {p['max']:.4g}) to {p['path']}")
@@ -137,7 +140,10 @@ def _render_scale(res: dict[str, Any]) -> None:
     console.print(f"[bold]{res['method']}[/] on {res['n_mixtures']} mixtures ({res['n_runs']} runs at "
                   f"{', '.join(f'{s:.3g}' for s in res['sizes'])} params), {where}")
     for name, law in res["laws"]["step"].items():
-        console.print(f"  step law {name}: β = {law['beta']:.3f}, RMS residual {law['rms']:.4g}")
+        size, _, metric = name.partition("/")
+        rung = res.get("rungs", {}).get(size)
+        label = f"rung {rung} ({float(size):.3g} params), {metric}" if rung else name
+        console.print(f"  step law {label}: β = {law['beta']:.3f}, RMS residual {law['rms']:.4g}")
     size_laws = res["laws"]["size"]
     if size_laws:  # one exponent for every metric (mixopt.fitters.nested)
         beta = next(iter(size_laws.values()))["beta"]

@@ -54,7 +54,7 @@ def search(
     resume: Annotated[Str, opt("--resume", help="Continue the stopped search NAME.")] = None,
     address: Annotated[Str, opt("--address", help="Ray cluster address (default: RAY_ADDRESS, "
                                 "else a local Ray).")] = None,
-    min_weight: Annotated[float, opt("--min-weight", help="Floor of every domain's weight.")] = 0.0,
+    min_weight: Annotated[float, opt("--min-weight", help="Floor of every weight not --fix-ed.")] = 0.0,
     max_weight: Annotated[list[str] | None, opt("--max-weight", help="Ceiling d=x (repeat, or "
                                                 "d=x,e=y).")] = None,
     fix: Annotated[list[str] | None, opt("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")] = None,

@@ -108,6 +108,8 @@ def fit_tables(config: FitConfig) -> FitReport:
     from mixopt.tables import read_ratios, read_run_tables
 
     method = get_method(config.method)
+    if method.training_free:  # entropy: nothing to fit in run tables
+        method.make_proposer()  # raises, saying where it does work
     kl_params = method.kl_option(config.kl)  # a bad --kl is refused before any fitting
     if config.out is not None:
         from mixopt.atomic import check_writable

@@ -91,7 +91,8 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
     if len(X) != len(y):
         raise MixoptError(f"{len(X)} weight rows but {len(y)} metric values; give one metric per run")
     if k < 2 or k > len(y):
-        raise MixoptError(f"--cv {k} needs 2 ≤ K ≤ the number of runs ({len(y)})")
+        raise MixoptError(f"--cv {k} needs 2 ≤ K ≤ the number of runs ({len(y)}); --cv {len(y)} is "
+                          "leave-one-out")
     pred = np.full(len(y), np.nan)
     folds = np.full(len(y), -1)
     per_fold = []

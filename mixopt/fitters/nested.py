@@ -45,6 +45,7 @@ class Curve:
     size: float
     tokens: np.ndarray
     losses: dict[str, np.ndarray]
+    rung: str = ""  # the proxy rung's name, for the reports
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -95,6 +95,7 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
                 run_id=r.run_id,
                 weights=r.vector(domains),
                 size=sizes[rung],
+                rung=str(rung),
                 tokens=np.array([h["tokens"] for h in hist], dtype=float),
                 losses={m: np.array([h.get(m, np.nan) for h in hist], dtype=float) for m in names},
             )
@@ -155,6 +156,7 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
         "n_runs": sum(len(ids) for ids in pred.run_ids),  # the runs behind the mixtures used
         "n_mixtures": len(pred.X),
         "sizes": pred.sizes,
+        "rungs": {f"{c.size:.6g}": c.rung for c in curves if c.rung},  # size → rung name
         "metrics": pred.metrics,
         "target_tokens": config.target_tokens,
         "target_size": config.target_size,

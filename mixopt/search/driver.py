@@ -208,11 +208,13 @@ def _emit(progress: Progress | None, event: Any) -> None:
 
 def _plan(prep: Prepared) -> dict[str, Any]:
     """The swarm (sampled once, stored with the search) and the runs reused from earlier searches."""
+    from mixopt.methods import get_method
     from mixopt.swarm import sample_swarm
 
     cfg = prep.config
+    free = get_method(cfg.method).training_free  # entropy: no swarm, nothing to fit
     reused = []
-    if cfg.reuse:
+    if cfg.reuse and not free:
         reused = prep.store.reusable(corpus_hash=prep.corpus_hash, fidelity_key=prep.fidelity_key,
                                      domains=prep.domains, exclude_search=prep.search_id)
         reused = [r for r in reused if np.isfinite(prep.objective.value(r.metrics, prep.domains))]
@@ -220,7 +222,7 @@ def _plan(prep: Prepared) -> dict[str, Any]:
     # Every reused run informs the fit, but only those inside this search's constraints (--fix,
     # --max-weight, ...) count towards its budget: the swarm must sample the space it searches.
     inside = int(prep.space.contains_rows(existing, tol=1e-6).sum()) if reused else 0
-    n_new = max(0, cfg.budget - inside)
+    n_new = 0 if free else max(0, cfg.budget - inside)
     rows = sample_swarm(prep.space, n_new, seed=cfg.seed, temperature=cfg.temperature, existing=existing)
     if reused:
         n_out = len(reused) - inside
@@ -272,7 +274,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     swarm_ids = [s.run_id for s in searcher.slots.values() if s.state == "done"]
     X, y, ids = store.matrix(domains, prep.objective, run_ids=swarm_ids + list(plan.get("reused", [])))
     n_failed = sum(s.state == "failed" for s in searcher.slots.values())
-    if len(y) < 2:
+    if len(y) < 2 and not spec.training_free:
         first = next((s.error for s in searcher.slots.values() if s.error), "no error recorded")
         raise MixoptError(
             f"only {len(y)} of {len(searcher.slots) + len(plan.get('reused', []))} runs finished ok, "
@@ -280,7 +282,9 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
             f"first error: {first.splitlines()[0] if first else first}. Fix the evaluator and run "
             f"`mixopt search --resume {sid}`"
         )
-    _emit(progress, StageEvent(stage="fit", message=f"fitting {cfg.method} on {len(y)} runs", search_id=sid))
+    what = (f"{cfg.method}: conditional entropy of each domain" if spec.training_free
+            else f"fitting {cfg.method} on {len(y)} runs")
+    _emit(progress, StageEvent(stage="fit", message=what, search_id=sid))
     cands = plan.get("candidates")
     if cands is None:
         cands = _candidates(prep, spec, X, y, ids)
@@ -292,6 +296,9 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     # 3. validate
     notes: list[str] = []
     prop = next(c for c in cands if c.name == PROPOSAL)
+    if spec.training_free:
+        notes.append("training-free (BiMix): weights from each domain's conditional entropy "
+                     f"({prop.info.get('estimator')}); no proxy runs were fitted")
     if prop.info.get("constant_model"):
         notes.append(f"the {cfg.method} model predicts the same value for every candidate mixture (too few "
                      f"runs: {len(y)}); its proposal is arbitrary. Raise --budget (RegMix's LightGBM needs "
@@ -382,6 +389,8 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
     from mixopt.baselines import DEFAULT_TEMPERATURE, baselines_for
 
     cfg, space = prep.config, prep.space
+    if spec.training_free:
+        return _entropy_candidates(prep)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         # The search says this in a note of its own (with the budget to raise), once.
@@ -418,6 +427,23 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
         if per is not None:
             for c, row in zip(cands, per, strict=True):
                 c.predicted_per_domain = {d: float(v) for d, v in zip(prep.domains, row, strict=True)}
+    dedupe(cands)
+    return cands
+
+
+def _entropy_candidates(prep: Prepared) -> list[Candidate]:
+    """BiMix's entropy mixture of the corpus, inside the space, with the baselines (nothing predicted:
+    validation measures them)."""
+    from mixopt.baselines import DEFAULT_TEMPERATURE, baselines_for
+    from mixopt.entropy import entropy_mixture
+
+    em = entropy_mixture(prep.config.corpus, prep.space)
+    info = {"estimator": em.estimator, "entropy_nats_per_token": em.entropy, "raw_weights": em.raw,
+            "projected": em.projected}
+    cands = [Candidate(name=PROPOSAL, weights=[em.weights[d] for d in prep.domains], info=info)]
+    temp = prep.config.temperature if prep.config.temperature != 1.0 else DEFAULT_TEMPERATURE
+    for name, w in baselines_for(prep.space, temp).items():
+        cands.append(Candidate(name=name, weights=[float(x) for x in w]))
     dedupe(cands)
     return cands
 

@@ -137,6 +137,9 @@ def prepare(
     spec = get_method(config.method)
     spec.kl_option(config.kl)  # unknown method (listing the names) or a bad --kl
     space, corpus_arg, corpus_name, corpus_hash = build_space(config)
+    if spec.training_free and corpus_arg is None:
+        raise MixoptError(f"--method {spec.name} computes the mixture from a corpus's text: give --corpus "
+                          "(the runs of an --evaluator cannot stand in for it)")
     objective = Objective.parse(config.target, config.metric)
     objective.check_domains(space.domains)
     ev = resolve_evaluator(config, evaluator)
@@ -150,7 +153,7 @@ def prepare(
             f"domains and needs at least {need} runs; raise --budget to {need} or use a method with fewer "
             "parameters (log-ridge, gp or auto)"
         )
-    if config.budget < space.n + 1:
+    if config.budget < space.n + 1 and not spec.training_free:
         warnings.warn(
             f"--budget {config.budget} is smaller than the number of domains + 1 ({space.n + 1}); "
             "a fit on so few runs is unreliable", MixoptWarning, stacklevel=2,

@@ -80,6 +80,11 @@ def ensure_ray(
         )
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS") or None
+        # Ray warns at every start that token auth is on and how to switch it off; mixopt keeps it
+        # on and says where the token is (RayInfo.describe), so that line only misleads here.
+        auth_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+        level = auth_log.level
+        auth_log.setLevel(logging.ERROR)
         try:
             if address:
                 if token_source() is not None and "RAY_AUTH_MODE" not in os.environ:
@@ -111,6 +116,8 @@ def ensure_ray(
                 f"cannot start or reach {target}: {exc}; check --address / RAY_ADDRESS, "
                 "and that the auth token of that cluster is in ~/.ray/auth_token or RAY_AUTH_TOKEN"
             ) from exc
+        finally:
+            auth_log.setLevel(level)
         url = getattr(ctx, "dashboard_url", None) or None
     else:
         try:

@@ -166,13 +166,15 @@ class MixtureSearcher(Searcher):
             slot.state = "failed"
             return
         slot.failures += 1
+        what = "diverged" if status in ("diverged", "ok") else "failed"  # "ok" here: a NaN objective
         if slot.failures <= self.retries:
-            logger.info("run %s failed (%s); retrying (attempt %d)", slot.run_id, why, slot.attempt + 1)
+            logger.info("run %s %s (%s); retrying (attempt %d)", slot.run_id, what, why, slot.attempt + 1)
             slot.attempt += 1
             slot.reseeds += status in ("diverged", "ok")  # "ok" here: a NaN objective
             slot.state = "pending"
         else:
-            logger.warning("run %s failed (%s); no retries left", slot.run_id, why)
+            logger.warning("run %s %s (%s); no retries left, the search goes on without it", slot.run_id,
+                           what, why)
             slot.state = "failed"
 
     def add_evaluated_point(
