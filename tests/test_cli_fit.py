@@ -94,6 +94,11 @@ def test_predict_writes_predictions(tmp_path: Path) -> None:
     _, _, W, _ = read_ratios(new)
     expect = LinearFitter().fit(t.X, t.target(T)).predict(W)
     np.testing.assert_allclose(df[f"predicted/{T}"].to_numpy(), expect)
+    # A model with uncertainty writes its predictive standard deviation next to the mean.
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "gp",
+                    "--predict", new, "--out", str(out)]) == 0
+    df = pl.read_csv(out)
+    assert df.columns == ["index", f"predicted/{T}", f"std/{T}"] and (df[f"std/{T}"] > 0).all()
 
 
 def test_propose_writes_a_valid_mixture(tmp_path: Path) -> None:

@@ -194,9 +194,12 @@ def _write_predictions(model: Any, new: tuple, domains: tuple[str, ...], config:
 
     ids, new_domains, W, key = new
     order = [new_domains.index(d) for d in domains]
-    pred = predict_objective(model, W[:, order])
+    pred, std = predict_objective(model, W[:, order], return_std=True)
+    cols = {key: ids, f"predicted/{config.target}": pred}
+    if std is not None:  # a model with uncertainty (gp): its predictive standard deviation
+        cols[f"std/{config.target}"] = std
     buf = io.StringIO()
-    pl.DataFrame({key: ids, f"predicted/{config.target}": pred}).write_csv(buf)
+    pl.DataFrame(cols).write_csv(buf)
     write_text(config.out, buf.getvalue())  # type: ignore[arg-type]
     return {"n": len(ids), "path": str(config.out), "min": float(pred.min()), "max": float(pred.max())}
 
