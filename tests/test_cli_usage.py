@@ -46,3 +46,16 @@ def test_a_domain_twice_in_one_list_is_refused() -> None:
     with pytest.raises(MixoptError, match="--fix gives a twice"):
         assignments(["a=0.2,a=0.3"], "--fix")
     assert assignments(["a=0.2,b=0.3", "c=0.1"], "--fix") == {"a": 0.2, "b": 0.3, "c": 0.1}
+
+
+def test_token_counts_are_read_as_people_write_them() -> None:
+    import typer
+
+    from mixopt.cli.common import parse_count
+
+    for text, want in [("2e5", 200_000), ("200k", 200_000), ("200_000", 200_000), ("2.01M", 2_010_000),
+                       ("4.02k", 4020), ("1.07G", 1_070_000_000), ("5M", 5_000_000)]:
+        assert parse_count(text) == want, text
+    for text in ("2.5", "0", "-5", "abc", "inf", "nan", ""):
+        with pytest.raises(typer.BadParameter):
+            parse_count(text)

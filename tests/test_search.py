@@ -170,15 +170,18 @@ def test_reused_runs_outside_the_constraints_inform_the_fit_but_are_no_candidate
 
 
 def test_a_law_with_more_parameters_than_the_budget_is_refused_before_any_run(workspace, tmp_path):
-    from mixopt.search.prepare import prepare
+    from mixopt.search.driver import run_search
 
     doms = tuple("abcdefghij")
-    with pytest.raises(MixoptError, match=r"--budget 8: bimix has 20 parameters .* raise --budget to 20"):
-        prepare(config(tmp_path, name="few", domains=doms, tokens=None, budget=8, method="bimix"))
+    with pytest.raises(MixoptError, match=r"--budget 8: bimix has 20 parameters per target over 10 varying "
+                                          r"domains, and the search would fit 8 runs \(8 new, 0 reused\); "
+                                          r"raise --budget to 20"):
+        run_search(config(tmp_path, name="few", domains=doms, tokens=None, budget=8, method="bimix"))
     # A fixed domain does not vary: 9 domains, 18 parameters.
-    prepare(config(tmp_path, name="few", domains=doms, tokens=None, budget=18, method="bimix",
-                   fix={"a": 0.1}))
-    assert RunStore().get_search("few") is None
+    with pytest.raises(MixoptError, match=r"over 9 varying domains.* raise --budget to 18"):
+        run_search(config(tmp_path, name="few", domains=doms, tokens=None, budget=17, method="bimix",
+                          fix={"a": 0.1}))
+    assert RunStore().get_search("few") is None and not (workspace / "searches" / "few").exists()
 
 
 def test_objective_constraints_and_linear_method(workspace, tmp_path, ray_session):

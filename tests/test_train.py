@@ -264,9 +264,9 @@ def test_checkpoints_every_n_steps_and_a_failing_updater_is_one_error(tiny_corpu
             raise ZeroDivisionError("oops")
 
     with pytest.raises(MixoptError, match=r"updater recorder raised ZeroDivisionError at step 1: oops"):
-        train("uniform", tiny_corpus, DEBUG, threads=1, out=tmp_path / "broken", checkpoint_every=0,
+        train("uniform", tiny_corpus, DEBUG, threads=1, out=tmp_path / "broken" / "deep", checkpoint_every=0,
               updater=Broken(every=1, wants_grads=False))
-    assert not (tmp_path / "broken").exists()  # nothing was written: no folder left behind
+    assert not (tmp_path / "broken").exists()  # nothing was written: no folder left behind, parents included
 
 
 def test_bad_configs_are_refused() -> None:

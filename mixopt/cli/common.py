@@ -56,21 +56,21 @@ def render_selection(rows: list[dict[str, Any]]) -> None:
     console.print(t)
 
 
-_SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}
+_SUFFIX = {"k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
 
 
 def parse_count(text: str) -> int:
     """A token count as people write it: 200000, 200_000, 2e5, 200k, 5M, 1.5G (a whole number ≥ 1)."""
-    import math
+    from decimal import Decimal, InvalidOperation
 
     s = str(text).strip().replace("_", "").replace(",", "")
-    scale = _SUFFIX.get(s[-1:].lower(), 1.0) if s and not s[-1:].isdigit() and s[-1:] != "." else 1.0
-    if scale != 1.0:
+    scale = _SUFFIX.get(s[-1:].lower()) if s else None
+    if scale is not None:
         s = s[:-1]
-    try:
-        value = float(s) * scale
-    except ValueError:
+    try:  # decimal, not float: 2.01M is 2,010,000 exactly
+        value = Decimal(s) * Decimal(int(scale or 1))
+    except InvalidOperation:
         raise typer.BadParameter(f"{text!r} is not a token count; write e.g. 200000, 2e5 or 200k") from None
-    if not math.isfinite(value) or value < 1 or value != int(value):
+    if not value.is_finite() or value < 1 or value != value.to_integral_value():
         raise typer.BadParameter(f"{text!r} is not a whole number of tokens ≥ 1")
     return int(value)

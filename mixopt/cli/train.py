@@ -52,7 +52,8 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
     has_pred = any("predicted" in r for r in rep.get("domains", []))
     # weight: the mixture's (a schedule's averaged over training); share: what was trained, which an
     # --updater changes as it goes.
-    cols = ["domain", "weight", "trained tokens", "share", "loss (nats/tok)", "bpb"] + (
+    weight = "mixture weight (before the updater)" if res.config.get("updater") else "weight"
+    cols = ["domain", weight, "trained tokens", "share", "loss (nats/tok)", "bpb"] + (
         ["predicted", "Δ"] if has_pred else []
     )
     load = (res.expert_load or {}).get("summary", {})

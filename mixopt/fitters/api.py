@@ -210,6 +210,7 @@ def _save_mixture(
 ) -> dict[str, Any]:
     import mixopt
     from mixopt.mixture import Mixture
+    from mixopt.proposers.exact import held_note
     from mixopt.proposers.proposal import extrapolation_note
     from mixopt.proposers.topk import predict_objective
 
@@ -219,8 +220,7 @@ def _save_mixture(
     if model is None:
         notes = [f"the best run ({run_ids[best]}); 'predicted' is its measured value, not a model's"]
     else:
-        note = extrapolation_note(prop.predicted, y, method)
-        notes = [note] if note else []
+        notes = [n for n in (extrapolation_note(prop.predicted, y, method), held_note(prop.info)) if n]
     baselines: dict[str, Any] = {
         "best_run": {"run_id": run_ids[best], "measured": float(y[best]),
                      "inside_constraints": inside is not None,
@@ -251,7 +251,8 @@ def _save_mixture(
     info_params = {k: v for k, v in prop.info.items() if _jsonable(v)}
     given = {k: v for k, v in proposer_params.items() if k != "kl"}
     params: dict[str, Any] = {"target": config.target, "seed": config.seed,
-                              "proposer": {**given, **info_params},
+                              "proposer": {**given, **info_params,
+                                           **({"held": prop.info["held"]} if prop.info.get("held") else {})},
                               "constraints": space.constraints(),
                               # of the KL term and the sampler: Olmix pulls towards the natural mixture
                               "prior": "token shares (--tokens)" if space.tokens else "uniform"}

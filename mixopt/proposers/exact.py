@@ -324,6 +324,15 @@ def _kkt_residual(g: np.ndarray, z: np.ndarray, lo: np.ndarray, hi: np.ndarray, 
     return float(np.abs(z - _box_simplex_projection(z - g / scale, lo, hi, float(z.sum()))).max())
 
 
+def held_note(info: dict[str, Any]) -> str | None:
+    """The note for a proposal whose solve held domains no run varied (None when it held none)."""
+    held = info.get("held") or {}
+    if not held:
+        return None
+    which = ", ".join(f"{d} at {w:.4g}" for d, w in held.items())
+    return f"held {which}: every run had that weight, so the fitted law cannot say whether another is better"
+
+
 def _hold_unvaried(model: Any, space: SearchSpace) -> tuple[SearchSpace, dict[str, float]]:
     """``space`` with the domains the law dropped (the same weight in every run) fixed at that weight.
 
@@ -340,13 +349,15 @@ def _hold_unvaried(model: Any, space: SearchSpace) -> tuple[SearchSpace, dict[st
     if not held:
         return space, {}
     lo, hi = space.bounds()
-    held = {d: v for d, v in held.items()
-            if lo[space.domains.index(d)] - 1e-9 <= v <= hi[space.domains.index(d)] + 1e-9}
+    idx = {d: space.domains.index(d) for d in held}
+    # Within the bounds (a rounded table's 1e-9 past them is clamped onto them), and only if the
+    # other bounds still leave room: otherwise the solve stays free, as without the law's gap.
+    held = {d: float(np.clip(v, lo[idx[d]], hi[idx[d]])) for d, v in held.items()
+            if lo[idx[d]] - 1e-9 <= v <= hi[idx[d]] + 1e-9}
     if not held:
         return space, {}
-    candidate = dataclasses.replace(space, fixed={**space.fixed, **held})
     try:
-        candidate.check_feasible()
+        candidate = dataclasses.replace(space, fixed={**space.fixed, **held})  # checks feasibility
     except MixoptError:
         return space, {}
     log.info("holding %s at the weight every run had (the law has no term for them)", ", ".join(held))

@@ -25,6 +25,7 @@ import numpy as np
 from mixopt import __version__
 from mixopt.atomic import write_json
 from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.proposers.exact import held_note
 from mixopt.proposers.proposal import extrapolation_note
 from mixopt.search.config import SearchConfig
 from mixopt.search.prepare import Prepared, prepare
@@ -212,7 +213,8 @@ def _plan(prep: Prepared) -> dict[str, Any]:
     from mixopt.swarm import sample_swarm
 
     cfg = prep.config
-    free = get_method(cfg.method).training_free  # entropy: no swarm, nothing to fit
+    spec = get_method(cfg.method)
+    free = spec.training_free  # entropy: no swarm, nothing to fit
     reused = []
     if cfg.reuse and not free:
         reused = prep.store.reusable(corpus_hash=prep.corpus_hash, fidelity_key=prep.fidelity_key,
@@ -224,6 +226,19 @@ def _plan(prep: Prepared) -> dict[str, Any]:
     inside = int(prep.space.contains_rows(existing, tol=1e-6).sum()) if reused else 0
     n_new = 0 if free else max(0, cfg.budget - inside)
     rows = sample_swarm(prep.space, n_new, seed=cfg.seed, temperature=cfg.temperature, existing=existing)
+    if not free:  # a fit the law would refuse once the swarm has run is refused now, before any run
+        new_rows = np.asarray(rows).reshape(-1, len(prep.domains))
+        planned = np.vstack([new_rows, existing]) if reused else new_rows
+        varying = int((np.ptp(planned, axis=0) > 1e-9).sum()) if len(planned) else 0
+        need = spec.min_runs(varying)
+        if len(planned) < need:
+            why = (f"{spec.name} has {need} parameters per target over {varying} varying domains"
+                   if need > 2 else f"{spec.name} needs at least {need} runs")
+            raise MixoptError(
+                f"--budget {cfg.budget}: {why}, and the search would fit {len(planned)} runs ({n_new} new, "
+                f"{len(reused)} reused); raise --budget to {need - len(reused) + inside} or use a method "
+                "with fewer parameters (log-ridge, gp or auto)"
+            )
     if reused:
         n_out = len(reused) - inside
         outside = f" ({n_out} outside the constraints: fitted on, not counted)" if n_out else ""
@@ -296,6 +311,8 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     # 3. validate
     notes: list[str] = []
     prop = next(c for c in cands if c.name == PROPOSAL)
+    if held := held_note(prop.info):
+        notes.append(held)
     if spec.training_free:
         notes.append("training-free (BiMix): weights from each domain's conditional entropy "
                      f"({prop.info.get('estimator')}); no proxy runs were fitted")
@@ -387,6 +404,7 @@ def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, info: RayInf
 def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: list[str]) -> list[Candidate]:
     """Fit, propose, and line the proposal up with the baselines and the best run, all predicted."""
     from mixopt.baselines import DEFAULT_TEMPERATURE, baselines_for
+    from mixopt.fitters.metricsum import MetricSum
 
     cfg, space = prep.config, prep.space
     if spec.training_free:
@@ -420,7 +438,10 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
             c.predicted = float(m)
             c.predicted_std = float(s) if s is not None and np.isfinite(s) else None
         per = None
-        if fit_seconds * len(prep.domains) <= PER_DOMAIN_SECONDS:
+        # Per-metric laws over the domains' losses have the per-domain predictions at hand already.
+        keys = {f"{cfg.metric}/{d}" for d in prep.domains}
+        at_hand = isinstance(fitter, MetricSum) and set(fitter.names) == keys
+        if at_hand or fit_seconds * len(prep.domains) <= PER_DOMAIN_SECONDS:
             per = _per_domain(fitter, prep, X, ids, np.array([c.weights for c in cands]))
         else:  # e.g. a GP over 64 domains and 512 runs: minutes for a report's extra columns
             logger.info("no per-domain predictions: %d refits of %.1f s each", len(prep.domains), fit_seconds)
@@ -463,8 +484,9 @@ def _per_domain(
     from mixopt.fitters.metricsum import MetricSum
 
     keys = [f"{prep.config.metric}/{d}" for d in prep.domains]
-    if isinstance(fitter, MetricSum) and list(fitter.names) == keys:  # it has fitted just these
-        return fitter.predict_metrics(W)
+    if isinstance(fitter, MetricSum) and set(fitter.names) == set(keys):  # it has fitted just these
+        pred = fitter.predict_metrics(W)
+        return pred[:, [list(fitter.names).index(k) for k in keys]]
     Y = prep.store.metric_rows(ids, keys)
     if Y is None:
         return None

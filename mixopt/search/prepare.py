@@ -145,14 +145,6 @@ def prepare(
     ev = resolve_evaluator(config, evaluator)
     ev_name = config.evaluator_name if not callable(ev) else _callable_name(ev)
     out = check_writable(config.out) if config.out else None
-    varying = space.n - len(space.fixed)
-    need = spec.min_runs(varying)
-    if config.budget < need:  # refused before any run: the law would refuse the finished swarm
-        raise MixoptError(
-            f"--budget {config.budget}: {spec.name} has {need} parameters per target over {varying} varying "
-            f"domains and needs at least {need} runs; raise --budget to {need} or use a method with fewer "
-            "parameters (log-ridge, gp or auto)"
-        )
     if config.budget < space.n + 1 and not spec.training_free:
         warnings.warn(
             f"--budget {config.budget} is smaller than the number of domains + 1 ({space.n + 1}); "

@@ -282,8 +282,6 @@ def train(
             f"{folder} already holds a checkpoint; pass --resume to continue it, or choose another --out"
         )
     state = checkpoint.load(folder, fingerprint) if resume else None  # before any folder is made
-    created = not folder.exists()
-    check_writable_dir(folder)  # before any training, not at the first checkpoint
     if upd is not None and mix.schedule:
         warnings.warn(
             f"the mixture's schedule is followed only until updater {upd.name}'s first update (step "
@@ -318,10 +316,12 @@ def train(
     }
 
     every = max(1, steps // 20) if checkpoint_every is None else checkpoint_every
+    made = _first_missing(folder)  # the folders check_writable_dir creates, from this one down
+    check_writable_dir(folder)  # before any training, not at the first checkpoint
     with (
         torch_threads(threads),
         deterministic(),
-        _drop_if_unused(folder, created),
+        _drop_if_unused(folder, made),
         _stop_at_step_end() as stop,
     ):
         net, opt = build(lm, spec, seed, dev)
@@ -553,14 +553,18 @@ def _stop_at_step_end() -> Iterator[_StopRequest]:
     """Ctrl-C asks the loop to stop at the end of the step under way (it checkpoints there); a
     second Ctrl-C stops at once. Outside the main thread (no signals there) it never asks."""
     req = _StopRequest()
-    if threading.current_thread() is not threading.main_thread():
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main else None
+    # Not the main thread (no signals), a handler set from C (None: not restorable), or Ctrl-C
+    # ignored on purpose (a job started with &): leave SIGINT alone.
+    if previous is None or previous is signal.SIG_IGN:
         yield req
         return
-    previous = signal.getsignal(signal.SIGINT)
 
     def ask(signum: int, frame: Any) -> None:
         req.requested = True
         signal.signal(signal.SIGINT, previous)
+        log.warning("stopping at the end of this step (it checkpoints there); Ctrl-C again stops at once")
 
     signal.signal(signal.SIGINT, ask)
     try:
@@ -569,14 +573,29 @@ def _stop_at_step_end() -> Iterator[_StopRequest]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _first_missing(folder: Path) -> Path | None:
+    """The highest of ``folder`` and its parents that does not exist yet (None: ``folder`` exists)."""
+    if folder.exists():
+        return None
+    top = folder
+    while not top.parent.exists():
+        top = top.parent
+    return top
+
+
 @contextlib.contextmanager
-def _drop_if_unused(folder: Path, created: bool) -> Iterator[None]:
-    """Remove the run folder this call created when training fails before writing anything in it."""
+def _drop_if_unused(folder: Path, made: Path | None) -> Iterator[None]:
+    """Remove the folders this call created (``made`` and below, down to ``folder``) when training
+    fails before writing anything in them."""
     try:
         yield
     except BaseException:
-        if created and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+        path = folder
+        while made is not None and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+            if path == made:
+                break
+            path = path.parent
         raise
 
 
