@@ -394,3 +394,12 @@ def test_keep_freed_memory_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) 
     assert keep_freed_memory() is False
     monkeypatch.setenv("MIXOPT_KEEP_FREED_MEMORY", "1")
     assert keep_freed_memory() is sys.platform.startswith("linux")  # glibc on the Linux test machines
+
+
+def test_an_updated_run_shows_the_updaters_last_weights(tiny_workspace: Path, model_toml: Path,  # noqa: ANN001
+                                                        capsys) -> None:
+    argv = ["train", "--mixture", "uniform", "--corpus", "tiny", "--model", str(model_toml), "--threads", "1",
+            "--updater", "loss:every=2", "--out", str(tiny_workspace / "upd")]
+    code, stdout, err = run(argv, capsys)
+    assert code == 0, err
+    assert "mixtu" in stdout and "updat" in stdout  # the updater's last weights, next to the mixture's

@@ -52,10 +52,11 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
     has_pred = any("predicted" in r for r in rep.get("domains", []))
     # weight: the mixture's (a schedule's averaged over training); share: what was trained, which an
     # --updater changes as it goes.
-    weight = "mixture weight (before the updater)" if res.config.get("updater") else "weight"
-    cols = ["domain", weight, "trained tokens", "share", "loss (nats/tok)", "bpb"] + (
-        ["predicted", "Δ"] if has_pred else []
-    )
+    updated = bool(res.config.get("updater")) and bool(res.log)
+    final_w = res.log[-1].get("weights", {}) if updated else {}  # the updater's weights at the end
+    weight = "mixture weight" if updated else "weight"
+    cols = ["domain", weight, *(["updater weight"] if updated else []), "trained tokens", "share",
+            "loss (nats/tok)", "bpb"] + (["predicted", "Δ"] if has_pred else [])
     load = (res.expert_load or {}).get("summary", {})
     if load:
         cols += ["top expert share", "routing entropy"]
@@ -67,6 +68,7 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
         row = [
             r["domain"],
             f"{r['weight']:.4f}",
+            *([_f(final_w.get(r["domain"]))] if updated else []),
             f"{n:,}",
             f"{n / total:.4f}",
             f"{r['loss']:.4f}",
