@@ -43,6 +43,9 @@ class Objective:
             part = part.strip()
             if not part:
                 continue
+            name = part.partition("=")[0].strip()
+            if name in weights:
+                raise MixoptError(f"--target names {name!r} twice; give each domain once")
             if "=" in part:
                 name, _, val = part.partition("=")
                 try:

@@ -151,3 +151,11 @@ def test_export_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
         assert len(err) == 1 and match in err[0], (args, err)
         assert not out.exists()
+
+
+def test_prefixes_take_the_comma_form_and_refuse_a_domain_twice() -> None:
+    from mixopt.cli.export import _prefixes
+
+    assert _prefixes(["code=/a,math=/b", "web=/x,y"]) == {"code": "/a", "math": "/b", "web": "/x,y"}
+    with pytest.raises(MixoptError, match="gives 'code' twice"):
+        _prefixes(["code=/a", "code=/b"])

@@ -67,6 +67,8 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     (["search", *FAST, "--fix", "web=0.7,code=0.7"], "sum to"),
     (["search", *FAST, "--fix", "web=0.3", "--fix", "web=0.4"], "--fix gives web twice"),
     (["search", *FAST, "--target", "nowhere"], "--target names unknown domain"),
+    (["search", *FAST, "--target", "code,code=2"], "--target names 'code' twice"),
+    (["search", *FAST, "--method", "entropy"], "--method entropy computes the mixture from a corpus"),
     (["search", *FAST, "--budget", "0"], "--budget"),
     (["search", *FAST, "--metric", "acc"], "--metric"),
     (["search", *FAST, "--name", "bad name!"], "--name"),
@@ -120,7 +122,7 @@ def test_search_runs_list_report_through_the_cli(workspace, tmp_path, capsys, ra
                     "--validate", "1", "--out", str(out), "--name", "cli"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "warning: --budget 4 is smaller than the number of domains + 1" in captured.err
+    assert "warning: --budget 4: the search would fit 4 runs, fewer than the number of" in captured.err
     assert "search cli" in captured.out and "uniform" in captured.out and "best_run" in captured.out
     # no terminal here, so progress comes as one plain line per finished run
     assert "swarm 4/4 · best " in captured.err and "validate 1/" in captured.err

@@ -173,3 +173,21 @@ def test_a_resumed_slot_keeps_the_retries_its_uncounted_attempts_did_not_use(tmp
     assert cfg["run_id"] == "s-s0000-a3" and cfg["failures"] == 0 and cfg["seed"] == 7
     s.on_trial_complete("t0", {"objective": math.nan, "status": "failed", "error": "boom"})
     assert (slot.state, slot.attempt, slot.failures) == ("pending", 4, 1)  # one retry left, as the store says
+
+
+def test_the_export_note_says_whether_the_proposal_lost_beyond_noise() -> None:
+    from mixopt.search.validate import Measured, choose_export
+
+    def m(mean: float, sem: float | None, n: int) -> Measured:
+        return Measured(mean=mean, std=None, sem=sem, n=n, planned=n, values=[mean] * n, run_ids=[])
+
+    # One seed each: the better baseline is exported, and the note does not blame the fit.
+    name, notes = choose_export({"proposal": m(2.4903, None, 1), "uniform": m(2.4901, None, 1)}, rung="xs")
+    assert name == "uniform" and "one seed cannot tell noise from a real gap" in notes[0]
+    name, notes = choose_export({"proposal": m(2.50, 0.01, 3), "uniform": m(2.49, 0.01, 3)}, rung="xs")
+    assert "within the seeds' noise" in notes[0]
+    _, notes = choose_export({"proposal": m(2.60, 0.01, 3), "uniform": m(2.49, 0.01, 3)}, rung="xs")
+    assert "the fit is not trustworthy" in notes[0]
+    lost = {"proposal": m(2.60, 0.01, 3), "uniform": m(2.49, 0.01, 3)}
+    _, notes = choose_export(lost, rung="xs", fitted=False)
+    assert "worse than that baseline here" in notes[0] and "fit" not in notes[0].split("(")[-1]

@@ -15,11 +15,16 @@ def _prefixes(values: list[str] | None) -> dict[str, str]:
     from mixopt.errors import MixoptError
 
     out: dict[str, str] = {}
-    for v in values or []:
-        domain, sep, prefix = v.partition("=")
-        if not sep or not domain.strip() or not prefix.strip():
-            raise MixoptError(f"--prefix {v!r} is not of the form domain=path (e.g. --prefix web=/data/web)")
-        out[domain.strip()] = prefix.strip()
+    for value in values or []:
+        # "a=/x,b=/y" is two prefixes, as --fix takes them; a comma inside a path stays in it.
+        parts = value.split(",") if all("=" in p for p in value.split(",")) else [value]
+        for v in parts:
+            domain, sep, prefix = v.partition("=")
+            if not sep or not domain.strip() or not prefix.strip():
+                raise MixoptError(f"--prefix {v!r} is not of the form domain=path (e.g. web=/data/web)")
+            if domain.strip() in out:
+                raise MixoptError(f"--prefix gives {domain.strip()!r} twice; give each domain one path")
+            out[domain.strip()] = prefix.strip()
     return out
 
 

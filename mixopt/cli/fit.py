@@ -38,7 +38,8 @@ def fit(
     candidates: Annotated[int, opt("--candidates", help="Candidates the top-k proposer predicts.")] = 100_000,
     top_k: Annotated[int, opt("--top-k", help="How many best candidates are averaged.")] = 128,
     kl: Annotated[float | None, opt("--kl", help="Laws solved exactly: weight λ of KL(mixture ‖ prior) "
-                                    "(default 0.1, Olmix's; 0: the law's own optimum).")] = None,
+                                    "in the objective's units (default 0.1, Olmix's, for BPB; 0: the "
+                                    "law's own optimum).")] = None,
     tokens: Annotated[str | None, opt("--tokens", help="Tokens per domain a=1e9,b=2e9: the prior of --kl "
                                       "and of the sampled candidates is then the token shares (Olmix's "
                                       "natural mixture) instead of uniform.")] = None,

@@ -66,7 +66,8 @@ def train(
     threads: ThreadsOpt = None,
     tokens: Annotated[
         int | None,
-        typer.Option("--tokens", parser=parse_count, help="Override the rung's token budget (2e5, 5M)."),
+        typer.Option("--tokens", parser=parse_count, metavar="TOKENS",
+                     help="Override the rung's token budget (2e5, 5M)."),
     ] = None,
     max_epochs: Annotated[
         float | None,

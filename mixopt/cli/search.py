@@ -68,7 +68,8 @@ def search(
     metric: Annotated[str, opt("--metric", help="loss or bpb.")] = "loss",
     temperature: Annotated[float, opt("--temperature", help="Temperature of the swarm's prior.")] = 1.0,
     kl: Annotated[float | None, opt("--kl", help="Laws solved exactly: weight λ of KL(mixture ‖ prior) "
-                                    "(default 0.1, Olmix's; 0: the law's own optimum).")] = None,
+                                    "in the objective's units (default 0.1, Olmix's, for BPB; 0: the "
+                                    "law's own optimum).")] = None,
     concurrency: Annotated[int | None, opt("--concurrency", help="Trials at once "
                                            "(default: CPUs / --cpus-per-trial).")] = None,
     cpus_per_trial: Annotated[int, opt("--cpus-per-trial", help="CPUs (torch threads) per trial.")] = 1,

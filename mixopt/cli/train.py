@@ -32,7 +32,7 @@ def _int_list(text: str, what: str, example: str) -> tuple[int, ...]:
 ModelOpt = Annotated[
     str, typer.Option("--model", help="Model config: moe-xs, moe-s, moe-m (proxies/moe/) or a .toml.")
 ]
-TokensOpt = Annotated[int | None, typer.Option("--tokens", parser=parse_count,
+TokensOpt = Annotated[int | None, typer.Option("--tokens", parser=parse_count, metavar="TOKENS",
                                               help="Override the config's token budget (2e5, 200k, 5M).")]
 DenseOpt = Annotated[bool, typer.Option("--dense", help="Train the dense twin: same shape, no experts.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
@@ -196,7 +196,8 @@ def train_cmd(
                 on_progress=on_progress,
             )
         except KeyboardInterrupt as exc:
-            err_console.print(str(exc) or "interrupted")
+            err_console.print(str(exc) or "interrupted; --resume goes on from the last checkpoint (each "
+                              "evaluation and every 5% of the run)")
             raise SystemExit(130) from None  # typer would turn KeyboardInterrupt into exit 0
     if as_json:
         print(

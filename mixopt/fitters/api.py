@@ -210,7 +210,7 @@ def _save_mixture(
 ) -> dict[str, Any]:
     import mixopt
     from mixopt.mixture import Mixture
-    from mixopt.proposers.exact import held_note
+    from mixopt.proposers.exact import held_note, kl_note
     from mixopt.proposers.proposal import extrapolation_note
     from mixopt.proposers.topk import predict_objective
 
@@ -231,19 +231,11 @@ def _save_mixture(
     if model is not None:
         baselines["uniform"]["predicted"] = float(predict_objective(model, uniform[None, :])[0])
         baselines["best_run"]["predicted"] = float(predict_objective(model, X[best][None, :])[0])
-        kl = prop.info.get("kl", 0.0)
         # Against the best run the proposal could have been (inside the constraints): a better run
         # outside them is the constraints' doing, not the KL term's.
-        if kl > 0 and inside is not None:
-            best_pred = baselines["best_run"]["predicted"]
-            if prop.predicted > best_pred:
-                notes.append(
-                    f"the proposal is predicted worse than the best run inside the constraints "
-                    f"({prop.predicted:.5g} against {best_pred:.5g} for run {run_ids[inside]} by the same "
-                    "model): "
-                    f"the KL term (λ = {kl:g}, as Olmix) holds it near the prior mixture; --kl 0 gives "
-                    "the law's own optimum"
-                )
+        best_pred = baselines["best_run"]["predicted"]
+        if inside is not None and (note := kl_note(prop.info, prop.predicted, best_pred, run_ids[inside])):
+            notes.append(note)
         for n in notes:
             warnings.warn(n, MixoptWarning, stacklevel=2)
     # The options given, then what the proposer reports; "kl" only from the report, because a

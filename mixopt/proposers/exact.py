@@ -324,6 +324,17 @@ def _kkt_residual(g: np.ndarray, z: np.ndarray, lo: np.ndarray, hi: np.ndarray, 
     return float(np.abs(z - _box_simplex_projection(z - g / scale, lo, hi, float(z.sum()))).max())
 
 
+def kl_note(info: dict[str, Any], predicted: float | None, best: float | None, best_run: str) -> str | None:
+    """The note for a proposal the KL term held predicted worse than the best run inside the
+    constraints (None otherwise)."""
+    kl = float(info.get("kl") or 0.0)
+    if kl <= 0 or predicted is None or best is None or not predicted > best:
+        return None
+    return (f"the proposal is predicted worse than the best run inside the constraints ({predicted:.5g} "
+            f"against {best:.5g} for run {best_run} by the same model): the KL term (λ = {kl:g}, as Olmix, "
+            "in the objective's units) holds it near the prior mixture; --kl 0 gives the law's own optimum")
+
+
 def held_note(info: dict[str, Any]) -> str | None:
     """The note for a proposal whose solve held domains no run varied (None when it held none)."""
     held = info.get("held") or {}

@@ -25,7 +25,7 @@ import numpy as np
 from mixopt import __version__
 from mixopt.atomic import write_json
 from mixopt.errors import MixoptError, MixoptWarning
-from mixopt.proposers.exact import held_note
+from mixopt.proposers.exact import held_note, kl_note
 from mixopt.proposers.proposal import extrapolation_note
 from mixopt.search.config import SearchConfig
 from mixopt.search.prepare import Prepared, prepare
@@ -239,6 +239,12 @@ def _plan(prep: Prepared) -> dict[str, Any]:
                 f"{len(reused)} reused); raise --budget to {need - len(reused) + inside} or use a method "
                 "with fewer parameters (log-ridge, gp or auto)"
             )
+        if len(planned) < prep.space.n + 1:  # reused runs count: they are fitted too
+            warnings.warn(
+                f"--budget {cfg.budget}: the search would fit {len(planned)} runs, fewer than the number of "
+                f"domains + 1 ({prep.space.n + 1}); a fit on so few runs is unreliable", MixoptWarning,
+                stacklevel=3,
+            )
     if reused:
         n_out = len(reused) - inside
         outside = f" ({n_out} outside the constraints: fitted on, not counted)" if n_out else ""
@@ -313,9 +319,17 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     prop = next(c for c in cands if c.name == PROPOSAL)
     if held := held_note(prop.info):
         notes.append(held)
+    best = next((c for c in cands if c.name == BEST_RUN), None)
+    if best is not None and (pull := kl_note(prop.info, prop.predicted, best.predicted, str(best.run_id))):
+        notes.append(pull)
+    fit_rms, spread = prop.info.get("fit_rms"), prop.info.get("runs_std")
+    if fit_rms is not None and spread and fit_rms > 0.5 * spread:  # the model misses its own runs
+        notes.append(f"the {cfg.method} model fits its own runs poorly: in-sample RMS error {fit_rms:.3g} "
+                     f"against the runs' spread (std) {spread:.3g}; its predictions are rough, try another "
+                     "method")
     if spec.training_free:
         notes.append("training-free (BiMix): weights from each domain's conditional entropy "
-                     f"({prop.info.get('estimator')}); no proxy runs were fitted")
+                     f"({prop.info.get('estimator')}); no proxy runs were fitted (--budget unused)")
     if prop.info.get("constant_model"):
         notes.append(f"the {cfg.method} model predicts the same value for every candidate mixture (too few "
                      f"runs: {len(y)}); its proposal is arbitrary. Raise --budget (RegMix's LightGBM needs "
@@ -332,10 +346,11 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
         measured = measure(store, sid, cands, prep.objective, domains, cfg.validate)
         comparisons = {c.name: compare(measured[PROPOSAL], measured[c.name])
                        for c in cands if c.name != PROPOSAL}
-        exported, chosen = choose_export(measured, rung=vrung)
+        exported, chosen = choose_export(measured, rung=vrung, fitted=spec.fitter is not None)
         notes += chosen  # after the fit's own notes (a flat model, a far extrapolation)
     else:
-        notes.append("not validated (--validate 0): the predicted objective is the model's, not measured")
+        notes.append("not validated (--validate 0): nothing was measured" if spec.training_free else
+                     "not validated (--validate 0): the predicted objective is the model's, not measured")
     if n_failed:
         notes.append(f"{n_failed} swarm runs failed after {cfg.retries} retries; "
                      "they are in the store, not fitted")
@@ -419,6 +434,9 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
         fitter, proposal = spec.fit_propose(X, y, space, seed=cfg.seed, metrics=metrics, Y=Y,
                                             proposer_params=spec.kl_option(cfg.kl))
     fit_seconds = time.perf_counter() - t0
+    if fitter is not None and len(y) > 2:  # how well the model fits the runs it was fitted on
+        resid = np.asarray(_predict(fitter, X)[0], dtype=float) - y
+        proposal.info.update(fit_rms=float(np.sqrt(np.mean(resid**2))), runs_std=float(np.std(y)))
     interval = tuple(proposal.interval) if proposal.interval is not None else None
     cands = [Candidate(
         name=PROPOSAL, weights=[float(x) for x in proposal.weights], predicted=proposal.predicted,

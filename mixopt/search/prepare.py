@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import sys
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from mixopt import paths
 from mixopt.atomic import check_writable
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError
 from mixopt.evaluator import load_evaluator
 from mixopt.objective import Objective
 from mixopt.search.config import PROXY, SearchConfig
@@ -136,20 +135,15 @@ def prepare(
 
     spec = get_method(config.method)
     spec.kl_option(config.kl)  # unknown method (listing the names) or a bad --kl
-    space, corpus_arg, corpus_name, corpus_hash = build_space(config)
-    if spec.training_free and corpus_arg is None:
+    if spec.training_free and not config.corpus:
         raise MixoptError(f"--method {spec.name} computes the mixture from a corpus's text: give --corpus "
                           "(the runs of an --evaluator cannot stand in for it)")
+    space, corpus_arg, corpus_name, corpus_hash = build_space(config)
     objective = Objective.parse(config.target, config.metric)
     objective.check_domains(space.domains)
     ev = resolve_evaluator(config, evaluator)
     ev_name = config.evaluator_name if not callable(ev) else _callable_name(ev)
     out = check_writable(config.out) if config.out else None
-    if config.budget < space.n + 1 and not spec.training_free:
-        warnings.warn(
-            f"--budget {config.budget} is smaller than the number of domains + 1 ({space.n + 1}); "
-            "a fit on so few runs is unreliable", MixoptWarning, stacklevel=2,
-        )
     fid = dict(config.fidelity)
     fid["rung"] = config.rung
     vfid = dict(fid)

@@ -152,11 +152,12 @@ def compare(prop: Measured, base: Measured) -> Comparison:
     return Comparison(diff=diff, se=se, beats=bool(diff > se))
 
 
-def choose_export(measured: dict[str, Measured], *, rung: str) -> tuple[str, list[str]]:
+def choose_export(measured: dict[str, Measured], *, rung: str, fitted: bool = True) -> tuple[str, list[str]]:
     """The candidate to export and the notes that explain the choice.
 
     The proposal, unless a validated candidate measured better (lower mean) or the proposal has
-    no finished validation run.
+    no finished validation run. ``fitted``: the proposal came from a fitted model (the note then
+    says what a clear loss means for it).
     """
     notes: list[str] = []
     prop = measured[PROPOSAL]
@@ -173,10 +174,19 @@ def choose_export(measured: dict[str, Measured], *, rung: str) -> tuple[str, lis
         return best, notes
     if best != PROPOSAL:
         b = done[best]
+        gap = prop.mean - b.mean
+        se = math.hypot(prop.sem, b.sem) if prop.sem is not None and b.sem is not None else None
+        if se is None or gap <= 2 * se:  # one seed, or a gap the seeds' noise explains
+            why = ("the gap is within the seeds' noise" if se is not None else "one seed cannot tell noise "
+                   "from a real gap") + ": more --validate seeds would tell which is better"
+        elif fitted:
+            why = "the fit is not trustworthy with these runs: add runs or try another method"
+        else:
+            why = "the proposal is worse than that baseline here"
         notes.append(
             f"the proposal validated worse than {best} at rung {rung} ({prop.mean:.4f}{_pm(prop)} vs "
             f"{b.mean:.4f}{_pm(b)} over {prop.n} and {b.n} seeds); exported {best} instead, the best "
-            "validated mixture (the fit is not trustworthy with these runs: add runs or try another method)"
+            f"validated mixture ({why})"
         )
         return best, notes
     return PROPOSAL, notes

@@ -518,6 +518,8 @@ def train(
                 save_checkpoint()
         if status == "stopped":
             save_checkpoint()
+        if stop.requested and step == steps:
+            log.warning("Ctrl-C came during the last step: the run is finished, nothing to resume")
 
     metrics = (
         {k: v for k, v in history[-1].items() if k not in ("step", "tokens", "maxvio")} if history else {}
