@@ -174,9 +174,9 @@ def choose_export(measured: dict[str, Measured], *, rung: str, fitted: bool = Tr
         return best, notes
     if best != PROPOSAL:
         b = done[best]
-        gap = prop.mean - b.mean
-        se = math.hypot(prop.sem, b.sem) if prop.sem is not None and b.sem is not None else None
-        if se is None or gap <= 2 * se:  # one seed, or a gap the seeds' noise explains
+        c = compare(prop, b)  # c.diff = b − proposal < 0 here
+        se = c.se
+        if se is None or -c.diff <= 2 * se:  # one seed, or a gap the seeds' noise explains
             why = ("the gap is within the seeds' noise" if se is not None else "one seed cannot tell noise "
                    "from a real gap") + ": more --validate seeds would tell which is better"
         elif fitted:
