@@ -47,8 +47,8 @@ class MethodSpec:
     @property
     def per_metric(self) -> bool:
         """Fits one law per metric of the objective and sums them (the functional laws, as their
-        papers do), rather than one model of the objective itself."""
-        return self.proposer == "exact" and self.fitter != "auto"
+        papers do, and ``auto``'s law candidates), rather than one model of the objective itself."""
+        return self.proposer == "exact"
 
     def make_fitter(
         self,
@@ -74,11 +74,15 @@ class MethodSpec:
         names = tuple(domains) if domains is not None else None
         if metrics is not None and len(metrics) == 1:
             params.setdefault("targets", tuple(metrics))
+        several = metrics is not None and len(metrics) > 1 and self.per_metric
+        if several and self.fitter == "auto":  # its laws per metric, the other candidates on the objective
+            params.setdefault("metric_weights", tuple(metrics.values()))  # type: ignore[union-attr]
+            params.setdefault("metric_names", tuple(metrics))  # type: ignore[arg-type]
         fitter = make_fitter(self.fitter, seed=seed, groups=groups, domains=names, **params)
-        if metrics is not None and len(metrics) > 1 and self.per_metric:
+        if several and self.fitter != "auto":
             from mixopt.fitters.metricsum import MetricSum
 
-            return MetricSum(fitter, weights=tuple(metrics.values()), names=tuple(metrics))
+            return MetricSum(fitter, weights=tuple(metrics.values()), names=tuple(metrics))  # type: ignore[union-attr]
         return fitter
 
     @property
@@ -174,7 +178,7 @@ def fit_target(model: Any, y: np.ndarray, Y: np.ndarray | None) -> np.ndarray:
     """What ``model`` is fitted on: the per-metric columns ``Y`` for a per-metric sum, else ``y``."""
     from mixopt.fitters.metricsum import MetricSum
 
-    if not isinstance(model, MetricSum):
+    if not isinstance(model, MetricSum) and getattr(model, "metric_weights", None) is None:
         return y
     if Y is None:
         raise MixoptError("a per-metric fit needs each run's value of every metric of the objective")

@@ -131,3 +131,22 @@ def test_law_predictions_stay_within_the_targets_range_widened_by_its_span() -> 
     assert lo <= law.predict(far)[0] <= hi
     const, off, A = law.exp_terms()  # the convex form the exact solve uses is the law itself
     assert const[0] + np.exp(off[0] + far[0, law.keep_] @ A[0]) > hi
+
+
+def test_auto_fits_its_law_candidates_per_metric_given_the_metric_columns() -> None:
+    X, Y = landscape(40, seed=8)
+    metrics = {f"loss/{d}": 0.25 for d in DOMAINS}
+    auto = get_method("auto").make_fitter(domains=DOMAINS, metrics=metrics)
+    auto.set_params(candidates=("mixing-law", "linear"))
+    target = fit_target(auto, Y.mean(axis=1), Y)
+    assert target is Y
+    auto.fit(X, target)
+    rows = {r["name"]: r for r in auto.cv_table_}
+    assert rows["mixing-law"]["per_metric"] and not rows["linear"]["per_metric"]
+    assert auto.chosen_ == "mixing-law" and rows["mixing-law"]["spearman"] > 0.99
+    Xte, Yte = landscape(100, seed=9)
+    np.testing.assert_allclose(auto.predict(Xte), Yte.mean(axis=1), rtol=1e-3)
+    prop = ExactProposer(kl=0.0).propose(auto, SearchSpace(domains=DOMAINS))  # the sum, solved exactly
+    assert prop.info["solver"] == "SLSQP"
+    true = testing.true_objective(dict(zip(DOMAINS, prop.weights, strict=True)))
+    assert prop.predicted == pytest.approx(true, abs=1e-3)

@@ -51,7 +51,8 @@ def render_selection(rows: list[dict[str, Any]]) -> None:
         if r.get("error"):
             t.add_row(r["name"], "-", "-", "-", "-", f"{r['seconds']:.1f}", f"[dim]{r['error']}[/]")
             continue
-        t.add_row(r["name"], f"{r['spearman']:.4f}", f"{r['pearson']:.4f}", f"{r['mae']:.4g}",
+        name = r["name"] + (" (per metric)" if r.get("per_metric") else "")
+        t.add_row(name, f"{r['spearman']:.4f}", f"{r['pearson']:.4f}", f"{r['mae']:.4g}",
                   f"{r['rel_error']:.3%}", f"{r['seconds']:.1f}", "✓" if r.get("chosen") else "")
     console.print(t)
 

@@ -29,6 +29,11 @@ from mixopt.errors import MixoptError, MixoptWarning
 log = logging.getLogger(__name__)
 
 DEFAULT_CANDIDATES = ("loglinear", "mixing-law", "bimix", "gp", "regmix", "linear", "log-ridge")
+# The laws, fitted one per metric when auto is given the objective's metric columns (as the methods
+# of the same names are); beyond this many metrics each law fit costs minutes per fold (Olmix's 110
+# metrics: 8 minutes for 5 folds), so they are fitted on the objective itself, as before.
+LAWS = ("loglinear", "mixing-law", "bimix")
+MAX_PER_METRIC = 32
 
 
 class AutoFitter(RegressorMixin, BaseEstimator):
@@ -40,6 +45,9 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         ensemble: also score the averages of the best 2 and 3 candidates.
         random_state: seeds the folds and every candidate.
         groups: each domain's group (source), passed to the candidates that use it (log-ridge).
+        metric_weights, metric_names: the objective as a weighted sum of metrics. Given, ``fit``
+            takes one column per metric; the laws are fitted one per metric (up to
+            ``MAX_PER_METRIC`` metrics) and every other candidate on the objective.
 
     Fitted: ``chosen_`` (a name, or ``mean(a, b)``), ``members_`` and ``member_weights_`` (the refitted
     models and their weights in the average), ``cv_table_`` (rows: name, spearman, pearson, mae,
@@ -54,19 +62,39 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         ensemble: bool = True,
         random_state: int | None = 0,
         groups: tuple[str, ...] | None = None,
+        metric_weights: tuple[float, ...] | None = None,
+        metric_names: tuple[str, ...] | None = None,
     ) -> None:
+        self.metric_weights = metric_weights
+        self.metric_names = metric_names
         self.candidates = candidates
         self.k = k
         self.ensemble = ensemble
         self.random_state = random_state
         self.groups = groups
 
-    def _make(self, name: str) -> Any:
+    def _make(self, name: str, per_metric: bool = False) -> Any:
+        from mixopt.fitters.metricsum import MetricSum
         from mixopt.fitters.registry import make_fitter
 
         if name == "auto":
             raise MixoptError("auto cannot be one of its own candidates")
-        return make_fitter(name, seed=self.random_state, groups=self.groups)
+        model = make_fitter(name, seed=self.random_state, groups=self.groups)
+        if per_metric and name in LAWS:
+            return MetricSum(model, weights=self.metric_weights, names=self.metric_names or ())
+        return model
+
+    def objective(self, Y: np.ndarray) -> np.ndarray:
+        """The objective of metric columns Y (n, n_metrics) (with ``metric_weights``), else Y itself."""
+        Y = np.asarray(Y, dtype=float)
+        if Y.ndim == 1 or Y.shape[1] == 1:
+            return Y.ravel()
+        if self.metric_weights is None:
+            raise MixoptError("auto: several target columns need metric_weights (the objective's weights)")
+        w = np.asarray(self.metric_weights, dtype=float)
+        if Y.shape[1] != len(w):
+            raise MixoptError(f"auto: expected {len(w)} metric columns, got {Y.shape[1]}")
+        return Y @ w
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> AutoFitter:
         """Cross-validate every candidate on (X, y), keep the best, refit it on all runs.
@@ -81,8 +109,16 @@ class AutoFitter(RegressorMixin, BaseEstimator):
             raise MixoptError(
                 "auto: the target is NaN in some runs; leave those runs out or fix their metrics"
             )
-        X, y = validate_data(self, X, y, y_numeric=True)
-        X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+        X, y = validate_data(self, X, y, y_numeric=True, multi_output=True)
+        X, Y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+        y = self.objective(Y)
+        # The laws per metric where the metric columns are given and few enough (see MAX_PER_METRIC).
+        per_metric = Y.ndim == 2 and Y.shape[1] > 1 and Y.shape[1] <= MAX_PER_METRIC
+        self.per_metric_ = per_metric
+
+        def target(name: str) -> np.ndarray:
+            return Y if per_metric and name in LAWS else y
+
         n = len(y)
         if n < 3:
             raise MixoptError(f"auto needs at least 3 runs to cross-validate, got {n} sample(s); add runs")
@@ -94,13 +130,15 @@ class AutoFitter(RegressorMixin, BaseEstimator):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", MixoptWarning)  # per-fold notes; the refit warns once
-                    res = cross_validate(self._make(name), X, y, k=k, seed=self.random_state or 0)
+                    res = cross_validate(self._make(name, per_metric), X, target(name), k=k,
+                                         seed=self.random_state or 0)
             except MixoptError as exc:
                 rows.append({"name": name, "error": str(exc), "seconds": round(time.perf_counter() - t, 2)})
                 continue
             oof[name] = res.pred
             rows.append(
-                {"name": name, **res.metrics, "seconds": round(time.perf_counter() - t, 2), "error": None}
+                {"name": name, **res.metrics, "seconds": round(time.perf_counter() - t, 2), "error": None,
+                 "per_metric": per_metric and name in LAWS}
             )
         ok = [r for r in rows if r["error"] is None and np.isfinite(r["spearman"])]
         if not ok:
@@ -125,7 +163,7 @@ class AutoFitter(RegressorMixin, BaseEstimator):
             r["chosen"] = r["name"] == self.chosen_
             r["folds"] = k
         self.cv_table_ = rows
-        self.members_ = [self._make(nm).fit(X, y) for nm in members]
+        self.members_ = [self._make(nm, per_metric).fit(X, target(nm)) for nm in members]
         self.member_weights_ = [1.0 / len(members)] * len(members)
         log.info(
             "auto chose %s (CV Spearman %.4f over %d candidates)", self.chosen_, best["spearman"], len(ok)
@@ -153,4 +191,5 @@ class AutoFitter(RegressorMixin, BaseEstimator):
     def __sklearn_tags__(self):  # noqa: ANN204
         tags = super().__sklearn_tags__()
         tags.regressor_tags.poor_score = True
+        tags.target_tags.multi_output = True  # the objective's metric columns (metric_weights)
         return tags
