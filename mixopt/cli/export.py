@@ -49,8 +49,9 @@ def export(
         check_writable(out, inputs={"mixture": mixture})
     mix = Mixture.load(mixture)
     valid_sets = assignments(valid, "--valid")
-    text = export_mixture(mix, fmt, _prefixes(prefix), valid_sets)
-    for note in export_notes(mix, fmt, valid_sets, _prefixes(prefix)):
+    prefixes = _prefixes(prefix)
+    text = export_mixture(mix, fmt, prefixes, valid_sets)
+    for note in export_notes(mix, fmt, valid_sets, prefixes):
         err_console.print(f"note: {note}")
     if out is None:
         typer.echo(text, nl=False)

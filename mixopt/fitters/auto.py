@@ -86,15 +86,14 @@ class AutoFitter(RegressorMixin, BaseEstimator):
 
     def objective(self, Y: np.ndarray) -> np.ndarray:
         """The objective of metric columns Y (n, n_metrics) (with ``metric_weights``), else Y itself."""
+        from mixopt.fitters.metricsum import weighted_sum
+
         Y = np.asarray(Y, dtype=float)
         if Y.ndim == 1 or Y.shape[1] == 1:
             return Y.ravel()
         if self.metric_weights is None:
             raise MixoptError("auto: several target columns need metric_weights (the objective's weights)")
-        w = np.asarray(self.metric_weights, dtype=float)
-        if Y.shape[1] != len(w):
-            raise MixoptError(f"auto: expected {len(w)} metric columns, got {Y.shape[1]}")
-        return Y @ w
+        return weighted_sum(Y, self.metric_weights)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> AutoFitter:
         """Cross-validate every candidate on (X, y), keep the best, refit it on all runs.

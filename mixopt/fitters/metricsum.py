@@ -21,6 +21,17 @@ from sklearn.utils.validation import check_is_fitted
 from mixopt.errors import MixoptError
 
 
+def weighted_sum(Y: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    """The objective of per-metric values Y (n, n_metrics) with the metrics' ``weights``."""
+    Y = np.asarray(Y, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    if Y.ndim != 2 or Y.shape[1] != len(w):
+        raise MixoptError(
+            f"expected one column per metric of the objective ({len(w)}), got an array of shape {Y.shape}"
+        )
+    return Y @ w
+
+
 class MetricSum(RegressorMixin, BaseEstimator):
     """``Σ_m w_m · model(x)_m``: one multi-output ``estimator`` fitted on a column per metric.
 
@@ -42,13 +53,7 @@ class MetricSum(RegressorMixin, BaseEstimator):
 
     def objective(self, Y: np.ndarray) -> np.ndarray:
         """The objective of per-metric values Y (n, n_metrics)."""
-        Y = np.asarray(Y, dtype=float)
-        w = np.asarray(self.weights, dtype=float)
-        if Y.ndim != 2 or Y.shape[1] != len(w):
-            raise MixoptError(
-                f"expected one column per metric of the objective ({len(w)}), got an array of shape {Y.shape}"
-            )
-        return Y @ w
+        return weighted_sum(Y, self.weights)
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> MetricSum:
         self.objective(Y)  # checks the shape

@@ -419,7 +419,6 @@ def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, info: RayInf
 def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: list[str]) -> list[Candidate]:
     """Fit, propose, and line the proposal up with the baselines and the best run, all predicted."""
     from mixopt.baselines import DEFAULT_TEMPERATURE, baselines_for
-    from mixopt.fitters.metricsum import MetricSum
 
     cfg, space = prep.config, prep.space
     if spec.training_free:
@@ -455,14 +454,7 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
         for c, m, s in zip(cands[1:], mean, std, strict=True):
             c.predicted = float(m)
             c.predicted_std = float(s) if s is not None and np.isfinite(s) else None
-        per = None
-        # Per-metric laws over the domains' losses have the per-domain predictions at hand already.
-        keys = {f"{cfg.metric}/{d}" for d in prep.domains}
-        at_hand = isinstance(fitter, MetricSum) and set(fitter.names) == keys
-        if at_hand or fit_seconds * len(prep.domains) <= PER_DOMAIN_SECONDS:
-            per = _per_domain(fitter, prep, X, ids, np.array([c.weights for c in cands]))
-        else:  # e.g. a GP over 64 domains and 512 runs: minutes for a report's extra columns
-            logger.info("no per-domain predictions: %d refits of %.1f s each", len(prep.domains), fit_seconds)
+        per = _per_domain(fitter, prep, X, ids, np.array([c.weights for c in cands]), fit_seconds)
         if per is not None:
             for c, row in zip(cands, per, strict=True):
                 c.predicted_per_domain = {d: float(v) for d, v in zip(prep.domains, row, strict=True)}
@@ -492,11 +484,12 @@ PER_DOMAIN_SECONDS = 120.0
 
 
 def _per_domain(
-    fitter: Any, prep: Prepared, X: np.ndarray, ids: list[str], W: np.ndarray
+    fitter: Any, prep: Prepared, X: np.ndarray, ids: list[str], W: np.ndarray, fit_seconds: float
 ) -> np.ndarray | None:
     """Each domain's metric at ``W``, predicted by the objective's kind of model refitted on the runs'
     per-domain metrics (``auto``: its chosen members), so that ``train`` can set each domain's final
-    loss against a prediction. None when a run lacks a domain's metric or the fitter cannot do it."""
+    loss against a prediction. None when a run lacks a domain's metric, the fitter cannot do it, or
+    the refits would cost more than ``PER_DOMAIN_SECONDS`` (one per domain, ``fit_seconds`` each)."""
     from sklearn.base import clone
 
     from mixopt.fitters.metricsum import MetricSum
@@ -505,6 +498,9 @@ def _per_domain(
     if isinstance(fitter, MetricSum) and set(fitter.names) == set(keys):  # it has fitted just these
         pred = fitter.predict_metrics(W)
         return pred[:, [list(fitter.names).index(k) for k in keys]]
+    if fit_seconds * len(keys) > PER_DOMAIN_SECONDS:  # e.g. a GP over 64 domains and 512 runs
+        logger.info("no per-domain predictions: %d refits of %.1f s each", len(keys), fit_seconds)
+        return None
     Y = prep.store.metric_rows(ids, keys)
     if Y is None:
         return None
