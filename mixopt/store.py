@@ -229,6 +229,20 @@ class RunStore:
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
 
+    def remove_if_empty(self) -> bool:
+        """Delete the store's files when it holds no run and no search (a refused command's store).
+
+        Returns:
+            Whether the files were removed.
+        """
+        with self._connect() as con:
+            n = sum(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("runs", "searches"))
+        if n:
+            return False
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        return True
+
     # ----- connections --------------------------------------------------------------------
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

@@ -14,7 +14,7 @@ from mixopt.errors import MixoptError
 from mixopt.mixture import Mixture
 from mixopt.objective import Objective
 from mixopt.search.config import SearchConfig
-from mixopt.store import RunStore
+from mixopt.store import RunStore, default_path
 
 DOMAINS = ("web", "code", "math", "books")
 TOKENS = {"web": 4e9, "code": 1e9, "math": 3e8, "books": 7e8}
@@ -191,7 +191,8 @@ def test_a_law_with_more_parameters_than_the_budget_is_refused_before_any_run(wo
     with pytest.raises(MixoptError, match=r"over 9 varying domains.* raise --budget to 18"):
         run_search(config(tmp_path, name="few", domains=doms, tokens=None, budget=17, method="bimix",
                           fix={"a": 0.1}))
-    assert RunStore().get_search("few") is None and not (workspace / "searches" / "few").exists()
+    # Nothing is left behind: no search folder, and no empty run store in a fresh workspace.
+    assert not (workspace / "searches" / "few").exists() and not default_path().exists()
 
 
 def test_objective_constraints_and_linear_method(workspace, tmp_path, ray_session):

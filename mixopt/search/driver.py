@@ -52,7 +52,7 @@ from mixopt.search.validate import (
     measure,
     validation_slots,
 )
-from mixopt.store import RunStore
+from mixopt.store import RunStore, default_path
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +83,19 @@ def run_search(
         MixoptError: bad input (found before any trial runs), or an evaluator that breaks its contract.
         KeyboardInterrupt: the search was stopped; ``resume_search(name)`` continues it.
     """
+    new_store = not Path(config.store or default_path()).exists()
     prep = prepare(config, evaluator)
-    if prep.store.get_search(prep.search_id) is not None:
-        raise MixoptError(
-            f"a search named {prep.search_id!r} exists; continue it with --resume {prep.search_id} "
-            "or pick another --name"
-        )
-    plan = _plan(prep)
+    try:
+        if prep.store.get_search(prep.search_id) is not None:
+            raise MixoptError(
+                f"a search named {prep.search_id!r} exists; continue it with --resume {prep.search_id} "
+                "or pick another --name"
+            )
+        plan = _plan(prep)
+    except MixoptError:
+        if new_store:  # a refused search leaves no empty store behind
+            prep.store.remove_if_empty()
+        raise
     with driver_lock(prep.search_dir, prep.search_id):
         # Recorded before Ray starts (seconds), so a second search of the same name is refused at once.
         prep.store.create_search(prep.search_id, {**config.as_dict(), "name": prep.search_id}, plan)
