@@ -403,3 +403,22 @@ def test_an_updated_run_shows_the_updaters_last_weights(tiny_workspace: Path, mo
     code, stdout, err = run(argv, capsys)
     assert code == 0, err
     assert "mixtu" in stdout and "updat" in stdout  # the updater's last weights, next to the mixture's
+
+
+def test_a_wide_table_is_split_not_cut_in_a_narrow_terminal(monkeypatch, capsys):
+    from rich.console import Console
+
+    from mixopt.cli import common
+
+    monkeypatch.setattr(common, "console", Console(width=80, force_terminal=False))
+    cols = ["domain", "weight", "trained tokens", "share", "loss (nats/tok)", "bpb", "predicted", "Δ",
+            "top expert share", "routing entropy"]
+    rows = [[d, "0.2000", "1,234,567", "0.2001", "5.1234", "1.2345", "5.0012", "+0.1234", "0.412", "1.873"]
+            for d in ("prose", "science_papers")]
+    common.print_columns("title", cols, rows, left=("domain",))
+    out = capsys.readouterr().out
+    assert "…" not in out and "(continued)" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for cell in [*rows[1], *cols[1:]]:  # every cell and header whole, the row names in each table
+        assert cell in out
+    assert out.count("science_papers") == 2

@@ -75,3 +75,47 @@ def parse_count(text: str) -> int:
     if not value.is_finite() or value < 1 or value != value.to_integral_value():
         raise typer.BadParameter(f"{text!r} is not a whole number of tokens ≥ 1")
     return int(value)
+
+
+def print_columns(
+    title: str, columns: list[str], rows: list[list[str]], *, keys: int = 1, left: tuple[str, ...] = ()
+) -> None:
+    """Print a table of short cells whole: split into several tables when the terminal is too narrow.
+
+    Rich would squeeze every column of a wide table into an 80-column terminal and cut the numbers
+    ("0.20…"). Here no cell is cut: the columns are laid out in as many tables as the width needs,
+    the first ``keys`` columns (the row names) repeated in each.
+
+    Args:
+        title: the first table's title (the others say "continued").
+        columns: headers; a header wraps at its spaces, a cell never does.
+        rows: one list of cells per row, as long as ``columns`` (rich markup allowed).
+        keys: how many leading columns name the row.
+        left: columns justified left (the others right).
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    def width(i: int) -> int:  # a column's narrowest whole width, plus the border and padding
+        head = max((len(w) for w in columns[i].split()), default=0)
+        return max([head, *(Text.from_markup(r[i]).cell_len for r in rows)]) + 3
+
+    budget = console.width - 1
+    fixed = sum(width(i) for i in range(keys))
+    groups: list[list[int]] = [[]]
+    used = fixed
+    for i in range(keys, len(columns)):
+        if groups[-1] and used + width(i) > budget:
+            groups.append([])
+            used = fixed
+        groups[-1].append(i)
+        used += width(i)
+    for n, group in enumerate(groups):
+        cols = [*range(keys), *group]
+        t = Table(title=title if n == 0 else f"{title} (continued)")
+        for i in cols:
+            t.add_column(columns[i], justify="left" if columns[i] in left else "right", no_wrap=False,
+                         min_width=width(i) - 3)
+        for r in rows:
+            t.add_row(*(r[i] for i in cols))
+        console.print(t)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
-from mixopt.cli.common import CorpusOpt, JsonOpt, SeedOpt, console, err_console, parse_count
+from mixopt.cli.common import CorpusOpt, JsonOpt, SeedOpt, console, err_console, parse_count, print_columns
 from mixopt.errors import MixoptError
 
 ThreadsOpt = Annotated[
@@ -44,8 +44,8 @@ def _f(v: float | None, fmt: str = ".4f") -> str:
 
 def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
     rep = res.report
-    t = Table(
-        title=f"{res.config['model']}{' (dense twin)' if res.config['lm']['dense'] else ''} on "
+    title = (
+        f"{res.config['model']}{' (dense twin)' if res.config['lm']['dense'] else ''} on "
         f"{res.config['corpus']['name']}, mixture {res.config['label']}: {res.tokens:,} tokens, "
         f"{res.tokens_per_s:,.0f} tokens/s"
     )
@@ -60,9 +60,8 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
     load = (res.expert_load or {}).get("summary", {})
     if load:
         cols += ["top expert share", "routing entropy"]
-    for c in cols:
-        t.add_column(c, justify="left" if c == "domain" else "right")
     total = sum(res.domain_tokens.values()) or 1
+    rows: list[list[str]] = []
     for r in rep.get("domains", []):
         n = res.domain_tokens.get(r["domain"], 0)
         row = [
@@ -79,8 +78,8 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
         if load:
             ld = load.get(r["domain"], {})
             row += [_f(ld.get("top_share"), ".3f"), _f(ld.get("entropy"), ".3f")]
-        t.add_row(*row)
-    console.print(t)
+        rows.append(row)
+    print_columns(title, cols, rows, left=("domain",))
     console.print(f"objective ({rep.get('objective')}): final model {_f(rep.get('final'))}")
     if rep.get("note"):
         console.print(f"  note: {rep['note']}", style="yellow")
@@ -266,14 +265,9 @@ def compare_cmd(
     if as_json:
         print(json.dumps(cmp.as_dict(), indent=2))
         return
-    t = Table(title=f"validation loss (nats/token), mean ± s.e. over {len(cmp.seeds)} seed(s) — {model}")
-    t.add_column("metric")
-    for lb in cmp.labels:
-        t.add_column(lb, justify="right")
-    if cmp.threshold is None:  # one seed: no standard error, so no winner can be named
-        t.add_column("wins (needs ≥ 2 seeds)", justify="left")
-    else:
-        t.add_column(f"wins (paired t > {cmp.threshold:.3g})", justify="left")
+    wins = ("wins (needs ≥ 2 seeds)" if cmp.threshold is None  # one seed: no s.e., so no winner
+            else f"wins (paired t > {cmp.threshold:.3g})")
+    rows = []
     for m in cmp.metrics:
         best = min(cmp.labels, key=lambda lb, m=m: cmp.mean(lb, m))
         cells = []
@@ -282,8 +276,9 @@ def compare_cmd(
             text = f"{cmp.mean(lb, m):.4f}" + (f" ± {sem:.4f}" if sem is not None else "")
             cells.append(f"[bold]{text}[/]" if lb == best else text)
         win = cmp.winners[m]
-        t.add_row(m, *cells, win if win else ("—" if cmp.threshold is None else "— (within error)"))
-    console.print(t)
+        rows.append([m, *cells, win if win else ("—" if cmp.threshold is None else "— (within error)")])
+    print_columns(f"validation loss (nats/token), mean ± s.e. over {len(cmp.seeds)} seed(s) — {model}",
+                  ["metric", *cmp.labels, wins], rows, left=("metric", wins))
     if cmp.threshold is not None and len(cmp.seeds) < 4:
         console.print(f"with {len(cmp.seeds)} seeds a winner must beat the others by {cmp.threshold:.3g} "
                       "paired standard errors (Student's t): add --seeds to detect smaller differences",
