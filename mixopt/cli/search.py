@@ -18,6 +18,7 @@ from mixopt.cli.common import (
     console,
     err_console,
     opt,
+    print_columns,
     render_selection,
 )
 
@@ -226,15 +227,10 @@ def _fmt(x: float | None, nd: int = 4) -> str:
 
 def render_result(result: Any) -> None:
     """The summary: objective of the exported mixture next to the baselines, then their weights."""
-    table = Table(title=f"search {result.search_id} · {result.method} · {result.objective['kind']}")
-    table.add_column("mixture", no_wrap=True)
-    table.add_column("predicted (± sd)", justify="right")
-    table.add_column("swarm", justify="right")
+    cols = ["mixture", "predicted (± sd)", "swarm"]
     if result.validate:
-        table.add_column(f"measured ({result.validate_rung})", justify="right")
-        table.add_column("± se", justify="right")
-        table.add_column("n", justify="right")
-        table.add_column("proposal better by", justify="right")
+        cols += [f"measured ({result.validate_rung})", "± se", "n", "proposal better by"]
+    rows = []
     for row in result.candidates:
         sd = row.predicted_std
         predicted = _fmt(row.predicted) + (f" ± {sd:.4f}" if sd is not None else "")
@@ -246,19 +242,17 @@ def render_result(result: Any) -> None:
             if cmp.get("diff") is not None:
                 better = f"{cmp['diff']:+.4f}" + {True: " ✓", False: " ✗", None: ""}[cmp.get("beats")]
             cells += [_fmt(m.get("mean")), _fmt(m.get("sem")), str(m.get("n", 0)), better]
-        table.add_row(*cells)
-    console.print(table)
+        rows.append(cells)
+    print_columns(f"search {result.search_id} · {result.method} · {result.objective['kind']}", cols, rows,
+                  left=("mixture",))
 
-    weights = Table(title="weights (★ exported)")
-    weights.add_column("domain", no_wrap=True)
-    for row in result.candidates:
-        weights.add_column(("★" if row.exported else "") + row.name, justify="right")
     domains = sorted(result.weights, key=lambda d: -result.weights[d])
-    for d in domains[:MAX_WEIGHT_ROWS]:
-        weights.add_row(d, *[f"{row.weights[d]:.3f}" for row in result.candidates])
+    rows = [[d, *[f"{row.weights[d]:.3f}" for row in result.candidates]] for d in domains[:MAX_WEIGHT_ROWS]]
     if len(domains) > MAX_WEIGHT_ROWS:
-        weights.add_row(f"… {len(domains) - MAX_WEIGHT_ROWS} more", *["" for _ in result.candidates])
-    console.print(weights)
+        rows.append([f"… {len(domains) - MAX_WEIGHT_ROWS} more", *["" for _ in result.candidates]])
+    print_columns("weights (★ exported)",
+                  ["domain", *[("★" if row.exported else "") + row.name for row in result.candidates]], rows,
+                  left=("domain",))
     runs = result.runs
     console.print(f"runs: {runs['ok']} ok, {runs['failed']} failed, {runs['reused']} reused, "
                   f"{runs['fitted']} fitted · {result.wall_s:.0f} s")

@@ -64,7 +64,8 @@ def ensure_ray(
     Args:
         address: cluster address (``host:6379`` or ``auto``; Ray Client's ``ray://`` is refused); None reads
             ``RAY_ADDRESS``, and without it starts a local Ray.
-        num_cpus: CPUs of a local Ray (default: all of this machine's).
+        num_cpus: CPUs of a new local Ray, started even where a `ray start` cluster runs on this
+            machine (default: join that cluster if there is one, else start a local Ray of all CPUs).
         dashboard: start the dashboard of a local Ray on 127.0.0.1.
     """
     import ray
@@ -103,6 +104,9 @@ def ensure_ray(
                 # nice-0 job). A user's own RAY_worker_niceness wins.
                 os.environ.setdefault("RAY_worker_niceness", "0")
                 ctx = ray.init(
+                    # CPUs asked for: a Ray of this process's own (tests), never the cluster of a
+                    # `ray start` on this machine, which Ray would join and then refuse num_cpus for.
+                    address="local" if num_cpus is not None else None,
                     num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
                     log_to_driver=False, logging_level=logging.WARNING,
                 )
