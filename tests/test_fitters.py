@@ -40,9 +40,16 @@ def test_registry_lists_and_builds() -> None:
 def test_regmix_defaults_are_regmix_settings() -> None:
     p = RegMixFitter().get_params()
     assert p["n_estimators"] == 1000 and p["learning_rate"] == 0.01 and p["random_state"] == 42
-    assert p["num_leaves"] == 31 and p["min_child_samples"] == 20
+    assert p["num_leaves"] == 31 and p["min_child_samples"] is None
     X, y = regmix_slice()
-    model = RegMixFitter(n_estimators=50).fit(X, y).models_[0]
+    fitted = RegMixFitter(n_estimators=50).fit(X, y)
+    model = fitted.models_[0]
+    # RegMix's 20 runs per leaf from 160 runs on; fewer runs than that get n/8, so trees can split.
+    assert fitted.min_child_samples_ == min(20, len(X) // 8) == model.get_params()["min_child_samples"]
+    big = RegMixFitter(n_estimators=5).fit(np.tile(X, (3, 1)), np.tile(y, 3))
+    assert big.min_child_samples_ == 20  # RegMix's own from 160 runs on
+    small = RegMixFitter(n_estimators=50).fit(X[:32], y[:32])
+    assert small.min_child_samples_ == 4 and np.ptp(small.predict(X)) > 0  # 20 per leaf: one constant
     lgb = model.get_params()
     assert lgb["objective"] == "regression" and lgb["boosting_type"] == "gbdt"
     assert model.booster_.num_trees() == 50  # no early stopping: every iteration is kept

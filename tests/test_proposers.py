@@ -135,7 +135,7 @@ def test_flat_model_is_flagged() -> None:
 
     rng = np.random.default_rng(0)
     X = rng.dirichlet(np.ones(3), 32)
-    model = RegMixFitter(n_estimators=50).fit(X, X[:, 0])  # 32 runs < 2 x 20: no split possible
+    model = RegMixFitter(n_estimators=50, min_child_samples=20).fit(X, X[:, 0])  # 32 < 2 x 20: no split
     space = SearchSpace(domains=("a", "b", "c"))
     with pytest.warns(MixoptWarning, match="same value for every candidate"):
         p = TopKProposer(n_candidates=5000, k=16).propose(model, space)

@@ -105,10 +105,10 @@ class TopKProposer:
         order = np.argsort(pred, kind="stable")[: self.k]
         constant = bool(max(p[2] for p in parts) <= pred[order[0]])
         if constant:
-            # RegMix's LightGBM needs 2 × 20 runs for a single split: fewer runs give a flat model.
+            # LightGBM needs 2 × min_child_samples runs for a single split: fewer give a flat model.
             warnings.warn(
                 "the fitted model predicts the same value for every candidate, so the proposal is an "
-                "average of arbitrary candidates; fit on more runs (RegMix needs at least 40 to split)",
+                "average of arbitrary candidates; fit on more runs, or with another method",
                 MixoptWarning, stacklevel=2,
             )
         top = cand[order]
