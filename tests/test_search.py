@@ -428,3 +428,13 @@ def test_the_driver_records_a_trial_that_died_before_it_started_or_after_it_repo
     cb.on_trial_result(0, [], t, {"run_id": "n-s0001-a1", "status": "ok", "objective": 2.0, "record": record})
     cb.on_trial_error(0, [], t)
     assert store.get("n-s0001-a1").status == "ok" and store.get("n-s0001-a1").metrics == {"loss/web": 2.0}
+
+
+def test_an_unreachable_ray_address_is_one_error_at_once():
+    from mixopt.search.ray_env import _reachable
+
+    with pytest.raises(MixoptError, match=r"cannot reach the Ray cluster at .*:1 \(--address 127\.0\.0\.1:1\): "
+                                          r".*drop them to run on a local Ray"):
+        _reachable("127.0.0.1:1")  # Ray itself would retry for minutes
+    with pytest.raises(MixoptError, match=r"--address nonsense: Invalid address format"):
+        _reachable("nonsense")

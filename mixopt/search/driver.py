@@ -338,8 +338,8 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
                      f"({prop.info.get('estimator')}); no proxy runs were fitted (--budget unused)")
     if prop.info.get("constant_model"):
         notes.append(f"the {cfg.method} model predicts the same value for every candidate mixture (too few "
-                     f"runs: {len(y)}); its proposal is arbitrary. Raise --budget, or use --method auto, which "
-                     "picks the method that ranks these runs best")
+                     f"runs: {len(y)}); its proposal is arbitrary. Raise --budget, or use --method auto, "
+                     "which picks the method that ranks these runs best")
     if far := extrapolation_note(prop.predicted, y, cfg.method):
         notes.append(far)
     measured = comparisons = None

@@ -46,6 +46,48 @@ class RayInfo:
         return lines
 
 
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _reachable(address: str) -> str:
+    """``address`` as host:port (``auto`` resolved), after checking its GCS port answers.
+
+    Ray itself retries an unreachable or dead cluster for minutes with log lines and no error;
+    one TCP connect with a timeout says at once what is wrong.
+
+    Raises:
+        MixoptError: ``auto`` finds no cluster, or nothing answers at the address.
+    """
+    import socket
+
+    from ray._private import services
+
+    try:
+        resolved = services.canonicalize_bootstrap_address(address)
+    except ConnectionError:  # "auto" found none
+        resolved = None
+    except ValueError as exc:
+        raise MixoptError(f"--address {address}: {exc}; give host:port of the cluster's head (its GCS, "
+                          "port 6379 by default)") from exc
+    if resolved is None:
+        raise MixoptError(f"--address {address}: no Ray cluster was started on this machine (`ray start "
+                          "--head`); give host:port of a cluster's head, or drop --address to run on a "
+                          "local Ray")
+    host, _, port = resolved.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (getattr(exc, "strerror", None) or str(exc))
+        given = f" (--address {address})" if address != resolved else ""
+        raise MixoptError(
+            f"cannot reach the Ray cluster at {resolved}{given}: "
+            f"{why}; is it running (`ray status --address {resolved}`)? Check --address / RAY_ADDRESS, "
+            "or drop them to run on a local Ray"
+        ) from None
+    return resolved
+
+
 def token_source() -> str | None:
     """Where Ray reads its auth token from, in Ray's own order; None if there is none."""
     if os.environ.get("RAY_AUTH_TOKEN"):
@@ -62,10 +104,10 @@ def ensure_ray(
     """Connect to Ray once per process; reuse a connection that is already up.
 
     Args:
-        address: cluster address (``host:6379`` or ``auto``; Ray Client's ``ray://`` is refused); None reads
-            ``RAY_ADDRESS``, and without it starts a local Ray.
-        num_cpus: CPUs of a new local Ray, started even where a `ray start` cluster runs on this
-            machine (default: join that cluster if there is one, else start a local Ray of all CPUs).
+        address: cluster address (``host:6379``, or ``auto`` for the cluster of the last ``ray start``
+            on this machine; Ray Client's ``ray://`` is refused); None reads ``RAY_ADDRESS``, and
+            without it (or with ``local``) starts a Ray of this process's own.
+        num_cpus: CPUs of that local Ray (default: all of this machine's).
         dashboard: start the dashboard of a local Ray on 127.0.0.1.
     """
     import ray
@@ -81,6 +123,8 @@ def ensure_ray(
         )
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS") or None
+        if address == "local":
+            address = None
         # Ray warns at every start that token auth is on and how to switch it off; mixopt keeps it
         # on and says where the token is (RayInfo.describe), so that line only misleads here.
         auth_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
@@ -88,6 +132,7 @@ def ensure_ray(
         auth_log.setLevel(logging.ERROR)
         try:
             if address:
+                address = _reachable(address)
                 if token_source() is not None and "RAY_AUTH_MODE" not in os.environ:
                     # Given an explicit address, Ray's client sends no token unless told to, and a
                     # 2.60 cluster (token auth on by default) refuses it after 20 s of retries. A
@@ -104,16 +149,13 @@ def ensure_ray(
                 # nice-0 job). A user's own RAY_worker_niceness wins.
                 os.environ.setdefault("RAY_worker_niceness", "0")
                 ctx = ray.init(
-                    # CPUs asked for: a Ray of this process's own (tests), never the cluster of a
-                    # `ray start` on this machine, which Ray would join and then refuse num_cpus for.
-                    address="local" if num_cpus is not None else None,
-                    num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                    log_to_driver=False, logging_level=logging.WARNING,
+                    # "local": a Ray of this search's own. Without it Ray joins the cluster of the last
+                    # `ray start` on this machine (another user's, or a dead one it then waits on
+                    # forever); --address auto asks for that cluster.
+                    address="local", num_cpus=num_cpus, include_dashboard=dashboard,
+                    dashboard_host="127.0.0.1", log_to_driver=False, logging_level=logging.WARNING,
                 )
-                # Without an address Ray joins the cluster of the last `ray start` on this machine
-                # when there is one, and starts a local one only otherwise: say which happened.
-                node = getattr(ray._private.worker, "_global_node", None)
-                started_here = bool(getattr(node, "head", True))
+                started_here = True
         except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             target = f"the Ray cluster at {address}" if address else "a local Ray"
             raise MixoptError(
