@@ -90,15 +90,20 @@ class MethodSpec:
         """Proposes from the corpus alone (``entropy``): a search runs no swarm for it."""
         return self.proposer == "entropy"
 
-    def min_runs(self, n_varying: int) -> int:
-        """Runs the fitter needs over ``n_varying`` domains whose weight varies: a law's parameter
-        count per target (it refuses fewer), else 2."""
+    def min_runs(self, n_varying: int) -> tuple[int, str]:
+        """Runs the fitter needs over ``n_varying`` domains whose weight varies, and why: a law's
+        parameter count per target (it refuses fewer), else the fewest its fit takes (``MIN_RUNS``)."""
         if self.training_free:
-            return 0
+            return 0, f"{self.name} fits no runs"
         if self.fitter is None:
-            return 1
-        n_params = getattr(make_fitter(self.fitter), "_n_params", None)
-        return max(2, n_params(n_varying)) if n_params is not None else 2
+            return 1, f"{self.name} needs at least 1 run"
+        fitter = make_fitter(self.fitter)
+        least = int(getattr(fitter, "MIN_RUNS", 2))
+        n_params = getattr(fitter, "_n_params", None)
+        if n_params is not None and n_params(n_varying) > least:
+            return n_params(n_varying), (f"{self.name} has {n_params(n_varying)} parameters per target over "
+                                         f"{n_varying} varying domains")
+        return least, f"{self.name} needs at least {least} runs"
 
     def kl_option(self, kl: float | None) -> dict[str, Any]:
         """``--kl`` as proposer options: ``{"kl": λ}``, ``{}`` when not given.

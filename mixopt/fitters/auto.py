@@ -54,6 +54,8 @@ class AutoFitter(RegressorMixin, BaseEstimator):
     rel_error, seconds, error, chosen).
     """
 
+    MIN_RUNS = 3  # fewest runs a fit takes; a search checks its budget against it before any run
+
     def __init__(
         self,
         *,
@@ -119,8 +121,9 @@ class AutoFitter(RegressorMixin, BaseEstimator):
             return Y if per_metric and name in LAWS else y
 
         n = len(y)
-        if n < 3:
-            raise MixoptError(f"auto needs at least 3 runs to cross-validate, got {n} sample(s); add runs")
+        if n < self.MIN_RUNS:
+            raise MixoptError(f"auto needs at least {self.MIN_RUNS} runs to cross-validate, got {n} "
+                              "sample(s); add runs")
         k = min(self.k, n)
         rows: list[dict[str, Any]] = []
         oof: dict[str, np.ndarray] = {}

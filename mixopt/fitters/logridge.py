@@ -56,6 +56,8 @@ class LogRidgeFitter(RegressorMixin, BaseEstimator):
             lowest leave-one-out error is kept (``group_scale_``).
     """
 
+    MIN_RUNS = 3  # fewest runs a fit takes; a search checks its budget against it before any run
+
     def __init__(
         self,
         *,
@@ -87,8 +89,9 @@ class LogRidgeFitter(RegressorMixin, BaseEstimator):
                 "log-ridge: the target is NaN in some runs; leave those runs out or fix their metrics"
             )
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
-        if len(X) < 3:
-            raise MixoptError(f"log-ridge needs at least 3 runs, got {len(X)} sample(s); add runs")
+        if len(X) < self.MIN_RUNS:
+            raise MixoptError(f"log-ridge needs at least {self.MIN_RUNS} runs, got {len(X)} sample(s); "
+                              "add runs")
         self.group_matrix_ = group_matrix(self.groups, X.shape[1], fitter="log-ridge")
         scales = tuple(float(v) for v in self.group_scales) if self.group_matrix_.shape[1] else (0.0,)
         self.multi_output_ = np.ndim(y) == 2

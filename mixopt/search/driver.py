@@ -236,10 +236,8 @@ def _plan(prep: Prepared) -> dict[str, Any]:
         new_rows = np.asarray(rows).reshape(-1, len(prep.domains))
         planned = np.vstack([new_rows, existing]) if reused else new_rows
         varying = int((np.ptp(planned, axis=0) > 1e-9).sum()) if len(planned) else 0
-        need = spec.min_runs(varying)
+        need, why = spec.min_runs(varying)
         if len(planned) < need:
-            why = (f"{spec.name} has {need} parameters per target over {varying} varying domains"
-                   if need > 2 else f"{spec.name} needs at least {need} runs")
             raise MixoptError(
                 f"--budget {cfg.budget}: {why}, and the search would fit {len(planned)} runs ({n_new} new, "
                 f"{len(reused)} reused); raise --budget to {need - len(reused) + inside} or use a method "
