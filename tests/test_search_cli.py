@@ -170,3 +170,14 @@ def test_runs_list_in_a_workspace_without_a_store_writes_nothing(workspace, caps
     assert run_cli(["runs", "list", "--search", "nope"]) == 2
     assert "no search named 'nope'" in capsys.readouterr().err
     assert not (workspace / "runs.sqlite").exists()
+
+
+def test_fidelity_options_add_up_and_never_override_the_rung(workspace, capsys):
+    from mixopt.errors import MixoptError
+    from mixopt.search.config import parse_fidelity
+
+    assert parse_fidelity(["steps=5", "lr=1e-3,steps=5"]) == {"steps": 5, "lr": 0.001}
+    with pytest.raises(MixoptError, match=r"--fidelity gives steps twice \(5 and 6\); give it once"):
+        parse_fidelity("steps=5,steps=6")
+    assert run_cli(["search", *FAST, "--fidelity", "rung=big"]) == 2
+    assert "a search's rung is --rung; give --rung big" in capsys.readouterr().err

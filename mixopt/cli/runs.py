@@ -84,8 +84,8 @@ def import_runs(
     metrics: Annotated[str, typer.Option("--metrics", help="CSV of metrics, joined on run or index.")],
     corpus: Annotated[str | None, typer.Option(
         "--corpus", help="Corpus the runs trained on (its hash makes them reusable by searches).")] = None,
-    fidelity: Annotated[str | None, typer.Option(
-        "--fidelity", help="Fidelity of the runs, e.g. rung=xs or rung=1m,params=1e6.")] = None,
+    fidelity: Annotated[list[str] | None, typer.Option(
+        "--fidelity", help="Fidelity of the runs, e.g. rung=xs or rung=1m,params=1e6 (repeatable).")] = None,
     prefix: Annotated[str | None, typer.Option(
         "--prefix", help="Run id prefix (default: the ratios file's name and ':').")] = None,
     evaluator: Annotated[str, typer.Option(

@@ -44,7 +44,8 @@ def search(
                                   "(default: the built-in proxy trainer).")] = None,
     domains: Annotated[Str, opt("--domains", help="Domains a,b,c (with --evaluator).")] = None,
     tokens: Annotated[Str, opt("--tokens", help="Tokens per domain a=1e9,b=2e9.")] = None,
-    fidelity: Annotated[Str, opt("--fidelity", help="Extra fidelity fields for the evaluator, k=v.")] = None,
+    fidelity: Annotated[list[str] | None, opt("--fidelity", help="Extra fidelity fields for the evaluator, "
+                                              "k=v,k2=v2 (repeatable).")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED,
                                       help="Seed of the swarm, the runs and the proposer.")] = 0,
     validate: Annotated[int, opt("--validate", help="Seeds per candidate when retraining the proposal and "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -120,6 +120,9 @@ class SearchConfig:
             raise MixoptError(f"--metric {self.metric!r} is unknown; use loss or bpb")
         if not self.rung:
             raise MixoptError("--rung is empty; name a proxy rung (e.g. xs)")
+        if "rung" in self.fidelity:  # the search sets it from --rung; two values would disagree
+            raise MixoptError(f"--fidelity rung={self.fidelity['rung']}: a search's rung is --rung; give "
+                              f"--rung {self.fidelity['rung']}")
 
     @property
     def evaluator_name(self) -> str:
@@ -178,14 +181,23 @@ def parse_assignments(text: str | None, *, option: str, unit: str = "number") ->
     return out
 
 
-def parse_fidelity(text: str | None) -> dict[str, Any]:
-    """Parse ``--fidelity k=v,...``; values that look like numbers become numbers."""
+def parse_fidelity(text: str | Sequence[str] | None) -> dict[str, Any]:
+    """Parse ``--fidelity k=v,...`` (or the values of a repeated option); numbers become numbers.
+
+    Raises:
+        MixoptError: a malformed pair, or a key given twice with two values.
+    """
+    if text is not None and not isinstance(text, str):
+        text = ",".join(text)
     out: dict[str, Any] = {}
-    for name, val in _pairs(text, option="--fidelity", form="key=value (e.g. --fidelity rung=s,tokens=1e6)"):
+    for name, val in _pairs(text, option="--fidelity", form="key=value (e.g. --fidelity steps=1000,lr=3e-4)"):
         for cast in (int, float, str):
             try:
-                out[name] = cast(val)
+                value = cast(val)
                 break
             except ValueError:
                 continue
+        if name in out and out[name] != value:
+            raise MixoptError(f"--fidelity gives {name} twice ({out[name]} and {value}); give it once")
+        out[name] = value
     return out
