@@ -192,7 +192,8 @@ def test_a_law_with_more_parameters_than_the_budget_is_refused_before_any_run(wo
         run_search(config(tmp_path, name="few", domains=doms, tokens=None, budget=17, method="bimix",
                           fix={"a": 0.1}))
     # Not only the laws: auto cross-validates, which takes 3 runs at least.
-    with pytest.raises(MixoptError, match=r"--budget 2: auto needs at least 3 runs, and the search would fit 2"):
+    with pytest.raises(MixoptError, match=r"--budget 2: auto needs at least 3 runs, and the search would "
+                                          r"fit 2"):
         run_search(config(tmp_path, name="few", budget=2, method="auto"))
     # Nothing is left behind: no search folder, and no empty run store in a fresh workspace.
     assert not (workspace / "searches" / "few").exists() and not default_path().exists()
@@ -436,8 +437,8 @@ def test_the_driver_records_a_trial_that_died_before_it_started_or_after_it_repo
 def test_an_unreachable_ray_address_is_one_error_at_once():
     from mixopt.search.ray_env import _reachable
 
-    with pytest.raises(MixoptError, match=r"cannot reach the Ray cluster at .*:1 \(--address 127\.0\.0\.1:1\): "
-                                          r".*drop them to run on a local Ray"):
+    with pytest.raises(MixoptError, match=r"cannot reach the Ray cluster at .*:1 \(--address "
+                                          r"127\.0\.0\.1:1\): .*drop them to run on a local Ray"):
         _reachable("127.0.0.1:1")  # Ray itself would retry for minutes
     with pytest.raises(MixoptError, match=r"--address nonsense: Invalid address format"):
         _reachable("nonsense")

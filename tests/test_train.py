@@ -268,6 +268,18 @@ def test_checkpoints_every_n_steps_and_a_failing_updater_is_one_error(tiny_corpu
               updater=Broken(every=1, wants_grads=False))
     assert not (tmp_path / "broken").exists()  # nothing was written: no folder left behind, parents included
 
+    class Late(Recorder):
+        def update(self, obs):  # noqa: ANN001, ANN201
+            if obs.step >= 4:
+                raise ZeroDivisionError("late")
+
+    # Its checkpoints (step 2) go too: a resume would meet the same error, and they would refuse a
+    # new start with a fixed updater.
+    with pytest.raises(MixoptError, match=r"raised ZeroDivisionError at step 4: late"):
+        train("uniform", tiny_corpus, DEBUG, threads=1, out=tmp_path / "late", checkpoint_every=2,
+              updater=Late(every=1, wants_grads=False))
+    assert not (tmp_path / "late").exists()
+
 
 def test_bad_configs_are_refused() -> None:
     from mixopt.train.config import spec_from_dict

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,7 @@ def test_train_cli_reports_against_the_prediction(tiny_workspace: Path, model_to
     assert "search predicted 3.5000" in stdout and "interval [3.2000, 3.8000]" in stdout
     assert "measured at proxy rung xs: 3.6000 ± 0.0300" in stdout and "max load violation" in stdout
     assert "train step " in err and " · val " in err  # no terminal here: a line per evaluation
+    assert " left" not in err  # and one a minute between them (this run is shorter)
     res = json.loads((out / "result.json").read_text())
     assert res["report"]["predicted"] == 3.5 and res["report"]["final"] == pytest.approx(
         res["metrics"]["objective"]
@@ -422,3 +424,15 @@ def test_a_wide_table_is_split_not_cut_in_a_narrow_terminal(monkeypatch, capsys)
     for cell in [*rows[1], *cols[1:]]:  # every cell and header whole, the row names in each table
         assert cell in out
     assert out.count("science_papers") == 2
+
+
+def test_a_log_file_gets_a_line_with_the_time_left_between_evaluations(tiny_workspace, model_toml, capsys,
+                                                                     monkeypatch):  # noqa: ANN001
+    import mixopt.cli.train as cli_train
+
+    monkeypatch.setattr(cli_train, "PLAIN_EVERY_S", 0.0)
+    code, _, err = run(["train", "--mixture", "uniform", "--corpus", "tiny", "--model", str(model_toml),
+                        "--out", str(tiny_workspace / "eta"), "--threads", "1"], capsys)
+    assert code == 0, err
+    assert re.search(r"train step \d+/\d+ · loss \d\.\d{3} · about \d+ s left", err)
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -36,6 +37,14 @@ TokensOpt = Annotated[int | None, typer.Option("--tokens", parser=parse_count, m
                                               help="Override the config's token budget (2e5, 200k, 5M).")]
 DenseOpt = Annotated[bool, typer.Option("--dense", help="Train the dense twin: same shape, no experts.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+
+
+PLAIN_EVERY_S = 60.0  # seconds between progress lines in a log file
+
+
+def _duration(seconds: float) -> str:
+    m = round(seconds / 60)
+    return f"{seconds:.0f} s" if seconds < 90 else (f"{m} min" if m < 90 else f"{m / 60:.1f} h")
 
 
 def _f(v: float | None, fmt: str = ".4f") -> str:
@@ -166,6 +175,8 @@ def train_cmd(
 
         plain = not as_json and not err_console.is_terminal  # a log file: rich draws no bar there
         last_loss = ["—"]
+        # (time, step) of the first step seen and of the last plain line
+        clock: dict[str, tuple[float, int]] = {}
 
         def on_progress(ev: dict) -> None:
             if "eval" in ev:
@@ -177,6 +188,14 @@ def train_cmd(
                 last_loss[0] = f"{ev['loss']:.3f}"
                 progress.update(task, total=ev["steps"], completed=ev["step"], loss=last_loss[0],
                                 steps=ev["steps"])
+                now = time.monotonic()
+                t0, s0 = clock.setdefault("start", (now, ev["step"]))
+                if plain and now - clock.get("line", (t0, s0))[0] >= PLAIN_EVERY_S and ev["step"] > s0:
+                    # and a line a minute between evaluations, with the time left (evaluations apart)
+                    left = (now - t0) / (ev["step"] - s0) * (ev["steps"] - ev["step"])
+                    err_console.print(f"train step {ev['step']}/{ev['steps']} · loss {last_loss[0]} · "
+                                      f"about {_duration(left)} left", highlight=False)
+                    clock["line"] = (now, ev["step"])
 
         try:
             res = train(

@@ -290,7 +290,7 @@ def train(
             stacklevel=2,
         )
     tokens_per_step = tc.tokens_per_step(lm.context)
-    if steps * tokens_per_step != tc.tokens:
+    if tokens is not None and steps * tokens_per_step != tc.tokens:  # the configs' round budgets: no word
         warnings.warn(
             f"{tc.tokens:,} tokens is not a whole number of steps of {tokens_per_step:,} tokens "
             f"(batch × grad_accum × context); training {steps:,} steps = {steps * tokens_per_step:,} tokens",
@@ -321,7 +321,7 @@ def train(
     with (
         torch_threads(threads),
         deterministic(),
-        _drop_if_unused(folder, made),
+        _drop_if_unused(folder, made, fresh=state is None),
         _stop_at_step_end() as stop,
     ):
         net, opt = build(lm, spec, seed, dev)
@@ -586,12 +586,19 @@ def _first_missing(folder: Path) -> Path | None:
 
 
 @contextlib.contextmanager
-def _drop_if_unused(folder: Path, made: Path | None) -> Iterator[None]:
+def _drop_if_unused(folder: Path, made: Path | None, *, fresh: bool) -> Iterator[None]:
     """Remove the folders this call created (``made`` and below, down to ``folder``) when training
-    fails before writing anything in them."""
+    fails before writing anything in them.
+
+    A fresh run stopped by an error of its input (a MixoptError: an updater that breaks its
+    contract at step N) also removes the checkpoint it wrote: resuming would meet the same error,
+    and the checkpoint would refuse a new start with a fixed updater. A crash or a Ctrl-C keeps it.
+    """
     try:
         yield
-    except BaseException:
+    except BaseException as exc:
+        if fresh and isinstance(exc, MixoptError):
+            (folder / checkpoint.CHECKPOINT).unlink(missing_ok=True)
         path = folder
         while made is not None and path.is_dir() and not any(path.iterdir()):
             path.rmdir()
