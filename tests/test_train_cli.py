@@ -436,3 +436,20 @@ def test_a_log_file_gets_a_line_with_the_time_left_between_evaluations(tiny_work
     assert code == 0, err
     assert re.search(r"train step \d+/\d+ · loss \d\.\d{3} · about \d+ s left", err)
 
+
+
+def test_a_collapsed_moe_layer_is_named_against_its_ceiling(capsys):  # noqa: ANN001
+    from types import SimpleNamespace
+
+    from mixopt.cli.train import _render_load
+
+    lm = {"n_experts": 8, "top_k": 2, "balance": "bias", "bias_rate": 1e-3}
+    res = SimpleNamespace(config={"lm": lm}, expert_load={"maxvio": [0.3, 2.75], "summary": {}},
+                          log=[{"maxvio_layers": [0.1, 2.9]}], total_steps=195)
+    _render_load(res)
+    out, err = (" ".join(t.split()) for t in capsys.readouterr())
+    assert "3.00 = all tokens on 2 of 8 experts): whole run 0.30, 2.75; last log window 0.10, 2.90" in out
+    assert "warning: MoE layer(s) 1 still send most tokens to a few experts" in err and "raise bias_rate" in err
+    res.log = [{"maxvio_layers": [0.1, 0.4]}]  # balanced by the end: no warning, whatever the whole run was
+    _render_load(res)
+    assert "warning" not in capsys.readouterr().err

@@ -114,13 +114,35 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
             "  the mixture JSON has no prediction to compare with (a baseline or hand-made mixture)"
         )
     if res.expert_load:
-        vio = res.expert_load["maxvio"]
-        last = res.log[-1]["maxvio"] if res.log else 0.0
-        console.print(
-            f"expert load (max load violation, 0 = balanced, worst layer): all of the run's tokens together "
-            f"{max(vio):.3f}; per step, mean over the last log window {last:.3f}"
-        )
+        _render_load(res)
     console.print(f"run folder: {res.out}")
+
+
+def _render_load(res) -> None:  # noqa: ANN001 (TrainResult)
+    """Max load violation per layer, against its ceiling; a warning for a layer that collapsed."""
+    lm = res.config["lm"]
+    ceiling = lm["n_experts"] / lm["top_k"] - 1  # every token's k slots on the same k experts
+    vio = res.expert_load["maxvio"]
+    last = res.log[-1] if res.log else {}
+    window = last.get("maxvio_layers") or []
+    layers = ", ".join(f"{v:.2f}" for v in vio)
+    console.print(
+        f"expert load (max load violation per MoE layer; 0 = balanced, {ceiling:.2f} = all tokens on "
+        f"{lm['top_k']} of {lm['n_experts']} experts): whole run {layers}"
+        + (f"; last log window {', '.join(f'{v:.2f}' for v in window)}" if window else "")
+    )
+    if "expert_load" in last or res.expert_load.get("summary"):
+        console.print(f"  top expert share is at most 1/k = {1 / lm['top_k']:.2f} (each token fills k "
+                      "slots); both columns average the layers", style="dim")
+    worst = window or vio
+    bad = [i for i, v in enumerate(worst) if ceiling > 0 and v >= 0.5 * ceiling]
+    if bad:
+        which = ", ".join(str(i) for i in bad)
+        how = (f"the bias balancing moves {lm['bias_rate']:g} per step, slow for a run of {res.total_steps} "
+               "steps: raise bias_rate in the model's TOML, or set balance = \"aux\""
+               if lm.get("balance") == "bias" else "consider balance = \"bias\" or a larger aux_coef")
+        err_console.print(f"warning: MoE layer(s) {which} still send most tokens to a few experts at the end "
+                      f"(violation ≥ half of {ceiling:.2f}); {how}", style="yellow")
 
 
 @app.command("train")

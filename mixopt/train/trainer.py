@@ -491,6 +491,7 @@ def train(
                     window = ExpertLoad(n_moe, domains, lm.n_experts)
                     window.counts[:] = load_all.counts - load_at_log
                     rec["expert_load"] = window.summary()
+                    rec["maxvio_layers"] = window.maxvio().tolist()  # over the window's slots
                     load_at_log[:] = load_all.counts
                 logs.append(rec)
                 win, t_win = _Window(G), now
