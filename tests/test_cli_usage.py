@@ -59,3 +59,15 @@ def test_token_counts_are_read_as_people_write_them() -> None:
     for text in ("2.5", "0", "-5", "abc", "inf", "nan", ""):
         with pytest.raises(typer.BadParameter):
             parse_count(text)
+
+
+def test_json_output_is_strict_json():
+    import json
+
+    import numpy as np
+
+    from mixopt.cli.common import dumps
+
+    text = dumps({"spearman": float("nan"), "folds": [np.float64("inf"), 0.5], "n": np.int64(3)})
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c}")) == {
+        "spearman": None, "folds": [None, 0.5], "n": 3}

@@ -119,3 +119,29 @@ def print_columns(
         for r in rows:
             t.add_row(*(r[i] for i in cols))
         console.print(t)
+
+
+def _finite(obj: Any) -> Any:
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, np.generic | np.ndarray):
+        obj = obj.tolist()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, **kw: Any) -> str:
+    """JSON for ``--json``: NaN and ±inf (a fold with a constant prediction) become null.
+
+    ``json.dumps`` writes them as bare ``NaN``, which strict parsers (jq, JavaScript) refuse.
+    """
+    import json
+
+    return json.dumps(_finite(obj), allow_nan=False, **kw)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +9,7 @@ import typer
 from rich.table import Table
 
 from mixopt.cli import app
-from mixopt.cli.common import JsonOpt, SeedOpt, console
+from mixopt.cli.common import JsonOpt, SeedOpt, console, dumps
 
 corpus_app = typer.Typer(
     help="Corpora: build one from a recipe in corpora/, add your own data, show what is built.",
@@ -53,7 +52,7 @@ def _table(s: dict[str, Any]) -> Table:
 
 def _show(s: dict[str, Any], as_json: bool, note: str) -> None:
     if as_json:
-        console.print_json(json.dumps(s))
+        console.print_json(dumps(s))
         return
     console.print(_table(s))
     if s.get("skipped_domains"):
@@ -142,7 +141,7 @@ def list_(as_json: JsonOpt = False) -> None:
 
     rec, built = recipes(), built_corpora()
     if as_json:
-        console.print_json(json.dumps({"recipes": rec, "built": built}))
+        console.print_json(dumps({"recipes": rec, "built": built}))
         return
     t = Table(title="corpus recipes (mixopt corpus build NAME)")
     for col in ("name", "domains", "description"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +9,7 @@ import typer
 from rich.table import Table
 
 from mixopt.cli import app
-from mixopt.cli.common import JsonOpt, assignments, console
+from mixopt.cli.common import JsonOpt, assignments, console, dumps
 
 
 @app.command("entropy")
@@ -49,7 +48,7 @@ def entropy(
         target_tokens=target_tokens,
     )
     if as_json:
-        print(json.dumps(em.as_dict()))
+        print(dumps(em.as_dict()))
         return
     t = Table(title=f"entropy mixture ({em.estimator})")
     for col in ("domain", "H (nats/token)", "weight"):

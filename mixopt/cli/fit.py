@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +9,16 @@ from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
-from mixopt.cli.common import METHOD_HELP, JsonOpt, SeedOpt, assignments, console, opt, render_selection
+from mixopt.cli.common import (
+    METHOD_HELP,
+    JsonOpt,
+    SeedOpt,
+    assignments,
+    console,
+    dumps,
+    opt,
+    render_selection,
+)
 from mixopt.store import json_default
 
 
@@ -76,7 +84,7 @@ def fit(
             ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"), kl=kl,
         ))
         if as_json:
-            print(json.dumps(res, default=json_default))
+            print(dumps(res, default=json_default))
             return
         _render_scale(res)
         return
@@ -91,7 +99,7 @@ def fit(
     )
     report = fit_tables(config)
     if as_json:
-        print(json.dumps(report.as_dict(), default=json_default))
+        print(dumps(report.as_dict(), default=json_default))
         return
     _render(report)
 
@@ -205,7 +213,7 @@ def bench_fit(
         opts["fitters"] = tuple(x.strip() for x in fitters.split(",")) if fitters else FITTERS
         res["laws"] = bench_laws(**opts)
     if as_json:
-        print(json.dumps(res, default=json_default))
+        print(dumps(res, default=json_default))
         return
     if timing:
         t = Table(title="mixopt bench fit")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +11,7 @@ from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
-from mixopt.cli.common import CorpusOpt, JsonOpt, RungOpt, SeedOpt, console, parse_count
+from mixopt.cli.common import CorpusOpt, JsonOpt, RungOpt, SeedOpt, console, dumps, parse_count
 
 proxy_app = typer.Typer(
     help="Proxy models: train one on a mixture, list the rung ladder.", no_args_is_help=True
@@ -96,7 +95,7 @@ def train(
     )
     res = job.result
     if as_json:
-        console.print_json(json.dumps(job.record))
+        console.print_json(dumps(job.record))
     else:
         if res.status == "ok":
             console.print(_result_table(job, seed))
@@ -132,7 +131,7 @@ def rungs(
             }
         )
     if as_json:
-        console.print_json(json.dumps(rows))
+        console.print_json(dumps(rows))
         return
     t = Table(title=f"proxy ladder (vocabulary {vocab}; L layers, d width, H heads, T context, B batch)")
     for col in ("rung", "L×d/H", "T×B", "tokens", "steps", "params", "FLOPs", "cost"):
@@ -176,7 +175,7 @@ def bench_proxy(
     names = [r.strip() for r in rungs.split(",") if r.strip()]
     results = run_bench(names, threads=threads, corpus=corpus, seconds=seconds, compare_plain=compare_plain)
     if as_json:
-        console.print_json(json.dumps([r.as_dict() for r in results]))
+        console.print_json(dumps([r.as_dict() for r in results]))
         return
     t = Table(
         title=f"proxy training benchmark ({threads} thread{'s' if threads > 1 else ''}, "

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 
 from mixopt.cli import app
-from mixopt.cli.common import JsonOpt, console
+from mixopt.cli.common import JsonOpt, console, dumps
 
 
 @app.command("report")
@@ -25,7 +24,7 @@ def report(
     rep = make_report(name, store=store, folds=folds)
     if as_json:
         files = [str(f) for f in rep.files]
-        print(json.dumps({"search": rep.search_id, "folder": str(rep.folder), "files": files, "cv": rep.cv,
+        print(dumps({"search": rep.search_id, "folder": str(rep.folder), "files": files, "cv": rep.cv,
                           "cv_notes": rep.cv_notes}, indent=2))
         return
     console.print(f"report of search {rep.search_id} in {rep.folder}:")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Annotated
 
@@ -10,7 +9,7 @@ import typer
 from rich.table import Table
 
 from mixopt.cli import app
-from mixopt.cli.common import JsonOpt, console
+from mixopt.cli.common import JsonOpt, console, dumps
 
 runs_app = typer.Typer(help="The run store: every run ever evaluated.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
@@ -52,7 +51,7 @@ def list_runs(
         def finite(v: object) -> object:  # strict JSON (jq): a diverged run's NaN/inf are null
             return v if not isinstance(v, float) or math.isfinite(v) else None
 
-        print(json.dumps([{
+        print(dumps([{
             "run_id": r.run_id, "search_id": r.search_id, "role": r.role, "label": r.label,
             "status": r.status, "objective": finite(r.objective), "seed": r.seed, "attempt": r.attempt,
             "cost": finite(r.cost), "error": r.error, "weights": r.weights,
@@ -102,7 +101,7 @@ def import_runs(
     summary = import_table(st, ratios=ratios, metrics=metrics, corpus=corpus,
                            fidelity=parse_fidelity(fidelity), prefix=prefix, evaluator=evaluator)
     if as_json:
-        print(json.dumps(summary, indent=2))
+        print(dumps(summary, indent=2))
         return
     console.print(f"imported {summary['runs']} runs over {len(summary['domains'])} domains into {st.path} "
                   f"(ids {summary['first']} … {summary['last']}; {summary['metrics']} metrics each)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +15,7 @@ from mixopt.cli.common import (
     JsonOpt,
     assignments,
     console,
+    dumps,
     err_console,
     opt,
     print_columns,
@@ -122,7 +122,7 @@ def search(
             # SystemExit, not KeyboardInterrupt: typer turns the latter into a return value (exit 0)
             raise SystemExit(130) from None
     if as_json:
-        print(json.dumps(result.as_dict(), indent=2))
+        print(dumps(result.as_dict(), indent=2))
         return
     render_result(result)
 
@@ -144,7 +144,7 @@ def bench_search(
     res = run_bench(trials=trials, work_trials=work_trials, work=work, address=address,
                     include_fit=not no_fit, repeats=repeats)
     if as_json:
-        print(json.dumps(res, default=str))
+        print(dumps(res, default=str))
         return
     t = Table(title=f"mixopt bench search ({res['ray_cpus']} CPUs; load {res['load_before']:.1f} → "
                     f"{res['load_after']:.1f})")

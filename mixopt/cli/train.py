@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +11,16 @@ from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
-from mixopt.cli.common import CorpusOpt, JsonOpt, SeedOpt, console, err_console, parse_count, print_columns
+from mixopt.cli.common import (
+    CorpusOpt,
+    JsonOpt,
+    SeedOpt,
+    console,
+    dumps,
+    err_console,
+    parse_count,
+    print_columns,
+)
 from mixopt.errors import MixoptError
 
 ThreadsOpt = Annotated[
@@ -241,7 +249,7 @@ def train_cmd(
             raise SystemExit(130) from None  # typer would turn KeyboardInterrupt into exit 0
     if as_json:
         print(
-            json.dumps({k: v for k, v in res.as_dict().items() if k not in ("log", "expert_load")}, indent=2)
+            dumps({k: v for k, v in res.as_dict().items() if k not in ("log", "expert_load")}, indent=2)
         )
     else:
         _render_train(res)
@@ -304,7 +312,7 @@ def compare_cmd(
                               "(finished runs are kept)")
             raise SystemExit(130) from None
     if as_json:
-        print(json.dumps(cmp.as_dict(), indent=2))
+        print(dumps(cmp.as_dict(), indent=2))
         return
     wins = ("wins (needs ≥ 2 seeds)" if cmp.threshold is None  # one seed: no s.e., so no winner
             else f"wins (paired t > {cmp.threshold:.3g})")
@@ -421,7 +429,7 @@ def bench_moe(
     if out is not None:
         write_json(out, record)
     if as_json:
-        print(json.dumps(record, indent=2))
+        print(dumps(record, indent=2))
         return
     t = Table(
         title=f"MoE layer fwd+bwd, expert-matmul GFLOP/s — {record['device']}, {dtype}, {n_threads} threads, "
