@@ -218,6 +218,9 @@ def propose_entropy(
 
     corpus = corpus if isinstance(corpus, Corpus) else Corpus.open(corpus)
     tokens = corpus.train_tokens()
+    if max_epochs is not None and target_tokens is None:
+        # As a search does: epochs read as passes at the corpus's own size.
+        target_tokens = float(sum(tokens.values()))
     space = SearchSpace(
         domains=tuple(corpus.domains),
         tokens=tokens,

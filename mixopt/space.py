@@ -153,7 +153,8 @@ class SearchSpace:
         if floors:
             parts.append(f"floors {', '.join(floors)}")
         if low and rest and self.min_weight > 0:
-            parts.append(f"--min-weight {self.min_weight:g} × {len(rest)} other domain(s)")
+            other = "other " if fixed or floors else ""
+            parts.append(f"--min-weight {self.min_weight:g} × {len(rest)} {other}domain(s)")
         if ceilings:
             parts.append(f"--max-weight {', '.join(ceilings)}")
         if caps:

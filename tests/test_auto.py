@@ -238,7 +238,7 @@ def test_law_bad_inputs_through_the_cli(workspace: Path, capsys: pytest.CaptureF
         == 2
     )
     err = capsys.readouterr().err
-    assert "the lower bounds sum to 1.7 > 1 (--min-weight 0.1 × 17 other domain(s))" in err
+    assert "the lower bounds sum to 1.7 > 1 (--min-weight 0.1 × 17 domain(s))" in err
     # Fewer runs than parameters: a clear error suggesting a simpler method or more runs.
     few = workspace / "few.csv"
     few_m = workspace / "few_m.csv"

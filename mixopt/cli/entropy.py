@@ -29,7 +29,8 @@ def entropy(
         float | None, typer.Option("--max-epochs", help="Repetition cap at --target-tokens.")
     ] = None,
     target_tokens: Annotated[
-        float | None, typer.Option("--target-tokens", help="Token budget of the final run.")
+        float | None, typer.Option("--target-tokens", help="Token budget of the final run (default: the "
+                                   "corpus's train tokens).")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
