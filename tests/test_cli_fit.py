@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -144,8 +145,25 @@ def test_a_far_fetched_proposal_is_flagged(tmp_path: Path, capsys: pytest.Captur
     assert run_cli(["fit", "--ratios", str(tmp_path / "r.csv"), "--metrics", str(tmp_path / "m.csv"),
                     "--target", "loss", "--method", "linear", "--propose", "--out", str(out), *FAST]) == 0
     notes = Mixture.load(out).meta["notes"]
-    assert len(notes) == 1 and "extrapolating beyond its data" in notes[0]
+    assert len(notes) == 2 and "extrapolating beyond its data" in notes[0]
+    # and along which domain: a ≈ 1 where no run went past 0.2
+    assert re.search(r"more weight than any run had to a 1 \(runs: at most 0\.19\d\).*--max-weight a=0\.19",
+                     notes[1])
     assert "warning: the linear model predicts" in capsys.readouterr().err
+
+
+def test_notes_for_a_proposal_past_the_runs_or_worse_than_the_best_run() -> None:
+    from mixopt.proposers.proposal import beyond_runs_note, worse_than_best_note
+
+    X = np.array([[0.5, 0.5, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])
+    assert beyond_runs_note(np.array([0.6, 0.3, 0.1]), X, ("a", "b", "c"), "m") is None
+    assert beyond_runs_note(np.array([0.5, 0.4, 0.14]), X, ("a", "b", "c"), "m") is None  # < 1.5x the max
+    note = beyond_runs_note(np.array([0.4, 0.3, 0.3]), X, ("a", "b", "c"), "m")
+    assert note.startswith("the proposal gives more weight than any run had to c 0.3 (runs: at most 0.1)")
+    assert worse_than_best_note(2.0, 2.0, "r1", "m") is None
+    assert worse_than_best_note(None, 1.0, "r1", "m") is None
+    assert "predicted worse than the best run inside the constraints (2.1 against 2 for run r1" in \
+        worse_than_best_note(2.1, 2.0, "r1", "regmix")
 
 
 def test_extrapolation_note_only_beyond_the_spread() -> None:

@@ -211,7 +211,7 @@ def _save_mixture(
     import mixopt
     from mixopt.mixture import Mixture
     from mixopt.proposers.exact import held_note, kl_note
-    from mixopt.proposers.proposal import extrapolation_note
+    from mixopt.proposers.proposal import beyond_runs_note, extrapolation_note, worse_than_best_note
     from mixopt.proposers.topk import predict_objective
 
     weights = {d: float(w) for d, w in zip(table.domains, prop.weights, strict=True)}
@@ -220,7 +220,8 @@ def _save_mixture(
     if model is None:
         notes = [f"the best run ({run_ids[best]}); 'predicted' is its measured value, not a model's"]
     else:
-        notes = [n for n in (extrapolation_note(prop.predicted, y, method), held_note(prop.info)) if n]
+        notes = [n for n in (extrapolation_note(prop.predicted, y, method), held_note(prop.info),
+                             beyond_runs_note(prop.weights, X, table.domains, method)) if n]
     baselines: dict[str, Any] = {
         "best_run": {"run_id": run_ids[best], "measured": float(y[best]),
                      "inside_constraints": inside is not None,
@@ -234,8 +235,11 @@ def _save_mixture(
         # Against the best run the proposal could have been (inside the constraints): a better run
         # outside them is the constraints' doing, not the KL term's.
         best_pred = baselines["best_run"]["predicted"]
-        if inside is not None and (note := kl_note(prop.info, prop.predicted, best_pred, run_ids[inside])):
-            notes.append(note)
+        if inside is not None:
+            note = (kl_note(prop.info, prop.predicted, best_pred, run_ids[inside])
+                    or worse_than_best_note(prop.predicted, best_pred, run_ids[inside], method))
+            if note:
+                notes.append(note)
         for n in notes:
             warnings.warn(n, MixoptWarning, stacklevel=2)
     # The options given, then what the proposer reports; "kl" only from the report, because a

@@ -55,3 +55,40 @@ def extrapolation_note(predicted: float | None, y: np.ndarray, method: str) -> s
     return (f"the {method} model predicts {predicted:.4g} for its proposal, {gain:.3g} below the best run "
             f"({best:.4g}): more than the runs' whole spread ({spread:.3g}), so it is extrapolating beyond "
             "its data; validate the mixture before using it, or bound the space (--max-weight, --min-weight)")
+
+
+def beyond_runs_note(weights: np.ndarray, X: np.ndarray, domains: tuple[str, ...] | list[str],
+                     method: str) -> str | None:
+    """A note naming the domains the proposal gives clearly more weight than any run had.
+
+    No run says what such a weight does: the model extrapolates along that domain (Olmix's
+    64-domain table has domains above 0 in one run of 512). "Clearly": over 1.5× the largest weight
+    of the runs and at least 0.01 more. None when there is none.
+    """
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or len(X) == 0:
+        return None
+    top = X.max(axis=0)
+    w = np.asarray(weights, dtype=float)
+    over = [i for i in np.argsort(-(w - top)) if w[i] > 1.5 * top[i] and w[i] - top[i] >= 0.01]
+    if not over:
+        return None
+    named = ", ".join(f"{domains[i]} {w[i]:.3g} (runs: at most {top[i]:.3g})" for i in over[:3])
+    more = f" and {len(over) - 3} more" if len(over) > 3 else ""
+    first = over[0]
+    return (f"the proposal gives more weight than any run had to {named}{more}: the {method} model "
+            "extrapolates there; validate it, or cap those domains (e.g. --max-weight "
+            f"{domains[first]}={top[first]:.3g})")
+
+
+def worse_than_best_note(predicted: float | None, best_predicted: float | None, best_run: str,
+                         method: str) -> str | None:
+    """A note when the model predicts its own proposal worse than the best run (None otherwise).
+
+    Top-k proposers average the k best of their sampled candidates, which can land between optima.
+    """
+    if predicted is None or best_predicted is None or not predicted > best_predicted + 1e-12:
+        return None
+    return (f"the {method} proposal is predicted worse than the best run inside the constraints "
+            f"({predicted:.5g} against {best_predicted:.5g} for run {best_run}, by the same model); "
+            "that run's mixture may be the better choice")

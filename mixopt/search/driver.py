@@ -26,7 +26,7 @@ from mixopt import __version__
 from mixopt.atomic import write_json
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.proposers.exact import held_note, kl_note
-from mixopt.proposers.proposal import extrapolation_note
+from mixopt.proposers.proposal import beyond_runs_note, extrapolation_note, worse_than_best_note
 from mixopt.search.config import SearchConfig
 from mixopt.search.prepare import Prepared, prepare
 from mixopt.search.ray_env import RayInfo, ensure_ray
@@ -324,7 +324,9 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     if held := held_note(prop.info):
         notes.append(held)
     best = next((c for c in cands if c.name == BEST_RUN), None)
-    if best is not None and (pull := kl_note(prop.info, prop.predicted, best.predicted, str(best.run_id))):
+    if best is not None and (pull := kl_note(prop.info, prop.predicted, best.predicted, str(best.run_id))
+                             or worse_than_best_note(prop.predicted, best.predicted, str(best.run_id),
+                                                     cfg.method)):
         notes.append(pull)
     fit_rms, spread = prop.info.get("fit_rms"), prop.info.get("runs_std")
     if fit_rms is not None and spread and fit_rms > 0.5 * spread:  # the model misses its own runs
@@ -340,6 +342,9 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
                      "which picks the method that ranks these runs best")
     if far := extrapolation_note(prop.predicted, y, cfg.method):
         notes.append(far)
+    if not spec.training_free and (beyond := beyond_runs_note(
+            [prop.weights[d] for d in domains], X, domains, cfg.method)):
+        notes.append(beyond)
     measured = comparisons = None
     exported = PROPOSAL
     vrung = cfg.validate_rung or cfg.rung
