@@ -546,6 +546,12 @@ class RunStore:
         rec = self.get_search(search_id)
         if rec is None:
             known = [s.search_id for s in self.searches()]
-            hint = f"known searches: {', '.join(known[-10:])}" if known else "the store has no searches yet"
+            if not known:
+                hint = "the store has no searches yet"
+            elif len(known) > 10:
+                hint = (f"the 10 newest of its {len(known)} searches: {', '.join(known[-10:])} "
+                        "(`mixopt runs searches` lists them all)")
+            else:
+                hint = f"known searches: {', '.join(known)}"
             raise MixoptError(f"no search named {search_id!r} in {self.path}; {hint}")
         return rec

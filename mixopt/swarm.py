@@ -322,9 +322,15 @@ def sample_swarm(
             break
         rows = add(_box_simplex_draws(lo, hi, max(2 * (n - len(rows)), 64), rng))
     if len(rows) < n:
+        if 1.0 - float(lo.sum()) <= 1e-9:  # the lower bounds take the whole simplex: one mixture
+            fixed = ", ".join(f"{d}={w:g}" for d, w in space.fixed.items())
+            raise MixoptError(
+                f"the fixed weights and floors add up to 1{f' (--fix {fixed})' if fixed else ''}, which "
+                "leaves a single mixture and nothing to search: use that mixture as it is, or free a domain"
+            )
         raise MixoptError(
             f"the search space holds only {len(rows)} mixtures at least {min_distance:g} apart ({distance}) "
-            f"after {drawn} draws, not {n}; lower min_distance, ask for fewer, or relax the constraints"
+            f"after {drawn} draws, not the {n} asked for; lower --budget, or relax the constraints"
         )
     return rows
 

@@ -163,7 +163,8 @@ def hangs_once(request: EvalRequest) -> EvalResult:
 
 
 def flaky(request: EvalRequest) -> EvalResult:
-    """Raises for a seeded share of (mixture, seed) pairs (``fail_rate``, default 0.3).
+    """Raises for a seeded share of (mixture, seed) pairs (``fail_rate``, default 0.3); with
+    ``diverge=1`` in the fidelity it returns NaN losses for them instead.
 
     Otherwise it is :func:`loglinear`. A retry has another run id (its attempt), so it draws again.
     """
@@ -171,6 +172,8 @@ def flaky(request: EvalRequest) -> EvalResult:
     u = np.random.default_rng(_seed_of("flaky", request.run_id, sorted(request.mixture.items()))).uniform()
     if u < rate:
         _mark(request)
+        if (request.fidelity or {}).get("diverge"):  # NaN losses instead of an exception
+            return {f"loss/{d}": math.nan for d in request.mixture}  # type: ignore[return-value]
         raise RuntimeError(f"simulated transient failure of run {request.run_id}")
     return loglinear(request)
 

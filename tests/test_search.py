@@ -82,6 +82,12 @@ def test_failed_runs_are_retried_recorded_and_never_fitted(workspace, tmp_path, 
     assert res.runs["failed"] == sum(
         1 for key in {r.label for r in runs} if all(r.status != "ok" for r in runs if r.label == key))
     assert all(r.attempt <= 3 for r in runs)
+    assert res.runs["lost"] == ({"failed": res.runs["failed"]} if res.runs["failed"] else {})
+    # Runs that diverge are counted as such, not as failures.
+    res = run_search(config(tmp_path, name="nans", evaluator="mixopt.testing:flaky", retries=0, reuse=False,
+                            fidelity={"fail_rate": 0.4, "diverge": 1}))
+    assert res.runs["failed"] > 0 and res.runs["lost"] == {"diverged": res.runs["failed"]}
+    assert any(f"lost after 0 retries: {res.runs['failed']} diverged" in n for n in res.notes)
 
 
 def test_a_hung_run_is_stopped_at_the_trial_timeout_and_retried(workspace, tmp_path, ray_session):
@@ -442,3 +448,15 @@ def test_an_unreachable_ray_address_is_one_error_at_once():
         _reachable("127.0.0.1:1")  # Ray itself would retry for minutes
     with pytest.raises(MixoptError, match=r"--address nonsense: Invalid address format"):
         _reachable("nonsense")
+
+
+def test_a_dead_trial_is_recorded_with_the_telling_line_of_its_error_file(tmp_path):
+    from mixopt.search.runner import _error_summary
+
+    f = tmp_path / "error.txt"
+    f.write_text("Failure # 1 (occurred at 2026-12-02)\nTraceback (most recent call last):\n  File \"x\"\n"
+                 "ray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task.\n"
+                 "\tclass_name: ImplicitFunc\n\tThe actor's worker process exited with exit code 3.\n\n")
+    text = _error_summary(str(f))
+    assert text.startswith("The actor's worker process exited with exit code 3. (Ray's error file: ")
+    assert _error_summary(None) == "no error file" and _error_summary(str(tmp_path / "gone")).startswith("see ")

@@ -181,3 +181,20 @@ def test_fidelity_options_add_up_and_never_override_the_rung(workspace, capsys):
         parse_fidelity("steps=5,steps=6")
     assert run_cli(["search", *FAST, "--fidelity", "rung=big"]) == 2
     assert "a search's rung is --rung; give --rung big" in capsys.readouterr().err
+
+
+def test_runs_searches_lists_every_search_and_the_miss_hint_says_when_it_is_cut(workspace, capsys):
+    st = RunStore()
+    for i in range(12):
+        st.create_search(f"s{i:02d}", {"method": "regmix", "budget": 8, "corpus": None})
+    st.update_search("s03", state="done", result={"exported": "proposal", "candidates": [
+        {"name": "proposal", "exported": True, "predicted": 2.5, "measured": {"mean": 2.4567}}]})
+    assert run_cli(["runs", "searches"]) == 0
+    out = capsys.readouterr().out
+    assert "12 searches in" in out and "s00" in out and "s11" in out and "2.4567" in out
+    assert run_cli(["runs", "searches", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 12 and rows[3]["objective"] == 2.4567 and rows[0]["objective"] is None
+    assert run_cli(["search", "--resume", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "the 10 newest of its 12 searches" in err and "mixopt runs searches" in err

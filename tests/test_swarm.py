@@ -219,3 +219,9 @@ def test_a_tight_corner_of_the_simplex_still_fills() -> None:
     d = np.abs(rows[:, None, :] - rows[None, :, :]).sum(-1)
     np.fill_diagonal(d, np.inf)
     assert d.min() > 1e-4
+
+
+def test_a_space_of_one_mixture_is_refused_by_name() -> None:
+    space = SearchSpace(domains=("a", "b", "c"), fixed={"a": 1.0})
+    with pytest.raises(MixoptError, match=r"add up to 1 \(--fix a=1\), which leaves a single mixture"):
+        sample_swarm(space, 4, seed=0)

@@ -144,4 +144,4 @@ def dumps(obj: Any, **kw: Any) -> str:
     """
     import json
 
-    return json.dumps(_finite(obj), allow_nan=False, **kw)
+    return json.dumps(_finite(obj), **{**kw, "allow_nan": False})

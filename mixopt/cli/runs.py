@@ -74,7 +74,44 @@ def list_runs(
     console.print(table)
     searches = st.searches()
     if search is None and searches:
-        console.print("searches: " + ", ".join(f"{s.search_id} ({s.state})" for s in searches[-10:]))
+        more = f" (the last 10 of {len(searches)}: `mixopt runs searches`)" if len(searches) > 10 else ""
+        console.print(f"searches{more}: " + ", ".join(f"{s.search_id} ({s.state})" for s in searches[-10:]))
+
+
+@runs_app.command("searches")
+def list_searches(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """List every search in the store (oldest first): state, method, runs and the exported objective."""
+    from mixopt.store import RunStore, default_path
+
+    if store is None and not default_path().is_file():
+        if as_json:
+            print("[]")
+        else:
+            console.print(f"0 searches: no run store at {default_path()} yet")
+        return
+    st = RunStore(store, create=False)
+    rows = []
+    for s in st.searches():
+        res = s.result or {}
+        exported = next((c for c in res.get("candidates", []) if c.get("exported")), {})
+        value = (exported.get("measured") or {}).get("mean")
+        if value is None:
+            value = exported.get("predicted")
+        rows.append({"search": s.search_id, "state": s.state, "method": s.config.get("method"),
+                     "corpus": s.config.get("corpus") or "-", "budget": s.config.get("budget"),
+                     "exported": res.get("exported"), "objective": value, "created": s.created})
+    if as_json:
+        print(dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} searches in {st.path}")
+    for col in ("search", "state", "method", "corpus", "budget", "exported", "objective", "created"):
+        table.add_column(col, justify="right" if col in ("budget", "objective") else "left",
+                         overflow="fold" if col == "search" else "ellipsis")
+    for r in rows:
+        table.add_row(r["search"], r["state"], str(r["method"]), str(r["corpus"]), str(r["budget"]),
+                      r["exported"] or "-", "-" if r["objective"] is None else f"{r['objective']:.4f}",
+                      r["created"][:19])
+    console.print(table)
 
 
 @runs_app.command("import")

@@ -117,8 +117,11 @@ def search(
                 result = run_search(config, progress=progress)
         except KeyboardInterrupt:
             sid = resume or progress.search_id or name
-            err_console.print(f"stopped; finished runs are in the run store. Continue with: "
-                              f"mixopt search --resume {sid}" if sid else "stopped")
+            # The command on a line of its own, never wrapped, so that it pastes whole.
+            err_console.print("stopped; finished runs are in the run store. Continue with:"
+                              if sid else "stopped")
+            if sid:
+                err_console.print(f"  mixopt search --resume {sid}", soft_wrap=True, highlight=False)
             # SystemExit, not KeyboardInterrupt: typer turns the latter into a return value (exit 0)
             raise SystemExit(130) from None
     if as_json:
@@ -256,7 +259,9 @@ def render_result(result: Any) -> None:
                   ["domain", *[("★" if row.exported else "") + row.name for row in result.candidates]], rows,
                   left=("domain",))
     runs = result.runs
-    console.print(f"runs: {runs['ok']} ok, {runs['failed']} failed, {runs['reused']} reused, "
+    lost = runs.get("lost") or ({"failed": runs["failed"]} if runs["failed"] else {})
+    lost_text = "".join(f", {n} {kind}" for kind, n in lost.items())
+    console.print(f"runs: {runs['ok']} ok{lost_text}, {runs['reused']} reused, "
                   f"{runs['fitted']} fitted · {result.wall_s:.0f} s")
     marks = {(row.comparison or {}).get("beats") for row in result.candidates} & {True, False}
     if result.validate and marks:  # the legend of marks the table shows (none with one seed)

@@ -200,6 +200,24 @@ def resume_search(
         return _drive(prep, plan, info, progress, resumed=True)
 
 
+def _failure_kinds(store: RunStore, searcher: SwarmSearcher) -> dict[str, int]:
+    """How the swarm's lost slots ended, from their last run's record: diverged, timed out, failed."""
+    from collections import Counter
+
+    kinds: Counter[str] = Counter()
+    for slot in searcher.slots.values():
+        if slot.state != "failed":
+            continue
+        rec = store.get(slot.run_id) if slot.run_id else None
+        if rec is not None and rec.status == "diverged":
+            kinds["diverged"] += 1
+        elif rec is not None and (rec.error or "").startswith(TIMED_OUT):
+            kinds["timed out"] += 1
+        else:
+            kinds["failed"] += 1
+    return dict(kinds)
+
+
 # ----- stages ------------------------------------------------------------------------------
 def _ray(config: SearchConfig, progress: Progress | None, search_id: str) -> RayInfo:
     info = ensure_ray(config.address)
@@ -299,6 +317,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     swarm_ids = [s.run_id for s in searcher.slots.values() if s.state == "done"]
     X, y, ids = store.matrix(domains, prep.objective, run_ids=swarm_ids + list(plan.get("reused", [])))
     n_failed = sum(s.state == "failed" for s in searcher.slots.values())
+    outcomes = _failure_kinds(store, searcher)
     if len(y) < 2 and not spec.training_free:
         first = next((s.error for s in searcher.slots.values() if s.error), "no error recorded")
         raise MixoptError(
@@ -342,8 +361,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
                      "which picks the method that ranks these runs best")
     if far := extrapolation_note(prop.predicted, y, cfg.method):
         notes.append(far)
-    if not spec.training_free and (beyond := beyond_runs_note(
-            [prop.weights[d] for d in domains], X, domains, cfg.method)):
+    if not spec.training_free and (beyond := beyond_runs_note(prop.weights, X, domains, cfg.method)):
         notes.append(beyond)
     measured = comparisons = None
     exported = PROPOSAL
@@ -361,8 +379,9 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
         notes.append("not validated (--validate 0): nothing was measured" if spec.training_free else
                      "not validated (--validate 0): the predicted objective is the model's, not measured")
     if n_failed:
-        notes.append(f"{n_failed} swarm runs failed after {cfg.retries} retries; "
-                     "they are in the store, not fitted")
+        kinds = ", ".join(f"{n} {kind}" for kind, n in outcomes.items())
+        notes.append(f"swarm runs lost after {cfg.retries} retries: {kinds}; they are in the store "
+                     "(`mixopt runs list`), not fitted")
 
     # 4. the mixture JSON
     _emit(progress, StageEvent(stage="export", message="writing the mixture", search_id=sid))
@@ -384,7 +403,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     result = SearchResult(
         search_id=sid, method=cfg.method, objective=prep.objective.as_dict(), exported=exported,
         weights=dict(mixture.weights), candidates=rows,
-        runs={"planned": len(searcher.slots), "ok": len(swarm_ids), "failed": n_failed,
+        runs={"planned": len(searcher.slots), "ok": len(swarm_ids), "failed": n_failed, "lost": outcomes,
               "reused": len(plan.get("reused", [])), "fitted": len(y),
               "attempts": sum(s.attempt for s in searcher.slots.values())},
         notes=notes, out=str(prep.out) if prep.out else None, mixture_path=str(in_folder), rung=cfg.rung,

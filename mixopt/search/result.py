@@ -42,7 +42,7 @@ class SearchResult:
     exported: str
     weights: dict[str, float]
     candidates: list[CandidateRow]
-    runs: dict[str, int]
+    runs: dict[str, Any]  # planned, ok, failed, reused, fitted, attempts; lost: {how: count}
     notes: list[str]
     out: str | None
     mixture_path: str

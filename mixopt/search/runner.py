@@ -186,7 +186,7 @@ class TrialCallback(Callback):
         if timeout is not None and ran >= timeout:
             error = f"{TIMED_OUT}{timeout:g} s (--trial-timeout); the run was stopped"
         else:
-            error = f"the trial died: {trial.error_file or 'no error file'}"
+            error = f"the trial died: {_error_summary(trial.error_file)}"
         self._record(f"the failure of {run_id}",
                      lambda: self.store.finish(run_id, status="failed", only_if_running=True, error=error))
         if self._out_of_retries(trial):
@@ -197,6 +197,22 @@ class TrialCallback(Callback):
     def _out_of_retries(self, trial: Any) -> bool:
         # The failures the slot had before this trial, plus this one (as the searcher counts them).
         return int(trial.config.get("failures", 0)) + 1 > self.retries
+
+
+def _error_summary(path: str | None) -> str:
+    """The telling line of a dead trial's Ray error file (the exception, an exit code), and its path.
+
+    The file sits in Ray's session folder, which goes when Ray stops: the store keeps the line.
+    """
+    if not path:
+        return "no error file"
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return f"see {path}"
+    telling = [ln for ln in lines if "exit code" in ln or "exited" in ln or "Error:" in ln]
+    line = (telling or lines or ["(empty)"])[-1]
+    return f"{line[:300]} (Ray's error file: {path})"
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -231,6 +247,9 @@ def run_trials(
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     # On Ctrl-C Tune suggests Tuner.restore; mixopt resumes from the store (--resume NAME) instead.
     logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
+    # A trial that dies or times out is recorded (its error in the store) and reported by mixopt in
+    # one line; Tune's own report of it is a traceback of a hundred lines per trial.
+    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
     alg = ConcurrencyLimiter(searcher, max_concurrent=max(1, concurrency), batch=searcher.syncs_batches)
     fn = tune.with_resources(tune.with_parameters(trainable, ctx=ctx), {"cpu": cpus_per_trial})
     name = f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"

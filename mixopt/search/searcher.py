@@ -159,7 +159,8 @@ class MixtureSearcher(Searcher):
             return
         why = (result or {}).get("error")
         if not why:
-            why = "the trial process died or raised" if error else f"status {status!r}, objective {value}"
+            why = ("the trial process died or timed out (its error is in the run store: `mixopt runs list`)"
+                   if error else f"status {status!r}, objective {value}")
         slot.error = str(why)
         if result and result.get("fatal"):
             self.fatal = f"run {slot.run_id}: {why}"
