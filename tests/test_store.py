@@ -199,6 +199,10 @@ def test_import_of_a_missing_file_is_one_line(store, capsys, tmp_path):
     missing = str(tmp_path / "no.csv")
     assert _cli(["runs", "import", "--ratios", missing, "--metrics", missing]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+    # into a new store: the refused import leaves no empty store behind
+    fresh = tmp_path / "new.sqlite"
+    assert _cli(["runs", "import", "--ratios", missing, "--metrics", missing, "--store", str(fresh)]) == 2
+    assert not fresh.exists() and not list(tmp_path.glob("new.sqlite*"))
 
 
 def test_imported_proxy_runs_are_reused_by_a_search_of_the_same_corpus_and_rung(tiny_workspace, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -130,15 +131,25 @@ def import_runs(
     as_json: JsonOpt = False,
 ) -> None:
     """Load run tables made elsewhere into the run store (duplicate run ids are an error)."""
+    from mixopt.errors import MixoptError
     from mixopt.search.config import parse_fidelity
     from mixopt.search.imports import import_table
-    from mixopt.store import RunStore
+    from mixopt.store import RunStore, default_path
 
+    fid = parse_fidelity(fidelity)
+    created = not (Path(store) if store else default_path()).exists()  # this import makes the store
     st = RunStore(store)
-    summary = import_table(st, ratios=ratios, metrics=metrics, corpus=corpus,
-                           fidelity=parse_fidelity(fidelity), prefix=prefix, evaluator=evaluator)
+    try:
+        summary = import_table(st, ratios=ratios, metrics=metrics, corpus=corpus, fidelity=fid, prefix=prefix,
+                               evaluator=evaluator)
+    except MixoptError:
+        if created:
+            st.remove_if_empty()  # a refused import leaves no empty store behind
+        raise
     if as_json:
         print(dumps(summary, indent=2))
         return
-    console.print(f"imported {summary['runs']} runs over {len(summary['domains'])} domains into {st.path} "
-                  f"(ids {summary['first']} … {summary['last']}; {summary['metrics']} metrics each)")
+    ids = summary["first"] if summary["runs"] == 1 else f"{summary['first']} … {summary['last']}"
+    console.print(f"imported {summary['runs']} run{'s' if summary['runs'] != 1 else ''} over "
+                  f"{len(summary['domains'])} domains into {st.path} (ids {ids}; {summary['metrics']} "
+                  "metrics each)")
