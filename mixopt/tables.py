@@ -286,11 +286,12 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
             f"no run of {ratios} appears in {metrics} (joined on {key!r}); are they the same swarm?"
         )
     if only_r or only_m:
-        warnings.warn(
-            f"{len(only_r)} run(s) have weights but no metrics ({_preview(only_r)}) and {len(only_m)} have "
-            f"metrics but no weights ({_preview(only_m)}); they are left out",
-            MixoptWarning, stacklevel=2,
-        )
+        parts = ([f"{len(only_r)} run(s) of {Path(ratios).name} have no metrics ({_preview(only_r)})"]
+                 if only_r else [])
+        parts += ([f"{len(only_m)} run(s) of {Path(metrics).name} have no weights ({_preview(only_m)})"]
+                  if only_m else [])
+        warnings.warn(f"{' and '.join(parts)}; they are left out ({len(both)} runs joined on {key!r})",
+                      MixoptWarning, stacklevel=2)
     ids = [rids[i] for i in both]
     W = rdf.select([pl.col(d).cast(pl.Float64) for d in domains]).fill_null(np.nan).to_numpy()[both]
     X = check_rows(W, ids, ratios)

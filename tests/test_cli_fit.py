@@ -228,12 +228,16 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     empty.write_text("index,loss,acc\n1,,0.1\n2,,0.2\n3,,0.3\n")
     good = tmp_path / "good.csv"
     good.write_text("index,a,b\n1,0.5,0.5\n2,0.2,0.8\n3,0.6,0.4\n")
-    bad(["fit", "--ratios", str(good), "--metrics", str(empty), "--target", "loss"], capsys,
+    bad(["fit", "--ratios", str(good), "--metrics", str(empty), "--target", "loss", "--cv", "2"], capsys,
         "target 'loss' has no finite value in any run")
     dup = tmp_path / "dup.csv"
     dup.write_text("index,a,b\n1,0.5,0.5\n1,0.2,0.8\n")
-    bad(["fit", "--ratios", str(dup), "--metrics", str(metrics), "--target", "loss"], capsys,
+    bad(["fit", "--ratios", str(dup), "--metrics", str(metrics), "--target", "loss", "--cv", "2"], capsys,
         "duplicate run ids in column 'index': 1")
+    bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss"], capsys,
+        "nothing was asked of the fit: add --cv K")
+    bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--predict", str(good),
+         "--out", str(tmp_path / "p.json")], capsys, "--predict writes a CSV", tmp_path / "p.json")
     new = tmp_path / "new.csv"
     new.write_text("index,a,c\n1,0.5,0.5\n")
     good = tmp_path / "g.csv"

@@ -459,4 +459,5 @@ def test_a_dead_trial_is_recorded_with_the_telling_line_of_its_error_file(tmp_pa
                  "\tclass_name: ImplicitFunc\n\tThe actor's worker process exited with exit code 3.\n\n")
     text = _error_summary(str(f))
     assert text.startswith("The actor's worker process exited with exit code 3. (Ray's error file: ")
-    assert _error_summary(None) == "no error file" and _error_summary(str(tmp_path / "gone")).startswith("see ")
+    assert _error_summary(None) == "no error file"
+    assert _error_summary(str(tmp_path / "gone")).startswith("see ")

@@ -44,9 +44,12 @@ def write(path: Path, text: str) -> Path:
 def test_join_on_run_in_any_order_and_partial(tmp_path: Path) -> None:
     r = write(tmp_path / "r.csv", "run,a,b\nx,0.5,0.5\ny,0.25,0.75\nz,1,0\n")
     m = write(tmp_path / "m.csv", "run,loss\nz,3.0\nx,1.0\nw,9\n")
-    with pytest.warns(MixoptWarning, match="left out"):
+    with pytest.warns(MixoptWarning, match=r"^1 run\(s\) of r.csv have no metrics \(y\) and 1 run\(s\) of "
+                                           r"m.csv have no weights \(w\); they are left out \(2 runs joined"):
         t = read_run_tables(r, m)
     assert t.run_ids == ["x", "z"]
+    with pytest.warns(MixoptWarning, match=r"^1 run\(s\) of r.csv have no metrics \(y\); they are left out"):
+        read_run_tables(r, write(tmp_path / "m2.csv", "run,loss\nz,3.0\nx,1.0\n"))
     np.testing.assert_array_equal(t.target("loss"), [1.0, 3.0])
     np.testing.assert_array_equal(t.X, [[0.5, 0.5], [1.0, 0.0]])
 

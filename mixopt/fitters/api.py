@@ -67,6 +67,13 @@ class FitConfig:
             raise MixoptError("--out is given but nothing to write; add --predict FILE or --propose")
         if self.cv is not None and self.cv < 2:
             raise MixoptError(f"--cv {self.cv}: K must be at least 2")
+        if self.predict is not None and str(self.out).lower().endswith(".json"):
+            raise MixoptError(f"--predict writes a CSV (one predicted value per mixture), not {self.out}; "
+                              "give --out P.csv")
+        if self.cv is None and self.predict is None and not self.propose and self.method != "auto":
+            # auto's answer is its cross-validation table; any other fit would print nothing
+            raise MixoptError("nothing was asked of the fit: add --cv K (accuracy), --predict FILE --out "
+                              "P.csv, or --propose --out mixture.json")
 
 
 @dataclass(frozen=True, kw_only=True)
