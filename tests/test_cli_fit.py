@@ -288,3 +288,14 @@ def test_propose_json_is_one_object(method: str, tmp_path: Path, capsys: pytest.
     assert res["proposal"]["info"]["constant_model"] is False
     assert abs(sum(res["proposal"]["weights"].values()) - 1) < 1e-9
     assert Mixture.load(out).meta["method"] == method
+
+
+def test_a_kl_the_sampler_cannot_use_is_noted() -> None:
+    from mixopt.proposers.exact import unused_kl_note
+
+    info = {"solver": "topk (no convex form)", "selection": [{"name": "gp", "chosen": False},
+                                                              {"name": "mean(gp, regmix)", "chosen": True}]}
+    assert unused_kl_note(info, 0.5, "auto").startswith("--kl 0.5 was not used: mean(gp, regmix) (auto's "
+                                                        "choice) has no convex form")
+    assert unused_kl_note(info, None, "auto") is None and unused_kl_note(info, 0.0, "auto") is None
+    assert unused_kl_note({"solver": "SLSQP"}, 0.5, "auto") is None

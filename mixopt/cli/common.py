@@ -42,11 +42,13 @@ def render_selection(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     k = next((r["folds"] for r in rows if r.get("folds")), None)
-    t = Table(title=f"auto: {k or 'K'}-fold cross-validation of every candidate (chosen: ✓)",
+    t = Table(title=f"auto's choice of model: its own {k or 'K'}-fold cross-validation of every candidate "
+                    "(chosen: ✓)",
               caption="fit s: seconds to cross-validate the candidate")
     for col in ("fitter", "Spearman", "Pearson", "MAE", "rel. error", "fit s", "chosen / why not"):
+        # names whole ("mean(gp, regmix, log-ridge)"), figures whole, the reasons folded
         t.add_column(col, justify="left" if col in ("fitter", "chosen / why not") else "right",
-                     overflow="fold")
+                     overflow="fold", no_wrap=col != "chosen / why not")
     for r in rows:
         if r.get("error"):
             t.add_row(r["name"], "-", "-", "-", "-", f"{r['seconds']:.1f}", f"[dim]{r['error']}[/]")

@@ -217,7 +217,7 @@ def _save_mixture(
 ) -> dict[str, Any]:
     import mixopt
     from mixopt.mixture import Mixture
-    from mixopt.proposers.exact import held_note, kl_note
+    from mixopt.proposers.exact import held_note, kl_note, unused_kl_note
     from mixopt.proposers.proposal import beyond_runs_note, extrapolation_note, worse_than_best_note
     from mixopt.proposers.topk import predict_objective
 
@@ -228,7 +228,8 @@ def _save_mixture(
         notes = [f"the best run ({run_ids[best]}); 'predicted' is its measured value, not a model's"]
     else:
         notes = [n for n in (extrapolation_note(prop.predicted, y, method), held_note(prop.info),
-                             beyond_runs_note(prop.weights, X, table.domains, method)) if n]
+                             beyond_runs_note(prop.weights, X, table.domains, method),
+                             unused_kl_note(prop.info, proposer_params.get("kl"), method)) if n]
     baselines: dict[str, Any] = {
         "best_run": {"run_id": run_ids[best], "measured": float(y[best]),
                      "inside_constraints": inside is not None,

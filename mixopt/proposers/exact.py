@@ -335,6 +335,17 @@ def kl_note(info: dict[str, Any], predicted: float | None, best: float | None, b
             "in the objective's units) holds it near the prior mixture; --kl 0 gives the law's own optimum")
 
 
+def unused_kl_note(info: dict[str, Any], kl: float | None, method: str) -> str | None:
+    """The note for a ``--kl`` the proposal could not use: the fitted model (one ``auto`` chose, a
+    tree ensemble) has no convex form, so the top-k sampler proposed, and it has no KL term."""
+    if kl is None or not kl > 0 or "no convex form" not in str(info.get("solver", "")):
+        return None
+    chosen = next((r.get("name") for r in info.get("selection") or [] if r.get("chosen")), None)
+    model = f"{chosen} ({method}'s choice)" if chosen else method
+    return (f"--kl {kl:g} was not used: {model} has no convex form, so the proposal comes from the top-k "
+            "sampler, which has no KL term; bound the weights with --max-weight/--min-weight instead")
+
+
 def held_note(info: dict[str, Any]) -> str | None:
     """The note for a proposal whose solve held domains no run varied (None when it held none)."""
     held = info.get("held") or {}

@@ -25,7 +25,7 @@ import numpy as np
 from mixopt import __version__
 from mixopt.atomic import write_json
 from mixopt.errors import MixoptError, MixoptWarning
-from mixopt.proposers.exact import held_note, kl_note
+from mixopt.proposers.exact import held_note, kl_note, unused_kl_note
 from mixopt.proposers.proposal import beyond_runs_note, extrapolation_note, worse_than_best_note
 from mixopt.search.config import SearchConfig
 from mixopt.search.prepare import Prepared, prepare
@@ -342,6 +342,8 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     prop = next(c for c in cands if c.name == PROPOSAL)
     if held := held_note(prop.info):
         notes.append(held)
+    if unused := unused_kl_note(prop.info, cfg.kl, cfg.method):
+        notes.append(unused)
     best = next((c for c in cands if c.name == BEST_RUN), None)
     if best is not None and (pull := kl_note(prop.info, prop.predicted, best.predicted, str(best.run_id))
                              or worse_than_best_note(prop.predicted, best.predicted, str(best.run_id),
