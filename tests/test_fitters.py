@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,24 @@ def test_regmix_full_split_ranks_test_runs() -> None:
     Xt = pl.read_csv(d / "test_mixture_1m.csv").drop("index").to_numpy()
     yt = pl.read_csv(d / "test_pile_loss_1m.csv")[TARGET].to_numpy()
     assert score(yt, RegMixFitter().fit(X, y).predict(Xt))["spearman"] > 0.985
+
+
+class _Warns(_Spy):
+    """Warns in the folds whose training rows hold run 0 (a figure in the text differs per fold)."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> _Warns:
+        from mixopt.errors import MixoptWarning
+
+        if 0 in X[:, 0]:
+            warnings.warn(f"odd run found among {len(X)} runs", MixoptWarning, stacklevel=2)
+        return super().fit(X, y)
+
+
+def test_cv_warnings_say_they_are_of_training_folds_once() -> None:
+    from mixopt.errors import MixoptWarning
+
+    X = np.column_stack([np.arange(20.0), np.ones(20)])
+    with pytest.warns(MixoptWarning) as record:
+        cross_validate(_Warns(), X, X[:, 0], k=5, seed=0)
+    texts = [str(w.message) for w in record if "odd run" in str(w.message)]
+    assert texts == ["cross-validation, in 4 of 5 training folds: odd run found among 16 runs"]

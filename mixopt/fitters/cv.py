@@ -66,7 +66,10 @@ def _say_once(caught: list[warnings.WarningMessage], k: int) -> None:
         first, n = seen.get(key, (w, 0))
         seen[key] = (first, n + 1)
     for first, n in seen.values():
-        text = str(first.message) + (f" (in {n} of {k} folds)" if n > 1 else "")
+        # Said of a fold's training runs, not of the whole table (a domain above 0 in one run is
+        # constant in the folds that hold that run out).
+        where = f"in {n} of {k} training folds" if n > 1 else f"in 1 of {k} training folds"
+        text = f"cross-validation, {where}: {first.message}"
         warnings.warn_explicit(text, first.category, first.filename, first.lineno)
 
 
