@@ -118,9 +118,15 @@ def test_add_again_is_a_no_op_and_force_rebuilds(workspace: Path, tmp_path: Path
     assert json.loads((workspace / "corpora" / "again" / "manifest.json").read_text()) == first
     code, out, _ = run(capsys, "corpus", "add", "again", "--from", str(path), "--force", *SMALL)
     assert code == 0 and "built corpus" in out
-    code, out, _ = run(
+    # Other options (or data) under the same name: refused, the built corpus left as it was ...
+    code, _, err = run(
         capsys, "corpus", "add", "again", "--from", str(path), "--vocab-size", "280", "--val-documents", "4"
     )
+    assert code == 2 and "a corpus named 'again' is already built" in err and "--force to replace it" in err
+    assert json.loads((workspace / "corpora" / "again" / "manifest.json").read_text())["hash"] == first["hash"]
+    # ... unless --force says to replace it.
+    code, out, _ = run(capsys, "corpus", "add", "again", "--from", str(path), "--vocab-size", "280",
+                       "--val-documents", "4", "--force")
     assert code == 0 and "built corpus" in out
     assert Corpus.open("again").vocab_size == 280
 

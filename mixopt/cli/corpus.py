@@ -20,7 +20,8 @@ app.add_typer(corpus_app, name="corpus")
 NameArg = Annotated[str, typer.Argument(help="Corpus name: a recipe in corpora/, or a .toml path.")]
 NewNameArg = Annotated[str, typer.Argument(help="Name of the corpus to build from your data.")]
 BuiltArg = Annotated[str, typer.Argument(help="Name of a built corpus (or its folder).")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild even if the corpus is up to date.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild even if up to date; with add, replace a "
+                                       "corpus of that name built from other data.")]
 
 
 def _table(s: dict[str, Any]) -> Table:
