@@ -123,7 +123,8 @@ def test_add_again_is_a_no_op_and_force_rebuilds(workspace: Path, tmp_path: Path
         capsys, "corpus", "add", "again", "--from", str(path), "--vocab-size", "280", "--val-documents", "4"
     )
     assert code == 2 and "a corpus named 'again' is already built" in err and "--force to replace it" in err
-    assert json.loads((workspace / "corpora" / "again" / "manifest.json").read_text())["hash"] == first["hash"]
+    manifest = workspace / "corpora" / "again" / "manifest.json"
+    assert json.loads(manifest.read_text())["hash"] == first["hash"]
     # ... unless --force says to replace it.
     code, out, _ = run(capsys, "corpus", "add", "again", "--from", str(path), "--vocab-size", "280",
                        "--val-documents", "4", "--force")

@@ -384,6 +384,13 @@ def test_report_sets_each_domain_against_its_prediction() -> None:
                                                  "measured": {"mean": 3.1}}), metrics, ["code", "math"])
         assert rep["objective"] == "mean_loss" and rep["final"] == pytest.approx(3.5)
         assert rep["predicted"] is None and rep["proxy_measured"] is None and "not set against" in rep["note"]
+    # A mixture searched on another build of the corpus: its prediction is of other data.
+    other = Mixture(w, meta={"predicted": {"mean": 3.0}, "measured": {"mean": 3.1},
+                             "provenance": {"corpus_hash": "a" * 64}})
+    rep = prediction_report(other, metrics, ["code", "math"], corpus_hash="b" * 64)
+    assert rep["predicted"] is None and rep["proxy_measured"] is None and "another build" in rep["note"]
+    same = prediction_report(other, metrics, ["code", "math"], corpus_hash="a" * 64)
+    assert same["predicted"] == 3.0 and same["note"] is None
 
 
 def test_resume_finds_a_run_in_the_older_default_folder(tiny_corpus, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

@@ -55,10 +55,18 @@ def _num(x: Any) -> float | None:
 
 
 def prediction_report(
-    mixture: Mixture, metrics: Mapping[str, float], domains: Sequence[str]
+    mixture: Mixture, metrics: Mapping[str, float], domains: Sequence[str], *, corpus_hash: str | None = None
 ) -> dict[str, Any]:
-    """Compare final metrics with the mixture JSON's prediction and proxy measurement."""
+    """Compare final metrics with the mixture JSON's prediction and proxy measurement.
+
+    ``corpus_hash``: the corpus trained on; a mixture searched on another build of it has its
+    prediction left out (its losses are of other data and another tokenizer).
+    """
     objective, kind, note = objective_of(mixture)
+    made_on = (mixture.meta.get("provenance") or {}).get("corpus_hash")
+    if note is None and corpus_hash and made_on and made_on != corpus_hash:
+        note = (f"the mixture was searched on another build of the corpus (hash {str(made_on)[:12]}, not "
+                f"{corpus_hash[:12]}): its prediction is of other data, not set against the final model")
     present = [d for d in domains if f"loss/{d}" in metrics]
     try:
         final = objective.value(metrics, present)

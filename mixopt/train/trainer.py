@@ -540,7 +540,7 @@ def train(
         config=config,
         domain_tokens={d: int(n) for d, n in zip(domains, domain_tokens, strict=True)},
         expert_load=load_all.as_dict() if n_moe else None,
-        report=prediction_report(mix, metrics, domains) if metrics else {},
+        report=prediction_report(mix, metrics, domains, corpus_hash=corpus.hash) if metrics else {},
         error=error,
     )
     write_json(folder / "result.json", result.as_dict())
