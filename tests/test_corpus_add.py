@@ -118,18 +118,22 @@ def test_add_again_is_a_no_op_and_force_rebuilds(workspace: Path, tmp_path: Path
     assert json.loads((workspace / "corpora" / "again" / "manifest.json").read_text()) == first
     code, out, _ = run(capsys, "corpus", "add", "again", "--from", str(path), "--force", *SMALL)
     assert code == 0 and "built corpus" in out
-    # Other options (or data) under the same name: refused, the built corpus left as it was ...
-    code, _, err = run(
+    # Other options, or changed data, from the same path: an update, rebuilt.
+    code, out, _ = run(
         capsys, "corpus", "add", "again", "--from", str(path), "--vocab-size", "280", "--val-documents", "4"
     )
-    assert code == 2 and "a corpus named 'again' is already built" in err and "--force to replace it" in err
-    manifest = workspace / "corpora" / "again" / "manifest.json"
-    assert json.loads(manifest.read_text())["hash"] == first["hash"]
-    # ... unless --force says to replace it.
-    code, out, _ = run(capsys, "corpus", "add", "again", "--from", str(path), "--vocab-size", "280",
-                       "--val-documents", "4", "--force")
     assert code == 0 and "built corpus" in out
     assert Corpus.open("again").vocab_size == 280
+    # Another path under the same name: refused, the built corpus left as it was ...
+    other = tmp_path / "other.jsonl"
+    pl.DataFrame(rows()).write_ndjson(other)
+    manifest = workspace / "corpora" / "again" / "manifest.json"
+    before = manifest.read_text()
+    code, _, err = run(capsys, "corpus", "add", "again", "--from", str(other), *SMALL)
+    assert code == 2 and f"a corpus named 'again' is already built from {path.resolve()}" in err
+    assert "--force to replace it" in err and manifest.read_text() == before
+    # ... unless --force says to replace it.
+    assert run(capsys, "corpus", "add", "again", "--from", str(other), *SMALL, "--force")[0] == 0
 
 
 def test_info_and_list(tiny_workspace: Path, capsys) -> None:

@@ -73,7 +73,7 @@ def test_train_default_output_is_under_the_workspace(tiny_workspace: Path, capsy
         (["--mixture", "missing.json"], "does not exist"),
         (["--mixture", "tilted"], "not 'natural', 'uniform'"),
         (["--rung", "xxl"], "proxy rung 'xxl' is unknown"),
-        (["--corpus", "nope"], "corpus 'nope' is not built"),
+        (["--corpus", "nope"], "corpus 'nope' is not built; there is no recipe of that name either"),
         (["--out", "."], "is a folder; give a file path"),  # refused before training, not after
     ],
 )

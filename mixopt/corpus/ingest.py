@@ -248,15 +248,17 @@ def add_corpus(
             old = {}
         if old.get("hash") == digest:
             return old, True
-        # Other data or options under a name already built: runs, searches and mixture JSONs made on
-        # it name it by this corpus's hash, and would point at a corpus that is gone.
+        # Built from the same path, it is rebuilt (the data or options changed: an update). From
+        # another path it is most likely a name taken twice: runs, searches and mixture JSONs made on
+        # the first would point at a corpus that is gone.
         srcs = old.get("sources") or [{}]
-        made_from = srcs[0].get("package", "?") if isinstance(srcs[0], dict) else "?"
-        raise MixoptError(
-            f"a corpus named {name!r} is already built (from {made_from}, hash "
-            f"{str(old.get('hash', '?'))[:12]}) with other data or options; choose another name, or pass "
-            "--force to replace it"
-        )
+        made_from = srcs[0].get("package") if isinstance(srcs[0], dict) else None
+        if made_from and made_from != str(source.resolve()):
+            raise MixoptError(
+                f"a corpus named {name!r} is already built from {made_from} (hash "
+                f"{str(old.get('hash', '?'))[:12]}); choose another name for {source}, or pass --force to "
+                "replace it"
+            )
     docs = read_documents(source, opts)
     src = {
         "kind": "path",

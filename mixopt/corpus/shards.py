@@ -89,9 +89,19 @@ class Corpus:
             if root.is_dir():
                 built = sorted(x.name for x in root.glob("*") if (x / "manifest.json").is_file())
             hint = f"built corpora: {', '.join(built)}" if built else "no corpus is built yet"
-            raise MixoptError(
-                f"corpus {name_or_path!r} is not built; run `mixopt corpus build {name_or_path}` ({hint})"
-            )
+            name = str(name_or_path)
+            if paths.find_recipe("corpora", name) is not None:  # a recipe: building it makes it
+                fix = f"run `mixopt corpus build {name}`"
+            elif not p.exists() and "/" in name:
+                fix = f"there is no folder {name}; give a built corpus's folder or name"
+            elif p.exists():  # a folder that holds no corpus
+                fix = (f"{name} holds no built corpus (no manifest.json); give a corpus folder or name, or "
+                       f"make one with `mixopt corpus add NAME --from {name}`")
+            else:
+                recipes = ", ".join(paths.available_recipes("corpora")) or "none"
+                fix = (f"there is no recipe of that name either (recipes: {recipes}); add your own data "
+                       f"with `mixopt corpus add {name} --from FOLDER`")
+            raise MixoptError(f"corpus {name!r} is not built; {fix} ({hint})")
         return cls(p)
 
     @cached_property
