@@ -118,7 +118,7 @@ class Mixture:
         if self.schedule:
             sched: list[tuple[float, dict[str, float]]] = []
             prev = 0.0
-            for i, (until, w) in enumerate(self.schedule):
+            for i, (until, w) in enumerate(self.schedule, start=1):  # phases counted from 1, as people do
                 until = float(until)
                 if not (prev < until <= 1.0):
                     raise MixoptError(

@@ -197,7 +197,7 @@ def test_ctrl_c_exits_130(tiny_workspace: Path, model_toml: Path, monkeypatch, c
                     {"until": 0.4, "weights": {"code": 1.0}},
                 ]
             },
-            "fractions must increase",
+            "phase 2 ends at fraction 0.4, but fractions must increase",
         ),
     ],
 )
