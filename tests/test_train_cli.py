@@ -325,6 +325,20 @@ def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Pat
     assert code == 0 and json.loads(stdout2)["values"] == data["values"]
     code, _, err = run(["compare", "uniform", "--corpus", "tiny", "--model", str(model_toml)], capsys)
     assert code == 2 and "at least two mixtures" in err
+    # The same folder with another budget: compare's own words (it has no --resume)
+    code, _, err = run(["compare", str(drama), "uniform", "--corpus", "tiny", "--model", str(model_toml),
+                        "--seeds", "2", "--out", str(out), "--tokens", "8192"], capsys)
+    assert code == 2 and "holds a run of another comparison (it differs in training settings" in err
+    assert "resume" not in err
+    # A bad mixture is named; one given twice is refused.
+    bad = tiny_workspace / "bad.json"
+    bad.write_text(json.dumps({"weights": {"code": 0.6, "docs": 0.6}}))
+    code, _, err = run(["compare", str(bad), "uniform", "--corpus", "tiny", "--model", str(model_toml)],
+                       capsys)
+    assert code == 2 and err.startswith(f"error: {bad}: ")
+    code, _, err = run(["compare", "uniform", str(_mixture(tiny_workspace / "u.json", dict.fromkeys(
+        ("code", "docs", "drama", "legal"), 0.25))), "--corpus", "tiny", "--model", str(model_toml)], capsys)
+    assert code == 2 and "u.json is the same mixture as uniform: give each mixture once" in err
 
 
 def test_verdict_needs_a_margin_beyond_the_error() -> None:

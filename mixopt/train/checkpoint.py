@@ -21,6 +21,14 @@ CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
 
 
+
+class CheckpointMismatch(MixoptError):
+    """A checkpoint made by another run (config, corpus, mixture, seed, ...); ``differences`` says how."""
+
+    def __init__(self, message: str, *, differences: str) -> None:
+        super().__init__(message)
+        self.differences = differences
+
 def save(folder: Path, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``folder/checkpoint.pt`` via a temporary file and a rename."""
     path = folder / CHECKPOINT
@@ -71,8 +79,9 @@ def load(folder: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
                 names.get(d.split(".")[0].split(":")[0], d.split(".")[0].split(":")[0]) for d in diffs
             )
         )
-        raise MixoptError(
+        raise CheckpointMismatch(
             f"checkpoint {path} belongs to another run (differs in {what}: {'; '.join(diffs[:4])}"
-            f"{' …' if len(diffs) > 4 else ''}); resume with the same settings, or train into another --out"
+            f"{' …' if len(diffs) > 4 else ''}); resume with the same settings, or train into another --out",
+            differences=f"{what}: {'; '.join(diffs[:4])}{' …' if len(diffs) > 4 else ''}",
         )
     return state

@@ -28,7 +28,7 @@ from mixopt import paths
 from mixopt.atomic import atomic_path, check_writable_dir, write_json
 from mixopt.corpus.shards import Corpus
 from mixopt.errors import MixoptError
-from mixopt.mixture import check_domains
+from mixopt.mixture import Mixture, check_domains
 from mixopt.train import checkpoint
 from mixopt.train.config import load_model
 from mixopt.train.trainer import TrainResult, resolve_mixture, train
@@ -137,9 +137,23 @@ def _labels(raw: Sequence[str]) -> list[str]:
     return out
 
 
+def _same_mixture(a: Mixture, b: Mixture) -> bool:
+    def key(m: Mixture) -> list:
+        phases = [(1.0, m.weights)] if not m.schedule else m.schedule
+        return [(round(u, 12), sorted((d, round(w, 12)) for d, w in ws.items() if w > 0)) for u, ws in phases]
+
+    return key(a) == key(b)
+
+
 def _run_one(folder: Path, **kw: Any) -> TrainResult:
     resume = (folder / checkpoint.CHECKPOINT).exists()
-    return train(out=folder, resume=resume, **kw)
+    try:
+        return train(out=folder, resume=resume, **kw)
+    except checkpoint.CheckpointMismatch as exc:  # in compare's words: it has no --resume
+        raise MixoptError(
+            f"{folder} holds a run of another comparison (it differs in {exc.differences}); run compare "
+            "with that comparison's settings to go on with it, or give another --out"
+        ) from exc
 
 
 def compare(
@@ -173,9 +187,18 @@ def compare(
         raise MixoptError(f"--seeds is {seeds}; give at least 1 (2 or more for standard errors)")
     corpus = corpus if isinstance(corpus, Corpus) else Corpus.open(corpus)
     spec = load_model(model)
-    resolved = [resolve_mixture(m, corpus)[0] for m in mixtures]  # every mixture checked before any run
+    resolved = []
+    for raw in mixtures:  # every mixture checked before any run, its errors naming it
+        try:
+            resolved.append(resolve_mixture(raw, corpus)[0])
+        except MixoptError as exc:
+            raise MixoptError(f"{raw}: {exc}") from exc
     for m, raw in zip(resolved, mixtures, strict=True):
         check_domains(m.weights, corpus.domains, where=f"mixture {raw}")
+    for j, (m, raw) in enumerate(zip(resolved, mixtures, strict=True)):
+        same = next((mixtures[i] for i in range(j) if _same_mixture(resolved[i], m)), None)
+        if same is not None:
+            raise MixoptError(f"{raw} is the same mixture as {same}: give each mixture once")
     spec.lm_config(corpus.vocab_size, dense=dense)
     labels = _labels(mixtures)
     budget = (spec.with_tokens(tokens) if tokens is not None else spec).train.tokens
