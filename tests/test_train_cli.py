@@ -92,7 +92,7 @@ def test_train_cli_reports_against_the_prediction(tiny_workspace: Path, model_to
         capsys,
     )
     assert code == 2 and "--resume" in err
-    code, stdout, _ = run(
+    code, stdout, err = run(
         [
             "train",
             "--mixture",
@@ -109,6 +109,7 @@ def test_train_cli_reports_against_the_prediction(tiny_workspace: Path, model_to
         capsys,
     )
     assert code == 0 and json.loads(stdout)["metrics"] == res["metrics"]
+    assert "the run had finished (" in err  # said, not a silent reprint
 
 
 def test_diverged_training_exits_1_and_keeps_json_clean(tiny_workspace: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001

@@ -209,6 +209,11 @@ def train_cmd(
         clock: dict[str, tuple[float, int]] = {}
 
         def on_progress(ev: dict) -> None:
+            if "resumed" in ev:  # said whatever the output: where the run goes on from
+                done = ev["resumed"] >= ev["steps"]
+                err_console.print(f"the run had finished ({ev['steps']} steps); its result:" if done else
+                                  f"resuming at step {ev['resumed']} of {ev['steps']}", highlight=False)
+                return
             if "eval" in ev:
                 progress.update(task, note=f"val {ev['eval']['objective']:.3f}")
                 if plain:  # one line per evaluation, so a redirected log shows the run moving

@@ -243,7 +243,8 @@ def train(
         checkpoint_every: optimizer steps between checkpoints besides those at each evaluation
             (None: every 5% of the run; 0: only at evaluations). Ctrl-C also checkpoints, at the
             end of the step under way, so a resumed run goes on from there.
-        on_progress: called with a dict after every step and every evaluation.
+        on_progress: called with a dict after every step (``step``, ``loss``, ...), every
+            evaluation (``eval``) and once on resuming (``resumed``: the step it goes on from).
 
     Raises:
         MixoptError: unknown domains, bad configs, a checkpoint of another run, an existing
@@ -352,6 +353,8 @@ def train(
             if upd is not None:
                 upd.load_state_dict(state["updater"])
             log.info("resumed %s at step %d of %d", folder, step, steps)
+            if on_progress is not None:
+                on_progress({"resumed": step, "steps": steps})
 
         def weights_now(fraction: float) -> np.ndarray:
             return upd_w if upd_w is not None else sampler.weights_at(fraction)
