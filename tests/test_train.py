@@ -358,6 +358,11 @@ def test_a_mixture_from_another_corpus_is_flagged(tiny_corpus, tmp_path: Path) -
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         resolve_mixture(str(same.save(tmp_path / "s.json")), tiny_corpus)
+    # A mixture that lists only some domains trains the others at 0: said, not silent.
+    first, *rest = tiny_corpus.domains
+    part = Mixture({first: 1.0}).save(tmp_path / "p.json")
+    with pytest.warns(MixoptWarning, match=f"p.json does not list {', '.join(rest)}: they are not trained on"):
+        resolve_mixture(str(part), tiny_corpus)
 
 
 def test_report_sets_each_domain_against_its_prediction() -> None:

@@ -123,6 +123,11 @@ def resolve_mixture(mixture: Mixture | str | Path, corpus: Corpus) -> tuple[Mixt
             MixoptWarning,
             stacklevel=2,
         )
+    unlisted = [d for d in corpus.domains if d not in mix.weights]
+    if unlisted and not (set(mix.weights) - set(corpus.domains)):  # (unknown domains: an error later)
+        they = "it is" if len(unlisted) == 1 else "they are"
+        warnings.warn(f"mixture {p.name} does not list {', '.join(unlisted)}: {they} not trained on "
+                      "(weight 0)", MixoptWarning, stacklevel=2)
     return mix, p.stem
 
 
