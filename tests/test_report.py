@@ -90,9 +90,13 @@ def test_report_through_the_cli_and_of_a_search_that_stopped_early(search, capsy
     assert "runs.png" in out and "weights.png" not in out  # no result yet: no weights to compare
 
 
-def test_report_names_the_cv_model_and_flags_a_constant_one(search):
-    """RegMix's trees cannot split 18 runs: its CV figures are flagged; more folds than runs say so."""
+def test_report_names_the_cv_model_and_flags_a_constant_one(search, monkeypatch):
+    """Trees with RegMix's 20 runs per leaf cannot split 18 runs: their CV figures are flagged; more
+    folds than runs say so."""
+    from mixopt.fitters.regmix import RegMixFitter
     from mixopt.report import make_report
+
+    monkeypatch.setitem(RegMixFitter.__init__.__kwdefaults__, "min_child_samples", 20)
 
     store = RunStore()
     rec = store.get_search("rep")
@@ -105,5 +109,8 @@ def test_report_names_the_cv_model_and_flags_a_constant_one(search):
     assert "predicts one value for every mixture" in rep.cv_notes[1]
     md = rep.markdown
     assert "- model: regmix; 18 folds" in md and "measure nothing" in md
+    monkeypatch.setitem(RegMixFitter.__init__.__kwdefaults__, "min_child_samples", None)
+    split = make_report("rep-regmix", folds=5)  # regmix's own floor (n/8 runs per leaf) splits them
+    assert not any("predicts one value" in n for n in split.cv_notes)
     lin = make_report("rep")
     assert lin.cv_notes == ["model: linear; 5 folds"] and "- model: linear; 5 folds" in lin.markdown

@@ -361,7 +361,7 @@ def test_a_mixture_from_another_corpus_is_flagged(tiny_corpus, tmp_path: Path) -
     # A mixture that lists only some domains trains the others at 0: said, not silent.
     first, *rest = tiny_corpus.domains
     part = Mixture({first: 1.0}).save(tmp_path / "p.json")
-    with pytest.warns(MixoptWarning, match=f"p.json does not list {', '.join(rest)}: they are not trained on"):
+    with pytest.warns(MixoptWarning, match=f"p.json does not list {', '.join(rest)}: they are not trained"):
         resolve_mixture(str(part), tiny_corpus)
 
 
