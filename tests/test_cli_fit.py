@@ -299,3 +299,10 @@ def test_a_kl_the_sampler_cannot_use_is_noted() -> None:
                                                         "choice) has no convex form")
     assert unused_kl_note(info, None, "auto") is None and unused_kl_note(info, 0.0, "auto") is None
     assert unused_kl_note({"solver": "SLSQP"}, 0.5, "auto") is None
+
+
+def test_fit_without_tables_says_which_are_missing(capsys: pytest.CaptureFixture[str]) -> None:
+    bad(["fit", "--ratios", R, "--target", T, "--cv", "3"], capsys,
+        "mixopt fit reads run tables: give --metrics")
+    bad(["fit", "--store", "x.sqlite", "--target", T, "--cv", "3"], capsys,
+        "give --ratios, --metrics (--store is read only with --fidelity-law")

@@ -89,7 +89,11 @@ def fit(
         _render_scale(res)
         return
     if ratios is None or metrics is None or target is None:
-        raise MixoptError("mixopt fit needs --ratios, --metrics and --target (or --fidelity-law: the store)")
+        missing = ", ".join(n for n, v in (("--ratios", ratios), ("--metrics", metrics), ("--target", target))
+                            if v is None)
+        also = (" (--store is read only with --fidelity-law; the runs of a store are fitted by `mixopt "
+                "search`, which reuses them)" if store is not None else " (or --fidelity-law: the store)")
+        raise MixoptError(f"mixopt fit reads run tables: give {missing}{also}")
 
     config = FitConfig(
         ratios=ratios, metrics=metrics, target=target, method=method or "regmix", cv=cv, predict=predict,

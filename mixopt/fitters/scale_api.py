@@ -67,11 +67,14 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
     """(domains, curves) of the store's ok runs with a history; one domain set only."""
     from mixopt.proxy.rungs import load_rung
 
-    runs = store.runs(search_id=list(searches) or None, status="ok")
-    runs = [r for r in runs if r.history]
+    ok = store.runs(search_id=list(searches) or None, status="ok")
+    runs = [r for r in ok if r.history]
     if not runs:
         where = f"searches {', '.join(searches)}" if searches else "the store"
-        raise MixoptError(f"{where} has no finished runs with checkpoint histories; run proxy searches first")
+        bare = (f" ({len(ok)} finished runs have none: imported tables hold one value per run, so fit "
+                "them with --ratios/--metrics)" if ok else "")
+        raise MixoptError(f"{where} has no finished runs with checkpoint histories{bare}; --fidelity-law "
+                          "needs proxy runs that mixopt trained, at two or more rungs (mixopt search)")
     sets = {tuple(sorted(r.weights)) for r in runs}
     if len(sets) > 1:
         raise MixoptError(
