@@ -60,26 +60,50 @@ class RunTable:
     def metric_names(self) -> list[str]:
         return list(self.metrics.columns)
 
-    def target(self, name: str) -> np.ndarray:
-        """Values of metric ``name`` per run (``mean``: the mean of all metric columns); may hold NaN."""
+    def target_weights(self, name: str) -> dict[str, float]:
+        """The metric columns that make target ``name`` and their weights (summing to 1).
+
+        ``name``: a column; ``mean`` (every column, equally); or columns ``a,b`` (equally) or
+        ``a=0.7,b=0.3`` (weighted; the weights are normalised), as ``search --target`` takes them.
+        """
         if name == MEAN_TARGET:
             if not self.metric_names:
                 raise MixoptError("the metrics file has no numeric metric columns to average")
-            return self.metrics.to_numpy().astype(float).mean(axis=1)
-        if name not in self.metrics.columns:
-            raise MixoptError(
-                f"--target {name!r} is not a metric column; give one of: {MEAN_TARGET}, "
-                + ", ".join(self.metric_names)
-            )
-        return self.metrics[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            return {c: 1.0 / len(self.metric_names) for c in self.metric_names}
+        if name in self.metrics.columns:
+            return {name: 1.0}
+        parts: dict[str, float] = {}
+        for part in (p.strip() for p in name.split(",")):
+            col, eq, w = part.rpartition("=") if "=" in part else (part, "", "1")
+            try:
+                weight = float(w)
+            except ValueError:
+                weight = float("nan")
+            if col not in self.metrics.columns:
+                which = f"--target {name!r}" if col == name else f"--target {name!r}: {col!r}"
+                raise MixoptError(
+                    f"{which} is not a metric column; give one of: {MEAN_TARGET}, "
+                    + ", ".join(self.metric_names) + " (or several: c1,c2 or c1=0.7,c2=0.3)"
+                )
+            if not (weight > 0 and np.isfinite(weight)) or col in parts:
+                raise MixoptError(f"--target {name!r}: {part!r} needs a weight > 0, once per column")
+            parts[col] = weight
+        total = sum(parts.values())
+        return {c: w / total for c, w in parts.items()}
+
+    def target(self, name: str) -> np.ndarray:
+        """Values of target ``name`` per run (see :meth:`target_weights`); may hold NaN."""
+        weights = self.target_weights(name)
+        Y = self.metrics.select(list(weights)).cast(pl.Float64).fill_null(np.nan).to_numpy()
+        return Y @ np.array(list(weights.values()))
 
     def target_parts(self, name: str, run_ids: Sequence[str]) -> tuple[np.ndarray, dict[str, float]]:
-        """The metric columns that make target ``name`` (``mean``: every column, equally weighted) at
-        the runs ``run_ids``: (their values (n, n_columns), column → weight in the target)."""
-        cols = self.metric_names if name == MEAN_TARGET else [name]
+        """The metric columns that make target ``name`` at the runs ``run_ids``: (their values
+        (n, n_columns), column → weight in the target)."""
+        weights = self.target_weights(name)
         row = {r: i for i, r in enumerate(self.run_ids)}
-        Y = self.metrics.select(cols).cast(pl.Float64).fill_null(np.nan).to_numpy()
-        return Y[[row[r] for r in run_ids]], {c: 1.0 / len(cols) for c in cols}
+        Y = self.metrics.select(list(weights)).cast(pl.Float64).fill_null(np.nan).to_numpy()
+        return Y[[row[r] for r in run_ids]], weights
 
     def target_rows(self, name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(X, y, run ids) of the runs whose target is finite; the others are left out with a warning."""

@@ -148,3 +148,19 @@ def test_read_ratios_alone() -> None:
     with pytest.warns(MixoptWarning):
         ids, domains, W, key = read_ratios(REGMIX / "test_mixture_1m.csv")
     assert key == "index" and len(ids) == 32 and len(domains) == 17 and W.shape == (32, 17)
+
+
+def test_a_target_of_several_columns_is_their_weighted_mean(tmp_path: Path) -> None:
+    r = write(tmp_path / "r.csv", "run,a,b\nx,0.5,0.5\ny,0.25,0.75\n")
+    m = write(tmp_path / "m.csv", "run,l1,l2\nx,1.0,3.0\ny,2.0,4.0\n")
+    t = read_run_tables(r, m)
+    np.testing.assert_allclose(t.target("l1,l2"), [2.0, 3.0])
+    np.testing.assert_allclose(t.target("l1=3,l2=1"), [1.5, 2.5])  # weights normalised: 0.75, 0.25
+    assert t.target_weights("l1=3,l2=1") == {"l1": 0.75, "l2": 0.25}
+    Y, w = t.target_parts("l2,l1", ["y"])
+    np.testing.assert_array_equal(Y, [[4.0, 2.0]])
+    assert w == {"l2": 0.5, "l1": 0.5}
+    with pytest.raises(MixoptError, match=r"'l3' is not a metric column"):
+        t.target("l1,l3")
+    with pytest.raises(MixoptError, match=r"needs a weight > 0, once per column"):
+        t.target("l1=0,l2")

@@ -263,8 +263,10 @@ def _save_mixture(
     if model is not None:
         params["fitter"] = {k: v for k, v in model.get_params().items() if _jsonable(v)}
     mixture = Mixture(weights, meta={
+        # "columns": the table's metric columns and their weights in the target ("weights" is the
+        # contract's per-domain loss weights, which a table's columns are not)
         "objective": {"kind": "mean" if config.target == "mean" else "metric", "metric": config.target,
-                      "weights": {}},
+                      "weights": {}, "columns": table.target_weights(config.target)},
         "method": method,
         "params": params,
         "predicted": {"mean": prop.predicted, "std": prop.std,
