@@ -460,7 +460,8 @@ def bench_moe(
         console.print(f"goal {name}: worst {g['worst']:.2f}×, mean {g['mean']:.2f}× — {mark}")
     if train_rows:
         tt = Table(title="end-to-end training (same run)")
-        for col in ("model", "params (active)", "tokens/s", "model TFLOP/s", "MFU"):
+        # With the (tied) embedding, which the model TOMLs' "non-embedding" counts leave out.
+        for col in ("model", "params with embedding (active)", "tokens/s", "model TFLOP/s", "MFU"):
             tt.add_column(col, justify="right")
         for r in train_rows:
             tt.add_row(
