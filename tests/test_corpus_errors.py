@@ -124,6 +124,14 @@ def test_non_utf8_file_named_with_offset(workspace: Path, tmp_path: Path, capsys
     )
 
 
+def test_a_broken_jsonl_line_is_named(workspace: Path, tmp_path: Path, capsys) -> None:
+    jsonl = tmp_path / "broken.jsonl"
+    jsonl.write_text('{"domain": "a", "text": "ok"}\n\n{"domain": "b", "text": "ok"}\n{"domain" "b"}\n')
+    assert_refused(capsys, workspace, "corpus", "add", "x", "--from", str(jsonl),
+                   match="broken.jsonl as jsonl: line 4 is not valid JSON (Expecting ':' delimiter at "
+                         "column 11)")
+
+
 def test_unreadable_file(workspace: Path, tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"this is not parquet")

@@ -122,11 +122,29 @@ def _read_table(path: Path, fmt: str):  # -> polars.DataFrame
                 frames.append(pl.read_parquet(f))
         except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise MixoptError(f"cannot read {f} as {fmt}: {first}; check the file or --format") from None
+            where = _bad_json_line(f) if fmt == "jsonl" else None  # polars names no line
+            raise MixoptError(
+                f"cannot read {f} as {fmt}: {where or first}; check the file or --format"
+            ) from None
     try:
         return pl.concat(frames, how="diagonal_relaxed")
     except pl.exceptions.PolarsError as exc:
         raise MixoptError(f"the {fmt} files in {path} do not share compatible columns: {exc}") from None
+
+
+def _bad_json_line(path: Path) -> str | None:
+    """``line N: <what json says>`` for the first line of a jsonl file that is not a JSON object."""
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                return f"line {n} is not valid JSON ({exc.msg} at column {exc.colno})"
+            if not isinstance(obj, dict):
+                return f"line {n} is not a JSON object"
+    return None
 
 
 def _read_hf(path: Path):  # -> polars.DataFrame
