@@ -6,6 +6,10 @@ wrong and how to fix it; the CLI turns it into one line on stderr and exit code 
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
+
 
 class MixoptError(ValueError):
     """Bad input from a user: one line naming the problem and the fix."""
@@ -13,3 +17,19 @@ class MixoptError(ValueError):
 
 class MixoptWarning(UserWarning):
     """Something suspicious that does not stop the run (renormalised rows, epoch caps, ...)."""
+
+
+@contextlib.contextmanager
+def warnings_as_notes() -> Iterator[list[str]]:
+    """Collect the MixoptWarnings raised inside (for a result's notes) and still show every warning.
+
+    A fit that did not converge warns on the console; the mixture JSON it writes should say so too.
+    The list is filled when the block ends, each message once.
+    """
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield notes
+    for w in caught:  # shown as they would have been, under the caller's filters
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    notes.extend(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, MixoptWarning)))

@@ -306,3 +306,18 @@ def test_fit_without_tables_says_which_are_missing(capsys: pytest.CaptureFixture
         "mixopt fit reads run tables: give --metrics")
     bad(["fit", "--store", "x.sqlite", "--target", T, "--cv", "3"], capsys,
         "give --ratios, --metrics (--store is read only with --fidelity-law")
+
+
+def test_the_fits_own_warnings_are_notes_of_the_mixture(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.1, 0.7, 30)
+    runs = [f"r{i}" for i in range(30)]
+    pl.DataFrame({"run": runs, "a": a, "b": 0.8 - a, "c": np.full(30, 0.2)}).write_csv(tmp_path / "r.csv")
+    pl.DataFrame({"run": runs, "loss": 2.0 + np.exp(-2 * a)}).write_csv(tmp_path / "m.csv")
+    out = tmp_path / "mix.json"
+    assert run_cli(["fit", "--ratios", str(tmp_path / "r.csv"), "--metrics", str(tmp_path / "m.csv"),
+                    "--target", "loss", "--method", "loglinear", "--propose", "--out", str(out)]) == 0
+    assert "have the same weight in every run" in capsys.readouterr().err  # shown as it ran, and kept:
+    notes = Mixture.load(out).meta["notes"]
+    assert any("have the same weight in every run" in n for n in notes)

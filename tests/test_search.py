@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -461,3 +462,18 @@ def test_a_dead_trial_is_recorded_with_the_telling_line_of_its_error_file(tmp_pa
     assert text.startswith("The actor's worker process exited with exit code 3. (Ray's error file: ")
     assert _error_summary(None) == "no error file"
     assert _error_summary(str(tmp_path / "gone")).startswith("see ")
+
+
+def test_a_law_search_notes_its_fit_warnings_but_not_a_fixed_domain(workspace, tmp_path, ray_session):
+    from mixopt.search.driver import run_search
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = run_search(config(tmp_path, name="lawfix", budget=10, method="mixing-law", fix={"web": 0.3}))
+    said = [str(w.message) for w in caught]
+    assert not any("have the same weight in every run" in m for m in [*said, *res.notes])  # --fix holds it
+    # A warning of the fit itself is kept in the mixture's notes, as shown: books is held at 0 by a
+    # ceiling, not by --fix, so the law says it has no term for it.
+    res = run_search(config(tmp_path, name="lawcap", budget=10, method="mixing-law",
+                            max_weight={"books": 0.0}, reuse=False))
+    assert any("domain(s) books have the same weight in every run" in n for n in res.notes)

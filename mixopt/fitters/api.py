@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, warnings_as_notes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,8 +161,10 @@ def fit_tables(config: FitConfig) -> FitReport:
             params = {"n_candidates": config.n_candidates, "k": config.k}
         params.update(kl_params)
         model = fitter
+        fit_notes: list[str] = []
         if model is not None:
-            model.fit(X, target)
+            with warnings_as_notes() as fit_notes:  # a fit that did not converge: said in the JSON too
+                model.fit(X, target)
             selection = getattr(model, "cv_table_", None)
         seconds["fit"] = round(time.perf_counter() - t, 3)
         if new is not None:
@@ -175,7 +177,8 @@ def fit_tables(config: FitConfig) -> FitReport:
             else:
                 prop = proposer.propose(model, space)
             seconds["propose"] = round(time.perf_counter() - t, 3)
-            proposal = _save_mixture(prop, model, method.name, table, X, y, run_ids, space, config, params)
+            proposal = _save_mixture(prop, model, method.name, table, X, y, run_ids, space, config, params,
+                                     fit_notes)
     return FitReport(
         method=method.name, target=config.target, domains=table.domains, n_runs=len(y),
         n_excluded=n_all - len(y), cv=cv, predictions=predictions, proposal=proposal,
@@ -213,7 +216,7 @@ def _write_predictions(model: Any, new: tuple, domains: tuple[str, ...], config:
 
 def _save_mixture(
     prop: Any, model: Any, method: str, table: Any, X: np.ndarray, y: np.ndarray, run_ids: list[str],
-    space: Any, config: FitConfig, proposer_params: dict[str, Any],
+    space: Any, config: FitConfig, proposer_params: dict[str, Any], fit_notes: list[str],
 ) -> dict[str, Any]:
     import mixopt
     from mixopt.mixture import Mixture
@@ -250,6 +253,7 @@ def _save_mixture(
                 notes.append(note)
         for n in notes:
             warnings.warn(n, MixoptWarning, stacklevel=2)
+        notes = [*fit_notes, *notes]  # the fit's own warnings were shown when it ran
     # The options given, then what the proposer reports; "kl" only from the report, because a
     # model without a convex form is proposed by top-k sampling, which has no KL term.
     info_params = {k: v for k, v in prop.info.items() if _jsonable(v)}

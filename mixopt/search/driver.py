@@ -13,6 +13,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ import numpy as np
 
 from mixopt import __version__
 from mixopt.atomic import write_json
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, warnings_as_notes
 from mixopt.proposers.exact import held_note, kl_note, unused_kl_note
 from mixopt.proposers.proposal import beyond_runs_note, extrapolation_note, worse_than_best_note
 from mixopt.search.config import SearchConfig
@@ -340,6 +341,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     # 3. validate
     notes: list[str] = []
     prop = next(c for c in cands if c.name == PROPOSAL)
+    notes += prop.info.get("fit_notes") or []
     if held := held_note(prop.info):
         notes.append(held)
     if unused := unused_kl_note(prop.info, cfg.kl, cfg.method):
@@ -454,14 +456,20 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
     if spec.training_free:
         return _entropy_candidates(prep)
     t0 = time.perf_counter()
+    # A domain constant in every run because --fix holds it there is no news for the laws to tell.
+    constant = {prep.domains[i] for i in np.flatnonzero(np.ptp(X, axis=0) <= 1e-9)} if len(X) else set()
+    quiet = ["the fitted model predicts the same value"]  # the search's own note says it, with the budget
+    if constant <= set(space.fixed):
+        quiet.append(".*have the same weight in every run")
     with warnings.catch_warnings():
-        # The search says this in a note of its own (with the budget to raise), once.
-        warnings.filterwarnings("ignore", message="the fitted model predicts the same value",
-                                category=MixoptWarning)
+        for pattern in quiet:
+            warnings.filterwarnings("ignore", message=pattern, category=MixoptWarning)
         metrics = prep.objective.metric_weights(prep.domains)
         Y = prep.store.metric_rows(ids, list(metrics)) if spec.per_metric and len(metrics) > 1 else None
-        fitter, proposal = spec.fit_propose(X, y, space, seed=cfg.seed, metrics=metrics, Y=Y,
-                                            proposer_params=spec.kl_option(cfg.kl))
+        with warnings_as_notes() as fit_notes:  # a fit that did not converge: in the JSON's notes too
+            fitter, proposal = spec.fit_propose(X, y, space, seed=cfg.seed, metrics=metrics, Y=Y,
+                                                proposer_params=spec.kl_option(cfg.kl))
+    proposal.info["fit_notes"] = [n for n in fit_notes if not any(re.match(p, n) for p in quiet)]
     fit_seconds = time.perf_counter() - t0
     if fitter is not None and len(y) > 2:  # how well the model fits the runs it was fitted on
         resid = np.asarray(_predict(fitter, X)[0], dtype=float) - y
