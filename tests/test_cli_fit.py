@@ -321,3 +321,20 @@ def test_the_fits_own_warnings_are_notes_of_the_mixture(tmp_path: Path,
     assert "have the same weight in every run" in capsys.readouterr().err  # shown as it ran, and kept:
     notes = Mixture.load(out).meta["notes"]
     assert any("have the same weight in every run" in n for n in notes)
+
+
+def test_fit_proposes_under_a_repetition_cap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    domains = [c for c in pl.read_csv(R).columns if c != "index"]
+    tokens = {d: (1e6 if i == 0 else 1e8) for i, d in enumerate(domains)}  # the first domain is small
+    toks = ",".join(f"{d}={t:g}" for d, t in tokens.items())
+    out = tmp_path / "capped.json"
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "loglinear", "--kl", "0",
+                    "--propose", "--out", str(out), "--tokens", toks, "--max-epochs", "2",
+                    "--target-tokens", "1e8"]) == 0
+    w = Mixture.load(out).weights
+    assert w[domains[0]] <= 2 * 1e6 / 1e8 + 1e-9  # two passes over 1M tokens of a 100M-token run
+    assert Mixture.load(out).meta["params"]["constraints"]["max_epochs"] == 2
+    bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--propose", "--out", str(out),
+         "--max-epochs", "2"], capsys, "--max-epochs needs the tokens of each domain")
+    bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--cv", "3", "--target-size", "1e9"], capsys,
+        "--target-size go with --fidelity-law")

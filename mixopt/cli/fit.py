@@ -57,8 +57,12 @@ def fit(
     store: Annotated[str | None, opt("--store", help="--fidelity-law: run store path.")] = None,
     search: Annotated[list[str] | None, opt("--search", help="--fidelity-law: searches whose runs are used "
                                             "(repeatable; default all).")] = None,
-    target_tokens: Annotated[float | None, opt("--target-tokens", help="--fidelity-law: training tokens to "
-                                               "extrapolate to (default: the last checkpoint).")] = None,
+    target_tokens: Annotated[float | None, opt("--target-tokens", help="Tokens of the final run: with "
+                                               "--max-epochs, the repetition cap (default: the sum of "
+                                               "--tokens); --fidelity-law: training tokens to extrapolate to "
+                                               "(default: the last checkpoint).")] = None,
+    max_epochs: Annotated[float | None, opt("--max-epochs", help="--propose: at most this many passes over "
+                                            "any domain at --target-tokens (needs --tokens).")] = None,
     target_size: Annotated[float | None, opt("--target-size", help="--fidelity-law: non-embedding parameters "
                                              "to extrapolate to (default: the largest rung).")] = None,
     size_exponent: Annotated[float | None, opt("--size-exponent", help="--fidelity-law: fixed size-law "
@@ -73,9 +77,10 @@ def fit(
     if fidelity_law:
         from mixopt.fitters.scale_api import ScaleFitConfig, fit_across_scale
 
-        if any(v is not None for v in (ratios, metrics, cv, predict, tokens)):
+        if any(v is not None for v in (ratios, metrics, cv, predict, tokens, max_epochs)):
             raise MixoptError(
-                "--fidelity-law reads the run store; drop --ratios/--metrics/--cv/--predict/--tokens"
+                "--fidelity-law reads the run store; drop --ratios/--metrics/--cv/--predict/--tokens/"
+                "--max-epochs"
             )
         res = fit_across_scale(ScaleFitConfig(
             store=store, searches=tuple(search or ()), method=method or "mixing-law",
@@ -94,12 +99,18 @@ def fit(
         also = (" (--store is read only with --fidelity-law; the runs of a store are fitted by `mixopt "
                 "search`, which reuses them)" if store is not None else " (or --fidelity-law: the store)")
         raise MixoptError(f"mixopt fit reads run tables: give {missing}{also}")
+    law_only = [o for o, v in (("--target-size", target_size), ("--size-exponent", size_exponent),
+                               ("--search", search), ("--store", store)) if v]
+    if law_only:
+        raise MixoptError(f"{', '.join(law_only)} go with --fidelity-law (fitting across rungs from the "
+                          "store); drop them to fit the run tables")
 
     config = FitConfig(
         ratios=ratios, metrics=metrics, target=target, method=method or "regmix", cv=cv, predict=predict,
         propose=propose, out=out, seed=seed, min_weight=min_weight,
         ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"),
         n_candidates=candidates, k=top_k, kl=kl, tokens=parse_assignments(tokens, option="--tokens") or None,
+        max_epochs=max_epochs, target_tokens=target_tokens,
     )
     report = fit_tables(config)
     if as_json:

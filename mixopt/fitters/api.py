@@ -39,6 +39,8 @@ class FitConfig:
             law's own optimum). Only for methods solved exactly.
         tokens: available tokens per domain: the prior (token shares, as Olmix's natural mixture)
             of the KL term and of the top-k sampler's candidates; None: uniform.
+        max_epochs: the proposal's repetition cap, passes over any domain at ``target_tokens``
+            (default: the sum of ``tokens``); needs ``tokens``.
     """
 
     ratios: Path
@@ -57,6 +59,8 @@ class FitConfig:
     k: int = 128
     kl: float | None = None
     tokens: Mapping[str, float] | None = None
+    max_epochs: float | None = None
+    target_tokens: float | None = None
 
     def __post_init__(self) -> None:
         if self.predict is not None and self.propose:
@@ -65,6 +69,8 @@ class FitConfig:
             raise MixoptError(f"{'--predict' if self.predict is not None else '--propose'} needs --out PATH")
         if self.out is not None and self.predict is None and not self.propose:
             raise MixoptError("--out is given but nothing to write; add --predict FILE or --propose")
+        if self.max_epochs is not None and not self.tokens:
+            raise MixoptError("--max-epochs needs the tokens of each domain (--tokens a=1e9,b=2e9,...)")
         if self.cv is not None and self.cv < 2:
             raise MixoptError(f"--cv {self.cv}: K must be at least 2")
         if self.predict is not None and str(self.out).lower().endswith(".json"):
@@ -133,8 +139,12 @@ def fit_tables(config: FitConfig) -> FitReport:
     if len(y) < 2:
         raise MixoptError(f"only {len(y)} run(s) have a finite {config.target!r}; fitting needs at least 2")
     # Validates the constraints against the domains even when nothing is proposed.
+    target_tokens = config.target_tokens
+    if config.max_epochs is not None and target_tokens is None:  # as a search: passes at the data's own size
+        target_tokens = float(sum(config.tokens.values()))  # type: ignore[union-attr]
     space = SearchSpace(domains=table.domains, min_weight=config.min_weight, ceilings=dict(config.ceilings),
-                        fixed=dict(config.fixed), tokens=dict(config.tokens) if config.tokens else None)
+                        fixed=dict(config.fixed), tokens=dict(config.tokens) if config.tokens else None,
+                        max_epochs=config.max_epochs, target_tokens=target_tokens)
     new = None
     if config.predict is not None:
         new = read_ratios(config.predict, what="--predict", domains=table.domains)
