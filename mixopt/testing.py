@@ -153,6 +153,15 @@ def broken_until_fixed(request: EvalRequest) -> EvalResult | dict[str, float]:
     return loglinear(request)
 
 
+def raises_until_fixed(request: EvalRequest) -> EvalResult:
+    """Raises (a crash, within the contract) until the file ``fidelity["fixed"]`` exists, then
+    :func:`loglinear`: the resume after every run failed."""
+    if not Path(str((request.fidelity or {}).get("fixed", ""))).is_file():
+        _mark(request)
+        raise RuntimeError(f"simulated crash of run {request.run_id}, until fixed")
+    return loglinear(request)
+
+
 def hangs_once(request: EvalRequest) -> EvalResult:
     """Hangs (sleeps ``fidelity["hang"]`` s, default 600) on the first attempt of slot s0001, as a
     stuck training job does; otherwise :func:`loglinear`."""

@@ -125,6 +125,22 @@ def test_an_evaluator_that_breaks_the_contract_stops_the_search(workspace, tmp_p
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_a_search_whose_runs_all_failed_finishes_when_resumed_after_the_fix(workspace, tmp_path, ray_session):
+    """Its error says to fix the evaluator and resume: the failed runs get their retries again."""
+    from mixopt.search.driver import resume_search, run_search
+
+    flag = tmp_path / "fixed"
+    cfg = config(tmp_path, name="crashy", evaluator="mixopt.testing:raises_until_fixed", budget=4, retries=0,
+                 fidelity={"fixed": str(flag)})
+    with pytest.raises(MixoptError, match=r"too few to fit.*mixopt search --resume crashy"):
+        run_search(cfg)
+    flag.write_text("fixed")
+    res = resume_search("crashy", retries=1)
+    assert res.runs["ok"] == res.runs["fitted"] == 4 and res.runs["failed"] == 0
+    assert RunStore().require_search("crashy").config["retries"] == 0  # --retries applied to the resume only
+    assert len([r for r in RunStore().runs(search_id="crashy") if r.status == "failed"]) == 4
+
+
 def test_a_search_stopped_by_a_contract_error_finishes_after_the_fix(workspace, tmp_path, ray_session):
     """The user fixes the evaluator and resumes: the broken slots run again and the search ends."""
     from mixopt.search.driver import resume_search, run_search

@@ -26,7 +26,7 @@ Str = str | None
 
 
 # What --resume takes from the command line; everything else comes from the stored search.
-RESUME_OPTIONS = {"resume", "store", "address", "concurrency", "out", "trial_timeout", "as_json"}
+RESUME_OPTIONS = {"resume", "store", "address", "concurrency", "out", "trial_timeout", "retries", "as_json"}
 
 
 @app.command("search")
@@ -98,8 +98,11 @@ def search(
                         + ", ".join("--" + p.replace("_", "-") for p in ignored)
                         + " (start a new search to change them)"
                     )
+                given = ctx.get_parameter_source("retries")
                 result = resume_search(resume, store=store, progress=progress, address=address,
-                                       concurrency=concurrency, out=out, trial_timeout=trial_timeout)
+                                       concurrency=concurrency, out=out, trial_timeout=trial_timeout,
+                                       retries=retries if given is not None and given.name == "COMMANDLINE"
+                                       else None)
             else:
                 config = SearchConfig(
                     name=name, corpus=corpus, evaluator=evaluator,

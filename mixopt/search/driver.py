@@ -151,9 +151,13 @@ def driver_lock(folder: Path, name: str) -> Iterator[None]:
 def resume_search(
     name: str, *, store: str | None = None, evaluator: Callable | None = None,
     progress: Progress | None = None, address: str | None = None, concurrency: int | None = None,
-    out: str | None = None, trial_timeout: float | None = None,
+    out: str | None = None, trial_timeout: float | None = None, retries: int | None = None,
 ) -> SearchResult:
-    """Continue the search ``name`` where it stopped; a finished search returns its stored result."""
+    """Continue the search ``name`` where it stopped; a finished search returns its stored result.
+
+    Runs that failed after all their retries run again (with ``retries``, default the search's
+    own); diverged runs do not.
+    """
     st = RunStore(store) if store else RunStore()
     rec = st.require_search(name)
     if rec.state == "done" and rec.result:
@@ -176,6 +180,8 @@ def resume_search(
         changes["out"] = out
     if trial_timeout is not None:  # one too short for every run must not doom the search
         changes["trial_timeout"] = trial_timeout
+    if retries is not None:
+        changes["retries"] = retries
     cfg = cfg.replace(**changes)
     prep = prepare(cfg, evaluator, search_id=name)
     plan = rec.plan or {}
@@ -193,6 +199,12 @@ def resume_search(
         requeued = st.retag_errors(name, FATAL_PREFIX, REQUEUED + FATAL_PREFIX)
         if requeued:
             logger.info("%d runs broke the evaluator's contract before; they run again", len(requeued))
+        # Runs that failed (raised, died) after every retry get their retries again: a resume
+        # follows a fix of the evaluator or the cluster. Diverged runs stay (a mixture that blows up
+        # would blow up again), and so do timed-out ones unless --trial-timeout changes (below).
+        again = st.requeue_failed(name, REQUEUED, keep=(REQUEUED, INTERRUPTED, TIMED_OUT))
+        if again:
+            logger.info("%d failed runs get their retries again", len(again))
         if trial_timeout is not None:  # runs stopped by the old limit get another chance under the new
             again = st.retag_errors(name, TIMED_OUT, REQUEUED + TIMED_OUT)
             if again:
