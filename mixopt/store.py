@@ -535,6 +535,13 @@ class RunStore:
         with self._write() as con:
             con.execute(f"UPDATE searches SET {', '.join(sets)} WHERE search_id = ?", [*args, search_id])
 
+    def delete_search_if_unused(self, search_id: str) -> bool:
+        """Delete the record of a search that has no runs (one refused before any trial); whether it did."""
+        with self._write() as con:
+            if con.execute("SELECT 1 FROM runs WHERE search_id = ? LIMIT 1", (search_id,)).fetchone():
+                return False
+            return con.execute("DELETE FROM searches WHERE search_id = ?", (search_id,)).rowcount > 0
+
     def get_search(self, search_id: str) -> SearchRecord | None:
         with self._connect() as con:
             row = con.execute("SELECT * FROM searches WHERE search_id = ?", (search_id,)).fetchone()

@@ -493,3 +493,12 @@ def test_a_law_search_notes_its_fit_warnings_but_not_a_fixed_domain(workspace, t
     res = run_search(config(tmp_path, name="lawcap", budget=10, method="mixing-law",
                             max_weight={"books": 0.0}, reuse=False))
     assert any("domain(s) books have the same weight in every run" in n for n in res.notes)
+
+
+def test_a_trial_bigger_than_any_node_is_refused_and_leaves_no_search(workspace, tmp_path, ray_session):
+    from mixopt.search.driver import run_search
+
+    with pytest.raises(MixoptError, match=r"--cpus-per-trial 64: no node of the Ray cluster has that many "
+                                          r"CPUs \(the largest has 2\); give at most 2"):
+        run_search(config(tmp_path, name="huge", cpus_per_trial=64))  # Tune would wait forever
+    assert RunStore().get_search("huge") is None and not (workspace / "searches" / "huge").exists()

@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import re
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -107,6 +108,10 @@ def run_search(
             info = _ray(config, progress, prep.search_id)
         except KeyboardInterrupt:
             prep.store.update_search(prep.search_id, state="interrupted")
+            raise
+        except MixoptError:  # Ray unreachable, a trial bigger than any node: nothing ran, nothing is left
+            if prep.store.delete_search_if_unused(prep.search_id):
+                shutil.rmtree(prep.search_dir, ignore_errors=True)
             raise
         except BaseException:
             prep.store.update_search(prep.search_id, state="failed")
@@ -234,9 +239,26 @@ def _failure_kinds(store: RunStore, searcher: SwarmSearcher) -> dict[str, int]:
 # ----- stages ------------------------------------------------------------------------------
 def _ray(config: SearchConfig, progress: Progress | None, search_id: str) -> RayInfo:
     info = ensure_ray(config.address)
+    biggest = _largest_node_cpus()
+    if biggest is not None and config.cpus_per_trial > biggest:  # Tune would wait for it forever
+        raise MixoptError(
+            f"--cpus-per-trial {config.cpus_per_trial}: no node of the Ray cluster has that many CPUs "
+            f"(the largest has {biggest:g}); give at most {int(biggest)}"
+        )
     _emit(progress, StageEvent(stage="ray", message="Ray is up", search_id=search_id,
                                lines=tuple(info.describe())))
     return info
+
+
+def _largest_node_cpus() -> float | None:
+    """CPUs of the cluster's largest live node (None if Ray does not say)."""
+    import ray
+
+    try:
+        cpus = [n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+    except Exception:  # informative only: Tune would still run what fits
+        return None
+    return max(cpus) if cpus else None
 
 
 def _emit(progress: Progress | None, event: Any) -> None:
