@@ -476,6 +476,13 @@ def test_a_dead_trial_is_recorded_with_the_telling_line_of_its_error_file(tmp_pa
                  "\tclass_name: ImplicitFunc\n\tThe actor's worker process exited with exit code 3.\n\n")
     text = _error_summary(str(f))
     assert text.startswith("The actor's worker process exited with exit code 3. (Ray's error file: ")
+    f.write_text("Failure # 1\nThe actor died unexpectedly before finishing this task.\n\tpid: 1\n"
+                 "The actor is dead because its worker process has died. Worker exit detail: Worker "
+                 "unexpectedly exits with a connection error code 2. End of file. Some common causes "
+                 "include: (1) the OOM\n")
+    assert _error_summary(str(f)).startswith("The actor is dead because its worker process has died. Worker "
+                                             "exit detail: Worker unexpectedly exits with a connection error "
+                                             "code 2. End of file. (Ray's error file: ")
     assert _error_summary(None) == "no error file"
     assert _error_summary(str(tmp_path / "gone")).startswith("see ")
 

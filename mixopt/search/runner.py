@@ -210,9 +210,12 @@ def _error_summary(path: str | None) -> str:
         lines = [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return f"see {path}"
-    telling = [ln for ln in lines if "exit code" in ln or "exited" in ln or "Error:" in ln]
+    telling = [ln for ln in lines if "exit code" in ln or "exited" in ln or "exits" in ln or "Error:" in ln]
     line = (telling or lines or ["(empty)"])[-1]
-    return f"{line[:300]} (Ray's error file: {path})"
+    line = line.split(" Some common causes")[0]  # Ray's list of guesses (OOM, ray stop, SIGSEGV) goes on
+    if len(line) > 300:
+        line = line[:300].rsplit(". ", 1)[0] + "."
+    return f"{line} (Ray's error file: {path})"
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -246,7 +249,8 @@ def run_trials(
     # Without those loggers Tune's result grid warns that it finds no metrics files; the store has them.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     # On Ctrl-C Tune suggests Tuner.restore; mixopt resumes from the store (--resume NAME) instead.
-    logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
+    # Its "Trials did not complete" error after failed trials too: mixopt reports each run itself.
+    logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
     # A trial that dies or times out is recorded (its error in the store) and reported by mixopt in
     # one line; Tune's own report of it is a traceback of a hundred lines per trial.
     logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)

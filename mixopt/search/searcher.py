@@ -159,7 +159,7 @@ class MixtureSearcher(Searcher):
             return
         why = (result or {}).get("error")
         if not why:
-            why = ("the trial process died or timed out (its error is in the run store: `mixopt runs list`)"
+            why = ("the trial process died or timed out; `mixopt runs list` shows its error"
                    if error else f"status {status!r}, objective {value}")
         slot.error = str(why)
         if result and result.get("fatal"):
