@@ -7,7 +7,8 @@
   ``datasets.interleave_datasets(datasets, probabilities=probabilities)``.
 - ``olmix``: Olmix's ``[{"domain": ..., "weight": ...}]``.
 - ``yaml``: RegMix's mixture config (sail-sg/regmix mixture_config/config_1b/*.yaml): a ``train:``
-  mapping of domain to weight and a ``valid:`` mapping of validation set to weight. RegMix's trainer
+  mapping of training set (``train_<domain>``, as RegMix names its files) to weight and a ``valid:``
+  mapping of validation set to weight. RegMix's trainer
   deletes ``valid`` unconditionally, so the section is always written: the objective's domains and
   weights when the mixture records them (all domains equally otherwise), each named as RegMix names
   its validation sets (``train_x`` or ``x`` → ``valid_x``), unless ``valid`` is given.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -64,9 +66,31 @@ def _valid_name(domain: str) -> str:
     return "valid_" + domain.removeprefix("train_")
 
 
+def _train_name(domain: str) -> str:
+    # RegMix's train: keys are the file prefixes of the training data, train_<name> (its
+    # prepare_file_domain.py writes {split}_{name}_*); a domain already named train_x keeps it.
+    return domain if domain.startswith("train_") else "train_" + domain
+
+
 def _objective_weights(mixture: Mixture) -> dict[str, float]:
-    """The positive domain weights of the objective the mixture records (empty: all domains)."""
-    recorded = ((mixture.meta.get("objective") or {}).get("weights")) or {}
+    """The positive domain weights of the objective the mixture records (empty: all domains).
+
+    A fit on table columns records the columns instead; a column that names exactly one domain
+    (RegMix's ``metric/the_pile_pile_cc_val_loss`` and domain ``train_the_pile_pile_cc``) counts
+    as that domain's loss.
+    """
+    objective = mixture.meta.get("objective") or {}
+    recorded = objective.get("weights") or {}
+    if not recorded and objective.get("kind") == "metric":
+        columns = objective.get("columns") or {str(objective.get("metric")): 1.0}
+        for col, w in columns.items():
+            # the name as a word of the column, not any substring ("c" is in "metric")
+            hits = [d for d in mixture.weights
+                    if re.search(rf"(?<![A-Za-z0-9]){re.escape(d.removeprefix('train_'))}(?![A-Za-z0-9])",
+                                 str(col))]
+            if len(hits) != 1:
+                return {}
+            recorded[hits[0]] = recorded.get(hits[0], 0.0) + float(w)
     return {d: float(w) for d, w in recorded.items() if d in mixture.weights and float(w) > 0}
 
 
@@ -130,7 +154,11 @@ def export_mixture(
     import yaml
 
     valid_sets = dict(valid) if valid else regmix_valid(mixture)
-    doc = {"train": {names[d]: w[d] for d in w}, "valid": valid_sets}
+    train_names = {d: names[d] if d in (prefixes or {}) else _train_name(d) for d in w}
+    if len(set(train_names.values())) < len(train_names):  # x and train_x both: keep the names as given
+        train_names = names
+    train = {train_names[d]: w[d] for d in w}
+    doc = {"train": train, "valid": valid_sets}
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 
 
@@ -142,8 +170,9 @@ def parse_export(
 ) -> dict[str, float]:
     """Weights by domain from an exported text (the inverse of :func:`export_mixture`).
 
-    Names are mapped back through ``prefixes``; for ``megatron``, the domains of ``prefixes`` and
-    ``domains`` that the blend leaves out come back with weight 0.
+    Names are mapped back through ``prefixes``, and a yaml ``train_<domain>`` to one of ``domains``;
+    for ``megatron``, the domains of ``prefixes`` and ``domains`` that the blend leaves out come back
+    with weight 0.
     """
     if fmt not in FORMATS:
         raise MixoptError(f"export format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
@@ -165,7 +194,9 @@ def parse_export(
         else:
             import yaml
 
-            pairs = [(str(k), float(v)) for k, v in yaml.safe_load(text)["train"].items()]
+            known = set(domains)  # train_<domain> → domain, where the domains are given
+            pairs = [(k if k in known or k.removeprefix("train_") not in known else k.removeprefix("train_"),
+                      float(v)) for k, v in ((str(k), v) for k, v in yaml.safe_load(text)["train"].items())]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise MixoptError(f"cannot parse this {fmt} export: {exc}") from exc
     out: dict[str, float] = {}

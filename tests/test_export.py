@@ -39,7 +39,7 @@ def mixtures(draw: st.DrawFn) -> Mixture:
 @settings(max_examples=30, deadline=None)
 @given(mix=mixtures(), fmt=st.sampled_from(FORMATS))
 def test_round_trip_is_exact(mix: Mixture, fmt: str) -> None:
-    back = parse_export(export_mixture(mix, fmt), fmt)
+    back = parse_export(export_mixture(mix, fmt), fmt, domains=list(mix.weights))
     assert back == mix.weights  # repr keeps every bit
     assert list(back) == list(mix.weights)  # and the order
 
@@ -57,7 +57,9 @@ def test_formats_look_like_what_each_tool_reads() -> None:
 
     third = 1 / 3
     valid = {"valid_web": third, "valid_code": third, "valid_dclm:adult_content": third}
-    assert yaml.safe_load(export_mixture(MIX, "yaml")) == {"train": MIX.weights, "valid": valid}
+    train = {f"train_{d}": w for d, w in MIX.weights.items()}  # RegMix's file prefixes: train_<name>
+    assert yaml.safe_load(export_mixture(MIX, "yaml")) == {"train": train, "valid": valid}
+    assert parse_export(export_mixture(MIX, "yaml"), "yaml", domains=list(MIX.weights)) == MIX.weights
     assert parse_export(meg, "megatron", pre) == MIX.weights
 
 
@@ -82,7 +84,7 @@ def test_regmix_yaml_has_the_valid_section_regmix_trainer_deletes() -> None:
     train = [(k, float(v)) for k, v in config["train"].items()]
     del config["train"]
     del config["valid"]
-    assert dict(train) == MIX.weights
+    assert dict(train) == {f"train_{d}": w for d, w in MIX.weights.items()}
     with pytest.raises(MixoptError, match="yaml format only"):
         export_mixture(mix, "hf", valid={"valid_a": 1.0})
     with pytest.raises(MixoptError, match="finite and > 0"):
@@ -101,6 +103,12 @@ def test_megatron_leaves_out_zero_weights_and_says_so() -> None:
         "no --prefix for c: written as the bare domain name(s)")
     fitted = Mixture({"a": 0.5, "c": 0.5}, meta={"objective": {"kind": "metric", "metric": "metric/x_loss"}})
     assert "(the objective, metric/x_loss, names no domain)" in export_notes(fitted, "yaml")[0]
+    # A fit on RegMix's Pile-CC column: its valid set is that domain's, as RegMix's own regmix.yaml
+    cc = Mixture({"train_the_pile_pile_cc": 0.6, "train_the_pile_github": 0.4},
+                 meta={"objective": {"kind": "metric", "metric": "metric/the_pile_pile_cc_val_loss"}})
+    import yaml
+
+    assert yaml.safe_load(export_mixture(cc, "yaml"))["valid"] == {"valid_the_pile_pile_cc": 1.0}
 
 
 def test_bad_exports() -> None:
@@ -125,7 +133,7 @@ def test_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], workspac
     assert capsys.readouterr().out == "0.5 /d/web 0.3 code 0.2 dclm:adult_content\n"
     out = tmp_path / "blend.yaml"
     assert run_cli(["export", str(path), "--format", "yaml", "--out", str(out)]) == 0
-    assert parse_export(out.read_text(), "yaml") == MIX.weights
+    assert parse_export(out.read_text(), "yaml", domains=list(MIX.weights)) == MIX.weights
     capsys.readouterr()
     # writing the export over the mixture it reads is refused, and the mixture survives
     assert run_cli(["export", str(path), "--format", "yaml", "-o", str(path)]) == 2
