@@ -6,6 +6,9 @@
 - ``hf``: JSON ``{"datasets": [...], "domains": [...], "probabilities": [...]}`` in one order, for
   ``datasets.interleave_datasets(datasets, probabilities=probabilities)``.
 - ``olmix``: Olmix's ``[{"domain": ..., "weight": ...}]``.
+- ``olmix-mix``: the ``mix:`` section of an Olmix launch config (its flat form, as ``olmix generate``
+  writes it): ``domain: {weight, repetition_factor}``. The repetition factor is the mixture's own
+  ``--max-epochs`` cap when it records one, else Olmix's default 1.0 (:func:`export_notes` says so).
 - ``yaml``: RegMix's mixture config (sail-sg/regmix mixture_config/config_1b/*.yaml): a ``train:``
   mapping of training set (``train_<domain>``, as RegMix names its files) to weight and a ``valid:``
   mapping of validation set to weight. RegMix's trainer
@@ -29,8 +32,8 @@ from typing import Literal
 from mixopt.errors import MixoptError
 from mixopt.mixture import Mixture
 
-Format = Literal["megatron", "hf", "olmix", "yaml"]
-FORMATS: tuple[str, ...] = ("megatron", "hf", "olmix", "yaml")
+Format = Literal["megatron", "hf", "olmix", "olmix-mix", "yaml"]
+FORMATS: tuple[str, ...] = ("megatron", "hf", "olmix", "olmix-mix", "yaml")
 
 
 def _check(mixture: Mixture, fmt: str, prefixes: Mapping[str, str] | None) -> dict[str, str]:
@@ -64,6 +67,15 @@ def _valid_name(domain: str) -> str:
     # RegMix names a domain's validation set valid_<name> (train_x → valid_x); from the domain, not
     # its --prefix, which names the training data.
     return "valid_" + domain.removeprefix("train_")
+
+
+def _max_epochs(mixture: Mixture) -> float | None:
+    """The repetition cap (``--max-epochs``) the mixture was searched under, if it records one."""
+    value = ((mixture.meta.get("params") or {}).get("constraints") or {}).get("max_epochs")
+    try:
+        return float(value) if value is not None and float(value) > 0 else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _train_name(domain: str) -> str:
@@ -117,6 +129,9 @@ def export_notes(
             bare = [d for d, w in mixture.weights.items() if w > 0 and d not in prefixes]
             if bare:
                 notes.append(f"no --prefix for {', '.join(bare)}: written as the bare domain name(s)")
+    if fmt == "olmix-mix" and _max_epochs(mixture) is None:
+        notes.append("repetition_factor 1.0 (Olmix's default: no repetition): the mixture records no "
+                     "--max-epochs cap; edit it to allow repeating small domains")
     if fmt == "yaml" and not valid:
         recorded = _objective_weights(mixture)
         objective = mixture.meta.get("objective") or {}
@@ -152,6 +167,11 @@ def export_mixture(
     if fmt == "olmix":
         return json.dumps([{"domain": names[d], "weight": w[d]} for d in w], indent=2) + "\n"
     import yaml
+
+    if fmt == "olmix-mix":
+        rep = _max_epochs(mixture) or 1.0
+        doc = {"mix": {names[d]: {"weight": w[d], "repetition_factor": rep} for d in w}}
+        return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 
     valid_sets = dict(valid) if valid else regmix_valid(mixture)
     train_names = {d: names[d] if d in (prefixes or {}) else _train_name(d) for d in w}
@@ -191,6 +211,10 @@ def parse_export(
             pairs = [(n, float(p)) for n, p in zip(doc["datasets"], doc["probabilities"], strict=True)]
         elif fmt == "olmix":
             pairs = [(e["domain"], float(e["weight"])) for e in json.loads(text)]
+        elif fmt == "olmix-mix":
+            import yaml
+
+            pairs = [(str(k), float(v["weight"])) for k, v in yaml.safe_load(text)["mix"].items()]
         else:
             import yaml
 

@@ -167,3 +167,17 @@ def test_prefixes_take_the_comma_form_and_refuse_a_domain_twice() -> None:
     assert _prefixes(["code=/a,math=/b", "web=/x,y"]) == {"code": "/a", "math": "/b", "web": "/x,y"}
     with pytest.raises(MixoptError, match="gives 'code' twice"):
         _prefixes(["code=/a", "code=/b"])
+
+
+def test_olmix_launch_mix_section_carries_the_repetition_cap() -> None:
+    import yaml
+
+    capped = Mixture({"dclm:a": 0.75, "b": 0.25}, meta={"params": {"constraints": {"max_epochs": 4.0}}})
+    doc = yaml.safe_load(export_mixture(capped, "olmix-mix"))
+    assert doc == {"mix": {"dclm:a": {"weight": 0.75, "repetition_factor": 4.0},
+                           "b": {"weight": 0.25, "repetition_factor": 4.0}}}
+    assert export_notes(capped, "olmix-mix") == []
+    plain = Mixture({"a": 0.5, "b": 0.5})
+    assert yaml.safe_load(export_mixture(plain, "olmix-mix"))["mix"]["a"]["repetition_factor"] == 1.0
+    assert "repetition_factor 1.0 (Olmix's default" in export_notes(plain, "olmix-mix")[0]
+    assert parse_export(export_mixture(capped, "olmix-mix"), "olmix-mix") == capped.weights

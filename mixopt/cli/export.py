@@ -31,7 +31,8 @@ def _prefixes(values: list[str] | None) -> dict[str, str]:
 @app.command("export")
 def export(
     mixture: Annotated[Path, typer.Argument(help="Mixture JSON (mixopt.mixture/v1).")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="megatron, hf, olmix or yaml.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="megatron, hf, olmix, olmix-mix (a launch "
+                                       "config's mix: section) or yaml (RegMix).")],
     prefix: Annotated[list[str] | None, typer.Option("--prefix", help="Name or path of a domain in the "
                                                      "training job, domain=path (repeatable).")] = None,
     valid: Annotated[list[str] | None, typer.Option(
