@@ -131,6 +131,12 @@ def load_evaluator(spec: str) -> Evaluator:
         raise MixoptError(
             f"--evaluator {spec!r} is not of the form module:function (e.g. mypkg.evals:evaluate)"
         )
+    if "/" in mod_name or "\\" in mod_name or mod_name.endswith(".py"):  # a path, not a module name
+        stem = Path(mod_name).with_suffix("").name if mod_name.endswith(".py") else Path(mod_name).name
+        raise MixoptError(
+            f"--evaluator {spec!r} names a file; give a module name: from the folder that holds it, "
+            f"--evaluator {stem}:{func_name} (or put the folder on PYTHONPATH)"
+        )
     try:
         mod = import_user_module(mod_name)
     except Exception as exc:  # an import error of the user's module can be anything

@@ -32,6 +32,9 @@ from typing import Literal
 from mixopt.errors import MixoptError
 from mixopt.mixture import Mixture
 
+# A solver's 1e-18 is a zero: Megatron would build an index for a dataset it never samples.
+MEGATRON_MIN_WEIGHT = 1e-12
+
 Format = Literal["megatron", "hf", "olmix", "olmix-mix", "yaml"]
 FORMATS: tuple[str, ...] = ("megatron", "hf", "olmix", "olmix-mix", "yaml")
 
@@ -122,7 +125,7 @@ def export_notes(
     """What the export leaves out, changes or chooses, one line each (empty when nothing)."""
     notes = []
     if fmt == "megatron":
-        zero = [d for d, w in mixture.weights.items() if w == 0]
+        zero = [d for d, w in mixture.weights.items() if w <= MEGATRON_MIN_WEIGHT]
         if zero:
             notes.append(f"left out of the Megatron blend (weight 0): {', '.join(zero)}")
         if prefixes:  # some prefixes given: the others are probably forgotten, not meant as bare names
@@ -160,7 +163,7 @@ def export_mixture(
         raise MixoptError(f"--valid weights must be finite and > 0, got {', '.join(bad)}")
     w = mixture.weights
     if fmt == "megatron":
-        return " ".join(f"{w[d]!r} {names[d]}" for d in w if w[d] > 0) + "\n"
+        return " ".join(f"{w[d]!r} {names[d]}" for d in w if w[d] > MEGATRON_MIN_WEIGHT) + "\n"
     if fmt == "hf":
         doc = {"datasets": [names[d] for d in w], "domains": list(w), "probabilities": [w[d] for d in w]}
         return json.dumps(doc, indent=2) + "\n"

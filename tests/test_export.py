@@ -97,6 +97,9 @@ def test_megatron_leaves_out_zero_weights_and_says_so() -> None:
     assert text == "0.6 a 0.4 c\n"
     assert export_notes(mix, "megatron") == ["left out of the Megatron blend (weight 0): b"]
     assert parse_export(text, "megatron", domains=["a", "b", "c"]) == {"a": 0.6, "c": 0.4, "b": 0.0}
+    tiny = Mixture({"a": 0.6, "b": 2.3e-18, "c": 0.4 - 2.3e-18})  # a solver's zero
+    assert " b" not in export_mixture(tiny, "megatron")
+    assert export_notes(tiny, "megatron") == ["left out of the Megatron blend (weight 0): b"]
     assert export_notes(mix, "hf") == []
     # Prefixes for some domains only: the others are named, not silently written bare.
     assert export_notes(mix, "megatron", prefixes={"a": "/data/a_text_document"})[1] == (

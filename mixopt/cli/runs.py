@@ -95,12 +95,13 @@ def list_searches(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     for s in st.searches():
         res = s.result or {}
         exported = next((c for c in res.get("candidates", []) if c.get("exported")), {})
-        value = (exported.get("measured") or {}).get("mean")
+        value, how = (exported.get("measured") or {}).get("mean"), "measured"
         if value is None:
-            value = exported.get("predicted")
+            value, how = exported.get("predicted"), "predicted"
         rows.append({"search": s.search_id, "state": s.state, "method": s.config.get("method"),
                      "corpus": s.config.get("corpus") or "-", "budget": s.config.get("budget"),
-                     "exported": res.get("exported"), "objective": value, "created": s.created})
+                     "exported": res.get("exported"), "objective": value,
+                     "objective_is": how if value is not None else None, "created": s.created})
     if as_json:
         print(dumps(rows, indent=2))
         return
@@ -109,10 +110,14 @@ def list_searches(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         table.add_column(col, justify="right" if col in ("budget", "objective") else "left",
                          overflow="fold" if col == "search" else "ellipsis")
     for r in rows:
+        value = "-" if r["objective"] is None else f"{r['objective']:.4f}" + (
+            " (pred.)" if r["objective_is"] == "predicted" else "")
         table.add_row(r["search"], r["state"], str(r["method"]), str(r["corpus"]), str(r["budget"]),
-                      r["exported"] or "-", "-" if r["objective"] is None else f"{r['objective']:.4f}",
-                      r["created"][:19])
+                      r["exported"] or "-", value, r["created"][:19])
     console.print(table)
+    if any(r["objective_is"] == "predicted" for r in rows):
+        console.print("objective: the exported mixture's measured value, or the model's prediction "
+                      "(pred.) where it was not validated", style="dim")
 
 
 @runs_app.command("import")

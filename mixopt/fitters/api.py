@@ -241,7 +241,7 @@ def _save_mixture(
         notes = [f"the best run ({run_ids[best]}); 'predicted' is its measured value, not a model's"]
     else:
         notes = [n for n in (extrapolation_note(prop.predicted, y, method), held_note(prop.info),
-                             beyond_runs_note(prop.weights, X, table.domains, method),
+                             beyond_runs_note(prop.weights, X, table.domains, method, fixed=space.fixed),
                              unused_kl_note(prop.info, proposer_params.get("kl"), method)) if n]
     baselines: dict[str, Any] = {
         "best_run": {"run_id": run_ids[best], "measured": float(y[best]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +59,7 @@ def extrapolation_note(predicted: float | None, y: np.ndarray, method: str) -> s
 
 
 def beyond_runs_note(weights: np.ndarray, X: np.ndarray, domains: tuple[str, ...] | list[str],
-                     method: str) -> str | None:
+                     method: str, fixed: Iterable[str] = ()) -> str | None:
     """A note naming the domains the proposal gives clearly more weight than any run had.
 
     No run says what such a weight does: the model extrapolates along that domain (Olmix's
@@ -70,7 +71,9 @@ def beyond_runs_note(weights: np.ndarray, X: np.ndarray, domains: tuple[str, ...
         return None
     top = X.max(axis=0)
     w = np.asarray(weights, dtype=float)
-    over = [i for i in np.argsort(-(w - top)) if w[i] > 1.5 * top[i] and w[i] - top[i] >= 0.01]
+    held = set(fixed)  # a weight --fix sets is the user's, not the model's reach
+    over = [i for i in np.argsort(-(w - top))
+            if w[i] > 1.5 * top[i] and w[i] - top[i] >= 0.01 and domains[i] not in held]
     if not over:
         return None
     named = ", ".join(f"{domains[i]} {w[i]:.3g} (runs: at most {top[i]:.3g})" for i in over[:3])

@@ -399,7 +399,9 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
                      "which picks the method that ranks these runs best")
     if far := extrapolation_note(prop.predicted, y, cfg.method):
         notes.append(far)
-    if not spec.training_free and (beyond := beyond_runs_note(prop.weights, X, domains, cfg.method)):
+    beyond = None if spec.training_free else beyond_runs_note(prop.weights, X, domains, cfg.method,
+                                                              fixed=prep.space.fixed)
+    if beyond:
         notes.append(beyond)
     measured = comparisons = None
     exported = PROPOSAL
