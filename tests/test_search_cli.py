@@ -59,6 +59,8 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     (["search", "--evaluator", "no_such_module_xyz:f", "--domains", "a,b"], "cannot import evaluator module"),
     (["search", "--evaluator", "mixopt.testing:nothing_here", "--domains", "a,b"], "has no 'nothing_here'"),
     (["search", "--evaluator", "mixopt.testing:RUNG_OFFSET", "--domains", "a,b"], "not callable"),
+    (["search", "--evaluator", "./ev.py:evaluate", "--domains", "a,b"], "names a file; give a module name: "
+     "from the folder that holds it, --evaluator ev:evaluate"),
     (["search", *FAST, "--tokens", "web=lots"], "--tokens"),
     (["search", *FAST, "--tokens", "web=1e9,code=1e9,math=1e9,books=1e9,nosuch=1e9"],
      "--tokens names unknown domain(s) nosuch"),
