@@ -153,6 +153,16 @@ def broken_until_fixed(request: EvalRequest) -> EvalResult | dict[str, float]:
     return loglinear(request)
 
 
+def diverges_past(request: EvalRequest) -> dict[str, float]:
+    """Loss falls with the first domain's weight, but training diverges (NaN) above
+    ``fidelity["diverge_above"]`` (default 0.5): a landscape whose best lies where runs break."""
+    first = next(iter(request.mixture))
+    if request.mixture[first] > float((request.fidelity or {}).get("diverge_above", 0.5)):
+        _mark(request)
+        return {f"loss/{d}": math.nan for d in request.mixture}
+    return {f"loss/{d}": 3.0 - 2.0 * request.mixture[first] for d in request.mixture}
+
+
 def raises_until_fixed(request: EvalRequest) -> EvalResult:
     """Raises (a crash, within the contract) until the file ``fidelity["fixed"]`` exists, then
     :func:`loglinear`: the resume after every run failed."""

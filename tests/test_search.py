@@ -509,3 +509,14 @@ def test_a_trial_bigger_than_any_node_is_refused_and_leaves_no_search(workspace,
                                           r"CPUs \(the largest has 2\); give at most 2"):
         run_search(config(tmp_path, name="huge", cpus_per_trial=64))  # Tune would wait forever
     assert RunStore().get_search("huge") is None and not (workspace / "searches" / "huge").exists()
+
+
+def test_a_proposal_where_runs_diverged_is_noted(workspace, tmp_path, ray_session):
+    from mixopt.search.driver import run_search
+
+    # Loss falls with web, but every run with web > 0.5 diverged: a linear fit proposes web = 1.
+    res = run_search(config(tmp_path, name="breaks", evaluator="mixopt.testing:diverges_past", budget=12,
+                            method="linear", retries=0, reuse=False))
+    assert res.runs["lost"].get("diverged", 0) > 0
+    assert any("which diverged, than to any run that trained" in n for n in res.notes)
+

@@ -218,6 +218,24 @@ def resume_search(
         return _drive(prep, plan, info, progress, resumed=True)
 
 
+def _near_diverged_note(store: RunStore, sid: str, domains: list[str], weights: Any,
+                        X: np.ndarray) -> str | None:
+    """A note when the run nearest the proposal (L1) diverged: the model was fitted on the runs that
+    trained and knows nothing of where training breaks. None otherwise."""
+    broke = store.runs(search_id=sid, status="diverged", role="swarm")
+    if not broke or not len(X):
+        return None
+    w = np.asarray(weights, dtype=float)
+    B = np.vstack([r.vector(domains) for r in broke])
+    d_ok, d_broke = np.abs(X - w).sum(1).min(), np.abs(B - w).sum(1)
+    if d_broke.min() >= d_ok:
+        return None
+    near = broke[int(d_broke.argmin())]
+    return (f"the proposal lies nearer to run {near.run_id}, which diverged, than to any run that trained "
+            f"(L1 {d_broke.min():.3f} against {d_ok:.3f}; {len(broke)} swarm runs diverged): the model knows "
+            "nothing of where training breaks; validate the proposal, or cap the domains those runs lean on")
+
+
 def _failure_kinds(store: RunStore, searcher: SwarmSearcher) -> dict[str, int]:
     """How the swarm's lost slots ended, from their last run's record: diverged, timed out, failed."""
     from collections import Counter
@@ -403,6 +421,8 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
                                                               fixed=prep.space.fixed)
     if beyond:
         notes.append(beyond)
+    if not spec.training_free and (broke := _near_diverged_note(store, sid, domains, prop.weights, X)):
+        notes.append(broke)
     measured = comparisons = None
     exported = PROPOSAL
     vrung = cfg.validate_rung or cfg.rung
