@@ -56,8 +56,9 @@ def search(
     no_reuse: Annotated[bool, opt("--no-reuse", help="Do not reuse runs of earlier searches.")] = False,
     resume: Annotated[Str, opt("--resume", help="Continue the stopped search NAME.")] = None,
     address: Annotated[Str, opt("--address", help="Ray cluster address: host:6379, or auto for the "
-                                "cluster of `ray start` on this machine (default: RAY_ADDRESS, else a Ray "
-                                "of this search's own).")] = None,
+                                "cluster of `ray start` on this machine, or local for a Ray of this "
+                                "search's own (default: RAY_ADDRESS, else local; --resume: the search's "
+                                "own).")] = None,
     min_weight: Annotated[float, opt("--min-weight", help="Floor of every weight not --fix-ed.")] = 0.0,
     max_weight: Annotated[list[str] | None, opt("--max-weight", help="Ceiling d=x (repeat, or "
                                                 "d=x,e=y).")] = None,

@@ -83,7 +83,7 @@ def _reachable(address: str) -> str:
         raise MixoptError(
             f"cannot reach the Ray cluster at {resolved}{given}: "
             f"{why}; is it running (`ray status --address {resolved}`)? Check --address / RAY_ADDRESS, "
-            "or drop them to run on a local Ray"
+            "or drop them to run on a local Ray (--address local on a --resume)"
         ) from None
     return resolved
 
