@@ -216,7 +216,7 @@ def test_a_law_with_more_parameters_than_the_budget_is_refused_before_any_run(wo
                           fix={"a": 0.1}))
     # Not only the laws: auto cross-validates, which takes 3 runs at least.
     with pytest.raises(MixoptError, match=r"--budget 2: auto needs at least 3 runs, and the search would "
-                                          r"fit 2"):
+                                          r"fit 2 runs \(2 new, 0 reused\); raise --budget to 3$"):
         run_search(config(tmp_path, name="few", budget=2, method="auto"))
     # Nothing is left behind: no search folder, and no empty run store in a fresh workspace.
     assert not (workspace / "searches" / "few").exists() and not default_path().exists()

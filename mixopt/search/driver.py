@@ -309,10 +309,12 @@ def _plan(prep: Prepared) -> dict[str, Any]:
         varying = int((np.ptp(planned, axis=0) > 1e-9).sum()) if len(planned) else 0
         need, why = spec.min_runs(varying)
         if len(planned) < need:
+            others = [m for m in ("log-ridge", "gp", "auto") if m != spec.name]
+            alt = ("" if need <= 3 else  # auto and log-ridge need 3: only more runs help
+                   f" or use a method with fewer parameters ({', '.join(others[:-1])} or {others[-1]})")
             raise MixoptError(
                 f"--budget {cfg.budget}: {why}, and the search would fit {len(planned)} runs ({n_new} new, "
-                f"{len(reused)} reused); raise --budget to {need - len(reused) + inside} or use a method "
-                "with fewer parameters (log-ridge, gp or auto)"
+                f"{len(reused)} reused); raise --budget to {need - len(reused) + inside}{alt}"
             )
         if len(planned) < prep.space.n + 1:  # reused runs count: they are fitted too
             warnings.warn(
