@@ -73,6 +73,18 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_corpus, uniform_run, tmp_p
     assert any(k.endswith("expert_bias") and a[k].abs().sum() > 0 for k in a)
 
 
+def test_a_dense_run_resumes(tiny_corpus, tmp_path: Path) -> None:  # noqa: ANN001
+    """The dense twin has no expert load: its empty counts come back from the checkpoint as []."""
+    whole = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=tmp_path / "whole", dense=True)
+    out = tmp_path / "run"
+    cut = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, until_step=5, dense=True)
+    assert cut.steps == 5
+    again = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True, dense=True)
+    assert again.status == "ok" and again.metrics == whole.metrics
+    done = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True, dense=True)
+    assert done.metrics == whole.metrics  # a finished dense run resumed: its result again
+
+
 def test_same_seed_same_run_and_dense_twin_trains(tiny_corpus, uniform_run, tmp_path: Path) -> None:  # noqa: ANN001
     again = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=tmp_path / "again")
     assert again.metrics == uniform_run.metrics

@@ -350,8 +350,11 @@ def train(
             logs, history = state["log"], state["history"]
             win.load(state["window"])
             upd_win.load(state["updater_window"])
-            load_all.counts[:] = np.asarray(state["expert_load"])
-            load_at_log[:] = np.asarray(state.get("expert_load_at_log", state["expert_load"]))
+            # reshaped: a dense run's (0, G, E) counts come back from the checkpoint as []
+            shape = load_all.counts.shape
+            load_all.counts[:] = np.asarray(state["expert_load"], dtype=np.int64).reshape(shape)
+            load_at_log[:] = np.asarray(state.get("expert_load_at_log", state["expert_load"]),
+                                        dtype=np.int64).reshape(shape)
             domain_tokens[:] = state["domain_tokens"]
             if state["updater_weights"] is not None:
                 upd_w = np.asarray(state["updater_weights"])
