@@ -110,6 +110,8 @@ def test_train_cli_reports_against_the_prediction(tiny_workspace: Path, model_to
     )
     assert code == 0 and json.loads(stdout)["metrics"] == res["metrics"]
     assert "the run had finished (" in err  # said, not a silent reprint
+    load = json.loads(stdout)["expert_load"]  # the per-layer load figures reach scripts too
+    assert load["maxvio"] == res["expert_load"]["maxvio"] and load["ceiling"] > 0
 
 
 def test_diverged_training_exits_1_and_keeps_json_clean(tiny_workspace: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
@@ -456,16 +458,23 @@ def test_a_log_file_gets_a_line_with_the_time_left_between_evaluations(tiny_work
 def test_a_collapsed_moe_layer_is_named_against_its_ceiling(capsys):  # noqa: ANN001
     from types import SimpleNamespace
 
-    from mixopt.cli.train import _render_load
+    from mixopt.cli.train import _render_load, _warn_collapse, load_figures
 
     lm = {"n_experts": 8, "top_k": 2, "balance": "bias", "bias_rate": 1e-3}
     res = SimpleNamespace(config={"lm": lm}, expert_load={"maxvio": [0.3, 2.75], "summary": {}},
                           log=[{"maxvio_layers": [0.1, 2.9]}], total_steps=195)
-    _render_load(res)
+    fig = load_figures(res)
+    assert fig == {"maxvio": [0.3, 2.75], "maxvio_last_window": [0.1, 2.9], "ceiling": 3.0,
+                   "collapsed_layers": [1]}  # what --json prints
+    _render_load(res, fig)
+    _warn_collapse(res, fig)
     out, err = (" ".join(t.split()) for t in capsys.readouterr())
     assert "3.00 = all tokens on 2 of 8 experts): whole run 0.30, 2.75; last log window 0.10, 2.90" in out
-    assert "warning: MoE layer(s) 1 still send most tokens to a few experts" in err
+    assert "warning: MoE layer(s) 1 (from 0) still send most tokens to a few experts" in err
     assert "raise bias_rate" in err
+    lm["balance"] = "none"
+    _warn_collapse(res, fig)
+    assert 'set balance = "bias" or "aux"' in " ".join(capsys.readouterr().err.split())
     res.log = [{"maxvio_layers": [0.1, 0.4]}]  # balanced by the end: no warning, whatever the whole run was
-    _render_load(res)
+    _warn_collapse(res, load_figures(res))
     assert "warning" not in capsys.readouterr().err

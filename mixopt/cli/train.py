@@ -121,36 +121,52 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
         console.print(
             "  the mixture JSON has no prediction to compare with (a baseline or hand-made mixture)"
         )
-    if res.expert_load:
-        _render_load(res)
+    if (fig := load_figures(res)) is not None:
+        _render_load(res, fig)
     console.print(f"run folder: {res.out}")
 
 
-def _render_load(res) -> None:  # noqa: ANN001 (TrainResult)
-    """Max load violation per layer, against its ceiling; a warning for a layer that collapsed."""
+def load_figures(res) -> dict | None:  # noqa: ANN001 (TrainResult)
+    """Max load violation per MoE layer (whole run, last log window), its ceiling, collapsed layers."""
+    if not res.expert_load:
+        return None
     lm = res.config["lm"]
     ceiling = lm["n_experts"] / lm["top_k"] - 1  # every token's k slots on the same k experts
-    vio = res.expert_load["maxvio"]
-    last = res.log[-1] if res.log else {}
-    window = last.get("maxvio_layers") or []
-    layers = ", ".join(f"{v:.2f}" for v in vio)
+    vio = list(res.expert_load["maxvio"])
+    window = list((res.log[-1] if res.log else {}).get("maxvio_layers") or [])
+    worst = window or vio
+    return {"maxvio": vio, "maxvio_last_window": window, "ceiling": ceiling,
+            "collapsed_layers": [i for i, v in enumerate(worst) if ceiling > 0 and v >= 0.5 * ceiling]}
+
+
+def _warn_collapse(res, fig: dict) -> None:  # noqa: ANN001 (TrainResult)
+    """On stderr, --json or not: a layer still sending most tokens to a few experts at the end."""
+    if not fig["collapsed_layers"]:
+        return
+    lm = res.config["lm"]
+    which = ", ".join(str(i) for i in fig["collapsed_layers"])
+    how = {
+        "bias": f"the bias balancing moves {lm['bias_rate']:g} per step, slow for a run of {res.total_steps} "
+                "steps: raise bias_rate in the model's TOML, or set balance = \"aux\"",
+        "aux": "raise aux_coef in the model's TOML, or set balance = \"bias\"",
+    }.get(lm.get("balance"), "set balance = \"bias\" or \"aux\" in the model's TOML")
+    err_console.print(f"warning: MoE layer(s) {which} (from 0) still send most tokens to a few experts at "
+                      f"the end (violation ≥ half of {fig['ceiling']:.2f}); {how}", style="yellow")
+
+
+def _render_load(res, fig: dict) -> None:  # noqa: ANN001 (TrainResult)
+    """Max load violation per layer, against its ceiling."""
+    lm = res.config["lm"]
+    window = fig["maxvio_last_window"]
+    whole = ", ".join(f"{v:.2f}" for v in fig["maxvio"])
     console.print(
-        f"expert load (max load violation per MoE layer; 0 = balanced, {ceiling:.2f} = all tokens on "
-        f"{lm['top_k']} of {lm['n_experts']} experts): whole run {layers}"
+        f"expert load (max load violation per MoE layer; 0 = balanced, {fig['ceiling']:.2f} = all tokens on "
+        f"{lm['top_k']} of {lm['n_experts']} experts): whole run {whole}"
         + (f"; last log window {', '.join(f'{v:.2f}' for v in window)}" if window else "")
     )
-    if "expert_load" in last or res.expert_load.get("summary"):
-        console.print(f"  top expert share is at most 1/k = {1 / lm['top_k']:.2f} (each token fills k "
+    if res.expert_load.get("summary"):
+        console.print(f"  top expert share is at most 1/k = {1 / lm['top_k']:.3g} (each token fills k "
                       "slots); both columns average the layers", style="dim")
-    worst = window or vio
-    bad = [i for i, v in enumerate(worst) if ceiling > 0 and v >= 0.5 * ceiling]
-    if bad:
-        which = ", ".join(str(i) for i in bad)
-        how = (f"the bias balancing moves {lm['bias_rate']:g} per step, slow for a run of {res.total_steps} "
-               "steps: raise bias_rate in the model's TOML, or set balance = \"aux\""
-               if lm.get("balance") == "bias" else "consider balance = \"bias\" or a larger aux_coef")
-        err_console.print(f"warning: MoE layer(s) {which} still send most tokens to a few experts at the end "
-                      f"(violation ≥ half of {ceiling:.2f}); {how}", style="yellow")
 
 
 @app.command("train")
@@ -252,12 +268,14 @@ def train_cmd(
             err_console.print(str(exc) or "interrupted; --resume goes on from the last checkpoint (each "
                               "evaluation and every 5% of the run)")
             raise SystemExit(130) from None  # typer would turn KeyboardInterrupt into exit 0
-    if as_json:
-        print(
-            dumps({k: v for k, v in res.as_dict().items() if k not in ("log", "expert_load")}, indent=2)
-        )
+    fig = load_figures(res)
+    if as_json:  # the whole log and load counts are in result.json; the load figures here
+        print(dumps({**{k: v for k, v in res.as_dict().items() if k not in ("log", "expert_load")},
+                     "expert_load": fig}, indent=2))
     else:
         _render_train(res)
+    if fig is not None:
+        _warn_collapse(res, fig)
     if res.status == "diverged":  # on stderr, so that --json's stdout stays one JSON object
         err_console.print(f"[red]diverged:[/] {res.error}")
         raise SystemExit(1)
