@@ -131,9 +131,15 @@ def test_bad_mixtures_are_refused(tiny_corpus, weights, message) -> None:  # noq
 
 
 def test_too_many_epochs_warns_with_the_count(tiny_corpus) -> None:  # noqa: ANN001
-    with pytest.warns(MixoptWarning, match=r"needs \d+\.\d epochs of domain 'code'"):
+    # Every domain trained on repeats: no reweighting helps, so the warning says what does.
+    with pytest.warns(MixoptWarning, match=r"needs more than 0.01 epochs of 1 domain\(s\) at [\d,]+ tokens "
+                                           r"\(code \d+\.\d\); the corpus holds [\d,]+ training tokens"):
         res = train_proxy(tiny_corpus, {"code": 1.0}, DEBUG, seed=0, threads=1, max_epochs=0.01)
     assert res.status == "ok"
+    with pytest.warns(MixoptWarning) as record:  # one warning for all the domains, not one each
+        train_proxy(tiny_corpus, {"code": 0.2, "docs": 0.2, "drama": 0.6}, DEBUG, seed=0, threads=1,
+                    max_epochs=0.001)
+    assert len([w for w in record if "epochs of" in str(w.message)]) == 1
 
 
 def test_threads_are_restored_after_a_run(tiny_corpus) -> None:  # noqa: ANN001

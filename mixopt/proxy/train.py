@@ -130,20 +130,36 @@ def as_mixture(mixture: Mixture | Mapping[str, float]) -> Mixture:
 
 
 def check_epochs(
-    mixture: Mixture, train_tokens: Mapping[str, int], budget: float, cap: float, rung: str
+    mixture: Mixture, train_tokens: Mapping[str, int], budget: float, cap: float, rung: str,
+    *, final: bool = False,
 ) -> dict[str, float]:
-    """Epochs per domain at ``budget`` tokens; warn (MixoptWarning) for each domain above ``cap``."""
+    """Epochs per domain at ``budget`` tokens; one MixoptWarning naming the domains above ``cap``.
+
+    ``final``: ``rung`` names a final model (``mixopt train``), which has no ``--max-epochs``; its
+    remedy is fewer tokens.
+    """
     epochs = expected_epochs(mixture, train_tokens, budget)
-    for d, e in epochs.items():
-        if e > cap:
-            warnings.warn(
-                f"rung {rung}: the mixture needs {e:.1f} epochs of domain {d!r} "
-                f"({train_tokens[d]} training tokens), more than the cap of {cap:g}; the proxy repeats "
-                "its data, so lower that domain's weight (or raise the cap where the command has "
-                "--max-epochs)",
-                MixoptWarning,
-                stacklevel=3,
-            )
+    over = {d: e for d, e in epochs.items() if e > cap}
+    if not over:
+        return epochs
+    what = f"model {rung}" if final else f"rung {rung}"
+    listed = ", ".join(f"{d} {e:.1f}" for d, e in sorted(over.items(), key=lambda kv: -kv[1])[:5])
+    more = f" and {len(over) - 5} more" if len(over) > 5 else ""
+    used = [d for d, w in mixture.weights.items() if w > 0]
+    if set(used) <= set(over):  # every domain trained on repeats: no reweighting helps
+        total = sum(train_tokens[d] for d in used)
+        fix = (f"the corpus holds {total:,} training tokens of these domains, {budget / total:.1f}× fewer "
+               f"than the {budget:,.0f} tokens trained: train fewer tokens{' (--tokens)' if final else ''} "
+               "or on a larger corpus")
+    else:
+        fix = ("lower those domains' weights" + (", or train fewer tokens (--tokens)" if final else
+                                                 " (or raise the cap where the command has --max-epochs)"))
+    warnings.warn(
+        f"{what}: the mixture needs more than {cap:g} epochs of {len(over)} domain(s) at {budget:,.0f} "
+        f"tokens ({listed}{more}); {fix}",
+        MixoptWarning,
+        stacklevel=3,
+    )
     return epochs
 
 

@@ -303,7 +303,8 @@ def train(
             MixoptWarning,
             stacklevel=2,
         )
-    check_epochs(mix, corpus.train_tokens(), steps * tokens_per_step, DEFAULT_MAX_EPOCHS, spec.name)
+    check_epochs(mix, corpus.train_tokens(), steps * tokens_per_step, DEFAULT_MAX_EPOCHS, spec.name,
+                 final=True)
 
     G = len(domains)
     sampler = MixtureSampler(
