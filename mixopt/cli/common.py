@@ -98,8 +98,8 @@ def print_columns(
     from rich.table import Table
     from rich.text import Text
 
-    def width(i: int) -> int:  # a column's narrowest whole width, plus the border and padding
-        head = max((len(w) for w in columns[i].split()), default=0)
+    def width(i: int, wrap: bool = True) -> int:  # a column's whole width, plus border and padding
+        head = max((len(w) for w in columns[i].split()), default=0) if wrap else len(columns[i])
         return max([head, *(Text.from_markup(r[i]).cell_len for r in rows)]) + 3
 
     budget = console.width - 1
@@ -115,9 +115,11 @@ def print_columns(
     for n, group in enumerate(groups):
         cols = [*range(keys), *group]
         t = Table(title=title if n == 0 else f"{title} (continued)")
+        wrap = sum(width(i, wrap=False) for i in cols) > budget  # headers on one line where they fit
         for i in cols:
-            t.add_column(columns[i], justify="left" if columns[i] in left else "right", no_wrap=False,
-                         min_width=width(i) - 3)
+            # a fixed width: rich would widen a column whose header could be longer, past the budget
+            t.add_column(columns[i], justify="left" if columns[i] in left else "right",
+                         width=width(i, wrap) - 3)
         for r in rows:
             t.add_row(*(r[i] for i in cols))
         console.print(t)

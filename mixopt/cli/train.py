@@ -454,25 +454,19 @@ def bench_moe(
     if as_json:
         print(dumps(record, indent=2))
         return
-    t = Table(
-        title=f"MoE layer fwd+bwd, expert-matmul GFLOP/s — {record['device']}, {dtype}, {n_threads} threads, "
-        f"D={grid['d_model']} F={grid['hidden']}"
-    )
-    for col in ("E", "k", "tokens", "fused", "dense GEMM", "naive loop", "fused/dense", "fused/naive"):
-        t.add_column(col, justify="right")
+    naive = any(r.vs_naive is not None for r in results)  # --no-naive: no empty columns
+    cols = ["E", "k", "tokens", "fused", "dense GEMM", *(["naive loop"] if naive else []), "fused/dense",
+            *(["fused/naive"] if naive else [])]
+    rows = []
     for r in results:
         c = r.case
-        t.add_row(
-            str(c.experts),
-            str(c.top_k),
-            f"{c.tokens:,}",
-            _gf(r.flops_per_s("fused")),
-            _gf(r.flops_per_s("dense")),
-            _gf(r.flops_per_s("naive")),
-            f"{r.vs_dense:.2f}×",
-            "—" if r.vs_naive is None else f"{r.vs_naive:.2f}×",
-        )
-    console.print(t)
+        rows.append([
+            str(c.experts), str(c.top_k), f"{c.tokens:,}", _gf(r.flops_per_s("fused")),
+            _gf(r.flops_per_s("dense")), *([_gf(r.flops_per_s("naive"))] if naive else []),
+            f"{r.vs_dense:.2f}×", *(["—" if r.vs_naive is None else f"{r.vs_naive:.2f}×"] if naive else []),
+        ])
+    print_columns(f"MoE layer fwd+bwd, expert-matmul GFLOP/s — {record['device']}, {dtype}, {n_threads} "
+                  f"threads, D={grid['d_model']} F={grid['hidden']}", cols, rows, keys=3)
     for name, g in record["goals"].items():
         mark = "[green]met[/]" if g["met"] else "[red]not met[/]"
         console.print(f"goal {name}: worst {g['worst']:.2f}×, mean {g['mean']:.2f}× — {mark}")
