@@ -141,7 +141,8 @@ def _bad_json_line(path: Path) -> str | None:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                return f"line {n} is not valid JSON ({exc.msg} at column {exc.colno})"
+                # json's msg may end in "at" already ("Invalid control character at")
+                return f"line {n} is not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"
             if not isinstance(obj, dict):
                 return f"line {n} is not a JSON object"
     return None
