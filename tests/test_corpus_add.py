@@ -148,3 +148,15 @@ def test_info_and_list(tiny_workspace: Path, capsys) -> None:
     listing = json.loads(out)
     assert "default" in [r["name"] for r in listing["recipes"]]
     assert [b["name"] for b in listing["built"]] == ["tiny"]
+
+
+def test_rows_without_text_are_counted_out_loud(workspace: Path, tmp_path: Path, capsys) -> None:
+    data = rows()
+    for r in data[:3]:
+        r["text"] = None
+    path = tmp_path / "nulls.jsonl"
+    pl.DataFrame(data).write_ndjson(path)
+    code, _, err = run(capsys, "corpus", "add", "nulls", "--from", str(path), *SMALL)
+    assert code == 0, err
+    said = " ".join(err.split())
+    assert f"3 rows have no text in column 'text' and are left out ({data[0]['domain']} 3)" in said

@@ -186,9 +186,16 @@ def _group(df, where: str, domain_column: str, text_column: str) -> dict[str, li
             f"{where}: {nulls} rows have no value in domain column {domain_column!r}; fill or drop them"
         )
     docs: dict[str, list[str]] = defaultdict(list)
+    missing: dict[str, int] = defaultdict(int)
     for dom, text in zip(df[domain_column].cast(pl.String).to_list(), df[text_column].to_list(), strict=True):
         if text is not None:
             docs[dom].append(text)
+        else:
+            missing[dom] += 1
+    if missing:  # a null text is no document; said, since a whole domain can thin out this way
+        per = ", ".join(f"{d} {n}" for d, n in sorted(missing.items()))
+        warnings.warn(f"{where}: {sum(missing.values())} rows have no text in column {text_column!r} and are "
+                      f"left out ({per})", MixoptWarning, stacklevel=3)
     return dict(docs)
 
 
