@@ -91,7 +91,7 @@ def test_train_cli_reports_against_the_prediction(tiny_workspace: Path, model_to
         ["train", "--mixture", str(mix), "--corpus", "tiny", "--model", str(model_toml), "--out", str(out)],
         capsys,
     )
-    assert code == 2 and "--resume" in err
+    assert code == 2 and "holds a finished run; --resume prints its result" in err
     code, stdout, err = run(
         [
             "train",

@@ -284,6 +284,11 @@ def train(
         if (legacy / checkpoint.CHECKPOINT).exists():
             folder = legacy
     if not resume and (folder / checkpoint.CHECKPOINT).exists():
+        if _finished(folder):  # nothing to continue
+            raise MixoptError(
+                f"{folder} holds a finished run; --resume prints its result, or choose another --out (or "
+                "delete the folder) to train again"
+            )
         raise MixoptError(
             f"{folder} already holds a checkpoint; pass --resume to continue it, or choose another --out"
         )
@@ -596,6 +601,14 @@ def _first_missing(folder: Path) -> Path | None:
     while not top.parent.exists():
         top = top.parent
     return top
+
+
+def _finished(folder: Path) -> bool:
+    """Whether the run in ``folder`` trained to its end (its result.json says ok)."""
+    try:
+        return json.loads((folder / "result.json").read_text(encoding="utf-8")).get("status") == "ok"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 @contextlib.contextmanager
