@@ -401,9 +401,11 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     if unused := unused_kl_note(prop.info, cfg.kl, cfg.method):
         notes.append(unused)
     best = next((c for c in cands if c.name == BEST_RUN), None)
+    # Without validation, say when the model itself rates the best run higher (with it, the
+    # measured comparison below says which is better).
     if best is not None and (pull := kl_note(prop.info, prop.predicted, best.predicted, str(best.run_id))
-                             or worse_than_best_note(prop.predicted, best.predicted, str(best.run_id),
-                                                     cfg.method)):
+                             or (cfg.validate == 0 and worse_than_best_note(
+                                 prop.predicted, best.predicted, str(best.run_id), cfg.method))):
         notes.append(pull)
     fit_rms, spread = prop.info.get("fit_rms"), prop.info.get("runs_std")
     if fit_rms is not None and spread and fit_rms > 0.5 * spread:  # the model misses its own runs
