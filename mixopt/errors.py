@@ -27,9 +27,12 @@ def warnings_as_notes() -> Iterator[list[str]]:
     The list is filled when the block ends, each message once.
     """
     notes: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield notes
-    for w in caught:  # shown as they would have been, under the caller's filters
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # type: ignore[assignment]
+            warnings.simplefilter("always")
+            yield notes
+    finally:  # shown as they would have been, under the caller's filters, even if the block raised
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     notes.extend(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, MixoptWarning)))

@@ -71,3 +71,22 @@ def test_json_output_is_strict_json():
     text = dumps({"spearman": float("nan"), "folds": [np.float64("inf"), 0.5], "n": np.int64(3)})
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c}")) == {
         "spearman": None, "folds": [None, 0.5], "n": 3}
+
+
+def test_warnings_become_notes_and_are_still_shown_even_when_the_block_raises():
+    import warnings
+
+    from mixopt.errors import MixoptWarning, warnings_as_notes
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        with warnings_as_notes() as notes:
+            warnings.warn("no convergence", MixoptWarning, stacklevel=1)
+            warnings.warn("no convergence", MixoptWarning, stacklevel=1)
+            warnings.warn("a library's own", UserWarning, stacklevel=1)
+        with pytest.raises(ValueError), warnings_as_notes():
+            warnings.warn("before the error", MixoptWarning, stacklevel=1)
+            raise ValueError("boom")
+    assert notes == ["no convergence"]  # MixoptWarnings only, each once
+    assert [str(w.message) for w in shown] == ["no convergence", "no convergence", "a library's own",
+                                               "before the error"]
