@@ -296,7 +296,8 @@ def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Pat
     )
     assert code == 0, err
     assert "drama-heavy" in stdout and "uniform" in stdout and "±" in stdout
-    assert "compare run 4/4: uniform, seed 1" in err  # no terminal here: a line per run
+    assert "compare run 4/4: uniform, seed 1 · about" in err  # no terminal here: a line per run, time left
+    assert "compare run 1/4: drama-heavy, seed 0\n" in err  # (none before a run has finished)
     data = json.loads((out / "compare.json").read_text())
     assert data["labels"] == ["drama-heavy", "uniform"] and len(data["values"]["uniform"]["drama"]) == 2
     assert data["metrics"][0] == "mean loss" and len(data["values"]["uniform"]["mean loss"]) == 2

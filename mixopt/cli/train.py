@@ -311,10 +311,17 @@ def compare_cmd(
     keep_freed_memory()
     with console.status("") as status:
 
+        started: list[tuple[float, int]] = []  # (time, index) of the first run this call made
+
         def on_run(label: str, seed: int, i: int, n: int) -> None:
-            status.update(f"run {i + 1}/{n}: {label}, seed {seed}")
+            now = time.monotonic()
+            if not started:
+                started.append((now, i))
+            t0, i0 = started[0]
+            left = f" · about {_duration((now - t0) / (i - i0) * (n - i))} left" if i > i0 else ""
+            status.update(f"run {i + 1}/{n}: {label}, seed {seed}{left}")
             if not err_console.is_terminal:  # a log file: the spinner is not drawn there
-                err_console.print(f"compare run {i + 1}/{n}: {label}, seed {seed}", highlight=False)
+                err_console.print(f"compare run {i + 1}/{n}: {label}, seed {seed}{left}", highlight=False)
 
         try:
             cmp = compare(
