@@ -45,7 +45,8 @@ def _check(mixture: Mixture, fmt: str, prefixes: Mapping[str, str] | None) -> di
     if mixture.schedule:
         raise MixoptError(
             f"this mixture changes during training ({len(mixture.schedule)} phases); the {fmt} format holds "
-            "one set of weights"
+            "one set of weights: `mixopt train` follows the schedule itself, and for another trainer "
+            "write one mixture JSON per phase and export each"
         )
     prefixes = dict(prefixes or {})
     unknown = sorted(set(prefixes) - set(mixture.weights))
