@@ -60,10 +60,14 @@ def _reachable(address: str) -> str:
     """
     import socket
 
-    from ray._private import services
-
     try:
+        from ray._private import services  # private: where it moves, check the address as given
+
         resolved = services.canonicalize_bootstrap_address(address)
+    except (ImportError, AttributeError):
+        if address == "auto":
+            return address  # Ray resolves it
+        resolved = address
     except ConnectionError:  # "auto" found none
         resolved = None
     except ValueError as exc:
