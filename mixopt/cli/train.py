@@ -55,6 +55,26 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else (f"{m} min" if m < 90 else f"{m / 60:.1f} h")
 
 
+class _TimeLeft:
+    """Seconds left at the pace since the first call (steps or runs), None until one is done.
+
+    Counted from the first call, not from 0: a resumed run's or a rerun compare's earlier work
+    took no time here.
+    """
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self._done0: int | None = None
+
+    def __call__(self, done: int, total: int) -> float | None:
+        now = time.monotonic()
+        if self._done0 is None:
+            self.started, self._done0 = now, done
+        if done <= self._done0:
+            return None
+        return (now - self.started) / (done - self._done0) * (total - done)
+
+
 def _f(v: float | None, fmt: str = ".4f") -> str:
     return "—" if v is None else format(v, fmt)
 
@@ -221,8 +241,8 @@ def train_cmd(
 
         plain = not as_json and not err_console.is_terminal  # a log file: rich draws no bar there
         last_loss = ["—"]
-        # (time, step) of the first step seen and of the last plain line
-        clock: dict[str, tuple[float, int]] = {}
+        eta = _TimeLeft()
+        last_line: list[float] = []  # when the last plain line was printed
 
         def on_progress(ev: dict) -> None:
             if "resumed" in ev:  # said whatever the output: where the run goes on from
@@ -239,14 +259,14 @@ def train_cmd(
                 last_loss[0] = f"{ev['loss']:.3f}"
                 progress.update(task, total=ev["steps"], completed=ev["step"], loss=last_loss[0],
                                 steps=ev["steps"])
+                left = eta(ev["step"], ev["steps"])
                 now = time.monotonic()
-                t0, s0 = clock.setdefault("start", (now, ev["step"]))
-                if plain and now - clock.get("line", (t0, s0))[0] >= PLAIN_EVERY_S and ev["step"] > s0:
+                since = now - (last_line[-1] if last_line else eta.started)
+                if plain and left is not None and since >= PLAIN_EVERY_S:
                     # and a line a minute between evaluations, with the time left (evaluations apart)
-                    left = (now - t0) / (ev["step"] - s0) * (ev["steps"] - ev["step"])
                     err_console.print(f"train step {ev['step']}/{ev['steps']} · loss {last_loss[0]} · "
                                       f"about {_duration(left)} left", highlight=False)
-                    clock["line"] = (now, ev["step"])
+                    last_line.append(now)
 
         try:
             res = train(
@@ -311,14 +331,11 @@ def compare_cmd(
     keep_freed_memory()
     with console.status("") as status:
 
-        started: list[tuple[float, int]] = []  # (time, index) of the first run this call made
+        eta = _TimeLeft()
 
         def on_run(label: str, seed: int, i: int, n: int) -> None:
-            now = time.monotonic()
-            if not started:
-                started.append((now, i))
-            t0, i0 = started[0]
-            left = f" · about {_duration((now - t0) / (i - i0) * (n - i))} left" if i > i0 else ""
+            seconds = eta(i, n)
+            left = f" · about {_duration(seconds)} left" if seconds is not None else ""
             status.update(f"run {i + 1}/{n}: {label}, seed {seed}{left}")
             if not err_console.is_terminal:  # a log file: the spinner is not drawn there
                 err_console.print(f"compare run {i + 1}/{n}: {label}, seed {seed}{left}", highlight=False)
