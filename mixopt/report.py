@@ -190,6 +190,12 @@ def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains:
     plt.close(fig)
 
 
+def swarm_outcome(runs: dict[str, Any]) -> str:
+    """``"18 ok, 1 diverged, 1 timed out"``: a search's swarm slots by how they ended (its ``runs``)."""
+    lost = runs.get("lost") or ({"failed": runs["failed"]} if runs.get("failed") else {})
+    return f"{runs['ok']} ok" + "".join(f", {n} {kind}" for kind, n in lost.items())
+
+
 def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any] | None,
               runs: list[RunRecord], n_reused: int, n_fit: int, cv: dict[str, float] | None,
               cv_notes: list[str], files: list[Path]) -> str:
@@ -199,9 +205,14 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
              f"- state: **{state}**; method **{cfg.get('method')}**, budget {cfg.get('budget')}, "
              f"rung `{cfg.get('rung')}`, seed {cfg.get('seed')}",
              f"- source: {source}",
-             f"- runs of this search: {status['ok']} ok, {status['diverged']} diverged, "
-             f"{status['failed']} failed, {status['running']} running; {n_reused} reused from earlier "
-             f"searches; {n_fit} fitted", ""]
+             # Every attempt has a record: a run retried after a failure counts once failed, once ok.
+             f"- run records of this search (every attempt, validation runs included): {status['ok']} ok, "
+             f"{status['diverged']} diverged, {status['failed']} failed, {status['running']} running; "
+             f"{n_reused} reused from earlier searches; {n_fit} fitted"]
+    if result and result.get("runs"):  # the swarm's outcome as the search printed it: one per slot
+        r = result["runs"]
+        lines.append(f"- swarm: {r.get('planned', '?')} planned, {swarm_outcome(r)} (after retries)")
+    lines.append("")
     if cv is not None:
         lines += ["## Cross-validation", "",
                   "| Spearman | Pearson | MAE | relative error |", "|---:|---:|---:|---:|",

@@ -236,6 +236,8 @@ def _fmt(x: float | None, nd: int = 4) -> str:
 
 def render_result(result: Any) -> None:
     """The summary: objective of the exported mixture next to the baselines, then their weights."""
+    from mixopt.report import swarm_outcome
+
     cols = ["mixture", "predicted (± sd)", "swarm"]
     if result.validate:
         cols += [f"measured ({result.validate_rung})", "± se", "n", "proposal better by"]
@@ -263,9 +265,7 @@ def render_result(result: Any) -> None:
                   ["domain", *[("★" if row.exported else "") + row.name for row in result.candidates]], rows,
                   left=("domain",))
     runs = result.runs
-    lost = runs.get("lost") or ({"failed": runs["failed"]} if runs["failed"] else {})
-    lost_text = "".join(f", {n} {kind}" for kind, n in lost.items())
-    console.print(f"runs: {runs['ok']} ok{lost_text}, {runs['reused']} reused, "
+    console.print(f"runs: {swarm_outcome(runs)}, {runs['reused']} reused, "
                   f"{runs['fitted']} fitted · {result.wall_s:.0f} s")
     marks = {(row.comparison or {}).get("beats") for row in result.candidates} & {True, False}
     if result.validate and marks:  # the legend of marks the table shows (none with one seed)
