@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing as mp
+import re
 import sqlite3
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.objective import Objective
 from mixopt.store import RunRecord, RunStore, domains_key, fidelity_key
 
@@ -239,3 +242,46 @@ def test_runs_list_json_is_strict_json_with_a_diverged_run(store, capsys):
     out = capsys.readouterr().out
     rec = json.loads(out, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))[0]
     assert rec["metrics"] == {"loss/a": None, "loss/b": None, "loss/c": 2.0} and rec["objective"] is None
+
+
+def test_imported_regmix_runs_need_loss_names_to_be_reused(workspace, tmp_path):
+    """RegMix's metrics are ``metric/the_pile_x_val_loss``: without --rename no search can use them (a
+    warning at import and at the search's plan says so); renamed to ``loss/train_the_pile_x`` they
+    are reused by an evaluator search over the same domains and fidelity."""
+    from mixopt.search.config import SearchConfig
+    from mixopt.search.driver import _plan
+    from mixopt.search.imports import import_table
+    from mixopt.search.prepare import prepare
+    from mixopt.tables import read_run_tables
+
+    runs = Path(__file__).parent / "data" / "runs" / "regmix-pile-1m"
+    ratios, metrics = runs / "train_mixture_1m.csv", runs / "train_pile_loss_1m.csv"
+    with pytest.warns(MixoptWarning):  # rounded rows, renormalised
+        domains = list(read_run_tables(ratios, metrics).domains)
+    ev = "mixopt.testing:loglinear"
+    st = RunStore(tmp_path / "s.sqlite")
+    with pytest.warns(MixoptWarning, match=r"no metric is named loss/<domain>.*--rename"):
+        import_table(st, ratios=ratios, metrics=metrics, fidelity={"rung": "1m"}, evaluator=ev, prefix="a:")
+    # RegMix measured 13 of its 17 training domains: the objective is their mean loss
+    header = metrics.read_text().splitlines()[0].split(",")[1:]
+    target = ",".join("train_" + c.removeprefix("metric/").removesuffix("_val_loss") for c in header)
+    cfg = SearchConfig(evaluator=ev, domains=domains, rung="1m", method="random", budget=40, target=target,
+                       store=str(st.path))
+    with pytest.warns(MixoptWarning, match=r"^\d+ earlier run\(s\) match .* lack the metrics .*--rename"):
+        plan = _plan(prepare(cfg))
+    assert plan["reused"] == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MixoptWarning)
+        warnings.filterwarnings("ignore", message=".*renormalised", category=MixoptWarning)
+        summary = import_table(st, ratios=ratios, metrics=metrics, fidelity={"rung": "1m"}, evaluator=ev,
+                               prefix="b:", rename=[r"metric/(.*)_val_loss=loss/train_\1"])
+    n = summary["runs"]
+    rec = st.get(summary["first"])
+    assert "loss/train_the_pile_pile_cc" in rec.metrics and not any(m.startswith("metric/") for m in rec.metrics)
+    with pytest.warns(MixoptWarning, match=r"earlier run\(s\) match"):  # the first import's are still there
+        plan = _plan(prepare(cfg, search_id="again"))
+    assert len(plan["reused"]) == n
+    for bad, said in ((["metric/x"], "give PATTERN=REPLACEMENT"), (["(=y"], "not a regular expression"),
+                      ([r"metric/.*=loss"], "two metrics the name 'loss'")):
+        with pytest.raises(MixoptError, match=re.escape(said)):
+            import_table(st, ratios=ratios, metrics=metrics, prefix="c:", rename=bad)

@@ -132,6 +132,9 @@ def import_runs(
         "--prefix", help="Run id prefix (default: the ratios file's name and ':').")] = None,
     evaluator: Annotated[str, typer.Option(
         "--evaluator", help="What produced the runs, for the reuse key (default: proxy).")] = "proxy",
+    rename: Annotated[list[str] | None, typer.Option(
+        "--rename", help="Rename metrics, PATTERN=REPLACEMENT (regex, repeatable), so searches can use them: "
+        "e.g. 'metric/(.*)_val_loss=loss/train_\\1' for RegMix's tables.")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -146,7 +149,7 @@ def import_runs(
     st = RunStore(store)
     try:
         summary = import_table(st, ratios=ratios, metrics=metrics, corpus=corpus, fidelity=fid, prefix=prefix,
-                               evaluator=evaluator)
+                               evaluator=evaluator, rename=rename or ())
     except MixoptError:
         if created:
             st.remove_if_empty()  # a refused import leaves no empty store behind

@@ -296,7 +296,16 @@ def _plan(prep: Prepared) -> dict[str, Any]:
     if cfg.reuse and not free:
         reused = prep.store.reusable(corpus_hash=prep.corpus_hash, fidelity_key=prep.fidelity_key,
                                      domains=prep.domains, exclude_search=prep.search_id)
-        reused = [r for r in reused if np.isfinite(prep.objective.value(r.metrics, prep.domains))]
+        valued = [r for r in reused if np.isfinite(prep.objective.value(r.metrics, prep.domains))]
+        if len(valued) < len(reused):  # imported under other metric names
+            reads = list(prep.objective.metric_weights(prep.domains))
+            shown = ", ".join(reads[:2]) + (", …" if len(reads) > 2 else "")
+            warnings.warn(
+                f"{len(reused) - len(valued)} earlier run(s) match this search's domains and fidelity but "
+                f"lack the metrics its objective reads ({shown}), "
+                "so they are not reused (`mixopt runs import --rename` names imported metrics)",
+                MixoptWarning, stacklevel=2)
+        reused = valued
     existing = np.vstack([r.vector(prep.domains) for r in reused]) if reused else None
     # Every reused run informs the fit, but only those inside this search's constraints (--fix,
     # --max-weight, ...) count towards its budget: the swarm must sample the space it searches.

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ def import_table(
     fidelity: Mapping[str, Any] | None = None,
     prefix: str | None = None,
     evaluator: str = "proxy",
+    rename: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Load a ratios + metrics table pair made elsewhere (RegMix, Olmix) into the store.
 
@@ -32,7 +34,13 @@ def import_table(
     error and nothing is written. NaN metrics are left out of a run (a run with no finite metric
     is recorded as ``diverged``). With ``corpus`` naming a built corpus, the runs carry its hash and
     are reused by searches on that corpus at the same fidelity.
+
+    A search's objective reads ``loss/<domain>`` (or ``bpb/<domain>``); ``rename`` holds
+    ``PATTERN=REPLACEMENT`` regular expressions applied to every metric name in turn, e.g.
+    ``metric/(.*)_val_loss=loss/train_\\1`` for RegMix's tables. Without such names the runs are
+    stored but no search can use them, and a warning says so.
     """
+    rules = _rename_rules(rename)
     table = read_run_tables(ratios, metrics)
     prefix = f"{Path(ratios).stem}:" if prefix is None else prefix
     fid = dict(fidelity or {})
@@ -56,7 +64,14 @@ def import_table(
         key = reuse_key(fid, evaluator, proxy=evaluator == PROXY and "rung" in fid)
     except MixoptError:
         key = reuse_key(fid, evaluator, proxy=False)
-    names = table.metric_names
+    names = _renamed(table.metric_names, rules)
+    usable = [f"{kind}/{d}" for d in table.domains for kind in ("loss", "bpb")]
+    if not set(usable) & set(names):
+        warnings.warn(
+            f"no metric is named loss/<domain> or bpb/<domain> (the metrics are {_sample(names)}), so no "
+            "search can use these runs (a search's objective reads those names); rename them on import, "
+            "e.g. --rename 'metric/(.*)_val_loss=loss/train_\\1' for RegMix's tables, or fit the tables "
+            "with `mixopt fit --target COLUMN`", MixoptWarning, stacklevel=2)
     values = table.metrics.to_numpy().astype(float)
     records, n_nan = [], 0
     for i, rid in enumerate(table.run_ids):
@@ -77,3 +92,34 @@ def import_table(
         "first": records[0].run_id, "last": records[-1].run_id, "store": str(store.path),
         "fidelity_key": key, "corpus_hash": corpus_hash,
     }
+
+
+def _sample(names: Sequence[str], k: int = 3) -> str:
+    return ", ".join(names[:k]) + (f", … ({len(names)} in all)" if len(names) > k else "")
+
+
+def _rename_rules(rename: Sequence[str]) -> list[tuple[re.Pattern[str], str]]:
+    rules = []
+    for rule in rename:
+        pattern, sep, repl = rule.partition("=")
+        if not sep or not pattern:
+            raise MixoptError(f"--rename {rule!r}: give PATTERN=REPLACEMENT, e.g. "
+                              "'metric/(.*)_val_loss=loss/\\1'")
+        try:
+            rules.append((re.compile(pattern), repl))
+        except re.error as exc:
+            raise MixoptError(f"--rename {rule!r}: {pattern!r} is not a regular expression ({exc})") from exc
+    return rules
+
+
+def _renamed(names: Sequence[str], rules: Sequence[tuple[re.Pattern[str], str]]) -> list[str]:
+    out = list(names)
+    for pattern, repl in rules:
+        try:
+            out = [pattern.sub(repl, n) for n in out]
+        except (re.error, IndexError) as exc:
+            raise MixoptError(f"--rename {pattern.pattern}={repl}: {exc}") from exc
+    twice = sorted({n for n in out if out.count(n) > 1})
+    if twice:
+        raise MixoptError(f"--rename gives two metrics the name {twice[0]!r}; make the rules keep them apart")
+    return out
