@@ -1,10 +1,13 @@
 """Exporters: a mixture in the form a training job reads, and parsers back for round trips.
 
 - ``megatron``: Megatron-LM's ``--data-path`` blend, ``"w1 prefix1 w2 prefix2 ..."`` on one line
-  (Megatron normalises the weights itself). Domains with weight 0 are left out, since a dataset
-  that contributes no samples only costs Megatron an index build; :func:`export_notes` says which.
+  (Megatron normalises the weights itself). Domains with weight 0 (at most
+  :data:`NEGLIGIBLE_WEIGHT`) are left out, since a dataset that contributes no samples only costs
+  Megatron an index build; :func:`export_notes` says which.
 - ``hf``: JSON ``{"datasets": [...], "domains": [...], "probabilities": [...]}`` in one order, for
-  ``datasets.interleave_datasets(datasets, probabilities=probabilities)``.
+  ``datasets.interleave_datasets(datasets, probabilities=probabilities)``. Domains with weight 0
+  are left out as for Megatron (with ``stopping_strategy="all_exhausted"`` a dataset never drawn
+  never runs out, so interleaving would not stop), the rest renormalised to sum to 1.
 - ``olmix``: Olmix's ``[{"domain": ..., "weight": ...}]``.
 - ``olmix-mix``: the ``mix:`` section of an Olmix launch config (its flat form, as ``olmix generate``
   writes it): ``domain: {weight, repetition_factor}``. The repetition factor is the mixture's own
@@ -32,8 +35,8 @@ from typing import Literal
 from mixopt.errors import MixoptError
 from mixopt.mixture import Mixture
 
-# A solver's 1e-18 is a zero: Megatron would build an index for a dataset it never samples.
-MEGATRON_MIN_WEIGHT = 1e-12
+# A solver's 1e-18 and a top-k average's 1e-11 are zeros: one token in a billion or fewer.
+NEGLIGIBLE_WEIGHT = 1e-9
 
 Format = Literal["megatron", "hf", "olmix", "olmix-mix", "yaml"]
 FORMATS: tuple[str, ...] = ("megatron", "hf", "olmix", "olmix-mix", "yaml")
@@ -97,8 +100,9 @@ def _objective_weights(mixture: Mixture) -> dict[str, float]:
     """
     objective = mixture.meta.get("objective") or {}
     recorded = objective.get("weights") or {}
-    if not recorded and objective.get("kind") == "metric":
-        columns = objective.get("columns") or {str(objective.get("metric")): 1.0}
+    columns = objective.get("columns") or (
+        {str(objective.get("metric")): 1.0} if objective.get("kind") == "metric" else {})
+    if not recorded and columns:  # a column, several, or the mean of every column of a table
         for col, w in columns.items():
             # the name as a word of the column, not any substring ("c" is in "metric")
             hits = [d for d in mixture.weights
@@ -125,10 +129,11 @@ def export_notes(
 ) -> list[str]:
     """What the export leaves out, changes or chooses, one line each (empty when nothing)."""
     notes = []
-    if fmt == "megatron":
-        zero = [d for d, w in mixture.weights.items() if w <= MEGATRON_MIN_WEIGHT]
+    if fmt in ("megatron", "hf"):
+        zero = [d for d, w in mixture.weights.items() if w <= NEGLIGIBLE_WEIGHT]
         if zero:
-            notes.append(f"left out of the Megatron blend (weight 0): {', '.join(zero)}")
+            where = "the Megatron blend" if fmt == "megatron" else "the datasets to interleave"
+            notes.append(f"left out of {where} (weight 0, at most {NEGLIGIBLE_WEIGHT:g}): {', '.join(zero)}")
         if prefixes:  # some prefixes given: the others are probably forgotten, not meant as bare names
             bare = [d for d, w in mixture.weights.items() if w > 0 and d not in prefixes]
             if bare:
@@ -141,7 +146,7 @@ def export_notes(
         objective = mixture.meta.get("objective") or {}
         if recorded:
             source = "the objective's domains and weights"
-        elif objective.get("kind") == "metric":  # a fit on a table column: no domain to name
+        elif objective.get("columns") or objective.get("kind") == "metric":  # columns naming no domain
             source = f"every domain equally (the objective, {objective.get('metric')}, names no domain)"
         else:
             source = "every domain equally"
@@ -164,9 +169,12 @@ def export_mixture(
         raise MixoptError(f"--valid weights must be finite and > 0, got {', '.join(bad)}")
     w = mixture.weights
     if fmt == "megatron":
-        return " ".join(f"{w[d]!r} {names[d]}" for d in w if w[d] > MEGATRON_MIN_WEIGHT) + "\n"
+        return " ".join(f"{w[d]!r} {names[d]}" for d in w if w[d] > NEGLIGIBLE_WEIGHT) + "\n"
     if fmt == "hf":
-        doc = {"datasets": [names[d] for d in w], "domains": list(w), "probabilities": [w[d] for d in w]}
+        kept = [d for d in w if w[d] > NEGLIGIBLE_WEIGHT]
+        total = sum(w[d] for d in kept) if len(kept) < len(w) else 1.0  # untouched when nothing is dropped
+        doc = {"datasets": [names[d] for d in kept], "domains": kept,
+               "probabilities": [w[d] / total for d in kept]}
         return json.dumps(doc, indent=2) + "\n"
     if fmt == "olmix":
         return json.dumps([{"domain": names[d], "weight": w[d]} for d in w], indent=2) + "\n"
@@ -195,8 +203,8 @@ def parse_export(
     """Weights by domain from an exported text (the inverse of :func:`export_mixture`).
 
     Names are mapped back through ``prefixes``, and a yaml ``train_<domain>`` to one of ``domains``;
-    for ``megatron``, the domains of ``prefixes`` and ``domains`` that the blend leaves out come back
-    with weight 0.
+    for ``megatron`` and ``hf``, the domains of ``prefixes`` and ``domains`` that the export leaves
+    out come back with weight 0.
     """
     if fmt not in FORMATS:
         raise MixoptError(f"export format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
@@ -235,7 +243,7 @@ def parse_export(
         if domain in out:
             raise MixoptError(f"{fmt} export names {name!r} twice")
         out[domain] = weight
-    if fmt == "megatron":
+    if fmt in ("megatron", "hf"):
         for domain in [*(prefixes or {}), *domains]:
             out.setdefault(domain, 0.0)
     return out

@@ -95,12 +95,18 @@ def test_megatron_leaves_out_zero_weights_and_says_so() -> None:
     mix = Mixture({"a": 0.6, "b": 0.0, "c": 0.4})
     text = export_mixture(mix, "megatron")
     assert text == "0.6 a 0.4 c\n"
-    assert export_notes(mix, "megatron") == ["left out of the Megatron blend (weight 0): b"]
+    said = ["left out of the Megatron blend (weight 0, at most 1e-09): b"]
+    assert export_notes(mix, "megatron") == said
     assert parse_export(text, "megatron", domains=["a", "b", "c"]) == {"a": 0.6, "c": 0.4, "b": 0.0}
-    tiny = Mixture({"a": 0.6, "b": 2.3e-18, "c": 0.4 - 2.3e-18})  # a solver's zero
+    tiny = Mixture({"a": 0.6, "b": 2.3e-11, "c": 0.4 - 2.3e-11})  # a top-k average's zero
     assert " b" not in export_mixture(tiny, "megatron")
-    assert export_notes(tiny, "megatron") == ["left out of the Megatron blend (weight 0): b"]
-    assert export_notes(mix, "hf") == []
+    assert export_notes(tiny, "megatron") == said
+    # HF: a dataset never drawn never runs out (all_exhausted would not stop); the rest sum to 1
+    hf = json.loads(export_mixture(tiny, "hf"))
+    assert hf["domains"] == ["a", "c"] and sum(hf["probabilities"]) == pytest.approx(1.0, abs=1e-15)
+    assert export_notes(tiny, "hf") == ["left out of the datasets to interleave (weight 0, at most 1e-09): b"]
+    assert parse_export(export_mixture(mix, "hf"), "hf", domains=["a", "b", "c"]) == {"a": 0.6, "c": 0.4,
+                                                                                      "b": 0.0}
     # Prefixes for some domains only: the others are named, not silently written bare.
     assert export_notes(mix, "megatron", prefixes={"a": "/data/a_text_document"})[1] == (
         "no --prefix for c: written as the bare domain name(s)")
@@ -112,6 +118,13 @@ def test_megatron_leaves_out_zero_weights_and_says_so() -> None:
     import yaml
 
     assert yaml.safe_load(export_mixture(cc, "yaml"))["valid"] == {"valid_the_pile_pile_cc": 1.0}
+    # --target mean on RegMix's table: the measured domains' sets (13 of its 17), not every domain
+    weights = {"train_the_pile_pile_cc": 0.5, "train_the_pile_github": 0.3, "train_the_pile_europarl": 0.2}
+    mean = Mixture(weights,
+                   meta={"objective": {"kind": "mean", "metric": "mean", "weights": {}, "columns": {
+                       "metric/the_pile_pile_cc_val_loss": 0.5, "metric/the_pile_github_val_loss": 0.5}}})
+    assert yaml.safe_load(export_mixture(mean, "yaml"))["valid"] == {"valid_the_pile_pile_cc": 0.5,
+                                                                     "valid_the_pile_github": 0.5}
 
 
 def test_bad_exports() -> None:

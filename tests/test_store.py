@@ -277,7 +277,8 @@ def test_imported_regmix_runs_need_loss_names_to_be_reused(workspace, tmp_path):
                                prefix="b:", rename=[r"metric/(.*)_val_loss=loss/train_\1"])
     n = summary["runs"]
     rec = st.get(summary["first"])
-    assert "loss/train_the_pile_pile_cc" in rec.metrics and not any(m.startswith("metric/") for m in rec.metrics)
+    assert "loss/train_the_pile_pile_cc" in rec.metrics
+    assert not any(m.startswith("metric/") for m in rec.metrics)
     with pytest.warns(MixoptWarning, match=r"earlier run\(s\) match"):  # the first import's are still there
         plan = _plan(prepare(cfg, search_id="again"))
     assert len(plan["reused"]) == n
