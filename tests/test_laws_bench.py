@@ -103,6 +103,11 @@ def test_bench_fit_cli_laws_only(workspace: Path, capsys: pytest.CaptureFixture[
     )
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["fitter"] for r in out["laws"]["rows"]] == ["linear", "loglinear"]
+    # the tables' root works as well as RegMix's folder in it
+    main(["bench", "fit", "--no-timing", "--data", str(SLICES), "--tasks", "regmix-pile-cc", "--fitters",
+          "linear", "--jobs", "1", "--json"])
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["laws"]["rows"][0]["spearman"] == out["laws"]["rows"][0]["spearman"]
 
 
 def test_ladder_options_reach_the_library(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -168,7 +168,8 @@ def bench_laws(
         else:  # the workspace's, when there is one; the tasks on it are skipped otherwise
             st = RunStore() if default_path().is_file() else None
     if not tables and st is None:
-        raise MixoptError(f"no run tables under {root} and no run store; point --data at ../shared/data/runs")
+        raise MixoptError(f"no run tables under {root} (regmix-pile-1m/ or olmix-64dom-512/) and no run "
+                          "store; point --data at ../shared/data/runs")
     # Units: (task, fitter, part) -> (Xtr, ytr, Xte, yte, seed, domains)
     units: dict[tuple[str, str, int], tuple[np.ndarray, ...]] = {}
     if "regmix-pile-cc" in tasks and "regmix" in tables:

@@ -186,8 +186,9 @@ def _render_scale(res: dict[str, Any]) -> None:
 
 @bench_app.command("fit")
 def bench_fit(
-    data: Annotated[Path | None, opt("--data", help="Folder with RegMix's 1M tables (default: "
-                                     "../shared/data/runs/regmix-pile-1m).")] = None,
+    data: Annotated[Path | None, opt("--data", help="Folder of the reference tables (regmix-pile-1m/, "
+                                     "olmix-64dom-512/; default: ../shared/data/runs), or the "
+                                     "regmix-pile-1m folder itself.")] = None,
     candidates: Annotated[int, opt("--candidates", help="Candidates for the propose timing.")] = 1_000_000,
     as_json: JsonOpt = False,
     timing: Annotated[bool, opt("--timing/--no-timing", help="RegMix's fit/propose timings.")] = True,
@@ -208,6 +209,11 @@ def bench_fit(
 ) -> None:
     """RegMix's fit/propose timings, and every fitter's accuracy on held-out runs (tables and store)."""
     res: dict[str, Any] = {}
+    root = data  # the tables' root, or RegMix's folder in it
+    if data is not None and (data / "regmix-pile-1m").is_dir():
+        data = data / "regmix-pile-1m"
+    if data is not None and data.name == "regmix-pile-1m":
+        root = data.parent
     if timing:
         from mixopt.bench.fit import bench_fit as run_bench
 
@@ -221,7 +227,6 @@ def bench_fit(
     if laws:
         from mixopt.bench.laws import FITTERS, bench_laws
 
-        root = data.parent if data is not None else None
         opts: dict[str, Any] = {"data": root, "jobs": jobs, "store": store}
         if tasks:
             opts["tasks"] = tuple(x.strip() for x in tasks.split(",") if x.strip())
