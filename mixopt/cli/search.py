@@ -59,7 +59,8 @@ def search(
                                 "cluster of `ray start` on this machine, or local for a Ray of this "
                                 "search's own (default: RAY_ADDRESS, else local; --resume: the search's "
                                 "own).")] = None,
-    min_weight: Annotated[float, opt("--min-weight", help="Floor of every weight not --fix-ed.")] = 0.0,
+    min_weight: Annotated[float, opt("--min-weight", help="Floor of every weight not --fix-ed (a floor: "
+                                     "RegMix's and Olmix's minimum instead zeroes smaller weights).")] = 0.0,
     max_weight: Annotated[list[str] | None, opt("--max-weight", help="Ceiling d=x (repeat, or "
                                                 "d=x,e=y).")] = None,
     fix: Annotated[list[str] | None, opt("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")] = None,
@@ -70,7 +71,9 @@ def search(
     target: Annotated[Str, opt("--target", help="Objective: d1,d2 (mean) or d1=0.7,d2=0.3 "
                                "(default: mean over all domains).")] = None,
     metric: Annotated[str, opt("--metric", help="loss or bpb.")] = "loss",
-    temperature: Annotated[float, opt("--temperature", help="Temperature of the swarm's prior.")] = 1.0,
+    temperature: Annotated[float, opt("--temperature", help="Temperature T of the swarm's prior, token "
+                                      "shares ** (1/T): T > 1 flattens it (Olmix's mix_temperature t and "
+                                      "RegMix's TEMP are exponents: give T = 1/t).")] = 1.0,
     kl: Annotated[float | None, opt("--kl", help="Laws solved exactly: weight λ of KL(mixture ‖ prior) "
                                     "in the objective's units (default 0.1, Olmix's, for BPB; 0: the "
                                     "law's own optimum).")] = None,
