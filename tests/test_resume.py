@@ -88,3 +88,36 @@ def test_resume_after_sigkill_loses_nothing_and_reruns_nothing(workspace, tmp_pa
     mix = Mixture.load(out)
     assert set(mix.meta["provenance"]["run_ids"]) == {r.run_id for r in ok}
     assert store.require_search("killme").state == "done"
+
+
+def test_sigterm_stops_a_search_as_ctrl_c_does_and_it_resumes(workspace, tmp_path, ray_session):
+    """A scheduler's SIGTERM (Kubernetes, Slurm, ``timeout``): the resume hint and exit 130, the
+    search marked interrupted, not failed, and the resume runs only what is left."""
+    env = {**os.environ, "MIXOPT_HOME": str(workspace)}
+    args = ["search", "--evaluator", "mixopt.testing:sleepy", "--fidelity", "sleep=0.5", "--domains", "a,b,c",
+            "--budget", "12", "--validate", "0", "--name", "termed", "--address", ray_session.address,
+            "--concurrency", "2"]
+    driver = subprocess.Popen(CLI + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    store_path = workspace / "runs.sqlite"
+
+    def ok_runs() -> int:
+        return len(RunStore(store_path).runs(search_id="termed", status="ok")) if store_path.exists() else 0
+
+    try:
+        _wait_for(lambda: ok_runs() >= 2, 90, "two finished runs", driver)
+        driver.send_signal(signal.SIGTERM)
+        out, _ = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, out[-3000:]
+    assert "mixopt search --resume termed" in out and "SIGTERM received" not in out
+    store = RunStore(store_path)
+    assert store.require_search("termed").state == "interrupted"
+    done_before = {r.run_id for r in store.runs(search_id="termed", status="ok")}
+    res = subprocess.run(CLI + ["search", "--resume", "termed", "--address", ray_session.address], env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    ok = store.runs(search_id="termed", status="ok")
+    assert len(ok) == len({r.label for r in ok}) == 12 and done_before <= {r.run_id for r in ok}

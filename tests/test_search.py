@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mixopt import testing
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.mixture import Mixture
 from mixopt.objective import Objective
 from mixopt.search.config import SearchConfig
@@ -36,10 +36,15 @@ def config(tmp_path, **kw) -> SearchConfig:
 
 
 def test_search_end_to_end_on_a_fast_evaluator(workspace, tmp_path, ray_session):
+    import signal
+
     from mixopt.search.driver import run_search
 
     events = []
+    handler = signal.getsignal(signal.SIGINT)
     res = run_search(config(tmp_path, name="e2e", validate=2), progress=events.append)
+    # Tune's SIGINT handler does not outlive its runs: a Ctrl-C during the fit stops the search
+    assert signal.getsignal(signal.SIGINT) is handler
     store = RunStore()
     swarm = store.runs(search_id="e2e", role="swarm")
     assert len(swarm) == 10 and {r.status for r in swarm} == {"ok"}
@@ -427,6 +432,9 @@ def test_a_resume_with_a_longer_trial_timeout_runs_timed_out_slots_again(workspa
     assert all(r.error.startswith("timed out after 1 s") for r in RunStore().runs(search_id="slow"))
     res = resume_search("slow", trial_timeout=60)
     assert res.runs["ok"] == res.runs["fitted"] == 2
+    # a finished search: the options for its runs change nothing, and it says so
+    with pytest.warns(MixoptWarning, match=r"'slow' is finished, so --retries and --trial-timeout change"):
+        assert resume_search("slow", retries=3, trial_timeout=90).runs == res.runs
 
 
 def test_the_driver_records_a_trial_that_died_before_it_started_or_after_it_reported(tmp_path):
@@ -457,8 +465,16 @@ def test_the_driver_records_a_trial_that_died_before_it_started_or_after_it_repo
     assert store.get("n-s0001-a1").status == "ok" and store.get("n-s0001-a1").metrics == {"loss/web": 2.0}
 
 
-def test_an_unreachable_ray_address_is_one_error_at_once():
-    from mixopt.search.ray_env import _reachable
+def test_an_unreachable_ray_address_is_one_error_at_once(monkeypatch):
+    import ray
+
+    from mixopt.search.ray_env import _reachable, ensure_ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh driver
+    with pytest.raises(MixoptError) as exc:
+        ensure_ray("127.0.0.1:1")
+    assert str(exc.value).startswith("cannot reach the Ray cluster at ")  # said once, not wrapped again
+    assert str(exc.value).lower().count("check --address") == 1
 
     with pytest.raises(MixoptError, match=r"cannot reach the Ray cluster at .*:1 \(--address "
                                           r"127\.0\.0\.1:1\): .*drop them to run on a local Ray"):

@@ -191,3 +191,18 @@ def test_the_export_note_says_whether_the_proposal_lost_beyond_noise() -> None:
     lost = {"proposal": m(2.60, 0.01, 3), "uniform": m(2.49, 0.01, 3)}
     _, notes = choose_export(lost, rung="xs", fitted=False)
     assert "worse than that baseline here" in notes[0] and "fit" not in notes[0].split("(")[-1]
+
+
+def test_a_dead_trial_is_named_timed_out_only_past_the_trial_timeout():
+    s = make(retries=2)
+    s.suggest("t0")
+    s.on_trial_complete("t0", None, error=True)
+    assert s.slots["s0000"].error.startswith("the trial process died")  # no --trial-timeout
+    s.timeout = 0.0  # every trial has run past it
+    s.suggest("t1")
+    s.on_trial_complete("t1", None, error=True)
+    assert s.slots["s0000"].error == "timed out after 0 s (--trial-timeout)"
+    s.timeout = 3600.0
+    s.suggest("t2")
+    s.on_trial_complete("t2", None, error=True)
+    assert s.slots["s0000"].error.startswith("the trial process died")

@@ -186,6 +186,9 @@ class _Progress:
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TextColumn("ETA"),
             TimeRemainingColumn(),
+            # rich's default estimates speed over the last 30 s, so runs further apart (any proxy
+            # above xs) never showed an ETA; the whole phase is the window here.
+            speed_estimate_period=24 * 3600,
             # Disabled without a terminal too: a stopped live display there only leaves a blank line.
             console=err_console, disable=quiet or self.plain, transient=False,
         )

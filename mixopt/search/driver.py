@@ -15,6 +15,9 @@ import logging
 import os
 import re
 import shutil
+import signal
+import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -150,7 +153,38 @@ def driver_lock(folder: Path, name: str) -> Iterator[None]:
         f.truncate()
         f.write(f"{os.getpid()}\n")
         f.flush()
-        yield
+        _DRIVING.append(name)
+        try:
+            yield
+        finally:
+            _DRIVING.remove(name)
+
+
+_DRIVING: list[str] = []  # the searches this process drives now (inside driver_lock)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (Kubernetes, Slurm, ``timeout``) stops a search as Ctrl-C does: resumable, said so.
+
+    ``ray.init`` sets SIGTERM to exit at once, which left the search marked failed and printed a
+    native stack dump. Installed after it; outside a search the handler does what Ray's did.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if getattr(previous, "_mixopt", False):
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if _DRIVING:
+            os.kill(os.getpid(), signal.SIGINT)  # Tune's handler while trials run, KeyboardInterrupt after
+        elif callable(previous):
+            previous(signum, frame)
+        else:
+            sys.exit(128 + signum)
+
+    handler._mixopt = True  # type: ignore[attr-defined]
+    signal.signal(signal.SIGTERM, handler)
 
 
 def resume_search(
@@ -167,6 +201,12 @@ def resume_search(
     rec = st.require_search(name)
     if rec.state == "done" and rec.result:
         result = SearchResult.from_dict(rec.result)
+        given = [f for f, v in (("--retries", retries), ("--trial-timeout", trial_timeout)) if v is not None]
+        if given:  # they apply to the runs of a search still going
+            warnings.warn(
+                f"search {name!r} is finished, so {' and '.join(given)} change nothing (its failed runs stay "
+                "failed); a new search with the same settings reuses its finished runs and samples new "
+                "ones", MixoptWarning, stacklevel=2)
         if out is not None:  # a finished search resumed with --out: write its mixture there too
             from mixopt.atomic import check_writable
             from mixopt.mixture import Mixture
@@ -257,6 +297,7 @@ def _failure_kinds(store: RunStore, searcher: SwarmSearcher) -> dict[str, int]:
 # ----- stages ------------------------------------------------------------------------------
 def _ray(config: SearchConfig, progress: Progress | None, search_id: str) -> RayInfo:
     info = ensure_ray(config.address)
+    _stop_on_sigterm()
     biggest = _largest_node_cpus()
     if biggest is not None and config.cpus_per_trial > biggest:  # Tune would wait for it forever
         raise MixoptError(

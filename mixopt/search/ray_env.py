@@ -160,6 +160,8 @@ def ensure_ray(
                     dashboard_host="127.0.0.1", log_to_driver=False, logging_level=logging.WARNING,
                 )
                 started_here = True
+        except MixoptError:  # the address check's own message says it all
+            raise
         except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             target = f"the Ray cluster at {address}" if address else "a local Ray"
             raise MixoptError(
@@ -174,6 +176,7 @@ def ensure_ray(
             url = ray._private.worker.get_dashboard_url() or None
         except Exception:  # informative only; a private helper may move between Ray versions
             url = None
+    _quiet_worker_deaths()
     from ray._raylet import AuthenticationMode, get_authentication_mode
 
     auth = "token" if get_authentication_mode() == AuthenticationMode.TOKEN else "disabled"
@@ -183,3 +186,32 @@ def ensure_ray(
         address=str(gcs), started_here=started_here, num_cpus=cpus, dashboard_url=url, auth=auth,
         token_source=token_source() if auth == "token" else None,
     )
+
+
+WORKER_DIED = "A worker died or was killed while executing a task"
+
+
+def _quiet_worker_deaths() -> None:
+    """Drop the raylet's paragraph on each dead worker from the driver's output.
+
+    Every trial's worker that dies (a --trial-timeout ends its worker on purpose) is recorded by the
+    driver with its reason and reported in one line; Ray's own notice adds ten lines of guesses (OOM
+    killer, ``ray stop``, SIGSEGV) per worker. It still reaches Ray's logs. Ray prints it from a
+    private helper: where that moves, the notice shows as before.
+    """
+    try:
+        from ray._private import worker
+    except ImportError:
+        return
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "_mixopt_quiet", False):
+        return
+
+    def print_to_stdstream(data: dict, ignore_prefix: bool) -> None:  # noqa: FBT001 (Ray's signature)
+        if data.get("pid") == "raylet" and any(WORKER_DIED in str(line) for line in data.get("lines", ())):
+            logging.getLogger(__name__).debug("ray: %s", " ".join(map(str, data["lines"])))
+            return
+        original(data, ignore_prefix)
+
+    print_to_stdstream._mixopt_quiet = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = print_to_stdstream

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -239,6 +241,7 @@ def run_trials(
     Ctrl-C makes Tune stop early and return.
     """
     slots = list(searcher.slots.values())
+    searcher.timeout = ctx.timeout
     cb = TrialCallback(RunStore(ctx.store_path), phase, slots, searcher.retries, progress, best, ctx)
     cb.emit()
     if not searcher.pending():
@@ -268,7 +271,14 @@ def run_trials(
     )
     logger.info("running %d %s trials (%d at a time) in %s", len(searcher.pending()), phase, concurrency,
                 storage / name)
-    tuner.fit()
+    # Tune installs its own SIGINT handler and leaves it after fit() returns: a Ctrl-C during the fit
+    # or the validation that follow would only set Tune's flag, and the search would go on.
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        tuner.fit()
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
 
 
 def check_fatal(store: RunStore, search_id: str) -> None:

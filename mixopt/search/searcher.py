@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -94,6 +95,8 @@ class MixtureSearcher(Searcher):
         self.live: dict[str, str] = {}  # Tune trial id -> slot key
         self.observations: list[dict[str, Any]] = []  # {"weights", "value", "run_id"}
         self.fatal: str | None = None
+        self.timeout: float | None = None  # --trial-timeout, set by the runner: names a timed-out trial
+        self.suggested: dict[str, float] = {}  # Tune trial id -> when it was suggested (monotonic)
         for s in slots:
             self.add_slot(s)
 
@@ -130,6 +133,7 @@ class MixtureSearcher(Searcher):
         slot.state = "live"
         slot.run_id = run_id_for(self.search_id, slot.key, slot.attempt)
         self.live[trial_id] = slot.key
+        self.suggested[trial_id] = time.monotonic()
         return self.config_for(slot)
 
     def config_for(self, slot: Slot) -> dict[str, Any]:
@@ -146,6 +150,7 @@ class MixtureSearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         key = self.live.pop(trial_id, None)
+        ran = time.monotonic() - self.suggested.pop(trial_id, time.monotonic())
         if key is None:
             logger.debug("completion of unknown trial %s ignored", trial_id)
             return
@@ -159,8 +164,12 @@ class MixtureSearcher(Searcher):
             return
         why = (result or {}).get("error")
         if not why:
-            why = ("the trial process died or timed out; `mixopt runs list` shows its error"
-                   if error else f"status {status!r}, objective {value}")
+            if not error:
+                why = f"status {status!r}, objective {value}"
+            elif self.timeout is not None and ran >= self.timeout:
+                why = f"timed out after {self.timeout:g} s (--trial-timeout)"
+            else:
+                why = "the trial process died; `mixopt runs list` shows its error"
         slot.error = str(why)
         if result and result.get("fatal"):
             self.fatal = f"run {slot.run_id}: {why}"
