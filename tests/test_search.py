@@ -311,14 +311,17 @@ def test_the_mixture_carries_per_domain_predictions(workspace, tmp_path, ray_ses
 def test_one_driver_per_search(workspace, tmp_path):
     """A second driver of a running search is refused (it would mark the live runs interrupted and
     run their slots again); the lock goes with the process that held it."""
-    from mixopt.search.driver import driver_lock
+    from mixopt.search.lock import driver_alive, driver_lock
 
     folder = tmp_path / "searches" / "busy"
+    assert driver_alive(folder) is None  # never driven
     with driver_lock(folder, "busy"):
         assert (folder / "driver.lock").read_text().strip() == str(os.getpid())
+        assert driver_alive(folder) is True
         busy = r"search 'busy' is being run by another driver \(pid \d+\)"
         with pytest.raises(MixoptError, match=busy), driver_lock(folder, "busy"):
             pass
+    assert driver_alive(folder) is False  # `runs searches` shows a running search without it as stopped
     with driver_lock(folder, "busy"):  # released: the next driver takes it
         pass
 

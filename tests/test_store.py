@@ -286,3 +286,17 @@ def test_imported_regmix_runs_need_loss_names_to_be_reused(workspace, tmp_path):
                       ([r"metric/.*=loss"], "two metrics the name 'loss'")):
         with pytest.raises(MixoptError, match=re.escape(said)):
             import_table(st, ratios=ratios, metrics=metrics, prefix="c:", rename=bad)
+
+
+def test_runs_searches_shows_a_running_search_without_its_driver_as_stopped(store, capsys):
+    from mixopt.search.lock import driver_lock
+    from mixopt.search.prepare import search_dir
+
+    store.create_search("alive", {"method": "random"}, {})
+    store.create_search("dead", {"method": "random"}, {})
+    (search_dir("dead")).mkdir(parents=True)
+    (search_dir("dead") / "driver.lock").write_text("4242\n")  # a driver killed with -9 left it
+    with driver_lock(search_dir("alive"), "alive"):
+        assert _cli(["runs", "searches", "--json"]) == 0
+    states = {r["search"]: r["state"] for r in json.loads(capsys.readouterr().out)}
+    assert states == {"alive": "running", "dead": "stopped"}

@@ -90,15 +90,21 @@ def list_searches(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         else:
             console.print(f"0 searches: no run store at {default_path()} yet")
         return
+    from mixopt.search.lock import driver_alive
+    from mixopt.search.prepare import search_dir
+
     st = RunStore(store, create=False)
     rows = []
     for s in st.searches():
         res = s.result or {}
+        state = s.state
+        if state == "running" and driver_alive(search_dir(s.search_id)) is False:
+            state = "stopped"  # its driver died (kill -9, a lost node): `mixopt search --resume` goes on
         exported = next((c for c in res.get("candidates", []) if c.get("exported")), {})
         value, how = (exported.get("measured") or {}).get("mean"), "measured"
         if value is None:
             value, how = exported.get("predicted"), "predicted"
-        rows.append({"search": s.search_id, "state": s.state, "method": s.config.get("method"),
+        rows.append({"search": s.search_id, "state": state, "method": s.config.get("method"),
                      "corpus": s.config.get("corpus") or "-", "budget": s.config.get("budget"),
                      "exported": res.get("exported"), "objective": value,
                      "objective_is": how if value is not None else None, "created": s.created})
@@ -115,6 +121,9 @@ def list_searches(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         table.add_row(r["search"], r["state"], str(r["method"]), str(r["corpus"]), str(r["budget"]),
                       r["exported"] or "-", value, r["created"][:19])
     console.print(table)
+    if any(r["state"] == "stopped" for r in rows):
+        console.print("stopped: its driver ended without saying so (kill -9, a lost node); "
+                      "`mixopt search --resume NAME` goes on", style="dim")
     if any(r["objective_is"] == "predicted" for r in rows):
         console.print("objective: the exported mixture's measured value, or the model's prediction "
                       "(pred.) where it was not validated", style="dim")

@@ -9,8 +9,6 @@ finished run is lost or run again.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
 import os
 import re
@@ -20,7 +18,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from mixopt.errors import MixoptError, MixoptWarning, warnings_as_notes
 from mixopt.proposers.exact import held_note, kl_note, unused_kl_note
 from mixopt.proposers.proposal import beyond_runs_note, extrapolation_note, worse_than_best_note
 from mixopt.search.config import SearchConfig
+from mixopt.search.lock import DRIVING, driver_lock
 from mixopt.search.prepare import Prepared, prepare
 from mixopt.search.ray_env import RayInfo, ensure_ray
 from mixopt.search.result import SearchResult, build_mixture, candidate_rows
@@ -122,47 +121,6 @@ def run_search(
         return _drive(prep, plan, info, progress, resumed=False)
 
 
-@contextlib.contextmanager
-def driver_lock(folder: Path, name: str) -> Iterator[None]:
-    """Hold the search's lock while this process drives it; another driver of it is refused.
-
-    A ``flock`` on ``<search folder>/driver.lock``: the kernel releases it when the process ends,
-    kill -9 included, so a dead driver never blocks a resume. Without it, a second ``--resume``
-    would mark the first driver's live runs interrupted and run their slots again.
-    """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, as before
-        yield
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "driver.lock", "a+", encoding="utf-8") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise MixoptError(f"cannot lock {f.name} ({exc.strerror}); is the workspace on a file "
-                                  "system without locks? Set MIXOPT_HOME to a local folder") from exc
-            f.seek(0)
-            pid = f.read().strip() or "?"
-            raise MixoptError(
-                f"search {name!r} is being run by another driver (pid {pid}); wait for it to end, or "
-                f"stop it (Ctrl-C) and then run `mixopt search --resume {name}`"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
-        _DRIVING.append(name)
-        try:
-            yield
-        finally:
-            _DRIVING.remove(name)
-
-
-_DRIVING: list[str] = []  # the searches this process drives now (inside driver_lock)
-
-
 def _stop_on_sigterm() -> None:
     """SIGTERM (Kubernetes, Slurm, ``timeout``) stops a search as Ctrl-C does: resumable, said so.
 
@@ -176,7 +134,7 @@ def _stop_on_sigterm() -> None:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if _DRIVING:
+        if DRIVING:
             os.kill(os.getpid(), signal.SIGINT)  # Tune's handler while trials run, KeyboardInterrupt after
         elif callable(previous):
             previous(signum, frame)

@@ -1,0 +1,77 @@
+"""One driver per search: the lock a driver holds while it runs a search, and whether one does.
+
+``runs searches`` asks :func:`driver_alive` without importing Ray; the driver holds
+:func:`driver_lock`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from mixopt.errors import MixoptError
+
+DRIVING: list[str] = []  # the searches this process drives now (inside driver_lock)
+
+
+@contextlib.contextmanager
+def driver_lock(folder: Path, name: str) -> Iterator[None]:
+    """Hold the search's lock while this process drives it; another driver of it is refused.
+
+    A ``flock`` on ``<search folder>/driver.lock``: the kernel releases it when the process ends,
+    kill -9 included, so a dead driver never blocks a resume. Without it, a second ``--resume``
+    would mark the first driver's live runs interrupted and run their slots again.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "driver.lock", "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise MixoptError(f"cannot lock {f.name} ({exc.strerror}); is the workspace on a file "
+                                  "system without locks? Set MIXOPT_HOME to a local folder") from exc
+            f.seek(0)
+            pid = f.read().strip() or "?"
+            raise MixoptError(
+                f"search {name!r} is being run by another driver (pid {pid}); wait for it to end, or "
+                f"stop it (Ctrl-C) and then run `mixopt search --resume {name}`"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        DRIVING.append(name)
+        try:
+            yield
+        finally:
+            DRIVING.remove(name)
+
+
+
+def driver_alive(folder: Path) -> bool | None:
+    """Whether a process holds ``folder``'s driver lock now (None: no lock file, or no locks here).
+
+    A search the store calls running whose lock is free lost its driver (kill -9, a lost node).
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    path = folder / "driver.lock"
+    if not path.is_file():
+        return None
+    with open(path, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            return True if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else None
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
