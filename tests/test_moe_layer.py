@@ -225,3 +225,18 @@ def test_bf16_fused_close_to_fp32() -> None:
                                  w2.detach().bfloat16())
     assert out.dtype == torch.bfloat16
     assert (out.float() - ref).abs().max() <= 0.05 * ref.abs().max()
+
+
+def test_router_stays_fp32_under_bf16_autocast() -> None:
+    """The trainer runs the forward under autocast (bf16 on a GPU), which would cast the router's
+    linear to bf16: its logits, top-k choice and z-loss stay fp32 (checked with CPU autocast)."""
+    from mixopt.train.moe import Router
+
+    torch.manual_seed(0)
+    router = Router(MoEConfig(d_model=64, n_experts=8, top_k=2, expert_hidden=32))
+    x = torch.randn(256, 64)
+    gates, ids, aux = router(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gates_ac, ids_ac, aux_ac = router(x)
+    assert gates_ac.dtype == aux_ac.dtype == torch.float32
+    assert torch.equal(ids_ac, ids) and torch.equal(gates_ac, gates) and torch.equal(aux_ac, aux)

@@ -124,8 +124,13 @@ class Router(nn.Module):
             gates_TK: float32 combine weights, ids_TK: int64 experts, aux: float32 scalar
             (z-loss plus the Switch loss when ``balance == "aux"``).
         """
+        # Autocast would run this linear in bf16 whatever its inputs: routing stays in fp32.
+        with torch.autocast(x_TD.device.type, enabled=False):
+            return self._route(x_TD.float())
+
+    def _route(self, x_TD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cfg = self.cfg
-        logits_TE = F.linear(x_TD.float(), self.weight.float())
+        logits_TE = F.linear(x_TD, self.weight.float())
         if cfg.score_func == "softmax":
             scores_TE = torch.softmax(logits_TE, dim=-1)
         else:
