@@ -216,7 +216,12 @@ class Mixture:
         validate_json(d, where=where)
         sched = tuple((p["until"], p["weights"]) for p in d.get("schedule", []))
         meta = {k: v for k, v in d.items() if k not in ("schema", "weights", "schedule")}
-        return cls(dict(d["weights"]), sched, meta)
+        try:
+            return cls(dict(d["weights"]), sched, meta)
+        except MixoptError as exc:  # the schema passed, the values did not: say which file
+            if where == "mixture" or str(exc).startswith(where):
+                raise
+            raise MixoptError(f"{where}: {exc}") from exc
 
     @classmethod
     def load(cls, path: str | Path) -> Mixture:

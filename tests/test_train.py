@@ -109,6 +109,12 @@ def test_schedule_changes_domain_shares_at_the_right_steps(tiny_corpus, tmp_path
             assert rec["share/code"] + rec["share/legal"] == 1.0
     late = sum(r["share/code"] for r in res.log if r["step"] > switch) / (steps - switch)
     assert 0.25 < late < 0.75  # half of the later sequences, give or take sampling noise
+    # --updater schedule plays the JSON's schedule: the same shares, and no warning that it overrides it
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*schedule is followed only until")
+        again = train(mix, tiny_corpus, STEPWISE, seed=0, threads=1, out=tmp_path / "sched2",
+                      updater="schedule:every=2")
+    assert [r["share/drama"] for r in again.log] == [r["share/drama"] for r in res.log]
 
 
 class Recorder(WeightUpdater):

@@ -208,6 +208,7 @@ def test_bad_mixtures_exit_2(tiny_workspace: Path, weights, extra, message, caps
     mix = _mixture(tiny_workspace / "bad.json", weights, **extra)
     code, _, err = run(["train", "--mixture", str(mix), "--corpus", "tiny", "--model", "moe-debug"], capsys)
     assert code == 2 and message in err and err.count("\n") == 1
+    assert "bad.json" in err or "mixture bad " in err  # the file is named
 
 
 @pytest.mark.parametrize(

@@ -206,7 +206,8 @@ def train_cmd(
     updater: Annotated[
         str | None,
         typer.Option(
-            "--updater", help="Online weight updater: schedule, loss[:eta=1,every=20], or module:factory."
+            "--updater", help="Online weight updater: loss[:eta=1,every=20], or module:factory (see "
+            "mixopt/train/updater.py); schedule follows the mixture JSON's schedule, as no updater does."
         ),
     ] = None,
     threads: ThreadsOpt = None,

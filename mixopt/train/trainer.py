@@ -52,7 +52,7 @@ from mixopt.train.device import resolve_device
 from mixopt.train.load import ExpertLoad
 from mixopt.train.model import MoELM
 from mixopt.train.prediction import prediction_report
-from mixopt.train.updater import Observation, WeightUpdater, check_weights, make_updater
+from mixopt.train.updater import Observation, ScheduleUpdater, WeightUpdater, check_weights, make_updater
 
 log = logging.getLogger(__name__)
 Progress = Callable[[dict[str, Any]], None]
@@ -293,7 +293,8 @@ def train(
             f"{folder} already holds a checkpoint; pass --resume to continue it, or choose another --out"
         )
     state = checkpoint.load(folder, fingerprint) if resume else None  # before any folder is made
-    if upd is not None and mix.schedule:
+    follows_json = isinstance(upd, ScheduleUpdater) and not upd.schedule  # it plays the JSON's schedule
+    if upd is not None and mix.schedule and not follows_json:
         warnings.warn(
             f"the mixture's schedule is followed only until updater {upd.name}'s first update (step "
             f"{upd.every}); from then on the updater sets the weights",
