@@ -50,6 +50,11 @@ def test_run_reports_metrics_load_and_writes_result(tiny_corpus, uniform_run) ->
     assert counts.sum() == res.tokens * DEBUG.shape["top_k"]
     assert counts.sum(axis=(0, 2)).tolist() == [res.domain_tokens[d] * 2 for d in tiny_corpus.domains]
     assert all(v >= 0 for v in res.expert_load["maxvio"]) and "maxvio" in res.log[-1]
+    # per step, one figure per MoE layer; a step's counts are fewer than the window's, so no more balanced
+    last = res.log[-1]
+    assert len(last["maxvio_step_layers"]) == len(last["maxvio_layers"]) == 1
+    assert last["maxvio_step_layers"][0] >= last["maxvio_layers"][0] - 1e-9
+    assert last["maxvio_step_layers"][0] == pytest.approx(last["maxvio"])  # one layer: the worst one
     assert set(res.expert_load["summary"]) == set(tiny_corpus.domains)
     window = res.log[-1]["expert_load"]  # per log window: each domain's busiest expert and entropy
     assert set(window) <= set(tiny_corpus.domains) and all(0 < v["top_share"] <= 1 for v in window.values())

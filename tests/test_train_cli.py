@@ -464,14 +464,17 @@ def test_a_collapsed_moe_layer_is_named_against_its_ceiling(capsys):  # noqa: AN
 
     lm = {"n_experts": 8, "top_k": 2, "balance": "bias", "bias_rate": 1e-3}
     res = SimpleNamespace(config={"lm": lm}, expert_load={"maxvio": [0.3, 2.75], "summary": {}},
-                          log=[{"maxvio_layers": [0.1, 2.9]}], total_steps=195)
+                          log=[{"maxvio_layers": [0.1, 2.9], "maxvio_step_layers": [0.9, 2.95]}],
+                          total_steps=195)
     fig = load_figures(res)
-    assert fig == {"maxvio": [0.3, 2.75], "maxvio_last_window": [0.1, 2.9], "ceiling": 3.0,
-                   "collapsed_layers": [1]}  # what --json prints
+    assert fig == {"maxvio": [0.3, 2.75], "maxvio_last_window": [0.1, 2.9], "maxvio_per_step": [0.9, 2.95],
+                   "ceiling": 3.0, "collapsed_layers": [1]}  # what --json prints
     _render_load(res, fig)
     _warn_collapse(res, fig)
     out, err = (" ".join(t.split()) for t in capsys.readouterr())
-    assert "3.00 = all tokens on 2 of 8 experts): whole run 0.30, 2.75; last log window 0.10, 2.90" in out
+    assert ("3.00 = all tokens on 2 of 8 experts): per step, mean over the last log window 0.90, 2.95 "
+            "(what the steps paid for); pooled over that window 0.10, 2.90; pooled over the whole run "
+            "0.30, 2.75") in out
     assert "warning: MoE layer(s) 1 (from 0) still send most tokens to a few experts" in err
     assert "raise bias_rate" in err
     lm["balance"] = "none"

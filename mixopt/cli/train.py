@@ -153,9 +153,11 @@ def load_figures(res) -> dict | None:  # noqa: ANN001 (TrainResult)
     lm = res.config["lm"]
     ceiling = lm["n_experts"] / lm["top_k"] - 1  # every token's k slots on the same k experts
     vio = list(res.expert_load["maxvio"])
-    window = list((res.log[-1] if res.log else {}).get("maxvio_layers") or [])
-    worst = window or vio
-    return {"maxvio": vio, "maxvio_last_window": window, "ceiling": ceiling,
+    last = res.log[-1] if res.log else {}
+    window = list(last.get("maxvio_layers") or [])
+    per_step = list(last.get("maxvio_step_layers") or [])
+    worst = window or vio  # collapse is a lasting skew: pooled counts, not one step's noise
+    return {"maxvio": vio, "maxvio_last_window": window, "maxvio_per_step": per_step, "ceiling": ceiling,
             "collapsed_layers": [i for i, v in enumerate(worst) if ceiling > 0 and v >= 0.5 * ceiling]}
 
 
@@ -177,12 +179,17 @@ def _warn_collapse(res, fig: dict) -> None:  # noqa: ANN001 (TrainResult)
 def _render_load(res, fig: dict) -> None:  # noqa: ANN001 (TrainResult)
     """Max load violation per layer, against its ceiling."""
     lm = res.config["lm"]
-    window = fig["maxvio_last_window"]
-    whole = ", ".join(f"{v:.2f}" for v in fig["maxvio"])
+    def fmt(values: list[float]) -> str:
+        return ", ".join(f"{v:.2f}" for v in values)
+
+    window, per_step = fig["maxvio_last_window"], fig["maxvio_per_step"]
     console.print(
         f"expert load (max load violation per MoE layer; 0 = balanced, {fig['ceiling']:.2f} = all tokens on "
-        f"{lm['top_k']} of {lm['n_experts']} experts): whole run {whole}"
-        + (f"; last log window {', '.join(f'{v:.2f}' for v in window)}" if window else "")
+        f"{lm['top_k']} of {lm['n_experts']} experts): "
+        + (f"per step, mean over the last log window {fmt(per_step)} (what the steps paid for); " if per_step
+           else "")
+        + (f"pooled over that window {fmt(window)}; " if window else "")
+        + f"pooled over the whole run {fmt(fig['maxvio'])}"
     )
     if res.expert_load.get("summary"):
         console.print(f"  top expert share is at most 1/k = {1 / lm['top_k']:.3g} (each token fills k "

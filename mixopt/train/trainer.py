@@ -185,7 +185,8 @@ class _Window:
         self.seqs = np.zeros(n, dtype=np.int64)
         self.aux = 0.0
         self.micro = 0
-        self.maxvio: list[float] = []
+        self.maxvio: list[float] = []  # per step, the worst layer
+        self.vio_layers: list[list[float]] = []  # per step, every MoE layer
 
     def state(self) -> dict[str, Any]:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
@@ -461,6 +462,7 @@ def train(
             step += 1
             for w_ in (win, upd_win):
                 w_.maxvio.append(max(vio) if vio else 0.0)
+            win.vio_layers.append(list(vio))
             train_s += time.perf_counter() - t0
 
             if upd is not None and step % upd.every == 0:
@@ -654,6 +656,10 @@ def _log_record(
         "aux": win.aux / max(win.micro, 1),
         "maxvio": float(np.mean(win.maxvio)) if win.maxvio else 0.0,
         "maxvio_max": float(np.max(win.maxvio)) if win.maxvio else 0.0,
+        # each layer's violation step by step, averaged: the imbalance each step paid for, which the
+        # window's pooled counts (maxvio_layers) smooth away
+        "maxvio_step_layers": np.mean(win.vio_layers, axis=0).tolist() if win.vio_layers and win.vio_layers[0]
+        else [],
         "tokens_per_s": tokens_per_s,
         "weights": {d: float(w) for d, w in zip(domains, weights, strict=True)},
     }
