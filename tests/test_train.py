@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from mixopt.corpus.shards import Corpus
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.mixture import Mixture
 from mixopt.train import checkpoint
 from mixopt.train.config import DEBUG, TrainConfig
@@ -67,7 +67,14 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_corpus, uniform_run, tmp_p
     out = tmp_path / "run"
     first = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, until_step=7)
     assert first.status == "stopped" and first.steps == 7
-    second = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)
+    import shutil
+
+    shutil.copytree(out, tmp_path / "other")
+    with pytest.warns(MixoptWarning, match="resuming with 2 threads where the run had 1.*--threads 1"):
+        train("uniform", tiny_corpus, DEBUG, seed=0, threads=2, out=tmp_path / "other", resume=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MixoptWarning)  # the same threads: nothing to warn about
+        second = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)
     assert second.status == "ok"
     assert second.metrics == uniform_run.metrics
     assert [r["loss"] for r in second.log] == [r["loss"] for r in uniform_run.log]

@@ -369,6 +369,13 @@ def train(
             if upd is not None:
                 upd.load_state_dict(state["updater"])
             log.info("resumed %s at step %d of %d", folder, step, steps)
+            before = state.get("threads")
+            if before is not None and before != torch.get_num_threads():
+                # Another split of the sums: losses drift from the uninterrupted run's in the last digits.
+                warnings.warn(
+                    f"resuming with {torch.get_num_threads()} threads where the run had {before}: it goes "
+                    f"on, but not bit for bit as if never stopped (pass --threads {before} for that)",
+                    MixoptWarning, stacklevel=2)
             if on_progress is not None:
                 on_progress({"resumed": step, "steps": steps})
 
@@ -384,6 +391,7 @@ def train(
                     "model": net.state_dict(),
                     "opt": opt.state_dict(),
                     "sampler_rng": sampler.rng.bit_generator.state,
+                    "threads": torch.get_num_threads(),
                     "train_seconds": train_s,
                     "eval_seconds": eval_s,
                     "log": logs,
