@@ -539,3 +539,22 @@ def test_a_proposal_where_runs_diverged_is_noted(workspace, tmp_path, ray_sessio
     assert res.runs["lost"].get("diverged", 0) > 0
     assert any("which diverged, than to any run that trained" in n for n in res.notes)
 
+
+
+def test_a_local_evaluator_module_is_shipped_to_a_clusters_workers(tmp_path, monkeypatch):
+    """A module beside the driver (its folder, PYTHONPATH) is on no other node: its file or package
+    folder goes to the workers as Ray's py_modules. Installed packages, the standard library and
+    mixopt itself are not shipped."""
+    from mixopt.search.ray_env import user_modules
+
+    (tmp_path / "my_eval_file.py").write_text("def evaluate(request):\n    return {}\n")
+    pkg = tmp_path / "my_eval_pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "ev.py").write_text("def evaluate(request):\n    return {}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert user_modules("my_eval_file:evaluate") == [str((tmp_path / "my_eval_file.py").resolve())]
+    assert user_modules("my_eval_pkg.sub.ev:evaluate") == [str(pkg.resolve())]  # the top-level package
+    for installed in (None, "proxy", "mixopt.testing:loglinear", "json:loads", "numpy:mean", "no_such:f"):
+        assert user_modules(installed) == [], installed

@@ -33,7 +33,7 @@ from mixopt.proposers.proposal import beyond_runs_note, extrapolation_note, wors
 from mixopt.search.config import SearchConfig
 from mixopt.search.lock import DRIVING, driver_lock
 from mixopt.search.prepare import Prepared, prepare
-from mixopt.search.ray_env import RayInfo, ensure_ray
+from mixopt.search.ray_env import RayInfo, ensure_ray, user_modules
 from mixopt.search.result import SearchResult, build_mixture, candidate_rows
 from mixopt.search.runner import (
     INTERRUPTED,
@@ -254,7 +254,7 @@ def _failure_kinds(store: RunStore, searcher: SwarmSearcher) -> dict[str, int]:
 
 # ----- stages ------------------------------------------------------------------------------
 def _ray(config: SearchConfig, progress: Progress | None, search_id: str) -> RayInfo:
-    info = ensure_ray(config.address)
+    info = ensure_ray(config.address, py_modules=user_modules(config.evaluator))
     _stop_on_sigterm()
     biggest = _largest_node_cpus()
     if biggest is not None and config.cpus_per_trial > biggest:  # Tune would wait for it forever

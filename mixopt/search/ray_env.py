@@ -7,8 +7,11 @@ how to pass it (tests may turn it off for their own throw-away clusters, nothing
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,8 +105,39 @@ def token_source() -> str | None:
     return str(DEFAULT_TOKEN_PATH) if DEFAULT_TOKEN_PATH.is_file() else None
 
 
+def user_modules(evaluator: str | None) -> list[str]:
+    """Where the user's evaluator module lives, when no installed package holds it: ``[path]``.
+
+    A cluster's workers import the evaluator by name, and a module next to the driver (its folder,
+    PYTHONPATH) is on no other node; Ray ships such a module (its top-level package folder or
+    ``.py`` file) to every worker as ``runtime_env={"py_modules": ...}``. Installed packages and
+    mixopt itself must be installed on the nodes. Empty for the proxy trainer.
+    """
+    if not evaluator or ":" not in evaluator:
+        return []
+    top = evaluator.partition(":")[0].split(".")[0]
+    if top == "mixopt":
+        return []
+    try:
+        mod = sys.modules.get(top) or importlib.import_module(top)
+    except Exception:  # prepare() reports an evaluator that does not import
+        return []
+    folders = list(getattr(mod, "__path__", None) or [])
+    where = folders[0] if len(folders) == 1 else getattr(mod, "__file__", None)
+    if not where or len(folders) > 1:  # a namespace package spread over folders: install it
+        return []
+    loc = Path(where).resolve()
+    if any(part in ("site-packages", "dist-packages") for part in loc.parts):
+        return []
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    if loc.is_relative_to(stdlib):
+        return []
+    return [str(loc)]
+
+
 def ensure_ray(
-    address: str | None = None, *, num_cpus: int | None = None, dashboard: bool = True
+    address: str | None = None, *, num_cpus: int | None = None, dashboard: bool = True,
+    py_modules: list[str] | None = None,
 ) -> RayInfo:
     """Connect to Ray once per process; reuse a connection that is already up.
 
@@ -113,6 +147,8 @@ def ensure_ray(
             without it (or with ``local``) starts a Ray of this process's own.
         num_cpus: CPUs of that local Ray (default: all of this machine's).
         dashboard: start the dashboard of a local Ray on 127.0.0.1.
+        py_modules: local modules to ship to the workers of a cluster joined by address
+            (:func:`user_modules`); a local Ray's workers find them on the driver's paths.
     """
     import ray
 
@@ -145,7 +181,9 @@ def ensure_ray(
 
                     os.environ["RAY_AUTH_MODE"] = "token"
                     Config.initialize("")  # Ray caches the mode at import; as ray.init does for "auto"
-                ctx = ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+                env = {"py_modules": list(py_modules)} if py_modules else None
+                ctx = ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
+                               runtime_env=env)
             else:
                 # Ray runs workers at nice 15 so that its own daemons stay responsive; here the workers
                 # ARE the workload (one training run per core), and at nice 15 any other process on a

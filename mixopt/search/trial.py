@@ -69,8 +69,8 @@ def resolve_evaluator(spec: str | Callable) -> Callable:
 
             raise MixoptError(
                 f"{exc} (on the Ray worker on {platform.node()}, although the driver could import it: "
-                "install it on every node, or run mixopt from the folder that holds it, which Ray "
-                "ships to the workers)"
+                "install it on every node; a module outside installed packages is shipped to the "
+                "workers of a cluster given by --address, but not the local modules it imports)"
             ) from exc
     return _EVALUATORS[spec]
 
