@@ -537,7 +537,8 @@ def test_a_proposal_where_runs_diverged_is_noted(workspace, tmp_path, ray_sessio
     res = run_search(config(tmp_path, name="breaks", evaluator="mixopt.testing:diverges_past", budget=12,
                             method="linear", retries=0, reuse=False))
     assert res.runs["lost"].get("diverged", 0) > 0
-    assert any("which diverged, than to any run that trained" in n for n in res.notes)
+    note = next(n for n in res.notes if "which diverged, than to any run that trained" in n)
+    assert f"; {res.runs['lost']['diverged']} swarm mixtures diverged)" in note  # mixtures, as the table
 
 
 

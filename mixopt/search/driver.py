@@ -229,9 +229,12 @@ def _near_diverged_note(store: RunStore, sid: str, domains: list[str], weights: 
     if d_broke.min() >= d_ok:
         return None
     near = broke[int(d_broke.argmin())]
+    n = len({r.label or r.run_id for r in broke})  # mixtures, not attempts (a retry is another run)
+    attempts = f" ({len(broke)} runs with retries)" if len(broke) > n else ""
     return (f"the proposal lies nearer to run {near.run_id}, which diverged, than to any run that trained "
-            f"(L1 {d_broke.min():.3f} against {d_ok:.3f}; {len(broke)} swarm runs diverged): the model knows "
-            "nothing of where training breaks; validate the proposal, or cap the domains those runs lean on")
+            f"(L1 {d_broke.min():.3f} against {d_ok:.3f}; {n} swarm mixtures diverged{attempts}): the model "
+            "knows nothing of where training breaks; validate the proposal, or cap the domains those runs "
+            "lean on")
 
 
 def _failure_kinds(store: RunStore, searcher: SwarmSearcher) -> dict[str, int]:
