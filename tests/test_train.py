@@ -151,11 +151,43 @@ def test_updater_is_called_every_n_steps_and_its_weights_are_used(tiny_corpus, t
     assert first.weights.tolist() == [0.25] * 4 and first.tokens.sum() == 5 * 8 * 32
     assert np.all(np.isfinite(first.losses[first.tokens > 0]))
     n_params = sum(p.numel() for p in _model_like(res).parameters())
-    assert set(first.grads) <= set(tiny_corpus.domains) and len(first.grads) >= 2
+    assert list(first.grads) == list(tiny_corpus.domains)  # every domain, whatever the last batch held
     assert all(g.shape == (n_params,) and g.abs().sum() > 0 for g in first.grads.values())
+    assert first.eval_losses is None and first.batch is None  # not asked for
     shares = [r["share/legal"] for r in res.log]
     assert all(s == 1.0 for s in shares[5:]) and any(s < 1.0 for s in shares[:5])
     assert res.log[-1]["weights"]["legal"] == 1.0
+
+
+class Prober(Recorder):
+    """Asks for everything: gradients of the embedding only, held-out losses, the batch."""
+
+    name = "prober"
+    wants_eval = wants_batch = True
+    grad_batch = 2
+
+    def grad_param(self, name: str, param: torch.nn.Parameter) -> bool:
+        return name == "embed.weight"
+
+    def update(self, obs: Observation) -> np.ndarray | None:
+        self.seen.append(obs)
+        return None
+
+
+def test_updater_probes_leave_training_as_it_was(tiny_corpus, uniform_run, tmp_path: Path) -> None:  # noqa: ANN001
+    """Gradients on a probe batch of each domain (over the parameters the updater keeps), held-out
+    losses and the step's batch with its per-sequence losses: none changes the training run."""
+    probe = Prober(every=4, wants_grads=True)
+    res = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=tmp_path / "probe", updater=probe)
+    assert [r["loss"] for r in res.log] == [r["loss"] for r in uniform_run.log]  # the same run
+    assert res.expert_load["counts"] == uniform_run.expert_load["counts"]  # probes route no counted load
+    obs = probe.seen[0]
+    n_embed = _model_like(res).embed.weight.numel()
+    assert list(obs.grads) == list(tiny_corpus.domains)
+    assert all(g.shape == (n_embed,) for g in obs.grads.values())
+    assert obs.eval_losses.shape == (4,) and np.all(np.isfinite(obs.eval_losses) & (obs.eval_losses > 0))
+    B = obs.batch.shape[0]
+    assert obs.batch_domains.shape == (B,) and obs.seq_losses.shape == (B,) and np.all(obs.seq_losses > 0)
 
 
 def _model_like(res):  # noqa: ANN001, ANN202

@@ -82,6 +82,13 @@ class MixtureSampler:
         return dom, out
 
 
+    def windows_of(self, domain: int, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` windows (n, T + 1) of domain index ``domain`` drawn with ``rng`` (not the batch
+        generator: a probe drawn here leaves the training stream as it was)."""
+        starts = (rng.random(n) * self._n_starts[domain]).astype(np.int64)
+        return np.asarray(self.shards[domain][starts[:, None] + self._offsets], dtype=np.int64)
+
+
 def expected_epochs(mixture: Mixture, train_tokens: Mapping[str, int], budget: float) -> dict[str, float]:
     """Passes over each domain's training split that ``budget`` tokens of ``mixture`` take.
 

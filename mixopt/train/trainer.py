@@ -200,18 +200,55 @@ class _Window:
         return np.divide(self.loss, self.tokens, out=np.full(len(self.loss), np.nan), where=self.tokens > 0)
 
 
-def _domain_grads(model: MoELM, losses: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
-    params = [p for p in model.parameters() if p.requires_grad]
+@contextlib.contextmanager
+def _probing(model: MoELM) -> Iterator[None]:
+    """Eval mode for an updater's probes: the routers count no load (balancing sees training only)."""
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
+def _probe_grads(model: MoELM, sampler: MixtureSampler, upd: WeightUpdater, seed: int, step: int,
+                 dev: torch.device) -> dict[str, torch.Tensor]:
+    """Each domain's gradient at the current parameters on ``upd.grad_batch`` of its sequences."""
+    params = [p for name, p in model.named_parameters() if p.requires_grad and upd.grad_param(name, p)]
+    if not params:
+        raise MixoptError(f"updater {upd.name} wants gradients but its grad_param keeps no parameter")
+    rng = np.random.default_rng([seed, step, 0x6772])  # the probe's own stream: resumable, apart
     out = {}
-    for g, d in enumerate(names):
-        grads = torch.autograd.grad(losses[g], params, retain_graph=True, allow_unused=True)
-        out[d] = torch.cat(
-            [
-                (x if x is not None else torch.zeros_like(p)).reshape(-1).detach()
-                for x, p in zip(grads, params, strict=True)
-            ]
-        )
+    with _probing(model):
+        for g, d in enumerate(sampler.domains):
+            if sampler._n_starts[g] < 1:  # no window of training data: no gradient to give
+                continue
+            x = torch.from_numpy(sampler.windows_of(g, upd.grad_batch, rng)).to(dev)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                loss, _ = model(x[:, :-1], x[:, 1:])
+            grads = torch.autograd.grad(loss.float(), params, allow_unused=True)
+            out[d] = torch.cat([(x_ if x_ is not None else torch.zeros_like(p)).reshape(-1).detach()
+                                for x_, p in zip(grads, params, strict=True)])
     return out
+
+
+def _probe_eval(model: MoELM, valset: ValidationSet, domains: list[str], windows: int) -> np.ndarray:
+    """Each domain's mean held-out loss on the first ``windows`` windows of its validation split."""
+    out = np.full(len(domains), np.nan)
+    with _probing(model):
+        for g, d in enumerate(domains):
+            win = valset.windows.get(d)
+            if win is not None and len(win):
+                x = torch.from_numpy(np.asarray(win[:windows]))
+                out[g] = float(model.token_losses(x[:, :-1], x[:, 1:]).double().mean())
+    return out
+
+
+def _probe_batch(model: MoELM, batch: np.ndarray) -> np.ndarray:
+    """Each sequence's mean training loss at the current parameters."""
+    with _probing(model):
+        x = torch.from_numpy(batch)
+        return model.token_losses(x[:, :-1], x[:, 1:]).double().mean(1).cpu().numpy()
 
 
 def train(
@@ -424,10 +461,8 @@ def train(
                 sampler.mixture = Mixture(dict(zip(domains, w_now.tolist(), strict=True)))
             for group in opt.param_groups:
                 group["lr"] = tc.lr_at(step, steps)
-            want_grads = upd is not None and upd.wants_grads and (step + 1) % upd.every == 0
-            grads = None
             loss_step = 0.0
-            for micro in range(tc.grad_accum):
+            for _micro in range(tc.grad_accum):
                 dom, batch = sampler.draw(fraction)
                 x = torch.from_numpy(batch).to(dev)
                 present = np.unique(dom)
@@ -445,8 +480,6 @@ def train(
                         f"lower the learning rate (model {spec.name}: lr={tc.lr:g})"
                     )
                     break
-                if want_grads and micro == tc.grad_accum - 1:
-                    grads = _domain_grads(net, losses, [domains[g] for g in present])
                 ((ce + aux) / tc.grad_accum).backward()
                 loss_step += ce_value / tc.grad_accum
                 lv = losses.detach().double().cpu().numpy()
@@ -481,7 +514,12 @@ def train(
                     weights=w_now,
                     losses=upd_win.mean_losses(),
                     tokens=upd_win.tokens.copy(),
-                    grads=grads,
+                    grads=_probe_grads(net, sampler, upd, seed, step, dev) if upd.wants_grads else None,
+                    eval_losses=(_probe_eval(net, valset, domains, upd.eval_windows) if upd.wants_eval
+                                 else None),
+                    batch=batch if upd.wants_batch else None,
+                    batch_domains=dom if upd.wants_batch else None,
+                    seq_losses=_probe_batch(net, batch) if upd.wants_batch else None,
                 )
                 try:
                     new = upd.update(obs)

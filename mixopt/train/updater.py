@@ -1,10 +1,22 @@
 """Online mixing: objects that change the domain weights while the final model trains.
 
 The trainer calls a :class:`WeightUpdater` every ``every`` optimizer steps with an
-:class:`Observation` (per-domain training losses and tokens over the last ``every`` steps and,
-when the updater sets ``wants_grads``, each domain's gradient on the current step's batch) and
-draws the following batches with the weights it returns. Online methods (DoReMi, Aioli, DGA)
-implement this interface; the trainer does not change when they arrive. Two real updaters ship:
+:class:`Observation` and draws the following batches with the weights it returns. It always sees
+per-domain training losses and tokens over the last ``every`` steps; what else it asks for:
+
+- ``wants_grads``: each domain's gradient at the current parameters, on a probe batch of
+  ``grad_batch`` sequences of that domain (every domain with training data, whatever the last
+  batch held; drawn with its own generator, so the training stream is the same with or without),
+  over the parameters :meth:`WeightUpdater.grad_param` keeps (all by default; DGA-style methods
+  that look at a few layers keep memory to those);
+- ``wants_eval``: each domain's held-out loss at the current parameters, on the first
+  ``eval_windows`` windows of its validation split (Aioli-style methods fit on held-out losses);
+- ``wants_batch``: the last micro-batch itself (token windows and their domains) with each
+  sequence's training loss, for methods that score the same examples with a model of their own
+  (DoReMi's excess loss against a reference model).
+
+Online methods (DoReMi, Aioli, DGA) implement this interface; the trainer does not change when they
+arrive. Two real updaters ship:
 
 - :class:`ScheduleUpdater`: a fixed piecewise-constant schedule (the mixture JSON's schedule, or
   its own), applied at the updater's granularity;
@@ -42,9 +54,14 @@ class Observation:
         weights: (n,) weights in force during the window.
         losses: (n,) mean training cross-entropy per domain over the window (NaN: no tokens).
         tokens: (n,) training tokens per domain over the window.
-        grads: domain → flattened gradient (all trainable parameters, in ``model.parameters()``
-            order) of that domain's mean loss on the current batch, for domains in the batch;
-            None unless the updater sets ``wants_grads``.
+        grads: domain → flattened gradient of that domain's mean loss on its probe batch, over the
+            parameters ``grad_param`` keeps in ``model.named_parameters()`` order, for every domain
+            with training data; None unless the updater sets ``wants_grads``.
+        eval_losses: (n,) held-out mean loss per domain (NaN: no validation data); None unless
+            ``wants_eval``.
+        batch: (B, T + 1) token windows of the step's last micro-batch; ``batch_domains`` (B,) their
+            domain indices; ``seq_losses`` (B,) each sequence's mean training loss. None unless
+            ``wants_batch``.
     """
 
     step: int
@@ -54,6 +71,10 @@ class Observation:
     losses: np.ndarray
     tokens: np.ndarray
     grads: dict[str, torch.Tensor] | None = None
+    eval_losses: np.ndarray | None = None
+    batch: np.ndarray | None = None
+    batch_domains: np.ndarray | None = None
+    seq_losses: np.ndarray | None = None
 
     @property
     def fraction(self) -> float:
@@ -66,6 +87,14 @@ class WeightUpdater(ABC):
     name: str = "updater"
     every: int = 100
     wants_grads: bool = False
+    grad_batch: int = 4  # sequences of each domain in the gradient probe
+    wants_eval: bool = False
+    eval_windows: int = 8  # validation windows of each domain for eval_losses
+    wants_batch: bool = False
+
+    def grad_param(self, name: str, param: torch.nn.Parameter) -> bool:
+        """Whether ``grads`` covers this parameter (``model.named_parameters()`` names)."""
+        return param.requires_grad
 
     def start(self, domains: Sequence[str], weights: np.ndarray, total_steps: int) -> None:  # noqa: B027
         """Called once before training with the mixture's initial weights (override to keep them)."""
