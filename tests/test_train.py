@@ -121,6 +121,13 @@ def test_schedule_changes_domain_shares_at_the_right_steps(tiny_corpus, tmp_path
             assert rec["share/code"] + rec["share/legal"] == 1.0
     late = sum(r["share/code"] for r in res.log if r["step"] > switch) / (steps - switch)
     assert 0.25 < late < 0.75  # half of the later sequences, give or take sampling noise
+    # the result says so phase by phase: the steps of each, planned weights and shares trained
+    p1, p2 = res.phases
+    assert p1["steps"] == [1, switch] and p2["steps"] == [switch + 1, steps]
+    assert p1["trained"]["drama"] == 1.0 and p1["planned"] == first and p2["planned"] == second
+    assert p2["trained"]["drama"] == p2["trained"]["docs"] == 0.0
+    assert p2["trained"]["code"] == pytest.approx(late, abs=0.1)
+    assert p1["tokens"] + p2["tokens"] == res.tokens
     # --updater schedule plays the JSON's schedule: the same shares, and no warning that it overrides it
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*schedule is followed only until")

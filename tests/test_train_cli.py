@@ -483,3 +483,17 @@ def test_a_collapsed_moe_layer_is_named_against_its_ceiling(capsys):  # noqa: AN
     res.log = [{"maxvio_layers": [0.1, 0.4]}]  # balanced by the end: no warning, whatever the whole run was
     _warn_collapse(res, load_figures(res))
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_schedule_is_shown_phase_by_phase(capsys):  # noqa: ANN001
+    from mixopt.cli.train import _render_phases
+
+    phases = [{"until": 0.25, "steps": [1, 8], "tokens": 100, "planned": {"code": 1.0, "math": 0.0},
+               "trained": {"code": 1.0, "math": 0.0}},
+              {"until": 1.0, "steps": [9, 32], "tokens": 300, "planned": {"code": 0.5, "math": 0.5},
+               "trained": {"code": 0.47, "math": 0.53}}]
+    _render_phases(phases)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "steps 1–8 planned / trained" in out and "steps 9–32 planned / trained" in out
+    assert "│ code │ 1.000 / 1.000 │ 0.500 / 0.470 │" in out
+    assert "│ math │ 0.000 / 0.000 │ 0.500 / 0.530 │" in out

@@ -79,6 +79,15 @@ def _f(v: float | None, fmt: str = ".4f") -> str:
     return "—" if v is None else format(v, fmt)
 
 
+def _render_phases(phases: list[dict]) -> None:
+    """The schedule phase by phase: each domain's planned weight and the share of tokens trained."""
+    cols = ["domain"] + [f"steps {p['steps'][0]}–{p['steps'][1]} planned / trained" for p in phases]
+    domains = list(phases[0]["planned"])
+    rows = [[d, *(f"{p['planned'][d]:.3f} / {p['trained'][d]:.3f}" if p["tokens"] else
+                  f"{p['planned'][d]:.3f} / —" for p in phases)] for d in domains]
+    print_columns("schedule: weight planned and share trained, per phase", cols, rows, left=("domain",))
+
+
 def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
     rep = res.report
     title = (
@@ -91,7 +100,10 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
     # --updater changes as it goes.
     updated = bool(res.config.get("updater")) and bool(res.log)
     final_w = res.log[-1].get("weights", {}) if updated else {}  # the updater's weights at the end
+    phases = getattr(res, "phases", None) or []
     weight = "mixture weight" if updated else "weight"
+    if phases:
+        weight += " (schedule mean)"  # no phase had it: the per-phase table below shows each
     cols = ["domain", weight, *(["updater weight"] if updated else []), "trained tokens", "share",
             "loss (nats/tok)", "bpb"] + (["predicted", "Δ"] if has_pred else [])
     load = (res.expert_load or {}).get("summary", {})
@@ -117,6 +129,8 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
             row += [_f(ld.get("top_share"), ".3f"), _f(ld.get("entropy"), ".3f")]
         rows.append(row)
     print_columns(title, cols, rows, left=("domain",))
+    if phases:
+        _render_phases(phases)
     console.print(f"objective ({rep.get('objective')}): final model {_f(rep.get('final'))}")
     if rep.get("note"):
         console.print(f"  note: {rep['note']}", style="yellow")

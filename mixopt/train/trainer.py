@@ -89,6 +89,7 @@ class TrainResult:
     expert_load: dict[str, Any] | None = None
     report: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    phases: list[dict[str, Any]] = field(default_factory=list)  # a schedule's phases: planned and trained
 
     @property
     def tokens_per_s(self) -> float:
@@ -383,6 +384,8 @@ def train(
         logs: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
         domain_tokens = np.zeros(G, dtype=np.int64)
+        ends = [u for u, _ in mix.schedule]  # a schedule's phase ends; each step's tokens by phase
+        phase_tokens = np.zeros((max(len(ends), 1), G), dtype=np.int64)
         upd_w: np.ndarray | None = None
         step, train_s, eval_s = 0, 0.0, 0.0
         if upd is not None:
@@ -401,6 +404,8 @@ def train(
             load_at_log[:] = np.asarray(state.get("expert_load_at_log", state["expert_load"]),
                                         dtype=np.int64).reshape(shape)
             domain_tokens[:] = state["domain_tokens"]
+            if "phase_tokens" in state:  # checkpoints before 2026-12-02 lack them
+                phase_tokens[:] = np.asarray(state["phase_tokens"], dtype=np.int64)
             if state["updater_weights"] is not None:
                 upd_w = np.asarray(state["updater_weights"])
             if upd is not None:
@@ -438,6 +443,7 @@ def train(
                     "expert_load": load_all.counts.tolist(),
                     "expert_load_at_log": load_at_log.tolist(),
                     "domain_tokens": domain_tokens.tolist(),
+                    "phase_tokens": phase_tokens.tolist(),
                     "updater_weights": None if upd_w is None else upd_w.tolist(),
                     "updater": {} if upd is None else upd.state_dict(),
                 },
@@ -491,6 +497,7 @@ def train(
                     w_.aux += float(aux.detach())
                     w_.micro += 1
                 domain_tokens[present] += n_tok
+                phase_tokens[sum(fraction >= u for u in ends[:-1]), present] += n_tok  # as weights_at
                 if n_moe:
                     load_all.add(net.routing(), dom, lm.context)
             if status == "diverged":
@@ -608,9 +615,24 @@ def train(
         expert_load=load_all.as_dict() if n_moe else None,
         report=prediction_report(mix, metrics, domains, corpus_hash=corpus.hash) if metrics else {},
         error=error,
+        phases=_phases(mix, domains, phase_tokens, steps),
     )
     write_json(folder / "result.json", result.as_dict())
     return result
+
+
+def _phases(mix: Mixture, domains: list[str], tokens: np.ndarray, steps: int) -> list[dict[str, Any]]:
+    """Each phase of the mixture's schedule: its steps, planned weights and the shares trained."""
+    out, first = [], 1
+    for i, (until, w) in enumerate(mix.schedule):
+        # step s (from 1) draws with the weights at fraction (s - 1) / steps
+        last = steps if i == len(mix.schedule) - 1 else math.ceil(until * steps)
+        total = int(tokens[i].sum())
+        trained = {d: (int(n) / total if total else 0.0) for d, n in zip(domains, tokens[i], strict=True)}
+        out.append({"until": until, "steps": [first, last], "tokens": total,
+                    "planned": {d: float(w.get(d, 0.0)) for d in domains}, "trained": trained})
+        first = last + 1
+    return out
 
 
 class _StopRequest:
