@@ -163,13 +163,13 @@ def choose_export(measured: dict[str, Measured], *, rung: str, fitted: bool = Tr
     prop = measured[PROPOSAL]
     done = {name: m for name, m in measured.items() if m.mean is not None}
     if not done:
-        notes.append("every validation run failed; exported the proposal unvalidated")
+        notes.append("every validation run failed or diverged; exported the proposal unvalidated")
         return PROPOSAL, notes
     best = min(done, key=lambda name: (done[name].mean, name != PROPOSAL))
     if prop.mean is None:
         notes.append(
-            f"the proposal's validation runs all failed; exported {best} instead, the best validated mixture "
-            f"({done[best].mean:.4f} at rung {rung})"
+            f"the proposal's validation runs all failed or diverged; exported {best} instead, the best "
+            f"validated mixture ({done[best].mean:.4f} at rung {rung})"
         )
         return best, notes
     if best != PROPOSAL:
