@@ -123,7 +123,7 @@ def test_nan_runs_are_diverged_and_a_search_without_ok_runs_fails_clearly(worksp
 def test_an_evaluator_that_breaks_the_contract_stops_the_search(workspace, tmp_path, ray_session):
     from mixopt.search.driver import run_search
 
-    with pytest.raises(MixoptError, match="no metrics"):
+    with pytest.raises(MixoptError, match=r"no metrics.*Fix the evaluator and run `mixopt search --resume "):
         run_search(config(tmp_path, name="nometrics", evaluator="mixopt.testing:no_metrics", budget=12))
     runs = RunStore().runs(search_id="nometrics")
     assert 1 <= len(runs) <= 4  # stopped after the first batch, not after 12 runs and retries

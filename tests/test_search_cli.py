@@ -159,10 +159,12 @@ def test_search_runs_list_report_through_the_cli(workspace, tmp_path, capsys, ra
 
 
 def test_method_help_names_every_method() -> None:
-    from mixopt.cli.common import METHOD_HELP
-    from mixopt.methods import available_methods
+    from mixopt.cli.common import METHOD_HELP, SEARCH_METHOD_HELP
+    from mixopt.methods import available_methods, get_method
 
-    assert all(m in METHOD_HELP for m in available_methods())
+    assert all(m in SEARCH_METHOD_HELP for m in available_methods())
+    # fit's help names the methods fit takes: not the training-free ones, which need a corpus
+    assert all((m in METHOD_HELP) != get_method(m).training_free for m in available_methods())
 
 
 def test_runs_list_in_a_workspace_without_a_store_writes_nothing(workspace, capsys):

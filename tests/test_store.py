@@ -300,3 +300,21 @@ def test_runs_searches_shows_a_running_search_without_its_driver_as_stopped(stor
         assert _cli(["runs", "searches", "--json"]) == 0
     states = {r["search"]: r["state"] for r in json.loads(capsys.readouterr().out)}
     assert states == {"alive": "running", "dead": "stopped"}
+
+
+def test_an_import_names_its_bad_values_and_refuses_another_corpus_domains(tiny_workspace, tmp_path):
+    from mixopt.search.imports import import_table
+
+    domains = ["code", "docs", "drama", "legal"]
+    ratios, metrics = tmp_path / "r.csv", tmp_path / "m.csv"
+    ratios.write_text("index," + ",".join(domains) + "\n1,0.25,0.25,0.25,0.25\n2,0.1,0.2,0.3,0.4\n")
+    metrics.write_text("index,loss/code,loss/docs\n1,nan,2.0\n2,inf,2.5\n")
+    st = RunStore(tmp_path / "s.sqlite")
+    with pytest.warns(MixoptWarning, match=r"^2 metric value\(s\) that are NaN or infinite left out of 2 "
+                                           r"imported run\(s\) \(1, 2\)"):
+        import_table(st, ratios=ratios, metrics=metrics, corpus="tiny", fidelity={"rung": "xs"})
+    other = tmp_path / "r2.csv"
+    other.write_text("index,code,docs,poems\n1,0.5,0.25,0.25\n")
+    with pytest.raises(MixoptError, match=r"not corpus 'tiny''s: the corpus lacks poems; the table lacks "
+                                          r"drama, legal\. Import runs trained on tiny"):
+        import_table(st, ratios=other, metrics=metrics, corpus="tiny", prefix="o:")

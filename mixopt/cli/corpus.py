@@ -20,8 +20,9 @@ app.add_typer(corpus_app, name="corpus")
 NameArg = Annotated[str, typer.Argument(help="Corpus name: a recipe in corpora/, or a .toml path.")]
 NewNameArg = Annotated[str, typer.Argument(help="Name of the corpus to build from your data.")]
 BuiltArg = Annotated[str, typer.Argument(help="Name of a built corpus (or its folder).")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild even if up to date; with add, replace a "
-                                       "corpus of that name built from other data.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild even if up to date.")]
+AddForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild even if up to date, and replace a corpus "
+                                          "of that name built from other data.")]
 
 
 def _table(s: dict[str, Any]) -> Table:
@@ -96,7 +97,7 @@ def add(
     ] = 64,
     licence: Annotated[str, typer.Option("--licence", help="Licence recorded for every domain.")] = "unknown",
     seed: SeedOpt = 0,
-    force: ForceOpt = False,
+    force: AddForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a corpus from your own data: jsonl, parquet, csv, text folders or a saved HF dataset."""

@@ -41,7 +41,8 @@ def fit(
     as_json: JsonOpt = False,
     seed: SeedOpt = 0,
     min_weight: Annotated[float, opt("--min-weight", help="Floor of each unfixed weight.")] = 0.0,
-    max_weight: Annotated[list[str] | None, opt("--max-weight", help="Ceiling d=x (repeatable).")] = None,
+    max_weight: Annotated[list[str] | None, opt("--max-weight", help="Ceiling d=x (repeat, or d=x,e=y).")] = (
+        None),
     fix: Annotated[list[str] | None, opt("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")] = None,
     candidates: Annotated[int, opt("--candidates", help="Candidates the top-k proposer predicts.")] = 100_000,
     top_k: Annotated[int, opt("--top-k", help="How many best candidates are averaged.")] = 128,

@@ -11,7 +11,7 @@ from mixopt.cli import app
 from mixopt.cli.bench import bench_app
 from mixopt.cli.common import (
     MAX_SEED,
-    METHOD_HELP,
+    SEARCH_METHOD_HELP,
     JsonOpt,
     assignments,
     console,
@@ -33,7 +33,7 @@ RESUME_OPTIONS = {"resume", "store", "address", "concurrency", "out", "trial_tim
 def search(
     ctx: typer.Context,
     corpus: Annotated[Str, opt("--corpus", "-c", help="Built corpus name or folder.")] = None,
-    method: Annotated[str, opt("--method", "-m", help=METHOD_HELP)] = "regmix",
+    method: Annotated[str, opt("--method", "-m", help=SEARCH_METHOD_HELP)] = "regmix",
     budget: Annotated[int, opt("--budget", "-b", help="Runs inside the constraints to fit on: "
                                       "reused ones count, new runs fill the rest (all reusable runs "
                                       "are fitted).")] = 32,

@@ -89,6 +89,8 @@ class SearchConfig:
                 "(at most 100 characters, starting with a letter or digit)"
             )
         if self.corpus is None and not self.domains:
+            if self.evaluator is not None:
+                raise MixoptError("--evaluator needs the domains its runs train on: add --domains a,b,c")
             raise MixoptError("give --corpus NAME, or --evaluator module:function with --domains a,b,c")
         if self.corpus is not None and self.domains:
             raise MixoptError("give either --corpus or --domains, not both (a corpus names its own domains)")

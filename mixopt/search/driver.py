@@ -159,6 +159,8 @@ def resume_search(
     rec = st.require_search(name)
     if rec.state == "done" and rec.result:
         result = SearchResult.from_dict(rec.result)
+        said = f"search {name} finished earlier: nothing to run; its result as stored"
+        _emit(progress, StageEvent(stage="export", search_id=name, message=said))
         given = [f for f, v in (("--retries", retries), ("--trial-timeout", trial_timeout)) if v is not None]
         if given:  # they apply to the runs of a search still going
             warnings.warn(

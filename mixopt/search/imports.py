@@ -50,14 +50,24 @@ def import_table(
 
         try:
             c = Corpus.open(corpus)
-            corpus, corpus_hash = c.name, c.hash
-            fid["corpus"] = corpus
         except MixoptError:
+            c = None
             warnings.warn(
                 f"corpus {corpus!r} is not built here; the runs are stored under its name only and will "
                 "not be reused by searches until imported again with the built corpus",
                 MixoptWarning, stacklevel=2,
             )
+        else:
+            ours, theirs = set(table.domains), set(c.domains)
+            if ours != theirs:  # a search reuses runs over its corpus's domains only
+                diff = [f"the {who} lacks {_sample(sorted(names), 6)}"
+                        for who, names in (("corpus", ours - theirs), ("table", theirs - ours)) if names]
+                raise MixoptError(
+                    f"the table's domains are not corpus {c.name!r}'s: {'; '.join(diff)}. Import runs "
+                    f"trained on {c.name} (its domains: {', '.join(c.domains)}), or leave out --corpus"
+                )
+            corpus, corpus_hash = c.name, c.hash
+            fid["corpus"] = corpus
     # The key a search of this corpus and rung computes, rung hash included, so the runs are reused;
     # a rung mixopt does not know (RegMix's 1m) keys them by its name alone.
     try:
@@ -73,19 +83,21 @@ def import_table(
             "e.g. --rename 'metric/(.*)_val_loss=loss/train_\\1' for RegMix's tables, or fit the tables "
             "with `mixopt fit --target COLUMN`", MixoptWarning, stacklevel=2)
     values = table.metrics.to_numpy().astype(float)
-    records, n_nan = [], 0
+    records, bad_runs, n_bad = [], [], 0
     for i, rid in enumerate(table.run_ids):
         row = {m: float(v) for m, v in zip(names, values[i], strict=True) if math.isfinite(v)}
-        n_nan += len(names) - len(row)
+        if len(row) < len(names):
+            n_bad += len(names) - len(row)
+            bad_runs.append(str(rid))
         records.append(RunRecord(
             run_id=f"{prefix}{rid}", role="import", label=table.names[i] if table.names else rid,
             weights={d: float(w) for d, w in zip(table.domains, table.X[i], strict=True)}, fidelity=fid,
             fidelity_key=key, status="ok" if row else "diverged", corpus=corpus, corpus_hash=corpus_hash,
             metrics=row, error=None if row else "no finite metric in the imported table", finished=now(),
         ))
-    if n_nan:
-        warnings.warn(f"{n_nan} NaN metric value(s) left out of the imported runs", MixoptWarning,
-                      stacklevel=2)
+    if n_bad:
+        warnings.warn(f"{n_bad} metric value(s) that are NaN or infinite left out of {len(bad_runs)} "
+                      f"imported run(s) ({_sample(bad_runs, 5)})", MixoptWarning, stacklevel=2)
     store.add(records)
     return {
         "runs": len(records), "domains": list(table.domains), "metrics": len(names), "key": table.key,

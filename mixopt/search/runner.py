@@ -284,4 +284,5 @@ def run_trials(
 def check_fatal(store: RunStore, search_id: str) -> None:
     err = fatal_error(store, search_id)
     if err is not None:
-        raise MixoptError(err)
+        hint = f"Fix the evaluator and run `mixopt search --resume {search_id}`: its finished runs are kept"
+        raise MixoptError(f"{err.rstrip('.')}. {hint}")

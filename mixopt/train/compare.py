@@ -192,6 +192,8 @@ def compare(
         try:
             resolved.append(resolve_mixture(raw, corpus)[0])
         except MixoptError as exc:
+            if str(raw) in str(exc):  # the file's own errors name it already
+                raise
             raise MixoptError(f"{raw}: {exc}") from exc
     for m, raw in zip(resolved, mixtures, strict=True):
         check_domains(m.weights, corpus.domains, where=f"mixture {raw}")
