@@ -41,19 +41,26 @@ def _wait_for(pred, timeout: float, what: str, proc: subprocess.Popen | None = N
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_resume_after_sigkill_loses_nothing_and_reruns_nothing(workspace, tmp_path, ray_session):
+def _start_driver(workspace, name: str, address: str, *extra: str):  # noqa: ANN001, ANN202
+    """A 12-run search of a slow fake evaluator in a subprocess, and a count of its finished runs."""
     env = {**os.environ, "MIXOPT_HOME": str(workspace)}
-    out = tmp_path / "mixture.json"
     args = ["search", "--evaluator", "mixopt.testing:sleepy", "--fidelity", "sleep=0.5", "--domains", "a,b,c",
-            "--budget", "12", "--validate", "0", "--name", "killme", "--address", ray_session.address,
-            "--concurrency", "2", "--out", str(out)]
+            "--budget", "12", "--validate", "0", "--name", name, "--address", address, "--concurrency", "2",
+            *extra]
     driver = subprocess.Popen(CLI + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
     store_path = workspace / "runs.sqlite"
 
     def ok_runs() -> int:
-        return len(RunStore(store_path).runs(search_id="killme", status="ok")) if store_path.exists() else 0
+        return len(RunStore(store_path).runs(search_id=name, status="ok")) if store_path.exists() else 0
 
+    return driver, env, store_path, ok_runs
+
+
+def test_resume_after_sigkill_loses_nothing_and_reruns_nothing(workspace, tmp_path, ray_session):
+    out = tmp_path / "mixture.json"
+    driver, env, store_path, ok_runs = _start_driver(workspace, "killme", ray_session.address,
+                                                     "--out", str(out))
     try:
         _wait_for(lambda: ok_runs() >= 3, 90, "three finished runs", driver)
     finally:
@@ -93,17 +100,7 @@ def test_resume_after_sigkill_loses_nothing_and_reruns_nothing(workspace, tmp_pa
 def test_sigterm_stops_a_search_as_ctrl_c_does_and_it_resumes(workspace, tmp_path, ray_session):
     """A scheduler's SIGTERM (Kubernetes, Slurm, ``timeout``): the resume hint and exit 130, the
     search marked interrupted, not failed, and the resume runs only what is left."""
-    env = {**os.environ, "MIXOPT_HOME": str(workspace)}
-    args = ["search", "--evaluator", "mixopt.testing:sleepy", "--fidelity", "sleep=0.5", "--domains", "a,b,c",
-            "--budget", "12", "--validate", "0", "--name", "termed", "--address", ray_session.address,
-            "--concurrency", "2"]
-    driver = subprocess.Popen(CLI + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
-    store_path = workspace / "runs.sqlite"
-
-    def ok_runs() -> int:
-        return len(RunStore(store_path).runs(search_id="termed", status="ok")) if store_path.exists() else 0
-
+    driver, env, store_path, ok_runs = _start_driver(workspace, "termed", ray_session.address)
     try:
         _wait_for(lambda: ok_runs() >= 2, 90, "two finished runs", driver)
         driver.send_signal(signal.SIGTERM)
