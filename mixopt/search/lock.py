@@ -28,7 +28,8 @@ def driver_lock(folder: Path, name: str) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock, as before
-        yield
+        with _driving(name):
+            yield
         return
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "driver.lock", "a+", encoding="utf-8") as f:
@@ -48,11 +49,17 @@ def driver_lock(folder: Path, name: str) -> Iterator[None]:
         f.truncate()
         f.write(f"{os.getpid()}\n")
         f.flush()
-        DRIVING.append(name)
-        try:
+        with _driving(name):
             yield
-        finally:
-            DRIVING.remove(name)
+
+
+@contextlib.contextmanager
+def _driving(name: str) -> Iterator[None]:
+    DRIVING.append(name)
+    try:
+        yield
+    finally:
+        DRIVING.remove(name)
 
 
 
