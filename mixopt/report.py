@@ -93,12 +93,15 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, 
     notes = [f"model: {fit_name}; {k} folds" + (f" (leave-one-out: {folds} folds asked for, {len(y)} runs)"
                                                 if k < folds else "")]
     target = fit_target(fitter, y, Y)
-    if np.ptp(np.asarray(clone(fitter).fit(X, target).predict(X), dtype=float)) == 0:
-        # Each fold's model predicts its training mean, which anti-correlates with the held-out run.
-        notes.append(f"the {fit_name.split()[0]} model predicts one value for every mixture on these "
-                     f"{len(y)} runs, so its cross-validation figures measure nothing; search with a larger "
-                     "budget")
-    res = cross_validate(fitter, X, target, k=k, seed=0)
+    try:
+        if np.ptp(np.asarray(clone(fitter).fit(X, target).predict(X), dtype=float)) == 0:
+            # Each fold's model predicts its training mean, which anti-correlates with the held-out run.
+            notes.append(f"the {fit_name.split()[0]} model predicts one value for every mixture on these "
+                         f"{len(y)} runs, so its cross-validation figures measure nothing; search with a "
+                         "larger budget")
+        res = cross_validate(fitter, X, target, k=k, seed=0)
+    except MixoptError as exc:  # a law with more parameters than a fold's runs: the rest of the report stands
+        return None, [*notes, f"no cross-validation: {exc}"]
     pred = np.asarray(res.pred, dtype=float)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -220,7 +223,7 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
                   f"| {cv['rel_error']:.4f} |", ""]
         lines += [f"- {n}" for n in cv_notes] + [""]
     elif cv_notes:
-        lines += [f"Cross-validation: {cv_notes[0]}.", ""]
+        lines += [f"Cross-validation: {'; '.join(cv_notes)}.", ""]
     if result:
         where = result.get("out") or result["mixture_path"]
         lines += ["## Mixtures", "", f"Exported: **{result['exported']}** → `{where}`", ""]

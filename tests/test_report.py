@@ -115,3 +115,20 @@ def test_report_names_the_cv_model_and_flags_a_constant_one(search, monkeypatch)
     assert not any("predicts one value" in n for n in split.cv_notes)
     lin = make_report("rep")
     assert lin.cv_notes == ["model: linear; 5 folds"] and "- model: linear; 5 folds" in lin.markdown
+
+
+def test_a_law_too_big_for_the_folds_still_gets_its_report(search):
+    """12 runs fit a law of 4 parameters, but not in every 5-fold training split of 3: the report
+    is written without the CV plot, and says why."""
+    from mixopt.report import make_report
+
+    store = RunStore()
+    rec = store.get_search("rep")
+    store.create_search("rep-law", {**rec.config, "method": "bimix"}, rec.plan)
+    for r in store.runs(search_id="rep")[:4]:
+        if r.role == "swarm" and r.status == "ok":
+            store.add([RunRecord(**{**r.__dict__, "run_id": r.run_id + "-c", "search_id": "rep-law"})])
+    rep = make_report("rep-law", folds=3)
+    assert rep.cv is None and any(n.startswith("no cross-validation: ") for n in rep.cv_notes)
+    assert "no cross-validation: " in rep.markdown
+    assert (search / "searches" / "rep-law" / "report" / "runs.png").is_file()
