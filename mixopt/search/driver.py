@@ -301,14 +301,17 @@ def _plan(prep: Prepared) -> dict[str, Any]:
         reused = prep.store.reusable(corpus_hash=prep.corpus_hash, fidelity_key=prep.fidelity_key,
                                      domains=prep.domains, exclude_search=prep.search_id)
         valued = [r for r in reused if np.isfinite(prep.objective.value(r.metrics, prep.domains))]
-        if len(valued) < len(reused):  # imported under other metric names
+        if len(valued) < len(reused):  # imported under other metric names, or measuring fewer domains
             reads = list(prep.objective.metric_weights(prep.domains))
-            shown = ", ".join(reads[:2]) + (", …" if len(reads) > 2 else "")
+            kept = {r.run_id for r in valued}
+            have = set.intersection(*(set(r.metrics) for r in reused if r.run_id not in kept))
+            lack = [m for m in reads if m not in have]
+            shown = ", ".join(lack[:3]) + (", …" if len(lack) > 3 else "")
             warnings.warn(
                 f"{len(reused) - len(valued)} earlier run(s) match this search's domains and fidelity but "
-                f"lack the metrics its objective reads ({shown}), "
-                "so they are not reused (`mixopt runs import --rename` names imported metrics)",
-                MixoptWarning, stacklevel=2)
+                f"lack metrics its objective reads ({shown or 'finite values'}), so they are not reused: "
+                "`mixopt runs import --rename` names imported metrics, and --target can leave out domains "
+                "the runs did not measure", MixoptWarning, stacklevel=2)
         reused = valued
     existing = np.vstack([r.vector(prep.domains) for r in reused]) if reused else None
     # Every reused run informs the fit, but only those inside this search's constraints (--fix,

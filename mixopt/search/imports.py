@@ -42,6 +42,11 @@ def import_table(
     """
     rules = _rename_rules(rename)
     table = read_run_tables(ratios, metrics)
+    if corpus is None and evaluator == PROXY:
+        warnings.warn(
+            "no --corpus and no --evaluator: these runs match no search (a search reuses runs of its own "
+            "corpus, or of its --evaluator); give --corpus NAME or --evaluator module:function to reuse "
+            "them", MixoptWarning, stacklevel=2)
     prefix = f"{Path(ratios).stem}:" if prefix is None else prefix
     fid = dict(fidelity or {})
     corpus_hash = None
