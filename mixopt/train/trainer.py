@@ -217,7 +217,9 @@ def _probe_grads(model: MoELM, sampler: MixtureSampler, upd: WeightUpdater, seed
     """Each domain's gradient at the current parameters on ``upd.grad_batch`` of its sequences."""
     params = [p for name, p in model.named_parameters() if p.requires_grad and upd.grad_param(name, p)]
     if not params:
-        raise MixoptError(f"updater {upd.name} wants gradients but its grad_param keeps no parameter")
+        names = [n for n, _ in model.named_parameters()]
+        raise MixoptError(f"updater {upd.name} wants gradients but its grad_param keeps no parameter; the "
+                          f"model's are named {', '.join(names[:4])}, …, {names[-1]}")
     rng = np.random.default_rng([seed, step, 0x6772])  # the probe's own stream: resumable, apart
     out = {}
     with _probing(model):

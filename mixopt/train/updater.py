@@ -93,7 +93,8 @@ class WeightUpdater(ABC):
     wants_batch: bool = False
 
     def grad_param(self, name: str, param: torch.nn.Parameter) -> bool:
-        """Whether ``grads`` covers this parameter (``model.named_parameters()`` names)."""
+        """Whether ``grads`` covers this parameter (``model.named_parameters()`` names, e.g.
+        ``embed.weight``, ``blocks.1.attn.qkv.weight``, ``blocks.1.ffn.router.weight``)."""
         return param.requires_grad
 
     def start(self, domains: Sequence[str], weights: np.ndarray, total_steps: int) -> None:  # noqa: B027
