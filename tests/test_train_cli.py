@@ -340,7 +340,7 @@ def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Pat
     bad.write_text(json.dumps({"weights": {"code": 0.6, "docs": 0.6}}))
     code, _, err = run(["compare", str(bad), "uniform", "--corpus", "tiny", "--model", str(model_toml)],
                        capsys)
-    assert code == 2 and err.startswith(f"error: {bad}: ")
+    assert code == 2 and err.startswith(f"error: {bad} fails the mixture schema") and err.count(str(bad)) == 1
     code, _, err = run(["compare", "uniform", str(_mixture(tiny_workspace / "u.json", dict.fromkeys(
         ("code", "docs", "drama", "legal"), 0.25))), "--corpus", "tiny", "--model", str(model_toml)], capsys)
     assert code == 2 and "u.json is the same mixture as uniform: give each mixture once" in err
