@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -66,6 +66,9 @@ def _say_once(caught: list[warnings.WarningMessage], k: int) -> None:
         first, n = seen.get(key, (w, 0))
         seen[key] = (first, n + 1)
     for first, n in seen.values():
+        if not issubclass(first.category, MixoptWarning):  # a library's own warning: as it was said
+            warnings.warn_explicit(first.message, first.category, first.filename, first.lineno)
+            continue
         # Said of a fold's training runs, not of the whole table (a domain above 0 in one run is
         # constant in the folds that hold that run out).
         where = f"in {n} of {k} training folds" if n > 1 else f"in 1 of {k} training folds"
