@@ -234,6 +234,18 @@ def test_constant_domain_is_dropped_with_a_note() -> None:
     assert m.exp_terms()[2][0, 4] == 0.0
 
 
+def test_few_runs_per_parameter_are_said_and_enough_are_not() -> None:
+    X = swarm(10, seed=14)
+    y = 2 + np.exp(X @ np.array([-1.0, 0.5, 0.2, 0.3]))
+    # bimix: 2 parameters per domain, 8 on 4 domains; 10 runs are fewer than 1.5 per parameter.
+    said = r"bimix has 8 parameters per target \(4 varying domains\) and 10 runs.*fewer than 12 runs"
+    with pytest.warns(MixoptWarning, match=said):
+        BiMixFitter(n_starts=2).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MixoptWarning)
+        MixingLawFitter(n_starts=2).fit(X, y)  # 5 parameters: 10 runs are enough
+
+
 def test_fit_that_does_not_converge_warns_with_residuals(monkeypatch: pytest.MonkeyPatch) -> None:
     import mixopt.fitters.mixing_law as ml
     from mixopt.fitters.lawfit import multistart_lbfgs
