@@ -224,6 +224,8 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
         lines += [f"- {n}" for n in cv_notes] + [""]
     elif cv_notes:
         lines += [f"Cross-validation: {'; '.join(cv_notes)}.", ""]
+    if result and result.get("selection"):
+        lines += _selection_markdown(result["selection"])
     if result:
         where = result.get("out") or result["mixture_path"]
         lines += ["## Mixtures", "", f"Exported: **{result['exported']}** → `{where}`", ""]
@@ -247,6 +249,24 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
             lines += ["## Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in files if p.suffix == ".png"] + [""]
     return "\n".join(lines)
+
+
+def _selection_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """``auto``'s choice: its cross-validation of every candidate, as the search printed it."""
+    chosen = next((r["name"] for r in rows if r.get("chosen")), None)
+    k = next((r["folds"] for r in rows if r.get("folds")), "K")
+    lines = ["## auto's choice of model", "",
+             f"auto chose **{chosen}**: the best Spearman of its own {k}-fold cross-validation "
+             "of every candidate." if chosen else "auto chose no candidate.", "",
+             "| fitter | Spearman | Pearson | MAE | relative error | chosen |",
+             "|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if r.get("error"):
+            lines.append(f"| {r['name']} | - | - | - | - | no: {r['error']} |")
+        else:
+            lines.append(f"| {r['name']} | {r['spearman']:.4f} | {r['pearson']:.4f} | {r['mae']:.4g} "
+                         f"| {r['rel_error']:.3%} | {'✓' if r.get('chosen') else ''} |")
+    return lines + [""]
 
 
 def _color(i: int) -> str:

@@ -129,8 +129,15 @@ def test_fit_auto_prints_its_cv_table(
     assert names[:2] == ["linear", "mixing-law"] and names[2].startswith("mean(")
     assert sum(r["chosen"] for r in out["selection"]) == 1
     assert all(r["spearman"] > 0.5 for r in out["selection"])
+    chosen = next(r["name"] for r in out["selection"] if r["chosen"])
+    monkeypatch.setenv("COLUMNS", "80")
     assert run_cli(AUTO_ARGS[:-1]) == 0
-    assert "its own 5-fold cross-validation of every candidate" in " ".join(capsys.readouterr().out.split())
+    table = capsys.readouterr().out
+    assert "its own 5-fold cross-validation of every candidate" in " ".join(table.split())
+    # Whole at 80 columns: every heading and the tick of the chosen candidate; the choice said in words.
+    assert all(len(line) <= 80 for line in table.splitlines())
+    assert all(h in table for h in ("Spearman", "Pearson", "rel. err", "fit s", "chosen"))
+    assert table.count("✓") == 1 and f"auto chose {chosen}: the best Spearman" in table
 
 
 @pytest.mark.slow

@@ -132,3 +132,25 @@ def test_a_law_too_big_for_the_folds_still_gets_its_report(search):
     assert rep.cv is None and any(n.startswith("no cross-validation: ") for n in rep.cv_notes)
     assert "no cross-validation: " in rep.markdown
     assert (search / "searches" / "rep-law" / "report" / "runs.png").is_file()
+
+
+def test_report_names_autos_choice_and_the_candidates_it_could_not_cross_validate(search):
+    from mixopt.report import make_report
+
+    store = RunStore()
+    rec = store.get_search("rep")
+    selection = [
+        {"name": "gp", "spearman": 0.91, "pearson": 0.9, "mae": 0.01, "rel_error": 0.004, "seconds": 1.0,
+         "error": None, "chosen": True, "folds": 5},
+        {"name": "linear", "spearman": 0.7, "pearson": 0.72, "mae": 0.03, "rel_error": 0.011, "seconds": 0.1,
+         "error": None, "chosen": False, "folds": 5},
+        {"name": "bimix", "seconds": 0.2, "error": "bimix has 6 parameters per target but got only 4 runs",
+         "chosen": False, "folds": 5},
+    ]
+    store.create_search("rep-auto", rec.config, rec.plan)
+    store.update_search("rep-auto", state="done", result={**rec.result, "selection": selection})
+    md = make_report("rep-auto").markdown
+    assert "auto chose **gp**: the best Spearman of its own 5-fold cross-validation" in md
+    assert "| gp | 0.9100 | 0.9000 | 0.01 | 0.400% | ✓ |" in md
+    assert "| bimix | - | - | - | - | no: bimix has 6 parameters per target but got only 4 runs |" in md
+    assert "auto's choice" not in make_report("rep").markdown  # a method that chooses nothing

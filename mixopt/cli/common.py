@@ -38,25 +38,33 @@ def assignments(values: list[str] | None, option: str) -> dict[str, float]:
 
 
 def render_selection(rows: list[dict[str, Any]]) -> None:
-    """``auto``'s table: every candidate's cross-validation, the chosen one ticked."""
+    """``auto``'s table: every candidate's cross-validation, the chosen one ticked; the candidates
+    that could not be cross-validated are listed below it with why."""
+    from rich import box
     from rich.table import Table
 
     k = next((r["folds"] for r in rows if r.get("folds")), None)
-    t = Table(title=f"auto's choice of model: its own {k or 'K'}-fold cross-validation of every candidate "
-                    "(chosen: ✓)",
-              caption="fit s: seconds to cross-validate the candidate")
-    for col in ("fitter", "Spearman", "Pearson", "MAE", "rel. error", "fit s", "chosen / why not"):
-        # names whole ("mean(gp, regmix, log-ridge)"), figures whole, the reasons folded
-        t.add_column(col, justify="left" if col in ("fitter", "chosen / why not") else "right",
-                     overflow="fold", no_wrap=col != "chosen / why not")
+    chosen = next((r["name"] for r in rows if r.get("chosen")), None)
+    # No vertical rules and short headings: the table fits an 80-column terminal whole.
+    t = Table(title=f"auto's choice of model: its own {k or 'K'}-fold cross-validation of every candidate",
+              caption="fit s: seconds to cross-validate the candidate", box=box.SIMPLE_HEAD)
+    for col in ("fitter", "Spearman", "Pearson", "MAE", "rel. err", "fit s", "chosen"):
+        # a long ensemble name wraps at its commas; figures are never cut
+        t.add_column(col, justify="left" if col == "fitter" else "right", no_wrap=col != "fitter")
+    failed = []
     for r in rows:
         if r.get("error"):
-            t.add_row(r["name"], "-", "-", "-", "-", f"{r['seconds']:.1f}", f"[dim]{r['error']}[/]")
+            t.add_row(r["name"], "-", "-", "-", "-", f"{r['seconds']:.1f}", "[dim]no[/]")
+            failed.append(r)
             continue
         name = r["name"] + (" (per metric)" if r.get("per_metric") else "")
         t.add_row(name, f"{r['spearman']:.4f}", f"{r['pearson']:.4f}", f"{r['mae']:.4g}",
                   f"{r['rel_error']:.3%}", f"{r['seconds']:.1f}", "✓" if r.get("chosen") else "")
     console.print(t)
+    for r in failed:
+        console.print(f"  [dim]{r['name']} could not be cross-validated: {r['error']}[/]", soft_wrap=False)
+    if chosen:
+        console.print(f"auto chose [bold]{chosen}[/]: the best Spearman of its cross-validation")
 
 
 _SUFFIX = {"k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
