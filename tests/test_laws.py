@@ -153,7 +153,7 @@ def test_nested_needs_rungs_and_common_mixtures() -> None:
     with pytest.raises(MixoptError, match="2 or more rungs"):
         predict_at_scale(curves, ["loss/a"], target_size=1e6)
     curves2, _ = _ladder([1e5, 4e5], mixtures)
-    with pytest.raises(MixoptError, match="give the exponent"):
+    with pytest.raises(MixoptError, match="third rung, or fix the size law.s exponent with --size-exponent"):
         predict_at_scale(curves2, ["loss/a"], target_size=1e6)
     ok = predict_at_scale(curves2, ["loss/a"], target_size=1e6, size_exponent=0.3)
     assert ok.Y.shape == (4, 1)

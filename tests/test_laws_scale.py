@@ -129,7 +129,7 @@ def test_fidelity_law_cli(tmp_path: Path, workspace: Path, capsys: pytest.Captur
             ]
         )
     assert exc.value.code == 2
-    assert "give the exponent" in capsys.readouterr().err
+    assert "or fix the size law's exponent with --size-exponent" in capsys.readouterr().err
 
 
 def test_fidelity_law_without_a_target_scale_says_nothing_is_extrapolated(

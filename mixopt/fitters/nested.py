@@ -110,6 +110,7 @@ def predict_at_scale(
                 [c.tokens for c in group],
                 [c.losses[m] for c in group],
                 what=f"step law ({m}, {size:.3g} params)",
+                remedy="record 3 or more checkpoints per run (the rung's eval_at fractions)",
             )
             vals[:, j] = law.predict(float(target_tokens))
             laws["step"][f"{size:.6g}/{m}"] = {"beta": law.beta, "rms": law.rms}
@@ -151,7 +152,9 @@ def predict_at_scale(
         n_mix, n_met = len(keys), len(metrics)
         curves_y = [[per_size[s][i, j] for s in use_sizes] for j in range(n_met) for i in range(n_mix)]
         law = fit_power_law(
-            [np.array(use_sizes)] * len(curves_y), curves_y, exponent=size_exponent, what="size law"
+            [np.array(use_sizes)] * len(curves_y), curves_y, exponent=size_exponent, what="size law",
+            remedy="run the swarm at a third rung, or fix the size law's exponent with --size-exponent "
+                   "(Chinchilla's is 0.34)",
         )
         Y = law.predict(float(target_size)).reshape(n_met, n_mix).T
         fitted = law.predict(np.array(use_sizes)).reshape(n_met, n_mix, len(use_sizes))

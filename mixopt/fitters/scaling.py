@@ -63,7 +63,8 @@ def _solve(u: list[np.ndarray], y: list[np.ndarray], beta: float) -> tuple[np.nd
 
 
 def fit_power_law(
-    x: list[np.ndarray], y: list[np.ndarray], *, exponent: float | None = None, what: str = "scaling law"
+    x: list[np.ndarray], y: list[np.ndarray], *, exponent: float | None = None, what: str = "scaling law",
+    remedy: str = "add a rung or a checkpoint, or give the exponent",
 ) -> PowerLaw:
     """Fit ``E_c + B_c·x^(−β)`` with β shared by every curve c.
 
@@ -71,6 +72,7 @@ def fit_power_law(
         x, y: one array of scales (steps, tokens or parameters; > 0) and one of losses per curve.
         exponent: a fixed β (then nothing is searched).
         what: the law's name, for error messages.
+        remedy: what the user can do when the points are too few (the options of the caller).
 
     Raises:
         MixoptError: a curve with fewer than 2 distinct scales, non-positive scales, NaN losses, or
@@ -100,7 +102,7 @@ def fit_power_law(
     if exponent is None and n_points < 2 * len(xs) + 1:
         raise MixoptError(
             f"{what}: {n_points} points cannot fit {2 * len(xs) + 1} parameters (E and B per curve, "
-            "a shared exponent); add a rung or a checkpoint, or give the exponent"
+            f"a shared exponent); {remedy}"
         )
     x_ref = max(float(a.max()) for a in xs)
     us = [a / x_ref for a in xs]
