@@ -19,6 +19,11 @@ class MixoptWarning(UserWarning):
     """Something suspicious that does not stop the run (renormalised rows, epoch caps, ...)."""
 
 
+class FewRunsWarning(MixoptWarning):
+    """A model with few runs per parameter: said of a fit, not of each cross-validation fold (whose
+    figures are the check the warning asks for)."""
+
+
 @contextlib.contextmanager
 def warnings_as_notes() -> Iterator[list[str]]:
     """Collect the MixoptWarnings raised inside (for a result's notes) and still show every warning.

@@ -99,9 +99,9 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, 
             notes.append(f"the {fit_name.split()[0]} model predicts one value for every mixture on these "
                          f"{len(y)} runs, so its cross-validation figures measure nothing; search with a "
                          "larger budget")
-        res = cross_validate(fitter, X, target, k=k, seed=0)
+        res = cross_validate(fitter, X, target, k=k, seed=0, folds_option="--folds")
     except MixoptError as exc:  # a law with more parameters than a fold's runs: the rest of the report stands
-        return None, [*notes, f"no cross-validation: {exc}"]
+        return None, [*notes, f"no cross-validation: {str(exc).removeprefix('cross-validation: ')}"]
     pred = np.asarray(res.pred, dtype=float)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))

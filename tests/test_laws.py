@@ -246,6 +246,20 @@ def test_few_runs_per_parameter_are_said_and_enough_are_not() -> None:
         MixingLawFitter(n_starts=2).fit(X, y)  # 5 parameters: 10 runs are enough
 
 
+def test_a_fold_too_small_for_the_law_names_the_fold_and_the_runs_given() -> None:
+    from mixopt.fitters.cv import cross_validate
+
+    X = swarm(10, seed=15)
+    y = 2 + np.exp(X @ np.array([-1.0, 0.5, 0.2, 0.3]))
+    said = (r"^cross-validation: fold 1 of 3 trains on 6 of the 10 runs and cannot be fitted: "
+            r"bimix has 8 parameters .*\(--cv 10, leave-one-out, trains on 9\)$")
+    with pytest.raises(MixoptError, match=said):
+        cross_validate(BiMixFitter(n_starts=2), X, y, k=3)
+    with warnings.catch_warnings():  # the folds of 9 runs fit; their few runs are not said 10 times
+        warnings.simplefilter("error", MixoptWarning)
+        cross_validate(BiMixFitter(n_starts=2), X, y, k=10)
+
+
 def test_fit_that_does_not_converge_warns_with_residuals(monkeypatch: pytest.MonkeyPatch) -> None:
     import mixopt.fitters.mixing_law as ml
     from mixopt.fitters.lawfit import multistart_lbfgs

@@ -133,7 +133,7 @@ class AutoFitter(RegressorMixin, BaseEstimator):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", MixoptWarning)  # per-fold notes; the refit warns once
                     res = cross_validate(self._make(name, per_metric), X, target(name), k=k,
-                                         seed=self.random_state or 0)
+                                         seed=self.random_state or 0, folds_option=None)
             except MixoptError as exc:
                 rows.append({"name": name, "error": str(exc), "seconds": round(time.perf_counter() - t, 2)})
                 continue

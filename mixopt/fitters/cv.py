@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import FewRunsWarning, MixoptError, MixoptWarning
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -76,11 +76,13 @@ def _say_once(caught: list[warnings.WarningMessage], k: int) -> None:
         warnings.warn_explicit(text, first.category, first.filename, first.lineno)
 
 
-def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, seed: int = 0) -> CVResult:
+def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, seed: int = 0,
+                   folds_option: str | None = "--cv") -> CVResult:
     """Shuffled K-fold cross-validation of ``fitter`` (cloned per fold; the original is not fitted).
 
     ``y``: the objective per run, or for a :class:`~mixopt.fitters.metricsum.MetricSum` its metric
-    columns (n_runs, n_metrics), scored on the objective they make.
+    columns (n_runs, n_metrics), scored on the objective they make. ``folds_option``: the caller's
+    option that sets ``k``, named when a fold has too few runs to fit (None: none to name).
 
     Raises:
         MixoptError: ``k`` < 2 or more folds than runs.
@@ -104,8 +106,18 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
     per_fold = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        warnings.simplefilter("ignore", FewRunsWarning)
         for i, (train, test) in enumerate(KFold(n_splits=k, shuffle=True, random_state=seed).split(X)):
-            model = clone(fitter).fit(X[train], Y[train])
+            try:
+                model = clone(fitter).fit(X[train], Y[train])
+            except MixoptError as exc:
+                # The fitter counts the fold's runs, not the table's: say which the user gave.
+                more = (f"; more folds train on more runs ({folds_option} {len(y)}, leave-one-out, "
+                        f"trains on {len(y) - 1})" if folds_option and k < len(y) else "")
+                raise MixoptError(
+                    f"cross-validation: fold {i + 1} of {k} trains on {len(train)} of the {len(y)} runs "
+                    f"and cannot be fitted: {exc}{more}"
+                ) from exc
             pred[test] = np.asarray(model.predict(X[test]), dtype=float).ravel()
             folds[test] = i
             per_fold.append(score(y[test], pred[test]))

@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import FewRunsWarning, MixoptError, MixoptWarning
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ class LawFitter(RegressorMixin, BaseEstimator):
                 f"with fewer than {int(np.ceil(1.5 * p))} runs the law can pass through every run and be "
                 "far off between them; check it with --cv, add runs, or use a method with fewer "
                 "parameters (log-ridge, gp or auto)",
-                MixoptWarning,
+                FewRunsWarning,
                 stacklevel=3,
             )
         rng = np.random.default_rng(self.random_state)
