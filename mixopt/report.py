@@ -212,7 +212,7 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
              f"- run records of this search (every attempt, validation runs included): {status['ok']} ok, "
              f"{status['diverged']} diverged, {status['failed']} failed, {status['running']} running; "
              f"{n_reused} reused from earlier searches; {n_fit} fitted"]
-    if result and result.get("runs"):  # the swarm's outcome as the search printed it: one per slot
+    if result and (result.get("runs") or {}).get("planned"):  # the swarm as the search printed it
         r = result["runs"]
         lines.append(f"- swarm: {r.get('planned', '?')} planned, {swarm_outcome(r)} (after retries)")
     lines.append("")

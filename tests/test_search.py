@@ -273,7 +273,7 @@ def test_search_on_the_tiny_corpus_with_the_proxy_trainer(tiny_workspace, tiny_c
 
 
 def test_entropy_is_a_training_free_search_method_validated_like_any(tiny_workspace, tiny_corpus, tmp_path,
-                                                                     ray_session):
+                                                                     ray_session, capsys):
     from mixopt.entropy import entropy_mixture
     from mixopt.search.driver import run_search
     from mixopt.search.prepare import prepare
@@ -288,6 +288,11 @@ def test_entropy_is_a_training_free_search_method_validated_like_any(tiny_worksp
     assert prop.weights == pytest.approx(want) and prop.predicted is None and prop.measured["n"] == 1
     mix = Mixture.load(out)
     assert mix.meta["method"] == "entropy" and any("training-free" in n for n in mix.meta["notes"])
+    from mixopt.cli.search import render_result
+
+    render_result(res)  # no "0 ok, 0 fitted", which would read as a swarm that failed
+    printed = capsys.readouterr().out
+    assert "runs: no swarm (entropy is training-free)" in printed and "0 ok" not in printed
     with pytest.raises(MixoptError, match="--method entropy computes the mixture from a corpus"):
         prepare(config(tmp_path, method="entropy"))
 
