@@ -4,6 +4,7 @@ histories, read from the run store, extrapolated by step and size laws, then the
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +150,6 @@ def test_fidelity_law_without_a_target_scale_says_nothing_is_extrapolated(
     out = capsys.readouterr().out
     assert out.startswith("regmix on 10 mixtures (30 runs")
     assert "extrapolated to the last checkpoint's tokens" in " ".join(out.split())
+    main(["fit", "--fidelity-law", "--store", str(store.path), "--method", "gp", "--target-size", "2e7"])
+    out = " ".join(capsys.readouterr().out.split())  # the GP's uncertainty comes with its proposal
+    assert re.search(r"predicted objective at target scale: [0-9.]+ ± [0-9.]+ \(1 sd\)", out), out

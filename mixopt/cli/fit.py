@@ -145,15 +145,19 @@ def _render(report: Any) -> None:
         p = report.predictions
         console.print(f"wrote {p['n']} predictions ({p['min']:.4g} … {p['max']:.4g}) to {p['path']}")
     if report.proposal:
-        prop = report.proposal
-        sd = f" ± {prop['std']:.4f} (1 sd)" if prop.get("std") is not None else ""
-        t = Table(title=f"proposed mixture (predicted {report.target}: {prop['predicted']:.4f}{sd})")
-        t.add_column("domain")
-        t.add_column("weight", justify="right")
-        for d, w in sorted(prop["weights"].items(), key=lambda kv: -kv[1]):
-            t.add_row(d, f"{w:.4f}")
-        console.print(t)
+        _render_proposal(report.proposal, f"predicted {report.target}")
         console.print(f"wrote {report.out}")
+
+
+def _render_proposal(prop: dict[str, Any], what: str) -> None:
+    """The proposed weights, largest first, under the prediction (± its sd where the model has one)."""
+    sd = f" ± {prop['std']:.4f} (1 sd)" if prop.get("std") is not None else ""
+    t = Table(title=f"proposed mixture ({what}: {prop['predicted']:.4f}{sd})")
+    t.add_column("domain")
+    t.add_column("weight", justify="right")
+    for d, w in sorted(prop["weights"].items(), key=lambda kv: -kv[1]):
+        t.add_row(d, f"{w:.4f}")
+    console.print(t)
 
 
 def _render_scale(res: dict[str, Any]) -> None:
@@ -174,13 +178,7 @@ def _render_scale(res: dict[str, Any]) -> None:
         beta = next(iter(size_laws.values()))["beta"]
         console.print(f"  size law: β = {beta:.3f} (all metrics); RMS residual "
                       + ", ".join(f"{name} {law['rms']:.4g}" for name, law in size_laws.items()))
-    prop = res["proposal"]
-    t = Table(title=f"proposed mixture (predicted objective at target scale: {prop['predicted']:.4f})")
-    t.add_column("domain")
-    t.add_column("weight", justify="right")
-    for d, w in sorted(prop["weights"].items(), key=lambda kv: -kv[1]):
-        t.add_row(d, f"{w:.4f}")
-    console.print(t)
+    _render_proposal(res["proposal"], "predicted objective at target scale")
     if res["out"]:
         console.print(f"wrote {res['out']}")
 
