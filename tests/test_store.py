@@ -320,3 +320,10 @@ def test_an_import_names_its_bad_values_and_refuses_another_corpus_domains(tiny_
     with pytest.raises(MixoptError, match=r"not corpus 'tiny''s: the corpus lacks poems; the table lacks "
                                           r"drama, legal\. Import runs trained on tiny"):
         import_table(st, ratios=other, metrics=metrics, corpus="tiny", prefix="o:")
+    # A corpus not built here: stored under its name, and the way to reuse them later said whole.
+    said = (r"corpus 'nosuch' is not built here.*imported again, once the corpus is built, with another "
+            r"--prefix \(the run ids n:… are taken")
+    with pytest.warns(MixoptWarning, match=said):
+        import_table(st, ratios=ratios, metrics=metrics, corpus="nosuch", prefix="n:")
+    with pytest.raises(MixoptError, match="n:1"):  # the same ids again: refused, as the warning said
+        import_table(st, ratios=ratios, metrics=metrics, corpus="tiny", prefix="n:")

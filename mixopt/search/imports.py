@@ -59,7 +59,8 @@ def import_table(
             c = None
             warnings.warn(
                 f"corpus {corpus!r} is not built here; the runs are stored under its name only and will "
-                "not be reused by searches until imported again with the built corpus",
+                f"not be reused by searches until imported again, once the corpus is built, with another "
+                f"--prefix (the run ids {prefix}… are taken now)",
                 MixoptWarning, stacklevel=2,
             )
         else:
