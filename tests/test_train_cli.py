@@ -497,3 +497,28 @@ def test_a_schedule_is_shown_phase_by_phase(capsys):  # noqa: ANN001
     assert "steps 1–8 planned / trained" in out and "steps 9–32 planned / trained" in out
     assert "│ code │ 1.000 / 1.000 │ 0.500 / 0.470 │" in out
     assert "│ math │ 0.000 / 0.000 │ 0.500 / 0.530 │" in out
+
+
+def test_a_schedule_run_shows_its_mean_weight_and_no_last_phase_as_the_updater_weight(capsys):  # noqa: ANN001
+    from types import SimpleNamespace
+
+    from mixopt.cli.train import _render_train
+
+    phases = [{"until": 0.5, "steps": [1, 4], "tokens": 100, "planned": {"code": 1.0, "math": 0.0},
+               "trained": {"code": 1.0, "math": 0.0}},
+              {"until": 1.0, "steps": [5, 8], "tokens": 100, "planned": {"code": 0.0, "math": 1.0},
+               "trained": {"code": 0.0, "math": 1.0}}]
+    res = SimpleNamespace(
+        config={"model": "moe-debug", "lm": {"dense": False}, "corpus": {"name": "tiny"}, "label": "sched",
+                "updater": {"name": "schedule"}},
+        tokens=200, tokens_per_s=1000.0,
+        log=[{"step": 8, "loss": 3.0, "weights": {"code": 0.0, "math": 1.0}}],
+        phases=phases, expert_load=None, domain_tokens={"code": 100, "math": 100}, out="runs/sched",
+        report={"objective": "mean loss", "final": 3.0,
+                "domains": [{"domain": "code", "weight": 0.5, "loss": 3.1}, {"domain": "math", "weight": 0.5,
+                                                                            "loss": 2.9}]},
+    )
+    _render_train(res)
+    out = capsys.readouterr().out
+    assert "(schedule" in out and "mean)" in out and "updater" not in out  # headings wrap in cells
+    assert "steps 5–8 planned / trained" in " ".join(out.split())

@@ -98,12 +98,13 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
     has_pred = any("predicted" in r for r in rep.get("domains", []))
     # weight: the mixture's (a schedule's averaged over training); share: what was trained, which an
     # --updater changes as it goes.
-    updated = bool(res.config.get("updater")) and bool(res.log)
-    final_w = res.log[-1].get("weights", {}) if updated else {}  # the updater's weights at the end
     phases = getattr(res, "phases", None) or []
+    # The updater's weights at the end; a schedule's are its last phase, which the phase table shows.
+    updated = bool(res.config.get("updater")) and bool(res.log) and not phases
+    final_w = res.log[-1].get("weights", {}) if updated else {}
     weight = "mixture weight" if updated else "weight"
     if phases:
-        weight += " (schedule mean)"  # no phase had it: the per-phase table below shows each
+        weight = "weight (schedule mean)"  # no phase had it: the per-phase table below shows each
     cols = ["domain", weight, *(["updater weight"] if updated else []), "trained tokens", "share",
             "loss (nats/tok)", "bpb"] + (["predicted", "Δ"] if has_pred else [])
     load = (res.expert_load or {}).get("summary", {})
