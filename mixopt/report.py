@@ -194,9 +194,12 @@ def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains:
 
 
 def swarm_outcome(runs: dict[str, Any]) -> str:
-    """``"18 ok, 1 diverged, 1 timed out"``: a search's swarm slots by how they ended (its ``runs``)."""
+    """``"18 ok, 1 diverged, 1 timed out (3 retries)"``: a search's swarm slots by how they ended,
+    after retries, and how many retries that took (its ``runs``)."""
     lost = runs.get("lost") or ({"failed": runs["failed"]} if runs.get("failed") else {})
-    return f"{runs['ok']} ok" + "".join(f", {n} {kind}" for kind, n in lost.items())
+    text = f"{runs['ok']} ok" + "".join(f", {n} {kind}" for kind, n in lost.items())
+    retries = int(runs.get("attempts") or 0) - int(runs.get("planned") or 0)
+    return text + (f" ({retries} {'retry' if retries == 1 else 'retries'})" if retries > 0 else "")
 
 
 def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any] | None,
@@ -214,7 +217,7 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
              f"{n_reused} reused from earlier searches; {n_fit} fitted"]
     if result and (result.get("runs") or {}).get("planned"):  # the swarm as the search printed it
         r = result["runs"]
-        lines.append(f"- swarm: {r.get('planned', '?')} planned, {swarm_outcome(r)} (after retries)")
+        lines.append(f"- swarm: {r.get('planned', '?')} planned, {swarm_outcome(r)}")
     lines.append("")
     if cv is not None:
         lines += ["## Cross-validation", "",

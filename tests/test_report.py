@@ -71,7 +71,7 @@ def test_report_writes_plots_and_summary(search):
         assert (folder / name).read_bytes()[:8] == PNG
     md = (folder / "report.md").read_text()
     assert "22 ok" in md and "2 failed" in md and "18 fitted" in md  # 18 swarm + 4 validation runs
-    assert "- swarm: 20 planned, 18 ok, 2 failed (after retries)" in md  # as the search printed it
+    assert "- swarm: 20 planned, 18 ok, 2 failed\n" in md  # as the search printed it: no retries
     assert "| **proposal** |" in md and "+0.0500 (beats it)" in md
     assert "a note" in md and "![cv](cv.png)" in md
     assert rep.cv is not None and rep.cv["spearman"] > 0.5  # the linear fit ranks this landscape well

@@ -96,11 +96,17 @@ def test_failed_runs_are_retried_recorded_and_never_fitted(workspace, tmp_path, 
     assert any(f"lost after 0 retries: {res.runs['failed']} diverged" in n for n in res.notes)
 
 
-def test_a_hung_run_is_stopped_at_the_trial_timeout_and_retried(workspace, tmp_path, ray_session):
+def test_a_hung_run_is_stopped_at_the_trial_timeout_and_retried(workspace, tmp_path, ray_session, caplog):
+    from mixopt.report import swarm_outcome
     from mixopt.search.driver import run_search
 
-    res = run_search(config(tmp_path, name="hang", evaluator="mixopt.testing:hangs_once", budget=4,
-                            trial_timeout=3.0, fidelity={"hang": 120}))
+    with caplog.at_level("WARNING", logger="mixopt.search.searcher"):
+        res = run_search(config(tmp_path, name="hang", evaluator="mixopt.testing:hangs_once", budget=4,
+                                trial_timeout=3.0, fidelity={"hang": 120}))
+    # The retry is said as it happens, and counted in the swarm's outcome.
+    assert any("-s0001-a1 failed (timed out after 3 s (--trial-timeout)); retrying (attempt 2)" in r.message
+               for r in caplog.records)
+    assert swarm_outcome(res.runs) == "4 ok (1 retry)"
     runs = RunStore().runs(search_id="hang")
     hung = [r for r in runs if r.run_id.endswith("-s0001-a1")]
     assert len(hung) == 1 and hung[0].status == "failed" and "timed out after 3 s" in hung[0].error

@@ -196,10 +196,20 @@ class _Progress:
         self.started: dict[str, tuple[float, int]] = {}
 
     def __enter__(self) -> _Progress:
+        import logging
+        import sys
+
         self.progress.start()
+        # Log lines (a retry, a run given up) go through rich's stderr proxy while the bar is live,
+        # so they print above it instead of through it.
+        self.streams = [(h, h.setStream(sys.stderr)) for h in logging.getLogger().handlers
+                        if type(h) is logging.StreamHandler and not self.progress.disable]
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for handler, stream in self.streams:
+            if stream is not None:  # None: it was rich's stream already
+                handler.setStream(stream)
         self.progress.stop()
 
     def __call__(self, event: Any) -> None:

@@ -178,7 +178,8 @@ class MixtureSearcher(Searcher):
         slot.failures += 1
         what = "diverged" if status in ("diverged", "ok") else "failed"  # "ok" here: a NaN objective
         if slot.failures <= self.retries:
-            logger.info("run %s %s (%s); retrying (attempt %d)", slot.run_id, what, why, slot.attempt + 1)
+            # Said, not only logged: a run that timed out and then succeeded is otherwise invisible.
+            logger.warning("run %s %s (%s); retrying (attempt %d)", slot.run_id, what, why, slot.attempt + 1)
             slot.attempt += 1
             slot.reseeds += status in ("diverged", "ok")  # "ok" here: a NaN objective
             slot.state = "pending"
