@@ -570,3 +570,32 @@ def test_a_local_evaluator_module_is_shipped_to_a_clusters_workers(tmp_path, mon
     assert user_modules("my_eval_pkg.sub.ev:evaluate") == [str(pkg.resolve())]  # the top-level package
     for installed in (None, "proxy", "mixopt.testing:loglinear", "json:loads", "numpy:mean", "no_such:f"):
         assert user_modules(installed) == [], installed
+
+
+def test_runs_that_finished_as_the_driver_stopped_are_recorded_from_their_folders(workspace, tmp_path):
+    """A trial keeps its report in its run folder; the driver that did not hear it (Ctrl-C during
+    Tune's shutdown, kill -9) records it from there instead of running it again."""
+    from mixopt.evaluator import EvalRequest
+    from mixopt.search.runner import INTERRUPTED, settle_runs
+    from mixopt.search.trial import TrialContext, evaluate, keep_outcome
+    from mixopt.store import RunRecord
+
+    store = RunStore()
+    root = tmp_path / "runs"
+    ctx = TrialContext(store_path=str(store.path), search_id="st", home=str(workspace), workroot=str(root),
+                       domains=DOMAINS, objective={"metric": "loss"}, objective_key="k", corpus=None,
+                       corpus_hash=None, fidelity={}, fidelity_key="f", evaluator="mixopt.testing:loglinear")
+    w = dict.fromkeys(DOMAINS, 0.25)
+    for i, status, error in ((1, "running", None), (2, "failed", INTERRUPTED), (3, "running", None)):
+        store.begin(RunRecord(run_id=f"st-s{i:04d}-a1", search_id="st", weights=w, seed=i, fidelity={},
+                              fidelity_key="f"))
+        if status == "failed":
+            store.finish(f"st-s{i:04d}-a1", status="failed", error=error)
+        if i < 3:  # runs 1 and 2 finished and kept their report; run 3 was cut short
+            keep_outcome(root, evaluate({"run_id": f"st-s{i:04d}-a1", "weights": w, "seed": i}, ctx))
+    cut = settle_runs(store, "st", root)
+    assert cut == ["st-s0003-a1"] and store.get("st-s0003-a1").error.startswith("interrupted")
+    for i in (1, 2):
+        r = store.get(f"st-s{i:04d}-a1")
+        want = testing.loglinear(EvalRequest(mixture=w, fidelity={}, seed=i, run_id=r.run_id, workdir="."))
+        assert r.status == "ok" and r.error is None and r.metrics == pytest.approx(want.metrics)

@@ -42,6 +42,7 @@ from mixopt.search.runner import (
     Progress,
     check_fatal,
     run_trials,
+    settle_runs,
     slot_states,
 )
 from mixopt.search.searcher import SwarmSearcher
@@ -198,7 +199,7 @@ def resume_search(
         )
     with driver_lock(prep.search_dir, name):
         info = _ray(cfg, progress, name)
-        interrupted = st.interrupt(name, INTERRUPTED)
+        interrupted = settle_runs(st, name, prep.workroot)
         if interrupted:
             logger.info("%d runs were cut short when the driver stopped; they run again", len(interrupted))
         requeued = st.retag_errors(name, FATAL_PREFIX, REQUEUED + FATAL_PREFIX)
@@ -360,11 +361,11 @@ def _drive(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progre
     try:
         result = _stages(prep, plan, info, progress, resumed=resumed, t0=t0)
     except KeyboardInterrupt:
-        store.interrupt(sid, INTERRUPTED)
+        settle_runs(store, sid, prep.workroot)
         store.update_search(sid, state="interrupted")
         raise
     except BaseException:
-        store.interrupt(sid, INTERRUPTED)
+        settle_runs(store, sid, prep.workroot)
         store.update_search(sid, state="failed")
         raise
     store.update_search(sid, state="done", result=result.as_dict())
@@ -517,7 +518,7 @@ def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, info: RayInf
                    concurrency=_concurrency(prep, info), cpus_per_trial=cfg.cpus_per_trial,
                    progress=progress, best=best)
     check_fatal(store, sid)
-    store.interrupt(sid, INTERRUPTED)  # runs Tune left running when it stopped early
+    settle_runs(store, sid, prep.workroot)  # runs Tune left running when it stopped early
     slot_states(store, sid, slots, retries=cfg.retries)
     left = [s.key for s in slots if s.state == "pending"]
     if left:

@@ -48,12 +48,17 @@ class Prepared:
     def domains(self) -> list[str]:
         return list(self.space.domains)
 
+    @property
+    def workroot(self) -> Path:
+        """The runs' folders (each its evaluator's ``workdir``)."""
+        return self.search_dir / "runs"
+
     def context(self, phase: str) -> TrialContext:
         """What the trials of ``phase`` (``swarm`` or ``validate``) need."""
         validate = phase == "validate"
         return TrialContext(
             store_path=str(self.store.path), search_id=self.search_id, home=str(paths.home()),
-            workroot=str(self.search_dir / "runs"), domains=tuple(self.space.domains),
+            workroot=str(self.workroot), domains=tuple(self.space.domains),
             objective={"metric": self.objective.metric, "weights": dict(self.objective.weights)},
             objective_key=self.objective.key(), corpus=self.corpus_name, corpus_hash=self.corpus_hash,
             fidelity=self.validate_fidelity if validate else self.fidelity,

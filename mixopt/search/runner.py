@@ -25,7 +25,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from mixopt.errors import MixoptError
 from mixopt.search.searcher import MixtureSearcher, Slot
-from mixopt.search.trial import FATAL_PREFIX, TrialContext, trainable
+from mixopt.search.trial import FATAL_PREFIX, OUTCOME, TrialContext, trainable
 from mixopt.store import RunRecord, RunStore
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,33 @@ def slot_states(store: RunStore, search_id: str, slots: Sequence[Slot], *, retri
             s.state, s.attempt = "failed", last.attempt
         else:
             s.state, s.attempt = "pending", last.attempt + 1
+
+
+def settle_runs(store: RunStore, search_id: str, workroot: str | Path) -> list[str]:
+    """Close the runs of a search whose driver did not hear their end; returns the ids cut short.
+
+    A run whose trial kept its outcome (:data:`~mixopt.search.trial.OUTCOME`) finished while the
+    driver stopped (Ctrl-C during Tune's shutdown, a killed driver): it is recorded from there, so a
+    resume does not run it again. The others are marked :data:`INTERRUPTED` and run again.
+    """
+    import json
+
+    open_runs = [r.run_id for r in store.runs(search_id=search_id) if r.status == "running"
+                 or (r.status == "failed" and (r.error or "").startswith(INTERRUPTED))]
+    recovered = []
+    for run_id in open_runs:
+        try:
+            result = json.loads((Path(workroot) / run_id / OUTCOME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # still running elsewhere, or killed before it ended
+            continue
+        record = result.get("record") or {}
+        store.finish(run_id, status=result.get("status") or "failed", metrics=record.get("metrics") or {},
+                     objective=result.get("objective"), history=record.get("history") or [],
+                     cost=result.get("cost"), error=record.get("error"))
+        recovered.append(run_id)
+    if recovered:
+        logger.info("%d runs finished as the driver stopped; recorded from their folders", len(recovered))
+    return store.interrupt(search_id, INTERRUPTED)
 
 
 def fatal_error(store: RunStore, search_id: str) -> str | None:

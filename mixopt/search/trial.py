@@ -3,7 +3,9 @@
 The trial does not touch the run store: the driver records each run (``running`` when Tune starts
 the trial, the outcome when it reports; :class:`mixopt.search.runner.TrialCallback`). Only the
 driver's machine opens the SQLite file, so a trial on another node of a cluster needs no shared
-file system for it (and SQLite's WAL mode does not work across machines). An evaluator that
+file system for it (and SQLite's WAL mode does not work across machines). The trial also leaves
+its outcome in its run folder (:data:`OUTCOME`), from which the driver records a run whose report
+it did not hear (it stopped, or was killed, as the run finished). An evaluator that
 raises, or returns NaN, is a failed or diverged run, not a crashed trial: the trial reports it
 and Tune's actor is reused.
 An evaluator that breaks the contract (returns no metrics, lacks a metric the objective needs)
@@ -32,6 +34,9 @@ from mixopt.store import json_default
 PROXY_EVALUATOR = "mixopt.proxy.evaluate:evaluate"
 # Marks the error text of a run whose evaluator broke the contract: the driver stops the search.
 FATAL_PREFIX = "evaluator contract: "
+# The trial's report, kept in its run folder: a run that finished while its driver stopped is
+# recorded from it on --resume instead of run again (a dot file: the folder is the evaluator's).
+OUTCOME = ".mixopt-outcome.json"
 _EVALUATORS: dict[str, Callable] = {}
 
 
@@ -167,6 +172,16 @@ def _call_with_timeout(fn: Callable, request: EvalRequest, timeout: float) -> tu
     return box.get("out"), False
 
 
+def keep_outcome(workroot: str | Path, result: dict[str, Any]) -> None:
+    """Write the trial's report into its run folder, whole or not at all (see :data:`OUTCOME`)."""
+    from mixopt.atomic import write_text
+
+    try:
+        write_text(Path(workroot) / result["run_id"] / OUTCOME, json.dumps(result, default=json_default))
+    except OSError as exc:  # the report to Tune still carries it
+        logging.getLogger(__name__).warning("run %s: could not keep its outcome (%s)", result["run_id"], exc)
+
+
 def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
     """The Tune function trainable (bound to ``ctx`` with ``tune.with_parameters``)."""
     from ray import tune
@@ -179,6 +194,7 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
         logging.getLogger(__name__).warning("run %s timed out; ending its worker", result["run_id"])
         _kill_children(os.getpid())  # a training job the evaluator started goes too
         os._exit(1)
+    keep_outcome(ctx.workroot, result)
     tune.report(result)
 
 
