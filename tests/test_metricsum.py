@@ -150,3 +150,18 @@ def test_auto_fits_its_law_candidates_per_metric_given_the_metric_columns() -> N
     assert prop.info["solver"] == "SLSQP"
     true = testing.true_objective(dict(zip(DOMAINS, prop.weights, strict=True)))
     assert prop.predicted == pytest.approx(true, abs=1e-3)
+
+
+def test_auto_holds_a_domain_no_run_varied_whatever_it_chose() -> None:
+    """auto's top-k path (a GP, trees) held nothing: candidates spread the constant domain over
+    weights no run tried. Now auto, like a law, holds it where the runs had it."""
+    from mixopt.fitters.auto import AutoFitter
+
+    X, Y = landscape(40, seed=7)
+    X = np.column_stack([X * 0.9, np.full(len(X), 0.1)])
+    doms = (*DOMAINS, "held")
+    space = SearchSpace(domains=doms)
+    for candidates in (("gp", "linear"), ("mixing-law",)):  # top-k fallback, and the exact solve
+        model = AutoFitter(candidates=candidates, k=3, ensemble=False).fit(X, Y.mean(axis=1))
+        prop = ExactProposer(kl=0.1).propose(model, space)
+        assert prop.weights[4] == pytest.approx(0.1, abs=1e-9) and prop.info["held"] == {"held": 0.1}

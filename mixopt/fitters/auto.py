@@ -113,6 +113,9 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, y_numeric=True, multi_output=True)
         X, Y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
         y = self.objective(Y)
+        # Domains no run varied, at the weight the runs had: no candidate can say whether another
+        # weight is better, so a proposer holds them there (as it does for a law's dropped domains).
+        self.held_ = {int(i): float(np.median(X[:, i])) for i in np.flatnonzero(np.ptp(X, axis=0) <= 1e-9)}
         # The laws per metric where the metric columns are given and few enough (see MAX_PER_METRIC).
         per_metric = Y.ndim == 2 and Y.shape[1] > 1 and Y.shape[1] <= MAX_PER_METRIC
         self.per_metric_ = per_metric

@@ -352,7 +352,8 @@ def held_note(info: dict[str, Any]) -> str | None:
     if not held:
         return None
     which = ", ".join(f"{d} at {w:.4g}" for d, w in held.items())
-    return f"held {which}: every run had that weight, so the fitted law cannot say whether another is better"
+    return (f"held {which}: every run had that weight, so the fitted model cannot say whether another is "
+            "better")
 
 
 def _hold_unvaried(model: Any, space: SearchSpace) -> tuple[SearchSpace, dict[str, float]]:
@@ -421,6 +422,9 @@ class ExactProposer:
         t0 = time.perf_counter()
         obj = convex_objective(model, self.target_weights)
         extra = {"selection": model.cv_table_} if hasattr(model, "cv_table_") else {}
+        space, held = _hold_unvaried(model, space)
+        if held:
+            extra["held"] = held
         if obj is None:
             from mixopt.proposers.topk import TopKProposer
 
@@ -434,9 +438,6 @@ class ExactProposer:
                 method=p.method,
                 info={**p.info, "solver": "topk (no convex form)", **extra},
             )
-        space, held = _hold_unvaried(model, space)
-        if held:
-            extra["held"] = held
         x, info = solve(obj, space, kl=self.kl, prior=prior(space, self.temperature))
         pred, std = self._predict(model, x)
         interval = None if std is None else (pred - 1.96 * std, pred + 1.96 * std)
