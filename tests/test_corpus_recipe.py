@@ -229,3 +229,23 @@ def test_default_recipe_parses() -> None:
     assert len(r.domains) >= 8
     assert all(s.licence != "unknown" for d in r.domains for s in d.sources)
     assert all(s.version for d in r.domains for s in d.sources if s.kind == "pip")
+
+
+def test_own_jsonl_data_is_a_domain_next_to_a_recipes_own(workspace: Path, tmp_path: Path) -> None:
+    """README: your data as one more domain of a recipe (a copy of the default one, say): a
+    ``path`` source with the ``jsonl`` extractor, each line's "text" one document."""
+    data = tmp_path / "mine.jsonl"
+    rows = [{"text": f"support ticket {i}: the printer on floor {i % 7} is jammed again.", "id": i}
+            for i in range(60)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
+    extra = f'[domains.mine]\nlicence = "own"\n[[domains.mine.sources]]\nkind = "path"\npath = "{data}"\n'
+    extra += 'extractor = "jsonl"\nlicence = "own"\n'
+    build_recipe(str(path_recipe(tmp_path, extra)))
+    c = Corpus.open("tinyrecipe")
+    assert list(c.domains) == [*TINY_DOMAINS, "mine"]
+    assert c.manifest["domains"]["mine"]["licence"] == "own"
+    assert _decode_all("jsonl", {"a.jsonl": b'{"text": "one"}\n\n{"text": "two"}\n'}) == ["one", "two"]
+    with pytest.raises(MixoptError, match=r'a.jsonl line 2 has no "text" string \(it has: body\)'):
+        _decode_all("jsonl", {"a.jsonl": b'{"text": "one"}\n{"body": "two"}\n'})
+    with pytest.raises(MixoptError, match=r"a.jsonl line 1 is not JSON"):
+        _decode_all("jsonl", {"a.jsonl": b"text: one\n"})

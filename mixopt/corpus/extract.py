@@ -209,6 +209,27 @@ def rdata(files: Mapping[str, bytes], decode: Decode) -> Iterator[tuple[str, str
                 yield f"{name}:{var}", "\n".join(x or "" for x in obj.value) + "\n"
 
 
+def jsonl(files: Mapping[str, bytes], decode: Decode) -> Iterator[tuple[str, str]]:
+    """JSON Lines (``.jsonl``, gzipped or not): each line's ``"text"`` is one document, as most
+    exported datasets write them (another field: convert, or use ``mixopt corpus add``)."""
+    import json
+
+    for name, t in gzip_text(files, decode):
+        for i, line in enumerate(t.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise MixoptError(f"{name} line {i} is not JSON ({exc}); fix or exclude the file") from None
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                keys = ", ".join(map(str, row)) if isinstance(row, dict) else type(row).__name__
+                raise MixoptError(f"{name} line {i} has no \"text\" string (it has: {keys}); the jsonl "
+                                  "extractor reads each line's \"text\"")
+            if row["text"].strip():
+                yield f"{name}:{i}", row["text"]
+
+
 EXTRACTORS: dict[str, Extractor] = {
     "text": text,
     "gzip": gzip_text,
@@ -218,6 +239,7 @@ EXTRACTORS: dict[str, Extractor] = {
     "gutenberg": gutenberg,
     "front-matter": front_matter,
     "rdata": rdata,
+    "jsonl": jsonl,
 }
 
 
