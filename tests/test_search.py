@@ -597,5 +597,6 @@ def test_runs_that_finished_as_the_driver_stopped_are_recorded_from_their_folder
     assert cut == ["st-s0003-a1"] and store.get("st-s0003-a1").error.startswith("interrupted")
     for i in (1, 2):
         r = store.get(f"st-s{i:04d}-a1")
-        want = testing.loglinear(EvalRequest(mixture=w, fidelity={}, seed=i, run_id=r.run_id, workdir="."))
+        want = testing.loglinear(EvalRequest(mixture=w, fidelity={}, seed=i, run_id=r.run_id,
+                                             workdir=str(tmp_path / "again")))
         assert r.status == "ok" and r.error is None and r.metrics == pytest.approx(want.metrics)
