@@ -178,7 +178,7 @@ def keep_outcome(workroot: str | Path, result: dict[str, Any]) -> None:
 
     try:
         write_text(Path(workroot) / result["run_id"] / OUTCOME, json.dumps(result, default=json_default))
-    except OSError as exc:  # the report to Tune still carries it
+    except (OSError, MixoptError, TypeError, ValueError) as exc:  # the report to Tune still carries it
         logging.getLogger(__name__).warning("run %s: could not keep its outcome (%s)", result["run_id"], exc)
 
 
