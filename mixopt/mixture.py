@@ -236,7 +236,8 @@ class Mixture:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise MixoptError(
-                f"mixture file {path} is not valid JSON: {exc.msg} at line {exc.lineno}"
+                # json's own message may end "starting at"; the line is named once
+                f"mixture file {path} is not valid JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno}"
             ) from exc
         return cls.from_dict(data, where=str(path))
 

@@ -17,6 +17,7 @@ table; :meth:`RunTable.target` leaves such runs out with a warning.
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -134,6 +135,15 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
         df = pl.read_csv(path, infer_schema_length=None, null_values=["", "NA", "nan", "NaN", "null"])
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
         raise MixoptError(f"cannot read {what} file {path} as CSV: {str(exc).splitlines()[0]}") from exc
+    # polars renames a repeated header "a" to "a_duplicated_0": two columns claim one domain
+    # or metric, and which one is meant cannot be guessed
+    found = (re.fullmatch(r"(.+)_duplicated_\d+", c) for c in df.columns)
+    repeated = sorted({m.group(1) for m in found if m and m.group(1) in df.columns})
+    if repeated:
+        raise MixoptError(
+            f"{what} file {path} names column(s) {_preview(repeated)} more than once; "
+            "rename or drop the repeats so each column has one header"
+        )
     unnamed = [c for c in df.columns if c == "" or c.startswith("Unnamed:") or c.startswith("_duplicated_")]
     if unnamed:
         log.debug("%s: dropping unnamed column(s) %s (a pandas index)", path, unnamed)

@@ -236,6 +236,17 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "duplicate run ids in column 'index': 1")
     bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss"], capsys,
         "nothing was asked of the fit: add --cv K")
+    # a misspelt method is named before anything else is asked
+    bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--method", "nope"],
+        capsys, "method 'nope' is unknown; choose one of")
+    twice = tmp_path / "twice.csv"
+    twice.write_text("index,a,b,a\n1,0.5,0.5,0.1\n2,0.2,0.8,0.1\n")
+    bad(["fit", "--ratios", str(twice), "--metrics", str(metrics), "--target", "loss", "--cv", "2"], capsys,
+        "names column(s) a more than once")
+    for extra, said in ((["--candidates", "0"], "--candidates 0 and --top-k 128: both must be at least 1"),
+                        (["--candidates", "10"], "--top-k 128 exceeds --candidates 10")):
+        bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--propose", "--out",
+             str(tmp_path / "m.json"), *extra], capsys, said, tmp_path / "m.json")
     bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--predict", str(good),
          "--out", str(tmp_path / "p.json")], capsys, "--predict writes a CSV", tmp_path / "p.json")
     new = tmp_path / "new.csv"

@@ -115,6 +115,10 @@ def test_load_reports_missing_and_broken_files(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(MixoptError, match="not valid JSON"):
         Mixture.load(bad)
+    cut = tmp_path / "cut.json"
+    cut.write_text('{"a": 0.5,\n "b": "x')  # truncated mid-string: json says "starting at"
+    with pytest.raises(MixoptError, match=r"Unterminated string starting at line 2$"):
+        Mixture.load(cut)
 
 
 # ----- search space ------------------------------------------------------------------------

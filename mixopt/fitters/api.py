@@ -63,6 +63,9 @@ class FitConfig:
     target_tokens: float | None = None
 
     def __post_init__(self) -> None:
+        from mixopt.methods import get_method
+
+        get_method(self.method)  # an unknown name is the first thing to hear about
         if self.predict is not None and self.propose:
             raise MixoptError("--predict and --propose each write --out; run them as two commands")
         if (self.predict is not None or self.propose) and self.out is None:
@@ -71,6 +74,11 @@ class FitConfig:
             raise MixoptError("--out is given but nothing to write; add --predict FILE or --propose")
         if self.max_epochs is not None and not self.tokens:
             raise MixoptError("--max-epochs needs the tokens of each domain (--tokens a=1e9,b=2e9,...)")
+        if self.n_candidates < 1 or self.k < 1:
+            raise MixoptError(f"--candidates {self.n_candidates} and --top-k {self.k}: both must be at least 1")
+        if self.k > self.n_candidates:
+            raise MixoptError(f"--top-k {self.k} exceeds --candidates {self.n_candidates}; lower --top-k "
+                              "or raise --candidates")
         if self.cv is not None and self.cv < 2:
             raise MixoptError(f"--cv {self.cv}: K must be at least 2")
         if self.predict is not None and str(self.out).lower().endswith(".json"):
