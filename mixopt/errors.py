@@ -15,6 +15,14 @@ class MixoptError(ValueError):
     """Bad input from a user: one line naming the problem and the fix."""
 
 
+class TooFewRunsError(MixoptError):
+    """A fit refused for having fewer runs than ``needed`` (a fold's runs, when cross-validating)."""
+
+    def __init__(self, message: str, *, needed: int) -> None:
+        super().__init__(message)
+        self.needed = needed
+
+
 class MixoptWarning(UserWarning):
     """Something suspicious that does not stop the run (renormalised rows, epoch caps, ...)."""
 

@@ -245,8 +245,8 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "names column(s) a more than once")
     for extra, said in ((["--candidates", "0"], "--candidates 0 and --top-k 128: both must be at least 1"),
                         (["--candidates", "10"], "--top-k 128 exceeds --candidates 10")):
-        bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--propose", "--out",
-             str(tmp_path / "m.json"), *extra], capsys, said, tmp_path / "m.json")
+        bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--propose",
+             "--out", str(tmp_path / "m.json"), *extra], capsys, said, tmp_path / "m.json")
     bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--predict", str(good),
          "--out", str(tmp_path / "p.json")], capsys, "--predict writes a CSV", tmp_path / "p.json")
     new = tmp_path / "new.csv"

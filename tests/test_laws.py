@@ -258,6 +258,10 @@ def test_a_fold_too_small_for_the_law_names_the_fold_and_the_runs_given() -> Non
     with warnings.catch_warnings():  # the folds of 9 runs fit; their few runs are not said 10 times
         warnings.simplefilter("error", MixoptWarning)
         cross_validate(BiMixFitter(n_starts=2), X, y, k=10)
+    # 8 runs: leave-one-out trains on 7 < 8 parameters, so more folds are not offered
+    said = r"bimix has 8 parameters .*; even leave-one-out trains on only 7: add runs \(at least 9\)$"
+    with pytest.raises(MixoptError, match=said):
+        cross_validate(BiMixFitter(n_starts=2), X[:8], y[:8], k=2)
 
 
 def test_fit_that_does_not_converge_warns_with_residuals(monkeypatch: pytest.MonkeyPatch) -> None:

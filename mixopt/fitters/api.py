@@ -75,7 +75,8 @@ class FitConfig:
         if self.max_epochs is not None and not self.tokens:
             raise MixoptError("--max-epochs needs the tokens of each domain (--tokens a=1e9,b=2e9,...)")
         if self.n_candidates < 1 or self.k < 1:
-            raise MixoptError(f"--candidates {self.n_candidates} and --top-k {self.k}: both must be at least 1")
+            raise MixoptError(f"--candidates {self.n_candidates} and --top-k {self.k}: both must be at "
+                              "least 1")
         if self.k > self.n_candidates:
             raise MixoptError(f"--top-k {self.k} exceeds --candidates {self.n_candidates}; lower --top-k "
                               "or raise --candidates")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mixopt.errors import FewRunsWarning, MixoptError, MixoptWarning
+from mixopt.errors import FewRunsWarning, MixoptError, MixoptWarning, TooFewRunsError
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -112,8 +112,14 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
                 model = clone(fitter).fit(X[train], Y[train])
             except MixoptError as exc:
                 # The fitter counts the fold's runs, not the table's: say which the user gave.
-                more = (f"; more folds train on more runs ({folds_option} {len(y)}, leave-one-out, "
-                        f"trains on {len(y) - 1})" if folds_option and k < len(y) else "")
+                more = ""
+                if isinstance(exc, TooFewRunsError) and len(y) - 1 < exc.needed:
+                    # not even leave-one-out has enough: more folds cannot help
+                    more = (f"; even leave-one-out trains on only {len(y) - 1}: add runs (at least "
+                            f"{exc.needed + 1})")
+                elif folds_option and k < len(y):
+                    more = (f"; more folds train on more runs ({folds_option} {len(y)}, leave-one-out, "
+                            f"trains on {len(y) - 1})")
                 raise MixoptError(
                     f"cross-validation: fold {i + 1} of {k} trains on {len(train)} of the {len(y)} runs "
                     f"and cannot be fitted: {exc}{more}"

@@ -38,7 +38,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, TooFewRunsError
 from mixopt.fitters.groups import group_matrix
 
 # Rows predicted at once. The posterior's variance goes through the chunk's full test covariance
@@ -113,7 +113,7 @@ class GPFitter(RegressorMixin, BaseEstimator):
             raise MixoptError("gp: the target is NaN in some runs; leave those runs out or fix their metrics")
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
         if len(X) < 2:
-            raise MixoptError(f"gp needs at least 2 runs, got {len(X)} sample(s); add runs")
+            raise TooFewRunsError(f"gp needs at least 2 runs, got {len(X)} sample(s); add runs", needed=2)
         self.group_matrix_ = group_matrix(self.groups, X.shape[1], fitter="gp")
         F = self._features(np.asarray(X, dtype=float))
         Y = np.asarray(y, dtype=float).reshape(len(F), -1)

@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from mixopt.errors import FewRunsWarning, MixoptError, MixoptWarning
+from mixopt.errors import FewRunsWarning, MixoptError, MixoptWarning, TooFewRunsError
 
 log = logging.getLogger(__name__)
 
@@ -215,10 +215,11 @@ class LawFitter(RegressorMixin, BaseEstimator):
         k = int(keep.sum())
         p = self._n_params(k)
         if n < max(p, 2):
-            raise MixoptError(
+            raise TooFewRunsError(
                 f"{self.law} has {p} parameters per target ({k} varying domains) but got only {n} sample(s) "
                 f"(runs); add runs (at least {p}) or use a method with fewer parameters (log-ridge, gp or "
-                "auto)"
+                "auto)",
+                needed=max(p, 2),
             )
         if n < 1.5 * p:
             # Measured: bimix with 10 parameters on 12 runs fit them all and missed the uniform

@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, TooFewRunsError
 from mixopt.fitters.groups import group_matrix
 
 ALPHAS = tuple(float(a) for a in np.logspace(-4, 3, 29))
@@ -90,8 +90,8 @@ class LogRidgeFitter(RegressorMixin, BaseEstimator):
             )
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
         if len(X) < self.MIN_RUNS:
-            raise MixoptError(f"log-ridge needs at least {self.MIN_RUNS} runs, got {len(X)} sample(s); "
-                              "add runs")
+            raise TooFewRunsError(f"log-ridge needs at least {self.MIN_RUNS} runs, got {len(X)} sample(s); "
+                                  "add runs", needed=self.MIN_RUNS)
         self.group_matrix_ = group_matrix(self.groups, X.shape[1], fitter="log-ridge")
         scales = tuple(float(v) for v in self.group_scales) if self.group_matrix_.shape[1] else (0.0,)
         self.multi_output_ = np.ndim(y) == 2
