@@ -275,3 +275,25 @@ def test_law_bad_inputs_through_the_cli(workspace: Path, capsys: pytest.CaptureF
     assert "use a method with fewer parameters (log-ridge, gp or auto)" in err
     assert run_cli([*base, "--fidelity-law", "--method", "loglinear"]) == 2
     assert "--fidelity-law reads the run store" in capsys.readouterr().err
+
+
+def test_fit_report_says_per_metric_only_when_auto_fitted_its_laws_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mixopt.fitters.auto as auto_mod
+    from mixopt.fitters.api import FitConfig, fit_tables
+
+    monkeypatch.setitem(AutoFitter.__init__.__kwdefaults__, "candidates", ("linear", "loglinear"))
+    X = swarm(24, seed=3)
+    rng = np.random.default_rng(3)
+    cols = {f"m{j}": 2 + np.exp(X @ rng.normal(size=3)) for j in range(3)}
+    ratios, metrics = tmp_path / "r.csv", tmp_path / "m.csv"
+    ratios.write_text("index,a,b,c\n" + "".join(f"{i},{','.join(map(str, x))}\n" for i, x in enumerate(X)))
+    metrics.write_text("index," + ",".join(cols) + "\n" + "".join(
+        f"{i},{','.join(str(c[i]) for c in cols.values())}\n" for i in range(len(X))))
+    config = FitConfig(ratios=ratios, metrics=metrics, target="mean", method="auto", cv=None)
+    assert fit_tables(config).per_metric == 3
+    # more metric columns than auto fits one law each: its laws fit the mean, and the report says none
+    monkeypatch.setattr(auto_mod, "MAX_PER_METRIC", 2)
+    report = fit_tables(config)
+    assert report.per_metric == 0 and not any(r.get("per_metric") for r in report.selection)

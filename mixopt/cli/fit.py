@@ -123,7 +123,10 @@ def fit(
 def _render(report: Any) -> None:
     console.print(f"[bold]{report.method}[/] on {report.n_runs} runs, target [bold]{report.target}[/]"
                   + (f" ({report.n_excluded} runs left out)" if report.n_excluded else ""))
-    if report.per_metric:
+    if report.per_metric and report.method == "auto":
+        console.print(f"auto's law candidates fit one law per metric column ({report.per_metric}); the "
+                      "target is their mean; the other candidates fit the target itself")
+    elif report.per_metric:
         console.print(f"one {report.method} law per metric column ({report.per_metric}); the target is "
                       "their mean")
     if report.groups:

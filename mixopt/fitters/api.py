@@ -203,7 +203,8 @@ def fit_tables(config: FitConfig) -> FitReport:
         n_excluded=n_all - len(y), cv=cv, predictions=predictions, proposal=proposal,
         out=str(config.out) if config.out is not None else None, seconds=seconds, selection=selection,
         groups=_groups_used(fitter),
-        per_metric=Y.shape[1] if target is Y else 0,
+        # auto fits its law candidates per metric only up to a count (MAX_PER_METRIC)
+        per_metric=Y.shape[1] if target is Y and getattr(fitter, "per_metric_", True) else 0,
     )
 
 
