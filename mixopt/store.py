@@ -369,12 +369,13 @@ class RunStore:
                         (new_prefix, len(prefix) + 1, *args))
         return ids
 
-    def requeue_failed(self, search_id: str, tag: str, keep: Sequence[str]) -> list[str]:
-        """Prefix ``tag`` to the errors of a search's failed runs, except those starting with one of
-        ``keep`` (already requeued or interrupted); their ids. Diverged runs are left as they are."""
+    def requeue_failed(self, search_id: str, tag: str, keep: Sequence[str],
+                       status: str = "failed") -> list[str]:
+        """Prefix ``tag`` to the errors of a search's runs of ``status`` (failed; or diverged), except
+        those starting with one of ``keep`` (already requeued or interrupted); their ids."""
         with self._write() as con:
-            rows = con.execute("SELECT run_id, error FROM runs WHERE search_id = ? AND status = 'failed'",
-                               (search_id,)).fetchall()
+            rows = con.execute("SELECT run_id, error FROM runs WHERE search_id = ? AND status = ?",
+                               (search_id, status)).fetchall()
             ids = [r[0] for r in rows if not (r[1] or "").startswith(tuple(keep))]
             con.executemany("UPDATE runs SET error = ? || COALESCE(error, '') WHERE run_id = ?",
                             [(tag, i) for i in ids])

@@ -172,6 +172,14 @@ def raises_until_fixed(request: EvalRequest) -> EvalResult:
     return loglinear(request)
 
 
+def diverges_until_fixed(request: EvalRequest) -> EvalResult | dict[str, float]:
+    """NaN losses (a diverged run) until the file ``fidelity["fixed"]`` exists, then :func:`loglinear`:
+    the resume after every run diverged (a learning rate too high, say)."""
+    if not Path(str((request.fidelity or {}).get("fixed", ""))).is_file():
+        return nan_loss(request)
+    return loglinear(request)
+
+
 def hangs_once(request: EvalRequest) -> EvalResult:
     """Hangs (sleeps ``fidelity["hang"]`` s, default 600) on the first attempt of slot s0001, as a
     stuck training job does; otherwise :func:`loglinear`."""

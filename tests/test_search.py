@@ -152,6 +152,25 @@ def test_a_search_whose_runs_all_failed_finishes_when_resumed_after_the_fix(work
     assert len([r for r in RunStore().runs(search_id="crashy") if r.status == "failed"]) == 4
 
 
+def test_a_search_whose_runs_all_diverged_finishes_when_resumed_after_the_fix(
+    workspace, tmp_path, ray_session
+):
+    """Nothing trained: the setup was wrong, not the mixtures, so the diverged runs run again."""
+    from mixopt.search.driver import resume_search, run_search
+
+    flag = tmp_path / "fixed"
+    cfg = config(tmp_path, name="blowup", evaluator="mixopt.testing:diverges_until_fixed", budget=4,
+                 retries=0, fidelity={"fixed": str(flag)})
+    said = r"finished ok \(4 diverged\), too few to fit.*diverged runs run again"
+    with pytest.raises(MixoptError, match=said):
+        run_search(cfg)
+    flag.write_text("fixed")
+    res = resume_search("blowup")
+    assert res.runs["ok"] == res.runs["fitted"] == 4 and res.runs["failed"] == 0
+    runs = RunStore().runs(search_id="blowup")
+    assert sum(r.status == "diverged" for r in runs) == 4 and sum(r.status == "ok" for r in runs) >= 4
+
+
 def test_a_search_stopped_by_a_contract_error_finishes_after_the_fix(workspace, tmp_path, ray_session):
     """The user fixes the evaluator and resumes: the broken slots run again and the search ends."""
     from mixopt.search.driver import resume_search, run_search

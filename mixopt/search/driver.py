@@ -211,6 +211,14 @@ def resume_search(
         again = st.requeue_failed(name, REQUEUED, keep=(REQUEUED, INTERRUPTED, TIMED_OUT))
         if again:
             logger.info("%d failed runs get their retries again", len(again))
+        trained = sum(r.role == "swarm" for r in st.runs(search_id=name, status="ok"))
+        if trained + len(plan.get("reused", [])) < 2:  # too few to fit: the search stopped there
+            # Nothing trained: what diverged is the setup (learning rate, an evaluator's NaN), not
+            # the mixtures, and the fix the error asked for is tried on them too.
+            again = st.requeue_failed(name, REQUEUED, keep=(REQUEUED, INTERRUPTED), status="diverged")
+            if again:
+                logger.info("too few runs of the swarm trained to fit; its %d diverged runs run again",
+                            len(again))
         if trial_timeout is not None:  # runs stopped by the old limit get another chance under the new
             again = st.retag_errors(name, TIMED_OUT, REQUEUED + TIMED_OUT)
             if again:
@@ -392,11 +400,13 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     outcomes = _failure_kinds(store, searcher)
     if len(y) < 2 and not spec.training_free:
         first = next((s.error for s in searcher.slots.values() if s.error), "no error recorded")
+        ended = ", ".join(f"{n} {kind}" for kind, n in outcomes.items())
+        timed = " (timed-out ones under a new --trial-timeout)" if "timed out" in outcomes else ""
         raise MixoptError(
-            f"only {len(y)} of {len(searcher.slots) + len(plan.get('reused', []))} runs finished ok, "
-            "too few to fit; "
-            f"first error: {first.splitlines()[0] if first else first}. Fix the evaluator and run "
-            f"`mixopt search --resume {sid}`"
+            f"only {len(y)} of {len(searcher.slots) + len(plan.get('reused', []))} runs finished ok"
+            f"{f' ({ended})' if ended else ''}, too few to fit; first error: "
+            f"{first.splitlines()[0] if first else first}. Fix the evaluator (or what made the runs "
+            f"diverge) and run `mixopt search --resume {sid}`: the failed and diverged runs run again{timed}"
         )
     what = (f"{cfg.method}: conditional entropy of each domain" if spec.training_free
             else f"fitting {cfg.method} on {len(y)} runs")
