@@ -206,3 +206,16 @@ def test_a_dead_trial_is_named_timed_out_only_past_the_trial_timeout():
     s.suggest("t2")
     s.on_trial_complete("t2", None, error=True)
     assert s.slots["s0000"].error.startswith("the trial process died")
+
+
+def test_validation_skips_the_seed_the_best_run_was_chosen_at():
+    from mixopt.search.validate import BEST_RUN, PROPOSAL, Candidate, validation_slots
+
+    cands = [Candidate(name=PROPOSAL, weights=[0.5, 0.5]), Candidate(name=BEST_RUN, weights=[0.2, 0.8]),
+             Candidate(name="uniform", weights=[0.5, 0.5], same_as=PROPOSAL)]
+    seeds = {}
+    for s in validation_slots(cands, k=3, seed=0, selected_at={BEST_RUN: 2}):
+        seeds.setdefault(s.label, []).append(s.seed)
+    # the best run (reused from a search whose swarm trained at seed 2) is not measured at 2 again
+    assert seeds == {PROPOSAL: [1, 2, 3], BEST_RUN: [1, 3, 4]}
+    assert len({s.key for s in validation_slots(cands, k=3, seed=0, selected_at={BEST_RUN: 2})}) == 6

@@ -458,8 +458,12 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     exported = PROPOSAL
     vrung = cfg.validate_rung or cfg.rung
     if cfg.validate > 0:
-        vs = SwarmSearcher(domains=domains, search_id=sid, retries=cfg.retries,
-                           slots=validation_slots(cands, k=cfg.validate, seed=cfg.seed))
+        selected_at = {}
+        if vrung == cfg.rung:  # at another rung no validation run can repeat a swarm run
+            selected_at = {c.name: rec.seed for c in cands
+                           if c.run_id and (rec := store.get(c.run_id)) is not None and rec.seed is not None}
+        slots = validation_slots(cands, k=cfg.validate, seed=cfg.seed, selected_at=selected_at)
+        vs = SwarmSearcher(domains=domains, search_id=sid, retries=cfg.retries, slots=slots)
         _run_phase(prep, vs, "validate", info, progress)
         measured = measure(store, sid, cands, prep.objective, domains, cfg.validate)
         comparisons = {c.name: compare(measured[PROPOSAL], measured[c.name])

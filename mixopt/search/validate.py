@@ -109,13 +109,23 @@ def dedupe(cands: Sequence[Candidate], tol: float = 1e-9) -> None:
                 break
 
 
-def validation_slots(cands: Sequence[Candidate], *, k: int, seed: int) -> list[Slot]:
-    """K slots per distinct candidate, seeds ``seed+1 … seed+K`` (never the swarm's training seed)."""
-    return [
-        Slot(key=f"v-{slug(c.name)}-k{j}", weights=list(c.weights), seed=seed + 1 + j, role="validate",
-             label=c.name)
-        for c in cands if c.same_as is None for j in range(k)
-    ]
+def validation_slots(cands: Sequence[Candidate], *, k: int, seed: int,
+                     selected_at: dict[str, int] | None = None) -> list[Slot]:
+    """K slots per distinct candidate, seeds ``seed+1 … seed+K`` (never the swarm's training seed).
+
+    ``selected_at``: candidate name → the seed of the run that made it a candidate (the best run,
+    reused from an earlier search whose seed may fall in that range): that seed is skipped, else one
+    validation run would repeat the run it was chosen for, winner's luck included.
+    """
+    slots = []
+    for c in cands:
+        if c.same_as is not None:
+            continue
+        skip = (selected_at or {}).get(c.name)
+        seeds = [s for s in range(seed + 1, seed + 2 + k) if s != skip][:k]
+        slots += [Slot(key=f"v-{slug(c.name)}-k{j}", weights=list(c.weights), seed=s, role="validate",
+                       label=c.name) for j, s in enumerate(seeds)]
+    return slots
 
 
 def measure(
