@@ -28,19 +28,27 @@ def _check_parent(path: Path) -> None:
         raise MixoptError(f"output folder {parent} is not writable; choose a writable path")
 
 
-def _check_folder(folder: Path, out: Path, what: str) -> None:
-    """Create ``folder`` and write a probe file in it (``os.access`` says yes to root everywhere, and
-    some filesystems refuse new files whatever the modes say)."""
+def _check_folder(folder: Path, out: Path, what: str, *, create: bool = True) -> None:
+    """Check a file can be written in ``folder`` by writing a probe (``os.access`` says yes to root
+    everywhere, and some filesystems refuse new files whatever the modes say).
+
+    ``create``: make ``folder`` now; else a missing one is probed by a folder made and removed in
+    its nearest existing parent, so a command that fails later leaves no empty folders behind.
+    """
     probe = folder
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
         raise MixoptError(f"{what} {out}: {probe} is a file, not a folder; choose a writable path")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".write.", suffix=".check", dir=folder)
-        os.close(fd)
-        os.unlink(tmp)
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        if folder.is_dir():
+            fd, tmp = tempfile.mkstemp(prefix=".write.", suffix=".check", dir=folder)
+            os.close(fd)
+            os.unlink(tmp)
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".write.", suffix=".check", dir=probe))
     except OSError as exc:
         raise MixoptError(
             f"{what} {out}: cannot write in {folder} ({exc.strerror}); choose a writable path"
@@ -53,7 +61,7 @@ def check_writable(
     """Refuse an output file path that cannot be written, before any work is spent on it.
 
     ``inputs``: option → path of the files the command reads; the output may be none of them.
-    Creates the parent folder. Returns the absolute path.
+    Creates nothing (the write makes the parent folder). Returns the absolute path.
     """
     out = Path(path).expanduser()
     for option, src in (inputs or {}).items():
@@ -61,7 +69,7 @@ def check_writable(
             raise MixoptError(f"{what} {out} is the {option} file this command reads; write to another path")
     if out.is_dir():
         raise MixoptError(f"{what} {out} is a folder; give a file path such as {out / 'mixture.json'}")
-    _check_folder(out.parent, out, what)
+    _check_folder(out.parent, out, what, create=False)
     if out.exists() and not os.access(out, os.W_OK):
         raise MixoptError(f"{what} {out} exists and is read-only; choose another path")
     return out.resolve()

@@ -268,7 +268,18 @@ def test_writing_onto_a_folder_is_a_user_error(tmp_path):
     with pytest.raises(MixoptError, match="--predict .*file, not a folder"):
         atomic.check_writable(f / "sub" / "p.csv", what="--predict")
     assert atomic.check_writable(tmp_path / "new" / "m.json") == (tmp_path / "new" / "m.json").resolve()
-    assert not list((tmp_path / "new").iterdir())  # the probe is gone
+    # nothing is created: a command that fails after the check leaves no empty folder behind
+    assert not (tmp_path / "new").exists() and not list(tmp_path.glob(".write.*"))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            return  # root writes anywhere: the probe cannot fail here
+        with pytest.raises(MixoptError, match="cannot write in"):
+            atomic.check_writable(ro / "deep" / "m.json")  # a missing folder under a read-only one
+    finally:
+        ro.chmod(0o700)
 
 
 def test_written_files_get_the_modes_open_would_give(tmp_path):

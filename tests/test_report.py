@@ -154,3 +154,12 @@ def test_report_names_autos_choice_and_the_candidates_it_could_not_cross_validat
     assert "| gp | 0.9100 | 0.9000 | 0.01 | 0.400% | ✓ |" in md
     assert "| bimix | - | - | - | - | no: bimix has 6 parameters per target but got only 4 runs |" in md
     assert "auto's choice" not in make_report("rep").markdown  # a method that chooses nothing
+
+
+def test_a_report_where_no_search_ran_writes_no_store(workspace, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "x"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "no search named 'x': there is no run store at" in err and "MIXOPT_HOME" in err
+    assert not list(workspace.iterdir())  # not even an empty runs.sqlite
