@@ -310,11 +310,16 @@ def test_an_import_names_its_bad_values_and_refuses_another_corpus_domains(tiny_
     domains = ["code", "docs", "drama", "legal"]
     ratios, metrics = tmp_path / "r.csv", tmp_path / "m.csv"
     ratios.write_text("index," + ",".join(domains) + "\n1,0.25,0.25,0.25,0.25\n2,0.1,0.2,0.3,0.4\n")
-    metrics.write_text("index,loss/code,loss/docs\n1,nan,2.0\n2,inf,2.5\n")
+    metrics.write_text("index,loss/code,loss/docs,acc\n1,nan,2.0,nan\n2,3.0,inf,\n")
     st = RunStore(tmp_path / "s.sqlite")
-    with pytest.warns(MixoptWarning, match=r"^2 metric value\(s\) that are NaN or infinite left out of 2 "
-                                           r"imported run\(s\) \(1, 2\)"):
-        import_table(st, ratios=ratios, metrics=metrics, corpus="tiny", fidelity={"rung": "xs"})
+    with pytest.warns(MixoptWarning) as said:
+        summary = import_table(st, ratios=ratios, metrics=metrics, corpus="tiny", fidelity={"rung": "xs"})
+    # a column empty in every run is said once and not counted; the scattered bad values per run
+    assert [str(w.message) for w in said] == [
+        "metric column(s) acc have no finite value in any run; they are left out",
+        "2 metric value(s) that are NaN or infinite left out of 2 imported run(s) (1, 2)",
+    ]
+    assert summary["metrics"] == 2
     other = tmp_path / "r2.csv"
     other.write_text("index,code,docs,poems\n1,0.5,0.25,0.25\n")
     with pytest.raises(MixoptError, match=r"not corpus 'tiny''s: the corpus lacks poems; the table lacks "

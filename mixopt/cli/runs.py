@@ -169,4 +169,4 @@ def import_runs(
     ids = summary["first"] if summary["runs"] == 1 else f"{summary['first']} … {summary['last']}"
     console.print(f"imported {summary['runs']} run{'s' if summary['runs'] != 1 else ''} over "
                   f"{len(summary['domains'])} domains into {st.path} (ids {ids}; {summary['metrics']} "
-                  "metrics each)")
+                  "metrics)")

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.search.config import PROXY
 from mixopt.search.prepare import reuse_key
@@ -89,11 +91,17 @@ def import_table(
             "e.g. --rename 'metric/(.*)_val_loss=loss/train_\\1' for RegMix's tables, or fit the tables "
             "with `mixopt fit --target COLUMN`", MixoptWarning, stacklevel=2)
     values = table.metrics.to_numpy().astype(float)
+    finite = np.isfinite(values)
+    empty = [m for m, any_ in zip(names, finite.any(axis=0), strict=True) if not any_]
+    if empty:  # said once as columns, not as a missing value in every run
+        warnings.warn(f"metric column(s) {_sample(empty)} have no finite value in any run; they are left "
+                      "out", MixoptWarning, stacklevel=2)
+    n_used = len(names) - len(empty)
     records, bad_runs, n_bad = [], [], 0
     for i, rid in enumerate(table.run_ids):
         row = {m: float(v) for m, v in zip(names, values[i], strict=True) if math.isfinite(v)}
-        if len(row) < len(names):
-            n_bad += len(names) - len(row)
+        if len(row) < n_used:
+            n_bad += n_used - len(row)
             bad_runs.append(str(rid))
         records.append(RunRecord(
             run_id=f"{prefix}{rid}", role="import", label=table.names[i] if table.names else rid,
@@ -106,7 +114,7 @@ def import_table(
                       f"imported run(s) ({_sample(bad_runs, 5)})", MixoptWarning, stacklevel=2)
     store.add(records)
     return {
-        "runs": len(records), "domains": list(table.domains), "metrics": len(names), "key": table.key,
+        "runs": len(records), "domains": list(table.domains), "metrics": n_used, "key": table.key,
         "first": records[0].run_id, "last": records[-1].run_id, "store": str(store.path),
         "fidelity_key": key, "corpus_hash": corpus_hash,
     }
