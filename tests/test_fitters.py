@@ -114,6 +114,20 @@ def test_linear_is_least_squares() -> None:
     np.testing.assert_allclose(LinearFitter().fit(Xs, ys).predict(Xs), ys, atol=1e-10)
 
 
+def test_linear_on_fewer_runs_than_its_slopes_says_so() -> None:
+    from mixopt.errors import FewRunsWarning
+
+    X = np.random.default_rng(1).dirichlet(np.ones(8), 6)
+    y = X @ np.arange(8.0)
+    # 8 weights summing to 1: 8 parameters with the intercept; 6 runs fit them exactly
+    said = r"^linear has 8 parameters per target \(8 varying domains\) and 6 runs"
+    with pytest.warns(FewRunsWarning, match=said):
+        LinearFitter().fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FewRunsWarning)
+        LinearFitter().fit(np.vstack([X] * 2), np.concatenate([y] * 2))  # 12 runs: enough
+
+
 def test_predict_before_fit_refused() -> None:
     from sklearn.exceptions import NotFittedError
 

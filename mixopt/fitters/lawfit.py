@@ -23,7 +23,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from mixopt.errors import FewRunsWarning, MixoptError, MixoptWarning, TooFewRunsError
+from mixopt.errors import MixoptError, MixoptWarning, TooFewRunsError
+from mixopt.fitters.fewruns import warn_few_runs
 
 log = logging.getLogger(__name__)
 
@@ -221,17 +222,7 @@ class LawFitter(RegressorMixin, BaseEstimator):
                 "auto)",
                 needed=max(p, 2),
             )
-        if n < 1.5 * p:
-            # Measured: bimix with 10 parameters on 12 runs fit them all and missed the uniform
-            # mixture by ~1 nat. Few runs per parameter is said, not refused: it may still rank.
-            warnings.warn(
-                f"{self.law} has {p} parameters per target ({k} varying domains) and {n} runs to fit them: "
-                f"with fewer than {int(np.ceil(1.5 * p))} runs the law can pass through every run and be "
-                "far off between them; check it with --cv, add runs, or use a method with fewer "
-                "parameters (log-ridge, gp or auto)",
-                FewRunsWarning,
-                stacklevel=3,
-            )
+        warn_few_runs(self.law, p, k, n, stacklevel=3)
         rng = np.random.default_rng(self.random_state)
         Xk = X[:, keep]
         self.params_, self.reports_ = [], []

@@ -6,6 +6,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from mixopt.fitters.fewruns import warn_few_runs
+
 
 class LinearFitter(RegressorMixin, BaseEstimator):
     """Least squares ``y ≈ X @ coef_ + intercept_``, as RegMix's linear baseline.
@@ -24,6 +26,9 @@ class LinearFitter(RegressorMixin, BaseEstimator):
         from sklearn.linear_model import LinearRegression
 
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
+        # One slope per varying domain and the intercept, less one where the weights sum to 1.
+        varying = int((np.ptp(X, axis=0) > 1e-9).sum())
+        warn_few_runs("linear", min(varying + self.fit_intercept, X.shape[1]), varying, len(X), stacklevel=2)
         model = LinearRegression(fit_intercept=self.fit_intercept).fit(X, y)
         self.coef_ = model.coef_
         self.intercept_ = model.intercept_
