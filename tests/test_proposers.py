@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,9 @@ def test_flat_model_is_flagged() -> None:
     assert p.info["constant_model"] and space.contains(p.weights)
     assert not TopKProposer(n_candidates=5000, k=16).propose(Bowl(np.array([0.2, 0.3, 0.5])),
                                                              space).info["constant_model"]
+    # --fix a=1 leaves one mixture: every candidate is it, and that is not a flat model
+    one = SearchSpace(domains=("a", "b", "c"), fixed={"a": 1.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MixoptWarning)
+        p = TopKProposer(n_candidates=5000, k=16).propose(model, one)
+    assert not p.info["constant_model"] and p.weights == pytest.approx([1.0, 0.0, 0.0])
