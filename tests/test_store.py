@@ -196,6 +196,13 @@ def test_import_regmix_and_olmix_tables_through_the_cli(store, capsys):
     listed = json.loads(capsys.readouterr().out)
     assert len(listed) == len(store.runs())
     assert any("metric/the_pile_pile_cc_val_loss" in r["metrics"] for r in listed)  # tables go back out
+    # at 80 columns every run id is whole, on one line (the table splits instead)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COLUMNS", "80")
+        assert _cli(["runs", "list", "--limit", "5"]) == 0
+    text = capsys.readouterr().out
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert all(r["run_id"] in text for r in listed[-5:])
 
 
 def test_import_of_a_missing_file_is_one_line(store, capsys, tmp_path):

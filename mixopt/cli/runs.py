@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from mixopt.cli import app
-from mixopt.cli.common import JsonOpt, console, dumps
+from mixopt.cli.common import JsonOpt, console, dumps, print_columns
 
+ERROR_CHARS = 40  # of a run's error in `runs list` (`runs list --json` has it whole)
 runs_app = typer.Typer(help="The run store: every run ever evaluated.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
@@ -61,18 +62,17 @@ def list_runs(
         } for r in shown], indent=2, default=json_default, allow_nan=False))
         return
     title = f"{len(runs)} runs in {st.path}" + (f" (last {len(shown)})" if len(shown) < len(runs) else "")
-    table = Table(title=title)
-    for col in ("run", "search", "role", "status", "objective", "seed", "cost s", "error"):
-        # Ids differ at their ends: fold them onto more lines rather than cut them with "…".
-        table.add_column(col, justify="right" if col in ("objective", "seed", "cost s") else "left",
-                         overflow="fold" if col in ("run", "search") else "ellipsis")
+    rows = []
     for r in shown:
-        err = (r.error or "").splitlines()[0][:60] if r.error else ""
-        table.add_row(r.run_id, r.search_id or "", r.role, r.status,
-                      f"{r.objective:.4f}" if r.objective is not None else "-",
-                      "" if r.seed is None else str(r.seed),
-                      f"{r.cost:.1f}" if r.cost is not None else "-", err)
-    console.print(table)
+        err = (r.error or "").splitlines()[0] if r.error else ""
+        rows.append([escape(r.run_id), escape(r.search_id or ""), r.role, r.status,
+                     f"{r.objective:.4f}" if r.objective is not None else "-",
+                     "" if r.seed is None else str(r.seed),
+                     f"{r.cost:.1f}" if r.cost is not None else "-",
+                     escape(err if len(err) <= ERROR_CHARS else err[: ERROR_CHARS - 1] + "…")])
+    # Whole cells, in more tables where the terminal is narrow: ids differ at their ends.
+    print_columns(title, ["run", "search", "role", "status", "objective", "seed", "cost s", "error"], rows,
+                  left=("run", "search", "role", "status", "error"))
     searches = st.searches()
     if search is None and searches:
         more = f" (the last 10 of {len(searches)}: `mixopt runs searches`)" if len(searches) > 10 else ""
@@ -111,16 +111,14 @@ def list_searches(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print(dumps(rows, indent=2))
         return
-    table = Table(title=f"{len(rows)} searches in {st.path}")
-    for col in ("search", "state", "method", "corpus", "budget", "exported", "objective", "created"):
-        table.add_column(col, justify="right" if col in ("budget", "objective") else "left",
-                         overflow="fold" if col == "search" else "ellipsis")
-    for r in rows:
-        value = "-" if r["objective"] is None else f"{r['objective']:.4f}" + (
-            " (pred.)" if r["objective_is"] == "predicted" else "")
-        table.add_row(r["search"], r["state"], str(r["method"]), str(r["corpus"]), str(r["budget"]),
-                      r["exported"] or "-", value, r["created"][:19])
-    console.print(table)
+    cells = [[escape(r["search"]), r["state"], str(r["method"]), str(r["corpus"]), str(r["budget"]),
+              r["exported"] or "-",
+              "-" if r["objective"] is None else f"{r['objective']:.4f}" + (
+                  " (pred.)" if r["objective_is"] == "predicted" else ""),
+              r["created"][:16].replace("T", " ")] for r in rows]
+    heads = ["search", "state", "method", "corpus", "budget", "exported", "objective", "created"]
+    print_columns(f"{len(rows)} searches in {st.path}", heads, cells,
+                  left=("search", "state", "method", "corpus", "exported", "created"))
     if any(r["state"] == "stopped" for r in rows):
         console.print("stopped: its driver ended without saying so (kill -9, a lost node); "
                       "`mixopt search --resume NAME` goes on", style="dim")
