@@ -18,7 +18,7 @@ class MixoptError(ValueError):
 class TooFewRunsError(MixoptError):
     """A fit refused for having fewer runs than ``needed`` (a fold's runs, when cross-validating)."""
 
-    def __init__(self, message: str, *, needed: int) -> None:
+    def __init__(self, message: str, *, needed: int = 0) -> None:  # a default: exceptions unpickle by args
         super().__init__(message)
         self.needed = needed
 

@@ -243,6 +243,10 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     twice.write_text("index,a,b,a\n1,0.5,0.5,0.1\n2,0.2,0.8,0.1\n")
     bad(["fit", "--ratios", str(twice), "--metrics", str(metrics), "--target", "loss", "--cv", "2"], capsys,
         "names column(s) a more than once")
+    # the top-k options mean nothing to an exact or best-run proposer: not checked there
+    from mixopt.fitters.api import FitConfig
+
+    FitConfig(ratios=good, metrics=metrics, target="loss", method="loglinear", cv=2, n_candidates=64)
     for extra, said in ((["--candidates", "0"], "--candidates 0 and --top-k 128: both must be at least 1"),
                         (["--candidates", "10"], "--top-k 128 exceeds --candidates 10")):
         bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--propose",

@@ -126,6 +126,9 @@ def test_linear_on_fewer_runs_than_its_slopes_says_so() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", FewRunsWarning)
         LinearFitter().fit(np.vstack([X] * 2), np.concatenate([y] * 2))  # 12 runs: enough
+        # a held domain is part of the constant: 2 varying weights summing to 0.8 are 2 parameters
+        held = np.column_stack([np.random.default_rng(2).dirichlet(np.ones(2), 3) * 0.8, np.full(3, 0.2)])
+        LinearFitter().fit(held, held[:, 0])
 
 
 def test_predict_before_fit_refused() -> None:

@@ -258,6 +258,15 @@ def test_a_fold_too_small_for_the_law_names_the_fold_and_the_runs_given() -> Non
     with warnings.catch_warnings():  # the folds of 9 runs fit; their few runs are not said 10 times
         warnings.simplefilter("error", MixoptWarning)
         cross_validate(BiMixFitter(n_starts=2), X, y, k=10)
+    import pickle
+
+    from mixopt.errors import TooFewRunsError
+    from mixopt.fitters.auto import AutoFitter
+
+    err = pickle.loads(pickle.dumps(TooFewRunsError("few", needed=5)))  # crosses processes whole
+    assert str(err) == "few" and err.needed == 5
+    with pytest.raises(MixoptError, match=r"auto needs at least 3 runs.*even leave-one-out trains on only 2"):
+        cross_validate(AutoFitter(candidates=("linear",)), X[:3], y[:3], k=2)
     # 8 runs: leave-one-out trains on 7 < 8 parameters, so more folds are not offered
     said = r"bimix has 8 parameters .*; even leave-one-out trains on only 7: add runs \(at least 9\)$"
     with pytest.raises(MixoptError, match=said):

@@ -141,6 +141,8 @@ def test_flat_model_is_flagged() -> None:
     with pytest.warns(MixoptWarning, match="same value for every candidate"):
         p = TopKProposer(n_candidates=5000, k=16).propose(model, space)
     assert p.info["constant_model"] and space.contains(p.weights)
+    with pytest.warns(MixoptWarning, match="same value for every candidate"):  # one best row kept per chunk
+        assert TopKProposer(n_candidates=1000, k=1).propose(model, space).info["constant_model"]
     assert not TopKProposer(n_candidates=5000, k=16).propose(Bowl(np.array([0.2, 0.3, 0.5])),
                                                              space).info["constant_model"]
     # --fix a=1 leaves one mixture: every candidate is it, and that is not a flat model

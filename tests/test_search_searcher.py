@@ -219,3 +219,26 @@ def test_validation_skips_the_seed_the_best_run_was_chosen_at():
     # the best run (reused from a search whose swarm trained at seed 2) is not measured at 2 again
     assert seeds == {PROPOSAL: [1, 2, 3], BEST_RUN: [1, 3, 4]}
     assert len({s.key for s in validation_slots(cands, k=3, seed=0, selected_at={BEST_RUN: 2})}) == 6
+
+
+def test_the_best_run_s_seed_is_skipped_where_it_is_validated(tmp_path):
+    """With --method random the best run is the proposal: the proposal's slots skip its seed."""
+    from mixopt.search.validate import (
+        BEST_RUN,
+        PROPOSAL,
+        Candidate,
+        dedupe,
+        selection_seeds,
+        validation_slots,
+    )
+    from mixopt.store import RunRecord, RunStore
+
+    store = RunStore(tmp_path / "s.sqlite")
+    store.add([RunRecord(run_id="old-s0007-a1", weights={"a": 0.2, "b": 0.8}, fidelity={}, fidelity_key="k",
+                         status="ok", seed=1, metrics={"loss/a": 2.0})])
+    cands = [Candidate(name=PROPOSAL, weights=[0.2, 0.8]),
+             Candidate(name=BEST_RUN, weights=[0.2, 0.8], run_id="old-s0007-a1")]
+    dedupe(cands)
+    assert cands[1].same_as == PROPOSAL and selection_seeds(cands, store) == {PROPOSAL: 1}
+    slots = validation_slots(cands, k=2, seed=0, selected_at=selection_seeds(cands, store))
+    assert [(s.label, s.seed) for s in slots] == [(PROPOSAL, 2), (PROPOSAL, 3)]

@@ -126,8 +126,9 @@ def print_columns(
         wrap = sum(width(i, wrap=False) for i in cols) > budget  # headers on one line where they fit
         for i in cols:
             # a fixed width: rich would widen a column whose header could be longer, past the budget
+            # a row name wider than the terminal folds rather than lose its distinguishing end
             t.add_column(columns[i], justify="left" if columns[i] in left else "right",
-                         width=width(i, wrap) - 3)
+                         width=width(i, wrap) - 3, overflow="fold" if i < keys else "ellipsis")
         for r in rows:
             t.add_row(*(r[i] for i in cols))
         console.print(t)

@@ -61,7 +61,8 @@ def list_runs(
             "fidelity": r.fidelity, "corpus": r.corpus, "created": r.created,
         } for r in shown], indent=2, default=json_default, allow_nan=False))
         return
-    title = f"{len(runs)} runs in {st.path}" + (f" (last {len(shown)})" if len(shown) < len(runs) else "")
+    title = f"{len(runs)} runs in {escape(str(st.path))}"
+    title += f" (last {len(shown)})" if len(shown) < len(runs) else ""
     rows = []
     for r in shown:
         err = (r.error or "").splitlines()[0] if r.error else ""
@@ -111,13 +112,13 @@ def list_searches(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print(dumps(rows, indent=2))
         return
-    cells = [[escape(r["search"]), r["state"], str(r["method"]), str(r["corpus"]), str(r["budget"]),
+    cells = [[escape(r["search"]), r["state"], str(r["method"]), escape(str(r["corpus"])), str(r["budget"]),
               r["exported"] or "-",
               "-" if r["objective"] is None else f"{r['objective']:.4f}" + (
                   " (pred.)" if r["objective_is"] == "predicted" else ""),
               r["created"][:16].replace("T", " ")] for r in rows]
     heads = ["search", "state", "method", "corpus", "budget", "exported", "objective", "created"]
-    print_columns(f"{len(rows)} searches in {st.path}", heads, cells,
+    print_columns(f"{len(rows)} searches in {escape(str(st.path))}", heads, cells,
                   left=("search", "state", "method", "corpus", "exported", "created"))
     if any(r["state"] == "stopped" for r in rows):
         console.print("stopped: its driver ended without saying so (kill -9, a lost node); "

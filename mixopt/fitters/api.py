@@ -65,7 +65,7 @@ class FitConfig:
     def __post_init__(self) -> None:
         from mixopt.methods import get_method
 
-        get_method(self.method)  # an unknown name is the first thing to hear about
+        method = get_method(self.method)  # an unknown name is the first thing to hear about
         if self.predict is not None and self.propose:
             raise MixoptError("--predict and --propose each write --out; run them as two commands")
         if (self.predict is not None or self.propose) and self.out is None:
@@ -74,10 +74,10 @@ class FitConfig:
             raise MixoptError("--out is given but nothing to write; add --predict FILE or --propose")
         if self.max_epochs is not None and not self.tokens:
             raise MixoptError("--max-epochs needs the tokens of each domain (--tokens a=1e9,b=2e9,...)")
-        if self.n_candidates < 1 or self.k < 1:
+        if method.proposer == "topk" and (self.n_candidates < 1 or self.k < 1):
             raise MixoptError(f"--candidates {self.n_candidates} and --top-k {self.k}: both must be at "
                               "least 1")
-        if self.k > self.n_candidates:
+        if method.proposer == "topk" and self.k > self.n_candidates:
             raise MixoptError(f"--top-k {self.k} exceeds --candidates {self.n_candidates}; lower --top-k "
                               "or raise --candidates")
         if self.cv is not None and self.cv < 2:

@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, TooFewRunsError
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,8 @@ class AutoFitter(RegressorMixin, BaseEstimator):
 
         n = len(y)
         if n < self.MIN_RUNS:
-            raise MixoptError(f"auto needs at least {self.MIN_RUNS} runs to cross-validate, got {n} "
-                              "sample(s); add runs")
+            raise TooFewRunsError(f"auto needs at least {self.MIN_RUNS} runs to cross-validate, got {n} "
+                                  "sample(s); add runs", needed=self.MIN_RUNS)
         k = min(self.k, n)
         rows: list[dict[str, Any]] = []
         oof: dict[str, np.ndarray] = {}

@@ -26,9 +26,11 @@ class LinearFitter(RegressorMixin, BaseEstimator):
         from sklearn.linear_model import LinearRegression
 
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
-        # One slope per varying domain and the intercept, less one where the weights sum to 1.
+        # One slope per varying domain and the intercept, less one where the varying weights sum to a
+        # constant (always on the simplex, held domains or not).
         varying = int((np.ptp(X, axis=0) > 1e-9).sum())
-        warn_few_runs("linear", min(varying + self.fit_intercept, X.shape[1]), varying, len(X), stacklevel=2)
+        params = varying + int(self.fit_intercept and np.ptp(X.sum(axis=1)) > 1e-9)
+        warn_few_runs("linear", params, varying, len(X), stacklevel=2)
         model = LinearRegression(fit_intercept=self.fit_intercept).fit(X, y)
         self.coef_ = model.coef_
         self.intercept_ = model.intercept_

@@ -104,7 +104,8 @@ class TopKProposer:
         pred = np.concatenate([p[1] for p in parts])
         order = np.argsort(pred, kind="stable")[: self.k]
         # A space the constraints shrink to one mixture (--fix d=1) has nothing to rank: not a flat model.
-        one_point = bool(np.ptp(cand, axis=0).max() <= 1e-9)
+        lo, hi = space.bounds()
+        one_point = bool(lo.sum() >= 1 - 1e-9 or hi.sum() <= 1 + 1e-9)
         constant = bool(max(p[2] for p in parts) <= pred[order[0]]) and not one_point
         if constant:
             # LightGBM needs 2 × min_child_samples runs for a single split: fewer give a flat model.

@@ -55,6 +55,7 @@ from mixopt.search.validate import (
     compare,
     dedupe,
     measure,
+    selection_seeds,
     validation_slots,
 )
 from mixopt.store import RunStore, default_path
@@ -212,7 +213,11 @@ def resume_search(
         if again:
             logger.info("%d failed runs get their retries again", len(again))
         trained = sum(r.role == "swarm" for r in st.runs(search_id=name, status="ok"))
-        if trained + len(plan.get("reused", [])) < 2:  # too few to fit: the search stopped there
+        # Failed (not interrupted) with too few runs to fit: the swarm ended, and the search with it.
+        from mixopt.methods import get_method
+
+        if (rec.state == "failed" and not get_method(cfg.method).training_free
+                and trained + len(plan.get("reused", [])) < 2):
             # Nothing trained: what diverged is the setup (learning rate, an evaluator's NaN), not
             # the mixtures, and the fix the error asked for is tried on them too.
             again = st.requeue_failed(name, REQUEUED, keep=(REQUEUED, INTERRUPTED), status="diverged")
@@ -458,10 +463,8 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     exported = PROPOSAL
     vrung = cfg.validate_rung or cfg.rung
     if cfg.validate > 0:
-        selected_at = {}
-        if vrung == cfg.rung:  # at another rung no validation run can repeat a swarm run
-            selected_at = {c.name: rec.seed for c in cands
-                           if c.run_id and (rec := store.get(c.run_id)) is not None and rec.seed is not None}
+        # at another rung no validation run can repeat a swarm run
+        selected_at = selection_seeds(cands, store) if vrung == cfg.rung else None
         slots = validation_slots(cands, k=cfg.validate, seed=cfg.seed, selected_at=selected_at)
         vs = SwarmSearcher(domains=domains, search_id=sid, retries=cfg.retries, slots=slots)
         _run_phase(prep, vs, "validate", info, progress)

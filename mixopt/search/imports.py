@@ -83,19 +83,19 @@ def import_table(
     except MixoptError:
         key = reuse_key(fid, evaluator, proxy=False)
     names = _renamed(table.metric_names, rules)
-    usable = [f"{kind}/{d}" for d in table.domains for kind in ("loss", "bpb")]
-    if not set(usable) & set(names):
-        warnings.warn(
-            f"no metric is named loss/<domain> or bpb/<domain> (the metrics are {_sample(names)}), so no "
-            "search can use these runs (a search's objective reads those names); rename them on import, "
-            "e.g. --rename 'metric/(.*)_val_loss=loss/train_\\1' for RegMix's tables, or fit the tables "
-            "with `mixopt fit --target COLUMN`", MixoptWarning, stacklevel=2)
     values = table.metrics.to_numpy().astype(float)
     finite = np.isfinite(values)
     empty = [m for m, any_ in zip(names, finite.any(axis=0), strict=True) if not any_]
     if empty:  # said once as columns, not as a missing value in every run
         warnings.warn(f"metric column(s) {_sample(empty)} have no finite value in any run; they are left "
                       "out", MixoptWarning, stacklevel=2)
+    usable = [f"{kind}/{d}" for d in table.domains for kind in ("loss", "bpb")]
+    if not set(usable) & (set(names) - set(empty)):  # columns with values
+        warnings.warn(
+            f"no metric is named loss/<domain> or bpb/<domain> (the metrics are {_sample(names)}), so no "
+            "search can use these runs (a search's objective reads those names); rename them on import, "
+            "e.g. --rename 'metric/(.*)_val_loss=loss/train_\\1' for RegMix's tables, or fit the tables "
+            "with `mixopt fit --target COLUMN`", MixoptWarning, stacklevel=2)
     n_used = len(names) - len(empty)
     records, bad_runs, n_bad = [], [], 0
     for i, rid in enumerate(table.run_ids):

@@ -109,6 +109,20 @@ def dedupe(cands: Sequence[Candidate], tol: float = 1e-9) -> None:
                 break
 
 
+def selection_seeds(cands: Sequence[Candidate], store: RunStore) -> dict[str, int]:
+    """Validated candidate → the seed of the stored run it was chosen for (the best run's).
+
+    Keyed by the candidate that is validated for it: with ``--method random`` the best run *is*
+    the proposal, and only the proposal's slots run.
+    """
+    out = {}
+    for c in cands:
+        rec = store.get(c.run_id) if c.run_id else None
+        if rec is not None and rec.seed is not None:
+            out[c.same_as or c.name] = rec.seed
+    return out
+
+
 def validation_slots(cands: Sequence[Candidate], *, k: int, seed: int,
                      selected_at: dict[str, int] | None = None) -> list[Slot]:
     """K slots per distinct candidate, seeds ``seed+1 … seed+K`` (never the swarm's training seed).
