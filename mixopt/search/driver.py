@@ -212,14 +212,14 @@ def resume_search(
         again = st.requeue_failed(name, REQUEUED, keep=(REQUEUED, INTERRUPTED, TIMED_OUT))
         if again:
             logger.info("%d failed runs get their retries again", len(again))
-        trained = sum(r.role == "swarm" for r in st.runs(search_id=name, status="ok"))
-        # Failed (not interrupted) with too few runs to fit: the swarm ended, and the search with it.
         from mixopt.methods import get_method
 
+        trained = sum(r.role == "swarm" for r in st.runs(search_id=name, status="ok"))
         if (rec.state == "failed" and not get_method(cfg.method).training_free
                 and trained + len(plan.get("reused", [])) < 2):
-            # Nothing trained: what diverged is the setup (learning rate, an evaluator's NaN), not
-            # the mixtures, and the fix the error asked for is tried on them too.
+            # The search failed (not interrupted) for too few runs to fit: what diverged across the
+            # swarm is the setup (a learning rate, an evaluator's NaN) rather than the mixtures, and
+            # the fix the error asked for is tried on them too.
             again = st.requeue_failed(name, REQUEUED, keep=(REQUEUED, INTERRUPTED), status="diverged")
             if again:
                 logger.info("too few runs of the swarm trained to fit; its %d diverged runs run again",
