@@ -28,6 +28,16 @@ def _check_parent(path: Path) -> None:
         raise MixoptError(f"output folder {parent} is not writable; choose a writable path")
 
 
+def _file_target(path: Path, what: str) -> Path:
+    """Where a write to ``path`` lands: a symlink's target (the link stays), and never a device or a
+    pipe, which a rename would replace rather than write into."""
+    if path.is_symlink():
+        path = path.resolve()
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise MixoptError(f"{what} {path} is not a regular file (a device, pipe or socket); give a file path")
+    return path
+
+
 def _check_folder(folder: Path, out: Path, what: str, *, create: bool = True) -> None:
     """Check a file can be written in ``folder`` by writing a probe (``os.access`` says yes to root
     everywhere, and some filesystems refuse new files whatever the modes say).
@@ -63,7 +73,7 @@ def check_writable(
     ``inputs``: option → path of the files the command reads; the output may be none of them.
     Creates nothing (the write makes the parent folder). Returns the absolute path.
     """
-    out = Path(path).expanduser()
+    out = _file_target(Path(path).expanduser(), what)
     for option, src in (inputs or {}).items():
         if src is not None and out.resolve() == Path(src).expanduser().resolve():
             raise MixoptError(f"{what} {out} is the {option} file this command reads; write to another path")
@@ -116,8 +126,9 @@ def _publish_mode(tmp: Path, path: Path, directory: bool = False) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary file path next to ``path``; rename it onto ``path`` on success."""
-    path = Path(path)
+    """Yield a temporary file path next to ``path``; rename it onto ``path`` on success (onto a
+    symlink's target, so the link stays)."""
+    path = _file_target(Path(path), "cannot write")
     if path.is_dir():
         raise MixoptError(f"cannot write {path}: it is a folder; give a file path")
     _check_parent(path)

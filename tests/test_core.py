@@ -322,3 +322,21 @@ def test_assignments_refuse_non_finite_values_and_a_name_given_twice():
         parse_assignments("a=inf", option="--tokens")
     with pytest.raises(MixoptError, match=r"--tokens gives a twice \(1 and 2\)"):
         parse_assignments("a=1,a=2", option="--tokens")
+
+
+def test_a_write_goes_through_a_symlink_and_never_replaces_a_device_or_pipe(tmp_path):
+    target = tmp_path / "real" / "m.json"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    atomic.write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"  # the link stays, its file is written
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/null")):
+        with pytest.raises(MixoptError, match="is not a regular file"):
+            atomic.check_writable(path)
+        with pytest.raises(MixoptError, match="is not a regular file"):
+            atomic.write_text(path, "x")
+    assert fifo.exists() and not fifo.is_file() and Path("/dev/null").is_char_device()
