@@ -38,6 +38,28 @@ def _file_target(path: Path, what: str) -> Path:
     return path
 
 
+def first_missing(folder: Path) -> Path | None:
+    """The highest of ``folder`` and its parents that does not exist yet (None: ``folder`` exists):
+    what creating ``folder`` makes, for :func:`remove_made` to undo."""
+    if folder.exists():
+        return None
+    top = folder
+    while not top.parent.exists():
+        top = top.parent
+    return top
+
+
+def remove_made(folder: Path, made: Path | None) -> None:
+    """Remove ``folder`` and its parents up to ``made`` (:func:`first_missing`'s answer before they
+    were created) while they are empty: a failed command leaves no empty folders behind."""
+    path = folder
+    while made is not None and path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+        if path == made:
+            break
+        path = path.parent
+
+
 def _check_folder(folder: Path, out: Path, what: str, *, create: bool = True) -> None:
     """Check a file can be written in ``folder`` by writing a probe (``os.access`` says yes to root
     everywhere, and some filesystems refuse new files whatever the modes say).

@@ -213,6 +213,9 @@ def test_import_of_a_missing_file_is_one_line(store, capsys, tmp_path):
     fresh = tmp_path / "new.sqlite"
     assert _cli(["runs", "import", "--ratios", missing, "--metrics", missing, "--store", str(fresh)]) == 2
     assert not fresh.exists() and not list(tmp_path.glob("new.sqlite*"))
+    deep = tmp_path / "a" / "b" / "s.sqlite"  # nor the folders it would have lived in
+    assert _cli(["runs", "import", "--ratios", missing, "--metrics", missing, "--store", str(deep)]) == 2
+    assert not (tmp_path / "a").exists()
 
 
 def test_imported_proxy_runs_are_reused_by_a_search_of_the_same_corpus_and_rung(tiny_workspace, tmp_path):

@@ -147,20 +147,22 @@ def import_runs(
     as_json: JsonOpt = False,
 ) -> None:
     """Load run tables made elsewhere into the run store (duplicate run ids are an error)."""
+    from mixopt.atomic import first_missing, remove_made
     from mixopt.errors import MixoptError
     from mixopt.search.config import parse_fidelity
     from mixopt.search.imports import import_table
     from mixopt.store import RunStore, default_path
 
     fid = parse_fidelity(fidelity)
-    created = not (Path(store) if store else default_path()).exists()  # this import makes the store
+    path = (Path(store) if store else default_path()).absolute()
+    created, made = not path.exists(), first_missing(path.parent)  # what this import makes
     st = RunStore(store)
     try:
         summary = import_table(st, ratios=ratios, metrics=metrics, corpus=corpus, fidelity=fid, prefix=prefix,
                                evaluator=evaluator, rename=rename or ())
     except MixoptError:
-        if created:
-            st.remove_if_empty()  # a refused import leaves no empty store behind
+        if created and st.remove_if_empty():  # a refused import leaves no empty store or folders behind
+            remove_made(path.parent, made)
         raise
     if as_json:
         print(dumps(summary, indent=2))

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from mixopt import paths
-from mixopt.atomic import check_writable_dir, write_json
+from mixopt.atomic import check_writable_dir, first_missing, remove_made, write_json
 from mixopt.corpus.shards import Corpus
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.mixture import Mixture, check_domains
@@ -370,7 +370,7 @@ def train(
     }
 
     every = max(1, steps // 20) if checkpoint_every is None else checkpoint_every
-    made = _first_missing(folder)  # the folders check_writable_dir creates, from this one down
+    made = first_missing(folder)  # the folders check_writable_dir creates, from this one down
     check_writable_dir(folder)  # before any training, not at the first checkpoint
     with (
         torch_threads(threads),
@@ -666,16 +666,6 @@ def _stop_at_step_end() -> Iterator[_StopRequest]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _first_missing(folder: Path) -> Path | None:
-    """The highest of ``folder`` and its parents that does not exist yet (None: ``folder`` exists)."""
-    if folder.exists():
-        return None
-    top = folder
-    while not top.parent.exists():
-        top = top.parent
-    return top
-
-
 def _finished(folder: Path) -> bool:
     """Whether the run in ``folder`` trained to its end (its result.json says ok)."""
     try:
@@ -698,12 +688,7 @@ def _drop_if_unused(folder: Path, made: Path | None, *, fresh: bool) -> Iterator
     except BaseException as exc:
         if fresh and isinstance(exc, MixoptError):
             (folder / checkpoint.CHECKPOINT).unlink(missing_ok=True)
-        path = folder
-        while made is not None and path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-            if path == made:
-                break
-            path = path.parent
+        remove_made(folder, made)
         raise
 
 
