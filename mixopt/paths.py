@@ -46,6 +46,24 @@ def find_recipe(kind: str, name: str) -> Path | None:
     return None
 
 
+def check_recipe_path(name: str, what: str) -> None:
+    """Refuse a ``name`` that is a path (a .toml, or with a folder in it) to nothing usable, naming
+    the path: "unknown name" would send the user to the list of known recipes instead.
+
+    Raises:
+        MixoptError: the path is missing, or a folder.
+    """
+    from mixopt.errors import MixoptError
+
+    p = Path(name).expanduser()
+    if p.suffix != ".toml" and "/" not in name and not name.startswith(("~", ".")):
+        return  # a plain name: looked up among the recipes
+    if p.is_dir():
+        raise MixoptError(f"{what} {name} is a folder; give the path to a .toml recipe file")
+    if not p.exists():
+        raise MixoptError(f"{what} file {name} does not exist; check the path (or give a known name)")
+
+
 def available_recipes(kind: str) -> list[str]:
     names: set[str] = set()
     for d in recipe_dirs(kind):

@@ -45,6 +45,25 @@ def test_unknown_corpus_lists_known_recipes(workspace: Path, capsys) -> None:
     )
     assert "default" in line
     assert_refused(capsys, workspace, "corpus", "info", "nosuchcorpus", match="unknown corpus 'nosuchcorpus'")
+    # a path is a path: said to be missing or a folder, not an unknown name
+    missing = str(workspace / "rec" / "nosuch.toml")
+    assert_refused(capsys, workspace, "corpus", "build", missing,
+                   match=f"corpus recipe file {missing} does not exist")
+    assert_refused(capsys, workspace, "corpus", "build", str(workspace),
+                   match=f"corpus recipe {workspace} is a folder; give the path to a .toml")
+
+
+def test_model_and_rung_paths_that_lead_nowhere_are_named() -> None:
+    from mixopt.errors import MixoptError
+    from mixopt.proxy.rungs import load_rung
+    from mixopt.train.config import load_model
+
+    with pytest.raises(MixoptError, match=r"^model config file \./nosuch\.toml does not exist"):
+        load_model("./nosuch.toml")
+    with pytest.raises(MixoptError, match=r"^proxy rung file x/nope\.toml does not exist"):
+        load_rung("x/nope.toml")
+    with pytest.raises(MixoptError, match=r"^model 'nope' is unknown; known models"):
+        load_model("nope")
 
 
 def test_domain_too_small_for_validation(workspace: Path, tmp_path: Path, capsys) -> None:

@@ -227,6 +227,7 @@ def load_recipe(name: str) -> Recipe:
     """The recipe ``name`` from ``corpora/`` (or a path to a .toml file)."""
     path = paths.find_recipe("corpora", name)
     if path is None:
+        paths.check_recipe_path(name, "corpus recipe")
         known = paths.available_recipes("corpora")
         hint = f"known recipes: {', '.join(known)}" if known else "no recipes found in ./corpora"
         raise MixoptError(f"unknown corpus {name!r} ({hint}); use `mixopt corpus add` for your own data")

@@ -221,6 +221,7 @@ def load_rung(name: str | RungConfig) -> RungConfig:
         return DEBUG
     path = paths.find_recipe("proxies", name)
     if path is None:
+        paths.check_recipe_path(name, "proxy rung")
         known = ", ".join([*available_rungs(), DEBUG.name])
         raise MixoptError(f"proxy rung {name!r} is unknown; known rungs: {known} (or give a path to a .toml)")
     try:

@@ -330,6 +330,7 @@ def load_model(name: str | ModelSpec) -> ModelSpec:
         else next((d / f"{name}.toml" for d in model_dirs() if (d / f"{name}.toml").is_file()), None)
     )
     if path is None:
+        paths.check_recipe_path(name, "model config")
         raise MixoptError(
             f"model {name!r} is unknown; known models: {', '.join(available_models())} "
             "(or give a path to a .toml)"
