@@ -230,6 +230,8 @@ class Mixture:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError as exc:
             raise MixoptError(f"mixture file {path} does not exist; give a path to a mixture JSON") from exc
+        except IsADirectoryError as exc:
+            raise MixoptError(f"mixture file {path} is a folder; give the path to a mixture JSON") from exc
         except (OSError, UnicodeDecodeError) as exc:
             raise MixoptError(f"cannot read mixture file {path}: {exc}") from exc
         try:

@@ -111,6 +111,8 @@ def test_natural_and_temperature_mixtures():
 def test_load_reports_missing_and_broken_files(tmp_path):
     with pytest.raises(MixoptError, match="does not exist"):
         Mixture.load(tmp_path / "nope.json")
+    with pytest.raises(MixoptError, match="is a folder; give the path to a mixture JSON"):
+        Mixture.load(tmp_path)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(MixoptError, match="not valid JSON"):
