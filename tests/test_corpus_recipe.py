@@ -69,6 +69,14 @@ def test_rebuild_is_a_no_op_until_something_changes(workspace: Path, tmp_path: P
     out = build_recipe(str(recipe))
     assert not out.up_to_date and out.manifest["vocab_size"] == 290
     assert build_recipe(str(recipe)).up_to_date
+    # another file of the same name elsewhere is another recipe: it does not replace this corpus
+    other = tmp_path / "elsewhere" / "tinyrecipe.toml"
+    other.parent.mkdir()
+    other.write_text(recipe.read_text().replace("vocab_size = 290", "vocab_size = 280"))
+    with pytest.raises(MixoptError, match=r"named 'tinyrecipe' is already built from recipe .*; rename"):
+        build_recipe(str(other))
+    assert json.loads(manifest.read_text())["vocab_size"] == 290
+    assert build_recipe(str(other), force=True).manifest["vocab_size"] == 280
 
 
 def _deb(path: Path, files: dict[str, bytes]) -> Path:

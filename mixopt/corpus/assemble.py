@@ -154,6 +154,14 @@ def build_recipe(name: str, *, force: bool = False) -> BuildOutcome:
                 seconds=time.perf_counter() - t0,
                 skipped_domains=skipped_domains,
             )
+        # A recipe file is named by its stem: ./elsewhere/default.toml would replace the built
+        # default corpus, and every run, search and mixture JSON made on it (as `corpus add` refuses).
+        before = old.get("recipe")
+        if name.endswith(".toml") and before and Path(before).resolve() != recipe.path.resolve():
+            raise MixoptError(
+                f"a corpus named {recipe.name!r} is already built from recipe {before}; rename {name} (the "
+                "corpus takes the file's name), or pass --force to replace it"
+            )
 
     records: list[dict[str, Any]] = []
     docs: dict[str, list[str]] = {}
