@@ -134,6 +134,11 @@ def test_add_again_is_a_no_op_and_force_rebuilds(workspace: Path, tmp_path: Path
     assert "--force to replace it" in err and manifest.read_text() == before
     # ... unless --force says to replace it.
     assert run(capsys, "corpus", "add", "again", "--from", str(other), *SMALL, "--force")[0] == 0
+    # a corpus built from a recipe is named by its recipe, not by the recipe's first source
+    man = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**man, "recipe": "/somewhere/again.toml", "hash": "0" * 64}))
+    code, _, err = run(capsys, "corpus", "add", "again", "--from", str(path), *SMALL)
+    assert code == 2 and "already built from recipe /somewhere/again.toml" in err
 
 
 def test_info_and_list(tiny_workspace: Path, capsys) -> None:

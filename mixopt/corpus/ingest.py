@@ -279,6 +279,8 @@ def add_corpus(
         # the first would point at a corpus that is gone.
         srcs = old.get("sources") or [{}]
         made_from = srcs[0].get("package") if isinstance(srcs[0], dict) else None
+        if old.get("recipe"):  # built by `corpus build` from a recipe, not from one source
+            made_from = f"recipe {old['recipe']}"
         if made_from and made_from != str(source.resolve()):
             raise MixoptError(
                 f"a corpus named {name!r} is already built from {made_from} (hash "
