@@ -298,6 +298,8 @@ def test_imported_regmix_runs_need_loss_names_to_be_reused(workspace, tmp_path):
                       ([r"metric/.*=loss"], "two metrics the name 'loss'")):
         with pytest.raises(MixoptError, match=re.escape(said)):
             import_table(st, ratios=ratios, metrics=metrics, prefix="c:", rename=bad)
+    with pytest.warns(MixoptWarning, match=r"^--rename metrics/\(\.\*\)=loss/\\1 matches no metric name"):
+        import_table(st, ratios=ratios, metrics=metrics, prefix="d:", rename=[r"metrics/(.*)=loss/\1"])
 
 
 def test_runs_searches_shows_a_running_search_without_its_driver_as_stopped(store, capsys):

@@ -141,6 +141,9 @@ def _rename_rules(rename: Sequence[str]) -> list[tuple[re.Pattern[str], str]]:
 def _renamed(names: Sequence[str], rules: Sequence[tuple[re.Pattern[str], str]]) -> list[str]:
     out = list(names)
     for pattern, repl in rules:
+        if not any(pattern.search(n) for n in out):  # a typo, or a rule for another table
+            warnings.warn(f"--rename {pattern.pattern}={repl} matches no metric name (the metrics are "
+                          f"{_sample(out)}); it renames nothing", MixoptWarning, stacklevel=3)
         try:
             out = [pattern.sub(repl, n) for n in out]
         except (re.error, IndexError) as exc:
