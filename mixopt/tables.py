@@ -211,7 +211,8 @@ def check_same_domains(got: Sequence[str], want: Sequence[str], path: str | Path
             parts.append(f"lacks {', '.join(missing)}")
         if extra:
             parts.append(f"has unknown {', '.join(extra)}")
-        raise MixoptError(f"{path}: its domains differ from the training runs' ({'; '.join(parts)})")
+        raise MixoptError(f"{path}: its domains differ from the training runs' ({'; '.join(parts)}); give it "
+                          "one weight column per domain of the ratios file, named the same")
 
 
 def _check_domain_count(domains: tuple[str, ...], path: str | Path) -> None:

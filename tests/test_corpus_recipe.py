@@ -257,3 +257,10 @@ def test_own_jsonl_data_is_a_domain_next_to_a_recipes_own(workspace: Path, tmp_p
         _decode_all("jsonl", {"a.jsonl": b'{"text": "one"}\n{"body": "two"}\n'})
     with pytest.raises(MixoptError, match=r"a.jsonl line 1 is not JSON"):
         _decode_all("jsonl", {"a.jsonl": b"text: one\n"})
+    with pytest.raises(MixoptError, match=r'a.jsonl line 1: its "text" is of type int, not a string'):
+        _decode_all("jsonl", {"a.jsonl": b'{"text": 5}\n'})
+    twice = tmp_path / "twice.toml"
+    twice.write_text(RECIPE + '[domains.a]\nlicence = "x"\n[domains.a]\nlicence = "y"\n')
+    said = r"is not valid TOML: .*twice.*; write each domain \(and each key\) once"
+    with pytest.raises(MixoptError, match=said):
+        build_recipe(str(twice))

@@ -222,6 +222,10 @@ def jsonl(files: Mapping[str, bytes], decode: Decode) -> Iterator[tuple[str, str
                 row = json.loads(line)
             except ValueError as exc:
                 raise MixoptError(f"{name} line {i} is not JSON ({exc}); fix or exclude the file") from None
+            if isinstance(row, dict) and "text" in row and not isinstance(row["text"], str):
+                kind = type(row["text"]).__name__
+                raise MixoptError(f"{name} line {i}: its \"text\" is of type {kind}, not a string; the "
+                                  "jsonl extractor reads each line's \"text\" as the document")
             if not isinstance(row, dict) or not isinstance(row.get("text"), str):
                 keys = ", ".join(map(str, row)) if isinstance(row, dict) else type(row).__name__
                 raise MixoptError(f"{name} line {i} has no \"text\" string (it has: {keys}); the jsonl "

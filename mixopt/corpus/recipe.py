@@ -175,7 +175,9 @@ def parse_recipe(path: Path, name: str | None = None) -> Recipe:
     except (OSError, UnicodeDecodeError) as exc:
         raise MixoptError(f"cannot read recipe {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise MixoptError(f"recipe {path} is not valid TOML: {exc}") from None
+        # "Cannot declare ('domains', 'prose') twice": a domain written twice, which TOML refuses
+        hint = "; write each domain (and each key) once" if "twice" in str(exc) else ""
+        raise MixoptError(f"recipe {path} is not valid TOML: {exc}{hint}") from None
     where = str(path)
     tables = sorted(set(raw) - {"corpus", "domains"})
     if tables:  # a typo like [corpus2] or [domain.x] would otherwise be dropped without a word
