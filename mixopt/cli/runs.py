@@ -71,9 +71,11 @@ def list_runs(
                      "" if r.seed is None else str(r.seed),
                      f"{r.cost:.1f}" if r.cost is not None else "-",
                      escape(err if len(err) <= ERROR_CHARS else err[: ERROR_CHARS - 1] + "…")])
+    heads = ["run", "search", "role", "status", "objective", "seed", "cost s", "error"]
+    if not any(row[-1] for row in rows):  # no errors: no empty column to split the table over
+        heads, rows = heads[:-1], [row[:-1] for row in rows]
     # Whole cells, in more tables where the terminal is narrow: ids differ at their ends.
-    print_columns(title, ["run", "search", "role", "status", "objective", "seed", "cost s", "error"], rows,
-                  left=("run", "search", "role", "status", "error"))
+    print_columns(title, heads, rows, left=("run", "search", "role", "status", "error"))
     searches = st.searches()
     if search is None and searches:
         more = f" (the last 10 of {len(searches)}: `mixopt runs searches`)" if len(searches) > 10 else ""
