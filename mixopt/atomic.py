@@ -186,8 +186,13 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary folder next to ``path``; it replaces ``path`` only if the block succeeds."""
+    """Yield a temporary folder next to ``path``; it replaces ``path`` only if the block succeeds
+    (a symlinked folder: its target, so the link stays)."""
     path = Path(path)
+    if path.is_symlink():  # a corpus folder linked to another disk stays there
+        path = path.resolve()
+    if path.exists() and not path.is_dir():
+        raise MixoptError(f"cannot write folder {path}: a file is in its place; move it or choose another")
     _check_parent(path)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))

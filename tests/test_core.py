@@ -241,6 +241,15 @@ def test_atomic_dir_replaces_only_on_success(tmp_path):
         raise RuntimeError("crash")
     assert (target / "f").read_text() == "v1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["built"]
+    link = tmp_path / "link"  # a folder linked elsewhere (another disk): rewritten there, the link kept
+    link.symlink_to(target)
+    with atomic.atomic_dir(link) as tmp:
+        (tmp / "f").write_text("v3")
+    assert link.is_symlink() and (target / "f").read_text() == "v3"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MixoptError, match="a file is in its place"), atomic.atomic_dir(tmp_path / "file"):
+        pass
+    assert (tmp_path / "file").read_text() == "x"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
