@@ -150,7 +150,7 @@ def _publish_mode(tmp: Path, path: Path, directory: bool = False) -> None:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary file path next to ``path``; rename it onto ``path`` on success (onto a
     symlink's target, so the link stays)."""
-    path = _file_target(Path(path), "cannot write")
+    path = _file_target(Path(path), "output")
     if path.is_dir():
         raise MixoptError(f"cannot write {path}: it is a folder; give a file path")
     _check_parent(path)
