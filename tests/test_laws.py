@@ -409,6 +409,7 @@ def test_gp_groups_rank_held_out_runs_from_few() -> None:
         GPFitter(groups=groups[:-1]).fit(X[:24], y[:24])
 
 
+@pytest.mark.slow  # 13-33 s: in CI with the other slow tests, out of the default suite
 def test_gp_groups_predict_from_threads() -> None:
     """Top-k predicts candidate chunks from threads; gpytorch's kernels with active_dims are not
     thread-safe (evaluating one switches its active_dims off for a moment), so the grouped GP locks."""

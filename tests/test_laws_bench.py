@@ -15,6 +15,7 @@ from mixopt.store import RunRecord, RunStore, fidelity_key
 SLICES = Path(__file__).parent / "data" / "runs"
 
 
+@pytest.mark.slow  # 13-33 s: in CI with the other slow tests, out of the default suite
 def test_bench_laws_on_the_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     from mixopt.fitters.auto import AutoFitter
 

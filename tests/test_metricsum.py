@@ -40,6 +40,7 @@ def test_sum_of_per_domain_laws_predicts_the_objective() -> None:
     assert np.abs(single.predict(Xte) - Yte @ w).max() > 20 * np.abs(model.predict(Xte) - Yte @ w).max()
 
 
+@pytest.mark.slow  # 13-33 s: in CI with the other slow tests, out of the default suite
 def test_exact_solve_of_the_sum_finds_the_true_optimum() -> None:
     X, Y = landscape(60, seed=2)
     space = SearchSpace(domains=DOMAINS, ceilings={"web": 0.5})

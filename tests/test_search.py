@@ -207,6 +207,7 @@ def test_runs_are_reused_by_later_searches_unless_no_reuse(workspace, tmp_path, 
     assert len(keys) == 4
 
 
+@pytest.mark.slow  # 13-33 s: in CI with the other slow tests, out of the default suite
 def test_reused_runs_outside_the_constraints_inform_the_fit_but_are_no_candidates(workspace, tmp_path,
                                                                                  ray_session):
     from mixopt.search.driver import run_search
@@ -222,6 +223,7 @@ def test_reused_runs_outside_the_constraints_inform_the_fit_but_are_no_candidate
     assert res.weights["web"] == pytest.approx(0.3)
 
 
+@pytest.mark.slow  # 13-33 s: in CI with the other slow tests, out of the default suite
 def test_a_model_that_misses_its_own_runs_is_noted(workspace, tmp_path, ray_session):
     from mixopt.search.driver import run_search
 
