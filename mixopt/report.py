@@ -22,7 +22,7 @@ import numpy as np
 from mixopt.atomic import atomic_dir
 from mixopt.errors import MixoptError
 from mixopt.objective import Objective
-from mixopt.store import RunRecord, RunStore, default_path
+from mixopt.store import RunRecord, store_of_search
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +43,7 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
     """Write the plots and summary of search ``name`` (a search still running: as far as it got)."""
     from mixopt.search.prepare import search_dir
 
-    if store is None and not default_path().is_file():  # a report writes no empty store
-        raise MixoptError(f"no search named {name!r}: there is no run store at {default_path()} yet (run "
-                          "`mixopt search` here, or set MIXOPT_HOME or --store to where one ran)")
-    st = RunStore(store, create=False)
+    st = store_of_search(name, store)
     rec = st.require_search(name)
     cfg, plan, result = rec.config, rec.plan or {}, rec.result
     domains = list(plan.get("domains") or [])

@@ -87,6 +87,21 @@ def default_path() -> Path:
     return paths.home() / "runs.sqlite"
 
 
+def store_of_search(name: str, store: str | Path | None = None) -> RunStore:
+    """The existing store that should hold search ``name`` (``store``, else the workspace's).
+
+    A command that reads a search writes nothing, so the workspace's store is not created: where
+    none exists yet the search cannot either.
+
+    Raises:
+        MixoptError: no store there (``require_search`` then names a missing search in one that is).
+    """
+    if store is None and not default_path().is_file():
+        raise MixoptError(f"no search named {name!r}: there is no run store at {default_path()} yet (run "
+                          "`mixopt search` here, or set MIXOPT_HOME or --store to where one ran)")
+    return RunStore(store, create=False)
+
+
 def domains_key(domains: Iterable[str]) -> str:
     """Order-free key of a domain set: runs over the same domains are comparable."""
     return json.dumps(sorted(domains))

@@ -31,20 +31,19 @@ def list_runs(
 ) -> None:
     """List runs (newest last) with status, objective, cost and error."""
     from mixopt.errors import MixoptError
-    from mixopt.store import RUN_STATUSES, RunStore, default_path, json_default
+    from mixopt.store import RUN_STATUSES, RunStore, default_path, json_default, store_of_search
 
     if status is not None and status not in RUN_STATUSES:
         raise MixoptError(f"--status {status!r} is unknown; use one of {', '.join(RUN_STATUSES)}")
-    if store is None and not default_path().is_file():  # listing writes nothing, not even an empty store
-        if search is not None:
-            raise MixoptError(f"no search named {search!r}: there is no run store at {default_path()} yet")
+    # Listing writes nothing, not even an empty store.
+    if search is None and store is None and not default_path().is_file():
         if as_json:
             print("[]")
         else:
             console.print(f"0 runs: no run store at {default_path()} yet (a search or `mixopt runs import` "
                           "creates one)")
         return
-    st = RunStore(store, create=False)
+    st = store_of_search(search, store) if search is not None else RunStore(store, create=False)
     runs = st.runs(search_id=search, status=status)
     if search is not None and not runs and st.get_search(search) is None:
         st.require_search(search)  # one line naming the searches the store knows
