@@ -28,12 +28,15 @@ def _check_parent(path: Path) -> None:
         raise MixoptError(f"output folder {parent} is not writable; choose a writable path")
 
 
-def _file_target(path: Path, what: str) -> Path:
-    """Where a write to ``path`` lands: a symlink's target (the link stays), and never a device or a
-    pipe, which a rename would replace rather than write into."""
+def _target(path: Path, what: str, *, folder: bool = False) -> Path:
+    """Where a write to ``path`` lands: a symlink's target (the link stays; a corpus folder linked to
+    another disk stays there), and never a device, a pipe, or a file where a ``folder`` goes, which
+    the final rename would replace rather than write into."""
     if path.is_symlink():
         path = path.resolve()
-    if path.exists() and not path.is_dir() and not path.is_file():
+    if folder and path.exists() and not path.is_dir():
+        raise MixoptError(f"cannot write folder {path}: a file is in its place; move it or choose another")
+    if not folder and path.exists() and not path.is_dir() and not path.is_file():
         raise MixoptError(f"{what} {path} is not a regular file (a device, pipe or socket); give a file path")
     return path
 
@@ -95,7 +98,7 @@ def check_writable(
     ``inputs``: option → path of the files the command reads; the output may be none of them.
     Creates nothing (the write makes the parent folder). Returns the absolute path.
     """
-    out = _file_target(Path(path).expanduser(), what)
+    out = _target(Path(path).expanduser(), what)
     for option, src in (inputs or {}).items():
         if src is not None and out.resolve() == Path(src).expanduser().resolve():
             raise MixoptError(f"{what} {out} is the {option} file this command reads; write to another path")
@@ -150,7 +153,7 @@ def _publish_mode(tmp: Path, path: Path, directory: bool = False) -> None:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary file path next to ``path``; rename it onto ``path`` on success (onto a
     symlink's target, so the link stays)."""
-    path = _file_target(Path(path), "output")
+    path = _target(Path(path), "output")
     if path.is_dir():
         raise MixoptError(f"cannot write {path}: it is a folder; give a file path")
     _check_parent(path)
@@ -188,11 +191,7 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; it replaces ``path`` only if the block succeeds
     (a symlinked folder: its target, so the link stays)."""
-    path = Path(path)
-    if path.is_symlink():  # a corpus folder linked to another disk stays there
-        path = path.resolve()
-    if path.exists() and not path.is_dir():
-        raise MixoptError(f"cannot write folder {path}: a file is in its place; move it or choose another")
+    path = _target(Path(path), "output", folder=True)
     _check_parent(path)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
