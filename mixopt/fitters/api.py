@@ -74,12 +74,13 @@ class FitConfig:
             raise MixoptError("--out is given but nothing to write; add --predict FILE or --propose")
         if self.max_epochs is not None and not self.tokens:
             raise MixoptError("--max-epochs needs the tokens of each domain (--tokens a=1e9,b=2e9,...)")
-        if method.proposer == "topk" and (self.n_candidates < 1 or self.k < 1):
-            raise MixoptError(f"--candidates {self.n_candidates} and --top-k {self.k}: both must be at "
-                              "least 1")
-        if method.proposer == "topk" and self.k > self.n_candidates:
-            raise MixoptError(f"--top-k {self.k} exceeds --candidates {self.n_candidates}; lower --top-k "
-                              "or raise --candidates")
+        if method.proposer == "topk":  # TopKProposer checks them too, but not by their option names
+            if self.n_candidates < 1 or self.k < 1:
+                raise MixoptError(f"--candidates {self.n_candidates} and --top-k {self.k}: both must be at "
+                                  "least 1")
+            if self.k > self.n_candidates:
+                raise MixoptError(f"--top-k {self.k} exceeds --candidates {self.n_candidates}; lower --top-k "
+                                  "or raise --candidates")
         if self.cv is not None and self.cv < 2:
             raise MixoptError(f"--cv {self.cv}: K must be at least 2")
         if self.predict is not None and str(self.out).lower().endswith(".json"):
