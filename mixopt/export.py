@@ -134,10 +134,11 @@ def export_notes(
         if zero:
             where = "the Megatron blend" if fmt == "megatron" else "the datasets to interleave"
             notes.append(f"left out of {where} (weight 0, at most {NEGLIGIBLE_WEIGHT:g}): {', '.join(zero)}")
-        if prefixes:  # some prefixes given: the others are probably forgotten, not meant as bare names
-            bare = [d for d, w in mixture.weights.items() if w > 0 and d not in prefixes]
-            if bare:
-                notes.append(f"no --prefix for {', '.join(bare)}: written as the bare domain name(s)")
+    if prefixes:  # some prefixes given: the others are probably forgotten, not meant as bare names
+        bare = [d for d, w in mixture.weights.items() if w > 0 and d not in prefixes]
+        if bare:
+            how = "as train_<domain>" if fmt == "yaml" else "as the bare domain name(s)"
+            notes.append(f"no --prefix for {', '.join(bare)}: written {how}")
     if fmt == "olmix-mix" and _max_epochs(mixture) is None:
         notes.append("repetition_factor 1.0 (Olmix's default: no repetition): the mixture records no "
                      "--max-epochs cap; edit it to allow repeating small domains")

@@ -110,6 +110,10 @@ def test_megatron_leaves_out_zero_weights_and_says_so() -> None:
     # Prefixes for some domains only: the others are named, not silently written bare.
     assert export_notes(mix, "megatron", prefixes={"a": "/data/a_text_document"})[1] == (
         "no --prefix for c: written as the bare domain name(s)")
+    for fmt in ("olmix", "olmix-mix"):  # every format names its domains by --prefix
+        assert "no --prefix for c: written as the bare domain name(s)" in export_notes(
+            mix, fmt, prefixes={"a": "web"})
+    assert "no --prefix for c: written as train_<domain>" in export_notes(mix, "yaml", prefixes={"a": "web"})
     fitted = Mixture({"a": 0.5, "c": 0.5}, meta={"objective": {"kind": "metric", "metric": "metric/x_loss"}})
     assert "(the objective, metric/x_loss, names no domain)" in export_notes(fitted, "yaml")[0]
     # A fit on RegMix's Pile-CC column: its valid set is that domain's, as RegMix's own regmix.yaml

@@ -292,19 +292,22 @@ def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Pat
             str(out),
             "--threads",
             "1",
+            "--tokens",
+            "4000",
         ],
         capsys,
     )
     assert code == 0, err
     assert "drama-heavy" in stdout and "uniform" in stdout and "±" in stdout
+    assert err.count("is not a whole number of steps") == 1  # said once, not for each of the 4 runs
     assert "compare run 4/4: uniform, seed 1 · about" in err  # no terminal here: a line per run, time left
     assert "compare run 1/4: drama-heavy, seed 0\n" in err  # (none before a run has finished)
     data = json.loads((out / "compare.json").read_text())
     assert data["labels"] == ["drama-heavy", "uniform"] and len(data["values"]["uniform"]["drama"]) == 2
     assert data["metrics"][0] == "mean loss" and len(data["values"]["uniform"]["mean loss"]) == 2
-    assert data["settings"]["corpus"]["name"] == "tiny" and data["settings"]["tokens"] == 4096
+    assert data["settings"]["corpus"]["name"] == "tiny" and data["settings"]["tokens"] == 4000
     assert data["settings"]["model"] == "tiny-moe" and data["settings"]["dense"] is False
-    assert data["settings"]["tokens_trained"] == 4096
+    assert data["settings"]["tokens_trained"] == 3840
     assert (out / "compare.png").stat().st_size > 1000
     assert (out / "uniform" / "seed1" / "result.json").is_file()
     # a drama-heavy mixture is better on drama than uniform at the same budget
@@ -323,6 +326,8 @@ def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Pat
             "2",
             "--out",
             str(out),
+            "--tokens",
+            "4000",
             "--json",
         ],
         capsys,

@@ -46,9 +46,16 @@ def _register() -> None:
         importlib.import_module(f"mixopt.cli.{name}")
 
 
+_shown: set[str] = set()  # this command's warnings so far
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     if issubclass(category, MixoptWarning):
-        print(f"warning: {message}", file=sys.stderr)
+        # Once per command: Python's own once-per-place rule is undone by every catch_warnings in
+        # torch or the fitters, and compare would repeat a budget note for each of its runs.
+        if str(message) not in _shown:
+            _shown.add(str(message))
+            print(f"warning: {message}", file=sys.stderr)
     else:
         logging.getLogger("py.warnings").debug("%s:%s: %s", filename, lineno, message)
 
@@ -73,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     for handler in logging.getLogger().handlers:
         handler.setFormatter(_Formatter("%(levelname)s %(name)s: %(message)s"))
     warnings.showwarning = _show_warning
+    _shown.clear()
     _register()
     try:
         code = app(args=argv, standalone_mode=False)
