@@ -227,7 +227,7 @@ class Mixture:
     def load(cls, path: str | Path) -> Mixture:
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not JSON
         except FileNotFoundError as exc:
             raise MixoptError(f"mixture file {path} does not exist; give a path to a mixture JSON") from exc
         except IsADirectoryError as exc:

@@ -121,6 +121,9 @@ def test_load_reports_missing_and_broken_files(tmp_path):
     cut.write_text('{"a": 0.5,\n "b": "x')  # truncated mid-string: json says "starting at"
     with pytest.raises(MixoptError, match=r"Unterminated string starting at line 2$"):
         Mixture.load(cut)
+    bom = tmp_path / "bom.json"  # saved by a Windows editor: the BOM is not JSON, the rest is
+    bom.write_bytes(b"\xef\xbb\xbf" + b'{"schema": "mixopt.mixture/v1", "weights": {"a": 0.5, "b": 0.5}}')
+    assert Mixture.load(bom).weights == {"a": 0.5, "b": 0.5}
 
 
 # ----- search space ------------------------------------------------------------------------
