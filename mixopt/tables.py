@@ -68,9 +68,8 @@ class RunTable:
         ``a=0.7,b=0.3`` (weighted; the weights are normalised), as ``search --target`` takes them.
         """
         if name == MEAN_TARGET:
-            if not self.metric_names:
-                raise MixoptError("the metrics file has no numeric metric columns to average")
-            return {c: 1.0 / len(self.metric_names) for c in self.metric_names}
+            cols = self._mean_columns()
+            return {c: 1.0 / len(cols) for c in cols}
         if name in self.metrics.columns:
             return {name: 1.0}
         parts: dict[str, float] = {}
@@ -91,6 +90,35 @@ class RunTable:
             parts[col] = weight
         total = sum(parts.values())
         return {c: w / total for c, w in parts.items()}
+
+    def _mean_columns(self) -> list[str]:
+        """The columns ``mean`` averages: all but bookkeeping ones (``_step``, ``_runtime``: a
+        wandb export's), with a warning when their scales are far apart (then the mean is mostly
+        the largest one's)."""
+        book = [c for c in self.metric_names if c.startswith("_")]
+        cols = [c for c in self.metric_names if c not in book]
+        if not cols:
+            raise MixoptError("the metrics file has no numeric metric columns to average"
+                              + (f" (only bookkeeping ones: {_preview(book)})" if book else ""))
+        if book:
+            warnings.warn(f"--target {MEAN_TARGET} leaves out bookkeeping column(s) {_preview(book)}",
+                          MixoptWarning, stacklevel=3)
+        M = self.metrics.select(cols).cast(pl.Float64).fill_null(np.nan).to_numpy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: said elsewhere
+            scale = np.nanmedian(np.abs(M), axis=0)
+        ok = np.isfinite(scale) & (scale > 0)
+        if ok.sum() >= 2 and scale[ok].max() > 100 * scale[ok].min():
+            mid = np.sqrt(scale[ok].max() * scale[ok].min())  # between the largest and the smallest
+            big = [f"{c} ~{v:.3g}" for c, v in sorted(zip(cols, scale, strict=True), key=lambda t: -t[1])
+                   if np.isfinite(v) and v > mid]
+            small = float(np.median(scale[ok][scale[ok] <= mid]))
+            warnings.warn(
+                f"--target {MEAN_TARGET} averages columns on very different scales ({_preview(big, 4)}; "
+                f"most ~{small:.3g}): the mean follows the largest; name the columns to average "
+                "(--target c1,c2) or drop the others from the metrics file",
+                MixoptWarning, stacklevel=3)
+        return cols
 
     def target(self, name: str) -> np.ndarray:
         """Values of target ``name`` per run (see :meth:`target_weights`); may hold NaN."""
@@ -131,6 +159,7 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise MixoptError(f"{what} file {path} does not exist; give the path to a CSV file")
+    _check_separator(path, what)
     try:
         df = pl.read_csv(path, infer_schema_length=None, null_values=["", "NA", "nan", "NaN", "null"])
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
@@ -151,6 +180,31 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
     if df.height == 0:
         raise MixoptError(f"{what} file {path} has no rows")
     return df
+
+
+def _check_separator(path: Path, what: str) -> None:
+    """Refuse a file whose header has no comma but semicolons or tabs (a European-locale export):
+    read as CSV it is one column, and the join or decimal-comma errors would not say why."""
+    try:
+        with path.open(encoding="utf-8-sig", errors="replace") as f:
+            header = f.readline()
+    except OSError:
+        return  # polars says what is wrong with the file
+    for sep, name in ((";", "semicolon"), ("\t", "tab")):
+        if "," not in header and sep in header:
+            raise MixoptError(
+                f"{what} file {path} looks {name}-separated; mixopt reads comma-separated CSV with "
+                "decimal points: save it as such (pandas: df.to_csv(path))"
+            )
+
+
+def _looks_transposed(df: pl.DataFrame) -> bool:
+    """Headers after the first that are all numbers: one column per run, one row per domain."""
+    rest = df.columns[1:]
+    return len(rest) >= 2 and all(re.fullmatch(r"-?\d+(\.\d*)?", c.strip()) for c in rest)
+
+
+_TRANSPOSED = " (it looks transposed: one column per run; give one row per run)"
 
 
 def _ids(df: pl.DataFrame, key: str, path: str | Path) -> list[str]:
@@ -238,8 +292,25 @@ def rounding_tolerance(W: np.ndarray) -> np.ndarray:
     return np.where(finest >= 3, np.minimum(tol, 0.01), 0.0)
 
 
-def check_rows(W: np.ndarray, ids: list[str], path: str | Path, tol: float = RENORM_TOL) -> np.ndarray:
-    """Refuse negative/missing weights and rows far from summing to 1; renormalise the others."""
+def _why_rows_are_off(W: np.ndarray, domains: Sequence[str] | None) -> str:
+    """A likely cause when rows do not sum to 1: percentages, or a column that is not a weight."""
+    s = W.sum(axis=1)
+    if np.all(np.abs(s - 100) <= 1):
+        return "; the weights look like percentages: divide them by 100"
+    above = [d for j, d in enumerate(domains or ()) if (W[:, j] > 1 + 1e-9).any()]
+    if above:
+        return (f"; column(s) {_preview(above)} hold values above 1, so are not weights (a seed, a step, "
+                "a metric?): drop them from the file")
+    return ""
+
+
+def check_rows(W: np.ndarray, ids: list[str], path: str | Path, tol: float = RENORM_TOL,
+               domains: Sequence[str] | None = None, hint: str = "") -> np.ndarray:
+    """Refuse negative/missing weights and rows far from summing to 1; renormalise the others.
+
+    ``domains`` (the columns of W) and ``hint`` (the caller's guess, e.g. swapped files) help the
+    error say why the rows are off.
+    """
     bad = ~np.isfinite(W).all(axis=1)
     if bad.any():
         raise MixoptError(
@@ -259,7 +330,7 @@ def check_rows(W: np.ndarray, ids: list[str], path: str | Path, tol: float = REN
         within = f"±{limit[worst[0]]:.3g}" if np.ptp(limit[far]) == 0 else "their rounding tolerance"
         raise MixoptError(
             f"{path}: {len(rows)} row(s) do not sum to 1 (beyond {within}): {_preview(rows, 10)}; "
-            "fix them or normalise each row"
+            "fix them or normalise each row" + (hint or _why_rows_are_off(W, domains))
         )
     off = np.abs(s - 1) > 1e-9
     if off.any():
@@ -281,14 +352,15 @@ def read_ratios(
     df = _read_csv(path, what)
     key = key or next((k for k in ("run", "index") if k in df.columns), None)
     if key is None or key not in df.columns:
-        raise MixoptError(f"{path}: no 'run' or 'index' column to name the rows; add one")
+        raise MixoptError(f"{path}: no 'run' or 'index' column to name the rows; add one"
+                          + (_TRANSPOSED if _looks_transposed(df) else ""))
     ids = _ids(df, key, path)
     found = tuple(_numeric_columns(df, path, "a domain weight", ids))
     if domains is not None:
         check_same_domains(found, domains, path)
     _check_domain_count(found, path)
     W = df.select([pl.col(d).cast(pl.Float64) for d in found]).fill_null(np.nan).to_numpy()
-    return ids, found, check_rows(W, ids, path), key
+    return ids, found, check_rows(W, ids, path, domains=found), key
 
 
 def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
@@ -301,9 +373,12 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
     mdf = _read_csv(metrics, "metrics")
     key = next((k for k in ("run", "index") if k in rdf.columns and k in mdf.columns), None)
     if key is None:
+        flipped = [str(p) for p, df in ((ratios, rdf), (metrics, mdf)) if _looks_transposed(df)]
         raise MixoptError(
             f"cannot join {ratios} and {metrics}: they share neither a 'run' nor an 'index' column; "
             "give both files the same run id column"
+            + (f" ({' and '.join(flipped)} look(s) transposed: one column per run; give one row per run)"
+               if flipped else "")
         )
     rids = _ids(rdf, key, ratios)
     mids = _ids(mdf, key, metrics)
@@ -329,9 +404,12 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
                       MixoptWarning, stacklevel=2)
     ids = [rids[i] for i in both]
     W = rdf.select([pl.col(d).cast(pl.Float64) for d in domains]).fill_null(np.nan).to_numpy()[both]
-    X = check_rows(W, ids, ratios)
     M = mdf.select([pl.col(c).cast(pl.Float64).fill_null(np.nan) for c in metric_cols])
     M = M[[mpos[r] for r in ids]]
+    sums = M.to_numpy().sum(axis=1)
+    swapped = ("; the metrics file's rows sum to 1: are the ratios and metrics files swapped?"
+               if len(metric_cols) > 1 and np.all(np.abs(sums - 1) <= 0.01) else "")
+    X = check_rows(W, ids, ratios, domains=domains, hint=swapped)
     names = [str(v) for v in rdf["name"].to_list()] if "name" in rdf.columns else None
     return RunTable(
         domains=domains, X=X, metrics=M, run_ids=ids, key=key,

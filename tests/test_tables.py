@@ -164,3 +164,46 @@ def test_a_target_of_several_columns_is_their_weighted_mean(tmp_path: Path) -> N
         t.target("l1,l3")
     with pytest.raises(MixoptError, match=r"needs a weight > 0, once per column"):
         t.target("l1=0,l2")
+
+
+def test_wrong_shaped_tables_are_named(tmp_path: Path) -> None:
+    """A European-locale export, a transposed table, percentages, a column that is not a weight,
+    and the two files given the wrong way round: each error says which."""
+    semi = write(tmp_path / "semi.csv", "index;a;b\n1;0,5;0,5\n")
+    m = write(tmp_path / "m.csv", "index,loss\n1,3.0\n2,3.1\n")
+    with pytest.raises(MixoptError, match="looks semicolon-separated; mixopt reads comma-separated"):
+        read_run_tables(semi, m)
+    tab = write(tmp_path / "tab.csv", "index\ta\tb\n1\t0.5\t0.5\n")
+    with pytest.raises(MixoptError, match="looks tab-separated"):
+        read_ratios(tab)
+    flipped = write(tmp_path / "t.csv", "domain,1,2\na,0.5,0.2\nb,0.5,0.8\n")
+    with pytest.raises(MixoptError, match=r"t\.csv look\(s\) transposed: one column per run"):
+        read_run_tables(flipped, m)
+    with pytest.raises(MixoptError, match="it looks transposed"):
+        read_ratios(flipped)
+    pct = write(tmp_path / "pct.csv", "index,a,b\n1,50,50\n2,30.1,69.9\n")
+    with pytest.raises(MixoptError, match="look like percentages: divide them by 100"):
+        read_run_tables(pct, m)
+    seed = write(tmp_path / "seed.csv", "index,a,b,seed\n1,0.5,0.5,3\n2,0.2,0.8,4\n")
+    with pytest.raises(MixoptError, match="column\\(s\\) seed hold values above 1, so are not weights"):
+        read_run_tables(seed, m)
+    ratios = write(tmp_path / "r.csv", "index,a,b\n1,0.5,0.5\n2,0.2,0.8\n")
+    losses = write(tmp_path / "l.csv", "index,x,y\n1,3.0,3.5\n2,3.1,3.4\n")
+    with pytest.raises(MixoptError, match="are the ratios and metrics files swapped"):
+        read_run_tables(losses, ratios)
+    read_run_tables(ratios, losses)  # the right way round
+
+
+def test_mean_target_leaves_out_bookkeeping_and_warns_on_scales(tmp_path: Path) -> None:
+    """A wandb export's _step/_runtime are not metrics; a column 1000× the others drowns the mean."""
+    r = write(tmp_path / "r.csv", "index,a,b\n1,0.5,0.5\n2,0.2,0.8\n3,0.9,0.1\n")
+    m = write(tmp_path / "m.csv", "index,x,y,_step,_runtime\n1,3.0,3.5,1000,50\n2,3.1,3.4,1000,51\n"
+                                  "3,2.9,3.6,1000,49\n")
+    t = read_run_tables(r, m)
+    with pytest.warns(MixoptWarning, match=r"leaves out bookkeeping column\(s\) _step, _runtime"):
+        assert t.target_weights("mean") == {"x": 0.5, "y": 0.5}
+    np.testing.assert_allclose(t.target("mean"), [3.25, 3.25, 3.25])
+    assert t.target_weights("_step") == {"_step": 1.0}  # still a column to name
+    m2 = write(tmp_path / "m2.csv", "index,x,y,tokens\n1,3.0,3.5,5000\n2,3.1,3.4,5000\n3,2.9,3.6,5000\n")
+    with pytest.warns(MixoptWarning, match=r"very different scales \(tokens ~5e\+03; most ~3\.25\)"):
+        read_run_tables(r, m2).target_weights("mean")
