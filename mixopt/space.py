@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -211,6 +212,17 @@ class SearchSpace:
             d: float(w[i] * self.target_tokens / max(float(self.tokens[d]), 1.0))
             for i, d in enumerate(self.domains)
         }
+
+    def token_plan(self, w: Sequence[float] | np.ndarray) -> dict[str, Any]:
+        """A mixture JSON's ``tokens`` block for weights ``w``: the target budget and, when it is
+        known, each domain's tokens at it and (with the domains' sizes) its epochs."""
+        plan: dict[str, Any] = {"target_tokens": self.target_tokens}
+        if (target := self.target_tokens) is not None:
+            plan["per_domain"] = {d: float(x * target) for d, x in zip(self.domains, w, strict=True)}
+            epochs = self.epochs(w)
+            if epochs is not None:
+                plan["epochs"] = epochs
+        return plan
 
     def constraints(self) -> dict:
         """The bounds a mixture must keep (:meth:`as_dict` without the domain list), for its JSON."""

@@ -349,6 +349,10 @@ def test_fit_proposes_under_a_repetition_cap(tmp_path: Path, capsys: pytest.Capt
     w = Mixture.load(out).weights
     assert w[domains[0]] <= 2 * 1e6 / 1e8 + 1e-9  # two passes over 1M tokens of a 100M-token run
     assert Mixture.load(out).meta["params"]["constraints"]["max_epochs"] == 2
+    plan = Mixture.load(out).meta["tokens"]  # the contract's token plan at the target budget, as search's
+    first = domains[0]
+    assert plan["target_tokens"] == 1e8 and plan["per_domain"][first] == pytest.approx(w[first] * 1e8)
+    assert plan["epochs"][first] == pytest.approx(w[first] * 100) and max(plan["epochs"].values()) <= 2
     bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--propose", "--out", str(out),
          "--max-epochs", "2"], capsys, "--max-epochs needs the tokens of each domain")
     bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--cv", "3", "--target-size", "1e9"], capsys,

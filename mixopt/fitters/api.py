@@ -297,6 +297,7 @@ def _save_mixture(
         "predicted": {"mean": prop.predicted, "std": prop.std,
                       "interval": list(prop.interval) if prop.interval is not None else None},
         "baselines": baselines,
+        "tokens": space.token_plan(prop.weights),
         "provenance": {"corpus": None, "corpus_hash": None, "run_ids": list(run_ids),
                        "mixopt_version": mixopt.__version__, "tables": dict(table.sources)},
         "notes": notes,

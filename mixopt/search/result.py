@@ -117,13 +117,7 @@ def build_mixture(
         if r.comparison is not None:
             entry["proposal_vs_this"] = r.comparison
         baselines[r.name] = entry
-    tokens: dict[str, Any] = {"target_tokens": space.target_tokens}
-    if space.target_tokens is not None:
-        target = space.target_tokens
-        tokens["per_domain"] = {d: float(x * target) for d, x in zip(space.domains, w, strict=True)}
-        epochs = space.epochs(w)
-        if epochs is not None:
-            tokens["epochs"] = epochs
+    tokens = space.token_plan(w)
     prov = {**provenance, "mixopt_version": __version__,
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
     meta = {
