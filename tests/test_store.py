@@ -203,6 +203,10 @@ def test_import_regmix_and_olmix_tables_through_the_cli(store, capsys):
     text = capsys.readouterr().out
     assert all(len(line) <= 80 for line in text.splitlines())
     assert all(r["run_id"] in text for r in listed[-5:])
+    # imported tables have no checkpoint curves: --fidelity-law says so, and nothing about a target scale
+    assert _cli(["fit", "--fidelity-law", "--target", "metric/the_pile_pile_cc_val_loss"]) == 2
+    err = capsys.readouterr().err
+    assert "imported tables hold one value per run" in err and "--target-size" not in err
 
 
 def test_import_of_a_missing_file_is_one_line(store, capsys, tmp_path):

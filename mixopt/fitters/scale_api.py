@@ -124,15 +124,15 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
         raise MixoptError(
             f"method {method.name!r} fits no model; use mixing-law, loglinear, bimix, gp or auto"
         )
-    if config.target_tokens is None and config.target_size is None:
+    store = RunStore(config.store, create=False) if config.store else RunStore()
+    domains, curves = curves_from_store(store, config.searches)
+    if config.target_tokens is None and config.target_size is None:  # said once the runs are usable
         warnings.warn(
             "no --target-size or --target-tokens: the mixing law is fitted on the largest rung's last "
             "checkpoint, with nothing extrapolated; give a target scale to use the step and size laws",
             MixoptWarning,
             stacklevel=2,
         )
-    store = RunStore(config.store, create=False) if config.store else RunStore()
-    domains, curves = curves_from_store(store, config.searches)
     objective = Objective.parse(config.target, config.metric)
     weights = objective.metric_weights(domains)
     pred = predict_at_scale(
