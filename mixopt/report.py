@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,8 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
         if result:
             _plot_weights(tmp / "weights.png", result, domains)
             files.append(folder / "weights.png")
-        _plot_runs(tmp / "runs.png", runs, objective, domains, result)
+        _plot_runs(tmp / "runs.png", runs, objective, domains, result,
+                   reused=st.runs(run_id=reused, status="ok") if reused else [])
         files.append(folder / "runs.png")
         md = _markdown(name, rec.state, cfg, result, runs, len(reused), len(y), cv, cv_notes, files)
         (tmp / "report.md").write_text(md, encoding="utf-8")
@@ -154,26 +156,40 @@ def _plot_weights(path: Path, result: dict[str, Any], domains: list[str], top: i
 
 
 def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains: list[str],
-               result: dict[str, Any] | None) -> None:
+               result: dict[str, Any] | None, reused: Sequence[RunRecord] = ()) -> None:
+    """The objective of every run the fit saw, in order: runs reused from earlier searches (or
+    imported), this search's swarm, then the validation runs; with the best so far."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8))
     swarm = [r for r in runs if r.role == "swarm"]
+    before = len(reused)
+    rvals = [objective.value(r.metrics, domains) for r in reused]
     vals = [objective.value(r.metrics, domains) if r.status == "ok" else math.nan for r in swarm]
-    ok = [(i, v) for i, v in enumerate(vals) if math.isfinite(v)]
+    ok = [(i, v) for i, v in enumerate(rvals + vals) if math.isfinite(v)]
     if ok:
         xs, ys = zip(*ok, strict=True)
-        ax.scatter(xs, ys, s=18, color="#4c72b0", label="swarm run")
+        mine = [(x, y) for x, y in ok if x >= before]
+        if before:
+            old = [(x, y) for x, y in ok if x < before]
+            ax.scatter(*zip(*old, strict=True), s=10, color="#c8c8c8",
+                       label=f"reused run ({before}, earlier search or import)")
+        if mine:
+            ax.scatter(*zip(*mine, strict=True), s=18, color="#4c72b0", label="swarm run")
         ax.step(xs, np.minimum.accumulate(ys), where="post", color="#4c72b0", alpha=0.6, linewidth=1,
                 label="best so far")
     val = [r for r in runs if r.role == "validate" and r.status == "ok"]
     vvals = [objective.value(r.metrics, domains) for r in val]
     finite = [v for _, v in ok] + [v for v in vvals if math.isfinite(v)]
     lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
-    bad = [i for i, r in enumerate(swarm) if r.status in ("failed", "diverged")]
+    bad = [before + i for i, r in enumerate(swarm) if r.status in ("failed", "diverged")]
     if bad:  # drawn in a band above the data: a failed run has no objective
         ax.scatter(bad, [hi + 0.08 * (hi - lo or 1.0)] * len(bad), marker="x", color="black", s=30,
                    label="failed / diverged (no value)")
-    start = len(swarm)
+    if before and swarm:
+        ax.axvline(before - 0.5, color="grey", linewidth=0.8, linestyle=":")
+    start = before + len(swarm)
     order = [c["name"] for c in result["candidates"]] if result else sorted({r.label or "?" for r in val})
     for j, lab in enumerate(order):
         pts = [(start + i, v) for i, (r, v) in enumerate(zip(val, vvals, strict=True))
@@ -183,7 +199,8 @@ def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains:
             ax.scatter(xs, ys, s=34, marker="D", color=_color(j), label=f"validate: {lab}")
     if val:
         ax.axvline(start - 0.5, color="grey", linewidth=0.8, linestyle=":")
-    ax.set_xlabel("run (in order: swarm, then validation)")
+    ax.set_xlabel(f"run (in order: {'reused, ' if before else ''}swarm, then validation)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(objective.kind)
     ax.set_title("objective by run" + (f" · exported: {result['exported']}" if result else ""))
     ax.grid(alpha=0.3)

@@ -163,3 +163,26 @@ def test_a_report_where_no_search_ran_writes_no_store(workspace, capsys):
     err = capsys.readouterr().err
     assert "no search named 'x': there is no run store at" in err and "MIXOPT_HOME" in err
     assert not list(workspace.iterdir())  # not even an empty runs.sqlite
+
+
+def test_runs_plot_draws_reused_runs_before_the_swarm(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """A search that reused 30 earlier (or imported) runs and ran 5: all 35 are drawn, the reused
+    ones first and apart, with whole-number run ticks."""
+    import matplotlib.pyplot as plt
+
+    from mixopt.report import _plot_runs
+
+    figs = []
+    monkeypatch.setattr(plt, "close", figs.append)
+    rng = np.random.default_rng(1)
+    old = [_record(i, w, tmp_path) for i, w in enumerate(rng.dirichlet(np.ones(3), 30))]
+    new = [_record(100 + i, w, tmp_path) for i, w in enumerate(rng.dirichlet(np.ones(3), 5))]
+    val = [_record(200, np.full(3, 1 / 3), tmp_path, role="validate", label="uniform", seed=1)]
+    _plot_runs(tmp_path / "runs.png", new + val, Objective(), DOMAINS, None, reused=old)
+    assert (tmp_path / "runs.png").read_bytes().startswith(PNG)
+    ax = figs[0].axes[0]
+    drawn = {c.get_label(): c.get_offsets()[:, 0].tolist() for c in ax.collections}
+    assert drawn["reused run (30, earlier search or import)"] == list(range(30))
+    assert drawn["swarm run"] == list(range(30, 35)) and drawn["validate: uniform"] == [35]
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    assert ax.get_xlabel() == "run (in order: reused, swarm, then validation)"
