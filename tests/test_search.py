@@ -621,3 +621,26 @@ def test_runs_that_finished_as_the_driver_stopped_are_recorded_from_their_folder
         want = testing.loglinear(EvalRequest(mixture=w, fidelity={}, seed=i, run_id=r.run_id,
                                              workdir=str(tmp_path / "again")))
         assert r.status == "ok" and r.error is None and r.metrics == pytest.approx(want.metrics)
+
+
+def test_per_domain_note_when_the_two_fits_disagree() -> None:
+    """A helper's GP search: per-domain refits averaging 3.589 against the objective fit's 3.841 ± 0.101
+    is said; within 2 sd (or 0.5% without an sd) it is not. The objective's domain weights count."""
+    from mixopt.search.driver import per_domain_note
+    from mixopt.search.validate import Candidate
+
+    per = {"a": 3.5885, "b": 3.5856, "c": 3.6316, "d": 3.5497}
+    cand = Candidate(name="uniform", weights=[0.25] * 4, predicted=3.841, predicted_std=0.101,
+                     predicted_per_domain=per)
+    note = per_domain_note(cand, Objective(), list(per))
+    assert note is not None and "combine to 3.589, against 3.841 from the objective's own fit (2.5 sd" in note
+    near = Candidate(name="proposal", weights=[0.25] * 4, predicted=3.7, predicted_std=0.101,
+                     predicted_per_domain=per)
+    assert per_domain_note(near, Objective(), list(per)) is None
+    no_sd = Candidate(name="proposal", weights=[0.25] * 4, predicted=3.60, predicted_per_domain=per)
+    assert per_domain_note(no_sd, Objective(), list(per)) is None  # 0.3% apart
+    only_c = Objective.parse("c", "loss")  # the objective is domain c's loss alone: 3.6316, 0.9% off
+    said = per_domain_note(no_sd, only_c, list(per))
+    assert "combine to 3.632, against 3.6 from the objective's own fit:" in said
+    assert "combine to 3.55" in per_domain_note(no_sd, Objective.parse("d", "loss"), list(per))
+    assert per_domain_note(Candidate(name="random", weights=[0.25] * 4), Objective(), list(per)) is None

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -476,6 +476,8 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     else:
         notes.append("not validated (--validate 0): nothing was measured" if spec.training_free else
                      "not validated (--validate 0): the predicted objective is the model's, not measured")
+    if split := per_domain_note(next(c for c in cands if c.name == exported), prep.objective, domains):
+        notes.append(split)
     if n_failed:
         kinds = ", ".join(f"{n} {kind}" for kind, n in outcomes.items())
         notes.append(f"swarm runs lost after {cfg.retries} retries: {kinds}; they are in the store "
@@ -647,6 +649,25 @@ def _per_domain(
         return None
     out = np.mean(preds, axis=0)
     return out if np.all(np.isfinite(out)) else None
+
+
+def per_domain_note(cand: Candidate, objective: Any, domains: Sequence[str]) -> str | None:
+    """Said when the per-domain refits, combined as the objective combines domains, miss the
+    objective's own prediction for ``cand`` by more than 2 sd (0.5% without an sd): two fits of
+    the same runs disagree, and ``train``'s report is set against the per-domain ones."""
+    per, pred = cand.predicted_per_domain, cand.predicted
+    if not per or pred is None:
+        return None
+    weights = objective.metric_weights(domains)
+    combined = sum(w * per[d] for d in domains if (w := weights.get(f"{objective.metric}/{d}", 0.0)))
+    sd = cand.predicted_std
+    limit = max(2 * sd if sd else 0.0, 0.005 * abs(pred))
+    if abs(combined - pred) <= limit:
+        return None
+    apart = f" ({abs(combined - pred) / sd:.1f} sd apart)" if sd else ""
+    return (f"the per-domain predictions for {cand.name} (one fit per domain) combine to {combined:.4g}, "
+            f"against {pred:.4g} from the objective's own fit{apart}: the two fits of these runs disagree, "
+            "so read both as rough; `mixopt train` compares its per-domain losses with the per-domain ones")
 
 
 def _predict(fitter: Any, W: np.ndarray) -> tuple[np.ndarray, list[float | None]]:
