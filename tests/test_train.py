@@ -343,16 +343,23 @@ def test_checkpoints_every_n_steps_and_a_failing_updater_is_one_error(tiny_corpu
     assert not (tmp_path / "broken").exists()  # nothing was written: no folder left behind, parents included
 
     class Late(Recorder):
+        broken = True
+
         def update(self, obs):  # noqa: ANN001, ANN201
-            if obs.step >= 4:
+            if obs.step >= 4 and self.broken:
                 raise ZeroDivisionError("late")
 
-    # Its checkpoints (step 2) go too: a resume would meet the same error, and they would refuse a
-    # new start with a fixed updater.
-    with pytest.raises(MixoptError, match=r"raised ZeroDivisionError at step 4: late"):
+    # Its checkpoint (step 2) is kept, as after a crash: fixed, the updater resumes from it.
+    kept = r"ZeroDivisionError at step 4: late; the run's last checkpoint is kept in .*late: fix the cause"
+    with pytest.raises(MixoptError, match=kept + " and --resume, or delete"):
         train("uniform", tiny_corpus, DEBUG, threads=1, out=tmp_path / "late", checkpoint_every=2,
               updater=Late(every=1, wants_grads=False))
-    assert not (tmp_path / "late").exists()
+    assert (tmp_path / "late" / checkpoint.CHECKPOINT).is_file()
+    events: list[dict] = []
+    Late.broken = False  # the bug fixed, the updater's settings unchanged
+    res = train("uniform", tiny_corpus, DEBUG, threads=1, out=tmp_path / "late", checkpoint_every=2,
+                updater=Late(every=1, wants_grads=False), resume=True, on_progress=events.append)
+    assert res.status == "ok" and events[0]["resumed"] == 2
 
 
 def test_bad_configs_are_refused() -> None:

@@ -679,16 +679,18 @@ def _drop_if_unused(folder: Path, made: Path | None, *, fresh: bool) -> Iterator
     """Remove the folders this call created (``made`` and below, down to ``folder``) when training
     fails before writing anything in them.
 
-    A fresh run stopped by an error of its input (a MixoptError: an updater that breaks its
-    contract at step N) also removes the checkpoint it wrote: resuming would meet the same error,
-    and the checkpoint would refuse a new start with a fixed updater. A crash or a Ctrl-C keeps it.
+    A run stopped by an error of its input (a MixoptError: an updater that breaks its contract at
+    step N) keeps the checkpoint it wrote, as a crash or a Ctrl-C does: hours of training are not
+    thrown away for a bug at step 5000. The error says so and how to go on.
     """
     try:
         yield
     except BaseException as exc:
-        if fresh and isinstance(exc, MixoptError):
-            (folder / checkpoint.CHECKPOINT).unlink(missing_ok=True)
         remove_made(folder, made)
+        if isinstance(exc, MixoptError) and (folder / checkpoint.CHECKPOINT).is_file():
+            how = "" if fresh else " again"
+            raise MixoptError(f"{exc}; the run's last checkpoint is kept in {folder}: fix the cause and "
+                              f"--resume{how}, or delete the folder to start over") from exc
         raise
 
 
