@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -68,10 +68,15 @@ class EvalResult:
 Evaluator = Callable[[EvalRequest], "EvalResult | Mapping[str, Any]"]
 
 
-def coerce_result(obj: Any, *, cost: float = 0.0) -> EvalResult:
+NONFINITE_LEFT_OUT = "non-finite metrics left out (the objective does not read them): "
+
+
+def coerce_result(obj: Any, *, cost: float = 0.0, needed: Collection[str] | None = None) -> EvalResult:
     """Turn whatever an evaluator returned into an :class:`EvalResult`.
 
-    Non-finite metrics make the run ``diverged``; no metrics at all is an error of the evaluator.
+    A non-finite metric among ``needed`` (the objective's; None: every metric) makes the run
+    ``diverged``; one the objective does not read (a downstream score, a domain outside --target)
+    is left out of the run, and ``error`` names it. No metrics at all is an error of the evaluator.
     """
     if isinstance(obj, EvalResult):
         res = obj
@@ -107,9 +112,13 @@ def coerce_result(obj: Any, *, cost: float = 0.0) -> EvalResult:
                 "evaluator returned no metrics; return at least one, e.g. {'loss/<domain>': value}"
             )
         bad = [k for k, v in clean.items() if not math.isfinite(v)]
-        if bad:
+        fatal = [k for k in bad if needed is None or k in needed]
+        if fatal:
             res.status = "diverged"
             res.error = f"non-finite metrics: {', '.join(bad)}"
+        elif bad:
+            res.metrics = {k: v for k, v in clean.items() if k not in bad}
+            res.error = f"{NONFINITE_LEFT_OUT}{', '.join(bad)}"
     if not res.cost:
         res.cost = cost
     return res

@@ -136,6 +136,11 @@ def nan_loss(request: EvalRequest) -> dict[str, float]:
     return {f"loss/{d}": math.nan for d in request.mixture}
 
 
+def unread_nan(request: EvalRequest) -> dict[str, float]:
+    """loglinear's losses and a NaN downstream score no objective reads (the run still counts)."""
+    return {**loglinear(request).metrics, "downstream/mmlu": math.nan}
+
+
 def no_metrics(request: EvalRequest) -> dict[str, float]:
     """Returns an empty dict: a broken evaluator (the search stops with one clear error)."""
     _mark(request)

@@ -195,6 +195,11 @@ def test_coerce_result_accepts_dicts_and_flags_divergence():
     assert r.status == "ok" and r.metrics == {"loss/a": 2.0} and r.cost == 1.5
     r = coerce_result({"metrics": {"loss/a": float("inf")}, "cost": 3})
     assert r.status == "diverged" and "loss/a" in r.error
+    # only the objective's metrics decide: an unread NaN is left out and named
+    r = coerce_result({"loss/a": 2.0, "mmlu": float("nan")}, needed={"loss/a"})
+    assert r.status == "ok" and r.metrics == {"loss/a": 2.0} and "left out" in r.error and "mmlu" in r.error
+    r = coerce_result({"loss/a": float("nan"), "mmlu": float("nan")}, needed={"loss/a"})
+    assert r.status == "diverged" and r.error == "non-finite metrics: loss/a, mmlu"
     r = coerce_result(EvalResult(metrics={}, status="failed", error="boom"))
     assert r.status == "failed"
     with pytest.raises(MixoptError, match="no metrics"):

@@ -126,6 +126,21 @@ def test_nan_runs_are_diverged_and_a_search_without_ok_runs_fails_clearly(worksp
     assert RunStore().require_search("nan").state == "failed"
 
 
+def test_a_nan_metric_the_objective_does_not_read_is_left_out(workspace, tmp_path, ray_session, caplog):
+    """A NaN downstream score beside finite losses: the runs count, without it, and it is said once."""
+    from mixopt.search.driver import run_search
+
+    with caplog.at_level("WARNING", logger="mixopt.search.searcher"):
+        res = run_search(config(tmp_path, name="unread", evaluator="mixopt.testing:unread_nan", budget=4,
+                                retries=0, validate=0))
+    assert res.runs["ok"] == res.runs["fitted"] == 4
+    said = [r.message for r in caplog.records if "left out" in r.message]
+    assert len(said) == 1 and "downstream/mmlu" in said[0] and "the run counts, without them" in said[0]
+    runs = RunStore().runs(search_id="unread", role="swarm")
+    assert all(r.status == "ok" and "downstream/mmlu" not in r.metrics and "loss/web" in r.metrics
+               and "non-finite metrics left out" in r.error for r in runs)
+
+
 def test_an_evaluator_that_breaks_the_contract_stops_the_search(workspace, tmp_path, ray_session):
     from mixopt.search.driver import run_search
 

@@ -97,6 +97,7 @@ class MixtureSearcher(Searcher):
         self.fatal: str | None = None
         self.timeout: float | None = None  # --trial-timeout, set by the runner: names a timed-out trial
         self.suggested: dict[str, float] = {}  # Tune trial id -> when it was suggested (monotonic)
+        self._left_out_said = False  # a run's unread non-finite metrics, warned of once
         for s in slots:
             self.add_slot(s)
 
@@ -160,6 +161,10 @@ class MixtureSearcher(Searcher):
         if not error and status == "ok" and value is not None:
             slot.state = "done"
             slot.error = None
+            note = (result or {}).get("error")
+            if note and not self._left_out_said:  # once a search: every run of the evaluator does it
+                self._left_out_said = True
+                logger.warning("run %s: %s; the run counts, without them", slot.run_id, note)
             self.observations.append({"weights": list(slot.weights), "value": value, "run_id": slot.run_id})
             return
         why = (result or {}).get("error")

@@ -117,7 +117,8 @@ def evaluate(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
             out, timed_out = _call_with_timeout(fn, request, ctx.timeout)
             if timed_out:  # never reported: the trainable ends this worker, the driver records why
                 return {"run_id": run_id, "timed_out": True}
-        res = coerce_result(out, cost=time.perf_counter() - t0)
+        res = coerce_result(out, cost=time.perf_counter() - t0,
+                            needed=set(objective.metric_weights(ctx.domains)))
         if res.status == "ok":
             value = objective.value(res.metrics, ctx.domains)
             missing = [m for m in objective.metric_weights(ctx.domains) if m not in res.metrics]
