@@ -659,3 +659,28 @@ def test_per_domain_note_when_the_two_fits_disagree() -> None:
     assert "combine to 3.632, against 3.6 from the objective's own fit:" in said
     assert "combine to 3.55" in per_domain_note(no_sd, Objective.parse("d", "loss"), list(per))
     assert per_domain_note(Candidate(name="random", weights=[0.25] * 4), Objective(), list(per)) is None
+
+
+def test_reused_repeats_of_one_mixture_count_once_towards_the_budget(workspace, tmp_path) -> None:
+    """A helper's search: earlier validation had measured 2 mixtures at many seeds, and those runs
+    filled --budget, so no new run was planned. Each mixture counts once; every run is still fitted."""
+    from mixopt.evaluator import EvalRequest
+    from mixopt.search.driver import _plan, _plan_line
+    from mixopt.search.prepare import prepare
+    from mixopt.store import RunRecord
+
+    cfg = config(tmp_path, name="again", budget=6)
+    prep = prepare(cfg)
+    mixtures = [dict(zip(DOMAINS, w, strict=True)) for w in np.random.default_rng(0).dirichlet(np.ones(4), 2)]
+    recs = []
+    for i, w in enumerate(mixtures):
+        for seed in range(5):  # one mixture validated at 5 seeds
+            req = EvalRequest(mixture=w, fidelity={}, seed=seed, run_id="r", workdir=str(tmp_path))
+            recs.append(RunRecord(run_id=f"old-v{i}-{seed}", search_id="old", role="validate", weights=w,
+                                  fidelity={}, fidelity_key=prep.fidelity_key, status="ok", seed=seed,
+                                  metrics=testing.loglinear(req).metrics))
+    prep.store.add(recs)
+    plan = _plan(prep)
+    assert len(plan["reused"]) == 10 and plan["reused_counted"] == 2 and len(plan["swarm"]) == 4
+    assert _plan_line(prep, plan) == ("search again: 4 new runs, 10 reused (2 mixtures inside the "
+                                      "constraints count towards --budget 6; every reused run is fitted)")

@@ -105,9 +105,7 @@ def run_search(
     with driver_lock(prep.search_dir, prep.search_id):
         # Recorded before Ray starts (seconds), so a second search of the same name is refused at once.
         prep.store.create_search(prep.search_id, {**config.as_dict(), "name": prep.search_id}, plan)
-        _emit(progress, StageEvent(stage="plan", search_id=prep.search_id,
-                                   message=f"search {prep.search_id}: {len(plan['swarm'])} new runs, "
-                                           f"{len(plan['reused'])} reused"))
+        _emit(progress, StageEvent(stage="plan", search_id=prep.search_id, message=_plan_line(prep, plan)))
         try:
             info = _ray(config, progress, prep.search_id)
         except KeyboardInterrupt:
@@ -328,9 +326,13 @@ def _plan(prep: Prepared) -> dict[str, Any]:
                 "the runs did not measure", MixoptWarning, stacklevel=2)
         reused = valued
     existing = np.vstack([r.vector(prep.domains) for r in reused]) if reused else None
-    # Every reused run informs the fit, but only those inside this search's constraints (--fix,
-    # --max-weight, ...) count towards its budget: the swarm must sample the space it searches.
-    inside = int(prep.space.contains_rows(existing, tol=1e-6).sum()) if reused else 0
+    # Every reused run informs the fit, but only the mixtures inside this search's constraints
+    # (--fix, --max-weight, ...) count towards its budget, each once (validation measures one
+    # mixture at several seeds): the swarm must sample the space it searches.
+    inside = 0
+    if reused:
+        in_space = existing[prep.space.contains_rows(existing, tol=1e-6)]
+        inside = len(np.unique(np.round(in_space, 9), axis=0)) if len(in_space) else 0
     n_new = 0 if free else max(0, cfg.budget - inside)
     rows = sample_swarm(prep.space, n_new, seed=cfg.seed, temperature=cfg.temperature, existing=existing)
     if not free:  # a fit the law would refuse once the swarm has run is refused now, before any run
@@ -352,15 +354,22 @@ def _plan(prep: Prepared) -> dict[str, Any]:
                 f"domains + 1 ({prep.space.n + 1}); a fit on so few runs is unreliable", MixoptWarning,
                 stacklevel=3,
             )
-    if reused:
-        n_out = len(reused) - inside
-        outside = f" ({n_out} outside the constraints: fitted on, not counted)" if n_out else ""
-        logger.info("reusing %d runs of earlier searches%s; %d new runs", len(reused), outside, n_new)
     return {
         "version": 1, "domains": prep.domains, "space": prep.space.as_dict(), "fidelity": prep.fidelity,
         "fidelity_key": prep.fidelity_key, "corpus": prep.corpus_name, "corpus_hash": prep.corpus_hash,
         "reused": [r.run_id for r in reused], "swarm": np.asarray(rows).tolist(),
+        "reused_counted": inside,
     }
+
+
+def _plan_line(prep: Prepared, plan: dict[str, Any]) -> str:
+    """``search X: 7 new runs, 137 reused (5 mixtures inside the constraints count towards --budget 12)``."""
+    line = f"search {prep.search_id}: {len(plan['swarm'])} new runs, {len(plan['reused'])} reused"
+    if plan["reused"]:
+        n = plan["reused_counted"]
+        line += (f" ({n} mixture{'s' if n != 1 else ''} inside the constraints count{'s' if n == 1 else ''} "
+                 f"towards --budget {prep.config.budget}; every reused run is fitted)")
+    return line
 
 
 def _concurrency(prep: Prepared, info: RayInfo) -> int:
