@@ -684,3 +684,19 @@ def test_reused_repeats_of_one_mixture_count_once_towards_the_budget(workspace, 
     assert len(plan["reused"]) == 10 and plan["reused_counted"] == 2 and len(plan["swarm"]) == 4
     assert _plan_line(prep, plan) == ("search again: 4 new runs, 10 reused (2 mixtures inside the "
                                       "constraints count towards --budget 6; every reused run is fitted)")
+
+
+def test_default_names_taken_in_the_same_second_get_a_suffix(workspace, tmp_path) -> None:
+    """Two searches started in one second: the second is not told to resume the first's."""
+    from mixopt.search.driver import _claim_default_name, run_search
+    from mixopt.search.prepare import prepare
+
+    prep = prepare(config(tmp_path))
+    first, second = _claim_default_name(prep), _claim_default_name(prep)
+    assert first.search_id == prep.search_id and second.search_id == prep.search_id + "-2"
+    assert second.search_dir.is_dir() and second.search_dir.name == second.search_id
+    # a default-named search refused while planning leaves no claimed folder behind
+    before = set((workspace / "searches").iterdir())
+    with pytest.raises(MixoptError, match="--budget"):
+        run_search(config(tmp_path, method="mixing-law", budget=2))
+    assert set((workspace / "searches").iterdir()) == before
