@@ -297,3 +297,20 @@ def test_fit_report_says_per_metric_only_when_auto_fitted_its_laws_so(
     monkeypatch.setattr(auto_mod, "MAX_PER_METRIC", 2)
     report = fit_tables(config)
     assert report.per_metric == 0 and not any(r.get("per_metric") for r in report.selection)
+
+
+def test_a_chosen_members_few_runs_warning_gives_autos_advice() -> None:
+    """linear warns 'use … gp or auto' on few runs; chosen by auto, that advice would point at itself."""
+    import warnings
+
+    from mixopt.errors import FewRunsWarning
+
+    rng = np.random.default_rng(0)
+    X = rng.dirichlet(np.ones(4), 5)
+    y = X @ np.array([1.0, 2.0, 3.0, 4.0]) + rng.normal(0, 0.01, 5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        AutoFitter(candidates=("linear",)).fit(X, y)
+    said = [str(w.message) for w in caught if issubclass(w.category, FewRunsWarning)]
+    assert len(said) == 1 and "auto chose it by cross-validation over 5 runs" in said[0]
+    assert "or auto)" not in said[0]

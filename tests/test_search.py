@@ -700,3 +700,16 @@ def test_default_names_taken_in_the_same_second_get_a_suffix(workspace, tmp_path
     with pytest.raises(MixoptError, match="--budget"):
         run_search(config(tmp_path, method="mixing-law", budget=2))
     assert set((workspace / "searches").iterdir()) == before
+
+
+def test_random_is_not_warned_of_a_fit_it_does_not_make(workspace, tmp_path) -> None:
+    import warnings
+
+    from mixopt.search.driver import _plan
+    from mixopt.search.prepare import prepare
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MixoptWarning)
+        assert len(_plan(prepare(config(tmp_path, method="random", budget=2)))["swarm"]) == 2
+    with pytest.warns(MixoptWarning, match="a fit on so few runs is unreliable"):
+        _plan(prepare(config(tmp_path, method="gp", budget=3)))

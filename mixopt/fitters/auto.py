@@ -24,7 +24,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from mixopt.errors import MixoptError, MixoptWarning, TooFewRunsError
+from mixopt.errors import FewRunsWarning, MixoptError, MixoptWarning, TooFewRunsError
+from mixopt.fitters.fewruns import ADVICE
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,15 @@ class AutoFitter(RegressorMixin, BaseEstimator):
             r["chosen"] = r["name"] == self.chosen_
             r["folds"] = k
         self.cv_table_ = rows
-        self.members_ = [self._make(nm, per_metric).fit(X, target(nm)) for nm in members]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.members_ = [self._make(nm, per_metric).fit(X, target(nm)) for nm in members]
+        for w in caught:  # a member's few-runs advice ("use auto") is auto's to give differently
+            msg = str(w.message)
+            if issubclass(w.category, FewRunsWarning):
+                msg = msg.replace(ADVICE, f"; auto chose it by cross-validation over {n} runs, which is "
+                                          "the check: more runs firm it up")
+            warnings.warn_explicit(msg, w.category, w.filename, w.lineno)
         self.member_weights_ = [1.0 / len(members)] * len(members)
         log.info(
             "auto chose %s (CV Spearman %.4f over %d candidates)", self.chosen_, best["spearman"], len(ok)

@@ -10,6 +10,8 @@ from mixopt.errors import FewRunsWarning
 # Measured: bimix with 10 parameters on 12 runs fit them all and missed the uniform mixture by
 # ~1 nat. Few runs per parameter is said, not refused: the model may still rank.
 RUNS_PER_PARAMETER = 1.5
+# What to do about it; ``auto`` says otherwise, having chosen the model by cross-validation.
+ADVICE = "; check it with --cv, add runs, or use a method with fewer parameters (log-ridge, gp or auto)"
 
 
 def warn_few_runs(model: str, params: int, varying: int, n: int, *, stacklevel: int = 3) -> None:
@@ -21,8 +23,7 @@ def warn_few_runs(model: str, params: int, varying: int, n: int, *, stacklevel: 
     warnings.warn(
         f"{model} has {params} parameters per target ({varying} varying domains) and {n} runs to fit them: "
         f"with fewer than {math.ceil(RUNS_PER_PARAMETER * params)} runs the {model} fit can pass through "
-        "every run and be far off between them; check it with --cv, add runs, or use a method with fewer "
-        "parameters (log-ridge, gp or auto)",
+        f"every run and be far off between them{ADVICE}",
         FewRunsWarning,
         stacklevel=stacklevel + 1,
     )

@@ -355,7 +355,8 @@ def _plan(prep: Prepared) -> dict[str, Any]:
                 f"--budget {cfg.budget}: {why}, and the search would fit {len(planned)} runs ({n_new} new, "
                 f"{len(reused)} reused); raise --budget to {need - len(reused) + inside}{alt}"
             )
-        if len(planned) < prep.space.n + 1:  # reused runs count: they are fitted too
+        # reused runs count: they are fitted too (random fits nothing: it takes the best run)
+        if spec.fitter is not None and len(planned) < prep.space.n + 1:
             warnings.warn(
                 f"--budget {cfg.budget}: the search would fit {len(planned)} runs, fewer than the number of "
                 f"domains + 1 ({prep.space.n + 1}); a fit on so few runs is unreliable", MixoptWarning,
