@@ -161,8 +161,11 @@ def test_a_search_whose_runs_all_failed_finishes_when_resumed_after_the_fix(work
     with pytest.raises(MixoptError, match=r"too few to fit.*mixopt search --resume crashy"):
         run_search(cfg)
     flag.write_text("fixed")
-    res = resume_search("crashy", retries=1)
+    events: list = []
+    res = resume_search("crashy", retries=1, progress=events.append)
     assert res.runs["ok"] == res.runs["fitted"] == 4 and res.runs["failed"] == 0
+    said = [e.message for e in events if getattr(e, "stage", None) == "plan"]
+    assert said == ["resuming search crashy: 4 failed run(s) get their retries again"]
     assert RunStore().require_search("crashy").config["retries"] == 0  # --retries applied to the resume only
     assert len([r for r in RunStore().runs(search_id="crashy") if r.status == "failed"]) == 4
 
@@ -713,3 +716,19 @@ def test_random_is_not_warned_of_a_fit_it_does_not_make(workspace, tmp_path) -> 
         assert len(_plan(prepare(config(tmp_path, method="random", budget=2)))["swarm"]) == 2
     with pytest.warns(MixoptWarning, match="a fit on so few runs is unreliable"):
         _plan(prepare(config(tmp_path, method="gp", budget=3)))
+
+
+def test_a_resume_from_another_folder_says_where_the_search_started(workspace, tmp_path, monkeypatch) -> None:
+    """The evaluator module lived next to where the search started; resumed elsewhere it cannot be
+    imported, and the error says where to resume from."""
+    from mixopt.search.driver import resume_search
+
+    began = tmp_path / "project"
+    began.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    cfg = config(tmp_path, name="far", evaluator="evfar_module:evaluate")
+    RunStore().create_search("far", {**cfg.as_dict(), "name": "far", "started_in": str(began)}, {})
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(MixoptError, match=r"cannot import evaluator module 'evfar_module'.*search 'far' was "
+                                          rf"started in {began}: resume it from there"):
+        resume_search("far")

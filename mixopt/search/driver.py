@@ -111,7 +111,9 @@ def run_search(
         raise
     with driver_lock(prep.search_dir, prep.search_id):
         # Recorded before Ray starts (seconds), so a second search of the same name is refused at once.
-        prep.store.create_search(prep.search_id, {**config.as_dict(), "name": prep.search_id}, plan)
+        # The folder it started in: a resume elsewhere cannot import a module that lives there.
+        prep.store.create_search(prep.search_id, {**config.as_dict(), "name": prep.search_id,
+                                                  "started_in": str(Path.cwd())}, plan)
         _emit(progress, StageEvent(stage="plan", search_id=prep.search_id, message=_plan_line(prep, plan)))
         try:
             info = _ray(config, progress, prep.search_id)
@@ -195,7 +197,14 @@ def resume_search(
     if retries is not None:
         changes["retries"] = retries
     cfg = cfg.replace(**changes)
-    prep = prepare(cfg, evaluator, search_id=name)
+    try:
+        prep = prepare(cfg, evaluator, search_id=name)
+    except MixoptError as exc:
+        began = rec.config.get("started_in")
+        if "cannot import evaluator module" in str(exc) and began and began != str(Path.cwd()):
+            raise MixoptError(f"{exc} (search {name!r} was started in {began}: resume it from there, or put "
+                              "the evaluator's folder on PYTHONPATH)") from exc
+        raise
     plan = rec.plan or {}
     if plan.get("fidelity_key") != prep.fidelity_key or plan.get("corpus_hash") != prep.corpus_hash:
         raise MixoptError(
@@ -206,17 +215,18 @@ def resume_search(
     with driver_lock(prep.search_dir, name):
         info = _ray(cfg, progress, name)
         interrupted = settle_runs(st, name, prep.workroot)
+        said: list[str] = []  # what runs again, and why: said as the resume starts
         if interrupted:
-            logger.info("%d runs were cut short when the driver stopped; they run again", len(interrupted))
+            said.append(f"{len(interrupted)} run(s) cut short when the driver stopped run again")
         requeued = st.retag_errors(name, FATAL_PREFIX, REQUEUED + FATAL_PREFIX)
         if requeued:
-            logger.info("%d runs broke the evaluator's contract before; they run again", len(requeued))
+            said.append(f"{len(requeued)} run(s) that broke the evaluator's contract run again")
         # Runs that failed (raised, died) after every retry get their retries again: a resume
         # follows a fix of the evaluator or the cluster. Diverged runs stay (a mixture that blows up
         # would blow up again), and so do timed-out ones unless --trial-timeout changes (below).
         again = st.requeue_failed(name, REQUEUED, keep=(REQUEUED, INTERRUPTED, TIMED_OUT))
         if again:
-            logger.info("%d failed runs get their retries again", len(again))
+            said.append(f"{len(again)} failed run(s) get their retries again")
         from mixopt.methods import get_method
 
         trained = sum(r.role == "swarm" for r in st.runs(search_id=name, status="ok"))
@@ -227,12 +237,13 @@ def resume_search(
             # the fix the error asked for is tried on them too.
             again = st.requeue_failed(name, REQUEUED, keep=(REQUEUED, INTERRUPTED), status="diverged")
             if again:
-                logger.info("too few runs of the swarm trained to fit; its %d diverged runs run again",
-                            len(again))
+                said.append(f"too few swarm runs trained to fit: its {len(again)} diverged run(s) run again")
         if trial_timeout is not None:  # runs stopped by the old limit get another chance under the new
             again = st.retag_errors(name, TIMED_OUT, REQUEUED + TIMED_OUT)
             if again:
-                logger.info("%d runs timed out under the old --trial-timeout; they run again", len(again))
+                said.append(f"{len(again)} run(s) timed out under the old --trial-timeout run again")
+        line = f"resuming search {name}" + (": " + "; ".join(said) if said else "")
+        _emit(progress, StageEvent(stage="plan", search_id=name, message=line))
         st.update_search(name, state="running")
         return _drive(prep, plan, info, progress, resumed=True)
 
