@@ -69,10 +69,11 @@ class SearchSpace:
                 raise MixoptError(f"token counts missing for domain(s) {', '.join(missing)}")
         if not 0 <= self.min_weight < 1:
             raise MixoptError(f"--min-weight is {self.min_weight}; it must be in [0, 1)")
-        if self.max_epochs is not None and self.max_epochs <= 0:
-            raise MixoptError(f"--max-epochs is {self.max_epochs}; it must be > 0")
-        if self.target_tokens is not None and self.target_tokens <= 0:
-            raise MixoptError(f"--target-tokens is {self.target_tokens}; it must be > 0")
+        # not (0 < x < inf): NaN fails it too; inf would be written to the JSON as Infinity
+        if self.max_epochs is not None and not 0 < self.max_epochs < float("inf"):
+            raise MixoptError(f"--max-epochs is {self.max_epochs}; it must be a finite number > 0")
+        if self.target_tokens is not None and not 0 < self.target_tokens < float("inf"):
+            raise MixoptError(f"--target-tokens is {self.target_tokens}; it must be a finite number > 0")
         self.check_feasible()
 
     # ----- bounds -------------------------------------------------------------------------

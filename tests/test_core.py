@@ -161,6 +161,8 @@ def test_space_bounds_include_repetition_cap():
         (dict(tokens={"a": float("inf"), "b": 1, "c": 1}), "domain 'a' is inf; it must be a finite number"),
         (dict(tokens={"a": -5, "b": 1, "c": 1}), "domain 'a' is -5; it must be a finite number ≥ 0"),
         (dict(min_weight=1.5), "min-weight"),
+        (dict(target_tokens=float("inf")), "--target-tokens is inf; it must be a finite number > 0"),
+        (dict(max_epochs=float("nan")), "--max-epochs is nan; it must be a finite number > 0"),
     ],
 )
 def test_infeasible_spaces_name_the_conflict(kwargs, match):

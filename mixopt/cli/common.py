@@ -70,6 +70,9 @@ def render_selection(rows: list[dict[str, Any]]) -> None:
 _SUFFIX = {"k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
 
 
+MAX_COUNT = 10**15
+
+
 def parse_count(text: str) -> int:
     """A token count as people write it: 200000, 200_000, 2e5, 200k, 5M, 1.5G (a whole number ≥ 1)."""
     from decimal import Decimal, InvalidOperation
@@ -84,6 +87,9 @@ def parse_count(text: str) -> int:
         raise typer.BadParameter(f"{text!r} is not a token count; write e.g. 200000, 2e5 or 200k") from None
     if not value.is_finite() or value < 1 or value != value.to_integral_value():
         raise typer.BadParameter(f"{text!r} is not a whole number of tokens ≥ 1")
+    if value > MAX_COUNT:  # 1e30 would start a run of 10^26 steps; 1e400 overflowed a float
+        raise typer.BadParameter(f"{text!r} is more than {MAX_COUNT:.0e} tokens (the largest pre-training "
+                                 "runs are ~4e13); check the exponent")
     return int(value)
 
 
