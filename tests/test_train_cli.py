@@ -527,3 +527,18 @@ def test_a_schedule_run_shows_its_mean_weight_and_no_last_phase_as_the_updater_w
     out = capsys.readouterr().out
     assert "(schedule" in out and "mean)" in out and "updater" not in out  # headings wrap in cells
     assert "steps 5–8 planned / trained" in " ".join(out.split())
+
+
+def test_bench_moe_says_when_its_dense_reference_moved() -> None:
+    """The same dense GEMM (T·K rows, D, F) at 41 and at 142 GFLOP/s in one run: the machine was
+    busy, and the verdicts moved with it (a helper's run read 'met' at 19.8× from such a run)."""
+    from mixopt.bench.moe import LayerCase, LayerResult, reference_spread
+
+    def res(e: int, dense_gflops: float, k: int = 2) -> LayerResult:
+        case = LayerCase(experts=e, top_k=k, tokens=4096, d_model=512, hidden=256)
+        return LayerResult(case=case, fused_s=1.0, dense_s=case.flops / (dense_gflops * 1e9), naive_s=None)
+
+    said = reference_spread([res(8, 41.4), res(64, 141.9), res(8, 90.0, k=8)])
+    assert said is not None and said.startswith(
+        "the dense GEMM ran 3.4× faster at E=64 than at E=8 on the same shape (k=2, 4,096 tokens: 141.9")
+    assert reference_spread([res(8, 100.0), res(64, 120.0), res(8, 30.0, k=8)]) is None  # k=8: another shape

@@ -232,6 +232,31 @@ def goals(results: list[LayerResult]) -> dict[str, dict]:
     return out
 
 
+def reference_spread(results: list[LayerResult], limit: float = 1.5) -> str | None:
+    """Said when the dense GEMM, timed on the same shape in several cases (same T·K rows, D, F:
+    only E differs), ran more than ``limit``× faster in one than in another: the machine was
+    busy during part of the run, and ratios against it move with that. None otherwise."""
+    groups: dict[tuple[int, int, int], list[LayerResult]] = {}
+    for r in results:
+        c = r.case
+        groups.setdefault((c.tokens * c.top_k, c.d_model, c.hidden), []).append(r)
+    worst: tuple[float, LayerResult, LayerResult] | None = None
+    for rs in groups.values():
+        rs = sorted(rs, key=lambda r: r.flops_per_s("dense"))
+        fast, slow = rs[-1], rs[0]
+        spread = fast.flops_per_s("dense") / slow.flops_per_s("dense")
+        if worst is None or spread > worst[0]:
+            worst = (spread, fast, slow)
+    if worst is None or worst[0] <= limit:
+        return None
+    spread, fast, slow = worst
+    return (f"the dense GEMM ran {spread:.1f}× faster at E={fast.case.experts} than at "
+            f"E={slow.case.experts} on the same shape (k={fast.case.top_k}, {fast.case.tokens:,} tokens: "
+            f"{fast.flops_per_s('dense') / 1e9:.1f} vs {slow.flops_per_s('dense') / 1e9:.1f} GFLOP/s): the "
+            "machine was busy during part of the run, so the ratios and verdicts moved with it; rerun on a "
+            "quiet machine for figures to act on")
+
+
 # ----- end-to-end training ----------------------------------------------------------------------
 # bf16 dense peak of known GPUs (no sparsity), for MFU; other devices use this run's own GEMM.
 GPU_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}

@@ -496,6 +496,7 @@ def bench_moe(
         "layers": [r.as_dict() for r in results],
         "goals": bench.goals(results),
         "training": [r.as_dict() for r in train_rows],
+        "noisy": bench.reference_spread(results),
     }
     if out is not None:
         write_json(out, record)
@@ -518,6 +519,8 @@ def bench_moe(
     for name, g in record["goals"].items():
         mark = "[green]met[/]" if g["met"] else "[red]not met[/]"
         console.print(f"goal {name}: worst {g['worst']:.2f}×, mean {g['mean']:.2f}× — {mark}")
+    if record["noisy"]:
+        err_console.print(f"warning: {record['noisy']}")
     if train_rows:
         tt = Table(title="end-to-end training (same run)")
         # With the (tied) embedding, which the model TOMLs' "non-embedding" counts leave out.
