@@ -141,7 +141,8 @@ class Mixture:
             off = [d for d in self.weights if abs(self.weights[d] - first[d]) > 1e-3]  # rounding passes
             if off:  # which would a training job use? The contract says: the first phase.
                 raise MixoptError(
-                    f"mixture weights differ from the schedule's first phase on {', '.join(off[:5])}; "
+                    f"mixture weights differ from the schedule's first phase on {', '.join(off[:5])}"
+                    f"{f' and {len(off) - 5} more' if len(off) > 5 else ''}; "
                     "a scheduled mixture's weights are its first phase: make them equal"
                 )
             object.__setattr__(self, "schedule", tuple(sched))

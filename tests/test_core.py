@@ -96,6 +96,9 @@ def test_schedule_must_increase_and_end_at_one():
         Mixture(w, schedule=((0.5, w), (1.0, {"a": 1.0})))
     with pytest.raises(MixoptError, match="differ from the schedule's first phase on a"):
         Mixture({"a": 0.9, "b": 0.1}, schedule=((0.5, {"a": 0.1, "b": 0.9}), (1.0, {"a": 0.1, "b": 0.9})))
+    eight, other = {d: 0.125 for d in "abcdefgh"}, {**{d: 0.05 for d in "abcdefg"}, "h": 0.65}
+    with pytest.raises(MixoptError, match="first phase on a, b, c, d, e and 3 more; "):
+        Mixture(eight, schedule=((0.5, other), (1.0, other)))
     first, then = {"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 1.0}
     sched = Mixture(first, schedule=((0.25, first), (1.0, then)))
     assert sched.mean_weights() == pytest.approx({"a": 0.25, "b": 0.75})

@@ -491,3 +491,19 @@ def test_resume_finds_a_run_in_the_older_default_folder(tiny_corpus, tmp_path: P
     first = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=old)
     again = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, resume=True)
     assert again.out == old and again.metrics["objective"] == first.metrics["objective"]
+
+
+def test_an_updater_without_a_name_is_called_by_its_class() -> None:
+    from mixopt.train.updater import WeightUpdater
+
+    class Fixed(WeightUpdater):
+        def update(self, obs):  # noqa: ANN001, ANN201
+            return None
+
+    class Named(Fixed):
+        name = "mine"
+
+    class Child(Named):
+        pass
+
+    assert Fixed().name == "Fixed" and Named().name == "mine" and Child().name == "mine"

@@ -92,6 +92,11 @@ class WeightUpdater(ABC):
     eval_windows: int = 8  # validation windows of each domain for eval_losses
     wants_batch: bool = False
 
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.name == WeightUpdater.name:  # errors then say "updater MyUpdater", not "updater updater"
+            cls.name = cls.__name__
+
     def grad_param(self, name: str, param: torch.nn.Parameter) -> bool:
         """Whether ``grads`` covers this parameter (``model.named_parameters()`` names, e.g.
         ``embed.weight``, ``blocks.1.attn.qkv.weight``, ``blocks.1.ffn.router.weight``)."""
