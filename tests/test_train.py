@@ -459,6 +459,10 @@ def test_report_sets_each_domain_against_its_prediction() -> None:
                                          "per_domain_metric": "bpb"}})
     rows = {r["domain"]: r for r in prediction_report(bpb, metrics, ["code", "math"])["domains"]}
     assert rows["code"]["difference"] == pytest.approx(-0.5)  # bpb against bpb, not against loss
+    extra = {"code": 4.2, "math": 2.9, "bogus": 1.0}
+    bogus = Mixture(w, meta={"predicted": {"mean": 3.4, "per_domain": extra}})
+    with pytest.warns(MixoptWarning, match=r"predicted.per_domain names bogus, which the corpus lacks"):
+        prediction_report(bogus, metrics, ["code", "math"])
     # A hand-written objective naming only its kind is measured in that kind's metric.
     kind_only = Mixture(w, meta={"objective": {"kind": "bpb"}, "predicted": {"mean": 3.0}})
     rep = prediction_report(kind_only, metrics, ["code", "math"])

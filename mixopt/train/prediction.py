@@ -12,10 +12,11 @@ default, or as ``predicted["loss/<domain>"]``; ``mixopt search`` writes them).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.mixture import Mixture
 from mixopt.objective import Objective
 
@@ -87,6 +88,9 @@ def prediction_report(
         if pred.get("per_domain_metric") in ("loss", "bpb"):
             per_metric = pred["per_domain_metric"]
         per_pred = {d: _num(per.get(d, pred.get(f"{per_metric}/{d}"))) for d in present}
+        if unknown := sorted(set(per) - set(domains)) if isinstance(per, Mapping) else []:
+            warnings.warn(f"the mixture's predicted.per_domain names {', '.join(unknown)}, which the corpus "
+                          "lacks; left out of the report", MixoptWarning, stacklevel=2)
     rows = []
     mean_w = mixture.mean_weights()  # a schedule's weights averaged over training, not its first phase
     for d in present:
