@@ -495,6 +495,12 @@ def test_resume_finds_a_run_in_the_older_default_folder(tiny_corpus, tmp_path: P
     first = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=old)
     again = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, resume=True)
     assert again.out == old and again.metrics["objective"] == first.metrics["objective"]
+    # a relative --out is kept as the absolute folder, in the result and its result.json, on resume too
+    monkeypatch.chdir(tmp_path)
+    rel = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out="rel")
+    again = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out="rel", resume=True)
+    assert rel.out == again.out == tmp_path / "rel"
+    assert json.loads((tmp_path / "rel" / "result.json").read_text())["out"] == str(tmp_path / "rel")
 
 
 def test_an_updater_without_a_name_is_called_by_its_class() -> None:

@@ -602,7 +602,7 @@ def train(
     )
     result = TrainResult(
         status=status,
-        out=folder,
+        out=folder.absolute(),  # as the first run wrote it, whatever folder a --resume is given from
         metrics=metrics,
         history=history,
         log=logs,
