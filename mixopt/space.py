@@ -16,6 +16,14 @@ import numpy as np
 from mixopt.errors import MixoptError
 
 
+def default_target_tokens(target: float | None, tokens: Mapping[str, float] | None) -> float | None:
+    """The final run's budget: ``target`` when given, else as many tokens as the domains hold (so
+    epochs read as passes at the data's full size), else unknown."""
+    if target is not None or not tokens:
+        return target
+    return float(sum(tokens.values())) or None
+
+
 @dataclass(frozen=True, kw_only=True)
 class SearchSpace:
     """Feasible mixtures over ``domains``.

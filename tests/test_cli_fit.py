@@ -353,6 +353,11 @@ def test_fit_proposes_under_a_repetition_cap(tmp_path: Path, capsys: pytest.Capt
     first = domains[0]
     assert plan["target_tokens"] == 1e8 and plan["per_domain"][first] == pytest.approx(w[first] * 1e8)
     assert plan["epochs"][first] == pytest.approx(w[first] * 100) and max(plan["epochs"].values()) <= 2
+    # --tokens alone: the budget is the tokens the domains hold, as a search takes it
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "loglinear", "--kl", "0",
+                    "--propose", "--out", str(out), "--tokens", toks]) == 0
+    plan = Mixture.load(out).meta["tokens"]
+    assert plan["target_tokens"] == pytest.approx(sum(tokens.values())) and set(plan["epochs"]) == set(tokens)
     bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--propose", "--out", str(out),
          "--max-epochs", "2"], capsys, "--max-epochs needs the tokens of each domain")
     bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--cv", "3", "--target-size", "1e9"], capsys,

@@ -127,7 +127,7 @@ def fit_tables(config: FitConfig) -> FitReport:
         MixoptError: bad method, target, tables, constraints or output path.
     """
     from mixopt.methods import fit_target, get_method
-    from mixopt.space import SearchSpace
+    from mixopt.space import SearchSpace, default_target_tokens
     from mixopt.tables import read_ratios, read_run_tables
 
     method = get_method(config.method)
@@ -149,9 +149,7 @@ def fit_tables(config: FitConfig) -> FitReport:
     if len(y) < 2:
         raise MixoptError(f"only {len(y)} run(s) have a finite {config.target!r}; fitting needs at least 2")
     # Validates the constraints against the domains even when nothing is proposed.
-    target_tokens = config.target_tokens
-    if config.max_epochs is not None and target_tokens is None:  # as a search: passes at the data's own size
-        target_tokens = float(sum(config.tokens.values()))  # type: ignore[union-attr]
+    target_tokens = default_target_tokens(config.target_tokens, config.tokens)  # as a search's
     space = SearchSpace(domains=table.domains, min_weight=config.min_weight, ceilings=dict(config.ceilings),
                         fixed=dict(config.fixed), tokens=dict(config.tokens) if config.tokens else None,
                         max_epochs=config.max_epochs, target_tokens=target_tokens)
@@ -297,7 +295,8 @@ def _save_mixture(
         "predicted": {"mean": prop.predicted, "std": prop.std,
                       "interval": list(prop.interval) if prop.interval is not None else None},
         "baselines": baselines,
-        "tokens": space.token_plan(prop.weights),
+        # the plan at the final run's budget, when one is known (--tokens, --target-tokens)
+        **({"tokens": space.token_plan(prop.weights)} if space.target_tokens is not None else {}),
         "provenance": {"corpus": None, "corpus_hash": None, "run_ids": list(run_ids),
                        "mixopt_version": mixopt.__version__, "tables": dict(table.sources)},
         "notes": notes,

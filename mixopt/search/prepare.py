@@ -21,7 +21,7 @@ from mixopt.evaluator import load_evaluator
 from mixopt.objective import Objective
 from mixopt.search.config import PROXY, SearchConfig
 from mixopt.search.trial import PROXY_EVALUATOR, TrialContext
-from mixopt.space import SearchSpace
+from mixopt.space import SearchSpace, default_target_tokens
 from mixopt.store import RunStore, fidelity_key
 
 
@@ -119,10 +119,7 @@ def build_space(config: SearchConfig) -> tuple[SearchSpace, str | None, str | No
         missing = [d for d in domains if d not in tokens]
         if missing:
             raise MixoptError(f"--tokens lacks domain(s) {', '.join(missing)}; give a count for every domain")
-    target = config.target_tokens
-    if target is None and tokens is not None:
-        # Default target: as many tokens as the corpus holds, so epochs read as "passes at full size".
-        target = float(sum(tokens.values())) or None
+    target = default_target_tokens(config.target_tokens, tokens)
     if config.max_epochs is not None and tokens is None:
         raise MixoptError("--max-epochs needs token counts per domain (a corpus, or --tokens a=1e9,...)")
     space = SearchSpace(
