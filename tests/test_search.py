@@ -257,8 +257,8 @@ def test_a_law_with_more_parameters_than_the_budget_is_refused_before_any_run(wo
 
     doms = tuple("abcdefghij")
     with pytest.raises(MixoptError, match=r"--budget 8: bimix has 20 parameters per target over 10 varying "
-                                          r"domains, and the search would fit 8 runs \(8 new, 0 reused\); "
-                                          r"raise --budget to 20"):
+                                          r"domains, and the search would fit 8 distinct mixtures "
+                                          r"\(8 new runs, 0 reused\); raise --budget to 20"):
         run_search(config(tmp_path, name="few", domains=doms, tokens=None, budget=8, method="bimix"))
     # A fixed domain does not vary: 9 domains, 18 parameters.
     with pytest.raises(MixoptError, match=r"over 9 varying domains.* raise --budget to 18"):
@@ -266,7 +266,8 @@ def test_a_law_with_more_parameters_than_the_budget_is_refused_before_any_run(wo
                           fix={"a": 0.1}))
     # Not only the laws: auto cross-validates, which takes 3 runs at least.
     with pytest.raises(MixoptError, match=r"--budget 2: auto needs at least 3 runs, and the search would "
-                                          r"fit 2 runs \(2 new, 0 reused\); raise --budget to 3$"):
+                                          r"fit 2 distinct mixtures \(2 new runs, 0 reused\); raise --budget "
+                                          r"to 3$"):
         run_search(config(tmp_path, name="few", budget=2, method="auto"))
     # Nothing is left behind: no search folder, and no empty run store in a fresh workspace.
     assert not (workspace / "searches" / "few").exists() and not default_path().exists()
@@ -687,6 +688,10 @@ def test_reused_repeats_of_one_mixture_count_once_towards_the_budget(workspace, 
     assert len(plan["reused"]) == 10 and plan["reused_counted"] == 2 and len(plan["swarm"]) == 4
     assert _plan_line(prep, plan) == ("search again: 4 new runs, 10 reused (2 mixtures inside the "
                                       "constraints count towards --budget 6; every reused run is fitted)")
+    # ten runs of two mixtures are two points for a law's parameters, not ten
+    with pytest.raises(MixoptError, match=r"would fit 2 distinct mixtures \(0 new runs, 10 reused\); raise "
+                                          r"--budget to \d+"):
+        _plan(prepare(config(tmp_path, name="law", budget=2, method="mixing-law")))
 
 
 def test_default_names_taken_in_the_same_second_get_a_suffix(workspace, tmp_path) -> None:

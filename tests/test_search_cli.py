@@ -124,7 +124,7 @@ def test_search_runs_list_report_through_the_cli(workspace, tmp_path, capsys, ra
                     "--validate", "1", "--out", str(out), "--name", "cli"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "warning: --budget 4: the search would fit 4 runs, fewer than the number of" in captured.err
+    assert "warning: --budget 4: the search would fit 4 distinct mixtures, fewer than the" in captured.err
     assert "search cli" in captured.out and "uniform" in captured.out and "best_run" in captured.out
     # no terminal here, so progress comes as one plain line per finished run
     assert "swarm 4/4 · best " in captured.err and "validate 1/" in captured.err

@@ -34,9 +34,9 @@ def search(
     ctx: typer.Context,
     corpus: Annotated[Str, opt("--corpus", "-c", help="Built corpus name or folder.")] = None,
     method: Annotated[str, opt("--method", "-m", help=SEARCH_METHOD_HELP)] = "regmix",
-    budget: Annotated[int, opt("--budget", "-b", help="Runs inside the constraints to fit on: "
-                                      "reused ones count, new runs fill the rest (all reusable runs "
-                                      "are fitted).")] = 32,
+    budget: Annotated[int, opt("--budget", "-b", help="Distinct mixtures inside the constraints to fit "
+                                      "on: reused ones count (once each), new runs fill the rest (all "
+                                      "reusable runs are fitted).")] = 32,
     rung: Annotated[str, opt("--rung", "-r", help="Proxy rung of the swarm.")] = "xs",
     out: Annotated[Str, opt("--out", "-o", help="Where to write the mixture JSON.")] = None,
     name: Annotated[Str, opt("--name", help="Search name (default: corpus-method-time).")] = None,

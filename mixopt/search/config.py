@@ -29,8 +29,9 @@ class SearchConfig:
         domains: domain names when there is no corpus.
         tokens: available tokens per domain when there is no corpus (natural mixture, repetition cap).
         method: a name from :func:`mixopt.methods.available_methods`.
-        budget: runs inside the constraints to fit on (runs reused from the store count; new runs fill
-            the rest; reused runs outside the constraints are fitted too but do not count).
+        budget: distinct mixtures inside the constraints to fit on (runs reused from the store count,
+            a mixture once; new runs fill the rest; reused runs outside the constraints are fitted too
+            but do not count).
         rung: proxy rung (fidelity) of the swarm.
         fidelity: extra fidelity fields handed to the evaluator (and part of the reuse key).
         seed: seeds the swarm sampler, the training runs and the proposer.

@@ -347,10 +347,7 @@ def _plan(prep: Prepared) -> dict[str, Any]:
     # Every reused run informs the fit, but only the mixtures inside this search's constraints
     # (--fix, --max-weight, ...) count towards its budget, each once (validation measures one
     # mixture at several seeds): the swarm must sample the space it searches.
-    inside = 0
-    if reused:
-        in_space = existing[prep.space.contains_rows(existing, tol=1e-6)]
-        inside = len(np.unique(np.round(in_space, 9), axis=0)) if len(in_space) else 0
+    inside = _distinct(existing[prep.space.contains_rows(existing, tol=1e-6)]) if reused else 0
     n_new = 0 if free else max(0, cfg.budget - inside)
     rows = sample_swarm(prep.space, n_new, seed=cfg.seed, temperature=cfg.temperature, existing=existing)
     if not free:  # a fit the law would refuse once the swarm has run is refused now, before any run
@@ -358,20 +355,22 @@ def _plan(prep: Prepared) -> dict[str, Any]:
         planned = np.vstack([new_rows, existing]) if reused else new_rows
         varying = int((np.ptp(planned, axis=0) > 1e-9).sum()) if len(planned) else 0
         need, why = spec.min_runs(varying)
-        if len(planned) < need:
+        points = _distinct(planned)  # a mixture measured at 8 seeds is one point for a law's parameters
+        if points < need:
             others = [m for m in ("log-ridge", "gp", "auto") if m != spec.name]
             alt = ("" if need <= 3 else  # auto and log-ridge need 3: only more runs help
                    f" or use a method with fewer parameters ({', '.join(others[:-1])} or {others[-1]})")
+            enough = max(cfg.budget, inside) + need - points  # each budget step adds one new mixture
             raise MixoptError(
-                f"--budget {cfg.budget}: {why}, and the search would fit {len(planned)} runs ({n_new} new, "
-                f"{len(reused)} reused); raise --budget to {need - len(reused) + inside}{alt}"
+                f"--budget {cfg.budget}: {why}, and the search would fit {points} distinct mixtures ({n_new} "
+                f"new runs, {len(reused)} reused); raise --budget to {enough}{alt}"
             )
         # reused runs count: they are fitted too (random fits nothing: it takes the best run)
-        if spec.fitter is not None and len(planned) < prep.space.n + 1:
+        if spec.fitter is not None and points < prep.space.n + 1:
             warnings.warn(
-                f"--budget {cfg.budget}: the search would fit {len(planned)} runs, fewer than the number of "
-                f"domains + 1 ({prep.space.n + 1}); a fit on so few runs is unreliable", MixoptWarning,
-                stacklevel=3,
+                f"--budget {cfg.budget}: the search would fit {points} distinct mixtures, fewer than the "
+                f"number of domains + 1 ({prep.space.n + 1}); a fit on so few runs is unreliable",
+                MixoptWarning, stacklevel=3,
             )
     return {
         "version": 1, "domains": prep.domains, "space": prep.space.as_dict(), "fidelity": prep.fidelity,
@@ -397,6 +396,11 @@ def _claim_default_name(prep: Prepared) -> Prepared:
             n += 1
             sid = f"{base}-{n}"
     return dataclasses.replace(prep, search_id=sid, search_dir=search_dir(sid)) if sid != base else prep
+
+
+def _distinct(rows: np.ndarray) -> int:
+    """How many different mixtures ``rows`` hold (repeats at other seeds count once)."""
+    return len(np.unique(np.round(rows, 9), axis=0)) if len(rows) else 0
 
 
 def _plan_line(prep: Prepared, plan: dict[str, Any]) -> str:
