@@ -517,3 +517,5 @@ def test_an_updater_without_a_name_is_called_by_its_class() -> None:
         pass
 
     assert Fixed().name == "Fixed" and Named().name == "mine" and Child().name == "mine"
+    # checkpoints record what they recorded before unnamed updaters got their class's name
+    assert Fixed.fingerprint_name == "updater" and Named.fingerprint_name is None is Child.fingerprint_name

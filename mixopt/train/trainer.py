@@ -315,7 +315,7 @@ def train(
         "corpus": {"name": corpus.name, "hash": corpus.hash},
         "mixture": _mixture_key(mix),
         "seed": seed,
-        "updater": None if upd is None else {"name": upd.name, **upd.params()},
+        "updater": None if upd is None else {"name": upd.fingerprint_name or upd.name, **upd.params()},
     }
     folder = Path(out) if out is not None else default_out(spec, label, mix, seed, dense, corpus)
     if resume and out is None and not (folder / checkpoint.CHECKPOINT).exists():

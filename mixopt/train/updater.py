@@ -91,11 +91,15 @@ class WeightUpdater(ABC):
     wants_eval: bool = False
     eval_windows: int = 8  # validation windows of each domain for eval_losses
     wants_batch: bool = False
+    fingerprint_name: str | None = None  # the name a checkpoint records, when not ``name``
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        if cls.name == WeightUpdater.name:  # errors then say "updater MyUpdater", not "updater updater"
+        if "name" in cls.__dict__:
+            cls.fingerprint_name = None
+        elif cls.name == WeightUpdater.name:  # errors then say "updater MyUpdater", not "updater updater"
             cls.name = cls.__name__
+            cls.fingerprint_name = WeightUpdater.name  # checkpoints written before this keep resuming
 
     def grad_param(self, name: str, param: torch.nn.Parameter) -> bool:
         """Whether ``grads`` covers this parameter (``model.named_parameters()`` names, e.g.
