@@ -118,7 +118,8 @@ def coerce_result(obj: Any, *, cost: float = 0.0, needed: Collection[str] | None
             res.error = f"non-finite metrics: {', '.join(bad)}"
         elif bad:
             res.metrics = {k: v for k, v in clean.items() if k not in bad}
-            res.error = f"{NONFINITE_LEFT_OUT}{', '.join(bad)}"
+            said = f"{NONFINITE_LEFT_OUT}{', '.join(bad)}"
+            res.error = f"{said}; {res.error}" if res.error else said  # the evaluator's own text kept
     if not res.cost:
         res.cost = cost
     return res

@@ -203,6 +203,9 @@ def test_coerce_result_accepts_dicts_and_flags_divergence():
     # only the objective's metrics decide: an unread NaN is left out and named
     r = coerce_result({"loss/a": 2.0, "mmlu": float("nan")}, needed={"loss/a"})
     assert r.status == "ok" and r.metrics == {"loss/a": 2.0} and "left out" in r.error and "mmlu" in r.error
+    r = EvalResult(metrics={"loss/a": 2.0, "mmlu": float("nan")}, error="slow node")
+    r = coerce_result(r, needed={"loss/a"})
+    assert r.error.endswith("mmlu; slow node")  # the evaluator's own words kept
     r = coerce_result({"loss/a": float("nan"), "mmlu": float("nan")}, needed={"loss/a"})
     assert r.status == "diverged" and r.error == "non-finite metrics: loss/a, mmlu"
     r = coerce_result(EvalResult(metrics={}, status="failed", error="boom"))

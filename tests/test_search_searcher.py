@@ -242,3 +242,18 @@ def test_the_best_run_s_seed_is_skipped_where_it_is_validated(tmp_path):
     assert cands[1].same_as == PROPOSAL and selection_seeds(cands, store) == {PROPOSAL: 1}
     slots = validation_slots(cands, k=2, seed=0, selected_at=selection_seeds(cands, store))
     assert [(s.label, s.seed) for s in slots] == [(PROPOSAL, 2), (PROPOSAL, 3)]
+
+
+def test_left_out_metrics_are_said_once_and_an_ok_runs_own_error_is_not(caplog):
+    from mixopt.evaluator import NONFINITE_LEFT_OUT
+
+    s = make()
+    for i in range(3):
+        s.suggest(f"t{i}")
+    with caplog.at_level("WARNING", logger="mixopt.search.searcher"):
+        s.on_trial_complete("t0", {**ok(1.0), "error": "slow node"})  # the evaluator's own note on an ok run
+        s.on_trial_complete("t1", {**ok(1.0), "error": NONFINITE_LEFT_OUT + "mmlu"})
+        s.on_trial_complete("t2", {**ok(1.0), "error": NONFINITE_LEFT_OUT + "mmlu"})
+    said = [r.message for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith("run s-s0001-a1: non-finite metrics left out")
+    assert len(s.observations) == 3

@@ -25,6 +25,7 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from mixopt.atomic import write_text
+from mixopt.evaluator import NONFINITE_LEFT_OUT
 
 logger = logging.getLogger(__name__)
 
@@ -161,8 +162,9 @@ class MixtureSearcher(Searcher):
         if not error and status == "ok" and value is not None:
             slot.state = "done"
             slot.error = None
-            note = (result or {}).get("error")
-            if note and not self._left_out_said:  # once a search: every run of the evaluator does it
+            note = (result or {}).get("error") or ""
+            # once a search phase: every run of the evaluator does it
+            if note.startswith(NONFINITE_LEFT_OUT) and not self._left_out_said:
                 self._left_out_said = True
                 logger.warning("run %s: %s; the run counts, without them", slot.run_id, note)
             self.observations.append({"weights": list(slot.weights), "value": value, "run_id": slot.run_id})
