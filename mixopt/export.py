@@ -91,6 +91,14 @@ def _train_name(domain: str) -> str:
     return domain if domain.startswith("train_") else "train_" + domain
 
 
+def _yaml_train_names(mixture: Mixture, names: Mapping[str, str],
+                      prefixes: Mapping[str, str] | None) -> dict[str, str]:
+    """RegMix's ``train:`` key of each domain: its --prefix, else train_<domain>; when that makes two
+    keys one (domains x and train_x both), the names as given."""
+    train_names = {d: names[d] if d in (prefixes or {}) else _train_name(d) for d in mixture.weights}
+    return train_names if len(set(train_names.values())) == len(train_names) else dict(names)
+
+
 def _objective_weights(mixture: Mixture) -> dict[str, float]:
     """The positive domain weights of the objective the mixture records (empty: all domains).
 
@@ -137,7 +145,12 @@ def export_notes(
     if prefixes:  # some prefixes given: the others are probably forgotten, not meant as bare names
         bare = [d for d, w in mixture.weights.items() if w > 0 and d not in prefixes]
         if bare:
-            how = "as train_<domain>" if fmt == "yaml" else "as the bare domain name(s)"
+            how = "as the bare domain name(s)"
+            if fmt == "yaml":  # train_<domain>, unless that would make two keys one
+                given = {d: prefixes.get(d, d) for d in mixture.weights}
+                written = _yaml_train_names(mixture, given, prefixes)
+                if all(written[d] == _train_name(d) for d in bare):
+                    how = "as train_<domain>"
             notes.append(f"no --prefix for {', '.join(bare)}: written {how}")
     if fmt == "olmix-mix" and _max_epochs(mixture) is None:
         notes.append("repetition_factor 1.0 (Olmix's default: no repetition): the mixture records no "
@@ -187,9 +200,7 @@ def export_mixture(
         return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 
     valid_sets = dict(valid) if valid else regmix_valid(mixture)
-    train_names = {d: names[d] if d in (prefixes or {}) else _train_name(d) for d in w}
-    if len(set(train_names.values())) < len(train_names):  # x and train_x both: keep the names as given
-        train_names = names
+    train_names = _yaml_train_names(mixture, names, prefixes)
     train = {train_names[d]: w[d] for d in w}
     doc = {"train": train, "valid": valid_sets}
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)

@@ -114,6 +114,10 @@ def test_megatron_leaves_out_zero_weights_and_says_so() -> None:
         assert "no --prefix for c: written as the bare domain name(s)" in export_notes(
             mix, fmt, prefixes={"a": "web"})
     assert "no --prefix for c: written as train_<domain>" in export_notes(mix, "yaml", prefixes={"a": "web"})
+    both = Mixture({"x": 0.3, "train_x": 0.3, "z": 0.4})  # train_x would be two keys: written as given
+    assert "no --prefix for x, train_x: written as the bare domain name(s)" in export_notes(
+        both, "yaml", prefixes={"z": "zz"})
+    assert "x: 0.3" in export_mixture(both, "yaml", prefixes={"z": "zz"})
     fitted = Mixture({"a": 0.5, "c": 0.5}, meta={"objective": {"kind": "metric", "metric": "metric/x_loss"}})
     assert "(the objective, metric/x_loss, names no domain)" in export_notes(fitted, "yaml")[0]
     # A fit on RegMix's Pile-CC column: its valid set is that domain's, as RegMix's own regmix.yaml
