@@ -79,6 +79,21 @@ def test_rebuild_is_a_no_op_until_something_changes(workspace: Path, tmp_path: P
     assert build_recipe(str(other), force=True).manifest["vocab_size"] == 280
 
 
+def test_a_recipe_does_not_replace_a_corpus_built_by_corpus_add(workspace: Path, tmp_path: Path) -> None:
+    """`corpus add tinyrecipe --from data/` then `corpus build ./tinyrecipe.toml`: the user's own
+    corpus is not silently replaced (it was, while a recipe of another path was already refused)."""
+    from mixopt.corpus.ingest import AddOptions, add_corpus
+
+    add_corpus("tinyrecipe", TINY_DATA, AddOptions(format="text", vocab_size=300, val_documents=4))
+    manifest = workspace / "corpora" / "tinyrecipe" / "manifest.json"
+    first = manifest.read_text()
+    said = rf"named 'tinyrecipe' is already built by `corpus add` from {TINY_DATA}; rename"
+    with pytest.raises(MixoptError, match=said):
+        build_recipe(str(path_recipe(tmp_path)))
+    assert manifest.read_text() == first
+    assert build_recipe(str(path_recipe(tmp_path)), force=True).manifest.get("recipe")
+
+
 def _deb(path: Path, files: dict[str, bytes]) -> Path:
     """A minimal Debian package (ar archive holding data.tar.xz) with ``files``."""
     buf = io.BytesIO()

@@ -157,6 +157,13 @@ def build_recipe(name: str, *, force: bool = False) -> BuildOutcome:
         # A recipe file is named by its stem: ./elsewhere/default.toml would replace the built
         # default corpus, and every run, search and mixture JSON made on it (as `corpus add` refuses).
         before = old.get("recipe")
+        srcs = old.get("sources") or [{}]
+        added = None if before or not isinstance(srcs[0], dict) else srcs[0].get("package")
+        if added:  # built by `corpus add` from the user's own data: not this recipe's to replace
+            raise MixoptError(
+                f"a corpus named {recipe.name!r} is already built by `corpus add` from {added}; rename "
+                f"{name} (the corpus takes the file's name), or pass --force to replace it"
+            )
         if name.endswith(".toml") and before and Path(before).resolve() != recipe.path.resolve():
             raise MixoptError(
                 f"a corpus named {recipe.name!r} is already built from recipe {before}; rename {name} (the "
