@@ -16,6 +16,7 @@ ceilings, repetition caps) by Euclidean projection, with a note when that moved 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 
 log = logging.getLogger(__name__)
 
@@ -214,13 +215,12 @@ def propose_entropy(
     import mixopt
     from mixopt.corpus.shards import Corpus
     from mixopt.mixture import Mixture
-    from mixopt.space import SearchSpace
+    from mixopt.space import SearchSpace, default_target_tokens
 
     corpus = corpus if isinstance(corpus, Corpus) else Corpus.open(corpus)
     tokens = corpus.train_tokens()
-    if max_epochs is not None and target_tokens is None:
-        # As a search does: epochs read as passes at the corpus's own size.
-        target_tokens = float(sum(tokens.values()))
+    # As a search does: epochs read as passes at the corpus's own size.
+    target_tokens = default_target_tokens(target_tokens, tokens)
     space = SearchSpace(
         domains=tuple(corpus.domains),
         tokens=tokens,
@@ -235,10 +235,15 @@ def propose_entropy(
 
         check_writable(out)
     em = entropy_mixture(corpus, space, normalize=normalize, temperature=temperature)
+    w = [em.weights[d] for d in space.domains]
+    if repeats := space.repetition_note(w):
+        warnings.warn(repeats, MixoptWarning, stacklevel=2)
     if out is not None:
         notes = ["training-free: no proxy runs; weights from each domain's conditional entropy"]
         if em.projected:
             notes.append("the raw entropy weights broke the space's bounds and were projected into it")
+        if repeats:
+            notes.append(repeats)
         Mixture(
             em.weights,
             meta={
@@ -254,13 +259,7 @@ def propose_entropy(
                         k: v for k, v in space.as_dict().items() if k not in ("domains", "tokens")
                     },
                 },
-                "tokens": {
-                    "target_tokens": target_tokens,
-                    "per_domain": {d: float(v) for d, v in tokens.items()},
-                    **(
-                        {"epochs": ep} if (ep := space.epochs([em.weights[d] for d in space.domains])) else {}
-                    ),
-                },
+                "tokens": space.token_plan(w),
                 "provenance": {
                     "corpus": corpus.name,
                     "corpus_hash": corpus.hash,

@@ -15,6 +15,10 @@ import numpy as np
 
 from mixopt.errors import MixoptError
 
+# Passes over a domain beyond which repeated data stops helping (Muennighoff et al. 2023: up to ~4
+# epochs are almost as good as new data); proxies and mixtures without a --max-epochs warn above it.
+DEFAULT_MAX_EPOCHS = 4.0
+
 
 def default_target_tokens(target: float | None, tokens: Mapping[str, float] | None) -> float | None:
     """The final run's budget: ``target`` when given, else as many tokens as the domains hold (so
@@ -232,6 +236,22 @@ class SearchSpace:
             if epochs is not None:
                 plan["epochs"] = epochs
         return plan
+
+    def repetition_note(self, w: Sequence[float] | np.ndarray) -> str | None:
+        """Said when no --max-epochs caps the space and weights ``w`` repeat a domain more than
+        :data:`DEFAULT_MAX_EPOCHS` times at the target budget (a small domain of a large corpus)."""
+        epochs = self.epochs(w)
+        if self.max_epochs is not None or not epochs:
+            return None
+        over = sorted(((e, d) for d, e in epochs.items() if e > DEFAULT_MAX_EPOCHS), reverse=True)
+        if not over:
+            return None
+        listed = ", ".join(f"{d} {e:.1f}" for e, d in over[:5])
+        more = f" and {len(over) - 5} more" if len(over) > 5 else ""
+        cap = f"{DEFAULT_MAX_EPOCHS:g}"
+        return (f"at the target budget ({self.target_tokens:,.0f} tokens) this mixture repeats "
+                f"{listed}{more} times (epochs), more than the {cap} passes repeated data stays useful "
+                f"for; --max-epochs {cap} caps it (as RegMix and Olmix do)")
 
     def constraints(self) -> dict:
         """The bounds a mixture must keep (:meth:`as_dict` without the domain list), for its JSON."""

@@ -355,9 +355,12 @@ def test_fit_proposes_under_a_repetition_cap(tmp_path: Path, capsys: pytest.Capt
     assert plan["epochs"][first] == pytest.approx(w[first] * 100) and max(plan["epochs"].values()) <= 2
     # --tokens alone: the budget is the tokens the domains hold, as a search takes it
     assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "loglinear", "--kl", "0",
-                    "--propose", "--out", str(out), "--tokens", toks]) == 0
+                    "--propose", "--out", str(out), "--tokens", toks, "--min-weight", "0.01"]) == 0
     plan = Mixture.load(out).meta["tokens"]
     assert plan["target_tokens"] == pytest.approx(sum(tokens.values())) and set(plan["epochs"]) == set(tokens)
+    # uncapped, the small domain is repeated: said, with the cap that would prevent it
+    repeated = [n for n in Mixture.load(out).meta["notes"] if "times (epochs)" in n]
+    assert plan["epochs"][first] > 4 and repeated and f"repeats {first} " in repeated[0]
     bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--propose", "--out", str(out),
          "--max-epochs", "2"], capsys, "--max-epochs needs the tokens of each domain")
     bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--cv", "3", "--target-size", "1e9"], capsys,

@@ -149,6 +149,16 @@ def test_space_bounds_include_repetition_cap():
     assert space.contains_rows(rows).tolist() == [True, False]
 
 
+def test_a_mixture_repeating_a_small_domain_is_said_without_a_cap():
+    space = SearchSpace(domains=("big", "small"), tokens={"big": 1e6, "small": 1e3}, target_tokens=1.001e6)
+    note = space.repetition_note([0.5, 0.5])  # 500,500 tokens of a 1,000-token domain
+    assert note is not None and "repeats small 500.5 times (epochs)" in note and "--max-epochs 4" in note
+    assert space.repetition_note([0.999, 0.001]) is None
+    capped = SearchSpace(domains=("big", "small"), tokens={"big": 1e6, "small": 1e3}, max_epochs=4,
+                         target_tokens=1e6)
+    assert capped.repetition_note([0.996, 0.004]) is None
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -53,6 +53,10 @@ def test_entropy_mixture_on_the_tiny_corpus(
     mix = json.loads(out.read_text())
     assert mix["method"] == "entropy" and mix["weights"][order[-1]] <= 0.2 + 1e-9
     assert "bigram" in mix["params"]["estimator"]
+    plan = mix["tokens"]  # at the corpus's own size: each domain's tokens at the target, as search writes
+    assert plan["target_tokens"] == sum(tiny_corpus.train_tokens().values())
+    for d, w in mix["weights"].items():
+        assert plan["per_domain"][d] == pytest.approx(w * plan["target_tokens"])
     with pytest.raises(SystemExit) as exc:
         main(["entropy", str(tiny_corpus.path), "--min-weight", "0.3"])
     err = capsys.readouterr().err

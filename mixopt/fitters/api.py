@@ -251,7 +251,8 @@ def _save_mixture(
     else:
         notes = [n for n in (extrapolation_note(prop.predicted, y, method), held_note(prop.info),
                              beyond_runs_note(prop.weights, X, table.domains, method, fixed=space.fixed),
-                             unused_kl_note(prop.info, proposer_params.get("kl"), method)) if n]
+                             unused_kl_note(prop.info, proposer_params.get("kl"), method),
+                             space.repetition_note(prop.weights)) if n]
     baselines: dict[str, Any] = {
         "best_run": {"run_id": run_ids[best], "measured": float(y[best]),
                      "inside_constraints": inside is not None,

@@ -32,12 +32,12 @@ from mixopt.proxy.model import ProxyLM
 from mixopt.proxy.rungs import RungConfig, load_rung
 from mixopt.proxy.sampler import MixtureSampler, expected_epochs
 from mixopt.proxy.valset import ValidationSet
+from mixopt.space import DEFAULT_MAX_EPOCHS
 
 log = logging.getLogger(__name__)
 
 # Repetition cap used when none is given: at most this many passes over any domain (as RegMix and
 # Olmix cap repetition); beyond it the run still goes on, with a warning.
-DEFAULT_MAX_EPOCHS = 4.0
 
 
 @dataclass

@@ -526,8 +526,11 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     else:
         notes.append("not validated (--validate 0): nothing was measured" if spec.training_free else
                      "not validated (--validate 0): the predicted objective is the model's, not measured")
-    if split := per_domain_note(next(c for c in cands if c.name == exported), prep.objective, domains):
+    chosen_cand = next(c for c in cands if c.name == exported)
+    if split := per_domain_note(chosen_cand, prep.objective, domains):
         notes.append(split)
+    if repeats := prep.space.repetition_note(chosen_cand.weights):
+        notes.append(repeats)
     if n_failed:
         kinds = ", ".join(f"{n} {kind}" for kind, n in outcomes.items())
         notes.append(f"swarm runs lost after {cfg.retries} retries: {kinds}; they are in the store "
