@@ -165,3 +165,26 @@ def test_rows_without_text_are_counted_out_loud(workspace: Path, tmp_path: Path,
     assert code == 0, err
     said = " ".join(err.split())
     assert f"3 rows have no text in column 'text' and are left out ({data[0]['domain']} 3)" in said
+
+
+def test_format_detection_of_folders(tmp_path: Path) -> None:
+    """Domain folders with a stray index.csv are text (the csv is ignored, said); loose text files
+    without domain folders are named as the layout problem they are."""
+    import shutil
+
+    from mixopt.corpus.ingest import detect_format
+    from mixopt.errors import MixoptError
+
+    folders = tmp_path / "folders"
+    shutil.copytree(TINY_DATA, folders)
+    (folders / "index.csv").write_text("file,label\na,b\n")
+    assert detect_format(folders) == "text"
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "a.txt").write_text("hello")
+    with pytest.raises(MixoptError, match="has no domain folders; make one sub-folder per domain"):
+        detect_format(loose)
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    pl.DataFrame(rows()).write_parquet(tables / "part-0.parquet")
+    assert detect_format(tables) == "parquet"

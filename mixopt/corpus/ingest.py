@@ -81,11 +81,19 @@ def detect_format(path: Path) -> str:
             raise MixoptError(
                 f"folder {path} is empty; --from takes one folder of text files per domain, or table files"
             )
+        subdirs = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        # Domain folders of text files win over a stray index.csv beside them (said as ignored).
+        if any(f.is_file() and f.suffix not in _SUFFIXES for d in subdirs for f in d.rglob("*")):
+            return "text"
         kinds = {_SUFFIXES[p.suffix] for p in path.iterdir() if p.is_file() and p.suffix in _SUFFIXES}
         if len(kinds) == 1:
             return kinds.pop()
-        if any(p.is_dir() for p in path.iterdir()):
+        if subdirs:
             return "text"
+        if not kinds:  # loose text files: the layout, not the format, is what is wrong
+            raise MixoptError(
+                f"{path} has no domain folders; make one sub-folder per domain with text files in it"
+            )
         raise MixoptError(
             f"cannot tell the format of folder {path}; pass --format (one of {', '.join(FORMATS[1:])})"
         )
