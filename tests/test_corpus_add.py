@@ -188,3 +188,12 @@ def test_format_detection_of_folders(tmp_path: Path) -> None:
     tables.mkdir()
     pl.DataFrame(rows()).write_parquet(tables / "part-0.parquet")
     assert detect_format(tables) == "parquet"
+    import gzip
+
+    from mixopt.corpus.ingest import AddOptions, read_documents
+
+    packed = tmp_path / "data.jsonl.gz"
+    packed.write_bytes(gzip.compress(b'{"domain": "a", "text": "x"}\n'))
+    for fmt in ("auto", "jsonl"):
+        with pytest.raises(MixoptError, match=r"data.jsonl.gz is compressed \(.gz\); corpus add reads plain"):
+            read_documents(packed, AddOptions(format=fmt))

@@ -236,6 +236,11 @@ def read_documents(path: Path, opts: AddOptions) -> dict[str, list[str]]:
     """Documents per domain from ``path`` in ``opts.format`` (detected when ``auto``)."""
     if not path.exists():
         raise MixoptError(f"{path} does not exist; pass an existing file or folder with --from")
+    if path.is_file() and path.suffix in (".gz", ".bz2", ".xz", ".zst", ".zip"):
+        raise MixoptError(
+            f"{path} is compressed ({path.suffix}); corpus add reads plain jsonl, csv and parquet: "
+            "decompress it first (a recipe's jsonl extractor reads .jsonl.gz as it is)"
+        )
     fmt = detect_format(path) if opts.format == "auto" else opts.format
     if fmt == "text":
         if not path.is_dir():
