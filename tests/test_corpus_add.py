@@ -192,6 +192,17 @@ def test_format_detection_of_folders(tmp_path: Path) -> None:
 
     from mixopt.corpus.ingest import AddOptions, read_documents
 
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(MixoptError, match=r"empty.jsonl is empty; give one JSON object per line"):
+        read_documents(empty, AddOptions())
+    bom = tmp_path / "bom.jsonl"  # saved by a Windows editor
+    bom.write_bytes(b"\xef\xbb\xbf" + b'{"domain": "a", "text": "x"}\n{"domain": "b", "text": "y"}\n')
+    assert read_documents(bom, AddOptions()) == {"a": ["x"], "b": ["y"]}
+    none = tmp_path / "none.parquet"
+    pl.DataFrame(schema={"domain": pl.String, "text": pl.String}).write_parquet(none)
+    with pytest.raises(MixoptError, match=r"none.parquet has no rows; give a file with one row per document"):
+        read_documents(none, AddOptions())
     packed = tmp_path / "data.jsonl.gz"
     packed.write_bytes(gzip.compress(b'{"domain": "a", "text": "x"}\n'))
     for fmt in ("auto", "jsonl"):

@@ -126,7 +126,8 @@ def split_indices(domain: str, n_docs: int, val_documents: int, seed: int) -> tu
     need = 2 * val_documents
     if n_docs < need:
         raise MixoptError(
-            f"domain {domain!r} has {n_docs} documents after deduplication but needs at least {need} "
+            f"domain {domain!r} has {n_docs} document{'' if n_docs == 1 else 's'} after deduplication but "
+            f"needs at least {need} "
             f"({val_documents} for validation and as many for training); add text or lower "
             "val_documents (the recipe's key; --val-documents for corpus add)"
         )

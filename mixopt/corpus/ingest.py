@@ -9,6 +9,7 @@ then built exactly like a recipe's (:func:`mixopt.corpus.build.build_from_docume
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import warnings
@@ -121,9 +122,13 @@ def _read_table(path: Path, fmt: str):  # -> polars.DataFrame
     for f in _table_files(path, fmt):
         if fmt in ("jsonl", "csv"):
             check_utf8(f)  # polars' own message gives neither the offset nor always the file
+        if fmt == "jsonl":
+            data = f.read_bytes().removeprefix(b"\xef\xbb\xbf")  # a BOM (Windows editors) is no JSON
+            if not data.strip():
+                raise MixoptError(f"{f} is empty; give one JSON object per line (a domain and a text)")
         try:
             if fmt == "jsonl":
-                frames.append(pl.read_ndjson(f, infer_schema_length=None))
+                frames.append(pl.read_ndjson(io.BytesIO(data), infer_schema_length=None))
             elif fmt == "csv":
                 frames.append(pl.read_csv(f, infer_schema_length=0))
             else:
@@ -142,7 +147,7 @@ def _read_table(path: Path, fmt: str):  # -> polars.DataFrame
 
 def _bad_json_line(path: Path) -> str | None:
     """``line N: <what json says>`` for the first line of a jsonl file that is not a JSON object."""
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:
         for n, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -176,6 +181,8 @@ def _group(df, where: str, domain_column: str, text_column: str) -> dict[str, li
     import polars as pl
 
     cols = list(df.columns)
+    if df.height == 0:
+        raise MixoptError(f"{where} has no rows; give a file with one row per document")
     for kind, col in (("domain", domain_column), ("text", text_column)):
         if col not in cols:
             flag = "--domain-column" if kind == "domain" else "--text-column"
@@ -191,7 +198,8 @@ def _group(df, where: str, domain_column: str, text_column: str) -> dict[str, li
     nulls = df[domain_column].null_count()
     if nulls:
         raise MixoptError(
-            f"{where}: {nulls} rows have no value in domain column {domain_column!r}; fill or drop them"
+            f"{where}: {nulls} row{'s have' if nulls != 1 else ' has'} no value in domain column "
+            f"{domain_column!r}; fill or drop {'them' if nulls != 1 else 'it'}"
         )
     docs: dict[str, list[str]] = defaultdict(list)
     missing: dict[str, int] = defaultdict(int)
