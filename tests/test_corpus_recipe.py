@@ -279,3 +279,11 @@ def test_own_jsonl_data_is_a_domain_next_to_a_recipes_own(workspace: Path, tmp_p
     said = r"is not valid TOML: .*twice.*; write each domain \(and each key\) once"
     with pytest.raises(MixoptError, match=said):
         build_recipe(str(twice))
+
+
+def test_a_source_without_a_licence_takes_its_domains(tmp_path: Path) -> None:
+    r = tmp_path / "mine.toml"
+    r.write_text('[domains.tickets]\nlicence = "proprietary"\n[[domains.tickets.sources]]\nkind = "path"\n'
+                 'path = "t.jsonl"\n[[domains.tickets.sources]]\nkind = "path"\npath = "u.jsonl"\n'
+                 'licence = "CC0"\n')
+    assert [s.licence for s in parse_recipe(r).domains[0].sources] == ["proprietary", "CC0"]

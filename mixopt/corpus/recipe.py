@@ -130,7 +130,7 @@ def _globs(where: str, v: Any, key: str) -> tuple[str, ...]:
     return tuple(v)
 
 
-def _source(where: str, domain: str, s: Any) -> SourceSpec:
+def _source(where: str, domain: str, s: Any, licence: str | None = None) -> SourceSpec:
     if not isinstance(s, dict):
         raise MixoptError(f"{where}: each source must be a table with kind, package, include, ...")
     unknown = set(s) - _SOURCE_KEYS
@@ -162,7 +162,7 @@ def _source(where: str, domain: str, s: Any) -> SourceSpec:
         include=_globs(where, s.get("include", ["*"]), "include"),
         exclude=_globs(where, s.get("exclude", []), "exclude"),
         extractor=extractor,
-        licence=str(s.get("licence", "unknown")),
+        licence=str(s.get("licence", licence or "unknown")),  # the domain's, unless it says its own
         pack=bool(s.get("pack", False)),
         on_decode_error=policy,
     )
@@ -208,7 +208,8 @@ def parse_recipe(path: Path, name: str | None = None) -> Recipe:
                 name=dname,
                 description=str(d.get("description", "")),
                 licence=d.get("licence"),
-                sources=tuple(_source(f"{dwhere} source {i + 1}", dname, s) for i, s in enumerate(srcs)),
+                sources=tuple(_source(f"{dwhere} source {i + 1}", dname, s, d.get("licence"))
+                              for i, s in enumerate(srcs)),
             )
         )
     return Recipe(
