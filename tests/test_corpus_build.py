@@ -146,3 +146,11 @@ def test_vocab_size_out_of_range(tmp_path) -> None:
     with pytest.raises(MixoptError, match="vocab_size 100 is out of range"):
         build_from_documents("v", tiny_documents(), tmp_path / "v", vocab_size=100, val_documents=4)
     assert not (tmp_path / "v").exists()
+
+
+def test_a_vocabulary_smaller_than_asked_is_said(tmp_path) -> None:
+    from mixopt.errors import MixoptWarning
+
+    docs = {d: [f"{d} text number {i}" for i in range(12)] for d in ("a", "b")}
+    with pytest.warns(MixoptWarning, match=r"the tokenizer learned \d+ tokens of the 5,000 asked for"):
+        build_from_documents("x", docs, tmp_path / "x", vocab_size=5000, val_documents=4)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from mixopt.atomic import atomic_dir, write_json
 from mixopt.corpus.documents import EOT, DomainDocs, check_domain_name, clean_documents, split_indices
 from mixopt.corpus.shards import CORPUS_SCHEMA, write_split
 from mixopt.corpus.tokenize import balanced_sample, encode_documents, train_tokenizer
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,10 @@ def build_from_documents(
     tok = train_tokenizer(balanced_sample(train_docs, tokenizer_sample_chars, seed), vocab_size)
     eot_id = tok.token_to_id(EOT)
     log.info("tokenizer: %d tokens in %.1fs", tok.get_vocab_size(), time.perf_counter() - t1)
+    if tok.get_vocab_size() < 0.9 * vocab_size:  # BPE stops merging when the sample runs out of pairs
+        warnings.warn(f"corpus {name!r}: the tokenizer learned {tok.get_vocab_size():,} tokens of the "
+                      f"{vocab_size:,} asked for (too little text for more merges); the corpus is built "
+                      "with that vocabulary", MixoptWarning, stacklevel=2)
 
     sources = list(sources or [])
     domains_meta: dict[str, dict[str, Any]] = {}
