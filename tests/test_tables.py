@@ -169,26 +169,22 @@ def test_a_target_of_several_columns_is_their_weighted_mean(tmp_path: Path) -> N
 def test_wrong_shaped_tables_are_named(tmp_path: Path) -> None:
     """A European-locale export, a transposed table, percentages, a column that is not a weight,
     and the two files given the wrong way round: each error says which."""
-    semi = write(tmp_path / "semi.csv", "index;a;b\n1;0,5;0,5\n")
     m = write(tmp_path / "m.csv", "index,loss\n1,3.0\n2,3.1\n")
-    with pytest.raises(MixoptError, match="looks semicolon-separated; mixopt reads comma-separated"):
-        read_run_tables(semi, m)
-    tab = write(tmp_path / "tab.csv", "index\ta\tb\n1\t0.5\t0.5\n")
-    with pytest.raises(MixoptError, match="looks tab-separated"):
-        read_ratios(tab)
-    flipped = write(tmp_path / "t.csv", "domain,1,2\na,0.5,0.2\nb,0.5,0.8\n")
-    with pytest.raises(MixoptError, match=r"t\.csv look\(s\) transposed: one column per run"):
-        read_run_tables(flipped, m)
-    with pytest.raises(MixoptError, match="it looks transposed"):
-        read_ratios(flipped)
-    pct = write(tmp_path / "pct.csv", "index,a,b\n1,50,50\n2,30.1,69.9\n")
-    with pytest.raises(MixoptError, match="look like percentages: divide them by 100"):
-        read_run_tables(pct, m)
-    seed = write(tmp_path / "seed.csv", "index,a,b,seed\n1,0.5,0.5,3\n2,0.2,0.8,4\n")
-    with pytest.raises(MixoptError, match="column\\(s\\) seed hold values above 1, so are not weights"):
-        read_run_tables(seed, m)
     ratios = write(tmp_path / "r.csv", "index,a,b\n1,0.5,0.5\n2,0.2,0.8\n")
     losses = write(tmp_path / "l.csv", "index,x,y\n1,3.0,3.5\n2,3.1,3.4\n")
+    cases = [  # (file, its text, read as ratios alone or joined with m.csv, what the error says)
+        ("semi.csv", "index;a;b\n1;0,5;0,5\n", "joined", "looks semicolon-separated; mixopt reads comma-"),
+        ("tab.csv", "index\ta\tb\n1\t0.5\t0.5\n", "alone", "looks tab-separated"),
+        ("t.csv", "domain,1,2\na,0.5,0.2\nb,0.5,0.8\n", "joined", r"t\.csv look\(s\) transposed: one column"),
+        ("t.csv", "domain,1,2\na,0.5,0.2\nb,0.5,0.8\n", "alone", "it looks transposed"),
+        ("pct.csv", "index,a,b\n1,50,50\n2,30.1,69.9\n", "joined", "look like percentages: divide them by"),
+        ("seed.csv", "index,a,b,seed\n1,0.5,0.5,3\n2,0.2,0.8,4\n", "joined",
+         r"column\(s\) seed hold values above 1, so are not weights"),
+    ]
+    for name, text, how, said in cases:
+        path = write(tmp_path / name, text)
+        with pytest.raises(MixoptError, match=said):
+            read_run_tables(path, m) if how == "joined" else read_ratios(path)
     with pytest.raises(MixoptError, match="are the ratios and metrics files swapped"):
         read_run_tables(losses, ratios)
     read_run_tables(ratios, losses)  # the right way round
