@@ -202,23 +202,3 @@ def test_runs_searches_lists_every_search_and_the_miss_hint_says_when_it_is_cut(
     assert run_cli(["search", "--resume", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert "the 10 newest of its 12 searches" in err and "mixopt runs searches" in err
-
-
-def test_plain_eta_leaves_out_start_up(monkeypatch, capsys) -> None:  # noqa: ANN001
-    """Without a terminal a line per run; its ETA is timed from the first finished run, so a slow
-    start (Ray and the trials starting, 60 s here) does not inflate it."""
-    import time
-
-    from mixopt.cli import search as cli_search
-    from mixopt.search.runner import ProgressEvent
-
-    clock = iter([0.0, 60.0, 70.0, 80.0])
-    monkeypatch.setattr(time, "monotonic", lambda: next(clock))
-    prog = cli_search._Progress(quiet=False)
-    prog.plain = True
-    for done, last in [(0, None), (1, "r1"), (2, "r2"), (3, "r3")]:
-        event = ProgressEvent(phase="swarm", done=done, total=10, failed=0, best=1.0, last=last)
-        prog._plain_line(event, "1.0")
-    err = capsys.readouterr().err
-    assert "swarm 2/10 · best 1.0 · 70s elapsed · ETA 80s" in err  # 8 runs left at 10 s each
-    assert "swarm 3/10 · best 1.0 · 80s elapsed · ETA 70s" in err

@@ -194,7 +194,6 @@ class _Progress:
         )
         self.tasks: dict[str, Any] = {}
         self.started: dict[str, tuple[float, int]] = {}
-        self.first_done: dict[str, tuple[float, int]] = {}
 
     def __enter__(self) -> _Progress:
         import logging
@@ -238,10 +237,6 @@ class _Progress:
         if event.last is None:  # the event sent at the start of a phase
             return
         elapsed, rate = now - t0, (event.done - done0) / max(now - t0, 1e-9)
-        # From the first finished run on, the rate leaves out Ray's and the trials' start-up.
-        t1, done1 = self.first_done.setdefault(event.phase, (now, event.done))
-        if event.done > done1:
-            rate = (event.done - done1) / max(now - t1, 1e-9)
         eta = f"{(event.total - event.done) / rate:.0f}s" if rate > 0 else "-"
         failed = f" ({event.failed} failed)" if event.failed else ""
         self.progress.console.print(f"{event.phase} {event.done}/{event.total}{failed} · best {best} · "
