@@ -36,9 +36,6 @@ from mixopt.space import DEFAULT_MAX_EPOCHS
 
 log = logging.getLogger(__name__)
 
-# Repetition cap used when none is given: at most this many passes over any domain (as RegMix and
-# Olmix cap repetition); beyond it the run still goes on, with a warning.
-
 
 @dataclass
 class ProxyResult(EvalResult):
