@@ -134,7 +134,7 @@ def test_a_nan_metric_the_objective_does_not_read_is_left_out(workspace, tmp_pat
         res = run_search(config(tmp_path, name="unread", evaluator="mixopt.testing:unread_nan", budget=4,
                                 retries=0, validate=0))
     assert res.runs["ok"] == res.runs["fitted"] == 4
-    said = [r.message for r in caplog.records if "left out" in r.message]
+    said = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
     assert len(said) == 1 and "downstream/mmlu" in said[0] and "the run counts, without them" in said[0]
     runs = RunStore().runs(search_id="unread", role="swarm")
     assert all(r.status == "ok" and "downstream/mmlu" not in r.metrics and "loss/web" in r.metrics

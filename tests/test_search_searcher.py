@@ -254,6 +254,6 @@ def test_left_out_metrics_are_said_once_and_an_ok_runs_own_error_is_not(caplog):
         s.on_trial_complete("t0", {**ok(1.0), "error": "slow node"})  # the evaluator's own note on an ok run
         s.on_trial_complete("t1", {**ok(1.0), "error": NONFINITE_LEFT_OUT + "mmlu"})
         s.on_trial_complete("t2", {**ok(1.0), "error": NONFINITE_LEFT_OUT + "mmlu"})
-    said = [r.message for r in caplog.records]
+    said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and said[0].startswith("run s-s0001-a1: non-finite metrics left out")
     assert len(s.observations) == 3
