@@ -187,14 +187,38 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def _owner() -> str:
+    """This process, as a temporary folder's name records it: host and pid."""
+    import socket
+
+    return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+
+
+def _sweep_orphans(path: Path) -> None:
+    """Remove temporary folders of ``path`` left by processes of this host that died (kill -9
+    mid-build; a corpus's can hold gigabytes). Another host's, on a shared file system, stay."""
+    host = _owner().rsplit("-", 1)[0]
+    for tmp in path.parent.glob(f".{path.name}.{host}-*.tmp"):
+        pid = tmp.name.removeprefix(f".{path.name}.{host}-").split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:  # alive, another user's
+            pass
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; it replaces ``path`` only if the block succeeds
     (a symlinked folder: its target, so the link stays)."""
     path = _target(Path(path), "output", folder=True)
     _check_parent(path)
+    _sweep_orphans(path)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent))
     except OSError as exc:
         raise MixoptError(f"cannot write in {path.parent} ({exc.strerror}); choose a writable path") from exc
     try:

@@ -377,3 +377,24 @@ def test_a_write_goes_through_a_symlink_and_never_replaces_a_device_or_pipe(tmp_
         with pytest.raises(MixoptError, match="is not a regular file"):
             atomic.write_text(path, "x")
     assert fifo.exists() and not fifo.is_file() and Path("/dev/null").is_char_device()
+
+
+def test_atomic_dir_sweeps_what_a_killed_build_left(tmp_path):
+    """kill -9 mid-build leaves `.built.<host>-<pid>.*.tmp` (GBs for a corpus); the next build of the
+    same folder removes it once its process is gone, and leaves a live process's and another host's."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    me = atomic._owner()
+    host = me.rsplit("-", 1)[0]
+    orphan = tmp_path / f".built.{host}-{dead}.abc.tmp"
+    live = tmp_path / f".built.{host}-{os.getppid()}.def.tmp"  # pytest's parent: alive
+    other = tmp_path / f".built.elsewhere-{dead}.ghi.tmp"
+    for d in (orphan, live, other):
+        (d / "shard").mkdir(parents=True)
+    with atomic.atomic_dir(tmp_path / "built") as tmp:
+        assert tmp.name.startswith(f".built.{me}.")
+        (tmp / "f").write_text("v1")
+    assert not orphan.exists() and live.exists() and other.exists()
