@@ -66,8 +66,9 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
         if result:
             _plot_weights(tmp / "weights.png", result, domains)
             files.append(folder / "weights.png")
+        own = set(swarm_ids)  # the fitted runs the search reused: their objective, as matrix read it
         _plot_runs(tmp / "runs.png", runs, objective, domains, result,
-                   reused=st.runs(run_id=reused, status="ok") if reused else [])
+                   reused=[v for v, i in zip(y, ids, strict=True) if i not in own])
         files.append(folder / "runs.png")
         md = _markdown(name, rec.state, cfg, result, runs, len(reused), len(y), cv, cv_notes, files)
         (tmp / "report.md").write_text(md, encoding="utf-8")
@@ -156,18 +157,18 @@ def _plot_weights(path: Path, result: dict[str, Any], domains: list[str], top: i
 
 
 def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains: list[str],
-               result: dict[str, Any] | None, reused: Sequence[RunRecord] = ()) -> None:
+               result: dict[str, Any] | None, reused: Sequence[float] = ()) -> None:
     """The objective of every run the fit saw, in order: runs reused from earlier searches (or
-    imported), this search's swarm, then the validation runs; with the best so far."""
+    imported; ``reused`` holds their objective values), this search's swarm, then the validation
+    runs; with the best so far."""
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8))
     swarm = [r for r in runs if r.role == "swarm"]
     before = len(reused)
-    rvals = [objective.value(r.metrics, domains) for r in reused]
     vals = [objective.value(r.metrics, domains) if r.status == "ok" else math.nan for r in swarm]
-    ok = [(i, v) for i, v in enumerate(rvals + vals) if math.isfinite(v)]
+    ok = [(i, v) for i, v in enumerate([*reused, *vals]) if math.isfinite(v)]
     if ok:
         xs, ys = zip(*ok, strict=True)
         mine = [(x, y) for x, y in ok if x >= before]

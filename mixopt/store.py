@@ -423,7 +423,6 @@ class RunStore:
         domains: Sequence[str] | None = None,
         status: str | Sequence[str] | None = None,
         role: str | Sequence[str] | None = None,
-        run_id: Sequence[str] | None = None,
     ) -> list[RunRecord]:
         """Runs matching every filter, oldest first; ``corpus_hash=None`` matches runs without a corpus."""
         where: list[str] = []
@@ -449,8 +448,6 @@ class RunStore:
             _in("status", status)
         if role is not None:
             _in("role", role)
-        if run_id is not None:
-            _in("run_id", run_id)
         q = "SELECT * FROM runs" + (f" WHERE {' AND '.join(where)}" if where else "")
         q += " ORDER BY created, run_id"
         with self._connect() as con:

@@ -178,7 +178,8 @@ def test_runs_plot_draws_reused_runs_before_the_swarm(tmp_path, monkeypatch) -> 
     old = [_record(i, w, tmp_path) for i, w in enumerate(rng.dirichlet(np.ones(3), 30))]
     new = [_record(100 + i, w, tmp_path) for i, w in enumerate(rng.dirichlet(np.ones(3), 5))]
     val = [_record(200, np.full(3, 1 / 3), tmp_path, role="validate", label="uniform", seed=1)]
-    _plot_runs(tmp_path / "runs.png", new + val, Objective(), DOMAINS, None, reused=old)
+    _plot_runs(tmp_path / "runs.png", new + val, Objective(), DOMAINS, None,
+               reused=[Objective().value(r.metrics, DOMAINS) for r in old])
     assert (tmp_path / "runs.png").read_bytes().startswith(PNG)
     ax = figs[0].axes[0]
     drawn = {c.get_label(): c.get_offsets()[:, 0].tolist() for c in ax.collections}
