@@ -187,17 +187,21 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def _owner() -> str:
-    """This process, as a temporary folder's name records it: host and pid."""
+def _host() -> str:
     import socket
 
-    return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+    return socket.gethostname().replace(".", "_")  # dots separate the parts of a temporary name
+
+
+def _owner() -> str:
+    """This process, as a temporary folder's name records it: host and pid."""
+    return f"{_host()}-{os.getpid()}"
 
 
 def _sweep_orphans(path: Path) -> None:
     """Remove temporary folders of ``path`` left by processes of this host that died (kill -9
     mid-build; a corpus's can hold gigabytes). Another host's, on a shared file system, stay."""
-    host = _owner().rsplit("-", 1)[0]
+    host = _host()
     for tmp in path.parent.glob(f".{path.name}.{host}-*.tmp"):
         pid = tmp.name.removeprefix(f".{path.name}.{host}-").split(".", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid():
