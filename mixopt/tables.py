@@ -21,6 +21,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,7 @@ class RunTable:
         ``a=0.7,b=0.3`` (weighted; the weights are normalised), as ``search --target`` takes them.
         """
         if name == MEAN_TARGET:
-            cols = self._mean_columns()
+            cols = self._mean_columns
             return {c: 1.0 / len(cols) for c in cols}
         if name in self.metrics.columns:
             return {name: 1.0}
@@ -91,10 +92,11 @@ class RunTable:
         total = sum(parts.values())
         return {c: w / total for c, w in parts.items()}
 
-    def _mean_columns(self) -> list[str]:
+    @cached_property
+    def _mean_columns(self) -> tuple[str, ...]:
         """The columns ``mean`` averages: all but bookkeeping ones (``_step``, ``_runtime``: a
         wandb export's), with a warning when their scales are far apart (then the mean is mostly
-        the largest one's)."""
+        the largest one's). Worked out, and said, once per table: a fit asks for it thrice."""
         book = [c for c in self.metric_names if c.startswith("_")]
         cols = [c for c in self.metric_names if c not in book]
         if not cols:
@@ -118,7 +120,7 @@ class RunTable:
                 f"most ~{small:.3g}): the mean follows the largest; name the columns to average "
                 "(--target c1,c2) or drop the others from the metrics file",
                 MixoptWarning, stacklevel=3)
-        return cols
+        return tuple(cols)
 
     def target(self, name: str) -> np.ndarray:
         """Values of target ``name`` per run (see :meth:`target_weights`); may hold NaN."""
@@ -204,7 +206,7 @@ def _looks_transposed(df: pl.DataFrame) -> bool:
     return len(rest) >= 2 and all(re.fullmatch(r"-?\d+(\.\d*)?", c.strip()) for c in rest)
 
 
-_TRANSPOSED = " (it looks transposed: one column per run; give one row per run)"
+_TRANSPOSED = "transposed: one column per run; give one row per run"
 
 
 def _ids(df: pl.DataFrame, key: str, path: str | Path) -> list[str]:
@@ -353,7 +355,7 @@ def read_ratios(
     key = key or next((k for k in ("run", "index") if k in df.columns), None)
     if key is None or key not in df.columns:
         raise MixoptError(f"{path}: no 'run' or 'index' column to name the rows; add one"
-                          + (_TRANSPOSED if _looks_transposed(df) else ""))
+                          + (f" (it looks {_TRANSPOSED})" if _looks_transposed(df) else ""))
     ids = _ids(df, key, path)
     found = tuple(_numeric_columns(df, path, "a domain weight", ids))
     if domains is not None:
@@ -377,8 +379,7 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
         raise MixoptError(
             f"cannot join {ratios} and {metrics}: they share neither a 'run' nor an 'index' column; "
             "give both files the same run id column"
-            + (f" ({' and '.join(flipped)} look(s) transposed: one column per run; give one row per run)"
-               if flipped else "")
+            + (f" ({' and '.join(flipped)} look(s) {_TRANSPOSED})" if flipped else "")
         )
     rids = _ids(rdf, key, ratios)
     mids = _ids(mdf, key, metrics)
