@@ -694,15 +694,18 @@ def test_reused_repeats_of_one_mixture_count_once_towards_the_budget(workspace, 
         _plan(prepare(config(tmp_path, name="law", budget=2, method="mixing-law")))
 
 
-def test_default_names_taken_in_the_same_second_get_a_suffix(workspace, tmp_path) -> None:
+def test_default_names_taken_in_the_same_second_get_a_suffix(workspace, tmp_path, monkeypatch) -> None:
     """Two searches started in one second: the second is not told to resume the first's."""
-    from mixopt.search.driver import _claim_default_name, run_search
+    from mixopt.search import prepare as prepare_mod
+    from mixopt.search.driver import run_search
     from mixopt.search.prepare import prepare
 
-    prep = prepare(config(tmp_path))
-    first, second = _claim_default_name(prep), _claim_default_name(prep)
-    assert first.search_id == prep.search_id and second.search_id == prep.search_id + "-2"
-    assert second.search_dir.is_dir() and second.search_dir.name == second.search_id
+    with monkeypatch.context() as m:
+        m.setattr(prepare_mod, "default_name", lambda cfg: "custom-regmix-20261203-085706")  # one second
+        first, second = prepare(config(tmp_path)), prepare(config(tmp_path))
+    assert first.search_id == "custom-regmix-20261203-085706" and second.search_id == first.search_id + "-2"
+    assert first.search_dir.is_dir() and second.search_dir.is_dir()
+    assert second.search_dir.name == second.search_id
     # a default-named search refused while planning leaves no claimed folder behind
     before = set((workspace / "searches").iterdir())
     with pytest.raises(MixoptError, match="--budget"):

@@ -92,9 +92,6 @@ def run_search(
     """
     new_store = not Path(config.store or default_path()).exists()
     prep = prepare(config, evaluator)
-    claimed = _claim_default_name(prep) if config.name is None else None
-    if claimed is not None:
-        prep = claimed
     try:
         if prep.store.get_search(prep.search_id) is not None:
             raise MixoptError(
@@ -105,7 +102,7 @@ def run_search(
     except MixoptError:
         if new_store:  # a refused search leaves no empty store behind
             prep.store.remove_if_empty()
-        if claimed is not None:  # nor the folder that claimed its name
+        if config.name is None:  # nor the folder that claimed its default name
             with contextlib.suppress(OSError):
                 prep.search_dir.rmdir()
         raise
@@ -378,24 +375,6 @@ def _plan(prep: Prepared) -> dict[str, Any]:
         "reused": [r.run_id for r in reused], "swarm": np.asarray(rows).tolist(),
         "reused_counted": inside,
     }
-
-
-def _claim_default_name(prep: Prepared) -> Prepared:
-    """Claim a default name (to the second) by making its folder, which only one process can do:
-    two searches started in the same second get ``…-HHMMSS`` and ``…-HHMMSS-2``."""
-    import dataclasses
-
-    from mixopt.search.prepare import search_dir
-
-    base, sid, n = prep.search_id, prep.search_id, 1
-    while True:
-        try:
-            search_dir(sid).mkdir(parents=True)
-            break
-        except FileExistsError:
-            n += 1
-            sid = f"{base}-{n}"
-    return dataclasses.replace(prep, search_id=sid, search_dir=search_dir(sid)) if sid != base else prep
 
 
 def _distinct(rows: np.ndarray) -> int:

@@ -72,6 +72,14 @@ def search_dir(search_id: str) -> Path:
     return paths.home() / "searches" / search_id
 
 
+def _claim(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True)
+    except FileExistsError:
+        return False
+    return True
+
+
 def default_name(config: SearchConfig) -> str:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(config.corpus).name if config.corpus else "custom"
@@ -157,7 +165,9 @@ def prepare(
     if sid is None:  # a default name (to the second) taken by a search started in the same second
         base = sid = default_name(config)
         n = 1
-        while store.get_search(sid) is not None:
+        # Claimed by making its folder, which only one process can do: two searches started together
+        # get …-HHMMSS and …-HHMMSS-2 (run_search removes the folder if the search is refused).
+        while store.get_search(sid) is not None or not _claim(search_dir(sid)):
             n += 1
             sid = f"{base}-{n}"
     proxy = ev == PROXY
