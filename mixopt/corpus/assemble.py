@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mixopt.corpus.archive import iter_members
-from mixopt.corpus.build import build_from_documents, build_params
+from mixopt.corpus.build import build_from_documents, build_params, built_from
 from mixopt.corpus.documents import pack_texts
 from mixopt.corpus.extract import get_extractor
 from mixopt.corpus.fetch import Fetched, SourceUnavailable, fetch
@@ -157,9 +157,7 @@ def build_recipe(name: str, *, force: bool = False) -> BuildOutcome:
         # A recipe file is named by its stem: ./elsewhere/default.toml would replace the built
         # default corpus, and every run, search and mixture JSON made on it (as `corpus add` refuses).
         before = old.get("recipe")
-        srcs = old.get("sources") or [{}]
-        added = None if before or not isinstance(srcs[0], dict) else srcs[0].get("package")
-        if added:  # built by `corpus add` from the user's own data: not this recipe's to replace
+        if not before and (added := built_from(old)):  # `corpus add` of the user's own data
             raise MixoptError(
                 f"a corpus named {recipe.name!r} is already built by `corpus add` from {added}; rename "
                 f"{name} (the corpus takes the file's name), or pass --force to replace it"

@@ -31,6 +31,15 @@ DEFAULT_MAX_DOC_CHARS = 8192
 DEFAULT_SAMPLE_CHARS = 1_500_000  # per domain, for tokenizer training
 
 
+def built_from(manifest: Mapping[str, Any]) -> str | None:
+    """What a built corpus was made from, as its manifest says: ``recipe <path>`` (``corpus build``),
+    the one source path of ``corpus add``, or None (not known)."""
+    if manifest.get("recipe"):
+        return f"recipe {manifest['recipe']}"
+    srcs = manifest.get("sources") or [{}]
+    return srcs[0].get("package") if isinstance(srcs[0], dict) else None
+
+
 def build_params(
     *, vocab_size: int, val_documents: int, seed: int, max_doc_chars: int, tokenizer_sample_chars: int
 ) -> dict[str, int]:

@@ -24,6 +24,7 @@ from mixopt.corpus.build import (
     DEFAULT_SAMPLE_CHARS,
     build_from_documents,
     build_params,
+    built_from,
 )
 from mixopt.corpus.fetch import sha256_of
 from mixopt.corpus.shards import check_corpus_name, corpus_dir
@@ -298,10 +299,7 @@ def add_corpus(
         # Built from the same path, it is rebuilt (the data or options changed: an update). From
         # another path it is most likely a name taken twice: runs, searches and mixture JSONs made on
         # the first would point at a corpus that is gone.
-        srcs = old.get("sources") or [{}]
-        made_from = srcs[0].get("package") if isinstance(srcs[0], dict) else None
-        if old.get("recipe"):  # built by `corpus build` from a recipe, not from one source
-            made_from = f"recipe {old['recipe']}"
+        made_from = built_from(old)
         if made_from and made_from != str(source.resolve()):
             raise MixoptError(
                 f"a corpus named {name!r} is already built from {made_from} (hash "
