@@ -20,6 +20,14 @@ from mixopt.errors import MixoptError
 DEFAULT_MAX_EPOCHS = 4.0
 
 
+def epochs_over(epochs: Mapping[str, float], cap: float) -> tuple[dict[str, float], str]:
+    """The domains repeated more than ``cap`` times, and their listing (the 5 most repeated, most
+    first: ``"fortunes 11.2, manual 7.9 and 2 more"``; empty when none)."""
+    over = dict(sorted(((d, e) for d, e in epochs.items() if e > cap), key=lambda kv: -kv[1]))
+    listed = ", ".join(f"{d} {e:.1f}" for d, e in list(over.items())[:5])
+    return over, listed + (f" and {len(over) - 5} more" if len(over) > 5 else "")
+
+
 def default_target_tokens(target: float | None, tokens: Mapping[str, float] | None) -> float | None:
     """The final run's budget: ``target`` when given, else as many tokens as the domains hold (so
     epochs read as passes at the data's full size), else unknown."""
@@ -243,14 +251,12 @@ class SearchSpace:
         epochs = self.epochs(w)
         if self.max_epochs is not None or not epochs:
             return None
-        over = sorted(((e, d) for d, e in epochs.items() if e > DEFAULT_MAX_EPOCHS), reverse=True)
+        over, listed = epochs_over(epochs, DEFAULT_MAX_EPOCHS)
         if not over:
             return None
-        listed = ", ".join(f"{d} {e:.1f}" for e, d in over[:5])
-        more = f" and {len(over) - 5} more" if len(over) > 5 else ""
         cap = f"{DEFAULT_MAX_EPOCHS:g}"
         return (f"at the target budget ({self.target_tokens:,.0f} tokens) this mixture repeats "
-                f"{listed}{more} times (epochs), more than the {cap} passes repeated data stays useful "
+                f"{listed} times (epochs), more than the {cap} passes repeated data stays useful "
                 f"for; --max-epochs {cap} caps it (as RegMix and Olmix do)")
 
     def constraints(self) -> dict:

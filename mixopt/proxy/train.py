@@ -32,7 +32,7 @@ from mixopt.proxy.model import ProxyLM
 from mixopt.proxy.rungs import RungConfig, load_rung
 from mixopt.proxy.sampler import MixtureSampler, expected_epochs
 from mixopt.proxy.valset import ValidationSet
-from mixopt.space import DEFAULT_MAX_EPOCHS
+from mixopt.space import DEFAULT_MAX_EPOCHS, epochs_over
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +136,10 @@ def check_epochs(
     remedy is fewer tokens.
     """
     epochs = expected_epochs(mixture, train_tokens, budget)
-    over = {d: e for d, e in epochs.items() if e > cap}
+    over, listed = epochs_over(epochs, cap)
     if not over:
         return epochs
     what = f"model {rung}" if final else f"rung {rung}"
-    listed = ", ".join(f"{d} {e:.1f}" for d, e in sorted(over.items(), key=lambda kv: -kv[1])[:5])
-    more = f" and {len(over) - 5} more" if len(over) > 5 else ""
     used = [d for d, w in mixture.weights.items() if w > 0]
     if set(used) <= set(over):  # every domain trained on repeats: no reweighting helps
         total = sum(train_tokens[d] for d in used)
@@ -153,7 +151,7 @@ def check_epochs(
                                                  " (or raise the cap where the command has --max-epochs)"))
     warnings.warn(
         f"{what}: the mixture needs more than {cap:g} epochs of {len(over)} domain(s) at {budget:,.0f} "
-        f"tokens ({listed}{more}); {fix}",
+        f"tokens ({listed}); {fix}",
         MixoptWarning,
         stacklevel=3,
     )
