@@ -208,3 +208,37 @@ def test_format_detection_of_folders(tmp_path: Path) -> None:
     for fmt in ("auto", "jsonl"):
         with pytest.raises(MixoptError, match=r"data.jsonl.gz is compressed \(.gz\); corpus add reads plain"):
             read_documents(packed, AddOptions(format=fmt))
+
+
+def test_on_decode_error_skips_or_replaces_and_says_so(tmp_path: Path) -> None:
+    from mixopt.corpus.ingest import AddOptions, read_documents
+    from mixopt.errors import MixoptError, MixoptWarning
+
+    folders = tmp_path / "src"
+    for d in ("a", "b"):
+        (folders / d).mkdir(parents=True)
+        (folders / d / "ok.txt").write_text(f"text of {d}\r\nline two")
+    (folders / "b" / "latin1.txt").write_bytes("caf\u00e9".encode("latin-1"))
+    with pytest.raises(MixoptError, match="latin1.txt is not UTF-8.*--on-decode-error"):
+        read_documents(folders, AddOptions())
+    with pytest.warns(MixoptWarning, match="1 files left out"):
+        docs = read_documents(folders, AddOptions(on_decode_error="skip"))
+    assert docs == {"a": ["text of a\nline two"], "b": ["text of b\nline two"]}
+    with pytest.warns(MixoptWarning, match="1 characters replaced"):
+        docs = read_documents(folders, AddOptions(on_decode_error="replace"))
+    assert sorted(docs["b"]) == ["caf\ufffd", "text of b\nline two"]
+
+    jsonl = tmp_path / "x.jsonl"
+    jsonl.write_bytes(b'{"domain": "a", "text": "ok"}\n{"domain": "b", "text": "caf\xe9"}\n{"domain": "b", "text": "y"}\n')
+    with pytest.warns(MixoptWarning, match="1 lines left out"):
+        assert read_documents(jsonl, AddOptions(on_decode_error="skip")) == {"a": ["ok"], "b": ["y"]}
+    with pytest.warns(MixoptWarning, match="1 characters replaced"):
+        assert read_documents(jsonl, AddOptions(on_decode_error="replace"))["b"] == ["caf\ufffd", "y"]
+    csv = tmp_path / "x.csv"
+    csv.write_bytes(b"domain,text\na,ok\nb,caf\xe9\n")
+    with pytest.warns(MixoptWarning, match="1 characters replaced"):
+        assert read_documents(csv, AddOptions(on_decode_error="replace"))["b"] == ["caf\ufffd"]
+    with pytest.raises(MixoptError, match="cannot leave out csv rows; use replace"):
+        read_documents(csv, AddOptions(on_decode_error="skip"))
+    with pytest.raises(MixoptError, match="unknown --on-decode-error 'drop'"):
+        AddOptions(on_decode_error="drop")  # type: ignore[arg-type]

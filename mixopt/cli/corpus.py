@@ -96,6 +96,14 @@ def add(
         int, typer.Option("--val-documents", help="Validation documents per domain.")
     ] = 64,
     licence: Annotated[str, typer.Option("--licence", help="Licence recorded for every domain.")] = "unknown",
+    on_decode_error: Annotated[
+        str,
+        typer.Option(
+            "--on-decode-error",
+            help="Input that is not UTF-8: error (name the file), skip (leave out the text file or jsonl "
+            "line), replace (U+FFFD for the bad bytes). Skipped and replaced input is counted and said.",
+        ),
+    ] = "error",
     seed: SeedOpt = 0,
     force: AddForceOpt = False,
     as_json: JsonOpt = False,
@@ -114,6 +122,7 @@ def add(
         val_documents=val_documents,
         seed=seed,
         licence=licence,
+        on_decode_error=on_decode_error,  # type: ignore[arg-type]  # checked by AddOptions
     )
     _, up_to_date = add_corpus(name, source, opts, force=force)
     s = summary(Corpus(corpus_dir(name)))

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 Format = Literal["auto", "jsonl", "parquet", "csv", "text", "hf"]
 FORMATS: tuple[str, ...] = ("auto", "jsonl", "parquet", "csv", "text", "hf")
+DecodePolicy = Literal["error", "skip", "replace"]
+DECODE_POLICIES: tuple[str, ...] = ("error", "skip", "replace")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
 
 
@@ -50,24 +52,60 @@ class AddOptions:
     max_doc_chars: int = DEFAULT_MAX_DOC_CHARS
     tokenizer_sample_chars: int = DEFAULT_SAMPLE_CHARS
     licence: str = "unknown"
+    # What to do with input that is not UTF-8, as a recipe's ``on_decode_error``: "error" names the
+    # file and offset; "skip" leaves out the document (a text file, a jsonl line); "replace" puts
+    # U+FFFD for the invalid bytes. Either of the last two is counted and said.
+    on_decode_error: DecodePolicy = "error"
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise MixoptError(f"unknown format {self.format!r}; choose one of {', '.join(FORMATS)}")
+        if self.on_decode_error not in DECODE_POLICIES:
+            raise MixoptError(
+                f"unknown --on-decode-error {self.on_decode_error!r}; choose one of {', '.join(DECODE_POLICIES)}"
+            )
 
 
-def check_utf8(path: Path) -> None:
-    """Raise a MixoptError naming the file and byte offset if ``path`` is not valid UTF-8."""
+def _read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise MixoptError(f"cannot read {path}: {exc.strerror}; check the path and its permissions") from None
+
+
+def _utf8(path: Path, data: bytes, policy: str, stats: dict[str, int], *, lines: bool = False) -> str | None:
+    """``data`` decoded under ``policy``; None when "skip" leaves the whole file out.
+
+    With ``lines`` (jsonl), "skip" leaves out only the lines that are not UTF-8.
+    """
     try:
-        data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        if policy == "replace":
+            text = data.decode("utf-8", errors="replace")
+            stats["characters replaced"] += text.count("\ufffd") - data.count("\ufffd".encode())
+            return text
+        if policy == "skip" and lines:
+            kept = []
+            for line in data.split(b"\n"):
+                try:
+                    kept.append(line.decode("utf-8"))
+                except UnicodeDecodeError:
+                    stats["lines left out"] += 1
+            return "\n".join(kept)
+        if policy == "skip":
+            stats["files left out"] += 1
+            return None
         raise MixoptError(
-            f"{path} is not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); convert it to UTF-8"
+            f"{path} is not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); convert it to "
+            "UTF-8, or pass --on-decode-error skip or replace"
         ) from None
+
+
+def _say_decoded(path: Path, stats: dict[str, int]) -> None:
+    if stats:
+        said = ", ".join(f"{n:,} {what}" for what, n in sorted(stats.items()))
+        warnings.warn(f"{path}: input that is not UTF-8: {said} (--on-decode-error)", MixoptWarning, stacklevel=3)
 
 
 def detect_format(path: Path) -> str:
@@ -116,22 +154,25 @@ def _table_files(path: Path, fmt: str) -> list[Path]:
     return files
 
 
-def _read_table(path: Path, fmt: str):  # -> polars.DataFrame
+def _read_table(path: Path, fmt: str, policy: str = "error"):  # -> polars.DataFrame
     import polars as pl
 
+    if fmt == "csv" and policy == "skip":  # a quoted field can span lines: no line is one row
+        raise MixoptError("--on-decode-error skip cannot leave out csv rows; use replace, or convert to UTF-8")
     frames = []
+    stats: dict[str, int] = defaultdict(int)
     for f in _table_files(path, fmt):
         if fmt in ("jsonl", "csv"):
-            check_utf8(f)  # polars' own message gives neither the offset nor always the file
-        if fmt == "jsonl":
-            data = f.read_bytes().removeprefix(b"\xef\xbb\xbf")  # a BOM (Windows editors) is no JSON
-            if not data.strip():
-                raise MixoptError(f"{f} is empty; give one JSON object per line (a domain and a text)")
+            # decoded here: polars' own message gives neither the offset nor always the file
+            text = _utf8(f, _read_bytes(f), policy, stats, lines=fmt == "jsonl") or ""
+            data = text.removeprefix("\ufeff").encode()  # a BOM (Windows editors) is no JSON
+        if fmt == "jsonl" and not data.strip():
+            raise MixoptError(f"{f} is empty; give one JSON object per line (a domain and a text)")
         try:
             if fmt == "jsonl":
                 frames.append(pl.read_ndjson(io.BytesIO(data), infer_schema_length=None))
             elif fmt == "csv":
-                frames.append(pl.read_csv(f, infer_schema_length=0))
+                frames.append(pl.read_csv(io.BytesIO(data), infer_schema_length=0))
             else:
                 frames.append(pl.read_parquet(f))
         except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
@@ -140,6 +181,7 @@ def _read_table(path: Path, fmt: str):  # -> polars.DataFrame
             raise MixoptError(
                 f"cannot read {f} as {fmt}: {where or first}; check the file or --format"
             ) from None
+    _say_decoded(path, stats)
     try:
         return pl.concat(frames, how="diagonal_relaxed")
     except pl.exceptions.PolarsError as exc:
@@ -216,7 +258,7 @@ def _group(df, where: str, domain_column: str, text_column: str) -> dict[str, li
     return dict(docs)
 
 
-def _read_text_folders(path: Path) -> dict[str, list[str]]:
+def _read_text_folders(path: Path, policy: str = "error") -> dict[str, list[str]]:
     stray = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
     if stray:  # a README or licence next to the domain folders is common; it is no domain's text
         warnings.warn(
@@ -225,15 +267,17 @@ def _read_text_folders(path: Path) -> dict[str, list[str]]:
             stacklevel=3,
         )
     docs: dict[str, list[str]] = {}
+    stats: dict[str, int] = defaultdict(int)
     for d in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
         if not files:
             raise MixoptError(f"domain folder {d} is empty; add text files or remove it")
-        texts = []
-        for f in files:
-            check_utf8(f)
-            texts.append(f.read_text(encoding="utf-8"))
-        docs[d.name] = texts
+        texts = [t for f in files if (t := _utf8(f, _read_bytes(f), policy, stats)) is not None]
+        if not texts:
+            raise MixoptError(f"domain folder {d} has no UTF-8 file left; convert its files or remove it")
+        # as read_text would: universal newlines
+        docs[d.name] = [t.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n") for t in texts]
+    _say_decoded(path, stats)
     if not docs:
         raise MixoptError(
             f"{path} has no domain folders; make one sub-folder per domain with text files in it"
@@ -254,8 +298,8 @@ def read_documents(path: Path, opts: AddOptions) -> dict[str, list[str]]:
     if fmt == "text":
         if not path.is_dir():
             raise MixoptError(f"--format text needs a folder of domain folders, and {path} is a file")
-        return _read_text_folders(path)
-    df = _read_hf(path) if fmt == "hf" else _read_table(path, fmt)
+        return _read_text_folders(path, opts.on_decode_error)
+    df = _read_hf(path) if fmt == "hf" else _read_table(path, fmt, opts.on_decode_error)
     return _group(df, str(path), opts.domain_column, opts.text_column)
 
 
@@ -287,6 +331,8 @@ def add_corpus(
         "licence": opts.licence,
         "params": params,
     }
+    if opts.on_decode_error != "error":  # only then: corpora added before the option keep their hash
+        blob["on_decode_error"] = opts.on_decode_error
     digest = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
     out = corpus_dir(name)
     if not force and (out / "manifest.json").is_file():
