@@ -229,7 +229,9 @@ def test_on_decode_error_skips_or_replaces_and_says_so(tmp_path: Path) -> None:
     assert sorted(docs["b"]) == ["caf\ufffd", "text of b\nline two"]
 
     jsonl = tmp_path / "x.jsonl"
-    jsonl.write_bytes(b'{"domain": "a", "text": "ok"}\n{"domain": "b", "text": "caf\xe9"}\n{"domain": "b", "text": "y"}\n')
+    jsonl.write_bytes(
+        b'{"domain": "a", "text": "ok"}\n{"domain": "b", "text": "caf\xe9"}\n{"domain": "b", "text": "y"}\n'
+    )
     with pytest.warns(MixoptWarning, match="1 lines left out"):
         assert read_documents(jsonl, AddOptions(on_decode_error="skip")) == {"a": ["ok"], "b": ["y"]}
     with pytest.warns(MixoptWarning, match="1 characters replaced"):

@@ -62,7 +62,8 @@ class AddOptions:
             raise MixoptError(f"unknown format {self.format!r}; choose one of {', '.join(FORMATS)}")
         if self.on_decode_error not in DECODE_POLICIES:
             raise MixoptError(
-                f"unknown --on-decode-error {self.on_decode_error!r}; choose one of {', '.join(DECODE_POLICIES)}"
+                f"unknown --on-decode-error {self.on_decode_error!r}; "
+                f"choose one of {', '.join(DECODE_POLICIES)}"
             )
 
 
@@ -105,7 +106,9 @@ def _utf8(path: Path, data: bytes, policy: str, stats: dict[str, int], *, lines:
 def _say_decoded(path: Path, stats: dict[str, int]) -> None:
     if stats:
         said = ", ".join(f"{n:,} {what}" for what, n in sorted(stats.items()))
-        warnings.warn(f"{path}: input that is not UTF-8: {said} (--on-decode-error)", MixoptWarning, stacklevel=3)
+        warnings.warn(
+            f"{path}: input that is not UTF-8: {said} (--on-decode-error)", MixoptWarning, stacklevel=3
+        )
 
 
 def detect_format(path: Path) -> str:
@@ -158,7 +161,9 @@ def _read_table(path: Path, fmt: str, policy: str = "error"):  # -> polars.DataF
     import polars as pl
 
     if fmt == "csv" and policy == "skip":  # a quoted field can span lines: no line is one row
-        raise MixoptError("--on-decode-error skip cannot leave out csv rows; use replace, or convert to UTF-8")
+        raise MixoptError(
+            "--on-decode-error skip cannot leave out csv rows; use replace, or convert to UTF-8"
+        )
     frames = []
     stats: dict[str, int] = defaultdict(int)
     for f in _table_files(path, fmt):
