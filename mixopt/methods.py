@@ -90,19 +90,24 @@ class MethodSpec:
         """Proposes from the corpus alone (``entropy``): a search runs no swarm for it."""
         return self.proposer == "entropy"
 
-    def min_runs(self, n_varying: int) -> tuple[int, str]:
+    def min_runs(
+        self, n_varying: int, *, targets: Sequence[str] | None = None, varying: Sequence[str] | None = None
+    ) -> tuple[int, str]:
         """Runs the fitter needs over ``n_varying`` domains whose weight varies, and why: a law's
-        parameter count per target (it refuses fewer), else the fewest its fit takes (``MIN_RUNS``)."""
+        parameter count per target (it refuses fewer), else the fewest its fit takes (``MIN_RUNS``).
+        ``targets`` (the metrics fitted) and ``varying`` (those domains' names) refine a law's count
+        (bimix fits a varying domain's own loss with 2)."""
         if self.training_free:
             return 0, f"{self.name} fits no runs"
         if self.fitter is None:
             return 1, f"{self.name} needs at least 1 run"
         fitter = make_fitter(self.fitter)
         least = int(getattr(fitter, "MIN_RUNS", 2))
-        n_params = getattr(fitter, "_n_params", None)
-        if n_params is not None and n_params(n_varying) > least:
-            return n_params(n_varying), (f"{self.name} has {n_params(n_varying)} parameters per target over "
-                                         f"{n_varying} varying domains")
+        planned = getattr(fitter, "planned_n_params", None)
+        n_params = planned(n_varying, targets, varying) if planned is not None else 0
+        if n_params > least:
+            return n_params, (f"{self.name} has {n_params} parameters per target over {n_varying} varying "
+                              "domains")
         return least, f"{self.name} needs at least {least} runs"
 
     def kl_option(self, kl: float | None) -> dict[str, Any]:

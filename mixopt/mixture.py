@@ -98,6 +98,30 @@ def domain_groups(domains: Sequence[str]) -> tuple[str, ...] | None:
     return groups if 1 < len(set(groups)) < len(groups) else None
 
 
+# Metric names of one domain's validation loss in tables made elsewhere: RegMix writes domain
+# ``train_the_pile_arxiv`` and metric ``metric/the_pile_arxiv_val_loss``.
+_METRIC_SUFFIXES = ("_val_loss", "_validation_loss", "_loss", "_val_bpb", "_bpb", "_val")
+
+
+def metric_domain(metric: str, domains: Sequence[str]) -> int | None:
+    """The index of the domain whose validation loss (or bits per byte) ``metric`` is, or None.
+
+    mixopt's own names are ``loss/<domain>`` and ``bpb/<domain>``. In tables made elsewhere, the
+    metric's last ``/`` part less a ``_val_loss``-like suffix must equal exactly one domain's name
+    less a ``train_`` prefix; anything else (a downstream score, a mean) is no domain's loss.
+    """
+    for kind in ("loss/", "bpb/"):
+        if metric.startswith(kind) and metric[len(kind) :] in domains:
+            return list(domains).index(metric[len(kind) :])
+    stem = metric.rsplit("/", 1)[-1]
+    for suffix in _METRIC_SUFFIXES:
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    found = [i for i, d in enumerate(domains) if d.removeprefix("train_") == stem]
+    return found[0] if len(found) == 1 else None
+
+
 @dataclass(frozen=True)
 class Mixture:
     """Weights over named domains, optionally changing during training.

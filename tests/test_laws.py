@@ -92,6 +92,49 @@ def test_bimix_with_steps_extrapolates_in_steps() -> None:
 
 
 @pytest.mark.parametrize("noise", [0.0, 0.002])
+def test_bimix_fits_a_domains_own_loss_on_its_own_share(noise: float) -> None:
+    # BiMix's own form, L_i = A_i·(r_i + ε)^(−α_i), recovered from fewer runs than the summed law's
+    # 2K parameters; the other domains' terms are exactly 0, so the exact solve sees the same law.
+    doms = ("a", "b", "c", "d")
+    X = swarm(6, seed=7)
+    A, alpha = np.array([1.2, 2.0, 1.6, 2.4]), np.array([0.3, 0.2, 0.1, 0.4])
+    Y = A * (X + 1e-3) ** -alpha * (1 + noise * np.random.default_rng(8).normal(size=X.shape))
+    m = BiMixFitter(domains=doms, targets=tuple(f"loss/{d}" for d in doms)).fit(X, Y)
+    assert m.own_ == [0, 1, 2, 3]
+    F, ah, _ = m.power_terms()
+    tol = 1e-4 if noise == 0 else 0.1
+    np.testing.assert_allclose(np.diag(F), A, rtol=tol)
+    np.testing.assert_allclose(np.diag(ah), alpha, atol=tol)
+    assert np.all(F[~np.eye(K, dtype=bool)] == 0)
+    # A metric that is no domain's loss, or own_share=False, takes the summed law (and its 2K runs)
+    with pytest.raises(MixoptError, match="8 parameters per target"):
+        BiMixFitter(domains=doms, targets=("loss/a", "accuracy", "loss/c", "loss/d")).fit(X, Y)
+    with pytest.raises(MixoptError, match="8 parameters per target"):
+        BiMixFitter(domains=doms, targets=tuple(f"loss/{d}" for d in doms), own_share=False).fit(X, Y)
+    # A domain whose share never varies explains nothing: its loss is fitted on the others.
+    Xf = X.copy()
+    Xf[:, 0] = 0.25
+    Xf[:, 1:] = Xf[:, 1:] / Xf[:, 1:].sum(axis=1, keepdims=True) * 0.75
+    with pytest.warns(MixoptWarning, match="same weight in every run"):
+        assert BiMixFitter(domains=doms, targets=("loss/a",)).fit(Xf, Y[:, 0]).own_ == [None]
+    assert BiMixFitter().planned_n_params(4, ["loss/a", "loss/b"], list(doms)) == 2
+    assert BiMixFitter().planned_n_params(4, ["loss/a", "loss/b"], ["b", "c", "d"]) == 8
+
+
+def test_metric_domain_reads_mixopt_and_regmix_names() -> None:
+    from mixopt.mixture import metric_domain
+
+    doms = ["train_the_pile_arxiv", "train_the_pile_pile_cc", "train_the_pile_cc"]
+    assert metric_domain("metric/the_pile_pile_cc_val_loss", doms) == 1
+    assert metric_domain("metric/the_pile_cc_val_loss", doms) == 2
+    assert metric_domain("bpb/train_the_pile_arxiv", doms) == 0
+    assert metric_domain("loss/code", ["prose", "code"]) == 1
+    assert metric_domain("code_loss", ["prose", "code"]) == 1
+    for other in ("loss/law", "mean", "mmlu_bpb", "metric/the_pile_github_val_loss"):
+        assert metric_domain(other, ["prose", "code", *doms]) is None
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.002])
 def test_step_law_recovers_shared_exponent(noise: float) -> None:
     rng = np.random.default_rng(7)
     S = np.array([100.0, 200.0, 400.0, 800.0, 1600.0])

@@ -256,12 +256,18 @@ def test_a_law_with_more_parameters_than_the_budget_is_refused_before_any_run(wo
     from mixopt.search.driver import run_search
 
     doms = tuple("abcdefghij")
-    with pytest.raises(MixoptError, match=r"--budget 8: bimix has 20 parameters per target over 10 varying "
-                                          r"domains, and the search would fit 8 distinct mixtures "
-                                          r"\(8 new runs, 0 reused\); raise --budget to 20"):
-        run_search(config(tmp_path, name="few", domains=doms, tokens=None, budget=8, method="bimix"))
-    # A fixed domain does not vary: 9 domains, 18 parameters.
-    with pytest.raises(MixoptError, match=r"over 9 varying domains.* raise --budget to 18"):
+    with pytest.raises(MixoptError, match=r"--budget 8: mixing-law has 11 parameters per target over 10 "
+                                          r"varying domains, and the search would fit 8 distinct mixtures "
+                                          r"\(8 new runs, 0 reused\); raise --budget to 11"):
+        run_search(config(tmp_path, name="few", domains=doms, tokens=None, budget=8, method="mixing-law"))
+    # bimix fits each domain's loss on its own share (2 parameters), but a fixed domain's share does
+    # not vary, so its loss takes the law summed over the other 9 domains: 18 parameters.
+    from mixopt.methods import get_method
+
+    spec = get_method("bimix")
+    assert spec.min_runs(10, targets=[f"loss/{d}" for d in doms], varying=doms)[0] == 2
+    with pytest.raises(MixoptError, match=r"bimix has 18 parameters per target over 9 varying domains.* "
+                                          r"raise --budget to 18"):
         run_search(config(tmp_path, name="few", domains=doms, tokens=None, budget=17, method="bimix",
                           fix={"a": 0.1}))
     # Not only the laws: auto cross-validates, which takes 3 runs at least.
@@ -568,8 +574,11 @@ def test_a_law_search_notes_its_fit_warnings_but_not_a_fixed_domain(workspace, t
     # A warning of the fit itself is kept in the mixture's notes, as shown: books is held at 0 by a
     # ceiling, not by --fix, so the law says it has no term for it.
     res = run_search(config(tmp_path, name="lawcap", budget=10, method="mixing-law",
-                            max_weight={"books": 0.0}, reuse=False))
+                            max_weight={"books": 0.0}, reuse=False, temperature=2.0))
     assert any("domain(s) books have the same weight in every run" in n for n in res.notes)
+    # The exact solve's KL prior is the prior the swarm sampled around (--temperature)
+    mix = json.loads((tmp_path / "out" / "mixture.json").read_text())
+    assert mix["params"]["proposer"]["temperature"] == 2.0
 
 
 def test_a_trial_bigger_than_any_node_is_refused_and_leaves_no_search(workspace, tmp_path, ray_session):

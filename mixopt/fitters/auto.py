@@ -49,6 +49,8 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         metric_weights, metric_names: the objective as a weighted sum of metrics. Given, ``fit``
             takes one column per metric; the laws are fitted one per metric (up to
             ``MAX_PER_METRIC`` metrics) and every other candidate on the objective.
+        domains, targets: the weight and target columns' names, handed to the candidates as they
+            would get them alone (bimix finds a domain's own loss by them).
 
     Fitted: ``chosen_`` (a name, or ``mean(a, b)``), ``members_`` and ``member_weights_`` (the refitted
     models and their weights in the average), ``cv_table_`` (rows: name, spearman, pearson, mae,
@@ -67,7 +69,11 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         groups: tuple[str, ...] | None = None,
         metric_weights: tuple[float, ...] | None = None,
         metric_names: tuple[str, ...] | None = None,
+        domains: tuple[str, ...] | None = None,
+        targets: tuple[str, ...] | None = None,
     ) -> None:
+        self.domains = domains
+        self.targets = targets
         self.metric_weights = metric_weights
         self.metric_names = metric_names
         self.candidates = candidates
@@ -82,7 +88,10 @@ class AutoFitter(RegressorMixin, BaseEstimator):
 
         if name == "auto":
             raise MixoptError("auto cannot be one of its own candidates")
-        model = make_fitter(name, seed=self.random_state, groups=self.groups)
+        # Names as the candidate gets them alone (`--method NAME`): bimix fits a domain's own loss
+        # on its own share, and only knows which target is which domain's loss from them.
+        model = make_fitter(name, seed=self.random_state, groups=self.groups, domains=self.domains,
+                            targets=None if per_metric else self.targets)
         if per_metric and name in LAWS:
             return MetricSum(model, weights=self.metric_weights, names=self.metric_names or ())
         return model

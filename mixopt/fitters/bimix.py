@@ -1,18 +1,23 @@
 """BiMix (Ge et al., 2024): a bivariate law in each domain's share and the training step.
 
 BiMix models domain i's validation loss as ``L_i(r_i, s) = A_i·r_i^(−α_i)·(B_i·s^(−β_i) + C_i)``:
-a power law in the domain's own share r_i times a power law in the step s. The objective, a
-weighted sum of domain losses, is then a sum of such terms over the domains, which is what this
-fitter fits per target:
+a power law in the domain's own share r_i times a power law in the step s. A target that is one
+domain's loss (``loss/<d>``, ``bpb/<d>``, or RegMix's ``metric/<d>_val_loss`` for domain
+``train_<d>``; :func:`mixopt.mixture.metric_domain`) is fitted in exactly that form, on its
+domain's share alone: 2 parameters (4 with steps), so a handful of runs suffices. Any other
+target (a downstream score, a mean, a domain whose share never varies), or every target with
+``own_share=False``, is fitted as a sum of such terms over all domains, the form Olmix fits as
+``BimixRegressor``. Both are one family:
 
-    ŷ(r, s) = Σ_i (r_i + ε)^(−α_i) · (P_i·(s/s₀)^(−β_i) + Q_i)    (P_i = A_i·B_i·w_i, Q_i = A_i·C_i·w_i)
+    ŷ(r, s) = Σ_i (r_i + ε)^(−α_i) · (P_i·(s/s₀)^(−β_i) + Q_i)    (P_i = A_i·B_i, Q_i = A_i·C_i)
 
-with s₀ the last step seen in training. Without steps (only final losses, as in run tables) the
-step factor is one constant per domain and the law is ``Σ_i F_i·(r_i + ε)^(−α_i)`` (the form Olmix
-fits as ``BimixRegressor``). ε keeps the law finite at zero weight (swarms often leave a domain
-out entirely). Fitted on the target divided by its standard deviation (the family is closed under
-positive scaling) by multi-start L-BFGS on a Huber loss; every coefficient is kept positive by
-fitting its logarithm. Being convex in r, the summed law is minimised exactly by
+with s₀ the last step seen in training, and the own-share form the case where only the target's
+own domain has non-zero coefficients. Without steps (only final losses, as in run tables) the
+step factor is one constant per domain: ``Σ_i F_i·(r_i + ε)^(−α_i)``. ε keeps the law finite at
+zero weight (swarms often leave a domain out entirely). Fitted on the target divided by its
+standard deviation (the family is closed under positive scaling) by multi-start L-BFGS on a Huber
+loss; every coefficient is kept positive by fitting its logarithm. The objective, a weighted sum
+of such targets, is convex in r and minimised exactly by
 :class:`~mixopt.proposers.exact.ExactProposer`.
 
 BiMix's training-free mixture (weights from each domain's conditional entropy) is
@@ -21,11 +26,14 @@ BiMix's training-free mixture (weights from each domain's conditional entropy) i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import MixoptError
 from mixopt.fitters.lawfit import MAX_EXPONENT, FitReport, LawFitter, huber, multistart_lbfgs
+from mixopt.mixture import metric_domain
 
 LOG_BOUND = 30.0
 # Largest exponent α or β: beyond it (r + ε)^(−α) is no longer a plausible loss curve.
@@ -35,6 +43,8 @@ MAX_POWER = 5.0
 class BiMixFitter(LawFitter):
     """``Σ_i (r_i + ε)^(−α_i)·(P_i·(s/s₀)^(−β_i) + Q_i)`` per target; the step factor only with steps.
 
+    A target that is a domain's loss keeps only its own domain's term (BiMix's own form).
+
     Args:
         eps: added to every weight, so a domain left out of a run has a finite loss term.
         n_starts: random draws of the exponents (besides one with every α = 0.3); the coefficients of
@@ -42,6 +52,10 @@ class BiMixFitter(LawFitter):
         huber_delta: Huber threshold in units of the target's standard deviation.
         n_polish: best starts run to convergence.
         random_state: seed of the random starts.
+        own_share: fit a domain's own loss on that domain's share alone, as BiMix does; False fits
+            every target as a sum over all domains (Olmix's variant, 2 parameters per domain).
+        domains, targets: the weight columns' and target columns' names; the targets that are a
+            domain's loss are found from them (``own_``: that domain per target, or None).
 
     ``fit(X, y, steps=None)``: with ``steps`` (n_runs,), rows are checkpoints (a mixture may appear at
     several steps) and the full bivariate law is fitted; ``predict(X, steps=None)`` predicts at
@@ -58,6 +72,7 @@ class BiMixFitter(LawFitter):
         huber_delta: float = 0.5,
         n_polish: int = 3,
         random_state: int | None = 0,
+        own_share: bool = True,
         domains: tuple[str, ...] | None = None,
         targets: tuple[str, ...] | None = None,
     ) -> None:
@@ -66,7 +81,8 @@ class BiMixFitter(LawFitter):
         self.huber_delta = huber_delta
         self.n_polish = n_polish
         self.random_state = random_state
-        self.domains = domains  # names for messages only
+        self.own_share = own_share
+        self.domains = domains
         self.targets = targets
 
     def fit(self, X: np.ndarray, y: np.ndarray, steps: np.ndarray | None = None) -> BiMixFitter:
@@ -108,6 +124,44 @@ class BiMixFitter(LawFitter):
     # ----- the law ----------------------------------------------------------------------------
     def _n_params(self, k: int) -> int:
         return 2 * k  # (F_i, α_i); with steps the fit checks again below
+
+    def _own_domain(self, j: int, m: int) -> int | None:
+        """The domain (a column of X) whose loss target j of m is, if BiMix's own form applies."""
+        names = self.domains if self.domains is not None else getattr(self, "feature_names_in_", None)
+        if not self.own_share or names is None or len(names) != self.n_features_in_:
+            return None
+        if self.targets is None or len(self.targets) != m:
+            return None
+        i = metric_domain(str(self.targets[j]), [str(d) for d in names])
+        return i if i is not None and self.keep_[i] else None  # a share that never varies explains nothing
+
+    def _target_n_params(self, k: int, j: int, m: int) -> int:
+        return self._n_params(k) if self._own_domain(j, m) is None else 2
+
+    def planned_n_params(
+        self, k: int, targets: Sequence[str] | None = None, varying: Sequence[str] | None = None
+    ) -> int:
+        own = (self.own_share and targets and varying is not None
+               and all(metric_domain(t, varying) is not None for t in targets))
+        return 2 if own else self._n_params(k)
+
+    def _fit_one(
+        self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator, extra: np.ndarray | None, j: int, m: int
+    ) -> tuple[np.ndarray, FitReport]:
+        if j == 0:
+            self.own_ = [self._own_domain(t, m) for t in range(m)]
+        own = self.own_[j]
+        if own is None:
+            return self._fit_target(X, y, rng, extra)
+        col = int(np.count_nonzero(self.keep_[:own]))  # its place among the varying domains
+        params, report = self._fit_target(X[:, [col]], y, rng, extra)
+        # Into the full layout, [coefficients…, log exponents…] in groups of k: the other domains'
+        # coefficients are 0 (log −inf), their exponents any finite value.
+        k, groups = X.shape[1], len(params)
+        n_coef = 1 if extra is None else 2
+        full = np.concatenate([np.full(k, -np.inf if g < n_coef else 0.0) for g in range(groups)])
+        full[np.arange(groups) * k + col] = params
+        return full, report
 
     def _logs(self, X: np.ndarray) -> np.ndarray:
         return np.log(np.clip(X, 0.0, None) + self.eps)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,6 +173,24 @@ class LawFitter(RegressorMixin, BaseEstimator):
     def _predict_target(self, params: np.ndarray, X: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
         raise NotImplementedError
 
+    def planned_n_params(
+        self, k: int, targets: Sequence[str] | None = None, varying: Sequence[str] | None = None
+    ) -> int:
+        """Parameters per target before any fit: of a law over k varying domains (named ``varying``)
+        fitted on ``targets`` (metric names); what a search checks its budget against."""
+        return self._n_params(k)
+
+    def _target_n_params(self, k: int, j: int, m: int) -> int:
+        """Parameters of target j's law (of m) over k varying domains; every target alike unless a
+        law fits some targets on fewer domains (BiMix: a domain's own loss on its own share)."""
+        return self._n_params(k)
+
+    def _fit_one(
+        self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator, extra: np.ndarray | None, j: int, m: int
+    ) -> tuple[np.ndarray, FitReport]:
+        """Fit target j of m; ``_fit_target`` unless a law fits some targets differently."""
+        return self._fit_target(X, y, rng, extra)
+
     # ----- scikit-learn API -------------------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray) -> LawFitter:
         """Fit one law per column of y (n_runs,) or (n_runs, n_targets) on weights X (n_runs, n_domains).
@@ -214,7 +232,7 @@ class LawFitter(RegressorMixin, BaseEstimator):
         # What the runs held the dropped domains at: the law knows nothing of other values.
         self.held_ = {int(i): float(np.median(X[:, i])) for i in dropped} if n > 0 else {}
         k = int(keep.sum())
-        p = self._n_params(k)
+        p = max(self._target_n_params(k, j, Y.shape[1]) for j in range(Y.shape[1]))
         if n < max(p, 2):
             raise TooFewRunsError(
                 f"{self.law} has {p} parameters per target ({k} varying domains) but got only {n} sample(s) "
@@ -234,7 +252,7 @@ class LawFitter(RegressorMixin, BaseEstimator):
         self.range_ = np.column_stack([Y.min(axis=0) - span, Y.max(axis=0) + span])
         unconverged = []
         for j in range(Y.shape[1]):
-            params, report = self._fit_target(Xk, Y[:, j], rng, extra)
+            params, report = self._fit_one(Xk, Y[:, j], rng, extra, j, Y.shape[1])
             self.params_.append(params)
             self.reports_.append(report)
             if not report.converged:

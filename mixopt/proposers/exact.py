@@ -429,7 +429,8 @@ class ExactProposer:
             from mixopt.proposers.topk import TopKProposer
 
             log.info("%s has no convex form; proposing with the top-k sampler instead", type(model).__name__)
-            p = TopKProposer(random_state=self.random_state, **self.fallback).propose(model, space)
+            options = {"temperature": self.temperature, **self.fallback}
+            p = TopKProposer(random_state=self.random_state, **options).propose(model, space)
             return Proposal(
                 weights=p.weights,
                 predicted=p.predicted,

@@ -350,8 +350,11 @@ def _plan(prep: Prepared) -> dict[str, Any]:
     if not free:  # a fit the law would refuse once the swarm has run is refused now, before any run
         new_rows = np.asarray(rows).reshape(-1, len(prep.domains))
         planned = np.vstack([new_rows, existing]) if reused else new_rows
-        varying = int((np.ptp(planned, axis=0) > 1e-9).sum()) if len(planned) else 0
-        need, why = spec.min_runs(varying)
+        vary = np.ptp(planned, axis=0) > 1e-9 if len(planned) else np.zeros(len(prep.domains), bool)
+        need, why = spec.min_runs(
+            int(vary.sum()), targets=list(prep.objective.metric_weights(prep.domains)),
+            varying=[d for d, v in zip(prep.domains, vary, strict=True) if v],
+        )
         points = _distinct(planned)  # a mixture measured at 8 seeds is one point for a law's parameters
         if points < need:
             others = [m for m in ("log-ridge", "gp", "auto") if m != spec.name]
@@ -595,8 +598,10 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
         metrics = prep.objective.metric_weights(prep.domains)
         Y = prep.store.metric_rows(ids, list(metrics)) if spec.per_metric and len(metrics) > 1 else None
         with warnings_as_notes() as fit_notes:  # a fit that did not converge: in the JSON's notes too
+            # Candidates (top-k) and the KL prior (exact) from the prior the swarm sampled around
+            prior = {} if spec.proposer == "best_run" else {"temperature": cfg.temperature}
             fitter, proposal = spec.fit_propose(X, y, space, seed=cfg.seed, metrics=metrics, Y=Y,
-                                                proposer_params=spec.kl_option(cfg.kl))
+                                                proposer_params={**spec.kl_option(cfg.kl), **prior})
     proposal.info["fit_notes"] = [n for n in fit_notes if not any(re.match(p, n) for p in quiet)]
     fit_seconds = time.perf_counter() - t0
     if fitter is not None and len(y) > 2:  # how well the model fits the runs it was fitted on
