@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mixopt.errors import MixoptError
 from mixopt.fitters.scale_api import ScaleFitConfig, curves_from_store, fit_across_scale
 from mixopt.proxy.rungs import load_rung
 from mixopt.store import RunRecord, RunStore, fidelity_key
@@ -153,3 +154,22 @@ def test_fidelity_law_without_a_target_scale_says_nothing_is_extrapolated(
     main(["fit", "--fidelity-law", "--store", str(store.path), "--method", "gp", "--target-size", "2e7"])
     out = " ".join(capsys.readouterr().out.split())  # the GP's uncertainty comes with its proposal
     assert re.search(r"predicted objective at target scale: [0-9.]+ ± [0-9.]+ \(1 sd\)", out), out
+
+
+def test_fidelity_law_caps_repetition_with_the_searches_tokens(tmp_path: Path) -> None:
+    store = fill_store(tmp_path / "runs.sqlite")
+    cfg = {"store": str(store.path), "target_tokens": 2e7, "target_size": 2e7}
+    # No search recorded the domains' tokens: a cap cannot be computed, and the error says why.
+    with pytest.raises(MixoptError, match="--max-epochs needs each domain's tokens"):
+        fit_across_scale(ScaleFitConfig(**cfg, max_epochs=1.0))
+    tokens = {"a": 1e6, "b": 5e7, "c": 5e7}  # a is small: at 2e7 tokens, 1 epoch allows 5% of it
+    store.create_search("sw-m", {"method": "mixing-law"}, {"space": {"tokens": tokens}})
+    free = fit_across_scale(ScaleFitConfig(**cfg, out=tmp_path / "free.json"))
+    assert free["proposal"]["weights"]["a"] > 0.05  # the law favours a (its exponent is -1.2)
+    assert any("repeats a 16.6 times" in n for n in free["notes"])
+    capped = fit_across_scale(ScaleFitConfig(**cfg, max_epochs=1.0, out=tmp_path / "capped.json"))
+    assert capped["proposal"]["weights"]["a"] <= 0.05 + 1e-9 and not capped["notes"]
+    mix = json.loads((tmp_path / "capped.json").read_text())
+    assert mix["tokens"]["target_tokens"] == 2e7 and mix["tokens"]["epochs"]["a"] <= 1 + 1e-9
+    with pytest.raises(MixoptError, match="give --target-tokens"):
+        fit_across_scale(ScaleFitConfig(store=str(store.path), target_size=2e7, max_epochs=1.0))

@@ -64,7 +64,8 @@ def fit(
                                                "--tokens); --fidelity-law: training tokens to extrapolate to "
                                                "(default: the last checkpoint).")] = None,
     max_epochs: Annotated[float | None, opt("--max-epochs", help="--propose: at most this many passes over "
-                                            "any domain at --target-tokens (needs --tokens).")] = None,
+                                            "any domain at --target-tokens (needs --tokens; with "
+                                            "--fidelity-law, the runs' searches give the tokens).")] = None,
     target_size: Annotated[float | None, opt("--target-size", help="--fidelity-law: non-embedding parameters "
                                              "to extrapolate to (default: the largest rung).")] = None,
     size_exponent: Annotated[float | None, opt("--size-exponent", help="--fidelity-law: fixed size-law "
@@ -79,16 +80,17 @@ def fit(
     if fidelity_law:
         from mixopt.fitters.scale_api import ScaleFitConfig, fit_across_scale
 
-        if any(v is not None for v in (ratios, metrics, cv, predict, tokens, max_epochs)):
+        if any(v is not None for v in (ratios, metrics, cv, predict, tokens)):
             raise MixoptError(
-                "--fidelity-law reads the run store; drop --ratios/--metrics/--cv/--predict/--tokens/"
-                "--max-epochs"
+                "--fidelity-law reads the run store (and each domain's tokens from its searches); drop "
+                "--ratios/--metrics/--cv/--predict/--tokens"
             )
         res = fit_across_scale(ScaleFitConfig(
             store=store, searches=tuple(search or ()), method=method or "mixing-law",
             target=target, metric=metric, target_tokens=target_tokens, target_size=target_size,
             size_exponent=size_exponent, out=out, seed=seed, min_weight=min_weight,
             ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"), kl=kl,
+            max_epochs=max_epochs,
         ))
         if as_json:
             print(dumps(res, default=json_default))
@@ -183,6 +185,8 @@ def _render_scale(res: dict[str, Any]) -> None:
         console.print(f"  size law: β = {beta:.3f} (all metrics); RMS residual "
                       + ", ".join(f"{name} {law['rms']:.4g}" for name, law in size_laws.items()))
     _render_proposal(res["proposal"], "predicted objective at target scale")
+    for note in res.get("notes", ()):
+        console.print(f"[yellow]note:[/] {note}")
     if res["out"]:
         console.print(f"wrote {res['out']}")
 

@@ -10,6 +10,7 @@ mixture JSON records the laws fitted at each stage.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,8 @@ class ScaleFitConfig:
         size_exponent: a fixed exponent for the size law (needed with only two rungs).
         out: mixture JSON path (None: nothing written).
         seed, min_weight, ceilings, fixed, kl: as for ``mixopt fit``.
+        max_epochs: the proposal's repetition cap at ``target_tokens``, over the domains' tokens
+            as the runs' searches recorded them.
     """
 
     store: str | None = None
@@ -53,14 +56,31 @@ class ScaleFitConfig:
     ceilings: Mapping[str, float] = field(default_factory=dict)
     fixed: Mapping[str, float] = field(default_factory=dict)
     kl: float | None = None
+    max_epochs: float | None = None
 
     def __post_init__(self) -> None:
+        if self.max_epochs is not None and not (math.isfinite(self.max_epochs) and self.max_epochs > 0):
+            raise MixoptError(f"--max-epochs is {self.max_epochs}; it must be a finite number > 0")
         for name in ("target_tokens", "target_size"):
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise MixoptError(f"--{name.replace('_', '-')} is {v}; it must be > 0")
         if self.size_exponent is not None and not self.size_exponent > 0:
             raise MixoptError(f"--size-exponent is {self.size_exponent}; it must be > 0")
+
+
+def searched_tokens(
+    store: Any, domains: Sequence[str], searches: Sequence[str] = ()
+) -> dict[str, float] | None:
+    """Each domain's training tokens as the searches over ``domains`` recorded them (their corpus's),
+    or None when none did (runs imported or from an evaluator without --tokens)."""
+    wanted = set(searches)
+    for rec in store.searches():
+        space = (rec.plan or {}).get("space") or {}
+        tokens = space.get("tokens")
+        if (not wanted or rec.search_id in wanted) and tokens and sorted(tokens) == sorted(domains):
+            return {d: float(tokens[d]) for d in domains}
+    return None
 
 
 def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[str], list[Curve]]:
@@ -143,11 +163,23 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
         size_exponent=config.size_exponent,
     )
     w = np.array([weights[m] for m in pred.metrics])
+    # The repetition cap and token plan at the target budget, over the corpus the runs trained on
+    tokens = searched_tokens(store, domains, config.searches)
+    if config.max_epochs is not None and (tokens is None or config.target_tokens is None):
+        raise MixoptError(
+            "--max-epochs caps passes over each domain at --target-tokens: give --target-tokens"
+            if tokens is not None else
+            "--max-epochs needs each domain's tokens, and the searches of these runs recorded none "
+            "(a search over a corpus, or with --tokens, records them)"
+        )
     space = SearchSpace(
         domains=tuple(domains),
         min_weight=config.min_weight,
         ceilings=dict(config.ceilings),
         fixed=dict(config.fixed),
+        tokens=tokens,
+        max_epochs=config.max_epochs,
+        target_tokens=config.target_tokens if tokens is not None else None,
     )
     model = method.make_fitter(seed=config.seed, domains=space.domains,
                                metrics={m: weights[m] for m in pred.metrics})
@@ -169,6 +201,10 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
         "out": str(config.out) if config.out else None,
         "seconds": round(time.perf_counter() - t0, 3),
     }
+    notes = [n for n in (space.repetition_note(prop.weights),) if n]
+    if space.target_tokens is not None:
+        report["tokens"] = space.token_plan(prop.weights)
+    report["notes"] = notes
     if config.out is not None:
         _save(config, prop, method.name, domains, objective, pred, report)
     return report
@@ -211,7 +247,9 @@ def _save(
                 "store": config.store,
                 "mixopt_version": mixopt.__version__,
             },
-            "notes": [f"extrapolated from rungs of {', '.join(f'{s:.3g}' for s in pred.sizes)} parameters"],
+            **({"tokens": report["tokens"]} if "tokens" in report else {}),
+            "notes": [f"extrapolated from rungs of {', '.join(f'{s:.3g}' for s in pred.sizes)} parameters",
+                      *report["notes"]],
         },
     ).save(config.out)
 
