@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.fitters.scale_api import ScaleFitConfig, curves_from_store, fit_across_scale
 from mixopt.proxy.rungs import load_rung
 from mixopt.store import RunRecord, RunStore, fidelity_key
@@ -173,3 +174,12 @@ def test_fidelity_law_caps_repetition_with_the_searches_tokens(tmp_path: Path) -
     assert mix["tokens"]["target_tokens"] == 2e7 and mix["tokens"]["epochs"]["a"] <= 1 + 1e-9
     with pytest.raises(MixoptError, match="give --target-tokens"):
         fit_across_scale(ScaleFitConfig(store=str(store.path), target_size=2e7, max_epochs=1.0))
+
+
+def test_a_size_law_over_rungs_of_different_budgets_is_warned_of(tmp_path: Path) -> None:
+    store = fill_store(tmp_path / "runs.sqlite")  # the rungs train different token counts
+    with pytest.warns(MixoptWarning, match=r"different token counts \(.*\), so the size law mixes"):
+        fit_across_scale(ScaleFitConfig(store=str(store.path), target_size=2e7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MixoptWarning)
+        fit_across_scale(ScaleFitConfig(store=str(store.path), target_size=2e7, target_tokens=2e7))

@@ -116,6 +116,16 @@ def predict_at_scale(
             laws["step"][f"{size:.6g}/{m}"] = {"beta": law.beta, "rms": law.rms}
         for c, v in zip(group, vals, strict=True):
             at_tokens[c.run_id] = v
+    if target_size is not None and target_tokens is None:
+        last = {float(c.size): float(np.max(c.tokens)) for c in curves}
+        if max(last.values()) > 1.01 * min(last.values()):  # rungs whose budgets differ
+            shown = ", ".join(f"{t:.3g}" for _, t in sorted(last.items()))
+            warnings.warn(
+                f"the rungs' last checkpoints are at different token counts ({shown}), so the size law "
+                "mixes model size with data; give --target-tokens to compare every rung at one count",
+                MixoptWarning,
+                stacklevel=2,
+            )
     # 2. each mixture across the rungs
     by_mix: dict[tuple[float, ...], dict[float, list[Curve]]] = {}
     for c in curves:
