@@ -543,6 +543,53 @@ def test_an_unreachable_ray_address_is_one_error_at_once(monkeypatch):
         _reachable("nonsense")
 
 
+def test_a_cluster_that_refuses_the_join_is_one_line_naming_the_cause(monkeypatch, capfd):
+    import os
+
+    import ray
+
+    from mixopt.search import ray_env
+
+    def refused(**kwargs):  # Ray's core logs each failed attempt on fd 2, then gives up
+        os.write(2, b"[E gcs_client.cc:210] Failed to get cluster ID: Unauthenticated: InvalidAuthToken\n"
+                 * 20)
+        raise ConnectionError("Failed to connect to Ray cluster")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray_env, "_reachable", lambda address: address)
+    monkeypatch.setattr(ray, "init", refused)
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "0" * 32)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    with pytest.raises(MixoptError, match=r"the Ray cluster at 10\.0\.0\.1:6379 refused the auth token "
+                                          r"\(read from the RAY_AUTH_TOKEN environment variable\): "
+                                          r"it is not that cluster's"):
+        ray_env.ensure_ray("10.0.0.1:6379")
+    assert "InvalidAuthToken" not in capfd.readouterr().err  # held back, not shown
+    assert "not as a Ray cluster's GCS" in ray_env._join_failure(["grpc status: 404"], "h:1")
+    assert ray_env._join_failure(["something else"], "h:1") is None
+
+
+def test_a_lost_cluster_is_noticed_by_the_watch():
+    import socket
+    import threading
+
+    from mixopt.search.ray_env import RayInfo, watch_cluster
+
+    head = socket.socket()
+    head.bind(("127.0.0.1", 0))
+    head.listen(16)
+    info = RayInfo(address=f"127.0.0.1:{head.getsockname()[1]}", started_here=False, num_cpus=2,
+                   dashboard_url=None, auth="token", token_source=None)
+    lost = threading.Event()
+    with watch_cluster(info, lost.set, every_s=0.05, misses=3):
+        assert not lost.wait(0.5)  # the head answers
+        head.close()
+        assert lost.wait(5)  # then stops answering
+    local = RayInfo(**{**info.__dict__, "started_here": True})
+    with watch_cluster(local, lost.clear, every_s=0.01, misses=1):  # a Ray of its own: not watched
+        assert lost.wait(0.2)
+
+
 def test_a_dead_trial_is_recorded_with_the_telling_line_of_its_error_file(tmp_path):
     from mixopt.search.runner import _error_summary
 

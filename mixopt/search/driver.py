@@ -34,7 +34,7 @@ from mixopt.proposers.proposal import beyond_runs_note, extrapolation_note, wors
 from mixopt.search.config import SearchConfig
 from mixopt.search.lock import DRIVING, driver_lock
 from mixopt.search.prepare import Prepared, prepare
-from mixopt.search.ray_env import RayInfo, ensure_ray, user_modules
+from mixopt.search.ray_env import RayInfo, ensure_ray, user_modules, watch_cluster
 from mixopt.search.result import SearchResult, build_mixture, candidate_rows
 from mixopt.search.runner import (
     INTERRUPTED,
@@ -403,8 +403,17 @@ def _drive(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progre
            resumed: bool) -> SearchResult:
     t0 = time.perf_counter()
     store, sid = prep.store, prep.search_id
+
+    def lost() -> None:  # from the watch's thread, while Tune waits on a cluster that is gone
+        with contextlib.suppress(Exception):
+            store.update_search(sid, state="interrupted")
+        print(f"error: lost the Ray cluster at {info.address} (its head stopped answering); restart it "
+              f"and run `mixopt search --resume {sid}`: finished runs are kept", file=sys.stderr, flush=True)
+        os._exit(2)  # Ray's core would abort the process itself once its 60 s reconnect wait ends
+
     try:
-        result = _stages(prep, plan, info, progress, resumed=resumed, t0=t0)
+        with watch_cluster(info, lost):
+            result = _stages(prep, plan, info, progress, resumed=resumed, t0=t0)
     except KeyboardInterrupt:
         settle_runs(store, sid, prep.workroot)
         store.update_search(sid, state="interrupted")

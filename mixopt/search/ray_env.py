@@ -7,11 +7,16 @@ how to pass it (tests may turn it off for their own throw-away clusters, nothing
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
+import socket
 import sys
 import sysconfig
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +66,6 @@ def _reachable(address: str) -> str:
     Raises:
         MixoptError: ``auto`` finds no cluster, or nothing answers at the address.
     """
-    import socket
-
     try:
         from ray._private import services  # private: where it moves, check the address as given
 
@@ -182,8 +185,20 @@ def ensure_ray(
                     os.environ["RAY_AUTH_MODE"] = "token"
                     Config.initialize("")  # Ray caches the mode at import; as ray.init does for "auto"
                 env = {"py_modules": list(py_modules)} if py_modules else None
-                ctx = ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
-                               runtime_env=env)
+                # Ray's core logs every failed attempt to join (a wrong token: 20 lines in 20 s); held
+                # back, and read for the cause if the join fails.
+                failed: Exception | None = None
+                with _stderr_held() as held:
+                    try:
+                        ctx = ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
+                                       runtime_env=env)
+                    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
+                        failed = exc
+                if failed is not None:
+                    cause = _join_failure(held, address)
+                    if cause is not None:
+                        raise MixoptError(cause) from None
+                    raise failed
             else:
                 # Ray runs workers at nice 15 so that its own daemons stay responsive; here the workers
                 # ARE the workload (one training run per core), and at nice 15 any other process on a
@@ -224,6 +239,81 @@ def ensure_ray(
         address=str(gcs), started_here=started_here, num_cpus=cpus, dashboard_url=url, auth=auth,
         token_source=token_source() if auth == "token" else None,
     )
+
+
+@contextlib.contextmanager
+def _stderr_held() -> Iterator[list[str]]:
+    """Write what this process (Ray's C++ core included) prints on fd 2 to a file, not the terminal;
+    the list holds that text once the block ends. Left unread, it is dropped (debug log)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    held: list[str] = []
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield held
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            held.append(tmp.read().decode(errors="replace"))
+            if held[0].strip():
+                logger.debug("Ray, joining the cluster:\n%s", held[0])
+
+
+def _join_failure(held: list[str], address: str) -> str | None:
+    """What Ray's held-back lines say went wrong joining ``address``; None if they do not say."""
+    text = "".join(held)
+    if "InvalidAuthToken" in text or "Unauthenticated" in text:
+        where = token_source() or "nowhere"
+        return (f"the Ray cluster at {address} refused the auth token (read from {where}): it is not that "
+                "cluster's; copy ~/.ray/auth_token from its head node, or set RAY_AUTH_TOKEN")
+    if "Method not found" in text or "status: 404" in text or "HTTP" in text:
+        return (f"{address} answers, but not as a Ray cluster's GCS (a Ray Client or dashboard port?); "
+                "give host:port of the head's GCS, 6379 unless `ray start --port` chose another")
+    return None
+
+
+WATCH_EVERY_S = 3.0
+WATCH_MISSES = 5  # ~15 s without an answer; Ray itself aborts the process after 60 s
+
+
+@contextlib.contextmanager
+def watch_cluster(
+    info: RayInfo, on_lost: Callable[[], None], *, every_s: float = WATCH_EVERY_S, misses: int = WATCH_MISSES
+) -> Iterator[None]:
+    """While the block runs, check that a joined cluster's head still answers; after ``misses``
+    checks ``every_s`` apart without an answer, call ``on_lost`` (from a thread).
+
+    A cluster lost under a running search made Ray's core wait 60 s and abort the process with its
+    own line, and no word on how to go on. A local Ray started here goes down with this process.
+    """
+    if info.started_here:
+        yield
+        return
+    host, _, port = info.address.rpartition(":")
+    stop = threading.Event()
+
+    def watch() -> None:
+        missed = 0
+        while not stop.wait(every_s):
+            try:
+                socket.create_connection((host.strip("[]"), int(port)), timeout=every_s).close()
+                missed = 0
+            except (OSError, ValueError):
+                missed += 1
+                if missed >= misses and not stop.is_set():
+                    on_lost()
+                    return
+
+    thread = threading.Thread(target=watch, name="mixopt-cluster-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
 
 
 WORKER_DIED = "A worker died or was killed while executing a task"
