@@ -769,6 +769,34 @@ def test_default_names_taken_in_the_same_second_get_a_suffix(workspace, tmp_path
     assert set((workspace / "searches").iterdir()) == before
 
 
+def test_a_twin_search_leaves_the_mixtures_another_is_running_to_it(workspace, tmp_path) -> None:
+    """A helper's two searches over one space, the second started while the first ran: the same
+    seeded swarm, so the second measured the first's planned mixtures again."""
+    from mixopt.search.driver import _plan, _plan_line
+    from mixopt.search.lock import driver_lock
+    from mixopt.search.prepare import prepare
+    from mixopt.store import RunRecord
+
+    first = prepare(config(tmp_path, name="first", budget=6))
+    first_plan = _plan(first)
+    prep = prepare(config(tmp_path, name="twin", budget=6))
+    assert _plan(prep)["swarm"] == first_plan["swarm"]  # the same seed draws the same swarm
+    first.store.create_search("first", {"name": "first"}, first_plan)
+    done = first_plan["swarm"][0]
+    first.store.add([RunRecord(run_id="first-s0", search_id="first", role="swarm",
+                               weights=dict(zip(DOMAINS, done, strict=True)), fidelity={},
+                               fidelity_key=prep.fidelity_key, status="ok", seed=0,
+                               metrics={f"loss/{d}": 2.0 for d in DOMAINS})])
+    first.search_dir.mkdir(parents=True, exist_ok=True)
+    with driver_lock(first.search_dir, "first"):  # its driver runs
+        plan = _plan(prep)
+    assert plan["in_flight_elsewhere"] == 5 and len(plan["reused"]) == 1 and len(plan["swarm"]) == 5
+    assert not any(np.allclose(w, v) for w in first_plan["swarm"] for v in plan["swarm"])
+    assert _plan_line(prep, plan).endswith("; 5 mixtures that searches running now have yet to finish are "
+                                           "left to them (a search started later reuses their runs)")
+    assert _plan(prep)["in_flight_elsewhere"] == 0  # its driver gone: nothing is left to it
+
+
 def test_random_is_not_warned_of_a_fit_it_does_not_make(workspace, tmp_path) -> None:
     import warnings
 

@@ -346,7 +346,12 @@ def _plan(prep: Prepared) -> dict[str, Any]:
     # mixture at several seeds): the swarm must sample the space it searches.
     inside = _distinct(existing[prep.space.contains_rows(existing, tol=1e-6)]) if reused else 0
     n_new = 0 if free else max(0, cfg.budget - inside)
-    rows = sample_swarm(prep.space, n_new, seed=cfg.seed, temperature=cfg.temperature, existing=existing)
+    # The swarms of searches running now over the same corpus, fidelity and domains: a twin search
+    # started alongside draws the same seeded swarm and would measure them again. Kept away from,
+    # as finished runs are; not fitted (they have no result yet; a later search reuses them).
+    in_flight = [] if free else _planned_elsewhere(prep)
+    avoid = np.vstack([*([existing] if existing is not None else []), *in_flight]) if in_flight else existing
+    rows = sample_swarm(prep.space, n_new, seed=cfg.seed, temperature=cfg.temperature, existing=avoid)
     if not free:  # a fit the law would refuse once the swarm has run is refused now, before any run
         new_rows = np.asarray(rows).reshape(-1, len(prep.domains))
         planned = np.vstack([new_rows, existing]) if reused else new_rows
@@ -376,8 +381,27 @@ def _plan(prep: Prepared) -> dict[str, Any]:
         "version": 1, "domains": prep.domains, "space": prep.space.as_dict(), "fidelity": prep.fidelity,
         "fidelity_key": prep.fidelity_key, "corpus": prep.corpus_name, "corpus_hash": prep.corpus_hash,
         "reused": [r.run_id for r in reused], "swarm": np.asarray(rows).tolist(),
-        "reused_counted": inside,
+        "reused_counted": inside, "in_flight_elsewhere": len(in_flight),
     }
+
+
+def _planned_elsewhere(prep: Prepared) -> list[list[float]]:
+    """Swarm rows of the other searches whose driver runs now, over this search's corpus, fidelity
+    and domains, less the mixtures they have finished (those are reused)."""
+    from mixopt.search.lock import driver_alive
+    from mixopt.search.prepare import search_dir
+
+    rows: list[list[float]] = []
+    for rec in prep.store.searches():
+        plan = rec.plan or {}
+        same = (plan.get("fidelity_key"), plan.get("corpus_hash"), list(plan.get("domains", ()))) == (
+            prep.fidelity_key, prep.corpus_hash, list(prep.domains))
+        if (rec.search_id == prep.search_id or rec.state != "running" or not same
+                or driver_alive(search_dir(rec.search_id)) is not True):
+            continue
+        done = [r.vector(prep.domains) for r in prep.store.runs(search_id=rec.search_id, status="ok")]
+        rows += [w for w in plan.get("swarm", []) if not any(np.allclose(w, d, atol=1e-9) for d in done)]
+    return rows
 
 
 def _distinct(rows: np.ndarray) -> int:
@@ -392,6 +416,9 @@ def _plan_line(prep: Prepared, plan: dict[str, Any]) -> str:
         n = plan["reused_counted"]
         line += (f" ({n} mixture{'s' if n != 1 else ''} inside the constraints count{'s' if n == 1 else ''} "
                  f"towards --budget {prep.config.budget}; every reused run is fitted)")
+    if plan.get("in_flight_elsewhere"):
+        line += (f"; {plan['in_flight_elsewhere']} mixtures that searches running now have yet to finish "
+                 "are left to them (a search started later reuses their runs)")
     return line
 
 
