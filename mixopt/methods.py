@@ -19,6 +19,7 @@ from mixopt.errors import MixoptError
 from mixopt.fitters.registry import make_fitter
 from mixopt.mixture import domain_groups
 from mixopt.proposers import BestRunProposer, Proposal, TopKProposer
+from mixopt.proposers.hold import propose_holding
 from mixopt.space import SearchSpace
 
 ProposerName = Literal["topk", "best_run", "exact", "entropy"]
@@ -180,7 +181,7 @@ class MethodSpec:
             proposal = proposer.propose_from_runs(X, y, space)  # type: ignore[union-attr]
         else:
             model.fit(X, fit_target(model, y, Y))
-            proposal = proposer.propose(model, space)  # type: ignore[union-attr]
+            proposal = propose_holding(proposer, model, X, space)
         return model, dataclasses.replace(proposal, method=self.name)
 
 

@@ -58,7 +58,9 @@ def test_exact_solve_matches_brute_force(problem: tuple[ConvexObjective, SearchS
     pts = grid(space)
     best = min(total(obj, p, kl, q) for p in pts)
     # The grid's best is an upper bound of the optimum: the solve must reach it (or do better).
-    assert total(obj, x, kl, q) <= best + 1e-9
+    # within the solver's relative tolerance: on a near-flat law (an exponent of 1e-7) it stops at
+    # 3.3e-8 above the optimum of 3.0, where its gradient is below what it resolves
+    assert total(obj, x, kl, q) <= best + 1e-9 + 1e-7 * abs(best)
     assert info["kkt_residual"] < 1e-5
 
 

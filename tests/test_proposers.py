@@ -151,3 +151,27 @@ def test_flat_model_is_flagged() -> None:
         warnings.simplefilter("error", MixoptWarning)
         p = TopKProposer(n_candidates=5000, k=16).propose(model, one)
     assert not p.info["constant_model"] and p.weights == pytest.approx([1.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("method", ["log-ridge", "regmix", "linear", "mixing-law"])
+def test_a_domain_no_run_varied_is_held_by_every_method(method: str) -> None:
+    # A helper's table: d held at 0.1 in every run; log-ridge had proposed d = 0.6, gp 0.088.
+    from mixopt.proposers.exact import held_note
+
+    rng = np.random.default_rng(0)
+    X = np.hstack([rng.dirichlet(np.ones(3), 40) * 0.9, np.full((40, 1), 0.1)])
+    y = 2 + np.exp(X @ np.array([-1.0, 0.5, 0.3, -2.0]))
+    space = SearchSpace(domains=("a", "b", "c", "d"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, prop = get_method(method).fit_propose(X, y, space, seed=0,
+                                                 proposer_params={"n_candidates": 2000, "k": 16}
+                                                 if get_method(method).proposer == "topk" else None)
+    assert prop.weights[3] == pytest.approx(0.1) and prop.info["held"] == {"d": pytest.approx(0.1)}
+    assert held_note(prop.info).startswith("held d at 0.1: every run had that weight")
+    # where the constraints leave no room for it, the domain is not held
+    from mixopt.proposers.hold import hold, unvaried
+
+    assert unvaried(X) == {3: pytest.approx(0.1)}
+    assert hold({3: 0.1}, SearchSpace(domains=("a", "b", "c", "d"), fixed={"d": 0.2}))[1] == {}
+    assert hold({3: 0.1}, SearchSpace(domains=("a", "b", "c", "d"), min_weight=0.15))[1] == {}

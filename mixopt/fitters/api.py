@@ -193,7 +193,9 @@ def fit_tables(config: FitConfig) -> FitReport:
             if model is None:
                 prop = proposer.propose_from_runs(X, y, space)
             else:
-                prop = proposer.propose(model, space)
+                from mixopt.proposers.hold import propose_holding
+
+                prop = propose_holding(proposer, model, X, space)
             seconds["propose"] = round(time.perf_counter() - t, 3)
             proposal = _save_mixture(prop, model, method.name, table, X, y, run_ids, space, config, params,
                                      fit_notes)

@@ -362,29 +362,11 @@ def _hold_unvaried(model: Any, space: SearchSpace) -> tuple[SearchSpace, dict[st
     The law has no term for such a domain, so the solve would move it only for the KL term's sake
     (towards the prior), into weights no run has tried. Held only where the space allows it.
     """
-    import dataclasses
-
     from mixopt.fitters.metricsum import MetricSum
+    from mixopt.proposers.hold import hold
 
     inner = model.estimator_ if isinstance(model, MetricSum) else model
-    held = {space.domains[i]: v for i, v in getattr(inner, "held_", {}).items()
-            if i < space.n and space.domains[i] not in space.fixed}
-    if not held:
-        return space, {}
-    lo, hi = space.bounds()
-    idx = {d: space.domains.index(d) for d in held}
-    # Within the bounds (a rounded table's 1e-9 past them is clamped onto them), and only if the
-    # other bounds still leave room: otherwise the solve stays free, as without the law's gap.
-    held = {d: float(np.clip(v, lo[idx[d]], hi[idx[d]])) for d, v in held.items()
-            if lo[idx[d]] - 1e-9 <= v <= hi[idx[d]] + 1e-9}
-    if not held:
-        return space, {}
-    try:
-        candidate = dataclasses.replace(space, fixed={**space.fixed, **held})  # checks feasibility
-    except MixoptError:
-        return space, {}
-    log.info("holding %s at the weight every run had (the law has no term for them)", ", ".join(held))
-    return candidate, held
+    return hold(getattr(inner, "held_", {}), space)
 
 
 class ExactProposer:

@@ -1,0 +1,65 @@
+"""Domains no run varied are held at the weight the runs had, whatever the model.
+
+A model fitted on runs that all gave a domain the same weight knows nothing of other weights: a
+law drops the domain (its effect is in the constant), a GP or a tree sees a constant input, a
+ridge on log weights extrapolates. Proposing another weight for it is a guess the runs cannot
+back (a helper saw log-ridge move a domain every run held at 0.1 to 0.6, predicting a loss the
+mixture did not reach), so every proposal holds it, where the constraints allow, and says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from mixopt.errors import MixoptError
+from mixopt.space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+
+def unvaried(X: np.ndarray) -> dict[int, float]:
+    """Column → the weight every run gave it, for the columns of runs ``X`` that never vary."""
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or len(X) < 2:
+        return {}
+    # Renormalised rows leave a constant weight jittering by ~1e-17: that is no variation.
+    return {int(i): float(np.median(X[:, i])) for i in np.flatnonzero(np.ptp(X, axis=0) <= 1e-9)}
+
+
+def hold(held: Mapping[int, float], space: SearchSpace) -> tuple[SearchSpace, dict[str, float]]:
+    """``space`` with the columns ``held`` fixed at their weight; (space, domain → weight held).
+
+    Only where the space allows it: a domain already fixed, a weight outside its bounds, or bounds
+    that leave no room for the rest keep the space as it was for that domain.
+    """
+    named = {space.domains[i]: v for i, v in held.items()
+             if i < space.n and space.domains[i] not in space.fixed}
+    if not named:
+        return space, {}
+    lo, hi = space.bounds()
+    idx = {d: space.domains.index(d) for d in named}
+    # Within the bounds (a rounded table's 1e-9 past them is clamped onto them)
+    named = {d: float(np.clip(v, lo[idx[d]], hi[idx[d]])) for d, v in named.items()
+             if lo[idx[d]] - 1e-9 <= v <= hi[idx[d]] + 1e-9}
+    if not named:
+        return space, {}
+    try:
+        candidate = dataclasses.replace(space, fixed={**space.fixed, **named})  # checks feasibility
+    except MixoptError:
+        return space, {}
+    log.info("holding %s at the weight every run had", ", ".join(named))
+    return candidate, named
+
+
+def propose_holding(proposer: Any, model: Any, X: np.ndarray, space: SearchSpace) -> Any:
+    """``proposer.propose(model, space)`` with the domains no run of ``X`` varied held (``info["held"]``)."""
+    space, held = hold(unvaried(X), space)
+    prop = proposer.propose(model, space)
+    if held:
+        prop = dataclasses.replace(prop, info={**prop.info, "held": {**prop.info.get("held", {}), **held}})
+    return prop
