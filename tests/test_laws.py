@@ -470,3 +470,26 @@ def test_gp_groups_predict_from_threads() -> None:
             model, space
         )
         assert np.isfinite(prop.predicted) and abs(prop.weights.sum() - 1) < 1e-9
+
+
+def test_a_line_search_stop_at_a_minimum_is_not_called_unconverged() -> None:
+    # SciPy's L-BFGS-B says only "ABNORMAL: " when rounding stops its line search at a minimum: a
+    # helper's 5-fold CV warned "did not converge" of a fit that 3 other seeds matched to 1e-16.
+    from types import SimpleNamespace
+
+    from mixopt.fitters.lawfit import _at_minimum
+
+    lo, hi = np.array([0.0, -np.inf]), np.array([np.inf, np.inf])
+
+    def res(fun: float, x: list[float], jac: list[float], message: str = "ABNORMAL: ") -> SimpleNamespace:
+        return SimpleNamespace(fun=fun, x=np.array(x), jac=np.array(jac), message=message)
+
+    flat = res(2.0, [1.0, 1.0], [1e-8, -1e-8])
+    assert _at_minimum(flat, [flat], lo, hi)
+    at_bound = res(2.0, [0.0, 1.0], [5.0, 1e-9])  # pushing into its bound: no slope left
+    assert _at_minimum(at_bound, [at_bound], lo, hi)
+    steep = res(2.0, [1.0, 1.0], [0.3, 0.0])
+    assert not _at_minimum(steep, [steep], lo, hi)
+    assert _at_minimum(steep, [steep, res(2.0 + 1e-12, [1.1, 1.0], [0.1, 0.0])], lo, hi)  # matched
+    capped = res(2.0, [1.0, 1.0], [0.0, 0.0], "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT")
+    assert not _at_minimum(capped, [capped], lo, hi)

@@ -126,6 +126,7 @@ def _multistart(
     order = np.argsort(losses, kind="stable")[: max(1, n_polish)]
 
     best: Any = None
+    polished = []
     for i in order:
         res = minimize(
             one,
@@ -135,6 +136,7 @@ def _multistart(
             bounds=bnds,
             options={"maxiter": maxiter, "gtol": 1e-9, "ftol": 1e-12},
         )
+        polished.append(res)
         if res.fun < 1e30 and (best is None or res.fun < best.fun):
             best = res
     if best is None:
@@ -144,11 +146,28 @@ def _multistart(
         )
     return best.x, FitReport(
         loss=float(best.fun),
-        converged=bool(best.success),
+        converged=bool(best.success) or _at_minimum(best, polished, lo, hi),
         n_starts=S,
         n_polished=len(order),
         message=str(best.message),
     )
+
+
+def _at_minimum(best: Any, polished: list[Any], lo: np.ndarray, hi: np.ndarray) -> bool:
+    """Whether an L-BFGS-B run that stopped in its line search ("ABNORMAL") is at a minimum anyway.
+
+    At a minimum, rounding makes the line search fail before the tolerances are met; SciPy then says
+    only "ABNORMAL". It is a minimum when the projected gradient is ~0, or another start stopped at
+    the same loss. An iteration cap reached is never taken for one.
+    """
+    if not str(best.message).startswith("ABNORMAL"):
+        return False
+    scale = max(1.0, abs(float(best.fun)))
+    g = np.asarray(best.jac, dtype=float)
+    free = ~(((best.x <= lo) & (g > 0)) | ((best.x >= hi) & (g < 0)))  # gradients into a bound are no slope
+    if np.max(np.abs(g[free]), initial=0.0) <= 1e-6 * scale:
+        return True
+    return any(r is not best and r.fun < 1e30 and abs(r.fun - best.fun) <= 1e-9 * scale for r in polished)
 
 
 class LawFitter(RegressorMixin, BaseEstimator):
