@@ -493,3 +493,19 @@ def test_a_line_search_stop_at_a_minimum_is_not_called_unconverged() -> None:
     assert _at_minimum(steep, [steep, res(2.0 + 1e-12, [1.1, 1.0], [0.1, 0.0])], lo, hi)  # matched
     capped = res(2.0, [1.0, 1.0], [0.0, 0.0], "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT")
     assert not _at_minimum(capped, [capped], lo, hi)
+
+
+@pytest.mark.parametrize("cls", [BiMixFitter, MixingLawFitter])
+def test_one_huge_loss_does_not_carry_the_fit(cls: type) -> None:
+    # A helper's table: one run's loss logged as 1e8. The Huber threshold was in units of the
+    # standard deviation (which the outlier set) and BiMix's starts were least squares on it: the
+    # fit fled to zero coefficients and predicted 1e-14 for every mixture.
+    X = swarm(40, seed=9)
+    y = 2.0 + np.exp(X @ np.array([-1.0, 0.4, 0.2, 0.6])) * 0.5
+    bad = y.copy()
+    bad[0] = 1e8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MixoptWarning)
+        pred = cls().fit(X, bad).predict(X[1:])
+        clean = cls().fit(X[1:], y[1:]).predict(X[1:])  # the fit without that run
+    assert np.max(np.abs(pred - clean)) < 0.2 * np.ptp(y)

@@ -32,7 +32,14 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import MixoptError
-from mixopt.fitters.lawfit import MAX_EXPONENT, FitReport, LawFitter, huber, multistart_lbfgs
+from mixopt.fitters.lawfit import (
+    MAX_EXPONENT,
+    FitReport,
+    LawFitter,
+    huber,
+    multistart_lbfgs,
+    robust_scale,
+)
 from mixopt.mixture import metric_domain
 
 LOG_BOUND = 30.0
@@ -175,7 +182,7 @@ class BiMixFitter(LawFitter):
                 f"bimix with steps has {4 * k} parameters per target but got only {n} sample(s) "
                 "(checkpoints); add runs or fit on final losses only (no steps)"
             )
-        sd = float(y.std()) or 1.0
+        sd = robust_scale(y)[1]  # the law is closed under scaling, not shifting: scaled only
         ys = y / sd
         LX = self._logs(X)
         ls = None if extra is None else np.log(extra)
@@ -185,9 +192,13 @@ class BiMixFitter(LawFitter):
         betas = (
             None if extra is None else np.vstack([np.full(k, 0.5), rng.uniform(0.1, 1.5, (self.n_starts, k))])
         )
+        # Starts from the targets held within 20 robust sds of their median: least squares on an
+        # outlier (one run at 1e8) started where the Huber fit then fled to zero coefficients.
+        mid = float(np.median(ys))
+        yw = np.clip(ys, mid - 20.0, mid + 20.0)
         starts = np.array(
             [
-                self._nnls_start(LX, ls, ys, alphas[i], None if betas is None else betas[i])
+                self._nnls_start(LX, ls, yw, alphas[i], None if betas is None else betas[i])
                 for i in range(len(alphas))
             ]
         )

@@ -60,6 +60,18 @@ class FitReport:
     message: str
 
 
+def robust_scale(y: np.ndarray) -> tuple[float, float]:
+    """(median, 1.4826 × median absolute deviation) of ``y``: the standard deviation for normal
+    data, unmoved by an outlier. The Huber threshold is set in these units; with the standard
+    deviation, one run at 1e8 had made every other residual "small" and the fit followed it."""
+    y = np.asarray(y, dtype=float)
+    mid = float(np.median(y))
+    scale = 1.4826 * float(np.median(np.abs(y - mid)))
+    if not scale > 0:  # over half the runs equal: fall back to the spread there is
+        scale = float(y.std())
+    return mid, scale if scale > 0 else 1.0
+
+
 def multistart_lbfgs(
     fun: BatchLoss,
     starts: np.ndarray,

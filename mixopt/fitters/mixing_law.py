@@ -18,7 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixopt.fitters.lawfit import MAX_EXPONENT, FitReport, LawFitter, huber, multistart_lbfgs
+from mixopt.fitters.lawfit import (
+    MAX_EXPONENT,
+    FitReport,
+    LawFitter,
+    huber,
+    multistart_lbfgs,
+    robust_scale,
+)
 
 # Floors tried for the log-linear starts, as multiples of the target's range below its minimum.
 FLOOR_LADDER = (0.02, 0.1, 0.3, 1.0, 3.0)
@@ -105,8 +112,7 @@ class MixingLawFitter(LawFitter):
     def _fit_target(
         self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator, extra: np.ndarray | None = None
     ) -> tuple[np.ndarray, FitReport]:
-        mu, sd = float(y.mean()), float(y.std())
-        sd = sd if sd > 0 else 1.0
+        mu, sd = robust_scale(y)
         ys = (y - mu) / sd
         k = X.shape[1]
         starts = [loglinear_starts(X, ys)]
