@@ -152,6 +152,25 @@ def test_a_far_fetched_proposal_is_flagged(tmp_path: Path, capsys: pytest.Captur
     assert "warning: the linear model predicts" in capsys.readouterr().err
 
 
+def test_a_model_that_misses_its_own_runs_is_noted_by_fit_as_by_search(tmp_path: Path) -> None:
+    """A bump in a's weight: a linear fit cannot follow it (search said so; fit said nothing)."""
+    from mixopt.proposers.proposal import misfit_note
+
+    rng = np.random.default_rng(1)
+    X = rng.dirichlet(np.ones(3), 40)
+    runs = [f"r{i}" for i in range(40)]
+    pl.DataFrame({"run": runs, "a": X[:, 0], "b": X[:, 1], "c": X[:, 2]}).write_csv(tmp_path / "r.csv")
+    loss = 3.0 - np.exp(-60 * (X[:, 0] - 0.3) ** 2)
+    pl.DataFrame({"run": runs, "loss": loss}).write_csv(tmp_path / "m.csv")
+    out = tmp_path / "mix.json"
+    assert run_cli(["fit", "--ratios", str(tmp_path / "r.csv"), "--metrics", str(tmp_path / "m.csv"),
+                    "--target", "loss", "--method", "linear", "--propose", "--out", str(out), *FAST]) == 0
+    assert any(n.startswith("the linear model fits its own runs poorly: in-sample RMS error")
+               for n in Mixture.load(out).meta["notes"])
+    assert misfit_note(0.1, 0.3, "m") is None and misfit_note(None, 0.3, "m") is None
+    assert misfit_note(0.2, 0.3, "gp").startswith("the gp model fits its own runs poorly")
+
+
 def test_notes_for_a_proposal_past_the_runs_or_worse_than_the_best_run() -> None:
     from mixopt.proposers.proposal import beyond_runs_note, worse_than_best_note
 

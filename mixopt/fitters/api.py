@@ -242,7 +242,12 @@ def _save_mixture(
     import mixopt
     from mixopt.mixture import Mixture
     from mixopt.proposers.exact import held_note, kl_note, unused_kl_note
-    from mixopt.proposers.proposal import beyond_runs_note, extrapolation_note, worse_than_best_note
+    from mixopt.proposers.proposal import (
+        beyond_runs_note,
+        extrapolation_note,
+        misfit_note,
+        worse_than_best_note,
+    )
     from mixopt.proposers.topk import predict_objective
 
     weights = {d: float(w) for d, w in zip(table.domains, prop.weights, strict=True)}
@@ -255,6 +260,10 @@ def _save_mixture(
                              beyond_runs_note(prop.weights, X, table.domains, method, fixed=space.fixed),
                              unused_kl_note(prop.info, proposer_params.get("kl"), method),
                              space.repetition_note(prop.weights)) if n]
+        if len(y) > 2:  # how well the model fits the runs it was fitted on, as a search says
+            rms = float(np.sqrt(np.mean((predict_objective(model, X) - y) ** 2)))
+            if misfit := misfit_note(rms, float(np.std(y)), method):
+                notes.append(misfit)
     baselines: dict[str, Any] = {
         "best_run": {"run_id": run_ids[best], "measured": float(y[best]),
                      "inside_constraints": inside is not None,

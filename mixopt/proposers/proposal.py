@@ -95,3 +95,12 @@ def worse_than_best_note(predicted: float | None, best_predicted: float | None, 
     return (f"the {method} proposal is predicted worse than the best run inside the constraints "
             f"({predicted:.5g} against {best_predicted:.5g} for run {best_run}, by the same model); "
             "that run's mixture may be the better choice")
+
+
+def misfit_note(fit_rms: float | None, runs_std: float | None, method: str) -> str | None:
+    """A note when the model misses the runs it was fitted on: in-sample RMS error above half the
+    runs' own spread (None otherwise)."""
+    if fit_rms is None or not runs_std or not fit_rms > 0.5 * runs_std:
+        return None
+    return (f"the {method} model fits its own runs poorly: in-sample RMS error {fit_rms:.3g} against the "
+            f"runs' spread (std) {runs_std:.3g}; its predictions are rough, try another method")

@@ -30,7 +30,12 @@ from mixopt import __version__
 from mixopt.atomic import write_json
 from mixopt.errors import MixoptError, MixoptWarning, warnings_as_notes
 from mixopt.proposers.exact import held_note, kl_note, unused_kl_note
-from mixopt.proposers.proposal import beyond_runs_note, extrapolation_note, worse_than_best_note
+from mixopt.proposers.proposal import (
+    beyond_runs_note,
+    extrapolation_note,
+    misfit_note,
+    worse_than_best_note,
+)
 from mixopt.search.config import SearchConfig
 from mixopt.search.lock import DRIVING, driver_lock
 from mixopt.search.prepare import Prepared, prepare
@@ -507,11 +512,8 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
                              or (cfg.validate == 0 and worse_than_best_note(
                                  prop.predicted, best.predicted, str(best.run_id), cfg.method))):
         notes.append(pull)
-    fit_rms, spread = prop.info.get("fit_rms"), prop.info.get("runs_std")
-    if fit_rms is not None and spread and fit_rms > 0.5 * spread:  # the model misses its own runs
-        notes.append(f"the {cfg.method} model fits its own runs poorly: in-sample RMS error {fit_rms:.3g} "
-                     f"against the runs' spread (std) {spread:.3g}; its predictions are rough, try another "
-                     "method")
+    if misfit := misfit_note(prop.info.get("fit_rms"), prop.info.get("runs_std"), cfg.method):
+        notes.append(misfit)
     if spec.training_free:
         notes.append("training-free (BiMix): weights from each domain's conditional entropy "
                      f"({prop.info.get('estimator')}); no proxy runs were fitted (--budget unused)")
