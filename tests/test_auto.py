@@ -94,6 +94,7 @@ def test_auto_skips_laws_with_too_many_parameters_and_explains() -> None:
     m = AutoFitter(candidates=("bimix", "linear")).fit(X, y)
     rows = {r["name"]: r for r in m.cv_table_}
     assert "add runs" in rows["bimix"]["error"] and m.chosen_ == "linear"
+    assert "auto" not in rows["bimix"]["error"]  # auto itself is what runs
     with pytest.raises(MixoptError, match="no candidate could be cross-validated"):
         AutoFitter(candidates=("bimix",)).fit(X, y)
     with pytest.raises(MixoptError, match="at least 3 runs"):

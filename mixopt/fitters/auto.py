@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import FewRunsWarning, MixoptError, MixoptWarning, TooFewRunsError
-from mixopt.fitters.fewruns import ADVICE
+from mixopt.fitters.fewruns import ADVICE, FEWER
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +147,9 @@ class AutoFitter(RegressorMixin, BaseEstimator):
                     warnings.simplefilter("ignore", MixoptWarning)  # per-fold notes; the refit warns once
                     res = cross_validate(self._make(name, per_metric), X, target(name), k=k,
                                          seed=self.random_state or 0, folds_option=None)
-            except MixoptError as exc:
-                rows.append({"name": name, "error": str(exc), "seconds": round(time.perf_counter() - t, 2)})
+            except MixoptError as exc:  # the reason, less the advice to use auto (this is auto)
+                why = str(exc).replace(f" or {FEWER}", "")
+                rows.append({"name": name, "error": why, "seconds": round(time.perf_counter() - t, 2)})
                 continue
             oof[name] = res.pred
             rows.append(

@@ -11,7 +11,8 @@ from mixopt.errors import FewRunsWarning
 # ~1 nat. Few runs per parameter is said, not refused: the model may still rank.
 RUNS_PER_PARAMETER = 1.5
 # What to do about it; ``auto`` says otherwise, having chosen the model by cross-validation.
-ADVICE = "; check it with --cv, add runs, or use a method with fewer parameters (log-ridge, gp or auto)"
+FEWER = "use a method with fewer parameters (log-ridge, gp or auto)"
+ADVICE = f"; check it with --cv, add runs, or {FEWER}"
 
 
 def warn_few_runs(model: str, params: int, varying: int, n: int, *, stacklevel: int = 3) -> None:

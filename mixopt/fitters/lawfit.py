@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import MixoptError, MixoptWarning, TooFewRunsError
-from mixopt.fitters.fewruns import warn_few_runs
+from mixopt.fitters.fewruns import FEWER, warn_few_runs
 
 log = logging.getLogger(__name__)
 
@@ -267,8 +267,7 @@ class LawFitter(RegressorMixin, BaseEstimator):
         if n < max(p, 2):
             raise TooFewRunsError(
                 f"{self.law} has {p} parameters per target ({k} varying domains) but got only {n} sample(s) "
-                f"(runs); add runs (at least {p}) or use a method with fewer parameters (log-ridge, gp or "
-                "auto)",
+                f"(runs); add runs (at least {p}) or {FEWER}",
                 needed=max(p, 2),
             )
         warn_few_runs(self.law, p, k, n, stacklevel=3)
