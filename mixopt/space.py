@@ -142,7 +142,8 @@ class SearchSpace:
                 if d in self.fixed:
                     why.append(f"fixed at {self.fixed[d]}")
                 why.append(f"floor {lo[i]:.4g}")
-                why.append(f"ceiling {hi[i]:.4g}")
+                if d in self.ceilings:  # the upper bound is the lower of the ceiling and the cap
+                    why.append(f"ceiling {float(self.ceilings[d]):.4g}")
                 if self.epoch_cap()[i] < 1:
                     why.append(
                         f"repetition cap {self.epoch_cap()[i]:.4g} (max_epochs × tokens / target_tokens)"

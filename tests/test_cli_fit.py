@@ -81,6 +81,21 @@ def test_cv_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert "3-fold cross-validation" in out and "Spearman" in out
 
 
+def test_a_weighted_target_of_columns_is_called_a_weighted_mean(tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(2)
+    X = rng.dirichlet(np.ones(3), 12)
+    runs = [f"r{i}" for i in range(12)]
+    pl.DataFrame({"run": runs, "a": X[:, 0], "b": X[:, 1], "c": X[:, 2]}).write_csv(tmp_path / "r.csv")
+    pl.DataFrame({"run": runs, "loss/a": 3 - X[:, 0], "loss/b": 3 - X[:, 1]}).write_csv(tmp_path / "m.csv")
+    args = ["fit", "--ratios", str(tmp_path / "r.csv"), "--metrics", str(tmp_path / "m.csv"), "--method",
+            "loglinear", "--cv", "3", "--target"]
+    assert run_cli([*args, "loss/a=0.7,loss/b=0.3"]) == 0
+    out = capsys.readouterr().out
+    assert "one loglinear law per metric column (2); the target is their weighted mean" in out
+    assert run_cli([*args, "mean"]) == 0
+    assert "the target is their mean" in capsys.readouterr().out
+
+
 def test_predict_writes_predictions(tmp_path: Path) -> None:
     out = tmp_path / "p.csv"
     new = str(RUNS / "regmix-pile-1m" / "test_mixture_1m.csv")

@@ -146,6 +146,11 @@ def test_infeasible_bounds_are_named() -> None:
         SearchSpace(domains=DOMAINS3, floors={"a": 0.6, "b": 0.6})
     with pytest.raises(MixoptError, match="domain 'b' has no feasible weight: floor 0.5, ceiling 0.2"):
         SearchSpace(domains=DOMAINS3, floors={"b": 0.5}, ceilings={"b": 0.2})
+    # a repetition cap alone is no ceiling (a helper saw "ceiling 0.1" with no --max-weight given)
+    with pytest.raises(MixoptError, match=r"domain 'b' has no feasible weight: floor 0\.2, repetition cap "
+                                          r"0\.1 \(max_epochs"):
+        SearchSpace(domains=DOMAINS3, min_weight=0.2, tokens={"a": 1e9, "b": 1e8, "c": 1e9}, max_epochs=1,
+                    target_tokens=1e9)
     with pytest.raises(MixoptError, match="KL weight must be ≥ 0"):
         ExactProposer(kl=-1)
 

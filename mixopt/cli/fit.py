@@ -123,15 +123,21 @@ def fit(
     _render(report)
 
 
+def _combined(target: str) -> str:
+    """How a target of several columns combines them: ``mean``, or ``c1=0.7,c2=0.3`` weighted."""
+    return "weighted mean" if "=" in target else "mean"
+
+
 def _render(report: Any) -> None:
     console.print(f"[bold]{report.method}[/] on {report.n_runs} runs, target [bold]{report.target}[/]"
                   + (f" ({report.n_excluded} runs left out)" if report.n_excluded else ""))
     if report.per_metric and report.method == "auto":
         console.print(f"auto's law candidates fit one law per metric column ({report.per_metric}); the "
-                      "target is their mean; the other candidates fit the target itself")
+                      f"target is their {_combined(report.target)}; the other candidates fit the target "
+                      "itself")
     elif report.per_metric:
         console.print(f"one {report.method} law per metric column ({report.per_metric}); the target is "
-                      "their mean")
+                      f"their {_combined(report.target)}")
     if report.groups:
         console.print("domains grouped by source, from their names: "
                       + ", ".join(f"{g} {n}" for g, n in report.groups.items()))

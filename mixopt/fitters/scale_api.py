@@ -91,8 +91,9 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
     runs = [r for r in ok if r.history]
     if not runs:
         where = f"searches {', '.join(searches)}" if searches else "the store"
-        bare = (f" ({len(ok)} finished runs have none: imported tables hold one value per run, so fit "
-                "them with --ratios/--metrics)" if ok else "")
+        bare = (f" ({len(ok)} finished runs have none: runs imported from tables, or from an evaluator "
+                "that returns no checkpoint history, hold one value each; fit tables with --ratios/--metrics)"
+                if ok else "")
         raise MixoptError(f"{where} has no finished runs with checkpoint histories{bare}; --fidelity-law "
                           "needs proxy runs that mixopt trained, at two or more rungs (mixopt search)")
     sets = {tuple(sorted(r.weights)) for r in runs}
