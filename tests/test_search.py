@@ -569,6 +569,25 @@ def test_a_cluster_that_refuses_the_join_is_one_line_naming_the_cause(monkeypatc
     assert ray_env._join_failure(["something else"], "h:1") is None
 
 
+def test_resume_says_it_does_not_follow_ray_address(workspace, tmp_path, monkeypatch):
+    from mixopt.search import driver
+
+    cfg = config(tmp_path, name="oncluster", address="10.0.0.1:6379")
+    RunStore().create_search("oncluster", {**cfg.as_dict(), "name": "oncluster"}, {})
+
+    def stop(config, *a, **k):  # what resume hands on, before it would start anything
+        raise KeyboardInterrupt(config.address)
+
+    monkeypatch.setattr(driver, "prepare", stop)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6999")
+    said = (r"RAY_ADDRESS=127\.0\.0\.1:6999 is not used: search 'oncluster' goes on at 10\.0\.0\.1:6379, "
+            "where it ran")
+    with pytest.warns(MixoptWarning, match=said), pytest.raises(KeyboardInterrupt, match="10.0.0.1:6379"):
+        driver.resume_search("oncluster")
+    with pytest.raises(KeyboardInterrupt, match="127.0.0.1:7000"):  # --address moves it
+        driver.resume_search("oncluster", address="127.0.0.1:7000")
+
+
 def test_a_lost_cluster_is_noticed_by_the_watch():
     import socket
     import threading

@@ -190,6 +190,9 @@ def resume_search(
     changes: dict[str, Any] = {"store": str(st.path)}
     if address is not None:
         changes["address"] = address
+    elif cfg.address and os.environ.get("RAY_ADDRESS") and os.environ["RAY_ADDRESS"] != cfg.address:
+        warnings.warn(f"RAY_ADDRESS={os.environ['RAY_ADDRESS']} is not used: search {name!r} goes on at "
+                      f"{cfg.address}, where it ran; give --address to move it", MixoptWarning, stacklevel=2)
     if concurrency is not None:
         changes["concurrency"] = concurrency
     if out is not None:
