@@ -226,3 +226,29 @@ def test_failed_rebuild_keeps_the_old_corpus(workspace: Path, tmp_path: Path, ca
     assert (workspace / "corpora" / "keep" / "manifest.json").read_text() == before
     assert sorted(p.name for p in (workspace / "corpora").iterdir()) == ["keep"]
     assert json.loads(before)["name"] == "keep"
+
+
+def test_a_damaged_corpus_folder_is_one_error_naming_the_damage(
+    workspace: Path, tmp_path: Path, tiny_corpus, capsys
+) -> None:
+    import shutil
+
+    def damaged(name: str) -> Path:
+        c = tmp_path / name
+        shutil.copytree(tiny_corpus.path, c)
+        return c
+
+    c = damaged("json")
+    (c / "manifest.json").write_text("{bad")
+    assert_refused(capsys, workspace, "corpus", "info", str(c), match="manifest.json is not valid JSON")
+    c = damaged("list")
+    (c / "manifest.json").write_text("[]")
+    assert_refused(capsys, workspace, "corpus", "info", str(c), match="is not a mixopt.corpus")
+    c = damaged("bare")
+    (c / "manifest.json").write_text('{"schema": "mixopt.corpus/v1"}')
+    assert_refused(capsys, workspace, "entropy", str(c), match="lacks name, hash, domains")
+    c = damaged("shards")
+    shutil.rmtree(c / "code")
+    line = assert_refused(capsys, workspace, "entropy", str(c),
+                          match="is missing code/train.bin, code/train.idx")
+    assert "rebuild it" in line

@@ -59,7 +59,9 @@ def built_corpora() -> list[dict[str, Any]]:
                 man = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            doms = man.get("domains", {})
+            doms = man.get("domains") if isinstance(man, dict) else None
+            if not isinstance(doms, dict):  # a damaged manifest: `corpus info` says what is wrong
+                continue
             out.append(
                 {
                     "name": p.name,

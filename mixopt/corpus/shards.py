@@ -106,11 +106,34 @@ class Corpus:
 
     @cached_property
     def manifest(self) -> dict[str, Any]:
-        data = json.loads((self.path / "manifest.json").read_text(encoding="utf-8"))
-        if data.get("schema") != CORPUS_SCHEMA:
-            raise MixoptError(
-                f"{self.path}/manifest.json is not a {CORPUS_SCHEMA} manifest; rebuild the corpus"
-            )
+        """The manifest, checked: a damaged corpus folder is one error naming what is wrong."""
+        where = self.path / "manifest.json"
+        rebuild = "rebuild it (`mixopt corpus build NAME --force`, or `corpus add` again with --force)"
+        try:
+            data = json.loads(where.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise MixoptError(f"cannot read {where}: {exc.strerror}; check its permissions") from None
+        except ValueError as exc:
+            raise MixoptError(f"{where} is not valid JSON ({exc}); the corpus is damaged: {rebuild}") \
+                from None
+        if not isinstance(data, dict) or data.get("schema") != CORPUS_SCHEMA:
+            raise MixoptError(f"{where} is not a {CORPUS_SCHEMA} manifest; {rebuild}")
+        needed = ("name", "hash", "domains", "vocab_size", "dtype", "tokenizer")
+        missing = [k for k in needed if k not in data]
+        domains = data.get("domains")
+        counted = isinstance(domains, dict) and domains and all(
+            isinstance(m, dict) and "train_tokens" in m for m in domains.values())
+        if not missing and not counted:
+            missing = ["domains (each with its token counts)"]
+        if missing:
+            raise MixoptError(f"{where} lacks {', '.join(missing)}; the corpus is damaged: {rebuild}")
+        gone = [f"{d}/{split}.{ext}" for d in domains for split in ("train", "val") for ext in ("bin", "idx")
+                if not (self.path / d / f"{split}.{ext}").is_file()]
+        if not (self.path / str(data["tokenizer"])).is_file():
+            gone.append(str(data["tokenizer"]))
+        if gone:
+            shown = ", ".join(gone[:4]) + (f" and {len(gone) - 4} more" if len(gone) > 4 else "")
+            raise MixoptError(f"corpus {data['name']!r} at {self.path} is missing {shown}; {rebuild}")
         return data
 
     @property
