@@ -175,3 +175,11 @@ def test_a_domain_no_run_varied_is_held_by_every_method(method: str) -> None:
     assert unvaried(X) == {3: pytest.approx(0.1)}
     assert hold({3: 0.1}, SearchSpace(domains=("a", "b", "c", "d"), fixed={"d": 0.2}))[1] == {}
     assert hold({3: 0.1}, SearchSpace(domains=("a", "b", "c", "d"), min_weight=0.15))[1] == {}
+
+
+def test_regmix_on_one_run_is_too_few_runs_not_a_lightgbm_error() -> None:
+    from mixopt.errors import TooFewRunsError
+    from mixopt.fitters.regmix import RegMixFitter
+
+    with pytest.raises(TooFewRunsError, match="regmix needs at least 2 runs to fit, got 1 sample"):
+        RegMixFitter().fit(np.array([[0.5, 0.5]]), np.array([2.0]))

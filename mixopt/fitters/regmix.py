@@ -23,6 +23,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from mixopt.errors import TooFewRunsError
+
 # From this many rows on, predict through the compiled QuickScorer tables.
 FAST_PREDICT_ROWS = 4096
 # Compiled scorers, keyed by the LightGBM model they were built from (built on first large predict,
@@ -68,6 +70,9 @@ class RegMixFitter(RegressorMixin, BaseEstimator):
         import lightgbm
 
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
+        if len(y) < 2:  # LightGBM's own message ("Found array with 1 sample(s)") names no remedy
+            raise TooFewRunsError(f"regmix needs at least 2 runs to fit, got {len(y)} sample(s); add runs",
+                                  needed=2)
         Y = y.reshape(len(y), -1)
         mcs = self.min_child_samples
         self.min_child_samples_ = int(mcs) if mcs is not None else min(20, max(2, len(Y) // 8))
