@@ -125,3 +125,22 @@ def test_ladder_options_reach_the_library(monkeypatch: pytest.MonkeyPatch, tmp_p
     main(["bench", "fit", "--no-timing", "--no-laws", "--ladder", "default", "--ladder-mixtures", "3",
           "--ladder-seed", "7", "--store", str(tmp_path / "s.sqlite")])
     assert seen == {"corpus": "default", "n_mixtures": 3, "seed": 7, "jobs": None}
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["bench", "fit", "--tasks", "zz"], "error: --tasks zz: choose from regmix-pile-cc"),
+    (["bench", "fit", "--no-timing", "--fitters", "zz"], "error: --fitters zz: choose from regmix"),
+    (["bench", "fit", "--no-timing", "--no-laws"], "leaves nothing to run"),
+    (["bench", "fit", "--jobs", "-1"], "Invalid value for '--jobs'"),
+    (["bench", "proxy", "--rungs", ","], "error: --rungs is empty"),
+    (["bench", "search", "--trials", "0"], "Invalid value for '--trials'"),
+    (["bench", "search", "--work", "-5"], "Invalid value for '--work'"),
+])
+def test_bench_options_that_cannot_work_are_refused(args: list[str], said: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from mixopt.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and said in err[0]

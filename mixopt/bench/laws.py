@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 SHARED_RUNS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "runs"
 PILE_CC = "metric/the_pile_pile_cc_val_loss"
 FITTERS = ("regmix", "linear", "mixing-law", "loglinear", "bimix", "gp", "log-ridge", "auto")
+TASKS = ("regmix-pile-cc", "olmix-mean-cv5", "small-32", "store", "extrapolation")
 # A small ladder for the extrapolation task: same depth, context, batch, tokens and optimiser; widths
 # from 32 to 96 (27k to 222k non-embedding parameters). Mean relative error of the 96-wide rung's
 # per-domain losses predicted from the three smaller ones (default corpus): 131k tokens with the
@@ -149,7 +150,7 @@ def bench_laws(
     n_small: int = 32,
     k: int = 5,
     jobs: int | None = None,
-    tasks: Sequence[str] = ("regmix-pile-cc", "olmix-mean-cv5", "small-32", "store", "extrapolation"),
+    tasks: Sequence[str] = TASKS,
 ) -> dict[str, Any]:
     """Run the benchmark; returns ``rows`` (task, fitter, figures) and ``summary`` (goals met).
 

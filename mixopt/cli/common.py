@@ -20,9 +20,10 @@ METHOD_HELP = "regmix, linear, random, mixing-law, loglinear, bimix, gp, log-rid
 SEARCH_METHOD_HELP = METHOD_HELP.removesuffix(" or auto.") + ", auto or entropy (with --corpus)."
 
 
-def opt(*names: str, help: str) -> Any:  # noqa: A002 - typer's own keyword
-    """A typer option in an ``Annotated`` hint, kept short for long option lists."""
-    return typer.Option(*names, help=help)
+def opt(*names: str, help: str, **checks: Any) -> Any:  # noqa: A002 - typer's own keyword
+    """A typer option in an ``Annotated`` hint, kept short for long option lists; ``checks`` are
+    typer's own (``min=1``: a usage error naming the option)."""
+    return typer.Option(*names, help=help, **checks)
 
 
 def assignments(values: list[str] | None, option: str) -> dict[str, float]:

@@ -202,7 +202,8 @@ def bench_fit(
     data: Annotated[Path | None, opt("--data", help="Folder of the reference tables (regmix-pile-1m/, "
                                      "olmix-64dom-512/; default: ../shared/data/runs), or the "
                                      "regmix-pile-1m folder itself.")] = None,
-    candidates: Annotated[int, opt("--candidates", help="Candidates for the propose timing.")] = 1_000_000,
+    candidates: Annotated[int, opt("--candidates", help="Candidates for the propose timing.", min=128)] = (
+        1_000_000),
     as_json: JsonOpt = False,
     timing: Annotated[bool, opt("--timing/--no-timing", help="RegMix's fit/propose timings.")] = True,
     laws: Annotated[bool, opt("--laws/--no-laws", help="Every fitter on the reference tables and the store: "
@@ -210,17 +211,31 @@ def bench_fit(
     tasks: Annotated[str | None, opt("--tasks", help="Comma list of regmix-pile-cc, olmix-mean-cv5, "
                                      "small-32, store, extrapolation (default: all).")] = None,
     fitters: Annotated[str | None, opt("--fitters", help="Comma list of fitters (default: all).")] = None,
-    jobs: Annotated[int | None, opt("--jobs", help="Processes for --laws (default: all cores).")] = None,
+    jobs: Annotated[int | None, opt("--jobs", help="Processes for --laws (default: all cores).", min=1)] = (
+        None),
     store: Annotated[Path | None, opt("--store", help="Run store of the store and extrapolation tasks.")] = (
          None),
     ladder: Annotated[str | None, opt("--ladder", help="First train the extrapolation ladder (4 widths × "
                                       "--ladder-mixtures mixtures) on this built corpus into the store.")] = (
                                       None),
-    ladder_mixtures: Annotated[int, opt("--ladder-mixtures", help="Mixtures of the ladder.")] = 8,
+    ladder_mixtures: Annotated[int, opt("--ladder-mixtures", help="Mixtures of the ladder.", min=2)] = 8,
     ladder_seed: Annotated[int, opt("--ladder-seed", help="Seed of the ladder's mixtures and training "
                                     "(another seed: another draw of the figure).")] = 0,
 ) -> None:
     """RegMix's fit/propose timings, and every fitter's accuracy on held-out runs (tables and store)."""
+    from mixopt.bench.laws import FITTERS, TASKS
+    from mixopt.errors import MixoptError
+
+    if not (timing or laws or ladder):
+        raise MixoptError("--no-timing with --no-laws leaves nothing to run; drop one of them")
+    def listed(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+        return default if value is None else tuple(x.strip() for x in value.split(",") if x.strip())
+
+    task_list, fitter_list = listed(tasks, TASKS), listed(fitters, FITTERS)
+    for option, given, known in (("--tasks", task_list, TASKS), ("--fitters", fitter_list, FITTERS)):
+        unknown = [x for x in given if x not in known]
+        if unknown or not given:
+            raise MixoptError(f"{option} {','.join(unknown) or repr('')}: choose from {', '.join(known)}")
     res: dict[str, Any] = {}
     root = data  # the tables' root, or RegMix's folder in it
     if data is not None and (data / "regmix-pile-1m").is_dir():
@@ -238,13 +253,9 @@ def bench_fit(
         n = ladder_runs(ladder, RunStore(store), n_mixtures=ladder_mixtures, seed=ladder_seed, jobs=jobs)
         console.print(f"trained {n} ladder runs on {ladder}")
     if laws:
-        from mixopt.bench.laws import FITTERS, bench_laws
+        from mixopt.bench.laws import bench_laws
 
-        opts: dict[str, Any] = {"data": root, "jobs": jobs, "store": store}
-        if tasks:
-            opts["tasks"] = tuple(x.strip() for x in tasks.split(",") if x.strip())
-        opts["fitters"] = tuple(x.strip() for x in fitters.split(",")) if fitters else FITTERS
-        res["laws"] = bench_laws(**opts)
+        res["laws"] = bench_laws(data=root, jobs=jobs, store=store, tasks=task_list, fitters=fitter_list)
     if as_json:
         print(dumps(res, default=json_default))
         return

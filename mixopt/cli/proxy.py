@@ -171,8 +171,11 @@ def bench_proxy(
 ) -> None:
     """Tokens/s, peak memory, parameters and MFU of each rung (MFU against this run's own fp32 matmul)."""
     from mixopt.bench.proxy import bench_proxy as run_bench
+    from mixopt.errors import MixoptError
 
     names = [r.strip() for r in rungs.split(",") if r.strip()]
+    if not names:
+        raise MixoptError("--rungs is empty; give rungs such as xs,s,m (`mixopt proxy rungs` lists them)")
     results = run_bench(names, threads=threads, corpus=corpus, seconds=seconds, compare_plain=compare_plain)
     if as_json:
         console.print_json(dumps([r.as_dict() for r in results]))

@@ -139,9 +139,9 @@ def search(
 
 @bench_app.command("search")
 def bench_search(
-    trials: Annotated[int, opt("--trials", help="No-op trials for the overhead figure.")] = 40,
-    work_trials: Annotated[int, opt("--work-trials", help="CPU-bound trials per throughput run.")] = 8,
-    work: Annotated[int, opt("--work", help="Work per CPU-bound trial (×10k Python steps).")] = 3000,
+    trials: Annotated[int, opt("--trials", help="No-op trials for the overhead figure.", min=1)] = 40,
+    work_trials: Annotated[int, opt("--work-trials", help="CPU-bound trials per throughput run.", min=1)] = 8,
+    work: Annotated[int, opt("--work", help="Work per CPU-bound trial (×10k Python steps).", min=1)] = 3000,
     repeats: Annotated[int, typer.Option("--repeats", min=1,
                                          help="Interleaved 1-vs-2 pairs; the median ratio is reported.")] = 5,
     address: Annotated[Str, opt("--address", help="Ray cluster address (default: a local Ray).")] = None,
