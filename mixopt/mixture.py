@@ -259,8 +259,16 @@ class Mixture:
             raise MixoptError(f"mixture file {path} is a folder; give the path to a mixture JSON") from exc
         except (OSError, UnicodeDecodeError) as exc:
             raise MixoptError(f"cannot read mixture file {path}: {exc}") from exc
+        def no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            seen: set[str] = set()
+            for k, _ in pairs:  # json keeps the last of a repeated key without a word
+                if k in seen:
+                    raise MixoptError(f"mixture file {path} names {k!r} twice in one object; give it once")
+                seen.add(k)
+            return dict(pairs)
+
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=no_repeats)
         except json.JSONDecodeError as exc:
             raise MixoptError(
                 # json's own message may end "starting at"; the line is named once

@@ -127,6 +127,17 @@ def test_load_reports_missing_and_broken_files(tmp_path):
     bom = tmp_path / "bom.json"  # saved by a Windows editor: the BOM is not JSON, the rest is
     bom.write_bytes(b"\xef\xbb\xbf" + b'{"schema": "mixopt.mixture/v1", "weights": {"a": 0.5, "b": 0.5}}')
     assert Mixture.load(bom).weights == {"a": 0.5, "b": 0.5}
+    twice = tmp_path / "twice.json"  # json itself keeps the last "a" without a word
+    twice.write_text('{"schema": "mixopt.mixture/v1", "weights": {"a": 0.2, "b": 0.5, "a": 0.5}}')
+    with pytest.raises(MixoptError, match=r"twice.json names 'a' twice in one object; give it once"):
+        Mixture.load(twice)
+
+
+def test_an_inline_mixture_naming_a_domain_twice_is_refused():
+    from mixopt.proxy.job import mixture_from_spec
+
+    with pytest.raises(MixoptError, match="--mixture names 'code' twice; give each domain once"):
+        mixture_from_spec("code=0.3,code=0.5,math=0.5", corpus=None)
 
 
 # ----- search space ------------------------------------------------------------------------

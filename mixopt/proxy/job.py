@@ -38,6 +38,8 @@ def mixture_from_spec(spec: str, corpus: Any) -> Mixture:
             name, sep, value = part.partition("=")
             if not sep:
                 raise MixoptError(f"--mixture part {part!r} is not domain=weight")
+            if name.strip() in weights:
+                raise MixoptError(f"--mixture names {name.strip()!r} twice; give each domain once")
             try:
                 weights[name.strip()] = float(value)
             except ValueError as exc:
