@@ -16,6 +16,7 @@ ceilings, repetition caps) by Euclidean projection, with a note when that moved 
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -123,8 +124,8 @@ def entropy_weights(
     """Mixture weights from per-domain entropies (BiMix: softmax)."""
     h = np.asarray(entropy, dtype=float)
     if normalize == "softmax":
-        if not temperature > 0:
-            raise MixoptError(f"temperature must be > 0, got {temperature}")
+        if not (temperature > 0 and math.isfinite(temperature)):  # inf: uniform, written as Infinity
+            raise MixoptError(f"--temperature must be a finite number > 0, got {temperature}")
         z = np.exp((h - h.max()) / temperature)
         return z / z.sum()
     if normalize == "proportional":

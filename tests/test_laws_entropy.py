@@ -32,6 +32,9 @@ def test_entropy_weights_follow_bimix_softmax() -> None:
     w = entropy_weights(np.array([4.0, 5.0, 3.0]))
     np.testing.assert_allclose(w, np.exp([4.0, 5.0, 3.0]) / np.exp([4.0, 5.0, 3.0]).sum())
     np.testing.assert_allclose(entropy_weights(np.array([1.0, 3.0]), normalize="proportional"), [0.25, 0.75])
+    for t in (0.0, float("inf"), float("nan")):  # inf had been written to the JSON as Infinity
+        with pytest.raises(MixoptError, match="--temperature must be a finite number > 0"):
+            entropy_weights(np.array([1.0, 3.0]), temperature=t)
 
 
 def test_entropy_mixture_on_the_tiny_corpus(
