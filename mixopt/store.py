@@ -220,10 +220,20 @@ class RunStore:
         """
         self.path = Path(path) if path is not None else default_path()
         if not create and not self.path.is_file():
+            what = "is a folder" if self.path.is_dir() else "does not exist"
             raise MixoptError(
-                f"run store {self.path} does not exist; check --store (a search or `mixopt runs import` "
+                f"run store {self.path} {what}; check --store (a search or `mixopt runs import` "
                 "creates one)"
             )
+        if not create:  # SQLite would turn any empty file (a results.csv named by mistake) into a store
+            try:
+                with open(self.path, "rb") as f:
+                    head = f.read(16)
+            except OSError as exc:
+                raise MixoptError(f"cannot read run store {self.path}: {exc.strerror}") from None
+            if head != b"SQLite format 3\x00":
+                raise MixoptError(f"{self.path} is {'empty' if not head else 'not a SQLite file'}, so no "
+                                  "run store; check --store")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as con:

@@ -90,6 +90,19 @@ def test_bad_input_is_one_line_and_exit_2(workspace, capsys, args, message):
     assert err[-1].startswith("error: ") and message in err[-1]
 
 
+def test_a_store_named_by_mistake_is_refused_and_left_as_it_was(workspace, tmp_path, capsys):
+    csv = tmp_path / "results.csv"
+    csv.write_text("")  # SQLite had turned it into a 28 KB database
+    assert run_cli(["runs", "list", "--store", str(csv)]) == 2
+    assert "results.csv is empty, so no run store; check --store" in capsys.readouterr().err
+    assert csv.read_bytes() == b""
+    csv.write_text("run,loss\nr1,2.0\n")
+    assert run_cli(["runs", "searches", "--store", str(csv)]) == 2
+    assert "is not a SQLite file" in capsys.readouterr().err
+    assert run_cli(["runs", "list", "--store", str(tmp_path)]) == 2
+    assert f"run store {tmp_path} is a folder" in capsys.readouterr().err
+
+
 def test_unwritable_output_is_refused_before_any_trial(workspace, tmp_path, capsys):
     blocker = tmp_path / "file.txt"
     blocker.write_text("not a folder")
