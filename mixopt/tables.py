@@ -160,7 +160,8 @@ def _preview(items: list[str], n: int = 8) -> str:
 def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
     path = Path(path)
     if not path.is_file():
-        raise MixoptError(f"{what} file {path} does not exist; give the path to a CSV file")
+        what_is = "is a folder" if path.is_dir() else "does not exist"
+        raise MixoptError(f"{what} file {path} {what_is}; give the path to a CSV file")
     _check_separator(path, what)
     try:
         df = pl.read_csv(path, infer_schema_length=None, null_values=["", "NA", "nan", "NaN", "null"])

@@ -116,6 +116,8 @@ def test_bad_tables(tmp_path: Path) -> None:
         read_run_tables(nokey, m)
     with pytest.raises(MixoptError, match="does not exist"):
         read_run_tables(tmp_path / "missing.csv", m)
+    with pytest.raises(MixoptError, match=r"file .* is a folder; give the path to a CSV file"):
+        read_run_tables(tmp_path, m)
     ok = write(tmp_path / "ok.csv", "run,x,y\na,0.5,0.5\nb,1,0\n")
     t = read_run_tables(ok, m)
     with pytest.raises(MixoptError, match="give one of: mean, loss"):
