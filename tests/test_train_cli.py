@@ -542,3 +542,12 @@ def test_bench_moe_says_when_its_dense_reference_moved() -> None:
     assert said is not None and said.startswith(
         "the dense GEMM ran 3.4× faster at E=64 than at E=8 on the same shape (k=2, 4,096 tokens: 141.9")
     assert reference_spread([res(8, 100.0), res(64, 120.0), res(8, 30.0, k=8)]) is None  # k=8: another shape
+
+
+def test_compare_checks_the_device_before_any_run_or_folder(tiny_workspace: Path, model_toml: Path,
+                                                             capsys) -> None:  # noqa: ANN001
+    out = tiny_workspace / "cmp-dev"
+    code, stdout, err = run(["compare", "natural", "uniform", "--corpus", "tiny", "--model", str(model_toml),
+                             "--seeds", "1", "--out", str(out), "--device", "tpu"], capsys)
+    assert code == 2 and "--device 'tpu' is not a device name" in err
+    assert "compare run" not in stdout + err and not out.exists()

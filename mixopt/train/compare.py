@@ -31,6 +31,7 @@ from mixopt.errors import MixoptError
 from mixopt.mixture import Mixture, check_domains
 from mixopt.train import checkpoint
 from mixopt.train.config import load_model
+from mixopt.train.device import resolve_device
 from mixopt.train.trainer import TrainResult, resolve_mixture, train
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,7 @@ def compare(
         if same is not None:
             raise MixoptError(f"{raw} is the same mixture as {same}: give each mixture once")
     spec.lm_config(corpus.vocab_size, dense=dense)
+    resolve_device(device)  # before any folder or run: `cuda` without a GPU, a device torch lacks
     labels = _labels(mixtures)
     budget = (spec.with_tokens(tokens) if tokens is not None else spec).train.tokens
     folder = (
