@@ -183,3 +183,11 @@ def test_a_size_law_over_rungs_of_different_budgets_is_warned_of(tmp_path: Path)
     with warnings.catch_warnings():
         warnings.simplefilter("error", MixoptWarning)
         fit_across_scale(ScaleFitConfig(store=str(store.path), target_size=2e7, target_tokens=2e7))
+
+
+def test_fidelity_law_names_a_bad_metric_or_search_as_such(tmp_path: Path) -> None:
+    store = fill_store(tmp_path / "runs.sqlite")
+    with pytest.raises(MixoptError, match="objective metric 'acc' is unknown"):
+        fit_across_scale(ScaleFitConfig(store=str(store.path), metric="acc"))
+    with pytest.raises(MixoptError, match="no search named 'nosuch'"):
+        fit_across_scale(ScaleFitConfig(store=str(store.path), searches=("sw-xs", "nosuch")))

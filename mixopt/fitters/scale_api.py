@@ -145,7 +145,11 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
         raise MixoptError(
             f"method {method.name!r} fits no model; use mixing-law, loglinear, bimix, gp or auto"
         )
+    objective = Objective.parse(config.target, config.metric)  # a bad --metric before the store
     store = RunStore(config.store, create=False) if config.store else RunStore()
+    for name in config.searches:  # a mistyped --search is no search, not a search without runs
+        if store.get_search(name) is None and not store.runs(search_id=name):
+            store.require_search(name)  # raises, listing the searches there are
     domains, curves = curves_from_store(store, config.searches)
     if config.target_tokens is None and config.target_size is None:  # said once the runs are usable
         warnings.warn(
@@ -154,7 +158,6 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
             MixoptWarning,
             stacklevel=2,
         )
-    objective = Objective.parse(config.target, config.metric)
     weights = objective.metric_weights(domains)
     pred = predict_at_scale(
         curves,
