@@ -252,3 +252,8 @@ def test_a_damaged_corpus_folder_is_one_error_naming_the_damage(
     line = assert_refused(capsys, workspace, "entropy", str(c),
                           match="is missing code/train.bin, code/train.idx")
     assert "rebuild it" in line
+
+
+def test_an_empty_corpus_name_is_said_as_such(workspace: Path, capsys) -> None:
+    for args in (["entropy", ""], ["corpus", "info", " "]):
+        assert_refused(capsys, workspace, *args, match="the corpus name is empty")

@@ -96,6 +96,8 @@ def open_corpus(name: str) -> Corpus:
     """A built corpus by name or path; the error lists what is built and which recipes exist."""
     from pathlib import Path
 
+    if not name.strip():
+        return Corpus.open(name)  # its error: the name is empty
     p = Path(name)
     if (p / "manifest.json").is_file():
         return Corpus(p)

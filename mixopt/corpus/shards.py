@@ -80,6 +80,9 @@ class Corpus:
     @classmethod
     def open(cls, name_or_path: str | Path) -> Corpus:
         """Open a built corpus by name (in the workspace) or by folder path."""
+        if not str(name_or_path).strip():
+            raise MixoptError("the corpus name is empty; give a built corpus's name or folder "
+                              "(`mixopt corpus list` shows them)")
         p = Path(name_or_path)
         if not (p / "manifest.json").is_file():
             p = corpus_dir(str(name_or_path))
