@@ -90,6 +90,19 @@ def test_bad_input_is_one_line_and_exit_2(workspace, capsys, args, message):
     assert err[-1].startswith("error: ") and message in err[-1]
 
 
+@pytest.mark.parametrize(("fidelity", "message"), [
+    ("foo=1", "--fidelity foo: the built-in proxy reads only tokens, max_epochs and threads"),
+    ("tokens=abc", "--fidelity tokens='abc': give a positive number"),
+    ("max_epochs=-1", "--fidelity max_epochs=-1: give a positive number"),
+    ("threads=0", "fidelity threads is 0; give a positive integer"),
+])
+def test_the_proxys_fidelity_is_checked_before_ray_starts(tiny_workspace, capsys, fidelity, message):
+    assert run_cli(["search", "--corpus", "tiny", "--fidelity", fidelity, "--name", "fid"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert RunStore().get_search("fid") is None
+
+
 def test_a_store_named_by_mistake_is_refused_and_left_as_it_was(workspace, tmp_path, capsys):
     csv = tmp_path / "results.csv"
     csv.write_text("")  # SQLite had turned it into a 28 KB database

@@ -14,6 +14,7 @@ Use it by name as ``--evaluator mixopt.proxy.evaluate:evaluate``.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -42,6 +43,36 @@ def threads_from(fidelity: Mapping[str, Any]) -> int | None:
             raise MixoptError(f"{where} is {n}; give a positive integer")
         return n
     return None
+
+
+# What the proxy reads from a request's fidelity; a search adds corpus and rung itself.
+FIDELITY_KEYS = ("corpus", "rung", "tokens", "max_epochs", "threads")
+
+
+def check_fidelity(fidelity: Mapping[str, Any]) -> None:
+    """Refuse fidelity fields the proxy does not read, or cannot read, before any run starts.
+
+    Raises:
+        MixoptError: an unknown key (it would be ignored, yet split the reuse key), or a value that
+            is not a number where one is needed.
+    """
+    unknown = sorted(set(fidelity) - set(FIDELITY_KEYS))
+    if unknown:
+        raise MixoptError(
+            f"--fidelity {', '.join(unknown)}: the built-in proxy reads only tokens, max_epochs and threads "
+            "(--corpus and --rung set the rest); other fields are for your own --evaluator"
+        )
+    for key in ("tokens", "max_epochs"):
+        value = fidelity.get(key)
+        if value is None:
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and number > 0 and (key != "tokens" or number >= 1)):
+            raise MixoptError(f"--fidelity {key}={value!r}: give a positive number")
+    threads_from({"threads": fidelity.get("threads")})
 
 
 def evaluate(request: EvalRequest | Mapping[str, Any]) -> ProxyResult:

@@ -155,6 +155,10 @@ def prepare(
     ev_name = config.evaluator_name if not callable(ev) else _callable_name(ev)
     out = check_writable(config.out) if config.out else None
     fid = dict(config.fidelity)
+    if ev == PROXY:  # checked here: a bad value failed only inside the first trial, Ray started
+        from mixopt.proxy.evaluate import check_fidelity
+
+        check_fidelity(fid)
     fid["rung"] = config.rung
     vfid = dict(fid)
     vfid["rung"] = config.validate_rung or config.rung
