@@ -209,6 +209,8 @@ def test_fidelity_options_add_up_and_never_override_the_rung(workspace, capsys):
     assert parse_fidelity(["steps=5", "lr=1e-3,steps=5"]) == {"steps": 5, "lr": 0.001}
     with pytest.raises(MixoptError, match=r"--fidelity gives steps twice \(5 and 6\); give it once"):
         parse_fidelity("steps=5,steps=6")
+    with pytest.raises(MixoptError, match=r"--fidelity: 'rung=' is not of the form key=value"):
+        parse_fidelity("rung=")  # a value left empty had been taken as ''
     assert run_cli(["search", *FAST, "--fidelity", "rung=big"]) == 2
     assert "a search's rung is --rung; give --rung big" in capsys.readouterr().err
 

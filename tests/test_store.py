@@ -342,10 +342,12 @@ def test_an_import_names_its_bad_values_and_refuses_another_corpus_domains(tiny_
     with pytest.raises(MixoptError, match=r"not corpus 'tiny''s: the corpus lacks poems; the table lacks "
                                           r"drama, legal\. Import runs trained on tiny"):
         import_table(st, ratios=other, metrics=metrics, corpus="tiny", prefix="o:")
-    # A corpus not built here: stored under its name, and the way to reuse them later said whole.
-    said = (r"corpus 'nosuch' is not built here.*imported again, once the corpus is built, with another "
-            r"--prefix \(the run ids n:… are taken")
-    with pytest.warns(MixoptWarning, match=said):
+    # A corpus not built here (a typo of a built name did this): no search could reuse the runs,
+    # and their ids would be taken. Refused, nothing stored.
+    with pytest.raises(MixoptError, match=r"--corpus 'nosuch' is not built here, and runs are reused by the "
+                                          r"hash of a built corpus: build it first"):
         import_table(st, ratios=ratios, metrics=metrics, corpus="nosuch", prefix="n:")
-    with pytest.raises(MixoptError, match="n:1"):  # the same ids again: refused, as the warning said
-        import_table(st, ratios=ratios, metrics=metrics, corpus="tiny", prefix="n:")
+    assert import_table(st, ratios=ratios, metrics=metrics, corpus="tiny", prefix="n:")["runs"] > 0
+    for bad in ("", "not a module", "mod.only"):
+        with pytest.raises(MixoptError, match="give the module:function the runs were measured with"):
+            import_table(st, ratios=ratios, metrics=metrics, evaluator=bad, prefix="e:")

@@ -162,7 +162,7 @@ def _pairs(text: str | None, *, option: str, form: str) -> list[tuple[str, str]]
         if not part:
             continue
         name, sep, val = part.partition("=")
-        if not sep or not name.strip():
+        if not sep or not name.strip() or not val.strip():
             raise MixoptError(f"{option}: {part!r} is not of the form {form}")
         pairs.append((name.strip(), val.strip()))
     return pairs

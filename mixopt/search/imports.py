@@ -43,6 +43,10 @@ def import_table(
     stored but no search can use them, and a warning says so.
     """
     rules = _rename_rules(rename)
+    if evaluator != PROXY and (evaluator.count(":") != 1 or not all(evaluator.split(":"))
+                               or any(c.isspace() for c in evaluator)):
+        raise MixoptError(f"--evaluator {evaluator!r}: give the module:function the runs were measured "
+                          "with, as `mixopt search --evaluator` names it")
     table = read_run_tables(ratios, metrics)
     if corpus is None and evaluator == PROXY:
         warnings.warn(
@@ -57,14 +61,13 @@ def import_table(
 
         try:
             c = Corpus.open(corpus)
-        except MixoptError:
-            c = None
-            warnings.warn(
-                f"corpus {corpus!r} is not built here; the runs are stored under its name only and will "
-                f"not be reused by searches until imported again, once the corpus is built, with another "
-                f"--prefix (the run ids {prefix}… are taken now)",
-                MixoptWarning, stacklevel=2,
-            )
+        except MixoptError as exc:
+            # Stored under a name alone, no search could reuse them (a search matches the corpus's
+            # hash), and the ids would be taken: a typo of a built name did exactly that.
+            raise MixoptError(
+                f"--corpus {corpus!r} is not built here, and runs are reused by the hash of a built corpus: "
+                f"build it first (`mixopt corpus build` or `corpus add`), or leave out --corpus ({exc})"
+            ) from None
         else:
             ours, theirs = set(table.domains), set(c.domains)
             if ours != theirs:  # a search reuses runs over its corpus's domains only
