@@ -97,6 +97,10 @@ def search(
                                  and (src := ctx.get_parameter_source(p)) is not None
                                  and src.name == "COMMANDLINE")
                 if ignored:
+                    from mixopt.store import RunStore
+
+                    # a name that is no search: its error alone, not a warning about options first
+                    (RunStore(store) if store else RunStore()).require_search(resume)
                     err_console.print(
                         f"warning: --resume continues {resume} as it was started; ignoring "
                         + ", ".join("--" + p.replace("_", "-") for p in ignored)
