@@ -103,6 +103,12 @@ def test_the_proxys_fidelity_is_checked_before_ray_starts(tiny_workspace, capsys
     assert RunStore().get_search("fid") is None
 
 
+def test_resume_of_no_search_is_one_line_whatever_else_is_given(workspace, capsys):
+    assert run_cli(["search", "--resume", "nosuch", "--corpus", "default"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no search named 'nosuch'"), err
+
+
 def test_a_store_named_by_mistake_is_refused_and_left_as_it_was(workspace, tmp_path, capsys):
     csv = tmp_path / "results.csv"
     csv.write_text("")  # SQLite had turned it into a 28 KB database
