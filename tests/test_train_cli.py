@@ -400,6 +400,8 @@ def test_bench_moe_cli_small_grid(tiny_workspace: Path, capsys) -> None:  # noqa
     assert code == 2 and "no CUDA device" in err
     code, _, err = run(["bench", "moe", "--experts", "2", "--top-k", "4"], capsys)
     assert code == 2 and "grid is empty" in err
+    code, stdout, err = run(["bench", "moe", "--quick", "--model", "foo"], capsys)  # before any layer
+    assert code == 2 and "model 'foo' is unknown" in err and "fused/dense" not in stdout
 
 
 def test_bench_training_rows() -> None:

@@ -453,6 +453,10 @@ def bench_moe(
     if out is not None:
         check_writable(out)
     bench.check_device(device, dtype)
+    if training:  # a model that does not load: said now, not after minutes of layer benchmarks
+        from mixopt.train.config import load_model
+
+        load_model(train_model)
     keep_freed_memory()
     if threads:
         torch.set_num_threads(threads)
