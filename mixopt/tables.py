@@ -86,8 +86,10 @@ class RunTable:
                     f"{which} is not a metric column; give one of: {MEAN_TARGET}, "
                     + ", ".join(self.metric_names) + " (or several: c1,c2 or c1=0.7,c2=0.3)"
                 )
-            if not (weight > 0 and np.isfinite(weight)) or col in parts:
-                raise MixoptError(f"--target {name!r}: {part!r} needs a weight > 0, once per column")
+            if col in parts:
+                raise MixoptError(f"--target {name!r} names {col!r} twice; give each column once")
+            if not (weight > 0 and np.isfinite(weight)):
+                raise MixoptError(f"--target {name!r}: {part!r} needs a finite weight > 0")
             parts[col] = weight
         total = sum(parts.values())
         return {c: w / total for c, w in parts.items()}

@@ -509,3 +509,8 @@ def test_one_huge_loss_does_not_carry_the_fit(cls: type) -> None:
         pred = cls().fit(X, bad).predict(X[1:])
         clean = cls().fit(X[1:], y[1:]).predict(X[1:])  # the fit without that run
     assert np.max(np.abs(pred - clean)) < 0.2 * np.ptp(y)
+
+
+def test_one_run_is_told_to_add_runs_to_two_at_least() -> None:
+    with pytest.raises(MixoptError, match=r"add runs \(at least 2\)"):  # it had said "at least 1"
+        MixingLawFitter().fit(np.array([[0.5, 0.5]]), np.array([2.0]))

@@ -164,8 +164,10 @@ def test_a_target_of_several_columns_is_their_weighted_mean(tmp_path: Path) -> N
     assert w == {"l2": 0.5, "l1": 0.5}
     with pytest.raises(MixoptError, match=r"'l3' is not a metric column"):
         t.target("l1,l3")
-    with pytest.raises(MixoptError, match=r"needs a weight > 0, once per column"):
+    with pytest.raises(MixoptError, match=r"'l1=0' needs a finite weight > 0"):
         t.target("l1=0,l2")
+    with pytest.raises(MixoptError, match=r"--target 'l1,l1' names 'l1' twice; give each column once"):
+        t.target("l1,l1")
 
 
 def test_wrong_shaped_tables_are_named(tmp_path: Path) -> None:

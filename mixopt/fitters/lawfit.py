@@ -267,7 +267,7 @@ class LawFitter(RegressorMixin, BaseEstimator):
         if n < max(p, 2):
             raise TooFewRunsError(
                 f"{self.law} has {p} parameters per target ({k} varying domains) but got only {n} sample(s) "
-                f"(runs); add runs (at least {p}) or {FEWER}",
+                f"(runs); add runs (at least {max(p, 2)}) or {FEWER}",
                 needed=max(p, 2),
             )
         warn_few_runs(self.law, p, k, n, stacklevel=3)
