@@ -528,7 +528,7 @@ def test_the_driver_records_a_trial_that_died_before_it_started_or_after_it_repo
 def test_an_unreachable_ray_address_is_one_error_at_once(monkeypatch):
     import ray
 
-    from mixopt.search.ray_env import _reachable, ensure_ray
+    from mixopt.search.ray_env import ensure_ray, reachable_address
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh driver
     with pytest.raises(MixoptError) as exc:
@@ -538,9 +538,9 @@ def test_an_unreachable_ray_address_is_one_error_at_once(monkeypatch):
 
     with pytest.raises(MixoptError, match=r"cannot reach the Ray cluster at .*:1 \(--address "
                                           r"127\.0\.0\.1:1\): .*drop them to run on a local Ray"):
-        _reachable("127.0.0.1:1")  # Ray itself would retry for minutes
+        reachable_address("127.0.0.1:1")  # Ray itself would retry for minutes
     with pytest.raises(MixoptError, match=r"--address nonsense: Invalid address format"):
-        _reachable("nonsense")
+        reachable_address("nonsense")
 
 
 def test_a_cluster_that_refuses_the_join_is_one_line_naming_the_cause(monkeypatch, capfd):
@@ -556,7 +556,7 @@ def test_a_cluster_that_refuses_the_join_is_one_line_naming_the_cause(monkeypatc
         raise ConnectionError("Failed to connect to Ray cluster")
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray_env, "_reachable", lambda address: address)
+    monkeypatch.setattr(ray_env, "reachable_address", lambda address: address)
     monkeypatch.setattr(ray, "init", refused)
     monkeypatch.setenv("RAY_AUTH_TOKEN", "0" * 32)
     monkeypatch.setenv("RAY_AUTH_MODE", "token")

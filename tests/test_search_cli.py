@@ -109,6 +109,15 @@ def test_resume_of_no_search_is_one_line_whatever_else_is_given(workspace, capsy
     assert len(err) == 1 and err[0].startswith("error: no search named 'nosuch'"), err
 
 
+def test_a_cluster_that_is_not_there_is_one_line_before_any_plan(workspace, capsys, monkeypatch):
+    from mixopt.search import driver
+
+    monkeypatch.setattr(driver, "_ray_is_up", lambda: False)  # as in a fresh driver
+    assert run_cli(["search", *FAST, "--budget", "2", "--address", "not a host"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --address not a host: Invalid address format"), err
+
+
 def test_a_store_named_by_mistake_is_refused_and_left_as_it_was(workspace, tmp_path, capsys):
     csv = tmp_path / "results.csv"
     csv.write_text("")  # SQLite had turned it into a 28 KB database

@@ -39,7 +39,7 @@ from mixopt.proposers.proposal import (
 from mixopt.search.config import SearchConfig
 from mixopt.search.lock import DRIVING, driver_lock
 from mixopt.search.prepare import Prepared, prepare
-from mixopt.search.ray_env import RayInfo, ensure_ray, user_modules, watch_cluster
+from mixopt.search.ray_env import RayInfo, ensure_ray, reachable_address, user_modules, watch_cluster
 from mixopt.search.result import SearchResult, build_mixture, candidate_rows
 from mixopt.search.runner import (
     INTERRUPTED,
@@ -96,6 +96,9 @@ def run_search(
         KeyboardInterrupt: the search was stopped; ``resume_search(name)`` continues it.
     """
     new_store = not Path(config.store or default_path()).exists()
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if address and address != "local" and not address.startswith("ray://") and not _ray_is_up():
+        reachable_address(address)  # a cluster not there: one line, before the plan and its warnings
     prep = prepare(config, evaluator)
     try:
         if prep.store.get_search(prep.search_id) is not None:
@@ -130,6 +133,13 @@ def run_search(
             prep.store.update_search(prep.search_id, state="failed")
             raise
         return _drive(prep, plan, info, progress, resumed=False)
+
+
+def _ray_is_up() -> bool:
+    """Whether this process is connected to Ray already (library use: it stays on that Ray)."""
+    import ray
+
+    return ray.is_initialized()
 
 
 def _stop_on_sigterm() -> None:

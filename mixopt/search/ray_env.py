@@ -57,7 +57,7 @@ class RayInfo:
 CONNECT_TIMEOUT_S = 5.0
 
 
-def _reachable(address: str) -> str:
+def reachable_address(address: str) -> str:
     """``address`` as host:port (``auto`` resolved), after checking its GCS port answers.
 
     Ray itself retries an unreachable or dead cluster for minutes with log lines and no error;
@@ -175,7 +175,7 @@ def ensure_ray(
         auth_log.setLevel(logging.ERROR)
         try:
             if address:
-                address = _reachable(address)
+                address = reachable_address(address)
                 if token_source() is not None and "RAY_AUTH_MODE" not in os.environ:
                     # Given an explicit address, Ray's client sends no token unless told to, and a
                     # 2.60 cluster (token auth on by default) refuses it after 20 s of retries. A
