@@ -7,8 +7,12 @@ wrong and how to fix it; the CLI turns it into one line on stderr and exit code 
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class MixoptError(ValueError):
@@ -49,3 +53,28 @@ def warnings_as_notes() -> Iterator[list[str]]:
         for w in caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     notes.extend(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, MixoptWarning)))
+
+
+@contextlib.contextmanager
+def warnings_if_ok() -> Iterator[None]:
+    """Show the warnings raised inside only if the block ends without an error.
+
+    Notes about an input (rows renormalised, runs left out) above a refusal of another argument are
+    noise: the user gets one error line, and the notes once the command goes on.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:  # under the caller's filters
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+def warn_if_ok(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn`` under :func:`warnings_if_ok`: its warnings shown only if it returns."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with warnings_if_ok():
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mixopt.errors import MixoptError, MixoptWarning, warnings_as_notes
+from mixopt.errors import MixoptError, MixoptWarning, warnings_as_notes, warnings_if_ok
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,15 +145,12 @@ def fit_tables(config: FitConfig) -> FitReport:
         )
     # The tables' notes (rows renormalised, runs left out) are said once the target is known good:
     # before a refused --target they were noise above the one error line.
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
+    with warnings_if_ok():
         table = read_run_tables(config.ratios, config.metrics)
         X, y, run_ids = table.target_rows(config.target)
         if len(y) < 2:
             raise MixoptError(f"only {len(y)} run(s) have a finite {config.target!r}; fitting needs at "
                               "least 2")
-    for w in said:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     n_all = len(table.run_ids)
     # Validates the constraints against the domains even when nothing is proposed.
     target_tokens = default_target_tokens(config.target_tokens, config.tokens)  # as a search's

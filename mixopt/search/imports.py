@@ -11,13 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, warn_if_ok
 from mixopt.search.config import PROXY
 from mixopt.search.prepare import reuse_key
 from mixopt.store import RunRecord, RunStore, now
 from mixopt.tables import read_run_tables
 
 
+@warn_if_ok  # notes on the table are noise above a refusal (ids taken, a --rename that breaks)
 def import_table(
     store: RunStore,
     *,
