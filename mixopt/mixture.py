@@ -114,10 +114,10 @@ def metric_domain(metric: str, domains: Sequence[str]) -> int | None:
         if metric.startswith(kind) and metric[len(kind) :] in domains:
             return list(domains).index(metric[len(kind) :])
     stem = metric.rsplit("/", 1)[-1]
-    for suffix in _METRIC_SUFFIXES:
-        if stem.endswith(suffix) and len(stem) > len(suffix):
-            stem = stem[: -len(suffix)]
-            break
+    suffix = next((x for x in _METRIC_SUFFIXES if stem.endswith(x) and len(stem) > len(x)), None)
+    if suffix is None:  # `acc/arxiv` or a bare `arxiv` is no loss of arxiv
+        return None
+    stem = stem[: -len(suffix)]
     found = [i for i, d in enumerate(domains) if d.removeprefix("train_") == stem]
     return found[0] if len(found) == 1 else None
 

@@ -257,3 +257,13 @@ def test_a_damaged_corpus_folder_is_one_error_naming_the_damage(
 def test_an_empty_corpus_name_is_said_as_such(workspace: Path, capsys) -> None:
     for args in (["entropy", ""], ["corpus", "info", " "]):
         assert_refused(capsys, workspace, *args, match="the corpus name is empty")
+
+
+def test_corpus_add_over_a_damaged_manifest_rebuilds(workspace: Path, tmp_path: Path, capsys) -> None:
+    src = text_folders(tmp_path / "src", {"a": 20, "b": 20})
+    args = ["corpus", "add", "x", "--from", str(src), "--vocab-size", "300", "--val-documents", "4"]
+    assert run(capsys, *args)[0] == 0
+    (workspace / "corpora" / "x" / "manifest.json").write_text("[]")  # it had crashed here
+    code, err = run(capsys, *args)
+    assert code == 0, err
+    assert json.loads((workspace / "corpora" / "x" / "manifest.json").read_text())["name"] == "x"

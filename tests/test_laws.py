@@ -130,7 +130,8 @@ def test_metric_domain_reads_mixopt_and_regmix_names() -> None:
     assert metric_domain("bpb/train_the_pile_arxiv", doms) == 0
     assert metric_domain("loss/code", ["prose", "code"]) == 1
     assert metric_domain("code_loss", ["prose", "code"]) == 1
-    for other in ("loss/law", "mean", "mmlu_bpb", "metric/the_pile_github_val_loss"):
+    for other in ("loss/law", "mean", "mmlu_bpb", "metric/the_pile_github_val_loss", "acc/code", "code",
+                  "tokens/prose"):  # a name equal to a domain, without a loss suffix, is no loss
         assert metric_domain(other, ["prose", "code", *doms]) is None
 
 
@@ -491,6 +492,8 @@ def test_a_line_search_stop_at_a_minimum_is_not_called_unconverged() -> None:
     steep = res(2.0, [1.0, 1.0], [0.3, 0.0])
     assert not _at_minimum(steep, [steep], lo, hi)
     assert _at_minimum(steep, [steep, res(2.0 + 1e-12, [1.1, 1.0], [0.1, 0.0])], lo, hi)  # matched
+    twin = res(2.0, [1.0, 1.0], [0.3, 0.0])  # the same start polished twice agrees by rote
+    assert not _at_minimum(steep, [steep, twin], lo, hi)
     capped = res(2.0, [1.0, 1.0], [0.0, 0.0], "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT")
     assert not _at_minimum(capped, [capped], lo, hi)
 

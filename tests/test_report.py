@@ -124,7 +124,7 @@ def test_a_law_too_big_for_the_folds_still_gets_its_report(search):
 
     store = RunStore()
     rec = store.get_search("rep")
-    store.create_search("rep-law", {**rec.config, "method": "bimix"}, rec.plan)
+    store.create_search("rep-law", {**rec.config, "method": "mixing-law"}, rec.plan)
     for r in store.runs(search_id="rep")[:4]:
         if r.role == "swarm" and r.status == "ok":
             store.add([RunRecord(**{**r.__dict__, "run_id": r.run_id + "-c", "search_id": "rep-law"})])

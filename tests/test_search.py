@@ -605,8 +605,14 @@ def test_a_lost_cluster_is_noticed_by_the_watch():
         head.close()
         assert lost.wait(5)  # then stops answering
     local = RayInfo(**{**info.__dict__, "started_here": True})
-    with watch_cluster(local, lost.clear, every_s=0.01, misses=1):  # a Ray of its own: not watched
-        assert lost.wait(0.2)
+    lost.clear()
+    with watch_cluster(local, lost.set, every_s=0.01, misses=1):  # a Ray of its own: not watched
+        assert not lost.wait(0.3)
+    lost.clear()  # Ray's own wait raised (a head that comes back, GCS fault tolerance): followed
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_gcs_rpc_server_reconnect_timeout_s", "5.5")  # 0.5 s after its 5 s margin
+        with watch_cluster(info, lost.set, every_s=0.05, misses=3):
+            assert not lost.wait(0.3) and lost.wait(5)
 
 
 def test_a_dead_trial_is_recorded_with_the_telling_line_of_its_error_file(tmp_path):

@@ -118,6 +118,23 @@ def test_a_cluster_that_is_not_there_is_one_line_before_any_plan(workspace, caps
     assert len(err) == 1 and err[0].startswith("error: --address not a host: Invalid address format"), err
 
 
+def test_a_search_started_with_a_field_the_proxy_ignores_still_resumes(tiny_workspace, monkeypatch):
+    """Fields the proxy does not read are refused since 2026-12-03; a search started before goes on."""
+    from mixopt.errors import MixoptError
+    from mixopt.proxy.evaluate import check_fidelity
+    from mixopt.search.config import SearchConfig
+    from mixopt.search.prepare import prepare
+
+    cfg = SearchConfig(corpus="tiny", fidelity={"steps": 1000}, budget=4, validate=0)
+    with pytest.raises(MixoptError, match="--fidelity steps: the built-in proxy reads only"):
+        prepare(cfg)
+    assert prepare(cfg, search_id="old").fidelity["steps"] == 1000  # as a resume prepares it
+    with pytest.raises(MixoptError, match="--fidelity tokens='x'"):  # values are checked still
+        check_fidelity({"tokens": "x"}, unknown_ok=True)
+    monkeypatch.setenv("OMP_NUM_THREADS", "8,1")  # an OpenMP list, in the driver: not the workers' env
+    check_fidelity({})
+
+
 def test_a_store_named_by_mistake_is_refused_and_left_as_it_was(workspace, tmp_path, capsys):
     csv = tmp_path / "results.csv"
     csv.write_text("")  # SQLite had turned it into a 28 KB database

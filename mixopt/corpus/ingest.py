@@ -345,6 +345,8 @@ def add_corpus(
             old = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             old = {}
+        if not isinstance(old, dict):  # a damaged manifest: rebuilt over
+            old = {}
         if old.get("hash") == digest:
             return old, True
         # Built from the same path, it is rebuilt (the data or options changed: an update). From

@@ -179,7 +179,9 @@ def _at_minimum(best: Any, polished: list[Any], lo: np.ndarray, hi: np.ndarray) 
     free = ~(((best.x <= lo) & (g > 0)) | ((best.x >= hi) & (g < 0)))  # gradients into a bound are no slope
     if np.max(np.abs(g[free]), initial=0.0) <= 1e-6 * scale:
         return True
-    return any(r is not best and r.fun < 1e30 and abs(r.fun - best.fun) <= 1e-9 * scale for r in polished)
+    # another start, from elsewhere, stopped at the same loss (the same start twice agrees by rote)
+    return any(r is not best and r.fun < 1e30 and abs(r.fun - best.fun) <= 1e-9 * scale
+               and not np.allclose(r.x, best.x) for r in polished)
 
 
 class LawFitter(RegressorMixin, BaseEstimator):

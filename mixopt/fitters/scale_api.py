@@ -69,18 +69,26 @@ class ScaleFitConfig:
             raise MixoptError(f"--size-exponent is {self.size_exponent}; it must be > 0")
 
 
-def searched_tokens(
-    store: Any, domains: Sequence[str], searches: Sequence[str] = ()
-) -> dict[str, float] | None:
-    """Each domain's training tokens as the searches over ``domains`` recorded them (their corpus's),
-    or None when none did (runs imported or from an evaluator without --tokens)."""
-    wanted = set(searches)
-    for rec in store.searches():
-        space = (rec.plan or {}).get("space") or {}
-        tokens = space.get("tokens")
-        if (not wanted or rec.search_id in wanted) and tokens and sorted(tokens) == sorted(domains):
-            return {d: float(tokens[d]) for d in domains}
-    return None
+def searched_tokens(store: Any, domains: Sequence[str], searches: Sequence[str]) -> dict[str, float] | None:
+    """Each domain's training tokens as ``searches`` (those of the runs fitted) recorded them, or None
+    when none did (runs imported, or from an evaluator without --tokens).
+
+    Raises:
+        MixoptError: the searches recorded different counts (runs of two corpora).
+    """
+    found: dict[str, dict[str, float]] = {}
+    for name in searches:
+        rec = store.get_search(name)
+        tokens = (((rec.plan or {}).get("space") or {}).get("tokens")) if rec is not None else None
+        if tokens and sorted(tokens) == sorted(domains):
+            found[name] = {d: float(tokens[d]) for d in domains}
+    counts = list(found.values())
+    if any(c != counts[0] for c in counts[1:]):
+        raise MixoptError(
+            f"the searches of these runs recorded different token counts per domain ({', '.join(found)}): "
+            "runs of different corpora; name one corpus's searches with --search"
+        )
+    return counts[0] if counts else None
 
 
 def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[str], list[Curve]]:
@@ -168,7 +176,8 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
     )
     w = np.array([weights[m] for m in pred.metrics])
     # The repetition cap and token plan at the target budget, over the corpus the runs trained on
-    tokens = searched_tokens(store, domains, config.searches)
+    used = config.searches or sorted({r.search_id for r in store.runs(status="ok") if r.history})
+    tokens = searched_tokens(store, domains, used)
     if config.max_epochs is not None and (tokens is None or config.target_tokens is None):
         raise MixoptError(
             "--max-epochs caps passes over each domain at --target-tokens: give --target-tokens"

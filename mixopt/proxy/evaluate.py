@@ -49,15 +49,17 @@ def threads_from(fidelity: Mapping[str, Any]) -> int | None:
 FIDELITY_KEYS = ("corpus", "rung", "tokens", "max_epochs", "threads")
 
 
-def check_fidelity(fidelity: Mapping[str, Any]) -> None:
+def check_fidelity(fidelity: Mapping[str, Any], *, unknown_ok: bool = False) -> None:
     """Refuse fidelity fields the proxy does not read, or cannot read, before any run starts.
+
+    ``unknown_ok``: a search started before unknown keys were refused goes on (its resume).
 
     Raises:
         MixoptError: an unknown key (it would be ignored, yet split the reuse key), or a value that
             is not a number where one is needed.
     """
     unknown = sorted(set(fidelity) - set(FIDELITY_KEYS))
-    if unknown:
+    if unknown and not unknown_ok:
         raise MixoptError(
             f"--fidelity {', '.join(unknown)}: the built-in proxy reads only tokens, max_epochs and threads "
             "(--corpus and --rung set the rest); other fields are for your own --evaluator"
@@ -72,7 +74,8 @@ def check_fidelity(fidelity: Mapping[str, Any]) -> None:
             number = math.nan
         if not (math.isfinite(number) and number > 0 and (key != "tokens" or number >= 1)):
             raise MixoptError(f"--fidelity {key}={value!r}: give a positive number")
-    threads_from({"threads": fidelity.get("threads")})
+    if fidelity.get("threads") not in (None, ""):  # the field only: the driver's env is not the workers'
+        threads_from({"threads": fidelity["threads"]})
 
 
 def evaluate(request: EvalRequest | Mapping[str, Any]) -> ProxyResult:

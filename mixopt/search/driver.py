@@ -417,8 +417,12 @@ def _planned_elsewhere(prep: Prepared) -> list[list[float]]:
         if (rec.search_id == prep.search_id or rec.state != "running" or not same
                 or driver_alive(search_dir(rec.search_id)) is not True):
             continue
+        swarm = np.asarray(plan.get("swarm", []), dtype=float).reshape(-1, len(prep.domains))
         done = [r.vector(prep.domains) for r in prep.store.runs(search_id=rec.search_id, status="ok")]
-        rows += [w for w in plan.get("swarm", []) if not any(np.allclose(w, d, atol=1e-9) for d in done)]
+        if done and len(swarm):  # rows no finished run of that search matches
+            gap = np.abs(swarm[:, None, :] - np.asarray(done)[None, :, :]).max(axis=2)
+            swarm = swarm[~(gap <= 1e-9).any(axis=1)]
+        rows += swarm.tolist()
     return rows
 
 

@@ -158,7 +158,7 @@ def prepare(
     if ev == PROXY:  # checked here: a bad value failed only inside the first trial, Ray started
         from mixopt.proxy.evaluate import check_fidelity
 
-        check_fidelity(fid)
+        check_fidelity(fid, unknown_ok=search_id is not None)  # a resume goes on as it started
     fid["rung"] = config.rung
     vfid = dict(fid)
     vfid["rung"] = config.validate_rung or config.rung

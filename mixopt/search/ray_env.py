@@ -270,7 +270,7 @@ def _join_failure(held: list[str], address: str) -> str | None:
         where = token_source() or "nowhere"
         return (f"the Ray cluster at {address} refused the auth token (read from {where}): it is not that "
                 "cluster's; copy ~/.ray/auth_token from its head node, or set RAY_AUTH_TOKEN")
-    if "Method not found" in text or "status: 404" in text or "HTTP" in text:
+    if "Method not found" in text or "status: 404" in text:  # Ray Client's port; an HTTP server
         return (f"{address} answers, but not as a Ray cluster's GCS (a Ray Client or dashboard port?); "
                 "give host:port of the head's GCS, 6379 unless `ray start --port` chose another")
     return None
@@ -278,6 +278,7 @@ def _join_failure(held: list[str], address: str) -> str | None:
 
 WATCH_EVERY_S = 3.0
 WATCH_MISSES = 5  # ~15 s without an answer; Ray itself aborts the process after 60 s
+RAY_RECONNECT_ENV = "RAY_gcs_rpc_server_reconnect_timeout_s"  # Ray's wait for a head that went away
 
 
 @contextlib.contextmanager
@@ -293,6 +294,10 @@ def watch_cluster(
     if info.started_here:
         yield
         return
+    wait = os.environ.get(RAY_RECONNECT_ENV)
+    # A cluster that outlives its head (GCS fault tolerance) raises Ray's own wait: follow it
+    with contextlib.suppress(ValueError):
+        misses = max(misses, int((float(wait) - 5.0) / every_s)) if wait else misses
     host, _, port = info.address.rpartition(":")
     stop = threading.Event()
 
