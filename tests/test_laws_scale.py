@@ -174,6 +174,12 @@ def test_fidelity_law_caps_repetition_with_the_searches_tokens(tmp_path: Path) -
     assert mix["tokens"]["target_tokens"] == 2e7 and mix["tokens"]["epochs"]["a"] <= 1 + 1e-9
     with pytest.raises(MixoptError, match="give --target-tokens"):
         fit_across_scale(ScaleFitConfig(store=str(store.path), target_size=2e7, max_epochs=1.0))
+    # the runs' searches disagree: runs of two corpora (a search of other runs is not read at all)
+    store.create_search("elsewhere", {"method": "mixing-law"}, {"space": {"tokens": {**tokens, "a": 9e9}}})
+    fit_across_scale(ScaleFitConfig(**cfg, max_epochs=1.0))
+    store.create_search("sw-s", {"method": "mixing-law"}, {"space": {"tokens": {**tokens, "a": 9e9}}})
+    with pytest.raises(MixoptError, match=r"recorded different token counts per domain \(sw-m, sw-s\)"):
+        fit_across_scale(ScaleFitConfig(**cfg, max_epochs=1.0))
 
 
 def test_a_size_law_over_rungs_of_different_budgets_is_warned_of(tmp_path: Path) -> None:
