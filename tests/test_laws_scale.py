@@ -197,3 +197,29 @@ def test_fidelity_law_names_a_bad_metric_or_search_as_such(tmp_path: Path) -> No
         fit_across_scale(ScaleFitConfig(store=str(store.path), metric="acc"))
     with pytest.raises(MixoptError, match="no search named 'nosuch'"):
         fit_across_scale(ScaleFitConfig(store=str(store.path), searches=("sw-xs", "nosuch")))
+
+
+def test_fidelity_law_holds_a_domain_no_run_varied_for_every_method(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    free = np.random.default_rng(3).dirichlet(np.ones(2), 12) * 0.8
+    mixtures = np.column_stack([free, np.full(12, 0.2)])  # c is 0.2 in every run
+    recs = []
+    for rung in ("xs", "s"):
+        R = load_rung(rung)
+        fid = {"rung": rung, "corpus": "synthetic"}
+        for i, r in enumerate(mixtures):
+            hist = []
+            for step in R.eval_steps():
+                D = step * R.tokens_per_step
+                losses = truth(r, R.non_embedding_params(), D)
+                hist.append({"step": step, "tokens": D,
+                             **{f"loss/{d}": float(v) for d, v in zip(DOMAINS, losses, strict=True)}})
+            recs.append(RunRecord(run_id=f"{rung}-{i}", weights=dict(zip(DOMAINS, r.tolist(), strict=True)),
+                                  fidelity=fid, fidelity_key=fidelity_key(fid), status="ok", search_id=rung,
+                                  metrics={k: v for k, v in hist[-1].items() if k.startswith("loss/")},
+                                  history=hist))
+    store.add(recs)
+    res = fit_across_scale(ScaleFitConfig(store=str(store.path), method="gp", target_tokens=2e6,
+                                          target_size=2e7, size_exponent=0.3))
+    assert res["proposal"]["weights"]["c"] == pytest.approx(0.2)
+    assert any(n.startswith("held c at 0.2") for n in res["notes"])

@@ -71,9 +71,11 @@ def search(
     target: Annotated[Str, opt("--target", help="Objective: d1,d2 (mean) or d1=0.7,d2=0.3 "
                                "(default: mean over all domains).")] = None,
     metric: Annotated[str, opt("--metric", help="loss or bpb.")] = "loss",
-    temperature: Annotated[float, opt("--temperature", help="Temperature T of the swarm's prior, token "
-                                      "shares ** (1/T): T > 1 flattens it (Olmix's mix_temperature t and "
-                                      "RegMix's TEMP are exponents: give T = 1/t).")] = 1.0,
+    temperature: Annotated[float, opt("--temperature", help="Temperature T of the prior, token shares ** "
+                                      "(1/T), of the swarm, the proposers' candidates and KL term, and the "
+                                      "temperature baseline (default 1: that baseline uses 2, RegMix's): "
+                                      "T > 1 flattens it (Olmix's mix_temperature t and RegMix's TEMP are "
+                                      "exponents: give T = 1/t).")] = 1.0,
     kl: Annotated[float | None, opt("--kl", help="Laws solved exactly: weight λ of KL(mixture ‖ prior) "
                                     "in the objective's units (default 0.1, Olmix's, for BPB; 0: the "
                                     "law's own optimum).")] = None,

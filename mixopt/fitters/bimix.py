@@ -14,8 +14,8 @@ target (a downstream score, a mean, a domain whose share never varies), or every
 with s₀ the last step seen in training, and the own-share form the case where only the target's
 own domain has non-zero coefficients. Without steps (only final losses, as in run tables) the
 step factor is one constant per domain: ``Σ_i F_i·(r_i + ε)^(−α_i)``. ε keeps the law finite at
-zero weight (swarms often leave a domain out entirely). Fitted on the target divided by its
-standard deviation (the family is closed under positive scaling) by multi-start L-BFGS on a Huber
+zero weight (swarms often leave a domain out entirely). Fitted on the target divided by its robust
+scale, 1.4826 × MAD (the family is closed under positive scaling) by multi-start L-BFGS on a Huber
 loss; every coefficient is kept positive by fitting its logarithm. The objective, a weighted sum
 of such targets, is convex in r and minimised exactly by
 :class:`~mixopt.proposers.exact.ExactProposer`.
@@ -56,7 +56,7 @@ class BiMixFitter(LawFitter):
         eps: added to every weight, so a domain left out of a run has a finite loss term.
         n_starts: random draws of the exponents (besides one with every α = 0.3); the coefficients of
             each start come from non-negative least squares.
-        huber_delta: Huber threshold in units of the target's standard deviation.
+        huber_delta: Huber threshold in units of the target's robust scale (1.4826 MAD).
         n_polish: best starts run to convergence.
         random_state: seed of the random starts.
         own_share: fit a domain's own loss on that domain's share alone, as BiMix does; False fits

@@ -3,7 +3,8 @@
 One law per target column (a validation domain's loss, or the objective itself); the objective of
 several targets is the weighted sum of their predictions, which the exact proposer
 (:mod:`mixopt.proposers.exact`) minimises directly. The law is written ``c + exp(b + t·r)``
-(k = e^b > 0) and fitted on the standardised target by multi-start L-BFGS on a Huber loss
+(k = e^b > 0) and fitted on the target centred and scaled robustly (median, 1.4826 × MAD) by
+multi-start L-BFGS on a Huber loss
 (:func:`~mixopt.fitters.lawfit.multistart_lbfgs`); the family is closed under positive affine maps
 of the target, so the parameters are mapped back exactly. Starts: log-linear least squares of
 ``log(y - c)`` on the weights for a ladder of floors c below the smallest target (close to the
@@ -79,7 +80,7 @@ class MixingLawFitter(LawFitter):
 
     Args:
         n_starts: random starts besides the least-squares ones.
-        huber_delta: Huber threshold in units of the target's standard deviation.
+        huber_delta: Huber threshold in units of the target's robust scale (1.4826 MAD).
         n_polish: best starts refined to convergence.
         random_state: seed of the random starts.
 

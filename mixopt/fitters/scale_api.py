@@ -197,7 +197,9 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
     model = method.make_fitter(seed=config.seed, domains=space.domains,
                                metrics={m: weights[m] for m in pred.metrics})
     model.fit(pred.X, fit_target(model, pred.Y @ w, pred.Y))
-    prop = method.make_proposer(seed=config.seed, **kl_params).propose(model, space)
+    from mixopt.proposers.hold import propose_holding
+
+    prop = propose_holding(method.make_proposer(seed=config.seed, **kl_params), model, pred.X, space)
     report = {
         "method": method.name,
         "domains": domains,
@@ -214,7 +216,9 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
         "out": str(config.out) if config.out else None,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    notes = [n for n in (space.repetition_note(prop.weights),) if n]
+    from mixopt.proposers.exact import held_note
+
+    notes = [n for n in (held_note(prop.info), space.repetition_note(prop.weights)) if n]
     if space.target_tokens is not None:
         report["tokens"] = space.token_plan(prop.weights)
     report["notes"] = notes
