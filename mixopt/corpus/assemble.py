@@ -20,7 +20,7 @@ from typing import Any
 
 from mixopt.corpus.archive import iter_members
 from mixopt.corpus.build import build_from_documents, build_params, built_from
-from mixopt.corpus.documents import pack_texts
+from mixopt.corpus.documents import decode_utf8, pack_texts
 from mixopt.corpus.extract import get_extractor
 from mixopt.corpus.fetch import Fetched, SourceUnavailable, fetch
 from mixopt.corpus.recipe import Recipe, load_recipe
@@ -76,24 +76,20 @@ def _texts(f: Fetched, max_chars: int, stats: dict[str, int]) -> Iterator[str]:
 
     def decode(name: str, data: bytes) -> str | None:
         try:
-            t = data.decode("utf-8")
+            t, replaced, bad = decode_utf8(data, src.on_decode_error)
         except UnicodeDecodeError as exc:
-            if src.on_decode_error == "replace":
-                t = data.decode("utf-8", errors="replace")
-                stats["chars_replaced_not_utf8"] += t.count("\ufffd") - data.count("\ufffd".encode())
-                log.info(
-                    "%s: %s is not UTF-8 at byte %d; invalid bytes replaced", src.label(), name, exc.start
-                )
-                return t.removeprefix("\ufeff").replace("\r\n", "\n")
-            if src.on_decode_error == "skip":
-                stats["files_skipped_not_utf8"] += 1
-                log.info("%s: skipping %s (not UTF-8 at byte %d)", src.label(), name, exc.start)
-                return None
             raise MixoptError(
                 f"{src.label()}: file {name} is not UTF-8 "
                 f"(byte 0x{data[exc.start]:02x} at offset {exc.start}); "
                 'convert it, exclude it, or set on_decode_error = "skip" or "replace"'
             ) from None
+        if t is None:
+            stats["files_skipped_not_utf8"] += 1
+            log.info("%s: skipping %s (not UTF-8 at byte %d)", src.label(), name, bad)
+            return None
+        if bad is not None:
+            stats["chars_replaced_not_utf8"] += replaced
+            log.info("%s: %s is not UTF-8 at byte %d; invalid bytes replaced", src.label(), name, bad)
         return t.removeprefix("\ufeff").replace("\r\n", "\n")
 
     texts = (t for _, t in get_extractor(src.extractor)(files, decode))

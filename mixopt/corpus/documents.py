@@ -24,6 +24,24 @@ RESERVED_NAMES = frozenset({"manifest.json", "tokenizer.json"})
 _PARAGRAPH = re.compile(r".*?(?:\n[ \t\r\f\v]*\n\s*|\Z)", re.S)
 
 
+def decode_utf8(data: bytes, policy: str) -> tuple[str | None, int, int | None]:
+    """``data`` as text under a not-UTF-8 ``policy`` (a recipe's ``on_decode_error``, ``corpus add
+    --on-decode-error``): (text, characters replaced, offset of the first bad byte or None).
+
+    "replace" puts U+FFFD for the bad bytes (counting only those, not U+FFFD the input had);
+    "skip" gives no text; "error" raises the ``UnicodeDecodeError`` for the caller to word.
+    """
+    try:
+        return data.decode("utf-8"), 0, None
+    except UnicodeDecodeError as exc:
+        if policy == "replace":
+            text = data.decode("utf-8", errors="replace")
+            return text, text.count("\ufffd") - data.count("\ufffd".encode()), exc.start
+        if policy == "skip":
+            return None, 0, exc.start
+        raise
+
+
 def check_domain_name(name: str) -> str:
     """Domains become folder names and metric names (``loss/<domain>``): keep them plain."""
     if not isinstance(name, str) or not DOMAIN_NAME.match(name):

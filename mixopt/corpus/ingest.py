@@ -26,6 +26,7 @@ from mixopt.corpus.build import (
     build_params,
     built_from,
 )
+from mixopt.corpus.documents import decode_utf8
 from mixopt.corpus.fetch import sha256_of
 from mixopt.corpus.shards import check_corpus_name, corpus_dir
 from mixopt.errors import MixoptError, MixoptWarning
@@ -80,27 +81,22 @@ def _utf8(path: Path, data: bytes, policy: str, stats: dict[str, int], *, lines:
     With ``lines`` (jsonl), "skip" leaves out only the lines that are not UTF-8.
     """
     try:
-        return data.decode("utf-8")
+        text, replaced, bad = decode_utf8(data, policy)
     except UnicodeDecodeError as exc:
-        if policy == "replace":
-            text = data.decode("utf-8", errors="replace")
-            stats["characters replaced"] += text.count("\ufffd") - data.count("\ufffd".encode())
-            return text
-        if policy == "skip" and lines:
-            kept = []
-            for line in data.split(b"\n"):
-                try:
-                    kept.append(line.decode("utf-8"))
-                except UnicodeDecodeError:
-                    stats["lines left out"] += 1
-            return "\n".join(kept)
-        if policy == "skip":
-            stats["files left out"] += 1
-            return None
         raise MixoptError(
             f"{path} is not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); convert it to "
             "UTF-8, or pass --on-decode-error skip or replace"
         ) from None
+    if text is not None:
+        if bad is not None:
+            stats["characters replaced"] += replaced
+        return text
+    if lines:
+        kept = [t for line in data.split(b"\n") if (t := decode_utf8(line, "skip")[0]) is not None]
+        stats["lines left out"] += data.count(b"\n") + 1 - len(kept)
+        return "\n".join(kept)
+    stats["files left out"] += 1
+    return None
 
 
 def _say_decoded(path: Path, stats: dict[str, int]) -> None:
