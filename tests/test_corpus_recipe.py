@@ -287,3 +287,23 @@ def test_a_source_without_a_licence_takes_its_domains(tmp_path: Path) -> None:
                  'path = "t.jsonl"\n[[domains.tickets.sources]]\nkind = "path"\npath = "u.jsonl"\n'
                  'licence = "CC0"\n')
     assert [s.licence for s in parse_recipe(r).domains[0].sources] == ["proprietary", "CC0"]
+
+
+@pytest.mark.parametrize(("policy", "counted"), [("skip", "files_skipped_not_utf8"),
+                                                  ("replace", "chars_replaced_not_utf8")])
+def test_a_recipe_source_skips_or_replaces_what_is_not_utf8(workspace: Path, tmp_path: Path, policy: str,
+                                                           counted: str) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(TINY_DATA, data)
+    (data / "code" / "latin1.txt").write_bytes("caf\u00e9 au lait".encode("latin-1"))
+    body = RECIPE + "".join(
+        f'[domains.{d}]\nlicence = "L"\n[[domains.{d}.sources]]\nkind = "path"\npath = "{data / d}"\n'
+        + (f'on_decode_error = "{policy}"\n' if d == "code" else "")
+        for d in TINY_DOMAINS
+    )
+    recipe = tmp_path / "decoded.toml"
+    recipe.write_text(body)
+    sources = {s["domain"]: s for s in build_recipe(str(recipe)).manifest["sources"]}
+    assert sources["code"][counted] == 1 and sources["docs"][counted] == 0
