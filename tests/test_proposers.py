@@ -170,7 +170,8 @@ def test_a_domain_no_run_varied_is_held_by_every_method(method: str) -> None:
     assert prop.weights[3] == pytest.approx(0.1) and prop.info["held"] == {"d": pytest.approx(0.1)}
     assert held_note(prop.info).startswith("held d at 0.1: every run had that weight")
     # where the constraints leave no room for it, the domain is not held
-    from mixopt.proposers.hold import hold, unvaried
+    from mixopt.fitters.varied import unvaried
+    from mixopt.proposers.hold import hold
 
     assert unvaried(X) == {3: pytest.approx(0.1)}
     assert hold({3: 0.1}, SearchSpace(domains=("a", "b", "c", "d"), fixed={"d": 0.2}))[1] == {}

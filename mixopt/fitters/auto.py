@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import FewRunsWarning, MixoptError, MixoptWarning, TooFewRunsError
 from mixopt.fitters.fewruns import ADVICE, FEWER
+from mixopt.fitters.varied import unvaried
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         y = self.objective(Y)
         # Domains no run varied, at the weight the runs had: no candidate can say whether another
         # weight is better, so a proposer holds them there (as it does for a law's dropped domains).
-        self.held_ = {int(i): float(np.median(X[:, i])) for i in np.flatnonzero(np.ptp(X, axis=0) <= 1e-9)}
+        self.held_ = unvaried(X)
         # The laws per metric where the metric columns are given and few enough (see MAX_PER_METRIC).
         per_metric = Y.ndim == 2 and Y.shape[1] > 1 and Y.shape[1] <= MAX_PER_METRIC
         self.per_metric_ = per_metric

@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import MixoptError, MixoptWarning, TooFewRunsError
 from mixopt.fitters.fewruns import FEWER, warn_few_runs
+from mixopt.fitters.varied import unvaried, varying
 
 log = logging.getLogger(__name__)
 
@@ -249,8 +250,7 @@ class LawFitter(RegressorMixin, BaseEstimator):
 
     def _fit_columns(self, X: np.ndarray, Y: np.ndarray, extra: np.ndarray | None = None) -> None:
         n = len(X)
-        # Renormalised rows leave a weight constant by design jittering by ~1e-17: that is no signal.
-        keep = np.ptp(X, axis=0) > 1e-9
+        keep = varying(X)
         dropped = np.flatnonzero(~keep)
         if len(dropped) and n > 1:
             names = self._names(dropped)
@@ -263,7 +263,7 @@ class LawFitter(RegressorMixin, BaseEstimator):
             )
         self.keep_ = keep
         # What the runs held the dropped domains at: the law knows nothing of other values.
-        self.held_ = {int(i): float(np.median(X[:, i])) for i in dropped} if n > 0 else {}
+        self.held_ = unvaried(X)
         k = int(keep.sum())
         p = max(self._target_n_params(k, j, Y.shape[1]) for j in range(Y.shape[1]))
         if n < max(p, 2):

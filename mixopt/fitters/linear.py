@@ -7,6 +7,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.fitters.fewruns import warn_few_runs
+from mixopt.fitters.varied import VARY_TOL, varying
 
 
 class LinearFitter(RegressorMixin, BaseEstimator):
@@ -28,9 +29,9 @@ class LinearFitter(RegressorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
         # One slope per varying domain and the intercept, less one where the varying weights sum to a
         # constant (always on the simplex, held domains or not).
-        varying = int((np.ptp(X, axis=0) > 1e-9).sum())
-        params = varying + int(self.fit_intercept and np.ptp(X.sum(axis=1)) > 1e-9)
-        warn_few_runs("linear", params, varying, len(X), stacklevel=2)
+        n_varying = int(varying(X).sum())
+        params = n_varying + int(self.fit_intercept and np.ptp(X.sum(axis=1)) > VARY_TOL)
+        warn_few_runs("linear", params, n_varying, len(X), stacklevel=2)
         model = LinearRegression(fit_intercept=self.fit_intercept).fit(X, y)
         self.coef_ = model.coef_
         self.intercept_ = model.intercept_

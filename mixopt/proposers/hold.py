@@ -17,18 +17,10 @@ from typing import Any
 import numpy as np
 
 from mixopt.errors import MixoptError
+from mixopt.fitters.varied import unvaried
 from mixopt.space import SearchSpace
 
 log = logging.getLogger(__name__)
-
-
-def unvaried(X: np.ndarray) -> dict[int, float]:
-    """Column → the weight every run gave it, for the columns of runs ``X`` that never vary."""
-    X = np.asarray(X, dtype=float)
-    if X.ndim != 2 or len(X) < 2:
-        return {}
-    # Renormalised rows leave a constant weight jittering by ~1e-17: that is no variation.
-    return {int(i): float(np.median(X[:, i])) for i in np.flatnonzero(np.ptp(X, axis=0) <= 1e-9)}
 
 
 def hold(held: Mapping[int, float], space: SearchSpace) -> tuple[SearchSpace, dict[str, float]]:
@@ -58,7 +50,7 @@ def hold(held: Mapping[int, float], space: SearchSpace) -> tuple[SearchSpace, di
 
 def propose_holding(proposer: Any, model: Any, X: np.ndarray, space: SearchSpace) -> Any:
     """``proposer.propose(model, space)`` with the domains no run of ``X`` varied held (``info["held"]``)."""
-    space, held = hold(unvaried(X), space)
+    space, held = hold(unvaried(X) if len(X) > 1 else {}, space)  # one run varies nothing, says nothing
     prop = proposer.propose(model, space)
     if held:
         prop = dataclasses.replace(prop, info={**prop.info, "held": {**prop.info.get("held", {}), **held}})

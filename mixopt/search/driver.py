@@ -29,6 +29,7 @@ import numpy as np
 from mixopt import __version__
 from mixopt.atomic import write_json
 from mixopt.errors import MixoptError, MixoptWarning, warnings_as_notes
+from mixopt.fitters.varied import unvaried, varying
 from mixopt.proposers.exact import held_note, kl_note, unused_kl_note
 from mixopt.proposers.proposal import (
     beyond_runs_note,
@@ -373,7 +374,7 @@ def _plan(prep: Prepared) -> dict[str, Any]:
     if not free:  # a fit the law would refuse once the swarm has run is refused now, before any run
         new_rows = np.asarray(rows).reshape(-1, len(prep.domains))
         planned = np.vstack([new_rows, existing]) if reused else new_rows
-        vary = np.ptp(planned, axis=0) > 1e-9 if len(planned) else np.zeros(len(prep.domains), bool)
+        vary = varying(planned)
         need, why = spec.min_runs(
             int(vary.sum()), targets=list(prep.objective.metric_weights(prep.domains)),
             varying=[d for d, v in zip(prep.domains, vary, strict=True) if v],
@@ -643,7 +644,7 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
         return _entropy_candidates(prep)
     t0 = time.perf_counter()
     # A domain constant in every run because --fix holds it there is no news for the laws to tell.
-    constant = {prep.domains[i] for i in np.flatnonzero(np.ptp(X, axis=0) <= 1e-9)} if len(X) else set()
+    constant = {prep.domains[i] for i in unvaried(X)}
     quiet = ["the fitted model predicts the same value"]  # the search's own note says it, with the budget
     if constant <= set(space.fixed):
         quiet.append(".*have the same weight in every run")
