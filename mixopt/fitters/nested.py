@@ -46,6 +46,7 @@ class Curve:
     tokens: np.ndarray
     losses: dict[str, np.ndarray]
     rung: str = ""  # the proxy rung's name, for the reports
+    search_id: str | None = None  # the search that ran it (where its corpus's token counts are)
 
 
 @dataclass(frozen=True, kw_only=True)

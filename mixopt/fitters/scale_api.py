@@ -128,6 +128,7 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
                 weights=r.vector(domains),
                 size=sizes[rung],
                 rung=str(rung),
+                search_id=r.search_id,
                 tokens=np.array([h["tokens"] for h in hist], dtype=float),
                 losses={m: np.array([h.get(m, np.nan) for h in hist], dtype=float) for m in names},
             )
@@ -176,7 +177,7 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
     )
     w = np.array([weights[m] for m in pred.metrics])
     # The repetition cap and token plan at the target budget, over the corpus the runs trained on
-    used = config.searches or sorted({r.search_id for r in store.runs(status="ok") if r.history})
+    used = config.searches or sorted({c.search_id for c in curves if c.search_id})
     tokens = searched_tokens(store, domains, used)
     if config.max_epochs is not None and (tokens is None or config.target_tokens is None):
         raise MixoptError(
