@@ -7,6 +7,7 @@ import json
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,7 +27,10 @@ def truth(r: np.ndarray, N: float, D: float) -> np.ndarray:
     return base + 40.0 * N**-0.3 + 60.0 * D**-0.5
 
 
-def fill_store(path: Path, rungs: tuple[str, ...] = ("xs", "s", "m"), n: int = 10) -> RunStore:
+def fill_store(
+    path: Path, rungs: tuple[str, ...] = ("xs", "s", "m"), n: int = 10, law: Any = truth
+) -> RunStore:
+    """Runs of ``n`` mixtures at each rung, their per-domain losses by ``law(r, N, D)`` at each checkpoint."""
     store = RunStore(path)
     rng = np.random.default_rng(0)
     mixtures = rng.dirichlet(np.ones(3), n)
@@ -43,7 +47,7 @@ def fill_store(path: Path, rungs: tuple[str, ...] = ("xs", "s", "m"), n: int = 1
                     {
                         "step": step,
                         "tokens": D,
-                        **{f"loss/{d}": float(v) for d, v in zip(DOMAINS, truth(r, N, D), strict=True)},
+                        **{f"loss/{d}": float(v) for d, v in zip(DOMAINS, law(r, N, D), strict=True)},
                     }
                 )
             recs.append(
@@ -223,3 +227,50 @@ def test_fidelity_law_holds_a_domain_no_run_varied_for_every_method(tmp_path: Pa
                                           target_size=2e7, size_exponent=0.3))
     assert res["proposal"]["weights"]["c"] == pytest.approx(0.2)
     assert any(n.startswith("held c at 0.2") for n in res["notes"])
+
+
+# BiMix's own form per domain: A_i·(r_i + ε)^(−α_i)·(B_i·(D/D0)^(−β_i) + C_i)
+BI_A, BI_ALPHA = np.array([1.0, 1.3, 0.8]), np.array([0.15, 0.08, 0.25])
+BI_B, BI_BETA, BI_C = np.array([3.0, 0.2, 0.5]), np.array([0.7, 0.3, 0.4]), np.array([1.0, 2.5, 1.8])
+
+
+def bimix_truth(r: np.ndarray, N: float, D: float) -> np.ndarray:
+    return BI_A * (r + 1e-3) ** -BI_ALPHA * (BI_B * (D / 1e5) ** -BI_BETA + BI_C)
+
+
+def test_bimix_is_fitted_over_mixtures_and_checkpoints_and_extrapolated_in_tokens(
+    tmp_path: Path, workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mixopt.cli import main
+
+    store = fill_store(tmp_path / "runs.sqlite", rungs=("xs",), n=8, law=bimix_truth)
+    D = 2e6  # 13x the rung's 150k tokens
+    res = fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix", target_tokens=D, kl=0.0,
+                                          out=tmp_path / "mix.json"))
+    assert res["n_mixtures"] == 8 and res["n_runs"] == 8
+    laws = res["laws"]["bimix"]  # one own-share law per domain, from its 8 runs x 4 checkpoints
+    assert [laws[f"loss/{d}"]["beta"] for d in DOMAINS] == pytest.approx(BI_BETA, abs=1e-3)
+    assert [laws[f"loss/{d}"]["alpha"] for d in DOMAINS] == pytest.approx(BI_ALPHA, abs=1e-3)
+    # With no KL pull the proposal is the law's optimum at D, not at the runs' 150k tokens (they differ)
+    w = np.array([res["proposal"]["weights"][d] for d in DOMAINS])
+    assert res["proposal"]["predicted"] == pytest.approx(float(bimix_truth(w, 0, D).mean()), rel=1e-3)
+    cand = np.random.default_rng(0).dirichlet(np.ones(3), 20000)
+    at_d = np.array([bimix_truth(c, 0, D).mean() for c in cand])
+    at_runs = np.array([bimix_truth(c, 0, 1.5e5).mean() for c in cand])
+    assert float(bimix_truth(w, 0, D).mean()) <= at_d.min() + 1e-4
+    assert np.abs(cand[at_runs.argmin()] - cand[at_d.argmin()]).max() > 0.02  # the step matters here
+    assert json.loads((tmp_path / "mix.json").read_text())["params"]["laws"]["bimix"]["loss/a"]["rms"] < 1e-3
+    main(["fit", "--fidelity-law", "--store", str(store.path), "--method", "bimix", "--target-tokens", "2e6"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "bimix loss/a: α = 0.150, β = 0.700 (step)" in out, out
+    # BiMix has no size term: a target size is refused, saying which methods have one
+    with pytest.raises(MixoptError, match="no model-size term: --target-size/--size-exponent need"):
+        fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix", target_size=2e7))
+
+
+def test_bimix_across_rungs_fits_the_largest_and_says_so(tmp_path: Path) -> None:
+    store = fill_store(tmp_path / "runs.sqlite", rungs=("xs", "s"), n=8, law=bimix_truth)
+    with pytest.warns(MixoptWarning, match="bimix is fitted over the largest rung's checkpoints"):
+        res = fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix"))
+    assert res["sizes"] == [float(load_rung("s").non_embedding_params())] and res["n_runs"] == 8
+    assert any("only the largest rung's runs" in n for n in res["notes"])

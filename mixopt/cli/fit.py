@@ -55,7 +55,7 @@ def fit(
                                       "natural mixture) instead of uniform.")] = None,
     fidelity_law: Annotated[bool, opt("--fidelity-law", help="Use the run store's proxy runs at several "
                                       "rungs: step law per run, size law per mixture, then the mixing law at "
-                                      "the target scale.")] = False,
+                                      "the target scale (bimix: its law over every checkpoint).")] = False,
     store: Annotated[str | None, opt("--store", help="--fidelity-law: run store path.")] = None,
     search: Annotated[list[str] | None, opt("--search", help="--fidelity-law: searches whose runs are used "
                                             "(repeatable; default all).")] = None,
@@ -185,6 +185,9 @@ def _render_scale(res: dict[str, Any]) -> None:
         rung = res.get("rungs", {}).get(size)
         label = f"rung {rung} ({float(size):.3g} params), {metric}" if rung else name
         console.print(f"  step law {label}: β = {law['beta']:.3f}, RMS residual {law['rms']:.4g}")
+    for metric, law in res["laws"].get("bimix", {}).items():
+        console.print(f"  bimix {metric}: α = {law['alpha']:.3f}, β = {law['beta']:.3f} (step), RMS residual "
+                      f"{law['rms']:.4g} over the checkpoints")
     size_laws = res["laws"]["size"]
     if size_laws:  # one exponent for every metric (mixopt.fitters.nested)
         beta = next(iter(size_laws.values()))["beta"]

@@ -63,10 +63,13 @@ class BiMixFitter(LawFitter):
             every target as a sum over all domains (Olmix's variant, 2 parameters per domain).
         domains, targets: the weight columns' and target columns' names; the targets that are a
             domain's loss are found from them (``own_``: that domain per target, or None).
+        at_step: the step (in the units of ``fit``'s steps) where :meth:`predict` and
+            :meth:`power_terms` evaluate the law by default, e.g. a longer run's; None: the last step
+            seen in training. Only with steps.
 
     ``fit(X, y, steps=None)``: with ``steps`` (n_runs,), rows are checkpoints (a mixture may appear at
     several steps) and the full bivariate law is fitted; ``predict(X, steps=None)`` predicts at
-    ``steps`` or, by default, at the last training step.
+    ``steps`` or, by default, at ``at_step``.
     """
 
     law = "bimix"
@@ -82,6 +85,7 @@ class BiMixFitter(LawFitter):
         own_share: bool = True,
         domains: tuple[str, ...] | None = None,
         targets: tuple[str, ...] | None = None,
+        at_step: float | None = None,
     ) -> None:
         self.eps = eps
         self.n_starts = n_starts
@@ -91,13 +95,16 @@ class BiMixFitter(LawFitter):
         self.own_share = own_share
         self.domains = domains
         self.targets = targets
+        self.at_step = at_step
 
     def fit(self, X: np.ndarray, y: np.ndarray, steps: np.ndarray | None = None) -> BiMixFitter:
         """Fit on weights X (n, K), targets y (n,) or (n, m) and optional training steps (n,).
 
         Raises:
-            MixoptError: NaN targets, non-positive steps, or fewer rows than parameters.
+            MixoptError: NaN targets, non-positive steps or ``at_step``, or fewer rows than parameters.
         """
+        if self.at_step is not None and not (np.isfinite(self.at_step) and self.at_step > 0):
+            raise MixoptError(f"bimix: at_step must be a positive number of steps, got {self.at_step}")
         X, Y = self._check_xy(X, y)
         s = None
         self.step_ref_ = None
@@ -116,17 +123,20 @@ class BiMixFitter(LawFitter):
         return self
 
     def predict(self, X: np.ndarray, return_std: bool = False, *, steps: np.ndarray | float | None = None):  # noqa: ANN201
-        """Predictions at ``steps`` (default: the last training step); no standard deviation (None)."""
+        """Predictions at ``steps`` (default: ``at_step``, else the last training step); no standard
+        deviation (None)."""
         check_is_fitted(self)
         X = np.asarray(validate_data(self, X, reset=False), dtype=float)[:, self.keep_]
         s = None
         if self.with_steps_:
-            s = (
-                np.ones(len(X))
-                if steps is None
-                else np.broadcast_to(np.asarray(steps, dtype=float) / self.step_ref_, (len(X),))
-            )
+            s = np.broadcast_to(self._relative_step(steps), (len(X),))
         return self._finish(X, s, return_std)
+
+    def _relative_step(self, steps: np.ndarray | float | None) -> np.ndarray:
+        """``steps`` (default ``at_step``, else the last training step) over the last training step."""
+        if steps is None:
+            steps = self.at_step if self.at_step is not None else self.step_ref_
+        return np.asarray(steps, dtype=float) / self.step_ref_
 
     # ----- the law ----------------------------------------------------------------------------
     def _n_params(self, k: int) -> int:
@@ -274,8 +284,25 @@ class BiMixFitter(LawFitter):
         H = np.exp(p[None, :] - np.exp(b)[None, :] * np.log(s)[:, None]) + np.exp(q)[None, :]
         return (np.exp(-np.exp(a)[None, :] * LX) * H).sum(axis=1)
 
+    def exponents(self) -> list[dict[str, float]]:
+        """Per target, the median α (share) and β (step; NaN without steps) over the domains in its law
+        (one for a domain's own loss), for reports."""
+        check_is_fitted(self)
+        k = int(self.keep_.sum())
+        out = []
+        for prm in self.params_:
+            if self.with_steps_:
+                active = np.isfinite(prm[:k]) | np.isfinite(prm[k : 2 * k])
+                alpha, beta = np.exp(prm[2 * k : 3 * k]), np.exp(prm[3 * k :])
+            else:
+                active = np.isfinite(prm[:k])
+                alpha, beta = np.exp(prm[k:]), np.full(k, np.nan)
+            out.append({"alpha": float(np.median(alpha[active])), "beta": float(np.median(beta[active]))})
+        return out
+
     def power_terms(self, steps: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-        """The law at one step as ``Σ_i F_i·(r_i + ε)^(−α_i)`` per target: (F (m, K), α (m, K), ε).
+        """The law at one step (default: ``at_step``, else the last training step) as
+        ``Σ_i F_i·(r_i + ε)^(−α_i)`` per target: (F (m, K), α (m, K), ε).
 
         Dropped (constant) domains get F = 0.
         """
@@ -283,7 +310,7 @@ class BiMixFitter(LawFitter):
         m, K = len(self.params_), len(self.keep_)
         k = int(self.keep_.sum())
         F, A = np.zeros((m, K)), np.zeros((m, K))
-        s = 1.0 if steps is None or not self.with_steps_ else float(steps) / self.step_ref_
+        s = float(self._relative_step(steps)) if self.with_steps_ else 1.0
         for j, prm in enumerate(self.params_):
             if self.with_steps_:
                 coef = np.exp(prm[:k] - np.exp(prm[3 * k :]) * np.log(s)) + np.exp(prm[k : 2 * k])

@@ -55,12 +55,13 @@ class MetricSum(RegressorMixin, BaseEstimator):
         """The objective of per-metric values Y (n, n_metrics)."""
         return weighted_sum(Y, self.weights)
 
-    def fit(self, X: np.ndarray, Y: np.ndarray) -> MetricSum:
+    def fit(self, X: np.ndarray, Y: np.ndarray, **fit_params: Any) -> MetricSum:
+        """Fit the estimator on every metric column; ``fit_params`` go to its fit (BiMix's ``steps``)."""
         self.objective(Y)  # checks the shape
         est = clone(self.estimator)
         if self.names and "targets" in est.get_params():
             est.set_params(targets=tuple(self.names))
-        self.estimator_ = est.fit(X, np.asarray(Y, dtype=float))
+        self.estimator_ = est.fit(X, np.asarray(Y, dtype=float), **fit_params)
         self.weights_ = np.asarray(self.weights, dtype=float)
         self.n_features_in_ = self.estimator_.n_features_in_
         return self

@@ -68,8 +68,68 @@ class ScalePrediction:
     laws: dict[str, Any] = field(default_factory=dict)
 
 
-def _key(w: np.ndarray) -> tuple[float, ...]:
+def mixture_key(w: np.ndarray) -> tuple[float, ...]:
     return tuple(np.round(np.asarray(w, dtype=float), 6))
+
+
+def _check_metrics(curves: Sequence[Curve], metrics: Sequence[str]) -> list[str]:
+    if not curves:
+        raise MixoptError("no runs with checkpoint histories to extrapolate from; run proxies first")
+    for c in curves:
+        missing = [m for m in metrics if m not in c.losses]
+        if missing:
+            raise MixoptError(
+                f"run {c.run_id} has no history of {', '.join(missing)}; leave it out or "
+                "choose metrics every run recorded"
+            )
+    return list(metrics)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checkpoints:
+    """Every checkpoint of one rung's runs as a row: what BiMix fits over mixtures and steps.
+
+    Attributes:
+        X: each row's mixture (n_rows, n_domains); tokens: its training tokens (n_rows,);
+        Y: its metrics (n_rows, n_metrics); size: the rung's non-embedding parameters;
+        run_ids: the runs behind the rows, one each.
+    """
+
+    X: np.ndarray
+    tokens: np.ndarray
+    Y: np.ndarray
+    metrics: list[str]
+    size: float
+    run_ids: list[str]
+
+
+def checkpoint_rows(curves: Sequence[Curve], metrics: Sequence[str]) -> Checkpoints:
+    """The largest rung's checkpoints as rows (those at 0 tokens or missing a metric are left out).
+
+    Raises:
+        MixoptError: no curves, or a metric missing from a run.
+    """
+    metrics = _check_metrics(curves, metrics)
+    size = max(float(c.size) for c in curves)
+    X, tokens, Y, ids = [], [], [], []
+    for c in curves:
+        if float(c.size) != size:
+            continue
+        vals = np.column_stack([c.losses[m] for m in metrics])
+        for t, v in zip(c.tokens, vals, strict=True):
+            if t > 0 and np.all(np.isfinite(v)):
+                X.append(c.weights)
+                tokens.append(float(t))
+                Y.append(v)
+                ids.append(c.run_id)
+    return Checkpoints(
+        X=np.array(X, dtype=float).reshape(len(X), -1),
+        tokens=np.array(tokens),
+        Y=np.array(Y, dtype=float).reshape(len(Y), len(metrics)),
+        metrics=metrics,
+        size=size,
+        run_ids=ids,
+    )
 
 
 def predict_at_scale(
@@ -86,16 +146,7 @@ def predict_at_scale(
         MixoptError: no curves, a metric missing from a run, one rung only with a target size,
             or too few points for a law.
     """
-    if not curves:
-        raise MixoptError("no runs with checkpoint histories to extrapolate from; run proxies first")
-    metrics = list(metrics)
-    for c in curves:
-        missing = [m for m in metrics if m not in c.losses]
-        if missing:
-            raise MixoptError(
-                f"run {c.run_id} has no history of {', '.join(missing)}; leave it out or "
-                "choose metrics every run recorded"
-            )
+    metrics = _check_metrics(curves, metrics)
     sizes = sorted({float(c.size) for c in curves})
     laws: dict[str, Any] = {"step": {}, "size": {}}
     # 1. each run's loss at the target tokens
@@ -130,7 +181,7 @@ def predict_at_scale(
     # 2. each mixture across the rungs
     by_mix: dict[tuple[float, ...], dict[float, list[Curve]]] = {}
     for c in curves:
-        by_mix.setdefault(_key(c.weights), {}).setdefault(float(c.size), []).append(c)
+        by_mix.setdefault(mixture_key(c.weights), {}).setdefault(float(c.size), []).append(c)
     use_sizes = sizes if target_size is not None else sizes[-1:]
     complete = {k: v for k, v in by_mix.items() if all(s in v for s in use_sizes)}
     if len(complete) < len(by_mix):

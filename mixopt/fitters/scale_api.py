@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 
 from mixopt.errors import MixoptError, MixoptWarning
-from mixopt.fitters.nested import Curve, ScalePrediction, predict_at_scale
+from mixopt.fitters.nested import (
+    Checkpoints,
+    Curve,
+    ScalePrediction,
+    checkpoint_rows,
+    mixture_key,
+    predict_at_scale,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,23 +166,38 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
     for name in config.searches:  # a mistyped --search is no search, not a search without runs
         if store.get_search(name) is None and not store.runs(search_id=name):
             store.require_search(name)  # raises, listing the searches there are
+    bivariate = method.fitter == "bimix"  # BiMix's own law has the step term: fitted on every checkpoint
+    if bivariate and (config.target_size is not None or config.size_exponent is not None):
+        raise MixoptError(
+            "bimix's law has a step term and no model-size term: --target-size/--size-exponent need a "
+            "size law (--method mixing-law or loglinear); drop them to fit bimix over the largest rung's "
+            "checkpoints and extrapolate in --target-tokens"
+        )
     domains, curves = curves_from_store(store, config.searches)
     if config.target_tokens is None and config.target_size is None:  # said once the runs are usable
         warnings.warn(
+            "no --target-tokens: bimix is fitted over the largest rung's checkpoints and proposes for "
+            "the last one, with nothing extrapolated" if bivariate else
             "no --target-size or --target-tokens: the mixing law is fitted on the largest rung's last "
             "checkpoint, with nothing extrapolated; give a target scale to use the step and size laws",
             MixoptWarning,
             stacklevel=2,
         )
     weights = objective.metric_weights(domains)
-    pred = predict_at_scale(
-        curves,
-        list(weights),
-        target_tokens=config.target_tokens,
-        target_size=config.target_size,
-        size_exponent=config.size_exponent,
-    )
-    w = np.array([weights[m] for m in pred.metrics])
+    rows = None
+    if bivariate:
+        rows = checkpoint_rows(curves, list(weights))
+        metrics = rows.metrics
+    else:
+        pred = predict_at_scale(
+            curves,
+            list(weights),
+            target_tokens=config.target_tokens,
+            target_size=config.target_size,
+            size_exponent=config.size_exponent,
+        )
+        metrics = pred.metrics
+    w = np.array([weights[m] for m in metrics])
     # The repetition cap and token plan at the target budget, over the corpus the runs trained on
     used = config.searches or sorted({c.search_id for c in curves if c.search_id})
     tokens = searched_tokens(store, domains, used)
@@ -196,8 +218,13 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
         target_tokens=config.target_tokens if tokens is not None else None,
     )
     model = method.make_fitter(seed=config.seed, domains=space.domains,
-                               metrics={m: weights[m] for m in pred.metrics})
-    model.fit(pred.X, fit_target(model, pred.Y @ w, pred.Y))
+                               metrics={m: weights[m] for m in metrics},
+                               **({"at_step": config.target_tokens} if bivariate else {}))
+    if rows is not None:
+        model.fit(rows.X, fit_target(model, rows.Y @ w, rows.Y), steps=rows.tokens)
+        pred = _bimix_prediction(model, rows)
+    else:
+        model.fit(pred.X, fit_target(model, pred.Y @ w, pred.Y))
     from mixopt.proposers.hold import propose_holding
 
     prop = propose_holding(method.make_proposer(seed=config.seed, **kl_params), model, pred.X, space)
@@ -220,12 +247,42 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
     from mixopt.proposers.exact import held_note
 
     notes = [n for n in (held_note(prop.info), space.repetition_note(prop.weights)) if n]
+    if rows is not None and len({c.size for c in curves}) > 1:
+        notes.append(f"bimix has no model-size term: only the largest rung's runs ({rows.size:.3g} params) "
+                     "were fitted")
     if space.target_tokens is not None:
         report["tokens"] = space.token_plan(prop.weights)
     report["notes"] = notes
     if config.out is not None:
         _save(config, prop, method.name, domains, objective, pred, report)
     return report
+
+
+def _bimix_prediction(model: Any, rows: Checkpoints) -> ScalePrediction:
+    """BiMix fitted on ``rows``: each mixture's metrics at its ``at_step``, with the law's exponents and
+    its RMS residual over the checkpoints, in the form of :func:`predict_at_scale`'s result."""
+    from mixopt.fitters.metricsum import MetricSum
+
+    law = model.estimator_ if isinstance(model, MetricSum) else model
+    m = len(rows.metrics)
+    fitted = np.asarray(law.predict(rows.X, steps=rows.tokens), dtype=float).reshape(-1, m)
+    rms = np.sqrt(np.mean((fitted - rows.Y) ** 2, axis=0))
+    keys: dict[tuple[float, ...], list[str]] = {}
+    for x, rid in zip(rows.X, rows.run_ids, strict=True):
+        ids = keys.setdefault(mixture_key(x), [])
+        if rid not in ids:
+            ids.append(rid)
+    X = np.array(list(keys), dtype=float)
+    return ScalePrediction(
+        X=X,
+        Y=np.asarray(law.predict(X), dtype=float).reshape(-1, m),
+        metrics=rows.metrics,
+        sizes=[rows.size],
+        run_ids=list(keys.values()),
+        laws={"step": {}, "size": {},
+              "bimix": {name: {**e, "rms": float(r)} for name, e, r in zip(rows.metrics, law.exponents(), rms,
+                                                                             strict=True)}},
+    )
 
 
 def _save(
