@@ -517,3 +517,11 @@ def test_one_huge_loss_does_not_carry_the_fit(cls: type) -> None:
 def test_one_run_is_told_to_add_runs_to_two_at_least() -> None:
     with pytest.raises(MixoptError, match=r"add runs \(at least 2\)"):  # it had said "at least 1"
         MixingLawFitter().fit(np.array([[0.5, 0.5]]), np.array([2.0]))
+
+
+@pytest.mark.parametrize("law", [BiMixFitter, MixingLawFitter, LogLinearFitter])
+def test_runs_of_one_mixture_are_refused_by_every_law(law: type) -> None:
+    # no weight varies: nothing to fit (BiMix's NNLS start aborted the process on the empty matrix)
+    X = np.tile([0.2, 0.3, 0.5], (4, 1))
+    with pytest.raises(MixoptError, match="all 4 runs have the same mixture"):
+        law().fit(X, np.array([3.0, 3.1, 2.9, 3.05]))

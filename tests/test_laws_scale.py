@@ -3,6 +3,7 @@ histories, read from the run store, extrapolated by step and size laws, then the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import warnings
@@ -259,7 +260,9 @@ def test_bimix_is_fitted_over_mixtures_and_checkpoints_and_extrapolated_in_token
     at_runs = np.array([bimix_truth(c, 0, 1.5e5).mean() for c in cand])
     assert float(bimix_truth(w, 0, D).mean()) <= at_d.min() + 1e-4
     assert np.abs(cand[at_runs.argmin()] - cand[at_d.argmin()]).max() > 0.02  # the step matters here
-    assert json.loads((tmp_path / "mix.json").read_text())["params"]["laws"]["bimix"]["loss/a"]["rms"] < 1e-3
+    law_a = json.loads((tmp_path / "mix.json").read_text())["params"]["laws"]["bimix"]["loss/a"]
+    assert law_a["rms"] < 1e-3 and law_a["r2"] > 0.999
+    assert res["proposal"]["method"] == "bimix"
     main(["fit", "--fidelity-law", "--store", str(store.path), "--method", "bimix", "--target-tokens", "2e6"])
     out = " ".join(capsys.readouterr().out.split())
     assert "bimix loss/a: α = 0.150, β = 0.700 (step)" in out, out
@@ -274,3 +277,21 @@ def test_bimix_across_rungs_fits_the_largest_and_says_so(tmp_path: Path) -> None
         res = fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix"))
     assert res["sizes"] == [float(load_rung("s").non_embedding_params())] and res["n_runs"] == 8
     assert any("only the largest rung's runs" in n for n in res["notes"])
+
+
+def test_bimix_refuses_what_its_law_cannot_fit(tmp_path: Path) -> None:
+    # the largest rung holds one mixture only (a baseline's seeds): nothing to fit, said as such
+    store = fill_store(tmp_path / "one.sqlite", rungs=("xs",), n=6, law=bimix_truth)
+    fill_store(tmp_path / "one.sqlite", rungs=("s",), n=1, law=bimix_truth)
+    with pytest.raises(MixoptError, match="all 4 runs have the same mixture"):
+        fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix", target_tokens=2e6))
+    # one checkpoint per run: no step term, so no extrapolation in tokens (it was silently ignored)
+    flat = RunStore(tmp_path / "flat.sqlite")
+    for r in store.runs(status="ok"):
+        if r.fidelity["rung"] == "xs":
+            flat.add(dataclasses.replace(r, history=r.history[-1:]))
+    with pytest.raises(MixoptError, match="one checkpoint each .* cannot fit its step term"):
+        fit_across_scale(ScaleFitConfig(store=str(flat.path), method="bimix", target_tokens=2e6))
+    with pytest.warns(MixoptWarning, match="nothing extrapolated"):
+        fit_across_scale(ScaleFitConfig(store=str(flat.path), method="bimix", out=tmp_path / "m.json"))
+    assert "nothing extrapolated" in json.loads((tmp_path / "m.json").read_text())["notes"][0]

@@ -118,6 +118,11 @@ class BiMixFitter(LawFitter):
             s = steps / self.step_ref_
             if np.ptp(s) == 0:
                 s = None  # one step only: the step factor is a constant per domain
+                if self.at_step is not None:
+                    raise MixoptError(
+                        f"bimix: every row is at step {self.step_ref_:.6g}, so no step term can be fitted "
+                        f"to predict at step {self.at_step:.6g}; give checkpoints at 2 or more steps"
+                    )
         self.with_steps_ = s is not None
         self._fit_columns(X, Y, s)
         return self

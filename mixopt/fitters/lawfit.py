@@ -252,6 +252,11 @@ class LawFitter(RegressorMixin, BaseEstimator):
         n = len(X)
         keep = varying(X)
         dropped = np.flatnonzero(~keep)
+        if n > 1 and not keep.any():  # (SciPy's nnls aborts the process on the empty matrix that follows)
+            raise MixoptError(
+                f"{self.law}: all {n} runs have the same mixture, so the law has no weight to fit; add runs "
+                "of other mixtures"
+            )
         if len(dropped) and n > 1:
             names = self._names(dropped)
             warnings.warn(

@@ -10,6 +10,7 @@ mixture JSON records the laws fitted at each stage.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -221,6 +222,12 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
                                metrics={m: weights[m] for m in metrics},
                                **({"at_step": config.target_tokens} if bivariate else {}))
     if rows is not None:
+        if config.target_tokens is not None and np.ptp(rows.tokens) == 0:
+            raise MixoptError(
+                f"the runs of the largest rung record one checkpoint each (at {rows.tokens[0]:.6g} tokens), "
+                "so bimix cannot fit its step term to extrapolate to --target-tokens; use runs with 2 or "
+                "more checkpoints (the rung's eval_at), or drop --target-tokens"
+            )
         model.fit(rows.X, fit_target(model, rows.Y @ w, rows.Y), steps=rows.tokens)
         pred = _bimix_prediction(model, rows)
     else:
@@ -228,6 +235,7 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
     from mixopt.proposers.hold import propose_holding
 
     prop = propose_holding(method.make_proposer(seed=config.seed, **kl_params), model, pred.X, space)
+    prop = dataclasses.replace(prop, method=method.name)
     report = {
         "method": method.name,
         "domains": domains,
@@ -267,6 +275,9 @@ def _bimix_prediction(model: Any, rows: Checkpoints) -> ScalePrediction:
     m = len(rows.metrics)
     fitted = np.asarray(law.predict(rows.X, steps=rows.tokens), dtype=float).reshape(-1, m)
     rms = np.sqrt(np.mean((fitted - rows.Y) ** 2, axis=0))
+    # R² over the checkpoints: the RMS alone reads badly next to a step law's, which fits each run
+    # on its own (most of BiMix's residual is across mixtures, its own-share form's misfit).
+    r2 = 1.0 - rms**2 / np.maximum(rows.Y.var(axis=0), 1e-300)
     keys: dict[tuple[float, ...], list[str]] = {}
     for x, rid in zip(rows.X, rows.run_ids, strict=True):
         ids = keys.setdefault(mixture_key(x), [])
@@ -280,8 +291,8 @@ def _bimix_prediction(model: Any, rows: Checkpoints) -> ScalePrediction:
         sizes=[rows.size],
         run_ids=list(keys.values()),
         laws={"step": {}, "size": {},
-              "bimix": {name: {**e, "rms": float(r)} for name, e, r in zip(rows.metrics, law.exponents(), rms,
-                                                                             strict=True)}},
+              "bimix": {name: {**e, "rms": float(r), "r2": float(q)}
+                        for name, e, r, q in zip(rows.metrics, law.exponents(), rms, r2, strict=True)}},
     )
 
 
@@ -297,6 +308,8 @@ def _save(
     import mixopt
     from mixopt.mixture import Mixture
 
+    sizes = ", ".join(f"{s:.3g}" for s in pred.sizes)
+    extrapolated = config.target_tokens is not None or config.target_size is not None
     Mixture(
         {d: float(x) for d, x in zip(domains, prop.weights, strict=True)},
         meta={
@@ -323,7 +336,8 @@ def _save(
                 "mixopt_version": mixopt.__version__,
             },
             **({"tokens": report["tokens"]} if "tokens" in report else {}),
-            "notes": [f"extrapolated from rungs of {', '.join(f'{s:.3g}' for s in pred.sizes)} parameters",
+            "notes": [f"extrapolated from rungs of {sizes} parameters" if extrapolated else
+                      f"proposed for the last checkpoint of rung(s) of {sizes} params, nothing extrapolated",
                       *report["notes"]],
         },
     ).save(config.out)
