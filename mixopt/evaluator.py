@@ -134,6 +134,27 @@ def import_user_module(name: str) -> Any:
     return importlib.import_module(name)
 
 
+def load_user_object(mod_name: str, attr: str, what: str) -> Any:
+    """``attr`` of the user's module ``mod_name`` (``--evaluator``, ``--updater``); one MixoptError
+    naming ``what`` when the name is a file path, the import fails in any way, or the module lacks it.
+    """
+    option = f"--{what}"
+    if "/" in mod_name or "\\" in mod_name or mod_name.endswith(".py"):  # a path, not a module name
+        stem = Path(mod_name).with_suffix("").name if mod_name.endswith(".py") else Path(mod_name).name
+        raise MixoptError(
+            f"{option} {f'{mod_name}:{attr}'!r} names a file; give a module name: from the folder that "
+            f"holds it, {option} {stem}:{attr} (or put the folder on PYTHONPATH)"
+        )
+    try:
+        mod = import_user_module(mod_name)
+    except Exception as exc:  # an import error of the user's module can be anything (a SyntaxError too)
+        raise MixoptError(f"cannot import {what} module {mod_name!r}: {type(exc).__name__}: {exc}") from exc
+    obj = getattr(mod, attr, None)
+    if obj is None:
+        raise MixoptError(f"{what} module {mod_name!r} has no {attr!r}")
+    return obj
+
+
 def load_evaluator(spec: str) -> Evaluator:
     """Import ``module:function`` (the current folder is on the path, as for ``python -m``)."""
     mod_name, sep, func_name = spec.partition(":")
@@ -141,21 +162,7 @@ def load_evaluator(spec: str) -> Evaluator:
         raise MixoptError(
             f"--evaluator {spec!r} is not of the form module:function (e.g. mypkg.evals:evaluate)"
         )
-    if "/" in mod_name or "\\" in mod_name or mod_name.endswith(".py"):  # a path, not a module name
-        stem = Path(mod_name).with_suffix("").name if mod_name.endswith(".py") else Path(mod_name).name
-        raise MixoptError(
-            f"--evaluator {spec!r} names a file; give a module name: from the folder that holds it, "
-            f"--evaluator {stem}:{func_name} (or put the folder on PYTHONPATH)"
-        )
-    try:
-        mod = import_user_module(mod_name)
-    except Exception as exc:  # an import error of the user's module can be anything
-        raise MixoptError(
-            f"cannot import evaluator module {mod_name!r}: {type(exc).__name__}: {exc}"
-        ) from exc
-    fn = getattr(mod, func_name, None)
-    if fn is None:
-        raise MixoptError(f"evaluator module {mod_name!r} has no {func_name!r}")
+    fn = load_user_object(mod_name, func_name, "evaluator")
     if not callable(fn):
         raise MixoptError(f"{spec} is a {type(fn).__name__}, not callable; name a function")
     return fn

@@ -426,6 +426,24 @@ def test_bad_updater_specs_are_one_clear_error(spec: str, message: str) -> None:
         make_updater(spec)
 
 
+def test_an_updater_module_that_fails_to_import_is_one_clear_error(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from mixopt.train.updater import make_updater
+
+    (tmp_path / "upd_syntax.py").write_text("def make(:\n")
+    (tmp_path / "upd_raises.py").write_text("raise RuntimeError('no GPU here')\n")
+    monkeypatch.chdir(tmp_path)  # a user's module next to where the command runs
+    with pytest.raises(MixoptError, match="cannot import updater module 'upd_syntax': SyntaxError"):
+        make_updater("upd_syntax:make")
+    with pytest.raises(MixoptError, match="module 'upd_raises': RuntimeError: no GPU here"):
+        make_updater("upd_raises:make")
+    with pytest.raises(MixoptError, match=re.escape("names a file; give a module name: from the folder that "
+                                                    "holds it, --updater upd_syntax:make")):
+        make_updater("./upd_syntax.py:make")
+    with pytest.raises(MixoptError, match="updater module 'upd_ok' has no 'make'"):
+        (tmp_path / "upd_ok.py").write_text("x = 1\n")
+        make_updater("upd_ok:make")
+
+
 def test_a_mixture_from_another_corpus_is_flagged(tiny_corpus, tmp_path: Path) -> None:  # noqa: ANN001
     from mixopt.errors import MixoptWarning
     from mixopt.train.trainer import resolve_mixture

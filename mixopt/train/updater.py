@@ -257,12 +257,9 @@ def make_updater(spec: str | WeightUpdater | None) -> WeightUpdater | None:
         factory: Any = UPDATERS[target]
     elif ":" in target:
         module, _, attr = target.partition(":")
-        from mixopt.evaluator import import_user_module
+        from mixopt.evaluator import load_user_object
 
-        try:
-            factory = getattr(import_user_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise MixoptError(f"updater {target!r} cannot be loaded ({exc}); give module:factory") from exc
+        factory = load_user_object(module, attr, "updater")
     else:
         raise MixoptError(
             f"updater {target!r} is unknown; use one of {', '.join(UPDATERS)} or module:factory"
