@@ -537,3 +537,15 @@ def test_an_updater_without_a_name_is_called_by_its_class() -> None:
     assert Fixed().name == "Fixed" and Named().name == "mine" and Child().name == "mine"
     # checkpoints record what they recorded before unnamed updaters got their class's name
     assert Fixed.fingerprint_name == "updater" and Named.fingerprint_name is None is Child.fingerprint_name
+
+
+def test_a_run_with_an_updater_gets_its_own_default_folder(tiny_corpus, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    # the same mixture with and without an updater are two runs: the second is not sent to --resume
+    # the first (which then refused it as another run)
+    monkeypatch.setenv("MIXOPT_HOME", str(tmp_path / "home"))
+    plain = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1)
+    upd = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, updater="loss:every=2")
+    other = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, updater="loss:every=3")
+    assert len({plain.out, upd.out, other.out}) == 3
+    again = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, updater="loss:every=2", resume=True)
+    assert again.out == upd.out

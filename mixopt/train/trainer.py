@@ -144,17 +144,21 @@ def default_out(
     dense: bool,
     corpus: Corpus | None = None,
     *,
+    updater: dict[str, Any] | None = None,
     legacy: bool = False,
 ) -> Path:
-    """``train/<model>-<label>-<hash>-s<seed>``; the hash covers the mixture, the corpus and the token
-    budget, so another corpus or budget gets its own folder instead of meeting a foreign checkpoint.
-    ``legacy``: the folder of runs started before 2026-12-02, whose hash covered the mixture only."""
+    """``train/<model>-<label>-<hash>-s<seed>``; the hash covers the mixture, the corpus, the token
+    budget and the updater (its name and settings, when there is one), so another corpus, budget or
+    updater gets its own folder instead of meeting a foreign checkpoint. ``legacy``: the folder of
+    runs started before 2026-12-02, whose hash covered the mixture only."""
     if legacy:
         key: dict[str, Any] = _mixture_key(mixture)
     else:
         key = {"mixture": _mixture_key(mixture), "tokens": spec.train.tokens}
         if corpus is not None:
             key["corpus"] = corpus.hash
+        if updater is not None:  # absent without one: the folders of plain runs keep their names
+            key["updater"] = updater
     h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
     return paths.home() / "train" / f"{spec.name}{'-dense' if dense else ''}-{label}-{h}-s{seed}"
 
@@ -317,7 +321,8 @@ def train(
         "seed": seed,
         "updater": None if upd is None else {"name": upd.fingerprint_name or upd.name, **upd.params()},
     }
-    folder = Path(out) if out is not None else default_out(spec, label, mix, seed, dense, corpus)
+    folder = (Path(out) if out is not None
+              else default_out(spec, label, mix, seed, dense, corpus, updater=fingerprint["updater"]))
     if resume and out is None and not (folder / checkpoint.CHECKPOINT).exists():
         # Runs started before the default folder named the corpus and budget live under the old
         # name (mixture only); the checkpoint's fingerprint still decides whether it is this run.
