@@ -136,6 +136,17 @@ def test_schedule_changes_domain_shares_at_the_right_steps(tiny_corpus, tmp_path
     assert [r["share/drama"] for r in again.log] == [r["share/drama"] for r in res.log]
 
 
+def test_a_schedule_phase_too_short_for_a_step_is_warned_of(tiny_corpus, tmp_path: Path) -> None:  # noqa: ANN001
+    a = {"code": 1.0, "docs": 0.0, "drama": 0.0, "legal": 0.0}
+    b = {"code": 0.0, "docs": 1.0, "drama": 0.0, "legal": 0.0}
+    c = {"code": 0.0, "docs": 0.0, "drama": 0.5, "legal": 0.5}
+    mix = Mixture(a, schedule=((0.001, a), (0.002, b), (1.0, c)))  # b would need a run of 1000 steps
+    with pytest.warns(MixoptWarning, match=r"schedule phase\(s\) 2 \(until 0.002\) get no step of the run's"):
+        res = train(mix, tiny_corpus, DEBUG, seed=0, threads=1, out=tmp_path / "short")
+    assert res.phases[1]["tokens"] == 0 and res.phases[1]["steps"][0] > res.phases[1]["steps"][1]
+    assert res.phases[0]["steps"] == [1, 1] and res.phases[2]["steps"][0] == 2
+
+
 class Recorder(WeightUpdater):
     """Sees every observation; after the first, puts all weight on 'legal'."""
 

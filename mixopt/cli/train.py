@@ -79,13 +79,21 @@ def _f(v: float | None, fmt: str = ".4f") -> str:
     return "—" if v is None else format(v, fmt)
 
 
-def _render_phases(phases: list[dict]) -> None:
-    """The schedule phase by phase: each domain's planned weight and the share of tokens trained."""
-    cols = ["domain"] + [f"steps {p['steps'][0]}–{p['steps'][1]} planned / trained" for p in phases]
+def _render_phases(phases: list[dict], updater_from: int | None = None) -> None:
+    """The schedule phase by phase: each domain's planned weight and the share of tokens trained;
+    ``updater_from``: the step from which an updater set the weights instead."""
+    cols = ["domain"]
+    for i, p in enumerate(phases):
+        first, last = p["steps"]
+        cols.append(f"steps {first}–{last} planned / trained" if first <= last
+                    else f"phase {i + 1} (until {p['until']:g}): no step")
     domains = list(phases[0]["planned"])
     rows = [[d, *(f"{p['planned'][d]:.3f} / {p['trained'][d]:.3f}" if p["tokens"] else
                   f"{p['planned'][d]:.3f} / —" for p in phases)] for d in domains]
-    print_columns("schedule: weight planned and share trained, per phase", cols, rows, left=("domain",))
+    title = "schedule: weight planned and share trained, per phase"
+    if updater_from is not None:
+        title += f" (the updater set the weights from step {updater_from})"
+    print_columns(title, cols, rows, left=("domain",))
 
 
 def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
@@ -99,8 +107,11 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
     # weight: the mixture's (a schedule's averaged over training); share: what was trained, which an
     # --updater changes as it goes.
     phases = getattr(res, "phases", None) or []
-    # The updater's weights at the end; a schedule's are its last phase, which the phase table shows.
-    updated = bool(res.config.get("updater")) and bool(res.log) and not phases
+    # The updater's weights at the end; those of the schedule updater are its last phase, which the
+    # phase table shows. Any other updater overrides the schedule: its weights are shown.
+    upd = res.config.get("updater") or {}
+    overrides = bool(upd) and upd.get("name") != "schedule"
+    updated = bool(upd) and bool(res.log) and (not phases or overrides)
     final_w = res.log[-1].get("weights", {}) if updated else {}
     weight = "mixture weight" if updated else "weight"
     if phases:
@@ -131,7 +142,7 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
         rows.append(row)
     print_columns(title, cols, rows, left=("domain",))
     if phases:
-        _render_phases(phases)
+        _render_phases(phases, upd.get("every") if overrides else None)
     console.print(f"objective ({rep.get('objective')}): final model {_f(rep.get('final'))}")
     if rep.get("note"):
         console.print(f"  note: {rep['note']}", style="yellow")

@@ -343,7 +343,17 @@ def train(
     if upd is not None and mix.schedule and not follows_json:
         warnings.warn(
             f"the mixture's schedule is followed only until updater {upd.name}'s first update (step "
-            f"{upd.every}); from then on the updater sets the weights",
+            f"{upd.every}); from then on the updater sets the weights, starting from those of the phase "
+            "under way (later phases' weights are not used)",
+            MixoptWarning,
+            stacklevel=2,
+        )
+    empty = [i for i, (a, b) in enumerate(_phase_steps(mix, steps)) if a > b] if mix.schedule else []
+    if empty:
+        shown = ", ".join(f"{i + 1} (until {mix.schedule[i][0]:g})" for i in empty)
+        warnings.warn(
+            f"schedule phase(s) {shown} get no step of the run's {steps}: their weights are never trained; "
+            "give more --tokens or make the phases longer",
             MixoptWarning,
             stacklevel=2,
         )
@@ -628,17 +638,25 @@ def train(
     return result
 
 
-def _phases(mix: Mixture, domains: list[str], tokens: np.ndarray, steps: int) -> list[dict[str, Any]]:
-    """Each phase of the mixture's schedule: its steps, planned weights and the shares trained."""
+def _phase_steps(mix: Mixture, steps: int) -> list[tuple[int, int]]:
+    """The first and last step (from 1) of each phase of the schedule; first > last: no step."""
     out, first = [], 1
-    for i, (until, w) in enumerate(mix.schedule):
+    for i, (until, _) in enumerate(mix.schedule):
         # step s (from 1) draws with the weights at fraction (s - 1) / steps
         last = steps if i == len(mix.schedule) - 1 else math.ceil(until * steps)
+        out.append((first, last))
+        first = max(first, last + 1)
+    return out
+
+
+def _phases(mix: Mixture, domains: list[str], tokens: np.ndarray, steps: int) -> list[dict[str, Any]]:
+    """Each phase of the mixture's schedule: its steps, planned weights and the shares trained."""
+    out = []
+    for i, ((until, w), (first, last)) in enumerate(zip(mix.schedule, _phase_steps(mix, steps), strict=True)):
         total = int(tokens[i].sum())
         trained = {d: (int(n) / total if total else 0.0) for d, n in zip(domains, tokens[i], strict=True)}
         out.append({"until": until, "steps": [first, last], "tokens": total,
                     "planned": {d: float(w.get(d, 0.0)) for d in domains}, "trained": trained})
-        first = last + 1
     return out
 
 
