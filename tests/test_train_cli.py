@@ -112,6 +112,7 @@ def test_train_cli_reports_against_the_prediction(tiny_workspace: Path, model_to
     assert "the run had finished (" in err  # said, not a silent reprint
     load = json.loads(stdout)["expert_load"]  # the per-layer load figures reach scripts too
     assert load["maxvio"] == res["expert_load"]["maxvio"] and load["ceiling"] > 0
+    assert load["per_domain"] == res["expert_load"]["summary"] and load["per_domain"]  # as the table has them
 
 
 def test_diverged_training_exits_1_and_keeps_json_clean(tiny_workspace: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001

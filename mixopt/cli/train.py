@@ -319,11 +319,15 @@ def train_cmd(
                 on_progress=on_progress,
             )
         except KeyboardInterrupt as exc:
-            err_console.print(str(exc) or "interrupted; --resume goes on from the last checkpoint (each "
-                              "evaluation and every 5% of the run)")
+            # A second Ctrl-C stops at once (no message): the last checkpoint written, if any, is kept.
+            err_console.print(f"{exc}; the same command with --resume goes on from there" if str(exc) else
+                              "interrupted; the same command with --resume goes on from the last checkpoint "
+                              "written, if any")
             raise SystemExit(130) from None  # typer would turn KeyboardInterrupt into exit 0
     fig = load_figures(res)
     if as_json:  # the whole log and load counts are in result.json; the load figures here
+        if fig is not None:  # each domain's busiest expert share and routing entropy, as in the table
+            fig = {**fig, "per_domain": res.expert_load.get("summary", {})}
         print(dumps({**{k: v for k, v in res.as_dict().items() if k not in ("log", "expert_load")},
                      "expert_load": fig}, indent=2))
     else:

@@ -475,7 +475,7 @@ def train(
             if stop.requested:  # Ctrl-C: at a step's end, where a checkpoint resumes exactly
                 save_checkpoint()
                 raise KeyboardInterrupt(
-                    f"stopped at step {step} of {steps}; the checkpoint in {folder} resumes there (--resume)"
+                    f"stopped at step {step} of {steps}; its checkpoint is in {folder}"
                 )
             t0 = time.perf_counter()
             fraction = step / steps
