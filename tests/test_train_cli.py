@@ -222,6 +222,7 @@ def test_bad_mixtures_exit_2(tiny_workspace: Path, weights, extra, message, caps
         ('lr = "0.1"', "lr = '0.1' must be a number"),
         ('route_norm = "false"', "route_norm = 'false' must be true or false"),
         ("batch = 8.5", "batch = 8.5 must be an integer"),
+        ("lr = -1.0", "bad.toml): train config: lr is -1.0"),  # the file holding it is named
     ],
 )
 def test_bad_model_configs_exit_2(tiny_workspace: Path, change: str, message: str, capsys) -> None:  # noqa: ANN001

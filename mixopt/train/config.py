@@ -276,6 +276,8 @@ def spec_from_dict(name: str, data: dict[str, Any], *, source: str = "") -> Mode
         tc = TrainConfig(**train)
     except TypeError as exc:
         raise MixoptError(f"model {name!r} ({source}): {exc}") from exc
+    except MixoptError as exc:  # a bad value: say which file holds it
+        raise MixoptError(f"model {name!r} ({source}): {exc}") from exc
     spec = ModelSpec(name=name, shape=shape, train=tc, description=description, source=source)
     spec.lm_config(vocab_size=256)  # check the shape now, whatever the corpus
     return spec
