@@ -150,11 +150,14 @@ class Mixture:
                         f"increase strictly and lie in (0, 1]; previous phase ended at {prev}"
                     )
                 w = normalize_weights(w, where=f"mixture schedule phase {i}")
-                if set(w) != set(self.weights):
+                extra = sorted(set(w) - set(self.weights))
+                if extra:
                     raise MixoptError(
-                        f"mixture schedule phase {i} has domains {sorted(w)} but the mixture has "
-                        f"{sorted(self.weights)}; every phase must name the same domains"
+                        f"mixture schedule phase {i} names {', '.join(extra)}, which the mixture's weights "
+                        f"lack; list every domain of the schedule in the weights (0 where the first phase "
+                        "does not use it)"
                     )
+                w = {d: w.get(d, 0.0) for d in self.weights}  # a domain a phase leaves out gets no share
                 sched.append((until, w))
                 prev = until
             if sched[-1][0] != 1.0:

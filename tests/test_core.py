@@ -92,8 +92,10 @@ def test_schedule_must_increase_and_end_at_one():
         Mixture(w, schedule=((0.6, w), (0.4, w), (1.0, w)))
     with pytest.raises(MixoptError, match="end at 1.0"):
         Mixture(w, schedule=((0.5, w),))
-    with pytest.raises(MixoptError, match="same domains"):
-        Mixture(w, schedule=((0.5, w), (1.0, {"a": 1.0})))
+    # a phase may leave a domain out (no share), not name one the weights lack
+    assert Mixture(w, schedule=((0.5, w), (1.0, {"a": 1.0}))).schedule[1][1] == {"a": 1.0, "b": 0.0}
+    with pytest.raises(MixoptError, match="phase 2 names c, which the mixture's weights lack; list every"):
+        Mixture(w, schedule=((0.5, w), (1.0, {"a": 0.5, "c": 0.5})))
     with pytest.raises(MixoptError, match="differ from the schedule's first phase on a"):
         Mixture({"a": 0.9, "b": 0.1}, schedule=((0.5, {"a": 0.1, "b": 0.9}), (1.0, {"a": 0.1, "b": 0.9})))
     eight, other = {d: 0.125 for d in "abcdefgh"}, {**{d: 0.05 for d in "abcdefg"}, "h": 0.65}
