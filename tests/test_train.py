@@ -77,6 +77,10 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_corpus, uniform_run, tmp_p
         second = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)
     assert second.status == "ok"
     assert second.metrics == uniform_run.metrics
+    with warnings.catch_warnings():  # a finished run trains nothing more: other threads change nothing
+        warnings.simplefilter("error", MixoptWarning)
+        done = train("uniform", tiny_corpus, DEBUG, seed=0, threads=2, out=out, resume=True)
+    assert done.metrics == second.metrics
     assert [r["loss"] for r in second.log] == [r["loss"] for r in uniform_run.log]
     assert second.expert_load["counts"] == uniform_run.expert_load["counts"]
     a = torch.load(out / checkpoint.CHECKPOINT, weights_only=False)["model"]

@@ -429,7 +429,7 @@ def train(
                 upd.load_state_dict(state["updater"])
             log.info("resumed %s at step %d of %d", folder, step, steps)
             before = state.get("threads")
-            if before is not None and before != torch.get_num_threads():
+            if before is not None and before != torch.get_num_threads() and step < steps:  # not if finished
                 # Another split of the sums: losses drift from the uninterrupted run's in the last digits.
                 warnings.warn(
                     f"resuming with {torch.get_num_threads()} threads where the run had {before}: it goes "
