@@ -490,8 +490,10 @@ def test_report_sets_each_domain_against_its_prediction() -> None:
     assert rows["math"]["difference"] == pytest.approx(0.1)
     bpb = Mixture(w, meta={"predicted": {"mean": 2.2, "per_domain": {"code": 3.0, "math": 2.0},
                                          "per_domain_metric": "bpb"}})
-    rows = {r["domain"]: r for r in prediction_report(bpb, metrics, ["code", "math"])["domains"]}
+    rep = prediction_report(bpb, metrics, ["code", "math"])
+    rows = {r["domain"]: r for r in rep["domains"]}
     assert rows["code"]["difference"] == pytest.approx(-0.5)  # bpb against bpb, not against loss
+    assert rep["per_domain_metric"] == "bpb"  # and the table's columns say so
     extra = {"code": 4.2, "math": 2.9, "bogus": 1.0}
     bogus = Mixture(w, meta={"predicted": {"mean": 3.4, "per_domain": extra}})
     with pytest.warns(MixoptWarning, match=r"predicted.per_domain names bogus, which the corpus lacks"):

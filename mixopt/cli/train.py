@@ -117,7 +117,10 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
     if phases:
         weight = "weight (schedule mean)"  # no phase had it: the per-phase table below shows each
     cols = ["domain", weight, *(["updater weight"] if updated else []), "trained tokens", "share",
-            "loss (nats/tok)", "bpb"] + (["predicted", "Δ"] if has_pred else [])
+            "loss (nats/tok)", "bpb"]
+    if has_pred:  # in the metric the search predicted per domain (loss, or bpb for a bpb objective)
+        unit = rep.get("per_domain_metric", "loss")
+        cols += [f"predicted {unit}", f"Δ {unit}"]
     load = (res.expert_load or {}).get("summary", {})
     if load:
         cols += ["top expert share", "routing entropy"]

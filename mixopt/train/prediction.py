@@ -110,6 +110,7 @@ def prediction_report(
         "note": note,
         "final": final,
         "domains": rows,
+        "per_domain_metric": per_metric,  # the metric of the rows' predicted and difference
         "predicted": p_mean,
         "proxy_measured": _num(meas.get("mean")) if meas else None,
         "proxy_sem": _num(meas.get("sem")) if meas else None,
