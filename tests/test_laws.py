@@ -525,3 +525,12 @@ def test_runs_of_one_mixture_are_refused_by_every_law(law: type) -> None:
     X = np.tile([0.2, 0.3, 0.5], (4, 1))
     with pytest.raises(MixoptError, match="all 4 runs have the same mixture"):
         law().fit(X, np.array([3.0, 3.1, 2.9, 3.05]))
+
+
+def test_checkpoints_with_no_usable_value_are_said_as_such() -> None:
+    from mixopt.fitters.nested import checkpoint_rows
+
+    c = Curve(run_id="r", weights=np.array([0.5, 0.5]), size=1e5, tokens=np.array([0.0, 1e4]),
+              losses={"loss/a": np.array([5.0, np.nan])})
+    with pytest.raises(MixoptError, match="no checkpoint of the runs at 1e\\+05 params has a finite value"):
+        checkpoint_rows([c], ["loss/a"])

@@ -107,7 +107,7 @@ def checkpoint_rows(curves: Sequence[Curve], metrics: Sequence[str]) -> Checkpoi
     """The largest rung's checkpoints as rows (those at 0 tokens or missing a metric are left out).
 
     Raises:
-        MixoptError: no curves, or a metric missing from a run.
+        MixoptError: no curves, a metric missing from a run, or no checkpoint left.
     """
     metrics = _check_metrics(curves, metrics)
     size = max(float(c.size) for c in curves)
@@ -122,6 +122,9 @@ def checkpoint_rows(curves: Sequence[Curve], metrics: Sequence[str]) -> Checkpoi
                 tokens.append(float(t))
                 Y.append(v)
                 ids.append(c.run_id)
+    if not X:
+        raise MixoptError(f"no checkpoint of the runs at {size:.3g} params has a finite value of every "
+                          f"metric ({', '.join(metrics)}) after 0 tokens; nothing to fit")
     return Checkpoints(
         X=np.array(X, dtype=float).reshape(len(X), -1),
         tokens=np.array(tokens),
