@@ -188,7 +188,14 @@ def test_ctrl_c_exits_130(tiny_workspace: Path, model_toml: Path, monkeypatch, c
     monkeypatch.setattr(trainer, "train", interrupted)
     argv = ["train", "--mixture", "uniform", "--corpus", "tiny", "--model", str(model_toml)]
     code, _, err = run(argv, capsys)
-    assert code == 130 and "interrupted" in err
+    assert code == 130 and "interrupted; the same command with --resume goes on" in " ".join(err.split())
+
+    def stopped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise KeyboardInterrupt("stopped at step 3 of 10; its checkpoint is in runs/x")
+
+    monkeypatch.setattr(trainer, "train", stopped)
+    code, _, err = run(argv, capsys)
+    assert code == 130 and "in runs/x; the same command with --resume goes on" in " ".join(err.split())
 
 
 @pytest.mark.parametrize(
