@@ -279,7 +279,8 @@ def test_bimix_across_rungs_fits_the_largest_and_says_so(tmp_path: Path) -> None
     assert any("only the largest rung's runs" in n for n in res["notes"])
 
 
-def test_bimix_refuses_what_its_law_cannot_fit(tmp_path: Path) -> None:
+def test_bimix_refuses_what_its_law_cannot_fit(tmp_path: Path, workspace: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
     # the largest rung holds one mixture only (a baseline's seeds): nothing to fit, said as such
     store = fill_store(tmp_path / "one.sqlite", rungs=("xs",), n=6, law=bimix_truth)
     fill_store(tmp_path / "one.sqlite", rungs=("s",), n=1, law=bimix_truth)
@@ -294,4 +295,11 @@ def test_bimix_refuses_what_its_law_cannot_fit(tmp_path: Path) -> None:
         fit_across_scale(ScaleFitConfig(store=str(flat.path), method="bimix", target_tokens=2e6))
     with pytest.warns(MixoptWarning, match="nothing extrapolated"):
         fit_across_scale(ScaleFitConfig(store=str(flat.path), method="bimix", out=tmp_path / "m.json"))
-    assert "nothing extrapolated" in json.loads((tmp_path / "m.json").read_text())["notes"][0]
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert "nothing extrapolated" in saved["notes"][0]
+    assert saved["params"]["laws"]["bimix"]["loss/a"]["beta"] is None  # strict JSON: no NaN
+    from mixopt.cli import main
+
+    main(["fit", "--fidelity-law", "--store", str(flat.path), "--method", "bimix"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "bimix loss/a: α = 0.150, no step term (one checkpoint)" in out and "nan" not in out

@@ -186,8 +186,9 @@ def _render_scale(res: dict[str, Any]) -> None:
         label = f"rung {rung} ({float(size):.3g} params), {metric}" if rung else name
         console.print(f"  step law {label}: β = {law['beta']:.3f}, RMS residual {law['rms']:.4g}")
     for metric, law in res["laws"].get("bimix", {}).items():
-        console.print(f"  bimix {metric}: α = {law['alpha']:.3f}, β = {law['beta']:.3f} (step); over the "
-                      f"checkpoints RMS residual {law['rms']:.4g}, R² {law['r2']:.2f}")
+        step = f"β = {law['beta']:.3f} (step)" if law["beta"] is not None else "no step term (one checkpoint)"
+        console.print(f"  bimix {metric}: α = {law['alpha']:.3f}, {step}; over the checkpoints RMS residual "
+                      f"{law['rms']:.4g}, R² {law['r2']:.2f}")
     size_laws = res["laws"]["size"]
     if size_laws:  # one exponent for every metric (mixopt.fitters.nested)
         beta = next(iter(size_laws.values()))["beta"]

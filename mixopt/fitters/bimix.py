@@ -289,9 +289,9 @@ class BiMixFitter(LawFitter):
         H = np.exp(p[None, :] - np.exp(b)[None, :] * np.log(s)[:, None]) + np.exp(q)[None, :]
         return (np.exp(-np.exp(a)[None, :] * LX) * H).sum(axis=1)
 
-    def exponents(self) -> list[dict[str, float]]:
-        """Per target, the median α (share) and β (step; NaN without steps) over the domains in its law
-        (one for a domain's own loss), for reports."""
+    def exponents(self) -> list[dict[str, float | None]]:
+        """Per target, the median α (share) and β (step; None without steps, so a JSON stays strict)
+        over the domains in its law (one for a domain's own loss), for reports."""
         check_is_fitted(self)
         k = int(self.keep_.sum())
         out = []
@@ -301,8 +301,9 @@ class BiMixFitter(LawFitter):
                 alpha, beta = np.exp(prm[2 * k : 3 * k]), np.exp(prm[3 * k :])
             else:
                 active = np.isfinite(prm[:k])
-                alpha, beta = np.exp(prm[k:]), np.full(k, np.nan)
-            out.append({"alpha": float(np.median(alpha[active])), "beta": float(np.median(beta[active]))})
+                alpha, beta = np.exp(prm[k:]), None
+            out.append({"alpha": float(np.median(alpha[active])),
+                        "beta": None if beta is None else float(np.median(beta[active]))})
         return out
 
     def power_terms(self, steps: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
