@@ -31,6 +31,25 @@ def test_linear_cross_entropy_matches_reference_across_chunks(monkeypatch: pytes
     torch.testing.assert_close(per_token.mean(), ref.detach())
 
 
+def test_ce_chunk_rows_follow_the_width_only() -> None:
+    # powers of two at or below the width, clamped to [64, 256]: xs (64), s (192), m (320)
+    assert [fused.ce_chunk_rows(d) for d in (16, 64, 100, 128, 192, 256, 320, 4096)] == [
+        64, 64, 64, 128, 128, 256, 256, 256
+    ]
+
+
+def test_linear_cross_entropy_matches_reference_with_width_chosen_chunks() -> None:
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(300, 64, generator=g, dtype=torch.float64, requires_grad=True)  # 64-row chunks
+    w = torch.randn(40, 64, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 40, (300,), generator=g)
+    fused.linear_cross_entropy(h, w, y).backward()
+    h2, w2 = h.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    fused.linear_cross_entropy_reference(h2, w2, y).backward()
+    torch.testing.assert_close(h.grad, h2.grad)
+    torch.testing.assert_close(w.grad, w2.grad)
+
+
 def test_linear_cross_entropy_stays_finite_when_target_probability_underflows() -> None:
     h = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     w = torch.tensor([[200.0, 0.0], [0.0, 0.0], [-200.0, 0.0]])  # target 2 of row 0 is 400 nats below
