@@ -102,3 +102,29 @@ class Objective:
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "metric": self.metric, "weights": dict(self.weights)}
+
+
+def per_domain_split(
+    objective: Objective,
+    per_domain: Mapping[str, float],
+    predicted: float,
+    sd: float | None,
+    domains: Sequence[str],
+) -> tuple[float, float | None] | None:
+    """Do per-domain predictions, combined as ``objective`` combines domains, miss ``predicted``?
+
+    Two fits of the same runs (one per domain, one of the objective) can disagree. Returns
+    (the combination, how many ``sd`` apart, None without an sd) when they miss by more than 2 sd
+    (0.5 % of ``predicted`` without an sd, or when that is larger), else None; also None when a
+    domain the objective weighs has no per-domain prediction.
+    """
+    weights = objective.metric_weights(domains)
+    prefix = f"{objective.metric}/"
+    if any(per_domain.get(name.removeprefix(prefix)) is None for name in weights):
+        return None
+    combined = sum(w * float(per_domain[name.removeprefix(prefix)]) for name, w in weights.items())
+    limit = max(2 * sd if sd else 0.0, 0.005 * abs(predicted))
+    if abs(combined - predicted) <= limit:
+        return None
+    return combined, (abs(combined - predicted) / sd if sd else None)
+

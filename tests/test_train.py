@@ -485,9 +485,19 @@ def test_report_sets_each_domain_against_its_prediction() -> None:
     w = {"code": 0.5, "math": 0.5}
     metrics = {"loss/code": 4.0, "loss/math": 3.0, "bpb/code": 2.5, "bpb/math": 2.0, "objective": 3.5}
     loss = Mixture(w, meta={"predicted": {"mean": 3.4, "per_domain": {"code": 4.2, "math": 2.9}}})
-    rows = {r["domain"]: r for r in prediction_report(loss, metrics, ["code", "math"])["domains"]}
+    rep = prediction_report(loss, metrics, ["code", "math"])
+    rows = {r["domain"]: r for r in rep["domains"]}
     assert rows["code"]["difference"] == pytest.approx(-0.2)
     assert rows["math"]["difference"] == pytest.approx(0.1)
+    # The search's caveat is kept: its per-domain fits combine to 3.55, not its 3.4.
+    assert rep["per_domain_split"] == {"combined": pytest.approx(3.55), "sd_apart": None}
+    for agreeing in ({"mean": 3.55}, {"mean": 3.4, "std": 0.1}):  # equal; 1.5 sd apart
+        meta = {"predicted": {**agreeing, "per_domain": {"code": 4.2, "math": 2.9}}}
+        assert "per_domain_split" not in prediction_report(Mixture(w, meta=meta), metrics, ["code", "math"])
+    per = {"code": 4.2, "math": 2.9}
+    with_sd = Mixture(w, meta={"predicted": {"mean": 3.4, "std": 0.05, "per_domain": per}})
+    split = prediction_report(with_sd, metrics, ["code", "math"])["per_domain_split"]
+    assert split["sd_apart"] == pytest.approx(3.0)
     bpb = Mixture(w, meta={"predicted": {"mean": 2.2, "per_domain": {"code": 3.0, "math": 2.0},
                                          "per_domain_metric": "bpb"}})
     rep = prediction_report(bpb, metrics, ["code", "math"])

@@ -57,7 +57,7 @@ def test_train_cli_reports_against_the_prediction(tiny_workspace: Path, model_to
         {"code": 0.4, "docs": 0.2, "drama": 0.2, "legal": 0.2},
         objective={"kind": "mean_loss", "metric": "loss", "weights": {}},
         predicted={"mean": 3.5, "std": 0.1, "interval": [3.2, 3.8],
-                   "per_domain": {"code": 3.4, "docs": 3.5, "drama": 3.6, "legal": 3.5}},
+                   "per_domain": {"code": 4.4, "docs": 3.5, "drama": 3.6, "legal": 3.5}},
         measured={"mean": 3.6, "std": 0.05, "sem": 0.03, "n": 3, "rung": "xs"},
     )
     out = tiny_workspace / "run"
@@ -79,6 +79,9 @@ def test_train_cli_reports_against_the_prediction(tiny_workspace: Path, model_to
     )
     assert code == 0, err
     assert "search predicted 3.5000" in stdout and "interval [3.2000, 3.8000]" in stdout
+    # the per-domain predictions combine to 3.75, 2.5 sd from the objective's 3.5: the search's caveat
+    flat = " ".join(stdout.split())  # rich wraps long lines
+    assert "per-domain predictions combine to 3.7500, not its 3.5000, 2.5 sd apart" in flat
     assert "┃ predicted ┃" in stdout and "┃      loss ┃" in stdout  # the unit of the per-domain prediction
     assert "measured at proxy rung xs: 3.6000 ± 0.0300" in stdout and "max load violation" in stdout
     assert "train step " in err and " · val " in err  # no terminal here: a line per evaluation

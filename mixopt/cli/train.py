@@ -160,6 +160,12 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
             f"  search predicted {rep['predicted']:.4f} (proxy scale){extra}; "
             f"final − predicted = {rep['final_minus_predicted']:+.4f}"
         )
+    if split := rep.get("per_domain_split"):
+        apart = f", {split['sd_apart']:.1f} sd apart" if split.get("sd_apart") is not None else ""
+        console.print(
+            f"  note: the search's per-domain predictions combine to {split['combined']:.4f}, not its "
+            f"{rep['predicted']:.4f}{apart}: its two fits of the same runs disagree, so read the "
+            "predicted column and the prediction above as rough", style="yellow")
     if rep.get("proxy_measured") is not None:
         sem = f" ± {rep['proxy_sem']:.4f}" if rep.get("proxy_sem") is not None else ""
         console.print(

@@ -30,6 +30,7 @@ from mixopt import __version__
 from mixopt.atomic import write_json
 from mixopt.errors import MixoptError, MixoptWarning, warnings_as_notes
 from mixopt.fitters.varied import unvaried, varying
+from mixopt.objective import per_domain_split
 from mixopt.proposers.exact import held_note, kl_note, unused_kl_note
 from mixopt.proposers.proposal import (
     beyond_runs_note,
@@ -746,18 +747,16 @@ def _per_domain(
 
 def per_domain_note(cand: Candidate, objective: Any, domains: Sequence[str]) -> str | None:
     """Said when the per-domain refits, combined as the objective combines domains, miss the
-    objective's own prediction for ``cand`` by more than 2 sd (0.5% without an sd): two fits of
-    the same runs disagree, and ``train``'s report is set against the per-domain ones."""
+    objective's own prediction for ``cand`` (:func:`mixopt.objective.per_domain_split`): two fits
+    of the same runs disagree, and ``train``'s report is set against the per-domain ones."""
     per, pred = cand.predicted_per_domain, cand.predicted
     if not per or pred is None:
         return None
-    weights = objective.metric_weights(domains)
-    combined = sum(w * per[d] for d in domains if (w := weights.get(f"{objective.metric}/{d}", 0.0)))
-    sd = cand.predicted_std
-    limit = max(2 * sd if sd else 0.0, 0.005 * abs(pred))
-    if abs(combined - pred) <= limit:
+    split = per_domain_split(objective, per, pred, cand.predicted_std, domains)
+    if split is None:
         return None
-    apart = f" ({abs(combined - pred) / sd:.1f} sd apart)" if sd else ""
+    combined, sds = split
+    apart = f" ({sds:.1f} sd apart)" if sds is not None else ""
     return (f"the per-domain predictions for {cand.name} (one fit per domain) combine to {combined:.4g}, "
             f"against {pred:.4g} from the objective's own fit{apart}: the two fits of these runs disagree, "
             "so read both as rough; `mixopt train` compares its per-domain losses with the per-domain ones")

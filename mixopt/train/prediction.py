@@ -18,7 +18,7 @@ from typing import Any
 
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.mixture import Mixture
-from mixopt.objective import Objective
+from mixopt.objective import Objective, per_domain_split
 
 
 def objective_of(mixture: Mixture) -> tuple[Objective, str, str | None]:
@@ -118,6 +118,13 @@ def prediction_report(
     }
     if p_mean is not None:
         out["final_minus_predicted"] = final - p_mean
+        # the search's caveat, kept with the run: its two fits disagree, and the Δ column is set
+        # against the per-domain one
+        per_known = {d: v for d, v in per_pred.items() if v is not None}
+        split = (per_domain_split(objective, per_known, p_mean, _num(pred.get("std")), present)
+                 if per_known and objective.metric == per_metric else None)
+        if split is not None:
+            out["per_domain_split"] = {"combined": split[0], "sd_apart": split[1]}
     if interval and len(interval) == 2 and all(_num(v) is not None for v in interval):
         lo, hi = float(interval[0]), float(interval[1])
         out["interval"] = [lo, hi]
