@@ -179,6 +179,7 @@ def test_updater_is_called_every_n_steps_and_its_weights_are_used(tiny_corpus, t
     shares = [r["share/legal"] for r in res.log]
     assert all(s == 1.0 for s in shares[5:]) and any(s < 1.0 for s in shares[:5])
     assert res.log[-1]["weights"]["legal"] == 1.0
+    assert res.config["updater_every"] == 5  # for the report, whatever params() records
 
 
 class Prober(Recorder):

@@ -550,6 +550,10 @@ def test_a_schedule_run_shows_its_mean_weight_and_no_last_phase_as_the_updater_w
     out = " ".join(capsys.readouterr().out.split())
     assert "┃ (schedule ┃ updater ┃" in out and "│ math │ 0.5000 │ 1.0000 │ 100 │" in out
     assert "(the updater set the weights from step 4)" in out and "phase 2 (until 1): no step" in out
+    # a custom updater whose params() leave out its step count: the run's config keeps it
+    res.config["updater"], res.config["updater_every"] = {"name": "MyUpdater", "eta": 2.0}, 6
+    _render_train(res)
+    assert "(the updater set the weights from step 6)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_bench_moe_says_when_its_dense_reference_moved() -> None:

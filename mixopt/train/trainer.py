@@ -382,6 +382,8 @@ def train(
         "tokens_per_step": tokens_per_step,
         "device": device,
         "label": label,
+        # its step count, which a custom updater's params() may leave out of the fingerprint
+        "updater_every": None if upd is None else upd.every,
     }
 
     every = max(1, steps // 20) if checkpoint_every is None else checkpoint_every
