@@ -127,4 +127,3 @@ def per_domain_split(
     if abs(combined - predicted) <= limit:
         return None
     return combined, (abs(combined - predicted) / sd if sd else None)
-

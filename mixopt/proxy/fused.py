@@ -38,11 +38,12 @@ def ce_chunk_rows(d_model: int) -> int:
     A chunk runs three GEMMs: (c, D) @ (D, V), (c, V) @ (V, D) and (V, c) @ (c, D). With a
     narrow model they move more memory than they compute, so the chunk's (c, V) probabilities
     should stay in the core's own cache (64 × 8192 × 4 B = 2 MB); with a wide one, more rows make
-    the products more efficient. Measured with one and two threads (V = 8192, Intel Xeon,
-    2026-12-03), GFLOP/s of the whole function: D = 64: 48 at 64 rows vs 32 at 256 rows (an `xs`
-    proxy run 18 % faster end to end); D = 192: 78 at 128 vs 58 at 256; D = 320: 88 at 256 vs
-    80 at 128. The rule depends on the width only, never on the machine or the thread count, so
-    a run's numbers do not change with either (the chunking sets the order of the sums).
+    the products more efficient. Measured on one thread (V = 8192, Intel Xeon, 2026-12-03),
+    GFLOP/s of the whole function: D = 64: 48 at 64 rows vs 32 at 256 rows (two threads: 92 vs
+    59; an `xs` proxy run 16-18% faster end to end, two 1-thread runs at once); D = 192: 78 at
+    128 vs 58 at 256; D = 320: 88 at 256 vs 80 at 128. The rule depends on the width only, never
+    on the machine or the thread count, so a run's numbers do not change with either (the
+    chunking sets the order of the sums).
     """
     if CE_CHUNK_ROWS is not None:
         return CE_CHUNK_ROWS
