@@ -106,7 +106,7 @@ class Objective:
 
 def per_domain_split(
     objective: Objective,
-    per_domain: Mapping[str, float],
+    per_domain: Mapping[str, float | None],
     predicted: float,
     sd: float | None,
     domains: Sequence[str],

@@ -544,7 +544,7 @@ def test_a_schedule_run_shows_its_mean_weight_and_no_last_phase_as_the_updater_w
     assert "(schedule" in out and "mean)" in out and "updater" not in out  # headings wrap in cells
     assert "steps 5–8 planned / trained" in " ".join(out.split())
     # another updater overrides the schedule from its first update: its weights are shown, and said
-    res.config["updater"] = {"name": "loss", "every": 4}
+    res.config["updater"], res.config["updater_every"] = {"name": "loss", "every": 4}, 4
     res.phases = [phases[0], {**phases[1], "steps": [5, 4], "tokens": 0}]  # and a phase with no step
     _render_train(res)
     out = " ".join(capsys.readouterr().out.split())

@@ -145,7 +145,7 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
         rows.append(row)
     print_columns(title, cols, rows, left=("domain",))
     if phases:
-        _render_phases(phases, (upd.get("every") or res.config.get("updater_every")) if overrides else None)
+        _render_phases(phases, res.config.get("updater_every") if overrides else None)
     console.print(f"objective ({rep.get('objective')}): final model {_f(rep.get('final'))}")
     if rep.get("note"):
         console.print(f"  note: {rep['note']}", style="yellow")

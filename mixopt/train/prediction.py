@@ -120,9 +120,8 @@ def prediction_report(
         out["final_minus_predicted"] = final - p_mean
         # the search's caveat, kept with the run: its two fits disagree, and the Δ column is set
         # against the per-domain one
-        per_known = {d: v for d, v in per_pred.items() if v is not None}
-        split = (per_domain_split(objective, per_known, p_mean, _num(pred.get("std")), present)
-                 if per_known and objective.metric == per_metric else None)
+        split = (per_domain_split(objective, per_pred, p_mean, _num(pred.get("std")), present)
+                 if objective.metric == per_metric else None)
         if split is not None:
             out["per_domain_split"] = {"combined": split[0], "sd_apart": split[1]}
     if interval and len(interval) == 2 and all(_num(v) is not None for v in interval):
