@@ -240,3 +240,29 @@ def test_router_stays_fp32_under_bf16_autocast() -> None:
         gates_ac, ids_ac, aux_ac = router(x)
     assert gates_ac.dtype == aux_ac.dtype == torch.float32
     assert torch.equal(ids_ac, ids) and torch.equal(gates_ac, gates) and torch.equal(aux_ac, aux)
+
+
+@pytest.mark.parametrize("kernel", ["grouped", "naive"])
+def test_layer_backward_under_bf16_autocast(kernel: str) -> None:
+    """The trainer's GPU forward runs under bf16 autocast. Inside the experts autocast would cast
+    some products (bmm) and not others (the grouped GEMM), and backward met fp32 and bf16 tensors
+    in one product (found on an H200); the experts now run wholly in the autocast dtype. Checked
+    with CPU autocast: backward runs, gradients reach the fp32 weights, close to the fp32 layer."""
+    torch.manual_seed(0)
+    layer = MoE(MoEConfig(d_model=64, n_experts=8, top_k=2, expert_hidden=32, n_shared=1, kernel=kernel))
+    x = torch.randn(4, 32, 64, requires_grad=True)
+    grad = torch.randn(4, 32, 64)
+    out32, aux32 = layer(x)
+    torch.autograd.backward([out32, aux32], [grad, torch.ones_like(aux32)])
+    ref = [p.grad.clone() for p in (x, layer.w13, layer.w2, layer.router.weight)]
+    for p in (x, layer.w13, layer.w2, layer.router.weight):
+        p.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, aux = layer(x)
+    assert out.dtype == torch.bfloat16 and aux.dtype == torch.float32
+    torch.autograd.backward([out, aux], [grad.bfloat16(), torch.ones_like(aux)])
+    assert (out.float() - out32).norm() <= 2e-2 * out32.norm()
+    for name, p, r in zip(("x", "w13", "w2", "router"), (x, layer.w13, layer.w2, layer.router.weight), ref,
+                          strict=True):
+        assert p.grad.dtype == torch.float32, name
+        assert (p.grad - r).norm() <= 3e-2 * r.norm(), f"{name}: {(p.grad - r).norm() / r.norm():.2e}"

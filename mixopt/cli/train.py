@@ -430,8 +430,8 @@ def compare_cmd(
     console.print(f"plot: {cmp.png}\nruns and compare.json: {cmp.out}")
 
 
-def _gf(v: float | None) -> str:
-    return "—" if v is None else f"{v / 1e9:,.1f}"
+def _gf(v: float | None, scale: float = 1e9) -> str:
+    return "—" if v is None else f"{v / scale:,.1f}"
 
 
 @bench_app.command("moe")
@@ -456,6 +456,13 @@ def bench_moe(
     naive: Annotated[
         bool, typer.Option("--naive/--no-naive", help="Also time the loop over experts.")
     ] = True,
+    triton: Annotated[
+        bool | None,
+        typer.Option(
+            "--triton/--no-triton",
+            help="Also time the gathering Triton kernels [on with --device cuda when triton is installed].",
+        ),
+    ] = None,
     training: Annotated[
         bool,
         typer.Option("--train/--no-train", help="Also time end-to-end training of moe-s and its dense twin."),
@@ -485,6 +492,17 @@ def bench_moe(
     if threads:
         torch.set_num_threads(threads)
     gpu = device.startswith("cuda")
+    import importlib.util
+
+    has_triton = importlib.util.find_spec("triton") is not None
+    if triton is None:
+        triton = gpu and has_triton
+    elif triton and not has_triton:
+        raise MixoptError(
+            "--triton needs triton; install it with `pip install -e '.[triton]'` or drop --triton"
+        )
+    elif triton and not gpu:
+        raise MixoptError("--triton times the Triton kernels on a GPU; use --device cuda or drop --triton")
     grid = (
         dict(bench.GPU_SHAPE)
         if gpu
@@ -510,7 +528,9 @@ def bench_moe(
     with console.status("") as status:
         for i, case in enumerate(cases, 1):
             status.update(f"MoE layer {i}/{len(cases)}: E={case.experts} k={case.top_k} T={case.tokens}")
-            results.append(bench.bench_layer(case, device=device, dtype=dtype, rounds=rounds, naive=naive))
+            results.append(
+                bench.bench_layer(case, device=device, dtype=dtype, rounds=rounds, naive=naive, triton=triton)
+            )
         train_rows = []
         if training:
             from mixopt.bench.moe import bench_training
@@ -522,7 +542,7 @@ def bench_moe(
         "dtype": dtype,
         "threads": n_threads,
         "layers": [r.as_dict() for r in results],
-        "goals": bench.goals(results),
+        "goals": bench.goals(results, gpu_bf16=gpu and dtype == "bf16"),
         "training": [r.as_dict() for r in train_rows],
         "noisy": bench.reference_spread(results),
     }
@@ -532,21 +552,29 @@ def bench_moe(
         print(dumps(record, indent=2))
         return
     naive = any(r.vs_naive is not None for r in results)  # --no-naive: no empty columns
-    cols = ["E", "k", "tokens", "fused", "dense GEMM", *(["naive loop"] if naive else []), "fused/dense",
+    triton = any(r.triton_s is not None for r in results)
+    scale, unit = (1e12, "TFLOP/s") if gpu else (1e9, "GFLOP/s")
+    cols = ["E", "k", "tokens", "fused", *(["triton"] if triton else []), "dense GEMM",
+            *(["naive loop"] if naive else []), "fused/dense", *(["triton/dense"] if triton else []),
             *(["fused/naive"] if naive else [])]
     rows = []
     for r in results:
         c = r.case
         rows.append([
-            str(c.experts), str(c.top_k), f"{c.tokens:,}", _gf(r.flops_per_s("fused")),
-            _gf(r.flops_per_s("dense")), *([_gf(r.flops_per_s("naive"))] if naive else []),
-            f"{r.vs_dense:.2f}×", *(["—" if r.vs_naive is None else f"{r.vs_naive:.2f}×"] if naive else []),
+            str(c.experts), str(c.top_k), f"{c.tokens:,}", _gf(r.flops_per_s("fused"), scale),
+            *([_gf(r.flops_per_s("triton"), scale)] if triton else []), _gf(r.flops_per_s("dense"), scale),
+            *([_gf(r.flops_per_s("naive"), scale)] if naive else []), f"{r.vs_dense:.2f}×",
+            *([f"{r.dense_s / r.triton_s:.2f}×" if r.triton_s else "—"] if triton else []),
+            *(["—" if r.vs_naive is None else f"{r.vs_naive:.2f}×"] if naive else []),
         ])
-    print_columns(f"MoE layer fwd+bwd, expert-matmul GFLOP/s — {record['device']}, {dtype}, {n_threads} "
-                  f"threads, D={grid['d_model']} F={grid['hidden']}", cols, rows, keys=3)
+    where = f"{n_threads} threads, " if not gpu else ""
+    print_columns(f"MoE layer fwd+bwd, expert-matmul {unit} — {record['device']}, {dtype}, {where}"
+                  f"D={grid['d_model']} F={grid['hidden']}", cols, rows, keys=3)
     for name, g in record["goals"].items():
         mark = "[green]met[/]" if g["met"] else "[red]not met[/]"
-        console.print(f"goal {name}: worst {g['worst']:.2f}×, mean {g['mean']:.2f}× — {mark}")
+        got = (f"{g['flops'] / 1e12:.0f} TFLOP/s" if "flops" in g
+               else f"worst {g['worst']:.2f}×, mean {g['mean']:.2f}×")
+        console.print(f"goal {name}: {got} — {mark}")
     if record["noisy"]:
         err_console.print(f"warning: {record['noisy']}")
     if train_rows:

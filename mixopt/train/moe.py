@@ -214,15 +214,21 @@ class MoE(nn.Module):
         shape = x.shape
         x_TD = x.reshape(-1, shape[-1])
         gates_TK, ids_TK, aux = self.router(x_TD)
-        w13, w2 = self.w13.to(x.dtype), self.w2.to(x.dtype)
-        if self.cfg.kernel == "grouped":
-            out_TD = kernels.routed_experts(x_TD, gates_TK, ids_TK, w13, w2)
-        elif self.cfg.kernel == "triton":
-            from mixopt.train import triton_gather
+        # Under autocast the experts run in its dtype, with autocast off inside: left on, it would
+        # recast some products (bmm) and not others (grouped GEMM), and backward would meet
+        # tensors of two dtypes. Gradients reach the fp32 weights and inputs through the casts.
+        dev = x.device.type
+        dt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+        w13, w2, xe_TD = self.w13.to(dt), self.w2.to(dt), x_TD.to(dt)
+        with torch.autocast(dev, enabled=False):
+            if self.cfg.kernel == "grouped":
+                out_TD = kernels.routed_experts(xe_TD, gates_TK, ids_TK, w13, w2)
+            elif self.cfg.kernel == "triton":
+                from mixopt.train import triton_gather
 
-            out_TD = triton_gather.routed_experts(x_TD, gates_TK, ids_TK, w13, w2)
-        else:
-            out_TD = kernels.naive_experts(x_TD, gates_TK, ids_TK, w13, w2)
+                out_TD = triton_gather.routed_experts(xe_TD, gates_TK, ids_TK, w13, w2)
+            else:
+                out_TD = kernels.naive_experts(xe_TD, gates_TK, ids_TK, w13, w2)
         if self.shared is not None:
             out_TD = out_TD + self.shared(x_TD)
         return out_TD.view(shape), aux
