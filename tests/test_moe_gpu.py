@@ -162,3 +162,25 @@ def test_the_trainer_runs_on_cuda(tiny_corpus, tmp_path, kernel: str) -> None:  
     # bf16 GPU kernels are not bitwise reproducible across a restart (cuBLAS may pick another
     # algorithm), so the resumed run is close to, not equal to, the uninterrupted one.
     assert done.metrics["objective"] == pytest.approx(res.metrics["objective"], rel=2e-2)
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="no triton")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_swiglu_on_cuda_is_the_one_pass_triton_kernel_and_matches_torch(dtype: torch.dtype) -> None:
+    from mixopt.train import triton_gather
+
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(1000, 2 * 768, generator=g).to("cuda", dtype)
+    grad = torch.randn(1000, 768, generator=g).to("cuda", dtype)
+    scale = torch.rand(1000, 1, generator=g).to("cuda", dtype)
+    hh = h.float().requires_grad_()
+    gate, up = hh.chunk(2, dim=-1)
+    ref = torch.nn.functional.silu(gate) * up * scale.float()
+    ref.backward(grad.float())
+    a = kernels.swiglu_forward(h, scale)
+    dh, act = kernels.swiglu_backward(h, grad, scale)
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    assert ((a.float() - ref.detach()).norm() / ref.norm()).item() <= tol
+    assert ((dh.float() - hh.grad).norm() / hh.grad.norm()).item() <= tol
+    assert ((act.float() * scale.float() - ref.detach()).norm() / ref.norm()).item() <= tol
+    assert torch.equal(a, triton_gather.swiglu_forward(h, scale))  # the dispatch took the Triton kernel

@@ -20,6 +20,8 @@ does); it is the reference of the tests (it runs in float64 for gradcheck) and t
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from dataclasses import dataclass
 
 import torch
@@ -101,18 +103,42 @@ def grouped_mm(a: torch.Tensor, b: torch.Tensor, offs_E: torch.Tensor) -> torch.
 
 
 # ----- SwiGLU on the fused gate/up buffer -----------------------------------------------------
-def swiglu_forward(h_NH: torch.Tensor) -> torch.Tensor:
-    """silu(gate) · up for h (N, 2F) holding gate then up; returns (N, F)."""
+@functools.cache
+def _has_triton() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def _triton_swiglu(*ts: torch.Tensor) -> bool:
+    # On a GPU, one Triton pass instead of torch's several elementwise kernels over strided halves.
+    return all(t.is_cuda and t.is_contiguous() for t in ts) and _has_triton()
+
+
+def swiglu_forward(h_NH: torch.Tensor, scale_N1: torch.Tensor | None = None) -> torch.Tensor:
+    """silu(gate) · up (· scale per row) for h (N, 2F) holding gate then up; returns (N, F)."""
+    if _triton_swiglu(h_NH):
+        from mixopt.train import triton_gather
+
+        return triton_gather.swiglu_forward(h_NH, scale_N1)
     gate, up = h_NH.chunk(2, dim=-1)
-    return F.silu(gate).mul_(up)
+    a = F.silu(gate).mul_(up)
+    return a if scale_N1 is None else a.mul_(scale_N1)
 
 
-def swiglu_backward(h_NH: torch.Tensor, g_NF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient (N, 2F) of ``sum(g · swiglu_forward(h))`` with respect to h, and the activation (N, F).
+def swiglu_backward(
+    h_NH: torch.Tensor, g_NF: torch.Tensor, scale_N1: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient (N, 2F) of ``sum(g · scale · swiglu_forward(h))`` with respect to h, and the
+    (unscaled) activation (N, F).
 
     The activation comes for free (silu(gate) is needed anyway), so backward recomputes it here
     instead of saving it in forward.
     """
+    if _triton_swiglu(h_NH, g_NF):
+        from mixopt.train import triton_gather
+
+        return triton_gather.swiglu_backward(h_NH, g_NF, scale_N1)
+    if scale_N1 is not None:
+        g_NF = g_NF * scale_N1
     gate, up = h_NH.chunk(2, dim=-1)
     out = torch.empty_like(h_NH)
     d_gate, d_up = out.chunk(2, dim=-1)
@@ -120,6 +146,33 @@ def swiglu_backward(h_NH: torch.Tensor, g_NF: torch.Tensor) -> tuple[torch.Tenso
     torch.mul(silu, g_NF, out=d_up)
     torch.ops.aten.silu_backward.grad_input(g_NF * up, gate, grad_input=d_gate)  # one fused pass
     return out, silu.mul_(up)
+
+
+def gate_rows(gates_TK: torch.Tensor, order_N: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(N, 1) gate of each expert-sorted slot, in ``dtype``."""
+    return gates_TK.reshape(-1).index_select(0, order_N).to(dtype).unsqueeze(1)
+
+
+def gated_swiglu_backward(
+    h_NH: torch.Tensor,
+    u_NF: torch.Tensor,
+    gates_TK: torch.Tensor,
+    order_N: torch.Tensor,
+    inv_N: torch.Tensor,
+    need_gates: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Backward through ``gate · swiglu(h)`` given ``u`` = d out / d (gate · swiglu(h)), sorted slots.
+
+    Returns the gradient (N, 2F) with respect to h, the ungated activation swiglu(h) (N, F), and
+    the gates' gradient (T, K) in the gates' dtype (``u · swiglu(h)`` per slot; None unless
+    ``need_gates``).
+    """
+    g_hNH, a_NF = swiglu_backward(h_NH, u_NF, gate_rows(gates_TK, order_N, u_NF.dtype))
+    g_gates = None
+    if need_gates:
+        g_N = torch.linalg.vecdot(a_NF, u_NF)  # slot p's gate multiplies a_p, so d/d gate = a_p · u_p
+        g_gates = g_N.index_select(0, inv_N).view(gates_TK.shape).to(gates_TK.dtype)
+    return g_hNH, a_NF, g_gates
 
 
 # ----- weight gradients -----------------------------------------------------------------------
@@ -165,11 +218,13 @@ class _RoutedExperts(torch.autograd.Function):
         D = x_TD.shape[1]
         x_ND = x_TD.index_select(0, tok_N)  # gather: permute token copies into expert order
         h_NH = grouped_mm(x_ND, w13_EDH, offs_E)
-        a_NF = swiglu_forward(h_NH)
+        # The gate scales each slot's row, which commutes with the down projection: scaling the
+        # (N, F) activation before it costs less than scaling the (N, D) output, and the output
+        # need not be kept for the gates' gradient (backward gets it from the activation instead).
+        a_NF = swiglu_forward(h_NH, gate_rows(gates_TK, order_N, h_NH.dtype))
         y_ND = grouped_mm(a_NF, w2_EFD, offs_E)
-        y_TKD = y_ND.index_select(0, inv_N).view(T, K, D)  # un-permute (gather with the inverse)
-        out_TD = torch.bmm(gates_TK.to(y_TKD.dtype).unsqueeze(1), y_TKD).squeeze(1)  # Σ_k gate · y
-        ctx.save_for_backward(x_TD, gates_TK, w13_EDH, w2_EFD, tok_N, order_N, inv_N, offs_E, h_NH, y_TKD)
+        out_TD = y_ND.index_select(0, inv_N).view(T, K, D).sum(1)  # un-permute, add each token's K
+        ctx.save_for_backward(x_TD, gates_TK, w13_EDH, w2_EFD, tok_N, order_N, inv_N, offs_E, h_NH)
         # Leaf CPU weights may take their gradient by in-place accumulation (see _accumulating_grad).
         ctx.params = tuple(
             w if (w.is_leaf and w.requires_grad and w.device.type == "cpu") else None
@@ -179,19 +234,18 @@ class _RoutedExperts(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_TD):  # noqa: ANN001, ANN205
-        x_TD, gates_TK, w13_EDH, w2_EFD, tok_N, order_N, inv_N, offs_E, h_NH, y_TKD = ctx.saved_tensors
+        x_TD, gates_TK, w13_EDH, w2_EFD, tok_N, order_N, inv_N, offs_E, h_NH = ctx.saved_tensors
         T, K = gates_TK.shape
         D = x_TD.shape[1]
-        g_TD = g_TD.contiguous()
-        g_gates = None
-        if ctx.needs_input_grad[1]:
-            g_gates = torch.linalg.vecdot(y_TKD, g_TD.unsqueeze(1)).to(gates_TK.dtype)  # (T, K)
-        # d out / d y for slot (t, k) is gate[t, k] · g[t]; gathered straight into expert order.
-        gate_N = gates_TK.reshape(-1).index_select(0, order_N).to(g_TD.dtype)
-        g_yND = g_TD.index_select(0, tok_N).mul_(gate_N.unsqueeze(1))
-        g_aNF = grouped_mm(g_yND, w2_EFD.transpose(1, 2), offs_E)
-        g_hNH, a_NF = swiglu_backward(h_NH, g_aNF)
-        g_w2 = _weight_grad(a_NF.t(), g_yND, offs_E, ctx.params[1]) if ctx.needs_input_grad[3] else None
+        g_ND = g_TD.contiguous().index_select(0, tok_N)  # d out / d y for each slot: its token's g
+        u_NF = grouped_mm(g_ND, w2_EFD.transpose(1, 2), offs_E)  # d out / d (gate · a)
+        g_hNH, a_NF, g_gates = gated_swiglu_backward(
+            h_NH, u_NF, gates_TK, order_N, inv_N, ctx.needs_input_grad[1]
+        )
+        g_w2 = None
+        if ctx.needs_input_grad[3]:
+            a_NF.mul_(gate_rows(gates_TK, order_N, a_NF.dtype))  # the gated activation fed w2
+            g_w2 = _weight_grad(a_NF.t(), g_ND, offs_E, ctx.params[1])
         g_w13 = None
         if ctx.needs_input_grad[2]:
             g_w13 = _weight_grad(x_TD.index_select(0, tok_N).t(), g_hNH, offs_E, ctx.params[0])
