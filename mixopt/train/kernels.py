@@ -6,8 +6,10 @@ N = T·K routed token slots, in expert-sorted order where it matters.
 
 The fused path (:func:`routed_experts`) is dropless: every token slot is computed, none is
 dropped for capacity. It sorts the N slots by expert, runs one grouped GEMM per projection
-(``torch._grouped_mm``: gate+up as one (E, D, H) weight, down as (E, F, D)) and combines the
-K outputs of each token with its gate weights. Forward and backward are written by hand so
+(``torch._grouped_mm``: gate+up as one (E, D, H) weight, down as (E, F, D)) and adds the K
+outputs of each token. Each slot's gate scales its SwiGLU activation before the down projection
+(a row scale commutes with the GEMM), which touches (N, F) instead of (N, D) and leaves no
+output to keep for the gates' gradient. Forward and backward are written by hand so
 that every permutation is a *gather* (``index_select``) with the sort order or its inverse, never
 a scatter-add (a permutation is a bijection, so the inverse gather is exact): scatter-adds are
 slow and serial on CPUs and non-deterministic on GPUs. The permuted input copy is not saved for
