@@ -2,7 +2,9 @@
 # `mixopt compare` on a lent GPU within a time limit, seed-major: compare runs with --seeds 1, then
 # 2, ... into one folder (each call reuses the runs already finished), so when time runs out every
 # mixture has the same seeds. The corpus comes as an xz tarball of its folder, since the GPU
-# machine cannot build it (no registry to fetch the packages from).
+# machine cannot build it (no registry to fetch the packages from). Needs python3 with torch (CUDA)
+# and mixopt's dependencies (typer, rich, pydantic, jsonschema, matplotlib): on a lent machine,
+# carry the missing ones as wheels.
 # Usage: scripts/gpu_compare.sh CORPUS.tar.xz OUTDIR SECONDS SEEDS -- compare arguments...
 # (DEVICE=cpu runs the same on the CPU, for trying the script.)
 set -u

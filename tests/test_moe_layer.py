@@ -266,3 +266,31 @@ def test_layer_backward_under_bf16_autocast(kernel: str) -> None:
                           strict=True):
         assert p.grad.dtype == torch.float32, name
         assert (p.grad - r).norm() <= 3e-2 * r.norm(), f"{name}: {(p.grad - r).norm() / r.norm():.2e}"
+
+
+def test_swiglu_with_a_row_scale_matches_autograd() -> None:
+    """The torch SwiGLU pair with the gate folded in as a row scale (CPU path; the Triton pass is
+    checked against it under the interpreter and on a GPU)."""
+    g = torch.Generator().manual_seed(4)
+    h = torch.randn(33, 2 * 20, generator=g, dtype=torch.float64)
+    grad = torch.randn(33, 20, generator=g, dtype=torch.float64)
+    scale = torch.rand(33, 1, generator=g, dtype=torch.float64)
+    hh = h.clone().requires_grad_()
+    gate, up = hh.chunk(2, dim=-1)
+    ref = torch.nn.functional.silu(gate) * up
+    (ref * scale).backward(grad)
+    assert torch.allclose(kernels.swiglu_forward(h, scale), ref.detach() * scale)
+    assert torch.allclose(kernels.swiglu_forward(h), ref.detach())
+    dh, act = kernels.swiglu_backward(h, grad, scale)
+    assert torch.allclose(dh, hh.grad) and torch.allclose(act, ref.detach())  # the activation is unscaled
+
+
+def test_triton_tiles_follow_the_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
+    """16-bit inputs on a GPU get the large tiles (chosen on an H200); fp32 and the interpreter the small."""
+    from mixopt.train import triton_gather as tg
+
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert tg.blocks_for(torch.bfloat16) is tg.GPU_BF16 and tg.blocks_for(torch.float16) is tg.GPU_BF16
+    assert tg.blocks_for(torch.float32) is tg.SMALL
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert tg.blocks_for(torch.bfloat16) is tg.SMALL

@@ -412,6 +412,9 @@ def test_bench_moe_cli_small_grid(tiny_workspace: Path, capsys) -> None:  # noqa
     assert len(data["layers"]) == 4 and all(r["vs_dense"] > 0 and r["vs_naive"] > 0 for r in data["layers"])
     code, _, err = run(["bench", "moe", "--device", "cuda", "--quick"], capsys)
     assert code == 2 and "no CUDA device" in err
+    code, stdout, err = run(["bench", "moe", "--quick", "--triton"], capsys)  # Triton is timed on a GPU
+    assert code == 2 and "fused/dense" not in stdout
+    assert ("use --device cuda or drop --triton" in err) or ("--triton needs triton" in err)
     code, _, err = run(["bench", "moe", "--experts", "2", "--top-k", "4"], capsys)
     assert code == 2 and "grid is empty" in err
     code, stdout, err = run(["bench", "moe", "--quick", "--model", "foo"], capsys)  # before any layer
@@ -569,6 +572,29 @@ def test_bench_moe_says_when_its_dense_reference_moved() -> None:
     assert said is not None and said.startswith(
         "the dense GEMM ran 3.4× faster at E=64 than at E=8 on the same shape (k=2, 4,096 tokens: 141.9")
     assert reference_spread([res(8, 100.0), res(64, 120.0), res(8, 30.0, k=8)]) is None  # k=8: another shape
+
+
+def test_bench_moe_gpu_goal_takes_the_faster_kernel_at_the_gpu_shape() -> None:
+    """The 150 TFLOP/s goal is checked on bf16 GPU runs only, at the Qwen3-30B-A3B-like shape, on the
+    faster of the fused and Triton paths; CPU runs keep the ratio goals alone."""
+    from mixopt.bench.moe import GPU_SHAPE, LayerCase, LayerResult, goals
+
+    width = {"d_model": GPU_SHAPE["d_model"], "hidden": GPU_SHAPE["hidden"], "tokens": 16384}
+    gpu = LayerCase(experts=128, top_k=8, **width)
+    other = LayerCase(experts=8, top_k=2, **width)
+
+    def res(case: LayerCase, fused_tflops: float, triton_tflops: float | None) -> LayerResult:
+        t = None if triton_tflops is None else case.flops / (triton_tflops * 1e12)
+        return LayerResult(case=case, fused_s=case.flops / (fused_tflops * 1e12), dense_s=1.0, naive_s=None,
+                           triton_s=t)
+
+    key = "≥ 150 TFLOP/s at the Qwen3-30B-A3B-like shape"
+    g = goals([res(gpu, 120.0, 160.0), res(other, 10.0, None)], gpu_bf16=True)
+    assert g[key]["met"] and g[key]["flops"] == pytest.approx(160e12)  # the other shape does not count
+    g = goals([res(gpu, 140.0, None)], gpu_bf16=True)
+    assert not g[key]["met"] and g[key]["flops"] == pytest.approx(140e12)
+    assert key not in goals([res(gpu, 400.0, None)])  # not a bf16 GPU run
+    assert key not in goals([res(other, 400.0, None)], gpu_bf16=True)  # no case at the shape
 
 
 def test_compare_checks_the_device_before_any_run_or_folder(tiny_workspace: Path, model_toml: Path,
