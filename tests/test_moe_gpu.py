@@ -132,7 +132,7 @@ def test_a_bf16_training_step_of_moe_xs_on_cuda() -> None:
         opt.step()
         opt.zero_grad(set_to_none=False)
         net.end_step()
-        losses.append(float(ce))
+        losses.append(ce.item())
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0]  # three steps on one batch: it memorises
     biases = [b for n, b in net.named_buffers() if n.endswith("expert_bias")]

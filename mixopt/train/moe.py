@@ -214,9 +214,10 @@ class MoE(nn.Module):
         shape = x.shape
         x_TD = x.reshape(-1, shape[-1])
         gates_TK, ids_TK, aux = self.router(x_TD)
-        # Under autocast the experts run in its dtype, with autocast off inside: left on, it would
-        # recast some products (bmm) and not others (grouped GEMM), and backward would meet
-        # tensors of two dtypes. Gradients reach the fp32 weights and inputs through the casts.
+        # Under autocast the experts run in its dtype, with autocast off inside: left on, autocast
+        # recasts the products it lists (mm, bmm) but not torch._grouped_mm, and backward met
+        # tensors of two dtypes (found on an H200). Gradients reach the fp32 weights and inputs
+        # through the casts.
         dev = x.device.type
         dt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
         w13, w2, xe_TD = self.w13.to(dt), self.w2.to(dt), x_TD.to(dt)

@@ -70,7 +70,7 @@ def _interpreting() -> bool:
 
 
 @functools.cache
-def _build(interpret: bool):  # noqa: ANN202 - returns the two jitted kernels
+def _build(interpret: bool):  # noqa: ANN202 - returns triton and the four jitted kernels
     del interpret  # part of the cache key only: triton.jit reads TRITON_INTERPRET when it decorates
     try:
         import triton
