@@ -165,16 +165,17 @@ def gated_swiglu_backward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Backward through ``gate · swiglu(h)`` given ``u`` = d out / d (gate · swiglu(h)), sorted slots.
 
-    Returns the gradient (N, 2F) with respect to h, the ungated activation swiglu(h) (N, F), and
-    the gates' gradient (T, K) in the gates' dtype (``u · swiglu(h)`` per slot; None unless
-    ``need_gates``).
+    Returns the gradient (N, 2F) with respect to h, the gated activation gate · swiglu(h) (N, F)
+    that fed the down projection (for its weight gradient), and the gates' gradient (T, K) in the
+    gates' dtype (``u · swiglu(h)`` per slot; None unless ``need_gates``).
     """
-    g_hNH, a_NF = swiglu_backward(h_NH, u_NF, gate_rows(gates_TK, order_N, u_NF.dtype))
+    gate_N1 = gate_rows(gates_TK, order_N, u_NF.dtype)
+    g_hNH, a_NF = swiglu_backward(h_NH, u_NF, gate_N1)
     g_gates = None
     if need_gates:
         g_N = torch.linalg.vecdot(a_NF, u_NF)  # slot p's gate multiplies a_p, so d/d gate = a_p · u_p
         g_gates = g_N.index_select(0, inv_N).view(gates_TK.shape).to(gates_TK.dtype)
-    return g_hNH, a_NF, g_gates
+    return g_hNH, a_NF.mul_(gate_N1), g_gates
 
 
 # ----- weight gradients -----------------------------------------------------------------------
@@ -241,13 +242,12 @@ class _RoutedExperts(torch.autograd.Function):
         D = x_TD.shape[1]
         g_ND = g_TD.contiguous().index_select(0, tok_N)  # d out / d y for each slot: its token's g
         u_NF = grouped_mm(g_ND, w2_EFD.transpose(1, 2), offs_E)  # d out / d (gate · a)
-        g_hNH, a_NF, g_gates = gated_swiglu_backward(
+        g_hNH, ga_NF, g_gates = gated_swiglu_backward(
             h_NH, u_NF, gates_TK, order_N, inv_N, ctx.needs_input_grad[1]
         )
         g_w2 = None
         if ctx.needs_input_grad[3]:
-            a_NF.mul_(gate_rows(gates_TK, order_N, a_NF.dtype))  # the gated activation fed w2
-            g_w2 = _weight_grad(a_NF.t(), g_ND, offs_E, ctx.params[1])
+            g_w2 = _weight_grad(ga_NF.t(), g_ND, offs_E, ctx.params[1])
         g_w13 = None
         if ctx.needs_input_grad[2]:
             g_w13 = _weight_grad(x_TD.index_select(0, tok_N).t(), g_hNH, offs_E, ctx.params[0])

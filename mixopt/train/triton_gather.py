@@ -432,13 +432,10 @@ class _TritonRoutedExperts(torch.autograd.Function):
         D = x_TD.shape[1]
         g_TD = g_TD.contiguous()
         u_NF = gather_grouped_mm(g_TD, w2_EFD.transpose(1, 2), offs_E, in_idx=tok_N)
-        g_hNH, a_NF, g_gates = gated_swiglu_backward(
+        g_hNH, ga_NF, g_gates = gated_swiglu_backward(
             h_NH, u_NF, gates_TK, order_N, inv_N, ctx.needs_input_grad[1]
         )
-        g_w2 = None
-        if ctx.needs_input_grad[3]:
-            a_NF.mul_(gate_rows(gates_TK, order_N, a_NF.dtype))
-            g_w2 = grouped_wgrad(a_NF, g_TD, offs_E, dy_idx=tok_N)
+        g_w2 = grouped_wgrad(ga_NF, g_TD, offs_E, dy_idx=tok_N) if ctx.needs_input_grad[3] else None
         g_w13 = grouped_wgrad(x_TD, g_hNH, offs_E, x_idx=tok_N) if ctx.needs_input_grad[2] else None
         g_x = None
         if ctx.needs_input_grad[0]:
