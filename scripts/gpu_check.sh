@@ -2,8 +2,9 @@
 # The checks and benchmarks that need a CUDA GPU, in one call (a lent GPU machine's time is short):
 # the MoE kernels' GPU tests, `mixopt bench moe` in bf16 at the Qwen3-30B-A3B-like shape (fused,
 # Triton and naive kernels, and moe-s vs its dense twin end to end), a wider grid of expert
-# counts, a kernel-by-kernel profile and a sweep of the Triton tiles. Needs python3 with torch (CUDA), triton, pytest and
-# mixopt's own dependencies for the CLI (typer, rich, pydantic). Usage: scripts/gpu_check.sh OUTDIR
+# counts, a kernel-by-kernel profile and a sweep of the Triton tiles (TILES=0 skips it). Needs
+# python3 with torch (CUDA), triton, pytest and mixopt's own dependencies for the CLI (typer, rich,
+# pydantic). Usage: scripts/gpu_check.sh OUTDIR
 set -u
 out=${1:-gpu-out}
 mkdir -p "$out"
