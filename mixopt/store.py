@@ -23,7 +23,9 @@ import contextlib
 import datetime as _dt
 import json
 import math
+import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -81,6 +83,24 @@ CREATE TABLE IF NOT EXISTS searches (
 
 def now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _can_write(path: Path) -> bool:
+    """Whether this process may write the store and create its WAL files beside it."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def _readonly_uri(path: Path) -> str:
+    """SQLite URI opening ``path`` read-only.
+
+    Reading a WAL store takes its -shm file. Where none exists, no connection is open (the last one
+    to close checkpoints the WAL into the file and removes both), so the store is read as
+    immutable: without locks and without creating files in a folder that is someone else's.
+    """
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+    if not Path(f"{path}-shm").exists():
+        uri += "&immutable=1"
+    return uri
 
 
 def default_path() -> Path:
@@ -234,18 +254,29 @@ class RunStore:
             if head != b"SQLite format 3\x00":
                 raise MixoptError(f"{self.path} is {'empty' if not head else 'not a SQLite file'}, so no "
                                   "run store; check --store")
+        # A store this user may not write (a colleague's, a read-only mount) is still readable: the
+        # commands that pass create=False only read, and any write is refused by name (_write).
+        self.readonly = not create and not _can_write(self.path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as con:
-                con.executescript(_SCHEMA)
-                version = con.execute("PRAGMA user_version").fetchone()[0]
-                if version == 0:
-                    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                elif version > SCHEMA_VERSION:
-                    raise MixoptError(
-                        f"run store {self.path} has schema version {version}, newer than this mixopt "
-                        f"({SCHEMA_VERSION}); upgrade mixopt"
-                    )
+            if self.readonly:
+                with self._connect() as con:
+                    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                    version = con.execute("PRAGMA user_version").fetchone()[0]
+                if not {"runs", "searches"} <= tables:
+                    raise MixoptError(f"{self.path} is a SQLite file but not a run store (no runs table); "
+                                      "check --store")
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self._connect() as con:
+                    con.executescript(_SCHEMA)
+                    version = con.execute("PRAGMA user_version").fetchone()[0]
+                    if version == 0:
+                        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version > SCHEMA_VERSION:
+                raise MixoptError(
+                    f"run store {self.path} has schema version {version}, newer than this mixopt "
+                    f"({SCHEMA_VERSION}); upgrade mixopt"
+                )
         except sqlite3.DatabaseError as exc:
             raise MixoptError(f"cannot open run store {self.path}: {exc}; give another --store path") from exc
         except OSError as exc:
@@ -271,12 +302,17 @@ class RunStore:
     # ----- connections --------------------------------------------------------------------
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        if self.readonly:
+            con = sqlite3.connect(_readonly_uri(self.path), uri=True, timeout=BUSY_TIMEOUT_S,
+                                  isolation_level=None)
+        else:
+            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             con.row_factory = sqlite3.Row
             con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            con.execute("PRAGMA journal_mode = WAL")
-            con.execute("PRAGMA synchronous = NORMAL")
+            if not self.readonly:  # setting the journal mode writes the file's header
+                con.execute("PRAGMA journal_mode = WAL")
+                con.execute("PRAGMA synchronous = NORMAL")
             yield con
         finally:
             con.close()
@@ -284,6 +320,10 @@ class RunStore:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the lock up front (no read→write upgrade deadlocks)."""
+        if self.readonly:
+            raise MixoptError(f"run store {self.path} is read-only for this user, and this command writes "
+                              "to it; copy the store (with its -wal file) somewhere writable and give that "
+                              "as --store, or ask its owner")
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:

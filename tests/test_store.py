@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing as mp
+import os
 import re
 import sqlite3
 import warnings
@@ -152,6 +153,60 @@ def test_unreadable_store_is_one_clear_error(tmp_path):
     bad.write_bytes(b"not a database at all" * 100)
     with pytest.raises(MixoptError, match="cannot open run store"):
         RunStore(bad)
+
+
+def _make_readonly(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store file and its folder as another user sees them: readable, not writable."""
+    path.chmod(0o444)
+    path.parent.chmod(0o555)
+    if os.geteuid() == 0:  # root ignores file modes; the store then sees what any other user would
+        monkeypatch.setattr("mixopt.store._can_write", lambda p: False)
+
+
+def test_a_store_this_user_cannot_write_is_read_and_writes_are_refused(store, monkeypatch, capsys):
+    store.add([rec("r1", [0.2, 0.3, 0.5], 1.0), rec("r2", [0.5, 0.3, 0.2], 2.0)])
+    path = store.path
+    assert not Path(f"{path}-shm").exists()  # the last connection closed: nothing but the file left
+    before = path.read_bytes()
+    _make_readonly(path, monkeypatch)
+    try:
+        ro = RunStore(path, create=False)
+        assert ro.readonly
+        assert [r.run_id for r in ro.runs()] == ["r1", "r2"]
+        with pytest.raises(MixoptError, match="read-only for this user.*--store"):
+            ro.add(rec("r3", [1 / 3] * 3, 3.0))
+        assert _cli(["runs", "list", "--store", str(path), "--json"]) == 0
+        assert [r["run_id"] for r in json.loads(capsys.readouterr().out)] == ["r1", "r2"]
+        assert _cli(["runs", "searches", "--store", str(path), "--json"]) == 0
+        # Reading wrote nothing: the same bytes, and no -wal or -shm in someone else's folder.
+        assert path.read_bytes() == before
+        assert [p.name for p in path.parent.iterdir()] == [path.name]
+    finally:
+        path.parent.chmod(0o755)
+        path.chmod(0o644)
+
+
+def test_a_readonly_store_with_an_open_writer_shows_the_writers_commits(store, monkeypatch):
+    store.add(rec("r1", [0.2, 0.3, 0.5], 1.0))
+    writer = sqlite3.connect(store.path)  # another process's open connection keeps the WAL and -shm
+    try:
+        writer.execute("SELECT COUNT(*) FROM runs").fetchone()
+        store.add(rec("r2", [0.5, 0.3, 0.2], 2.0))  # committed to the WAL, not yet checkpointed
+        assert Path(f"{store.path}-shm").exists()
+        monkeypatch.setattr("mixopt.store._can_write", lambda p: False)
+        assert [r.run_id for r in RunStore(store.path, create=False).runs()] == ["r1", "r2"]
+    finally:
+        writer.close()
+
+
+def test_a_readonly_sqlite_file_that_is_no_store_is_one_clear_error(tmp_path, monkeypatch):
+    other = tmp_path / "other.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE t (x)")
+    con.close()
+    monkeypatch.setattr("mixopt.store._can_write", lambda p: False)
+    with pytest.raises(MixoptError, match="not a run store"):
+        RunStore(other, create=False)
 
 
 RUNS = __import__("pathlib").Path(__file__).parent / "data" / "runs"
