@@ -6,10 +6,11 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mixopt.cli import main
-from mixopt.train.compare import critical_t, verdict
+from mixopt.train.compare import critical_t, seeds_needed, verdict
 
 DEBUG_TOML = """
 n_layer = 1
@@ -322,6 +323,8 @@ def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Pat
     assert data["settings"]["corpus"]["name"] == "tiny" and data["settings"]["tokens"] == 4000
     assert data["settings"]["model"] == "tiny-moe" and data["settings"]["dense"] is False
     assert data["settings"]["tokens_trained"] == 3840
+    assert set(data["seeds_needed"]) == {m for m, w in data["winners"].items() if w is None}
+    assert ("no winner on the mean loss: " in stdout) == (data["winners"]["mean loss"] is None)
     assert (out / "compare.png").stat().st_size > 1000
     assert (out / "uniform" / "seed1" / "result.json").is_file()
     # a drama-heavy mixture is better on drama than uniform at the same budget
@@ -378,6 +381,27 @@ def test_verdict_needs_a_margin_beyond_the_error() -> None:
     assert verdict(shaky, 2.0) == (None, pytest.approx(2.6458, abs=1e-3))
     assert critical_t(2.0, 3) == pytest.approx(4.53, abs=0.01)
     assert critical_t(2.0, 1000) == pytest.approx(2.0, abs=0.01)
+
+
+def test_seeds_needed_is_where_the_verdict_would_call_the_lead() -> None:
+    shaky = {"a": [1.0, 1.1, 0.9], "b": [1.2, 1.5, 1.0]}  # diffs 0.2, 0.4, 0.1: no winner with 3 seeds
+    n = seeds_needed(shaky, 2.0)
+    assert n is not None and n > 3
+    diffs = np.array([0.2, 0.4, 0.1])
+    mean, sd = diffs.mean(), diffs.std(ddof=1)
+
+    def paired(k: int) -> dict[str, list[float]]:  # k seeds whose differences have that mean and spread
+        u = np.arange(k, dtype=float)
+        u = (u - u.mean()) / u.std(ddof=1)
+        return {"a": [0.0] * k, "b": list(mean + sd * u)}
+
+    assert verdict(paired(n), 2.0)[0] == "a" and verdict(paired(n - 1), 2.0)[0] is None
+    # The closest rival decides; a clear winner needs no more seeds than it has.
+    assert seeds_needed({**shaky, "c": [2.0, 2.1, 1.9]}, 2.0) == n
+    assert seeds_needed({"a": [1.0, 1.1, 0.9], "b": [1.3, 1.5, 1.1]}, 2.0) <= 3
+    assert seeds_needed({"a": [1.0, 2.0], "b": [1.0, 2.0]}, 2.0) is None  # a tie
+    assert seeds_needed({"a": [1.0], "b": [2.0]}, 2.0) is None  # one seed: no spread to go on
+    assert seeds_needed({"a": [1.0, 1.0], "b": [1.5, 0.501]}, 2.0) is None  # beyond MAX_SEEDS_NEEDED
 
 
 def test_bench_moe_cli_small_grid(tiny_workspace: Path, capsys) -> None:  # noqa: ANN001

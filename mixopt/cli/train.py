@@ -372,7 +372,7 @@ def compare_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Train each mixture with the same budget and seeds; per-domain losses ± s.e., the winner, a PNG."""
-    from mixopt.train.compare import compare
+    from mixopt.train.compare import MAX_SEEDS_NEEDED, OBJECTIVE_ROW, compare, seeds_needed
     from mixopt.train.memory import keep_freed_memory
 
     keep_freed_memory()
@@ -427,6 +427,15 @@ def compare_cmd(
         console.print(f"with {len(cmp.seeds)} seeds a winner must beat the others by {cmp.threshold:.3g} "
                       "paired standard errors (Student's t): add --seeds to detect smaller differences",
                       style="dim")
+    if cmp.threshold is not None and cmp.winners[OBJECTIVE_ROW] is None:
+        need = seeds_needed({lb: cmp.values[lb][OBJECTIVE_ROW] for lb in cmp.labels}, cmp.z)
+        lead = min(cmp.labels, key=lambda lb: cmp.mean(lb, OBJECTIVE_ROW))
+        console.print(
+            f"no winner on the {OBJECTIVE_ROW}: " + (
+                f"if the paired differences kept their mean and spread, about {need} seeds would show "
+                f"{lead} ahead (a rough estimate from {len(cmp.seeds)} seeds)" if need is not None
+                else f"{lead}'s lead is too small for its spread to show even with {MAX_SEEDS_NEEDED} seeds"
+            ))
     console.print(f"plot: {cmp.png}\nruns and compare.json: {cmp.out}")
 
 

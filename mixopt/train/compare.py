@@ -88,6 +88,9 @@ class Comparison:
             "winners": self.winners,
             "margins": self.margins,
             "critical_t": self.threshold,
+            # Metrics without a winner: seeds that would call one if the differences held (or None).
+            "seeds_needed": {m: seeds_needed({lb: self.values[lb][m] for lb in self.labels}, self.z)
+                             for m in self.metrics if self.winners[m] is None},
             "mean": {lb: {m: self.mean(lb, m) for m in self.metrics} for lb in self.labels},
             "sem": {lb: {m: self.sem(lb, m) for m in self.metrics} for lb in self.labels},
             "runs": self.runs,
@@ -125,6 +128,45 @@ def verdict(values: dict[str, list[float]], z: float) -> tuple[str | None, float
     t_min = min(ts)
     n = len(values[best])
     return (best if t_min > critical_t(z, n) else None), t_min
+
+
+MAX_SEEDS_NEEDED = 1000
+
+
+def seeds_needed(values: dict[str, list[float]], z: float) -> int | None:
+    """Seeds at which the leader (lowest mean) would beat every other by :func:`verdict`'s bar, if
+    each paired difference kept the mean and standard deviation seen so far.
+
+    A planning figure for a comparison without a winner: the spread of 2 or 3 seeds is itself
+    rough, so read it as an order of magnitude. None when it cannot be said: fewer than 2 seeds, a
+    tie (a rival's mean difference is not above 0), or more than :data:`MAX_SEEDS_NEEDED` seeds.
+    """
+    means = {lb: float(np.mean(v)) for lb, v in values.items()}
+    best = min(means, key=means.get)
+    need = 2
+    for lb, v in values.items():
+        if lb == best:
+            continue
+        diff = np.asarray(v) - np.asarray(values[best])  # paired by seed
+        if len(diff) < 2:
+            return None
+        d, sd = float(diff.mean()), float(np.std(diff, ddof=1))
+        if d <= 0:
+            return None
+        if sd == 0:
+            continue  # no spread: any 2 seeds separate them
+        def passes(n: int, d: float = d, sd: float = sd) -> bool:
+            return d * math.sqrt(n) / sd > critical_t(z, n)
+
+        if not passes(MAX_SEEDS_NEEDED):
+            return None
+        # d·√n/sd grows and the critical t falls with n: bisect for the first n past the bar.
+        lo, hi = 1, MAX_SEEDS_NEEDED  # passes(hi); lo stands for "not yet"
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if passes(mid) else (mid, hi)
+        need = max(need, hi)
+    return need
 
 
 def _labels(raw: Sequence[str]) -> list[str]:
