@@ -59,8 +59,12 @@ def _check(mixture: Mixture, fmt: str, prefixes: Mapping[str, str] | None) -> di
             + ", ".join(mixture.weights)
         )
     names = {d: prefixes.get(d, d) for d in mixture.weights}
-    if len(set(names.values())) != len(names):
-        raise MixoptError("two domains would be exported under the same name; give distinct --prefix values")
+    domain_of: dict[str, str] = {}
+    for d, n in names.items():
+        if n in domain_of:
+            raise MixoptError(f"domains {domain_of[n]} and {d} would both be exported as {n!r}; "
+                              "give distinct --prefix values")
+        domain_of[n] = d
     if fmt == "megatron":
         bad = [n for n in names.values() if not n or any(c.isspace() for c in n)]
         if bad:
@@ -77,12 +81,24 @@ def _valid_name(domain: str) -> str:
 
 
 def _max_epochs(mixture: Mixture) -> float | None:
-    """The repetition cap (``--max-epochs``) the mixture was searched under, if it records one."""
-    value = ((mixture.meta.get("params") or {}).get("constraints") or {}).get("max_epochs")
-    try:
-        return float(value) if value is not None and float(value) > 0 else None
-    except (TypeError, ValueError):
+    """The repetition cap (``--max-epochs``) the mixture was searched under, if it records one.
+
+    Raises:
+        MixoptError: a recorded cap that is not a positive finite number (a hand edit gone wrong).
+    """
+    params = mixture.meta.get("params")
+    constraints = params.get("constraints") if isinstance(params, dict) else None
+    value = constraints.get("max_epochs") if isinstance(constraints, dict) else None
+    if value is None:
         return None
+    try:
+        cap = float(value)
+    except (TypeError, ValueError):
+        cap = math.nan
+    if isinstance(value, bool) or not math.isfinite(cap) or cap <= 0:
+        raise MixoptError(f"the mixture's params.constraints.max_epochs is {value!r}; give a positive number "
+                          "(the repetition cap) or remove it")
+    return cap
 
 
 def _train_name(domain: str) -> str:
@@ -107,9 +123,9 @@ def _objective_weights(mixture: Mixture) -> dict[str, float]:
     as that domain's loss.
     """
     objective = mixture.meta.get("objective") or {}
-    recorded = objective.get("weights") or {}
-    columns = objective.get("columns") or (
-        {str(objective.get("metric")): 1.0} if objective.get("kind") == "metric" else {})
+    recorded = dict(_check_objective_weights(objective.get("weights") or {}, "weights"))
+    columns = _check_objective_weights(objective.get("columns") or (
+        {str(objective.get("metric")): 1.0} if objective.get("kind") == "metric" else {}), "columns")
     if not recorded and columns:  # a column, several, or the mean of every column of a table
         for col, w in columns.items():
             # the name as a word of the column, not any substring ("c" is in "metric")
@@ -122,11 +138,28 @@ def _objective_weights(mixture: Mixture) -> dict[str, float]:
     return {d: float(w) for d, w in recorded.items() if d in mixture.weights and float(w) > 0}
 
 
+def _check_objective_weights(weights: object, key: str) -> dict[str, float]:
+    """The objective's ``key`` mapping, refused unless every weight is a finite number ≥ 0."""
+    if not isinstance(weights, dict):
+        raise MixoptError(f"the mixture's objective.{key} must map names to weights, not {weights!r}")
+    bad = {d: w for d, w in weights.items()
+           if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0}
+    if bad:
+        raise MixoptError(f"the mixture's objective.{key} must be finite numbers ≥ 0, not "
+                          + ", ".join(f"{d}={w!r}" for d, w in bad.items())
+                          + "; fix them, or give the validation sets with --valid name=weight")
+    return weights
+
+
 def regmix_valid(mixture: Mixture) -> dict[str, float]:
     """RegMix's ``valid:`` section: the objective's domains and weights, or all domains equally."""
     weights = _objective_weights(mixture) or dict.fromkeys(mixture.weights, 1.0)
-    total = sum(weights.values())
-    return {_valid_name(d): w / total for d, w in weights.items()}
+    names = {d: _valid_name(d) for d in weights}
+    if len(set(names.values())) != len(names):  # x and train_x: valid_x twice, so the full names
+        names = {d: "valid_" + d for d in weights}
+    top = max(weights.values())  # scaled first: a sum of weights near 1e308 would overflow
+    total = sum(w / top for w in weights.values())
+    return {names[d]: w / top / total for d, w in weights.items()}
 
 
 def export_notes(

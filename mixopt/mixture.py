@@ -42,6 +42,8 @@ def normalize_weights(
         raise MixoptError(f"{where} has no domains; give at least one domain weight")
     out: dict[str, float] = {}
     for name, w in weights.items():
+        if not str(name).strip():  # no training job can name a dataset by it
+            raise MixoptError(f"{where}: a domain has an empty name ({name!r}); name every domain")
         try:
             w = float(w)
         except (TypeError, ValueError) as exc:

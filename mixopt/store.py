@@ -320,18 +320,26 @@ class RunStore:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the lock up front (no read→write upgrade deadlocks)."""
+        readonly = MixoptError(f"run store {self.path} is read-only for this user, and this command writes "
+                               "to it; copy the store (with its -wal file) somewhere writable and give that "
+                               "as --store, or ask its owner")
         if self.readonly:
-            raise MixoptError(f"run store {self.path} is read-only for this user, and this command writes "
-                              "to it; copy the store (with its -wal file) somewhere writable and give that "
-                              "as --store, or ask its owner")
-        with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+            raise readonly
+        try:
+            with self._connect() as con:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            # Modes are not the only way to be read-only (an immutable file, a read-only mount as
+            # root): SQLite finds out at the first write.
+            if "readonly" in str(exc):
+                raise readonly from exc
+            raise
 
     # ----- runs: writing ------------------------------------------------------------------
     def add(self, records: RunRecord | Sequence[RunRecord]) -> int:

@@ -3,6 +3,8 @@ exit code 2, like every other bad input, whichever copy of click typer raises th
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mixopt.cli import main
@@ -90,3 +92,26 @@ def test_warnings_become_notes_and_are_still_shown_even_when_the_block_raises():
     assert notes == ["no convergence"]  # MixoptWarnings only, each once
     assert [str(w.message) for w in shown] == ["no convergence", "no convergence", "a library's own",
                                                "before the error"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["fit", "--ratios", "{long}.csv", "--metrics", "m.csv", "--target", "t", "--cv", "2"],
+        ["runs", "list", "--store", "{long}"],
+        ["export", "{tmp}/m.json", "--format", "hf", "--out", "{tmp}/{long}.json"],
+    ],
+)
+def test_a_path_too_long_for_the_file_system_is_one_line(argv, tmp_path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    from mixopt.mixture import Mixture
+
+    monkeypatch.setenv("MIXOPT_HOME", str(tmp_path / "home"))
+    Mixture({"a": 0.5, "b": 0.5}).save(tmp_path / "m.json")
+    long = "x" * 300  # one name past the 255 bytes a Linux file system allows
+    with pytest.raises(SystemExit) as exc:
+        main([a.format(long=long, tmp=tmp_path) for a in argv])
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: path too long for this file system: "), lines
+    assert re.search(r"…x+(\.\w+)? \(\d{3} characters\); give a shorter path$", lines[0])  # shortened
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "home") == ["m.json"]

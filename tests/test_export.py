@@ -140,7 +140,7 @@ def test_bad_exports() -> None:
         export_mixture(MIX, "csv")
     with pytest.raises(MixoptError, match="lacks"):
         export_mixture(MIX, "hf", {"books": "x"})
-    with pytest.raises(MixoptError, match="same name"):
+    with pytest.raises(MixoptError, match="domains web and code would both be exported as 'code'"):
         export_mixture(MIX, "hf", {"web": "code"})
     with pytest.raises(MixoptError, match="spaces"):
         export_mixture(MIX, "megatron", {"web": "/my data/web"})
@@ -205,3 +205,31 @@ def test_olmix_launch_mix_section_carries_the_repetition_cap() -> None:
     assert yaml.safe_load(export_mixture(plain, "olmix-mix"))["mix"]["a"]["repetition_factor"] == 1.0
     assert "repetition_factor 1.0 (Olmix's default" in export_notes(plain, "olmix-mix")[0]
     assert parse_export(export_mixture(capped, "olmix-mix"), "olmix-mix") == capped.weights
+
+
+def test_hand_edited_metadata_that_cannot_be_exported_is_refused_by_name() -> None:
+    for cap in (float("inf"), -3, "abc", True):
+        bad = Mixture({"a": 0.5, "b": 0.5}, meta={"params": {"constraints": {"max_epochs": cap}}})
+        with pytest.raises(MixoptError, match="params.constraints.max_epochs is .*give a positive number"):
+            export_mixture(bad, "olmix-mix")
+    for w in (float("inf"), float("nan"), -1):
+        bad = Mixture({"a": 0.5, "b": 0.5}, meta={"objective": {"weights": {"a": w}}})
+        with pytest.raises(MixoptError, match=r"objective.weights must be finite numbers ≥ 0, not a="):
+            export_mixture(bad, "yaml")
+        assert export_mixture(bad, "yaml", valid={"valid_a": 1.0})  # --valid replaces them
+
+
+def test_yaml_valid_section_survives_huge_weights_and_keeps_x_and_train_x_apart() -> None:
+    import yaml
+
+    huge = Mixture({"a": 0.5, "b": 0.5}, meta={"objective": {"weights": {"a": 1e308, "b": 1e308}}})
+    assert yaml.safe_load(export_mixture(huge, "yaml"))["valid"] == {"valid_a": 0.5, "valid_b": 0.5}
+    both = Mixture({"x": 0.25, "train_x": 0.75})
+    doc = yaml.safe_load(export_mixture(both, "yaml"))
+    assert doc["valid"] == {"valid_x": 0.5, "valid_train_x": 0.5}  # two sets, not one with half the weight
+
+
+def test_a_domain_without_a_name_is_refused() -> None:
+    for name in ("", "  "):
+        with pytest.raises(MixoptError, match="a domain has an empty name"):
+            Mixture({name: 0.5, "a": 0.5})

@@ -199,6 +199,18 @@ def test_a_readonly_store_with_an_open_writer_shows_the_writers_commits(store, m
         writer.close()
 
 
+def test_a_write_sqlite_finds_read_only_is_the_same_clear_error(store, monkeypatch):
+    """Modes are not the only way to be read-only (an immutable file, a read-only mount as root)."""
+    store.add(rec("r1", [0.2, 0.3, 0.5], 1.0))
+    connect = sqlite3.connect
+    monkeypatch.setattr("mixopt.store.sqlite3.connect",
+                        lambda path, **kw: connect(f"file:{path}?mode=ro", uri=True, **kw))
+    with pytest.raises(MixoptError, match="read-only for this user.*--store"):
+        store.add(rec("r2", [0.5, 0.3, 0.2], 2.0))
+    monkeypatch.undo()
+    assert [r.run_id for r in store.runs()] == ["r1"]
+
+
 def test_a_readonly_sqlite_file_that_is_no_store_is_one_clear_error(tmp_path, monkeypatch):
     other = tmp_path / "other.sqlite"
     con = sqlite3.connect(other)

@@ -8,6 +8,7 @@ Command groups live in sibling modules (one per verb) and register themselves on
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import os
@@ -98,6 +99,15 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
     except SystemExit:
         raise
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        # pathlib's is_file()/exists() raise this one instead of answering False, wherever a path is
+        # first looked at: one line for every command rather than a check in each.
+        name = str(exc.filename or "")
+        shown = name if len(name) <= 80 else f"{name[:40]}…{name[-30:]} ({len(name)} characters)"
+        print(f"error: path too long for this file system: {shown}; give a shorter path", file=sys.stderr)
+        raise SystemExit(2) from None
     except Exception as exc:  # click's usage errors arrive here in non-standalone mode
         usage, abort = _click_exceptions()
         if isinstance(exc, abort):
