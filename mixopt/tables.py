@@ -180,6 +180,17 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
         )
     unnamed = [c for c in df.columns if c == "" or c.startswith("Unnamed:") or c.startswith("_duplicated_")]
     if unnamed:
+        # pandas' to_csv writes its index as a headerless column of increasing integers: drop that.
+        # Any other column without a header (a domain's weights that lost their name) is refused:
+        # dropped, it would surface as rows that do not sum to 1.
+        def is_index(col: pl.Series) -> bool:
+            increasing = bool((col.diff().drop_nulls() > 0).all())
+            return col.dtype.is_integer() and col.null_count() == 0 and increasing
+
+        other = [df.columns.index(c) + 1 for c in unnamed if not is_index(df[c])]
+        if other:
+            raise MixoptError(f"{what} file {path}: column(s) {_preview([str(i) for i in other])} have no "
+                              "header; name each (a domain or metric), or delete it")
         log.debug("%s: dropping unnamed column(s) %s (a pandas index)", path, unnamed)
         df = df.drop(unnamed)
     if df.height == 0:
@@ -319,8 +330,9 @@ def check_rows(W: np.ndarray, ids: list[str], path: str | Path, tol: float = REN
     bad = ~np.isfinite(W).all(axis=1)
     if bad.any():
         raise MixoptError(
-            f"{path}: missing or non-numeric weights in row(s) "
-            f"{_preview([ids[i] for i in np.flatnonzero(bad)])}"
+            f"{path}: missing, non-numeric or infinite weights in run(s) "
+            f"{_preview([ids[i] for i in np.flatnonzero(bad)])} (by run id); give every domain a number "
+            "(0 where the run did not use it)"
         )
     neg = (W < 0).any(axis=1)
     if neg.any():

@@ -308,6 +308,18 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--method", "linear",
          "--predict", str(tmp_path / "none.csv"), "--out", str(pout)], capsys, "--predict file", pout)
     bad([*base, "--target", T, "--propose", "--out", str(tmp_path)], capsys, "is a folder; give a file path")
+    # a target that is the same in every run ranks nothing: refused, not scored NaN
+    flat = tmp_path / "flat.csv"
+    flat.write_text("index,loss\n1,2.5\n2,2.5\n3,2.5\n")
+    bad(["fit", "--ratios", str(good), "--metrics", str(flat), "--target", "loss", "--cv", "3"], capsys,
+        "'loss' is 2.5 in every run, so there is nothing to fit")
+    # folds that would fit on one run: leave-one-out suggested where it helps
+    bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--method", "linear",
+         "--cv", "2"], capsys, "--cv 2 on 3 runs fits a fold on 1 run(s); --cv 3 (leave-one-out) trains on 2")
+    two = tmp_path / "two.csv"
+    two.write_text("index,a,b\n1,0.5,0.5\n2,0.2,0.8\n")
+    bad(["fit", "--ratios", str(two), "--metrics", str(metrics), "--target", "loss", "--method", "linear",
+         "--cv", "2"], capsys, "cross-validation needs at least 3 runs")
 
 
 def test_bench_fit_on_the_slice(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -141,6 +141,15 @@ def test_bad_tables(tmp_path: Path) -> None:
     mcell = write(tmp_path / "mcell.csv", "run,loss\na,1\nb,oops\n")
     with pytest.raises(MixoptError, match=r"mcell.csv: column 'loss' .* b \('oops'\)"):
         read_run_tables(ok, mcell)
+    # pandas' index (a headerless column of increasing integers) is dropped; any other headerless
+    # column is refused by its position, not dropped to surface as rows that do not sum to 1
+    pandas = write(tmp_path / "pandas.csv", ",run,x,y\n3,a,0.5,0.5\n7,b,1,0\n")
+    assert read_run_tables(pandas, m).domains == ("x", "y")
+    lost = write(tmp_path / "lost.csv", "run,x,,z\na,0.5,0.3,0.2\nb,0.2,0.3,0.5\n")
+    with pytest.raises(MixoptError, match=r"lost.csv: column\(s\) 3 have no header; name each"):
+        read_run_tables(lost, m)
+    with pytest.raises(MixoptError, match=r"infinite weights in run\(s\) b \(by run id\); give every domain"):
+        read_run_tables(write(tmp_path / "gap.csv", "run,x,y\na,0.5,0.5\nb,,1\n"), m)
     # a --predict file without a domain says so before its rows are checked
     with pytest.raises(MixoptError, match=r"lacks y"):
         read_ratios(write(tmp_path / "p.csv", "run,x\na,1\n"), domains=("x", "y"))

@@ -151,6 +151,9 @@ def fit_tables(config: FitConfig) -> FitReport:
         if len(y) < 2:
             raise MixoptError(f"only {len(y)} run(s) have a finite {config.target!r}; fitting needs at "
                               "least 2")
+        if np.ptp(y) == 0:  # every model fits it exactly and ranks nothing: CV would print NaN
+            raise MixoptError(f"{config.target!r} is {y[0]:g} in every run, so there is nothing to fit; "
+                              "check --target (`mixopt fit --help` lists how it is read)")
     n_all = len(table.run_ids)
     # Validates the constraints against the domains even when nothing is proposed.
     target_tokens = default_target_tokens(config.target_tokens, config.tokens)  # as a search's

@@ -7,6 +7,7 @@ needs), mean absolute error and mean relative error ``mean(|pred - y| / |y|)``.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -101,6 +102,11 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
     if k < 2 or k > len(y):
         raise MixoptError(f"--cv {k} needs 2 ≤ K ≤ the number of runs ({len(y)}); --cv {len(y)} is "
                           "leave-one-out")
+    smallest = len(y) - math.ceil(len(y) / k)  # KFold's largest test fold is ceil(n / k) runs
+    if smallest < 2:  # one run fits any model exactly: the fold's figures would mean nothing
+        how = (f"--cv {len(y)} (leave-one-out) trains on {len(y) - 1}" if len(y) > 2
+               else "cross-validation needs at least 3 runs")
+        raise MixoptError(f"--cv {k} on {len(y)} runs fits a fold on {smallest} run(s); {how}")
     pred = np.full(len(y), np.nan)
     folds = np.full(len(y), -1)
     per_fold = []
