@@ -297,4 +297,7 @@ def validate_json(data: Any, *, where: str = "mixture") -> None:
     if errors:
         e = errors[0]
         loc = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise MixoptError(f"{where} fails the mixture schema at {loc}: {e.message}")
+        fix = ""
+        if e.validator == "required" and "'schema'" in e.message:  # every hand-written file's first error
+            fix = f'; add "schema": "{SCHEMA_ID}"'
+        raise MixoptError(f"{where} fails the mixture schema at {loc}: {e.message}{fix}")

@@ -75,7 +75,7 @@ def test_mixture_json_round_trip(tmp_path):
 @pytest.mark.parametrize(
     "doc, match",
     [
-        ({"weights": {"a": 1.0}}, "schema"),
+        ({"weights": {"a": 1.0}}, "'schema' is a required property; add \"schema\": \"mixopt.mixture/v1\""),
         ({"schema": "mixopt.mixture/v1", "weights": {"a": "x"}}, "weights/a"),
         ({"schema": "mixopt.mixture/v1", "weights": {}}, "weights"),
         ({"schema": "mixopt.mixture/v2", "weights": {"a": 1.0}}, "schema"),

@@ -72,6 +72,8 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     (["search", *FAST, "--target", "code,code=2"], "--target names 'code' twice"),
     (["search", *FAST, "--method", "entropy"], "--method entropy computes the mixture from a corpus"),
     (["search", *FAST, "--budget", "0"], "--budget"),
+    (["search", *FAST, "--budget", "1000000000"], "--budget is 1,000,000,000; give at most 100,000"),
+    (["search", *FAST, "--validate", "1000000"], "give at most 100 seeds per mixture"),
     (["search", *FAST, "--metric", "acc"], "--metric"),
     (["search", *FAST, "--name", "bad name!"], "--name"),
     (["search", *FAST, "--max-epochs", "2"], "token counts"),
@@ -101,6 +103,15 @@ def test_the_proxys_fidelity_is_checked_before_ray_starts(tiny_workspace, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert RunStore().get_search("fid") is None
+
+
+@pytest.mark.parametrize("rung", [["--rung", "nope"], ["--validate-rung", "nope"],
+                                  ["--method", "entropy", "--rung", "nope"]])
+def test_an_unknown_rung_leaves_no_search_folder_and_no_store(tiny_workspace, capsys, rung):
+    assert run_cli(["search", "--corpus", "tiny", "--budget", "4", *rung]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "proxy rung 'nope' is unknown" in err[0], err
+    assert not (tiny_workspace / "searches").exists() and not (tiny_workspace / "runs.sqlite").exists()
 
 
 def test_resume_of_no_search_is_one_line_whatever_else_is_given(workspace, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -181,6 +182,41 @@ def test_unwritable_out_is_refused_before_training(tiny_workspace: Path, model_t
     assert code == 2 and "is a file; give a folder path" in err
     code, _, err = run([*argv, str(afile / "run")], capsys)
     assert code == 2 and "is a file, not a folder" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--threads", "100000"], "--threads 100000 is more than the"),  # torch's pool crashed past ~10k
+        (["--out", ""], "--out is empty; give a folder"),  # not the current folder
+        (["--corpus", "{corpus}/code"], "holds no built corpus (no manifest.json)"),  # a folder, not a name
+    ],
+)
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_bad_options_are_refused_before_any_folder(tiny_workspace: Path, model_toml: Path,  # noqa: ANN001
+                                                   command: str, extra: list[str], message: str,
+                                                   monkeypatch, capsys) -> None:
+    from mixopt.corpus.shards import corpus_dir
+
+    monkeypatch.chdir(tiny_workspace)
+    rel = os.path.relpath(corpus_dir("tiny"), tiny_workspace)  # a relative path, as a user types it
+    extra = [a.format(corpus=rel) for a in extra]
+    argv = [command, *(["--mixture", "uniform"] if command == "train" else ["uniform", "natural"]),
+            "--corpus", "tiny", "--model", str(model_toml), *extra]
+    before = sorted(p.relative_to(tiny_workspace) for p in tiny_workspace.rglob("*"))
+    code, _, err = run(argv, capsys)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert sorted(p.relative_to(tiny_workspace) for p in tiny_workspace.rglob("*")) == before
+
+
+def test_a_model_too_big_for_the_machine_is_refused_before_it_is_allocated(tiny_workspace: Path,  # noqa: ANN001
+                                                                           capsys) -> None:
+    huge = tiny_workspace / "huge.toml"
+    huge.write_text(DEBUG_TOML.replace("d_model = 32", "d_model = 1000000000"))
+    for argv in (["train", "--mixture", "uniform"], ["compare", "uniform", "natural"]):
+        code, _, err = run([*argv, "--corpus", "tiny", "--model", str(huge)], capsys)
+        assert code == 2 and "'huge' has" in err and "more than this machine's" in err, err
+    assert not (tiny_workspace / "compare").exists() and not (tiny_workspace / "train").exists()
 
 
 def test_ctrl_c_exits_130(tiny_workspace: Path, model_toml: Path, monkeypatch, capsys) -> None:  # noqa: ANN001

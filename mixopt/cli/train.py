@@ -241,8 +241,8 @@ def train_cmd(
         bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")
     ] = False,
     dense: DenseOpt = False,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run folder (default: workspace train/).")
+    out: Annotated[  # str, not Path: typer reads an empty value as Path("."), the current folder
+        str | None, typer.Option("--out", "-o", help="Run folder (default: workspace train/).")
     ] = None,
     seed: SeedOpt = 0,
     updater: Annotated[
@@ -364,8 +364,8 @@ def compare_cmd(
         float, typer.Option("--z", min=0.0, help="A winner must lead at the confidence of z normal standard "
                      "errors (Student's t on seeds − 1 degrees of freedom).")
     ] = 2.0,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Comparison folder (default: workspace compare/).")
+    out: Annotated[  # str, not Path: typer reads an empty value as Path("."), the current folder
+        str | None, typer.Option("--out", "-o", help="Comparison folder (default: workspace compare/).")
     ] = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = "cpu",
@@ -499,7 +499,9 @@ def bench_moe(
         load_model(train_model)
     keep_freed_memory()
     if threads:
-        torch.set_num_threads(threads)
+        from mixopt.proxy.train import check_threads
+
+        torch.set_num_threads(check_threads(threads))
     gpu = device.startswith("cuda")
     import importlib.util
 

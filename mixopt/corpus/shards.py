@@ -84,8 +84,8 @@ class Corpus:
             raise MixoptError("the corpus name is empty; give a built corpus's name or folder "
                               "(`mixopt corpus list` shows them)")
         p = Path(name_or_path)
-        if not (p / "manifest.json").is_file():
-            p = corpus_dir(str(name_or_path))
+        if not (p / "manifest.json").is_file() and not ("/" in str(name_or_path) and p.exists()):
+            p = corpus_dir(str(name_or_path))  # a name; a path that is there is judged as that path
         if not (p / "manifest.json").is_file():
             root = paths.home() / "corpora"
             built = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -58,14 +59,39 @@ class ProxyResult(EvalResult):
         return self.train_tokens / self.train_seconds if self.train_seconds > 0 else 0.0
 
 
+def check_threads(threads: int) -> int:
+    """``threads`` if this process can run that many; past its CPUs torch only slows down (and
+    past some thousands its thread pool crashes the process)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if int(threads) < 1:
+        raise MixoptError(f"threads is {threads}; give a positive number of threads")
+    if int(threads) > cpus:
+        raise MixoptError(f"--threads {threads} is more than the {cpus} CPU(s) this process may use; give at "
+                          f"most {cpus}")
+    return int(threads)
+
+
+def check_memory(params: int, what: str) -> None:
+    """Refuse a model whose fp32 weights, gradients and AdamW moments (16 bytes a parameter) are
+    more than this machine's memory, before any of it is allocated: torch's own refusal is a
+    traceback from deep inside the initialisation."""
+    need = 16 * params
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # not a POSIX system that says
+        return
+    if need > total:
+        raise MixoptError(f"{what} has {params:,} parameters, whose weights, gradients and AdamW state need "
+                          f"{need / 2**30:,.1f} GiB, more than this machine's {total / 2**30:,.1f} GiB; "
+                          "make it smaller (d_model, n_layer, experts)")
+
+
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[int]:
     """Run the block with ``threads`` intra-op threads (None: leave as is); restore afterwards."""
     old = torch.get_num_threads()
     if threads is not None:
-        if int(threads) < 1:
-            raise MixoptError(f"threads is {threads}; give a positive number of threads")
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(check_threads(threads))
     try:
         yield torch.get_num_threads()
     finally:
@@ -90,8 +116,10 @@ def build(
 
     ``fused=False`` builds the plain PyTorch model (same maths), for benchmarks and tests.
     """
+    cfg = rung.model_config(vocab_size, fused=fused)
+    check_memory(cfg.matmul_params(), f"rung {rung.name!r}")
     torch.manual_seed(seed)
-    model = ProxyLM(rung.model_config(vocab_size, fused=fused))
+    model = ProxyLM(cfg)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     # fused=True: one kernel for the whole update instead of a few per parameter tensor.

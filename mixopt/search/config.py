@@ -16,6 +16,9 @@ from mixopt import paths
 from mixopt.errors import MixoptError
 
 PROXY = "proxy"
+# Upper bounds of --budget and of --validate / --retries.
+MAX_BUDGET = 100_000
+MAX_SEEDS = 100
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,10 +109,18 @@ class SearchConfig:
             object.__setattr__(self, "domains", tuple(self.domains))
         if self.budget < 1:
             raise MixoptError(f"--budget is {self.budget}; it must be at least 1")
+        # Upper bounds: past them a typo, not a plan (RegMix's swarm is 512 runs, Olmix's up to ~1k);
+        # a budget of 1e9 would sit for hours sampling its plan before the first line is printed.
+        if self.budget > MAX_BUDGET:
+            raise MixoptError(f"--budget is {self.budget:,}; give at most {MAX_BUDGET:,} runs")
         if self.validate < 0:
             raise MixoptError(f"--validate is {self.validate}; it must be ≥ 0 (0 skips validation)")
+        if self.validate > MAX_SEEDS:
+            raise MixoptError(f"--validate is {self.validate:,}; give at most {MAX_SEEDS} seeds per mixture")
         if self.retries < 0:
             raise MixoptError(f"--retries is {self.retries}; it must be ≥ 0")
+        if self.retries > MAX_SEEDS:
+            raise MixoptError(f"--retries is {self.retries:,}; give at most {MAX_SEEDS}")
         if self.concurrency is not None and self.concurrency < 1:
             raise MixoptError(f"--concurrency is {self.concurrency}; it must be ≥ 1")
         if self.cpus_per_trial < 1:

@@ -164,6 +164,11 @@ def prepare(
     vfid["rung"] = config.validate_rung or config.rung
     if corpus_arg is not None:
         fid["corpus"] = vfid["corpus"] = corpus_arg
+    proxy = ev == PROXY
+    # The keys load the rungs: an unknown or broken one is refused before the store or the search's
+    # folder is made.
+    fkey = reuse_key(fid, ev_name, proxy=proxy)
+    vkey = reuse_key(vfid, ev_name, proxy=proxy)
     store = RunStore(config.store) if config.store else RunStore()
     sid = search_id or config.name
     if sid is None:  # a default name (to the second) taken by a search started in the same second
@@ -174,11 +179,10 @@ def prepare(
         while store.get_search(sid) is not None or not _claim(search_dir(sid)):
             n += 1
             sid = f"{base}-{n}"
-    proxy = ev == PROXY
     return Prepared(
         config=config, search_id=sid, space=space, objective=objective, corpus_name=corpus_name,
-        corpus_hash=corpus_hash, fidelity=fid, fidelity_key=reuse_key(fid, ev_name, proxy=proxy),
-        validate_fidelity=vfid, validate_fidelity_key=reuse_key(vfid, ev_name, proxy=proxy), evaluator=ev,
+        corpus_hash=corpus_hash, fidelity=fid, fidelity_key=fkey,
+        validate_fidelity=vfid, validate_fidelity_key=vkey, evaluator=ev,
         store=store, search_dir=search_dir(sid), out=out,
     )
 

@@ -29,6 +29,7 @@ from mixopt.atomic import atomic_path, check_writable_dir, write_json
 from mixopt.corpus.shards import Corpus
 from mixopt.errors import MixoptError
 from mixopt.mixture import Mixture, check_domains
+from mixopt.proxy.train import check_memory, check_threads
 from mixopt.train import checkpoint
 from mixopt.train.config import load_model
 from mixopt.train.device import resolve_device
@@ -224,6 +225,8 @@ def compare(
     Raises:
         MixoptError: fewer than two mixtures, seeds < 1, or any bad mixture (checked before training).
     """
+    if out is not None and not str(out).strip():
+        raise MixoptError("--out is empty; give a folder, or leave it out for the workspace's default")
     if len(mixtures) < 2:
         raise MixoptError("compare needs at least two mixtures (JSON files, uniform or natural)")
     if seeds < 1:
@@ -244,8 +247,10 @@ def compare(
         same = next((mixtures[i] for i in range(j) if _same_mixture(resolved[i], m)), None)
         if same is not None:
             raise MixoptError(f"{raw} is the same mixture as {same}: give each mixture once")
-    spec.lm_config(corpus.vocab_size, dense=dense)
+    check_memory(spec.lm_config(corpus.vocab_size, dense=dense).params()["total"], f"model {spec.name!r}")
     resolve_device(device)  # before any folder or run: `cuda` without a GPU, a device torch lacks
+    if threads is not None:
+        check_threads(threads)
     labels = _labels(mixtures)
     budget = (spec.with_tokens(tokens) if tokens is not None else spec).train.tokens
     folder = (

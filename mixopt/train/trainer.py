@@ -44,7 +44,14 @@ from mixopt.corpus.shards import Corpus
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.mixture import Mixture, check_domains
 from mixopt.proxy.sampler import MixtureSampler
-from mixopt.proxy.train import DEFAULT_MAX_EPOCHS, check_epochs, deterministic, torch_threads
+from mixopt.proxy.train import (
+    DEFAULT_MAX_EPOCHS,
+    check_epochs,
+    check_memory,
+    check_threads,
+    deterministic,
+    torch_threads,
+)
 from mixopt.proxy.valset import ValidationSet
 from mixopt.train import checkpoint
 from mixopt.train.config import LMConfig, ModelSpec, load_model
@@ -300,6 +307,10 @@ def train(
         MixoptError: unknown domains, bad configs, a checkpoint of another run, an existing
             checkpoint without ``resume``.
     """
+    if out is not None and not str(out).strip():
+        raise MixoptError("--out is empty; give a folder, or leave it out for the workspace's default")
+    if threads is not None:
+        check_threads(threads)  # before any folder is made
     corpus = corpus if isinstance(corpus, Corpus) else Corpus.open(corpus)
     spec = load_model(model)
     if tokens is not None:
@@ -307,6 +318,7 @@ def train(
     mix, label = resolve_mixture(mixture, corpus)
     check_domains(mix.weights, corpus.domains, where=f"mixture {label}")
     lm = spec.lm_config(corpus.vocab_size, dense=dense)
+    check_memory(lm.params()["total"], f"model {spec.name!r}")
     tc = spec.train
     steps = tc.steps(lm.context)
     upd = make_updater(updater)
