@@ -315,7 +315,7 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "'loss' is 2.5 in every run, so there is nothing to fit")
     # folds that would fit on one run: leave-one-out suggested where it helps
     bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--method", "linear",
-         "--cv", "2"], capsys, "--cv 2 on 3 runs fits a fold on 1 run(s); --cv 3 (leave-one-out) trains on 2")
+         "--cv", "2"], capsys, "--cv 2 on 3 runs fits fold 1 on 1 run; --cv 3 (leave-one-out) trains on 2")
     two = tmp_path / "two.csv"
     two.write_text("index,a,b\n1,0.5,0.5\n2,0.2,0.8\n")
     bad(["fit", "--ratios", str(two), "--metrics", str(metrics), "--target", "loss", "--method", "linear",

@@ -7,7 +7,6 @@ needs), mean absolute error and mean relative error ``mean(|pred - y| / |y|)``.
 
 from __future__ import annotations
 
-import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -102,11 +101,6 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
     if k < 2 or k > len(y):
         raise MixoptError(f"--cv {k} needs 2 ≤ K ≤ the number of runs ({len(y)}); --cv {len(y)} is "
                           "leave-one-out")
-    smallest = len(y) - math.ceil(len(y) / k)  # KFold's largest test fold is ceil(n / k) runs
-    if smallest < 2:  # one run fits any model exactly: the fold's figures would mean nothing
-        how = (f"--cv {len(y)} (leave-one-out) trains on {len(y) - 1}" if len(y) > 2
-               else "cross-validation needs at least 3 runs")
-        raise MixoptError(f"--cv {k} on {len(y)} runs fits a fold on {smallest} run(s); {how}")
     pred = np.full(len(y), np.nan)
     folds = np.full(len(y), -1)
     per_fold = []
@@ -130,6 +124,10 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
                     f"cross-validation: fold {i + 1} of {k} trains on {len(train)} of the {len(y)} runs "
                     f"and cannot be fitted: {exc}{more}"
                 ) from exc
+            if len(train) < 2:  # a model of one run fits it exactly: its figures would mean nothing
+                how = (f"--cv {len(y)} (leave-one-out) trains on {len(y) - 1}" if len(y) > 2
+                       else "cross-validation needs at least 3 runs")
+                raise MixoptError(f"--cv {k} on {len(y)} runs fits fold {i + 1} on {len(train)} run; {how}")
             pred[test] = np.asarray(model.predict(X[test]), dtype=float).ravel()
             folds[test] = i
             per_fold.append(score(y[test], pred[test]))
