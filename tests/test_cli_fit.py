@@ -245,6 +245,7 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["fit", "--ratios", R, "--metrics", M]
     bad([*base, "--target", T, "--method", "lightgbm", "--propose", "--out", str(out)], capsys,
         "method 'lightgbm' is unknown; choose one of", out)
+    bad([*base, "--target", T, "--method", "", "--cv", "3"], capsys, "method '' is unknown")  # not regmix
     bad([*base, "--target", "loss", "--propose", "--out", str(out)], capsys,
         "give one of: mean, metric/the_pile_arxiv_val_loss", out)
     bad([*base, "--target", T, "--propose", "--out", str(out), "--fix", "train_the_pile_arxiv=0.7",

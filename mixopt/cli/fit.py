@@ -86,7 +86,7 @@ def fit(
                 "--ratios/--metrics/--cv/--predict/--tokens"
             )
         res = fit_across_scale(ScaleFitConfig(
-            store=store, searches=tuple(search or ()), method=method or "mixing-law",
+            store=store, searches=tuple(search or ()), method="mixing-law" if method is None else method,
             target=target, metric=metric, target_tokens=target_tokens, target_size=target_size,
             size_exponent=size_exponent, out=out, seed=seed, min_weight=min_weight,
             ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"), kl=kl,
@@ -110,7 +110,8 @@ def fit(
                           "store); drop them to fit the run tables")
 
     config = FitConfig(
-        ratios=ratios, metrics=metrics, target=target, method=method or "regmix", cv=cv, predict=predict,
+        ratios=ratios, metrics=metrics, target=target, method="regmix" if method is None else method, cv=cv,
+        predict=predict,
         propose=propose, out=out, seed=seed, min_weight=min_weight,
         ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"),
         n_candidates=candidates, k=top_k, kl=kl, tokens=parse_assignments(tokens, option="--tokens") or None,
