@@ -180,14 +180,17 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
         )
     unnamed = [c for c in df.columns if c == "" or c.startswith("Unnamed:") or c.startswith("_duplicated_")]
     if unnamed:
-        # pandas' to_csv writes its index as a headerless column of increasing integers: drop that.
-        # Any other column without a header (a domain's weights that lost their name) is refused:
-        # dropped, it would surface as rows that do not sum to 1.
-        def is_index(col: pl.Series) -> bool:
+        # pandas' to_csv writes its index as a headerless column of increasing integers, and a comma
+        # at the end of every line makes an empty one: drop those. Any other column without a
+        # header (a domain's weights that lost their name) is refused: dropped, it would surface as
+        # rows that do not sum to 1.
+        def droppable(col: pl.Series) -> bool:
+            if col.null_count() == len(col):
+                return True
             increasing = bool((col.diff().drop_nulls() > 0).all())
             return col.dtype.is_integer() and col.null_count() == 0 and increasing
 
-        other = [df.columns.index(c) + 1 for c in unnamed if not is_index(df[c])]
+        other = [df.columns.index(c) + 1 for c in unnamed if not droppable(df[c])]
         if other:
             raise MixoptError(f"{what} file {path}: column(s) {_preview([str(i) for i in other])} have no "
                               "header; name each (a domain or metric), or delete it")

@@ -145,6 +145,8 @@ def test_bad_tables(tmp_path: Path) -> None:
     # column is refused by its position, not dropped to surface as rows that do not sum to 1
     pandas = write(tmp_path / "pandas.csv", ",run,x,y\n3,a,0.5,0.5\n7,b,1,0\n")
     assert read_run_tables(pandas, m).domains == ("x", "y")
+    trailing = write(tmp_path / "trailing.csv", "run,x,y,\na,0.5,0.5,\nb,1,0,\n")  # a comma ends each line
+    assert read_run_tables(trailing, m).domains == ("x", "y")
     lost = write(tmp_path / "lost.csv", "run,x,,z\na,0.5,0.3,0.2\nb,0.2,0.3,0.5\n")
     with pytest.raises(MixoptError, match=r"lost.csv: column\(s\) 3 have no header; name each"):
         read_run_tables(lost, m)
