@@ -156,6 +156,7 @@ def seeds_needed(values: dict[str, list[float]], z: float) -> int | None:
             return None
         if sd == 0:
             continue  # no spread: any 2 seeds separate them
+
         def passes(n: int, d: float = d, sd: float = sd) -> bool:
             return d * math.sqrt(n) / sd > critical_t(z, n)
 
