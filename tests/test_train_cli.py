@@ -388,6 +388,9 @@ def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Pat
     assert code == 0 and json.loads(stdout2)["values"] == data["values"]
     code, _, err = run(["compare", "uniform", "--corpus", "tiny", "--model", str(model_toml)], capsys)
     assert code == 2 and "at least two mixtures" in err
+    code, _, err = run(["compare", "uniform", "natural", "--corpus", "tiny", "--model", str(model_toml),
+                        "--z", "inf"], capsys)
+    assert code == 2 and "--z is inf; give a finite number" in err  # a bar no mixture could pass
     # The same folder with another budget: compare's own words (it has no --resume)
     code, _, err = run(["compare", str(drama), "uniform", "--corpus", "tiny", "--model", str(model_toml),
                         "--seeds", "2", "--out", str(out), "--tokens", "8192"], capsys)

@@ -232,6 +232,8 @@ def compare(
         raise MixoptError("compare needs at least two mixtures (JSON files, uniform or natural)")
     if seeds < 1:
         raise MixoptError(f"--seeds is {seeds}; give at least 1 (2 or more for standard errors)")
+    if not (math.isfinite(z) and z >= 0):  # an infinite bar is one no mixture can ever pass
+        raise MixoptError(f"--z is {z}; give a finite number of standard errors ≥ 0 (2 is the default)")
     corpus = corpus if isinstance(corpus, Corpus) else Corpus.open(corpus)
     spec = load_model(model)
     resolved = []
