@@ -182,6 +182,8 @@ def test_unwritable_out_is_refused_before_training(tiny_workspace: Path, model_t
     assert code == 2 and "is a file; give a folder path" in err
     code, _, err = run([*argv, str(afile / "run")], capsys)
     assert code == 2 and "is a file, not a folder" in err
+    code, _, err = run([*argv, str(afile), "--resume"], capsys)
+    assert code == 2 and f"--resume: {afile} is a file; give the run's folder" in err
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,8 @@ def load(folder: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
             mixture, seed or updater (the message lists what differs and how to proceed).
     """
     path = folder / CHECKPOINT
+    if folder.is_file():
+        raise MixoptError(f"--resume: {folder} is a file; give the run's folder as --out")
     if not path.is_file():
         raise MixoptError(
             f"--resume: no checkpoint at {path}; start without --resume or give the run's --out"
