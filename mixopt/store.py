@@ -239,6 +239,8 @@ class RunStore:
         ``--store`` is an error instead of a new, empty store that reports "no runs".
         """
         self.path = Path(path) if path is not None else default_path()
+        if create and self.path.is_dir():  # SQLite's own word: "unable to open database file"
+            raise MixoptError(f"run store {self.path} is a folder; give --store a file path (runs.sqlite)")
         if not create and not self.path.is_file():
             what = "is a folder" if self.path.is_dir() else "does not exist"
             raise MixoptError(

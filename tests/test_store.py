@@ -149,6 +149,8 @@ def test_searches_table(store):
 
 
 def test_unreadable_store_is_one_clear_error(tmp_path):
+    with pytest.raises(MixoptError, match="is a folder; give --store a file path"):
+        RunStore(tmp_path)
     bad = tmp_path / "bad.sqlite"
     bad.write_bytes(b"not a database at all" * 100)
     with pytest.raises(MixoptError, match="cannot open run store"):
