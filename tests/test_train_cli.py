@@ -189,7 +189,7 @@ def test_unwritable_out_is_refused_before_training(tiny_workspace: Path, model_t
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--threads", "100000"], "--threads 100000 is more than the"),  # torch's pool crashed past ~10k
+        (["--threads", "100000"], "--threads is 100000, more than the"),  # torch's pool crashed past ~10k
         (["--out", ""], "--out is empty; give a folder"),  # not the current folder
         (["--corpus", "{corpus}/code"], "holds no built corpus (no manifest.json)"),  # a folder, not a name
     ],

@@ -59,14 +59,14 @@ class ProxyResult(EvalResult):
         return self.train_tokens / self.train_seconds if self.train_seconds > 0 else 0.0
 
 
-def check_threads(threads: int) -> int:
+def check_threads(threads: int, what: str = "--threads") -> int:
     """``threads`` if this process can run that many; past its CPUs torch only slows down (and
-    past some thousands its thread pool crashes the process)."""
+    past some thousands its thread pool crashes the process). ``what`` names where it was set."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if int(threads) < 1:
-        raise MixoptError(f"threads is {threads}; give a positive number of threads")
+        raise MixoptError(f"{what} is {threads}; give a positive number of threads")
     if int(threads) > cpus:
-        raise MixoptError(f"--threads {threads} is more than the {cpus} CPU(s) this process may use; give at "
+        raise MixoptError(f"{what} is {threads}, more than the {cpus} CPU(s) this process may use; give at "
                           f"most {cpus}")
     return int(threads)
 
@@ -91,7 +91,10 @@ def torch_threads(threads: int | None) -> Iterator[int]:
     """Run the block with ``threads`` intra-op threads (None: leave as is); restore afterwards."""
     old = torch.get_num_threads()
     if threads is not None:
-        torch.set_num_threads(check_threads(threads))
+        # Past the explicit checks (train, compare): the count may come from a fidelity or the
+        # environment (MIXOPT_THREADS, OMP_NUM_THREADS), so the message names them all.
+        what = "threads (--threads, fidelity threads, MIXOPT_THREADS or OMP_NUM_THREADS)"
+        torch.set_num_threads(check_threads(threads, what))
     try:
         yield torch.get_num_threads()
     finally:
