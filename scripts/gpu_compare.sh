@@ -4,7 +4,8 @@
 # mixture has the same seeds. The corpus comes as an xz tarball of its folder, since the GPU
 # machine cannot build it (no registry to fetch the packages from). Needs python3 with torch (CUDA)
 # and mixopt's dependencies (typer, rich, pydantic, jsonschema, matplotlib): on a lent machine,
-# carry the missing ones as wheels.
+# carry the missing ones as wheels (jsonschema needs attrs too) and install them with `python3 -m pip`:
+# a lent machine's `pip` may belong to another Python than the `python3` that runs mixopt.
 # Usage: scripts/gpu_compare.sh CORPUS.tar.xz OUTDIR SECONDS SEEDS -- compare arguments...
 # (DEVICE=cpu runs the same on the CPU, for trying the script.)
 set -u
