@@ -322,11 +322,8 @@ class RunStore:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the lock up front (no read→write upgrade deadlocks)."""
-        readonly = MixoptError(f"run store {self.path} is read-only for this user, and this command writes "
-                               "to it; copy the store (with its -wal file) somewhere writable and give that "
-                               "as --store, or ask its owner")
         if self.readonly:
-            raise readonly
+            raise self._readonly_error()
         try:
             with self._connect() as con:
                 con.execute("BEGIN IMMEDIATE")
@@ -340,8 +337,13 @@ class RunStore:
             # Modes are not the only way to be read-only (an immutable file, a read-only mount as
             # root): SQLite finds out at the first write.
             if "readonly" in str(exc):
-                raise readonly from exc
+                raise self._readonly_error() from exc
             raise
+
+    def _readonly_error(self) -> MixoptError:
+        return MixoptError(f"run store {self.path} is read-only for this user, and this command writes "
+                           "to it; copy the store (with its -wal file) somewhere writable and give that as "
+                           "--store, or ask its owner")
 
     # ----- runs: writing ------------------------------------------------------------------
     def add(self, records: RunRecord | Sequence[RunRecord]) -> int:

@@ -503,12 +503,11 @@ def bench_moe(
 
         torch.set_num_threads(check_threads(threads))
     gpu = device.startswith("cuda")
-    import importlib.util
+    from mixopt.train.kernels import has_triton
 
-    has_triton = importlib.util.find_spec("triton") is not None
     if triton is None:
-        triton = gpu and has_triton
-    elif triton and not has_triton:
+        triton = gpu and has_triton()
+    elif triton and not has_triton():
         raise MixoptError(
             "--triton needs triton; install it with `pip install -e '.[triton]'` or drop --triton"
         )

@@ -106,13 +106,14 @@ def grouped_mm(a: torch.Tensor, b: torch.Tensor, offs_E: torch.Tensor) -> torch.
 
 # ----- SwiGLU on the fused gate/up buffer -----------------------------------------------------
 @functools.cache
-def _has_triton() -> bool:
+def has_triton() -> bool:
+    """Whether the optional ``triton`` package is installed."""
     return importlib.util.find_spec("triton") is not None
 
 
 def _triton_swiglu(*ts: torch.Tensor) -> bool:
     # On a GPU, one Triton pass instead of torch's several elementwise kernels over strided halves.
-    return all(t.is_cuda and t.is_contiguous() for t in ts) and _has_triton()
+    return all(t.is_cuda and t.is_contiguous() for t in ts) and has_triton()
 
 
 def swiglu_forward(h_NH: torch.Tensor, scale_N1: torch.Tensor | None = None) -> torch.Tensor:
