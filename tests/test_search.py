@@ -35,9 +35,10 @@ def config(tmp_path, **kw) -> SearchConfig:
     return SearchConfig(**base)
 
 
-def test_search_end_to_end_on_a_fast_evaluator(workspace, tmp_path, ray_session):
+def test_search_end_to_end_on_a_fast_evaluator(workspace, tmp_path, ray_session, capsys):
     import signal
 
+    from mixopt.cli.search import render_result
     from mixopt.search.driver import run_search
 
     events = []
@@ -70,6 +71,20 @@ def test_search_end_to_end_on_a_fast_evaluator(workspace, tmp_path, ray_session)
     done = [e for e in events if getattr(e, "phase", None) == "swarm"]
     assert done[-1].done == done[-1].total == 10 and done[-1].best == pytest.approx(
         min(r.objective for r in swarm))
+    # A user's own evaluator has no rung of its own to name: "xs" is only the label its requests carried.
+    render_result(res)
+    printed = capsys.readouterr().out
+    assert "measured" in printed and "(xs)" not in printed and "rung" not in printed
+    assert res.shown_rung() is None and not any("at rung" in n for n in res.notes)
+
+
+def test_the_validation_rung_is_named_where_it_tells_something():
+    from mixopt.search.result import shown_rung
+
+    assert shown_rung("xs", rung="xs", corpus=None) is None  # own evaluator, one fidelity
+    assert shown_rung("s", rung="xs", corpus=None) == "s"  # validated at another fidelity than the swarm
+    assert shown_rung("xs", rung="xs", corpus="default") == "xs"  # a proxy rung is a model size
+    assert shown_rung(None, rung="xs", corpus="default") is None  # not validated
 
 
 def test_failed_runs_are_retried_recorded_and_never_fitted(workspace, tmp_path, ray_session):

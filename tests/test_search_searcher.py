@@ -191,6 +191,9 @@ def test_the_export_note_says_whether_the_proposal_lost_beyond_noise() -> None:
     lost = {"proposal": m(2.60, 0.01, 3), "uniform": m(2.49, 0.01, 3)}
     _, notes = choose_export(lost, rung="xs", fitted=False)
     assert "worse than that baseline here" in notes[0] and "fit" not in notes[0].split("(")[-1]
+    assert " at rung xs " in notes[0]
+    _, notes = choose_export(lost, rung=None)  # a user's own evaluator at the swarm's fidelity
+    assert "worse than uniform (2.6000" in notes[0] and "rung" not in notes[0]
 
 
 def test_a_dead_trial_is_named_timed_out_only_past_the_trial_timeout():

@@ -262,7 +262,8 @@ def render_result(result: Any) -> None:
 
     cols = ["mixture", "predicted (± sd)", "swarm"]
     if result.validate:
-        cols += [f"measured ({result.validate_rung})", "± se", "n", "proposal better by"]
+        shown = result.shown_rung()
+        cols += [f"measured ({shown})" if shown else "measured", "± se", "n", "proposal better by"]
     rows = []
     for row in result.candidates:
         sd = row.predicted_std

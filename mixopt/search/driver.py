@@ -42,7 +42,7 @@ from mixopt.search.config import SearchConfig
 from mixopt.search.lock import DRIVING, driver_lock
 from mixopt.search.prepare import Prepared, prepare
 from mixopt.search.ray_env import RayInfo, ensure_ray, reachable_address, user_modules, watch_cluster
-from mixopt.search.result import SearchResult, build_mixture, candidate_rows
+from mixopt.search.result import SearchResult, build_mixture, candidate_rows, shown_rung
 from mixopt.search.runner import (
     INTERRUPTED,
     REQUEUED,
@@ -560,7 +560,8 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
         measured = measure(store, sid, cands, prep.objective, domains, cfg.validate)
         comparisons = {c.name: compare(measured[PROPOSAL], measured[c.name])
                        for c in cands if c.name != PROPOSAL}
-        exported, chosen = choose_export(measured, rung=vrung, fitted=spec.fitter is not None)
+        named = shown_rung(vrung, rung=cfg.rung, corpus=prep.corpus_name)
+        exported, chosen = choose_export(measured, rung=named, fitted=spec.fitter is not None)
         notes += chosen  # after the fit's own notes (a flat model, a far extrapolation)
     else:
         notes.append("not validated (--validate 0): nothing was measured" if spec.training_free else
@@ -601,6 +602,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
         notes=notes, out=str(prep.out) if prep.out else None, mixture_path=str(in_folder), rung=cfg.rung,
         validate_rung=vrung if cfg.validate else None, validate=cfg.validate, wall_s=time.perf_counter() - t0,
         ray=list(info.describe()), resumed=resumed, selection=prop.info.get("selection"),
+        corpus=prep.corpus_name,
     )
     write_json(prep.search_dir / "result.json", {"mixopt_version": __version__, **result.as_dict()})
     return result

@@ -53,6 +53,11 @@ class SearchResult:
     ray: list[str] = field(default_factory=list)
     resumed: bool = False
     selection: list[dict[str, Any]] | None = None  # auto: the cross-validation of every candidate
+    corpus: str | None = None  # None: the user's own evaluator
+
+    def shown_rung(self) -> str | None:
+        """The validation rung where naming it tells something (:func:`shown_rung`)."""
+        return shown_rung(self.validate_rung, rung=self.rung, corpus=self.corpus)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,6 +70,15 @@ class SearchResult:
 
     def row(self, name: str) -> CandidateRow | None:
         return next((c for c in self.candidates if c.name == name), None)
+
+
+def shown_rung(validate_rung: str | None, *, rung: str, corpus: str | None) -> str | None:
+    """The validation rung to name next to a measurement: always for the proxy trainer, whose rungs
+    are model sizes; for a user's own evaluator only when it differs from the swarm's (there the
+    rung is just the fidelity label its requests carried, "xs" unless the user chose one)."""
+    if validate_rung is None or (corpus is None and validate_rung == rung):
+        return None
+    return validate_rung
 
 
 def _num(x: float | None) -> float | None:

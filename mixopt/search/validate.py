@@ -176,14 +176,17 @@ def compare(prop: Measured, base: Measured) -> Comparison:
     return Comparison(diff=diff, se=se, beats=bool(diff > se))
 
 
-def choose_export(measured: dict[str, Measured], *, rung: str, fitted: bool = True) -> tuple[str, list[str]]:
+def choose_export(measured: dict[str, Measured], *, rung: str | None,
+                  fitted: bool = True) -> tuple[str, list[str]]:
     """The candidate to export and the notes that explain the choice.
 
     The proposal, unless a validated candidate measured better (lower mean) or the proposal has
-    no finished validation run. ``fitted``: the proposal came from a fitted model (the note then
-    says what a clear loss means for it).
+    no finished validation run. ``rung``: the validation rung to name in the notes, None to name
+    none. ``fitted``: the proposal came from a fitted model (the note then says what a clear loss
+    means for it).
     """
     notes: list[str] = []
+    at = f" at rung {rung}" if rung else ""
     prop = measured[PROPOSAL]
     done = {name: m for name, m in measured.items() if m.mean is not None}
     if not done:
@@ -193,7 +196,7 @@ def choose_export(measured: dict[str, Measured], *, rung: str, fitted: bool = Tr
     if prop.mean is None:
         notes.append(
             f"the proposal's validation runs all failed or diverged; exported {best} instead, the best "
-            f"validated mixture ({done[best].mean:.4f} at rung {rung})"
+            f"validated mixture ({done[best].mean:.4f}{at})"
         )
         return best, notes
     if best != PROPOSAL:
@@ -208,7 +211,7 @@ def choose_export(measured: dict[str, Measured], *, rung: str, fitted: bool = Tr
         else:
             why = "the proposal is worse than that baseline here"
         notes.append(
-            f"the proposal validated worse than {best} at rung {rung} ({prop.mean:.4f}{_pm(prop)} vs "
+            f"the proposal validated worse than {best}{at} ({prop.mean:.4f}{_pm(prop)} vs "
             f"{b.mean:.4f}{_pm(b)} over {prop.n} and {b.n} seeds); exported {best} instead, the best "
             f"validated mixture ({why})"
         )
