@@ -35,9 +35,12 @@ class Objective:
 
     @classmethod
     def parse(cls, target: str | None = None, metric: str = "loss") -> Objective:
-        """Parse ``--target``: empty (all domains), ``d1,d2`` (mean of those), ``d1=0.7,d2=0.3``."""
-        if not target:
+        """Parse ``--target``: None (all domains), ``d1,d2`` (mean of those), ``d1=0.7,d2=0.3``."""
+        if target is None:
             return cls(metric=metric)  # type: ignore[arg-type]
+        if not target.replace(",", "").strip():  # `--target ""` from a script whose variable was unset
+            raise MixoptError(f"--target {target!r} names no domain; give d1,d2 or d1=0.7,d2=0.3, or leave "
+                              "it out for the mean over all domains")
         weights: dict[str, float] = {}
         for part in target.split(","):
             part = part.strip()

@@ -50,7 +50,7 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
     domains = list(plan.get("domains") or [])
     if not domains:
         raise MixoptError(f"search {name!r} has no plan yet (it stopped before sampling); nothing to report")
-    objective = Objective.parse(cfg.get("target"), cfg.get("metric", "loss"))
+    objective = Objective.parse(cfg.get("target") or None, cfg.get("metric", "loss"))  # "" before 2026-12-04
     runs = st.runs(search_id=name)
     reused = list(plan.get("reused", []))
     swarm_ids = [r.run_id for r in runs if r.role == "swarm" and r.status == "ok"]

@@ -348,7 +348,7 @@ def test_entropy_is_a_training_free_search_method_validated_like_any(tiny_worksp
 
     out = tmp_path / "ent.json"
     res = run_search(SearchConfig(name="ent", corpus="tiny", rung="debug", method="entropy", validate=1,
-                                  concurrency=2, retries=0, out=str(out)))
+                                  concurrency=2, retries=0, out=str(out), budget=0))  # no swarm to budget
     runs = RunStore().runs(search_id="ent")
     assert {r.role for r in runs} == {"validate"} and res.runs["fitted"] == 0  # no swarm at all
     want = entropy_mixture(tiny_corpus).weights

@@ -69,6 +69,8 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     (["search", *FAST, "--fix", "web=0.7,code=0.7"], "sum to"),
     (["search", *FAST, "--fix", "web=0.3", "--fix", "web=0.4"], "--fix gives web twice"),
     (["search", *FAST, "--target", "nowhere"], "--target names unknown domain"),
+    (["search", *FAST, "--target", ""], "--target '' names no domain"),
+    (["search", *FAST, "--target", " , "], "--target ' , ' names no domain"),
     (["search", *FAST, "--target", "code,code=2"], "--target names 'code' twice"),
     (["search", *FAST, "--method", "entropy"], "--method entropy computes the mixture from a corpus"),
     (["search", *FAST, "--budget", "0"], "--budget"),

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from mixopt import paths
 from mixopt.errors import MixoptError
+from mixopt.methods import METHODS
 
 PROXY = "proxy"
 # Upper bounds of --budget and of --validate / --retries.
@@ -107,8 +108,10 @@ class SearchConfig:
             raise MixoptError("--tokens goes with --domains; a corpus knows its own token counts")
         if self.domains is not None:
             object.__setattr__(self, "domains", tuple(self.domains))
-        if self.budget < 1:
-            raise MixoptError(f"--budget is {self.budget}; it must be at least 1")
+        # entropy runs no swarm, so it has no budget to be short of (its note says --budget unused)
+        free = self.method in METHODS and METHODS[self.method].training_free
+        if self.budget < (0 if free else 1):
+            raise MixoptError(f"--budget is {self.budget}; it must be at least {0 if free else 1}")
         # Upper bounds: past them a typo, not a plan (RegMix's swarm is 512 runs, Olmix's up to ~1k);
         # a budget of 1e9 would sit for hours sampling its plan before the first line is printed.
         if self.budget > MAX_BUDGET:
@@ -159,6 +162,8 @@ class SearchConfig:
         for k in ("fidelity", "max_weight", "fix"):
             if kw.get(k) is None:
                 kw.pop(k, None)
+        if kw.get("target") == "":  # stored by searches before 2026-12-04, when "" meant the mean
+            kw["target"] = None
         return cls(**kw)
 
     def replace(self, **changes: Any) -> SearchConfig:
