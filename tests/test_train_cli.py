@@ -192,6 +192,7 @@ def test_unwritable_out_is_refused_before_training(tiny_workspace: Path, model_t
         (["--threads", "100000"], "--threads is 100000, more than the"),  # torch's pool crashed past ~10k
         (["--out", ""], "--out is empty; give a folder"),  # not the current folder
         (["--corpus", "{corpus}/code"], "holds no built corpus (no manifest.json)"),  # a folder, not a name
+        (["--out", "{corpus}"], "is not empty and holds no mixopt run; give a new or empty folder"),
     ],
 )
 @pytest.mark.parametrize("command", ["train", "compare"])
@@ -209,6 +210,19 @@ def test_bad_options_are_refused_before_any_folder(tiny_workspace: Path, model_t
     code, _, err = run(argv, capsys)
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert sorted(p.relative_to(tiny_workspace) for p in tiny_workspace.rglob("*")) == before
+
+
+def test_a_folder_of_someone_elses_files_is_refused_but_not_a_killed_writes_leftover(tmp_path: Path) -> None:
+    from mixopt.errors import MixoptError
+    from mixopt.train.checkpoint import refuse_foreign_folder
+
+    (tmp_path / ".checkpoint.pt.x1y2.tmp").write_bytes(b"")  # a kill -9 during the first checkpoint
+    refuse_foreign_folder(tmp_path, ours=False, writes="checkpoint.pt")
+    refuse_foreign_folder(tmp_path / "new", ours=False, writes="checkpoint.pt")
+    (tmp_path / "notes.txt").write_text("mine")
+    refuse_foreign_folder(tmp_path, ours=True, writes="checkpoint.pt")
+    with pytest.raises(MixoptError, match=r"is not empty and holds no mixopt run.*writes checkpoint.pt"):
+        refuse_foreign_folder(tmp_path, ours=False, writes="checkpoint.pt")
 
 
 def test_a_model_too_big_for_the_machine_is_refused_before_it_is_allocated(tiny_workspace: Path,  # noqa: ANN001

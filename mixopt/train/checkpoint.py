@@ -29,6 +29,17 @@ class CheckpointMismatch(MixoptError):
         super().__init__(message)
         self.differences = differences
 
+def refuse_foreign_folder(folder: Path, *, ours: bool, writes: str) -> None:
+    """Refuse an ``--out`` that is a non-empty folder holding nothing of mixopt's (``ours`` False):
+    writing ``writes`` there would mix a run with, or overwrite, someone else's files. A temporary
+    file that a killed write left (``.checkpoint.pt.*.tmp``) is mixopt's, not someone else's."""
+    if ours or not folder.is_dir():
+        return
+    if any(not (p.name.startswith(".") and p.name.endswith(".tmp")) for p in folder.iterdir()):
+        raise MixoptError(f"--out {folder} is not empty and holds no mixopt run; give a new or empty folder "
+                          f"(mixopt writes {writes} into it)")
+
+
 def save(folder: Path, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``folder/checkpoint.pt`` via a temporary file and a rename."""
     path = folder / CHECKPOINT

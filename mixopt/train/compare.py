@@ -263,6 +263,10 @@ def compare(
         else (paths.home() / "compare"
               / f"{spec.name}{'-dense' if dense else ''}-{'-'.join(labels)}-{corpus.name}-{budget}")
     )
+    if out is not None:  # a comparison folder holds compare.json or its runs' label/seedN folders
+        ours = (folder / "compare.json").exists() or any(folder.glob(f"*/seed*/{checkpoint.CHECKPOINT}"))
+        checkpoint.refuse_foreign_folder(folder, ours=ours, writes="compare.json, compare.png and a folder "
+                                         "per mixture")
     check_writable_dir(folder)
     values: dict[str, dict[str, list[float]]] = {lb: {} for lb in labels}
     runs: dict[str, list[str]] = {lb: [] for lb in labels}

@@ -350,6 +350,9 @@ def train(
         raise MixoptError(
             f"{folder} already holds a checkpoint; pass --resume to continue it, or choose another --out"
         )
+    if not resume and out is not None:  # a default folder is mixopt's own
+        writes = f"{checkpoint.CHECKPOINT} and result.json"
+        checkpoint.refuse_foreign_folder(folder, ours=False, writes=writes)
     state = checkpoint.load(folder, fingerprint) if resume else None  # before any folder is made
     follows_json = isinstance(upd, ScheduleUpdater) and not upd.schedule  # it plays the JSON's schedule
     if upd is not None and mix.schedule and not follows_json:
