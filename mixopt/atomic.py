@@ -91,11 +91,13 @@ def _check_folder(folder: Path, out: Path, what: str, *, create: bool = True) ->
 
 
 def check_writable(
-    path: str | os.PathLike[str], what: str = "--out", inputs: dict[str, Any] | None = None
+    path: str | os.PathLike[str], what: str = "--out", inputs: dict[str, Any] | None = None,
+    example: str = "mixture.json",
 ) -> Path:
     """Refuse an output file path that cannot be written, before any work is spent on it.
 
     ``inputs``: option → path of the files the command reads; the output may be none of them.
+    ``example``: a file name the error suggests when ``path`` is a folder.
     Creates nothing (the write makes the parent folder). Returns the absolute path.
     """
     out = _target(Path(path).expanduser(), what)
@@ -103,7 +105,7 @@ def check_writable(
         if src is not None and out.resolve() == Path(src).expanduser().resolve():
             raise MixoptError(f"{what} {out} is the {option} file this command reads; write to another path")
     if out.is_dir():
-        raise MixoptError(f"{what} {out} is a folder; give a file path such as {out / 'mixture.json'}")
+        raise MixoptError(f"{what} {out} is a folder; give a file path such as {out / example}")
     _check_folder(out.parent, out, what, create=False)
     if out.exists() and not os.access(out, os.W_OK):
         raise MixoptError(f"{what} {out} exists and is read-only; choose another path")

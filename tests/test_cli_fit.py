@@ -308,7 +308,10 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
          "--predict", str(new), "--out", str(pout)], capsys, "lacks b; has unknown c", pout)
     bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--method", "linear",
          "--predict", str(tmp_path / "none.csv"), "--out", str(pout)], capsys, "--predict file", pout)
-    bad([*base, "--target", T, "--propose", "--out", str(tmp_path)], capsys, "is a folder; give a file path")
+    bad([*base, "--target", T, "--propose", "--out", str(tmp_path)], capsys,
+        f"is a folder; give a file path such as {tmp_path / 'mixture.json'}")
+    bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--method", "linear",
+         "--predict", str(new), "--out", str(tmp_path)], capsys, f"such as {tmp_path / 'predictions.csv'}")
     # a target that is the same in every run ranks nothing: refused, not scored NaN
     flat = tmp_path / "flat.csv"
     flat.write_text("index,loss\n1,2.5\n2,2.5\n3,2.5\n")

@@ -74,7 +74,7 @@ def test_train_default_output_is_under_the_workspace(tiny_workspace: Path, capsy
         (["--mixture", "tilted"], "not 'natural', 'uniform'"),
         (["--rung", "xxl"], "proxy rung 'xxl' is unknown"),
         (["--corpus", "nope"], "corpus 'nope' is not built; there is no recipe of that name either"),
-        (["--out", "."], "is a folder; give a file path"),  # refused before training, not after
+        (["--out", "."], "is a folder; give a file path such as "),  # before training, not after
     ],
 )
 def test_bad_input_exits_2_with_one_line(tiny_workspace: Path, capsys, args, message) -> None:  # noqa: ANN001
@@ -85,6 +85,7 @@ def test_bad_input_exits_2_with_one_line(tiny_workspace: Path, capsys, args, mes
     code, _, err = run(capsys, "proxy", "train", *flat, "--threads", "1")
     assert code == 2
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert args[0] != "--out" or err.rstrip().endswith(" result.json")  # what proxy train writes
     assert not (tiny_workspace / "runs").exists()  # nothing written for a refused run
 
 

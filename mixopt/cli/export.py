@@ -47,7 +47,8 @@ def export(
     from mixopt.mixture import Mixture
 
     if out is not None:
-        check_writable(out, inputs={"mixture": mixture})
+        named = {"megatron": "blend.txt", "hf": "hf.json", "olmix": "olmix.json", "olmix-mix": "mix.yaml"}
+        check_writable(out, inputs={"mixture": mixture}, example=named.get(fmt, "mixture.yaml"))
     mix = Mixture.load(mixture)
     valid_sets = assignments(valid, "--valid")
     prefixes = _prefixes(prefix)

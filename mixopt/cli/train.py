@@ -491,7 +491,7 @@ def bench_moe(
     from mixopt.train.memory import keep_freed_memory
 
     if out is not None:
-        check_writable(out)
+        check_writable(out, example="bench-moe.json")
     bench.check_device(device, dtype)
     if training:  # a model that does not load: said now, not after minutes of layer benchmarks
         from mixopt.train.config import load_model

@@ -138,7 +138,8 @@ def fit_tables(config: FitConfig) -> FitReport:
         from mixopt.atomic import check_writable
 
         check_writable(config.out, inputs={"--ratios": config.ratios, "--metrics": config.metrics,
-                                           "--predict": config.predict})
+                                           "--predict": config.predict},
+                       example="predictions.csv" if config.predict is not None else "mixture.json")
     if method.fitter is None and (config.cv is not None or config.predict is not None):
         raise MixoptError(
             f"method {method.name!r} fits no model, so it cannot --cv or --predict; use regmix or linear"

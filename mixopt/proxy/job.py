@@ -93,7 +93,7 @@ def run_proxy_job(
     mix = mixture_from_spec(mixture, c)
     check_domains(mix.weights, c.domains)
     out_path = Path(out) if out is not None else default_out(c.name, r.name, mixture, seed)
-    check_writable(out_path)  # fail on an unwritable output before training, not after
+    check_writable(out_path, example="result.json")  # fail on an unwritable output before training, not after
     result = train_proxy(c, mix, r, seed=seed, threads=threads, max_epochs=max_epochs)
     record = run_record(
         result, corpus=c, mixture=mix, rung=r, seed=seed, threads=threads or torch.get_num_threads()
