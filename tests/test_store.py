@@ -409,6 +409,13 @@ def test_an_import_names_its_bad_values_and_refuses_another_corpus_domains(tiny_
         "2 metric value(s) that are NaN or infinite left out of 2 imported run(s) (1, 2)",
     ]
     assert summary["metrics"] == 2
+    # the metric names a warning lists are the ones stored: not the column left out for being empty
+    odd = tmp_path / "m2.csv"
+    odd.write_text("index,acc,ppl,f1,em,gone\n1,0.5,9.0,0.4,0.3,nan\n2,0.6,8.0,0.5,0.2,\n")
+    with pytest.warns(MixoptWarning) as said:
+        summary = import_table(st, ratios=ratios, metrics=odd, corpus="tiny", prefix="odd:")
+    (named,) = [str(w.message) for w in said if "no metric is named" in str(w.message)]
+    assert "(the metrics are acc, ppl, f1, … (4 in all))" in named and summary["metrics"] == 4
     other = tmp_path / "r2.csv"
     other.write_text("index,code,docs,poems\n1,0.5,0.25,0.25\n")
     with pytest.raises(MixoptError, match=r"not corpus 'tiny''s: the corpus lacks poems; the table lacks "

@@ -94,13 +94,14 @@ def import_table(
         warnings.warn(f"metric column(s) {_sample(empty)} have no finite value in any run; they are left "
                       "out", MixoptWarning, stacklevel=2)
     usable = [f"{kind}/{d}" for d in table.domains for kind in ("loss", "bpb")]
-    if not set(usable) & (set(names) - set(empty)):  # columns with values
+    kept = [m for m in names if m not in empty]  # the metrics stored, as the summary counts them
+    if not set(usable) & set(kept):
         warnings.warn(
-            f"no metric is named loss/<domain> or bpb/<domain> (the metrics are {_sample(names)}), so no "
+            f"no metric is named loss/<domain> or bpb/<domain> (the metrics are {_sample(kept)}), so no "
             "search can use these runs (a search's objective reads those names); rename them on import, "
             "e.g. --rename 'metric/(.*)_val_loss=loss/train_\\1' for RegMix's tables, or fit the tables "
             "with `mixopt fit --target COLUMN`", MixoptWarning, stacklevel=2)
-    n_used = len(names) - len(empty)
+    n_used = len(kept)
     records, bad_runs, n_bad = [], [], 0
     for i, rid in enumerate(table.run_ids):
         row = {m: float(v) for m, v in zip(names, values[i], strict=True) if math.isfinite(v)}
