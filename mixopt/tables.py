@@ -203,12 +203,23 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
 
 def _check_separator(path: Path, what: str) -> None:
     """Refuse a file whose header has no comma but semicolons or tabs (a European-locale export):
-    read as CSV it is one column, and the join or decimal-comma errors would not say why."""
+    read as CSV it is one column, and the join or decimal-comma errors would not say why. A binary
+    file (Parquet, Excel, gzip) is refused as such: its header is noise that reads as any separator."""
     try:
+        with path.open("rb") as fb:
+            head = fb.read(4096)
         with path.open(encoding="utf-8-sig", errors="replace") as f:
             header = f.readline()
     except OSError:
         return  # polars says what is wrong with the file
+    kinds = {b"PAR1": "a Parquet file", b"PK\x03\x04": "a zip archive (an Excel .xlsx?)",
+             b"\x1f\x8b": "gzip-compressed", b"\xd0\xcf\x11\xe0": "an old Excel .xls file"}
+    kind = next((k for magic, k in kinds.items() if head.startswith(magic)), None)
+    if kind is not None or b"\0" in head:
+        raise MixoptError(
+            f"{what} file {path} is {kind or 'binary, not text'}; mixopt reads comma-separated CSV text: "
+            "save it as such (pandas: df.to_csv(path); polars: df.write_csv(path))"
+        )
     for sep, name in ((";", "semicolon"), ("\t", "tab")):
         if "," not in header and sep in header:
             raise MixoptError(

@@ -118,6 +118,18 @@ def test_bad_tables(tmp_path: Path) -> None:
         read_run_tables(tmp_path / "missing.csv", m)
     with pytest.raises(MixoptError, match=r"file .* is a folder; give the path to a CSV file"):
         read_run_tables(tmp_path, m)
+    # binary files are named as such, not as "tab-separated" (their bytes hold any separator)
+    import gzip
+
+    import polars as pl
+
+    pq, gz, raw = tmp_path / "r.parquet", tmp_path / "r.csv.gz", tmp_path / "r.bin"
+    pl.DataFrame({"run": ["a", "b"], "x": [0.5, 1.0], "y": [0.5, 0.0]}).write_parquet(pq)
+    gz.write_bytes(gzip.compress(b"run,x,y\na,0.5,0.5\n"))
+    raw.write_bytes(b"run\tx\x00\x01y\n")
+    for path, said in ((pq, "is a Parquet file"), (gz, "is gzip-compressed"), (raw, "is binary, not text")):
+        with pytest.raises(MixoptError, match=f"ratios file .* {said}; mixopt reads comma-separated CSV"):
+            read_run_tables(path, m)
     ok = write(tmp_path / "ok.csv", "run,x,y\na,0.5,0.5\nb,1,0\n")
     t = read_run_tables(ok, m)
     with pytest.raises(MixoptError, match="give one of: mean, loss"):
