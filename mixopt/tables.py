@@ -168,7 +168,8 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
     try:
         df = pl.read_csv(path, infer_schema_length=None, null_values=["", "NA", "nan", "NaN", "null"])
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
-        raise MixoptError(f"cannot read {what} file {path} as CSV: {str(exc).splitlines()[0]}") from exc
+        why = _ragged_line(path) or str(exc).splitlines()[0]
+        raise MixoptError(f"cannot read {what} file {path} as CSV: {why}") from exc
     # polars renames a repeated header "a" to "a_duplicated_0": two columns claim one domain
     # or metric, and which one is meant cannot be guessed
     found = (re.fullmatch(r"(.+)_duplicated_\d+", c) for c in df.columns)
@@ -199,6 +200,24 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
     if df.height == 0:
         raise MixoptError(f"{what} file {path} has no rows")
     return df
+
+
+def _ragged_line(path: Path) -> str | None:
+    """"line 3 has 4 fields, the header 3": the first row whose field count differs from the
+    header's, which polars' own error ("found more fields than defined in 'Schema'") does not name."""
+    import csv
+
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            rows = csv.reader(f)
+            width = len(next(rows, []))
+            for row in rows:
+                if row and len(row) != width:
+                    return (f"line {rows.line_num} has {len(row)} fields, the header {width}; fix or delete "
+                            "that line")
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return None
 
 
 def _check_separator(path: Path, what: str) -> None:
@@ -243,7 +262,11 @@ def _ids(df: pl.DataFrame, key: str, path: str | Path) -> list[str]:
         raise MixoptError(
             f"{path}: column {key!r} is empty in {col.null_count()} row(s); every run needs an id"
         )
-    ids = [str(v) for v in col.to_list()]
+    values = col.to_list()
+    if col.dtype.is_float() and all(float(v).is_integer() for v in values):
+        # pandas writes an integer id column as 1.0, 2.0 once it held a gap; the other file says 1, 2
+        values = [int(v) for v in values]
+    ids = [str(v) for v in values]
     seen: set[str] = set()
     dups: list[str] = []
     for i in ids:

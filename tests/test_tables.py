@@ -103,6 +103,17 @@ def test_nan_metrics_are_left_out_with_a_warning(tmp_path: Path) -> None:
     assert ids == ["3"] and y[0] == pytest.approx(1.85)
 
 
+def test_integer_ids_written_as_floats_join_their_integers(tmp_path: Path) -> None:
+    """pandas writes an id column as 1.0, 2.0 once it held a gap; the other file says 1, 2."""
+    r = write(tmp_path / "r.csv", "run,x,y\n1,0.5,0.5\n2,0.2,0.8\n3,0.6,0.4\n")
+    m = write(tmp_path / "m.csv", "run,loss\n1.0,1\n2.0,2\n3.0,\n")
+    t = read_run_tables(r, m)
+    assert t.run_ids == ["1", "2", "3"]
+    frac = write(tmp_path / "frac.csv", "run,loss\n1.5,1\n2.0,2\n")  # not all whole: ids kept as written
+    with pytest.raises(MixoptError, match="no run of"):
+        read_run_tables(r, frac)
+
+
 def test_bad_tables(tmp_path: Path) -> None:
     m = write(tmp_path / "m.csv", "run,loss\na,1\nb,2\n")
     dup = write(tmp_path / "dup.csv", "run,x,y\na,0.5,0.5\na,0.4,0.6\nb,1,0\n")
@@ -130,6 +141,9 @@ def test_bad_tables(tmp_path: Path) -> None:
     for path, said in ((pq, "is a Parquet file"), (gz, "is gzip-compressed"), (raw, "is binary, not text")):
         with pytest.raises(MixoptError, match=f"ratios file .* {said}; mixopt reads comma-separated CSV"):
             read_run_tables(path, m)
+    ragged = write(tmp_path / "ragged.csv", "run,x,y\na,0.5,0.5\nb,1,0,0.2\n")
+    with pytest.raises(MixoptError, match="ragged.csv as CSV: line 3 has 4 fields, the header 3; fix or"):
+        read_run_tables(ragged, m)
     ok = write(tmp_path / "ok.csv", "run,x,y\na,0.5,0.5\nb,1,0\n")
     t = read_run_tables(ok, m)
     with pytest.raises(MixoptError, match="give one of: mean, loss"):
