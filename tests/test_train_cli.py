@@ -683,3 +683,25 @@ def test_compare_checks_the_device_before_any_run_or_folder(tiny_workspace: Path
                              "--seeds", "1", "--out", str(out), "--device", "tpu"], capsys)
     assert code == 2 and "--device 'tpu' is not a device name" in err
     assert "compare run" not in stdout + err and not out.exists()
+
+
+def test_compare_into_a_folder_a_killed_comparison_left_goes_on(tiny_workspace: Path, model_toml: Path,  # noqa: ANN001
+                                                                 monkeypatch) -> None:
+    """A comparison killed before its first checkpoint leaves only an empty label/seedN folder: that
+    is its own folder, not someone else's, so the same command goes on there."""
+    import mixopt.train.compare as compare_mod
+    from mixopt.errors import MixoptError
+
+    def reached(**kw):  # noqa: ANN003, ANN202
+        raise RuntimeError(f"training {kw['out']}")
+
+    monkeypatch.setattr(compare_mod, "train", reached)
+    out = tiny_workspace / "cmp-killed"
+    (out / "uniform" / "seed0").mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="training .*cmp-killed/uniform/seed0"):
+        compare_mod.compare(["uniform", "natural"], corpus="tiny", model=str(model_toml), seeds=1, out=out)
+    (out / "uniform" / "seed0").rmdir()
+    (out / "uniform").rmdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(MixoptError, match="is not empty and holds no mixopt run"):
+        compare_mod.compare(["uniform", "natural"], corpus="tiny", model=str(model_toml), seeds=1, out=out)

@@ -29,6 +29,7 @@ class CheckpointMismatch(MixoptError):
         super().__init__(message)
         self.differences = differences
 
+
 def refuse_foreign_folder(folder: Path, *, ours: bool, writes: str) -> None:
     """Refuse an ``--out`` that is a non-empty folder holding nothing of mixopt's (``ours`` False):
     writing ``writes`` there would mix a run with, or overwrite, someone else's files. A temporary

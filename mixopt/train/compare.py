@@ -263,8 +263,9 @@ def compare(
         else (paths.home() / "compare"
               / f"{spec.name}{'-dense' if dense else ''}-{'-'.join(labels)}-{corpus.name}-{budget}")
     )
-    if out is not None:  # a comparison folder holds compare.json or its runs' label/seedN folders
-        ours = (folder / "compare.json").exists() or any(folder.glob(f"*/seed*/{checkpoint.CHECKPOINT}"))
+    if out is not None:  # a comparison folder holds compare.json or its runs' label/seedN folders (a
+        # comparison killed before its first checkpoint leaves one empty)
+        ours = (folder / "compare.json").exists() or any(p.is_dir() for p in folder.glob("*/seed[0-9]*"))
         checkpoint.refuse_foreign_folder(folder, ours=ours, writes="compare.json, compare.png and a folder "
                                          "per mixture")
     check_writable_dir(folder)
