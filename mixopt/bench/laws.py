@@ -51,7 +51,8 @@ TASKS = ("regmix-pile-cc", "olmix-mean-cv5", "small-32", "store", "extrapolation
 # width for every mixture). Kept: the last. It took 53 min on 2 cores; being the fifth design tried,
 # its figure is one draw, not a guarantee: a second draw (other mixtures and seeds) scored 1.16%
 # against 2.04%. With one size exponent for all metrics (mixopt.fitters.nested): 0.88% and 0.92% on
-# those draws, 1.11% against 1.75% and 1.46% against 2.25% on two drawn afterwards (docs/benchmarks.md).
+# those draws; 1.11% against 1.75%, 1.46% against 2.25% and 1.007% against 2.36% on three drawn
+# afterwards (docs/benchmarks.md; the last draw's runs are docs/data/ladder-seed4.sqlite).
 LADDER = {
     "ladder-32": {"d_model": 32, "n_head": 2},
     "ladder-48": {"d_model": 48, "n_head": 2},
