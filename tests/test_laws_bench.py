@@ -83,6 +83,24 @@ def test_extrapolation_task_on_a_synthetic_ladder(tmp_path: Path) -> None:
     assert [r["fitter"] for r in res["rows"]] == ["step+size law", "no change from 1e+05 params"]
 
 
+def test_the_kept_ladder_draw_reads_and_scores_as_documented() -> None:
+    """docs/data/ladder-seed4.sqlite holds a real ladder draw (74 min to retrain) so that a new law
+    can be checked in a second: it must stay readable, unchanged by reading, and score as
+    docs/benchmarks.md says until the law changes (then update both)."""
+    import hashlib
+
+    path = Path(__file__).parents[1] / "docs" / "data" / "ladder-seed4.sqlite"
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    out = bench_extrapolation(RunStore(path))
+    assert out is not None
+    s = out["summary"]
+    assert (s["mixtures"], s["metrics"], len(s["rungs"])) == (6, 9, 4)
+    assert s["mean_rel_error"] == pytest.approx(0.01007, abs=5e-5)
+    assert s["no_change_rel_error"] == pytest.approx(0.02355, abs=5e-5)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert not list(path.parent.glob("ladder-seed4.sqlite-*"))  # no -wal/-shm left beside it
+
+
 def test_bench_fit_cli_laws_only(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mixopt.cli import main
 
