@@ -112,6 +112,13 @@ def check_writable(
     return out.resolve()
 
 
+def check_folder_named(path: str | os.PathLike[str] | None, what: str = "--out") -> None:
+    """Refuse an empty folder name given on purpose (None: the command's default folder): it would
+    otherwise be the current folder."""
+    if path is not None and not str(path).strip():
+        raise MixoptError(f"{what} is empty; give a folder, or leave it out for the workspace's default")
+
+
 def check_writable_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:
     """Create the output folder ``path`` (or find it) and check a file can be written in it.
 

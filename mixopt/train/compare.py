@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from mixopt import paths
-from mixopt.atomic import atomic_path, check_writable_dir, write_json
+from mixopt.atomic import atomic_path, check_folder_named, check_writable_dir, write_json
 from mixopt.corpus.shards import Corpus
 from mixopt.errors import MixoptError
 from mixopt.mixture import Mixture, check_domains
@@ -226,8 +226,7 @@ def compare(
     Raises:
         MixoptError: fewer than two mixtures, seeds < 1, or any bad mixture (checked before training).
     """
-    if out is not None and not str(out).strip():
-        raise MixoptError("--out is empty; give a folder, or leave it out for the workspace's default")
+    check_folder_named(out)
     if len(mixtures) < 2:
         raise MixoptError("compare needs at least two mixtures (JSON files, uniform or natural)")
     if seeds < 1:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from mixopt import paths
-from mixopt.atomic import check_writable_dir, first_missing, remove_made, write_json
+from mixopt.atomic import check_folder_named, check_writable_dir, first_missing, remove_made, write_json
 from mixopt.corpus.shards import Corpus
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.mixture import Mixture, check_domains
@@ -307,8 +307,7 @@ def train(
         MixoptError: unknown domains, bad configs, a checkpoint of another run, an existing
             checkpoint without ``resume``.
     """
-    if out is not None and not str(out).strip():
-        raise MixoptError("--out is empty; give a folder, or leave it out for the workspace's default")
+    check_folder_named(out)
     if threads is not None:
         check_threads(threads)  # before any folder is made
     corpus = corpus if isinstance(corpus, Corpus) else Corpus.open(corpus)
