@@ -147,6 +147,30 @@ def test_step_law_recovers_shared_exponent(noise: float) -> None:
     np.testing.assert_allclose(law.predict(3200.0), E + B * 3200.0**-beta, rtol=1e-6 if noise == 0 else 0.01)
 
 
+@pytest.mark.parametrize("noise", [0.0, 0.002])
+def test_step_law_with_annealing_recovers_its_shared_coefficient(noise: float) -> None:
+    """E_c + B_c·S1^(−β) − C·S2 on cosine runs' areas: β and C shared, E and B per run."""
+    from mixopt.schedule import lr_areas, warmup_cosine
+
+    rng = np.random.default_rng(3)
+    steps = 400
+    s1, s2 = lr_areas(lambda s: warmup_cosine(s, steps, lr=1.0, min_lr=0.1, warmup=0.05), steps,
+                      np.array([50, 100, 150, 200, 250, 300, 350, 400]))
+    E, B, beta, C = rng.uniform(2, 3, 6), rng.uniform(2, 5, 6), 0.45, 0.004
+    ys = [E[i] + B[i] * s1**-beta - C * s2 + noise * rng.normal(size=len(s1)) for i in range(6)]
+    law = fit_power_law([s1] * 6, ys, anneal=[s2] * 6)
+    tol = 1e-6 if noise == 0 else 0.1
+    assert abs(law.beta - beta) < tol and abs(law.C - C) < (1e-8 if noise == 0 else 1e-3)
+    np.testing.assert_allclose(law.predict(s1[-1], s2[-1]), E + B * s1[-1] ** -beta - C * s2[-1],
+                               rtol=1e-6 if noise == 0 else 0.01)
+    # The annealing term needs one more point: one per run and two runs of 2 points is too few.
+    with pytest.raises(MixoptError, match="cannot fit 6 parameters .*a shared annealing coefficient"):
+        fit_power_law([s1[:2]] * 2, [y[:2] for y in ys[:2]], anneal=[s2[:2]] * 2)
+    # A loss that anneals worse (C < 0) is not a law of annealing: C is held at 0.
+    up = [E[i] + B[i] * s1**-beta + C * s2 for i in range(6)]
+    assert fit_power_law([s1] * 6, up, anneal=[s2] * 6).C == 0.0
+
+
 def test_power_law_input_checks() -> None:
     with pytest.raises(MixoptError, match="distinct scale"):
         fit_power_law([np.array([5.0, 5.0])], [np.array([1.0, 1.0])])

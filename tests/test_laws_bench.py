@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from mixopt.bench.laws import bench_extrapolation, bench_laws
+from mixopt.bench.laws import bench_extrapolation, bench_laws, bench_lengths
 from mixopt.store import RunRecord, RunStore, fidelity_key
 
 SLICES = Path(__file__).parent / "data" / "runs"
@@ -83,22 +84,74 @@ def test_extrapolation_task_on_a_synthetic_ladder(tmp_path: Path) -> None:
     assert [r["fitter"] for r in res["rows"]] == ["step+size law", "no change from 1e+05 params"]
 
 
+def test_lengths_task_on_runs_that_follow_the_law_with_annealing(tmp_path: Path) -> None:
+    """Runs of one rung at 1×, 2× and 4× its tokens whose losses follow E + B·S1^(−½) − C·S2 on the
+    rung's schedule: the law in the learning rate's areas predicts the longer runs' ends exactly,
+    the law in tokens does not, and no change is worse still."""
+    from mixopt.proxy.rungs import load_rung
+    from mixopt.schedule import lr_areas
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    W = np.random.default_rng(1).dirichlet(np.ones(3), 5)
+    base = load_rung("xs")
+    recs = []
+    for f in (1, 2, 4):
+        r = base.with_tokens(f * base.tokens)
+        s1, s2 = lr_areas(r.lr_schedule(), r.steps, np.array(r.eval_steps()))
+        fid = {"rung": "xs", "tokens": r.tokens, "corpus": "synthetic"}
+        for i, w in enumerate(W):
+            hist = [{"step": st, "tokens": st * r.tokens_per_step,
+                     **{f"loss/{d}": 3 + w @ [1, -0.5, 0.2] + j * 0.1 + (20 + 5 * w[j]) * a1**-0.5
+                        - 0.003 * a2 for j, d in enumerate("abc")}}
+                    for st, a1, a2 in zip(r.eval_steps(), s1, s2, strict=True)]
+            recs.append(RunRecord(run_id=f"{f}-{i}", weights=dict(zip("abc", w.tolist(), strict=True)),
+                                  fidelity=fid, fidelity_key=fidelity_key(fid), status="ok",
+                                  search_id=f"lengths-{r.tokens}", history=hist,
+                                  metrics={k: v for k, v in hist[-1].items() if k.startswith("loss/")}))
+    store.add(recs)
+    out = bench_lengths(store)
+    assert out is not None
+    s = out["summary"]
+    assert list(s) == ["2x lr-area", "2x tokens", "2x no change", "4x lr-area", "4x tokens", "4x no change"]
+    for f in ("2x", "4x"):
+        assert s[f"{f} lr-area"] < 1e-6 and s[f"{f} tokens"] > 1e-3 and s[f"{f} no change"] > s[f"{f} tokens"]
+    assert [r["fitter"] for r in out["rows"][:3]] == ["step law in lr-area", "step law in tokens",
+                                                      "no change"]
+    assert all(r["mixtures"] == 5 and r["domains"] == 3 for r in out["rows"])
+    # Without two budgets there is nothing to compare.
+    assert bench_lengths(RunStore(tmp_path / "empty.sqlite")) is None
+
+
+def _read_kept(name: str, bench: Any) -> dict[str, Any]:
+    """``bench`` on the store docs/data/``name``, checking that reading left it as it was."""
+    import hashlib
+
+    path = Path(__file__).parents[1] / "docs" / "data" / name
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    out = bench(RunStore(path))
+    assert out is not None
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert not list(path.parent.glob(f"{name}-*"))  # no -wal/-shm left beside it
+    return out["summary"]
+
+
 def test_the_kept_ladder_draw_reads_and_scores_as_documented() -> None:
     """docs/data/ladder-seed4.sqlite holds a real ladder draw (74 min to retrain) so that a new law
     can be checked in a second: it must stay readable, unchanged by reading, and score as
     docs/benchmarks.md says until the law changes (then update both)."""
-    import hashlib
-
-    path = Path(__file__).parents[1] / "docs" / "data" / "ladder-seed4.sqlite"
-    before = hashlib.sha256(path.read_bytes()).hexdigest()
-    out = bench_extrapolation(RunStore(path))
-    assert out is not None
-    s = out["summary"]
+    s = _read_kept("ladder-seed4.sqlite", bench_extrapolation)
     assert (s["mixtures"], s["metrics"], len(s["rungs"])) == (6, 9, 4)
     assert s["mean_rel_error"] == pytest.approx(0.01007, abs=5e-5)
     assert s["no_change_rel_error"] == pytest.approx(0.02355, abs=5e-5)
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
-    assert not list(path.parent.glob("ladder-seed4.sqlite-*"))  # no -wal/-shm left beside it
+
+
+def test_the_kept_lengths_draw_scores_as_documented() -> None:
+    """docs/data/lengths-seed0.sqlite: 8 swarm mixtures at rung xs for 1×, 2× and 4× its tokens
+    (8 min to retrain), scored as docs/benchmarks.md and docs/DECISIONS.md say."""
+    s = _read_kept("lengths-seed0.sqlite", bench_lengths)
+    want = {"2x lr-area": 0.02450, "2x tokens": 0.02304, "2x no change": 0.02920,
+            "4x lr-area": 0.04323, "4x tokens": 0.04920, "4x no change": 0.07163}
+    assert s == pytest.approx(want, abs=5e-5)
 
 
 def test_bench_fit_cli_laws_only(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -143,6 +196,11 @@ def test_ladder_options_reach_the_library(monkeypatch: pytest.MonkeyPatch, tmp_p
     main(["bench", "fit", "--no-timing", "--no-laws", "--ladder", "default", "--ladder-mixtures", "3",
           "--ladder-seed", "7", "--store", str(tmp_path / "s.sqlite")])
     assert seen == {"corpus": "default", "n_mixtures": 3, "seed": 7, "jobs": None}
+    seen.clear()
+    monkeypatch.setattr(laws, "length_runs", fake_ladder)
+    main(["bench", "fit", "--no-timing", "--no-laws", "--lengths", "default", "--ladder-mixtures", "4",
+          "--store", str(tmp_path / "s.sqlite")])
+    assert seen == {"corpus": "default", "n_mixtures": 4, "seed": 0, "jobs": None}
 
 
 @pytest.mark.parametrize(("args", "said"), [

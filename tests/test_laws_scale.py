@@ -16,6 +16,7 @@ import pytest
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.fitters.scale_api import ScaleFitConfig, curves_from_store, fit_across_scale
 from mixopt.proxy.rungs import load_rung
+from mixopt.schedule import lr_areas
 from mixopt.store import RunRecord, RunStore, fidelity_key
 
 DOMAINS = ("a", "b", "c")
@@ -29,9 +30,16 @@ def truth(r: np.ndarray, N: float, D: float) -> np.ndarray:
 
 
 def fill_store(
-    path: Path, rungs: tuple[str, ...] = ("xs", "s", "m"), n: int = 10, law: Any = truth
+    path: Path, rungs: tuple[str, ...] = ("xs", "s", "m"), n: int = 10, law: Any = truth,
+    annealing: float | None = None,
 ) -> RunStore:
-    """Runs of ``n`` mixtures at each rung, their per-domain losses by ``law(r, N, D)`` at each checkpoint."""
+    """Runs of ``n`` mixtures at each rung, their per-domain losses by ``law(r, N, D)`` at each checkpoint.
+
+    By default the runs come from a user's evaluator whose learning rates are unknown, and D is the
+    tokens so far. With ``annealing`` they are mixopt's proxy runs on their rungs' schedules: D is the
+    forward area in tokens at the peak rate, and each loss has ``− annealing·S2`` (the law with
+    learning-rate annealing, :func:`annealed_truth`).
+    """
     store = RunStore(path)
     rng = np.random.default_rng(0)
     mixtures = rng.dirichlet(np.ones(3), n)
@@ -40,15 +48,19 @@ def fill_store(
         R = load_rung(rung)
         N = R.non_embedding_params()
         fid = {"rung": rung, "corpus": "synthetic"}
+        s1, s2 = lr_areas(R.lr_schedule(), R.steps, np.array(R.eval_steps()))
         for i, r in enumerate(mixtures):
             hist = []
-            for step in R.eval_steps():
-                D = step * R.tokens_per_step
+            for k, step in enumerate(R.eval_steps()):
+                if annealing is None:
+                    losses = law(r, N, step * R.tokens_per_step)
+                else:
+                    losses = law(r, N, s1[k] * R.tokens_per_step) - annealing * s2[k]
                 hist.append(
                     {
                         "step": step,
-                        "tokens": D,
-                        **{f"loss/{d}": float(v) for d, v in zip(DOMAINS, law(r, N, D), strict=True)},
+                        "tokens": step * R.tokens_per_step,
+                        **{f"loss/{d}": float(v) for d, v in zip(DOMAINS, losses, strict=True)},
                     }
                 )
             recs.append(
@@ -56,7 +68,7 @@ def fill_store(
                     run_id=f"{rung}-{i}",
                     weights=dict(zip(DOMAINS, r.tolist(), strict=True)),
                     fidelity=fid,
-                    fidelity_key=fidelity_key(fid),
+                    fidelity_key=fidelity_key(fid, "proxy" if annealing is not None else "tests:evaluate"),
                     status="ok",
                     search_id=f"sw-{rung}",
                     metrics={k: v for k, v in hist[-1].items() if k.startswith("loss/")},
@@ -303,3 +315,50 @@ def test_bimix_refuses_what_its_law_cannot_fit(tmp_path: Path, workspace: Path,
     main(["fit", "--fidelity-law", "--store", str(flat.path), "--method", "bimix"])
     out = " ".join(capsys.readouterr().out.split())
     assert "bimix loss/a: α = 0.150, no step term (one checkpoint)" in out and "nan" not in out
+
+
+def test_proxy_runs_are_extrapolated_along_their_learning_rate_schedule(tmp_path: Path) -> None:
+    """A proxy run's checkpoints are points of one cosine run, not the ends of shorter runs: the step
+    law reads the rung's schedule and predicts the end of a 4× longer run on the same schedule."""
+    from mixopt.fitters.nested import predict_at_scale
+
+    store = fill_store(tmp_path / "runs.sqlite", rungs=("xs",), n=8, annealing=0.002)
+    _, curves = curves_from_store(store)
+    R = load_rung("xs")
+    assert all(c.lr_schedule is not None and list(c.steps) == R.eval_steps() for c in curves)
+    metrics = [f"loss/{d}" for d in DOMAINS]
+    D = 4 * R.steps * R.tokens_per_step
+    pred = predict_at_scale(curves, metrics, target_tokens=D)
+    n = D // R.tokens_per_step
+    s1, s2 = lr_areas(R.lr_schedule(D), n, np.array([n]))
+    N = R.non_embedding_params()
+    want = np.array([truth(x, N, s1[0] * R.tokens_per_step) - 0.002 * s2[0] for x in pred.X])
+    np.testing.assert_allclose(pred.Y, want, rtol=1e-4)
+    laws = pred.laws["step"].values()
+    assert all(law["scale"] == "lr-area" and abs(law["C"] - 0.002) < 1e-5 for law in laws)
+    # The same checkpoints read as ends of shorter runs (the law in tokens) mislead it.
+    plain = [dataclasses.replace(c, lr_schedule=None) for c in curves]
+    off = predict_at_scale(plain, metrics, target_tokens=D)
+    assert all(law["scale"] == "tokens" for law in off.laws["step"].values())
+    assert np.mean(np.abs(off.Y - want) / want) > 10 * np.mean(np.abs(pred.Y - want) / want)
+    with pytest.raises(MixoptError, match="less than one optimizer step"):
+        predict_at_scale(curves, metrics, target_tokens=100)
+
+
+def test_the_step_laws_form_is_printed(tmp_path: Path, workspace: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from mixopt.cli import main
+
+    for annealing, form in ((0.002, "β = 0.500 in the learning rate's area, annealing C = 0.002"),
+                            (None, "in tokens")):
+        store = fill_store(tmp_path / f"runs-{annealing}.sqlite", rungs=("xs",), n=8, annealing=annealing)
+        main(["fit", "--fidelity-law", "--store", str(store.path), "--target-tokens", "6e5"])
+        text = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+        assert f"step law rung xs ({load_rung('xs').non_embedding_params():.3g} params), loss/a: " in text
+        assert form in text
+
+
+def test_a_user_evaluators_runs_keep_the_step_law_in_tokens(tmp_path: Path) -> None:
+    store = fill_store(tmp_path / "runs.sqlite", rungs=("xs",), n=4)  # learning rates unknown
+    _, curves = curves_from_store(store)
+    assert all(c.lr_schedule is None and c.steps is None for c in curves)

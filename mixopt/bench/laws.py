@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 SHARED_RUNS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "runs"
 PILE_CC = "metric/the_pile_pile_cc_val_loss"
 FITTERS = ("regmix", "linear", "mixing-law", "loglinear", "bimix", "gp", "log-ridge", "auto")
-TASKS = ("regmix-pile-cc", "olmix-mean-cv5", "small-32", "store", "extrapolation")
+TASKS = ("regmix-pile-cc", "olmix-mean-cv5", "small-32", "store", "extrapolation", "lengths")
 # A small ladder for the extrapolation task: same depth, context, batch, tokens and optimiser; widths
 # from 32 to 96 (27k to 222k non-embedding parameters). Mean relative error of the 96-wide rung's
 # per-domain losses predicted from the three smaller ones (default corpus): 131k tokens with the
@@ -165,7 +165,7 @@ def bench_laws(
     root = Path(data) if data is not None else SHARED_RUNS
     tables = _tables(root)
     st = None
-    if store is not None or "store" in tasks or "extrapolation" in tasks:
+    if store is not None or {"store", "extrapolation", "lengths"} & set(tasks):
         from mixopt.store import RunStore, default_path
 
         if store is not None:  # a store the user named must exist (a typo is not "no runs")
@@ -220,6 +220,11 @@ def bench_laws(
         if ext is not None:
             rows.extend(ext["rows"])
             summary["extrapolation"] = ext["summary"]
+    if "lengths" in tasks and st is not None:
+        lengths = bench_lengths(st)
+        if lengths is not None:
+            rows.extend(lengths["rows"])
+            summary["lengths"] = lengths["summary"]
     return {"rows": rows, "summary": summary, "n_units": len(units)}
 
 
@@ -341,19 +346,15 @@ def bench_extrapolation(store: Any, *, metric_prefix: str = "loss/") -> dict[str
     # The baseline a law must beat: the next smaller rung's final loss, carried over unchanged.
     below = at(sizes[-2])
 
-    def final(c: Any) -> np.ndarray:
-        i = int(np.argmax(c.tokens))
-        return np.array([c.losses[m][i] for m in metrics])
-
     rel, rel_keep = [], []
     for x, yhat in zip(pred.X, pred.Y, strict=True):
         c = big.get(key(x))
         if c is None:
             continue
-        truth = final(c)
+        truth = _final(c, metrics)
         rel.append(np.abs(yhat - truth) / np.abs(truth))
         if key(x) in below:
-            rel_keep.append(np.abs(final(below[key(x)]) - truth) / np.abs(truth))
+            rel_keep.append(np.abs(_final(below[key(x)], metrics) - truth) / np.abs(truth))
     if not rel:
         return None
     rel_arr = np.array(rel)
@@ -389,20 +390,120 @@ def bench_extrapolation(store: Any, *, metric_prefix: str = "loss/") -> dict[str
     return {"rows": [row, base], "summary": summary}
 
 
-def _ladder_unit(corpus: str, name: str, weights: dict[str, float], seed: int) -> dict[str, Any]:
-    from mixopt.proxy.rungs import rung_from_dict
+LENGTHS_PREFIX = "lengths-"  # search ids of the runs that bench_lengths reads: lengths-<tokens>
+
+
+def bench_lengths(store: Any, *, metric_prefix: str = "loss/") -> dict[str, Any] | None:
+    """Predict the final per-domain losses of longer runs from the checkpoints of the shortest.
+
+    The store's runs of searches ``lengths-<tokens>`` (:func:`length_runs`): the same mixtures at one
+    rung, trained for several token budgets on the rung's schedule stretched. The step law is
+    fitted on each mixture's shortest run and predicts the end of each longer one: in the learning
+    rate's areas (what ``--fidelity-law`` fits on proxy runs), in tokens (what it fits on runs whose
+    schedule is unknown), and no change (the shortest run's final loss). Returns None without such runs.
+    """
+    import dataclasses
+
+    from mixopt.fitters.nested import mixture_key, predict_at_scale
+    from mixopt.fitters.scale_api import curves_from_store
+
+    searches = sorted({r.search_id for r in store.runs(status="ok")
+                       if r.search_id and r.search_id.startswith(LENGTHS_PREFIX)})
+    if len(searches) < 2:
+        return None
+    domains, curves = curves_from_store(store, searches)
+    by_tokens: dict[float, dict[tuple, Any]] = {}
+    for c in curves:
+        by_tokens.setdefault(float(c.tokens.max()), {})[mixture_key(c.weights)] = c
+    budgets = sorted(by_tokens)
+    base = list(by_tokens[budgets[0]].values())
+    metrics = sorted(m for m in base[0].losses if m.startswith(metric_prefix))
+    forms = {"lr-area": base, "tokens": [dataclasses.replace(c, lr_schedule=None) for c in base]}
+    rows, summary = [], {}
+    for tokens in budgets[1:]:
+        longer = by_tokens[tokens]
+        task = f"lengths {budgets[0]:.3g} → {tokens:.3g} tokens ({tokens / budgets[0]:.2g}×)"
+        for form, cs in forms.items():
+            t = time.perf_counter()
+            pred = predict_at_scale(cs, metrics, target_tokens=tokens)
+            seconds = time.perf_counter() - t
+            if form == "lr-area" and not all(v["scale"] == "lr-area" for v in pred.laws["step"].values()):
+                return None  # runs whose schedule is unknown: nothing to compare
+            rel = [np.abs(y - _final(longer[k], metrics)) / _final(longer[k], metrics)
+                   for x, y in zip(pred.X, pred.Y, strict=True) if (k := mixture_key(x)) in longer]
+            err = np.array(rel)
+            rows.append({"task": task, "fitter": f"step law in {form}", "seconds": seconds,
+                         "rel_error": float(err.mean()), "max_rel_error": float(err.max()),
+                         "mixtures": len(rel), "domains": len(domains)})
+            summary[f"{tokens / budgets[0]:.2g}x {form}"] = float(err.mean())
+        keep = [np.abs(_final(c, metrics) - _final(longer[k], metrics)) / _final(longer[k], metrics)
+                for c in base if (k := mixture_key(c.weights)) in longer]
+        rows.append({"task": task, "fitter": "no change", "seconds": 0.0, "rel_error": float(np.mean(keep)),
+                     "mixtures": len(keep), "domains": len(domains)})
+        summary[f"{tokens / budgets[0]:.2g}x no change"] = float(np.mean(keep))
+    return {"rows": rows, "summary": summary}
+
+
+def _final(c: Any, metrics: Sequence[str]) -> np.ndarray:
+    """A curve's metrics at its last checkpoint."""
+    i = int(np.argmax(c.tokens))
+    return np.array([c.losses[m][i] for m in metrics])
+
+
+def _proxy_unit(corpus: str, rung: Any, weights: dict[str, float], seed: int) -> dict[str, Any]:
     from mixopt.proxy.train import train_proxy
 
-    rung = rung_from_dict(name, {**LADDER_BASE, **LADDER[name]}, source="mixopt.bench.laws.LADDER")
     res = train_proxy(corpus, weights, rung, seed=seed, threads=1)
-    return {
-        "status": res.status,
-        "metrics": res.metrics,
-        "history": res.history,
-        "cost": res.cost,
-        "error": res.error,
-        "params": rung.non_embedding_params(),
-    }
+    return {"status": res.status, "metrics": res.metrics, "history": res.history, "cost": res.cost,
+            "error": res.error}
+
+
+def _train_into(store: Any, corpus: Any, todo: list[tuple[str, Any, dict[str, float], dict[str, Any], str]],
+                *, seed: int, jobs: int | None) -> int:
+    """Train each (run id, rung, weights, fidelity, search id) not yet in ``store`` on ``corpus``, one
+    thread per process, and record it there; returns the number trained."""
+    import multiprocessing as mp
+
+    from mixopt.store import RunRecord, fidelity_key, now
+
+    todo = [t for t in todo if store.get(t[0]) is None]
+    jobs = jobs or max(1, len(os.sched_getaffinity(0)))
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+        futs = [(rid, w, fid, sid, pool.submit(_proxy_unit, str(corpus.path), rung, w, seed))
+                for rid, rung, w, fid, sid in todo]
+        for rid, w, fid, sid, f in futs:
+            out = f.result()
+            store.add(
+                RunRecord(
+                    run_id=rid,
+                    weights=w,
+                    fidelity=fid,
+                    fidelity_key=fidelity_key(fid),
+                    status=out["status"],
+                    search_id=sid,
+                    corpus=corpus.name,
+                    corpus_hash=corpus.hash,
+                    seed=seed,
+                    metrics=out["metrics"],
+                    history=out["history"],
+                    cost=out["cost"],
+                    error=out["error"],
+                    finished=now(),
+                )
+            )
+    return len(todo)
+
+
+def _swarm(corpus: str, n_mixtures: int, seed: int) -> tuple[Any, list[dict[str, float]]]:
+    """The built corpus and ``n_mixtures`` swarm mixtures of its domains (as a search samples them)."""
+    from mixopt.corpus import Corpus
+    from mixopt.space import SearchSpace
+    from mixopt.swarm import sample_swarm
+
+    c = Corpus.open(corpus)
+    space = SearchSpace(domains=tuple(c.domains), tokens=c.train_tokens())
+    W = sample_swarm(space, n_mixtures, seed=seed)
+    return c, [dict(zip(c.domains, w.tolist(), strict=True)) for w in W]
 
 
 def ladder_runs(
@@ -418,46 +519,41 @@ def ladder_runs(
 
     Returns the number of runs recorded. Runs already in the store (same id) are skipped.
     """
-    import multiprocessing as mp
+    from mixopt.proxy.rungs import rung_from_dict
 
-    from mixopt.corpus import Corpus
-    from mixopt.space import SearchSpace
-    from mixopt.store import RunRecord, fidelity_key, now
-    from mixopt.swarm import sample_swarm
-
-    c = Corpus.open(corpus)
-    space = SearchSpace(domains=tuple(c.domains), tokens=c.train_tokens())
-    W = sample_swarm(space, n_mixtures, seed=seed)
+    c, mixtures = _swarm(corpus, n_mixtures, seed)
     todo = []
     for name in rungs:
-        for i, w in enumerate(W):
-            rid = f"ladder:{c.hash[:8]}:{name}:{seed}:{i}"
-            if store.get(rid) is None:
-                todo.append((rid, name, dict(zip(c.domains, w.tolist(), strict=True))))
-    jobs = jobs or max(1, len(os.sched_getaffinity(0)))
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
-        futs = [
-            (rid, name, w, pool.submit(_ladder_unit, str(c.path), name, w, seed)) for rid, name, w in todo
-        ]
-        for rid, name, w, f in futs:
-            out = f.result()
-            fid = {"rung": name, "params": out["params"], "corpus": c.name, "ladder": "mixopt.bench.laws"}
-            store.add(
-                RunRecord(
-                    run_id=rid,
-                    weights=w,
-                    fidelity=fid,
-                    fidelity_key=fidelity_key(fid),
-                    status=out["status"],
-                    search_id=f"ladder-{name}",
-                    corpus=c.name,
-                    corpus_hash=c.hash,
-                    seed=seed,
-                    metrics=out["metrics"],
-                    history=out["history"],
-                    cost=out["cost"],
-                    error=out["error"],
-                    finished=now(),
-                )
-            )
-    return len(todo)
+        rung = rung_from_dict(name, {**LADDER_BASE, **LADDER[name]}, source="mixopt.bench.laws.LADDER")
+        fid = {"rung": name, "params": rung.non_embedding_params(), "corpus": c.name,
+               "ladder": "mixopt.bench.laws"}
+        todo += [(f"ladder:{c.hash[:8]}:{name}:{seed}:{i}", rung, w, fid, f"ladder-{name}")
+                 for i, w in enumerate(mixtures)]
+    return _train_into(store, c, todo, seed=seed, jobs=jobs)
+
+
+def length_runs(
+    corpus: str,
+    store: Any,
+    *,
+    n_mixtures: int = 8,
+    seed: int = 0,
+    jobs: int | None = None,
+    rung: str = "xs",
+    factors: Sequence[int] = (1, 2, 4),
+) -> int:
+    """Train the same ``n_mixtures`` swarm mixtures at ``rung`` for ``factors`` × its token budget (its
+    schedule stretched) on ``corpus`` into ``store``, as searches ``lengths-<tokens>``
+    (:func:`bench_lengths`). Returns the number of runs recorded; runs already there are skipped."""
+    from mixopt.proxy.rungs import load_rung
+
+    c, mixtures = _swarm(corpus, n_mixtures, seed)
+    base = load_rung(rung)
+    todo = []
+    for f in factors:
+        r = base.with_tokens(f * base.tokens)
+        fid = {"rung": rung, "tokens": r.tokens, "corpus": c.name}
+        sid = f"{LENGTHS_PREFIX}{r.tokens}"
+        todo += [(f"lengths:{c.hash[:8]}:{rung}:{r.tokens}:{seed}:{i}", r, w, fid, sid)
+                 for i, w in enumerate(mixtures)]
+    return _train_into(store, c, todo, seed=seed, jobs=jobs)

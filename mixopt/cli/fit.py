@@ -185,7 +185,9 @@ def _render_scale(res: dict[str, Any]) -> None:
         size, _, metric = name.partition("/")
         rung = res.get("rungs", {}).get(size)
         label = f"rung {rung} ({float(size):.3g} params), {metric}" if rung else name
-        console.print(f"  step law {label}: β = {law['beta']:.3f}, RMS residual {law['rms']:.4g}")
+        form = (f"in the learning rate's area, annealing C = {law['C']:.3g}" if law.get("scale") == "lr-area"
+                else "in tokens")  # "scale" absent: a result of before 2026-12-04, in tokens
+        console.print(f"  step law {label}: β = {law['beta']:.3f} {form}, RMS residual {law['rms']:.4g}")
     for metric, law in res["laws"].get("bimix", {}).items():
         step = f"β = {law['beta']:.3f} (step)" if law["beta"] is not None else "no step term (one checkpoint)"
         console.print(f"  bimix {metric}: α = {law['alpha']:.3f}, {step}; over the checkpoints RMS residual "
@@ -214,7 +216,7 @@ def bench_fit(
     laws: Annotated[bool, opt("--laws/--no-laws", help="Every fitter on the reference tables and the store: "
                               "Spearman, Pearson, MAE, relative error, fit time.")] = True,
     tasks: Annotated[str | None, opt("--tasks", help="Comma list of regmix-pile-cc, olmix-mean-cv5, "
-                                     "small-32, store, extrapolation (default: all).")] = None,
+                                     "small-32, store, extrapolation, lengths (default: all).")] = None,
     fitters: Annotated[str | None, opt("--fitters", help="Comma list of fitters (default: all).")] = None,
     jobs: Annotated[int | None, opt("--jobs", help="Processes for --laws (default: all cores).", min=1)] = (
         None),
@@ -223,15 +225,19 @@ def bench_fit(
     ladder: Annotated[str | None, opt("--ladder", help="First train the extrapolation ladder (4 widths × "
                                       "--ladder-mixtures mixtures) on this built corpus into the store.")] = (
                                       None),
-    ladder_mixtures: Annotated[int, opt("--ladder-mixtures", help="Mixtures of the ladder.", min=2)] = 8,
-    ladder_seed: Annotated[int, opt("--ladder-seed", help="Seed of the ladder's mixtures and training "
+    lengths: Annotated[str | None, opt("--lengths", help="First train the lengths runs (--ladder-mixtures "
+                                       "mixtures at rung xs for 1×, 2× and 4× its tokens) on this built "
+                                       "corpus into the store.")] = None,
+    ladder_mixtures: Annotated[int, opt("--ladder-mixtures", help="Mixtures of the ladder and of the lengths "
+                                        "runs.", min=2)] = 8,
+    ladder_seed: Annotated[int, opt("--ladder-seed", help="Seed of their mixtures and training "
                                     "(another seed: another draw of the figure).")] = 0,
 ) -> None:
     """RegMix's fit/propose timings, and every fitter's accuracy on held-out runs (tables and store)."""
     from mixopt.bench.laws import FITTERS, TASKS
     from mixopt.errors import MixoptError
 
-    if not (timing or laws or ladder):
+    if not (timing or laws or ladder or lengths):
         raise MixoptError("--no-timing with --no-laws leaves nothing to run; drop one of them")
     def listed(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
         return default if value is None else tuple(x.strip() for x in value.split(",") if x.strip())
@@ -257,6 +263,12 @@ def bench_fit(
 
         n = ladder_runs(ladder, RunStore(store), n_mixtures=ladder_mixtures, seed=ladder_seed, jobs=jobs)
         console.print(f"trained {n} ladder runs on {ladder}")
+    if lengths is not None:
+        from mixopt.bench.laws import length_runs
+        from mixopt.store import RunStore
+
+        n = length_runs(lengths, RunStore(store), n_mixtures=ladder_mixtures, seed=ladder_seed, jobs=jobs)
+        console.print(f"trained {n} lengths runs on {lengths}")
     if laws:
         from mixopt.bench.laws import bench_laws
 

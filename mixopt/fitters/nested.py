@@ -3,7 +3,11 @@
 From proxy runs of the same mixtures at several rungs, each with losses at several checkpoints:
 
 1. step law per run (:func:`~mixopt.fitters.scaling.fit_power_law`, exponent shared by the runs of
-   one rung and metric) → each run's loss at ``target_tokens`` training tokens;
+   one rung and metric) → each run's loss at ``target_tokens`` training tokens. Where the runs'
+   learning-rate schedule is known (mixopt's proxies), the law's scale is the schedule's forward
+   area and it has an annealing term (:mod:`mixopt.schedule`), and the target is a run of
+   ``target_tokens`` on the same schedule stretched: a cosine run's middle checkpoint has not
+   annealed as a shorter run would have. Otherwise the scale is tokens;
 2. size law per mixture and metric across the rungs (one exponent shared by every mixture and
    metric: the exponent belongs to the model family, and 2–3 rungs give a curve too few points to
    fit one per metric) → each mixture's loss at ``target_size`` non-embedding parameters;
@@ -18,7 +22,7 @@ the same seed and space is the same at every rung); the others are dropped with 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +30,7 @@ import numpy as np
 
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.fitters.scaling import fit_power_law
+from mixopt.schedule import lr_areas
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +43,9 @@ class Curve:
         size: non-embedding parameters of its model.
         tokens: training tokens at each checkpoint (n_checkpoints,).
         losses: metric name → values at each checkpoint (n_checkpoints,).
+        steps: optimizer steps at each checkpoint (None: not recorded).
+        lr_schedule: tokens → the learning rates at 0-based steps of a run of that many tokens on
+            this run's schedule (None: unknown; the step law then runs in tokens).
     """
 
     run_id: str
@@ -47,6 +55,24 @@ class Curve:
     losses: dict[str, np.ndarray]
     rung: str = ""  # the proxy rung's name, for the reports
     search_id: str | None = None  # the search that ran it (where its corpus's token counts are)
+    steps: np.ndarray | None = None
+    lr_schedule: Callable[[float], Callable[[np.ndarray], np.ndarray]] | None = None
+
+    def areas(self, tokens: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(S1, S2) at this run's checkpoints, or at the end of a run of ``tokens`` on its schedule.
+
+        Raises:
+            MixoptError: ``tokens`` is less than one of this run's optimizer steps.
+        """
+        assert self.steps is not None and self.lr_schedule is not None
+        per_step = float(self.tokens.max()) / float(self.steps.max())
+        if tokens is None:
+            return lr_areas(self.lr_schedule(float(self.tokens.max())), int(self.steps.max()), self.steps)
+        n = int(tokens // per_step)
+        if n < 1:
+            raise MixoptError(f"--target-tokens {tokens:g} is less than one optimizer step of run "
+                              f"{self.run_id} ({per_step:g} tokens)")
+        return lr_areas(self.lr_schedule(float(tokens)), n, np.array([n]))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,18 +183,31 @@ def predict_at_scale(
     for size in sizes:
         group = [c for c in curves if c.size == size]
         vals = np.empty((len(group), len(metrics)))
+        annealed = target_tokens is not None and all(
+            c.steps is not None and c.lr_schedule is not None for c in group
+        )
+        if annealed:
+            areas = [c.areas() for c in group]
+            ends = [c.areas(float(target_tokens)) for c in group]  # each run's target: one point
+            target_areas = tuple(np.array([float(a[k][0]) for a in ends]) for k in (0, 1))
         for j, m in enumerate(metrics):
             if target_tokens is None:
                 vals[:, j] = [c.losses[m][int(np.argmax(c.tokens))] for c in group]
                 continue
-            law = fit_power_law(
-                [c.tokens for c in group],
-                [c.losses[m] for c in group],
-                what=f"step law ({m}, {size:.3g} params)",
-                remedy="record 3 or more checkpoints per run (the rung's eval_at fractions)",
-            )
-            vals[:, j] = law.predict(float(target_tokens))
-            laws["step"][f"{size:.6g}/{m}"] = {"beta": law.beta, "rms": law.rms}
+            ys = [c.losses[m] for c in group]
+            what = f"step law ({m}, {size:.3g} params)"
+            remedy = "record 3 or more checkpoints per run (the rung's eval_at fractions)"
+            if annealed:
+                law = fit_power_law([a[0] for a in areas], ys, anneal=[a[1] for a in areas], what=what,
+                                    remedy=remedy)
+                vals[:, j] = law.each(*target_areas)
+            else:
+                law = fit_power_law([c.tokens for c in group], ys, what=what, remedy=remedy)
+                vals[:, j] = law.predict(float(target_tokens))
+            laws["step"][f"{size:.6g}/{m}"] = {
+                "beta": law.beta, "rms": law.rms, "scale": "lr-area" if annealed else "tokens",
+                **({"C": law.C} if annealed else {}),
+            }
         for c, v in zip(group, vals, strict=True):
             at_tokens[c.run_id] = v
     if target_size is not None and target_tokens is None:

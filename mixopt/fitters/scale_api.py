@@ -11,6 +11,7 @@ mixture JSON records the laws fitted at each stage.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 import warnings
@@ -119,17 +120,25 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
         )
     domains = sorted(sets.pop())
     sizes: dict[str, float] = {}
+    schedules: dict[str, Any] = {}
     curves = []
     for r in runs:
         rung = r.fidelity.get("rung")
         if "params" in r.fidelity:  # a rung defined in code (the benchmark's ladder) records its size
             sizes[str(rung)] = float(r.fidelity["params"])
+            schedules[str(rung)] = None  # and not its learning rates
         if rung is None:
             raise MixoptError(f"run {r.run_id} has no proxy rung in its fidelity; its model size is unknown")
         if rung not in sizes:
-            sizes[rung] = float(load_rung(str(rung)).non_embedding_params())
+            config = load_rung(str(rung))
+            sizes[rung] = float(config.non_embedding_params())
+            schedules[rung] = config.lr_schedule
         hist = sorted(r.history, key=lambda h: h["tokens"])
         names = set(hist[0]).difference({"step", "tokens"})
+        # The proxy's learning rates are its rung's; a user's evaluator's are unknown.
+        proxy = json.loads(r.fidelity_key).get("evaluator") == "proxy"
+        steps = np.array([h.get("step", np.nan) for h in hist], dtype=float)
+        known = proxy and schedules[rung] is not None and bool(np.all(steps > 0))
         curves.append(
             Curve(
                 run_id=r.run_id,
@@ -139,6 +148,8 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
                 search_id=r.search_id,
                 tokens=np.array([h["tokens"] for h in hist], dtype=float),
                 losses={m: np.array([h.get(m, np.nan) for h in hist], dtype=float) for m in names},
+                steps=steps if known else None,
+                lr_schedule=schedules[rung] if known else None,
             )
         )
     return domains, curves

@@ -10,6 +10,11 @@ therefore deterministic and exact for its β.
 
 A curve needs at least 2 points (E, B) and all curves together one more (β); with ``exponent``
 given, 2 points per curve are enough and nothing is searched.
+
+The step law of a run whose learning rate decays takes its scale as the forward area S1 (the sum
+of the rates, :func:`mixopt.schedule.lr_areas`) and one more term, ``− C·S2`` with the annealing
+area S2 and C ≥ 0 shared by the curves (Tissue et al. 2024): still linear for a given β, so C comes
+from the same least squares.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class PowerLaw:
         beta: the shared exponent.
         x_ref: the normalisation of x.
         rms: root-mean-square residual of the fit.
+        C: the shared coefficient of the annealing term ``− C·z`` (0 without one).
     """
 
     E: np.ndarray
@@ -39,38 +45,65 @@ class PowerLaw:
     beta: float
     x_ref: float
     rms: float
+    C: float = 0.0
 
-    def predict(self, x: float | np.ndarray) -> np.ndarray:
-        """Every curve at x: shape (n_curves,) for a scalar x, (n_curves, len(x)) for an array."""
+    def predict(self, x: float | np.ndarray, z: float | np.ndarray = 0.0) -> np.ndarray:
+        """Every curve at x (and annealing area z): shape (n_curves,) for a scalar x, (n_curves,
+        len(x)) for an array; a z of the same shape as x, or one per curve for a scalar x."""
         u = np.asarray(x, dtype=float) / self.x_ref
+        zz = np.asarray(z, dtype=float)
         if u.ndim == 0:
-            return self.E + self.B * u ** (-self.beta)
-        return self.E[:, None] + self.B[:, None] * u[None, :] ** (-self.beta)
+            return self.E + self.B * u ** (-self.beta) - self.C * zz
+        return self.E[:, None] + self.B[:, None] * u[None, :] ** (-self.beta) - self.C * zz
+
+    def each(self, x: np.ndarray, z: np.ndarray | float = 0.0) -> np.ndarray:
+        """Curve c at its own x[c] (and annealing area z[c]): shape (n_curves,)."""
+        u = np.asarray(x, dtype=float) / self.x_ref
+        return self.E + self.B * u ** (-self.beta) - self.C * np.asarray(z, dtype=float)
 
 
-def _solve(u: list[np.ndarray], y: list[np.ndarray], beta: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Per-curve least squares (E, B ≥ 0) for one β; (E, B, sum of squared residuals)."""
+def _solve(
+    u: list[np.ndarray], y: list[np.ndarray], beta: float, z: list[np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Per-curve least squares (E, B ≥ 0) for one β, with a shared C ≥ 0 of ``− C·z`` when z is given;
+    (E, B, C, sum of squared residuals)."""
+    C = 0.0
+    if z is not None:
+        # C from the parts of y and z that no curve's own (E, B) can explain: project each curve's
+        # y and z off the span of (1, u^−β), then one shared regression.
+        num = den = 0.0
+        for uc, yc, zc in zip(u, y, z, strict=True):
+            basis = np.column_stack([np.ones_like(uc), uc ** (-beta)])
+            ry = yc - basis @ np.linalg.lstsq(basis, yc, rcond=None)[0]
+            rz = zc - basis @ np.linalg.lstsq(basis, zc, rcond=None)[0]
+            num -= float(rz @ ry)  # y = … − C·z
+            den += float(rz @ rz)
+        C = max(num / den, 0.0) if den > 0 else 0.0
     E, B, sse = np.empty(len(u)), np.empty(len(u)), 0.0
     for c, (uc, yc) in enumerate(zip(u, y, strict=True)):
-        z = uc ** (-beta)
-        zc = z - z.mean()
-        b = float(zc @ (yc - yc.mean()) / (zc @ zc)) if zc @ zc > 0 else 0.0
+        if z is not None:
+            yc = yc + C * z[c]
+        v = uc ** (-beta)
+        vc = v - v.mean()
+        b = float(vc @ (yc - yc.mean()) / (vc @ vc)) if vc @ vc > 0 else 0.0
         b = max(b, 0.0)
-        e = float(yc.mean() - b * z.mean())
+        e = float(yc.mean() - b * v.mean())
         E[c], B[c] = e, b
-        sse += float(np.sum((e + b * z - yc) ** 2))
-    return E, B, sse
+        sse += float(np.sum((e + b * v - yc) ** 2))
+    return E, B, C, sse
 
 
 def fit_power_law(
     x: list[np.ndarray], y: list[np.ndarray], *, exponent: float | None = None, what: str = "scaling law",
-    remedy: str = "add a rung or a checkpoint, or give the exponent",
+    remedy: str = "add a rung or a checkpoint, or give the exponent", anneal: list[np.ndarray] | None = None,
 ) -> PowerLaw:
-    """Fit ``E_c + B_c·x^(−β)`` with β shared by every curve c.
+    """Fit ``E_c + B_c·x^(−β)`` with β shared by every curve c (``− C·z_c`` added with ``anneal``).
 
     Args:
         x, y: one array of scales (steps, tokens or parameters; > 0) and one of losses per curve.
         exponent: a fixed β (then nothing is searched).
+        anneal: one array of annealing areas z per curve (the points of x), for ``− C·z`` with C ≥ 0
+            shared by the curves; it needs one more point in all.
         what: the law's name, for error messages.
         remedy: what the user can do when the points are too few (the options of the caller).
 
@@ -84,9 +117,11 @@ def fit_power_law(
         raise MixoptError(f"{what}: no curves to fit")
     xs = [np.asarray(a, dtype=float).ravel() for a in x]
     ys = [np.asarray(b, dtype=float).ravel() for b in y]
+    zs = None if anneal is None else [np.asarray(a, dtype=float).ravel() for a in anneal]
     for c, (a, b) in enumerate(zip(xs, ys, strict=True)):
-        if a.shape != b.shape:
-            raise MixoptError(f"{what}: curve {c} has {len(a)} scales but {len(b)} losses")
+        if a.shape != b.shape or (zs is not None and zs[c].shape != a.shape):
+            raise MixoptError(f"{what}: curve {c} has {len(a)} scales but {len(b)} losses"
+                              + ("" if zs is None else f" and {len(zs[c])} annealing areas"))
         if not (np.all(np.isfinite(b)) and np.all(np.isfinite(a))):
             raise MixoptError(f"{what}: curve {c} has NaN or infinite values; leave that run out")
         if np.any(a <= 0):
@@ -99,10 +134,13 @@ def fit_power_law(
                 "more (more checkpoints, or another rung)"
             )
     n_points = sum(len(a) for a in xs)
-    if exponent is None and n_points < 2 * len(xs) + 1:
+    n_shared = (exponent is None) + (zs is not None)
+    if n_points < 2 * len(xs) + n_shared:
+        shared = " and ".join(n for n, on in (("a shared exponent", exponent is None),
+                                               ("a shared annealing coefficient", zs is not None)) if on)
         raise MixoptError(
-            f"{what}: {n_points} points cannot fit {2 * len(xs) + 1} parameters (E and B per curve, "
-            f"a shared exponent); {remedy}"
+            f"{what}: {n_points} points cannot fit {2 * len(xs) + n_shared} parameters (E and B per curve, "
+            f"{shared}); {remedy}"
         )
     x_ref = max(float(a.max()) for a in xs)
     us = [a / x_ref for a in xs]
@@ -110,15 +148,15 @@ def fit_power_law(
         beta = float(exponent)
     else:
         grid = np.exp(np.linspace(np.log(BETA_RANGE[0]), np.log(BETA_RANGE[1]), 61))
-        sse = [_solve(us, ys, b)[2] for b in grid]
+        sse = [_solve(us, ys, b, zs)[3] for b in grid]
         i = int(np.argmin(sse))
         lo, hi = np.log(grid[max(i - 1, 0)]), np.log(grid[min(i + 1, len(grid) - 1)])
         res = minimize_scalar(
-            lambda lb: _solve(us, ys, float(np.exp(lb)))[2],
+            lambda lb: _solve(us, ys, float(np.exp(lb)), zs)[3],
             bounds=(lo, hi),
             method="bounded",
             options={"xatol": 1e-10},
         )
         beta = float(np.exp(res.x)) if res.fun <= sse[i] else float(grid[i])
-    E, B, sse_b = _solve(us, ys, beta)
-    return PowerLaw(E=E, B=B, beta=beta, x_ref=x_ref, rms=float(np.sqrt(sse_b / n_points)))
+    E, B, C, sse_b = _solve(us, ys, beta, zs)
+    return PowerLaw(E=E, B=B, beta=beta, x_ref=x_ref, rms=float(np.sqrt(sse_b / n_points)), C=C)

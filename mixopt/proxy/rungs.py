@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mixopt import paths
 from mixopt.errors import MixoptError
 from mixopt.proxy.model import ModelConfig
+from mixopt.schedule import warmup_cosine
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,11 +146,13 @@ class RungConfig:
 
     def lr_at(self, step: int) -> float:
         """Learning rate at optimizer step ``step`` (0-based): linear warm-up, then cosine to min_lr."""
-        warm = max(1, round(self.warmup * self.steps)) if self.warmup > 0 else 0
-        if step < warm:
-            return self.lr * (step + 1) / warm
-        progress = (step - warm) / max(1, self.steps - warm)
-        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+        return float(warmup_cosine(step, self.steps, lr=self.lr, min_lr=self.min_lr, warmup=self.warmup))
+
+    def lr_schedule(self, tokens: float | None = None) -> Callable[[np.ndarray], np.ndarray]:
+        """The rates at given 0-based steps of this rung's run, or of the same run stretched to
+        ``tokens`` (steps of the same size, the same warm-up fraction and decay)."""
+        steps = self.steps if tokens is None else max(1, int(tokens) // self.tokens_per_step)
+        return lambda s: warmup_cosine(s, steps, lr=self.lr, min_lr=self.min_lr, warmup=self.warmup)
 
     def eval_steps(self) -> list[int]:
         """Optimizer steps after which to evaluate (distinct, ascending, ending at ``steps``)."""

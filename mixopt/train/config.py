@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from mixopt import paths
 from mixopt.errors import MixoptError
+from mixopt.schedule import warmup_cosine
 from mixopt.train.moe import MoEConfig
 
 MODEL_DIR = "moe"  # under each proxies/ recipe folder
@@ -177,11 +178,7 @@ class TrainConfig:
 
     def lr_at(self, step: int, steps: int) -> float:
         """Learning rate at optimizer step ``step`` of ``steps``: linear warm-up, then cosine to min_lr."""
-        warm = max(1, round(self.warmup * steps)) if self.warmup > 0 else 0
-        if step < warm:
-            return self.lr * (step + 1) / warm
-        progress = (step - warm) / max(1, steps - warm)
-        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+        return float(warmup_cosine(step, steps, lr=self.lr, min_lr=self.min_lr, warmup=self.warmup))
 
     def eval_steps(self, steps: int) -> list[int]:
         """Optimizer steps after which to evaluate (and checkpoint), ending at ``steps``."""

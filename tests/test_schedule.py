@@ -1,0 +1,67 @@
+"""The learning-rate schedule shared by the proxy and the final trainer, and its forward and
+annealing areas (the step law with learning-rate annealing)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mixopt.proxy.rungs import load_rung
+from mixopt.schedule import lr_areas, warmup_cosine
+from mixopt.train.config import TrainConfig
+
+
+def _scalar(step: int, steps: int, lr: float, min_lr: float, warmup: float) -> float:
+    """The schedule as the trainers computed it step by step before it was shared."""
+    warm = max(1, round(warmup * steps)) if warmup > 0 else 0
+    if step < warm:
+        return lr * (step + 1) / warm
+    progress = (step - warm) / max(1, steps - warm)
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@pytest.mark.parametrize("steps,warmup", [(146, 0.05), (10, 0.0), (7, 0.5), (1, 0.05)])
+def test_warmup_cosine_is_the_trainers_schedule_for_scalars_and_arrays(steps: int, warmup: float) -> None:
+    want = [_scalar(s, steps, 3e-3, 3e-4, warmup) for s in range(steps + 2)]
+    got = warmup_cosine(np.arange(steps + 2), steps, lr=3e-3, min_lr=3e-4, warmup=warmup)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert isinstance(warmup_cosine(3, steps, lr=3e-3, min_lr=3e-4, warmup=warmup), float)
+
+
+def test_the_proxy_and_the_final_trainer_follow_it() -> None:
+    rung = load_rung("xs")
+    assert [rung.lr_at(s) for s in range(rung.steps)] == pytest.approx(
+        [_scalar(s, rung.steps, rung.lr, rung.min_lr, rung.warmup) for s in range(rung.steps)], rel=1e-12
+    )
+    tc = TrainConfig(batch=8, tokens=10_000, lr=1e-3, min_lr=1e-4, warmup=0.1)
+    assert tc.lr_at(5, 100) == pytest.approx(_scalar(5, 100, tc.lr, tc.min_lr, tc.warmup), rel=1e-12)
+    # The rung's schedule stretched to 4× its tokens: the same shape over 4× the steps.
+    long = rung.lr_schedule(4 * rung.tokens)
+    n = 4 * rung.tokens // rung.tokens_per_step
+    assert long(np.array([n - 1]))[0] == pytest.approx(_scalar(n - 1, n, rung.lr, rung.min_lr, rung.warmup))
+
+
+def test_areas_of_a_constant_rate_a_drop_and_a_warm_up() -> None:
+    s1, s2 = lr_areas(lambda s: np.full(len(s), 0.5), 100, np.array([1, 50, 100]))
+    np.testing.assert_allclose(s1, [1, 50, 100])  # in units of the peak
+    np.testing.assert_allclose(s2, [0, 0, 0])
+    # A drop to 0.25 of the peak after step 60 (0-based): 0.75 below the peak for each later step.
+    s1, s2 = lr_areas(lambda s: np.where(s < 60, 1.0, 0.25), 100, np.array([60, 61, 100]))
+    np.testing.assert_allclose(s1, [60, 60.25, 70])
+    np.testing.assert_allclose(s2, [0, 0.75, 30])
+    # A warm-up does not count as annealing: the rate is below its peak only after it.
+    s1, s2 = lr_areas(lambda s: np.minimum((s + 1) / 10, 1.0), 20, np.array([10, 20]))
+    np.testing.assert_allclose(s2, [0, 0])
+
+
+def test_a_long_run_is_summed_on_a_grid_within_a_tiny_error() -> None:
+    n = 3_000_000
+    lr = lambda s: warmup_cosine(s, n, lr=1.0, min_lr=0.1, warmup=0.01)  # noqa: E731
+    s1, s2 = lr_areas(lr, n, np.array([n // 2, n]))
+    exact = np.asarray(lr(np.arange(n)))
+    want1 = [exact[: n // 2].sum(), exact.sum()]
+    want2 = [(1 - exact[30_000 : n // 2]).sum(), (1 - exact[30_000:]).sum()]  # after the warm-up
+    np.testing.assert_allclose(s1, want1, rtol=1e-4)
+    np.testing.assert_allclose(s2, want2, rtol=1e-4)
