@@ -419,18 +419,23 @@ def test_a_default_name_taken_in_the_same_second_gets_a_suffix(workspace, tmp_pa
     assert prep_mod.prepare(config(tmp_path, name="mine")).search_id == "mine"  # a given name is kept
 
 
-def test_kill_children_ends_the_processes_an_evaluator_started():
+@pytest.mark.parametrize("where", ["/proc", "ps"])
+def test_kill_children_ends_the_processes_an_evaluator_started(where, monkeypatch):
     """What --trial-timeout does before ending a worker: a training job the evaluator spawned goes too
-    (here the worker is a stand-in process, its job a child with a grandchild)."""
+    (here the worker is a stand-in process, its job a child with a grandchild). Found through Linux's
+    /proc, or through ps as on macOS, where there is no /proc."""
     import subprocess
     import sys
     import time
     from pathlib import Path
 
+    import mixopt.search.trial as trial
     from mixopt.search.trial import _kill_children
 
     if not Path(f"/proc/{os.getpid()}/task").is_dir():
-        pytest.skip("needs Linux /proc")
+        pytest.skip("the test finds the processes through Linux /proc")
+    if where == "ps":
+        monkeypatch.setattr(trial, "Path", lambda p: Path("/nonexistent") / str(p).lstrip("/"))
     sleeper = "import time; time.sleep(300)"
     job = f"import subprocess,sys,time; subprocess.Popen([sys.executable,'-c',{sleeper!r}]); time.sleep(300)"
     worker = subprocess.Popen([sys.executable, "-c", f"import subprocess,sys,time; "

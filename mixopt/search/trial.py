@@ -200,21 +200,44 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
 
 
 def _kill_children(pid: int) -> None:
-    """SIGKILL every descendant of ``pid`` (Linux ``/proc``; elsewhere nothing is done)."""
+    """SIGKILL every descendant of ``pid``, deepest first, so that none is re-parented and missed."""
     import contextlib
     import signal
 
+    for child in _children(pid):
+        _kill_children(child)
+        with contextlib.suppress(OSError):  # it may have ended already
+            os.kill(child, signal.SIGKILL)
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid``: from Linux's ``/proc``, elsewhere from ``ps``."""
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
-        return
+        return _children_from_ps(pid)
     children: set[int] = set()
     for task in tasks:
         try:
             children.update(int(c) for c in (task / "children").read_text().split())
         except (OSError, ValueError):
             continue
-    for child in children:
-        _kill_children(child)
-        with contextlib.suppress(OSError):  # it may have ended already
-            os.kill(child, signal.SIGKILL)
+    return children
+
+
+def _children_from_ps(pid: int) -> set[int]:
+    """The children of ``pid`` as POSIX ``ps`` lists them (macOS and the BSDs have no ``/proc``);
+    none when ``ps`` cannot run."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, timeout=10,
+                             check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    children = set()
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[1] == str(pid) and fields[0].isdigit():
+            children.add(int(fields[0]))
+    return children
