@@ -3,11 +3,11 @@
 ``warmup_cosine`` is the schedule itself: linear warm-up over a fraction of the steps, then cosine
 decay to a floor. ``lr_areas`` turns any schedule into the two quantities of the step law with
 learning-rate annealing (Tissue et al. 2024, "Scaling Law with Learning Rate Annealing"):
-the forward area S1 (the sum of the learning rates so far) and the annealing area S2 (the sum, over
-the steps so far, of how far the rate has fallen below its running peak). A loss curve then
-follows ``L = E + B·S1^(−β) − C·S2``, which is what lets the checkpoints of one cosine run stand for
-the end of a longer run: a checkpoint halfway through a cosine run has seen a high rate that a
-shorter run would have annealed.
+the forward area S1 (the sum of the learning rates so far) and the annealing area S2 (how far the
+rate has fallen below its running peak, summed over the steps with a momentum that forgets old
+drops). A loss curve then follows ``L = E + B·S1^(−β) − C·S2``, which is what lets the checkpoints
+of one cosine run stand for the end of a longer run: a checkpoint halfway through a cosine run has
+seen a high rate that a shorter run would have annealed.
 """
 
 from __future__ import annotations
@@ -15,9 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from scipy.signal import lfilter
 
 # Schedules are summed on at most this many points: a target of 1e12 tokens is ~1e9 steps.
 MAX_POINTS = 200_000
+# Tissue et al.'s momentum of the annealing area (their λ, 0.999 in their fits): below 1, the area
+# of a run of any length is at most the whole drop over (1 − λ), 900 steps at the peak rate for a
+# decay to a tenth of it.
+DECAY = 0.999
 
 
 def warmup_cosine(
@@ -34,24 +39,50 @@ def warmup_cosine(
 
 
 def lr_areas(
-    lr: Callable[[np.ndarray], np.ndarray], steps: int, at: np.ndarray
+    lr: Callable[[np.ndarray], np.ndarray], steps: int, at: np.ndarray, *, decay: float = DECAY
 ) -> tuple[np.ndarray, np.ndarray]:
     """(S1, S2) after each step count in ``at`` (1-based: after ``at`` optimizer steps) of a run of
     ``steps`` steps whose rate at 0-based steps ``s`` is ``lr(s)``, in units of the run's peak rate.
 
-    S2 uses no momentum (Tissue et al.'s λ → 1): with the few hundred steps of a proxy run, λ = 0.999
-    and λ = 1 differ by little, and λ = 1 predicted longer proxy runs slightly better. Runs of more
-    than ``MAX_POINTS`` steps are summed on an even grid of that many steps, scaled up.
+    S1 is the sum of the rates. S2 is Tissue et al.'s annealing area with momentum ``decay`` (λ):
+    ``m_i = λ·m_(i−1) + Δ_i``, ``S2 = Σ m_i``, where Δ_i is how much further below its running peak
+    the rate fell at step i (so a warm-up adds nothing). Summed, ``S2_n = (g_n − λ·m_n)/(1 − λ)``
+    with g_n the rate's gap below the peak: bounded by the whole drop over (1 − λ), which is what
+    keeps a long run's annealing benefit finite. Runs of more than ``MAX_POINTS`` steps are summed
+    for S1 on an even grid of that many steps, and m_n is taken over the last ``30/(1 − λ)`` steps
+    (what came before weighs λ^(30/(1−λ)) < 1e-13).
     """
-    at = np.asarray(at, dtype=float)
-    stride = max(1, -(-steps // MAX_POINTS))
+    if not 0 <= decay < 1:
+        raise ValueError(f"decay is {decay}; it must be in [0, 1)")
+    at = np.asarray(at, dtype=int)
+    if steps <= MAX_POINTS:
+        rates = np.asarray(lr(np.arange(steps)), dtype=float)
+        peak = _peak(rates)
+        rates = rates / peak
+        gap = np.maximum.accumulate(rates) - rates
+        m = lfilter([1.0], [1.0, -decay], np.diff(gap, prepend=0.0))
+        return np.cumsum(rates)[at - 1], np.cumsum(m)[at - 1]
+    stride = -(-steps // MAX_POINTS)
     grid = np.arange(0, steps, stride)
     rates = np.asarray(lr(grid), dtype=float)
+    peak = _peak(rates)
+    s1 = (np.cumsum(rates) * stride / peak)[np.clip(-(-at // stride) - 1, 0, len(grid) - 1)]
+    window = int(np.ceil(30 / (1 - decay)))
+    s2 = np.empty(len(at))
+    for j, n in enumerate(at):
+        lo = max(0, n - window - 1)
+        seen = rates[grid < lo]  # the running peak before the window, from the grid
+        w = np.asarray(lr(np.arange(lo, n)), dtype=float)
+        top = np.maximum.accumulate(np.maximum(w, seen.max() if len(seen) else 0.0))
+        gap = (top - w) / peak
+        drops = np.diff(gap, prepend=gap[0] if lo > 0 else 0.0)
+        m = float(drops @ decay ** np.arange(len(drops) - 1, -1, -1))
+        s2[j] = (gap[-1] - decay * m) / (1 - decay)
+    return s1, s2
+
+
+def _peak(rates: np.ndarray) -> float:
     peak = float(rates.max())
     if not peak > 0:
         raise ValueError("a learning-rate schedule whose rates are all ≤ 0 has no areas")
-    rates = rates / peak
-    s1 = np.cumsum(rates) * stride
-    s2 = np.cumsum(np.maximum.accumulate(rates) - rates) * stride
-    idx = np.clip(np.ceil(at / stride).astype(int) - 1, 0, len(grid) - 1)
-    return s1[idx], s2[idx]
+    return peak

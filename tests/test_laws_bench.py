@@ -149,8 +149,8 @@ def test_the_kept_lengths_draw_scores_as_documented() -> None:
     """docs/data/lengths-seed0.sqlite: 8 swarm mixtures at rung xs for 1×, 2× and 4× its tokens
     (8 min to retrain), scored as docs/benchmarks.md and docs/DECISIONS.md say."""
     s = _read_kept("lengths-seed0.sqlite", bench_lengths)
-    want = {"2x lr-area": 0.02450, "2x tokens": 0.02304, "2x no change": 0.02920,
-            "4x lr-area": 0.04323, "4x tokens": 0.04920, "4x no change": 0.07163}
+    want = {"2x lr-area": 0.02416, "2x tokens": 0.02304, "2x no change": 0.02920,
+            "4x lr-area": 0.04147, "4x tokens": 0.04920, "4x no change": 0.07163}
     assert s == pytest.approx(want, abs=5e-5)
 
 

@@ -362,3 +362,25 @@ def test_a_user_evaluators_runs_keep_the_step_law_in_tokens(tmp_path: Path) -> N
     store = fill_store(tmp_path / "runs.sqlite", rungs=("xs",), n=4)  # learning rates unknown
     _, curves = curves_from_store(store)
     assert all(c.lr_schedule is None and c.steps is None for c in curves)
+
+
+def test_a_step_law_without_a_bend_is_said_when_it_reaches_far(tmp_path: Path) -> None:
+    """Checkpoints that fall with the log of training put the exponent at its bound: the law has no
+    floor, and a target far beyond the runs is said to be that log carried on."""
+    from mixopt.fitters.nested import predict_at_scale
+
+    def log_law(r: np.ndarray, N: float, D: float) -> np.ndarray:
+        return truth(r, N, 1e9) - 0.3 * np.log(D)
+
+    store = fill_store(tmp_path / "runs.sqlite", rungs=("xs",), n=6, law=log_law, annealing=0.0)
+    _, curves = curves_from_store(store)
+    metrics = [f"loss/{d}" for d in DOMAINS]
+    tokens = float(curves[0].tokens.max())
+    said = (r"step law of 3 of 3 metrics \(loss/a, loss/b, loss/c\) at 1.01e\+05 params has its exponent "
+            r"at its bound \(0.001\).*at 1e\+03× the runs' tokens")
+    with pytest.warns(MixoptWarning, match=said):
+        pred = predict_at_scale(curves, metrics, target_tokens=1000 * tokens)
+    assert all(law["beta"] == pytest.approx(0.001) for law in pred.laws["step"].values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MixoptWarning)
+        predict_at_scale(curves, metrics, target_tokens=2 * tokens)  # near the runs: nothing to say

@@ -43,25 +43,60 @@ def test_the_proxy_and_the_final_trainer_follow_it() -> None:
     assert long(np.array([n - 1]))[0] == pytest.approx(_scalar(n - 1, n, rung.lr, rung.min_lr, rung.warmup))
 
 
+def _areas_by_loop(rates: np.ndarray, decay: float) -> tuple[np.ndarray, np.ndarray]:
+    """Tissue et al.'s areas step by step, as their paper writes them (rates in units of the peak)."""
+    s1, s2, m, top, gap_before = [], [], 0.0, 0.0, 0.0
+    for r in rates:
+        top = max(top, r)
+        m = decay * m + (top - r) - gap_before
+        gap_before = top - r
+        s1.append((s1[-1] if s1 else 0.0) + r)
+        s2.append((s2[-1] if s2 else 0.0) + m)
+    return np.array(s1), np.array(s2)
+
+
 def test_areas_of_a_constant_rate_a_drop_and_a_warm_up() -> None:
     s1, s2 = lr_areas(lambda s: np.full(len(s), 0.5), 100, np.array([1, 50, 100]))
     np.testing.assert_allclose(s1, [1, 50, 100])  # in units of the peak
     np.testing.assert_allclose(s2, [0, 0, 0])
-    # A drop to 0.25 of the peak after step 60 (0-based): 0.75 below the peak for each later step.
-    s1, s2 = lr_areas(lambda s: np.where(s < 60, 1.0, 0.25), 100, np.array([60, 61, 100]))
-    np.testing.assert_allclose(s1, [60, 60.25, 70])
-    np.testing.assert_allclose(s2, [0, 0.75, 30])
+    # A drop to 0.25 of the peak after step 60 (0-based): a drop of 0.75 whose momentum halves each
+    # step with λ = 0.5, so the area grows by 0.75, 0.375, … towards 1.5.
+    drop = lambda s: np.where(s < 60, 1.0, 0.25)  # noqa: E731
+    s1, s2 = lr_areas(drop, 100, np.array([60, 61, 62, 100]), decay=0.5)
+    np.testing.assert_allclose(s1, [60, 60.25, 60.5, 70])
+    np.testing.assert_allclose(s2, [0, 0.75, 1.125, 1.5])
+    # λ = 0: the area is the gap below the peak; the default λ is 0.999.
+    np.testing.assert_allclose(lr_areas(drop, 100, np.array([100]), decay=0.0)[1], [0.75])
+    want = _areas_by_loop(drop(np.arange(100)), 0.999)[1][-1]
+    assert lr_areas(drop, 100, np.array([100]))[1][0] == pytest.approx(want, rel=1e-12)
     # A warm-up does not count as annealing: the rate is below its peak only after it.
     s1, s2 = lr_areas(lambda s: np.minimum((s + 1) / 10, 1.0), 20, np.array([10, 20]))
     np.testing.assert_allclose(s2, [0, 0])
+    with pytest.raises(ValueError, match="decay is 1"):
+        lr_areas(drop, 100, np.array([100]), decay=1.0)
 
 
-def test_a_long_run_is_summed_on_a_grid_within_a_tiny_error() -> None:
+def test_areas_match_the_papers_loop_on_a_proxys_schedule() -> None:
+    rung = load_rung("xs")
+    rates = np.array([rung.lr_at(s) for s in range(rung.steps)]) / rung.lr
+    want1, want2 = _areas_by_loop(rates, 0.999)
+    at = np.array(rung.eval_steps())
+    s1, s2 = lr_areas(rung.lr_schedule(), rung.steps, at)
+    np.testing.assert_allclose(s1, want1[at - 1], rtol=1e-12)
+    np.testing.assert_allclose(s2, want2[at - 1], rtol=1e-9)
+
+
+def test_a_long_runs_area_is_bounded_and_summed_within_a_tiny_error() -> None:
     n = 3_000_000
     lr = lambda s: warmup_cosine(s, n, lr=1.0, min_lr=0.1, warmup=0.01)  # noqa: E731
-    s1, s2 = lr_areas(lr, n, np.array([n // 2, n]))
+    at = np.array([n // 2, n])
+    s1, s2 = lr_areas(lr, n, at)
     exact = np.asarray(lr(np.arange(n)))
-    want1 = [exact[: n // 2].sum(), exact.sum()]
-    want2 = [(1 - exact[30_000 : n // 2]).sum(), (1 - exact[30_000:]).sum()]  # after the warm-up
-    np.testing.assert_allclose(s1, want1, rtol=1e-4)
-    np.testing.assert_allclose(s2, want2, rtol=1e-4)
+    gap = np.maximum.accumulate(exact) - exact
+    from scipy.signal import lfilter
+
+    m = lfilter([1.0], [1.0, -0.999], np.diff(gap, prepend=0.0))
+    np.testing.assert_allclose(s1, np.cumsum(exact)[at - 1], rtol=1e-4)
+    np.testing.assert_allclose(s2, np.cumsum(m)[at - 1], rtol=1e-6)
+    # The whole drop (0.9 of the peak) over 1 − λ bounds it, however long the run.
+    assert s2[-1] < 0.9 / 0.001 and s2[-1] == pytest.approx(900, rel=1e-3)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from mixopt.errors import MixoptError, MixoptWarning
-from mixopt.fitters.scaling import fit_power_law
+from mixopt.fitters.scaling import BETA_RANGE, fit_power_law
 from mixopt.schedule import lr_areas
 
 
@@ -183,6 +183,7 @@ def predict_at_scale(
     for size in sizes:
         group = [c for c in curves if c.size == size]
         vals = np.empty((len(group), len(metrics)))
+        flat: list[str] = []  # metrics whose step law found no bend
         annealed = target_tokens is not None and all(
             c.steps is not None and c.lr_schedule is not None for c in group
         )
@@ -208,8 +209,22 @@ def predict_at_scale(
                 "beta": law.beta, "rms": law.rms, "scale": "lr-area" if annealed else "tokens",
                 **({"C": law.C} if annealed else {}),
             }
+            if law.beta <= 1.01 * BETA_RANGE[0]:
+                flat.append(m)
         for c, v in zip(group, vals, strict=True):
             at_tokens[c.run_id] = v
+        reach = float(target_tokens or 0) / max(float(c.tokens.max()) for c in group)
+        if flat and reach > 2:
+            warnings.warn(
+                f"the step law of {len(flat)} of {len(metrics)} metrics ({', '.join(flat[:3])}"
+                f"{', …' if len(flat) > 3 else ''}) at {size:.3g} params has its exponent at its bound "
+                f"({BETA_RANGE[0]}): the checkpoints do not bend, so it falls with the log of training "
+                f"and has no floor. Its loss at {reach:.3g}× the runs' tokens is that log carried on "
+                "(on proxy runs 4× longer it erred by about 4%); train the runs longer, or check the "
+                "prediction with --target-tokens nearer to them",
+                MixoptWarning,
+                stacklevel=2,
+            )
     if target_size is not None and target_tokens is None:
         last = {float(c.size): float(np.max(c.tokens)) for c in curves}
         if max(last.values()) > 1.01 * min(last.values()):  # rungs whose budgets differ
