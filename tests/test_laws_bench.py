@@ -146,11 +146,12 @@ def test_the_kept_ladder_draw_reads_and_scores_as_documented() -> None:
 
 
 def test_the_kept_lengths_draw_scores_as_documented() -> None:
-    """docs/data/lengths-seed0.sqlite: 8 swarm mixtures at rung xs for 1×, 2× and 4× its tokens
-    (8 min to retrain), scored as docs/benchmarks.md and docs/DECISIONS.md say."""
+    """docs/data/lengths-seed0.sqlite: 8 swarm mixtures at rung xs for 1×, 2×, 4× and 16× its tokens
+    (26 min to retrain), scored as docs/benchmarks.md and docs/DECISIONS.md say."""
     s = _read_kept("lengths-seed0.sqlite", bench_lengths)
     want = {"2x lr-area": 0.02416, "2x tokens": 0.02304, "2x no change": 0.02920,
-            "4x lr-area": 0.04147, "4x tokens": 0.04920, "4x no change": 0.07163}
+            "4x lr-area": 0.04147, "4x tokens": 0.04920, "4x no change": 0.07163,
+            "16x lr-area": 0.10849, "16x tokens": 0.12894, "16x no change": 0.18143}
     assert s == pytest.approx(want, abs=5e-5)
 
 
@@ -200,13 +201,21 @@ def test_ladder_options_reach_the_library(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setattr(laws, "length_runs", fake_ladder)
     main(["bench", "fit", "--no-timing", "--no-laws", "--lengths", "default", "--ladder-mixtures", "4",
           "--store", str(tmp_path / "s.sqlite")])
-    assert seen == {"corpus": "default", "n_mixtures": 4, "seed": 0, "jobs": None}
+    assert seen == {"corpus": "default", "n_mixtures": 4, "seed": 0, "jobs": None, "factors": (1, 2, 4)}
+    seen.clear()
+    main(["bench", "fit", "--no-timing", "--no-laws", "--lengths", "default", "--lengths-factors", "16,1, 4",
+          "--store", str(tmp_path / "s.sqlite")])
+    assert seen["factors"] == (1, 4, 16)
 
 
 @pytest.mark.parametrize(("args", "said"), [
     (["bench", "fit", "--tasks", "zz"], "error: --tasks zz: choose from regmix-pile-cc"),
     (["bench", "fit", "--no-timing", "--fitters", "zz"], "error: --fitters zz: choose from regmix"),
     (["bench", "fit", "--no-timing", "--no-laws"], "leaves nothing to run"),
+    (["bench", "fit", "--lengths", "default", "--lengths-factors", "4"],
+     "error: --lengths-factors '4': give two or more whole multiples ≥ 1"),
+    (["bench", "fit", "--lengths", "default", "--lengths-factors", "0,2"], "whole multiples ≥ 1"),
+    (["bench", "fit", "--lengths", "default", "--lengths-factors", "1,x"], "whole multiples ≥ 1"),
     (["bench", "fit", "--jobs", "-1"], "Invalid value for '--jobs'"),
     (["bench", "proxy", "--rungs", ","], "error: --rungs is empty"),
     (["bench", "search", "--trials", "0"], "Invalid value for '--trials'"),

@@ -226,8 +226,11 @@ def bench_fit(
                                       "--ladder-mixtures mixtures) on this built corpus into the store.")] = (
                                       None),
     lengths: Annotated[str | None, opt("--lengths", help="First train the lengths runs (--ladder-mixtures "
-                                       "mixtures at rung xs for 1×, 2× and 4× its tokens) on this built "
-                                       "corpus into the store.")] = None,
+                                       "mixtures at rung xs for --lengths-factors × its tokens) on this "
+                                       "built corpus into the store.")] = None,
+    lengths_factors: Annotated[str, opt("--lengths-factors", help="Multiples of the rung's tokens the "
+                                        "lengths runs train for; the smallest is fitted, the others "
+                                        "predicted.")] = "1,2,4",
     ladder_mixtures: Annotated[int, opt("--ladder-mixtures", help="Mixtures of the ladder and of the lengths "
                                         "runs.", min=2)] = 8,
     ladder_seed: Annotated[int, opt("--ladder-seed", help="Seed of their mixtures and training "
@@ -247,6 +250,7 @@ def bench_fit(
         unknown = [x for x in given if x not in known]
         if unknown or not given:
             raise MixoptError(f"{option} {','.join(unknown) or repr('')}: choose from {', '.join(known)}")
+    factors = _factors(lengths_factors)  # before anything runs
     res: dict[str, Any] = {}
     root = data  # the tables' root, or RegMix's folder in it
     if data is not None and (data / "regmix-pile-1m").is_dir():
@@ -267,7 +271,8 @@ def bench_fit(
         from mixopt.bench.laws import length_runs
         from mixopt.store import RunStore
 
-        n = length_runs(lengths, RunStore(store), n_mixtures=ladder_mixtures, seed=ladder_seed, jobs=jobs)
+        n = length_runs(lengths, RunStore(store), n_mixtures=ladder_mixtures, seed=ladder_seed, jobs=jobs,
+                        factors=factors)
         console.print(f"trained {n} lengths runs on {lengths}")
     if laws:
         from mixopt.bench.laws import bench_laws
@@ -286,6 +291,20 @@ def bench_fit(
         console.print(t)
     if laws:
         _render_laws(res["laws"])
+
+
+def _factors(text: str) -> tuple[int, ...]:
+    """``--lengths-factors``: two or more distinct whole multiples ≥ 1."""
+    from mixopt.errors import MixoptError
+
+    try:
+        factors = tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
+    except ValueError:
+        factors = ()
+    if len(factors) < 2 or factors[0] < 1:
+        raise MixoptError(f"--lengths-factors {text!r}: give two or more whole multiples ≥ 1 of the rung's "
+                          "tokens, e.g. 1,2,4 (the smallest is fitted, the others predicted)")
+    return factors
 
 
 def _render_laws(res: dict[str, Any]) -> None:
