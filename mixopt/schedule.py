@@ -55,6 +55,8 @@ def lr_areas(
     if not 0 <= decay < 1:
         raise ValueError(f"decay is {decay}; it must be in [0, 1)")
     at = np.asarray(at, dtype=int)
+    if at.size and not (at.min() >= 1 and at.max() <= steps):
+        raise ValueError(f"step counts {at.min()}..{at.max()} lie outside the run's 1..{steps} steps")
     if steps <= MAX_POINTS:
         rates = np.asarray(lr(np.arange(steps)), dtype=float)
         peak = _peak(rates)
@@ -66,7 +68,10 @@ def lr_areas(
     grid = np.arange(0, steps, stride)
     rates = np.asarray(lr(grid), dtype=float)
     peak = _peak(rates)
-    s1 = (np.cumsum(rates) * stride / peak)[np.clip(-(-at // stride) - 1, 0, len(grid) - 1)]
+    # Whole buckets of ``stride`` steps, each at its first step's rate, then the part of the next.
+    full = at // stride
+    before = np.concatenate([[0.0], np.cumsum(rates)])[full] * stride
+    s1 = (before + (at - full * stride) * rates[np.minimum(full, len(grid) - 1)]) / peak
     window = int(np.ceil(30 / (1 - decay)))
     s2 = np.empty(len(at))
     for j, n in enumerate(at):

@@ -171,6 +171,33 @@ def test_step_law_with_annealing_recovers_its_shared_coefficient(noise: float) -
     assert fit_power_law([s1] * 6, up, anneal=[s2] * 6).C == 0.0
 
 
+def test_step_law_with_annealing_is_the_bounded_least_squares_when_runs_rise() -> None:
+    """Runs whose loss rises with the area get B = 0; the shared C is then still the best under
+    B ≥ 0 and C ≥ 0 (checked against scipy's bounded least squares), not the unbounded C."""
+    from scipy.optimize import lsq_linear
+
+    from mixopt.fitters.scaling import _solve
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        n = int(rng.integers(3, 7))
+        u = [np.sort(rng.uniform(0.05, 1.0, 5)) for _ in range(n)]
+        z = [np.cumsum(rng.uniform(0.0, 2.0, 5)) for _ in range(n)]
+        sign = rng.choice([-1.0, 1.0], n)  # a third to two thirds of the runs rise: their B is held at 0
+        y = [3 + 0.3 * sign[c] * u[c] ** -0.5 - 0.01 * z[c] + 0.05 * rng.normal(size=5) for c in range(n)]
+        E, B, C, sse = _solve(u, y, 0.5, z)
+        rows = np.array([np.r_[np.eye(n)[c], np.eye(n)[c] * u[c][p] ** -0.5, -z[c][p]]
+                         for c in range(n) for p in range(5)])
+        lower = np.r_[np.full(n, -np.inf), np.zeros(n + 1)]
+        ref = lsq_linear(rows, np.concatenate(y), bounds=(lower, np.inf), method="bvls", tol=1e-12)
+        assert sse == pytest.approx(2 * ref.cost, rel=1e-9, abs=1e-12)
+        assert ref.x[-1] == pytest.approx(C, rel=1e-6, abs=1e-9)
+        assert np.all(B >= 0)
+    # An area that is constant within each run cannot be told from the runs' own floors: C = 0.
+    flat = [np.full(5, 3.0 * c) for c in range(3)]
+    assert _solve(u[:3], y[:3], 0.5, flat)[2] == 0.0
+
+
 def test_power_law_input_checks() -> None:
     with pytest.raises(MixoptError, match="distinct scale"):
         fit_power_law([np.array([5.0, 5.0])], [np.array([1.0, 1.0])])

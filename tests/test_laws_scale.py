@@ -31,7 +31,7 @@ def truth(r: np.ndarray, N: float, D: float) -> np.ndarray:
 
 def fill_store(
     path: Path, rungs: tuple[str, ...] = ("xs", "s", "m"), n: int = 10, law: Any = truth,
-    annealing: float | None = None,
+    annealing: float | None = None, rung_hash: str | None = None,
 ) -> RunStore:
     """Runs of ``n`` mixtures at each rung, their per-domain losses by ``law(r, N, D)`` at each checkpoint.
 
@@ -68,7 +68,8 @@ def fill_store(
                     run_id=f"{rung}-{i}",
                     weights=dict(zip(DOMAINS, r.tolist(), strict=True)),
                     fidelity=fid,
-                    fidelity_key=fidelity_key(fid, "proxy" if annealing is not None else "tests:evaluate"),
+                    fidelity_key=fidelity_key({**fid, **({"rung_hash": rung_hash} if rung_hash else {})},
+                                              "proxy" if annealing is not None else "tests:evaluate"),
                     status="ok",
                     search_id=f"sw-{rung}",
                     metrics={k: v for k, v in hist[-1].items() if k.startswith("loss/")},
@@ -356,6 +357,19 @@ def test_the_step_laws_form_is_printed(tmp_path: Path, workspace: Path,
         text = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
         assert f"step law rung xs ({load_rung('xs').non_embedding_params():.3g} params), loss/a: " in text
         assert form in text
+
+
+def test_runs_of_a_rung_changed_since_keep_the_step_law_in_tokens(tmp_path: Path) -> None:
+    """A search's proxy runs record their rung's hash: when proxies/xs.toml changed since, their
+    learning rates are not the file's, and the law says so and runs in tokens."""
+    from mixopt.search.prepare import rung_hash
+
+    same = fill_store(tmp_path / "same.sqlite", rungs=("xs",), n=3, annealing=0.0, rung_hash=rung_hash("xs"))
+    assert all(c.lr_schedule is not None for c in curves_from_store(same)[1])
+    old = fill_store(tmp_path / "old.sqlite", rungs=("xs",), n=3, annealing=0.0, rung_hash="0123456789abcdef")
+    with pytest.warns(MixoptWarning, match="rung xs changed since some of these runs trained"):
+        _, curves = curves_from_store(old)
+    assert all(c.lr_schedule is None for c in curves)
 
 
 def test_a_user_evaluators_runs_keep_the_step_law_in_tokens(tmp_path: Path) -> None:

@@ -436,6 +436,10 @@ def test_kill_children_ends_the_processes_an_evaluator_started(where, monkeypatc
         pytest.skip("the test finds the processes through Linux /proc")
     if where == "ps":
         monkeypatch.setattr(trial, "Path", lambda p: Path("/nonexistent") / str(p).lstrip("/"))
+        # The listing leaves out the ps process itself, a child of the caller that has ended when read:
+        # every child it lists is alive.
+        for kid in trial._ps_children()(os.getpid()):
+            os.kill(kid, 0)
     sleeper = "import time; time.sleep(300)"
     job = f"import subprocess,sys,time; subprocess.Popen([sys.executable,'-c',{sleeper!r}]); time.sleep(300)"
     worker = subprocess.Popen([sys.executable, "-c", f"import subprocess,sys,time; "

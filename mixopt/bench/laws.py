@@ -411,7 +411,11 @@ def bench_lengths(store: Any, *, metric_prefix: str = "loss/") -> dict[str, Any]
                        if r.search_id and r.search_id.startswith(LENGTHS_PREFIX)})
     if len(searches) < 2:
         return None
-    domains, curves = curves_from_store(store, searches)
+    try:
+        domains, curves = curves_from_store(store, searches)
+    except MixoptError as exc:  # e.g. the lengths runs of two corpora in one store
+        raise MixoptError(f"the store's lengths runs cannot be compared ({exc}); keep one corpus's "
+                          "lengths runs in a store (--store)") from None
     by_tokens: dict[float, dict[tuple, Any]] = {}
     for c in curves:
         by_tokens.setdefault(float(c.tokens.max()), {})[mixture_key(c.weights)] = c
@@ -433,6 +437,8 @@ def bench_lengths(store: Any, *, metric_prefix: str = "loss/") -> dict[str, Any]
                 return None  # runs whose schedule is unknown: nothing to compare
             rel = [np.abs(y - _final(longer[k], metrics)) / _final(longer[k], metrics)
                    for x, y in zip(pred.X, pred.Y, strict=True) if (k := mixture_key(x)) in longer]
+            if not rel:  # no mixture ran at both budgets
+                continue
             err = np.array(rel)
             rows.append({"task": task, "fitter": f"step law in {form}", "seconds": seconds,
                          "rel_error": float(err.mean()), "max_rel_error": float(err.max()),
@@ -440,6 +446,8 @@ def bench_lengths(store: Any, *, metric_prefix: str = "loss/") -> dict[str, Any]
             summary[f"{tokens / budgets[0]:.2g}x {form}"] = float(err.mean())
         keep = [np.abs(_final(c, metrics) - _final(longer[k], metrics)) / _final(longer[k], metrics)
                 for c in base if (k := mixture_key(c.weights)) in longer]
+        if not keep:
+            continue
         rows.append({"task": task, "fitter": "no change", "seconds": 0.0, "rel_error": float(np.mean(keep)),
                      "mixtures": len(keep), "domains": len(domains)})
         summary[f"{tokens / budgets[0]:.2g}x no change"] = float(np.mean(keep))

@@ -220,7 +220,7 @@ def predict_at_scale(
                 f"{', …' if len(flat) > 3 else ''}) at {size:.3g} params has its exponent at its bound "
                 f"({BETA_RANGE[0]}): the checkpoints do not bend, so it falls with the log of training "
                 f"and has no floor. Its loss at {reach:.3g}× the runs' tokens is that log carried on "
-                "(on proxy runs 4× longer it erred by about 4%); train the runs longer, or check the "
+                "(on proxy runs 4× longer the step law erred by 4–5%); train the runs longer, or check the "
                 "prediction with --target-tokens nearer to them",
                 MixoptWarning,
                 stacklevel=2,

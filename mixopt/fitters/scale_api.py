@@ -121,6 +121,8 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
     domains = sorted(sets.pop())
     sizes: dict[str, float] = {}
     schedules: dict[str, Any] = {}
+    hashes: dict[str, str] = {}
+    changed: set[str] = set()  # rungs whose recipe changed since some of the runs trained
     curves = []
     for r in runs:
         rung = r.fidelity.get("rung")
@@ -135,8 +137,18 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
             schedules[rung] = config.lr_schedule
         hist = sorted(r.history, key=lambda h: h["tokens"])
         names = set(hist[0]).difference({"step", "tokens"})
-        # The proxy's learning rates are its rung's; a user's evaluator's are unknown.
-        proxy = json.loads(r.fidelity_key).get("evaluator") == "proxy"
+        # The proxy's learning rates are its rung's (as long as the rung is the one they trained
+        # with); a user's evaluator's are unknown.
+        key = json.loads(r.fidelity_key)
+        proxy = key.get("evaluator") == "proxy"
+        if proxy and key.get("rung_hash") and schedules[rung] is not None:
+            if rung not in hashes:
+                from mixopt.search.prepare import rung_hash
+
+                hashes[rung] = rung_hash(str(rung))
+            if key["rung_hash"] != hashes[rung]:
+                changed.add(str(rung))
+                proxy = False
         steps = np.array([h.get("step", np.nan) for h in hist], dtype=float)
         known = proxy and schedules[rung] is not None and bool(np.all(steps > 0))
         curves.append(
@@ -151,6 +163,14 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
                 steps=steps if known else None,
                 lr_schedule=schedules[rung] if known else None,
             )
+        )
+    if changed:
+        warnings.warn(
+            f"rung {', '.join(sorted(changed))} changed since some of these runs trained (its recipe in "
+            "proxies/ differs from theirs): their learning rates are unknown, so their step law runs in "
+            "tokens",
+            MixoptWarning,
+            stacklevel=2,
         )
     return domains, curves
 

@@ -67,30 +67,46 @@ def _solve(
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Per-curve least squares (E, B ≥ 0) for one β, with a shared C ≥ 0 of ``− C·z`` when z is given;
     (E, B, C, sum of squared residuals)."""
+    v = [uc ** (-beta) for uc in u]
+    C = 0.0 if z is None else _shared_c(v, y, z)
+    E, B, sse = np.empty(len(u)), np.empty(len(u)), 0.0
+    for c, (vc, yc) in enumerate(zip(v, y, strict=True)):
+        target = yc + C * z[c] if z is not None else yc
+        E[c], B[c] = _e_b(vc, target)
+        sse += float(np.sum((E[c] + B[c] * vc - target) ** 2))
+    return E, B, C, sse
+
+
+def _e_b(v: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """One curve's least squares ``y ≈ e + b·v`` with b ≥ 0 (exact: with b < 0 the best is b = 0)."""
+    vc = v - v.mean()
+    b = float(vc @ (y - y.mean()) / (vc @ vc)) if vc @ vc > 0 else 0.0
+    b = max(b, 0.0)
+    return float(y.mean() - b * v.mean()), b
+
+
+def _shared_c(v: list[np.ndarray], y: list[np.ndarray], z: list[np.ndarray]) -> float:
+    """The C ≥ 0 of ``y_c ≈ e_c + b_c·v_c − C·z_c`` with every b_c ≥ 0, by active set: C from the parts of
+    y and z that no curve's own terms explain (each projected off the span of 1 and, unless its b is
+    held at 0, v), then each b given C, until the curves held at 0 stop changing."""
+    held = np.zeros(len(v), dtype=bool)
+    scale = sum(float(zc @ zc) for zc in z)
     C = 0.0
-    if z is not None:
-        # C from the parts of y and z that no curve's own (E, B) can explain: project each curve's
-        # y and z off the span of (1, u^−β), then one shared regression.
+    for _ in range(len(v) + 1):
         num = den = 0.0
-        for uc, yc, zc in zip(u, y, z, strict=True):
-            basis = np.column_stack([np.ones_like(uc), uc ** (-beta)])
+        for vc, yc, zc, h in zip(v, y, z, held, strict=True):
+            basis = np.ones((len(vc), 1)) if h else np.column_stack([np.ones_like(vc), vc])
             ry = yc - basis @ np.linalg.lstsq(basis, yc, rcond=None)[0]
             rz = zc - basis @ np.linalg.lstsq(basis, zc, rcond=None)[0]
             num -= float(rz @ ry)  # y = … − C·z
             den += float(rz @ rz)
-        C = max(num / den, 0.0) if den > 0 else 0.0
-    E, B, sse = np.empty(len(u)), np.empty(len(u)), 0.0
-    for c, (uc, yc) in enumerate(zip(u, y, strict=True)):
-        if z is not None:
-            yc = yc + C * z[c]
-        v = uc ** (-beta)
-        vc = v - v.mean()
-        b = float(vc @ (yc - yc.mean()) / (vc @ vc)) if vc @ vc > 0 else 0.0
-        b = max(b, 0.0)
-        e = float(yc.mean() - b * v.mean())
-        E[c], B[c] = e, b
-        sse += float(np.sum((e + b * v - yc) ** 2))
-    return E, B, C, sse
+        # z nearly constant within every curve: its own E absorbs it, and C is not identified.
+        C = max(num / den, 0.0) if den > 1e-12 * scale else 0.0
+        now = np.array([_e_b(vc, yc + C * zc)[1] == 0.0 for vc, yc, zc in zip(v, y, z, strict=True)])
+        if np.array_equal(now, held):
+            break
+        held = now
+    return C
 
 
 def fit_power_law(

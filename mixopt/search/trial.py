@@ -200,22 +200,28 @@ def trainable(config: dict[str, Any], ctx: TrialContext) -> None:
 
 
 def _kill_children(pid: int) -> None:
-    """SIGKILL every descendant of ``pid``, deepest first, so that none is re-parented and missed."""
+    """SIGKILL every descendant of ``pid``, deepest first, so that none is re-parented and missed.
+    Children are read from Linux's ``/proc``, elsewhere (macOS, the BSDs) from one ``ps`` listing."""
+    children = _proc_children if Path("/proc/self/task").is_dir() else _ps_children()
+    _kill_tree(pid, children)
+
+
+def _kill_tree(pid: int, children: Callable[[int], set[int]]) -> None:
     import contextlib
     import signal
 
-    for child in _children(pid):
-        _kill_children(child)
+    for child in children(pid):
+        _kill_tree(child, children)
         with contextlib.suppress(OSError):  # it may have ended already
             os.kill(child, signal.SIGKILL)
 
 
-def _children(pid: int) -> set[int]:
-    """The processes whose parent is ``pid``: from Linux's ``/proc``, elsewhere from ``ps``."""
+def _proc_children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid``, from ``/proc`` (none when it has gone)."""
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
-        return _children_from_ps(pid)
+        return set()
     children: set[int] = set()
     for task in tasks:
         try:
@@ -225,19 +231,24 @@ def _children(pid: int) -> set[int]:
     return children
 
 
-def _children_from_ps(pid: int) -> set[int]:
-    """The children of ``pid`` as POSIX ``ps`` lists them (macOS and the BSDs have no ``/proc``);
-    none when ``ps`` cannot run."""
+def _ps_children() -> Callable[[int], set[int]]:
+    """Parent → children as POSIX ``ps`` lists them now, without the ``ps`` process itself (it has
+    ended when read, and its pid may be reused); nothing when ``ps`` cannot run."""
     import subprocess
 
+    table: dict[int, set[int]] = {}
     try:
-        out = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, timeout=10,
-                             check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return set()
-    children = set()
+        ps = subprocess.Popen(["ps", "-A", "-o", "pid=,ppid="], stdout=subprocess.PIPE, text=True)
+    except OSError:
+        return lambda pid: set()
+    try:
+        out, _ = ps.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        ps.kill()
+        ps.communicate()
+        return lambda pid: set()
     for line in out.splitlines():
         fields = line.split()
-        if len(fields) == 2 and fields[1] == str(pid) and fields[0].isdigit():
-            children.add(int(fields[0]))
-    return children
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit() and int(fields[0]) != ps.pid:
+            table.setdefault(int(fields[1]), set()).add(int(fields[0]))
+    return lambda pid: table.get(pid, set())
