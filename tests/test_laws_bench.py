@@ -229,3 +229,22 @@ def test_bench_options_that_cannot_work_are_refused(args: list[str], said: str,
         main(args)
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and len(err) == 1 and said in err[0]
+
+
+def test_length_runs_train_each_mixture_at_each_budget_once(tiny_workspace: Path) -> None:
+    """The lengths runs as ``bench fit --lengths`` trains them (the tiny corpus, the debug rung):
+    recorded as proxy runs with their token budgets, and not trained again when asked twice."""
+    from mixopt.bench.laws import length_runs
+    from mixopt.proxy.rungs import load_rung
+
+    store = RunStore(tiny_workspace / "runs.sqlite")
+    assert length_runs("tiny", store, n_mixtures=2, seed=3, jobs=1, rung="debug", factors=(1, 2)) == 4
+    base = load_rung("debug")
+    runs = store.runs(status="ok")
+    want = [f"lengths-{base.tokens}"] * 2 + [f"lengths-{2 * base.tokens}"] * 2
+    assert sorted(r.search_id for r in runs) == sorted(want)
+    per_step = base.tokens_per_step
+    for r in runs:
+        assert r.fidelity["rung"] == "debug" and json.loads(r.fidelity_key)["evaluator"] == "proxy"
+        assert r.history[-1]["tokens"] == r.fidelity["tokens"] // per_step * per_step
+    assert length_runs("tiny", store, n_mixtures=2, seed=3, jobs=1, rung="debug", factors=(1, 2)) == 0

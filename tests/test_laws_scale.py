@@ -398,3 +398,23 @@ def test_a_step_law_without_a_bend_is_said_when_it_reaches_far(tmp_path: Path) -
     with warnings.catch_warnings():
         warnings.simplefilter("error", MixoptWarning)
         predict_at_scale(curves, metrics, target_tokens=2 * tokens)  # near the runs: nothing to say
+
+
+def test_each_rung_is_extrapolated_along_its_own_schedule(tmp_path: Path) -> None:
+    """Two rungs with different steps (batch × context) and budgets: each rung's step law reads its own
+    schedule, and without a target size the largest rung's predictions are the answer."""
+    from mixopt.fitters.nested import predict_at_scale
+
+    store = fill_store(tmp_path / "runs.sqlite", rungs=("xs", "s"), n=6, annealing=0.002)
+    _, curves = curves_from_store(store)
+    metrics = [f"loss/{d}" for d in DOMAINS]
+    S = load_rung("s")
+    D = 3 * S.steps * S.tokens_per_step
+    pred = predict_at_scale(curves, metrics, target_tokens=D)
+    assert len(pred.laws["step"]) == 2 * len(metrics)
+    assert all(law["scale"] == "lr-area" for law in pred.laws["step"].values())
+    n = D // S.tokens_per_step
+    s1, s2 = lr_areas(S.lr_schedule(D), n, np.array([n]))
+    want = np.array([truth(x, S.non_embedding_params(), s1[0] * S.tokens_per_step) - 0.002 * s2[0]
+                     for x in pred.X])
+    np.testing.assert_allclose(pred.Y, want, rtol=1e-4)
