@@ -344,6 +344,10 @@ def test_proxy_runs_are_extrapolated_along_their_learning_rate_schedule(tmp_path
     assert np.mean(np.abs(off.Y - want) / want) > 10 * np.mean(np.abs(pred.Y - want) / want)
     with pytest.raises(MixoptError, match="less than one optimizer step"):
         predict_at_scale(curves, metrics, target_tokens=100)
+    with pytest.raises(MixoptError, match=r"is 9.77e\+26 optimizer steps .* not carried beyond 1e\+15 steps"):
+        predict_at_scale(curves, metrics, target_tokens=1e30)
+    with pytest.raises(MixoptError, match="--target-tokens is inf; it must be a finite number > 0"):
+        ScaleFitConfig(target_tokens=float("inf"))
 
 
 def test_the_step_laws_form_is_printed(tmp_path: Path, workspace: Path,

@@ -32,6 +32,10 @@ from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.fitters.scaling import BETA_RANGE, fit_power_law
 from mixopt.schedule import lr_areas
 
+# The step law in the learning rate's areas is evaluated up to this many steps of a proxy's schedule
+# (1e15 steps of xs's 1,024 tokens is 1e18 tokens, beyond any training run).
+MAX_STEPS = 10**15
+
 
 @dataclass(frozen=True, kw_only=True)
 class Curve:
@@ -72,6 +76,10 @@ class Curve:
         if n < 1:
             raise MixoptError(f"--target-tokens {tokens:g} is less than one optimizer step of run "
                               f"{self.run_id} ({per_step:g} tokens)")
+        if n > MAX_STEPS:
+            raise MixoptError(f"--target-tokens {tokens:g} is {n:.3g} optimizer steps of run {self.run_id}'s "
+                              f"schedule ({per_step:g} tokens each); the step law is not carried beyond "
+                              f"{MAX_STEPS:.0e} steps: give fewer tokens")
         return lr_areas(self.lr_schedule(float(tokens)), n, np.array([n]))
 
 

@@ -72,8 +72,8 @@ class ScaleFitConfig:
             raise MixoptError(f"--max-epochs is {self.max_epochs}; it must be a finite number > 0")
         for name in ("target_tokens", "target_size"):
             v = getattr(self, name)
-            if v is not None and not v > 0:
-                raise MixoptError(f"--{name.replace('_', '-')} is {v}; it must be > 0")
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise MixoptError(f"--{name.replace('_', '-')} is {v}; it must be a finite number > 0")
         if self.size_exponent is not None and not self.size_exponent > 0:
             raise MixoptError(f"--size-exponent is {self.size_exponent}; it must be > 0")
 
