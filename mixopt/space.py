@@ -36,6 +36,17 @@ def default_target_tokens(target: float | None, tokens: Mapping[str, float] | No
     return float(sum(tokens.values())) or None
 
 
+def check_finite_positive(option: str, value: float | None) -> None:
+    """Refuse an option's value unless it is None or a finite number > 0.
+
+    Raises:
+        MixoptError: naming the option and its value.
+    """
+    # not (0 < x < inf): NaN fails it too; inf would be written to the JSON as Infinity
+    if value is not None and not 0 < value < float("inf"):
+        raise MixoptError(f"{option} is {value}; it must be a finite number > 0")
+
+
 @dataclass(frozen=True, kw_only=True)
 class SearchSpace:
     """Feasible mixtures over ``domains``.
@@ -89,11 +100,8 @@ class SearchSpace:
                 raise MixoptError(f"token counts missing for domain(s) {', '.join(missing)}")
         if not 0 <= self.min_weight < 1:
             raise MixoptError(f"--min-weight is {self.min_weight}; it must be in [0, 1)")
-        # not (0 < x < inf): NaN fails it too; inf would be written to the JSON as Infinity
-        if self.max_epochs is not None and not 0 < self.max_epochs < float("inf"):
-            raise MixoptError(f"--max-epochs is {self.max_epochs}; it must be a finite number > 0")
-        if self.target_tokens is not None and not 0 < self.target_tokens < float("inf"):
-            raise MixoptError(f"--target-tokens is {self.target_tokens}; it must be a finite number > 0")
+        check_finite_positive("--max-epochs", self.max_epochs)
+        check_finite_positive("--target-tokens", self.target_tokens)
         self.check_feasible()
 
     # ----- bounds -------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -31,6 +30,7 @@ from mixopt.fitters.nested import (
     mixture_key,
     predict_at_scale,
 )
+from mixopt.space import check_finite_positive
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,12 +68,8 @@ class ScaleFitConfig:
     max_epochs: float | None = None
 
     def __post_init__(self) -> None:
-        if self.max_epochs is not None and not (math.isfinite(self.max_epochs) and self.max_epochs > 0):
-            raise MixoptError(f"--max-epochs is {self.max_epochs}; it must be a finite number > 0")
-        for name in ("target_tokens", "target_size"):
-            v = getattr(self, name)
-            if v is not None and not (math.isfinite(v) and v > 0):
-                raise MixoptError(f"--{name.replace('_', '-')} is {v}; it must be a finite number > 0")
+        for name in ("max_epochs", "target_tokens", "target_size"):
+            check_finite_positive(f"--{name.replace('_', '-')}", getattr(self, name))
         if self.size_exponent is not None and not self.size_exponent > 0:
             raise MixoptError(f"--size-exponent is {self.size_exponent}; it must be > 0")
 
@@ -140,17 +136,17 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
         # The proxy's learning rates are its rung's (as long as the rung is the one they trained
         # with); a user's evaluator's are unknown.
         key = json.loads(r.fidelity_key)
-        proxy = key.get("evaluator") == "proxy"
-        if proxy and key.get("rung_hash") and schedules[rung] is not None:
+        schedule = schedules[rung] if key.get("evaluator") == "proxy" else None
+        if schedule is not None and key.get("rung_hash"):
             if rung not in hashes:
                 from mixopt.search.prepare import rung_hash
 
                 hashes[rung] = rung_hash(str(rung))
             if key["rung_hash"] != hashes[rung]:
                 changed.add(str(rung))
-                proxy = False
+                schedule = None
         steps = np.array([h.get("step", np.nan) for h in hist], dtype=float)
-        known = proxy and schedules[rung] is not None and bool(np.all(steps > 0))
+        known = schedule is not None and bool(np.all(steps > 0))
         curves.append(
             Curve(
                 run_id=r.run_id,
@@ -161,7 +157,7 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
                 tokens=np.array([h["tokens"] for h in hist], dtype=float),
                 losses={m: np.array([h.get(m, np.nan) for h in hist], dtype=float) for m in names},
                 steps=steps if known else None,
-                lr_schedule=schedules[rung] if known else None,
+                lr_schedule=schedule if known else None,
             )
         )
     if changed:
