@@ -1,0 +1,68 @@
+"""Joining an existing Ray cluster by address, from a shell that has not set RAY_AUTH_MODE.
+
+A Ray 2.60 cluster has token auth on by default, and a client given ``address=host:port`` sends no
+token unless it is in token mode, so the join is refused after 20 s of retries. ``ensure_ray``
+switches the client to token mode when a token is at hand; a client in token mode also joins a
+cluster whose auth is off. The other tests cannot see this: Ray sets ``RAY_AUTH_MODE=token`` in the
+environment of a process that started a local Ray, so every subprocess of the test session inherits
+it. Here the cluster runs in a process of its own and the joining driver's environment lacks it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+CLUSTER = """
+import sys, ray
+ctx = ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+print(ctx.address_info["gcs_address"], flush=True)
+sys.stdin.read()  # until the test closes stdin
+ray.shutdown()
+"""
+
+JOIN = """
+import sys
+from mixopt.search.ray_env import ensure_ray
+info = ensure_ray(sys.argv[1])
+print("joined", info.auth, info.num_cpus, info.started_here)
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    return {**env, "RAY_USAGE_STATS_ENABLED": "0", **extra}
+
+
+@pytest.fixture(params=["token", "disabled"])
+def cluster(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """(auth mode, GCS address) of a one-CPU Ray cluster running in a process of its own."""
+    proc = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=_env(RAY_AUTH_MODE=request.param))
+    try:
+        address = proc.stdout.readline().strip()
+        assert address, f"the cluster did not start (exit {proc.poll()})"
+        yield request.param, address
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_driver_without_ray_auth_mode_joins_a_cluster_by_address(cluster):
+    mode, address = cluster
+    # A token cluster: the driver finds the token where the cluster wrote it (~/.ray/auth_token).
+    # Auth off: the driver holds a token anyway (a user's shell may), and still joins.
+    extra = {"RAY_AUTH_TOKEN": "0" * 32} if mode == "disabled" else {}
+    res = subprocess.run([sys.executable, "-c", JOIN, address], capture_output=True, text=True,
+                         env=_env(**extra), timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    # the client's mode is token in both cases: the switch was taken
+    assert res.stdout.split() == ["joined", "token", "1", "False"], res.stdout + res.stderr[-2000:]
