@@ -90,6 +90,19 @@ def _check_folder(folder: Path, out: Path, what: str, *, create: bool = True) ->
         ) from exc
 
 
+def output_path(value: str | os.PathLike[str], what: str = "--out") -> Path:
+    """An output file path as the user typed it: ``-`` (stdout elsewhere) and ``dir/`` (a folder,
+    which ``Path`` would turn into a file called ``dir``) are refused. Also typer's ``parser`` of
+    the commands' ``--out`` file options, which see the text before ``Path`` drops the slash."""
+    text = os.fspath(value)
+    named = f"{what} {text}" if what else text
+    if text == "-":
+        raise MixoptError(f"{what + ' ' if what else ''}'-' is not stdout here; give a file path")
+    if text.endswith(("/", os.sep)):
+        raise MixoptError(f"{named} ends with '/', so it names a folder; give the path of a file in it")
+    return Path(text)
+
+
 def check_writable(
     path: str | os.PathLike[str], what: str = "--out", inputs: dict[str, Any] | None = None,
     example: str = "mixture.json",
@@ -100,7 +113,7 @@ def check_writable(
     ``example``: a file name the error suggests when ``path`` is a folder.
     Creates nothing (the write makes the parent folder). Returns the absolute path.
     """
-    out = _target(Path(path).expanduser(), what)
+    out = _target(output_path(path, what).expanduser(), what)
     for option, src in (inputs or {}).items():
         if src is not None and out.resolve() == Path(src).expanduser().resolve():
             raise MixoptError(f"{what} {out} is the {option} file this command reads; write to another path")

@@ -124,10 +124,14 @@ class RunTable:
                 MixoptWarning, stacklevel=3)
         return tuple(cols)
 
+    def _values(self, columns: Sequence[str]) -> np.ndarray:
+        """(n_runs, len(columns)) floats, NaN where missing."""
+        return self.metrics.select(list(columns)).cast(pl.Float64).fill_null(np.nan).to_numpy()
+
     def target(self, name: str) -> np.ndarray:
         """Values of target ``name`` per run (see :meth:`target_weights`); may hold NaN."""
         weights = self.target_weights(name)
-        Y = self.metrics.select(list(weights)).cast(pl.Float64).fill_null(np.nan).to_numpy()
+        Y = self._values(weights)
         return Y @ np.array(list(weights.values()))
 
     def target_parts(self, name: str, run_ids: Sequence[str]) -> tuple[np.ndarray, dict[str, float]]:
@@ -135,7 +139,7 @@ class RunTable:
         (n, n_columns), column → weight in the target)."""
         weights = self.target_weights(name)
         row = {r: i for i, r in enumerate(self.run_ids)}
-        Y = self.metrics.select(list(weights)).cast(pl.Float64).fill_null(np.nan).to_numpy()
+        Y = self._values(weights)
         return Y[[row[r] for r in run_ids]], weights
 
     def target_rows(self, name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -143,6 +147,14 @@ class RunTable:
         y = self.target(name)
         ok = np.isfinite(y)
         if ok.sum() == 0:
+            weights = self.target_weights(name)
+            Y = self._values(weights)
+            empty = [c for c, col in zip(weights, Y.T, strict=True) if not np.isfinite(col).any()]
+            if len(weights) > 1 and empty:
+                raise MixoptError(
+                    f"target {name!r} has no finite value in any run: column(s) {_preview(empty)} have none; "
+                    "name the columns to use (--target c1,c2) or fix the metrics file"
+                )
             raise MixoptError(f"target {name!r} has no finite value in any run; check the metrics file")
         if not ok.all():
             bad = [self.run_ids[i] for i in np.flatnonzero(~ok)]
@@ -166,19 +178,23 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
         raise MixoptError(f"{what} file {path} {what_is}; give the path to a CSV file")
     _check_separator(path, what)
     try:
-        df = pl.read_csv(path, infer_schema_length=None, null_values=["", "NA", "nan", "NaN", "null"])
+        df = pl.read_csv(path, infer_schema_length=None, null_values=list(_NULLS))
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
         why = _ragged_line(path) or str(exc).splitlines()[0]
         raise MixoptError(f"cannot read {what} file {path} as CSV: {why}") from exc
     # polars renames a repeated header "a" to "a_duplicated_0": two columns claim one domain
-    # or metric, and which one is meant cannot be guessed
+    # or metric, and which one is meant cannot be guessed; so do "a" and " a" once stripped
     found = (re.fullmatch(r"(.+)_duplicated_\d+", c) for c in df.columns)
-    repeated = sorted({m.group(1) for m in found if m and m.group(1) in df.columns})
+    repeated = {m.group(1) for m in found if m and m.group(1) in df.columns}
+    stripped = [c.strip() for c in df.columns]
+    repeated |= {c for c in stripped if stripped.count(c) > 1 and c}
+    repeated = sorted(repeated)
     if repeated:
         raise MixoptError(
             f"{what} file {path} names column(s) {_preview(repeated)} more than once; "
             "rename or drop the repeats so each column has one header"
         )
+    df = df.rename({c: c.strip() for c in df.columns if c != c.strip()})  # "a, b": " b" is b
     unnamed = [c for c in df.columns if c == "" or c.startswith("Unnamed:") or c.startswith("_duplicated_")]
     if unnamed:
         # pandas' to_csv writes its index as a headerless column of increasing integers, and a comma
@@ -199,7 +215,31 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
         df = df.drop(unnamed)
     if df.height == 0:
         raise MixoptError(f"{what} file {path} has no rows")
-    return df
+    return _strip_cells(df)
+
+
+_NULLS = ("", "NA", "nan", "NaN", "null")
+
+
+def _strip_cells(df: pl.DataFrame) -> pl.DataFrame:
+    """Text cells without surrounding spaces, and text columns that are all numbers once stripped
+    read as numbers (the id columns excepted: their text is matched as it is).
+
+    polars reads ``1, 0.5`` (a space after the comma) and ``Infinity`` (JavaScript's and Java's
+    spelling) as text, which would drop the whole column as a label.
+    """
+    cols = []
+    for c in df.columns:
+        col = df[c]
+        if col.dtype == pl.String:
+            col = col.str.strip_chars()
+            col = pl.Series(c, [None if v in _NULLS else v for v in col.to_list()], dtype=pl.String)
+            parsed = col.cast(pl.Float64, strict=False)
+            numbers = col.null_count() < len(col) and parsed.null_count() == col.null_count()
+            if numbers and c not in ID_COLUMNS:
+                col = parsed
+        cols.append(col)
+    return pl.DataFrame(cols)
 
 
 def _ragged_line(path: Path) -> str | None:
@@ -299,7 +339,7 @@ def _numeric_columns(df: pl.DataFrame, path: str | Path, what: str, ids: list[st
         if sum(bad) and parsed.is_not_null().sum() >= sum(bad):
             cells = [f"{ids[i]} ({df[c][i]!r})" for i, b in enumerate(bad) if b]
             raise MixoptError(
-                f"{path}: column {c!r} holds numbers and non-numeric value(s) in row(s) "
+                f"{path}: column {c!r} holds numbers and non-numeric value(s) in run(s) "
                 f"{_preview(cells)}; fix those cells (leave a cell empty for a missing value)"
             )
     if other:
@@ -374,7 +414,7 @@ def check_rows(W: np.ndarray, ids: list[str], path: str | Path, tol: float = REN
     neg = (W < 0).any(axis=1)
     if neg.any():
         rows = _preview([ids[i] for i in np.flatnonzero(neg)])
-        raise MixoptError(f"{path}: negative weights in row(s) {rows}; weights must be ≥ 0")
+        raise MixoptError(f"{path}: negative weights in run(s) {rows} (by run id); weights must be ≥ 0")
     s = W.sum(axis=1)
     limit = np.maximum(tol, rounding_tolerance(W))
     far = np.abs(s - 1) > limit
@@ -383,7 +423,7 @@ def check_rows(W: np.ndarray, ids: list[str], path: str | Path, tol: float = REN
         rows = [f"{ids[i]} (sum {s[i]:.6g})" for i in worst]
         within = f"±{limit[worst[0]]:.3g}" if np.ptp(limit[far]) == 0 else "their rounding tolerance"
         raise MixoptError(
-            f"{path}: {len(rows)} row(s) do not sum to 1 (beyond {within}): {_preview(rows, 10)}; "
+            f"{path}: {len(rows)} run(s) do not sum to 1 (beyond {within}): {_preview(rows, 10)}; "
             "fix them or normalise each row" + (hint or _why_rows_are_off(W, domains))
         )
     off = np.abs(s - 1) > 1e-9

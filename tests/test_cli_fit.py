@@ -265,7 +265,7 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     metrics = tmp_path / "m.csv"
     metrics.write_text("index,loss\n1,1\n2,2\n3,3\n")
     bad(["fit", "--ratios", str(rows), "--metrics", str(metrics), "--target", "loss", "--propose", "--out",
-         str(out)], capsys, "2 row(s) do not sum to 1 (beyond ±0.001): 3 (sum 1.2), 2 (sum 0.9)", out)
+         str(out)], capsys, "2 run(s) do not sum to 1 (beyond ±0.001): 3 (sum 1.2), 2 (sum 0.9)", out)
     before = metrics.read_text()
     bad(["fit", "--ratios", str(rows), "--metrics", str(metrics), "--target", "loss", "--propose", "--out",
          str(metrics)], capsys, f"--out {metrics} is the --metrics file this command reads")
@@ -426,3 +426,21 @@ def test_fit_proposes_under_a_repetition_cap(tmp_path: Path, capsys: pytest.Capt
          "--max-epochs", "2"], capsys, "--max-epochs needs the tokens of each domain")
     bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--cv", "3", "--target-size", "1e9"], capsys,
         "--target-size go with --fidelity-law")
+
+
+def test_an_out_that_names_a_folder_or_stdout_is_refused_by_every_command(tmp_path, capsys) -> None:
+    # typer's Path drops the slash: "--out outdir/" wrote a file called outdir
+    mix = tmp_path / "m.json"
+    Mixture(weights={"a": 0.5, "b": 0.5}).save(mix)
+    for args in (["fit", "--ratios", R, "--metrics", M, "--target", T,
+                  "--method", "linear", "--propose", *FAST],
+                 ["export", str(mix), "--format", "hf"],
+                 ["entropy", "nosuch"]):
+        for out, said in ((f"{tmp_path}/outdir/", "outdir/ ends with '/', so it names a folder"),
+                          ("-", "'-' is not stdout here")):
+            capsys.readouterr()
+            assert run_cli([*args, "--out", out]) == 2, args
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and said in err[0], err
+            assert err[0].startswith("error: Invalid value for '--out'"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]

@@ -318,6 +318,11 @@ def test_writing_onto_a_folder_is_a_user_error(tmp_path):
     with pytest.raises(MixoptError, match="--predict .*file, not a folder"):
         atomic.check_writable(f / "sub" / "p.csv", what="--predict")
     assert atomic.check_writable(tmp_path / "new" / "m.json") == (tmp_path / "new" / "m.json").resolve()
+    # "new/" as typed names a folder (Path("new/") would be a file called new); "-" is no stdout
+    with pytest.raises(MixoptError, match="--out .*new/ ends with '/', so it names a folder"):
+        atomic.check_writable(f"{tmp_path}/new/")
+    with pytest.raises(MixoptError, match="--out '-' is not stdout here; give a file path"):
+        atomic.check_writable("-")
     # nothing is created: a command that fails after the check leaves no empty folder behind
     assert not (tmp_path / "new").exists() and not list(tmp_path.glob(".write.*"))
     ro = tmp_path / "ro"

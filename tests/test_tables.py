@@ -57,7 +57,7 @@ def test_join_on_run_in_any_order_and_partial(tmp_path: Path) -> None:
 def test_rows_off_by_more_than_tolerance_are_named(tmp_path: Path) -> None:
     r = write(tmp_path / "r.csv", "index,a,b\n1,0.51234,0.5\n2,0.3,0.7\n3,0.2,0.7\n")
     m = write(tmp_path / "m.csv", "index,loss\n1,1\n2,2\n3,3\n")
-    with pytest.raises(MixoptError, match=r"2 row\(s\) do not sum to 1.*3 \(sum 0\.9\), 1 \(sum 1\.01234\)"):
+    with pytest.raises(MixoptError, match=r"2 run\(s\) do not sum to 1.*3 \(sum 0\.9\), 1 \(sum 1\.01234\)"):
         read_run_tables(r, m)
 
 
@@ -87,7 +87,7 @@ def test_one_precise_or_bad_row_does_not_change_the_other_rows_tolerance(tmp_pat
     with pytest.warns(MixoptWarning, match="renormalised"):
         assert read_run_tables(ok, m).X.shape == (3, 5)
     bad = write(tmp_path / "bad.csv", "index,a,b,c,d,e\n" + rounded + "3,0.5,0.5,0.25,0.25,0.0\n")
-    with pytest.raises(MixoptError, match=r"^\S+: 1 row\(s\) do not sum to 1 .*: 3 \(sum 1.5\)"):
+    with pytest.raises(MixoptError, match=r"^\S+: 1 run\(s\) do not sum to 1 .*: 3 \(sum 1.5\)"):
         read_run_tables(bad, m)
 
 
@@ -120,7 +120,7 @@ def test_bad_tables(tmp_path: Path) -> None:
     with pytest.raises(MixoptError, match="duplicate run ids.*a"):
         read_run_tables(dup, m)
     neg = write(tmp_path / "neg.csv", "run,x,y\na,-0.5,1.5\nb,1,0\n")
-    with pytest.raises(MixoptError, match="negative weights in row.*a"):
+    with pytest.raises(MixoptError, match=r"negative weights in run\(s\) .*a"):
         read_run_tables(neg, m)
     nokey = write(tmp_path / "nokey.csv", "id,x,y\na,0.5,0.5\n")
     with pytest.raises(MixoptError, match="share neither"):
@@ -157,7 +157,7 @@ def test_bad_tables(tmp_path: Path) -> None:
     # a column of numbers with a word among them is a broken cell, named, not a label column dropped
     m3 = write(tmp_path / "m3.csv", "run,loss\na,1\nb,2\nc,3\n")
     cell = write(tmp_path / "cell.csv", "run,x,y\na,0.5,0.5\nb,abc,0\nc,0.2,0.8\n")
-    with pytest.raises(MixoptError, match=r"column 'x' holds numbers and non-numeric .* row\(s\) b"):
+    with pytest.raises(MixoptError, match=r"column 'x' holds numbers and non-numeric .* run\(s\) b"):
         read_run_tables(cell, m3)
     # ... but booleans and a column of words with one number-like word are labels, ignored as before
     labels = write(tmp_path / "labels.csv", "run,x,y,ckpt,model\na,0.5,0.5,true,gpt\nb,1,0,false,2024\n"
@@ -244,3 +244,32 @@ def test_mean_target_leaves_out_bookkeeping_and_warns_on_scales(tmp_path: Path) 
     m2 = write(tmp_path / "m2.csv", "index,x,y,tokens\n1,3.0,3.5,5000\n2,3.1,3.4,5000\n3,2.9,3.6,5000\n")
     with pytest.warns(MixoptWarning, match=r"very different scales \(tokens ~5e\+03; most ~3\.25\)"):
         read_run_tables(r, m2).target_weights("mean")
+
+
+def test_spaces_and_infinity_spellings_read_as_numbers(tmp_path: Path) -> None:
+    # "1, 0.5" (a space after each comma) and "Infinity" read as text by polars: a whole column
+    # was dropped as a label, with only a warning, and the fit went on without that domain
+    r = write(tmp_path / "r.csv", "run, a, b\n1, 0.5, 0.5\n2, 0.25, 0.75\n3, 1, 0\n")
+    m = write(tmp_path / "m.csv", "run,loss,other\n1,3.0,1\n2, 2.5 ,2\n3,Infinity,3\n")
+    with pytest.warns(MixoptWarning, match=r"target 'loss' is NaN, infinite or missing for 1 run\(s\) \(3\)"):
+        t = read_run_tables(r, m)
+        X, y, ids = t.target_rows("loss")
+    assert t.domains == ("a", "b") and t.metric_names == ["loss", "other"]
+    assert ids == ["1", "2"] and y.tolist() == [3.0, 2.5]
+    np.testing.assert_allclose(X, [[0.5, 0.5], [0.25, 0.75]])
+    inf = write(tmp_path / "inf.csv", "run,a,b\n1,0.5,0.5\n2,Infinity,0\n3, NA ,1\n")
+    with pytest.raises(MixoptError, match=r"missing, non-numeric or infinite weights in run\(s\) 2, 3"):
+        read_run_tables(inf, m)
+    twice = write(tmp_path / "twice.csv", "run,a, a\n1,0.5,0.5\n")
+    with pytest.raises(MixoptError, match="names column.*a more than once"):
+        read_run_tables(twice, m)
+
+
+def test_a_mean_target_names_the_columns_with_no_value(tmp_path: Path) -> None:
+    r = write(tmp_path / "r.csv", "run,a,b\n1,0.5,0.5\n2,0.25,0.75\n")
+    m = write(tmp_path / "m.csv", "run,loss,broken\n1,3.0,\n2,2.5,NaN\n")
+    t = read_run_tables(r, m)
+    with pytest.raises(MixoptError, match=r"target 'mean' has no finite value in any run: column\(s\) broken "
+                                          r"have none; name the columns to use \(--target c1,c2\)"):
+        t.target_rows("mean")
+    assert t.target_rows("loss")[1].tolist() == [3.0, 2.5]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -24,6 +25,17 @@ def opt(*names: str, help: str, **checks: Any) -> Any:  # noqa: A002 - typer's o
     """A typer option in an ``Annotated`` hint, kept short for long option lists; ``checks`` are
     typer's own (``min=1``: a usage error naming the option)."""
     return typer.Option(*names, help=help, **checks)
+
+
+def out_file(value: str) -> Path:
+    """typer's ``parser`` of an ``--out`` file option: the text as typed (see ``output_path``)."""
+    from mixopt.atomic import output_path
+    from mixopt.errors import MixoptError
+
+    try:
+        return output_path(value, what="")  # click's message names the option
+    except MixoptError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def assignments(values: list[str] | None, option: str) -> dict[str, float]:

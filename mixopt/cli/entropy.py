@@ -9,13 +9,14 @@ import typer
 from rich.table import Table
 
 from mixopt.cli import app
-from mixopt.cli.common import JsonOpt, assignments, console, dumps
+from mixopt.cli.common import JsonOpt, assignments, console, dumps, out_file
 
 
 @app.command("entropy")
 def entropy(
     corpus: Annotated[str, typer.Argument(help="Built corpus name or folder.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the mixture JSON here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the mixture JSON here.",
+                                              parser=out_file)] = None,
     normalize: Annotated[
         str, typer.Option("--normalize", help="softmax (BiMix) or proportional.")
     ] = "softmax",

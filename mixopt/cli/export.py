@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mixopt.cli import app
-from mixopt.cli.common import err_console
+from mixopt.cli.common import err_console, out_file
 
 
 def _prefixes(values: list[str] | None) -> dict[str, str]:
@@ -38,7 +38,8 @@ def export(
     valid: Annotated[list[str] | None, typer.Option(
         "--valid", help="yaml: a validation set of RegMix's valid: section, name=weight (repeatable; "
         "default: the objective's domains).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.",
+                                                           parser=out_file)] = None,
 ) -> None:
     """Write a mixture in the form a training job reads."""
     from mixopt.atomic import check_writable, write_text

@@ -17,6 +17,7 @@ from mixopt.cli.common import (
     console,
     dumps,
     opt,
+    out_file,
     render_selection,
 )
 from mixopt.store import json_default
@@ -38,7 +39,8 @@ def fit(
                                   "relative error.")] = None,
     predict: Annotated[Path | None, opt("--predict", help="New mixtures (CSV) to predict.")] = None,
     propose: Annotated[bool, opt("--propose", help="Propose a mixture (write its JSON to --out).")] = False,
-    out: Annotated[Path | None, opt("--out", "-o", help="Output of --predict (CSV) or --propose.")] = None,
+    out: Annotated[Path | None, opt("--out", "-o", help="Output of --predict (CSV) or --propose.",
+                                                  parser=out_file)] = None,
     as_json: JsonOpt = False,
     seed: SeedOpt = 0,
     min_weight: Annotated[float, opt("--min-weight", help="Floor of each unfixed weight.")] = 0.0,

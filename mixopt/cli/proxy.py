@@ -11,7 +11,7 @@ from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
-from mixopt.cli.common import CorpusOpt, JsonOpt, RungOpt, SeedOpt, console, dumps, parse_count
+from mixopt.cli.common import CorpusOpt, JsonOpt, RungOpt, SeedOpt, console, dumps, out_file, parse_count
 
 proxy_app = typer.Typer(
     help="Proxy models: train one on a mixture, list the rung ladder.", no_args_is_help=True
@@ -73,7 +73,8 @@ def train(
         typer.Option("--max-epochs", min=0.0, help="Warn above this many epochs of a domain [4]."),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Result JSON (default: in the workspace, runs/proxy/).")
+        Path | None, typer.Option("--out", "-o", help="Result JSON (default: in the workspace, runs/proxy/).",
+                                   parser=out_file)
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

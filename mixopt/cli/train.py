@@ -18,6 +18,7 @@ from mixopt.cli.common import (
     console,
     dumps,
     err_console,
+    out_file,
     parse_count,
     print_columns,
 )
@@ -479,7 +480,7 @@ def bench_moe(
     train_model: Annotated[str, typer.Option("--model", help="Model for the training benchmark.")] = "moe-s",
     threads: ThreadsOpt = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Also write the figures as JSON here.")
+        Path | None, typer.Option("--out", "-o", help="Also write the figures as JSON here.", parser=out_file)
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
