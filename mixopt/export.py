@@ -45,7 +45,7 @@ FORMATS: tuple[str, ...] = ("megatron", "hf", "olmix", "olmix-mix", "yaml")
 def _check(mixture: Mixture, fmt: str, prefixes: Mapping[str, str] | None) -> dict[str, str]:
     if fmt not in FORMATS:
         raise MixoptError(f"export format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
-    if mixture.schedule:
+    if len(mixture.schedule) > 1:  # one phase (until 1.0) is the mixture's weights all along
         raise MixoptError(
             f"this mixture changes during training ({len(mixture.schedule)} phases); the {fmt} format holds "
             "one set of weights: `mixopt train` follows the schedule itself, and for another trainer "

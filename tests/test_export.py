@@ -147,6 +147,9 @@ def test_bad_exports() -> None:
     sched = Mixture({"a": 0.5, "b": 0.5}, schedule=((0.5, {"a": 0.5, "b": 0.5}), (1.0, {"a": 1.0, "b": 0.0})))
     with pytest.raises(MixoptError, match="2 phases"):
         export_mixture(sched, "olmix")
+    # one phase to the end is not a change during training: exported as its weights
+    one = Mixture({"a": 0.25, "b": 0.75, "c": 0.0}, schedule=((1.0, {"a": 0.25, "b": 0.75}),))
+    assert json.loads(export_mixture(one, "hf"))["probabilities"] == [0.25, 0.75]
     with pytest.raises(MixoptError, match="cannot parse"):
         parse_export("0.5 a 0.5", "megatron")
 
