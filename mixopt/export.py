@@ -11,7 +11,9 @@
 - ``olmix``: Olmix's ``[{"domain": ..., "weight": ...}]``.
 - ``olmix-mix``: the ``mix:`` section of an Olmix launch config (its flat form, as ``olmix generate``
   writes it): ``domain: {weight, repetition_factor}``. The repetition factor is the mixture's own
-  ``--max-epochs`` cap when it records one, else Olmix's default 1.0 (:func:`export_notes` says so).
+  ``--max-epochs`` cap when it records one, else Olmix's default 1.0 (:func:`export_notes` says so),
+  raised for a domain that the mixture needs more passes over at its target budget (the search
+  records them), which Olmix could not build otherwise.
 - ``yaml``: RegMix's mixture config (sail-sg/regmix mixture_config/config_1b/*.yaml): a ``train:``
   mapping of training set (``train_<domain>``, as RegMix names its files) to weight and a ``valid:``
   mapping of validation set to weight. RegMix's trainer
@@ -101,6 +103,28 @@ def _max_epochs(mixture: Mixture) -> float | None:
     return cap
 
 
+def _epochs_needed(mixture: Mixture) -> dict[str, float]:
+    """Passes over each domain the mixture needs at its target budget, as a search records them
+    (``tokens.epochs``); empty when it records none. Non-numbers (a hand edit) are skipped."""
+    tokens = mixture.meta.get("tokens")
+    epochs = tokens.get("epochs") if isinstance(tokens, dict) else None
+    if not isinstance(epochs, dict):
+        return {}
+    def number(e: object) -> bool:
+        return isinstance(e, int | float) and not isinstance(e, bool) and math.isfinite(e)
+
+    return {d: float(e) for d, e in epochs.items() if d in mixture.weights and number(e)}
+
+
+def _repetition_factors(mixture: Mixture) -> dict[str, float]:
+    """Olmix's ``repetition_factor`` per domain: the recorded ``--max-epochs`` cap (else Olmix's
+    default 1.0), raised to the passes the domain needs at the target budget when the mixture
+    records them (rounded up to 0.01), so that Olmix can build the mix it was given."""
+    base = _max_epochs(mixture) or 1.0
+    need = _epochs_needed(mixture)
+    return {d: max(base, math.ceil(need.get(d, 0.0) * 100 - 1e-9) / 100) for d in mixture.weights}
+
+
 def _train_name(domain: str) -> str:
     # RegMix's train: keys are the file prefixes of the training data, train_<name> (its
     # prepare_file_domain.py writes {split}_{name}_*); a domain already named train_x keeps it.
@@ -185,9 +209,18 @@ def export_notes(
                 if all(written[d] == _train_name(d) for d in bare):
                     how = "as train_<domain>"
             notes.append(f"no --prefix for {', '.join(bare)}: written {how}")
-    if fmt == "olmix-mix" and _max_epochs(mixture) is None:
-        notes.append("repetition_factor 1.0 (Olmix's default: no repetition): the mixture records no "
-                     "--max-epochs cap; edit it to allow repeating small domains")
+    if fmt == "olmix-mix":
+        base = _max_epochs(mixture)
+        raised = {d: r for d, r in _repetition_factors(mixture).items() if r > (base or 1.0)}
+        if raised:
+            tokens = mixture.meta["tokens"].get("target_tokens")
+            at = f" ({float(tokens):,.0f} tokens)" if isinstance(tokens, int | float) else ""
+            notes.append("repetition_factor raised to the passes the mixture needs at its target budget"
+                         f"{at}: {', '.join(f'{d} {r:g}' for d, r in raised.items())}")
+        if base is None:
+            others = " for the other domains" if raised else ""
+            notes.append(f"repetition_factor 1.0 (Olmix's default: no repetition){others}: the mixture "
+                         "records no --max-epochs cap; edit it to allow repeating small domains")
     if fmt == "yaml" and not valid:
         recorded = _objective_weights(mixture)
         objective = mixture.meta.get("objective") or {}
@@ -228,8 +261,8 @@ def export_mixture(
     import yaml
 
     if fmt == "olmix-mix":
-        rep = _max_epochs(mixture) or 1.0
-        doc = {"mix": {names[d]: {"weight": w[d], "repetition_factor": rep} for d in w}}
+        rep = _repetition_factors(mixture)
+        doc = {"mix": {names[d]: {"weight": w[d], "repetition_factor": rep[d]} for d in w}}
         return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 
     valid_sets = dict(valid) if valid else regmix_valid(mixture)

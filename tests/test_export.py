@@ -208,6 +208,18 @@ def test_olmix_launch_mix_section_carries_the_repetition_cap() -> None:
     assert yaml.safe_load(export_mixture(plain, "olmix-mix"))["mix"]["a"]["repetition_factor"] == 1.0
     assert "repetition_factor 1.0 (Olmix's default" in export_notes(plain, "olmix-mix")[0]
     assert parse_export(export_mixture(capped, "olmix-mix"), "olmix-mix") == capped.weights
+    # a domain the mixture needs more passes over at its target budget (as a search records them)
+    # gets that factor, rounded up: with 1.0 Olmix could not build the mix
+    tokens = {"target_tokens": 4.0e7, "epochs": {"a": 5.4981, "b": 0.2, "c": "hand-edited"}}
+    needy = Mixture({"a": 0.75, "b": 0.25}, meta={"tokens": tokens})
+    doc = yaml.safe_load(export_mixture(needy, "olmix-mix"))["mix"]
+    assert (doc["a"]["repetition_factor"], doc["b"]["repetition_factor"]) == (5.5, 1.0)
+    notes = export_notes(needy, "olmix-mix")
+    assert notes[0] == ("repetition_factor raised to the passes the mixture needs at its target budget "
+                        "(40,000,000 tokens): a 5.5")
+    assert notes[1].startswith("repetition_factor 1.0 (Olmix's default: no repetition) for the other domains")
+    capped_needy = Mixture(needy.weights, meta={**needy.meta, **capped.meta})
+    assert yaml.safe_load(export_mixture(capped_needy, "olmix-mix"))["mix"]["b"]["repetition_factor"] == 4.0
 
 
 def test_hand_edited_metadata_that_cannot_be_exported_is_refused_by_name() -> None:
