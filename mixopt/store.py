@@ -638,9 +638,26 @@ class RunStore:
             updated=row["updated"],
         )
 
+    def unrecorded_search_ids(self) -> dict[str, int]:
+        """Search ids that runs carry with no search record (runs that ``mixopt bench fit`` trained,
+        or imported ones), oldest first, with their number of runs."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT search_id, COUNT(*) FROM runs WHERE search_id IS NOT NULL AND search_id NOT IN "
+                "(SELECT search_id FROM searches) GROUP BY search_id ORDER BY MIN(created)"
+            ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
     def require_search(self, search_id: str) -> SearchRecord:
         rec = self.get_search(search_id)
         if rec is None:
+            others = self.unrecorded_search_ids()
+            if search_id in others:
+                raise MixoptError(
+                    f"{search_id!r} in {self.path} names {others[search_id]} run(s) but no search: no "
+                    "`mixopt search` made them (a benchmark's or imported runs); `mixopt runs list --search "
+                    f"{search_id}` lists them and `mixopt fit --fidelity-law --search {search_id}` fits them"
+                )
             known = [s.search_id for s in self.searches()]
             if not known:
                 hint = "the store has no searches yet"
@@ -649,5 +666,7 @@ class RunStore:
                         "(`mixopt runs searches` lists them all)")
             else:
                 hint = f"known searches: {', '.join(known)}"
+            if others:
+                hint += f"; runs without a search carry {', '.join(list(others)[:10])}"
             raise MixoptError(f"no search named {search_id!r} in {self.path}; {hint}")
         return rec

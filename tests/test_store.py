@@ -430,3 +430,27 @@ def test_an_import_names_its_bad_values_and_refuses_another_corpus_domains(tiny_
     for bad in ("", "not a module", "mod.only"):
         with pytest.raises(MixoptError, match="give the module:function the runs were measured with"):
             import_table(st, ratios=ratios, metrics=metrics, evaluator=bad, prefix="e:")
+
+
+def test_runs_whose_search_id_has_no_search_record_are_named(store, capsys):
+    # a benchmark's runs (bench fit --tasks lengths) carry a search id that no search recorded:
+    # `runs searches` said "0 searches" and --search NAME errors said "the store has no searches yet"
+    store.add([rec("r1", [0.5, 0.5, 0.0], 1.0, search="lengths-150000"),
+               rec("r2", [0.2, 0.3, 0.5], 1.1, search="lengths-150000"),
+               rec("r3", [1, 0, 0], 2.0, search="x")])
+    store.create_search("s1", {"method": "regmix"}, {})
+    store.add(rec("r4", [0.0, 0.5, 0.5], 1.2, search="s1"))
+    assert store.unrecorded_search_ids() == {"lengths-150000": 2, "x": 1}
+    with pytest.raises(MixoptError, match=r"'lengths-150000' in .* names 2 run\(s\) but no search: no "
+                                          r"`mixopt search` made them .*`mixopt runs list --search "
+                                          r"lengths-150000`"):
+        store.require_search("lengths-150000")
+    with pytest.raises(MixoptError, match=r"no search named 'nosuch' .*; known searches: s1; runs without a "
+                                          r"search carry lengths-150000, x$"):
+        store.require_search("nosuch")
+    capsys.readouterr()
+    assert _cli(["runs", "searches", "--store", str(store.path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 searches in" in out and "carry lengths-150000 (2 runs), x (1 run)" in out
+    assert _cli(["report", "lengths-150000", "--store", str(store.path)]) == 2
+    assert "names 2 run(s) but no search" in capsys.readouterr().err

@@ -121,6 +121,13 @@ def list_searches(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     heads = ["search", "state", "method", "corpus", "budget", "exported", "objective", "created"]
     print_columns(f"{len(rows)} searches in {escape(str(st.path))}", heads, cells,
                   left=("search", "state", "method", "corpus", "exported", "created"))
+    others = st.unrecorded_search_ids()
+    if others:
+        first = list(others.items())[:10]
+        listed = ", ".join(f"{escape(k)} ({n} run{'s' if n != 1 else ''})" for k, n in first)
+        more = f", … ({len(others) - 10} more)" if len(others) > 10 else ""
+        console.print(f"runs with no search record (a benchmark's, or imported) carry {listed}{more}: "
+                      "`mixopt runs list --search ID` lists them", style="dim")
     if any(r["state"] == "stopped" for r in rows):
         console.print("stopped: its driver ended without saying so (kill -9, a lost node); "
                       "`mixopt search --resume NAME` goes on", style="dim")
