@@ -146,6 +146,11 @@ def test_random_proposes_the_best_run(tmp_path: Path, capsys: pytest.CaptureFixt
     y = t.target("mean")
     assert doc["proposal"]["info"]["run_id"] == t.run_ids[int(np.argmin(y))]
     assert Mixture.load(out).meta["predicted"]["mean"] == pytest.approx(y.min())
+    # the table says the value was measured, on which run (it said "predicted")
+    assert run_cli(["fit", "--ratios", OR, "--metrics", OM, "--target", "mean", "--method", "random",
+                    "--propose", "--out", str(out)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"proposed mixture (measured mean, run {t.run_ids[int(np.argmin(y))]}: {y.min():.4f})" in said
 
 
 def test_a_far_fetched_proposal_is_flagged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

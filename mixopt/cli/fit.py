@@ -160,7 +160,9 @@ def _render(report: Any) -> None:
         p = report.predictions
         console.print(f"wrote {p['n']} predictions ({p['min']:.4g} … {p['max']:.4g}) to {p['path']}")
     if report.proposal:
-        _render_proposal(report.proposal, f"predicted {report.target}")
+        run = report.proposal["info"].get("run_id")  # random: the best run, measured
+        _render_proposal(report.proposal, f"measured {report.target}, run {run}" if run is not None
+                         else f"predicted {report.target}")
         console.print(f"wrote {report.out}")
 
 

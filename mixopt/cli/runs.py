@@ -82,7 +82,10 @@ def list_runs(
 
 
 @runs_app.command("searches")
-def list_searches(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+def list_searches(
+    store: StoreOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array, a search per item.")] = False,
+) -> None:
     """List every search in the store (oldest first): state, method, runs and the exported objective."""
     from mixopt.store import RunStore, default_path
 
