@@ -402,6 +402,23 @@ def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Pat
         capsys,
     )
     assert code == 0 and json.loads(stdout2)["values"] == data["values"]
+    # --target: the first row is that objective, from the same runs (nothing retrained)
+    code, stdout3, err = run(["compare", str(drama), "uniform", "--corpus", "tiny", "--model",
+                              str(model_toml), "--seeds", "2", "--out", str(out), "--tokens", "4000",
+                              "--target", "drama=2,legal=1"], capsys)
+    assert code == 0, err
+    assert "compare run" in err and "loss of drama=2, legal=1" in stdout3
+    data3 = json.loads((out / "compare.json").read_text())
+    assert data3["metrics"][0] == "loss of drama=2, legal=1" and data3["metrics"][1:] == data["metrics"][1:]
+    assert data3["objective"] == {"kind": "weighted_loss", "metric": "loss",
+                                  "weights": {"drama": 2.0, "legal": 1.0}, "row": "loss of drama=2, legal=1"}
+    for lb in data3["labels"]:
+        v = data["values"][lb]
+        expect = [(2 * a + b) / 3 for a, b in zip(v["drama"], v["legal"], strict=True)]
+        assert data3["values"][lb]["loss of drama=2, legal=1"] == pytest.approx(expect)
+    code, _, err = run(["compare", str(drama), "uniform", "--corpus", "tiny", "--model", str(model_toml),
+                        "--out", str(out), "--target", "nosuch"], capsys)
+    assert code == 2 and "--target names unknown domain(s) nosuch" in err
     code, _, err = run(["compare", "uniform", "--corpus", "tiny", "--model", str(model_toml)], capsys)
     assert code == 2 and "at least two mixtures" in err
     code, _, err = run(["compare", "uniform", "natural", "--corpus", "tiny", "--model", str(model_toml),
@@ -421,6 +438,32 @@ def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Pat
     code, _, err = run(["compare", "uniform", str(_mixture(tiny_workspace / "u.json", dict.fromkeys(
         ("code", "docs", "drama", "legal"), 0.25))), "--corpus", "tiny", "--model", str(model_toml)], capsys)
     assert code == 2 and "u.json is the same mixture as uniform: give each mixture once" in err
+
+
+def test_the_objective_a_comparison_reads_from_its_mixtures() -> None:
+    from mixopt.mixture import Mixture
+    from mixopt.objective import Objective
+    from mixopt.train.compare import comparison_objective, objective_row
+
+    w = {"code": 0.5, "math": 0.5}
+    searched = Mixture(w, meta={"objective": {"kind": "weighted_loss", "metric": "loss",
+                                              "weights": {"code": 1.0, "math": 1.0}}})
+    plain = Mixture.uniform(["code", "math"])
+    # the objective a search recorded; uniform/natural record none and do not vote
+    obj, note = comparison_objective([searched, plain], ["a.json", "uniform"])
+    assert objective_row(obj) == "loss of code, math" and note is None
+    assert comparison_objective([plain, plain], ["uniform", "natural"]) == (Objective(), None)
+    other = Mixture(w, meta={"objective": {"kind": "target_loss", "metric": "loss",
+                                           "weights": {"code": 1.0}}})
+    obj, note = comparison_objective([searched, other], ["a.json", "b.json"])
+    assert objective_row(obj) == "mean loss"
+    assert note == ("the mixtures were searched for different objectives (a.json: loss of code, math; "
+                    "b.json: loss of code); the first row is the mean loss: give --target to compare on one "
+                    "of them")
+    # --target / --metric win over what the files say
+    obj, note = comparison_objective([searched], ["a.json"], metric="bpb")
+    assert objective_row(obj) == "mean bpb" and note is None
+    assert objective_row(comparison_objective([searched], ["a.json"], "math")[0]) == "loss of math"
 
 
 def test_verdict_needs_a_margin_beyond_the_error() -> None:

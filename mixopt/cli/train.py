@@ -370,10 +370,16 @@ def compare_cmd(
     ] = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = "cpu",
+    target: Annotated[str | None, typer.Option(
+        "--target", help="Objective of the first row: d1,d2 (mean) or d1=0.7,d2=0.3 (default: the one the "
+        "mixture files were searched for, else the mean over all domains).")] = None,
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="Metric of that objective: loss or bpb.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train each mixture with the same budget and seeds; per-domain losses ± s.e., the winner, a PNG."""
-    from mixopt.train.compare import MAX_SEEDS_NEEDED, OBJECTIVE_ROW, compare, seeds_needed
+    from mixopt.train.compare import MAX_SEEDS_NEEDED, compare, seeds_needed
     from mixopt.train.memory import keep_freed_memory
 
     keep_freed_memory()
@@ -400,6 +406,8 @@ def compare_cmd(
                 z=z,
                 threads=threads,
                 device=device,
+                target=target,
+                metric=metric,
                 on_run=on_run,
             )
         except KeyboardInterrupt as exc:
@@ -428,11 +436,14 @@ def compare_cmd(
         console.print(f"with {len(cmp.seeds)} seeds a winner must beat the others by {cmp.threshold:.3g} "
                       "paired standard errors (Student's t): add --seeds to detect smaller differences",
                       style="dim")
-    if cmp.threshold is not None and cmp.winners[OBJECTIVE_ROW] is None:
-        need = seeds_needed({lb: cmp.values[lb][OBJECTIVE_ROW] for lb in cmp.labels}, cmp.z)
-        lead = min(cmp.labels, key=lambda lb: cmp.mean(lb, OBJECTIVE_ROW))
+    row = cmp.objective_row
+    if cmp.objective.metric == "bpb":
+        console.print(f"the first row ({row}) is in bits per byte; the domains' rows are losses", style="dim")
+    if cmp.threshold is not None and cmp.winners[row] is None:
+        need = seeds_needed({lb: cmp.values[lb][row] for lb in cmp.labels}, cmp.z)
+        lead = min(cmp.labels, key=lambda lb: cmp.mean(lb, row))
         console.print(
-            f"no winner on the {OBJECTIVE_ROW}: " + (
+            f"no winner on the {row}: " + (
                 f"if the paired differences kept their mean and spread, about {need} seeds would show "
                 f"{lead} ahead (a rough estimate from {len(cmp.seeds)} seeds)" if need is not None
                 else f"{lead}'s lead is too small for its spread to show even with {MAX_SEEDS_NEEDED} seeds"

@@ -3,7 +3,8 @@
 Every mixture (a JSON file, ``uniform`` or ``natural``) is trained with the same model config,
 token budget and seeds. A seed fixes both the initialisation and the sampler, so runs with the
 same seed share their random numbers and differences between mixtures are paired by seed. For
-each domain (and the objective, the mean validation loss) the report gives mean ± standard error
+each domain, and the objective (what the mixtures were searched for, or ``--target``; the mean
+validation loss by default: :func:`comparison_objective`), the report gives mean ± standard error
 over seeds per mixture, and names the best mixture as the winner when it beats every other by
 more than its error: the paired difference's t statistic must pass Student's t at the confidence
 ``z`` standard errors give a normal (z = 2: 97.7% one-sided), on n − 1 degrees of freedom. With a
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +29,9 @@ import numpy as np
 from mixopt import paths
 from mixopt.atomic import atomic_path, check_folder_named, check_writable_dir, write_json
 from mixopt.corpus.shards import Corpus
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.mixture import Mixture, check_domains
+from mixopt.objective import Objective
 from mixopt.proxy.train import check_memory, check_threads
 from mixopt.train import checkpoint
 from mixopt.train.config import load_model
@@ -37,9 +40,47 @@ from mixopt.train.trainer import TrainResult, resolve_mixture, train
 
 log = logging.getLogger(__name__)
 OBJECTIVE = "objective"  # the training result's metric
-# Its row in the comparison: a name no domain can have (domain names have no spaces), so a domain
-# called "objective" keeps its own row.
+# The objective's row in the comparison: a name no domain can have (domain names have no spaces),
+# so a domain called "objective" keeps its own row. "mean loss" is the default objective's.
 OBJECTIVE_ROW = "mean loss"
+
+
+def objective_row(objective: Objective) -> str:
+    """The row name of ``objective``: ``mean loss``, ``mean bpb``, ``loss of code, math`` or
+    ``loss of code=0.7, math=0.3`` (weights as given, relative)."""
+    if not objective.weights:
+        return f"mean {objective.metric}"
+    equal = len(set(objective.weights.values())) == 1
+    parts = [d if equal else f"{d}={w:g}" for d, w in objective.weights.items()]
+    return f"{objective.metric} of {', '.join(parts)}"
+
+
+def comparison_objective(
+    mixtures: Sequence[Mixture], names: Sequence[str], target: str | None = None, metric: str | None = None
+) -> tuple[Objective, str | None]:
+    """What the comparison's first row measures, and a note when it is not what a mixture asked for.
+
+    ``target``/``metric`` (``--target``, ``--metric``) when given; else the objective the mixture
+    files record (a search's ``--target``), when they all record the same one; else mean loss.
+    """
+    if target is not None or metric is not None:
+        return Objective.parse(target, metric or "loss"), None
+    from mixopt.train.prediction import objective_of
+
+    recorded = {}
+    for mix, name in zip(mixtures, names, strict=True):
+        if mix.meta.get("objective"):
+            obj, _, why = objective_of(mix)
+            if why is None:
+                recorded[name] = obj
+    keys = {o.key() for o in recorded.values()}
+    if len(keys) == 1:
+        return next(iter(recorded.values())), None
+    if len(keys) > 1:
+        said = "; ".join(f"{n}: {objective_row(o)}" for n, o in recorded.items())
+        return Objective(), (f"the mixtures were searched for different objectives ({said}); the first row "
+                             "is the mean loss: give --target to compare on one of them")
+    return Objective(), None
 
 
 @dataclass
@@ -48,7 +89,8 @@ class Comparison:
 
     Attributes:
         labels: mixture labels, in the order given.
-        metrics: row names: ``mean loss`` (the objective) then the domains.
+        metrics: row names: the objective's (:func:`objective_row`; ``mean loss`` by default), then
+            the domains.
         values: label → metric → per-seed values (validation loss, nats/token).
         winners: metric → label of the mixture that wins beyond its error (module doc), or None.
         margins: metric → smallest paired difference (others − best) over its standard error.
@@ -66,6 +108,11 @@ class Comparison:
     png: Path | None = None
     runs: dict[str, list[str]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    objective: Objective = field(default_factory=Objective)
+
+    @property
+    def objective_row(self) -> str:
+        return objective_row(self.objective)
 
     @property
     def threshold(self) -> float | None:
@@ -82,6 +129,7 @@ class Comparison:
     def as_dict(self) -> dict[str, Any]:
         return {
             "labels": self.labels,
+            "objective": {**self.objective.as_dict(), "row": self.objective_row},
             "metrics": self.metrics,
             "seeds": self.seeds,
             "z": self.z,
@@ -213,6 +261,8 @@ def compare(
     z: float = 2.0,
     threads: int | None = None,
     device: str = "cpu",
+    target: str | None = None,
+    metric: str | None = None,
     on_run: Callable[[str, int, int, int], None] | None = None,
 ) -> Comparison:
     """Train every mixture with seeds 0..seeds-1 and compare per-domain validation losses.
@@ -221,6 +271,8 @@ def compare(
         mixtures: mixture JSON paths, ``uniform`` or ``natural`` (at least two).
         seeds: runs per mixture (≥ 2 for standard errors; 1 gives means only).
         out: comparison folder (default: workspace ``compare/<model>-<labels>``).
+        target, metric: the objective of the first row, as ``search --target``/``--metric`` take
+            them (default: the one the mixture files record, see :func:`comparison_objective`).
         on_run: called with (label, seed, run index, number of runs) before each run.
 
     Raises:
@@ -249,6 +301,11 @@ def compare(
         same = next((mixtures[i] for i in range(j) if _same_mixture(resolved[i], m)), None)
         if same is not None:
             raise MixoptError(f"{raw} is the same mixture as {same}: give each mixture once")
+    objective, note = comparison_objective(resolved, [str(m) for m in mixtures], target, metric)
+    objective.check_domains(corpus.domains)
+    if note is not None:
+        warnings.warn(note, MixoptWarning, stacklevel=2)
+    row = objective_row(objective)
     check_memory(spec.lm_config(corpus.vocab_size, dense=dense).params()["total"], f"model {spec.name!r}")
     resolve_device(device)  # before any folder or run: `cuda` without a GPU, a device torch lacks
     if threads is not None:
@@ -294,10 +351,13 @@ def compare(
                 )
             runs[label].append(str(res.out))
             trained = res.tokens  # whole steps: the budget rounded down, the same for every run
-            values[label].setdefault(OBJECTIVE_ROW, []).append(res.metrics[OBJECTIVE])
+            # the trainer's own mean over the domains it evaluates, or the objective's weighted mean
+            value = (res.metrics[OBJECTIVE] if row == OBJECTIVE_ROW
+                     else objective.value(res.metrics, corpus.domains))
+            values[label].setdefault(row, []).append(value)
             for d in corpus.domains:
                 values[label].setdefault(d, []).append(res.metrics[f"loss/{d}"])
-    metrics = [OBJECTIVE_ROW, *corpus.domains]
+    metrics = [row, *corpus.domains]
     winners, margins = {}, {}
     for m in metrics:
         winners[m], margins[m] = verdict({lb: values[lb][m] for lb in labels}, z)
@@ -311,6 +371,7 @@ def compare(
         z=z,
         out=folder,
         runs=runs,
+        objective=objective,
         # What makes the figures comparable with another comparison's, kept with them.
         settings={
             "model": spec.name,
