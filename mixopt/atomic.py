@@ -98,8 +98,9 @@ def output_path(value: str | os.PathLike[str], what: str = "--out") -> Path:
     named = f"{what} {text}" if what else text
     if text == "-":
         raise MixoptError(f"{what + ' ' if what else ''}'-' is not stdout here; give a file path")
-    if text.endswith(("/", os.sep)):
-        raise MixoptError(f"{named} ends with '/', so it names a folder; give the path of a file in it")
+    if text.endswith(("/", os.sep)) or os.path.basename(text) in (".", ".."):
+        raise MixoptError(f"{named} names a folder (it ends with '/', '.' or '..'); give the path of a file "
+                          "in it")
     return Path(text)
 
 

@@ -107,7 +107,7 @@ class RunTable:
         if book:
             warnings.warn(f"--target {MEAN_TARGET} leaves out bookkeeping column(s) {_preview(book)}",
                           MixoptWarning, stacklevel=3)
-        M = self.metrics.select(cols).cast(pl.Float64).fill_null(np.nan).to_numpy()
+        M = self._values(cols)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: said elsewhere
             scale = np.nanmedian(np.abs(M), axis=0)
@@ -151,9 +151,11 @@ class RunTable:
             Y = self._values(weights)
             empty = [c for c, col in zip(weights, Y.T, strict=True) if not np.isfinite(col).any()]
             if len(weights) > 1 and empty:
+                fix = ("name the columns to use (--target c1,c2)" if name == MEAN_TARGET
+                       else "leave them out of --target")
                 raise MixoptError(
                     f"target {name!r} has no finite value in any run: column(s) {_preview(empty)} have none; "
-                    "name the columns to use (--target c1,c2) or fix the metrics file"
+                    f"{fix} or fix the metrics file"
                 )
             raise MixoptError(f"target {name!r} has no finite value in any run; check the metrics file")
         if not ok.all():
@@ -194,8 +196,10 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
             f"{what} file {path} names column(s) {_preview(repeated)} more than once; "
             "rename or drop the repeats so each column has one header"
         )
-    df = df.rename({c: c.strip() for c in df.columns if c != c.strip()})  # "a, b": " b" is b
-    unnamed = [c for c in df.columns if c == "" or c.startswith("Unnamed:") or c.startswith("_duplicated_")]
+    # "a, b": " b" is b; a header of spaces stays as it is, and is unnamed below
+    df = df.rename({c: c.strip() for c in df.columns if c != c.strip() and c.strip()})
+    unnamed = [c for c in df.columns
+               if not c.strip() or c.startswith("Unnamed:") or c.startswith("_duplicated_")]
     if unnamed:
         # pandas' to_csv writes its index as a headerless column of increasing integers, and a comma
         # at the end of every line makes an empty one: drop those. Any other column without a
@@ -223,7 +227,7 @@ _NULLS = ("", "NA", "nan", "NaN", "null")
 
 def _strip_cells(df: pl.DataFrame) -> pl.DataFrame:
     """Text cells without surrounding spaces, and text columns that are all numbers once stripped
-    read as numbers (the id columns excepted: their text is matched as it is).
+    read as numbers (the id columns excepted: stripped, they stay text).
 
     polars reads ``1, 0.5`` (a space after the comma) and ``Infinity`` (JavaScript's and Java's
     spelling) as text, which would drop the whole column as a label.

@@ -440,8 +440,9 @@ def test_an_out_that_names_a_folder_or_stdout_is_refused_by_every_command(tmp_pa
     for args in (["fit", "--ratios", R, "--metrics", M, "--target", T,
                   "--method", "linear", "--propose", *FAST],
                  ["export", str(mix), "--format", "hf"],
-                 ["entropy", "nosuch"]):
-        for out, said in ((f"{tmp_path}/outdir/", "outdir/ ends with '/', so it names a folder"),
+                 ["entropy", "nosuch"], ["proxy", "train", "--corpus", "nosuch"], ["bench", "moe"]):
+        for out, said in ((f"{tmp_path}/outdir/", "outdir/ names a folder (it ends with '/', '.' or '..')"),
+                          (f"{tmp_path}/outdir/.", "outdir/. names a folder"),
                           ("-", "'-' is not stdout here")):
             capsys.readouterr()
             assert run_cli([*args, "--out", out]) == 2, args

@@ -11,9 +11,11 @@ it. Here the cluster runs in a process of its own and the joining driver's envir
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -33,20 +35,23 @@ print("joined", info.auth, info.num_cpus, info.started_here)
 """
 
 
-def _env(**extra: str) -> dict[str, str]:
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    # a HOME of the test's own: the token the cluster writes (~/.ray/auth_token) is not the user's
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    return {**env, "RAY_USAGE_STATS_ENABLED": "0", **extra}
+    return {**env, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0", **extra}
 
 
 @pytest.fixture(params=["token", "disabled"])
-def cluster(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
-    """(auth mode, GCS address) of a one-CPU Ray cluster running in a process of its own."""
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """(auth mode, GCS address, HOME) of a one-CPU Ray cluster running in a process of its own."""
     proc = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, env=_env(RAY_AUTH_MODE=request.param))
+                            stderr=subprocess.DEVNULL, text=True,
+                            env=_env(tmp_path, RAY_AUTH_MODE=request.param))
     try:
-        address = proc.stdout.readline().strip()
-        assert address, f"the cluster did not start (exit {proc.poll()})"
-        yield request.param, address
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        address = proc.stdout.readline().strip() if ready else ""
+        assert address, f"the cluster did not start within 120 s (exit {proc.poll()})"
+        yield request.param, address, tmp_path
     finally:
         proc.stdin.close()
         try:
@@ -57,12 +62,12 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
 
 
 def test_a_driver_without_ray_auth_mode_joins_a_cluster_by_address(cluster):
-    mode, address = cluster
-    # A token cluster: the driver finds the token where the cluster wrote it (~/.ray/auth_token).
+    mode, address, home = cluster
+    # A token cluster: the driver finds the token where the cluster wrote it (HOME/.ray/auth_token).
     # Auth off: the driver holds a token anyway (a user's shell may), and still joins.
     extra = {"RAY_AUTH_TOKEN": "0" * 32} if mode == "disabled" else {}
     res = subprocess.run([sys.executable, "-c", JOIN, address], capture_output=True, text=True,
-                         env=_env(**extra), timeout=120)
+                         env=_env(home, **extra), timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     # the client's mode is token in both cases: the switch was taken
     assert res.stdout.split() == ["joined", "token", "1", "False"], res.stdout + res.stderr[-2000:]

@@ -260,6 +260,10 @@ def test_spaces_and_infinity_spellings_read_as_numbers(tmp_path: Path) -> None:
     inf = write(tmp_path / "inf.csv", "run,a,b\n1,0.5,0.5\n2,Infinity,0\n3, NA ,1\n")
     with pytest.raises(MixoptError, match=r"missing, non-numeric or infinite weights in run\(s\) 2, 3"):
         read_run_tables(inf, m)
+    # a header of spaces next to an empty one (a trailing comma): both unnamed, empty, dropped
+    blank = write(tmp_path / "blank.csv", "run,a,b, ,\n1,0.5,0.5,,\n2,0.25,0.75,,\n3,1,0,,\n")
+    with pytest.warns(MixoptWarning, match="target 'loss' is NaN"):
+        assert read_run_tables(blank, m).target_rows("loss")[0].shape == (2, 2)
     twice = write(tmp_path / "twice.csv", "run,a, a\n1,0.5,0.5\n")
     with pytest.raises(MixoptError, match="names column.*a more than once"):
         read_run_tables(twice, m)

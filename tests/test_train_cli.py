@@ -441,29 +441,50 @@ def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Pat
 
 
 def test_the_objective_a_comparison_reads_from_its_mixtures() -> None:
+    from mixopt.errors import MixoptError
     from mixopt.mixture import Mixture
     from mixopt.objective import Objective
     from mixopt.train.compare import comparison_objective, objective_row
 
-    w = {"code": 0.5, "math": 0.5}
-    searched = Mixture(w, meta={"objective": {"kind": "weighted_loss", "metric": "loss",
-                                              "weights": {"code": 1.0, "math": 1.0}}})
-    plain = Mixture.uniform(["code", "math"])
+    doms = ["code", "math", "prose"]
+    w = {"code": 0.5, "math": 0.25, "prose": 0.25}
+
+    def searched(weights: dict, metric: str = "loss") -> Mixture:
+        return Mixture(w, meta={"objective": {"kind": "weighted", "metric": metric, "weights": weights}})
+
+    cm = searched({"code": 1.0, "math": 1.0})
+    plain = Mixture.uniform(doms)
     # the objective a search recorded; uniform/natural record none and do not vote
-    obj, note = comparison_objective([searched, plain], ["a.json", "uniform"])
-    assert objective_row(obj) == "loss of code, math" and note is None
-    assert comparison_objective([plain, plain], ["uniform", "natural"]) == (Objective(), None)
-    other = Mixture(w, meta={"objective": {"kind": "target_loss", "metric": "loss",
-                                           "weights": {"code": 1.0}}})
-    obj, note = comparison_objective([searched, other], ["a.json", "b.json"])
+    obj, notes = comparison_objective([cm, plain], ["a.json", "uniform"], doms)
+    assert objective_row(obj) == "loss of code, math" and notes == []
+    assert comparison_objective([plain, plain], ["uniform", "natural"], doms) == (Objective(), [])
+    # the same objective with weights on another scale is one objective
+    same = searched({"code": 0.5, "math": 0.5})
+    obj, notes = comparison_objective([cm, same], ["a.json", "b.json"], doms)
+    assert objective_row(obj) == "loss of code, math" and notes == []
+    # a table fit's objective (metrics-file columns) does not vote
+    fit = Mixture(w, meta={"objective": {"kind": "metric", "metric": "loss", "weights": {},
+                                         "columns": {"loss": 1.0}}})
+    obj, notes = comparison_objective([fit, cm], ["fit.json", "a.json"], doms)
+    assert obj.weights == {"code": 1.0, "math": 1.0} and notes == []
+    other = searched({"code": 1.0})
+    obj, notes = comparison_objective([cm, other], ["a.json", "b.json"], doms)
     assert objective_row(obj) == "mean loss"
-    assert note == ("the mixtures were searched for different objectives (a.json: loss of code, math; "
-                    "b.json: loss of code); the first row is the mean loss: give --target to compare on one "
-                    "of them")
-    # --target / --metric win over what the files say
-    obj, note = comparison_objective([searched], ["a.json"], metric="bpb")
-    assert objective_row(obj) == "mean bpb" and note is None
-    assert objective_row(comparison_objective([searched], ["a.json"], "math")[0]) == "loss of math"
+    assert notes == ["the mixtures were searched for different objectives (a.json: loss of code, math; "
+                     "b.json: loss of code); the first row is the mean loss: give --target to compare on one "
+                     "of them"]
+    # a recorded domain the corpus lacks: that file's objective is set aside, said by name
+    lacking = searched({"code": 1.0, "maths": 1.0})
+    obj, notes = comparison_objective([lacking, cm], ["h.json", "a.json"], doms)
+    assert objective_row(obj) == "loss of code, math"
+    assert notes == ["h.json was searched for domain(s) maths, which the corpus lacks: its objective is left "
+                     "aside"]
+    # --metric keeps the recorded domains, --target the recorded metric; an unknown --target is refused
+    assert objective_row(comparison_objective([cm], ["a.json"], doms, metric="bpb")[0]) == "bpb of code, math"
+    bpb = searched({"code": 1.0, "math": 1.0}, "bpb")
+    assert objective_row(comparison_objective([bpb], ["a.json"], doms, "math")[0]) == "bpb of math"
+    with pytest.raises(MixoptError, match=r"--target names unknown domain\(s\) maths"):
+        comparison_objective([cm], ["a.json"], doms, "maths")
 
 
 def test_verdict_needs_a_margin_beyond_the_error() -> None:

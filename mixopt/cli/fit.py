@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from mixopt.cli import app
@@ -161,8 +162,9 @@ def _render(report: Any) -> None:
         console.print(f"wrote {p['n']} predictions ({p['min']:.4g} … {p['max']:.4g}) to {p['path']}")
     if report.proposal:
         run = report.proposal["info"].get("run_id")  # random: the best run, measured
-        _render_proposal(report.proposal, f"measured {report.target}, run {run}" if run is not None
-                         else f"predicted {report.target}")
+        target = escape(str(report.target))  # rich markup: a column or run id may hold brackets
+        _render_proposal(report.proposal, f"measured {target}, run {escape(str(run))}" if run is not None
+                         else f"predicted {target}")
         console.print(f"wrote {report.out}")
 
 

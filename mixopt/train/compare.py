@@ -16,6 +16,7 @@ same comparison continues where it stopped.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import warnings
@@ -56,31 +57,51 @@ def objective_row(objective: Objective) -> str:
 
 
 def comparison_objective(
-    mixtures: Sequence[Mixture], names: Sequence[str], target: str | None = None, metric: str | None = None
-) -> tuple[Objective, str | None]:
-    """What the comparison's first row measures, and a note when it is not what a mixture asked for.
+    mixtures: Sequence[Mixture],
+    names: Sequence[str],
+    domains: Sequence[str],
+    target: str | None = None,
+    metric: str | None = None,
+) -> tuple[Objective, list[str]]:
+    """What the comparison's first row measures, and notes on what it set aside.
 
-    ``target``/``metric`` (``--target``, ``--metric``) when given; else the objective the mixture
-    files record (a search's ``--target``), when they all record the same one; else mean loss.
+    The objective the mixture files record (a search's ``--target`` and ``--metric``), when those
+    that name the corpus's domains all agree (weights compared as normalised); else mean loss.
+    ``target`` replaces its domains and ``metric`` its metric (``--target``, ``--metric``). A table
+    fit's objective (columns of a metrics file, not domains) and ``uniform``/``natural`` record none.
     """
-    if target is not None or metric is not None:
-        return Objective.parse(target, metric or "loss"), None
     from mixopt.train.prediction import objective_of
 
-    recorded = {}
+    notes: list[str] = []
+    recorded: dict[str, Objective] = {}
     for mix, name in zip(mixtures, names, strict=True):
-        if mix.meta.get("objective"):
-            obj, _, why = objective_of(mix)
-            if why is None:
-                recorded[name] = obj
-    keys = {o.key() for o in recorded.values()}
+        meta = mix.meta.get("objective")
+        if not meta or meta.get("columns") or meta.get("kind") in ("metric", "mean"):
+            continue
+        obj, _, why = objective_of(mix)
+        if why is not None:
+            continue
+        missing = sorted(set(obj.weights) - set(domains))
+        if missing:
+            notes.append(f"{name} was searched for domain(s) {', '.join(missing)}, which the corpus lacks: "
+                         "its objective is left aside")
+            continue
+        recorded[name] = obj
+    keys = {json.dumps([o.metric, sorted((d, round(w, 12)) for d, w in o.metric_weights(domains).items())])
+            for o in recorded.values()}
+    base = Objective()
     if len(keys) == 1:
-        return next(iter(recorded.values())), None
-    if len(keys) > 1:
+        base = next(iter(recorded.values()))
+    elif len(keys) > 1 and target is None:
         said = "; ".join(f"{n}: {objective_row(o)}" for n, o in recorded.items())
-        return Objective(), (f"the mixtures were searched for different objectives ({said}); the first row "
-                             "is the mean loss: give --target to compare on one of them")
-    return Objective(), None
+        notes.append(f"the mixtures were searched for different objectives ({said}); the first row is the "
+                     f"mean {metric or 'loss'}: give --target to compare on one of them")
+    if target is not None:
+        base = Objective.parse(target, base.metric)
+    if metric is not None:
+        base = Objective(metric=metric, weights=base.weights)  # type: ignore[arg-type]
+    base.check_domains(domains)
+    return base, notes
 
 
 @dataclass
@@ -301,9 +322,9 @@ def compare(
         same = next((mixtures[i] for i in range(j) if _same_mixture(resolved[i], m)), None)
         if same is not None:
             raise MixoptError(f"{raw} is the same mixture as {same}: give each mixture once")
-    objective, note = comparison_objective(resolved, [str(m) for m in mixtures], target, metric)
-    objective.check_domains(corpus.domains)
-    if note is not None:
+    names = [str(m) for m in mixtures]
+    objective, notes = comparison_objective(resolved, names, corpus.domains, target, metric)
+    for note in notes:
         warnings.warn(note, MixoptWarning, stacklevel=2)
     row = objective_row(objective)
     check_memory(spec.lm_config(corpus.vocab_size, dense=dense).params()["total"], f"model {spec.name!r}")
@@ -409,7 +430,10 @@ def plot(cmp: Comparison, path: Path) -> Path:
         ax.set_title(f"{metric}" + (f"\nwinner: {win}" if win else "\nno clear winner"), fontsize=9)
         ax.set_xticks(range(n_l), cmp.labels, rotation=45, ha="right", fontsize=8)
         ax.tick_params(axis="y", labelsize=8)
-    axes[0][0].set_ylabel("validation loss (nats/token)")
+    loss_label = "validation loss (nats/token)"
+    axes[0][0].set_ylabel("bits per byte" if cmp.objective.metric == "bpb" else loss_label)
+    if cmp.objective.metric == "bpb" and len(axes[0]) > 1:
+        axes[0][1].set_ylabel(loss_label)
     fig.suptitle(f"mean ± s.e. over {len(cmp.seeds)} seed(s)", fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
