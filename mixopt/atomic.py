@@ -98,7 +98,8 @@ def output_path(value: str | os.PathLike[str], what: str = "--out") -> Path:
     named = f"{what} {text}" if what else text
     if text == "-":
         raise MixoptError(f"{what + ' ' if what else ''}'-' is not stdout here; give a file path")
-    if text.endswith(("/", os.sep)) or os.path.basename(text) in (".", ".."):
+    # an existing folder is left to check_writable, whose message suggests a file name in it
+    if (text.endswith(("/", os.sep)) or os.path.basename(text) in (".", "..")) and not Path(text).is_dir():
         raise MixoptError(f"{named} names a folder (it ends with '/', '.' or '..'); give the path of a file "
                           "in it")
     return Path(text)

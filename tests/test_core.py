@@ -321,6 +321,8 @@ def test_writing_onto_a_folder_is_a_user_error(tmp_path):
     # "new/" as typed names a folder (Path("new/") would be a file called new); "-" is no stdout
     with pytest.raises(MixoptError, match=r"--out .*new/ names a folder \(it ends with '/'"):
         atomic.check_writable(f"{tmp_path}/new/")
+    with pytest.raises(MixoptError, match="--out .* is a folder; give a file path such as .*mixture.json"):
+        atomic.check_writable(f"{tmp_path}/.")  # an existing folder: the message with a file name in it
     with pytest.raises(MixoptError, match="--out '-' is not stdout here; give a file path"):
         atomic.check_writable("-")
     # nothing is created: a command that fails after the check leaves no empty folder behind
