@@ -86,8 +86,9 @@ _SUFFIX = {"k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
 MAX_COUNT = 10**15
 
 
-def parse_count(text: str) -> int:
-    """A token count as people write it: 200000, 200_000, 2e5, 200k, 5M, 1.5G (a whole number ≥ 1)."""
+def parse_count(text: str, what: str = "tokens") -> int:
+    """A count as people write it: 200000, 200_000, 2e5, 200k, 5M, 1.5G (a whole number ≥ 1);
+    ``what`` names the unit in errors (tokens: the ``--tokens`` options' parser)."""
     from decimal import Decimal, InvalidOperation
 
     s = str(text).strip().replace("_", "").replace(",", "")
@@ -97,13 +98,19 @@ def parse_count(text: str) -> int:
     try:  # decimal, not float: 2.01M is 2,010,000 exactly
         value = Decimal(s) * Decimal(int(scale or 1))
     except InvalidOperation:
-        raise typer.BadParameter(f"{text!r} is not a token count; write e.g. 200000, 2e5 or 200k") from None
+        raise typer.BadParameter(f"{text!r} is not a count of {what}; write e.g. 200000, 2e5 or 200k") \
+            from None
     if not value.is_finite() or value < 1 or value != value.to_integral_value():
-        raise typer.BadParameter(f"{text!r} is not a whole number of tokens ≥ 1")
+        raise typer.BadParameter(f"{text!r} is not a whole number of {what} ≥ 1")
     if value > MAX_COUNT:  # 1e30 would start a run of 10^26 steps; 1e400 overflowed a float
-        raise typer.BadParameter(f"{text!r} is more than {MAX_COUNT:.0e} tokens (the largest pre-training "
-                                 "runs are ~4e13); check the exponent")
+        why = " (the largest pre-training runs are ~4e13)" if what == "tokens" else ""
+        raise typer.BadParameter(f"{text!r} is more than {MAX_COUNT:.0e} {what}{why}; check the exponent")
     return int(value)
+
+
+def parse_candidates(text: str) -> int:
+    """``fit --candidates``: 100000, 1e5 or 100k, as ``--tokens`` takes counts."""
+    return parse_count(text, "candidates")
 
 
 def print_columns(
