@@ -451,3 +451,14 @@ def test_an_out_that_names_a_folder_or_stdout_is_refused_by_every_command(tmp_pa
             assert len(err) == 1 and said in err[0], err
             assert err[0].startswith("error: Invalid value for '--out'"), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
+
+
+def test_fit_takes_candidates_as_counts_are_written(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from mixopt.cli.common import parse_candidates
+
+    assert parse_candidates("1e5") == parse_candidates("100k") == 100_000  # "1e6" was "not a valid integer"
+    args = ["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "linear", "--propose",
+            "--out", str(tmp_path / "m.json")]
+    assert run_cli([*args, "--candidates", "2.5k", "--top-k", "16"]) == 0
+    capsys.readouterr()
+    bad([*args, "--candidates", "0.5"], capsys, "'0.5' is not a whole number of candidates ≥ 1")

@@ -63,31 +63,6 @@ def test_token_counts_are_read_as_people_write_them() -> None:
             parse_count(text)
 
 
-def test_fit_takes_candidates_as_counts_are_written(tmp_path, capsys) -> None:  # noqa: ANN001
-    from pathlib import Path
-
-    from mixopt.cli import main
-    from mixopt.cli.common import parse_candidates
-
-    def code(args: list[str]) -> int:
-        try:
-            main(args)
-        except SystemExit as exc:
-            return int(exc.code or 0)
-        return 0
-
-    assert parse_candidates("1e5") == parse_candidates("100k") == 100_000  # "1e6" was "not a valid integer"
-    runs = Path(__file__).parent / "data" / "runs" / "regmix-pile-1m"
-    args = ["fit", "--ratios", str(runs / "train_mixture_1m.csv"),
-            "--metrics", str(runs / "train_pile_loss_1m.csv"), "--target", "metric/the_pile_pile_cc_val_loss",
-            "--method", "linear", "--propose", "--out", str(tmp_path / "m.json")]
-    assert code([*args, "--candidates", "2.5k", "--top-k", "16"]) == 0
-    capsys.readouterr()
-    assert code([*args, "--candidates", "0.5"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "'0.5' is not a whole number of candidates ≥ 1" in err[0], err
-
-
 def test_json_output_is_strict_json():
     import json
 
