@@ -298,6 +298,8 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mixopt.fitters.api import FitConfig
 
     FitConfig(ratios=good, metrics=metrics, target="loss", method="loglinear", cv=2, n_candidates=64)
+    # nor when nothing is proposed: --cv alone with --candidates 10 (below the default --top-k 128)
+    FitConfig(ratios=good, metrics=metrics, target="loss", method="regmix", cv=2, n_candidates=10)
     for extra, said in ((["--candidates", "0"], "'0' is not a whole number of candidates ≥ 1"),
                         (["--top-k", "0"], "--candidates 100000 and --top-k 0: both must be at least 1"),
                         (["--candidates", "10"], "--top-k 128 exceeds --candidates 10")):

@@ -62,8 +62,14 @@ def test_model_and_rung_paths_that_lead_nowhere_are_named() -> None:
         load_model("./nosuch.toml")
     with pytest.raises(MixoptError, match=r"^proxy rung file x/nope\.toml does not exist"):
         load_rung("x/nope.toml")
-    with pytest.raises(MixoptError, match=r"^model 'nope' is unknown; known models"):
+    with pytest.raises(MixoptError, match=r"^model 'nope' is unknown; known models") as model_err:
         load_model("nope")
+    with pytest.raises(MixoptError, match=r"^proxy rung 'nope' is unknown; known rungs") as rung_err:
+        load_rung("nope")
+    # the lists name what --help and `proxy rungs` name, not the configs kept for tests
+    assert "moe-xs" in str(model_err.value) and "debug" not in str(model_err.value)
+    assert "xs" in str(rung_err.value) and "debug" not in str(rung_err.value)
+    assert load_model("moe-debug").name == "moe-debug" and load_rung("debug").name == "debug"
 
 
 def test_domain_too_small_for_validation(workspace: Path, tmp_path: Path, capsys) -> None:

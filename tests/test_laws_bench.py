@@ -155,6 +155,23 @@ def test_the_kept_lengths_draw_scores_as_documented() -> None:
     assert s == pytest.approx(want, abs=5e-5)
 
 
+def test_the_lengths_table_fits_80_columns(workspace: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lengths rows have no ranks: their empty columns are left out, and a task name is one line."""
+    from mixopt.cli import main
+
+    store = Path(__file__).parents[1] / "docs" / "data" / "lengths-seed0.sqlite"
+    monkeypatch.setenv("COLUMNS", "80")
+    main(["bench", "fit", "--no-timing", "--tasks", "lengths", "--store", str(store)])
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    rows = [line for line in lines if "lengths 1.5e5→" in line]
+    assert len(rows) == 9 and all("%" in line for line in rows)  # a row per line, each with its error
+    assert "Spearman" not in out and "note" not in out
+    assert "lengths: 2x lr-area 0.02395, 2x tokens 0.02304" in " ".join(out.split())
+
+
 def test_bench_fit_cli_laws_only(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mixopt.cli import main
 

@@ -426,7 +426,7 @@ def bench_lengths(store: Any, *, metric_prefix: str = "loss/") -> dict[str, Any]
     rows, summary = [], {}
     for tokens in budgets[1:]:
         longer = by_tokens[tokens]
-        task = f"lengths {budgets[0]:.3g} → {tokens:.3g} tokens ({tokens / budgets[0]:.2g}×)"
+        task = f"lengths {_tokens(budgets[0])}→{_tokens(tokens)}"  # short: the table fits 80 columns
         for form, cs in forms.items():
             t = time.perf_counter()
             with warnings.catch_warnings():  # a law's caveats: the table measures its error instead
@@ -452,6 +452,11 @@ def bench_lengths(store: Any, *, metric_prefix: str = "loss/") -> dict[str, Any]
                      "mixtures": len(keep), "domains": len(domains)})
         summary[f"{tokens / budgets[0]:.2g}x no change"] = float(np.mean(keep))
     return {"rows": rows, "summary": summary}
+
+
+def _tokens(n: float) -> str:
+    """A token count in three significant digits, short: ``1.5e5``, ``2.99e5``."""
+    return f"{n:.3g}".replace("e+0", "e").replace("e+", "e")
 
 
 def _final(c: Any, metrics: Sequence[str]) -> np.ndarray:

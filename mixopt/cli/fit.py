@@ -316,19 +316,39 @@ def _factors(text: str) -> tuple[int, ...]:
 
 
 def _render_laws(res: dict[str, Any]) -> None:
-    t = Table(title="every fitter on runs it was not fitted on")
-    for col in ("task", "fitter", "Spearman", "Pearson", "MAE", "rel. error", "fit s", "note"):
-        t.add_column(col, justify="left" if col in ("task", "fitter", "note") else "right")
+    from rich import box
+
+    rows = []
     for r in res["rows"]:
         if "error" in r:
-            t.add_row(r["task"], r["fitter"], "-", "-", "-", "-", f"{r['seconds']:.1f}", r["error"][:50])
+            rows.append([r["task"], r["fitter"], "-", "-", "-", "-", f"{r['seconds']:.1f}", r["error"][:50]])
             continue
         note = ", ".join(r.get("chosen", [])) if r.get("chosen") else ""
         if "spearman_min" in r:
             note = f"min {r['spearman_min']:.3f}" + (f"; {note}" if note else "")
         f = {k: r.get(k) for k in ("spearman", "pearson", "mae")}
-        t.add_row(r["task"], r["fitter"], *("-" if v is None else f"{v:.4f}" for v in f.values()),
-                  f"{r['rel_error']:.3%}", f"{r['seconds']:.1f}", note)
+        rows.append([r["task"], r["fitter"], *("-" if v is None else f"{v:.4f}" for v in f.values()),
+                     f"{r['rel_error']:.3%}", f"{r['seconds']:.1f}", note])
+    cols = ("task", "fitter", "Spearman", "Pearson", "MAE", "rel. error", "fit s", "note")
+    # A column no row fills (the lengths task has no ranks, most rows no note) only costs width:
+    # the table should fit an 80-column terminal without wrapping its task names.
+    keep = [i for i, c in enumerate(cols)
+            if c in ("task", "fitter") or any(row[i] not in ("", "-") for row in rows)]
+    t = Table(title="every fitter on runs it was not fitted on", box=box.SIMPLE_HEAD)
+    for i in keep:
+        t.add_column(cols[i], justify="left" if cols[i] in ("task", "fitter", "note") else "right",
+                     no_wrap=cols[i] != "note")
+    for row in rows:
+        t.add_row(*(row[i] for i in keep))
     console.print(t)
-    for name, s in res["summary"].items():
-        console.print(f"{name}: {s}")
+    for name, summary in res["summary"].items():
+        console.print(f"{name}: {escape(_figure(summary))}")
+
+
+def _figure(v: Any) -> str:
+    """A summary as text: floats to 4 significant digits (the table above has full precision),
+    a dict as ``key value`` pairs, nested ones in parentheses."""
+    if isinstance(v, dict):
+        return ", ".join(f"{k} " + (f"({_figure(x)})" if isinstance(x, dict) else _figure(x))
+                         for k, x in v.items())
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

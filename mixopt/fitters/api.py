@@ -74,7 +74,9 @@ class FitConfig:
             raise MixoptError("--out is given but nothing to write; add --predict FILE or --propose")
         if self.max_epochs is not None and not self.tokens:
             raise MixoptError("--max-epochs needs the tokens of each domain (--tokens a=1e9,b=2e9,...)")
-        if method.proposer == "topk":  # TopKProposer checks them too, but not by their option names
+        # TopKProposer checks them too, but not by their option names; a fit that proposes nothing
+        # (--cv, --predict) never builds it, so its options are left alone there
+        if method.proposer == "topk" and self.propose:
             if self.n_candidates < 1 or self.k < 1:
                 raise MixoptError(f"--candidates {self.n_candidates} and --top-k {self.k}: both must be at "
                                   "least 1")

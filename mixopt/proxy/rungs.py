@@ -228,7 +228,7 @@ def load_rung(name: str | RungConfig) -> RungConfig:
     path = paths.find_recipe("proxies", name)
     if path is None:
         paths.check_recipe_path(name, "proxy rung")
-        known = ", ".join([*available_rungs(), DEBUG.name])
+        known = ", ".join(available_rungs())  # as `proxy rungs` lists them: the debug rung is for tests
         raise MixoptError(f"proxy rung {name!r} is unknown; known rungs: {known} (or give a path to a .toml)")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

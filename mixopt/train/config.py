@@ -312,8 +312,9 @@ def model_dirs() -> list[Path]:
 
 
 def available_models() -> list[str]:
-    names = {p.stem for d in model_dirs() for p in d.glob("*.toml")}
-    return sorted(names | {DEBUG.name})
+    """Model configs in ``proxies/moe/``, the ones ``--help`` names; ``moe-debug`` (tests and CI)
+    still loads by name but is not offered to users."""
+    return sorted({p.stem for d in model_dirs() for p in d.glob("*.toml")})
 
 
 def load_model(name: str | ModelSpec) -> ModelSpec:
