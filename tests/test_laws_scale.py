@@ -388,7 +388,7 @@ def test_a_step_law_without_a_bend_is_said_when_it_reaches_far(tmp_path: Path) -
     from mixopt.fitters.nested import predict_at_scale
 
     def log_law(r: np.ndarray, N: float, D: float) -> np.ndarray:
-        return truth(r, N, 1e9) - 0.3 * np.log(D)
+        return truth(r, N, 1e9) - 0.15 * np.log(D)
 
     store = fill_store(tmp_path / "runs.sqlite", rungs=("xs",), n=6, law=log_law, annealing=0.0)
     _, curves = curves_from_store(store)
@@ -399,9 +399,15 @@ def test_a_step_law_without_a_bend_is_said_when_it_reaches_far(tmp_path: Path) -
     with pytest.warns(MixoptWarning, match=said):
         pred = predict_at_scale(curves, metrics, target_tokens=1000 * tokens)
     assert all(law["beta"] == pytest.approx(0.001) for law in pred.laws["step"].values())
+    assert (pred.Y > 0).all()
     with warnings.catch_warnings():
         warnings.simplefilter("error", MixoptWarning)
         predict_at_scale(curves, metrics, target_tokens=2 * tokens)  # near the runs: nothing to say
+    # Carried on far enough, that log falls below 0: refused, not fitted on, with the reach named
+    with pytest.warns(MixoptWarning), pytest.raises(
+        MixoptError, match=r"^the fitted laws predict a value ≤ 0 for loss/a, loss/b, loss/c at 1\.5e\+16 "
+                           r"tokens \(1e\+11× the runs' 1\.5e\+05\), which every run measured above 0"):
+        predict_at_scale(curves, metrics, target_tokens=1e11 * tokens)
 
 
 def test_each_rung_is_extrapolated_along_its_own_schedule(tmp_path: Path) -> None:

@@ -169,6 +169,33 @@ def checkpoint_rows(curves: Sequence[Curve], metrics: Sequence[str]) -> Checkpoi
     )
 
 
+def _check_positive(
+    Y: np.ndarray, metrics: Sequence[str], curves: Sequence[Curve], target_tokens: float | None,
+    target_size: float | None,
+) -> None:
+    """Refuse predictions at or below 0 of a metric that every checkpoint measured above 0.
+
+    A loss cannot fall below 0; a law that says so was carried past any floor its runs show (a
+    step law with no bend, at a target far beyond them), and a mixture fitted on such values
+    would be fitted on nothing real.
+    """
+    bad = [m for j, m in enumerate(metrics)
+           if np.any(Y[:, j] <= 0) and all(np.all(np.asarray(c.losses[m]) > 0) for c in curves)]
+    if not bad:
+        return
+    trained = max(float(np.max(c.tokens)) for c in curves)
+    where = " and ".join(x for x in (
+        f"{target_tokens:.3g} tokens ({target_tokens / trained:.3g}× the runs' {trained:.3g})"
+        if target_tokens is not None else "",
+        f"{target_size:.3g} params" if target_size is not None else "") if x)
+    raise MixoptError(
+        f"the fitted laws predict a value ≤ 0 for {', '.join(bad[:3])}{', …' if len(bad) > 3 else ''} at "
+        f"{where}, which every run measured above 0: the laws are carried past any floor their runs "
+        "show. Give a target nearer to the runs (--target-tokens, --target-size), or train the runs "
+        "longer so the step law can find its floor"
+    )
+
+
 def predict_at_scale(
     curves: Sequence[Curve],
     metrics: Sequence[str],
@@ -288,6 +315,7 @@ def predict_at_scale(
         for j, m in enumerate(metrics):
             resid = fitted[j] - np.array(curves_y[j * n_mix : (j + 1) * n_mix])
             laws["size"][m] = {"beta": law.beta, "rms": float(np.sqrt(np.mean(resid**2)))}
+    _check_positive(Y, metrics, curves, target_tokens, target_size)
     run_ids = [[c.run_id for s in use_sizes for c in complete[k][s]] for k in keys]
     return ScalePrediction(
         X=np.array([complete[k][use_sizes[0]][0].weights for k in keys], dtype=float),
