@@ -153,6 +153,11 @@ def test_the_kept_lengths_draw_scores_as_documented() -> None:
             "4x lr-area": 0.04139, "4x tokens": 0.04920, "4x no change": 0.07163,
             "16x lr-area": 0.10959, "16x tokens": 0.12894, "16x no change": 0.18143}
     assert s == pytest.approx(want, abs=5e-5)
+    # scored with the one prediction ≤ 0 that fit would refuse (the 16× lr-area law, for math)
+    kept = RunStore(Path(__file__).parents[1] / "docs" / "data" / "lengths-seed0.sqlite")
+    rows = bench_lengths(kept)["rows"]
+    assert [(r["task"], r["fitter"], r["nonpositive"]) for r in rows if r.get("nonpositive")] == [
+        ("lengths 1.5e5→2.4e6", "step law in lr-area", {"loss/math": 1})]
 
 
 def test_the_lengths_table_fits_80_columns(workspace: Path, capsys: pytest.CaptureFixture[str],
@@ -168,7 +173,9 @@ def test_the_lengths_table_fits_80_columns(workspace: Path, capsys: pytest.Captu
     assert all(len(line) <= 80 for line in lines)
     rows = [line for line in lines if "lengths 1.5e5→" in line]
     assert len(rows) == 9 and all("%" in line for line in rows)  # a row per line, each with its error
-    assert "Spearman" not in out and "note" not in out
+    assert "Spearman" not in out
+    # the lr-area law's one prediction ≤ 0 at 16× (math, in one run) is scored, and said in its note
+    assert [line.split()[-1] for line in rows if "≤0" in line] == ["math"] and "2.4e6" in rows[6]
     assert "lengths: 2x lr-area 0.02395, 2x tokens 0.02304" in " ".join(out.split())
 
 

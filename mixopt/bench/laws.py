@@ -341,7 +341,8 @@ def bench_extrapolation(store: Any, *, metric_prefix: str = "loss/") -> dict[str
     tokens = float(np.median([c.tokens.max() for c in big.values()]))
     same_tokens = len({float(c.tokens.max()) for c in small} | {tokens}) == 1
     t = time.perf_counter()
-    pred = predict_at_scale(small, metrics, target_tokens=None if same_tokens else tokens, target_size=top)
+    pred = predict_at_scale(small, metrics, target_tokens=None if same_tokens else tokens, target_size=top,
+                            allow_nonpositive=True)  # scored here, and said in the row's note
     seconds = time.perf_counter() - t
     # The baseline a law must beat: the next smaller rung's final loss, carried over unchanged.
     below = at(sizes[-2])
@@ -378,6 +379,7 @@ def bench_extrapolation(store: Any, *, metric_prefix: str = "loss/") -> dict[str
         "max_rel_error": float(rel_arr.max()),
         "mixtures": len(rel),
         "domains": len(domains),
+        **_nonpositive(pred),
     }
     base = {
         "task": row["task"],
@@ -431,7 +433,7 @@ def bench_lengths(store: Any, *, metric_prefix: str = "loss/") -> dict[str, Any]
             t = time.perf_counter()
             with warnings.catch_warnings():  # a law's caveats: the table measures its error instead
                 warnings.simplefilter("ignore", MixoptWarning)
-                pred = predict_at_scale(cs, metrics, target_tokens=tokens)
+                pred = predict_at_scale(cs, metrics, target_tokens=tokens, allow_nonpositive=True)
             seconds = time.perf_counter() - t
             if form == "lr-area" and not all(v["scale"] == "lr-area" for v in pred.laws["step"].values()):
                 return None  # runs whose schedule is unknown: nothing to compare
@@ -442,7 +444,7 @@ def bench_lengths(store: Any, *, metric_prefix: str = "loss/") -> dict[str, Any]
             err = np.array(rel)
             rows.append({"task": task, "fitter": f"step law in {form}", "seconds": seconds,
                          "rel_error": float(err.mean()), "max_rel_error": float(err.max()),
-                         "mixtures": len(rel), "domains": len(domains)})
+                         "mixtures": len(rel), "domains": len(domains), **_nonpositive(pred)})
             summary[f"{tokens / budgets[0]:.2g}x {form}"] = float(err.mean())
         keep = [np.abs(_final(c, metrics) - _final(longer[k], metrics)) / _final(longer[k], metrics)
                 for c in base if (k := mixture_key(c.weights)) in longer]
@@ -452,6 +454,13 @@ def bench_lengths(store: Any, *, metric_prefix: str = "loss/") -> dict[str, Any]
                      "mixtures": len(keep), "domains": len(domains)})
         summary[f"{tokens / budgets[0]:.2g}x no change"] = float(np.mean(keep))
     return {"rows": rows, "summary": summary}
+
+
+def _nonpositive(pred: Any) -> dict[str, Any]:
+    """``{"nonpositive": {metric: runs}}`` for the predictions ≤ 0 (a loss cannot be; `fit` refuses
+    them, the benchmark scores them and says so), else nothing."""
+    bad = {m: int((pred.Y[:, j] <= 0).sum()) for j, m in enumerate(pred.metrics) if (pred.Y[:, j] <= 0).any()}
+    return {"nonpositive": bad} if bad else {}
 
 
 def _tokens(n: float) -> str:

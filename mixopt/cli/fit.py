@@ -326,6 +326,9 @@ def _render_laws(res: dict[str, Any]) -> None:
         note = ", ".join(r.get("chosen", [])) if r.get("chosen") else ""
         if "spearman_min" in r:
             note = f"min {r['spearman_min']:.3f}" + (f"; {note}" if note else "")
+        if r.get("nonpositive"):  # a law that predicted a loss ≤ 0: scored, but not a usable law there
+            bad = ", ".join(m.split("/", 1)[-1] for m in r["nonpositive"])
+            note = f"≤0: {bad}" + (f"; {note}" if note else "")
         f = {k: r.get(k) for k in ("spearman", "pearson", "mae")}
         rows.append([r["task"], r["fitter"], *("-" if v is None else f"{v:.4f}" for v in f.values()),
                      f"{r['rel_error']:.3%}", f"{r['seconds']:.1f}", note])

@@ -203,12 +203,16 @@ def predict_at_scale(
     target_tokens: float | None = None,
     target_size: float | None = None,
     size_exponent: float | None = None,
+    allow_nonpositive: bool = False,
 ) -> ScalePrediction:
     """Predict every mixture's ``metrics`` at (target_tokens, target_size); see the module doc.
 
+    ``allow_nonpositive`` keeps predictions ≤ 0 of metrics measured above 0 (a benchmark scores
+    them); otherwise they are refused.
+
     Raises:
         MixoptError: no curves, a metric missing from a run, one rung only with a target size,
-            or too few points for a law.
+            too few points for a law, or a prediction ≤ 0 of a metric every run measured above 0.
     """
     metrics = _check_metrics(curves, metrics)
     sizes = sorted({float(c.size) for c in curves})
@@ -315,7 +319,8 @@ def predict_at_scale(
         for j, m in enumerate(metrics):
             resid = fitted[j] - np.array(curves_y[j * n_mix : (j + 1) * n_mix])
             laws["size"][m] = {"beta": law.beta, "rms": float(np.sqrt(np.mean(resid**2)))}
-    _check_positive(Y, metrics, curves, target_tokens, target_size)
+    if not allow_nonpositive:
+        _check_positive(Y, metrics, curves, target_tokens, target_size)
     run_ids = [[c.run_id for s in use_sizes for c in complete[k][s]] for k in keys]
     return ScalePrediction(
         X=np.array([complete[k][use_sizes[0]][0].weights for k in keys], dtype=float),
