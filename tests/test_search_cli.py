@@ -275,3 +275,45 @@ def test_runs_searches_lists_every_search_and_the_miss_hint_says_when_it_is_cut(
     assert run_cli(["search", "--resume", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert "the 10 newest of its 12 searches" in err and "mixopt runs searches" in err
+
+
+def test_a_domain_shorter_than_a_window_is_refused_before_ray(workspace, tmp_path, capsys):
+    """The sampler would refuse it inside the first trial (Ray up, a search recorded) and on every
+    resume; the search says so up front, with the constraint that leaves the domain out."""
+    import shutil
+    from pathlib import Path
+
+    from mixopt.search.config import SearchConfig
+    from mixopt.search.prepare import prepare
+
+    tiny = Path(__file__).parent / "data" / "tiny"
+    src = tmp_path / "src"
+    shutil.copytree(tiny / "code", src / "a")
+    shutil.copytree(tiny / "legal", src / "b")
+    (src / "one").mkdir()
+    (src / "one" / "x.txt").write_text("just one small document here.\n")
+    (src / "one" / "y.txt").write_text("another small document, different.\n")
+    assert run_cli(["corpus", "add", "f1", "--from", str(src), "--vocab-size", "300",
+                    "--val-documents", "1"]) == 0
+    capsys.readouterr()
+    assert run_cli(["search", "--corpus", "f1", "--budget", "4", "--validate", "0", "--method", "random",
+                    "--name", "f1s"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "domain(s) 'one' (" in err[0] and "--fix one=0" in err[0], err
+    assert "context + 1 = 129" in err[0]
+    assert RunStore().get_search("f1s") is None and not (workspace / "searches" / "f1s").exists()
+    # the constraint it names is enough (here only checked, nothing is run); a ceiling of 0 too
+    prepare(SearchConfig(corpus="f1", method="random", budget=4, validate=0, fix={"one": 0.0}, name="a"))
+    prepare(SearchConfig(corpus="f1", method="random", budget=4, validate=0, max_weight={"one": 0.0},
+                         name="b"))
+
+
+def test_an_evaluator_that_ignores_the_mixture_is_named_not_asked_for_more_runs(workspace, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    assert run_cli(["search", "--evaluator", "mixopt.testing:noop", "--domains", "a,b,c", "--budget", "4",
+                    "--validate", "0", "--name", "flat", "--out", str(out)]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "all 4 runs measured the same objective (1)" in err[0], err
+    assert "do not depend on the mixture" in err[0] and "--no-reuse" in err[0]
+    assert not out.exists()
+    assert len(RunStore().runs(search_id="flat")) == 4  # kept, as every run is

@@ -51,7 +51,8 @@ class MixtureSampler:
             if n < 1 and any(w.get(d, 0.0) > 0 for w in phases):
                 raise MixoptError(
                     f"domain {d!r} has {n + context} training tokens, fewer than one window of "
-                    f"context + 1 = {context + 1}; give it weight 0 or use a rung with a shorter context"
+                    f"context + 1 = {context + 1}; give it weight 0, add text to it, or train with a shorter "
+                    "context"
                 )
 
     def weights_at(self, fraction: float) -> np.ndarray:

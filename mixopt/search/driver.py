@@ -505,6 +505,15 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
             f"{first.splitlines()[0] if first else first}. Fix the evaluator (or what made the runs "
             f"diverge) and run `mixopt search --resume {sid}`: the failed and diverged runs run again{timed}"
         )
+    if not spec.training_free and len(y) >= 3 and np.all(y == y[0]):
+        # A launcher that ignores the mixture is a common fault; more runs would not help.
+        raise MixoptError(
+            f"all {len(y)} runs measured the same objective ({y[0]:.6g}): the evaluator's metrics do not "
+            "depend on the mixture (or are rounded coarser than its effect), so there is nothing to fit. "
+            "Check that the evaluator trains on the request's mixture, then search again with --no-reuse "
+            "(these runs stay in the store, and a search with the same evaluator and fidelity would reuse "
+            "them)"
+        )
     what = (f"{cfg.method}: conditional entropy of each domain" if spec.training_free
             else f"fitting {cfg.method} on {len(y)} runs")
     _emit(progress, StageEvent(stage="fit", message=what, search_id=sid))

@@ -169,6 +169,8 @@ def prepare(
     # folder is made.
     fkey = reuse_key(fid, ev_name, proxy=proxy)
     vkey = reuse_key(vfid, ev_name, proxy=proxy)
+    if proxy and space.tokens is not None:
+        _check_windows(space, {config.rung, config.validate_rung or config.rung}, config.corpus)
     store = RunStore(config.store) if config.store else RunStore()
     sid = search_id or config.name
     if sid is None:  # a default name (to the second) taken by a search started in the same second
@@ -185,6 +187,27 @@ def prepare(
         validate_fidelity=vfid, validate_fidelity_key=vkey, evaluator=ev,
         store=store, search_dir=search_dir(sid), out=out,
     )
+
+
+def _check_windows(space: SearchSpace, rungs: set[str], corpus: object) -> None:
+    """Refuse a domain the proxy cannot draw one window from, when the search may weight it.
+
+    The sampler refuses it too, but only inside a trial, after Ray has started and runs have been
+    recorded, and a resume of that search would meet it again: its constraints cannot change.
+    """
+    from mixopt.proxy.rungs import load_rung
+
+    need = max(load_rung(r).context for r in rungs) + 1
+    short = {d: int(n) for d, n in (space.tokens or {}).items()
+             if n < need and space.fixed.get(d, None) != 0 and space.ceilings.get(d, 1.0) > 0}
+    if short:
+        names = ", ".join(f"{d!r} ({n} tokens)" for d, n in short.items())
+        fix = " ".join(f"--fix {d}=0" for d in short)
+        raise MixoptError(
+            f"corpus {corpus}: domain(s) {names} have fewer training tokens than one window of the rung "
+            f"(context + 1 = {need}), so no proxy can train on them; search without them ({fix}), or add "
+            "text to them and rebuild the corpus"
+        )
 
 
 def rung_hash(rung: str) -> str:
