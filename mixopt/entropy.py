@@ -252,7 +252,7 @@ def propose_entropy(
                 "method": "entropy",
                 "params": {
                     "normalize": normalize,
-                    "temperature": temperature,
+                    **({"temperature": temperature} if normalize == "softmax" else {}),
                     "estimator": em.estimator,
                     "entropy_nats_per_token": em.entropy,
                     "raw_weights": em.raw,

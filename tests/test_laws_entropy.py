@@ -69,3 +69,12 @@ def test_entropy_mixture_on_the_tiny_corpus(
     capped = json.loads(out.read_text())["weights"]
     tokens = tiny_corpus.train_tokens()
     assert all(capped[d] <= tokens[d] / sum(tokens.values()) + 1e-9 for d in tokens)
+    # The temperature is the softmax's: refused with proportional weights, not recorded unused.
+    with pytest.raises(SystemExit) as exc:
+        main(["entropy", str(tiny_corpus.path), "--normalize", "proportional", "--temperature", "5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "--temperature is the softmax's" in err[0]
+    main(["entropy", str(tiny_corpus.path), "--normalize", "proportional", "--out", str(out)])
+    assert "temperature" not in json.loads(out.read_text())["params"]
+    main(["entropy", str(tiny_corpus.path), "--temperature", "5", "--out", str(out)])
+    assert json.loads(out.read_text())["params"]["temperature"] == 5.0

@@ -63,6 +63,21 @@ def test_train_default_output_is_under_the_workspace(tiny_workspace: Path, capsy
     assert json.loads(written.read_text())["mixture"]["weights"] == {"code": 0.5, "legal": 0.5}
 
 
+def test_a_schedule_shows_its_mean_weights(tiny_workspace: Path, capsys, tmp_path: Path) -> None:  # noqa: ANN001
+    """The sampler follows the phases, so the table shows their mean, not the top-level weights."""
+    mix = tmp_path / "s.json"
+    mix.write_text(json.dumps({
+        "schema": "mixopt.mixture/v1", "weights": {"code": 0.5, "legal": 0.5, "drama": 0.0},
+        "schedule": [{"until": 0.5, "weights": {"code": 0.5, "legal": 0.5}},
+                     {"until": 1.0, "weights": {"code": 0.2, "legal": 0.3, "drama": 0.5}}]}))
+    code, out, err = run(capsys, "proxy", "train", "-c", "tiny", "-r", "debug", "-m", str(mix), "-t", "1")
+    assert code == 0, err
+    assert "schedule" in out  # the weight column says it is the schedule's mean (its heading may wrap)
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in out.splitlines()
+            if line.count("│") > 3 and line.split("│")[1].strip() in ("code", "legal", "drama")}
+    assert rows == {"code": "0.3500", "legal": "0.4000", "drama": "0.2500"}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

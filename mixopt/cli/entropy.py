@@ -10,6 +10,7 @@ from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.common import JsonOpt, assignments, console, dumps, out_file
+from mixopt.errors import MixoptError
 
 
 @app.command("entropy")
@@ -20,7 +21,9 @@ def entropy(
     normalize: Annotated[
         str, typer.Option("--normalize", help="softmax (BiMix) or proportional.")
     ] = "softmax",
-    temperature: Annotated[float, typer.Option("--temperature", help="Softmax temperature.")] = 1.0,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", help="Softmax temperature [1].")
+    ] = None,
     min_weight: Annotated[float, typer.Option("--min-weight", help="Floor of every domain not fixed.")] = 0.0,
     max_weight: Annotated[
         list[str] | None, typer.Option("--max-weight", help="Ceiling d=x (repeatable).")
@@ -38,11 +41,14 @@ def entropy(
     """Mixture weights from each domain's conditional entropy (smoothed token bigram model); no proxy runs."""
     from mixopt.entropy import propose_entropy
 
+    if temperature is not None and normalize == "proportional":
+        raise MixoptError("--temperature is the softmax's; --normalize proportional does not use it (drop "
+                          "one of them)")
     em = propose_entropy(
         corpus,
         out=out,
         normalize=normalize,
-        temperature=temperature,  # type: ignore[arg-type]
+        temperature=1.0 if temperature is None else temperature,
         min_weight=min_weight,
         ceilings=assignments(max_weight, "--max-weight"),
         fixed=assignments(fix, "--fix"),

@@ -31,12 +31,16 @@ def _result_table(job, seed: int) -> Table:  # noqa: ANN001 (ProxyJob)
         f"(seed {seed}, {res.train_tokens:,} tokens)"
     )
     t.add_column("domain", no_wrap=True)
-    for col in ("weight", "epochs", "loss (nats/tok)", "bpb"):
+    # A schedule's phases are what the sampler followed: its mean over training is what was trained
+    # (the epochs column), not the mixture's top-level weights.
+    weights = job.mixture.mean_weights()
+    for col in ("weight (schedule mean)" if job.mixture.schedule else "weight", "epochs", "loss (nats/tok)",
+                "bpb"):
         t.add_column(col, justify="right")
     for d in (k.removeprefix("loss/") for k in res.metrics if k.startswith("loss/")):
         t.add_row(
             d,
-            f"{job.mixture.weights.get(d, 0.0):.4f}",
+            f"{weights.get(d, 0.0):.4f}",
             f"{res.epochs.get(d, 0.0):.3g}",
             f"{res.metrics[f'loss/{d}']:.4f}",
             f"{res.metrics[f'bpb/{d}']:.4f}",
