@@ -70,10 +70,18 @@ def _check(mixture: Mixture, fmt: str, prefixes: Mapping[str, str] | None) -> di
     if fmt == "megatron":
         bad = [n for n in names.values() if not n or any(c.isspace() for c in n)]
         if bad:
+            shown = ", ".join(map(repr, bad))
+            example = next((d for d, n in names.items() if n in bad), "")
             raise MixoptError(
-                f"Megatron data prefixes cannot be empty or contain spaces: {', '.join(map(repr, bad))}"
+                f"Megatron data prefixes cannot be empty or contain spaces: {shown}; give each its data "
+                f"prefix, e.g. --prefix '{example}=/data/{_slug(example)}_text_document'"
             )
     return names
+
+
+def _slug(name: str) -> str:
+    """A name without spaces for an example path (``web text`` → ``web_text``)."""
+    return "_".join(name.split()) or "name"
 
 
 def _valid_name(domain: str) -> str:

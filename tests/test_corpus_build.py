@@ -106,7 +106,8 @@ def test_chunking_keeps_text_and_bounds_size() -> None:
 
 
 def test_too_small_and_empty_domains_are_refused(tmp_path) -> None:
-    with pytest.raises(MixoptError, match=r"'b' has 3 documents .* needs at least 8"):
+    with pytest.raises(MixoptError, match=r"'b' has 3 documents .* needs at least 8.*add text, or lower "
+                                          r"val_documents"):
         build_from_documents(
             "x",
             {"a": [f"t{i}" for i in range(10)], "b": ["1", "2", "3"]},
@@ -114,6 +115,16 @@ def test_too_small_and_empty_domains_are_refused(tmp_path) -> None:
             vocab_size=300,
             val_documents=4,
         )
+    # at the least (1 validation document) lowering it is no advice; the option is named by its flag
+    with pytest.raises(MixoptError, match=r"'b' has 1 document .* needs at least 2 .*; add text to it \(or "
+                                          r"leave the domain out\)") as exc:
+        build_from_documents("x", {"a": [f"t{i}" for i in range(10)], "b": ["1"]}, tmp_path / "x",
+                             vocab_size=300, val_documents=1)
+    assert "lower" not in str(exc.value)
+    with pytest.raises(MixoptError, match=r"^val_documents \(--val-documents for corpus add\) must be at "
+                                          r"least 1"):
+        build_from_documents("x", {"a": [f"t{i}" for i in range(10)]}, tmp_path / "x", vocab_size=300,
+                             val_documents=0)
     with pytest.raises(MixoptError, match="'b' of corpus 'x' is empty"):
         build_from_documents(
             "x",

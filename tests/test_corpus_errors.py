@@ -134,6 +134,22 @@ def test_domain_of_blank_documents_is_empty(workspace: Path, tmp_path: Path, cap
     )
 
 
+def test_a_binary_file_read_as_text_is_named_for_what_it_is(workspace: Path, tmp_path: Path, capsys) -> None:
+    """A Parquet file given --format csv (or called .csv) is not "not UTF-8"; replacing bytes won't help."""
+    import polars as pl
+
+    pq = tmp_path / "ok.parquet"
+    pl.DataFrame({"domain": ["x"] * 6, "text": [f"hello world {i}" for i in range(6)]}).write_parquet(pq)
+    for args in (["--from", str(pq), "--format", "csv"],
+                 ["--from", str(pq), "--format", "csv", "--on-decode-error", "replace"]):
+        assert_refused(capsys, workspace, "corpus", "add", "x", *args,
+                       match="ok.parquet is a Parquet file, not csv text; pass --format parquet")
+    misnamed = tmp_path / "data.jsonl"
+    misnamed.write_bytes(pq.read_bytes())
+    assert_refused(capsys, workspace, "corpus", "add", "x", "--from", str(misnamed),
+                   match="data.jsonl is a Parquet file, not jsonl text")
+
+
 def test_non_utf8_file_named_with_offset(workspace: Path, tmp_path: Path, capsys) -> None:
     src = text_folders(tmp_path / "src", {"a": 20, "b": 20})
     (src / "b" / "latin1.txt").write_bytes("caf\u00e9 au lait".encode("latin-1"))

@@ -196,6 +196,15 @@ def test_prefixes_take_the_comma_form_and_refuse_a_domain_twice() -> None:
         _prefixes(["code=/a", "code=/b"])
 
 
+def test_a_megatron_prefix_with_a_space_is_refused_with_the_option_that_fixes_it() -> None:
+    spaced = Mixture({"web text": 0.5, "code": 0.5})
+    with pytest.raises(MixoptError, match=r"contain spaces: 'web text'; give each its data prefix, e\.g\. "
+                                          r"--prefix 'web text=/data/web_text_text_document'"):
+        export_mixture(spaced, "megatron")
+    fixed = export_mixture(spaced, "megatron", prefixes={"web text": "/data/web_text_text_document"})
+    assert fixed.startswith("0.5 /data/web_text_text_document")
+
+
 def test_olmix_launch_mix_section_carries_the_repetition_cap() -> None:
     import yaml
 

@@ -416,6 +416,13 @@ def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Pat
         v = data["values"][lb]
         expect = [(2 * a + b) / 3 for a, b in zip(v["drama"], v["legal"], strict=True)]
         assert data3["values"][lb]["loss of drama=2, legal=1"] == pytest.approx(expect)
+    assert "validation loss (nats/token), mean ± s.e." in " ".join(stdout3.split())
+    # a bpb first row: the title names both units (the domains' rows stay losses)
+    code, stdout4, err = run(["compare", str(drama), "uniform", "--corpus", "tiny", "--model",
+                              str(model_toml), "--seeds", "2", "--out", str(out), "--tokens", "4000",
+                              "--metric", "bpb"], capsys)
+    assert code == 0, err
+    assert "first row bits per byte, domains' loss in nats/token" in " ".join(stdout4.split())
     code, _, err = run(["compare", str(drama), "uniform", "--corpus", "tiny", "--model", str(model_toml),
                         "--out", str(out), "--target", "nosuch"], capsys)
     assert code == 2 and "--target names unknown domain(s) nosuch" in err

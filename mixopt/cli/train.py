@@ -429,7 +429,9 @@ def compare_cmd(
             cells.append(f"[bold]{text}[/]" if lb == best else text)
         win = cmp.winners[m]
         rows.append([m, *cells, win if win else ("—" if cmp.threshold is None else "— (within error)")])
-    print_columns(f"validation loss (nats/token), mean ± s.e. over {len(cmp.seeds)} seed(s) — {model}"
+    units = ("first row bits per byte, domains' loss in nats/token" if cmp.objective.metric == "bpb"
+             else "validation loss (nats/token)")
+    print_columns(f"{units}, mean ± s.e. over {len(cmp.seeds)} seed(s) — {model}"
                   + (" (dense twin)" if dense else ""),
                   ["metric", *cmp.labels, wins], rows, left=("metric", wins))
     if cmp.threshold is not None and len(cmp.seeds) < 4:

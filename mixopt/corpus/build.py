@@ -88,7 +88,8 @@ def build_from_documents(
     if not docs:
         raise MixoptError(f"corpus {name!r} has no domains; give at least one domain with text")
     if val_documents < 1:
-        raise MixoptError(f"val_documents must be at least 1, got {val_documents}")
+        raise MixoptError(f"val_documents (--val-documents for corpus add) must be at least 1, got "
+                          f"{val_documents}")
     params = build_params(
         vocab_size=vocab_size,
         val_documents=val_documents,

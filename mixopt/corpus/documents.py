@@ -146,8 +146,11 @@ def split_indices(domain: str, n_docs: int, val_documents: int, seed: int) -> tu
         raise MixoptError(
             f"domain {domain!r} has {n_docs} document{'' if n_docs == 1 else 's'} after deduplication but "
             f"needs at least {need} "
-            f"({val_documents} for validation and as many for training); add text or lower "
-            "val_documents (the recipe's key; --val-documents for corpus add)"
+            f"({val_documents} for validation and as many for training); "
+            + ("add text, or lower val_documents (the recipe's key; --val-documents for corpus add)"
+               if val_documents > 1 and n_docs >= 2 else
+               "add text to it (or leave the domain out): one validation and one training document are "
+               "the least a domain can have")
         )
     rng = np.random.default_rng([seed, zlib.crc32(domain.encode("utf-8"))])
     perm = rng.permutation(n_docs)

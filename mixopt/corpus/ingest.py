@@ -153,6 +153,19 @@ def _table_files(path: Path, fmt: str) -> list[Path]:
     return files
 
 
+# Binary formats a text reader would call "not UTF-8" (and --on-decode-error replace would read as
+# garbage): named by their first bytes.
+_MAGIC = {b"PAR1": ("a Parquet file", "pass --format parquet (or name it .parquet)"),
+          b"\x1f\x8b": ("gzip-compressed", "decompress it first"),
+          b"PK\x03\x04": ("a zip archive", "extract it first")}
+
+
+def _check_magic(path: Path, data: bytes, fmt: str) -> None:
+    for magic, (what, fix) in _MAGIC.items():
+        if data.startswith(magic):
+            raise MixoptError(f"{path} is {what}, not {fmt} text; {fix}")
+
+
 def _read_table(path: Path, fmt: str, policy: str = "error"):  # -> polars.DataFrame
     import polars as pl
 
@@ -164,8 +177,10 @@ def _read_table(path: Path, fmt: str, policy: str = "error"):  # -> polars.DataF
     stats: dict[str, int] = defaultdict(int)
     for f in _table_files(path, fmt):
         if fmt in ("jsonl", "csv"):
+            raw = _read_bytes(f)
+            _check_magic(f, raw, fmt)
             # decoded here: polars' own message gives neither the offset nor always the file
-            text = _utf8(f, _read_bytes(f), policy, stats, lines=fmt == "jsonl") or ""
+            text = _utf8(f, raw, policy, stats, lines=fmt == "jsonl") or ""
             data = text.removeprefix("\ufeff").encode()  # a BOM (Windows editors) is no JSON
         if fmt == "jsonl" and not data.strip():
             raise MixoptError(f"{f} is empty; give one JSON object per line (a domain and a text)")
