@@ -252,6 +252,10 @@ def test_fidelity_options_add_up_and_never_override_the_rung(workspace, capsys):
     from mixopt.search.config import parse_fidelity
 
     assert parse_fidelity(["steps=5", "lr=1e-3,steps=5"]) == {"steps": 5, "lr": 0.001}
+    # tokens is a count (5k as --tokens 5k); other keys keep their text (rung=1m names a rung)
+    assert parse_fidelity("tokens=5k,rung=1m,size=2M") == {"tokens": 5000, "rung": "1m", "size": "2M"}
+    assert parse_fidelity("tokens=2.5k") == {"tokens": 2500}
+    assert parse_fidelity("tokens=1.5") == {"tokens": 1.5}
     with pytest.raises(MixoptError, match=r"--fidelity gives steps twice \(5 and 6\); give it once"):
         parse_fidelity("steps=5,steps=6")
     with pytest.raises(MixoptError, match=r"--fidelity: 'rung=' is not of the form key=value"):

@@ -80,9 +80,6 @@ def render_selection(rows: list[dict[str, Any]]) -> None:
         console.print(f"auto chose [bold]{chosen}[/]: the best Spearman of its cross-validation")
 
 
-_SUFFIX = {"k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
-
-
 MAX_COUNT = 10**15
 
 
@@ -91,8 +88,10 @@ def parse_count(text: str, what: str = "tokens") -> int:
     ``what`` names the unit in errors (tokens: the ``--tokens`` options' parser)."""
     from decimal import Decimal, InvalidOperation
 
+    from mixopt.search.config import COUNT_SUFFIX
+
     s = str(text).strip().replace("_", "").replace(",", "")
-    scale = _SUFFIX.get(s[-1:].lower()) if s else None
+    scale = COUNT_SUFFIX.get(s[-1:].lower()) if s else None
     if scale is not None:
         s = s[:-1]
     try:  # decimal, not float: 2.01M is 2,010,000 exactly

@@ -55,7 +55,7 @@ def fit(
     kl: Annotated[float | None, opt("--kl", help="Laws solved exactly: weight λ of KL(mixture ‖ prior) "
                                     "in the objective's units (default 0.1, Olmix's, for BPB; 0: the "
                                     "law's own optimum).")] = None,
-    tokens: Annotated[str | None, opt("--tokens", help="Tokens per domain a=1e9,b=2e9: the prior of --kl "
+    tokens: Annotated[str | None, opt("--tokens", help="Tokens per domain a=1e9,b=2B: the prior of --kl "
                                       "and of the sampled candidates is then the token shares (Olmix's "
                                       "natural mixture) instead of uniform.")] = None,
     fidelity_law: Annotated[bool, opt("--fidelity-law", help="Use the run store's proxy runs at several "
@@ -119,7 +119,8 @@ def fit(
         predict=predict,
         propose=propose, out=out, seed=seed, min_weight=min_weight,
         ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"),
-        n_candidates=candidates, k=top_k, kl=kl, tokens=parse_assignments(tokens, option="--tokens") or None,
+        n_candidates=candidates, k=top_k, kl=kl,
+        tokens=parse_assignments(tokens, option="--tokens", counts=True) or None,
         max_epochs=max_epochs, target_tokens=target_tokens,
     )
     report = fit_tables(config)

@@ -43,7 +43,7 @@ def search(
     evaluator: Annotated[Str, opt("--evaluator", help="Your evaluator, module:function "
                                   "(default: the built-in proxy trainer).")] = None,
     domains: Annotated[Str, opt("--domains", help="Domains a,b,c (with --evaluator).")] = None,
-    tokens: Annotated[Str, opt("--tokens", help="Tokens per domain a=1e9,b=2e9.")] = None,
+    tokens: Annotated[Str, opt("--tokens", help="Tokens per domain a=1e9,b=2B,c=500M.")] = None,
     fidelity: Annotated[list[str] | None, opt("--fidelity", help="Extra fidelity fields for the evaluator, "
                                               "k=v,k2=v2 (repeatable).")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED,
@@ -117,7 +117,8 @@ def search(
                 config = SearchConfig(
                     name=name, corpus=corpus, evaluator=evaluator,
                     domains=tuple(d.strip() for d in domains.split(",") if d.strip()) if domains else None,
-                    tokens=parse_assignments(tokens, option="--tokens") or None, method=method, budget=budget,
+                    tokens=parse_assignments(tokens, option="--tokens", counts=True) or None, method=method,
+                    budget=budget,
                     rung=rung, fidelity=parse_fidelity(fidelity), seed=seed, validate=validate,
                     validate_rung=validate_rung, retries=retries, reuse=not no_reuse, address=address,
                     concurrency=concurrency, cpus_per_trial=cpus_per_trial, trial_timeout=trial_timeout,

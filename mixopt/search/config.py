@@ -184,12 +184,31 @@ def _pairs(text: str | None, *, option: str, form: str) -> list[tuple[str, str]]
     return pairs
 
 
-def parse_assignments(text: str | None, *, option: str, unit: str = "number") -> dict[str, float]:
-    """Parse ``a=1e9,b=2e9`` (``--tokens``, ``--max-weight``, ``--fix``) into a dict."""
+# Counts as people write them (``200k``, ``5M``, ``1.5G``; ``B`` for billions as in model names).
+COUNT_SUFFIX = {"k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
+
+
+def scaled_number(text: str) -> float:
+    """``4k`` → 4000.0, ``2.5M`` → 2.5e6, ``1_000`` → 1000.0, ``1e9`` as float() reads it.
+
+    Raises:
+        ValueError: not a number, with or without a suffix.
+    """
+    s = str(text).strip().replace("_", "")
+    scale = COUNT_SUFFIX.get(s[-1:].lower()) if s else None
+    return float(s[:-1]) * scale if scale is not None else float(s)
+
+
+def parse_assignments(text: str | None, *, option: str, unit: str = "number",
+                      counts: bool = False) -> dict[str, float]:
+    """Parse ``a=1e9,b=2e9`` (``--tokens``, ``--max-weight``, ``--fix``) into a dict; with ``counts``
+    (``--tokens``) a value may carry a suffix, as ``--tokens`` counts do elsewhere (``4k``, ``2B``)."""
     out: dict[str, float] = {}
+    if counts and unit == "number":
+        unit = "count (e.g. 4e9, 500M, 200k)"
     for name, val in _pairs(text, option=option, form=f"domain=value (e.g. {option} web=0.5)"):
         try:
-            value = float(val)
+            value = scaled_number(val) if counts else float(val)
         except ValueError as exc:
             raise MixoptError(f"{option}: value {val!r} of {name!r} is not a {unit}") from exc
         if not math.isfinite(value):
@@ -198,6 +217,11 @@ def parse_assignments(text: str | None, *, option: str, unit: str = "number") ->
             raise MixoptError(f"{option} gives {name} twice ({out[name]:g} and {value:g}); give it once")
         out[name] = value
     return out
+
+
+def _count(text: str) -> int | float:
+    value = scaled_number(text)
+    return int(value) if value.is_integer() else value
 
 
 def parse_fidelity(text: str | Sequence[str] | None) -> dict[str, Any]:
@@ -210,7 +234,10 @@ def parse_fidelity(text: str | Sequence[str] | None) -> dict[str, Any]:
         text = ",".join(text)
     out: dict[str, Any] = {}
     for name, val in _pairs(text, option="--fidelity", form="key=value (e.g. --fidelity steps=1000,lr=3e-4)"):
-        for cast in (int, float, str):
+        # tokens is a count wherever it is written (5k as --tokens 5k); other keys keep their text
+        # (rung=1m names a rung)
+        casts = (int, float, _count, str) if name == "tokens" else (int, float, str)
+        for cast in casts:
             try:
                 value = cast(val)
                 break
