@@ -118,3 +118,33 @@ def test_sigterm_stops_a_search_as_ctrl_c_does_and_it_resumes(workspace, tmp_pat
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     ok = store.runs(search_id="termed", status="ok")
     assert len(ok) == len({r.label for r in ok}) == 12 and done_before <= {r.run_id for r in ok}
+
+
+def test_ctrl_c_while_the_local_ray_shuts_down_after_the_mixture_is_written_is_quiet(workspace, tmp_path):
+    """The work is done (mixture written, exit status 0): a Ctrl-C during Ray's atexit shutdown of the
+    cluster the driver started had ended it by SIGINT with "Exception ignored in atexit callback"."""
+    out = tmp_path / "m.json"
+    env = {**os.environ, "MIXOPT_HOME": str(workspace)}
+    env.pop("RAY_ADDRESS", None)  # a local Ray of its own, which the driver's exit shuts down
+    log = tmp_path / "driver.log"
+    args = ["search", "--evaluator", "mixopt.testing:loglinear", "--domains", "a,b,c", "--budget", "4",
+            "--validate", "0", "--name", "quiet", "--out", str(out)]
+    with log.open("w") as fh:
+        # SIGINT as a terminal delivers it (a background job of a shell may inherit it ignored)
+        driver = subprocess.Popen(CLI + args, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            _wait_for(lambda: "written to" in log.read_text(), 120, "the mixture written", driver)
+            for _ in range(100):  # Ctrl-C pressed again and again until the driver is gone
+                if driver.poll() is not None:
+                    break
+                driver.send_signal(signal.SIGINT)
+                time.sleep(0.05)
+            driver.wait(timeout=60)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+    text = log.read_text()
+    assert driver.returncode == 0, text[-2000:]
+    assert "Exception ignored" not in text and "Traceback" not in text, text[-2000:]
+    assert out.is_file()

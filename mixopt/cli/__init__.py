@@ -84,6 +84,33 @@ def main(argv: list[str] | None = None) -> None:
     _shown.clear()
     _register()
     try:
+        _run(argv)
+    finally:
+        if "ray" in sys.modules:
+            _quiet_ray_exit()
+
+
+def _quiet_ray_exit() -> None:
+    """Ignore Ctrl-C while Ray's own atexit handler shuts the local cluster down.
+
+    The command's work is done (its files written, its exit status set); a Ctrl-C pressed during
+    that shutdown printed "Exception ignored in atexit callback" and a KeyboardInterrupt traceback.
+    atexit runs handlers last-registered first, so this one runs before Ray's.
+    """
+    import atexit
+    import signal
+
+    global _quiet_registered
+    if not _quiet_registered:
+        atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
+        _quiet_registered = True
+
+
+_quiet_registered = False
+
+
+def _run(argv: list[str] | None) -> None:
+    try:
         code = app(args=argv, standalone_mode=False)
         # Non-standalone typer returns, not raises, the code of a typer.Exit, and turns Ctrl-C into
         # Exit(130) on the way: hand both on as the process's exit status.
