@@ -380,8 +380,8 @@ def test_assignments_refuse_non_finite_values_and_a_name_given_twice():
     with pytest.raises(MixoptError, match=r"--tokens gives a twice \(1 and 2\)"):
         parse_assignments("a=1,a=2", option="--tokens")
     # token counts as `--tokens` takes them elsewhere (train, proxy train): 4k, 2M, 1.5B
-    assert parse_assignments("a=4k,b=2M,c=1.5B,d=1_000", option="--tokens", counts=True) == {
-        "a": 4e3, "b": 2e6, "c": 1.5e9, "d": 1e3}
+    assert parse_assignments("a=4k,b=2M,c=1.5B,d=1_000,e=2.01M", option="--tokens", counts=True) == {
+        "a": 4e3, "b": 2e6, "c": 1.5e9, "d": 1e3, "e": 2010000.0}
     with pytest.raises(MixoptError, match=r"value '4x' of 'a' is not a count \(e\.g\. 4e9, 500M, 200k\)"):
         parse_assignments("a=4x", option="--tokens", counts=True)
     with pytest.raises(MixoptError, match="is not a number"):  # weights take no suffix: 0.5k is no share

@@ -179,6 +179,24 @@ def test_the_lengths_table_fits_80_columns(workspace: Path, capsys: pytest.Captu
     assert "lengths: 2x lr-area 0.02395, 2x tokens 0.02304" in " ".join(out.split())
 
 
+def test_a_ranked_table_at_80_columns_cuts_no_figure(workspace: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixopt.cli import main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    args = ["bench", "fit", "--no-timing", "--data", str(SLICES / "regmix-pile-1m"), "--tasks",
+            "regmix-pile-cc", "--fitters", "linear,loglinear", "--jobs", "1"]
+    main([*args, "--json"])
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["laws"]["rows"]
+    main(args)
+    out = capsys.readouterr().out
+    assert all(len(line) <= 80 for line in out.splitlines()) and "…" not in out
+    for r in rows:  # every figure whole; the long names fold instead of being cut
+        assert all(f"{r[k]:.4f}" in out for k in ("spearman", "pearson", "mae"))
+        assert f"{r['rel_error']:.3%}" in out
+    assert "fit s" in out
+
+
 def test_bench_fit_cli_laws_only(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mixopt.cli import main
 

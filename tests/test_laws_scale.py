@@ -406,8 +406,10 @@ def test_a_step_law_without_a_bend_is_said_when_it_reaches_far(tmp_path: Path) -
     # Carried on far enough, that log falls below 0: refused, not fitted on, with the reach named
     with pytest.warns(MixoptWarning), pytest.raises(
         MixoptError, match=r"^the fitted laws predict a value ≤ 0 for loss/a, loss/b, loss/c at 1\.5e\+16 "
-                           r"tokens \(1e\+11× the runs' 1\.5e\+05\), which every run measured above 0"):
+                           r"tokens \(1e\+11× the runs' 1\.5e\+05\), which every run measured above 0"
+    ) as exc:
         predict_at_scale(curves, metrics, target_tokens=1e11 * tokens)
+    assert "nearer to the runs (--target-tokens)" in str(exc.value)  # the target given, not --target-size
 
 
 def test_each_rung_is_extrapolated_along_its_own_schedule(tmp_path: Path) -> None:

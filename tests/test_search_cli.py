@@ -256,6 +256,9 @@ def test_fidelity_options_add_up_and_never_override_the_rung(workspace, capsys):
     assert parse_fidelity("tokens=5k,rung=1m,size=2M") == {"tokens": 5000, "rung": "1m", "size": "2M"}
     assert parse_fidelity("tokens=2.5k") == {"tokens": 2500}
     assert parse_fidelity("tokens=1.5") == {"tokens": 1.5}
+    # exact (decimal): 2.01M is the same key as 2010000, not 2009999.9999999998
+    assert parse_fidelity("tokens=2.01M") == parse_fidelity("tokens=2010000") == {"tokens": 2010000}
+    assert parse_fidelity("tokens=infk") == {"tokens": "infk"}  # left as text: check_fidelity refuses it
     with pytest.raises(MixoptError, match=r"--fidelity gives steps twice \(5 and 6\); give it once"):
         parse_fidelity("steps=5,steps=6")
     with pytest.raises(MixoptError, match=r"--fidelity: 'rung=' is not of the form key=value"):
@@ -287,6 +290,7 @@ def test_a_domain_shorter_than_a_window_is_refused_before_ray(workspace, tmp_pat
     import shutil
     from pathlib import Path
 
+    from mixopt.errors import MixoptError
     from mixopt.search.config import SearchConfig
     from mixopt.search.prepare import prepare
 
@@ -310,6 +314,15 @@ def test_a_domain_shorter_than_a_window_is_refused_before_ray(workspace, tmp_pat
     prepare(SearchConfig(corpus="f1", method="random", budget=4, validate=0, fix={"one": 0.0}, name="a"))
     prepare(SearchConfig(corpus="f1", method="random", budget=4, validate=0, max_weight={"one": 0.0},
                          name="b"))
+    # only the rungs that train are checked: a training-free method without validation trains none
+    prepare(SearchConfig(corpus="f1", method="entropy", validate=0, name="c"))
+    with pytest.raises(MixoptError, match=r"one window of --validate-rung xs \(context \+ 1 = 129\).*or a "
+                                          r"--validate-rung with a shorter context"):
+        prepare(SearchConfig(corpus="f1", method="entropy", validate=2, name="d"))
+    # a resume keeps its constraints: the advice is a new search
+    with pytest.raises(MixoptError, match=r"this search cannot go on \(a resume keeps its constraints\): "
+                                          r"start a new one with --fix one=0"):
+        prepare(SearchConfig(corpus="f1", method="random", budget=4, validate=0), search_id="old")
 
 
 def test_an_evaluator_that_ignores_the_mixture_is_named_not_asked_for_more_runs(workspace, tmp_path, capsys):

@@ -86,17 +86,11 @@ MAX_COUNT = 10**15
 def parse_count(text: str, what: str = "tokens") -> int:
     """A count as people write it: 200000, 200_000, 2e5, 200k, 5M, 1.5G (a whole number ≥ 1);
     ``what`` names the unit in errors (tokens: the ``--tokens`` options' parser)."""
-    from decimal import Decimal, InvalidOperation
+    from mixopt.search.config import scaled_number
 
-    from mixopt.search.config import COUNT_SUFFIX
-
-    s = str(text).strip().replace("_", "").replace(",", "")
-    scale = COUNT_SUFFIX.get(s[-1:].lower()) if s else None
-    if scale is not None:
-        s = s[:-1]
-    try:  # decimal, not float: 2.01M is 2,010,000 exactly
-        value = Decimal(s) * Decimal(int(scale or 1))
-    except InvalidOperation:
+    try:  # decimal, not float: 2.01M is 2,010,000 exactly; a comma here is a thousands separator
+        value = scaled_number(str(text).replace(",", ""))
+    except ValueError:
         raise typer.BadParameter(f"{text!r} is not a count of {what}; write e.g. 200000, 2e5 or 200k") \
             from None
     if not value.is_finite() or value < 1 or value != value.to_integral_value():

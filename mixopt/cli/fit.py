@@ -340,8 +340,10 @@ def _render_laws(res: dict[str, Any]) -> None:
             if c in ("task", "fitter") or any(row[i] not in ("", "-") for row in rows)]
     t = Table(title="every fitter on runs it was not fitted on", box=box.SIMPLE_HEAD)
     for i in keep:
-        t.add_column(cols[i], justify="left" if cols[i] in ("task", "fitter", "note") else "right",
-                     no_wrap=cols[i] != "note")
+        text = cols[i] in ("task", "fitter", "note")
+        # figures are never cut; the text columns wrap (a lengths task name is one line at 80)
+        t.add_column(cols[i], justify="left" if text else "right", no_wrap=not text,
+                     overflow="fold" if text else "ellipsis")
     for row in rows:
         t.add_row(*(row[i] for i in keep))
     console.print(t)

@@ -188,11 +188,13 @@ def _check_positive(
         f"{target_tokens:.3g} tokens ({target_tokens / trained:.3g}× the runs' {trained:.3g})"
         if target_tokens is not None else "",
         f"{target_size:.3g} params" if target_size is not None else "") if x)
+    given = ", ".join(o for o, v in (("--target-tokens", target_tokens), ("--target-size", target_size))
+                      if v is not None)
     raise MixoptError(
         f"the fitted laws predict a value ≤ 0 for {', '.join(bad[:3])}{', …' if len(bad) > 3 else ''} at "
         f"{where}, which every run measured above 0: the laws are carried past any floor their runs "
-        "show. Give a target nearer to the runs (--target-tokens, --target-size), or train the runs "
-        "longer so the step law can find its floor"
+        f"show. Give a target nearer to the runs ({given}), or train the runs longer so the step law "
+        "can find its floor"
     )
 
 

@@ -52,7 +52,7 @@ class MixtureSampler:
                 raise MixoptError(
                     f"domain {d!r} has {n + context} training tokens, fewer than one window of "
                     f"context + 1 = {context + 1}; give it weight 0, add text to it, or train with a shorter "
-                    "context"
+                    "context (another rung or model config)"
                 )
 
     def weights_at(self, fraction: float) -> np.ndarray:

@@ -10,6 +10,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from mixopt import paths
@@ -188,15 +189,18 @@ def _pairs(text: str | None, *, option: str, form: str) -> list[tuple[str, str]]
 COUNT_SUFFIX = {"k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
 
 
-def scaled_number(text: str) -> float:
-    """``4k`` → 4000.0, ``2.5M`` → 2.5e6, ``1_000`` → 1000.0, ``1e9`` as float() reads it.
+def scaled_number(text: str) -> Decimal:
+    """``4k`` → 4000, ``2.01M`` → 2010000 (exactly: decimal, not float), ``1_000`` → 1000, ``1e9``.
 
     Raises:
         ValueError: not a number, with or without a suffix.
     """
     s = str(text).strip().replace("_", "")
     scale = COUNT_SUFFIX.get(s[-1:].lower()) if s else None
-    return float(s[:-1]) * scale if scale is not None else float(s)
+    try:
+        return Decimal(s[:-1] if scale is not None else s) * (scale or 1)
+    except InvalidOperation:
+        raise ValueError(f"not a number: {text!r}") from None
 
 
 def parse_assignments(text: str | None, *, option: str, unit: str = "number",
@@ -208,7 +212,7 @@ def parse_assignments(text: str | None, *, option: str, unit: str = "number",
         unit = "count (e.g. 4e9, 500M, 200k)"
     for name, val in _pairs(text, option=option, form=f"domain=value (e.g. {option} web=0.5)"):
         try:
-            value = scaled_number(val) if counts else float(val)
+            value = float(scaled_number(val)) if counts else float(val)
         except ValueError as exc:
             raise MixoptError(f"{option}: value {val!r} of {name!r} is not a {unit}") from exc
         if not math.isfinite(value):
@@ -221,7 +225,9 @@ def parse_assignments(text: str | None, *, option: str, unit: str = "number",
 
 def _count(text: str) -> int | float:
     value = scaled_number(text)
-    return int(value) if value.is_integer() else value
+    if not value.is_finite():
+        raise ValueError(f"not a finite count: {text!r}")
+    return int(value) if value == value.to_integral_value() else float(value)
 
 
 def parse_fidelity(text: str | Sequence[str] | None) -> dict[str, Any]:

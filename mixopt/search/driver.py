@@ -509,8 +509,9 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
         # A launcher that ignores the mixture is a common fault; more runs would not help.
         raise MixoptError(
             f"all {len(y)} runs measured the same objective ({y[0]:.6g}): the evaluator's metrics do not "
-            "depend on the mixture (or are rounded coarser than its effect), so there is nothing to fit. "
-            "Check that the evaluator trains on the request's mixture, then search again with --no-reuse "
+            "depend on the mixture (or are rounded coarser than its effect), so there is nothing to fit or "
+            "rank. Check that the evaluator trains on the request's mixture, then search again under a new "
+            "--name with --no-reuse "
             "(these runs stay in the store, and a search with the same evaluator and fidelity would reuse "
             "them)"
         )

@@ -170,7 +170,10 @@ def prepare(
     fkey = reuse_key(fid, ev_name, proxy=proxy)
     vkey = reuse_key(vfid, ev_name, proxy=proxy)
     if proxy and space.tokens is not None:
-        _check_windows(space, {config.rung, config.validate_rung or config.rung}, config.corpus)
+        # the rungs that will train: the swarm's (none for a training-free method), validation's
+        rungs = {**({"--rung": config.rung} if not spec.training_free else {}),
+                 **({"--validate-rung": config.validate_rung or config.rung} if config.validate > 0 else {})}
+        _check_windows(space, rungs, config.corpus, resuming=search_id is not None)
     store = RunStore(config.store) if config.store else RunStore()
     sid = search_id or config.name
     if sid is None:  # a default name (to the second) taken by a search started in the same second
@@ -189,24 +192,30 @@ def prepare(
     )
 
 
-def _check_windows(space: SearchSpace, rungs: set[str], corpus: object) -> None:
+def _check_windows(space: SearchSpace, rungs: Mapping[str, str], corpus: object, *, resuming: bool) -> None:
     """Refuse a domain the proxy cannot draw one window from, when the search may weight it.
 
-    The sampler refuses it too, but only inside a trial, after Ray has started and runs have been
-    recorded, and a resume of that search would meet it again: its constraints cannot change.
+    ``rungs``: option → rung of each phase that trains. The sampler refuses such a domain too, but
+    only inside a trial, after Ray has started and runs have been recorded, and a resume of that
+    search would meet it again: its constraints cannot change.
     """
     from mixopt.proxy.rungs import load_rung
 
-    need = max(load_rung(r).context for r in rungs) + 1
-    short = {d: int(n) for d, n in (space.tokens or {}).items()
-             if n < need and space.fixed.get(d, None) != 0 and space.ceilings.get(d, 1.0) > 0}
-    if short:
+    for option, rung in rungs.items():
+        need = load_rung(rung).context + 1
+        short = {d: int(n) for d, n in (space.tokens or {}).items()
+                 if n < need and space.fixed.get(d, None) != 0 and space.ceilings.get(d, 1.0) > 0}
+        if not short:
+            continue
         names = ", ".join(f"{d!r} ({n} tokens)" for d, n in short.items())
         fix = " ".join(f"--fix {d}=0" for d in short)
+        how = (f"this search cannot go on (a resume keeps its constraints): start a new one with {fix}"
+               if resuming else f"search without them ({fix})")
+        other = " or a --validate-rung with a shorter context," if option == "--validate-rung" else ""
         raise MixoptError(
-            f"corpus {corpus}: domain(s) {names} have fewer training tokens than one window of the rung "
-            f"(context + 1 = {need}), so no proxy can train on them; search without them ({fix}), or add "
-            "text to them and rebuild the corpus"
+            f"corpus {corpus}: domain(s) {names} have fewer training tokens than one window of {option} "
+            f"{rung} (context + 1 = {need}), so it cannot train on them; {how},{other} or add text to them "
+            "and rebuild the corpus"
         )
 
 
