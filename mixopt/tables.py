@@ -184,6 +184,7 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
         why = _ragged_line(path) or str(exc).splitlines()[0]
         raise MixoptError(f"cannot read {what} file {path} as CSV: {why}") from exc
+    df = _drop_blank_rows(df)
     # polars renames a repeated header "a" to "a_duplicated_0": two columns claim one domain
     # or metric, and which one is meant cannot be guessed; so do "a" and " a" once stripped
     found = (re.fullmatch(r"(.+)_duplicated_\d+", c) for c in df.columns)
@@ -208,8 +209,12 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
         def droppable(col: pl.Series) -> bool:
             if col.null_count() == len(col):
                 return True
+            if not col.dtype.is_integer() or col.null_count():
+                return False
             increasing = bool((col.diff().drop_nulls() > 0).all())
-            return col.dtype.is_integer() and col.null_count() == 0 and increasing
+            # first and unique: the index of a sampled or shuffled frame (df.sample(...).to_csv())
+            first = col.name == df.columns[0]
+            return increasing or (first and col.n_unique() == len(col) and bool((col >= 0).all()))
 
         other = [df.columns.index(c) + 1 for c in unnamed if not droppable(df[c])]
         if other:
@@ -223,6 +228,14 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
 
 
 _NULLS = ("", "NA", "nan", "NaN", "null")
+
+
+def _drop_blank_rows(df: pl.DataFrame) -> pl.DataFrame:
+    """Without the rows that are blank in every column: an empty line (or one of spaces) at the end
+    of a file, which polars reads as a row of missing values, is no run."""
+    blank = [pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") if df[c].dtype == pl.String
+             else pl.col(c).is_null() for c in df.columns]
+    return df.filter(~pl.all_horizontal(blank)) if blank else df
 
 
 def _strip_cells(df: pl.DataFrame) -> pl.DataFrame:
@@ -337,6 +350,12 @@ def _numeric_columns(df: pl.DataFrame, path: str | Path, what: str, ids: list[st
     for c in other:
         if df[c].dtype != pl.String:
             continue  # booleans, dates: a label, ignored below
+        given = df[c].drop_nulls()
+        if len(given) and given.str.contains(r"^-?[0-9.]+(e-?[0-9]+)?\s*%$").all():
+            raise MixoptError(
+                f"{path}: column {c!r} holds percentages written as text ({given[0]!r}); write them as "
+                "fractions (20.9% → 0.209) so the column is read as numbers"
+            )
         parsed = df[c].cast(pl.Float64, strict=False)
         bad = (parsed.is_null() & df[c].is_not_null()).to_list()
         # At least as many numbers as words: broken cells. Mostly words: a label column.

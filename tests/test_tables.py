@@ -176,6 +176,20 @@ def test_bad_tables(tmp_path: Path) -> None:
     lost = write(tmp_path / "lost.csv", "run,x,,z\na,0.5,0.3,0.2\nb,0.2,0.3,0.5\n")
     with pytest.raises(MixoptError, match=r"lost.csv: column\(s\) 3 have no header; name each"):
         read_run_tables(lost, m)
+    # ... and so is the index of a sampled or shuffled frame (first, unique, not increasing)
+    shuffled = write(tmp_path / "shuffled.csv", ",run,x,y\n7,b,1,0\n3,a,0.5,0.5\n")
+    assert read_run_tables(shuffled, m).domains == ("x", "y")
+    repeated = write(tmp_path / "repeated.csv", ",run,x,y\n3,b,1,0\n3,a,0.5,0.5\n")  # not an index
+    with pytest.raises(MixoptError, match=r"repeated.csv: column\(s\) 1 have no header"):
+        read_run_tables(repeated, m)
+    # blank lines at the end (or a line of spaces, CRLF) are no runs
+    blank = write(tmp_path / "blank.csv", "run,x,y\r\na,0.5,0.5\r\nb,1,0\r\n   \r\n\r\n")
+    assert read_run_tables(blank, m).run_ids == ["a", "b"]
+    # percentages written as text are named, not ignored as a label (rows then "do not sum to 1")
+    pct = write(tmp_path / "pct.csv", "run,x,y\na,50%,0.5\nb,100 %,0\n")
+    with pytest.raises(MixoptError, match=r"pct.csv: column 'x' holds percentages written as text \('50%'\); "
+                                          r"write them as fractions"):
+        read_run_tables(pct, m)
     with pytest.raises(MixoptError, match=r"infinite weights in run\(s\) b \(by run id\); give every domain"):
         read_run_tables(write(tmp_path / "gap.csv", "run,x,y\na,0.5,0.5\nb,,1\n"), m)
     # a --predict file without a domain says so before its rows are checked
