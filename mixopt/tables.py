@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.magic import binary_kind
 from mixopt.mixture import RENORM_TOL
 
 log = logging.getLogger(__name__)
@@ -288,9 +289,7 @@ def _check_separator(path: Path, what: str) -> None:
             header = f.readline()
     except OSError:
         return  # polars says what is wrong with the file
-    kinds = {b"PAR1": "a Parquet file", b"PK\x03\x04": "a zip archive (an Excel .xlsx?)",
-             b"\x1f\x8b": "gzip-compressed", b"\xd0\xcf\x11\xe0": "an old Excel .xls file"}
-    kind = next((k for magic, k in kinds.items() if head.startswith(magic)), None)
+    kind = binary_kind(head)
     if kind is not None or b"\0" in head:
         raise MixoptError(
             f"{what} file {path} is {kind or 'binary, not text'}; mixopt reads comma-separated CSV text: "

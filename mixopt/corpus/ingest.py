@@ -30,6 +30,7 @@ from mixopt.corpus.documents import decode_utf8
 from mixopt.corpus.fetch import sha256_of
 from mixopt.corpus.shards import check_corpus_name, corpus_dir
 from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.magic import binary_kind
 
 log = logging.getLogger(__name__)
 
@@ -153,17 +154,14 @@ def _table_files(path: Path, fmt: str) -> list[Path]:
     return files
 
 
-# Binary formats a text reader would call "not UTF-8" (and --on-decode-error replace would read as
-# garbage): named by their first bytes.
-_MAGIC = {b"PAR1": ("a Parquet file", "pass --format parquet (or name it .parquet)"),
-          b"\x1f\x8b": ("gzip-compressed", "decompress it first"),
-          b"PK\x03\x04": ("a zip archive", "extract it first")}
-
-
 def _check_magic(path: Path, data: bytes, fmt: str) -> None:
-    for magic, (what, fix) in _MAGIC.items():
-        if data.startswith(magic):
-            raise MixoptError(f"{path} is {what}, not {fmt} text; {fix}")
+    """A binary file read as text is named for what it is: "not UTF-8" (and --on-decode-error replace,
+    which reads it as garbage) would not help."""
+    kind = binary_kind(data[:8])
+    if kind is not None:
+        fix = ("pass --format parquet (or name it .parquet)" if kind == "a Parquet file"
+               else "decompress it first" if kind == "gzip-compressed" else f"save it as {fmt} text")
+        raise MixoptError(f"{path} is {kind}, not {fmt} text; {fix}")
 
 
 def _read_table(path: Path, fmt: str, policy: str = "error"):  # -> polars.DataFrame
