@@ -303,7 +303,9 @@ def test_a_domain_shorter_than_a_window_is_refused_before_ray(workspace, tmp_pat
     (src / "one" / "y.txt").write_text("another small document, different.\n")
     assert run_cli(["corpus", "add", "f1", "--from", str(src), "--vocab-size", "300",
                     "--val-documents", "1"]) == 0
-    capsys.readouterr()
+    said = " ".join(capsys.readouterr().err.split())  # built, with a warning naming the domain
+    assert "warning: domain(s) one (" in said and "shortest proxy rung (context + 1 = 129)" in said, said
+    assert "(--fix one=0)" in said
     assert run_cli(["search", "--corpus", "f1", "--budget", "4", "--validate", "0", "--method", "random",
                     "--name", "f1s"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

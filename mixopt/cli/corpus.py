@@ -63,6 +63,26 @@ def _show(s: dict[str, Any], as_json: bool, note: str) -> None:
     console.print(note)
 
 
+def _warn_short_domains(corpus: Any) -> None:
+    """Name the domains no proxy rung can draw one window from: a search must leave them out."""
+    import warnings
+
+    from mixopt.errors import MixoptWarning
+    from mixopt.proxy.rungs import ladder
+
+    rungs = ladder()
+    if not rungs:
+        return
+    need = min(r.context for r in rungs) + 1
+    short = {d: int(n) for d, n in corpus.train_tokens().items() if n < need}
+    if short:
+        names = ", ".join(f"{d} ({n} tokens)" for d, n in short.items())
+        fix = " ".join(f"--fix {d}=0" for d in short)
+        warnings.warn(f"domain(s) {names} have fewer training tokens than one window of the shortest "
+                      f"proxy rung (context + 1 = {need}): a search on this corpus must leave them out "
+                      f"({fix}), or add text to them", MixoptWarning, stacklevel=2)
+
+
 @corpus_app.command("build")
 def build(name: NameArg = "default", force: ForceOpt = False, as_json: JsonOpt = False) -> None:
     """Fetch a recipe's sources (cached), extract, deduplicate, split, tokenize and write shards."""
@@ -71,6 +91,7 @@ def build(name: NameArg = "default", force: ForceOpt = False, as_json: JsonOpt =
     from mixopt.corpus.catalog import summary
 
     out = build_recipe(name, force=force)
+    _warn_short_domains(Corpus(out.path))
     s = summary(Corpus(out.path))
     s["up_to_date"] = out.up_to_date
     if out.up_to_date:
@@ -125,6 +146,7 @@ def add(
         on_decode_error=on_decode_error,  # type: ignore[arg-type]  # checked by AddOptions
     )
     _, up_to_date = add_corpus(name, source, opts, force=force)
+    _warn_short_domains(Corpus(corpus_dir(name)))
     s = summary(Corpus(corpus_dir(name)))
     s["up_to_date"] = up_to_date
     note = (
