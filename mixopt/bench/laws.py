@@ -459,8 +459,7 @@ def bench_lengths(store: Any, *, metric_prefix: str = "loss/") -> dict[str, Any]
 def _nonpositive(pred: Any) -> dict[str, Any]:
     """``{"nonpositive": {metric: runs}}`` for the predictions ≤ 0 (a loss cannot be; `fit` refuses
     them, the benchmark scores them and says so), else nothing."""
-    bad = {m: int((pred.Y[:, j] <= 0).sum()) for j, m in enumerate(pred.metrics) if (pred.Y[:, j] <= 0).any()}
-    return {"nonpositive": bad} if bad else {}
+    return {"nonpositive": pred.nonpositive} if pred.nonpositive else {}
 
 
 def _tokens(n: float) -> str:

@@ -69,18 +69,19 @@ def _warn_short_domains(corpus: Any) -> None:
 
     from mixopt.errors import MixoptWarning
     from mixopt.proxy.rungs import ladder
+    from mixopt.proxy.sampler import short_domains
 
     rungs = ladder()
     if not rungs:
         return
-    need = min(r.context for r in rungs) + 1
-    short = {d: int(n) for d, n in corpus.train_tokens().items() if n < need}
+    context = min(r.context for r in rungs)
+    short = short_domains(corpus.train_tokens(), context)
     if short:
         names = ", ".join(f"{d} ({n} tokens)" for d, n in short.items())
         fix = " ".join(f"--fix {d}=0" for d in short)
         warnings.warn(f"domain(s) {names} have fewer training tokens than one window of the shortest "
-                      f"proxy rung (context + 1 = {need}): a search on this corpus must leave them out "
-                      f"({fix}), or add text to them", MixoptWarning, stacklevel=2)
+                      f"proxy rung (context + 1 = {context + 1}): a search on this corpus must leave them "
+                      f"out ({fix}), or add text to them", MixoptWarning, stacklevel=2)
 
 
 @corpus_app.command("build")

@@ -439,8 +439,6 @@ def compare_cmd(
                       "paired standard errors (Student's t): add --seeds to detect smaller differences",
                       style="dim")
     row = cmp.objective_row
-    if cmp.objective.metric == "bpb":
-        console.print(f"the first row ({row}) is in bits per byte; the domains' rows are losses", style="dim")
     if cmp.threshold is not None and cmp.winners[row] is None:
         need = seeds_needed({lb: cmp.values[lb][row] for lb in cmp.labels}, cmp.z)
         lead = min(cmp.labels, key=lambda lb: cmp.mean(lb, row))

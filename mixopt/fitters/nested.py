@@ -100,6 +100,7 @@ class ScalePrediction:
     sizes: list[float]
     run_ids: list[list[str]]
     laws: dict[str, Any] = field(default_factory=dict)
+    nonpositive: dict[str, int] = field(default_factory=dict)  # metric → runs predicted ≤ 0 (see below)
 
 
 def mixture_key(w: np.ndarray) -> tuple[float, ...]:
@@ -169,20 +170,21 @@ def checkpoint_rows(curves: Sequence[Curve], metrics: Sequence[str]) -> Checkpoi
     )
 
 
-def _check_positive(
-    Y: np.ndarray, metrics: Sequence[str], curves: Sequence[Curve], target_tokens: float | None,
-    target_size: float | None,
-) -> None:
-    """Refuse predictions at or below 0 of a metric that every checkpoint measured above 0.
+def _nonpositive(Y: np.ndarray, metrics: Sequence[str], curves: Sequence[Curve]) -> dict[str, int]:
+    """Metric → how many mixtures are predicted at or below 0, for the metrics every checkpoint
+    measured above 0.
 
     A loss cannot fall below 0; a law that says so was carried past any floor its runs show (a
     step law with no bend, at a target far beyond them), and a mixture fitted on such values
     would be fitted on nothing real.
     """
-    bad = [m for j, m in enumerate(metrics)
-           if np.any(Y[:, j] <= 0) and all(np.all(np.asarray(c.losses[m]) > 0) for c in curves)]
-    if not bad:
-        return
+    return {m: int((Y[:, j] <= 0).sum()) for j, m in enumerate(metrics)
+            if np.any(Y[:, j] <= 0) and all(np.all(np.asarray(c.losses[m]) > 0) for c in curves)}
+
+
+def _refuse_nonpositive(
+    bad: Sequence[str], curves: Sequence[Curve], target_tokens: float | None, target_size: float | None,
+) -> None:
     trained = max(float(np.max(c.tokens)) for c in curves)
     where = " and ".join(x for x in (
         f"{target_tokens:.3g} tokens ({target_tokens / trained:.3g}× the runs' {trained:.3g})"
@@ -210,7 +212,7 @@ def predict_at_scale(
     """Predict every mixture's ``metrics`` at (target_tokens, target_size); see the module doc.
 
     ``allow_nonpositive`` keeps predictions ≤ 0 of metrics measured above 0 (a benchmark scores
-    them); otherwise they are refused.
+    them; ``nonpositive`` of the result counts them); otherwise they are refused.
 
     Raises:
         MixoptError: no curves, a metric missing from a run, one rung only with a target size,
@@ -321,8 +323,9 @@ def predict_at_scale(
         for j, m in enumerate(metrics):
             resid = fitted[j] - np.array(curves_y[j * n_mix : (j + 1) * n_mix])
             laws["size"][m] = {"beta": law.beta, "rms": float(np.sqrt(np.mean(resid**2)))}
-    if not allow_nonpositive:
-        _check_positive(Y, metrics, curves, target_tokens, target_size)
+    nonpositive = _nonpositive(Y, metrics, curves)
+    if nonpositive and not allow_nonpositive:
+        _refuse_nonpositive(list(nonpositive), curves, target_tokens, target_size)
     run_ids = [[c.run_id for s in use_sizes for c in complete[k][s]] for k in keys]
     return ScalePrediction(
         X=np.array([complete[k][use_sizes[0]][0].weights for k in keys], dtype=float),
@@ -331,4 +334,5 @@ def predict_at_scale(
         sizes=use_sizes,
         run_ids=run_ids,
         laws=laws,
+        nonpositive=nonpositive,
     )

@@ -21,6 +21,12 @@ from mixopt.errors import MixoptError
 from mixopt.mixture import Mixture, check_domains
 
 
+def short_domains(tokens: Mapping[str, float], context: int) -> dict[str, int]:
+    """Domain → its tokens, for the domains with fewer than one window (context + 1 tokens): no
+    sequence can be drawn from them."""
+    return {d: int(n) for d, n in tokens.items() if n < context + 1}
+
+
 class MixtureSampler:
     """Draws (batch, context + 1) token windows from per-domain training shards.
 
@@ -47,10 +53,11 @@ class MixtureSampler:
         )  # valid window starts
         self._offsets = np.arange(context + 1, dtype=np.int64)
         phases = [w for _, w in mixture.schedule] or [mixture.weights]
-        for d, n in zip(self.domains, self._n_starts, strict=True):
-            if n < 1 and any(w.get(d, 0.0) > 0 for w in phases):
+        short = short_domains({d: len(s) for d, s in zip(self.domains, self.shards, strict=True)}, context)
+        for d, n in short.items():
+            if any(w.get(d, 0.0) > 0 for w in phases):
                 raise MixoptError(
-                    f"domain {d!r} has {n + context} training tokens, fewer than one window of "
+                    f"domain {d!r} has {n} training tokens, fewer than one window of "
                     f"context + 1 = {context + 1}; give it weight 0, add text to it, or train with a shorter "
                     "context (another rung or model config)"
                 )

@@ -200,11 +200,12 @@ def _check_windows(space: SearchSpace, rungs: Mapping[str, str], corpus: object,
     search would meet it again: its constraints cannot change.
     """
     from mixopt.proxy.rungs import load_rung
+    from mixopt.proxy.sampler import short_domains
 
     for option, rung in rungs.items():
-        need = load_rung(rung).context + 1
-        short = {d: int(n) for d, n in (space.tokens or {}).items()
-                 if n < need and space.fixed.get(d, None) != 0 and space.ceilings.get(d, 1.0) > 0}
+        context = load_rung(rung).context
+        short = {d: n for d, n in short_domains(space.tokens or {}, context).items()
+                 if space.fixed.get(d, None) != 0 and space.ceilings.get(d, 1.0) > 0}
         if not short:
             continue
         names = ", ".join(f"{d!r} ({n} tokens)" for d, n in short.items())
@@ -214,8 +215,8 @@ def _check_windows(space: SearchSpace, rungs: Mapping[str, str], corpus: object,
         other = " or a --validate-rung with a shorter context," if option == "--validate-rung" else ""
         raise MixoptError(
             f"corpus {corpus}: domain(s) {names} have fewer training tokens than one window of {option} "
-            f"{rung} (context + 1 = {need}), so it cannot train on them; {how},{other} or add text to them "
-            "and rebuild the corpus"
+            f"{rung} (context + 1 = {context + 1}), so it cannot train on them; {how},{other} or add text to "
+            "them and rebuild the corpus"
         )
 
 
