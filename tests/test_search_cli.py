@@ -96,7 +96,7 @@ def test_bad_input_is_one_line_and_exit_2(workspace, capsys, args, message):
 
 @pytest.mark.parametrize(("fidelity", "message"), [
     ("foo=1", "--fidelity foo: the built-in proxy reads only tokens, max_epochs and threads"),
-    ("tokens=abc", "--fidelity tokens='abc': give a positive number"),
+    ("tokens=abc", "--fidelity tokens=abc: a token count must be a positive number"),
     ("max_epochs=-1", "--fidelity max_epochs=-1: give a positive number"),
     ("threads=0", "fidelity threads is 0; give a positive integer"),
 ])
@@ -258,7 +258,10 @@ def test_fidelity_options_add_up_and_never_override_the_rung(workspace, capsys):
     assert parse_fidelity("tokens=1.5") == {"tokens": 1.5}
     # exact (decimal): 2.01M is the same key as 2010000, not 2009999.9999999998
     assert parse_fidelity("tokens=2.01M") == parse_fidelity("tokens=2010000") == {"tokens": 2010000}
-    assert parse_fidelity("tokens=infk") == {"tokens": "infk"}  # left as text: check_fidelity refuses it
+    # a count for any evaluator: a user's own got -5000 from tokens=-5k
+    for bad in ("infk", "-5k", "0", "nan", "lots"):
+        with pytest.raises(MixoptError, match=rf"--fidelity tokens={bad}: a token count must be a positive"):
+            parse_fidelity(f"tokens={bad}")
     with pytest.raises(MixoptError, match=r"--fidelity gives steps twice \(5 and 6\); give it once"):
         parse_fidelity("steps=5,steps=6")
     with pytest.raises(MixoptError, match=r"--fidelity: 'rung=' is not of the form key=value"):

@@ -249,6 +249,9 @@ def parse_fidelity(text: str | Sequence[str] | None) -> dict[str, Any]:
                 break
             except ValueError:
                 continue
+        if name == "tokens" and not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise MixoptError(f"--fidelity tokens={val}: a token count must be a positive number "
+                              "(e.g. tokens=5k)")
         if name in out and out[name] != value:
             raise MixoptError(f"--fidelity gives {name} twice ({out[name]} and {value}); give it once")
         out[name] = value
