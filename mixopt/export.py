@@ -49,7 +49,8 @@ def _check(mixture: Mixture, fmt: str, prefixes: Mapping[str, str] | None) -> di
         raise MixoptError(f"export format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
     if len(mixture.schedule) > 1:  # one phase (until 1.0) is the mixture's weights all along
         raise MixoptError(
-            f"this mixture changes during training ({len(mixture.schedule)} phases); the {fmt} format holds "
+            f"this mixture changes during training ({len(mixture.schedule)} phases, ending at "
+            f"{', '.join(f'{u:g}' for u, _ in mixture.schedule)} of training); the {fmt} format holds "
             "one set of weights: `mixopt train` follows the schedule itself, and for another trainer "
             "write one mixture JSON per phase and export each"
         )
@@ -217,6 +218,9 @@ def export_notes(
                 if all(written[d] == _train_name(d) for d in bare):
                     how = "as train_<domain>"
             notes.append(f"no --prefix for {', '.join(bare)}: written {how}")
+    elif fmt == "megatron":  # Megatron reads a bare name as a path relative to where it runs
+        notes.append("no --prefix: the blend names each domain as a data prefix relative to where "
+                     "Megatron runs; give --prefix domain=/path/to/domain_text_document")
     if fmt == "olmix-mix":
         base = _max_epochs(mixture)
         raised = {d: r for d, r in _repetition_factors(mixture).items() if r > (base or 1.0)}

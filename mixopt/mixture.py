@@ -246,8 +246,8 @@ class Mixture:
         validate_json(d, where=where)
         sched = tuple((p["until"], p["weights"]) for p in d.get("schedule", []))
         meta = {k: v for k, v in d.items() if k not in ("schema", "weights", "schedule")}
-        try:
-            return cls(dict(d["weights"]), sched, meta)
+        try:  # normalised here first, so that its warnings and errors name the file
+            return cls(normalize_weights(d["weights"], where=where), sched, meta)
         except MixoptError as exc:  # the schema passed, the values did not: say which file
             if where == "mixture" or str(exc).startswith(where):
                 raise
@@ -289,7 +289,14 @@ def schema() -> dict[str, Any]:
 
 
 def validate_json(data: Any, *, where: str = "mixture") -> None:
-    """Validate a parsed mixture JSON against the shipped schema; one clear error if it fails."""
+    """Validate a parsed mixture JSON against the shipped schema; one clear error if it fails.
+
+    A top-level key the schema does not know is refused when it is a misspelling of one it knows
+    (``"schedules"`` would otherwise train without the schedule), and warned of otherwise (a
+    user's own annotation is kept and ignored).
+    """
+    import difflib
+
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema())
@@ -297,7 +304,38 @@ def validate_json(data: Any, *, where: str = "mixture") -> None:
     if errors:
         e = errors[0]
         loc = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        fix = ""
-        if e.validator == "required" and "'schema'" in e.message:  # every hand-written file's first error
-            fix = f'; add "schema": "{SCHEMA_ID}"'
-        raise MixoptError(f"{where} fails the mixture schema at {loc}: {e.message}{fix}")
+        raise MixoptError(f"{where} fails the mixture schema at {loc}: {e.message}{_schema_fix(e, data)}")
+    known = list(schema()["properties"])
+    unknown = [k for k in data if k not in known]
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+        if close:
+            raise MixoptError(f"{where}: key {key!r} is not part of {SCHEMA_ID}; did you mean {close[0]!r}?")
+    if unknown:
+        warnings.warn(f"{where}: {', '.join(map(repr, unknown))} not part of {SCHEMA_ID}; kept, not read",
+                      MixoptWarning, stacklevel=2)
+
+
+def _schema_fix(e: Any, data: Any) -> str:
+    """How to fix the schema errors people make writing a mixture by hand ('' for the others)."""
+    path = list(e.absolute_path)
+    if e.validator == "required":
+        if "'schema'" in e.message:  # every hand-written file's first error
+            return f'; add "schema": "{SCHEMA_ID}"'
+        if "'weights'" in e.message:
+            return '; add "weights": {"<domain>": <share>, ...} with shares summing to 1'
+    if e.validator == "const" and path == ["schema"]:
+        return f"; this mixopt reads {SCHEMA_ID}"
+    if e.validator == "maximum" and len(path) >= 2 and path[-2] == "weights":
+        weights = data
+        for p in path[:-1]:
+            weights = weights[p]
+        total = sum(v for v in weights.values()
+                    if isinstance(v, int | float) and not isinstance(v, bool) and v > 0)
+        if total > 0:  # counts or ratios written as weights
+            return f"; weights are shares summing to 1: normalise them (each weight / {total:g})"
+    if e.validator == "type" and isinstance(e.instance, str) and "number" in str(e.validator_value):
+        return "; write numbers without quotes"
+    if e.validator == "minItems" and path == ["schedule"]:
+        return "; leave out \"schedule\" or give its phases"
+    return ""

@@ -96,11 +96,14 @@ def test_megatron_leaves_out_zero_weights_and_says_so() -> None:
     text = export_mixture(mix, "megatron")
     assert text == "0.6 a 0.4 c\n"
     said = ["left out of the Megatron blend (weight 0, at most 1e-09): b"]
-    assert export_notes(mix, "megatron") == said
+    bare = ("no --prefix: the blend names each domain as a data prefix relative to where Megatron runs; "
+            "give --prefix domain=/path/to/domain_text_document")
+    assert export_notes(mix, "megatron") == [*said, bare]
+    assert export_notes(mix, "megatron", prefixes={"a": "/d/a", "c": "/d/c"}) == said
     assert parse_export(text, "megatron", domains=["a", "b", "c"]) == {"a": 0.6, "c": 0.4, "b": 0.0}
     tiny = Mixture({"a": 0.6, "b": 2.3e-11, "c": 0.4 - 2.3e-11})  # a top-k average's zero
     assert " b" not in export_mixture(tiny, "megatron")
-    assert export_notes(tiny, "megatron") == said
+    assert export_notes(tiny, "megatron") == [*said, bare]
     # HF: a dataset never drawn never runs out (all_exhausted would not stop); the rest sum to 1
     hf = json.loads(export_mixture(tiny, "hf"))
     assert hf["domains"] == ["a", "c"] and sum(hf["probabilities"]) == pytest.approx(1.0, abs=1e-15)
@@ -257,3 +260,48 @@ def test_a_domain_without_a_name_is_refused() -> None:
     for name in ("", "  "):
         with pytest.raises(MixoptError, match="a domain has an empty name"):
             Mixture({name: 0.5, "a": 0.5})
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    # counts or ratios written as weights: the fix is to normalise, as for a sum off by a little
+    ({"weights": {"code": 2, "docs": 1, "drama": 1}},
+     "at weights/code: 2 is greater than the maximum of 1; weights are shares summing to 1: normalise "
+     "them (each weight / 4)"),
+    ({"weights": {"a": 0.5, "b": 0.5}, "schedule": [{"until": 1, "weights": {"a": 3, "b": 1}}]},
+     "at schedule/0/weights/a: 3 is greater than the maximum of 1; weights are shares summing to 1"),
+    ({}, "'weights' is a required property; add \"weights\": {\"<domain>\": <share>, ...}"),
+    ({"weights": {"a": "0.5", "b": 0.5}}, "'0.5' is not of type 'number'; write numbers without quotes"),
+    ({"weights": {"a": 1}, "schedule": []},
+     "[] should be non-empty; leave out \"schedule\" or give its phases"),
+    ({"schema": "mixopt.mixture/v2", "weights": {"a": 1}},
+     "was expected; this mixopt reads mixopt.mixture/v1"),
+    # a misspelt key had been ignored: the run trained without its schedule
+    ({"weights": {"a": 0.5, "b": 0.5}, "schedules": []},
+     "key 'schedules' is not part of mixopt.mixture/v1; did you mean 'schedule'?"),
+    ({"wieghts": {"a": 1}, "weights": {"a": 1}}, "did you mean 'weights'?"),
+])
+def test_hand_written_mixture_mistakes_say_how_to_fix_them(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           workspace: Path, data: dict, message: str) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"schema": "mixopt.mixture/v1", **data}))
+    assert run_cli(["export", str(bad), "--format", "hf", "--out", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {bad}") and message in err[0], err
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_a_users_own_key_is_kept_with_a_warning_and_the_file_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], workspace: Path
+) -> None:
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"schema": "mixopt.mixture/v1", "author": "me",
+                                "weights": {"code": 0.3333, "docs": 0.3333, "drama": 0.3333}}))
+    assert run_cli(["export", str(path), "--format", "megatron"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {path}: 'author' not part of mixopt.mixture/v1; kept, not read" in err
+    assert f"warning: {path}: weights summed to 0.9999; renormalised to 1" in err  # had said "mixture:"
+    # a note longer than 80 columns is one line in a log (rich had broken it at 80)
+    note = ("note: no --prefix: the blend names each domain as a data prefix relative to where Megatron "
+            "runs; give --prefix domain=/path/to/domain_text_document")
+    assert f"\n{note}\n" in f"\n{err}"
+    assert Mixture.load(path).meta["author"] == "me"

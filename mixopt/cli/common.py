@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,7 +10,9 @@ import typer
 from rich.console import Console
 
 console = Console()
-err_console = Console(stderr=True)
+# Notes, warnings and progress lines in a log stay one line each (grep-able): rich would break
+# them at 80 columns when stderr is not a terminal.
+err_console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 
 CorpusOpt = Annotated[str, typer.Option("--corpus", "-c", help="Corpus name (a recipe in corpora/) or path.")]
 RungOpt = Annotated[str, typer.Option("--rung", "-r", help="Proxy rung from proxies/ (xs, s, m, ...).")]

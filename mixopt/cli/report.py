@@ -12,7 +12,7 @@ from mixopt.cli.common import JsonOpt, console, dumps
 
 @app.command("report")
 def report(
-    name: Annotated[str, typer.Argument(help="Search name (see `mixopt runs list`).")],
+    name: Annotated[str, typer.Argument(help="Search name (see `mixopt runs searches`).")],
     folds: Annotated[int, typer.Option("--folds", min=3, help="Cross-validation folds (more than the runs: "
                                        "leave-one-out).")] = 5,
     store: Annotated[str | None, typer.Option("--store", help="Run store file (default: workspace).")] = None,

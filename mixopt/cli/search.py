@@ -301,5 +301,5 @@ def render_result(result: Any) -> None:
     if result.selection:
         render_selection(result.selection)
     for note in result.notes:
-        console.print(f"note: {note}", style="yellow")
+        console.print(f"note: {note}", style="yellow", soft_wrap=not console.is_terminal)
     console.print(f"mixture ({result.exported}) written to {result.out or result.mixture_path}")

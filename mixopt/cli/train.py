@@ -173,7 +173,9 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
             f"  measured at proxy rung {rep.get('proxy_rung')}: {rep['proxy_measured']:.4f}{sem}; "
             f"final − proxy = {rep['final_minus_proxy']:+.4f} (the larger model should be lower)"
         )
-    if rep.get("predicted") is None and rep.get("proxy_measured") is None and not rep.get("note"):
+    baseline = res.config["label"] in ("uniform", "natural")  # no JSON at all: nothing to say
+    figures = rep.get("predicted") is not None or rep.get("proxy_measured") is not None
+    if not (baseline or figures or rep.get("note")):
         console.print(
             "  the mixture JSON has no prediction to compare with (a baseline or hand-made mixture)"
         )

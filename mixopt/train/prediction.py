@@ -64,10 +64,17 @@ def prediction_report(
     prediction left out (its losses are of other data and another tokenizer).
     """
     objective, kind, note = objective_of(mixture)
-    made_on = (mixture.meta.get("provenance") or {}).get("corpus_hash")
+    prov = mixture.meta.get("provenance") or {}
+    made_on = prov.get("corpus_hash")
     if note is None and corpus_hash and made_on and made_on != corpus_hash:
         note = (f"the mixture was searched on another build of the corpus (hash {str(made_on)[:12]}, not "
                 f"{corpus_hash[:12]}): its prediction is of other data, not set against the final model")
+    if note is None and corpus_hash and "corpus" in prov and prov["corpus"] is None:
+        # a user's evaluator or tables made elsewhere: their losses are of other data and tokens
+        how = (f"searched with the evaluator {prov['evaluator']}" if prov.get("evaluator")
+               else "fitted on run tables")
+        note = (f"the mixture was {how}, not on a corpus: its figures are of other data, not set "
+                "against the final model")
     present = [d for d in domains if f"loss/{d}" in metrics]
     try:
         final = objective.value(metrics, present)

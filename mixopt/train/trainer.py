@@ -375,7 +375,8 @@ def train(
     if tokens is not None and steps * tokens_per_step != tc.tokens:  # the configs' round budgets: no word
         warnings.warn(
             f"{tc.tokens:,} tokens is not a whole number of steps of {tokens_per_step:,} tokens "
-            f"(batch × grad_accum × context); training {steps:,} steps = {steps * tokens_per_step:,} tokens",
+            f"(batch × grad_accum × context); training {steps:,} step{'s' if steps != 1 else ''} = "
+            f"{steps * tokens_per_step:,} tokens",
             MixoptWarning,
             stacklevel=2,
         )
