@@ -31,10 +31,13 @@ def _prefixes(values: list[str] | None) -> dict[str, str]:
 @app.command("export")
 def export(
     mixture: Annotated[Path, typer.Argument(help="Mixture JSON (mixopt.mixture/v1).")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="megatron, hf, olmix, olmix-mix (a launch "
-                                       "config's mix: section) or yaml (RegMix).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="megatron (--data-path weight/prefix "
+                                       "pairs), hf (JSON of datasets and probabilities for "
+                                       "interleave_datasets), olmix ([{domain, weight}]), olmix-mix (a "
+                                       "launch config's mix: section) or yaml (RegMix's train:/valid:).")],
     prefix: Annotated[list[str] | None, typer.Option("--prefix", help="Name or path of a domain in the "
-                                                     "training job, domain=path (repeatable).")] = None,
+                                                     "training job, domain=path (repeatable, or "
+                                                     "a=/x,b=/y).")] = None,
     valid: Annotated[list[str] | None, typer.Option(
         "--valid", help="yaml: a validation set of RegMix's valid: section, name=weight (repeatable; "
         "default: the objective's domains).")] = None,
