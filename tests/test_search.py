@@ -748,6 +748,68 @@ def test_runs_that_finished_as_the_driver_stopped_are_recorded_from_their_folder
         assert r.status == "ok" and r.error is None and r.metrics == pytest.approx(want.metrics)
 
 
+def test_an_outcome_given_after_a_stop_signal_is_not_used(workspace, tmp_path, monkeypatch):
+    """A helper's search: SIGTERM to the driver; Ray's shutdown killed the evaluator's training job
+    10 s later, the evaluator returned what its first checkpoint had left, and that run was recorded
+    ``ok`` (from the report or from its folder) and fitted. An outcome after the signal is not used,
+    now or on a later --resume; one from before it still is."""
+    import signal
+
+    from mixopt.search import runner
+    from mixopt.search.runner import CUT_SHORT, TrialCallback, settle_runs
+    from mixopt.search.trial import TrialContext, evaluate, keep_outcome
+    from mixopt.store import RunRecord
+
+    store = RunStore()
+    root = tmp_path / "runs"
+    ctx = TrialContext(store_path=str(store.path), search_id="st", home=str(workspace), workroot=str(root),
+                       domains=DOMAINS, objective={"metric": "loss"}, objective_key="k", corpus=None,
+                       corpus_hash=None, fidelity={}, fidelity_key="f", evaluator="mixopt.testing:loglinear")
+    w = dict.fromkeys(DOMAINS, 0.25)
+    outcomes = {}
+    for i in (1, 2, 3):
+        store.begin(RunRecord(run_id=f"st-s{i:04d}-a1", search_id="st", weights=w, seed=i, fidelity={},
+                              fidelity_key="f"))
+        outcomes[i] = evaluate({"run_id": f"st-s{i:04d}-a1", "weights": w, "seed": i}, ctx)
+        keep_outcome(root, outcomes[i])
+    stopped_at = outcomes[1]["finished_at"] + 1e-6  # run 1 ended before the signal, runs 2 and 3 after
+    for i in (2, 3):
+        outcomes[i]["finished_at"] = stopped_at + 10
+        keep_outcome(root, outcomes[i])
+    # Tune passes run 3's report on during its shutdown: not recorded as ok
+    monkeypatch.setitem(runner._STOP_SIGNAL, "at", stopped_at)
+    cb = TrialCallback(store, "swarm", [], 0, None, None, ctx)
+    cb.on_trial_result(0, [], None, dict(outcomes[3]))
+    assert store.get("st-s0003-a1").status == "failed" and store.get("st-s0003-a1").error == CUT_SHORT
+    cut = settle_runs(store, "st", root, stopped_at=stopped_at)
+    assert cut == ["st-s0002-a1"]
+    assert store.get("st-s0001-a1").status == "ok"
+    # a later settle (a --resume, which knows no signal time) does not take the late outcomes up again
+    assert settle_runs(store, "st", root) == []
+    for i in (2, 3):
+        r = store.get(f"st-s{i:04d}-a1")
+        assert r.status == "failed" and r.error == CUT_SHORT and r.metrics == {}
+    # the slot runs again, and the cut-short attempt does not count against --retries
+    from mixopt.search.runner import slot_states
+    from mixopt.search.searcher import Slot
+
+    slot = Slot(key="s0002", weights=list(w.values()), seed=2)
+    slot_states(store, "st", [slot], retries=0)
+    assert (slot.state, slot.attempt) == ("pending", 2)
+    # the handler: the first Ctrl-C notes the time and stops Tune through its own handler; a second
+    # one stops at once
+    called = []
+    monkeypatch.setitem(runner._STOP_SIGNAL, "at", None)
+    previous = signal.signal(signal.SIGUSR1, lambda *a: called.append(a))
+    try:
+        runner._on_stop_signal(signal.SIGINT, None)
+        assert called and runner.stop_signal_time() is not None
+        with pytest.raises(KeyboardInterrupt):
+            runner._on_stop_signal(signal.SIGINT, None)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
 def test_per_domain_note_when_the_two_fits_disagree() -> None:
     """A helper's GP search: per-domain refits averaging 3.589 against the objective fit's 3.841 ± 0.101
     is said; within 2 sd (or 0.5% without an sd) it is not. The objective's domain weights count."""

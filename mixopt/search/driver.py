@@ -52,6 +52,7 @@ from mixopt.search.runner import (
     run_trials,
     settle_runs,
     slot_states,
+    stop_signal_time,
 )
 from mixopt.search.searcher import SwarmSearcher
 from mixopt.search.trial import FATAL_PREFIX
@@ -466,11 +467,11 @@ def _drive(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progre
         with watch_cluster(info, lost):
             result = _stages(prep, plan, info, progress, resumed=resumed, t0=t0)
     except KeyboardInterrupt:
-        settle_runs(store, sid, prep.workroot)
+        settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time())
         store.update_search(sid, state="interrupted")
         raise
     except BaseException:
-        settle_runs(store, sid, prep.workroot)
+        settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time())
         store.update_search(sid, state="failed")
         raise
     store.update_search(sid, state="done", result=result.as_dict())
@@ -641,7 +642,8 @@ def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, info: RayInf
                    concurrency=_concurrency(prep, info), cpus_per_trial=cfg.cpus_per_trial,
                    progress=progress, best=best)
     check_fatal(store, sid)
-    settle_runs(store, sid, prep.workroot)  # runs Tune left running when it stopped early
+    # runs Tune left running when it stopped early (a signal, or a fatal error)
+    settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time())
     slot_states(store, sid, slots, retries=cfg.retries)
     left = [s.key for s in slots if s.state == "pending"]
     if left:

@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 # The error text of runs that were still running when their driver stopped; such an attempt is
 # not counted against --retries (the run itself did nothing wrong).
 INTERRUPTED = "interrupted: the search's driver stopped before this run finished"
+# Those still running when a stop signal came: a run whose evaluator ends after the signal may have
+# lost its training job to the shutdown (Ray kills workers' child processes) and returned what that
+# job left behind, so its outcome is not used, however late it comes (the attempt runs again).
+CUT_SHORT = INTERRUPTED + " (stopped by a signal; an outcome it gave after the signal is not used)"
 # A contract error seen before a --resume: the user may have fixed the evaluator, so its slot runs
 # again, and (like an interruption) it does not count against --retries.
 REQUEUED = "requeued by --resume after: "
@@ -87,22 +91,28 @@ def slot_states(store: RunStore, search_id: str, slots: Sequence[Slot], *, retri
             s.state, s.attempt = "pending", last.attempt + 1
 
 
-def settle_runs(store: RunStore, search_id: str, workroot: str | Path) -> list[str]:
+def settle_runs(store: RunStore, search_id: str, workroot: str | Path,
+                stopped_at: float | None = None) -> list[str]:
     """Close the runs of a search whose driver did not hear their end; returns the ids cut short.
 
     A run whose trial kept its outcome (:data:`~mixopt.search.trial.OUTCOME`) finished while the
-    driver stopped (Ctrl-C during Tune's shutdown, a killed driver): it is recorded from there, so a
-    resume does not run it again. The others are marked :data:`INTERRUPTED` and run again.
+    driver stopped (a killed driver, a report Tune did not pass on): it is recorded from there, so
+    a resume does not run it again. The others are marked :data:`INTERRUPTED` and run again.
+    ``stopped_at``: when a stop signal came (:func:`stop_signal_time`); an outcome given after it
+    is not used, and the runs not recorded are closed for good as :data:`CUT_SHORT`.
     """
     import json
 
     open_runs = [r.run_id for r in store.runs(search_id=search_id) if r.status == "running"
-                 or (r.status == "failed" and (r.error or "").startswith(INTERRUPTED))]
+                 or (r.status == "failed" and (r.error or "").startswith(INTERRUPTED)
+                     and not (r.error or "").startswith(CUT_SHORT))]
     recovered = []
     for run_id in open_runs:
         try:
             result = json.loads((Path(workroot) / run_id / OUTCOME).read_text(encoding="utf-8"))
         except (OSError, ValueError):  # still running elsewhere, or killed before it ended
+            continue
+        if stopped_at is not None and not result.get("finished_at", math.inf) <= stopped_at:
             continue
         record = result.get("record") or {}
         store.finish(run_id, status=result.get("status") or "failed", metrics=record.get("metrics") or {},
@@ -111,7 +121,30 @@ def settle_runs(store: RunStore, search_id: str, workroot: str | Path) -> list[s
         recovered.append(run_id)
     if recovered:
         logger.info("%d runs finished as the driver stopped; recorded from their folders", len(recovered))
-    return store.interrupt(search_id, INTERRUPTED)
+    return store.interrupt(search_id, INTERRUPTED if stopped_at is None else CUT_SHORT)
+
+
+# When the stop signal (Ctrl-C, or SIGTERM, which the driver turns into one) came during the trials
+# of this process's last run_trials; None when none came.
+_STOP_SIGNAL: dict[str, float | None] = {"at": None}
+
+
+def stop_signal_time() -> float | None:
+    """When a stop signal came while trials ran (``time.time()``), or None."""
+    return _STOP_SIGNAL["at"]
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    """SIGINT while Tune runs: note the time, then stop Tune as its own handler does (it sets its
+    flag from SIGUSR1's handler); a second Ctrl-C stops at once."""
+    if _STOP_SIGNAL["at"] is not None:
+        raise KeyboardInterrupt
+    _STOP_SIGNAL["at"] = time.time()
+    tune_handler = signal.getsignal(signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else None
+    if callable(tune_handler):
+        tune_handler(signum, frame)
+    else:  # no Tune handler to stop it gracefully (not on this platform): stop at once
+        raise KeyboardInterrupt
 
 
 def fatal_error(store: RunStore, search_id: str) -> str | None:
@@ -182,6 +215,12 @@ class TrialCallback(Callback):
         record = result.pop("record", None)  # in the store; Tune would keep it in its own state too
         status = result.get("status")
         value = result.get("objective")
+        stopped_at = stop_signal_time()
+        if run_id and stopped_at is not None and not result.get("finished_at", math.inf) <= stopped_at:
+            # it ended during the shutdown, perhaps on what a killed training job left: run it again
+            self._record(f"the interruption of {run_id}", lambda: self.store.finish(
+                run_id, status="failed", only_if_running=True, error=CUT_SHORT))
+            return
         if run_id and record is not None and self.ctx is not None:
             def write() -> bool:
                 return self.store.finish(
@@ -301,10 +340,15 @@ def run_trials(
     # Tune installs its own SIGINT handler and leaves it after fit() returns: a Ctrl-C during the fit
     # or the validation that follow would only set Tune's flag, and the search would go on.
     handler = signal.getsignal(signal.SIGINT)
+    _STOP_SIGNAL["at"] = None
+    main = threading.current_thread() is threading.main_thread()
+    if main:  # mixopt's handler in Tune's place, to know when the stop came (see settle_runs)
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        signal.signal(signal.SIGINT, _on_stop_signal)
     try:
         tuner.fit()
     finally:
-        if threading.current_thread() is threading.main_thread():
+        if main:
             signal.signal(signal.SIGINT, handler)
 
 

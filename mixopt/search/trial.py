@@ -141,6 +141,8 @@ def evaluate(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
         error, cost = f"{type(exc).__name__}: {exc}\n" + "".join(tb[-6:]), time.perf_counter() - t0
     return {
         "objective": value, "status": status, "run_id": run_id, "cost": cost,
+        # wall clock: the driver does not use an outcome given after a stop signal (settle_runs)
+        "finished_at": time.time(),
         "error": (error or "").split("\n", 1)[0] or None, "fatal": fatal, "timed_out": timed_out,
         # for the run store (the driver writes it); the searcher reads the fields above
         "record": {"metrics": metrics, "history": history, "error": error},
