@@ -76,6 +76,17 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
     return Report(search_id=name, folder=folder, files=files, cv=cv, markdown=md, cv_notes=cv_notes)
 
 
+def cv_headline_notes(method: str, fit_name: str, k: int, folds: int, n_runs: int) -> list[str]:
+    """What the report's cross-validation figures are of."""
+    notes = [f"model: {fit_name}; {k} folds" + (f" (leave-one-out: {folds} folds asked for, {n_runs} runs)"
+                                                if k < folds else "")]
+    if method == "auto":  # the headline and the choice table's figure differ, for this reason
+        notes.append("auto chooses its model again inside each fold (nested cross-validation): this scores "
+                     "the choice itself on runs it never saw, where the choice table below scores each "
+                     "candidate on the runs the choice was made on, which flatters the one chosen")
+    return notes
+
+
 def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, objective: Objective,
              domains: list[str], Y: np.ndarray | None) -> tuple[dict[str, float] | None, list[str]]:
     """Out-of-fold predictions against the measured objective; (metrics or None, notes). ``Y``: the
@@ -93,8 +104,7 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, 
     k = min(folds, len(y))
     if k < 3:
         return None, [f"too few runs ({len(y)}) for cross-validation"]
-    notes = [f"model: {fit_name}; {k} folds" + (f" (leave-one-out: {folds} folds asked for, {len(y)} runs)"
-                                                if k < folds else "")]
+    notes = cv_headline_notes(method, fit_name, k, folds, len(y))
     target = fit_target(fitter, y, Y)
     try:
         if np.ptp(np.asarray(clone(fitter).fit(X, target).predict(X), dtype=float)) == 0:

@@ -278,6 +278,8 @@ def sample_swarm(
     min_distance = DEFAULT_MIN_DISTANCE if min_distance is None else float(min_distance)
     if min_distance < 0:
         raise MixoptError(f"min_distance is {min_distance}; it must be ≥ 0")
+    if n > 1 and (single := _single_mixture(space)) is not None:  # before any draw is rejected
+        raise single
     lay = _Layout(space, temperature)
     rng = np.random.default_rng(seed)
     prev = np.empty((0, space.n))
@@ -322,17 +324,33 @@ def sample_swarm(
             break
         rows = add(_box_simplex_draws(lo, hi, max(2 * (n - len(rows)), 64), rng))
     if len(rows) < n:
-        if 1.0 - float(lo.sum()) <= 1e-9:  # the lower bounds take the whole simplex: one mixture
-            fixed = ", ".join(f"{d}={w:g}" for d, w in space.fixed.items())
-            raise MixoptError(
-                f"the fixed weights and floors add up to 1{f' (--fix {fixed})' if fixed else ''}, which "
-                "leaves a single mixture and nothing to search: use that mixture as it is, or free a domain"
-            )
+        if (single := _single_mixture(space)) is not None:
+            raise single
         raise MixoptError(
             f"the search space holds only {len(rows)} mixtures at least {min_distance:g} apart ({distance}) "
             f"after {drawn} draws, not the {n} asked for; lower --budget, or relax the constraints"
         )
     return rows
+
+
+def _single_mixture(space: SearchSpace) -> MixoptError | None:
+    """The error for bounds that leave one mixture (the floors, or the ceilings, add up to 1)."""
+    lo, hi = space.bounds()
+    if 1.0 - float(lo.sum()) <= 1e-9:  # the lower bounds take the whole simplex
+        fixed = ", ".join(f"{d}={w:g}" for d, w in space.fixed.items())
+        return MixoptError(
+            f"the fixed weights and floors add up to 1{f' (--fix {fixed})' if fixed else ''}, which "
+            "leaves a single mixture and nothing to search: use that mixture as it is, or free a domain"
+        )
+    if float(hi.sum()) - 1.0 <= 1e-9:  # every domain at its ceiling is the only mixture
+        capped = space.max_epochs is not None and bool(np.any(space.epoch_cap() < 1.0))
+        what = "the ceilings" + (
+            f" (with the repetition caps, --max-epochs {space.max_epochs:g} × each domain's tokens / "
+            f"--target-tokens {space.target_tokens:g})" if capped else "")
+        fix = ("raise --max-epochs, lower --target-tokens or raise a --max-weight" if capped
+               else "raise a --max-weight")
+        return MixoptError(f"{what} add up to 1, which leaves a single mixture and nothing to search: {fix}")
+    return None
 
 
 def sample_candidates(

@@ -150,6 +150,11 @@ def test_report_names_autos_choice_and_the_candidates_it_could_not_cross_validat
     store.create_search("rep-auto", rec.config, rec.plan)
     store.update_search("rep-auto", state="done", result={**rec.result, "selection": selection})
     md = make_report("rep-auto").markdown
+    # auto's headline (nested) and its choice table's figure had differed without a word
+    from mixopt.report import cv_headline_notes
+
+    assert "again inside each fold (nested" in cv_headline_notes("auto", "auto", 5, 5, 40)[1]
+    assert cv_headline_notes("gp", "gp", 5, 5, 40) == ["model: gp; 5 folds"]
     assert "auto chose **gp**: the best Spearman of its own 5-fold cross-validation" in md
     assert "| gp | 0.9100 | 0.9000 | 0.01 | 0.400% | ✓ |" in md
     assert "| bimix | - | - | - | - | no: bimix has 6 parameters per target but got only 4 runs |" in md

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -171,18 +172,19 @@ def test_a_search_whose_runs_all_failed_finishes_when_resumed_after_the_fix(work
     from mixopt.search.driver import resume_search, run_search
 
     flag = tmp_path / "fixed"
-    cfg = config(tmp_path, name="crashy", evaluator="mixopt.testing:raises_until_fixed", budget=4, retries=0,
+    cfg = config(tmp_path, name="crashy", evaluator="mixopt.testing:raises_until_fixed", budget=4, retries=1,
                  fidelity={"fixed": str(flag)})
     with pytest.raises(MixoptError, match=r"too few to fit.*mixopt search --resume crashy"):
         run_search(cfg)
     flag.write_text("fixed")
     events: list = []
-    res = resume_search("crashy", retries=1, progress=events.append)
+    res = resume_search("crashy", retries=2, progress=events.append)
     assert res.runs["ok"] == res.runs["fitted"] == 4 and res.runs["failed"] == 0
     said = [e.message for e in events if getattr(e, "stage", None) == "plan"]
+    # 4 runs, not their 8 failed attempts
     assert said == ["resuming search crashy: 4 failed run(s) get their retries again"]
-    assert RunStore().require_search("crashy").config["retries"] == 0  # --retries applied to the resume only
-    assert len([r for r in RunStore().runs(search_id="crashy") if r.status == "failed"]) == 4
+    assert RunStore().require_search("crashy").config["retries"] == 1  # --retries applied to the resume only
+    assert len([r for r in RunStore().runs(search_id="crashy") if r.status == "failed"]) == 8
 
 
 def test_a_search_whose_runs_all_diverged_finishes_when_resumed_after_the_fix(
@@ -481,6 +483,13 @@ def test_a_trial_evaluates_without_opening_the_run_store(tmp_path):
     assert res["status"] == "ok" and math.isfinite(res["objective"])
     assert set(res["record"]["metrics"]) >= {f"loss/{d}" for d in DOMAINS}
     assert not (tmp_path / "absent").exists()
+    # sys.exit("...") in an evaluator is a failed run with its message (it had ended the Ray worker:
+    # "the trial died: ... Worker exits with an exit code")
+    import sys
+
+    ctx = dataclasses.replace(ctx, evaluator=lambda request: sys.exit("trainer gave up"))
+    res = evaluate({"run_id": "n-s0001-a1", "weights": weights, "seed": 0}, ctx)
+    assert res["status"] == "failed" and res["error"] == "SystemExit: trainer gave up"
 
 
 def test_a_history_the_store_cannot_encode_is_the_evaluators_contract_error(tmp_path):
@@ -518,8 +527,10 @@ def test_a_resume_with_a_longer_trial_timeout_runs_timed_out_slots_again(workspa
     res = resume_search("slow", trial_timeout=60)
     assert res.runs["ok"] == res.runs["fitted"] == 2
     # a finished search: the options for its runs change nothing, and it says so
-    with pytest.warns(MixoptWarning, match=r"'slow' is finished, so --retries and --trial-timeout change"):
+    with pytest.warns(MixoptWarning, match=r"'slow' is finished, so --retries and --trial-timeout change "):
         assert resume_search("slow", retries=3, trial_timeout=90).runs == res.runs
+    with pytest.warns(MixoptWarning, match=r"'slow' is finished, so --retries changes nothing"):
+        resume_search("slow", retries=3)
 
 
 def test_the_driver_records_a_trial_that_died_before_it_started_or_after_it_reported(tmp_path):
@@ -541,7 +552,14 @@ def test_the_driver_records_a_trial_that_died_before_it_started_or_after_it_repo
                                        "attempt": 1, "failures": 0}, error_file=None)
 
     cb.on_trial_error(0, [], trial("n-s0000-a1"))
-    assert store.get("n-s0000-a1").status == "failed"
+    assert store.get("n-s0000-a1").status == "failed" and store.get("n-s0000-a1").cost is None
+    # a run stopped at --trial-timeout: its cost is the time it ran (it had been None)
+    cb.ctx = dataclasses.replace(ctx, timeout=0.0)
+    cb.on_trial_start(0, [], trial("n-s0002-a1"))
+    cb.on_trial_error(0, [], trial("n-s0002-a1"))
+    late = store.get("n-s0002-a1")
+    assert late.error.startswith("timed out after 0 s") and late.cost is not None and late.cost >= 0
+    cb.ctx = ctx
     t = trial("n-s0001-a1")
     cb.on_trial_start(0, [], t)
     record = {"metrics": {"loss/web": 2.0}, "history": [], "error": None}

@@ -79,6 +79,19 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     (["search", *FAST, "--metric", "acc"], "--metric"),
     (["search", *FAST, "--name", "bad name!"], "--name"),
     (["search", *FAST, "--max-epochs", "2"], "token counts"),
+    # a domain left out by a typo had been dropped silently; a name with '=' could never be fixed
+    (["search", "--evaluator", "mixopt.testing:loglinear", "--domains", "web,,code"],
+     "--domains 'web,,code' has an empty name between its commas"),
+    (["search", "--evaluator", "mixopt.testing:loglinear", "--domains", "a=1,b,c"],
+     "--domains names 'a=1': a domain name cannot hold '='"),
+    (["search", *FAST, "--tokens", "web=0,code=1e9,math=1e9,books=1e9"],
+     "token count of domain 'web' is 0: a domain with no data cannot be trained on"),
+    # caps that leave one mixture had said "lower --budget", after a warning
+    (["search", *FAST, "--tokens", "web=4e9,code=1e9,math=3e8,books=1e8", "--max-epochs", "1"],
+     "the ceilings (with the repetition caps, --max-epochs 1 × each domain's tokens / --target-tokens "
+     "5.4e+09) add up to 1, which leaves a single mixture and nothing to search: raise --max-epochs"),
+    (["search", *FAST, "--max-weight", "web=0.4,code=0.3,math=0.2,books=0.1"],
+     "the ceilings add up to 1, which leaves a single mixture and nothing to search: raise a --max-weight"),
     (["search", "--resume", "never-ran"], "no search named 'never-ran'"),
     (["runs", "list", "--status", "weird"], "--status"),
     (["runs", "list", "--limit", "-3"], "--limit"),

@@ -89,7 +89,7 @@ def search(
     as_json: JsonOpt = False,
 ) -> None:
     """Search for the best mixture: swarm of proxy runs → fit → propose → validate → mixture JSON."""
-    from mixopt.search.config import SearchConfig, parse_assignments, parse_fidelity
+    from mixopt.search.config import SearchConfig, parse_assignments, parse_domains, parse_fidelity
     from mixopt.search.driver import resume_search, run_search
 
     with _Progress(quiet=as_json) as progress:
@@ -116,7 +116,7 @@ def search(
             else:
                 config = SearchConfig(
                     name=name, corpus=corpus, evaluator=evaluator,
-                    domains=tuple(d.strip() for d in domains.split(",") if d.strip()) if domains else None,
+                    domains=parse_domains(domains),
                     tokens=parse_assignments(tokens, option="--tokens", counts=True) or None, method=method,
                     budget=budget,
                     rung=rung, fidelity=parse_fidelity(fidelity), seed=seed, validate=validate,

@@ -223,6 +223,27 @@ def parse_assignments(text: str | None, *, option: str, unit: str = "number",
     return out
 
 
+def parse_domains(text: str | None) -> tuple[str, ...] | None:
+    """``--domains a,b,c``. An empty name (``a,,b``: a domain left out by a typo) and a name with
+    ``=`` (no ``--fix``, ``--tokens`` or ``--target`` could name it) are refused.
+
+    Raises:
+        MixoptError: naming the name and the fix.
+    """
+    if text is None:
+        return None
+    names = [d.strip() for d in text.split(",")]
+    if not any(names):
+        raise MixoptError("--domains is empty; give the domain names, e.g. --domains web,code,math")
+    if "" in names:
+        raise MixoptError(f"--domains {text!r} has an empty name between its commas; give each domain once, "
+                          "e.g. --domains web,code,math")
+    if bad := [d for d in names if "=" in d]:
+        raise MixoptError(f"--domains names {', '.join(map(repr, bad))}: a domain name cannot hold '=' "
+                          "(--fix and --tokens could not name it); rename it")
+    return tuple(names)
+
+
 def _count(text: str) -> int | float:
     value = scaled_number(text)
     if not value.is_finite():

@@ -51,6 +51,7 @@ from mixopt.search.runner import (
     check_fatal,
     run_trials,
     settle_runs,
+    slot_key,
     slot_states,
     stop_signal_time,
 )
@@ -188,7 +189,8 @@ def resume_search(
         given = [f for f, v in (("--retries", retries), ("--trial-timeout", trial_timeout)) if v is not None]
         if given:  # they apply to the runs of a search still going
             warnings.warn(
-                f"search {name!r} is finished, so {' and '.join(given)} change nothing (its failed runs stay "
+                f"search {name!r} is finished, so {' and '.join(given)} "
+                f"{'change' if len(given) > 1 else 'changes'} nothing (its failed runs stay "
                 "failed); a new search with the same settings reuses its finished runs and samples new "
                 "ones", MixoptWarning, stacklevel=2)
         if out is not None:  # a finished search resumed with --out: write its mixture there too
@@ -234,17 +236,21 @@ def resume_search(
         info = _ray(cfg, progress, name)
         interrupted = settle_runs(st, name, prep.workroot)
         said: list[str] = []  # what runs again, and why: said as the resume starts
+
+        def runs(ids: list[str]) -> int:  # the runs (slots) behind these attempts
+            return len({slot_key(name, i) for i in ids})
+
         if interrupted:
             said.append(f"{len(interrupted)} run(s) cut short when the driver stopped run again")
         requeued = st.retag_errors(name, FATAL_PREFIX, REQUEUED + FATAL_PREFIX)
         if requeued:
-            said.append(f"{len(requeued)} run(s) that broke the evaluator's contract run again")
+            said.append(f"{runs(requeued)} run(s) that broke the evaluator's contract run again")
         # Runs that failed (raised, died) after every retry get their retries again: a resume
         # follows a fix of the evaluator or the cluster. Diverged runs stay (a mixture that blows up
         # would blow up again), and so do timed-out ones unless --trial-timeout changes (below).
         again = st.requeue_failed(name, REQUEUED, keep=(REQUEUED, INTERRUPTED, TIMED_OUT))
         if again:
-            said.append(f"{len(again)} failed run(s) get their retries again")
+            said.append(f"{runs(again)} failed run(s) get their retries again")
         from mixopt.methods import get_method
 
         trained = sum(r.role == "swarm" for r in st.runs(search_id=name, status="ok"))
@@ -255,11 +261,11 @@ def resume_search(
             # the fix the error asked for is tried on them too.
             again = st.requeue_failed(name, REQUEUED, keep=(REQUEUED, INTERRUPTED), status="diverged")
             if again:
-                said.append(f"too few swarm runs trained to fit: its {len(again)} diverged run(s) run again")
+                said.append(f"too few swarm runs trained to fit: its {runs(again)} diverged run(s) run again")
         if trial_timeout is not None:  # runs stopped by the old limit get another chance under the new
             again = st.retag_errors(name, TIMED_OUT, REQUEUED + TIMED_OUT)
             if again:
-                said.append(f"{len(again)} run(s) timed out under the old --trial-timeout run again")
+                said.append(f"{runs(again)} run(s) timed out under the old --trial-timeout run again")
         line = f"resuming search {name}" + (": " + "; ".join(said) if said else "")
         _emit(progress, StageEvent(stage="plan", search_id=name, message=line))
         st.update_search(name, state="running")

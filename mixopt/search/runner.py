@@ -251,12 +251,14 @@ class TrialCallback(Callback):
             self._record(f"the start of {run_id}", lambda: self._begin(trial))
         timeout = self.ctx.timeout if self.ctx is not None else None
         ran = time.monotonic() - self.started.get(run_id, time.monotonic())
+        cost = None
         if timeout is not None and ran >= timeout:
             error = f"{TIMED_OUT}{timeout:g} s (--trial-timeout); the run was stopped"
+            cost = ran  # what the run took before it was stopped
         else:
             error = f"the trial died: {_error_summary(trial.error_file)}"
-        self._record(f"the failure of {run_id}",
-                     lambda: self.store.finish(run_id, status="failed", only_if_running=True, error=error))
+        self._record(f"the failure of {run_id}", lambda: self.store.finish(
+            run_id, status="failed", only_if_running=True, error=error, cost=cost))
         if self._out_of_retries(trial):
             self.done += 1
             self.failed += 1

@@ -136,7 +136,8 @@ def evaluate(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
         cost = res.cost
     except MixoptError as exc:
         error, fatal, cost = FATAL_PREFIX + str(exc), True, time.perf_counter() - t0
-    except Exception as exc:  # anything the user's evaluator raises is a failed run, not a crash
+    except (Exception, SystemExit) as exc:  # anything the user's evaluator raises (sys.exit too) is a
+        # failed run, not a crash of the worker
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
         error, cost = f"{type(exc).__name__}: {exc}\n" + "".join(tb[-6:]), time.perf_counter() - t0
     return {
