@@ -345,8 +345,17 @@ def test_imported_regmix_runs_need_loss_names_to_be_reused(workspace, tmp_path):
         domains = list(read_run_tables(ratios, metrics).domains)
     ev = "mixopt.testing:loglinear"
     st = RunStore(tmp_path / "s.sqlite")
-    with pytest.warns(MixoptWarning, match=r"no metric is named loss/<domain>.*--rename"):
+    with pytest.warns(MixoptWarning, match=r"no metric is named loss/<domain>.*--rename "
+                                           r"'metric/\(\.\*\)_val_loss=loss/train_\\1'"):
         import_table(st, ratios=ratios, metrics=metrics, fidelity={"rung": "1m"}, evaluator=ev, prefix="a:")
+    # domains not named train_<x> (the hint had named RegMix's loss/train_\1, which matched none)
+    plain = tmp_path / "r.csv"
+    plain.write_text("run,a,b\nr1,0.5,0.5\nr2,0.2,0.8\n")
+    losses = tmp_path / "m.csv"
+    losses.write_text("run,metric/a_val_loss,metric/b_val_loss\nr1,2.0,3.0\nr2,2.5,2.8\n")
+    with pytest.warns(MixoptWarning, match=r"--rename 'metric/\(\.\*\)_val_loss=loss/\\1'"):
+        import_table(RunStore(tmp_path / "p.sqlite"), ratios=plain, metrics=losses, fidelity={"rung": "1m"},
+                     evaluator=ev)
     # RegMix measured 13 of its 17 training domains: the objective is their mean loss
     header = metrics.read_text().splitlines()[0].split(",")[1:]
     target = ",".join("train_" + c.removeprefix("metric/").removesuffix("_val_loss") for c in header)

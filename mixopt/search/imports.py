@@ -96,10 +96,12 @@ def import_table(
     usable = [f"{kind}/{d}" for d in table.domains for kind in ("loss", "bpb")]
     kept = [m for m in names if m not in empty]  # the metrics stored, as the summary counts them
     if not set(usable) & set(kept):
+        # RegMix names its domains train_<x> and their losses metric/<x>_val_loss
+        named = "train_" if all(d.startswith("train_") for d in table.domains) else ""
         warnings.warn(
             f"no metric is named loss/<domain> or bpb/<domain> (the metrics are {_sample(kept)}), so no "
             "search can use these runs (a search's objective reads those names); rename them on import, "
-            "e.g. --rename 'metric/(.*)_val_loss=loss/train_\\1' for RegMix's tables, or fit the tables "
+            f"e.g. --rename 'metric/(.*)_val_loss=loss/{named}\\1', or fit the tables "
             "with `mixopt fit --target COLUMN`", MixoptWarning, stacklevel=2)
     n_used = len(kept)
     records, bad_runs, n_bad = [], [], 0
