@@ -736,19 +736,27 @@ def test_a_local_evaluator_module_is_shipped_to_a_clusters_workers(tmp_path, mon
         assert user_modules(installed) == [], installed
 
 
-def test_runs_that_finished_as_the_driver_stopped_are_recorded_from_their_folders(workspace, tmp_path):
-    """A trial keeps its report in its run folder; the driver that did not hear it (Ctrl-C during
-    Tune's shutdown, kill -9) records it from there instead of running it again."""
-    from mixopt.evaluator import EvalRequest
-    from mixopt.search.runner import INTERRUPTED, settle_runs
-    from mixopt.search.trial import TrialContext, evaluate, keep_outcome
-    from mixopt.store import RunRecord
+def _stopped_search(workspace, tmp_path):  # noqa: ANN001, ANN202
+    """A store, a run folder and the trial context of search ``st`` (the driver-stop tests)."""
+    from mixopt.search.trial import TrialContext
 
     store = RunStore()
     root = tmp_path / "runs"
     ctx = TrialContext(store_path=str(store.path), search_id="st", home=str(workspace), workroot=str(root),
                        domains=DOMAINS, objective={"metric": "loss"}, objective_key="k", corpus=None,
                        corpus_hash=None, fidelity={}, fidelity_key="f", evaluator="mixopt.testing:loglinear")
+    return store, root, ctx
+
+
+def test_runs_that_finished_as_the_driver_stopped_are_recorded_from_their_folders(workspace, tmp_path):
+    """A trial keeps its report in its run folder; the driver that did not hear it (Ctrl-C during
+    Tune's shutdown, kill -9) records it from there instead of running it again."""
+    from mixopt.evaluator import EvalRequest
+    from mixopt.search.runner import INTERRUPTED, settle_runs
+    from mixopt.search.trial import evaluate, keep_outcome
+    from mixopt.store import RunRecord
+
+    store, root, ctx = _stopped_search(workspace, tmp_path)
     w = dict.fromkeys(DOMAINS, 0.25)
     for i, status, error in ((1, "running", None), (2, "failed", INTERRUPTED), (3, "running", None)):
         store.begin(RunRecord(run_id=f"st-s{i:04d}-a1", search_id="st", weights=w, seed=i, fidelity={},
@@ -775,14 +783,10 @@ def test_an_outcome_given_after_a_stop_signal_is_not_used(workspace, tmp_path, m
 
     from mixopt.search import runner
     from mixopt.search.runner import CUT_SHORT, TrialCallback, settle_runs
-    from mixopt.search.trial import TrialContext, evaluate, keep_outcome
+    from mixopt.search.trial import evaluate, keep_outcome
     from mixopt.store import RunRecord
 
-    store = RunStore()
-    root = tmp_path / "runs"
-    ctx = TrialContext(store_path=str(store.path), search_id="st", home=str(workspace), workroot=str(root),
-                       domains=DOMAINS, objective={"metric": "loss"}, objective_key="k", corpus=None,
-                       corpus_hash=None, fidelity={}, fidelity_key="f", evaluator="mixopt.testing:loglinear")
+    store, root, ctx = _stopped_search(workspace, tmp_path)
     w = dict.fromkeys(DOMAINS, 0.25)
     outcomes = {}
     for i in (1, 2, 3):
