@@ -44,13 +44,18 @@ Format = Literal["megatron", "hf", "olmix", "olmix-mix", "yaml"]
 FORMATS: tuple[str, ...] = ("megatron", "hf", "olmix", "olmix-mix", "yaml")
 
 
+def _and(items: Sequence[str]) -> str:
+    """``a, b and c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 def _check(mixture: Mixture, fmt: str, prefixes: Mapping[str, str] | None) -> dict[str, str]:
     if fmt not in FORMATS:
         raise MixoptError(f"export format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
     if len(mixture.schedule) > 1:  # one phase (until 1.0) is the mixture's weights all along
         raise MixoptError(
-            f"this mixture changes during training ({len(mixture.schedule)} phases, ending at "
-            f"{', '.join(f'{u:g}' for u, _ in mixture.schedule)} of training); the {fmt} format holds "
+            f"this mixture changes during training ({len(mixture.schedule)} phases, ending at fractions "
+            f"{_and([f'{u:g}' for u, _ in mixture.schedule])} of training); the {fmt} format holds "
             "one set of weights: `mixopt train` follows the schedule itself, and for another trainer "
             "write one mixture JSON per phase and export each"
         )

@@ -244,7 +244,9 @@ class Mixture:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, where: str = "mixture") -> Mixture:
         validate_json(d, where=where)
-        sched = tuple((p["until"], p["weights"]) for p in d.get("schedule", []))
+        # each phase normalised here too, so that its warnings name the file
+        sched = tuple((p["until"], normalize_weights(p["weights"], where=f"{where}: schedule phase {i}"))
+                      for i, p in enumerate(d.get("schedule", []), start=1))
         meta = {k: v for k, v in d.items() if k not in ("schema", "weights", "schedule")}
         try:  # normalised here first, so that its warnings and errors name the file
             return cls(normalize_weights(d["weights"], where=where), sched, meta)
@@ -291,29 +293,34 @@ def schema() -> dict[str, Any]:
 def validate_json(data: Any, *, where: str = "mixture") -> None:
     """Validate a parsed mixture JSON against the shipped schema; one clear error if it fails.
 
-    A top-level key the schema does not know is refused when it is a misspelling of one it knows
-    (``"schedules"`` would otherwise train without the schedule), and warned of otherwise (a
-    user's own annotation is kept and ignored).
+    A top-level key the schema does not know is refused when it is a misspelling of ``schedule``
+    or ``weights`` that holds what they hold, where the file lacks them (``"schedules"`` trained
+    the first phase for the whole run); any other is a user's own annotation, kept and warned of.
     """
     import difflib
 
     import jsonschema
 
+    known = list(schema()["properties"])
+    unknown = [k for k in data if k not in known] if isinstance(data, dict) else []
+    meant = {}
+    for key in unknown:  # before the schema: a misspelt "weights" is the cause of its "required" error
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+        if close:
+            meant[key] = close[0]
+            holds = {"schedule": list, "weights": dict}.get(close[0])
+            if holds is not None and close[0] not in data and isinstance(data[key], holds):
+                raise MixoptError(f"{where}: key {key!r} is not part of {SCHEMA_ID}; did you mean "
+                                  f"{close[0]!r}?")
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
         loc = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise MixoptError(f"{where} fails the mixture schema at {loc}: {e.message}{_schema_fix(e, data)}")
-    known = list(schema()["properties"])
-    unknown = [k for k in data if k not in known]
-    for key in unknown:
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
-        if close:
-            raise MixoptError(f"{where}: key {key!r} is not part of {SCHEMA_ID}; did you mean {close[0]!r}?")
     if unknown:
-        warnings.warn(f"{where}: {', '.join(map(repr, unknown))} not part of {SCHEMA_ID}; kept, not read",
-                      MixoptWarning, stacklevel=2)
+        said = ", ".join(f"{k!r}" + (f" (did you mean {meant[k]!r}?)" if k in meant else "") for k in unknown)
+        warnings.warn(f"{where}: {said} not part of {SCHEMA_ID}; kept, not read", MixoptWarning, stacklevel=2)
 
 
 def _schema_fix(e: Any, data: Any) -> str:

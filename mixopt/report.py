@@ -82,8 +82,9 @@ def cv_headline_notes(method: str, fit_name: str, k: int, folds: int, n_runs: in
                                                 if k < folds else "")]
     if method == "auto":  # the headline and the choice table's figure differ, for this reason
         notes.append("auto chooses its model again inside each fold (nested cross-validation): this scores "
-                     "the choice itself on runs it never saw, where the choice table below scores each "
-                     "candidate on the runs the choice was made on, which flatters the one chosen")
+                     "the choice itself on runs it never saw, where auto's choice table (the search's) "
+                     "scores each candidate on the runs the choice was made on, which flatters the one "
+                     "chosen")
     return notes
 
 

@@ -90,11 +90,9 @@ class SearchSpace:
                     f"domains are {', '.join(self.domains)}"
                 )
             for d, v in m.items():
-                if what == "token count" and not (0 <= float(v) < float("inf")):
-                    raise MixoptError(f"{what} of domain {d!r} is {v}; it must be a finite number ≥ 0")
-                if what == "token count" and float(v) == 0:  # the prior, caps and baselines give it 0
-                    raise MixoptError(f"token count of domain {d!r} is 0: a domain with no data cannot be "
-                                      "trained on; leave it out of the domains, or give its count")
+                if what == "token count" and not (0 < float(v) < float("inf")):  # 0: no data to train on
+                    raise MixoptError(f"{what} of domain {d!r} is {v}; give a finite number > 0 (a domain "
+                                      "with no data cannot be trained on: leave it out)")
                 if what != "token count" and not 0 <= float(v) <= 1:
                     raise MixoptError(f"{what} of domain {d!r} is {v}; it must be in [0, 1]")
         if self.tokens is not None:

@@ -336,8 +336,8 @@ def sample_swarm(
 def _single_mixture(space: SearchSpace) -> MixoptError | None:
     """The error for bounds that leave one mixture (the floors, or the ceilings, add up to 1)."""
     lo, hi = space.bounds()
+    fixed = ", ".join(f"{d}={w:g}" for d, w in space.fixed.items())
     if 1.0 - float(lo.sum()) <= 1e-9:  # the lower bounds take the whole simplex
-        fixed = ", ".join(f"{d}={w:g}" for d, w in space.fixed.items())
         return MixoptError(
             f"the fixed weights and floors add up to 1{f' (--fix {fixed})' if fixed else ''}, which "
             "leaves a single mixture and nothing to search: use that mixture as it is, or free a domain"
@@ -346,7 +346,8 @@ def _single_mixture(space: SearchSpace) -> MixoptError | None:
         capped = space.max_epochs is not None and bool(np.any(space.epoch_cap() < 1.0))
         what = "the ceilings" + (
             f" (with the repetition caps, --max-epochs {space.max_epochs:g} × each domain's tokens / "
-            f"--target-tokens {space.target_tokens:g})" if capped else "")
+            f"--target-tokens {space.target_tokens:g})" if capped else "") + (
+            f" and the fixed weights (--fix {fixed})" if fixed else "")
         fix = ("raise --max-epochs, lower --target-tokens or raise a --max-weight" if capped
                else "raise a --max-weight")
         return MixoptError(f"{what} add up to 1, which leaves a single mixture and nothing to search: {fix}")

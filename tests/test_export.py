@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mixopt.cli import main
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.export import FORMATS, export_mixture, export_notes, parse_export
 from mixopt.mixture import Mixture
 
@@ -278,7 +279,7 @@ def test_a_domain_without_a_name_is_refused() -> None:
     # a misspelt key had been ignored: the run trained without its schedule
     ({"weights": {"a": 0.5, "b": 0.5}, "schedules": []},
      "key 'schedules' is not part of mixopt.mixture/v1; did you mean 'schedule'?"),
-    ({"wieghts": {"a": 1}, "weights": {"a": 1}}, "did you mean 'weights'?"),
+    ({"wieghts": {"a": 1}}, "key 'wieghts' is not part of mixopt.mixture/v1; did you mean 'weights'?"),
 ])
 def test_hand_written_mixture_mistakes_say_how_to_fix_them(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                            workspace: Path, data: dict, message: str) -> None:
@@ -299,9 +300,23 @@ def test_a_users_own_key_is_kept_with_a_warning_and_the_file_is_named(
     assert run_cli(["export", str(path), "--format", "megatron"]) == 0
     err = capsys.readouterr().err
     assert f"warning: {path}: 'author' not part of mixopt.mixture/v1; kept, not read" in err
+    # annotations close to a schema key are kept too (the review: created_at, note, weights_old)
+    for key, value in (("created_at", "2026"), ("note", "by hand"), ("schedule_note", "none"),
+                       ("weights_old", {"a": 1.0})):
+        path.write_text(json.dumps({"schema": "mixopt.mixture/v1", "weights": {"a": 1.0}, key: value}))
+        with pytest.warns(MixoptWarning, match=rf"'{key}' \(did you mean '.*'\?\) not part of"):
+            Mixture.load(path)
+    path.write_text(json.dumps({"schema": "mixopt.mixture/v1", "author": "me",
+                                "weights": {"code": 0.3333, "docs": 0.3333, "drama": 0.3333}}))
     assert f"warning: {path}: weights summed to 0.9999; renormalised to 1" in err  # had said "mixture:"
     # a note longer than 80 columns is one line in a log (rich had broken it at 80)
     note = ("note: no --prefix: the blend names each domain as a data prefix relative to where Megatron "
             "runs; give --prefix domain=/path/to/domain_text_document")
     assert f"\n{note}\n" in f"\n{err}"
     assert Mixture.load(path).meta["author"] == "me"
+    phased = tmp_path / "phased.json"
+    phased.write_text(json.dumps({"schema": "mixopt.mixture/v1", "weights": {"a": 0.5, "b": 0.5},
+                                  "schedule": [{"until": 0.5, "weights": {"a": 0.5, "b": 0.5}},
+                                               {"until": 1, "weights": {"a": 0.3333, "b": 0.6666}}]}))
+    with pytest.warns(MixoptWarning, match=rf"^{re.escape(str(phased))}: schedule phase 2: weights summed"):
+        Mixture.load(phased)

@@ -490,6 +490,9 @@ def test_a_trial_evaluates_without_opening_the_run_store(tmp_path):
     ctx = dataclasses.replace(ctx, evaluator=lambda request: sys.exit("trainer gave up"))
     res = evaluate({"run_id": "n-s0001-a1", "weights": weights, "seed": 0}, ctx)
     assert res["status"] == "failed" and res["error"] == "SystemExit: trainer gave up"
+    res = evaluate({"run_id": "n-s0002-a1", "weights": weights, "seed": 0},
+                   dataclasses.replace(ctx, evaluator=lambda request: sys.exit()))
+    assert res["status"] == "failed" and res["error"] == "SystemExit"  # not "SystemExit: "
 
 
 def test_a_history_the_store_cannot_encode_is_the_evaluators_contract_error(tmp_path):
@@ -779,7 +782,7 @@ def test_an_outcome_given_after_a_stop_signal_is_not_used(workspace, tmp_path, m
     10 s later, the evaluator returned what its first checkpoint had left, and that run was recorded
     ``ok`` (from the report or from its folder) and fitted. An outcome after the signal is not used,
     now or on a later --resume; one from before it still is."""
-    import signal
+    from types import SimpleNamespace
 
     from mixopt.search import runner
     from mixopt.search.runner import CUT_SHORT, TrialCallback, settle_runs
@@ -818,18 +821,49 @@ def test_an_outcome_given_after_a_stop_signal_is_not_used(workspace, tmp_path, m
     slot = Slot(key="s0002", weights=list(w.values()), seed=2)
     slot_states(store, "st", [slot], retries=0)
     assert (slot.state, slot.attempt) == ("pending", 2)
-    # the handler: the first Ctrl-C notes the time and stops Tune through its own handler; a second
-    # one stops at once
-    called = []
+    # a trial that dies in the shutdown (Ray ends the workers) is cut short too, not a failure of its own
+    store.begin(RunRecord(run_id="st-s0004-a1", search_id="st", weights=w, seed=4, fidelity={},
+                          fidelity_key="f"))
+    dead = SimpleNamespace(config={"run_id": "st-s0004-a1", "failures": 0}, error_file=None)
+    cb.on_trial_error(0, [], dead)
+    assert store.get("st-s0004-a1").error == CUT_SHORT
+
+
+def test_the_stop_signal_is_noted_through_tunes_own_handlers(workspace, tmp_path, monkeypatch):
+    """The callback wraps the stop handlers Tune installed for this fit (Tune's SIGUSR1 handler is left
+    over from an earlier fit otherwise); the time is kept in the run folder for a driver killed before
+    it closes its runs, and read back by the --resume."""
+    import signal
+
+    from ray.tune.tune import _setup_signal_catching
+
+    from mixopt.search import runner
+    from mixopt.search.runner import STOPPED, TrialCallback, recorded_stop, settle_runs
+    from mixopt.search.trial import keep_outcome
+    from mixopt.store import RunRecord
+
+    store, root, ctx = _stopped_search(workspace, tmp_path)
     monkeypatch.setitem(runner._STOP_SIGNAL, "at", None)
-    previous = signal.signal(signal.SIGUSR1, lambda *a: called.append(a))
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGUSR1)}
     try:
-        runner._on_stop_signal(signal.SIGINT, None)
-        assert called and runner.stop_signal_time() is not None
-        with pytest.raises(KeyboardInterrupt):
-            runner._on_stop_signal(signal.SIGINT, None)
+        event = _setup_signal_catching()  # what Tune's fit() does before it sets its callbacks up
+        TrialCallback(store, "swarm", [], 0, None, None, ctx).setup()
+        assert signal.getsignal(signal.SIGINT) is signal.getsignal(signal.SIGUSR1)  # both wrapped
+        os.kill(os.getpid(), signal.SIGINT)
+        assert event.is_set() and runner.stop_signal_time() is not None  # Tune stops, the time noted
+        assert recorded_stop(root) == runner.stop_signal_time()
+        assert signal.getsignal(signal.SIGINT) is saved[signal.SIGINT]  # Tune gave SIGINT back
     finally:
-        signal.signal(signal.SIGUSR1, previous)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    # a driver killed before it closed its runs: the resume reads the time from the folder
+    w = dict.fromkeys(DOMAINS, 0.25)
+    store.begin(RunRecord(run_id="st-s0001-a1", search_id="st", weights=w, seed=1, fidelity={},
+                          fidelity_key="f"))
+    keep_outcome(root, {"run_id": "st-s0001-a1", "status": "ok", "objective": 9.0, "cost": 1.0,
+                        "finished_at": recorded_stop(root) + 10, "record": {"metrics": {"loss/web": 9.0}}})
+    assert settle_runs(store, "st", root, stopped_at=recorded_stop(root)) == ["st-s0001-a1"]
+    assert store.get("st-s0001-a1").status == "failed" and (root / STOPPED).exists()
 
 
 def test_per_domain_note_when_the_two_fits_disagree() -> None:

@@ -85,7 +85,7 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     (["search", "--evaluator", "mixopt.testing:loglinear", "--domains", "a=1,b,c"],
      "--domains names 'a=1': a domain name cannot hold '='"),
     (["search", *FAST, "--tokens", "web=0,code=1e9,math=1e9,books=1e9"],
-     "token count of domain 'web' is 0: a domain with no data cannot be trained on"),
+     "token count of domain 'web' is 0.0; give a finite number > 0 (a domain with no data cannot be"),
     # caps that leave one mixture had said "lower --budget", after a warning
     (["search", *FAST, "--tokens", "web=4e9,code=1e9,math=3e8,books=1e8", "--max-epochs", "1"],
      "the ceilings (with the repetition caps, --max-epochs 1 × each domain's tokens / --target-tokens "
@@ -109,7 +109,7 @@ def test_bad_input_is_one_line_and_exit_2(workspace, capsys, args, message):
 
 @pytest.mark.parametrize(("fidelity", "message"), [
     ("foo=1", "--fidelity foo: the built-in proxy reads only tokens, max_epochs and threads"),
-    ("tokens=abc", "--fidelity tokens=abc: a token count must be a positive number"),
+    ("tokens=abc", "--fidelity tokens=abc: a token count must be a number ≥ 1"),
     ("max_epochs=-1", "--fidelity max_epochs=-1: give a positive number"),
     ("threads=0", "fidelity threads is 0; give a positive integer"),
 ])
@@ -262,19 +262,21 @@ def test_runs_list_in_a_workspace_without_a_store_writes_nothing(workspace, caps
 
 def test_fidelity_options_add_up_and_never_override_the_rung(workspace, capsys):
     from mixopt.errors import MixoptError
-    from mixopt.search.config import parse_fidelity
+    from mixopt.search.config import SearchConfig, parse_fidelity
 
     assert parse_fidelity(["steps=5", "lr=1e-3,steps=5"]) == {"steps": 5, "lr": 0.001}
     # tokens is a count (5k as --tokens 5k); other keys keep their text (rung=1m names a rung)
     assert parse_fidelity("tokens=5k,rung=1m,size=2M") == {"tokens": 5000, "rung": "1m", "size": "2M"}
     assert parse_fidelity("tokens=2.5k") == {"tokens": 2500}
-    assert parse_fidelity("tokens=1.5") == {"tokens": 1.5}
+    assert parse_fidelity("tokens=1.5") == {"tokens": 1.5}  # a count ≥ 1, as a user's evaluator reads it
     # exact (decimal): 2.01M is the same key as 2010000, not 2009999.9999999998
     assert parse_fidelity("tokens=2.01M") == parse_fidelity("tokens=2010000") == {"tokens": 2010000}
     # a count for any evaluator: a user's own got -5000 from tokens=-5k
-    for bad in ("infk", "-5k", "0", "nan", "lots"):
-        with pytest.raises(MixoptError, match=rf"--fidelity tokens={bad}: a token count must be a positive"):
+    for bad in ("infk", "-5k", "0", "nan", "lots", "0.5"):
+        with pytest.raises(MixoptError, match=rf"--fidelity tokens={bad}: a token count must be a number ≥"):
             parse_fidelity(f"tokens={bad}")
+    with pytest.raises(MixoptError, match=r"--fidelity tokens=-5000: a token count"):  # the library's way in
+        SearchConfig(evaluator="mixopt.testing:loglinear", domains=("a", "b"), fidelity={"tokens": -5000})
     with pytest.raises(MixoptError, match=r"--fidelity gives steps twice \(5 and 6\); give it once"):
         parse_fidelity("steps=5,steps=6")
     with pytest.raises(MixoptError, match=r"--fidelity: 'rung=' is not of the form key=value"):
@@ -352,3 +354,20 @@ def test_an_evaluator_that_ignores_the_mixture_is_named_not_asked_for_more_runs(
     assert "do not depend on the mixture" in err[0] and "--no-reuse" in err[0]
     assert not out.exists()
     assert len(RunStore().runs(search_id="flat")) == 4  # kept, as every run is
+
+
+def test_domains_are_parsed_strictly_but_a_trailing_comma_is_harmless():
+    from mixopt.errors import MixoptError
+    from mixopt.search.config import parse_domains
+    from mixopt.space import SearchSpace
+    from mixopt.swarm import sample_swarm
+
+    assert parse_domains("web, code,math,") == ("web", "code", "math")
+    assert parse_domains(None) is None
+    for bad, said in ((",web,code", "empty name"), ("", "--domains is empty"), (" , ", "--domains is empty")):
+        with pytest.raises(MixoptError, match=said):
+            parse_domains(bad)
+    # fixed weights that, with the ceilings, leave one mixture are named as such
+    space = SearchSpace(domains=("a", "b", "c"), fixed={"a": 0.5}, ceilings={"b": 0.3, "c": 0.2})
+    with pytest.raises(MixoptError, match=r"the ceilings and the fixed weights \(--fix a=0.5\) add up to 1"):
+        sample_swarm(space, 4, seed=0)

@@ -531,12 +531,16 @@ def test_report_sets_each_domain_against_its_prediction() -> None:
     # One searched with a user's evaluator (or fitted on tables) had been set against the final
     # model as "measured at proxy rung xs": its figures are of other data and tokens.
     for prov, how in (({"corpus": None, "evaluator": "myeval:evaluate"}, "the evaluator myeval:evaluate"),
-                      ({"corpus": None, "tables": {}}, "fitted on run tables")):
+                      ({"corpus": "web", "corpus_hash": "b" * 64, "evaluator": "my:ev"}, "evaluator my:ev"),
+                      ({"corpus": None, "tables": {}}, "fitted on run tables, not on a corpus")):
         mine = Mixture(w, meta={"predicted": {"mean": 3.0}, "measured": {"mean": 3.1, "rung": "xs"},
                                 "provenance": prov})
         rep = prediction_report(mine, metrics, ["code", "math"], corpus_hash="b" * 64)
         assert rep["predicted"] is None and rep["proxy_measured"] is None
-        assert how in rep["note"] and "not on a corpus" in rep["note"]
+        assert how in rep["note"] and "not set against the final model" in rep["note"]
+    ours = {"corpus": "web", "corpus_hash": "b" * 64, "evaluator": "proxy"}
+    proxy = Mixture(w, meta={"predicted": {"mean": 3.0}, "provenance": ours})
+    assert prediction_report(proxy, metrics, ["code", "math"], corpus_hash="b" * 64)["predicted"] == 3.0
 
 
 def test_resume_finds_a_run_in_the_older_default_folder(tiny_corpus, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +11,8 @@ from rich.console import Console
 console = Console()
 # Notes, warnings and progress lines in a log stay one line each (grep-able): rich would break
 # them at 80 columns when stderr is not a terminal.
-err_console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+err_console = Console(stderr=True)
+err_console.soft_wrap = not err_console.is_terminal
 
 CorpusOpt = Annotated[str, typer.Option("--corpus", "-c", help="Corpus name (a recipe in corpora/) or path.")]
 RungOpt = Annotated[str, typer.Option("--rung", "-r", help="Proxy rung from proxies/ (xs, s, m, ...).")]

@@ -138,6 +138,7 @@ class SearchConfig:
             raise MixoptError(f"--metric {self.metric!r} is unknown; use loss or bpb")
         if not self.rung:
             raise MixoptError("--rung is empty; name a proxy rung (e.g. xs)")
+        check_tokens_fidelity(self.fidelity)
         if "rung" in self.fidelity:  # the search sets it from --rung; two values would disagree
             raise MixoptError(f"--fidelity rung={self.fidelity['rung']}: a search's rung is --rung; give "
                               f"--rung {self.fidelity['rung']}")
@@ -233,6 +234,8 @@ def parse_domains(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
     names = [d.strip() for d in text.split(",")]
+    if len(names) > 1 and names[-1] == "":  # a trailing comma (web,code,) leaves nothing out
+        names.pop()
     if not any(names):
         raise MixoptError("--domains is empty; give the domain names, e.g. --domains web,code,math")
     if "" in names:
@@ -260,6 +263,7 @@ def parse_fidelity(text: str | Sequence[str] | None) -> dict[str, Any]:
     if text is not None and not isinstance(text, str):
         text = ",".join(text)
     out: dict[str, Any] = {}
+    typed: dict[str, str] = {}
     for name, val in _pairs(text, option="--fidelity", form="key=value (e.g. --fidelity steps=1000,lr=3e-4)"):
         # tokens is a count wherever it is written (5k as --tokens 5k); other keys keep their text
         # (rung=1m names a rung)
@@ -270,10 +274,25 @@ def parse_fidelity(text: str | Sequence[str] | None) -> dict[str, Any]:
                 break
             except ValueError:
                 continue
-        if name == "tokens" and not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-            raise MixoptError(f"--fidelity tokens={val}: a token count must be a positive number "
-                              "(e.g. tokens=5k)")
         if name in out and out[name] != value:
             raise MixoptError(f"--fidelity gives {name} twice ({out[name]} and {value}); give it once")
         out[name] = value
+        typed[name] = val
+    check_tokens_fidelity(out, typed.get("tokens"))
     return out
+
+
+def check_tokens_fidelity(fidelity: Mapping[str, Any], typed: str | None = None) -> None:
+    """``tokens``, where a fidelity gives it, is a count for any evaluator (``tokens=-5k`` had reached
+    a user's evaluator as -5000).
+
+    Raises:
+        MixoptError: not a finite number ≥ 1.
+    """
+    value = fidelity.get("tokens")
+    if value is None:
+        return
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and value >= 1):
+        shown = value if typed is None else typed  # as the user wrote it (-5k, not -5000)
+        raise MixoptError(f"--fidelity tokens={shown}: a token count must be a number ≥ 1 (e.g. tokens=5k)")

@@ -49,6 +49,7 @@ from mixopt.search.runner import (
     TIMED_OUT,
     Progress,
     check_fatal,
+    recorded_stop,
     run_trials,
     settle_runs,
     slot_key,
@@ -160,7 +161,7 @@ def _stop_on_sigterm() -> None:
 
     def handler(signum: int, frame: Any) -> None:
         if DRIVING:
-            os.kill(os.getpid(), signal.SIGINT)  # Tune's handler while trials run, KeyboardInterrupt after
+            os.kill(os.getpid(), signal.SIGINT)  # Tune's stop while trials run, KeyboardInterrupt after
         elif callable(previous):
             previous(signum, frame)
         else:
@@ -234,7 +235,7 @@ def resume_search(
         )
     with driver_lock(prep.search_dir, name):
         info = _ray(cfg, progress, name)
-        interrupted = settle_runs(st, name, prep.workroot)
+        interrupted = settle_runs(st, name, prep.workroot, stopped_at=recorded_stop(prep.workroot))
         said: list[str] = []  # what runs again, and why: said as the resume starts
 
         def runs(ids: list[str]) -> int:  # the runs (slots) behind these attempts
@@ -652,7 +653,7 @@ def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, info: RayInf
     settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time())
     slot_states(store, sid, slots, retries=cfg.retries)
     left = [s.key for s in slots if s.state == "pending"]
-    if left:
+    if left or stop_signal_time() is not None:  # a stop as the last runs ended stops the search too
         raise KeyboardInterrupt(f"{phase} stopped with {len(left)} runs to go; resume with --resume {sid}")
 
 

@@ -8,13 +8,14 @@ included) without losing or re-running a finished run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,9 @@ def settle_runs(store: RunStore, search_id: str, workroot: str | Path,
     A run whose trial kept its outcome (:data:`~mixopt.search.trial.OUTCOME`) finished while the
     driver stopped (a killed driver, a report Tune did not pass on): it is recorded from there, so
     a resume does not run it again. The others are marked :data:`INTERRUPTED` and run again.
-    ``stopped_at``: when a stop signal came (:func:`stop_signal_time`); an outcome given after it
-    is not used, and the runs not recorded are closed for good as :data:`CUT_SHORT`.
+    ``stopped_at``: when a stop signal came (:func:`stop_signal_time`, or :func:`recorded_stop` on a
+    resume); an outcome given after it is not used, and the runs not recorded are marked
+    :data:`CUT_SHORT`, which a later settle leaves alone (they run again as new attempts).
     """
     import json
 
@@ -112,7 +114,7 @@ def settle_runs(store: RunStore, search_id: str, workroot: str | Path,
             result = json.loads((Path(workroot) / run_id / OUTCOME).read_text(encoding="utf-8"))
         except (OSError, ValueError):  # still running elsewhere, or killed before it ended
             continue
-        if stopped_at is not None and not result.get("finished_at", math.inf) <= stopped_at:
+        if after_stop(result, stopped_at):
             continue
         record = result.get("record") or {}
         store.finish(run_id, status=result.get("status") or "failed", metrics=record.get("metrics") or {},
@@ -124,9 +126,12 @@ def settle_runs(store: RunStore, search_id: str, workroot: str | Path,
     return store.interrupt(search_id, INTERRUPTED if stopped_at is None else CUT_SHORT)
 
 
-# When the stop signal (Ctrl-C, or SIGTERM, which the driver turns into one) came during the trials
-# of this process's last run_trials; None when none came.
+# When a stop signal (Ctrl-C; SIGTERM, which the driver turns into one; SIGUSR1, Tune's own) came
+# during the trials of this process's last run_trials; None when none came.
 _STOP_SIGNAL: dict[str, float | None] = {"at": None}
+# The same time, kept in the search's run folder by the handler: a driver killed after the signal,
+# before it closed its runs, leaves it for the --resume (and the next run_trials removes it).
+STOPPED = ".mixopt-stopped"
 
 
 def stop_signal_time() -> float | None:
@@ -134,17 +139,33 @@ def stop_signal_time() -> float | None:
     return _STOP_SIGNAL["at"]
 
 
-def _on_stop_signal(signum: int, frame: Any) -> None:
-    """SIGINT while Tune runs: note the time, then stop Tune as its own handler does (it sets its
-    flag from SIGUSR1's handler); a second Ctrl-C stops at once."""
-    if _STOP_SIGNAL["at"] is not None:
-        raise KeyboardInterrupt
-    _STOP_SIGNAL["at"] = time.time()
-    tune_handler = signal.getsignal(signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else None
-    if callable(tune_handler):
-        tune_handler(signum, frame)
-    else:  # no Tune handler to stop it gracefully (not on this platform): stop at once
-        raise KeyboardInterrupt
+def recorded_stop(workroot: str | Path) -> float | None:
+    """The stop signal's time that a search's last driver kept in its run folder, or None."""
+    try:
+        return float((Path(workroot) / STOPPED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def after_stop(result: Mapping[str, Any], stopped_at: float | None) -> bool:
+    """Whether a trial's outcome came after the stop signal (one that says no time counts as after).
+    The trial's clock is the worker's: on a cluster the nodes' clocks must agree to within the
+    seconds Ray's shutdown takes."""
+    return stopped_at is not None and not result.get("finished_at", math.inf) <= stopped_at
+
+
+def _noting_stop(tune_handler: Callable[[int, Any], Any], stop_file: Path) -> Callable[[int, Any], None]:
+    """Tune's stop handler, which first notes when the stop came (in memory and in ``stop_file``)."""
+    from mixopt.atomic import write_text
+
+    def handler(signum: int, frame: Any) -> None:
+        if _STOP_SIGNAL["at"] is None:
+            _STOP_SIGNAL["at"] = time.time()
+            with contextlib.suppress(OSError, MixoptError):  # the time in memory still serves this driver
+                write_text(stop_file, repr(_STOP_SIGNAL["at"]))
+        tune_handler(signum, frame)  # Tune stops gracefully; it gives SIGINT back, so a second stops at once
+
+    return handler
 
 
 def fatal_error(store: RunStore, search_id: str) -> str | None:
@@ -215,8 +236,7 @@ class TrialCallback(Callback):
         record = result.pop("record", None)  # in the store; Tune would keep it in its own state too
         status = result.get("status")
         value = result.get("objective")
-        stopped_at = stop_signal_time()
-        if run_id and stopped_at is not None and not result.get("finished_at", math.inf) <= stopped_at:
+        if run_id and after_stop(result, stop_signal_time()):
             # it ended during the shutdown, perhaps on what a killed training job left: run it again
             self._record(f"the interruption of {run_id}", lambda: self.store.finish(
                 run_id, status="failed", only_if_running=True, error=CUT_SHORT))
@@ -243,10 +263,28 @@ class TrialCallback(Callback):
             self.failed += 1
         self.emit(result.get("run_id"), status)
 
+    def setup(self, **info) -> None:  # noqa: ANN003
+        """Tune has installed its stop handlers for this fit (SIGINT, SIGUSR1): note when one is used."""
+        usr1 = getattr(signal, "SIGUSR1", None)
+        if self.ctx is None or usr1 is None or threading.current_thread() is not threading.main_thread():
+            return
+        tune_handler = signal.getsignal(usr1)
+        if getattr(tune_handler, "__name__", "") != "signal_interrupt_tune_run":
+            return  # not Tune's (a Tune that changed): its stop stays as it was
+        handler = _noting_stop(tune_handler, Path(self.ctx.workroot) / STOPPED)  # type: ignore[arg-type]
+        signal.signal(usr1, handler)
+        if signal.getsignal(signal.SIGINT) is tune_handler:  # unless TUNE_DISABLE_SIGINT_HANDLER
+            signal.signal(signal.SIGINT, handler)
+
     def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
         run_id = trial.config.get("run_id")
         if not run_id or run_id in self.reported:
             return  # it died after reporting (a lost node): its outcome is recorded and counted
+        if stop_signal_time() is not None:  # Ray's shutdown ended it: no failure of its own
+            self._record(f"the interruption of {run_id}", lambda: self.store.finish(
+                run_id, status="failed", only_if_running=True, error=CUT_SHORT))
+            self.emit(run_id, "failed")
+            return
         if run_id not in self.started:  # failed before it started (an actor that never came up)
             self._record(f"the start of {run_id}", lambda: self._begin(trial))
         timeout = self.ctx.timeout if self.ctx is not None else None
@@ -310,6 +348,9 @@ def run_trials(
     """
     slots = list(searcher.slots.values())
     searcher.timeout = ctx.timeout
+    _STOP_SIGNAL["at"] = None  # a stop of an earlier phase, or of the driver a resume continues, is past
+    with contextlib.suppress(OSError):
+        (Path(ctx.workroot) / STOPPED).unlink()
     cb = TrialCallback(RunStore(ctx.store_path), phase, slots, searcher.retries, progress, best, ctx)
     cb.emit()
     if not searcher.pending():
@@ -339,19 +380,18 @@ def run_trials(
     )
     logger.info("running %d %s trials (%d at a time) in %s", len(searcher.pending()), phase, concurrency,
                 storage / name)
-    # Tune installs its own SIGINT handler and leaves it after fit() returns: a Ctrl-C during the fit
-    # or the validation that follow would only set Tune's flag, and the search would go on.
-    handler = signal.getsignal(signal.SIGINT)
-    _STOP_SIGNAL["at"] = None
+    # Tune installs its own stop handlers (SIGINT, SIGUSR1; the callback wraps them to note when the
+    # stop came) and leaves them after fit() returns: a Ctrl-C during the fit or the validation that
+    # follow would only set Tune's flag, and the search would go on.
     main = threading.current_thread() is threading.main_thread()
-    if main:  # mixopt's handler in Tune's place, to know when the stop came (see settle_runs)
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-        signal.signal(signal.SIGINT, _on_stop_signal)
+    stops = [sig for sig in (signal.SIGINT, getattr(signal, "SIGUSR1", None)) if sig is not None]
+    handlers = {sig: signal.getsignal(sig) for sig in stops} if main else {}
     try:
         tuner.fit()
     finally:
-        if main:
-            signal.signal(signal.SIGINT, handler)
+        for sig, handler in handlers.items():
+            if handler is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(sig, handler)
 
 
 def check_fatal(store: RunStore, search_id: str) -> None:

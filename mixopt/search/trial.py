@@ -139,7 +139,8 @@ def evaluate(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
     except (Exception, SystemExit) as exc:  # anything the user's evaluator raises (sys.exit too) is a
         # failed run, not a crash of the worker
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        error, cost = f"{type(exc).__name__}: {exc}\n" + "".join(tb[-6:]), time.perf_counter() - t0
+        said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__  # sys.exit() says nothing
+        error, cost = f"{said}\n" + "".join(tb[-6:]), time.perf_counter() - t0
     return {
         "objective": value, "status": status, "run_id": run_id, "cost": cost,
         # wall clock: the driver does not use an outcome given after a stop signal (settle_runs)

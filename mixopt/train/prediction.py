@@ -69,12 +69,12 @@ def prediction_report(
     if note is None and corpus_hash and made_on and made_on != corpus_hash:
         note = (f"the mixture was searched on another build of the corpus (hash {str(made_on)[:12]}, not "
                 f"{corpus_hash[:12]}): its prediction is of other data, not set against the final model")
-    if note is None and corpus_hash and "corpus" in prov and prov["corpus"] is None:
-        # a user's evaluator or tables made elsewhere: their losses are of other data and tokens
-        how = (f"searched with the evaluator {prov['evaluator']}" if prov.get("evaluator")
-               else "fitted on run tables")
-        note = (f"the mixture was {how}, not on a corpus: its figures are of other data, not set "
-                "against the final model")
+    own = prov.get("evaluator") not in (None, "proxy")
+    if note is None and corpus_hash and (own or ("corpus" in prov and prov["corpus"] is None)):
+        # a user's evaluator or tables made elsewhere: their losses are of other models, data or tokens
+        how = (f"searched with the evaluator {prov['evaluator']}" if own
+               else "fitted on run tables, not on a corpus")
+        note = f"the mixture was {how}: its figures are that evaluation's, not set against the final model"
     present = [d for d in domains if f"loss/{d}" in metrics]
     try:
         final = objective.value(metrics, present)
