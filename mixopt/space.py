@@ -74,7 +74,9 @@ class SearchSpace:
     def __post_init__(self) -> None:
         object.__setattr__(self, "domains", tuple(self.domains))
         if len(self.domains) < 2:
-            raise MixoptError(f"a search space needs at least 2 domains, got {list(self.domains)}")
+            raise MixoptError(f"there is nothing to mix with {len(self.domains)} domain(s) "
+                              f"({', '.join(self.domains) or 'none'}); a mixture needs 2 or more (add a "
+                              "domain to the corpus, or to --domains)")
         if len(set(self.domains)) != len(self.domains):
             raise MixoptError(f"duplicate domain names in {list(self.domains)}")
         for what, m in (

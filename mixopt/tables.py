@@ -81,6 +81,9 @@ class RunTable:
                 weight = float(w)
             except ValueError:
                 weight = float("nan")
+            if col == MEAN_TARGET and col not in self.metrics.columns:
+                raise MixoptError(f"--target {name!r}: {MEAN_TARGET!r} (every column) cannot be combined "
+                                  f"with columns; give --target {MEAN_TARGET}, or the columns alone")
             if col not in self.metrics.columns:
                 which = f"--target {name!r}" if col == name else f"--target {name!r}: {col!r}"
                 raise MixoptError(

@@ -139,6 +139,12 @@ def test_fit_auto_prints_its_cv_table(
     assert all(len(line) <= 80 for line in table.splitlines())
     assert all(h in table for h in ("Spearman", "Pearson", "rel. err", "fit s", "chosen"))
     assert table.count("✓") == 1 and f"auto chose {chosen}: the best Spearman" in table
+    # with --cv, the second Spearman is of the whole choice (nested), and says so (a QA pass)
+    monkeypatch.setitem(AutoFitter.__init__.__kwdefaults__, "candidates", ("linear",))
+    assert run_cli([*AUTO_ARGS[:-1], "--cv", "3"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "3-fold cross-validation of auto's whole choice, made again in each fold" in said
+    assert "scored on the runs the choice was made on, which flatters it" in said
 
 
 @pytest.mark.slow

@@ -432,6 +432,9 @@ def test_fit_proposes_under_a_repetition_cap(tmp_path: Path, capsys: pytest.Capt
     assert plan["epochs"][first] > 4 and repeated and f"repeats {first} " in repeated[0]
     bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--propose", "--out", str(out),
          "--max-epochs", "2"], capsys, "--max-epochs needs the tokens of each domain")
+    # a QA pass: --target-tokens alone was taken, recorded and used for nothing
+    bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--propose", "--out", str(out),
+         "--target-tokens", "3e9"], capsys, "--target-tokens needs the tokens of each domain")
     bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--cv", "3", "--target-size", "1e9"], capsys,
         "--target-size go with --fidelity-law")
 

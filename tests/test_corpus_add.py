@@ -89,6 +89,19 @@ def test_add_text_folders(workspace: Path, capsys) -> None:
     assert man["sources"][0]["sha256"]
 
 
+def test_a_corpus_of_one_domain_is_built_with_a_warning(workspace: Path, tmp_path: Path, capsys) -> None:
+    """A QA pass: it was built silently, and `entropy` on it then said "a search space needs at least
+    2 domains"."""
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "code").symlink_to(TINY_DATA / "code")
+    code, _, err = run(capsys, "corpus", "add", "one", "--from", str(one), *SMALL)
+    assert code == 0, err
+    assert "warning: corpus one has one domain (code): there is nothing to mix" in err
+    code, _, err = run(capsys, "entropy", "one")
+    assert code == 2 and "there is nothing to mix with 1 domain(s) (code); a mixture needs 2 or more" in err
+
+
 def test_add_hf_saved_dataset(workspace: Path, tmp_path: Path, capsys) -> None:
     import datasets
 

@@ -189,6 +189,36 @@ def test_unreadable_file(workspace: Path, tmp_path: Path, capsys) -> None:
     )
 
 
+def test_a_file_the_user_cannot_read_is_one_line(workspace: Path, tmp_path: Path, capsys) -> None:
+    """A QA pass: a file in a domain folder that raises EACCES (chmod 000; as root, a write-only
+    file of /sys) had ended `corpus add` in a PermissionError traceback, exit 1."""
+    import os
+
+    import pytest
+
+    rescan = Path("/sys/bus/pci/rescan")  # write-only: EACCES even for root
+    if os.geteuid() == 0:
+        try:
+            rescan.read_bytes()
+            pytest.skip("no file root cannot read here")
+        except PermissionError:
+            pass
+        except OSError:
+            pytest.skip("no file root cannot read here")
+    for d in ("a", "b"):
+        (tmp_path / "src" / d).mkdir(parents=True)
+        for i in range(30):
+            (tmp_path / "src" / d / f"p{i}.txt").write_text(f"{d} text {i} " * 50)
+    locked = tmp_path / "src" / "a" / "locked.txt"
+    if os.geteuid() == 0:
+        locked.symlink_to(rescan)
+    else:
+        locked.write_text("secret")
+        locked.chmod(0)
+    assert_refused(capsys, workspace, "corpus", "add", "x", "--from", str(tmp_path / "src"),
+                   "--val-documents", "5", match=f"cannot read {locked}")
+
+
 def test_absent_columns_listed(workspace: Path, tmp_path: Path, capsys) -> None:
     f = tmp_path / "d.jsonl"
     f.write_text('{"label": "a", "body": "x"}\n{"label": "b", "body": "y"}\n')

@@ -213,6 +213,8 @@ def test_a_target_of_several_columns_is_their_weighted_mean(tmp_path: Path) -> N
     Y, w = t.target_parts("l2,l1", ["y"])
     np.testing.assert_array_equal(Y, [[4.0, 2.0]])
     assert w == {"l2": 0.5, "l1": 0.5}
+    with pytest.raises(MixoptError, match=r"'mean' \(every column\) cannot be combined with columns"):
+        t.target_weights("mean,l1")  # it had said 'mean' is not a metric column, then listed it
     with pytest.raises(MixoptError, match=r"'l3' is not a metric column"):
         t.target("l1,l3")
     with pytest.raises(MixoptError, match=r"'l1=0' needs a finite weight > 0"):

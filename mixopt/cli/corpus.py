@@ -12,7 +12,7 @@ from mixopt.cli import app
 from mixopt.cli.common import JsonOpt, SeedOpt, console, dumps
 
 corpus_app = typer.Typer(
-    help="Corpora: build one from a recipe in corpora/, add your own data, show what is built.",
+    help="Corpora: build one from a recipe in corpora/, add your own data, list and inspect what is built.",
     no_args_is_help=True,
 )
 app.add_typer(corpus_app, name="corpus")
@@ -64,12 +64,18 @@ def _show(s: dict[str, Any], as_json: bool, note: str) -> None:
 
 
 def _warn_short_domains(corpus: Any) -> None:
-    """Name the domains no proxy rung can draw one window from: a search must leave them out."""
+    """Name the domains no proxy rung can draw one window from: a search must leave them out (and a
+    corpus of one domain, which no mixture command can use)."""
     import warnings
 
     from mixopt.errors import MixoptWarning
     from mixopt.proxy.rungs import ladder
     from mixopt.proxy.sampler import short_domains
+
+    if len(corpus.domains) < 2:
+        warnings.warn(f"corpus {corpus.name} has one domain ({', '.join(corpus.domains)}): there is nothing "
+                      "to mix, and search, entropy and compare need 2 or more; add a domain",
+                      MixoptWarning, stacklevel=2)
 
     rungs = ladder()
     if not rungs:

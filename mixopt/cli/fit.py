@@ -151,12 +151,16 @@ def _render(report: Any) -> None:
     if report.selection:
         render_selection(report.selection)
     if report.cv:
-        t = Table(title=f"{report.cv['k']}-fold cross-validation")
+        nested = " of auto's whole choice, made again in each fold" if report.selection else ""
+        t = Table(title=f"{report.cv['k']}-fold cross-validation{nested}")
         for col in ("Spearman", "Pearson", "MAE", "rel. error"):
             t.add_column(col, justify="right")
         c = report.cv
         t.add_row(f"{c['spearman']:.4f}", f"{c['pearson']:.4f}", f"{c['mae']:.4g}", f"{c['rel_error']:.4%}")
         console.print(t)
+        if nested:  # the two Spearmans differ, and a user should know why
+            console.print("  (the chosen candidate's figure above is scored on the runs the choice was "
+                          "made on, which flatters it)")
     if not (report.cv or report.predictions or report.proposal or report.selection):
         console.print("nothing was asked of the fit: add --cv K (accuracy), --predict FILE --out P.csv, or "
                       "--propose --out mixture.json")

@@ -65,9 +65,13 @@ def sha256_of(path: Path) -> str:
     for p in files:
         if path.is_dir():
             h.update(p.relative_to(path).as_posix().encode() + b"\0")
-        with p.open("rb") as f:
-            for block in iter(lambda f=f: f.read(1 << 20), b""):
-                h.update(block)
+        try:
+            with p.open("rb") as f:
+                for block in iter(lambda f=f: f.read(1 << 20), b""):
+                    h.update(block)
+        except OSError as exc:  # a file the user cannot read: one line, not a traceback
+            raise MixoptError(f"cannot read {p}: {exc.strerror or exc}; check its permissions, or move "
+                              f"it out of {path}") from None
     return h.hexdigest()
 
 

@@ -74,6 +74,9 @@ class FitConfig:
             raise MixoptError("--out is given but nothing to write; add --predict FILE or --propose")
         if self.max_epochs is not None and not self.tokens:
             raise MixoptError("--max-epochs needs the tokens of each domain (--tokens a=1e9,b=2e9,...)")
+        if self.target_tokens is not None and not self.tokens:  # it had been taken and used for nothing
+            raise MixoptError("--target-tokens needs the tokens of each domain (--tokens a=1e9,b=2e9,...): "
+                              "it is the budget at which each domain's passes are counted")
         # TopKProposer checks them too, but not by their option names; a fit that proposes nothing
         # (--cv, --predict) never builds it, so its options are left alone there
         if method.proposer == "topk" and self.propose:
