@@ -162,20 +162,28 @@ def test_a_domain_no_run_varied_is_held_by_every_method(method: str) -> None:
     X = np.hstack([rng.dirichlet(np.ones(3), 40) * 0.9, np.full((40, 1), 0.1)])
     y = 2 + np.exp(X @ np.array([-1.0, 0.5, 0.3, -2.0]))
     space = SearchSpace(domains=("a", "b", "c", "d"))
+    params = {"n_candidates": 2000, "k": 16} if get_method(method).proposer == "topk" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _, prop = get_method(method).fit_propose(X, y, space, seed=0,
-                                                 proposer_params={"n_candidates": 2000, "k": 16}
-                                                 if get_method(method).proposer == "topk" else None)
+        _, prop = get_method(method).fit_propose(X, y, space, seed=0, proposer_params=params)
     assert prop.weights[3] == pytest.approx(0.1) and prop.info["held"] == {"d": pytest.approx(0.1)}
     assert held_note(prop.info).startswith("held d at 0.1: every run had that weight")
-    # where the constraints leave no room for it, the domain is not held
+    # past a floor or a ceiling it is held at the bound nearest it (a QA pass: a domain every run had at
+    # 0 was left free by --min-weight, and the solve gave it 4%); a fixed domain, or bounds that leave
+    # no room, keep the space as it was
     from mixopt.fitters.varied import unvaried
     from mixopt.proposers.hold import hold
 
     assert unvaried(X) == {3: pytest.approx(0.1)}
     assert hold({3: 0.1}, SearchSpace(domains=("a", "b", "c", "d"), fixed={"d": 0.2}))[1] == {}
-    assert hold({3: 0.1}, SearchSpace(domains=("a", "b", "c", "d"), min_weight=0.15))[1] == {}
+    assert hold({3: 0.1}, SearchSpace(domains=("a", "b", "c", "d"), min_weight=0.15))[1] == {"d": 0.15}
+    assert hold({3: 0.1}, SearchSpace(domains=("a", "b", "c", "d"), ceilings={"d": 0.05}))[1] == {"d": 0.05}
+    assert hold({3: 0.1}, SearchSpace(domains=("a", "b", "c", "d"), fixed={"a": 0.95}))[1] == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        capped = SearchSpace(domains=("a", "b", "c", "d"), ceilings={"d": 0.05})
+        _, prop = get_method(method).fit_propose(X, y, capped, seed=0, proposer_params=params)
+    assert prop.weights[3] == pytest.approx(0.05) and prop.info["held"] == {"d": pytest.approx(0.05)}
 
 
 def test_regmix_on_one_run_is_too_few_runs_not_a_lightgbm_error() -> None:

@@ -261,8 +261,8 @@ class LawFitter(RegressorMixin, BaseEstimator):
             names = self._names(dropped)
             warnings.warn(
                 f"{self.law}: domain(s) {names} have the same weight in every run and are dropped from the "
-                "law (their effect is part of its constant; the exact solve keeps them at that weight "
-                "where the constraints allow)",
+                "law (their effect is part of its constant; the proposal keeps them at that weight, or at "
+                "the bound nearest it)",
                 MixoptWarning,
                 stacklevel=3,
             )

@@ -352,8 +352,8 @@ def held_note(info: dict[str, Any]) -> str | None:
     if not held:
         return None
     which = ", ".join(f"{d} at {w:.4g}" for d, w in held.items())
-    return (f"held {which}: every run had that weight, so the fitted model cannot say whether another is "
-            "better")
+    return (f"held {which}: every run had that weight (or, past a bound, the bound is the nearest), so the "
+            "fitted model cannot say whether another is better")
 
 
 def _hold_unvaried(model: Any, space: SearchSpace) -> tuple[SearchSpace, dict[str, float]]:
