@@ -112,11 +112,12 @@ def test_a_domain_no_run_varied_is_held_where_the_runs_had_it(per_metric: bool) 
         model.fit(X, Y if per_metric else Y.mean(axis=1))
     prop = ExactProposer(kl=0.1).propose(model, space)  # the KL term alone would move it to 0.2
     assert prop.weights[4] == pytest.approx(0.1, abs=1e-12) and prop.info["held"] == {"held": 0.1}
-    # Where the constraints forbid that weight, the solve is free again: a ceiling below it, or
-    # floors that leave no room for it (found by review: that raised instead).
+    # A ceiling below that weight holds it at the ceiling (it had been left free, for the KL term to
+    # move anywhere below it); floors that leave no room for it free the solve (found by review: that
+    # raised instead).
     capped = SearchSpace(domains=doms, ceilings={"held": 0.05})
     prop = ExactProposer(kl=0.1).propose(model, capped)
-    assert prop.weights[4] <= 0.05 + 1e-12 and "held" not in prop.info
+    assert prop.weights[4] == pytest.approx(0.05, abs=1e-12) and prop.info["held"] == {"held": 0.05}
     floored = SearchSpace(domains=doms, floors={"web": 0.5, "code": 0.45})
     prop = ExactProposer(kl=0.1).propose(model, floored)
     assert "held" not in prop.info and prop.weights[4] < 0.1
