@@ -435,6 +435,10 @@ def test_fit_proposes_under_a_repetition_cap(tmp_path: Path, capsys: pytest.Capt
     # a QA pass: --target-tokens alone was taken, recorded and used for nothing
     bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--propose", "--out", str(out),
          "--target-tokens", "3e9"], capsys, "--target-tokens needs the tokens of each domain")
+    # the mirror of --predict's check: a mixture JSON had been written into x.csv without a word
+    bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--propose", "--out", str(tmp_path / "x.csv")],
+        capsys, "--propose writes a mixture JSON, not")
+    assert not (tmp_path / "x.csv").exists()
     bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--cv", "3", "--target-size", "1e9"], capsys,
         "--target-size go with --fidelity-law")
 

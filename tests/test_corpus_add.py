@@ -240,6 +240,14 @@ def test_on_decode_error_skips_or_replaces_and_says_so(tmp_path: Path) -> None:
     with pytest.warns(MixoptWarning, match="1 characters replaced"):
         docs = read_documents(folders, AddOptions(on_decode_error="replace"))
     assert sorted(docs["b"]) == ["caf\ufffd", "text of b\nline two"]
+    # a file of NUL bytes is valid UTF-8, and had been taken as 3 documents of text (a QA pass)
+    (folders / "b" / "latin1.txt").unlink()
+    (folders / "a" / "zeros.txt").write_bytes(b"\x00" * 20000)
+    with pytest.raises(MixoptError, match="zeros.txt holds NUL bytes: a binary file, not text"):
+        read_documents(folders, AddOptions())
+    with pytest.warns(MixoptWarning, match="1 binary files left out"):
+        docs = read_documents(folders, AddOptions(on_decode_error="replace"))
+    assert docs == {"a": ["text of a\nline two"], "b": ["text of b\nline two"]}
 
     jsonl = tmp_path / "x.jsonl"
     jsonl.write_bytes(

@@ -100,6 +100,20 @@ def _utf8(path: Path, data: bytes, policy: str, stats: dict[str, int], *, lines:
     return None
 
 
+def _text_file(path: Path, policy: str, stats: dict[str, int]) -> str | None:
+    """A text file of a domain folder, decoded under ``policy``. NUL bytes are valid UTF-8, so a
+    binary file (a file of zeros, an image that happens to decode) had been taken as text: it is
+    refused, or left out under --on-decode-error skip or replace."""
+    data = _read_bytes(path)
+    if b"\x00" in data[:65536]:
+        if policy == "error":
+            raise MixoptError(f"{path} holds NUL bytes: a binary file, not text; remove it, or pass "
+                              "--on-decode-error skip to leave such files out")
+        stats["binary files left out"] += 1
+        return None
+    return _utf8(path, data, policy, stats)
+
+
 def _say_decoded(path: Path, stats: dict[str, int]) -> None:
     if stats:
         said = ", ".join(f"{n:,} {what}" for what, n in sorted(stats.items()))
@@ -286,7 +300,7 @@ def _read_text_folders(path: Path, policy: str = "error") -> dict[str, list[str]
         files = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
         if not files:
             raise MixoptError(f"domain folder {d} is empty; add text files or remove it")
-        texts = [t for f in files if (t := _utf8(f, _read_bytes(f), policy, stats)) is not None]
+        texts = [t for f in files if (t := _text_file(f, policy, stats)) is not None]
         if not texts:
             raise MixoptError(f"domain folder {d} has no UTF-8 file left; convert its files or remove it")
         # as read_text would: universal newlines

@@ -91,6 +91,7 @@ class FitConfig:
         if self.predict is not None and str(self.out).lower().endswith(".json"):
             raise MixoptError(f"--predict writes a CSV (one predicted value per mixture), not {self.out}; "
                               "give --out P.csv")
+
         if self.cv is None and self.predict is None and not self.propose and self.method != "auto":
             # auto's answer is its cross-validation table; any other fit would print nothing
             raise MixoptError("nothing was asked of the fit: add --cv K (accuracy), --predict FILE --out "
@@ -145,6 +146,8 @@ def fit_tables(config: FitConfig) -> FitReport:
         check_writable(config.out, inputs={"--ratios": config.ratios, "--metrics": config.metrics,
                                            "--predict": config.predict},
                        example="predictions.csv" if config.predict is not None else "mixture.json")
+        if config.propose and str(config.out).lower().endswith((".csv", ".tsv", ".parquet")):
+            raise MixoptError(f"--propose writes a mixture JSON, not {config.out}; give --out mixture.json")
     if method.fitter is None and (config.cv is not None or config.predict is not None):
         raise MixoptError(
             f"method {method.name!r} fits no model, so it cannot --cv or --predict; use regmix or linear"
