@@ -91,7 +91,6 @@ class FitConfig:
         if self.predict is not None and str(self.out).lower().endswith(".json"):
             raise MixoptError(f"--predict writes a CSV (one predicted value per mixture), not {self.out}; "
                               "give --out P.csv")
-
         if self.cv is None and self.predict is None and not self.propose and self.method != "auto":
             # auto's answer is its cross-validation table; any other fit would print nothing
             raise MixoptError("nothing was asked of the fit: add --cv K (accuracy), --predict FILE --out "
