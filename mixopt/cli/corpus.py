@@ -63,7 +63,7 @@ def _show(s: dict[str, Any], as_json: bool, note: str) -> None:
     console.print(note)
 
 
-def _warn_short_domains(corpus: Any) -> None:
+def _warn_unusable_domains(corpus: Any) -> None:
     """Name the domains no proxy rung can draw one window from: a search must leave them out (and a
     corpus of one domain, which no mixture command can use)."""
     import warnings
@@ -98,7 +98,7 @@ def build(name: NameArg = "default", force: ForceOpt = False, as_json: JsonOpt =
     from mixopt.corpus.catalog import summary
 
     out = build_recipe(name, force=force)
-    _warn_short_domains(Corpus(out.path))
+    _warn_unusable_domains(Corpus(out.path))
     s = summary(Corpus(out.path))
     s["up_to_date"] = out.up_to_date
     if out.up_to_date:
@@ -153,7 +153,7 @@ def add(
         on_decode_error=on_decode_error,  # type: ignore[arg-type]  # checked by AddOptions
     )
     _, up_to_date = add_corpus(name, source, opts, force=force)
-    _warn_short_domains(Corpus(corpus_dir(name)))
+    _warn_unusable_domains(Corpus(corpus_dir(name)))
     s = summary(Corpus(corpus_dir(name)))
     s["up_to_date"] = up_to_date
     note = (

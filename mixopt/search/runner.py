@@ -237,9 +237,7 @@ class TrialCallback(Callback):
         status = result.get("status")
         value = result.get("objective")
         if run_id and after_stop(result, stop_signal_time()):
-            # it ended during the shutdown, perhaps on what a killed training job left: run it again
-            self._record(f"the interruption of {run_id}", lambda: self.store.finish(
-                run_id, status="failed", only_if_running=True, error=CUT_SHORT))
+            self._cut_short(run_id)  # perhaps on what a killed training job left: run it again
             return
         if run_id and record is not None and self.ctx is not None:
             def write() -> bool:
@@ -263,6 +261,11 @@ class TrialCallback(Callback):
             self.failed += 1
         self.emit(result.get("run_id"), status)
 
+    def _cut_short(self, run_id: str) -> None:
+        """Record a run that ended in the shutdown after a stop signal as :data:`CUT_SHORT`."""
+        self._record(f"the interruption of {run_id}", lambda: self.store.finish(
+            run_id, status="failed", only_if_running=True, error=CUT_SHORT))
+
     def setup(self, **info) -> None:  # noqa: ANN003
         """Tune has installed its stop handlers for this fit (SIGINT, SIGUSR1): note when one is used."""
         usr1 = getattr(signal, "SIGUSR1", None)
@@ -281,8 +284,7 @@ class TrialCallback(Callback):
         if not run_id or run_id in self.reported:
             return  # it died after reporting (a lost node): its outcome is recorded and counted
         if stop_signal_time() is not None:  # Ray's shutdown ended it: no failure of its own
-            self._record(f"the interruption of {run_id}", lambda: self.store.finish(
-                run_id, status="failed", only_if_running=True, error=CUT_SHORT))
+            self._cut_short(run_id)
             self.emit(run_id, "failed")
             return
         if run_id not in self.started:  # failed before it started (an actor that never came up)

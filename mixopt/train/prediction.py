@@ -19,6 +19,7 @@ from typing import Any
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.mixture import Mixture
 from mixopt.objective import Objective, per_domain_split
+from mixopt.search.config import PROXY
 
 
 def objective_of(mixture: Mixture) -> tuple[Objective, str, str | None]:
@@ -69,7 +70,7 @@ def prediction_report(
     if note is None and corpus_hash and made_on and made_on != corpus_hash:
         note = (f"the mixture was searched on another build of the corpus (hash {str(made_on)[:12]}, not "
                 f"{corpus_hash[:12]}): its prediction is of other data, not set against the final model")
-    own = prov.get("evaluator") not in (None, "proxy")
+    own = prov.get("evaluator") not in (None, PROXY)
     if note is None and corpus_hash and (own or ("corpus" in prov and prov["corpus"] is None)):
         # a user's evaluator or tables made elsewhere: their losses are of other models, data or tokens
         how = (f"searched with the evaluator {prov['evaluator']}" if own
