@@ -15,3 +15,9 @@ KINDS = {
 def binary_kind(head: bytes) -> str | None:
     """``"a Parquet file"``, ``"gzip-compressed"``, … for a file starting with ``head``; None for text."""
     return next((kind for magic, kind in KINDS.items() if head.startswith(magic)), None)
+
+
+def has_nul(head: bytes) -> bool:
+    """Whether ``head`` holds a NUL byte: valid UTF-8, but no text file (a run table, a corpus
+    document) has one, so a file of zeros or an image that happens to decode is binary."""
+    return b"\x00" in head

@@ -22,6 +22,7 @@ import numpy as np
 
 from mixopt.atomic import atomic_dir
 from mixopt.errors import MixoptError
+from mixopt.fitters.cv import AUTO_CV_NOTE
 from mixopt.objective import Objective
 from mixopt.store import RunRecord, store_of_search
 
@@ -81,10 +82,7 @@ def cv_headline_notes(method: str, fit_name: str, k: int, folds: int, n_runs: in
     notes = [f"model: {fit_name}; {k} folds" + (f" (leave-one-out: {folds} folds asked for, {n_runs} runs)"
                                                 if k < folds else "")]
     if method == "auto":  # the headline and the choice table's figure differ, for this reason
-        notes.append("auto chooses its model again inside each fold (nested cross-validation): this scores "
-                     "the choice itself on runs it never saw, where auto's choice table (the search's) "
-                     "scores each candidate on the runs the choice was made on, which flatters the one "
-                     "chosen")
+        notes.append(AUTO_CV_NOTE)
     return notes
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from mixopt.errors import MixoptError, MixoptWarning
-from mixopt.magic import binary_kind
+from mixopt.magic import binary_kind, has_nul
 from mixopt.mixture import RENORM_TOL
 
 log = logging.getLogger(__name__)
@@ -293,7 +293,7 @@ def _check_separator(path: Path, what: str) -> None:
     except OSError:
         return  # polars says what is wrong with the file
     kind = binary_kind(head)
-    if kind is not None or b"\0" in head:
+    if kind is not None or has_nul(head):
         raise MixoptError(
             f"{what} file {path} is {kind or 'binary, not text'}; mixopt reads comma-separated CSV text: "
             "save it as such (pandas: df.to_csv(path); polars: df.write_csv(path))"

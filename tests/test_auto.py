@@ -144,7 +144,7 @@ def test_fit_auto_prints_its_cv_table(
     assert run_cli([*AUTO_ARGS[:-1], "--cv", "3"]) == 0
     said = " ".join(capsys.readouterr().out.split())
     assert "3-fold cross-validation of auto's whole choice, made again in each fold" in said
-    assert "scored on the runs the choice was made on, which flatters it" in said
+    assert "scores each candidate on the runs the choice was made on, which flatters the one chosen" in said
 
 
 @pytest.mark.slow

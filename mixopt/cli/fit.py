@@ -22,6 +22,7 @@ from mixopt.cli.common import (
     parse_candidates,
     render_selection,
 )
+from mixopt.fitters.cv import AUTO_CV_NOTE
 from mixopt.store import json_default
 
 
@@ -159,8 +160,7 @@ def _render(report: Any) -> None:
         t.add_row(f"{c['spearman']:.4f}", f"{c['pearson']:.4f}", f"{c['mae']:.4g}", f"{c['rel_error']:.4%}")
         console.print(t)
         if nested:  # the two Spearmans differ, and a user should know why
-            console.print("  (the chosen candidate's figure above is scored on the runs the choice was "
-                          "made on, which flatters it)")
+            console.print(f"  ({AUTO_CV_NOTE})")
     if not (report.cv or report.predictions or report.proposal or report.selection):
         console.print("nothing was asked of the fit: add --cv K (accuracy), --predict FILE --out P.csv, or "
                       "--propose --out mixture.json")

@@ -30,7 +30,7 @@ from mixopt.corpus.documents import decode_utf8
 from mixopt.corpus.fetch import sha256_of
 from mixopt.corpus.shards import check_corpus_name, corpus_dir
 from mixopt.errors import MixoptError, MixoptWarning
-from mixopt.magic import binary_kind
+from mixopt.magic import binary_kind, has_nul
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def _text_file(path: Path, policy: str, stats: dict[str, int]) -> str | None:
     binary file (a file of zeros, an image that happens to decode) had been taken as text: it is
     refused, or left out under --on-decode-error skip or replace."""
     data = _read_bytes(path)
-    if b"\x00" in data[:65536]:
+    if has_nul(data[:65536]):
         if policy == "error":
             raise MixoptError(f"{path} holds NUL bytes: a binary file, not text; remove it, or pass "
                               "--on-decode-error skip to leave such files out")

@@ -16,6 +16,13 @@ import numpy as np
 
 from mixopt.errors import FewRunsWarning, MixoptError, MixoptWarning, TooFewRunsError
 
+# Said wherever auto is cross-validated (fit --cv, report), since its two Spearmans differ.
+AUTO_CV_NOTE = (
+    "auto chooses its model again inside each fold (nested cross-validation): this scores the choice "
+    "itself on runs it never saw, where auto's choice table scores each candidate on the runs the "
+    "choice was made on, which flatters the one chosen"
+)
+
 
 def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """Spearman, Pearson, MAE and mean relative error of predictions (NaN where undefined)."""
