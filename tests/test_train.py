@@ -591,3 +591,26 @@ def test_a_run_with_an_updater_gets_its_own_default_folder(tiny_corpus, tmp_path
     assert len({plain.out, upd.out, other.out}) == 3
     again = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, updater="loss:every=2", resume=True)
     assert again.out == upd.out
+
+
+def test_a_mixture_written_out_as_weights(tiny_corpus, tmp_path: Path) -> None:  # noqa: ANN001
+    """``-m code=0.5,docs=0.5`` (the --fix syntax) trains without a JSON file; a QA pass had been refused."""
+    from mixopt.errors import MixoptWarning
+    from mixopt.train.trainer import resolve_mixture
+
+    first, second, *rest = tiny_corpus.domains
+    text = f"{first}=0.25, {second}=0.75"
+    with pytest.warns(MixoptWarning, match=f"does not list {', '.join(rest)}: they are not trained"):
+        mix, label = resolve_mixture(text, tiny_corpus)
+    assert mix.weights == {first: 0.25, second: 0.75} and mix.meta["method"] == "inline"
+    assert label == f"{first}_0.25_{second}_0.75"  # a folder name: no '=' or ','
+    with pytest.raises(MixoptError, match=r"weights sum to 0\.5, not 1; fix them or normalise"):
+        resolve_mixture(f"{first}=0.25,{second}=0.25", tiny_corpus)
+    with pytest.raises(MixoptError, match=f"--mixture part '{second}' is not domain=weight"):
+        resolve_mixture(f"{first}=0.5,{second}", tiny_corpus)
+    with pytest.raises(MixoptError, match="an existing mixture JSON file, or domain=weight"):
+        resolve_mixture("mixtrue.jsn", tiny_corpus)
+    # a file whose name holds '=' is still read as the file
+    even = {d: 1 / len(tiny_corpus.domains) for d in tiny_corpus.domains}
+    path = Mixture(even).save(tmp_path / "lr=1.json")
+    assert resolve_mixture(str(path), tiny_corpus)[1] == "lr=1"

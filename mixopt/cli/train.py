@@ -173,11 +173,11 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
             f"  measured at proxy rung {rep.get('proxy_rung')}: {rep['proxy_measured']:.4f}{sem}; "
             f"final − proxy = {rep['final_minus_proxy']:+.4f} (the larger model should be lower)"
         )
-    baseline = res.config["label"] in ("uniform", "natural")  # no JSON at all: nothing to say
+    baseline = res.config["label"] in ("uniform", "natural")  # nothing was predicted: nothing to say
     figures = rep.get("predicted") is not None or rep.get("proxy_measured") is not None
     if not (baseline or figures or rep.get("note")):
         console.print(
-            "  the mixture JSON has no prediction to compare with (a baseline or hand-made mixture)"
+            "  the mixture has no prediction to compare with (a baseline or hand-made mixture)"
         )
     if (fig := load_figures(res)) is not None:
         _render_load(res, fig)
@@ -236,7 +236,8 @@ def _render_load(res, fig: dict) -> None:  # noqa: ANN001 (TrainResult)
 
 @app.command("train")
 def train_cmd(
-    mixture: Annotated[str, typer.Option("--mixture", "-m", help="Mixture JSON, uniform or natural.")],
+    mixture: Annotated[str, typer.Option(
+        "--mixture", "-m", help="Mixture JSON, uniform, natural, or weights: code=0.5,math=0.5.")],
     corpus: CorpusOpt = "default",
     model: ModelOpt = "moe-s",
     tokens: TokensOpt = None,
@@ -354,7 +355,8 @@ def train_cmd(
 @app.command("compare")
 def compare_cmd(
     mixtures: Annotated[
-        list[str], typer.Argument(help="Mixture JSON files, uniform, natural (two or more).")
+        list[str], typer.Argument(
+            help="Mixture JSON files, uniform, natural, or weights such as code=0.5,math=0.5 (two or more).")
     ],
     corpus: CorpusOpt = "default",
     model: ModelOpt = "moe-s",

@@ -23,16 +23,29 @@ from mixopt.mixture import Mixture, check_domains
 from mixopt.proxy.train import ProxyResult, run_record, train_proxy
 
 
+def is_inline(spec: str) -> bool:
+    """Whether ``spec`` is weights written out (``d1=w1,d2=w2``), not a mixture file."""
+    path = Path(spec)
+    return "=" in spec and not (path.suffix == ".json" or path.is_file())
+
+
+def spec_label(spec: str) -> str:
+    """A short label of a mixture spec: ``natural``, ``uniform``, a JSON file's stem, or an inline
+    ``code=0.5,math=0.5`` as ``code_0.5_math_0.5`` (a folder name: no ``=`` or ``,``)."""
+    if is_inline(spec):
+        return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in spec.replace(" ", ""))[:40]
+    return spec if spec in ("natural", "uniform") else Path(spec).stem
+
+
 def mixture_from_spec(spec: str, corpus: Any) -> Mixture:
     """Resolve ``natural``, ``uniform``, a JSON file, or ``d1=w1,d2=w2`` against ``corpus``."""
     if spec == "natural":
         return Mixture.from_tokens(corpus.train_tokens(), method="natural")
     if spec == "uniform":
         return Mixture.uniform(corpus.domains, method="uniform")
-    path = Path(spec)
-    if path.suffix == ".json" or path.is_file():
-        return Mixture.load(path)
-    if "=" in spec:
+    if not is_inline(spec) and (Path(spec).suffix == ".json" or Path(spec).is_file()):
+        return Mixture.load(Path(spec))
+    if is_inline(spec):
         weights: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in spec.split(","))):
             name, sep, value = part.partition("=")
@@ -64,9 +77,7 @@ class ProxyJob:
 
 def default_out(corpus: str, rung: str, mixture_spec: str, seed: int) -> Path:
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    # A JSON file is named by its stem; an inline d=w list whole (Path().stem would cut "b=0.5" at ".5").
-    label = Path(mixture_spec).stem if mixture_spec.endswith(".json") else mixture_spec
-    label = label[:40] or "mixture"
+    label = spec_label(mixture_spec)[:40] or "mixture"  # (Path().stem would cut "b=0.5" at ".5")
     label = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)
     return paths.home() / "runs" / "proxy" / f"{corpus}-{rung}-{label}-seed{seed}-{stamp}.json"
 

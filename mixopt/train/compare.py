@@ -33,6 +33,7 @@ from mixopt.corpus.shards import Corpus
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.mixture import Mixture, check_domains
 from mixopt.objective import Objective
+from mixopt.proxy.job import spec_label
 from mixopt.proxy.train import check_memory, check_threads
 from mixopt.train import checkpoint
 from mixopt.train.config import load_model
@@ -243,7 +244,7 @@ def seeds_needed(values: dict[str, list[float]], z: float) -> int | None:
 def _labels(raw: Sequence[str]) -> list[str]:
     out: list[str] = []
     for r in raw:
-        base = r if r in ("uniform", "natural") else Path(r).stem
+        base = spec_label(r)
         label, k = base, 2
         while label in out:
             label, k = f"{base}-{k}", k + 1
@@ -301,7 +302,8 @@ def compare(
     """
     check_folder_named(out)
     if len(mixtures) < 2:
-        raise MixoptError("compare needs at least two mixtures (JSON files, uniform or natural)")
+        raise MixoptError("compare needs at least two mixtures (JSON files, uniform, natural, or weights "
+                          "such as code=0.5,math=0.5)")
     if seeds < 1:
         raise MixoptError(f"--seeds is {seeds}; give at least 1 (2 or more for standard errors)")
     if not (math.isfinite(z) and z >= 0):  # an infinite bar is one no mixture can ever pass

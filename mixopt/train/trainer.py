@@ -43,6 +43,7 @@ from mixopt.atomic import check_folder_named, check_writable_dir, first_missing,
 from mixopt.corpus.shards import Corpus
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.mixture import Mixture, check_domains
+from mixopt.proxy.job import is_inline, mixture_from_spec, spec_label
 from mixopt.proxy.sampler import MixtureSampler
 from mixopt.proxy.train import (
     DEFAULT_MAX_EPOCHS,
@@ -110,22 +111,17 @@ class TrainResult:
 
 
 def resolve_mixture(mixture: Mixture | str | Path, corpus: Corpus) -> tuple[Mixture, str]:
-    """A Mixture and a short label from a Mixture, a JSON path, ``uniform`` or ``natural``."""
+    """A Mixture and a short label from a Mixture, a JSON path, ``uniform``, ``natural`` or weights
+    written out (``code=0.5,math=0.5``: domains left out get 0)."""
     if isinstance(mixture, Mixture):
         return mixture, str(mixture.meta.get("method") or "mixture")
     text = str(mixture)
-    if text == "uniform":
-        return Mixture.uniform(corpus.domains, method="uniform"), "uniform"
-    if text == "natural":
-        return Mixture.from_tokens(corpus.train_tokens(), method="natural"), "natural"
-    p = Path(text)
-    if p.suffix != ".json" and not p.exists():
-        raise MixoptError(f"mixture {text!r} is neither a JSON file nor 'uniform' or 'natural'")
-    mix = Mixture.load(p)
+    mix = mixture_from_spec(text, corpus)
+    name = f"mixture {text!r}" if is_inline(text) else f"mixture {Path(text).name}"
     made_on = (mix.meta.get("provenance") or {}).get("corpus_hash")
     if made_on and made_on != corpus.hash:
         warnings.warn(
-            f"mixture {p.name} was made on corpus {mix.meta['provenance'].get('corpus')!r} "
+            f"{name} was made on corpus {mix.meta['provenance'].get('corpus')!r} "
             f"(hash {made_on[:12]}), not on {corpus.name!r} (hash {corpus.hash[:12]}); its predictions "
             "do not carry over",
             MixoptWarning,
@@ -134,9 +130,9 @@ def resolve_mixture(mixture: Mixture | str | Path, corpus: Corpus) -> tuple[Mixt
     unlisted = [d for d in corpus.domains if d not in mix.weights]
     if unlisted and not (set(mix.weights) - set(corpus.domains)):  # (unknown domains: an error later)
         they = "it is" if len(unlisted) == 1 else "they are"
-        warnings.warn(f"mixture {p.name} does not list {', '.join(unlisted)}: {they} not trained on "
+        warnings.warn(f"{name} does not list {', '.join(unlisted)}: {they} not trained on "
                       "(weight 0)", MixoptWarning, stacklevel=2)
-    return mix, p.stem
+    return mix, spec_label(text)
 
 
 def _mixture_key(m: Mixture) -> dict[str, Any]:
