@@ -49,6 +49,9 @@ class RunTable:
         key: the column rows were joined on (``run`` or ``index``).
         names: Olmix's ``name`` column when the ratios file has one.
         sources: the files read.
+        broken: metric columns of numbers with text among them, each with the error that names the
+            cells; left out of ``metrics``, and refused only where used (:meth:`refuse_broken`), so a
+            broken cell in one column of 110 does not stop a fit of another.
     """
 
     domains: tuple[str, ...]
@@ -58,10 +61,17 @@ class RunTable:
     key: str
     names: list[str] | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)
 
     @property
     def metric_names(self) -> list[str]:
         return list(self.metrics.columns)
+
+    def refuse_broken(self, columns: Sequence[str] | None = None, *, why: str = "") -> None:
+        """Raise the error of the first broken column among ``columns`` (all when None), after ``why``."""
+        for col, message in self.broken.items():
+            if columns is None or col in columns:
+                raise MixoptError(why + message)
 
     def target_weights(self, name: str) -> dict[str, float]:
         """The metric columns that make target ``name`` and their weights (summing to 1).
@@ -70,13 +80,16 @@ class RunTable:
         ``a=0.7,b=0.3`` (weighted; the weights are normalised), as ``search --target`` takes them.
         """
         if name == MEAN_TARGET:
+            self.refuse_broken(why=f"--target {MEAN_TARGET} averages every column, and ")
             cols = self._mean_columns
             return {c: 1.0 / len(cols) for c in cols}
         if name in self.metrics.columns:
             return {name: 1.0}
+        self.refuse_broken([name])
         parts: dict[str, float] = {}
         for part in (p.strip() for p in name.split(",")):
             col, eq, w = part.rpartition("=") if "=" in part else (part, "", "1")
+            self.refuse_broken([col])
             try:
                 weight = float(w)
             except ValueError:
@@ -339,11 +352,13 @@ def _ids(df: pl.DataFrame, key: str, path: str | Path) -> list[str]:
     return ids
 
 
-def _numeric_columns(df: pl.DataFrame, path: str | Path, what: str, ids: list[str]) -> list[str]:
+def _numeric_columns(df: pl.DataFrame, path: str | Path, what: str, ids: list[str],
+                     broken: dict[str, str] | None = None) -> list[str]:
     """Numeric columns other than the ids; a text column is ignored with a warning (a label).
 
     Raises:
-        MixoptError: a column of numbers with some text among them (a broken cell, not a label).
+        MixoptError: a column of numbers with some text among them (a broken cell, not a label),
+            unless ``broken`` is given: then the column is left out and its error kept there.
     """
     cols = [c for c in df.columns if c not in ID_COLUMNS]
     # An empty column (every cell missing; polars may type it as text) is a metric with no values.
@@ -363,10 +378,12 @@ def _numeric_columns(df: pl.DataFrame, path: str | Path, what: str, ids: list[st
         # At least as many numbers as words: broken cells. Mostly words: a label column.
         if sum(bad) and parsed.is_not_null().sum() >= sum(bad):
             cells = [f"{ids[i]} ({df[c][i]!r})" for i, b in enumerate(bad) if b]
-            raise MixoptError(
-                f"{path}: column {c!r} holds numbers and non-numeric value(s) in run(s) "
-                f"{_preview(cells)}; fix those cells (leave a cell empty for a missing value)"
-            )
+            message = (f"{path}: column {c!r} holds numbers and non-numeric value(s) in run(s) "
+                       f"{_preview(cells)}; fix those cells (leave a cell empty for a missing value)")
+            if broken is None:
+                raise MixoptError(message)
+            broken[c] = message
+    other = [c for c in other if broken is None or c not in broken]
     if other:
         warnings.warn(f"{path}: ignoring non-numeric column(s) {_preview(other)} (not {what})",
                       MixoptWarning, stacklevel=3)
@@ -502,7 +519,10 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
     mids = _ids(mdf, key, metrics)
     domains = tuple(_numeric_columns(rdf, ratios, "a domain weight", rids))
     _check_domain_count(domains, ratios)
-    metric_cols = _numeric_columns(mdf, metrics, "a metric", mids)
+    broken: dict[str, str] = {}
+    metric_cols = _numeric_columns(mdf, metrics, "a metric", mids, broken)
+    if not metric_cols and broken:
+        raise MixoptError(next(iter(broken.values())))
     if not metric_cols:
         raise MixoptError(f"{metrics}: no numeric metric columns besides {', '.join(ID_COLUMNS)}")
     mpos = {r: i for i, r in enumerate(mids)}
@@ -533,4 +553,5 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
         domains=domains, X=X, metrics=M, run_ids=ids, key=key,
         names=[names[i] for i in both] if names is not None else None,
         sources={"ratios": str(ratios), "metrics": str(metrics)},
+        broken=broken,
     )

@@ -293,3 +293,25 @@ def test_a_mean_target_names_the_columns_with_no_value(tmp_path: Path) -> None:
                                           r"have none; name the columns to use \(--target c1,c2\)"):
         t.target_rows("mean")
     assert t.target_rows("loss")[1].tolist() == [3.0, 2.5]
+
+
+def test_a_broken_cell_is_refused_only_where_its_column_is_used(tmp_path: Path) -> None:
+    """One broken cell among many metric columns had refused a fit of another column (a QA pass);
+    it is refused where the column is used: as the target, in ``mean``, or by ``runs import``."""
+    from mixopt.search.imports import import_table
+    from mixopt.store import RunStore
+
+    r = write(tmp_path / "r.csv", "run,x,y\na,0.5,0.5\nb,1,0\nc,0.2,0.8\n")
+    m = write(tmp_path / "m.csv", "run,loss,acc\na,1,0.5\nb,2,diverged\nc,3,0.7\n")
+    t = read_run_tables(r, m)
+    assert t.metric_names == ["loss"] and list(t.target("loss")) == [1, 2, 3]
+    said = r"m.csv: column 'acc' holds numbers and non-numeric value\(s\) in run\(s\) b \('diverged'\)"
+    for target in ("acc", "loss,acc", "loss=0.5,acc=0.5"):
+        with pytest.raises(MixoptError, match=said):
+            t.target(target)
+    with pytest.raises(MixoptError, match="--target mean averages every column, and .*" + said):
+        t.target("mean")
+    store = RunStore(tmp_path / "runs.sqlite")
+    with pytest.raises(MixoptError, match=said):
+        import_table(store, ratios=r, metrics=m)
+    assert store.runs() == []  # nothing stored

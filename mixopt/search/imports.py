@@ -49,6 +49,7 @@ def import_table(
         raise MixoptError(f"--evaluator {evaluator!r}: give the module:function the runs were measured "
                           "with, as `mixopt search --evaluator` names it")
     table = read_run_tables(ratios, metrics)
+    table.refuse_broken()  # the store keeps every metric: a broken cell is fixed, not dropped
     if corpus is None and evaluator == PROXY:
         warnings.warn(
             "no --corpus and no --evaluator: these runs match no search (a search reuses runs of its own "
