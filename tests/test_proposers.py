@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.methods import available_methods, get_method
 from mixopt.proposers import BestRunProposer, TopKProposer
 from mixopt.space import SearchSpace
@@ -192,3 +192,18 @@ def test_regmix_on_one_run_is_too_few_runs_not_a_lightgbm_error() -> None:
 
     with pytest.raises(TooFewRunsError, match="regmix needs at least 2 runs to fit, got 1 sample"):
         RegMixFitter().fit(np.array([[0.5, 0.5]]), np.array([2.0]))
+
+
+def test_topk_announces_a_proposal_that_takes_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--candidates 1e9 had run for an hour with nothing on the screen: the first chunk's time says how
+    long the rest will take, and the result does not depend on that first chunk running alone."""
+    space = SearchSpace(domains=("a", "b", "c"))
+    bowl = Bowl(np.array([0.6, 0.3, 0.1]))
+    quiet = TopKProposer(n_candidates=4_000, k=8, chunk_size=500, n_threads=2).propose(bowl, space)
+    monkeypatch.setattr(TopKProposer, "SAY_AFTER_S", 0.0)
+    with pytest.warns(MixoptWarning, match=r"scoring 4,000 candidates takes about \d+ more minute"):
+        said = TopKProposer(n_candidates=4_000, k=8, chunk_size=500, n_threads=2).propose(bowl, space)
+    assert np.array_equal(said.weights, quiet.weights)
+    with warnings.catch_warnings():  # one chunk: nothing left to announce
+        warnings.simplefilter("error")
+        TopKProposer(n_candidates=400, k=8, chunk_size=500).propose(bowl, space)

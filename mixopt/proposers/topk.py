@@ -51,6 +51,8 @@ class TopKProposer:
         n_threads: threads for sampling and predicting (default: usable cores).
     """
 
+    SAY_AFTER_S = 60.0  # a proposal expected to take longer is announced
+
     def __init__(
         self,
         n_candidates: int = 100_000,
@@ -85,6 +87,16 @@ class TopKProposer:
         idx = np.argpartition(pred, keep - 1)[:keep]
         return cand[idx], pred[idx], float(pred.max())
 
+    def _say_duration(self, first_s: float, chunks: int, threads: int) -> None:
+        """Warn, from the first chunk's time, when scoring every candidate takes minutes: a large
+        --candidates (1e9) had run for an hour with nothing on the screen."""
+        eta = first_s * (chunks - 1) / max(1, min(threads, chunks - 1))
+        if eta > self.SAY_AFTER_S:
+            warnings.warn(
+                f"scoring {self.n_candidates:,} candidates takes about {eta / 60:.0f} more minute(s) here; "
+                "RegMix scores 1M (--candidates 1M), and more rarely changes the average of the best "
+                f"{self.k}", MixoptWarning, stacklevel=3)
+
     def propose(self, model: Any, space: SearchSpace) -> Proposal:
         """Average of the ``k`` candidates with the lowest prediction, inside ``space``."""
         t0 = time.perf_counter()
@@ -93,13 +105,16 @@ class TopKProposer:
             sizes.append(self.n_candidates % self.chunk_size)
         seqs = np.random.SeedSequence(self.random_state).spawn(len(sizes))
         threads = self.n_threads or len(os.sched_getaffinity(0))
-        if threads > 1 and len(sizes) > 1:
+        parts = [self._chunk(space, model, seqs[0], sizes[0])]
+        self._say_duration(time.perf_counter() - t0, len(sizes), threads)
+        rest = list(zip(seqs[1:], sizes[1:], strict=True))
+        if threads > 1 and len(rest) > 1:
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(min(threads, len(sizes))) as pool:
-                parts = list(pool.map(lambda a: self._chunk(space, model, *a), zip(seqs, sizes, strict=True)))
+            with ThreadPoolExecutor(min(threads, len(rest))) as pool:
+                parts += pool.map(lambda a: self._chunk(space, model, *a), rest)
         else:
-            parts = [self._chunk(space, model, s, n) for s, n in zip(seqs, sizes, strict=True)]
+            parts += [self._chunk(space, model, s, n) for s, n in rest]
         cand = np.vstack([p[0] for p in parts])
         pred = np.concatenate([p[1] for p in parts])
         order = np.argsort(pred, kind="stable")[: self.k]
