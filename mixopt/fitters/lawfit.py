@@ -303,7 +303,8 @@ class LawFitter(RegressorMixin, BaseEstimator):
                      else f"the fits of {len(unconverged)} of {Y.shape[1]} targets (worst: {label})")
             warnings.warn(
                 f"{self.law}: {which} did not converge ({message}); residuals: RMS {rms:.4g}, "
-                f"max |r| {worst:.4g}; predictions may be poor",
+                f"max |r| {worst:.4g}; predictions may be poor: check them by cross-validation (fit --cv 5, "
+                "or --method auto, which scores every method so), or add runs",
                 MixoptWarning,
                 stacklevel=3,
             )
