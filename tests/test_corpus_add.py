@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import polars as pl
@@ -247,6 +248,14 @@ def test_on_decode_error_skips_or_replaces_and_says_so(tmp_path: Path) -> None:
         read_documents(folders, AddOptions())
     with pytest.warns(MixoptWarning, match="1 binary files left out"):
         docs = read_documents(folders, AddOptions(on_decode_error="replace"))
+    assert docs == {"a": ["text of a\nline two"], "b": ["text of b\nline two"]}
+    # a link to nothing (data moved) and a pipe had been passed over in silence (a QA pass)
+    (folders / "a" / "zeros.txt").unlink()
+    (folders / "a" / "moved.txt").symlink_to(tmp_path / "gone.txt")
+    os.mkfifo(folders / "b" / "pipe")
+    said = r"2 entries are not files and are not read: a/moved.txt \(a link to nothing\), b/pipe"
+    with pytest.warns(MixoptWarning, match=said):
+        docs = read_documents(folders, AddOptions())
     assert docs == {"a": ["text of a\nline two"], "b": ["text of b\nline two"]}
 
     jsonl = tmp_path / "x.jsonl"

@@ -296,16 +296,25 @@ def _read_text_folders(path: Path, policy: str = "error") -> dict[str, list[str]
         )
     docs: dict[str, list[str]] = {}
     stats: dict[str, int] = defaultdict(int)
+    unread: list[str] = []  # a link to nothing (data moved), a pipe, a socket: not read, but said
     for d in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
+        entries = [f for f in d.rglob("*") if not f.name.startswith(".")]
+        unread += [str(f.relative_to(path)) + (" (a link to nothing)" if f.is_symlink() and not f.exists()
+                                               else "") for f in entries if not (f.is_file() or f.is_dir())]
+        files = sorted(f for f in entries if f.is_file())
         if not files:
-            raise MixoptError(f"domain folder {d} is empty; add text files or remove it")
+            what = "holds no files, only links to nothing or pipes" if unread else "is empty"
+            raise MixoptError(f"domain folder {d} {what}; add text files or remove it")
         texts = [t for f in files if (t := _text_file(f, policy, stats)) is not None]
         if not texts:
             raise MixoptError(f"domain folder {d} has no UTF-8 file left; convert its files or remove it")
         # as read_text would: universal newlines
         docs[d.name] = [t.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n") for t in texts]
     _say_decoded(path, stats)
+    if unread:
+        more = f", … ({len(unread) - 3} more)" if len(unread) > 3 else ""
+        warnings.warn(f"{path}: {len(unread)} entries are not files and are not read: "
+                      f"{', '.join(sorted(unread)[:3])}{more}", MixoptWarning, stacklevel=3)
     if not docs:
         raise MixoptError(
             f"{path} has no domain folders; make one sub-folder per domain with text files in it"
