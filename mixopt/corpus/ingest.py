@@ -299,11 +299,12 @@ def _read_text_folders(path: Path, policy: str = "error") -> dict[str, list[str]
     unread: list[str] = []  # a link to nothing (data moved), a pipe, a socket: not read, but said
     for d in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
         entries = [f for f in d.rglob("*") if not f.name.startswith(".")]
-        unread += [str(f.relative_to(path)) + (" (a link to nothing)" if f.is_symlink() and not f.exists()
-                                               else "") for f in entries if not (f.is_file() or f.is_dir())]
+        here = [str(f.relative_to(path)) + (" (a link to nothing)" if f.is_symlink() and not f.exists()
+                                             else "") for f in entries if not (f.is_file() or f.is_dir())]
+        unread += here
         files = sorted(f for f in entries if f.is_file())
         if not files:
-            what = "holds no files, only links to nothing or pipes" if unread else "is empty"
+            what = "holds no files, only links to nothing or pipes" if here else "is empty"
             raise MixoptError(f"domain folder {d} {what}; add text files or remove it")
         texts = [t for f in files if (t := _text_file(f, policy, stats)) is not None]
         if not texts:
