@@ -463,3 +463,17 @@ def test_runs_whose_search_id_has_no_search_record_are_named(store, capsys):
     assert "1 searches in" in out and "carry lengths-150000 (2 runs), x (1 run)" in out
     assert _cli(["report", "lengths-150000", "--store", str(store.path)]) == 2
     assert "names 2 run(s) but no search" in capsys.readouterr().err
+
+
+def test_runs_list_says_where_a_cut_error_is_whole(store, capsys) -> None:  # noqa: ANN001
+    """``runs list`` cuts an error to 40 characters of its first line; it says so, and where to read it."""
+    store.add([rec("r1", [0.2, 0.3, 0.5], 2.0)])
+    assert _cli(["runs", "list"]) == 0
+    assert "errors are cut" not in capsys.readouterr().out  # nothing was cut
+    traceback = "Traceback (most recent call last):\n  File x.py, line 3\nRuntimeError: CUDA out of memory"
+    store.add([rec("r2", [0.5, 0.5, 0.0], None, status="failed", error=traceback)])
+    assert _cli(["runs", "list"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "cut to their first line, at 40 characters; `mixopt runs list --json` prints them whole" in said
+    assert _cli(["runs", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[-1]["error"] == traceback

@@ -63,8 +63,10 @@ def list_runs(
     title = f"{len(runs)} runs in {escape(str(st.path))}"
     title += f" (last {len(shown)})" if len(shown) < len(runs) else ""
     rows = []
+    cut = False
     for r in shown:
         err = (r.error or "").splitlines()[0] if r.error else ""
+        cut = cut or len(err) > ERROR_CHARS or len((r.error or "").splitlines()) > 1
         rows.append([escape(r.run_id), escape(r.search_id or ""), r.role, r.status,
                      f"{r.objective:.4f}" if r.objective is not None else "-",
                      "" if r.seed is None else str(r.seed),
@@ -75,6 +77,9 @@ def list_runs(
         heads, rows = heads[:-1], [row[:-1] for row in rows]
     # Whole cells, in more tables where the terminal is narrow: ids differ at their ends.
     print_columns(title, heads, rows, left=("run", "search", "role", "status", "error"))
+    if cut:
+        console.print(f"errors are cut to their first line, at {ERROR_CHARS} characters; "
+                      "`mixopt runs list --json` prints them whole")
     searches = st.searches()
     if search is None and searches:
         more = f" (the last 10 of {len(searches)}: `mixopt runs searches`)" if len(searches) > 10 else ""
