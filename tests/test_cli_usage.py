@@ -115,3 +115,14 @@ def test_a_path_too_long_for_the_file_system_is_one_line(argv, tmp_path, monkeyp
     assert len(lines) == 1 and lines[0].startswith("error: path too long for this file system: "), lines
     assert re.search(r"…x+(\.\w+)? \(\d{3} characters\); give a shorter path$", lines[0])  # shortened
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "home") == ["m.json"]
+
+
+def test_version_names_mixopt_and_its_main_dependencies(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    import mixopt
+
+    main(["--version"])  # exit status 0: main returns
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(f"mixopt {mixopt.__version__} (python 3.")
+    assert f"torch {version('torch')}" in out and f"ray {version('ray')}" in out

@@ -27,6 +27,37 @@ app = typer.Typer(
     add_completion=False,
 )
 
+def version_line() -> str:
+    """``mixopt 0.1.0 (python 3.11.9, torch 2.13.0, ray 2.60.0)``: what a bug report needs, read from
+    the installed packages' metadata (importing torch and Ray would take seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from mixopt import __version__
+
+    parts = [f"python {sys.version.split()[0]}"]
+    for pkg in ("torch", "ray", "lightgbm", "botorch"):
+        try:
+            parts.append(f"{pkg} {version(pkg)}")
+        except PackageNotFoundError:
+            parts.append(f"{pkg} not installed")
+    return f"mixopt {__version__} ({', '.join(parts)})"
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                 help="Print mixopt's version and its main dependencies', and exit."),
+) -> None:
+    # Only for the options before any command (--version); the help is the app's.
+    pass
+
+
 # Modules that hold command groups; each adds its commands to ``app`` on import.
 _COMMAND_MODULES: tuple[str, ...] = (
     "corpus",
