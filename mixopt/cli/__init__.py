@@ -27,6 +27,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
 def version_line() -> str:
     """``mixopt 0.1.0 (python 3.11.9, torch 2.13.0, ray 2.60.0)``: what a bug report needs, read from
     the installed packages' metadata (importing torch and Ray would take seconds)."""
