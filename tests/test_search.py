@@ -992,3 +992,40 @@ def test_a_resume_from_another_folder_says_where_the_search_started(workspace, t
     with pytest.raises(MixoptError, match=r"cannot import evaluator module 'evfar_module'.*search 'far' was "
                                           rf"started in {began}: resume it from there"):
         resume_search("far")
+
+
+def test_a_python_function_as_evaluator(workspace, tmp_path, ray_session, monkeypatch):  # noqa: ANN001
+    """Library use, from a QA pass: a function of a module the driver found through a folder it put on
+    sys.path (a notebook's) runs in the workers; no module:function string is needed beside it; the
+    JSON names the function; a resume without it says how; and two scripts' same-named functions do
+    not share runs."""
+    import sys
+
+    from mixopt.search.driver import resume_search, run_search
+    from mixopt.search.prepare import callable_name
+
+    folder = tmp_path / "nbmods"
+    folder.mkdir()
+    (folder / "nbmod_qa.py").write_text("from mixopt.testing import loglinear\n\n"
+                                        "def evaluate(request):\n    return loglinear(request)\n")
+    monkeypatch.syspath_prepend(str(folder))  # the driver's sys.path only: not PYTHONPATH
+    import nbmod_qa
+
+    cfg = config(tmp_path, name="fn", evaluator=None, budget=4, retries=0)
+    res = run_search(cfg, evaluator=nbmod_qa.evaluate)
+    runs = RunStore().runs(search_id="fn")
+    assert [r.status for r in runs] == ["ok"] * 4, [r.error for r in runs]
+    assert Mixture.load(res.mixture_path).meta["provenance"]["evaluator"] == "nbmod_qa:evaluate"
+    assert resume_search("fn").mixture_path == res.mixture_path  # finished: no function needed
+    RunStore().update_search("fn", state="interrupted")  # as if stopped
+    with pytest.raises(MixoptError, match=r"ran with the Python function nbmod_qa:evaluate as its evaluator "
+                                          r"\(library use\): resume it from Python, resume_search\('fn'"):
+        resume_search("fn")
+    # two scripts' `evaluate` (module __main__): named by their files, not by the function alone
+    names = []
+    for sub in ("a", "b"):
+        ns = {"__name__": "__main__"}
+        exec(compile("def evaluate(request):\n    return {}\n", str(tmp_path / sub / "nb.py"), "exec"), ns)
+        names.append(callable_name(ns["evaluate"]))
+    assert names == [f"{tmp_path / 'a' / 'nb.py'}:evaluate", f"{tmp_path / 'b' / 'nb.py'}:evaluate"]
+    del sys.modules["nbmod_qa"]

@@ -100,11 +100,8 @@ class SearchConfig:
             raise MixoptError("give --corpus NAME, or --evaluator module:function with --domains a,b,c")
         if self.corpus is not None and self.domains:
             raise MixoptError("give either --corpus or --domains, not both (a corpus names its own domains)")
-        if self.domains and self.evaluator is None:
-            raise MixoptError(
-                "--domains without a corpus needs your own --evaluator module:function "
-                "(the built-in proxy trainer trains on a built corpus)"
-            )
+        # --domains without an --evaluator: refused by prepare(), where a callable given to run_search
+        # (library use) can stand in for the module:function
         if self.tokens is not None and not self.domains:
             raise MixoptError("--tokens goes with --domains; a corpus knows its own token counts")
         if self.domains is not None:

@@ -122,11 +122,13 @@ def run_search(
     with driver_lock(prep.search_dir, prep.search_id):
         # Recorded before Ray starts (seconds), so a second search of the same name is refused at once.
         # The folder it started in: a resume elsewhere cannot import a module that lives there.
+        # A callable given in place of --evaluator is named, for the record and for its resume.
+        given = {"evaluator_callable": prep.evaluator_name} if callable(prep.evaluator) else {}
         prep.store.create_search(prep.search_id, {**config.as_dict(), "name": prep.search_id,
-                                                  "started_in": str(Path.cwd())}, plan)
+                                                  "started_in": str(Path.cwd()), **given}, plan)
         _emit(progress, StageEvent(stage="plan", search_id=prep.search_id, message=_plan_line(prep, plan)))
         try:
-            info = _ray(config, progress, prep.search_id)
+            info = _ray(config, progress, prep.search_id, prep.evaluator)
         except KeyboardInterrupt:
             prep.store.update_search(prep.search_id, state="interrupted")
             raise
@@ -202,6 +204,12 @@ def resume_search(
             Mixture.load(result.mixture_path).save(target)
             result.out = str(target)
         return result
+    if rec.config.get("evaluator_callable") and evaluator is None:
+        raise MixoptError(
+            f"search {name!r} ran with the Python function {rec.config['evaluator_callable']} as its "
+            f"evaluator (library use): resume it from Python, resume_search({name!r}, evaluator=<the "
+            "function>)"
+        )
     cfg = SearchConfig.from_dict(rec.config)
     changes: dict[str, Any] = {"store": str(st.path)}
     if address is not None:
@@ -234,7 +242,7 @@ def resume_search(
             "new search"
         )
     with driver_lock(prep.search_dir, name):
-        info = _ray(cfg, progress, name)
+        info = _ray(cfg, progress, name, prep.evaluator)
         interrupted = settle_runs(st, name, prep.workroot, stopped_at=recorded_stop(prep.workroot))
         said: list[str] = []  # what runs again, and why: said as the resume starts
 
@@ -313,8 +321,9 @@ def _failure_kinds(store: RunStore, searcher: SwarmSearcher) -> dict[str, int]:
 
 
 # ----- stages ------------------------------------------------------------------------------
-def _ray(config: SearchConfig, progress: Progress | None, search_id: str) -> RayInfo:
-    info = ensure_ray(config.address, py_modules=user_modules(config.evaluator))
+def _ray(config: SearchConfig, progress: Progress | None, search_id: str,
+         evaluator: str | Callable) -> RayInfo:
+    info = ensure_ray(config.address, py_modules=user_modules(evaluator))
     _stop_on_sigterm()
     biggest = _largest_node_cpus()
     if biggest is not None and config.cpus_per_trial > biggest:  # Tune would wait for it forever
@@ -604,7 +613,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
                 "retries": cfg.retries, "reuse": cfg.reuse, "proposer": prop.info,
                 "constraints": prep.space.constraints()},
         provenance={"corpus": prep.corpus_name, "corpus_hash": prep.corpus_hash, "run_ids": ids,
-                    "search": sid, "evaluator": prep.config.evaluator_name, "fidelity": prep.fidelity},
+                    "search": sid, "evaluator": prep.evaluator_name, "fidelity": prep.fidelity},
         notes=notes, interval=prop.interval, validate_rung=vrung if cfg.validate else None,
     )
     in_folder = prep.search_dir / "mixture.json"

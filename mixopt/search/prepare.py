@@ -11,6 +11,7 @@ import datetime as _dt
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from mixopt.errors import MixoptError
 from mixopt.evaluator import load_evaluator
 from mixopt.objective import Objective
 from mixopt.search.config import PROXY, SearchConfig
-from mixopt.search.trial import PROXY_EVALUATOR, TrialContext
+from mixopt.search.ray_env import user_modules
+from mixopt.search.trial import PROXY_EVALUATOR, PickledEvaluator, TrialContext
 from mixopt.space import SearchSpace, default_target_tokens
 from mixopt.store import RunStore, fidelity_key
 
@@ -49,6 +51,11 @@ class Prepared:
         return list(self.space.domains)
 
     @property
+    def evaluator_name(self) -> str:
+        """``proxy``, the user's ``module:function``, or the name of the callable given in its place."""
+        return evaluator_name(self.config, self.evaluator)
+
+    @property
     def workroot(self) -> Path:
         """The runs' folders (each its evaluator's ``workdir``)."""
         return self.search_dir / "runs"
@@ -63,9 +70,18 @@ class Prepared:
             objective_key=self.objective.key(), corpus=self.corpus_name, corpus_hash=self.corpus_hash,
             fidelity=self.validate_fidelity if validate else self.fidelity,
             fidelity_key=self.validate_fidelity_key if validate else self.fidelity_key,
-            evaluator=self.evaluator, cpus=self.config.cpus_per_trial, sys_path=(str(Path.cwd()),),
+            evaluator=self._shipped_evaluator, cpus=self.config.cpus_per_trial,
+            sys_path=(str(Path.cwd()), *(str(Path(m).parent) for m in user_modules(self.evaluator))),
             timeout=self.config.trial_timeout,
         )
+
+    @cached_property
+    def _shipped_evaluator(self) -> str | PickledEvaluator:
+        if not callable(self.evaluator):
+            return self.evaluator
+        from ray import cloudpickle
+
+        return PickledEvaluator(name=self.evaluator_name, data=cloudpickle.dumps(self.evaluator))
 
 
 def search_dir(search_id: str) -> Path:
@@ -92,6 +108,11 @@ def resolve_evaluator(config: SearchConfig, evaluator: Callable | None) -> str |
         if not callable(evaluator):
             raise MixoptError(f"evaluator {evaluator!r} is not callable")
         return evaluator
+    if config.domains and not config.evaluator:
+        raise MixoptError(
+            "--domains without a corpus needs your own --evaluator module:function "
+            "(the built-in proxy trainer trains on a built corpus)"
+        )
     if config.evaluator:
         load_evaluator(config.evaluator)  # fail now, with one line, if it cannot be imported
         return config.evaluator
@@ -152,7 +173,7 @@ def prepare(
     objective = Objective.parse(config.target, config.metric)
     objective.check_domains(space.domains)
     ev = resolve_evaluator(config, evaluator)
-    ev_name = config.evaluator_name if not callable(ev) else _callable_name(ev)
+    ev_name = evaluator_name(config, ev)
     out = check_writable(config.out) if config.out else None
     fid = dict(config.fidelity)
     if ev == PROXY:  # checked here: a bad value failed only inside the first trial, Ray started
@@ -245,9 +266,26 @@ def reuse_key(fid: Mapping[str, Any], ev_name: str, *, proxy: bool) -> str:
     return fidelity_key(fid, ev_name)
 
 
-def _callable_name(fn: Callable) -> str:
+def evaluator_name(config: SearchConfig, ev: str | Callable) -> str:
+    """``proxy``, the user's ``module:function``, or the name of the callable given in its place."""
+    return callable_name(ev) if callable(ev) else config.evaluator_name
+
+
+def callable_name(fn: Callable) -> str:
+    """The name a callable evaluator's runs are kept and reused under: ``module:function``, as
+    ``--evaluator`` names it, so library and CLI runs of one importable function are shared. A
+    function of ``__main__`` (a script, a notebook cell) is named by the file that defines it: two
+    scripts' ``evaluate`` had shared runs under the script's name alone, and every notebook's is
+    ``ipykernel_launcher``'s (a cell's file changes with its kernel, so a notebook reuses nothing
+    across kernels rather than another notebook's runs)."""
     mod = getattr(fn, "__module__", None) or "?"
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
     if mod == "__main__":
-        mod = Path(sys.argv[0]).stem or mod
+        import inspect
+
+        try:  # a function's file; a callable object's, its class's
+            where = inspect.getfile(fn if inspect.isroutine(fn) else type(fn))
+        except (TypeError, OSError):
+            where = sys.argv[0]
+        mod = str(Path(where).resolve()) if where and not where.startswith("<") else where or mod
     return f"{mod}:{name}"

@@ -108,18 +108,23 @@ def token_source() -> str | None:
     return str(DEFAULT_TOKEN_PATH) if DEFAULT_TOKEN_PATH.is_file() else None
 
 
-def user_modules(evaluator: str | None) -> list[str]:
+def user_modules(evaluator: str | Callable | None) -> list[str]:
     """Where the user's evaluator module lives, when no installed package holds it: ``[path]``.
 
     A cluster's workers import the evaluator by name, and a module next to the driver (its folder,
-    PYTHONPATH) is on no other node; Ray ships such a module (its top-level package folder or
-    ``.py`` file) to every worker as ``runtime_env={"py_modules": ...}``. Installed packages and
-    mixopt itself must be installed on the nodes. Empty for the proxy trainer.
+    PYTHONPATH, a folder a notebook put on ``sys.path``) is on no other node; Ray ships such a
+    module (its top-level package folder or ``.py`` file) to every worker as
+    ``runtime_env={"py_modules": ...}``. Installed packages and mixopt itself must be installed on
+    the nodes. Empty for the proxy trainer and for a function of ``__main__`` (pickled whole).
+    ``evaluator``: ``module:function``, or a callable (its module's).
     """
-    if not evaluator or ":" not in evaluator:
+    if callable(evaluator):
+        top = str(getattr(evaluator, "__module__", None) or "").split(".")[0]
+    elif evaluator and ":" in evaluator:
+        top = evaluator.partition(":")[0].split(".")[0]
+    else:
         return []
-    top = evaluator.partition(":")[0].split(".")[0]
-    if top == "mixopt":
+    if top in ("", "__main__", "mixopt"):
         return []
     try:
         mod = sys.modules.get(top) or importlib.import_module(top)
@@ -151,7 +156,8 @@ def ensure_ray(
         num_cpus: CPUs of that local Ray (default: all of this machine's).
         dashboard: start the dashboard of a local Ray on 127.0.0.1.
         py_modules: local modules to ship to the workers of a cluster joined by address
-            (:func:`user_modules`); a local Ray's workers find them on the driver's paths.
+            (:func:`user_modules`); a local Ray's workers find them through the folders the trials
+            put on their ``sys.path`` (:attr:`mixopt.search.trial.TrialContext.sys_path`).
     """
     import ray
 

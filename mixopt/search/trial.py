@@ -40,6 +40,22 @@ OUTCOME = ".mixopt-outcome.json"
 _EVALUATORS: dict[str, Callable] = {}
 
 
+@dataclass(frozen=True)
+class PickledEvaluator:
+    """A user's callable, pickled by the driver and unpickled by the trial after it has put the
+    driver's folders on ``sys.path``: Ray would unpickle a callable itself on the way in, before
+    the trial runs, and a function of a module the driver found through a folder it added to its
+    ``sys.path`` (a notebook's) then failed to import in every worker."""
+
+    name: str
+    data: bytes
+
+    def load(self) -> Callable:
+        from ray import cloudpickle  # (Ray's own copy: how Tune would have pickled it)
+
+        return cloudpickle.loads(self.data)
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrialContext:
     """Everything a trial needs besides its config; shipped once to the workers by Tune."""
@@ -55,16 +71,29 @@ class TrialContext:
     corpus_hash: str | None
     fidelity: dict[str, Any]
     fidelity_key: str
-    evaluator: str | Callable = "proxy"
+    evaluator: str | PickledEvaluator = "proxy"
     cpus: int = 1
     sys_path: tuple[str, ...] = field(default_factory=tuple)
     timeout: float | None = None  # seconds; a run still going then is recorded failed, its worker ended
 
 
-def resolve_evaluator(spec: str | Callable) -> Callable:
+def resolve_evaluator(spec: str | PickledEvaluator | Callable) -> Callable:
     """The evaluator callable for ``proxy``, a ``module:function`` or a callable (cached per process)."""
     if callable(spec):
         return spec
+    if isinstance(spec, PickledEvaluator):
+        key = f"{spec.name}#{hash(spec.data)}"
+        if key not in _EVALUATORS:
+            try:
+                _EVALUATORS[key] = spec.load()
+            except (ImportError, AttributeError) as exc:
+                import platform
+
+                raise MixoptError(
+                    f"the evaluator {spec.name} cannot be loaded on the Ray worker on {platform.node()} "
+                    f"({exc}), although the driver could: install its module on every node"
+                ) from exc
+        return _EVALUATORS[key]
     if spec not in _EVALUATORS:
         try:
             _EVALUATORS[spec] = load_evaluator(PROXY_EVALUATOR if spec == "proxy" else spec)
@@ -80,7 +109,7 @@ def resolve_evaluator(spec: str | Callable) -> Callable:
     return _EVALUATORS[spec]
 
 
-def _set_threads(cpus: int, evaluator: str | Callable) -> None:
+def _set_threads(cpus: int, evaluator: str | PickledEvaluator) -> None:
     # One trial per core: BLAS and torch must not spawn a thread per machine core.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(cpus)
