@@ -167,3 +167,24 @@ def test_auto_holds_a_domain_no_run_varied_whatever_it_chose() -> None:
         model = AutoFitter(candidates=candidates, k=3, ensemble=False).fit(X, Y.mean(axis=1))
         prop = ExactProposer(kl=0.1).propose(model, space)
         assert prop.weights[4] == pytest.approx(0.1, abs=1e-9) and prop.info["held"] == {"held": 0.1}
+
+
+def test_per_domain_refits_take_the_objective_fits_form() -> None:
+    """A search's per-domain predictions refit the objective's law on every domain's loss; BiMix had
+    been refitted without the metrics' names, so in its form over every domain's share, and with
+    --target c,d its loss/c (1.70) disagreed with the objective's own fit of it (1.39; a QA pass)."""
+    from types import SimpleNamespace
+
+    from mixopt.fitters.bimix import BiMixFitter
+    from mixopt.search.driver import _per_domain
+
+    X, Y = landscape(40, 3)
+    domains = [f"d{i}" for i in range(X.shape[1])]
+    keys = [f"loss/{d}" for d in domains]
+    sub = [1, 2]  # --target d1,d2
+    fitter = MetricSum(BiMixFitter(), weights=[0.5, 0.5], names=[keys[i] for i in sub]).fit(X, Y[:, sub])
+    W = X[:3]
+    store = SimpleNamespace(metric_rows=lambda ids, names: Y[:, [keys.index(n) for n in names]])
+    prep = SimpleNamespace(config=SimpleNamespace(metric="loss"), domains=domains, store=store)
+    per = _per_domain(fitter, prep, X, [str(i) for i in range(len(X))], W, fit_seconds=0.0)
+    np.testing.assert_allclose(per[:, sub], fitter.predict_metrics(W), rtol=1e-6)

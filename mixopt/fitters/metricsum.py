@@ -21,6 +21,17 @@ from sklearn.utils.validation import check_is_fitted
 from mixopt.errors import MixoptError
 
 
+def fit_per_metric(estimator: Any, X: np.ndarray, Y: np.ndarray, names: Sequence[str] = (),
+                   **fit_params: Any) -> Any:
+    """A clone of ``estimator`` fitted on every column of Y, told the columns' names where it takes
+    them (BiMix's own-share form reads each metric's domain from its name; without them it falls
+    back to the form over every domain's share)."""
+    est = clone(estimator)
+    if names and "targets" in est.get_params():
+        est.set_params(targets=tuple(names))
+    return est.fit(X, np.asarray(Y, dtype=float), **fit_params)
+
+
 def weighted_sum(Y: np.ndarray, weights: Sequence[float]) -> np.ndarray:
     """The objective of per-metric values Y (n, n_metrics) with the metrics' ``weights``."""
     Y = np.asarray(Y, dtype=float)
@@ -58,10 +69,7 @@ class MetricSum(RegressorMixin, BaseEstimator):
     def fit(self, X: np.ndarray, Y: np.ndarray, **fit_params: Any) -> MetricSum:
         """Fit the estimator on every metric column; ``fit_params`` go to its fit (BiMix's ``steps``)."""
         self.objective(Y)  # checks the shape
-        est = clone(self.estimator)
-        if self.names and "targets" in est.get_params():
-            est.set_params(targets=tuple(self.names))
-        self.estimator_ = est.fit(X, np.asarray(Y, dtype=float), **fit_params)
+        self.estimator_ = fit_per_metric(self.estimator, X, Y, self.names, **fit_params)
         self.weights_ = np.asarray(self.weights, dtype=float)
         self.n_features_in_ = self.estimator_.n_features_in_
         return self

@@ -748,9 +748,7 @@ def _per_domain(
     per-domain metrics (``auto``: its chosen members), so that ``train`` can set each domain's final
     loss against a prediction. None when a run lacks a domain's metric, the fitter cannot do it, or
     the refits would cost more than ``PER_DOMAIN_SECONDS`` (one per domain, ``fit_seconds`` each)."""
-    from sklearn.base import clone
-
-    from mixopt.fitters.metricsum import MetricSum
+    from mixopt.fitters.metricsum import MetricSum, fit_per_metric
 
     keys = [f"{prep.config.metric}/{d}" for d in prep.domains]
     if isinstance(fitter, MetricSum) and set(fitter.names) == set(keys):  # it has fitted just these
@@ -765,7 +763,7 @@ def _per_domain(
     try:
         with warnings.catch_warnings():  # the objective's fit already said what there was to say
             warnings.simplefilter("ignore")
-            models = [clone(m.estimator if isinstance(m, MetricSum) else m).fit(X, Y)
+            models = [fit_per_metric(m.estimator if isinstance(m, MetricSum) else m, X, Y, keys)
                       for m in getattr(fitter, "members_", [fitter])]
             preds = [np.asarray(m.predict(W), dtype=float).reshape(len(W), len(keys)) for m in models]
     except Exception as exc:  # noqa: BLE001 - an optional extra must not end a search whose swarm ran
