@@ -182,7 +182,8 @@ def test_per_domain_refits_take_the_objective_fits_form() -> None:
     domains = [f"d{i}" for i in range(X.shape[1])]
     keys = [f"loss/{d}" for d in domains]
     sub = [1, 2]  # --target d1,d2
-    fitter = MetricSum(BiMixFitter(), weights=[0.5, 0.5], names=[keys[i] for i in sub]).fit(X, Y[:, sub])
+    law = BiMixFitter(domains=tuple(domains))
+    fitter = MetricSum(law, weights=[0.5, 0.5], names=[keys[i] for i in sub]).fit(X, Y[:, sub])
     W = X[:3]
     store = SimpleNamespace(metric_rows=lambda ids, names: Y[:, [keys.index(n) for n in names]])
     prep = SimpleNamespace(config=SimpleNamespace(metric="loss"), domains=domains, store=store)
