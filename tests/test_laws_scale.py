@@ -86,6 +86,16 @@ def test_curves_come_from_the_store(tmp_path: Path) -> None:
     assert domains == list(DOMAINS) and len(curves) == 30
     assert {c.size for c in curves} == {float(load_rung(r).non_embedding_params()) for r in ("xs", "s", "m")}
     assert len(curves[0].tokens) == 4 and "loss/a" in curves[0].losses
+    # Another evaluator's runs of the same mixtures are another landscape: not pooled into one law
+    # (a QA pass: --fidelity-law over two searches fitted neither), nor are another corpus's.
+    other = [dataclasses.replace(r, run_id=f"other-{r.run_id}", search_id="other",
+                                 fidelity_key=r.fidelity_key.replace("tests:evaluate", "tests:other"))
+             for r in store.runs(search_id="sw-xs")]
+    store.add(other)
+    with pytest.raises(MixoptError, match=r"the runs come from 2 evaluators \(tests:evaluate, tests:other\); "
+                                          r"a law across scale fits the runs of one: name its searches"):
+        curves_from_store(store)
+    assert len(curves_from_store(store, ["sw-xs", "sw-s", "sw-m"])[1]) == 30
 
 
 def test_fit_across_scale_predicts_the_target_scale(tmp_path: Path) -> None:
