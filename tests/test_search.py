@@ -1017,6 +1017,8 @@ def test_a_python_function_as_evaluator(workspace, tmp_path, ray_session, monkey
     assert [r.status for r in runs] == ["ok"] * 4, [r.error for r in runs]
     assert Mixture.load(res.mixture_path).meta["provenance"]["evaluator"] == "nbmod_qa:evaluate"
     assert resume_search("fn").mixture_path == res.mixture_path  # finished: no function needed
+    os.remove(res.out)  # the mixture it wrote is gone: a resume that says it wrote it does write it
+    assert resume_search("fn").out == res.out and Mixture.load(res.out).weights == res.weights
     RunStore().update_search("fn", state="interrupted")  # as if stopped
     with pytest.raises(MixoptError, match=r"ran with the Python function nbmod_qa:evaluate as its evaluator "
                                           r"\(library use\): resume it from Python, resume_search\('fn'"):

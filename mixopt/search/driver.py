@@ -196,6 +196,9 @@ def resume_search(
                 f"{'change' if len(given) > 1 else 'changes'} nothing (its failed runs stay "
                 "failed); a new search with the same settings reuses its finished runs and samples new "
                 "ones", MixoptWarning, stacklevel=2)
+        gone = result.out and not Path(result.out).exists() and Path(result.mixture_path).is_file()
+        if out is None and gone:
+            out = result.out  # the file the search wrote is gone (moved, deleted): written again
         if out is not None:  # a finished search resumed with --out: write its mixture there too
             from mixopt.atomic import check_writable
             from mixopt.mixture import Mixture
