@@ -528,7 +528,9 @@ class RunStore:
         return [r for r in runs if exclude_search is None or r.search_id != exclude_search]
 
     def frame(self, **filters: Any):  # -> polars.DataFrame
-        """Runs as a polars DataFrame: scalar columns, ``weight/<domain>`` and one column per metric."""
+        """Runs as a polars DataFrame: scalar columns, ``weight/<domain>`` and one column per metric
+        (``metric/<name>`` for a metric named like one of the other columns: an evaluator's ``cost``
+        among its metrics had overwritten the run's cost)."""
         import polars as pl
 
         runs = self.runs(**filters)
@@ -541,7 +543,7 @@ class RunStore:
                 "cost": r.cost, "error": r.error, "created": r.created, "finished": r.finished,
             }
             row.update({f"weight/{d}": float(w) for d, w in r.weights.items()})
-            row.update({k: float(v) for k, v in r.metrics.items()})
+            row.update({(f"metric/{k}" if k in row else k): float(v) for k, v in r.metrics.items()})
             rows.append(row)
         if not rows:
             return pl.DataFrame(schema={"run_id": pl.Utf8, "status": pl.Utf8, "objective": pl.Float64})

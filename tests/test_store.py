@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -12,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from mixopt.errors import MixoptError, MixoptWarning
@@ -70,6 +72,12 @@ def test_frame_has_weight_and_metric_columns(store):
     assert df.height == 2
     assert {"weight/a", "loss/c", "status", "error", "objective"} <= set(df.columns)
     assert df.filter(df["status"] == "ok")["loss/c"].to_list() == [4.0]
+    # a metric named like a run's own column does not overwrite it (an evaluator's "cost", a QA pass)
+    flat = {"loss/a": 2.0, "cost": 12.5, "seed": 99.0, "status": 3.0}  # as an evaluator's flat dict
+    store.add([dataclasses.replace(rec("r3", [0.2, 0.3, 0.5], 2.0, cost=1.5), metrics=flat)])
+    row = store.frame(search_id="s1").filter(pl.col("run_id") == "r3").row(0, named=True)
+    assert (row["cost"], row["seed"], row["status"]) == (1.5, 0, "ok")
+    assert (row["metric/cost"], row["metric/seed"], row["metric/status"]) == (12.5, 99.0, 3.0)
 
 
 def test_duplicate_run_ids_are_an_error_and_nothing_is_written(store):
