@@ -79,19 +79,13 @@ def coerce_result(obj: Any, *, cost: float = 0.0, needed: Collection[str] | None
     is left out of the run, and ``error`` names it. No metrics at all is an error of the evaluator.
     """
     if isinstance(obj, EvalResult):
-        res = obj
+        res = EvalResult(metrics=obj.metrics, cost=obj.cost, status=obj.status, error=obj.error,
+                         history=obj.history)
     elif isinstance(obj, Mapping):
         if "metrics" in obj and isinstance(obj["metrics"], Mapping):
-            status = obj.get("status", "ok")
-            if status not in STATUSES:
-                raise MixoptError(f"evaluator returned status {status!r}; use one of {', '.join(STATUSES)}")
-            res = EvalResult(
-                metrics=dict(obj["metrics"]),
-                cost=float(obj.get("cost", cost) or cost),
-                status=status,
-                error=obj.get("error"),
-                history=list(obj.get("history", [])),
-            )
+            res = EvalResult(metrics=obj["metrics"], cost=obj.get("cost", cost),
+                             status=obj.get("status", "ok"), error=obj.get("error"),
+                             history=obj.get("history", []))
         else:
             res = EvalResult(metrics=dict(obj), cost=cost)
     else:
@@ -99,6 +93,22 @@ def coerce_result(obj: Any, *, cost: float = 0.0, needed: Collection[str] | None
             f"evaluator returned {type(obj).__name__}; return a dict of metrics (e.g. {{'loss/code': 2.1}}) "
             "or an EvalResult"
         )
+    # The same checks for both forms: an EvalResult's fields had reached the store unchecked (a
+    # status the store refuses, a cost of "1m30s", a history of characters).
+    if res.status not in STATUSES:
+        raise MixoptError(f"evaluator returned status {res.status!r}; use one of {', '.join(STATUSES)}")
+    if not isinstance(res.metrics, Mapping):
+        raise MixoptError(f"evaluator returned metrics of type {type(res.metrics).__name__}; give a dict "
+                          "such as {'loss/code': 2.1}")
+    try:
+        res.cost = float(res.cost or cost)
+    except (TypeError, ValueError):
+        raise MixoptError(f"evaluator returned cost {res.cost!r}; give the run's cost as a number (seconds, "
+                          "GPU-hours: your unit)") from None
+    if not (isinstance(res.history, list | tuple) and all(isinstance(h, Mapping) for h in res.history)):
+        raise MixoptError("evaluator returned a history that is not a list of checkpoint dicts "
+                          "(e.g. [{'tokens': 1e6, 'loss/code': 2.3}, ...])")
+    res.history = list(res.history)
     clean: dict[str, float] = {}
     for k, v in res.metrics.items():
         try:

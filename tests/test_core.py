@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +240,15 @@ def test_coerce_result_accepts_dicts_and_flags_divergence():
         coerce_result({})
     with pytest.raises(MixoptError, match="returned list"):
         coerce_result([1, 2])
+    # An EvalResult's fields are checked as a dict's are (a QA pass: they reached the store unchecked)
+    ok = {"loss/a": 2.0}
+    cases = ((EvalResult(metrics=ok, status="succeeded"), "status 'succeeded'; use one of ok, diverged"),
+             (EvalResult(metrics=None), "returned metrics of type NoneType; give a dict"),
+             ({"metrics": ok, "cost": "1m30s"}, "returned cost '1m30s'; give the run's cost as a number"),
+             (EvalResult(metrics=ok, history="abc"), "history that is not a list of checkpoint dicts"))
+    for bad, said in cases:
+        with pytest.raises(MixoptError, match=re.escape(said)):
+            coerce_result(bad)
 
 
 def test_request_reads_as_mapping():
