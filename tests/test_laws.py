@@ -586,3 +586,18 @@ def test_checkpoints_with_no_usable_value_are_said_as_such() -> None:
               losses={"loss/a": np.array([5.0, np.nan])})
     with pytest.raises(MixoptError, match="no checkpoint of the runs at 1e\\+05 params has a finite value"):
         checkpoint_rows([c], ["loss/a"])
+
+
+def test_positive_laws_refuse_a_target_with_values_at_or_below_zero() -> None:
+    """loglinear (exp(c) + exp(t·x)) and bimix cannot go below 0: on a negated loss they had fitted a
+    constant above every run, silently (a QA pass); mixing-law takes either sign."""
+    X = swarm(40, seed=3)
+    y = -(3 + np.exp(X @ np.array([0.5, -0.3, 0.2, 0.1])))
+    for law in (LogLinearFitter(), BiMixFitter()):
+        said = rf"{law.law}'s law is positive everywhere, and the target has values ≤ 0 \(the smallest -4"
+        with pytest.raises(MixoptError, match=said + ".* or use mixing-law"):
+            law.fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MixoptWarning)
+        pred = MixingLawFitter(n_starts=4).fit(X, y).predict(X)
+    assert np.abs(pred - y).max() < 0.05

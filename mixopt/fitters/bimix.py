@@ -73,6 +73,7 @@ class BiMixFitter(LawFitter):
     """
 
     law = "bimix"
+    positive = True
 
     def __init__(
         self,

@@ -195,6 +195,9 @@ class LawFitter(RegressorMixin, BaseEstimator):
     """
 
     law: str = "law"
+    # A law whose every value is > 0 (a sum of exponentials, BiMix's product of powers): a target with
+    # values ≤ 0 is refused, since the fit could only be a constant above them (a QA pass: silently).
+    positive: bool = False
 
     def _n_params(self, k: int) -> int:
         raise NotImplementedError
@@ -246,7 +249,14 @@ class LawFitter(RegressorMixin, BaseEstimator):
             )
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
         self.multi_output_ = y.ndim == 2
-        return np.asarray(X, dtype=float), np.asarray(y, dtype=float).reshape(len(y), -1)
+        Y = np.asarray(y, dtype=float).reshape(len(y), -1)
+        if self.positive and (Y <= 0).any():
+            raise MixoptError(
+                f"{self.law}'s law is positive everywhere, and the target has values ≤ 0 (the smallest "
+                f"{Y.min():.4g}); fit a loss or another positive metric (not its negative), or use "
+                "mixing-law (c + k·exp(t·r), of either sign)"
+            )
+        return np.asarray(X, dtype=float), Y
 
     def _fit_columns(self, X: np.ndarray, Y: np.ndarray, extra: np.ndarray | None = None) -> None:
         n = len(X)
@@ -339,4 +349,5 @@ class LawFitter(RegressorMixin, BaseEstimator):
         tags.target_tags.multi_output = True
         # A law is a fixed functional form: on arbitrary regression data it may fit poorly.
         tags.regressor_tags.poor_score = True
+        tags.target_tags.positive_only = self.positive
         return tags

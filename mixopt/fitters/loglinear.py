@@ -37,6 +37,7 @@ class LogLinearFitter(LawFitter):
     """
 
     law = "loglinear"
+    positive = True
 
     def __init__(
         self,
