@@ -485,3 +485,34 @@ def test_runs_list_says_where_a_cut_error_is_whole(store, capsys) -> None:  # no
     assert "cut to their first line, at 40 characters; `mixopt runs list --json` prints them whole" in said
     assert _cli(["runs", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[-1]["error"] == traceback
+
+
+def test_searches_plan_one_at_a_time_per_store(tmp_path) -> None:  # noqa: ANN001
+    """Two searches started together had planned before either was recorded, and ran the same seeded
+    swarm twice (a QA pass): planning holds a lock on the store until the search is recorded."""
+    import threading
+
+    from mixopt.search.lock import planning_lock
+
+    path = tmp_path / "runs.sqlite"
+    held, release, second = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with planning_lock(path):
+            held.set()
+            release.wait(10)
+
+    def other() -> None:
+        with planning_lock(path):
+            second.set()
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert held.wait(10)
+    b = threading.Thread(target=other)
+    b.start()
+    assert not second.wait(0.5)  # waits while the first plans
+    release.set()
+    a.join(10)
+    b.join(10)
+    assert second.is_set()

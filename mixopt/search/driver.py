@@ -39,7 +39,7 @@ from mixopt.proposers.proposal import (
     worse_than_best_note,
 )
 from mixopt.search.config import SearchConfig
-from mixopt.search.lock import DRIVING, driver_lock
+from mixopt.search.lock import DRIVING, driver_lock, planning_lock
 from mixopt.search.prepare import Prepared, prepare
 from mixopt.search.ray_env import RayInfo, ensure_ray, reachable_address, user_modules, watch_cluster
 from mixopt.search.result import SearchResult, build_mixture, candidate_rows, shown_rung
@@ -105,27 +105,32 @@ def run_search(
     if address and address != "local" and not address.startswith("ray://") and not _ray_is_up():
         reachable_address(address)  # a cluster not there: one line, before the plan and its warnings
     prep = prepare(config, evaluator)
+    planning = contextlib.ExitStack()  # until this search is recorded: see planning_lock
     try:
+        planning.enter_context(planning_lock(prep.store.path))
         if prep.store.get_search(prep.search_id) is not None:
             raise MixoptError(
                 f"a search named {prep.search_id!r} exists; continue it with --resume {prep.search_id} "
                 "or pick another --name"
             )
         plan = _plan(prep)
-    except MixoptError:
-        if new_store:  # a refused search leaves no empty store behind
-            prep.store.remove_if_empty()
-        if config.name is None:  # nor the folder that claimed its default name
-            with contextlib.suppress(OSError):
-                prep.search_dir.rmdir()
+    except BaseException as exc:
+        planning.close()
+        if isinstance(exc, MixoptError):
+            if new_store:  # a refused search leaves no empty store behind
+                prep.store.remove_if_empty()
+            if config.name is None:  # nor the folder that claimed its default name
+                with contextlib.suppress(OSError):
+                    prep.search_dir.rmdir()
         raise
-    with driver_lock(prep.search_dir, prep.search_id):
+    with planning, driver_lock(prep.search_dir, prep.search_id):
         # Recorded before Ray starts (seconds), so a second search of the same name is refused at once.
         # The folder it started in: a resume elsewhere cannot import a module that lives there.
         # A callable given in place of --evaluator is named, for the record and for its resume.
         given = {"evaluator_callable": prep.evaluator_name} if callable(prep.evaluator) else {}
         prep.store.create_search(prep.search_id, {**config.as_dict(), "name": prep.search_id,
                                                   "started_in": str(Path.cwd()), **given}, plan)
+        planning.close()  # recorded, its driver locked: a search planned from now on sees it
         _emit(progress, StageEvent(stage="plan", search_id=prep.search_id, message=_plan_line(prep, plan)))
         try:
             info = _ray(config, progress, prep.search_id, prep.evaluator)

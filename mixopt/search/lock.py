@@ -54,6 +54,31 @@ def driver_lock(folder: Path, name: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def planning_lock(store_path: Path) -> Iterator[None]:
+    """Plan one search at a time per run store: a search plans its swarm around the swarms of the
+    searches running now, which it sees once they are recorded; two started together had planned
+    before either was, and ran the same seeded swarm twice (a QA pass). Held from planning until
+    the search is recorded (seconds); a blocking ``flock`` on ``<store>.plan.lock``."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    lock = Path(f"{store_path}.plan.lock")
+    try:
+        f = open(lock, "a+", encoding="utf-8")  # noqa: SIM115 - held across the yield
+    except OSError:  # a read-only folder: the store itself will say so
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def _driving(name: str) -> Iterator[None]:
     DRIVING.append(name)
     try:
