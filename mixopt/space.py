@@ -72,6 +72,9 @@ class SearchSpace:
     target_tokens: float | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.domains, str):  # tuple("abc") would be three one-letter domains
+            raise MixoptError(f"domains is the string {self.domains!r}; give a sequence of names, "
+                              "e.g. ('web', 'code')")
         object.__setattr__(self, "domains", tuple(self.domains))
         if len(self.domains) < 2:
             raise MixoptError(f"there is nothing to mix with {len(self.domains)} domain(s) "
@@ -105,6 +108,12 @@ class SearchSpace:
             raise MixoptError(f"--min-weight is {self.min_weight}; it must be in [0, 1)")
         check_finite_positive("--max-epochs", self.max_epochs)
         check_finite_positive("--target-tokens", self.target_tokens)
+        if self.max_epochs is not None:  # a cap built by hand had been dropped without a word
+            if self.tokens is None:
+                raise MixoptError("max_epochs needs the token counts per domain (tokens=...): a pass over a "
+                                  "domain is its token count")
+            # the budget the CLI assumes too: as many tokens as the domains hold
+            object.__setattr__(self, "target_tokens", default_target_tokens(self.target_tokens, self.tokens))
         self.check_feasible()
 
     # ----- bounds -------------------------------------------------------------------------

@@ -225,3 +225,15 @@ def test_a_space_of_one_mixture_is_refused_by_name() -> None:
     space = SearchSpace(domains=("a", "b", "c"), fixed={"a": 1.0})
     with pytest.raises(MixoptError, match=r"add up to 1 \(--fix a=1\), which leaves a single mixture"):
         sample_swarm(space, 4, seed=0)
+
+
+def test_a_space_built_by_hand_keeps_its_repetition_cap() -> None:
+    """Library use (a QA pass): max_epochs without target_tokens had been dropped silently, and a
+    string of domains read as one-letter domains."""
+    space = SearchSpace(domains=("a", "b"), tokens={"a": 1e9, "b": 1e6}, max_epochs=1)
+    assert space.target_tokens == 1.001e9  # as the CLI assumes: as many tokens as the domains hold
+    assert not space.contains(np.array([0.1, 0.9]))
+    with pytest.raises(MixoptError, match=r"max_epochs needs the token counts per domain \(tokens=...\)"):
+        SearchSpace(domains=("a", "b"), max_epochs=1)
+    with pytest.raises(MixoptError, match="domains is the string 'abc'; give a sequence of names"):
+        SearchSpace(domains="abc")
