@@ -223,6 +223,19 @@ class SearchSpace:
                 out.append(f"{d}: {w[i]:.4g} above ceiling {hi[i]:.4g}")
         return out
 
+    def snap(self, w: Sequence[float] | np.ndarray, tol: float = 1e-9) -> np.ndarray:
+        """``w`` with each weight within ``tol`` of a bound set on it, and the sum's remainder given to
+        the weight furthest from its bounds: a proposer's float error had exported a ceiling of 0.25
+        as 0.25000000000000006, which a strict ``w <= cap`` check downstream refuses."""
+        lo, hi = self.bounds()
+        out = np.clip(np.asarray(w, dtype=float), 0.0, None)
+        out = np.where(np.abs(out - lo) <= tol, lo, np.where(np.abs(out - hi) <= tol, hi, out))
+        slack = np.minimum(out - lo, hi - out)
+        i = int(np.argmax(slack))
+        if slack[i] > tol:
+            out[i] += 1.0 - out.sum()
+        return out
+
     def contains(self, w: Sequence[float] | np.ndarray, tol: float = 1e-9) -> bool:
         return not self.violations(w, tol)
 

@@ -237,3 +237,10 @@ def test_a_space_built_by_hand_keeps_its_repetition_cap() -> None:
         SearchSpace(domains=("a", "b"), max_epochs=1)
     with pytest.raises(MixoptError, match="domains is the string 'abc'; give a sequence of names"):
         SearchSpace(domains="abc")
+
+
+def test_snap_sets_weights_within_float_error_of_a_bound_on_it() -> None:
+    """A QA pass: --max-weight c=0.25 was exported as 0.25000000000000006, past the ceiling."""
+    space = SearchSpace(domains=("a", "b", "c", "e"), ceilings={"c": 0.25}, fixed={"e": 0.15})
+    w = space.snap([0.3, 0.3 - 8e-17, 0.25000000000000006, 0.15000000000000002])
+    assert w[2] == 0.25 and w[3] == 0.15 and abs(w.sum() - 1) < 1e-15 and space.contains(w, tol=0.0)

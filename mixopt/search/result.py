@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from mixopt import __version__
 from mixopt.mixture import Mixture
 from mixopt.search.validate import PROPOSAL, Candidate, Comparison, Measured
@@ -139,6 +141,7 @@ def build_mixture(
         "predicted": predicted, "measured": measured, "baselines": baselines, "tokens": tokens,
         "provenance": prov, "notes": list(notes),
     }
-    # Weights are clipped at 0 and renormalised: a proposer's float error must not fail the schema.
-    total = sum(max(x, 0.0) for x in w)
-    return Mixture({d: max(x, 0.0) / total for d, x in zip(space.domains, w, strict=True)}, meta=meta)
+    # A proposer's float error must neither fail the schema (a weight below 0) nor step past a bound.
+    positive = np.clip(np.asarray(w, dtype=float), 0.0, None)
+    w = space.snap(positive / positive.sum())
+    return Mixture({d: float(x) for d, x in zip(space.domains, w, strict=True)}, meta=meta)
