@@ -97,6 +97,10 @@ def test_auto_skips_laws_with_too_many_parameters_and_explains() -> None:
     assert "auto" not in rows["bimix"]["error"]  # auto itself is what runs
     with pytest.raises(MixoptError, match="no candidate could be cross-validated"):
         AutoFitter(candidates=("bimix",)).fit(X, y)
+    # a misspelt candidate had been an error row, left out without a word (a QA pass)
+    with pytest.raises(MixoptError, match=r"auto: candidate\(s\) 'nope', 'gpp', 'auto' are not fitters auto "
+                                          r"can try; use some of bimix, gp, linear"):
+        AutoFitter(candidates=("linear", "nope", "gpp", "auto")).fit(X, y)
     with pytest.raises(MixoptError, match="at least 3 runs"):
         AutoFitter().fit(X[:2], y[:2])
 

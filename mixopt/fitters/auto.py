@@ -87,8 +87,6 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         from mixopt.fitters.metricsum import MetricSum
         from mixopt.fitters.registry import make_fitter
 
-        if name == "auto":
-            raise MixoptError("auto cannot be one of its own candidates")
         # Names as the candidate gets them alone (`--method NAME`): bimix fits a domain's own loss
         # on its own share, and only knows which target is which domain's loss from them.
         model = make_fitter(name, seed=self.random_state, groups=self.groups, domains=self.domains,
@@ -121,6 +119,13 @@ class AutoFitter(RegressorMixin, BaseEstimator):
             raise MixoptError(
                 "auto: the target is NaN in some runs; leave those runs out or fix their metrics"
             )
+        from mixopt.fitters.registry import available_fitters
+
+        # A misspelt candidate had been scored as an error row and left out without a word.
+        usable = [f for f in available_fitters() if f != "auto"]
+        if unknown := [c for c in self.candidates if c not in usable]:
+            raise MixoptError(f"auto: candidate(s) {', '.join(map(repr, unknown))} are not fitters auto can "
+                              f"try; use some of {', '.join(usable)}")
         X, y = validate_data(self, X, y, y_numeric=True, multi_output=True)
         X, Y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
         y = self.objective(Y)
