@@ -151,8 +151,17 @@ def test_infeasible_bounds_are_named() -> None:
                                           r"0\.1 \(max_epochs"):
         SearchSpace(domains=DOMAINS3, min_weight=0.2, tokens={"a": 1e9, "b": 1e8, "c": 1e9}, max_epochs=1,
                     target_tokens=1e9)
-    with pytest.raises(MixoptError, match="KL weight must be ≥ 0"):
-        ExactProposer(kl=-1)
+    for kl in (-1, float("nan"), float("inf")):  # NaN had acted as 0, inf returned NaN (a QA pass)
+        with pytest.raises(MixoptError, match="KL weight must be a finite number ≥ 0"):
+            ExactProposer(kl=kl)
+    # a model of other domains than the space's: one line, not numpy's matmul error
+    from mixopt.fitters.loglinear import LogLinearFitter
+
+    X = np.random.default_rng(0).dirichlet(np.ones(4), 30)
+    y = 3 + np.exp(X @ np.array([0.5, -0.3, 0.2, 0.1]))
+    model = LogLinearFitter(starts_per_c=2, n_polish=1).fit(X, y)
+    with pytest.raises(MixoptError, match=r"model was fitted on 4 domains and the space has 3 \(a, b, c\)"):
+        ExactProposer().propose(model, SearchSpace(domains=DOMAINS3))
 
 
 def test_kkt_residual_is_in_weight_units_for_tiny_weights() -> None:

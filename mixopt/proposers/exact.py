@@ -17,6 +17,7 @@ LightGBM, an ensemble with one) fall back to RegMix's top-k proposer, and the pr
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -389,8 +390,8 @@ class ExactProposer:
         random_state: int = 0,
         **fallback: Any,
     ) -> None:
-        if kl < 0:
-            raise MixoptError(f"the KL weight must be ≥ 0, got {kl}")
+        if not (math.isfinite(kl) and kl >= 0):  # NaN had acted as 0, inf returned uniform with NaN
+            raise MixoptError(f"the KL weight must be a finite number ≥ 0, got {kl}")
         self.kl = float(kl)
         self.temperature = temperature
         self.target_weights = target_weights
@@ -402,6 +403,10 @@ class ExactProposer:
         from mixopt.swarm import prior
 
         t0 = time.perf_counter()
+        fitted = getattr(model, "n_features_in_", space.n)
+        if fitted != space.n:  # numpy's matmul error had been all a user saw
+            raise MixoptError(f"the model was fitted on {fitted} domains and the space has {space.n} "
+                              f"({', '.join(space.domains)}); propose in the space of its runs")
         obj = convex_objective(model, self.target_weights)
         extra = {"selection": model.cv_table_} if hasattr(model, "cv_table_") else {}
         space, held = _hold_unvaried(model, space)
