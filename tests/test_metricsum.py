@@ -189,3 +189,13 @@ def test_per_domain_refits_take_the_objective_fits_form() -> None:
     prep = SimpleNamespace(config=SimpleNamespace(metric="loss"), domains=domains, store=store)
     per = _per_domain(fitter, prep, X, [str(i) for i in range(len(X))], W, fit_seconds=0.0)
     np.testing.assert_allclose(per[:, sub], fitter.predict_metrics(W), rtol=1e-6)
+
+
+def test_scikit_learn_scores_the_objective() -> None:
+    """sklearn's cross_val_score had returned NaN for each fold of a MetricSum (a QA pass)."""
+    from sklearn.model_selection import cross_val_score
+
+    X, Y = landscape(40, 5)
+    ms = MetricSum(MixingLawFitter(n_starts=4), weights=[0.25] * 4, names=[f"loss/{d}" for d in DOMAINS])
+    scores = cross_val_score(ms, X, Y, cv=3)
+    assert np.all(np.isfinite(scores)) and scores.min() > 0.9

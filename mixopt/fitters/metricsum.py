@@ -87,6 +87,15 @@ class MetricSum(RegressorMixin, BaseEstimator):
         std = np.asarray(std, dtype=float).reshape(len(X), -1)
         return mean, np.sqrt((std**2) @ self.weights_**2)
 
+    def score(self, X: np.ndarray, Y: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+        """R² of the predicted objective against the objective of the metric columns Y (what ``fit``
+        takes): scikit-learn's own compared the one prediction with every column, and its
+        ``cross_val_score`` returned NaN for each fold."""
+        from sklearn.metrics import r2_score
+
+        return float(r2_score(self.objective(np.asarray(Y, dtype=float)), self.predict(X),
+                              sample_weight=sample_weight))
+
     def predict_metrics(self, X: np.ndarray) -> np.ndarray:
         """Each metric's prediction (n, n_metrics)."""
         check_is_fitted(self)
