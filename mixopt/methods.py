@@ -228,7 +228,7 @@ METHODS: dict[str, MethodSpec] = {
     ),
     "gp": MethodSpec(
         name="gp", fitter="gp", proposer="topk",
-        description="Gaussian process (BoTorch, Matérn ARD), top-k of its mean, its std reported",
+        description="Gaussian process (BoTorch, RBF ARD), top-k of its mean, its std reported",
     ),
     "log-ridge": MethodSpec(
         name="log-ridge", fitter="log-ridge", proposer="topk",

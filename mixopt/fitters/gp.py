@@ -55,7 +55,7 @@ class GPFitter(RegressorMixin, BaseEstimator):
     """Gaussian process on (transformed) weights, one per target column.
 
     Args:
-        engine: ``botorch`` (SingleTaskGP, Matérn-5/2 ARD with priors) or ``sklearn``.
+        engine: ``botorch`` (SingleTaskGP: RBF, one length scale per domain, with priors) or ``sklearn``.
         kernel: sklearn engine: ``rbf`` (Olmix) or ``matern`` (ν = 5/2).
         ard: sklearn engine: one length scale per domain instead of one shared (Olmix: shared).
         features: the kernel sees the ``weights`` as they are or their ``sqrt``.
