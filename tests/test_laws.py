@@ -601,3 +601,12 @@ def test_positive_laws_refuse_a_target_with_values_at_or_below_zero() -> None:
         warnings.simplefilter("ignore", MixoptWarning)
         pred = MixingLawFitter(n_starts=4).fit(X, y).predict(X)
     assert np.abs(pred - y).max() < 0.05
+
+
+def test_an_empty_abnormal_message_says_what_happened() -> None:
+    """SciPy says only "ABNORMAL: " when the line search fails; the warning had read "(ABNORMAL: )"."""
+    from mixopt.fitters.lawfit import _said
+
+    assert _said("ABNORMAL: ") == "ABNORMAL: the line search found no lower loss from the last point"
+    cap = "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT"
+    assert _said(cap) == cap

@@ -162,8 +162,15 @@ def _multistart(
         converged=bool(best.success) or _at_minimum(best, polished, lo, hi),
         n_starts=S,
         n_polished=len(order),
-        message=str(best.message),
+        message=_said(str(best.message)),
     )
+
+
+def _said(message: str) -> str:
+    """SciPy's L-BFGS-B message, with the reason it leaves out of a failed line search ("ABNORMAL: ")."""
+    if message.rstrip().rstrip(":") == "ABNORMAL":
+        return "ABNORMAL: the line search found no lower loss from the last point"
+    return message
 
 
 def _at_minimum(best: Any, polished: list[Any], lo: np.ndarray, hi: np.ndarray) -> bool:
