@@ -42,6 +42,13 @@ _MAX_BATCH_CELLS = 4_000_000
 Distance = Literal["l1", "linf"]
 
 
+def prior_name(space: SearchSpace, temperature: float = 1.0) -> str:
+    """What :func:`prior` is, in words, for the mixture JSON (the KL term pulls towards it)."""
+    if space.tokens is None:
+        return "uniform (no token counts)"
+    return "token shares" + (f" ** (1/{temperature:g})" if temperature != 1 else "")
+
+
 def prior(space: SearchSpace, temperature: float = 1.0) -> np.ndarray:
     """The sampling prior over ``space.domains``: token shares ** (1/temperature), normalised.
 

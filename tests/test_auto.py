@@ -218,14 +218,14 @@ def test_kl_pull_is_recorded_explained_and_can_be_turned_off(
     assert free["predicted"]["mean"] <= min(pulled, best) + 1e-9  # the law's own optimum
     # no weight is left as dust (1e-20): a domain is in the mixture or it is not
     assert all(w == 0 or w > 1e-12 for w in free["weights"].values())
-    assert mix["params"]["prior"] == "uniform"
+    assert mix["params"]["prior"] == "uniform (no token counts)"
     # --tokens: the pull goes towards the token shares (Olmix's natural mixture) instead
     domains = list(mix["weights"])
     heavy = domains[0]
     tokens = ",".join(f"{d}={1e12 if d == heavy else 1e6:g}" for d in domains)
     assert run_cli([*base, "--kl", "10", "--tokens", tokens]) == 0
     natural = json.loads(out.read_text())
-    assert natural["params"]["prior"] == "token shares (--tokens)" and natural["weights"][heavy] > 0.5
+    assert natural["params"]["prior"] == "token shares" and natural["weights"][heavy] > 0.5
     assert run_cli([*base, "--kl", "10"]) == 0
     assert json.loads(out.read_text())["weights"][heavy] < 0.5
     capsys.readouterr()

@@ -1015,7 +1015,9 @@ def test_a_python_function_as_evaluator(workspace, tmp_path, ray_session, monkey
     res = run_search(cfg, evaluator=nbmod_qa.evaluate)
     runs = RunStore().runs(search_id="fn")
     assert [r.status for r in runs] == ["ok"] * 4, [r.error for r in runs]
-    assert Mixture.load(res.mixture_path).meta["provenance"]["evaluator"] == "nbmod_qa:evaluate"
+    meta = Mixture.load(res.mixture_path).meta
+    assert meta["provenance"]["evaluator"] == "nbmod_qa:evaluate"
+    assert meta["params"]["prior"] == "token shares"  # what the KL term pulls towards (a QA pass)
     assert resume_search("fn").mixture_path == res.mixture_path  # finished: no function needed
     os.remove(res.out)  # the mixture it wrote is gone: a resume that says it wrote it does write it
     assert resume_search("fn").out == res.out and Mixture.load(res.out).weights == res.weights

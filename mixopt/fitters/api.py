@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mixopt.errors import MixoptError, MixoptWarning, warnings_as_notes, warnings_if_ok
+from mixopt.swarm import prior_name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -309,7 +310,7 @@ def _save_mixture(
                                            **({"held": prop.info["held"]} if prop.info.get("held") else {})},
                               "constraints": space.constraints(),
                               # of the KL term and the sampler: Olmix pulls towards the natural mixture
-                              "prior": "token shares (--tokens)" if space.tokens else "uniform"}
+                              "prior": prior_name(space, proposer_params.get("temperature", 1.0))}
     if model is not None:
         params["fitter"] = {k: v for k, v in model.get_params().items() if _jsonable(v)}
     mixture = Mixture(weights, meta={

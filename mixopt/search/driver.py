@@ -70,6 +70,7 @@ from mixopt.search.validate import (
     validation_slots,
 )
 from mixopt.store import RunStore, default_path
+from mixopt.swarm import prior_name
 
 logger = logging.getLogger(__name__)
 
@@ -619,7 +620,9 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
         params={"budget": cfg.budget, "rung": cfg.rung, "seed": cfg.seed, "temperature": cfg.temperature,
                 "validate": cfg.validate, "validate_rung": vrung if cfg.validate else None, "search": sid,
                 "retries": cfg.retries, "reuse": cfg.reuse, "proposer": prop.info,
-                "constraints": prep.space.constraints()},
+                "constraints": prep.space.constraints(),
+                # of the KL term and the sampler: Olmix pulls towards the natural mixture
+                "prior": prior_name(prep.space, cfg.temperature)},
         provenance={"corpus": prep.corpus_name, "corpus_hash": prep.corpus_hash, "run_ids": ids,
                     "search": sid, "evaluator": prep.evaluator_name, "fidelity": prep.fidelity},
         notes=notes, interval=prop.interval, validate_rung=vrung if cfg.validate else None,
