@@ -510,6 +510,11 @@ def test_a_history_the_store_cannot_encode_is_the_evaluators_contract_error(tmp_
                        corpus_hash=None, fidelity={}, fidelity_key="f", evaluator=odd)
     res = evaluate({"run_id": "n-s0000-a1", "weights": dict.fromkeys(DOMAINS, 0.25), "seed": 0}, ctx)
     assert res["fatal"] and res["record"]["error"].startswith(FATAL_PREFIX + "evaluator returned a history")
+    # --metric bpb where the evaluator returns loss/<domain>: the option is named (a QA pass)
+    bpb = dataclasses.replace(ctx, objective={"metric": "bpb"}, evaluator=lambda request: {
+        f"loss/{d}": 1.0 for d in DOMAINS})
+    res = evaluate({"run_id": "n-s0001-a1", "weights": dict.fromkeys(DOMAINS, 0.25), "seed": 0}, bpb)
+    assert res["fatal"] and "(a new search with --metric loss reads those)" in res["record"]["error"]
 
 
 def test_ray_client_addresses_are_refused_by_name():

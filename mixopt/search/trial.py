@@ -152,9 +152,13 @@ def evaluate(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
             value = objective.value(res.metrics, ctx.domains)
             missing = [m for m in objective.metric_weights(ctx.domains) if m not in res.metrics]
             if missing:
+                # loss/<d> returned where --metric bpb reads bpb/<d>: the option is what to fix
+                other = sorted({k.split("/")[0] for k in res.metrics if "/" in k
+                                and k.split("/", 1)[1] in ctx.domains} - {objective.metric})
                 raise MixoptError(
                     f"evaluator returned no {', '.join(missing[:5])} (needed by the objective); "
                     f"it returned {', '.join(sorted(res.metrics)[:8])}"
+                    + (f" (a new search with --metric {other[0]} reads those)" if other else "")
                 )
         try:  # the driver stores it as JSON: an object it cannot encode must fail here, as this run
             history = json.loads(json.dumps(res.history, default=json_default))
