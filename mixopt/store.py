@@ -225,6 +225,17 @@ def _record(row: sqlite3.Row) -> RunRecord:
     )
 
 
+def _check_weights(record: RunRecord) -> None:
+    """A run's weights are a mixture: finite, ≥ 0, summing to 1 (RENORM_TOL). The store had kept NaN
+    or negative weights from a library caller, and ``matrix()`` handed them to the fitters."""
+    from mixopt.mixture import RENORM_TOL
+
+    w = list(record.weights.values())
+    if not w or not all(math.isfinite(x) and x >= 0 for x in w) or abs(sum(w) - 1) > RENORM_TOL:
+        raise MixoptError(f"run {record.run_id}: its weights are not a mixture (finite, ≥ 0, summing to 1): "
+                          f"{dict(record.weights)}")
+
+
 class RunStore:
     """The SQLite run store. Cheap to construct; every call opens its own short connection.
 
@@ -349,6 +360,8 @@ class RunStore:
     def add(self, records: RunRecord | Sequence[RunRecord]) -> int:
         """Insert complete or running records; any run id already stored is an error (nothing written)."""
         recs = [records] if isinstance(records, RunRecord) else list(records)
+        for r in recs:
+            _check_weights(r)
         ids = [r.run_id for r in recs]
         dup_in = sorted({i for i in ids if ids.count(i) > 1})
         if dup_in:
@@ -381,6 +394,7 @@ class RunStore:
         A ``running`` row with the same id (the same trial started again by Ray) is replaced; a
         finished one is an error.
         """
+        _check_weights(record)
         with self._write() as con:
             row = con.execute("SELECT status FROM runs WHERE run_id = ?", (record.run_id,)).fetchone()
             if row is not None and row["status"] != "running":

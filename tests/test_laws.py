@@ -567,7 +567,8 @@ def test_one_huge_loss_does_not_carry_the_fit(cls: type) -> None:
 
 
 def test_one_run_is_told_to_add_runs_to_two_at_least() -> None:
-    with pytest.raises(MixoptError, match=r"add runs \(at least 2\)"):  # it had said "at least 1"
+    # it had said "at least 1", then "at least 2" (a law of 0 varying domains); 3: the law over both
+    with pytest.raises(MixoptError, match=r"add runs \(at least 3\)"):
         MixingLawFitter().fit(np.array([[0.5, 0.5]]), np.array([2.0]))
 
 
@@ -610,3 +611,14 @@ def test_an_empty_abnormal_message_says_what_happened() -> None:
     assert _said("ABNORMAL: ") == "ABNORMAL: the line search found no lower loss from the last point"
     cap = "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT"
     assert _said(cap) == cap
+
+
+def test_one_run_is_too_few_for_a_law_and_says_why() -> None:
+    """With one run nothing varies: the message had read "bimix has 0 parameters per target (0 varying
+    domains)" (a QA pass)."""
+    from mixopt.errors import TooFewRunsError
+
+    for law in (BiMixFitter(), MixingLawFitter(), LogLinearFitter()):
+        said = f"{law.law} got 1 sample \\(run\\); a law is fitted on runs of different mixtures: add runs"
+        with pytest.raises(TooFewRunsError, match=said):
+            law.fit(np.array([[0.5, 0.3, 0.2]]), np.array([2.0]))

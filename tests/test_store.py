@@ -516,3 +516,13 @@ def test_searches_plan_one_at_a_time_per_store(tmp_path) -> None:  # noqa: ANN00
     a.join(10)
     b.join(10)
     assert second.is_set()
+
+
+def test_the_store_refuses_weights_that_are_no_mixture(store) -> None:  # noqa: ANN001
+    """Library use (a QA pass): NaN, negative or unnormalised weights had been stored and fitted on."""
+    for w in ([float("nan"), 0.5, 0.5], [-0.2, 0.7, 0.5], [0.5, 0.5, 0.5]):
+        with pytest.raises(MixoptError, match="its weights are not a mixture"):
+            store.add([rec("bad", w, 2.0)])
+        with pytest.raises(MixoptError, match="its weights are not a mixture"):
+            store.begin(rec("bad", w, None, status="running"))
+    assert store.runs() == []

@@ -267,6 +267,10 @@ class LawFitter(RegressorMixin, BaseEstimator):
 
     def _fit_columns(self, X: np.ndarray, Y: np.ndarray, extra: np.ndarray | None = None) -> None:
         n = len(X)
+        if n == 1:  # nothing varies in one run: "0 parameters (0 varying domains)" had been said
+            need = max(self._n_params(X.shape[1]), 2)
+            raise TooFewRunsError(f"{self.law} got 1 sample (run); a law is fitted on runs of different "
+                                  f"mixtures: add runs (at least {need}) or {FEWER}", needed=need)
         keep = varying(X)
         dropped = np.flatnonzero(~keep)
         if n > 1 and not keep.any():  # (SciPy's nnls aborts the process on the empty matrix that follows)
