@@ -105,10 +105,16 @@ def coerce_result(obj: Any, *, cost: float = 0.0, needed: Collection[str] | None
     except (TypeError, ValueError):
         raise MixoptError(f"evaluator returned cost {res.cost!r}; give the run's cost as a number (seconds, "
                           "GPU-hours: your unit)") from None
-    if not (isinstance(res.history, list | tuple) and all(isinstance(h, Mapping) for h in res.history)):
+    # any iterable of dicts (a list, a generator); not a string or a dict, which iterate as characters/keys
+    history = [] if res.history is None else res.history
+    if isinstance(history, str | bytes | Mapping) or not hasattr(history, "__iter__"):
+        history = None
+    else:
+        history = list(history)
+    if history is None or not all(isinstance(h, Mapping) for h in history):
         raise MixoptError("evaluator returned a history that is not a list of checkpoint dicts "
                           "(e.g. [{'tokens': 1e6, 'loss/code': 2.3}, ...])")
-    res.history = list(res.history)
+    res.history = history
     clean: dict[str, float] = {}
     for k, v in res.metrics.items():
         try:

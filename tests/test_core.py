@@ -139,7 +139,7 @@ def test_load_reports_missing_and_broken_files(tmp_path):
 def test_an_inline_mixture_naming_a_domain_twice_is_refused():
     from mixopt.proxy.job import mixture_from_spec
 
-    with pytest.raises(MixoptError, match="--mixture names 'code' twice; give each domain once"):
+    with pytest.raises(MixoptError, match="mixture 'code=0.3,code=0.5,math=0.5' names 'code' twice; give"):
         mixture_from_spec("code=0.3,code=0.5,math=0.5", corpus=None)
 
 
@@ -249,6 +249,8 @@ def test_coerce_result_accepts_dicts_and_flags_divergence():
     for bad, said in cases:
         with pytest.raises(MixoptError, match=re.escape(said)):
             coerce_result(bad)
+    assert coerce_result({"metrics": ok, "history": ({"tokens": t} for t in (1, 2))}).history == [
+        {"tokens": 1}, {"tokens": 2}]  # any iterable of dicts, as list() took it
 
 
 def test_request_reads_as_mapping():

@@ -606,8 +606,12 @@ def test_a_mixture_written_out_as_weights(tiny_corpus, tmp_path: Path) -> None: 
     assert label == f"{first}_0.25_{second}_0.75"  # a folder name: no '=' or ','
     with pytest.raises(MixoptError, match=r"weights sum to 0\.5, not 1; fix them or normalise"):
         resolve_mixture(f"{first}=0.25,{second}=0.25", tiny_corpus)
-    with pytest.raises(MixoptError, match=f"--mixture part '{second}' is not domain=weight"):
+    with pytest.raises(MixoptError, match=f"mixture '{first}=0.5,{second}': part '{second}' is not domain="):
         resolve_mixture(f"{first}=0.5,{second}", tiny_corpus)
+    # weights of many domains make a name too long for a file: still weights, not "path too long"
+    many = ",".join(f"domain_number_{i}=0.05" for i in range(20))
+    with pytest.raises(MixoptError, match="names domains the corpus lacks: domain_number_0, domain_number_1"):
+        train(mixture=many, corpus=tiny_corpus, model=DEBUG, out=tmp_path / "many", threads=1)
     with pytest.raises(MixoptError, match="an existing mixture JSON file, or domain=weight"):
         resolve_mixture("mixtrue.jsn", tiny_corpus)
     # a file whose name holds '=' is still read as the file

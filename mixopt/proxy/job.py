@@ -25,8 +25,12 @@ from mixopt.proxy.train import ProxyResult, run_record, train_proxy
 
 def is_inline(spec: str) -> bool:
     """Whether ``spec`` is weights written out (``d1=w1,d2=w2``), not a mixture file."""
-    path = Path(spec)
-    return "=" in spec and not (path.suffix == ".json" or path.is_file())
+    if "=" not in spec or spec.endswith(".json"):
+        return False
+    try:
+        return not Path(spec).is_file()
+    except OSError:  # weights of many domains make a name too long for any file (ENAMETOOLONG)
+        return True
 
 
 def spec_label(spec: str) -> str:
@@ -43,25 +47,25 @@ def mixture_from_spec(spec: str, corpus: Any) -> Mixture:
         return Mixture.from_tokens(corpus.train_tokens(), method="natural")
     if spec == "uniform":
         return Mixture.uniform(corpus.domains, method="uniform")
-    if not is_inline(spec) and (Path(spec).suffix == ".json" or Path(spec).is_file()):
-        return Mixture.load(Path(spec))
     if is_inline(spec):
         weights: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in spec.split(","))):
             name, sep, value = part.partition("=")
             if not sep:
-                raise MixoptError(f"--mixture part {part!r} is not domain=weight")
+                raise MixoptError(f"mixture {spec!r}: part {part!r} is not domain=weight")
             if name.strip() in weights:
-                raise MixoptError(f"--mixture names {name.strip()!r} twice; give each domain once")
+                raise MixoptError(f"mixture {spec!r} names {name.strip()!r} twice; give each domain once")
             try:
                 weights[name.strip()] = float(value)
             except ValueError as exc:
                 raise MixoptError(
-                    f"--mixture: weight {value!r} of domain {name.strip()!r} is not a number"
+                    f"mixture {spec!r}: weight {value!r} of domain {name.strip()!r} is not a number"
                 ) from exc
         return Mixture(weights, meta={"method": "inline"})
+    if Path(spec).suffix == ".json" or Path(spec).is_file():
+        return Mixture.load(Path(spec))
     raise MixoptError(
-        f"--mixture {spec!r} is not 'natural', 'uniform', an existing mixture JSON file, or domain=weight,..."
+        f"mixture {spec!r} is not 'natural', 'uniform', an existing mixture JSON file, or domain=weight,..."
     )
 
 

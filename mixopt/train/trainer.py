@@ -311,7 +311,8 @@ def train(
     if tokens is not None:
         spec = spec.with_tokens(tokens)
     mix, label = resolve_mixture(mixture, corpus)
-    check_domains(mix.weights, corpus.domains, where=f"mixture {label}")
+    check_domains(mix.weights, corpus.domains,
+                  where=f"mixture {mixture!r}" if is_inline(str(mixture)) else f"mixture {label}")
     lm = spec.lm_config(corpus.vocab_size, dense=dense)
     check_memory(lm.params()["total"], f"model {spec.name!r}")
     tc = spec.train
