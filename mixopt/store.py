@@ -308,7 +308,7 @@ class RunStore:
             n = sum(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("runs", "searches"))
         if n:
             return False
-        for suffix in ("", "-wal", "-shm", ".plan.lock"):  # (.plan.lock: mixopt.search.lock.planning_lock)
+        for suffix in ("", "-wal", "-shm"):
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         return True
 

@@ -295,6 +295,15 @@ def test_a_law_with_more_parameters_than_the_budget_is_refused_before_any_run(wo
         run_search(config(tmp_path, name="few", budget=2, method="auto"))
     # Nothing is left behind: no search folder, and no empty run store in a fresh workspace.
     assert not (workspace / "searches" / "few").exists() and not default_path().exists()
+    assert not any(p.name.endswith(".lock") for p in workspace.iterdir())
+    # and the run store's planning lock was let go (mixopt.search.lock.planning_lock)
+    import fcntl
+
+    fd = os.open(default_path().parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError while it is held
+    finally:
+        os.close(fd)
 
 
 def test_objective_constraints_and_linear_method(workspace, tmp_path, ray_session):

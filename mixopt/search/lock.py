@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from mixopt.errors import MixoptError
 
+log = logging.getLogger(__name__)
 DRIVING: list[str] = []  # the searches this process drives now (inside driver_lock)
 
 
@@ -58,24 +60,37 @@ def planning_lock(store_path: Path) -> Iterator[None]:
     """Plan one search at a time per run store: a search plans its swarm around the swarms of the
     searches running now, which it sees once they are recorded; two started together had planned
     before either was, and ran the same seeded swarm twice (a QA pass). Held from planning until
-    the search is recorded (seconds); a blocking ``flock`` on ``<store>.plan.lock``."""
+    the search is recorded (seconds): a ``flock`` on the store's folder (a lock file beside the
+    store would be left behind, or removed under a waiting search). A file system without locks
+    plans without it, as before."""
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock, as before
         yield
         return
-    lock = Path(f"{store_path}.plan.lock")
     try:
-        f = open(lock, "a+", encoding="utf-8")  # noqa: SIM115 - held across the yield
-    except OSError:  # a read-only folder: the store itself will say so
+        fd = os.open(Path(store_path).resolve().parent, os.O_RDONLY)
+    except OSError:  # the store itself will say what is wrong with its folder
         yield
         return
-    with f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    try:
         try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                fd = _close(fd)  # no locks on this file system
+            else:
+                log.warning("waiting for another search on this run store to finish planning (seconds)")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            _close(fd)
+
+
+def _close(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)  # (closing the descriptor releases its flock)
 
 
 @contextlib.contextmanager
