@@ -1039,6 +1039,20 @@ def test_a_python_function_as_evaluator(workspace, tmp_path, ray_session, monkey
     with pytest.raises(MixoptError, match=r"ran with the Python function nbmod_qa:evaluate as its evaluator "
                                           r"\(library use\): resume it from Python, resume_search\('fn'"):
         resume_search("fn")
+    # given again, the function goes on under the name it began with, wherever it is defined now (a
+    # notebook's cell file changes with its kernel)
+    def evaluate(request):  # noqa: ANN001, ANN202
+        return nbmod_qa.evaluate(request)
+
+    assert resume_search("fn", evaluator=evaluate).search_id == "fn"
+    # a function that cannot be pickled for the workers: one line, before anything is made
+    import threading
+
+    lock = threading.Lock()
+    with pytest.raises(MixoptError, match=r"cannot be pickled for the Ray workers \(.*\); define it at"):
+        run_search(config(tmp_path, name="unpicklable", evaluator=None, budget=4),
+                   evaluator=lambda request, lock=lock: nbmod_qa.evaluate(request))
+    assert not (workspace / "searches" / "unpicklable").exists()
     # two scripts' `evaluate` (module __main__): named by their files, not by the function alone
     names = []
     for sub in ("a", "b"):
@@ -1046,4 +1060,32 @@ def test_a_python_function_as_evaluator(workspace, tmp_path, ray_session, monkey
         exec(compile("def evaluate(request):\n    return {}\n", str(tmp_path / sub / "nb.py"), "exec"), ns)
         names.append(callable_name(ns["evaluate"]))
     assert names == [f"{tmp_path / 'a' / 'nb.py'}:evaluate", f"{tmp_path / 'b' / 'nb.py'}:evaluate"]
+    # a notebook by its own path (Jupyter's JPY_SESSION_NAME), not the kernel's cell file
+    monkeypatch.setattr(sys, "argv", ["/venv/lib/python3.11/site-packages/ipykernel_launcher.py"])
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/me/mix.ipynb")
+    assert callable_name(ns["evaluate"]) == "/home/me/mix.ipynb:evaluate"
+    # partials by their function and arguments (every partial had been functools:partial)
+    import functools
+
+    one, two = (functools.partial(nbmod_qa.evaluate, scale=s) for s in (1, 2))
+    assert callable_name(one).startswith("nbmod_qa:evaluate#partial-")
+    assert callable_name(one) != callable_name(two)
     del sys.modules["nbmod_qa"]
+
+
+def test_a_resume_that_cannot_go_on_says_what_changed():
+    """It had said "ran on corpus hash None at <key>; rebuild the same corpus" when the evaluator's name
+    had changed (a review)."""
+    from types import SimpleNamespace
+
+    from mixopt.search.driver import _what_changed
+    from mixopt.store import fidelity_key
+
+    plan = {"corpus_hash": None, "fidelity_key": fidelity_key({"rung": "xs"}, "nb:evaluate")}
+    now = SimpleNamespace(corpus_hash=None, fidelity_key=fidelity_key({"rung": "xs"}, "/a/nb.py:evaluate"))
+    assert _what_changed(plan, now) == ("it ran with evaluator nb:evaluate, and now it is /a/nb.py:evaluate; "
+                                        "resume it with that evaluator, or start a new search")
+    now = SimpleNamespace(corpus_hash=None, fidelity_key=fidelity_key({"rung": "s"}, "nb:evaluate"))
+    assert _what_changed(plan, now).startswith("its runs' fidelity differs in rung (it ran at")
+    now = SimpleNamespace(corpus_hash="h2", fidelity_key=plan["fidelity_key"])
+    assert _what_changed(plan, now).startswith("it ran on corpus hash None, and the corpus now has h2")

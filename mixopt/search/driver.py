@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,26 @@ def run_search(
         return _drive(prep, plan, info, progress, resumed=False)
 
 
+def _what_changed(plan: Mapping[str, Any], prep: Prepared) -> str:
+    """Why a resume's runs would not be the search's: its corpus, evaluator or fidelity, in words."""
+    import json
+
+    if plan.get("corpus_hash") != prep.corpus_hash:
+        return (f"it ran on corpus hash {plan.get('corpus_hash')}, and the corpus now has "
+                f"{prep.corpus_hash}; rebuild the same corpus, or start a new search")
+    try:
+        was, now = json.loads(plan.get("fidelity_key") or "{}"), json.loads(prep.fidelity_key)
+    except ValueError:
+        was, now = {}, {}
+    if was.get("evaluator") != now.get("evaluator"):
+        return (f"it ran with evaluator {was.get('evaluator')}, and now it is {now.get('evaluator')}; "
+                "resume it with that evaluator, or start a new search")
+    changed = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+    return (f"its runs' fidelity differs in {', '.join(changed) or 'its key'} (it ran at "
+            f"{plan.get('fidelity_key')}, now {prep.fidelity_key}; a rung's recipe changed?); start a new "
+            "search")
+
+
 def _ray_is_up() -> bool:
     """Whether this process is connected to Ray already (library use: it stays on that Ray)."""
     import ray
@@ -236,7 +256,7 @@ def resume_search(
         changes["retries"] = retries
     cfg = cfg.replace(**changes)
     try:
-        prep = prepare(cfg, evaluator, search_id=name)
+        prep = prepare(cfg, evaluator, search_id=name, callable_as=rec.config.get("evaluator_callable"))
     except MixoptError as exc:
         began = rec.config.get("started_in")
         if "cannot import evaluator module" in str(exc) and began and began != str(Path.cwd()):
@@ -245,11 +265,7 @@ def resume_search(
         raise
     plan = rec.plan or {}
     if plan.get("fidelity_key") != prep.fidelity_key or plan.get("corpus_hash") != prep.corpus_hash:
-        raise MixoptError(
-            f"search {name!r} ran on corpus hash {plan.get('corpus_hash')} at {plan.get('fidelity_key')}; "
-            f"now it would be {prep.corpus_hash} at {prep.fidelity_key}. Rebuild the same corpus, or start a "
-            "new search"
-        )
+        raise MixoptError(f"search {name!r} cannot go on: {_what_changed(plan, prep)}")
     with driver_lock(prep.search_dir, name):
         info = _ray(cfg, progress, name, prep.evaluator)
         interrupted = settle_runs(st, name, prep.workroot, stopped_at=recorded_stop(prep.workroot))

@@ -8,10 +8,10 @@ search space, an objective naming unknown domains. A budget too small to fit on 
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ class Prepared:
     validate_fidelity: dict[str, Any]
     validate_fidelity_key: str
     evaluator: str | Callable
+    evaluator_name: str  # proxy, the user's module:function, or the callable's (callable_name)
+    shipped_evaluator: str | PickledEvaluator  # what the trials get (a callable pickled: _shipped)
     store: RunStore
     search_dir: Path
     out: Path | None
@@ -49,11 +51,6 @@ class Prepared:
     @property
     def domains(self) -> list[str]:
         return list(self.space.domains)
-
-    @property
-    def evaluator_name(self) -> str:
-        """``proxy``, the user's ``module:function``, or the name of the callable given in its place."""
-        return evaluator_name(self.config, self.evaluator)
 
     @property
     def workroot(self) -> Path:
@@ -70,18 +67,10 @@ class Prepared:
             objective_key=self.objective.key(), corpus=self.corpus_name, corpus_hash=self.corpus_hash,
             fidelity=self.validate_fidelity if validate else self.fidelity,
             fidelity_key=self.validate_fidelity_key if validate else self.fidelity_key,
-            evaluator=self._shipped_evaluator, cpus=self.config.cpus_per_trial,
+            evaluator=self.shipped_evaluator, cpus=self.config.cpus_per_trial,
             sys_path=(str(Path.cwd()), *(str(Path(m).parent) for m in user_modules(self.evaluator))),
             timeout=self.config.trial_timeout,
         )
-
-    @cached_property
-    def _shipped_evaluator(self) -> str | PickledEvaluator:
-        if not callable(self.evaluator):
-            return self.evaluator
-        from ray import cloudpickle
-
-        return PickledEvaluator(name=self.evaluator_name, data=cloudpickle.dumps(self.evaluator))
 
 
 def search_dir(search_id: str) -> Path:
@@ -159,9 +148,13 @@ def build_space(config: SearchConfig) -> tuple[SearchSpace, str | None, str | No
 
 
 def prepare(
-    config: SearchConfig, evaluator: Callable | None = None, *, search_id: str | None = None
+    config: SearchConfig, evaluator: Callable | None = None, *, search_id: str | None = None,
+    callable_as: str | None = None,
 ) -> Prepared:
-    """Check every input of a search and resolve it; nothing is run or written here."""
+    """Check every input of a search and resolve it; nothing is run or written here.
+
+    ``callable_as``: the name a callable ``evaluator`` was recorded under when the search began (a
+    resume: the function given again is taken to be that one, wherever it is defined now)."""
     from mixopt.methods import get_method
 
     spec = get_method(config.method)
@@ -173,7 +166,8 @@ def prepare(
     objective = Objective.parse(config.target, config.metric)
     objective.check_domains(space.domains)
     ev = resolve_evaluator(config, evaluator)
-    ev_name = evaluator_name(config, ev)
+    ev_name = callable_as if callable(ev) and callable_as else evaluator_name(config, ev)
+    shipped = _shipped(ev, ev_name)
     out = check_writable(config.out) if config.out else None
     fid = dict(config.fidelity)
     if ev == PROXY:  # checked here: a bad value failed only inside the first trial, Ray started
@@ -208,8 +202,8 @@ def prepare(
     return Prepared(
         config=config, search_id=sid, space=space, objective=objective, corpus_name=corpus_name,
         corpus_hash=corpus_hash, fidelity=fid, fidelity_key=fkey,
-        validate_fidelity=vfid, validate_fidelity_key=vkey, evaluator=ev,
-        store=store, search_dir=search_dir(sid), out=out,
+        validate_fidelity=vfid, validate_fidelity_key=vkey, evaluator=ev, evaluator_name=ev_name,
+        store=store, search_dir=search_dir(sid), out=out, shipped_evaluator=shipped,
     )
 
 
@@ -266,6 +260,19 @@ def reuse_key(fid: Mapping[str, Any], ev_name: str, *, proxy: bool) -> str:
     return fidelity_key(fid, ev_name)
 
 
+def _shipped(ev: str | Callable, name: str) -> str | PickledEvaluator:
+    """A callable pickled now, before any folder or Ray: one that cannot be had failed in the trials."""
+    if not callable(ev):
+        return ev
+    from ray import cloudpickle
+
+    try:
+        return PickledEvaluator(name=name, data=cloudpickle.dumps(ev))
+    except Exception as exc:  # noqa: BLE001 - whatever pickling the user's object raises
+        raise MixoptError(f"the evaluator {name} cannot be pickled for the Ray workers ({exc}); define it at "
+                          "module level, without open files, locks or connections in what it holds") from exc
+
+
 def evaluator_name(config: SearchConfig, ev: str | Callable) -> str:
     """``proxy``, the user's ``module:function``, or the name of the callable given in its place."""
     return callable_name(ev) if callable(ev) else config.evaluator_name
@@ -273,19 +280,31 @@ def evaluator_name(config: SearchConfig, ev: str | Callable) -> str:
 
 def callable_name(fn: Callable) -> str:
     """The name a callable evaluator's runs are kept and reused under: ``module:function``, as
-    ``--evaluator`` names it, so library and CLI runs of one importable function are shared. A
-    function of ``__main__`` (a script, a notebook cell) is named by the file that defines it: two
-    scripts' ``evaluate`` had shared runs under the script's name alone, and every notebook's is
-    ``ipykernel_launcher``'s (a cell's file changes with its kernel, so a notebook reuses nothing
-    across kernels rather than another notebook's runs)."""
+    ``--evaluator`` names it, so library and CLI runs of one importable function are shared.
+
+    A function of ``__main__`` is named by where it is defined: a script by its file (two folders'
+    ``nb.py:evaluate`` had shared runs under the script's name alone), a notebook by its own path
+    (Jupyter's ``JPY_SESSION_NAME``; every notebook's had been ``ipykernel_launcher``'s), else by
+    the cell's file, which changes with the kernel (a notebook then reuses nothing across kernels
+    rather than another's runs). A ``functools.partial`` is its function's name and a digest of
+    its arguments (every partial had been ``functools:partial``)."""
+    import functools
+    import hashlib
+    import inspect
+
+    if isinstance(fn, functools.partial):
+        bound = repr((fn.args, sorted(fn.keywords.items())))
+        return f"{callable_name(fn.func)}#partial-{hashlib.sha256(bound.encode()).hexdigest()[:12]}"
     mod = getattr(fn, "__module__", None) or "?"
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
-    if mod == "__main__":
-        import inspect
-
-        try:  # a function's file; a callable object's, its class's
-            where = inspect.getfile(fn if inspect.isroutine(fn) else type(fn))
-        except (TypeError, OSError):
-            where = sys.argv[0]
-        mod = str(Path(where).resolve()) if where and not where.startswith("<") else where or mod
-    return f"{mod}:{name}"
+    if mod != "__main__":
+        return f"{mod}:{name}"
+    notebook = os.environ.get("JPY_SESSION_NAME")
+    if notebook and "ipykernel" in Path(sys.argv[0]).name:
+        return f"{notebook}:{name}"
+    try:  # a function's file; a callable object's, its __call__'s (a class of __main__ has no file)
+        where = inspect.getfile(fn if inspect.isroutine(fn) else type(fn).__call__)
+    except (TypeError, OSError):
+        where = sys.argv[0]
+    where = str(Path(where).resolve()) if where and not where.startswith("<") else where or mod
+    return f"{where}:{name}"

@@ -86,7 +86,7 @@ def resolve_evaluator(spec: str | PickledEvaluator | Callable) -> Callable:
         if key not in _EVALUATORS:
             try:
                 _EVALUATORS[key] = spec.load()
-            except (ImportError, AttributeError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a module not installed here, or the object's own error
                 import platform
 
                 raise MixoptError(
