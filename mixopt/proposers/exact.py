@@ -427,6 +427,7 @@ class ExactProposer:
                 info={**p.info, "solver": "topk (no convex form)", **extra},
             )
         x, info = solve(obj, space, kl=self.kl, prior=prior(space, self.temperature))
+        x = space.snap(x)  # a weight a float error past its bound is set on it
         pred, std = self._predict(model, x)
         interval = None if std is None else (pred - 1.96 * std, pred + 1.96 * std)
         return Proposal(

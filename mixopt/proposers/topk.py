@@ -136,6 +136,7 @@ class TopKProposer:
             log.info("average of the top %d left the space (%s); projected back", self.k,
                      "; ".join(space.violations(avg)[:3]))
             avg = project(space, avg)
+        avg = space.snap(avg)  # a weight a float error past its bound is set on it
         mean, std = predict_objective(model, avg[None, :], return_std=True)
         return Proposal(
             weights=avg,
