@@ -90,7 +90,7 @@ class TopKProposer:
     def _say_duration(self, first_s: float, chunks: int, threads: int) -> None:
         """Warn, from the first chunk's time, when scoring every candidate takes minutes: a large
         --candidates (1e9) had run for an hour with nothing on the screen."""
-        eta = first_s * (chunks - 1) / max(1, min(threads, chunks - 1))
+        eta = first_s * (chunks - threads) / threads  # the first `threads` chunks run together
         if eta > self.SAY_AFTER_S:
             warnings.warn(
                 f"scoring {self.n_candidates:,} candidates takes about {eta / 60:.0f} more minute(s) here; "
@@ -104,17 +104,22 @@ class TopKProposer:
         if self.n_candidates % self.chunk_size:
             sizes.append(self.n_candidates % self.chunk_size)
         seqs = np.random.SeedSequence(self.random_state).spawn(len(sizes))
-        threads = self.n_threads or len(os.sched_getaffinity(0))
-        parts = [self._chunk(space, model, seqs[0], sizes[0])]
-        self._say_duration(time.perf_counter() - t0, len(sizes), threads)
-        rest = list(zip(seqs[1:], sizes[1:], strict=True))
-        if threads > 1 and len(rest) > 1:
-            from concurrent.futures import ThreadPoolExecutor
+        threads = min(self.n_threads or len(os.sched_getaffinity(0)), len(sizes))
+        if threads > 1:
+            from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-            with ThreadPoolExecutor(min(threads, len(rest))) as pool:
-                parts += pool.map(lambda a: self._chunk(space, model, *a), rest)
+            with ThreadPoolExecutor(threads) as pool:
+                futures = [pool.submit(self._chunk, space, model, s, n)
+                           for s, n in zip(seqs, sizes, strict=True)]
+                wait(futures, return_when=FIRST_COMPLETED)
+                self._say_duration(time.perf_counter() - t0, len(sizes), threads)
+                parts = [f.result() for f in futures]
         else:
-            parts += [self._chunk(space, model, s, n) for s, n in rest]
+            parts = []
+            for s, n in zip(seqs, sizes, strict=True):
+                parts.append(self._chunk(space, model, s, n))
+                if len(parts) == 1:
+                    self._say_duration(time.perf_counter() - t0, len(sizes), threads)
         cand = np.vstack([p[0] for p in parts])
         pred = np.concatenate([p[1] for p in parts])
         order = np.argsort(pred, kind="stable")[: self.k]
