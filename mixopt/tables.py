@@ -79,8 +79,9 @@ class RunTable:
         ``name``: a column; ``mean`` (every column, equally); or columns ``a,b`` (equally) or
         ``a=0.7,b=0.3`` (weighted; the weights are normalised), as ``search --target`` takes them.
         """
-        if name == MEAN_TARGET:
-            self.refuse_broken(why=f"--target {MEAN_TARGET} averages every column, and ")
+        if name == MEAN_TARGET:  # (bookkeeping columns, _step or _runtime, are not averaged)
+            self.refuse_broken([c for c in self.broken if not c.startswith("_")],
+                               why=f"--target {MEAN_TARGET} averages every column, and ")
             cols = self._mean_columns
             return {c: 1.0 / len(cols) for c in cols}
         if name in self.metrics.columns:

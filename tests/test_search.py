@@ -524,6 +524,9 @@ def test_a_history_the_store_cannot_encode_is_the_evaluators_contract_error(tmp_
         f"loss/{d}": 1.0 for d in DOMAINS})
     res = evaluate({"run_id": "n-s0001-a1", "weights": dict.fromkeys(DOMAINS, 0.25), "seed": 0}, bpb)
     assert res["fatal"] and "(a new search with --metric loss reads those)" in res["record"]["error"]
+    some = dataclasses.replace(bpb, evaluator=lambda request: {"loss/web": 1.0, "acc/web": 0.5})
+    res = evaluate({"run_id": "n-s0002-a1", "weights": dict.fromkeys(DOMAINS, 0.25), "seed": 0}, some)
+    assert res["fatal"] and "--metric" not in res["record"]["error"]  # no kind covers every domain
 
 
 def test_ray_client_addresses_are_refused_by_name():
@@ -1035,6 +1038,13 @@ def test_a_python_function_as_evaluator(workspace, tmp_path, ray_session, monkey
     assert resume_search("fn").mixture_path == res.mixture_path  # finished: no function needed
     os.remove(res.out)  # the mixture it wrote is gone: a resume that says it wrote it does write it
     assert resume_search("fn").out == res.out and Mixture.load(res.out).weights == res.weights
+    os.remove(res.out)  # and where it cannot be written again, that is said, not an error
+    os.rmdir(os.path.dirname(res.out))
+    with open(os.path.dirname(res.out), "w") as f:  # a file where its folder was
+        f.write("")
+    with pytest.warns(MixoptWarning, match="is gone and cannot be written again"):
+        assert resume_search("fn").out is None
+    os.remove(os.path.dirname(res.out))
     RunStore().update_search("fn", state="interrupted")  # as if stopped
     with pytest.raises(MixoptError, match=r"ran with the Python function nbmod_qa:evaluate as its evaluator "
                                           r"\(library use\): resume it from Python, resume_search\('fn'"):

@@ -311,6 +311,8 @@ def test_a_broken_cell_is_refused_only_where_its_column_is_used(tmp_path: Path) 
             t.target(target)
     with pytest.raises(MixoptError, match="--target mean averages every column, and .*" + said):
         t.target("mean")
+    book = write(tmp_path / "book.csv", "run,loss,_runtime\na,1,5\nb,2,n/a\nc,3,7\n")
+    assert list(read_run_tables(r, book).target("mean")) == [1, 2, 3]  # _runtime is not averaged
     store = RunStore(tmp_path / "runs.sqlite")
     with pytest.raises(MixoptError, match=said):
         import_table(store, ratios=r, metrics=m)

@@ -222,13 +222,19 @@ def resume_search(
                 f"{'change' if len(given) > 1 else 'changes'} nothing (its failed runs stay "
                 "failed); a new search with the same settings reuses its finished runs and samples new "
                 "ones", MixoptWarning, stacklevel=2)
-        gone = result.out and not Path(result.out).exists() and Path(result.mixture_path).is_file()
-        if out is None and gone:
-            out = result.out  # the file the search wrote is gone (moved, deleted): written again
-        if out is not None:  # a finished search resumed with --out: write its mixture there too
-            from mixopt.atomic import check_writable
-            from mixopt.mixture import Mixture
+        from mixopt.atomic import check_writable
+        from mixopt.mixture import Mixture
 
+        gone = result.out and not Path(result.out).exists() and Path(result.mixture_path).is_file()
+        if out is None and gone:  # the file the search wrote is gone (moved, deleted): written again
+            try:
+                Mixture.load(result.mixture_path).save(check_writable(result.out))
+            except (MixoptError, OSError) as exc:  # not asked for: said, not an error
+                warnings.warn(f"{result.out}, which search {name!r} wrote, is gone and cannot be written "
+                              f"again ({exc}); its mixture is {result.mixture_path}", MixoptWarning,
+                              stacklevel=2)
+                result.out = None
+        if out is not None:  # a finished search resumed with --out: write its mixture there too
             target = check_writable(out)
             Mixture.load(result.mixture_path).save(target)
             result.out = str(target)

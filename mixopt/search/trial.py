@@ -153,8 +153,9 @@ def evaluate(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
             missing = [m for m in objective.metric_weights(ctx.domains) if m not in res.metrics]
             if missing:
                 # loss/<d> returned where --metric bpb reads bpb/<d>: the option is what to fix
-                other = sorted({k.split("/")[0] for k in res.metrics if "/" in k
-                                and k.split("/", 1)[1] in ctx.domains} - {objective.metric})
+                wanted = {m.split("/", 1)[1] for m in missing}  # the domains the objective reads
+                kinds = {k.split("/")[0] for k in res.metrics if "/" in k} - {objective.metric}
+                other = sorted(p for p in kinds if all(f"{p}/{d}" in res.metrics for d in wanted))
                 raise MixoptError(
                     f"evaluator returned no {', '.join(missing[:5])} (needed by the objective); "
                     f"it returned {', '.join(sorted(res.metrics)[:8])}"
