@@ -232,7 +232,7 @@ class SearchSpace:
         out = np.where(np.abs(out - lo) <= tol, lo, np.where(np.abs(out - hi) <= tol, hi, out))
         slack = np.minimum(out - lo, hi - out)
         i = int(np.argmax(slack))
-        if slack[i] > tol:
+        if slack[i] > tol and abs(1.0 - out.sum()) <= tol:  # float error only: a real gap is not hidden
             out[i] += 1.0 - out.sum()
         return out
 

@@ -68,6 +68,7 @@ def planning_lock(store_path: Path) -> Iterator[None]:
     except ImportError:  # not POSIX: no lock, as before
         yield
         return
+    fd: int | None
     try:
         fd = os.open(Path(store_path).resolve().parent, os.O_RDONLY)
     except OSError:  # the store itself will say what is wrong with its folder
@@ -78,7 +79,8 @@ def planning_lock(store_path: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                fd = _close(fd)  # no locks on this file system
+                _close(fd)  # no locks on this file system
+                fd = None
             else:
                 log.warning("waiting for another search on this run store to finish planning (seconds)")
                 fcntl.flock(fd, fcntl.LOCK_EX)
