@@ -18,6 +18,7 @@ baselines and proposers.
 from __future__ import annotations
 
 import logging
+from numbers import Integral
 from typing import Literal
 
 import numpy as np
@@ -278,8 +279,8 @@ def sample_swarm(
     Raises:
         MixoptError: the space does not hold ``n`` rows that far apart.
     """
-    if n < 0:
-        raise MixoptError(f"cannot sample {n} mixtures; ask for n ≥ 0")
+    if not isinstance(n, Integral) or n < 0:  # 2.5 had met a TypeError about slice indices
+        raise MixoptError(f"cannot sample {n!r} mixtures; ask for a whole number n ≥ 0")
     if distance not in ("l1", "linf"):
         raise MixoptError(f"distance {distance!r} is unknown; use 'l1' or 'linf'")
     min_distance = DEFAULT_MIN_DISTANCE if min_distance is None else float(min_distance)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -227,3 +228,21 @@ def test_cv_warnings_say_they_are_of_training_folds_once() -> None:
         cross_validate(_Warns(), X, X[:, 0], k=5, seed=0)
     texts = [str(w.message) for w in record if "odd run" in str(w.message)]
     assert texts == ["cross-validation, in 4 of 5 training folds: odd run found among 16 runs"]
+
+
+def test_hyper_parameters_of_the_wrong_kind_are_one_line() -> None:
+    """LightGBM had answered learning_rate="fast" with "[Fatal] Unknown token fast in data file", and
+    the laws took n_starts=-1 or own_share="yes" without a word (a QA pass)."""
+    from mixopt.fitters import get_fitter
+
+    X = np.random.default_rng(0).dirichlet(np.ones(3), 20)
+    y = 3 + X @ np.array([0.5, -0.3, 0.2])
+    for name, params, said in (
+        ("regmix", {"learning_rate": "fast"}, "regmix: learning_rate must be a number > 0, got 'fast'"),
+        ("regmix", {"n_estimators": -1}, "regmix: n_estimators must be an integer ≥ 1, got -1"),
+        ("mixing-law", {"n_starts": -1}, "mixing-law: n_starts must be an integer ≥ 0, got -1"),
+        ("loglinear", {"huber_delta": 0}, "loglinear: huber_delta must be a number > 0, got 0"),
+        ("bimix", {"own_share": "yes"}, "bimix: own_share must be True or False, got 'yes'"),
+    ):
+        with pytest.raises(MixoptError, match=re.escape(said)):
+            get_fitter(name, **params).fit(X, y)

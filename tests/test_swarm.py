@@ -237,6 +237,11 @@ def test_a_space_built_by_hand_keeps_its_repetition_cap() -> None:
         SearchSpace(domains=("a", "b"), max_epochs=1)
     with pytest.raises(MixoptError, match="domains is the string 'abc'; give a sequence of names"):
         SearchSpace(domains="abc")
+    free = SearchSpace(domains=("a", "b", "c"))
+    for n in (2.5, -1):  # 2.5 had met a TypeError about slice indices
+        with pytest.raises(MixoptError, match=f"cannot sample {n} mixtures; ask for a whole number n ≥ 0"):
+            sample_swarm(free, n, seed=0)
+    assert len(sample_swarm(free, np.int64(3), seed=0)) == 3
 
 
 def test_snap_sets_weights_within_float_error_of_a_bound_on_it() -> None:

@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import MixoptError, MixoptWarning, TooFewRunsError
 from mixopt.fitters.fewruns import FEWER, warn_few_runs
+from mixopt.fitters.protocol import check_param
 from mixopt.fitters.varied import unvaried, varying
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,19 @@ class LawFitter(RegressorMixin, BaseEstimator):
         self._fit_columns(X, Y)
         return self
 
+    def _check_params(self) -> None:
+        """The hyper-parameters every law shares, where it has them (each its own set)."""
+        for name, low in (("n_starts", 0), ("starts_per_c", 0), ("n_polish", 1)):
+            if hasattr(self, name):
+                check_param(self.law, name, getattr(self, name), integer=True, low=low)
+        for name in ("huber_delta", "eps"):
+            if hasattr(self, name):
+                check_param(self.law, name, getattr(self, name), above=True)
+        if hasattr(self, "own_share") and not isinstance(self.own_share, bool):
+            raise MixoptError(f"{self.law}: own_share must be True or False, got {self.own_share!r}")
+
     def _check_xy(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        self._check_params()
         y_arr = np.asarray(y)
         if y_arr.dtype.kind in "fc" and np.isnan(y_arr).any():
             bad = np.flatnonzero(np.isnan(y_arr).reshape(len(y_arr), -1).any(axis=1))

@@ -31,3 +31,26 @@ class Fitter(Protocol):
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Hyper-parameters, as scikit-learn's ``BaseEstimator`` gives them."""
         ...
+
+
+def check_param(owner: str, name: str, value: Any, *, integer: bool = False, low: float = 0,
+                above: bool = False, none_ok: bool = False) -> None:
+    """Refuse a hyper-parameter of the wrong kind or range with one line (``regmix:
+    learning_rate must be a number > 0, got 'fast'``), where the library under it would have
+    failed later with its own words (LightGBM: "Unknown token fast in data file") or not at all.
+
+    Raises:
+        MixoptError: naming the fitter, the parameter, what it must be and what it got.
+    """
+    from numbers import Integral, Real
+
+    from mixopt.errors import MixoptError
+
+    if value is None and none_ok:
+        return
+    kind = Integral if integer else Real
+    ok = isinstance(value, kind) and not isinstance(value, bool) and (value > low if above else value >= low)
+    if not ok:
+        what = "an integer" if integer else "a number"
+        raise MixoptError(f"{owner}: {name} must be {what} {'>' if above else '≥'} {low:g}"
+                          f"{' or None' if none_ok else ''}, got {value!r}")

@@ -24,6 +24,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import TooFewRunsError
+from mixopt.fitters.protocol import check_param
 
 # From this many rows on, predict through the compiled QuickScorer tables.
 FAST_PREDICT_ROWS = 4096
@@ -69,6 +70,10 @@ class RegMixFitter(RegressorMixin, BaseEstimator):
         """Fit one regressor per column of y (RegMix fits one per validation loss)."""
         import lightgbm
 
+        check_param("regmix", "n_estimators", self.n_estimators, integer=True, low=1)
+        check_param("regmix", "learning_rate", self.learning_rate, above=True)
+        check_param("regmix", "num_leaves", self.num_leaves, integer=True, low=2)
+        check_param("regmix", "min_child_samples", self.min_child_samples, integer=True, low=1, none_ok=True)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
         if len(y) < 2:  # LightGBM's own message ("Found array with 1 sample(s)") names no remedy
             raise TooFewRunsError(f"regmix needs at least 2 runs to fit, got {len(y)} sample(s); add runs",
