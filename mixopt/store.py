@@ -35,6 +35,7 @@ import numpy as np
 
 from mixopt import paths
 from mixopt.errors import MixoptError
+from mixopt.mixture import RENORM_TOL
 from mixopt.objective import Objective
 
 RunStatus = Literal["ok", "diverged", "failed", "running"]
@@ -228,8 +229,6 @@ def _record(row: sqlite3.Row) -> RunRecord:
 def _check_weights(record: RunRecord) -> None:
     """A run's weights are a mixture: finite, ≥ 0, summing to 1 (RENORM_TOL). The store had kept NaN
     or negative weights from a library caller, and ``matrix()`` handed them to the fitters."""
-    from mixopt.mixture import RENORM_TOL
-
     w = list(record.weights.values())
     if not w or not all(math.isfinite(x) and x >= 0 for x in w) or abs(sum(w) - 1) > RENORM_TOL:
         raise MixoptError(f"run {record.run_id}: its weights are not a mixture (finite, ≥ 0, summing to 1): "

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from numbers import Integral, Real
 from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
+
+from mixopt.errors import MixoptError
 
 
 @runtime_checkable
@@ -42,10 +45,6 @@ def check_param(owner: str, name: str, value: Any, *, integer: bool = False, low
     Raises:
         MixoptError: naming the fitter, the parameter, what it must be and what it got.
     """
-    from numbers import Integral, Real
-
-    from mixopt.errors import MixoptError
-
     if value is None and none_ok:
         return
     kind = Integral if integer else Real

@@ -33,11 +33,16 @@ def is_inline(spec: str) -> bool:
         return True
 
 
+def _path_safe(text: str, keep: str = "-_.") -> str:
+    """``text`` with every character but letters, digits and ``keep`` made ``_`` (a file name part)."""
+    return "".join(ch if ch.isalnum() or ch in keep else "_" for ch in text)
+
+
 def spec_label(spec: str) -> str:
     """A short label of a mixture spec: ``natural``, ``uniform``, a JSON file's stem, or an inline
     ``code=0.5,math=0.5`` as ``code_0.5_math_0.5`` (a folder name: no ``=`` or ``,``)."""
     if is_inline(spec):
-        return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in spec.replace(" ", ""))[:40]
+        return _path_safe(spec.replace(" ", ""))[:40]
     return spec if spec in ("natural", "uniform") else Path(spec).stem
 
 
@@ -82,7 +87,7 @@ class ProxyJob:
 def default_out(corpus: str, rung: str, mixture_spec: str, seed: int) -> Path:
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     label = spec_label(mixture_spec)[:40] or "mixture"  # (Path().stem would cut "b=0.5" at ".5")
-    label = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)
+    label = _path_safe(label, keep="-_")
     return paths.home() / "runs" / "proxy" / f"{corpus}-{rung}-{label}-seed{seed}-{stamp}.json"
 
 
