@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from mixopt.atomic import atomic_dir
 from mixopt.errors import MixoptError
 from mixopt.fitters.cv import AUTO_CV_NOTE
 from mixopt.objective import Objective
-from mixopt.store import RunRecord, store_of_search
+from mixopt.store import RunRecord, RunStore, store_of_search
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +68,29 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
             _plot_weights(tmp / "weights.png", result, domains)
             files.append(folder / "weights.png")
         own = set(swarm_ids)  # the fitted runs the search reused: their objective, as matrix read it
-        _plot_runs(tmp / "runs.png", runs, objective, domains, result,
+        lent = _borrowed_validation(st, plan, result)
+        _plot_runs(tmp / "runs.png", runs + lent, objective, domains, result,
                    reused=[v for v, i in zip(y, ids, strict=True) if i not in own])
         files.append(folder / "runs.png")
-        md = _markdown(name, rec.state, cfg, result, runs, len(reused), len(y), cv, cv_notes, files)
+        md = _markdown(name, rec.state, cfg, result, runs, len(reused), len(y), cv, cv_notes, files,
+                       n_lent=len(lent))
         (tmp / "report.md").write_text(md, encoding="utf-8")
     files.append(folder / "report.md")
     return Report(search_id=name, folder=folder, files=files, cv=cv, markdown=md, cv_notes=cv_notes)
+
+
+def _borrowed_validation(st: RunStore, plan: dict[str, Any],
+                         result: dict[str, Any] | None) -> list[RunRecord]:
+    """The runs of earlier searches that this search's validation reused, as validation runs of the
+    candidate they measured (the first in the result's order: a duplicate candidate shares them)."""
+    lent = set((plan.get("validation_reused") or {}).values())
+    first: dict[str, str] = {}
+    for c in (result or {}).get("candidates", []):
+        for i in (c.get("measured") or {}).get("run_ids") or []:
+            if i in lent:
+                first.setdefault(i, c["name"])
+    return [replace(r, role="validate", label=name)
+            for i, name in first.items() if (r := st.get(i)) is not None]
 
 
 def cv_headline_notes(method: str, fit_name: str, k: int, folds: int, n_runs: int) -> list[str]:
@@ -231,7 +247,7 @@ def swarm_outcome(runs: dict[str, Any]) -> str:
 
 def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any] | None,
               runs: list[RunRecord], n_reused: int, n_fit: int, cv: dict[str, float] | None,
-              cv_notes: list[str], files: list[Path]) -> str:
+              cv_notes: list[str], files: list[Path], n_lent: int = 0) -> str:
     status = {s: sum(r.status == s for r in runs) for s in ("ok", "diverged", "failed", "running")}
     source = f"corpus `{cfg['corpus']}`" if cfg.get("corpus") else f"evaluator `{cfg.get('evaluator')}`"
     lines = [f"# Search `{name}`", "",
@@ -241,7 +257,9 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
              # Every attempt has a record: a run retried after a failure counts once failed, once ok.
              f"- run records of this search (every attempt, validation runs included): {status['ok']} ok, "
              f"{status['diverged']} diverged, {status['failed']} failed, {status['running']} running; "
-             f"{n_reused} reused from earlier searches; {n_fit} fitted"]
+             f"{n_reused} reused from earlier searches; {n_fit} fitted"
+             + (f"; {n_lent} validation runs reused from earlier searches (same mixture, seed and fidelity)"
+                if n_lent else "")]
     if result and (result.get("runs") or {}).get("planned"):  # the swarm as the search printed it
         r = result["runs"]
         lines.append(f"- swarm: {r.get('planned', '?')} planned, {swarm_outcome(r)}")

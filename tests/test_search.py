@@ -242,6 +242,37 @@ def test_runs_are_reused_by_later_searches_unless_no_reuse(workspace, tmp_path, 
     assert len(keys) == 4
 
 
+def test_validation_reuses_the_baselines_an_earlier_search_measured(workspace, tmp_path, ray_session):
+    from mixopt.report import make_report
+    from mixopt.search.driver import run_search
+
+    first = run_search(config(tmp_path, name="val1", budget=8, validate=2))
+    events = []
+    second = run_search(config(tmp_path, name="val2", budget=8, validate=2, method="linear"),
+                        progress=events.append)
+    before = {c.name: c.measured for c in first.candidates}
+    after = {c.name: c.measured for c in second.candidates}
+    # the baselines (same mixture, seeds and fidelity) are the first search's runs
+    for name in ("uniform", "natural", "temperature"):
+        assert after[name]["run_ids"] == before[name]["run_ids"] and after[name]["n"] == 2
+        assert after[name]["mean"] == pytest.approx(before[name]["mean"])
+    assert not set(after["proposal"]["run_ids"]) & set(before["proposal"]["run_ids"])
+    # The best run of the second search is a validation run of the first's proposal (seed 2): its
+    # validation skips that run's seed, reuses the first's run at seed 1 and runs seed 3 itself.
+    assert after["best_run"]["run_ids"] == ["val1-v-proposal-k0-a1", "val2-v-best_run-k1-a1"]
+    # only the new proposal's two seeds and that one ran: no swarm run, no baseline again
+    assert testing.count_calls(workspace / "searches" / "val2") == 3
+    said = [e.message for e in events if getattr(e, "stage", None) == "validate"]
+    assert said == ["validate: 3 of 10 runs to go (7 measured by earlier searches at the same mixture, "
+                    "seed and fidelity: reused)"]
+    assert len(RunStore().require_search("val2").plan["validation_reused"]) == 7
+    assert "7 validation runs reused from earlier searches" in make_report("val2").markdown
+    # --no-reuse measures everything itself
+    third = run_search(config(tmp_path, name="val3", budget=8, validate=2, method="linear", reuse=False))
+    assert all(i.startswith("val3-") for c in third.candidates for i in c.measured["run_ids"])
+    assert testing.count_calls(workspace / "searches" / "val3") == 8 + 2 * 5
+
+
 @pytest.mark.slow  # 13-33 s: in CI with the other slow tests, out of the default suite
 def test_reused_runs_outside_the_constraints_inform_the_fit_but_are_no_candidates(workspace, tmp_path,
                                                                                  ray_session):

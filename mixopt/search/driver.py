@@ -56,12 +56,13 @@ from mixopt.search.runner import (
     slot_states,
     stop_signal_time,
 )
-from mixopt.search.searcher import SwarmSearcher
+from mixopt.search.searcher import Slot, SwarmSearcher
 from mixopt.search.trial import FATAL_PREFIX
 from mixopt.search.validate import (
     BEST_RUN,
     PROPOSAL,
     Candidate,
+    borrowable,
     choose_export,
     compare,
     dedupe,
@@ -613,9 +614,15 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
         # at another rung no validation run can repeat a swarm run
         selected_at = selection_seeds(cands, store) if vrung == cfg.rung else None
         slots = validation_slots(cands, k=cfg.validate, seed=cfg.seed, selected_at=selected_at)
-        vs = SwarmSearcher(domains=domains, search_id=sid, retries=cfg.retries, slots=slots)
-        _run_phase(prep, vs, "validate", info, progress)
-        measured = measure(store, sid, cands, prep.objective, domains, cfg.validate)
+        borrowed = _borrowed(prep, plan, slots)
+        vs = SwarmSearcher(domains=domains, search_id=sid, retries=cfg.retries,
+                           slots=[s for s in slots if s.key not in borrowed])
+        _run_phase(prep, vs, "validate", info, progress, borrowed=len(borrowed))
+        by_cand: dict[str, list[str]] = {}
+        for s in slots:
+            if s.key in borrowed:
+                by_cand.setdefault(str(s.label), []).append(borrowed[s.key])
+        measured = measure(store, sid, cands, prep.objective, domains, cfg.validate, borrowed=by_cand)
         comparisons = {c.name: compare(measured[PROPOSAL], measured[c.name])
                        for c in cands if c.name != PROPOSAL}
         named = shown_rung(vrung, rung=cfg.rung, corpus=prep.corpus_name)
@@ -668,9 +675,26 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     return result
 
 
+def _borrowed(prep: Prepared, plan: dict[str, Any], slots: Sequence[Slot]) -> dict[str, str]:
+    """Validation slot key → the run of an earlier search that measured it (same mixture, seed and
+    fidelity), chosen once and kept in the plan so that a resume counts the same runs; none with
+    ``--no-reuse``. A borrowed run deleted since is dropped, and its slot runs."""
+    if not prep.config.reuse:
+        return {}
+    if "validation_reused" not in plan:
+        plan["validation_reused"] = borrowable(
+            prep.store, slots, search_id=prep.search_id, corpus_hash=prep.corpus_hash,
+            fidelity_key=prep.validate_fidelity_key, domains=prep.domains, objective=prep.objective)
+        prep.store.update_search(prep.search_id, plan=plan)
+    keys = {s.key for s in slots}
+    return {k: i for k, i in plan["validation_reused"].items()
+            if k in keys and (r := prep.store.get(i)) is not None and r.status == "ok"}
+
+
 def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, info: RayInfo,
-               progress: Progress | None, *, warm: list[str] = ()) -> None:
-    """Run the slots of one phase that the store does not already hold; stop on fatal errors."""
+               progress: Progress | None, *, warm: list[str] = (), borrowed: int = 0) -> None:
+    """Run the slots of one phase that the store does not already hold; stop on fatal errors.
+    ``borrowed``: slots of the phase that runs of earlier searches measured (said, not run)."""
     cfg, store, sid = prep.config, prep.store, prep.search_id
     slots = list(searcher.slots.values())
     slot_states(store, sid, slots, retries=cfg.retries)
@@ -684,8 +708,10 @@ def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, info: RayInf
         if np.isfinite(v):
             best = v if best is None else min(best, v)
     todo = sum(s.state == "pending" for s in slots)
-    _emit(progress, StageEvent(stage=phase, message=f"{phase}: {todo} of {len(slots)} runs to go",
-                               search_id=sid))
+    reused = (f" ({borrowed} measured by earlier searches at the same mixture, seed and fidelity: reused)"
+              if borrowed else "")
+    _emit(progress, StageEvent(stage=phase, message=f"{phase}: {todo} of {len(slots) + borrowed} runs to go"
+                               f"{reused}", search_id=sid))
     if todo:
         run_trials(searcher, prep.context(phase), phase=phase, storage=prep.search_dir / "tune",
                    concurrency=_concurrency(prep, info), cpus_per_trial=cfg.cpus_per_trial,

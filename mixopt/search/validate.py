@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,18 +142,44 @@ def validation_slots(cands: Sequence[Candidate], *, k: int, seed: int,
     return slots
 
 
+def borrowable(store: RunStore, slots: Sequence[Slot], *, search_id: str, corpus_hash: str | None,
+               fidelity_key: str, domains: Sequence[str], objective: Objective,
+               tol: float = 1e-9) -> dict[str, str]:
+    """Slot key → a finished run of another search that already measured that slot.
+
+    A validation slot is a mixture, a seed and a fidelity; a run of an earlier search with the same
+    three (the baselines at seeds ``seed+1…``, validated by every search of the corpus) measured
+    what the slot would, as a reused swarm run does, so it is not run again. Only runs whose metrics
+    give this search's objective count.
+    """
+    pool: dict[int, list[Any]] = {}
+    for r in store.reusable(corpus_hash=corpus_hash, fidelity_key=fidelity_key, domains=domains,
+                            exclude_search=search_id):
+        if r.seed is not None and math.isfinite(objective.value(r.metrics, domains)):
+            pool.setdefault(int(r.seed), []).append(r)
+    out = {}
+    for s in slots:
+        for r in pool.get(s.seed, []):
+            if np.max(np.abs(r.vector(domains) - np.asarray(s.weights))) <= tol:
+                out[s.key] = r.run_id
+                break
+    return out
+
+
 def measure(
     store: RunStore, search_id: str, cands: Sequence[Candidate], objective: Objective, domains: Sequence[str],
-    k: int,
+    k: int, borrowed: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Measured]:
-    """Measured objective per candidate from the store's ``validate`` runs of this search."""
+    """Measured objective per candidate from the store's ``validate`` runs of this search, and the
+    runs of earlier searches it reused (``borrowed``: validated candidate → run ids)."""
     runs = store.runs(search_id=search_id, role="validate", status="ok")
     out: dict[str, Measured] = {}
     for c in cands:
         src = c.same_as or c.name
+        theirs = [store.get(i) for i in (borrowed or {}).get(src, [])]
         vals, ids = [], []
-        for r in runs:
-            if r.label == src:
+        for r in [*(r for r in theirs if r is not None and r.status == "ok"), *runs]:
+            if r.search_id != search_id or r.label == src:
                 v = objective.value(r.metrics, domains)
                 if math.isfinite(v):
                     vals.append(v)
