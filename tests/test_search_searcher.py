@@ -260,3 +260,28 @@ def test_left_out_metrics_are_said_once_and_an_ok_runs_own_error_is_not(caplog):
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and said[0].startswith("run s-s0001-a1: non-finite metrics left out")
     assert len(s.observations) == 3
+
+
+def test_a_validation_slot_borrows_only_a_run_of_the_same_mixture_seed_fidelity_and_objective(tmp_path):
+    from mixopt.objective import Objective
+    from mixopt.search.validate import borrowable
+    from mixopt.store import RunRecord, RunStore, fidelity_key
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    fid, other = {"rung": "xs"}, {"rung": "s"}
+    uni = {"a": 0.5, "b": 0.5}
+    loss = {"loss/a": 2.0, "loss/b": 3.0}
+
+    def run(run_id, weights=uni, seed=1, f=fid, metrics=loss, search="old", status="ok", corpus="h"):
+        return RunRecord(run_id=run_id, weights=weights, fidelity=f, fidelity_key=fidelity_key(f),
+                         status=status, search_id=search, seed=seed, metrics=metrics, corpus_hash=corpus)
+
+    store.add([run("other-seed", seed=3), run("other-mix", weights={"a": 0.6, "b": 0.4}),
+               run("other-rung", f=other), run("other-corpus", corpus="g"), run("failed", status="failed"),
+               run("no-b", metrics={"loss/a": 2.0}), run("mine", search="new"),
+               run("good", seed=2)])
+    slots = [Slot(key=f"v-uniform-k{j}", weights=[0.5, 0.5], seed=s, role="validate", label="uniform")
+             for j, s in enumerate((1, 2))]
+    got = borrowable(store, slots, search_id="new", corpus_hash="h", fidelity_key=fidelity_key(fid),
+                     domains=["a", "b"], objective=Objective())
+    assert got == {"v-uniform-k1": "good"}  # seed 1 has no run but the new search's own and broken ones
