@@ -776,3 +776,39 @@ def test_compare_into_a_folder_a_killed_comparison_left_goes_on(tiny_workspace: 
     (out / "notes.txt").write_text("mine")
     with pytest.raises(MixoptError, match="is not empty and holds no mixopt run"):
         compare_mod.compare(["uniform", "natural"], corpus="tiny", model=str(model_toml), seeds=1, out=out)
+
+
+def test_compare_reuses_runs_the_workspace_holds_finished(tiny_workspace: Path, model_toml: Path,  # noqa: ANN001
+                                                          capsys) -> None:
+    """A second comparison with a mixture of the first trains only what is new: the runs of the
+    same mixture, model, budget, corpus, seed and device are read back (and `mixopt train`'s)."""
+    drama = _mixture(tiny_workspace / "drama.json",
+                     {"code": 0.05, "docs": 0.05, "drama": 0.85, "legal": 0.05})
+    common = ["--corpus", "tiny", "--model", str(model_toml), "--seeds", "2", "--threads", "1", "--json"]
+    code, first, err = run(["compare", str(drama), "uniform", *common], capsys)
+    assert code == 0, err
+    assert "reused" not in err
+    first = json.loads(first)
+    code, second, err = run(["compare", "natural", "uniform", *common], capsys)
+    assert code == 0, err
+    second = json.loads(second)
+    assert err.count("reused, not trained again") == 2 and "compare run 2/2: natural, seed 1" in err
+    assert "uniform" not in [line.split(": ")[1].split(",")[0] for line in err.splitlines()
+                             if line.startswith("compare run")]
+    assert second["runs"]["uniform"] == first["runs"]["uniform"]  # the first comparison's folders
+    assert second["values"]["uniform"] == first["values"]["uniform"]
+    # another budget is another run; so is --no-reuse
+    code, third, err = run(["compare", "natural", "uniform", *common, "--tokens", "2048"], capsys)
+    assert code == 0 and "reused" not in err and err.count("compare run") == 4
+    code, _, err = run(["compare", "natural", "uniform", *common, "--no-reuse", "--out",
+                        str(tiny_workspace / "fresh")], capsys)
+    assert code == 0 and "reused" not in err and err.count("compare run") == 4
+    # a run of `mixopt train` in its default folder counts too
+    code, _, err = run(["train", "--mixture", str(drama), "--corpus", "tiny", "--model", str(model_toml),
+                        "--seed", "2", "--threads", "1"], capsys)
+    assert code == 0, err
+    code, fourth, err = run(["compare", str(drama), "natural", *common[:5], "3", *common[6:]], capsys)
+    assert code == 0, err
+    fourth = json.loads(fourth)
+    assert err.count("reused, not trained again") == 5 and "compare run 1/1: natural, seed 2" in err
+    assert "/train/" in fourth["runs"]["drama"][2]

@@ -380,6 +380,10 @@ def compare_cmd(
     metric: Annotated[
         str | None, typer.Option("--metric", help="Metric of that objective: loss or bpb.")
     ] = None,
+    no_reuse: Annotated[bool, typer.Option(
+        "--no-reuse", help="Train every run here, even those the workspace holds finished (another "
+        "comparison's or `mixopt train`'s, with the same mixture, model, budget, corpus, seed and device).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Train each mixture with the same budget and seeds; per-domain losses ± s.e., the winner, a PNG."""
@@ -398,6 +402,11 @@ def compare_cmd(
             if not err_console.is_terminal:  # a log file: the spinner is not drawn there
                 err_console.print(f"compare run {i + 1}/{n}: {label}, seed {seed}{left}", highlight=False)
 
+        def on_reuse(label: str, seed: int, where: Path) -> None:
+            err_console.print(f"compare: {label}, seed {seed} is the finished run in {where} (same mixture, "
+                              "model, budget, corpus, seed and device): reused, not trained again",
+                              highlight=False, soft_wrap=True)
+
         try:
             cmp = compare(
                 mixtures,
@@ -413,6 +422,8 @@ def compare_cmd(
                 target=target,
                 metric=metric,
                 on_run=on_run,
+                on_reuse=on_reuse,
+                reuse=not no_reuse,
             )
         except KeyboardInterrupt as exc:
             err_console.print(f"{str(exc) or 'interrupted'}; run the same compare again to go on "

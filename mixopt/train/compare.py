@@ -11,7 +11,8 @@ more than its error: the paired difference's t statistic must pass Student's t a
 few seeds that is stricter than z itself (4.5 s.e. for 3 seeds, 14 for 2): a standard error
 estimated from 2 or 3 runs is itself uncertain. Otherwise no mixture wins. Runs live in
 ``<out>/<label>/seed<k>/``; finished runs are reused and interrupted ones resumed, so re-running the
-same comparison continues where it stopped.
+same comparison continues where it stopped. A run that the workspace holds finished elsewhere (another
+comparison's, ``mixopt train``'s) with the same fingerprint and device is read back, not trained again.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from mixopt.proxy.train import check_memory, check_threads
 from mixopt.train import checkpoint
 from mixopt.train.config import load_model
 from mixopt.train.device import resolve_device
-from mixopt.train.trainer import TrainResult, resolve_mixture, train
+from mixopt.train.trainer import TrainResult, finished_result, plain_fingerprint, resolve_mixture, train
 
 log = logging.getLogger(__name__)
 OBJECTIVE = "objective"  # the training result's metric
@@ -260,6 +261,28 @@ def _same_mixture(a: Mixture, b: Mixture) -> bool:
     return key(a) == key(b)
 
 
+def finished_elsewhere(fingerprint: dict[str, Any], device: str, seed: int,
+                       skip: Path | None = None) -> Path | None:
+    """A run folder in the workspace (a comparison's ``<label>/seed<k>``, or ``mixopt train``'s
+    own) holding a finished run of ``fingerprint`` on ``device``: its losses are what training
+    again would give, so a comparison reuses it rather than training again."""
+    home = paths.home()
+    found = [*sorted((home / "compare").glob(f"*/*/seed{seed}/result.json")),
+             *sorted((home / "train").glob(f"*-s{seed}/result.json"))]
+    for path in found:
+        if skip is not None and path.parent.resolve() == skip.resolve():
+            continue
+        try:
+            done = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        cfg = done.get("config") if isinstance(done, dict) else None
+        if (done.get("status") == "ok" and isinstance(cfg, dict) and cfg.get("device") == device
+                and all(cfg.get(k) == v for k, v in fingerprint.items())):
+            return path.parent
+    return None
+
+
 def _run_one(folder: Path, **kw: Any) -> TrainResult:
     resume = (folder / checkpoint.CHECKPOINT).exists()
     try:
@@ -286,6 +309,8 @@ def compare(
     target: str | None = None,
     metric: str | None = None,
     on_run: Callable[[str, int, int, int], None] | None = None,
+    on_reuse: Callable[[str, int, Path], None] | None = None,
+    reuse: bool = True,
 ) -> Comparison:
     """Train every mixture with seeds 0..seeds-1 and compare per-domain validation losses.
 
@@ -295,7 +320,11 @@ def compare(
         out: comparison folder (default: workspace ``compare/<model>-<labels>``).
         target, metric: the objective of the first row, as ``search --target``/``--metric`` take
             them (default: the one the mixture files record, see :func:`comparison_objective`).
-        on_run: called with (label, seed, run index, number of runs) before each run.
+        on_run: called with (label, seed, run index, number of runs to train) before each run.
+        on_reuse: called with (label, seed, folder) for each run not trained because the
+            workspace holds it finished (another comparison's, or ``mixopt train``'s) with the same
+            mixture, model, budget, corpus, seed and device.
+        reuse: look for such runs (False: train every run in ``out``).
 
     Raises:
         MixoptError: fewer than two mixtures, seeds < 1, or any bad mixture (checked before training).
@@ -350,23 +379,39 @@ def compare(
     check_writable_dir(folder)
     values: dict[str, dict[str, list[float]]] = {lb: {} for lb in labels}
     runs: dict[str, list[str]] = {lb: [] for lb in labels}
-    total, i, trained = len(labels) * seeds, 0, 0
+    budgeted = spec.with_tokens(tokens) if tokens is not None else spec
+    done: dict[tuple[str, int], TrainResult] = {}  # finished elsewhere: found before any training
+    for label, mix in zip(labels, resolved, strict=True):
+        for seed in range(seeds if reuse else 0):
+            own = folder / label / f"seed{seed}"
+            if (own / checkpoint.CHECKPOINT).exists():  # this comparison's own run (finished or not)
+                continue
+            fp = plain_fingerprint(mix, corpus, budgeted, seed=seed, dense=dense)
+            if (there := finished_elsewhere(fp, device, seed, skip=own)) is not None and (
+                    res := finished_result(there)) is not None:
+                done[label, seed] = res
+                if on_reuse is not None:
+                    on_reuse(label, seed, there)
+    total, i, trained = len(labels) * seeds - len(done), 0, 0
     for label, mix in zip(labels, resolved, strict=True):
         for seed in range(seeds):
-            if on_run is not None:
-                on_run(label, seed, i, total)
-            i += 1
-            res = _run_one(
-                folder / label / f"seed{seed}",
-                mixture=mix,
-                corpus=corpus,
-                model=spec,
-                seed=seed,
-                tokens=tokens,
-                dense=dense,
-                threads=threads,
-                device=device,
-            )
+            if (label, seed) in done:
+                res = done[label, seed]
+            else:
+                if on_run is not None:
+                    on_run(label, seed, i, total)
+                i += 1
+                res = _run_one(
+                    folder / label / f"seed{seed}",
+                    mixture=mix,
+                    corpus=corpus,
+                    model=spec,
+                    seed=seed,
+                    tokens=tokens,
+                    dense=dense,
+                    threads=threads,
+                    device=device,
+                )
             if res.status != "ok":
                 raise MixoptError(
                     f"compare: {label} seed {seed} ended {res.status}: {res.error}; "

@@ -139,6 +139,42 @@ def _mixture_key(m: Mixture) -> dict[str, Any]:
     return {"weights": dict(m.weights), "schedule": [[u, dict(w)] for u, w in m.schedule]}
 
 
+def _fingerprint(spec: ModelSpec, lm: LMConfig, corpus: Corpus, mix: Mixture, seed: int,
+                 upd: WeightUpdater | None) -> dict[str, Any]:
+    """What a run trains: its checkpoint is refused by a run of another fingerprint."""
+    return {
+        "model": spec.name,
+        "lm": lm.__dict__,
+        "train": spec.as_dict()["train"],
+        "corpus": {"name": corpus.name, "hash": corpus.hash},
+        "mixture": _mixture_key(mix),
+        "seed": seed,
+        "updater": None if upd is None else {"name": upd.fingerprint_name or upd.name, **upd.params()},
+    }
+
+
+def plain_fingerprint(mix: Mixture, corpus: Corpus, spec: ModelSpec, *, seed: int,
+                      dense: bool = False) -> dict[str, Any]:
+    """The fingerprint of a run without a weight updater, as its ``result.json`` keeps it (JSON)."""
+    lm = spec.lm_config(corpus.vocab_size, dense=dense)
+    return json.loads(json.dumps(_fingerprint(spec, lm, corpus, mix, seed, None)))
+
+
+def finished_result(folder: Path) -> TrainResult | None:
+    """The result of the run in ``folder`` if it trained to its end (its result.json says ok)."""
+    try:
+        d = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(d, dict) or d.get("status") != "ok":
+        return None
+    d.pop("tokens_per_s", None)  # a property
+    try:
+        return TrainResult(**{**d, "out": Path(d["out"])})
+    except (TypeError, KeyError):  # a result.json of another version
+        return None
+
+
 def default_out(
     spec: ModelSpec,
     label: str,
@@ -320,15 +356,7 @@ def train(
     upd = make_updater(updater)
     dev = resolve_device(device)
     domains = corpus.domains
-    fingerprint = {
-        "model": spec.name,
-        "lm": lm.__dict__,
-        "train": spec.as_dict()["train"],
-        "corpus": {"name": corpus.name, "hash": corpus.hash},
-        "mixture": _mixture_key(mix),
-        "seed": seed,
-        "updater": None if upd is None else {"name": upd.fingerprint_name or upd.name, **upd.params()},
-    }
+    fingerprint = _fingerprint(spec, lm, corpus, mix, seed, upd)
     folder = (Path(out) if out is not None
               else default_out(spec, label, mix, seed, dense, corpus, updater=fingerprint["updater"]))
     if resume and out is None and not (folder / checkpoint.CHECKPOINT).exists():
