@@ -43,6 +43,7 @@ class Report:
 
 def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_FOLDS) -> Report:
     """Write the plots and summary of search ``name`` (a search still running: as far as it got)."""
+    from mixopt.search.lock import shown_state
     from mixopt.search.prepare import search_dir
 
     st = store_of_search(name, store)
@@ -68,29 +69,29 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
             _plot_weights(tmp / "weights.png", result, domains)
             files.append(folder / "weights.png")
         own = set(swarm_ids)  # the fitted runs the search reused: their objective, as matrix read it
-        lent = _borrowed_validation(st, plan, result)
+        lent = _borrowed_validation(st, plan)
         _plot_runs(tmp / "runs.png", runs + lent, objective, domains, result,
                    reused=[v for v, i in zip(y, ids, strict=True) if i not in own])
         files.append(folder / "runs.png")
-        md = _markdown(name, rec.state, cfg, result, runs, len(reused), len(y), cv, cv_notes, files,
-                       n_lent=len(lent))
+        md = _markdown(name, shown_state(rec.state, search_dir(name)), cfg, result, runs, len(reused), len(y),
+                       cv, cv_notes, files, n_lent=len(lent))
         (tmp / "report.md").write_text(md, encoding="utf-8")
     files.append(folder / "report.md")
     return Report(search_id=name, folder=folder, files=files, cv=cv, markdown=md, cv_notes=cv_notes)
 
 
-def _borrowed_validation(st: RunStore, plan: dict[str, Any],
-                         result: dict[str, Any] | None) -> list[RunRecord]:
+def _borrowed_validation(st: RunStore, plan: dict[str, Any]) -> list[RunRecord]:
     """The runs of earlier searches that this search's validation reused, as validation runs of the
-    candidate they measured (the first in the result's order: a duplicate candidate shares them)."""
-    lent = set((plan.get("validation_reused") or {}).values())
-    first: dict[str, str] = {}
-    for c in (result or {}).get("candidates", []):
-        for i in (c.get("measured") or {}).get("run_ids") or []:
-            if i in lent:
-                first.setdefault(i, c["name"])
-    return [replace(r, role="validate", label=name)
-            for i, name in first.items() if (r := st.get(i)) is not None]
+    candidate whose slot (``v-<candidate>-k<j>``) each stands for."""
+    from mixopt.search.validate import slug
+
+    names = {f"v-{slug(c['name'])}-k": c["name"] for c in plan.get("candidates") or []}
+    out = []
+    for key, run_id in (plan.get("validation_reused") or {}).items():
+        name = next((n for prefix, n in names.items() if key.startswith(prefix)), None)
+        if name is not None and (r := st.get(run_id)) is not None:
+            out.append(replace(r, role="validate", label=name))
+    return out
 
 
 def cv_headline_notes(method: str, fit_name: str, k: int, folds: int, n_runs: int) -> list[str]:
@@ -205,7 +206,11 @@ def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains:
             ax.scatter(*zip(*mine, strict=True), s=18, color="#4c72b0", label="swarm run")
         ax.step(xs, np.minimum.accumulate(ys), where="post", color="#4c72b0", alpha=0.6, linewidth=1,
                 label="best so far")
-    val = [r for r in runs if r.role == "validate" and r.status == "ok"]
+    order = [c["name"] for c in result["candidates"]] if result else sorted({r.label or "?" for r in runs
+                                                                           if r.role == "validate"})
+    # grouped by candidate, then seed: runs reused from earlier searches sit with this one's
+    val = sorted((r for r in runs if r.role == "validate" and r.status == "ok"),
+                 key=lambda r: (order.index(r.label) if r.label in order else len(order), r.seed or 0))
     vvals = [objective.value(r.metrics, domains) for r in val]
     finite = [v for _, v in ok] + [v for v in vvals if math.isfinite(v)]
     lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
@@ -216,7 +221,6 @@ def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains:
     if before and swarm:
         ax.axvline(before - 0.5, color="grey", linewidth=0.8, linestyle=":")
     start = before + len(swarm)
-    order = [c["name"] for c in result["candidates"]] if result else sorted({r.label or "?" for r in val})
     for j, lab in enumerate(order):
         pts = [(start + i, v) for i, (r, v) in enumerate(zip(val, vvals, strict=True))
                if r.label == lab and math.isfinite(v)]

@@ -242,7 +242,8 @@ def test_runs_are_reused_by_later_searches_unless_no_reuse(workspace, tmp_path, 
     assert len(keys) == 4
 
 
-def test_validation_reuses_the_baselines_an_earlier_search_measured(workspace, tmp_path, ray_session):
+def test_validation_reuses_the_baselines_an_earlier_search_measured(workspace, tmp_path, ray_session, capsys):
+    from mixopt.cli.search import render_result
     from mixopt.report import make_report
     from mixopt.search.driver import run_search
 
@@ -266,11 +267,25 @@ def test_validation_reuses_the_baselines_an_earlier_search_measured(workspace, t
     assert said == ["validate: 3 of 10 runs to go (7 measured by earlier searches at the same mixture, "
                     "seed and fidelity: reused)"]
     assert len(RunStore().require_search("val2").plan["validation_reused"]) == 7
+    assert second.runs["validation_reused"] == 7 and second.runs["validation_trained"] == 3
+    render_result(second)
+    assert "8 fitted; validation: 3 trained, 7 reused ·" in capsys.readouterr().out
     assert "7 validation runs reused from earlier searches" in make_report("val2").markdown
     # --no-reuse measures everything itself
     third = run_search(config(tmp_path, name="val3", budget=8, validate=2, method="linear", reuse=False))
     assert all(i.startswith("val3-") for c in third.candidates for i in c.measured["run_ids"])
     assert testing.count_calls(workspace / "searches" / "val3") == 8 + 2 * 5
+    # A search whose plan predates validation reuse (stopped in its validation, resumed after an
+    # upgrade) borrows no slot it ran itself: a slot both run and borrowed counted twice.
+    from mixopt.search.driver import _borrowed
+    from mixopt.search.prepare import prepare
+    from mixopt.search.validate import Candidate, validation_slots
+
+    plan = RunStore().require_search("val3").plan
+    assert "validation_reused" not in plan
+    prep = prepare(config(tmp_path, name="val3", budget=8, validate=2, method="linear"), search_id="val3")
+    slots = validation_slots([Candidate.from_dict(c) for c in plan["candidates"]], k=2, seed=0)
+    assert _borrowed(prep, plan, slots) == {} and plan["validation_reused"] == {}
 
 
 @pytest.mark.slow  # 13-33 s: in CI with the other slow tests, out of the default suite

@@ -100,16 +100,14 @@ def list_searches(
         else:
             console.print(f"0 searches: no run store at {default_path()} yet")
         return
-    from mixopt.search.lock import driver_alive
+    from mixopt.search.lock import shown_state
     from mixopt.search.prepare import search_dir
 
     st = RunStore(store, create=False)
     rows = []
     for s in st.searches():
         res = s.result or {}
-        state = s.state
-        if state == "running" and driver_alive(search_dir(s.search_id)) is False:
-            state = "stopped"  # its driver died (kill -9, a lost node): `mixopt search --resume` goes on
+        state = shown_state(s.state, search_dir(s.search_id))
         exported = next((c for c in res.get("candidates", []) if c.get("exported")), {})
         value, how = (exported.get("measured") or {}).get("mean"), "measured"
         if value is None:

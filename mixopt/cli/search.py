@@ -289,9 +289,13 @@ def render_result(result: Any) -> None:
                   ["domain", *[("★" if row.exported else "") + row.name for row in result.candidates]], rows,
                   left=("domain",))
     runs = result.runs
+    checks = ""
+    if runs.get("validation_reused"):  # validation runs of earlier searches stood in for this one's
+        checks = (f"; validation: {runs.get('validation_trained', 0)} trained, {runs['validation_reused']} "
+                  "reused")
     if runs.get("planned") or runs.get("reused"):
         console.print(f"runs: {swarm_outcome(runs)}, {runs['reused']} reused, "
-                      f"{runs['fitted']} fitted · {result.wall_s:.0f} s")
+                      f"{runs['fitted']} fitted{checks} · {result.wall_s:.0f} s")
     else:  # entropy: "0 ok, 0 fitted" would read as a swarm that failed
         console.print(f"runs: no swarm ({result.method} is training-free) · {result.wall_s:.0f} s")
     marks = {(row.comparison or {}).get("beats") for row in result.candidates} & {True, False}

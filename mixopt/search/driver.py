@@ -609,6 +609,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
         notes.append(broke)
     measured = comparisons = None
     exported = PROPOSAL
+    checks: dict[str, int] = {}  # validation runs trained here and borrowed from earlier searches
     vrung = cfg.validate_rung or cfg.rung
     if cfg.validate > 0:
         # at another rung no validation run can repeat a swarm run
@@ -623,6 +624,8 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
             if s.key in borrowed:
                 by_cand.setdefault(str(s.label), []).append(borrowed[s.key])
         measured = measure(store, sid, cands, prep.objective, domains, cfg.validate, borrowed=by_cand)
+        checks = {"validation_trained": sum(s.state == "done" for s in vs.slots.values()),
+                  "validation_reused": len(borrowed)}
         comparisons = {c.name: compare(measured[PROPOSAL], measured[c.name])
                        for c in cands if c.name != PROPOSAL}
         named = shown_rung(vrung, rung=cfg.rung, corpus=prep.corpus_name)
@@ -665,7 +668,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
         weights=dict(mixture.weights), candidates=rows,
         runs={"planned": len(searcher.slots), "ok": len(swarm_ids), "failed": n_failed, "lost": outcomes,
               "reused": len(plan.get("reused", [])), "fitted": len(y),
-              "attempts": sum(s.attempt for s in searcher.slots.values())},
+              "attempts": sum(s.attempt for s in searcher.slots.values()), **checks},
         notes=notes, out=str(prep.out) if prep.out else None, mixture_path=str(in_folder), rung=cfg.rung,
         validate_rung=vrung if cfg.validate else None, validate=cfg.validate, wall_s=time.perf_counter() - t0,
         ray=list(info.describe()), resumed=resumed, selection=prop.info.get("selection"),
@@ -682,9 +685,13 @@ def _borrowed(prep: Prepared, plan: dict[str, Any], slots: Sequence[Slot]) -> di
     if not prep.config.reuse:
         return {}
     if "validation_reused" not in plan:
+        # Only slots with no run of this search's own: a search stopped in its validation by a
+        # version without this rule had run some, and a slot both run and borrowed counted twice.
+        ran = {slot_key(prep.search_id, r.run_id) for r in prep.store.runs(search_id=prep.search_id)}
         plan["validation_reused"] = borrowable(
-            prep.store, slots, search_id=prep.search_id, corpus_hash=prep.corpus_hash,
-            fidelity_key=prep.validate_fidelity_key, domains=prep.domains, objective=prep.objective)
+            prep.store, [s for s in slots if s.key not in ran], search_id=prep.search_id,
+            corpus_hash=prep.corpus_hash, fidelity_key=prep.validate_fidelity_key, domains=prep.domains,
+            objective=prep.objective)
         prep.store.update_search(prep.search_id, plan=plan)
     keys = {s.key for s in slots}
     return {k: i for k, i in plan["validation_reused"].items()

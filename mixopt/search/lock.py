@@ -124,3 +124,9 @@ def driver_alive(folder: Path) -> bool | None:
             return True if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else None
         fcntl.flock(f, fcntl.LOCK_UN)
         return False
+
+
+def shown_state(state: str, folder: Path) -> str:
+    """A search's state as the store has it, ``stopped`` for a ``running`` one whose driver died
+    (kill -9, a lost node): `mixopt search --resume` goes on with it."""
+    return "stopped" if state == "running" and driver_alive(folder) is False else state

@@ -44,7 +44,9 @@ class SearchResult:
     exported: str
     weights: dict[str, float]
     candidates: list[CandidateRow]
-    runs: dict[str, Any]  # planned, ok, failed, reused, fitted, attempts; lost: {how: count}
+    # planned, ok, failed, reused, fitted, attempts; lost: {how: count}; validation_trained and
+    # validation_reused (validation runs of earlier searches that stood in for this one's)
+    runs: dict[str, Any]
     notes: list[str]
     out: str | None
     mixture_path: str
