@@ -268,6 +268,9 @@ def test_validation_reuses_the_baselines_an_earlier_search_measured(workspace, t
                     "seed and fidelity: reused)"]
     assert len(RunStore().require_search("val2").plan["validation_reused"]) == 7
     assert second.runs["validation_reused"] == 7 and second.runs["validation_trained"] == 3
+    shown = Mixture.load(second.mixture_path).meta["provenance"]["validation_run_ids"]
+    assert shown["uniform"] == before["uniform"]["run_ids"]
+    assert shown["best_run"] == after["best_run"]["run_ids"]
     render_result(second)
     assert "8 fitted; validation: 3 trained, 7 reused ·" in capsys.readouterr().out
     assert "7 validation runs reused from earlier searches" in make_report("val2").markdown

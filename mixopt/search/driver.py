@@ -656,7 +656,10 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
                 # of the KL term and the sampler: Olmix pulls towards the natural mixture
                 "prior": prior_name(prep.space, cfg.temperature)},
         provenance={"corpus": prep.corpus_name, "corpus_hash": prep.corpus_hash, "run_ids": ids,
-                    "search": sid, "evaluator": prep.evaluator_name, "fidelity": prep.fidelity},
+                    "search": sid, "evaluator": prep.evaluator_name, "fidelity": prep.fidelity,
+                    # the runs behind each measured mean: this search's, or earlier searches' reused
+                    **({"validation_run_ids": {name: m.run_ids for name, m in measured.items()}}
+                       if measured else {})},
         notes=notes, interval=prop.interval, validate_rung=vrung if cfg.validate else None,
     )
     in_folder = prep.search_dir / "mixture.json"
