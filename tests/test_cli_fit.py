@@ -74,6 +74,26 @@ def test_cv_json_is_one_object(capsys: pytest.CaptureFixture[str]) -> None:
     assert "renormalised" in captured.err
 
 
+def test_a_long_fit_shows_a_spinner_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from rich.console import Console
+
+    import mixopt.cli.common as common
+
+    tty = io.StringIO()
+    monkeypatch.setattr(common, "err_console", Console(file=tty, force_terminal=True, width=100))
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "linear", "--cv", "3",
+                    "--json"]) == 0
+    assert "fitting linear, 3-fold cross-validation" in tty.getvalue()
+    assert json.loads(capsys.readouterr().out)["cv"]["k"] == 3  # stdout stays one JSON object
+    monkeypatch.setattr(common, "err_console", Console(file=io.StringIO(), force_terminal=False))
+    with common.busy("nothing to show"):
+        pass
+    assert common.err_console.file.getvalue() == ""
+
+
 def test_cv_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(["fit", "--ratios", OR, "--metrics", OM, "--target", "mean", "--method", "linear",
                     "--cv", "3"]) == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +30,21 @@ def opt(*names: str, help: str, **checks: Any) -> Any:  # noqa: A002 - typer's o
     """A typer option in an ``Annotated`` hint, kept short for long option lists; ``checks`` are
     typer's own (``min=1``: a usage error naming the option)."""
     return typer.Option(*names, help=help, **checks)
+
+
+@contextlib.contextmanager
+def busy(text: str) -> Iterator[None]:
+    """A spinner with the time elapsed on a terminal's stderr while a long step runs (a nested
+    cross-validation of ``auto`` takes minutes with nothing else to show); nothing in a log."""
+    if not err_console.is_terminal:
+        yield
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err_console, transient=True) as bar:
+        bar.add_task(text, total=None)
+        yield
 
 
 def out_file(value: str) -> Path:

@@ -15,6 +15,7 @@ from mixopt.cli.common import (
     JsonOpt,
     SeedOpt,
     assignments,
+    busy,
     console,
     dumps,
     opt,
@@ -91,13 +92,14 @@ def fit(
                 "--fidelity-law reads the run store (and each domain's tokens from its searches); drop "
                 "--ratios/--metrics/--cv/--predict/--tokens"
             )
-        res = fit_across_scale(ScaleFitConfig(
-            store=store, searches=tuple(search or ()), method="mixing-law" if method is None else method,
-            target=target, metric=metric, target_tokens=target_tokens, target_size=target_size,
-            size_exponent=size_exponent, out=out, seed=seed, min_weight=min_weight,
-            ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"), kl=kl,
-            max_epochs=max_epochs,
-        ))
+        with busy(f"fitting {'mixing-law' if method is None else method} across scale"):
+            res = fit_across_scale(ScaleFitConfig(
+                store=store, searches=tuple(search or ()), method="mixing-law" if method is None else method,
+                target=target, metric=metric, target_tokens=target_tokens, target_size=target_size,
+                size_exponent=size_exponent, out=out, seed=seed, min_weight=min_weight,
+                ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"), kl=kl,
+                max_epochs=max_epochs,
+            ))
         if as_json:
             print(dumps(res, default=json_default))
             return
@@ -124,7 +126,8 @@ def fit(
         tokens=parse_assignments(tokens, option="--tokens", counts=True) or None,
         max_epochs=max_epochs, target_tokens=target_tokens,
     )
-    report = fit_tables(config)
+    with busy(f"fitting {config.method}" + (f", {cv}-fold cross-validation" if cv else "")):
+        report = fit_tables(config)
     if as_json:
         print(dumps(report.as_dict(), default=json_default))
         return
