@@ -407,7 +407,8 @@ def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Pat
                               str(model_toml), "--seeds", "2", "--out", str(out), "--tokens", "4000",
                               "--target", "drama=2,legal=1"], capsys)
     assert code == 0, err
-    assert "compare run" in err and "loss of drama=2, legal=1" in stdout3
+    # its own finished runs are read back, not run again: no "compare run" line
+    assert "compare run" not in err and "loss of drama=2, legal=1" in stdout3
     data3 = json.loads((out / "compare.json").read_text())
     assert data3["metrics"][0] == "loss of drama=2, legal=1" and data3["metrics"][1:] == data["metrics"][1:]
     assert data3["objective"] == {"kind": "weighted_loss", "metric": "loss",
@@ -812,3 +813,51 @@ def test_compare_reuses_runs_the_workspace_holds_finished(tiny_workspace: Path, 
     fourth = json.loads(fourth)
     assert err.count("reused, not trained again") == 5 and "compare run 1/1: natural, seed 2" in err
     assert "/train/" in fourth["runs"]["drama"][2]
+
+
+def test_compare_reads_back_runs_robustly(tiny_workspace: Path, model_toml: Path) -> None:  # noqa: ANN001
+    """Where a finished run is found: its own folder without its checkpoint, a moved workspace, past
+    a broken result.json; the same training written differently; another device is not it."""
+    import shutil
+
+    from mixopt.errors import MixoptError
+    from mixopt.train.compare import compare
+    from mixopt.train.trainer import train
+
+    kw = dict(corpus="tiny", model=str(model_toml), seeds=1, threads=1)
+    first = compare(["code=0.5,docs=0.5", "uniform"], **kw)
+    uni = Path(first.runs["uniform"][0])
+    (uni / "checkpoint.pt").unlink()  # to free disk: its result.json still says what it measured
+    calls = []
+    again = compare(["code=0.5,docs=0.5", "uniform"], **kw, on_run=lambda *a: calls.append(a))
+    assert calls == [] and again.values == first.values
+    # a moved workspace: the runs are named where they are now
+    moved = first.out.parent / "moved"
+    shutil.move(first.out, moved)
+    seen = []
+    third = compare(["natural", "uniform"], **kw, on_reuse=lambda lb, s, where: seen.append(where))
+    assert seen == [moved / "uniform" / "seed0"]
+    assert third.runs["uniform"] == [str(moved / "uniform" / "seed0")]
+    # a result.json that is not a run's (null), or of another version (one key more), is passed over
+    # for the next run found, not an error
+    other_version = {**json.loads((moved / "uniform" / "seed0" / "result.json").read_text()), "extra": 1}
+    for name, text in (("a", "null"), ("b", json.dumps(other_version))):
+        bad = tiny_workspace / "compare" / name / "uniform" / "seed0"
+        bad.mkdir(parents=True)
+        (bad / "result.json").write_text(text)
+    seen.clear()
+    compare(["code=0.25,docs=0.75", "uniform"], **kw, on_reuse=lambda lb, s, where: seen.append(where))
+    assert seen == [moved / "uniform" / "seed0"]
+    # the same training written otherwise: zero weights, a schedule of one phase
+    seen.clear()
+    quarters = {"code": 0.25, "docs": 0.25, "drama": 0.25, "legal": 0.25}
+    one_phase = _mixture(tiny_workspace / "one.json", quarters,
+                         schedule=[{"until": 1.0, "weights": quarters}])
+    compare(["code=0.5,docs=0.5,drama=0,legal=0", str(one_phase)], **kw,
+            on_reuse=lambda lb, s, where: seen.append(where))
+    assert seen == [moved / "code_0.5_docs_0.5" / "seed0", moved / "uniform" / "seed0"]
+    # a run is not resumed on another device (its numerics would mix, and its result name one)
+    out = tiny_workspace / "dev"
+    train("uniform", "tiny", str(model_toml), seed=0, out=out, threads=1, until_step=1)
+    with pytest.raises(MixoptError, match=r"was trained with --device cpu: resume it there"):
+        train("uniform", "tiny", str(model_toml), seed=0, out=out, threads=1, resume=True, device="cpu:0")

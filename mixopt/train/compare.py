@@ -17,9 +17,11 @@ comparison's, ``mixopt train``'s) with the same fingerprint and device is read b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -261,25 +263,47 @@ def _same_mixture(a: Mixture, b: Mixture) -> bool:
     return key(a) == key(b)
 
 
-def finished_elsewhere(fingerprint: dict[str, Any], device: str, seed: int,
-                       skip: Path | None = None) -> Path | None:
-    """A run folder in the workspace (a comparison's ``<label>/seed<k>``, or ``mixopt train``'s
-    own) holding a finished run of ``fingerprint`` on ``device``: its losses are what training
-    again would give, so a comparison reuses it rather than training again."""
+def _plain_key(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """``fingerprint`` with its mixture as trained: zero weights dropped and a one-phase schedule
+    read as none (``_same_mixture``'s sense, in which such runs train alike)."""
+    mix = fingerprint.get("mixture")
+    if not isinstance(mix, dict):
+        return fingerprint
+
+    def nonzero(w: Any) -> Any:
+        return {d: v for d, v in w.items() if v} if isinstance(w, dict) else w
+
+    phases = mix.get("schedule") or []
+    weights = phases[0][1] if len(phases) == 1 and isinstance(phases[0], list) else mix.get("weights")
+    return {**fingerprint, "mixture": {"weights": nonzero(weights),
+                                       "schedule": [] if len(phases) == 1 else phases}}
+
+
+def finished_run(fingerprint: dict[str, Any], device: str, seed: int, *,
+                 prefer: Path | None = None, elsewhere: bool = True) -> TrainResult | None:
+    """A finished run of ``fingerprint`` on ``device`` that the workspace holds: in ``prefer`` (the
+    comparison's own folder for it) first, then, with ``elsewhere``, in another comparison's
+    ``<label>/seed<k>`` or ``mixopt train``'s own folder. Its losses are what training again would
+    give, so a comparison reads it back rather than training again. Its ``out`` is where it was found.
+    """
     home = paths.home()
-    found = [*sorted((home / "compare").glob(f"*/*/seed{seed}/result.json")),
-             *sorted((home / "train").glob(f"*-s{seed}/result.json"))]
+    found = [prefer / "result.json"] if prefer is not None else []
+    if elsewhere:
+        found += [*sorted((home / "compare").glob(f"*/*/seed{seed}/result.json")),
+                  *sorted((home / "train").glob(f"*-s{seed}/result.json"))]
+    wanted = _plain_key(fingerprint)
     for path in found:
-        if skip is not None and path.parent.resolve() == skip.resolve():
-            continue
         try:
             done = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        cfg = done.get("config") if isinstance(done, dict) else None
-        if (done.get("status") == "ok" and isinstance(cfg, dict) and cfg.get("device") == device
-                and all(cfg.get(k) == v for k, v in fingerprint.items())):
-            return path.parent
+        if not isinstance(done, dict) or done.get("status") != "ok":  # (null, a list: not a result)
+            continue
+        cfg, metrics = done.get("config"), done.get("metrics")
+        if (isinstance(cfg, dict) and isinstance(metrics, dict) and OBJECTIVE in metrics
+                and cfg.get("device") == device and _plain_key({k: cfg.get(k) for k in fingerprint}) == wanted
+                and (res := finished_result(path.parent)) is not None):
+            return dataclasses.replace(res, out=path.parent)  # where it is now (a moved workspace)
     return None
 
 
@@ -363,13 +387,16 @@ def compare(
     if threads is not None:
         check_threads(threads)
     labels = _labels(mixtures)
-    budget = (spec.with_tokens(tokens) if tokens is not None else spec).train.tokens
+    budgeted = spec.with_tokens(tokens) if tokens is not None else spec
+    budget = budgeted.train.tokens
+    # The corpus, the budget and a device other than the CPU name the folder too: another of any
+    # is another comparison (a run on one device is not resumed on another).
+    on = "" if device == "cpu" else "-" + re.sub(r"[^A-Za-z0-9]+", "", device)
     folder = (
         Path(out)
         if out is not None
-        # The corpus and the budget name the folder too: another of either is another comparison.
         else (paths.home() / "compare"
-              / f"{spec.name}{'-dense' if dense else ''}-{'-'.join(labels)}-{corpus.name}-{budget}")
+              / f"{spec.name}{'-dense' if dense else ''}-{'-'.join(labels)}-{corpus.name}-{budget}{on}")
     )
     if out is not None:  # a comparison folder holds compare.json or its runs' label/seedN folders (a
         # comparison killed before its first checkpoint leaves one empty)
@@ -379,19 +406,18 @@ def compare(
     check_writable_dir(folder)
     values: dict[str, dict[str, list[float]]] = {lb: {} for lb in labels}
     runs: dict[str, list[str]] = {lb: [] for lb in labels}
-    budgeted = spec.with_tokens(tokens) if tokens is not None else spec
-    done: dict[tuple[str, int], TrainResult] = {}  # finished elsewhere: found before any training
+    done: dict[tuple[str, int], TrainResult] = {}  # finished already: read back, found before any training
     for label, mix in zip(labels, resolved, strict=True):
-        for seed in range(seeds if reuse else 0):
+        for seed in range(seeds):
             own = folder / label / f"seed{seed}"
-            if (own / checkpoint.CHECKPOINT).exists():  # this comparison's own run (finished or not)
-                continue
             fp = plain_fingerprint(mix, corpus, budgeted, seed=seed, dense=dense)
-            if (there := finished_elsewhere(fp, device, seed, skip=own)) is not None and (
-                    res := finished_result(there)) is not None:
+            # its own finished run (its checkpoint may be deleted to free disk), or, unless told
+            # not to, another's; an own run cut short resumes below
+            elsewhere = reuse and not (own / checkpoint.CHECKPOINT).exists()
+            if (res := finished_run(fp, device, seed, prefer=own, elsewhere=elsewhere)) is not None:
                 done[label, seed] = res
-                if on_reuse is not None:
-                    on_reuse(label, seed, there)
+                if on_reuse is not None and res.out.resolve() != own.resolve():
+                    on_reuse(label, seed, res.out)
     total, i, trained = len(labels) * seeds - len(done), 0, 0
     for label, mix in zip(labels, resolved, strict=True):
         for seed in range(seeds):

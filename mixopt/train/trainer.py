@@ -378,6 +378,12 @@ def train(
         writes = f"{checkpoint.CHECKPOINT} and result.json"
         checkpoint.refuse_foreign_folder(folder, ours=False, writes=writes)
     state = checkpoint.load(folder, fingerprint) if resume else None  # before any folder is made
+    if state is not None and state.get("device") not in (None, device):  # (checkpoints before 2026-12-05)
+        # The run would mix two devices' numerics, and its result.json would name only the last.
+        raise checkpoint.CheckpointMismatch(
+            f"checkpoint {folder / checkpoint.CHECKPOINT} was trained with --device {state['device']}: "
+            "resume it there, or train into another --out",
+            differences=f"device: checkpoint {state['device']!r}, now {device!r}")
     follows_json = isinstance(upd, ScheduleUpdater) and not upd.schedule  # it plays the JSON's schedule
     if upd is not None and mix.schedule and not follows_json:
         warnings.warn(
@@ -488,6 +494,7 @@ def train(
                 folder,
                 {
                     "fingerprint": fingerprint,
+                    "device": device,
                     "step": step,
                     "model": net.state_dict(),
                     "opt": opt.state_dict(),
