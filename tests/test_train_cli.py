@@ -366,6 +366,7 @@ def test_compare_cli_tables_winner_and_png(tiny_workspace: Path, model_toml: Pat
     )
     assert code == 0, err
     assert "drama-heavy" in stdout and "uniform" in stdout and "±" in stdout
+    assert "seed(s) — tiny-moe" in " ".join(stdout.split()) and str(model_toml) not in stdout
     assert err.count("is not a whole number of steps") == 1  # said once, not for each of the 4 runs
     assert "compare run 4/4: uniform, seed 1 · about" in err  # no terminal here: a line per run, time left
     assert "compare run 1/4: drama-heavy, seed 0\n" in err  # (none before a run has finished)

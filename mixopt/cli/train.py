@@ -446,7 +446,8 @@ def compare_cmd(
         rows.append([m, *cells, win if win else ("—" if cmp.threshold is None else "— (within error)")])
     units = ("first row bits per byte, domains' loss in nats/token" if cmp.objective.metric == "bpb"
              else "validation loss (nats/token)")
-    print_columns(f"{units}, mean ± s.e. over {len(cmp.seeds)} seed(s) — {model}"
+    # the config's name (a TOML path given as --model names its config, as compare.json does)
+    print_columns(f"{units}, mean ± s.e. over {len(cmp.seeds)} seed(s) — {cmp.settings.get('model', model)}"
                   + (" (dense twin)" if dense else ""),
                   ["metric", *cmp.labels, wins], rows, left=("metric", wins))
     if cmp.threshold is not None and len(cmp.seeds) < 4:
