@@ -604,6 +604,12 @@ def test_a_mixture_written_out_as_weights(tiny_corpus, tmp_path: Path) -> None: 
         mix, label = resolve_mixture(text, tiny_corpus)
     assert mix.weights == {first: 0.25, second: 0.75} and mix.meta["method"] == "inline"
     assert label == f"{first}_0.25_{second}_0.75"  # a folder name: no '=' or ','
+    # a long one keeps whole pairs (cut at 40 characters, legal=0.25 had read 0.2) and a digest
+    from mixopt.proxy.job import spec_label
+
+    long = spec_label("code=0.25,docs=0.25,drama=0.25,legal=0.25")
+    assert re.fullmatch(r"code_0\.25_docs_0\.25_and_2_more_[0-9a-f]{6}", long)
+    assert long != spec_label("code=0.25,docs=0.25,drama=0.2,legal=0.3")
     with pytest.raises(MixoptError, match=r"weights sum to 0\.5, not 1; fix them or normalise"):
         resolve_mixture(f"{first}=0.25,{second}=0.25", tiny_corpus)
     with pytest.raises(MixoptError, match=f"mixture '{first}=0.5,{second}': part '{second}' is not domain="):

@@ -38,12 +38,27 @@ def _path_safe(text: str, keep: str = "-_.") -> str:
     return "".join(ch if ch.isalnum() or ch in keep else "_" for ch in text)
 
 
+LABEL_CHARS = 40
+
+
 def spec_label(spec: str) -> str:
     """A short label of a mixture spec: ``natural``, ``uniform``, a JSON file's stem, or an inline
-    ``code=0.5,math=0.5`` as ``code_0.5_math_0.5`` (a folder name: no ``=`` or ``,``)."""
-    if is_inline(spec):
-        return _path_safe(spec.replace(" ", ""))[:40]
-    return spec if spec in ("natural", "uniform") else Path(spec).stem
+    ``code=0.5,math=0.5`` as ``code_0.5_math_0.5`` (a folder name: no ``=`` or ``,``). A long inline
+    spec keeps its first whole pairs and names the rest by count and digest
+    (``code_0.25_docs_0.25_and_2_more_3fa2c1``): cut mid-number, ``legal=0.25`` had read 0.2."""
+    if not is_inline(spec):
+        return spec if spec in ("natural", "uniform") else Path(spec).stem
+    text = spec.replace(" ", "")
+    if len(text) <= LABEL_CHARS:
+        return _path_safe(text)
+    import hashlib
+
+    pairs = [p for p in text.split(",") if p]
+    n = 1  # at least the first pair, however long
+    while n < len(pairs) and len(",".join(pairs[: n + 1])) <= LABEL_CHARS - 15:
+        n += 1
+    digest = hashlib.sha256(text.encode()).hexdigest()[:6]
+    return _path_safe(f"{','.join(pairs[:n])}_and_{len(pairs) - n}_more_{digest}")
 
 
 def mixture_from_spec(spec: str, corpus: Any) -> Mixture:
