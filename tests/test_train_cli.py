@@ -131,6 +131,13 @@ def test_diverged_training_exits_1_and_keeps_json_clean(tiny_workspace: Path, tm
                           "--out", str(tmp_path / "run"), "--threads", "1", "--json"], capsys)
     assert code == 1 and "diverged" in err
     assert json.loads(out)["status"] == "diverged"
+    assert "bias_rate" not in err
+    # one that blows up after some steps has a routing to speak of; its advice is noise there
+    toml.write_text(DEBUG_TOML.replace("lr = 3e-3", "lr = 1e6").replace("min_lr = 3e-4", "min_lr = 0.0")
+                    + "grad_clip = 0.0\n")
+    code, out, err = run(["train", "--mixture", "uniform", "--corpus", "tiny", "--model", str(toml),
+                          "--out", str(tmp_path / "run6"), "--threads", "1", "--json"], capsys)
+    assert code == 1 and "training loss became nan" in err and "bias_rate" not in err
 
 
 @pytest.mark.parametrize(("device", "message"), [("tpu", "not a device name"), ("meta", "not supported")])

@@ -345,7 +345,7 @@ def train_cmd(
                      "expert_load": fig}, indent=2))
     else:
         _render_train(res)
-    if fig is not None:
+    if fig is not None and res.status != "diverged":  # its routing is not what went wrong
         _warn_collapse(res, fig)
     if res.status == "diverged":  # on stderr, so that --json's stdout stays one JSON object
         err_console.print(f"[red]diverged:[/] {res.error}")
