@@ -231,6 +231,7 @@ def test_runs_are_reused_by_later_searches_unless_no_reuse(workspace, tmp_path, 
     second = run_search(config(tmp_path, name="second", budget=8))
     assert second.runs["reused"] == 8 and second.runs["planned"] == 0 and second.runs["fitted"] == 8
     assert testing.count_calls(workspace / "searches" / "second") == 0  # no trial ran
+    assert second.ray == ["Ray: not started (every run this search needed was in the store)"]
     third = run_search(config(tmp_path, name="third", budget=6, reuse=False, method="random"))
     assert third.runs["reused"] == 0 and testing.count_calls(workspace / "searches" / "third") == 6
     # `random` proposes the best run of its own swarm

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,8 +134,11 @@ def run_search(
                                                   "started_in": str(Path.cwd()), **given}, plan)
         planning.close()  # recorded, its driver locked: a search planned from now on sees it
         _emit(progress, StageEvent(stage="plan", search_id=prep.search_id, message=_plan_line(prep, plan)))
+        ray = _LazyRay(config, progress, prep.search_id, prep.evaluator)
+        _stop_on_sigterm()  # a search with nothing to run starts no Ray: its SIGTERM is still a stop
         try:
-            info = _ray(config, progress, prep.search_id, prep.evaluator)
+            if plan["swarm"]:  # runs to go: Ray now, so that one that cannot run them leaves nothing
+                ray()
         except KeyboardInterrupt:
             prep.store.update_search(prep.search_id, state="interrupted")
             raise
@@ -146,7 +149,7 @@ def run_search(
         except BaseException:
             prep.store.update_search(prep.search_id, state="failed")
             raise
-        return _drive(prep, plan, info, progress, resumed=False)
+        return _drive(prep, plan, ray, progress, resumed=False)
 
 
 def _what_changed(plan: Mapping[str, Any], prep: Prepared) -> str:
@@ -274,7 +277,8 @@ def resume_search(
     if plan.get("fidelity_key") != prep.fidelity_key or plan.get("corpus_hash") != prep.corpus_hash:
         raise MixoptError(f"search {name!r} cannot go on: {_what_changed(plan, prep)}")
     with driver_lock(prep.search_dir, name):
-        info = _ray(cfg, progress, name, prep.evaluator)
+        ray = _LazyRay(cfg, progress, name, prep.evaluator)
+        ray()
         interrupted = settle_runs(st, name, prep.workroot, stopped_at=recorded_stop(prep.workroot))
         said: list[str] = []  # what runs again, and why: said as the resume starts
 
@@ -310,7 +314,7 @@ def resume_search(
         line = f"resuming search {name}" + (": " + "; ".join(said) if said else "")
         _emit(progress, StageEvent(stage="plan", search_id=name, message=line))
         st.update_search(name, state="running")
-        return _drive(prep, plan, info, progress, resumed=True)
+        return _drive(prep, plan, ray, progress, resumed=True)
 
 
 def _near_diverged_note(store: RunStore, sid: str, domains: list[str], weights: Any,
@@ -366,6 +370,45 @@ def _ray(config: SearchConfig, progress: Progress | None, search_id: str,
     _emit(progress, StageEvent(stage="ray", message="Ray is up", search_id=search_id,
                                lines=tuple(info.describe())))
     return info
+
+
+class _LazyRay:
+    """The Ray of one search, started by the first call: a search whose every run is in the store
+    (its swarm reused, its validation measured by earlier searches) fits, validates and writes its
+    mixture without starting one. While :meth:`watching`, a joined cluster's head is watched from
+    when it is up."""
+
+    def __init__(self, config: SearchConfig, progress: Progress | None, search_id: str,
+                 evaluator: str | Callable) -> None:
+        self._args = (config, progress, search_id, evaluator)
+        self.info: RayInfo | None = None
+        self._watch: contextlib.ExitStack | None = None
+        self._lost: Callable[[RayInfo], None] | None = None
+
+    def __call__(self) -> RayInfo:
+        if self.info is None:
+            self.info = _ray(*self._args)
+            self._watch_now()
+        return self.info
+
+    def _watch_now(self) -> None:
+        if self.info is not None and self._watch is not None and self._lost is not None:
+            info, lost = self.info, self._lost
+            self._watch.enter_context(watch_cluster(info, lambda: lost(info)))
+
+    @contextlib.contextmanager
+    def watching(self, lost: Callable[[RayInfo], None]) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            self._watch, self._lost = stack, lost
+            self._watch_now()
+            try:
+                yield
+            finally:
+                self._watch = self._lost = None
+
+    def describe(self) -> list[str]:
+        return list(self.info.describe()) if self.info is not None else [
+            "Ray: not started (every run this search needed was in the store)"]
 
 
 def _largest_node_cpus() -> float | None:
@@ -499,12 +542,12 @@ def _concurrency(prep: Prepared, info: RayInfo) -> int:
     return prep.config.concurrency or max(1, info.num_cpus // prep.config.cpus_per_trial)
 
 
-def _drive(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progress | None, *,
+def _drive(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progress | None, *,
            resumed: bool) -> SearchResult:
     t0 = time.perf_counter()
     store, sid = prep.store, prep.search_id
 
-    def lost() -> None:  # from the watch's thread, while Tune waits on a cluster that is gone
+    def lost(info: RayInfo) -> None:  # from the watch's thread, while Tune waits on a cluster that is gone
         with contextlib.suppress(Exception):
             store.update_search(sid, state="interrupted")
         print(f"error: lost the Ray cluster at {info.address} (its head stopped answering); restart it "
@@ -512,8 +555,8 @@ def _drive(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progre
         os._exit(2)  # Ray's core would abort the process itself once its 60 s reconnect wait ends
 
     try:
-        with watch_cluster(info, lost):
-            result = _stages(prep, plan, info, progress, resumed=resumed, t0=t0)
+        with ray.watching(lost):
+            result = _stages(prep, plan, ray, progress, resumed=resumed, t0=t0)
     except KeyboardInterrupt:
         settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time())
         store.update_search(sid, state="interrupted")
@@ -526,7 +569,7 @@ def _drive(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progre
     return result
 
 
-def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progress | None, *, resumed: bool,
+def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progress | None, *, resumed: bool,
             t0: float) -> SearchResult:
     from mixopt.methods import get_method
 
@@ -537,7 +580,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
     # 1. the swarm
     searcher = SwarmSearcher.from_rows(plan["swarm"], domains=domains, search_id=sid, seed=cfg.seed,
                                        retries=cfg.retries)
-    _run_phase(prep, searcher, "swarm", info, progress, warm=plan.get("reused", []))
+    _run_phase(prep, searcher, "swarm", ray, progress, warm=plan.get("reused", []))
 
     # 2. fit and propose on every finished run (reused ones included)
     swarm_ids = [s.run_id for s in searcher.slots.values() if s.state == "done"]
@@ -618,7 +661,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
         borrowed = _borrowed(prep, plan, slots)
         vs = SwarmSearcher(domains=domains, search_id=sid, retries=cfg.retries,
                            slots=[s for s in slots if s.key not in borrowed])
-        _run_phase(prep, vs, "validate", info, progress, borrowed=len(borrowed))
+        _run_phase(prep, vs, "validate", ray, progress, borrowed=len(borrowed))
         by_cand: dict[str, list[str]] = {}
         for s in slots:
             if s.key in borrowed:
@@ -674,7 +717,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], info: RayInfo, progress: Progr
               "attempts": sum(s.attempt for s in searcher.slots.values()), **checks},
         notes=notes, out=str(prep.out) if prep.out else None, mixture_path=str(in_folder), rung=cfg.rung,
         validate_rung=vrung if cfg.validate else None, validate=cfg.validate, wall_s=time.perf_counter() - t0,
-        ray=list(info.describe()), resumed=resumed, selection=prop.info.get("selection"),
+        ray=ray.describe(), resumed=resumed, selection=prop.info.get("selection"),
         corpus=prep.corpus_name,
     )
     write_json(prep.search_dir / "result.json", {"mixopt_version": __version__, **result.as_dict()})
@@ -701,7 +744,7 @@ def _borrowed(prep: Prepared, plan: dict[str, Any], slots: Sequence[Slot]) -> di
             if k in keys and (r := prep.store.get(i)) is not None and r.status == "ok"}
 
 
-def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, info: RayInfo,
+def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, ray: _LazyRay,
                progress: Progress | None, *, warm: list[str] = (), borrowed: int = 0) -> None:
     """Run the slots of one phase that the store does not already hold; stop on fatal errors.
     ``borrowed``: slots of the phase that runs of earlier searches measured (said, not run)."""
@@ -724,7 +767,7 @@ def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, info: RayInf
                                f"{reused}", search_id=sid))
     if todo:
         run_trials(searcher, prep.context(phase), phase=phase, storage=prep.search_dir / "tune",
-                   concurrency=_concurrency(prep, info), cpus_per_trial=cfg.cpus_per_trial,
+                   concurrency=_concurrency(prep, ray()), cpus_per_trial=cfg.cpus_per_trial,
                    progress=progress, best=best)
     check_fatal(store, sid)
     # runs Tune left running when it stopped early (a signal, or a fatal error)
