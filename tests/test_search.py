@@ -243,6 +243,33 @@ def test_runs_are_reused_by_later_searches_unless_no_reuse(workspace, tmp_path, 
     assert len(keys) == 4
 
 
+def test_ray_starts_only_when_a_run_needs_it_and_a_refusal_then_leaves_no_search(workspace, tmp_path,
+                                                                                 ray_session, monkeypatch):
+    import mixopt.search.driver as driver
+
+    driver.run_search(config(tmp_path, name="lz1", budget=6))
+    started = []
+    real = driver._ray
+
+    def refused(*args):  # noqa: ANN002, ANN202
+        started.append(args[2])
+        raise MixoptError("--cpus-per-trial 9: no node of the Ray cluster has that many CPUs")
+
+    monkeypatch.setattr(driver, "_ray", refused)
+    # every swarm run reused and nothing to validate: no Ray at all
+    res = driver.run_search(config(tmp_path, name="lz2", budget=6, method="linear"))
+    assert started == [] and res.ray == ["Ray: not started (every run this search needed was in the store)"]
+    # Ray first asked for by validation, and refused: the search ran nothing, so it is gone and its
+    # name free for the same command with other settings (a resume could not change them)
+    with pytest.raises(MixoptError, match="no node of the Ray cluster"):
+        driver.run_search(config(tmp_path, name="lz3", budget=6, method="linear", validate=1))
+    assert started == ["lz3"] and RunStore().get_search("lz3") is None
+    assert not (workspace / "searches" / "lz3").exists()
+    monkeypatch.setattr(driver, "_ray", real)
+    again = driver.run_search(config(tmp_path, name="lz3", budget=6, method="linear", validate=1))
+    assert again.ray != res.ray and again.candidates[0].measured["n"] == 1
+
+
 def test_validation_reuses_the_baselines_an_earlier_search_measured(workspace, tmp_path, ray_session, capsys):
     from mixopt.cli.search import render_result
     from mixopt.report import make_report
@@ -290,6 +317,14 @@ def test_validation_reuses_the_baselines_an_earlier_search_measured(workspace, t
     prep = prepare(config(tmp_path, name="val3", budget=8, validate=2, method="linear"), search_id="val3")
     slots = validation_slots([Candidate.from_dict(c) for c in plan["candidates"]], k=2, seed=0)
     assert _borrowed(prep, plan, slots) == {} and plan["validation_reused"] == {}
+    # a recorded borrowing that no longer fits its slot (another seed) is dropped: the slot runs
+    plan = RunStore().require_search("val2").plan
+    prep = prepare(config(tmp_path, name="val2", budget=8, validate=2, method="linear"), search_id="val2")
+    slots = validation_slots([Candidate.from_dict(c) for c in plan["candidates"]], k=2, seed=0)
+    assert set(_borrowed(prep, plan, slots)) >= {"v-uniform-k0", "v-uniform-k1"}
+    plan["validation_reused"]["v-uniform-k0"] = plan["validation_reused"]["v-uniform-k1"]
+    kept = _borrowed(prep, plan, slots)
+    assert "v-uniform-k0" not in kept and kept["v-uniform-k1"] == "val1-v-uniform-k1-a1"
 
 
 @pytest.mark.slow  # 13-33 s: in CI with the other slow tests, out of the default suite

@@ -555,6 +555,15 @@ def test_resume_finds_a_run_in_the_older_default_folder(tiny_corpus, tmp_path: P
     first = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=old)
     again = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, resume=True)
     assert again.out == old and again.metrics["objective"] == first.metrics["objective"]
+    # a long inline mixture's run started under its label of before 2026-12-05 (cut at 40 characters)
+    from mixopt.proxy.job import label_before
+
+    spec = "code=0.25,docs=0.25,drama=0.25,legal=0.25"
+    mix, label = resolve_mixture(spec, tiny_corpus)
+    assert label_before(spec) == "code_0.25_docs_0.25_drama_0.25_legal_0.2" != label
+    before = default_out(DEBUG, label_before(spec), mix, 0, False, tiny_corpus)
+    first = train(spec, tiny_corpus, DEBUG, seed=0, threads=1, out=before, until_step=1)
+    assert train(spec, tiny_corpus, DEBUG, seed=0, threads=1, resume=True).out == before
     # a relative --out is kept as the absolute folder, in the result and its result.json, on resume too
     monkeypatch.chdir(tmp_path)
     rel = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out="rel")

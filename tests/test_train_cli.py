@@ -864,8 +864,16 @@ def test_compare_reads_back_runs_robustly(tiny_workspace: Path, model_toml: Path
     compare(["code=0.5,docs=0.5,drama=0,legal=0", str(one_phase)], **kw,
             on_reuse=lambda lb, s, where: seen.append(where))
     assert seen == [moved / "code_0.5_docs_0.5" / "seed0", moved / "uniform" / "seed0"]
-    # a run is not resumed on another device (its numerics would mix, and its result name one)
+    # a run is not resumed on another device (its numerics would mix, and its result name one);
+    # cpu:0 is the CPU. A checkpoint made on a GPU is played here by rewriting its device.
+    import torch
+
     out = tiny_workspace / "dev"
     train("uniform", "tiny", str(model_toml), seed=0, out=out, threads=1, until_step=1)
-    with pytest.raises(MixoptError, match=r"was trained with --device cpu: resume it there"):
-        train("uniform", "tiny", str(model_toml), seed=0, out=out, threads=1, resume=True, device="cpu:0")
+    train("uniform", "tiny", str(model_toml), seed=0, out=out, threads=1, until_step=2, resume=True,
+          device="cpu:0")
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["device"] == "cpu"
+    torch.save({**state, "device": "cuda:0"}, out / "checkpoint.pt")
+    with pytest.raises(MixoptError, match=r"trained with --device cuda:0: resume it with --device cuda:0"):
+        train("uniform", "tiny", str(model_toml), seed=0, out=out, threads=1, resume=True)

@@ -297,7 +297,7 @@ def render_result(result: Any) -> None:
         console.print(f"runs: {swarm_outcome(runs)}, {runs['reused']} reused, "
                       f"{runs['fitted']} fitted{checks} · {result.wall_s:.0f} s")
     else:  # entropy: "0 ok, 0 fitted" would read as a swarm that failed
-        console.print(f"runs: no swarm ({result.method} is training-free) · {result.wall_s:.0f} s")
+        console.print(f"runs: no swarm ({result.method} is training-free){checks} · {result.wall_s:.0f} s")
     marks = {(row.comparison or {}).get("beats") for row in result.candidates} & {True, False}
     if result.validate and marks:  # the legend of marks the table shows (none with one seed)
         console.print("✓/✗: the proposal beats that baseline by more than the standard error of the "

@@ -61,6 +61,15 @@ def spec_label(spec: str) -> str:
     return _path_safe(f"{','.join(pairs[:n])}_and_{len(pairs) - n}_more_{digest}")
 
 
+def label_before(spec: str) -> str | None:
+    """The label ``spec_label`` gave a long inline spec before 2026-12-05 (its first 40 characters),
+    where it differs: a default folder named by it holds a run to resume."""
+    if not is_inline(spec):
+        return None
+    old = _path_safe(spec.replace(" ", ""))[:LABEL_CHARS]
+    return old if old != spec_label(spec) else None
+
+
 def mixture_from_spec(spec: str, corpus: Any) -> Mixture:
     """Resolve ``natural``, ``uniform``, a JSON file, or ``d1=w1,d2=w2`` against ``corpus``."""
     if spec == "natural":

@@ -134,17 +134,15 @@ def run_search(
                                                   "started_in": str(Path.cwd()), **given}, plan)
         planning.close()  # recorded, its driver locked: a search planned from now on sees it
         _emit(progress, StageEvent(stage="plan", search_id=prep.search_id, message=_plan_line(prep, plan)))
-        ray = _LazyRay(config, progress, prep.search_id, prep.evaluator)
+        ray = _LazyRay(config, progress, prep, fresh=True)
         _stop_on_sigterm()  # a search with nothing to run starts no Ray: its SIGTERM is still a stop
         try:
-            if plan["swarm"]:  # runs to go: Ray now, so that one that cannot run them leaves nothing
+            if plan["swarm"]:  # runs to go: Ray now (a cluster that cannot run them: see _LazyRay)
                 ray()
         except KeyboardInterrupt:
             prep.store.update_search(prep.search_id, state="interrupted")
             raise
-        except MixoptError:  # Ray unreachable, a trial bigger than any node: nothing ran, nothing is left
-            if prep.store.delete_search_if_unused(prep.search_id):
-                shutil.rmtree(prep.search_dir, ignore_errors=True)
+        except MixoptError:
             raise
         except BaseException:
             prep.store.update_search(prep.search_id, state="failed")
@@ -194,6 +192,8 @@ def _stop_on_sigterm() -> None:
     def handler(signum: int, frame: Any) -> None:
         if DRIVING:
             os.kill(os.getpid(), signal.SIGINT)  # Tune's stop while trials run, KeyboardInterrupt after
+        elif previous == signal.SIG_IGN:  # a host process (library use) that ignores it, still does
+            return
         elif callable(previous):
             previous(signum, frame)
         else:
@@ -277,8 +277,8 @@ def resume_search(
     if plan.get("fidelity_key") != prep.fidelity_key or plan.get("corpus_hash") != prep.corpus_hash:
         raise MixoptError(f"search {name!r} cannot go on: {_what_changed(plan, prep)}")
     with driver_lock(prep.search_dir, name):
-        ray = _LazyRay(cfg, progress, name, prep.evaluator)
-        ray()
+        ray = _LazyRay(cfg, progress, prep, fresh=False)
+        _stop_on_sigterm()
         interrupted = settle_runs(st, name, prep.workroot, stopped_at=recorded_stop(prep.workroot))
         said: list[str] = []  # what runs again, and why: said as the resume starts
 
@@ -376,18 +376,30 @@ class _LazyRay:
     """The Ray of one search, started by the first call: a search whose every run is in the store
     (its swarm reused, its validation measured by earlier searches) fits, validates and writes its
     mixture without starting one. While :meth:`watching`, a joined cluster's head is watched from
-    when it is up."""
+    when it is up.
 
-    def __init__(self, config: SearchConfig, progress: Progress | None, search_id: str,
-                 evaluator: str | Callable) -> None:
-        self._args = (config, progress, search_id, evaluator)
+    ``fresh``: a new search (not a resume). When Ray refuses it (unreachable, a trial bigger than
+    any node) before it ran anything, it is deleted, folder and all: the same command with other
+    settings may take its name again (a resume could not change them).
+    """
+
+    def __init__(self, config: SearchConfig, progress: Progress | None, prep: Prepared, *,
+                 fresh: bool) -> None:
+        self._args = (config, progress, prep.search_id, prep.evaluator)
+        self._prep, self._fresh = prep, fresh
         self.info: RayInfo | None = None
         self._watch: contextlib.ExitStack | None = None
         self._lost: Callable[[RayInfo], None] | None = None
 
     def __call__(self) -> RayInfo:
         if self.info is None:
-            self.info = _ray(*self._args)
+            try:
+                self.info = _ray(*self._args)
+            except MixoptError:
+                prep = self._prep
+                if self._fresh and prep.store.delete_search_if_unused(prep.search_id):
+                    shutil.rmtree(prep.search_dir, ignore_errors=True)
+                raise
             self._watch_now()
         return self.info
 
@@ -739,9 +751,14 @@ def _borrowed(prep: Prepared, plan: dict[str, Any], slots: Sequence[Slot]) -> di
             corpus_hash=prep.corpus_hash, fidelity_key=prep.validate_fidelity_key, domains=prep.domains,
             objective=prep.objective)
         prep.store.update_search(prep.search_id, plan=plan)
-    keys = {s.key for s in slots}
-    return {k: i for k, i in plan["validation_reused"].items()
-            if k in keys and (r := prep.store.get(i)) is not None and r.status == "ok"}
+    by_key = {s.key: s for s in slots}
+
+    def still(key: str, run_id: str) -> bool:  # the run is there and is still that slot's mixture and seed
+        s, r = by_key.get(key), prep.store.get(run_id)
+        return (s is not None and r is not None and r.status == "ok" and r.seed == s.seed
+                and bool(np.max(np.abs(r.vector(prep.domains) - np.asarray(s.weights))) <= 1e-9))
+
+    return {k: i for k, i in plan["validation_reused"].items() if still(k, i)}
 
 
 def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, ray: _LazyRay,

@@ -17,7 +17,6 @@ comparison's, ``mixopt train``'s) with the same fingerprint and device is read b
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -40,8 +39,16 @@ from mixopt.proxy.job import spec_label
 from mixopt.proxy.train import check_memory, check_threads
 from mixopt.train import checkpoint
 from mixopt.train.config import load_model
-from mixopt.train.device import resolve_device
-from mixopt.train.trainer import TrainResult, finished_result, plain_fingerprint, resolve_mixture, train
+from mixopt.train.device import device_key, resolve_device
+from mixopt.train.trainer import (
+    TrainResult,
+    finished_json,
+    mixture_key,
+    plain_fingerprint,
+    resolve_mixture,
+    result_from_json,
+    train,
+)
 
 log = logging.getLogger(__name__)
 OBJECTIVE = "objective"  # the training result's metric
@@ -255,55 +262,58 @@ def _labels(raw: Sequence[str]) -> list[str]:
     return out
 
 
-def _same_mixture(a: Mixture, b: Mixture) -> bool:
-    def key(m: Mixture) -> list:
-        phases = [(1.0, m.weights)] if not m.schedule else m.schedule
-        return [(round(u, 12), sorted((d, round(w, 12)) for d, w in ws.items() if w > 0)) for u, ws in phases]
-
-    return key(a) == key(b)
-
-
-def _plain_key(fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """``fingerprint`` with its mixture as trained: zero weights dropped and a one-phase schedule
-    read as none (``_same_mixture``'s sense, in which such runs train alike)."""
-    mix = fingerprint.get("mixture")
-    if not isinstance(mix, dict):
-        return fingerprint
-
+def _trained_as(key: dict[str, Any]) -> dict[str, Any]:
+    """A mixture key (``mixture_key``, or a fingerprint's from JSON) as trained: weights to 12
+    digits, zero weights dropped, a one-phase schedule read as none, and a schedule's phases alone
+    (training follows them, not the top-level weights). Mixtures equal in this sense train alike:
+    ``compare`` refuses both in one comparison, and reuses one's run for the other."""
     def nonzero(w: Any) -> Any:
-        return {d: v for d, v in w.items() if v} if isinstance(w, dict) else w
+        return {d: round(v, 12) for d, v in w.items() if v} if isinstance(w, dict) else w
 
-    phases = mix.get("schedule") or []
-    weights = phases[0][1] if len(phases) == 1 and isinstance(phases[0], list) else mix.get("weights")
-    return {**fingerprint, "mixture": {"weights": nonzero(weights),
-                                       "schedule": [] if len(phases) == 1 else phases}}
+    phases = key.get("schedule") or []
+    if len(phases) == 1 and isinstance(phases[0], list | tuple) and len(phases[0]) == 2:
+        return {"weights": nonzero(phases[0][1]), "schedule": []}
+    if phases:
+        return {"weights": None, "schedule": [[round(u, 12), nonzero(w)] for u, w in phases]}
+    return {"weights": nonzero(key.get("weights")), "schedule": []}
 
 
-def finished_run(fingerprint: dict[str, Any], device: str, seed: int, *,
-                 prefer: Path | None = None, elsewhere: bool = True) -> TrainResult | None:
-    """A finished run of ``fingerprint`` on ``device`` that the workspace holds: in ``prefer`` (the
-    comparison's own folder for it) first, then, with ``elsewhere``, in another comparison's
-    ``<label>/seed<k>`` or ``mixopt train``'s own folder. Its losses are what training again would
-    give, so a comparison reads it back rather than training again. Its ``out`` is where it was found.
+def _same_mixture(a: Mixture, b: Mixture) -> bool:
+    return _trained_as(mixture_key(a)) == _trained_as(mixture_key(b))
+
+
+class _FinishedRuns:
+    """The finished runs of the workspace (a comparison's ``<label>/seed<k>``, ``mixopt train``'s
+    own folders), read once per comparison: their result.json files carry whole logs."""
+
+    def __init__(self) -> None:
+        self._by_seed: dict[int, list[tuple[Path, dict[str, Any]]]] = {}
+
+    def of_seed(self, seed: int) -> list[tuple[Path, dict[str, Any]]]:
+        if seed not in self._by_seed:
+            home = paths.home()
+            folders = [*sorted(p.parent for p in (home / "compare").glob(f"*/*/seed{seed}/result.json")),
+                       *sorted(p.parent for p in (home / "train").glob(f"*-s{seed}/result.json"))]
+            self._by_seed[seed] = [(f, d) for f in folders if (d := finished_json(f)) is not None]
+        return self._by_seed[seed]
+
+
+def finished_run(fingerprint: dict[str, Any], device: str, seed: int, *, prefer: Path | None = None,
+                 elsewhere: _FinishedRuns | None = None) -> TrainResult | None:
+    """A finished run of ``fingerprint`` on ``device``: in ``prefer`` (the comparison's own folder
+    for it) first, then among ``elsewhere``'s. Its losses are what training again would give, so
+    a comparison reads it back rather than training again. Its ``out`` is where it was found.
     """
-    home = paths.home()
-    found = [prefer / "result.json"] if prefer is not None else []
-    if elsewhere:
-        found += [*sorted((home / "compare").glob(f"*/*/seed{seed}/result.json")),
-                  *sorted((home / "train").glob(f"*-s{seed}/result.json"))]
-    wanted = _plain_key(fingerprint)
-    for path in found:
-        try:
-            done = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if not isinstance(done, dict) or done.get("status") != "ok":  # (null, a list: not a result)
-            continue
+    wanted, on = {**fingerprint, "mixture": _trained_as(fingerprint["mixture"])}, device_key(device)
+    own = [(prefer, d)] if prefer is not None and (d := finished_json(prefer)) is not None else []
+    for folder, done in [*own, *(elsewhere.of_seed(seed) if elsewhere is not None else [])]:
         cfg, metrics = done.get("config"), done.get("metrics")
-        if (isinstance(cfg, dict) and isinstance(metrics, dict) and OBJECTIVE in metrics
-                and cfg.get("device") == device and _plain_key({k: cfg.get(k) for k in fingerprint}) == wanted
-                and (res := finished_result(path.parent)) is not None):
-            return dataclasses.replace(res, out=path.parent)  # where it is now (a moved workspace)
+        if not (isinstance(cfg, dict) and isinstance(metrics, dict) and OBJECTIVE in metrics
+                and isinstance(cfg.get("mixture"), dict) and device_key(str(cfg.get("device"))) == on):
+            continue
+        if ({**{k: cfg.get(k) for k in fingerprint}, "mixture": _trained_as(cfg["mixture"])} == wanted
+                and (res := result_from_json(done, folder)) is not None):
+            return res
     return None
 
 
@@ -391,7 +401,7 @@ def compare(
     budget = budgeted.train.tokens
     # The corpus, the budget and a device other than the CPU name the folder too: another of any
     # is another comparison (a run on one device is not resumed on another).
-    on = "" if device == "cpu" else "-" + re.sub(r"[^A-Za-z0-9]+", "", device)
+    on = "" if device_key(device) == "cpu" else "-" + re.sub(r"[^A-Za-z0-9]+", "", device_key(device))
     folder = (
         Path(out)
         if out is not None
@@ -407,14 +417,15 @@ def compare(
     values: dict[str, dict[str, list[float]]] = {lb: {} for lb in labels}
     runs: dict[str, list[str]] = {lb: [] for lb in labels}
     done: dict[tuple[str, int], TrainResult] = {}  # finished already: read back, found before any training
+    finished = _FinishedRuns()
     for label, mix in zip(labels, resolved, strict=True):
         for seed in range(seeds):
             own = folder / label / f"seed{seed}"
             fp = plain_fingerprint(mix, corpus, budgeted, seed=seed, dense=dense)
             # its own finished run (its checkpoint may be deleted to free disk), or, unless told
             # not to, another's; an own run cut short resumes below
-            elsewhere = reuse and not (own / checkpoint.CHECKPOINT).exists()
-            if (res := finished_run(fp, device, seed, prefer=own, elsewhere=elsewhere)) is not None:
+            others = finished if reuse and not (own / checkpoint.CHECKPOINT).exists() else None
+            if (res := finished_run(fp, device, seed, prefer=own, elsewhere=others)) is not None:
                 done[label, seed] = res
                 if on_reuse is not None and res.out.resolve() != own.resolve():
                     on_reuse(label, seed, res.out)
@@ -473,7 +484,7 @@ def compare(
             "corpus": {"name": corpus.name, "hash": corpus.hash},
             "tokens": budget,
             "tokens_trained": trained,
-            "device": device,
+            "device": device_key(device),
         },
     )
     cmp.png = plot(cmp, folder / "compare.png")

@@ -43,7 +43,7 @@ from mixopt.atomic import check_folder_named, check_writable_dir, first_missing,
 from mixopt.corpus.shards import Corpus
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.mixture import Mixture, check_domains
-from mixopt.proxy.job import is_inline, mixture_from_spec, spec_label
+from mixopt.proxy.job import is_inline, label_before, mixture_from_spec, spec_label
 from mixopt.proxy.sampler import MixtureSampler
 from mixopt.proxy.train import (
     DEFAULT_MAX_EPOCHS,
@@ -56,7 +56,7 @@ from mixopt.proxy.train import (
 from mixopt.proxy.valset import ValidationSet
 from mixopt.train import checkpoint
 from mixopt.train.config import LMConfig, ModelSpec, load_model
-from mixopt.train.device import resolve_device
+from mixopt.train.device import device_key, resolve_device
 from mixopt.train.load import ExpertLoad
 from mixopt.train.model import MoELM
 from mixopt.train.prediction import prediction_report
@@ -135,7 +135,8 @@ def resolve_mixture(mixture: Mixture | str | Path, corpus: Corpus) -> tuple[Mixt
     return mix, spec_label(text)
 
 
-def _mixture_key(m: Mixture) -> dict[str, Any]:
+def mixture_key(m: Mixture) -> dict[str, Any]:
+    """A mixture as a run's fingerprint holds it: its weights and schedule."""
     return {"weights": dict(m.weights), "schedule": [[u, dict(w)] for u, w in m.schedule]}
 
 
@@ -147,7 +148,7 @@ def _fingerprint(spec: ModelSpec, lm: LMConfig, corpus: Corpus, mix: Mixture, se
         "lm": lm.__dict__,
         "train": spec.as_dict()["train"],
         "corpus": {"name": corpus.name, "hash": corpus.hash},
-        "mixture": _mixture_key(mix),
+        "mixture": mixture_key(mix),
         "seed": seed,
         "updater": None if upd is None else {"name": upd.fingerprint_name or upd.name, **upd.params()},
     }
@@ -160,18 +161,21 @@ def plain_fingerprint(mix: Mixture, corpus: Corpus, spec: ModelSpec, *, seed: in
     return json.loads(json.dumps(_fingerprint(spec, lm, corpus, mix, seed, None)))
 
 
-def finished_result(folder: Path) -> TrainResult | None:
-    """The result of the run in ``folder`` if it trained to its end (its result.json says ok)."""
+def finished_json(folder: Path) -> dict[str, Any] | None:
+    """The result.json of the run in ``folder`` if it trained to its end (status ok), else None."""
     try:
         d = json.loads((folder / "result.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(d, dict) or d.get("status") != "ok":
-        return None
-    d.pop("tokens_per_s", None)  # a property
+    return d if isinstance(d, dict) and d.get("status") == "ok" else None
+
+
+def result_from_json(d: dict[str, Any], folder: Path) -> TrainResult | None:
+    """A result.json's TrainResult, its ``out`` where it lies now (None: another version's)."""
+    d = {k: v for k, v in d.items() if k != "tokens_per_s"}  # a property
     try:
-        return TrainResult(**{**d, "out": Path(d["out"])})
-    except (TypeError, KeyError):  # a result.json of another version
+        return TrainResult(**{**d, "out": folder})
+    except TypeError:
         return None
 
 
@@ -191,9 +195,9 @@ def default_out(
     updater gets its own folder instead of meeting a foreign checkpoint. ``legacy``: the folder of
     runs started before 2026-12-02, whose hash covered the mixture only."""
     if legacy:
-        key: dict[str, Any] = _mixture_key(mixture)
+        key: dict[str, Any] = mixture_key(mixture)
     else:
-        key = {"mixture": _mixture_key(mixture), "tokens": spec.train.tokens}
+        key = {"mixture": mixture_key(mixture), "tokens": spec.train.tokens}
         if corpus is not None:
             key["corpus"] = corpus.hash
         if updater is not None:  # absent without one: the folders of plain runs keep their names
@@ -361,12 +365,14 @@ def train(
               else default_out(spec, label, mix, seed, dense, corpus, updater=fingerprint["updater"]))
     if resume and out is None and not (folder / checkpoint.CHECKPOINT).exists():
         # Runs started before the default folder named the corpus and budget live under the old
-        # name (mixture only); the checkpoint's fingerprint still decides whether it is this run.
-        legacy = default_out(spec, label, mix, seed, dense, legacy=True)
-        if (legacy / checkpoint.CHECKPOINT).exists():
-            folder = legacy
+        # name (mixture only), and a long inline mixture's under its old label; the checkpoint's
+        # fingerprint still decides whether it is this run.
+        before = label_before(str(mixture)) if not isinstance(mixture, Mixture) else None
+        older = [default_out(spec, lb, mix, seed, dense, corpus, updater=fingerprint["updater"], legacy=old)
+                 for lb in filter(None, (label, before)) for old in (False, True)]
+        folder = next((f for f in older if (f / checkpoint.CHECKPOINT).exists()), folder)
     if not resume and (folder / checkpoint.CHECKPOINT).exists():
-        if _finished(folder):  # nothing to continue
+        if finished_json(folder) is not None:  # nothing to continue
             raise MixoptError(
                 f"{folder} holds a finished run; --resume prints its result, or choose another --out (or "
                 "delete the folder) to train again"
@@ -378,12 +384,13 @@ def train(
         writes = f"{checkpoint.CHECKPOINT} and result.json"
         checkpoint.refuse_foreign_folder(folder, ours=False, writes=writes)
     state = checkpoint.load(folder, fingerprint) if resume else None  # before any folder is made
-    if state is not None and state.get("device") not in (None, device):  # (checkpoints before 2026-12-05)
+    on = device_key(device)
+    if state is not None and state.get("device") not in (None, on):  # (checkpoints before 2026-12-05)
         # The run would mix two devices' numerics, and its result.json would name only the last.
         raise checkpoint.CheckpointMismatch(
             f"checkpoint {folder / checkpoint.CHECKPOINT} was trained with --device {state['device']}: "
-            "resume it there, or train into another --out",
-            differences=f"device: checkpoint {state['device']!r}, now {device!r}")
+            f"resume it with --device {state['device']}, or train into another --out",
+            differences=f"device: checkpoint {state['device']!r}, now {on!r}")
     follows_json = isinstance(upd, ScheduleUpdater) and not upd.schedule  # it plays the JSON's schedule
     if upd is not None and mix.schedule and not follows_json:
         warnings.warn(
@@ -426,7 +433,7 @@ def train(
         "flops_per_token": lm.train_flops_per_token(),
         "steps": steps,
         "tokens_per_step": tokens_per_step,
-        "device": device,
+        "device": on,
         "label": label,
         # its step count, which a custom updater's params() may leave out of the fingerprint
         "updater_every": None if upd is None else upd.every,
@@ -494,7 +501,7 @@ def train(
                 folder,
                 {
                     "fingerprint": fingerprint,
-                    "device": device,
+                    "device": on,
                     "step": step,
                     "model": net.state_dict(),
                     "opt": opt.state_dict(),
@@ -736,14 +743,6 @@ def _stop_at_step_end() -> Iterator[_StopRequest]:
         yield req
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _finished(folder: Path) -> bool:
-    """Whether the run in ``folder`` trained to its end (its result.json says ok)."""
-    try:
-        return json.loads((folder / "result.json").read_text(encoding="utf-8")).get("status") == "ok"
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 @contextlib.contextmanager
