@@ -1184,3 +1184,18 @@ def test_a_resume_that_cannot_go_on_says_what_changed():
     assert _what_changed(plan, now).startswith("its runs' fidelity differs in rung (it ran at")
     now = SimpleNamespace(corpus_hash="h2", fidelity_key=plan["fidelity_key"])
     assert _what_changed(plan, now).startswith("it ran on corpus hash None, and the corpus now has h2")
+
+
+def test_a_host_that_ignores_sigterm_still_does_after_a_search_set_its_handler():
+    import signal
+
+    from mixopt.search.driver import _stop_on_sigterm
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stop_on_sigterm()  # a search in a library user's process (no search is driving now)
+        assert getattr(signal.getsignal(signal.SIGTERM), "_mixopt", False)
+        os.kill(os.getpid(), signal.SIGTERM)  # had been sys.exit(143)
+    finally:
+        signal.signal(signal.SIGTERM, before)
