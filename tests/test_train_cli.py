@@ -849,7 +849,9 @@ def test_compare_reads_back_runs_robustly(tiny_workspace: Path, model_toml: Path
     # a result.json that is not a run's (null), or of another version (one key more), is passed over
     # for the next run found, not an error
     other_version = {**json.loads((moved / "uniform" / "seed0" / "result.json").read_text()), "extra": 1}
-    for name, text in (("a", "null"), ("b", json.dumps(other_version))):
+    odd_weights = {**other_version, "config": {**other_version["config"],
+                                               "mixture": {"weights": {"code": "a lot"}, "schedule": []}}}
+    for name, text in (("a", "null"), ("b", json.dumps(other_version)), ("c", json.dumps(odd_weights))):
         bad = tiny_workspace / "compare" / name / "uniform" / "seed0"
         bad.mkdir(parents=True)
         (bad / "result.json").write_text(text)

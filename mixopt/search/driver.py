@@ -67,6 +67,7 @@ from mixopt.search.validate import (
     compare,
     dedupe,
     measure,
+    measures,
     selection_seeds,
     validation_slots,
 )
@@ -142,7 +143,7 @@ def run_search(
         except KeyboardInterrupt:
             prep.store.update_search(prep.search_id, state="interrupted")
             raise
-        except MixoptError:
+        except MixoptError:  # Ray refused it: _LazyRay deleted the search, which ran nothing
             raise
         except BaseException:
             prep.store.update_search(prep.search_id, state="failed")
@@ -755,8 +756,7 @@ def _borrowed(prep: Prepared, plan: dict[str, Any], slots: Sequence[Slot]) -> di
 
     def still(key: str, run_id: str) -> bool:  # the run is there and is still that slot's mixture and seed
         s, r = by_key.get(key), prep.store.get(run_id)
-        return (s is not None and r is not None and r.status == "ok" and r.seed == s.seed
-                and bool(np.max(np.abs(r.vector(prep.domains) - np.asarray(s.weights))) <= 1e-9))
+        return s is not None and r is not None and r.status == "ok" and measures(r, s, prep.domains)
 
     return {k: i for k, i in plan["validation_reused"].items() if still(k, i)}
 

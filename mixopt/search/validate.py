@@ -19,7 +19,7 @@ import numpy as np
 
 from mixopt.objective import Objective
 from mixopt.search.searcher import Slot
-from mixopt.store import RunStore
+from mixopt.store import RunRecord, RunStore
 
 PROPOSAL = "proposal"
 BEST_RUN = "best_run"
@@ -142,9 +142,14 @@ def validation_slots(cands: Sequence[Candidate], *, k: int, seed: int,
     return slots
 
 
+def measures(run: RunRecord, slot: Slot, domains: Sequence[str], tol: float = 1e-9) -> bool:
+    """Whether ``run`` is a measurement of ``slot``: its seed and its mixture (to float error)."""
+    gap = np.max(np.abs(run.vector(domains) - np.asarray(slot.weights)))
+    return run.seed == slot.seed and bool(gap <= tol)
+
+
 def borrowable(store: RunStore, slots: Sequence[Slot], *, search_id: str, corpus_hash: str | None,
-               fidelity_key: str, domains: Sequence[str], objective: Objective,
-               tol: float = 1e-9) -> dict[str, str]:
+               fidelity_key: str, domains: Sequence[str], objective: Objective) -> dict[str, str]:
     """Slot key → a finished run of another search that already measured that slot.
 
     A validation slot is a mixture, a seed and a fidelity; a run of an earlier search with the same
@@ -152,17 +157,15 @@ def borrowable(store: RunStore, slots: Sequence[Slot], *, search_id: str, corpus
     what the slot would, as a reused swarm run does, so it is not run again. Only runs whose metrics
     give this search's objective count.
     """
-    pool: dict[int, list[Any]] = {}
+    pool: dict[int, list[RunRecord]] = {}
     for r in store.reusable(corpus_hash=corpus_hash, fidelity_key=fidelity_key, domains=domains,
                             exclude_search=search_id):
         if r.seed is not None and math.isfinite(objective.value(r.metrics, domains)):
             pool.setdefault(int(r.seed), []).append(r)
     out = {}
     for s in slots:
-        for r in pool.get(s.seed, []):
-            if np.max(np.abs(r.vector(domains) - np.asarray(s.weights))) <= tol:
-                out[s.key] = r.run_id
-                break
+        if (r := next((r for r in pool.get(s.seed, []) if measures(r, s, domains)), None)) is not None:
+            out[s.key] = r.run_id
     return out
 
 

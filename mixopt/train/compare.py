@@ -311,8 +311,11 @@ def finished_run(fingerprint: dict[str, Any], device: str, seed: int, *, prefer:
         if not (isinstance(cfg, dict) and isinstance(metrics, dict) and OBJECTIVE in metrics
                 and isinstance(cfg.get("mixture"), dict) and device_key(str(cfg.get("device"))) == on):
             continue
-        if ({**{k: cfg.get(k) for k in fingerprint}, "mixture": _trained_as(cfg["mixture"])} == wanted
-                and (res := result_from_json(done, folder)) is not None):
+        try:
+            theirs = {**{k: cfg.get(k) for k in fingerprint}, "mixture": _trained_as(cfg["mixture"])}
+        except (TypeError, ValueError, AttributeError):  # a hand-edited or foreign result.json
+            continue
+        if theirs == wanted and (res := result_from_json(done, folder)) is not None:
             return res
     return None
 
