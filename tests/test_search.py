@@ -1186,16 +1186,43 @@ def test_a_resume_that_cannot_go_on_says_what_changed():
     assert _what_changed(plan, now).startswith("it ran on corpus hash None, and the corpus now has h2")
 
 
-def test_a_host_that_ignores_sigterm_still_does_after_a_search_set_its_handler():
+def test_a_host_that_ignores_sigterm_still_does_after_a_search_set_its_handler(monkeypatch):
     import signal
 
-    from mixopt.search.driver import _stop_on_sigterm
+    import mixopt.search.driver as driver
 
     before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(driver, "_HOST_IGNORES_SIGTERM", None)  # as in a fresh process
     try:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _stop_on_sigterm()  # a search in a library user's process (no search is driving now)
+        driver._stop_on_sigterm()  # a search in a library user's process
         assert getattr(signal.getsignal(signal.SIGTERM), "_mixopt", False)
         os.kill(os.getpid(), signal.SIGTERM)  # had been sys.exit(143)
+        # ray.init then puts its own handler in (it would exit), which the search wraps again:
+        # the host's choice still holds, while a search drives and after
+        signal.signal(signal.SIGTERM, lambda *a: pytest.fail("Ray's handler ran"))
+        driver._stop_on_sigterm()
+        monkeypatch.setattr(driver, "DRIVING", ["a search"])
+        os.kill(os.getpid(), signal.SIGTERM)
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_a_resume_that_ray_refuses_keeps_the_state_the_search_had(workspace, tmp_path, ray_session,
+                                                                  monkeypatch):
+    import mixopt.search.driver as driver
+
+    driver.run_search(config(tmp_path, name="rz", budget=6, validate=1))
+    store = RunStore()
+    one = store.runs(search_id="rz", role="validate")[0].run_id
+    store.finish(one, status="failed", error="the node went away")  # a slot to run again
+    store.update_search("rz", state="interrupted")
+
+    def refused(*args):  # noqa: ANN002, ANN202
+        raise MixoptError("cannot reach the Ray cluster at 10.0.0.1:6379")
+
+    monkeypatch.setattr(driver, "_ray", refused)
+    with pytest.raises(MixoptError, match="cannot reach"):
+        driver.resume_search("rz")
+    # not "failed": a failed search's resume would also rerun its diverged runs
+    assert store.require_search("rz").state == "interrupted"

@@ -876,6 +876,9 @@ def test_compare_reads_back_runs_robustly(tiny_workspace: Path, model_toml: Path
           device="cpu:0")
     state = torch.load(out / "checkpoint.pt", weights_only=False)
     assert state["device"] == "cpu"
-    torch.save({**state, "device": "cuda:0"}, out / "checkpoint.pt")
+    torch.save({**state, "device": "cpu:0"}, out / "checkpoint.pt")  # as given, by a version of the day
+    train("uniform", "tiny", str(model_toml), seed=0, out=out, threads=1, until_step=3, resume=True)
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    torch.save({**state, "device": "cuda"}, out / "checkpoint.pt")
     with pytest.raises(MixoptError, match=r"trained with --device cuda:0: resume it with --device cuda:0"):
         train("uniform", "tiny", str(model_toml), seed=0, out=out, threads=1, resume=True)

@@ -143,7 +143,7 @@ def run_search(
         except KeyboardInterrupt:
             prep.store.update_search(prep.search_id, state="interrupted")
             raise
-        except MixoptError:  # Ray refused it: _LazyRay deleted the search, which ran nothing
+        except RayRefused:  # _LazyRay deleted the search, which ran nothing
             raise
         except BaseException:
             prep.store.update_search(prep.search_id, state="failed")
@@ -178,6 +178,9 @@ def _ray_is_up() -> bool:
     return ray.is_initialized()
 
 
+_HOST_IGNORES_SIGTERM: bool | None = None  # whether the process ignored SIGTERM before mixopt's handler
+
+
 def _stop_on_sigterm() -> None:
     """SIGTERM (Kubernetes, Slurm, ``timeout``) stops a search as Ctrl-C does: resumable, said so.
 
@@ -186,15 +189,18 @@ def _stop_on_sigterm() -> None:
     """
     if threading.current_thread() is not threading.main_thread():
         return
+    global _HOST_IGNORES_SIGTERM
     previous = signal.getsignal(signal.SIGTERM)
     if getattr(previous, "_mixopt", False):
         return
+    if _HOST_IGNORES_SIGTERM is None:  # the first call, before any ray.init of ours replaced it
+        _HOST_IGNORES_SIGTERM = previous == signal.SIG_IGN
 
     def handler(signum: int, frame: Any) -> None:
+        if _HOST_IGNORES_SIGTERM or previous == signal.SIG_IGN:  # a host process (library use) that
+            return  # ignores it still does, during a search and after (Ray's handler would exit)
         if DRIVING:
             os.kill(os.getpid(), signal.SIGINT)  # Tune's stop while trials run, KeyboardInterrupt after
-        elif previous == signal.SIG_IGN:  # a host process (library use) that ignores it, still does
-            return
         elif callable(previous):
             previous(signum, frame)
         else:
@@ -278,7 +284,7 @@ def resume_search(
     if plan.get("fidelity_key") != prep.fidelity_key or plan.get("corpus_hash") != prep.corpus_hash:
         raise MixoptError(f"search {name!r} cannot go on: {_what_changed(plan, prep)}")
     with driver_lock(prep.search_dir, name):
-        ray = _LazyRay(cfg, progress, prep, fresh=False)
+        ray = _LazyRay(cfg, progress, prep, fresh=False, state_before=rec.state)
         _stop_on_sigterm()
         interrupted = settle_runs(st, name, prep.workroot, stopped_at=recorded_stop(prep.workroot))
         said: list[str] = []  # what runs again, and why: said as the resume starts
@@ -373,21 +379,28 @@ def _ray(config: SearchConfig, progress: Progress | None, search_id: str,
     return info
 
 
+class RayRefused(MixoptError):
+    """Ray could not take the search (unreachable, a trial bigger than any node) before it ran
+    anything of this call: a new search is deleted, a resumed one keeps the state it had."""
+
+
 class _LazyRay:
     """The Ray of one search, started by the first call: a search whose every run is in the store
     (its swarm reused, its validation measured by earlier searches) fits, validates and writes its
     mixture without starting one. While :meth:`watching`, a joined cluster's head is watched from
     when it is up.
 
-    ``fresh``: a new search (not a resume). When Ray refuses it (unreachable, a trial bigger than
-    any node) before it ran anything, it is deleted, folder and all: the same command with other
-    settings may take its name again (a resume could not change them).
+    ``fresh``: a new search. When Ray refuses it (unreachable, a trial bigger than any node)
+    before it ran anything, it is deleted, folder and all: the same command with other settings
+    may take its name again (a resume could not change them). ``state_before``: a resumed
+    search's state, which it keeps when Ray refuses it (:class:`RayRefused`).
     """
 
     def __init__(self, config: SearchConfig, progress: Progress | None, prep: Prepared, *,
-                 fresh: bool) -> None:
+                 fresh: bool, state_before: str = "interrupted") -> None:
         self._args = (config, progress, prep.search_id, prep.evaluator)
         self._prep, self._fresh = prep, fresh
+        self.state_before = state_before
         self.info: RayInfo | None = None
         self._watch: contextlib.ExitStack | None = None
         self._lost: Callable[[RayInfo], None] | None = None
@@ -396,11 +409,11 @@ class _LazyRay:
         if self.info is None:
             try:
                 self.info = _ray(*self._args)
-            except MixoptError:
+            except MixoptError as exc:
                 prep = self._prep
                 if self._fresh and prep.store.delete_search_if_unused(prep.search_id):
                     shutil.rmtree(prep.search_dir, ignore_errors=True)
-                raise
+                raise RayRefused(str(exc)) from exc
             self._watch_now()
         return self.info
 
@@ -573,6 +586,10 @@ def _drive(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progre
     except KeyboardInterrupt:
         settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time())
         store.update_search(sid, state="interrupted")
+        raise
+    except RayRefused:  # nothing of this call ran: a new search is gone, a resumed one as it was
+        settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time())
+        store.update_search(sid, state=ray.state_before)
         raise
     except BaseException:
         settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time())

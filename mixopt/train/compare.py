@@ -284,7 +284,8 @@ def _same_mixture(a: Mixture, b: Mixture) -> bool:
 
 class _FinishedRuns:
     """The finished runs of the workspace (a comparison's ``<label>/seed<k>``, ``mixopt train``'s
-    own folders), read once per comparison: their result.json files carry whole logs."""
+    own folders), read once per comparison and kept as their config and metrics (a result.json
+    carries the whole log: the one that matches is read again)."""
 
     def __init__(self) -> None:
         self._by_seed: dict[int, list[tuple[Path, dict[str, Any]]]] = {}
@@ -294,7 +295,8 @@ class _FinishedRuns:
             home = paths.home()
             folders = [*sorted(p.parent for p in (home / "compare").glob(f"*/*/seed{seed}/result.json")),
                        *sorted(p.parent for p in (home / "train").glob(f"*-s{seed}/result.json"))]
-            self._by_seed[seed] = [(f, d) for f in folders if (d := finished_json(f)) is not None]
+            self._by_seed[seed] = [(f, {"config": d.get("config"), "metrics": d.get("metrics")})
+                                   for f in folders if (d := finished_json(f)) is not None]
         return self._by_seed[seed]
 
 
@@ -315,7 +317,8 @@ def finished_run(fingerprint: dict[str, Any], device: str, seed: int, *, prefer:
             theirs = {**{k: cfg.get(k) for k in fingerprint}, "mixture": _trained_as(cfg["mixture"])}
         except (TypeError, ValueError, AttributeError):  # a hand-edited or foreign result.json
             continue
-        if theirs == wanted and (res := result_from_json(done, folder)) is not None:
+        if theirs == wanted and (full := finished_json(folder)) is not None and (
+                res := result_from_json(full, folder)) is not None:
             return res
     return None
 

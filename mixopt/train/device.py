@@ -34,11 +34,10 @@ def resolve_device(device: str) -> torch.device:
 
 def device_key(device: str) -> str:
     """One name per device a run can be on, for checkpoints and reuse: ``cpu`` (``cpu:0`` too) and
-    ``cuda:N`` (``cuda`` is ``cuda:0``, torch's default); a text that names no device, as given."""
+    ``cuda:N`` (``cuda`` is ``cuda:0``, torch's default), likewise for other types; a text that
+    names no device, as given."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         return device
-    if dev.type == "cuda":
-        return f"cuda:{dev.index or 0}"
-    return dev.type if dev.type == "cpu" else str(dev)
+    return "cpu" if dev.type == "cpu" else f"{dev.type}:{dev.index or 0}"

@@ -385,12 +385,13 @@ def train(
         checkpoint.refuse_foreign_folder(folder, ours=False, writes=writes)
     state = checkpoint.load(folder, fingerprint) if resume else None  # before any folder is made
     on = device_key(device)
-    if state is not None and state.get("device") not in (None, on):  # (checkpoints before 2026-12-05)
+    was = None if state is None or state.get("device") is None else device_key(str(state["device"]))
+    if was is not None and was != on:  # (checkpoints before 2026-12-05 do not say)
         # The run would mix two devices' numerics, and its result.json would name only the last.
         raise checkpoint.CheckpointMismatch(
-            f"checkpoint {folder / checkpoint.CHECKPOINT} was trained with --device {state['device']}: "
-            f"resume it with --device {state['device']}, or train into another --out",
-            differences=f"device: checkpoint {state['device']!r}, now {on!r}")
+            f"checkpoint {folder / checkpoint.CHECKPOINT} was trained with --device {was}: resume it "
+            f"with --device {was}, or train into another --out",
+            differences=f"device: checkpoint {was!r}, now {on!r}")
     follows_json = isinstance(upd, ScheduleUpdater) and not upd.schedule  # it plays the JSON's schedule
     if upd is not None and mix.schedule and not follows_json:
         warnings.warn(
