@@ -83,9 +83,9 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
 def _borrowed_validation(st: RunStore, plan: dict[str, Any]) -> list[RunRecord]:
     """The runs of earlier searches that this search's validation reused, as validation runs of the
     candidate whose slot (``v-<candidate>-k<j>``) each stands for."""
-    from mixopt.search.validate import slug
+    from mixopt.search.validate import slot_prefix
 
-    names = {f"v-{slug(c['name'])}-k": c["name"] for c in plan.get("candidates") or []}
+    names = {slot_prefix(c["name"]): c["name"] for c in plan.get("candidates") or []}
     out = []
     for key, run_id in (plan.get("validation_reused") or {}).items():
         name = next((n for prefix, n in names.items() if key.startswith(prefix)), None)

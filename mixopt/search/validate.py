@@ -100,6 +100,11 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "x"
 
 
+def slot_prefix(name: str) -> str:
+    """The key of candidate ``name``'s validation slots, less the seed's index: ``v-<name>-k``."""
+    return f"v-{slug(name)}-k"
+
+
 def dedupe(cands: Sequence[Candidate], tol: float = 1e-9) -> None:
     """Mark candidates whose weights equal an earlier one's (``same_as``), in place."""
     for i, c in enumerate(cands):
@@ -137,7 +142,7 @@ def validation_slots(cands: Sequence[Candidate], *, k: int, seed: int,
             continue
         skip = (selected_at or {}).get(c.name)
         seeds = [s for s in range(seed + 1, seed + 2 + k) if s != skip][:k]
-        slots += [Slot(key=f"v-{slug(c.name)}-k{j}", weights=list(c.weights), seed=s, role="validate",
+        slots += [Slot(key=f"{slot_prefix(c.name)}{j}", weights=list(c.weights), seed=s, role="validate",
                        label=c.name) for j, s in enumerate(seeds)]
     return slots
 

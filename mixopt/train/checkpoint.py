@@ -16,6 +16,7 @@ import torch
 
 from mixopt.atomic import atomic_path
 from mixopt.errors import MixoptError
+from mixopt.train.device import device_key
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
@@ -60,12 +61,13 @@ def _differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = ""
     return out
 
 
-def load(folder: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """Read ``folder/checkpoint.pt`` and check it was made for ``fingerprint``.
+def load(folder: Path, fingerprint: dict[str, Any], device: str | None = None) -> dict[str, Any]:
+    """Read ``folder/checkpoint.pt`` and check it was made for ``fingerprint`` (and on ``device``,
+    by its :func:`~mixopt.train.device.device_key`, where the checkpoint records one).
 
     Raises:
         MixoptError: no checkpoint, an unreadable one, or one from another config, corpus,
-            mixture, seed or updater (the message lists what differs and how to proceed).
+            mixture, seed, updater or device (the message lists what differs and how to proceed).
     """
     path = folder / CHECKPOINT
     if folder.is_file():
@@ -98,4 +100,11 @@ def load(folder: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
             f"{' …' if len(diffs) > 4 else ''}); resume with the same settings, or train into another --out",
             differences=f"{what}: {'; '.join(diffs[:4])}{' …' if len(diffs) > 4 else ''}",
         )
+    was = None if state.get("device") is None else device_key(str(state["device"]))  # (not before 2026-12-05)
+    if device is not None and was is not None and was != device_key(device):
+        # The run would mix two devices' numerics, and its result.json would name only the last.
+        raise CheckpointMismatch(
+            f"checkpoint {path} was trained with --device {was}: resume it with --device {was}, or train "
+            "into another --out",
+            differences=f"device: checkpoint {was!r}, now {device_key(device)!r}")
     return state

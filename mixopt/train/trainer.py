@@ -383,15 +383,8 @@ def train(
     if not resume and out is not None:  # a default folder is mixopt's own
         writes = f"{checkpoint.CHECKPOINT} and result.json"
         checkpoint.refuse_foreign_folder(folder, ours=False, writes=writes)
-    state = checkpoint.load(folder, fingerprint) if resume else None  # before any folder is made
     on = device_key(device)
-    was = None if state is None or state.get("device") is None else device_key(str(state["device"]))
-    if was is not None and was != on:  # (checkpoints before 2026-12-05 do not say)
-        # The run would mix two devices' numerics, and its result.json would name only the last.
-        raise checkpoint.CheckpointMismatch(
-            f"checkpoint {folder / checkpoint.CHECKPOINT} was trained with --device {was}: resume it "
-            f"with --device {was}, or train into another --out",
-            differences=f"device: checkpoint {was!r}, now {on!r}")
+    state = checkpoint.load(folder, fingerprint, on) if resume else None  # before any folder is made
     follows_json = isinstance(upd, ScheduleUpdater) and not upd.schedule  # it plays the JSON's schedule
     if upd is not None and mix.schedule and not follows_json:
         warnings.warn(
