@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,8 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
         own = set(swarm_ids)  # the fitted runs the search reused: their objective, as matrix read it
         lent = _borrowed_validation(st, plan)
         _plot_runs(tmp / "runs.png", runs + lent, objective, domains, result,
-                   reused=[v for v, i in zip(y, ids, strict=True) if i not in own])
+                   reused=[v for v, i in zip(y, ids, strict=True) if i not in own],
+                   lent={r.run_id for r in lent})
         files.append(folder / "runs.png")
         md = _markdown(name, shown_state(rec.state, search_dir(name)), cfg, result, runs, len(reused), len(y),
                        cv, cv_notes, files, n_lent=len(lent))
@@ -183,10 +184,11 @@ def _plot_weights(path: Path, result: dict[str, Any], domains: list[str], top: i
 
 
 def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains: list[str],
-               result: dict[str, Any] | None, reused: Sequence[float] = ()) -> None:
+               result: dict[str, Any] | None, reused: Sequence[float] = (),
+               lent: Set[str] = frozenset()) -> None:
     """The objective of every run the fit saw, in order: runs reused from earlier searches (or
     imported; ``reused`` holds their objective values), this search's swarm, then the validation
-    runs; with the best so far."""
+    runs (hollow: the ``lent`` ones, which earlier searches measured); with the best so far."""
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
@@ -222,11 +224,13 @@ def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains:
         ax.axvline(before - 0.5, color="grey", linewidth=0.8, linestyle=":")
     start = before + len(swarm)
     for j, lab in enumerate(order):
-        pts = [(start + i, v) for i, (r, v) in enumerate(zip(val, vvals, strict=True))
+        pts = [(start + i, v, r.run_id in lent) for i, (r, v) in enumerate(zip(val, vvals, strict=True))
                if r.label == lab and math.isfinite(v)]
-        if pts:
-            xs, ys = zip(*pts, strict=True)
-            ax.scatter(xs, ys, s=34, marker="D", color=_color(j), label=f"validate: {lab}")
+        for borrowed in (False, True):
+            if sel := [(x, v) for x, v, b in pts if b == borrowed]:
+                xs, ys = zip(*sel, strict=True)
+                ax.scatter(xs, ys, s=34, marker="D", color=_color(j), facecolors="none" if borrowed else None,
+                           label=f"validate: {lab}" + (" (earlier search's run)" if borrowed else ""))
     if val:
         ax.axvline(start - 0.5, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlabel(f"run (in order: {'reused, ' if before else ''}swarm, then validation)")
@@ -234,7 +238,8 @@ def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains:
     ax.set_ylabel(objective.kind)
     ax.set_title("objective by run" + (f" · exported: {result['exported']}" if result else ""))
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if ax.get_legend_handles_labels()[0]:  # a search with no finished run yet has nothing to name
+        ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,7 @@ def test_default_result_names_keep_an_inline_mixture_whole() -> None:
 
     assert default_out("c", "xs", "code=0.5,math=0.5", 0).name.startswith("c-xs-code_0_5_math_0_5-seed0-")
     assert default_out("c", "xs", "/a/b/my.mix.json", 1).name.startswith("c-xs-my_mix-seed1-")
+    # a long one keeps its digest: two long specs with the same first pairs get two names
+    a, b = "code=0.25,docs=0.25,drama=0.25,legal=0.25", "code=0.25,docs=0.25,drama=0.2,legal=0.3"
+    name_a, name_b = (default_out("c", "xs", s, 0).name.split("-seed0-")[0] for s in (a, b))
+    assert name_a != name_b and re.fullmatch(r"c-xs-code_0_25_docs_0_25_and_2_more_[0-9a-f]{6}", name_a)

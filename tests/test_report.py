@@ -182,13 +182,18 @@ def test_runs_plot_draws_reused_runs_before_the_swarm(tmp_path, monkeypatch) -> 
     rng = np.random.default_rng(1)
     old = [_record(i, w, tmp_path) for i, w in enumerate(rng.dirichlet(np.ones(3), 30))]
     new = [_record(100 + i, w, tmp_path) for i, w in enumerate(rng.dirichlet(np.ones(3), 5))]
-    val = [_record(200, np.full(3, 1 / 3), tmp_path, role="validate", label="uniform", seed=1)]
+    val = [_record(200, np.full(3, 1 / 3), tmp_path, role="validate", label="uniform", seed=1),
+           _record(201, np.full(3, 1 / 3), tmp_path, role="validate", label="uniform", seed=2)]
     _plot_runs(tmp_path / "runs.png", new + val, Objective(), DOMAINS, None,
-               reused=[Objective().value(r.metrics, DOMAINS) for r in old])
+               reused=[Objective().value(r.metrics, DOMAINS) for r in old], lent={val[1].run_id})
     assert (tmp_path / "runs.png").read_bytes().startswith(PNG)
     ax = figs[0].axes[0]
     drawn = {c.get_label(): c.get_offsets()[:, 0].tolist() for c in ax.collections}
     assert drawn["reused run (30, earlier search or import)"] == list(range(30))
     assert drawn["swarm run"] == list(range(30, 35)) and drawn["validate: uniform"] == [35]
+    # a validation run an earlier search measured is drawn hollow, apart from this search's own
+    assert drawn["validate: uniform (earlier search's run)"] == [36]
+    hollow = next(c for c in ax.collections if c.get_label().endswith("(earlier search's run)"))
+    assert hollow.get_facecolors().size == 0 or hollow.get_facecolors()[0][3] == 0
     assert all(float(t).is_integer() for t in ax.get_xticks())
     assert ax.get_xlabel() == "run (in order: reused, swarm, then validation)"

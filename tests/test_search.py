@@ -243,6 +243,28 @@ def test_runs_are_reused_by_later_searches_unless_no_reuse(workspace, tmp_path, 
     assert len(keys) == 4
 
 
+def test_tokens_equal_to_the_rungs_own_budget_are_the_rungs_fidelity(tiny_workspace) -> None:
+    """``--fidelity tokens=N`` with N the rung's own budget trains what the rung trains: it had been
+    another reuse key, so no earlier run of that rung was reused."""
+    from mixopt.proxy.rungs import DEBUG
+    from mixopt.search.prepare import _default_tokens, prepare
+
+    def prep(**kw):  # noqa: ANN003, ANN202
+        return prepare(SearchConfig(corpus="tiny", rung="debug", budget=4, validate=0, name="t", **kw))
+
+    plain, same = prep(), prep(fidelity={"tokens": DEBUG.tokens})
+    assert same.fidelity_key == plain.fidelity_key and same.config.fidelity == {}
+    assert "tokens" not in same.fidelity and "tokens" not in same.validate_fidelity
+    # a resume keeps what its search recorded: one started with tokens in its key goes on with it
+    old = SearchConfig(corpus="tiny", rung="debug", budget=4, validate=0, fidelity={"tokens": DEBUG.tokens})
+    assert prepare(old, search_id="t").fidelity_key != plain.fidelity_key
+    more = prep(fidelity={"tokens": 2 * DEBUG.tokens})
+    assert more.fidelity_key != plain.fidelity_key and more.config.fidelity == {"tokens": 2 * DEBUG.tokens}
+    # kept where another rung trains too (validation at xs would train N tokens, not its own budget)
+    both = SearchConfig(corpus="tiny", rung="debug", validate_rung="xs", fidelity={"tokens": DEBUG.tokens})
+    assert not _default_tokens(both.fidelity, both)
+
+
 def test_ray_starts_only_when_a_run_needs_it_and_a_refusal_then_leaves_no_search(workspace, tmp_path,
                                                                                  ray_session, monkeypatch):
     import mixopt.search.driver as driver

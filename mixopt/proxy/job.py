@@ -110,8 +110,9 @@ class ProxyJob:
 
 def default_out(corpus: str, rung: str, mixture_spec: str, seed: int) -> Path:
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    label = spec_label(mixture_spec)[:40] or "mixture"  # (Path().stem would cut "b=0.5" at ".5")
-    label = _path_safe(label, keep="-_")
+    # spec_label bounds an inline spec's label, digest included (a cut at 40 had dropped the digest);
+    # the cut bounds a file's stem or one very long first pair. (Path().stem would cut "b=0.5" at ".5".)
+    label = _path_safe(spec_label(mixture_spec)[: 2 * LABEL_CHARS], keep="-_") or "mixture"
     return paths.home() / "runs" / "proxy" / f"{corpus}-{rung}-{label}-seed{seed}-{stamp}.json"
 
 

@@ -131,7 +131,7 @@ def run_search(
         # The folder it started in: a resume elsewhere cannot import a module that lives there.
         # A callable given in place of --evaluator is named, for the record and for its resume.
         given = {"evaluator_callable": prep.evaluator_name} if callable(prep.evaluator) else {}
-        prep.store.create_search(prep.search_id, {**config.as_dict(), "name": prep.search_id,
+        prep.store.create_search(prep.search_id, {**prep.config.as_dict(), "name": prep.search_id,
                                                   "started_in": str(Path.cwd()), **given}, plan)
         planning.close()  # recorded, its driver locked: a search planned from now on sees it
         _emit(progress, StageEvent(stage="plan", search_id=prep.search_id, message=_plan_line(prep, plan)))

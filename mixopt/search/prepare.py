@@ -11,7 +11,7 @@ import datetime as _dt
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +174,12 @@ def prepare(
         from mixopt.proxy.evaluate import check_fidelity
 
         check_fidelity(fid, unknown_ok=search_id is not None)  # a resume goes on as it started
+        if search_id is None and _default_tokens(fid, config):
+            # tokens=<the rung's own budget> trains what the rung trains: the same fidelity, so the same
+            # reuse key, and recorded without it (a resume recomputes the key from the record)
+            fid.pop("tokens")
+            config = replace(config, fidelity=fid)
+            fid = dict(fid)
     fid["rung"] = config.rung
     vfid = dict(fid)
     vfid["rung"] = config.validate_rung or config.rung
@@ -205,6 +211,16 @@ def prepare(
         validate_fidelity=vfid, validate_fidelity_key=vkey, evaluator=ev, evaluator_name=ev_name,
         store=store, search_dir=search_dir(sid), out=out, shipped_evaluator=shipped,
     )
+
+
+def _default_tokens(fid: Mapping[str, Any], config: SearchConfig) -> bool:
+    """Whether ``fid`` gives ``tokens`` equal to the budget of every rung the search trains."""
+    from mixopt.proxy.rungs import load_rung
+
+    if fid.get("tokens") is None:
+        return False
+    rungs = {config.rung, config.validate_rung or config.rung}
+    return all(load_rung(r).tokens == int(float(fid["tokens"])) for r in rungs)
 
 
 def _check_windows(space: SearchSpace, rungs: Mapping[str, str], corpus: object, *, resuming: bool) -> None:
