@@ -395,7 +395,7 @@ def test_propose_json_is_one_object(method: str, tmp_path: Path, capsys: pytest.
 
 
 def test_a_kl_the_sampler_cannot_use_is_noted() -> None:
-    from mixopt.proposers.exact import unused_kl_note
+    from mixopt.proposers.proposal import unused_kl_note
 
     info = {"solver": "topk (no convex form)", "selection": [{"name": "gp", "chosen": False},
                                                               {"name": "mean(gp, regmix)", "chosen": True}]}

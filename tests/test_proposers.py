@@ -156,7 +156,7 @@ def test_flat_model_is_flagged() -> None:
 @pytest.mark.parametrize("method", ["log-ridge", "regmix", "linear", "mixing-law"])
 def test_a_domain_no_run_varied_is_held_by_every_method(method: str) -> None:
     # A helper's table: d held at 0.1 in every run; log-ridge had proposed d = 0.6, gp 0.088.
-    from mixopt.proposers.exact import held_note
+    from mixopt.proposers.proposal import held_note
 
     rng = np.random.default_rng(0)
     X = np.hstack([rng.dirichlet(np.ones(3), 40) * 0.9, np.full((40, 1), 0.1)])
@@ -209,3 +209,26 @@ def test_topk_announces_a_proposal_that_takes_minutes(monkeypatch: pytest.Monkey
     with warnings.catch_warnings():  # one chunk: nothing left to announce
         warnings.simplefilter("error")
         TopKProposer(n_candidates=400, k=8, chunk_size=500).propose(bowl, space)
+
+
+def test_fit_and_search_say_the_same_notes_of_a_proposal() -> None:
+    """One list of notes for `fit --propose` and `search` (they had been assembled twice, and `fit`
+    had left out the flat-model note a search gives)."""
+    from mixopt.proposers.proposal import Proposal, proposal_notes
+
+    X = np.array([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5], [0.4, 0.4, 0.2]])
+    y = np.array([1.0, 1.1, 1.2])
+    flat = Proposal(weights=np.array([0.3, 0.3, 0.4]), predicted=1.05, info={"constant_model": True})
+    (note,) = proposal_notes(flat, X, y, ("a", "b", "c"), "regmix")
+    assert note.startswith("the regmix model predicts the same value for every candidate mixture (too few "
+                           "runs: 3)")
+    # the model rates the best run above its proposal: said without validation only
+    worse = Proposal(weights=np.array([0.5, 0.5, 0.0]), predicted=1.05)
+    (said,) = proposal_notes(worse, X, y, "abc", "gp", best=(1.0, "r0"))
+    assert "predicted worse than the best run" in said
+    assert proposal_notes(worse, X, y, "abc", "gp", best=(1.0, "r0"), say_worse=False) == []
+    # the KL term's note says why instead, validated or not; a proposal beyond the runs is named
+    held = Proposal(weights=np.array([0.1, 0.1, 0.8]), predicted=1.05, info={"kl": 0.1})
+    kl, beyond = proposal_notes(held, X, y, "abc", "loglinear", best=(1.0, "r0"), say_worse=False)
+    assert "the KL term (λ = 0.1" in kl
+    assert beyond.startswith("the proposal gives more weight than any run had to c 0.8")

@@ -257,13 +257,7 @@ def _save_mixture(
 ) -> dict[str, Any]:
     import mixopt
     from mixopt.mixture import Mixture
-    from mixopt.proposers.exact import held_note, kl_note, unused_kl_note
-    from mixopt.proposers.proposal import (
-        beyond_runs_note,
-        extrapolation_note,
-        misfit_note,
-        worse_than_best_note,
-    )
+    from mixopt.proposers.proposal import proposal_notes
     from mixopt.proposers.topk import predict_objective
 
     weights = {d: float(w) for d, w in zip(table.domains, prop.weights, strict=True)}
@@ -271,15 +265,6 @@ def _save_mixture(
     best = inside if inside is not None else int(np.argmin(y))
     if model is None:
         notes = [f"the best run ({run_ids[best]}); 'predicted' is its measured value, not a model's"]
-    else:
-        notes = [n for n in (extrapolation_note(prop.predicted, y, method), held_note(prop.info),
-                             beyond_runs_note(prop.weights, X, table.domains, method, fixed=space.fixed),
-                             unused_kl_note(prop.info, proposer_params.get("kl"), method),
-                             space.repetition_note(prop.weights)) if n]
-        if len(y) > 2:  # how well the model fits the runs it was fitted on, as a search says
-            rms = float(np.sqrt(np.mean((predict_objective(model, X) - y) ** 2)))
-            if misfit := misfit_note(rms, float(np.std(y)), method):
-                notes.append(misfit)
     baselines: dict[str, Any] = {
         "best_run": {"run_id": run_ids[best], "measured": float(y[best]),
                      "inside_constraints": inside is not None,
@@ -293,11 +278,13 @@ def _save_mixture(
         # Against the best run the proposal could have been (inside the constraints): a better run
         # outside them is the constraints' doing, not the KL term's.
         best_pred = baselines["best_run"]["predicted"]
-        if inside is not None:
-            note = (kl_note(prop.info, prop.predicted, best_pred, run_ids[inside])
-                    or worse_than_best_note(prop.predicted, best_pred, run_ids[inside], method))
-            if note:
-                notes.append(note)
+        rms = float(np.sqrt(np.mean((predict_objective(model, X) - y) ** 2))) if len(y) > 2 else None
+        notes = proposal_notes(prop, X, y, table.domains, method, fixed=space.fixed,
+                               kl=proposer_params.get("kl"),
+                               best=None if inside is None else (best_pred, run_ids[inside]),
+                               fit_rms=rms, runs_std=float(np.std(y)))
+        if repeats := space.repetition_note(prop.weights):
+            notes.append(repeats)
         for n in notes:
             warnings.warn(n, MixoptWarning, stacklevel=2)
         notes = [*fit_notes, *notes]  # the fit's own warnings were shown when it ran

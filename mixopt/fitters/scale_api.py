@@ -287,7 +287,7 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
         "out": str(config.out) if config.out else None,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    from mixopt.proposers.exact import held_note
+    from mixopt.proposers.proposal import held_note
 
     notes = [n for n in (held_note(prop.info), space.repetition_note(prop.weights)) if n]
     if rows is not None and len({c.size for c in curves}) > 1:

@@ -325,38 +325,6 @@ def _kkt_residual(g: np.ndarray, z: np.ndarray, lo: np.ndarray, hi: np.ndarray, 
     return float(np.abs(z - _box_simplex_projection(z - g / scale, lo, hi, float(z.sum()))).max())
 
 
-def kl_note(info: dict[str, Any], predicted: float | None, best: float | None, best_run: str) -> str | None:
-    """The note for a proposal the KL term held predicted worse than the best run inside the
-    constraints (None otherwise)."""
-    kl = float(info.get("kl") or 0.0)
-    if kl <= 0 or predicted is None or best is None or not predicted > best:
-        return None
-    return (f"the proposal is predicted worse than the best run inside the constraints ({predicted:.5g} "
-            f"against {best:.5g} for run {best_run} by the same model): the KL term (λ = {kl:g}, as Olmix, "
-            "in the objective's units) holds it near the prior mixture; --kl 0 gives the law's own optimum")
-
-
-def unused_kl_note(info: dict[str, Any], kl: float | None, method: str) -> str | None:
-    """The note for a ``--kl`` the proposal could not use: the fitted model (one ``auto`` chose, a
-    tree ensemble) has no convex form, so the top-k sampler proposed, and it has no KL term."""
-    if kl is None or not kl > 0 or "no convex form" not in str(info.get("solver", "")):
-        return None
-    chosen = next((r.get("name") for r in info.get("selection") or [] if r.get("chosen")), None)
-    model = f"{chosen} ({method}'s choice)" if chosen else method
-    return (f"--kl {kl:g} was not used: {model} has no convex form, so the proposal comes from the top-k "
-            "sampler, which has no KL term; bound the weights with --max-weight/--min-weight instead")
-
-
-def held_note(info: dict[str, Any]) -> str | None:
-    """The note for a proposal whose solve held domains no run varied (None when it held none)."""
-    held = info.get("held") or {}
-    if not held:
-        return None
-    which = ", ".join(f"{d} at {w:.4g}" for d, w in held.items())
-    return (f"held {which}: every run had that weight (or, past a bound, the bound is the nearest), so the "
-            "fitted model cannot say whether another is better")
-
-
 def _hold_unvaried(model: Any, space: SearchSpace) -> tuple[SearchSpace, dict[str, float]]:
     """``space`` with the domains the law dropped (the same weight in every run) fixed at that weight.
 

@@ -104,3 +104,64 @@ def misfit_note(fit_rms: float | None, runs_std: float | None, method: str) -> s
         return None
     return (f"the {method} model fits its own runs poorly: in-sample RMS error {fit_rms:.3g} against the "
             f"runs' spread (std) {runs_std:.3g}; its predictions are rough, try another method")
+
+
+def kl_note(info: dict[str, Any], predicted: float | None, best: float | None, best_run: str) -> str | None:
+    """The note for a proposal the KL term held predicted worse than the best run inside the
+    constraints (None otherwise)."""
+    kl = float(info.get("kl") or 0.0)
+    if kl <= 0 or predicted is None or best is None or not predicted > best:
+        return None
+    return (f"the proposal is predicted worse than the best run inside the constraints ({predicted:.5g} "
+            f"against {best:.5g} for run {best_run} by the same model): the KL term (λ = {kl:g}, as Olmix, "
+            "in the objective's units) holds it near the prior mixture; --kl 0 gives the law's own optimum")
+
+
+def unused_kl_note(info: dict[str, Any], kl: float | None, method: str) -> str | None:
+    """The note for a ``--kl`` the proposal could not use: the fitted model (one ``auto`` chose, a
+    tree ensemble) has no convex form, so the top-k sampler proposed, and it has no KL term."""
+    if kl is None or not kl > 0 or "no convex form" not in str(info.get("solver", "")):
+        return None
+    chosen = next((r.get("name") for r in info.get("selection") or [] if r.get("chosen")), None)
+    model = f"{chosen} ({method}'s choice)" if chosen else method
+    return (f"--kl {kl:g} was not used: {model} has no convex form, so the proposal comes from the top-k "
+            "sampler, which has no KL term; bound the weights with --max-weight/--min-weight instead")
+
+
+def held_note(info: dict[str, Any]) -> str | None:
+    """The note for a proposal whose solve held domains no run varied (None when it held none)."""
+    held = info.get("held") or {}
+    if not held:
+        return None
+    which = ", ".join(f"{d} at {w:.4g}" for d, w in held.items())
+    return (f"held {which}: every run had that weight (or, past a bound, the bound is the nearest), so the "
+            "fitted model cannot say whether another is better")
+
+
+def proposal_notes(
+    prop: Proposal | Any, X: np.ndarray, y: np.ndarray, domains: tuple[str, ...] | list[str], method: str, *,
+    fixed: Iterable[str] = (), kl: float | None = None, best: tuple[float, str] | None = None,
+    say_worse: bool = True, fit_rms: float | None = None, runs_std: float | None = None,
+) -> list[str]:
+    """What a model's proposal carries in its mixture JSON, the same for ``fit --propose`` and ``search``.
+
+    ``prop``: a :class:`Proposal`, or anything with its ``weights``, ``predicted`` and ``info`` (a
+    search's candidate).
+    ``best``: (predicted objective, run id) of the best run inside the constraints, where there is
+    one; ``say_worse``: also say when the model rates that run above its proposal (a search that
+    validates says so by measuring instead). ``fit_rms``/``runs_std``: the model's in-sample RMS
+    error and the runs' spread.
+    """
+    info = prop.info
+    notes = [held_note(info), unused_kl_note(info, kl, method)]
+    if best is not None:
+        worse = worse_than_best_note(prop.predicted, *best, method) if say_worse else None
+        notes.append(kl_note(info, prop.predicted, *best) or worse)
+    notes.append(misfit_note(fit_rms, runs_std, method))
+    if info.get("constant_model"):
+        notes.append(f"the {method} model predicts the same value for every candidate mixture (too few runs: "
+                     f"{len(y)}); its proposal is arbitrary. Fit more runs (a search's --budget), or use "
+                     "--method auto, which picks the method that ranks these runs best")
+    notes += [extrapolation_note(prop.predicted, y, method),
+              beyond_runs_note(prop.weights, X, domains, method, fixed=fixed)]
+    return [n for n in notes if n]

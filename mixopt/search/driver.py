@@ -31,13 +31,7 @@ from mixopt.atomic import write_json
 from mixopt.errors import MixoptError, MixoptWarning, warnings_as_notes
 from mixopt.fitters.varied import unvaried, varying
 from mixopt.objective import per_domain_split
-from mixopt.proposers.exact import held_note, kl_note, unused_kl_note
-from mixopt.proposers.proposal import (
-    beyond_runs_note,
-    extrapolation_note,
-    misfit_note,
-    worse_than_best_note,
-)
+from mixopt.proposers.proposal import proposal_notes
 from mixopt.search.config import SearchConfig
 from mixopt.search.lock import DRIVING, driver_lock, planning_lock
 from mixopt.search.prepare import Prepared, prepare
@@ -649,35 +643,19 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
         cands = [Candidate.from_dict(c) for c in cands]
 
     # 3. validate
-    notes: list[str] = []
     prop = next(c for c in cands if c.name == PROPOSAL)
-    notes += prop.info.get("fit_notes") or []
-    if held := held_note(prop.info):
-        notes.append(held)
-    if unused := unused_kl_note(prop.info, cfg.kl, cfg.method):
-        notes.append(unused)
     best = next((c for c in cands if c.name == BEST_RUN), None)
     # Without validation, say when the model itself rates the best run higher (with it, the
     # measured comparison below says which is better).
-    if best is not None and (pull := kl_note(prop.info, prop.predicted, best.predicted, str(best.run_id))
-                             or (cfg.validate == 0 and worse_than_best_note(
-                                 prop.predicted, best.predicted, str(best.run_id), cfg.method))):
-        notes.append(pull)
-    if misfit := misfit_note(prop.info.get("fit_rms"), prop.info.get("runs_std"), cfg.method):
-        notes.append(misfit)
-    if spec.training_free:
+    notes: list[str] = [*(prop.info.get("fit_notes") or [])]
+    if not spec.training_free:
+        notes += proposal_notes(prop, X, y, domains, cfg.method, fixed=prep.space.fixed, kl=cfg.kl,
+                                best=None if best is None else (best.predicted, str(best.run_id)),
+                                say_worse=cfg.validate == 0, fit_rms=prop.info.get("fit_rms"),
+                                runs_std=prop.info.get("runs_std"))
+    else:
         notes.append("training-free (BiMix): weights from each domain's conditional entropy "
                      f"({prop.info.get('estimator')}); no proxy runs were fitted (--budget unused)")
-    if prop.info.get("constant_model"):
-        notes.append(f"the {cfg.method} model predicts the same value for every candidate mixture (too few "
-                     f"runs: {len(y)}); its proposal is arbitrary. Raise --budget, or use --method auto, "
-                     "which picks the method that ranks these runs best")
-    if far := extrapolation_note(prop.predicted, y, cfg.method):
-        notes.append(far)
-    beyond = None if spec.training_free else beyond_runs_note(prop.weights, X, domains, cfg.method,
-                                                              fixed=prep.space.fixed)
-    if beyond:
-        notes.append(beyond)
     if not spec.training_free and (broke := _near_diverged_note(store, sid, domains, prop.weights, X)):
         notes.append(broke)
     measured = comparisons = None
