@@ -317,8 +317,11 @@ def finished_run(fingerprint: dict[str, Any], device: str, seed: int, *, prefer:
             theirs = {**{k: cfg.get(k) for k in fingerprint}, "mixture": _trained_as(cfg["mixture"])}
         except (TypeError, ValueError, AttributeError):  # a hand-edited or foreign result.json
             continue
-        if theirs == wanted and (full := finished_json(folder)) is not None and (
-                res := result_from_json(full, folder)) is not None:
+        if theirs != wanted:
+            continue
+        # elsewhere's runs keep only config and metrics: the whole result.json is read for the one used
+        full = done if own and folder == prefer else finished_json(folder)
+        if full is not None and (res := result_from_json(full, folder)) is not None:
             return res
     return None
 
