@@ -7,6 +7,7 @@ the search. Evaluator calls are counted by the marker files the fake evaluator l
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -148,3 +149,39 @@ def test_ctrl_c_while_the_local_ray_shuts_down_after_the_mixture_is_written_is_q
     assert driver.returncode == 0, text[-2000:]
     assert "Exception ignored" not in text and "Traceback" not in text, text[-2000:]
     assert out.is_file()
+
+
+def test_sigterm_stops_a_search_that_never_starts_ray(workspace, tmp_path, ray_session):
+    """Every run reused: the search fits without Ray, and a SIGTERM then still stops it (interrupted,
+    exit 130, the resume hint), and its resume finishes it, again without Ray."""
+    env = {**os.environ, "MIXOPT_HOME": str(workspace)}
+    args = ["search", "--evaluator", "mixopt.testing:loglinear", "--domains", "a,b,c", "--budget", "12",
+            "--validate", "0"]
+    first = subprocess.run([*CLI, *args, "--name", "ran", "--address", ray_session.address, "--method",
+                            "linear"], env=env, capture_output=True, text=True, timeout=180)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    # auto cross-validates seven fitters: seconds of fitting, in which the SIGTERM arrives
+    driver = subprocess.Popen(CLI + args + ["--name", "norays", "--method", "auto"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        seen = []
+        for line in driver.stdout:
+            seen.append(line)
+            if "12 reused" in line:  # recorded, only the fit left (a SIGTERM here had killed the driver)
+                driver.send_signal(signal.SIGTERM)
+                break
+        out = "".join(seen) + driver.communicate(timeout=60)[0]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, out[-3000:]
+    assert "mixopt search --resume norays" in out and "dashboard" not in out.lower()
+    store = RunStore(workspace / "runs.sqlite")
+    assert store.require_search("norays").state == "interrupted"
+    res = subprocess.run(CLI + ["search", "--resume", "norays"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    result = json.loads((workspace / "searches" / "norays" / "result.json").read_text())
+    assert result["ray"] == ["Ray: not started (every run this search needed was in the store)"]
+    assert store.require_search("norays").state == "done"
+    assert store.runs(search_id="norays") == []  # it trained nothing

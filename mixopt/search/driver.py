@@ -127,11 +127,14 @@ def run_search(
         given = {"evaluator_callable": prep.evaluator_name} if callable(prep.evaluator) else {}
         prep.store.create_search(prep.search_id, {**prep.config.as_dict(), "name": prep.search_id,
                                                   "started_in": str(Path.cwd()), **given}, plan)
+        # A search with nothing to run starts no Ray: its SIGTERM is still a stop. Installed before the
+        # plan is said (a SIGTERM on seeing it had found Python's default, and killed the driver).
+        _stop_on_sigterm()
         planning.close()  # recorded, its driver locked: a search planned from now on sees it
-        _emit(progress, StageEvent(stage="plan", search_id=prep.search_id, message=_plan_line(prep, plan)))
         ray = _LazyRay(config, progress, prep, fresh=True)
-        _stop_on_sigterm()  # a search with nothing to run starts no Ray: its SIGTERM is still a stop
         try:
+            _emit(progress, StageEvent(stage="plan", search_id=prep.search_id,
+                                       message=_plan_line(prep, plan)))
             if plan["swarm"]:  # runs to go: Ray now (a cluster that cannot run them: see _LazyRay)
                 ray()
         except KeyboardInterrupt:
