@@ -321,6 +321,7 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # nor when nothing is proposed: --cv alone with --candidates 10 (below the default --top-k 128)
     FitConfig(ratios=good, metrics=metrics, target="loss", method="regmix", cv=2, n_candidates=10)
     for extra, said in ((["--candidates", "0"], "'0' is not a whole number of candidates ≥ 1"),
+                        (["--candidates", "1e12"], "'1e12' is more than 1e+09 candidates, which take hours"),
                         (["--top-k", "0"], "--candidates 100000 and --top-k 0: both must be at least 1"),
                         (["--candidates", "10"], "--top-k 128 exceeds --candidates 10")):
         bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--propose",

@@ -232,3 +232,28 @@ def test_fit_and_search_say_the_same_notes_of_a_proposal() -> None:
     kl, beyond = proposal_notes(held, X, y, "abc", "loglinear", best=(1.0, "r0"), say_worse=False)
     assert "the KL term (λ = 0.1" in kl
     assert beyond.startswith("the proposal gives more weight than any run had to c 0.8")
+
+
+def test_top_k_keeps_only_the_running_best_and_matches_one_sort_of_every_candidate() -> None:
+    """Chunks are merged as they finish, at most ``k`` rows kept (1e12 candidates had held every
+    chunk's seeds and best rows until memory ran out); the result is one stable sort's."""
+    from mixopt.proposers.topk import TopKProposer, _RunningBest
+    from mixopt.swarm import sample_candidates
+
+    space = SearchSpace(domains=("a", "b", "c", "d"))
+    target = np.array([0.2, 0.3, 0.1, 0.4])
+    model = Bowl(target)
+    for threads in (1, 2):
+        proposer = TopKProposer(n_candidates=10_001, k=16, random_state=5, chunk_size=100, n_threads=threads)
+        p = proposer.propose(model, space)
+        seqs = np.random.SeedSequence(5).spawn(101)
+        every = np.vstack([sample_candidates(space, 100 if i < 100 else 1, seed=np.random.default_rng(s))
+                           for i, s in enumerate(seqs)])
+        pred = model.predict(every)
+        best = every[np.argsort(pred, kind="stable")[:16]]
+        assert np.allclose(p.weights, space.snap(best.mean(axis=0)))
+    running = _RunningBest(2)
+    for part in ((np.eye(3), np.array([3.0, 1.0, 2.0]), 3.0), (np.ones((2, 3)), np.array([1.0, 0.5]), 1.0)):
+        running.add(part)
+    assert running.pred.tolist() == [0.5, 1.0] and running.cand.tolist() == [[1, 1, 1], [0, 1, 0]]
+    assert running.highest == 3.0 and running.chunks == 2

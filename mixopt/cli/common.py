@@ -121,9 +121,17 @@ def parse_count(text: str, what: str = "tokens") -> int:
     return int(value)
 
 
+MAX_CANDIDATES = 10**9  # hours on 2 cores already; RegMix scores 1M
+
+
 def parse_candidates(text: str) -> int:
     """``fit --candidates``: 100000, 1e5 or 100k, as ``--tokens`` takes counts."""
-    return parse_count(text, "candidates")
+    n = parse_count(text, "candidates")
+    if n > MAX_CANDIDATES:  # 1e12 would score for weeks
+        raise typer.BadParameter(f"{text!r} is more than {MAX_CANDIDATES:.0e} candidates, which take hours "
+                                 "to score; RegMix scores 1M (--candidates 1M), and more rarely changes the "
+                                 "proposal")
+    return n
 
 
 def print_columns(

@@ -100,33 +100,45 @@ class TopKProposer:
     def propose(self, model: Any, space: SearchSpace) -> Proposal:
         """Average of the ``k`` candidates with the lowest prediction, inside ``space``."""
         t0 = time.perf_counter()
-        sizes = [self.chunk_size] * (self.n_candidates // self.chunk_size)
-        if self.n_candidates % self.chunk_size:
-            sizes.append(self.n_candidates % self.chunk_size)
-        seqs = np.random.SeedSequence(self.random_state).spawn(len(sizes))
-        threads = min(self.n_threads or len(os.sched_getaffinity(0)), len(sizes))
-        if threads > 1:
-            from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+        n_chunks = -(-self.n_candidates // self.chunk_size)
+        last = self.n_candidates - (n_chunks - 1) * self.chunk_size
+        # Chunk i's seed stream is the i-th child of random_state's (as SeedSequence.spawn numbers
+        # them), made when the chunk is: spawning every chunk up front held 30M of them for 1e12.
+        root = np.random.SeedSequence(self.random_state)
 
-            with ThreadPoolExecutor(threads) as pool:
-                futures = [pool.submit(self._chunk, space, model, s, n)
-                           for s, n in zip(seqs, sizes, strict=True)]
-                wait(futures, return_when=FIRST_COMPLETED)
-                self._say_duration(time.perf_counter() - t0, len(sizes), threads)
-                parts = [f.result() for f in futures]
+        def job(i: int) -> tuple[np.random.SeedSequence, int]:
+            return (np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, i)),
+                    last if i == n_chunks - 1 else self.chunk_size)
+
+        threads = min(self.n_threads or len(os.sched_getaffinity(0)), n_chunks)
+        best = _RunningBest(self.k)
+
+        def take(part: tuple[np.ndarray, np.ndarray, float]) -> None:
+            best.add(part)
+            if best.chunks == 1:
+                self._say_duration(time.perf_counter() - t0, n_chunks, threads)
+
+        if threads > 1:
+            from collections import deque
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(threads) as pool:  # a few chunks in flight, merged in order
+                pending: deque = deque()
+                for i in range(n_chunks):
+                    pending.append(pool.submit(self._chunk, space, model, *job(i)))
+                    if len(pending) >= 2 * threads:
+                        take(pending.popleft().result())
+                while pending:
+                    take(pending.popleft().result())
         else:
-            parts = []
-            for s, n in zip(seqs, sizes, strict=True):
-                parts.append(self._chunk(space, model, s, n))
-                if len(parts) == 1:
-                    self._say_duration(time.perf_counter() - t0, len(sizes), threads)
-        cand = np.vstack([p[0] for p in parts])
-        pred = np.concatenate([p[1] for p in parts])
-        order = np.argsort(pred, kind="stable")[: self.k]
+            for i in range(n_chunks):
+                take(self._chunk(space, model, *job(i)))
+        cand, pred, highest = best.cand, best.pred, best.highest
+        order = np.arange(len(pred))  # kept in order: lowest first, ties to the earlier chunk
         # A space the constraints shrink to one mixture (--fix d=1) has nothing to rank: not a flat model.
         lo, hi = space.bounds()
         one_point = bool(lo.sum() >= 1 - 1e-9 or hi.sum() <= 1 + 1e-9)
-        constant = bool(max(p[2] for p in parts) <= pred[order[0]]) and not one_point
+        constant = bool(highest <= pred[order[0]]) and not one_point
         if constant:
             # LightGBM needs 2 × min_child_samples runs for a single split: fewer give a flat model.
             warnings.warn(
@@ -157,3 +169,23 @@ class TopKProposer:
                 "seconds": round(time.perf_counter() - t0, 3),
             },
         )
+
+
+class _RunningBest:
+    """The ``k`` lowest predictions over the chunks added so far, lowest first (a stable order: ties
+    go to the earlier chunk, as one stable sort of every chunk's candidates would give them), and
+    the highest prediction seen."""
+
+    def __init__(self, k: int) -> None:
+        self.k, self.chunks, self.highest = k, 0, -np.inf
+        self.cand: np.ndarray | None = None
+        self.pred = np.empty(0)
+
+    def add(self, part: tuple[np.ndarray, np.ndarray, float]) -> None:
+        cand, pred, highest = part
+        self.chunks += 1
+        self.highest = max(self.highest, highest)
+        if self.cand is not None:
+            cand, pred = np.vstack([self.cand, cand]), np.concatenate([self.pred, pred])
+        order = np.argsort(pred, kind="stable")[: self.k]
+        self.cand, self.pred = cand[order], pred[order]
