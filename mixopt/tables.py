@@ -312,6 +312,18 @@ def _check_separator(path: Path, what: str) -> None:
             f"{what} file {path} is {kind or 'binary, not text'}; mixopt reads comma-separated CSV text: "
             "save it as such (pandas: df.to_csv(path); polars: df.write_csv(path))"
         )
+    try:  # polars reads other encodings' bytes as U+FFFD: a Latin-1 "é" in a header named no domain
+        data = path.read_bytes()
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise MixoptError(
+            f"{what} file {path} is not UTF-8 text (byte {exc.start}, line {line}: "
+            f"{data[exc.start:exc.start + 1]!r}); save it as UTF-8 (pandas: df.to_csv(path, "
+            "encoding='utf-8'))"
+        ) from None
+    except OSError:
+        return
     for sep, name in ((";", "semicolon"), ("\t", "tab")):
         if "," not in header and sep in header:
             raise MixoptError(

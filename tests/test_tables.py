@@ -141,6 +141,11 @@ def test_bad_tables(tmp_path: Path) -> None:
     for path, said in ((pq, "is a Parquet file"), (gz, "is gzip-compressed"), (raw, "is binary, not text")):
         with pytest.raises(MixoptError, match=f"ratios file .* {said}; mixopt reads comma-separated CSV"):
             read_run_tables(path, m)
+    # Latin-1 had been read with U+FFFD in place of "é": a domain name no export could match
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("run,x,y\u00e9\na,0.5,0.5\n".encode("latin-1"))
+    with pytest.raises(MixoptError, match=r"latin.csv is not UTF-8 text \(byte 7, line 1: b'\\xe9'\); save"):
+        read_run_tables(latin, m)
     ragged = write(tmp_path / "ragged.csv", "run,x,y\na,0.5,0.5\nb,1,0,0.2\n")
     with pytest.raises(MixoptError, match="ragged.csv as CSV: line 3 has 4 fields, the header 3; fix or"):
         read_run_tables(ragged, m)
