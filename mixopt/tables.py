@@ -445,10 +445,13 @@ def _why_rows_are_off(W: np.ndarray, domains: Sequence[str] | None) -> str:
     s = W.sum(axis=1)
     if np.all(np.abs(s - 100) <= 1):
         return "; the weights look like percentages: divide them by 100"
-    above = [d for j, d in enumerate(domains or ()) if (W[:, j] > 1 + 1e-9).any()]
-    if above:
-        return (f"; column(s) {_preview(above)} hold values above 1, so are not weights (a seed, a step, "
-                "a metric?): drop them from the file")
+    above = [j for j in range(W.shape[1]) if (W[:, j] > 1 + 1e-9).any()]
+    rest = np.delete(W, above, axis=1).sum(axis=1)
+    if above and domains and np.all(np.abs(rest - 1) <= 0.01):  # the other columns are the mixture
+        return (f"; column(s) {_preview([domains[j] for j in above])} hold values above 1, and the others "
+                "sum to 1, so those are not weights (a seed, a step, a metric?): drop them from the file")
+    if np.all(np.abs(s - s[0]) <= 0.01 * abs(s[0])) and s[0] > 0:  # weights scaled (token counts / 1e9?)
+        return f"; every row sums to {s[0]:.4g}: divide each row by its sum"
     return ""
 
 
@@ -518,6 +521,11 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
     Raises:
         MixoptError: missing file, no common key, duplicate ids, bad weights, nothing in common.
     """
+    if Path(ratios).resolve() == Path(metrics).resolve():  # its metric columns would read as domains
+        raise MixoptError(
+            f"--ratios and --metrics are the same file ({ratios}); give the weights and the metrics in two "
+            "files, each with the run id column (run or index): weights in one, metrics in the other"
+        )
     rdf = _read_csv(ratios, "ratios")
     mdf = _read_csv(metrics, "metrics")
     key = next((k for k in ("run", "index") if k in rdf.columns and k in mdf.columns), None)

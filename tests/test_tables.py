@@ -241,7 +241,10 @@ def test_wrong_shaped_tables_are_named(tmp_path: Path) -> None:
         ("t.csv", "domain,1,2\na,0.5,0.2\nb,0.5,0.8\n", "alone", "it looks transposed"),
         ("pct.csv", "index,a,b\n1,50,50\n2,30.1,69.9\n", "joined", "look like percentages: divide them by"),
         ("seed.csv", "index,a,b,seed\n1,0.5,0.5,3\n2,0.2,0.8,4\n", "joined",
-         r"column\(s\) seed hold values above 1, so are not weights"),
+         r"column\(s\) seed hold values above 1, and the others sum to 1, so those are not weights"),
+        ("seed1.csv", "index,a,b,seed\n1,0.5,0.5,3\n2,0.2,0.8,3\n", "joined", "the others sum to 1, so"),
+        # weights that are all scaled alike are weights: "drop them" had said to delete every column
+        ("twice.csv", "index,a,b\n1,1.0,1.0\n2,0.4,1.6\n", "joined", r"every row sums to 2: divide each"),
     ]
     for name, text, how, said in cases:
         path = write(tmp_path / name, text)
@@ -250,6 +253,9 @@ def test_wrong_shaped_tables_are_named(tmp_path: Path) -> None:
     with pytest.raises(MixoptError, match="are the ratios and metrics files swapped"):
         read_run_tables(losses, ratios)
     read_run_tables(ratios, losses)  # the right way round
+    # one table with both (its metrics would have read as domains, "not weights: drop them")
+    with pytest.raises(MixoptError, match=r"--ratios and --metrics are the same file \(.*\); give the"):
+        read_run_tables(ratios, tmp_path / "." / "r.csv")
 
 
 def test_mean_target_leaves_out_bookkeeping_and_warns_on_scales(tmp_path: Path) -> None:
