@@ -44,6 +44,9 @@ def normalize_weights(
     for name, w in weights.items():
         if not str(name).strip():  # no training job can name a dataset by it
             raise MixoptError(f"{where}: a domain has an empty name ({name!r}); name every domain")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in str(name)):  # a newline broke every export's lines
+            raise MixoptError(f"{where}: domain name {str(name)!r} holds a control character (a newline, a "
+                              "tab); name domains with printable characters")
         try:
             w = float(w)
         except (TypeError, ValueError) as exc:
@@ -264,7 +267,10 @@ class Mixture:
             raise MixoptError(f"mixture file {path} does not exist; give a path to a mixture JSON") from exc
         except IsADirectoryError as exc:
             raise MixoptError(f"mixture file {path} is a folder; give the path to a mixture JSON") from exc
-        except (OSError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            raise MixoptError(f"mixture file {path} is not UTF-8 text (byte {exc.start}); give a mixture "
+                              "JSON (mixopt search --out writes one)") from exc
+        except OSError as exc:
             raise MixoptError(f"cannot read mixture file {path}: {exc}") from exc
         def no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             seen: set[str] = set()
@@ -333,14 +339,30 @@ def _schema_fix(e: Any, data: Any) -> str:
             return '; add "weights": {"<domain>": <share>, ...} with shares summing to 1'
     if e.validator == "const" and path == ["schema"]:
         return f"; this mixopt reads {SCHEMA_ID}"
-    if e.validator == "maximum" and len(path) >= 2 and path[-2] == "weights":
+    if len(path) >= 2 and path[-2] == "weights" and e.validator in ("maximum", "minimum", "type"):
         weights = data
         for p in path[:-1]:
             weights = weights[p]
-        total = sum(v for v in weights.values()
-                    if isinstance(v, int | float) and not isinstance(v, bool) and v > 0)
-        if total > 0:  # counts or ratios written as weights
+        numbers = {d: v for d, v in weights.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        if bad := [d for d, v in numbers.items() if not math.isfinite(v)]:
+            return f"; weights are finite shares summing to 1: give {bad[0]!r} a number such as 0.25"
+        if e.validator == "minimum" or (neg := [d for d, v in numbers.items() if v < 0]):
+            which = path[-1] if e.validator == "minimum" else neg[0]
+            return f"; weights are shares ≥ 0 summing to 1: give {which!r} 0 or more"
+        total = sum(numbers.values())
+        if e.validator == "maximum" and total > 0:  # counts or ratios written as weights
             return f"; weights are shares summing to 1: normalise them (each weight / {total:g})"
+        if e.validator == "type" and not isinstance(e.instance, str):  # true, null, a list
+            return f"; give {path[-1]!r} a number such as 0.25 (0 for a domain it does not use)"
+    if e.validator == "type" and not path:
+        return (f'; a mixture file is one JSON object: {{"schema": "{SCHEMA_ID}", '
+                '"weights": {"<domain>": <share>, ...}}')
+    if e.validator == "type" and path == ["schedule"]:
+        return ('; "schedule" is a list of phases: [{"until": 0.5, "weights": {...}}, '
+                '{"until": 1.0, "weights": {...}}]')
+    if path[-1:] == ["until"] and e.validator in ("maximum", "exclusiveMinimum", "type"):
+        return ('; "until" is the fraction of training a phase ends at, in (0, 1]; the last phase ends '
+                "at 1.0")
     if e.validator == "type" and isinstance(e.instance, str) and "number" in str(e.validator_value):
         return "; write numbers without quotes"
     if e.validator == "minItems" and path == ["schedule"]:

@@ -280,6 +280,20 @@ def test_a_domain_without_a_name_is_refused() -> None:
     ({"weights": {"a": 0.5, "b": 0.5}, "schedules": []},
      "key 'schedules' is not part of mixopt.mixture/v1; did you mean 'schedule'?"),
     ({"wieghts": {"a": 1}}, "key 'wieghts' is not part of mixopt.mixture/v1; did you mean 'weights'?"),
+    # a QA pass: each said what was wrong, and some a fix that was wrong ("normalise" a negative, "/ inf")
+    ({"weights": {"code": 1.2, "legal": -0.2}},
+     "weights are shares ≥ 0 summing to 1: give 'legal' 0 or more"),
+    ({"weights": {"code": float("inf"), "legal": 0.5}},
+     "weights are finite shares summing to 1: give 'code' a"),
+    ({"weights": {"x": -0.2, "y": 1.2}},
+     "at weights/x: -0.2 is less than the minimum of 0; weights are shares ≥ 0"),
+    ({"weights": {"code": True, "legal": 0.5}},
+     "give 'code' a number such as 0.25 (0 for a domain it does not"),
+    ({"weights": {"code": None, "legal": 1}},
+     "None is not of type 'number'; give 'code' a number such as 0.25"),
+    ({"weights": {"a": 1}, "schedule": {"until": 1.0}}, "\"schedule\" is a list of phases: [{\"until\": 0.5"),
+    ({"weights": {"a": 1}, "schedule": [{"until": 1.5, "weights": {"a": 1}}]},
+     "1.5 is greater than the maximum of 1; \"until\" is the fraction of training a phase ends at"),
 ])
 def test_hand_written_mixture_mistakes_say_how_to_fix_them(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                            workspace: Path, data: dict, message: str) -> None:
@@ -320,3 +334,24 @@ def test_a_users_own_key_is_kept_with_a_warning_and_the_file_is_named(
                                                {"until": 1, "weights": {"a": 0.3333, "b": 0.6666}}]}))
     with pytest.warns(MixoptWarning, match=rf"^{re.escape(str(phased))}: schedule phase 2: weights summed"):
         Mixture.load(phased)
+
+
+def test_a_mixture_file_that_is_no_mixture_or_names_a_domain_with_a_newline_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], workspace: Path
+) -> None:
+    """A QA pass: a list, a binary file and a domain named "a\\nb" (which split every export's
+    lines) had said what was wrong but not how to fix it, or been written out."""
+    path = tmp_path / "m.json"
+    for content, message in (
+        (b"[1, 2]",
+         'is not of type \'object\'; a mixture file is one JSON object: {"schema": "mixopt.mixture/v1"'),
+        (b"\x80\x81PK\x03",
+         "is not UTF-8 text (byte 0); give a mixture JSON (mixopt search --out writes one)"),
+        (json.dumps({"schema": "mixopt.mixture/v1", "weights": {"a\nb": 0.5, "c": 0.5}}).encode(),
+         "domain name 'a\\nb' holds a control character (a newline, a tab); name domains with printable"),
+    ):
+        path.write_bytes(content)
+        assert run_cli(["export", str(path), "--format", "megatron", "--out", str(tmp_path / "o.txt")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not (tmp_path / "o.txt").exists()
