@@ -246,3 +246,28 @@ def test_hyper_parameters_of_the_wrong_kind_are_one_line() -> None:
     ):
         with pytest.raises(MixoptError, match=re.escape(said)):
             get_fitter(name, **params).fit(X, y)
+
+
+def test_a_fold_that_cannot_be_fitted_suggests_more_folds_only_where_more_runs_would_help() -> None:
+    """A QA pass: a negative target for a log law ended "more folds train on more runs (--cv 60)",
+    and --cv 60 failed the same way."""
+    from sklearn.base import BaseEstimator, RegressorMixin
+
+    from mixopt.errors import TooFewRunsError
+    from mixopt.fitters.cv import cross_validate
+
+    class Refuses(RegressorMixin, BaseEstimator):
+        def __init__(self, few: bool = False) -> None:
+            self.few = few
+
+        def fit(self, X, y):  # noqa: ANN001, ANN201
+            if self.few:
+                raise TooFewRunsError(f"needs 10 runs, got {len(X)}", needed=10)
+            raise MixoptError("loglinear needs positive targets; 3 are ≤ 0")
+
+    X, y = np.random.default_rng(0).dirichlet(np.ones(3), 12), np.arange(12.0)
+    with pytest.raises(MixoptError) as exc:
+        cross_validate(Refuses(), X, y, k=3)
+    assert str(exc.value).endswith("cannot be fitted: loglinear needs positive targets; 3 are ≤ 0")
+    with pytest.raises(MixoptError, match=r"more folds train on more runs \(--cv 12, leave-one-out, trains on"):
+        cross_validate(Refuses(few=True), X, y, k=3)

@@ -120,8 +120,9 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
             except MixoptError as exc:
                 # The fitter counts the fold's runs, not the table's: say which the user gave.
                 more = ""
-                if isinstance(exc, TooFewRunsError) and len(y) - 1 < exc.needed:
-                    # not even leave-one-out has enough: more folds cannot help
+                if not isinstance(exc, TooFewRunsError):  # the data (a negative target for a log law)
+                    pass
+                elif len(y) - 1 < exc.needed:  # not even leave-one-out has enough: more folds cannot help
                     more = (f"; even leave-one-out trains on only {len(y) - 1}: add runs (at least "
                             f"{exc.needed + 1})")
                 elif folds_option and k < len(y):
