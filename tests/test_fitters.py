@@ -269,5 +269,5 @@ def test_a_fold_that_cannot_be_fitted_suggests_more_folds_only_where_more_runs_w
     with pytest.raises(MixoptError) as exc:
         cross_validate(Refuses(), X, y, k=3)
     assert str(exc.value).endswith("cannot be fitted: loglinear needs positive targets; 3 are ≤ 0")
-    with pytest.raises(MixoptError, match=r"more folds train on more runs \(--cv 12, leave-one-out, trains on"):
+    with pytest.raises(MixoptError, match=r"more folds train on more runs \(--cv 12, leave-one-out"):
         cross_validate(Refuses(few=True), X, y, k=3)
