@@ -85,7 +85,8 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     (["search", "--evaluator", "mixopt.testing:loglinear", "--domains", "a=1,b,c"],
      "--domains names 'a=1': a domain name cannot hold '='"),
     (["search", *FAST, "--tokens", "web=0,code=1e9,math=1e9,books=1e9"],
-     "token count of domain 'web' is 0.0; give a finite number > 0 (a domain with no data cannot be"),
+     "token count of domain 'web' is 0.0; give a finite number > 0 (a domain with no data cannot be trained "
+     "on: drop it from the domains, or keep it out of the mixture with --fix web=0 and any count > 0)"),
     # caps that leave one mixture had said "lower --budget", after a warning
     (["search", *FAST, "--tokens", "web=4e9,code=1e9,math=3e8,books=1e8", "--max-epochs", "1"],
      "the ceilings (with the repetition caps, --max-epochs 1 × each domain's tokens / --target-tokens "
