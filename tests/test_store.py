@@ -321,7 +321,8 @@ def test_imported_proxy_runs_are_reused_by_a_search_of_the_same_corpus_and_rung(
     assert len(st.reusable(corpus_hash=prep.corpus_hash, fidelity_key=prep.fidelity_key,
                            domains=prep.domains)) == 6
     # a rung mixopt does not know (RegMix's 1m) is stored under its name alone
-    with pytest.warns(MixoptWarning, match="no --corpus and no --evaluator: these runs match no search"):
+    with pytest.warns(MixoptWarning, match=r"no --corpus: runs of the built-in proxy \(--evaluator proxy, "
+                                           r"the default\) are reused by searches of their corpus only"):
         other = import_table(st, ratios=ratios, metrics=metrics, fidelity={"rung": "1m"}, prefix="x:")
     assert "rung_hash" not in other["fidelity_key"]
 
@@ -433,6 +434,8 @@ def test_an_import_names_its_bad_values_and_refuses_another_corpus_domains(tiny_
         summary = import_table(st, ratios=ratios, metrics=odd, corpus="tiny", prefix="odd:")
     (named,) = [str(w.message) for w in said if "no metric is named" in str(w.message)]
     assert "(the metrics are acc, ppl, f1, … (4 in all))" in named and summary["metrics"] == 4
+    # downstream scores (Olmix's): no rename could make them a domain's loss, so none is suggested
+    assert "none is a domain's own loss (downstream scores?)" in named and "--rename" not in named
     other = tmp_path / "r2.csv"
     other.write_text("index,code,docs,poems\n1,0.5,0.25,0.25\n")
     with pytest.raises(MixoptError, match=r"not corpus 'tiny''s: the corpus lacks poems; the table lacks "

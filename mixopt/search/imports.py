@@ -52,9 +52,9 @@ def import_table(
     table.refuse_broken()  # the store keeps every metric: a broken cell is fixed, not dropped
     if corpus is None and evaluator == PROXY:
         warnings.warn(
-            "no --corpus and no --evaluator: these runs match no search (a search reuses runs of its own "
-            "corpus, or of its --evaluator); give --corpus NAME or --evaluator module:function to reuse "
-            "them", MixoptWarning, stacklevel=2)
+            "no --corpus: runs of the built-in proxy (--evaluator proxy, the default) are reused by searches "
+            "of their corpus only, so these match no search; give --corpus NAME, or --evaluator "
+            "module:function for runs of your own evaluator", MixoptWarning, stacklevel=2)
     prefix = f"{Path(ratios).stem}:" if prefix is None else prefix
     fid = dict(fidelity or {})
     corpus_hash = None
@@ -97,13 +97,19 @@ def import_table(
     usable = [f"{kind}/{d}" for d in table.domains for kind in ("loss", "bpb")]
     kept = [m for m in names if m not in empty]  # the metrics stored, as the summary counts them
     if not set(usable) & set(kept):
-        # RegMix names its domains train_<x> and their losses metric/<x>_val_loss
-        named = "train_" if all(d.startswith("train_") for d in table.domains) else ""
-        warnings.warn(
-            f"no metric is named loss/<domain> or bpb/<domain> (the metrics are {_sample(kept)}), so no "
-            "search can use these runs (a search's objective reads those names); rename them on import, "
-            f"e.g. --rename 'metric/(.*)_val_loss=loss/{named}\\1', or fit the tables "
-            "with `mixopt fit --target COLUMN`", MixoptWarning, stacklevel=2)
+        from mixopt.mixture import metric_domain
+
+        said = (f"no metric is named loss/<domain> or bpb/<domain> (the metrics are {_sample(kept)}), so no "
+                "search can use these runs (a search's objective reads those names); ")
+        if any(metric_domain(m, table.domains) is not None for m in kept):
+            # RegMix names its domains train_<x> and their losses metric/<x>_val_loss
+            named = "train_" if all(d.startswith("train_") for d in table.domains) else ""
+            said += (f"rename them on import, e.g. --rename 'metric/(.*)_val_loss=loss/{named}\\1', or fit "
+                     "the tables with `mixopt fit --target COLUMN`")
+        else:  # Olmix's are downstream tasks' scores: no rename makes them a domain's loss
+            said += ("none is a domain's own loss (downstream scores?) for a rename to name: fit the tables "
+                     "with `mixopt fit --target COLUMN` (or --target mean)")
+        warnings.warn(said, MixoptWarning, stacklevel=2)
     n_used = len(kept)
     records, bad_runs, n_bad = [], [], 0
     for i, rid in enumerate(table.run_ids):
