@@ -901,6 +901,38 @@ def test_runs_that_finished_as_the_driver_stopped_are_recorded_from_their_folder
         assert r.status == "ok" and r.error is None and r.metrics == pytest.approx(want.metrics)
 
 
+def test_a_late_outcome_of_an_attempt_whose_slot_ran_again_is_not_recorded(workspace, tmp_path):
+    """A QA pass: kill -9 of the driver, a resume at once; the orphaned trial of s0002-a1 wrote its
+    outcome after the resume had marked it interrupted and started s0002-a2, and the next settle
+    recorded both ok (two runs of one slot, fitted twice by later searches)."""
+    from mixopt.search.runner import INTERRUPTED, settle_runs
+    from mixopt.search.trial import evaluate, keep_outcome
+    from mixopt.store import RunRecord
+
+    store, root, ctx = _stopped_search(workspace, tmp_path)
+    w = dict.fromkeys(DOMAINS, 0.25)
+
+    def attempt(run_id: str, status: str, *, late: bool) -> None:
+        store.begin(RunRecord(run_id=run_id, search_id="st", weights=w, seed=0, fidelity={},
+                              fidelity_key="f"))
+        if status != "running":
+            store.finish(run_id, status=status, error=INTERRUPTED if status == "failed" else None,
+                         metrics={f"loss/{d}": 1.0 for d in DOMAINS} if status == "ok" else {})
+        if late:  # the orphan's outcome, in its folder
+            keep_outcome(root, evaluate({"run_id": run_id, "weights": w, "seed": 0}, ctx))
+
+    attempt("st-s0001-a1", "failed", late=True)
+    attempt("st-s0001-a2", "ok", late=False)  # the slot ran again and finished
+    attempt("st-s0002-a1", "failed", late=True)
+    attempt("st-s0002-a2", "running", late=False)  # ... or runs again now
+    attempt("st-s0003-a1", "failed", late=True)  # no other attempt: recovered, as before
+    settle_runs(store, "st", root)
+    status = {r.run_id: r.status for r in store.runs(search_id="st")}
+    assert status == {"st-s0001-a1": "failed", "st-s0001-a2": "ok", "st-s0002-a1": "failed",
+                      "st-s0002-a2": "failed", "st-s0003-a1": "ok"}
+    assert sum(r.status == "ok" for r in store.runs(search_id="st") if "s0001" in r.run_id) == 1
+
+
 def test_an_outcome_given_after_a_stop_signal_is_not_used(workspace, tmp_path, monkeypatch):
     """A helper's search: SIGTERM to the driver; Ray's shutdown killed the evaluator's training job
     10 s later, the evaluator returned what its first checkpoint had left, and that run was recorded

@@ -105,11 +105,23 @@ def settle_runs(store: RunStore, search_id: str, workroot: str | Path,
     """
     import json
 
-    open_runs = [r.run_id for r in store.runs(search_id=search_id) if r.status == "running"
+    runs = store.runs(search_id=search_id)
+    open_runs = [r.run_id for r in runs if r.status == "running"
                  or (r.status == "failed" and (r.error or "").startswith(INTERRUPTED)
                      and not (r.error or "").startswith(CUT_SHORT))]
+    # A slot with an ok run, or another attempt going, takes no late outcome of an earlier attempt: a
+    # driver killed with -9 and resumed at once had rerun a slot whose orphaned trial then wrote its
+    # outcome, and both attempts were recorded ok (one mixture fitted twice by later searches).
+    taken = {slot_key(search_id, r.run_id) for r in runs if r.status == "ok"}
+    going = {}
+    for r in runs:
+        if r.status == "running":
+            going.setdefault(slot_key(search_id, r.run_id), set()).add(r.run_id)
     recovered = []
     for run_id in open_runs:
+        slot = slot_key(search_id, run_id)
+        if slot in taken or going.get(slot, set()) - {run_id}:
+            continue
         try:
             result = json.loads((Path(workroot) / run_id / OUTCOME).read_text(encoding="utf-8"))
         except (OSError, ValueError):  # still running elsewhere, or killed before it ended
@@ -117,10 +129,13 @@ def settle_runs(store: RunStore, search_id: str, workroot: str | Path,
         if after_stop(result, stopped_at):
             continue
         record = result.get("record") or {}
-        store.finish(run_id, status=result.get("status") or "failed", metrics=record.get("metrics") or {},
+        status = result.get("status") or "failed"
+        store.finish(run_id, status=status, metrics=record.get("metrics") or {},
                      objective=result.get("objective"), history=record.get("history") or [],
                      cost=result.get("cost"), error=record.get("error"))
         recovered.append(run_id)
+        if status == "ok":
+            taken.add(slot)
     if recovered:
         logger.info("%d runs finished as the driver stopped; recorded from their folders", len(recovered))
     return store.interrupt(search_id, INTERRUPTED if stopped_at is None else CUT_SHORT)
