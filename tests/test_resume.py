@@ -185,3 +185,30 @@ def test_sigterm_stops_a_search_that_never_starts_ray(workspace, tmp_path, ray_s
     assert result["ray"] == ["Ray: not started (every run this search needed was in the store)"]
     assert store.require_search("norays").state == "done"
     assert store.runs(search_id="norays") == []  # it trained nothing
+
+
+def test_sigterm_while_ray_starts_stops_the_search_as_later(workspace):
+    """A QA pass: ray.init sets SIGTERM to exit while it starts (seconds); a SIGTERM then ended the
+    driver with status 15, no resume hint, the search marked failed, or (its SystemExit dropped in a
+    fork handler) the search went on to the end."""
+    env = {**os.environ, "MIXOPT_HOME": str(workspace)}
+    env.pop("RAY_ADDRESS", None)  # a Ray of its own, started after the plan is said
+    args = ["search", "--evaluator", "mixopt.testing:loglinear", "--domains", "a,b,c", "--budget", "6",
+            "--validate", "0", "--name", "rayterm", "--method", "linear"]
+    driver = subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    try:
+        seen = []
+        for line in driver.stdout:
+            seen.append(line)
+            if "6 new runs" in line:
+                time.sleep(0.5)
+                driver.send_signal(signal.SIGTERM)
+                break
+        out = "".join(seen) + driver.communicate(timeout=120)[0]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, out[-3000:]
+    assert "mixopt search --resume rayterm" in out and "SIGTERM received" not in out
+    assert RunStore(workspace / "runs.sqlite").require_search("rayterm").state == "interrupted"

@@ -1262,6 +1262,37 @@ def test_a_host_that_ignores_sigterm_still_does_after_a_search_set_its_handler(m
         signal.signal(signal.SIGTERM, before)
 
 
+def test_a_sigterm_whose_exception_was_dropped_is_still_seen_while_ray_starts(monkeypatch):
+    """A QA pass: Ray's SIGTERM handler during ray.init raises SystemExit, which Python drops when the
+    signal lands in a fork handler; the search went on. The signal is seen all the same, and the
+    search stops as for any other SIGTERM."""
+    import signal
+
+    import mixopt.search.driver as driver
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, lambda *a: None)  # a handler whose exception went nowhere
+        with driver._sigterm_seen() as seen:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert seen() and signal.set_wakeup_fd(-1) == -1  # the wakeup fd is given back
+        with driver._sigterm_seen() as quiet:
+            pass
+        assert not quiet()
+
+        def ray_init(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            os.kill(os.getpid(), signal.SIGTERM)
+            return None
+
+        monkeypatch.setattr(driver, "ensure_ray", ray_init)
+        monkeypatch.setattr(driver, "_HOST_IGNORES_SIGTERM", False)
+        with pytest.raises(KeyboardInterrupt):  # the driver's stop: interrupted, with the resume hint
+            driver._ray(SearchConfig(evaluator="mixopt.testing:loglinear", domains=("a", "b")), None, "x",
+                        "mixopt.testing:loglinear")
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_a_resume_that_ray_refuses_keeps_the_state_the_search_had(workspace, tmp_path, ray_session,
                                                                   monkeypatch):
     import mixopt.search.driver as driver

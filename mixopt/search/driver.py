@@ -363,7 +363,17 @@ def _failure_kinds(store: RunStore, searcher: SwarmSearcher) -> dict[str, int]:
 # ----- stages ------------------------------------------------------------------------------
 def _ray(config: SearchConfig, progress: Progress | None, search_id: str,
          evaluator: str | Callable) -> RayInfo:
-    info = ensure_ray(config.address, py_modules=user_modules(evaluator))
+    with _sigterm_seen() as seen:
+        try:
+            info = ensure_ray(config.address, py_modules=user_modules(evaluator))
+        except SystemExit as exc:
+            # ray.init sets SIGTERM to sys.exit(15) while it starts (seconds): a stop, as it is
+            # after (the search had been marked failed, with no resume hint)
+            if exc.code == signal.SIGTERM and not _HOST_IGNORES_SIGTERM:
+                raise KeyboardInterrupt from exc
+            raise
+    if seen() and not _HOST_IGNORES_SIGTERM:  # its SystemExit lost in a fork handler: a stop all the same
+        raise KeyboardInterrupt
     _stop_on_sigterm()
     biggest = _largest_node_cpus()
     if biggest is not None and config.cpus_per_trial > biggest:  # Tune would wait for it forever
@@ -374,6 +384,38 @@ def _ray(config: SearchConfig, progress: Progress | None, search_id: str,
     _emit(progress, StageEvent(stage="ray", message="Ray is up", search_id=search_id,
                                lines=tuple(info.describe())))
     return info
+
+
+@contextlib.contextmanager
+def _sigterm_seen() -> Iterator[Callable[[], bool]]:
+    """Whether a SIGTERM came inside the block, whatever its handler did with it.
+
+    Ray's handler during ``ray.init`` raises SystemExit, which Python drops (``Exception ignored
+    in: _releaseLock``) when the signal lands in a fork handler: the search then went on. Python
+    writes every handled signal's number to the wakeup fd, which is borrowed here when no one else
+    holds it (an asyncio loop in this thread would).
+    """
+    got = {"term": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    try:
+        old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        if old != -1:  # someone's own: given back, and nothing is watched
+            signal.set_wakeup_fd(old)
+        try:
+            yield lambda: got["term"]
+        finally:
+            if old == -1:
+                signal.set_wakeup_fd(-1)
+                with contextlib.suppress(BlockingIOError):
+                    got["term"] = signal.SIGTERM in os.read(r, 4096)
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 class RayRefused(MixoptError):
