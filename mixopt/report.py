@@ -193,7 +193,10 @@ def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains:
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8))
-    swarm = [r for r in runs if r.role == "swarm"]
+    from mixopt.search.runner import INTERRUPTED
+
+    # an attempt a stopped driver cut short has no outcome, and its slot ran again: not drawn as failed
+    swarm = [r for r in runs if r.role == "swarm" and not (r.error or "").startswith(INTERRUPTED)]
     before = len(reused)
     vals = [objective.value(r.metrics, domains) if r.status == "ok" else math.nan for r in swarm]
     ok = [(i, v) for i, v in enumerate([*reused, *vals]) if math.isfinite(v)]
@@ -247,11 +250,15 @@ def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains:
 
 def swarm_outcome(runs: dict[str, Any]) -> str:
     """``"18 ok, 1 diverged, 1 timed out (3 retries)"``: a search's swarm slots by how they ended,
-    after retries, and how many retries that took (its ``runs``)."""
+    after retries, and how many retries that took (its ``runs``); attempts a stopped driver cut
+    short are counted apart (``restarted``)."""
     lost = runs.get("lost") or ({"failed": runs["failed"]} if runs.get("failed") else {})
     text = f"{runs['ok']} ok" + "".join(f", {n} {kind}" for kind, n in lost.items())
-    retries = int(runs.get("attempts") or 0) - int(runs.get("planned") or 0)
-    return text + (f" ({retries} {'retry' if retries == 1 else 'retries'})" if retries > 0 else "")
+    restarted = int(runs.get("restarted") or 0)
+    retries = int(runs.get("attempts") or 0) - int(runs.get("planned") or 0) - restarted
+    said = ([f"{retries} {'retry' if retries == 1 else 'retries'}"] if retries > 0 else []) + (
+        [f"{restarted} cut short by a stop, run again"] if restarted else [])
+    return text + (f" ({'; '.join(said)})" if said else "")
 
 
 def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any] | None,

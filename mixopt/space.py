@@ -97,8 +97,8 @@ class SearchSpace:
             for d, v in m.items():
                 if what == "token count" and not (0 < float(v) < float("inf")):  # 0: no data to train on
                     raise MixoptError(f"{what} of domain {d!r} is {v}; give a finite number > 0 (a domain "
-                                      "with no data cannot be trained on: drop it from the domains, or keep it "
-                                      f"out of the mixture with --fix {d}=0 and any count > 0)")
+                                      "with no data cannot be trained on: drop it from the domains, or keep "
+                                      f"it out of the mixture with --fix {d}=0 and any count > 0)")
                 if what != "token count" and not 0 <= float(v) <= 1:
                     raise MixoptError(f"{what} of domain {d!r} is {v}; it must be in [0, 1]")
         if self.tokens is not None:

@@ -182,6 +182,12 @@ def test_runs_plot_draws_reused_runs_before_the_swarm(tmp_path, monkeypatch) -> 
     rng = np.random.default_rng(1)
     old = [_record(i, w, tmp_path) for i, w in enumerate(rng.dirichlet(np.ones(3), 30))]
     new = [_record(100 + i, w, tmp_path) for i, w in enumerate(rng.dirichlet(np.ones(3), 5))]
+    from dataclasses import replace
+
+    from mixopt.search.runner import INTERRUPTED
+
+    # an attempt cut short by a stop (its slot ran again) is not drawn as a failed run
+    new.insert(2, replace(_record(99, np.full(3, 1 / 3), tmp_path, fail=True), error=INTERRUPTED))
     val = [_record(200, np.full(3, 1 / 3), tmp_path, role="validate", label="uniform", seed=1),
            _record(201, np.full(3, 1 / 3), tmp_path, role="validate", label="uniform", seed=2)]
     _plot_runs(tmp_path / "runs.png", new + val, Objective(), DOMAINS, None,
@@ -197,3 +203,13 @@ def test_runs_plot_draws_reused_runs_before_the_swarm(tmp_path, monkeypatch) -> 
     assert hollow.get_facecolors().size == 0 or hollow.get_facecolors()[0][3] == 0
     assert all(float(t).is_integer() for t in ax.get_xticks())
     assert ax.get_xlabel() == "run (in order: reused, swarm, then validation)"
+
+
+def test_attempts_a_stopped_driver_cut_short_are_no_retries() -> None:
+    """A QA pass: after a Ctrl-C and a resume the summary said "(2 retries)" with --retries 0."""
+    from mixopt.report import swarm_outcome
+
+    runs = {"ok": 12, "planned": 12, "attempts": 14, "restarted": 2}
+    assert swarm_outcome(runs) == "12 ok (2 cut short by a stop, run again)"
+    assert swarm_outcome({**runs, "attempts": 15}) == "12 ok (1 retry; 2 cut short by a stop, run again)"
+    assert swarm_outcome({"ok": 4, "planned": 4, "attempts": 5}) == "4 ok (1 retry)"  # a result before it

@@ -767,7 +767,10 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
         weights=dict(mixture.weights), candidates=rows,
         runs={"planned": len(searcher.slots), "ok": len(swarm_ids), "failed": n_failed, "lost": outcomes,
               "reused": len(plan.get("reused", [])), "fitted": len(y),
-              "attempts": sum(s.attempt for s in searcher.slots.values()), **checks},
+              "attempts": sum(s.attempt for s in searcher.slots.values()),
+              # attempts a stopped driver cut short, which ran again: no retry (--retries 0 had said 2)
+              "restarted": sum(r.role == "swarm" and (r.error or "").startswith(INTERRUPTED)
+                               for r in store.runs(search_id=sid)), **checks},
         notes=notes, out=str(prep.out) if prep.out else None, mixture_path=str(in_folder), rung=cfg.rung,
         validate_rung=vrung if cfg.validate else None, validate=cfg.validate, wall_s=time.perf_counter() - t0,
         ray=ray.describe(), resumed=resumed, selection=prop.info.get("selection"),
