@@ -363,7 +363,7 @@ def _failure_kinds(store: RunStore, searcher: SwarmSearcher) -> dict[str, int]:
 # ----- stages ------------------------------------------------------------------------------
 def _ray(config: SearchConfig, progress: Progress | None, search_id: str,
          evaluator: str | Callable) -> RayInfo:
-    with _sigterm_seen() as seen:
+    with _stop_seen() as seen:
         try:
             info = ensure_ray(config.address, py_modules=user_modules(evaluator))
         except SystemExit as exc:
@@ -372,8 +372,8 @@ def _ray(config: SearchConfig, progress: Progress | None, search_id: str,
             if exc.code == signal.SIGTERM and not _HOST_IGNORES_SIGTERM:
                 raise KeyboardInterrupt from exc
             raise
-    if seen() and not _HOST_IGNORES_SIGTERM:  # its SystemExit lost in a fork handler: a stop all the same
-        raise KeyboardInterrupt
+    if seen() == signal.SIGINT or (seen() and not _HOST_IGNORES_SIGTERM):
+        raise KeyboardInterrupt  # its exception lost in a fork handler: a stop all the same
     _stop_on_sigterm()
     biggest = _largest_node_cpus()
     if biggest is not None and config.cpus_per_trial > biggest:  # Tune would wait for it forever
@@ -387,17 +387,18 @@ def _ray(config: SearchConfig, progress: Progress | None, search_id: str,
 
 
 @contextlib.contextmanager
-def _sigterm_seen() -> Iterator[Callable[[], bool]]:
-    """Whether a SIGTERM came inside the block, whatever its handler did with it.
+def _stop_seen() -> Iterator[Callable[[], int]]:
+    """The stop signal (SIGINT, else SIGTERM, else 0) that came inside the block, whatever its
+    handler did with it.
 
-    Ray's handler during ``ray.init`` raises SystemExit, which Python drops (``Exception ignored
-    in: _releaseLock``) when the signal lands in a fork handler: the search then went on. Python
-    writes every handled signal's number to the wakeup fd, which is borrowed here when no one else
-    holds it (an asyncio loop in this thread would).
+    Ray's SIGTERM handler during ``ray.init`` raises SystemExit, and Ctrl-C KeyboardInterrupt,
+    which Python drops (``Exception ignored in: _releaseLock``) when the signal lands in a fork
+    handler: the search then went on. Python writes every handled signal's number to the wakeup
+    fd, which is borrowed here when no one else holds it (an asyncio loop in this thread would).
     """
-    got = {"term": False}
+    got = {"signal": 0}
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
+        yield lambda: 0
         return
     r, w = os.pipe()
     os.set_blocking(r, False)
@@ -407,12 +408,13 @@ def _sigterm_seen() -> Iterator[Callable[[], bool]]:
         if old != -1:  # someone's own: given back, and nothing is watched
             signal.set_wakeup_fd(old)
         try:
-            yield lambda: got["term"]
+            yield lambda: got["signal"]
         finally:
             if old == -1:
                 signal.set_wakeup_fd(-1)
                 with contextlib.suppress(BlockingIOError):
-                    got["term"] = signal.SIGTERM in os.read(r, 4096)
+                    came = set(os.read(r, 4096))
+                    got["signal"] = next((int(s) for s in (signal.SIGINT, signal.SIGTERM) if s in came), 0)
     finally:
         os.close(r)
         os.close(w)
