@@ -153,6 +153,26 @@ def test_ctrl_c_while_the_local_ray_shuts_down_after_the_mixture_is_written_is_q
     assert out.is_file()
 
 
+def _sigterm_on(args: list[str], env: dict[str, str], line: str, after: float = 0.0) -> tuple[int, str]:
+    """Run ``mixopt ARGS``, send it SIGTERM ``after`` seconds past the first output line holding
+    ``line``; its exit status and output."""
+    driver = subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    try:
+        seen = []
+        for said in driver.stdout:
+            seen.append(said)
+            if line in said:
+                time.sleep(after)
+                driver.send_signal(signal.SIGTERM)
+                break
+        out = "".join(seen) + driver.communicate(timeout=120)[0]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    return driver.returncode, out
+
+
 def test_sigterm_stops_a_search_that_never_starts_ray(workspace, tmp_path, ray_session):
     """Every run reused: the search fits without Ray, and a SIGTERM then still stops it (interrupted,
     exit 130, the resume hint), and its resume finishes it, again without Ray."""
@@ -163,20 +183,9 @@ def test_sigterm_stops_a_search_that_never_starts_ray(workspace, tmp_path, ray_s
                             "linear"], env=env, capture_output=True, text=True, timeout=180)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     # auto cross-validates seven fitters: seconds of fitting, in which the SIGTERM arrives
-    driver = subprocess.Popen(CLI + args + ["--name", "norays", "--method", "auto"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        seen = []
-        for line in driver.stdout:
-            seen.append(line)
-            if "12 reused" in line:  # recorded, only the fit left (a SIGTERM here had killed the driver)
-                driver.send_signal(signal.SIGTERM)
-                break
-        out = "".join(seen) + driver.communicate(timeout=60)[0]
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-    assert driver.returncode == 130, out[-3000:]
+    # recorded, only the fit left (a SIGTERM on that line had killed the driver)
+    code, out = _sigterm_on([*args, "--name", "norays", "--method", "auto"], env, "12 reused")
+    assert code == 130, out[-3000:]
     assert "mixopt search --resume norays" in out and "dashboard" not in out.lower()
     store = RunStore(workspace / "runs.sqlite")
     assert store.require_search("norays").state == "interrupted"
@@ -197,20 +206,7 @@ def test_sigterm_while_ray_starts_stops_the_search_as_later(workspace):
     env.pop("RAY_ADDRESS", None)  # a Ray of its own, started after the plan is said
     args = ["search", "--evaluator", "mixopt.testing:loglinear", "--domains", "a,b,c", "--budget", "6",
             "--validate", "0", "--name", "rayterm", "--method", "linear"]
-    driver = subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
-    try:
-        seen = []
-        for line in driver.stdout:
-            seen.append(line)
-            if "6 new runs" in line:
-                time.sleep(0.5)
-                driver.send_signal(signal.SIGTERM)
-                break
-        out = "".join(seen) + driver.communicate(timeout=120)[0]
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-    assert driver.returncode == 130, out[-3000:]
+    code, out = _sigterm_on(args, env, "6 new runs", after=0.5)
+    assert code == 130, out[-3000:]
     assert "mixopt search --resume rayterm" in out and "SIGTERM received" not in out
     assert RunStore(workspace / "runs.sqlite").require_search("rayterm").state == "interrupted"
