@@ -271,3 +271,50 @@ def test_a_fold_that_cannot_be_fitted_suggests_more_folds_only_where_more_runs_w
     assert str(exc.value).endswith("cannot be fitted: loglinear needs positive targets; 3 are ≤ 0")
     with pytest.raises(MixoptError, match=r"more folds train on more runs \(--cv 12, leave-one-out"):
         cross_validate(Refuses(few=True), X, y, k=3)
+
+
+def test_folds_fitted_in_worker_processes_give_the_same_figures_and_warnings(monkeypatch) -> None:
+    """When the first fold takes seconds, the others are fitted in worker processes: every fit is
+    seeded and on one thread, so the out-of-fold predictions are the same to the last bit, and the
+    folds' warnings are said once, with their count, as from the driver."""
+    import os
+
+    import mixopt.fitters.cv as cv
+    from mixopt.fitters.linear import LinearFitter
+    from mixopt.fitters.loglinear import LogLinearFitter
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: the folds are fitted in turn")
+    rng = np.random.default_rng(3)
+    from sklearn.model_selection import KFold
+
+    X = np.hstack([rng.dirichlet(np.ones(4), 30), np.zeros((30, 1))])
+    # domain 5 above 0 in one run, which fold 2 holds out: constant there (a warning, from a worker)
+    X[list(KFold(4, shuffle=True, random_state=0).split(X))[1][1][0]] = 0.2
+    y = np.exp(0.3 + X[:, :4] @ np.array([-0.5, 0.2, 0.1, -0.3])) + rng.normal(0, 0.002, 30)
+    fitters = (LogLinearFitter(starts_per_c=3), LinearFitter())
+    with warnings.catch_warnings(record=True) as alone:
+        warnings.simplefilter("always")
+        here = [cv.cross_validate(f, X, y, k=4) for f in fitters]
+    from mixopt.fitters import workers
+
+    made = []
+    real = workers.pool
+    monkeypatch.setattr(workers, "pool", lambda size: made.append(size) or real(size))
+    monkeypatch.setattr(cv, "PARALLEL_AFTER_S", 0.0)
+    with warnings.catch_warnings(record=True) as spread:
+        warnings.simplefilter("always")
+        there = [cv.cross_validate(f, X, y, k=4) for f in fitters]
+    assert made == [2, 2]  # the three folds after the first went to two workers, for each fitter
+    for a, b in zip(here, there, strict=True):
+        assert np.array_equal(a.pred, b.pred) and np.array_equal(a.folds, b.folds)
+    assert [str(w.message) for w in spread] == [str(w.message) for w in alone]
+    assert any("cross-validation, in 1 of 4 training folds: loglinear: domain(s) #4" in str(w.message)
+               for w in alone)
+    # a fold's error comes back from its worker as from the driver: one negative target, held out
+    # by fold 1 only, so that fold 1 fits (here) and fold 2 does not (in a worker)
+    first_test = next(KFold(3, shuffle=True, random_state=0).split(X))[1]
+    bad = y.copy()
+    bad[first_test[-1]] = -1.0
+    with pytest.raises(MixoptError, match=r"fold 2 of 3 trains on 20 of the 30 runs and cannot be fitted"):
+        cv.cross_validate(LogLinearFitter(starts_per_c=3), X, bad, k=3)

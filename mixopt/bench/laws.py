@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.fitters.workers import one_thread
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +71,6 @@ LADDER_BASE = {
     "eval_at": (0.25, 0.5, 0.75, 1.0),
 }
 GOALS = {"regmix-pile-cc": 0.992, "olmix-mean-cv5": 0.92, "small-32": 0.85, "extrapolation": 0.01}
-
-
-def _init_worker() -> None:
-    from threadpoolctl import threadpool_limits
-
-    os.environ["OMP_NUM_THREADS"] = "1"
-    threadpool_limits(1)
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
 
 
 def _unit(
@@ -233,11 +221,11 @@ def _run_units(units: dict[tuple[str, str, int], tuple[np.ndarray, ...]], jobs: 
     # Slowest first (auto and GP on big tables), so the pool ends together.
     order = sorted(units, key=lambda u: (u[1] not in ("auto", "gp"), -len(units[u][1])))
     if jobs == 1:
-        _init_worker()
+        one_thread()
         return {u: _unit(u[1], *units[u][:3], *units[u][4:]) for u in order}
     import multiprocessing as mp
 
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=one_thread) as pool:
         futs = {
             u: pool.submit(_unit, u[1], *units[u][:3], *units[u][4:]) for u in order
         }
@@ -491,7 +479,7 @@ def _train_into(store: Any, corpus: Any, todo: list[tuple[str, Any, dict[str, fl
 
     todo = [t for t in todo if store.get(t[0]) is None]
     jobs = jobs or max(1, len(os.sched_getaffinity(0)))
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=one_thread) as pool:
         futs = [(rid, w, fid, sid, pool.submit(_proxy_unit, str(corpus.path), rung, w, seed))
                 for rid, rung, w, fid, sid in todo]
         for rid, w, fid, sid, f in futs:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,59 @@ class CVResult:
         return {"k": len(self.fold_metrics), **self.metrics, "folds": self.fold_metrics}
 
 
+# Folds go to worker processes once the first took this long (a worker starts in seconds).
+PARALLEL_AFTER_S = 2.0
+
+_Fold = tuple[np.ndarray | None, list[tuple[Any, ...]], MixoptError | None]
+
+
+def _fit_fold(fitter: Any, X: np.ndarray, Y: np.ndarray, train: np.ndarray, test: np.ndarray) -> _Fold:
+    """One fold: its out-of-fold predictions, the warnings its fit gave (as warn_explicit's
+    arguments, which a worker can send back) and the MixoptError it could not be fitted with."""
+    from sklearn.base import clone
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", FewRunsWarning)
+        try:
+            model = clone(fitter).fit(X[train], Y[train])
+            pred = np.asarray(model.predict(X[test]), dtype=float).ravel()
+        except MixoptError as exc:
+            pred, error = None, exc
+        else:
+            error = None
+    said = [(str(w.message), w.category, w.filename, w.lineno) for w in caught]
+    return pred, said, error
+
+
+def _fit_folds(fitter: Any, X: np.ndarray, Y: np.ndarray,
+               splits: list[tuple[np.ndarray, np.ndarray]]) -> Iterator[_Fold]:
+    """Each fold's :func:`_fit_fold`, in order. The first is fitted here; when it took seconds the
+    others go to worker processes, one per core (the numbers are the same: every fit is seeded and
+    runs on one thread)."""
+    import time
+
+    from mixopt.fitters import workers
+
+    t = time.perf_counter()
+    first = _fit_fold(fitter, X, Y, *splits[0])
+    yield first
+    rest = splits[1:]
+    jobs = min(workers.usable_cores(), len(rest))
+    if first[2] is not None or jobs < 2 or workers.in_worker() or time.perf_counter() - t < PARALLEL_AFTER_S:
+        for train, test in rest:
+            yield _fit_fold(fitter, X, Y, train, test)
+        return
+    ex = workers.pool(jobs)
+    futures = [ex.submit(_fit_fold, fitter, X, Y, train, test) for train, test in rest]
+    try:
+        for f in futures:
+            yield f.result()
+    finally:
+        for f in futures:
+            f.cancel()
+
+
 def _say_once(caught: list[warnings.WarningMessage], k: int) -> None:
     """Warn each fold's warnings once: the same message (but for its figures) from several folds
     is one warning that says in how many folds it came."""
@@ -94,7 +148,6 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
     Raises:
         MixoptError: ``k`` < 2 or more folds than runs.
     """
-    from sklearn.base import clone
     from sklearn.model_selection import KFold
 
     X = np.asarray(X, dtype=float)
@@ -111,13 +164,14 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
     pred = np.full(len(y), np.nan)
     folds = np.full(len(y), -1)
     per_fold = []
-    with warnings.catch_warnings(record=True) as caught:
+    caught: list[warnings.WarningMessage] = []
+    splits = list(KFold(n_splits=k, shuffle=True, random_state=seed).split(X))
+    with warnings.catch_warnings(record=True) as scoring:  # as before: scipy's, said once too
         warnings.simplefilter("always")
-        warnings.simplefilter("ignore", FewRunsWarning)
-        for i, (train, test) in enumerate(KFold(n_splits=k, shuffle=True, random_state=seed).split(X)):
-            try:
-                model = clone(fitter).fit(X[train], Y[train])
-            except MixoptError as exc:
+        for i, ((train, test), (fold_pred, said, exc)) in enumerate(
+                zip(splits, _fit_folds(fitter, X, Y, splits), strict=False)):
+            caught += [warnings.WarningMessage(*w) for w in said]
+            if exc is not None:
                 # The fitter counts the fold's runs, not the table's: say which the user gave.
                 more = ""
                 if not isinstance(exc, TooFewRunsError):  # the data (a negative target for a log law)
@@ -136,8 +190,8 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
                 how = (f"--cv {len(y)} (leave-one-out) trains on {len(y) - 1}" if len(y) > 2
                        else "cross-validation needs at least 3 runs")
                 raise MixoptError(f"--cv {k} on {len(y)} runs fits fold {i + 1} on {len(train)} run; {how}")
-            pred[test] = np.asarray(model.predict(X[test]), dtype=float).ravel()
+            pred[test] = fold_pred
             folds[test] = i
             per_fold.append(score(y[test], pred[test]))
-    _say_once(caught, k)
+    _say_once(caught + scoring, k)
     return CVResult(pred=pred, folds=folds, metrics=score(y, pred), fold_metrics=per_fold)

@@ -1,0 +1,52 @@
+"""Worker processes for fits that take seconds each: the folds of a cross-validation.
+
+Every fitter fits on one thread with its own seed (the laws and the GP limit their threads, LightGBM
+is given one), so a fold fitted in a worker gives the same numbers as in the driver; spreading the
+folds over the cores changes only the time. The pool is made on first use and kept (its workers
+start in seconds: importing numpy, scipy and the fitter).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Executor
+
+IN_WORKER = "MIXOPT_FIT_WORKER"  # set in a worker: its own cross-validations run in it, not in more workers
+
+
+def one_thread() -> None:
+    """Initialise a worker: one BLAS/OpenMP/torch thread (the pool's processes share the cores)."""
+    from threadpoolctl import threadpool_limits
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ[IN_WORKER] = "1"
+    threadpool_limits(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def in_worker() -> bool:
+    return os.environ.get(IN_WORKER) == "1"
+
+
+def pool(size: int) -> Executor:
+    """A pool of ``size`` worker processes, kept between calls (and for a while after).
+
+    loky's (joblib's) reusable executor: its workers are started without importing the caller's
+    main module again, so a user's script without an ``if __name__ == "__main__"`` guard works
+    (multiprocessing's spawn had run such a script again in every worker); a pool a Ctrl-C broke
+    is made anew; idle workers exit after five minutes.
+    """
+    from joblib.externals.loky import get_reusable_executor
+
+    return get_reusable_executor(max_workers=size, initializer=one_thread,
+                                 env={"OMP_NUM_THREADS": "1", IN_WORKER: "1"})
