@@ -135,6 +135,9 @@ def test_too_small_and_empty_domains_are_refused(tmp_path) -> None:
         )
     with pytest.raises(MixoptError, match="domain name 'a/b'"):
         build_from_documents("x", {"a/b": ["t"]}, tmp_path / "x")
+    # a trailing newline had passed (a regex's $ matches before it): a folder "random\n"
+    with pytest.raises(MixoptError, match=r"domain name 'random\\n' is not valid; use ASCII letters"):
+        build_from_documents("x", {"a": ["t"], "random\n": ["t"]}, tmp_path / "x")
     for clash in ("tokenizer.json", "manifest.json"):  # a domain's folder would be the corpus's own file
         with pytest.raises(MixoptError, match=f"domain name '{clash}' is the name of a corpus file"):
             build_from_documents("x", {"a": ["t"], clash: ["t"]}, tmp_path / "x")

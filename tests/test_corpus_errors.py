@@ -90,7 +90,7 @@ def test_domain_too_small_for_validation(workspace: Path, tmp_path: Path, capsys
     )
 
 
-@pytest.mark.parametrize("name", ["", "..", "../escaped", "a/b", "/abs/victim", ".hidden"])
+@pytest.mark.parametrize("name", ["", "..", "../escaped", "a/b", "/abs/victim", ".hidden", "xy\n"])
 def test_corpus_name_must_be_a_plain_folder_name(name: str, workspace: Path, tmp_path: Path, capsys) -> None:
     """A corpus replaces its folder: a path or an empty name would replace (and delete) another one."""
     src = text_folders(tmp_path / "src", {"a": 20, "b": 20})

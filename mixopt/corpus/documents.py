@@ -18,7 +18,7 @@ import numpy as np
 from mixopt.errors import MixoptError
 
 EOT = "<|endoftext|>"
-DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 RESERVED_NAMES = frozenset({"manifest.json", "tokenizer.json"})
 # A paragraph and the blank lines that follow it (the last one may end without them).
 _PARAGRAPH = re.compile(r".*?(?:\n[ \t\r\f\v]*\n\s*|\Z)", re.S)
@@ -46,7 +46,8 @@ def check_domain_name(name: str) -> str:
     """Domains become folder names and metric names (``loss/<domain>``): keep them plain."""
     if not isinstance(name, str) or not DOMAIN_NAME.match(name):
         raise MixoptError(
-            f"domain name {name!r} is not valid; use letters, digits, '_', '-' or '.' (at most 64, no '/')"
+            f"domain name {name!r} is not valid; use ASCII letters, digits, '_', '-' or '.', starting with a "
+            "letter or digit (at most 64, no '/')"
         )
     if name in RESERVED_NAMES:  # each domain is a folder next to these files of the corpus
         raise MixoptError(f"domain name {name!r} is the name of a corpus file; rename the domain")
