@@ -289,6 +289,23 @@ def test_a_source_without_a_licence_takes_its_domains(tmp_path: Path) -> None:
     assert [s.licence for s in parse_recipe(r).domains[0].sources] == ["proprietary", "CC0"]
 
 
+@pytest.mark.parametrize(("line", "said"), [
+    # a QA pass: licence = 5 built a corpus whose `corpus info` then failed for good; pack = "false"
+    # turned packing on
+    ("licence = 5", r'source 1: licence must be a string \(in quotes\), got 5; e.g. licence = "MIT"'),
+    ('pack = "false"', r"source 1: pack must be true or false \(no quotes\), got 'false'"),
+    ('version = 2', r"source 1: version must be a string \(in quotes\), got 2"),
+])
+def test_a_recipe_value_of_the_wrong_type_is_refused(tmp_path: Path, line: str, said: str) -> None:
+    r = tmp_path / "typed.toml"
+    r.write_text(f'[domains.t]\n[[domains.t.sources]]\nkind = "path"\npath = "t.jsonl"\n{line}\n')
+    with pytest.raises(MixoptError, match=said):
+        parse_recipe(r)
+    r.write_text('[domains.t]\nlicence = 5\n[[domains.t.sources]]\nkind = "path"\npath = "t.jsonl"\n')
+    with pytest.raises(MixoptError, match=r"\[domains.t\]: licence must be a string"):
+        parse_recipe(r)
+
+
 @pytest.mark.parametrize(("policy", "counted"), [("skip", "files_skipped_not_utf8"),
                                                   ("replace", "chars_replaced_not_utf8")])
 def test_a_recipe_source_skips_or_replaces_what_is_not_utf8(workspace: Path, tmp_path: Path, policy: str,

@@ -122,6 +122,20 @@ def _int(where: str, table: dict[str, Any], key: str, default: int, low: int = 0
     return v
 
 
+def _str(where: str, table: dict[str, Any], key: str, default: str | None = None) -> str | None:
+    v = table.get(key, default)
+    if v is not None and not isinstance(v, str):  # licence = 5 had broke `corpus info` for good
+        raise MixoptError(f'{where}: {key} must be a string (in quotes), got {v!r}; e.g. {key} = "MIT"')
+    return v
+
+
+def _bool(where: str, table: dict[str, Any], key: str) -> bool:
+    v = table.get(key, False)
+    if not isinstance(v, bool):  # pack = "false" had turned packing on
+        raise MixoptError(f"{where}: {key} must be true or false (no quotes), got {v!r}")
+    return v
+
+
 def _globs(where: str, v: Any, key: str) -> tuple[str, ...]:
     if isinstance(v, str):
         v = [v]
@@ -151,9 +165,7 @@ def _source(where: str, domain: str, s: Any, licence: str | None = None) -> Sour
     policy = s.get("on_decode_error", "error")
     if policy not in ("error", "skip", "replace"):
         raise MixoptError(f"{where}: on_decode_error must be 'error', 'skip' or 'replace', got {policy!r}")
-    version = s.get("version")
-    if version is not None and not isinstance(version, str):
-        raise MixoptError(f"{where}: version must be a string, got {version!r}")
+    version = _str(where, s, "version")
     return SourceSpec(
         domain=domain,
         kind=kind,
@@ -162,8 +174,8 @@ def _source(where: str, domain: str, s: Any, licence: str | None = None) -> Sour
         include=_globs(where, s.get("include", ["*"]), "include"),
         exclude=_globs(where, s.get("exclude", []), "exclude"),
         extractor=extractor,
-        licence=str(s.get("licence", licence or "unknown")),  # the domain's, unless it says its own
-        pack=bool(s.get("pack", False)),
+        licence=_str(where, s, "licence", licence or "unknown"),  # the domain's, unless it says its own
+        pack=_bool(where, s, "pack"),
         on_decode_error=policy,
     )
 
@@ -203,12 +215,13 @@ def parse_recipe(path: Path, name: str | None = None) -> Recipe:
         srcs = d.get("sources") if isinstance(d, dict) else None
         if not isinstance(srcs, list) or not srcs:
             raise MixoptError(f"{dwhere} has no sources; add [[domains.{dname}.sources]] tables")
+        licence = _str(dwhere, d, "licence")
         domains.append(
             DomainSpec(
                 name=dname,
-                description=str(d.get("description", "")),
-                licence=d.get("licence"),
-                sources=tuple(_source(f"{dwhere} source {i + 1}", dname, s, d.get("licence"))
+                description=_str(dwhere, d, "description", "") or "",
+                licence=licence,
+                sources=tuple(_source(f"{dwhere} source {i + 1}", dname, s, licence)
                               for i, s in enumerate(srcs)),
             )
         )
