@@ -304,6 +304,12 @@ def test_a_damaged_corpus_folder_is_one_error_naming_the_damage(
     line = assert_refused(capsys, workspace, "entropy", str(c),
                           match="is missing code/train.bin, code/train.idx")
     assert "rebuild it" in line
+    # a shard cut short had been read as it was (a QA pass: code's natural share 0.87, not 0.22)
+    c = damaged("cut")
+    with open(c / "code" / "train.bin", "r+b") as f:
+        f.truncate(1000)
+    assert_refused(capsys, workspace, "entropy", str(c),
+                   match="is damaged: code/train.bin holds 500 tokens, its manifest ")
 
 
 def test_an_empty_corpus_name_is_said_as_such(workspace: Path, capsys) -> None:

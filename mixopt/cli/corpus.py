@@ -46,7 +46,7 @@ def _table(s: dict[str, Any]) -> Table:
         )
 
     for r in s["domains"]:
-        row(r, r["domain"], r["licence"])
+        row(r, r["domain"], str(r["licence"]))  # a manifest written before licences were checked
     t.add_section()
     row(s["total"], "total", "", style="bold")
     return t
