@@ -145,6 +145,14 @@ def test_flat_model_is_flagged() -> None:
         assert TopKProposer(n_candidates=1000, k=1).propose(model, space).info["constant_model"]
     assert not TopKProposer(n_candidates=5000, k=16).propose(Bowl(np.array([0.2, 0.3, 0.5])),
                                                              space).info["constant_model"]
+
+    class Ulp:  # flat but for rounding (a QA pass: 6.921743192631992 against ...991 passed as a model)
+        def predict(self, X, return_std=False):  # noqa: ANN001, ANN202
+            out = 6.921743192631991 + np.where(X[:, 0] > 0.5, 8.9e-16, 0.0)
+            return (out, None) if return_std else out
+
+    with pytest.warns(MixoptWarning, match="same value for every candidate"):
+        assert TopKProposer(n_candidates=5000, k=16).propose(Ulp(), space).info["constant_model"]
     # --fix a=1 leaves one mixture: every candidate is it, and that is not a flat model
     one = SearchSpace(domains=("a", "b", "c"), fixed={"a": 1.0})
     with warnings.catch_warnings():

@@ -138,7 +138,9 @@ class TopKProposer:
         # A space the constraints shrink to one mixture (--fix d=1) has nothing to rank: not a flat model.
         lo, hi = space.bounds()
         one_point = bool(lo.sum() >= 1 - 1e-9 or hi.sum() <= 1 + 1e-9)
-        constant = bool(highest <= pred[order[0]]) and not one_point
+        # flat to rounding: a LightGBM with no split had given values 1 ulp apart, and passed as a model
+        lowest = float(pred[order[0]])
+        constant = bool(highest - lowest <= 1e-9 * max(1.0, abs(lowest))) and not one_point
         if constant:
             # LightGBM needs 2 × min_child_samples runs for a single split: fewer give a flat model.
             warnings.warn(
