@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import struct
 import subprocess
 import tarfile
@@ -322,5 +323,16 @@ def test_a_recipe_source_skips_or_replaces_what_is_not_utf8(workspace: Path, tmp
     )
     recipe = tmp_path / "decoded.toml"
     recipe.write_text(body)
-    sources = {s["domain"]: s for s in build_recipe(str(recipe)).manifest["sources"]}
+    said = ("domain 'code': input that is not UTF-8: 1 file(s) left out (latin1.txt" if policy == "skip"
+            else "of domain 'code': input that is not UTF-8: 1 invalid byte run(s) replaced by U+FFFD")
+    with pytest.warns(MixoptWarning, match=re.escape(said)):  # it had been in the manifest only
+        sources = {s["domain"]: s for s in build_recipe(str(recipe)).manifest["sources"]}
     assert sources["code"][counted] == 1 and sources["docs"][counted] == 0
+    if policy == "skip":  # a domain whose every file was left out says why it is empty
+        (data / "poems").mkdir()
+        (data / "poems" / "p.txt").write_bytes("caf\u00e9".encode("latin-1"))
+        recipe.write_text(body + f'[domains.poems]\n[[domains.poems.sources]]\nkind = "path"\n'
+                                 f'path = "{data / "poems"}"\non_decode_error = "skip"\n')
+        with pytest.raises(MixoptError, match=r"domain 'poems': every file of its sources was left out as "
+                                              r"not UTF-8 \(p.txt; on_decode_error = \"skip\"\): convert"):
+            build_recipe(str(recipe), force=True)

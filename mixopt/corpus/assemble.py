@@ -62,8 +62,13 @@ def recipe_hash(recipe: Recipe, fetched: list[Fetched]) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _texts(f: Fetched, max_chars: int, stats: dict[str, int]) -> Iterator[str]:
-    """The texts of one fetched source, decoded and extracted (and packed if the recipe says so)."""
+def _shown(names: list[str], n: int = 3) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def _texts(f: Fetched, max_chars: int, stats: dict[str, int], skipped: list[str]) -> Iterator[str]:
+    """The texts of one fetched source, decoded and extracted (and packed if the recipe says so);
+    ``skipped`` gets the files left out for not being UTF-8."""
     src = f.source
     files = dict(iter_members(f.path, src.include, src.exclude))
     if not files:
@@ -85,6 +90,7 @@ def _texts(f: Fetched, max_chars: int, stats: dict[str, int]) -> Iterator[str]:
             ) from None
         if t is None:
             stats["files_skipped_not_utf8"] += 1
+            skipped.append(name)
             log.info("%s: skipping %s (not UTF-8 at byte %d)", src.label(), name, bad)
             return None
         if bad is not None:
@@ -170,13 +176,27 @@ def build_recipe(name: str, *, force: bool = False) -> BuildOutcome:
         if dom.name not in fetched:
             continue
         docs[dom.name] = []
+        skipped: list[str] = []
         for f in fetched[dom.name]:
             stats = {"files": 0, "files_skipped_not_utf8": 0, "chars_replaced_not_utf8": 0, "chars": 0}
-            docs[dom.name].extend(_texts(f, recipe.max_doc_chars, stats))
+            docs[dom.name].extend(_texts(f, recipe.max_doc_chars, stats, skipped))
             records.append({**f.record(), **stats})
             log.info(
                 "%s %s: %d files, %.1f MB", dom.name, f.source.label(), stats["files"], stats["chars"] / 1e6
             )
+            if stats["chars_replaced_not_utf8"]:  # said as corpus add says it (it was in the manifest only)
+                warnings.warn(f"{f.source.label()} of domain {dom.name!r}: input that is not UTF-8: "
+                              f"{stats['chars_replaced_not_utf8']} invalid byte run(s) replaced by U+FFFD "
+                              "(on_decode_error)", MixoptWarning, stacklevel=2)
+        if skipped and not any(t.strip() for t in docs[dom.name]):
+            raise MixoptError(
+                f"domain {dom.name!r}: every file of its sources was left out as not UTF-8 "
+                f"({_shown(skipped)}; on_decode_error = \"skip\"): convert them to UTF-8, or set "
+                'on_decode_error = "replace"'
+            )
+        if skipped:
+            warnings.warn(f"domain {dom.name!r}: input that is not UTF-8: {len(skipped)} file(s) left out "
+                          f"({_shown(skipped)}; on_decode_error)", MixoptWarning, stacklevel=2)
     licences = {d.name: d.licence for d in recipe.domains if d.licence}
     manifest = build_from_documents(
         recipe.name,
