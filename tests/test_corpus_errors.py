@@ -108,6 +108,18 @@ def test_empty_source_folder(workspace: Path, tmp_path: Path, capsys) -> None:
     assert_refused(capsys, workspace, "corpus", "add", "x", "--from", str(empty), match="is empty")
 
 
+def test_a_hub_id_is_said_to_be_one(workspace: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """No network here: a Hub id fails at once, and the error says how to bring the data in."""
+    monkeypatch.chdir(tmp_path)
+    for extra in ([], ["--format", "hf"]):
+        assert_refused(capsys, workspace, "corpus", "add", "h1", "--from", "Salesforce/wikitext", *extra,
+                       match="(a Hugging Face Hub id is not downloaded here: where there is network, save it "
+                             "with datasets.load_dataset(ID).save_to_disk(FOLDER) and pass that folder)")
+    line = assert_refused(capsys, workspace, "corpus", "add", "h1", "--from", str(tmp_path / "no.jsonl"),
+                          match="no.jsonl does not exist; pass an existing file or folder with --from")
+    assert "Hugging Face" not in line
+
+
 def test_empty_domain_folder(workspace: Path, tmp_path: Path, capsys) -> None:
     src = text_folders(tmp_path / "src", {"a": 20})
     (src / "empty").mkdir()

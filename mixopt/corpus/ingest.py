@@ -323,10 +323,19 @@ def _read_text_folders(path: Path, policy: str = "error") -> dict[str, list[str]
     return docs
 
 
+def _missing(path: Path, fmt: str) -> str:
+    """The error for a --from that does not exist; a Hub id (``org/name``) is said to be one."""
+    said = f"{path} does not exist; pass an existing file or folder with --from"
+    if fmt == "hf" or (len(path.parts) == 2 and not str(path).startswith((".", "/", "~"))):
+        said += (" (a Hugging Face Hub id is not downloaded here: where there is network, save it with "
+                 "datasets.load_dataset(ID).save_to_disk(FOLDER) and pass that folder)")
+    return said
+
+
 def read_documents(path: Path, opts: AddOptions) -> dict[str, list[str]]:
     """Documents per domain from ``path`` in ``opts.format`` (detected when ``auto``)."""
     if not path.exists():
-        raise MixoptError(f"{path} does not exist; pass an existing file or folder with --from")
+        raise MixoptError(_missing(path, opts.format))
     if path.is_file() and path.suffix in (".gz", ".bz2", ".xz", ".zst", ".zip"):
         raise MixoptError(
             f"{path} is compressed ({path.suffix}); corpus add reads plain jsonl, csv and parquet: "
@@ -353,7 +362,7 @@ def add_corpus(
     if paths.find_recipe("corpora", name) is not None and not force:
         raise MixoptError(f"{name!r} is the name of a corpus recipe; choose another name (or pass --force)")
     if not source.exists():
-        raise MixoptError(f"{source} does not exist; pass an existing file or folder with --from")
+        raise MixoptError(_missing(source, opts.format))
     params = build_params(
         vocab_size=opts.vocab_size,
         val_documents=opts.val_documents,
