@@ -339,7 +339,11 @@ def _schema_fix(e: Any, data: Any) -> str:
             return '; add "weights": {"<domain>": <share>, ...} with shares summing to 1'
     if e.validator == "const" and path == ["schema"]:
         return f"; this mixopt reads {SCHEMA_ID}"
-    if len(path) >= 2 and path[-2] == "weights" and e.validator in ("maximum", "minimum", "type"):
+    if e.validator == "type" and isinstance(e.instance, str) and "number" in str(e.validator_value):
+        return "; write numbers without quotes"
+    if len(path) >= 2 and path[-2] == "weights" and e.validator == "type":  # true, null, a list
+        return f"; give {path[-1]!r} a number such as 0.25 (0 for a domain it does not use)"
+    if len(path) >= 2 and path[-2] == "weights" and e.validator in ("maximum", "minimum"):
         weights = data
         for p in path[:-1]:
             weights = weights[p]
@@ -350,10 +354,8 @@ def _schema_fix(e: Any, data: Any) -> str:
             which = path[-1] if e.validator == "minimum" else neg[0]
             return f"; weights are shares ≥ 0 summing to 1: give {which!r} 0 or more"
         total = sum(numbers.values())
-        if e.validator == "maximum" and total > 0:  # counts or ratios written as weights
+        if total > 0:  # counts or ratios written as weights
             return f"; weights are shares summing to 1: normalise them (each weight / {total:g})"
-        if e.validator == "type" and not isinstance(e.instance, str):  # true, null, a list
-            return f"; give {path[-1]!r} a number such as 0.25 (0 for a domain it does not use)"
     if e.validator == "type" and not path:
         return (f'; a mixture file is one JSON object: {{"schema": "{SCHEMA_ID}", '
                 '"weights": {"<domain>": <share>, ...}}')
@@ -363,8 +365,6 @@ def _schema_fix(e: Any, data: Any) -> str:
     if path[-1:] == ["until"] and e.validator in ("maximum", "exclusiveMinimum", "type"):
         return ('; "until" is the fraction of training a phase ends at, in (0, 1]; the last phase ends '
                 "at 1.0")
-    if e.validator == "type" and isinstance(e.instance, str) and "number" in str(e.validator_value):
-        return "; write numbers without quotes"
     if e.validator == "minItems" and path == ["schedule"]:
         return "; leave out \"schedule\" or give its phases"
     return ""

@@ -319,8 +319,8 @@ def _check_separator(path: Path, what: str) -> None:
         line = data.count(b"\n", 0, exc.start) + 1
         raise MixoptError(
             f"{what} file {path} is not UTF-8 text (byte {exc.start}, line {line}: "
-            f"{data[exc.start:exc.start + 1]!r}); save it as UTF-8 (pandas: df.to_csv(path, "
-            "encoding='utf-8'))"
+            f"{data[exc.start:exc.start + 1]!r}); save it as UTF-8 (Excel: CSV UTF-8; or "
+            f"iconv -f latin1 -t utf-8 {path.name} > {path.stem}-utf8.csv)"
         ) from None
     except OSError:
         return
@@ -450,8 +450,11 @@ def _why_rows_are_off(W: np.ndarray, domains: Sequence[str] | None) -> str:
     if above and domains and np.all(np.abs(rest - 1) <= 0.01):  # the other columns are the mixture
         return (f"; column(s) {_preview([domains[j] for j in above])} hold values above 1, and the others "
                 "sum to 1, so those are not weights (a seed, a step, a metric?): drop them from the file")
-    if np.all(np.abs(s - s[0]) <= 0.01 * abs(s[0])) and s[0] > 0:  # weights scaled (token counts / 1e9?)
+    if np.all(np.abs(s - s[0]) <= 0.01 * abs(s[0])) and s[0] > 1:  # weights scaled (token counts / 1e9?)
         return f"; every row sums to {s[0]:.4g}: divide each row by its sum"
+    if np.all(np.abs(s - s[0]) <= 0.01 * abs(s[0])) and 0 < s[0] < 1:  # a column held at a weight, left out
+        return (f"; every row sums to {s[0]:.4g}: is a domain's column missing (one held at "
+                f"{1 - s[0]:.4g})? add it")
     return ""
 
 

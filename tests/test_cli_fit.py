@@ -492,3 +492,18 @@ def test_fit_takes_candidates_as_counts_are_written(tmp_path: Path, capsys: pyte
     assert run_cli([*args, "--candidates", "2.5k", "--top-k", "16"]) == 0
     capsys.readouterr()
     bad([*args, "--candidates", "0.5"], capsys, "'0.5' is not a whole number of candidates ≥ 1")
+
+
+def test_a_flat_model_is_said_once_with_its_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """fit --propose gives the flat-model note a search gives (it had given none), once: the top-k
+    proposer's own warning had been said too, and a misfit note that only restated it."""
+    ratios, metrics, out = tmp_path / "r.csv", tmp_path / "m.csv", tmp_path / "m.json"
+    ratios.write_text("index,a,b\n1,0.5,0.5\n2,0.2,0.8\n3,0.7,0.3\n")
+    metrics.write_text("index,loss\n1,3.0\n2,3.1\n3,2.9\n")
+    assert run_cli(["fit", "--ratios", str(ratios), "--metrics", str(metrics), "--target", "loss", "--method",
+                    "regmix", "--propose", "--out", str(out), *FAST]) == 0
+    err = capsys.readouterr().err
+    assert err.count("predicts the same value") == 1 and "fits its own runs poorly" not in err
+    (note,) = Mixture.load(out).meta["notes"]
+    assert note.startswith("the regmix model predicts the same value for every candidate mixture (too few "
+                           "runs: 3); its proposal is arbitrary")

@@ -115,9 +115,10 @@ def test_a_hub_id_is_said_to_be_one(workspace: Path, tmp_path: Path, capsys, mon
         assert_refused(capsys, workspace, "corpus", "add", "h1", "--from", "Salesforce/wikitext", *extra,
                        match="(a Hugging Face Hub id is not downloaded here: where there is network, save it "
                              "with datasets.load_dataset(ID).save_to_disk(FOLDER) and pass that folder)")
-    line = assert_refused(capsys, workspace, "corpus", "add", "h1", "--from", str(tmp_path / "no.jsonl"),
-                          match="no.jsonl does not exist; pass an existing file or folder with --from")
-    assert "Hugging Face" not in line
+    for missing in (str(tmp_path / "no.jsonl"), "data/no.jsonl"):  # a file's path is no Hub id
+        line = assert_refused(capsys, workspace, "corpus", "add", "h1", "--from", missing,
+                              match="no.jsonl does not exist; pass an existing file or folder with --from")
+        assert "Hugging Face" not in line
 
 
 def test_empty_domain_folder(workspace: Path, tmp_path: Path, capsys) -> None:

@@ -292,6 +292,13 @@ def test_a_domain_without_a_name_is_refused() -> None:
     ({"weights": {"code": None, "legal": 1}},
      "None is not of type 'number'; give 'code' a number such as 0.25"),
     ({"weights": {"a": 1}, "schedule": {"until": 1.0}}, "\"schedule\" is a list of phases: [{\"until\": 0.5"),
+    # the review: the error's own weight is named, whatever else is wrong in the file
+    ({"weights": {"code": True, "legal": -0.2}},
+     "at weights/code: True is not of type 'number'; give 'code'"),
+    ({"weights": {"code": "0.5", "legal": -0.2}},
+     "at weights/code: '0.5' is not of type 'number'; write numbers without quotes"),
+    ({"weights": {"a": 1}, "schedule": [{"until": "1", "weights": {"a": 1}}]},
+     "'1' is not of type 'number'; write numbers without quotes"),
     ({"weights": {"a": 1}, "schedule": [{"until": 1.5, "weights": {"a": 1}}]},
      "1.5 is greater than the maximum of 1; \"until\" is the fraction of training a phase ends at"),
 ])

@@ -263,6 +263,7 @@ def test_tokens_equal_to_the_rungs_own_budget_are_the_rungs_fidelity(tiny_worksp
     # kept where another rung trains too (validation at xs would train N tokens, not its own budget)
     both = SearchConfig(corpus="tiny", rung="debug", validate_rung="xs", fidelity={"tokens": DEBUG.tokens})
     assert not _default_tokens(both.fidelity, both)
+    assert _default_tokens(both.fidelity, both.replace(validate=0))  # ... unless it does not validate
 
 
 def test_ray_starts_only_when_a_run_needs_it_and_a_refusal_then_leaves_no_search(workspace, tmp_path,

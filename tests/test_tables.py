@@ -245,6 +245,8 @@ def test_wrong_shaped_tables_are_named(tmp_path: Path) -> None:
         ("seed1.csv", "index,a,b,seed\n1,0.5,0.5,3\n2,0.2,0.8,3\n", "joined", "the others sum to 1, so"),
         # weights that are all scaled alike are weights: "drop them" had said to delete every column
         ("twice.csv", "index,a,b\n1,1.0,1.0\n2,0.4,1.6\n", "joined", r"every row sums to 2: divide each"),
+        # below 1 alike: a column left out (dividing would give other mixtures)
+        ("half.csv", "index,a,b\n1,0.25,0.25\n2,0.1,0.4\n", "joined", r"sums to 0.5: is a domain's column"),
     ]
     for name, text, how, said in cases:
         path = write(tmp_path / name, text)

@@ -326,7 +326,8 @@ def _read_text_folders(path: Path, policy: str = "error") -> dict[str, list[str]
 def _missing(path: Path, fmt: str) -> str:
     """The error for a --from that does not exist; a Hub id (``org/name``) is said to be one."""
     said = f"{path} does not exist; pass an existing file or folder with --from"
-    if fmt == "hf" or (len(path.parts) == 2 and not str(path).startswith((".", "/", "~"))):
+    hub_like = len(path.parts) == 2 and not path.suffix and not str(path).startswith((".", "/", "~"))
+    if fmt == "hf" or hub_like:
         said += (" (a Hugging Face Hub id is not downloaded here: where there is network, save it with "
                  "datasets.load_dataset(ID).save_to_disk(FOLDER) and pass that folder)")
     return said

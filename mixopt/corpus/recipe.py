@@ -122,10 +122,14 @@ def _int(where: str, table: dict[str, Any], key: str, default: int, low: int = 0
     return v
 
 
+_EXAMPLES = {"licence": "MIT", "version": "3.11.2-1", "description": "support tickets"}
+
+
 def _str(where: str, table: dict[str, Any], key: str, default: str | None = None) -> str | None:
     v = table.get(key, default)
     if v is not None and not isinstance(v, str):  # licence = 5 had broke `corpus info` for good
-        raise MixoptError(f'{where}: {key} must be a string (in quotes), got {v!r}; e.g. {key} = "MIT"')
+        raise MixoptError(f"{where}: {key} must be a string (in quotes), got {v!r}; e.g. "
+                          f'{key} = "{_EXAMPLES.get(key, "text")}"')
     return v
 
 

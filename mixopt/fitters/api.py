@@ -210,8 +210,11 @@ def fit_tables(config: FitConfig) -> FitReport:
                 prop = proposer.propose_from_runs(X, y, space)
             else:
                 from mixopt.proposers.hold import propose_holding
+                from mixopt.proposers.topk import FLAT_WARNING
 
-                prop = propose_holding(proposer, model, X, space)
+                with warnings.catch_warnings():  # its note says it (had been said twice)
+                    warnings.filterwarnings("ignore", message=FLAT_WARNING, category=MixoptWarning)
+                    prop = propose_holding(proposer, model, X, space)
             seconds["propose"] = round(time.perf_counter() - t, 3)
             proposal = _save_mixture(prop, model, method.name, table, X, y, run_ids, space, config, params,
                                      fit_notes)

@@ -7,6 +7,7 @@ needs), mean absolute error and mean relative error ``mean(|pred - y| / |y|)``.
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from mixopt.errors import FewRunsWarning, MixoptError, MixoptWarning, TooFewRunsError
+
+log = logging.getLogger(__name__)
 
 # Said wherever auto is cross-validated (fit --cv, report), since its two Spearmans differ.
 AUTO_CV_NOTE = (
@@ -81,11 +84,10 @@ def _fit_fold(fitter: Any, X: np.ndarray, Y: np.ndarray, train: np.ndarray, test
         warnings.simplefilter("ignore", FewRunsWarning)
         try:
             model = clone(fitter).fit(X[train], Y[train])
-            pred = np.asarray(model.predict(X[test]), dtype=float).ravel()
         except MixoptError as exc:
             pred, error = None, exc
         else:
-            error = None
+            pred, error = np.asarray(model.predict(X[test]), dtype=float).ravel(), None
     said = [(str(w.message), w.category, w.filename, w.lineno) for w in caught]
     return pred, said, error
 
@@ -94,8 +96,11 @@ def _fit_folds(fitter: Any, X: np.ndarray, Y: np.ndarray,
                splits: list[tuple[np.ndarray, np.ndarray]]) -> Iterator[_Fold]:
     """Each fold's :func:`_fit_fold`, in order. The first is fitted here; when it took seconds the
     others go to worker processes, one per core (the numbers are the same: every fit is seeded and
-    runs on one thread)."""
+    runs on one thread). Where workers cannot take a fold (a fitter that does not pickle, no
+    process could start, a worker killed for memory), it is fitted here."""
+    import pickle
     import time
+    from concurrent.futures.process import BrokenProcessPool
 
     from mixopt.fitters import workers
 
@@ -108,14 +113,26 @@ def _fit_folds(fitter: Any, X: np.ndarray, Y: np.ndarray,
         for train, test in rest:
             yield _fit_fold(fitter, X, Y, train, test)
         return
-    ex = workers.pool(jobs)
-    futures = [ex.submit(_fit_fold, fitter, X, Y, train, test) for train, test in rest]
+    cannot = (pickle.PicklingError, BrokenProcessPool, OSError)
     try:
-        for f in futures:
-            yield f.result()
+        ex = workers.pool(jobs)
+        futures = [ex.submit(_fit_fold, fitter, X, Y, train, test) for train, test in rest]
+    except cannot as exc:
+        log.info("cross-validation folds fitted in this process: no worker could take them (%s)", exc)
+        futures, ex = [], None
+    done = False
+    try:
+        for i, (train, test) in enumerate(rest):
+            try:
+                fold = futures[i].result() if futures else _fit_fold(fitter, X, Y, train, test)
+            except cannot as exc:
+                log.info("fold %d fitted in this process: its worker could not take it (%s)", i + 2, exc)
+                fold = _fit_fold(fitter, X, Y, train, test)
+            yield fold
+        done = True
     finally:
-        for f in futures:
-            f.cancel()
+        if not done and ex is not None:  # a stop, or an error the caller raised: no fold keeps running
+            ex.shutdown(wait=False, kill_workers=True)
 
 
 def _say_once(caught: list[warnings.WarningMessage], k: int) -> None:

@@ -14,19 +14,24 @@ from concurrent.futures import Executor
 IN_WORKER = "MIXOPT_FIT_WORKER"  # set in a worker: its own cross-validations run in it, not in more workers
 
 
-def one_thread() -> None:
-    """Initialise a worker: one BLAS/OpenMP/torch thread (the pool's processes share the cores)."""
+def one_thread(driver_stops: bool = False) -> None:
+    """Initialise a worker: one BLAS/OpenMP/torch thread (the pool's processes share the cores).
+
+    torch is not imported for it (220 MB a worker): one imported later reads OMP_NUM_THREADS.
+    ``driver_stops``: a Ctrl-C is the driver's to handle, which stops the workers (a traceback
+    from each had followed it)."""
+    import signal
+    import sys
+
     from threadpoolctl import threadpool_limits
 
+    if driver_stops:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ[IN_WORKER] = "1"
     threadpool_limits(1)
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def usable_cores() -> int:
@@ -48,5 +53,5 @@ def pool(size: int) -> Executor:
     """
     from joblib.externals.loky import get_reusable_executor
 
-    return get_reusable_executor(max_workers=size, initializer=one_thread,
+    return get_reusable_executor(max_workers=size, initializer=one_thread, initargs=(True,),
                                  env={"OMP_NUM_THREADS": "1", IN_WORKER: "1"})

@@ -157,8 +157,9 @@ def proposal_notes(
     if best is not None:
         worse = worse_than_best_note(prop.predicted, *best, method) if say_worse else None
         notes.append(kl_note(info, prop.predicted, *best) or worse)
-    notes.append(misfit_note(fit_rms, runs_std, method))
-    if info.get("constant_model"):
+    if not info.get("constant_model"):  # a flat model's misfit is its flatness, said below
+        notes.append(misfit_note(fit_rms, runs_std, method))
+    else:
         notes.append(f"the {method} model predicts the same value for every candidate mixture (too few runs: "
                      f"{len(y)}); its proposal is arbitrary. Fit more runs (a search's --budget), or use "
                      "--method auto, which picks the method that ranks these runs best")

@@ -24,6 +24,10 @@ from mixopt.swarm import project, sample_candidates
 
 log = logging.getLogger(__name__)
 
+# The start of the proposer's warning for a flat model: fit --propose and search say it as a note
+# of their own (with the runs it had), and leave this one out.
+FLAT_WARNING = "the fitted model predicts the same value"
+
 
 def predict_objective(model: Any, X: np.ndarray, return_std: bool = False) -> Any:
     """``model.predict`` as one value per row (a (n, 1) output is flattened)."""
@@ -144,7 +148,7 @@ class TopKProposer:
         if constant:
             # LightGBM needs 2 × min_child_samples runs for a single split: fewer give a flat model.
             warnings.warn(
-                "the fitted model predicts the same value for every candidate, so the proposal is an "
+                f"{FLAT_WARNING} for every candidate, so the proposal is an "
                 "average of arbitrary candidates; fit on more runs, or with another method",
                 MixoptWarning, stacklevel=2,
             )

@@ -32,6 +32,7 @@ from mixopt.errors import MixoptError, MixoptWarning, warnings_as_notes
 from mixopt.fitters.varied import unvaried, varying
 from mixopt.objective import per_domain_split
 from mixopt.proposers.proposal import proposal_notes
+from mixopt.proposers.topk import FLAT_WARNING
 from mixopt.search.config import SearchConfig
 from mixopt.search.lock import DRIVING, driver_lock, planning_lock
 from mixopt.search.prepare import Prepared, prepare
@@ -127,12 +128,13 @@ def run_search(
         given = {"evaluator_callable": prep.evaluator_name} if callable(prep.evaluator) else {}
         prep.store.create_search(prep.search_id, {**prep.config.as_dict(), "name": prep.search_id,
                                                   "started_in": str(Path.cwd()), **given}, plan)
-        # A search with nothing to run starts no Ray: its SIGTERM is still a stop. Installed before the
-        # plan is said (a SIGTERM on seeing it had found Python's default, and killed the driver).
-        _stop_on_sigterm()
-        planning.close()  # recorded, its driver locked: a search planned from now on sees it
         ray = _LazyRay(config, progress, prep, fresh=True)
         try:
+            # A search with nothing to run starts no Ray: its SIGTERM is still a stop. Installed before
+            # the plan is said (a SIGTERM on seeing it had found Python's default, and killed the driver)
+            # and inside this try (a stop from here on leaves the search interrupted, not running).
+            _stop_on_sigterm()
+            planning.close()  # recorded, its driver locked: a search planned from now on sees it
             _emit(progress, StageEvent(stage="plan", search_id=prep.search_id,
                                        message=_plan_line(prep, plan)))
             if plan["swarm"]:  # runs to go: Ray now (a cluster that cannot run them: see _LazyRay)
@@ -850,7 +852,7 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
     t0 = time.perf_counter()
     # A domain constant in every run because --fix holds it there is no news for the laws to tell.
     constant = {prep.domains[i] for i in unvaried(X)}
-    quiet = ["the fitted model predicts the same value"]  # the search's own note says it, with the budget
+    quiet = [FLAT_WARNING]  # the search's own note says it, with the budget
     if constant <= set(space.fixed):
         quiet.append(".*have the same weight in every run")
     with warnings.catch_warnings():

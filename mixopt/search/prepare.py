@@ -214,12 +214,13 @@ def prepare(
 
 
 def _default_tokens(fid: Mapping[str, Any], config: SearchConfig) -> bool:
-    """Whether ``fid`` gives ``tokens`` equal to the budget of every rung the search trains."""
+    """Whether ``fid`` gives ``tokens`` equal to the budget of every rung the search trains (the
+    validation rung only when it validates)."""
     from mixopt.proxy.rungs import load_rung
 
     if fid.get("tokens") is None:
         return False
-    rungs = {config.rung, config.validate_rung or config.rung}
+    rungs = {config.rung, *([config.validate_rung or config.rung] if config.validate > 0 else [])}
     return all(load_rung(r).tokens == int(float(fid["tokens"])) for r in rungs)
 
 
