@@ -190,13 +190,12 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
             caught += [warnings.WarningMessage(*w) for w in said]
             if exc is not None:
                 # The fitter counts the fold's runs, not the table's: say which the user gave.
-                more = ""
-                if not isinstance(exc, TooFewRunsError):  # the data (a negative target for a log law)
-                    pass
-                elif len(y) - 1 < exc.needed:  # not even leave-one-out has enough: more folds cannot help
+                # (only where the fold has too few runs: not for the data, a negative target for a log law)
+                more, few = "", isinstance(exc, TooFewRunsError)
+                if few and len(y) - 1 < exc.needed:  # not even leave-one-out has enough
                     more = (f"; even leave-one-out trains on only {len(y) - 1}: add runs (at least "
                             f"{exc.needed + 1})")
-                elif folds_option and k < len(y):
+                elif few and folds_option and k < len(y):
                     more = (f"; more folds train on more runs ({folds_option} {len(y)}, leave-one-out, "
                             f"trains on {len(y) - 1})")
                 raise MixoptError(
