@@ -178,9 +178,9 @@ class TopKProposer:
 
 
 class _RunningBest:
-    """The ``k`` lowest predictions over the chunks added so far, lowest first (a stable order: ties
-    go to the earlier chunk, as one stable sort of every chunk's candidates would give them), and
-    the highest prediction seen."""
+    """The ``k`` lowest predictions over the chunks added so far, lowest first, and the highest
+    prediction seen. Ties go to the earlier chunk, as one stable sort of every chunk's kept
+    candidates (in the order a chunk's argpartition left them) would give them."""
 
     def __init__(self, k: int) -> None:
         self.k, self.chunks, self.highest = k, 0, -np.inf
