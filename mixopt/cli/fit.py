@@ -51,8 +51,8 @@ def fit(
     max_weight: Annotated[list[str] | None, opt("--max-weight", help="Ceiling d=x (repeat, or d=x,e=y).")] = (
         None),
     fix: Annotated[list[str] | None, opt("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")] = None,
-    candidates: Annotated[int, opt("--candidates", help="Candidates the top-k proposer predicts (1e5, 100k).",
-                                   parser=parse_candidates, metavar="N")] = 100_000,
+    candidates: Annotated[int, opt("--candidates", help="Candidates the top-k proposer predicts (1e5, 100k; "
+                                   "at most 1e9).", parser=parse_candidates, metavar="N")] = 100_000,
     top_k: Annotated[int, opt("--top-k", help="How many best candidates are averaged.")] = 128,
     kl: Annotated[float | None, opt("--kl", help="Laws solved exactly: weight λ of KL(mixture ‖ prior) "
                                     "in the objective's units (default 0.1, Olmix's, for BPB; 0: the "
