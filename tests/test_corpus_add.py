@@ -274,3 +274,21 @@ def test_on_decode_error_skips_or_replaces_and_says_so(tmp_path: Path) -> None:
         read_documents(csv, AddOptions(on_decode_error="skip"))
     with pytest.raises(MixoptError, match="unknown --on-decode-error 'drop'"):
         AddOptions(on_decode_error="drop")  # type: ignore[arg-type]
+
+
+def test_a_ctrl_c_after_the_corpus_is_written_says_it_was(workspace: Path, tmp_path: Path, capsys,
+                                                          monkeypatch) -> None:
+    """A QA pass: Ctrl-C in the second between writing the corpus and its summary said only
+    "interrupted", as if a --force rebuild had left the old corpus in place."""
+    import mixopt.cli.corpus as cli_corpus
+
+    path = tmp_path / "data.jsonl"
+    pl.DataFrame(rows()).write_ndjson(path)
+
+    def pressed(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_corpus, "_warn_unusable_domains", pressed)
+    code, _, err = run(capsys, "corpus", "add", "late", "--from", str(path), *SMALL)
+    assert code == 130 and "interrupted after the corpus was written, whole, at " in err
+    check_built("late", len(rows()))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -98,14 +101,16 @@ def build(name: NameArg = "default", force: ForceOpt = False, as_json: JsonOpt =
     from mixopt.corpus.catalog import summary
 
     out = build_recipe(name, force=force)
-    _warn_unusable_domains(Corpus(out.path))
-    s = summary(Corpus(out.path))
-    s["up_to_date"] = out.up_to_date
-    if out.up_to_date:
-        note = f"corpus {s['name']!r} is up to date (hash {s['hash'][:12]}); nothing to do. --force rebuilds."
-    else:
-        note = f"built corpus {s['name']!r} in {out.seconds:.0f} s at {out.path}"
-    _show(s, as_json, note)
+    with _built(out.path):
+        _warn_unusable_domains(Corpus(out.path))
+        s = summary(Corpus(out.path))
+        s["up_to_date"] = out.up_to_date
+        if out.up_to_date:
+            note = (f"corpus {s['name']!r} is up to date (hash {s['hash'][:12]}); nothing to do. "
+                    "--force rebuilds.")
+        else:
+            note = f"built corpus {s['name']!r} in {out.seconds:.0f} s at {out.path}"
+        _show(s, as_json, note)
 
 
 @corpus_app.command("add")
@@ -153,15 +158,28 @@ def add(
         on_decode_error=on_decode_error,  # type: ignore[arg-type]  # checked by AddOptions
     )
     _, up_to_date = add_corpus(name, source, opts, force=force)
-    _warn_unusable_domains(Corpus(corpus_dir(name)))
-    s = summary(Corpus(corpus_dir(name)))
-    s["up_to_date"] = up_to_date
-    note = (
-        f"corpus {name!r} is up to date; nothing to do. --force rebuilds."
-        if up_to_date
-        else f"built corpus {name!r} at {corpus_dir(name)}"
-    )
-    _show(s, as_json, note)
+    with _built(corpus_dir(name)):
+        _warn_unusable_domains(Corpus(corpus_dir(name)))
+        s = summary(Corpus(corpus_dir(name)))
+        s["up_to_date"] = up_to_date
+        note = (
+            f"corpus {name!r} is up to date; nothing to do. --force rebuilds."
+            if up_to_date
+            else f"built corpus {name!r} at {corpus_dir(name)}"
+        )
+        _show(s, as_json, note)
+
+
+@contextlib.contextmanager
+def _built(path: Path) -> Iterator[None]:
+    """A Ctrl-C after the corpus is written says so: "interrupted" alone had read as if the old one
+    were still in place (a QA pass, with --force)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"interrupted after the corpus was written, whole, at {path} (`mixopt corpus info` shows it)",
+              file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 @corpus_app.command("info")
