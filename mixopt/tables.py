@@ -196,7 +196,7 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
     if not path.is_file():
         what_is = "is a folder" if path.is_dir() else "does not exist"
         raise MixoptError(f"{what} file {path} {what_is}; give the path to a CSV file")
-    _check_separator(path, what)
+    _check_text(path, what)
     try:
         df = pl.read_csv(path, infer_schema_length=None, null_values=list(_NULLS))
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
@@ -295,15 +295,16 @@ def _ragged_line(path: Path) -> str | None:
     return None
 
 
-def _check_separator(path: Path, what: str) -> None:
-    """Refuse a file whose header has no comma but semicolons or tabs (a European-locale export):
-    read as CSV it is one column, and the join or decimal-comma errors would not say why. A binary
-    file (Parquet, Excel, gzip) is refused as such: its header is noise that reads as any separator."""
+def _check_text(path: Path, what: str) -> None:
+    """Refuse a file that is not comma-separated UTF-8 text, saying which it is. A binary file
+    (Parquet, Excel, gzip) is named as such (its header is noise that reads as any separator); a
+    file in another encoding by its first bad byte (polars reads such bytes as U+FFFD, so a Latin-1
+    "é" in a header had named no domain); a header with no comma but semicolons or tabs (a
+    European-locale export) as such (read as CSV it is one column, and the join or decimal-comma
+    errors would not say why)."""
     try:
         with path.open("rb") as fb:
             head = fb.read(4096)
-        with path.open(encoding="utf-8-sig", errors="replace") as f:
-            header = f.readline()
     except OSError:
         return  # polars says what is wrong with the file
     kind = binary_kind(head)
@@ -312,9 +313,9 @@ def _check_separator(path: Path, what: str) -> None:
             f"{what} file {path} is {kind or 'binary, not text'}; mixopt reads comma-separated CSV text: "
             "save it as such (pandas: df.to_csv(path); polars: df.write_csv(path))"
         )
-    try:  # polars reads other encodings' bytes as U+FFFD: a Latin-1 "é" in a header named no domain
+    try:
         data = path.read_bytes()
-        data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise MixoptError(
@@ -324,6 +325,7 @@ def _check_separator(path: Path, what: str) -> None:
         ) from None
     except OSError:
         return
+    header = text.removeprefix("\ufeff").split("\n", 1)[0]
     for sep, name in ((";", "semicolon"), ("\t", "tab")):
         if "," not in header and sep in header:
             raise MixoptError(
