@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from mixopt.cpus import usable_cpus
 from mixopt.errors import MixoptError
 from mixopt.paths import REPO_ROOT
 
@@ -97,7 +98,7 @@ def bench_fit(
 
     out: dict[str, Any] = {
         "fit_seconds": fit_s, "propose_seconds": propose_s, "propose_cpu_seconds": propose_cpu,
-        "n_candidates": n_candidates, "cores": len(os.sched_getaffinity(0)), "load_before": load,
+        "n_candidates": n_candidates, "cores": usable_cpus(), "load_before": load,
         "spearman": spearman, "spearman_regmix_features": spearman_raw,
         "scorer_speedup_vs_lightgbm": ref_s / fast_s, "proposal_predicted": proposal.predicted,
         "n_train": len(y), "n_test": len(y_test), "n_domains": len(train.domains),

@@ -22,7 +22,6 @@ the benchmark uses every core of a bigger machine; nothing is tuned on the score
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from mixopt.cpus import usable_cpus
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.fitters.workers import one_thread
 
@@ -217,7 +217,7 @@ def bench_laws(
 
 
 def _run_units(units: dict[tuple[str, str, int], tuple[np.ndarray, ...]], jobs: int | None) -> dict:
-    jobs = jobs or max(1, len(os.sched_getaffinity(0)))
+    jobs = jobs or usable_cpus()
     # Slowest first (auto and GP on big tables), so the pool ends together.
     order = sorted(units, key=lambda u: (u[1] not in ("auto", "gp"), -len(units[u][1])))
     if jobs == 1:
@@ -478,7 +478,7 @@ def _train_into(store: Any, corpus: Any, todo: list[tuple[str, Any, dict[str, fl
     from mixopt.store import RunRecord, fidelity_key, now
 
     todo = [t for t in todo if store.get(t[0]) is None]
-    jobs = jobs or max(1, len(os.sched_getaffinity(0)))
+    jobs = jobs or usable_cpus()
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=one_thread) as pool:
         futs = [(rid, w, fid, sid, pool.submit(_proxy_unit, str(corpus.path), rung, w, seed))
                 for rid, rung, w, fid, sid in todo]

@@ -102,13 +102,14 @@ def _fit_folds(fitter: Any, X: np.ndarray, Y: np.ndarray,
     import time
     from concurrent.futures.process import BrokenProcessPool
 
+    from mixopt.cpus import usable_cpus
     from mixopt.fitters import workers
 
     t = time.perf_counter()
     first = _fit_fold(fitter, X, Y, *splits[0])
     yield first
     rest = splits[1:]
-    jobs = min(workers.usable_cores(), len(rest))
+    jobs = min(usable_cpus(), len(rest))
     if first[2] is not None or jobs < 2 or workers.in_worker() or time.perf_counter() - t < PARALLEL_AFTER_S:
         for train, test in rest:
             yield _fit_fold(fitter, X, Y, train, test)

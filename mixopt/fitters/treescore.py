@@ -20,11 +20,12 @@ Inputs must be finite (LightGBM's treatment of NaN is not reproduced).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
 import numpy as np
+
+from mixopt.cpus import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ class TreeScorer:
                 k["sparse"](X[a:b], self.thr, self.thr_ptr, self.trees, self.tab, self.tab_off, self.tree_ptr,
                             self.leafv, self.ones, out[a:b])
         if n_threads is None:
-            n_threads = min(len(os.sched_getaffinity(0)), max(1, len(X) // ROWS_PER_THREAD))
+            n_threads = min(usable_cpus(), max(1, len(X) // ROWS_PER_THREAD))
         if n_threads <= 1:
             run(0, len(X))
             return out

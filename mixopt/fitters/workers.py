@@ -34,11 +34,6 @@ def one_thread(driver_stops: bool = False) -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    return max(1, len(os.sched_getaffinity(0)))
-
-
 def in_worker() -> bool:
     return os.environ.get(IN_WORKER) == "1"
 

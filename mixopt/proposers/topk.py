@@ -10,13 +10,13 @@ projected back if rounding put it outside.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from typing import Any
 
 import numpy as np
 
+from mixopt.cpus import usable_cpus
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.proposers.proposal import Proposal
 from mixopt.space import SearchSpace
@@ -114,7 +114,7 @@ class TopKProposer:
             return (np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, i)),
                     last if i == n_chunks - 1 else self.chunk_size)
 
-        threads = min(self.n_threads or len(os.sched_getaffinity(0)), n_chunks)
+        threads = min(self.n_threads or usable_cpus(), n_chunks)
         best = _RunningBest(self.k)
 
         def take(part: tuple[np.ndarray, np.ndarray, float]) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from mixopt.cpus import usable_cpus
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.evaluator import EvalResult
 from mixopt.mixture import Mixture, check_domains
@@ -62,7 +63,7 @@ class ProxyResult(EvalResult):
 def check_threads(threads: int, what: str = "--threads") -> int:
     """``threads`` if this process can run that many; past its CPUs torch only slows down (and
     past some thousands its thread pool crashes the process). ``what`` names where it was set."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus()
     if int(threads) < 1:
         raise MixoptError(f"{what} is {threads}; give a positive number of threads")
     if int(threads) > cpus:
