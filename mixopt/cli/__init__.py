@@ -53,7 +53,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
-                                 help="Print mixopt's version and its main dependencies', and exit."),
+                                 help="Print mixopt's version and its main dependencies, and exit."),
 ) -> None:
     # Only for the options before any command (--version); the help is the app's.
     pass
