@@ -172,30 +172,46 @@ def test_step_law_with_annealing_recovers_its_shared_coefficient(noise: float) -
 
 
 def test_step_law_with_annealing_is_the_bounded_least_squares_when_runs_rise() -> None:
-    """Runs whose loss rises with the area get B = 0; the shared C is then still the best under
-    B ≥ 0 and C ≥ 0 (checked against scipy's bounded least squares), not the unbounded C."""
+    """Runs whose loss rises with the area get B = 0, runs whose floor would be negative E = 0; the
+    shared C is then still the best under E, B, C ≥ 0 (checked against scipy's bounded least
+    squares), not the unbounded C."""
     from scipy.optimize import lsq_linear
 
     from mixopt.fitters.scaling import _solve
 
     rng = np.random.default_rng(5)
-    for _ in range(50):
+    held_e = held_b = 0
+    for _ in range(80):
         n = int(rng.integers(3, 7))
         u = [np.sort(rng.uniform(0.05, 1.0, 5)) for _ in range(n)]
         z = [np.cumsum(rng.uniform(0.0, 2.0, 5)) for _ in range(n)]
         sign = rng.choice([-1.0, 1.0], n)  # a third to two thirds of the runs rise: their B is held at 0
-        y = [3 + 0.3 * sign[c] * u[c] ** -0.5 - 0.01 * z[c] + 0.05 * rng.normal(size=5) for c in range(n)]
+        floor = rng.choice([3.0, -0.5], n)  # a negative floor's run is held at E = 0
+        y = [floor[c] + 0.3 * sign[c] * u[c] ** -0.5 - 0.01 * z[c] + 0.05 * rng.normal(size=5)
+             for c in range(n)]
         E, B, C, sse = _solve(u, y, 0.5, z)
         rows = np.array([np.r_[np.eye(n)[c], np.eye(n)[c] * u[c][p] ** -0.5, -z[c][p]]
                          for c in range(n) for p in range(5)])
-        lower = np.r_[np.full(n, -np.inf), np.zeros(n + 1)]
-        ref = lsq_linear(rows, np.concatenate(y), bounds=(lower, np.inf), method="bvls", tol=1e-12)
+        ref = lsq_linear(rows, np.concatenate(y), bounds=(0.0, np.inf), method="bvls", tol=1e-12)
         assert sse == pytest.approx(2 * ref.cost, rel=1e-9, abs=1e-12)
         assert ref.x[-1] == pytest.approx(C, rel=1e-6, abs=1e-9)
-        assert np.all(B >= 0)
+        assert np.all(B >= 0) and np.all(E >= 0)
+        held_e, held_b = held_e + int(np.sum(E == 0)), held_b + int(np.sum(B == 0))
+    assert held_e and held_b  # both bounds were tested
     # An area that is constant within each run cannot be told from the runs' own floors: C = 0.
     flat = [np.full(5, 3.0 * c) for c in range(3)]
-    assert _solve(u[:3], y[:3], 0.5, flat)[2] == 0.0
+    assert _solve(u[:3], [yc + 3.0 for yc in y[:3]], 0.5, flat)[2] == 0.0
+
+
+def test_power_law_floor_is_never_negative() -> None:
+    """A loss falling with the log of its scale (no bend) took E = −717 and B = 720 at β's lower bound
+    with a free floor: its long extrapolations went below zero. The floor is a loss: E ≥ 0."""
+    S = np.array([1e3, 2e3, 4e3, 8e3, 16e3])
+    ys = [4.0 - 0.3 * np.log(S / 1e3), 5.0 - 0.25 * np.log(S / 1e3)]
+    law = fit_power_law([S, S], ys)
+    assert np.all(law.E >= 0) and np.all(law.B >= 0)
+    assert np.all(law.predict(1e9) > 0)
+    assert law.rms < 0.05  # still a fit: the exponent moved off its bound instead
 
 
 def test_power_law_input_checks() -> None:

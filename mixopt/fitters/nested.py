@@ -226,7 +226,7 @@ def predict_at_scale(
     for size in sizes:
         group = [c for c in curves if c.size == size]
         vals = np.empty((len(group), len(metrics)))
-        flat: list[str] = []  # metrics whose step law found no bend
+        flat: list[str] = []  # metrics whose step law found no floor (a run's E held at 0, or β at its bound)
         annealed = target_tokens is not None and all(
             c.steps is not None and c.lr_schedule is not None for c in group
         )
@@ -252,7 +252,7 @@ def predict_at_scale(
                 "beta": law.beta, "rms": law.rms, "scale": "lr-area" if annealed else "tokens",
                 **({"C": law.C} if annealed else {}),
             }
-            if law.beta <= 1.01 * BETA_RANGE[0]:
+            if law.beta <= 1.01 * BETA_RANGE[0] or np.any(law.E == 0.0):
                 flat.append(m)
         for c, v in zip(group, vals, strict=True):
             at_tokens[c.run_id] = v
@@ -260,11 +260,11 @@ def predict_at_scale(
         if flat and reach > 2:
             warnings.warn(
                 f"the step law of {len(flat)} of {len(metrics)} metrics ({', '.join(flat[:3])}"
-                f"{', …' if len(flat) > 3 else ''}) at {size:.3g} params has its exponent at its bound "
-                f"({BETA_RANGE[0]}): the checkpoints do not bend, so it falls with the log of training "
-                f"and has no floor. Its loss at {reach:.3g}× the runs' tokens is that log carried on "
-                "(on proxy runs 4× longer the step law erred by 4–5%); train the runs longer, or check the "
-                "prediction with --target-tokens nearer to them",
+                f"{', …' if len(flat) > 3 else ''}) at {size:.3g} params finds no floor in some runs' "
+                f"checkpoints (their floor held at 0, or the exponent at its bound {BETA_RANGE[0]}): they do "
+                f"not bend, so their loss at {reach:.3g}× the runs' tokens is their early fall carried on "
+                "(on proxy runs 4× longer the step law erred by about 4%); train the runs longer, or check "
+                "the prediction with --target-tokens nearer to them",
                 MixoptWarning,
                 stacklevel=2,
             )

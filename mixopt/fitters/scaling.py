@@ -4,9 +4,11 @@ Both have the same form, fitted to many curves at once (one curve per run and me
 step law, one per mixture and metric for the size law) with the exponent β shared by all curves,
 as Data Mixing Laws ties it (yegcjs/mixinglaws ``pipeline/steplaw.py`` and ``sizelaw.py``,
 ``tie_alpha="all"``): a shared exponent is what makes two or three rungs enough. For a given β the
-law is linear in (E, B), so each curve's E and B come from least squares (B ≥ 0: loss never rises
-with scale) and only β is searched: a grid over log β, then a bounded scalar refinement. The fit is
-therefore deterministic and exact for its β.
+law is linear in (E, B), so each curve's E and B come from least squares with E, B ≥ 0 (loss never
+rises with scale, and its floor is a loss: the reference writes it exp(log c)) and only β is
+searched: a grid over log β, then a bounded scalar refinement. The fit is therefore deterministic and
+exact for its β. Without E ≥ 0, a curve that falls with the log of its scale (no bend) took a floor
+of −700 and a B of +720 at β's lower bound, and long extrapolations went below zero.
 
 A curve needs at least 2 points (E, B) and all curves together one more (β); with ``exponent``
 given, 2 points per curve are enough and nothing is searched.
@@ -78,34 +80,58 @@ def _solve(
 
 
 def _e_b(v: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """One curve's least squares ``y ≈ e + b·v`` with b ≥ 0 (exact: with b < 0 the best is b = 0)."""
-    vc = v - v.mean()
-    b = float(vc @ (y - y.mean()) / (vc @ vc)) if vc @ vc > 0 else 0.0
-    b = max(b, 0.0)
-    return float(y.mean() - b * v.mean()), b
+    """One curve's least squares ``y ≈ e + b·v`` with e, b ≥ 0, exactly.
+
+    Two unknowns and a convex loss: when the free optimum breaks a bound, the optimum lies on one of
+    the two edges (b = 0, or e = 0), each solved in closed form and clipped to its own bound.
+    """
+    ym, vm = float(y.mean()), float(v.mean())
+    vc = v - vm
+    den = float(vc @ vc)
+    if den > 0:
+        b = float(vc @ (y - ym)) / den
+        e = ym - b * vm
+        if b >= 0 and e >= 0:
+            return e, b
+    vv = float(v @ v)
+    edges = [(max(ym, 0.0), 0.0), (0.0, max(float(v @ y) / vv, 0.0) if vv > 0 else 0.0)]
+    return min(edges, key=lambda eb: float(np.sum((eb[0] + eb[1] * v - y) ** 2)))
+
+
+def _free_basis(v: np.ndarray, e_held: bool, b_held: bool) -> np.ndarray:
+    """The columns of a curve's own terms (1 for E, v for B) not held at their bound of 0."""
+    cols = [c for c, held in ((np.ones_like(v), e_held), (v, b_held)) if not held]
+    return np.column_stack(cols) if cols else np.zeros((len(v), 0))
 
 
 def _shared_c(v: list[np.ndarray], y: list[np.ndarray], z: list[np.ndarray]) -> float:
-    """The C ≥ 0 of ``y_c ≈ e_c + b_c·v_c − C·z_c`` with every b_c ≥ 0, by active set: C from the parts of
-    y and z that no curve's own terms explain (each projected off the span of 1 and, unless its b is
-    held at 0, v), then each b given C, until the curves held at 0 stop changing."""
-    held = np.zeros(len(v), dtype=bool)
+    """The C ≥ 0 of ``y_c ≈ e_c + b_c·v_c − C·z_c`` with every e_c, b_c ≥ 0, by active set: C from the
+    parts of y and z that no curve's own free terms explain (each projected off the span of those of
+    1 and v not held at 0), then each (e, b) given C, until the terms held at 0 stop changing."""
+
+    def held(C: float) -> list[tuple[bool, bool]]:
+        eb = [_e_b(vc, yc + C * zc) for vc, yc, zc in zip(v, y, z, strict=True)]
+        return [(e == 0.0, b == 0.0) for e, b in eb]
+
+    state = [(False, False)] * len(v)
     scale = sum(float(zc @ zc) for zc in z)
     C = 0.0
-    for _ in range(len(v) + 1):
+    for _ in range(2 * len(v) + 1):
         num = den = 0.0
-        for vc, yc, zc, h in zip(v, y, z, held, strict=True):
-            basis = np.ones((len(vc), 1)) if h else np.column_stack([np.ones_like(vc), vc])
-            ry = yc - basis @ np.linalg.lstsq(basis, yc, rcond=None)[0]
-            rz = zc - basis @ np.linalg.lstsq(basis, zc, rcond=None)[0]
+        for vc, yc, zc, (e_held, b_held) in zip(v, y, z, state, strict=True):
+            basis = _free_basis(vc, e_held, b_held)
+            ry, rz = yc, zc
+            if basis.shape[1]:
+                ry = yc - basis @ np.linalg.lstsq(basis, yc, rcond=None)[0]
+                rz = zc - basis @ np.linalg.lstsq(basis, zc, rcond=None)[0]
             num -= float(rz @ ry)  # y = … − C·z
             den += float(rz @ rz)
         # z nearly constant within every curve: its own E absorbs it, and C is not identified.
         C = max(num / den, 0.0) if den > 1e-12 * scale else 0.0
-        now = np.array([_e_b(vc, yc + C * zc)[1] == 0.0 for vc, yc, zc in zip(v, y, z, strict=True)])
-        if np.array_equal(now, held):
+        now = held(C)
+        if now == state:
             break
-        held = now
+        state = now
     return C
 
 
