@@ -265,3 +265,33 @@ def test_top_k_keeps_only_the_running_best_and_matches_one_sort_of_every_candida
         running.add(part)
     assert running.pred.tolist() == [0.5, 1.0] and running.cand.tolist() == [[1, 1, 1], [0, 1, 0]]
     assert running.highest == 3.0 and running.chunks == 2
+
+
+def test_a_space_in_another_order_than_the_model_is_refused_by_both_proposers() -> None:
+    """From a library user's QA pass: the space (d, c, b, a) for a model fitted on (a, b, c, d) put the
+    best domain's weight on the worst one (predicted 2.0, true 3.5), without a word. Weights are read by
+    position, so where the model knows its domains' names, another order or other names are refused."""
+    import pandas as pd
+
+    from mixopt.fitters.registry import get_fitter
+    from mixopt.proposers.exact import ExactProposer
+
+    rng = np.random.default_rng(0)
+    X = rng.dirichlet(np.ones(4), size=60)
+    y = 3 - 1.0 * X[:, 0] + 0.5 * X[:, 3]
+    linear = get_fitter("linear").fit(pd.DataFrame(X, columns=list("abcd")), y)  # names from the frame
+    law = get_fitter("loglinear", domains=tuple("abcd"), starts_per_c=2, n_polish=1).fit(X, y)  # given
+    for proposer, model in ((TopKProposer(n_candidates=2000, k=8), linear), (ExactProposer(kl=0), law)):
+        ok = proposer.propose(model, SearchSpace(domains=tuple("abcd"), ceilings={"a": 0.5}))
+        assert ok.weights[0] == pytest.approx(0.5, abs=0.05)  # the best domain, at its ceiling
+        with pytest.raises(MixoptError, match=r"lists the model's domains in another order \(d, c, b, a\) "
+                                              r"than it was fitted on \(a, b, c, d\)"):
+            proposer.propose(model, SearchSpace(domains=tuple("dcba")))
+        with pytest.raises(MixoptError, match=r"domains the space lacks \(a, b, c, d\).*\(w, x, y, z\)"):
+            proposer.propose(model, SearchSpace(domains=tuple("wxyz")))
+        with pytest.raises(MixoptError, match=r"fitted on 4 domains and the space has 3 \(a, b, c\)"):
+            proposer.propose(model, SearchSpace(domains=tuple("abc")))  # top-k: sklearn's error before
+    # a model fitted on a bare array knows no names: the space's order is taken as given
+    bare = get_fitter("linear").fit(X, y)
+    prop = TopKProposer(n_candidates=500, k=4).propose(bare, SearchSpace(domains=tuple("wxyz")))
+    assert prop.weights.shape == (4,)

@@ -1223,6 +1223,57 @@ def test_a_python_function_as_evaluator(workspace, tmp_path, ray_session, monkey
     del sys.modules["nbmod_qa"]
 
 
+def _factory(offset: float):  # noqa: ANN202
+    def evaluate(request):  # noqa: ANN001, ANN202
+        return {"loss/a": offset}
+
+    return evaluate
+
+
+class _Evaluator:
+    def __init__(self, offset: float) -> None:
+        self.offset, self.helper = offset, _factory
+
+    def __call__(self, request):  # noqa: ANN001, ANN204
+        return {"loss/a": self.offset}
+
+    def run(self, request):  # noqa: ANN001, ANN201
+        return self(request)
+
+
+def test_evaluators_made_alike_but_holding_other_values_keep_their_runs_apart():
+    """From a library user's QA pass: two closures of one factory, or two instances of one class,
+    had one name, so the second search reused the first's runs and never called its own evaluator.
+    They are named with a digest of what they hold, the same in every process (no memory address)."""
+    import subprocess
+    import sys
+
+    from mixopt.search.prepare import callable_name
+
+    mod = _factory.__module__  # test_search or tests.test_search, as pytest imported it
+    base = f"{mod}:_factory.<locals>.evaluate#closure-"
+    zero, hundred = callable_name(_factory(0.0)), callable_name(_factory(100.0))
+    assert zero.startswith(base) and hundred.startswith(base) and zero != hundred
+    assert callable_name(_factory(0.0)) == zero  # the same values: the same runs
+    one, two = callable_name(_Evaluator(1.0)), callable_name(_Evaluator(2.0))
+    assert one.startswith(f"{mod}:_Evaluator#state-") and one != two
+    assert callable_name(_Evaluator(1.0).run).split("#")[1] == one.split("#")[1]  # a bound method
+    tests = os.path.dirname(os.path.abspath(__file__))
+    code = (f"import sys, importlib; sys.path[:0] = [{os.path.dirname(tests)!r}, {tests!r}];"
+            f"m = importlib.import_module({mod!r});"
+            "from mixopt.search.prepare import callable_name;"
+            "print(callable_name(m._factory(0.0)), callable_name(m._Evaluator(1.0)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [zero, one]  # another process names them alike
+
+
+def test_a_string_of_domains_is_refused_before_any_run():
+    """SearchConfig(domains="web") had become domains w, e and b, and eight runs failed on Ray."""
+    with pytest.raises(MixoptError, match=r"^domains is the string 'web'; give a sequence of names"):
+        SearchConfig(domains="web", method="linear", budget=4)
+
+
 def test_a_resume_that_cannot_go_on_says_what_changed():
     """It had said "ran on corpus hash None at <key>; rebuild the same corpus" when the evaluator's name
     had changed (a review)."""

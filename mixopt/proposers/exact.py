@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from mixopt.errors import MixoptError, MixoptWarning
-from mixopt.proposers.proposal import Proposal
+from mixopt.proposers.proposal import Proposal, check_space
 from mixopt.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -371,10 +371,7 @@ class ExactProposer:
         from mixopt.swarm import prior
 
         t0 = time.perf_counter()
-        fitted = getattr(model, "n_features_in_", space.n)
-        if fitted != space.n:  # numpy's matmul error had been all a user saw
-            raise MixoptError(f"the model was fitted on {fitted} domains and the space has {space.n} "
-                              f"({', '.join(space.domains)}); propose in the space of its runs")
+        check_space(model, space)
         obj = convex_objective(model, self.target_weights)
         extra = {"selection": model.cv_table_} if hasattr(model, "cv_table_") else {}
         space, held = _hold_unvaried(model, space)

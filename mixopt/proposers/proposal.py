@@ -41,6 +41,45 @@ class Proposal:
         }
 
 
+def model_domains(model: Any) -> tuple[str, ...] | None:
+    """The domain names a fitted model knows, in its column order, or None: sklearn's
+    ``feature_names_in_`` (fitted on a DataFrame), else the ``domains`` a fitter was given (the laws,
+    ``auto``), looked up through a per-metric wrapper's estimator."""
+    for m in (model, getattr(model, "estimator_", None), getattr(model, "estimator", None)):
+        for attr in ("feature_names_in_", "domains"):
+            names = getattr(m, attr, None)
+            if names is not None and len(names) == getattr(model, "n_features_in_", len(names)):
+                return tuple(str(n) for n in names)
+    return None
+
+
+def check_space(model: Any, space: Any) -> None:
+    """Refuse a space that is not the model's: another number of domains, or, where the model knows
+    its domains' names, other names or the same names in another order. Weights are read by position,
+    so a reordered space had the best domain's weight put on another (a library user's QA pass).
+
+    Raises:
+        MixoptError: the space does not match the model's domains.
+    """
+    from mixopt.errors import MixoptError
+
+    fitted = getattr(model, "n_features_in_", space.n)
+    if fitted != space.n:  # numpy's matmul error (or sklearn's) had been all a user saw
+        raise MixoptError(f"the model was fitted on {fitted} domains and the space has {space.n} "
+                          f"({', '.join(space.domains)}); propose in the space of its runs")
+    names = model_domains(model)
+    if names is None or names == tuple(space.domains):
+        return
+    if set(names) == set(space.domains):
+        raise MixoptError(f"the space lists the model's domains in another order "
+                          f"({', '.join(space.domains)}) than it was fitted on ({', '.join(names)}); weights "
+                          "are read by position, so give the space's domains in the model's order")
+    missing, extra = sorted(set(names) - set(space.domains)), sorted(set(space.domains) - set(names))
+    raise MixoptError(f"the model was fitted on domains the space lacks ({', '.join(missing)}), and the "
+                      f"space has domains the model was not fitted on ({', '.join(extra)}); propose in the "
+                      "space of its runs")
+
+
 def extrapolation_note(predicted: float | None, y: np.ndarray, method: str) -> str | None:
     """A note when a proposal's predicted objective lies further below the best run than the runs'
     whole spread: the model is then extrapolating beyond its data (linear-in-log laws do this on

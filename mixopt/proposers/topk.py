@@ -18,7 +18,7 @@ import numpy as np
 
 from mixopt.cpus import usable_cpus
 from mixopt.errors import MixoptError, MixoptWarning
-from mixopt.proposers.proposal import Proposal
+from mixopt.proposers.proposal import Proposal, check_space
 from mixopt.space import SearchSpace
 from mixopt.swarm import project, sample_candidates
 
@@ -103,6 +103,7 @@ class TopKProposer:
 
     def propose(self, model: Any, space: SearchSpace) -> Proposal:
         """Average of the ``k`` candidates with the lowest prediction, inside ``space``."""
+        check_space(model, space)
         t0 = time.perf_counter()
         n_chunks = -(-self.n_candidates // self.chunk_size)
         last = self.n_candidates - (n_chunks - 1) * self.chunk_size

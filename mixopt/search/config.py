@@ -104,6 +104,9 @@ class SearchConfig:
         # (library use) can stand in for the module:function
         if self.tokens is not None and not self.domains:
             raise MixoptError("--tokens goes with --domains; a corpus knows its own token counts")
+        if isinstance(self.domains, str):  # tuple("web") would be three one-letter domains
+            raise MixoptError(f"domains is the string {self.domains!r}; give a sequence of names, "
+                              "e.g. ('web', 'code')")
         if self.domains is not None:
             object.__setattr__(self, "domains", tuple(self.domains))
         # entropy runs no swarm, so it has no budget to be short of (its note says --budget unused)

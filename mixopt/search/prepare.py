@@ -8,8 +8,11 @@ search space, an objective naming unknown domains. A budget too small to fit on 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import inspect
 import os
 import sys
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -258,7 +261,6 @@ def rung_hash(rung: str) -> str:
     Raises:
         MixoptError: the rung is unknown (before any trial runs).
     """
-    import hashlib
     import json
     from dataclasses import asdict
 
@@ -304,14 +306,52 @@ def callable_name(fn: Callable) -> str:
     (Jupyter's ``JPY_SESSION_NAME``; every notebook's had been ``ipykernel_launcher``'s), else by
     the cell's file, which changes with the kernel (a notebook then reuses nothing across kernels
     rather than another's runs). A ``functools.partial`` is its function's name and a digest of
-    its arguments (every partial had been ``functools:partial``)."""
+    its arguments (every partial had been ``functools:partial``); likewise a closure and the values
+    it captured, and a callable object (or a bound method) and its attributes: two evaluators made by
+    one factory, or two instances of one class, had shared runs under one name."""
     import functools
-    import hashlib
-    import inspect
 
     if isinstance(fn, functools.partial):
-        bound = repr((fn.args, sorted(fn.keywords.items())))
-        return f"{callable_name(fn.func)}#partial-{hashlib.sha256(bound.encode()).hexdigest()[:12]}"
+        return callable_name(fn.func) + _digest("partial", (fn.args, sorted(fn.keywords.items())))
+    if inspect.ismethod(fn) and not inspect.isclass(fn.__self__):
+        return _plain_name(fn.__func__) + _state_digest(fn.__self__)
+    if inspect.isfunction(fn) and fn.__closure__:
+        return _plain_name(fn) + _digest("closure", tuple(_stable(_cell(c)) for c in fn.__closure__))
+    if not inspect.isroutine(fn) and not inspect.isclass(fn):
+        return _plain_name(fn) + _state_digest(fn)
+    return _plain_name(fn)
+
+
+def _digest(what: str, state: object) -> str:
+    return f"#{what}-{hashlib.sha256(repr(state).encode()).hexdigest()[:12]}"
+
+
+def _cell(cell: Any) -> object:
+    try:
+        return cell.cell_contents
+    except ValueError:  # a cell not filled yet (a function that refers to itself before it is bound)
+        return None
+
+
+def _stable(value: object) -> str:
+    """A value's text for a name's digest, the same in every process: a function or class by its
+    module and name and a module by its name (their reprs hold memory addresses), else its repr."""
+    if isinstance(value, types.ModuleType):
+        return f"module {value.__name__}"
+    if inspect.isclass(value) or inspect.isroutine(value):
+        return f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', type(value).__name__)}"
+    return repr(value)
+
+
+def _state_digest(obj: object) -> str:
+    """The digest of a callable object's attributes (nothing for one without any)."""
+    state = getattr(obj, "__dict__", None)
+    return _digest("state", sorted((k, _stable(v)) for k, v in state.items())) if state else ""
+
+
+def _plain_name(fn: Callable) -> str:
+    """``module:qualname``, with ``__main__`` replaced by where the function is defined (see
+    :func:`callable_name`)."""
     mod = getattr(fn, "__module__", None) or "?"
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
     if mod != "__main__":
