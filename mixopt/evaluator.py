@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import math
 import sys
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,9 +23,13 @@ Status = Literal["ok", "diverged", "failed"]
 STATUSES = ("ok", "diverged", "failed")
 
 
+_REQUEST_KEYS = ("mixture", "fidelity", "seed", "run_id", "workdir")
+
+
 @dataclass(frozen=True)
-class EvalRequest:
-    """What an evaluator is asked to do. Also readable as a mapping (``request["mixture"]``)."""
+class EvalRequest(Mapping):
+    """What an evaluator is asked to do. Also a read-only mapping of its five fields
+    (``request["mixture"]``, ``request.get("seed")``, ``"seed" in request``, ``dict(request)``)."""
 
     mixture: dict[str, float]
     fidelity: dict[str, Any]
@@ -34,10 +38,15 @@ class EvalRequest:
     workdir: str
 
     def __getitem__(self, key: str) -> Any:
+        if key not in _REQUEST_KEYS:  # getattr had raised AttributeError, or TypeError for an int
+            raise KeyError(key)
         return getattr(self, key)
 
-    def keys(self) -> list[str]:
-        return ["mixture", "fidelity", "seed", "run_id", "workdir"]
+    def __iter__(self) -> Iterator[str]:
+        return iter(_REQUEST_KEYS)
+
+    def __len__(self) -> int:
+        return len(_REQUEST_KEYS)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

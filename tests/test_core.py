@@ -256,6 +256,15 @@ def test_coerce_result_accepts_dicts_and_flags_divergence():
 def test_request_reads_as_mapping():
     req = EvalRequest(mixture={"a": 1.0}, fidelity={"rung": "xs"}, seed=3, run_id="r1", workdir="/tmp")
     assert req["seed"] == 3 and dict(req)["run_id"] == "r1"
+    # the whole read-only mapping (a QA pass: `in`, get() and iteration had raised TypeError or
+    # AttributeError, so an evaluator calling request.get(...) failed every run)
+    assert "seed" in req and 0 not in req and "nope" not in req
+    assert list(req) == ["mixture", "fidelity", "seed", "run_id", "workdir"] and len(req) == 5
+    assert req.get("workdir") == "/tmp" and req.get("nope", 5) == 5
+    with pytest.raises(KeyError):
+        req["nope"]
+    with pytest.raises(KeyError):
+        req["__class__"]  # an attribute, not a field
 
 
 def test_load_evaluator_errors(tmp_path, monkeypatch):

@@ -585,9 +585,42 @@ def test_an_updater_without_a_name_is_called_by_its_class() -> None:
     class Child(Named):
         pass
 
+    class Sub(Fixed):  # unnamed under an unnamed parent: its own class's name (it had been "Fixed")
+        pass
+
     assert Fixed().name == "Fixed" and Named().name == "mine" and Child().name == "mine"
+    assert Sub().name == "Sub"
     # checkpoints record what they recorded before unnamed updaters got their class's name
     assert Fixed.fingerprint_name == "updater" and Named.fingerprint_name is None is Child.fingerprint_name
+    assert Sub.fingerprint_name == "updater"
+
+
+def test_an_updater_object_gets_the_checks_a_spec_gets() -> None:
+    """From a library user's QA pass: train(updater=obj) took any object as it was; every=0 ended
+    training with a ZeroDivisionError, every=2.5 called update at step 5, a duck-typed object failed
+    on .strip()."""
+    from mixopt.train.updater import WeightUpdater, make_updater
+
+    class Flip(WeightUpdater):
+        def update(self, obs):  # noqa: ANN001, ANN201
+            return None
+
+    ok = Flip()
+    assert make_updater(ok) is ok
+    for every in (0, 2.5, -1, True):
+        bad = Flip()
+        bad.every = every
+        with pytest.raises(MixoptError, match=re.escape(f"updater 'Flip': every={every!r} must be a whole")):
+            make_updater(bad)
+
+    class Duck:
+        every = 5
+
+        def update(self, obs):  # noqa: ANN001, ANN202
+            return None
+
+    with pytest.raises(MixoptError, match="the updater is a Duck; give a WeightUpdater"):
+        make_updater(Duck())  # type: ignore[arg-type]
 
 
 def test_a_run_with_an_updater_gets_its_own_default_folder(tiny_corpus, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

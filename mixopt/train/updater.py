@@ -93,12 +93,18 @@ class WeightUpdater(ABC):
     wants_batch: bool = False
     fingerprint_name: str | None = None  # the name a checkpoint records, when not ``name``
 
+    _auto_named: bool = False  # ``name`` was set from the class name, not given
+
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         if "name" in cls.__dict__:
             cls.fingerprint_name = None
-        elif cls.name == WeightUpdater.name:  # errors then say "updater MyUpdater", not "updater updater"
+            cls._auto_named = False
+        elif cls.name == WeightUpdater.name or cls._auto_named:
+            # errors then say "updater MyUpdater", not "updater updater"; a subclass of such a class
+            # gets its own class's name (it had taken its parent's, in errors and output folders)
             cls.name = cls.__name__
+            cls._auto_named = True
             cls.fingerprint_name = WeightUpdater.name  # checkpoints written before this keep resuming
 
     def grad_param(self, name: str, param: torch.nn.Parameter) -> bool:
@@ -242,8 +248,13 @@ def _parse_value(text: str) -> Any:
 
 def make_updater(spec: str | WeightUpdater | None) -> WeightUpdater | None:
     """An updater from ``name[:key=value,...]``; name is ``schedule``, ``loss`` or ``module:factory``."""
-    if spec is None or isinstance(spec, WeightUpdater):
-        return spec
+    if spec is None:
+        return None
+    if isinstance(spec, WeightUpdater):  # an object built in Python: the same checks as a spec's
+        return _checked(spec, spec.name)
+    if not isinstance(spec, str):
+        raise MixoptError(f"the updater is a {type(spec).__name__}; give a WeightUpdater (a subclass of "
+                          "mixopt.train.updater.WeightUpdater) or a spec such as 'loss:every=20'")
     text = spec.strip()
     head, sep, tail = text.rpartition(":")
     target, params = (head, tail) if sep and ("=" in tail or head in UPDATERS) else (text, "")
@@ -270,6 +281,11 @@ def make_updater(spec: str | WeightUpdater | None) -> WeightUpdater | None:
         raise MixoptError(f"updater {target!r}: {exc}; check the parameters' names and values") from exc
     if not isinstance(updater, WeightUpdater):
         raise MixoptError(f"updater {target!r} did not return a WeightUpdater")
-    if not (isinstance(updater.every, int) and updater.every >= 1 and math.isfinite(updater.every)):
-        raise MixoptError(f"updater {target!r}: every must be a positive integer")
+    return _checked(updater, target)
+
+
+def _checked(updater: WeightUpdater, who: str) -> WeightUpdater:
+    # every=0 had ended training with a ZeroDivisionError, every=2.5 had called update at step 5
+    if type(updater.every) is not int or updater.every < 1:
+        raise MixoptError(f"updater {who!r}: every={updater.every!r} must be a whole number of steps ≥ 1")
     return updater
