@@ -127,6 +127,34 @@ def metric_domain(metric: str, domains: Sequence[str]) -> int | None:
     return found[0] if len(found) == 1 else None
 
 
+def _phase(phase: Any, i: int) -> tuple[float, Mapping[str, float]]:
+    """A schedule phase as ``(until, weights)``, from that pair or the JSON's ``{"until", "weights"}``."""
+    if isinstance(phase, Mapping):
+        if set(phase) != {"until", "weights"}:
+            raise MixoptError(f"mixture schedule phase {i} has keys {sorted(phase)}; a phase is "
+                              "{'until': fraction, 'weights': {domain: weight}}")
+        phase = (phase["until"], phase["weights"])
+    try:
+        until, w = phase
+        return float(until), w
+    except (TypeError, ValueError):
+        raise MixoptError(f"mixture schedule phase {i} is {phase!r}; give (until_fraction, weights) or "
+                          "{'until': fraction, 'weights': {domain: weight}}") from None
+
+
+def _distinct(domains: Sequence[str]) -> list[str]:
+    if isinstance(domains, str):
+        raise MixoptError(f"domains is the string {domains!r}; give a sequence of names, "
+                          "e.g. ('web', 'code')")
+    names = list(domains)
+    seen = {d for d in names if names.count(d) > 1}
+    if seen:  # {"a": 0.5} from ["a", "a"] had said "weights sum to 0.5, not 1"
+        raise MixoptError(f"duplicate domain names: {', '.join(sorted(seen))}")
+    if not names:
+        raise MixoptError("no domains to mix; give one or more names")
+    return names
+
+
 @dataclass(frozen=True)
 class Mixture:
     """Weights over named domains, optionally changing during training.
@@ -134,7 +162,8 @@ class Mixture:
     Attributes:
         weights: domain → weight, ≥ 0, summing to 1. For a scheduled mixture, the first phase.
         schedule: ``[(until_fraction, weights), ...]`` with strictly increasing fractions ending
-            at 1.0; phase i is used for training fraction in (prev_until, until_i].
+            at 1.0 (or the JSON's ``{"until", "weights"}`` phases); phase i is used for training
+            fractions in [prev_until, until_i), the last one up to and including 1.
         meta: everything else the JSON carries (objective, method, prediction, provenance...).
     """
 
@@ -147,8 +176,8 @@ class Mixture:
         if self.schedule:
             sched: list[tuple[float, dict[str, float]]] = []
             prev = 0.0
-            for i, (until, w) in enumerate(self.schedule, start=1):  # phases counted from 1, as people do
-                until = float(until)
+            for i, phase in enumerate(self.schedule, start=1):  # phases counted from 1, as people do
+                until, w = _phase(phase, i)
                 if not (prev < until <= 1.0):
                     raise MixoptError(
                         f"mixture schedule: phase {i} ends at fraction {until}, but fractions must "
@@ -210,6 +239,7 @@ class Mixture:
 
     @classmethod
     def uniform(cls, domains: Sequence[str], **meta: Any) -> Mixture:
+        domains = _distinct(domains)
         return cls({d: 1.0 / len(domains) for d in domains}, meta=dict(meta))
 
     @classmethod
@@ -217,7 +247,11 @@ class Mixture:
         """Natural (temperature 1) or temperature-scaled token distribution: w ∝ tokens^(1/T)."""
         if temperature <= 0:
             raise MixoptError(f"temperature must be > 0, got {temperature}")
-        raw = {d: max(float(t), 0.0) ** (1.0 / temperature) for d, t in tokens.items()}
+        bad = [d for d, t in tokens.items() if not (math.isfinite(float(t)) and float(t) >= 0)]
+        if bad:  # a negative count had become 0 without a word
+            raise MixoptError(f"token counts must be finite numbers ≥ 0; {', '.join(bad[:5])} "
+                              f"{'has' if len(bad) == 1 else 'have'} {tokens[bad[0]]}")
+        raw = {d: float(t) ** (1.0 / temperature) for d, t in tokens.items()}
         total = sum(raw.values())
         if total <= 0:
             raise MixoptError("token counts are all zero; cannot form a natural mixture")
@@ -231,16 +265,20 @@ class Mixture:
         for k, v in self.meta.items():
             if k not in ("schema", "weights", "schedule"):
                 d[k] = v
-        d.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
         return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def save(self, path: str | Path) -> Path:
+        """Write the JSON (stamped ``created`` now, unless its meta has a time already)."""
         from mixopt.atomic import write_text
 
-        text = self.to_json()
+        # The stamp is the file's, not the object's: to_dict had added it on every call, so a
+        # mixture read back from its own JSON never equalled the object it came from.
+        d = self.to_dict()
+        d.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+        text = json.dumps(d, indent=2) + "\n"
         validate_json(json.loads(text), where=str(path))
         return write_text(path, text)
 

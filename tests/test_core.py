@@ -71,6 +71,15 @@ def test_mixture_json_round_trip(tmp_path):
     assert json.loads(path.read_text())["schema"] == "mixopt.mixture/v1"
     assert back.weights_at(0.2) == {"code": 0.25, "legal": 0.75}
     assert back.weights_at(0.7) == {"code": 0.5, "legal": 0.5}
+    assert back.weights_at(0.5) == {"code": 0.5, "legal": 0.5}  # [prev, until): a phase begins at its start
+    assert back.weights_at(1.0) == {"code": 0.5, "legal": 0.5}
+    # the object read back from its own JSON is the object (to_dict had stamped a new time each call);
+    # the saved file is stamped
+    assert Mixture.from_dict(json.loads(m.to_json())) == m and "created" not in m.to_dict()
+    assert "created" in json.loads(path.read_text()) and "created" in back.meta
+    # a schedule given in the JSON's own form, in Python
+    json_form = [{"until": u, "weights": w} for u, w in m.schedule]
+    assert Mixture(m.weights, schedule=json_form).schedule == m.schedule
 
 
 @pytest.mark.parametrize(
@@ -112,6 +121,19 @@ def test_natural_and_temperature_mixtures():
     assert nat.weights == pytest.approx({"a": 0.75, "b": 0.25})
     hot = Mixture.from_tokens({"a": 300, "b": 100}, temperature=2.0)
     assert hot.weights["a"] < 0.75  # temperature > 1 flattens toward uniform
+    # from a library user's QA pass: each of these had a misleading error or none
+    with pytest.raises(MixoptError, match="token counts must be finite numbers ≥ 0; a has -5"):
+        Mixture.from_tokens({"a": -5, "b": 10})  # had become 0 without a word
+    with pytest.raises(MixoptError, match="^duplicate domain names: a$"):
+        Mixture.uniform(["a", "a"])  # had said "weights sum to 0.5, not 1"
+    with pytest.raises(MixoptError, match="no domains to mix"):
+        Mixture.uniform([])  # ZeroDivisionError
+    with pytest.raises(MixoptError, match="domains is the string 'ab'"):
+        Mixture.uniform("ab")
+    with pytest.raises(MixoptError, match=r"phase 1 has keys \['until'\]; a phase is"):
+        Mixture({"a": 1.0}, schedule=[{"until": 1.0}])
+    with pytest.raises(MixoptError, match="phase 1 is 3; give"):
+        Mixture({"a": 1.0}, schedule=[3])
 
 
 def test_load_reports_missing_and_broken_files(tmp_path):
