@@ -243,6 +243,15 @@ def test_hyper_parameters_of_the_wrong_kind_are_one_line() -> None:
         ("mixing-law", {"n_starts": -1}, "mixing-law: n_starts must be an integer ≥ 0, got -1"),
         ("loglinear", {"huber_delta": 0}, "loglinear: huber_delta must be a number > 0, got 0"),
         ("bimix", {"own_share": "yes"}, "bimix: own_share must be True or False, got 'yes'"),
+        # from a library user's QA pass: each failed inside a library, or was ignored
+        ("log-ridge", {"alphas": ()}, "log-ridge: alphas is empty"),  # 'NoneType' has no attribute 'T'
+        ("log-ridge", {"eps": -1.0}, "log-ridge: eps must be a number > 0, got -1.0"),  # "contains NaN"
+        ("gp", {"kernel": "nope"}, "gp: kernel 'nope' is unknown; use 'rbf' or 'matern'"),
+        ("gp", {"kernel": "matern"}, "gp: kernel='matern' applies to engine='sklearn' only"),  # ignored
+        ("gp", {"engine": "sklearn", "noise": -1}, "gp: noise must be a number > 0, got -1"),
+        ("gp", {"random_state": np.random.RandomState(0)}, "gp: random_state must be an integer seed"),
+        ("bimix", {"domains": ("a", "b")}, "bimix: domains names 2 domain(s) (a, b) and the weights have 3"),
+        ("auto", {"candidates": "regmix"}, "auto: candidates is the string 'regmix'"),  # 'r', 'e', 'g', …
     ):
         with pytest.raises(MixoptError, match=re.escape(said)):
             get_fitter(name, **params).fit(X, y)

@@ -123,6 +123,9 @@ class AutoFitter(RegressorMixin, BaseEstimator):
 
         # A misspelt candidate had been scored as an error row and left out without a word.
         usable = [f for f in available_fitters() if f != "auto"]
+        if isinstance(self.candidates, str):  # "regmix" had been tried as 'r', 'e', 'g', …
+            raise MixoptError(f"auto: candidates is the string {self.candidates!r}; give a sequence of "
+                              f"fitter names, e.g. ({self.candidates!r},)")
         if unknown := [c for c in self.candidates if c not in usable]:
             raise MixoptError(f"auto: candidate(s) {', '.join(map(repr, unknown))} are not fitters auto can "
                               f"try; use some of {', '.join(usable)}")

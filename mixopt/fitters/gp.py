@@ -31,6 +31,7 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Iterator
+from numbers import Integral
 from typing import Any, Literal
 
 import numpy as np
@@ -40,6 +41,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import MixoptError, TooFewRunsError
 from mixopt.fitters.groups import group_matrix
+from mixopt.fitters.protocol import check_param
 
 # Rows predicted at once. The posterior's variance goes through the chunk's full test covariance
 # (chunk² entries: 2 GB at 16k rows); 32k candidates on 512 runs took 5.9 s in 16k-row chunks and
@@ -92,6 +94,30 @@ class GPFitter(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.groups = groups
 
+    def _check_params(self) -> None:
+        """Refuse unknown choices, and the sklearn engine's options given to the botorch engine, where
+        they had been ignored without a word (kernel="matern" gave RBF's predictions)."""
+        for name, allowed in (("engine", ("botorch", "sklearn")), ("kernel", ("rbf", "matern")),
+                              ("features", ("weights", "sqrt"))):
+            if getattr(self, name) not in allowed:
+                raise MixoptError(f"gp: {name} {getattr(self, name)!r} is unknown; use "
+                                  f"{' or '.join(repr(a) for a in allowed)}")
+        if self.engine == "botorch":
+            default = GPFitter()
+            ignored = [f"{k}={getattr(self, k)!r}" for k in ("kernel", "ard", "n_restarts", "noise")
+                       if getattr(self, k) != getattr(default, k)]
+            if ignored:
+                raise MixoptError(f"gp: {', '.join(ignored)} applies to engine='sklearn' only; the botorch "
+                                  "engine fits its own kernel (RBF, a length scale per input): give "
+                                  "engine='sklearn' with it, or leave it out")
+        else:
+            check_param("gp", "n_restarts", self.n_restarts, integer=True)
+            check_param("gp", "noise", self.noise, above=True)
+        check_param("gp", "mll_maxiter", self.mll_maxiter, integer=True, low=1)
+        rs = self.random_state  # torch.manual_seed takes an int (a RandomState had failed inside it)
+        if rs is not None and not (isinstance(rs, Integral) and not isinstance(rs, bool)):
+            raise MixoptError(f"gp: random_state must be an integer seed or None, got {type(rs).__name__}")
+
     def _features(self, X: np.ndarray) -> np.ndarray:
         X = np.clip(X, 0.0, None)
         if self.group_matrix_.shape[1]:
@@ -108,6 +134,7 @@ class GPFitter(RegressorMixin, BaseEstimator):
         Raises:
             MixoptError: NaN targets or fewer than 2 runs.
         """
+        self._check_params()
         y_arr = np.asarray(y)
         if y_arr.dtype.kind in "fc" and np.isnan(y_arr).any():
             raise MixoptError("gp: the target is NaN in some runs; leave those runs out or fix their metrics")

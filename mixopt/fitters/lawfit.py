@@ -268,6 +268,11 @@ class LawFitter(RegressorMixin, BaseEstimator):
                 f"{', …' if len(bad) > 8 else ''}); leave those runs out or fix their metrics"
             )
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
+        names = getattr(self, "domains", None)
+        if names is not None and len(names) != X.shape[1]:  # had fallen back to another form silently
+            raise MixoptError(f"{self.law}: domains names {len(names)} domain(s) "
+                              f"({', '.join(map(str, names))}) and the weights have {X.shape[1]} columns; "
+                              "give one name per column")
         self.multi_output_ = y.ndim == 2
         Y = np.asarray(y, dtype=float).reshape(len(y), -1)
         if self.positive and (Y <= 0).any():

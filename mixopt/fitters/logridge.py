@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import MixoptError, TooFewRunsError
 from mixopt.fitters.groups import group_matrix
+from mixopt.fitters.protocol import check_param
 
 ALPHAS = tuple(float(a) for a in np.logspace(-4, 3, 29))
 EPS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -73,6 +74,17 @@ class LogRidgeFitter(RegressorMixin, BaseEstimator):
         self.groups = groups
         self.group_scales = group_scales
 
+    def _check_params(self) -> None:
+        # An empty grid had failed inside sklearn ("'NoneType' object has no attribute 'T'"), a
+        # negative eps as "Input X contains NaN" (the log of a negative weight).
+        for name, above in (("eps", True), ("alphas", True), ("group_scales", False)):
+            value = getattr(self, name)
+            grid = (value,) if np.ndim(value) == 0 else tuple(value)
+            if not grid:
+                raise MixoptError(f"log-ridge: {name} is empty; give one value or more")
+            for v in grid:
+                check_param("log-ridge", name, v, above=above)
+
     def _features(self, X: np.ndarray, eps: float, scale: float) -> np.ndarray:
         F = _log_weights(X, eps)
         if scale == 0.0:  # always the case without groups (fit tries no other scale then)
@@ -88,6 +100,7 @@ class LogRidgeFitter(RegressorMixin, BaseEstimator):
             raise MixoptError(
                 "log-ridge: the target is NaN in some runs; leave those runs out or fix their metrics"
             )
+        self._check_params()
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
         if len(X) < self.MIN_RUNS:
             raise TooFewRunsError(f"log-ridge needs at least {self.MIN_RUNS} runs, got {len(X)} sample(s); "
