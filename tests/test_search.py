@@ -165,6 +165,13 @@ def test_an_evaluator_that_breaks_the_contract_stops_the_search(workspace, tmp_p
     runs = RunStore().runs(search_id="nometrics")
     assert 1 <= len(runs) <= 4  # stopped after the first batch, not after 12 runs and retries
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    # the same evaluator given as a Python function: the CLI cannot resume that search, so the
+    # error says how Python does (a library user's QA pass: it had said `mixopt search --resume`)
+    from mixopt import testing
+
+    said = r"no metrics.*Fix the evaluator and run resume_search\('fn', evaluator=<the function>\) from Py"
+    with pytest.raises(MixoptError, match=said):
+        run_search(config(tmp_path, name="fn", evaluator=None, budget=12), evaluator=testing.no_metrics)
 
 
 def test_a_search_whose_runs_all_failed_finishes_when_resumed_after_the_fix(workspace, tmp_path, ray_session):

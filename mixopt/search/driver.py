@@ -108,8 +108,8 @@ def run_search(
         planning.enter_context(planning_lock(prep.store.path))
         if prep.store.get_search(prep.search_id) is not None:
             raise MixoptError(
-                f"a search named {prep.search_id!r} exists; continue it with --resume {prep.search_id} "
-                "or pick another --name"
+                f"a search named {prep.search_id!r} exists; continue it with {prep.resume} or pick "
+                f"another {'name' if callable(prep.evaluator) else '--name'}"
             )
         plan = _plan(prep)
     except BaseException as exc:
@@ -620,7 +620,7 @@ def _drive(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progre
         with contextlib.suppress(Exception):
             store.update_search(sid, state="interrupted")
         print(f"error: lost the Ray cluster at {info.address} (its head stopped answering); restart it "
-              f"and run `mixopt search --resume {sid}`: finished runs are kept", file=sys.stderr, flush=True)
+              f"and run {prep.resume}: finished runs are kept", file=sys.stderr, flush=True)
         os._exit(2)  # Ray's core would abort the process itself once its 60 s reconnect wait ends
 
     try:
@@ -668,7 +668,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
             f"only {len(y)} of {len(searcher.slots) + len(plan.get('reused', []))} runs finished ok"
             f"{f' ({ended})' if ended else ''}, too few to fit; first error: "
             f"{first.splitlines()[0] if first else first}. Fix the evaluator (or what made the runs "
-            f"diverge) and run `mixopt search --resume {sid}`: the failed and diverged runs run again{timed}"
+            f"diverge) and run {prep.resume}: the failed and diverged runs run again{timed}"
         )
     if not spec.training_free and len(y) >= 3 and np.all(y == y[0]):
         # A launcher that ignores the mixture is a common fault; more runs would not help.
@@ -833,13 +833,13 @@ def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, ray: _LazyRa
         run_trials(searcher, prep.context(phase), phase=phase, storage=prep.search_dir / "tune",
                    concurrency=_concurrency(prep, ray()), cpus_per_trial=cfg.cpus_per_trial,
                    progress=progress, best=best)
-    check_fatal(store, sid)
+    check_fatal(store, sid, prep.resume)
     # runs Tune left running when it stopped early (a signal, or a fatal error)
     settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time())
     slot_states(store, sid, slots, retries=cfg.retries)
     left = [s.key for s in slots if s.state == "pending"]
     if left or stop_signal_time() is not None:  # a stop as the last runs ended stops the search too
-        raise KeyboardInterrupt(f"{phase} stopped with {len(left)} runs to go; resume with --resume {sid}")
+        raise KeyboardInterrupt(f"{phase} stopped with {len(left)} runs to go; resume with {prep.resume}")
 
 
 def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: list[str]) -> list[Candidate]:

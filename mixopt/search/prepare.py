@@ -56,6 +56,11 @@ class Prepared:
         return list(self.space.domains)
 
     @property
+    def resume(self) -> str:
+        """How this search is resumed, for messages: see :func:`resume_hint`."""
+        return resume_hint(self.search_id, self.evaluator)
+
+    @property
     def workroot(self) -> Path:
         """The runs' folders (each its evaluator's ``workdir``)."""
         return self.search_dir / "runs"
@@ -74,6 +79,14 @@ class Prepared:
             sys_path=(str(Path.cwd()), *(str(Path(m).parent) for m in user_modules(self.evaluator))),
             timeout=self.config.trial_timeout,
         )
+
+
+def resume_hint(search_id: str, evaluator: str | Callable) -> str:
+    """How a stopped search is resumed: the CLI command, or, for a Python function given to
+    ``run_search`` (which the CLI cannot import), ``resume_search`` with that function."""
+    if callable(evaluator):
+        return f"resume_search({search_id!r}, evaluator=<the function>) from Python"
+    return f"`mixopt search --resume {search_id}`"
 
 
 def search_dir(search_id: str) -> Path:

@@ -411,8 +411,10 @@ def run_trials(
                 signal.signal(sig, handler)
 
 
-def check_fatal(store: RunStore, search_id: str) -> None:
+def check_fatal(store: RunStore, search_id: str, resume: str | None = None) -> None:
+    """Raise the fatal error a trial recorded, with how to resume (``resume``; the CLI's by default)."""
     err = fatal_error(store, search_id)
     if err is not None:
-        hint = f"Fix the evaluator and run `mixopt search --resume {search_id}`: its finished runs are kept"
+        resume = resume or f"`mixopt search --resume {search_id}`"
+        hint = f"Fix the evaluator and run {resume}: its finished runs are kept"
         raise MixoptError(f"{err.rstrip('.')}. {hint}")
