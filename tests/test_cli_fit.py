@@ -461,7 +461,10 @@ def test_fit_proposes_under_a_repetition_cap(tmp_path: Path, capsys: pytest.Capt
         capsys, "--propose writes a mixture JSON, not")
     assert not (tmp_path / "x.csv").exists()
     bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--cv", "3", "--target-size", "1e9"], capsys,
-        "--target-size go with --fidelity-law")
+        "--target-size goes with --fidelity-law (fitting across rungs from the store); drop it")
+    # --metric is read only from a store's runs: it had been taken and ignored (a help audit)
+    bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--cv", "3", "--metric", "bpb",
+         "--size-exponent", "0"], capsys, "--size-exponent, --metric go with --fidelity-law")
 
 
 def test_an_out_that_names_a_folder_or_stdout_is_refused_by_every_command(tmp_path, capsys) -> None:

@@ -126,3 +126,26 @@ def test_version_names_mixopt_and_its_main_dependencies(capsys: pytest.CaptureFi
     out = capsys.readouterr().out.strip()
     assert out.startswith(f"mixopt {mixopt.__version__} (python 3.")
     assert f"torch {version('torch')}" in out and f"ray {version('ray')}" in out
+
+
+def test_no_help_text_loses_words_to_rich_markup() -> None:
+    """Rich reads "[on with …]" as a style tag and drops it: bench moe's --triton help had lost its
+    default that way (a README/help audit)."""
+    import typer
+
+    from mixopt.cli import _register, app
+
+    _register()
+    texts: list[tuple[str, str]] = []
+
+    def walk(cmd: object, where: str) -> None:
+        texts.append((where, getattr(cmd, "help", None) or ""))
+        for p in getattr(cmd, "params", []):
+            texts.append((f"{where} {p.name}", getattr(p, "help", None) or ""))
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, f"{where} {name}")
+
+    walk(typer.main.get_command(app), "mixopt")
+    assert len(texts) > 200  # every command and option was reached
+    lost = [(w, t) for w, t in texts if re.search(r"(?<!\\)\[[a-zA-Z/]", t)]
+    assert not lost, lost

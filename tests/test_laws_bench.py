@@ -296,3 +296,26 @@ def test_length_runs_train_each_mixture_at_each_budget_once(tiny_workspace: Path
         assert r.fidelity["rung"] == "debug" and json.loads(r.fidelity_key)["evaluator"] == "proxy"
         assert r.history[-1]["tokens"] == r.fidelity["tokens"] // per_step * per_step
     assert length_runs("tiny", store, n_mixtures=2, seed=3, jobs=1, rung="debug", factors=(1, 2)) == 0
+
+
+def test_a_task_with_nothing_to_run_says_why(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A help audit: `bench fit --tasks store` on a workspace without a store, and `--tasks
+    extrapolation` on a store without a ladder, printed an empty table and exited 0."""
+    from mixopt.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "fit", "--no-timing", "--tasks", "store"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and err == [
+        "error: nothing to benchmark: store: no run store (the workspace has none; give --store)"]
+    kept = Path(__file__).parents[1] / "docs" / "data" / "lengths-seed0.sqlite"
+    with pytest.raises(SystemExit):
+        main(["bench", "fit", "--no-timing", "--tasks", "extrapolation", "--store", str(kept)])
+    assert "holds no runs of the same mixtures at 3 or more rungs" in capsys.readouterr().err
+    # with something measured, the empty task is a note on stderr: --json's stdout stays one object
+    main(["bench", "fit", "--no-timing", "--tasks", "regmix-pile-cc,store", "--fitters", "linear",
+          "--data", str(SLICES), "--jobs", "1", "--json"])
+    out, err = capsys.readouterr()
+    none = "no run store (the workspace has none; give --store)"
+    assert json.loads(out)["laws"]["skipped"] == {"store": none}
+    assert err.strip() == f"note: store skipped: {none}"

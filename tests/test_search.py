@@ -250,6 +250,42 @@ def test_runs_are_reused_by_later_searches_unless_no_reuse(workspace, tmp_path, 
     assert len(keys) == 4
 
 
+def test_a_rung_or_corpus_found_from_the_current_folder_reaches_the_workers_by_its_absolute_path(
+    tiny_workspace, tmp_path, monkeypatch
+) -> None:
+    """A help audit: a rung in ./proxies/, a relative rung file or a relative corpus folder were found by
+    the driver and then not by the Ray workers, whose current folder is Ray's: every run failed
+    ("proxy rung 'tiny' is unknown … Fix the evaluator"). They are recorded by absolute path; shipped
+    rungs and the workspace's corpora keep their names (and so their reuse keys)."""
+    import shutil
+
+    from mixopt.paths import REPO_ROOT
+    from mixopt.search.prepare import prepare
+
+    here = tmp_path / "project"
+    (here / "proxies").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "proxies" / "xs.toml", here / "proxies" / "mine.toml")
+    shutil.copytree(tiny_workspace / "corpora" / "tiny", here / "data" / "tiny", symlinks=False)
+    monkeypatch.chdir(here)
+    rung_file = str((here / "proxies" / "mine.toml").resolve())
+    for rung in ("mine", "proxies/mine.toml", "./proxies/mine.toml"):
+        p = prepare(SearchConfig(corpus="tiny", rung=rung, validate_rung=rung, budget=4, validate=1,
+                                 name=f"a{len(rung)}"))
+        assert p.fidelity["rung"] == p.validate_fidelity["rung"] == p.config.rung == rung_file
+        assert p.config.validate_rung == rung_file
+    shipped = prepare(SearchConfig(corpus="tiny", rung="xs", budget=4, validate=0, name="b"))
+    assert shipped.fidelity["rung"] == "xs" and shipped.fidelity["corpus"] == "tiny"
+    p = prepare(SearchConfig(corpus="data/tiny", rung="xs", budget=4, validate=0, name="c"))
+    assert p.fidelity["corpus"] == p.config.corpus == str((here / "data" / "tiny").resolve())
+    assert p.fidelity_key == shipped.fidelity_key  # the corpus is not in the key: its hash is
+    # from another folder, the recorded paths still open (what a worker, or a later resume, does)
+    monkeypatch.chdir(tmp_path)
+    from mixopt.corpus import Corpus
+    from mixopt.proxy.rungs import load_rung
+
+    assert load_rung(rung_file).name == "mine" and Corpus.open(p.config.corpus).name == "tiny"
+
+
 def test_tokens_equal_to_the_rungs_own_budget_are_the_rungs_fidelity(tiny_workspace) -> None:
     """``--fidelity tokens=N`` with N the rung's own budget trains what the rung trains: it had been
     another reuse key, so no earlier run of that rung was reused."""

@@ -213,7 +213,29 @@ def bench_laws(
         if lengths is not None:
             rows.extend(lengths["rows"])
             summary["lengths"] = lengths["summary"]
-    return {"rows": rows, "summary": summary, "n_units": len(units)}
+    skipped = _skipped(tasks, rows, root, st)
+    return {"rows": rows, "summary": summary, "n_units": len(units), "skipped": skipped}
+
+
+def _skipped(tasks: Sequence[str], rows: list[dict[str, Any]], root: Path, st: Any) -> dict[str, str]:
+    """Each task asked for that gave no row, and why (an empty table had been all a user saw)."""
+    done = {str(r["task"]) for r in rows}
+    where = "the workspace's store" if st is None else f"the store {st.path}"
+    why = {
+        "regmix-pile-cc": f"no regmix-pile-1m/ tables under {root} (--data)",
+        "olmix-mean-cv5": f"no olmix-64dom-512/ tables under {root} (--data)",
+        "small-32": f"no reference tables under {root} (--data)",
+        "store": (f"no (domains, fidelity) group of {where} has 20 or more ok runs" if st is not None
+                  else "no run store (the workspace has none; give --store)"),
+        "extrapolation": (f"{where} holds no runs of the same mixtures at 3 or more rungs (train them with "
+                          "--ladder default)" if st is not None else "no run store (give --store, or "
+                          "train a ladder with --ladder default)"),
+        "lengths": (f"{where} holds no lengths runs (train them with --lengths default)" if st is not None
+                    else "no run store (give --store, or train runs with --lengths default)"),
+    }
+    prefixes = {"small-32": "small-", "store": "store", "regmix-pile-cc": "regmix-pile-cc",
+                "olmix-mean-cv5": "olmix-mean-cv5", "extrapolation": "extrapolation", "lengths": "lengths"}
+    return {t: why[t] for t in tasks if not any(d.startswith(prefixes[t]) for d in done)}
 
 
 def _run_units(units: dict[tuple[str, str, int], tuple[np.ndarray, ...]], jobs: int | None) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+import typer
 from rich.markup import escape
 from rich.table import Table
 
@@ -18,6 +19,7 @@ from mixopt.cli.common import (
     busy,
     console,
     dumps,
+    err_console,
     opt,
     out_file,
     parse_candidates,
@@ -112,10 +114,14 @@ def fit(
                 "search`, which reuses them)" if store is not None else " (or --fidelity-law: the store)")
         raise MixoptError(f"mixopt fit reads run tables: give {missing}{also}")
     law_only = [o for o, v in (("--target-size", target_size), ("--size-exponent", size_exponent),
-                               ("--search", search), ("--store", store)) if v]
+                               ("--search", search), ("--store", store)) if v is not None]
+    if metric != "loss":  # read only from a store's runs: a table's columns are named by --target
+        law_only.append("--metric")
     if law_only:
-        raise MixoptError(f"{', '.join(law_only)} go with --fidelity-law (fitting across rungs from the "
-                          "store); drop them to fit the run tables")
+        one = len(law_only) == 1
+        raise MixoptError(f"{', '.join(law_only)} {'goes' if one else 'go'} with --fidelity-law (fitting "
+                          f"across rungs from the store); drop {'it' if one else 'them'} to fit the run "
+                          "tables")
 
     config = FitConfig(
         ratios=ratios, metrics=metrics, target=target, method="regmix" if method is None else method, cv=cv,
@@ -225,8 +231,8 @@ def bench_fit(
     data: Annotated[Path | None, opt("--data", help="Folder of the reference tables (regmix-pile-1m/, "
                                      "olmix-64dom-512/; default: ../shared/data/runs), or the "
                                      "regmix-pile-1m folder itself.")] = None,
-    candidates: Annotated[int, opt("--candidates", help="Candidates for the propose timing.", min=128)] = (
-        1_000_000),
+    candidates: Annotated[int, opt("--candidates", help="Candidates for the propose timing (1e6, 1M; at "
+                                   "least 128).", parser=_bench_candidates, metavar="N")] = 1_000_000,
     as_json: JsonOpt = False,
     timing: Annotated[bool, opt("--timing/--no-timing", help="RegMix's fit/propose timings.")] = True,
     laws: Annotated[bool, opt("--laws/--no-laws", help="Every fitter on the reference tables and the store: "
@@ -294,6 +300,13 @@ def bench_fit(
         from mixopt.bench.laws import bench_laws
 
         res["laws"] = bench_laws(data=root, jobs=jobs, store=store, tasks=task_list, fitters=fitter_list)
+        skipped = res["laws"]["skipped"]
+        if not res["laws"]["rows"] and not timing:  # nothing was measured: say why, not an empty table
+            from mixopt.errors import MixoptError
+
+            raise MixoptError("nothing to benchmark: " + "; ".join(f"{t}: {w}" for t, w in skipped.items()))
+        for task, why in skipped.items():  # on stderr: --json keeps stdout one JSON object
+            err_console.print(f"note: {task} skipped: {escape(why)}", highlight=False)
     if as_json:
         print(dumps(res, default=json_default))
         return
@@ -321,6 +334,14 @@ def _factors(text: str) -> tuple[int, ...]:
         raise MixoptError(f"--lengths-factors {text!r}: give two or more whole multiples ≥ 1 of the rung's "
                           "tokens, e.g. 1,2,4 (the smallest is fitted, the others predicted)")
     return factors
+
+
+def _bench_candidates(text: str) -> int:
+    """``bench fit --candidates``: counts as ``fit --candidates`` takes them (1M, 1e6), at least 128."""
+    n = parse_candidates(text)
+    if n < 128:
+        raise typer.BadParameter(f"{text!r} is fewer than 128 candidates (the top-k proposer averages 128)")
+    return n
 
 
 def _render_laws(res: dict[str, Any]) -> None:

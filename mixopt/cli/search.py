@@ -151,7 +151,8 @@ def bench_search(
     work: Annotated[int, opt("--work", help="Work per CPU-bound trial (×10k Python steps).", min=1)] = 3000,
     repeats: Annotated[int, typer.Option("--repeats", min=1,
                                          help="Interleaved 1-vs-2 pairs; the median ratio is reported.")] = 5,
-    address: Annotated[Str, opt("--address", help="Ray cluster address (default: a local Ray).")] = None,
+    address: Annotated[Str, opt("--address", help="Ray cluster address: host:6379, auto or local "
+                                "(default: RAY_ADDRESS, else a local Ray).")] = None,
     no_fit: Annotated[bool, opt("--no-fit", help="Skip the fit figures (mixopt bench fit).")] = False,
     as_json: JsonOpt = False,
 ) -> None:

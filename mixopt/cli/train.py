@@ -497,7 +497,8 @@ def bench_moe(
         bool | None,
         typer.Option(
             "--triton/--no-triton",
-            help="Also time the gathering Triton kernels [on with --device cuda when triton is installed].",
+            help="Also time the gathering Triton kernels (default: on with --device cuda when triton is "
+                 "installed).",
         ),
     ] = None,
     training: Annotated[

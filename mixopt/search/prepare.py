@@ -131,6 +131,30 @@ def resolve_evaluator(config: SearchConfig, evaluator: Callable | None) -> str |
     return PROXY
 
 
+# A trial runs in a Ray worker whose current folder is Ray's, not the driver's: what the driver found
+# through its own folder (a corpus folder or rung file given relative to it, a rung in its
+# ./proxies/) is handed on as an absolute path. Every run of such a search had failed in the worker
+# ("proxy rung 'tiny' is unknown … Fix the evaluator"). What the workspace or the package holds keeps
+# its name, which workers find in their own workspace (a cluster's nodes may mount it elsewhere).
+def _portable_corpus(arg: str, opened: Path) -> str:
+    """The workspace's corpus of that name by its name; any other corpus folder by its absolute path."""
+    named = paths.home() / "corpora" / arg
+    return arg if named.resolve() == opened.resolve() else str(opened.resolve())
+
+
+def _portable_rung(rung: str) -> str:
+    """A shipped rung by its name; a rung recipe found another way (the current folder's proxies/, a
+    relative path) by its absolute path. An unknown rung is left as given, for load_rung to refuse."""
+    from mixopt.proxy.rungs import DEBUG
+
+    found = None if rung == DEBUG.name else paths.find_recipe("proxies", rung)
+    if found is None:
+        return rung
+    found = found.resolve()
+    shipped = (paths.REPO_ROOT / "proxies").resolve()
+    return found.stem if found.parent == shipped else str(found)
+
+
 def build_space(config: SearchConfig) -> tuple[SearchSpace, str | None, str | None, str | None]:
     """(space, corpus name for the trials, corpus name, corpus hash)."""
     if config.corpus is not None:
@@ -139,7 +163,7 @@ def build_space(config: SearchConfig) -> tuple[SearchSpace, str | None, str | No
         corpus = Corpus.open(config.corpus)
         domains = corpus.domains
         tokens: dict[str, float] | None = {d: float(t) for d, t in corpus.train_tokens().items()}
-        corpus_arg, name, chash = str(config.corpus), corpus.name, corpus.hash
+        corpus_arg, name, chash = _portable_corpus(str(config.corpus), corpus.path), corpus.name, corpus.hash
     else:
         domains = list(config.domains or ())
         tokens = dict(config.tokens) if config.tokens else None
@@ -196,6 +220,12 @@ def prepare(
             fid.pop("tokens")
             config = replace(config, fidelity=fid)
             fid = dict(fid)
+    if ev == PROXY and search_id is None:  # recorded so: a resume finds them from any folder
+        vr = config.validate_rung
+        config = replace(config, rung=_portable_rung(config.rung),
+                         validate_rung=None if vr is None else _portable_rung(vr))
+    if corpus_arg is not None and search_id is None:
+        config = replace(config, corpus=corpus_arg)
     fid["rung"] = config.rung
     vfid = dict(fid)
     vfid["rung"] = config.validate_rung or config.rung
