@@ -167,6 +167,12 @@ def test_info_and_list(tiny_workspace: Path, capsys) -> None:
     listing = json.loads(out)
     assert "default" in [r["name"] for r in listing["recipes"]]
     assert [b["name"] for b in listing["built"]] == ["tiny"]
+    # list counts the train tokens info counts (its total with the validation split had read as a
+    # mismatch, a help audit); the JSON keeps the total too
+    assert listing["built"][0]["train_tokens"] == info["total"]["train_tokens"]
+    assert listing["built"][0]["tokens"] > listing["built"][0]["train_tokens"]
+    code, out, _ = run(capsys, "corpus", "list")
+    assert "train tokens" in out and f"{info['total']['train_tokens']:,}" in out
 
 
 def test_rows_without_text_are_counted_out_loud(workspace: Path, tmp_path: Path, capsys) -> None:
@@ -235,10 +241,10 @@ def test_on_decode_error_skips_or_replaces_and_says_so(tmp_path: Path) -> None:
     (folders / "b" / "latin1.txt").write_bytes("caf\u00e9".encode("latin-1"))
     with pytest.raises(MixoptError, match="latin1.txt is not UTF-8.*--on-decode-error"):
         read_documents(folders, AddOptions())
-    with pytest.warns(MixoptWarning, match="1 files left out"):
+    with pytest.warns(MixoptWarning, match="1 file left out"):
         docs = read_documents(folders, AddOptions(on_decode_error="skip"))
     assert docs == {"a": ["text of a\nline two"], "b": ["text of b\nline two"]}
-    with pytest.warns(MixoptWarning, match="1 characters replaced"):
+    with pytest.warns(MixoptWarning, match="1 character replaced"):
         docs = read_documents(folders, AddOptions(on_decode_error="replace"))
     assert sorted(docs["b"]) == ["caf\ufffd", "text of b\nline two"]
     # a file of NUL bytes is valid UTF-8, and had been taken as 3 documents of text (a QA pass)
@@ -246,7 +252,7 @@ def test_on_decode_error_skips_or_replaces_and_says_so(tmp_path: Path) -> None:
     (folders / "a" / "zeros.txt").write_bytes(b"\x00" * 20000)
     with pytest.raises(MixoptError, match="zeros.txt holds NUL bytes: a binary file, not text"):
         read_documents(folders, AddOptions())
-    with pytest.warns(MixoptWarning, match="1 binary files left out"):
+    with pytest.warns(MixoptWarning, match="1 binary file left out"):
         docs = read_documents(folders, AddOptions(on_decode_error="replace"))
     assert docs == {"a": ["text of a\nline two"], "b": ["text of b\nline two"]}
     # a link to nothing (data moved) and a pipe had been passed over in silence (a QA pass)
@@ -262,13 +268,13 @@ def test_on_decode_error_skips_or_replaces_and_says_so(tmp_path: Path) -> None:
     jsonl.write_bytes(
         b'{"domain": "a", "text": "ok"}\n{"domain": "b", "text": "caf\xe9"}\n{"domain": "b", "text": "y"}\n'
     )
-    with pytest.warns(MixoptWarning, match="1 lines left out"):
+    with pytest.warns(MixoptWarning, match="1 line left out"):
         assert read_documents(jsonl, AddOptions(on_decode_error="skip")) == {"a": ["ok"], "b": ["y"]}
-    with pytest.warns(MixoptWarning, match="1 characters replaced"):
+    with pytest.warns(MixoptWarning, match="1 character replaced"):
         assert read_documents(jsonl, AddOptions(on_decode_error="replace"))["b"] == ["caf\ufffd", "y"]
     csv = tmp_path / "x.csv"
     csv.write_bytes(b"domain,text\na,ok\nb,caf\xe9\n")
-    with pytest.warns(MixoptWarning, match="1 characters replaced"):
+    with pytest.warns(MixoptWarning, match="1 character replaced"):
         assert read_documents(csv, AddOptions(on_decode_error="replace"))["b"] == ["caf\ufffd"]
     with pytest.raises(MixoptError, match="cannot leave out csv rows; use replace"):
         read_documents(csv, AddOptions(on_decode_error="skip"))

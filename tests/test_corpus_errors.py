@@ -251,6 +251,15 @@ def test_absent_columns_listed(workspace: Path, tmp_path: Path, capsys) -> None:
         "label",
         match="no text column 'text'",
     )
+    # JSON Lines read as CSV: said as such, not its first record printed as the columns (a help audit)
+    line = assert_refused(capsys, workspace, "corpus", "add", "x", "--from", str(f), "--format", "csv",
+                          "--domain-column", "label", match="does not read as CSV: its first line is JSON")
+    assert line.endswith("give --format jsonl")
+    wide = tmp_path / "wide.csv"  # column names are cut, and many are counted, not listed
+    wide.write_text(",".join(f"c{i}_" + "x" * 60 for i in range(30)) + "\n" + ",".join("1" * 30) + "\n")
+    line = assert_refused(capsys, workspace, "corpus", "add", "x", "--from", str(wide),
+                          match="no domain column 'domain'")
+    assert "and 10 more" in line and len(line) < 1200
 
 
 def test_recipe_errors(workspace: Path, tmp_path: Path, capsys) -> None:

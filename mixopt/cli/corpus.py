@@ -208,8 +208,8 @@ def list_(as_json: JsonOpt = False) -> None:
         t.add_row(r["name"], str(r["domains"]), r["description"])
     console.print(t)
     b = Table(title="built corpora (mixopt corpus info NAME)")
-    for col in ("name", "domains", "tokens", "MB", "created"):
+    for col in ("name", "domains", "train tokens", "MB", "created"):
         b.add_column(col, justify="left" if col in ("name", "created") else "right")
-    for r in built:
-        b.add_row(r["name"], str(r["domains"]), f"{r['tokens']:,}", f"{r['mb']:.1f}", str(r["created"]))
+    for r in built:  # train tokens, as `corpus info` counts them (the total had read as a mismatch)
+        b.add_row(r["name"], str(r["domains"]), f"{r['train_tokens']:,}", f"{r['mb']:.1f}", str(r["created"]))
     console.print(b if built else "no corpus is built yet; run `mixopt corpus build default`")

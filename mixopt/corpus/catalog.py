@@ -69,6 +69,8 @@ def built_corpora() -> list[dict[str, Any]]:
                     "tokens": sum(
                         int(m.get("train_tokens", 0)) + int(m.get("val_tokens", 0)) for m in doms.values()
                     ),
+                    # what `corpus info`, the natural mixture and a search's budget count
+                    "train_tokens": sum(int(m.get("train_tokens", 0)) for m in doms.values()),
                     "mb": sum(int(m.get("bytes", 0)) for m in doms.values()) / 1e6,
                     "created": man.get("created"),
                     "path": str(p),

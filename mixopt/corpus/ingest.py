@@ -116,7 +116,9 @@ def _text_file(path: Path, policy: str, stats: dict[str, int]) -> str | None:
 
 def _say_decoded(path: Path, stats: dict[str, int]) -> None:
     if stats:
-        said = ", ".join(f"{n:,} {what}" for what, n in sorted(stats.items()))
+        # "1 file left out", not "1 files": the first word of each count is a plural noun
+        said = ", ".join(f"{n:,} {what if n != 1 else what.replace('s ', ' ', 1)}"
+                         for what, n in sorted(stats.items()))
         warnings.warn(
             f"{path}: input that is not UTF-8: {said} (--on-decode-error)", MixoptWarning, stacklevel=3
         )
@@ -248,18 +250,28 @@ def _read_hf(path: Path):  # -> polars.DataFrame
     return pl.from_arrow(ds.flatten_indices().data.table)
 
 
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else f"{text[: n - 1]}…"
+
+
 def _group(df, where: str, domain_column: str, text_column: str) -> dict[str, list[str]]:
     import polars as pl
 
     cols = list(df.columns)
     if df.height == 0:
         raise MixoptError(f"{where} has no rows; give a file with one row per document")
+    if cols and cols[0].lstrip().startswith(("{", "[")) and domain_column not in cols:
+        # JSON Lines read as CSV: its "columns" are pieces of the first record (which had been printed)
+        first = _short(", ".join(cols))
+        raise MixoptError(f"{where} does not read as CSV: its first line is JSON ({first}); "
+                          "give --format jsonl")
     for kind, col in (("domain", domain_column), ("text", text_column)):
         if col not in cols:
             flag = "--domain-column" if kind == "domain" else "--text-column"
+            more = f" and {len(cols) - 20} more" if len(cols) > 20 else ""
+            shown = ", ".join(_short(c) for c in cols[:20]) + more
             raise MixoptError(
-                f"{where} has no {kind} column {col!r}; its columns are {', '.join(cols)} "
-                f"(choose one with {flag})"
+                f"{where} has no {kind} column {col!r}; its columns are {shown} (choose one with {flag})"
             )
     if df.schema[text_column] not in (pl.String, pl.Utf8):
         raise MixoptError(

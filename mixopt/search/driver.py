@@ -548,14 +548,16 @@ def _plan(prep: Prepared) -> dict[str, Any]:
                    f" or use a method with fewer parameters ({', '.join(others[:-1])} or {others[-1]})")
             enough = max(cfg.budget, inside) + need - points  # each budget step adds one new mixture
             raise MixoptError(
-                f"--budget {cfg.budget}: {why}, and the search would fit {points} distinct mixtures ({n_new} "
-                f"new runs, {len(reused)} reused); raise --budget to {enough}{alt}"
+                f"--budget {cfg.budget}: {why}, and the search would fit {points} distinct "
+                f"mixture{'s' * (points != 1)} ({n_new} new run{'s' * (n_new != 1)}, {len(reused)} reused); "
+                f"raise --budget to {enough}{alt}"
             )
         # reused runs count: they are fitted too (random fits nothing: it takes the best run)
         if spec.fitter is not None and points < prep.space.n + 1:
             warnings.warn(
-                f"--budget {cfg.budget}: the search would fit {points} distinct mixtures, fewer than the "
-                f"number of domains + 1 ({prep.space.n + 1}); a fit on so few runs is unreliable",
+                f"--budget {cfg.budget}: the search would fit {points} distinct "
+                f"mixture{'s' * (points != 1)}, fewer than the number of domains + 1 ({prep.space.n + 1}); "
+                "a fit on so few runs is unreliable",
                 MixoptWarning, stacklevel=3,
             )
     return {
