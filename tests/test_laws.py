@@ -186,21 +186,40 @@ def test_step_law_with_annealing_is_the_bounded_least_squares_when_runs_rise() -
         u = [np.sort(rng.uniform(0.05, 1.0, 5)) for _ in range(n)]
         z = [np.cumsum(rng.uniform(0.0, 2.0, 5)) for _ in range(n)]
         sign = rng.choice([-1.0, 1.0], n)  # a third to two thirds of the runs rise: their B is held at 0
-        floor = rng.choice([3.0, -0.5], n)  # a negative floor's run is held at E = 0
+        floor = rng.choice([3.0, 0.05], n)  # a floor near 0: its least squares often goes below, held at 0
         y = [floor[c] + 0.3 * sign[c] * u[c] ** -0.5 - 0.01 * z[c] + 0.05 * rng.normal(size=5)
              for c in range(n)]
         E, B, C, sse = _solve(u, y, 0.5, z)
         rows = np.array([np.r_[np.eye(n)[c], np.eye(n)[c] * u[c][p] ** -0.5, -z[c][p]]
                          for c in range(n) for p in range(5)])
-        ref = lsq_linear(rows, np.concatenate(y), bounds=(0.0, np.inf), method="bvls", tol=1e-12)
+        # a curve with a value ≤ 0 (no loss) keeps a free floor
+        lower = np.r_[[0.0 if np.all(yc > 0) else -np.inf for yc in y], np.zeros(n + 1)]
+        ref = lsq_linear(rows, np.concatenate(y), bounds=(lower, np.inf), method="bvls", tol=1e-12)
         assert sse == pytest.approx(2 * ref.cost, rel=1e-9, abs=1e-12)
         assert ref.x[-1] == pytest.approx(C, rel=1e-6, abs=1e-9)
-        assert np.all(B >= 0) and np.all(E >= 0)
+        assert np.all(B >= 0) and np.all(E[[bool(np.all(yc > 0)) for yc in y]] >= 0)
         held_e, held_b = held_e + int(np.sum(E == 0)), held_b + int(np.sum(B == 0))
     assert held_e and held_b  # both bounds were tested
     # An area that is constant within each run cannot be told from the runs' own floors: C = 0.
     flat = [np.full(5, 3.0 * c) for c in range(3)]
     assert _solve(u[:3], [yc + 3.0 for yc in y[:3]], 0.5, flat)[2] == 0.0
+    # A review's stress: curves of 2 to 5 points, some with no annealing (z = 0), exponents near the
+    # bound. An exact test for "held at 0" had flipped on a free optimum of 1e-13 and cycled (28 of
+    # 3000 problems got a C below the best, one 0 against 49).
+    for _ in range(300):
+        n = int(rng.integers(1, 6))
+        v, y, z = [], [], []
+        for _c in range(n):
+            k = int(rng.integers(2, 6))
+            v.append(np.sort(rng.uniform(0.05, 1, k)) ** -float(rng.choice([0.001, 0.1, 0.5, 2.0])))
+            z.append(rng.uniform(0, 1, k) * float(rng.choice([0, 1, 5])))
+            y.append(rng.normal(float(rng.choice([-1, 0, 2])), 1, k) + float(rng.choice([-1, 0, 1])) * v[-1])
+        E, B, C, sse = _solve([vc ** (-1.0) for vc in v], y, 1.0, z)  # u^-1 = v: the same design
+        rows = np.array([np.r_[np.eye(n)[c], np.eye(n)[c] * v[c][p], -z[c][p]]
+                         for c in range(n) for p in range(len(v[c]))])
+        lower = np.r_[[0.0 if np.all(yc > 0) else -np.inf for yc in y], np.zeros(n + 1)]
+        ref = lsq_linear(rows, np.concatenate(y), bounds=(lower, np.inf), method="bvls", tol=1e-12)
+        assert sse <= 2 * ref.cost * (1 + 1e-9) + 1e-12
 
 
 def test_power_law_floor_is_never_negative() -> None:

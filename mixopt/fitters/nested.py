@@ -252,7 +252,7 @@ def predict_at_scale(
                 "beta": law.beta, "rms": law.rms, "scale": "lr-area" if annealed else "tokens",
                 **({"C": law.C} if annealed else {}),
             }
-            if law.beta <= 1.01 * BETA_RANGE[0] or np.any(law.E == 0.0):
+            if law.beta <= 1.01 * BETA_RANGE[0] or np.any(np.abs(law.E) <= 1e-9):  # E at its bound
                 flat.append(m)
         for c, v in zip(group, vals, strict=True):
             at_tokens[c.run_id] = v

@@ -68,19 +68,21 @@ def _solve(
     u: list[np.ndarray], y: list[np.ndarray], beta: float, z: list[np.ndarray] | None = None
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Per-curve least squares (E, B ≥ 0) for one β, with a shared C ≥ 0 of ``− C·z`` when z is given;
-    (E, B, C, sum of squared residuals)."""
+    (E, B, C, sum of squared residuals). A curve with a value ≤ 0 (a metric that is no loss) keeps
+    a free floor."""
     v = [uc ** (-beta) for uc in u]
-    C = 0.0 if z is None else _shared_c(v, y, z)
+    floors = [bool(np.all(yc > 0)) for yc in y]
+    C = 0.0 if z is None else _shared_c(v, y, z, floors)
     E, B, sse = np.empty(len(u)), np.empty(len(u)), 0.0
     for c, (vc, yc) in enumerate(zip(v, y, strict=True)):
         target = yc + C * z[c] if z is not None else yc
-        E[c], B[c] = _e_b(vc, target)
+        E[c], B[c] = _e_b(vc, target, floors[c])
         sse += float(np.sum((E[c] + B[c] * vc - target) ** 2))
     return E, B, C, sse
 
 
-def _e_b(v: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """One curve's least squares ``y ≈ e + b·v`` with e, b ≥ 0, exactly.
+def _e_b(v: np.ndarray, y: np.ndarray, floor: bool = True) -> tuple[float, float]:
+    """One curve's least squares ``y ≈ e + b·v`` with b ≥ 0 and (``floor``) e ≥ 0, exactly.
 
     Two unknowns and a convex loss: when the free optimum breaks a bound, the optimum lies on one of
     the two edges (b = 0, or e = 0), each solved in closed form and clipped to its own bound.
@@ -91,10 +93,12 @@ def _e_b(v: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     if den > 0:
         b = float(vc @ (y - ym)) / den
         e = ym - b * vm
-        if b >= 0 and e >= 0:
+        if b >= 0 and (e >= 0 or not floor):
             return e, b
     vv = float(v @ v)
-    edges = [(max(ym, 0.0), 0.0), (0.0, max(float(v @ y) / vv, 0.0) if vv > 0 else 0.0)]
+    edges = [(max(ym, 0.0) if floor else ym, 0.0)]
+    if floor:
+        edges.append((0.0, max(float(v @ y) / vv, 0.0) if vv > 0 else 0.0))
     return min(edges, key=lambda eb: float(np.sum((eb[0] + eb[1] * v - y) ** 2)))
 
 
@@ -104,18 +108,21 @@ def _free_basis(v: np.ndarray, e_held: bool, b_held: bool) -> np.ndarray:
     return np.column_stack(cols) if cols else np.zeros((len(v), 0))
 
 
-def _shared_c(v: list[np.ndarray], y: list[np.ndarray], z: list[np.ndarray]) -> float:
-    """The C ≥ 0 of ``y_c ≈ e_c + b_c·v_c − C·z_c`` with every e_c, b_c ≥ 0, by active set: C from the
-    parts of y and z that no curve's own free terms explain (each projected off the span of those of
-    1 and v not held at 0), then each (e, b) given C, until the terms held at 0 stop changing."""
+def _shared_c(v: list[np.ndarray], y: list[np.ndarray], z: list[np.ndarray], floors: list[bool]) -> float:
+    """The C ≥ 0 of ``y_c ≈ e_c + b_c·v_c − C·z_c`` with every b_c ≥ 0 (and e_c ≥ 0 where ``floors``),
+    by active set: C from the parts of y and z that no curve's own free terms explain (each projected
+    off the span of those of 1 and v not held at 0), then each (e, b) given C, until the terms held at
+    0 stop changing. A term is held when it lies within rounding of 0 (an exact test had flipped on a
+    free optimum of 1e-13, and the set cycled); should the set still not settle, the whole problem is
+    solved by scipy's bounded least squares instead."""
+    tol = 1e-12 * max(1.0, max(float(np.abs(yc).max()) for yc in y))
 
     def held(C: float) -> list[tuple[bool, bool]]:
-        eb = [_e_b(vc, yc + C * zc) for vc, yc, zc in zip(v, y, z, strict=True)]
-        return [(e == 0.0, b == 0.0) for e, b in eb]
+        eb = [_e_b(vc, yc + C * zc, f) for vc, yc, zc, f in zip(v, y, z, floors, strict=True)]
+        return [(f and e <= tol, b <= tol) for (e, b), f in zip(eb, floors, strict=True)]
 
     state = [(False, False)] * len(v)
     scale = sum(float(zc @ zc) for zc in z)
-    C = 0.0
     for _ in range(2 * len(v) + 1):
         num = den = 0.0
         for vc, yc, zc, (e_held, b_held) in zip(v, y, z, state, strict=True):
@@ -130,9 +137,23 @@ def _shared_c(v: list[np.ndarray], y: list[np.ndarray], z: list[np.ndarray]) -> 
         C = max(num / den, 0.0) if den > 1e-12 * scale else 0.0
         now = held(C)
         if now == state:
-            break
+            return C
         state = now
-    return C
+    return _shared_c_bvls(v, y, z, floors)
+
+
+def _shared_c_bvls(
+    v: list[np.ndarray], y: list[np.ndarray], z: list[np.ndarray], floors: list[bool]
+) -> float:
+    """C of the stacked problem (every curve's e and b, and C) by scipy's bounded least squares."""
+    from scipy.optimize import lsq_linear
+
+    n = len(v)
+    rows = [np.r_[np.eye(n)[c], np.eye(n)[c] * vc[p], -zc[p]]
+            for c, (vc, zc) in enumerate(zip(v, z, strict=True)) for p in range(len(vc))]
+    lower = np.r_[[0.0 if f else -np.inf for f in floors], np.zeros(n + 1)]
+    res = lsq_linear(np.array(rows), np.concatenate(y), bounds=(lower, np.inf), method="bvls", tol=1e-12)
+    return max(float(res.x[-1]), 0.0)
 
 
 def fit_power_law(
