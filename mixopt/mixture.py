@@ -247,10 +247,16 @@ class Mixture:
         """Natural (temperature 1) or temperature-scaled token distribution: w ∝ tokens^(1/T)."""
         if temperature <= 0:
             raise MixoptError(f"temperature must be > 0, got {temperature}")
-        bad = [d for d, t in tokens.items() if not (math.isfinite(float(t)) and float(t) >= 0)]
+        def count(t: Any) -> float:
+            try:
+                return float(t)
+            except (TypeError, ValueError):
+                return math.nan
+
+        bad = [d for d, t in tokens.items() if not (math.isfinite(count(t)) and count(t) >= 0)]
         if bad:  # a negative count had become 0 without a word
-            raise MixoptError(f"token counts must be finite numbers ≥ 0; {', '.join(bad[:5])} "
-                              f"{'has' if len(bad) == 1 else 'have'} {tokens[bad[0]]}")
+            shown = ", ".join(f"{d} = {tokens[d]!r}" for d in bad[:5])
+            raise MixoptError(f"token counts must be finite numbers ≥ 0; got {shown}")
         raw = {d: float(t) ** (1.0 / temperature) for d, t in tokens.items()}
         total = sum(raw.values())
         if total <= 0:

@@ -122,8 +122,10 @@ def test_natural_and_temperature_mixtures():
     hot = Mixture.from_tokens({"a": 300, "b": 100}, temperature=2.0)
     assert hot.weights["a"] < 0.75  # temperature > 1 flattens toward uniform
     # from a library user's QA pass: each of these had a misleading error or none
-    with pytest.raises(MixoptError, match="token counts must be finite numbers ≥ 0; a has -5"):
+    with pytest.raises(MixoptError, match="token counts must be finite numbers ≥ 0; got a = -5$"):
         Mixture.from_tokens({"a": -5, "b": 10})  # had become 0 without a word
+    with pytest.raises(MixoptError, match="got a = 'many', b = nan$"):
+        Mixture.from_tokens({"a": "many", "b": float("nan"), "c": 1})  # a raw ValueError, a review
     with pytest.raises(MixoptError, match="^duplicate domain names: a$"):
         Mixture.uniform(["a", "a"])  # had said "weights sum to 0.5, not 1"
     with pytest.raises(MixoptError, match="no domains to mix"):

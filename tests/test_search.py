@@ -1273,9 +1273,26 @@ def _factory(offset: float):  # noqa: ANN202
     return evaluate
 
 
+def _decorated(fn):  # noqa: ANN001, ANN202 - a decorator whose wrapper is a closure
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(request):  # noqa: ANN001, ANN202
+        return fn(request)
+
+    return wrapper
+
+
+@_decorated
+def _wrapped_evaluate(request):  # noqa: ANN001, ANN202
+    return {"loss/a": 1.0}
+
+
 class _Evaluator:
     def __init__(self, offset: float) -> None:
         self.offset, self.helper = offset, _factory
+        self.table = np.arange(5000.0)  # printed cut short by numpy
+        self.tags = {"x", "y", "z"}  # printed in a per-process order
 
     def __call__(self, request):  # noqa: ANN001, ANN204
         return {"loss/a": self.offset}
@@ -1306,9 +1323,24 @@ def test_evaluators_made_alike_but_holding_other_values_keep_their_runs_apart():
             f"m = importlib.import_module({mod!r});"
             "from mixopt.search.prepare import callable_name;"
             "print(callable_name(m._factory(0.0)), callable_name(m._Evaluator(1.0)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
-    assert out == [zero, one]  # another process names them alike
+    for _ in range(2):  # string hashing differs per process: a set's order must not reach the name
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout.split()
+        assert out == [zero, one]  # another process names them alike
+    # from a review: what repr cuts short or prints in another order still tells them apart
+    other = _Evaluator(1.0)
+    other.table[2500] = 1.0
+    assert callable_name(other) != one
+    big = np.zeros(5000)
+    assert callable_name(_factory(big)) != callable_name(_factory(np.where(np.arange(5000) == 7, 1.0, big)))
+    # a decorated module function is what --evaluator mod:name loads: the plain name, shared with the CLI
+    assert callable_name(_wrapped_evaluate) == f"{mod}:_wrapped_evaluate"
+    # a value known only by its address: a name of this process alone (runs kept, not reused), said
+    import threading
+
+    with pytest.warns(MixoptWarning, match="cannot tell apart from another's"):
+        once = callable_name(_factory(threading.Lock()))
+    assert "#closure-once-" in once
 
 
 def test_a_string_of_domains_is_refused_before_any_run():

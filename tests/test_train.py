@@ -607,6 +607,10 @@ def test_an_updater_object_gets_the_checks_a_spec_gets() -> None:
 
     ok = Flip()
     assert make_updater(ok) is ok
+    for whole in (20.0, np.int64(20)):  # taken as the built-in updaters take them (a review)
+        obj = Flip()
+        obj.every = whole
+        assert make_updater(obj).every == 20 and type(obj.every) is int
     for every in (0, 2.5, -1, True):
         bad = Flip()
         bad.every = every

@@ -12,7 +12,6 @@ import hashlib
 import inspect
 import os
 import sys
-import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -349,24 +348,51 @@ def callable_name(fn: Callable) -> str:
     (Jupyter's ``JPY_SESSION_NAME``; every notebook's had been ``ipykernel_launcher``'s), else by
     the cell's file, which changes with the kernel (a notebook then reuses nothing across kernels
     rather than another's runs). A ``functools.partial`` is its function's name and a digest of
-    its arguments (every partial had been ``functools:partial``); likewise a closure and the values
-    it captured, and a callable object (or a bound method) and its attributes: two evaluators made by
-    one factory, or two instances of one class, had shared runs under one name."""
+    its arguments (every partial had been ``functools:partial``); likewise a closure that its module
+    does not hold under its name (a factory's) and the values it captured, and a callable object (or
+    a bound method) and its attributes: two evaluators made by one factory, or two instances of one
+    class, had shared runs under one name. The digest is :func:`mixopt.fingerprint.fingerprint`'s;
+    what has none (an object known only by its address) gets a name of this process alone, said in
+    a warning: its runs are kept, not reused by later searches."""
     import functools
 
     if isinstance(fn, functools.partial):
-        return callable_name(fn.func) + _digest("partial", (fn.args, sorted(fn.keywords.items())))
+        return callable_name(fn.func) + _digest("partial", (fn.args, fn.keywords))
     if inspect.ismethod(fn) and not inspect.isclass(fn.__self__):
-        return _plain_name(fn.__func__) + _state_digest(fn.__self__)
-    if inspect.isfunction(fn) and fn.__closure__:
-        return _plain_name(fn) + _digest("closure", tuple(_stable(_cell(c)) for c in fn.__closure__))
+        return _plain_name(fn.__func__) + _digest("state", fn.__self__)
+    if inspect.isfunction(fn):
+        if not fn.__closure__ or _importable(fn):  # a decorated module function is what --evaluator loads
+            return _plain_name(fn)
+        return _plain_name(fn) + _digest("closure", [_cell(c) for c in fn.__closure__])
     if not inspect.isroutine(fn) and not inspect.isclass(fn):
-        return _plain_name(fn) + _state_digest(fn)
+        return _plain_name(fn) + _digest("state", fn)
     return _plain_name(fn)
 
 
+def _importable(fn: Callable) -> bool:
+    """Whether ``fn`` is what its module holds under its qualified name."""
+    obj: Any = sys.modules.get(getattr(fn, "__module__", None) or "")
+    for part in (getattr(fn, "__qualname__", "") or "<none>").split("."):
+        obj = getattr(obj, part, None)
+    return obj is fn
+
+
 def _digest(what: str, state: object) -> str:
-    return f"#{what}-{hashlib.sha256(repr(state).encode()).hexdigest()[:12]}"
+    from mixopt.fingerprint import fingerprint
+
+    digest = fingerprint(state)
+    if digest is None:  # no form that another process would give alike: reuse nothing rather than wrong
+        import uuid
+        import warnings
+
+        from mixopt.errors import MixoptWarning
+
+        digest = f"once-{uuid.uuid4().hex[:12]}"
+        warnings.warn("the evaluator holds a value mixopt cannot tell apart from another's (an object known "
+                      "only by its address); its runs are kept under a name of this process alone and not "
+                      "reused by later searches: hold plain values, arrays or named functions instead",
+                      MixoptWarning, stacklevel=4)
+    return f"#{what}-{digest}"
 
 
 def _cell(cell: Any) -> object:
@@ -374,22 +400,6 @@ def _cell(cell: Any) -> object:
         return cell.cell_contents
     except ValueError:  # a cell not filled yet (a function that refers to itself before it is bound)
         return None
-
-
-def _stable(value: object) -> str:
-    """A value's text for a name's digest, the same in every process: a function or class by its
-    module and name and a module by its name (their reprs hold memory addresses), else its repr."""
-    if isinstance(value, types.ModuleType):
-        return f"module {value.__name__}"
-    if inspect.isclass(value) or inspect.isroutine(value):
-        return f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', type(value).__name__)}"
-    return repr(value)
-
-
-def _state_digest(obj: object) -> str:
-    """The digest of a callable object's attributes (nothing for one without any)."""
-    state = getattr(obj, "__dict__", None)
-    return _digest("state", sorted((k, _stable(v)) for k, v in state.items())) if state else ""
 
 
 def _plain_name(fn: Callable) -> str:

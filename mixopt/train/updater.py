@@ -35,6 +35,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -145,9 +146,11 @@ def check_weights(w: Any, n: int, where: str) -> np.ndarray:
 
 
 def _every(every: object, who: str) -> int:
-    """``every`` as a step count: a whole number ≥ 1 (2.5, inf or "abc" are refused, not cut)."""
-    if type(every) not in (int, float) or not math.isfinite(every) or every != int(every) or every < 1:
-        raise MixoptError(f"{who} updater: every={every!r} must be a whole number of steps ≥ 1")
+    """``every`` as a step count: a whole number ≥ 1 (2.5, inf, True or "abc" are refused, not cut;
+    20.0 and numpy's integers are taken)."""
+    ok = isinstance(every, Real) and not isinstance(every, bool) and math.isfinite(every)
+    if not ok or every != int(every) or every < 1:
+        raise MixoptError(f"updater {who!r}: every={every!r} must be a whole number of steps ≥ 1")
     return int(every)
 
 
@@ -285,7 +288,7 @@ def make_updater(spec: str | WeightUpdater | None) -> WeightUpdater | None:
 
 
 def _checked(updater: WeightUpdater, who: str) -> WeightUpdater:
-    # every=0 had ended training with a ZeroDivisionError, every=2.5 had called update at step 5
-    if type(updater.every) is not int or updater.every < 1:
-        raise MixoptError(f"updater {who!r}: every={updater.every!r} must be a whole number of steps ≥ 1")
+    # every=0 had ended training with a ZeroDivisionError, every=2.5 had called update at step 5;
+    # the one check the built-in updaters' own parameters get
+    updater.every = _every(updater.every, who)
     return updater
