@@ -106,6 +106,19 @@ class Objective:
     def as_dict(self) -> dict:
         return {"kind": self.kind, "metric": self.metric, "weights": dict(self.weights)}
 
+    def describe(self) -> str:
+        """``mean loss``, ``mean bpb``, ``loss of code, math`` or ``loss of code=0.7, math=0.3``
+        (weights as given, relative)."""
+        if not self.weights:
+            return f"mean {self.metric}"
+        equal = len(set(self.weights.values())) == 1
+        parts = [d if equal else f"{d}={w:g}" for d, w in self.weights.items()]
+        return f"{self.metric} of {', '.join(parts)}"
+
+    @property
+    def unit(self) -> str:
+        return "bits per byte" if self.metric == "bpb" else "nats per token"
+
 
 def per_domain_split(
     objective: Objective,

@@ -276,6 +276,10 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
              f"{n_reused} reused from earlier searches; {n_fit} fitted"
              + (f"; {n_lent} validation runs reused from earlier searches (same mixture, seed and fidelity)"
                 if n_lent else "")]
+    if result and result.get("objective"):  # what every figure below measures (a QA pass: never named)
+        o = result["objective"]
+        obj = Objective(metric=o.get("metric", "loss"), weights=o.get("weights") or {})
+        lines.append(f"- objective: **{obj.describe()}** ({obj.unit}; lower is better)")
     if result and (result.get("runs") or {}).get("planned"):  # the swarm as the search printed it
         r = result["runs"]
         lines.append(f"- swarm: {r.get('planned', '?')} planned, {swarm_outcome(r)}")
@@ -302,8 +306,13 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
             verdict = {True: " (beats it)", False: " (does not beat it)", None: ""}[cmp.get("beats")]
             better = "" if cmp.get("diff") is None else f"{cmp['diff']:+.4f}{verdict}"
             star = "**" if c.get("exported") else ""
-            lines.append(f"| {star}{c['name']}{star} | {_f(c.get('predicted'))} "
+            same = f" (= {c['same_as']})" if c.get("same_as") else ""  # one mixture under two names
+            lines.append(f"| {star}{c['name']}{star}{same} | {_f(c.get('predicted'))} "
                          f"| {_f(c.get('swarm_value'))} | {meas} | {better} |")
+        if any((c.get("comparison") or {}).get("beats") is not None for c in result["candidates"]):
+            from mixopt.search.validate import BEATS_RULE
+
+            lines += [BEATS_RULE, ""]
         lines.append("")
         domains = list(result["weights"])
         lines += ["## Exported weights", "", "| domain | weight |", "|---|---:|"]

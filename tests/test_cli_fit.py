@@ -392,7 +392,17 @@ def test_propose_json_is_one_object(method: str, tmp_path: Path, capsys: pytest.
     res = json.loads(capsys.readouterr().out)
     assert res["proposal"]["info"]["constant_model"] is False
     assert abs(sum(res["proposal"]["weights"].values()) - 1) < 1e-9
-    assert Mixture.load(out).meta["method"] == method
+    saved = Mixture.load(out).meta
+    assert saved["method"] == method
+    # stdout explains the proposal as the file does (a QA pass: notes, interval and baselines had
+    # reached only stderr and --out; a GP's top-k proposal had a std and no interval)
+    assert res["proposal"]["notes"] == saved["notes"] and res["proposal"]["baselines"] == saved["baselines"]
+    std = res["proposal"]["std"]
+    if method == "gp":
+        low, high = res["proposal"]["interval"]
+        assert std > 0 and high - low == pytest.approx(2 * 1.96 * std)
+    else:
+        assert std is None and res["proposal"]["interval"] is None
 
 
 def test_a_kl_the_sampler_cannot_use_is_noted() -> None:

@@ -49,6 +49,9 @@ def search(workspace):
         CandidateRow(name="uniform", weights=dict(zip(DOMAINS, uniform, strict=True)), predicted=2.5,
                      predicted_std=None, swarm_value=None, measured={"mean": 2.5, "sem": 0.01, "n": 2},
                      comparison={"diff": 0.05, "se": 0.014, "beats": True}),
+        CandidateRow(name="best_run", weights=dict(zip(DOMAINS, uniform, strict=True)), predicted=2.5,
+                     predicted_std=None, swarm_value=2.5, measured={"mean": 2.5, "sem": 0.01, "n": 2},
+                     comparison={"diff": 0.05, "se": 0.014, "beats": True}, same_as="uniform"),
     ]
     runs = {"ok": 18, "failed": 2, "reused": 0, "fitted": 18, "planned": 20, "attempts": 20}
     result = SearchResult(search_id="rep", method="linear", objective=Objective().as_dict(),
@@ -73,6 +76,10 @@ def test_report_writes_plots_and_summary(search):
     assert "22 ok" in md and "2 failed" in md and "18 fitted" in md  # 18 swarm + 4 validation runs
     assert "- swarm: 20 planned, 18 ok, 2 failed\n" in md  # as the search printed it: no retries
     assert "| **proposal** |" in md and "+0.0500 (beats it)" in md
+    # what the figures measure and what "beats" means (a QA pass: report.md said neither)
+    assert "- objective: **mean loss** (nats per token; lower is better)" in md
+    assert "paired by seed, passes Student's t at z = 2" in md
+    assert "| best_run (= uniform) |" in md  # one mixture under two names is said (a QA pass)
     assert "a note" in md and "![cv](cv.png)" in md
     assert rep.cv is not None and rep.cv["spearman"] > 0.5  # the linear fit ranks this landscape well
     # a second report replaces the folder whole; nothing half-written is left next to it

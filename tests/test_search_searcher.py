@@ -196,6 +196,34 @@ def test_the_export_note_says_whether_the_proposal_lost_beyond_noise() -> None:
     assert "worse than uniform (2.6000" in notes[0] and "rung" not in notes[0]
 
 
+def test_beats_is_the_paired_test_mixopt_compare_uses() -> None:
+    """A QA pass: "✓ beats" was a difference of one standard error of the two means, so with 2 seeds
+    a gap of 0.01 against per-run noise of 0.0115 was a win. It is now the test of `mixopt compare`:
+    paired by seed, Student's t at z = 2 (12.7 standard errors with 2 seeds, 4.5 with 3)."""
+    import numpy as np
+
+    from mixopt.search.validate import Measured, compare
+    from mixopt.stats import critical_t
+
+    def m(values: list[float], seeds: list[int]) -> Measured:
+        sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        sem = None if sd is None else sd / len(values) ** 0.5
+        return Measured(mean=float(np.mean(values)), std=sd, sem=sem, n=len(values), planned=len(values),
+                        values=values, run_ids=[], seeds=seeds)
+
+    prop, uniform = m([2.7158, 2.7286], [1, 2]), m([2.72866, 2.72856], [1, 2])  # the QA pass's case
+    c = compare(prop, uniform)
+    assert c.diff > (prop.sem**2 + uniform.sem**2) ** 0.5  # what had been called a win
+    assert c.paired and not c.beats and c.threshold == pytest.approx(critical_t(2.0, 2))
+    # a gap that holds seed by seed beats, even where the seeds' spread is far larger than the gap
+    prop, base = m([3.00, 3.20, 3.40], [1, 2, 3]), m([3.05, 3.26, 3.44], [1, 2, 3])
+    c = compare(prop, base)
+    assert c.paired and c.beats and c.threshold == pytest.approx(4.53, abs=0.01)
+    assert not compare(prop, m([3.05, 3.26, 3.44], [4, 5, 6])).paired  # no common seeds: the means' errors
+    assert compare(m([3.0], [1]), m([3.1], [1])).beats is None  # one seed: undecidable
+    assert compare(prop, base).as_dict()["threshold"] == c.threshold
+
+
 def test_a_dead_trial_is_named_timed_out_only_past_the_trial_timeout():
     s = make(retries=2)
     s.suggest("t0")

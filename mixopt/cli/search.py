@@ -270,7 +270,8 @@ def render_result(result: Any) -> None:
     for row in result.candidates:
         sd = row.predicted_std
         predicted = _fmt(row.predicted) + (f" ± {sd:.4f}" if sd is not None else "")
-        cells = [("★ " if row.exported else "  ") + row.name, predicted, _fmt(row.swarm_value)]
+        same = f" (= {row.same_as})" if row.same_as else ""  # one mixture under two names
+        cells = [("★ " if row.exported else "  ") + row.name + same, predicted, _fmt(row.swarm_value)]
         if result.validate:
             m = row.measured or {}
             cmp = row.comparison or {}
@@ -301,8 +302,9 @@ def render_result(result: Any) -> None:
         console.print(f"runs: no swarm ({result.method} is training-free){checks} · {result.wall_s:.0f} s")
     marks = {(row.comparison or {}).get("beats") for row in result.candidates} & {True, False}
     if result.validate and marks:  # the legend of marks the table shows (none with one seed)
-        console.print("✓/✗: the proposal beats that baseline by more than the standard error of the "
-                      "difference, or not")
+        from mixopt.search.validate import BEATS_RULE
+
+        console.print(BEATS_RULE, highlight=False)
     if result.selection:
         render_selection(result.selection)
     for note in result.notes:

@@ -323,7 +323,11 @@ def _save_mixture(
     info = dict(prop.info)
     if "run_index" in info:
         info["run_id"] = run_ids[info["run_index"]]
-    return {"weights": weights, "predicted": prop.predicted, "std": prop.std, "info": info}
+    # what the mixture JSON explains, in --json's stdout too (a QA pass: notes, interval and the
+    # baselines had reached only stderr and the --out file)
+    return {"weights": weights, "predicted": prop.predicted, "std": prop.std,
+            "interval": list(prop.interval) if prop.interval is not None else None,
+            "baselines": baselines, "notes": notes, "info": info}
 
 
 def _jsonable(v: Any) -> bool:

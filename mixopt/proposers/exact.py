@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from mixopt.errors import MixoptError, MixoptWarning
-from mixopt.proposers.proposal import Proposal, check_space
+from mixopt.proposers.proposal import Proposal, check_space, normal_interval
 from mixopt.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -394,7 +394,7 @@ class ExactProposer:
         x, info = solve(obj, space, kl=self.kl, prior=prior(space, self.temperature))
         x = space.snap(x)  # a weight a float error past its bound is set on it
         pred, std = self._predict(model, x)
-        interval = None if std is None else (pred - 1.96 * std, pred + 1.96 * std)
+        interval = normal_interval(pred, std)
         return Proposal(
             weights=x,
             predicted=pred,

@@ -41,6 +41,11 @@ class Proposal:
         }
 
 
+def normal_interval(predicted: float, std: float | None) -> tuple[float, float] | None:
+    """The 95% predictive interval of a normal prediction (None without a standard deviation)."""
+    return None if std is None else (predicted - 1.96 * std, predicted + 1.96 * std)
+
+
 def model_domains(model: Any) -> tuple[str, ...] | None:
     """The domain names a fitted model knows, in its column order, or None: sklearn's
     ``feature_names_in_`` (fitted on a DataFrame), else the ``domains`` a fitter was given (the laws,

@@ -18,7 +18,7 @@ import numpy as np
 
 from mixopt.cpus import usable_cpus
 from mixopt.errors import MixoptError, MixoptWarning
-from mixopt.proposers.proposal import Proposal, check_space
+from mixopt.proposers.proposal import Proposal, check_space, normal_interval
 from mixopt.space import SearchSpace
 from mixopt.swarm import project, sample_candidates
 
@@ -166,6 +166,8 @@ class TopKProposer:
             weights=avg,
             predicted=float(mean[0]),
             std=None if std is None else float(std[0]),
+            # as the exact proposer gives it (a GP's top-k proposal had a std and no interval)
+            interval=normal_interval(float(mean[0]), None if std is None else float(std[0])),
             method="",
             info={
                 **self.params(),

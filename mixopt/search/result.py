@@ -32,6 +32,7 @@ class CandidateRow:
     comparison: dict[str, Any] | None
     exported: bool = False
     predicted_per_domain: dict[str, float] | None = None
+    same_as: str | None = None  # an earlier candidate with these weights (its runs are this one's)
 
 
 @dataclass(kw_only=True)
@@ -100,7 +101,7 @@ def candidate_rows(
             predicted_std=_num(c.predicted_std), swarm_value=_num(c.swarm_value),
             measured=measured[c.name].as_dict() if measured else None,
             comparison=comparisons[c.name].as_dict() if comparisons and c.name in comparisons else None,
-            exported=c.name == exported, predicted_per_domain=c.predicted_per_domain,
+            exported=c.name == exported, predicted_per_domain=c.predicted_per_domain, same_as=c.same_as,
         ))
     return rows
 

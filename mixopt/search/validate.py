@@ -3,7 +3,8 @@
 A fitted model can be confidently wrong when runs are few, so the proposal is retrained next to
 the baselines (uniform, natural, temperature, the best run of the swarm) with K seeds at the
 search's rung or a larger one. The proposal *beats* a baseline when its measured mean is lower by
-more than the standard error of the difference. The search never exports a mixture that
+more than the noise of the difference, by the test ``mixopt compare`` uses (:mod:`mixopt.stats`:
+paired by seed, Student's t at z = 2). The search never exports a mixture that
 validated worse than the best validated one: it exports the best one and says why.
 """
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from mixopt.objective import Objective
 from mixopt.search.searcher import Slot
+from mixopt.stats import Z, critical_t, paired_difference, t_statistic
 from mixopt.store import RunRecord, RunStore
 
 PROPOSAL = "proposal"
@@ -78,10 +80,11 @@ class Measured:
     planned: int
     values: list[float]
     run_ids: list[str]
+    seeds: list[int] = field(default_factory=list)  # each value's seed: runs of one seed are paired
 
     def as_dict(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std, "sem": self.sem, "n": self.n, "planned": self.planned,
-                "values": self.values, "run_ids": self.run_ids}
+                "values": self.values, "run_ids": self.run_ids, "seeds": self.seeds}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,9 +94,16 @@ class Comparison:
     diff: float | None
     se: float | None
     beats: bool | None  # None: not decidable (a side without runs, or one seed each: no standard error)
+    threshold: float | None = None  # the critical t the difference had to pass, in standard errors
+    paired: bool = False  # se of the seed-paired differences (else of the two means')
 
     def as_dict(self) -> dict[str, Any]:
-        return {"diff": self.diff, "se": self.se, "beats": self.beats}
+        return {"diff": self.diff, "se": self.se, "beats": self.beats, "threshold": self.threshold,
+                "paired": self.paired}
+
+    def clear(self, gap: float) -> bool:
+        """Whether ``gap`` (in the objective's units) lies beyond this comparison's noise."""
+        return self.se is not None and self.threshold is not None and gap > self.threshold * self.se
 
 
 def slug(name: str) -> str:
@@ -185,29 +195,55 @@ def measure(
     for c in cands:
         src = c.same_as or c.name
         theirs = [store.get(i) for i in (borrowed or {}).get(src, [])]
-        vals, ids = [], []
+        vals, ids, seeds = [], [], []
         for r in [*(r for r in theirs if r is not None and r.status == "ok"), *runs]:
             if r.search_id != search_id or r.label == src:
                 v = objective.value(r.metrics, domains)
                 if math.isfinite(v):
                     vals.append(v)
                     ids.append(r.run_id)
+                    seeds.append(int(r.seed))
         n = len(vals)
         mean = float(np.mean(vals)) if n else None
         std = float(np.std(vals, ddof=1)) if n >= 2 else None
         sem = std / math.sqrt(n) if std is not None else None
-        out[c.name] = Measured(mean=mean, std=std, sem=sem, n=n, planned=k, values=vals, run_ids=ids)
+        out[c.name] = Measured(mean=mean, std=std, sem=sem, n=n, planned=k, values=vals, run_ids=ids,
+                               seeds=seeds)
     return out
 
 
 def compare(prop: Measured, base: Measured) -> Comparison:
+    """The proposal against one baseline, by the test ``mixopt compare`` uses (:mod:`mixopt.stats`):
+    the difference paired by seed where two or more seeds measured both (runs of one seed share
+    their random numbers), else the two means' standard errors; it must pass Student's t at z = 2.
+    A difference of one standard error had been called a win: with 2 seeds, noise alone."""
     if prop.mean is None or base.mean is None:
         return Comparison(diff=None, se=None, beats=None)
     diff = base.mean - prop.mean
+    mine, theirs = _by_seed(prop), _by_seed(base)
+    both = sorted(set(mine) & set(theirs))
+    if len(both) >= 2:
+        gap, se = paired_difference([theirs[s] for s in both], [mine[s] for s in both])
+        threshold = critical_t(Z, len(both))
+        return Comparison(diff=diff, se=se, beats=t_statistic(gap, se) > threshold, threshold=threshold,
+                          paired=True)
     if prop.sem is None or base.sem is None:
         return Comparison(diff=diff, se=None, beats=None)
     se = math.sqrt(prop.sem**2 + base.sem**2)
-    return Comparison(diff=diff, se=se, beats=bool(diff > se))
+    threshold = critical_t(Z, min(prop.n, base.n))
+    return Comparison(diff=diff, se=se, beats=t_statistic(diff, se) > threshold, threshold=threshold)
+
+
+# The legend of every ✓/✗ (the search's table, report.md).
+BEATS_RULE = ("✓/✗: the proposal beats that baseline, or not, beyond the seeds' noise: the difference, "
+              "paired by seed, passes Student's t at z = 2 (14 standard errors with 2 seeds, 4.5 with 3), "
+              "the test `mixopt compare` uses. Validation trains each mixture at seeds seed+1 … seed+K, "
+              "the swarm at the search's seed.")
+
+
+def _by_seed(m: Measured) -> dict[int, float]:
+    """Each seed's value; none where the seeds are not known (a result written before they were)."""
+    return dict(zip(m.seeds, m.values, strict=True)) if len(m.seeds) == len(m.values) else {}
 
 
 def choose_export(measured: dict[str, Measured], *, rung: str | None,
@@ -236,9 +272,8 @@ def choose_export(measured: dict[str, Measured], *, rung: str | None,
     if best != PROPOSAL:
         b = done[best]
         c = compare(prop, b)  # c.diff = b − proposal < 0 here
-        se = c.se
-        if se is None or -c.diff <= 2 * se:  # one seed, or a gap the seeds' noise explains
-            why = ("the gap is within the seeds' noise" if se is not None else "one seed cannot tell noise "
+        if not c.clear(-c.diff):  # one seed, or a gap the seeds' noise explains
+            why = ("the gap is within the seeds' noise" if c.se is not None else "one seed cannot tell noise "
                    "from a real gap") + ": more --validate seeds would tell which is better"
         elif fitted:
             why = "the fit is not trustworthy with these runs: add runs or try another method"

@@ -37,6 +37,7 @@ from mixopt.mixture import Mixture, check_domains
 from mixopt.objective import Objective
 from mixopt.proxy.job import spec_label
 from mixopt.proxy.train import check_memory, check_threads
+from mixopt.stats import critical_t, paired_difference, t_statistic
 from mixopt.train import checkpoint
 from mixopt.train.config import load_model
 from mixopt.train.device import device_key, resolve_device
@@ -58,13 +59,8 @@ OBJECTIVE_ROW = "mean loss"
 
 
 def objective_row(objective: Objective) -> str:
-    """The row name of ``objective``: ``mean loss``, ``mean bpb``, ``loss of code, math`` or
-    ``loss of code=0.7, math=0.3`` (weights as given, relative)."""
-    if not objective.weights:
-        return f"mean {objective.metric}"
-    equal = len(set(objective.weights.values())) == 1
-    parts = [d if equal else f"{d}={w:g}" for d, w in objective.weights.items()]
-    return f"{objective.metric} of {', '.join(parts)}"
+    """The row name of ``objective`` (:meth:`Objective.describe`)."""
+    return objective.describe()
 
 
 def comparison_objective(
@@ -180,14 +176,6 @@ class Comparison:
         }
 
 
-def critical_t(z: float, n: int) -> float:
-    """Student's t on n − 1 degrees of freedom at the one-sided confidence of z for a normal."""
-    from scipy.stats import norm
-    from scipy.stats import t as student_t
-
-    return float(student_t.ppf(norm.cdf(z), df=n - 1))
-
-
 def verdict(values: dict[str, list[float]], z: float) -> tuple[str | None, float | None]:
     """The label whose mean is lowest if it beats every other beyond its error (module doc).
 
@@ -199,11 +187,9 @@ def verdict(values: dict[str, list[float]], z: float) -> tuple[str | None, float
     for lb, v in values.items():
         if lb == best:
             continue
-        diff = np.asarray(v) - np.asarray(values[best])  # paired by seed
-        if len(diff) < 2:
+        if len(v) < 2:
             return None, None
-        se = float(np.std(diff, ddof=1) / math.sqrt(len(diff)))
-        ts.append(math.inf if se == 0 and diff.mean() > 0 else (diff.mean() / se if se > 0 else 0.0))
+        ts.append(max(t_statistic(*paired_difference(v, values[best])), 0.0))  # paired by seed
     if not ts:
         return None, None
     t_min = min(ts)
