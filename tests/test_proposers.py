@@ -295,3 +295,27 @@ def test_a_space_in_another_order_than_the_model_is_refused_by_both_proposers() 
     bare = get_fitter("linear").fit(X, y)
     prop = TopKProposer(n_candidates=500, k=4).propose(bare, SearchSpace(domains=tuple("wxyz")))
     assert prop.weights.shape == (4,)
+
+
+def test_top_k_candidates_that_tie_are_said() -> None:
+    """A QA pass: regmix on 20 runs put its 128 best candidates in one leaf; the proposal, uniform
+    and the best run were all predicted at 2.8694 without a word."""
+    from types import SimpleNamespace
+
+    from mixopt.proposers.proposal import proposal_notes
+
+    X = np.random.default_rng(0).dirichlet(np.ones(3), 20)
+    y = 3 + X[:, 0]
+    tied = SimpleNamespace(weights=np.full(3, 1 / 3), predicted=2.8694,
+                           info={"top_k_predicted_mean": 2.869392362467885, "k": 128, "top_k_spread": 0.4,
+                                 "best_candidate_predicted": 2.869392362467885})
+    notes = proposal_notes(tied, X, y, ("a", "b", "c"), "regmix")
+    assert any(n.startswith("the 128 best candidates the regmix model scored share one prediction (2.869)")
+               for n in notes)
+    ranked = SimpleNamespace(weights=tied.weights, predicted=2.86,
+                             info={**tied.info, "best_candidate_predicted": 2.85})
+    notes = proposal_notes(ranked, X, y, ("a", "b", "c"), "regmix")
+    assert not any("share one prediction" in n for n in notes)
+    one = SimpleNamespace(weights=tied.weights, predicted=2.8694, info={**tied.info, "top_k_spread": 0.0})
+    notes = proposal_notes(one, X, y, ("a", "b", "c"), "linear")  # one mixture, not a tie
+    assert not any("share one prediction" in n for n in notes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,6 +183,21 @@ def held_note(info: dict[str, Any]) -> str | None:
             "fitted model cannot say whether another is better")
 
 
+def tied_note(info: dict[str, Any], method: str) -> str | None:
+    """A note when the top-k proposer's best candidates all share one prediction (a tree model's leaf):
+    their average is then not ranked above other mixtures at that value (a QA pass saw the proposal,
+    uniform and the best run all predicted at 2.8694, without a word)."""
+    top, first = info.get("top_k_predicted_mean"), info.get("best_candidate_predicted")
+    if top is None or first is None or not math.isclose(top, first, rel_tol=1e-12, abs_tol=1e-15):
+        return None
+    if info.get("top_k_spread", 0.0) <= 1e-6:  # one mixture (a corner every candidate was projected to)
+        return None
+    return (f"the {info.get('k', 'k')} best candidates the {method} model scored share one prediction "
+            f"({first:.4g}): their average is the proposal, but the model does not rank it above other "
+            "mixtures it gives that value (a tree's leaf); validate it, or use a smoother model "
+            "(--method gp, or auto)")
+
+
 def proposal_notes(
     prop: Proposal | Any, X: np.ndarray, y: np.ndarray, domains: tuple[str, ...] | list[str], method: str, *,
     fixed: Iterable[str] = (), kl: float | None = None, best: tuple[float, str] | None = None,
@@ -202,7 +218,7 @@ def proposal_notes(
         worse = worse_than_best_note(prop.predicted, *best, method) if say_worse else None
         notes.append(kl_note(info, prop.predicted, *best) or worse)
     if not info.get("constant_model"):  # a flat model's misfit is its flatness, said below
-        notes.append(misfit_note(fit_rms, runs_std, method))
+        notes += [misfit_note(fit_rms, runs_std, method), tied_note(info, method)]
     else:
         notes.append(f"the {method} model predicts the same value for every candidate mixture (too few runs: "
                      f"{len(y)}); its proposal is arbitrary. Fit more runs (a search's --budget), or use "

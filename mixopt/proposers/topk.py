@@ -173,6 +173,8 @@ class TopKProposer:
                 **self.params(),
                 "top_k_predicted_mean": float(pred[order].mean()),
                 "best_candidate_predicted": float(pred[order[0]]),
+                # how far apart the averaged candidates are (L1, the farthest from their average)
+                "top_k_spread": float(np.abs(top - top.mean(axis=0)).sum(axis=1).max()),
                 "projected": projected,
                 "constant_model": constant,
                 "seconds": round(time.perf_counter() - t0, 3),
