@@ -304,7 +304,7 @@ def test_a_task_with_nothing_to_run_says_why(workspace: Path, capsys: pytest.Cap
     from mixopt.cli import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["bench", "fit", "--no-timing", "--tasks", "store"])
+        main(["bench", "fit", "--no-timing", "--tasks", "store", "--data", str(SLICES)])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and err == [
         "error: nothing to benchmark: store: no run store (the workspace has none; give --store)"]

@@ -302,7 +302,8 @@ def _read_text_folders(path: Path, policy: str = "error") -> dict[str, list[str]
     stray = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
     if stray:  # a README or licence next to the domain folders is common; it is no domain's text
         warnings.warn(
-            f"ignoring {len(stray)} files next to the domain folders in {path} ({', '.join(stray[:3])})",
+            f"ignoring {len(stray)} file{'s' * (len(stray) != 1)} next to the domain folders in {path} "
+            f"({', '.join(stray[:3])})",
             MixoptWarning,
             stacklevel=3,
         )
