@@ -290,5 +290,7 @@ def make_updater(spec: str | WeightUpdater | None) -> WeightUpdater | None:
 def _checked(updater: WeightUpdater, who: str) -> WeightUpdater:
     # every=0 had ended training with a ZeroDivisionError, every=2.5 had called update at step 5;
     # the one check the built-in updaters' own parameters get
-    updater.every = _every(updater.every, who)
+    every = _every(updater.every, who)
+    if type(updater.every) is not int:  # 20.0 or a numpy integer: the step count the trainer's % wants
+        updater.every = every
     return updater
