@@ -145,8 +145,8 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, 
     m = res.metrics
     ax.set_title(f"{k}-fold CV, {fit_name}\nSpearman {m['spearman']:.3f} · Pearson {m['pearson']:.3f} · "
                  f"MAE {m['mae']:.4f}", fontsize=10)
-    ax.set_xlabel(f"measured {objective.kind}")
-    ax.set_ylabel(f"predicted {objective.kind} (held out)")
+    ax.set_xlabel(f"measured {objective.kind} ({objective.unit})")
+    ax.set_ylabel(f"predicted {objective.kind}, held out ({objective.unit})")
     ax.legend(loc="upper left", frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -220,9 +220,11 @@ def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains:
     finite = [v for _, v in ok] + [v for v in vvals if math.isfinite(v)]
     lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
     bad = [before + i for i, r in enumerate(swarm) if r.status in ("failed", "diverged")]
-    if bad:  # drawn in a band above the data: a failed run has no objective
-        ax.scatter(bad, [hi + 0.08 * (hi - lo or 1.0)] * len(bad), marker="x", color="black", s=30,
-                   label="failed / diverged (no value)")
+    if bad:  # drawn in a shaded band above the data: a failed run has no objective (its height is none)
+        pad = hi - lo or 1.0
+        ax.axhspan(hi + 0.04 * pad, hi + 0.12 * pad, color="0.9", zorder=0)
+        ax.scatter(bad, [hi + 0.08 * pad] * len(bad), marker="x", color="black", s=30,
+                   label="failed / diverged (no value: shaded band)")
     if before and swarm:
         ax.axvline(before - 0.5, color="grey", linewidth=0.8, linestyle=":")
     start = before + len(swarm)
@@ -238,7 +240,7 @@ def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains:
         ax.axvline(start - 0.5, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlabel(f"run (in order: {'reused, ' if before else ''}swarm, then validation)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(objective.kind)
+    ax.set_ylabel(f"{objective.kind} ({objective.unit})")
     ax.set_title("objective by run" + (f" · exported: {result['exported']}" if result else ""))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # a search with no finished run yet has nothing to name
@@ -289,6 +291,10 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
                   "| Spearman | Pearson | MAE | relative error |", "|---:|---:|---:|---:|",
                   f"| {cv['spearman']:.3f} | {cv['pearson']:.3f} | {cv['mae']:.4f} "
                   f"| {cv['rel_error']:.4f} |", ""]
+        if cv["spearman"] < 0.5:  # a QA pass: 0.18 was printed without a word on what it means
+            cv_notes = [*cv_notes, f"a Spearman of {cv['spearman']:.2f} means the model ranks runs it did "
+                        "not see little better than chance: its proposal is a guess until validated (add "
+                        "runs, --validate seeds, or another method)"]
         lines += [f"- {n}" for n in cv_notes] + [""]
     elif cv_notes:
         lines += [f"Cross-validation: {'; '.join(cv_notes)}.", ""]
@@ -315,8 +321,15 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
             lines += [BEATS_RULE, ""]
         lines.append("")
         domains = list(result["weights"])
-        lines += ["## Exported weights", "", "| domain | weight |", "|---|---:|"]
-        lines += [f"| {d} | {result['weights'][d]:.4f} |" for d in domains]
+        prop = next((c for c in result["candidates"] if c["name"] == "proposal"), None)
+        if result["exported"] != "proposal" and prop is not None:  # what the model proposed, beside it
+            lines += ["## Exported weights", "", f"| domain | {result['exported']} (exported) | proposal |",
+                      "|---|---:|---:|"]
+            lines += [f"| {d} | {result['weights'][d]:.4f} | {prop['weights'].get(d, 0.0):.4f} |"
+                      for d in domains]
+        else:
+            lines += ["## Exported weights", "", "| domain | weight |", "|---|---:|"]
+            lines += [f"| {d} | {result['weights'][d]:.4f} |" for d in domains]
         lines.append("")
         if result.get("notes"):
             lines += ["## Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]

@@ -220,3 +220,20 @@ def test_attempts_a_stopped_driver_cut_short_are_no_retries() -> None:
     assert swarm_outcome(runs) == "12 ok (2 cut short by a stop, run again)"
     assert swarm_outcome({**runs, "attempts": 15}) == "12 ok (1 retry; 2 cut short by a stop, run again)"
     assert swarm_outcome({"ok": 4, "planned": 4, "attempts": 5}) == "4 ok (1 retry)"  # a result before it
+
+
+def test_report_md_shows_the_proposal_beside_an_exported_baseline_and_reads_a_poor_cv() -> None:
+    """A QA pass: with a baseline exported, the proposal's weights were only in weights.png; a CV
+    Spearman of 0.18 was printed without a word on what it means."""
+    from mixopt.report import _markdown
+
+    cands = [{"name": "proposal", "weights": {"a": 0.7, "b": 0.3}, "comparison": None, "measured": None},
+             {"name": "uniform", "weights": {"a": 0.5, "b": 0.5}, "comparison": None, "measured": None,
+              "exported": True}]
+    result = {"exported": "uniform", "weights": {"a": 0.5, "b": 0.5}, "candidates": cands, "out": "m.json",
+              "mixture_path": "m.json", "objective": {"metric": "bpb", "weights": {"a": 2, "b": 1}}}
+    md = _markdown("s", "done", {"method": "regmix"}, result, [], 0, 0,
+                   {"spearman": 0.182, "pearson": 0.2, "mae": 0.21, "rel_error": 0.03}, [], [])
+    assert "| domain | uniform (exported) | proposal |" in md and "| a | 0.5000 | 0.7000 |" in md
+    assert "a Spearman of 0.18 means the model ranks runs it did not see little better than chance" in md
+    assert "- objective: **bpb of a=2, b=1** (bits per byte; lower is better)" in md
