@@ -138,13 +138,12 @@ class TopKProposer:
         else:
             for i in range(n_chunks):
                 take(self._chunk(space, model, *job(i)))
-        cand, pred, highest = best.cand, best.pred, best.highest
-        order = np.arange(len(pred))  # kept in order: lowest first, ties to the earlier chunk
+        top, pred, highest = best.cand, best.pred, best.highest  # the k best, lowest first
         # A space the constraints shrink to one mixture (--fix d=1) has nothing to rank: not a flat model.
         lo, hi = space.bounds()
         one_point = bool(lo.sum() >= 1 - 1e-9 or hi.sum() <= 1 + 1e-9)
         # flat to rounding: a LightGBM with no split had given values 1 ulp apart, and passed as a model
-        lowest = float(pred[order[0]])
+        lowest = float(pred[0])
         constant = bool(highest - lowest <= 1e-9 * max(1.0, abs(lowest))) and not one_point
         if constant:
             # LightGBM needs 2 × min_child_samples runs for a single split: fewer give a flat model.
@@ -153,8 +152,7 @@ class TopKProposer:
                 "average of arbitrary candidates; fit on more runs, or with another method",
                 MixoptWarning, stacklevel=2,
             )
-        top = cand[order]
-        avg = top.mean(axis=0)
+        centre = avg = top.mean(axis=0)
         projected = not space.contains(avg)
         if projected:
             log.info("average of the top %d left the space (%s); projected back", self.k,
@@ -162,19 +160,20 @@ class TopKProposer:
             avg = project(space, avg)
         avg = space.snap(avg)  # a weight a float error past its bound is set on it
         mean, std = predict_objective(model, avg[None, :], return_std=True)
+        predicted, sd = float(mean[0]), None if std is None else float(std[0])
         return Proposal(
             weights=avg,
-            predicted=float(mean[0]),
-            std=None if std is None else float(std[0]),
+            predicted=predicted,
+            std=sd,
             # as the exact proposer gives it (a GP's top-k proposal had a std and no interval)
-            interval=normal_interval(float(mean[0]), None if std is None else float(std[0])),
+            interval=normal_interval(predicted, sd),
             method="",
             info={
                 **self.params(),
-                "top_k_predicted_mean": float(pred[order].mean()),
-                "best_candidate_predicted": float(pred[order[0]]),
+                "top_k_predicted_mean": float(pred.mean()),
+                "best_candidate_predicted": lowest,
                 # how far apart the averaged candidates are (L1, the farthest from their average)
-                "top_k_spread": float(np.abs(top - top.mean(axis=0)).sum(axis=1).max()),
+                "top_k_spread": float(np.abs(top - centre).sum(axis=1).max()),
                 "projected": projected,
                 "constant_model": constant,
                 "seconds": round(time.perf_counter() - t0, 3),
