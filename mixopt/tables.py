@@ -452,9 +452,10 @@ def _why_rows_are_off(W: np.ndarray, domains: Sequence[str] | None) -> str:
     if above and domains and np.all(np.abs(rest - 1) <= 0.01):  # the other columns are the mixture
         return (f"; column(s) {_preview([domains[j] for j in above])} hold values above 1, and the others "
                 "sum to 1, so those are not weights (a seed, a step, a metric?): drop them from the file")
-    if np.all(np.abs(s - s[0]) <= 0.01 * abs(s[0])) and s[0] > 1:  # weights scaled (token counts / 1e9?)
+    one_sum = bool(np.all(np.abs(s - s[0]) <= 0.01 * abs(s[0])))  # every row sums to about one number
+    if one_sum and s[0] > 1:  # weights scaled (token counts / 1e9?)
         return f"; every row sums to {s[0]:.4g}: divide each row by its sum"
-    if np.all(np.abs(s - s[0]) <= 0.01 * abs(s[0])) and 0 < s[0] < 1:  # a column held at a weight, left out
+    if one_sum and 0 < s[0] < 1:  # a column held at a weight, left out
         return (f"; every row sums to {s[0]:.4g}: is a domain's column missing (one held at "
                 f"{1 - s[0]:.4g})? add it")
     return ""
