@@ -9,10 +9,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def listed(items: Sequence[str], n: int) -> str:
+    """The first ``n`` items of a message's list and how many more: ``a, b, c and 4 more``."""
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
 class MixoptError(ValueError):

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, listed
 
 SCHEMA_ID = "mixopt.mixture/v1"
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "mixture.v1.json"
@@ -202,8 +202,7 @@ class Mixture:
             off = [d for d in self.weights if abs(self.weights[d] - first[d]) > 1e-3]  # rounding passes
             if off:  # which would a training job use? The contract says: the first phase.
                 raise MixoptError(
-                    f"mixture weights differ from the schedule's first phase on {', '.join(off[:5])}"
-                    f"{f' and {len(off) - 5} more' if len(off) > 5 else ''}; "
+                    f"mixture weights differ from the schedule's first phase on {listed(off, 5)}; "
                     "a scheduled mixture's weights are its first phase: make them equal"
                 )
             object.__setattr__(self, "schedule", tuple(sched))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, listed
 
 # Passes over a domain beyond which repeated data stops helping (Muennighoff et al. 2023: up to ~4
 # epochs are almost as good as new data); proxies and mixtures without a --max-epochs warn above it.
@@ -24,8 +24,7 @@ def epochs_over(epochs: Mapping[str, float], cap: float) -> tuple[dict[str, floa
     """The domains repeated more than ``cap`` times, and their listing (the 5 most repeated, most
     first: ``"fortunes 11.2, manual 7.9 and 2 more"``; empty when none)."""
     over = dict(sorted(((d, e) for d, e in epochs.items() if e > cap), key=lambda kv: -kv[1]))
-    listed = ", ".join(f"{d} {e:.1f}" for d, e in list(over.items())[:5])
-    return over, listed + (f" and {len(over) - 5} more" if len(over) > 5 else "")
+    return over, listed([f"{d} {e:.1f}" for d, e in over.items()], 5)
 
 
 def default_target_tokens(target: float | None, tokens: Mapping[str, float] | None) -> float | None:
@@ -286,12 +285,12 @@ class SearchSpace:
         epochs = self.epochs(w)
         if self.max_epochs is not None or not epochs:
             return None
-        over, listed = epochs_over(epochs, DEFAULT_MAX_EPOCHS)
+        over, named = epochs_over(epochs, DEFAULT_MAX_EPOCHS)
         if not over:
             return None
         cap = f"{DEFAULT_MAX_EPOCHS:g}"
         return (f"at the target budget ({self.target_tokens:,.0f} tokens) this mixture repeats "
-                f"{listed} times (epochs), more than the {cap} passes repeated data stays useful "
+                f"{named} times (epochs), more than the {cap} passes repeated data stays useful "
                 f"for; --max-epochs {cap} caps it (as RegMix and Olmix do)")
 
     def constraints(self) -> dict:

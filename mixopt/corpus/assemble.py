@@ -25,7 +25,7 @@ from mixopt.corpus.extract import get_extractor
 from mixopt.corpus.fetch import Fetched, SourceUnavailable, fetch
 from mixopt.corpus.recipe import Recipe, load_recipe
 from mixopt.corpus.shards import check_corpus_name, corpus_dir
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, listed
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,6 @@ def recipe_hash(recipe: Recipe, fetched: list[Fetched]) -> str:
         "sources": sorted((f.source.domain, f.source.kind, f.source.package, f.sha256) for f in fetched),
     }
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _shown(names: list[str], n: int = 3) -> str:
-    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _texts(f: Fetched, max_chars: int, stats: dict[str, int], skipped: list[str]) -> Iterator[str]:
@@ -191,12 +187,12 @@ def build_recipe(name: str, *, force: bool = False) -> BuildOutcome:
         if skipped and not any(t.strip() for t in docs[dom.name]):
             raise MixoptError(
                 f"domain {dom.name!r}: every file of its sources was left out as not UTF-8 "
-                f"({_shown(skipped)}; on_decode_error = \"skip\"): convert them to UTF-8, or set "
+                f"({listed(skipped, 3)}; on_decode_error = \"skip\"): convert them to UTF-8, or set "
                 'on_decode_error = "replace"'
             )
         if skipped:
             warnings.warn(f"domain {dom.name!r}: input that is not UTF-8: {len(skipped)} file(s) left out "
-                          f"({_shown(skipped)}; on_decode_error)", MixoptWarning, stacklevel=2)
+                          f"({listed(skipped, 3)}; on_decode_error)", MixoptWarning, stacklevel=2)
     licences = {d.name: d.licence for d in recipe.domains if d.licence}
     manifest = build_from_documents(
         recipe.name,

@@ -29,7 +29,7 @@ from mixopt.corpus.build import (
 from mixopt.corpus.documents import decode_utf8
 from mixopt.corpus.fetch import sha256_of
 from mixopt.corpus.shards import check_corpus_name, corpus_dir
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, listed
 from mixopt.magic import binary_kind, has_nul
 
 log = logging.getLogger(__name__)
@@ -268,8 +268,7 @@ def _group(df, where: str, domain_column: str, text_column: str) -> dict[str, li
     for kind, col in (("domain", domain_column), ("text", text_column)):
         if col not in cols:
             flag = "--domain-column" if kind == "domain" else "--text-column"
-            more = f" and {len(cols) - 20} more" if len(cols) > 20 else ""
-            shown = ", ".join(_short(c) for c in cols[:20]) + more
+            shown = listed([_short(c) for c in cols], 20)
             raise MixoptError(
                 f"{where} has no {kind} column {col!r}; its columns are {shown} (choose one with {flag})"
             )

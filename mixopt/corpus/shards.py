@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mixopt import paths
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, listed
 
 CORPUS_SCHEMA = "mixopt.corpus/v1"
 Split = Literal["train", "val"]
@@ -135,8 +135,8 @@ class Corpus:
         if not (self.path / str(data["tokenizer"])).is_file():
             gone.append(str(data["tokenizer"]))
         if gone:
-            shown = ", ".join(gone[:4]) + (f" and {len(gone) - 4} more" if len(gone) > 4 else "")
-            raise MixoptError(f"corpus {data['name']!r} at {self.path} is missing {shown}; {rebuild}")
+            raise MixoptError(f"corpus {data['name']!r} at {self.path} is missing {listed(gone, 4)}; "
+                              f"{rebuild}")
         # A shard cut short (a disk filled, a copy stopped) had been read as it was: a domain's share
         # of the natural mixture and every run on it were wrong without a word. Sizes only: a stat each.
         size = np.dtype(data["dtype"]).itemsize

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from mixopt.errors import MixoptError, listed
+
 
 @dataclass(frozen=True, kw_only=True)
 class Proposal:
@@ -67,8 +69,6 @@ def check_space(model: Any, space: Any) -> None:
     Raises:
         MixoptError: the space does not match the model's domains.
     """
-    from mixopt.errors import MixoptError
-
     fitted = getattr(model, "n_features_in_", space.n)
     if fitted != space.n:  # numpy's matmul error (or sklearn's) had been all a user saw
         raise MixoptError(f"the model was fitted on {fitted} domains and the space has {space.n} "
@@ -121,10 +121,9 @@ def beyond_runs_note(weights: np.ndarray, X: np.ndarray, domains: tuple[str, ...
             if w[i] > 1.5 * top[i] and w[i] - top[i] >= 0.01 and domains[i] not in held]
     if not over:
         return None
-    named = ", ".join(f"{domains[i]} {w[i]:.3g} (runs: at most {top[i]:.3g})" for i in over[:3])
-    more = f" and {len(over) - 3} more" if len(over) > 3 else ""
+    named = listed([f"{domains[i]} {w[i]:.3g} (runs: at most {top[i]:.3g})" for i in over], 3)
     first = over[0]
-    return (f"the proposal gives more weight than any run had to {named}{more}: the {method} model "
+    return (f"the proposal gives more weight than any run had to {named}: the {method} model "
             "extrapolates there; validate it, or cap those domains (e.g. --max-weight "
             f"{domains[first]}={top[first]:.3g})")
 
