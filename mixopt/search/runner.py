@@ -411,10 +411,9 @@ def run_trials(
                 signal.signal(sig, handler)
 
 
-def check_fatal(store: RunStore, search_id: str, resume: str | None = None) -> None:
-    """Raise the fatal error a trial recorded, with how to resume (``resume``; the CLI's by default)."""
+def check_fatal(store: RunStore, search_id: str, resume: str) -> None:
+    """Raise the fatal error a trial recorded, with how to resume (``resume``: ``Prepared.resume``)."""
     err = fatal_error(store, search_id)
     if err is not None:
-        resume = resume or f"`mixopt search --resume {search_id}`"
         hint = f"Fix the evaluator and run {resume}: its finished runs are kept"
         raise MixoptError(f"{err.rstrip('.')}. {hint}")
