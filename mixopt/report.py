@@ -193,10 +193,9 @@ def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains:
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8))
-    from mixopt.search.runner import INTERRUPTED
+    from mixopt.search.runner import interrupted_attempt
 
-    # an attempt a stopped driver cut short has no outcome, and its slot ran again: not drawn as failed
-    swarm = [r for r in runs if r.role == "swarm" and not (r.error or "").startswith(INTERRUPTED)]
+    swarm = [r for r in runs if r.role == "swarm" and not interrupted_attempt(r)]  # not drawn as failed
     before = len(reused)
     vals = [objective.value(r.metrics, domains) if r.status == "ok" else math.nan for r in swarm]
     ok = [(i, v) for i, v in enumerate([*reused, *vals]) if math.isfinite(v)]

@@ -44,6 +44,7 @@ from mixopt.search.runner import (
     TIMED_OUT,
     Progress,
     check_fatal,
+    interrupted_attempt,
     recorded_stop,
     run_trials,
     settle_runs,
@@ -775,7 +776,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
               "reused": len(plan.get("reused", [])), "fitted": len(y),
               "attempts": sum(s.attempt for s in searcher.slots.values()),
               # attempts a stopped driver cut short, which ran again: no retry (--retries 0 had said 2)
-              "restarted": sum(r.role == "swarm" and (r.error or "").startswith(INTERRUPTED)
+              "restarted": sum(r.role == "swarm" and interrupted_attempt(r)
                                for r in store.runs(search_id=sid)), **checks},
         notes=notes, out=str(prep.out) if prep.out else None, mixture_path=str(in_folder), rung=cfg.rung,
         validate_rung=vrung if cfg.validate else None, validate=cfg.validate, wall_s=time.perf_counter() - t0,

@@ -44,6 +44,12 @@ REQUEUED = "requeued by --resume after: "
 TIMED_OUT = "timed out after "  # the error of a run stopped by --trial-timeout
 
 
+def interrupted_attempt(run: RunRecord) -> bool:
+    """An attempt its driver's stop cut short (:data:`INTERRUPTED`): no outcome, and its slot ran
+    again; neither a failure nor a retry."""
+    return (run.error or "").startswith(INTERRUPTED)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ProgressEvent:
     """Sent to the ``progress`` callback after every finished trial (and once at the start)."""
@@ -107,7 +113,7 @@ def settle_runs(store: RunStore, search_id: str, workroot: str | Path,
 
     runs = store.runs(search_id=search_id)
     open_runs = [r.run_id for r in runs if r.status == "running"
-                 or (r.status == "failed" and (r.error or "").startswith(INTERRUPTED)
+                 or (r.status == "failed" and interrupted_attempt(r)
                      and not (r.error or "").startswith(CUT_SHORT))]
     # A slot with an ok run, or another attempt going, takes no late outcome of an earlier attempt: a
     # driver killed with -9 and resumed at once had rerun a slot whose orphaned trial then wrote its
