@@ -48,7 +48,10 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
 
     st = store_of_search(name, store)
     rec = st.require_search(name)
-    cfg, plan, result = rec.config, rec.plan or {}, rec.result
+    cfg, plan = rec.config, rec.plan or {}
+    # a failed search keeps only its error (driver.failure); a done one, everything it found
+    result = rec.result if rec.result and "candidates" in rec.result else None
+    error = (rec.result or {}).get("error") if rec.state == "failed" else None
     domains = list(plan.get("domains") or [])
     if not domains:
         raise MixoptError(f"search {name!r} has no plan yet (it stopped before sampling); nothing to report")
@@ -75,7 +78,7 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
                    lent={r.run_id for r in lent})
         files.append(folder / "runs.png")
         md = _markdown(name, shown_state(rec.state, search_dir(name)), cfg, result, runs, len(reused), len(y),
-                       cv, cv_notes, files, n_lent=len(lent))
+                       cv, cv_notes, files, n_lent=len(lent), error=error)
         (tmp / "report.md").write_text(md, encoding="utf-8")
     files.append(folder / "report.md")
     return Report(search_id=name, folder=folder, files=files, cv=cv, markdown=md, cv_notes=cv_notes)
@@ -264,12 +267,13 @@ def swarm_outcome(runs: dict[str, Any]) -> str:
 
 def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any] | None,
               runs: list[RunRecord], n_reused: int, n_fit: int, cv: dict[str, float] | None,
-              cv_notes: list[str], files: list[Path], n_lent: int = 0) -> str:
+              cv_notes: list[str], files: list[Path], n_lent: int = 0, error: str | None = None) -> str:
     status = {s: sum(r.status == s for r in runs) for s in ("ok", "diverged", "failed", "running")}
     source = f"corpus `{cfg['corpus']}`" if cfg.get("corpus") else f"evaluator `{cfg.get('evaluator')}`"
     lines = [f"# Search `{name}`", "",
              f"- state: **{state}**; method **{cfg.get('method')}**, budget {cfg.get('budget')}, "
              f"rung `{cfg.get('rung')}`, seed {cfg.get('seed')}",
+             *([f"- error: {error}"] if error else []),
              f"- source: {source}",
              # Every attempt has a record: a run retried after a failure counts once failed, once ok.
              f"- run records of this search (every attempt, validation runs included): {status['ok']} ok, "

@@ -10,7 +10,7 @@ Two tables:
               (``running`` → ``ok`` | ``diverged`` | ``failed``), seed, weights, metrics, history,
               cost, error text, attempt, created and finished times.
 ``searches``  one row per search: its resolved config, its plan (the sampled swarm), its state
-              and its result.
+              and its result (a failed search's: ``{"error": its one-line message}``).
 
 A failed or diverged run is recorded, never lost, and never fitted: :meth:`RunStore.matrix`
 returns only ``ok`` runs with a finite objective. Runs of the same corpus hash, fidelity key and

@@ -45,6 +45,10 @@ def test_unknown_corpus_lists_known_recipes(workspace: Path, capsys) -> None:
     )
     assert "default" in line
     assert_refused(capsys, workspace, "corpus", "info", "nosuchcorpus", match="unknown corpus 'nosuchcorpus'")
+    # a folder that holds no corpus is said to be one, not an unknown name
+    plain = text_folders(workspace / "plain", {"a": 1})
+    assert_refused(capsys, workspace, "corpus", "info", str(plain),
+                   match=f"folder '{plain}' holds no built corpus (no manifest.json)")
     # a path is a path: said to be missing or a folder, not an unknown name
     missing = str(workspace / "rec" / "nosuch.toml")
     assert_refused(capsys, workspace, "corpus", "build", missing,

@@ -181,11 +181,16 @@ def test_a_search_whose_runs_all_failed_finishes_when_resumed_after_the_fix(work
     flag = tmp_path / "fixed"
     cfg = config(tmp_path, name="crashy", evaluator="mixopt.testing:raises_until_fixed", budget=4, retries=1,
                  fidelity={"fixed": str(flag)})
-    with pytest.raises(MixoptError, match=r"too few to fit.*mixopt search --resume crashy"):
+    with pytest.raises(MixoptError, match=r"too few to fit.*mixopt search --resume crashy") as failed:
         run_search(cfg)
+    # the failed search's report says why it failed (it had given only its state)
+    from mixopt.report import make_report
+
+    assert f"- error: {failed.value}\n" in make_report("crashy").markdown
     flag.write_text("fixed")
     events: list = []
     res = resume_search("crashy", retries=2, progress=events.append)
+    assert "- error:" not in make_report("crashy").markdown  # done now: its result replaced the error
     assert res.runs["ok"] == res.runs["fitted"] == 4 and res.runs["failed"] == 0
     said = [e.message for e in events if getattr(e, "stage", None) == "plan"]
     # 4 runs, not their 8 failed attempts

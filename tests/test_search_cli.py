@@ -298,6 +298,13 @@ def test_runs_searches_lists_every_search_and_the_miss_hint_says_when_it_is_cut(
     assert run_cli(["runs", "searches", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 12 and rows[3]["objective"] == 2.4567 and rows[0]["objective"] is None
+    # a failed search says why, in the table's notes and the JSON
+    st.update_search("s05", state="failed", result={"error": "a run store cannot take it"})
+    assert run_cli(["runs", "searches"]) == 0
+    assert "s05 failed: a run store cannot take it" in capsys.readouterr().out
+    assert run_cli(["runs", "searches", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[5]["error"] == "a run store cannot take it" and rows[3]["error"] is None
     assert run_cli(["search", "--resume", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert "the 10 newest of its 12 searches" in err and "mixopt runs searches" in err

@@ -115,7 +115,8 @@ def list_searches(
         rows.append({"search": s.search_id, "state": state, "method": s.config.get("method"),
                      "corpus": s.config.get("corpus") or "-", "budget": s.config.get("budget"),
                      "exported": res.get("exported"), "objective": value,
-                     "objective_is": how if value is not None else None, "created": s.created})
+                     "objective_is": how if value is not None else None, "created": s.created,
+                     "error": res.get("error") if s.state == "failed" else None})
     if as_json:
         print(dumps(rows, indent=2))
         return
@@ -137,6 +138,10 @@ def list_searches(
     if any(r["state"] == "stopped" for r in rows):
         console.print("stopped: its driver ended without saying so (kill -9, a lost node); "
                       "`mixopt search --resume NAME` goes on", style="dim")
+    failed = [r for r in rows if r["error"]]
+    if failed:  # why, in a line each: the report keeps it too
+        for r in failed[-5:]:
+            console.print(f"{escape(r['search'])} failed: {escape(r['error'])}", style="dim", soft_wrap=True)
     if any(r["objective_is"] == "predicted" for r in rows):
         console.print("objective: the exported mixture's measured value, or the model's prediction "
                       "(pred.) where it was not validated", style="dim")

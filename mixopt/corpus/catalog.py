@@ -109,6 +109,11 @@ def open_corpus(name: str) -> Corpus:
     known = paths.available_recipes("corpora")
     if name in known:
         raise MixoptError(f"corpus {name!r} is not built yet; run `mixopt corpus build {name}`")
+    if p.is_dir():  # a folder, but no corpus: "unknown corpus" would send the user to the names
+        raise MixoptError(
+            f"folder {name!r} holds no built corpus (no manifest.json); give a corpus's folder or a "
+            f"name ({', '.join(built) or 'none built'}), or make one with `mixopt corpus add`"
+        )
     raise MixoptError(
         f"unknown corpus {name!r}; built: {', '.join(built) or 'none'}; recipes: {', '.join(known) or 'none'}"
     )

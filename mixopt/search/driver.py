@@ -145,10 +145,16 @@ def run_search(
             raise
         except RayRefused:  # _LazyRay deleted the search, which ran nothing
             raise
-        except BaseException:
-            prep.store.update_search(prep.search_id, state="failed")
+        except BaseException as exc:
+            prep.store.update_search(prep.search_id, state="failed", result=failure(exc))
             raise
         return _drive(prep, plan, ray, progress, resumed=False)
+
+
+def failure(exc: BaseException) -> dict[str, str]:
+    """What a failed search keeps as its result: the error in one line, for its report."""
+    text = str(exc) if isinstance(exc, MixoptError) else f"{type(exc).__name__}: {exc}"
+    return {"error": " ".join(text.split())[:2000] or type(exc).__name__}
 
 
 def _what_changed(plan: Mapping[str, Any], prep: Prepared) -> str:
@@ -637,9 +643,9 @@ def _drive(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progre
         settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time())
         store.update_search(sid, state=ray.state_before)
         raise
-    except BaseException:
+    except BaseException as exc:
         settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time())
-        store.update_search(sid, state="failed")
+        store.update_search(sid, state="failed", result=failure(exc))
         raise
     store.update_search(sid, state="done", result=result.as_dict())
     return result

@@ -1,7 +1,9 @@
 """Online mixing: objects that change the domain weights while the final model trains.
 
 The trainer calls a :class:`WeightUpdater` every ``every`` optimizer steps with an
-:class:`Observation` and draws the following batches with the weights it returns. It always sees
+:class:`Observation` and draws the following batches with the weights it returns. A call at the
+run's last step is made too, though no batch follows it: updaters that keep a running result
+(DoReMi's average of its weights over training) then see the whole run. It always sees
 per-domain training losses and tokens over the last ``every`` steps; what else it asks for:
 
 - ``wants_grads``: each domain's gradient at the current parameters, on a probe batch of
