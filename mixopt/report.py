@@ -24,6 +24,7 @@ from mixopt.atomic import atomic_dir
 from mixopt.errors import MixoptError
 from mixopt.fitters.cv import AUTO_CV_NOTE
 from mixopt.objective import Objective
+from mixopt.proposers.proposal import ranking_note
 from mixopt.store import RunRecord, RunStore, store_of_search
 
 logger = logging.getLogger(__name__)
@@ -294,10 +295,8 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
                   "| Spearman | Pearson | MAE | relative error |", "|---:|---:|---:|---:|",
                   f"| {cv['spearman']:.3f} | {cv['pearson']:.3f} | {cv['mae']:.4f} "
                   f"| {cv['rel_error']:.4f} |", ""]
-        if cv["spearman"] < 0.5:  # a QA pass: 0.18 was printed without a word on what it means
-            cv_notes = [*cv_notes, f"a Spearman of {cv['spearman']:.2f} means the model ranks runs it did "
-                        "not see little better than chance: its proposal is a guess until validated (add "
-                        "runs, --validate seeds, or another method)"]
+        if poor := ranking_note(cv["spearman"], str(cfg.get("method"))):  # a QA pass: 0.18 had no word
+            cv_notes = [*cv_notes, poor]
         lines += [f"- {n}" for n in cv_notes] + [""]
     elif cv_notes:
         lines += [f"Cross-validation: {'; '.join(cv_notes)}.", ""]

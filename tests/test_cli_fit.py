@@ -155,6 +155,25 @@ def test_propose_writes_a_valid_mixture(tmp_path: Path) -> None:
     assert "uniform" in mix.meta["baselines"] and "best_run" in mix.meta["baselines"]
 
 
+def test_a_proposal_from_a_model_that_ranks_held_out_runs_poorly_says_so(tmp_path: Path) -> None:
+    """--cv measured it: the mixture's notes say what a low Spearman means for the proposal."""
+    rng = np.random.default_rng(0)
+    W = rng.dirichlet(np.ones(3), size=20)
+    pl.DataFrame({"run": [f"r{i}" for i in range(20)], **{d: W[:, j] for j, d in enumerate("abc")}}).write_csv(
+        tmp_path / "r.csv")
+    pl.DataFrame({"run": [f"r{i}" for i in range(20)], "loss": rng.normal(3.0, 0.1, 20)}).write_csv(
+        tmp_path / "m.csv")
+    out = tmp_path / "mix.json"
+    args = ["fit", "--ratios", str(tmp_path / "r.csv"), "--metrics", str(tmp_path / "m.csv"), "--target", "loss",
+            "--method", "linear", "--propose", "--out", str(out), *FAST]
+    assert run_cli([*args, "--cv", "5"]) == 0
+    said = "5-fold cross-validation: the linear model ranks runs it did not see with Spearman"
+    assert any(n.startswith(said) for n in Mixture.load(out).meta["notes"])
+    out.unlink()
+    assert run_cli(args) == 0  # not measured, not said
+    assert not any("cross-validation" in n for n in Mixture.load(out).meta["notes"])
+
+
 def test_random_proposes_the_best_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "mix.json"
     assert run_cli(["fit", "--ratios", OR, "--metrics", OM, "--target", "mean", "--method", "random",

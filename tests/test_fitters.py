@@ -179,6 +179,20 @@ def test_cv_never_fits_on_the_test_fold() -> None:
     assert not np.array_equal(res.folds, cross_validate(_Spy(), X, y, k=4, seed=4).folds)
 
 
+def test_held_out_ranking_is_cross_validated_only_when_cheap_and_possible() -> None:
+    from mixopt.fitters.cv import held_out_ranking
+
+    rng = np.random.default_rng(0)
+    X = rng.dirichlet(np.ones(3), size=20)
+    y = X @ np.array([1.0, 2.0, 3.0])
+    rho, k = held_out_ranking(get_fitter("linear"), X, y, fit_seconds=0.01)
+    assert k == 5 and rho > 0.99
+    assert held_out_ranking(get_fitter("linear"), X, y, fit_seconds=5.0) is None  # 5 refits: 25 s > 20 s
+    assert held_out_ranking(get_fitter("linear"), X[:6], y[:6], fit_seconds=0.01) is None  # folds of 4 runs
+    auto = get_fitter("auto", candidates=("linear", "log-ridge")).fit(X, y)  # its own CV: no refit
+    assert held_out_ranking(auto, X, y, fit_seconds=1e9) == (auto.cv_spearman_, auto.cv_folds_)
+
+
 def test_cv_figures_on_regmix_slice() -> None:
     X, y = regmix_slice()
     res = cross_validate(RegMixFitter(n_estimators=200), X, y, k=4, seed=0)

@@ -426,6 +426,26 @@ def test_a_model_that_misses_its_own_runs_is_noted(workspace, tmp_path, ray_sess
     assert not any("fits its own runs poorly" in n for n in good.notes)
 
 
+def test_an_unvalidated_proposal_says_when_its_model_ranks_unseen_runs_poorly(workspace, tmp_path, ray_session):
+    """A QA pass: a model can fit its own runs closely yet rank new ones at chance; with nothing
+    measured after the fit, the search cross-validates it (when cheap) and says so."""
+    from mixopt.search.driver import run_search
+
+    said = "5-fold cross-validation: the linear model ranks runs it did not see with Spearman"
+    noisy = run_search(config(tmp_path, name="noisy", budget=12, method="linear", fidelity={"noise": 20.0}))
+
+    def info(name: str) -> dict:
+        cands = RunStore().require_search(name).plan["candidates"]
+        return next(c for c in cands if c["name"] == "proposal")["info"]
+
+    prop = info("noisy")
+    assert prop["cv_folds"] == 5 and prop["cv_spearman"] < 0.5
+    assert any(n.startswith(said) for n in noisy.notes), noisy.notes
+    # the law that made the runs ranks them well: no such note
+    clean = run_search(config(tmp_path, name="clean", budget=12, method="loglinear"))
+    assert info("clean")["cv_spearman"] > 0.9 and not any("cross-validation:" in n for n in clean.notes)
+
+
 def test_a_law_with_more_parameters_than_the_budget_is_refused_before_any_run(workspace, tmp_path):
     from mixopt.search.driver import run_search
 

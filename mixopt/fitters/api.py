@@ -216,8 +216,11 @@ def fit_tables(config: FitConfig) -> FitReport:
                     warnings.filterwarnings("ignore", message=FLAT_WARNING, category=MixoptWarning)
                     prop = propose_holding(proposer, model, X, space)
             seconds["propose"] = round(time.perf_counter() - t, 3)
+            # how the model ranks runs it did not see, where --cv or auto's own selection measured it
+            rank = ((cv["spearman"], cv["k"]) if cv is not None
+                    else (model.cv_spearman_, model.cv_folds_) if hasattr(model, "cv_spearman_") else None)
             proposal = _save_mixture(prop, model, method.name, table, X, y, run_ids, space, config, params,
-                                     fit_notes)
+                                     fit_notes, rank)
     return FitReport(
         method=method.name, target=config.target, domains=table.domains, n_runs=len(y),
         n_excluded=n_all - len(y), cv=cv, predictions=predictions, proposal=proposal,
@@ -257,6 +260,7 @@ def _write_predictions(model: Any, new: tuple, domains: tuple[str, ...], config:
 def _save_mixture(
     prop: Any, model: Any, method: str, table: Any, X: np.ndarray, y: np.ndarray, run_ids: list[str],
     space: Any, config: FitConfig, proposer_params: dict[str, Any], fit_notes: list[str],
+    rank: tuple[float, int] | None = None,
 ) -> dict[str, Any]:
     import mixopt
     from mixopt.mixture import Mixture
@@ -285,7 +289,7 @@ def _save_mixture(
         notes = proposal_notes(prop, X, y, table.domains, method, fixed=space.fixed,
                                kl=proposer_params.get("kl"),
                                best=None if inside is None else (best_pred, run_ids[inside]),
-                               fit_rms=rms, runs_std=float(np.std(y)))
+                               fit_rms=rms, runs_std=float(np.std(y)), cv=rank)
         if repeats := space.repetition_note(prop.weights):
             notes.append(repeats)
         for n in notes:

@@ -55,7 +55,8 @@ class AutoFitter(RegressorMixin, BaseEstimator):
 
     Fitted: ``chosen_`` (a name, or ``mean(a, b)``), ``members_`` and ``member_weights_`` (the refitted
     models and their weights in the average), ``cv_table_`` (rows: name, spearman, pearson, mae,
-    rel_error, seconds, error, chosen).
+    rel_error, seconds, error, chosen), ``cv_spearman_`` and ``cv_folds_`` (the chosen model's
+    cross-validated Spearman and its folds).
     """
 
     MIN_RUNS = 3  # fewest runs a fit takes; a search checks its budget against it before any run
@@ -188,6 +189,7 @@ class AutoFitter(RegressorMixin, BaseEstimator):
             r["chosen"] = r["name"] == self.chosen_
             r["folds"] = k
         self.cv_table_ = rows
+        self.cv_spearman_, self.cv_folds_ = best["spearman"], k  # the chosen model's, as ranked
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             self.members_ = [self._make(nm, per_metric).fit(X, target(nm)) for nm in members]

@@ -212,3 +212,26 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
             per_fold.append(score(y[test], pred[test]))
     _say_once(caught + scoring, k)
     return CVResult(pred=pred, folds=folds, metrics=score(y, pred), fold_metrics=per_fold)
+
+
+def held_out_ranking(fitter: Any, X: np.ndarray, y: np.ndarray, *, fit_seconds: float, seed: int = 0,
+                     k: int = 5, budget_s: float = 20.0) -> tuple[float, int] | None:
+    """How well a fitted model ranks runs it did not see: (K-fold Spearman, K), for a search that
+    measures nothing after its fit (the in-sample fit cannot tell overfitting). ``auto`` kept its own
+    cross-validation; another model is cross-validated here when its ``k`` refits, at
+    ``fit_seconds`` each, fit in ``budget_s`` and every fold trains on at least 5 runs (None where
+    not, or where a fold cannot be fitted)."""
+    if getattr(fitter, "cv_spearman_", None) is not None:
+        return float(fitter.cv_spearman_), int(fitter.cv_folds_)
+    n = len(X)
+    k = min(k, n)
+    if n - -(-n // k) < 5 or fit_seconds * k > budget_s:
+        return None
+    with warnings.catch_warnings():  # the fit's own warnings were said; the folds' would repeat them
+        warnings.simplefilter("ignore")
+        try:
+            res = cross_validate(fitter, X, y, k=k, seed=seed, folds_option=None)
+        except MixoptError:
+            return None
+    rho = res.metrics["spearman"]
+    return (float(rho), k) if np.isfinite(rho) else None

@@ -150,6 +150,22 @@ def misfit_note(fit_rms: float | None, runs_std: float | None, method: str) -> s
             f"runs' spread (std) {runs_std:.3g}; its predictions are rough, try another method")
 
 
+# Below this cross-validated Spearman a model ranks mixtures it did not see little better than chance.
+POOR_RANKING = 0.5
+
+
+def ranking_note(spearman: float | None, method: str, folds: int | None = None) -> str | None:
+    """A note when cross-validation says the model ranks held-out runs poorly (Spearman below
+    :data:`POOR_RANKING`; None otherwise). The in-sample misfit note cannot see this: a tree fits its
+    own 32 runs closely while ranking new ones at 0.18 (a QA pass)."""
+    if spearman is None or not math.isfinite(spearman) or spearman >= POOR_RANKING:
+        return None
+    where = f"{folds}-fold cross-validation" if folds else "cross-validation"
+    return (f"{where}: the {method} model ranks runs it did not see with Spearman {spearman:.2f}, little "
+            "better than chance; its proposal is a guess until validated (add runs, measure it with "
+            "validation seeds, or use another method)")
+
+
 def kl_note(info: dict[str, Any], predicted: float | None, best: float | None, best_run: str) -> str | None:
     """The note for a proposal the KL term held predicted worse than the best run inside the
     constraints (None otherwise)."""
@@ -201,6 +217,7 @@ def proposal_notes(
     prop: Proposal | Any, X: np.ndarray, y: np.ndarray, domains: tuple[str, ...] | list[str], method: str, *,
     fixed: Iterable[str] = (), kl: float | None = None, best: tuple[float, str] | None = None,
     say_worse: bool = True, fit_rms: float | None = None, runs_std: float | None = None,
+    cv: tuple[float, int] | None = None,
 ) -> list[str]:
     """What a model's proposal carries in its mixture JSON, the same for ``fit --propose`` and ``search``.
 
@@ -209,7 +226,8 @@ def proposal_notes(
     ``best``: (predicted objective, run id) of the best run inside the constraints, where there is
     one; ``say_worse``: also say when the model rates that run above its proposal (a search that
     validates says so by measuring instead). ``fit_rms``/``runs_std``: the model's in-sample RMS
-    error and the runs' spread.
+    error and the runs' spread; ``cv``: the cross-validated Spearman and its number of folds, where
+    one was computed.
     """
     info = prop.info
     notes = [held_note(info), unused_kl_note(info, kl, method)]
@@ -218,6 +236,8 @@ def proposal_notes(
         notes.append(kl_note(info, prop.predicted, *best) or worse)
     if not info.get("constant_model"):  # a flat model's misfit is its flatness, said below
         notes += [misfit_note(fit_rms, runs_std, method), tied_note(info, method)]
+        if cv is not None:
+            notes.append(ranking_note(cv[0], method, cv[1]))
     else:
         notes.append(f"the {method} model predicts the same value for every candidate mixture (too few runs: "
                      f"{len(y)}); its proposal is arbitrary. Fit more runs (a search's --budget), or use "

@@ -710,7 +710,9 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
         notes += proposal_notes(prop, X, y, domains, cfg.method, fixed=prep.space.fixed, kl=cfg.kl,
                                 best=None if best is None else (best.predicted, str(best.run_id)),
                                 say_worse=cfg.validate == 0, fit_rms=prop.info.get("fit_rms"),
-                                runs_std=prop.info.get("runs_std"))
+                                runs_std=prop.info.get("runs_std"),
+                                cv=(prop.info["cv_spearman"], prop.info["cv_folds"])
+                                if "cv_spearman" in prop.info else None)
     else:
         notes.append("training-free (BiMix): weights from each domain's conditional entropy "
                      f"({prop.info.get('estimator')}); no proxy runs were fitted (--budget unused)")
@@ -879,6 +881,13 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
     if fitter is not None and len(y) > 2:  # how well the model fits the runs it was fitted on
         resid = np.asarray(_predict(fitter, X)[0], dtype=float) - y
         proposal.info.update(fit_rms=float(np.sqrt(np.mean(resid**2))), runs_std=float(np.std(y)))
+    if fitter is not None and cfg.validate == 0:  # nothing will be measured: how it ranks unseen runs
+        from mixopt.fitters.cv import held_out_ranking
+        from mixopt.methods import fit_target
+
+        cv = held_out_ranking(fitter, X, fit_target(fitter, y, Y), fit_seconds=fit_seconds, seed=cfg.seed)
+        if cv is not None:
+            proposal.info.update(cv_spearman=cv[0], cv_folds=cv[1])
     interval = tuple(proposal.interval) if proposal.interval is not None else None
     cands = [Candidate(
         name=PROPOSAL, weights=[float(x) for x in proposal.weights], predicted=proposal.predicted,
