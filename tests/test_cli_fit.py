@@ -159,13 +159,12 @@ def test_a_proposal_from_a_model_that_ranks_held_out_runs_poorly_says_so(tmp_pat
     """--cv measured it: the mixture's notes say what a low Spearman means for the proposal."""
     rng = np.random.default_rng(0)
     W = rng.dirichlet(np.ones(3), size=20)
-    pl.DataFrame({"run": [f"r{i}" for i in range(20)], **{d: W[:, j] for j, d in enumerate("abc")}}).write_csv(
-        tmp_path / "r.csv")
-    pl.DataFrame({"run": [f"r{i}" for i in range(20)], "loss": rng.normal(3.0, 0.1, 20)}).write_csv(
-        tmp_path / "m.csv")
+    runs = [f"r{i}" for i in range(20)]
+    pl.DataFrame({"run": runs, **{d: W[:, j] for j, d in enumerate("abc")}}).write_csv(tmp_path / "r.csv")
+    pl.DataFrame({"run": runs, "loss": rng.normal(3.0, 0.1, 20)}).write_csv(tmp_path / "m.csv")
     out = tmp_path / "mix.json"
-    args = ["fit", "--ratios", str(tmp_path / "r.csv"), "--metrics", str(tmp_path / "m.csv"), "--target", "loss",
-            "--method", "linear", "--propose", "--out", str(out), *FAST]
+    args = ["fit", "--ratios", str(tmp_path / "r.csv"), "--metrics", str(tmp_path / "m.csv"),
+            "--target", "loss", "--method", "linear", "--propose", "--out", str(out), *FAST]
     assert run_cli([*args, "--cv", "5"]) == 0
     said = "5-fold cross-validation: the linear model ranks runs it did not see with Spearman"
     assert any(n.startswith(said) for n in Mixture.load(out).meta["notes"])

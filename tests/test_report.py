@@ -235,5 +235,5 @@ def test_report_md_shows_the_proposal_beside_an_exported_baseline_and_reads_a_po
     md = _markdown("s", "done", {"method": "regmix"}, result, [], 0, 0,
                    {"spearman": 0.182, "pearson": 0.2, "mae": 0.21, "rel_error": 0.03}, [], [])
     assert "| domain | uniform (exported) | proposal |" in md and "| a | 0.5000 | 0.7000 |" in md
-    assert "cross-validation: the regmix model ranks runs it did not see with Spearman 0.18, little better" in md
+    assert "cross-validation: the regmix model ranks runs it did not see with Spearman 0.18, little" in md
     assert "- objective: **bpb of a=2, b=1** (bits per byte; lower is better)" in md

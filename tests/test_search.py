@@ -426,7 +426,8 @@ def test_a_model_that_misses_its_own_runs_is_noted(workspace, tmp_path, ray_sess
     assert not any("fits its own runs poorly" in n for n in good.notes)
 
 
-def test_an_unvalidated_proposal_says_when_its_model_ranks_unseen_runs_poorly(workspace, tmp_path, ray_session):
+def test_an_unvalidated_proposal_says_when_its_model_ranks_unseen_runs_poorly(workspace, tmp_path,
+                                                                              ray_session):
     """A QA pass: a model can fit its own runs closely yet rank new ones at chance; with nothing
     measured after the fit, the search cross-validates it (when cheap) and says so."""
     from mixopt.search.driver import run_search
