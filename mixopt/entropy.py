@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, warn
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +237,7 @@ def propose_entropy(
     em = entropy_mixture(corpus, space, normalize=normalize, temperature=temperature)
     w = [em.weights[d] for d in space.domains]
     if repeats := space.repetition_note(w):
-        warnings.warn(repeats, MixoptWarning, stacklevel=2)
+        warn(repeats, MixoptWarning)
     if out is not None:
         notes = ["training-free: no proxy runs; weights from each domain's conditional entropy"]
         if em.projected:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -39,6 +41,20 @@ class MixoptWarning(UserWarning):
 class FewRunsWarning(MixoptWarning):
     """A model with few runs per parameter: said of a fit, not of each cross-validation fold (whose
     figures are the check the warning asks for)."""
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning] = MixoptWarning) -> None:
+    """:func:`warnings.warn` at the first caller outside mixopt (what Python 3.12's
+    ``skip_file_prefixes`` does), so that a library user's warning names the line of their own code
+    that led to it, however deep in mixopt it was raised, and Python's once-per-line filter counts
+    their lines."""
+    frame, level = sys._getframe(1), 2  # stacklevel 2: warn's caller
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 @contextlib.contextmanager

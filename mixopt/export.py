@@ -16,7 +16,8 @@
   records them), which Olmix could not build otherwise.
 - ``yaml``: RegMix's mixture config (sail-sg/regmix mixture_config/config_1b/*.yaml): a ``train:``
   mapping of training set (``train_<domain>``, as RegMix names its files) to weight and a ``valid:``
-  mapping of validation set to weight. RegMix's trainer
+  mapping of validation set to weight (domains with weight 0 left out of ``train:`` as for Megatron;
+  a domain name with a space or '/' needs a ``--prefix``, being a file prefix there). RegMix's trainer
   deletes ``valid`` unconditionally, so the section is always written: the objective's domains and
   weights when the mixture records them (all domains equally otherwise), each named as RegMix names
   its validation sets (``train_x`` or ``x`` → ``valid_x``), unless ``valid`` is given.
@@ -208,10 +209,11 @@ def export_notes(
 ) -> list[str]:
     """What the export leaves out, changes or chooses, one line each (empty when nothing)."""
     notes = []
-    if fmt in ("megatron", "hf"):
+    if fmt in ("megatron", "hf", "yaml"):
         zero = [d for d, w in mixture.weights.items() if w <= NEGLIGIBLE_WEIGHT]
         if zero:
-            where = "the Megatron blend" if fmt == "megatron" else "the datasets to interleave"
+            where = {"megatron": "the Megatron blend", "hf": "the datasets to interleave",
+                     "yaml": "RegMix's train: sets"}[fmt]
             notes.append(f"left out of {where} (weight 0, at most {NEGLIGIBLE_WEIGHT:g}): {', '.join(zero)}")
     if prefixes:  # some prefixes given: the others are probably forgotten, not meant as bare names
         bare = [d for d, w in mixture.weights.items() if w > 0 and d not in prefixes]
@@ -284,7 +286,16 @@ def export_mixture(
 
     valid_sets = dict(valid) if valid else regmix_valid(mixture)
     train_names = _yaml_train_names(mixture, names, prefixes)
-    train = {train_names[d]: w[d] for d in w}
+    # RegMix's trainer globs each train: key as a file prefix in its data folder: a space or a '/'
+    # of a domain's own name breaks it (a --prefix is the user's path, and kept as given)
+    bad = [d for d in w if d not in (prefixes or {}) and any(c.isspace() or c == "/" for c in d)]
+    if bad:
+        raise MixoptError(
+            f"RegMix's train: keys are file prefixes, and domain(s) {', '.join(map(repr, bad))} would give "
+            f"one with a space or '/'; give each its data file prefix, e.g. --prefix "
+            f"'{bad[0]}=train_{_slug(bad[0]).replace('/', '_')}'"
+        )
+    train = {train_names[d]: w[d] for d in w if w[d] > NEGLIGIBLE_WEIGHT}  # as megatron and hf
     doc = {"train": train, "valid": valid_sets}
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 
@@ -298,8 +309,8 @@ def parse_export(
     """Weights by domain from an exported text (the inverse of :func:`export_mixture`).
 
     Names are mapped back through ``prefixes``, and a yaml ``train_<domain>`` to one of ``domains``;
-    for ``megatron`` and ``hf``, the domains of ``prefixes`` and ``domains`` that the export leaves
-    out come back with weight 0.
+    for ``megatron``, ``hf`` and ``yaml``, the domains of ``prefixes`` and ``domains`` that the export
+    leaves out (weights of 1e-9 or less) come back with weight 0.
     """
     if fmt not in FORMATS:
         raise MixoptError(f"export format {fmt!r} is unknown; choose one of {', '.join(FORMATS)}")
@@ -338,7 +349,7 @@ def parse_export(
         if domain in out:
             raise MixoptError(f"{fmt} export names {name!r} twice")
         out[domain] = weight
-    if fmt in ("megatron", "hf"):
+    if fmt in ("megatron", "hf", "yaml"):
         for domain in [*(prefixes or {}), *domains]:
             out.setdefault(domain, 0.0)
     return out

@@ -13,14 +13,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mixopt.errors import MixoptError, MixoptWarning, listed
+from mixopt.errors import MixoptError, MixoptWarning, listed, warn
 
 SCHEMA_ID = "mixopt.mixture/v1"
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "mixture.v1.json"
@@ -65,8 +64,8 @@ def normalize_weights(
         )
     if abs(total - 1.0) > SUM_TOL:
         if abs(total - 1.0) > 1e-6:
-            warnings.warn(
-                f"{where}: weights summed to {total:.9g}; renormalised to 1", MixoptWarning, stacklevel=2
+            warn(
+                f"{where}: weights summed to {total:.9g}; renormalised to 1", MixoptWarning
             )
         out = {k: v / total for k, v in out.items()}
     return out
@@ -369,7 +368,7 @@ def validate_json(data: Any, *, where: str = "mixture") -> None:
         raise MixoptError(f"{where} fails the mixture schema at {loc}: {e.message}{_schema_fix(e, data)}")
     if unknown:
         said = ", ".join(f"{k!r}" + (f" (did you mean {meant[k]!r}?)" if k in meant else "") for k in unknown)
-        warnings.warn(f"{where}: {said} not part of {SCHEMA_ID}; kept, not read", MixoptWarning, stacklevel=2)
+        warn(f"{where}: {said} not part of {SCHEMA_ID}; kept, not read", MixoptWarning)
 
 
 def _schema_fix(e: Any, data: Any) -> str:

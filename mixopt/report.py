@@ -114,7 +114,7 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, 
     runs' values of the objective's metrics, which per-metric laws are fitted on (as the search does)."""
     from sklearn.base import clone
 
-    from mixopt.fitters.cv import cross_validate
+    from mixopt.fitters.cv import cross_validate, distinct_mixtures
     from mixopt.methods import fit_target, get_method
 
     metrics = objective.metric_weights(domains) if Y is not None else None
@@ -122,7 +122,7 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, 
     fit_name = method
     if fitter is None:  # `random` fits nothing; show how well RegMix's regressor would have predicted
         fitter, fit_name = get_method("regmix").make_fitter(), "regmix (for reference; random fits nothing)"
-    k = min(folds, len(y))
+    k = min(folds, distinct_mixtures(X))  # runs of one mixture share a fold
     if k < 3:
         return None, [f"too few runs ({len(y)}) for cross-validation"]
     notes = cv_headline_notes(method, fit_name, k, folds, len(y))

@@ -148,6 +148,20 @@ def test_bad_exports() -> None:
         export_mixture(MIX, "hf", {"web": "code"})
     with pytest.raises(MixoptError, match="spaces"):
         export_mixture(MIX, "megatron", {"web": "/my data/web"})
+    # RegMix's train: keys are file prefixes: a domain's own space or '/' needs a --prefix (a QA pass)
+    odd = Mixture({"web text": 0.5, "code/python": 0.5 - 1e-12, "math": 1e-12})
+    said = (r"domain\(s\) 'web text', 'code/python' would give one with a space or '/'; give each its data "
+            r"file prefix, e.g. --prefix 'web text=train_web_text'")
+    with pytest.raises(MixoptError, match=said):
+        export_mixture(odd, "yaml")
+    pre = {"web text": "data/train_web", "code/python": "data/train_py"}
+    text = export_mixture(odd, "yaml", pre)
+    import yaml
+
+    assert list(yaml.safe_load(text)["train"]) == ["data/train_web", "data/train_py"]  # 1e-12: left out
+    assert parse_export(text, "yaml", pre, domains=list(odd.weights))["math"] == 0.0
+    assert "left out of RegMix's train: sets (weight 0, at most 1e-09): math" in export_notes(odd, "yaml",
+                                                                                              prefixes=pre)
     sched = Mixture({"a": 0.5, "b": 0.5}, schedule=((0.5, {"a": 0.5, "b": 0.5}), (1.0, {"a": 1.0, "b": 0.0})))
     with pytest.raises(MixoptError, match="2 phases"):
         export_mixture(sched, "olmix")

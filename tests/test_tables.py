@@ -43,13 +43,22 @@ def write(path: Path, text: str) -> Path:
 
 def test_join_on_run_in_any_order_and_partial(tmp_path: Path) -> None:
     r = write(tmp_path / "r.csv", "run,a,b\nx,0.5,0.5\ny,0.25,0.75\nz,1,0\n")
+    # runs missing on both sides: ids that do not line up (shifted, two tables), not a partial join
     m = write(tmp_path / "m.csv", "run,loss\nz,3.0\nx,1.0\nw,9\n")
-    with pytest.warns(MixoptWarning, match=r"^1 run\(s\) of r.csv have no metrics \(y\) and 1 run\(s\) of "
-                                           r"m.csv have no weights \(w\); they are left out \(2 runs joined"):
-        t = read_run_tables(r, m)
-    assert t.run_ids == ["x", "z"]
+    said = (r"the run ids of .*r.csv and .*m.csv do not line up: 1 run\(s\) of r.csv have no metrics \(y\) "
+            r"and 1 run\(s\) of m.csv have no weights \(w\) \(joined on 'run'\); are the ids shifted")
+    with pytest.raises(MixoptError, match=said):
+        read_run_tables(r, m)
     with pytest.warns(MixoptWarning, match=r"^1 run\(s\) of r.csv have no metrics \(y\); they are left out"):
-        read_run_tables(r, write(tmp_path / "m2.csv", "run,loss\nz,3.0\nx,1.0\n"))
+        t = read_run_tables(r, write(tmp_path / "m2.csv", "run,loss\nz,3.0\nx,1.0\n"))
+    assert t.run_ids == ["x", "z"]
+    with pytest.warns(MixoptWarning, match=r"^1 run\(s\) of m.csv have no weights \(w\); they are left out"):
+        read_run_tables(write(tmp_path / "r3.csv", "run,a,b\nx,0.5,0.5\nz,1,0\n"), m)
+    # an index shifted by one (a QA pass: 511 of 512 runs had joined, each to its neighbour's metrics)
+    with pytest.raises(MixoptError, match=r"do not line up: 1 run\(s\) of r4.csv have no metrics \(1\) and "
+                                          r"1 run\(s\) of m4.csv have no weights \(4\)"):
+        read_run_tables(write(tmp_path / "r4.csv", "index,a,b\n1,0.5,0.5\n2,0.2,0.8\n3,1,0\n"),
+                        write(tmp_path / "m4.csv", "index,loss\n2,1.0\n3,2.0\n4,3.0\n"))
     np.testing.assert_array_equal(t.target("loss"), [1.0, 3.0])
     np.testing.assert_array_equal(t.X, [[0.5, 0.5], [1.0, 0.0]])
 

@@ -115,6 +115,7 @@ def _tables(root: Path) -> dict[str, Any]:
 
 def _store_groups(store: Any, min_runs: int = 20) -> dict[str, tuple[np.ndarray, np.ndarray, tuple]]:
     """(X, y, domains) of the store's ok runs per (domains, fidelity) group with ``min_runs`` or more."""
+    from mixopt.fitters.cv import distinct_mixtures
     from mixopt.objective import Objective
 
     groups: dict[tuple[tuple[str, ...], str], list[Any]] = {}
@@ -125,7 +126,7 @@ def _store_groups(store: Any, min_runs: int = 20) -> dict[str, tuple[np.ndarray,
         if len(runs) < min_runs:
             continue
         X, y, _ = store.matrix(list(domains), Objective(), fidelity_key=fkey)
-        if len(y) >= min_runs:
+        if len(y) >= min_runs and distinct_mixtures(X) >= 5:  # 5 folds of distinct mixtures
             out[f"store {len(domains)} domains, {fkey[:60]}"] = (X, y, domains)
     return out
 
@@ -146,9 +147,7 @@ def bench_laws(
     Raises:
         MixoptError: neither the reference tables nor a store with runs were found.
     """
-    from sklearn.model_selection import KFold
-
-    from mixopt.fitters.cv import score
+    from mixopt.fitters.cv import kfold_splits, score
 
     root = Path(data) if data is not None else SHARED_RUNS
     tables = _tables(root)
@@ -175,7 +174,7 @@ def bench_laws(
     if "store" in tasks and st is not None:
         cv_sets.update(_store_groups(st))
     for task, (X, y, doms) in cv_sets.items():
-        for i, (tr, te) in enumerate(KFold(n_splits=k, shuffle=True, random_state=0).split(X)):
+        for i, (tr, te) in enumerate(kfold_splits(X, k, 0)):  # a store's repeated seeds share a fold
             for f in fitters:
                 units[(task, f, i)] = (X[tr], y[tr], X[te], y[te], 0, doms)
     if "small-32" in tasks:

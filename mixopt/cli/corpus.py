@@ -69,16 +69,15 @@ def _show(s: dict[str, Any], as_json: bool, note: str) -> None:
 def _warn_unusable_domains(corpus: Any) -> None:
     """Name the domains no proxy rung can draw one window from: a search must leave them out (and a
     corpus of one domain, which no mixture command can use)."""
-    import warnings
 
-    from mixopt.errors import MixoptWarning
+    from mixopt.errors import MixoptWarning, warn
     from mixopt.proxy.rungs import ladder
     from mixopt.proxy.sampler import short_domains
 
     if len(corpus.domains) < 2:
-        warnings.warn(f"corpus {corpus.name} has one domain ({', '.join(corpus.domains)}): there is nothing "
-                      "to mix, and search, entropy and compare need 2 or more; add a domain",
-                      MixoptWarning, stacklevel=2)
+        warn(f"corpus {corpus.name} has one domain ({', '.join(corpus.domains)}): there is nothing "
+             "to mix, and search, entropy and compare need 2 or more; add a domain",
+             MixoptWarning)
 
     rungs = ladder()
     if not rungs:
@@ -88,9 +87,9 @@ def _warn_unusable_domains(corpus: Any) -> None:
     if short:
         names = ", ".join(f"{d} ({n} tokens)" for d, n in short.items())
         fix = " ".join(f"--fix {d}=0" for d in short)
-        warnings.warn(f"domain(s) {names} have fewer training tokens than one window of the shortest "
-                      f"proxy rung (context + 1 = {context + 1}): a search on this corpus must leave them "
-                      f"out ({fix}), or add text to them", MixoptWarning, stacklevel=2)
+        warn(f"domain(s) {names} have fewer training tokens than one window of the shortest "
+             f"proxy rung (context + 1 = {context + 1}): a search on this corpus must leave them "
+             f"out ({fix}), or add text to them", MixoptWarning)
 
 
 @corpus_app.command("build")

@@ -29,7 +29,8 @@ def list_runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print the runs as one JSON array, metrics "
                                           "included.")] = False,
 ) -> None:
-    """List runs (newest last) with status, objective, cost and error."""
+    """List runs (newest last; runs recorded together, as one import, by run id) with status, objective,
+    cost and error."""
     from mixopt.errors import MixoptError
     from mixopt.store import RUN_STATUSES, RunStore, default_path, json_default, store_of_search
 

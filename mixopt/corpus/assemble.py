@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from mixopt.corpus.extract import get_extractor
 from mixopt.corpus.fetch import Fetched, SourceUnavailable, fetch
 from mixopt.corpus.recipe import Recipe, load_recipe
 from mixopt.corpus.shards import check_corpus_name, corpus_dir
-from mixopt.errors import MixoptError, MixoptWarning, listed
+from mixopt.errors import MixoptError, MixoptWarning, listed, warn
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +114,8 @@ def build_recipe(name: str, *, force: bool = False) -> BuildOutcome:
                 got.append(fetch(src, recipe.base_dir()))
             except SourceUnavailable as exc:
                 skipped_sources.append({"domain": dom.name, "source": src.label(), "reason": str(exc)})
-                warnings.warn(
-                    f"skipping {src.label()} (domain {dom.name}): {exc}", MixoptWarning, stacklevel=2
+                warn(
+                    f"skipping {src.label()} (domain {dom.name}): {exc}", MixoptWarning
                 )
         if got:
             fetched[dom.name] = got
@@ -125,11 +124,10 @@ def build_recipe(name: str, *, force: bool = False) -> BuildOutcome:
                 dict.fromkeys(s["reason"] for s in skipped_sources if s["domain"] == dom.name)
             )
     if skipped_domains:
-        warnings.warn(
+        warn(
             f"corpus {recipe.name!r}: skipped domains {', '.join(skipped_domains)} "
             "(their apt packages are unavailable here)",
             MixoptWarning,
-            stacklevel=2,
         )
     if not fetched:
         raise MixoptError(
@@ -181,9 +179,9 @@ def build_recipe(name: str, *, force: bool = False) -> BuildOutcome:
                 "%s %s: %d files, %.1f MB", dom.name, f.source.label(), stats["files"], stats["chars"] / 1e6
             )
             if stats["chars_replaced_not_utf8"]:  # said as corpus add says it (it was in the manifest only)
-                warnings.warn(f"{f.source.label()} of domain {dom.name!r}: input that is not UTF-8: "
-                              f"{stats['chars_replaced_not_utf8']} invalid byte run(s) replaced by U+FFFD "
-                              "(on_decode_error)", MixoptWarning, stacklevel=2)
+                warn(f"{f.source.label()} of domain {dom.name!r}: input that is not UTF-8: "
+                     f"{stats['chars_replaced_not_utf8']} invalid byte run(s) replaced by U+FFFD "
+                     "(on_decode_error)", MixoptWarning)
         if skipped and not any(t.strip() for t in docs[dom.name]):
             raise MixoptError(
                 f"domain {dom.name!r}: every file of its sources was left out as not UTF-8 "
@@ -191,8 +189,8 @@ def build_recipe(name: str, *, force: bool = False) -> BuildOutcome:
                 'on_decode_error = "replace"'
             )
         if skipped:
-            warnings.warn(f"domain {dom.name!r}: input that is not UTF-8: {len(skipped)} file(s) left out "
-                          f"({listed(skipped, 3)}; on_decode_error)", MixoptWarning, stacklevel=2)
+            warn(f"domain {dom.name!r}: input that is not UTF-8: {len(skipped)} file(s) left out "
+                 f"({listed(skipped, 3)}; on_decode_error)", MixoptWarning)
     licences = {d.name: d.licence for d in recipe.domains if d.licence}
     manifest = build_from_documents(
         recipe.name,

@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import time
-import warnings
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +21,7 @@ from mixopt.atomic import atomic_dir, write_json
 from mixopt.corpus.documents import EOT, DomainDocs, check_domain_name, clean_documents, split_indices
 from mixopt.corpus.shards import CORPUS_SCHEMA, write_split
 from mixopt.corpus.tokenize import balanced_sample, encode_documents, train_tokenizer
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, warn
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +118,9 @@ def build_from_documents(
     eot_id = tok.token_to_id(EOT)
     log.info("tokenizer: %d tokens in %.1fs", tok.get_vocab_size(), time.perf_counter() - t1)
     if tok.get_vocab_size() < 0.9 * vocab_size:  # BPE stops merging when the sample runs out of pairs
-        warnings.warn(f"corpus {name!r}: the tokenizer learned {tok.get_vocab_size():,} tokens of the "
-                      f"{vocab_size:,} asked for (too little text for more merges); the corpus is built "
-                      "with that vocabulary", MixoptWarning, stacklevel=2)
+        warn(f"corpus {name!r}: the tokenizer learned {tok.get_vocab_size():,} tokens of the "
+             f"{vocab_size:,} asked for (too little text for more merges); the corpus is built "
+             "with that vocabulary", MixoptWarning)
 
     sources = list(sources or [])
     domains_meta: dict[str, dict[str, Any]] = {}

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import logging
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from mixopt.corpus.build import (
 from mixopt.corpus.documents import decode_utf8
 from mixopt.corpus.fetch import sha256_of
 from mixopt.corpus.shards import check_corpus_name, corpus_dir
-from mixopt.errors import MixoptError, MixoptWarning, listed
+from mixopt.errors import MixoptError, MixoptWarning, listed, warn
 from mixopt.magic import binary_kind, has_nul
 
 log = logging.getLogger(__name__)
@@ -119,8 +118,8 @@ def _say_decoded(path: Path, stats: dict[str, int]) -> None:
         # "1 file left out", not "1 files": the first word of each count is a plural noun
         said = ", ".join(f"{n:,} {what if n != 1 else what.replace('s ', ' ', 1)}"
                          for what, n in sorted(stats.items()))
-        warnings.warn(
-            f"{path}: input that is not UTF-8: {said} (--on-decode-error)", MixoptWarning, stacklevel=3
+        warn(
+            f"{path}: input that is not UTF-8: {said} (--on-decode-error)", MixoptWarning
         )
 
 
@@ -292,19 +291,18 @@ def _group(df, where: str, domain_column: str, text_column: str) -> dict[str, li
             missing[dom] += 1
     if missing:  # a null text is no document; said, since a whole domain can thin out this way
         per = ", ".join(f"{d} {n}" for d, n in sorted(missing.items()))
-        warnings.warn(f"{where}: {sum(missing.values())} rows have no text in column {text_column!r} and are "
-                      f"left out ({per})", MixoptWarning, stacklevel=3)
+        warn(f"{where}: {sum(missing.values())} rows have no text in column {text_column!r} and are "
+             f"left out ({per})", MixoptWarning)
     return dict(docs)
 
 
 def _read_text_folders(path: Path, policy: str = "error") -> dict[str, list[str]]:
     stray = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
     if stray:  # a README or licence next to the domain folders is common; it is no domain's text
-        warnings.warn(
+        warn(
             f"ignoring {len(stray)} file{'s' * (len(stray) != 1)} next to the domain folders in {path} "
             f"({', '.join(stray[:3])})",
             MixoptWarning,
-            stacklevel=3,
         )
     docs: dict[str, list[str]] = {}
     stats: dict[str, int] = defaultdict(int)
@@ -326,8 +324,8 @@ def _read_text_folders(path: Path, policy: str = "error") -> dict[str, list[str]
     _say_decoded(path, stats)
     if unread:
         more = f", … ({len(unread) - 3} more)" if len(unread) > 3 else ""
-        warnings.warn(f"{path}: {len(unread)} entries are not files and are not read: "
-                      f"{', '.join(sorted(unread)[:3])}{more}", MixoptWarning, stacklevel=3)
+        warn(f"{path}: {len(unread)} entries are not files and are not read: "
+             f"{', '.join(sorted(unread)[:3])}{more}", MixoptWarning)
     if not docs:
         raise MixoptError(
             f"{path} has no domain folders; make one sub-folder per domain with text files in it"

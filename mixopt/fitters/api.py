@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mixopt.errors import MixoptError, MixoptWarning, warnings_as_notes, warnings_if_ok
+from mixopt.errors import MixoptError, MixoptWarning, warn, warnings_as_notes, warnings_if_ok
 from mixopt.swarm import prior_name
 
 
@@ -293,7 +293,7 @@ def _save_mixture(
         if repeats := space.repetition_note(prop.weights):
             notes.append(repeats)
         for n in notes:
-            warnings.warn(n, MixoptWarning, stacklevel=2)
+            warn(n, MixoptWarning)
         notes = [*fit_notes, *notes]  # the fit's own warnings were shown when it ran
     # The options given, then what the proposer reports; "kl" only from the report, because a
     # model without a convex form is proposed by top-k sampling, which has no KL term.

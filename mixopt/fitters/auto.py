@@ -113,7 +113,7 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         Raises:
             MixoptError: NaN targets, fewer than 3 runs, or no candidate could be fitted.
         """
-        from mixopt.fitters.cv import cross_validate, score
+        from mixopt.fitters.cv import cross_validate, distinct_mixtures, score
 
         y_arr = np.asarray(y)
         if y_arr.dtype.kind in "fc" and np.isnan(y_arr).any():
@@ -147,7 +147,7 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         if n < self.MIN_RUNS:
             raise TooFewRunsError(f"auto needs at least {self.MIN_RUNS} runs to cross-validate, got {n} "
                                   "sample(s); add runs", needed=self.MIN_RUNS)
-        k = min(self.k, n)
+        k = min(self.k, distinct_mixtures(X))  # runs of one mixture share a fold
         rows: list[dict[str, Any]] = []
         oof: dict[str, np.ndarray] = {}
         for name in self.candidates:

@@ -14,7 +14,6 @@ what to do, and a warning with the residuals when no start converged.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from mixopt.errors import MixoptError, MixoptWarning, TooFewRunsError
+from mixopt.errors import MixoptError, MixoptWarning, TooFewRunsError, warn
 from mixopt.fitters.fewruns import FEWER, warn_few_runs
 from mixopt.fitters.protocol import check_param
 from mixopt.fitters.varied import unvaried, varying
@@ -298,12 +297,11 @@ class LawFitter(RegressorMixin, BaseEstimator):
             )
         if len(dropped) and n > 1:
             names = self._names(dropped)
-            warnings.warn(
+            warn(
                 f"{self.law}: domain(s) {names} have the same weight in every run and are dropped from the "
                 "law (their effect is part of its constant; the proposal keeps them at that weight, or at "
                 "the bound nearest it)",
                 MixoptWarning,
-                stacklevel=3,
             )
         self.keep_ = keep
         # What the runs held the dropped domains at: the law knows nothing of other values.
@@ -316,7 +314,7 @@ class LawFitter(RegressorMixin, BaseEstimator):
                 f"(runs); add runs (at least {max(p, 2)}) or {FEWER}",
                 needed=max(p, 2),
             )
-        warn_few_runs(self.law, p, k, n, stacklevel=3)
+        warn_few_runs(self.law, p, k, n)
         rng = np.random.default_rng(self.random_state)
         Xk = X[:, keep]
         self.params_, self.reports_ = [], []
@@ -340,12 +338,11 @@ class LawFitter(RegressorMixin, BaseEstimator):
             label = self._target_label(j, Y.shape[1])
             which = (f"the fit of {label}" if len(unconverged) == 1
                      else f"the fits of {len(unconverged)} of {Y.shape[1]} targets (worst: {label})")
-            warnings.warn(
+            warn(
                 f"{self.law}: {which} did not converge ({message}); residuals: RMS {rms:.4g}, "
                 f"max |r| {worst:.4g}; predictions may be poor: check them by cross-validation (fit --cv 5, "
                 "or --method auto, which scores every method so), or add runs",
                 MixoptWarning,
-                stacklevel=3,
             )
 
     def _names(self, idx: np.ndarray) -> str:

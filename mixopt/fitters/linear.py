@@ -31,7 +31,7 @@ class LinearFitter(RegressorMixin, BaseEstimator):
         # constant (always on the simplex, held domains or not).
         n_varying = int(varying(X).sum())
         params = n_varying + int(self.fit_intercept and np.ptp(X.sum(axis=1)) > VARY_TOL)
-        warn_few_runs("linear", params, n_varying, len(X), stacklevel=2)
+        warn_few_runs("linear", params, n_varying, len(X))
         model = LinearRegression(fit_intercept=self.fit_intercept).fit(X, y)
         self.coef_ = model.coef_
         self.intercept_ = model.intercept_

@@ -21,14 +21,13 @@ the same seed and space is the same at every rung); the others are dropped with 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.fitters.scaling import BETA_RANGE, fit_power_law
 from mixopt.schedule import lr_areas
 
@@ -258,7 +257,7 @@ def predict_at_scale(
             at_tokens[c.run_id] = v
         reach = float(target_tokens or 0) / max(float(c.tokens.max()) for c in group)
         if flat and reach > 2:
-            warnings.warn(
+            warn(
                 f"the step law of {len(flat)} of {len(metrics)} metrics ({', '.join(flat[:3])}"
                 f"{', …' if len(flat) > 3 else ''}) at {size:.3g} params finds no floor in some runs' "
                 f"checkpoints (their floor held at 0, or the exponent at its bound {BETA_RANGE[0]}): they do "
@@ -266,17 +265,15 @@ def predict_at_scale(
                 "(on proxy runs 4× longer the step law erred by about 4%); train the runs longer, or check "
                 "the prediction with --target-tokens nearer to them",
                 MixoptWarning,
-                stacklevel=2,
             )
     if target_size is not None and target_tokens is None:
         last = {float(c.size): float(np.max(c.tokens)) for c in curves}
         if max(last.values()) > 1.01 * min(last.values()):  # rungs whose budgets differ
             shown = ", ".join(f"{t:.3g}" for _, t in sorted(last.items()))
-            warnings.warn(
+            warn(
                 f"the rungs' last checkpoints are at different token counts ({shown}), so the size law "
                 "mixes model size with data; give --target-tokens to compare every rung at one count",
                 MixoptWarning,
-                stacklevel=2,
             )
     # 2. each mixture across the rungs
     by_mix: dict[tuple[float, ...], dict[float, list[Curve]]] = {}
@@ -285,11 +282,10 @@ def predict_at_scale(
     use_sizes = sizes if target_size is not None else sizes[-1:]
     complete = {k: v for k, v in by_mix.items() if all(s in v for s in use_sizes)}
     if len(complete) < len(by_mix):
-        warnings.warn(
+        warn(
             f"{len(by_mix) - len(complete)} mixture(s) were not run at every rung used "
             f"({', '.join(f'{s:.3g}' for s in use_sizes)} params) and are left out",
             MixoptWarning,
-            stacklevel=2,
         )
     if not complete:
         raise MixoptError(

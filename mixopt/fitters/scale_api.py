@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.fitters.nested import (
     Checkpoints,
     Curve,
@@ -169,12 +168,11 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
             )
         )
     if changed:
-        warnings.warn(
+        warn(
             f"rung {', '.join(sorted(changed))} changed since some of these runs trained (its recipe in "
             "proxies/ differs from theirs): their learning rates are unknown, so their step law runs in "
             "tokens",
             MixoptWarning,
-            stacklevel=2,
         )
     return domains, curves
 
@@ -211,13 +209,12 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
         )
     domains, curves = curves_from_store(store, config.searches)
     if config.target_tokens is None and config.target_size is None:  # said once the runs are usable
-        warnings.warn(
+        warn(
             "no --target-tokens: bimix is fitted over the largest rung's checkpoints and proposes for "
             "the last one, with nothing extrapolated" if bivariate else
             "no --target-size or --target-tokens: the mixing law is fitted on the largest rung's last "
             "checkpoint, with nothing extrapolated; give a target scale to use the step and size laws",
             MixoptWarning,
-            stacklevel=2,
         )
     weights = objective.metric_weights(domains)
     rows = None

@@ -19,14 +19,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.proposers.proposal import Proposal, check_space, normal_interval
 from mixopt.space import SearchSpace
 
@@ -212,11 +211,10 @@ def solve(
             f_z, g_z = fun(z)
             info["kkt_residual"] = _kkt_residual(g_z, z, zlo, zhi, f_z)
         if info["kkt_residual"] > KKT_TOL:
-            warnings.warn(
+            warn(
                 f"the exact solver stopped with KKT residual {info['kkt_residual']:.2g} "
                 f"({res.message}); the mixture may be slightly off the optimum",
                 MixoptWarning,
-                stacklevel=3,
             )
     info["objective"] = float(fun(x[free])[0]) if len(free) else float(objective(x)[0])
     return x, info

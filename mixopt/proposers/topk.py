@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from typing import Any
 
 import numpy as np
 
 from mixopt.cpus import usable_cpus
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.proposers.proposal import Proposal, check_space, normal_interval
 from mixopt.space import SearchSpace
 from mixopt.swarm import project, sample_candidates
@@ -96,10 +95,10 @@ class TopKProposer:
         --candidates (1e9) had run for an hour with nothing on the screen."""
         eta = first_s * (chunks - threads) / threads  # the first `threads` chunks run together
         if eta > self.SAY_AFTER_S:
-            warnings.warn(
+            warn(
                 f"scoring {self.n_candidates:,} candidates takes about {eta / 60:.0f} more minute(s) here; "
                 "RegMix scores 1M (--candidates 1M), and more rarely changes the average of the best "
-                f"{self.k}", MixoptWarning, stacklevel=3)
+                f"{self.k}", MixoptWarning)
 
     def propose(self, model: Any, space: SearchSpace) -> Proposal:
         """Average of the ``k`` candidates with the lowest prediction, inside ``space``."""
@@ -147,10 +146,10 @@ class TopKProposer:
         constant = bool(highest - lowest <= 1e-9 * max(1.0, abs(lowest))) and not one_point
         if constant:
             # LightGBM needs 2 × min_child_samples runs for a single split: fewer give a flat model.
-            warnings.warn(
+            warn(
                 f"{FLAT_WARNING} for every candidate, so the proposal is an "
                 "average of arbitrary candidates; fit on more runs, or with another method",
-                MixoptWarning, stacklevel=2,
+                MixoptWarning,
             )
         centre = avg = top.mean(axis=0)
         projected = not space.contains(avg)

@@ -18,7 +18,6 @@ import logging
 import math
 import os
 import time
-import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import torch
 
 from mixopt.cpus import usable_cpus
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.evaluator import EvalResult
 from mixopt.mixture import Mixture, check_domains
 from mixopt.proxy.model import ProxyLM
@@ -181,11 +180,10 @@ def check_epochs(
     else:
         fix = ("lower those domains' weights" + (", or train fewer tokens (--tokens)" if final else
                                                  " (or raise the cap where the command has --max-epochs)"))
-    warnings.warn(
+    warn(
         f"{what}: the mixture needs more than {cap:g} epochs of {len(over)} domain(s) at {budget:,.0f} "
         f"tokens ({listed}); {fix}",
         MixoptWarning,
-        stacklevel=3,
     )
     return epochs
 

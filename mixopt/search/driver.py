@@ -28,7 +28,7 @@ import numpy as np
 
 from mixopt import __version__
 from mixopt.atomic import write_json
-from mixopt.errors import MixoptError, MixoptWarning, warnings_as_notes
+from mixopt.errors import MixoptError, MixoptWarning, warn, warnings_as_notes
 from mixopt.fitters.varied import unvaried, varying
 from mixopt.objective import per_domain_split
 from mixopt.proposers.proposal import proposal_notes
@@ -234,11 +234,11 @@ def resume_search(
         _emit(progress, StageEvent(stage="export", search_id=name, message=said))
         given = [f for f, v in (("--retries", retries), ("--trial-timeout", trial_timeout)) if v is not None]
         if given:  # they apply to the runs of a search still going
-            warnings.warn(
+            warn(
                 f"search {name!r} is finished, so {' and '.join(given)} "
                 f"{'change' if len(given) > 1 else 'changes'} nothing (its failed runs stay "
                 "failed); a new search with the same settings reuses its finished runs and samples new "
-                "ones", MixoptWarning, stacklevel=2)
+                "ones", MixoptWarning)
         from mixopt.atomic import check_writable
         from mixopt.mixture import Mixture
 
@@ -247,9 +247,8 @@ def resume_search(
             try:
                 Mixture.load(result.mixture_path).save(check_writable(result.out))
             except (MixoptError, OSError) as exc:  # not asked for: said, not an error
-                warnings.warn(f"{result.out}, which search {name!r} wrote, is gone and cannot be written "
-                              f"again ({exc}); its mixture is {result.mixture_path}", MixoptWarning,
-                              stacklevel=2)
+                warn(f"{result.out}, which search {name!r} wrote, is gone and cannot be written "
+                     f"again ({exc}); its mixture is {result.mixture_path}", MixoptWarning)
                 result.out = None
         if out is not None:  # a finished search resumed with --out: write its mixture there too
             target = check_writable(out)
@@ -267,8 +266,8 @@ def resume_search(
     if address is not None:
         changes["address"] = address
     elif cfg.address and os.environ.get("RAY_ADDRESS") and os.environ["RAY_ADDRESS"] != cfg.address:
-        warnings.warn(f"RAY_ADDRESS={os.environ['RAY_ADDRESS']} is not used: search {name!r} goes on at "
-                      f"{cfg.address}, where it ran; give --address to move it", MixoptWarning, stacklevel=2)
+        warn(f"RAY_ADDRESS={os.environ['RAY_ADDRESS']} is not used: search {name!r} goes on at "
+             f"{cfg.address}, where it ran; give --address to move it", MixoptWarning)
     if concurrency is not None:
         changes["concurrency"] = concurrency
     if out is not None:
@@ -522,11 +521,11 @@ def _plan(prep: Prepared) -> dict[str, Any]:
             have = set.intersection(*(set(r.metrics) for r in reused if r.run_id not in kept))
             lack = [m for m in reads if m not in have]
             shown = ", ".join(lack[:3]) + (", …" if len(lack) > 3 else "")
-            warnings.warn(
+            warn(
                 f"{len(reused) - len(valued)} earlier run(s) match this search's domains and fidelity but "
                 f"lack metrics its objective reads ({shown or 'finite values'}), so they are not reused: "
                 "`mixopt runs import --rename` names imported metrics, and --target can leave out domains "
-                "the runs did not measure", MixoptWarning, stacklevel=2)
+                "the runs did not measure", MixoptWarning)
         reused = valued
     existing = np.vstack([r.vector(prep.domains) for r in reused]) if reused else None
     # Every reused run informs the fit, but only the mixtures inside this search's constraints
@@ -561,11 +560,11 @@ def _plan(prep: Prepared) -> dict[str, Any]:
             )
         # reused runs count: they are fitted too (random fits nothing: it takes the best run)
         if spec.fitter is not None and points < prep.space.n + 1:
-            warnings.warn(
+            warn(
                 f"--budget {cfg.budget}: the search would fit {points} distinct "
                 f"mixture{'s' * (points != 1)}, fewer than the number of domains + 1 ({prep.space.n + 1}); "
                 "a fit on so few runs is unreliable",
-                MixoptWarning, stacklevel=3,
+                MixoptWarning,
             )
     return {
         "version": 1, "domains": prep.domains, "space": prep.space.as_dict(), "fidelity": prep.fidelity,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mixopt.errors import MixoptError, MixoptWarning, warn_if_ok
+from mixopt.errors import MixoptError, MixoptWarning, warn, warn_if_ok
 from mixopt.search.config import PROXY
 from mixopt.search.prepare import reuse_key
 from mixopt.store import RunRecord, RunStore, now
@@ -51,10 +50,10 @@ def import_table(
     table = read_run_tables(ratios, metrics)
     table.refuse_broken()  # the store keeps every metric: a broken cell is fixed, not dropped
     if corpus is None and evaluator == PROXY:
-        warnings.warn(
+        warn(
             "no --corpus: runs of the built-in proxy (--evaluator proxy, the default) are reused by searches "
             "of their corpus only, so these match no search; give --corpus NAME, or --evaluator "
-            "module:function for runs of your own evaluator", MixoptWarning, stacklevel=2)
+            "module:function for runs of your own evaluator", MixoptWarning)
     prefix = f"{Path(ratios).stem}:" if prefix is None else prefix
     fid = dict(fidelity or {})
     corpus_hash = None
@@ -92,8 +91,8 @@ def import_table(
     finite = np.isfinite(values)
     empty = [m for m, any_ in zip(names, finite.any(axis=0), strict=True) if not any_]
     if empty:  # said once as columns, not as a missing value in every run
-        warnings.warn(f"metric column(s) {_sample(empty)} have no finite value in any run; they are left "
-                      "out", MixoptWarning, stacklevel=2)
+        warn(f"metric column(s) {_sample(empty)} have no finite value in any run; they are left "
+             "out", MixoptWarning)
     usable = [f"{kind}/{d}" for d in table.domains for kind in ("loss", "bpb")]
     kept = [m for m in names if m not in empty]  # the metrics stored, as the summary counts them
     if not set(usable) & set(kept):
@@ -109,7 +108,7 @@ def import_table(
         else:  # Olmix's are downstream tasks' scores: no rename makes them a domain's loss
             said += ("none is a domain's own loss (downstream scores?) for a rename to name: fit the tables "
                      "with `mixopt fit --target COLUMN` (or --target mean)")
-        warnings.warn(said, MixoptWarning, stacklevel=2)
+        warn(said, MixoptWarning)
     n_used = len(kept)
     records, bad_runs, n_bad = [], [], 0
     for i, rid in enumerate(table.run_ids):
@@ -124,8 +123,8 @@ def import_table(
             metrics=row, error=None if row else "no finite metric in the imported table", finished=now(),
         ))
     if n_bad:
-        warnings.warn(f"{n_bad} metric value(s) that are NaN or infinite left out of {len(bad_runs)} "
-                      f"imported run(s) ({_sample(bad_runs, 5)})", MixoptWarning, stacklevel=2)
+        warn(f"{n_bad} metric value(s) that are NaN or infinite left out of {len(bad_runs)} "
+             f"imported run(s) ({_sample(bad_runs, 5)})", MixoptWarning)
     store.add(records)
     return {
         "runs": len(records), "domains": list(table.domains), "metrics": n_used, "key": table.key,
@@ -156,8 +155,8 @@ def _renamed(names: Sequence[str], rules: Sequence[tuple[re.Pattern[str], str]])
     out = list(names)
     for pattern, repl in rules:
         if not any(pattern.search(n) for n in out):  # a typo, or a rule for another table
-            warnings.warn(f"--rename {pattern.pattern}={repl} matches no metric name (the metrics are "
-                          f"{_sample(out)}); it renames nothing", MixoptWarning, stacklevel=3)
+            warn(f"--rename {pattern.pattern}={repl} matches no metric name (the metrics are "
+                 f"{_sample(out)}); it renames nothing", MixoptWarning)
         try:
             out = [pattern.sub(repl, n) for n in out]
         except (re.error, IndexError) as exc:

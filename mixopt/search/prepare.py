@@ -19,7 +19,7 @@ from typing import Any
 
 from mixopt import paths
 from mixopt.atomic import check_writable
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, warn
 from mixopt.evaluator import load_evaluator
 from mixopt.objective import Objective
 from mixopt.search.config import PROXY, SearchConfig
@@ -383,15 +383,14 @@ def _digest(what: str, state: object) -> str:
     digest = fingerprint(state)
     if digest is None:  # no form that another process would give alike: reuse nothing rather than wrong
         import uuid
-        import warnings
 
         from mixopt.errors import MixoptWarning
 
         digest = f"once-{uuid.uuid4().hex[:12]}"
-        warnings.warn("the evaluator holds a value mixopt cannot tell apart from another's (an object known "
-                      "only by its address); its runs are kept under a name of this process alone and not "
-                      "reused by later searches: hold plain values, arrays or named functions instead",
-                      MixoptWarning, stacklevel=4)
+        warn("the evaluator holds a value mixopt cannot tell apart from another's (an object known "
+             "only by its address); its runs are kept under a name of this process alone and not "
+             "reused by later searches: hold plain values, arrays or named functions instead",
+             MixoptWarning)
     return f"#{what}-{digest}"
 
 

@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import re
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 from mixopt import paths
 from mixopt.atomic import atomic_path, check_folder_named, check_writable_dir, write_json
 from mixopt.corpus.shards import Corpus
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.mixture import Mixture, check_domains
 from mixopt.objective import Objective
 from mixopt.proxy.job import spec_label
@@ -385,7 +384,7 @@ def compare(
     names = [str(m) for m in mixtures]
     objective, notes = comparison_objective(resolved, names, corpus.domains, target, metric)
     for note in notes:
-        warnings.warn(note, MixoptWarning, stacklevel=2)
+        warn(note, MixoptWarning)
     row = objective_row(objective)
     check_memory(spec.lm_config(corpus.vocab_size, dense=dense).params()["total"], f"model {spec.name!r}")
     resolve_device(device)  # before any folder or run: `cuda` without a GPU, a device torch lacks

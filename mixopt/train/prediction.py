@@ -12,11 +12,10 @@ default, or as ``predicted["loss/<domain>"]``; ``mixopt search`` writes them).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.mixture import Mixture
 from mixopt.objective import Objective, per_domain_split
 from mixopt.search.config import PROXY
@@ -97,8 +96,8 @@ def prediction_report(
             per_metric = pred["per_domain_metric"]
         per_pred = {d: _num(per.get(d, pred.get(f"{per_metric}/{d}"))) for d in present}
         if unknown := sorted(set(per) - set(domains)) if isinstance(per, Mapping) else []:
-            warnings.warn(f"the mixture's predicted.per_domain names {', '.join(unknown)}, which the corpus "
-                          "lacks; left out of the report", MixoptWarning, stacklevel=2)
+            warn(f"the mixture's predicted.per_domain names {', '.join(unknown)}, which the corpus "
+                 "lacks; left out of the report", MixoptWarning)
     rows = []
     mean_w = mixture.mean_weights()  # a schedule's weights averaged over training, not its first phase
     for d in present:

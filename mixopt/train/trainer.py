@@ -29,7 +29,6 @@ import math
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ import torch
 from mixopt import paths
 from mixopt.atomic import check_folder_named, check_writable_dir, first_missing, remove_made, write_json
 from mixopt.corpus.shards import Corpus
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.mixture import Mixture, check_domains
 from mixopt.proxy.job import is_inline, label_before, mixture_from_spec, spec_label
 from mixopt.proxy.sampler import MixtureSampler
@@ -120,18 +119,17 @@ def resolve_mixture(mixture: Mixture | str | Path, corpus: Corpus) -> tuple[Mixt
     name = f"mixture {text!r}" if is_inline(text) else f"mixture {Path(text).name}"
     made_on = (mix.meta.get("provenance") or {}).get("corpus_hash")
     if made_on and made_on != corpus.hash:
-        warnings.warn(
+        warn(
             f"{name} was made on corpus {mix.meta['provenance'].get('corpus')!r} "
             f"(hash {made_on[:12]}), not on {corpus.name!r} (hash {corpus.hash[:12]}); its predictions "
             "do not carry over",
             MixoptWarning,
-            stacklevel=2,
         )
     unlisted = [d for d in corpus.domains if d not in mix.weights]
     if unlisted and not (set(mix.weights) - set(corpus.domains)):  # (unknown domains: an error later)
         they = "it is" if len(unlisted) == 1 else "they are"
-        warnings.warn(f"{name} does not list {', '.join(unlisted)}: {they} not trained on "
-                      "(weight 0)", MixoptWarning, stacklevel=2)
+        warn(f"{name} does not list {', '.join(unlisted)}: {they} not trained on "
+             "(weight 0)", MixoptWarning)
     return mix, spec_label(text)
 
 
@@ -387,30 +385,27 @@ def train(
     state = checkpoint.load(folder, fingerprint, on) if resume else None  # before any folder is made
     follows_json = isinstance(upd, ScheduleUpdater) and not upd.schedule  # it plays the JSON's schedule
     if upd is not None and mix.schedule and not follows_json:
-        warnings.warn(
+        warn(
             f"the mixture's schedule is followed only until updater {upd.name}'s first update (step "
             f"{upd.every}); from then on the updater sets the weights, starting from those of the phase "
             "under way (later phases' weights are not used)",
             MixoptWarning,
-            stacklevel=2,
         )
     empty = [i for i, (a, b) in enumerate(_phase_steps(mix, steps)) if a > b] if mix.schedule else []
     if empty:
         shown = ", ".join(f"{i + 1} (until {mix.schedule[i][0]:g})" for i in empty)
-        warnings.warn(
+        warn(
             f"schedule phase(s) {shown} get no step of the run's {steps}: their weights are never trained; "
             "give more --tokens or make the phases longer",
             MixoptWarning,
-            stacklevel=2,
         )
     tokens_per_step = tc.tokens_per_step(lm.context)
     if tokens is not None and steps * tokens_per_step != tc.tokens:  # the configs' round budgets: no word
-        warnings.warn(
+        warn(
             f"{tc.tokens:,} tokens is not a whole number of steps of {tokens_per_step:,} tokens "
             f"(batch × grad_accum × context); training {steps:,} step{'s' if steps != 1 else ''} = "
             f"{steps * tokens_per_step:,} tokens",
             MixoptWarning,
-            stacklevel=2,
         )
     check_epochs(mix, corpus.train_tokens(), steps * tokens_per_step, DEFAULT_MAX_EPOCHS, spec.name,
                  final=True)
@@ -480,10 +475,10 @@ def train(
             before = state.get("threads")
             if before is not None and before != torch.get_num_threads() and step < steps:  # not if finished
                 # Another split of the sums: losses drift from the uninterrupted run's in the last digits.
-                warnings.warn(
+                warn(
                     f"resuming with {torch.get_num_threads()} threads where the run had {before}: it goes "
                     f"on, but not bit for bit as if never stopped (pass --threads {before} for that)",
-                    MixoptWarning, stacklevel=2)
+                    MixoptWarning)
             if on_progress is not None:
                 on_progress({"resumed": step, "steps": steps})
 
