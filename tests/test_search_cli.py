@@ -21,7 +21,7 @@ def run_cli(args: list[str]) -> int:
 FAST = ["--evaluator", "mixopt.testing:loglinear", "--domains", "web,code,math,books"]
 
 
-def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
+def test_options_reach_the_library_as_a_config(workspace, monkeypatch, capsys):
     import mixopt.search.driver as driver
 
     seen = {}
@@ -40,6 +40,10 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
                     "--seed", "7", "--temperature", "2", "--concurrency", "1", "--name", "n1",
                     "--max-epochs", "4", "--target-tokens", "1e9", "--kl", "0.5"])
     assert code == 130
+    # stopped before the search was recorded: no resume to offer (a QA pass: `--resume n1` it gave
+    # then said "no search named 'n1'")
+    assert capsys.readouterr().err.strip() == ("stopped before the search was recorded: nothing to resume; "
+                                               "run the command again")
     c = seen["config"]
     assert c.domains == ("web", "code", "math", "books") and c.tokens["web"] == 4e9
     assert (c.budget, c.rung, c.method, c.reuse) == (20, "s", "linear", False)
@@ -49,6 +53,9 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     assert (c.target, c.metric, c.retries, c.seed, c.temperature) == ("code=0.7,math=0.3", "bpb", 4, 7, 2.0)
     assert c.fidelity == {"noise": 0.05, "tag": "a"} and c.concurrency == 1 and c.name == "n1"
     assert (c.max_epochs, c.target_tokens, c.kl) == (4.0, 1e9, 0.5)
+    RunStore().create_search("n1", {"method": "linear"})
+    assert run_cli(["search", *FAST, "--name", "n1"]) == 130
+    assert "Continue with:\n  mixopt search --resume n1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -94,6 +101,9 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     (["search", *FAST, "--max-weight", "web=0.4,code=0.3,math=0.2,books=0.1"],
      "the ceilings add up to 1, which leaves a single mixture and nothing to search: raise a --max-weight"),
     (["search", "--resume", "never-ran"], "no search named 'never-ran'"),
+    (["search", "--resume", ""], "--resume needs a search's name"),  # had been taken as no --resume
+    (["search", "--resume", "x", "--store", "nodir/none.sqlite"],
+     "run store nodir/none.sqlite does not exist"),
     (["runs", "list", "--status", "weird"], "--status"),
     (["runs", "list", "--limit", "-3"], "--limit"),
     (["search", *FAST, "--method", "gp", "--kl", "0"], "--kl applies to the methods solved exactly"),
@@ -102,10 +112,12 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch):
     (["report", "x", "--store", "no-such-store.sqlite"], "does not exist; check --store"),
     (["report", "never-ran"], "no search named 'never-ran'"),
 ])
-def test_bad_input_is_one_line_and_exit_2(workspace, capsys, args, message):
+def test_bad_input_is_one_line_and_exit_2(workspace, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(workspace)  # relative paths: in the test's folder
     assert run_cli(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1]
+    assert not (workspace / "nodir").exists()  # a resume in a store that is not there had created it
 
 
 @pytest.mark.parametrize(("fidelity", "message"), [

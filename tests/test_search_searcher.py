@@ -194,6 +194,9 @@ def test_the_export_note_says_whether_the_proposal_lost_beyond_noise() -> None:
     assert " at rung xs " in notes[0]
     _, notes = choose_export(lost, rung=None)  # a user's own evaluator at the swarm's fidelity
     assert "worse than uniform (2.6000" in notes[0] and "rung" not in notes[0]
+    # a gap of rounding is a tie: the proposal stays (a QA pass: 1.93333341 vs 1.93333333 swapped it)
+    assert choose_export({"proposal": m(1.93333340894, None, 1), "best_run": m(1.93333333333, None, 1)},
+                         rung="xs") == ("proposal", [])
 
 
 def test_beats_is_the_paired_test_mixopt_compare_uses() -> None:

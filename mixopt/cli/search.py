@@ -94,15 +94,15 @@ def search(
 
     with _Progress(quiet=as_json) as progress:
         try:
-            if resume:
+            if resume is not None:
                 ignored = sorted(p for p in ctx.params if p not in RESUME_OPTIONS
                                  and (src := ctx.get_parameter_source(p)) is not None
                                  and src.name == "COMMANDLINE")
-                if ignored:
-                    from mixopt.store import RunStore
+                if ignored and resume.strip():
+                    from mixopt.store import store_of_search
 
                     # a name that is no search: its error alone, not a warning about options first
-                    (RunStore(store) if store else RunStore()).require_search(resume)
+                    store_of_search(resume, store).require_search(resume)
                     err_console.print(
                         f"warning: --resume continues {resume} as it was started; ignoring "
                         + ", ".join("--" + p.replace("_", "-") for p in ignored)
@@ -130,10 +130,11 @@ def search(
                 )
                 result = run_search(config, progress=progress)
         except KeyboardInterrupt:
-            sid = resume or progress.search_id or name
+            sid = resume or progress.search_id or (name if name and _recorded(name, store) else None)
             # The command on a line of its own, never wrapped, so that it pastes whole.
-            err_console.print("stopped; finished runs are in the run store. Continue with:"
-                              if sid else "stopped")
+            err_console.print("stopped; finished runs are in the run store. Continue with:" if sid else
+                              "stopped before the search was recorded: nothing to resume; run the command "
+                              "again")
             if sid:
                 err_console.print(f"  mixopt search --resume {sid}", soft_wrap=True, highlight=False)
             # SystemExit, not KeyboardInterrupt: typer turns the latter into a return value (exit 0)
@@ -142,6 +143,17 @@ def search(
         print(dumps(result.as_dict(), indent=2))
         return
     render_result(result)
+
+
+def _recorded(name: str, store: str | None) -> bool:
+    """Whether the run store holds search ``name`` (a Ctrl-C while Ray starts may come before it does)."""
+    from mixopt.errors import MixoptError
+    from mixopt.store import store_of_search
+
+    try:
+        return store_of_search(name, store).get_search(name) is not None
+    except MixoptError:  # no store yet
+        return False
 
 
 @bench_app.command("search")

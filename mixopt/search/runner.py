@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -155,6 +156,10 @@ _STOP_SIGNAL: dict[str, float | None] = {"at": None}
 STOPPED = ".mixopt-stopped"
 
 
+STOPPING = ("stopping: Ray is ending the runs in flight, which run again on resume (finished runs are "
+            "kept); Ctrl-C again stops at once")
+
+
 def stop_signal_time() -> float | None:
     """When a stop signal came while trials ran (``time.time()``), or None."""
     return _STOP_SIGNAL["at"]
@@ -184,6 +189,9 @@ def _noting_stop(tune_handler: Callable[[int, Any], Any], stop_file: Path) -> Ca
             _STOP_SIGNAL["at"] = time.time()
             with contextlib.suppress(OSError, MixoptError):  # the time in memory still serves this driver
                 write_text(stop_file, repr(_STOP_SIGNAL["at"]))
+            # Ray takes seconds (13 s in a QA pass) to end the runs in flight: say so now, not then
+            with contextlib.suppress(OSError, ValueError):
+                print(STOPPING, file=sys.stderr, flush=True)
         tune_handler(signum, frame)  # Tune stops gracefully; it gives SIGINT back, so a second stops at once
 
     return handler
