@@ -44,15 +44,20 @@ class FewRunsWarning(MixoptWarning):
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# Standard-library plumbing between a user's call and mixopt's code (a cached_property, a context
+# manager): not the user's line either.
+_PLUMBING = frozenset({"functools", "contextlib"})
 
 
 def warn(message: str, category: type[Warning] = MixoptWarning) -> None:
     """:func:`warnings.warn` at the first caller outside mixopt (what Python 3.12's
     ``skip_file_prefixes`` does), so that a library user's warning names the line of their own code
-    that led to it, however deep in mixopt it was raised, and Python's once-per-line filter counts
-    their lines."""
+    that led to it and Python's once-per-line filter counts their lines. Code that mixopt runs in a
+    thread or another process (cross-validation workers, Ray trials) has no user's line above it:
+    its warnings name the thread's or worker's entry point."""
     frame, level = sys._getframe(1), 2  # stacklevel 2: warn's caller
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE)
+                                 or frame.f_globals.get("__name__") in _PLUMBING):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
 

@@ -286,16 +286,18 @@ def export_mixture(
 
     valid_sets = dict(valid) if valid else regmix_valid(mixture)
     train_names = _yaml_train_names(mixture, names, prefixes)
+    kept = [d for d in w if w[d] > NEGLIGIBLE_WEIGHT]  # as megatron and hf
     # RegMix's trainer globs each train: key as a file prefix in its data folder: a space or a '/'
-    # of a domain's own name breaks it (a --prefix is the user's path, and kept as given)
-    bad = [d for d in w if d not in (prefixes or {}) and any(c.isspace() or c == "/" for c in d)]
+    # of a domain's own name breaks it (a --prefix is the user's path, and kept as given). The
+    # valid: names are not read: the trainer deletes the section.
+    bad = [d for d in kept if d not in (prefixes or {}) and any(c.isspace() or c == "/" for c in d)]
     if bad:
         raise MixoptError(
             f"RegMix's train: keys are file prefixes, and domain(s) {', '.join(map(repr, bad))} would give "
             f"one with a space or '/'; give each its data file prefix, e.g. --prefix "
-            f"'{bad[0]}=train_{_slug(bad[0]).replace('/', '_')}'"
+            f"'{bad[0]}={_train_name(_slug(bad[0]).replace('/', '_'))}'"
         )
-    train = {train_names[d]: w[d] for d in w if w[d] > NEGLIGIBLE_WEIGHT}  # as megatron and hf
+    train = {train_names[d]: w[d] for d in kept}
     doc = {"train": train, "valid": valid_sets}
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 

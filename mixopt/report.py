@@ -22,9 +22,9 @@ import numpy as np
 
 from mixopt.atomic import atomic_dir
 from mixopt.errors import MixoptError
-from mixopt.fitters.cv import AUTO_CV_NOTE
+from mixopt.fitters.cv import AUTO_CV_NOTE, distinct_mixtures
 from mixopt.objective import Objective
-from mixopt.proposers.proposal import ranking_note
+from mixopt.proposers.proposal import RANKS, ranking_note
 from mixopt.store import RunRecord, RunStore, store_of_search
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,8 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
                    lent={r.run_id for r in lent})
         files.append(folder / "runs.png")
         md = _markdown(name, shown_state(rec.state, search_dir(name)), cfg, result, runs, len(reused), len(y),
-                       cv, cv_notes, files, n_lent=len(lent), error=error)
+                       cv, cv_notes, files, n_lent=len(lent), error=error,
+                       folds=min(folds, distinct_mixtures(X)))
         (tmp / "report.md").write_text(md, encoding="utf-8")
     files.append(folder / "report.md")
     return Report(search_id=name, folder=folder, files=files, cv=cv, markdown=md, cv_notes=cv_notes)
@@ -99,10 +100,15 @@ def _borrowed_validation(st: RunStore, plan: dict[str, Any]) -> list[RunRecord]:
     return out
 
 
-def cv_headline_notes(method: str, fit_name: str, k: int, folds: int, n_runs: int) -> list[str]:
-    """What the report's cross-validation figures are of."""
-    notes = [f"model: {fit_name}; {k} folds" + (f" (leave-one-out: {folds} folds asked for, {n_runs} runs)"
-                                                if k < folds else "")]
+def cv_headline_notes(method: str, fit_name: str, k: int, folds: int, n_runs: int,
+                      n_mixtures: int | None = None) -> list[str]:
+    """What the report's cross-validation figures are of (``n_mixtures``: the distinct mixtures
+    among the runs, where some repeat: runs of one mixture share a fold)."""
+    if n_mixtures is None or n_mixtures == n_runs:
+        fewer = f" (leave-one-out: {folds} folds asked for, {n_runs} runs)"
+    else:
+        fewer = f" (leave-one-mixture-out: {folds} folds asked for, {n_mixtures} mixtures in {n_runs} runs)"
+    notes = [f"model: {fit_name}; {k} folds" + (fewer if k < folds else "")]
     if method == "auto":  # the headline and the choice table's figure differ, for this reason
         notes.append(AUTO_CV_NOTE)
     return notes
@@ -114,7 +120,7 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, 
     runs' values of the objective's metrics, which per-metric laws are fitted on (as the search does)."""
     from sklearn.base import clone
 
-    from mixopt.fitters.cv import cross_validate, distinct_mixtures
+    from mixopt.fitters.cv import cross_validate
     from mixopt.methods import fit_target, get_method
 
     metrics = objective.metric_weights(domains) if Y is not None else None
@@ -122,10 +128,12 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, 
     fit_name = method
     if fitter is None:  # `random` fits nothing; show how well RegMix's regressor would have predicted
         fitter, fit_name = get_method("regmix").make_fitter(), "regmix (for reference; random fits nothing)"
-    k = min(folds, distinct_mixtures(X))  # runs of one mixture share a fold
+    n_mix = distinct_mixtures(X)
+    k = min(folds, n_mix)  # runs of one mixture share a fold
     if k < 3:
-        return None, [f"too few runs ({len(y)}) for cross-validation"]
-    notes = cv_headline_notes(method, fit_name, k, folds, len(y))
+        few = f"runs ({len(y)})" if n_mix == len(y) else f"distinct mixtures ({n_mix} in {len(y)} runs)"
+        return None, [f"too few {few} for cross-validation"]
+    notes = cv_headline_notes(method, fit_name, k, folds, len(y), n_mix)
     target = fit_target(fitter, y, Y)
     try:
         if np.ptp(np.asarray(clone(fitter).fit(X, target).predict(X), dtype=float)) == 0:
@@ -268,7 +276,8 @@ def swarm_outcome(runs: dict[str, Any]) -> str:
 
 def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any] | None,
               runs: list[RunRecord], n_reused: int, n_fit: int, cv: dict[str, float] | None,
-              cv_notes: list[str], files: list[Path], n_lent: int = 0, error: str | None = None) -> str:
+              cv_notes: list[str], files: list[Path], n_lent: int = 0, error: str | None = None,
+              folds: int | None = None) -> str:
     status = {s: sum(r.status == s for r in runs) for s in ("ok", "diverged", "failed", "running")}
     source = f"corpus `{cfg['corpus']}`" if cfg.get("corpus") else f"evaluator `{cfg.get('evaluator')}`"
     lines = [f"# Search `{name}`", "",
@@ -295,7 +304,11 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
                   "| Spearman | Pearson | MAE | relative error |", "|---:|---:|---:|---:|",
                   f"| {cv['spearman']:.3f} | {cv['pearson']:.3f} | {cv['mae']:.4f} "
                   f"| {cv['rel_error']:.4f} |", ""]
-        if poor := ranking_note(cv["spearman"], str(cfg.get("method"))):  # a QA pass: 0.18 had no word
+        said = any(RANKS in n for n in (result or {}).get("notes") or [])  # the search's own, kept
+        # a QA pass: a Spearman of 0.18 was printed without a word (not for `random`: the figures are
+        # of a reference model, which proposed nothing)
+        method = str(cfg.get("method"))
+        if method != "random" and not said and (poor := ranking_note(cv["spearman"], method, folds)):
             cv_notes = [*cv_notes, poor]
         lines += [f"- {n}" for n in cv_notes] + [""]
     elif cv_notes:

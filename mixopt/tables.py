@@ -8,7 +8,7 @@ of the metrics file a metric. Unnamed columns (a pandas index written out) are d
 
 Checks: duplicate run ids, negative or missing weights, and rows that do not sum to 1 are errors
 naming the rows. Runs that only one file has are left out with a warning (runs with no metrics);
-runs missing from each file, as ids shifted by one or files of two tables give, are an error.
+integer ids that match better shifted by a constant (an index shifted by one) are an error.
 Rows within tolerance of 1 are renormalised with a warning. The tolerance is 1e-3,
 or the rounding error of the row's own precision when that is larger: RegMix's weights are rounded
 to 3 decimals, so 17 of them sum to anywhere in 1 ± 17 × 0.0005 (RegMix's 1M training table runs
@@ -369,6 +369,31 @@ def _ids(df: pl.DataFrame, key: str, path: str | Path) -> list[str]:
     return ids
 
 
+def _int_ids(ids: list[str]) -> list[int] | None:
+    return [int(i) for i in ids] if all(re.fullmatch(r"-?\d+", i) for i in ids) else None
+
+
+def _matches(rids: list[str], mids: list[str], c: int) -> int:
+    """How many integer ratios ids ``r`` have a metrics id ``r + c``."""
+    r, m = _int_ids(rids) or [], set(_int_ids(mids) or [])
+    return sum(i + c in m for i in r)
+
+
+def _shift(rids: list[str], mids: list[str]) -> int | None:
+    """The offset c ≠ 0 by which integer metrics ids follow the ratios ids (``m = r + c``), where it
+    joins more runs than the ids as written and covers nine in ten of the smaller file; else None.
+
+    A file that only lacks runs (metrics for the first 300 of 1,000 planned runs) matches best as
+    written; ids shifted by one (a pandas index against a 1-based one) match best shifted."""
+    r, m = _int_ids(rids), _int_ids(mids)
+    if not r or not m:
+        return None
+    tries = {min(m) - min(r), max(m) - max(r), 1, -1} - {0}
+    best = max(sorted(tries), key=lambda c: _matches(rids, mids, c))
+    n = _matches(rids, mids, best)
+    return best if n > _matches(rids, mids, 0) and n >= 0.9 * min(len(r), len(m)) else None
+
+
 def _numeric_columns(df: pl.DataFrame, path: str | Path, what: str, ids: list[str],
                      broken: dict[str, str] | None = None) -> list[str]:
     """Numeric columns other than the ids; a text column is ignored with a warning (a label).
@@ -567,14 +592,13 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
                  if only_r else [])
         parts += ([f"{len(only_m)} run(s) of {Path(metrics).name} have no weights ({_preview(only_m)})"]
                   if only_m else [])
-        if only_r and only_m:
-            # Runs missing on both sides is how ids shifted by one, or files of two tables, look: the
-            # rows that do join would pair one run's weights with another's metrics (a QA pass: a
-            # shifted index joined 511 of 512 runs and cross-validated at Spearman -0.02, exit 0).
+        if (c := _shift(rids, mids)) is not None:
+            # The rows that do join would pair one run's weights with another's metrics (a QA pass:
+            # an index shifted by one joined 511 of 512 runs and cross-validated at Spearman -0.02).
             raise MixoptError(
-                f"the run ids of {ratios} and {metrics} do not line up: {' and '.join(parts)} (joined on "
-                f"{key!r}); are the ids shifted, or the files from two tables? Give both files the same "
-                "runs (drop the extra rows from each, if only those runs are missing)"
+                f"the run ids of {metrics} look shifted by {c:+d} from those of {ratios}: "
+                f"{' and '.join(parts)} (joined on {key!r}), while shifted they would match "
+                f"{_matches(rids, mids, c)} runs; give both files the same ids for the same runs"
             )
         warn(f"{' and '.join(parts)}; they are left out ({len(both)} runs joined on {key!r})",
              MixoptWarning)

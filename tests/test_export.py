@@ -162,6 +162,10 @@ def test_bad_exports() -> None:
     assert parse_export(text, "yaml", pre, domains=list(odd.weights))["math"] == 0.0
     assert "left out of RegMix's train: sets (weight 0, at most 1e-09): math" in export_notes(odd, "yaml",
                                                                                               prefixes=pre)
+    # a domain left out needs no prefix; one named train_x is not suggested train_train_x (the review)
+    assert "train_web" in export_mixture(Mixture({"web": 0.5, "code": 0.5, "my data": 0.0}), "yaml")
+    with pytest.raises(MixoptError, match=r"--prefix 'train_my data=train_my_data'"):
+        export_mixture(Mixture({"train_web": 0.5, "train_my data": 0.5}), "yaml")
     sched = Mixture({"a": 0.5, "b": 0.5}, schedule=((0.5, {"a": 0.5, "b": 0.5}), (1.0, {"a": 1.0, "b": 0.0})))
     with pytest.raises(MixoptError, match="2 phases"):
         export_mixture(sched, "olmix")

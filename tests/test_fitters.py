@@ -200,6 +200,16 @@ def test_a_library_warning_names_the_users_line_not_mixopts(tmp_path: Path) -> N
     with pytest.warns(MixoptWarning, match="renormalised to 1") as said:
         fit_tables(FitConfig(ratios=d / "r.csv", metrics=d / "m.csv", target="loss", method="linear", cv=2))
     assert {w.filename for w in said} == {__file__}
+    # through a cached_property (the review: it named functools.py): the mean of metric columns
+    # with another's scale warns
+    from mixopt.tables import read_run_tables
+
+    pl.DataFrame({"run": runs, **{c: W[:, j] / 1.0001 for j, c in enumerate("abc")}}).write_csv(d / "r2.csv")
+    pl.DataFrame({"run": runs, "loss": W[:, 0], "_step": np.arange(8) * 1000.0}).write_csv(d / "m2.csv")
+    table = read_run_tables(d / "r2.csv", d / "m2.csv")
+    with pytest.warns(MixoptWarning) as said:
+        table.target("mean")
+    assert {w.filename for w in said} == {__file__}
 
 
 def test_held_out_ranking_is_cross_validated_only_when_cheap_and_possible() -> None:
@@ -237,6 +247,17 @@ def test_cv_keeps_the_runs_of_one_mixture_in_one_fold() -> None:
     with pytest.raises(MixoptError, match=said):
         cross_validate(get_fitter("linear"), X, y, k=11)
     assert len(cross_validate(get_fitter("linear"), X, y, k=10).fold_metrics) == 10
+    # the review: a caller with no option of its own is not told to give "--cv 1"
+    said = r"^11 folds needs 2 ≤ K ≤ the number of distinct mixtures .*; 10 folds leaves one mixture out$"
+    with pytest.raises(MixoptError, match=said):
+        cross_validate(get_fitter("linear"), X, y, k=11, folds_option=None)
+    one = np.tile(X0[:1], (10, 1))
+    said = r"needs runs of at least 2 distinct mixtures; these 10 run\(s\) hold 1"
+    with pytest.raises(MixoptError, match=said):
+        cross_validate(get_fitter("linear"), one, y[:10], k=2)
+    said = r"auto needs runs of at least 3 distinct mixtures to cross-validate; these 10 run\(s\) hold 2"
+    with pytest.raises(MixoptError, match=said):
+        get_fitter("auto").fit(np.vstack([one[:5], np.tile(X0[1:2], (5, 1))]), y[:10])
 
 
 def test_cv_figures_on_regmix_slice() -> None:

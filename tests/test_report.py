@@ -162,6 +162,8 @@ def test_report_names_autos_choice_and_the_candidates_it_could_not_cross_validat
 
     assert "again inside each fold (nested" in cv_headline_notes("auto", "auto", 5, 5, 40)[1]
     assert cv_headline_notes("gp", "gp", 5, 5, 40) == ["model: gp; 5 folds"]
+    assert cv_headline_notes("gp", "gp", 4, 5, 8, 4) == [
+        "model: gp; 4 folds (leave-one-mixture-out: 5 folds asked for, 4 mixtures in 8 runs)"]
     assert "auto chose **gp**: the best Spearman of its own 5-fold cross-validation" in md
     assert "| gp | 0.9100 | 0.9000 | 0.01 | 0.400% | ✓ |" in md
     assert "| bimix | - | - | - | - | no: bimix has 6 parameters per target but got only 4 runs |" in md
@@ -236,4 +238,14 @@ def test_report_md_shows_the_proposal_beside_an_exported_baseline_and_reads_a_po
                    {"spearman": 0.182, "pearson": 0.2, "mae": 0.21, "rel_error": 0.03}, [], [])
     assert "| domain | uniform (exported) | proposal |" in md and "| a | 0.5000 | 0.7000 |" in md
     assert "cross-validation: the regmix model ranks runs it did not see with Spearman 0.18, little" in md
+    # the review: said once, where the search's notes say it already; not of `random`'s reference model
+    poor = {"spearman": 0.182, "pearson": 0.2, "mae": 0.21, "rel_error": 0.03}
+    said = dict(result, notes=["5-fold cross-validation: the regmix model ranks runs it did not see with "
+                               "Spearman 0.21, little better than chance"])
+    md = _markdown("s", "done", {"method": "regmix"}, said, [], 0, 0, poor, [], [], folds=5)
+    assert md.count("ranks runs it did not see") == 1 and "Spearman 0.21" in md
+    md = _markdown("s", "done", {"method": "regmix"}, result, [], 0, 0, poor, [], [], folds=5)
+    assert "5-fold cross-validation: the regmix model ranks runs it did not see with Spearman 0.18" in md
+    md = _markdown("s", "done", {"method": "random"}, result, [], 0, 0, poor, [], [], folds=5)
+    assert "ranks runs it did not see" not in md
     assert "- objective: **bpb of a=2, b=1** (bits per byte; lower is better)" in md

@@ -55,7 +55,19 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch, capsys):
     assert (c.max_epochs, c.target_tokens, c.kl) == (4.0, 1e9, 0.5)
     RunStore().create_search("n1", {"method": "linear"})
     assert run_cli(["search", *FAST, "--name", "n1"]) == 130
-    assert "Continue with:\n  mixopt search --resume n1" in capsys.readouterr().err
+    assert "Continue with:\n  mixopt search --resume n1\n" in capsys.readouterr().err
+    # in another store: the hint names it (the review: it sent the resume to the workspace's)
+    other = str(workspace / "other.sqlite")
+    RunStore(other).create_search("n2", {"method": "linear"})
+    assert run_cli(["search", *FAST, "--name", "n2", "--store", other]) == 130
+    assert f"Continue with:\n  mixopt search --resume n2 --store {other}\n" in capsys.readouterr().err
+    from mixopt.search.prepare import resume_hint
+    from mixopt.store import default_path
+
+    assert resume_hint("n2", "m:f", other) == f"`mixopt search --resume n2 --store {other}`"
+    assert resume_hint("n2", "m:f", str(default_path())) == "`mixopt search --resume n2`"
+    said = f"resume_search('n2', store={other!r}, evaluator=<the function>) from Python"
+    assert resume_hint("n2", print, other) == said
 
 
 @pytest.mark.parametrize("args, message", [

@@ -197,6 +197,9 @@ def test_the_export_note_says_whether_the_proposal_lost_beyond_noise() -> None:
     # a gap of rounding is a tie: the proposal stays (a QA pass: 1.93333341 vs 1.93333333 swapped it)
     assert choose_export({"proposal": m(1.93333340894, None, 1), "best_run": m(1.93333333333, None, 1)},
                          rung="xs") == ("proposal", [])
+    # relative, also near 0 (the review: an absolute 1e-6 there hid a third of the objective)
+    assert choose_export({"proposal": m(1.5e-6, None, 1), "best_run": m(1.0e-6, None, 1)}, rung=None)[0] == (
+        "best_run")
 
 
 def test_beats_is_the_paired_test_mixopt_compare_uses() -> None:

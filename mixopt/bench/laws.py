@@ -113,8 +113,10 @@ def _tables(root: Path) -> dict[str, Any]:
     return out
 
 
-def _store_groups(store: Any, min_runs: int = 20) -> dict[str, tuple[np.ndarray, np.ndarray, tuple]]:
-    """(X, y, domains) of the store's ok runs per (domains, fidelity) group with ``min_runs`` or more."""
+def _store_groups(store: Any, min_runs: int = 20,
+                  k: int = 5) -> dict[str, tuple[np.ndarray, np.ndarray, tuple]]:
+    """(X, y, domains) of the store's ok runs per (domains, fidelity) group with ``min_runs`` or more
+    runs and ``k`` or more distinct mixtures (its folds)."""
     from mixopt.fitters.cv import distinct_mixtures
     from mixopt.objective import Objective
 
@@ -126,7 +128,7 @@ def _store_groups(store: Any, min_runs: int = 20) -> dict[str, tuple[np.ndarray,
         if len(runs) < min_runs:
             continue
         X, y, _ = store.matrix(list(domains), Objective(), fidelity_key=fkey)
-        if len(y) >= min_runs and distinct_mixtures(X) >= 5:  # 5 folds of distinct mixtures
+        if len(y) >= min_runs and distinct_mixtures(X) >= k:  # k folds of distinct mixtures
             out[f"store {len(domains)} domains, {fkey[:60]}"] = (X, y, domains)
     return out
 
@@ -172,7 +174,7 @@ def bench_laws(
     if "olmix-mean-cv5" in tasks and "olmix" in tables:
         cv_sets["olmix-mean-cv5"] = tables["olmix"]
     if "store" in tasks and st is not None:
-        cv_sets.update(_store_groups(st))
+        cv_sets.update(_store_groups(st, k=k))
     for task, (X, y, doms) in cv_sets.items():
         for i, (tr, te) in enumerate(kfold_splits(X, k, 0)):  # a store's repeated seeds share a fold
             for f in fitters:

@@ -143,6 +143,8 @@ def list_searches(
     if failed:  # why, in a line each: the report keeps it too
         for r in failed[-5:]:
             console.print(f"{escape(r['search'])} failed: {escape(r['error'])}", style="dim", soft_wrap=True)
+        if len(failed) > 5:
+            console.print(f"({len(failed) - 5} earlier failed searches: --json has every error)", style="dim")
     if any(r["objective_is"] == "predicted" for r in rows):
         console.print("objective: the exported mixture's measured value, or the model's prediction "
                       "(pred.) where it was not validated", style="dim")

@@ -135,8 +135,9 @@ def search(
             err_console.print("stopped; finished runs are in the run store. Continue with:" if sid else
                               "stopped before the search was recorded: nothing to resume; run the command "
                               "again")
-            if sid:
-                err_console.print(f"  mixopt search --resume {sid}", soft_wrap=True, highlight=False)
+            if sid:  # with the store it is in (the review: a --store search was sent to the workspace's)
+                err_console.print(f"  mixopt search --resume {sid}" + (f" --store {store}" if store else ""),
+                                  soft_wrap=True, highlight=False)
             # SystemExit, not KeyboardInterrupt: typer turns the latter into a return value (exit 0)
             raise SystemExit(130) from None
     if as_json:

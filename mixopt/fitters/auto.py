@@ -147,7 +147,12 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         if n < self.MIN_RUNS:
             raise TooFewRunsError(f"auto needs at least {self.MIN_RUNS} runs to cross-validate, got {n} "
                                   "sample(s); add runs", needed=self.MIN_RUNS)
-        k = min(self.k, distinct_mixtures(X))  # runs of one mixture share a fold
+        m = distinct_mixtures(X)  # runs of one mixture share a fold
+        if m < self.MIN_RUNS:
+            raise TooFewRunsError(f"auto needs runs of at least {self.MIN_RUNS} distinct mixtures to "
+                                  f"cross-validate; these {n} run(s) hold {m}: add runs of other mixtures",
+                                  needed=self.MIN_RUNS)
+        k = min(self.k, m)
         rows: list[dict[str, Any]] = []
         oof: dict[str, np.ndarray] = {}
         for name in self.candidates:

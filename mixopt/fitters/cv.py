@@ -156,16 +156,21 @@ def _say_once(caught: list[warnings.WarningMessage], k: int) -> None:
 
 
 def mixture_groups(X: np.ndarray) -> np.ndarray:
-    """Each run's mixture as a group number: runs of one mixture (repeated seeds) share one."""
-    return np.unique(np.round(np.asarray(X, dtype=float), 12), axis=0, return_inverse=True)[1].ravel()
+    """Each run's mixture as a group number: runs of one mixture (repeated seeds) share one. Weights
+    equal to 9 decimals are one mixture, as a search's budget counts them."""
+    if not len(X):
+        return np.zeros(0, dtype=int)
+    return np.unique(np.round(np.asarray(X, dtype=float), 9), axis=0, return_inverse=True)[1].ravel()
 
 
 def distinct_mixtures(X: np.ndarray) -> int:
-    """How many different mixtures the runs hold: the most folds cross-validation can make."""
+    """How many different mixtures the runs hold (repeats at other seeds count once): the most
+    folds cross-validation can make, and the points a law's parameters are fitted on."""
     return int(mixture_groups(X).max()) + 1 if len(X) else 0
 
 
-def kfold_splits(X: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def kfold_splits(X: np.ndarray, k: int, seed: int,
+                 groups: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Shuffled K-fold (train, test) row indices that keep the runs of one mixture in one fold.
 
     A mixture run at several seeds split across folds is scored on its own twin: its held-out
@@ -174,7 +179,7 @@ def kfold_splits(X: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.
     shuffled KFold does."""
     from sklearn.model_selection import KFold
 
-    groups = mixture_groups(X)
+    groups = mixture_groups(X) if groups is None else groups
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     kf = KFold(n_splits=k, shuffle=True, random_state=seed)
     if n_groups == len(groups):  # no repeats: the folds as they always were
@@ -193,7 +198,7 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
     option that sets ``k``, named when a fold has too few runs to fit (None: none to name).
 
     Raises:
-        MixoptError: ``k`` < 2 or more folds than runs.
+        MixoptError: ``k`` < 2 or more folds than distinct mixtures.
     """
     X = np.asarray(X, dtype=float)
     Y = np.asarray(y, dtype=float)
@@ -203,22 +208,31 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
         Y = y = Y.ravel()
     if len(X) != len(y):
         raise MixoptError(f"{len(X)} weight rows but {len(y)} metric values; give one metric per run")
-    sizes = np.bincount(mixture_groups(X)) if len(X) else np.zeros(1, dtype=int)
+    groups = mixture_groups(X)
+    sizes = np.bincount(groups) if len(X) else np.zeros(0, dtype=int)
     m = len(sizes)
     # the most folds: one run (or one mixture's runs) held out each, training on up to `most` runs
-    loo, most = ("leave-one-out" if m == len(y) else "leave-one-mixture-out"), len(y) - int(sizes.min())
+    loo = "leave-one-out" if m == len(y) else "leave-one-mixture-out"
+    most = len(y) - int(sizes.min(initial=len(y)))
     upto = "" if m == len(y) else "up to "
+
+    def asked(folds: int) -> str:  # as the caller's option spells it, where it has one
+        return f"{folds_option} {folds}" if folds_option else f"{folds} folds"
+
+    if m < 2:
+        raise MixoptError(f"cross-validation needs runs of at least 2 distinct mixtures; these {len(y)} "
+                          f"run(s) hold {m} (runs of one mixture share a fold)")
     if k < 2 or k > m:
         if m == len(y):
-            raise MixoptError(f"--cv {k} needs 2 ≤ K ≤ the number of runs ({len(y)}); --cv {len(y)} is "
+            raise MixoptError(f"{asked(k)} needs 2 ≤ K ≤ the number of runs ({len(y)}); {asked(len(y))} is "
                               "leave-one-out")
-        raise MixoptError(f"--cv {k} needs 2 ≤ K ≤ the number of distinct mixtures ({m} in {len(y)} runs: "
-                          f"the runs of one mixture share a fold); --cv {m} leaves one mixture out")
+        raise MixoptError(f"{asked(k)} needs 2 ≤ K ≤ the number of distinct mixtures ({m} in {len(y)} runs: "
+                          f"the runs of one mixture share a fold); {asked(m)} leaves one mixture out")
     pred = np.full(len(y), np.nan)
     folds = np.full(len(y), -1)
     per_fold = []
     caught: list[warnings.WarningMessage] = []
-    splits = kfold_splits(X, k, seed)
+    splits = kfold_splits(X, k, seed, groups)
     with warnings.catch_warnings(record=True) as scoring:  # as before: scipy's, said once too
         warnings.simplefilter("always")
         for i, ((train, test), (fold_pred, said, exc)) in enumerate(
@@ -239,9 +253,9 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
                     f"and cannot be fitted: {exc}{more}"
                 ) from exc
             if len(train) < 2:  # a model of one run fits it exactly: its figures would mean nothing
-                how = (f"--cv {m} ({loo}) trains on {upto}{most}" if most > 1
+                how = (f"{asked(m)} ({loo}) trains on {upto}{most}" if most > 1
                        else "cross-validation needs at least 3 runs")
-                raise MixoptError(f"--cv {k} on {len(y)} runs fits fold {i + 1} on {len(train)} run; {how}")
+                raise MixoptError(f"{asked(k)} on {len(y)} runs fits fold {i + 1} on {len(train)} run; {how}")
             pred[test] = fold_pred
             folds[test] = i
             per_fold.append(score(y[test], pred[test]))
@@ -254,8 +268,8 @@ def held_out_ranking(fitter: Any, X: np.ndarray, y: np.ndarray, *, fit_seconds: 
     """How well a fitted model ranks runs it did not see: (K-fold Spearman, K), for a search that
     measures nothing after its fit (the in-sample fit cannot tell overfitting). ``auto`` kept its own
     cross-validation; another model is cross-validated here when its ``k`` refits, at
-    ``fit_seconds`` each, fit in ``budget_s`` and every fold trains on at least 5 runs (None where
-    not, or where a fold cannot be fitted)."""
+    ``fit_seconds`` each, fit in ``budget_s`` and every fold trains on at least 5 distinct
+    mixtures (None where not, or where a fold cannot be fitted)."""
     if getattr(fitter, "cv_spearman_", None) is not None:
         return float(fitter.cv_spearman_), int(fitter.cv_folds_)
     n = distinct_mixtures(X)

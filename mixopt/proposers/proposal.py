@@ -152,6 +152,7 @@ def misfit_note(fit_rms: float | None, runs_std: float | None, method: str) -> s
 
 # Below this cross-validated Spearman a model ranks mixtures it did not see little better than chance.
 POOR_RANKING = 0.5
+RANKS = "ranks runs it did not see"  # the words of that note, by which a report finds it said
 
 
 def ranking_note(spearman: float | None, method: str, folds: int | None = None) -> str | None:
@@ -161,7 +162,7 @@ def ranking_note(spearman: float | None, method: str, folds: int | None = None) 
     if spearman is None or not math.isfinite(spearman) or spearman >= POOR_RANKING:
         return None
     where = f"{folds}-fold cross-validation" if folds else "cross-validation"
-    return (f"{where}: the {method} model ranks runs it did not see with Spearman {spearman:.2f}, little "
+    return (f"{where}: the {method} model {RANKS} with Spearman {spearman:.2f}, little "
             "better than chance; its proposal is a guess until validated (add runs, measure it with "
             "validation seeds, or use another method)")
 

@@ -29,6 +29,7 @@ import numpy as np
 from mixopt import __version__
 from mixopt.atomic import write_json
 from mixopt.errors import MixoptError, MixoptWarning, warn, warnings_as_notes
+from mixopt.fitters.cv import distinct_mixtures
 from mixopt.fitters.varied import unvaried, varying
 from mixopt.objective import per_domain_split
 from mixopt.proposers.proposal import proposal_notes
@@ -540,7 +541,7 @@ def _plan(prep: Prepared) -> dict[str, Any]:
     # Every reused run informs the fit, but only the mixtures inside this search's constraints
     # (--fix, --max-weight, ...) count towards its budget, each once (validation measures one
     # mixture at several seeds): the swarm must sample the space it searches.
-    inside = _distinct(existing[prep.space.contains_rows(existing, tol=1e-6)]) if reused else 0
+    inside = distinct_mixtures(existing[prep.space.contains_rows(existing, tol=1e-6)]) if reused else 0
     n_new = 0 if free else max(0, cfg.budget - inside)
     # The swarms of searches running now over the same corpus, fidelity and domains: a twin search
     # started alongside draws the same seeded swarm and would measure them again. Kept away from,
@@ -556,7 +557,7 @@ def _plan(prep: Prepared) -> dict[str, Any]:
             int(vary.sum()), targets=list(prep.objective.metric_weights(prep.domains)),
             varying=[d for d, v in zip(prep.domains, vary, strict=True) if v],
         )
-        points = _distinct(planned)  # a mixture measured at 8 seeds is one point for a law's parameters
+        points = distinct_mixtures(planned)  # a mixture measured at 8 seeds: one point for a law's params
         if points < need:
             others = [m for m in ("log-ridge", "gp", "auto") if m != spec.name]
             alt = ("" if need <= 3 else  # auto and log-ridge need 3: only more runs help
@@ -604,11 +605,6 @@ def _planned_elsewhere(prep: Prepared) -> list[list[float]]:
             swarm = swarm[~(gap <= 1e-9).any(axis=1)]
         rows += swarm.tolist()
     return rows
-
-
-def _distinct(rows: np.ndarray) -> int:
-    """How many different mixtures ``rows`` hold (repeats at other seeds count once)."""
-    return len(np.unique(np.round(rows, 9), axis=0)) if len(rows) else 0
 
 
 def _plan_line(prep: Prepared, plan: dict[str, Any]) -> str:

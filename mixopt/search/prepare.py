@@ -57,7 +57,7 @@ class Prepared:
     @property
     def resume(self) -> str:
         """How this search is resumed, for messages: see :func:`resume_hint`."""
-        return resume_hint(self.search_id, self.evaluator)
+        return resume_hint(self.search_id, self.evaluator, self.config.store)
 
     @property
     def workroot(self) -> Path:
@@ -80,12 +80,18 @@ class Prepared:
         )
 
 
-def resume_hint(search_id: str, evaluator: str | Callable) -> str:
+def resume_hint(search_id: str, evaluator: str | Callable, store: str | None = None) -> str:
     """How a stopped search is resumed: the CLI command, or, for a Python function given to
-    ``run_search`` (which the CLI cannot import), ``resume_search`` with that function."""
+    ``run_search`` (which the CLI cannot import), ``resume_search`` with that function; with the
+    run store it is in, when that is not the workspace's."""
+    from mixopt.store import default_path
+
+    if store and Path(store).resolve() == default_path().resolve():
+        store = None  # a resumed search records its store's full path, the workspace's too
     if callable(evaluator):
-        return f"resume_search({search_id!r}, evaluator=<the function>) from Python"
-    return f"`mixopt search --resume {search_id}`"
+        where = f", store={str(store)!r}" if store else ""
+        return f"resume_search({search_id!r}{where}, evaluator=<the function>) from Python"
+    return f"`mixopt search --resume {search_id}{f' --store {store}' if store else ''}`"
 
 
 def search_dir(search_id: str) -> Path:

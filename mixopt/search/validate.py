@@ -271,7 +271,7 @@ def choose_export(measured: dict[str, Measured], *, rung: str | None,
         return best, notes
     # a gap below a millionth is rounding (a QA pass: 1.93333341 vs 1.93333333, a proposal all but
     # the best run's mixture, printed "1.9333 vs 1.9333" and exported the other): a tie, kept
-    if best != PROPOSAL and done[best].mean < prop.mean - 1e-6 * max(1.0, abs(prop.mean)):
+    if best != PROPOSAL and not math.isclose(done[best].mean, prop.mean, rel_tol=1e-6, abs_tol=1e-12):
         b = done[best]
         c = compare(prop, b)  # c.diff = b − proposal < 0 here
         if not c.clear(-c.diff):  # one seed, or a gap the seeds' noise explains

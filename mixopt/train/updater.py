@@ -1,9 +1,10 @@
 """Online mixing: objects that change the domain weights while the final model trains.
 
 The trainer calls a :class:`WeightUpdater` every ``every`` optimizer steps with an
-:class:`Observation` and draws the following batches with the weights it returns. A call at the
-run's last step is made too, though no batch follows it: updaters that keep a running result
-(DoReMi's average of its weights over training) then see the whole run. It always sees
+:class:`Observation` and draws the following batches with the weights it returns. Where ``every``
+divides the run's steps, the last call comes at the last step, though no batch follows it: an
+updater that keeps a running result (DoReMi's average of its weights) then sees the whole run;
+otherwise the steps after its last call are not shown to it. It always sees
 per-domain training losses and tokens over the last ``every`` steps; what else it asks for:
 
 - ``wants_grads``: each domain's gradient at the current parameters, on a probe batch of
