@@ -373,25 +373,24 @@ def _int_ids(ids: list[str]) -> list[int] | None:
     return [int(i) for i in ids] if all(re.fullmatch(r"-?\d+", i) for i in ids) else None
 
 
-def _matches(rids: list[str], mids: list[str], c: int) -> int:
-    """How many integer ratios ids ``r`` have a metrics id ``r + c``."""
-    r, m = _int_ids(rids) or [], set(_int_ids(mids) or [])
-    return sum(i + c in m for i in r)
-
-
-def _shift(rids: list[str], mids: list[str]) -> int | None:
-    """The offset c ≠ 0 by which integer metrics ids follow the ratios ids (``m = r + c``), where it
-    joins more runs than the ids as written and covers nine in ten of the smaller file; else None.
+def _shift(rids: list[str], mids: list[str]) -> tuple[int, int] | None:
+    """The offset c ≠ 0 by which integer metrics ids follow the ratios ids (``m = r + c``), and the
+    runs it would join, where it joins more than the ids as written and covers nine in ten of the
+    smaller file; else None.
 
     A file that only lacks runs (metrics for the first 300 of 1,000 planned runs) matches best as
     written; ids shifted by one (a pandas index against a 1-based one) match best shifted."""
     r, m = _int_ids(rids), _int_ids(mids)
     if not r or not m:
         return None
-    tries = {min(m) - min(r), max(m) - max(r), 1, -1} - {0}
-    best = max(sorted(tries), key=lambda c: _matches(rids, mids, c))
-    n = _matches(rids, mids, best)
-    return best if n > _matches(rids, mids, 0) and n >= 0.9 * min(len(r), len(m)) else None
+    ms = set(m)
+
+    def joined(c: int) -> int:
+        return sum(i + c in ms for i in r)
+
+    best = max(sorted({min(m) - min(r), max(m) - max(r), 1, -1} - {0}), key=joined)
+    n = joined(best)
+    return (best, n) if n > joined(0) and n >= 0.9 * min(len(r), len(m)) else None
 
 
 def _numeric_columns(df: pl.DataFrame, path: str | Path, what: str, ids: list[str],
@@ -592,13 +591,13 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
                  if only_r else [])
         parts += ([f"{len(only_m)} run(s) of {Path(metrics).name} have no weights ({_preview(only_m)})"]
                   if only_m else [])
-        if (c := _shift(rids, mids)) is not None:
+        if (shift := _shift(rids, mids)) is not None:
             # The rows that do join would pair one run's weights with another's metrics (a QA pass:
             # an index shifted by one joined 511 of 512 runs and cross-validated at Spearman -0.02).
             raise MixoptError(
-                f"the run ids of {metrics} look shifted by {c:+d} from those of {ratios}: "
+                f"the run ids of {metrics} look shifted by {shift[0]:+d} from those of {ratios}: "
                 f"{' and '.join(parts)} (joined on {key!r}), while shifted they would match "
-                f"{_matches(rids, mids, c)} runs; give both files the same ids for the same runs"
+                f"{shift[1]} runs; give both files the same ids for the same runs"
             )
         warn(f"{' and '.join(parts)}; they are left out ({len(both)} runs joined on {key!r})",
              MixoptWarning)
