@@ -157,7 +157,7 @@ STOPPED = ".mixopt-stopped"
 
 
 STOPPING = ("stopping: Ray is ending the runs in flight, which run again on resume (finished runs are "
-            "kept); Ctrl-C again stops at once")
+            "kept); a second Ctrl-C or SIGTERM stops at once")
 
 
 def stop_signal_time() -> float | None:
