@@ -65,8 +65,9 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
     cv = None
     with atomic_dir(folder) as tmp:
         files = []
-        cv, cv_notes = _plot_cv(tmp / "cv.png", cfg.get("method", "regmix"), X, y, folds, objective, domains,
-                                st.metric_rows(ids, list(objective.metric_weights(domains))))
+        n_mix = distinct_mixtures(X)  # runs of one mixture share a fold
+        cv, cv_notes = _plot_cv(tmp / "cv.png", cfg.get("method", "regmix"), X, y, folds, n_mix, objective,
+                                domains, st.metric_rows(ids, list(objective.metric_weights(domains))))
         if cv is not None:
             files.append(folder / "cv.png")
         if result:
@@ -80,7 +81,7 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
         files.append(folder / "runs.png")
         md = _markdown(name, shown_state(rec.state, search_dir(name)), cfg, result, runs, len(reused), len(y),
                        cv, cv_notes, files, n_lent=len(lent), error=error,
-                       folds=min(folds, distinct_mixtures(X)))
+                       folds=min(folds, n_mix))
         (tmp / "report.md").write_text(md, encoding="utf-8")
     files.append(folder / "report.md")
     return Report(search_id=name, folder=folder, files=files, cv=cv, markdown=md, cv_notes=cv_notes)
@@ -114,10 +115,12 @@ def cv_headline_notes(method: str, fit_name: str, k: int, folds: int, n_runs: in
     return notes
 
 
-def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, objective: Objective,
-             domains: list[str], Y: np.ndarray | None) -> tuple[dict[str, float] | None, list[str]]:
-    """Out-of-fold predictions against the measured objective; (metrics or None, notes). ``Y``: the
-    runs' values of the objective's metrics, which per-metric laws are fitted on (as the search does)."""
+def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, n_mix: int,
+             objective: Objective, domains: list[str],
+             Y: np.ndarray | None) -> tuple[dict[str, float] | None, list[str]]:
+    """Out-of-fold predictions against the measured objective; (metrics or None, notes). ``n_mix``: the
+    distinct mixtures among the runs (the most folds). ``Y``: the runs' values of the objective's
+    metrics, which per-metric laws are fitted on (as the search does)."""
     from sklearn.base import clone
 
     from mixopt.fitters.cv import cross_validate
@@ -128,8 +131,7 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, 
     fit_name = method
     if fitter is None:  # `random` fits nothing; show how well RegMix's regressor would have predicted
         fitter, fit_name = get_method("regmix").make_fitter(), "regmix (for reference; random fits nothing)"
-    n_mix = distinct_mixtures(X)
-    k = min(folds, n_mix)  # runs of one mixture share a fold
+    k = min(folds, n_mix)  # n_mix: the distinct mixtures among the runs
     if k < 3:
         few = f"runs ({len(y)})" if n_mix == len(y) else f"distinct mixtures ({n_mix} in {len(y)} runs)"
         return None, [f"too few {few} for cross-validation"]

@@ -113,7 +113,10 @@ def _tables(root: Path) -> dict[str, Any]:
     return out
 
 
-def _store_groups(store: Any, min_runs: int = 20,
+STORE_MIN_RUNS = 20  # ok runs of one (domains, fidelity) group for the store task to cross-validate
+
+
+def _store_groups(store: Any, min_runs: int = STORE_MIN_RUNS,
                   k: int = 5) -> dict[str, tuple[np.ndarray, np.ndarray, tuple]]:
     """(X, y, domains) of the store's ok runs per (domains, fidelity) group with ``min_runs`` or more
     runs and ``k`` or more distinct mixtures (its folds)."""
@@ -214,11 +217,11 @@ def bench_laws(
         if lengths is not None:
             rows.extend(lengths["rows"])
             summary["lengths"] = lengths["summary"]
-    skipped = _skipped(tasks, rows, root, st)
+    skipped = _skipped(tasks, rows, root, st, k)
     return {"rows": rows, "summary": summary, "n_units": len(units), "skipped": skipped}
 
 
-def _skipped(tasks: Sequence[str], rows: list[dict[str, Any]], root: Path, st: Any) -> dict[str, str]:
+def _skipped(tasks: Sequence[str], rows: list[dict[str, Any]], root: Path, st: Any, k: int) -> dict[str, str]:
     """Each task asked for that gave no row, and why (an empty table had been all a user saw)."""
     done = {str(r["task"]) for r in rows}
     where = "the workspace's store" if st is None else f"the store {st.path}"
@@ -226,7 +229,8 @@ def _skipped(tasks: Sequence[str], rows: list[dict[str, Any]], root: Path, st: A
         "regmix-pile-cc": f"no regmix-pile-1m/ tables under {root} (--data)",
         "olmix-mean-cv5": f"no olmix-64dom-512/ tables under {root} (--data)",
         "small-32": f"no reference tables under {root} (--data)",
-        "store": (f"no (domains, fidelity) group of {where} has 20 or more ok runs" if st is not None
+        "store": (f"no (domains, fidelity) group of {where} has {STORE_MIN_RUNS} or more ok runs of {k} or "
+                  "more distinct mixtures" if st is not None
                   else "no run store (the workspace has none; give --store)"),
         "extrapolation": (f"{where} holds no runs of the same mixtures at 3 or more rungs (train them with "
                           "--ladder default)" if st is not None else "no run store (give --store, or "

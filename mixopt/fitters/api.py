@@ -216,9 +216,10 @@ def fit_tables(config: FitConfig) -> FitReport:
                     warnings.filterwarnings("ignore", message=FLAT_WARNING, category=MixoptWarning)
                     prop = propose_holding(proposer, model, X, space)
             seconds["propose"] = round(time.perf_counter() - t, 3)
+            from mixopt.fitters.cv import own_ranking
+
             # how the model ranks runs it did not see, where --cv or auto's own selection measured it
-            rank = ((cv["spearman"], cv["k"]) if cv is not None
-                    else (model.cv_spearman_, model.cv_folds_) if hasattr(model, "cv_spearman_") else None)
+            rank = (cv["spearman"], cv["k"]) if cv is not None else own_ranking(model)
             proposal = _save_mixture(prop, model, method.name, table, X, y, run_ids, space, config, params,
                                      fit_notes, rank)
     return FitReport(

@@ -263,6 +263,12 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
     return CVResult(pred=pred, folds=folds, metrics=score(y, pred), fold_metrics=per_fold)
 
 
+def own_ranking(model: Any) -> tuple[float, int] | None:
+    """(cross-validated Spearman, folds) a fitted model measured itself (``auto``'s selection), or None."""
+    spearman = getattr(model, "cv_spearman_", None)
+    return None if spearman is None else (float(spearman), int(model.cv_folds_))
+
+
 def held_out_ranking(fitter: Any, X: np.ndarray, y: np.ndarray, *, fit_seconds: float, seed: int = 0,
                      k: int = 5, budget_s: float = 20.0) -> tuple[float, int] | None:
     """How well a fitted model ranks runs it did not see: (K-fold Spearman, K), for a search that
@@ -270,8 +276,8 @@ def held_out_ranking(fitter: Any, X: np.ndarray, y: np.ndarray, *, fit_seconds: 
     cross-validation; another model is cross-validated here when its ``k`` refits, at
     ``fit_seconds`` each, fit in ``budget_s`` and every fold trains on at least 5 distinct
     mixtures (None where not, or where a fold cannot be fitted)."""
-    if getattr(fitter, "cv_spearman_", None) is not None:
-        return float(fitter.cv_spearman_), int(fitter.cv_folds_)
+    if (own := own_ranking(fitter)) is not None:
+        return own
     n = distinct_mixtures(X)
     k = min(k, n)
     if k < 2 or n - -(-n // k) < 5 or fit_seconds * k > budget_s:
