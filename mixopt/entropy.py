@@ -44,6 +44,14 @@ def _pairs(tokens: np.ndarray, offsets: np.ndarray | None) -> tuple[np.ndarray, 
     return prev, nxt
 
 
+def _head(tokens: np.ndarray, offsets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` tokens and their document offsets, the cut being the last document's end
+    (an offset kept as the end had let one bigram across two documents)."""
+    if len(tokens) <= n:
+        return tokens, offsets
+    return tokens[:n], np.append(offsets[offsets < n], n)
+
+
 def bigram_entropy(
     train: np.ndarray,
     val: np.ndarray,
@@ -166,9 +174,7 @@ def entropy_mixture(
     for d in domains:
         tr = corpus.tokens(d, "train")
         off = corpus.doc_offsets(d, "train")
-        if len(tr) > max_tokens:
-            tr = tr[:max_tokens]
-            off = off[off <= max_tokens]
+        tr, off = _head(tr, off, max_tokens)
         try:
             H[d] = bigram_entropy(
                 tr,

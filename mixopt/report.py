@@ -276,6 +276,17 @@ def swarm_outcome(runs: dict[str, Any]) -> str:
     return text + (f" ({'; '.join(said)})" if said else "")
 
 
+def validation_outcome(runs: dict[str, Any]) -> str:
+    """``"validation: 8 trained, 4 reused, 2 cut short by a stop, run again"``, or ``""`` when
+    validation neither reused runs nor was cut short (the table says the rest)."""
+    reused, cut = int(runs.get("validation_reused") or 0), int(runs.get("validation_restarted") or 0)
+    if not (reused or cut):
+        return ""
+    return (f"validation: {runs.get('validation_trained', 0)} trained"
+            + (f", {reused} reused" if reused else "")
+            + (f", {cut} cut short by a stop, run again" if cut else ""))
+
+
 def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any] | None,
               runs: list[RunRecord], n_reused: int, n_fit: int, cv: dict[str, float] | None,
               cv_notes: list[str], files: list[Path], n_lent: int = 0, error: str | None = None,
@@ -300,6 +311,8 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
     if result and (result.get("runs") or {}).get("planned"):  # the swarm as the search printed it
         r = result["runs"]
         lines.append(f"- swarm: {r.get('planned', '?')} planned, {swarm_outcome(r)}")
+    if result and validation_outcome(result.get("runs") or {}):
+        lines.append(f"- {validation_outcome(result['runs'])}")
     lines.append("")
     if cv is not None:
         lines += ["## Cross-validation", "",

@@ -28,6 +28,21 @@ def test_bigram_entropy_orders_predictable_and_random_text() -> None:
         bigram_entropy(cycle[:1], cycle, V)
 
 
+def test_the_counted_head_of_a_domain_pairs_no_tokens_across_documents() -> None:
+    """Stop 29's note: cut at max_tokens, the offsets' last start was read as the end, and the pair
+    across that document boundary was counted."""
+    from mixopt.entropy import _head, _pairs
+
+    tokens = np.arange(10)
+    offsets = np.array([0, 3, 6, 10])  # documents 0-2, 3-5, 6-9
+    tr, off = _head(tokens, offsets, 7)  # the head ends one token into the third document
+    prev, nxt = _pairs(tr, off)
+    assert list(zip(prev.tolist(), nxt.tolist(), strict=True)) == [(0, 1), (1, 2), (3, 4), (4, 5)]
+    tr, off = _head(tokens, offsets, 6)  # a cut on a boundary
+    assert off.tolist() == [0, 3, 6] and len(_pairs(tr, off)[0]) == 4
+    assert _head(tokens, offsets, 10)[1] is offsets  # nothing cut
+
+
 def test_entropy_weights_follow_bimix_softmax() -> None:
     w = entropy_weights(np.array([4.0, 5.0, 3.0]))
     np.testing.assert_allclose(w, np.exp([4.0, 5.0, 3.0]) / np.exp([4.0, 5.0, 3.0]).sum())

@@ -224,6 +224,22 @@ def test_attempts_a_stopped_driver_cut_short_are_no_retries() -> None:
     assert swarm_outcome({"ok": 4, "planned": 4, "attempts": 5}) == "4 ok (1 retry)"  # a result before it
 
 
+def test_validation_runs_a_stop_cut_short_are_counted_too() -> None:
+    """Stop 30's note: the end-of-search line counted the swarm's cut-short attempts, not validation's."""
+    from mixopt.report import _markdown, validation_outcome
+
+    runs = {"ok": 8, "planned": 8, "attempts": 8, "validation_trained": 10, "validation_restarted": 2}
+    assert validation_outcome(runs) == "validation: 10 trained, 2 cut short by a stop, run again"
+    assert validation_outcome({**runs, "validation_reused": 3}) == (
+        "validation: 10 trained, 3 reused, 2 cut short by a stop, run again")
+    assert validation_outcome({**runs, "validation_restarted": 0}) == ""  # the table says the rest
+    assert validation_outcome({**runs, "validation_restarted": 0, "validation_reused": 7}) == (
+        "validation: 10 trained, 7 reused")  # as before
+    md = _markdown("s", "done", {"method": "linear"}, {"runs": runs, "out": "m.json", "exported": "proposal",
+                                                    "candidates": [], "weights": {}}, [], 0, 8, None, [], [])
+    assert "- swarm: 8 planned, 8 ok\n- validation: 10 trained, 2 cut short by a stop, run again\n" in md
+
+
 def test_report_md_shows_the_proposal_beside_an_exported_baseline_and_reads_a_poor_cv() -> None:
     """A QA pass: with a baseline exported, the proposal's weights were only in weights.png; a CV
     Spearman of 0.18 was printed without a word on what it means."""

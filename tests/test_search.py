@@ -367,6 +367,7 @@ def test_validation_reuses_the_baselines_an_earlier_search_measured(workspace, t
                     "seed and fidelity: reused)"]
     assert len(RunStore().require_search("val2").plan["validation_reused"]) == 7
     assert second.runs["validation_reused"] == 7 and second.runs["validation_trained"] == 3
+    assert second.runs["validation_restarted"] == 0  # no stop cut a validation run short
     shown = Mixture.load(second.mixture_path).meta["provenance"]["validation_run_ids"]
     assert shown["uniform"] == before["uniform"]["run_ids"]
     assert shown["best_run"] == after["best_run"]["run_ids"]

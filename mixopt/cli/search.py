@@ -273,7 +273,7 @@ def _fmt(x: float | None, nd: int = 4) -> str:
 
 def render_result(result: Any) -> None:
     """The summary: objective of the exported mixture next to the baselines, then their weights."""
-    from mixopt.report import swarm_outcome
+    from mixopt.report import swarm_outcome, validation_outcome
 
     cols = ["mixture", "predicted (± sd)", "swarm"]
     if result.validate:
@@ -304,10 +304,8 @@ def render_result(result: Any) -> None:
                   ["domain", *[("★" if row.exported else "") + row.name for row in result.candidates]], rows,
                   left=("domain",))
     runs = result.runs
-    checks = ""
-    if runs.get("validation_reused"):  # validation runs of earlier searches stood in for this one's
-        checks = (f"; validation: {runs.get('validation_trained', 0)} trained, {runs['validation_reused']} "
-                  "reused")
+    checks = validation_outcome(runs)  # reused runs of earlier searches, attempts a stop cut short
+    checks = f"; {checks}" if checks else ""
     if runs.get("planned") or runs.get("reused"):
         console.print(f"runs: {swarm_outcome(runs)}, {runs['reused']} reused, "
                       f"{runs['fitted']} fitted{checks} · {result.wall_s:.0f} s")

@@ -740,7 +740,10 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
                 by_cand.setdefault(str(s.label), []).append(borrowed[s.key])
         measured = measure(store, sid, cands, prep.objective, domains, cfg.validate, borrowed=by_cand)
         checks = {"validation_trained": sum(s.state == "done" for s in vs.slots.values()),
-                  "validation_reused": len(borrowed)}
+                  "validation_reused": len(borrowed),
+                  # as "restarted" for the swarm: the end line had counted the swarm's alone
+                  "validation_restarted": sum(interrupted_attempt(r) for r in
+                                              store.runs(search_id=sid, role="validate"))}
         comparisons = {c.name: compare(measured[PROPOSAL], measured[c.name])
                        for c in cands if c.name != PROPOSAL}
         named = shown_rung(vrung, rung=cfg.rung, corpus=prep.corpus_name)

@@ -45,8 +45,9 @@ class SearchResult:
     exported: str
     weights: dict[str, float]
     candidates: list[CandidateRow]
-    # planned, ok, failed, reused, fitted, attempts; lost: {how: count}; validation_trained and
-    # validation_reused (validation runs of earlier searches that stood in for this one's)
+    # planned, ok, failed, reused, fitted, attempts; lost: {how: count}; restarted (swarm attempts
+    # a stop cut short); validation_trained, validation_reused (validation runs of earlier searches
+    # that stood in for this one's) and validation_restarted
     runs: dict[str, Any]
     notes: list[str]
     out: str | None
