@@ -1467,3 +1467,49 @@ def test_a_resume_that_ray_refuses_keeps_the_state_the_search_had(workspace, tmp
         driver.resume_search("rz")
     # not "failed": a failed search's resume would also rerun its diverged runs
     assert store.require_search("rz").state == "interrupted"
+
+
+def test_a_search_folder_is_one_stores(workspace, tmp_path, ray_session) -> None:
+    """Search folders are keyed by name alone: a search `dup` in a second store had taken over the
+    folder of `dup` in the first (its result, its runs' kept outcomes, which a resume of the first
+    then read as its own)."""
+    from mixopt.search.driver import run_search
+    from mixopt.search.prepare import STORE_MARK, search_dir
+
+    first, second = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    run_search(config(tmp_path, name="dup", budget=3, method="random", store=str(first)))
+    kept = (search_dir("dup") / "result.json").read_text()
+    with pytest.raises(MixoptError, match=r"folder of search 'dup' of store .*a\.sqlite; .* another --name"):
+        run_search(config(tmp_path, name="dup", budget=3, method="random", store=str(second),
+                          out=str(tmp_path / "second.json")))
+    assert (search_dir("dup") / "result.json").read_text() == kept and not second.exists()
+    assert not (tmp_path / "second.json").exists()
+    # once the first store is gone, its folder is a leftover: emptied, then the new search's
+    for f in tmp_path.glob("a.sqlite*"):
+        f.unlink()
+    (search_dir("dup") / "runs" / "stale").mkdir()
+    run_search(config(tmp_path, name="dup", budget=3, method="random", store=str(second)))
+    assert (search_dir("dup") / STORE_MARK).read_text().strip() == str(second.resolve())
+    assert not (search_dir("dup") / "runs" / "stale").exists()
+
+
+def test_a_leftover_search_folder_is_emptied_and_a_held_one_refused(workspace, tmp_path) -> None:
+    """A kept outcome in a folder no store's search owns would be read as the new search's run of
+    the same id (the settle after a stop reads it); a folder a live driver holds is not touched."""
+    from mixopt.search.lock import driver_lock
+    from mixopt.search.prepare import STORE_MARK, own_search_dir, search_dir
+
+    store = RunStore(tmp_path / "s.sqlite")
+    folder = search_dir("old")
+    (folder / "runs" / "old-s0000-a1").mkdir(parents=True)
+    (folder / "runs" / "old-s0000-a1" / "outcome.json").write_text("{}")  # no mark: an older version's
+    own_search_dir(folder, store, "old")
+    assert [p.name for p in folder.iterdir()] == [STORE_MARK]
+    # a folder of the workspace's store (no mark) whose search that store still holds is refused
+    RunStore().create_search("kept", {"method": "random"}, {})
+    (search_dir("kept") / "runs").mkdir(parents=True)
+    with pytest.raises(MixoptError, match="folder of search 'kept' of store .*runs.sqlite"):
+        own_search_dir(search_dir("kept"), store, "kept")
+    with driver_lock(search_dir("live"), "live"), pytest.raises(MixoptError, match="another driver"):
+        own_search_dir(search_dir("live"), store, "live", option="name")
+    assert (search_dir("live") / "driver.lock").exists()

@@ -36,7 +36,7 @@ from mixopt.proposers.proposal import proposal_notes
 from mixopt.proposers.topk import FLAT_WARNING
 from mixopt.search.config import SearchConfig
 from mixopt.search.lock import DRIVING, driver_lock, planning_lock
-from mixopt.search.prepare import Prepared, prepare
+from mixopt.search.prepare import Prepared, own_search_dir, prepare
 from mixopt.search.ray_env import RayInfo, ensure_ray, reachable_address, user_modules, watch_cluster
 from mixopt.search.result import SearchResult, build_mixture, candidate_rows, shown_rung
 from mixopt.search.runner import (
@@ -114,6 +114,8 @@ def run_search(
                 f"another {'name' if callable(prep.evaluator) else '--name'}"
             )
         plan = _plan(prep)
+        own_search_dir(prep.search_dir, prep.store, prep.search_id,  # last: a refused search makes none
+                       option="name" if callable(prep.evaluator) else "--name")
     except BaseException as exc:
         planning.close()
         if isinstance(exc, MixoptError):

@@ -98,6 +98,42 @@ def search_dir(search_id: str) -> Path:
     return paths.home() / "searches" / search_id
 
 
+# The store whose search a folder of searches/ is: the folder is keyed by name alone, so two stores'
+# searches of one name had shared it (its run folders' outcomes, its stop time, its result).
+STORE_MARK = ".mixopt-store"
+
+
+def own_search_dir(folder: Path, store: RunStore, name: str, *, option: str = "--name") -> None:
+    """Make ``folder`` the new search ``name``'s folder in ``store``, marked as that store's.
+
+    A folder left by a search that no store holds any more (its store deleted, a refused search) is
+    emptied first: a trial's kept outcome there would be read as this search's run of the same id.
+
+    Raises:
+        MixoptError: the folder is another store's search's, or a driver holds it now.
+    """
+    import shutil
+
+    from mixopt.search.lock import driver_alive
+    from mixopt.store import default_path
+
+    mine = str(Path(store.path).resolve())
+    if folder.is_dir() and any(p.name != STORE_MARK for p in folder.iterdir()):
+        try:
+            owner = (folder / STORE_MARK).read_text(encoding="utf-8").strip()
+        except OSError:  # a folder made before the mark: the workspace's store, as searches were
+            owner = str(default_path().resolve())
+        held = driver_alive(folder) is True
+        if held or (owner != mine and Path(owner).is_file() and RunStore(owner).get_search(name)):
+            whose = ("being run by another driver" if held else
+                     f"the folder of search {name!r} of store {owner}")
+            raise MixoptError(f"{folder} is {whose}; search names are shared by every store in the "
+                              f"workspace: pick another {option}")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / STORE_MARK).write_text(mine + "\n", encoding="utf-8")
+
+
 def _claim(folder: Path) -> bool:
     try:
         folder.mkdir(parents=True)
