@@ -85,7 +85,9 @@ def search(
     trial_timeout: Annotated[float | None, opt("--trial-timeout", help="Seconds a run may take; a run "
                                                "still going then is stopped, recorded failed and "
                                                "retried (default: no limit).")] = None,
-    store: Annotated[Str, opt("--store", help="Run store file (default: the workspace's).")] = None,
+    store: Annotated[Str, opt("--store", help="Run store file (default: the workspace's). The search's "
+                                               "folder stays in the workspace, so its --name is this "
+                                               "store's.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search for the best mixture: swarm of proxy runs → fit → propose → validate → mixture JSON."""
