@@ -540,6 +540,26 @@ def test_gp_groups_rank_held_out_runs_from_few() -> None:
         GPFitter(groups=groups[:-1]).fit(X[:24], y[:24])
 
 
+def test_gp_fits_a_bounded_random_subsample_of_many_runs() -> None:
+    """A QA pass: a GP search reusing a 20,000-run store fitted them all (16 GB, minutes deaf to
+    SIGTERM). Above max_runs the GP fits a seeded random subsample, and says so."""
+    from mixopt.fitters.gp import MAX_RUNS, GPFitter
+
+    rng = np.random.default_rng(0)
+    X = rng.dirichlet(np.ones(3), 40)
+    y = np.column_stack([X @ np.arange(3.0), X[:, 0] ** 2])  # two targets: both subsampled alike
+    with pytest.warns(MixoptWarning, match=r"gp: fitted on 25 of the 40 runs, drawn at random"):
+        a = GPFitter(max_runs=25).fit(X, y)
+    with pytest.warns(MixoptWarning):
+        b = GPFitter(max_runs=25).fit(X, y)
+    assert a.n_fitted_ == 25 and np.allclose(a.predict(X[:5]), b.predict(X[:5]))  # the seed's draw
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert GPFitter(max_runs=None).fit(X, y[:, 0]).n_fitted_ == 40 and MAX_RUNS >= 512
+    with pytest.raises(MixoptError, match="max_runs"):
+        GPFitter(max_runs=1).fit(X, y)
+
+
 @pytest.mark.slow  # 13-33 s: in CI with the other slow tests, out of the default suite
 def test_gp_groups_predict_from_threads() -> None:
     """Top-k predicts candidate chunks from threads; gpytorch's kernels with active_dims are not

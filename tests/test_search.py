@@ -1418,6 +1418,33 @@ def test_a_host_that_ignores_sigterm_still_does_after_a_search_set_its_handler(m
         signal.signal(signal.SIGTERM, before)
 
 
+def test_sigterm_stops_a_driver_whose_sigint_is_ignored(monkeypatch):
+    """A QA pass: a search started by `cmd &` from a script (SIGINT ignored, as shells set it) went on
+    fitting for minutes after SIGTERM, which the driver turned into a SIGINT that nothing heard."""
+    import signal
+    import time
+
+    import mixopt.search.driver as driver
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    monkeypatch.setattr(driver, "_HOST_IGNORES_SIGTERM", None)
+    monkeypatch.setattr(driver, "DRIVING", ["a search"])
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        driver._stop_on_sigterm()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs at the next bytecode; a second is plenty
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a SIGINT that is heard: as before
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    finally:
+        for sig, h in before.items():
+            signal.signal(sig, h)
+
+
 def test_a_sigterm_whose_exception_was_dropped_is_still_seen_while_ray_starts(monkeypatch):
     """A QA pass: Ray's SIGTERM handler during ray.init raises SystemExit, which Python drops when the
     signal lands in a fork handler; the search went on. The signal is seen all the same, and the

@@ -209,7 +209,10 @@ def _stop_on_sigterm() -> None:
         if _HOST_IGNORES_SIGTERM or previous == signal.SIG_IGN:  # a host process (library use) that
             return  # ignores it still does, during a search and after (Ray's handler would exit)
         if DRIVING:
-            os.kill(os.getpid(), signal.SIGINT)  # Tune's stop while trials run, KeyboardInterrupt after
+            if callable(signal.getsignal(signal.SIGINT)):  # Tune's stop while trials run, else Python's
+                os.kill(os.getpid(), signal.SIGINT)
+            else:  # SIGINT ignored (a `cmd &` from a script, nohup): the signal had done nothing, and
+                raise KeyboardInterrupt  # a QA pass's SIGTERM went unheard through a 5-minute fit
         elif callable(previous):
             previous(signum, frame)
         else:
