@@ -4,7 +4,8 @@
 ``temperature`` uses token shares ** (1/T) (T = 2 by default: RegMix's TEMP = 0.5 exponent). Baselines
 are computed without looking at the constraints first, then fitted into the space: fixed domains
 keep their weight and the others are rescaled to the remaining mass; if that still breaks a floor,
-ceiling or repetition cap the vector is projected into the space (Euclidean) and the reason is logged.
+ceiling or repetition cap the vector is projected into the space (Euclidean); :func:`baseline_notes`
+says how each was moved.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ log = logging.getLogger(__name__)
 BaselineName = Literal["uniform", "natural", "temperature"]
 BASELINES: tuple[str, ...] = ("uniform", "natural", "temperature")
 DEFAULT_TEMPERATURE = 2.0
+
+
+def baseline_temperature(search_temperature: float) -> float:
+    """The temperature baseline's T for a search sampled at ``search_temperature``: the same, except
+    that a search at T = 1 (its prior the natural mixture) compares with T = 2, RegMix's."""
+    return search_temperature if search_temperature != 1.0 else DEFAULT_TEMPERATURE
 
 
 def _raw(name: str, space: SearchSpace, temperature: float) -> np.ndarray:
@@ -52,7 +59,24 @@ def baseline_weights(
     Raises:
         MixoptError: unknown name, or ``natural``/``temperature`` without token counts.
     """
-    w = _raw(name, space, temperature)
+    return _inside(name, _raw(name, space, temperature), space)
+
+
+def moved_note(name: str, space: SearchSpace, temperature: float = DEFAULT_TEMPERATURE) -> str | None:
+    """How the constraints moved baseline ``name`` (a QA pass: an exported "uniform" of 0.1/0.45/0.45
+    had said nothing of it), or None where they left it as it is."""
+    raw = _raw(name, space, temperature)
+    w = _inside(name, raw, space)
+    moved = [(d, a, b) for d, a, b in zip(space.domains, raw, w, strict=True) if abs(a - b) > 5e-4]
+    if not moved:
+        return None
+    shown = ", ".join(f"{d} {a:.3f} → {b:.3f}" for d, a, b in moved[:5])
+    more = f" and {len(moved) - 5} more" if len(moved) > 5 else ""
+    return f"the {name} baseline is moved into the constraints: {shown}{more}"
+
+
+def _inside(name: str, w: np.ndarray, space: SearchSpace) -> np.ndarray:
+    """``w`` fitted into ``space``: fixed weights set, the rest rescaled, then projected if need be."""
     if space.fixed:
         fixed = np.array([d in space.fixed for d in space.domains])
         fixed_w = np.array([float(space.fixed.get(d, 0.0)) for d in space.domains])
@@ -66,12 +90,16 @@ def baseline_weights(
     return w
 
 
+def _applying(space: SearchSpace) -> list[str]:
+    """The baselines ``space`` can give (those needing token counts are skipped without them)."""
+    return [name for name in BASELINES if name == "uniform" or space.tokens is not None]
+
+
 def baselines_for(space: SearchSpace, temperature: float = DEFAULT_TEMPERATURE) -> dict[str, np.ndarray]:
     """Every baseline that applies to ``space`` (those needing token counts are skipped without them)."""
-    out: dict[str, np.ndarray] = {}
-    for name in BASELINES:
-        if name != "uniform" and space.tokens is None:
-            log.info("baseline %s skipped: the search space has no token counts", name)
-            continue
-        out[name] = baseline_weights(name, space, temperature)
-    return out
+    return {name: baseline_weights(name, space, temperature) for name in _applying(space)}
+
+
+def baseline_notes(space: SearchSpace, temperature: float = DEFAULT_TEMPERATURE) -> list[str]:
+    """:func:`moved_note` of every baseline that applies to ``space``."""
+    return [n for name in _applying(space) if (n := moved_note(name, space, temperature))]

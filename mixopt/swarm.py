@@ -335,7 +335,8 @@ def sample_swarm(
         if (single := _single_mixture(space)) is not None:
             raise single
         raise MixoptError(
-            f"the search space holds only {len(rows)} mixtures at least {min_distance:g} apart ({distance}) "
+            f"the search space holds only {len(rows)} mixture{'s' if len(rows) != 1 else ''} at least "
+            f"{min_distance:g} apart ({distance}) "
             f"after {drawn} draws, not the {n} asked for; lower --budget, or relax the constraints"
         )
     return rows
@@ -349,6 +350,12 @@ def _single_mixture(space: SearchSpace) -> MixoptError | None:
         return MixoptError(
             f"the fixed weights and floors add up to 1{f' (--fix {fixed})' if fixed else ''}, which "
             "leaves a single mixture and nothing to search: use that mixture as it is, or free a domain"
+        )
+    free = [d for d, a, b in zip(space.domains, lo, hi, strict=True) if b - a > 1e-9]
+    if len(free) == 1:  # a QA pass: "lower --budget" had been the advice
+        return MixoptError(
+            f"only {free[0]} is free{f' (--fix {fixed})' if fixed else ''}, so its weight is what the others "
+            "leave and the space holds a single mixture: use that mixture as it is, or free another domain"
         )
     if float(hi.sum()) - 1.0 <= 1e-9:  # every domain at its ceiling is the only mixture
         capped = space.max_epochs is not None and bool(np.any(space.epoch_cap() < 1.0))

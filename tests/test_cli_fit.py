@@ -155,6 +155,34 @@ def test_propose_writes_a_valid_mixture(tmp_path: Path) -> None:
     assert "uniform" in mix.meta["baselines"] and "best_run" in mix.meta["baselines"]
 
 
+def test_the_baselines_beside_a_constrained_proposal(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A QA pass: with --fix a=0.1 the JSON's uniform was 1/3 each, unflagged, and the table's best run
+    (outside the constraints, predicted better than the proposal) was flagged in the JSON only."""
+    rows = [(0.6, .2, .2, 2.5), (.2, .6, .2, 2.4), (.2, .2, .6, 2.6), (.4, .4, .2, 2.35), (.4, .2, .4, 2.55),
+            (.2, .4, .4, 2.45), (.5, .3, .2, 2.42), (.3, .5, .2, 2.38), (.1, .5, .4, 2.41)]
+    runs = [f"r{i}" for i in range(len(rows))]
+    pl.DataFrame({"run": runs, **{d: [r[j] for r in rows] for j, d in enumerate("abc")}}).write_csv(
+        tmp_path / "r.csv")
+    pl.DataFrame({"run": runs, "loss": [r[3] for r in rows]}).write_csv(tmp_path / "m.csv")
+    out = tmp_path / "mix.json"
+    base = ["fit", "--ratios", str(tmp_path / "r.csv"), "--metrics", str(tmp_path / "m.csv"),
+            "--target", "loss", "--propose", "--out", str(out), *FAST]
+    assert run_cli([*base, "--method", "linear", "--fix", "a=0.1"]) == 0
+    mix = Mixture.load(out)
+    assert mix.meta["baselines"]["uniform"]["weights"] == pytest.approx({"a": 0.1, "b": 0.45, "c": 0.45})
+    said = " ".join(capsys.readouterr().err.split())
+    for note in ("the uniform baseline is moved into the constraints: a 0.333 → 0.100, b 0.333 → 0.450, "
+                 "c 0.333 → 0.450",
+                 "the best run, r3 (2.35), is outside the constraints; the best inside them is r8 (2.41)"):
+        assert note in mix.meta["notes"] and note in said
+    # random proposes a measured run: none at a=0.2 exactly is refused in its own words
+    out.unlink()
+    assert run_cli([*base, "--method", "random", "--fix", "a=0.25"]) == 2 and not out.exists()
+    assert ("none of the 9 runs with a finite objective is inside the constraints (a: 0.6 above ceiling 0.25 "
+            "in the first): random proposes a measured run") in " ".join(capsys.readouterr().err.split())
+
+
 def test_a_proposal_from_a_model_that_ranks_held_out_runs_poorly_says_so(tmp_path: Path) -> None:
     """--cv measured it: the mixture's notes say what a low Spearman means for the proposal."""
     rng = np.random.default_rng(0)

@@ -199,6 +199,16 @@ def test_a_search_whose_runs_all_failed_finishes_when_resumed_after_the_fix(work
     assert len([r for r in RunStore().runs(search_id="crashy") if r.status == "failed"]) == 8
 
 
+def test_a_budget_of_one_run_is_told_to_raise_the_budget(workspace, tmp_path, ray_session):
+    """A QA pass: one run, which finished ok, was met with "first error: no error recorded. Fix the
+    evaluator"."""
+    from mixopt.search.driver import run_search
+
+    with pytest.raises(MixoptError, match=r"^only 1 run to fit on, and random fits on 2 or more; start a new "
+                                          r"search with --budget 2 or more \(this run stays in the store"):
+        run_search(config(tmp_path, name="one", budget=1, method="random"))
+
+
 def test_a_search_whose_runs_all_diverged_finishes_when_resumed_after_the_fix(
     workspace, tmp_path, ray_session
 ):
@@ -501,6 +511,10 @@ def test_objective_constraints_and_linear_method(workspace, tmp_path, ray_sessio
     assert w["books"] == pytest.approx(0.1) and w["web"] <= 0.5 + 1e-9 and min(w.values()) >= 0.05 - 1e-9
     for r in RunStore().runs(search_id="tgt", role="swarm"):
         assert r.weights["books"] == pytest.approx(0.1) and r.weights["web"] <= 0.5 + 1e-9
+    # each baseline says how the constraints moved it (a QA pass: an exported "uniform" had not)
+    moved = [n for n in res.notes if "baseline is moved into the constraints" in n]
+    assert [n.split(" baseline")[0] for n in moved] == ["the uniform", "the natural", "the temperature"]
+    assert moved[0].endswith("books 0.250 → 0.100") and moved == [n for n in mix["notes"] if n in moved]
 
 
 def test_search_on_the_tiny_corpus_with_the_proxy_trainer(tiny_workspace, tiny_corpus, tmp_path,

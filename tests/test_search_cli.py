@@ -112,6 +112,10 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch, capsys):
      "5.4e+09) add up to 1, which leaves a single mixture and nothing to search: raise --max-epochs"),
     (["search", *FAST, "--max-weight", "web=0.4,code=0.3,math=0.2,books=0.1"],
      "the ceilings add up to 1, which leaves a single mixture and nothing to search: raise a --max-weight"),
+    # one free domain: a QA pass saw "holds only 1 mixtures … lower --budget"
+    (["search", *FAST, "--fix", "web=0.1,code=0.2,math=0.3"],
+     "only books is free (--fix web=0.1, code=0.2, math=0.3), so its weight is what the others leave and "
+     "the space holds a single mixture: use that mixture as it is, or free another domain"),
     (["search", "--resume", "never-ran"], "no search named 'never-ran'"),
     (["search", "--resume", ""], "--resume needs a search's name"),  # had been taken as no --resume
     (["search", "--resume", "x", "--store", "nodir/none.sqlite"],

@@ -264,6 +264,7 @@ def _save_mixture(
     rank: tuple[float, int] | None = None,
 ) -> dict[str, Any]:
     import mixopt
+    from mixopt.baselines import baseline_weights, moved_note
     from mixopt.mixture import Mixture
     from mixopt.proposers.proposal import proposal_notes
     from mixopt.proposers.topk import predict_objective
@@ -278,8 +279,20 @@ def _save_mixture(
                      "inside_constraints": inside is not None,
                      "weights": {d: float(w) for d, w in zip(table.domains, X[best], strict=True)}},
     }
-    uniform = np.full(len(table.domains), 1.0 / len(table.domains))
-    baselines["uniform"] = {"weights": {d: float(uniform[0]) for d in table.domains}}
+    # inside the constraints, as a search's (a QA pass: with --fix a=0.1 it had been 1/3 each, unsaid)
+    uniform = baseline_weights("uniform", space)
+    baselines["uniform"] = {"weights": {d: float(u) for d, u in zip(table.domains, uniform, strict=True)}}
+    moved = [n for n in [moved_note("uniform", space)] if n]
+    if best != (top := int(np.argmin(y))):  # the table's best run is not one the proposal could be
+        moved.append(f"the best run, {run_ids[top]} ({y[top]:.4g}), is outside the constraints; the best "
+                     f"inside them is {run_ids[best]} ({y[best]:.4g})")
+    elif inside is None:
+        moved.append(f"no run is inside the constraints (the best, {run_ids[top]}, is not): the proposal "
+                     "is compared with no measured run")
+    if model is None:
+        notes += moved
+        for n in moved:
+            warn(n, MixoptWarning)
     if model is not None:
         baselines["uniform"]["predicted"] = float(predict_objective(model, uniform[None, :])[0])
         baselines["best_run"]["predicted"] = float(predict_objective(model, X[best][None, :])[0])
@@ -293,6 +306,7 @@ def _save_mixture(
                                fit_rms=rms, runs_std=float(np.std(y)), cv=rank)
         if repeats := space.repetition_note(prop.weights):
             notes.append(repeats)
+        notes += moved
         for n in notes:
             warn(n, MixoptWarning)
         notes = [*fit_notes, *notes]  # the fit's own warnings were shown when it ran

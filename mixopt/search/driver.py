@@ -28,6 +28,7 @@ import numpy as np
 
 from mixopt import __version__
 from mixopt.atomic import write_json
+from mixopt.baselines import baseline_notes, baseline_temperature, baselines_for
 from mixopt.errors import MixoptError, MixoptWarning, warn, warnings_as_notes
 from mixopt.fitters.cv import distinct_mixtures
 from mixopt.fitters.varied import unvaried, varying
@@ -678,6 +679,11 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
     X, y, ids = store.matrix(domains, prep.objective, run_ids=swarm_ids + list(plan.get("reused", [])))
     n_failed = sum(s.state == "failed" for s in searcher.slots.values())
     outcomes = _failure_kinds(store, searcher)
+    if len(y) < 2 and not spec.training_free and not n_failed and not outcomes:
+        # nothing failed: the budget (and the store) gave one run (had said "fix the evaluator")
+        raise MixoptError(
+            f"only {len(y)} run to fit on, and {cfg.method} fits on 2 or more; start a new search with "
+            "--budget 2 or more (this run stays in the store, and a search like this one reuses it)")
     if len(y) < 2 and not spec.training_free:
         first = next((s.error for s in searcher.slots.values() if s.error), "no error recorded")
         ended = ", ".join(f"{n} {kind}" for kind, n in outcomes.items())
@@ -727,6 +733,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
                      f"({prop.info.get('estimator')}); no proxy runs were fitted (--budget unused)")
     if not spec.training_free and (broke := _near_diverged_note(store, sid, domains, prop.weights, X)):
         notes.append(broke)
+    notes += baseline_notes(prep.space, baseline_temperature(cfg.temperature))
     measured = comparisons = None
     exported = PROPOSAL
     checks: dict[str, int] = {}  # validation runs trained here and borrowed from earlier searches
@@ -868,7 +875,6 @@ def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, ray: _LazyRa
 
 def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: list[str]) -> list[Candidate]:
     """Fit, propose, and line the proposal up with the baselines and the best run, all predicted."""
-    from mixopt.baselines import DEFAULT_TEMPERATURE, baselines_for
 
     cfg, space = prep.config, prep.space
     if spec.training_free:
@@ -906,8 +912,7 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
         name=PROPOSAL, weights=[float(x) for x in proposal.weights], predicted=proposal.predicted,
         predicted_std=proposal.std, interval=interval, info=_jsonable(dict(proposal.info or {})),
     )]
-    temp = cfg.temperature if cfg.temperature != 1.0 else DEFAULT_TEMPERATURE
-    for name, w in baselines_for(space, temp).items():
+    for name, w in baselines_for(space, baseline_temperature(cfg.temperature)).items():
         cands.append(Candidate(name=name, weights=[float(x) for x in w]))
     b = space.best_row(X, y)
     if b is not None:  # a run outside the constraints is no candidate: it could be exported
@@ -930,15 +935,13 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
 def _entropy_candidates(prep: Prepared) -> list[Candidate]:
     """BiMix's entropy mixture of the corpus, inside the space, with the baselines (nothing predicted:
     validation measures them)."""
-    from mixopt.baselines import DEFAULT_TEMPERATURE, baselines_for
     from mixopt.entropy import entropy_mixture
 
     em = entropy_mixture(prep.config.corpus, prep.space)
     info = {"estimator": em.estimator, "entropy_nats_per_token": em.entropy, "raw_weights": em.raw,
             "projected": em.projected}
     cands = [Candidate(name=PROPOSAL, weights=[em.weights[d] for d in prep.domains], info=info)]
-    temp = prep.config.temperature if prep.config.temperature != 1.0 else DEFAULT_TEMPERATURE
-    for name, w in baselines_for(prep.space, temp).items():
+    for name, w in baselines_for(prep.space, baseline_temperature(prep.config.temperature)).items():
         cands.append(Candidate(name=name, weights=[float(x) for x in w]))
     dedupe(cands)
     return cands
