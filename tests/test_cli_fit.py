@@ -217,6 +217,7 @@ def test_random_proposes_the_best_run(tmp_path: Path, capsys: pytest.CaptureFixt
                     "--propose", "--out", str(out)]) == 0
     said = " ".join(capsys.readouterr().out.split())
     assert f"proposed mixture (measured mean, run {t.run_ids[int(np.argmin(y))]}: {y.min():.4f})" in said
+    assert "… 44 more" in said and said.count(" 0.0") <= 21  # 20 of 64 domains (a QA pass: 100 rows)
 
 
 def test_a_far_fetched_proposal_is_flagged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

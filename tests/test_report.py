@@ -212,6 +212,12 @@ def test_runs_plot_draws_reused_runs_before_the_swarm(tmp_path, monkeypatch) -> 
     assert hollow.get_facecolors().size == 0 or hollow.get_facecolors()[0][3] == 0
     assert all(float(t).is_integer() for t in ax.get_xticks())
     assert ax.get_xlabel() == "run (in order: reused, swarm, then validation)"
+    # 20,000 reused runs (a QA pass): a few short ticks, not "10000125001500017500"
+    _plot_runs(tmp_path / "runs.png", new, Objective(), DOMAINS, None,
+               reused=list(rng.normal(3.0, 0.1, 20_000)))
+    figs[1].canvas.draw()
+    labels = [t.get_text() for t in figs[1].axes[0].get_xticklabels() if t.get_text()]
+    assert len(labels) <= 8 and "20k" in labels and all(len(t) <= 5 for t in labels), labels
 
 
 def test_attempts_a_stopped_driver_cut_short_are_no_retries() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +24,17 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object ins
 # Spelled out (not imported from mixopt.methods) to keep `mixopt --help` fast; a test keeps it in step.
 METHOD_HELP = "regmix, linear, random, mixing-law, loglinear, bimix, gp, log-ridge or auto."
 SEARCH_METHOD_HELP = METHOD_HELP.removesuffix(" or auto.") + ", auto or entropy (with --corpus)."
+
+
+# Weight tables show the largest domains (a QA pass: `fit` printed 100 rows); the JSON has them all.
+MAX_WEIGHT_ROWS = 20
+
+
+def largest(weights: Mapping[str, float]) -> tuple[list[str], str | None]:
+    """The domains a weight table shows, largest first, and its last row's label for the rest."""
+    order = sorted(weights, key=lambda d: -weights[d])
+    rest = len(order) - MAX_WEIGHT_ROWS
+    return order[:MAX_WEIGHT_ROWS], (f"… {rest} more" if rest > 0 else None)
 
 
 def opt(*names: str, help: str, **checks: Any) -> Any:  # noqa: A002 - typer's own keyword

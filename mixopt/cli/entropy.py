@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from mixopt.cli import app
-from mixopt.cli.common import JsonOpt, assignments, console, dumps, out_file
+from mixopt.cli.common import JsonOpt, assignments, console, dumps, largest, out_file
 from mixopt.errors import MixoptError
 
 
@@ -61,8 +61,11 @@ def entropy(
     t = Table(title=f"entropy mixture ({em.estimator})")
     for col in ("domain", "H (nats/token)", "weight"):
         t.add_column(col, justify="left" if col == "domain" else "right")
-    for d, w in sorted(em.weights.items(), key=lambda kv: -kv[1]):
-        t.add_row(d, f"{em.entropy[d]:.3f}", f"{w:.4f}")
+    shown, more = largest(em.weights)
+    for d in shown:
+        t.add_row(d, f"{em.entropy[d]:.3f}", f"{em.weights[d]:.4f}")
+    if more:
+        t.add_row(more, "", "")
     console.print(t)
     if em.projected:
         console.print("the raw weights broke the bounds and were projected into the space")

@@ -20,6 +20,7 @@ from mixopt.cli.common import (
     console,
     dumps,
     err_console,
+    largest,
     opt,
     out_file,
     parse_candidates,
@@ -190,8 +191,11 @@ def _render_proposal(prop: dict[str, Any], what: str) -> None:
     t = Table(title=f"proposed mixture ({what}: {prop['predicted']:.4f}{sd})")
     t.add_column("domain")
     t.add_column("weight", justify="right")
-    for d, w in sorted(prop["weights"].items(), key=lambda kv: -kv[1]):
-        t.add_row(d, f"{w:.4f}")
+    shown, more = largest(prop["weights"])
+    for d in shown:
+        t.add_row(d, f"{prop['weights'][d]:.4f}")
+    if more:
+        t.add_row(more, "")
     console.print(t)
 
 

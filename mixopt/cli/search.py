@@ -17,6 +17,7 @@ from mixopt.cli.common import (
     console,
     dumps,
     err_console,
+    largest,
     opt,
     print_columns,
     render_selection,
@@ -266,7 +267,6 @@ class _Progress:
                                     f"{elapsed:.0f}s elapsed · ETA {eta}", highlight=False)
 
 
-MAX_WEIGHT_ROWS = 20
 
 
 def _fmt(x: float | None, nd: int = 4) -> str:
@@ -298,10 +298,10 @@ def render_result(result: Any) -> None:
     print_columns(f"search {result.search_id} · {result.method} · {result.objective['kind']}", cols, rows,
                   left=("mixture",))
 
-    domains = sorted(result.weights, key=lambda d: -result.weights[d])
-    rows = [[d, *[f"{row.weights[d]:.3f}" for row in result.candidates]] for d in domains[:MAX_WEIGHT_ROWS]]
-    if len(domains) > MAX_WEIGHT_ROWS:
-        rows.append([f"… {len(domains) - MAX_WEIGHT_ROWS} more", *["" for _ in result.candidates]])
+    domains, more = largest(result.weights)
+    rows = [[d, *[f"{row.weights[d]:.3f}" for row in result.candidates]] for d in domains]
+    if more:
+        rows.append([more, *["" for _ in result.candidates]])
     print_columns("weights (★ exported)",
                   ["domain", *[("★" if row.exported else "") + row.name for row in result.candidates]], rows,
                   left=("domain",))
