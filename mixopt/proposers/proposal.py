@@ -194,7 +194,8 @@ def held_note(info: dict[str, Any]) -> str | None:
     held = info.get("held") or {}
     if not held:
         return None
-    which = ", ".join(f"{d} at {w:.4g}" for d, w in held.items())
+    # a Dirichlet draw's 1.9e-89 is a weight of 0 to anyone reading it (a QA pass)
+    which = ", ".join(f"{d} at {w:.4g}" if w > 1e-9 else f"{d} at 0" for d, w in held.items())
     return (f"held {which}: every run had that weight (or, past a bound, the bound is the nearest), so the "
             "fitted model cannot say whether another is better")
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -349,6 +350,12 @@ def _error_summary(path: str | None) -> str:
         lines = [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return f"see {path}"
+    oom = next((ln for ln in lines if "OutOfMemoryError" in ln or "low on memory" in ln), None)
+    if oom is not None:  # a QA pass: runs list showed "Refer to the documentat…", Ray's last line
+        used = next((m.group(0) for ln in lines if (m := re.search(r"\d[\d.]*GB / [\d.]+GB", ln))), None)
+        at = f" (node at {used})" if used else ""
+        return (f"out of memory: Ray's memory monitor killed the trial{at}; run fewer trials at once "
+                f"(--concurrency) or give each more memory (Ray's error file: {path})")
     telling = [ln for ln in lines if "exit code" in ln or "exited" in ln or "exits" in ln or "Error:" in ln]
     line = (telling or lines or ["(empty)"])[-1]
     line = line.split(" Some common causes")[0]  # Ray's list of guesses (OOM, ray stop, SIGSEGV) goes on
