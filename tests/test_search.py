@@ -892,8 +892,8 @@ def test_a_dead_trial_is_recorded_with_the_telling_line_of_its_error_file(tmp_pa
                  "NODE_OUT_OF_MEMORY Worker exit detail: Task was killed due to the node running low on "
                  "memory.\nMemory on the node (IP: 10.0.0.1, ID: ab12) where the task (actor ID: cd34, "
                  "name=ImplicitFunc.__init__, pid=4242, memory used=5.10GB) was running was 21.93GB / "
-                 "23.02GB (0.952), which exceeds the memory usage threshold of 0.95.\nRefer to the documentation on "
-                 "how to address the out of memory issue: https://docs.ray.io/en/latest/ray-core/oom.html\n")
+                 "23.02GB (0.952), which exceeds the memory usage threshold of 0.95.\nRefer to the "
+                 "documentation on how to address the out of memory issue: https://docs.ray.io/en/latest/ray-core/oom.html\n")
     assert _error_summary(str(f)).startswith("out of memory: Ray's memory monitor killed the trial (node at "
                                              "21.93GB / 23.02GB); run fewer trials at once (--concurrency)")
     assert _error_summary(None) == "no error file"
