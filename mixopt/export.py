@@ -119,8 +119,12 @@ def _max_epochs(mixture: Mixture) -> float | None:
 
 
 def _epochs_needed(mixture: Mixture) -> dict[str, float]:
-    """Passes over each domain the mixture needs at its target budget, as a search records them
-    (``tokens.epochs``); empty when it records none. Non-numbers (a hand edit) are skipped."""
+    """Passes over each domain the mixture needs at its target budget, from what a search records
+    (``tokens.epochs``); empty when it records none. Non-numbers (a hand edit) are skipped.
+
+    Where the block also gives the domain's tokens at the budget (``per_domain``), the domain's size
+    is their ratio, and the passes follow the weights as they are now: a QA pass edited a weight by
+    hand, and the recorded passes, of the weight before, set Olmix's repetition factor."""
     tokens = mixture.meta.get("tokens")
     epochs = tokens.get("epochs") if isinstance(tokens, dict) else None
     if not isinstance(epochs, dict):
@@ -128,7 +132,13 @@ def _epochs_needed(mixture: Mixture) -> dict[str, float]:
     def number(e: object) -> bool:
         return isinstance(e, int | float) and not isinstance(e, bool) and math.isfinite(e)
 
-    return {d: float(e) for d, e in epochs.items() if d in mixture.weights and number(e)}
+    out = {d: float(e) for d, e in epochs.items() if d in mixture.weights and number(e)}
+    per, target = tokens.get("per_domain"), tokens.get("target_tokens")
+    if isinstance(per, dict) and number(target) and target > 0:
+        for d, e in out.items():
+            if e > 0 and number(per.get(d)) and per[d] > 0:  # size = tokens at the budget / passes
+                out[d] = mixture.weights[d] * target / (per[d] / e)
+    return out
 
 
 def _repetition_factors(mixture: Mixture) -> dict[str, float]:

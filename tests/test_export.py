@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -251,6 +252,17 @@ def test_olmix_launch_mix_section_carries_the_repetition_cap() -> None:
     assert notes[1].startswith("repetition_factor 1.0 (Olmix's default: no repetition) for the other domains")
     capped_needy = Mixture(needy.weights, meta={**needy.meta, **capped.meta})
     assert yaml.safe_load(export_mixture(capped_needy, "olmix-mix"))["mix"]["b"]["repetition_factor"] == 4.0
+    # weights edited by hand after the search: the passes follow them (the domain's size is its tokens
+    # at the budget over its passes), not the recorded passes of the weights before (a QA pass)
+    a_size = 0.75 * 4.0e7 / 5.4981
+    searched = {"target_tokens": 4.0e7, "per_domain": {"a": 3.0e7, "b": 1.0e7},
+                "epochs": {"a": 5.4981, "b": 0.2}}
+    assert yaml.safe_load(export_mixture(Mixture({"a": 0.75, "b": 0.25}, meta={"tokens": searched}),
+                                         "olmix-mix"))["mix"]["a"]["repetition_factor"] == 5.5
+    edited = yaml.safe_load(export_mixture(Mixture({"a": 0.4, "b": 0.6}, meta={"tokens": searched}),
+                                           "olmix-mix"))
+    assert edited["mix"]["a"]["repetition_factor"] == math.ceil(0.4 * 4.0e7 / a_size * 100) / 100 == 2.94
+    assert edited["mix"]["b"]["repetition_factor"] == 1.0  # 0.6 of 4e7 over b's 5e7 tokens: 0.48 passes
 
 
 def test_hand_edited_metadata_that_cannot_be_exported_is_refused_by_name() -> None:
