@@ -1535,18 +1535,20 @@ def test_a_search_folder_is_one_stores(workspace, tmp_path, ray_session) -> None
                           out=str(tmp_path / "second.json")))
     assert (search_dir("dup") / "result.json").read_text() == kept and not second.exists()
     assert not (tmp_path / "second.json").exists()
-    # once the first store is gone, its folder is a leftover: emptied, then the new search's
-    for f in tmp_path.glob("a.sqlite*"):
-        f.unlink()
-    (search_dir("dup") / "runs" / "stale").mkdir()
-    run_search(config(tmp_path, name="dup", budget=3, method="random", store=str(second)))
+    # the first store moved away: its folder's files are set aside (not deleted), then the folder is
+    # the new search's
+    first.rename(tmp_path / "moved.sqlite")
+    with pytest.warns(MixoptWarning, match=r"held the files of an earlier search 'dup' that no store at hand "
+                                           r"holds .*; moved them to .*\.orphaned-dup-"):
+        run_search(config(tmp_path, name="dup", budget=3, method="random", store=str(second)))
     assert (search_dir("dup") / STORE_MARK).read_text().strip() == str(second.resolve())
-    assert not (search_dir("dup") / "runs" / "stale").exists()
+    aside = [p for p in (workspace / "searches").iterdir() if p.name.startswith(".orphaned-dup-")]
+    assert len(aside) == 1 and (aside[0] / "result.json").read_text() == kept
 
 
-def test_a_leftover_search_folder_is_emptied_and_a_held_one_refused(workspace, tmp_path) -> None:
+def test_a_leftover_search_folder_is_set_aside_and_a_held_one_refused(workspace, tmp_path) -> None:
     """A kept outcome in a folder no store's search owns would be read as the new search's run of
-    the same id (the settle after a stop reads it); a folder a live driver holds is not touched."""
+    the same id (the settle after a stop reads it); a folder another driver holds is refused."""
     from mixopt.search.lock import driver_lock
     from mixopt.search.prepare import STORE_MARK, own_search_dir, search_dir
 
@@ -1554,13 +1556,26 @@ def test_a_leftover_search_folder_is_emptied_and_a_held_one_refused(workspace, t
     folder = search_dir("old")
     (folder / "runs" / "old-s0000-a1").mkdir(parents=True)
     (folder / "runs" / "old-s0000-a1" / "outcome.json").write_text("{}")  # no mark: an older version's
-    own_search_dir(folder, store, "old")
+    with pytest.warns(MixoptWarning, match="moved them to"):
+        own_search_dir(folder, store, "old")
     assert [p.name for p in folder.iterdir()] == [STORE_MARK]
-    # a folder of the workspace's store (no mark) whose search that store still holds is refused
+    assert len(list((workspace / "searches").glob(".orphaned-old-*/runs/old-s0000-a1/outcome.json"))) == 1
+    # an unmarked folder (made before the mark) whose search the workspace's store holds is refused
     RunStore().create_search("kept", {"method": "random"}, {})
     (search_dir("kept") / "runs").mkdir(parents=True)
     with pytest.raises(MixoptError, match="folder of search 'kept' of store .*runs.sqlite"):
         own_search_dir(search_dir("kept"), store, "kept")
-    with driver_lock(search_dir("live"), "live"), pytest.raises(MixoptError, match="another driver"):
-        own_search_dir(search_dir("live"), store, "live", option="name")
-    assert (search_dir("live") / "driver.lock").exists()
+    # a mark naming a file that is no store: it holds no search, and nothing is written to it
+    junk = tmp_path / "junk.sqlite"
+    junk.write_text("not a database")
+    (search_dir("odd") / "runs").mkdir(parents=True)
+    (search_dir("odd") / STORE_MARK).write_text(str(junk))
+    with pytest.warns(MixoptWarning, match="moved them to"):
+        own_search_dir(search_dir("odd"), store, "odd")
+    assert junk.read_text() == "not a database"
+    # a new search finds the folder locked by another driver: said as such, with the option to change
+    said = (r"is in use by another driver \(pid \d+\), of a search named 'live' in another store or one "
+            r"starting now: pick another --name")
+    with (driver_lock(search_dir("live"), "live"), pytest.raises(MixoptError, match=said),
+          driver_lock(search_dir("live"), "live", new_option="--name")):
+        pass

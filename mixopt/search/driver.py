@@ -37,7 +37,7 @@ from mixopt.proposers.proposal import proposal_notes
 from mixopt.proposers.topk import FLAT_WARNING
 from mixopt.search.config import SearchConfig
 from mixopt.search.lock import DRIVING, driver_lock, planning_lock
-from mixopt.search.prepare import Prepared, own_search_dir, prepare
+from mixopt.search.prepare import Prepared, mark_search_dir, own_search_dir, prepare
 from mixopt.search.ray_env import RayInfo, ensure_ray, reachable_address, user_modules, watch_cluster
 from mixopt.search.result import SearchResult, build_mixture, candidate_rows, shown_rung
 from mixopt.search.runner import (
@@ -107,17 +107,22 @@ def run_search(
         reachable_address(address)  # a cluster not there: one line, before the plan and its warnings
     prep = prepare(config, evaluator)
     planning = contextlib.ExitStack()  # until this search is recorded: see planning_lock
+    driving = contextlib.ExitStack()  # the search folder's lock, from its claim to the search's end
+    option = "name" if callable(prep.evaluator) else "--name"
     try:
         planning.enter_context(planning_lock(prep.store.path))
         if prep.store.get_search(prep.search_id) is not None:
             raise MixoptError(
                 f"a search named {prep.search_id!r} exists; continue it with {prep.resume} or pick "
-                f"another {'name' if callable(prep.evaluator) else '--name'}"
+                f"another {option}"
             )
         plan = _plan(prep)
-        own_search_dir(prep.search_dir, prep.store, prep.search_id,  # last: a refused search makes none
-                       option="name" if callable(prep.evaluator) else "--name")
+        # Last, so that a search refused above makes no folder; under the folder's lock, so that a
+        # search of the same name from another store cannot claim it between the check and the mark.
+        driving.enter_context(driver_lock(prep.search_dir, prep.search_id, new_option=option))
+        own_search_dir(prep.search_dir, prep.store, prep.search_id, option=option)
     except BaseException as exc:
+        driving.close()
         planning.close()
         if isinstance(exc, MixoptError):
             if new_store:  # a refused search leaves no empty store behind
@@ -126,7 +131,7 @@ def run_search(
                 with contextlib.suppress(OSError):
                     prep.search_dir.rmdir()
         raise
-    with planning, driver_lock(prep.search_dir, prep.search_id):
+    with planning, driving:
         # Recorded before Ray starts (seconds), so a second search of the same name is refused at once.
         # The folder it started in: a resume elsewhere cannot import a module that lives there.
         # A callable given in place of --evaluator is named, for the record and for its resume.
@@ -298,6 +303,7 @@ def resume_search(
     if plan.get("fidelity_key") != prep.fidelity_key or plan.get("corpus_hash") != prep.corpus_hash:
         raise MixoptError(f"search {name!r} cannot go on: {_what_changed(plan, prep)}")
     with driver_lock(prep.search_dir, name):
+        mark_search_dir(prep.search_dir, st)  # a folder made before the mark becomes this store's
         ray = _LazyRay(cfg, progress, prep, fresh=False, state_before=rec.state)
         _stop_on_sigterm()
         settle_runs(st, name, prep.workroot, stopped_at=recorded_stop(prep.workroot))

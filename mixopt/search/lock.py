@@ -20,8 +20,10 @@ DRIVING: list[str] = []  # the searches this process drives now (inside driver_l
 
 
 @contextlib.contextmanager
-def driver_lock(folder: Path, name: str) -> Iterator[None]:
+def driver_lock(folder: Path, name: str, *, new_option: str | None = None) -> Iterator[None]:
     """Hold the search's lock while this process drives it; another driver of it is refused.
+    ``new_option``: a new search's name option, named where another driver holds the folder (a
+    search of the same name from another store, or one starting now).
 
     A ``flock`` on ``<search folder>/driver.lock``: the kernel releases it when the process ends,
     kill -9 included, so a dead driver never blocks a resume. Without it, a second ``--resume``
@@ -43,6 +45,10 @@ def driver_lock(folder: Path, name: str) -> Iterator[None]:
                                   "system without locks? Set MIXOPT_HOME to a local folder") from exc
             f.seek(0)
             pid = f.read().strip() or "?"
+            if new_option is not None:
+                raise MixoptError(f"{folder} is in use by another driver (pid {pid}), of a search named "
+                                  f"{name!r} in another store or one starting now: pick another "
+                                  f"{new_option}") from None
             raise MixoptError(
                 f"search {name!r} is being run by another driver (pid {pid}); wait for it to end, or "
                 f"stop it (Ctrl-C) and then run `mixopt search --resume {name}`"

@@ -19,7 +19,7 @@ from typing import Any
 
 from mixopt import paths
 from mixopt.atomic import check_writable
-from mixopt.errors import MixoptError, warn
+from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.evaluator import load_evaluator
 from mixopt.objective import Objective
 from mixopt.search.config import PROXY, SearchConfig
@@ -104,34 +104,52 @@ STORE_MARK = ".mixopt-store"
 
 
 def own_search_dir(folder: Path, store: RunStore, name: str, *, option: str = "--name") -> None:
-    """Make ``folder`` the new search ``name``'s folder in ``store``, marked as that store's.
+    """Make ``folder`` the new search ``name``'s folder in ``store``, marked as that store's; called
+    with the folder's driver lock held, so that two new searches of one name cannot both claim it.
 
-    A folder left by a search that no store holds any more (its store deleted, a refused search) is
-    emptied first: a trial's kept outcome there would be read as this search's run of the same id.
+    Files of a search that no store at hand holds (its store moved or deleted, a refused search, a
+    folder made before the mark that the workspace's store does not know) are moved aside to
+    ``.orphaned-<name>-<time>`` beside it, with a warning: a trial's kept outcome left there would be
+    read as this search's run of the same id, and nothing of them is deleted.
 
     Raises:
-        MixoptError: the folder is another store's search's, or a driver holds it now.
+        MixoptError: the folder is the folder of a search another store holds.
     """
+    import datetime as dt
     import shutil
 
-    from mixopt.search.lock import driver_alive
     from mixopt.store import default_path
 
     mine = str(Path(store.path).resolve())
-    if folder.is_dir() and any(p.name != STORE_MARK for p in folder.iterdir()):
+    held = ([p for p in folder.iterdir() if p.name not in (STORE_MARK, "driver.lock")]
+            if folder.is_dir() else [])
+    if held:
         try:
             owner = (folder / STORE_MARK).read_text(encoding="utf-8").strip()
-        except OSError:  # a folder made before the mark: the workspace's store, as searches were
+        except OSError:  # a folder made before the mark: the workspace's store's, as searches were
             owner = str(default_path().resolve())
-        held = driver_alive(folder) is True
-        if held or (owner != mine and Path(owner).is_file() and RunStore(owner).get_search(name)):
-            whose = ("being run by another driver" if held else
-                     f"the folder of search {name!r} of store {owner}")
-            raise MixoptError(f"{folder} is {whose}; search names are shared by every store in the "
-                              f"workspace: pick another {option}")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / STORE_MARK).write_text(mine + "\n", encoding="utf-8")
+        try:
+            taken = owner != mine and RunStore(owner, create=False).get_search(name) is not None
+        except MixoptError:  # not there (moved, deleted) or not a store: it holds no search
+            taken = False
+        if taken:
+            raise MixoptError(f"{folder} is the folder of search {name!r} of store {owner}; search names "
+                              f"are shared by every store in the workspace: pick another {option}")
+        aside = folder.parent / f".orphaned-{name}-{dt.datetime.now():%Y%m%d-%H%M%S-%f}"
+        aside.mkdir(parents=True)
+        for p in held:
+            shutil.move(str(p), aside / p.name)
+        warn(f"{folder} held the files of an earlier search {name!r} that no store at hand holds (its store "
+             f"{owner} moved or deleted?); moved them to {aside}", MixoptWarning)
+    mark_search_dir(folder, store, replace=True)
+
+
+def mark_search_dir(folder: Path, store: RunStore, *, replace: bool = False) -> None:
+    """Write the mark of ``store`` into ``folder`` (a resume marks a folder made before the mark)."""
+    mark = folder / STORE_MARK
+    if replace or not mark.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        mark.write_text(str(Path(store.path).resolve()) + "\n", encoding="utf-8")
 
 
 def _claim(folder: Path) -> bool:
