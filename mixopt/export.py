@@ -122,9 +122,10 @@ def _epochs_needed(mixture: Mixture) -> dict[str, float]:
     """Passes over each domain the mixture needs at its target budget, from what a search records
     (``tokens.epochs``); empty when it records none. Non-numbers (a hand edit) are skipped.
 
-    Where the block also gives the domain's tokens at the budget (``per_domain``), the domain's size
-    is their ratio, and the passes follow the weights as they are now: a QA pass edited a weight by
-    hand, and the recorded passes, of the weight before, set Olmix's repetition factor."""
+    The passes follow the weights as they are now, from each domain's size (the search space's
+    ``params.constraints.tokens``, else the block's tokens at the budget over its passes): a QA pass
+    edited a weight by hand, and the recorded passes, of the weight before, set Olmix's repetition
+    factor."""
     tokens = mixture.meta.get("tokens")
     epochs = tokens.get("epochs") if isinstance(tokens, dict) else None
     if not isinstance(epochs, dict):
@@ -133,11 +134,16 @@ def _epochs_needed(mixture: Mixture) -> dict[str, float]:
         return isinstance(e, int | float) and not isinstance(e, bool) and math.isfinite(e)
 
     out = {d: float(e) for d, e in epochs.items() if d in mixture.weights and number(e)}
-    per, target = tokens.get("per_domain"), tokens.get("target_tokens")
-    if isinstance(per, dict) and number(target) and target > 0:
-        for d, e in out.items():
-            if e > 0 and number(per.get(d)) and per[d] > 0:  # size = tokens at the budget / passes
-                out[d] = mixture.weights[d] * target / (per[d] / e)
+    target, per = tokens.get("target_tokens"), tokens.get("per_domain")
+    constraints = (mixture.meta.get("params") or {}).get("constraints")
+    sizes = constraints.get("tokens") if isinstance(constraints, dict) else None
+    if not (number(target) and target > 0):
+        return out
+    for d, e in out.items():
+        if isinstance(sizes, dict) and number(sizes.get(d)) and sizes[d] > 0:
+            out[d] = mixture.weights[d] * target / sizes[d]
+        elif e > 0 and isinstance(per, dict) and number(per.get(d)) and per[d] > 0:  # size = tokens / passes
+            out[d] = mixture.weights[d] * target / (per[d] / e)
     return out
 
 

@@ -263,6 +263,12 @@ def test_olmix_launch_mix_section_carries_the_repetition_cap() -> None:
                                            "olmix-mix"))
     assert edited["mix"]["a"]["repetition_factor"] == math.ceil(0.4 * 4.0e7 / a_size * 100) / 100 == 2.94
     assert edited["mix"]["b"]["repetition_factor"] == 1.0  # 0.6 of 4e7 over b's 5e7 tokens: 0.48 passes
+    # a domain the search left at 0 (no passes recorded) takes its size from the search space's tokens
+    sizes = {"params": {"constraints": {"tokens": {"a": a_size, "b": 1.0e6}}}}
+    zero = {**searched, "per_domain": {"a": 4.0e7, "b": 0.0}, "epochs": {"a": 7.33, "b": 0.0}}
+    doc = yaml.safe_load(export_mixture(Mixture({"a": 0.5, "b": 0.5}, meta={"tokens": zero, **sizes}),
+                                        "olmix-mix"))["mix"]
+    assert doc["b"]["repetition_factor"] == 20.0 and doc["a"]["repetition_factor"] == 3.67
 
 
 def test_hand_edited_metadata_that_cannot_be_exported_is_refused_by_name() -> None:

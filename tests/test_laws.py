@@ -548,11 +548,18 @@ def test_gp_fits_a_bounded_random_subsample_of_many_runs() -> None:
     rng = np.random.default_rng(0)
     X = rng.dirichlet(np.ones(3), 40)
     y = np.column_stack([X @ np.arange(3.0), X[:, 0] ** 2])  # two targets: both subsampled alike
-    with pytest.warns(MixoptWarning, match=r"gp: fitted on 25 of the 40 runs, drawn at random"):
+    with pytest.warns(MixoptWarning, match=r"gp: fitted on 25 of the 40 runs \(the best 6 and the rest drawn "
+                                           r"at random: .*\); regmix, linear or log-ridge fit every run"):
         a = GPFitter(max_runs=25).fit(X, y)
     with pytest.warns(MixoptWarning):
         b = GPFitter(max_runs=25).fit(X, y)
     assert a.n_fitted_ == 25 and np.allclose(a.predict(X[:5]), b.predict(X[:5]))  # the seed's draw
+    # one subsample for every target, holding the runs best on average (where the proposal is made)
+    rows = [m.train_inputs[0].numpy() for m in a.models_]
+    assert len(rows) == 2 and np.array_equal(rows[0], rows[1])
+    z = (y - y.mean(0)) / y.std(0)
+    best = np.sqrt(X[np.argsort(z.mean(1))[:6]])  # the sqrt features the GP sees
+    assert all(any(np.allclose(r, b) for r in rows[0]) for b in best)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert GPFitter(max_runs=None).fit(X, y[:, 0]).n_fitted_ == 40 and MAX_RUNS >= 512

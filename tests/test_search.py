@@ -204,8 +204,8 @@ def test_a_budget_of_one_run_is_told_to_raise_the_budget(workspace, tmp_path, ra
     evaluator"."""
     from mixopt.search.driver import run_search
 
-    with pytest.raises(MixoptError, match=r"^only 1 run to fit on, and random fits on 2 or more; start a new "
-                                          r"search with --budget 2 or more \(this run stays in the store"):
+    with pytest.raises(MixoptError, match=r"^one run is too few for random, which needs 2 or more; search "
+                                          r"again under a new --name with --budget 2 or more \(this run"):
         run_search(config(tmp_path, name="one", budget=1, method="random"))
 
 

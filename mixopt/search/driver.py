@@ -685,11 +685,11 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
     X, y, ids = store.matrix(domains, prep.objective, run_ids=swarm_ids + list(plan.get("reused", [])))
     n_failed = sum(s.state == "failed" for s in searcher.slots.values())
     outcomes = _failure_kinds(store, searcher)
-    if len(y) < 2 and not spec.training_free and not n_failed and not outcomes:
-        # nothing failed: the budget (and the store) gave one run (had said "fix the evaluator")
+    if len(y) == 1 and not spec.training_free and len(searcher.slots) + len(plan.get("reused", [])) == 1:
+        # the budget (and the store) gave one run, which finished (had said "fix the evaluator")
         raise MixoptError(
-            f"only {len(y)} run to fit on, and {cfg.method} fits on 2 or more; start a new search with "
-            "--budget 2 or more (this run stays in the store, and a search like this one reuses it)")
+            f"one run is too few for {cfg.method}, which needs 2 or more; search again under a new --name "
+            "with --budget 2 or more (this run stays in the store, and a search like this one reuses it)")
     if len(y) < 2 and not spec.training_free:
         first = next((s.error for s in searcher.slots.values() if s.error), "no error recorded")
         ended = ", ".join(f"{n} {kind}" for kind, n in outcomes.items())
