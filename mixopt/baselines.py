@@ -4,8 +4,8 @@
 ``temperature`` uses token shares ** (1/T) (T = 2 by default: RegMix's TEMP = 0.5 exponent). Baselines
 are computed without looking at the constraints first, then fitted into the space: fixed domains
 keep their weight and the others are rescaled to the remaining mass; if that still breaks a floor,
-ceiling or repetition cap the vector is projected into the space (Euclidean); :func:`baseline_notes`
-says how each was moved.
+ceiling or repetition cap the vector is projected into the space (Euclidean); :func:`moved_note`
+says how it was moved.
 """
 
 from __future__ import annotations
@@ -62,11 +62,13 @@ def baseline_weights(
     return _inside(name, _raw(name, space, temperature), space)
 
 
-def moved_note(name: str, space: SearchSpace, temperature: float = DEFAULT_TEMPERATURE) -> str | None:
+def moved_note(name: str, space: SearchSpace, temperature: float = DEFAULT_TEMPERATURE, *,
+               inside: np.ndarray | None = None) -> str | None:
     """How the constraints moved baseline ``name`` (a QA pass: an exported "uniform" of 0.1/0.45/0.45
-    had said nothing of it), or None where they left it as it is."""
+    had said nothing of it), or None where they left it as it is. ``inside``: its weights inside the
+    space, where the caller has them (:func:`baseline_weights`)."""
     raw = _raw(name, space, temperature)
-    w = _inside(name, raw, space)
+    w = _inside(name, raw, space) if inside is None else inside
     moved = [(d, a, b) for d, a, b in zip(space.domains, raw, w, strict=True) if abs(a - b) > 5e-4]
     if not moved:
         return None
@@ -90,16 +92,12 @@ def _inside(name: str, w: np.ndarray, space: SearchSpace) -> np.ndarray:
     return w
 
 
-def _applying(space: SearchSpace) -> list[str]:
-    """The baselines ``space`` can give (those needing token counts are skipped without them)."""
-    return [name for name in BASELINES if name == "uniform" or space.tokens is not None]
-
-
 def baselines_for(space: SearchSpace, temperature: float = DEFAULT_TEMPERATURE) -> dict[str, np.ndarray]:
     """Every baseline that applies to ``space`` (those needing token counts are skipped without them)."""
-    return {name: baseline_weights(name, space, temperature) for name in _applying(space)}
-
-
-def baseline_notes(space: SearchSpace, temperature: float = DEFAULT_TEMPERATURE) -> list[str]:
-    """:func:`moved_note` of every baseline that applies to ``space``."""
-    return [n for name in _applying(space) if (n := moved_note(name, space, temperature))]
+    out: dict[str, np.ndarray] = {}
+    for name in BASELINES:
+        if name != "uniform" and space.tokens is None:
+            log.info("baseline %s skipped: the search space has no token counts", name)
+            continue
+        out[name] = baseline_weights(name, space, temperature)
+    return out

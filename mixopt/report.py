@@ -254,8 +254,8 @@ def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains:
     ax.set_xlabel(f"run (in order: {'reused, ' if before else ''}swarm, then validation)")
     # few, short ticks: a QA pass's 20,000 runs had run "10000125001500017500" together
     ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if abs(v) >= 10_000
-                                               else f"{v:g}"))
+    if before + len(vals) >= 10_000:  # one unit for every tick (had been "4000, 8000, 12k")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
     ax.set_ylabel(f"{objective.kind} ({objective.unit})")
     ax.set_title("objective by run" + (f" · exported: {result['exported']}" if result else ""))
     ax.grid(alpha=0.3)
@@ -314,8 +314,8 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
     if result and (result.get("runs") or {}).get("planned"):  # the swarm as the search printed it
         r = result["runs"]
         lines.append(f"- swarm: {r.get('planned', '?')} planned, {swarm_outcome(r)}")
-    if result and validation_outcome(result.get("runs") or {}):
-        lines.append(f"- {validation_outcome(result['runs'])}")
+    if result and (checked := validation_outcome(result.get("runs") or {})):
+        lines.append(f"- {checked}")
     lines.append("")
     if cv is not None:
         lines += ["## Cross-validation", "",

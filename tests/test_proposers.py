@@ -321,3 +321,19 @@ def test_top_k_candidates_that_tie_are_said() -> None:
     one = SimpleNamespace(weights=tied.weights, predicted=2.8694, info={**tied.info, "top_k_spread": 0.0})
     notes = proposal_notes(one, X, y, ("a", "b", "c"), "linear")  # one mixture, not a tie
     assert not any("share one prediction" in n for n in notes)
+
+
+def test_the_best_run_outside_the_constraints_is_named() -> None:
+    """Runs outside the constraints (reused, imported) inform the fit but are no candidates: said."""
+    from mixopt.proposers.proposal import best_run_note
+    from mixopt.space import SearchSpace
+
+    X = np.array([[0.8, 0.2], [0.3, 0.7], [0.5, 0.5]])
+    y = np.array([1.0, 2.0, 1.5])
+    space = SearchSpace(domains=("a", "b"), ceilings={"a": 0.6})
+    assert best_run_note(space, X, y, ["r0", "r1", "r2"]) == (
+        "the best run, r0 (1), is outside the constraints; the best inside them is r2 (1.5)")
+    assert best_run_note(SearchSpace(domains=("a", "b")), X, y, ["r0", "r1", "r2"]) is None
+    assert best_run_note(SearchSpace(domains=("a", "b"), ceilings={"a": 0.2}), X, y, ["r0", "r1", "r2"]) == (
+        "no run is inside the constraints (the best, r0, is not): the proposal is compared with no "
+        "measured run")

@@ -423,6 +423,11 @@ def test_reused_runs_outside_the_constraints_inform_the_fit_but_are_no_candidate
     for row in res.candidates:
         assert row.weights["web"] == pytest.approx(0.3), row.name
     assert res.weights["web"] == pytest.approx(0.3)
+    # the best fitted run is said to be outside the constraints when it is (as `fit` says it)
+    fitted = [r.run_id for r in RunStore().runs(role="swarm", status="ok")]  # both searches' 11
+    X, y, _ = RunStore().matrix(list(DOMAINS), Objective(), run_ids=fitted)
+    assert any(n.startswith("the best run, ") and "is outside the constraints" in n for n in res.notes) == (
+        abs(X[int(np.argmin(y))][list(DOMAINS).index("web")] - 0.3) > 1e-6)
 
 
 @pytest.mark.slow  # 13-33 s: in CI with the other slow tests, out of the default suite
@@ -896,6 +901,8 @@ def test_a_dead_trial_is_recorded_with_the_telling_line_of_its_error_file(tmp_pa
                  "documentation on how to address the out of memory issue: https://docs.ray.io/en/latest/ray-core/oom.html\n")
     assert _error_summary(str(f)).startswith("out of memory: Ray's memory monitor killed the trial (node at "
                                              "21.93GB / 23.02GB); run fewer trials at once (--concurrency)")
+    f.write_text("Failure # 1\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n")
+    assert _error_summary(str(f)).startswith("torch.OutOfMemoryError: CUDA out of memory")  # not Ray's
     assert _error_summary(None) == "no error file"
     assert _error_summary(str(tmp_path / "gone")).startswith("see ")
 

@@ -185,15 +185,15 @@ def test_baselines_are_fitted_into_the_space() -> None:
     space2 = SearchSpace(domains=("a", "b", "c"), tokens={"a": 1.0, "b": 3.0, "c": 12.0}, fixed={"a": 0.2})
     np.testing.assert_allclose(baseline_weights("natural", space2), [0.2, 0.8 * 0.2, 0.8 * 0.8])
     # ... and says how (a QA pass: an exported "uniform" of 0.1/0.45/0.45 had said nothing)
-    from mixopt.baselines import baseline_notes, moved_note
+    from mixopt.baselines import moved_note
 
     assert moved_note("uniform", space) == ("the uniform baseline is moved into the constraints: "
                                             "a 0.333 → 0.500, b 0.333 → 0.250, c 0.333 → 0.250")
     assert moved_note("uniform", space2) == ("the uniform baseline is moved into the constraints: "
                                              "a 0.333 → 0.200, b 0.333 → 0.400, c 0.333 → 0.400")
-    assert [n.split(":")[0] for n in baseline_notes(space)] == [
-        f"the {b} baseline is moved into the constraints" for b in ("uniform", "natural", "temperature")]
-    assert baseline_notes(SearchSpace(domains=("a", "b"), ceilings={"a": 0.6})) == []  # left as it is
+    assert moved_note("natural", space).startswith("the natural baseline is moved into the constraints: ")
+    assert moved_note("uniform", SearchSpace(domains=("a", "b"), ceilings={"a": 0.6})) is None  # left as is
+    assert moved_note("uniform", space2, inside=np.array([0.2, 0.4, 0.4])) == moved_note("uniform", space2)
 
 
 @pytest.mark.parametrize("distance", ["l1", "linf"])

@@ -87,8 +87,8 @@ def search(
                                                "still going then is stopped, recorded failed and "
                                                "retried (default: no limit).")] = None,
     store: Annotated[Str, opt("--store", help="Run store file (default: the workspace's). The search's "
-                                               "folder stays in the workspace, so its --name is this "
-                                               "store's.")] = None,
+                                               "folder stays in the workspace: a --name that another "
+                                               "store's search uses is refused.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search for the best mixture: swarm of proxy runs → fit → propose → validate → mixture JSON."""
@@ -265,8 +265,6 @@ class _Progress:
         failed = f" ({event.failed} failed)" if event.failed else ""
         self.progress.console.print(f"{event.phase} {event.done}/{event.total}{failed} · best {best} · "
                                     f"{elapsed:.0f}s elapsed · ETA {eta}", highlight=False)
-
-
 
 
 def _fmt(x: float | None, nd: int = 4) -> str:

@@ -266,7 +266,7 @@ def _save_mixture(
     import mixopt
     from mixopt.baselines import baseline_weights, moved_note
     from mixopt.mixture import Mixture
-    from mixopt.proposers.proposal import proposal_notes
+    from mixopt.proposers.proposal import best_run_note, proposal_notes
     from mixopt.proposers.topk import predict_objective
 
     weights = {d: float(w) for d, w in zip(table.domains, prop.weights, strict=True)}
@@ -282,13 +282,8 @@ def _save_mixture(
     # inside the constraints, as a search's (a QA pass: with --fix a=0.1 it had been 1/3 each, unsaid)
     uniform = baseline_weights("uniform", space)
     baselines["uniform"] = {"weights": {d: float(u) for d, u in zip(table.domains, uniform, strict=True)}}
-    moved = [n for n in [moved_note("uniform", space)] if n]
-    if best != (top := int(np.argmin(y))):  # the table's best run is not one the proposal could be
-        moved.append(f"the best run, {run_ids[top]} ({y[top]:.4g}), is outside the constraints; the best "
-                     f"inside them is {run_ids[best]} ({y[best]:.4g})")
-    elif inside is None:
-        moved.append(f"no run is inside the constraints (the best, {run_ids[top]}, is not): the proposal "
-                     "is compared with no measured run")
+    moved = [n for n in [moved_note("uniform", space, inside=uniform), best_run_note(space, X, y, run_ids)]
+             if n]
     if model is None:
         notes += moved
         for n in moved:

@@ -30,12 +30,14 @@ class BestRunProposer:
         ok = np.isfinite(y) & inside
         if not ok.any():  # a QA pass: `fit --method random --fix b=0.4` had been told to run a swarm
             finite = int(np.isfinite(y).sum())
-            why = (f"none of the {len(y)} runs has a finite objective" if not finite else
-                   f"none of the {finite} runs with a finite objective is inside the constraints "
-                   f"({'; '.join(space.violations(X[np.isfinite(y)][0])[:2])} in the first)")
-            raise MixoptError(f"{why}: random proposes a measured run; relax the constraints (an exact "
-                              "--fix weight is one runs seldom have), or use a method that models the "
-                              "runs (e.g. regmix, gp)")
+            if not finite:
+                raise MixoptError(f"none of the {len(y)} runs has a finite objective: check the runs' "
+                                  "metrics (the objective's are missing or NaN in every run)")
+            raise MixoptError(f"none of the {finite} runs with a finite objective is inside the constraints "
+                              f"({'; '.join(space.violations(X[np.isfinite(y)][0])[:2])} in the first): "
+                              "random proposes a measured run; relax the constraints (an exact --fix "
+                              "weight is one runs seldom have), or use a method that models the runs "
+                              "(e.g. regmix, gp)")
         best_all = int(np.nanargmin(np.where(np.isfinite(y), y, np.inf)))
         i = int(np.flatnonzero(ok)[np.argmin(y[ok])])
         if i != best_all:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,6 +187,20 @@ def unused_kl_note(info: dict[str, Any], kl: float | None, method: str) -> str |
     model = f"{chosen} ({method}'s choice)" if chosen else method
     return (f"--kl {kl:g} was not used: {model} has no convex form, so the proposal comes from the top-k "
             "sampler, which has no KL term; bound the weights with --max-weight/--min-weight instead")
+
+
+def best_run_note(space: Any, X: np.ndarray, y: np.ndarray, run_ids: Sequence[str]) -> str | None:
+    """Said when the best of the fitted runs is outside the constraints (reused or imported runs
+    inform the fit wherever they lie, but only runs inside them are candidates): which is the best
+    inside, or that none is. None when the best run is inside."""
+    inside, top = space.best_row(X, y), int(np.argmin(y))
+    if inside is None:
+        return (f"no run is inside the constraints (the best, {run_ids[top]}, is not): the proposal is "
+                "compared with no measured run")
+    if inside != top:
+        return (f"the best run, {run_ids[top]} ({y[top]:.4g}), is outside the constraints; the best inside "
+                f"them is {run_ids[inside]} ({y[inside]:.4g})")
+    return None
 
 
 def held_note(info: dict[str, Any]) -> str | None:

@@ -28,12 +28,12 @@ import numpy as np
 
 from mixopt import __version__
 from mixopt.atomic import write_json
-from mixopt.baselines import baseline_notes, baseline_temperature, baselines_for
+from mixopt.baselines import BASELINES, baseline_temperature, baselines_for, moved_note
 from mixopt.errors import MixoptError, MixoptWarning, warn, warnings_as_notes
 from mixopt.fitters.cv import distinct_mixtures
 from mixopt.fitters.varied import unvaried, varying
 from mixopt.objective import per_domain_split
-from mixopt.proposers.proposal import proposal_notes
+from mixopt.proposers.proposal import best_run_note, proposal_notes
 from mixopt.proposers.topk import FLAT_WARNING
 from mixopt.search.config import SearchConfig
 from mixopt.search.lock import DRIVING, driver_lock, planning_lock
@@ -739,7 +739,11 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
                      f"({prop.info.get('estimator')}); no proxy runs were fitted (--budget unused)")
     if not spec.training_free and (broke := _near_diverged_note(store, sid, domains, prop.weights, X)):
         notes.append(broke)
-    notes += baseline_notes(prep.space, baseline_temperature(cfg.temperature))
+    if not spec.training_free and (outside := best_run_note(prep.space, X, y, ids)):
+        notes.append(outside)  # reused runs outside the constraints (as `fit` says it)
+    temp = baseline_temperature(cfg.temperature)  # how the constraints moved each baseline (a QA pass)
+    notes += [n for c in cands if c.name in BASELINES and (n := moved_note(c.name, prep.space, temp,
+                                                                            inside=np.array(c.weights)))]
     measured = comparisons = None
     exported = PROPOSAL
     checks: dict[str, int] = {}  # validation runs trained here and borrowed from earlier searches
@@ -760,8 +764,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
         checks = {"validation_trained": sum(s.state == "done" for s in vs.slots.values()),
                   "validation_reused": len(borrowed),
                   # as "restarted" for the swarm: the end line had counted the swarm's alone
-                  "validation_restarted": sum(interrupted_attempt(r) for r in
-                                              store.runs(search_id=sid, role="validate"))}
+                  "validation_restarted": _cut_short(store, sid, "validate")}
         comparisons = {c.name: compare(measured[PROPOSAL], measured[c.name])
                        for c in cands if c.name != PROPOSAL}
         named = shown_rung(vrung, rung=cfg.rung, corpus=prep.corpus_name)
@@ -810,8 +813,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
               "reused": len(plan.get("reused", [])), "fitted": len(y),
               "attempts": sum(s.attempt for s in searcher.slots.values()),
               # attempts a stopped driver cut short, which ran again: no retry (--retries 0 had said 2)
-              "restarted": sum(r.role == "swarm" and interrupted_attempt(r)
-                               for r in store.runs(search_id=sid)), **checks},
+              "restarted": _cut_short(store, sid, "swarm"), **checks},
         notes=notes, out=str(prep.out) if prep.out else None, mixture_path=str(in_folder), rung=cfg.rung,
         validate_rung=vrung if cfg.validate else None, validate=cfg.validate, wall_s=time.perf_counter() - t0,
         ray=ray.describe(), resumed=resumed, selection=prop.info.get("selection"),
@@ -819,6 +821,11 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
     )
     write_json(prep.search_dir / "result.json", {"mixopt_version": __version__, **result.as_dict()})
     return result
+
+
+def _cut_short(store: RunStore, search_id: str, role: str) -> int:
+    """Attempts of a search's ``role`` runs that a stopped driver cut short, which ran again."""
+    return sum(interrupted_attempt(r) for r in store.runs(search_id=search_id, role=role))
 
 
 def _borrowed(prep: Prepared, plan: dict[str, Any], slots: Sequence[Slot]) -> dict[str, str]:

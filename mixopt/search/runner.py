@@ -350,7 +350,9 @@ def _error_summary(path: str | None) -> str:
         lines = [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return f"see {path}"
-    oom = next((ln for ln in lines if "OutOfMemoryError" in ln or "low on memory" in ln), None)
+    # Ray's memory monitor, not a CUDA or torch out-of-memory error (the evaluator reports those)
+    oom = next((ln for ln in lines if "ray.exceptions.OutOfMemoryError" in ln or "NODE_OUT_OF_MEMORY" in ln
+                or "low on memory" in ln), None)
     if oom is not None:  # a QA pass: runs list showed "Refer to the documentat…", Ray's last line
         used = next((m.group(0) for ln in lines if (m := re.search(r"\d[\d.]*GB / [\d.]+GB", ln))), None)
         at = f" (node at {used})" if used else ""
