@@ -23,7 +23,17 @@ def listed(items: Sequence[str], n: int) -> str:
 
 
 class MixoptError(ValueError):
-    """Bad input from a user: one line naming the problem and the fix."""
+    """Bad input from a user: one line naming the problem and the fix (the CLI exits with 2)."""
+
+    exit_code = 2
+
+
+class RunsFailedError(MixoptError):
+    """A search whose runs failed, diverged or timed out, leaving too few to fit: the input was
+    good and the evaluator or its jobs were not. The CLI exits with 1, so that a pipeline can tell
+    it from a wrong option (2)."""
+
+    exit_code = 1
 
 
 class TooFewRunsError(MixoptError):

@@ -91,11 +91,21 @@ def coerce_result(obj: Any, *, cost: float = 0.0, needed: Collection[str] | None
         res = EvalResult(metrics=obj.metrics, cost=obj.cost, status=obj.status, error=obj.error,
                          history=obj.history)
     elif isinstance(obj, Mapping):
-        if "metrics" in obj and isinstance(obj["metrics"], Mapping):
+        if "metrics" in obj and (isinstance(obj["metrics"], Mapping) or obj["metrics"] is None):
             res = EvalResult(metrics=obj["metrics"], cost=obj.get("cost", cost),
                              status=obj.get("status", "ok"), error=obj.get("error"),
                              history=obj.get("history", []))
+        elif "status" in obj and obj.get("status") in ("failed", "diverged") and "metrics" not in obj:
+            # {"status": "failed", "error": "OOM"}: a failed run needs no metrics (a QA pass: its
+            # "status" had been read as a metric, and the search stopped)
+            res = EvalResult(metrics={}, cost=obj.get("cost", cost), status=obj["status"],
+                             error=obj.get("error"), history=obj.get("history", []))
         else:
+            fields = [k for k in ("status", "cost", "error", "history") if k in obj]
+            if fields:  # beside flat metrics they had been read as metrics, "cost" silently
+                raise MixoptError(f"evaluator returned {', '.join(map(repr, fields))} among its metrics; "
+                                  "return {'metrics': {...}, 'cost': ..., 'status': ...} (or an EvalResult) "
+                                  "to give them, or a flat dict of metrics alone")
             res = EvalResult(metrics=dict(obj), cost=cost)
     else:
         raise MixoptError(
@@ -106,14 +116,21 @@ def coerce_result(obj: Any, *, cost: float = 0.0, needed: Collection[str] | None
     # status the store refuses, a cost of "1m30s", a history of characters).
     if res.status not in STATUSES:
         raise MixoptError(f"evaluator returned status {res.status!r}; use one of {', '.join(STATUSES)}")
+    if res.metrics is None and res.status != "ok":  # a failed or diverged run: nothing measured
+        res.metrics = {}
     if not isinstance(res.metrics, Mapping):
         raise MixoptError(f"evaluator returned metrics of type {type(res.metrics).__name__}; give a dict "
                           "such as {'loss/code': 2.1}")
     try:
+        if isinstance(res.cost, bool):
+            raise TypeError
         res.cost = float(res.cost or cost)
     except (TypeError, ValueError):
         raise MixoptError(f"evaluator returned cost {res.cost!r}; give the run's cost as a number (seconds, "
                           "GPU-hours: your unit)") from None
+    if not (math.isfinite(res.cost) and res.cost >= 0):  # a QA pass: -5 and inf had been stored
+        raise MixoptError(f"evaluator returned cost {res.cost!r}; give a finite cost ≥ 0 (or none: the "
+                          "run's wall time is taken)")
     # any iterable of dicts (a list, a generator); not a string or a dict, which iterate as characters/keys
     history = [] if res.history is None else res.history
     if isinstance(history, str | bytes | Mapping) or not hasattr(history, "__iter__"):
@@ -126,6 +143,12 @@ def coerce_result(obj: Any, *, cost: float = 0.0, needed: Collection[str] | None
     res.history = history
     clean: dict[str, float] = {}
     for k, v in res.metrics.items():
+        if v is None:  # nothing measured: as NaN (diverged if the objective reads it, else left out)
+            clean[str(k)] = math.nan
+            continue
+        if isinstance(v, bool | str | bytes):  # True read as 1.0, "1.5" as 1.5 (a QA pass): refused
+            raise MixoptError(f"evaluator metric {k!r} is {type(v).__name__} {v!r}, not a number; return "
+                              "numbers (float, int, numpy scalars)")
         try:
             clean[str(k)] = float(v)
         except (TypeError, ValueError) as exc:
@@ -145,6 +168,8 @@ def coerce_result(obj: Any, *, cost: float = 0.0, needed: Collection[str] | None
             res.metrics = {k: v for k, v in clean.items() if k not in bad}
             said = f"{NONFINITE_LEFT_OUT}{', '.join(bad)}"
             res.error = f"{said}; {res.error}" if res.error else said  # the evaluator's own text kept
+    if res.status != "ok" and not res.error:  # had ended the search with "first error: no error recorded"
+        res.error = f"evaluator returned status {res.status!r} with no error text"
     if not res.cost:
         res.cost = cost
     return res

@@ -84,8 +84,9 @@ class Objective:
         """Metric name → weight (summing to 1)."""
         self.check_domains(domains)
         w = dict(self.weights) if self.weights else {d: 1.0 for d in domains}
-        total = sum(w.values())
-        return {f"{self.metric}/{d}": v / total for d, v in w.items() if v > 0}
+        top = max(w.values())  # first: a=1e308,b=1e308 had summed to inf and every weight to 0
+        total = sum(v / top for v in w.values())
+        return {f"{self.metric}/{d}": v / top / total for d, v in w.items() if v > 0}
 
     def value(self, metrics: Mapping[str, float], domains: Sequence[str]) -> float:
         """The objective for one run; NaN if a needed metric is missing or not finite."""

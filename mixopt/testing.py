@@ -103,8 +103,10 @@ def loglinear(request: EvalRequest) -> EvalResult:
 
 
 def noop(request: EvalRequest) -> dict[str, float]:
-    """Returns fixed metrics at once and writes nothing: for measuring orchestration overhead."""
-    return {f"loss/{d}": 1.0 for d in request.mixture}
+    """Returns fixed metrics at once and writes nothing: for measuring orchestration overhead
+    (``fidelity["tilt"]``: each loss moves by tilt × its domain's weight, a near-flat landscape)."""
+    tilt = float((request.fidelity or {}).get("tilt", 0.0))
+    return {f"loss/{d}": 1.0 + tilt * w for d, w in request.mixture.items()}
 
 
 def burn(work: int) -> float:

@@ -240,6 +240,9 @@ def test_objective_mean_weighted_and_target():
         Objective.parse("a=2,b=-1")
     with pytest.raises(MixoptError, match="all 0"):
         Objective.parse("a=0,b=0")
+    # weights too large to add up (a QA pass: the sum was inf, every weight 0, every run's objective 0)
+    assert Objective.parse("a=1e308,b=1e308").metric_weights(["a", "b"]) == {"loss/a": 0.5, "loss/b": 0.5}
+    assert Objective.parse("a=1e308,b=1e308").value(metrics, ["a", "b"]) == pytest.approx(3.0)
 
 
 # ----- evaluator contract --------------------------------------------------------------------
@@ -275,6 +278,29 @@ def test_coerce_result_accepts_dicts_and_flags_divergence():
             coerce_result(bad)
     assert coerce_result({"metrics": ok, "history": ({"tokens": t} for t in (1, 2))}).history == [
         {"tokens": 1}, {"tokens": 2}]  # any iterable of dicts, as list() took it
+
+
+
+def test_a_failed_run_needs_no_metrics_and_a_flat_dict_holds_metrics_alone():
+    """A QA pass: {"status": "failed", "error": "OOM"} had its status read as a metric and stopped the
+    search; a flat dict's "cost" was stored as a metric; None, True and "1.5" as metrics; cost -5."""
+    for failed in ({"status": "failed", "error": "OOM on node 3"}, {"metrics": None, "status": "failed"},
+                   EvalResult(metrics=None, status="failed", error="boom")):
+        r = coerce_result(failed, cost=2.0)
+        assert (r.status, r.metrics, r.cost) == ("failed", {}, 2.0)
+    said = coerce_result({"status": "diverged"}).error  # had been "first error: no error recorded"
+    assert said == "evaluator returned status 'diverged' with no error text"
+    with pytest.raises(MixoptError, match=r"returned 'status', 'cost' among its metrics; return \{'metrics'"):
+        coerce_result({"loss/a": 2.0, "cost": 30.0, "status": "ok"})
+    r = coerce_result({"loss/a": 2.0, "acc/a": None}, needed={"loss/a"})  # as NaN: left out, named
+    assert r.status == "ok" and r.metrics == {"loss/a": 2.0} and "acc/a" in r.error
+    assert coerce_result({"loss/a": None}, needed={"loss/a"}).status == "diverged"
+    for v in (True, "1.5"):
+        with pytest.raises(MixoptError, match="evaluator metric 'loss/a' is (bool|str) .*not a number"):
+            coerce_result({"loss/a": v})
+    for cost in (-5.0, float("inf"), float("nan"), True):
+        with pytest.raises(MixoptError, match="evaluator returned cost"):
+            coerce_result({"metrics": {"loss/a": 2.0}, "cost": cost})
 
 
 def test_request_reads_as_mapping():

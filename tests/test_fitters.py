@@ -70,6 +70,13 @@ def test_regmix_is_deterministic_and_multi_target() -> None:
     np.testing.assert_allclose(P[:, 1], one)
     mean, std = m.predict(X[:5], return_std=True)
     assert std is None and mean.shape == (5, 3)
+    # targets LightGBM's float32 labels cannot hold are refused (a QA pass: 3e299 was predicted
+    # as 1e38 for every mixture, 1e-300 as 0)
+    for scale in (1e299, 1e-300):
+        with pytest.raises(MixoptError, match=r"regmix: the target reaches .* in magnitude, outside what "
+                                              r"LightGBM's float32 labels hold .*rescale the metric"):
+            RegMixFitter(n_estimators=5).fit(X, y * scale)
+    RegMixFitter(n_estimators=5).fit(X, y * 1e6)  # large, and held
 
 
 def test_fast_scorer_equals_lightgbm() -> None:

@@ -160,7 +160,8 @@ def test_a_nan_metric_the_objective_does_not_read_is_left_out(workspace, tmp_pat
 def test_an_evaluator_that_breaks_the_contract_stops_the_search(workspace, tmp_path, ray_session):
     from mixopt.search.driver import run_search
 
-    with pytest.raises(MixoptError, match=r"no metrics.*Fix the evaluator and run `mixopt search --resume "):
+    with pytest.raises(MixoptError, match=r"^run nometrics-s\d{4}-a1: evaluator returned no metrics.*Fix the "
+                                          r"evaluator and run `mixopt search --resume "):  # which run: named
         run_search(config(tmp_path, name="nometrics", evaluator="mixopt.testing:no_metrics", budget=12))
     runs = RunStore().runs(search_id="nometrics")
     assert 1 <= len(runs) <= 4  # stopped after the first batch, not after 12 runs and retries

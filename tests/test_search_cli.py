@@ -249,6 +249,12 @@ def test_search_runs_list_report_through_the_cli(workspace, tmp_path, capsys, ra
     assert run_cli(["runs", "list", "--search", "cli", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert {r["role"] for r in listed} == {"swarm", "validate"} and all(r["status"] == "ok" for r in listed)
+    # cut by --limit: said on stderr, the JSON left whole (a QA pass: a script read 50 as all)
+    assert run_cli(["runs", "list", "--search", "cli", "--json", "--limit", "2"]) == 0
+    said = capsys.readouterr()
+    assert len(json.loads(said.out)) == 2 and f"the newest 2 of {len(listed)} runs (--limit 0" in said.err
+    assert run_cli(["runs", "searches", "--json"]) == 0  # an evaluator's search has no corpus: null
+    assert json.loads(capsys.readouterr().out)[0]["corpus"] is None
 
     assert run_cli(["report", "cli", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
@@ -260,6 +266,7 @@ def test_search_runs_list_report_through_the_cli(workspace, tmp_path, capsys, ra
     assert run_cli(["search", "--resume", "cli", "--json", "--out", str(tmp_path / "again.json")]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["search_id"] == "cli" and again["weights"] == json.loads(out.read_text())["weights"]
+    assert again["runs"]["validation_restarted"] == 0
     assert json.loads((tmp_path / "again.json").read_text())["weights"] == again["weights"]
     assert len(RunStore().runs(search_id="cli")) == n_runs
     # options a resume cannot honour are named, not silently dropped
@@ -390,6 +397,11 @@ def test_an_evaluator_that_ignores_the_mixture_is_named_not_asked_for_more_runs(
     assert "do not depend on the mixture" in err[0] and "--no-reuse" in err[0]
     assert not out.exists()
     assert len(RunStore().runs(search_id="flat")) == 4  # kept, as every run is
+    # flat to 9 digits is flat (a QA pass: losses 1 + 1e-12·w were fitted and a proposal exported)
+    assert run_cli(["search", "--evaluator", "mixopt.testing:noop", "--domains", "a,b,c", "--budget", "4",
+                    "--validate", "0", "--name", "tilted", "--fidelity", "tilt=1e-12",
+                    "--out", str(out)]) == 2
+    assert "all 4 runs measured the same objective (1)" in capsys.readouterr().err and not out.exists()
 
 
 def test_domains_are_parsed_strictly_but_a_trailing_comma_is_harmless():
@@ -407,3 +419,20 @@ def test_domains_are_parsed_strictly_but_a_trailing_comma_is_harmless():
     space = SearchSpace(domains=("a", "b", "c"), fixed={"a": 0.5}, ceilings={"b": 0.3, "c": 0.2})
     with pytest.raises(MixoptError, match=r"the ceilings and the fixed weights \(--fix a=0.5\) add up to 1"):
         sample_swarm(space, 4, seed=0)
+
+
+def test_json_stdout_is_the_document_alone_and_failed_runs_exit_1(workspace, tmp_path, monkeypatch, capsys,
+                                                                   ray_session):
+    """A QA pass for scripts: what an evaluator module printed on import came before the JSON; a search
+    whose runs all crashed exited 2, as a wrong option does."""
+    (tmp_path / "chatty_eval.py").write_text('print("chatty: loading my config")\n'
+                                             "from mixopt.testing import loglinear as evaluate\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert run_cli(["search", "--evaluator", "chatty_eval:evaluate", "--domains", "a,b,c", "--budget", "4",
+                    "--validate", "0", "--name", "chatty", "--json"]) == 0
+    said = capsys.readouterr()
+    assert json.loads(said.out)["search_id"] == "chatty" and "chatty: loading my config" in said.err
+    code = run_cli(["search", "--evaluator", "mixopt.testing:failing", "--domains", "a,b,c", "--budget", "3",
+                    "--validate", "0", "--retries", "0", "--name", "crashing", "--json"])
+    said = capsys.readouterr()
+    assert code == 1 and said.out == "" and "too few to fit" in said.err

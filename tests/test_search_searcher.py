@@ -194,6 +194,12 @@ def test_the_export_note_says_whether_the_proposal_lost_beyond_noise() -> None:
     assert " at rung xs " in notes[0]
     _, notes = choose_export(lost, rung=None)  # a user's own evaluator at the swarm's fidelity
     assert "worse than uniform (2.6000" in notes[0] and "rung" not in notes[0]
+    # a baseline whose every seed failed is said (a QA pass: "-" and n 0 in the table, unsaid)
+    gone = Measured(mean=None, std=None, sem=None, n=0, planned=2, values=[], run_ids=[])
+    name, notes = choose_export({"proposal": m(2.5, 0.01, 2), "uniform": gone, "natural": m(2.6, 0.01, 2)},
+                                rung="xs")
+    assert name == "proposal" and notes == ["every validation run of uniform failed or diverged: the "
+                                            "proposal is not compared with it (`mixopt runs list` shows why)"]
     # a gap of rounding is a tie: the proposal stays (a QA pass: 1.93333341 vs 1.93333333 swapped it)
     assert choose_export({"proposal": m(1.93333340894, None, 1), "best_run": m(1.93333333333, None, 1)},
                          rung="xs") == ("proposal", [])

@@ -119,9 +119,9 @@ def bench_search(
         out["overhead"] = {**noop, "per_trial_s": per_trial, "fixed_s": fixed}
         rows.append({"name": f"per-trial orchestration overhead ({trials} no-op trials, one at a time)",
                      "value": f"{per_trial:.3f} s", "goal": f"≤ {OVERHEAD_GOAL_S} s",
-                     "ok": str(per_trial <= OVERHEAD_GOAL_S)})
+                     "ok": bool(per_trial <= OVERHEAD_GOAL_S)})
         rows.append({"name": "Tune experiment start + end (fixed, once per search phase)",
-                     "value": f"{fixed:.1f} s", "goal": "-", "ok": "-"})
+                     "value": f"{fixed:.1f} s", "goal": "-", "ok": None})
         fid = {"work": work}
         pairs = []
         for _ in range(repeats):
@@ -150,21 +150,21 @@ def bench_search(
                              f"~{cpu_per_trial:.1f} CPU-s; median of {repeats} interleaved pairs)",
                      "value": f"{speedup:.3f}× (range {_range(speedups)}; wall incl. start-up "
                               f"{wall_speedup:.2f}×)",
-                     "goal": f"≥ {SPEEDUP_GOAL}× on 2 cores", "ok": str(speedup >= SPEEDUP_GOAL)})
+                     "goal": f"≥ {SPEEDUP_GOAL}× on 2 cores", "ok": bool(speedup >= SPEEDUP_GOAL)})
         rows.append({"name": "  the same work without Ray (multiprocessing, 2 processes vs 1)",
                      "value": f"{raw_med:.2f}× (range {_range(raws)})", "goal": "what the machine allows now",
-                     "ok": "-"})
+                     "ok": None})
         rows.append({"name": "  scaling efficiency (Ray speed-up / machine speed-up, medians)",
-                     "value": f"{speedup / raw_med:.2f}", "goal": "≈ 1", "ok": "-"})
+                     "value": f"{speedup / raw_med:.2f}", "goal": "≈ 1", "ok": None})
         rows.append({"name": "core share of the trials (CPU s / wall s; 1 = a free core each)",
                      "value": f"1 at once {share['one']:.2f}, 2 at once {share['two']:.2f}", "goal": "≈ 1",
-                     "ok": str(min(share.values()) > 0.9)})
+                     "ok": bool(min(share.values()) > 0.9)})
     out["load_after"] = os.getloadavg()[0]
     if include_fit:
         from mixopt.bench.fit import bench_fit
 
         fit = bench_fit(data=fit_data)
         out["fit"] = fit
-        rows += [{**r, "ok": str(r.get("ok", "-"))} for r in fit["rows"]]
+        rows += [{**r, "ok": None if r.get("ok") is None else bool(r["ok"])} for r in fit["rows"]]
     out["rows"] = rows
     return out

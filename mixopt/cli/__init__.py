@@ -132,6 +132,10 @@ def _quiet_ray_exit() -> None:
     import atexit
     import signal
 
+    # Ray's cli_logger calls colorama.init, whose exit handler wrote ESC[0m after a --json document
+    # on a terminal (a QA pass: "Extra data" for a parser)
+    if (colorama := sys.modules.get("colorama.initialise")) is not None:
+        atexit.unregister(colorama.reset_all)
     global _quiet_registered
     if not _quiet_registered:
         atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
@@ -152,7 +156,7 @@ def _run(argv: list[str] | None) -> None:
             raise SystemExit(code)
     except MixoptError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None

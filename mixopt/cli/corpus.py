@@ -57,7 +57,7 @@ def _table(s: dict[str, Any]) -> Table:
 
 def _show(s: dict[str, Any], as_json: bool, note: str) -> None:
     if as_json:
-        console.print_json(dumps(s))
+        print(dumps(s))
         return
     console.print(_table(s))
     if s.get("skipped_domains"):
@@ -198,7 +198,7 @@ def list_(as_json: JsonOpt = False) -> None:
 
     rec, built = recipes(), built_corpora()
     if as_json:
-        console.print_json(dumps({"recipes": rec, "built": built}))
+        print(dumps({"recipes": rec, "built": built}))
         return
     t = Table(title="corpus recipes (mixopt corpus build NAME)")
     for col in ("name", "domains", "description"):

@@ -100,7 +100,7 @@ def train(
     )
     res = job.result
     if as_json:
-        console.print_json(dumps(job.record))
+        print(dumps(job.record))
     else:
         if res.status == "ok":
             console.print(_result_table(job, seed))
@@ -136,7 +136,7 @@ def rungs(
             }
         )
     if as_json:
-        console.print_json(dumps(rows))
+        print(dumps(rows))
         return
     t = Table(title=f"proxy ladder (vocabulary {vocab}; L layers, d width, H heads, T context, B batch)")
     for col in ("rung", "L×d/H", "T×B", "tokens", "steps", "params", "FLOPs", "cost"):
@@ -183,7 +183,7 @@ def bench_proxy(
         raise MixoptError("--rungs is empty; give rungs such as xs,s,m (`mixopt proxy rungs` lists them)")
     results = run_bench(names, threads=threads, corpus=corpus, seconds=seconds, compare_plain=compare_plain)
     if as_json:
-        console.print_json(dumps([r.as_dict() for r in results]))
+        print(dumps([r.as_dict() for r in results]))
         return
     t = Table(
         title=f"proxy training benchmark ({threads} thread{'s' if threads > 1 else ''}, "

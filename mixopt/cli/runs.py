@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from mixopt.cli import app
-from mixopt.cli.common import JsonOpt, console, dumps, print_columns
+from mixopt.cli.common import JsonOpt, console, dumps, err_console, print_columns
 
 ERROR_CHARS = 40  # of a run's error in `runs list` (`runs list --json` has it whole)
 runs_app = typer.Typer(help="The run store: every run ever evaluated.", no_args_is_help=True)
@@ -50,6 +50,9 @@ def list_runs(
         st.require_search(search)  # one line naming the searches the store knows
     shown = runs[-limit:] if limit > 0 else runs
     if as_json:
+        if len(shown) < len(runs):  # a QA pass: a script read the newest 50 as every run, unsaid
+            err_console.print(f"note: the newest {len(shown)} of {len(runs)} runs (--limit 0 lists all)")
+
         def finite(v: object) -> object:  # strict JSON (jq): a diverged run's NaN/inf are null
             return v if not isinstance(v, float) or math.isfinite(v) else None
 
@@ -114,14 +117,15 @@ def list_searches(
         if value is None:
             value, how = exported.get("predicted"), "predicted"
         rows.append({"search": s.search_id, "state": state, "method": s.config.get("method"),
-                     "corpus": s.config.get("corpus") or "-", "budget": s.config.get("budget"),
+                     "corpus": s.config.get("corpus"), "budget": s.config.get("budget"),
                      "exported": res.get("exported"), "objective": value,
                      "objective_is": how if value is not None else None, "created": s.created,
                      "error": res.get("error") if s.state == "failed" else None})
     if as_json:
         print(dumps(rows, indent=2))
         return
-    cells = [[escape(r["search"]), r["state"], str(r["method"]), escape(str(r["corpus"])), str(r["budget"]),
+    cells = [[escape(r["search"]), r["state"], str(r["method"]), escape(str(r["corpus"] or "-")),
+              str(r["budget"]),
               r["exported"] or "-",
               "-" if r["objective"] is None else f"{r['objective']:.4f}" + (
                   " (pred.)" if r["objective_is"] == "predicted" else ""),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -95,7 +97,10 @@ def search(
     from mixopt.search.config import SearchConfig, parse_assignments, parse_domains, parse_fidelity
     from mixopt.search.driver import resume_search, run_search
 
-    with _Progress(quiet=as_json) as progress:
+    # With --json, stdout is the document's alone: what the user's evaluator module prints as it is
+    # imported had come first (a QA pass), so the work's stdout goes to stderr.
+    work_out = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    with work_out, _Progress(quiet=as_json) as progress:
         try:
             if resume is not None:
                 ignored = sorted(p for p in ctx.params if p not in RESUME_OPTIONS
@@ -185,7 +190,7 @@ def bench_search(
     for col in ("figure", "measured", "goal", "met"):
         t.add_column(col)
     for row in res["rows"]:
-        t.add_row(row["name"], row["value"], row["goal"], row.get("ok", "-"))
+        t.add_row(row["name"], row["value"], row["goal"], "-" if row.get("ok") is None else str(row["ok"]))
     console.print(t)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from mixopt.errors import TooFewRunsError
+from mixopt.errors import MixoptError, TooFewRunsError
 from mixopt.fitters.protocol import check_param
 
 # From this many rows on, predict through the compiled QuickScorer tables.
@@ -34,6 +34,9 @@ _SCORERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _NO_SCORER = object()
 _SCORERS_LOCK = threading.Lock()
 
+
+# Magnitudes LightGBM's float32 labels hold with room for its sums (float32's max is 3.4e38).
+FLOAT32_SAFE = 1e30
 
 class RegMixFitter(RegressorMixin, BaseEstimator):
     """LightGBM on the domain weights, RegMix's settings.
@@ -79,6 +82,13 @@ class RegMixFitter(RegressorMixin, BaseEstimator):
             raise TooFewRunsError(f"regmix needs at least 2 runs to fit, got {len(y)} sample(s); add runs",
                                   needed=2)
         Y = y.reshape(len(y), -1)
+        top = float(np.nanmax(np.abs(Y))) if Y.size else 0.0
+        if top > FLOAT32_SAFE or 0 < top < 1 / FLOAT32_SAFE:
+            # LightGBM keeps labels in float32: 3e299 had been predicted as 1e38 for every mixture,
+            # 1e-300 as 0, without a word (a QA pass)
+            raise MixoptError(f"regmix: the target reaches {top:.3g} in magnitude, outside what LightGBM's "
+                              f"float32 labels hold ({1 / FLOAT32_SAFE:g} to {FLOAT32_SAFE:g}); rescale the "
+                              "metric (its log, or another unit)")
         mcs = self.min_child_samples
         self.min_child_samples_ = int(mcs) if mcs is not None else min(20, max(2, len(Y) // 8))
         self.models_ = [

@@ -199,10 +199,11 @@ def _noting_stop(tune_handler: Callable[[int, Any], Any], stop_file: Path) -> Ca
 
 
 def fatal_error(store: RunStore, search_id: str) -> str | None:
-    """The first contract error of a search's evaluator, if any (the search cannot go on)."""
+    """The first contract error of a search's evaluator, if any (the search cannot go on), with the
+    run that met it (a QA pass: where only some runs lacked a metric, which ones was unsaid)."""
     for r in store.runs(search_id=search_id, status="failed"):
         if (r.error or "").startswith(FATAL_PREFIX):
-            return r.error[len(FATAL_PREFIX):]
+            return f"run {r.run_id}: {r.error[len(FATAL_PREFIX):]}"
     return None
 
 

@@ -262,6 +262,10 @@ def choose_export(measured: dict[str, Measured], *, rung: str | None,
     if not done:
         notes.append("every validation run failed or diverged; exported the proposal unvalidated")
         return PROPOSAL, notes
+    lost = [name for name in measured if name not in done and name != PROPOSAL]
+    if lost:  # a QA pass: a baseline whose every seed diverged showed "-" and n 0, unsaid
+        notes.append(f"every validation run of {', '.join(lost)} failed or diverged: the proposal is not "
+                     "compared with it (`mixopt runs list` shows why)")
     best = min(done, key=lambda name: (done[name].mean, name != PROPOSAL))
     if prop.mean is None:
         notes.append(
