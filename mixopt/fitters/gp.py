@@ -47,7 +47,7 @@ from mixopt.fitters.protocol import check_param
 # (chunk² entries: 2 GB at 16k rows); 32k candidates on 512 runs took 5.9 s in 16k-row chunks and
 # 1.6 s in 1k-row chunks (34.8 s vs 1.9 s with the additive kernel of source groups).
 CHUNK = 1024
-# Runs one GP fits at most (GPFitter.max_runs): above it, a random subsample (see its docstring).
+# Runs one GP fits at most (GPFitter.max_runs): above it, the best quarter and a random draw of the rest.
 MAX_RUNS = 1000
 # gpytorch kernels with ``active_dims`` (the topic and source kernels) are not thread-safe: evaluating
 # one switches its ``active_dims`` off for a moment, and a second thread then feeds it every column.
