@@ -72,6 +72,9 @@ def test_cv_json_is_one_object(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(doc["cv"]) >= {"spearman", "pearson", "mae", "rel_error"}
     assert 0.3 < doc["cv"]["spearman"] <= 1
     assert "renormalised" in captured.err
+    # every warning is in the document too (a QA pass: a script saw only the proposal's notes)
+    said = doc["warnings"]
+    assert any("renormalised" in w for w in said) and len(said) == len(set(said))
 
 
 def test_a_long_fit_shows_a_spinner_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch,

@@ -83,7 +83,7 @@ def fit(
     metric: Annotated[str, opt("--metric", help="--fidelity-law: loss or bpb.")] = "loss",
 ) -> None:
     """Fit on RegMix/Olmix-style run tables; cross-validate, predict new mixtures or propose one."""
-    from mixopt.errors import MixoptError
+    from mixopt.errors import MixoptError, warnings_as_notes
     from mixopt.fitters.api import FitConfig, fit_tables
     from mixopt.search.config import parse_assignments
 
@@ -133,10 +133,11 @@ def fit(
         tokens=parse_assignments(tokens, option="--tokens", counts=True) or None,
         max_epochs=max_epochs, target_tokens=target_tokens,
     )
-    with busy(f"fitting {config.method}" + (f", {cv}-fold cross-validation" if cv else "")):
+    with busy(f"fitting {config.method}" + (f", {cv}-fold cross-validation" if cv else "")), \
+            warnings_as_notes() as said:
         report = fit_tables(config)
-    if as_json:
-        print(dumps(report.as_dict(), default=json_default))
+    if as_json:  # every warning shown on stderr, in the document too (a QA pass: the CV's were not)
+        print(dumps({**report.as_dict(), "warnings": said}, default=json_default))
         return
     _render(report)
 
