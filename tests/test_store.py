@@ -386,6 +386,18 @@ def test_imported_regmix_runs_need_loss_names_to_be_reused(workspace, tmp_path):
     with pytest.warns(MixoptWarning, match=r"earlier run\(s\) match"):  # the first import's are still there
         plan = _plan(prepare(cfg, search_id="again"))
     assert len(plan["reused"]) == n
+    # a metric some of the runs lack (a NaN cell at import), not a naming: no --rename advice (a QA pass)
+    holes, three = tmp_path / "h.csv", tmp_path / "r3.csv"
+    holes.write_text("run,loss/a,loss/b\nr1,2.0,3.0\nr2,,2.8\nr3,2.2,\n")
+    three.write_text("run,a,b\nr1,0.5,0.5\nr2,0.2,0.8\nr3,0.7,0.3\n")
+    with pytest.warns(MixoptWarning):
+        import_table(RunStore(tmp_path / "h.sqlite"), ratios=three, metrics=holes, fidelity={"rung": "1m"},
+                     evaluator=ev)
+    hcfg = SearchConfig(evaluator=ev, domains=["a", "b"], rung="1m", method="random", budget=4,
+                        store=str(tmp_path / "h.sqlite"))
+    with pytest.warns(MixoptWarning, match=r"^2 earlier run\(s\) match .* \(loss/a, loss/b\), so they are "
+                                           r"not reused: other runs of theirs have them \(a NaN or empty"):
+        _plan(prepare(hcfg))
     for bad, said in ((["metric/x"], "give PATTERN=REPLACEMENT"), (["(=y"], "not a regular expression"),
                       ([r"metric/.*=loss"], "two metrics the name 'loss'")):
         with warnings.catch_warnings(record=True) as shown:  # the refusal alone: no notes on the table

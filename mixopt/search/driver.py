@@ -540,14 +540,21 @@ def _plan(prep: Prepared) -> dict[str, Any]:
         if len(valued) < len(reused):  # imported under other metric names, or measuring fewer domains
             reads = list(prep.objective.metric_weights(prep.domains))
             kept = {r.run_id for r in valued}
-            have = set.intersection(*(set(r.metrics) for r in reused if r.run_id not in kept))
+            left = [r for r in reused if r.run_id not in kept]
+            have = set.intersection(*(set(r.metrics) for r in left))
             lack = [m for m in reads if m not in have]
             shown = ", ".join(lack[:3]) + (", …" if len(lack) > 3 else "")
+            # a metric no such run has: named otherwise, or not measured; one some have: left out of
+            # the others (a NaN cell at import; a QA pass was sent to --rename for that)
+            named = any(all(m not in r.metrics for r in left) for m in lack)
+            how = ("`mixopt runs import --rename` names imported metrics, and --target can leave out "
+                   "domains the runs did not measure" if named or not lack else
+                   "other runs of theirs have them (a NaN or empty cell at import leaves a run's metric "
+                   "out)")
             warn(
                 f"{len(reused) - len(valued)} earlier run(s) match this search's domains and fidelity but "
                 f"lack metrics its objective reads ({shown or 'finite values'}), so they are not reused: "
-                "`mixopt runs import --rename` names imported metrics, and --target can leave out domains "
-                "the runs did not measure", MixoptWarning)
+                f"{how}", MixoptWarning)
         reused = valued
     existing = np.vstack([r.vector(prep.domains) for r in reused]) if reused else None
     # Every reused run informs the fit, but only the mixtures inside this search's constraints
