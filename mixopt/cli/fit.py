@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -133,8 +134,9 @@ def fit(
         tokens=parse_assignments(tokens, option="--tokens", counts=True) or None,
         max_epochs=max_epochs, target_tokens=target_tokens,
     )
-    with busy(f"fitting {config.method}" + (f", {cv}-fold cross-validation" if cv else "")), \
-            warnings_as_notes() as said:
+    # with --json, the warnings are collected for the document (and shown when the fit ends)
+    collect = warnings_as_notes() if as_json else contextlib.nullcontext([])
+    with busy(f"fitting {config.method}" + (f", {cv}-fold cross-validation" if cv else "")), collect as said:
         report = fit_tables(config)
     if as_json:  # every warning shown on stderr, in the document too (a QA pass: the CV's were not)
         print(dumps({**report.as_dict(), "warnings": said}, default=json_default))
