@@ -95,7 +95,7 @@ def coerce_result(obj: Any, *, cost: float = 0.0, needed: Collection[str] | None
             res = EvalResult(metrics=obj["metrics"], cost=obj.get("cost", cost),
                              status=obj.get("status", "ok"), error=obj.get("error"),
                              history=obj.get("history", []))
-        elif "status" in obj and obj.get("status") in ("failed", "diverged") and "metrics" not in obj:
+        elif obj.get("status") in ("failed", "diverged") and "metrics" not in obj:
             # {"status": "failed", "error": "OOM"}: a failed run needs no metrics (a QA pass: its
             # "status" had been read as a metric, and the search stopped)
             res = EvalResult(metrics={}, cost=obj.get("cost", cost), status=obj["status"],

@@ -26,7 +26,7 @@ from mixopt.search.config import PROXY, SearchConfig
 from mixopt.search.ray_env import user_modules
 from mixopt.search.trial import PROXY_EVALUATOR, PickledEvaluator, TrialContext
 from mixopt.space import SearchSpace, default_target_tokens
-from mixopt.store import RunStore, fidelity_key
+from mixopt.store import RunStore, default_path, fidelity_key
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,8 +84,6 @@ def resume_hint(search_id: str, evaluator: str | Callable, store: str | None = N
     """How a stopped search is resumed: the CLI command, or, for a Python function given to
     ``run_search`` (which the CLI cannot import), ``resume_search`` with that function; with the
     run store it is in, when that is not the workspace's."""
-    from mixopt.store import default_path
-
     if store and Path(store).resolve() == default_path().resolve():
         store = None  # a resumed search records its store's full path, the workspace's too
     if callable(evaluator):
@@ -115,10 +113,7 @@ def own_search_dir(folder: Path, store: RunStore, name: str, *, option: str = "-
     Raises:
         MixoptError: the folder is the folder of a search another store holds.
     """
-    import datetime as dt
     import shutil
-
-    from mixopt.store import default_path
 
     mine = str(Path(store.path).resolve())
     held = ([p for p in folder.iterdir() if p.name not in (STORE_MARK, "driver.lock")]
@@ -135,7 +130,7 @@ def own_search_dir(folder: Path, store: RunStore, name: str, *, option: str = "-
         if taken:
             raise MixoptError(f"{folder} is the folder of search {name!r} of store {owner}; search names "
                               f"are shared by every store in the workspace: pick another {option}")
-        aside = folder.parent / f".orphaned-{name}-{dt.datetime.now():%Y%m%d-%H%M%S-%f}"
+        aside = folder.parent / f".orphaned-{name}-{_dt.datetime.now():%Y%m%d-%H%M%S-%f}"
         aside.mkdir(parents=True)
         for p in held:
             shutil.move(str(p), aside / p.name)
