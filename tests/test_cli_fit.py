@@ -402,7 +402,11 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     flat = tmp_path / "flat.csv"
     flat.write_text("index,loss\n1,2.5\n2,2.5\n3,2.5\n")
     bad(["fit", "--ratios", str(good), "--metrics", str(flat), "--target", "loss", "--cv", "3"], capsys,
-        "'loss' is 2.5 in every run, so there is nothing to fit")
+        "'loss' is 2.5 in every run (to 9 significant digits), so there is nothing to fit")
+    # float noise is no landscape either, as in a search (it had been fitted and ranked)
+    flat.write_text("index,loss\n1,2.5\n2,2.500000000001\n3,2.5\n")
+    bad(["fit", "--ratios", str(good), "--metrics", str(flat), "--target", "loss", "--cv", "3"], capsys,
+        "'loss' is 2.5 in every run (to 9 significant digits)")
     # folds that would fit on one run: leave-one-out suggested where it helps
     bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--method", "linear",
          "--cv", "2"], capsys, "--cv 2 on 3 runs fits fold 1 on 1 run; --cv 3 (leave-one-out) trains on 2")

@@ -132,6 +132,7 @@ def fit_tables(config: FitConfig) -> FitReport:
     Raises:
         MixoptError: bad method, target, tables, constraints or output path.
     """
+    from mixopt.fitters.varied import flat
     from mixopt.methods import fit_target, get_method
     from mixopt.space import SearchSpace, default_target_tokens
     from mixopt.tables import read_ratios, read_run_tables
@@ -160,8 +161,9 @@ def fit_tables(config: FitConfig) -> FitReport:
         if len(y) < 2:
             raise MixoptError(f"only {len(y)} run(s) have a finite {config.target!r}; fitting needs at "
                               "least 2")
-        if np.ptp(y) == 0:  # every model fits it exactly and ranks nothing: CV would print NaN
-            raise MixoptError(f"{config.target!r} is {y[0]:g} in every run, so there is nothing to fit; "
+        if flat(y):  # every model fits it exactly and ranks nothing: CV would print NaN
+            raise MixoptError(f"{config.target!r} is {y[0]:.9g} in every run (to 9 significant digits), "
+                              "so there is nothing to fit; "
                               "check --target (`mixopt fit --help` lists how it is read)")
     n_all = len(table.run_ids)
     # Validates the constraints against the domains even when nothing is proposed.

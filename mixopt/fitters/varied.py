@@ -10,6 +10,9 @@ import numpy as np
 
 # Renormalised rows leave a weight constant by design jittering by ~1e-17: that is no variation.
 VARY_TOL = 1e-9
+# Targets equal to 9 significant digits are one value: losses 3 + 1e-12·w had passed as a landscape
+# (a QA pass), and no fitter ranks mixtures on float noise.
+FLAT_RTOL = 1e-9
 
 
 def varying(X: np.ndarray) -> np.ndarray:
@@ -26,3 +29,9 @@ def unvaried(X: np.ndarray) -> dict[int, float]:
     if len(X) == 0:
         return {}
     return {int(i): float(np.median(X[:, i])) for i in np.flatnonzero(~varying(X))}
+
+
+def flat(y: np.ndarray) -> bool:
+    """Whether the targets ``y`` are one value to 9 significant digits: nothing to fit or rank."""
+    y = np.asarray(y, dtype=float)
+    return len(y) > 0 and float(np.ptp(y)) <= FLAT_RTOL * float(np.abs(y).max())

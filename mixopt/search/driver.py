@@ -31,7 +31,7 @@ from mixopt.atomic import write_json
 from mixopt.baselines import BASELINES, baseline_temperature, baselines_for, moved_note
 from mixopt.errors import MixoptError, MixoptWarning, RunsFailedError, warn, warnings_as_notes
 from mixopt.fitters.cv import distinct_mixtures
-from mixopt.fitters.varied import unvaried, varying
+from mixopt.fitters.varied import flat, unvaried, varying
 from mixopt.objective import per_domain_split
 from mixopt.proposers.proposal import best_run_note, proposal_notes
 from mixopt.proposers.topk import FLAT_WARNING
@@ -707,8 +707,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
             f"{first.splitlines()[0] if first else first}. Fix the evaluator (or what made the runs "
             f"diverge) and run {prep.resume}: the failed and diverged runs run again{timed}"
         )
-    # to 9 significant digits: losses 3 + 1e-12·w had passed as a landscape (a QA pass)
-    if not spec.training_free and len(y) >= 3 and np.ptp(y) <= 1e-9 * np.abs(y).max():
+    if not spec.training_free and len(y) >= 3 and flat(y):
         # A launcher that ignores the mixture is a common fault; more runs would not help.
         raise MixoptError(
             f"all {len(y)} runs measured the same objective ({y[0]:.6g}): the evaluator's metrics do not "
