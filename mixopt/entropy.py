@@ -220,7 +220,7 @@ def propose_entropy(
     """
     import mixopt
     from mixopt.corpus.shards import Corpus
-    from mixopt.mixture import Mixture
+    from mixopt.mixture import Mixture, evidence
     from mixopt.space import SearchSpace, default_target_tokens
 
     corpus = corpus if isinstance(corpus, Corpus) else Corpus.open(corpus)
@@ -252,7 +252,7 @@ def propose_entropy(
             notes.append(repeats)
         Mixture(
             em.weights,
-            meta={
+            meta=evidence(**{
                 "objective": {"kind": "none", "metric": "loss", "weights": {}},
                 "method": "entropy",
                 "params": {
@@ -273,6 +273,6 @@ def propose_entropy(
                     "mixopt_version": mixopt.__version__,
                 },
                 "notes": notes,
-            },
+            }),
         ).save(out)
     return em

@@ -10,6 +10,7 @@ Schema ships as ``mixopt/schemas/mixture.v1.json``.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import json
 import math
@@ -26,6 +27,25 @@ SCHEMA_PATH = Path(__file__).with_name("schemas") / "mixture.v1.json"
 SUM_TOL = 1e-9
 # Rows read from files made elsewhere are rounded; within this they are renormalised with a warning.
 RENORM_TOL = 1e-3
+
+
+# The evidence every mixture mixopt writes carries, in this order, null or empty where its maker has
+# none (`fit` measures nothing, `entropy` predicts nothing): a script reads one shape whichever
+# command made the file (a QA pass: `fit`'s file had lacked keys a search's holds as null).
+EVIDENCE_KEYS = ("objective", "method", "params", "predicted", "measured", "baselines", "tokens",
+                 "provenance", "notes")
+_DEFAULTS: dict[str, Any] = {"params": {}, "predicted": None, "measured": None, "baselines": {},
+                             "tokens": {"target_tokens": None}, "provenance": {}, "notes": []}
+_PROVENANCE: dict[str, Any] = {"corpus": None, "corpus_hash": None, "run_ids": []}
+
+
+def evidence(**meta: Any) -> dict[str, Any]:
+    """A mixture's ``meta`` with every evidence key of its JSON, in one order, a default where
+    ``meta`` lacks one; keys beyond them follow. ``objective`` and ``method`` are the maker's."""
+    defaults = copy.deepcopy(_DEFAULTS)  # fresh, so that no two mixtures share a default's dict
+    out = {k: meta.pop(k, defaults.get(k)) for k in EVIDENCE_KEYS if k in meta or k in defaults}
+    out["provenance"] = {**copy.deepcopy(_PROVENANCE), **out["provenance"]}
+    return {**out, **meta}
 
 
 def normalize_weights(

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from mixopt.cli import main
-from mixopt.mixture import Mixture
+from mixopt.mixture import EVIDENCE_KEYS, Mixture
 
 RUNS = Path(__file__).parent / "data" / "runs"
 R = str(RUNS / "regmix-pile-1m" / "train_mixture_1m.csv")
@@ -150,7 +150,10 @@ def test_propose_writes_a_valid_mixture(tmp_path: Path) -> None:
     assert w["train_the_pile_pile_cc"] <= 0.6 + 1e-9 and w["train_the_pile_github"] == pytest.approx(0.05)
     assert min(w.values()) >= 0.001 - 1e-12
     assert mix.meta["method"] == "regmix" and isinstance(mix.meta["predicted"]["mean"], float)
-    assert len(mix.meta["provenance"]["run_ids"]) == 64 and "tokens" not in mix.meta
+    assert len(mix.meta["provenance"]["run_ids"]) == 64 and mix.meta["tokens"] == {"target_tokens": None}
+    # the keys of a search's mixture, null where a fit has no such evidence (they had been missing)
+    assert list(json.loads(out.read_text())) == ["schema", "weights", *EVIDENCE_KEYS, "created"]
+    assert mix.meta["measured"] is None and mix.meta["provenance"]["corpus"] is None
     # The proposer's options, then what it reported (as the search records it).
     proposer = mix.meta["params"]["proposer"]
     assert (proposer["n_candidates"], proposer["k"], proposer["constant_model"]) == (20000, 16, False)

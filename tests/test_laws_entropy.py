@@ -11,6 +11,7 @@ import pytest
 
 from mixopt.entropy import bigram_entropy, entropy_mixture, entropy_weights
 from mixopt.errors import MixoptError
+from mixopt.mixture import EVIDENCE_KEYS
 
 
 def test_bigram_entropy_orders_predictable_and_random_text() -> None:
@@ -69,6 +70,8 @@ def test_entropy_mixture_on_the_tiny_corpus(
     out = workspace / "ent.json"
     main(["entropy", str(tiny_corpus.path), "--max-weight", f"{order[-1]}=0.2", "--out", str(out)])
     mix = json.loads(out.read_text())
+    assert list(mix) == ["schema", "weights", *EVIDENCE_KEYS, "created"]  # as a search's
+    assert mix["predicted"] is None and mix["baselines"] == {} and mix["provenance"]["run_ids"] == []
     assert mix["method"] == "entropy" and mix["weights"][order[-1]] <= 0.2 + 1e-9
     assert "bigram" in mix["params"]["estimator"]
     plan = mix["tokens"]  # at the corpus's own size: each domain's tokens at the target, as search writes

@@ -15,6 +15,7 @@ import pytest
 
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.fitters.scale_api import ScaleFitConfig, curves_from_store, fit_across_scale
+from mixopt.mixture import EVIDENCE_KEYS
 from mixopt.proxy.rungs import load_rung
 from mixopt.schedule import lr_areas
 from mixopt.store import RunRecord, RunStore, fidelity_key
@@ -111,6 +112,8 @@ def test_fit_across_scale_predicts_the_target_scale(tmp_path: Path) -> None:
     true_obj = float(truth(w, N, D).mean())
     assert abs(res["proposal"]["predicted"] - true_obj) / true_obj < 0.01
     mix = json.loads((tmp_path / "mix.json").read_text())
+    assert list(mix) == ["schema", "weights", *EVIDENCE_KEYS, "created"]  # as a search's
+    assert mix["measured"] is None and mix["tokens"] == {"target_tokens": None}
     assert mix["params"]["fidelity_law"] is True and abs(sum(mix["weights"].values()) - 1) < 1e-9
 
 

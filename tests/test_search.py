@@ -13,7 +13,7 @@ import pytest
 
 from mixopt import testing
 from mixopt.errors import MixoptError, MixoptWarning
-from mixopt.mixture import Mixture
+from mixopt.mixture import EVIDENCE_KEYS, Mixture
 from mixopt.objective import Objective
 from mixopt.search.config import SearchConfig
 from mixopt.store import RunStore, default_path
@@ -508,6 +508,7 @@ def test_objective_constraints_and_linear_method(workspace, tmp_path, ray_sessio
     _, y, _ = RunStore().matrix(list(DOMAINS), Objective.parse("code=0.7,math=0.3", "bpb"), search_id="tgt")
     assert len(y) == 8
     mix = json.loads((tmp_path / "out" / "mixture.json").read_text())
+    assert list(mix) == ["schema", "weights", *EVIDENCE_KEYS, "created"]  # as fit's and entropy's
     assert mix["objective"] == {"kind": "weighted_bpb", "metric": "bpb",
                                 "weights": {"code": 0.7, "math": 0.3}}
     assert res.method == "linear" == mix["method"]

@@ -267,7 +267,7 @@ def _save_mixture(
 ) -> dict[str, Any]:
     import mixopt
     from mixopt.baselines import baseline_weights, moved_note
-    from mixopt.mixture import Mixture
+    from mixopt.mixture import Mixture, evidence
     from mixopt.proposers.proposal import best_run_note, proposal_notes
     from mixopt.proposers.topk import predict_objective
 
@@ -319,7 +319,7 @@ def _save_mixture(
                               "prior": prior_name(space, proposer_params.get("temperature", 1.0))}
     if model is not None:
         params["fitter"] = {k: v for k, v in model.get_params().items() if _jsonable(v)}
-    mixture = Mixture(weights, meta={
+    mixture = Mixture(weights, meta=evidence(**{
         # "columns": the table's metric columns and their weights in the target ("weights" is the
         # contract's per-domain loss weights, which a table's columns are not)
         "objective": {"kind": "mean" if config.target == "mean" else "metric", "metric": config.target,
@@ -329,12 +329,12 @@ def _save_mixture(
         "predicted": {"mean": prop.predicted, "std": prop.std,
                       "interval": list(prop.interval) if prop.interval is not None else None},
         "baselines": baselines,
-        # the plan at the final run's budget, when one is known (--tokens, --target-tokens)
-        **({"tokens": space.token_plan(prop.weights)} if space.target_tokens is not None else {}),
-        "provenance": {"corpus": None, "corpus_hash": None, "run_ids": list(run_ids),
-                       "mixopt_version": mixopt.__version__, "tables": dict(table.sources)},
+        # the plan at the final run's budget (its target_tokens null when none is known)
+        "tokens": space.token_plan(prop.weights),
+        "provenance": {"run_ids": list(run_ids), "mixopt_version": mixopt.__version__,
+                       "tables": dict(table.sources)},
         "notes": notes,
-    })
+    }))
     mixture.save(config.out)  # type: ignore[arg-type]
     info = dict(prop.info)
     if "run_index" in info:

@@ -338,13 +338,13 @@ def _save(
     report: dict[str, Any],
 ) -> None:
     import mixopt
-    from mixopt.mixture import Mixture
+    from mixopt.mixture import Mixture, evidence
 
     sizes = ", ".join(f"{s:.3g}" for s in pred.sizes)
     extrapolated = config.target_tokens is not None or config.target_size is not None
     Mixture(
         {d: float(x) for d, x in zip(domains, prop.weights, strict=True)},
-        meta={
+        meta=evidence(**{
             "objective": objective.as_dict(),
             "method": method,
             "params": {
@@ -371,7 +371,7 @@ def _save(
             "notes": [f"extrapolated from rungs of {sizes} parameters" if extrapolated else
                       f"proposed for the last checkpoint of rung(s) of {sizes} params, nothing extrapolated",
                       *report["notes"]],
-        },
+        }),
     ).save(config.out)
 
 

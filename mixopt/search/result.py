@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mixopt import __version__
-from mixopt.mixture import Mixture
+from mixopt.mixture import Mixture, evidence
 from mixopt.search.validate import PROPOSAL, Candidate, Comparison, Measured
 from mixopt.space import SearchSpace
 
@@ -140,11 +140,11 @@ def build_mixture(
     tokens = space.token_plan(w)
     prov = {**provenance, "mixopt_version": __version__,
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
-    meta = {
-        "objective": objective, "method": method, "params": {**params, "exported": exported},
-        "predicted": predicted, "measured": measured, "baselines": baselines, "tokens": tokens,
-        "provenance": prov, "notes": list(notes),
-    }
+    meta = evidence(
+        objective=objective, method=method, params={**params, "exported": exported},
+        predicted=predicted, measured=measured, baselines=baselines, tokens=tokens,
+        provenance=prov, notes=list(notes),
+    )
     # A proposer's float error must neither fail the schema (a weight below 0) nor step past a bound.
     positive = np.clip(np.asarray(w, dtype=float), 0.0, None)
     w = space.snap(positive / positive.sum())
