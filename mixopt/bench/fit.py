@@ -127,11 +127,11 @@ def bench_fit(
         {"name": f"Spearman on {len(y_test)} test runs ({TARGET})", "value": f"{spearman:.4f}",
          "goal": "≥ 0.99", "ok": spearman >= GOALS["spearman"]},
         {"name": "  same, RegMix's features (rows not renormalised)", "value": f"{spearman_raw:.4f}",
-         "goal": "RegMix: 0.990"},
+         "goal": "RegMix: 0.990", "ok": None},
         {"name": f"scorer vs LightGBM predict, {scorer_rows:,} rows (speed-up)",
-         "value": f"{ref_s / fast_s:.1f}×", "goal": "-"},
+         "value": f"{ref_s / fast_s:.1f}×", "goal": "-", "ok": None},
     ]
-    rows.append({"name": "load average before / after (cores)", "goal": "-",
+    rows.append({"name": "load average before / after (cores)", "goal": "-", "ok": None,
                  "value": f"{load:.1f} / {os.getloadavg()[0]:.1f} ({out['cores']})"})
     out["rows"] = rows
     return out
