@@ -95,6 +95,10 @@ def test_auto_skips_laws_with_too_many_parameters_and_explains() -> None:
     rows = {r["name"]: r for r in m.cv_table_}
     assert "add runs" in rows["bimix"]["error"] and m.chosen_ == "linear"
     assert "auto" not in rows["bimix"]["error"]  # auto itself is what runs
+    # every row has the same keys, a failed candidate's figures null (for scripts reading --json)
+    assert len({tuple(r) for r in m.cv_table_}) == 1 and rows["bimix"]["spearman"] is None
+    with_ensemble = AutoFitter(candidates=("linear", "gp", "loglinear")).fit(X, y).cv_table_
+    assert len({tuple(r) for r in with_ensemble}) == 1 and with_ensemble[-1]["name"].startswith("mean(")
     with pytest.raises(MixoptError, match="no candidate could be cross-validated"):
         AutoFitter(candidates=("bimix",)).fit(X, y)
     # a misspelt candidate had been an error row, left out without a word (a QA pass)

@@ -113,7 +113,7 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         Raises:
             MixoptError: NaN targets, fewer than 3 runs, or no candidate could be fitted.
         """
-        from mixopt.fitters.cv import cross_validate, distinct_mixtures, score
+        from mixopt.fitters.cv import SCORES, cross_validate, distinct_mixtures, score
 
         y_arr = np.asarray(y)
         if y_arr.dtype.kind in "fc" and np.isnan(y_arr).any():
@@ -164,7 +164,9 @@ class AutoFitter(RegressorMixin, BaseEstimator):
                                          seed=self.random_state or 0, folds_option=None)
             except MixoptError as exc:  # the reason, less the advice to use auto (this is auto)
                 why = str(exc).replace(f" or {FEWER}", "")
-                rows.append({"name": name, "error": why, "seconds": round(time.perf_counter() - t, 2)})
+                rows.append({"name": name, **dict.fromkeys(SCORES),
+                             "seconds": round(time.perf_counter() - t, 2), "error": why,
+                             "per_metric": per_metric and name in LAWS})
                 continue
             oof[name] = res.pred
             rows.append(
@@ -185,7 +187,9 @@ class AutoFitter(RegressorMixin, BaseEstimator):
                     break
                 names = [r["name"] for r in ranked[:m]]
                 metrics = score(y, np.mean([oof[nm] for nm in names], axis=0))
-                rows.append({"name": f"mean({', '.join(names)})", **metrics, "seconds": 0.0, "error": None})
+                # per_metric null: each member's own row says how it fits (every row has the same keys)
+                rows.append({"name": f"mean({', '.join(names)})", **metrics, "seconds": 0.0, "error": None,
+                             "per_metric": None})
                 if metrics["spearman"] > best["spearman"]:
                     best = {"members": names, "spearman": metrics["spearman"]}
         members = best["members"]

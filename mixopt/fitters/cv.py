@@ -28,6 +28,9 @@ AUTO_CV_NOTE = (
 )
 
 
+SCORES = ("spearman", "pearson", "mae", "rel_error")  # the keys of score()'s figures
+
+
 def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """Spearman, Pearson, MAE and mean relative error of predictions (NaN where undefined)."""
     from scipy.stats import pearsonr, spearmanr
