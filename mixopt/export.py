@@ -7,7 +7,9 @@
 - ``hf``: JSON ``{"datasets": [...], "domains": [...], "probabilities": [...]}`` in one order, for
   ``datasets.interleave_datasets(datasets, probabilities=probabilities)``. Domains with weight 0
   are left out as for Megatron (with ``stopping_strategy="all_exhausted"`` a dataset never drawn
-  never runs out, so interleaving would not stop), the rest renormalised to sum to 1.
+  never runs out: older ``datasets`` never stopped, 5.x refuses it), the rest renormalised to sum
+  to 1. A tiny probability is kept, and :func:`export_notes` says what it costs under
+  ``all_exhausted`` (about rows / p draws).
 - ``olmix``: Olmix's ``[{"domain": ..., "weight": ...}]``.
 - ``olmix-mix``: the ``mix:`` section of an Olmix launch config (its flat form, as ``olmix generate``
   writes it): ``domain: {weight, repetition_factor}``. The repetition factor is the mixture's own
@@ -17,7 +19,8 @@
 - ``yaml``: RegMix's mixture config (sail-sg/regmix mixture_config/config_1b/*.yaml): a ``train:``
   mapping of training set (``train_<domain>``, as RegMix names its files) to weight and a ``valid:``
   mapping of validation set to weight (domains with weight 0 left out of ``train:`` as for Megatron;
-  a domain name with a space or '/' needs a ``--prefix``, being a file prefix there). RegMix's trainer
+  a domain name with a space, '/' or a glob character needs a ``--prefix``, being a file prefix
+  there, and no key may begin another: RegMix globs ``<key>*``). RegMix's trainer
   deletes ``valid`` unconditionally, so the section is always written: the objective's domains and
   weights when the mixture records them (all domains equally otherwise), each named as RegMix names
   its validation sets (``train_x`` or ``x`` → ``valid_x``), unless ``valid`` is given.
@@ -40,6 +43,8 @@ from mixopt.mixture import Mixture
 
 # A solver's 1e-18 and a top-k average's 1e-11 are zeros: one token in a billion or fewer.
 NEGLIGIBLE_WEIGHT = 1e-9
+# Under HF's all_exhausted a dataset of probability p needs about rows / p draws to run out.
+TINY_PROBABILITY = 1e-4
 
 Format = Literal["megatron", "hf", "olmix", "olmix-mix", "yaml"]
 FORMATS: tuple[str, ...] = ("megatron", "hf", "olmix", "olmix-mix", "yaml")
@@ -64,8 +69,8 @@ def _check(mixture: Mixture, fmt: str, prefixes: Mapping[str, str] | None) -> di
     unknown = sorted(set(prefixes) - set(mixture.weights))
     if unknown:
         raise MixoptError(
-            f"--prefix names domain(s) {', '.join(unknown)} the mixture lacks; its domains are "
-            + ", ".join(mixture.weights)
+            f"--prefix names domain(s) {', '.join(map(_shown, unknown))} the mixture lacks; its domains are "
+            + ", ".join(map(_shown, mixture.weights))
         )
     names = {d: prefixes.get(d, d) for d in mixture.weights}
     domain_of: dict[str, str] = {}
@@ -75,15 +80,71 @@ def _check(mixture: Mixture, fmt: str, prefixes: Mapping[str, str] | None) -> di
                               "give distinct --prefix values")
         domain_of[n] = d
     if fmt == "megatron":
-        bad = [n for n in names.values() if not n or any(c.isspace() for c in n)]
+        # argparse reads --data-path's words: a space splits a prefix, and one beginning with '-'
+        # is taken for an option ("unrecognized arguments", a QA pass with Megatron's parser)
+        bad = [n for d, n in names.items() if mixture.weights[d] > NEGLIGIBLE_WEIGHT
+               and (not n or n.startswith("-") or any(c.isspace() for c in n))]
         if bad:
             shown = ", ".join(map(repr, bad))
             example = next((d for d, n in names.items() if n in bad), "")
             raise MixoptError(
-                f"Megatron data prefixes cannot be empty or contain spaces: {shown}; give each its data "
-                f"prefix, e.g. --prefix '{example}=/data/{_slug(example)}_text_document'"
+                f"Megatron data prefixes cannot be empty, contain spaces or begin with '-': {shown}; give "
+                f"each its data prefix, e.g. --prefix '{example}=/data/{_slug(example).lstrip('-') or 'data'}"
+                "_text_document'"
             )
     return names
+
+
+def _shown(name: str) -> str:
+    """A domain name in a message: quoted where blanks of its own would be lost (``'web '``)."""
+    return repr(name) if name != name.strip() else name
+
+
+def parse_prefixes(values: Sequence[str], domains: Sequence[str]) -> dict[str, str]:
+    """``--prefix`` values (``domain=path``, repeatable, or ``a=/x,b=/y``) → domain → path.
+
+    Read against the mixture's domains, so that a name with '=' or blanks of its own (``a=b``,
+    ``"web "``) is matched whole, and a comma begins a new pair only where a domain and '=' follow
+    it (a comma inside a path stays in it). A QA pass: stripped names could not reach ``"web "``,
+    which the error's own example then named, and ``a=/x,b=/y,z`` had given ``a`` all of it.
+    """
+    # longest first, so that domain "a=b" wins over "a" in "a=b=/x"
+    names = sorted(domains, key=len, reverse=True)
+    # blanks around a plain name and its '=' are the shell's; a name with blanks of its own is exact
+    heads = [(d, re.compile(rf"\s*{re.escape(d)}\s*=" if d == d.strip() else rf"{re.escape(d)}="))
+             for d in names]
+
+    def head(text: str, pos: int) -> tuple[str, int] | None:
+        for d, pat in heads:
+            if m := pat.match(text, pos):
+                return d, m.end()
+        return None
+
+    out: dict[str, str] = {}
+    for value in values:
+        pos = 0
+        while True:
+            found = head(value, pos)
+            if found is None:  # no domain of the mixture: said as the name before '='
+                name, sep, path = value[pos:].partition("=")
+                if not sep or not name.strip() or not path.strip():
+                    raise MixoptError(f"--prefix {value[pos:]!r} is not of the form domain=path (e.g. "
+                                      "web=/data/web)")
+                raise MixoptError(f"--prefix names domain(s) {name.strip()} the mixture lacks; its domains "
+                                  f"are {', '.join(_shown(d) for d in domains)}")
+            domain, start = found
+            end = next((i for i in range(start, len(value)) if value[i] == "," and head(value, i + 1)),
+                       len(value))
+            path = value[start:end].strip()
+            if not path:
+                raise MixoptError(f"--prefix gives {domain!r} no path; write {domain}=/path/to/data")
+            if domain in out:
+                raise MixoptError(f"--prefix gives {domain!r} twice; give each domain one path")
+            out[domain] = path
+            if end == len(value):
+                break
+            pos = end + 1
+    return out
 
 
 def _slug(name: str) -> str:
@@ -164,10 +225,43 @@ def _train_name(domain: str) -> str:
 
 def _yaml_train_names(mixture: Mixture, names: Mapping[str, str],
                       prefixes: Mapping[str, str] | None) -> dict[str, str]:
-    """RegMix's ``train:`` key of each domain: its --prefix, else train_<domain>; when that makes two
-    keys one (domains x and train_x both), the names as given."""
-    train_names = {d: names[d] if d in (prefixes or {}) else _train_name(d) for d in mixture.weights}
-    return train_names if len(set(train_names.values())) == len(train_names) else dict(names)
+    """RegMix's ``train:`` key of each domain: its --prefix, else train_<domain>."""
+    return {d: names[d] if d in (prefixes or {}) else _train_name(d) for d in mixture.weights}
+
+
+def _check_train_keys(train: Mapping[str, str], prefixes: Mapping[str, str] | None) -> None:
+    """Refuse ``train:`` keys RegMix's trainer would read other files for: it takes a set's files
+    as ``glob(<data_dir>/<key>*)``, so a key that begins another reads that set's files too, and a
+    domain's own name with a glob character matches other files or none (a QA pass with RegMix's
+    loader: ``train_code`` read ``train_code_py``'s files as well, without a word)."""
+    def fix(d: str) -> str:
+        plain = _train_name(re.sub(r"[*?\[\]\s/]+", "_", d))
+        return f"--prefix '{d}={plain}'"
+
+    globbed = [d for d, k in train.items() if d not in (prefixes or {}) and any(c in "*?[]" for c in d)]
+    if globbed:
+        raise MixoptError(
+            f"RegMix's trainer finds a train: set's files by glob, and domain(s) "
+            f"{', '.join(map(repr, globbed))} have glob characters (* ? [ ]); give each its data file "
+            f"prefix, e.g. {fix(globbed[0])}"
+        )
+    by_key: dict[str, list[str]] = {}
+    for d, k in train.items():
+        by_key.setdefault(k, []).append(d)
+    for k, ds in by_key.items():
+        if len(ds) > 1:  # domains x and train_x: both are RegMix's set train_x
+            raise MixoptError(
+                f"domains {' and '.join(map(repr, ds))} would both be RegMix's train: set {k!r}; give "
+                f"one its data file prefix with --prefix, e.g. --prefix '{ds[-1]}=train_{ds[-1]}'"
+            )
+    keys = sorted(by_key)
+    for a, b in zip(keys, keys[1:], strict=False):  # sorted: a key that begins another is just before it
+        if b.startswith(a):
+            raise MixoptError(
+                f"RegMix's trainer reads a train: set's files as glob('<key>*'), so {a!r} (domain "
+                f"{by_key[a][0]!r}) would read the files of {b!r} (domain {by_key[b][0]!r}) too; rename "
+                f"one's data files so that neither name begins the other, and give it with --prefix"
+            )
 
 
 def _objective_weights(mixture: Mixture) -> dict[str, float]:
@@ -231,6 +325,14 @@ def export_notes(
             where = {"megatron": "the Megatron blend", "hf": "the datasets to interleave",
                      "yaml": "RegMix's train: sets"}[fmt]
             notes.append(f"left out of {where} (weight 0, at most {NEGLIGIBLE_WEIGHT:g}): {', '.join(zero)}")
+    if fmt == "hf":
+        kept = {d: w for d, w in mixture.weights.items() if w > NEGLIGIBLE_WEIGHT}
+        d_min = min(kept, key=kept.__getitem__)
+        p_min = kept[d_min] / sum(kept.values())
+        if p_min < TINY_PROBABILITY:  # a QA pass: 1.85e-8 had interleaving run for hours
+            notes.append(f"{d_min}'s probability is {p_min:.3g}: with stopping_strategy=\"all_exhausted\", "
+                         f"interleave_datasets draws until every dataset has run out, about {d_min}'s rows "
+                         f"/ {p_min:.3g} examples; the default first_exhausted stops at the first")
     if prefixes:  # some prefixes given: the others are probably forgotten, not meant as bare names
         bare = [d for d, w in mixture.weights.items() if w > 0 and d not in prefixes]
         if bare:
@@ -313,6 +415,7 @@ def export_mixture(
             f"one with a space or '/'; give each its data file prefix, e.g. --prefix "
             f"'{bad[0]}={_train_name(_slug(bad[0]).replace('/', '_'))}'"
         )
+    _check_train_keys({d: train_names[d] for d in kept}, prefixes)
     train = {train_names[d]: w[d] for d in kept}
     doc = {"train": train, "valid": valid_sets}
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)

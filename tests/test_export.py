@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mixopt.cli import main
@@ -41,6 +41,9 @@ def mixtures(draw: st.DrawFn) -> Mixture:
 @settings(max_examples=30, deadline=None)
 @given(mix=mixtures(), fmt=st.sampled_from(FORMATS))
 def test_round_trip_is_exact(mix: Mixture, fmt: str) -> None:
+    if fmt == "yaml":  # RegMix globs <key>*: keys where one begins another are refused (tested below)
+        keys = sorted("train_" + d.removeprefix("train_") for d in mix.weights)
+        assume(not any(b.startswith(a) for a, b in zip(keys, keys[1:], strict=False)))
     back = parse_export(export_mixture(mix, fmt), fmt, domains=list(mix.weights))
     assert back == mix.weights  # repr keeps every bit
     assert list(back) == list(mix.weights)  # and the order
@@ -119,10 +122,13 @@ def test_megatron_leaves_out_zero_weights_and_says_so() -> None:
         assert "no --prefix for c: written as the bare domain name(s)" in export_notes(
             mix, fmt, prefixes={"a": "web"})
     assert "no --prefix for c: written as train_<domain>" in export_notes(mix, "yaml", prefixes={"a": "web"})
-    both = Mixture({"x": 0.3, "train_x": 0.3, "z": 0.4})  # train_x would be two keys: written as given
-    assert "no --prefix for x, train_x: written as the bare domain name(s)" in export_notes(
-        both, "yaml", prefixes={"z": "zz"})
-    assert "x: 0.3" in export_mixture(both, "yaml", prefixes={"z": "zz"})
+    # x and train_x are both RegMix's set train_x: refused, where the names as given had been written
+    # (RegMix's glob of `x*` reads none of a train_x_* data folder's files)
+    both = Mixture({"x": 0.3, "train_x": 0.3, "z": 0.4})
+    with pytest.raises(MixoptError, match="domains 'x' and 'train_x' would both be RegMix's train: set "
+                                          "'train_x'; give one its data file prefix with --prefix"):
+        export_mixture(both, "yaml", prefixes={"z": "zz"})
+    assert "train_x: 0.3\n  train_y: 0.3" in export_mixture(both, "yaml", prefixes={"train_x": "train_y"})
     fitted = Mixture({"a": 0.5, "c": 0.5}, meta={"objective": {"kind": "metric", "metric": "metric/x_loss"}})
     assert "(the objective, metric/x_loss, names no domain)" in export_notes(fitted, "yaml")[0]
     # A fit on RegMix's Pile-CC column: its valid set is that domain's, as RegMix's own regmix.yaml
@@ -212,16 +218,58 @@ def test_export_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_prefixes_take_the_comma_form_and_refuse_a_domain_twice() -> None:
-    from mixopt.cli.export import _prefixes
+    from mixopt.export import parse_prefixes
 
-    assert _prefixes(["code=/a,math=/b", "web=/x,y"]) == {"code": "/a", "math": "/b", "web": "/x,y"}
+    doms = ["code", "math", "web"]
+    assert parse_prefixes(["code=/a,math=/b", "web=/x,y"], doms) == {"code": "/a", "math": "/b",
+                                                                     "web": "/x,y"}
     with pytest.raises(MixoptError, match="gives 'code' twice"):
-        _prefixes(["code=/a", "code=/b"])
+        parse_prefixes(["code=/a", "code=/b"], doms)
+    # a comma begins a pair only before a domain and '=' (a QA pass: all of it had gone to code)
+    assert parse_prefixes(["code=/x,math=/y,z"], doms) == {"code": "/x", "math": "/y,z"}
+    assert parse_prefixes([" code = /a , math=/b"], doms) == {"code": "/a", "math": "/b"}
+    # names with '=' or blanks of their own are matched whole: the error's own example had failed
+    assert parse_prefixes(["a=b=/data/ab", "a=/data/a"], ["a", "a=b"]) == {"a=b": "/data/ab", "a": "/data/a"}
+    assert parse_prefixes(["web =/data/w"], ["web ", "c"]) == {"web ": "/data/w"}
+    with pytest.raises(MixoptError, match=r"names domain\(s\) books the mixture lacks; its domains are "
+                                          r"'web ', c"):
+        parse_prefixes(["books=/b"], ["web ", "c"])
+    with pytest.raises(MixoptError, match="is not of the form domain=path"):
+        parse_prefixes(["/data/web"], doms)
+    with pytest.raises(MixoptError, match="gives 'web' no path"):
+        parse_prefixes(["web= "], doms)
+
+
+def test_export_refuses_names_its_consumers_would_misread() -> None:
+    # RegMix globs <key>*: train_code would read train_code_py's files too (a QA pass)
+    clash = Mixture({"code": 0.5, "code_py": 0.5})
+    with pytest.raises(MixoptError, match=r"so 'train_code' \(domain 'code'\) would read the files of "
+                                          r"'train_code_py' \(domain 'code_py'\) too"):
+        export_mixture(clash, "yaml")
+    with pytest.raises(MixoptError, match="would read the files"):  # a --prefix that begins another too
+        export_mixture(Mixture({"a": 0.5, "b": 0.5}), "yaml", prefixes={"a": "data/x", "b": "data/x2"})
+    assert "train_code_all" in export_mixture(clash, "yaml", prefixes={"code": "train_code_all"})
+    globbed = Mixture({"s*": 0.5, "c[1]": 0.5})
+    with pytest.raises(MixoptError, match=r"domain\(s\) 's\*', 'c\[1\]' have glob characters .* "
+                                          r"--prefix 's\*=train_s_'"):
+        export_mixture(globbed, "yaml")
+    # Megatron's argparse takes a word beginning with '-' for an option
+    dash = Mixture({"-neg": 0.5, "c": 0.5})
+    with pytest.raises(MixoptError, match=r"begin with '-': '-neg'; .* "
+                                          r"--prefix '-neg=/data/neg_text_document'"):
+        export_mixture(dash, "megatron")
+    assert export_mixture(dash, "megatron", prefixes={"-neg": "/d/neg"}) == "0.5 /d/neg 0.5 c\n"
+    # HF's all_exhausted runs about rows / p draws: a tiny probability is said
+    tiny = Mixture({"a": 1 - 2e-8, "b": 2e-8})
+    assert any("b's probability is 2e-08: with stopping_strategy=\"all_exhausted\"" in n
+               for n in export_notes(tiny, "hf"))
+    assert not any("probability" in n for n in export_notes(MIX, "hf"))
 
 
 def test_a_megatron_prefix_with_a_space_is_refused_with_the_option_that_fixes_it() -> None:
     spaced = Mixture({"web text": 0.5, "code": 0.5})
-    with pytest.raises(MixoptError, match=r"contain spaces: 'web text'; give each its data prefix, e\.g\. "
+    with pytest.raises(MixoptError, match=r"contain spaces or begin with '-': 'web text'; give each its "
+                                          r"data prefix, e\.g\. "
                                           r"--prefix 'web text=/data/web_text_text_document'"):
         export_mixture(spaced, "megatron")
     fixed = export_mixture(spaced, "megatron", prefixes={"web text": "/data/web_text_text_document"})
@@ -289,7 +337,7 @@ def test_yaml_valid_section_survives_huge_weights_and_keeps_x_and_train_x_apart(
     huge = Mixture({"a": 0.5, "b": 0.5}, meta={"objective": {"weights": {"a": 1e308, "b": 1e308}}})
     assert yaml.safe_load(export_mixture(huge, "yaml"))["valid"] == {"valid_a": 0.5, "valid_b": 0.5}
     both = Mixture({"x": 0.25, "train_x": 0.75})
-    doc = yaml.safe_load(export_mixture(both, "yaml"))
+    doc = yaml.safe_load(export_mixture(both, "yaml", prefixes={"train_x": "train_train_x"}))
     assert doc["valid"] == {"valid_x": 0.5, "valid_train_x": 0.5}  # two sets, not one with half the weight
 
 

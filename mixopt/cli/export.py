@@ -11,23 +11,6 @@ from mixopt.cli import app
 from mixopt.cli.common import err_console, out_file
 
 
-def _prefixes(values: list[str] | None) -> dict[str, str]:
-    from mixopt.errors import MixoptError
-
-    out: dict[str, str] = {}
-    for value in values or []:
-        # "a=/x,b=/y" is two prefixes, as --fix takes them; a comma inside a path stays in it.
-        parts = value.split(",") if all("=" in p for p in value.split(",")) else [value]
-        for v in parts:
-            domain, sep, prefix = v.partition("=")
-            if not sep or not domain.strip() or not prefix.strip():
-                raise MixoptError(f"--prefix {v!r} is not of the form domain=path (e.g. web=/data/web)")
-            if domain.strip() in out:
-                raise MixoptError(f"--prefix gives {domain.strip()!r} twice; give each domain one path")
-            out[domain.strip()] = prefix.strip()
-    return out
-
-
 @app.command("export")
 def export(
     mixture: Annotated[Path, typer.Argument(help="Mixture JSON (mixopt.mixture/v1).")],
@@ -47,7 +30,7 @@ def export(
     """Write a mixture in the form a training job reads."""
     from mixopt.atomic import check_writable, write_text
     from mixopt.cli.common import assignments
-    from mixopt.export import export_mixture, export_notes
+    from mixopt.export import export_mixture, export_notes, parse_prefixes
     from mixopt.mixture import Mixture
 
     if out is not None:
@@ -55,7 +38,7 @@ def export(
         check_writable(out, inputs={"mixture": mixture}, example=named.get(fmt, "mixture.yaml"))
     mix = Mixture.load(mixture)
     valid_sets = assignments(valid, "--valid")
-    prefixes = _prefixes(prefix)
+    prefixes = parse_prefixes(prefix or [], list(mix.weights))
     text = export_mixture(mix, fmt, prefixes, valid_sets)
     for note in export_notes(mix, fmt, valid_sets, prefixes):
         err_console.print(f"note: {note}")
