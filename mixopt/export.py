@@ -336,12 +336,7 @@ def export_notes(
     if prefixes:  # some prefixes given: the others are probably forgotten, not meant as bare names
         bare = [d for d, w in mixture.weights.items() if w > 0 and d not in prefixes]
         if bare:
-            how = "as the bare domain name(s)"
-            if fmt == "yaml":  # train_<domain>, unless that would make two keys one
-                given = {d: prefixes.get(d, d) for d in mixture.weights}
-                written = _yaml_train_names(mixture, given, prefixes)
-                if all(written[d] == _train_name(d) for d in bare):
-                    how = "as train_<domain>"
+            how = "as train_<domain>" if fmt == "yaml" else "as the bare domain name(s)"
             notes.append(f"no --prefix for {', '.join(bare)}: written {how}")
     elif fmt == "megatron":  # Megatron reads a bare name as a path relative to where it runs
         notes.append("no --prefix: the blend names each domain as a data prefix relative to where "
