@@ -36,6 +36,13 @@ class RunsFailedError(MixoptError):
     exit_code = 1
 
 
+class StoreLockedError(MixoptError):
+    """The run store stayed locked by another program past every wait: nothing about the input is
+    wrong, and the same command works once the lock is gone. The CLI exits with 1."""
+
+    exit_code = 1
+
+
 class TooFewRunsError(MixoptError):
     """A fit refused for having fewer runs than ``needed`` (a fold's runs, when cross-validating)."""
 

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import sqlite3
+import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mixopt import paths
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning, StoreLockedError, warn
 from mixopt.mixture import RENORM_TOL
 from mixopt.objective import Objective
 
@@ -43,6 +44,10 @@ RUN_STATUSES = ("ok", "diverged", "failed", "running")
 SCHEMA_VERSION = 1
 # Long enough for a writer to wait out another process's commit on a loaded 2-core machine.
 BUSY_TIMEOUT_S = 60.0
+# How long a write waits in all for a lock another program holds (a database browser with a
+# transaction open), warned of after the first busy timeout: a search's result waits rather than
+# being lost, and a command ends with one line rather than a traceback (a QA pass).
+LOCK_PATIENCE_S = 600.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -336,7 +341,7 @@ class RunStore:
             raise self._readonly_error()
         try:
             with self._connect() as con:
-                con.execute("BEGIN IMMEDIATE")
+                self._begin_write(con)
                 try:
                     yield con
                 except BaseException:
@@ -349,6 +354,31 @@ class RunStore:
             if "readonly" in str(exc):
                 raise self._readonly_error() from exc
             raise
+
+    def _begin_write(self, con: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``, waiting out a lock held by another program for up to
+        :data:`LOCK_PATIENCE_S` in all (each try waits :data:`BUSY_TIMEOUT_S`)."""
+        t0 = time.monotonic()
+        warned = False
+        while True:
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                waited = time.monotonic() - t0
+                if waited >= LOCK_PATIENCE_S:
+                    raise StoreLockedError(
+                        f"the run store {self.path} stayed locked by another program for {waited:.0f} s (a "
+                        "database browser with a transaction open, or a stuck process); close it, then run "
+                        "the command again"
+                    ) from exc
+                if not warned:
+                    warn(f"the run store {self.path} has been locked by another program for {waited:.0f} s "
+                         "(a database browser with a transaction open?); waiting up to "
+                         f"{LOCK_PATIENCE_S - waited:.0f} s more for it", MixoptWarning)
+                    warned = True
 
     def _readonly_error(self) -> MixoptError:
         return MixoptError(f"run store {self.path} is read-only for this user, and this command writes "

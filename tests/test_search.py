@@ -1588,3 +1588,56 @@ def test_a_leftover_search_folder_is_set_aside_and_a_held_one_refused(workspace,
     with (driver_lock(search_dir("live"), "live"), pytest.raises(MixoptError, match=said),
           driver_lock(search_dir("live"), "live", new_option="--name")):
         pass
+
+
+def test_a_resume_reuses_what_another_search_measured_while_its_driver_was_dead(workspace, tmp_path,
+                                                                                  ray_session) -> None:
+    """A QA pass: kill -9 a search, start a second like it (the same seeded swarm, its mixtures no
+    longer left to a dead driver), resume the first: it had run those mixtures again."""
+    from pathlib import Path
+
+    from mixopt.search.driver import _borrow_swarm, _plan, resume_search, run_search
+    from mixopt.search.prepare import prepare
+
+    dead = prepare(config(tmp_path, name="k1", budget=6))
+    plan = _plan(dead)
+    dead.store.create_search("k1", {**dead.config.as_dict(), "name": "k1", "started_in": str(Path.cwd())},
+                             plan)  # recorded and never driven: as after a kill -9 before any run
+    other = run_search(config(tmp_path, name="k2", budget=6, out=str(tmp_path / "k2.json")))
+    assert other.runs["ok"] == 6  # nothing was left to k1, whose driver is gone
+    res = resume_search("k1")
+    store = RunStore()
+    assert store.runs(search_id="k1") == []  # every slot reused, none run again
+    assert res.runs["reused"] == 6 and res.runs["fitted"] == 6
+    assert _borrow_swarm(dead, store.get_search("k1").plan) == 0  # a reused run counts once
+
+
+def test_a_store_locked_past_every_wait_ends_the_search_resumable(workspace, tmp_path, ray_session,
+                                                                   monkeypatch) -> None:
+    """The end-of-search write under another program's lock had been a traceback (a QA pass)."""
+    from mixopt.errors import StoreLockedError
+    from mixopt.search import driver
+
+    def locked(*args, **kw):
+        raise StoreLockedError("the run store x stayed locked by another program for 600 s; close it")
+
+    monkeypatch.setattr(driver, "_stages", locked)
+    with pytest.raises(StoreLockedError, match=r"close it: for this search, .*--resume lk.* \(its finished "
+                                               r"runs are kept\)"):
+        driver.run_search(config(tmp_path, name="lk", budget=6))
+    assert RunStore().get_search("lk").state == "running"  # untouched: `runs searches` shows it stopped
+
+
+def test_a_new_search_named_as_one_running_now_is_told_so(workspace, tmp_path) -> None:
+    """Its advice had been --resume, which is refused while the other driver lives (a QA pass)."""
+    from mixopt.search.driver import _plan, run_search
+    from mixopt.search.lock import driver_lock
+    from mixopt.search.prepare import prepare
+
+    first = prepare(config(tmp_path, name="same"))
+    first.store.create_search("same", {"name": "same"}, _plan(first))
+    with driver_lock(first.search_dir, "same"), pytest.raises(
+            MixoptError, match="a search named 'same' is running now; pick another --name, or wait for it"):
+        run_search(config(tmp_path, name="same"))
+    with pytest.raises(MixoptError, match="exists; continue it with .*--resume same"):  # its driver gone
+        run_search(config(tmp_path, name="same"))

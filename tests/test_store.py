@@ -221,6 +221,33 @@ def test_a_write_sqlite_finds_read_only_is_the_same_clear_error(store, monkeypat
     assert [r.run_id for r in store.runs()] == ["r1"]
 
 
+def test_a_store_locked_by_another_program_is_waited_for_then_one_clear_error(store, monkeypatch):
+    """A QA pass: a database browser holding a write transaction past the busy timeout had given a
+    search a traceback, and a run's result was recorded failed."""
+    import threading
+
+    from mixopt.errors import StoreLockedError
+
+    store.add(rec("r1", [0.2, 0.3, 0.5], 1.0))
+    monkeypatch.setattr("mixopt.store.BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr("mixopt.store.LOCK_PATIENCE_S", 0.3)
+    browser = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+    browser.execute("BEGIN IMMEDIATE")
+    with pytest.warns(MixoptWarning, match="locked by another program"), \
+            pytest.raises(StoreLockedError, match=r"stayed locked by another program for \d+ s .*close it, "
+                                                  "then run the command again"):
+        store.add(rec("r2", [0.5, 0.3, 0.2], 2.0))
+    assert StoreLockedError.exit_code == 1  # not bad input: the same command works once it is closed
+    # a lock let go within the patience: the write waits for it and goes through, said once
+    monkeypatch.setattr("mixopt.store.LOCK_PATIENCE_S", 30.0)
+    threading.Timer(0.4, lambda: browser.execute("ROLLBACK")).start()
+    with pytest.warns(MixoptWarning, match="waiting up to") as said:
+        store.add(rec("r2", [0.5, 0.3, 0.2], 2.0))
+    assert len([w for w in said if "locked" in str(w.message)]) == 1
+    assert [r.run_id for r in store.runs()] == ["r1", "r2"]
+    browser.close()
+
+
 def test_a_readonly_sqlite_file_that_is_no_store_is_one_clear_error(tmp_path, monkeypatch):
     other = tmp_path / "other.sqlite"
     con = sqlite3.connect(other)

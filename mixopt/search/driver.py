@@ -29,14 +29,21 @@ import numpy as np
 from mixopt import __version__
 from mixopt.atomic import write_json
 from mixopt.baselines import BASELINES, baseline_temperature, baselines_for, moved_note
-from mixopt.errors import MixoptError, MixoptWarning, RunsFailedError, warn, warnings_as_notes
+from mixopt.errors import (
+    MixoptError,
+    MixoptWarning,
+    RunsFailedError,
+    StoreLockedError,
+    warn,
+    warnings_as_notes,
+)
 from mixopt.fitters.cv import distinct_mixtures
 from mixopt.fitters.varied import flat, unvaried, varying
 from mixopt.objective import per_domain_split
 from mixopt.proposers.proposal import best_run_note, proposal_notes
 from mixopt.proposers.topk import FLAT_WARNING
 from mixopt.search.config import SearchConfig
-from mixopt.search.lock import DRIVING, driver_lock, planning_lock
+from mixopt.search.lock import DRIVING, driver_alive, driver_lock, planning_lock
 from mixopt.search.prepare import Prepared, mark_search_dir, own_search_dir, prepare
 from mixopt.search.ray_env import RayInfo, ensure_ray, reachable_address, user_modules, watch_cluster
 from mixopt.search.result import SearchResult, build_mixture, candidate_rows, shown_rung
@@ -112,6 +119,9 @@ def run_search(
     try:
         planning.enter_context(planning_lock(prep.store.path))
         if prep.store.get_search(prep.search_id) is not None:
+            if driver_alive(prep.search_dir):  # its resume would be refused too (a QA pass)
+                raise MixoptError(f"a search named {prep.search_id!r} is running now; pick another "
+                                  f"{option}, or wait for it to end")
             raise MixoptError(
                 f"a search named {prep.search_id!r} exists; continue it with {prep.resume} or pick "
                 f"another {option}"
@@ -152,7 +162,7 @@ def run_search(
         except KeyboardInterrupt:
             prep.store.update_search(prep.search_id, state="interrupted")
             raise
-        except RayRefused:  # _LazyRay deleted the search, which ran nothing
+        except (RayRefused, StoreLockedError):  # deleted by _LazyRay; a store that takes nothing now
             raise
         except BaseException as exc:
             prep.store.update_search(prep.search_id, state="failed", result=failure(exc))
@@ -345,10 +355,44 @@ def resume_search(
             again = st.retag_errors(name, TIMED_OUT, REQUEUED + TIMED_OUT)
             if again:
                 said.append(f"{runs(again)} run(s) timed out under the old --trial-timeout run again")
+        if cfg.reuse and not get_method(cfg.method).training_free and (n := _borrow_swarm(prep, plan)):
+            said.append(f"{n} swarm run(s) that another search measured meanwhile (same mixture, seed and "
+                        "fidelity) are reused, not run again")
         line = f"resuming search {name}" + (": " + "; ".join(said) if said else "")
         _emit(progress, StageEvent(stage="plan", search_id=name, message=line))
         st.update_search(name, state="running")
         return _drive(prep, plan, ray, progress, resumed=True)
+
+
+def _swarm_searcher(prep: Prepared, plan: dict[str, Any]) -> SwarmSearcher:
+    """The search's swarm slots, less those a resume found measured by another search (reused)."""
+    cfg = prep.config
+    searcher = SwarmSearcher.from_rows(plan["swarm"], domains=prep.domains, search_id=prep.search_id,
+                                       seed=cfg.seed, retries=cfg.retries)
+    for key in plan.get("swarm_borrowed", {}):
+        searcher.slots.pop(key, None)
+    return searcher
+
+
+def _borrow_swarm(prep: Prepared, plan: dict[str, Any]) -> int:
+    """On a resume, the swarm slots this search has not finished that a run of another search
+    measured meanwhile (same mixture, seed, fidelity and a finite objective): taken into the
+    plan's reused runs, so they are not run again. A search started while this one's driver was
+    dead had planned the same seeded mixtures and run them (a QA pass: a kill -9, a second search,
+    a resume, and 8 of 12 mixtures measured twice). Returns how many."""
+    searcher = _swarm_searcher(prep, plan)
+    slots = list(searcher.slots.values())
+    slot_states(prep.store, prep.search_id, slots, retries=prep.config.retries)
+    found = borrowable(prep.store, [s for s in slots if s.state != "done"], search_id=prep.search_id,
+                       corpus_hash=prep.corpus_hash, fidelity_key=prep.fidelity_key, domains=prep.domains,
+                       objective=prep.objective)
+    taken = set(plan.get("reused", []))
+    found = {k: i for k, i in found.items() if i not in taken}  # a run reused once counts once
+    if found:
+        plan["swarm_borrowed"] = {**plan.get("swarm_borrowed", {}), **found}
+        plan["reused"] = [*plan.get("reused", []), *found.values()]
+        prep.store.update_search(prep.search_id, plan=plan)
+    return len(found)
 
 
 def _near_diverged_note(store: RunStore, sid: str, domains: list[str], weights: Any,
@@ -606,7 +650,6 @@ def _plan(prep: Prepared) -> dict[str, Any]:
 def _planned_elsewhere(prep: Prepared) -> list[list[float]]:
     """Swarm rows of the other searches whose driver runs now, over this search's corpus, fidelity
     and domains, less the mixtures they have finished (those are reused)."""
-    from mixopt.search.lock import driver_alive
     from mixopt.search.prepare import search_dir
 
     rows: list[list[float]] = []
@@ -666,6 +709,8 @@ def _drive(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progre
         settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time())
         store.update_search(sid, state=ray.state_before)
         raise
+    except StoreLockedError as exc:  # the store takes nothing now: the search stays resumable as it is
+        raise StoreLockedError(f"{exc}: for this search, {prep.resume} (its finished runs are kept)") from exc
     except BaseException as exc:
         settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time())
         store.update_search(sid, state="failed", result=failure(exc))
@@ -683,8 +728,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
     prep.search_dir.mkdir(parents=True, exist_ok=True)
 
     # 1. the swarm
-    searcher = SwarmSearcher.from_rows(plan["swarm"], domains=domains, search_id=sid, seed=cfg.seed,
-                                       retries=cfg.retries)
+    searcher = _swarm_searcher(prep, plan)
     _run_phase(prep, searcher, "swarm", ray, progress, warm=plan.get("reused", []))
 
     # 2. fit and propose on every finished run (reused ones included)
