@@ -66,8 +66,10 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
     with atomic_dir(folder) as tmp:
         files = []
         n_mix = distinct_mixtures(X)  # runs of one mixture share a fold
+        state = shown_state(rec.state, search_dir(name))
         cv, cv_notes = _plot_cv(tmp / "cv.png", cfg.get("method", "regmix"), X, y, folds, n_mix, objective,
-                                domains, st.metric_rows(ids, list(objective.metric_weights(domains))))
+                                domains, st.metric_rows(ids, list(objective.metric_weights(domains))),
+                                running=state == "running")
         if cv is not None:
             files.append(folder / "cv.png")
         if result:
@@ -79,7 +81,7 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
                    reused=[v for v, i in zip(y, ids, strict=True) if i not in own],
                    lent={r.run_id for r in lent})
         files.append(folder / "runs.png")
-        md = _markdown(name, shown_state(rec.state, search_dir(name)), cfg, result, runs, len(reused), len(y),
+        md = _markdown(name, state, cfg, result, runs, len(reused), len(y),
                        cv, cv_notes, files, n_lent=len(lent), error=error,
                        folds=min(folds, n_mix))
         (tmp / "report.md").write_text(md, encoding="utf-8")
@@ -117,10 +119,13 @@ def cv_headline_notes(method: str, fit_name: str, k: int, folds: int, n_runs: in
 
 def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, n_mix: int,
              objective: Objective, domains: list[str],
-             Y: np.ndarray | None) -> tuple[dict[str, float] | None, list[str]]:
+             Y: np.ndarray | None, *, running: bool = False) -> tuple[dict[str, float] | None, list[str]]:
     """Out-of-fold predictions against the measured objective; (metrics or None, notes). ``n_mix``: the
     distinct mixtures among the runs (the most folds). ``Y``: the runs' values of the objective's
-    metrics, which per-metric laws are fitted on (as the search does)."""
+    metrics, which per-metric laws are fitted on (as the search does). ``running``: the search goes
+    on, so the advice is to wait for its runs rather than to search again."""
+    more = ("the search is still running: report again when more runs have finished" if running
+            else "search with a larger budget")
     from sklearn.base import clone
 
     from mixopt.fitters.cv import cross_validate
@@ -134,15 +139,14 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, 
     k = min(folds, n_mix)  # n_mix: the distinct mixtures among the runs
     if k < 3:
         few = f"runs ({len(y)})" if n_mix == len(y) else f"distinct mixtures ({n_mix} in {len(y)} runs)"
-        return None, [f"too few {few} for cross-validation"]
+        return None, [f"too few {few} for cross-validation" + (f"; {more}" if running else "")]
     notes = cv_headline_notes(method, fit_name, k, folds, len(y), n_mix)
     target = fit_target(fitter, y, Y)
     try:
         if np.ptp(np.asarray(clone(fitter).fit(X, target).predict(X), dtype=float)) == 0:
             # Each fold's model predicts its training mean, which anti-correlates with the held-out run.
             notes.append(f"the {fit_name.split()[0]} model predicts one value for every mixture on these "
-                         f"{len(y)} runs, so its cross-validation figures measure nothing; search with a "
-                         "larger budget")
+                         f"{len(y)} runs, so its cross-validation figures measure nothing; {more}")
         res = cross_validate(fitter, X, target, k=k, seed=0, folds_option="--folds")
     except MixoptError as exc:  # a law with more parameters than a fold's runs: the rest of the report stands
         return None, [*notes, f"no cross-validation: {str(exc).removeprefix('cross-validation: ')}"]

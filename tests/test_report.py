@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -272,3 +274,14 @@ def test_report_md_shows_the_proposal_beside_an_exported_baseline_and_reads_a_po
     md = _markdown("s", "done", {"method": "random"}, result, [], 0, 0, poor, [], [], folds=5)
     assert "ranks runs it did not see" not in md
     assert "- objective: **bpb of a=2, b=1** (bits per byte; lower is better)" in md
+
+
+def test_a_running_search_is_told_to_wait_for_its_runs_not_to_search_again(tmp_path: Path) -> None:
+    """A QA pass: a report of a search 4 runs into 16 had advised a larger budget."""
+    from mixopt.report import _plot_cv
+
+    X, y = np.array([[0.5, 0.5], [0.2, 0.8]]), np.array([2.0, 2.1])
+    args = (tmp_path / "cv.png", "regmix", X, y, 5, 2, Objective.parse(None, "loss"), ["a", "b"], None)
+    assert _plot_cv(*args, running=True)[1] == ["too few runs (2) for cross-validation; the search is still "
+                                                "running: report again when more runs have finished"]
+    assert _plot_cv(*args)[1] == ["too few runs (2) for cross-validation"]
