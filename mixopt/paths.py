@@ -3,7 +3,9 @@
 The workspace defaults to ``./.mixopt`` (override with ``MIXOPT_HOME``): built corpora under
 ``corpora/``, the run store ``runs.sqlite``, searches under ``searches/``, proxy results under
 ``runs/``. Recipes (``corpora/*.toml``, ``proxies/*.toml``) are looked up in the current folder
-first, then next to the installed package (the repository root for an editable install).
+first, then among the recipes shipped with the package (``mixopt/recipes/``: links to the
+repository's ``corpora/`` and ``proxies/`` in a checkout, copies in a wheel), then in the repository
+root of an editable install.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_ROOT.parent
+SHIPPED = PACKAGE_ROOT / "recipes"  # <kind>/ under it: the recipes a wheel carries
 # A name that becomes one folder under the workspace (a corpus, a search): no path separators, no
 # leading dot, at most 100 characters.
 FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
@@ -26,11 +29,21 @@ def home() -> Path:
 
 def recipe_dirs(kind: str) -> list[Path]:
     """Folders searched for recipes of ``kind`` (``"corpora"`` or ``"proxies"``), in order."""
-    dirs = [Path.cwd() / kind, REPO_ROOT / kind]
+    dirs = [Path.cwd() / kind, *shipped_dirs(kind)]
     out: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
             out.append(d)
+    return out
+
+
+def shipped_dirs(kind: str) -> list[Path]:
+    """Where the recipes of ``kind`` that come with mixopt live (resolved; the package's, and the
+    repository root's for an editable install whose links were not checked out as links)."""
+    out: list[Path] = []
+    for d in (SHIPPED / kind, REPO_ROOT / kind):
+        if d.is_dir() and d.resolve() not in out:
+            out.append(d.resolve())
     return out
 
 

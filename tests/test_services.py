@@ -93,3 +93,25 @@ def test_parse_refuses_what_the_cli_refuses(bad: str) -> None:
     usage, _ = _click_exceptions()
     with pytest.raises((*usage, LookupError)):
         _parse(bad)
+
+
+def test_a_wheel_carries_the_recipes(tmp_path) -> None:
+    """`pip install .` (or a wheel) had no corpora/ or proxies/: `corpus build default` was unknown."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from mixopt import paths
+
+    shipped = {p.relative_to(REPO_ROOT).as_posix() for kind in ("corpora", "proxies")
+               for p in (REPO_ROOT / kind).rglob("*.toml")}
+    # a checkout links them into the package, so that the wheel's package data holds them
+    assert {f"{kind}/{p.relative_to(paths.SHIPPED / kind).as_posix()}" for kind in ("corpora", "proxies")
+            for p in (paths.SHIPPED / kind).rglob("*.toml")} == shipped
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                           "-q", "-w", str(tmp_path), str(REPO_ROOT)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("mixopt-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"mixopt/recipes/{s}" for s in shipped} <= names and "mixopt/schemas/mixture.v1.json" in names

@@ -205,8 +205,7 @@ def _portable_rung(rung: str) -> str:
     if found is None:
         return rung
     found = found.resolve()
-    shipped = (paths.REPO_ROOT / "proxies").resolve()
-    return found.stem if found.parent == shipped else str(found)
+    return found.stem if found.parent in paths.shipped_dirs("proxies") else str(found)
 
 
 def build_space(config: SearchConfig) -> tuple[SearchSpace, str | None, str | None, str | None]:
