@@ -1565,6 +1565,13 @@ def test_a_leftover_search_folder_is_set_aside_and_a_held_one_refused(workspace,
     folder = search_dir("old")
     (folder / "runs" / "old-s0000-a1").mkdir(parents=True)
     (folder / "runs" / "old-s0000-a1" / "outcome.json").write_text("{}")  # no mark: an older version's
+    # whose store no store at hand names (a --store search's?): refused, not set aside, since its
+    # resume would then read the new search's files (an upgrade QA pass)
+    with pytest.raises(MixoptError, match=r"holds the files of a search 'old' made by an earlier mixopt, "
+                                          r"which did not mark .* if it was a --store search, resume it "
+                                          r"with that --store; pick another --name, or move that folder"):
+        own_search_dir(folder, store, "old")
+    (folder / STORE_MARK).write_text(str(tmp_path / "gone.sqlite"))  # marked, its store gone: set aside
     with pytest.warns(MixoptWarning, match="moved them to"):
         own_search_dir(folder, store, "old")
     assert [p.name for p in folder.iterdir()] == [STORE_MARK]
@@ -1588,6 +1595,28 @@ def test_a_leftover_search_folder_is_set_aside_and_a_held_one_refused(workspace,
     with (driver_lock(search_dir("live"), "live"), pytest.raises(MixoptError, match=said),
           driver_lock(search_dir("live"), "live", new_option="--name")):
         pass
+
+
+def test_a_resume_in_a_folder_another_stores_search_took_is_refused(workspace, tmp_path) -> None:
+    """An upgrade QA pass: a --store search's unmarked folder (an older mixopt's) was set aside for a
+    workspace search of its name; the --store search's resume then read that search's kept outcomes
+    as its own runs."""
+    from mixopt.search.prepare import STORE_MARK, mark_search_dir, search_dir
+
+    team, ws = RunStore(tmp_path / "team.sqlite"), RunStore()
+    team.create_search("t1", {"name": "t1"}, {})
+    ws.create_search("t1", {"name": "t1"}, {})
+    folder = search_dir("t1")
+    mark_search_dir(folder, ws)  # the workspace's t1 took the folder
+    with pytest.raises(MixoptError, match=r"is now the folder of search 't1' of store .*runs\.sqlite, so this "
+                                          r"store's search 't1' cannot go on there; search again under a new "
+                                          r"--name"):
+        mark_search_dir(folder, team, name="t1")
+    # the marked store moved (it holds no such search now): the resume's store is the folder's
+    ws_gone = tmp_path / "elsewhere.sqlite"
+    (folder / STORE_MARK).write_text(str(ws_gone))
+    mark_search_dir(folder, team, name="t1")
+    assert (folder / STORE_MARK).read_text().strip() == str(team.path.resolve())
 
 
 def test_a_resume_reuses_what_another_search_measured_while_its_driver_was_dead(workspace, tmp_path,

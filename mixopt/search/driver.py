@@ -313,7 +313,7 @@ def resume_search(
     if plan.get("fidelity_key") != prep.fidelity_key or plan.get("corpus_hash") != prep.corpus_hash:
         raise MixoptError(f"search {name!r} cannot go on: {_what_changed(plan, prep)}")
     with driver_lock(prep.search_dir, name):
-        mark_search_dir(prep.search_dir, st)  # a folder made before the mark becomes this store's
+        mark_search_dir(prep.search_dir, st, name=name)  # a folder made before the mark becomes this store's
         ray = _LazyRay(cfg, progress, prep, fresh=False, state_before=rec.state)
         _stop_on_sigterm()
         settle_runs(st, name, prep.workroot, stopped_at=recorded_stop(prep.workroot))

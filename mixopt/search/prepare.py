@@ -105,13 +105,13 @@ def own_search_dir(folder: Path, store: RunStore, name: str, *, option: str = "-
     """Make ``folder`` the new search ``name``'s folder in ``store``, marked as that store's; called
     with the folder's driver lock held, so that two new searches of one name cannot both claim it.
 
-    Files of a search that no store at hand holds (its store moved or deleted, a refused search, a
-    folder made before the mark that the workspace's store does not know) are moved aside to
-    ``.orphaned-<name>-<time>`` beside it, with a warning: a trial's kept outcome left there would be
-    read as this search's run of the same id, and nothing of them is deleted.
+    Files of a search that no store at hand holds (its store moved or deleted, a refused search)
+    are moved aside to ``.orphaned-<name>-<time>`` beside it, with a warning: a trial's kept outcome
+    left there would be read as this search's run of the same id, and nothing of them is deleted.
 
     Raises:
-        MixoptError: the folder is the folder of a search another store holds.
+        MixoptError: the folder is the folder of a search another store holds, or was made before
+            folders were marked, by a search no store at hand holds (whose store is unknown).
     """
     import shutil
 
@@ -122,14 +122,19 @@ def own_search_dir(folder: Path, store: RunStore, name: str, *, option: str = "-
         try:
             owner = (folder / STORE_MARK).read_text(encoding="utf-8").strip()
         except OSError:  # a folder made before the mark: the workspace's store's, as searches were
-            owner = str(default_path().resolve())
-        try:
-            taken = owner != mine and RunStore(owner, create=False).get_search(name) is not None
-        except MixoptError:  # not there (moved, deleted) or not a store: it holds no search
-            taken = False
+            owner = None
+        taken = _holds(owner or str(default_path().resolve()), name, other_than=mine)
         if taken:
-            raise MixoptError(f"{folder} is the folder of search {name!r} of store {owner}; search names "
+            raise MixoptError(f"{folder} is the folder of search {name!r} of store {taken}; search names "
                               f"are shared by every store in the workspace: pick another {option}")
+        if owner is None:
+            # The search may be a --store search, which no store at hand names: setting its files
+            # aside would leave its resume to read the new search's (an upgrade QA pass).
+            raise MixoptError(
+                f"{folder} holds the files of a search {name!r} made by an earlier mixopt, which did not "
+                "mark a folder with its store, and no store at hand holds it: if it was a --store "
+                "search, resume it with that --store; pick another "
+                f"{option}, or move that folder away if its search is gone")
         aside = folder.parent / f".orphaned-{name}-{_dt.datetime.now():%Y%m%d-%H%M%S-%f}"
         aside.mkdir(parents=True)
         for p in held:
@@ -139,12 +144,38 @@ def own_search_dir(folder: Path, store: RunStore, name: str, *, option: str = "-
     mark_search_dir(folder, store, replace=True)
 
 
-def mark_search_dir(folder: Path, store: RunStore, *, replace: bool = False) -> None:
-    """Write the mark of ``store`` into ``folder`` (a resume marks a folder made before the mark)."""
+def _holds(path: str, name: str, *, other_than: str) -> str | None:
+    """``path`` when it is a store other than ``other_than`` that holds a search ``name``, else None."""
+    if path == other_than:
+        return None
+    try:
+        return path if RunStore(path, create=False).get_search(name) is not None else None
+    except MixoptError:  # not there (moved, deleted) or not a store: it holds no search
+        return None
+
+
+def mark_search_dir(folder: Path, store: RunStore, *, replace: bool = False, name: str | None = None) -> None:
+    """Write the mark of ``store`` into ``folder``. A resume (``name``: its search) marks a folder
+    made before the mark, and one whose marked store is gone (moved: this store is it now).
+
+    Raises:
+        MixoptError: (a resume) another store's search ``name`` holds the folder now: a search of
+            that name there took it while this one's folder was unmarked, and this one's runs'
+            kept outcomes are gone (an upgrade QA pass: the resume read the other's as its own).
+    """
     mark = folder / STORE_MARK
+    mine = str(Path(store.path).resolve())
+    if name is not None and mark.exists():
+        owner = mark.read_text(encoding="utf-8").strip()
+        if taken := _holds(owner, name, other_than=mine):
+            raise MixoptError(
+                f"{folder} is now the folder of search {name!r} of store {taken}, so this store's search "
+                f"{name!r} cannot go on there; search again under a new --name with the same settings "
+                "(and the same --store): its finished runs are reused")
+        replace = owner != mine
     if replace or not mark.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        mark.write_text(str(Path(store.path).resolve()) + "\n", encoding="utf-8")
+        mark.write_text(mine + "\n", encoding="utf-8")
 
 
 def _claim(folder: Path) -> bool:
