@@ -597,7 +597,10 @@ def test_one_driver_per_search(workspace, tmp_path):
     from mixopt.search.lock import driver_alive, driver_lock
 
     folder = tmp_path / "searches" / "busy"
-    assert driver_alive(folder) is None  # never driven
+    assert driver_alive(folder) is None  # never driven here (another machine's, with a shared store)
+    folder.mkdir(parents=True)
+    # a folder without a lock file: an older mixopt's driver, gone (its search had shown running for good)
+    assert driver_alive(folder) is False
     with driver_lock(folder, "busy"):
         assert (folder / "driver.lock").read_text().strip() == str(os.getpid())
         assert driver_alive(folder) is True

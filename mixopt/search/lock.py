@@ -112,9 +112,12 @@ def _driving(name: str) -> Iterator[None]:
 
 
 def driver_alive(folder: Path) -> bool | None:
-    """Whether a process holds ``folder``'s driver lock now (None: no lock file, or no locks here).
+    """Whether a process holds ``folder``'s driver lock now (None: no such folder here, as for a
+    search another machine drives with a shared store, or no locks here).
 
-    A search the store calls running whose lock is free lost its driver (kill -9, a lost node).
+    A search the store calls running whose lock is free lost its driver (kill -9, a lost node); so
+    did one whose folder has no lock file, made by a mixopt older than the lock (2026-12-03; an
+    upgrade QA pass found such searches shown running for good).
     """
     try:
         import fcntl
@@ -122,7 +125,7 @@ def driver_alive(folder: Path) -> bool | None:
         return None
     path = folder / "driver.lock"
     if not path.is_file():
-        return None
+        return False if folder.is_dir() else None
     with open(path, "a+", encoding="utf-8") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
