@@ -309,6 +309,25 @@ def test_refuses_unknown_domains_and_foreign_checkpoints(tiny_corpus, tmp_path: 
     assert not (tmp_path / "empty").exists()  # a refused --resume makes no folder
 
 
+def test_a_run_whose_shipped_config_changed_resumes_with_the_config_it_was_made_with(
+        tiny_corpus, tmp_path: Path) -> None:  # noqa: ANN001
+    """An upgrade QA pass: moe-xs's bias step changed between versions, and a run started before
+    could only be resumed by rebuilding the old TOML by hand."""
+    out = tmp_path / "run"
+    train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, until_step=2)
+    changed = replace(DEBUG, shape={**DEBUG.shape, "bias_rate": 0.05})  # the shipped file, updated
+    made = out / "checkpoint-config" / "moe-debug.toml"
+    with pytest.raises(MixoptError, match=rf"differs in model config: lm.bias_rate: .*if the model config "
+                                          rf"changed since it started .* --model {re.escape(str(made))}"):
+        train("uniform", tiny_corpus, changed, seed=0, threads=1, out=out, resume=True)
+    res = train("uniform", tiny_corpus, str(made), seed=0, threads=1, out=out, resume=True)
+    full = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=tmp_path / "full")
+    assert res.metrics == full.metrics  # the file is the checkpoint's config: the run goes on as it was
+    with pytest.raises(MixoptError, match="differs in model config") as no_file:  # --dense: no file helps
+        train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=tmp_path / "full", resume=True, dense=True)
+    assert "--model" not in str(no_file.value)
+
+
 def test_ctrl_c_checkpoints_at_the_step_end_and_resume_reproduces(tiny_corpus, uniform_run,  # noqa: ANN001
                                                                   tmp_path: Path) -> None:
     import os

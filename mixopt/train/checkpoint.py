@@ -9,6 +9,7 @@ with a different fingerprint is refused with the differences spelled out.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,41 @@ def _differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = ""
     return out
 
 
+def _toml(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return json.dumps(v) if isinstance(v, str) else repr(v)
+
+
+def _config_file(folder: Path, saved: dict[str, Any], name: str) -> Path | None:
+    """Write the model config a checkpoint was made with to ``folder/checkpoint-config/<name>.toml``
+    (named as the model, which the fingerprint holds), when it gives the checkpoint's own model and
+    training settings back; None where it cannot (a config key an older mixopt lacked).
+
+    An upgrade QA pass: a shipped config changed between two versions (moe-xs's bias step), and a
+    run started before could only be resumed by rebuilding the old file by hand.
+    """
+    import tomllib
+
+    from mixopt.atomic import write_text
+    from mixopt.train.config import _SHAPE_KEYS, _TRAIN_KEYS, spec_from_dict
+
+    lm, train = saved.get("lm") or {}, saved.get("train") or {}
+    keys = {**{k: lm[k] for k in _SHAPE_KEYS if k in lm}, **{k: train[k] for k in _TRAIN_KEYS if k in train}}
+    text = (f"# the model config checkpoint {folder / CHECKPOINT} was made with, written by mixopt to\n"
+            "# resume it: mixopt train --resume --model <this file>\n"
+            + "".join(f"{k} = {_toml(v)}\n" for k, v in keys.items() if v is not None))
+    try:
+        spec = spec_from_dict(name, tomllib.loads(text))
+        same = (spec.lm_config(int(lm["vocab_size"]), dense=bool(lm.get("dense"))).__dict__ == lm
+                and spec.as_dict()["train"] == train)
+    except (MixoptError, KeyError, TypeError, ValueError, tomllib.TOMLDecodeError):
+        same = False
+    return write_text(folder / "checkpoint-config" / f"{name}.toml", text) if same else None
+
+
 def load(folder: Path, fingerprint: dict[str, Any], device: str | None = None) -> dict[str, Any]:
     """Read ``folder/checkpoint.pt`` and check it was made for ``fingerprint`` (and on ``device``,
     by its :func:`~mixopt.train.device.device_key`, where the checkpoint records one).
@@ -95,9 +131,17 @@ def load(folder: Path, fingerprint: dict[str, Any], device: str | None = None) -
                 names.get(d.split(".")[0].split(":")[0], d.split(".")[0].split(":")[0]) for d in diffs
             )
         )
+        tops = {d.split(".")[0].split(":")[0] for d in diffs}
+        # a model file can give back the model's keys and training settings; not --dense or a vocabulary
+        fixable = tops <= {"lm", "train"} and not any(d.startswith(("lm.dense:", "lm.vocab_size:"))
+                                                      for d in diffs)
+        made = _config_file(folder, saved, str(fingerprint.get("model"))) if fixable else None
+        way = (f"; if the model config changed since it started (an update of mixopt), resume with the "
+               f"config it was made with, written to {made}: --model {made}" if made else "")
         raise CheckpointMismatch(
             f"checkpoint {path} belongs to another run (differs in {what}: {'; '.join(diffs[:4])}"
-            f"{' …' if len(diffs) > 4 else ''}); resume with the same settings, or train into another --out",
+            f"{' …' if len(diffs) > 4 else ''}); resume with the same settings, or train into another --out"
+            f"{way}",
             differences=f"{what}: {'; '.join(diffs[:4])}{' …' if len(diffs) > 4 else ''}",
         )
     was = None if state.get("device") is None else device_key(str(state["device"]))  # (not before 2026-12-05)
