@@ -1611,9 +1611,9 @@ def test_a_resume_in_a_folder_another_stores_search_took_is_refused(workspace, t
     ws.create_search("t1", {"name": "t1"}, {})
     folder = search_dir("t1")
     mark_search_dir(folder, ws)  # the workspace's t1 took the folder
-    with pytest.raises(MixoptError, match=r"is now the folder of search 't1' of store .*runs\.sqlite, so this "
-                                          r"store's search 't1' cannot go on there; search again under a new "
-                                          r"--name"):
+    with pytest.raises(MixoptError, match=r"is now the folder of search 't1' of store .*runs\.sqlite, so "
+                                          r"this store's search 't1' cannot go on there; search again under "
+                                          r"a new --name"):
         mark_search_dir(folder, team, name="t1")
     # the marked store moved (it holds no such search now): the resume's store is the folder's
     ws_gone = tmp_path / "elsewhere.sqlite"

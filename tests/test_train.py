@@ -324,7 +324,8 @@ def test_a_run_whose_shipped_config_changed_resumes_with_the_config_it_was_made_
     full = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=tmp_path / "full")
     assert res.metrics == full.metrics  # the file is the checkpoint's config: the run goes on as it was
     with pytest.raises(MixoptError, match="differs in model config") as no_file:  # --dense: no file helps
-        train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=tmp_path / "full", resume=True, dense=True)
+        train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=tmp_path / "full", resume=True,
+              dense=True)
     assert "--model" not in str(no_file.value)
 
 
