@@ -1673,3 +1673,26 @@ def test_a_new_search_named_as_one_running_now_is_told_so(workspace, tmp_path) -
         run_search(config(tmp_path, name="same"))
     with pytest.raises(MixoptError, match="exists; continue it with .*--resume same"):  # its driver gone
         run_search(config(tmp_path, name="same"))
+
+
+def test_runs_of_a_rung_whose_recipe_changed_are_said_not_reused(tiny_workspace, tmp_path) -> None:
+    """An upgrade QA pass: proxies/xs.toml changed (its learning rate), and a new search said
+    "0 reused" beside runs of that corpus and rung without a word on why."""
+    import json
+
+    from mixopt.search.driver import _plan
+    from mixopt.search.prepare import prepare
+    from mixopt.store import RunRecord
+
+    prep = prepare(SearchConfig(corpus="tiny", rung="xs", budget=4, validate=0, name="px"))
+    key = json.loads(prep.fidelity_key)
+    older = json.dumps({**key, "rung_hash": "0" * len(key["rung_hash"])}, sort_keys=True)
+    w = dict(zip(prep.domains, [1 / len(prep.domains)] * len(prep.domains), strict=True))
+    prep.store.add([RunRecord(run_id=f"old-{i}", search_id="old", role="swarm", weights=w,
+                              fidelity=dict(prep.fidelity), fidelity_key=k, corpus_hash=prep.corpus_hash,
+                              status="ok", seed=0, metrics={f"loss/{d}": 3.0 for d in prep.domains})
+                    for i, k in enumerate([older, older, prep.fidelity_key])])
+    with pytest.warns(MixoptWarning, match=r"2 earlier run\(s\) of this corpus at rung xs trained under "
+                                           r"another recipe of it \(proxies/xs.toml changed since"):
+        plan = _plan(prep)
+    assert plan["reused"] == ["old-2"]

@@ -10,6 +10,7 @@ finished run is lost or run again.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -178,8 +179,6 @@ def failure(exc: BaseException) -> dict[str, str]:
 
 def _what_changed(plan: Mapping[str, Any], prep: Prepared) -> str:
     """Why a resume's runs would not be the search's: its corpus, evaluator or fidelity, in words."""
-    import json
-
     if plan.get("corpus_hash") != prep.corpus_hash:
         return (f"it ran on corpus hash {plan.get('corpus_hash')}, and the corpus now has "
                 f"{prep.corpus_hash}; rebuild the same corpus, or start a new search")
@@ -600,6 +599,11 @@ def _plan(prep: Prepared) -> dict[str, Any]:
                 f"lack metrics its objective reads ({shown or 'finite values'}), so they are not reused: "
                 f"{how}", MixoptWarning)
         reused = valued
+        if stale := _runs_of_another_recipe(prep):  # not reused without a word (an upgrade QA pass)
+            rung = json.loads(prep.fidelity_key).get("rung")
+            warn(f"{stale} earlier run(s) of this corpus at rung {rung} trained under another recipe of it "
+                 f"(proxies/{rung}.toml changed since they ran), so they are not reused: they measured "
+                 "another proxy model", MixoptWarning)
     existing = np.vstack([r.vector(prep.domains) for r in reused]) if reused else None
     # Every reused run informs the fit, but only the mixtures inside this search's constraints
     # (--fix, --max-weight, ...) count towards its budget, each once (validation measures one
@@ -645,6 +649,24 @@ def _plan(prep: Prepared) -> dict[str, Any]:
         "reused": [r.run_id for r in reused], "swarm": np.asarray(rows).tolist(),
         "reused_counted": inside, "in_flight_elsewhere": len(in_flight),
     }
+
+
+def _runs_of_another_recipe(prep: Prepared) -> int:
+    """Finished runs over this search's corpus and domains whose fidelity differs from its own only
+    in the rung recipe's hash: the rung's file changed since they ran."""
+    def without_hash(key: str) -> dict[str, Any] | None:
+        try:
+            d = json.loads(key)
+        except (TypeError, ValueError):
+            return None
+        return {k: v for k, v in d.items() if k != "rung_hash"} if isinstance(d, dict) else None
+
+    mine = json.loads(prep.fidelity_key)
+    if not mine.get("rung_hash"):  # a user's evaluator, or a rung defined in code
+        return 0
+    base = without_hash(prep.fidelity_key)
+    return sum(r.fidelity_key != prep.fidelity_key and without_hash(r.fidelity_key) == base
+               for r in prep.store.runs(corpus_hash=prep.corpus_hash, domains=prep.domains, status="ok"))
 
 
 def _planned_elsewhere(prep: Prepared) -> list[list[float]]:
