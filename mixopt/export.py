@@ -250,9 +250,15 @@ def _check_train_keys(train: Mapping[str, str], prefixes: Mapping[str, str] | No
         by_key.setdefault(k, []).append(d)
     for k, ds in by_key.items():
         if len(ds) > 1:  # domains x and train_x: both are RegMix's set train_x
+            # the example names a domain without a --prefix (the one named as the key, train_x,
+            # whose own files RegMix's prepare step writes as train_train_x_*) and a key not in use
+            free = [d for d in ds if d not in (prefixes or {})] or ds
+            d = next((d for d in free if d == k), free[0])
+            key = next(c for c in ("train_" + d, f"{d}_train", *(f"{d}_train{i}" for i in range(2, 10**6)))
+                       if not any(c.startswith(u) or u.startswith(c) for u in by_key))
             raise MixoptError(
                 f"domains {' and '.join(map(repr, ds))} would both be RegMix's train: set {k!r}; give "
-                f"one its data file prefix with --prefix, e.g. --prefix '{ds[-1]}=train_{ds[-1]}'"
+                f"one its data file prefix with --prefix, e.g. --prefix '{d}={key}'"
             )
     keys = sorted(by_key)
     for a, b in zip(keys, keys[1:], strict=False):  # sorted: a key that begins another is just before it

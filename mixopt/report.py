@@ -45,7 +45,7 @@ class Report:
 def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_FOLDS) -> Report:
     """Write the plots and summary of search ``name`` (a search still running: as far as it got)."""
     from mixopt.search.lock import shown_state
-    from mixopt.search.prepare import search_dir
+    from mixopt.search.prepare import mark_search_dir, search_dir
 
     st = store_of_search(name, store)
     rec = st.require_search(name)
@@ -62,11 +62,13 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
     swarm_ids = [r.run_id for r in runs if r.role == "swarm" and r.status == "ok"]
     X, y, ids = st.matrix(domains, objective, run_ids=swarm_ids + reused)
     folder = search_dir(name) / "report"
+    # before the report's folder is made: a search folder holding only a report is no driver's
+    state = shown_state(rec.state, search_dir(name))
+    mark_search_dir(search_dir(name), st)  # a folder it makes is its store's (a new search checks it)
     cv = None
     with atomic_dir(folder) as tmp:
         files = []
         n_mix = distinct_mixtures(X)  # runs of one mixture share a fold
-        state = shown_state(rec.state, search_dir(name))
         cv, cv_notes = _plot_cv(tmp / "cv.png", cfg.get("method", "regmix"), X, y, folds, n_mix, objective,
                                 domains, st.metric_rows(ids, list(objective.metric_weights(domains))),
                                 running=state == "running")

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import sqlite3
+import sys
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -35,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mixopt import paths
-from mixopt.errors import MixoptError, MixoptWarning, StoreLockedError, warn
+from mixopt.errors import MixoptError, StoreLockedError
 from mixopt.mixture import RENORM_TOL
 from mixopt.objective import Objective
 
@@ -94,6 +95,11 @@ def now() -> str:
 def _can_write(path: Path) -> bool:
     """Whether this process may write the store and create its WAL files beside it."""
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    """SQLite's busy error: another connection holds the lock past the busy timeout."""
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _readonly_uri(path: Path) -> str:
@@ -274,6 +280,7 @@ class RunStore:
         # A store this user may not write (a colleague's, a read-only mount) is still readable: the
         # commands that pass create=False only read, and any write is refused by name (_write).
         self.readonly = not create and not _can_write(self.path)
+        self._lock_wait: float | None = None  # see impatient()
         try:
             if self.readonly:
                 with self._connect() as con:
@@ -295,6 +302,8 @@ class RunStore:
                     f"({SCHEMA_VERSION}); upgrade mixopt"
                 )
         except sqlite3.DatabaseError as exc:
+            if _locked(exc):
+                raise self._locked_error(BUSY_TIMEOUT_S) from exc
             raise MixoptError(f"cannot open run store {self.path}: {exc}; give another --store path") from exc
         except OSError as exc:
             raise MixoptError(f"cannot create run store {self.path}: {exc.strerror}") from exc
@@ -318,18 +327,34 @@ class RunStore:
 
     # ----- connections --------------------------------------------------------------------
     @contextlib.contextmanager
+    def impatient(self, seconds: float = 5.0) -> Iterator[None]:
+        """Writes inside wait at most ``seconds`` for another program's lock, then raise
+        :class:`~mixopt.errors.StoreLockedError`: an error path's bookkeeping must not hold its
+        error back for the ten minutes a write waits otherwise (the review of the lock wait)."""
+        before, self._lock_wait = self._lock_wait, seconds
+        try:
+            yield
+        finally:
+            self._lock_wait = before
+
+    @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        busy = BUSY_TIMEOUT_S if self._lock_wait is None else min(BUSY_TIMEOUT_S, self._lock_wait)
         if self.readonly:
-            con = sqlite3.connect(_readonly_uri(self.path), uri=True, timeout=BUSY_TIMEOUT_S,
-                                  isolation_level=None)
+            con = sqlite3.connect(_readonly_uri(self.path), uri=True, timeout=busy, isolation_level=None)
         else:
-            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            con = sqlite3.connect(self.path, timeout=busy, isolation_level=None)
         try:
             con.row_factory = sqlite3.Row
-            con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            con.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
             if not self.readonly:  # setting the journal mode writes the file's header
-                con.execute("PRAGMA journal_mode = WAL")
-                con.execute("PRAGMA synchronous = NORMAL")
+                try:
+                    con.execute("PRAGMA journal_mode = WAL")
+                    con.execute("PRAGMA synchronous = NORMAL")
+                except sqlite3.OperationalError as exc:  # a lock in exclusive mode stops even this
+                    if _locked(exc):
+                        raise self._locked_error(busy) from exc
+                    raise
             yield con
         finally:
             con.close()
@@ -359,26 +384,30 @@ class RunStore:
         """``BEGIN IMMEDIATE``, waiting out a lock held by another program for up to
         :data:`LOCK_PATIENCE_S` in all (each try waits :data:`BUSY_TIMEOUT_S`)."""
         t0 = time.monotonic()
+        patience = LOCK_PATIENCE_S if self._lock_wait is None else self._lock_wait
         warned = False
         while True:
             try:
                 con.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
+                if not _locked(exc):
                     raise
                 waited = time.monotonic() - t0
-                if waited >= LOCK_PATIENCE_S:
-                    raise StoreLockedError(
-                        f"the run store {self.path} stayed locked by another program for {waited:.0f} s (a "
-                        "database browser with a transaction open, or a stuck process); close it, then run "
-                        "the command again"
-                    ) from exc
-                if not warned:
-                    warn(f"the run store {self.path} has been locked by another program for {waited:.0f} s "
-                         "(a database browser with a transaction open?); waiting up to "
-                         f"{LOCK_PATIENCE_S - waited:.0f} s more for it", MixoptWarning)
+                if waited >= patience:
+                    raise self._locked_error(waited) from exc
+                if not warned and self._lock_wait is None:  # an impatient write says nothing of waiting
+                    # Straight to stderr: a command that holds its warnings until it succeeds (runs
+                    # import) would say nothing until the wait ended in an error (the review).
+                    print(f"warning: the run store {self.path} has been locked by another program for "
+                          f"{waited:.0f} s (a database browser with a transaction open?); waiting up to "
+                          f"{patience - waited:.0f} s more for it", file=sys.stderr, flush=True)
                     warned = True
+
+    def _locked_error(self, waited: float) -> StoreLockedError:
+        return StoreLockedError(
+            f"the run store {self.path} stayed locked by another program for {waited:.0f} s (a database "
+            "browser with a transaction open, or a stuck process); close it, then run the command again")
 
     def _readonly_error(self) -> MixoptError:
         return MixoptError(f"run store {self.path} is read-only for this user, and this command writes "

@@ -126,8 +126,16 @@ def test_megatron_leaves_out_zero_weights_and_says_so() -> None:
     # (RegMix's glob of `x*` reads none of a train_x_* data folder's files)
     both = Mixture({"x": 0.3, "train_x": 0.3, "z": 0.4})
     with pytest.raises(MixoptError, match="domains 'x' and 'train_x' would both be RegMix's train: set "
-                                          "'train_x'; give one its data file prefix with --prefix"):
+                                          "'train_x'; give one its data file prefix with --prefix, e.g. "
+                                          "--prefix 'train_x=train_train_x'"):
         export_mixture(both, "yaml", prefixes={"z": "zz"})
+    # the example works whatever the order, and with a --prefix behind the clash (the review)
+    for mix, pre in ((Mixture({"train_x": 0.5, "x": 0.5}), {}),
+                     (Mixture({"a": 0.5, "b": 0.5}), {"a": "train_b"})):
+        with pytest.raises(MixoptError, match="would both be") as refused:
+            export_mixture(mix, "yaml", prefixes=pre)
+        d, key = re.search(r"--prefix '(.+)=(.+)'", str(refused.value)).groups()
+        assert "train:" in export_mixture(mix, "yaml", prefixes={**pre, d: key})
     assert "train_x: 0.3\n  train_y: 0.3" in export_mixture(both, "yaml", prefixes={"train_x": "train_y"})
     fitted = Mixture({"a": 0.5, "c": 0.5}, meta={"objective": {"kind": "metric", "metric": "metric/x_loss"}})
     assert "(the objective, metric/x_loss, names no domain)" in export_notes(fitted, "yaml")[0]

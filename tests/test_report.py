@@ -86,7 +86,8 @@ def test_report_writes_plots_and_summary(search):
     assert rep.cv is not None and rep.cv["spearman"] > 0.5  # the linear fit ranks this landscape well
     # a second report replaces the folder whole; nothing half-written is left next to it
     make_report("rep", folds=3)
-    assert sorted(p.name for p in (search / "searches" / "rep").iterdir()) == ["report"]
+    # and the folder it made is marked with its store (a new search of that name checks that store)
+    assert sorted(p.name for p in (search / "searches" / "rep").iterdir()) == [".mixopt-store", "report"]
 
 
 def test_report_through_the_cli_and_of_a_search_that_stopped_early(search, capsys):

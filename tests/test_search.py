@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import warnings
 
 import numpy as np
@@ -598,9 +599,13 @@ def test_one_driver_per_search(workspace, tmp_path):
 
     folder = tmp_path / "searches" / "busy"
     assert driver_alive(folder) is None  # never driven here (another machine's, with a shared store)
-    folder.mkdir(parents=True)
-    # a folder without a lock file: an older mixopt's driver, gone (its search had shown running for good)
+    (folder / "report").mkdir(parents=True)  # a report of another machine's search: no driver here
+    assert driver_alive(folder) is None
+    (folder / "runs").mkdir()
+    # a driver's files without a lock file: an older mixopt's driver, gone (its search had shown
+    # running for good)
     assert driver_alive(folder) is False
+    shutil.rmtree(folder / "runs")
     with driver_lock(folder, "busy"):
         assert (folder / "driver.lock").read_text().strip() == str(os.getpid())
         assert driver_alive(folder) is True
@@ -1611,10 +1616,15 @@ def test_a_resume_in_a_folder_another_stores_search_took_is_refused(workspace, t
     ws.create_search("t1", {"name": "t1"}, {})
     folder = search_dir("t1")
     mark_search_dir(folder, ws)  # the workspace's t1 took the folder
-    with pytest.raises(MixoptError, match=r"is now the folder of search 't1' of store .*runs\.sqlite, so "
-                                          r"this store's search 't1' cannot go on there; search again under "
-                                          r"a new --name"):
+    with pytest.raises(MixoptError, match=r"is the folder of search 't1' of store .*runs\.sqlite, not of "
+                                          r"this store's search 't1' .* search again under a new --name"):
         mark_search_dir(folder, team, name="t1")
+    # and a new search of that name in a third store is refused even before the folder holds a run
+    from mixopt.search.prepare import own_search_dir
+
+    with pytest.raises(MixoptError, match=r"is the folder of search 't1' of store .*runs\.sqlite; search "
+                                          r"names are shared"):
+        own_search_dir(folder, RunStore(tmp_path / "third.sqlite"), "t1")
     # the marked store moved (it holds no such search now): the resume's store is the folder's
     ws_gone = tmp_path / "elsewhere.sqlite"
     (folder / STORE_MARK).write_text(str(ws_gone))
@@ -1659,6 +1669,20 @@ def test_a_store_locked_past_every_wait_ends_the_search_resumable(workspace, tmp
         driver.run_search(config(tmp_path, name="lk", budget=6))
     assert RunStore().get_search("lk").state == "running"  # untouched: `runs searches` shows it stopped
 
+    # an error whose bookkeeping meets the lock is still the error the user sees (the review: the
+    # lock's own error had replaced it, after ten more minutes)
+    def boom(*args, **kw):
+        raise MixoptError("the evaluator broke its contract")
+
+    def locked_write(self, *args, **kw):
+        assert self._lock_wait is not None  # an error path's writes give up soon
+        raise StoreLockedError("locked")
+
+    monkeypatch.setattr(driver, "_stages", boom)
+    monkeypatch.setattr(RunStore, "update_search", locked_write)
+    with pytest.raises(MixoptError, match="the evaluator broke its contract"):
+        driver.run_search(config(tmp_path, name="lk2", budget=6))
+
 
 def test_a_new_search_named_as_one_running_now_is_told_so(workspace, tmp_path) -> None:
     """Its advice had been --resume, which is refused while the other driver lives (a QA pass)."""
@@ -1687,12 +1711,14 @@ def test_runs_of_a_rung_whose_recipe_changed_are_said_not_reused(tiny_workspace,
     prep = prepare(SearchConfig(corpus="tiny", rung="xs", budget=4, validate=0, name="px"))
     key = json.loads(prep.fidelity_key)
     older = json.dumps({**key, "rung_hash": "0" * len(key["rung_hash"])}, sort_keys=True)
+    # recorded before keys held the hash: whether its recipe changed is unknown, so not counted
+    unhashed = json.dumps({k: v for k, v in key.items() if k != "rung_hash"}, sort_keys=True)
     w = dict(zip(prep.domains, [1 / len(prep.domains)] * len(prep.domains), strict=True))
     prep.store.add([RunRecord(run_id=f"old-{i}", search_id="old", role="swarm", weights=w,
                               fidelity=dict(prep.fidelity), fidelity_key=k, corpus_hash=prep.corpus_hash,
                               status="ok", seed=0, metrics={f"loss/{d}": 3.0 for d in prep.domains})
-                    for i, k in enumerate([older, older, prep.fidelity_key])])
+                    for i, k in enumerate([older, older, prep.fidelity_key, unhashed])])
     with pytest.warns(MixoptWarning, match=r"2 earlier run\(s\) of this corpus at rung xs trained under "
-                                           r"another recipe of it \(proxies/xs.toml changed since"):
+                                           r"another recipe of it \(the rung's file changed since"):
         plan = _plan(prep)
     assert plan["reused"] == ["old-2"]

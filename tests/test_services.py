@@ -108,10 +108,21 @@ def test_a_wheel_carries_the_recipes(tmp_path) -> None:
     # a checkout links them into the package, so that the wheel's package data holds them
     assert {f"{kind}/{p.relative_to(paths.SHIPPED / kind).as_posix()}" for kind in ("corpora", "proxies")
             for p in (paths.SHIPPED / kind).rglob("*.toml")} == shipped
+    # built from a copy of the tracked tree (links kept as links), so that the checkout gets no build/
+    # and no earlier build's leftovers reach the wheel
+    import shutil
+
+    src = tmp_path / "src"
+    files = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    for rel in files.stdout.splitlines():
+        if rel.startswith(("mixopt/", "corpora/", "proxies/")) or rel in ("pyproject.toml", "README.md"):
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / rel, src / rel, follow_symlinks=False)
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                           "-q", "-w", str(tmp_path), str(REPO_ROOT)], capture_output=True, text=True,
+                           "-q", "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True,
                           timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    (wheel,) = tmp_path.glob("mixopt-*.whl")
+    (wheel,) = (tmp_path / "dist").glob("mixopt-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {f"mixopt/recipes/{s}" for s in shipped} <= names and "mixopt/schemas/mixture.v1.json" in names
+    assert {n for n in names if n.startswith("mixopt/recipes/")} == {f"mixopt/recipes/{s}" for s in shipped}
+    assert "mixopt/schemas/mixture.v1.json" in names

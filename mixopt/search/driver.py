@@ -161,14 +161,25 @@ def run_search(
             if plan["swarm"]:  # runs to go: Ray now (a cluster that cannot run them: see _LazyRay)
                 ray()
         except KeyboardInterrupt:
-            prep.store.update_search(prep.search_id, state="interrupted")
+            _bookkeep(prep.store, lambda: prep.store.update_search(prep.search_id, state="interrupted"))
             raise
         except (RayRefused, StoreLockedError):  # deleted by _LazyRay; a store that takes nothing now
             raise
         except BaseException as exc:
-            prep.store.update_search(prep.search_id, state="failed", result=failure(exc))
+            failed = failure(exc)
+            _bookkeep(prep.store, lambda: prep.store.update_search(prep.search_id, state="failed",
+                                                                   result=failed))
             raise
         return _drive(prep, plan, ray, progress, resumed=False)
+
+
+def _bookkeep(store: RunStore, write: Callable[[], Any]) -> None:
+    """An error path's writes to the store, given up after a few seconds of another program's lock:
+    the error under way is what the user must see, and a search left ``running`` without its driver
+    shows as stopped and resumes (the review: they had waited ten minutes each, and their own
+    StoreLockedError had replaced the error)."""
+    with contextlib.suppress(StoreLockedError), store.impatient():
+        write()
 
 
 def failure(exc: BaseException) -> dict[str, str]:
@@ -379,6 +390,8 @@ def _borrow_swarm(prep: Prepared, plan: dict[str, Any]) -> int:
     plan's reused runs, so they are not run again. A search started while this one's driver was
     dead had planned the same seeded mixtures and run them (a QA pass: a kill -9, a second search,
     a resume, and 8 of 12 mixtures measured twice). Returns how many."""
+    if plan.get("candidates") is not None:  # fitted already: a run taken now would not be in the fit
+        return 0
     searcher = _swarm_searcher(prep, plan)
     slots = list(searcher.slots.values())
     slot_states(prep.store, prep.search_id, slots, retries=prep.config.retries)
@@ -602,7 +615,7 @@ def _plan(prep: Prepared) -> dict[str, Any]:
         if stale := _runs_of_another_recipe(prep):  # not reused without a word (an upgrade QA pass)
             rung = json.loads(prep.fidelity_key).get("rung")
             warn(f"{stale} earlier run(s) of this corpus at rung {rung} trained under another recipe of it "
-                 f"(proxies/{rung}.toml changed since they ran), so they are not reused: they measured "
+                 "(the rung's file changed since they ran), so they are not reused: they measured "
                  "another proxy model", MixoptWarning)
     existing = np.vstack([r.vector(prep.domains) for r in reused]) if reused else None
     # Every reused run informs the fit, but only the mixtures inside this search's constraints
@@ -665,7 +678,15 @@ def _runs_of_another_recipe(prep: Prepared) -> int:
     if not mine.get("rung_hash"):  # a user's evaluator, or a rung defined in code
         return 0
     base = without_hash(prep.fidelity_key)
-    return sum(r.fidelity_key != prep.fidelity_key and without_hash(r.fidelity_key) == base
+
+    def hashed(key: str) -> bool:  # runs recorded before the hash was (imports of old runs) say nothing
+        try:
+            return bool(json.loads(key).get("rung_hash"))
+        except (TypeError, ValueError, AttributeError):
+            return False
+
+    return sum(r.fidelity_key != prep.fidelity_key and hashed(r.fidelity_key)
+               and without_hash(r.fidelity_key) == base
                for r in prep.store.runs(corpus_hash=prep.corpus_hash, domains=prep.domains, status="ok"))
 
 
@@ -714,7 +735,7 @@ def _drive(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progre
     store, sid = prep.store, prep.search_id
 
     def lost(info: RayInfo) -> None:  # from the watch's thread, while Tune waits on a cluster that is gone
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), store.impatient():
             store.update_search(sid, state="interrupted")
         print(f"error: lost the Ray cluster at {info.address} (its head stopped answering); restart it "
               f"and run {prep.resume}: finished runs are kept", file=sys.stderr, flush=True)
@@ -723,21 +744,22 @@ def _drive(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progre
     try:
         with ray.watching(lost):
             result = _stages(prep, plan, ray, progress, resumed=resumed, t0=t0)
+        store.update_search(sid, state="done", result=result.as_dict())
     except KeyboardInterrupt:
-        settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time())
-        store.update_search(sid, state="interrupted")
+        _bookkeep(store, lambda: (settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time()),
+                                  store.update_search(sid, state="interrupted")))
         raise
     except RayRefused:  # nothing of this call ran: a new search is gone, a resumed one as it was
-        settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time())
-        store.update_search(sid, state=ray.state_before)
+        _bookkeep(store, lambda: (settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time()),
+                                  store.update_search(sid, state=ray.state_before)))
         raise
     except StoreLockedError as exc:  # the store takes nothing now: the search stays resumable as it is
         raise StoreLockedError(f"{exc}: for this search, {prep.resume} (its finished runs are kept)") from exc
     except BaseException as exc:
-        settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time())
-        store.update_search(sid, state="failed", result=failure(exc))
+        failed = failure(exc)
+        _bookkeep(store, lambda: (settle_runs(store, sid, prep.workroot, stopped_at=stop_signal_time()),
+                                  store.update_search(sid, state="failed", result=failed)))
         raise
-    store.update_search(sid, state="done", result=result.as_dict())
     return result
 
 

@@ -112,7 +112,7 @@ def _driving(name: str) -> Iterator[None]:
 
 
 def driver_alive(folder: Path) -> bool | None:
-    """Whether a process holds ``folder``'s driver lock now (None: no such folder here, as for a
+    """Whether a process holds ``folder``'s driver lock now (None: no driver ran here, as for a
     search another machine drives with a shared store, or no locks here).
 
     A search the store calls running whose lock is free lost its driver (kill -9, a lost node); so
@@ -124,8 +124,8 @@ def driver_alive(folder: Path) -> bool | None:
     except ImportError:
         return None
     path = folder / "driver.lock"
-    if not path.is_file():
-        return False if folder.is_dir() else None
+    if not path.is_file():  # a driver's own files without its lock: the older mixopt's, gone
+        return False if any((folder / n).exists() for n in ("tune", "runs", "result.json")) else None
     with open(path, "a+", encoding="utf-8") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)

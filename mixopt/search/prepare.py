@@ -118,15 +118,17 @@ def own_search_dir(folder: Path, store: RunStore, name: str, *, option: str = "-
     mine = str(Path(store.path).resolve())
     held = ([p for p in folder.iterdir() if p.name not in (STORE_MARK, "driver.lock")]
             if folder.is_dir() else [])
+    try:
+        owner: str | None = (folder / STORE_MARK).read_text(encoding="utf-8").strip()
+    except OSError:  # a folder made before the mark: the workspace's store's, as searches were
+        owner = None
+    # A folder marked by another store's search of this name is that search's even when it holds
+    # nothing else yet (its driver killed before its first run): its resume would be refused.
+    if (owner is not None or held) and (
+            taken := _holds(owner or str(default_path().resolve()), name, other_than=mine)):
+        raise MixoptError(f"{folder} is the folder of search {name!r} of store {taken}; search names "
+                          f"are shared by every store in the workspace: pick another {option}")
     if held:
-        try:
-            owner = (folder / STORE_MARK).read_text(encoding="utf-8").strip()
-        except OSError:  # a folder made before the mark: the workspace's store's, as searches were
-            owner = None
-        taken = _holds(owner or str(default_path().resolve()), name, other_than=mine)
-        if taken:
-            raise MixoptError(f"{folder} is the folder of search {name!r} of store {taken}; search names "
-                              f"are shared by every store in the workspace: pick another {option}")
         if owner is None:
             # The search may be a --store search, which no store at hand names: setting its files
             # aside would leave its resume to read the new search's (an upgrade QA pass).
@@ -169,9 +171,10 @@ def mark_search_dir(folder: Path, store: RunStore, *, replace: bool = False, nam
         owner = mark.read_text(encoding="utf-8").strip()
         if taken := _holds(owner, name, other_than=mine):
             raise MixoptError(
-                f"{folder} is now the folder of search {name!r} of store {taken}, so this store's search "
-                f"{name!r} cannot go on there; search again under a new --name with the same settings "
-                "(and the same --store): its finished runs are reused")
+                f"{folder} is the folder of search {name!r} of store {taken}, not of this store's search "
+                f"{name!r} (a search of that name there took it, or this store is a copy of that one), so "
+                "this one cannot go on there; search again under a new --name with the same settings (and "
+                "the same --store): its finished runs are reused")
         replace = owner != mine
     if replace or not mark.exists():
         folder.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from ray import tune
 from ray.tune import Callback
 from ray.tune.search import ConcurrencyLimiter
 
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, StoreLockedError
 from mixopt.search.searcher import MixtureSearcher, Slot
 from mixopt.search.trial import FATAL_PREFIX, OUTCOME, TrialContext, trainable
 from mixopt.store import RunRecord, RunStore
@@ -224,6 +224,7 @@ class TrialCallback(Callback):
         self.best = best
         self.started: dict[str, float] = {}
         self.reported: set[str] = set()
+        self.locked = False  # the last write failed on another program's lock
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment; a progress display (locks, a console) stays here.
@@ -254,9 +255,12 @@ class TrialCallback(Callback):
         # Tune stops the whole experiment when a callback raises: a run the store cannot take is
         # logged and recorded as failed instead.
         try:
-            return write()
+            done = write()
+            self.locked = False
+            return done
         except Exception as exc:
             logger.error("could not record %s in the run store: %s", what, exc)
+            self.locked = isinstance(exc, StoreLockedError)
             return None
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
@@ -280,7 +284,7 @@ class TrialCallback(Callback):
 
             if self._record(f"the outcome of {run_id}", write):
                 self.reported.add(run_id)
-            else:
+            elif not self.locked:  # a store another program keeps locked would take no failure either
                 self._record(f"the failure of {run_id}", lambda: self.store.finish(
                     run_id, status="failed", only_if_running=True, error="the run store could not take "
                     "this run's result (see the driver's log)"))

@@ -94,7 +94,12 @@ def _config_file(folder: Path, saved: dict[str, Any], name: str) -> Path | None:
                 and spec.as_dict()["train"] == train)
     except (MixoptError, KeyError, TypeError, ValueError, tomllib.TOMLDecodeError):
         same = False
-    return write_text(folder / "checkpoint-config" / f"{name}.toml", text) if same else None
+    if not same:
+        return None
+    try:  # a helping hand only: a folder it cannot write must not replace the refusal itself
+        return write_text(folder / "checkpoint-config" / f"{name}.toml", text)
+    except (MixoptError, OSError):
+        return None
 
 
 def load(folder: Path, fingerprint: dict[str, Any], device: str | None = None) -> dict[str, Any]:
