@@ -13,12 +13,10 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HUB_OFFLINE=1 MIXOPT_HOME=/data/mixopt
 
-# An editable install in /opt/mixopt, as the README's: recipes (corpora/, proxies/) are found next
-# to the package. The workspace (built corpora, run store, searches) is MIXOPT_HOME, a volume.
+# An editable install in /opt/mixopt, as the README's; the recipes ship inside the package
+# (mixopt/recipes/). The workspace (built corpora, run store, searches) is MIXOPT_HOME, a volume.
 WORKDIR /opt/mixopt
 COPY pyproject.toml constraints.txt README.md ./
 COPY mixopt ./mixopt
-COPY corpora ./corpora
-COPY proxies ./proxies
 RUN pip install --extra-index-url "$TORCH_INDEX" -c constraints.txt -e . \
     && mixopt --version

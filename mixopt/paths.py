@@ -3,9 +3,9 @@
 The workspace defaults to ``./.mixopt`` (override with ``MIXOPT_HOME``): built corpora under
 ``corpora/``, the run store ``runs.sqlite``, searches under ``searches/``, proxy results under
 ``runs/``. Recipes (``corpora/*.toml``, ``proxies/*.toml``) are looked up in the current folder
-first, then among the recipes shipped with the package (``mixopt/recipes/``: links to the
-repository's ``corpora/`` and ``proxies/`` in a checkout, copies in a wheel), then in the repository
-root of an editable install.
+first, then among the recipes shipped with the package (``mixopt/recipes/``; the repository's
+``corpora/`` and ``proxies/`` link to them), then in the repository root of an editable install
+whose links were checked out as files.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def recipe_dirs(kind: str) -> list[Path]:
 
 
 def shipped_dirs(kind: str) -> list[Path]:
-    """Where the recipes of ``kind`` that come with mixopt live (resolved; the package's, and the
-    repository root's for an editable install whose links were not checked out as links)."""
+    """Where the recipes of ``kind`` that come with mixopt live (resolved): the package's, and the
+    repository root's for a checkout whose links are files (a zip, Windows' default)."""
     out: list[Path] = []
     for d in (SHIPPED / kind, REPO_ROOT / kind):
         if d.is_dir() and d.resolve() not in out:

@@ -430,9 +430,14 @@ def test_bench_fit_on_the_slice(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert [r["ok"] for r in res["rows"][:1]] == [res["fit_seconds"] <= 5]
     # every row has "ok", null where it has no goal, as bench search's rows (scripts read one shape)
     assert all("ok" in r for r in res["rows"]) and res["rows"][-1]["ok"] is None
-    with pytest.raises(MixoptError, match="point --data"):
+    with pytest.raises(MixoptError, match="give --data the folder holding regmix-pile-1m/"):
         bench_fit(data=tmp_path)
     assert run_cli(["bench", "fit", "--data", str(tmp_path)]) == 2
+    # bench search refuses so before any trial runs (a QA pass: minutes of trials, then this error)
+    from mixopt.bench.search import bench_search
+
+    with pytest.raises(MixoptError, match="give --data the folder"):
+        bench_search(fit_data=tmp_path, address="no-such-host:1")  # Ray would refuse that address
 
 
 def test_source_groups_are_reported(capsys: pytest.CaptureFixture[str]) -> None:

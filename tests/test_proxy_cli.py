@@ -160,6 +160,16 @@ def test_the_ladder_has_the_three_sizes(capsys) -> None:  # noqa: ANN001
     assert [r["name"] for r in json.loads(out)] == ["xs", "s", "m"]
 
 
+def test_a_toml_of_something_else_in_proxies_leaves_the_ladder_listed(tmp_path, monkeypatch, capsys) -> None:
+    """A QA pass from an installed wheel: one bad file in ./proxies/ had made `proxy rungs` exit 2."""
+    (tmp_path / "proxies").mkdir()
+    (tmp_path / "proxies" / "http.toml").write_text("[http]\nport = 80\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "proxy", "rungs", "--json")
+    assert code == 0 and [r["name"] for r in json.loads(out)] == ["xs", "s", "m"]
+    assert "warning: left out of the ladder: proxy rung 'http'" in " ".join(err.split())
+
+
 def test_bench_runs_on_synthetic_data(capsys) -> None:  # noqa: ANN001
     code, out, err = run(
         capsys, "bench", "proxy", "--rungs", "debug", "--threads", "1", "--seconds", "0.5", "--json"

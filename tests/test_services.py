@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 import tomllib
+from pathlib import Path
 
 import pytest
 import typer
@@ -35,10 +36,10 @@ def test_the_image_copies_what_the_installed_package_needs() -> None:
     copied = _copied()
     for src in copied:
         assert (REPO_ROOT / src).exists(), f"Dockerfile copies {src}, which the repository lacks"
-    # pip install -e . reads pyproject (and its readme, the constraints); mixopt finds its recipes
-    # next to the package (paths.recipe_dirs), so the image must hold those folders too.
+    # pip install -e . reads pyproject (and its readme, the constraints); the recipes are in the
+    # package (mixopt/recipes/; the root's corpora/ and proxies/ only link to them)
     readme = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["readme"]
-    for needed in ("pyproject.toml", "constraints.txt", readme, "mixopt", "corpora", "proxies"):
+    for needed in ("pyproject.toml", "constraints.txt", readme, "mixopt"):
         assert needed in copied, f"the image lacks {needed}"
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
     assert not set(copied) & set(ignored), "a copied path is in .dockerignore"
@@ -95,34 +96,52 @@ def test_parse_refuses_what_the_cli_refuses(bad: str) -> None:
         _parse(bad)
 
 
-def test_a_wheel_carries_the_recipes(tmp_path) -> None:
+def test_a_wheel_carries_the_recipes(tmp_path: Path) -> None:
     """`pip install .` (or a wheel) had no corpora/ or proxies/: `corpus build default` was unknown."""
+    import shutil
     import subprocess
     import sys
+    import tarfile
     import zipfile
 
     from mixopt import paths
 
     shipped = {p.relative_to(REPO_ROOT).as_posix() for kind in ("corpora", "proxies")
                for p in (REPO_ROOT / kind).rglob("*.toml")}
-    # a checkout links them into the package, so that the wheel's package data holds them
-    assert {f"{kind}/{p.relative_to(paths.SHIPPED / kind).as_posix()}" for kind in ("corpora", "proxies")
-            for p in (paths.SHIPPED / kind).rglob("*.toml")} == shipped
-    # built from a copy of the tracked tree (links kept as links), so that the checkout gets no build/
-    # and no earlier build's leftovers reach the wheel
-    import shutil
-
+    assert len(shipped) >= 7 and paths.shipped_dirs("corpora") == [paths.SHIPPED / "corpora"]
+    # Built from a copy of the tracked tree, so that the checkout gets no build/ and no earlier build's
+    # leftovers reach the wheel; the root's links copied as plain files, as a zip of the repository or
+    # a clone without symlinks has them (its wheel had shipped no recipe at all)
     src = tmp_path / "src"
     files = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     for rel in files.stdout.splitlines():
-        if rel.startswith(("mixopt/", "corpora/", "proxies/")) or rel in ("pyproject.toml", "README.md"):
+        if rel.startswith("mixopt/") or rel in ("pyproject.toml", "README.md", "corpora", "proxies"):
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / rel, src / rel, follow_symlinks=False)
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                           "-q", "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    (wheel,) = (tmp_path / "dist").glob("mixopt-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+            if (REPO_ROOT / rel).is_symlink():
+                (src / rel).write_text(str((REPO_ROOT / rel).readlink()))
+            else:
+                shutil.copy2(REPO_ROOT / rel, src / rel)
+
+    def build(what: str, where: Path) -> Path:
+        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                               "-q", "-w", str(tmp_path / what), str(where)], capture_output=True, text=True,
+                              timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        (wheel,) = (tmp_path / what).glob("mixopt-*.whl")
+        return wheel
+
+    names = set(zipfile.ZipFile(build("dist", src)).namelist())
     assert {n for n in names if n.startswith("mixopt/recipes/")} == {f"mixopt/recipes/{s}" for s in shipped}
-    assert "mixopt/schemas/mixture.v1.json" in names
+    assert {"mixopt/schemas/mixture.v1.json", "mixopt/py.typed"} <= names
+    # the sdist carries them too, and a wheel built from it ships them
+    done = subprocess.run([sys.executable, "-c", "from setuptools import build_meta; "
+                           f"print(build_meta.build_sdist({str(tmp_path / 'sdist')!r}))"],
+                          cwd=src, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (sdist,) = (tmp_path / "sdist").glob("mixopt-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    (root,) = (tmp_path / "unpacked").iterdir()
+    from_sdist = set(zipfile.ZipFile(build("dist2", root)).namelist())
+    want = {f"mixopt/recipes/{s}" for s in shipped}
+    assert {n for n in from_sdist if n.startswith("mixopt/recipes/")} == want

@@ -44,6 +44,24 @@ def _timed_cpu(fn: Any) -> tuple[Any, float, float]:
     return out, wall, time.process_time() - c
 
 
+def regmix_tables(data: str | Path | None = None) -> dict[str, Path]:
+    """RegMix's four 1M tables in ``data`` (its ``regmix-pile-1m`` folder; default: the project's
+    shared copy beside this checkout).
+
+    Raises:
+        MixoptError: a table is missing (said before any benchmark runs).
+    """
+    folder = Path(data) if data is not None else SHARED_RUNS / "regmix-pile-1m"
+    files = {n: folder / f"{n}.csv" for n in ("train_mixture_1m", "train_pile_loss_1m", "test_mixture_1m",
+                                               "test_pile_loss_1m")}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        # an installed mixopt has no checkout beside it: the tables are the user's to point at
+        raise MixoptError(f"RegMix's 1M tables are missing ({', '.join(missing)}); give --data the folder "
+                          "holding regmix-pile-1m/ (RegMix's published run tables)")
+    return files
+
+
 def bench_fit(
     *,
     data: str | Path | None = None,
@@ -68,12 +86,7 @@ def bench_fit(
     from mixopt.tables import read_run_tables
 
     load = os.getloadavg()[0]
-    data = Path(data) if data is not None else SHARED_RUNS / "regmix-pile-1m"
-    files = {n: data / f"{n}.csv" for n in ("train_mixture_1m", "train_pile_loss_1m", "test_mixture_1m",
-                                             "test_pile_loss_1m")}
-    missing = [str(p) for p in files.values() if not p.is_file()]
-    if missing:
-        raise MixoptError(f"RegMix's 1M tables are missing ({', '.join(missing)}); point --data at them")
+    files = regmix_tables(data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the renormalisation warnings are expected here
         train = read_run_tables(files["train_mixture_1m"], files["train_pile_loss_1m"])

@@ -166,7 +166,8 @@ def bench_laws(
             st = RunStore() if default_path().is_file() else None
     if not tables and st is None:
         raise MixoptError(f"no run tables under {root} (regmix-pile-1m/ or olmix-64dom-512/) and no run "
-                          "store; point --data at ../shared/data/runs")
+                          "store; give --data the folder holding them (RegMix's and Olmix's published "
+                          "run tables)")
     # Units: (task, fitter, part) -> (Xtr, ytr, Xte, yte, seed, domains[, target column])
     units: dict[tuple[str, str, int], tuple[np.ndarray, ...]] = {}
     if "regmix-pile-cc" in tasks and "regmix" in tables:

@@ -105,8 +105,18 @@ def bench_search(
     *, trials: int = 40, work_trials: int = 8, work: int = 3000, address: str | None = None,
     include_fit: bool = True, fit_data: Path | None = None, repeats: int = 5,
 ) -> dict[str, Any]:
-    """Measure orchestration overhead and 2-core throughput (and the fit figures); returns the rows."""
+    """Measure orchestration overhead and 2-core throughput (and the fit figures); returns the rows.
+
+    Raises:
+        MixoptError: the fit figures' tables are missing: said before any trial runs (a QA pass
+            from an installed wheel had its minutes of trials end in that error).
+    """
     from mixopt.search.ray_env import ensure_ray
+
+    if include_fit:
+        from mixopt.bench.fit import regmix_tables
+
+        regmix_tables(fit_data)
 
     info = ensure_ray(address, dashboard=False)
     rows: list[dict[str, str]] = []

@@ -194,6 +194,8 @@ def info(name: BuiltArg, as_json: JsonOpt = False) -> None:
 @corpus_app.command("list")
 def list_(as_json: JsonOpt = False) -> None:
     """Recipes that can be built and corpora that are built."""
+    from rich.markup import escape
+
     from mixopt.corpus.catalog import built_corpora, recipes
 
     rec, built = recipes(), built_corpora()
@@ -203,8 +205,8 @@ def list_(as_json: JsonOpt = False) -> None:
     t = Table(title="corpus recipes (mixopt corpus build NAME)")
     for col in ("name", "domains", "description"):
         t.add_column(col)
-    for r in rec:
-        t.add_row(r["name"], str(r["domains"]), r["description"])
+    for r in rec:  # not markup: an invalid recipe's message names [corpus] and [domains.<name>]
+        t.add_row(escape(r["name"]), str(r["domains"]), escape(r["description"]))
     console.print(t)
     b = Table(title="built corpora (mixopt corpus info NAME)")
     for col in ("name", "domains", "train tokens", "MB", "created"):

@@ -236,8 +236,8 @@ def _render_scale(res: dict[str, Any]) -> None:
 @bench_app.command("fit")
 def bench_fit(
     data: Annotated[Path | None, opt("--data", help="Folder of the reference tables (regmix-pile-1m/, "
-                                     "olmix-64dom-512/; default: ../shared/data/runs), or the "
-                                     "regmix-pile-1m folder itself.")] = None,
+                                     "olmix-64dom-512/; default: shared/data/runs beside the checkout), or "
+                                     "the regmix-pile-1m folder itself.")] = None,
     candidates: Annotated[int, opt("--candidates", help="Candidates for the propose timing (1e6, 1M; at "
                                    "least 128).", parser=_bench_candidates, metavar="N")] = 1_000_000,
     as_json: JsonOpt = False,

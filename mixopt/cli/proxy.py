@@ -7,11 +7,22 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
-from mixopt.cli.common import CorpusOpt, JsonOpt, RungOpt, SeedOpt, console, dumps, out_file, parse_count
+from mixopt.cli.common import (
+    CorpusOpt,
+    JsonOpt,
+    RungOpt,
+    SeedOpt,
+    console,
+    dumps,
+    err_console,
+    out_file,
+    parse_count,
+)
 
 proxy_app = typer.Typer(
     help="Proxy models: train one on a mixture, list the rung ladder.", no_args_is_help=True
@@ -121,10 +132,17 @@ def rungs(
     as_json: JsonOpt = False,
 ) -> None:
     """List the proxy ladder (proxies/*.toml): shape, budget, parameters, FLOPs and measured cost."""
-    from mixopt.proxy.rungs import ladder
+    from mixopt.errors import MixoptError
+    from mixopt.proxy.rungs import available_rungs, load_rung
 
+    good = []
+    for name in available_rungs():
+        try:
+            good.append(load_rung(name))
+        except MixoptError as exc:  # a TOML of something else in ./proxies/ had hidden the whole ladder
+            err_console.print(f"warning: left out of the ladder: {escape(str(exc))}", style="yellow")
     rows = []
-    for r in ladder():
+    for r in sorted(good, key=lambda r: r.train_flops()):
         cfg = r.model_config(vocab)
         rows.append(
             {

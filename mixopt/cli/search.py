@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -175,13 +176,18 @@ def bench_search(
     address: Annotated[Str, opt("--address", help="Ray cluster address: host:6379, auto or local "
                                 "(default: RAY_ADDRESS, else a local Ray).")] = None,
     no_fit: Annotated[bool, opt("--no-fit", help="Skip the fit figures (mixopt bench fit).")] = False,
+    data: Annotated[Path | None, opt("--data", help="The fit figures' tables: the folder holding "
+                                     "regmix-pile-1m/, or that folder (default: the project's shared copy "
+                                     "beside the checkout).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Per-trial overhead, 2-vs-1 throughput through Ray Tune, and the fit figures."""
     from mixopt.bench.search import bench_search as run_bench
 
+    if data is not None and (data / "regmix-pile-1m").is_dir():  # as bench fit reads it
+        data = data / "regmix-pile-1m"
     res = run_bench(trials=trials, work_trials=work_trials, work=work, address=address,
-                    include_fit=not no_fit, repeats=repeats)
+                    include_fit=not no_fit, fit_data=data, repeats=repeats)
     if as_json:
         print(dumps(res, default=str))
         return

@@ -205,11 +205,13 @@ def _warn_collapse(res, fig: dict) -> None:  # noqa: ANN001 (TrainResult)
         return
     lm = res.config["lm"]
     which = ", ".join(str(i) for i in fig["collapsed_layers"])
+    # a shipped model's file sits in the installed package: the copy in ./proxies/moe/ is the one to edit
+    toml = "the model's TOML (for a shipped model, a copy of it in ./proxies/moe/, which is read first)"
     how = {
         "bias": f"the bias balancing moves {lm['bias_rate']:g} per step, slow for a run of {res.total_steps} "
-                "steps: raise bias_rate in the model's TOML, or set balance = \"aux\"",
-        "aux": "raise aux_coef in the model's TOML, or set balance = \"bias\"",
-    }.get(lm.get("balance"), "set balance = \"bias\" or \"aux\" in the model's TOML")
+                f"steps: raise bias_rate in {toml}, or set balance = \"aux\"",
+        "aux": f"raise aux_coef in {toml}, or set balance = \"bias\"",
+    }.get(lm.get("balance"), f"set balance = \"bias\" or \"aux\" in {toml}")
     err_console.print(f"warning: MoE layer(s) {which} (from 0) still send most tokens to a few experts at "
                       f"the end (violation ≥ half of {fig['ceiling']:.2f}); {how}", style="yellow")
 
@@ -538,7 +540,8 @@ def bench_moe(
         triton = gpu and has_triton()
     elif triton and not has_triton():
         raise MixoptError(
-            "--triton needs triton; install it with `pip install -e '.[triton]'` or drop --triton"
+            "--triton needs triton; install it with `pip install 'mixopt[triton]'` (`pip install -e "
+            "'.[triton]'` in a checkout) or drop --triton"
         )
     elif triton and not gpu:
         raise MixoptError("--triton times the Triton kernels on a GPU; use --device cuda or drop --triton")
