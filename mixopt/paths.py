@@ -4,8 +4,7 @@ The workspace defaults to ``./.mixopt`` (override with ``MIXOPT_HOME``): built c
 ``corpora/``, the run store ``runs.sqlite``, searches under ``searches/``, proxy results under
 ``runs/``. Recipes (``corpora/*.toml``, ``proxies/*.toml``) are looked up in the current folder
 first, then among the recipes shipped with the package (``mixopt/recipes/``; the repository's
-``corpora/`` and ``proxies/`` link to them), then in the repository root of an editable install
-whose links were checked out as files.
+``corpora/`` and ``proxies/`` link to them).
 """
 
 from __future__ import annotations
@@ -38,13 +37,9 @@ def recipe_dirs(kind: str) -> list[Path]:
 
 
 def shipped_dirs(kind: str) -> list[Path]:
-    """Where the recipes of ``kind`` that come with mixopt live (resolved): the package's, and the
-    repository root's for a checkout whose links are files (a zip, Windows' default)."""
-    out: list[Path] = []
-    for d in (SHIPPED / kind, REPO_ROOT / kind):
-        if d.is_dir() and d.resolve() not in out:
-            out.append(d.resolve())
-    return out
+    """Where the recipes of ``kind`` that come with mixopt live (resolved): the package's, in a wheel
+    and in a checkout alike (the root's folders only link to them)."""
+    return [(SHIPPED / kind).resolve()] if (SHIPPED / kind).is_dir() else []
 
 
 def find_recipe(kind: str, name: str) -> Path | None:

@@ -173,7 +173,8 @@ def bench_search(
     if include_fit:
         from mixopt.bench.fit import bench_fit
 
-        fit = bench_fit(data=fit_data)
+        # Olmix's table beside RegMix's, as bench fit's --data reads the folder holding both
+        fit = bench_fit(data=fit_data, olmix=Path(fit_data).parent / "olmix-64dom-512" if fit_data else None)
         out["fit"] = fit
         rows += [{**r, "ok": None if r.get("ok") is None else bool(r["ok"])} for r in fit["rows"]]
     out["rows"] = rows
