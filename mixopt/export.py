@@ -68,10 +68,7 @@ def _check(mixture: Mixture, fmt: str, prefixes: Mapping[str, str] | None) -> di
     prefixes = dict(prefixes or {})
     unknown = sorted(set(prefixes) - set(mixture.weights))
     if unknown:
-        raise MixoptError(
-            f"--prefix names domain(s) {', '.join(map(_shown, unknown))} the mixture lacks; its domains are "
-            + ", ".join(map(_shown, mixture.weights))
-        )
+        raise _unknown_prefixes(unknown, list(mixture.weights))
     names = {d: prefixes.get(d, d) for d in mixture.weights}
     domain_of: dict[str, str] = {}
     for d, n in names.items():
@@ -98,6 +95,11 @@ def _check(mixture: Mixture, fmt: str, prefixes: Mapping[str, str] | None) -> di
 def _shown(name: str) -> str:
     """A domain name in a message: quoted where blanks of its own would be lost (``'web '``)."""
     return repr(name) if name != name.strip() else name
+
+
+def _unknown_prefixes(unknown: Sequence[str], domains: Sequence[str]) -> MixoptError:
+    return MixoptError(f"--prefix names domain(s) {', '.join(map(_shown, unknown))} the mixture lacks; its "
+                       f"domains are {', '.join(map(_shown, domains))}")
 
 
 def parse_prefixes(values: Sequence[str], domains: Sequence[str]) -> dict[str, str]:
@@ -130,8 +132,7 @@ def parse_prefixes(values: Sequence[str], domains: Sequence[str]) -> dict[str, s
                 if not sep or not name.strip() or not path.strip():
                     raise MixoptError(f"--prefix {value[pos:]!r} is not of the form domain=path (e.g. "
                                       "web=/data/web)")
-                raise MixoptError(f"--prefix names domain(s) {name.strip()} the mixture lacks; its domains "
-                                  f"are {', '.join(_shown(d) for d in domains)}")
+                raise _unknown_prefixes([name.strip()], domains)
             domain, start = found
             end = next((i for i in range(start, len(value)) if value[i] == "," and head(value, i + 1)),
                        len(value))
@@ -317,6 +318,15 @@ def regmix_valid(mixture: Mixture) -> dict[str, float]:
     return {names[d]: w / top / total for d, w in weights.items()}
 
 
+def _hf_probabilities(mixture: Mixture) -> dict[str, float]:
+    """Domain → the probability HF's interleaving gets: weight-0 domains left out, the rest
+    renormalised (untouched when nothing is dropped)."""
+    w = mixture.weights
+    kept = [d for d in w if w[d] > NEGLIGIBLE_WEIGHT]
+    total = sum(w[d] for d in kept) if len(kept) < len(w) else 1.0
+    return {d: w[d] / total for d in kept}
+
+
 def export_notes(
     mixture: Mixture,
     fmt: str,
@@ -332,10 +342,10 @@ def export_notes(
                      "yaml": "RegMix's train: sets"}[fmt]
             notes.append(f"left out of {where} (weight 0, at most {NEGLIGIBLE_WEIGHT:g}): {', '.join(zero)}")
     if fmt == "hf":
-        kept = {d: w for d, w in mixture.weights.items() if w > NEGLIGIBLE_WEIGHT}
-        d_min = min(kept, key=kept.__getitem__)
-        p_min = kept[d_min] / sum(kept.values())
-        if p_min < TINY_PROBABILITY:  # a QA pass: 1.85e-8 had interleaving run for hours
+        probs = _hf_probabilities(mixture)
+        d_min = min(probs, key=probs.__getitem__)
+        p_min = probs[d_min]
+        if p_min < TINY_PROBABILITY:  # a QA pass: 1.85e-8 had not finished interleaving in 10 minutes
             notes.append(f"{d_min}'s probability is {p_min:.3g}: with stopping_strategy=\"all_exhausted\", "
                          f"interleave_datasets draws until every dataset has run out, about {d_min}'s rows "
                          f"/ {p_min:.3g} examples; the default first_exhausted stops at the first")
@@ -389,10 +399,9 @@ def export_mixture(
     if fmt == "megatron":
         return " ".join(f"{w[d]!r} {names[d]}" for d in w if w[d] > NEGLIGIBLE_WEIGHT) + "\n"
     if fmt == "hf":
-        kept = [d for d in w if w[d] > NEGLIGIBLE_WEIGHT]
-        total = sum(w[d] for d in kept) if len(kept) < len(w) else 1.0  # untouched when nothing is dropped
-        doc = {"datasets": [names[d] for d in kept], "domains": kept,
-               "probabilities": [w[d] / total for d in kept]}
+        probs = _hf_probabilities(mixture)
+        doc = {"datasets": [names[d] for d in probs], "domains": list(probs),
+               "probabilities": list(probs.values())}
         return json.dumps(doc, indent=2) + "\n"
     if fmt == "olmix":
         return json.dumps([{"domain": names[d], "weight": w[d]} for d in w], indent=2) + "\n"
