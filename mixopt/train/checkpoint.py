@@ -131,15 +131,11 @@ def load(folder: Path, fingerprint: dict[str, Any], device: str | None = None) -
     diffs = _differences(saved, fingerprint)
     if diffs:
         names = {"lm": "model config", "model": "model config", "train": "training settings"}
-        what = ", ".join(
-            dict.fromkeys(
-                names.get(d.split(".")[0].split(":")[0], d.split(".")[0].split(":")[0]) for d in diffs
-            )
-        )
-        tops = {d.split(".")[0].split(":")[0] for d in diffs}
+        tops = [d.split(".")[0].split(":")[0] for d in diffs]  # the fingerprint's key each differs in
+        what = ", ".join(dict.fromkeys(names.get(t, t) for t in tops))
         # a model file can give back the model's keys and training settings; not --dense or a vocabulary
-        fixable = tops <= {"lm", "train"} and not any(d.startswith(("lm.dense:", "lm.vocab_size:"))
-                                                      for d in diffs)
+        fixable = set(tops) <= {"lm", "train"} and not any(d.startswith(("lm.dense:", "lm.vocab_size:"))
+                                                           for d in diffs)
         made = _config_file(folder, saved, str(fingerprint.get("model"))) if fixable else None
         way = (f"; if the model config changed since it started (an update of mixopt), resume with the "
                f"config it was made with, written to {made}: --model {made}" if made else "")
