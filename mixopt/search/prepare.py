@@ -118,10 +118,7 @@ def own_search_dir(folder: Path, store: RunStore, name: str, *, option: str = "-
     mine = str(Path(store.path).resolve())
     held = ([p for p in folder.iterdir() if p.name not in (STORE_MARK, "driver.lock")]
             if folder.is_dir() else [])
-    try:
-        owner: str | None = (folder / STORE_MARK).read_text(encoding="utf-8").strip()
-    except OSError:  # a folder made before the mark: the workspace's store's, as searches were
-        owner = None
+    owner = _marked_store(folder)  # None: a folder made before the mark
     # A folder marked by another store's search of this name is that search's even when it holds
     # nothing else yet (its driver killed before its first run): its resume would be refused.
     if (owner is not None or held) and (
@@ -146,6 +143,14 @@ def own_search_dir(folder: Path, store: RunStore, name: str, *, option: str = "-
     mark_search_dir(folder, store, replace=True)
 
 
+def _marked_store(folder: Path) -> str | None:
+    """The store path ``folder``'s mark names; None for a folder without one."""
+    try:
+        return (folder / STORE_MARK).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+
+
 def _holds(path: str, name: str, *, other_than: str) -> str | None:
     """``path`` when it is a store other than ``other_than`` that holds a search ``name``, else None."""
     if path == other_than:
@@ -167,8 +172,7 @@ def mark_search_dir(folder: Path, store: RunStore, *, replace: bool = False, nam
     """
     mark = folder / STORE_MARK
     mine = str(Path(store.path).resolve())
-    if name is not None and mark.exists():
-        owner = mark.read_text(encoding="utf-8").strip()
+    if name is not None and (owner := _marked_store(folder)) is not None:
         if taken := _holds(owner, name, other_than=mine):
             raise MixoptError(
                 f"{folder} is the folder of search {name!r} of store {taken}, not of this store's search "
