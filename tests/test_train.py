@@ -357,6 +357,29 @@ def test_ctrl_c_checkpoints_at_the_step_end_and_resume_reproduces(tiny_corpus, u
     assert [r["expert_load"] for r in again.log] == [r["expert_load"] for r in uniform_run.log]
 
 
+def test_sigterm_checkpoints_at_the_step_end_as_ctrl_c_does(tiny_corpus, uniform_run,  # noqa: ANN001
+                                                             tmp_path: Path) -> None:
+    """A preemption (Slurm, Kubernetes: SIGTERM, then SIGKILL after a grace period) had killed the
+    run where it stood, losing every step since the last checkpoint."""
+    import os
+    import signal
+
+    out = tmp_path / "run"
+
+    def preempt(ev: dict) -> None:
+        if ev.get("step") == 5 and "eval" not in ev:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    inherited = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM: stopped at step 5 of"):
+        train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, on_progress=preempt,
+              checkpoint_every=0)
+    assert signal.getsignal(signal.SIGTERM) is inherited  # restored
+    assert torch.load(out / checkpoint.CHECKPOINT, weights_only=False)["step"] == 5
+    again = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)
+    assert again.metrics == uniform_run.metrics
+
+
 def test_checkpoints_every_n_steps_and_a_failing_updater_is_one_error(tiny_corpus, tmp_path: Path) -> None:  # noqa: ANN001
     seen = []
 

@@ -263,7 +263,8 @@ def train_cmd(
     checkpoint_every: Annotated[
         int | None,
         typer.Option("--checkpoint-every", min=0, help="Steps between checkpoints besides each evaluation's "
-                     "(default: every 5% of the run; 0: only at evaluations). Ctrl-C checkpoints too."),
+                     "(default: every 5% of the run; 0: only at evaluations). Ctrl-C and SIGTERM "
+                     "checkpoint too."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -334,7 +335,7 @@ def train_cmd(
                 on_progress=on_progress,
             )
         except KeyboardInterrupt as exc:
-            # A second Ctrl-C stops at once (no message): the last checkpoint written, if any, is kept.
+            # A second Ctrl-C (SIGTERM) stops at once (no message): the last checkpoint written is kept.
             err_console.print(f"{exc}; the same command with --resume goes on from there" if str(exc) else
                               "interrupted; the same command with --resume goes on from the last checkpoint "
                               "written, if any")

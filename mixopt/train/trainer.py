@@ -517,10 +517,10 @@ def train(
             if until_step is not None and step >= until_step:
                 status = "stopped"
                 break
-            if stop.requested:  # Ctrl-C: at a step's end, where a checkpoint resumes exactly
+            if stop.requested:  # Ctrl-C or SIGTERM: at a step's end, where a checkpoint resumes exactly
                 save_checkpoint()
                 raise KeyboardInterrupt(
-                    f"stopped at step {step} of {steps}; its checkpoint is in {folder}"
+                    f"{stop.by}: stopped at step {step} of {steps}; its checkpoint is in {folder}"
                 )
             t0 = time.perf_counter()
             fraction = step / steps
@@ -655,7 +655,7 @@ def train(
         if status == "stopped":
             save_checkpoint()
         if stop.requested and step == steps:
-            log.warning("Ctrl-C came during the last step: the run is finished, nothing to resume")
+            log.warning(f"{stop.by} came during the last step: the run is finished, nothing to resume")
 
     metrics = (
         {k: v for k, v in history[-1].items() if k not in ("step", "tokens", "maxvio")} if history else {}
@@ -707,31 +707,39 @@ def _phases(mix: Mixture, domains: list[str], tokens: np.ndarray, steps: int) ->
 
 class _StopRequest:
     requested = False
+    by = "Ctrl-C"  # the signal's name as a user knows it, for the messages
+
+
+_STOPS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
 
 @contextlib.contextmanager
 def _stop_at_step_end() -> Iterator[_StopRequest]:
-    """Ctrl-C asks the loop to stop at the end of the step under way (it checkpoints there); a
-    second Ctrl-C stops at once. Outside the main thread (no signals there) it never asks."""
+    """Ctrl-C, or SIGTERM (a Slurm or Kubernetes preemption, ``timeout``), asks the loop to stop at
+    the end of the step under way (it checkpoints there); a second one stops at once. Outside the
+    main thread (no signals there) it never asks."""
     req = _StopRequest()
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGINT) if main else None
-    # Not the main thread (no signals), a handler set from C (None: not restorable), or Ctrl-C
-    # ignored on purpose (a job started with &): leave SIGINT alone.
-    if previous is None or previous is signal.SIG_IGN:
-        yield req
-        return
+    previous = {s: signal.getsignal(s) for s in _STOPS} if main else {}
+    # Not the main thread (no signals), a handler set from C (None: not restorable), or a signal
+    # ignored on purpose (Ctrl-C in a job started with &, a host that ignores SIGTERM): leave it alone.
+    ours = [s for s, h in previous.items() if h is not None and h is not signal.SIG_IGN]
 
     def ask(signum: int, frame: Any) -> None:
-        req.requested = True
-        signal.signal(signal.SIGINT, previous)
-        log.warning("stopping at the end of this step (it checkpoints there); Ctrl-C again stops at once")
+        req.requested, req.by = True, _STOPS[signal.Signals(signum)]
+        for s in ours:  # the next one of either stops at once
+            signal.signal(s, previous[s])
+        again = "Ctrl-C" if req.by == "Ctrl-C" else "another SIGTERM"
+        log.warning(f"{req.by}: stopping at the end of this step (it checkpoints there); "
+                    f"{again} stops at once")
 
-    signal.signal(signal.SIGINT, ask)
+    for s in ours:
+        signal.signal(s, ask)
     try:
         yield req
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s in ours:
+            signal.signal(s, previous[s])
 
 
 @contextlib.contextmanager
