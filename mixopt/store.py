@@ -26,6 +26,7 @@ import math
 import os
 import sqlite3
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -280,7 +281,9 @@ class RunStore:
         # A store this user may not write (a colleague's, a read-only mount) is still readable: the
         # commands that pass create=False only read, and any write is refused by name (_write).
         self.readonly = not create and not _can_write(self.path)
-        self._lock_wait: float | None = None  # see impatient()
+        # impatient()'s limit per thread: an error path's 5 s must not cut short the writes another
+        # thread (Tune's callbacks beside the driver) makes at the same time on this Store.
+        self._lock_waits: dict[int, float] = {}
         try:
             if self.readonly:
                 with self._connect() as con:
@@ -331,11 +334,20 @@ class RunStore:
         """Writes inside wait at most ``seconds`` for another program's lock, then raise
         :class:`~mixopt.errors.StoreLockedError`: an error path's bookkeeping must not hold its
         error back for the ten minutes a write waits otherwise (the review of the lock wait)."""
-        before, self._lock_wait = self._lock_wait, seconds
+        me = threading.get_ident()
+        before = self._lock_waits.get(me)
+        self._lock_waits[me] = seconds if before is None else min(before, seconds)
         try:
             yield
         finally:
-            self._lock_wait = before
+            if before is None:
+                del self._lock_waits[me]
+            else:
+                self._lock_waits[me] = before
+
+    @property
+    def _lock_wait(self) -> float | None:
+        return self._lock_waits.get(threading.get_ident())
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

@@ -243,6 +243,14 @@ def test_a_store_locked_by_another_program_is_waited_for_then_one_clear_error(st
     monkeypatch.setattr("mixopt.store.LOCK_PATIENCE_S", 30.0)
     with store.impatient(0.1), pytest.raises(StoreLockedError):
         store.add(rec("r2", [0.5, 0.3, 0.2], 2.0))
+    # ... and only its own: a write on another thread (Tune's callbacks) meanwhile keeps the patience
+    with store.impatient(0.1):
+        seen: list[float | None] = []
+        other = threading.Thread(target=lambda: seen.append(store._lock_wait))
+        other.start()
+        other.join()
+        assert seen == [None] and store._lock_wait == 0.1
+    assert store._lock_wait is None
     # a lock let go within the patience: the write waits for it and goes through, said once
     threading.Timer(0.4, lambda: browser.execute("ROLLBACK")).start()
     store.add(rec("r2", [0.5, 0.3, 0.2], 2.0))
