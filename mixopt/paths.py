@@ -54,6 +54,24 @@ def find_recipe(kind: str, name: str) -> Path | None:
     return None
 
 
+def warn_if_overriding(kind: str, found: Path, what: str) -> None:
+    """Say so when ``found``, a recipe looked up by name, is the current folder's copy of a shipped
+    recipe that differs from it: a forgotten ``./proxies/xs.toml`` had changed a search's proxies
+    without a word (and its runs, keyed by that file, reused none of the shipped rung's)."""
+    from mixopt.errors import warn
+
+    found = found.resolve()
+    local = (Path.cwd() / kind).resolve()
+    if not found.is_relative_to(local):
+        return
+    for d in shipped_dirs(kind):
+        twin = d / found.relative_to(local)
+        if twin.is_file() and twin.read_bytes() != found.read_bytes():
+            warn(f"{what} {found.stem!r} is {found}, which overrides the shipped {twin} (move or rename "
+                 "it to use the shipped one)")
+            return
+
+
 def check_recipe_path(name: str, what: str) -> None:
     """Refuse a ``name`` that is a path (a .toml, or with a folder in it) to nothing usable, naming
     the path: "unknown name" would send the user to the list of known recipes instead.

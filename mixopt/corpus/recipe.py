@@ -251,4 +251,6 @@ def load_recipe(name: str) -> Recipe:
         known = paths.available_recipes("corpora")
         hint = f"known recipes: {', '.join(known)}" if known else "no recipes found in ./corpora"
         raise MixoptError(f"unknown corpus {name!r} ({hint}); use `mixopt corpus add` for your own data")
+    if not name.endswith(".toml"):
+        paths.warn_if_overriding("corpora", path, "corpus recipe")
     return parse_recipe(path, None if name.endswith(".toml") else name)

@@ -243,7 +243,11 @@ def _portable_rung(rung: str) -> str:
     if found is None:
         return rung
     found = found.resolve()
-    return found.stem if found.parent in paths.shipped_dirs("proxies") else str(found)
+    if found.parent in paths.shipped_dirs("proxies"):
+        return found.stem
+    if rung == found.stem:  # looked up by name: the current folder's, perhaps hiding a shipped one
+        paths.warn_if_overriding("proxies", found, "proxy rung")
+    return str(found)
 
 
 def build_space(config: SearchConfig) -> tuple[SearchSpace, str | None, str | None, str | None]:

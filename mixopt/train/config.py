@@ -335,6 +335,8 @@ def load_model(name: str | ModelSpec) -> ModelSpec:
             f"model {name!r} is unknown; known models: {', '.join(available_models())} "
             "(or give a path to a .toml)"
         )
+    if path is not p:  # found by name
+        paths.warn_if_overriding("proxies", path, "model config")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

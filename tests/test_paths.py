@@ -1,0 +1,40 @@
+"""Recipes looked up by name: the current folder's first, then the shipped ones."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+
+from mixopt import paths
+from mixopt.corpus.recipe import load_recipe
+from mixopt.errors import MixoptWarning
+from mixopt.search.prepare import _portable_rung
+from mixopt.train.config import load_model
+
+SHIPPED = [("proxies", "xs.toml", lambda: _portable_rung("xs"), "proxy rung 'xs'"),
+           ("proxies", "moe/moe-xs.toml", lambda: load_model("moe-xs"), "model config 'moe-xs'"),
+           ("corpora", "default.toml", lambda: load_recipe("default"), "corpus recipe 'default'")]
+
+
+@pytest.mark.parametrize(("kind", "rel", "look_up", "what"), SHIPPED, ids=[s[1] for s in SHIPPED])
+def test_a_local_copy_that_overrides_a_shipped_recipe_is_said(kind, rel, look_up, what, tmp_path: Path,  # noqa: ANN001
+                                                            monkeypatch) -> None:  # noqa: ANN001
+    """A QA pass: a forgotten ./proxies/xs.toml had changed a search's proxies without a word."""
+    monkeypatch.chdir(tmp_path)
+    local = tmp_path / kind / rel
+    local.parent.mkdir(parents=True)
+    shutil.copy(paths.SHIPPED / kind / rel, local)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same file: nothing to say
+        look_up()
+    local.write_text(local.read_text() + "\n# changed here\n")
+    with pytest.warns(MixoptWarning, match=rf"{what} is {local.resolve()}, which overrides the shipped "
+                                           rf".*{rel} \(move or rename it to use the shipped one\)"):
+        look_up()
+    local.unlink()  # gone: the shipped one, silently
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        look_up()
