@@ -367,7 +367,12 @@ class RunStore:
                     if _locked(exc):
                         raise self._locked_error(busy) from exc
                     raise
-            yield con
+            try:
+                yield con
+            except sqlite3.OperationalError as exc:  # a read under another program's exclusive lock
+                if _locked(exc):
+                    raise self._locked_error(busy) from exc
+                raise
         finally:
             con.close()
 

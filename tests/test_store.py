@@ -257,13 +257,22 @@ def test_a_store_locked_by_another_program_is_waited_for_then_one_clear_error(st
     assert capsys.readouterr().err.count("locked by another program") == 1
     assert [r.run_id for r in store.runs()] == ["r1", "r2"]
     # a lock in exclusive mode stops even a read's connection: the same line, not a traceback
+    monkeypatch.setattr("mixopt.store._can_write", lambda path: False)
+    theirs = RunStore(store.path, create=False)
+    assert theirs.readonly
     browser.execute("PRAGMA locking_mode = EXCLUSIVE")
     browser.execute("BEGIN IMMEDIATE")
     browser.execute("UPDATE runs SET cost = 1")
     with pytest.raises(StoreLockedError, match="stayed locked by another program"):
         store.runs()
+    # ... and a read-only store's reads (a colleague's store), which set no journal mode first
+    with pytest.raises(StoreLockedError, match="stayed locked by another program"):
+        RunStore(store.path, create=False)
+    with pytest.raises(StoreLockedError, match="stayed locked by another program"):
+        theirs.runs()
     browser.execute("ROLLBACK")
     browser.close()
+    assert [r.run_id for r in theirs.runs()] == ["r1", "r2"]
 
 
 def test_a_readonly_sqlite_file_that_is_no_store_is_one_clear_error(tmp_path, monkeypatch):
