@@ -427,9 +427,10 @@ def test_bench_fit_on_the_slice(capsys: pytest.CaptureFixture[str], tmp_path: Pa
                     scorer_rows=5000)
     assert res["n_train"] == 64 and res["n_test"] == 32 and res["n_domains"] == 17
     assert -1 <= res["spearman"] <= 1 and res["propose_seconds"] > 0 and "propose_seconds_64" in res
-    assert [r["ok"] for r in res["rows"][:1]] == [res["fit_seconds"] <= 5]
-    # every row has "ok", null where it has no goal, as bench search's rows (scripts read one shape)
-    assert all("ok" in r for r in res["rows"]) and res["rows"][-1]["ok"] is None
+    assert [r["met"] for r in res["rows"][:1]] == [res["fit_seconds"] <= 5]
+    # every row has "met", null where it has no goal, as bench search's rows and bench laws' and bench
+    # moe's goals (scripts read one key)
+    assert all("met" in r for r in res["rows"]) and res["rows"][-1]["met"] is None
     with pytest.raises(MixoptError, match="give --data the folder holding regmix-pile-1m/"):
         bench_fit(data=tmp_path)
     assert run_cli(["bench", "fit", "--data", str(tmp_path)]) == 2

@@ -129,9 +129,9 @@ def bench_search(
         out["overhead"] = {**noop, "per_trial_s": per_trial, "fixed_s": fixed}
         rows.append({"name": f"per-trial orchestration overhead ({trials} no-op trials, one at a time)",
                      "value": f"{per_trial:.3f} s", "goal": f"≤ {OVERHEAD_GOAL_S} s",
-                     "ok": bool(per_trial <= OVERHEAD_GOAL_S)})
+                     "met": bool(per_trial <= OVERHEAD_GOAL_S)})
         rows.append({"name": "Tune experiment start + end (fixed, once per search phase)",
-                     "value": f"{fixed:.1f} s", "goal": "-", "ok": None})
+                     "value": f"{fixed:.1f} s", "goal": "-", "met": None})
         fid = {"work": work}
         pairs = []
         for _ in range(repeats):
@@ -160,15 +160,15 @@ def bench_search(
                              f"~{cpu_per_trial:.1f} CPU-s; median of {repeats} interleaved pairs)",
                      "value": f"{speedup:.3f}× (range {_range(speedups)}; wall incl. start-up "
                               f"{wall_speedup:.2f}×)",
-                     "goal": f"≥ {SPEEDUP_GOAL}× on 2 cores", "ok": bool(speedup >= SPEEDUP_GOAL)})
+                     "goal": f"≥ {SPEEDUP_GOAL}× on 2 cores", "met": bool(speedup >= SPEEDUP_GOAL)})
         rows.append({"name": "  the same work without Ray (multiprocessing, 2 processes vs 1)",
                      "value": f"{raw_med:.2f}× (range {_range(raws)})", "goal": "what the machine allows now",
-                     "ok": None})
+                     "met": None})
         rows.append({"name": "  scaling efficiency (Ray speed-up / machine speed-up, medians)",
-                     "value": f"{speedup / raw_med:.2f}", "goal": "≈ 1", "ok": None})
+                     "value": f"{speedup / raw_med:.2f}", "goal": "≈ 1", "met": None})
         rows.append({"name": "core share of the trials (CPU s / wall s; 1 = a free core each)",
                      "value": f"1 at once {share['one']:.2f}, 2 at once {share['two']:.2f}", "goal": "≈ 1",
-                     "ok": bool(min(share.values()) > 0.9)})
+                     "met": bool(min(share.values()) > 0.9)})
     out["load_after"] = os.getloadavg()[0]
     if include_fit:
         from mixopt.bench.fit import bench_fit
@@ -176,6 +176,6 @@ def bench_search(
         # Olmix's table beside RegMix's, as bench fit's --data reads the folder holding both
         fit = bench_fit(data=fit_data, olmix=Path(fit_data).parent / "olmix-64dom-512" if fit_data else None)
         out["fit"] = fit
-        rows += [{**r, "ok": None if r.get("ok") is None else bool(r["ok"])} for r in fit["rows"]]
+        rows += [{**r, "met": None if r.get("met") is None else bool(r["met"])} for r in fit["rows"]]
     out["rows"] = rows
     return out

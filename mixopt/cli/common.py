@@ -114,6 +114,20 @@ def render_selection(rows: list[dict[str, Any]]) -> None:
 MAX_COUNT = 10**15
 
 
+def goal_table(title: str, rows: list[dict[str, Any]]) -> None:
+    """A benchmark's figures against its goals (``bench fit``, ``bench search``): met yes / no, or
+    - for a figure without a goal."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in ("figure", "measured", "goal", "met"):
+        t.add_column(col)
+    for row in rows:
+        met = row.get("met")
+        t.add_row(row["name"], row["value"], row["goal"], "-" if met is None else ("yes" if met else "no"))
+    console.print(t)
+
+
 def parse_count(text: str, what: str = "tokens") -> int:
     """A count as people write it: 200000, 200_000, 2e5, 200k, 5M, 1.5G (a whole number ≥ 1);
     ``what`` names the unit in errors (tokens: the ``--tokens`` options' parser)."""

@@ -21,6 +21,7 @@ from mixopt.cli.common import (
     console,
     dumps,
     err_console,
+    goal_table,
     largest,
     opt,
     out_file,
@@ -318,13 +319,7 @@ def bench_fit(
         print(dumps(res, default=json_default))
         return
     if timing:
-        t = Table(title="mixopt bench fit")
-        for col in ("figure", "measured", "goal", "met"):
-            t.add_column(col)
-        for row in res["rows"]:
-            ok = row.get("ok")
-            t.add_row(row["name"], row["value"], row["goal"], "-" if ok is None else ("yes" if ok else "no"))
-        console.print(t)
+        goal_table("mixopt bench fit", res["rows"])
     if laws:
         _render_laws(res["laws"])
 
@@ -392,4 +387,6 @@ def _figure(v: Any) -> str:
     if isinstance(v, dict):
         return ", ".join(f"{k} " + (f"({_figure(x)})" if isinstance(x, dict) else _figure(x))
                          for k, x in v.items())
+    if isinstance(v, bool):  # a goal's "met", as the tables say it
+        return "yes" if v else "no"
     return f"{v:.4g}" if isinstance(v, float) else str(v)

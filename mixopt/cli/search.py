@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
@@ -20,6 +19,7 @@ from mixopt.cli.common import (
     console,
     dumps,
     err_console,
+    goal_table,
     largest,
     opt,
     print_columns,
@@ -191,13 +191,8 @@ def bench_search(
     if as_json:
         print(dumps(res, default=str))
         return
-    t = Table(title=f"mixopt bench search ({res['ray_cpus']} CPUs; load {res['load_before']:.1f} → "
-                    f"{res['load_after']:.1f})")
-    for col in ("figure", "measured", "goal", "met"):
-        t.add_column(col)
-    for row in res["rows"]:
-        t.add_row(row["name"], row["value"], row["goal"], "-" if row.get("ok") is None else str(row["ok"]))
-    console.print(t)
+    goal_table(f"mixopt bench search ({res['ray_cpus']} CPUs; load {res['load_before']:.1f} → "
+               f"{res['load_after']:.1f})", res["rows"])
 
 
 class _Progress:
