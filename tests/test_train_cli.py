@@ -628,6 +628,26 @@ def test_a_wide_table_is_split_not_cut_in_a_narrow_terminal(monkeypatch, capsys)
     assert out.count("science_papers") == 2
 
 
+def test_a_long_row_name_folds_so_that_no_figure_is_cut(monkeypatch, capsys):
+    """A QA pass: a 70-character domain name in an 80-column log had cut every weight to "0.…"."""
+    from rich.console import Console
+
+    from mixopt.cli import common
+
+    long = "HuggingFaceFW_fineweb-edu_sample-10BT_quality-filtered_dedup_minhash_v3_english"
+    cols = ["domain", "★ proposed", "uniform", "best_run"]
+    rows = [[d, "0.123456", "0.333333", "0.654321"] for d in ("web", long)]
+    for width in (80, 60, 40):
+        monkeypatch.setattr(common, "console", Console(width=width, force_terminal=False))
+        common.print_columns("weights", cols, rows, left=("domain",))
+        out = capsys.readouterr().out
+        assert "…" not in out and max(len(line) for line in out.splitlines()) <= width, out
+        for cell in [*rows[1][1:], "domain", "proposed", "uniform", "best_run"]:
+            assert cell in out, out
+        names = "".join(line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│"))
+        assert long in names  # folded over lines, whole
+
+
 def test_a_log_file_gets_a_line_with_the_time_left_between_evaluations(tiny_workspace, model_toml, capsys,
                                                                      monkeypatch):  # noqa: ANN001
     import mixopt.cli.train as cli_train

@@ -183,7 +183,16 @@ def print_columns(
         return max([head, *(Text.from_markup(r[i]).cell_len for r in rows)]) + 3
 
     budget = console.width - 1
-    fixed = sum(width(i) for i in range(keys))
+    # Row names fold to at most half the width, and to leave room for the widest column beside them:
+    # a 70-character domain name in an 80-column log had squeezed every weight to "0.…" (a QA pass).
+    key_w = {i: width(i) for i in range(keys)}
+    room = min(budget - max((width(i) for i in range(keys, len(columns))), default=0), budget // 2)
+    while keys and sum(key_w.values()) > room:
+        widest = max(key_w, key=key_w.__getitem__)
+        if key_w[widest] <= 12:  # no narrower: a terminal this narrow folds the figures instead
+            break
+        key_w[widest] = max(12, key_w[widest] - (sum(key_w.values()) - room))
+    fixed = sum(key_w.values())
     groups: list[list[int]] = [[]]
     used = fixed
     for i in range(keys, len(columns)):
@@ -195,12 +204,13 @@ def print_columns(
     for n, group in enumerate(groups):
         cols = [*range(keys), *group]
         t = Table(title=title if n == 0 else f"{title} (continued)")
-        wrap = sum(width(i, wrap=False) for i in cols) > budget  # headers on one line where they fit
+        wrap = fixed + sum(width(i, wrap=False) for i in group) > budget  # headers on one line where they fit
         for i in cols:
             # a fixed width: rich would widen a column whose header could be longer, past the budget
-            # a row name wider than the terminal folds rather than lose its distinguishing end
+            # a row name wider than its room folds rather than lose its distinguishing end
+            w = min(key_w[i], width(i, wrap)) if i < keys else width(i, wrap)
             t.add_column(columns[i], justify="left" if columns[i] in left else "right",
-                         width=width(i, wrap) - 3, overflow="fold" if i < keys else "ellipsis")
+                         width=w - 3, overflow="fold" if i < keys else "ellipsis")
         for r in rows:
             t.add_row(*(r[i] for i in cols))
         console.print(t)
