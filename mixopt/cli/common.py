@@ -10,9 +10,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+# Lines in a log stay one line each (grep-able, and a path or command in them copied whole): rich
+# would break them at 80 columns when the stream is not a terminal. Tables keep the width.
 console = Console()
-# Notes, warnings and progress lines in a log stay one line each (grep-able): rich would break
-# them at 80 columns when stderr is not a terminal.
+console.soft_wrap = not console.is_terminal
 err_console = Console(stderr=True)
 err_console.soft_wrap = not err_console.is_terminal
 
