@@ -149,3 +149,23 @@ def test_no_help_text_loses_words_to_rich_markup() -> None:
     assert len(texts) > 200  # every command and option was reached
     lost = [(w, t) for w, t in texts if re.search(r"(?<!\\)\[[a-zA-Z/]", t)]
     assert not lost, lost
+
+
+def test_a_locale_that_is_not_utf8_prints_question_marks_not_a_traceback(monkeypatch) -> None:  # noqa: ANN001
+    """A QA pass: under LANG=en_US.ISO-8859-1 `mixopt --help` (its "→") and a finished search's table
+    (its "·") ended in a UnicodeEncodeError traceback, exit 1."""
+    import io
+    import sys
+
+    from rich.console import Console
+
+    from mixopt.cli import common
+
+    out = io.TextIOWrapper(io.BytesIO(), encoding="latin-1")
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(common, "console", Console(file=out))  # as at import, under that locale
+    main(["--help"])  # returns: no traceback
+    common.console.print("mixture → written · 日本")
+    out.flush()
+    text = out.buffer.getvalue().decode("latin-1")
+    assert "Usage" in text and "mixture ? written · ??" in text

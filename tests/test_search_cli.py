@@ -432,6 +432,8 @@ def test_json_stdout_is_the_document_alone_and_failed_runs_exit_1(workspace, tmp
                     "--validate", "0", "--name", "chatty", "--json"]) == 0
     said = capsys.readouterr()
     assert json.loads(said.out)["search_id"] == "chatty" and "chatty: loading my config" in said.err
+    # progress on stderr, as the README says (a QA pass: --json had made a search silent while it ran)
+    assert "swarm 4/4 · best" in said.err and "search chatty:" in said.err
     code = run_cli(["search", "--evaluator", "mixopt.testing:failing", "--domains", "a,b,c", "--budget", "3",
                     "--validate", "0", "--retries", "0", "--name", "crashing", "--json"])
     said = capsys.readouterr()

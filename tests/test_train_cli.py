@@ -122,7 +122,8 @@ def test_train_cli_reports_against_the_prediction(tiny_workspace: Path, model_to
     assert load["per_domain"] == res["expert_load"]["summary"] and load["per_domain"]  # as the table has them
 
 
-def test_diverged_training_exits_1_and_keeps_json_clean(tiny_workspace: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_diverged_training_exits_1_and_keeps_json_clean(tiny_workspace: Path, model_toml: Path,  # noqa: ANN001
+                                                         tmp_path: Path, capsys) -> None:  # noqa: ANN001
     """Exit 1 when the loss blows up; the reason goes to stderr so --json's stdout parses."""
     toml = tmp_path / "div.toml"
     toml.write_text(DEBUG_TOML.replace("lr = 3e-3", "lr = 1e30").replace("min_lr = 3e-4", "min_lr = 0.0")
@@ -132,6 +133,10 @@ def test_diverged_training_exits_1_and_keeps_json_clean(tiny_workspace: Path, tm
     assert code == 1 and "diverged" in err
     assert json.loads(out)["status"] == "diverged"
     assert "bias_rate" not in err
+    code, out, err = run(["train", "--mixture", "uniform", "--corpus", "tiny", "--model", str(model_toml),
+                          "--out", str(tmp_path / "fine"), "--threads", "1", "--json"], capsys)
+    # the per-evaluation lines of a log, with --json too (a QA pass: it had said nothing while it ran)
+    assert code == 0 and json.loads(out)["status"] == "ok" and re.search(r"train step \d+/\d+ · .* val", err)
     # one that blows up after some steps has a routing to speak of; its advice is noise there
     toml.write_text(DEBUG_TOML.replace("lr = 3e-3", "lr = 1e6").replace("min_lr = 3e-4", "min_lr = 0.0")
                     + "grad_clip = 0.0\n")

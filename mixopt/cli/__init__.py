@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning user errors into one line and exit code 2."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _tolerate_legacy_encodings()
     logging.basicConfig(
         level=os.environ.get("MIXOPT_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
     )
@@ -120,6 +121,22 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if "ray" in sys.modules:
             _quiet_ray_exit()
+
+
+def _tolerate_legacy_encodings() -> None:
+    """Under a locale that is not UTF-8 (LANG=en_US.ISO-8859-1, or C without Python's UTF-8 mode),
+    print what the encoding cannot say as "?": a finished search's table had ended in a
+    UnicodeEncodeError traceback on its "·", exit 1, after its mixture was written (a QA pass)."""
+    import codecs
+
+    for stream in (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        try:
+            utf = codecs.lookup(encoding).name.startswith("utf")
+        except LookupError:
+            utf = False
+        if not utf and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
 
 
 def _quiet_ray_exit() -> None:

@@ -17,6 +17,13 @@ console.soft_wrap = not console.is_terminal
 err_console = Console(stderr=True)
 err_console.soft_wrap = not err_console.is_terminal
 
+
+def live() -> bool:
+    """Whether progress is drawn (a bar, a spinner) on stderr: a terminal that animates. Elsewhere (a
+    log file, a pipe, TERM=dumb, where rich draws nothing until the end) commands print a plain
+    line per step instead, with or without --json (its stdout holds the JSON alone)."""
+    return err_console.is_interactive
+
 CorpusOpt = Annotated[str, typer.Option("--corpus", "-c", help="Corpus name (a recipe in corpora/) or path.")]
 RungOpt = Annotated[str, typer.Option("--rung", "-r", help="Proxy rung from proxies/ (xs, s, m, ...).")]
 MAX_SEED = 2**32 - 1  # numpy and torch both take seeds in [0, 2^32)
@@ -48,7 +55,7 @@ def opt(*names: str, help: str, **checks: Any) -> Any:  # noqa: A002 - typer's o
 def busy(text: str) -> Iterator[None]:
     """A spinner with the time elapsed on a terminal's stderr while a long step runs (a nested
     cross-validation of ``auto`` takes minutes with nothing else to show); nothing in a log."""
-    if not err_console.is_terminal:
+    if not live():
         yield
         return
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn

@@ -21,6 +21,7 @@ from mixopt.cli.common import (
     err_console,
     goal_table,
     largest,
+    live,
     opt,
     print_columns,
     render_selection,
@@ -101,7 +102,7 @@ def search(
     # With --json, stdout is the document's alone: what the user's evaluator module prints as it is
     # imported had come first (a QA pass), so the work's stdout goes to stderr.
     work_out = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
-    with work_out, _Progress(quiet=as_json) as progress:
+    with work_out, _Progress() as progress:
         try:
             if resume is not None:
                 ignored = sorted(p for p in ctx.params if p not in RESUME_OPTIONS
@@ -196,9 +197,9 @@ def bench_search(
 
 
 class _Progress:
-    """Rich progress for the stages and trials of a search (on stderr; quiet with --json)."""
+    """Rich progress for the stages and trials of a search, on stderr (with --json too)."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -208,10 +209,10 @@ class _Progress:
             TimeRemainingColumn,
         )
 
-        self.quiet = quiet
         self.search_id: str | None = None
-        # Without a terminal (a log file, CI) rich draws no bar: print a line per finished run instead.
-        self.plain = not quiet and not err_console.is_terminal
+        # Without a terminal that animates (a log file, CI, TERM=dumb) rich draws no bar until the
+        # end: print a line per finished run instead.
+        self.plain = not live()
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TextColumn("ETA"),
@@ -220,7 +221,7 @@ class _Progress:
             # above xs) never showed an ETA; the whole phase is the window here.
             speed_estimate_period=24 * 3600,
             # Disabled without a terminal too: a stopped live display there only leaves a blank line.
-            console=err_console, disable=quiet or self.plain, transient=False,
+            console=err_console, disable=self.plain, transient=False,
         )
         self.tasks: dict[str, Any] = {}
         self.started: dict[str, tuple[float, int]] = {}
@@ -247,9 +248,8 @@ class _Progress:
 
         if isinstance(event, StageEvent):
             self.search_id = event.search_id
-            if not self.quiet:
-                for line in (event.message, *event.lines) if event.stage != "ray" else event.lines:
-                    self.progress.console.print(line, style="dim" if event.stage == "ray" else None)
+            for line in (event.message, *event.lines) if event.stage != "ray" else event.lines:
+                self.progress.console.print(line, style="dim" if event.stage == "ray" else None)
             return
         best = f"{event.best:.4f}" if event.best is not None else "-"
         if event.phase not in self.tasks:

@@ -18,6 +18,7 @@ from mixopt.cli.common import (
     console,
     dumps,
     err_console,
+    live,
     out_file,
     parse_count,
     print_columns,
@@ -284,12 +285,12 @@ def train_cmd(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    # Not drawn into a pipe or file (the plain per-evaluation lines go to stderr there).
-    quiet = as_json or not console.is_terminal
-    with Progress(*columns, console=console, transient=True, disable=quiet) as progress:
+    # On stderr, beside the warnings (stdout may be a file, --json's document); where it is not drawn
+    # (a log file, a pipe, TERM=dumb) plain lines go to stderr instead.
+    plain = not live()
+    with Progress(*columns, console=err_console, transient=True, disable=plain) as progress:
         task = progress.add_task("train", total=None, loss="—", note="", steps="…")
 
-        plain = not as_json and not err_console.is_terminal  # a log file: rich draws no bar there
         last_loss = ["—"]
         eta = _TimeLeft()
         last_line: list[float] = []  # when the last plain line was printed
@@ -394,7 +395,7 @@ def compare_cmd(
     from mixopt.train.memory import keep_freed_memory
 
     keep_freed_memory()
-    with console.status("") as status:
+    with err_console.status("") as status:
 
         eta = _TimeLeft()
 
@@ -402,7 +403,7 @@ def compare_cmd(
             seconds = eta(i, n)
             left = f" · about {_duration(seconds)} left" if seconds is not None else ""
             status.update(f"run {i + 1}/{n}: {label}, seed {seed}{left}")
-            if not err_console.is_terminal:  # a log file: the spinner is not drawn there
+            if not live():  # a log file: the spinner is not drawn there
                 err_console.print(f"compare run {i + 1}/{n}: {label}, seed {seed}{left}", highlight=False)
 
         def on_reuse(label: str, seed: int, where: Path) -> None:
