@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pathlib
+import re
 
 import pytest
 
@@ -419,6 +421,28 @@ def test_domains_are_parsed_strictly_but_a_trailing_comma_is_harmless():
     space = SearchSpace(domains=("a", "b", "c"), fixed={"a": 0.5}, ceilings={"b": 0.3, "c": 0.2})
     with pytest.raises(MixoptError, match=r"the ceilings and the fixed weights \(--fix a=0.5\) add up to 1"):
         sample_swarm(space, 4, seed=0)
+
+
+def test_the_search_says_where_what_its_trials_print_is_kept(workspace, tmp_path, monkeypatch, capsys,  # noqa: ANN001
+                                                             ray_session):  # noqa: ANN001
+    """A QA pass: what a user's evaluator (and its training job) printed reached neither the search's
+    output nor any file the README named; Ray keeps it in its session's worker logs."""
+    import uuid
+
+    marker = f"training job says {uuid.uuid4().hex}"
+    (tmp_path / "loud_eval.py").write_text(
+        "from mixopt.testing import loglinear\n"
+        "def evaluate(request):\n"
+        f"    print({marker!r}, flush=True)\n"
+        "    return loglinear(request)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert run_cli(["search", "--evaluator", "loud_eval:evaluate", "--domains", "a,b,c", "--budget", "4",
+                    "--validate", "0", "--name", "loud"]) == 0
+    err = capsys.readouterr().err
+    logs = re.search(r"what the trials print: (\S+)/worker-\*\.out", err)
+    assert logs is not None, err
+    kept = pathlib.Path(logs.group(1)).glob("worker-*.out")
+    assert any(marker in f.read_text(errors="replace") for f in kept)
 
 
 def test_json_stdout_is_the_document_alone_and_failed_runs_exit_1(workspace, tmp_path, monkeypatch, capsys,

@@ -37,6 +37,7 @@ class RayInfo:
     dashboard_url: str | None
     auth: str  # "token" or "disabled"
     token_source: str | None
+    logs: str | None = None  # this machine's Ray session logs folder (None: not known)
 
     def describe(self) -> list[str]:
         """Lines for the CLI: where the dashboard is and how to get past its token check."""
@@ -51,6 +52,16 @@ class RayInfo:
                     "dashboard asks (`ray get-auth-token` prints it), or send the header "
                     "'Authorization: Bearer <token>'"
                 )
+        # Trials' output (what an evaluator prints, its training job's too) is kept out of the
+        # search's own output (log_to_driver=False: Ray's worker noise), but not lost (a QA pass).
+        if self.logs and self.started_here:
+            lines.append(f"  what the trials print: {self.logs}/worker-*.out and .err")
+        elif self.logs:
+            lines.append(f"  what the trials print: {self.logs}/worker-*.out and .err on this node, each "
+                         "node's own session folder on the others (the dashboard's Logs tab)")
+        else:
+            lines.append("  what the trials print: each node's Ray session folder, logs/worker-*.out "
+                         "(the dashboard's Logs tab)")
         return lines
 
 
@@ -241,9 +252,14 @@ def ensure_ray(
     auth = "token" if get_authentication_mode() == AuthenticationMode.TOKEN else "disabled"
     cpus = int(ray.cluster_resources().get("CPU", 1))
     gcs = ray.get_runtime_context().gcs_address
+    try:  # a private helper, informative only
+        logs = ray._private.worker._global_node.get_logs_dir_path()
+        logs = logs if Path(logs).is_dir() else None
+    except Exception:
+        logs = None
     return RayInfo(
         address=str(gcs), started_here=started_here, num_cpus=cpus, dashboard_url=url, auth=auth,
-        token_source=token_source() if auth == "token" else None,
+        token_source=token_source() if auth == "token" else None, logs=logs,
     )
 
 
