@@ -163,6 +163,13 @@ def test_info_and_list(tiny_workspace: Path, capsys, monkeypatch) -> None:
     assert info["total"]["train_tokens"] == sum(r["train_tokens"] for r in info["domains"])
     code, out, _ = run(capsys, "corpus", "info", "tiny")
     assert code == 0 and "drama" in out and "total" in out
+    from rich.console import Console
+
+    from mixopt.cli import common
+
+    monkeypatch.setattr(common, "console", Console(width=50, force_terminal=False))
+    code, out, _ = run(capsys, "corpus", "info", "tiny")  # a narrow terminal: split, never cut (a QA pass)
+    assert code == 0 and "…" not in out and "(continued)" in out and f"{info['total']['mb']:.1f}" in out
     code, out, _ = run(capsys, "corpus", "list", "--json")
     listing = json.loads(out)
     assert "default" in [r["name"] for r in listing["recipes"]]

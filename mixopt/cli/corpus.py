@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from mixopt.cli import app
-from mixopt.cli.common import JsonOpt, SeedOpt, console, dumps
+from mixopt.cli.common import JsonOpt, SeedOpt, console, dumps, print_columns
 
 corpus_app = typer.Typer(
     help="Corpora: build one from a recipe in corpora/, add your own data, list and inspect what is built.",
@@ -28,38 +28,28 @@ AddForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild even if up t
                                           "of that name built from other data.")]
 
 
-def _table(s: dict[str, Any]) -> Table:
-    t = Table(title=f"corpus {s['name']}  (vocab {s['vocab_size']}, hash {s['hash'][:12]})")
-    t.add_column("domain", no_wrap=True)
-    # Compact cells so the licence column fits in 80 columns (a pipe or CI log).
-    for col in ("docs (+val)", "tokens", "val tok", "MB", "B/tok"):
-        t.add_column(col, justify="right", no_wrap=True)
-    t.add_column("licence", overflow="fold")
+def _print_table(s: dict[str, Any]) -> None:
+    from rich.markup import escape
 
-    def row(r: dict[str, Any], name: str, licence: str, **kw: Any) -> None:
-        t.add_row(
-            name,
-            f"{r['train_documents']:,} +{r['val_documents']:,}",
-            f"{r['train_tokens'] / 1e6:.2f}M",
-            f"{r['val_tokens'] / 1e3:.0f}k",
-            f"{r['mb']:.1f}",
-            f"{r['bytes_per_token']:.2f}",
-            licence,
-            **kw,
-        )
+    # Compact cells so the licence column fits in 80 columns (a pipe or CI log); a narrower terminal
+    # gets the columns in several tables, never a figure cut (a QA pass at 50 columns: "7.2…").
+    def row(r: dict[str, Any], name: str, licence: str) -> list[str]:
+        return [name, f"{r['train_documents']:,} +{r['val_documents']:,}", f"{r['train_tokens'] / 1e6:.2f}M",
+                f"{r['val_tokens'] / 1e3:.0f}k", f"{r['mb']:.1f}", f"{r['bytes_per_token']:.2f}", licence]
 
-    for r in s["domains"]:
-        row(r, r["domain"], str(r["licence"]))  # a manifest written before licences were checked
-    t.add_section()
-    row(s["total"], "total", "", style="bold")
-    return t
+    # str(): a manifest written before licences were checked
+    rows = [row(r, escape(r["domain"]), escape(str(r["licence"]))) for r in s["domains"]]
+    rows.append(row(s["total"], "[bold]total[/]", ""))
+    print_columns(f"corpus {escape(s['name'])}  (vocab {s['vocab_size']}, hash {s['hash'][:12]})",
+                  ["domain", "docs (+val)", "tokens", "val tok", "MB", "B/tok", "licence"], rows,
+                  left=("domain", "licence"))
 
 
 def _show(s: dict[str, Any], as_json: bool, note: str) -> None:
     if as_json:
         print(dumps(s))
         return
-    console.print(_table(s))
+    _print_table(s)
     if s.get("skipped_domains"):
         skipped = ", ".join(f"{d} ({why})" for d, why in s["skipped_domains"].items())
         console.print(f"[yellow]skipped domains:[/] {skipped}")
