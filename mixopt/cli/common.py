@@ -12,9 +12,10 @@ from rich.console import Console
 
 # Lines in a log stay one line each (grep-able, and a path or command in them copied whole): rich
 # would break them at 80 columns when the stream is not a terminal. Tables keep the width.
-console = Console()
+# No highlighting: rich coloured numbers and words mid-sentence by its own guesses (a QA pass).
+console = Console(highlight=False)
 console.soft_wrap = not console.is_terminal
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, highlight=False)
 err_console.soft_wrap = not err_console.is_terminal
 
 

@@ -53,7 +53,7 @@ def _show(s: dict[str, Any], as_json: bool, note: str) -> None:
     if s.get("skipped_domains"):
         skipped = ", ".join(f"{d} ({why})" for d, why in s["skipped_domains"].items())
         console.print(f"[yellow]skipped domains:[/] {skipped}")
-    console.print(note)
+    console.print(note, markup=False)
 
 
 def _warn_unusable_domains(corpus: Any) -> None:
@@ -203,4 +203,4 @@ def list_(as_json: JsonOpt = False) -> None:
         b.add_column(col, justify="left" if col in ("name", "created") else "right")
     for r in built:  # train tokens, as `corpus info` counts them (the total had read as a mismatch)
         b.add_row(r["name"], str(r["domains"]), f"{r['train_tokens']:,}", f"{r['mb']:.1f}", str(r["created"]))
-    console.print(b if built else "no corpus is built yet; run `mixopt corpus build default`")
+    console.print(b if built else "no corpus is built yet; run `mixopt corpus build default`", markup=False)

@@ -70,4 +70,4 @@ def entropy(
     if em.projected:
         console.print("the raw weights broke the bounds and were projected into the space")
     if out is not None:
-        console.print(f"wrote {out}")
+        console.print(f"wrote {out}", markup=False)

@@ -41,9 +41,9 @@ def export(
     prefixes = parse_prefixes(prefix or [], list(mix.weights))
     text = export_mixture(mix, fmt, prefixes, valid_sets)
     for note in export_notes(mix, fmt, valid_sets, prefixes):
-        err_console.print(f"note: {note}")
+        err_console.print(f"note: {note}", markup=False)
     if out is None:
         typer.echo(text, nl=False)
     else:
         write_text(out, text)
-        err_console.print(f"wrote {out}")
+        err_console.print(f"wrote {out}", markup=False)

@@ -156,13 +156,13 @@ def _render(report: Any) -> None:
     if report.per_metric and report.method == "auto":
         console.print(f"auto's law candidates fit one law per metric column ({report.per_metric}); the "
                       f"target is their {_combined(report.target)}; the other candidates fit the target "
-                      "itself")
+                      "itself", markup=False)
     elif report.per_metric:
         console.print(f"one {report.method} law per metric column ({report.per_metric}); the target is "
-                      f"their {_combined(report.target)}")
+                      f"their {_combined(report.target)}", markup=False)
     if report.groups:
         console.print("domains grouped by source, from their names: "
-                      + ", ".join(f"{g} {n}" for g, n in report.groups.items()))
+                      + ", ".join(f"{g} {n}" for g, n in report.groups.items()), markup=False)
     if report.selection:
         render_selection(report.selection)
     if report.cv:
@@ -174,19 +174,20 @@ def _render(report: Any) -> None:
         t.add_row(f"{c['spearman']:.4f}", f"{c['pearson']:.4f}", f"{c['mae']:.4g}", f"{c['rel_error']:.4%}")
         console.print(t)
         if nested:  # the two Spearmans differ, and a user should know why
-            console.print(f"  ({AUTO_CV_NOTE})")
+            console.print(f"  ({AUTO_CV_NOTE})", markup=False)
     if not (report.cv or report.predictions or report.proposal or report.selection):
         console.print("nothing was asked of the fit: add --cv K (accuracy), --predict FILE --out P.csv, or "
                       "--propose --out mixture.json")
     if report.predictions:
         p = report.predictions
-        console.print(f"wrote {p['n']} predictions ({p['min']:.4g} … {p['max']:.4g}) to {p['path']}")
+        console.print(f"wrote {p['n']} predictions ({p['min']:.4g} … {p['max']:.4g}) to {p['path']}",
+                      markup=False)
     if report.proposal:
         run = report.proposal["info"].get("run_id")  # random: the best run, measured
         target = escape(str(report.target))  # rich markup: a column or run id may hold brackets
         _render_proposal(report.proposal, f"measured {target}, run {escape(str(run))}" if run is not None
                          else f"predicted {target}")
-        console.print(f"wrote {report.out}")
+        console.print(f"wrote {report.out}", markup=False)
 
 
 def _render_proposal(prop: dict[str, Any], what: str) -> None:
@@ -217,21 +218,23 @@ def _render_scale(res: dict[str, Any]) -> None:
         label = f"rung {rung} ({float(size):.3g} params), {metric}" if rung else name
         form = (f"in the learning rate's area, annealing C = {law['C']:.3g}" if law.get("scale") == "lr-area"
                 else "in tokens")  # "scale" absent: a result of before 2026-12-04, in tokens
-        console.print(f"  step law {label}: β = {law['beta']:.3f} {form}, RMS residual {law['rms']:.4g}")
+        console.print(f"  step law {label}: β = {law['beta']:.3f} {form}, RMS residual {law['rms']:.4g}",
+                      markup=False)
     for metric, law in res["laws"].get("bimix", {}).items():
         step = f"β = {law['beta']:.3f} (step)" if law["beta"] is not None else "no step term (one checkpoint)"
         console.print(f"  bimix {metric}: α = {law['alpha']:.3f}, {step}; over the checkpoints RMS residual "
-                      f"{law['rms']:.4g}, R² {law['r2']:.2f}")
+                      f"{law['rms']:.4g}, R² {law['r2']:.2f}", markup=False)
     size_laws = res["laws"]["size"]
     if size_laws:  # one exponent for every metric (mixopt.fitters.nested)
         beta = next(iter(size_laws.values()))["beta"]
         console.print(f"  size law: β = {beta:.3f} (all metrics); RMS residual "
-                      + ", ".join(f"{name} {law['rms']:.4g}" for name, law in size_laws.items()))
+                      + ", ".join(f"{name} {law['rms']:.4g}" for name, law in size_laws.items()),
+                      markup=False)
     _render_proposal(res["proposal"], "predicted objective at target scale")
     for note in res.get("notes", ()):
         console.print(f"[yellow]note:[/] {note}")
     if res["out"]:
-        console.print(f"wrote {res['out']}")
+        console.print(f"wrote {res['out']}", markup=False)
 
 
 @bench_app.command("fit")
@@ -296,14 +299,14 @@ def bench_fit(
         from mixopt.store import RunStore
 
         n = ladder_runs(ladder, RunStore(store), n_mixtures=ladder_mixtures, seed=ladder_seed, jobs=jobs)
-        console.print(f"trained {n} ladder runs on {ladder}")
+        console.print(f"trained {n} ladder runs on {ladder}", markup=False)
     if lengths is not None:
         from mixopt.bench.laws import length_runs
         from mixopt.store import RunStore
 
         n = length_runs(lengths, RunStore(store), n_mixtures=ladder_mixtures, seed=ladder_seed, jobs=jobs,
                         factors=factors)
-        console.print(f"trained {n} lengths runs on {lengths}")
+        console.print(f"trained {n} lengths runs on {lengths}", markup=False)
     if laws:
         from mixopt.bench.laws import bench_laws
 

@@ -114,10 +114,11 @@ def train(
         print(dumps(job.record))
     else:
         if res.status == "ok":
-            console.print(_result_table(job, seed))
+            console.print(_result_table(job, seed), markup=False)
         console.print(
             f"status {res.status}; {res.cost:.1f} s ({res.train_seconds:.1f} s training at "
-            f"{res.tokens_per_s:,.0f} tokens/s, {res.eval_seconds:.1f} s evaluating); result: {job.out}"
+            f"{res.tokens_per_s:,.0f} tokens/s, {res.eval_seconds:.1f} s evaluating); result: {job.out}",
+            markup=False
         )
     if res.status != "ok":
         print(f"{res.status}: {res.error}", file=sys.stderr)

@@ -27,10 +27,11 @@ def report(
         print(dumps({"search": rep.search_id, "folder": str(rep.folder), "files": files, "cv": rep.cv,
                           "cv_notes": rep.cv_notes}, indent=2))
         return
-    console.print(f"report of search {rep.search_id} in {rep.folder}:")
+    console.print(f"report of search {rep.search_id} in {rep.folder}:", markup=False)
     for f in rep.files:
-        console.print(f"  {f.name}")
+        console.print(f"  {f.name}", markup=False)
     if rep.cv is not None:
-        console.print("cross-validation: " + ", ".join(f"{k} {v:.4f}" for k, v in rep.cv.items()))
+        console.print("cross-validation: " + ", ".join(f"{k} {v:.4f}" for k, v in rep.cv.items()),
+                      markup=False)
     for note in rep.cv_notes:
-        console.print(f"  {note}")
+        console.print(f"  {note}", markup=False)

@@ -42,7 +42,7 @@ def list_runs(
             print("[]")
         else:
             console.print(f"0 runs: no run store at {default_path()} yet (a search or `mixopt runs import` "
-                          "creates one)")
+                          "creates one)", markup=False)
         return
     st = store_of_search(search, store) if search is not None else RunStore(store, create=False)
     runs = st.runs(search_id=search, status=status)
@@ -51,7 +51,8 @@ def list_runs(
     shown = runs[-limit:] if limit > 0 else runs
     if as_json:
         if len(shown) < len(runs):  # a QA pass: a script read the newest 50 as every run, unsaid
-            err_console.print(f"note: the newest {len(shown)} of {len(runs)} runs (--limit 0 lists all)")
+            err_console.print(f"note: the newest {len(shown)} of {len(runs)} runs (--limit 0 lists all)",
+                              markup=False)
 
         def finite(v: object) -> object:  # strict JSON (jq): a diverged run's NaN/inf are null
             return v if not isinstance(v, float) or math.isfinite(v) else None
@@ -83,11 +84,12 @@ def list_runs(
     print_columns(title, heads, rows, left=("run", "search", "role", "status", "error"))
     if cut:
         console.print(f"errors are cut to their first line, at {ERROR_CHARS} characters; "
-                      "`mixopt runs list --json` prints them whole")
+                      "`mixopt runs list --json` prints them whole", markup=False)
     searches = st.searches()
     if search is None and searches:
         more = f" (the last 10 of {len(searches)}: `mixopt runs searches`)" if len(searches) > 10 else ""
-        console.print(f"searches{more}: " + ", ".join(f"{s.search_id} ({s.state})" for s in searches[-10:]))
+        console.print(f"searches{more}: " + ", ".join(f"{s.search_id} ({s.state})" for s in searches[-10:]),
+                      markup=False)
 
 
 @runs_app.command("searches")
@@ -102,7 +104,7 @@ def list_searches(
         if as_json:
             print("[]")
         else:
-            console.print(f"0 searches: no run store at {default_path()} yet")
+            console.print(f"0 searches: no run store at {default_path()} yet", markup=False)
         return
     from mixopt.search.lock import shown_state
     from mixopt.search.prepare import search_dir
@@ -139,7 +141,7 @@ def list_searches(
         listed = ", ".join(f"{escape(k)} ({n} run{'s' if n != 1 else ''})" for k, n in first)
         more = f", … ({len(others) - 10} more)" if len(others) > 10 else ""
         console.print(f"runs with no search record (a benchmark's, or imported) carry {listed}{more}: "
-                      "`mixopt runs list --search ID` lists them", style="dim")
+                      "`mixopt runs list --search ID` lists them", style="dim", markup=False)
     if any(r["state"] == "stopped" for r in rows):
         console.print("stopped: its driver ended without saying so (kill -9, a lost node); "
                       "`mixopt search --resume NAME` goes on", style="dim")
@@ -148,7 +150,8 @@ def list_searches(
         for r in failed[-5:]:
             console.print(f"{escape(r['search'])} failed: {escape(r['error'])}", style="dim", soft_wrap=True)
         if len(failed) > 5:
-            console.print(f"({len(failed) - 5} earlier failed searches: --json has every error)", style="dim")
+            console.print(f"({len(failed) - 5} earlier failed searches: --json has every error)", style="dim",
+                          markup=False)
     if any(r["objective_is"] == "predicted" for r in rows):
         console.print("objective: the exported mixture's measured value, or the model's prediction "
                       "(pred.) where it was not validated", style="dim")
@@ -196,4 +199,4 @@ def import_runs(
     ids = summary["first"] if summary["runs"] == 1 else f"{summary['first']} … {summary['last']}"
     console.print(f"imported {summary['runs']} run{'s' if summary['runs'] != 1 else ''} over "
                   f"{len(summary['domains'])} domains into {st.path} (ids {ids}; {summary['metrics']} "
-                  "metrics)")
+                  "metrics)", markup=False)

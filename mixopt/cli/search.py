@@ -116,7 +116,7 @@ def search(
                     err_console.print(
                         f"warning: --resume continues {resume} as it was started; ignoring "
                         + ", ".join("--" + p.replace("_", "-") for p in ignored)
-                        + " (start a new search to change them)"
+                        + " (start a new search to change them)", markup=False
                     )
                 given = ctx.get_parameter_source("retries")
                 result = resume_search(resume, store=store, progress=progress, address=address,
@@ -144,10 +144,10 @@ def search(
             # The command on a line of its own, never wrapped, so that it pastes whole.
             err_console.print("stopped; finished runs are in the run store. Continue with:" if sid else
                               "stopped before the search was recorded: nothing to resume; run the command "
-                              "again")
+                              "again", markup=False)
             if sid:  # with the store it is in (the review: a --store search was sent to the workspace's)
                 err_console.print(f"  mixopt search --resume {sid}" + (f" --store {store}" if store else ""),
-                                  soft_wrap=True, highlight=False)
+                                  soft_wrap=True, highlight=False, markup=False)
             # SystemExit, not KeyboardInterrupt: typer turns the latter into a return value (exit 0)
             raise SystemExit(130) from None
     if as_json:
@@ -249,7 +249,7 @@ class _Progress:
         if isinstance(event, StageEvent):
             self.search_id = event.search_id
             for line in (event.message, *event.lines) if event.stage != "ray" else event.lines:
-                self.progress.console.print(line, style="dim" if event.stage == "ray" else None)
+                self.progress.console.print(line, style="dim" if event.stage == "ray" else None, markup=False)
             return
         best = f"{event.best:.4f}" if event.best is not None else "-"
         if event.phase not in self.tasks:
@@ -270,7 +270,7 @@ class _Progress:
         eta = f"{(event.total - event.done) / rate:.0f}s" if rate > 0 else "-"
         failed = f" ({event.failed} failed)" if event.failed else ""
         self.progress.console.print(f"{event.phase} {event.done}/{event.total}{failed} · best {best} · "
-                                    f"{elapsed:.0f}s elapsed · ETA {eta}", highlight=False)
+                                    f"{elapsed:.0f}s elapsed · ETA {eta}", highlight=False, markup=False)
 
 
 def _fmt(x: float | None, nd: int = 4) -> str:
@@ -314,16 +314,17 @@ def render_result(result: Any) -> None:
     checks = f"; {checks}" if checks else ""
     if runs.get("planned") or runs.get("reused"):
         console.print(f"runs: {swarm_outcome(runs)}, {runs['reused']} reused, "
-                      f"{runs['fitted']} fitted{checks} · {result.wall_s:.0f} s")
+                      f"{runs['fitted']} fitted{checks} · {result.wall_s:.0f} s", markup=False)
     else:  # entropy: "0 ok, 0 fitted" would read as a swarm that failed
-        console.print(f"runs: no swarm ({result.method} is training-free){checks} · {result.wall_s:.0f} s")
+        console.print(f"runs: no swarm ({result.method} is training-free){checks} · {result.wall_s:.0f} s",
+                      markup=False)
     marks = {(row.comparison or {}).get("beats") for row in result.candidates} & {True, False}
     if result.validate and marks:  # the legend of marks the table shows (none with one seed)
         from mixopt.search.validate import BEATS_RULE
 
-        console.print(BEATS_RULE, highlight=False)
+        console.print(BEATS_RULE, highlight=False, markup=False)
     if result.selection:
         render_selection(result.selection)
     for note in result.notes:
-        console.print(f"note: {note}", style="yellow", soft_wrap=not console.is_terminal)
-    console.print(f"mixture ({result.exported}) written to {result.out or result.mixture_path}")
+        console.print(f"note: {note}", style="yellow", soft_wrap=not console.is_terminal, markup=False)
+    console.print(f"mixture ({result.exported}) written to {result.out or result.mixture_path}", markup=False)

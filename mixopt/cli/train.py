@@ -148,9 +148,9 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
     print_columns(title, cols, rows, left=("domain",))
     if phases:
         _render_phases(phases, res.config.get("updater_every") if overrides else None)
-    console.print(f"objective ({rep.get('objective')}): final model {_f(rep.get('final'))}")
+    console.print(f"objective ({rep.get('objective')}): final model {_f(rep.get('final'))}", markup=False)
     if rep.get("note"):
-        console.print(f"  note: {rep['note']}", style="yellow")
+        console.print(f"  note: {rep['note']}", style="yellow", markup=False)
     if rep.get("predicted") is not None:
         extra = ""
         if "interval" in rep:
@@ -160,19 +160,20 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
             )
         console.print(
             f"  search predicted {rep['predicted']:.4f} (proxy scale){extra}; "
-            f"final − predicted = {rep['final_minus_predicted']:+.4f}"
+            f"final − predicted = {rep['final_minus_predicted']:+.4f}", markup=False
         )
     if split := rep.get("per_domain_split"):
         apart = f", {split['sd_apart']:.1f} sd apart" if split.get("sd_apart") is not None else ""
         console.print(
             f"  note: the search's per-domain predictions combine to {split['combined']:.4f}, not its "
             f"{rep['predicted']:.4f}{apart}: its two fits of the same runs disagree, so read the "
-            "predicted column and the prediction above as rough", style="yellow")
+            "predicted column and the prediction above as rough", style="yellow", markup=False)
     if rep.get("proxy_measured") is not None:
         sem = f" ± {rep['proxy_sem']:.4f}" if rep.get("proxy_sem") is not None else ""
         console.print(
             f"  measured at proxy rung {rep.get('proxy_rung')}: {rep['proxy_measured']:.4f}{sem}; "
-            f"final − proxy = {rep['final_minus_proxy']:+.4f} (the larger model should be lower)"
+            f"final − proxy = {rep['final_minus_proxy']:+.4f} (the larger model should be lower)",
+            markup=False
         )
     baseline = res.config["label"] in ("uniform", "natural")  # nothing was predicted: nothing to say
     figures = rep.get("predicted") is not None or rep.get("proxy_measured") is not None
@@ -182,7 +183,7 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
         )
     if (fig := load_figures(res)) is not None:
         _render_load(res, fig)
-    console.print(f"run folder: {res.out}")
+    console.print(f"run folder: {res.out}", markup=False)
 
 
 def load_figures(res) -> dict | None:  # noqa: ANN001 (TrainResult)
@@ -214,7 +215,8 @@ def _warn_collapse(res, fig: dict) -> None:  # noqa: ANN001 (TrainResult)
         "aux": f"raise aux_coef in {toml}, or set balance = \"bias\"",
     }.get(lm.get("balance"), f"set balance = \"bias\" or \"aux\" in {toml}")
     err_console.print(f"warning: MoE layer(s) {which} (from 0) still send most tokens to a few experts at "
-                      f"the end (violation ≥ half of {fig['ceiling']:.2f}); {how}", style="yellow")
+                      f"the end (violation ≥ half of {fig['ceiling']:.2f}); {how}", style="yellow",
+                      markup=False)
 
 
 def _render_load(res, fig: dict) -> None:  # noqa: ANN001 (TrainResult)
@@ -230,11 +232,11 @@ def _render_load(res, fig: dict) -> None:  # noqa: ANN001 (TrainResult)
         + (f"per step, mean over the last log window {fmt(per_step)} (what the steps paid for); " if per_step
            else "")
         + (f"pooled over that window {fmt(window)}; " if window else "")
-        + f"pooled over the whole run {fmt(fig['maxvio'])}"
+        + f"pooled over the whole run {fmt(fig['maxvio'])}", markup=False
     )
     if res.expert_load.get("summary"):
         console.print(f"  top expert share is at most 1/k = {1 / lm['top_k']:.3g} (each token fills k "
-                      "slots); both columns average the layers", style="dim")
+                      "slots); both columns average the layers", style="dim", markup=False)
 
 
 @app.command("train")
@@ -299,13 +301,14 @@ def train_cmd(
             if "resumed" in ev:  # said whatever the output: where the run goes on from
                 done = ev["resumed"] >= ev["steps"]
                 err_console.print(f"the run had finished ({ev['steps']} steps); its result:" if done else
-                                  f"resuming at step {ev['resumed']} of {ev['steps']}", highlight=False)
+                                  f"resuming at step {ev['resumed']} of {ev['steps']}", highlight=False,
+                                  markup=False)
                 return
             if "eval" in ev:
                 progress.update(task, note=f"val {ev['eval']['objective']:.3f}")
                 if plain:  # one line per evaluation, so a redirected log shows the run moving
                     err_console.print(f"train step {ev['step']}/{ev['steps']} · loss {last_loss[0]} · "
-                                      f"val {ev['eval']['objective']:.4f}", highlight=False)
+                                      f"val {ev['eval']['objective']:.4f}", highlight=False, markup=False)
             else:
                 last_loss[0] = f"{ev['loss']:.3f}"
                 progress.update(task, total=ev["steps"], completed=ev["step"], loss=last_loss[0],
@@ -316,7 +319,7 @@ def train_cmd(
                 if plain and left is not None and since >= PLAIN_EVERY_S:
                     # and a line a minute between evaluations, with the time left (evaluations apart)
                     err_console.print(f"train step {ev['step']}/{ev['steps']} · loss {last_loss[0]} · "
-                                      f"about {_duration(left)} left", highlight=False)
+                                      f"about {_duration(left)} left", highlight=False, markup=False)
                     last_line.append(now)
 
         try:
@@ -339,7 +342,7 @@ def train_cmd(
             # A second Ctrl-C (SIGTERM) stops at once (no message): the last checkpoint written is kept.
             err_console.print(f"{exc}; the same command with --resume goes on from there" if str(exc) else
                               "interrupted; the same command with --resume goes on from the last checkpoint "
-                              "written, if any")
+                              "written, if any", markup=False)
             raise SystemExit(130) from None  # typer would turn KeyboardInterrupt into exit 0
     fig = load_figures(res)
     if as_json:  # the whole log and load counts are in result.json; the load figures here
@@ -404,12 +407,13 @@ def compare_cmd(
             left = f" · about {_duration(seconds)} left" if seconds is not None else ""
             status.update(f"run {i + 1}/{n}: {label}, seed {seed}{left}")
             if not live():  # a log file: the spinner is not drawn there
-                err_console.print(f"compare run {i + 1}/{n}: {label}, seed {seed}{left}", highlight=False)
+                err_console.print(f"compare run {i + 1}/{n}: {label}, seed {seed}{left}", highlight=False,
+                                  markup=False)
 
         def on_reuse(label: str, seed: int, where: Path) -> None:
             err_console.print(f"compare: {label}, seed {seed} is the finished run in {where} (same mixture, "
                               "model, budget, corpus, seed and device): reused, not trained again",
-                              highlight=False, soft_wrap=True)
+                              highlight=False, soft_wrap=True, markup=False)
 
         try:
             cmp = compare(
@@ -431,7 +435,7 @@ def compare_cmd(
             )
         except KeyboardInterrupt as exc:
             err_console.print(f"{str(exc) or 'interrupted'}; run the same compare again to go on "
-                              "(finished runs are kept)")
+                              "(finished runs are kept)", markup=False)
             raise SystemExit(130) from None
     if as_json:
         print(dumps(cmp.as_dict(), indent=2))
@@ -457,7 +461,7 @@ def compare_cmd(
     if cmp.threshold is not None and len(cmp.seeds) < 4:
         console.print(f"with {len(cmp.seeds)} seeds a winner must beat the others by {cmp.threshold:.3g} "
                       "paired standard errors (Student's t): add --seeds to detect smaller differences",
-                      style="dim")
+                      style="dim", markup=False)
     row = cmp.objective_row
     if cmp.threshold is not None and cmp.winners[row] is None:
         need = seeds_needed({lb: cmp.values[lb][row] for lb in cmp.labels}, cmp.z)
@@ -467,8 +471,8 @@ def compare_cmd(
                 f"if the paired differences kept their mean and spread, about {need} seeds would show "
                 f"{lead} ahead (a rough estimate from {len(cmp.seeds)} seeds)" if need is not None
                 else f"{lead}'s lead is too small for its spread to show even with {MAX_SEEDS_NEEDED} seeds"
-            ))
-    console.print(f"plot: {cmp.png}\nruns and compare.json: {cmp.out}")
+            ), markup=False)
+    console.print(f"plot: {cmp.png}\nruns and compare.json: {cmp.out}", markup=False)
 
 
 def _gf(v: float | None, scale: float = 1e9) -> str:
@@ -620,7 +624,7 @@ def bench_moe(
                else f"worst {g['worst']:.2f}×, mean {g['mean']:.2f}×")
         console.print(f"goal {name}: {got} — {mark}")
     if record["noisy"]:
-        err_console.print(f"warning: {record['noisy']}")
+        err_console.print(f"warning: {record['noisy']}", markup=False)
     if train_rows:
         tt = Table(title="end-to-end training (same run)")
         # With the (tied) embedding, which the model TOMLs' "non-embedding" counts leave out.
@@ -636,5 +640,6 @@ def bench_moe(
             )
         console.print(tt)
         console.print(
-            f"MFU is model FLOP/s ÷ {train_rows[0].peak_source} ({train_rows[0].peak / 1e9:,.1f} GFLOP/s)."
+            f"MFU is model FLOP/s ÷ {train_rows[0].peak_source} ({train_rows[0].peak / 1e9:,.1f} GFLOP/s).",
+            markup=False
         )
