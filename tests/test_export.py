@@ -455,3 +455,20 @@ def test_a_mixture_file_that_is_no_mixture_or_names_a_domain_with_a_newline_is_r
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
         assert not (tmp_path / "o.txt").exists()
+
+
+def test_an_export_the_locale_cannot_print_is_refused_not_garbled(tmp_path: Path, monkeypatch,  # noqa: ANN001
+                                                                  capsys, workspace: Path) -> None:  # noqa: ANN001
+    """Under a locale that is not UTF-8, "日本" would print as "??": a blend naming no real domain."""
+    import io
+    import sys
+
+    path = Mixture({"café": 0.5, "日本": 0.5}).save(tmp_path / "mix.json")
+    out = io.TextIOWrapper(io.BytesIO(), encoding="latin-1", errors="replace")
+    monkeypatch.setattr(sys, "stdout", out)
+    assert run_cli(["export", str(path), "--format", "megatron"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the export holds '日本', which this locale's encoding (latin-1) cannot "
+                          "print; write it to a file with --out"), err
+    assert run_cli(["export", str(path), "--format", "megatron", "--out", str(tmp_path / "blend.txt")]) == 0
+    assert "日本" in (tmp_path / "blend.txt").read_text(encoding="utf-8")

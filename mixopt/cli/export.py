@@ -40,6 +40,8 @@ def export(
     valid_sets = assignments(valid, "--valid")
     prefixes = parse_prefixes(prefix or [], list(mix.weights))
     text = export_mixture(mix, fmt, prefixes, valid_sets)
+    if out is None:
+        _check_printable(text)
     for note in export_notes(mix, fmt, valid_sets, prefixes):
         err_console.print(f"note: {note}", markup=False)
     if out is None:
@@ -47,3 +49,21 @@ def export(
     else:
         write_text(out, text)
         err_console.print(f"wrote {out}", markup=False)
+
+
+def _check_printable(text: str) -> None:
+    """Refuse to print an export the terminal's encoding cannot say: under a locale that is not UTF-8
+    its unsayable characters would come out as "?", a blend naming domains that do not exist."""
+    import sys
+
+    from mixopt.errors import MixoptError
+
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError as exc:
+        raise MixoptError(f"the export holds {exc.object[exc.start:exc.end]!r}, which this locale's encoding "
+                          f"({encoding}) cannot print; write it to a file with --out (UTF-8), or run under a "
+                          "UTF-8 locale (LANG=C.UTF-8)") from None
+    except LookupError:
+        return
