@@ -256,7 +256,10 @@ def test_search_runs_list_report_through_the_cli(workspace, tmp_path, capsys, ra
     said = capsys.readouterr()
     assert len(json.loads(said.out)) == 2 and f"the newest 2 of {len(listed)} runs (--limit 0" in said.err
     assert run_cli(["runs", "searches", "--json"]) == 0  # an evaluator's search has no corpus: null
-    assert json.loads(capsys.readouterr().out)[0]["corpus"] is None
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["corpus"] is None and row["evaluator"] == "mixopt.testing:loglinear"
+    assert run_cli(["runs", "searches"]) == 0  # named in the table instead (a QA pass: "-" said nothing)
+    assert "mixopt.testing:loglinear" in capsys.readouterr().out
 
     assert run_cli(["report", "cli", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)

@@ -119,22 +119,25 @@ def list_searches(
         if value is None:
             value, how = exported.get("predicted"), "predicted"
         rows.append({"search": s.search_id, "state": state, "method": s.config.get("method"),
-                     "corpus": s.config.get("corpus"), "budget": s.config.get("budget"),
+                     "corpus": s.config.get("corpus"), "evaluator": s.config.get("evaluator"),
+                     "budget": s.config.get("budget"),
                      "exported": res.get("exported"), "objective": value,
                      "objective_is": how if value is not None else None, "created": s.created,
                      "error": res.get("error") if s.state == "failed" else None})
     if as_json:
         print(dumps(rows, indent=2))
         return
-    cells = [[escape(r["search"]), r["state"], str(r["method"]), escape(str(r["corpus"] or "-")),
+    # a search with its own evaluator has no corpus: its evaluator says what it measured (a QA pass)
+    cells = [[escape(r["search"]), r["state"], str(r["method"]),
+              escape(str(r["corpus"] or r["evaluator"] or "-")),
               str(r["budget"]),
               r["exported"] or "-",
               "-" if r["objective"] is None else f"{r['objective']:.4f}" + (
                   " (pred.)" if r["objective_is"] == "predicted" else ""),
               r["created"][:16].replace("T", " ")] for r in rows]
-    heads = ["search", "state", "method", "corpus", "budget", "exported", "objective", "created"]
+    heads = ["search", "state", "method", "corpus / evaluator", "budget", "exported", "objective", "created"]
     print_columns(f"{len(rows)} searches in {escape(str(st.path))}", heads, cells,
-                  left=("search", "state", "method", "corpus", "exported", "created"))
+                  left=("search", "state", "method", "corpus / evaluator", "exported", "created"))
     others = st.unrecorded_search_ids()
     if others:
         first = list(others.items())[:10]
