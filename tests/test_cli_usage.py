@@ -39,6 +39,7 @@ def test_bare_group_shows_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 2
     out = capsys.readouterr()
     assert "Traceback" not in out.err and "import" in out.out + out.err
+    assert out.err.strip() or not out.err  # no empty line on stderr (a QA pass)
 
 
 def test_a_domain_twice_in_one_list_is_refused() -> None:

@@ -222,7 +222,8 @@ def _show_usage_error(exc: Exception) -> None:
     """One line: what was wrong and where the command's help is (help itself for a bare group)."""
     message = exc.format_message()  # type: ignore[attr-defined]
     if type(exc).__name__ == "NoArgsIsHelpError":  # ``mixopt`` or ``mixopt runs`` alone: show help
-        print(message, file=sys.stderr)
+        if message.strip():  # typer's rich help is printed already, and its message is empty
+            print(message, file=sys.stderr)
         return
     ctx = getattr(exc, "ctx", None)
     where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
