@@ -67,6 +67,32 @@ def busy(text: str) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def json_warnings(as_json: bool) -> Iterator[list[str]]:
+    """With --json, mixopt's warnings said inside are also kept, each once, for the document's
+    "warnings" key (scripts read them there); each is still shown on stderr as it comes, not when
+    the block ends (a training run's warning would wait hours). Without --json, an empty list."""
+    said: list[str] = []
+    if not as_json:
+        yield said
+        return
+    import warnings
+
+    from mixopt.errors import MixoptWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", category=MixoptWarning)  # once per message, not per place
+        show = warnings.showwarning
+
+        def tee(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+            if issubclass(category, MixoptWarning) and str(message) not in said:
+                said.append(str(message))
+            show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = tee
+        yield said
+
+
 def out_file(value: str) -> Path:
     """typer's ``parser`` of an ``--out`` file option: the text as typed (see ``output_path``)."""
     from mixopt.atomic import output_path

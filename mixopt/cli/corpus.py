@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from mixopt.cli import app
-from mixopt.cli.common import JsonOpt, SeedOpt, console, dumps, print_columns
+from mixopt.cli.common import JsonOpt, SeedOpt, console, dumps, json_warnings, print_columns
 
 corpus_app = typer.Typer(
     help="Corpora: build one from a recipe in corpora/, add your own data, list and inspect what is built.",
@@ -45,9 +45,9 @@ def _print_table(s: dict[str, Any]) -> None:
                   left=("domain", "licence"))
 
 
-def _show(s: dict[str, Any], as_json: bool, note: str) -> None:
+def _show(s: dict[str, Any], as_json: bool, note: str, said: list[str] | None = None) -> None:
     if as_json:
-        print(dumps(s))
+        print(dumps(s if said is None else {**s, "warnings": said}))
         return
     _print_table(s)
     if s.get("skipped_domains"):
@@ -89,9 +89,11 @@ def build(name: NameArg = "default", force: ForceOpt = False, as_json: JsonOpt =
     from mixopt.corpus.assemble import build_recipe
     from mixopt.corpus.catalog import summary
 
-    out = build_recipe(name, force=force)
+    with json_warnings(as_json) as said:
+        out = build_recipe(name, force=force)
+        with _built(out.path):
+            _warn_unusable_domains(Corpus(out.path))
     with _built(out.path):
-        _warn_unusable_domains(Corpus(out.path))
         s = summary(Corpus(out.path))
         s["up_to_date"] = out.up_to_date
         if out.up_to_date:
@@ -99,7 +101,7 @@ def build(name: NameArg = "default", force: ForceOpt = False, as_json: JsonOpt =
                     "--force rebuilds.")
         else:
             note = f"built corpus {s['name']!r} in {out.seconds:.0f} s at {out.path}"
-        _show(s, as_json, note)
+        _show(s, as_json, note, said)
 
 
 @corpus_app.command("add")
@@ -146,9 +148,11 @@ def add(
         licence=licence,
         on_decode_error=on_decode_error,  # type: ignore[arg-type]  # checked by AddOptions
     )
-    _, up_to_date = add_corpus(name, source, opts, force=force)
+    with json_warnings(as_json) as said:
+        _, up_to_date = add_corpus(name, source, opts, force=force)
+        with _built(corpus_dir(name)):
+            _warn_unusable_domains(Corpus(corpus_dir(name)))
     with _built(corpus_dir(name)):
-        _warn_unusable_domains(Corpus(corpus_dir(name)))
         s = summary(Corpus(corpus_dir(name)))
         s["up_to_date"] = up_to_date
         note = (
@@ -156,7 +160,7 @@ def add(
             if up_to_date
             else f"built corpus {name!r} at {corpus_dir(name)}"
         )
-        _show(s, as_json, note)
+        _show(s, as_json, note, said)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from mixopt.cli import app
-from mixopt.cli.common import JsonOpt, assignments, console, dumps, largest, out_file
+from mixopt.cli.common import JsonOpt, assignments, console, dumps, json_warnings, largest, out_file
 from mixopt.errors import MixoptError
 
 
@@ -39,25 +39,30 @@ def entropy(
     as_json: JsonOpt = False,
 ) -> None:
     """Mixture weights from each domain's conditional entropy (smoothed token bigram model); no proxy runs."""
-    from mixopt.entropy import propose_entropy
-
     if temperature is not None and normalize == "proportional":
         raise MixoptError("--temperature is the softmax's; --normalize proportional does not use it (drop "
                           "one of them)")
-    em = propose_entropy(
-        corpus,
-        out=out,
-        normalize=normalize,
-        temperature=1.0 if temperature is None else temperature,
-        min_weight=min_weight,
-        ceilings=assignments(max_weight, "--max-weight"),
-        fixed=assignments(fix, "--fix"),
-        max_epochs=max_epochs,
-        target_tokens=target_tokens,
-    )
+    from mixopt.entropy import propose_entropy
+
+    with json_warnings(as_json) as said:
+        em = propose_entropy(
+            corpus,
+            out=out,
+            normalize=normalize,
+            temperature=1.0 if temperature is None else temperature,
+            min_weight=min_weight,
+            ceilings=assignments(max_weight, "--max-weight"),
+            fixed=assignments(fix, "--fix"),
+            max_epochs=max_epochs,
+            target_tokens=target_tokens,
+        )
     if as_json:
-        print(dumps(em.as_dict()))
+        print(dumps({**em.as_dict(), "warnings": said}))
         return
+    _render(em, out)
+
+
+def _render(em, out: Path | None) -> None:  # noqa: ANN001
     t = Table(title=f"entropy mixture ({em.estimator})")
     for col in ("domain", "H (nats/token)", "weight"):
         t.add_column(col, justify="left" if col == "domain" else "right")

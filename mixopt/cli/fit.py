@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +21,7 @@ from mixopt.cli.common import (
     dumps,
     err_console,
     goal_table,
+    json_warnings,
     largest,
     opt,
     out_file,
@@ -85,7 +85,7 @@ def fit(
     metric: Annotated[str, opt("--metric", help="--fidelity-law: loss or bpb.")] = "loss",
 ) -> None:
     """Fit on RegMix/Olmix-style run tables; cross-validate, predict new mixtures or propose one."""
-    from mixopt.errors import MixoptError, warnings_as_notes
+    from mixopt.errors import MixoptError
     from mixopt.fitters.api import FitConfig, fit_tables
     from mixopt.search.config import parse_assignments
 
@@ -97,7 +97,8 @@ def fit(
                 "--fidelity-law reads the run store (and each domain's tokens from its searches); drop "
                 "--ratios/--metrics/--cv/--predict/--tokens"
             )
-        with busy(f"fitting {'mixing-law' if method is None else method} across scale"):
+        with busy(f"fitting {'mixing-law' if method is None else method} across scale"), \
+                json_warnings(as_json) as said:
             res = fit_across_scale(ScaleFitConfig(
                 store=store, searches=tuple(search or ()), method="mixing-law" if method is None else method,
                 target=target, metric=metric, target_tokens=target_tokens, target_size=target_size,
@@ -106,7 +107,7 @@ def fit(
                 max_epochs=max_epochs,
             ))
         if as_json:
-            print(dumps(res, default=json_default))
+            print(dumps({**res, "warnings": said}, default=json_default))
             return
         _render_scale(res)
         return
@@ -136,8 +137,8 @@ def fit(
         max_epochs=max_epochs, target_tokens=target_tokens,
     )
     # with --json, the warnings are collected for the document (and shown when the fit ends)
-    collect = warnings_as_notes() if as_json else contextlib.nullcontext([])
-    with busy(f"fitting {config.method}" + (f", {cv}-fold cross-validation" if cv else "")), collect as said:
+    with busy(f"fitting {config.method}" + (f", {cv}-fold cross-validation" if cv else "")), \
+            json_warnings(as_json) as said:
         report = fit_tables(config)
     if as_json:  # every warning shown on stderr, in the document too (a QA pass: the CV's were not)
         print(dumps({**report.as_dict(), "warnings": said}, default=json_default))

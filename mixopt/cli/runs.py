@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from mixopt.cli import app
-from mixopt.cli.common import JsonOpt, console, dumps, err_console, print_columns
+from mixopt.cli.common import JsonOpt, console, dumps, err_console, json_warnings, print_columns
 
 ERROR_CHARS = 40  # of a run's error in `runs list` (`runs list --json` has it whole)
 runs_app = typer.Typer(help="The run store: every run ever evaluated.", no_args_is_help=True)
@@ -190,14 +190,15 @@ def import_runs(
     created, made = not path.exists(), first_missing(path.parent)  # what this import makes
     st = RunStore(store)
     try:
-        summary = import_table(st, ratios=ratios, metrics=metrics, corpus=corpus, fidelity=fid, prefix=prefix,
-                               evaluator=evaluator, rename=rename or ())
+        with json_warnings(as_json) as said:
+            summary = import_table(st, ratios=ratios, metrics=metrics, corpus=corpus, fidelity=fid,
+                                   prefix=prefix, evaluator=evaluator, rename=rename or ())
     except MixoptError:
         if created and st.remove_if_empty():  # a refused import leaves no empty store or folders behind
             remove_made(path.parent, made)
         raise
     if as_json:
-        print(dumps(summary, indent=2))
+        print(dumps({**summary, "warnings": said}, indent=2))
         return
     ids = summary["first"] if summary["runs"] == 1 else f"{summary['first']} … {summary['last']}"
     console.print(f"imported {summary['runs']} run{'s' if summary['runs'] != 1 else ''} over "

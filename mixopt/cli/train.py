@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mixopt.cli import app
@@ -18,6 +19,7 @@ from mixopt.cli.common import (
     console,
     dumps,
     err_console,
+    json_warnings,
     live,
     out_file,
     parse_count,
@@ -323,21 +325,22 @@ def train_cmd(
                     last_line.append(now)
 
         try:
-            res = train(
-                mixture,
-                corpus,
-                model,
-                seed=seed,
-                tokens=tokens,
-                dense=dense,
-                out=out,
-                resume=resume,
-                updater=updater,
-                threads=threads,
-                device=device,
-                checkpoint_every=checkpoint_every,
-                on_progress=on_progress,
-            )
+            with json_warnings(as_json) as said:
+                res = train(
+                    mixture,
+                    corpus,
+                    model,
+                    seed=seed,
+                    tokens=tokens,
+                    dense=dense,
+                    out=out,
+                    resume=resume,
+                    updater=updater,
+                    threads=threads,
+                    device=device,
+                    checkpoint_every=checkpoint_every,
+                    on_progress=on_progress,
+                )
         except KeyboardInterrupt as exc:
             # A second Ctrl-C (SIGTERM) stops at once (no message): the last checkpoint written is kept.
             err_console.print(f"{exc}; the same command with --resume goes on from there" if str(exc) else
@@ -349,13 +352,13 @@ def train_cmd(
         if fig is not None:  # each domain's busiest expert share and routing entropy, as in the table
             fig = {**fig, "per_domain": res.expert_load.get("summary", {})}
         print(dumps({**{k: v for k, v in res.as_dict().items() if k not in ("log", "expert_load")},
-                     "expert_load": fig}, indent=2))
+                     "expert_load": fig, "warnings": said}, indent=2))
     else:
         _render_train(res)
     if fig is not None and res.status != "diverged":  # its routing is not what went wrong
         _warn_collapse(res, fig)
     if res.status == "diverged":  # on stderr, so that --json's stdout stays one JSON object
-        err_console.print(f"[red]diverged:[/] {res.error}")
+        err_console.print(f"[red]diverged:[/] {escape(res.error or '')}")
         raise SystemExit(1)
 
 
@@ -416,29 +419,30 @@ def compare_cmd(
                               highlight=False, soft_wrap=True, markup=False)
 
         try:
-            cmp = compare(
-                mixtures,
-                corpus,
-                model,
-                seeds=seeds,
-                tokens=tokens,
-                dense=dense,
-                out=out,
-                z=z,
-                threads=threads,
-                device=device,
-                target=target,
-                metric=metric,
-                on_run=on_run,
-                on_reuse=on_reuse,
-                reuse=not no_reuse,
-            )
+            with json_warnings(as_json) as said:
+                cmp = compare(
+                    mixtures,
+                    corpus,
+                    model,
+                    seeds=seeds,
+                    tokens=tokens,
+                    dense=dense,
+                    out=out,
+                    z=z,
+                    threads=threads,
+                    device=device,
+                    target=target,
+                    metric=metric,
+                    on_run=on_run,
+                    on_reuse=on_reuse,
+                    reuse=not no_reuse,
+                )
         except KeyboardInterrupt as exc:
             err_console.print(f"{str(exc) or 'interrupted'}; run the same compare again to go on "
                               "(finished runs are kept)", markup=False)
             raise SystemExit(130) from None
     if as_json:
-        print(dumps(cmp.as_dict(), indent=2))
+        print(dumps({**cmp.as_dict(), "warnings": said}, indent=2))
         return
     wins = ("wins (needs ≥ 2 seeds)" if cmp.threshold is None  # one seed: no s.e., so no winner
             else f"wins (paired t > {cmp.threshold:.3g})")
