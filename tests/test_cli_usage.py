@@ -170,3 +170,34 @@ def test_a_locale_that_is_not_utf8_prints_question_marks_not_a_traceback(monkeyp
     out.flush()
     text = out.buffer.getvalue().decode("latin-1")
     assert "Usage" in text and "mixture ? written · ??" in text
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_a_command_as_ctrl_c_does(signame, tmp_path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    """A QA pass: SIGTERM (a scheduler's stop) killed `fit` where it stood, leaving its workers running
+    and a pipeline open, and every command but search and train exited 143 without a word."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import mixopt.search.imports as imports
+
+    def slow(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        time.sleep(30)
+
+    monkeypatch.setattr(imports, "import_table", slow)
+    monkeypatch.setenv("MIXOPT_HOME", str(tmp_path))
+    sig = getattr(signal, signame)
+    before = signal.getsignal(sig)
+    signal.signal(sig, signal.SIG_DFL)  # as a shell starts a command
+    try:
+        threading.Timer(0.5, os.kill, (os.getpid(), sig)).start()
+        t0 = time.monotonic()
+        with pytest.raises(SystemExit) as stopped:
+            main(["runs", "import", "--ratios", "r.csv", "--metrics", "m.csv"])
+        assert stopped.value.code == 130 and time.monotonic() - t0 < 20
+        assert capsys.readouterr().err.strip().endswith("interrupted")
+        assert signal.getsignal(sig) == signal.SIG_DFL  # given back as it was
+    finally:
+        signal.signal(sig, before)

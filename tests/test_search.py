@@ -1442,7 +1442,7 @@ def test_a_host_that_ignores_sigterm_still_does_after_a_search_set_its_handler(m
 
     import mixopt.search.driver as driver
 
-    before = signal.getsignal(signal.SIGTERM)
+    before, hup = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
     monkeypatch.setattr(driver, "_HOST_IGNORES_SIGTERM", None)  # as in a fresh process
     try:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -1457,6 +1457,7 @@ def test_a_host_that_ignores_sigterm_still_does_after_a_search_set_its_handler(m
         os.kill(os.getpid(), signal.SIGTERM)
     finally:
         signal.signal(signal.SIGTERM, before)
+        signal.signal(signal.SIGHUP, hup)
 
 
 def test_sigterm_stops_a_driver_whose_sigint_is_ignored(monkeypatch):
@@ -1467,11 +1468,12 @@ def test_sigterm_stops_a_driver_whose_sigint_is_ignored(monkeypatch):
 
     import mixopt.search.driver as driver
 
-    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     monkeypatch.setattr(driver, "_HOST_IGNORES_SIGTERM", None)
     monkeypatch.setattr(driver, "DRIVING", ["a search"])
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         driver._stop_on_sigterm()
         with pytest.raises(KeyboardInterrupt):
@@ -1481,6 +1483,13 @@ def test_sigterm_stops_a_driver_whose_sigint_is_ignored(monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)
+        # an ssh session dropped (SIGHUP) stops it the same way (a QA pass: exit 129, runs left running)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(1)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup: left ignored
+        driver._stop_on_sigterm()
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
     finally:
         for sig, h in before.items():
             signal.signal(sig, h)

@@ -8,12 +8,16 @@ Command groups live in sibling modules (one per verb) and register themselves on
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import logging
 import os
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
+from typing import Any
 
 import typer
 
@@ -117,10 +121,40 @@ def main(argv: list[str] | None = None) -> None:
     _shown.clear()
     _register()
     try:
-        _run(argv)
+        with _stops_as_ctrl_c():
+            _run(argv)
     finally:
         if "ray" in sys.modules:
             _quiet_ray_exit()
+
+
+@contextlib.contextmanager
+def _stops_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (Slurm, Kubernetes, ``kill``) and SIGHUP (an ssh session dropped) stop a command as
+    Ctrl-C does: its cleanup runs and it says "interrupted", exit 130. By default they had killed it
+    where it stood: `fit`'s cross-validation workers ran on (one for over half an hour, holding a
+    pipeline open), a corpus build's temporary folder stayed, and the exit was 143 with no word (a QA
+    pass). A signal the parent set to be ignored (nohup) stays ignored; a search and a training run
+    put their own handlers in on top (they stop at a resumable point)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    for s, handler in before.items():
+        if handler == signal.SIG_DFL:
+            signal.signal(s, stop)
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            if handler is not None:
+                signal.signal(s, handler)
 
 
 def _tolerate_legacy_encodings() -> None:

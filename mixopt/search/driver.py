@@ -10,6 +10,7 @@ finished run is lost or run again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -217,35 +218,40 @@ _HOST_IGNORES_SIGTERM: bool | None = None  # whether the process ignored SIGTERM
 
 
 def _stop_on_sigterm() -> None:
-    """SIGTERM (Kubernetes, Slurm, ``timeout``) stops a search as Ctrl-C does: resumable, said so.
+    """SIGTERM (Kubernetes, Slurm, ``timeout``) stops a search as Ctrl-C does: resumable, said so;
+    SIGHUP (an ssh session dropped) too, unless ignored (nohup).
 
     ``ray.init`` sets SIGTERM to exit at once, which left the search marked failed and printed a
-    native stack dump. Installed after it; outside a search the handler does what Ray's did.
+    native stack dump. Installed after it; outside a search the handler does what the one before
+    it did (Ray's, or the CLI's).
     """
     if threading.current_thread() is not threading.main_thread():
         return
     global _HOST_IGNORES_SIGTERM
     previous = signal.getsignal(signal.SIGTERM)
-    if getattr(previous, "_mixopt", False):
-        return
     if _HOST_IGNORES_SIGTERM is None:  # the first call, before any ray.init of ours replaced it
         _HOST_IGNORES_SIGTERM = previous == signal.SIG_IGN
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        before = signal.getsignal(signum)
+        if getattr(before, "_mixopt", False) or (signum == signal.SIGHUP and before == signal.SIG_IGN):
+            continue
+        handler = functools.partial(_stop_signal, previous=before)
+        handler._mixopt = True  # type: ignore[attr-defined]
+        signal.signal(signum, handler)
 
-    def handler(signum: int, frame: Any) -> None:
-        if _HOST_IGNORES_SIGTERM or previous == signal.SIG_IGN:  # a host process (library use) that
-            return  # ignores it still does, during a search and after (Ray's handler would exit)
-        if DRIVING:
-            if callable(signal.getsignal(signal.SIGINT)):  # Tune's stop while trials run, else Python's
-                os.kill(os.getpid(), signal.SIGINT)
-            else:  # SIGINT ignored (a `cmd &` from a script, nohup): the signal had done nothing, and
-                raise KeyboardInterrupt  # a QA pass's SIGTERM went unheard through a 5-minute fit
-        elif callable(previous):
-            previous(signum, frame)
-        else:
-            sys.exit(128 + signum)
 
-    handler._mixopt = True  # type: ignore[attr-defined]
-    signal.signal(signal.SIGTERM, handler)
+def _stop_signal(signum: int, frame: Any, *, previous: Any) -> None:
+    if signum == signal.SIGTERM and (_HOST_IGNORES_SIGTERM or previous == signal.SIG_IGN):
+        return  # a host process (library use) that ignores it still does, during a search and after
+    if DRIVING:
+        if callable(signal.getsignal(signal.SIGINT)):  # Tune's stop while trials run, else Python's
+            os.kill(os.getpid(), signal.SIGINT)
+        else:  # SIGINT ignored (a `cmd &` from a script, nohup): the signal had done nothing, and
+            raise KeyboardInterrupt  # a QA pass's SIGTERM went unheard through a 5-minute fit
+    elif callable(previous):
+        previous(signum, frame)
+    else:
+        sys.exit(128 + signum)
 
 
 def resume_search(
