@@ -7,6 +7,7 @@ the same filesystem is atomic on POSIX.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, as_os_error, nearly_full
 
 
 def _check_parent(path: Path) -> None:
@@ -88,6 +89,8 @@ def _check_folder(folder: Path, out: Path, what: str, *, create: bool = True) ->
         raise MixoptError(
             f"{what} {out}: cannot write in {folder} ({exc.strerror}); choose a writable path"
         ) from exc
+    if nearly_full(probe):  # the probe, an empty file, fits on a full disk; the output would not
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(probe))
 
 
 def output_path(value: str | os.PathLike[str], what: str = "--out") -> Path:
@@ -147,6 +150,13 @@ def check_writable_dir(path: str | os.PathLike[str], what: str = "--out") -> Pat
     return out
 
 
+def check_can_create(path: str | os.PathLike[str], what: str) -> None:
+    """Check that folder ``path`` could be written (made, if missing) and its disk is not full,
+    creating nothing: for commands that write it only after long work (a corpus build)."""
+    out = Path(path).expanduser()
+    _check_folder(out.parent, out, what, create=False)
+
+
 def _umask() -> int:
     try:  # Linux shows it without changing it (other threads may be creating files meanwhile)
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -188,7 +198,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        with _named(path):
+            yield tmp_path
         _publish_mode(tmp_path, path)
         try:
             os.replace(tmp_path, path)
@@ -197,6 +208,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def _named(path: Path) -> Iterator[None]:
+    """A write into ``path``'s temporary copy that the machine refused (a full disk, a file size
+    limit), in whatever words the writer used, raised as the OSError it is with ``path`` named."""
+    try:
+        yield
+    except Exception as exc:
+        err = as_os_error(exc, path.parent)
+        if err is None or err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from exc
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -222,6 +246,21 @@ def _owner() -> str:
     return f"{_host()}-{os.getpid()}"
 
 
+def sweep_leftovers(path: str | os.PathLike[str]) -> None:
+    """Tidy what a killed :func:`atomic_dir` left beside ``path``: its temporary folders (see
+    :func:`_sweep_orphans`), and its previous version, ``.<name>.old``: put back if the kill came
+    between the two renames (``path`` was gone: a corpus had vanished), else removed. Also called
+    where a build finds nothing to do (a QA pass: a 31 MB temporary folder outlived "up to date")."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if old.is_dir():
+        if not path.exists():
+            os.replace(old, path)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    _sweep_orphans(path)
+
+
 def _sweep_orphans(path: Path) -> None:
     """Remove temporary folders of ``path`` left by processes of this host that died (kill -9
     mid-build; a corpus's can hold gigabytes). Another host's, on a shared file system, stay."""
@@ -244,13 +283,14 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     (a symlinked folder: its target, so the link stays)."""
     path = _target(Path(path), "output", folder=True)
     _check_parent(path)
-    _sweep_orphans(path)
+    sweep_leftovers(path)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent))
     except OSError as exc:
         raise MixoptError(f"cannot write in {path.parent} ({exc.strerror}); choose a writable path") from exc
     try:
-        yield tmp
+        with _named(path):
+            yield tmp
         _publish_mode(tmp, path, directory=True)
         try:
             if path.exists():

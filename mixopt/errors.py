@@ -51,6 +51,64 @@ class TooFewRunsError(MixoptError):
         self.needed = needed
 
 
+# ----- the machine failing a command: a full disk, a read-only mount --------------------------
+NEARLY_FULL_BYTES = 1 << 20  # less free than this on a path's device: it is full, for what mixopt writes
+
+
+def nearly_full(path: str | os.PathLike[str]) -> bool:
+    """Whether the device holding ``path`` (or its nearest existing parent) has next to no space."""
+    import shutil
+    from pathlib import Path
+
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+def as_os_error(exc: BaseException, path: str | os.PathLike[str] | None = None) -> OSError | None:
+    """The OSError that ``exc`` stands for, when a library reported one in its own words: tokenizers'
+    "(os error 28)", numpy's "N requested and M written", SQLite's "database or disk is full", or,
+    where ``path``'s disk is full, torch's checkpoint writer and SQLite's "disk I/O error" (a QA
+    pass: each had ended a command in a traceback). None when it stands for none."""
+    import errno
+    import re
+
+    if isinstance(exc, OSError) and exc.errno:
+        return exc
+    text = str(exc)
+    if m := re.search(r"\(os error (\d+)\)", text):
+        code = int(m.group(1))
+        return OSError(code, os.strerror(code), None if path is None else str(path))
+    full = re.search(r"\d+ requested and \d+ written|database or disk is full", text) or (
+        path is not None and nearly_full(path))
+    if not full:
+        return None
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), None if path is None else str(path))
+
+
+def environment_message(err: OSError) -> tuple[str, int] | None:
+    """One line and an exit code for a machine's refusal to write: 1 where the command was right and
+    the disk is full, 2 where it names a place that cannot be written. None for other errors."""
+    import errno
+
+    where = f" ({err.filename})" if err.filename else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"no space left on the device{where}: free some, or point MIXOPT_HOME, --out or --store "
+                "elsewhere, and run the command again (nothing half-written was kept)", 1)
+    if err.errno == errno.EFBIG:
+        return (f"a file grew past this process's file size limit{where} (`ulimit -f`): raise it, or write "
+                "elsewhere, and run the command again (nothing half-written was kept)", 1)
+    if err.errno == errno.EROFS:
+        return (f"read-only file system{where}: point MIXOPT_HOME, --out or --store at a writable folder", 2)
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return (f"permission denied{where}: check the path's owner and mode, or give another path", 2)
+    return None
+
+
 class MixoptWarning(UserWarning):
     """Something suspicious that does not stop the run (renormalised rows, epoch caps, ...)."""
 

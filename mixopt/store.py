@@ -307,6 +307,7 @@ class RunStore:
         except sqlite3.DatabaseError as exc:
             if _locked(exc):
                 raise self._locked_error(BUSY_TIMEOUT_S) from exc
+            self._raise_if_disk_full(exc)  # a full disk had read as a store to replace (a QA pass)
             raise MixoptError(f"cannot open run store {self.path}: {exc}; give another --store path") from exc
         except OSError as exc:
             raise MixoptError(f"cannot create run store {self.path}: {exc.strerror}") from exc
@@ -366,12 +367,14 @@ class RunStore:
                 except sqlite3.OperationalError as exc:  # a lock in exclusive mode stops even this
                     if _locked(exc):
                         raise self._locked_error(busy) from exc
+                    self._raise_if_disk_full(exc)
                     raise
             try:
                 yield con
             except sqlite3.OperationalError as exc:  # a read under another program's exclusive lock
                 if _locked(exc):
                     raise self._locked_error(busy) from exc
+                self._raise_if_disk_full(exc)
                 raise
         finally:
             con.close()
@@ -387,7 +390,10 @@ class RunStore:
                 try:
                     yield con
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    # SQLite rolls back by itself on a full disk, and a second ROLLBACK's "no
+                    # transaction is active" had hidden the error that mattered (a QA pass)
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
                     raise
                 con.execute("COMMIT")
         except sqlite3.OperationalError as exc:
@@ -395,7 +401,18 @@ class RunStore:
             # root): SQLite finds out at the first write.
             if "readonly" in str(exc):
                 raise self._readonly_error() from exc
+            self._raise_if_disk_full(exc)
             raise
+
+    def _raise_if_disk_full(self, exc: sqlite3.DatabaseError) -> None:
+        """SQLite's "database or disk is full", or its "disk I/O error" where the store's disk is
+        full (its -shm file cannot grow), as the OSError it is: the CLI's one line names the disk."""
+        from mixopt.errors import as_os_error
+
+        if "full" in str(exc) or "disk I/O error" in str(exc):
+            err = as_os_error(exc, self.path)
+            if err is not None:
+                raise err from exc
 
     def _begin_write(self, con: sqlite3.Connection) -> None:
         """``BEGIN IMMEDIATE``, waiting out a lock held by another program for up to

@@ -498,3 +498,66 @@ def test_atomic_dir_sweeps_what_a_killed_build_left(tmp_path):
         assert tmp.name.startswith(f".built.{me}.")
         (tmp / "f").write_text("v1")
     assert not orphan.exists() and live.exists() and other.exists()
+
+
+def test_a_killed_builds_previous_version_is_put_back_or_removed(tmp_path):
+    """A QA pass: a kill between atomic_dir's two renames made a corpus vanish (its previous version
+    left as `.name.old`, listed as a corpus of its own)."""
+    path, old = tmp_path / "built", tmp_path / ".built.old"
+    (old / "shard").mkdir(parents=True)  # killed after `path → old`, before `tmp → path`
+    atomic.sweep_leftovers(path)
+    assert (path / "shard").is_dir() and not old.exists()  # put back
+    (old / "shard").mkdir(parents=True)  # killed after `tmp → path`, before removing old
+    atomic.sweep_leftovers(path)
+    assert path.is_dir() and not old.exists()
+
+
+def test_the_machine_refusing_a_write_is_named_as_such(tmp_path, monkeypatch):
+    """A QA pass: a full disk ended every writing command in a traceback, each library in its own
+    words (numpy, tokenizers, torch, SQLite)."""
+    import errno
+
+    from mixopt.errors import as_os_error, environment_message
+
+    for said in (OSError("1217025 requested and 305152 written"),  # numpy's tofile
+                 Exception("No space left on device (os error 28)"),  # tokenizers
+                 RuntimeError("database or disk is full")):
+        err = as_os_error(said)
+        assert err is not None and err.errno == errno.ENOSPC
+    assert as_os_error(Exception("File too large (os error 27)")).errno == errno.EFBIG
+    assert as_os_error(ValueError("a bad weight")) is None
+    line, code = environment_message(OSError(errno.ENOSPC, "No space left on device", "/data/x"))
+    assert code == 1 and line.startswith("no space left on the device (/data/x): free some")
+    assert environment_message(OSError(errno.EROFS, "Read-only file system", "/ro"))[1] == 2
+    # a write into an atomic path: the file named, whatever the writer said
+    with pytest.raises(OSError) as full, atomic.atomic_path(tmp_path / "out.json"):
+        raise OSError("10 requested and 3 written")
+    assert full.value.errno == errno.ENOSPC and full.value.filename == str(tmp_path / "out.json")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+    # and a full disk is refused before the work, though an empty probe file still fits on it
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(OSError) as early:
+        atomic.check_writable(tmp_path / "m.json")
+    assert early.value.errno == errno.ENOSPC
+
+
+def test_a_full_disk_is_one_line_from_the_cli(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import mixopt.search.imports as imports
+    from mixopt.cli import main
+
+    def full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "runs.sqlite"))
+
+    monkeypatch.setattr(imports, "import_table", full)
+    monkeypatch.setenv("MIXOPT_HOME", str(tmp_path))
+    with pytest.raises(SystemExit) as done:
+        main(["runs", "import", "--ratios", "r.csv", "--metrics", "m.csv"])
+    err = capsys.readouterr().err
+    assert done.value.code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"error: no space left on the device ({tmp_path / 'runs.sqlite'})")

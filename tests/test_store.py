@@ -599,3 +599,25 @@ def test_the_store_refuses_weights_that_are_no_mixture(store) -> None:  # noqa: 
         with pytest.raises(MixoptError, match="its weights are not a mixture"):
             store.begin(rec("bad", w, None, status="running"))
     assert store.runs() == []
+
+
+def test_a_full_disk_under_the_store_is_an_oserror_naming_it(store, monkeypatch):
+    """A QA pass: a full disk gave `runs import` "cannot rollback - no transaction is active" (a second
+    ROLLBACK hid SQLite's own error), and other commands a bare "disk I/O error"."""
+    import errno
+
+    store.add(rec("r1", [0.2, 0.3, 0.5], 1.0))
+    begin = RunStore._begin_write
+
+    def cramped(self, con):  # noqa: ANN001, ANN202 - the database may not grow: SQLite's "disk is full"
+        begin(self, con)
+        pages = con.execute("PRAGMA page_count").fetchone()[0]
+        con.execute(f"PRAGMA max_page_count = {pages}")
+
+    monkeypatch.setattr(RunStore, "_begin_write", cramped)
+    big = [rec(f"b{i}", [0.2, 0.3, 0.5], 1.0, error="x" * 4000) for i in range(50)]
+    with pytest.raises(OSError) as full:
+        store.add(big)
+    assert full.value.errno == errno.ENOSPC and full.value.filename == str(store.path)
+    monkeypatch.undo()
+    assert [r.run_id for r in RunStore(store.path, create=False).runs()] == ["r1"]  # nothing half-written

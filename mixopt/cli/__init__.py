@@ -215,6 +215,7 @@ def _run(argv: list[str] | None) -> None:
         raise
     except OSError as exc:
         if exc.errno != errno.ENAMETOOLONG:
+            _refuse_as_environment(exc)
             raise
         # pathlib's is_file()/exists() raise this one instead of answering False, wherever a path is
         # first looked at: one line for every command rather than a check in each.
@@ -223,6 +224,7 @@ def _run(argv: list[str] | None) -> None:
         print(f"error: path too long for this file system: {shown}; give a shorter path", file=sys.stderr)
         raise SystemExit(2) from None
     except Exception as exc:  # click's usage errors arrive here in non-standalone mode
+        _refuse_as_environment(exc)
         usage, abort = _click_exceptions()
         if isinstance(exc, abort):
             print("aborted", file=sys.stderr)
@@ -231,6 +233,18 @@ def _run(argv: list[str] | None) -> None:
             _show_usage_error(exc)
             raise SystemExit(2) from None
         raise
+
+
+def _refuse_as_environment(exc: Exception) -> None:
+    """A full disk, a file size limit, a read-only mount or a denied path, in whatever words the
+    library that met it used: one line and exit 1 (the disk) or 2 (the path), not a traceback."""
+    from mixopt.errors import as_os_error, environment_message
+
+    err = as_os_error(exc)
+    said = environment_message(err) if err is not None else None
+    if said is not None:
+        print(f"error: {said[0]}", file=sys.stderr)
+        raise SystemExit(said[1]) from None
 
 
 def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:

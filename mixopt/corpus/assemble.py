@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mixopt.atomic import sweep_leftovers
 from mixopt.corpus.archive import iter_members
 from mixopt.corpus.build import build_from_documents, build_params, built_from
 from mixopt.corpus.documents import decode_utf8, pack_texts
@@ -137,6 +138,7 @@ def build_recipe(name: str, *, force: bool = False) -> BuildOutcome:
     all_fetched = [f for fs in fetched.values() for f in fs]
     digest = recipe_hash(recipe, all_fetched)
     out = corpus_dir(recipe.name)
+    sweep_leftovers(out)  # a killed build's, even when this one finds nothing to do
     if not force and (out / "manifest.json").is_file():
         try:
             old = json.loads((out / "manifest.json").read_text(encoding="utf-8"))

@@ -53,7 +53,8 @@ def built_corpora() -> list[dict[str, Any]]:
     out = []
     if root.is_dir():
         for p in sorted(root.iterdir()):
-            if not (p / "manifest.json").is_file():
+            # a dot folder is a build's temporary copy or previous version (a QA pass: listed as corpora)
+            if p.name.startswith(".") or not (p / "manifest.json").is_file():
                 continue
             try:
                 man = json.loads((p / "manifest.json").read_text(encoding="utf-8"))

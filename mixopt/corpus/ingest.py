@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mixopt import paths
+from mixopt.atomic import check_can_create, sweep_leftovers
 from mixopt.corpus.build import (
     DEFAULT_MAX_DOC_CHARS,
     DEFAULT_SAMPLE_CHARS,
@@ -374,6 +375,9 @@ def add_corpus(
         raise MixoptError(f"{name!r} is the name of a corpus recipe; choose another name (or pass --force)")
     if not source.exists():
         raise MixoptError(_missing(source, opts.format))
+    sweep_leftovers(corpus_dir(name))  # a killed build's, even when this one finds nothing to do
+    # before hashing, reading and tokenizing the input (a QA pass: minutes of work, then "read-only")
+    check_can_create(corpus_dir(name), "corpus folder")
     params = build_params(
         vocab_size=opts.vocab_size,
         val_documents=opts.val_documents,

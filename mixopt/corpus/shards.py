@@ -90,7 +90,7 @@ class Corpus:
             root = paths.home() / "corpora"
             built = []
             if root.is_dir():
-                built = sorted(x.name for x in root.glob("*") if (x / "manifest.json").is_file())
+                built = sorted(x.name for x in root.glob("[!.]*") if (x / "manifest.json").is_file())
             hint = f"built corpora: {', '.join(built)}" if built else "no corpus is built yet"
             name = str(name_or_path)
             if paths.find_recipe("corpora", name) is not None:  # a recipe: building it makes it

@@ -8,6 +8,7 @@ how to pass it (tests may turn it off for their own throw-away clusters, nothing
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import logging
 import os
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, nearly_full
 
 logger = logging.getLogger(__name__)
 
@@ -232,8 +233,24 @@ def ensure_ray(
                 started_here = True
         except MixoptError:  # the address check's own message says it all
             raise
+        except OSError as exc:  # Ray writing its auth token under a read-only HOME (a QA pass)
+            if exc.filename is None or exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM,
+                                                         errno.ENOSPC):
+                raise
+            raise MixoptError(f"Ray cannot write {exc.filename} ({exc.strerror}): it keeps its auth token "
+                              "under HOME/.ray; set HOME to a writable folder") from exc
         except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             target = f"the Ray cluster at {address}" if address else "a local Ray"
+            try:  # Ray's own choice: RAY_TMPDIR, TMPDIR, /tmp
+                from ray._common.utils import get_default_system_temp_dir
+
+                tmp = get_default_system_temp_dir()
+            except Exception:  # a private helper, moved
+                tmp = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+            if not address and nearly_full(tmp):  # Ray's session files could not be written
+                raise MixoptError(f"cannot start a local Ray: its temporary folder {tmp} is full (Ray keeps "
+                                  "its session files there); free space, or set RAY_TMPDIR to another "
+                                  "folder") from exc
             raise MixoptError(
                 f"cannot start or reach {target}: {exc}; check --address / RAY_ADDRESS, "
                 "and that the auth token of that cluster is in ~/.ray/auth_token or RAY_AUTH_TOKEN"
