@@ -97,7 +97,8 @@ def test_resume_after_sigkill_loses_nothing_and_reruns_nothing(workspace, tmp_pa
     assert set(mix.meta["provenance"]["run_ids"]) == {r.run_id for r in ok}
     assert store.require_search("killme").state == "done"
     said = " ".join(res.stdout.split())  # the cut runs ran again: no retries (--retries 0 had said some)
-    assert f"runs: 12 ok ({len(cut)} cut short by a stop, run again)" in said
+    # (none cut when the kill fell between runs: a loaded machine's timing)
+    assert "runs: 12 ok" + (f" ({len(cut)} cut short by a stop, run again)" if cut else ",") in said
 
 
 def test_sigterm_stops_a_search_as_ctrl_c_does_and_it_resumes(workspace, tmp_path, ray_session):
