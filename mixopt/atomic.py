@@ -76,6 +76,9 @@ def _check_folder(folder: Path, out: Path, what: str, *, create: bool = True) ->
         probe = probe.parent
     if not probe.is_dir():
         raise MixoptError(f"{what} {out}: {probe} is a file, not a folder; choose a writable path")
+    # before making anything: an empty probe file fits on a full disk, the output would not
+    if nearly_full(probe):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(probe))
     try:
         if create:
             folder.mkdir(parents=True, exist_ok=True)
@@ -89,8 +92,6 @@ def _check_folder(folder: Path, out: Path, what: str, *, create: bool = True) ->
         raise MixoptError(
             f"{what} {out}: cannot write in {folder} ({exc.strerror}); choose a writable path"
         ) from exc
-    if nearly_full(probe):  # the probe, an empty file, fits on a full disk; the output would not
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(probe))
 
 
 def output_path(value: str | os.PathLike[str], what: str = "--out") -> Path:
@@ -247,18 +248,39 @@ def _owner() -> str:
 
 
 def sweep_leftovers(path: str | os.PathLike[str]) -> None:
-    """Tidy what a killed :func:`atomic_dir` left beside ``path``: its temporary folders (see
-    :func:`_sweep_orphans`), and its previous version, ``.<name>.old``: put back if the kill came
-    between the two renames (``path`` was gone: a corpus had vanished), else removed. Also called
-    where a build finds nothing to do (a QA pass: a 31 MB temporary folder outlived "up to date")."""
+    """Tidy what killed :func:`atomic_dir` calls on this host left beside ``path``: each previous
+    version, ``.<name>.<host>-<pid>.old``, is put back if the kill came between the two renames
+    (``path`` gone and that process's temporary folder still there: a corpus had vanished), else
+    removed; then the temporary folders (see :func:`_sweep_orphans`). Only a dead process's: a live
+    one's renames are under way (the review). Also called where a build finds nothing to do (a QA
+    pass: a 31 MB temporary folder had outlived "up to date")."""
     path = Path(path)
-    old = path.with_name(f".{path.name}.old")
-    if old.is_dir():
-        if not path.exists():
+    host = _host()
+    for old in path.parent.glob(f".{path.name}.{host}-*.old"):
+        owner = old.name.removeprefix(f".{path.name}.").removesuffix(".old")
+        if not _dead(owner.rsplit("-", 1)[-1]):
+            continue
+        if not path.exists() and any(path.parent.glob(f".{path.name}.{owner}.*.tmp")):
             os.replace(old, path)
         else:
             shutil.rmtree(old, ignore_errors=True)
+    legacy = path.with_name(f".{path.name}.old")  # mixopt before 2026-12-06 named it by no process
+    if legacy.is_dir() and path.exists():
+        shutil.rmtree(legacy, ignore_errors=True)
     _sweep_orphans(path)
+
+
+def _dead(pid: str) -> bool:
+    """Whether process ``pid`` of this host is gone (a name that is no pid: not ours to judge)."""
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
 
 
 def _sweep_orphans(path: Path) -> None:
@@ -266,15 +288,8 @@ def _sweep_orphans(path: Path) -> None:
     mid-build; a corpus's can hold gigabytes). Another host's, on a shared file system, stay."""
     host = _host()
     for tmp in path.parent.glob(f".{path.name}.{host}-*.tmp"):
-        pid = tmp.name.removeprefix(f".{path.name}.{host}-").split(".", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if _dead(tmp.name.removeprefix(f".{path.name}.{host}-").split(".", 1)[0]):
             shutil.rmtree(tmp, ignore_errors=True)
-        except OSError:  # alive, another user's
-            pass
 
 
 @contextlib.contextmanager
@@ -294,7 +309,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         _publish_mode(tmp, path, directory=True)
         try:
             if path.exists():
-                old = path.with_name(f".{path.name}.old")
+                old = path.with_name(f".{path.name}.{_owner()}.old")  # whose: see sweep_leftovers
                 shutil.rmtree(old, ignore_errors=True)
                 os.replace(path, old)
                 os.replace(tmp, path)

@@ -64,30 +64,45 @@ def nearly_full(path: str | os.PathLike[str]) -> bool:
     while not p.exists() and p != p.parent:
         p = p.parent
     try:
-        return shutil.disk_usage(p).free < NEARLY_FULL_BYTES
+        usage = shutil.disk_usage(p)
     except OSError:
         return False
+    # total 0: a pseudo or FUSE file system that reports no sizes, not a full one (the review)
+    return usage.total > 0 and usage.free < NEARLY_FULL_BYTES
 
 
 def as_os_error(exc: BaseException, path: str | os.PathLike[str] | None = None) -> OSError | None:
-    """The OSError that ``exc`` stands for, when a library reported one in its own words: tokenizers'
-    "(os error 28)", numpy's "N requested and M written", SQLite's "database or disk is full", or,
-    where ``path``'s disk is full, torch's checkpoint writer and SQLite's "disk I/O error" (a QA
-    pass: each had ended a command in a traceback). None when it stands for none."""
+    """The OSError that ``exc`` stands for, when a library reported one in its own words (a QA pass:
+    each had ended a command in a traceback): tokenizers' bare ``Exception`` "… (os error 28)",
+    numpy's ``OSError`` "N requested and M written", SQLite's "database or disk is full", and,
+    where ``path``'s disk is full, SQLite's "disk I/O error" and torch's checkpoint writer. Only
+    those types and words: any other error (a bug, a refusal of input) is None, full disk or not."""
     import errno
     import re
+    import sqlite3
 
-    if isinstance(exc, OSError) and exc.errno:
-        return exc
+    def full() -> OSError:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), None if path is None else str(path))
+
     text = str(exc)
-    if m := re.search(r"\(os error (\d+)\)", text):
+    if isinstance(exc, MixoptError):
+        return None
+    if isinstance(exc, OSError):
+        if exc.errno:
+            return exc
+        return full() if re.search(r"\d+ requested and \d+ written", text) else None
+    if type(exc) is Exception and (m := re.search(r"\(os error (\d+)\)", text)):
         code = int(m.group(1))
         return OSError(code, os.strerror(code), None if path is None else str(path))
-    full = re.search(r"\d+ requested and \d+ written|database or disk is full", text) or (
-        path is not None and nearly_full(path))
-    if not full:
+    on_full_disk = path is not None and nearly_full(path)
+    if isinstance(exc, sqlite3.DatabaseError):
+        if "database or disk is full" in text or ("disk I/O error" in text and on_full_disk):
+            return full()
         return None
-    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), None if path is None else str(path))
+    # torch.save's zip writer: "[enforce fail at inline_container.cc:…] . unexpected pos …"
+    if isinstance(exc, RuntimeError) and "inline_container" in text and on_full_disk:
+        return full()
+    return None
 
 
 def environment_message(err: OSError) -> tuple[str, int] | None:
@@ -97,6 +112,9 @@ def environment_message(err: OSError) -> tuple[str, int] | None:
 
     where = f" ({err.filename})" if err.filename else ""
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        if not err.filename:  # also the inotify watch limit, a full /dev/shm: not surely the disk
+            return (f"no space left on a device ({err.strerror}): free some (the workspace's, --out's or "
+                    "--store's disk, /dev/shm), and run the command again", 1)
         return (f"no space left on the device{where}: free some, or point MIXOPT_HOME, --out or --store "
                 "elsewhere, and run the command again (nothing half-written was kept)", 1)
     if err.errno == errno.EFBIG:
@@ -104,7 +122,7 @@ def environment_message(err: OSError) -> tuple[str, int] | None:
                 "elsewhere, and run the command again (nothing half-written was kept)", 1)
     if err.errno == errno.EROFS:
         return (f"read-only file system{where}: point MIXOPT_HOME, --out or --store at a writable folder", 2)
-    if err.errno in (errno.EACCES, errno.EPERM):
+    if err.errno in (errno.EACCES, errno.EPERM) and err.filename:  # without a path: not a path's mode
         return (f"permission denied{where}: check the path's owner and mode, or give another path", 2)
     return None
 

@@ -502,30 +502,55 @@ def test_atomic_dir_sweeps_what_a_killed_build_left(tmp_path):
 
 def test_a_killed_builds_previous_version_is_put_back_or_removed(tmp_path):
     """A QA pass: a kill between atomic_dir's two renames made a corpus vanish (its previous version
-    left as `.name.old`, listed as a corpus of its own)."""
-    path, old = tmp_path / "built", tmp_path / ".built.old"
+    left as `.name.old`, listed as a corpus of its own). Only a dead process's is touched, and a
+    corpus the user deleted afterwards is not brought back (the review)."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    host = atomic._owner().rsplit("-", 1)[0]
+    path = tmp_path / "built"
+    old, tmp = tmp_path / f".built.{host}-{dead}.old", tmp_path / f".built.{host}-{dead}.x1.tmp"
     (old / "shard").mkdir(parents=True)  # killed after `path → old`, before `tmp → path`
+    (tmp / "shard").mkdir(parents=True)
     atomic.sweep_leftovers(path)
-    assert (path / "shard").is_dir() and not old.exists()  # put back
+    assert (path / "shard").is_dir() and not old.exists() and not tmp.exists()  # put back, tmp swept
     (old / "shard").mkdir(parents=True)  # killed after `tmp → path`, before removing old
     atomic.sweep_leftovers(path)
     assert path.is_dir() and not old.exists()
+    import shutil
+
+    shutil.rmtree(path)  # ... and the user then deleted the corpus: it stays deleted
+    (old / "shard").mkdir(parents=True)
+    atomic.sweep_leftovers(path)
+    assert not path.exists() and not old.exists()
+    live = tmp_path / f".built.{host}-{os.getppid()}.old"  # a live build's, mid-rename: left alone
+    live.mkdir()
+    atomic.sweep_leftovers(path)
+    assert live.is_dir() and not path.exists()
 
 
 def test_the_machine_refusing_a_write_is_named_as_such(tmp_path, monkeypatch):
     """A QA pass: a full disk ended every writing command in a traceback, each library in its own
     words (numpy, tokenizers, torch, SQLite)."""
     import errno
+    import sqlite3
 
     from mixopt.errors import as_os_error, environment_message
 
     for said in (OSError("1217025 requested and 305152 written"),  # numpy's tofile
                  Exception("No space left on device (os error 28)"),  # tokenizers
-                 RuntimeError("database or disk is full")):
+                 sqlite3.OperationalError("database or disk is full")):
         err = as_os_error(said)
         assert err is not None and err.errno == errno.ENOSPC
     assert as_os_error(Exception("File too large (os error 27)")).errno == errno.EFBIG
     assert as_os_error(ValueError("a bad weight")) is None
+    # only those types and words (the review): another error that mentions one is not the machine's
+    assert as_os_error(RuntimeError("trial failed on node 10.0.0.7: … (os error 13)")) is None
+    assert environment_message(PermissionError(errno.EPERM, "Operation not permitted")) is None  # no path
+    assert "(the workspace's, --out's or --store's disk, /dev/shm)" in environment_message(
+        OSError(errno.ENOSPC, "No space left on device"))[0]  # no path: inotify, /dev/shm, a disk
     line, code = environment_message(OSError(errno.ENOSPC, "No space left on device", "/data/x"))
     assert code == 1 and line.startswith("no space left on the device (/data/x): free some")
     assert environment_message(OSError(errno.EROFS, "Read-only file system", "/ro"))[1] == 2
@@ -543,6 +568,17 @@ def test_the_machine_refusing_a_write_is_named_as_such(tmp_path, monkeypatch):
     with pytest.raises(OSError) as early:
         atomic.check_writable(tmp_path / "m.json")
     assert early.value.errno == errno.ENOSPC
+    with pytest.raises(OSError) as before_mkdir:  # refused before the folder is made (no empty folders)
+        atomic.check_writable_dir(tmp_path / "new" / "run")
+    assert before_mkdir.value.errno == errno.ENOSPC and not (tmp_path / "new").exists()
+    # ... but a bug, or a refusal of input, inside a write on that disk is still itself (the review)
+    with pytest.raises(KeyError), atomic.atomic_path(tmp_path / "out.json"):
+        {}["missing"]
+    with pytest.raises(MixoptError, match="bad input"), atomic.atomic_dir(tmp_path / "built"):
+        raise MixoptError("bad input")
+    # and a file system that reports no sizes (FUSE, pseudo) is not full
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(0, 0, 0))
+    atomic.check_writable(tmp_path / "m.json")
 
 
 def test_a_full_disk_is_one_line_from_the_cli(tmp_path, monkeypatch, capsys):

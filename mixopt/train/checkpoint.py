@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from mixopt.atomic import atomic_path
-from mixopt.errors import MixoptError, as_os_error
+from mixopt.errors import MixoptError
 from mixopt.train.device import device_key
 
 CHECKPOINT = "checkpoint.pt"
@@ -46,14 +46,8 @@ def refuse_foreign_folder(folder: Path, *, ours: bool, writes: str) -> None:
 def save(folder: Path, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``folder/checkpoint.pt`` via a temporary file and a rename."""
     path = folder / CHECKPOINT
-    try:
-        with atomic_path(path) as tmp:
-            torch.save({"format": FORMAT, **state}, tmp)
-    except RuntimeError as exc:  # torch's zip writer on a full disk: "unexpected pos …"
-        err = as_os_error(exc, folder)
-        if err is None:
-            raise
-        raise err from exc
+    with atomic_path(path) as tmp:  # a full disk: named by atomic_path, whatever torch says
+        torch.save({"format": FORMAT, **state}, tmp)
     return path
 
 
