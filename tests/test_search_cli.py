@@ -455,12 +455,15 @@ def test_json_stdout_is_the_document_alone_and_failed_runs_exit_1(workspace, tmp
     (tmp_path / "chatty_eval.py").write_text('print("chatty: loading my config")\n'
                                              "from mixopt.testing import loglinear as evaluate\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert run_cli(["search", "--evaluator", "chatty_eval:evaluate", "--domains", "a,b,c", "--budget", "4",
+    assert run_cli(["search", "--evaluator", "chatty_eval:evaluate", "--domains", "a,b,c,d", "--budget", "4",
                     "--validate", "0", "--name", "chatty", "--json"]) == 0
     said = capsys.readouterr()
     assert json.loads(said.out)["search_id"] == "chatty" and "chatty: loading my config" in said.err
     # progress on stderr, as the README says (a QA pass: --json had made a search silent while it ran)
     assert "swarm 4/4 · best" in said.err and "search chatty:" in said.err
+    # and its warnings in the document as well (--budget 4 fits few mixtures: said)
+    warned = json.loads(said.out)["warnings"]
+    assert any(w.startswith("--budget 4: the search would fit 4 distinct mixtures") for w in warned), said.err
     code = run_cli(["search", "--evaluator", "mixopt.testing:failing", "--domains", "a,b,c", "--budget", "3",
                     "--validate", "0", "--retries", "0", "--name", "crashing", "--json"])
     said = capsys.readouterr()

@@ -672,7 +672,7 @@ def test_a_log_file_gets_a_line_with_the_time_left_between_evaluations(tiny_work
 def test_a_collapsed_moe_layer_is_named_against_its_ceiling(capsys):  # noqa: ANN001
     from types import SimpleNamespace
 
-    from mixopt.cli.train import _render_load, _warn_collapse, load_figures
+    from mixopt.cli.train import _collapse, _render_load, load_figures
 
     lm = {"n_experts": 8, "top_k": 2, "balance": "bias", "bias_rate": 1e-3}
     res = SimpleNamespace(config={"lm": lm}, expert_load={"maxvio": [0.3, 2.75], "summary": {}},
@@ -682,19 +682,17 @@ def test_a_collapsed_moe_layer_is_named_against_its_ceiling(capsys):  # noqa: AN
     assert fig == {"maxvio": [0.3, 2.75], "maxvio_last_window": [0.1, 2.9], "maxvio_per_step": [0.9, 2.95],
                    "ceiling": 3.0, "collapsed_layers": [1]}  # what --json prints
     _render_load(res, fig)
-    _warn_collapse(res, fig)
-    out, err = (" ".join(t.split()) for t in capsys.readouterr())
+    out = " ".join(capsys.readouterr().out.split())
+    err = _collapse(res, fig)
     assert ("3.00 = all tokens on 2 of 8 experts): per step, mean over the last log window 0.90, 2.95 "
             "(what the steps paid for); pooled over that window 0.10, 2.90; pooled over the whole run "
             "0.30, 2.75") in out
-    assert "warning: MoE layer(s) 1 (from 0) still send most tokens to a few experts" in err
+    assert err.startswith("MoE layer(s) 1 (from 0) still send most tokens to a few experts")
     assert "raise bias_rate" in err
     lm["balance"] = "none"
-    _warn_collapse(res, fig)
-    assert 'set balance = "bias" or "aux"' in " ".join(capsys.readouterr().err.split())
+    assert 'set balance = "bias" or "aux"' in _collapse(res, fig)
     res.log = [{"maxvio_layers": [0.1, 0.4]}]  # balanced by the end: no warning, whatever the whole run was
-    _warn_collapse(res, load_figures(res))
-    assert "warning" not in capsys.readouterr().err
+    assert _collapse(res, load_figures(res)) is None
 
 
 def test_a_schedule_is_shown_phase_by_phase(capsys):  # noqa: ANN001

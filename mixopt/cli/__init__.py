@@ -145,7 +145,8 @@ def _stops_as_ctrl_c() -> Iterator[None]:
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    stops = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]  # Windows: no HUP
+    before = {s: signal.getsignal(s) for s in stops}
     for s, handler in before.items():
         if handler == signal.SIG_DFL:
             signal.signal(s, stop)
@@ -163,14 +164,15 @@ def _tolerate_legacy_encodings() -> None:
     UnicodeEncodeError traceback on its "·", exit 1, after its mixture was written (a QA pass)."""
     import codecs
 
-    for stream in (sys.stdout, sys.stderr):
+    # stderr keeps Python's backslashreplace there, which loses nothing of an error's path
+    for stream, errors in ((sys.stdout, "replace"), (sys.stderr, "backslashreplace")):
         encoding = getattr(stream, "encoding", None) or "utf-8"
         try:
             utf = codecs.lookup(encoding).name.startswith("utf")
         except LookupError:
             utf = False
         if not utf and hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="replace")
+            stream.reconfigure(errors=errors)
 
 
 def _quiet_ray_exit() -> None:
@@ -243,6 +245,7 @@ def _refuse_as_environment(exc: Exception) -> None:
     err = as_os_error(exc)
     said = environment_message(err) if err is not None else None
     if said is not None:
+        logging.getLogger("mixopt").debug("the error behind it (MIXOPT_LOG=DEBUG shows this)", exc_info=exc)
         print(f"error: {said[0]}", file=sys.stderr)
         raise SystemExit(said[1]) from None
 

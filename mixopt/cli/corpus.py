@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mixopt.cli import app
@@ -29,8 +30,6 @@ AddForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild even if up t
 
 
 def _print_table(s: dict[str, Any]) -> None:
-    from rich.markup import escape
-
     # Compact cells so the licence column fits in 80 columns (a pipe or CI log); a narrower terminal
     # gets the columns in several tables, never a figure cut (a QA pass at 50 columns: "7.2…").
     def row(r: dict[str, Any], name: str, licence: str) -> list[str]:
@@ -52,7 +51,7 @@ def _show(s: dict[str, Any], as_json: bool, note: str, said: list[str] | None = 
     _print_table(s)
     if s.get("skipped_domains"):
         skipped = ", ".join(f"{d} ({why})" for d, why in s["skipped_domains"].items())
-        console.print(f"[yellow]skipped domains:[/] {skipped}")
+        console.print(f"[yellow]skipped domains:[/] {escape(skipped)}")
     console.print(note, markup=False)
 
 
@@ -188,8 +187,6 @@ def info(name: BuiltArg, as_json: JsonOpt = False) -> None:
 @corpus_app.command("list")
 def list_(as_json: JsonOpt = False) -> None:
     """Recipes that can be built and corpora that are built."""
-    from rich.markup import escape
-
     from mixopt.corpus.catalog import built_corpora, recipes
 
     rec, built = recipes(), built_corpora()

@@ -152,7 +152,7 @@ def _combined(target: str) -> str:
 
 
 def _render(report: Any) -> None:
-    console.print(f"[bold]{report.method}[/] on {report.n_runs} runs, target [bold]{report.target}[/]"
+    console.print(f"[bold]{report.method}[/] on {report.n_runs} runs, target [bold]{escape(report.target)}[/]"
                   + (f" ({report.n_excluded} runs left out)" if report.n_excluded else ""))
     if report.per_metric and report.method == "auto":
         console.print(f"auto's law candidates fit one law per metric column ({report.per_metric}); the "
@@ -233,7 +233,7 @@ def _render_scale(res: dict[str, Any]) -> None:
                       markup=False)
     _render_proposal(res["proposal"], "predicted objective at target scale")
     for note in res.get("notes", ()):
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
     if res["out"]:
         console.print(f"wrote {res['out']}", markup=False)
 

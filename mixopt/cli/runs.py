@@ -141,7 +141,7 @@ def list_searches(
     others = st.unrecorded_search_ids()
     if others:
         first = list(others.items())[:10]
-        listed = ", ".join(f"{escape(k)} ({n} run{'s' if n != 1 else ''})" for k, n in first)
+        listed = ", ".join(f"{k} ({n} run{'s' if n != 1 else ''})" for k, n in first)
         more = f", … ({len(others) - 10} more)" if len(others) > 10 else ""
         console.print(f"runs with no search record (a benchmark's, or imported) carry {listed}{more}: "
                       "`mixopt runs list --search ID` lists them", style="dim", markup=False)

@@ -20,6 +20,7 @@ from mixopt.cli.common import (
     dumps,
     err_console,
     goal_table,
+    json_warnings,
     largest,
     live,
     opt,
@@ -102,7 +103,7 @@ def search(
     # With --json, stdout is the document's alone: what the user's evaluator module prints as it is
     # imported had come first (a QA pass), so the work's stdout goes to stderr.
     work_out = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
-    with work_out, _Progress() as progress:
+    with work_out, _Progress() as progress, json_warnings(as_json) as said:
         try:
             if resume is not None:
                 ignored = sorted(p for p in ctx.params if p not in RESUME_OPTIONS
@@ -151,7 +152,7 @@ def search(
             # SystemExit, not KeyboardInterrupt: typer turns the latter into a return value (exit 0)
             raise SystemExit(130) from None
     if as_json:
-        print(dumps(result.as_dict(), indent=2))
+        print(dumps({**result.as_dict(), "warnings": said}, indent=2))
         return
     render_result(result)
 

@@ -203,10 +203,11 @@ def load_figures(res) -> dict | None:  # noqa: ANN001 (TrainResult)
             "collapsed_layers": [i for i, v in enumerate(worst) if ceiling > 0 and v >= 0.5 * ceiling]}
 
 
-def _warn_collapse(res, fig: dict) -> None:  # noqa: ANN001 (TrainResult)
-    """On stderr, --json or not: a layer still sending most tokens to a few experts at the end."""
+def _collapse(res, fig: dict) -> str | None:  # noqa: ANN001 (TrainResult)
+    """The warning for a layer still sending most tokens to a few experts at the end, said on stderr
+    and in --json's "warnings"; None when no layer does."""
     if not fig["collapsed_layers"]:
-        return
+        return None
     lm = res.config["lm"]
     which = ", ".join(str(i) for i in fig["collapsed_layers"])
     # a shipped model's file sits in the installed package: the copy in ./proxies/moe/ is the one to edit
@@ -216,9 +217,8 @@ def _warn_collapse(res, fig: dict) -> None:  # noqa: ANN001 (TrainResult)
                 f"steps: raise bias_rate in {toml}, or set balance = \"aux\"",
         "aux": f"raise aux_coef in {toml}, or set balance = \"bias\"",
     }.get(lm.get("balance"), f"set balance = \"bias\" or \"aux\" in {toml}")
-    err_console.print(f"warning: MoE layer(s) {which} (from 0) still send most tokens to a few experts at "
-                      f"the end (violation ≥ half of {fig['ceiling']:.2f}); {how}", style="yellow",
-                      markup=False)
+    return (f"MoE layer(s) {which} (from 0) still send most tokens to a few experts at the end (violation "
+            f"≥ half of {fig['ceiling']:.2f}); {how}")
 
 
 def _render_load(res, fig: dict) -> None:  # noqa: ANN001 (TrainResult)
@@ -348,15 +348,17 @@ def train_cmd(
                               "written, if any", markup=False)
             raise SystemExit(130) from None  # typer would turn KeyboardInterrupt into exit 0
     fig = load_figures(res)
+    # its routing is not what went wrong in a diverged run
+    collapse = _collapse(res, fig) if fig is not None and res.status != "diverged" else None
     if as_json:  # the whole log and load counts are in result.json; the load figures here
         if fig is not None:  # each domain's busiest expert share and routing entropy, as in the table
             fig = {**fig, "per_domain": res.expert_load.get("summary", {})}
         print(dumps({**{k: v for k, v in res.as_dict().items() if k not in ("log", "expert_load")},
-                     "expert_load": fig, "warnings": said}, indent=2))
+                     "expert_load": fig, "warnings": said + ([collapse] if collapse else [])}, indent=2))
     else:
         _render_train(res)
-    if fig is not None and res.status != "diverged":  # its routing is not what went wrong
-        _warn_collapse(res, fig)
+    if collapse is not None:
+        err_console.print(f"warning: {collapse}", style="yellow", markup=False)
     if res.status == "diverged":  # on stderr, so that --json's stdout stays one JSON object
         err_console.print(f"[red]diverged:[/] {escape(res.error or '')}")
         raise SystemExit(1)

@@ -231,7 +231,9 @@ def _stop_on_sigterm() -> None:
     previous = signal.getsignal(signal.SIGTERM)
     if _HOST_IGNORES_SIGTERM is None:  # the first call, before any ray.init of ours replaced it
         _HOST_IGNORES_SIGTERM = previous == signal.SIG_IGN
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):  # Windows has no SIGHUP
+        if signum is None:
+            continue
         before = signal.getsignal(signum)
         if getattr(before, "_mixopt", False) or (signum == signal.SIGHUP and before == signal.SIG_IGN):
             continue
@@ -241,6 +243,9 @@ def _stop_on_sigterm() -> None:
 
 
 def _stop_signal(signum: int, frame: Any, *, previous: Any) -> None:
+    """The search's handler of SIGTERM and SIGHUP; ``previous`` is the handler it replaced (Ray's,
+    the CLI's, Python's), called outside a search. SIGHUP is never installed over SIG_IGN (nohup);
+    a SIGTERM the host ignored stays ignored here, since Ray's handler replaced that SIG_IGN."""
     if signum == signal.SIGTERM and (_HOST_IGNORES_SIGTERM or previous == signal.SIG_IGN):
         return  # a host process (library use) that ignores it still does, during a search and after
     if DRIVING:

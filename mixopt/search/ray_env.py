@@ -12,6 +12,7 @@ import errno
 import importlib
 import logging
 import os
+import signal
 import socket
 import sys
 import sysconfig
@@ -191,6 +192,10 @@ def ensure_ray(
         auth_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
         level = auth_log.level
         auth_log.setLevel(logging.ERROR)
+        # ray.init puts in a SIGTERM handler that exits at once (status 15, no cleanup): a Python
+        # handler set before (the CLI's, a stop as Ctrl-C) is put back once Ray is up (the review).
+        main = threading.current_thread() is threading.main_thread()
+        sigterm = signal.getsignal(signal.SIGTERM) if main else None
         try:
             if address:
                 address = reachable_address(address)
@@ -257,6 +262,8 @@ def ensure_ray(
             ) from exc
         finally:
             auth_log.setLevel(level)
+            if callable(sigterm):
+                signal.signal(signal.SIGTERM, sigterm)
         url = getattr(ctx, "dashboard_url", None) or None
     else:
         try:
