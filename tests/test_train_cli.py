@@ -655,6 +655,14 @@ def test_a_long_row_name_folds_so_that_no_figure_is_cut(monkeypatch, capsys):
             assert cell in out, out
         names = "".join(line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│"))
         assert long in names  # folded over lines, whole
+    # a text column wider than the rest of the width (a licence) folds; the row names stay whole (the review)
+    monkeypatch.setattr(common, "console", Console(width=80, force_terminal=False))
+    lic = "Apache-2.0 WITH LLVM-exception OR MIT; see the NOTICE file shipped with the dataset for details"
+    common.print_columns("corpus", ["domain", "tokens", "licence"], [["wikipedia", "1.00M", lic]],
+                         left=("domain", "licence"))
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80 and out.count("wikipedia") == 2
+    assert "…" not in out and "details" in out
 
 
 def test_a_log_file_gets_a_line_with_the_time_left_between_evaluations(tiny_workspace, model_toml, capsys,

@@ -218,10 +218,11 @@ def print_columns(
         return max([head, *(Text.from_markup(r[i]).cell_len for r in rows)]) + 3
 
     budget = console.width - 1
-    # Row names fold to at most half the width, and to leave room for the widest column beside them:
-    # a 70-character domain name in an 80-column log had squeezed every weight to "0.…" (a QA pass).
+    # Row names fold to at most half the width: a 70-character domain name in an 80-column log had
+    # squeezed every weight to "0.…" (a QA pass). Not narrower for a column wider than the rest of
+    # the width (a licence's text): that one folds instead (the review).
     key_w = {i: width(i) for i in range(keys)}
-    room = min(budget - max((width(i) for i in range(keys, len(columns))), default=0), budget // 2)
+    room = budget // 2
     while keys and sum(key_w.values()) > room:
         widest = max(key_w, key=key_w.__getitem__)
         if key_w[widest] <= 12:  # no narrower: a terminal this narrow folds the figures instead
@@ -243,9 +244,9 @@ def print_columns(
         for i in cols:
             # a fixed width: rich would widen a column whose header could be longer, past the budget
             # a row name wider than its room folds rather than lose its distinguishing end
-            w = min(key_w[i], width(i, wrap)) if i < keys else width(i, wrap)
-            t.add_column(columns[i], justify="left" if columns[i] in left else "right",
-                         width=w - 3, overflow="fold" if i < keys else "ellipsis")
+            w = min(key_w[i], width(i, wrap)) if i < keys else min(width(i, wrap), budget - fixed)
+            t.add_column(columns[i], justify="left" if columns[i] in left else "right", width=w - 3,
+                         overflow="fold" if i < keys or w < width(i, wrap) else "ellipsis")
         for r in rows:
             t.add_row(*(r[i] for i in cols))
         console.print(t)
