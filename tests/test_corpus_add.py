@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import polars as pl
@@ -53,6 +54,9 @@ def test_add_tables(fmt: str, workspace: Path, tmp_path: Path, capsys) -> None:
     assert code == 0, err
     check_built(f"my{fmt}", len(df))
     assert "built corpus" in out
+    # its steps said as they come (a QA pass: half a gigabyte took minutes without a word)
+    assert "corpus: training the tokenizer" in err
+    assert re.search(r"corpus: encoding \w+ \(domain 1 of \d", err)
 
 
 def test_add_table_with_other_column_names_and_folder_of_files(

@@ -11,7 +11,7 @@ from conftest import TINY_DOMAINS, tiny_documents
 from mixopt.corpus import Corpus
 from mixopt.corpus.build import build_from_documents
 from mixopt.corpus.documents import chunk_text, clean_documents, split_indices
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning
 
 
 def test_tiny_corpus_has_the_four_domains(tiny_corpus: Corpus) -> None:
@@ -64,12 +64,25 @@ def test_shard_integrity(tiny_corpus: Corpus) -> None:
 def test_exact_duplicates_removed_per_domain(tmp_path) -> None:
     texts = [f"document number {i}\n" * 5 for i in range(20)]
     docs = {"a": texts + texts[:5] + ["  \n"], "b": texts[:12]}
-    man = build_from_documents("dup", docs, tmp_path / "dup", vocab_size=300, val_documents=3)
-    assert man["domains"]["a"]["duplicates_removed"] == 5
-    assert man["domains"]["a"]["empty_removed"] == 1
-    assert man["domains"]["a"]["documents"] == 20
-    # duplicates across domains are kept: each domain is its own distribution
-    assert man["domains"]["b"]["documents"] == 12
+    with pytest.warns(MixoptWarning, match=r"verbatim in another domain's validation split were left out of "
+                                            r"training \(\d of a, \d of b\)"):
+        man = build_from_documents("dup", docs, tmp_path / "dup", vocab_size=300, val_documents=3)
+    a, b = man["domains"]["a"], man["domains"]["b"]
+    assert a["duplicates_removed"] == 5
+    assert a["empty_removed"] == 1
+    # duplicates across domains are kept in training (each domain is its own distribution), except
+    # where they are another domain's validation documents (a QA pass: validation leaked into training)
+    assert a["documents"] == 20 - a["other_validation_removed"] and 0 < a["other_validation_removed"] <= 3
+    assert b["documents"] == 12 - b["other_validation_removed"] and 0 < b["other_validation_removed"] <= 3
+    corpus = Corpus(tmp_path / "dup")
+    tok = corpus.tokenizer()
+
+    def texts_of(d: str, split: str) -> set[str]:
+        toks, off = np.asarray(corpus.tokens(d, split)), corpus.doc_offsets(d, split)
+        return {tok.decode(toks[x:y - 1].tolist()) for x, y in zip(off[:-1], off[1:], strict=True)}
+
+    assert not texts_of("a", "train") & texts_of("b", "val")
+    assert not texts_of("b", "train") & texts_of("a", "val")
 
 
 def test_split_is_seeded_and_deterministic() -> None:
