@@ -242,8 +242,11 @@ def ensure_ray(
             if exc.filename is None or exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM,
                                                          errno.ENOSPC):
                 raise
-            raise MixoptError(f"Ray cannot write {exc.filename} ({exc.strerror}): it keeps its auth token "
-                              "under HOME/.ray; set HOME to a writable folder") from exc
+            why = ("it keeps its auth token under HOME/.ray; set HOME to a writable folder"
+                   if ".ray" in Path(str(exc.filename)).parts else
+                   "set RAY_TMPDIR (its session files) and HOME (its auth token, in ~/.ray) to writable "
+                   "folders with space")
+            raise MixoptError(f"Ray cannot write {exc.filename} ({exc.strerror}): {why}") from exc
         except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             target = f"the Ray cluster at {address}" if address else "a local Ray"
             try:  # Ray's own choice: RAY_TMPDIR, TMPDIR, /tmp

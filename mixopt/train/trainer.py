@@ -710,7 +710,9 @@ class _StopRequest:
     by = "Ctrl-C"  # the signal's name as a user knows it, for the messages
 
 
-_STOPS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+# SIGHUP: an ssh session dropped under a run started without nohup (Windows has none)
+_STOPS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM",
+          **({signal.SIGHUP: "SIGHUP"} if hasattr(signal, "SIGHUP") else {})}
 
 
 @contextlib.contextmanager
@@ -729,7 +731,7 @@ def _stop_at_step_end() -> Iterator[_StopRequest]:
         req.requested, req.by = True, _STOPS[signal.Signals(signum)]
         for s in ours:  # the next one of either stops at once
             signal.signal(s, previous[s])
-        again = "Ctrl-C" if req.by == "Ctrl-C" else "another SIGTERM"
+        again = "Ctrl-C" if req.by == "Ctrl-C" else f"another {req.by}"
         log.warning(f"{req.by}: stopping at the end of this step (it checkpoints there); "
                     f"{again} stops at once")
 
