@@ -647,6 +647,9 @@ def test_a_long_row_name_folds_so_that_no_figure_is_cut(monkeypatch, capsys):
     long = "HuggingFaceFW_fineweb-edu_sample-10BT_quality-filtered_dedup_minhash_v3_english"
     cols = ["domain", "★ proposed", "uniform", "best_run"]
     rows = [[d, "0.123456", "0.333333", "0.654321"] for d in ("web", long)]
+    monkeypatch.setattr(common, "console", Console(width=12, force_terminal=False))
+    common.print_columns("weights", cols, rows, left=("domain",))  # absurdly narrow: no error
+    capsys.readouterr()
     for width in (80, 60, 40):
         monkeypatch.setattr(common, "console", Console(width=width, force_terminal=False))
         common.print_columns("weights", cols, rows, left=("domain",))

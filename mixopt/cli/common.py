@@ -244,7 +244,8 @@ def print_columns(
         for i in cols:
             # a fixed width: rich would widen a column whose header could be longer, past the budget
             # a row name wider than its room folds rather than lose its distinguishing end
-            w = min(key_w[i], width(i, wrap)) if i < keys else min(width(i, wrap), budget - fixed)
+            # (never under 8: a terminal narrower than the row names still gets its figures)
+            w = min(key_w[i], width(i, wrap)) if i < keys else min(width(i, wrap), max(budget - fixed, 8))
             t.add_column(columns[i], justify="left" if columns[i] in left else "right", width=w - 3,
                          overflow="fold" if i < keys or w < width(i, wrap) else "ellipsis")
         for r in rows:
