@@ -315,3 +315,21 @@ def test_a_ctrl_c_after_the_corpus_is_written_says_it_was(workspace: Path, tmp_p
     code, _, err = run(capsys, "corpus", "add", "late", "--from", str(path), *SMALL)
     assert code == 130 and "interrupted after the corpus was written, whole, at " in err
     check_built("late", len(rows()))
+
+
+def test_a_validation_split_thinner_than_a_proxy_scores_is_said(workspace: Path, tmp_path: Path,
+                                                                capsys) -> None:  # noqa: ANN001
+    """A QA pass: a domain of a million 20-character documents got a validation split of about 460
+    tokens, and every search scored it on that, without a word."""
+    data = [{"domain": "prose", "text": f"paragraph {i}: " + "words of a longer text here. " * 200}
+            for i in range(40)]
+    data += [{"domain": "tiny", "text": f"short note {i}"} for i in range(200)]
+    path = tmp_path / "data.jsonl"
+    pl.DataFrame(data).write_ndjson(path)
+    code, _, err = run(capsys, "corpus", "add", "thin", "--from", str(path), *SMALL)
+    said = " ".join(err.split())
+    assert code == 0, err
+    assert re.search(r"domain\(s\) tiny \(\d+ tokens\) have fewer validation tokens than the proxies score "
+                     r"per domain \(\d+\)", said), said
+    (line,) = [w for w in err.splitlines() if "fewer validation tokens" in w]
+    assert "prose" not in line  # its 4 long documents are enough

@@ -79,6 +79,16 @@ def _warn_unusable_domains(corpus: Any) -> None:
         warn(f"domain(s) {names} have fewer training tokens than one window of the shortest "
              f"proxy rung (context + 1 = {context + 1}): a search on this corpus must leave them "
              f"out ({fix}), or add text to them", MixoptWarning)
+    # A validation split of a few hundred tokens (64 documents of 20 characters) scores every search
+    # on that little text, without a word (a QA pass): said when it is under what the proxies score.
+    scored = min(r.eval_tokens for r in rungs)
+    val = {d: int(m["val_tokens"]) for d, m in corpus.manifest["domains"].items()}
+    thin = {d: n for d, n in val.items() if n < scored and d not in short}
+    if thin:
+        names = ", ".join(f"{d} ({n} tokens)" for d, n in thin.items())
+        warn(f"domain(s) {names} have fewer validation tokens than the proxies score per domain "
+             f"({scored}): their loss is measured on that little text and is noisy; raise val_documents "
+             "(--val-documents for corpus add), or add text to them", MixoptWarning)
 
 
 @corpus_app.command("build")
