@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from mixopt.cli import app
@@ -19,7 +18,6 @@ from mixopt.cli.common import (
     SeedOpt,
     console,
     dumps,
-    err_console,
     out_file,
     parse_count,
 )
@@ -133,17 +131,10 @@ def rungs(
     as_json: JsonOpt = False,
 ) -> None:
     """List the proxy ladder (proxies/*.toml): shape, budget, parameters, FLOPs and measured cost."""
-    from mixopt.errors import MixoptError
-    from mixopt.proxy.rungs import available_rungs, load_rung
+    from mixopt.proxy.rungs import ladder
 
-    good = []
-    for name in available_rungs():
-        try:
-            good.append(load_rung(name))
-        except MixoptError as exc:  # a TOML of something else in ./proxies/ had hidden the whole ladder
-            err_console.print(f"warning: left out of the ladder: {escape(str(exc))}", style="yellow")
     rows = []
-    for r in sorted(good, key=lambda r: r.train_flops()):
+    for r in ladder():
         cfg = r.model_config(vocab)
         rows.append(
             {

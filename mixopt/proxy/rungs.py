@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from mixopt import paths
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, warn
 from mixopt.proxy.model import ModelConfig
 from mixopt.schedule import warmup_cosine
 
@@ -243,5 +243,13 @@ def available_rungs() -> list[str]:
 
 
 def ladder() -> list[RungConfig]:
-    """Every rung in ``proxies/``, ordered by training FLOPs."""
-    return sorted((load_rung(n) for n in available_rungs()), key=lambda r: r.train_flops())
+    """Every rung in ``proxies/``, ordered by training FLOPs. A file that is no rung (a TOML of
+    something else in ``./proxies/``) is left out with a warning: it had hidden the whole ladder
+    from `proxy rungs` (a QA pass), and failed a corpus build's check of its domains after the build."""
+    good = []
+    for name in available_rungs():
+        try:
+            good.append(load_rung(name))
+        except MixoptError as exc:
+            warn(f"left out of the ladder: {exc}")
+    return sorted(good, key=lambda r: r.train_flops())
