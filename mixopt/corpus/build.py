@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from mixopt.atomic import atomic_dir, write_json
-from mixopt.corpus.documents import EOT, DomainDocs, check_domain_name, clean_documents, split_indices
+from mixopt.corpus.documents import (
+    EOT,
+    DomainDocs,
+    check_domain_name,
+    clean_documents,
+    document_key,
+    split_indices,
+)
 from mixopt.corpus.shards import CORPUS_SCHEMA, write_split
 from mixopt.corpus.tokenize import balanced_sample, encode_documents, train_tokenizer
 from mixopt.errors import MixoptError, MixoptWarning, warn
@@ -59,16 +66,13 @@ def _drop_other_domains_validation(name: str, train: dict[str, list[str]],
     within a domain only (each domain's split depends on its own documents), and a QA pass found 41
     of a domain's 64 validation documents in another domain's training split: a search then saw
     that domain's validation loss fall with the other's weight, by memorisation."""
-    def key(text: str) -> bytes:
-        return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
-
     owner: dict[bytes, str] = {}
     for d, texts in val.items():
         for t in texts:
-            owner.setdefault(key(t), d)
+            owner.setdefault(document_key(t), d)
     removed: dict[str, int] = {}
     for d, texts in train.items():
-        keep = [t for t in texts if owner.get(key(t), d) == d]
+        keep = [t for t in texts if owner.get(document_key(t), d) == d]
         if not keep:
             raise MixoptError(f"domain {d!r} of corpus {name!r}: every training document is verbatim in "
                               "another domain's validation split; give it text of its own or leave it out")

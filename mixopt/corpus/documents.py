@@ -101,6 +101,12 @@ class DomainDocs:
     digest: str  # sha256 over the kept documents, for content hashes
 
 
+def document_key(text: str) -> bytes:
+    """The key by which two documents are the same text (duplicates, a validation document
+    trained on elsewhere)."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
 def clean_documents(name: str, texts: Iterable[str], *, max_chars: int = 8192) -> DomainDocs:
     """Chunk long texts, drop whitespace-only documents and exact duplicates (first one kept)."""
     seen: set[bytes] = set()
@@ -119,7 +125,7 @@ def clean_documents(name: str, texts: Iterable[str], *, max_chars: int = 8192) -
                 empty += 1
                 continue
             try:
-                h = hashlib.blake2b(chunk.encode("utf-8"), digest_size=16).digest()
+                h = document_key(chunk)
             except UnicodeEncodeError as exc:
                 raise MixoptError(
                     f"domain {name!r}: document {i} holds invalid Unicode at character {exc.start}; "
