@@ -318,7 +318,7 @@ def bench_fit(
 
             raise MixoptError("nothing to benchmark: " + "; ".join(f"{t}: {w}" for t, w in skipped.items()))
         for task, why in skipped.items():  # on stderr: --json keeps stdout one JSON object
-            err_console.print(f"note: {task} skipped: {escape(why)}", highlight=False)
+            err_console.print(f"note: {task} skipped: {escape(why)}")
     if as_json:
         print(dumps(res, default=json_default))
         return

@@ -148,7 +148,7 @@ def search(
                               "again", markup=False)
             if sid:  # with the store it is in (the review: a --store search was sent to the workspace's)
                 err_console.print(f"  mixopt search --resume {sid}" + (f" --store {store}" if store else ""),
-                                  soft_wrap=True, highlight=False, markup=False)
+                                  soft_wrap=True, markup=False)
             # SystemExit, not KeyboardInterrupt: typer turns the latter into a return value (exit 0)
             raise SystemExit(130) from None
     if as_json:
@@ -271,7 +271,7 @@ class _Progress:
         eta = f"{(event.total - event.done) / rate:.0f}s" if rate > 0 else "-"
         failed = f" ({event.failed} failed)" if event.failed else ""
         self.progress.console.print(f"{event.phase} {event.done}/{event.total}{failed} · best {best} · "
-                                    f"{elapsed:.0f}s elapsed · ETA {eta}", highlight=False, markup=False)
+                                    f"{elapsed:.0f}s elapsed · ETA {eta}", markup=False)
 
 
 def _fmt(x: float | None, nd: int = 4) -> str:
@@ -323,7 +323,7 @@ def render_result(result: Any) -> None:
     if result.validate and marks:  # the legend of marks the table shows (none with one seed)
         from mixopt.search.validate import BEATS_RULE
 
-        console.print(BEATS_RULE, highlight=False, markup=False)
+        console.print(BEATS_RULE, markup=False)
     if result.selection:
         render_selection(result.selection)
     for note in result.notes:

@@ -303,14 +303,14 @@ def train_cmd(
             if "resumed" in ev:  # said whatever the output: where the run goes on from
                 done = ev["resumed"] >= ev["steps"]
                 err_console.print(f"the run had finished ({ev['steps']} steps); its result:" if done else
-                                  f"resuming at step {ev['resumed']} of {ev['steps']}", highlight=False,
+                                  f"resuming at step {ev['resumed']} of {ev['steps']}",
                                   markup=False)
                 return
             if "eval" in ev:
                 progress.update(task, note=f"val {ev['eval']['objective']:.3f}")
                 if plain:  # one line per evaluation, so a redirected log shows the run moving
                     err_console.print(f"train step {ev['step']}/{ev['steps']} · loss {last_loss[0]} · "
-                                      f"val {ev['eval']['objective']:.4f}", highlight=False, markup=False)
+                                      f"val {ev['eval']['objective']:.4f}", markup=False)
             else:
                 last_loss[0] = f"{ev['loss']:.3f}"
                 progress.update(task, total=ev["steps"], completed=ev["step"], loss=last_loss[0],
@@ -321,7 +321,7 @@ def train_cmd(
                 if plain and left is not None and since >= PLAIN_EVERY_S:
                     # and a line a minute between evaluations, with the time left (evaluations apart)
                     err_console.print(f"train step {ev['step']}/{ev['steps']} · loss {last_loss[0]} · "
-                                      f"about {_duration(left)} left", highlight=False, markup=False)
+                                      f"about {_duration(left)} left", markup=False)
                     last_line.append(now)
 
         try:
@@ -412,13 +412,13 @@ def compare_cmd(
             left = f" · about {_duration(seconds)} left" if seconds is not None else ""
             status.update(f"run {i + 1}/{n}: {label}, seed {seed}{left}")
             if not live():  # a log file: the spinner is not drawn there
-                err_console.print(f"compare run {i + 1}/{n}: {label}, seed {seed}{left}", highlight=False,
+                err_console.print(f"compare run {i + 1}/{n}: {label}, seed {seed}{left}",
                                   markup=False)
 
         def on_reuse(label: str, seed: int, where: Path) -> None:
             err_console.print(f"compare: {label}, seed {seed} is the finished run in {where} (same mixture, "
                               "model, budget, corpus, seed and device): reused, not trained again",
-                              highlight=False, soft_wrap=True, markup=False)
+                              soft_wrap=True, markup=False)
 
         try:
             with json_warnings(as_json) as said:
