@@ -23,6 +23,7 @@ token separates documents). ``manifest.json`` holds::
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -55,17 +56,22 @@ def check_corpus_name(name: str) -> str:
 
 
 def write_split(
-    folder: Path, split: Split, docs_tokens: list[np.ndarray], dtype: str = "uint16"
+    folder: Path, split: Split, docs_tokens: Iterable[np.ndarray], dtype: str = "uint16"
 ) -> tuple[int, int]:
-    """Write one split's documents as ``<split>.bin`` + ``<split>.idx``; return (documents, tokens)."""
+    """Write one split's documents as ``<split>.bin`` + ``<split>.idx``; return (documents, tokens).
+
+    Each document's tokens are written as they come (``docs_tokens`` may be a generator), so only
+    the offsets are held: a domain of a billion tokens needs no array of its size in memory."""
     folder.mkdir(parents=True, exist_ok=True)
-    lengths = np.array([len(t) for t in docs_tokens], dtype=np.int64)
-    offsets = np.zeros(len(docs_tokens) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    flat = np.concatenate(docs_tokens).astype(dtype) if docs_tokens else np.zeros(0, dtype=dtype)
-    flat.tofile(folder / f"{split}.bin")
+    lengths: list[int] = []
+    with open(folder / f"{split}.bin", "wb") as fh:
+        for tokens in docs_tokens:
+            fh.write(np.ascontiguousarray(tokens, dtype=dtype).data)
+            lengths.append(len(tokens))
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(np.array(lengths, dtype=np.int64), out=offsets[1:])
     offsets.tofile(folder / f"{split}.idx")
-    return len(docs_tokens), int(offsets[-1])
+    return len(lengths), int(offsets[-1])
 
 
 @dataclass(frozen=True)

@@ -75,13 +75,14 @@ def parallel_tokenizers() -> Iterator[None]:
             os.environ["TOKENIZERS_PARALLELISM"] = old
 
 
-def encode_documents(tok, texts: Sequence[str], eot_id: int, *, batch: int = 512) -> list[np.ndarray]:
-    """Token ids of each document followed by the end-of-text id, as uint16 arrays."""
+def encode_documents(tok, texts: Sequence[str], eot_id: int, *, batch: int = 512) -> Iterator[np.ndarray]:
+    """Token ids of each document followed by the end-of-text id, as uint16 arrays, one batch
+    encoded at a time: a generator, so that a domain's tokens go to its shard as they come (a list
+    of them, then one array, had held a large domain's tokens three times over at once)."""
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # _fast skips offsets (tokenizers>=0.21)
-    out: list[np.ndarray] = []
     eot = np.array([eot_id], dtype=np.uint16)
-    with parallel_tokenizers():
-        for start in range(0, len(texts), batch):
-            for enc in encode(list(texts[start : start + batch]), add_special_tokens=False):
-                out.append(np.concatenate([np.asarray(enc.ids, dtype=np.uint16), eot]))
-    return out
+    for start in range(0, len(texts), batch):
+        with parallel_tokenizers():
+            encoded = encode(list(texts[start : start + batch]), add_special_tokens=False)
+        for enc in encoded:
+            yield np.concatenate([np.asarray(enc.ids, dtype=np.uint16), eot])
