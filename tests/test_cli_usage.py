@@ -160,8 +160,11 @@ def test_a_locale_that_is_not_utf8_prints_question_marks_not_a_traceback(monkeyp
 
     from rich.console import Console
 
-    from mixopt.cli import common
+    from mixopt.cli import _register, common
 
+    # the command modules bind common.console at import: imported under the patch below, they had
+    # kept the Latin-1 console for every later test (a later `corpus build` test's line went there)
+    _register()
     out = io.TextIOWrapper(io.BytesIO(), encoding="latin-1")
     monkeypatch.setattr(sys, "stdout", out)
     monkeypatch.setattr(common, "console", Console(file=out))  # as at import, under that locale

@@ -333,3 +333,51 @@ def test_a_validation_split_thinner_than_a_proxy_scores_is_said(workspace: Path,
                      r"per domain \(\d+\)", said), said
     (line,) = [w for w in err.splitlines() if "fewer validation tokens" in w]
     assert "prose" not in line  # its 4 long documents are enough
+
+
+def test_jsonl_is_read_a_block_at_a_time_with_the_same_documents(tmp_path: Path, monkeypatch) -> None:
+    """A jsonl file is read, decoded and parsed a block at a time, so that it is never in memory
+    whole (a QA pass: its bytes, its frame and its texts at once, 2.2 GB of peak for 1 GB); every
+    block size gives the documents, their order, the warnings and the errors of one whole read."""
+    import warnings
+
+    from mixopt.corpus import ingest
+    from mixopt.corpus.ingest import AddOptions, read_documents
+    from mixopt.errors import MixoptError
+
+    lines = ['{"domain": "a", "text": "first"}', "", '{"domain": "b", "text": "' + "long " * 60 + '"}',
+             '{"domain": "a", "text": "caf\u00e9 three", "extra": 1}', '{"domain": "b"}',
+             '{"domain": "a", "text": null}', '{"domain": "b", "text": "last"}']
+    f = tmp_path / "d.jsonl"
+    f.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode())  # a BOM, and no newline at the end
+
+    def read(block: int) -> tuple[dict[str, list[str]], list[str]]:
+        monkeypatch.setattr(ingest, "BLOCK_BYTES", block)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            docs = read_documents(f, AddOptions())
+        return docs, [str(w.message) for w in said]
+
+    whole = read(1 << 20)
+    assert whole[0] == {"a": ["first", "café three"], "b": ["long " * 60, "last"]}
+    assert len(whole[1]) == 1 and "2 rows have no text" in whole[1][0]
+    for block in (7, 40, 64, 300):  # blocks shorter than a line, a line at a time, several lines
+        assert read(block) == whole, block
+
+    # a key that a later block's objects lack is a missing value there, as in a whole read
+    f.write_text('{"domain": "a", "text": "x"}\n{"text": "y"}\n')
+    for block in (1 << 20, 10):
+        monkeypatch.setattr(ingest, "BLOCK_BYTES", block)
+        with pytest.raises(MixoptError, match="1 row has no value in domain column 'domain'"):
+            read_documents(f, AddOptions())
+
+    # an offset that is not UTF-8 is the file's, not the block's
+    f.write_bytes(b'{"domain": "a", "text": "x"}\n' * 5 + b'{"domain": "a", "text": "\xff"}\n')
+    for block in (1 << 20, 30):
+        monkeypatch.setattr(ingest, "BLOCK_BYTES", block)
+        with pytest.raises(MixoptError, match="byte 0xff at offset 170"):
+            read_documents(f, AddOptions())
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            assert read_documents(f, AddOptions(on_decode_error="skip")) == {"a": ["x"] * 5}
+        assert any("1 line left out" in str(w.message) for w in said), block

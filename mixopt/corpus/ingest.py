@@ -13,9 +13,10 @@ import io
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from mixopt import paths
 from mixopt.atomic import check_can_create, sweep_leftovers
@@ -76,8 +77,10 @@ def _read_bytes(path: Path) -> bytes:
         raise MixoptError(f"cannot read {path}: {exc.strerror}; check the path and its permissions") from None
 
 
-def _utf8(path: Path, data: bytes, policy: str, stats: dict[str, int], *, lines: bool = False) -> str | None:
-    """``data`` decoded under ``policy``; None when "skip" leaves the whole file out.
+def _utf8(path: Path, data: bytes, policy: str, stats: dict[str, int], *, lines: bool = False,
+          base: int = 0) -> str | None:
+    """``data`` (found at offset ``base`` of ``path``) decoded under ``policy``; None when "skip"
+    leaves the whole file out.
 
     With ``lines`` (jsonl), "skip" leaves out only the lines that are not UTF-8.
     """
@@ -85,7 +88,7 @@ def _utf8(path: Path, data: bytes, policy: str, stats: dict[str, int], *, lines:
         text, replaced, bad = decode_utf8(data, policy)
     except UnicodeDecodeError as exc:
         raise MixoptError(
-            f"{path} is not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); convert it to "
+            f"{path} is not UTF-8 (byte 0x{data[exc.start]:02x} at offset {base + exc.start}); convert it to "
             "UTF-8, or pass --on-decode-error skip or replace"
         ) from None
     if text is not None:
@@ -180,51 +183,102 @@ def _check_magic(path: Path, data: bytes, fmt: str) -> None:
         raise MixoptError(f"{path} is {kind}, not {fmt} text; {fix}")
 
 
-def _read_table(path: Path, fmt: str, policy: str = "error"):  # -> polars.DataFrame
+BLOCK_BYTES = 64 << 20  # a jsonl file is read, decoded and parsed this much at a time
+
+
+def _blocks(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(offset, bytes) pieces of ``path`` of about ``size`` bytes, each ending at a line's end (the
+    last at the file's): lines are never cut, so neither is a UTF-8 character."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 (a generator's file: closed in its finally)
+    except OSError as exc:
+        raise MixoptError(f"cannot read {path}: {exc.strerror}; check the path and its permissions") from None
+    try:
+        base, rest = 0, b""
+        while block := fh.read(BLOCK_BYTES):
+            data = rest + block if rest else block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:  # a line longer than a block: read on
+                rest = data
+                continue
+            rest = data[cut:]
+            yield base, data[:cut]
+            base += cut
+        if rest:
+            yield base, rest
+    finally:
+        fh.close()
+
+
+def _jsonl_frames(f: Path, policy: str, stats: dict[str, int]):  # -> Iterator[polars.DataFrame]
+    """One jsonl file as data frames of a block each: the file is never held whole (a QA pass had
+    its bytes, its frame and its texts in memory at once: 2.2 GB of peak for 1 GB of jsonl)."""
+    import polars as pl
+
+    blank = True
+    for base, raw in _blocks(f):
+        if base == 0:
+            _check_magic(f, raw, "jsonl")
+        # decoded here: polars' own message gives neither the offset nor always the file
+        text = _utf8(f, raw, policy, stats, lines=True, base=base) or ""
+        if policy == "error":  # the bytes as read, valid: no copy re-encoded beside them
+            del text
+            data = raw.removeprefix(b"\xef\xbb\xbf") if base == 0 else raw  # a BOM is no JSON
+        else:
+            data = (text.removeprefix("\ufeff") if base == 0 else text).encode()
+            del text
+        del raw
+        if not data.strip():
+            continue
+        blank = False
+        try:
+            frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
+        except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+            _cannot_read(f, "jsonl", exc)
+        del data  # the bytes go before the next block's
+        yield frame
+        del frame  # and the frame, once its texts are taken
+    if blank:
+        raise MixoptError(f"{f} is empty; give one JSON object per line (a domain and a text)")
+
+
+def _cannot_read(f: Path, fmt: str, exc: Exception) -> NoReturn:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    where = _bad_json_line(f) if fmt == "jsonl" else None  # polars names no line
+    raise MixoptError(f"cannot read {f} as {fmt}: {where or first}; check the file or --format") from None
+
+
+def _table_frames(path: Path, fmt: str, policy: str = "error"):  # -> Iterator[polars.DataFrame]
+    """The rows of the table files at ``path`` as data frames, a jsonl block or a whole csv or
+    parquet file at a time."""
     import polars as pl
 
     if fmt == "csv" and policy == "skip":  # a quoted field can span lines: no line is one row
         raise MixoptError(
             "--on-decode-error skip cannot leave out csv rows; use replace, or convert to UTF-8"
         )
-    frames = []
     stats: dict[str, int] = defaultdict(int)
     for f in _table_files(path, fmt):
-        if fmt in ("jsonl", "csv"):
-            _say_reading(f)
+        _say_reading(f)
+        if fmt == "jsonl":
+            yield from _jsonl_frames(f, policy, stats)
+            continue
+        data: bytes | Path = f
+        if fmt == "csv":
             raw = _read_bytes(f)
             _check_magic(f, raw, fmt)
-            # decoded here: polars' own message gives neither the offset nor always the file
-            text = _utf8(f, raw, policy, stats, lines=fmt == "jsonl") or ""
-            if policy == "error":  # the bytes as read, valid: no copy re-encoded beside them (a QA
-                del text  # pass: 7× the input in memory at once, and 1.5 GB of jsonl would not fit)
-                data = raw.removeprefix(b"\xef\xbb\xbf")  # a BOM (Windows editors) is no JSON
-            else:
-                data = text.removeprefix("\ufeff").encode()
-                del text
-            del raw
-        if fmt == "jsonl" and not data.strip():
-            raise MixoptError(f"{f} is empty; give one JSON object per line (a domain and a text)")
+            text = _utf8(f, raw, policy, stats) or ""
+            data = raw if policy == "error" else text.removeprefix("\ufeff").encode()
+            del raw, text
         try:
-            if fmt == "jsonl":
-                frames.append(pl.read_ndjson(io.BytesIO(data), infer_schema_length=None))
-            elif fmt == "csv":
-                frames.append(pl.read_csv(io.BytesIO(data), infer_schema_length=0))
-            else:
-                _say_reading(f)
-                frames.append(pl.read_parquet(f))
-            data = b""  # let the bytes go before the next file's
+            frame = (pl.read_csv(io.BytesIO(data), infer_schema_length=0) if fmt == "csv"
+                     else pl.read_parquet(f))
         except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            where = _bad_json_line(f) if fmt == "jsonl" else None  # polars names no line
-            raise MixoptError(
-                f"cannot read {f} as {fmt}: {where or first}; check the file or --format"
-            ) from None
+            _cannot_read(f, fmt, exc)
+        del data
+        yield frame
+        del frame
     _say_decoded(path, stats)
-    try:
-        return pl.concat(frames, how="diagonal_relaxed")
-    except pl.exceptions.PolarsError as exc:
-        raise MixoptError(f"the {fmt} files in {path} do not share compatible columns: {exc}") from None
 
 
 SAY_READING_BYTES = 64 << 20
@@ -254,7 +308,10 @@ def _bad_json_line(path: Path) -> str | None:
     return None
 
 
-def _read_hf(path: Path):  # -> polars.DataFrame
+def _hf_frames(path: Path):  # -> Iterator[polars.DataFrame]
+    """A dataset saved with ``save_to_disk`` (every split of a DatasetDict: our own split replaces
+    theirs), a record batch at a time: its Arrow files are memory-mapped, and only a batch is
+    copied into a frame at once."""
     import datasets
     import polars as pl
 
@@ -262,24 +319,20 @@ def _read_hf(path: Path):  # -> polars.DataFrame
         ds = datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError, OSError) as exc:
         raise MixoptError(f"{path} is not a dataset saved with `save_to_disk` ({exc})") from None
-    if isinstance(ds, datasets.DatasetDict):  # our own split replaces theirs: take every split
-        parts = [ds[k] for k in sorted(ds)]
-        return pl.concat(
-            [pl.from_arrow(p.flatten_indices().data.table) for p in parts], how="diagonal_relaxed"
-        )
-    return pl.from_arrow(ds.flatten_indices().data.table)
+    parts = [ds[k] for k in sorted(ds)] if isinstance(ds, datasets.DatasetDict) else [ds]
+    for part in parts:
+        for batch in part.flatten_indices().data.table.to_batches(max_chunksize=65536):
+            yield pl.from_arrow(batch)
 
 
 def _short(text: str, n: int = 40) -> str:
     return text if len(text) <= n else f"{text[: n - 1]}…"
 
 
-def _group(df, where: str, domain_column: str, text_column: str) -> dict[str, list[str]]:
-    import polars as pl
-
+def _check_columns(df, where: str, domain_column: str, text_column: str) -> None:
+    """The first rows read must have both columns (a typo in --text-column is said before the rest
+    is read)."""
     cols = list(df.columns)
-    if df.height == 0:
-        raise MixoptError(f"{where} has no rows; give a file with one row per document")
     if cols and cols[0].lstrip().startswith(("{", "[")) and domain_column not in cols:
         # JSON Lines read as CSV: its "columns" are pieces of the first record (which had been printed)
         first = _short(", ".join(cols))
@@ -292,24 +345,50 @@ def _group(df, where: str, domain_column: str, text_column: str) -> dict[str, li
             raise MixoptError(
                 f"{where} has no {kind} column {col!r}; its columns are {shown} (choose one with {flag})"
             )
-    if df.schema[text_column] not in (pl.String, pl.Utf8):
-        raise MixoptError(
-            f"{where}: text column {text_column!r} is {df.schema[text_column]}, not text; "
-            "choose the column that holds the documents with --text-column"
-        )
-    nulls = df[domain_column].null_count()
+
+
+def _group(frames: Iterable[Any], where: str, domain_column: str, text_column: str) -> dict[str, list[str]]:
+    """Texts per domain, in the order read, from data frames of rows; each frame is let go once its
+    texts are taken. A frame that lacks a column (a later file, or a block of a jsonl file whose
+    objects leave the key out) has no value there, as a row without it has."""
+    import polars as pl
+
+    docs: dict[str, list[str]] = defaultdict(list)
+    missing: dict[str, int] = defaultdict(int)
+    rows = nulls = 0
+    for df in frames:
+        if rows == 0:
+            _check_columns(df, where, domain_column, text_column)
+        rows += df.height
+        if df.height == 0:
+            continue
+        dtype = df.schema.get(text_column, pl.Null)
+        if dtype not in (pl.String, pl.Utf8, pl.Null):
+            raise MixoptError(
+                f"{where}: text column {text_column!r} is {dtype}, not text; "
+                "choose the column that holds the documents with --text-column"
+            )
+        if domain_column not in df.columns:
+            nulls += df.height
+            continue
+        domains = df[domain_column]
+        nulls += domains.null_count()
+        if nulls:  # refused below: no need to keep texts
+            continue
+        texts = df[text_column].to_list() if text_column in df.columns else [None] * df.height
+        del df
+        for dom, text in zip(domains.cast(pl.String).to_list(), texts, strict=True):
+            if text is not None:
+                docs[dom].append(text)
+            else:
+                missing[dom] += 1
+    if rows == 0:
+        raise MixoptError(f"{where} has no rows; give a file with one row per document")
     if nulls:
         raise MixoptError(
             f"{where}: {nulls} row{'s have' if nulls != 1 else ' has'} no value in domain column "
             f"{domain_column!r}; fill or drop {'them' if nulls != 1 else 'it'}"
         )
-    docs: dict[str, list[str]] = defaultdict(list)
-    missing: dict[str, int] = defaultdict(int)
-    for dom, text in zip(df[domain_column].cast(pl.String).to_list(), df[text_column].to_list(), strict=True):
-        if text is not None:
-            docs[dom].append(text)
-        else:
-            missing[dom] += 1
     if missing:  # a null text is no document; said, since a whole domain can thin out this way
         per = ", ".join(f"{d} {n}" for d, n in sorted(missing.items()))
         warn(f"{where}: {sum(missing.values())} rows have no text in column {text_column!r} and are "
@@ -378,8 +457,8 @@ def read_documents(path: Path, opts: AddOptions) -> dict[str, list[str]]:
         if not path.is_dir():
             raise MixoptError(f"--format text needs a folder of domain folders, and {path} is a file")
         return _read_text_folders(path, opts.on_decode_error)
-    df = _read_hf(path) if fmt == "hf" else _read_table(path, fmt, opts.on_decode_error)
-    return _group(df, str(path), opts.domain_column, opts.text_column)
+    frames = _hf_frames(path) if fmt == "hf" else _table_frames(path, fmt, opts.on_decode_error)
+    return _group(frames, str(path), opts.domain_column, opts.text_column)
 
 
 def add_corpus(
