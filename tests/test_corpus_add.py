@@ -381,3 +381,28 @@ def test_jsonl_is_read_a_block_at_a_time_with_the_same_documents(tmp_path: Path,
             warnings.simplefilter("always")
             assert read_documents(f, AddOptions(on_decode_error="skip")) == {"a": ["x"] * 5}
         assert any("1 line left out" in str(w.message) for w in said), block
+
+
+def test_parquet_is_read_a_batch_of_rows_at_a_time(tmp_path: Path, monkeypatch) -> None:
+    """A parquet file's two columns are read a batch of rows at a time (its other columns not at
+    all), with the documents of one whole read; a missing column is named among all the file's."""
+    from mixopt.corpus import ingest
+    from mixopt.corpus.ingest import AddOptions, read_documents
+    from mixopt.errors import MixoptError
+
+    df = pl.DataFrame({"url": [f"u{i}" for i in range(50)], "src": ["a", "b", "c", "a", "b"] * 10,
+                       "body": [f"document {i}" for i in range(50)]})
+    f = tmp_path / "d.parquet"
+    df.write_parquet(f, row_group_size=7)
+    opts = AddOptions(domain_column="src", text_column="body")
+    monkeypatch.setattr(ingest, "PARQUET_BATCH_ROWS", 1 << 16)
+    whole = read_documents(f, opts)
+    assert whole["a"][:2] == ["document 0", "document 3"] and sum(map(len, whole.values())) == 50
+    monkeypatch.setattr(ingest, "PARQUET_BATCH_ROWS", 3)
+    assert read_documents(f, opts) == whole
+    with pytest.raises(MixoptError, match=r"has no text column 'text'; its columns are url, src, body"):
+        read_documents(f, AddOptions(domain_column="src"))
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(MixoptError, match=r"cannot read .*bad.parquet as parquet: Parquet magic bytes not "
+                                          r"found in footer\. Either .* not a parquet file; check the file"):
+        read_documents(tmp_path / "bad.parquet", opts)

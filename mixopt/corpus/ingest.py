@@ -243,14 +243,35 @@ def _jsonl_frames(f: Path, policy: str, stats: dict[str, int]):  # -> Iterator[p
 
 
 def _cannot_read(f: Path, fmt: str, exc: Exception) -> NoReturn:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
     where = _bad_json_line(f) if fmt == "jsonl" else None  # polars names no line
     raise MixoptError(f"cannot read {f} as {fmt}: {where or first}; check the file or --format") from None
 
 
-def _table_frames(path: Path, fmt: str, policy: str = "error"):  # -> Iterator[polars.DataFrame]
-    """The rows of the table files at ``path`` as data frames, a jsonl block or a whole csv or
-    parquet file at a time."""
+PARQUET_BATCH_ROWS = 65536
+
+
+def _parquet_frames(f: Path, columns: tuple[str, ...]):  # -> Iterator[polars.DataFrame]
+    """A parquet file's ``columns`` (every column where one of them is missing, for the error to
+    list) as data frames of a batch of rows each: the file's other columns (urls, metadata) are not
+    read, and its texts are never held twice whole."""
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(f)
+        wanted = list(columns) if set(columns) <= set(pf.schema_arrow.names) else None
+        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted):
+            yield pl.from_arrow(batch)
+    except (pa.ArrowException, OSError) as exc:
+        _cannot_read(f, "parquet", exc)
+
+
+def _table_frames(path: Path, fmt: str, policy: str = "error",
+                  columns: tuple[str, ...] = ()):  # -> Iterator[polars.DataFrame]
+    """The rows of the table files at ``path`` as data frames: a jsonl block, a parquet batch (of
+    ``columns`` only, where the file has them all), or a whole csv file at a time."""
     import polars as pl
 
     if fmt == "csv" and policy == "skip":  # a quoted field can span lines: no line is one row
@@ -263,16 +284,16 @@ def _table_frames(path: Path, fmt: str, policy: str = "error"):  # -> Iterator[p
         if fmt == "jsonl":
             yield from _jsonl_frames(f, policy, stats)
             continue
-        data: bytes | Path = f
-        if fmt == "csv":
-            raw = _read_bytes(f)
-            _check_magic(f, raw, fmt)
-            text = _utf8(f, raw, policy, stats) or ""
-            data = raw if policy == "error" else text.removeprefix("\ufeff").encode()
-            del raw, text
+        if fmt == "parquet":
+            yield from _parquet_frames(f, columns)
+            continue
+        raw = _read_bytes(f)
+        _check_magic(f, raw, fmt)
+        text = _utf8(f, raw, policy, stats) or ""
+        data = raw if policy == "error" else text.removeprefix("\ufeff").encode()
+        del raw, text
         try:
-            frame = (pl.read_csv(io.BytesIO(data), infer_schema_length=0) if fmt == "csv"
-                     else pl.read_parquet(f))
+            frame = pl.read_csv(io.BytesIO(data), infer_schema_length=0)
         except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
             _cannot_read(f, fmt, exc)
         del data
@@ -457,7 +478,8 @@ def read_documents(path: Path, opts: AddOptions) -> dict[str, list[str]]:
         if not path.is_dir():
             raise MixoptError(f"--format text needs a folder of domain folders, and {path} is a file")
         return _read_text_folders(path, opts.on_decode_error)
-    frames = _hf_frames(path) if fmt == "hf" else _table_frames(path, fmt, opts.on_decode_error)
+    frames = (_hf_frames(path) if fmt == "hf" else
+              _table_frames(path, fmt, opts.on_decode_error, (opts.domain_column, opts.text_column)))
     return _group(frames, str(path), opts.domain_column, opts.text_column)
 
 
