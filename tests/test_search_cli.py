@@ -420,6 +420,16 @@ def test_domains_are_parsed_strictly_but_a_trailing_comma_is_harmless():
     for bad, said in ((",web,code", "empty name"), ("", "--domains is empty"), (" , ", "--domains is empty")):
         with pytest.raises(MixoptError, match=said):
             parse_domains(bad)
+    # a non-ASCII name under LANG=C (no UTF-8 mode) arrives as surrogates: said, not sent to Ray (a QA
+    # pass: "cannot start or reach a local Ray")
+    with pytest.raises(MixoptError, match=r"--domains 'café,b': its non-ASCII characters could not be "
+                                          r"read in this locale \(its encoding is .*\); run under a UTF-8 "
+                                          r"locale \(export LANG=C.UTF-8\)"):
+        parse_domains("caf\udcc3\udca9,b")
+    from mixopt.search.config import parse_assignments
+    with pytest.raises(MixoptError, match=r"--fix 'café=0.5': its non-ASCII"):
+        parse_assignments("caf\udcc3\udca9=0.5", option="--fix")
+    assert parse_domains("café,b") == ("café", "b")
     # fixed weights that, with the ceilings, leave one mixture are named as such
     space = SearchSpace(domains=("a", "b", "c"), fixed={"a": 0.5}, ceilings={"b": 0.3, "c": 0.2})
     with pytest.raises(MixoptError, match=r"the ceilings and the fixed weights \(--fix a=0.5\) add up to 1"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -172,8 +173,22 @@ class SearchConfig:
         return dataclasses.replace(self, **changes)
 
 
+def _check_locale_text(text: str, option: str) -> None:
+    """Under a locale that is not UTF-8 (LANG=C without Python's UTF-8 mode) a non-ASCII argument
+    arrives with its bytes as lone surrogates, which a name cannot be written or sent as: a QA pass
+    saw Ray refuse such --domains with "cannot start or reach a local Ray"."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise MixoptError(f"{option} {shown!r}: its non-ASCII characters could not be read in this locale "
+                          f"(its encoding is {sys.getfilesystemencoding()}, not UTF-8); run under a UTF-8 "
+                          "locale (export LANG=C.UTF-8) or with PYTHONUTF8=1") from None
+
+
 def _pairs(text: str | None, *, option: str, form: str) -> list[tuple[str, str]]:
     """Split ``k=v,k2=v2`` into stripped pairs; ``option`` and ``form`` make the error line."""
+    _check_locale_text(text or "", option)
     pairs = []
     for part in (text or "").split(","):
         part = part.strip()
@@ -233,6 +248,7 @@ def parse_domains(text: str | None) -> tuple[str, ...] | None:
     """
     if text is None:
         return None
+    _check_locale_text(text, "--domains")
     names = [d.strip() for d in text.split(",")]
     if len(names) > 1 and names[-1] == "":  # a trailing comma (web,code,) leaves nothing out
         names.pop()
