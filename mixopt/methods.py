@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mixopt.errors import MixoptError
-from mixopt.fitters.registry import make_fitter
+from mixopt.fitters.registry import fitter_class, is_user_fitter, make_fitter
 from mixopt.mixture import domain_groups
 from mixopt.proposers import BestRunProposer, Proposal, TopKProposer
 from mixopt.proposers.hold import propose_holding
@@ -252,9 +252,14 @@ def get_method(name: str) -> MethodSpec:
     Raises:
         MixoptError: unknown name; the message lists the valid ones.
     """
+    if name not in METHODS and is_user_fitter(name):
+        fitter_class(name)  # imported now: a bad name is refused before any run
+        return MethodSpec(name=name, description=f"your regressor {name} with RegMix's top-k proposer",
+                          fitter=name, proposer="topk")
     try:
         return METHODS[name]
     except KeyError:
         raise MixoptError(
-            f"method {name!r} is unknown; choose one of {', '.join(available_methods())}"
+            f"method {name!r} is unknown; choose one of {', '.join(available_methods())}, or name a "
+            "scikit-learn regressor as module:Class (e.g. sklearn.ensemble:RandomForestRegressor)"
         ) from None

@@ -592,3 +592,48 @@ def test_a_flat_model_is_said_once_with_its_runs(tmp_path: Path, capsys: pytest.
     (note,) = Mixture.load(out).meta["notes"]
     assert note.startswith("the regmix model predicts the same value for every candidate mixture (too few "
                            "runs: 3); its proposal is arbitrary")
+
+
+def test_a_scikit_learn_regressor_named_as_module_class_is_a_method(tmp_path: Path, capsys,  # noqa: ANN001
+                                                                    monkeypatch) -> None:  # noqa: ANN001
+    """`--method module:Class` takes any scikit-learn regressor (a library's, or one next to where the
+    command runs), as --evaluator takes a function: cross-validated, and proposed by top-k."""
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method",
+                    "sklearn.neighbors:KNeighborsRegressor", "--cv", "3", "--json"]) == 0
+    cv = json.loads(capsys.readouterr().out)["cv"]
+    assert 0.5 < cv["spearman"] < 1
+
+    # a class of the user's own, whose predict takes no return_std (the proposal asks for one)
+    (tmp_path / "myfit.py").write_text(
+        "import numpy as np\n"
+        "from sklearn.base import BaseEstimator, RegressorMixin\n"
+        "from sklearn.linear_model import Ridge\n"
+        "class Quad(RegressorMixin, BaseEstimator):\n"
+        "    def __init__(self, alpha=1e-3):\n"
+        "        self.alpha = alpha\n"
+        "    def fit(self, X, y):\n"
+        "        self.m_ = Ridge(alpha=self.alpha).fit(np.hstack([X, X ** 2]), y)\n"
+        "        return self\n"
+        "    def predict(self, X):\n"
+        "        return self.m_.predict(np.hstack([X, X ** 2]))\n"
+        "not_a_class = 3\n"
+        "class NoParams:\n"
+        "    def fit(self, X, y): return self\n"
+        "    def predict(self, X): return X[:, 0]\n")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "m.json"
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "myfit:Quad",
+                    "--propose", "--out", str(out), *FAST]) == 0
+    capsys.readouterr()
+    mix = json.loads(out.read_text())
+    assert mix["method"] == "myfit:Quad" and abs(sum(mix["weights"].values()) - 1) < 1e-9
+
+    for method, said in (("myfit:not_a_class", "--method myfit:not_a_class: not_a_class is not a class; "
+                                               "name a scikit-learn regressor class"),
+                         ("myfit:NoParams", "NoParams is a class without get_params"),
+                         ("myfit:Nope", "method module 'myfit' has no 'Nope'"),
+                         ("nosuchmodule:X", "cannot import method module 'nosuchmodule'"),
+                         ("regmx", "method 'regmx' is unknown; choose one of auto, bimix")):
+        assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", method,
+                        "--cv", "3"]) == 2, method
+        assert said in capsys.readouterr().err, method

@@ -478,3 +478,28 @@ def test_json_stdout_is_the_document_alone_and_failed_runs_exit_1(workspace, tmp
                     "--validate", "0", "--retries", "0", "--name", "crashing", "--json"])
     said = capsys.readouterr()
     assert code == 1 and said.out == "" and "too few to fit" in said.err
+
+
+def test_a_search_fits_a_users_own_regressor_named_as_module_class(workspace, tmp_path, monkeypatch,  # noqa: ANN001
+                                                                  capsys, ray_session):  # noqa: ANN001
+    """`search --method module:Class` fits the user's regressor (here one without return_std) and
+    proposes with top-k; a resume would import it again by the name the search keeps."""
+    (tmp_path / "myreg.py").write_text(
+        "from sklearn.base import BaseEstimator, RegressorMixin\n"
+        "from sklearn.linear_model import LinearRegression\n"
+        "class Lin(RegressorMixin, BaseEstimator):\n"
+        "    def fit(self, X, y):\n"
+        "        self.m_ = LinearRegression().fit(X, y)\n"
+        "        return self\n"
+        "    def predict(self, X):\n"
+        "        return self.m_.predict(X)\n")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "m.json"
+    assert run_cli(["search", "--evaluator", "mixopt.testing:loglinear", "--domains", "a,b,c", "--method",
+                    "myreg:Lin", "--budget", "8", "--validate", "0", "--name", "own", "--out", str(out),
+                    "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["method"] == "myreg:Lin"
+    proposal = next(c for c in res["candidates"] if c["name"] == "proposal")
+    assert proposal["predicted"] is not None and proposal.get("predicted_sd") is None
+    assert json.loads(out.read_text())["method"] == "myreg:Lin"

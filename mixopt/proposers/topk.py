@@ -9,6 +9,7 @@ projected back if rounding put it outside.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from typing import Any
@@ -28,10 +29,23 @@ log = logging.getLogger(__name__)
 FLAT_WARNING = "the fitted model predicts the same value"
 
 
+def _gives_std(model: Any) -> bool:
+    """``model.predict`` takes ``return_std`` (every fitter of mixopt's, scikit-learn's GP; a user's
+    regressor named as module:Class may not)."""
+    try:
+        params = inspect.signature(model.predict).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a compiled method): asked, as before
+        return True
+    return any(p.name == "return_std" or p.kind == p.VAR_KEYWORD for p in params)
+
+
 def predict_objective(model: Any, X: np.ndarray, return_std: bool = False) -> Any:
-    """``model.predict`` as one value per row (a (n, 1) output is flattened)."""
-    out = model.predict(X, return_std=True) if return_std else model.predict(X)
-    mean, std = out if return_std else (out, None)
+    """``model.predict`` as one value per row (a (n, 1) output is flattened); with ``return_std``,
+    (mean, std or None: a model without ``return_std`` has no std)."""
+    if return_std and _gives_std(model):
+        mean, std = model.predict(X, return_std=True)
+    else:
+        mean, std = model.predict(X), None
     mean = np.asarray(mean, dtype=float)
     if mean.ndim == 2 and mean.shape[1] == 1:
         mean = mean[:, 0]

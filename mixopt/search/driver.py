@@ -43,7 +43,7 @@ from mixopt.fitters.cv import distinct_mixtures
 from mixopt.fitters.varied import flat, unvaried, varying
 from mixopt.objective import per_domain_split
 from mixopt.proposers.proposal import best_run_note, proposal_notes
-from mixopt.proposers.topk import FLAT_WARNING
+from mixopt.proposers.topk import FLAT_WARNING, predict_objective
 from mixopt.search.config import SearchConfig
 from mixopt.search.lock import DRIVING, driver_alive, driver_lock, planning_lock
 from mixopt.search.prepare import Prepared, mark_search_dir, own_search_dir, prepare
@@ -1122,10 +1122,7 @@ def per_domain_note(cand: Candidate, objective: Any, domains: Sequence[str]) -> 
 
 
 def _predict(fitter: Any, W: np.ndarray) -> tuple[np.ndarray, list[float | None]]:
-    try:
-        mean, std = fitter.predict(W, return_std=True)
-    except TypeError:  # a fitter without the return_std keyword
-        mean, std = fitter.predict(W), None
+    mean, std = predict_objective(fitter, W, return_std=True)
     if std is None:  # a fitter without uncertainty
         return np.asarray(mean, dtype=float), [None] * len(W)
     return np.asarray(mean, dtype=float), [float(s) for s in np.asarray(std, dtype=float)]
