@@ -31,8 +31,10 @@ MAX_SEED = 2**32 - 1  # numpy and torch both take seeds in [0, 2^32)
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 # Spelled out (not imported from mixopt.methods) to keep `mixopt --help` fast; a test keeps it in step.
-METHOD_HELP = "regmix, linear, random, mixing-law, loglinear, bimix, gp, log-ridge or auto."
-SEARCH_METHOD_HELP = METHOD_HELP.removesuffix(" or auto.") + ", auto or entropy (with --corpus)."
+_OWN = " Or a scikit-learn regressor as module:Class (sklearn.ensemble:RandomForestRegressor)."
+METHOD_HELP = "regmix, linear, random, mixing-law, loglinear, bimix, gp, log-ridge or auto." + _OWN
+SEARCH_METHOD_HELP = (METHOD_HELP.removesuffix(" or auto." + _OWN) + ", auto or entropy (with --corpus)."
+                      + _OWN)
 
 
 # Weight tables show the largest domains (a QA pass: `fit` printed 100 rows); the JSON has them all.
