@@ -165,6 +165,11 @@ def test_info_and_list(tiny_workspace: Path, capsys, monkeypatch) -> None:
     info = json.loads(out)
     assert [r["domain"] for r in info["domains"]] == list(TINY_DOMAINS)
     assert info["total"]["train_tokens"] == sum(r["train_tokens"] for r in info["domains"])
+    # every count of what cleaning left out, as the manifest has them (empty_removed had been missing)
+    man = Corpus.open("tiny").manifest["domains"]
+    for key in ("duplicates_removed", "empty_removed", "other_validation_removed"):
+        assert [r[key] for r in info["domains"]] == [man[d][key] for d in TINY_DOMAINS]
+        assert info["total"][key] == sum(man[d][key] for d in TINY_DOMAINS)
     code, out, _ = run(capsys, "corpus", "info", "tiny")
     assert code == 0 and "drama" in out and "total" in out
     from rich.console import Console

@@ -25,10 +25,14 @@ def summary(corpus: Corpus) -> dict[str, Any]:
                 "mb": m["bytes"] / 1e6,
                 "bytes_per_token": m["bytes_per_token"],
                 "duplicates_removed": m["duplicates_removed"],
+                # what cleaning left out besides duplicates (manifests before 2026-12-06 lack the last)
+                "empty_removed": m.get("empty_removed", 0),
+                "other_validation_removed": m.get("other_validation_removed", 0),
                 "licence": m["licence"],
             }
         )
-    keys = ("train_documents", "val_documents", "train_tokens", "val_tokens", "mb", "duplicates_removed")
+    keys = ("train_documents", "val_documents", "train_tokens", "val_tokens", "mb", "duplicates_removed",
+            "empty_removed", "other_validation_removed")
     total = {k: sum(r[k] for r in rows) for k in keys}
     total_bytes = sum(m["train_bytes"] for m in corpus.manifest["domains"].values())
     total["bytes_per_token"] = total_bytes / max(1, total["train_tokens"])
