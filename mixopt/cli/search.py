@@ -216,7 +216,8 @@ class _Progress:
         self.plain = not live()
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TextColumn("ETA"),
+            # the lowest objective of one run (a validation candidate's mean comes in the table)
+            TextColumn("best run {task.fields[best]}"), TimeElapsedColumn(), TextColumn("ETA"),
             TimeRemainingColumn(),
             # rich's default estimates speed over the last 30 s, so runs further apart (any proxy
             # above xs) never showed an ETA; the whole phase is the window here.
@@ -270,7 +271,7 @@ class _Progress:
         elapsed, rate = now - t0, (event.done - done0) / max(now - t0, 1e-9)
         eta = f"{(event.total - event.done) / rate:.0f}s" if rate > 0 else "-"
         failed = f" ({event.failed} failed)" if event.failed else ""
-        self.progress.console.print(f"{event.phase} {event.done}/{event.total}{failed} · best {best} · "
+        self.progress.console.print(f"{event.phase} {event.done}/{event.total}{failed} · best run {best} · "
                                     f"{elapsed:.0f}s elapsed · ETA {eta}", markup=False)
 
 
