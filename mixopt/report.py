@@ -134,7 +134,11 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, 
     from mixopt.methods import fit_target, get_method
 
     metrics = objective.metric_weights(domains) if Y is not None else None
-    fitter = get_method(method).make_fitter(domains=domains, metrics=metrics)
+    try:
+        fitter = get_method(method).make_fitter(domains=domains, metrics=metrics)
+    except MixoptError as exc:  # a user's module:Class that cannot be imported here: the rest stands
+        return None, [f"no cross-validation: {exc} (report from the folder the search was started in, or "
+                      "put the module's folder on PYTHONPATH)"]
     fit_name = method
     if fitter is None:  # `random` fits nothing; show how well RegMix's regressor would have predicted
         fitter, fit_name = get_method("regmix").make_fitter(), "regmix (for reference; random fits nothing)"

@@ -628,7 +628,16 @@ def test_a_scikit_learn_regressor_named_as_module_class_is_a_method(tmp_path: Pa
     mix = json.loads(out.read_text())
     assert mix["method"] == "myfit:Quad" and abs(sum(mix["weights"].values()) - 1) < 1e-9
 
-    for method, said in (("myfit:not_a_class", "--method myfit:not_a_class: not_a_class is not a class; "
+    # scikit-learn's own regressors whose predict takes **params only (metadata routing): no std asked
+    for method in ("sklearn.compose:TransformedTargetRegressor", "sklearn.ensemble:BaggingRegressor"):
+        assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", method,
+                        "--propose", "--out", str(out), *FAST]) == 0, method
+        capsys.readouterr()
+        assert json.loads(out.read_text())["method"] == method
+
+    for method, said in (("sklearn.ensemble:VotingRegressor",
+                          "VotingRegressor: the class cannot be made with its defaults"),
+                         ("myfit:not_a_class", "--method myfit:not_a_class: not_a_class is not a class; "
                                                "name a scikit-learn regressor class"),
                          ("myfit:NoParams", "NoParams is a class without get_params"),
                          ("myfit:Nope", "method module 'myfit' has no 'Nope'"),

@@ -411,3 +411,51 @@ def test_parquet_is_read_a_batch_of_rows_at_a_time(tmp_path: Path, monkeypatch) 
     with pytest.raises(MixoptError, match=r"cannot read .*bad.parquet as parquet: Parquet magic bytes not "
                                           r"found in footer\. Either .* not a parquet file; check the file"):
         read_documents(tmp_path / "bad.parquet", opts)
+
+
+def test_blocks_and_files_give_the_whole_inputs_types(tmp_path: Path, monkeypatch) -> None:
+    """Each block or file is typed on its own, but the documents are those of one frame of the whole
+    input, as before the streaming (a review: numbers in one block's text column were refused, and
+    domains 1 and 2.5 in two blocks became three domains "1", "1.0" and "2.5")."""
+    import warnings
+
+    from mixopt.corpus import ingest
+    from mixopt.corpus.ingest import AddOptions, read_documents
+    from mixopt.errors import MixoptError
+
+    monkeypatch.setattr(ingest, "BLOCK_BYTES", 40)  # about a line a block
+
+    def jsonl(name: str, *rows: dict) -> Path:
+        f = tmp_path / name
+        f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return f
+
+    f = jsonl("numbers.jsonl", {"domain": "a", "text": "one"}, {"domain": "a", "text": 5},
+              {"domain": "a", "text": "three"})
+    assert read_documents(f, AddOptions()) == {"a": ["one", "5", "three"]}
+    f = jsonl("domains.jsonl", {"domain": 1, "text": "t0"}, {"domain": 1, "text": "t1"},
+              {"domain": 2.5, "text": "t2"})
+    assert read_documents(f, AddOptions()) == {"1.0": ["t0", "t1"], "2.5": ["t2"]}
+    f = jsonl("mixed.jsonl", {"domain": 1, "text": "t0"}, {"domain": "1", "text": "t1"},
+              {"domain": "x", "text": "t2"})
+    assert read_documents(f, AddOptions()) == {"1": ["t0", "t1"], "x": ["t2"]}
+    f = jsonl("late.jsonl", {"domain": "a"}, {"domain": "a"}, {"domain": "a", "text": "only"})
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert read_documents(f, AddOptions()) == {"a": ["only"]}
+    assert any("2 rows have no text in column 'text'" in str(w.message) for w in said)
+    for rows, dtype in (([{"domain": "a", "text": None}] * 3, "Null"),
+                        ([{"domain": "a", "text": 1}] * 3, "Int64")):
+        with pytest.raises(MixoptError, match=f"text column 'text' is {dtype}, not text"):
+            read_documents(jsonl("no_text.jsonl", *rows), AddOptions())
+    with pytest.raises(MixoptError, match=r"has no text column 'txt'; its columns are domain, text"):
+        read_documents(f, AddOptions(text_column="txt"))
+
+    # a folder of files: the first without the text column, the second with it
+    (tmp_path / "csvs").mkdir()
+    (tmp_path / "csvs" / "a.csv").write_text("domain\nx\n")
+    (tmp_path / "csvs" / "b.csv").write_text("domain,text\ny,hi\n")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert read_documents(tmp_path / "csvs", AddOptions()) == {"y": ["hi"]}
+    assert any("1 rows have no text" in str(w.message) for w in said)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import sys
 
 import pytest
 
@@ -422,12 +423,18 @@ def test_domains_are_parsed_strictly_but_a_trailing_comma_is_harmless():
             parse_domains(bad)
     # a non-ASCII name under LANG=C (no UTF-8 mode) arrives as surrogates: said, not sent to Ray (a QA
     # pass: "cannot start or reach a local Ray")
-    with pytest.raises(MixoptError, match=r"--domains 'café,b': its non-ASCII characters could not be "
-                                          r"read in this locale \(its encoding is .*\); run under a UTF-8 "
-                                          r"locale \(export LANG=C.UTF-8\)"):
-        parse_domains("caf\udcc3\udca9,b")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "getfilesystemencoding", lambda: "ascii")
+        with pytest.raises(MixoptError, match=r"--domains 'café,b': its non-ASCII characters could not "
+                                              r"be read in this locale \(its encoding is ascii, not UTF-8\); "
+                                              r"run under a UTF-8 locale \(export LANG=C.UTF-8\)"):
+            parse_domains("caf\udcc3\udca9,b")
+    # under a UTF-8 locale, the bytes themselves were not UTF-8 (a script saved as Latin-1: a review)
+    with pytest.raises(MixoptError, match=r"--domains 'caf.,b' is not valid UTF-8 text \(its bytes were "
+                                          r"written in another encoding\); give the names in UTF-8"):
+        parse_domains("caf\udce9,b")
     from mixopt.search.config import parse_assignments
-    with pytest.raises(MixoptError, match=r"--fix 'café=0.5': its non-ASCII"):
+    with pytest.raises(MixoptError, match=r"--fix 'café=0.5' is not valid UTF-8 text"):
         parse_assignments("caf\udcc3\udca9=0.5", option="--fix")
     assert parse_domains("café,b") == ("café", "b")
     # fixed weights that, with the ceilings, leave one mixture are named as such
@@ -503,3 +510,12 @@ def test_a_search_fits_a_users_own_regressor_named_as_module_class(workspace, tm
     proposal = next(c for c in res["candidates"] if c["name"] == "proposal")
     assert proposal["predicted"] is not None and proposal.get("predicted_sd") is None
     assert json.loads(out.read_text())["method"] == "myreg:Lin"
+    # reported from another folder, where the class cannot be imported: all but the cross-validation
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.delitem(sys.modules, "myreg")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(tmp_path)])
+    assert run_cli(["report", "own"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "no cross-validation: cannot import method module 'myreg'" in said
+    assert "report from the folder the search was started in" in said

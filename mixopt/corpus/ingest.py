@@ -8,6 +8,7 @@ then built exactly like a recipe's (:func:`mixopt.corpus.build.build_from_docume
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -187,25 +188,26 @@ BLOCK_BYTES = 64 << 20  # a jsonl file is read, decoded and parsed this much at 
 
 
 def _blocks(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(offset, bytes) pieces of ``path`` of about ``size`` bytes, each ending at a line's end (the
-    last at the file's): lines are never cut, so neither is a UTF-8 character."""
+    """(offset, bytes) pieces of ``path`` of about :data:`BLOCK_BYTES` bytes, each ending at a line's
+    end (the last at the file's): lines are never cut, so neither is a UTF-8 character."""
     try:
         fh = open(path, "rb")  # noqa: SIM115 (a generator's file: closed in its finally)
     except OSError as exc:
         raise MixoptError(f"cannot read {path}: {exc.strerror}; check the path and its permissions") from None
     try:
-        base, rest = 0, b""
+        base = 0
+        pending: list[bytes] = []  # the start of a line that goes on in the next block (or blocks)
         while block := fh.read(BLOCK_BYTES):
-            data = rest + block if rest else block
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:  # a line longer than a block: read on
-                rest = data
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:  # no line ends in this block: joined once a line end comes
+                pending.append(block)
                 continue
-            rest = data[cut:]
-            yield base, data[:cut]
-            base += cut
-        if rest:
-            yield base, rest
+            data = b"".join([*pending, block[:cut]]) if pending else block[:cut]
+            pending = [block[cut:]] if cut < len(block) else []
+            yield base, data
+            base += len(data)
+        if pending:
+            yield base, b"".join(pending)
     finally:
         fh.close()
 
@@ -260,10 +262,10 @@ def _parquet_frames(f: Path, columns: tuple[str, ...]):  # -> Iterator[polars.Da
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(f)
-        wanted = list(columns) if set(columns) <= set(pf.schema_arrow.names) else None
-        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted):
-            yield pl.from_arrow(batch)
+        with pq.ParquetFile(f) as pf:
+            wanted = list(columns) if set(columns) <= set(pf.schema_arrow.names) else None
+            for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted):
+                yield pl.from_arrow(batch)
     except (pa.ArrowException, OSError) as exc:
         _cannot_read(f, "parquet", exc)
 
@@ -350,15 +352,8 @@ def _short(text: str, n: int = 40) -> str:
     return text if len(text) <= n else f"{text[: n - 1]}…"
 
 
-def _check_columns(df, where: str, domain_column: str, text_column: str) -> None:
-    """The first rows read must have both columns (a typo in --text-column is said before the rest
-    is read)."""
-    cols = list(df.columns)
-    if cols and cols[0].lstrip().startswith(("{", "[")) and domain_column not in cols:
-        # JSON Lines read as CSV: its "columns" are pieces of the first record (which had been printed)
-        first = _short(", ".join(cols))
-        raise MixoptError(f"{where} does not read as CSV: its first line is JSON ({first}); "
-                          "give --format jsonl")
+def _check_columns(cols: list[str], where: str, domain_column: str, text_column: str) -> None:
+    """Both columns must be among ``cols`` (every column of every frame read)."""
     for kind, col in (("domain", domain_column), ("text", text_column)):
         if col not in cols:
             flag = "--domain-column" if kind == "domain" else "--text-column"
@@ -368,48 +363,95 @@ def _check_columns(df, where: str, domain_column: str, text_column: str) -> None
             )
 
 
-def _group(frames: Iterable[Any], where: str, domain_column: str, text_column: str) -> dict[str, list[str]]:
-    """Texts per domain, in the order read, from data frames of rows; each frame is let go once its
-    texts are taken. A frame that lacks a column (a later file, or a block of a jsonl file whose
-    objects leave the key out) has no value there, as a row without it has."""
+def _supertype(dtypes: Iterable[Any]) -> Any:  # -> polars.DataType
+    """The type polars gives a column of these types when it puts the frames together (the
+    ``diagonal_relaxed`` merge of the whole-input read: Int64 and Float64 give Float64)."""
     import polars as pl
 
-    docs: dict[str, list[str]] = defaultdict(list)
-    missing: dict[str, int] = defaultdict(int)
+    frames = [pl.DataFrame({"c": pl.Series([], dtype=d)}) for d in dtypes]
+    return pl.concat(frames, how="vertical_relaxed").schema["c"]
+
+
+def _group(frames: Iterable[Any], where: str, domain_column: str, text_column: str) -> dict[str, list[str]]:
+    """Texts per domain, in the order read, from data frames of rows; each frame is let go once its
+    texts are taken. The result is the whole input's, as one frame of every row would give it: a
+    frame without a column has no value there, numbers in the text column are text where any frame
+    has text in it, and domain values are named by the type of the whole column (1 and 2.5 in two
+    blocks are domains "1.0" and "2.5")."""
+    import polars as pl
+
+    docs: dict[Any, list[str]] = defaultdict(list)
+    missing: dict[Any, int] = defaultdict(int)
+    columns: dict[str, None] = {}
+    text_types: list[Any] = []
+    domain_types: list[Any] = []
     rows = nulls = 0
-    for df in frames:
-        if rows == 0:
-            _check_columns(df, where, domain_column, text_column)
-        rows += df.height
-        if df.height == 0:
-            continue
-        dtype = df.schema.get(text_column, pl.Null)
-        if dtype not in (pl.String, pl.Utf8, pl.Null):
-            raise MixoptError(
-                f"{where}: text column {text_column!r} is {dtype}, not text; "
-                "choose the column that holds the documents with --text-column"
-            )
-        if domain_column not in df.columns:
-            nulls += df.height
-            continue
-        domains = df[domain_column]
-        nulls += domains.null_count()
-        if nulls:  # refused below: no need to keep texts
-            continue
-        texts = df[text_column].to_list() if text_column in df.columns else [None] * df.height
-        del df
-        for dom, text in zip(domains.cast(pl.String).to_list(), texts, strict=True):
-            if text is not None:
-                docs[dom].append(text)
-            else:
-                missing[dom] += 1
+    with contextlib.closing(iter(frames)) as it:  # a generator's open file is closed on an error too
+        for df in it:
+            cols = list(df.columns)
+            if not columns and cols and cols[0].lstrip().startswith(("{", "[")) and domain_column not in cols:
+                # JSON Lines read as CSV: its "columns" are pieces of the first record
+                raise MixoptError(f"{where} does not read as CSV: its first line is JSON "
+                                  f"({_short(', '.join(cols))}); give --format jsonl")
+            columns.update(dict.fromkeys(cols))
+            rows += df.height
+            if df.height == 0:
+                continue
+            if text_column in cols and df.schema[text_column] not in text_types:
+                text_types.append(df.schema[text_column])
+            if domain_column not in cols:
+                nulls += df.height
+                continue
+            domains = df[domain_column]
+            if domains.dtype not in domain_types:
+                domain_types.append(domains.dtype)
+            nulls += domains.null_count()
+            if nulls:  # refused below: no need to keep texts
+                continue
+            texts: list[Any] = [None] * df.height
+            if text_column in cols:
+                col = df[text_column]
+                if col.dtype not in (pl.String, pl.Null):  # numbers: text, where another frame has text
+                    try:
+                        col = col.cast(pl.String)
+                    except pl.exceptions.PolarsError:
+                        raise MixoptError(
+                            f"{where}: text column {text_column!r} is {col.dtype}, not text; "
+                            "choose the column that holds the documents with --text-column") from None
+                texts = col.to_list()
+            del df
+            for dom, text in zip(domains.to_list(), texts, strict=True):
+                if text is not None:
+                    docs[dom].append(text)
+                else:
+                    missing[dom] += 1
     if rows == 0:
         raise MixoptError(f"{where} has no rows; give a file with one row per document")
+    _check_columns(list(columns), where, domain_column, text_column)
+    if pl.String not in text_types:  # numbers or nothing in every row: no column of documents
+        shown = next((t for t in text_types if t != pl.Null), pl.Null)
+        raise MixoptError(f"{where}: text column {text_column!r} is {shown}, not text; "
+                          "choose the column that holds the documents with --text-column")
     if nulls:
         raise MixoptError(
             f"{where}: {nulls} row{'s have' if nulls != 1 else ' has'} no value in domain column "
             f"{domain_column!r}; fill or drop {'them' if nulls != 1 else 'it'}"
         )
+    if domain_types != [pl.String]:  # numbers as domain names: written as the whole column's type
+        try:
+            kind = _supertype(domain_types)
+        except pl.exceptions.PolarsError:
+            types = ", ".join(map(str, domain_types))
+            raise MixoptError(f"{where}: domain column {domain_column!r} holds values of types that do "
+                              f"not go together ({types}); make them text") from None
+        named: dict[str, list[str]] = defaultdict(list)
+        left: dict[str, int] = defaultdict(int)
+        for k in [*docs, *(k for k in missing if k not in docs)]:  # 1 and "1" are one domain "1"
+            d = str(pl.Series([k]).cast(kind).cast(pl.String)[0])
+            if k in docs:
+                named[d] += docs[k]
+            left[d] += missing.get(k, 0)
+        docs, missing = named, {d: n for d, n in left.items() if n}
     if missing:  # a null text is no document; said, since a whole domain can thin out this way
         per = ", ".join(f"{d} {n}" for d, n in sorted(missing.items()))
         warn(f"{where}: {sum(missing.values())} rows have no text in column {text_column!r} and are "

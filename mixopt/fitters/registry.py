@@ -90,7 +90,13 @@ def get_fitter(name: str, **params: Any) -> Any:
         raise MixoptError(
             f"fitter {name!r} has no parameter(s) {', '.join(unknown)}; its parameters are {', '.join(valid)}"
         )
-    return cls(**params)
+    if not is_user_fitter(name):
+        return cls(**params)
+    try:
+        return cls(**params)
+    except TypeError as exc:  # VotingRegressor(estimators), a class of the user's with no defaults
+        raise MixoptError(f"--method {name}: the class cannot be made with its defaults ({exc}); subclass "
+                          "it with a constructor whose parameters all have defaults") from None
 
 
 def make_fitter(

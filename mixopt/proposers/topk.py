@@ -30,13 +30,13 @@ FLAT_WARNING = "the fitted model predicts the same value"
 
 
 def _gives_std(model: Any) -> bool:
-    """``model.predict`` takes ``return_std`` (every fitter of mixopt's, scikit-learn's GP; a user's
-    regressor named as module:Class may not)."""
+    """``model.predict`` names a ``return_std`` parameter (every fitter of mixopt's, scikit-learn's
+    GP). A user's regressor named as module:Class may not, and one that takes ``**params`` only
+    (BaggingRegressor, TransformedTargetRegressor: metadata routing) refuses it (a review)."""
     try:
-        params = inspect.signature(model.predict).parameters.values()
+        return "return_std" in inspect.signature(model.predict).parameters
     except (TypeError, ValueError):  # no signature to read (a compiled method): asked, as before
         return True
-    return any(p.name == "return_std" or p.kind == p.VAR_KEYWORD for p in params)
 
 
 def predict_objective(model: Any, X: np.ndarray, return_std: bool = False) -> Any:

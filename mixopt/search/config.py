@@ -6,6 +6,7 @@ The config is saved whole with the search (in the run store's ``searches`` table
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import math
 import sys
@@ -181,8 +182,12 @@ def _check_locale_text(text: str, option: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        encoding = sys.getfilesystemencoding()
+        if codecs.lookup(encoding).name == "utf-8":  # the bytes themselves (a script saved as Latin-1)
+            raise MixoptError(f"{option} {shown!r} is not valid UTF-8 text (its bytes were written in "
+                              "another encoding); give the names in UTF-8") from None
         raise MixoptError(f"{option} {shown!r}: its non-ASCII characters could not be read in this locale "
-                          f"(its encoding is {sys.getfilesystemencoding()}, not UTF-8); run under a UTF-8 "
+                          f"(its encoding is {encoding}, not UTF-8); run under a UTF-8 "
                           "locale (export LANG=C.UTF-8) or with PYTHONUTF8=1") from None
 
 

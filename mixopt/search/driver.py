@@ -326,9 +326,11 @@ def resume_search(
         prep = prepare(cfg, evaluator, search_id=name, callable_as=rec.config.get("evaluator_callable"))
     except MixoptError as exc:
         began = rec.config.get("started_in")
-        if "cannot import evaluator module" in str(exc) and began and began != str(Path.cwd()):
+        # the evaluator's module, or a --method module:Class, next to where the search was started
+        what = next((w for w in ("evaluator", "method") if f"cannot import {w} module" in str(exc)), None)
+        if what and began and began != str(Path.cwd()):
             raise MixoptError(f"{exc} (search {name!r} was started in {began}: resume it from there, or put "
-                              "the evaluator's folder on PYTHONPATH)") from exc
+                              f"the {what}'s folder on PYTHONPATH)") from exc
         raise
     plan = rec.plan or {}
     if plan.get("fidelity_key") != prep.fidelity_key or plan.get("corpus_hash") != prep.corpus_hash:
