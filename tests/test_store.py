@@ -66,6 +66,20 @@ def test_roundtrip_and_matrix_excludes_failed_and_diverged(store):
     np.testing.assert_allclose(X2[0], [0.5, 0.2, 0.3])
 
 
+def test_matrix_rows_are_in_run_id_order_not_the_order_runs_started(store):
+    """Ray starts a search's trials in an order of its own timing; cross-validation folds are drawn
+    over the matrix's rows, so two identical searches reported different figures (a QA pass)."""
+    at = "2026-12-06T10:00:0{}+00:00".format
+    store.add([rec("s-0002", [0.2, 0.3, 0.5], 2.0, created=at(1)),
+               rec("s-0000", [0.5, 0.5, 0.0], 3.0, created=at(2)),
+               rec("s-0001", [0.1, 0.1, 0.8], 1.0, created=at(3))])
+    assert [r.run_id for r in store.runs()] == ["s-0002", "s-0000", "s-0001"]  # listings: oldest first
+    X, y, ids = store.matrix(DOMAINS, Objective())
+    assert ids == ["s-0000", "s-0001", "s-0002"]
+    np.testing.assert_allclose(y, [4.0, 2.0, 3.0])
+    assert store.matrix(DOMAINS, Objective(), run_ids=["s-0001", "s-0002"])[2] == ["s-0001", "s-0002"]
+
+
 def test_frame_has_weight_and_metric_columns(store):
     store.add([rec("r1", [0.2, 0.3, 0.5], 2.0), rec("r2", [0.5, 0.5, 0.0], None, status="failed")])
     df = store.frame(search_id="s1")

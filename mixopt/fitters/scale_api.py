@@ -100,7 +100,7 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
     from mixopt.proxy.rungs import load_rung
 
     ok = store.runs(search_id=list(searches) or None, status="ok")
-    runs = [r for r in ok if r.history]
+    runs = sorted((r for r in ok if r.history), key=lambda r: r.run_id)  # not Ray's timing (store.matrix)
     if not runs:
         where = f"searches {', '.join(searches)}" if searches else "the store"
         bare = (f" ({len(ok)} finished runs have none: runs imported from tables, or from an evaluator "
