@@ -848,6 +848,12 @@ def test_compare_reuses_runs_the_workspace_holds_finished(tiny_workspace: Path, 
     # another budget is another run; so is --no-reuse
     code, third, err = run(["compare", "natural", "uniform", *common, "--tokens", "2048"], capsys)
     assert code == 0 and "reused" not in err and err.count("compare run") == 4
+    # runs of another thread count are reused, and said: their last digits differ (a QA pass)
+    code, _, err = run(["compare", "natural", "uniform", *common[:5], "1", "--threads", "2", "--json"],
+                       capsys)
+    said = " ".join(err.split())
+    assert code == 0 and "compare run" not in err, err
+    assert "compare: 2 reused run(s) trained on 1 thread(s), not the 2 of this comparison" in said
     code, _, err = run(["compare", "natural", "uniform", *common, "--no-reuse", "--out",
                         str(tiny_workspace / "fresh")], capsys)
     assert code == 0 and "reused" not in err and err.count("compare run") == 4

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from mixopt import paths
 from mixopt.atomic import atomic_path, check_folder_named, check_writable_dir, write_json
@@ -412,6 +413,8 @@ def compare(
     runs: dict[str, list[str]] = {lb: [] for lb in labels}
     done: dict[tuple[str, int], TrainResult] = {}  # finished already: read back, found before any training
     finished = _FinishedRuns()
+    # the CPU's thread count changes a run's last digits (a GPU's numerics are its own)
+    cpu_threads = (threads or torch.get_num_threads()) if device_key(device) == "cpu" else None
     for label, mix in zip(labels, resolved, strict=True):
         for seed in range(seeds):
             own = folder / label / f"seed{seed}"
@@ -423,6 +426,15 @@ def compare(
                 done[label, seed] = res
                 if on_reuse is not None and res.out.resolve() != own.resolve():
                     on_reuse(label, seed, res.out)
+    # The CPU's thread count changes a run's last digits (a QA pass: 7.1127 on 1 thread, 7.1167 on 2),
+    # far less than a seed does: a run of another count is reused, and said (results record theirs
+    # since 2026-12-06)
+    other = sorted({t for r in done.values() if (t := r.config.get("threads")) not in (None, cpu_threads)})
+    if cpu_threads is not None and other:
+        n = sum(r.config.get("threads") in other for r in done.values())
+        warn(f"compare: {n} reused run(s) trained on {'/'.join(map(str, other))} thread(s), not the "
+             f"{cpu_threads} of this comparison: their last digits differ from a run trained here, far less "
+             "than one seed from another; --no-reuse (or --threads as theirs) trains alike", MixoptWarning)
     total, i, trained = len(labels) * seeds - len(done), 0, 0
     for label, mix in zip(labels, resolved, strict=True):
         for seed in range(seeds):

@@ -423,6 +423,9 @@ def train(
         "steps": steps,
         "tokens_per_step": tokens_per_step,
         "device": on,
+        # the threads it trains on: another count gives other last digits (compare reuses a run on the
+        # same count only: a QA pass saw a 2-thread run reused for a 1-thread comparison)
+        "threads": threads or torch.get_num_threads(),
         "label": label,
         # its step count, which a custom updater's params() may leave out of the fingerprint
         "updater_every": None if upd is None else upd.every,
