@@ -218,7 +218,6 @@ def propose_entropy(
     Raises:
         MixoptError: corpus not built, infeasible bounds (named), a domain too small.
     """
-    import mixopt
     from mixopt.corpus.shards import Corpus
     from mixopt.mixture import Mixture, evidence
     from mixopt.space import SearchSpace, default_target_tokens
@@ -270,7 +269,6 @@ def propose_entropy(
                     "corpus": corpus.name,
                     "corpus_hash": corpus.hash,
                     "run_ids": [],
-                    "mixopt_version": mixopt.__version__,
                 },
                 "notes": notes,
             }),

@@ -39,12 +39,58 @@ _DEFAULTS: dict[str, Any] = {"params": {}, "predicted": None, "measured": None, 
 _PROVENANCE: dict[str, Any] = {"corpus": None, "corpus_hash": None, "run_ids": []}
 
 
+# The libraries whose versions decide a result's numbers (fitters, proposers, proxies, the store).
+_LIBRARIES = ("python", "numpy", "scipy", "scikit-learn", "lightgbm", "torch", "botorch", "gpytorch",
+              "polars", "tokenizers", "ray")
+
+
+@lru_cache(maxsize=1)
+def _revision() -> str | None:
+    """The git revision of a mixopt run from a clone (``pip install -e``), ``-dirty`` with changes
+    not committed; None for an installed wheel (its version says it) or where git cannot tell."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        done = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12"],
+                              capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def made_by() -> dict[str, Any]:
+    """What a result was made with, to rerun it: mixopt's version (and git revision in a clone),
+    the versions of the libraries that decide its numbers, and the command line of ``mixopt``
+    (None in library use). A QA pass: a mixture named only mixopt's version, which every commit
+    of a clone shares."""
+    import importlib.metadata
+    import platform
+    import shlex
+    import sys
+
+    from mixopt import __version__
+
+    versions: dict[str, str] = {}
+    for lib in _LIBRARIES:
+        try:
+            versions[lib] = platform.python_version() if lib == "python" else importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    argv0 = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return {"mixopt_version": __version__, "revision": _revision(), "versions": versions,
+            "command": shlex.join(["mixopt", *sys.argv[1:]]) if argv0 == "mixopt" else None}
+
+
 def evidence(**meta: Any) -> dict[str, Any]:
     """A mixture's ``meta`` with every evidence key of its JSON, in one order, a default where
-    ``meta`` lacks one; keys beyond them follow. ``objective`` and ``method`` are the maker's."""
+    ``meta`` lacks one; keys beyond them follow. ``objective`` and ``method`` are the maker's; the
+    provenance gains :func:`made_by`'s keys."""
     defaults = copy.deepcopy(_DEFAULTS)  # fresh, so that no two mixtures share a default's dict
     out = {k: meta.pop(k, defaults.get(k)) for k in EVIDENCE_KEYS if k in meta or k in defaults}
-    out["provenance"] = {**copy.deepcopy(_PROVENANCE), **out["provenance"]}
+    out["provenance"] = {**copy.deepcopy(_PROVENANCE), **made_by(), **out["provenance"]}
     return {**out, **meta}
 
 

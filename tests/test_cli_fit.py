@@ -646,3 +646,26 @@ def test_a_scikit_learn_regressor_named_as_module_class_is_a_method(tmp_path: Pa
         assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", method,
                         "--cv", "3"]) == 2, method
         assert said in capsys.readouterr().err, method
+
+
+def test_a_mixture_says_what_made_it(tmp_path: Path, monkeypatch) -> None:
+    """A QA pass: a mixture named only mixopt's version (which every commit of a clone shares), no
+    library versions, no command and no contents of the tables it was fitted on."""
+    import hashlib
+    import sys
+
+    from mixopt.mixture import made_by
+
+    out = tmp_path / "m.json"
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/mixopt", "fit", "--out", str(out), "--note", "a b"])
+    assert made_by()["command"] == f"mixopt fit --out {out} --note 'a b'"
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "linear",
+                    "--propose", "--out", str(out), *FAST]) == 0
+    prov = json.loads(out.read_text())["provenance"]
+    assert prov["command"].startswith("mixopt fit --out")
+    assert {"python", "numpy", "lightgbm", "torch", "scikit-learn"} <= set(prov["versions"])
+    assert "revision" in prov and prov["mixopt_version"]
+    assert prov["tables_sha256"]["ratios"] == hashlib.sha256(Path(R).read_bytes()).hexdigest()
+    Mixture.load(out)  # the schema takes them
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    assert made_by()["command"] is None  # library use: no command line of mixopt's

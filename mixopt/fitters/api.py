@@ -126,6 +126,16 @@ class FitReport:
         }
 
 
+def _sha256(path: str) -> str | None:
+    import hashlib
+
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:  # read a moment ago; gone now: the path alone is kept
+        return None
+
+
 def fit_tables(config: FitConfig) -> FitReport:
     """Fit ``config.method`` on the run tables and do what ``config`` asks (CV, predict, propose).
 
@@ -265,7 +275,6 @@ def _save_mixture(
     space: Any, config: FitConfig, proposer_params: dict[str, Any], fit_notes: list[str],
     rank: tuple[float, int] | None = None,
 ) -> dict[str, Any]:
-    import mixopt
     from mixopt.baselines import baseline_weights, moved_note
     from mixopt.mixture import Mixture, evidence
     from mixopt.proposers.proposal import best_run_note, proposal_notes
@@ -331,8 +340,9 @@ def _save_mixture(
         "baselines": baselines,
         # the plan at the final run's budget (its target_tokens null when none is known)
         "tokens": space.token_plan(prop.weights),
-        "provenance": {"run_ids": list(run_ids), "mixopt_version": mixopt.__version__,
-                       "tables": dict(table.sources)},
+        # the tables' contents too: a path says nothing of a file rewritten since
+        "provenance": {"run_ids": list(run_ids), "tables": dict(table.sources),
+                       "tables_sha256": {k: _sha256(v) for k, v in table.sources.items()}},
         "notes": notes,
     }))
     mixture.save(config.out)  # type: ignore[arg-type]

@@ -337,7 +337,6 @@ def _save(
     pred: ScalePrediction,
     report: dict[str, Any],
 ) -> None:
-    import mixopt
     from mixopt.mixture import Mixture, evidence
 
     sizes = ", ".join(f"{s:.3g}" for s in pred.sizes)
@@ -365,7 +364,6 @@ def _save(
                 "run_ids": [r for ids in pred.run_ids for r in ids],
                 "searches": list(config.searches),
                 "store": config.store,
-                "mixopt_version": mixopt.__version__,
             },
             **({"tokens": report["tokens"]} if "tokens" in report else {}),
             "notes": [f"extrapolated from rungs of {sizes} parameters" if extrapolated else

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from mixopt import __version__
 from mixopt.mixture import Mixture, evidence
 from mixopt.search.validate import PROPOSAL, Candidate, Comparison, Measured
 from mixopt.space import SearchSpace
@@ -138,8 +137,7 @@ def build_mixture(
             entry["proposal_vs_this"] = r.comparison
         baselines[r.name] = entry
     tokens = space.token_plan(w)
-    prov = {**provenance, "mixopt_version": __version__,
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    prov = {**provenance, "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
     meta = evidence(
         objective=objective, method=method, params={**params, "exported": exported},
         predicted=predicted, measured=measured, baselines=baselines, tokens=tokens,

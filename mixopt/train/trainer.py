@@ -41,7 +41,7 @@ from mixopt import paths
 from mixopt.atomic import check_folder_named, check_writable_dir, first_missing, remove_made, write_json
 from mixopt.corpus.shards import Corpus
 from mixopt.errors import MixoptError, MixoptWarning, warn
-from mixopt.mixture import Mixture, check_domains
+from mixopt.mixture import Mixture, check_domains, made_by
 from mixopt.proxy.job import is_inline, label_before, mixture_from_spec, spec_label
 from mixopt.proxy.sampler import MixtureSampler
 from mixopt.proxy.train import (
@@ -426,6 +426,7 @@ def train(
         # the threads it trains on: another count gives other last digits (compare reuses a run on the
         # same count only: a QA pass saw a 2-thread run reused for a 1-thread comparison)
         "threads": threads or torch.get_num_threads(),
+        "made_by": made_by(),  # versions, revision and command line, to rerun it
         "label": label,
         # its step count, which a custom updater's params() may leave out of the fingerprint
         "updater_every": None if upd is None else upd.every,
