@@ -423,8 +423,8 @@ def train(
         "steps": steps,
         "tokens_per_step": tokens_per_step,
         "device": on,
-        # the threads it trains on: another count gives other last digits (compare reuses a run on the
-        # same count only: a QA pass saw a 2-thread run reused for a 1-thread comparison)
+        # the threads it trains on: another count gives other last digits (compare says when it reuses
+        # a run of another count: a QA pass saw a 2-thread run read back for a 1-thread comparison)
         "threads": threads or torch.get_num_threads(),
         "made_by": made_by(),  # versions, revision and command line, to rerun it
         "label": label,
