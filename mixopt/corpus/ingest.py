@@ -250,30 +250,24 @@ def _cannot_read(f: Path, fmt: str, exc: Exception) -> NoReturn:
     raise MixoptError(f"cannot read {f} as {fmt}: {where or first}; check the file or --format") from None
 
 
-PARQUET_BATCH_ROWS = 65536
-
-
-def _parquet_frames(f: Path, columns: tuple[str, ...]):  # -> Iterator[polars.DataFrame]
+def _parquet_frame(f: Path, columns: tuple[str, ...]):  # -> polars.DataFrame
     """A parquet file's ``columns`` (every column where one of them is missing, for the error to
-    list) as data frames of a batch of rows each: the file's other columns (urls, metadata) are not
-    read, and its texts are never held twice whole."""
+    list): its other columns (urls, metadata) are not read. Read whole by polars: reading it a
+    batch at a time through pyarrow had peaked 40% higher (pyarrow's pool keeps what it freed: a
+    QA pass, 1.26 against 0.90 GB for 300 MB of text)."""
     import polars as pl
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     try:
-        with pq.ParquetFile(f) as pf:
-            wanted = list(columns) if set(columns) <= set(pf.schema_arrow.names) else None
-            for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted):
-                yield pl.from_arrow(batch)
-    except (pa.ArrowException, OSError) as exc:
+        wanted = list(columns) if set(columns) <= set(pl.read_parquet_schema(f)) else None
+        return pl.read_parquet(f, columns=wanted)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         _cannot_read(f, "parquet", exc)
 
 
 def _table_frames(path: Path, fmt: str, policy: str = "error",
                   columns: tuple[str, ...] = ()):  # -> Iterator[polars.DataFrame]
-    """The rows of the table files at ``path`` as data frames: a jsonl block, a parquet batch (of
-    ``columns`` only, where the file has them all), or a whole csv file at a time."""
+    """The rows of the table files at ``path`` as data frames: a jsonl block, or a whole parquet
+    file (``columns`` only, where the file has them all) or csv file at a time."""
     import polars as pl
 
     if fmt == "csv" and policy == "skip":  # a quoted field can span lines: no line is one row
@@ -287,18 +281,18 @@ def _table_frames(path: Path, fmt: str, policy: str = "error",
             yield from _jsonl_frames(f, policy, stats)
             continue
         if fmt == "parquet":
-            yield from _parquet_frames(f, columns)
-            continue
-        raw = _read_bytes(f)
-        _check_magic(f, raw, fmt)
-        text = _utf8(f, raw, policy, stats) or ""
-        data = raw if policy == "error" else text.removeprefix("\ufeff").encode()
-        del raw, text
-        try:
-            frame = pl.read_csv(io.BytesIO(data), infer_schema_length=0)
-        except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
-            _cannot_read(f, fmt, exc)
-        del data
+            frame = _parquet_frame(f, columns)
+        else:
+            raw = _read_bytes(f)
+            _check_magic(f, raw, fmt)
+            text = _utf8(f, raw, policy, stats) or ""
+            data = raw if policy == "error" else text.removeprefix("\ufeff").encode()
+            del raw, text
+            try:
+                frame = pl.read_csv(io.BytesIO(data), infer_schema_length=0)
+            except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+                _cannot_read(f, fmt, exc)
+            del data
         yield frame
         del frame
     _say_decoded(path, stats)
@@ -333,8 +327,10 @@ def _bad_json_line(path: Path) -> str | None:
 
 def _hf_frames(path: Path):  # -> Iterator[polars.DataFrame]
     """A dataset saved with ``save_to_disk`` (every split of a DatasetDict: our own split replaces
-    theirs), a record batch at a time: its Arrow files are memory-mapped, and only a batch is
-    copied into a frame at once."""
+    theirs), a batch of rows at a time: its Arrow files are memory-mapped, and only a batch is
+    copied into a frame at once. Read through ``Dataset.iter``, which follows a shuffle or select
+    without writing anything (``flatten_indices`` had written a cache file of the whole data into
+    the user's folder, which changed its hash: the same `corpus add` built it again, a QA pass)."""
     import datasets
     import polars as pl
 
@@ -344,8 +340,11 @@ def _hf_frames(path: Path):  # -> Iterator[polars.DataFrame]
         raise MixoptError(f"{path} is not a dataset saved with `save_to_disk` ({exc})") from None
     parts = [ds[k] for k in sorted(ds)] if isinstance(ds, datasets.DatasetDict) else [ds]
     for part in parts:
-        for batch in part.flatten_indices().data.table.to_batches(max_chunksize=65536):
+        for batch in part.with_format("arrow").iter(batch_size=HF_BATCH_ROWS):
             yield pl.from_arrow(batch)
+
+
+HF_BATCH_ROWS = 65536
 
 
 def _short(text: str, n: int = 40) -> str:
@@ -380,8 +379,12 @@ def _group(frames: Iterable[Any], where: str, domain_column: str, text_column: s
     blocks are domains "1.0" and "2.5")."""
     import polars as pl
 
-    docs: dict[Any, list[str]] = defaultdict(list)
-    missing: dict[Any, int] = defaultdict(int)
+    docs: dict[str, list[str]] = defaultdict(list)
+    missing: dict[str, int] = defaultdict(int)
+    # Once a frame's domain values are not text (numbers), every later row is kept in order with
+    # its value and type until the whole column's type names them: 1, "1" and 1.0 in three files
+    # are one domain or two, as a whole read has it, in the order read (a QA pass).
+    rest: list[tuple[type, Any, str | None]] | None = None
     columns: dict[str, None] = {}
     text_types: list[Any] = []
     domain_types: list[Any] = []
@@ -420,11 +423,15 @@ def _group(frames: Iterable[Any], where: str, domain_column: str, text_column: s
                             "choose the column that holds the documents with --text-column") from None
                 texts = col.to_list()
             del df
-            for dom, text in zip(domains.to_list(), texts, strict=True):
-                if text is not None:
-                    docs[dom].append(text)
-                else:
-                    missing[dom] += 1
+            if rest is None and domains.dtype == pl.String:
+                for dom, text in zip(domains.to_list(), texts, strict=True):
+                    if text is not None:
+                        docs[dom].append(text)
+                    else:
+                        missing[dom] += 1
+            else:
+                rest = [] if rest is None else rest
+                rest += [(type(dom), dom, text) for dom, text in zip(domains.to_list(), texts, strict=True)]
     if rows == 0:
         raise MixoptError(f"{where} has no rows; give a file with one row per document")
     _check_columns(list(columns), where, domain_column, text_column)
@@ -437,21 +444,21 @@ def _group(frames: Iterable[Any], where: str, domain_column: str, text_column: s
             f"{where}: {nulls} row{'s have' if nulls != 1 else ' has'} no value in domain column "
             f"{domain_column!r}; fill or drop {'them' if nulls != 1 else 'it'}"
         )
-    if domain_types != [pl.String]:  # numbers as domain names: written as the whole column's type
+    if rest is not None:  # numbers as domain names: written as the whole column's type
         try:
             kind = _supertype(domain_types)
         except pl.exceptions.PolarsError:
             types = ", ".join(map(str, domain_types))
             raise MixoptError(f"{where}: domain column {domain_column!r} holds values of types that do "
                               f"not go together ({types}); make them text") from None
-        named: dict[str, list[str]] = defaultdict(list)
-        left: dict[str, int] = defaultdict(int)
-        for k in [*docs, *(k for k in missing if k not in docs)]:  # 1 and "1" are one domain "1"
-            d = str(pl.Series([k]).cast(kind).cast(pl.String)[0])
-            if k in docs:
-                named[d] += docs[k]
-            left[d] += missing.get(k, 0)
-        docs, missing = named, {d: n for d, n in left.items() if n}
+        # by type and value: 1 == 1.0 in Python, and they may name two domains ("1" and "1.0")
+        name = {(t, k): str(pl.Series([k]).cast(kind).cast(pl.String)[0])
+                for t, k in dict.fromkeys((t, k) for t, k, _ in rest)}
+        for t, k, text in rest:
+            if text is not None:
+                docs[name[t, k]].append(text)
+            else:
+                missing[name[t, k]] += 1
     if missing:  # a null text is no document; said, since a whole domain can thin out this way
         per = ", ".join(f"{d} {n}" for d, n in sorted(missing.items()))
         warn(f"{where}: {sum(missing.values())} rows have no text in column {text_column!r} and are "
