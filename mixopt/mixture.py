@@ -47,18 +47,36 @@ _LIBRARIES = ("python", "numpy", "scipy", "scikit-learn", "lightgbm", "torch", "
 @lru_cache(maxsize=1)
 def _revision() -> str | None:
     """The git revision of a mixopt run from a clone (``pip install -e``), ``-dirty`` with changes
-    not committed; None for an installed wheel (its version says it) or where git cannot tell."""
+    not committed; None for an installed wheel (its version says it) or where git cannot tell.
+
+    Asked without taking the clone's index lock (``describe --dirty`` refreshes the index, and a
+    user's own ``git commit`` beside it could fail on index.lock: a review), and of this clone
+    whatever repository a ``GIT_DIR`` in the environment names (a git hook, ``rebase -x``)."""
+    import os
     import subprocess
 
     root = Path(__file__).resolve().parent.parent
     if not (root / ".git").exists():
         return None
-    try:
-        done = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12"],
-                              capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
+    env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
+    env["GIT_OPTIONAL_LOCKS"] = "0"
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                                  timeout=5, check=False, env=env)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    rev = git("describe", "--always", "--abbrev=12")
+    if not rev:
         return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return f"{rev}-dirty" if changed else rev
+
+
+COMMAND: list[str] | None = None  # the mixopt command line being run (set by the CLI), for made_by
 
 
 def made_by() -> dict[str, Any]:
@@ -69,7 +87,6 @@ def made_by() -> dict[str, Any]:
     import importlib.metadata
     import platform
     import shlex
-    import sys
 
     from mixopt import __version__
 
@@ -79,9 +96,8 @@ def made_by() -> dict[str, Any]:
             versions[lib] = platform.python_version() if lib == "python" else importlib.metadata.version(lib)
         except importlib.metadata.PackageNotFoundError:
             continue
-    argv0 = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     return {"mixopt_version": __version__, "revision": _revision(), "versions": versions,
-            "command": shlex.join(["mixopt", *sys.argv[1:]]) if argv0 == "mixopt" else None}
+            "command": shlex.join(["mixopt", *COMMAND]) if COMMAND is not None else None}
 
 
 def evidence(**meta: Any) -> dict[str, Any]:

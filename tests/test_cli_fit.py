@@ -652,20 +652,33 @@ def test_a_mixture_says_what_made_it(tmp_path: Path, monkeypatch) -> None:
     """A QA pass: a mixture named only mixopt's version (which every commit of a clone shares), no
     library versions, no command and no contents of the tables it was fitted on."""
     import hashlib
-    import sys
+    import subprocess
 
-    from mixopt.mixture import made_by
+    from mixopt.mixture import _revision, made_by
 
     out = tmp_path / "m.json"
-    monkeypatch.setattr(sys, "argv", ["/venv/bin/mixopt", "fit", "--out", str(out), "--note", "a b"])
-    assert made_by()["command"] == f"mixopt fit --out {out} --note 'a b'"
     assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "linear",
                     "--propose", "--out", str(out), *FAST]) == 0
     prov = json.loads(out.read_text())["provenance"]
-    assert prov["command"].startswith("mixopt fit --out")
+    assert prov["command"] == (f"mixopt fit --ratios {R} --metrics {M} --target {T} --method linear "
+                               f"--propose --out {out} {' '.join(FAST)}")
     assert {"python", "numpy", "lightgbm", "torch", "scikit-learn"} <= set(prov["versions"])
     assert "revision" in prov and prov["mixopt_version"]
     assert prov["tables_sha256"]["ratios"] == hashlib.sha256(Path(R).read_bytes()).hexdigest()
     Mixture.load(out)  # the schema takes them
-    monkeypatch.setattr(sys, "argv", ["pytest"])
     assert made_by()["command"] is None  # library use: no command line of mixopt's
+
+    # the revision of a clone, asked without git's index lock and of this clone whatever GIT_DIR says
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / ".git").exists():
+        calls: list = []
+        real = subprocess.run
+        monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere.git"))
+        monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw)) or real(cmd, **kw))
+        _revision.cache_clear()
+        try:
+            rev = _revision()
+        finally:
+            _revision.cache_clear()
+        assert rev and calls and all("--dirty" not in cmd for cmd, _ in calls)
+        assert all("GIT_DIR" not in kw["env"] and kw["env"]["GIT_OPTIONAL_LOCKS"] == "0" for _, kw in calls)

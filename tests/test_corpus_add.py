@@ -403,9 +403,17 @@ def test_parquet_reads_only_the_two_columns(tmp_path: Path, monkeypatch) -> None
     monkeypatch.setattr(pl, "read_parquet", lambda *a, **kw: read.append(kw.get("columns")) or real(*a, **kw))
     docs = read_documents(f, AddOptions(domain_column="src", text_column="body"))
     assert docs["a"][:2] == ["document 0", "document 3"] and sum(map(len, docs.values())) == 50
-    assert read == [["src", "body"]]
+    assert read == [[1, 2]]  # src and body, by position
     with pytest.raises(MixoptError, match=r"has no text column 'text'; its columns are url, src, body"):
         read_documents(f, AddOptions(domain_column="src"))
+    # columns named as polars expressions are columns (a review: "*" had been every column), and a
+    # dictionary-encoded domain (pandas' category) is text, beside a file of plain strings
+    (tmp_path / "odd").mkdir()
+    pl.DataFrame({"*": ["b", "a"], "^t.*$": ["x", "y"]}).with_columns(pl.col("*").cast(pl.Categorical)) \
+        .write_parquet(tmp_path / "odd" / "0.parquet")
+    pl.DataFrame({"*": ["a"], "^t.*$": ["z"]}).write_parquet(tmp_path / "odd" / "1.parquet")
+    assert read_documents(tmp_path / "odd", AddOptions(domain_column="*", text_column="^t.*$")) == {
+        "b": ["x"], "a": ["y", "z"]}
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(MixoptError, match=r"cannot read .*bad.parquet as parquet: .*; check the file"):
         read_documents(tmp_path / "bad.parquet", AddOptions())

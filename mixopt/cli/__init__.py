@@ -120,10 +120,14 @@ def main(argv: list[str] | None = None) -> None:
     warnings.showwarning = _show_warning
     _shown.clear()
     _register()
+    from mixopt import mixture
+
+    mixture.COMMAND = list(sys.argv[1:] if argv is None else argv)  # what made a mixture: made_by()
     try:
         with _stops_as_ctrl_c():
             _run(argv)
     finally:
+        mixture.COMMAND = None
         if "ray" in sys.modules:
             _quiet_ray_exit()
 

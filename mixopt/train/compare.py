@@ -434,7 +434,8 @@ def compare(
         n = sum(r.config.get("threads") in other for r in done.values())
         warn(f"compare: {n} reused run(s) trained on {'/'.join(map(str, other))} thread(s), not the "
              f"{cpu_threads} of this comparison: their last digits differ from a run trained here, far less "
-             "than one seed from another; --no-reuse (or --threads as theirs) trains alike", MixoptWarning)
+             "than one seed from another; --threads as theirs matches them, and a new --out with "
+             "--no-reuse trains them all here", MixoptWarning)
     total, i, trained = len(labels) * seeds - len(done), 0, 0
     for label, mix in zip(labels, resolved, strict=True):
         for seed in range(seeds):
