@@ -490,7 +490,7 @@ def test_json_stdout_is_the_document_alone_and_failed_runs_exit_1(workspace, tmp
 def test_a_search_fits_a_users_own_regressor_named_as_module_class(workspace, tmp_path, monkeypatch,  # noqa: ANN001
                                                                   capsys, ray_session):  # noqa: ANN001
     """`search --method module:Class` fits the user's regressor (here one without return_std) and
-    proposes with top-k; a resume would import it again by the name the search keeps."""
+    proposes with top-k; `report` from another folder, where it cannot be imported, keeps the rest."""
     (tmp_path / "myreg.py").write_text(
         "from sklearn.base import BaseEstimator, RegressorMixin\n"
         "from sklearn.linear_model import LinearRegression\n"
