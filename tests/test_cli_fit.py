@@ -669,6 +669,25 @@ def test_a_mixture_says_what_made_it(tmp_path: Path, monkeypatch) -> None:
     Mixture.load(out)  # the schema takes them
     assert made_by()["command"] is None  # library use: no command line of mixopt's
 
+    # the checksum is of the table as read, not as it is when the mixture is written (a review)
+    from mixopt.fitters import api
+
+    ratios = tmp_path / "ratios.csv"
+    ratios.write_bytes(Path(R).read_bytes())
+    real_save = api._save_mixture
+
+    def rewritten_meanwhile(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        with open(ratios, "a") as fh:
+            fh.write("\n")
+        return real_save(*a, **kw)
+
+    monkeypatch.setattr(api, "_save_mixture", rewritten_meanwhile)
+    assert run_cli(["fit", "--ratios", str(ratios), "--metrics", M, "--target", T, "--method", "linear",
+                    "--propose", "--out", str(out), *FAST]) == 0
+    again = json.loads(out.read_text())["provenance"]["tables_sha256"]
+    now = hashlib.sha256(ratios.read_bytes()).hexdigest()
+    assert again["ratios"] == prov["tables_sha256"]["ratios"] != now
+
     # the revision of a clone, asked without git's index lock and of this clone whatever GIT_DIR says
     repo = Path(__file__).resolve().parent.parent
     if (repo / ".git").exists() and shutil.which("git"):

@@ -132,7 +132,7 @@ def _sha256(path: str) -> str | None:
     try:
         with open(path, "rb") as fh:
             return hashlib.file_digest(fh, "sha256").hexdigest()
-    except OSError:  # read a moment ago; gone now: the path alone is kept
+    except OSError:  # unreadable: the tables' reader says why next, in its own words
         return None
 
 
@@ -165,6 +165,10 @@ def fit_tables(config: FitConfig) -> FitReport:
         )
     # The tables' notes (rows renormalised, runs left out) are said once the target is known good:
     # before a refused --target they were noise above the one error line.
+    # the tables' contents as read, for the mixture to record (hashed at its writing, they had been
+    # the contents of a file rewritten while the fit ran: a review)
+    sha256 = ({k: _sha256(str(v)) for k, v in (("ratios", config.ratios), ("metrics", config.metrics))}
+              if config.propose else {})
     with warnings_if_ok():
         table = read_run_tables(config.ratios, config.metrics)
         X, y, run_ids = table.target_rows(config.target)
@@ -233,7 +237,7 @@ def fit_tables(config: FitConfig) -> FitReport:
             # how the model ranks runs it did not see, where --cv or auto's own selection measured it
             rank = (cv["spearman"], cv["k"]) if cv is not None else own_ranking(model)
             proposal = _save_mixture(prop, model, method.name, table, X, y, run_ids, space, config, params,
-                                     fit_notes, rank)
+                                     fit_notes, rank, sha256=sha256)
     return FitReport(
         method=method.name, target=config.target, domains=table.domains, n_runs=len(y),
         n_excluded=n_all - len(y), cv=cv, predictions=predictions, proposal=proposal,
@@ -273,7 +277,7 @@ def _write_predictions(model: Any, new: tuple, domains: tuple[str, ...], config:
 def _save_mixture(
     prop: Any, model: Any, method: str, table: Any, X: np.ndarray, y: np.ndarray, run_ids: list[str],
     space: Any, config: FitConfig, proposer_params: dict[str, Any], fit_notes: list[str],
-    rank: tuple[float, int] | None = None,
+    rank: tuple[float, int] | None = None, *, sha256: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
     from mixopt.baselines import baseline_weights, moved_note
     from mixopt.mixture import Mixture, evidence
@@ -340,9 +344,9 @@ def _save_mixture(
         "baselines": baselines,
         # the plan at the final run's budget (its target_tokens null when none is known)
         "tokens": space.token_plan(prop.weights),
-        # the tables' contents too: a path says nothing of a file rewritten since
+        # the tables' contents too, as read: a path says nothing of a file rewritten since
         "provenance": {"run_ids": list(run_ids), "tables": dict(table.sources),
-                       "tables_sha256": {k: _sha256(v) for k, v in table.sources.items()}},
+                       "tables_sha256": sha256 or {}},
         "notes": notes,
     }))
     mixture.save(config.out)  # type: ignore[arg-type]
