@@ -163,12 +163,12 @@ def fit_tables(config: FitConfig) -> FitReport:
         raise MixoptError(
             f"method {method.name!r} fits no model, so it cannot --cv or --predict; use regmix or linear"
         )
-    # The tables' notes (rows renormalised, runs left out) are said once the target is known good:
-    # before a refused --target they were noise above the one error line.
-    # the tables' contents as read, for the mixture to record (hashed at its writing, they had been
-    # the contents of a file rewritten while the fit ran: a review)
+    # The tables' contents as read, for the mixture to record (hashed at its writing, they had been
+    # the contents of a file rewritten while the fit ran: a review).
     sha256 = ({k: _sha256(str(v)) for k, v in (("ratios", config.ratios), ("metrics", config.metrics))}
               if config.propose else {})
+    # The tables' notes (rows renormalised, runs left out) are said once the target is known good:
+    # before a refused --target they were noise above the one error line.
     with warnings_if_ok():
         table = read_run_tables(config.ratios, config.metrics)
         X, y, run_ids = table.target_rows(config.target)
