@@ -90,11 +90,11 @@ def get_fitter(name: str, **params: Any) -> Any:
         raise MixoptError(
             f"fitter {name!r} has no parameter(s) {', '.join(unknown)}; its parameters are {', '.join(valid)}"
         )
-    if not is_user_fitter(name):
-        return cls(**params)
     try:
         return cls(**params)
     except TypeError as exc:  # VotingRegressor(estimators), a class of the user's with no defaults
+        if not is_user_fitter(name):
+            raise
         raise MixoptError(f"--method {name}: the class cannot be made with its defaults ({exc}); subclass "
                           "it with a constructor whose parameters all have defaults") from None
 

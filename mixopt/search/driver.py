@@ -235,7 +235,8 @@ def _stop_on_sigterm() -> None:
         if signum is None:
             continue
         before = signal.getsignal(signum)
-        if getattr(before, "_mixopt", False) or (signum == signal.SIGHUP and before == signal.SIG_IGN):
+        # SIGHUP under nohup stays ignored (named as "not SIGTERM": Windows has no signal.SIGHUP)
+        if getattr(before, "_mixopt", False) or (signum != signal.SIGTERM and before == signal.SIG_IGN):
             continue
         handler = functools.partial(_stop_signal, previous=before)
         handler._mixopt = True  # type: ignore[attr-defined]
