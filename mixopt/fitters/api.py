@@ -126,13 +126,12 @@ class FitReport:
         }
 
 
-def _sha256(path: str) -> str | None:
-    import hashlib
+def _sha256(path: str | Path) -> str | None:
+    from mixopt.corpus.fetch import sha256_of
 
     try:
-        with open(path, "rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest()
-    except OSError:  # unreadable: the tables' reader says why next, in its own words
+        return sha256_of(Path(path))
+    except MixoptError:  # unreadable: the tables' reader says why next, in its own words
         return None
 
 
@@ -165,7 +164,7 @@ def fit_tables(config: FitConfig) -> FitReport:
         )
     # The tables' contents as read, for the mixture to record (hashed at its writing, they had been
     # the contents of a file rewritten while the fit ran: a review).
-    sha256 = ({k: _sha256(str(v)) for k, v in (("ratios", config.ratios), ("metrics", config.metrics))}
+    sha256 = ({k: _sha256(v) for k, v in (("ratios", config.ratios), ("metrics", config.metrics))}
               if config.propose else {})
     # The tables' notes (rows renormalised, runs left out) are said once the target is known good:
     # before a refused --target they were noise above the one error line.
