@@ -100,6 +100,23 @@ def made_by() -> dict[str, Any]:
             "command": shlex.join(["mixopt", *COMMAND]) if COMMAND is not None else None}
 
 
+def made_differently(before: Mapping[str, Any] | None, now: Mapping[str, Any]) -> list[str]:
+    """What differs between two :func:`made_by` records in what decides a result's numbers (mixopt's
+    version and revision, the libraries' versions; not the command line), as "what X, now Y". An
+    older record without them (None) or a side that does not know one (a wheel has no revision)
+    differs in nothing it cannot name."""
+    if not before:
+        return []
+    out = []
+    for key, name in (("mixopt_version", "mixopt"), ("revision", "mixopt revision")):
+        a, b = before.get(key), now.get(key)
+        if a is not None and b is not None and a != b:
+            out.append(f"{name} {a}, now {b}")
+    was, has = before.get("versions") or {}, now.get("versions") or {}
+    out += [f"{lib} {was[lib]}, now {has[lib]}" for lib in was if lib in has and was[lib] != has[lib]]
+    return out
+
+
 def evidence(**meta: Any) -> dict[str, Any]:
     """A mixture's ``meta`` with every evidence key of its JSON, in one order, a default where
     ``meta`` lacks one; keys beyond them follow. ``objective`` and ``method`` are the maker's; the

@@ -648,6 +648,18 @@ def test_a_scikit_learn_regressor_named_as_module_class_is_a_method(tmp_path: Pa
         assert said in capsys.readouterr().err, method
 
 
+def test_made_differently_names_the_code_not_the_command() -> None:
+    from mixopt.mixture import made_by, made_differently
+
+    now = made_by()
+    assert made_differently(now, now) == [] and made_differently(None, now) == []  # older records: none
+    before = {**now, "command": "mixopt train …", "revision": "abc123",
+              "versions": {**now["versions"], "numpy": "1.0.0", "gone": "1"}}
+    said = made_differently(before, {**now, "revision": "def456"})
+    assert said == ["mixopt revision abc123, now def456", f"numpy 1.0.0, now {now['versions']['numpy']}"]
+    assert made_differently({**now, "revision": None}, {**now, "revision": "x"}) == []  # a wheel's: unknown
+
+
 def test_a_mixture_says_what_made_it(tmp_path: Path, monkeypatch) -> None:
     """A QA pass: a mixture named only mixopt's version (which every commit of a clone shares), no
     library versions, no command and no contents of the tables it was fitted on."""

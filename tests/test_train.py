@@ -72,6 +72,15 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_corpus, uniform_run, tmp_p
     shutil.copytree(out, tmp_path / "other")
     with pytest.warns(MixoptWarning, match="resuming with 2 threads where the run had 1.*--threads 1"):
         train("uniform", tiny_corpus, DEBUG, seed=0, threads=2, out=tmp_path / "other", resume=True)
+    # a checkpoint made by other code (another revision, another torch) resumes, and says so
+    shutil.copytree(out, tmp_path / "older")
+    state = torch.load(tmp_path / "older" / checkpoint.CHECKPOINT, weights_only=False)
+    assert state["made_by"]["versions"]["torch"] == torch.__version__
+    state["made_by"] = {**state["made_by"], "revision": "v0.0.9-3-gabc", "versions": {
+        **state["made_by"]["versions"], "torch": "2.12.0"}}
+    torch.save(state, tmp_path / "older" / checkpoint.CHECKPOINT)
+    with pytest.warns(MixoptWarning, match=r"made by other code \(.*torch 2\.12\.0, now .*\): it goes on"):
+        train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=tmp_path / "older", resume=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", MixoptWarning)  # the same threads: nothing to warn about
         second = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)

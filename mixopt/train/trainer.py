@@ -41,7 +41,7 @@ from mixopt import paths
 from mixopt.atomic import check_folder_named, check_writable_dir, first_missing, remove_made, write_json
 from mixopt.corpus.shards import Corpus
 from mixopt.errors import MixoptError, MixoptWarning, warn
-from mixopt.mixture import Mixture, check_domains, made_by
+from mixopt.mixture import Mixture, check_domains, made_by, made_differently
 from mixopt.proxy.job import is_inline, label_before, mixture_from_spec, spec_label
 from mixopt.proxy.sampler import MixtureSampler
 from mixopt.proxy.train import (
@@ -483,6 +483,13 @@ def train(
                     f"resuming with {torch.get_num_threads()} threads where the run had {before}: it goes "
                     f"on, but not bit for bit as if never stopped (pass --threads {before} for that)",
                     MixoptWarning)
+            # Another trainer or torch may compute the next steps' sums otherwise (the upgrade QA: a
+            # checkpoint of older code resumed to 3.4115 where its own run reached 3.4103), said as
+            # the threads are; checkpoints before 2026-12-06 record no code and say nothing
+            changed = made_differently(state.get("made_by"), config["made_by"])
+            if changed and step < steps:
+                warn(f"resuming a checkpoint made by other code ({'; '.join(changed)}): it goes on, but "
+                     "its losses may differ in the last digits from a run never stopped", MixoptWarning)
             if on_progress is not None:
                 on_progress({"resumed": step, "steps": steps})
 
@@ -500,6 +507,7 @@ def train(
                     "opt": opt.state_dict(),
                     "sampler_rng": sampler.rng.bit_generator.state,
                     "threads": torch.get_num_threads(),
+                    "made_by": config["made_by"],  # the code it was made by: a resume by other code says so
                     "train_seconds": train_s,
                     "eval_seconds": eval_s,
                     "log": logs,
