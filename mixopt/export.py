@@ -48,6 +48,8 @@ TINY_PROBABILITY = 1e-4
 
 Format = Literal["megatron", "hf", "olmix", "olmix-mix", "yaml"]
 FORMATS: tuple[str, ...] = ("megatron", "hf", "olmix", "olmix-mix", "yaml")
+# The file extension of each format (`mixopt swarm --exports` writes one file per run)
+EXTENSIONS = {"megatron": "txt", "hf": "json", "olmix": "json", "olmix-mix": "yaml", "yaml": "yaml"}
 
 
 def _and(items: Sequence[str]) -> str:

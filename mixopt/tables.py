@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 ID_COLUMNS = ("run", "name", "index")
 MEAN_TARGET = "mean"
+SWARM_RUN = "mix-{:04d}"  # a planned run's name in a ratios table mixopt writes (`mixopt swarm`)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -616,3 +617,36 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
         sources={"ratios": str(ratios), "metrics": str(metrics)},
         broken=broken,
     )
+
+
+
+def ratios_csv(domains: Sequence[str], W: np.ndarray, *, start: int = 0) -> str:
+    """A ratios table in the layout :func:`read_ratios` reads back: ``run,index`` then one column
+    per domain, a row per mixture (``run`` = ``mix-0000``…, ``index`` from ``start``). Weights are
+    written in full (``repr``), so that each row sums to 1 as drawn, not to a rounding of it.
+
+    Raises:
+        MixoptError: a domain named as an id column (``run``, ``name``, ``index``), which would be
+            read back as the rows' names, not as a weight.
+    """
+    import csv
+    import io
+
+    if clash := [d for d in domains if d in ID_COLUMNS]:
+        raise MixoptError(f"domain {clash[0]!r} has the name of a run table's id column "
+                          f"({', '.join(ID_COLUMNS)}): its weights would be read back as the rows' names; "
+                          "rename the domain")
+    W = np.asarray(W, dtype=float).reshape(-1, len(domains))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["run", "index", *domains])
+    for i, row in enumerate(W, start=start):
+        writer.writerow([SWARM_RUN.format(i), i, *(repr(float(v)) for v in row)])
+    return buf.getvalue()
+
+
+def next_index(ids: Sequence[str]) -> int:
+    """The first ``index`` after the rows ``ids`` (a ratios table's run ids, or its indices): past
+    the largest number in them, or their count where they hold none."""
+    numbers = [int(m.group(1)) for i in ids if (m := re.fullmatch(r"(?:mix-)?(\d+)", str(i)))]
+    return max(max(numbers) + 1, len(ids)) if numbers else len(ids)

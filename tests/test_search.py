@@ -51,6 +51,12 @@ def test_search_end_to_end_on_a_fast_evaluator(workspace, tmp_path, ray_session,
     store = RunStore()
     swarm = store.runs(search_id="e2e", role="swarm")
     assert len(swarm) == 10 and {r.status for r in swarm} == {"ok"}
+    # `mixopt swarm` plans the mixtures a search of the same options trains (none reused here)
+    from mixopt.search.prepare import swarm_plan
+
+    planned = swarm_plan(config(tmp_path, name="e2e", validate=2))[1]
+    trained = np.vstack([r.vector(DOMAINS) for r in swarm])
+    np.testing.assert_allclose(trained[np.lexsort(trained.T)], planned[np.lexsort(planned.T)], atol=1e-12)
     val = store.runs(search_id="e2e", role="validate")
     assert val and {r.status for r in val} == {"ok"} and all(r.seed in (1, 2) for r in val)
     # every evaluator call is one run in the store: nothing evaluated twice

@@ -519,3 +519,85 @@ def test_a_search_fits_a_users_own_regressor_named_as_module_class(workspace, tm
     said = " ".join(capsys.readouterr().out.split())
     assert "no cross-validation: cannot import method module 'myreg'" in said
     assert "report from the folder the search was started in" in said
+
+
+SWARM = ["swarm", "--domains", "web,code,math", "--tokens", "web=1e9,code=2e8,math=5e7", "--max-epochs", "2",
+         "--target-tokens", "1e9", "--min-weight", "0.01"]
+
+
+def test_swarm_writes_the_table_a_search_would_train_and_fit_reads_it_back(workspace, tmp_path, capsys):
+    """`mixopt swarm`: the swarm to train on one's own cluster, as a ratios table `fit` reads, and a
+    data config per run; --extend draws more, numbered on, away from the first."""
+    import numpy as np
+
+    from mixopt.export import parse_export
+    from mixopt.search.config import SearchConfig
+    from mixopt.search.prepare import swarm_plan
+    from mixopt.tables import read_ratios
+
+    out, blends = tmp_path / "swarm.csv", tmp_path / "blends"
+    assert run_cli([*SWARM, "--budget", "12", "--seed", "3", "-o", str(out), "--exports", str(blends),
+                    "--format", "megatron", "--prefix", "web=/data/web"]) == 0
+    said = capsys.readouterr().err
+    assert f"wrote 12 mixtures over 3 domains (seed 3) to {out}" in said and "mixopt fit --ratios" in said
+    ids, domains, W, key = read_ratios(out)
+    assert key == "run" and ids == [f"mix-{i:04d}" for i in range(12)] and domains == ("web", "code", "math")
+    space, planned, start = swarm_plan(SearchConfig(
+        domains=domains, tokens={"web": 1e9, "code": 2e8, "math": 5e7}, max_epochs=2, target_tokens=1e9,
+        min_weight=0.01, budget=12, seed=3))
+    import polars as pl
+
+    raw = pl.read_csv(out).select(domains).to_numpy()
+    assert start == 0 and np.array_equal(raw, planned)  # written in full: the rows as drawn
+    assert space.contains_rows(W, tol=1e-9).all() and (W[:, 2] <= 0.1 + 1e-9).all()  # math: 2 epochs of 5e7
+    assert sorted(p.name for p in blends.iterdir()) == [f"mix-{i:04d}.txt" for i in range(12)]
+    back = parse_export((blends / "mix-0004.txt").read_text(), "megatron", {"web": "/data/web"}, domains)
+    assert back == pytest.approx(dict(zip(domains, W[4], strict=True)), abs=1e-12)
+
+    # the user trains them and fits the losses, joined on the run names
+    rng = np.random.default_rng(0)
+    loss = 3 - W @ np.array([0.3, 0.5, 0.2]) + rng.normal(0, 0.01, len(W))
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("run,loss\n" + "".join(f"{r},{float(v)!r}\n" for r, v in zip(ids, loss, strict=True)))
+    assert run_cli(["fit", "--ratios", str(out), "--metrics", str(metrics), "--target", "loss", "--method",
+                    "linear", "--propose", "--out", str(tmp_path / "mix.json")]) == 0
+
+    more = tmp_path / "more.csv"
+    assert run_cli([*SWARM, "--budget", "5", "--seed", "3", "--extend", str(out), "-o", str(more)]) == 0
+    ids2, _, W2, _ = read_ratios(more)
+    assert ids2 == [f"mix-{i:04d}" for i in range(12, 17)]
+    assert np.abs(W2[:, None, :] - W[None, :, :]).sum(axis=2).min() > 1e-5  # none repeats a planned one
+    capsys.readouterr()
+    assert run_cli([*SWARM, "--budget", "2"]) == 0  # no --out: the table on stdout
+    printed = capsys.readouterr()
+    assert printed.out.startswith("run,index,web,code,math\nmix-0000,0,") and "drew 2 mixtures" in printed.err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["swarm", "--budget", "3"], "give --corpus NAME, or --domains"),
+    ([*SWARM, "--exports", "{tmp}/x"], "--exports and --format go together"),
+    ([*SWARM, "--prefix", "web=/w"], "--prefix goes into --exports files"),
+    ([*SWARM, "--exports", "{tmp}/full", "--format", "hf"], "is not an empty folder"),
+    ([*SWARM, "--exports", "{tmp}/x", "--format", "parquet"], "--format 'parquet' is unknown"),
+    ([*SWARM, "--extend", "{tmp}/other.csv"], "has the domains a, b, not this swarm's web, code, math"),
+    (["swarm", "--domains", "web,index", "--budget", "2"], "domain 'index' has the name of a run table's id"),
+    ([*SWARM, "--max-weight", "web=0.1,code=0.1"], ""),  # infeasible: the space's own error
+])
+def test_swarm_refuses_bad_input_in_one_line_writing_nothing(args, message, workspace, tmp_path, capsys):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    (tmp_path / "other.csv").write_text("index,a,b\n0,0.5,0.5\n")
+    out = tmp_path / "swarm.csv"
+    assert run_cli([a.replace("{tmp}", str(tmp_path)) for a in args] + ["-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert not out.exists() and not (tmp_path / "x").exists() and (tmp_path / "full" / "keep.txt").exists()
+
+
+def test_swarm_of_a_corpus_draws_over_its_domains(tiny_corpus, workspace, tmp_path):  # noqa: ANN001
+    from mixopt.tables import read_ratios
+
+    out = tmp_path / "s.csv"
+    assert run_cli(["swarm", "--corpus", str(tiny_corpus.path), "--budget", "6", "-o", str(out)]) == 0
+    ids, domains, W, _ = read_ratios(out)
+    assert list(domains) == list(tiny_corpus.domains) and len(ids) == 6

@@ -69,6 +69,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "bench",
     "proxy",
     "search",
+    "swarm",
     "runs",
     "report",
     "fit",

@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mixopt import paths
 from mixopt.atomic import check_writable
 from mixopt.errors import MixoptError, MixoptWarning, warn
@@ -27,6 +29,7 @@ from mixopt.search.ray_env import user_modules
 from mixopt.search.trial import PROXY_EVALUATOR, PickledEvaluator, TrialContext
 from mixopt.space import SearchSpace, default_target_tokens
 from mixopt.store import RunStore, default_path, fidelity_key
+from mixopt.swarm import sample_swarm
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -280,6 +283,29 @@ def build_space(config: SearchConfig) -> tuple[SearchSpace, str | None, str | No
         fixed=dict(config.fix), max_epochs=config.max_epochs, target_tokens=target,
     )
     return space, corpus_arg, name, chash
+
+
+def swarm_plan(
+    config: SearchConfig, *, extend: str | Path | None = None
+) -> tuple[SearchSpace, np.ndarray, int]:
+    """(space, rows, first index): the ``config.budget`` mixtures a search of ``config`` trains
+    first where the store holds no run to reuse (the same rows, for the same space, seed and
+    temperature), for a user who trains them elsewhere (``mixopt swarm``). ``extend``: a ratios
+    table of mixtures already planned or run, which the new rows keep away from (as a search's keep
+    away from reused runs) and number on after."""
+    from mixopt.tables import next_index, read_ratios
+
+    space = build_space(config)[0]
+    before, start = None, 0
+    if extend is not None:
+        ids, found, W, _ = read_ratios(extend, what="--extend")
+        if set(found) != set(space.domains):
+            raise MixoptError(f"--extend {extend} has the domains {', '.join(found)}, not this swarm's "
+                              f"{', '.join(space.domains)}; give the table of a swarm over the same domains")
+        before, start = W[:, [found.index(d) for d in space.domains]], next_index(ids)
+    rows = sample_swarm(space, config.budget, seed=config.seed, temperature=config.temperature,
+                        existing=before)
+    return space, np.asarray(rows).reshape(-1, space.n), start
 
 
 def prepare(

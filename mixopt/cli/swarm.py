@@ -1,0 +1,111 @@
+"""``mixopt swarm``: the swarm of mixtures a search would train, as a ratios table (and a data
+config per run), for users who train the proxies on their own cluster and fit afterwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mixopt.cli import app
+from mixopt.cli.common import MAX_SEED, assignments, err_console, opt, out_file
+
+Str = str | None
+
+
+@app.command("swarm")
+def swarm(
+    corpus: Annotated[Str, opt("--corpus", "-c", help="Built corpus name or folder (its domains and "
+                                                      "token counts).")] = None,
+    domains: Annotated[Str, opt("--domains", help="Domains a,b,c (without a corpus).")] = None,
+    tokens: Annotated[Str, opt("--tokens", help="Tokens per domain a=1e9,b=2B,c=500M (the prior and the "
+                                                "repetition cap).")] = None,
+    budget: Annotated[int, opt("--budget", "-b", help="Mixtures to draw.")] = 32,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed of the swarm: a search "
+                                      "with the same options and seed trains the same mixtures.")] = 0,
+    temperature: Annotated[float, opt("--temperature", help="Temperature T of the prior, token shares ** "
+                                      "(1/T) (as in `mixopt search`).")] = 1.0,
+    min_weight: Annotated[float, opt("--min-weight", help="Floor of every weight not --fix-ed.")] = 0.0,
+    max_weight: Annotated[list[str] | None, opt("--max-weight", help="Ceiling d=x (repeat, or "
+                                                "d=x,e=y).")] = None,
+    fix: Annotated[list[str] | None, opt("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")] = None,
+    max_epochs: Annotated[float | None, opt("--max-epochs", help="Most passes over any domain at "
+                                            "--target-tokens.")] = None,
+    target_tokens: Annotated[float | None, opt("--target-tokens", help="Token budget of the final training "
+                                               "job (default: the corpus size).")] = None,
+    extend: Annotated[Path | None, opt("--extend", help="A ratios table of mixtures already planned or "
+                                       "run: the new ones keep away from them and number on after "
+                                       "them.")] = None,
+    out: Annotated[Path | None, opt("--out", "-o", help="Write the ratios table (CSV: run, index and a "
+                                    "weight per domain) here instead of stdout.", parser=out_file)] = None,
+    exports: Annotated[Path | None, opt("--exports", help="Also write each mixture as --format into this "
+                                        "new folder, one file per run, named by its run.")] = None,
+    fmt: Annotated[Str, opt("--format", "-f", help="Format of --exports: megatron, hf, olmix, olmix-mix or "
+                            "yaml (as `mixopt export`).")] = None,
+    prefix: Annotated[list[str] | None, opt("--prefix", help="--exports: a domain's name or path in the "
+                                            "training job, domain=path (repeatable, or a=/x,b=/y).")] = None,
+    valid: Annotated[list[str] | None, opt("--valid", help="--exports in yaml: a validation set of RegMix's "
+                                           "valid: section, name=weight (repeatable).")] = None,
+) -> None:
+    """Draw the swarm of mixtures to train yourself: a ratios table for `mixopt fit`."""
+    from mixopt.atomic import atomic_dir, check_writable, write_text
+    from mixopt.errors import MixoptError
+    from mixopt.export import EXTENSIONS, export_mixture, export_notes, parse_prefixes
+    from mixopt.mixture import Mixture
+    from mixopt.search.config import SearchConfig, parse_assignments, parse_domains
+    from mixopt.search.prepare import swarm_plan
+    from mixopt.tables import SWARM_RUN, ratios_csv
+
+    if corpus is None and domains is None:
+        raise MixoptError("give --corpus NAME, or --domains a,b,c (with --tokens for a prior and a "
+                          "repetition cap)")
+    if (exports is None) != (fmt is None):
+        raise MixoptError("--exports and --format go together: a folder for the files and their format, "
+                          "e.g. --exports blends --format megatron")
+    if (prefix or valid) and exports is None:
+        raise MixoptError(f"{'--prefix' if prefix else '--valid'} goes into --exports files; add --exports "
+                          "FOLDER --format F")
+    if out is not None:
+        check_writable(out, inputs={"--extend": extend}, example="swarm.csv")
+    if exports is not None:
+        if exports.exists() and (not exports.is_dir() or any(exports.iterdir())):
+            raise MixoptError(f"--exports {exports} exists and is not an empty folder; give a new folder")
+        if fmt not in EXTENSIONS:
+            raise MixoptError(f"--format {fmt!r} is unknown; choose one of {', '.join(EXTENSIONS)}")
+    config = SearchConfig(
+        corpus=corpus, domains=parse_domains(domains),
+        tokens=parse_assignments(tokens, option="--tokens", counts=True) or None, budget=budget, seed=seed,
+        temperature=temperature, min_weight=min_weight, max_weight=assignments(max_weight, "--max-weight"),
+        fix=assignments(fix, "--fix"), max_epochs=max_epochs, target_tokens=target_tokens,
+    )
+    space, rows, start = swarm_plan(config, extend=extend)
+    text = ratios_csv(space.domains, rows, start=start)
+    if exports is not None:
+        prefixes = parse_prefixes(prefix or [], space.domains)
+        valid_sets = assignments(valid, "--valid")
+        files, noted = {}, {}
+        for i, row in enumerate(rows, start=start):
+            mix = Mixture(dict(zip(space.domains, map(float, row), strict=True)))
+            files[f"{SWARM_RUN.format(i)}.{EXTENSIONS[fmt]}"] = export_mixture(mix, fmt, prefixes, valid_sets)
+            for note in export_notes(mix, fmt, valid_sets, prefixes):
+                noted.setdefault(note, []).append(SWARM_RUN.format(i))
+        for note, runs in noted.items():  # each once, with the runs it is about
+            which = "every run" if len(runs) == len(rows) else ", ".join(runs[:3]) + (
+                f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+            err_console.print(f"note ({which}): {note}", markup=False, soft_wrap=True)
+        with atomic_dir(exports) as tmp:
+            for name, body in files.items():
+                (tmp / name).write_text(body, encoding="utf-8")
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        write_text(out, text)
+    said = f"{len(rows)} mixtures over {space.n} domains (seed {seed})"
+    done = f"wrote {said} to {out}" if out is not None else f"drew {said}"
+    also = f", and one {fmt} file per run to {exports}" if exports is not None else ""
+    if extend is not None:  # fit takes one ratios table: the two swarms' rows together
+        also += f" (after {extend}'s rows: fit them together, the second table's rows below the first's)"
+    err_console.print(f"{done}{also}; train each, then fit their losses (a table of run or index and a "
+                      f"column per loss): mixopt fit --ratios {out or 'swarm.csv'} --metrics METRICS.csv "
+                      "--target mean --propose --out mixture.json", markup=False, soft_wrap=True)
