@@ -36,6 +36,18 @@ METHOD_HELP = "regmix, linear, random, mixing-law, loglinear, bimix, gp, log-rid
 SEARCH_METHOD_HELP = (METHOD_HELP.removesuffix(" or auto." + _OWN) + ", auto or entropy (with --corpus)."
                       + _OWN)
 
+# The search space's options, as `search` and `swarm` take them (one space, one sampler).
+MinWeightOpt = Annotated[float, typer.Option("--min-weight", help="Floor of every weight not --fix-ed (a "
+                                             "floor: RegMix's and Olmix's minimum instead zeroes smaller "
+                                             "weights).")]
+MaxWeightOpt = Annotated[list[str] | None, typer.Option("--max-weight", help="Ceiling d=x (repeat, or "
+                                                        "d=x,e=y).")]
+FixOpt = Annotated[list[str] | None, typer.Option("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")]
+MaxEpochsOpt = Annotated[float | None, typer.Option("--max-epochs", help="Most passes over any domain at "
+                                                   "--target-tokens.")]
+TargetTokensOpt = Annotated[float | None, typer.Option("--target-tokens", help="Token budget of the final "
+                                                       "training job (default: the corpus size).")]
+
 
 # Weight tables show the largest domains (a QA pass: `fit` printed 100 rows); the JSON has them all.
 MAX_WEIGHT_ROWS = 20

@@ -14,7 +14,12 @@ from mixopt.cli.bench import bench_app
 from mixopt.cli.common import (
     MAX_SEED,
     SEARCH_METHOD_HELP,
+    FixOpt,
     JsonOpt,
+    MaxEpochsOpt,
+    MaxWeightOpt,
+    MinWeightOpt,
+    TargetTokensOpt,
     assignments,
     console,
     dumps,
@@ -65,15 +70,11 @@ def search(
                                 "cluster of `ray start` on this machine, or local for a Ray of this "
                                 "search's own (default: RAY_ADDRESS, else local; --resume: the search's "
                                 "own).")] = None,
-    min_weight: Annotated[float, opt("--min-weight", help="Floor of every weight not --fix-ed (a floor: "
-                                     "RegMix's and Olmix's minimum instead zeroes smaller weights).")] = 0.0,
-    max_weight: Annotated[list[str] | None, opt("--max-weight", help="Ceiling d=x (repeat, or "
-                                                "d=x,e=y).")] = None,
-    fix: Annotated[list[str] | None, opt("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")] = None,
-    max_epochs: Annotated[float | None, opt("--max-epochs", help="Most passes over any domain at "
-                                            "--target-tokens.")] = None,
-    target_tokens: Annotated[float | None, opt("--target-tokens", help="Token budget of the final training "
-                                               "job (default: the corpus size).")] = None,
+    min_weight: MinWeightOpt = 0.0,
+    max_weight: MaxWeightOpt = None,
+    fix: FixOpt = None,
+    max_epochs: MaxEpochsOpt = None,
+    target_tokens: TargetTokensOpt = None,
     target: Annotated[Str, opt("--target", help="Objective: d1,d2 (mean) or d1=0.7,d2=0.3 "
                                "(default: mean over all domains).")] = None,
     metric: Annotated[str, opt("--metric", help="loss or bpb.")] = "loss",

@@ -9,7 +9,18 @@ from typing import Annotated
 import typer
 
 from mixopt.cli import app
-from mixopt.cli.common import MAX_SEED, assignments, err_console, opt, out_file
+from mixopt.cli.common import (
+    MAX_SEED,
+    FixOpt,
+    MaxEpochsOpt,
+    MaxWeightOpt,
+    MinWeightOpt,
+    TargetTokensOpt,
+    assignments,
+    err_console,
+    opt,
+    out_file,
+)
 
 Str = str | None
 
@@ -26,14 +37,11 @@ def swarm(
                                       "with the same options and seed trains the same mixtures.")] = 0,
     temperature: Annotated[float, opt("--temperature", help="Temperature T of the prior, token shares ** "
                                       "(1/T) (as in `mixopt search`).")] = 1.0,
-    min_weight: Annotated[float, opt("--min-weight", help="Floor of every weight not --fix-ed.")] = 0.0,
-    max_weight: Annotated[list[str] | None, opt("--max-weight", help="Ceiling d=x (repeat, or "
-                                                "d=x,e=y).")] = None,
-    fix: Annotated[list[str] | None, opt("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")] = None,
-    max_epochs: Annotated[float | None, opt("--max-epochs", help="Most passes over any domain at "
-                                            "--target-tokens.")] = None,
-    target_tokens: Annotated[float | None, opt("--target-tokens", help="Token budget of the final training "
-                                               "job (default: the corpus size).")] = None,
+    min_weight: MinWeightOpt = 0.0,
+    max_weight: MaxWeightOpt = None,
+    fix: FixOpt = None,
+    max_epochs: MaxEpochsOpt = None,
+    target_tokens: TargetTokensOpt = None,
     extend: Annotated[Path | None, opt("--extend", help="A ratios table of mixtures already planned or "
                                        "run: the new ones keep away from them and number on after "
                                        "them.")] = None,
