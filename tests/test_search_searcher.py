@@ -236,6 +236,26 @@ def test_beats_is_the_paired_test_mixopt_compare_uses() -> None:
     assert compare(prop, base).as_dict()["threshold"] == c.threshold
 
 
+def test_a_seed_one_side_lost_decides_neither_the_difference_nor_the_export() -> None:
+    """A QA pass: the proposal lost seed 3 (a failed run), a seed every mixture did well at; the table
+    read "-0.0047 ✓" (means over all seeds beside a paired test) and uniform was exported."""
+    from mixopt.search.validate import Measured, choose_export, compare
+
+    def m(values: list[float], seeds: list[int]) -> Measured:
+        return Measured(mean=sum(values) / len(values), std=0.01, sem=0.01, n=len(values), planned=3,
+                        values=values, run_ids=[], seeds=seeds)
+
+    prop, uniform = m([2.70, 2.72], [1, 2]), m([2.73, 2.751, 2.50], [1, 2, 3])
+    assert uniform.mean < prop.mean  # on all its seeds' mean uniform looks better
+    c = compare(prop, uniform)
+    assert c.paired and c.diff == pytest.approx(0.0305) and c.beats  # the proposal is ahead seed by seed
+    assert choose_export({"proposal": prop, "uniform": uniform}, rung="xs") == ("proposal", [])
+    # behind at the common seeds: the baseline is exported, and the note gives the paired gap
+    worse = m([2.76, 2.78], [1, 2])
+    name, notes = choose_export({"proposal": worse, "uniform": uniform}, rung="xs")
+    assert name == "uniform" and "worse by 0.0295 over the 2 seeds both measured" in notes[0]
+
+
 def test_a_dead_trial_is_named_timed_out_only_past_the_trial_timeout():
     s = make(retries=2)
     s.suggest("t0")

@@ -259,7 +259,7 @@ def _write_predictions(model: Any, new: tuple, domains: tuple[str, ...], config:
     import polars as pl
 
     from mixopt.atomic import write_text
-    from mixopt.proposers.topk import predict_objective
+    from mixopt.fitters.protocol import predict_objective
 
     ids, new_domains, W, key = new
     order = [new_domains.index(d) for d in domains]
@@ -279,9 +279,9 @@ def _save_mixture(
     rank: tuple[float, int] | None = None, *, sha256: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
     from mixopt.baselines import baseline_weights, moved_note
+    from mixopt.fitters.protocol import predict_objective
     from mixopt.mixture import Mixture, evidence
     from mixopt.proposers.proposal import best_run_note, proposal_notes
-    from mixopt.proposers.topk import predict_objective
 
     weights = {d: float(w) for d, w in zip(table.domains, prop.weights, strict=True)}
     inside = space.best_row(X, y)  # the best run the proposal could have been, if any is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from numbers import Integral, Real
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -53,3 +54,30 @@ def check_param(owner: str, name: str, value: Any, *, integer: bool = False, low
         what = "an integer" if integer else "a number"
         raise MixoptError(f"{owner}: {name} must be {what} {'>' if above else '≥'} {low:g}"
                           f"{' or None' if none_ok else ''}, got {value!r}")
+
+
+def _gives_std(model: Any) -> bool:
+    """``model.predict`` names a ``return_std`` parameter (every fitter of mixopt's, scikit-learn's
+    GP). A user's regressor named as module:Class may not, and one that takes ``**params`` only
+    (BaggingRegressor, TransformedTargetRegressor: metadata routing) refuses it (a review)."""
+    try:
+        return "return_std" in inspect.signature(model.predict).parameters
+    except (TypeError, ValueError):  # no signature to read (a compiled method): asked, as before
+        return True
+
+
+def predict_objective(model: Any, X: np.ndarray, return_std: bool = False) -> Any:
+    """``model.predict`` as one value per row (a (n, 1) output is flattened); with ``return_std``,
+    (mean, std or None: a model without ``return_std`` has no std)."""
+    if return_std and _gives_std(model):
+        mean, std = model.predict(X, return_std=True)
+    else:
+        mean, std = model.predict(X), None
+    mean = np.asarray(mean, dtype=float)
+    if mean.ndim == 2 and mean.shape[1] == 1:
+        mean = mean[:, 0]
+    if mean.ndim != 1:
+        raise MixoptError(f"the model predicts {mean.shape[1]} targets per mixture; fit it on one objective")
+    if return_std:
+        return mean, None if std is None else np.asarray(std, dtype=float).reshape(len(mean))
+    return mean

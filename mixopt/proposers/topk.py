@@ -9,7 +9,6 @@ projected back if rounding put it outside.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 
 from mixopt.cpus import usable_cpus
 from mixopt.errors import MixoptError, MixoptWarning, warn
+from mixopt.fitters.protocol import predict_objective
 from mixopt.proposers.proposal import Proposal, check_space, normal_interval
 from mixopt.space import SearchSpace
 from mixopt.swarm import project, sample_candidates
@@ -27,33 +27,6 @@ log = logging.getLogger(__name__)
 # The start of the proposer's warning for a flat model: fit --propose and search say it as a note
 # of their own (with the runs it had), and leave this one out.
 FLAT_WARNING = "the fitted model predicts the same value"
-
-
-def _gives_std(model: Any) -> bool:
-    """``model.predict`` names a ``return_std`` parameter (every fitter of mixopt's, scikit-learn's
-    GP). A user's regressor named as module:Class may not, and one that takes ``**params`` only
-    (BaggingRegressor, TransformedTargetRegressor: metadata routing) refuses it (a review)."""
-    try:
-        return "return_std" in inspect.signature(model.predict).parameters
-    except (TypeError, ValueError):  # no signature to read (a compiled method): asked, as before
-        return True
-
-
-def predict_objective(model: Any, X: np.ndarray, return_std: bool = False) -> Any:
-    """``model.predict`` as one value per row (a (n, 1) output is flattened); with ``return_std``,
-    (mean, std or None: a model without ``return_std`` has no std)."""
-    if return_std and _gives_std(model):
-        mean, std = model.predict(X, return_std=True)
-    else:
-        mean, std = model.predict(X), None
-    mean = np.asarray(mean, dtype=float)
-    if mean.ndim == 2 and mean.shape[1] == 1:
-        mean = mean[:, 0]
-    if mean.ndim != 1:
-        raise MixoptError(f"the model predicts {mean.shape[1]} targets per mixture; fit it on one objective")
-    if return_std:
-        return mean, None if std is None else np.asarray(std, dtype=float).reshape(len(mean))
-    return mean
 
 
 class TopKProposer:

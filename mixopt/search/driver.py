@@ -40,10 +40,11 @@ from mixopt.errors import (
     warnings_as_notes,
 )
 from mixopt.fitters.cv import distinct_mixtures
+from mixopt.fitters.protocol import predict_objective
 from mixopt.fitters.varied import flat, unvaried, varying
 from mixopt.objective import per_domain_split
 from mixopt.proposers.proposal import best_run_note, proposal_notes
-from mixopt.proposers.topk import FLAT_WARNING, predict_objective
+from mixopt.proposers.topk import FLAT_WARNING
 from mixopt.search.config import SearchConfig
 from mixopt.search.lock import DRIVING, driver_alive, driver_lock, planning_lock
 from mixopt.search.prepare import Prepared, mark_search_dir, own_search_dir, prepare

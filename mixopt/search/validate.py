@@ -223,9 +223,13 @@ def compare(prop: Measured, base: Measured) -> Comparison:
     mine, theirs = _by_seed(prop), _by_seed(base)
     both = sorted(set(mine) & set(theirs))
     if len(both) >= 2:
+        # The difference is the paired one too, over the seeds both measured: with a seed lost to a
+        # failed run, the two means over all seeds had differed in sign from the test (a QA pass:
+        # "-0.0047 ✓", a proposal ahead at every common seed, behind on means that one "low" seed
+        # entered on one side only)
         gap, se = paired_difference([theirs[s] for s in both], [mine[s] for s in both])
         threshold = critical_t(Z, len(both))
-        return Comparison(diff=diff, se=se, beats=t_statistic(gap, se) > threshold, threshold=threshold,
+        return Comparison(diff=gap, se=se, beats=t_statistic(gap, se) > threshold, threshold=threshold,
                           paired=True)
     if prop.sem is None or base.sem is None:
         return Comparison(diff=diff, se=None, beats=None)
@@ -237,8 +241,11 @@ def compare(prop: Measured, base: Measured) -> Comparison:
 # The legend of every ✓/✗ (the search's table, report.md).
 BEATS_RULE = ("✓/✗: the proposal beats that baseline, or not, beyond the seeds' noise: the difference, "
               "paired by seed, passes Student's t at z = 2 (14 standard errors with 2 seeds, 4.5 with 3), "
-              "the test `mixopt compare` uses. Validation trains each mixture at seeds seed+1 … seed+K, "
-              "the swarm at the search's seed.")
+              "the test `mixopt compare` uses. \"Proposal better by\" is that paired difference, over the "
+              "seeds both measured; its standard error (the JSON's proposal_vs_this.se) is of the "
+              "differences, not the ± se of each mixture's own runs. Each ✓ is one test (a false win about "
+              "2% of the time): with four baselines, one false ✓ somewhere is about four times as likely. "
+              "Validation trains each mixture at seeds seed+1 … seed+K, the swarm at the search's seed.")
 
 
 def _by_seed(m: Measured) -> dict[int, float]:
@@ -250,8 +257,9 @@ def choose_export(measured: dict[str, Measured], *, rung: str | None,
                   fitted: bool = True) -> tuple[str, list[str]]:
     """The candidate to export and the notes that explain the choice.
 
-    The proposal, unless a validated candidate measured better (a mean lower by more than a
-    millionth) or the proposal has no finished validation run. ``rung``: the validation rung to
+    The proposal, unless a validated candidate measured better (lower by more than a millionth, by
+    :func:`compare`'s difference: paired by seed where two or more seeds measured both) or the
+    proposal has no finished validation run. ``rung``: the validation rung to
     name in the notes, None to name none. ``fitted``: the proposal came from a fitted model (the
     note then says what a clear loss means for it).
     """
@@ -266,18 +274,23 @@ def choose_export(measured: dict[str, Measured], *, rung: str | None,
     if lost:  # a QA pass: a baseline whose every seed diverged showed "-" and n 0, unsaid
         notes.append(f"every validation run of {', '.join(lost)} failed or diverged: the proposal is not "
                      "compared with it (`mixopt runs list` shows why)")
-    best = min(done, key=lambda name: (done[name].mean, name != PROPOSAL))
     if prop.mean is None:
+        best = min(done, key=lambda name: done[name].mean)
         notes.append(
             f"the proposal's validation runs all failed or diverged; exported {best} instead, the best "
             f"validated mixture ({done[best].mean:.4f}{at})"
         )
         return best, notes
-    # a gap below a millionth is rounding (a QA pass: 1.93333341 vs 1.93333333, a proposal all but
-    # the best run's mixture, printed "1.9333 vs 1.9333" and exported the other): a tie, kept
-    if best != PROPOSAL and not math.isclose(done[best].mean, prop.mean, rel_tol=1e-6, abs_tol=1e-12):
-        b = done[best]
-        c = compare(prop, b)  # c.diff = b − proposal < 0 here
+    # A candidate measured better than the proposal by compare()'s difference: paired by seed where
+    # two or more seeds measured both, so that a seed one side lost does not decide it. A gap below
+    # a millionth is rounding (a QA pass: 1.93333341 vs 1.93333333, a proposal all but the best
+    # run's mixture, printed "1.9333 vs 1.9333" and exported the other): a tie, kept.
+    gaps = {name: compare(prop, m) for name, m in done.items() if name != PROPOSAL}
+    better = [name for name, c in gaps.items() if c.diff is not None
+              and c.diff < -max(1e-6 * abs(prop.mean), 1e-12)]
+    if better:
+        best = min(better, key=lambda name: (gaps[name].diff, done[name].mean))
+        b, c = done[best], gaps[best]  # c.diff = b − proposal < 0 here
         if not c.clear(-c.diff):  # one seed, or a gap the seeds' noise explains
             why = ("the gap is within the seeds' noise" if c.se is not None else "one seed cannot tell noise "
                    "from a real gap") + ": more --validate seeds would tell which is better"
@@ -285,10 +298,13 @@ def choose_export(measured: dict[str, Measured], *, rung: str | None,
             why = "the fit is not trustworthy with these runs: add runs or try another method"
         else:
             why = "the proposal is worse than that baseline here"
+        common = len(set(_by_seed(prop)) & set(_by_seed(b))) if c.paired else 0
+        paired = (f"; worse by {-c.diff:.4f} over the {common} seeds both measured"
+                  if common and common < max(prop.n, b.n) else "")  # the means then differ from the test's
         notes.append(
             f"the proposal validated worse than {best}{at} ({prop.mean:.4f}{_pm(prop)} vs "
-            f"{b.mean:.4f}{_pm(b)} over {prop.n} and {b.n} seeds); exported {best} instead, the best "
-            f"validated mixture ({why})"
+            f"{b.mean:.4f}{_pm(b)} over {prop.n} and {b.n} seeds{paired}); exported {best} instead, the "
+            f"best validated mixture ({why})"
         )
         return best, notes
     return PROPOSAL, notes
