@@ -714,3 +714,34 @@ def test_a_mixture_says_what_made_it(tmp_path: Path, monkeypatch) -> None:
             _revision.cache_clear()
         assert rev and calls and all("--dirty" not in cmd for cmd, _ in calls)
         assert all("GIT_DIR" not in kw["env"] and kw["env"]["GIT_OPTIONAL_LOCKS"] == "0" for _, kw in calls)
+
+
+def test_cv_measures_whether_predictive_sds_hold_and_propose_widens_a_narrow_interval(tmp_path: Path,
+                                                                                      capsys) -> None:
+    """A QA pass: a GP's "95%" interval held 77% of held-out runs when fitted on 32 runs, unsaid."""
+    from mixopt.fitters.cv import calibration
+
+    rng = np.random.default_rng(0)
+    y, sd = rng.normal(0, 2.0, 4000), np.full(4000, 1.0)  # sds half the truth
+    cal = calibration(y, np.zeros_like(y), sd)
+    assert cal["sd_scale"] == pytest.approx(2.0, rel=0.05)
+    assert cal["within_1sd"] == pytest.approx(0.383, abs=0.03)
+    cal = calibration(y, np.zeros_like(y), 2 * sd)
+    assert cal["within_1sd"] == pytest.approx(0.683, abs=0.03)
+    assert cal["within_95"] == pytest.approx(0.95, abs=0.02)
+    assert calibration(y, y, np.zeros_like(y)) is None  # no positive sd: nothing to say
+
+    out = tmp_path / "mix.json"
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "gp", "--cv", "5",
+                    "--propose", "--out", str(out), "--json", *FAST]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    cal = doc["cv"]["calibration"]
+    assert cal["n"] == 64 and 0 < cal["within_1sd"] <= cal["within_95"] <= 1
+    pred = Mixture.load(out).meta["predicted"]
+    scale = max(cal["sd_scale"], 1.0)  # never narrowed
+    assert pred.get("sd_scale", 1.0) == pytest.approx(scale)
+    assert pred["interval"] == pytest.approx([pred["mean"] - 1.96 * scale * pred["std"],
+                                              pred["mean"] + 1.96 * scale * pred["std"]])
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "linear", "--cv", "3",
+                    "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cv"]["calibration"] is None  # no sds, no figures

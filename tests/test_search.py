@@ -1737,3 +1737,47 @@ def test_runs_of_a_rung_whose_recipe_changed_are_said_not_reused(tiny_workspace,
                                            r"another recipe of it \(the rung's file changed since"):
         plan = _plan(prep)
     assert plan["reused"] == ["old-2"]
+
+
+def test_a_gp_proposals_interval_takes_the_seed_noise_validation_measured(workspace, tmp_path, ray_session):
+    """A QA pass: the swarm trains every mixture at one seed, so a GP's ± sd had no seed noise in it,
+    and the JSON's "95%" interval covered 15–18% of runs at other seeds within ±1 sd."""
+    from mixopt.search.driver import run_search
+    from mixopt.search.validate import Measured, seed_spread
+
+    res = run_search(config(tmp_path, name="gpseeds", method="gp", validate=2, budget=8,
+                            fidelity={"noise": 0.05}))
+    mix = Mixture.load(tmp_path / "out" / "mixture.json")
+    rows = {r.name: r for r in res.candidates}
+    measured = {n: Measured(**{k: v for k, v in r.measured.items()}) for n, r in rows.items() if r.measured}
+    sd, mixtures = seed_spread(measured)
+    assert mixtures == len({tuple(m.run_ids) for m in measured.values()}) and sd > 0.01
+    note = next(n for n in res.notes if "from seed to seed" in n)
+    assert f"spread by {sd:.4f}" in note
+    assert res.exported == "proposal", res.notes  # this seed's proposal validates best: its JSON has them
+    pred = mix.meta["predicted"]
+    total = math.sqrt(pred["std"] ** 2 + sd**2)
+    assert pred["seed_std"] == pytest.approx(sd)
+    assert pred["interval"] == pytest.approx([pred["mean"] - 1.96 * total, pred["mean"] + 1.96 * total])
+
+
+def test_seed_spread_pools_each_mixture_once() -> None:
+    from mixopt.search.validate import Candidate, Measured, seed_spread, with_seed_noise
+
+    def m(values: list[float], ids: list[str]) -> Measured:
+        sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        return Measured(mean=float(np.mean(values)), std=sd, sem=None, n=len(values), planned=2,
+                        values=values, run_ids=ids)
+
+    a, b = m([1.0, 1.2], ["a1", "a2"]), m([2.0, 2.4, 2.2], ["b1", "b2", "b3"])
+    pooled = math.sqrt((1 * 0.02 + 2 * 0.04) / 3)  # (n−1)·s² summed over (n−1) summed
+    assert seed_spread({"p": a, "uniform": a, "b": b, "one": m([3.0], ["c1"])}) == (pytest.approx(pooled), 2)
+    assert seed_spread({"one": m([3.0], ["c1"])}) is None
+    prop = Candidate(name="proposal", weights=[0.5, 0.5], predicted=2.0, predicted_std=0.01,
+                     interval=(1.98, 2.02))
+    assert with_seed_noise(prop, None)[:2] == ((1.98, 2.02), None)  # unvalidated: the model's, said so
+    interval, sd, note = with_seed_noise(prop, {"p": a, "b": b})
+    assert sd == pytest.approx(pooled) and interval[1] - 2.0 == pytest.approx(1.96 * math.hypot(0.01, pooled))
+    assert "from seed to seed" in note
+    no_sd = Candidate(name="proposal", weights=[0.5, 0.5], predicted=2.0)
+    assert with_seed_noise(no_sd, {"p": a}) == (None, None, None)  # no sd of the model's: nothing to widen

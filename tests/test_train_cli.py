@@ -80,7 +80,7 @@ def test_train_cli_reports_against_the_prediction(tiny_workspace: Path, model_to
         capsys,
     )
     assert code == 0, err
-    assert "search predicted 3.5000" in stdout and "interval [3.2000, 3.8000]" in stdout
+    assert "search predicted 3.5000" in stdout and "interval of a proxy run [3.2000, 3.8000]" in stdout
     # the per-domain predictions combine to 3.75, 2.5 sd from the objective's 3.5: the search's caveat
     flat = " ".join(stdout.split())  # rich wraps long lines
     assert "per-domain predictions combine to 3.7500, not its 3.5000, 2.5 sd apart" in flat
@@ -92,7 +92,8 @@ def test_train_cli_reports_against_the_prediction(tiny_workspace: Path, model_to
     assert res["report"]["predicted"] == 3.5 and res["report"]["final"] == pytest.approx(
         res["metrics"]["objective"]
     )
-    assert res["report"]["inside_interval"] == (3.2 <= res["metrics"]["objective"] <= 3.8)
+    # the interval is a proxy run's: shown, never a verdict on a larger model (a QA pass)
+    assert res["report"]["interval"] == [3.2, 3.8] and "inside_interval" not in res["report"]
     # the same command again refuses to overwrite; --resume of a finished run just reports it
     code, _, err = run(
         ["train", "--mixture", str(mix), "--corpus", "tiny", "--model", str(model_toml), "--out", str(out)],
@@ -528,22 +529,26 @@ def test_verdict_needs_a_margin_beyond_the_error() -> None:
     assert critical_t(2.0, 1000) == pytest.approx(2.0, abs=0.01)
 
 
-def test_seeds_needed_is_where_the_verdict_would_call_the_lead() -> None:
+def test_seeds_needed_gives_the_verdict_an_80_percent_chance_to_call_the_lead() -> None:
+    """A QA pass: sized to clear the bar exactly, the figure gave a winner about half the time."""
     shaky = {"a": [1.0, 1.1, 0.9], "b": [1.2, 1.5, 1.0]}  # diffs 0.2, 0.4, 0.1: no winner with 3 seeds
     n = seeds_needed(shaky, 2.0)
     assert n is not None and n > 3
     diffs = np.array([0.2, 0.4, 0.1])
     mean, sd = diffs.mean(), diffs.std(ddof=1)
+    rng = np.random.default_rng(0)
 
-    def paired(k: int) -> dict[str, list[float]]:  # k seeds whose differences have that mean and spread
-        u = np.arange(k, dtype=float)
-        u = (u - u.mean()) / u.std(ddof=1)
-        return {"a": [0.0] * k, "b": list(mean + sd * u)}
+    def called(k: int, trials: int = 1500) -> float:  # how often k seeds of that true gap give a winner
+        wins = 0
+        for _ in range(trials):
+            wins += verdict({"a": [0.0] * k, "b": list(rng.normal(mean, sd, k))}, 2.0)[0] == "a"
+        return wins / trials
 
-    assert verdict(paired(n), 2.0)[0] == "a" and verdict(paired(n - 1), 2.0)[0] is None
+    assert 0.74 <= called(n) <= 0.9 and called(max(3, n // 2)) < 0.7
     # The closest rival decides; a clear winner needs no more seeds than it has.
     assert seeds_needed({**shaky, "c": [2.0, 2.1, 1.9]}, 2.0) == n
-    assert seeds_needed({"a": [1.0, 1.1, 0.9], "b": [1.3, 1.5, 1.1]}, 2.0) <= 3
+    # a lead 3 seeds called (t 5.2 > 4.5) would be called 80% of the time by 4 (shown only with no winner)
+    assert seeds_needed({"a": [1.0, 1.1, 0.9], "b": [1.3, 1.5, 1.1]}, 2.0) == 4
     assert seeds_needed({"a": [1.0, 2.0], "b": [1.0, 2.0]}, 2.0) is None  # a tie
     assert seeds_needed({"a": [1.0], "b": [2.0]}, 2.0) is None  # one seed: no spread to go on
     assert seeds_needed({"a": [1.0, 1.0], "b": [1.5, 0.501]}, 2.0) is None  # beyond MAX_SEEDS_NEEDED

@@ -28,7 +28,7 @@ from mixopt.cli.common import (
     parse_candidates,
     render_selection,
 )
-from mixopt.fitters.cv import AUTO_CV_NOTE
+from mixopt.fitters.cv import AUTO_CV_NOTE, calibration_line
 from mixopt.store import json_default
 
 
@@ -176,6 +176,8 @@ def _render(report: Any) -> None:
         console.print(t)
         if nested:  # the two Spearmans differ, and a user should know why
             console.print(f"  ({AUTO_CV_NOTE})", markup=False)
+        if cal := c.get("calibration"):
+            console.print(calibration_line(cal), markup=False, soft_wrap=True)
     if not (report.cv or report.predictions or report.proposal or report.selection):
         console.print("nothing was asked of the fit: add --cv K (accuracy), --predict FILE --out P.csv, or "
                       "--propose --out mixture.json")

@@ -157,9 +157,7 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
         extra = ""
         if "interval" in rep:
             lo, hi = rep["interval"]
-            extra = (
-                f", interval [{lo:.4f}, {hi:.4f}] — final {'inside' if rep['inside_interval'] else 'outside'}"
-            )
+            extra = f", 95% interval of a proxy run [{lo:.4f}, {hi:.4f}]"
         console.print(
             f"  search predicted {rep['predicted']:.4f} (proxy scale){extra}; "
             f"final − predicted = {rep['final_minus_predicted']:+.4f}", markup=False
@@ -399,7 +397,7 @@ def compare_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Train each mixture with the same budget and seeds; per-domain losses ± s.e., the winner, a PNG."""
-    from mixopt.train.compare import MAX_SEEDS_NEEDED, compare, seeds_needed
+    from mixopt.train.compare import MAX_SEEDS_NEEDED, POWER, compare, seeds_needed
     from mixopt.train.memory import keep_freed_memory
 
     keep_freed_memory()
@@ -475,7 +473,8 @@ def compare_cmd(
         console.print(
             f"no winner on the {row}: " + (
                 f"if the paired differences kept their mean and spread, about {need} seeds would show "
-                f"{lead} ahead (a rough estimate from {len(cmp.seeds)} seeds)" if need is not None
+                f"{lead} ahead with an {POWER:.0%} chance (a rough estimate from {len(cmp.seeds)} seeds)"
+                if need is not None
                 else f"{lead}'s lead is too small for its spread to show even with {MAX_SEEDS_NEEDED} seeds"
             ), markup=False)
     console.print(f"plot: {cmp.png}\nruns and compare.json: {cmp.out}", markup=False)

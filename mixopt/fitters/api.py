@@ -193,7 +193,7 @@ def fit_tables(config: FitConfig) -> FitReport:
     fitter = method.make_fitter(seed=config.seed, domains=table.domains, metrics=metrics)
     target = fit_target(fitter, y, Y)
     seconds: dict[str, float] = {}
-    cv = None
+    cv = calibrated = None
     if config.cv is not None:
         from mixopt.fitters.cv import cross_validate
 
@@ -201,6 +201,7 @@ def fit_tables(config: FitConfig) -> FitReport:
         res = cross_validate(fitter, X, target, k=config.cv, seed=config.seed)
         seconds["cv"] = round(time.perf_counter() - t, 3)
         cv = res.as_dict()
+        calibrated = res.calibration
     predictions = proposal = selection = None
     # ``auto`` fits even when nothing is written: its cross-validation table is the answer.
     if config.predict is not None or config.propose or method.name == "auto":
@@ -231,6 +232,7 @@ def fit_tables(config: FitConfig) -> FitReport:
                     warnings.filterwarnings("ignore", message=FLAT_WARNING, category=MixoptWarning)
                     prop = propose_holding(proposer, model, X, space)
             seconds["propose"] = round(time.perf_counter() - t, 3)
+            prop = _widened(prop, calibrated, config.cv, fit_notes)
             from mixopt.fitters.cv import own_ranking
 
             # how the model ranks runs it did not see, where --cv or auto's own selection measured it
@@ -271,6 +273,26 @@ def _write_predictions(model: Any, new: tuple, domains: tuple[str, ...], config:
     pl.DataFrame(cols).write_csv(buf)
     write_text(config.out, buf.getvalue())  # type: ignore[arg-type]
     return {"n": len(ids), "path": str(config.out), "min": float(pred.min()), "max": float(pred.max())}
+
+
+def _widened(prop: Any, cal: dict[str, float] | None, k: int | None, notes: list[str]) -> Any:
+    """The proposal with its 95% interval widened by the sd scale cross-validation measured, where
+    the model's sds came out too narrow on runs it did not see (a QA pass: a GP of 32 runs, mean z²
+    3.7, its "95%" interval holding 77% of held-out runs); never narrowed. Said in ``notes``."""
+    import dataclasses
+
+    from mixopt.proposers.proposal import normal_interval
+
+    if cal is None or prop.std is None or cal["sd_scale"] <= 1.0:
+        return prop
+    scale = cal["sd_scale"]
+    said = (f"the model's sds were too narrow on the runs it did not see (--cv {k}: "
+            f"{cal['within_95']:.0%} inside the 95% interval, mean z² {cal['mean_z2']:.2f}); the proposal's "
+            f"interval is widened ×{scale:.2f} to match (sd_scale in the JSON; std stays the model's)")
+    warn(said, MixoptWarning)
+    notes.append(said)
+    return dataclasses.replace(prop, interval=normal_interval(prop.predicted, prop.std * scale),
+                               info={**prop.info, "sd_scale": scale})
 
 
 def _save_mixture(
@@ -339,7 +361,8 @@ def _save_mixture(
         "method": method,
         "params": params,
         "predicted": {"mean": prop.predicted, "std": prop.std,
-                      "interval": list(prop.interval) if prop.interval is not None else None},
+                      "interval": list(prop.interval) if prop.interval is not None else None,
+                      **({"sd_scale": prop.info["sd_scale"]} if "sd_scale" in prop.info else {})},
         "baselines": baselines,
         # the plan at the final run's budget (its target_tokens null when none is known)
         "tokens": space.token_plan(prop.weights),

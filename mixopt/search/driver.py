@@ -78,6 +78,7 @@ from mixopt.search.validate import (
     measures,
     selection_seeds,
     validation_slots,
+    with_seed_noise,
 )
 from mixopt.store import RunStore, default_path, store_of_search
 from mixopt.swarm import prior_name
@@ -885,6 +886,9 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
     else:
         notes.append("not validated (--validate 0): nothing was measured" if spec.training_free else
                      "not validated (--validate 0): the predicted objective is the model's, not measured")
+    interval, seed_std, said = with_seed_noise(prop, measured)
+    if said:
+        notes.append(said)
     chosen_cand = next(c for c in cands if c.name == exported)
     if split := per_domain_note(chosen_cand, prep.objective, domains):
         notes.append(split)
@@ -912,7 +916,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
                     # the runs behind each measured mean: this search's, or earlier searches' reused
                     **({"validation_run_ids": {name: m.run_ids for name, m in measured.items()}}
                        if measured else {})},
-        notes=notes, interval=prop.interval, validate_rung=vrung if cfg.validate else None,
+        notes=notes, interval=interval, seed_std=seed_std, validate_rung=vrung if cfg.validate else None,
     )
     in_folder = prep.search_dir / "mixture.json"
     mixture.save(in_folder)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mixopt.objective import Objective
+from mixopt.proposers.proposal import normal_interval
 from mixopt.search.searcher import Slot
 from mixopt.stats import Z, critical_t, paired_difference, t_statistic
 from mixopt.store import RunRecord, RunStore
@@ -210,6 +211,46 @@ def measure(
         out[c.name] = Measured(mean=mean, std=std, sem=sem, n=n, planned=k, values=vals, run_ids=ids,
                                seeds=seeds)
     return out
+
+
+def seed_spread(measured: Mapping[str, Measured]) -> tuple[float, int] | None:
+    """(sd, mixtures): how far runs of one mixture spread from seed to seed, pooled over the
+    validated mixtures with two or more seeds (each mixture once, however many names it has), or
+    None where none has two.
+
+    A swarm trains every mixture at one seed, so a model fitted on it has no seed noise in its ± sd:
+    a QA pass measured a GP's sd covering 15–18% of runs at other seeds within ±1 sd where seed
+    noise was three times the sd. Validation measures that spread; the proposal's interval takes it."""
+    seen, ss, dof, n = set(), 0.0, 0, 0
+    for m in measured.values():
+        key = tuple(m.run_ids)
+        if m.n < 2 or m.std is None or key in seen:
+            continue
+        seen.add(key)
+        ss += (m.n - 1) * m.std**2
+        dof += m.n - 1
+        n += 1
+    return (math.sqrt(ss / dof), n) if dof else None
+
+
+def with_seed_noise(prop: Candidate, measured: Mapping[str, Measured] | None,
+                    ) -> tuple[tuple[float, float] | None, float | None, str | None]:
+    """(interval, seed sd, note) of the proposal for the mixture JSON: its model's 95% interval, made
+    of the model's sd and :func:`seed_spread`'s together where validation measured one; the note
+    says which (None for a model without an sd)."""
+    if prop.predicted is None or prop.predicted_std is None:
+        return prop.interval, None, None
+    spread = seed_spread(measured) if measured else None
+    if spread is None:
+        return prop.interval, None, (
+            f"the model's ± sd ({prop.predicted_std:.4f}) is of runs like its swarm's, which share one seed: "
+            "a run at another seed varies more, by what validation (--validate 2 or more) would measure")
+    sd, mixtures = spread
+    total = math.sqrt(prop.predicted_std**2 + sd**2)
+    return normal_interval(prop.predicted, total), sd, (
+        f"the model's ± sd ({prop.predicted_std:.4f}) is of runs like its swarm's, which share one seed; "
+        f"runs of one mixture spread by {sd:.4f} from seed to seed (pooled over the {mixtures} validated "
+        f"mixtures), so the mixture JSON's 95% interval is of both (sd {total:.4f}; seed_std in the JSON)")
 
 
 def compare(prop: Measured, base: Measured) -> Comparison:
