@@ -329,3 +329,24 @@ def test_a_chosen_members_few_runs_warning_gives_autos_advice() -> None:
     said = [str(w.message) for w in caught if issubclass(w.category, FewRunsWarning)]
     assert len(said) == 1 and "auto chose it by cross-validation over 5 runs" in said[0]
     assert "or auto)" not in said[0]
+
+
+def test_auto_measures_how_its_chosen_models_sds_held_out_of_fold() -> None:
+    """auto's cross-validation has the chosen model's out-of-fold sds: a proposal's interval is
+    widened by them where they were too narrow (search and fit, without --cv)."""
+    from mixopt.fitters.cv import calibration, cross_validate
+
+    X = swarm(30, k=3, seed=5)
+    y = np.log(X + 0.05) @ np.array([-0.3, -0.1, -0.2]) + np.random.default_rng(1).normal(0, 0.02, 30)
+    m = AutoFitter(candidates=("gp",), ensemble=False, random_state=0).fit(X, y)
+    res = cross_validate(m._make("gp"), X, y, k=m.cv_folds_, seed=0, folds_option=None)
+    assert m.calibration_ == pytest.approx(calibration(y, res.pred, res.std))
+    assert AutoFitter(candidates=("linear",)).fit(X, y).calibration_ is None  # no sds: no figures
+
+    from mixopt.proposers.proposal import Proposal, widen
+
+    prop = Proposal(weights=np.ones(3) / 3, predicted=1.0, std=0.1, interval=(0.804, 1.196))
+    wide, note = widen(prop, {**m.calibration_, "sd_scale": 2.0}, "auto's cross-validation")
+    assert wide.interval == pytest.approx((1 - 0.392, 1 + 0.392)) and wide.info["sd_scale"] == 2.0
+    assert "auto's cross-validation" in note and "widened ×2.00" in note
+    assert widen(prop, {**m.calibration_, "sd_scale": 0.5}, "x") == (prop, None)  # never narrowed

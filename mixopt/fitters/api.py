@@ -232,7 +232,14 @@ def fit_tables(config: FitConfig) -> FitReport:
                     warnings.filterwarnings("ignore", message=FLAT_WARNING, category=MixoptWarning)
                     prop = propose_holding(proposer, model, X, space)
             seconds["propose"] = round(time.perf_counter() - t, 3)
-            prop = _widened(prop, calibrated, config.cv, fit_notes)
+            from mixopt.proposers.proposal import widen
+
+            # --cv's own figures, else auto's cross-validation of the model it chose
+            prop, said = widen(prop, *((calibrated, f"--cv {config.cv}") if calibrated is not None else
+                                       (getattr(model, "calibration_", None), "auto's cross-validation")))
+            if said:
+                warn(said, MixoptWarning)
+                fit_notes.append(said)
             from mixopt.fitters.cv import own_ranking
 
             # how the model ranks runs it did not see, where --cv or auto's own selection measured it
@@ -273,26 +280,6 @@ def _write_predictions(model: Any, new: tuple, domains: tuple[str, ...], config:
     pl.DataFrame(cols).write_csv(buf)
     write_text(config.out, buf.getvalue())  # type: ignore[arg-type]
     return {"n": len(ids), "path": str(config.out), "min": float(pred.min()), "max": float(pred.max())}
-
-
-def _widened(prop: Any, cal: dict[str, float] | None, k: int | None, notes: list[str]) -> Any:
-    """The proposal with its 95% interval widened by the sd scale cross-validation measured, where
-    the model's sds came out too narrow on runs it did not see (a QA pass: a GP of 32 runs, mean z²
-    3.7, its "95%" interval holding 77% of held-out runs); never narrowed. Said in ``notes``."""
-    import dataclasses
-
-    from mixopt.proposers.proposal import normal_interval
-
-    if cal is None or prop.std is None or cal["sd_scale"] <= 1.0:
-        return prop
-    scale = cal["sd_scale"]
-    said = (f"the model's sds were too narrow on the runs it did not see (--cv {k}: "
-            f"{cal['within_95']:.0%} inside the 95% interval, mean z² {cal['mean_z2']:.2f}); the proposal's "
-            f"interval is widened ×{scale:.2f} to match (sd_scale in the JSON; std stays the model's)")
-    warn(said, MixoptWarning)
-    notes.append(said)
-    return dataclasses.replace(prop, interval=normal_interval(prop.predicted, prop.std * scale),
-                               info={**prop.info, "sd_scale": scale})
 
 
 def _save_mixture(

@@ -113,7 +113,7 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         Raises:
             MixoptError: NaN targets, fewer than 3 runs, or no candidate could be fitted.
         """
-        from mixopt.fitters.cv import SCORES, cross_validate, distinct_mixtures, score
+        from mixopt.fitters.cv import SCORES, calibration, cross_validate, distinct_mixtures, score
 
         y_arr = np.asarray(y)
         if y_arr.dtype.kind in "fc" and np.isnan(y_arr).any():
@@ -155,6 +155,7 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         k = min(self.k, m)
         rows: list[dict[str, Any]] = []
         oof: dict[str, np.ndarray] = {}
+        oof_std: dict[str, np.ndarray | None] = {}
         for name in self.candidates:
             t = time.perf_counter()
             try:
@@ -168,7 +169,7 @@ class AutoFitter(RegressorMixin, BaseEstimator):
                              "seconds": round(time.perf_counter() - t, 2), "error": why,
                              "per_metric": per_metric and name in LAWS})
                 continue
-            oof[name] = res.pred
+            oof[name], oof_std[name] = res.pred, res.std
             rows.append(
                 {"name": name, **res.metrics, "seconds": round(time.perf_counter() - t, 2), "error": None,
                  "per_metric": per_metric and name in LAWS}
@@ -199,6 +200,10 @@ class AutoFitter(RegressorMixin, BaseEstimator):
             r["folds"] = k
         self.cv_table_ = rows
         self.cv_spearman_, self.cv_folds_ = best["spearman"], k  # the chosen model's, as ranked
+        # how its sds held out of fold, as predict() gives them (the members' mean), where all have one
+        stds = [oof_std[nm] for nm in members]
+        self.calibration_ = None if any(sd is None for sd in stds) else calibration(
+            y, np.mean([oof[nm] for nm in members], axis=0), np.mean(stds, axis=0))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             self.members_ = [self._make(nm, per_metric).fit(X, target(nm)) for nm in members]

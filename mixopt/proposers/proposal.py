@@ -49,6 +49,25 @@ def normal_interval(predicted: float, std: float | None) -> tuple[float, float] 
     return None if std is None else (predicted - 1.96 * std, predicted + 1.96 * std)
 
 
+def widen(prop: Proposal, cal: dict[str, float] | None, measured_by: str) -> tuple[Proposal, str | None]:
+    """The proposal with its 95% interval widened by the sd scale a cross-validation measured
+    (:func:`mixopt.fitters.cv.calibration`), where the model's sds came out too narrow on runs it
+    did not see, and the note that says so; never narrowed. ``measured_by`` names that
+    cross-validation (``--cv 5``, "auto's cross-validation").
+
+    A QA pass: a GP fitted on 32 runs had mean z² 3.7 on held-out runs; its "95%" interval held 77%."""
+    import dataclasses
+
+    if cal is None or prop.std is None or cal["sd_scale"] <= 1.0:
+        return prop, None
+    scale = cal["sd_scale"]
+    note = (f"the model's sds were too narrow on the runs it did not see ({measured_by}: "
+            f"{cal['within_95']:.0%} inside the 95% interval, mean z² {cal['mean_z2']:.2f}); the proposal's "
+            f"interval is widened ×{scale:.2f} to match (sd_scale in the JSON; std stays the model's)")
+    return dataclasses.replace(prop, interval=normal_interval(prop.predicted, prop.std * scale),
+                               info={**prop.info, "sd_scale": scale}), note
+
+
 def model_domains(model: Any) -> tuple[str, ...] | None:
     """The domain names a fitted model knows, in its column order, or None: sklearn's
     ``feature_names_in_`` (fitted on a DataFrame), else the ``domains`` a fitter was given (the laws,

@@ -43,7 +43,7 @@ from mixopt.fitters.cv import distinct_mixtures
 from mixopt.fitters.protocol import predict_objective
 from mixopt.fitters.varied import flat, unvaried, varying
 from mixopt.objective import per_domain_split
-from mixopt.proposers.proposal import best_run_note, proposal_notes
+from mixopt.proposers.proposal import best_run_note, proposal_notes, widen
 from mixopt.proposers.topk import FLAT_WARNING
 from mixopt.search.config import SearchConfig
 from mixopt.search.lock import DRIVING, driver_alive, driver_lock, planning_lock
@@ -1025,6 +1025,10 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
             fitter, proposal = spec.fit_propose(X, y, space, seed=cfg.seed, metrics=metrics, Y=Y,
                                                 proposer_params={**spec.kl_option(cfg.kl), **prior})
     proposal.info["fit_notes"] = [n for n in fit_notes if not any(re.match(p, n) for p in quiet)]
+    # auto's cross-validation of the model it chose says whether that model's sds held out of fold
+    proposal, said = widen(proposal, getattr(fitter, "calibration_", None), "auto's cross-validation")
+    if said:
+        proposal.info["fit_notes"].append(said)
     fit_seconds = time.perf_counter() - t0
     if fitter is not None and len(y) > 2:  # how well the model fits the runs it was fitted on
         resid = np.asarray(_predict(fitter, X)[0], dtype=float) - y

@@ -240,13 +240,14 @@ def with_seed_noise(prop: Candidate, measured: Mapping[str, Measured] | None,
     says which (None for a model without an sd)."""
     if prop.predicted is None or prop.predicted_std is None:
         return prop.interval, None, None
+    model_sd = prop.predicted_std * prop.info.get("sd_scale", 1.0)  # as widen() left the interval
     spread = seed_spread(measured) if measured else None
     if spread is None:
         return prop.interval, None, (
             f"the model's ± sd ({prop.predicted_std:.4f}) is of runs like its swarm's, which share one seed: "
             "a run at another seed varies more, by what validation (--validate 2 or more) would measure")
     sd, mixtures = spread
-    total = math.sqrt(prop.predicted_std**2 + sd**2)
+    total = math.sqrt(model_sd**2 + sd**2)
     return normal_interval(prop.predicted, total), sd, (
         f"the model's ± sd ({prop.predicted_std:.4f}) is of runs like its swarm's, which share one seed; "
         f"runs of one mixture spread by {sd:.4f} from seed to seed (pooled over the {mixtures} validated "
