@@ -130,6 +130,33 @@ def test_sigterm_stops_a_search_as_ctrl_c_does_and_it_resumes(workspace, tmp_pat
     assert len(ok) == len({r.label for r in ok}) == 12 and done_before <= {r.run_id for r in ok}
 
 
+def test_sigterm_to_the_whole_process_group_stops_a_search_on_its_own_ray(workspace):
+    """GNU ``timeout`` and ``kill -TERM -PGID`` signal the driver's whole process group: a local Ray's
+    GCS and raylet had died of it, and the driver waited 60 s on them and died of Ray's fatal error,
+    its search unrecorded (a QA pass). Ray's processes start in a group of their own now."""
+    env = {**os.environ, "MIXOPT_HOME": str(workspace)}
+    env.pop("RAY_ADDRESS", None)  # a local Ray of the driver's own
+    leader = subprocess.Popen(["sleep", "600"], process_group=0)  # a group the driver joins, not leads
+    args = ["search", "--evaluator", "mixopt.testing:sleepy", "--fidelity", "sleep=0.5", "--domains", "a,b,c",
+            "--budget", "12", "--validate", "0", "--name", "grouped", "--concurrency", "2"]
+    driver = subprocess.Popen(CLI + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, process_group=leader.pid)
+    store_path = workspace / "runs.sqlite"
+    try:
+        _wait_for(lambda: store_path.exists() and len(RunStore(store_path).runs(search_id="grouped",
+                                                                                status="ok")) >= 2,
+                  120, "two finished runs", driver)
+        os.killpg(leader.pid, signal.SIGTERM)
+        out, _ = driver.communicate(timeout=45)  # not Ray's 60 s wait on a dead GCS
+    finally:
+        for p in (driver, leader):
+            if p.poll() is None:
+                p.kill()
+    assert driver.returncode == 130, out[-3000:]
+    assert "mixopt search --resume grouped" in out and "Failed to connect to GCS" not in out
+    assert RunStore(store_path).require_search("grouped").state == "interrupted"
+
+
 def test_ctrl_c_while_the_local_ray_shuts_down_after_the_mixture_is_written_is_quiet(workspace, tmp_path):
     """The work is done (mixture written, exit status 0): a Ctrl-C during Ray's atexit shutdown of the
     cluster the driver started had ended it by SIGINT with "Exception ignored in atexit callback"."""

@@ -228,13 +228,14 @@ def ensure_ray(
                 # shared machine starves them (measured: 2 trials got 0.6 core each next to one
                 # nice-0 job). A user's own RAY_worker_niceness wins.
                 os.environ.setdefault("RAY_worker_niceness", "0")
-                ctx = ray.init(
-                    # "local": a Ray of this search's own. Without it Ray joins the cluster of the last
-                    # `ray start` on this machine (another user's, or a dead one it then waits on
-                    # forever); --address auto asks for that cluster.
-                    address="local", num_cpus=num_cpus, include_dashboard=dashboard,
-                    dashboard_host="127.0.0.1", log_to_driver=False, logging_level=logging.WARNING,
-                )
+                with _own_process_group():
+                    ctx = ray.init(
+                        # "local": a Ray of this search's own. Without it Ray joins the cluster of the last
+                        # `ray start` on this machine (another user's, or a dead one it then waits on
+                        # forever); --address auto asks for that cluster.
+                        address="local", num_cpus=num_cpus, include_dashboard=dashboard,
+                        dashboard_host="127.0.0.1", log_to_driver=False, logging_level=logging.WARNING,
+                    )
                 started_here = True
         except MixoptError:  # the address check's own message says it all
             raise
@@ -288,6 +289,33 @@ def ensure_ray(
         address=str(gcs), started_here=started_here, num_cpus=cpus, dashboard_url=url, auth=auth,
         token_source=token_source() if auth == "token" else None, logs=logs,
     )
+
+
+@contextlib.contextmanager
+def _own_process_group() -> Iterator[None]:
+    """Start a local Ray's processes in a process group apart from the driver's: a signal sent to
+    the driver's whole group (GNU ``timeout``, ``kill -TERM -PGID``) then reaches the driver, which
+    stops the search as Ctrl-C does and ends Ray itself, and not Ray's GCS and raylet, whose deaths
+    had left the driver waiting 60 s on them and dying of Ray's fatal error, the search unrecorded
+    (a QA pass). The driver joins a group of its own while Ray starts, then goes back, so the
+    terminal's Ctrl-C and job control still reach it. A driver that leads its group (a command run
+    from an interactive shell) cannot leave it; its Ray shares its group, as before (POSIX only)."""
+    if os.name != "posix":
+        yield
+        return
+    before = os.getpgrp()
+    try:
+        moved = before != os.getpid() and os.setpgid(0, 0) is None
+    except OSError:  # a session leader, or not allowed: Ray shares the group
+        moved = False
+    try:
+        yield
+    finally:
+        if moved:
+            try:
+                os.setpgid(0, before)
+            except OSError as exc:  # the group it left is gone: it stays in its own
+                logger.debug("could not rejoin process group %d: %s", before, exc)
 
 
 @contextlib.contextmanager
