@@ -337,3 +337,13 @@ def test_the_best_run_outside_the_constraints_is_named() -> None:
     assert best_run_note(SearchSpace(domains=("a", "b"), ceilings={"a": 0.2}), X, y, ["r0", "r1", "r2"]) == (
         "no run is inside the constraints (the best, r0, is not): the proposal is compared with no "
         "measured run")
+
+
+def test_a_slow_proposal_names_candidates_only_where_more_than_regmixs_were_asked_for() -> None:
+    """A QA pass: a search (which has no --candidates) was told to pass --candidates 1M."""
+    for n, hint in ((100_000, False), (2_000_000, True)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            TopKProposer(n_candidates=n)._say_duration(100.0, 4, 1)
+        said = [str(w.message) for w in caught if issubclass(w.category, MixoptWarning)]
+        assert len(said) == 1 and ("--candidates 1M" in said[0]) == hint and "minute" in said[0]
