@@ -183,8 +183,10 @@ def _plot_weights(path: Path, result: dict[str, Any], domains: list[str], top: i
     plt = _pyplot()
     cands = result["candidates"]
     shown = domains
-    if len(domains) > top:  # many domains: the ones any candidate weights most
-        shown = sorted(domains, key=lambda d: -max(c["weights"][d] for c in cands))[:top]
+    if len(domains) > top:  # many domains: the ones the exported mixture and the proposal weight most
+        # (by every candidate's, the natural mixture's largest had filled the plot: a QA pass, 300 domains)
+        ours = [c for c in cands if c.get("exported") or c["name"] == "proposal"] or cands
+        shown = sorted(domains, key=lambda d: -max(c["weights"][d] for c in ours))[:top]
     n, c = len(shown), len(cands)
     fig, ax = plt.subplots(figsize=(min(16.0, max(6.5, 0.22 * n * c + 2)), 4.8))
     width = 0.8 / c
@@ -197,7 +199,7 @@ def _plot_weights(path: Path, result: dict[str, Any], domains: list[str], top: i
     rotate = n > 6
     ax.set_xticks(x, shown, rotation=30 if rotate else 0, ha="right" if rotate else "center")
     ax.set_ylabel("weight")
-    more = f" (top {n} of {len(domains)} domains)" if n < len(domains) else ""
+    more = f" (the {n} of {len(domains)} domains it weights most)" if n < len(domains) else ""
     ax.set_title(f"search {result['search_id']}: proposed weights vs baselines{more}", pad=28)
     # legend in a row between the title and the axes, clear of the bars and the rotated labels
     ax.legend(frameon=False, fontsize=8, ncols=min(c, 5), loc="lower center", bbox_to_anchor=(0.5, 1.0))
@@ -363,7 +365,8 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
 
             lines += [BEATS_RULE, ""]
         lines.append("")
-        domains = list(result["weights"])
+        # largest first, as the terminal's table (a QA pass: 300 domains in their order read poorly)
+        domains = sorted(result["weights"], key=lambda d: -result["weights"][d])
         prop = next((c for c in result["candidates"] if c["name"] == "proposal"), None)
         if result["exported"] != "proposal" and prop is not None:  # what the model proposed, beside it
             lines += ["## Exported weights", "", f"| domain | {result['exported']} (exported) | proposal |",

@@ -275,6 +275,38 @@ def test_report_md_shows_the_proposal_beside_an_exported_baseline_and_reads_a_po
     md = _markdown("s", "done", {"method": "random"}, result, [], 0, 0, poor, [], [], folds=5)
     assert "ranks runs it did not see" not in md
     assert "- objective: **bpb of a=2, b=1** (bits per byte; lower is better)" in md
+    # largest first (a QA pass: 300 domains in their own order read poorly)
+    wide = dict(result, exported="proposal", weights={"a": 0.1, "b": 0.6, "c": 0.3})
+    md = _markdown("s", "done", {"method": "regmix"}, wide, [], 0, 0, None, [], [])
+    rows = [line for line in md.splitlines() if line.startswith("| ") and line.endswith("|")]
+    assert [r.split("|")[1].strip() for r in rows[-3:]] == ["b", "c", "a"]
+
+
+def test_weights_png_shows_the_domains_the_exported_mixture_weights_most(tmp_path: Path, monkeypatch) -> None:
+    """With more domains than the plot holds, the natural mixture's largest had filled it (a QA pass)."""
+    from mixopt import report
+
+    domains = [f"d{i}" for i in range(30)]
+    natural = {d: (0.04 if i < 25 else 0.0) for i, d in enumerate(domains)}  # more than ours on 25
+    ours = {d: (0.2 if i >= 25 else 0.0) for i, d in enumerate(domains)}
+    cands = [{"name": "proposal", "weights": ours, "exported": True}, {"name": "natural", "weights": natural}]
+    shown = []
+    real = report._pyplot
+
+    def spy():  # noqa: ANN202
+        plt = real()
+        orig = plt.Axes.set_xticks
+
+        def set_xticks(self, ticks, labels=None, **kw):  # noqa: ANN001, ANN003, ANN202
+            shown.extend(labels or [])
+            return orig(self, ticks, labels, **kw)
+
+        monkeypatch.setattr(plt.Axes, "set_xticks", set_xticks)
+        return plt
+
+    monkeypatch.setattr(report, "_pyplot", spy)
+    report._plot_weights(tmp_path / "w.png", {"candidates": cands, "search_id": "s"}, domains, top=5)
+    assert sorted(shown) == [f"d{i}" for i in range(25, 30)]
 
 
 def test_a_running_search_is_told_to_wait_for_its_runs_not_to_search_again(tmp_path: Path) -> None:
