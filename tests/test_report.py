@@ -287,8 +287,8 @@ def test_weights_png_shows_the_domains_the_exported_mixture_weights_most(tmp_pat
     from mixopt import report
 
     domains = [f"d{i}" for i in range(30)]
-    natural = {d: (0.04 if i < 25 else 0.0) for i, d in enumerate(domains)}  # more than ours on 25
-    ours = {d: (0.2 if i >= 25 else 0.0) for i, d in enumerate(domains)}
+    natural = {d: (0.19 if i < 5 else 0.05 if i == 5 else 0.0) for i, d in enumerate(domains)}
+    ours = {d: (0.15 if i >= 25 else 0.05 if i >= 20 else 0.0) for i, d in enumerate(domains)}  # below 0.19
     cands = [{"name": "proposal", "weights": ours, "exported": True}, {"name": "natural", "weights": natural}]
     shown = []
     real = report._pyplot
