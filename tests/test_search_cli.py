@@ -601,3 +601,23 @@ def test_swarm_of_a_corpus_draws_over_its_domains(tiny_corpus, workspace, tmp_pa
     assert run_cli(["swarm", "--corpus", str(tiny_corpus.path), "--budget", "6", "-o", str(out)]) == 0
     ids, domains, W, _ = read_ratios(out)
     assert list(domains) == list(tiny_corpus.domains) and len(ids) == 6
+
+
+def test_list_options_read_at_file(workspace, tmp_path, capsys):
+    """300 domains with token counts are a file (a QA pass): --domains, --tokens, --fix and
+    --max-weight take @FILE, one item per line or comma-separated; an unreadable one is one line."""
+    from mixopt.search.config import parse_assignments, parse_domains
+
+    doms, toks = tmp_path / "doms.txt", tmp_path / "tok.txt"
+    doms.write_text("web\ncode, math\n\nbooks\n")
+    toks.write_text("web=1e9\ncode=2e8,math=5e7\nbooks=100M\n")
+    assert parse_domains(f"@{doms}") == ("web", "code", "math", "books")
+    assert parse_assignments(f"@{toks}", option="--tokens", counts=True)["books"] == 1e8
+    caps = tmp_path / "caps.txt"
+    caps.write_text("web=0.5\n")
+    assert run_cli(["swarm", "--domains", f"@{doms}", "--tokens", f"@{toks}", "--max-weight", f"@{caps}",
+                    "--fix", "math=0.01", "--budget", "3"]) == 0
+    assert capsys.readouterr().out.startswith("run,index,web,code,math,books\n")
+    for bad, said in ((f"@{tmp_path / 'nope.txt'}", "cannot read"), ("@/dev/null", "is empty")):
+        assert run_cli(["swarm", "--domains", bad, "--budget", "3"]) == 2
+        assert said in capsys.readouterr().err

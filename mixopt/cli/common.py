@@ -41,8 +41,9 @@ MinWeightOpt = Annotated[float, typer.Option("--min-weight", help="Floor of ever
                                              "floor: RegMix's and Olmix's minimum instead zeroes smaller "
                                              "weights).")]
 MaxWeightOpt = Annotated[list[str] | None, typer.Option("--max-weight", help="Ceiling d=x (repeat, or "
-                                                        "d=x,e=y).")]
-FixOpt = Annotated[list[str] | None, typer.Option("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")]
+                                                        "d=x,e=y, or @FILE).")]
+FixOpt = Annotated[list[str] | None, typer.Option("--fix", help="Fixed weight d=w (repeat, or d=w,e=v, or "
+                                                               "@FILE).")]
 MaxEpochsOpt = Annotated[float | None, typer.Option("--max-epochs", help="Most passes over any domain at "
                                                    "--target-tokens.")]
 TargetTokensOpt = Annotated[float | None, typer.Option("--target-tokens", help="Token budget of the final "
@@ -124,10 +125,11 @@ def assignments(values: list[str] | None, option: str) -> dict[str, float]:
     Raises:
         MixoptError: a malformed pair, or a domain given twice.
     """
-    from mixopt.search.config import parse_assignments
+    from mixopt.search.config import at_file, parse_assignments
 
-    # One list of pairs: parse_assignments refuses a domain given twice with two values.
-    return parse_assignments(",".join(values or []), option=option)
+    # One list of pairs: parse_assignments refuses a domain given twice with two values; each value
+    # may be @FILE (a file of the pairs)
+    return parse_assignments(",".join(at_file(v, option) or "" for v in values or []), option=option)
 
 
 def render_selection(rows: list[dict[str, Any]]) -> None:

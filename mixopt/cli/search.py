@@ -53,8 +53,9 @@ def search(
     name: Annotated[Str, opt("--name", help="Search name (default: corpus-method-time).")] = None,
     evaluator: Annotated[Str, opt("--evaluator", help="Your evaluator, module:function "
                                   "(default: the built-in proxy trainer).")] = None,
-    domains: Annotated[Str, opt("--domains", help="Domains a,b,c (with --evaluator).")] = None,
-    tokens: Annotated[Str, opt("--tokens", help="Tokens per domain a=1e9,b=2B,c=500M.")] = None,
+    domains: Annotated[Str, opt("--domains", help="Domains a,b,c (with --evaluator), or @FILE of "
+                                                  "them.")] = None,
+    tokens: Annotated[Str, opt("--tokens", help="Tokens per domain a=1e9,b=2B,c=500M, or @FILE.")] = None,
     fidelity: Annotated[list[str] | None, opt("--fidelity", help="Extra fidelity fields for the evaluator, "
                                               "k=v,k2=v2 (repeatable).")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED,

@@ -29,9 +29,10 @@ Str = str | None
 def swarm(
     corpus: Annotated[Str, opt("--corpus", "-c", help="Built corpus name or folder (its domains and "
                                                       "token counts).")] = None,
-    domains: Annotated[Str, opt("--domains", help="Domains a,b,c (without a corpus).")] = None,
-    tokens: Annotated[Str, opt("--tokens", help="Tokens per domain a=1e9,b=2B,c=500M (the prior and the "
-                                                "repetition cap).")] = None,
+    domains: Annotated[Str, opt("--domains", help="Domains a,b,c (without a corpus), or @FILE of them, "
+                                                  "one per line.")] = None,
+    tokens: Annotated[Str, opt("--tokens", help="Tokens per domain a=1e9,b=2B,c=500M, or @FILE (the prior "
+                                                "and the repetition cap).")] = None,
     budget: Annotated[int, opt("--budget", "-b", help="Mixtures to draw.")] = 32,
     seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed of the swarm: a search "
                                       "with the same options and seed trains the same mixtures.")] = 0,

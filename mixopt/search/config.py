@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, Literal
 
 from mixopt import paths
@@ -191,6 +192,25 @@ def _check_locale_text(text: str, option: str) -> None:
                           "locale (export LANG=C.UTF-8) or with PYTHONUTF8=1") from None
 
 
+def at_file(text: str | None, option: str) -> str | None:
+    """A list option's text as given, or, for ``@PATH``, that file's lines (or commas) joined with
+    commas: 300 domains with their token counts are a file, not a command line (a QA pass)."""
+    if text is None or not text.startswith("@"):
+        return text
+    path = Path(text[1:]).expanduser()
+    try:
+        body = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise MixoptError(f"{option} {text}: cannot read {path} ({why}); give a text file of the list, one "
+                          "item per line or comma-separated") from None
+    items = [part.strip() for line in body.splitlines() for part in line.split(",")]
+    if not any(items):
+        raise MixoptError(f"{option} {text}: {path} is empty; give the list, one item per line or "
+                          "comma-separated")
+    return ",".join(item for item in items if item)
+
+
 def _pairs(text: str | None, *, option: str, form: str) -> list[tuple[str, str]]:
     """Split ``k=v,k2=v2`` into stripped pairs; ``option`` and ``form`` make the error line."""
     _check_locale_text(text or "", option)
@@ -231,6 +251,7 @@ def parse_assignments(text: str | None, *, option: str, unit: str = "number",
     out: dict[str, float] = {}
     if counts and unit == "number":
         unit = "count (e.g. 4e9, 500M, 200k)"
+    text = at_file(text, option)
     for name, val in _pairs(text, option=option, form=f"domain=value (e.g. {option} web=0.5)"):
         try:
             value = float(scaled_number(val)) if counts else float(val)
@@ -253,6 +274,7 @@ def parse_domains(text: str | None) -> tuple[str, ...] | None:
     """
     if text is None:
         return None
+    text = at_file(text, "--domains")
     _check_locale_text(text, "--domains")
     names = [d.strip() for d in text.split(",")]
     if len(names) > 1 and names[-1] == "":  # a trailing comma (web,code,) leaves nothing out
