@@ -1781,3 +1781,14 @@ def test_seed_spread_pools_each_mixture_once() -> None:
     assert "from seed to seed" in note
     no_sd = Candidate(name="proposal", weights=[0.5, 0.5], predicted=2.0)
     assert with_seed_noise(no_sd, {"p": a}) == (None, None, None)  # no sd of the model's: nothing to widen
+
+
+def test_a_law_fitted_per_metric_says_so_before_a_long_fit(workspace, tmp_path, ray_session, monkeypatch):
+    """A QA pass: 300 laws of 300 domains fitted for an hour after "fitting loglinear", unsaid."""
+    import mixopt.search.driver as driver
+
+    monkeypatch.setattr(driver, "PER_METRIC_SAY", 2)  # said past 2 metrics here (4 domains' losses)
+    events = []
+    driver.run_search(config(tmp_path, name="perlaw", method="loglinear", budget=12), progress=events.append)
+    said = [e.message for e in events if getattr(e, "stage", None) == "fit"]
+    assert any("one law per metric, 4 laws of about 5 parameters each" in m for m in said), said

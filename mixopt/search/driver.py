@@ -209,6 +209,11 @@ def _what_changed(plan: Mapping[str, Any], prep: Prepared) -> str:
             "search")
 
 
+# A search whose law fits one law per metric says so before fitting past this many: 300 laws of
+# 300 domains took about an hour, with nothing on the screen after "fitting" (a QA pass).
+PER_METRIC_SAY = 50
+
+
 def _ray_is_up() -> bool:
     """Whether this process is connected to Ray already (library use: it stays on that Ray)."""
     import ray
@@ -823,6 +828,10 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
         )
     what = (f"{cfg.method}: conditional entropy of each domain" if spec.training_free
             else f"fitting {cfg.method} on {len(y)} runs")
+    n_metrics = len(prep.objective.metric_weights(domains))
+    if spec.per_metric and n_metrics > PER_METRIC_SAY:  # said before the wait (a QA pass: an hour unsaid)
+        what += (f": one law per metric, {n_metrics} laws of about {len(domains) + 1} parameters each, which "
+                 "takes long at this width (auto, gp and log-ridge fit one model of the objective)")
     _emit(progress, StageEvent(stage="fit", message=what, search_id=sid))
     cands = plan.get("candidates")
     if cands is None:
