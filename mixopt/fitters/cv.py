@@ -92,9 +92,6 @@ def calibration(y_true: np.ndarray, y_pred: np.ndarray, std: np.ndarray) -> dict
             "mean_z2": mean_z2, "sd_scale": float(np.sqrt(mean_z2)), "n": int(ok.sum())}
 
 
-# Folds go to worker processes once the first took this long (a worker starts in seconds).
-PARALLEL_AFTER_S = 2.0
-
 def calibration_line(cal: dict[str, float]) -> str:
     """One line of :func:`calibration`'s figures for a person, with what they would be if calibrated."""
     scale = cal["sd_scale"]
@@ -104,6 +101,9 @@ def calibration_line(cal: dict[str, float]) -> str:
             f"calibrated), {cal['within_95']:.0%} within the 95% interval, mean z² {cal['mean_z2']:.2f} (1): "
             f"{verdict}")
 
+
+# Folds go to worker processes once the first took this long (a worker starts in seconds).
+PARALLEL_AFTER_S = 2.0
 
 _Fold = tuple[np.ndarray | None, np.ndarray | None, list[tuple[Any, ...]], MixoptError | None]
 

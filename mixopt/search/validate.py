@@ -244,12 +244,14 @@ def with_seed_noise(prop: Candidate, measured: Mapping[str, Measured] | None,
     spread = seed_spread(measured) if measured else None
     if spread is None:
         return prop.interval, None, (
-            f"the model's ± sd ({prop.predicted_std:.4f}) is of runs like its swarm's, which share one seed: "
-            "a run at another seed varies more, by what validation (--validate 2 or more) would measure")
+            f"the model's ± sd ({prop.predicted_std:.4f}) is of runs like its own (a swarm trains every "
+            "mixture at one seed): a run at another seed varies more, by what validation (--validate 2 or "
+            "more) would measure")
     sd, mixtures = spread
     total = math.sqrt(model_sd**2 + sd**2)
     return normal_interval(prop.predicted, total), sd, (
-        f"the model's ± sd ({prop.predicted_std:.4f}) is of runs like its swarm's, which share one seed; "
+        f"the model's ± sd ({prop.predicted_std:.4f}) is of runs like its own (a swarm trains every mixture "
+        "at one seed); "
         f"runs of one mixture spread by {sd:.4f} from seed to seed (pooled over the {mixtures} validated "
         f"mixtures), so the mixture JSON's 95% interval is of both (sd {total:.4f}; seed_std in the JSON)")
 
