@@ -1778,7 +1778,17 @@ def test_seed_spread_pools_each_mixture_once() -> None:
     assert with_seed_noise(prop, None)[:2] == ((1.98, 2.02), None)  # unvalidated: the model's, said so
     interval, sd, note = with_seed_noise(prop, {"p": a, "b": b})
     assert sd == pytest.approx(pooled) and interval[1] - 2.0 == pytest.approx(1.96 * math.hypot(0.01, pooled))
-    assert "from seed to seed" in note
+    assert "from seed to seed" in note and "seed_std in the mixture JSON" in note
+    assert "in the mixture JSON" not in with_seed_noise(prop, {"p": a, "b": b}, exported=False)[2]
+    # validated at another rung: that rung's spread is not the prediction's (the review)
+    same, none, said = with_seed_noise(prop, {"p": a, "b": b}, other_rung="s")
+    assert (same, none) == ((1.98, 2.02), None) and "validation ran at rung s" in said
+    # widened by auto's cross-validation: the note's sd is the widened one, and says so
+    wide = Candidate(name="proposal", weights=[0.5, 0.5], predicted=2.0, predicted_std=0.01,
+                     interval=(1.96, 2.04), info={"sd_scale": 2.0})
+    interval, _, note = with_seed_noise(wide, {"p": a, "b": b})
+    assert interval[1] - 2.0 == pytest.approx(1.96 * math.hypot(0.02, pooled))
+    assert "model's sd (0.0200, 0.0100 widened ×2.00 by auto's cross-validation)" in note
     no_sd = Candidate(name="proposal", weights=[0.5, 0.5], predicted=2.0)
     assert with_seed_noise(no_sd, {"p": a}) == (None, None, None)  # no sd of the model's: nothing to widen
 

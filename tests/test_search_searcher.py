@@ -345,3 +345,17 @@ def test_a_validation_slot_borrows_only_a_run_of_the_same_mixture_seed_fidelity_
     got = borrowable(store, slots, search_id="new", corpus_hash="h", fidelity_key=fidelity_key(fid),
                      domains=["a", "b"], objective=Objective())
     assert got == {"v-uniform-k1": "good"}  # seed 1 has no run but the new search's own and broken ones
+
+
+def test_the_export_is_the_candidate_no_other_beats_seed_by_seed() -> None:
+    """The review: ranked by their gaps to the proposal alone (over the seeds each shares with it), A
+    was exported though B beat it over the 3 seeds both measured."""
+    from mixopt.search.validate import Measured, choose_export
+
+    def m(values: list[float], seeds: list[int]) -> Measured:
+        return Measured(mean=sum(values) / len(values), std=0.01, sem=0.01, n=len(values), planned=3,
+                        values=values, run_ids=[str(v) for v in values], seeds=seeds)
+
+    cands = {"proposal": m([2.70, 2.72], [1, 2]), "a": m([2.60, 2.62, 2.90], [1, 2, 3]),
+             "b": m([2.65, 2.67, 2.40], [1, 2, 3])}
+    assert choose_export(cands, rung="xs")[0] == "b"

@@ -545,6 +545,13 @@ def test_seeds_needed_gives_the_verdict_an_80_percent_chance_to_call_the_lead() 
         return wins / trials
 
     assert 0.74 <= called(n) <= 0.9 and called(max(3, n // 2)) < 0.7
+    # against three rivals as close, the chance is of beating all three (the review: 47% against four)
+    rivals = {"a": [1.0, 1.1, 0.9], **{r: [1.2, 1.5, 1.0] for r in ("b", "c", "d")}}
+    k = seeds_needed(rivals, 2.0)
+    wins = 0
+    for _ in range(1000):
+        wins += verdict({"a": [0.0] * k, **{r: list(rng.normal(mean, sd, k)) for r in "bcd"}}, 2.0)[0] == "a"
+    assert k > n and 0.7 <= wins / 1000 <= 0.9  # about 80%: the tests share the leader's runs
     # The closest rival decides; a clear winner needs no more seeds than it has.
     assert seeds_needed({**shaky, "c": [2.0, 2.1, 1.9]}, 2.0) == n
     # a lead 3 seeds called (t 5.2 > 4.5) would be called 80% of the time by 4 (shown only with no winner)

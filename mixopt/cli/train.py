@@ -473,7 +473,8 @@ def compare_cmd(
         console.print(
             f"no winner on the {row}: " + (
                 f"if the paired differences kept their mean and spread, about {need} seeds would show "
-                f"{lead} ahead with an {POWER:.0%} chance (a rough estimate from {len(cmp.seeds)} seeds)"
+                f"{lead} ahead of every other with an {POWER:.0%} chance (a rough estimate from "
+                f"{len(cmp.seeds)} seeds)"
                 if need is not None
                 else f"{lead}'s lead is too small for its spread to show even with {MAX_SEEDS_NEEDED} seeds"
             ), markup=False)

@@ -895,7 +895,9 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
     else:
         notes.append("not validated (--validate 0): nothing was measured" if spec.training_free else
                      "not validated (--validate 0): the predicted objective is the model's, not measured")
-    interval, seed_std, said = with_seed_noise(prop, measured)
+    interval, seed_std, said = with_seed_noise(
+        prop, measured, exported=exported == PROPOSAL,
+        other_rung=vrung if cfg.validate and vrung != cfg.rung else None)
     if said:
         notes.append(said)
     chosen_cand = next(c for c in cands if c.name == exported)
@@ -925,7 +927,8 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
                     # the runs behind each measured mean: this search's, or earlier searches' reused
                     **({"validation_run_ids": {name: m.run_ids for name, m in measured.items()}}
                        if measured else {})},
-        notes=notes, interval=interval, seed_std=seed_std, validate_rung=vrung if cfg.validate else None,
+        notes=notes, interval=interval, seed_std=seed_std, sd_scale=prop.info.get("sd_scale"),
+        validate_rung=vrung if cfg.validate else None,
     )
     in_folder = prep.search_dir / "mixture.json"
     mixture.save(in_folder)

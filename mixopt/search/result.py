@@ -110,6 +110,7 @@ def build_mixture(
     *, rows: list[CandidateRow], exported: str, space: SearchSpace, objective: dict[str, Any],
     method: str, params: dict[str, Any], provenance: dict[str, Any], notes: list[str],
     interval: tuple[float, float] | None, validate_rung: str | None, seed_std: float | None = None,
+    sd_scale: float | None = None,
 ) -> Mixture:
     """The mixture JSON: exported weights, prediction, measurement, baselines, tokens, provenance."""
     row = next(r for r in rows if r.name == exported)
@@ -118,8 +119,9 @@ def build_mixture(
     if row.predicted is not None:
         predicted = {"mean": row.predicted, "std": row.predicted_std,
                      "interval": list(interval) if interval and exported == PROPOSAL else None}
-        if seed_std is not None and exported == PROPOSAL:  # in the interval with the model's sd
-            predicted["seed_std"] = seed_std
+        if exported == PROPOSAL:  # what the interval is made of besides the model's own sd
+            extra = {"seed_std": seed_std, "sd_scale": sd_scale}
+            predicted.update({k: v for k, v in extra.items() if v is not None})
         if row.predicted_per_domain:  # what train's report sets each domain's final loss against
             predicted["per_domain"] = dict(row.predicted_per_domain)
             predicted["per_domain_metric"] = objective.get("metric", "loss")

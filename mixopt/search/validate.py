@@ -233,27 +233,34 @@ def seed_spread(measured: Mapping[str, Measured]) -> tuple[float, int] | None:
     return (math.sqrt(ss / dof), n) if dof else None
 
 
-def with_seed_noise(prop: Candidate, measured: Mapping[str, Measured] | None,
+def with_seed_noise(prop: Candidate, measured: Mapping[str, Measured] | None, *, exported: bool = True,
+                    other_rung: str | None = None,
                     ) -> tuple[tuple[float, float] | None, float | None, str | None]:
-    """(interval, seed sd, note) of the proposal for the mixture JSON: its model's 95% interval, made
-    of the model's sd and :func:`seed_spread`'s together where validation measured one; the note
-    says which (None for a model without an sd)."""
+    """(interval, seed sd, note) of the proposal: its model's 95% interval, made of the model's sd
+    (as :func:`~mixopt.proposers.proposal.widen` left it) and :func:`seed_spread`'s together where
+    validation measured one at the swarm's rung; the note says which (None for a model without an
+    sd). ``exported``: the proposal's interval goes into the mixture JSON; ``other_rung``: the
+    rung validation ran at, where it is not the swarm's (its spread is not the prediction's)."""
     if prop.predicted is None or prop.predicted_std is None:
         return prop.interval, None, None
-    model_sd = prop.predicted_std * prop.info.get("sd_scale", 1.0)  # as widen() left the interval
-    spread = seed_spread(measured) if measured else None
+    scale = prop.info.get("sd_scale", 1.0)
+    model_sd = prop.predicted_std * scale
+    sd_said = f"{model_sd:.4f}" + (f", {prop.predicted_std:.4f} widened ×{scale:.2f} by auto's "
+                                   "cross-validation" if scale != 1.0 else "")
+    said = f"the model's sd ({sd_said}) is of runs like its own (a swarm trains every mixture at one seed)"
+    spread = seed_spread(measured) if measured and other_rung is None else None
+    if other_rung is not None:
+        return prop.interval, None, (f"{said}; validation ran at rung {other_rung}, whose seed spread is not "
+                                     "the swarm rung's, so the interval is the model's alone")
     if spread is None:
-        return prop.interval, None, (
-            f"the model's ± sd ({prop.predicted_std:.4f}) is of runs like its own (a swarm trains every "
-            "mixture at one seed): a run at another seed varies more, by what validation (--validate 2 or "
-            "more) would measure")
+        return prop.interval, None, (f"{said}: a run at another seed varies more, by what validation "
+                                     "(--validate 2 or more) would measure")
     sd, mixtures = spread
     total = math.sqrt(model_sd**2 + sd**2)
+    where = "; interval and seed_std in the mixture JSON" if exported else ""
     return normal_interval(prop.predicted, total), sd, (
-        f"the model's ± sd ({prop.predicted_std:.4f}) is of runs like its own (a swarm trains every mixture "
-        "at one seed); "
-        f"runs of one mixture spread by {sd:.4f} from seed to seed (pooled over the {mixtures} validated "
-        f"mixtures), so the mixture JSON's 95% interval is of both (sd {total:.4f}; seed_std in the JSON)")
+        f"{said}; runs of one mixture spread by {sd:.4f} from seed to seed (pooled over the {mixtures} "
+        f"validated mixtures), so the proposal's 95% interval is of both (sd {total:.4f}{where})")
 
 
 def compare(prop: Measured, base: Measured) -> Comparison:
@@ -333,7 +340,12 @@ def choose_export(measured: dict[str, Measured], *, rung: str | None,
     better = [name for name, c in gaps.items() if c.diff is not None
               and c.diff < -max(1e-6 * abs(prop.mean), 1e-12)]
     if better:
-        best = min(better, key=lambda name: (gaps[name].diff, done[name].mean))
+        # the one no other of them beats, each pair compared as the proposal was (the review: ranked by
+        # their gaps to the proposal alone, over different seeds, one beaten by another was exported)
+        unbeaten = [x for x in better
+                    if not any((d := compare(done[x], done[o]).diff) is not None and d < 0
+                               for o in better if o != x)]
+        best = min(unbeaten or better, key=lambda name: (gaps[name].diff, done[name].mean))
         b, c = done[best], gaps[best]  # c.diff = b − proposal < 0 here
         if not c.clear(-c.diff):  # one seed, or a gap the seeds' noise explains
             why = ("the gap is within the seeds' noise" if c.se is not None else "one seed cannot tell noise "
