@@ -350,3 +350,4 @@ def test_auto_measures_how_its_chosen_models_sds_held_out_of_fold() -> None:
     assert wide.interval == pytest.approx((1 - 0.392, 1 + 0.392)) and wide.info["sd_scale"] == 2.0
     assert "auto's cross-validation" in note and "widened ×2.00" in note
     assert widen(prop, {**m.calibration_, "sd_scale": 0.5}, "x") == (prop, None)  # never narrowed
+    assert widen(prop, {**m.calibration_, "sd_scale": 1.1}, "x") == (prop, None)  # nor for √(mean z²)'s noise

@@ -581,7 +581,7 @@ def test_swarm_writes_the_table_a_search_would_train_and_fit_reads_it_back(works
     ([*SWARM, "--exports", "{tmp}/x", "--format", "parquet"], "--format 'parquet' is unknown"),
     ([*SWARM, "--extend", "{tmp}/other.csv"], "has the domains a, b, not this swarm's web, code, math"),
     (["swarm", "--domains", "web,index", "--budget", "2"], "domain 'index' has the name of a run table's id"),
-    ([*SWARM, "--max-weight", "web=0.1,code=0.1"], ""),  # infeasible: the space's own error
+    ([*SWARM, "--max-weight", "web=0.1,code=0.1"], "the upper bounds sum to 0.3 < 1"),  # the space's own
 ])
 def test_swarm_refuses_bad_input_in_one_line_writing_nothing(args, message, workspace, tmp_path, capsys):
     (tmp_path / "full").mkdir()
@@ -612,6 +612,9 @@ def test_list_options_read_at_file(workspace, tmp_path, capsys):
     doms.write_text("web\ncode, math\n\nbooks\n")
     toks.write_text("web=1e9\ncode=2e8,math=5e7\nbooks=100M\n")
     assert parse_domains(f"@{doms}") == ("web", "code", "math", "books")
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes("web\ncode\n".encode("utf-8-sig"))  # Windows Notepad's (the review)
+    assert parse_domains(f"@{bom}") == ("web", "code")
     assert parse_assignments(f"@{toks}", option="--tokens", counts=True)["books"] == 1e8
     caps = tmp_path / "caps.txt"
     caps.write_text("web=0.5\n")

@@ -9,7 +9,20 @@ import typer
 from rich.table import Table
 
 from mixopt.cli import app
-from mixopt.cli.common import JsonOpt, assignments, console, dumps, json_warnings, largest, out_file
+from mixopt.cli.common import (
+    FixOpt,
+    JsonOpt,
+    MaxEpochsOpt,
+    MaxWeightOpt,
+    MinWeightOpt,
+    TargetTokensOpt,
+    assignments,
+    console,
+    dumps,
+    json_warnings,
+    largest,
+    out_file,
+)
 from mixopt.errors import MixoptError
 
 
@@ -24,18 +37,11 @@ def entropy(
     temperature: Annotated[
         float | None, typer.Option("--temperature", help="Softmax temperature [1].")
     ] = None,
-    min_weight: Annotated[float, typer.Option("--min-weight", help="Floor of every domain not fixed.")] = 0.0,
-    max_weight: Annotated[
-        list[str] | None, typer.Option("--max-weight", help="Ceiling d=x (repeatable).")
-    ] = None,
-    fix: Annotated[list[str] | None, typer.Option("--fix", help="Fixed weight d=w (repeatable).")] = None,
-    max_epochs: Annotated[
-        float | None, typer.Option("--max-epochs", help="Repetition cap at --target-tokens.")
-    ] = None,
-    target_tokens: Annotated[
-        float | None, typer.Option("--target-tokens", help="Token budget of the final run (default: the "
-                                   "corpus's train tokens).")
-    ] = None,
+    min_weight: MinWeightOpt = 0.0,
+    max_weight: MaxWeightOpt = None,
+    fix: FixOpt = None,
+    max_epochs: MaxEpochsOpt = None,
+    target_tokens: TargetTokensOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Mixture weights from each domain's conditional entropy (smoothed token bigram model); no proxy runs."""

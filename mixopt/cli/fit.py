@@ -13,7 +13,10 @@ from mixopt.cli import app
 from mixopt.cli.bench import bench_app
 from mixopt.cli.common import (
     METHOD_HELP,
+    FixOpt,
     JsonOpt,
+    MaxWeightOpt,
+    MinWeightOpt,
     SeedOpt,
     assignments,
     busy,
@@ -52,10 +55,9 @@ def fit(
                                                   parser=out_file)] = None,
     as_json: JsonOpt = False,
     seed: SeedOpt = 0,
-    min_weight: Annotated[float, opt("--min-weight", help="Floor of each unfixed weight.")] = 0.0,
-    max_weight: Annotated[list[str] | None, opt("--max-weight", help="Ceiling d=x (repeat, or d=x,e=y).")] = (
-        None),
-    fix: Annotated[list[str] | None, opt("--fix", help="Fixed weight d=w (repeat, or d=w,e=v).")] = None,
+    min_weight: MinWeightOpt = 0.0,
+    max_weight: MaxWeightOpt = None,
+    fix: FixOpt = None,
     candidates: Annotated[int, opt("--candidates", help="Candidates the top-k proposer predicts (1e5, 100k; "
                                    "at most 1e9).", parser=parse_candidates, metavar="N")] = 100_000,
     top_k: Annotated[int, opt("--top-k", help="How many best candidates are averaged.")] = 128,

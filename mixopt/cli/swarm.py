@@ -113,8 +113,11 @@ def swarm(
     said = f"{len(rows)} mixtures over {space.n} domains (seed {seed})"
     done = f"wrote {said} to {out}" if out is not None else f"drew {said}"
     also = f", and one {fmt} file per run to {exports}" if exports is not None else ""
-    if extend is not None:  # fit takes one ratios table: the two swarms' rows together
-        also += f" (after {extend}'s rows: fit them together, the second table's rows below the first's)"
+    table = out or "swarm.csv"
+    if extend is not None:  # fit takes one ratios table: the new rows go below the first table's
+        also += (f"; they number on after {extend}'s rows: append them to it (tail -n +2 {table} >> "
+                 f"{extend}) and fit the whole")
+        table = str(extend)
     err_console.print(f"{done}{also}; train each, then fit their losses (a table of run or index and a "
-                      f"column per loss): mixopt fit --ratios {out or 'swarm.csv'} --metrics METRICS.csv "
+                      f"column per loss): mixopt fit --ratios {table} --metrics METRICS.csv "
                       "--target mean --propose --out mixture.json", markup=False, soft_wrap=True)

@@ -286,18 +286,15 @@ def _write_predictions(model: Any, new: tuple, domains: tuple[str, ...], config:
 
 
 def _poor_cv_note(spearman: float, method: str, k: int, runs: int, domains: int) -> str | None:
-    """The warning for a cross-validation that ranks held-out runs little better than chance (as a
-    proposal's note says it), with the runs-to-domains count behind it where runs are fewer than
-    domains (a QA pass: 300 domains, 100 runs, every method at Spearman −0.1 to 0.2, unsaid)."""
-    from mixopt.proposers.proposal import POOR_RANKING, RANKS
+    """:func:`~mixopt.proposers.proposal.ranking_note` for a cross-validation alone, naming the
+    runs-to-domains count where runs are fewer than domains (a QA pass: 300 domains, 100 runs,
+    every method at Spearman −0.1 to 0.2, unsaid)."""
+    from mixopt.proposers.proposal import ranking_note
 
-    if not (spearman < POOR_RANKING):  # NaN (a constant model) is said elsewhere
-        return None
-    few = (f"; {runs} runs over {domains} domains are fewer runs than domains, which leaves most weights' "
-           "effects unmeasured: add runs, or group domains" if runs < domains else
-           "; add runs or try another method")
-    return f"{k}-fold cross-validation: the {method} model {RANKS} with Spearman {spearman:.2f}, little " \
-           f"better than chance{few}"
+    advice = (f"{runs} runs over {domains} domains are fewer runs than domains, which leaves most weights' "
+              "effects unmeasured: add runs, or group domains" if runs < domains else
+              "add runs or try another method")
+    return ranking_note(spearman, method, k, advice=advice)
 
 
 def _save_mixture(

@@ -92,11 +92,16 @@ def calibration(y_true: np.ndarray, y_pred: np.ndarray, std: np.ndarray) -> dict
             "mean_z2": mean_z2, "sd_scale": float(np.sqrt(mean_z2)), "n": int(ok.sum())}
 
 
+# sd scales within this factor of 1 are "about right": √(mean z²) over a few dozen held-out runs is
+# that noisy (its standard error is about 1/√(2n)), and a proposal's interval is widened only past it.
+ABOUT_RIGHT = 1.2
+
+
 def calibration_line(cal: dict[str, float]) -> str:
     """One line of :func:`calibration`'s figures for a person, with what they would be if calibrated."""
     scale = cal["sd_scale"]
-    verdict = ("the sds are too narrow" if scale > 1.2 else "the sds are too wide" if scale < 0.8
-               else "about right") + f": ×{scale:.2f} would calibrate them"
+    verdict = ("the sds are too narrow" if scale > ABOUT_RIGHT else "the sds are too wide"
+               if scale < 1 / ABOUT_RIGHT else "about right") + f": ×{scale:.2f} would calibrate them"
     return (f"  predictive sd, out of fold: {cal['within_1sd']:.0%} of runs within ±1 sd (68% if "
             f"calibrated), {cal['within_95']:.0%} within the 95% interval, mean z² {cal['mean_z2']:.2f} (1): "
             f"{verdict}")

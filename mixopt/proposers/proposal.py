@@ -52,13 +52,16 @@ def normal_interval(predicted: float, std: float | None) -> tuple[float, float] 
 def widen(prop: Proposal, cal: dict[str, float] | None, measured_by: str) -> tuple[Proposal, str | None]:
     """The proposal with its 95% interval widened by the sd scale a cross-validation measured
     (:func:`mixopt.fitters.cv.calibration`), where the model's sds came out too narrow on runs it
-    did not see, and the note that says so; never narrowed. ``measured_by`` names that
+    did not see (past :data:`~mixopt.fitters.cv.ABOUT_RIGHT`), and the note that says so; never
+    narrowed. ``measured_by`` names that
     cross-validation (``--cv 5``, "auto's cross-validation").
 
     A QA pass: a GP fitted on 32 runs had mean z² 3.7 on held-out runs; its "95%" interval held 77%."""
     import dataclasses
 
-    if cal is None or prop.std is None or cal["sd_scale"] <= 1.0:
+    from mixopt.fitters.cv import ABOUT_RIGHT
+
+    if cal is None or prop.std is None or cal["sd_scale"] <= ABOUT_RIGHT:  # as calibration_line says
         return prop, None
     scale = cal["sd_scale"]
     note = (f"the model's sds were too narrow on the runs it did not see ({measured_by}: "
@@ -174,16 +177,21 @@ POOR_RANKING = 0.5
 RANKS = "ranks runs it did not see"  # the words of that note, by which a report finds it said
 
 
-def ranking_note(spearman: float | None, method: str, folds: int | None = None) -> str | None:
+PROPOSAL_ADVICE = ("its proposal is a guess until validated (add runs, measure it with validation seeds, or "
+                   "use another method)")
+
+
+def ranking_note(spearman: float | None, method: str, folds: int | None = None,
+                 advice: str = PROPOSAL_ADVICE) -> str | None:
     """A note when cross-validation says the model ranks held-out runs poorly (Spearman below
-    :data:`POOR_RANKING`; None otherwise). The in-sample misfit note cannot see this: a tree fits its
-    own 32 runs closely while ranking new ones at 0.18 (a QA pass)."""
+    :data:`POOR_RANKING`; None otherwise), ending in ``advice`` (of a proposal, by default). The
+    in-sample misfit note cannot see this: a tree fits its own 32 runs closely while ranking new ones
+    at 0.18 (a QA pass)."""
     if spearman is None or not math.isfinite(spearman) or spearman >= POOR_RANKING:
         return None
     where = f"{folds}-fold cross-validation" if folds else "cross-validation"
-    return (f"{where}: the {method} model {RANKS} with Spearman {spearman:.2f}, little "
-            "better than chance; its proposal is a guess until validated (add runs, measure it with "
-            "validation seeds, or use another method)")
+    return (f"{where}: the {method} model {RANKS} with Spearman {spearman:.2f}, little better than chance; "
+            f"{advice}")
 
 
 def kl_note(info: dict[str, Any], predicted: float | None, best: float | None, best_run: str) -> str | None:

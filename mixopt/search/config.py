@@ -199,7 +199,7 @@ def at_file(text: str | None, option: str) -> str | None:
         return text
     path = Path(text[1:]).expanduser()
     try:
-        body = path.read_text(encoding="utf-8")
+        body = path.read_text(encoding="utf-8-sig")  # a BOM (Windows Notepad) is no part of a name
     except (OSError, UnicodeDecodeError) as exc:
         why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise MixoptError(f"{option} {text}: cannot read {path} ({why}); give a text file of the list, one "
@@ -245,13 +245,15 @@ def scaled_number(text: str) -> Decimal:
 
 
 def parse_assignments(text: str | None, *, option: str, unit: str = "number",
-                      counts: bool = False) -> dict[str, float]:
+                      counts: bool = False, files: bool = True) -> dict[str, float]:
     """Parse ``a=1e9,b=2e9`` (``--tokens``, ``--max-weight``, ``--fix``) into a dict; with ``counts``
-    (``--tokens``) a value may carry a suffix, as ``--tokens`` counts do elsewhere (``4k``, ``2B``)."""
+    (``--tokens``) a value may carry a suffix, as ``--tokens`` counts do elsewhere (``4k``, ``2B``).
+    ``files``: ``@FILE`` is read (:func:`at_file`); off for text already read so."""
     out: dict[str, float] = {}
     if counts and unit == "number":
         unit = "count (e.g. 4e9, 500M, 200k)"
-    text = at_file(text, option)
+    if files:
+        text = at_file(text, option)
     for name, val in _pairs(text, option=option, form=f"domain=value (e.g. {option} web=0.5)"):
         try:
             value = float(scaled_number(val)) if counts else float(val)

@@ -299,7 +299,9 @@ def _own_process_group() -> Iterator[None]:
     had left the driver waiting 60 s on them and dying of Ray's fatal error, the search unrecorded
     (a QA pass). The driver joins a group of its own while Ray starts, then goes back, so the
     terminal's Ctrl-C and job control still reach it. A driver that leads its group (a command run
-    from an interactive shell) cannot leave it; its Ray shares its group, as before (POSIX only)."""
+    from an interactive shell) cannot leave it; its Ray shares its group, as before (POSIX only).
+    While Ray starts (seconds), a signal to the old group misses the driver; GNU ``timeout`` also
+    signals the driver's pid, and a search's own stop handler is installed only after Ray starts."""
     if os.name != "posix":
         yield
         return
