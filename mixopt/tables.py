@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 
 ID_COLUMNS = ("run", "name", "index")
 MEAN_TARGET = "mean"
+# A metrics file's columns that describe a run, not measure it: never averaged by --target mean (a
+# QA pass: a user's seed and step columns made a sixth of the objective each)
+BOOKKEEPING = frozenset({"seed", "step", "steps", "tokens", "epoch", "epochs", "runtime", "time", "wall_time",
+                         "timestamp", "rung"})
+LOSS_NAME = re.compile(r"(^|[/_.])(loss|bpb|ppl|perplexity)([/_.]|$)", re.IGNORECASE)
 SWARM_RUN = "mix-{:04d}"  # a planned run's name in a ratios table mixopt writes (`mixopt swarm`)
 
 
@@ -120,7 +125,7 @@ class RunTable:
         """The columns ``mean`` averages: all but bookkeeping ones (``_step``, ``_runtime``: a
         wandb export's), with a warning when their scales are far apart (then the mean is mostly
         the largest one's). Worked out, and said, once per table: a fit asks for it thrice."""
-        book = [c for c in self.metric_names if c.startswith("_")]
+        book = [c for c in self.metric_names if c.startswith("_") or c.lower() in BOOKKEEPING]
         cols = [c for c in self.metric_names if c not in book]
         if not cols:
             raise MixoptError("the metrics file has no numeric metric columns to average"
@@ -143,6 +148,12 @@ class RunTable:
                 f"most ~{small:.3g}): the mean follows the largest; name the columns to average "
                 "(--target c1,c2) or drop the others from the metrics file",
                 MixoptWarning)
+        # losses beside other scores: a score where higher is better would be minimised with them
+        lossy = [c for c in cols if LOSS_NAME.search(c)]
+        if lossy and (others := [c for c in cols if c not in lossy]):
+            warn(f"--target {MEAN_TARGET} averages the loss columns with {_preview(others, 4)}, which are "
+                 "minimised with them (an accuracy would be made worse); name the columns to average "
+                 f"(--target {','.join(lossy[:2])}{',…' if len(lossy) > 2 else ''})", MixoptWarning)
         return tuple(cols)
 
     def _values(self, columns: Sequence[str]) -> np.ndarray:
@@ -233,9 +244,12 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
             if not col.dtype.is_integer() or col.null_count():
                 return False
             increasing = bool((col.diff().drop_nulls() > 0).all())
-            # first and unique: the index of a sampled or shuffled frame (df.sample(...).to_csv())
-            first = col.name == df.columns[0]
-            return increasing or (first and col.n_unique() == len(col) and bool((col >= 0).all()))
+            # first and unique: the index of a sampled or shuffled frame (df.sample(...).to_csv());
+            # first beside a named id column that is unique: the repeating index of frames joined by
+            # pd.concat (a QA pass, after `mixopt swarm --extend`), which names no rows here
+            first = col.name == df.columns[0] and bool((col >= 0).all())
+            named = any(k in df.columns and df[k].n_unique() == df.height for k in ("run", "index"))
+            return increasing or (first and (col.n_unique() == len(col) or named))
 
         other = [df.columns.index(c) + 1 for c in unnamed if not droppable(df[c])]
         if other:

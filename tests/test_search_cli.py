@@ -540,6 +540,9 @@ def test_swarm_writes_the_table_a_search_would_train_and_fit_reads_it_back(works
                     "--format", "megatron", "--prefix", "web=/data/web"]) == 0
     said = capsys.readouterr().err
     assert f"wrote 12 mixtures over 3 domains (seed 3) to {out}" in said and "mixopt fit --ratios" in said
+    # the fit it suggests keeps to the swarm's space (a QA pass: without it a proposal went past a cap)
+    assert ("--min-weight 0.01 --tokens web=1e9,code=2e8,math=5e7 --max-epochs 2 --target-tokens 1e9 "
+            "--propose") in " ".join(said.split())
     ids, domains, W, key = read_ratios(out)
     assert key == "run" and ids == [f"mix-{i:04d}" for i in range(12)] and domains == ("web", "code", "math")
     space, planned, start = swarm_plan(SearchConfig(
@@ -609,7 +612,7 @@ def test_list_options_read_at_file(workspace, tmp_path, capsys):
     from mixopt.search.config import parse_assignments, parse_domains
 
     doms, toks = tmp_path / "doms.txt", tmp_path / "tok.txt"
-    doms.write_text("web\ncode, math\n\nbooks\n")
+    doms.write_text("# my domains\nweb\ncode, math\n\nbooks\n")  # a comment line is none (a QA pass)
     toks.write_text("web=1e9\ncode=2e8,math=5e7\nbooks=100M\n")
     assert parse_domains(f"@{doms}") == ("web", "code", "math", "books")
     bom = tmp_path / "bom.txt"

@@ -287,9 +287,19 @@ def test_mean_target_leaves_out_bookkeeping_and_warns_on_scales(tmp_path: Path) 
         assert t.target_weights("mean") == {"x": 0.5, "y": 0.5}
     np.testing.assert_allclose(t.target("mean"), [3.25, 3.25, 3.25])
     assert t.target_weights("_step") == {"_step": 1.0}  # still a column to name
-    m2 = write(tmp_path / "m2.csv", "index,x,y,tokens\n1,3.0,3.5,5000\n2,3.1,3.4,5000\n3,2.9,3.6,5000\n")
-    with pytest.warns(MixoptWarning, match=r"very different scales \(tokens ~5e\+03; most ~3\.25\)"):
+    m2 = write(tmp_path / "m2.csv", "index,x,y,ppm\n1,3.0,3.5,5000\n2,3.1,3.4,5000\n3,2.9,3.6,5000\n")
+    with pytest.warns(MixoptWarning, match=r"very different scales \(ppm ~5e\+03; most ~3\.25\)"):
         read_run_tables(r, m2).target_weights("mean")
+    # a user's own seed/step columns describe runs (a QA pass: each had made a sixth of the objective),
+    # and an accuracy beside the losses would be minimised with them
+    m3 = write(tmp_path / "m3.csv", "index,loss/a,loss/b,acc/hs,seed,step\n1,3.0,3.5,0.3,0,100\n"
+                                    "2,3.1,3.4,0.31,0,100\n3,2.9,3.6,0.29,0,100\n")
+    with pytest.warns(MixoptWarning) as said:
+        weights = read_run_tables(r, m3).target_weights("mean")
+    assert set(weights) == {"loss/a", "loss/b", "acc/hs"}
+    text = " ".join(str(w.message) for w in said)
+    assert "leaves out bookkeeping column(s) seed, step" in text
+    assert "averages the loss columns with acc/hs" in text and "--target loss/a,loss/b" in text
 
 
 def test_spaces_and_infinity_spellings_read_as_numbers(tmp_path: Path) -> None:
@@ -347,3 +357,15 @@ def test_a_broken_cell_is_refused_only_where_its_column_is_used(tmp_path: Path) 
     with pytest.raises(MixoptError, match=said):
         import_table(store, ratios=r, metrics=m)
     assert store.runs() == []  # nothing stored
+
+
+def test_the_repeating_index_of_concatenated_frames_is_dropped_beside_a_run_column(tmp_path: Path) -> None:
+    """A QA pass: two swarm tables joined by pd.concat and written with their index (0, 1, 0, 1) were
+    refused for a column without a header; the rows are named by their own unique run column."""
+    r = write(tmp_path / "r.csv", ",run,a,b\n0,m0,0.5,0.5\n1,m1,0.2,0.8\n0,m2,0.9,0.1\n1,m3,0.3,0.7\n")
+    m = write(tmp_path / "m.csv", ",run,loss\n0,m0,3.0\n1,m1,3.1\n0,m2,2.9\n1,m3,3.2\n")
+    t = read_run_tables(r, m)
+    assert list(t.domains) == ["a", "b"] and len(t.target("loss")) == 4
+    bad = write(tmp_path / "bad.csv", ",a,b\n0,0.5,0.5\n1,0.2,0.8\n0,0.9,0.1\n")  # nothing else names rows
+    with pytest.raises(MixoptError, match="have no header"):
+        read_ratios(bad)

@@ -3,6 +3,7 @@ config per run), for users who train the proxies on their own cluster and fit af
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -95,7 +96,11 @@ def swarm(
         valid_sets = assignments(valid, "--valid")
         files, noted = {}, {}
         for i, row in enumerate(rows, start=start):
-            mix = Mixture(dict(zip(space.domains, map(float, row), strict=True)))
+            # what a search's mixture records of its space, from which olmix-mix sets each domain's
+            # repetition factor (a QA pass: 1.0 for a row 13 passes over math)
+            mix = Mixture(dict(zip(space.domains, map(float, row), strict=True)),
+                          meta={"params": {"constraints": space.constraints()},
+                                "tokens": space.token_plan(row)})
             files[f"{SWARM_RUN.format(i)}.{EXTENSIONS[fmt]}"] = export_mixture(mix, fmt, prefixes, valid_sets)
             for note in export_notes(mix, fmt, valid_sets, prefixes):
                 noted.setdefault(note, []).append(SWARM_RUN.format(i))
@@ -110,14 +115,27 @@ def swarm(
         typer.echo(text, nl=False)
     else:
         write_text(out, text)
-    said = f"{len(rows)} mixtures over {space.n} domains (seed {seed})"
+    said = f"{len(rows)} mixture{'s' if len(rows) != 1 else ''} over {space.n} domains (seed {seed})"
     done = f"wrote {said} to {out}" if out is not None else f"drew {said}"
     also = f", and one {fmt} file per run to {exports}" if exports is not None else ""
-    table = out or "swarm.csv"
+    table = str(out) if out is not None else "SWARM.csv"
     if extend is not None:  # fit takes one ratios table: the new rows go below the first table's
         also += (f"; they number on after {extend}'s rows: append them to it (tail -n +2 {table} >> "
                  f"{extend}) and fit the whole")
         table = str(extend)
+    # the swarm's space, so that the proposal keeps to it (a QA pass: without them it went past a cap)
+    space_opts = ["--min-weight", f"{min_weight:g}"] if min_weight else []
+    if space.tokens is not None and (max_epochs is not None or tokens is not None):
+        space_opts += ["--tokens", tokens if tokens is not None else
+                       ",".join(f"{d}={t:g}" for d, t in space.tokens.items())]
+    for option, value in (("--max-epochs", max_epochs), ("--target-tokens", target_tokens)):
+        if value is not None:
+            space_opts += [option, f"{value:g}".replace("e+0", "e").replace("e+", "e")]  # 4e9, not 4e+09
+    for option, values in (("--fix", fix), ("--max-weight", max_weight)):
+        for v in values or []:
+            space_opts += [option, v]
+    command = shlex.join(["mixopt", "fit", "--ratios", table, "--metrics", "METRICS.csv", "--target",
+                          "COLUMNS", *space_opts, "--propose", "--out", "mixture.json"])
     err_console.print(f"{done}{also}; train each, then fit their losses (a table of run or index and a "
-                      f"column per loss): mixopt fit --ratios {table} --metrics METRICS.csv "
-                      "--target mean --propose --out mixture.json", markup=False, soft_wrap=True)
+                      "column per loss; --target names the loss columns, or `mean` averages every "
+                      f"metric column): {command}", markup=False, soft_wrap=True)

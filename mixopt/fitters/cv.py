@@ -103,8 +103,8 @@ def calibration_line(cal: dict[str, float]) -> str:
     verdict = ("the sds are too narrow" if scale > ABOUT_RIGHT else "the sds are too wide"
                if scale < 1 / ABOUT_RIGHT else "about right") + f": ×{scale:.2f} would calibrate them"
     return (f"  predictive sd, out of fold: {cal['within_1sd']:.0%} of runs within ±1 sd (68% if "
-            f"calibrated), {cal['within_95']:.0%} within the 95% interval, mean z² {cal['mean_z2']:.2f} (1): "
-            f"{verdict}")
+            f"calibrated), {cal['within_95']:.0%} within the 95% interval (95%), mean z² "
+            f"{cal['mean_z2']:.2f} (1): {verdict}")
 
 
 # Folds go to worker processes once the first took this long (a worker starts in seconds).

@@ -194,7 +194,8 @@ def _check_locale_text(text: str, option: str) -> None:
 
 def at_file(text: str | None, option: str) -> str | None:
     """A list option's text as given, or, for ``@PATH``, that file's lines (or commas) joined with
-    commas: 300 domains with their token counts are a file, not a command line (a QA pass)."""
+    commas, lines starting with ``#`` left out: 300 domains with their token counts are a file, not
+    a command line (a QA pass)."""
     if text is None or not text.startswith("@"):
         return text
     path = Path(text[1:]).expanduser()
@@ -204,7 +205,8 @@ def at_file(text: str | None, option: str) -> str | None:
         why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise MixoptError(f"{option} {text}: cannot read {path} ({why}); give a text file of the list, one "
                           "item per line or comma-separated") from None
-    items = [part.strip() for line in body.splitlines() for part in line.split(",")]
+    items = [part.strip() for line in body.splitlines() if not line.lstrip().startswith("#")  # comments
+             for part in line.split(",")]
     if not any(items):
         raise MixoptError(f"{option} {text}: {path} is empty; give the list, one item per line or "
                           "comma-separated")
