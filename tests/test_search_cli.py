@@ -627,3 +627,21 @@ def test_list_options_read_at_file(workspace, tmp_path, capsys):
     for bad, said in ((f"@{tmp_path / 'nope.txt'}", "cannot read"), ("@/dev/null", "is empty")):
         assert run_cli(["swarm", "--domains", bad, "--budget", "3"]) == 2
         assert said in capsys.readouterr().err
+
+
+def test_swarm_olmix_mix_files_carry_the_repetition_the_rows_need(workspace, tmp_path):
+    """A QA pass: every olmix-mix file of a swarm said repetition_factor 1.0, under --max-epochs 2
+    and for a row 13 passes over a domain."""
+    import yaml
+
+    from mixopt.tables import read_ratios
+
+    out, files = tmp_path / "s.csv", tmp_path / "mix"
+    assert run_cli([*SWARM, "--budget", "6", "-o", str(out), "--exports", str(files),
+                    "--format", "olmix-mix"]) == 0
+    _, domains, W, _ = read_ratios(out)
+    tokens = {"web": 1e9, "code": 2e8, "math": 5e7}
+    for i, row in enumerate(W):
+        mix = yaml.safe_load((files / f"mix-{i:04d}.yaml").read_text())["mix"]
+        for d, w in zip(domains, row, strict=True):
+            assert mix[d]["repetition_factor"] >= max(2.0, w * 1e9 / tokens[d] - 0.01)
