@@ -245,11 +245,14 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
                 return False
             increasing = bool((col.diff().drop_nulls() > 0).all())
             # first and unique: the index of a sampled or shuffled frame (df.sample(...).to_csv());
-            # first beside a named id column that is unique: the repeating index of frames joined by
-            # pd.concat (a QA pass, after `mixopt swarm --extend`), which names no rows here
+            # first, counting 0, 1, … and starting again at 0, beside a unique named id column: the
+            # indexes of frames joined by pd.concat (a QA pass, after `mixopt swarm --extend`)
             first = col.name == df.columns[0] and bool((col >= 0).all())
+            values = col.to_list()
+            restarts = values[0] == 0 and all(b in (a + 1, 0) for a, b in zip(values, values[1:],
+                                                                               strict=False))
             named = any(k in df.columns and df[k].n_unique() == df.height for k in ("run", "index"))
-            return increasing or (first and (col.n_unique() == len(col) or named))
+            return increasing or (first and (col.n_unique() == len(col) or (restarts and named)))
 
         other = [df.columns.index(c) + 1 for c in unnamed if not droppable(df[c])]
         if other:
