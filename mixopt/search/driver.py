@@ -829,7 +829,8 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
     what = (f"{cfg.method}: conditional entropy of each domain" if spec.training_free
             else f"fitting {cfg.method} on {len(y)} runs")
     n_metrics = len(prep.objective.metric_weights(domains))
-    if spec.per_metric and n_metrics > PER_METRIC_SAY:  # said before the wait (a QA pass: an hour unsaid)
+    # said before the wait (a QA pass: an hour unsaid); auto fits its laws per metric only up to 32
+    if spec.per_metric and spec.fitter != "auto" and n_metrics > PER_METRIC_SAY:
         what += (f": one law per metric, {n_metrics} laws of about {len(domains) + 1} parameters each, which "
                  "takes long at this width (auto, gp and log-ridge fit one model of the objective)")
     _emit(progress, StageEvent(stage="fit", message=what, search_id=sid))
