@@ -53,8 +53,7 @@ def widen(prop: Proposal, cal: dict[str, float] | None, measured_by: str) -> tup
     """The proposal with its 95% interval widened by the sd scale a cross-validation measured
     (:func:`mixopt.fitters.cv.calibration`), where the model's sds came out too narrow on runs it
     did not see (past :data:`~mixopt.fitters.cv.ABOUT_RIGHT`), and the note that says so; never
-    narrowed. ``measured_by`` names that
-    cross-validation (``--cv 5``, "auto's cross-validation").
+    narrowed. ``measured_by`` names that cross-validation (``--cv 5``, "auto's cross-validation").
 
     A QA pass: a GP fitted on 32 runs had mean z² 3.7 on held-out runs; its "95%" interval held 77%."""
     import dataclasses
