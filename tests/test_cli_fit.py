@@ -761,3 +761,13 @@ def test_cv_says_when_the_model_ranks_held_out_runs_near_chance(tmp_path: Path, 
     err = " ".join(capsys.readouterr().err.split())
     assert "5-fold cross-validation: the linear model ranks runs it did not see with Spearman" in err
     assert "30 runs over 40 domains are fewer runs than domains" in err
+
+
+def test_the_printed_proposal_gives_the_widened_interval_beside_the_models_sd(capsys) -> None:
+    """A QA pass: the console gave the model's ± sd alone while the JSON's interval was widened."""
+    from mixopt.cli.fit import _render_proposal
+
+    _render_proposal({"weights": {"a": 0.6, "b": 0.4}, "predicted": 3.0, "std": 0.05,
+                      "interval": [2.8, 3.2], "info": {"sd_scale": 2.04}}, "predicted loss")
+    out = " ".join(capsys.readouterr().out.split())
+    assert "3.0000 ± 0.0500 (1 sd); 95% interval [2.8000, 3.2000], the sd widened ×2.04" in out

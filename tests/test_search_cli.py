@@ -522,7 +522,7 @@ def test_a_search_fits_a_users_own_regressor_named_as_module_class(workspace, tm
 
 
 SWARM = ["swarm", "--domains", "web,code,math", "--tokens", "web=1e9,code=2e8,math=5e7", "--max-epochs", "2",
-         "--target-tokens", "1e9", "--min-weight", "0.01"]
+         "--target-tokens", "1B", "--min-weight", "0.01"]  # a count as --tokens takes them (a QA pass)
 
 
 def test_swarm_writes_the_table_a_search_would_train_and_fit_reads_it_back(workspace, tmp_path, capsys):

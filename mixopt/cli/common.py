@@ -46,8 +46,10 @@ FixOpt = Annotated[list[str] | None, typer.Option("--fix", help="Fixed weight d=
                                                                "@FILE).")]
 MaxEpochsOpt = Annotated[float | None, typer.Option("--max-epochs", help="Most passes over any domain at "
                                                    "--target-tokens.")]
-TargetTokensOpt = Annotated[float | None, typer.Option("--target-tokens", help="Token budget of the final "
-                                                       "training job (default: the corpus size).")]
+TargetTokensOpt = Annotated[int | None, typer.Option("--target-tokens", parser=lambda t: parse_count(t),
+                                                     metavar="TOKENS", help="Token budget of the final "
+                                                     "training job, as --tokens counts are written (1e9, 2B) "
+                                                     "(default: the corpus size).")]
 
 
 # Weight tables show the largest domains (a QA pass: `fit` printed 100 rows); the JSON has them all.

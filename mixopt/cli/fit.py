@@ -198,6 +198,9 @@ def _render(report: Any) -> None:
 def _render_proposal(prop: dict[str, Any], what: str) -> None:
     """The proposed weights, largest first, under the prediction (± its sd where the model has one)."""
     sd = f" ± {prop['std']:.4f} (1 sd)" if prop.get("std") is not None else ""
+    if (scale := (prop.get("info") or {}).get("sd_scale")) and prop.get("interval"):  # as the JSON has it
+        lo, hi = prop["interval"]
+        sd += f"; 95% interval [{lo:.4f}, {hi:.4f}], the sd widened ×{scale:.2f}"
     t = Table(title=f"proposed mixture ({what}: {prop['predicted']:.4f}{sd})")
     t.add_column("domain")
     t.add_column("weight", justify="right")
