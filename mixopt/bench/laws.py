@@ -480,7 +480,9 @@ def _nonpositive(pred: Any) -> dict[str, Any]:
 
 def _tokens(n: float) -> str:
     """A token count in three significant digits, short: ``1.5e5``, ``2.99e5``."""
-    return f"{n:.3g}".replace("e+0", "e").replace("e+", "e")
+    from mixopt.search.config import count_text
+
+    return count_text(n, 3)
 
 
 def _final(c: Any, metrics: Sequence[str]) -> np.ndarray:

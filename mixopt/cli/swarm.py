@@ -63,7 +63,7 @@ def swarm(
     from mixopt.errors import MixoptError
     from mixopt.export import EXTENSIONS, export_mixture, export_notes, parse_prefixes
     from mixopt.mixture import Mixture
-    from mixopt.search.config import SearchConfig, parse_assignments, parse_domains
+    from mixopt.search.config import SearchConfig, count_text, parse_assignments, parse_domains
     from mixopt.search.prepare import swarm_plan
     from mixopt.tables import SWARM_RUN, ratios_csv
 
@@ -130,7 +130,7 @@ def swarm(
                        ",".join(f"{d}={t:g}" for d, t in space.tokens.items())]
     for option, value in (("--max-epochs", max_epochs), ("--target-tokens", target_tokens)):
         if value is not None:
-            space_opts += [option, f"{value:g}".replace("e+0", "e").replace("e+", "e")]  # 4e9, not 4e+09
+            space_opts += [option, count_text(value)]
     for option, values in (("--fix", fix), ("--max-weight", max_weight)):
         for v in values or []:
             space_opts += [option, v]

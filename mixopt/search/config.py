@@ -246,6 +246,12 @@ def scaled_number(text: str) -> Decimal:
         raise ValueError(f"not a number: {text!r}") from None
 
 
+def count_text(n: float, digits: int = 6) -> str:
+    """A count as people write it and :func:`scaled_number` reads it back, in ``digits`` significant
+    digits (``g``'s): ``4e9``, not ``4e+09``."""
+    return f"{n:.{digits}g}".replace("e+0", "e").replace("e+", "e")
+
+
 def parse_assignments(text: str | None, *, option: str, unit: str = "number",
                       counts: bool = False, files: bool = True) -> dict[str, float]:
     """Parse ``a=1e9,b=2e9`` (``--tokens``, ``--max-weight``, ``--fix``) into a dict; with ``counts``
