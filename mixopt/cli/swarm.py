@@ -95,12 +95,12 @@ def swarm(
         prefixes = parse_prefixes(prefix or [], space.domains)
         valid_sets = assignments(valid, "--valid")
         files, noted = {}, {}
+        # what a search's mixture records of its space, from which olmix-mix sets each domain's
+        # repetition factor (a QA pass: 1.0 for a row 13 passes over math)
+        params = {"constraints": space.constraints()}
         for i, row in enumerate(rows, start=start):
-            # what a search's mixture records of its space, from which olmix-mix sets each domain's
-            # repetition factor (a QA pass: 1.0 for a row 13 passes over math)
             mix = Mixture(dict(zip(space.domains, map(float, row), strict=True)),
-                          meta={"params": {"constraints": space.constraints()},
-                                "tokens": space.token_plan(row)})
+                          meta={"params": params, "tokens": space.token_plan(row)})
             files[f"{SWARM_RUN.format(i)}.{EXTENSIONS[fmt]}"] = export_mixture(mix, fmt, prefixes, valid_sets)
             for note in export_notes(mix, fmt, valid_sets, prefixes):
                 noted.setdefault(note, []).append(SWARM_RUN.format(i))
