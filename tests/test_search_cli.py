@@ -545,7 +545,7 @@ def test_swarm_writes_the_table_a_search_would_train_and_fit_reads_it_back(works
             "--propose") in " ".join(said.split())
     ids, domains, W, key = read_ratios(out)
     assert key == "run" and ids == [f"mix-{i:04d}" for i in range(12)] and domains == ("web", "code", "math")
-    space, planned, start = swarm_plan(SearchConfig(
+    space, planned, start, *_ = swarm_plan(SearchConfig(
         domains=domains, tokens={"web": 1e9, "code": 2e8, "math": 5e7}, max_epochs=2, target_tokens=1e9,
         min_weight=0.01, budget=12, seed=3))
     import polars as pl

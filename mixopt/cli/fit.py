@@ -85,19 +85,25 @@ def fit(
     size_exponent: Annotated[float | None, opt("--size-exponent", help="--fidelity-law: fixed size-law "
                                                "exponent (needed with two rungs).")] = None,
     metric: Annotated[str, opt("--metric", help="--fidelity-law: loss or bpb.")] = "loss",
+    reuse: Annotated[str | None, opt("--reuse", help="Mixture reuse (Olmix): [NAME=]MIXTURE.json, whose "
+                                     "domains are fitted as one group NAME (default reused) at that "
+                                     "mixture's shares, as `mixopt swarm --reuse` drew them; the proposal "
+                                     "is written over every domain.")] = None,
+    recompute: Annotated[str | None, opt("--recompute", help="--reuse: domains of that mixture fitted on "
+                                         "their own again, a,b or @FILE.")] = None,
 ) -> None:
     """Fit on RegMix/Olmix-style run tables; cross-validate, predict new mixtures or propose one."""
     from mixopt.errors import MixoptError
     from mixopt.fitters.api import FitConfig, fit_tables
-    from mixopt.search.config import parse_assignments
+    from mixopt.search.config import parse_assignments, parse_domains
 
     if fidelity_law:
         from mixopt.fitters.scale_api import ScaleFitConfig, fit_across_scale
 
-        if any(v is not None for v in (ratios, metrics, cv, predict, tokens)):
+        if any(v is not None for v in (ratios, metrics, cv, predict, tokens, reuse, recompute)):
             raise MixoptError(
                 "--fidelity-law reads the run store (and each domain's tokens from its searches); drop "
-                "--ratios/--metrics/--cv/--predict/--tokens"
+                "--ratios/--metrics/--cv/--predict/--tokens/--reuse/--recompute"
             )
         with busy(f"fitting {'mixing-law' if method is None else method} across scale"), \
                 json_warnings(as_json) as said:
@@ -136,7 +142,8 @@ def fit(
         ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"),
         n_candidates=candidates, k=top_k, kl=kl,
         tokens=parse_assignments(tokens, option="--tokens", counts=True) or None,
-        max_epochs=max_epochs, target_tokens=target_tokens,
+        max_epochs=max_epochs, target_tokens=target_tokens, reuse=reuse,
+        recompute=parse_domains(recompute) or (),
     )
     # with --json, the warnings are collected for the document (and shown when the fit ends)
     with busy(f"fitting {config.method}" + (f", {cv}-fold cross-validation" if cv else "")), \

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -57,6 +57,11 @@ def swarm(
                                             "training job, domain=path (repeatable, or a=/x,b=/y).")] = None,
     valid: Annotated[list[str] | None, opt("--valid", help="--exports in yaml: a validation set of RegMix's "
                                            "valid: section, name=weight (repeatable).")] = None,
+    reuse: Annotated[Str, opt("--reuse", help="Mixture reuse (Olmix): [NAME=]MIXTURE.json, whose domains "
+                              "are drawn as one group NAME (default reused) at that mixture's shares; "
+                              "the rows are written over every domain.")] = None,
+    recompute: Annotated[Str, opt("--recompute", help="--reuse: domains of that mixture to draw on their "
+                                  "own again, a,b or @FILE.")] = None,
 ) -> None:
     """Draw the swarm of mixtures to train yourself: a ratios table for `mixopt fit`."""
     from mixopt.atomic import atomic_dir, check_writable, write_text
@@ -89,18 +94,23 @@ def swarm(
         temperature=temperature, min_weight=min_weight, max_weight=assignments(max_weight, "--max-weight"),
         fix=assignments(fix, "--fix"), max_epochs=max_epochs, target_tokens=target_tokens,
     )
-    space, rows, start = swarm_plan(config, extend=extend)
-    text = ratios_csv(space.domains, rows, start=start)
+    space, rows, start, group, domain_tokens = swarm_plan(config, extend=extend, reuse=reuse,
+                                                         recompute=parse_domains(recompute) or ())
+    # what a search's mixture records of its space, from which olmix-mix sets each domain's
+    # repetition factor (a QA pass: 1.0 for a row 13 passes over math)
+    params: dict[str, Any] = {"constraints": space.constraints()}
+    names, planner = space.domains, space
+    if group is not None:  # the jobs train the domains: the rows are written over them, not the units
+        names, rows = group.domains(space.domains), group.expand(space.domains, rows)
+        planner, params["reuse"] = group.plan_space(space, domain_tokens), group.as_dict()
+    text = ratios_csv(names, rows, start=start)
     if exports is not None:
-        prefixes = parse_prefixes(prefix or [], space.domains)
+        prefixes = parse_prefixes(prefix or [], names)
         valid_sets = assignments(valid, "--valid")
         files, noted = {}, {}
-        # what a search's mixture records of its space, from which olmix-mix sets each domain's
-        # repetition factor (a QA pass: 1.0 for a row 13 passes over math)
-        params = {"constraints": space.constraints()}
         for i, row in enumerate(rows, start=start):
-            mix = Mixture(dict(zip(space.domains, map(float, row), strict=True)),
-                          meta={"params": params, "tokens": space.token_plan(row)})
+            mix = Mixture(dict(zip(names, map(float, row), strict=True)),
+                          meta={"params": params, "tokens": planner.token_plan(row)})
             files[f"{SWARM_RUN.format(i)}.{EXTENSIONS[fmt]}"] = export_mixture(mix, fmt, prefixes, valid_sets)
             for note in export_notes(mix, fmt, valid_sets, prefixes):
                 noted.setdefault(note, []).append(SWARM_RUN.format(i))
@@ -115,7 +125,10 @@ def swarm(
         typer.echo(text, nl=False)
     else:
         write_text(out, text)
-    said = f"{len(rows)} mixture{'s' if len(rows) != 1 else ''} over {space.n} domains (seed {seed})"
+    said = f"{len(rows)} mixture{'s' if len(rows) != 1 else ''} over {len(names)} domains (seed {seed})"
+    if group is not None:
+        said += (f", {len(group.ratios)} of them as one group {group.name} at the shares of {group.source} "
+                 f"({space.n} units drawn)")
     done = f"wrote {said} to {out}" if out is not None else f"drew {said}"
     also = f", and one {fmt} file per run to {exports}" if exports is not None else ""
     table = str(out) if out is not None else "SWARM.csv"
@@ -125,15 +138,17 @@ def swarm(
         table = str(extend)
     # the swarm's space, so that the proposal keeps to it (a QA pass: without them it went past a cap)
     space_opts = ["--min-weight", f"{min_weight:g}"] if min_weight else []
-    if space.tokens is not None and (max_epochs is not None or tokens is not None):
+    if domain_tokens is not None and (max_epochs is not None or tokens is not None):
         space_opts += ["--tokens", tokens if tokens is not None else
-                       ",".join(f"{d}={t:g}" for d, t in space.tokens.items())]
+                       ",".join(f"{d}={t:g}" for d, t in domain_tokens.items())]
     for option, value in (("--max-epochs", max_epochs), ("--target-tokens", target_tokens)):
         if value is not None:
             space_opts += [option, count_text(value)]
     for option, values in (("--fix", fix), ("--max-weight", max_weight)):
         for v in values or []:
             space_opts += [option, v]
+    if group is not None:  # fit draws the group's shares from the same file
+        space_opts += group.option()
     command = shlex.join(["mixopt", "fit", "--ratios", table, "--metrics", "METRICS.csv", "--target",
                           "COLUMNS", *space_opts, "--propose", "--out", "mixture.json"])
     err_console.print(f"{done}{also}; train each, then fit their losses (a table of run or index and a "

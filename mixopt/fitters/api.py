@@ -11,14 +11,17 @@ import io
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mixopt.errors import MixoptError, MixoptWarning, warn, warnings_as_notes, warnings_if_ok
 from mixopt.swarm import prior_name
+
+if TYPE_CHECKING:
+    from mixopt.reuse import Reuse
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +45,9 @@ class FitConfig:
             of the KL term and of the top-k sampler's candidates; None: uniform.
         max_epochs: the proposal's repetition cap, passes over any domain at ``target_tokens``
             (default: the sum of ``tokens``); needs ``tokens``.
+        reuse: ``[NAME=]MIXTURE.json``: that mixture's domains (less ``recompute``) are fitted and
+            proposed as one group at its shares (:mod:`mixopt.reuse`); the mixture written is over
+            every domain.
     """
 
     ratios: Path
@@ -62,6 +68,8 @@ class FitConfig:
     tokens: Mapping[str, float] | None = None
     max_epochs: float | None = None
     target_tokens: float | None = None
+    reuse: str | None = None
+    recompute: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         from mixopt.methods import get_method
@@ -87,6 +95,9 @@ class FitConfig:
             if self.k > self.n_candidates:
                 raise MixoptError(f"--top-k {self.k} exceeds --candidates {self.n_candidates}; lower --top-k "
                                   "or raise --candidates")
+        if self.recompute and self.reuse is None:
+            raise MixoptError("--recompute names domains of a --reuse mixture to fit on their own again; add "
+                              "--reuse FILE")
         if self.cv is not None and self.cv < 2:
             raise MixoptError(f"--cv {self.cv}: K must be at least 2")
         if self.predict is not None and str(self.out).lower().endswith(".json"):
@@ -143,8 +154,9 @@ def fit_tables(config: FitConfig) -> FitReport:
     """
     from mixopt.fitters.varied import flat
     from mixopt.methods import fit_target, get_method
+    from mixopt.reuse import load_reuse
     from mixopt.space import SearchSpace, default_target_tokens
-    from mixopt.tables import read_ratios, read_run_tables
+    from mixopt.tables import check_same_domains, read_ratios, read_run_tables
 
     method = get_method(config.method)
     if method.training_free:  # entropy: nothing to fit in run tables
@@ -179,14 +191,32 @@ def fit_tables(config: FitConfig) -> FitReport:
                               "so there is nothing to fit; "
                               "check --target (`mixopt fit --help` lists how it is read)")
     n_all = len(table.run_ids)
+    group = tokens = None
+    if config.tokens:
+        tokens = dict(config.tokens)
+    target_tokens = default_target_tokens(config.target_tokens, tokens)  # as a search's, of every domain
+    if config.reuse is not None:  # fitted and proposed over the units, written over the domains
+        group = load_reuse(config.reuse, table.domains, config.recompute)
+        units, W = group.collapse(table.domains, table.X, table.run_ids, f"--ratios {config.ratios}")
+        X = group.collapse(table.domains, X, run_ids, f"--ratios {config.ratios}")[1]
+        table = replace(table, domains=units, X=W)
+        group.check_bounds(config.ceilings, "--max-weight")
+        group.check_bounds(config.fixed, "--fix")
+        if tokens is not None:
+            tokens = group.tokens(tokens)
     # Validates the constraints against the domains even when nothing is proposed.
-    target_tokens = default_target_tokens(config.target_tokens, config.tokens)  # as a search's
     space = SearchSpace(domains=table.domains, min_weight=config.min_weight, ceilings=dict(config.ceilings),
-                        fixed=dict(config.fixed), tokens=dict(config.tokens) if config.tokens else None,
-                        max_epochs=config.max_epochs, target_tokens=target_tokens)
+                        fixed=dict(config.fixed), tokens=tokens, max_epochs=config.max_epochs,
+                        target_tokens=target_tokens)
     new = None
     if config.predict is not None:
-        new = read_ratios(config.predict, what="--predict", domains=table.domains)
+        if group is None:
+            new = read_ratios(config.predict, what="--predict", domains=table.domains)
+        else:
+            ids, found, W, key = read_ratios(config.predict, what="--predict")
+            found, W = group.collapse(found, W, ids, f"--predict {config.predict}")
+            check_same_domains(found, table.domains, config.predict)
+            new = ids, found, W, key
     # One unfitted fitter: cross-validation fits clones of it, --predict/--propose fit it itself.
     # The laws fit the mean target as the mean of one law per metric column (as their papers do).
     Y, metrics = table.target_parts(config.target, run_ids)
@@ -248,7 +278,7 @@ def fit_tables(config: FitConfig) -> FitReport:
             # how the model ranks runs it did not see, where --cv or auto's own selection measured it
             rank = (cv["spearman"], cv["k"]) if cv is not None else own_ranking(model)
             proposal = _save_mixture(prop, model, method.name, table, X, y, run_ids, space, config, params,
-                                     fit_notes, rank, sha256=sha256)
+                                     fit_notes, rank, sha256=sha256, group=group)
     return FitReport(
         method=method.name, target=config.target, domains=table.domains, n_runs=len(y),
         n_excluded=n_all - len(y), cv=cv, predictions=predictions, proposal=proposal,
@@ -301,13 +331,20 @@ def _save_mixture(
     prop: Any, model: Any, method: str, table: Any, X: np.ndarray, y: np.ndarray, run_ids: list[str],
     space: Any, config: FitConfig, proposer_params: dict[str, Any], fit_notes: list[str],
     rank: tuple[float, int] | None = None, *, sha256: dict[str, str | None] | None = None,
+    group: Reuse | None = None,
 ) -> dict[str, Any]:
     from mixopt.baselines import baseline_weights, moved_note
     from mixopt.fitters.protocol import predict_objective
     from mixopt.mixture import Mixture, evidence
     from mixopt.proposers.proposal import best_run_note, proposal_notes
 
-    weights = {d: float(w) for d, w in zip(table.domains, prop.weights, strict=True)}
+    def over_domains(w: np.ndarray) -> dict[str, float]:  # what a training job reads: every domain
+        if group is None:
+            return {d: float(x) for d, x in zip(table.domains, w, strict=True)}
+        return dict(zip(group.domains(table.domains), map(float, group.expand(table.domains, w)[0]),
+                        strict=True))
+
+    weights = over_domains(prop.weights)
     inside = space.best_row(X, y)  # the best run the proposal could have been, if any is
     best = inside if inside is not None else int(np.argmin(y))
     if model is None:
@@ -315,11 +352,11 @@ def _save_mixture(
     baselines: dict[str, Any] = {
         "best_run": {"run_id": run_ids[best], "measured": float(y[best]),
                      "inside_constraints": inside is not None,
-                     "weights": {d: float(w) for d, w in zip(table.domains, X[best], strict=True)}},
+                     "weights": over_domains(X[best])},
     }
     # inside the constraints, as a search's (a QA pass: with --fix a=0.1 it had been 1/3 each, unsaid)
     uniform = baseline_weights("uniform", space)
-    baselines["uniform"] = {"weights": {d: float(u) for d, u in zip(table.domains, uniform, strict=True)}}
+    baselines["uniform"] = {"weights": over_domains(uniform)}
     moved = [n for n in [moved_note("uniform", space, inside=uniform), best_run_note(space, X, y, run_ids)]
              if n]
     if model is None:
@@ -355,6 +392,10 @@ def _save_mixture(
                               "prior": prior_name(space, proposer_params.get("temperature", 1.0))}
     if model is not None:
         params["fitter"] = {k: v for k, v in model.get_params().items() if _jsonable(v)}
+    planner = space
+    if group is not None:  # the shares the group kept, and the plan per domain the job trains
+        params["reuse"] = group.as_dict()
+        planner = group.plan_space(space, config.tokens)
     mixture = Mixture(weights, meta=evidence(**{
         # "columns": the table's metric columns and their weights in the target ("weights" is the
         # contract's per-domain loss weights, which a table's columns are not)
@@ -367,7 +408,7 @@ def _save_mixture(
                       **({"sd_scale": prop.info["sd_scale"]} if "sd_scale" in prop.info else {})},
         "baselines": baselines,
         # the plan at the final run's budget (its target_tokens null when none is known)
-        "tokens": space.token_plan(prop.weights),
+        "tokens": planner.token_plan(list(weights.values())),
         # the tables' contents too, as read: a path says nothing of a file rewritten since
         "provenance": {"run_ids": list(run_ids), "tables": dict(table.sources),
                        "tables_sha256": sha256 or {}},

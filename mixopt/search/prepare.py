@@ -12,10 +12,10 @@ import hashlib
 import inspect
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from mixopt.atomic import check_writable
 from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.evaluator import load_evaluator
 from mixopt.objective import Objective
+from mixopt.reuse import Reuse, load_reuse
 from mixopt.search.config import PROXY, SearchConfig
 from mixopt.search.ray_env import user_modules
 from mixopt.search.trial import PROXY_EVALUATOR, PickledEvaluator, TrialContext
@@ -253,8 +254,9 @@ def _portable_rung(rung: str) -> str:
     return str(found)
 
 
-def build_space(config: SearchConfig) -> tuple[SearchSpace, str | None, str | None, str | None]:
-    """(space, corpus name for the trials, corpus name, corpus hash)."""
+def _domains_and_tokens(config: SearchConfig
+                        ) -> tuple[list[str], dict[str, float] | None, str | None, str | None, str | None]:
+    """(domains, tokens per domain or None, corpus name for the trials, corpus name, corpus hash)."""
     if config.corpus is not None:
         from mixopt.corpus import Corpus
 
@@ -275,37 +277,72 @@ def build_space(config: SearchConfig) -> tuple[SearchSpace, str | None, str | No
         missing = [d for d in domains if d not in tokens]
         if missing:
             raise MixoptError(f"--tokens lacks domain(s) {', '.join(missing)}; give a count for every domain")
+    return list(domains), tokens, corpus_arg, name, chash
+
+
+def _space(config: SearchConfig, domains: Sequence[str], tokens: dict[str, float] | None,
+           reuse: Reuse | None = None) -> SearchSpace:
+    """The space of ``config`` over ``domains``; with ``reuse``, over its units (the group's tokens
+    those it can use at its shares, the budget still that of every domain)."""
     target = default_target_tokens(config.target_tokens, tokens)
     if config.max_epochs is not None and tokens is None:
         raise MixoptError("--max-epochs needs token counts per domain (a corpus, or --tokens a=1e9,...)")
-    space = SearchSpace(
+    if reuse is not None:
+        reuse.check_bounds(config.max_weight, "--max-weight")
+        reuse.check_bounds(config.fix, "--fix")
+        domains, tokens = reuse.units(domains), reuse.tokens(tokens) if tokens is not None else None
+    return SearchSpace(
         domains=tuple(domains), tokens=tokens, min_weight=config.min_weight, ceilings=dict(config.max_weight),
         fixed=dict(config.fix), max_epochs=config.max_epochs, target_tokens=target,
     )
-    return space, corpus_arg, name, chash
+
+
+def build_space(config: SearchConfig) -> tuple[SearchSpace, str | None, str | None, str | None]:
+    """(space, corpus name for the trials, corpus name, corpus hash)."""
+    domains, tokens, corpus_arg, name, chash = _domains_and_tokens(config)
+    return _space(config, domains, tokens), corpus_arg, name, chash
+
+
+class SwarmPlan(NamedTuple):
+    """What :func:`swarm_plan` draws: rows over ``space.domains`` (the units, with ``reuse``)."""
+
+    space: SearchSpace
+    rows: np.ndarray
+    start: int
+    reuse: Reuse | None = None
+    tokens: dict[str, float] | None = None  # per domain (not per unit), when known
 
 
 def swarm_plan(
-    config: SearchConfig, *, extend: str | Path | None = None
-) -> tuple[SearchSpace, np.ndarray, int]:
-    """(space, rows, first index): the ``config.budget`` mixtures a search of ``config`` trains
-    first where the store holds no run to reuse (the same rows, for the same space, seed and
-    temperature), for a user who trains them elsewhere (``mixopt swarm``). ``extend``: a ratios
-    table of mixtures already planned or run, which the new rows keep away from (as a search's keep
-    away from reused runs) and number on after."""
+    config: SearchConfig, *, extend: str | Path | None = None, reuse: str | None = None,
+    recompute: Sequence[str] = (),
+) -> SwarmPlan:
+    """The ``config.budget`` mixtures a search of ``config`` trains first where the store holds no
+    run to reuse (the same rows, for the same space, seed and temperature), for a user who trains
+    them elsewhere (``mixopt swarm``). ``extend``: a ratios table of mixtures already planned or run,
+    which the new rows keep away from (as a search's keep away from reused runs) and number on
+    after. ``reuse``: ``[NAME=]MIXTURE.json``, whose domains (less ``recompute``) are drawn as one,
+    at that mixture's shares (:mod:`mixopt.reuse`)."""
     from mixopt.tables import next_index, read_ratios
 
-    space = build_space(config)[0]
+    domains, tokens, *_ = _domains_and_tokens(config)
+    group = load_reuse(reuse, domains, recompute) if reuse is not None else None
+    if recompute and group is None:
+        raise MixoptError("--recompute names domains of a --reuse mixture to search again; add --reuse FILE")
+    space = _space(config, domains, tokens, group)
     before, start = None, 0
     if extend is not None:
         ids, found, W, _ = read_ratios(extend, what="--extend")
-        if set(found) != set(space.domains):
+        if set(found) != set(domains):
             raise MixoptError(f"--extend {extend} has the domains {', '.join(found)}, not this swarm's "
-                              f"{', '.join(space.domains)}; give the table of a swarm over the same domains")
-        before, start = W[:, [found.index(d) for d in space.domains]], next_index(ids)
+                              f"{', '.join(domains)}; give the table of a swarm over the same domains")
+        W = W[:, [found.index(d) for d in domains]]
+        if group is not None:
+            W = group.collapse(domains, W, ids, f"--extend {extend}")[1]
+        before, start = W, next_index(ids)
     rows = sample_swarm(space, config.budget, seed=config.seed, temperature=config.temperature,
                         existing=before)
-    return space, np.asarray(rows).reshape(-1, space.n), start
+    return SwarmPlan(space, np.asarray(rows).reshape(-1, space.n), start, group, tokens)
 
 
 def prepare(

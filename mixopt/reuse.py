@@ -1,0 +1,218 @@
+"""Mixture reuse: a previous mixture's domains searched as one, their shares within it kept.
+
+Olmix's answer to a corpus that changes between training runs (domains added, revised, split or
+removed): keep the ratios the last search found among the domains the change leaves alone, and
+search only the share of that group next to the new (or ``--recompute``-d) domains. A swarm over a
+few units needs far fewer runs than one over every domain again.
+
+A :class:`Reuse` maps between the two views of a mixture: over the domains a training job reads,
+and over the units a swarm varies and a fitter sees (the group, named ``reused`` unless given a
+name, in place of its members). A domain of the previous mixture that is gone is dropped and the
+others' shares renormalised (Olmix: a removal needs no new swarm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixopt.errors import MixoptError, MixoptWarning, listed, warn
+from mixopt.space import SearchSpace
+
+DEFAULT_NAME = "reused"
+# A row's members may differ from the group's shares by float rounding in a CSV: 1e-6 absolute
+# (six decimals) or 0.1% of the member's weight, whichever is larger.
+ROW_ATOL, ROW_RTOL = 1e-6, 1e-3
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """The group: ``name``, its members' shares within it (summing to 1), the file they came from.
+
+    Attributes:
+        name: the unit's name among the units (a column of a ratios table in units).
+        ratios: member → share of the group's weight, in the order of the domains.
+        source: the mixture file the shares were read from.
+        dropped: domains of that mixture no longer among the domains (their share renormalised away).
+        recompute: domains of that mixture searched on their own again.
+    """
+
+    name: str
+    ratios: Mapping[str, float]
+    source: str
+    dropped: tuple[str, ...] = ()
+    recompute: tuple[str, ...] = ()
+
+    # ----- the two views ----------------------------------------------------------------------
+    def units(self, domains: Sequence[str]) -> tuple[str, ...]:
+        """``domains`` with the members replaced by the group, at the first member's place (a
+        list already in units is returned as it is)."""
+        out: list[str] = []
+        for d in domains:
+            if d in self.ratios or d == self.name:
+                if self.name not in out:
+                    out.append(self.name)
+            else:
+                out.append(d)
+        return tuple(out)
+
+    def domains(self, units: Sequence[str]) -> tuple[str, ...]:
+        """``units`` with the group replaced by its members, where it stands."""
+        out: list[str] = []
+        for u in units:
+            out.extend(self.ratios if u == self.name else [u])
+        return tuple(out)
+
+    def expand(self, units: Sequence[str], W: np.ndarray) -> np.ndarray:
+        """Rows over ``units`` as rows over :meth:`domains` (``units``): the group's weight split
+        by its shares."""
+        W = np.atleast_2d(np.asarray(W, dtype=float))
+        cols = []
+        for j, u in enumerate(units):
+            if u == self.name:
+                cols += [W[:, j] * r for r in self.ratios.values()]
+            else:
+                cols.append(W[:, j])
+        return np.column_stack(cols)
+
+    def collapse(self, domains: Sequence[str], W: np.ndarray, ids: Sequence[str], where: str
+                 ) -> tuple[tuple[str, ...], np.ndarray]:
+        """(units, rows over them) for rows ``W`` over ``domains``: the members summed into the
+        group. A table already in units passes as it is.
+
+        Raises:
+            MixoptError: rows whose members are not in the group's shares (a run not drawn with this
+                reuse), naming them.
+        """
+        units = self.units(domains)
+        if self.name in domains:
+            return units, np.asarray(W, dtype=float)
+        W = np.asarray(W, dtype=float)
+        idx = [list(domains).index(m) for m in self.ratios]
+        group = W[:, idx].sum(axis=1)
+        want = group[:, None] * np.array(list(self.ratios.values()))[None, :]
+        off = np.abs(W[:, idx] - want) > np.maximum(ROW_ATOL, ROW_RTOL * want)
+        bad = np.flatnonzero(off.any(axis=1))
+        if bad.size:
+            i = int(bad[0])
+            worst = int(np.argmax(np.abs(W[i, idx] - want[i])))
+            m = list(self.ratios)[worst]
+            raise MixoptError(
+                f"{where}: {len(bad)} row(s) ({listed([str(ids[b]) for b in bad], 5)}) do not keep the "
+                f"shares {self.source} gives within {self.name} (row {ids[i]}: {m} is "
+                f"{W[i, idx[worst]]:.6g}, {want[i, worst]:.6g} at its share): they were not drawn with "
+                f"this --reuse; fit them without it, or leave those rows out")
+        cols = [group if u == self.name else W[:, list(domains).index(u)] for u in units]
+        return units, np.column_stack(cols)
+
+    def tokens(self, tokens: Mapping[str, float]) -> dict[str, float]:
+        """Token counts over the units: the group holds the tokens it can use at its shares before
+        any member runs out, min over members of tokens / share (so a repetition cap on the group is
+        the tightest of its members')."""
+        if self.name in tokens:
+            return dict(tokens)
+        missing = [m for m in self.ratios if m not in tokens]
+        if missing:
+            raise MixoptError(f"--tokens lacks {listed(missing, 5)} of {self.name} (--reuse); give a count "
+                              f"for each of its domains, or one for {self.name}")
+        usable = min(float(tokens[m]) / r for m, r in self.ratios.items() if r > 0)
+        out: dict[str, float] = {}
+        for d, t in tokens.items():
+            if d in self.ratios:
+                out.setdefault(self.name, usable)
+            else:
+                out[d] = float(t)
+        return out
+
+    def check_bounds(self, bounds: Mapping[str, Any], option: str) -> None:
+        """Refuse a bound on one member: the group moves as one.
+
+        Raises:
+            MixoptError: naming the member and the two ways out.
+        """
+        inside = [d for d in bounds if d in self.ratios]
+        if inside:
+            d = inside[0]
+            raise MixoptError(f"{option} {d}=...: {d} moves with the other domains of {self.name} (--reuse "
+                              f"{self.source}); bound the group ({option} {self.name}=...), or search {d} "
+                              f"on its own with --recompute {d}")
+
+    def plan_space(self, space: SearchSpace, tokens: Mapping[str, float] | None) -> SearchSpace:
+        """A space over the domains of ``space``'s units with their own ``tokens`` and its budget,
+        for a mixture's token plan per domain (its bounds are the units' space's)."""
+        return SearchSpace(domains=self.domains(space.domains), target_tokens=space.target_tokens,
+                           tokens=None if tokens is None else {d: float(tokens[d]) for d in
+                                                               self.domains(space.domains)})
+
+    def as_dict(self) -> dict[str, Any]:
+        """What a mixture JSON records of the reuse."""
+        return {"name": self.name, "source": self.source, "ratios": dict(self.ratios),
+                "dropped": list(self.dropped), "recompute": list(self.recompute)}
+
+    def option(self) -> list[str]:
+        """The command-line options that give this reuse again (for a hint line)."""
+        out = ["--reuse", self.source if self.name == DEFAULT_NAME else f"{self.name}={self.source}"]
+        if self.recompute:
+            out += ["--recompute", ",".join(self.recompute)]
+        return out
+
+
+def _split(spec: str) -> tuple[str, str]:
+    """(name, path) of ``NAME=FILE`` or ``FILE``: a name holds no path separator."""
+    name, eq, path = spec.partition("=")
+    if eq and name and "/" not in name and "\\" not in name:
+        return name.strip(), path
+    return DEFAULT_NAME, spec
+
+
+def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ()) -> Reuse:
+    """The group ``--reuse [NAME=]MIXTURE.json`` makes among ``domains`` (the domains, or a table's
+    columns already in units), less the ``--recompute`` domains.
+
+    Raises:
+        MixoptError: an unreadable or scheduled mixture, a name taken by a domain, recompute names
+            outside the mixture, or nothing left to reuse.
+    """
+    from mixopt.mixture import Mixture
+
+    name, path = _split(spec)
+    if not name:
+        raise MixoptError(f"--reuse {spec}: give the group a name, NAME=FILE, or just the file")
+    prev = Mixture.load(Path(path).expanduser())
+    if prev.schedule:
+        raise MixoptError(f"--reuse {path} is a scheduled mixture; reuse one with a single set of weights")
+    if name in prev.weights:
+        raise MixoptError(f"--reuse {spec}: {name!r} is a domain of {path}; name the group otherwise "
+                          f"(--reuse existing={path})")
+    recompute = tuple(dict.fromkeys(recompute))
+    unknown = [d for d in recompute if d not in prev.weights]
+    if unknown:
+        raise MixoptError(f"--recompute {listed(unknown, 5)}: not a domain of {path} (its domains: "
+                          f"{listed(list(prev.weights), 8)}); a new domain is searched without saying so")
+    absent = [d for d in recompute if d not in domains]
+    if absent:
+        raise MixoptError(f"--recompute {listed(absent, 5)}: not among the domains "
+                          f"({listed(list(domains), 8)})")
+    kept = [d for d in prev.weights if d not in recompute]
+    if name in domains:  # a table in units: the group is a column, its members are not
+        both = [d for d in kept if d in domains]
+        if both:
+            raise MixoptError(f"the domains have both {name} and its member(s) {listed(both, 5)}; give rows "
+                              f"over the group or over its members, not both")
+        members, dropped = kept, []
+    else:
+        members = [d for d in domains if d in kept]
+        dropped = [d for d in kept if d not in domains]
+    total = sum(prev.weights[m] for m in members)
+    if not members or total <= 0:
+        raise MixoptError(f"--reuse {path}: none of its domains with a weight > 0 is left to reuse among "
+                          f"{listed(list(domains), 8)}; check the file, or drop --reuse")
+    if dropped:
+        warn(f"--reuse {path}: {listed(dropped, 5)} {'is' if len(dropped) == 1 else 'are'} no longer "
+             f"among the domains; the rest of {name} keep their shares, renormalised", MixoptWarning)
+    return Reuse(name=name, ratios={m: prev.weights[m] / total for m in members}, source=path,
+                 dropped=tuple(dropped), recompute=recompute)

@@ -1,0 +1,199 @@
+"""Mixture reuse (Olmix): a previous mixture's domains drawn, fitted and proposed as one group."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import polars as pl
+import pytest
+
+from mixopt.cli import main
+from mixopt.errors import MixoptError
+from mixopt.mixture import Mixture
+from mixopt.reuse import load_reuse
+
+DOMAINS = ("web", "books", "wiki", "code", "math")
+TOKENS = "web=1e9,books=5e8,wiki=2e8,code=3e8,math=1e8"
+SHARES = {"web": 0.5, "books": 0.3, "wiki": 0.2}
+
+
+def run_cli(args: list[str]) -> int:
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+@pytest.fixture
+def prev(tmp_path):
+    path = tmp_path / "prev.json"
+    Mixture(dict(SHARES)).save(path)
+    return path
+
+
+def test_the_two_views_of_a_mixture(prev):
+    group = load_reuse(str(prev), DOMAINS)
+    assert group.name == "reused" and dict(group.ratios) == pytest.approx(SHARES)
+    assert group.units(DOMAINS) == ("reused", "code", "math")
+    assert group.domains(("reused", "code", "math")) == DOMAINS
+    U = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
+    W = group.expand(("reused", "code", "math"), U)
+    np.testing.assert_allclose(W[0], [0.3, 0.18, 0.12, 0.3, 0.1])
+    units, back = group.collapse(DOMAINS, W, ["a", "b"], "t")
+    assert units == ("reused", "code", "math")
+    np.testing.assert_allclose(back, U)
+    # the group holds what it can use at its shares: wiki's 2e8 at 0.2 is 1e9, less than web's 2e9
+    tokens = {"web": 1e9, "books": 5e8, "wiki": 2e8, "code": 3e8, "math": 1e8}
+    assert group.tokens(tokens) == {"reused": pytest.approx(1e9), "code": 3e8, "math": 1e8}
+    # a table already over the units passes as it is
+    np.testing.assert_array_equal(group.collapse(units, U, ["a", "b"], "t")[1], U)
+
+
+def test_a_named_group_a_removed_domain_and_recompute(prev, tmp_path):
+    # wiki is gone from the corpus: the rest keep their shares, renormalised, and that is said
+    with pytest.warns(UserWarning, match="wiki is no longer among the domains"):
+        group = load_reuse(f"existing={prev}", ("web", "books", "code"))
+    assert group.name == "existing" and group.dropped == ("wiki",)
+    assert dict(group.ratios) == pytest.approx({"web": 0.625, "books": 0.375})
+    group = load_reuse(str(prev), DOMAINS, recompute=["books"])
+    assert dict(group.ratios) == pytest.approx({"web": 0.5 / 0.7, "wiki": 0.2 / 0.7})
+    assert group.units(DOMAINS) == ("reused", "books", "code", "math")
+    assert group.option() == ["--reuse", str(prev), "--recompute", "books"]
+    # a table whose columns are the group's name and the new domains (Olmix's `existing`)
+    group = load_reuse(f"existing={prev}", ("existing", "code", "math"))
+    assert group.domains(("existing", "code", "math")) == DOMAINS
+
+
+@pytest.mark.parametrize(("spec", "domains", "recompute", "match"), [
+    ("web={p}", DOMAINS, (), "'web' is a domain of"),
+    ("{p}", DOMAINS, ("code",), "--recompute code: not a domain of"),
+    ("{p}", ("code", "math", "law"), (), "none of its domains with a weight > 0 is left"),
+    ("{p}", DOMAINS, ("web", "books", "wiki"), "none of its domains"),
+    ("reused={p}", ("reused", "web", "code"), (), "both reused and its member"),
+    ("{p}x", DOMAINS, (), "does not exist"),
+])
+def test_refusals_name_what_is_wrong(prev, spec, domains, recompute, match):
+    with pytest.raises(MixoptError, match=match):
+        load_reuse(spec.format(p=prev), domains, recompute)
+
+
+def test_a_scheduled_mixture_is_refused(tmp_path):
+    path = tmp_path / "sched.json"
+    phases = ((0.5, {"a": 0.5, "b": 0.5}), (1.0, {"a": 0.2, "b": 0.8}))
+    Mixture({"a": 0.5, "b": 0.5}, schedule=phases).save(path)
+    with pytest.raises(MixoptError, match="scheduled mixture"):
+        load_reuse(str(path), ("a", "b", "c"))
+
+
+def test_rows_not_drawn_with_the_reuse_are_named(prev):
+    group = load_reuse(str(prev), DOMAINS)
+    W = np.array([[0.3, 0.18, 0.12, 0.3, 0.1], [0.2, 0.2, 0.2, 0.2, 0.2]])
+    with pytest.raises(MixoptError, match=r"1 row\(s\) \(r2\) do not keep the shares .* web is 0.2, 0.3 at"):
+        group.collapse(DOMAINS, W, ["r1", "r2"], "swarm.csv")
+    with pytest.raises(MixoptError, match="--max-weight web=...: web moves with the other domains of reused"):
+        group.check_bounds({"web": 0.3}, "--max-weight")
+
+
+def _losses(ratios, out, optimum=(0.3, 0.18, 0.12, 0.3, 0.1)):
+    df = pl.read_csv(ratios)
+    W = df.select(DOMAINS).to_numpy()
+    loss = 3 + ((W - np.array(optimum)) ** 2).sum(axis=1)
+    pl.DataFrame({"run": df["run"], "loss": loss}).write_csv(out)
+
+
+def test_swarm_then_fit_with_reuse(prev, tmp_path, workspace, capsys):
+    swarm, blends = tmp_path / "swarm.csv", tmp_path / "blends"
+    args = ["swarm", "--domains", ",".join(DOMAINS), "--tokens", TOKENS, "--max-epochs", "4", "--budget",
+            "20", "--reuse", str(prev), "-o", str(swarm), "--exports", str(blends), "--format", "olmix-mix"]
+    assert run_cli(args) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "20 mixtures over 5 domains (seed 0), 3 of them as one group reused" in said
+    assert f"--max-epochs 4 --reuse {prev} --propose" in said  # the fit it suggests reads the same shares
+    df = pl.read_csv(swarm)
+    assert df.columns == ["run", "index", *DOMAINS]  # written over every domain: what the jobs train
+    W = df.select(DOMAINS).to_numpy()
+    group = W[:, :3].sum(axis=1)
+    np.testing.assert_allclose(W[:, :3], group[:, None] * np.array([0.5, 0.3, 0.2]), atol=1e-12)
+    assert np.ptp(group) > 0.3  # the group's share is what the swarm varies
+    # each run's passes at the budget keep to --max-epochs 4 domain by domain, members too
+    tokens = np.array([1e9, 5e8, 2e8, 3e8, 1e8])
+    assert (W * tokens.sum() / tokens <= 4 + 1e-9).all()
+    import yaml
+
+    mix = yaml.safe_load((blends / "mix-0003.yaml").read_text())["mix"]
+    assert list(mix) == list(DOMAINS) and mix["wiki"]["weight"] == pytest.approx(W[3, 2])
+
+    # the jobs trained, their losses come back and the fit proposes over every domain
+    metrics, out = tmp_path / "metrics.csv", tmp_path / "mixture.json"
+    _losses(swarm, metrics)
+    assert run_cli(["fit", "--ratios", str(swarm), "--metrics", str(metrics), "--target", "loss", "--method",
+                    "gp", "--tokens", TOKENS, "--max-epochs", "4", "--reuse", str(prev), "--propose",
+                    "--out", str(out), "--max-weight", "reused=0.8"]) == 0
+    data = json.loads(out.read_text())
+    w = data["weights"]
+    assert list(w) == list(DOMAINS) and sum(w.values()) == pytest.approx(1)
+    share = w["web"] + w["books"] + w["wiki"]
+    assert [w[d] / share for d in ("web", "books", "wiki")] == pytest.approx([0.5, 0.3, 0.2])
+    assert share <= 0.8 + 1e-9
+    assert data["params"]["reuse"]["ratios"] == pytest.approx(SHARES)
+    assert data["params"]["constraints"]["ceilings"] == {"reused": 0.8}
+    assert set(data["tokens"]["epochs"]) == set(DOMAINS)  # the plan per domain the job trains
+    assert set(data["baselines"]["best_run"]["weights"]) == set(DOMAINS)
+    # near the optimum the losses were drawn around (0.6 of the weight reused, at its shares)
+    assert share == pytest.approx(0.6, abs=0.1)
+
+
+def test_fit_reads_a_table_over_the_units(prev, tmp_path, workspace):
+    # Olmix's reuse tables: a column for the group (`existing`), one per new domain
+    ratios, metrics, out = tmp_path / "r.csv", tmp_path / "m.csv", tmp_path / "mix.json"
+    rng = np.random.default_rng(0)
+    U = rng.dirichlet(np.ones(3), size=16)
+    pl.DataFrame({"run": [f"r{i}" for i in range(16)], "existing": U[:, 0], "code": U[:, 1],
+                  "math": U[:, 2]}).write_csv(ratios)
+    pl.DataFrame({"run": [f"r{i}" for i in range(16)],
+                  "loss": 3 + ((U - [0.6, 0.3, 0.1]) ** 2).sum(axis=1)}).write_csv(metrics)
+    assert run_cli(["fit", "--ratios", str(ratios), "--metrics", str(metrics), "--target", "loss",
+                    "--method", "linear", "--reuse", f"existing={prev}", "--propose", "--out", str(out)]) == 0
+    w = json.loads(out.read_text())["weights"]
+    assert list(w) == list(DOMAINS)
+    share = w["web"] + w["books"] + w["wiki"]
+    assert w["web"] / share == pytest.approx(0.5)
+
+
+def test_fit_refuses_what_reuse_cannot_read(prev, tmp_path, workspace, capsys):
+    ratios, metrics, out = tmp_path / "r.csv", tmp_path / "m.csv", tmp_path / "mix.json"
+    rng = np.random.default_rng(1)
+    W = rng.dirichlet(np.ones(5), size=12)  # a plain swarm: the members vary on their own
+    pl.DataFrame({"run": [f"r{i}" for i in range(12)], **{d: W[:, j] for j, d in enumerate(DOMAINS)}}
+                 ).write_csv(ratios)
+    _losses(ratios, metrics)
+    base = ["fit", "--ratios", str(ratios), "--metrics", str(metrics), "--target", "loss", "--method",
+            "linear", "--propose", "--out", str(out)]
+    assert run_cli([*base, "--reuse", str(prev)]) == 2
+    err = capsys.readouterr().err
+    assert "12 row(s) (r0, r1, r2, r3, r4 and 7 more) do not keep the shares" in " ".join(err.split())
+    assert run_cli([*base, "--recompute", "web"]) == 2
+    assert "add --reuse FILE" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_predict_collapses_new_mixtures(prev, tmp_path, workspace):
+    from mixopt.fitters.api import FitConfig, fit_tables
+
+    ratios, metrics, new, out = (tmp_path / n for n in ("r.csv", "m.csv", "new.csv", "p.csv"))
+    rng = np.random.default_rng(2)
+    group = load_reuse(str(prev), DOMAINS)
+    W = group.expand(("reused", "code", "math"), rng.dirichlet(np.ones(3), size=12))
+    pl.DataFrame({"run": [f"r{i}" for i in range(12)], **{d: W[:, j] for j, d in enumerate(DOMAINS)}}
+                 ).write_csv(ratios)
+    _losses(ratios, metrics)
+    pl.DataFrame({"run": ["n0"], **{d: [W[0, j]] for j, d in enumerate(DOMAINS)}}).write_csv(new)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rep = fit_tables(FitConfig(ratios=ratios, metrics=metrics, target="loss", method="linear",
+                                   predict=new, out=out, reuse=str(prev)))
+    assert rep.domains == ("reused", "code", "math") and rep.predictions["n"] == 1
+    assert pl.read_csv(out)["run"].to_list() == ["n0"]
