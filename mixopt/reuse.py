@@ -211,6 +211,10 @@ def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ())
     if not members or total <= 0:
         raise MixoptError(f"--reuse {path}: none of its domains with a weight > 0 is left to reuse among "
                           f"{listed(list(domains), 8)}; check the file, or drop --reuse")
+    if not [d for d in domains if d not in members and d != name]:
+        raise MixoptError(f"--reuse {path} holds every domain ({listed(list(domains), 8)}): nothing is left "
+                          "to search beside it; reuse it when domains are added, or --recompute some of "
+                          "its domains")
     if dropped:
         warn(f"--reuse {path}: {listed(dropped, 5)} {'is' if len(dropped) == 1 else 'are'} no longer "
              f"among the domains; the rest of {name} keep their shares, renormalised", MixoptWarning)

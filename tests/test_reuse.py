@@ -74,6 +74,7 @@ def test_a_named_group_a_removed_domain_and_recompute(prev, tmp_path):
     ("{p}", DOMAINS, ("web", "books", "wiki"), "none of its domains"),
     ("reused={p}", ("reused", "web", "code"), (), "both reused and its member"),
     ("{p}x", DOMAINS, (), "does not exist"),
+    ("{p}", ("web", "books", "wiki"), (), "holds every domain"),
 ])
 def test_refusals_name_what_is_wrong(prev, spec, domains, recompute, match):
     with pytest.raises(MixoptError, match=match):
