@@ -80,7 +80,8 @@ class SearchSpace:
                               f"({', '.join(self.domains) or 'none'}); a mixture needs 2 or more (add a "
                               "domain to the corpus, or to --domains)")
         if len(set(self.domains)) != len(self.domains):
-            raise MixoptError(f"duplicate domain names in {list(self.domains)}")
+            twice = sorted({d for d in self.domains if self.domains.count(d) > 1})
+            raise MixoptError(f"duplicate domain names: {listed(twice, 5)}; give each name once")
         for what, m in (
             ("floor", self.floors),
             ("ceiling", self.ceilings),

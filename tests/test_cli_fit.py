@@ -517,7 +517,7 @@ def test_fit_proposes_under_a_repetition_cap(tmp_path: Path, capsys: pytest.Capt
     out = tmp_path / "capped.json"
     assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "loglinear", "--kl", "0",
                     "--propose", "--out", str(out), "--tokens", toks, "--max-epochs", "2",
-                    "--target-tokens", "1e8"]) == 0
+                    "--target-tokens", "100M"]) == 0  # a count as people write it, as search takes it
     w = Mixture.load(out).weights
     assert w[domains[0]] <= 2 * 1e6 / 1e8 + 1e-9  # two passes over 1M tokens of a 100M-token run
     assert Mixture.load(out).meta["params"]["constraints"]["max_epochs"] == 2
@@ -535,6 +535,9 @@ def test_fit_proposes_under_a_repetition_cap(tmp_path: Path, capsys: pytest.Capt
     assert plan["epochs"][first] > 4 and repeated and f"repeats {first} " in repeated[0]
     bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--propose", "--out", str(out),
          "--max-epochs", "2"], capsys, "--max-epochs needs the tokens of each domain")
+    # the form's example is a count where a count is asked (it had been a weight, web=0.5)
+    bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--propose", "--out", str(out),
+         "--tokens", "web"], capsys, "is not of the form domain=value (e.g. --tokens web=4e9)")
     # a QA pass: --target-tokens alone was taken, recorded and used for nothing
     bad(["fit", "--ratios", R, "--metrics", M, "--target", T, "--propose", "--out", str(out),
          "--target-tokens", "3e9"], capsys, "--target-tokens needs the tokens of each domain")

@@ -128,6 +128,8 @@ def test_natural_and_temperature_mixtures():
         Mixture.from_tokens({"a": "many", "b": float("nan"), "c": 1})  # a raw ValueError, a review
     with pytest.raises(MixoptError, match="^duplicate domain names: a$"):
         Mixture.uniform(["a", "a"])  # had said "weights sum to 0.5, not 1"
+    with pytest.raises(MixoptError, match="^duplicate domain names: a, c; give each name once$"):
+        SearchSpace(domains=("a", "b", "a", "c", "c"))  # had printed the whole list as Python's
     with pytest.raises(MixoptError, match="no domains to mix"):
         Mixture.uniform([])  # ZeroDivisionError
     with pytest.raises(MixoptError, match="domains is the string 'ab'"):

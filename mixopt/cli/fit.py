@@ -29,6 +29,7 @@ from mixopt.cli.common import (
     opt,
     out_file,
     parse_candidates,
+    parse_count,
     render_selection,
 )
 from mixopt.fitters.cv import AUTO_CV_NOTE, calibration_line
@@ -73,7 +74,8 @@ def fit(
     store: Annotated[str | None, opt("--store", help="--fidelity-law: run store path.")] = None,
     search: Annotated[list[str] | None, opt("--search", help="--fidelity-law: searches whose runs are used "
                                             "(repeatable; default all).")] = None,
-    target_tokens: Annotated[float | None, opt("--target-tokens", help="Tokens of the final run: with "
+    target_tokens: Annotated[int | None, opt("--target-tokens", parser=lambda t: parse_count(t),
+                                             metavar="TOKENS", help="Tokens of the final run (2e9, 2B): with "
                                                "--max-epochs, the repetition cap (default: the sum of "
                                                "--tokens); --fidelity-law: training tokens to extrapolate to "
                                                "(default: the last checkpoint).")] = None,

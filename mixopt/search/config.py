@@ -262,7 +262,8 @@ def parse_assignments(text: str | None, *, option: str, unit: str = "number",
         unit = "count (e.g. 4e9, 500M, 200k)"
     if files:
         text = at_file(text, option)
-    for name, val in _pairs(text, option=option, form=f"domain=value (e.g. {option} web=0.5)"):
+    example = "web=4e9" if counts else "web=0.5"  # a count's example had been a weight
+    for name, val in _pairs(text, option=option, form=f"domain=value (e.g. {option} {example})"):
         try:
             value = float(scaled_number(val)) if counts else float(val)
         except ValueError as exc:
