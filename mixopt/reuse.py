@@ -24,9 +24,10 @@ from mixopt.errors import MixoptError, MixoptWarning, listed, warn
 from mixopt.space import SearchSpace
 
 DEFAULT_NAME = "reused"
-# A row's members may differ from the group's shares by float rounding in a CSV: 1e-6 absolute
-# (six decimals) or 0.1% of the member's weight, whichever is larger.
-ROW_ATOL, ROW_RTOL = 1e-6, 1e-3
+# A row's members may differ from the group's shares by a table's rounding: half a unit in the 4th
+# decimal per cell (a spreadsheet's display; a QA pass had 9 of 64 rows refused at 1e-6), also in the
+# group's sum of its k members, or 0.1% of the member's weight, whichever is larger.
+ROW_ATOL, ROW_RTOL = 5e-5, 1e-3
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Reuse:
     source: str
     dropped: tuple[str, ...] = ()
     recompute: tuple[str, ...] = ()
+    order: tuple[str, ...] = ()  # every domain, in the order given (a table's columns, --domains)
 
     # ----- the two views ----------------------------------------------------------------------
     def units(self, domains: Sequence[str]) -> tuple[str, ...]:
@@ -61,51 +63,62 @@ class Reuse:
         return tuple(out)
 
     def domains(self, units: Sequence[str]) -> tuple[str, ...]:
-        """``units`` with the group replaced by its members, where it stands."""
+        """``units`` with the group replaced by its members, in the domains' own order where they
+        are those the group was made among (a QA pass: --recompute had moved domains about)."""
         out: list[str] = []
         for u in units:
             out.extend(self.ratios if u == self.name else [u])
+        if set(out) == set(self.order):
+            return tuple(self.order)
         return tuple(out)
 
     def expand(self, units: Sequence[str], W: np.ndarray) -> np.ndarray:
         """Rows over ``units`` as rows over :meth:`domains` (``units``): the group's weight split
         by its shares."""
         W = np.atleast_2d(np.asarray(W, dtype=float))
-        cols = []
+        cols: dict[str, np.ndarray] = {}
         for j, u in enumerate(units):
             if u == self.name:
-                cols += [W[:, j] * r for r in self.ratios.values()]
+                cols.update({m: W[:, j] * r for m, r in self.ratios.items()})
             else:
-                cols.append(W[:, j])
-        return np.column_stack(cols)
+                cols[u] = W[:, j]
+        return np.column_stack([cols[d] for d in self.domains(units)])
 
-    def collapse(self, domains: Sequence[str], W: np.ndarray, ids: Sequence[str], where: str
+    def collapse(self, domains: Sequence[str], W: np.ndarray, ids: Sequence[str], where: str,
+                 fix: str = "fit them without it, or leave those rows out"
                  ) -> tuple[tuple[str, ...], np.ndarray]:
         """(units, rows over them) for rows ``W`` over ``domains``: the members summed into the
-        group. A table already in units passes as it is.
+        group. A table already in units passes as it is. ``fix``: the way out an error offers.
 
         Raises:
-            MixoptError: rows whose members are not in the group's shares (a run not drawn with this
-                reuse), naming them.
+            MixoptError: a member missing from ``domains``, or rows whose members are not in the
+                group's shares (a run not drawn with this reuse), naming them.
         """
         units = self.units(domains)
         if self.name in domains:
             return units, np.asarray(W, dtype=float)
+        lacking = [m for m in self.ratios if m not in domains]
+        if lacking:
+            raise MixoptError(f"{where} lacks {listed(lacking, 5)} of {self.name} (--reuse {self.source}); "
+                              f"give a column for each of its domains, or one for {self.name}")
         W = np.asarray(W, dtype=float)
         idx = [list(domains).index(m) for m in self.ratios]
+        shares = np.array(list(self.ratios.values()))
         group = W[:, idx].sum(axis=1)
-        want = group[:, None] * np.array(list(self.ratios.values()))[None, :]
-        off = np.abs(W[:, idx] - want) > np.maximum(ROW_ATOL, ROW_RTOL * want)
-        bad = np.flatnonzero(off.any(axis=1))
+        want = group[:, None] * shares[None, :]
+        # a rounded cell errs by up to ROW_ATOL, and the group's sum by k of them, split by the share
+        tol = np.maximum(ROW_ATOL * (1 + shares * len(idx))[None, :], ROW_RTOL * want)
+        excess = np.abs(W[:, idx] - want) / tol
+        bad = np.flatnonzero((excess > 1).any(axis=1))
         if bad.size:
             i = int(bad[0])
-            worst = int(np.argmax(np.abs(W[i, idx] - want[i])))
+            worst = int(np.argmax(excess[i]))  # the member furthest past its tolerance
             m = list(self.ratios)[worst]
             raise MixoptError(
                 f"{where}: {len(bad)} row(s) ({listed([str(ids[b]) for b in bad], 5)}) do not keep the "
                 f"shares {self.source} gives within {self.name} (row {ids[i]}: {m} is "
-                f"{W[i, idx[worst]]:.6g}, {want[i, worst]:.6g} at its share): they were not drawn with "
-                f"this --reuse; fit them without it, or leave those rows out")
+                f"{W[i, idx[worst]]:.6g}, {want[i, worst]:.6g} at its share): they were drawn without "
+                f"this --reuse, with another --recompute, or rounded to fewer than 4 decimals; {fix}")
         cols = [group if u == self.name else W[:, list(domains).index(u)] for u in units]
         return units, np.column_stack(cols)
 
@@ -143,10 +156,20 @@ class Reuse:
 
     def plan_space(self, space: SearchSpace, tokens: Mapping[str, float] | None) -> SearchSpace:
         """A space over the domains of ``space``'s units with their own ``tokens`` and its budget,
-        for a mixture's token plan per domain (its bounds are the units' space's)."""
-        return SearchSpace(domains=self.domains(space.domains), target_tokens=space.target_tokens,
-                           tokens=None if tokens is None else {d: float(tokens[d]) for d in
-                                                               self.domains(space.domains)})
+        for a mixture's token plan per domain (its bounds are the units' space's). Tokens given for
+        the group, not its members, leave the plan without passes per domain."""
+        domains = self.domains(space.domains)
+        known = tokens is not None and all(d in tokens for d in domains)
+        return SearchSpace(domains=domains, target_tokens=space.target_tokens,
+                           tokens={d: float(tokens[d]) for d in domains} if known else None)
+
+    def note(self, w: Mapping[str, float]) -> str:
+        """What a proposal's notes say of the group, ``w`` its weights over the domains."""
+        share = sum(w[m] for m in self.ratios)
+        return (f"{listed(list(self.ratios), 6)} kept at the shares {self.source} gives them, as one group "
+                f"{self.name} ({share:.4g} of the mixture); the fit and the proposal moved the group's total "
+                f"and the other domains" + (f"; {listed(list(self.dropped), 5)} of that file, no longer "
+                                            "among the domains, left out" if self.dropped else ""))
 
     def as_dict(self) -> dict[str, Any]:
         """What a mixture JSON records of the reuse."""
@@ -162,11 +185,23 @@ class Reuse:
 
 
 def _split(spec: str) -> tuple[str, str]:
-    """(name, path) of ``NAME=FILE`` or ``FILE``: a name holds no path separator."""
+    """(name, path) of ``NAME=FILE`` or ``FILE``: a name holds no path separator.
+
+    Raises:
+        MixoptError: ``=FILE``, a name left empty.
+    """
     name, eq, path = spec.partition("=")
-    if eq and name and "/" not in name and "\\" not in name:
+    if eq and "/" not in name and "\\" not in name:
+        if not name.strip():
+            raise MixoptError(f"--reuse {spec}: give the group a name before '=' (NAME=FILE), or just the "
+                              "file")
         return name.strip(), path
     return DEFAULT_NAME, spec
+
+
+def reuse_path(spec: str) -> Path:
+    """The mixture file of ``--reuse [NAME=]FILE`` (an input no output may overwrite)."""
+    return Path(_split(spec)[1]).expanduser()
 
 
 def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ()) -> Reuse:
@@ -177,11 +212,11 @@ def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ())
         MixoptError: an unreadable or scheduled mixture, a name taken by a domain, recompute names
             outside the mixture, or nothing left to reuse.
     """
+    import difflib
+
     from mixopt.mixture import Mixture
 
     name, path = _split(spec)
-    if not name:
-        raise MixoptError(f"--reuse {spec}: give the group a name, NAME=FILE, or just the file")
     prev = Mixture.load(Path(path).expanduser())
     if prev.schedule:
         raise MixoptError(f"--reuse {path} is a scheduled mixture; reuse one with a single set of weights")
@@ -192,31 +227,52 @@ def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ())
     unknown = [d for d in recompute if d not in prev.weights]
     if unknown:
         raise MixoptError(f"--recompute {listed(unknown, 5)}: not a domain of {path} (its domains: "
-                          f"{listed(list(prev.weights), 8)}); a new domain is searched without saying so")
+                          f"{listed(list(prev.weights), 8)}); a domain that file lacks is searched on its "
+                          "own already: drop it from --recompute")
     absent = [d for d in recompute if d not in domains]
     if absent:
         raise MixoptError(f"--recompute {listed(absent, 5)}: not among the domains "
                           f"({listed(list(domains), 8)})")
     kept = [d for d in prev.weights if d not in recompute]
+    if not kept:
+        raise MixoptError(f"--recompute names every domain of {path}: nothing is left to reuse; drop --reuse "
+                          "and --recompute")
+    both = [d for d in kept if d in domains]
+    if name in domains and both:  # a column of the group beside its members: a domain of that name
+        raise MixoptError(f"--reuse {spec}: {name!r} is one of the domains; name the group otherwise "
+                          f"(--reuse existing={path})")
     if name in domains:  # a table in units: the group is a column, its members are not
-        both = [d for d in kept if d in domains]
-        if both:
-            raise MixoptError(f"the domains have both {name} and its member(s) {listed(both, 5)}; give rows "
-                              f"over the group or over its members, not both")
-        members, dropped = kept, []
+        members, dropped, order = kept, [], []
+        for d in domains:
+            order.extend(kept if d == name else [d])
     else:
         members = [d for d in domains if d in kept]
         dropped = [d for d in kept if d not in domains]
+        order = list(domains)
     total = sum(prev.weights[m] for m in members)
     if not members or total <= 0:
+        columns = [d for d in domains if d not in prev.weights]
+        hint = (f" (a table with one column for the group names it: --reuse {columns[0]}={path})"
+                if not members and columns else "")
         raise MixoptError(f"--reuse {path}: none of its domains with a weight > 0 is left to reuse among "
-                          f"{listed(list(domains), 8)}; check the file, or drop --reuse")
+                          f"{listed(list(domains), 8)}{hint}; check the file, or drop --reuse")
     if not [d for d in domains if d not in members and d != name]:
         raise MixoptError(f"--reuse {path} holds every domain ({listed(list(domains), 8)}): nothing is left "
                           "to search beside it; reuse it when domains are added, or --recompute some of "
                           "its domains")
     if dropped:
+        new = [d for d in domains if d not in prev.weights]
+        alike = {d: difflib.get_close_matches(d, new, n=1, cutoff=0.6) for d in dropped}
+        renamed = [f"{d} → {m[0]}" for d, m in alike.items() if m]
         warn(f"--reuse {path}: {listed(dropped, 5)} {'is' if len(dropped) == 1 else 'are'} no longer "
-             f"among the domains; the rest of {name} keep their shares, renormalised", MixoptWarning)
+             f"among the domains; the rest of {name} keep their shares, renormalised"
+             + (f" (renamed? {', '.join(renamed)}: rename it in that file too, and it keeps its share)"
+                if renamed else ""), MixoptWarning)
+    zero = [m for m in members if prev.weights[m] == 0]
+    if zero:
+        warn(f"--reuse {path}: {listed(zero, 5)} {'has' if len(zero) == 1 else 'have'} weight 0 there and "
+             f"stay{'s' if len(zero) == 1 else ''} at 0 in every mixture; --recompute "
+             f"{'it' if len(zero) == 1 else 'them'} to search {'it' if len(zero) == 1 else 'them'}",
+             MixoptWarning)
     return Reuse(name=name, ratios={m: prev.weights[m] / total for m in members}, source=path,
-                 dropped=tuple(dropped), recompute=recompute)
+                 dropped=tuple(dropped), recompute=recompute, order=tuple(order))

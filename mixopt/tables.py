@@ -536,7 +536,10 @@ def check_rows(W: np.ndarray, ids: list[str], path: str | Path, tol: float = REN
         )
     off = np.abs(s - 1) > 1e-9
     if off.any():
-        msg = f"{path}: {int(off.sum())} row(s) summed to {s.min():.6g}–{s.max():.6g}; renormalised to 1"
+        lo, hi = f"{s.min():.6g}", f"{s.max():.6g}"
+        if lo == hi:  # a table rounded to 7 decimals had "summed to 1–1" (a QA pass)
+            lo, hi = f"{s.min():.10g}", f"{s.max():.10g}"
+        msg = f"{path}: {int(off.sum())} row(s) summed to {lo}–{hi}; renormalised to 1"
         if limit.max() > tol:
             msg += f" (weights are rounded; accepted within up to ±{limit.max():.3g})"
         warn(msg, MixoptWarning)

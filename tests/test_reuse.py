@@ -71,9 +71,15 @@ def test_a_named_group_a_removed_domain_and_recompute(prev, tmp_path):
     ("web={p}", DOMAINS, (), "'web' is a domain of"),
     ("{p}", DOMAINS, ("code",), "--recompute code: not a domain of"),
     ("{p}", ("code", "math", "law"), (), "none of its domains with a weight > 0 is left"),
-    ("{p}", DOMAINS, ("web", "books", "wiki"), "none of its domains"),
-    ("reused={p}", ("reused", "web", "code"), (), "both reused and its member"),
+    ("{p}", DOMAINS, ("web", "books", "wiki"), "--recompute names every domain of .*drop --reuse"),
+    # a name that is a new domain (a QA pass: it read as a table with both the group and its members)
+    ("code={p}", DOMAINS, (), "'code' is one of the domains; name the group otherwise"),
+    ("{p}", ("web", "reused", "code"), (), "'reused' is one of the domains"),
     ("{p}x", DOMAINS, (), "does not exist"),
+    ("={p}", DOMAINS, (), "give the group a name before '='"),
+    ("{p}", DOMAINS, ("law",), "law: not a domain of .* drop it from --recompute"),
+    # Olmix's table in units, without the group's name: the column is named in the way out
+    ("{p}", ("existing", "code", "math"), (), "--reuse existing="),
     ("{p}", ("web", "books", "wiki"), (), "holds every domain"),
 ])
 def test_refusals_name_what_is_wrong(prev, spec, domains, recompute, match):
@@ -92,8 +98,20 @@ def test_a_scheduled_mixture_is_refused(tmp_path):
 def test_rows_not_drawn_with_the_reuse_are_named(prev):
     group = load_reuse(str(prev), DOMAINS)
     W = np.array([[0.3, 0.18, 0.12, 0.3, 0.1], [0.2, 0.2, 0.2, 0.2, 0.2]])
-    with pytest.raises(MixoptError, match=r"1 row\(s\) \(r2\) do not keep the shares .* web is 0.2, 0.3 at"):
+    # the member furthest past its tolerance is named, and the likely causes
+    with pytest.raises(MixoptError, match=r"1 row\(s\) \(r2\) do not keep the shares .* wiki is 0.2, 0.12 at "
+                       r".*without this --reuse, with another --recompute, or rounded to fewer than 4"):
         group.collapse(DOMAINS, W, ["r1", "r2"], "swarm.csv")
+    # a spreadsheet's 4 decimals pass (a QA pass: 9 of 64 rows refused), small shares included
+    tiny = load_reuse(str(prev), DOMAINS)
+    rng = np.random.default_rng(0)
+    U = rng.dirichlet(np.ones(3) * 0.3, size=500)
+    rounded = np.round(tiny.expand(("reused", "code", "math"), U), 4)
+    rounded /= rounded.sum(axis=1, keepdims=True)  # as check_rows renormalises them
+    np.testing.assert_allclose(tiny.collapse(DOMAINS, rounded, [str(i) for i in range(500)], "t")[1], U,
+                               atol=2e-4)
+    with pytest.raises(MixoptError, match="lacks books of reused"):
+        group.collapse(("web", "wiki", "code"), W[:, [0, 2, 3]], ["r1", "r2"], "--predict p.csv")
     with pytest.raises(MixoptError, match="--max-weight web=...: web moves with the other domains of reused"):
         group.check_bounds({"web": 0.3}, "--max-weight")
 
@@ -198,3 +216,50 @@ def test_predict_collapses_new_mixtures(prev, tmp_path, workspace):
                                    predict=new, out=out, reuse=str(prev)))
     assert rep.domains == ("reused", "code", "math") and rep.predictions["n"] == 1
     assert pl.read_csv(out)["run"].to_list() == ["n0"]
+
+
+def test_what_a_qa_pass_of_reuse_found(prev, tmp_path, workspace, capsys):
+    swarm, metrics, out = tmp_path / "swarm.csv", tmp_path / "metrics.csv", tmp_path / "mix.json"
+    # --recompute keeps the domains in their order (it had moved books after the group's members)
+    assert run_cli(["swarm", "--domains", ",".join(DOMAINS), "--reuse", str(prev), "--recompute", "books",
+                    "--budget", "12", "-o", str(swarm)]) == 0
+    assert pl.read_csv(swarm).columns == ["run", "index", *DOMAINS]
+    assert f"--reuse {prev} --recompute books" in " ".join(capsys.readouterr().err.split())
+    _losses(swarm, metrics)
+    fit = ["fit", "--ratios", str(swarm), "--metrics", str(metrics), "--target", "loss", "--method", "linear",
+           "--propose"]
+    # tokens given for the group, as the error for a missing member suggests, had crashed (KeyError)
+    assert run_cli([*fit, "--out", str(out), "--reuse", str(prev), "--recompute", "books", "--tokens",
+                    "reused=1e9,books=5e8,code=3e8,math=1e8", "--max-epochs", "4"]) == 0
+    data = json.loads(out.read_text())
+    assert list(data["weights"]) == list(DOMAINS) and "epochs" not in data["tokens"]
+    assert any("web, wiki kept at the shares" in n for n in data["notes"])
+    assert any("uniform over the 4 units (reused counts once)" in n for n in data["notes"])
+    capsys.readouterr()
+    # an output over the mixture it reuses is refused, and nothing is written
+    before = prev.read_text()
+    assert run_cli([*fit, "--out", str(prev), "--reuse", str(prev), "--recompute", "books"]) == 2
+    assert "is the --reuse file this command reads" in capsys.readouterr().err
+    assert run_cli(["swarm", "--domains", ",".join(DOMAINS), "--reuse", str(prev), "-o", str(prev)]) == 2
+    assert "is the --reuse file this command reads" in capsys.readouterr().err
+    assert prev.read_text() == before
+    # forgetting the swarm's --recompute: the rows are refused, naming it as a cause
+    assert run_cli([*fit, "--out", str(out), "--reuse", str(prev)]) == 2
+    assert "with another --recompute" in capsys.readouterr().err
+
+
+def test_zero_weights_and_renamed_domains_are_said(prev, tmp_path):
+    path = tmp_path / "zero.json"
+    Mixture({"web": 0.7, "books": 0.3, "wiki": 0.0}).save(path)
+    with pytest.warns(UserWarning, match="wiki has weight 0 there and stays at 0 .* --recompute it"):
+        load_reuse(str(path), DOMAINS)
+    with pytest.warns(UserWarning, match=r"books is no longer among the domains.*renamed\? books → book: "):
+        load_reuse(str(prev), ("web", "book", "wiki", "code"))
+
+
+def test_rows_rounded_to_seven_decimals_say_their_sums(tmp_path):
+    from mixopt.tables import check_rows
+
+    W = np.array([[0.3333333, 0.3333333, 0.3333333], [0.5, 0.25, 0.25]])
+    with pytest.warns(UserWarning, match=r"1 row\(s\) summed to 0\.9999999–1; renormalised"):
+        check_rows(W, ["a", "b"], "r.csv")

@@ -68,6 +68,7 @@ def swarm(
     from mixopt.errors import MixoptError
     from mixopt.export import EXTENSIONS, export_mixture, export_notes, parse_prefixes
     from mixopt.mixture import Mixture
+    from mixopt.reuse import reuse_path
     from mixopt.search.config import SearchConfig, count_text, parse_assignments, parse_domains
     from mixopt.search.prepare import swarm_plan
     from mixopt.tables import SWARM_RUN, ratios_csv
@@ -81,8 +82,9 @@ def swarm(
     if (prefix or valid) and exports is None:
         raise MixoptError(f"{'--prefix' if prefix else '--valid'} goes into --exports files; add --exports "
                           "FOLDER --format F")
-    if out is not None:
-        check_writable(out, inputs={"--extend": extend}, example="swarm.csv")
+    if out is not None:  # nor the mixture it reuses (a QA pass wrote the table over it)
+        check_writable(out, inputs={"--extend": extend, "--reuse": reuse_path(reuse) if reuse else None},
+                       example="swarm.csv")
     if exports is not None:
         if exports.exists() and (not exports.is_dir() or any(exports.iterdir())):
             raise MixoptError(f"--exports {exports} exists and is not an empty folder; give a new folder")

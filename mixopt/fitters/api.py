@@ -126,6 +126,7 @@ class FitReport:
     selection: list[dict[str, Any]] | None = None
     per_metric: int = 0  # metric columns fitted one law each (the mean target of a law), else 0
     groups: dict[str, int] | None = None  # domains per source, when the fitter uses the names' groups
+    reuse: dict[str, Any] | None = None  # --reuse: the group (``domains`` are then the units fitted)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -133,7 +134,7 @@ class FitReport:
             "n_runs": self.n_runs, "n_excluded": self.n_excluded, "cv": self.cv,
             "predictions": self.predictions, "proposal": self.proposal, "out": self.out,
             "seconds": self.seconds, "selection": self.selection, "groups": self.groups,
-            "per_metric": self.per_metric,
+            "per_metric": self.per_metric, "reuse": self.reuse,
         }
 
 
@@ -164,9 +165,11 @@ def fit_tables(config: FitConfig) -> FitReport:
     kl_params = method.kl_option(config.kl)  # a bad --kl is refused before any fitting
     if config.out is not None:
         from mixopt.atomic import check_writable
+        from mixopt.reuse import reuse_path
 
         check_writable(config.out, inputs={"--ratios": config.ratios, "--metrics": config.metrics,
-                                           "--predict": config.predict},
+                                           "--predict": config.predict,
+                                           "--reuse": reuse_path(config.reuse) if config.reuse else None},
                        example="predictions.csv" if config.predict is not None else "mixture.json")
         if config.propose and str(config.out).lower().endswith((".csv", ".tsv", ".parquet")):
             raise MixoptError(f"--propose writes a mixture JSON, not {config.out}; give --out mixture.json")
@@ -214,7 +217,8 @@ def fit_tables(config: FitConfig) -> FitReport:
             new = read_ratios(config.predict, what="--predict", domains=table.domains)
         else:
             ids, found, W, key = read_ratios(config.predict, what="--predict")
-            found, W = group.collapse(found, W, ids, f"--predict {config.predict}")
+            found, W = group.collapse(found, W, ids, f"--predict {config.predict}",
+                                      fix="leave those rows out of --predict")
             check_same_domains(found, table.domains, config.predict)
             new = ids, found, W, key
     # One unfitted fitter: cross-validation fits clones of it, --predict/--propose fit it itself.
@@ -283,7 +287,7 @@ def fit_tables(config: FitConfig) -> FitReport:
         method=method.name, target=config.target, domains=table.domains, n_runs=len(y),
         n_excluded=n_all - len(y), cv=cv, predictions=predictions, proposal=proposal,
         out=str(config.out) if config.out is not None else None, seconds=seconds, selection=selection,
-        groups=_groups_used(fitter),
+        groups=_groups_used(fitter), reuse=group.as_dict() if group is not None else None,
         # auto fits its law candidates per metric only up to a count (MAX_PER_METRIC)
         per_metric=Y.shape[1] if target is Y and getattr(fitter, "per_metric_", True) else 0,
     )
@@ -380,6 +384,10 @@ def _save_mixture(
         for n in notes:
             warn(n, MixoptWarning)
         notes = [*fit_notes, *notes]  # the fit's own warnings were shown when it ran
+    if group is not None:  # what the group kept, and which uniform the baseline is (a QA pass read 1/7)
+        notes += [group.note(weights),
+                  f"the uniform baseline is uniform over the {space.n} units ({group.name} counts once), "
+                  "which keeps the group's shares; uniform over every domain would not"]
     # The options given, then what the proposer reports; "kl" only from the report, because a
     # model without a convex form is proposed by top-k sampling, which has no KL term.
     info_params = {k: v for k, v in prop.info.items() if _jsonable(v)}

@@ -338,7 +338,8 @@ def swarm_plan(
                               f"{', '.join(domains)}; give the table of a swarm over the same domains")
         W = W[:, [found.index(d) for d in domains]]
         if group is not None:
-            W = group.collapse(domains, W, ids, f"--extend {extend}")[1]
+            W = group.collapse(domains, W, ids, f"--extend {extend}", fix="extend a table drawn with the "
+                               "same --reuse and --recompute, or draw without them")[1]
         before, start = W, next_index(ids)
     rows = sample_swarm(space, config.budget, seed=config.seed, temperature=config.temperature,
                         existing=before)
