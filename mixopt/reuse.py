@@ -126,6 +126,10 @@ class Reuse:
         """Token counts over the units: the group holds the tokens it can use at its shares before
         any member runs out, min over members of tokens / share (so a repetition cap on the group is
         the tightest of its members')."""
+        unknown = [d for d in tokens if d not in self.order and d != self.name]
+        if unknown and self.order:  # named among the domains, not the units (a QA pass)
+            raise MixoptError(f"--tokens names unknown domain(s) {listed(unknown, 5)}; the domains are "
+                              f"{listed(list(self.order), 8)} (or {self.name} for the group)")
         if self.name in tokens:
             return dict(tokens)
         missing = [m for m in self.ratios if m not in tokens]

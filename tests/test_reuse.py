@@ -48,6 +48,8 @@ def test_the_two_views_of_a_mixture(prev):
     # the group holds what it can use at its shares: wiki's 2e8 at 0.2 is 1e9, less than web's 2e9
     tokens = {"web": 1e9, "books": 5e8, "wiki": 2e8, "code": 3e8, "math": 1e8}
     assert group.tokens(tokens) == {"reused": pytest.approx(1e9), "code": 3e8, "math": 1e8}
+    with pytest.raises(MixoptError, match="unknown domain.* law; the domains are web, books, wiki, code"):
+        group.tokens({**tokens, "law": 1e9})
     # a table already over the units passes as it is
     np.testing.assert_array_equal(group.collapse(units, U, ["a", "b"], "t")[1], U)
 
