@@ -99,8 +99,9 @@ class Reuse:
             return units, np.asarray(W, dtype=float)
         lacking = [m for m in self.ratios if m not in domains]
         if lacking:
-            raise MixoptError(f"{where} lacks {listed(lacking, 5)} of {self.name} (--reuse {self.source}); "
-                              f"give a column for each of its domains, or one for {self.name}")
+            raise MixoptError(f"{where} lacks {listed(lacking, 5)} of {self.name} (--reuse-mixture "
+                              f"{self.source}); give a column for each of its domains, or one for "
+                              f"{self.name}")
         W = np.asarray(W, dtype=float)
         idx = [list(domains).index(m) for m in self.ratios]
         shares = np.array(list(self.ratios.values()))
@@ -118,7 +119,7 @@ class Reuse:
                 f"{where}: {len(bad)} row(s) ({listed([str(ids[b]) for b in bad], 5)}) do not keep the "
                 f"shares {self.source} gives within {self.name} (row {ids[i]}: {m} is "
                 f"{W[i, idx[worst]]:.6g}, {want[i, worst]:.6g} at its share): they were drawn without "
-                f"this --reuse, with another --recompute, or rounded to fewer than 4 decimals; {fix}")
+                f"this --reuse-mixture, with another --recompute, or rounded to fewer than 4 decimals; {fix}")
         cols = [group if u == self.name else W[:, list(domains).index(u)] for u in units]
         return units, np.column_stack(cols)
 
@@ -134,8 +135,8 @@ class Reuse:
             return dict(tokens)
         missing = [m for m in self.ratios if m not in tokens]
         if missing:
-            raise MixoptError(f"--tokens lacks {listed(missing, 5)} of {self.name} (--reuse); give a count "
-                              f"for each of its domains, or one for {self.name}")
+            raise MixoptError(f"--tokens lacks {listed(missing, 5)} of {self.name} (--reuse-mixture); give a "
+                              f"count for each of its domains, or one for {self.name}")
         usable = min(float(tokens[m]) / r for m, r in self.ratios.items() if r > 0)
         out: dict[str, float] = {}
         for d, t in tokens.items():
@@ -154,9 +155,9 @@ class Reuse:
         inside = [d for d in bounds if d in self.ratios]
         if inside:
             d = inside[0]
-            raise MixoptError(f"{option} {d}=...: {d} moves with the other domains of {self.name} (--reuse "
-                              f"{self.source}); bound the group ({option} {self.name}=...), or search {d} "
-                              f"on its own with --recompute {d}")
+            raise MixoptError(f"{option} {d}=...: {d} moves with the other domains of {self.name} "
+                              f"(--reuse-mixture {self.source}); bound the group ({option} {self.name}=...), "
+                              f"or search {d} on its own with --recompute {d}")
 
     def plan_space(self, space: SearchSpace, tokens: Mapping[str, float] | None) -> SearchSpace:
         """A space over the domains of ``space``'s units with their own ``tokens`` and its budget,
@@ -182,7 +183,7 @@ class Reuse:
 
     def option(self) -> list[str]:
         """The command-line options that give this reuse again (for a hint line)."""
-        out = ["--reuse", self.source if self.name == DEFAULT_NAME else f"{self.name}={self.source}"]
+        out = ["--reuse-mixture", self.source if self.name == DEFAULT_NAME else f"{self.name}={self.source}"]
         if self.recompute:
             out += ["--recompute", ",".join(self.recompute)]
         return out
@@ -197,19 +198,19 @@ def _split(spec: str) -> tuple[str, str]:
     name, eq, path = spec.partition("=")
     if eq and "/" not in name and "\\" not in name:
         if not name.strip():
-            raise MixoptError(f"--reuse {spec}: give the group a name before '=' (NAME=FILE), or just the "
-                              "file")
+            raise MixoptError(f"--reuse-mixture {spec}: give the group a name before '=' (NAME=FILE), or "
+                              "just the file")
         return name.strip(), path
     return DEFAULT_NAME, spec
 
 
 def reuse_path(spec: str) -> Path:
-    """The mixture file of ``--reuse [NAME=]FILE`` (an input no output may overwrite)."""
+    """The mixture file of ``--reuse-mixture [NAME=]FILE`` (an input no output may overwrite)."""
     return Path(_split(spec)[1]).expanduser()
 
 
 def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ()) -> Reuse:
-    """The group ``--reuse [NAME=]MIXTURE.json`` makes among ``domains`` (the domains, or a table's
+    """The group ``--reuse-mixture [NAME=]MIXTURE.json`` makes among ``domains`` (the domains, or a table's
     columns already in units), less the ``--recompute`` domains.
 
     Raises:
@@ -223,10 +224,11 @@ def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ())
     name, path = _split(spec)
     prev = Mixture.load(Path(path).expanduser())
     if prev.schedule:
-        raise MixoptError(f"--reuse {path} is a scheduled mixture; reuse one with a single set of weights")
+        raise MixoptError(f"--reuse-mixture {path} is a scheduled mixture; reuse one with a single set of "
+                          "weights")
     if name in prev.weights:
-        raise MixoptError(f"--reuse {spec}: {name!r} is a domain of {path}; name the group otherwise "
-                          f"(--reuse existing={path})")
+        raise MixoptError(f"--reuse-mixture {spec}: {name!r} is a domain of {path}; name the group otherwise "
+                          f"(--reuse-mixture existing={path})")
     recompute = tuple(dict.fromkeys(recompute))
     unknown = [d for d in recompute if d not in prev.weights]
     if unknown:
@@ -239,12 +241,12 @@ def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ())
                           f"({listed(list(domains), 8)})")
     kept = [d for d in prev.weights if d not in recompute]
     if not kept:
-        raise MixoptError(f"--recompute names every domain of {path}: nothing is left to reuse; drop --reuse "
-                          "and --recompute")
+        raise MixoptError(f"--recompute names every domain of {path}: nothing is left to reuse; drop "
+                          "--reuse-mixture and --recompute")
     both = [d for d in kept if d in domains]
     if name in domains and both:  # a column of the group beside its members: a domain of that name
-        raise MixoptError(f"--reuse {spec}: {name!r} is one of the domains; name the group otherwise "
-                          f"(--reuse existing={path})")
+        raise MixoptError(f"--reuse-mixture {spec}: {name!r} is one of the domains; name the group otherwise "
+                          f"(--reuse-mixture existing={path})")
     if name in domains:  # a table in units: the group is a column, its members are not
         members, dropped, order = kept, [], []
         for d in domains:
@@ -256,26 +258,26 @@ def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ())
     total = sum(prev.weights[m] for m in members)
     if not members or total <= 0:
         columns = [d for d in domains if d not in prev.weights]
-        hint = (f" (a table with one column for the group names it: --reuse {columns[0]}={path})"
+        hint = (f" (a table with one column for the group names it: --reuse-mixture {columns[0]}={path})"
                 if not members and columns else "")
-        raise MixoptError(f"--reuse {path}: none of its domains with a weight > 0 is left to reuse among "
-                          f"{listed(list(domains), 8)}{hint}; check the file, or drop --reuse")
+        raise MixoptError(f"--reuse-mixture {path}: none of its domains with a weight > 0 is left to reuse "
+                          f"among {listed(list(domains), 8)}{hint}; check the file, or drop --reuse-mixture")
     if not [d for d in domains if d not in members and d != name]:
-        raise MixoptError(f"--reuse {path} holds every domain ({listed(list(domains), 8)}): nothing is left "
-                          "to search beside it; reuse it when domains are added, or --recompute some of "
-                          "its domains")
+        raise MixoptError(f"--reuse-mixture {path} holds every domain ({listed(list(domains), 8)}): "
+                          "nothing is left to search beside it; reuse it when domains are added, or "
+                          "--recompute some of its domains")
     if dropped:
         new = [d for d in domains if d not in prev.weights]
         alike = {d: difflib.get_close_matches(d, new, n=1, cutoff=0.6) for d in dropped}
         renamed = [f"{d} → {m[0]}" for d, m in alike.items() if m]
-        warn(f"--reuse {path}: {listed(dropped, 5)} {'is' if len(dropped) == 1 else 'are'} no longer "
+        warn(f"--reuse-mixture {path}: {listed(dropped, 5)} {'is' if len(dropped) == 1 else 'are'} no longer "
              f"among the domains; the rest of {name} keep their shares, renormalised"
              + (f" (renamed? {', '.join(renamed)}: rename it in that file too, and it keeps its share)"
                 if renamed else ""), MixoptWarning)
     zero = [m for m in members if prev.weights[m] == 0]
     if zero:
-        warn(f"--reuse {path}: {listed(zero, 5)} {'has' if len(zero) == 1 else 'have'} weight 0 there and "
-             f"stay{'s' if len(zero) == 1 else ''} at 0 in every mixture; --recompute "
+        warn(f"--reuse-mixture {path}: {listed(zero, 5)} {'has' if len(zero) == 1 else 'have'} weight 0 "
+             f"there and stay{'s' if len(zero) == 1 else ''} at 0 in every mixture; --recompute "
              f"{'it' if len(zero) == 1 else 'them'} to search {'it' if len(zero) == 1 else 'them'}",
              MixoptWarning)
     return Reuse(name=name, ratios={m: prev.weights[m] / total for m in members}, source=path,

@@ -60,8 +60,8 @@ def main() -> None:
         folder = Path(tmp)
         prev = folder / "previous.json"
         Mixture(dict(zip(DOMAINS[:OLD], OPTIMUM[:OLD] / OPTIMUM[:OLD].sum(), strict=True))).save(prev)
-        print(f"{'runs':>5} {'every domain':>14} {'--reuse':>10}   (mean regret over {args.seeds} seeds, "
-              f"{args.method})")
+        print(f"{'runs':>5} {'every domain':>14} {'--reuse-mixture':>16}   (mean regret over {args.seeds} "
+              f"seeds, {args.method})")
         for budget in map(int, args.budgets.split(",")):
             full = [regret(folder, args.method, budget, s, None) for s in range(args.seeds)]
             reused = [regret(folder, args.method, budget, s, str(prev)) for s in range(args.seeds)]

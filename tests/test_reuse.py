@@ -63,7 +63,7 @@ def test_a_named_group_a_removed_domain_and_recompute(prev, tmp_path):
     group = load_reuse(str(prev), DOMAINS, recompute=["books"])
     assert dict(group.ratios) == pytest.approx({"web": 0.5 / 0.7, "wiki": 0.2 / 0.7})
     assert group.units(DOMAINS) == ("reused", "books", "code", "math")
-    assert group.option() == ["--reuse", str(prev), "--recompute", "books"]
+    assert group.option() == ["--reuse-mixture", str(prev), "--recompute", "books"]
     # a table whose columns are the group's name and the new domains (Olmix's `existing`)
     group = load_reuse(f"existing={prev}", ("existing", "code", "math"))
     assert group.domains(("existing", "code", "math")) == DOMAINS
@@ -73,7 +73,7 @@ def test_a_named_group_a_removed_domain_and_recompute(prev, tmp_path):
     ("web={p}", DOMAINS, (), "'web' is a domain of"),
     ("{p}", DOMAINS, ("code",), "--recompute code: not a domain of"),
     ("{p}", ("code", "math", "law"), (), "none of its domains with a weight > 0 is left"),
-    ("{p}", DOMAINS, ("web", "books", "wiki"), "--recompute names every domain of .*drop --reuse"),
+    ("{p}", DOMAINS, ("web", "books", "wiki"), "--recompute names every domain of .*drop --reuse-mixture"),
     # a name that is a new domain (a QA pass: it read as a table with both the group and its members)
     ("code={p}", DOMAINS, (), "'code' is one of the domains; name the group otherwise"),
     ("{p}", ("web", "reused", "code"), (), "'reused' is one of the domains"),
@@ -81,7 +81,7 @@ def test_a_named_group_a_removed_domain_and_recompute(prev, tmp_path):
     ("={p}", DOMAINS, (), "give the group a name before '='"),
     ("{p}", DOMAINS, ("law",), "law: not a domain of .* drop it from --recompute"),
     # Olmix's table in units, without the group's name: the column is named in the way out
-    ("{p}", ("existing", "code", "math"), (), "--reuse existing="),
+    ("{p}", ("existing", "code", "math"), (), "--reuse-mixture existing="),
     ("{p}", ("web", "books", "wiki"), (), "holds every domain"),
 ])
 def test_refusals_name_what_is_wrong(prev, spec, domains, recompute, match):
@@ -102,7 +102,7 @@ def test_rows_not_drawn_with_the_reuse_are_named(prev):
     W = np.array([[0.3, 0.18, 0.12, 0.3, 0.1], [0.2, 0.2, 0.2, 0.2, 0.2]])
     # the member furthest past its tolerance is named, and the likely causes
     with pytest.raises(MixoptError, match=r"1 row\(s\) \(r2\) do not keep the shares .* wiki is 0.2, 0.12 at "
-                       r".*without this --reuse, with another --recompute, or rounded to fewer than 4"):
+                       r".*without this --reuse-mixture, with another --recompute, or rounded to fewer"):
         group.collapse(DOMAINS, W, ["r1", "r2"], "swarm.csv")
     # a spreadsheet's 4 decimals pass (a QA pass: 9 of 64 rows refused), small shares included
     tiny = load_reuse(str(prev), DOMAINS)
@@ -128,11 +128,12 @@ def _losses(ratios, out, optimum=(0.3, 0.18, 0.12, 0.3, 0.1)):
 def test_swarm_then_fit_with_reuse(prev, tmp_path, workspace, capsys):
     swarm, blends = tmp_path / "swarm.csv", tmp_path / "blends"
     args = ["swarm", "--domains", ",".join(DOMAINS), "--tokens", TOKENS, "--max-epochs", "4", "--budget",
-            "20", "--reuse", str(prev), "-o", str(swarm), "--exports", str(blends), "--format", "olmix-mix"]
+            "20", "--reuse-mixture", str(prev), "-o", str(swarm), "--exports", str(blends), "--format",
+            "olmix-mix"]
     assert run_cli(args) == 0
     said = " ".join(capsys.readouterr().err.split())
     assert "20 mixtures over 5 domains (seed 0), 3 of them as one group reused" in said
-    assert f"--max-epochs 4 --reuse {prev} --propose" in said  # the fit it suggests reads the same shares
+    assert f"--max-epochs 4 --reuse-mixture {prev} --propose" in said  # the fit it suggests: the same shares
     df = pl.read_csv(swarm)
     assert df.columns == ["run", "index", *DOMAINS]  # written over every domain: what the jobs train
     W = df.select(DOMAINS).to_numpy()
@@ -151,7 +152,7 @@ def test_swarm_then_fit_with_reuse(prev, tmp_path, workspace, capsys):
     metrics, out = tmp_path / "metrics.csv", tmp_path / "mixture.json"
     _losses(swarm, metrics)
     assert run_cli(["fit", "--ratios", str(swarm), "--metrics", str(metrics), "--target", "loss", "--method",
-                    "gp", "--tokens", TOKENS, "--max-epochs", "4", "--reuse", str(prev), "--propose",
+                    "gp", "--tokens", TOKENS, "--max-epochs", "4", "--reuse-mixture", str(prev), "--propose",
                     "--out", str(out), "--max-weight", "reused=0.8"]) == 0
     data = json.loads(out.read_text())
     w = data["weights"]
@@ -177,7 +178,8 @@ def test_fit_reads_a_table_over_the_units(prev, tmp_path, workspace):
     pl.DataFrame({"run": [f"r{i}" for i in range(16)],
                   "loss": 3 + ((U - [0.6, 0.3, 0.1]) ** 2).sum(axis=1)}).write_csv(metrics)
     assert run_cli(["fit", "--ratios", str(ratios), "--metrics", str(metrics), "--target", "loss",
-                    "--method", "linear", "--reuse", f"existing={prev}", "--propose", "--out", str(out)]) == 0
+                    "--method", "linear", "--reuse-mixture", f"existing={prev}", "--propose", "--out",
+                    str(out)]) == 0
     w = json.loads(out.read_text())["weights"]
     assert list(w) == list(DOMAINS)
     share = w["web"] + w["books"] + w["wiki"]
@@ -193,11 +195,11 @@ def test_fit_refuses_what_reuse_cannot_read(prev, tmp_path, workspace, capsys):
     _losses(ratios, metrics)
     base = ["fit", "--ratios", str(ratios), "--metrics", str(metrics), "--target", "loss", "--method",
             "linear", "--propose", "--out", str(out)]
-    assert run_cli([*base, "--reuse", str(prev)]) == 2
+    assert run_cli([*base, "--reuse-mixture", str(prev)]) == 2
     err = capsys.readouterr().err
     assert "12 row(s) (r0, r1, r2, r3, r4 and 7 more) do not keep the shares" in " ".join(err.split())
     assert run_cli([*base, "--recompute", "web"]) == 2
-    assert "add --reuse FILE" in capsys.readouterr().err
+    assert "add --reuse-mixture FILE" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -223,15 +225,15 @@ def test_predict_collapses_new_mixtures(prev, tmp_path, workspace):
 def test_what_a_qa_pass_of_reuse_found(prev, tmp_path, workspace, capsys):
     swarm, metrics, out = tmp_path / "swarm.csv", tmp_path / "metrics.csv", tmp_path / "mix.json"
     # --recompute keeps the domains in their order (it had moved books after the group's members)
-    assert run_cli(["swarm", "--domains", ",".join(DOMAINS), "--reuse", str(prev), "--recompute", "books",
-                    "--budget", "12", "-o", str(swarm)]) == 0
+    assert run_cli(["swarm", "--domains", ",".join(DOMAINS), "--reuse-mixture", str(prev), "--recompute",
+                    "books", "--budget", "12", "-o", str(swarm)]) == 0
     assert pl.read_csv(swarm).columns == ["run", "index", *DOMAINS]
-    assert f"--reuse {prev} --recompute books" in " ".join(capsys.readouterr().err.split())
+    assert f"--reuse-mixture {prev} --recompute books" in " ".join(capsys.readouterr().err.split())
     _losses(swarm, metrics)
     fit = ["fit", "--ratios", str(swarm), "--metrics", str(metrics), "--target", "loss", "--method", "linear",
            "--propose"]
     # tokens given for the group, as the error for a missing member suggests, had crashed (KeyError)
-    assert run_cli([*fit, "--out", str(out), "--reuse", str(prev), "--recompute", "books", "--tokens",
+    assert run_cli([*fit, "--out", str(out), "--reuse-mixture", str(prev), "--recompute", "books", "--tokens",
                     "reused=1e9,books=5e8,code=3e8,math=1e8", "--max-epochs", "4"]) == 0
     data = json.loads(out.read_text())
     assert list(data["weights"]) == list(DOMAINS) and "epochs" not in data["tokens"]
@@ -240,13 +242,14 @@ def test_what_a_qa_pass_of_reuse_found(prev, tmp_path, workspace, capsys):
     capsys.readouterr()
     # an output over the mixture it reuses is refused, and nothing is written
     before = prev.read_text()
-    assert run_cli([*fit, "--out", str(prev), "--reuse", str(prev), "--recompute", "books"]) == 2
-    assert "is the --reuse file this command reads" in capsys.readouterr().err
-    assert run_cli(["swarm", "--domains", ",".join(DOMAINS), "--reuse", str(prev), "-o", str(prev)]) == 2
-    assert "is the --reuse file this command reads" in capsys.readouterr().err
+    assert run_cli([*fit, "--out", str(prev), "--reuse-mixture", str(prev), "--recompute", "books"]) == 2
+    assert "is the --reuse-mixture file this command reads" in capsys.readouterr().err
+    assert run_cli(["swarm", "--domains", ",".join(DOMAINS), "--reuse-mixture", str(prev), "-o",
+                    str(prev)]) == 2
+    assert "is the --reuse-mixture file this command reads" in capsys.readouterr().err
     assert prev.read_text() == before
     # forgetting the swarm's --recompute: the rows are refused, naming it as a cause
-    assert run_cli([*fit, "--out", str(out), "--reuse", str(prev)]) == 2
+    assert run_cli([*fit, "--out", str(out), "--reuse-mixture", str(prev)]) == 2
     assert "with another --recompute" in capsys.readouterr().err
 
 

@@ -87,12 +87,12 @@ def fit(
     size_exponent: Annotated[float | None, opt("--size-exponent", help="--fidelity-law: fixed size-law "
                                                "exponent (needed with two rungs).")] = None,
     metric: Annotated[str, opt("--metric", help="--fidelity-law: loss or bpb.")] = "loss",
-    reuse: Annotated[str | None, opt("--reuse", help="Mixture reuse (Olmix): [NAME=]MIXTURE.json, whose "
-                                     "domains are fitted as one group NAME (default reused) at that "
-                                     "mixture's shares, as `mixopt swarm --reuse` drew them; the proposal "
-                                     "is written over every domain.")] = None,
-    recompute: Annotated[str | None, opt("--recompute", help="--reuse: domains of that mixture fitted on "
-                                         "their own again, a,b or @FILE.")] = None,
+    reuse: Annotated[str | None, opt("--reuse-mixture", help="Mixture reuse (Olmix): [NAME=]MIXTURE.json, "
+                                     "whose domains are fitted as one group NAME (default reused) at that "
+                                     "mixture's shares, as `mixopt swarm --reuse-mixture` drew them; the "
+                                     "proposal is written over every domain.")] = None,
+    recompute: Annotated[str | None, opt("--recompute", help="--reuse-mixture: domains of that mixture "
+                                         "fitted on their own again, a,b or @FILE.")] = None,
 ) -> None:
     """Fit on RegMix/Olmix-style run tables; cross-validate, predict new mixtures or propose one."""
     from mixopt.errors import MixoptError
@@ -105,7 +105,7 @@ def fit(
         if any(v is not None for v in (ratios, metrics, cv, predict, tokens, reuse, recompute)):
             raise MixoptError(
                 "--fidelity-law reads the run store (and each domain's tokens from its searches); drop "
-                "--ratios/--metrics/--cv/--predict/--tokens/--reuse/--recompute"
+                "--ratios/--metrics/--cv/--predict/--tokens/--reuse-mixture/--recompute"
             )
         with busy(f"fitting {'mixing-law' if method is None else method} across scale"), \
                 json_warnings(as_json) as said:

@@ -57,11 +57,11 @@ def swarm(
                                             "training job, domain=path (repeatable, or a=/x,b=/y).")] = None,
     valid: Annotated[list[str] | None, opt("--valid", help="--exports in yaml: a validation set of RegMix's "
                                            "valid: section, name=weight (repeatable).")] = None,
-    reuse: Annotated[Str, opt("--reuse", help="Mixture reuse (Olmix): [NAME=]MIXTURE.json, whose domains "
-                              "are drawn as one group NAME (default reused) at that mixture's shares; "
-                              "the rows are written over every domain.")] = None,
-    recompute: Annotated[Str, opt("--recompute", help="--reuse: domains of that mixture to draw on their "
-                                  "own again, a,b or @FILE.")] = None,
+    reuse: Annotated[Str, opt("--reuse-mixture", help="Mixture reuse (Olmix): [NAME=]MIXTURE.json, whose "
+                              "domains are drawn as one group NAME (default reused) at that mixture's "
+                              "shares; the rows are written over every domain.")] = None,
+    recompute: Annotated[Str, opt("--recompute", help="--reuse-mixture: domains of that mixture to draw on "
+                                  "their own again, a,b or @FILE.")] = None,
 ) -> None:
     """Draw the swarm of mixtures to train yourself: a ratios table for `mixopt fit`."""
     from mixopt.atomic import atomic_dir, check_writable, write_text
@@ -83,8 +83,8 @@ def swarm(
         raise MixoptError(f"{'--prefix' if prefix else '--valid'} goes into --exports files; add --exports "
                           "FOLDER --format F")
     if out is not None:  # nor the mixture it reuses (a QA pass wrote the table over it)
-        check_writable(out, inputs={"--extend": extend, "--reuse": reuse_path(reuse) if reuse else None},
-                       example="swarm.csv")
+        check_writable(out, example="swarm.csv",
+                       inputs={"--extend": extend, "--reuse-mixture": reuse_path(reuse) if reuse else None})
     if exports is not None:
         if exports.exists() and (not exports.is_dir() or any(exports.iterdir())):
             raise MixoptError(f"--exports {exports} exists and is not an empty folder; give a new folder")

@@ -96,8 +96,8 @@ class FitConfig:
                 raise MixoptError(f"--top-k {self.k} exceeds --candidates {self.n_candidates}; lower --top-k "
                                   "or raise --candidates")
         if self.recompute and self.reuse is None:
-            raise MixoptError("--recompute names domains of a --reuse mixture to fit on their own again; add "
-                              "--reuse FILE")
+            raise MixoptError("--recompute names domains of a reused mixture to fit on their own again; add "
+                              "--reuse-mixture FILE")
         if self.cv is not None and self.cv < 2:
             raise MixoptError(f"--cv {self.cv}: K must be at least 2")
         if self.predict is not None and str(self.out).lower().endswith(".json"):
@@ -126,7 +126,7 @@ class FitReport:
     selection: list[dict[str, Any]] | None = None
     per_metric: int = 0  # metric columns fitted one law each (the mean target of a law), else 0
     groups: dict[str, int] | None = None  # domains per source, when the fitter uses the names' groups
-    reuse: dict[str, Any] | None = None  # --reuse: the group (``domains`` are then the units fitted)
+    reuse: dict[str, Any] | None = None  # --reuse-mixture: the group (``domains`` are then the units fitted)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -167,9 +167,9 @@ def fit_tables(config: FitConfig) -> FitReport:
         from mixopt.atomic import check_writable
         from mixopt.reuse import reuse_path
 
+        reused = reuse_path(config.reuse) if config.reuse else None
         check_writable(config.out, inputs={"--ratios": config.ratios, "--metrics": config.metrics,
-                                           "--predict": config.predict,
-                                           "--reuse": reuse_path(config.reuse) if config.reuse else None},
+                                           "--predict": config.predict, "--reuse-mixture": reused},
                        example="predictions.csv" if config.predict is not None else "mixture.json")
         if config.propose and str(config.out).lower().endswith((".csv", ".tsv", ".parquet")):
             raise MixoptError(f"--propose writes a mixture JSON, not {config.out}; give --out mixture.json")

@@ -328,7 +328,8 @@ def swarm_plan(
     domains, tokens, *_ = _domains_and_tokens(config)
     group = load_reuse(reuse, domains, recompute) if reuse is not None else None
     if recompute and group is None:
-        raise MixoptError("--recompute names domains of a --reuse mixture to search again; add --reuse FILE")
+        raise MixoptError("--recompute names domains of a reused mixture to draw on their own again; add "
+                          "--reuse-mixture FILE")
     space = _space(config, domains, tokens, group)
     before, start = None, 0
     if extend is not None:
@@ -339,7 +340,7 @@ def swarm_plan(
         W = W[:, [found.index(d) for d in domains]]
         if group is not None:
             W = group.collapse(domains, W, ids, f"--extend {extend}", fix="extend a table drawn with the "
-                               "same --reuse and --recompute, or draw without them")[1]
+                               "same --reuse-mixture and --recompute, or draw without them")[1]
         before, start = W, next_index(ids)
     rows = sample_swarm(space, config.budget, seed=config.seed, temperature=config.temperature,
                         existing=before)
