@@ -13,6 +13,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from mixopt.errors import MixoptError
 from mixopt.fitters.auto import AutoFitter
 from mixopt.fitters.registry import FITTERS
+from mixopt.testing import run_cli
 
 LAWS = ("linear", "loglinear", "bimix", "gp")
 RUNS = Path(__file__).parent / "data" / "runs" / "regmix-pile-1m"
@@ -107,16 +108,6 @@ def test_auto_skips_laws_with_too_many_parameters_and_explains() -> None:
         AutoFitter(candidates=("linear", "nope", "gpp", "auto")).fit(X, y)
     with pytest.raises(MixoptError, match="at least 3 runs"):
         AutoFitter().fit(X[:2], y[:2])
-
-
-def run_cli(args: list[str]) -> int:
-    from mixopt.cli import main
-
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 AUTO_ARGS = [

@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mixopt.cli import main
 from mixopt.mixture import EVIDENCE_KEYS, Mixture
+from mixopt.testing import run_cli
 
 RUNS = Path(__file__).parent / "data" / "runs"
 R = str(RUNS / "regmix-pile-1m" / "train_mixture_1m.csv")
@@ -21,14 +21,6 @@ OR = str(RUNS / "olmix-64dom-512" / "full_recomputation_ratios.csv")
 OM = str(RUNS / "olmix-64dom-512" / "full_recomputation_metrics.csv")
 # Small proposer and model keep these tests fast; the defaults are covered by the library tests.
 FAST = ["--candidates", "20000", "--top-k", "16"]
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(autouse=True)

@@ -11,19 +11,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from mixopt.cli import main
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.export import FORMATS, export_mixture, export_notes, parse_export
 from mixopt.mixture import Mixture
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
+from mixopt.testing import run_cli
 
 MIX = Mixture({"web": 0.5, "code": 0.3, "dclm:adult_content": 0.2}, meta={"method": "regmix"})
 

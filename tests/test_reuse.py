@@ -9,22 +9,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mixopt.cli import main
 from mixopt.errors import MixoptError
 from mixopt.mixture import Mixture
 from mixopt.reuse import load_reuse
+from mixopt.testing import run_cli
 
 DOMAINS = ("web", "books", "wiki", "code", "math")
 TOKENS = "web=1e9,books=5e8,wiki=2e8,code=3e8,math=1e8"
 SHARES = {"web": 0.5, "books": 0.3, "wiki": 0.2}
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture

@@ -9,17 +9,8 @@ import sys
 
 import pytest
 
-from mixopt.cli import main
 from mixopt.store import RunStore
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
+from mixopt.testing import run_cli
 
 FAST = ["--evaluator", "mixopt.testing:loglinear", "--domains", "web,code,math,books"]
 

@@ -19,6 +19,7 @@ import pytest
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.objective import Objective
 from mixopt.store import RunRecord, RunStore, domains_key, fidelity_key
+from mixopt.testing import run_cli as _cli
 
 DOMAINS = ["a", "b", "c"]
 FID = {"corpus": "toy", "rung": "xs"}
@@ -300,16 +301,6 @@ def test_a_readonly_sqlite_file_that_is_no_store_is_one_clear_error(tmp_path, mo
 
 
 RUNS = __import__("pathlib").Path(__file__).parent / "data" / "runs"
-
-
-def _cli(args: list[str]) -> int:
-    from mixopt.cli import main
-
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_import_regmix_and_olmix_tables_through_the_cli(store, capsys):
