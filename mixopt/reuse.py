@@ -96,6 +96,10 @@ class Reuse:
         """
         units = self.units(domains)
         if self.name in domains:
+            both = [m for m in self.ratios if m in domains]
+            if both:  # the columns would be read by the wrong names (a review: a wrong prediction, unsaid)
+                raise MixoptError(f"{where} has both {self.name} and its domain(s) {listed(both, 5)}; give "
+                                  f"one column for the group or one per domain, not both")
             return units, np.asarray(W, dtype=float)
         lacking = [m for m in self.ratios if m not in domains]
         if lacking:
@@ -132,11 +136,19 @@ class Reuse:
             raise MixoptError(f"--tokens names unknown domain(s) {listed(unknown, 5)}; the domains are "
                               f"{listed(list(self.order), 8)} (or {self.name} for the group)")
         if self.name in tokens:
+            both = [m for m in self.ratios if m in tokens]
+            if both:
+                raise MixoptError(f"--tokens gives both {self.name} and its domain(s) {listed(both, 5)}; "
+                                  "give one count for the group or one per domain, not both")
             return dict(tokens)
         missing = [m for m in self.ratios if m not in tokens]
         if missing:
             raise MixoptError(f"--tokens lacks {listed(missing, 5)} of {self.name} (--reuse-mixture); give a "
                               f"count for each of its domains, or one for {self.name}")
+        empty = [m for m, r in self.ratios.items() if r > 0 and not float(tokens[m]) > 0]
+        if empty:  # the group would hold 0 tokens, and the error name the group (a review)
+            raise MixoptError(f"--tokens gives {listed(empty, 5)} of {self.name} no tokens; a domain of the "
+                              f"group must have data (or --recompute it and keep it out with --fix d=0)")
         usable = min(float(tokens[m]) / r for m, r in self.ratios.items() if r > 0)
         out: dict[str, float] = {}
         for d, t in tokens.items():
@@ -196,6 +208,8 @@ def _split(spec: str) -> tuple[str, str]:
         MixoptError: ``=FILE``, a name left empty.
     """
     name, eq, path = spec.partition("=")
+    if eq and Path(spec).expanduser().is_file():  # a file named v=2.json (a review)
+        return DEFAULT_NAME, spec
     if eq and "/" not in name and "\\" not in name:
         if not name.strip():
             raise MixoptError(f"--reuse-mixture {spec}: give the group a name before '=' (NAME=FILE), or "
@@ -204,9 +218,28 @@ def _split(spec: str) -> tuple[str, str]:
     return DEFAULT_NAME, spec
 
 
+def reuse_name(spec: str) -> str:
+    """The group's name in ``--reuse-mixture [NAME=]FILE``."""
+    return _split(spec)[0]
+
+
 def reuse_path(spec: str) -> Path:
     """The mixture file of ``--reuse-mixture [NAME=]FILE`` (an input no output may overwrite)."""
     return Path(_split(spec)[1]).expanduser()
+
+
+def resolve_reuse(spec: str | None, domains: Sequence[str], recompute: Sequence[str] = ()) -> Reuse | None:
+    """:func:`load_reuse` for an option that may be absent (None), refusing ``--recompute`` alone.
+
+    Raises:
+        MixoptError: as :func:`load_reuse`, or ``--recompute`` without ``--reuse-mixture``.
+    """
+    if spec is None:
+        if recompute:
+            raise MixoptError("--recompute names domains of a reused mixture to search on their own again; "
+                              "add --reuse-mixture FILE")
+        return None
+    return load_reuse(spec, domains, recompute)
 
 
 def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ()) -> Reuse:
@@ -226,9 +259,6 @@ def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ())
     if prev.schedule:
         raise MixoptError(f"--reuse-mixture {path} is a scheduled mixture; reuse one with a single set of "
                           "weights")
-    if name in prev.weights:
-        raise MixoptError(f"--reuse-mixture {spec}: {name!r} is a domain of {path}; name the group otherwise "
-                          f"(--reuse-mixture existing={path})")
     recompute = tuple(dict.fromkeys(recompute))
     unknown = [d for d in recompute if d not in prev.weights]
     if unknown:
@@ -243,8 +273,8 @@ def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ())
     if not kept:
         raise MixoptError(f"--recompute names every domain of {path}: nothing is left to reuse; drop "
                           "--reuse-mixture and --recompute")
-    both = [d for d in kept if d in domains]
-    if name in domains and both:  # a column of the group beside its members: a domain of that name
+    # a domain of the file, or one beside the group's members, cannot name the group
+    if name in prev.weights or (name in domains and any(d in domains for d in kept)):
         raise MixoptError(f"--reuse-mixture {spec}: {name!r} is one of the domains; name the group otherwise "
                           f"(--reuse-mixture existing={path})")
     if name in domains:  # a table in units: the group is a column, its members are not

@@ -65,7 +65,7 @@ def main() -> None:
         for budget in map(int, args.budgets.split(",")):
             full = [regret(folder, args.method, budget, s, None) for s in range(args.seeds)]
             reused = [regret(folder, args.method, budget, s, str(prev)) for s in range(args.seeds)]
-            print(f"{budget:>5} {np.mean(full):>14.4f} {np.mean(reused):>10.4f}")
+            print(f"{budget:>5} {np.mean(full):>14.4f} {np.mean(reused):>16.4f}")
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def test_a_named_group_a_removed_domain_and_recompute(prev, tmp_path):
 
 
 @pytest.mark.parametrize(("spec", "domains", "recompute", "match"), [
-    ("web={p}", DOMAINS, (), "'web' is a domain of"),
+    ("web={p}", DOMAINS, (), "'web' is one of the domains; name the group otherwise"),
     ("{p}", DOMAINS, ("code",), "--recompute code: not a domain of"),
     ("{p}", ("code", "math", "law"), (), "none of its domains with a weight > 0 is left"),
     ("{p}", DOMAINS, ("web", "books", "wiki"), "--recompute names every domain of .*drop --reuse-mixture"),
@@ -89,7 +89,7 @@ def test_a_scheduled_mixture_is_refused(tmp_path):
         load_reuse(str(path), ("a", "b", "c"))
 
 
-def test_rows_not_drawn_with_the_reuse_are_named(prev):
+def test_rows_not_drawn_with_the_reuse_are_named(prev, tmp_path):
     group = load_reuse(str(prev), DOMAINS)
     W = np.array([[0.3, 0.18, 0.12, 0.3, 0.1], [0.2, 0.2, 0.2, 0.2, 0.2]])
     # the member furthest past its tolerance is named, and the likely causes
@@ -97,7 +97,9 @@ def test_rows_not_drawn_with_the_reuse_are_named(prev):
                        r".*without this --reuse-mixture, with another --recompute, or rounded to fewer"):
         group.collapse(DOMAINS, W, ["r1", "r2"], "swarm.csv")
     # a spreadsheet's 4 decimals pass (a QA pass: 9 of 64 rows refused), small shares included
-    tiny = load_reuse(str(prev), DOMAINS)
+    small = tmp_path / "small.json"
+    Mixture({"web": 0.9, "books": 0.0999, "wiki": 0.0001}).save(small)
+    tiny = load_reuse(str(small), DOMAINS)
     rng = np.random.default_rng(0)
     U = rng.dirichlet(np.ones(3) * 0.3, size=500)
     rounded = np.round(tiny.expand(("reused", "code", "math"), U), 4)
@@ -211,7 +213,60 @@ def test_predict_collapses_new_mixtures(prev, tmp_path, workspace):
         rep = fit_tables(FitConfig(ratios=ratios, metrics=metrics, target="loss", method="linear",
                                    predict=new, out=out, reuse=str(prev)))
     assert rep.domains == ("reused", "code", "math") and rep.predictions["n"] == 1
-    assert pl.read_csv(out)["run"].to_list() == ["n0"]
+    got = pl.read_csv(out)
+    assert got["run"].to_list() == ["n0"]
+    # the same mixture given over the units predicts the same (the collapse reads the right columns)
+    units = tmp_path / "units.csv"
+    pl.DataFrame({"run": ["n0"], "reused": [W[0, :3].sum()], "code": [W[0, 3]], "math": [W[0, 4]]}
+                 ).write_csv(units)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit_tables(FitConfig(ratios=ratios, metrics=metrics, target="loss", method="linear", predict=units,
+                             out=tmp_path / "p2.csv", reuse=str(prev)))
+    assert pl.read_csv(tmp_path / "p2.csv")["predicted/loss"][0] == pytest.approx(got["predicted/loss"][0])
+    # the group's column beside a member's: its columns would be read by the wrong names (a review)
+    pl.DataFrame({"run": ["n0"], "reused": [0.5], "web": [0.2], "code": [0.2], "math": [0.1]}
+                 ).write_csv(units)
+    with pytest.raises(MixoptError, match="has both reused and its domain.* web; give one column"):
+        fit_tables(FitConfig(ratios=ratios, metrics=metrics, target="loss", method="linear", predict=units,
+                             out=tmp_path / "p3.csv", reuse=str(prev)))
+
+
+def test_tokens_for_the_group_and_a_file_with_an_equals_sign(prev, tmp_path, workspace, capsys):
+    group = load_reuse(str(prev), DOMAINS)
+    with pytest.raises(MixoptError, match="gives both reused and its domain.* web; give one count"):
+        group.tokens({"reused": 1e9, "web": 1e9, "code": 1e8, "math": 1e8})
+    with pytest.raises(MixoptError, match="gives wiki of reused no tokens"):
+        group.tokens({"web": 1e9, "books": 1e9, "wiki": 0, "code": 1e8, "math": 1e8})
+    # swarm takes the group's count too, as fit does (its error for a missing member says so)
+    out = tmp_path / "s.csv"
+    assert run_cli(["swarm", "--domains", ",".join(DOMAINS), "--tokens", "reused=1e9,code=1e8,math=1e8",
+                    "--max-epochs", "2", "--reuse-mixture", str(prev), "-o", str(out)]) == 0
+    W = pl.read_csv(out).select(DOMAINS).to_numpy()
+    assert (W[:, 3] <= 2 * 1e8 / 1.2e9 + 1e-9).all()  # code: 2 passes of 1e8 at the 1.2e9 budget
+    # a file named v=2.json is the file, not a group v in 2.json
+    odd = tmp_path / "v=2.json"
+    odd.write_text(prev.read_text())
+    assert load_reuse(str(odd), DOMAINS).name == "reused"
+
+
+def test_extend_and_min_weight_with_reuse(prev, tmp_path, workspace, capsys):
+    first, more = tmp_path / "first.csv", tmp_path / "more.csv"
+    base = ["swarm", "--domains", ",".join(DOMAINS), "--reuse-mixture", str(prev), "--min-weight", "0.2"]
+    assert run_cli([*base, "--budget", "8", "-o", str(first)]) == 0
+    assert run_cli([*base, "--budget", "8", "--extend", str(first), "-o", str(more)]) == 0
+    W = np.vstack([pl.read_csv(p).select(DOMAINS).to_numpy() for p in (first, more)])
+    assert pl.read_csv(more)["index"].to_list() == list(range(8, 16))  # numbered on after the first
+    # --min-weight floors the units: the group and each new domain, not each member
+    assert (W[:, :3].sum(axis=1) >= 0.2 - 1e-9).all() and (W[:, 3:] >= 0.2 - 1e-9).all()
+    assert (W[:, 2] < 0.2).any()  # wiki, 0.2 of the group, is below the floor in some rows
+    # a table drawn without the reuse cannot be extended with it
+    plain = tmp_path / "plain.csv"
+    assert run_cli(["swarm", "--domains", ",".join(DOMAINS), "--budget", "4", "-o", str(plain)]) == 0
+    capsys.readouterr()
+    assert run_cli([*base, "--extend", str(plain), "-o", str(tmp_path / "x.csv")]) == 2
+    assert "extend a table drawn with the same --reuse-mixture and --recompute" in " ".join(
+        capsys.readouterr().err.split())
 
 
 def test_what_a_qa_pass_of_reuse_found(prev, tmp_path, workspace, capsys):

@@ -74,7 +74,7 @@ def fit(
     store: Annotated[str | None, opt("--store", help="--fidelity-law: run store path.")] = None,
     search: Annotated[list[str] | None, opt("--search", help="--fidelity-law: searches whose runs are used "
                                             "(repeatable; default all).")] = None,
-    target_tokens: Annotated[int | None, opt("--target-tokens", parser=lambda t: parse_count(t),
+    target_tokens: Annotated[int | None, opt("--target-tokens", parser=parse_count,
                                              metavar="TOKENS", help="Tokens of the final run (2e9, 2B): with "
                                                "--max-epochs, the repetition cap (default: the sum of "
                                                "--tokens); --fidelity-law: training tokens to extrapolate to "
@@ -87,10 +87,10 @@ def fit(
     size_exponent: Annotated[float | None, opt("--size-exponent", help="--fidelity-law: fixed size-law "
                                                "exponent (needed with two rungs).")] = None,
     metric: Annotated[str, opt("--metric", help="--fidelity-law: loss or bpb.")] = "loss",
-    reuse: Annotated[str | None, opt("--reuse-mixture", help="Mixture reuse (Olmix): [NAME=]MIXTURE.json, "
-                                     "whose domains are fitted as one group NAME (default reused) at that "
-                                     "mixture's shares, as `mixopt swarm --reuse-mixture` drew them; the "
-                                     "proposal is written over every domain.")] = None,
+    reuse: Annotated[str | None, opt("--reuse-mixture", help="Mixture reuse (Olmix): MIXTURE.json or "
+                                     "NAME=MIXTURE.json, whose domains are fitted as one group NAME (default "
+                                     "reused) at that mixture's shares, as `mixopt swarm --reuse-mixture` "
+                                     "drew them; the proposal is written over every domain.")] = None,
     recompute: Annotated[str | None, opt("--recompute", help="--reuse-mixture: domains of that mixture "
                                          "fitted on their own again, a,b or @FILE.")] = None,
 ) -> None:

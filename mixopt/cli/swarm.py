@@ -57,9 +57,10 @@ def swarm(
                                             "training job, domain=path (repeatable, or a=/x,b=/y).")] = None,
     valid: Annotated[list[str] | None, opt("--valid", help="--exports in yaml: a validation set of RegMix's "
                                            "valid: section, name=weight (repeatable).")] = None,
-    reuse: Annotated[Str, opt("--reuse-mixture", help="Mixture reuse (Olmix): [NAME=]MIXTURE.json, whose "
-                              "domains are drawn as one group NAME (default reused) at that mixture's "
-                              "shares; the rows are written over every domain.")] = None,
+    reuse: Annotated[Str, opt("--reuse-mixture", help="Mixture reuse (Olmix): MIXTURE.json or "
+                              "NAME=MIXTURE.json, whose domains are drawn as one group NAME (default "
+                              "reused) at that mixture's shares; the rows are written over every "
+                              "domain.")] = None,
     recompute: Annotated[Str, opt("--recompute", help="--reuse-mixture: domains of that mixture to draw on "
                                   "their own again, a,b or @FILE.")] = None,
 ) -> None:

@@ -95,9 +95,6 @@ class FitConfig:
             if self.k > self.n_candidates:
                 raise MixoptError(f"--top-k {self.k} exceeds --candidates {self.n_candidates}; lower --top-k "
                                   "or raise --candidates")
-        if self.recompute and self.reuse is None:
-            raise MixoptError("--recompute names domains of a reused mixture to fit on their own again; add "
-                              "--reuse-mixture FILE")
         if self.cv is not None and self.cv < 2:
             raise MixoptError(f"--cv {self.cv}: K must be at least 2")
         if self.predict is not None and str(self.out).lower().endswith(".json"):
@@ -155,7 +152,7 @@ def fit_tables(config: FitConfig) -> FitReport:
     """
     from mixopt.fitters.varied import flat
     from mixopt.methods import fit_target, get_method
-    from mixopt.reuse import load_reuse
+    from mixopt.reuse import resolve_reuse
     from mixopt.space import SearchSpace, default_target_tokens
     from mixopt.tables import check_same_domains, read_ratios, read_run_tables
 
@@ -185,6 +182,11 @@ def fit_tables(config: FitConfig) -> FitReport:
     # before a refused --target they were noise above the one error line.
     with warnings_if_ok():
         table = read_run_tables(config.ratios, config.metrics)
+        # --reuse-mixture: fitted and proposed over the units, written over the domains
+        group = resolve_reuse(config.reuse, table.domains, config.recompute)
+        if group is not None:
+            units, W = group.collapse(table.domains, table.X, table.run_ids, f"--ratios {config.ratios}")
+            table = replace(table, domains=units, X=W)
         X, y, run_ids = table.target_rows(config.target)
         if len(y) < 2:
             raise MixoptError(f"only {len(y)} run(s) have a finite {config.target!r}; fitting needs at "
@@ -194,15 +196,9 @@ def fit_tables(config: FitConfig) -> FitReport:
                               "so there is nothing to fit; "
                               "check --target (`mixopt fit --help` lists how it is read)")
     n_all = len(table.run_ids)
-    group = tokens = None
-    if config.tokens:
-        tokens = dict(config.tokens)
+    tokens = dict(config.tokens) if config.tokens else None
     target_tokens = default_target_tokens(config.target_tokens, tokens)  # as a search's, of every domain
-    if config.reuse is not None:  # fitted and proposed over the units, written over the domains
-        group = load_reuse(config.reuse, table.domains, config.recompute)
-        units, W = group.collapse(table.domains, table.X, table.run_ids, f"--ratios {config.ratios}")
-        X = group.collapse(table.domains, X, run_ids, f"--ratios {config.ratios}")[1]
-        table = replace(table, domains=units, X=W)
+    if group is not None:
         group.check_bounds(config.ceilings, "--max-weight")
         group.check_bounds(config.fixed, "--fix")
         if tokens is not None:

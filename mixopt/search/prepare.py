@@ -24,7 +24,7 @@ from mixopt.atomic import check_writable
 from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.evaluator import load_evaluator
 from mixopt.objective import Objective
-from mixopt.reuse import Reuse, load_reuse
+from mixopt.reuse import Reuse, resolve_reuse, reuse_name
 from mixopt.search.config import PROXY, SearchConfig
 from mixopt.search.ray_env import user_modules
 from mixopt.search.trial import PROXY_EVALUATOR, PickledEvaluator, TrialContext
@@ -254,9 +254,10 @@ def _portable_rung(rung: str) -> str:
     return str(found)
 
 
-def _domains_and_tokens(config: SearchConfig
+def _domains_and_tokens(config: SearchConfig, group: str | None = None
                         ) -> tuple[list[str], dict[str, float] | None, str | None, str | None, str | None]:
-    """(domains, tokens per domain or None, corpus name for the trials, corpus name, corpus hash)."""
+    """(domains, tokens per domain or None, corpus name for the trials, corpus name, corpus hash).
+    ``group``: a reused mixture's group, whose count ``--tokens`` may give for its domains'."""
     if config.corpus is not None:
         from mixopt.corpus import Corpus
 
@@ -268,6 +269,8 @@ def _domains_and_tokens(config: SearchConfig
         domains = list(config.domains or ())
         tokens = dict(config.tokens) if config.tokens else None
         corpus_arg = name = chash = None
+    if tokens is not None and group in tokens:  # counted for the group: Reuse.tokens checks the rest
+        return list(domains), tokens, corpus_arg, name, chash
     if tokens is not None:
         unknown = [d for d in tokens if d not in domains]
         if unknown:
@@ -325,11 +328,8 @@ def swarm_plan(
     at that mixture's shares (:mod:`mixopt.reuse`)."""
     from mixopt.tables import next_index, read_ratios
 
-    domains, tokens, *_ = _domains_and_tokens(config)
-    group = load_reuse(reuse, domains, recompute) if reuse is not None else None
-    if recompute and group is None:
-        raise MixoptError("--recompute names domains of a reused mixture to draw on their own again; add "
-                          "--reuse-mixture FILE")
+    domains, tokens, *_ = _domains_and_tokens(config, group=reuse_name(reuse) if reuse else None)
+    group = resolve_reuse(reuse, domains, recompute)
     space = _space(config, domains, tokens, group)
     before, start = None, 0
     if extend is not None:
