@@ -313,7 +313,7 @@ class SwarmPlan(NamedTuple):
     rows: np.ndarray
     start: int
     reuse: Reuse | None = None
-    tokens: dict[str, float] | None = None  # per domain (not per unit), when known
+    tokens: dict[str, float] | None = None  # as given (per domain, or with the group's count), or None
 
 
 def swarm_plan(
