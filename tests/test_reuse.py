@@ -315,3 +315,26 @@ def test_rows_rounded_to_seven_decimals_say_their_sums(tmp_path):
     W = np.array([[0.3333333, 0.3333333, 0.3333333], [0.5, 0.25, 0.25]])
     with pytest.warns(UserWarning, match=r"1 row\(s\) summed to 0\.9999999–1; renormalised"):
         check_rows(W, ["a", "b"], "r.csv")
+
+
+def test_a_group_that_dominates_the_prior_is_said(tmp_path, workspace):
+    from mixopt.search.config import SearchConfig
+    from mixopt.search.prepare import swarm_plan
+
+    big = tmp_path / "big.json"
+    Mixture({"a": 0.3, "b": 0.3, "c": 0.2, "d": 0.1, "e": 0.1}).save(big)
+    tokens = {**dict.fromkeys("abcde", 1e12), "new1": 1e10, "new2": 2e10}
+
+    def plan(temperature: float) -> np.ndarray:
+        cfg = SearchConfig(domains=tuple(tokens), tokens=tokens, budget=16, temperature=temperature)
+        p = swarm_plan(cfg, reuse=str(big))
+        return p.rows[:, p.space.domains.index("reused")]
+
+    # a trillion-token group beside new domains of billions: 99% of the prior, most rows near it
+    with pytest.warns(UserWarning, match=r"reused holds 99\.1% of the swarm's prior .* --temperature"):
+        group = plan(1.0)
+    assert np.median(group) > 0.99
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # flattened, it is not said, and the rows vary the group
+        group = plan(3.0)
+    assert np.median(group) < 0.9

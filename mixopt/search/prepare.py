@@ -306,6 +306,23 @@ def build_space(config: SearchConfig) -> tuple[SearchSpace, str | None, str | No
     return _space(config, domains, tokens), corpus_arg, name, chash
 
 
+# A group holding more of the swarm's prior than this leaves the new domains little to vary.
+DOMINANT_PRIOR = 0.9
+
+
+def _dominant_group_note(space: SearchSpace, name: str, temperature: float) -> None:
+    """Warn when a reused group's tokens dominate the swarm's prior (a group of a trillion-token
+    corpus beside a new domain of billions: 99% of the prior, and half the rows above 0.999)."""
+    from mixopt.swarm import prior
+
+    share = float(prior(space, temperature)[space.domains.index(name)])
+    if share > DOMINANT_PRIOR:
+        warn(f"{name} holds {share:.1%} of the swarm's prior (its tokens beside the other domains', at "
+             f"--temperature {temperature:g}), so most rows keep it near that and vary the others little; "
+             f"a higher --temperature (e.g. 3) flattens the prior, or --tokens {name}=COUNT sets its part "
+             "(as Olmix's manual prior does; it is also the group's repetition cap)", MixoptWarning)
+
+
 class SwarmPlan(NamedTuple):
     """What :func:`swarm_plan` draws: rows over ``space.domains`` (the units, with ``reuse``)."""
 
@@ -331,6 +348,8 @@ def swarm_plan(
     domains, tokens, *_ = _domains_and_tokens(config, group=reuse_name(reuse) if reuse else None)
     group = resolve_reuse(reuse, domains, recompute)
     space = _space(config, domains, tokens, group)
+    if group is not None:
+        _dominant_group_note(space, group.name, config.temperature)
     before, start = None, 0
     if extend is not None:
         ids, found, W, _ = read_ratios(extend, what="--extend")
