@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 from conftest import TINY_DATA, TINY_DOMAINS, tiny_documents
 
-from mixopt.cli import main
 from mixopt.corpus import Corpus
 from mixopt.corpus.documents import chunk_text
+from mixopt.testing import run_cli
 
 SMALL = ["--vocab-size", "300", "--val-documents", "4"]
 
@@ -27,11 +27,7 @@ def rows() -> list[dict[str, str]]:
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+    code = run_cli(list(args))
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -8,15 +8,11 @@ from pathlib import Path
 import pytest
 from conftest import TINY_DATA
 
-from mixopt.cli import main
+from mixopt.testing import run_cli
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+    code = run_cli(list(args))
     return code, capsys.readouterr().err
 
 

@@ -8,17 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mixopt.cli import main
 from mixopt.errors import MixoptError
 from mixopt.proxy.rungs import DEBUG, load_rung
+from mixopt.testing import run_cli
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+    code = run_cli(list(args))
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -13,6 +13,7 @@ from mixopt.evaluator import EvalRequest
 from mixopt.objective import Objective
 from mixopt.search.result import CandidateRow, SearchResult
 from mixopt.store import RunRecord, RunStore, fidelity_key
+from mixopt.testing import run_cli
 
 DOMAINS = ["web", "code", "math"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -93,10 +94,7 @@ def test_report_writes_plots_and_summary(search):
 def test_report_through_the_cli_and_of_a_search_that_stopped_early(search, capsys):
     store = RunStore()
     store.create_search("early", {"method": "regmix"}, {"domains": DOMAINS, "reused": []})
-    try:
-        main(["report", "early"])
-    except SystemExit as exc:
-        assert exc.code in (0, None)
+    assert run_cli(["report", "early"]) == 0
     out = capsys.readouterr().out
     assert "runs.png" in out and "weights.png" not in out  # no result yet: no weights to compare
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mixopt.cli import main
+from mixopt.testing import run_cli
 from mixopt.train.compare import critical_t, seeds_needed, verdict
 
 DEBUG_TOML = """
@@ -32,11 +32,7 @@ log_every = 4
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+    code = run_cli(argv)
     out, err = capsys.readouterr()
     return code, out, err
 
