@@ -338,3 +338,11 @@ def test_a_group_that_dominates_the_prior_is_said(tmp_path, workspace):
         warnings.simplefilter("error")  # flattened, it is not said, and the rows vary the group
         group = plan(3.0)
     assert np.median(group) < 0.9
+    # a corpus's counts cannot be given: the way out is the temperature alone
+    from mixopt.search.prepare import _dominant_group_note
+    from mixopt.space import SearchSpace
+
+    space = SearchSpace(domains=("reused", "new1"), tokens={"reused": 1e12, "new1": 1e9})
+    with pytest.warns(UserWarning) as said:
+        _dominant_group_note(space, "reused", 1.0, counted=False)
+    assert "--temperature" in str(said[0].message) and "--tokens" not in str(said[0].message)

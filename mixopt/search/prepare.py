@@ -310,17 +310,19 @@ def build_space(config: SearchConfig) -> tuple[SearchSpace, str | None, str | No
 DOMINANT_PRIOR = 0.9
 
 
-def _dominant_group_note(space: SearchSpace, name: str, temperature: float) -> None:
+def _dominant_group_note(space: SearchSpace, name: str, temperature: float, *, counted: bool) -> None:
     """Warn when a reused group's tokens dominate the swarm's prior (a group of a trillion-token
-    corpus beside a new domain of billions: 99% of the prior, and half the rows above 0.999)."""
+    corpus beside a new domain of billions: 99% of the prior, and half the rows above 0.999).
+    ``counted``: the tokens are the user's ``--tokens`` (a corpus's own counts cannot be given)."""
     from mixopt.swarm import prior
 
     share = float(prior(space, temperature)[space.domains.index(name)])
     if share > DOMINANT_PRIOR:
         warn(f"{name} holds {share:.1%} of the swarm's prior (its tokens beside the other domains', at "
              f"--temperature {temperature:g}), so most rows keep it near that and vary the others little; "
-             f"a higher --temperature (e.g. 3) flattens the prior, or --tokens {name}=COUNT sets its part "
-             "(as Olmix's manual prior does; it is also the group's repetition cap)", MixoptWarning)
+             "a higher --temperature (e.g. 3) flattens the prior"
+             + (f", or --tokens {name}=COUNT sets its part (as Olmix's manual prior does; it is also the "
+                "group's repetition cap)" if counted else ""), MixoptWarning)
 
 
 class SwarmPlan(NamedTuple):
@@ -349,7 +351,7 @@ def swarm_plan(
     group = resolve_reuse(reuse, domains, recompute)
     space = _space(config, domains, tokens, group)
     if group is not None:
-        _dominant_group_note(space, group.name, config.temperature)
+        _dominant_group_note(space, group.name, config.temperature, counted=config.corpus is None)
     before, start = None, 0
     if extend is not None:
         ids, found, W, _ = read_ratios(extend, what="--extend")
