@@ -13,6 +13,8 @@ others' shares renormalised (Olmix: a removal needs no new swarm).
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,14 @@ class Reuse:
     dropped: tuple[str, ...] = ()
     recompute: tuple[str, ...] = ()
     order: tuple[str, ...] = ()  # every domain, in the order given (a table's columns, --domains)
+
+    def __post_init__(self) -> None:  # built by hand in library use: shares that expand to a mixture
+        bad = [f"{m}={r!r}" for m, r in self.ratios.items() if not (r >= 0 and math.isfinite(r))]
+        total = sum(self.ratios.values()) if not bad else math.nan
+        if bad or not self.ratios or abs(total - 1) > 1e-9:
+            raise MixoptError(f"the group's shares must be ≥ 0 and sum to 1; got "
+                              f"{', '.join(bad) or listed([f'{m}={r:g}' for m, r in self.ratios.items()], 6)}"
+                              f"{'' if bad or not self.ratios else f' (sum {total:.6g})'}")
 
     # ----- the two views ----------------------------------------------------------------------
     def units(self, domains: Sequence[str]) -> tuple[str, ...]:
@@ -201,12 +211,15 @@ class Reuse:
         return out
 
 
-def _split(spec: str) -> tuple[str, str]:
-    """(name, path) of ``NAME=FILE`` or ``FILE``: a name holds no path separator.
+def _split(spec: str | os.PathLike[str]) -> tuple[str, str]:
+    """(name, path) of ``NAME=FILE`` or ``FILE`` (a path object is the file): a name holds no path
+    separator.
 
     Raises:
         MixoptError: ``=FILE``, a name left empty.
     """
+    if not isinstance(spec, str):  # a Path in library use (FitConfig's tables are Paths too)
+        return DEFAULT_NAME, os.fspath(spec)
     name, eq, path = spec.partition("=")
     if eq and Path(spec).expanduser().is_file():  # a file named v=2.json (a review)
         return DEFAULT_NAME, spec
@@ -218,17 +231,24 @@ def _split(spec: str) -> tuple[str, str]:
     return DEFAULT_NAME, spec
 
 
-def reuse_name(spec: str) -> str:
+def reuse_name(spec: str | os.PathLike[str]) -> str:
     """The group's name in ``--reuse-mixture [NAME=]FILE``."""
     return _split(spec)[0]
 
 
-def reuse_path(spec: str) -> Path:
+def reuse_path(spec: str | os.PathLike[str]) -> Path:
     """The mixture file of ``--reuse-mixture [NAME=]FILE`` (an input no output may overwrite)."""
     return Path(_split(spec)[1]).expanduser()
 
 
-def resolve_reuse(spec: str | None, domains: Sequence[str], recompute: Sequence[str] = ()) -> Reuse | None:
+def _parts(source: str, domains: Sequence[str]) -> list[str]:
+    """The domains named as parts of ``source`` (``s2pdf:games`` of ``s2pdf``): a split source."""
+    n = len(source)
+    return [d for d in domains if len(d) > n + 1 and d.startswith(source) and d[n] in ":/_-."]
+
+
+def resolve_reuse(spec: str | os.PathLike[str] | None, domains: Sequence[str], recompute: Sequence[str] = ()
+                  ) -> Reuse | None:
     """:func:`load_reuse` for an option that may be absent (None), refusing ``--recompute`` alone.
 
     Raises:
@@ -242,7 +262,7 @@ def resolve_reuse(spec: str | None, domains: Sequence[str], recompute: Sequence[
     return load_reuse(spec, domains, recompute)
 
 
-def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ()) -> Reuse:
+def load_reuse(spec: str | os.PathLike[str], domains: Sequence[str], recompute: Sequence[str] = ()) -> Reuse:
     """The group ``--reuse-mixture [NAME=]MIXTURE.json`` makes among ``domains`` (the domains, or a table's
     columns already in units), less the ``--recompute`` domains.
 
@@ -254,7 +274,12 @@ def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ())
 
     from mixopt.mixture import Mixture
 
+    if isinstance(recompute, str):  # "dclm:health" had been read letter by letter (library use)
+        raise MixoptError(f"recompute is the string {recompute!r}; give a sequence of names, e.g. "
+                          f"({recompute!r},)")
+    domains = list(domains)  # a generator had been spent by the first look
     name, path = _split(spec)
+    spec = f"{name}={path}" if name != DEFAULT_NAME else path
     prev = Mixture.load(Path(path).expanduser())
     if prev.schedule:
         raise MixoptError(f"--reuse-mixture {path} is a scheduled mixture; reuse one with a single set of "
@@ -265,10 +290,12 @@ def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ())
         raise MixoptError(f"--recompute {listed(unknown, 5)}: not a domain of {path} (its domains: "
                           f"{listed(list(prev.weights), 8)}); a domain that file lacks is searched on its "
                           "own already: drop it from --recompute")
+    units_table = name in domains and not any(d in domains for d in prev.weights)
     absent = [d for d in recompute if d not in domains]
-    if absent:
+    if absent and not units_table:  # in a table over units, --recompute takes a gone domain out
         raise MixoptError(f"--recompute {listed(absent, 5)}: not among the domains "
-                          f"({listed(list(domains), 8)})")
+                          f"({listed(list(domains), 8)}); a domain of the file that is gone is left out "
+                          "without it")
     kept = [d for d in prev.weights if d not in recompute]
     if not kept:
         raise MixoptError(f"--recompute names every domain of {path}: nothing is left to reuse; drop "
@@ -278,6 +305,12 @@ def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ())
         raise MixoptError(f"--reuse-mixture {spec}: {name!r} is one of the domains; name the group otherwise "
                           f"(--reuse-mixture existing={path})")
     if name in domains:  # a table in units: the group is a column, its members are not
+        split = {m: parts for m in kept if (parts := _parts(m, domains))}
+        if split:  # the source in the group and its parts beside it: counted twice (a QA pass)
+            m, parts = next(iter(split.items()))
+            raise MixoptError(f"{m} of {path} is in {name}, and its parts {listed(parts, 3)} are columns "
+                              "beside it: a split source would be counted twice; take it out of the group "
+                              f"with --recompute {','.join(split)}")
         members, dropped, order = kept, [], []
         for d in domains:
             order.extend(kept if d == name else [d])
@@ -293,17 +326,25 @@ def load_reuse(spec: str, domains: Sequence[str], recompute: Sequence[str] = ())
         raise MixoptError(f"--reuse-mixture {path}: none of its domains with a weight > 0 is left to reuse "
                           f"among {listed(list(domains), 8)}{hint}; check the file, or drop --reuse-mixture")
     if not [d for d in domains if d not in members and d != name]:
-        raise MixoptError(f"--reuse-mixture {path} holds every domain ({listed(list(domains), 8)}): "
+        gone = (f" ({listed(dropped, 3)} of it no longer among them: the mixture to train is the file "
+                f"without {'it' if len(dropped) == 1 else 'them'}, renormalised, as Olmix trains a removal)"
+                if dropped else "")
+        raise MixoptError(f"--reuse-mixture {path} holds every domain ({listed(list(domains), 8)}){gone}: "
                           "nothing is left to search beside it; reuse it when domains are added, or "
                           "--recompute some of its domains")
     if dropped:
         new = [d for d in domains if d not in prev.weights]
-        alike = {d: difflib.get_close_matches(d, new, n=1, cutoff=0.6) for d in dropped}
+        split = {d: parts for d in dropped if (parts := _parts(d, new))}
+        alike = {d: difflib.get_close_matches(d, new, n=1, cutoff=0.6) for d in dropped if d not in split}
         renamed = [f"{d} → {m[0]}" for d, m in alike.items() if m]
+        said = [f"split? {d} → {listed(parts, 3)}: its share is left out, and the parts are searched beside "
+                f"{name}" for d, parts in split.items()]
+        if renamed:  # a revised source is new data: only the same data renamed keeps its share
+            said.append(f"renamed? {', '.join(renamed)}: if it is the same data under a new name, rename it "
+                        "in that file too to keep its share; a revised source is searched beside the group")
         warn(f"--reuse-mixture {path}: {listed(dropped, 5)} {'is' if len(dropped) == 1 else 'are'} no longer "
              f"among the domains; the rest of {name} keep their shares, renormalised"
-             + (f" (renamed? {', '.join(renamed)}: rename it in that file too, and it keeps its share)"
-                if renamed else ""), MixoptWarning)
+             + (f" ({'; '.join(said)})" if said else ""), MixoptWarning)
     zero = [m for m in members if prev.weights[m] == 0]
     if zero:
         warn(f"--reuse-mixture {path}: {listed(zero, 5)} {'has' if len(zero) == 1 else 'have'} weight 0 "

@@ -346,3 +346,60 @@ def test_a_group_that_dominates_the_prior_is_said(tmp_path, workspace):
     with pytest.warns(UserWarning) as said:
         _dominant_group_note(space, "reused", 1.0, counted=False)
     assert "--temperature" in str(said[0].message) and "--tokens" not in str(said[0].message)
+
+
+def test_a_second_qa_pass_replaying_olmix_updates(prev, tmp_path, workspace, capsys):
+    from pathlib import Path
+
+    from mixopt.reuse import Reuse
+
+    # library use: a Path is the file, a string of recompute is refused, hand-made shares are checked
+    assert load_reuse(Path(prev), DOMAINS).source == str(prev)
+    with pytest.raises(MixoptError, match="recompute is the string 'books'; give a sequence"):
+        load_reuse(str(prev), DOMAINS, "books")
+    assert load_reuse(str(prev), iter(DOMAINS)).units(DOMAINS) == ("reused", "code", "math")
+    with pytest.raises(MixoptError, match=r"shares must be ≥ 0 and sum to 1; got a=0.5, b=0.7 \(sum 1.2\)"):
+        Reuse(name="g", ratios={"a": 0.5, "b": 0.7}, source="x")
+    # a split source: its share is left out and the parts searched beside the group (not "renamed?")
+    parts = ("web", "books", "wiki:science", "wiki:history", "code", "math")
+    with pytest.warns(UserWarning, match=r"split\? wiki → wiki:science, wiki:history: its share is left out"):
+        load_reuse(str(prev), parts)
+    # a revised source read as a rename is not told to keep its share unless it is the same data
+    with pytest.warns(UserWarning, match="if it is the same data under a new name.*a revised source is"):
+        load_reuse(str(prev), ("web", "books", "wikis", "code"))
+    # a table over units with the split source's parts beside the group: counted twice, refused
+    with pytest.raises(MixoptError, match=r"wiki of .* is in existing, and its parts wiki:science, "
+                                          r"wiki:history are columns .* --recompute wiki"):
+        load_reuse(f"existing={prev}", ("existing", "wiki:science", "wiki:history"))
+    group = load_reuse(f"existing={prev}", ("existing", "wiki:science", "wiki:history"), ["wiki"])
+    assert dict(group.ratios) == pytest.approx({"web": 0.625, "books": 0.375})
+    # a removal: the file holds every domain left, and the message says what to train
+    with pytest.raises(MixoptError, match=r"\(wiki of it no longer among them: the mixture to train is the "
+                                          r"file without it, renormalised"):
+        load_reuse(str(prev), ("web", "books"))
+
+
+def test_caps_that_keep_the_new_domains_out_of_the_rows_are_said(tmp_path, workspace):
+    from mixopt.search.config import SearchConfig
+    from mixopt.search.prepare import swarm_plan
+
+    old = tmp_path / "old.json"
+    Mixture({"a": 0.5, "b": 0.5}).save(old)
+    # fifteen small new domains, each capped near 0.5%, beside a group that is not: most draws that
+    # weight them are rejected, and the rows keep them near 0 (a QA pass's stack-edu)
+    tokens = {"a": 4e11, "b": 4e11, **{f"n{i}": 1.4e9 for i in range(15)}, "big": 1e11}
+    cfg = SearchConfig(domains=tuple(tokens), tokens=tokens, budget=24, max_epochs=4, target_tokens=1e12)
+    with pytest.warns(UserWarning, match=r"the rows give the domains beside reused a median share of .* the "
+                                         r"repetition caps \(--max-epochs\) reject most draws"):
+        swarm_plan(cfg, reuse=str(old))
+    with warnings.catch_warnings():  # without caps nothing is said
+        warnings.simplefilter("error")
+        swarm_plan(SearchConfig(domains=tuple(tokens), tokens=tokens, budget=24), reuse=str(old))
+
+
+def test_export_prefixes_from_a_file(tmp_path, capsys):
+    mix, prefixes = tmp_path / "mix.json", tmp_path / "prefixes.txt"
+    Mixture({"web": 0.6, "code": 0.4}).save(mix)
+    prefixes.write_text("# one per line\nweb=/data/web_text\ncode=/data/code_text\n")
+    assert run_cli(["export", str(mix), "--format", "megatron", "--prefix", f"@{prefixes}"]) == 0
+    assert capsys.readouterr().out.split() == ["0.6", "/data/web_text", "0.4", "/data/code_text"]

@@ -20,7 +20,7 @@ def export(
                                        "launch config's mix: section) or yaml (RegMix's train:/valid:).")],
     prefix: Annotated[list[str] | None, typer.Option("--prefix", help="Name or path of a domain in the "
                                                      "training job, domain=path (repeatable, or "
-                                                     "a=/x,b=/y).")] = None,
+                                                     "a=/x,b=/y, or @FILE of them, one per line).")] = None,
     valid: Annotated[list[str] | None, typer.Option(
         "--valid", help="yaml: a validation set of RegMix's valid: section, name=weight (repeatable; "
         "default: the objective's domains).")] = None,
@@ -38,7 +38,10 @@ def export(
         check_writable(out, inputs={"mixture": mixture}, example=named.get(fmt, "mixture.yaml"))
     mix = Mixture.load(mixture)
     valid_sets = assignments(valid, "--valid")
-    prefixes = parse_prefixes(prefix or [], list(mix.weights))
+    from mixopt.search.config import at_file
+
+    # @FILE as --tokens and --fix take it (a QA pass pasted 64 prefixes into one argument)
+    prefixes = parse_prefixes([at_file(p, "--prefix") or "" for p in prefix or []], list(mix.weights))
     text = export_mixture(mix, fmt, prefixes, valid_sets)
     if out is None:
         _check_printable(text)

@@ -54,7 +54,8 @@ def swarm(
     fmt: Annotated[Str, opt("--format", "-f", help="Format of --exports: megatron, hf, olmix, olmix-mix or "
                             "yaml (as `mixopt export`).")] = None,
     prefix: Annotated[list[str] | None, opt("--prefix", help="--exports: a domain's name or path in the "
-                                            "training job, domain=path (repeatable, or a=/x,b=/y).")] = None,
+                                            "training job, domain=path (repeatable, a=/x,b=/y, or "
+                                            "@FILE).")] = None,
     valid: Annotated[list[str] | None, opt("--valid", help="--exports in yaml: a validation set of RegMix's "
                                            "valid: section, name=weight (repeatable).")] = None,
     reuse: Annotated[Str, opt("--reuse-mixture", help="Mixture reuse (Olmix): MIXTURE.json or "
@@ -70,7 +71,7 @@ def swarm(
     from mixopt.export import EXTENSIONS, export_mixture, export_notes, parse_prefixes
     from mixopt.mixture import Mixture
     from mixopt.reuse import reuse_path
-    from mixopt.search.config import SearchConfig, count_text, parse_assignments, parse_domains
+    from mixopt.search.config import SearchConfig, at_file, count_text, parse_assignments, parse_domains
     from mixopt.search.prepare import swarm_plan
     from mixopt.tables import SWARM_RUN, ratios_csv
 
@@ -108,7 +109,7 @@ def swarm(
         planner, params["reuse"] = group.plan_space(space, domain_tokens), group.as_dict()
     text = ratios_csv(names, rows, start=start)
     if exports is not None:
-        prefixes = parse_prefixes(prefix or [], names)
+        prefixes = parse_prefixes([at_file(p, "--prefix") or "" for p in prefix or []], names)
         valid_sets = assignments(valid, "--valid")
         files, noted = {}, {}
         for i, row in enumerate(rows, start=start):

@@ -325,6 +325,25 @@ def _dominant_group_note(space: SearchSpace, name: str, temperature: float, *, c
                 "group's repetition cap)" if counted else ""), MixoptWarning)
 
 
+def _capped_away_note(space: SearchSpace, rows: np.ndarray, name: str, temperature: float) -> None:
+    """Warn when the repetition caps leave the domains beside a reused group far below their prior
+    in the drawn rows (a QA pass: Olmix's stack-edu at 35% of the prior, a median row at 0.8%: the
+    caps of its small languages rejected the draws that weighted it, and the fit extrapolated)."""
+    from mixopt.swarm import prior
+
+    if len(rows) < 4:
+        return
+    i = space.domains.index(name)
+    expected = 1.0 - float(prior(space, temperature)[i])
+    drawn = 1.0 - rows[:, i]
+    if expected >= 0.1 and float(np.median(drawn)) < expected / 4:
+        warn(f"the rows give the domains beside {name} a median share of {np.median(drawn):.1%} in all (at "
+             f"most {drawn.max():.0%}), where the prior gives them {expected:.0%}: the repetition caps "
+             "(--max-epochs) reject most draws that weight them; a swarm drawn without --max-epochs varies "
+             "them more, and fit --max-epochs still caps the proposal (Olmix caps only the fit)",
+             MixoptWarning)
+
+
 class SwarmPlan(NamedTuple):
     """What :func:`swarm_plan` draws: rows over ``space.domains`` (the units, with ``reuse``)."""
 
@@ -351,7 +370,9 @@ def swarm_plan(
     group = resolve_reuse(reuse, domains, recompute)
     space = _space(config, domains, tokens, group)
     if group is not None:
-        _dominant_group_note(space, group.name, config.temperature, counted=config.corpus is None)
+        # --tokens is offered where the counts are the user's and the group has none yet
+        _dominant_group_note(space, group.name, config.temperature,
+                             counted=config.corpus is None and group.name not in (config.tokens or {}))
     before, start = None, 0
     if extend is not None:
         ids, found, W, _ = read_ratios(extend, what="--extend")
@@ -363,9 +384,11 @@ def swarm_plan(
             W = group.collapse(domains, W, ids, f"--extend {extend}", fix="extend a table drawn with the "
                                "same --reuse-mixture and --recompute, or draw without them")[1]
         before, start = W, next_index(ids)
-    rows = sample_swarm(space, config.budget, seed=config.seed, temperature=config.temperature,
-                        existing=before)
-    return SwarmPlan(space, np.asarray(rows).reshape(-1, space.n), start, group, tokens)
+    rows = np.asarray(sample_swarm(space, config.budget, seed=config.seed, temperature=config.temperature,
+                                   existing=before)).reshape(-1, space.n)
+    if group is not None and config.max_epochs is not None:
+        _capped_away_note(space, rows, group.name, config.temperature)
+    return SwarmPlan(space, rows, start, group, tokens)
 
 
 def prepare(
