@@ -54,10 +54,13 @@ class Reuse:
     def __post_init__(self) -> None:  # built by hand in library use: shares that expand to a mixture
         bad = [f"{m}={r!r}" for m, r in self.ratios.items() if not (r >= 0 and math.isfinite(r))]
         total = sum(self.ratios.values()) if not bad else math.nan
-        if bad or not self.ratios or abs(total - 1) > 1e-9:
+        if not self.ratios:
+            raise MixoptError(f"the group {self.name!r} has no domains; give it one or more, with shares "
+                              "summing to 1")
+        if bad or abs(total - 1) > 1e-9:
             raise MixoptError(f"the group's shares must be ≥ 0 and sum to 1; got "
                               f"{', '.join(bad) or listed([f'{m}={r:g}' for m, r in self.ratios.items()], 6)}"
-                              f"{'' if bad or not self.ratios else f' (sum {total:.6g})'}")
+                              f"{'' if bad else f' (sum {total:.6g})'}")
 
     # ----- the two views ----------------------------------------------------------------------
     def units(self, domains: Sequence[str]) -> tuple[str, ...]:

@@ -360,6 +360,8 @@ def test_a_second_qa_pass_replaying_olmix_updates(prev, tmp_path, workspace, cap
     assert load_reuse(str(prev), iter(DOMAINS)).units(DOMAINS) == ("reused", "code", "math")
     with pytest.raises(MixoptError, match=r"shares must be ≥ 0 and sum to 1; got a=0.5, b=0.7 \(sum 1.2\)"):
         Reuse(name="g", ratios={"a": 0.5, "b": 0.7}, source="x")
+    with pytest.raises(MixoptError, match="the group 'g' has no domains"):
+        Reuse(name="g", ratios={}, source="x")
     # a split source: its share is left out and the parts searched beside the group (not "renamed?")
     parts = ("web", "books", "wiki:science", "wiki:history", "code", "math")
     with pytest.warns(UserWarning, match=r"split\? wiki → wiki:science, wiki:history: its share is left out"):
