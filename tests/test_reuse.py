@@ -295,6 +295,9 @@ def test_what_a_qa_pass_of_reuse_found(prev, tmp_path, workspace, capsys):
                     str(prev)]) == 2
     assert "is the --reuse-mixture file this command reads" in capsys.readouterr().err
     assert prev.read_text() == before
+    # a --recompute list's errors name --recompute, not --domains
+    assert run_cli([*fit, "--out", str(out), "--reuse-mixture", str(prev), "--recompute", "books,,wiki"]) == 2
+    assert "--recompute 'books,,wiki' has an empty name" in capsys.readouterr().err
     # forgetting the swarm's --recompute: the rows are refused, naming it as a cause
     assert run_cli([*fit, "--out", str(out), "--reuse-mixture", str(prev)]) == 2
     assert "with another --recompute" in capsys.readouterr().err

@@ -145,7 +145,7 @@ def fit(
         n_candidates=candidates, k=top_k, kl=kl,
         tokens=parse_assignments(tokens, option="--tokens", counts=True) or None,
         max_epochs=max_epochs, target_tokens=target_tokens, reuse=reuse,
-        recompute=parse_domains(recompute) or (),
+        recompute=parse_domains(recompute, "--recompute") or (),
     )
     # with --json, the warnings are collected for the document (and shown when the fit ends)
     with busy(f"fitting {config.method}" + (f", {cv}-fold cross-validation" if cv else "")), \

@@ -276,27 +276,28 @@ def parse_assignments(text: str | None, *, option: str, unit: str = "number",
     return out
 
 
-def parse_domains(text: str | None) -> tuple[str, ...] | None:
-    """``--domains a,b,c``. An empty name (``a,,b``: a domain left out by a typo) and a name with
-    ``=`` (no ``--fix``, ``--tokens`` or ``--target`` could name it) are refused.
+def parse_domains(text: str | None, option: str = "--domains") -> tuple[str, ...] | None:
+    """``--domains a,b,c`` (or another list of domains, ``option`` naming it in errors). An empty
+    name (``a,,b``: a domain left out by a typo) and a name with ``=`` (no ``--fix``, ``--tokens``
+    or ``--target`` could name it) are refused.
 
     Raises:
         MixoptError: naming the name and the fix.
     """
     if text is None:
         return None
-    text = at_file(text, "--domains")
-    _check_locale_text(text, "--domains")
+    text = at_file(text, option)
+    _check_locale_text(text, option)
     names = [d.strip() for d in text.split(",")]
     if len(names) > 1 and names[-1] == "":  # a trailing comma (web,code,) leaves nothing out
         names.pop()
     if not any(names):
-        raise MixoptError("--domains is empty; give the domain names, e.g. --domains web,code,math")
+        raise MixoptError(f"{option} is empty; give the domain names, e.g. {option} web,code,math")
     if "" in names:
-        raise MixoptError(f"--domains {text!r} has an empty name between its commas; give each domain once, "
-                          "e.g. --domains web,code,math")
+        raise MixoptError(f"{option} {text!r} has an empty name between its commas; give each domain once, "
+                          f"e.g. {option} web,code,math")
     if bad := [d for d in names if "=" in d]:
-        raise MixoptError(f"--domains names {', '.join(map(repr, bad))}: a domain name cannot hold '=' "
+        raise MixoptError(f"{option} names {', '.join(map(repr, bad))}: a domain name cannot hold '=' "
                           "(--fix and --tokens could not name it); rename it")
     return tuple(names)
 
