@@ -19,12 +19,19 @@ Metric = Literal["loss", "bpb"]
 
 @dataclass(frozen=True, kw_only=True)
 class Objective:
-    """Weighted mean of ``<metric>/<domain>``; an empty ``weights`` means all domains equally."""
+    """Weighted mean of ``<metric>/<domain>``; an empty ``weights`` means all domains equally.
+
+    ``domains``: the domains whose metrics it reads, when they are not the mixture's: a search
+    that reuses a mixture varies the group as one unit, and its runs still measure every member
+    (:mod:`mixopt.reuse`). Empty: the domains each call is given.
+    """
 
     metric: Metric = "loss"
     weights: Mapping[str, float] = field(default_factory=dict)
+    domains: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "domains", tuple(self.domains))
         if self.metric not in ("loss", "bpb"):
             raise MixoptError(f"objective metric {self.metric!r} is unknown; use 'loss' or 'bpb'")
         for d, w in self.weights.items():
@@ -74,6 +81,7 @@ class Objective:
         return f"weighted_{self.metric}"
 
     def check_domains(self, domains: Sequence[str]) -> None:
+        domains = self.domains or domains
         unknown = sorted(set(self.weights) - set(domains))
         if unknown:
             raise MixoptError(
@@ -82,6 +90,7 @@ class Objective:
 
     def metric_weights(self, domains: Sequence[str]) -> dict[str, float]:
         """Metric name → weight (summing to 1)."""
+        domains = self.domains or domains
         self.check_domains(domains)
         w = dict(self.weights) if self.weights else {d: 1.0 for d in domains}
         top = max(w.values())  # first: a=1e308,b=1e308 had summed to inf and every weight to 0
@@ -100,8 +109,9 @@ class Objective:
 
     def key(self) -> str:
         """A stable string: runs are reused across searches with the same objective key."""
+        over = {"domains": list(self.domains)} if self.domains else {}  # the keys of searches before it
         return json.dumps(
-            {"metric": self.metric, "weights": dict(sorted(self.weights.items()))}, sort_keys=True
+            {"metric": self.metric, "weights": dict(sorted(self.weights.items())), **over}, sort_keys=True
         )
 
     def as_dict(self) -> dict:

@@ -57,6 +57,13 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
     if not domains:
         raise MixoptError(f"search {name!r} has no plan yet (it stopped before sampling); nothing to report")
     objective = Objective.parse(cfg.get("target") or None, cfg.get("metric", "loss"))  # "" before 2026-12-04
+    kept = plan.get("reuse_mixture")  # runs over the units of a reused mixture, measuring every domain
+    if kept:
+        from dataclasses import replace
+
+        from mixopt.reuse import Reuse
+
+        objective = replace(objective, domains=Reuse.from_state(kept).domains(domains))
     runs = st.runs(search_id=name)
     reused = list(plan.get("reused", []))
     swarm_ids = [r.run_id for r in runs if r.role == "swarm" and r.status == "ok"]
@@ -75,7 +82,7 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
         if cv is not None:
             files.append(folder / "cv.png")
         if result:
-            _plot_weights(tmp / "weights.png", result, domains)
+            _plot_weights(tmp / "weights.png", result, list(result["weights"]) if kept else domains)
             files.append(folder / "weights.png")
         own = set(swarm_ids)  # the fitted runs the search reused: their objective, as matrix read it
         lent = _borrowed_validation(st, plan)

@@ -140,6 +140,12 @@ class Reuse:
         cols = [group if u == self.name else W[:, list(domains).index(u)] for u in units]
         return units, np.column_stack(cols)
 
+    def expand_weights(self, weights: Mapping[str, float]) -> dict[str, float]:
+        """A mixture over the units as one over the domains (what a run trains on)."""
+        units = list(weights)
+        return dict(zip(self.domains(units), map(float, self.expand(units, [list(weights.values())])[0]),
+                        strict=True))
+
     def tokens(self, tokens: Mapping[str, float]) -> dict[str, float]:
         """Token counts over the units: the group holds the tokens it can use at its shares before
         any member runs out, min over members of tokens / share (so a repetition cap on the group is
@@ -201,10 +207,27 @@ class Reuse:
                 f"and the other domains" + (f"; {listed(list(self.dropped), 5)} of that file, no longer "
                                             "among the domains, left out" if self.dropped else ""))
 
+    def baselines_note(self, units: int, *, natural: bool = False) -> str:
+        """Which baselines a proposal over ``units`` units is set against (a QA pass read 1/7)."""
+        return (f"the uniform baseline is uniform over the {units} units ({self.name} counts once), which "
+                "keeps the group's shares; uniform over every domain would not"
+                + (f"; the natural and temperature baselines weigh {self.name} by the tokens it can use at "
+                   "those shares" if natural else ""))
+
     def as_dict(self) -> dict[str, Any]:
         """What a mixture JSON records of the reuse."""
         return {"name": self.name, "source": self.source, "ratios": dict(self.ratios),
                 "dropped": list(self.dropped), "recompute": list(self.recompute)}
+
+    def state(self) -> dict[str, Any]:
+        """What a search keeps of the group, from which :meth:`from_state` makes it again: a resume
+        goes on with the shares it began with, whatever became of the file since."""
+        return {**self.as_dict(), "order": list(self.order)}
+
+    @classmethod
+    def from_state(cls, d: Mapping[str, Any]) -> Reuse:
+        return cls(name=d["name"], ratios=dict(d["ratios"]), source=d["source"], dropped=tuple(d["dropped"]),
+                   recompute=tuple(d["recompute"]), order=tuple(d.get("order") or ()))
 
     def option(self) -> list[str]:
         """The command-line options that give this reuse again (for a hint line)."""

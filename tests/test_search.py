@@ -1802,3 +1802,122 @@ def test_a_law_fitted_per_metric_says_so_before_a_long_fit(workspace, tmp_path, 
     driver.run_search(config(tmp_path, name="perlaw", method="loglinear", budget=12), progress=events.append)
     said = [e.message for e in events if getattr(e, "stage", None) == "fit"]
     assert any("one law per metric, 4 laws of about 5 parameters each" in m for m in said), said
+
+
+def _previous(tmp_path, shares=None):
+    """A previous search's mixture over web, code and books (math is the new domain)."""
+    path = tmp_path / "prev.json"
+    Mixture(dict(shares or {"web": 0.5, "code": 0.3, "books": 0.2})).save(path)
+    return path
+
+
+def test_a_search_reuses_a_mixture_as_one_group_and_trains_every_domain(workspace, tmp_path, ray_session):
+    """--reuse-mixture: the swarm varies the group and the new domain; every run trains (and measures)
+    every domain at the group's shares, and the mixture is written over every domain."""
+    from mixopt.report import make_report
+    from mixopt.search.driver import run_search
+
+    prev = _previous(tmp_path)
+    shares = {"web": 0.5, "code": 0.3, "books": 0.2}
+    res = run_search(config(tmp_path, name="kept", budget=8, validate=1, method="mixing-law",
+                            reuse_mixture=str(prev)))
+    runs = RunStore().runs(search_id="kept")
+    assert runs and all(set(r.weights) == {"reused", "math"} for r in runs)
+    for r in runs:  # the evaluator got every domain (it measures what it trains); the objective reads them all
+        assert set(r.metrics) >= {f"loss/{d}" for d in DOMAINS} and "loss/reused" not in r.metrics
+        assert r.objective == pytest.approx(np.mean([r.metrics[f"loss/{d}"] for d in DOMAINS]))
+    # the law's per-domain truth at the members' shares: the runs trained the expanded mixture
+    r = runs[0]
+    trained = {**{m: r.weights["reused"] * s for m, s in shares.items()}, "math": r.weights["math"]}
+    truth = testing.true_losses(trained, rung="xs")
+    assert r.metrics["loss/code"] == pytest.approx(truth["loss/code"], rel=0.05)
+    mix = Mixture.load(tmp_path / "out" / "mixture.json")
+    assert list(mix.weights) == list(DOMAINS) and mix.weights == pytest.approx(res.weights)
+    group = sum(mix.weights[m] for m in shares)
+    assert {m: mix.weights[m] / group for m in shares} == pytest.approx(shares)
+    assert mix.meta["params"]["reuse"]["ratios"] == pytest.approx(shares)
+    assert mix.meta["params"]["reuse_runs"] is True
+    assert set(mix.meta["tokens"]["per_domain"]) == set(DOMAINS)
+    assert set(mix.meta["predicted"]["per_domain"]) == set(DOMAINS)  # train's report reads them per domain
+    for name, b in mix.meta["baselines"].items():
+        assert set(b["weights"]) == set(DOMAINS), name
+    assert all(set(c.weights) == set(DOMAINS) for c in res.candidates)
+    assert any("kept at the shares" in n for n in res.notes)
+    assert any("uniform over the 2 units" in n for n in res.notes)
+    # its report reads the runs as the search did
+    report = make_report("kept")
+    assert report.cv is not None and "- objective: **mean loss**" in report.markdown
+    # a search with the same group reuses the runs; one over every domain cannot (its units differ)
+    again = run_search(config(tmp_path, name="again", budget=8, reuse_mixture=str(prev)))
+    assert again.runs["reused"] == 8 + 5 and again.runs["planned"] == 0
+    plain = run_search(config(tmp_path, name="plain", budget=6, method="random"))
+    assert plain.runs["reused"] == 0
+    # nor one whose group has other shares (the runs' weights meant another mixture)
+    other = _previous(tmp_path / "o", {"web": 0.2, "code": 0.3, "books": 0.5})
+    other_run = run_search(config(tmp_path, name="other", budget=6, method="random",
+                                  reuse_mixture=str(other)))
+    assert other_run.runs["reused"] == 0
+
+
+def test_a_reuse_search_resumes_with_the_shares_it_began_with(workspace, tmp_path, ray_session):
+    """The reused file may be edited or gone by the resume: the search goes on with its recorded
+    shares. --target may name a member of the group: the runs measure it."""
+    from mixopt.search.driver import resume_search, run_search
+
+    prev = _previous(tmp_path)
+    flag = tmp_path / "fixed"
+    cfg = config(tmp_path, name="gone", evaluator="mixopt.testing:raises_until_fixed", budget=4, retries=0,
+                 fidelity={"fixed": str(flag)}, reuse_mixture=str(prev), target="code,math")
+    with pytest.raises(MixoptError, match="too few to fit"):
+        run_search(cfg)
+    prev.unlink()
+    flag.write_text("fixed")
+    res = resume_search("gone")
+    assert res.runs["ok"] == 4
+    mix = Mixture.load(tmp_path / "out" / "mixture.json")
+    assert mix.weights["web"] / mix.weights["books"] == pytest.approx(2.5)
+    assert mix.meta["objective"]["weights"] == {"code": 1.0, "math": 1.0}
+    for r in RunStore().runs(search_id="gone", status="ok"):
+        assert r.objective == pytest.approx((r.metrics["loss/code"] + r.metrics["loss/math"]) / 2)
+
+
+def test_a_reuse_search_refuses_what_the_group_cannot_take(workspace, tiny_workspace, tmp_path):
+    from mixopt.search.prepare import prepare
+
+    prev = _previous(tmp_path)
+    with pytest.raises(MixoptError, match=r"--max-weight web=\.\.\.: web moves with the other domains of "
+                                          r"reused .*--recompute web"):
+        prepare(config(tmp_path, reuse_mixture=str(prev), max_weight={"web": 0.3}))
+    with pytest.raises(MixoptError, match="--out .* is the --reuse-mixture file this command reads"):
+        prepare(config(tmp_path, reuse_mixture=str(prev), out=str(prev)))
+    with pytest.raises(MixoptError, match="--recompute names domains of a reused mixture.*add --reuse-mixture"):
+        prepare(config(tmp_path, recompute=("web",)))
+    with pytest.raises(MixoptError, match="recompute is the string 'web'"):
+        config(tmp_path, reuse_mixture=str(prev), recompute="web")
+    tiny = tmp_path / "tiny.json"
+    Mixture({"code": 0.6, "docs": 0.4}).save(tiny)
+    with pytest.raises(MixoptError, match="--method entropy weighs each domain by its own text and reuses "
+                                          "no mixture: drop --reuse-mixture"):
+        prepare(SearchConfig(corpus="tiny", method="entropy", budget=0, reuse_mixture=str(tiny)))
+    # with --recompute, a member becomes a unit of its own, which a bound may take
+    prep = prepare(config(tmp_path, reuse_mixture=str(prev), recompute=("web",), max_weight={"web": 0.3}))
+    assert prep.domains == ["web", "reused", "math"] and prep.space.ceilings == {"web": 0.3}
+
+
+def test_a_proxy_search_reuses_a_mixture_of_a_corpus(tiny_workspace, tiny_corpus, tmp_path, ray_session):
+    """The proxy trainer gets the mixture over every domain of the corpus; the plan per domain
+    spends the corpus's tokens as a search without reuse does."""
+    from mixopt.search.driver import run_search
+
+    prev = tmp_path / "prev.json"
+    Mixture({"code": 0.25, "docs": 0.75}).save(prev)
+    run_search(SearchConfig(name="tinykept", corpus="tiny", rung="debug", budget=4, validate=0, method="random",
+                            concurrency=2, retries=0, out=str(tmp_path / "m.json"), reuse_mixture=str(prev)))
+    for r in RunStore().runs(search_id="tinykept"):
+        assert r.status == "ok" and set(r.weights) == {"reused", "drama", "legal"}
+        assert {f"loss/{d}" for d in tiny_corpus.domains} <= set(r.metrics)
+    mix = Mixture.load(tmp_path / "m.json")
+    assert set(mix.weights) == set(tiny_corpus.domains)
+    assert mix.weights["docs"] == pytest.approx(3 * mix.weights["code"])
+    total = sum(tiny_corpus.train_tokens().values())
+    assert sum(mix.meta["tokens"]["per_domain"].values()) == pytest.approx(total)

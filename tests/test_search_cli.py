@@ -32,7 +32,8 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch, capsys):
                     "--fidelity", "noise=0.05,tag=a", "--validate", "3", "--validate-rung", "m",
                     "--retries", "4",
                     "--seed", "7", "--temperature", "2", "--concurrency", "1", "--name", "n1",
-                    "--max-epochs", "4", "--target-tokens", "1e9", "--kl", "0.5"])
+                    "--max-epochs", "4", "--target-tokens", "1e9", "--kl", "0.5",
+                    "--reuse-mixture", "old=prev.json", "--recompute", "code,math"])
     assert code == 130
     # stopped before the search was recorded: no resume to offer (a QA pass: `--resume n1` it gave
     # then said "no search named 'n1'")
@@ -47,6 +48,7 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch, capsys):
     assert (c.target, c.metric, c.retries, c.seed, c.temperature) == ("code=0.7,math=0.3", "bpb", 4, 7, 2.0)
     assert c.fidelity == {"noise": 0.05, "tag": "a"} and c.concurrency == 1 and c.name == "n1"
     assert (c.max_epochs, c.target_tokens, c.kl) == (4.0, 1e9, 0.5)
+    assert c.reuse_mixture == "old=prev.json" and c.recompute == ("code", "math")
     RunStore().create_search("n1", {"method": "linear"})
     assert run_cli(["search", *FAST, "--name", "n1"]) == 130
     assert "Continue with:\n  mixopt search --resume n1\n" in capsys.readouterr().err

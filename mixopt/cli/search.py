@@ -96,6 +96,13 @@ def search(
     store: Annotated[Str, opt("--store", help="Run store file (default: the workspace's). The search's "
                                                "folder stays in the workspace: a --name that another "
                                                "store's search uses is refused.")] = None,
+    reuse_mixture: Annotated[Str, opt("--reuse-mixture", help="Mixture reuse (Olmix): MIXTURE.json or "
+                                      "NAME=MIXTURE.json, whose domains are searched as one group NAME "
+                                      "(default reused) at that mixture's shares, beside the domains it "
+                                      "lacks; the runs train every domain, and the mixture is written over "
+                                      "every domain.")] = None,
+    recompute: Annotated[Str, opt("--recompute", help="--reuse-mixture: domains of that mixture to search "
+                                  "on their own again, a,b or @FILE.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search for the best mixture: swarm of proxy runs → fit → propose → validate → mixture JSON."""
@@ -139,7 +146,8 @@ def search(
                     max_weight=assignments(max_weight, "--max-weight"),
                     fix=assignments(fix, "--fix"), max_epochs=max_epochs,
                     target_tokens=target_tokens, target=target, metric=metric,  # type: ignore[arg-type]
-                    temperature=temperature, kl=kl, out=out, store=store,
+                    temperature=temperature, kl=kl, out=out, store=store, reuse_mixture=reuse_mixture,
+                    recompute=parse_domains(recompute, "--recompute") or (),
                 )
                 result = run_search(config, progress=progress)
         except KeyboardInterrupt:

@@ -381,9 +381,7 @@ def _save_mixture(
             warn(n, MixoptWarning)
         notes = [*fit_notes, *notes]  # the fit's own warnings were shown when it ran
     if group is not None:  # what the group kept, and which uniform the baseline is (a QA pass read 1/7)
-        notes += [group.note(weights),
-                  f"the uniform baseline is uniform over the {space.n} units ({group.name} counts once), "
-                  "which keeps the group's shares; uniform over every domain would not"]
+        notes += [group.note(weights), group.baselines_note(space.n)]
     # The options given, then what the proposer reports; "kl" only from the report, because a
     # model without a convex form is proposed by top-k sampling, which has no KL term.
     info_params = {k: v for k, v in prop.info.items() if _jsonable(v)}

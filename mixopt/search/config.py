@@ -59,6 +59,9 @@ class SearchConfig:
             exactly only).
         out: where the mixture JSON goes (also kept in the search's folder).
         store: run store path (default ``<workspace>/runs.sqlite``).
+        reuse_mixture: ``[NAME=]MIXTURE.json``: that mixture's domains (less ``recompute``) are
+            searched as one unit at its shares (:mod:`mixopt.reuse`); runs train every domain.
+        recompute: domains of ``reuse_mixture`` searched on their own again.
     """
 
     name: str | None = None
@@ -90,6 +93,8 @@ class SearchConfig:
     kl: float | None = None
     out: str | None = None
     store: str | None = None
+    reuse_mixture: str | None = None
+    recompute: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.name is not None and not paths.FOLDER_NAME.match(self.name):
@@ -141,6 +146,12 @@ class SearchConfig:
             raise MixoptError(f"--metric {self.metric!r} is unknown; use loss or bpb")
         if not self.rung:
             raise MixoptError("--rung is empty; name a proxy rung (e.g. xs)")
+        if isinstance(self.recompute, str):  # "dclm" had been read letter by letter (library use)
+            raise MixoptError(f"recompute is the string {self.recompute!r}; give a sequence of names, e.g. "
+                              f"({self.recompute!r},)")
+        object.__setattr__(self, "recompute", tuple(self.recompute))
+        if self.reuse_mixture is not None:  # a Path in library use: kept as the text a resume reads
+            object.__setattr__(self, "reuse_mixture", str(self.reuse_mixture))
         check_tokens_fidelity(self.fidelity)
         if "rung" in self.fidelity:  # the search sets it from --rung; two values would disagree
             raise MixoptError(f"--fidelity rung={self.fidelity['rung']}: a search's rung is --rung; give "
@@ -154,6 +165,7 @@ class SearchConfig:
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["domains"] = list(self.domains) if self.domains is not None else None
+        d["recompute"] = list(self.recompute)
         for k in ("tokens", "fidelity", "max_weight", "fix"):
             d[k] = dict(d[k]) if d[k] is not None else None
         return d
@@ -164,6 +176,7 @@ class SearchConfig:
         kw = {k: v for k, v in d.items() if k in known}
         if kw.get("domains") is not None:
             kw["domains"] = tuple(kw["domains"])
+        kw["recompute"] = tuple(kw.get("recompute") or ())
         for k in ("fidelity", "max_weight", "fix"):
             if kw.get(k) is None:
                 kw.pop(k, None)

@@ -10,6 +10,7 @@ finished run is lost or run again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -45,9 +46,10 @@ from mixopt.fitters.varied import flat, unvaried, varying
 from mixopt.objective import per_domain_split
 from mixopt.proposers.proposal import best_run_note, proposal_notes, widen
 from mixopt.proposers.topk import FLAT_WARNING
+from mixopt.reuse import Reuse
 from mixopt.search.config import SearchConfig
 from mixopt.search.lock import DRIVING, driver_alive, driver_lock, planning_lock
-from mixopt.search.prepare import Prepared, mark_search_dir, own_search_dir, prepare
+from mixopt.search.prepare import Prepared, capped_away_note, mark_search_dir, own_search_dir, prepare
 from mixopt.search.ray_env import RayInfo, ensure_ray, reachable_address, user_modules, watch_cluster
 from mixopt.search.result import SearchResult, build_mixture, candidate_rows, shown_rung
 from mixopt.search.runner import (
@@ -330,8 +332,10 @@ def resume_search(
     if retries is not None:
         changes["retries"] = retries
     cfg = cfg.replace(**changes)
+    kept = (rec.plan or {}).get("reuse_mixture")  # the shares it began with, whatever became of the file
     try:
-        prep = prepare(cfg, evaluator, search_id=name, callable_as=rec.config.get("evaluator_callable"))
+        prep = prepare(cfg, evaluator, search_id=name, callable_as=rec.config.get("evaluator_callable"),
+                       group=Reuse.from_state(kept) if kept else None)
     except MixoptError as exc:
         began = rec.config.get("started_in")
         # the evaluator's module, or a --method module:Class, next to where the search was started
@@ -677,7 +681,11 @@ def _plan(prep: Prepared) -> dict[str, Any]:
                 "a fit on so few runs is unreliable",
                 MixoptWarning,
             )
+    if prep.group is not None and cfg.max_epochs is not None and not free:
+        capped_away_note(prep.space, np.asarray(rows).reshape(-1, prep.space.n), prep.group.name,
+                         cfg.temperature, search=True)
     return {
+        **({"reuse_mixture": prep.group.state()} if prep.group is not None else {}),
         "version": 1, "domains": prep.domains, "space": prep.space.as_dict(), "fidelity": prep.fidelity,
         "fidelity_key": prep.fidelity_key, "corpus": prep.corpus_name, "corpus_hash": prep.corpus_hash,
         "reused": [r.run_id for r in reused], "swarm": np.asarray(rows).tolist(),
@@ -906,6 +914,10 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
         notes.append(split)
     if repeats := prep.space.repetition_note(chosen_cand.weights):
         notes.append(repeats)
+    if prep.group is not None:  # what the group kept, and which baselines it was set against
+        chosen_w = prep.group.expand_weights(dict(zip(domains, chosen_cand.weights, strict=True)))
+        notes += [prep.group.note(chosen_w),
+                  prep.group.baselines_note(prep.space.n, natural=prep.space.tokens is not None)]
     if n_failed:
         kinds = ", ".join(f"{n} {kind}" for kind, n in outcomes.items())
         notes.append(f"swarm runs lost after {cfg.retries} {'retry' if cfg.retries == 1 else 'retries'}: "
@@ -919,7 +931,8 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
         rows=rows, exported=exported, space=prep.space, objective=prep.objective.as_dict(), method=cfg.method,
         params={"budget": cfg.budget, "rung": cfg.rung, "seed": cfg.seed, "temperature": cfg.temperature,
                 "validate": cfg.validate, "validate_rung": vrung if cfg.validate else None, "search": sid,
-                "retries": cfg.retries, "reuse": cfg.reuse, "proposer": prop.info,
+                "retries": cfg.retries, "reuse_runs": cfg.reuse, "proposer": prop.info,
+                **({"reuse": prep.group.as_dict()} if prep.group is not None else {}),
                 "constraints": prep.space.constraints(),
                 # of the KL term and the sampler: Olmix pulls towards the natural mixture
                 "prior": prior_name(prep.space, cfg.temperature)},
@@ -929,8 +942,10 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
                     **({"validation_run_ids": {name: m.run_ids for name, m in measured.items()}}
                        if measured else {})},
         notes=notes, interval=interval, seed_std=seed_std, sd_scale=prop.info.get("sd_scale"),
-        validate_rung=vrung if cfg.validate else None,
+        validate_rung=vrung if cfg.validate else None, group=prep.group, tokens=prep.domain_tokens,
     )
+    if prep.group is not None:  # the table and the result over every domain, as the mixture is
+        rows = [dataclasses.replace(r, weights=prep.group.expand_weights(r.weights)) for r in rows]
     in_folder = prep.search_dir / "mixture.json"
     mixture.save(in_folder)
     if prep.out is not None:
@@ -1073,7 +1088,8 @@ def _candidates(prep: Prepared, spec: Any, X: np.ndarray, y: np.ndarray, ids: li
         per = _per_domain(fitter, prep, X, ids, np.array([c.weights for c in cands]), fit_seconds)
         if per is not None:
             for c, row in zip(cands, per, strict=True):
-                c.predicted_per_domain = {d: float(v) for d, v in zip(prep.domains, row, strict=True)}
+                c.predicted_per_domain = {d: float(v)
+                                          for d, v in zip(measured_domains(prep), row, strict=True)}
     dedupe(cands)
     return cands
 
@@ -1093,6 +1109,11 @@ def _entropy_candidates(prep: Prepared) -> list[Candidate]:
     return cands
 
 
+def measured_domains(prep: Prepared) -> list[str]:
+    """The domains a run measures: the space's, or with a reused mixture every member of its group."""
+    return list(prep.objective.domains or prep.domains)
+
+
 # The per-domain refits (one model per domain's metric, for train's report) may cost about this much.
 PER_DOMAIN_SECONDS = 120.0
 
@@ -1106,7 +1127,7 @@ def _per_domain(
     the refits would cost more than ``PER_DOMAIN_SECONDS`` (one per domain, ``fit_seconds`` each)."""
     from mixopt.fitters.metricsum import MetricSum, fit_per_metric
 
-    keys = [f"{prep.config.metric}/{d}" for d in prep.domains]
+    keys = [f"{prep.config.metric}/{d}" for d in measured_domains(prep)]
     if isinstance(fitter, MetricSum) and set(fitter.names) == set(keys):  # it has fitted just these
         pred = fitter.predict_metrics(W)
         return pred[:, [list(fitter.names).index(k) for k in keys]]

@@ -24,7 +24,7 @@ from mixopt.atomic import check_writable
 from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.evaluator import load_evaluator
 from mixopt.objective import Objective
-from mixopt.reuse import Reuse, resolve_reuse, reuse_name
+from mixopt.reuse import Reuse, resolve_reuse, reuse_name, reuse_path
 from mixopt.search.config import PROXY, SearchConfig
 from mixopt.search.ray_env import user_modules
 from mixopt.search.trial import PROXY_EVALUATOR, PickledEvaluator, TrialContext
@@ -53,9 +53,12 @@ class Prepared:
     store: RunStore
     search_dir: Path
     out: Path | None
+    group: Reuse | None = None  # --reuse-mixture: the space is over its units, the runs train every domain
+    domain_tokens: dict[str, float] | None = None  # tokens per domain (the space's are the units')
 
     @property
     def domains(self) -> list[str]:
+        """The space's domains: the units, with a reused mixture's group in place of its members."""
         return list(self.space.domains)
 
     @property
@@ -74,13 +77,14 @@ class Prepared:
         return TrialContext(
             store_path=str(self.store.path), search_id=self.search_id, home=str(paths.home()),
             workroot=str(self.workroot), domains=tuple(self.space.domains),
-            objective={"metric": self.objective.metric, "weights": dict(self.objective.weights)},
+            objective={"metric": self.objective.metric, "weights": dict(self.objective.weights),
+                       "domains": list(self.objective.domains)},
             objective_key=self.objective.key(), corpus=self.corpus_name, corpus_hash=self.corpus_hash,
             fidelity=self.validate_fidelity if validate else self.fidelity,
             fidelity_key=self.validate_fidelity_key if validate else self.fidelity_key,
             evaluator=self.shipped_evaluator, cpus=self.config.cpus_per_trial,
             sys_path=(str(Path.cwd()), *(str(Path(m).parent) for m in user_modules(self.evaluator))),
-            timeout=self.config.trial_timeout,
+            timeout=self.config.trial_timeout, reuse=self.group,
         )
 
 
@@ -325,7 +329,8 @@ def _dominant_group_note(space: SearchSpace, name: str, temperature: float, *, c
                 "group's repetition cap)" if counted else ""), MixoptWarning)
 
 
-def _capped_away_note(space: SearchSpace, rows: np.ndarray, name: str, temperature: float) -> None:
+def capped_away_note(space: SearchSpace, rows: np.ndarray, name: str, temperature: float, *,
+                     search: bool = False) -> None:
     """Warn when the repetition caps leave the domains beside a reused group far below their prior
     in the drawn rows (a QA pass: Olmix's stack-edu at 35% of the prior, a median row at 0.8%: the
     caps of its small languages rejected the draws that weighted it, and the fit extrapolated)."""
@@ -340,7 +345,8 @@ def _capped_away_note(space: SearchSpace, rows: np.ndarray, name: str, temperatu
         warn(f"the rows give the domains beside {name} a median share of {np.median(drawn):.1%} in all (at "
              f"most {drawn.max():.0%}), where the prior gives them {expected:.0%}: the repetition caps "
              "(--max-epochs) reject most draws that weight them; a swarm drawn without --max-epochs varies "
-             "them more, and fit --max-epochs still caps the proposal (Olmix caps only the fit)",
+             "them more, and fit --max-epochs still caps the proposal (Olmix caps only the fit"
+             + ("; `mixopt swarm` draws such a swarm for your jobs, then `mixopt fit`)" if search else ")"),
              MixoptWarning)
 
 
@@ -387,18 +393,20 @@ def swarm_plan(
     rows = np.asarray(sample_swarm(space, config.budget, seed=config.seed, temperature=config.temperature,
                                    existing=before)).reshape(-1, space.n)
     if group is not None and config.max_epochs is not None:
-        _capped_away_note(space, rows, group.name, config.temperature)
+        capped_away_note(space, rows, group.name, config.temperature)
     return SwarmPlan(space, rows, start, group, tokens)
 
 
 def prepare(
     config: SearchConfig, evaluator: Callable | None = None, *, search_id: str | None = None,
-    callable_as: str | None = None,
+    callable_as: str | None = None, group: Reuse | None = None,
 ) -> Prepared:
     """Check every input of a search and resolve it; nothing is run or written here.
 
     ``callable_as``: the name a callable ``evaluator`` was recorded under when the search began (a
-    resume: the function given again is taken to be that one, wherever it is defined now)."""
+    resume: the function given again is taken to be that one, wherever it is defined now).
+    ``group``: the reused mixture's group as the search recorded it (a resume goes on with the
+    shares it began with); else ``config.reuse_mixture`` is read."""
     from mixopt.methods import get_method
 
     spec = get_method(config.method)
@@ -406,13 +414,28 @@ def prepare(
     if spec.training_free and not config.corpus:
         raise MixoptError(f"--method {spec.name} computes the mixture from a corpus's text: give --corpus "
                           "(the runs of an --evaluator cannot stand in for it)")
-    space, corpus_arg, corpus_name, corpus_hash = build_space(config)
+    if spec.training_free and (config.reuse_mixture or config.recompute):
+        raise MixoptError(f"--method {spec.name} weighs each domain by its own text and reuses no mixture: "
+                          "drop --reuse-mixture and --recompute, or search with a method that fits runs")
+    named = (group.name if group is not None
+             else reuse_name(config.reuse_mixture) if config.reuse_mixture else None)
+    domains, tokens, corpus_arg, corpus_name, corpus_hash = _domains_and_tokens(config, group=named)
+    new_group = group is None and config.reuse_mixture is not None  # read now: said as swarm says it
+    if group is None:
+        group = resolve_reuse(config.reuse_mixture, domains, config.recompute)
+    space = _space(config, domains, tokens, group)
+    if group is not None and new_group and search_id is None:
+        _dominant_group_note(space, group.name, config.temperature,
+                             counted=config.corpus is None and group.name not in (config.tokens or {}))
     objective = Objective.parse(config.target, config.metric)
+    if group is not None:  # its runs measure every domain: the objective reads them all, not the units
+        objective = replace(objective, domains=tuple(domains))
     objective.check_domains(space.domains)
     ev = resolve_evaluator(config, evaluator)
     ev_name = callable_as if callable(ev) and callable_as else evaluator_name(config, ev)
     shipped = _shipped(ev, ev_name)
-    out = check_writable(config.out) if config.out else None
+    reads = {"--reuse-mixture": reuse_path(config.reuse_mixture) if config.reuse_mixture else None}
+    out = check_writable(config.out, inputs=reads) if config.out else None
     fid = dict(config.fidelity)
     if ev == PROXY:  # checked here: a bad value failed only inside the first trial, Ray started
         from mixopt.proxy.evaluate import check_fidelity
@@ -438,13 +461,17 @@ def prepare(
     proxy = ev == PROXY
     # The keys load the rungs: an unknown or broken one is refused before the store or the search's
     # folder is made.
-    fkey = reuse_key(fid, ev_name, proxy=proxy)
-    vkey = reuse_key(vfid, ev_name, proxy=proxy)
+    # A run's weights are over the units, which mean one mixture only with the group's shares: its key
+    # holds them, so that only a search with the same group reuses it (the evaluator is not sent them).
+    kept = {"reuse": {"name": group.name, "ratios": dict(group.ratios)}} if group is not None else {}
+    fkey = reuse_key({**fid, **kept}, ev_name, proxy=proxy)
+    vkey = reuse_key({**vfid, **kept}, ev_name, proxy=proxy)
     if proxy and space.tokens is not None:
         # the rungs that will train: the swarm's (none for a training-free method), validation's
         rungs = {**({"--rung": config.rung} if not spec.training_free else {}),
                  **({"--validate-rung": config.validate_rung or config.rung} if config.validate > 0 else {})}
-        _check_windows(space, rungs, config.corpus, resuming=search_id is not None)
+        _check_windows(space, rungs, config.corpus, resuming=search_id is not None, group=group,
+                       tokens=tokens)
     store = RunStore(config.store) if config.store else RunStore()
     sid = search_id or config.name
     if sid is None:  # a default name (to the second) taken by a search started in the same second
@@ -459,7 +486,8 @@ def prepare(
         config=config, search_id=sid, space=space, objective=objective, corpus_name=corpus_name,
         corpus_hash=corpus_hash, fidelity=fid, fidelity_key=fkey,
         validate_fidelity=vfid, validate_fidelity_key=vkey, evaluator=ev, evaluator_name=ev_name,
-        store=store, search_dir=search_dir(sid), out=out, shipped_evaluator=shipped,
+        store=store, search_dir=search_dir(sid), out=out, shipped_evaluator=shipped, group=group,
+        domain_tokens=tokens,
     )
 
 
@@ -474,24 +502,35 @@ def _default_tokens(fid: Mapping[str, Any], config: SearchConfig) -> bool:
     return all(load_rung(r).tokens == int(float(fid["tokens"])) for r in rungs)
 
 
-def _check_windows(space: SearchSpace, rungs: Mapping[str, str], corpus: object, *, resuming: bool) -> None:
+def _check_windows(space: SearchSpace, rungs: Mapping[str, str], corpus: object, *, resuming: bool,
+                   group: Reuse | None = None, tokens: Mapping[str, float] | None = None) -> None:
     """Refuse a domain the proxy cannot draw one window from, when the search may weight it.
 
     ``rungs``: option → rung of each phase that trains. The sampler refuses such a domain too, but
     only inside a trial, after Ray has started and runs have been recorded, and a resume of that
-    search would meet it again: its constraints cannot change.
+    search would meet it again: its constraints cannot change. ``group``: a reused mixture's, whose
+    members are trained at their shares (``tokens``: every domain's; the space's are the units').
     """
     from mixopt.proxy.rungs import load_rung
     from mixopt.proxy.sampler import short_domains
 
+    def weighted(d: str) -> bool:  # the search may give d weight
+        if group is not None and d in group.ratios:
+            if group.ratios[d] == 0:
+                return False
+            d = group.name
+        return space.fixed.get(d, None) != 0 and space.ceilings.get(d, 1.0) > 0
+
+    counts = tokens if group is not None and tokens is not None else space.tokens or {}
     for option, rung in rungs.items():
         context = load_rung(rung).context
-        short = {d: n for d, n in short_domains(space.tokens or {}, context).items()
-                 if space.fixed.get(d, None) != 0 and space.ceilings.get(d, 1.0) > 0}
+        short = {d: n for d, n in short_domains(counts, context).items() if weighted(d)}
         if not short:
             continue
         names = ", ".join(f"{d!r} ({n} tokens)" for d, n in short.items())
-        fix = " ".join(f"--fix {d}=0" for d in short)
+        members = [d for d in short if group is not None and d in group.ratios]
+        fix = ((f"--recompute {','.join(members)} " if members else "")
+               + " ".join(f"--fix {d}=0" for d in short))
         how = (f"this search cannot go on (a resume keeps its constraints): start a new one with {fix}"
                if resuming else f"search without them ({fix})")
         other = " or a --validate-rung with a shorter context," if option == "--validate-rung" else ""

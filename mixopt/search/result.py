@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from mixopt.mixture import Mixture, evidence
+from mixopt.reuse import Reuse
 from mixopt.search.validate import PROPOSAL, Candidate, Comparison, Measured
 from mixopt.space import SearchSpace
 
@@ -110,9 +112,12 @@ def build_mixture(
     *, rows: list[CandidateRow], exported: str, space: SearchSpace, objective: dict[str, Any],
     method: str, params: dict[str, Any], provenance: dict[str, Any], notes: list[str],
     interval: tuple[float, float] | None, validate_rung: str | None, seed_std: float | None = None,
-    sd_scale: float | None = None,
+    sd_scale: float | None = None, group: Reuse | None = None, tokens: Mapping[str, float] | None = None,
 ) -> Mixture:
-    """The mixture JSON: exported weights, prediction, measurement, baselines, tokens, provenance."""
+    """The mixture JSON: exported weights, prediction, measurement, baselines, tokens, provenance.
+
+    ``group``: a reused mixture's, whose units ``rows`` are over: the mixture (its baselines, its
+    token plan from ``tokens`` per domain) is written over every domain, what a training job reads."""
     row = next(r for r in rows if r.name == exported)
     w = [row.weights[d] for d in space.domains]
     predicted = None
@@ -132,7 +137,8 @@ def build_mixture(
     for r in rows:
         if r.name == exported:
             continue
-        entry: dict[str, Any] = {"weights": r.weights, "predicted": r.predicted}
+        entry: dict[str, Any] = {"weights": r.weights if group is None else group.expand_weights(r.weights),
+                                 "predicted": r.predicted}
         if r.swarm_value is not None:
             entry["swarm_value"] = r.swarm_value
         if r.measured and r.measured.get("mean") is not None:
@@ -140,14 +146,17 @@ def build_mixture(
         if r.comparison is not None:
             entry["proposal_vs_this"] = r.comparison
         baselines[r.name] = entry
-    tokens = space.token_plan(w)
+    # A proposer's float error must neither fail the schema (a weight below 0) nor step past a bound.
+    positive = np.clip(np.asarray(w, dtype=float), 0.0, None)
+    weights = {d: float(x) for d, x in zip(space.domains, space.snap(positive / positive.sum()), strict=True)}
+    plan = space.token_plan(w)
+    if group is not None:
+        weights = group.expand_weights(weights)
+        plan = group.plan_space(space, tokens).token_plan(list(weights.values()))
     prov = {**provenance, "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
     meta = evidence(
         objective=objective, method=method, params={**params, "exported": exported},
-        predicted=predicted, measured=measured, baselines=baselines, tokens=tokens,
+        predicted=predicted, measured=measured, baselines=baselines, tokens=plan,
         provenance=prov, notes=list(notes),
     )
-    # A proposer's float error must neither fail the schema (a weight below 0) nor step past a bound.
-    positive = np.clip(np.asarray(w, dtype=float), 0.0, None)
-    w = space.snap(positive / positive.sum())
-    return Mixture({d: float(x) for d, x in zip(space.domains, w, strict=True)}, meta=meta)
+    return Mixture(weights, meta=meta)

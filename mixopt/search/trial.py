@@ -29,6 +29,7 @@ from typing import Any
 from mixopt.errors import MixoptError
 from mixopt.evaluator import EvalRequest, coerce_result, load_evaluator
 from mixopt.objective import Objective
+from mixopt.reuse import Reuse
 from mixopt.store import json_default
 
 PROXY_EVALUATOR = "mixopt.proxy.evaluate:evaluate"
@@ -75,6 +76,7 @@ class TrialContext:
     cpus: int = 1
     sys_path: tuple[str, ...] = field(default_factory=tuple)
     timeout: float | None = None  # seconds; a run still going then is recorded failed, its worker ended
+    reuse: Reuse | None = None  # a reused mixture's group: ``weights`` over its units, run over every domain
 
 
 def resolve_evaluator(spec: str | PickledEvaluator | Callable) -> Callable:
@@ -130,9 +132,11 @@ def evaluate(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
     run_id = config["run_id"]
     workdir = Path(ctx.workroot) / run_id
     workdir.mkdir(parents=True, exist_ok=True)
-    objective = Objective(metric=ctx.objective["metric"], weights=ctx.objective.get("weights") or {})
+    objective = Objective(metric=ctx.objective["metric"], weights=ctx.objective.get("weights") or {},
+                          domains=tuple(ctx.objective.get("domains") or ()))
     fidelity = dict(ctx.fidelity)
-    request = EvalRequest(mixture=dict(config["weights"]), fidelity=fidelity, seed=int(config["seed"]),
+    mixture = dict(config["weights"]) if ctx.reuse is None else ctx.reuse.expand_weights(config["weights"])
+    request = EvalRequest(mixture=mixture, fidelity=fidelity, seed=int(config["seed"]),
                           run_id=run_id, workdir=str(workdir))
     t0 = time.perf_counter()
     fatal = False
