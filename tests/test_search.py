@@ -1823,7 +1823,7 @@ def test_a_search_reuses_a_mixture_as_one_group_and_trains_every_domain(workspac
                             reuse_mixture=str(prev)))
     runs = RunStore().runs(search_id="kept")
     assert runs and all(set(r.weights) == {"reused", "math"} for r in runs)
-    for r in runs:  # the evaluator got every domain (it measures what it trains); the objective reads them all
+    for r in runs:  # the evaluator got every domain (it measures what it trains); the objective reads all
         assert set(r.metrics) >= {f"loss/{d}" for d in DOMAINS} and "loss/reused" not in r.metrics
         assert r.objective == pytest.approx(np.mean([r.metrics[f"loss/{d}"] for d in DOMAINS]))
     # the law's per-domain truth at the members' shares: the runs trained the expanded mixture
@@ -1890,7 +1890,7 @@ def test_a_reuse_search_refuses_what_the_group_cannot_take(workspace, tiny_works
         prepare(config(tmp_path, reuse_mixture=str(prev), max_weight={"web": 0.3}))
     with pytest.raises(MixoptError, match="--out .* is the --reuse-mixture file this command reads"):
         prepare(config(tmp_path, reuse_mixture=str(prev), out=str(prev)))
-    with pytest.raises(MixoptError, match="--recompute names domains of a reused mixture.*add --reuse-mixture"):
+    with pytest.raises(MixoptError, match="--recompute names domains of a reused mixture.*--reuse-mixture"):
         prepare(config(tmp_path, recompute=("web",)))
     with pytest.raises(MixoptError, match="recompute is the string 'web'"):
         config(tmp_path, reuse_mixture=str(prev), recompute="web")
@@ -1911,8 +1911,9 @@ def test_a_proxy_search_reuses_a_mixture_of_a_corpus(tiny_workspace, tiny_corpus
 
     prev = tmp_path / "prev.json"
     Mixture({"code": 0.25, "docs": 0.75}).save(prev)
-    run_search(SearchConfig(name="tinykept", corpus="tiny", rung="debug", budget=4, validate=0, method="random",
-                            concurrency=2, retries=0, out=str(tmp_path / "m.json"), reuse_mixture=str(prev)))
+    run_search(SearchConfig(name="tinykept", corpus="tiny", rung="debug", budget=4, validate=0,
+                            method="random", concurrency=2, retries=0, out=str(tmp_path / "m.json"),
+                            reuse_mixture=str(prev)))
     for r in RunStore().runs(search_id="tinykept"):
         assert r.status == "ok" and set(r.weights) == {"reused", "drama", "legal"}
         assert {f"loss/{d}" for d in tiny_corpus.domains} <= set(r.metrics)

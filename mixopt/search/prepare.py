@@ -463,7 +463,7 @@ def prepare(
     # folder is made.
     # A run's weights are over the units, which mean one mixture only with the group's shares: its key
     # holds them, so that only a search with the same group reuses it (the evaluator is not sent them).
-    kept = {"reuse": {"name": group.name, "ratios": dict(group.ratios)}} if group is not None else {}
+    kept = {"reuse_mixture": {"name": group.name, "ratios": dict(group.ratios)}} if group is not None else {}
     fkey = reuse_key({**fid, **kept}, ev_name, proxy=proxy)
     vkey = reuse_key({**vfid, **kept}, ev_name, proxy=proxy)
     if proxy and space.tokens is not None:
