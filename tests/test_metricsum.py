@@ -176,6 +176,7 @@ def test_per_domain_refits_take_the_objective_fits_form() -> None:
     from types import SimpleNamespace
 
     from mixopt.fitters.bimix import BiMixFitter
+    from mixopt.objective import Objective
     from mixopt.search.driver import _per_domain
 
     X, Y = landscape(40, 3)
@@ -186,7 +187,8 @@ def test_per_domain_refits_take_the_objective_fits_form() -> None:
     fitter = MetricSum(law, weights=[0.5, 0.5], names=[keys[i] for i in sub]).fit(X, Y[:, sub])
     W = X[:3]
     store = SimpleNamespace(metric_rows=lambda ids, names: Y[:, [keys.index(n) for n in names]])
-    prep = SimpleNamespace(config=SimpleNamespace(metric="loss"), domains=domains, store=store)
+    prep = SimpleNamespace(config=SimpleNamespace(metric="loss"), domains=domains, store=store,
+                           objective=Objective())
     per = _per_domain(fitter, prep, X, [str(i) for i in range(len(X))], W, fit_seconds=0.0)
     np.testing.assert_allclose(per[:, sub], fitter.predict_metrics(W), rtol=1e-6)
 
