@@ -199,10 +199,12 @@ class Reuse:
         return SearchSpace(domains=domains, target_tokens=space.target_tokens,
                            tokens={d: float(tokens[d]) for d in domains} if known else None)
 
-    def note(self, w: Mapping[str, float]) -> str:
-        """What a proposal's notes say of the group, ``w`` its weights over the domains."""
+    def note(self, w: Mapping[str, float], *, began: str | None = None) -> str:
+        """What a proposal's notes say of the group, ``w`` its weights over the domains. ``began``: what
+        read the file (``search X``), whose shares they are whatever became of the file since."""
         share = sum(w[m] for m in self.ratios)
-        return (f"{listed(list(self.ratios), 6)} kept at the shares {self.source} gives them, as one group "
+        when = f"gave them when {began} began" if began else "gives them"
+        return (f"{listed(list(self.ratios), 6)} kept at the shares {self.source} {when}, as one group "
                 f"{self.name} ({share:.4g} of the mixture); the fit and the proposal moved the group's total "
                 f"and the other domains" + (f"; {listed(list(self.dropped), 5)} of that file, no longer "
                                             "among the domains, left out" if self.dropped else ""))
@@ -246,6 +248,9 @@ def _split(spec: str | os.PathLike[str]) -> tuple[str, str]:
     """
     if not isinstance(spec, str):  # a Path in library use (FitConfig's tables are Paths too)
         return DEFAULT_NAME, os.fspath(spec)
+    if not spec.strip():  # `--reuse-mixture "$PREV"` with PREV unset had read the current folder
+        raise MixoptError("--reuse-mixture is empty; give the mixture JSON to reuse, MIXTURE.json or "
+                          "NAME=MIXTURE.json")
     name, eq, path = spec.partition("=")
     if eq and Path(spec).expanduser().is_file():  # a file named v=2.json (a review)
         return DEFAULT_NAME, spec
@@ -273,8 +278,8 @@ def _parts(source: str, domains: Sequence[str]) -> list[str]:
     return [d for d in domains if len(d) > n + 1 and d.startswith(source) and d[n] in ":/_-."]
 
 
-def resolve_reuse(spec: str | os.PathLike[str] | None, domains: Sequence[str], recompute: Sequence[str] = ()
-                  ) -> Reuse | None:
+def resolve_reuse(spec: str | os.PathLike[str] | None, domains: Sequence[str], recompute: Sequence[str] = (),
+                  *, table: bool = False) -> Reuse | None:
     """:func:`load_reuse` for an option that may be absent (None), refusing ``--recompute`` alone.
 
     Raises:
@@ -285,12 +290,13 @@ def resolve_reuse(spec: str | os.PathLike[str] | None, domains: Sequence[str], r
             raise MixoptError("--recompute names domains of a reused mixture to search on their own again; "
                               "add --reuse-mixture FILE")
         return None
-    return load_reuse(spec, domains, recompute)
+    return load_reuse(spec, domains, recompute, table=table)
 
 
-def load_reuse(spec: str | os.PathLike[str], domains: Sequence[str], recompute: Sequence[str] = ()) -> Reuse:
-    """The group ``--reuse-mixture [NAME=]MIXTURE.json`` makes among ``domains`` (the domains, or a table's
-    columns already in units), less the ``--recompute`` domains.
+def load_reuse(spec: str | os.PathLike[str], domains: Sequence[str], recompute: Sequence[str] = (), *,
+               table: bool = False) -> Reuse:
+    """The group ``--reuse-mixture [NAME=]MIXTURE.json`` makes among ``domains`` (the domains, or, with
+    ``table``, a table's columns, which may be in units already), less the ``--recompute`` domains.
 
     Raises:
         MixoptError: an unreadable or scheduled mixture, a name taken by a domain, recompute names
@@ -316,7 +322,9 @@ def load_reuse(spec: str | os.PathLike[str], domains: Sequence[str], recompute: 
         raise MixoptError(f"--recompute {listed(unknown, 5)}: not a domain of {path} (its domains: "
                           f"{listed(list(prev.weights), 8)}); a domain that file lacks is searched on its "
                           "own already: drop it from --recompute")
-    units_table = name in domains and not any(d in domains for d in prev.weights)
+    # a table's column may be the group (Olmix's `existing`); the domains a job trains cannot (a QA pass:
+    # a search's group named after a domain it lacked trained the file's domains and not that one)
+    units_table = table and name in domains and not any(d in domains for d in prev.weights)
     absent = [d for d in recompute if d not in domains]
     if absent and not units_table:  # in a table over units, --recompute takes a gone domain out
         raise MixoptError(f"--recompute {listed(absent, 5)}: not among the domains "
@@ -327,7 +335,7 @@ def load_reuse(spec: str | os.PathLike[str], domains: Sequence[str], recompute: 
         raise MixoptError(f"--recompute names every domain of {path}: nothing is left to reuse; drop "
                           "--reuse-mixture and --recompute")
     # a domain of the file, or one beside the group's members, cannot name the group
-    if name in prev.weights or (name in domains and any(d in domains for d in kept)):
+    if name in prev.weights or (name in domains and (not table or any(d in domains for d in kept))):
         raise MixoptError(f"--reuse-mixture {spec}: {name!r} is one of the domains; name the group otherwise "
                           f"(--reuse-mixture existing={path})")
     if name in domains:  # a table in units: the group is a column, its members are not
@@ -348,7 +356,7 @@ def load_reuse(spec: str | os.PathLike[str], domains: Sequence[str], recompute: 
     if not members or total <= 0:
         columns = [d for d in domains if d not in prev.weights]
         hint = (f" (a table with one column for the group names it: --reuse-mixture {columns[0]}={path})"
-                if not members and columns else "")
+                if table and not members and columns else "")
         raise MixoptError(f"--reuse-mixture {path}: none of its domains with a weight > 0 is left to reuse "
                           f"among {listed(list(domains), 8)}{hint}; check the file, or drop --reuse-mixture")
     if not [d for d in domains if d not in members and d != name]:
@@ -377,5 +385,11 @@ def load_reuse(spec: str | os.PathLike[str], domains: Sequence[str], recompute: 
              f"there and stay{'s' if len(zero) == 1 else ''} at 0 in every mixture; --recompute "
              f"{'it' if len(zero) == 1 else 'them'} to search {'it' if len(zero) == 1 else 'them'}",
              MixoptWarning)
-    return Reuse(name=name, ratios={m: prev.weights[m] / total for m in members}, source=path,
+    if len(members) == 1:  # no shares to keep: the group is that domain under another name
+        warn(f"--reuse-mixture {path}: only {members[0]} of it is left to reuse, so the group {name} is "
+             f"{members[0]} alone and keeps nothing; search without --reuse-mixture (then runs over "
+             "every domain, which other searches can reuse)", MixoptWarning)
+    # its absolute path: what a mixture records of it is read from anywhere (a QA pass: "mix1.json")
+    return Reuse(name=name, ratios={m: prev.weights[m] / total for m in members},
+                 source=str(Path(path).expanduser().resolve()),
                  dropped=tuple(dropped), recompute=recompute, order=tuple(order))

@@ -1876,6 +1876,14 @@ def test_a_reuse_search_resumes_with_the_shares_it_began_with(workspace, tmp_pat
     assert res.runs["ok"] == 4
     mix = Mixture.load(tmp_path / "out" / "mixture.json")
     assert mix.weights["web"] / mix.weights["books"] == pytest.approx(2.5)
+    # the notes say whose shares they are: the file's as the search began, by its absolute path
+    assert any(f"kept at the shares {prev} gave them when search gone began" in n for n in res.notes)
+    assert mix.meta["params"]["reuse"]["source"] == str(prev)
+    # a resume's --out may not overwrite the reused file either, finished or not (a QA pass)
+    Mixture({"web": 0.5, "code": 0.3, "books": 0.2}).save(prev)
+    with pytest.raises(MixoptError, match="is the --reuse-mixture file this command reads"):
+        resume_search("gone", out=str(prev))
+    assert Mixture.load(prev).weights == {"web": 0.5, "code": 0.3, "books": 0.2}
     assert mix.meta["objective"]["weights"] == {"code": 1.0, "math": 1.0}
     for r in RunStore().runs(search_id="gone", status="ok"):
         assert r.objective == pytest.approx((r.metrics["loss/code"] + r.metrics["loss/math"]) / 2)
@@ -1899,6 +1907,22 @@ def test_a_reuse_search_refuses_what_the_group_cannot_take(workspace, tiny_works
     with pytest.raises(MixoptError, match="--method entropy weighs each domain by its own text and reuses "
                                           "no mixture: drop --reuse-mixture"):
         prepare(SearchConfig(corpus="tiny", method="entropy", budget=0, reuse_mixture=str(tiny)))
+    # a group named after a domain the file lacks would have trained the file's domains, not that one
+    other = tmp_path / "other.json"
+    Mixture({"wiki": 0.6, "arxiv": 0.4}).save(other)
+    with pytest.raises(MixoptError, match="'web' is one of the domains; name the group otherwise"):
+        prepare(config(tmp_path, reuse_mixture=f"web={other}"))
+    with pytest.raises(MixoptError, match=r"none of its domains .* is left to reuse among web, code, math, "
+                                          r"books; check the file"):
+        prepare(config(tmp_path, reuse_mixture=str(other)))
+    with pytest.raises(MixoptError, match=r"--target names reused, the reused group.*: name those "
+                                          r"\(web, code, books\) instead"):
+        prepare(config(tmp_path, reuse_mixture=str(prev), target="reused,math"))
+    with pytest.raises(MixoptError, match="--reuse-mixture is empty"):
+        prepare(config(tmp_path, reuse_mixture=""))
+    with pytest.warns(MixoptWarning, match="only books of it is left to reuse, so the group reused is books "
+                                           "alone"):
+        prepare(config(tmp_path, reuse_mixture=str(prev), recompute=("web", "code")))
     # with --recompute, a member becomes a unit of its own, which a bound may take
     prep = prepare(config(tmp_path, reuse_mixture=str(prev), recompute=("web",), max_weight={"web": 0.3}))
     assert prep.domains == ["web", "reused", "math"] and prep.space.ceilings == {"web": 0.3}

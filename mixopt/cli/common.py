@@ -39,7 +39,8 @@ SEARCH_METHOD_HELP = (METHOD_HELP.removesuffix(" or auto." + _OWN) + ", auto or 
 # The search space's options, as `search` and `swarm` take them (one space, one sampler).
 MinWeightOpt = Annotated[float, typer.Option("--min-weight", help="Floor of every weight not --fix-ed (a "
                                              "floor: RegMix's and Olmix's minimum instead zeroes smaller "
-                                             "weights).")]
+                                             "weights; with --reuse-mixture, the group's total is floored "
+                                             "and its domains keep their shares of it).")]
 MaxWeightOpt = Annotated[list[str] | None, typer.Option("--max-weight", help="Ceiling d=x (repeat, or "
                                                         "d=x,e=y, or @FILE).")]
 FixOpt = Annotated[list[str] | None, typer.Option("--fix", help="Fixed weight d=w (repeat, or d=w,e=v, or "

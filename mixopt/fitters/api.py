@@ -183,7 +183,7 @@ def fit_tables(config: FitConfig) -> FitReport:
     with warnings_if_ok():
         table = read_run_tables(config.ratios, config.metrics)
         # --reuse-mixture: fitted and proposed over the units, written over the domains
-        group = resolve_reuse(config.reuse, table.domains, config.recompute)
+        group = resolve_reuse(config.reuse, table.domains, config.recompute, table=True)
         if group is not None:
             units, W = group.collapse(table.domains, table.X, table.run_ids, f"--ratios {config.ratios}")
             table = replace(table, domains=units, X=W)

@@ -49,7 +49,14 @@ from mixopt.proposers.topk import FLAT_WARNING
 from mixopt.reuse import Reuse
 from mixopt.search.config import SearchConfig
 from mixopt.search.lock import DRIVING, driver_alive, driver_lock, planning_lock
-from mixopt.search.prepare import Prepared, capped_away_note, mark_search_dir, own_search_dir, prepare
+from mixopt.search.prepare import (
+    Prepared,
+    capped_away_note,
+    mark_search_dir,
+    own_search_dir,
+    prepare,
+    reads_of,
+)
 from mixopt.search.ray_env import RayInfo, ensure_ray, reachable_address, user_modules, watch_cluster
 from mixopt.search.result import SearchResult, build_mixture, candidate_rows, shown_rung
 from mixopt.search.runner import (
@@ -306,7 +313,7 @@ def resume_search(
                      f"again ({exc}); its mixture is {result.mixture_path}", MixoptWarning)
                 result.out = None
         if out is not None:  # a finished search resumed with --out: write its mixture there too
-            target = check_writable(out)
+            target = check_writable(out, inputs=reads_of((rec.plan or {}).get("reuse_mixture")))
             Mixture.load(result.mixture_path).save(target)
             result.out = str(target)
         return result
@@ -916,7 +923,7 @@ def _stages(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progr
         notes.append(repeats)
     if prep.group is not None:  # what the group kept, and which baselines it was set against
         chosen_w = prep.group.expand_weights(dict(zip(domains, chosen_cand.weights, strict=True)))
-        notes += [prep.group.note(chosen_w),
+        notes += [prep.group.note(chosen_w, began=f"search {sid}"),
                   prep.group.baselines_note(prep.space.n, natural=prep.space.tokens is not None)]
     if n_failed:
         kinds = ", ".join(f"{n} {kind}" for kind, n in outcomes.items())

@@ -21,10 +21,10 @@ import numpy as np
 
 from mixopt import paths
 from mixopt.atomic import check_writable
-from mixopt.errors import MixoptError, MixoptWarning, warn
+from mixopt.errors import MixoptError, MixoptWarning, listed, warn
 from mixopt.evaluator import load_evaluator
 from mixopt.objective import Objective
-from mixopt.reuse import Reuse, resolve_reuse, reuse_name, reuse_path
+from mixopt.reuse import Reuse, resolve_reuse, reuse_name
 from mixopt.search.config import PROXY, SearchConfig
 from mixopt.search.ray_env import user_modules
 from mixopt.search.trial import PROXY_EVALUATOR, PickledEvaluator, TrialContext
@@ -86,6 +86,13 @@ class Prepared:
             sys_path=(str(Path.cwd()), *(str(Path(m).parent) for m in user_modules(self.evaluator))),
             timeout=self.config.trial_timeout, reuse=self.group,
         )
+
+
+def reads_of(group: Reuse | Mapping[str, Any] | None) -> dict[str, Path | None]:
+    """The files a search reads, which its ``--out`` may not be: the reused mixture (its path as
+    the search recorded it, so a resume from another folder finds it too)."""
+    source = group.get("source") if isinstance(group, Mapping) else group.source if group else None
+    return {"--reuse-mixture": Path(source) if source else None}
 
 
 def resume_hint(search_id: str, evaluator: str | Callable, store: str | None = None) -> str:
@@ -424,18 +431,17 @@ def prepare(
     if group is None:
         group = resolve_reuse(config.reuse_mixture, domains, config.recompute)
     space = _space(config, domains, tokens, group)
-    if group is not None and new_group and search_id is None:
-        _dominant_group_note(space, group.name, config.temperature,
-                             counted=config.corpus is None and group.name not in (config.tokens or {}))
     objective = Objective.parse(config.target, config.metric)
     if group is not None:  # its runs measure every domain: the objective reads them all, not the units
+        if group.name in objective.weights:
+            raise MixoptError(f"--target names {group.name}, the reused group, whose runs measure each of "
+                              f"its domains: name those ({listed(list(group.ratios), 6)}) instead")
         objective = replace(objective, domains=tuple(domains))
     objective.check_domains(space.domains)
     ev = resolve_evaluator(config, evaluator)
     ev_name = callable_as if callable(ev) and callable_as else evaluator_name(config, ev)
     shipped = _shipped(ev, ev_name)
-    reads = {"--reuse-mixture": reuse_path(config.reuse_mixture) if config.reuse_mixture else None}
-    out = check_writable(config.out, inputs=reads) if config.out else None
+    out = check_writable(config.out, inputs=reads_of(group)) if config.out else None
     fid = dict(config.fidelity)
     if ev == PROXY:  # checked here: a bad value failed only inside the first trial, Ray started
         from mixopt.proxy.evaluate import check_fidelity
@@ -482,6 +488,9 @@ def prepare(
         while store.get_search(sid) is not None or not _claim(search_dir(sid)):
             n += 1
             sid = f"{base}-{n}"
+    if group is not None and new_group and search_id is None:  # said once the input has passed
+        _dominant_group_note(space, group.name, config.temperature,
+                             counted=config.corpus is None and group.name not in (config.tokens or {}))
     return Prepared(
         config=config, search_id=sid, space=space, objective=objective, corpus_name=corpus_name,
         corpus_hash=corpus_hash, fidelity=fid, fidelity_key=fkey,
