@@ -23,7 +23,8 @@ class Objective:
 
     ``domains``: the domains whose metrics it reads, when they are not the mixture's: a search
     that reuses a mixture varies the group as one unit, and its runs still measure every member
-    (:mod:`mixopt.reuse`). Empty: the domains each call is given.
+    (:mod:`mixopt.reuse`). Empty: the domains each call is given; set, it stands in for the
+    ``domains`` that :meth:`value`, :meth:`metric_weights` and :meth:`check_domains` are given.
     """
 
     metric: Metric = "loss"
@@ -109,7 +110,7 @@ class Objective:
 
     def key(self) -> str:
         """A stable string: runs are reused across searches with the same objective key."""
-        over = {"domains": list(self.domains)} if self.domains else {}  # the keys of searches before it
+        over = {"domains": list(self.domains)} if self.domains else {}  # without: the key as it was
         return json.dumps(
             {"metric": self.metric, "weights": dict(sorted(self.weights.items())), **over}, sort_keys=True
         )

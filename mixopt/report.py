@@ -59,11 +59,9 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
     objective = Objective.parse(cfg.get("target") or None, cfg.get("metric", "loss"))  # "" before 2026-12-04
     kept = plan.get("reuse_mixture")  # runs over the units of a reused mixture, measuring every domain
     if kept:
-        from dataclasses import replace
+        from mixopt.reuse import Reuse, measured
 
-        from mixopt.reuse import Reuse
-
-        objective = replace(objective, domains=Reuse.from_state(kept).domains(domains))
+        objective = measured(objective, Reuse.from_state(kept), domains)
     runs = st.runs(search_id=name)
     reused = list(plan.get("reused", []))
     swarm_ids = [r.run_id for r in runs if r.role == "swarm" and r.status == "ok"]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mixopt.errors import MixoptError, MixoptWarning, listed, warn
+from mixopt.objective import Objective
 from mixopt.space import SearchSpace
 
 DEFAULT_NAME = "reused"
@@ -205,8 +206,8 @@ class Reuse:
         share = sum(w[m] for m in self.ratios)
         when = f"gave them when {began} began" if began else "gives them"
         return (f"{listed(list(self.ratios), 6)} kept at the shares {self.source} {when}, as one group "
-                f"{self.name} ({share:.4g} of the mixture); the fit and the proposal moved the group's total "
-                f"and the other domains" + (f"; {listed(list(self.dropped), 5)} of that file, no longer "
+                f"{self.name} ({share:.4g} of the mixture): only the group's total and the other domains "
+                f"were searched" + (f"; {listed(list(self.dropped), 5)} of that file, no longer "
                                             "among the domains, left out" if self.dropped else ""))
 
     def baselines_note(self, units: int, *, natural: bool = False) -> str:
@@ -237,6 +238,44 @@ class Reuse:
         if self.recompute:
             out += ["--recompute", ",".join(self.recompute)]
         return out
+
+
+# What a search's runs keep of the group in their fidelity key: their weights are over the units, which
+# mean one mixture only with these shares (rounded, so that a file saved again keeps its runs' key).
+KEY = "reuse_mixture"
+
+
+def key_entry(group: Reuse) -> dict[str, Any]:
+    """The fidelity key's entry for the runs of a search that reuses ``group``."""
+    return {KEY: {"name": group.name, "ratios": {m: float(f"{r:.12g}") for m, r in group.ratios.items()}}}
+
+
+def trained_weights(weights: Mapping[str, float], fidelity_key: str | None) -> dict[str, float]:
+    """The mixture a run trained: its ``weights``, or, for a run of a search that reused a mixture
+    (over its units), those weights with the group split by the shares its key records."""
+    import json
+
+    try:
+        entry = json.loads(fidelity_key or "{}").get(KEY)
+    except (ValueError, AttributeError):
+        entry = None
+    if not entry or entry.get("name") not in weights:
+        return dict(weights)
+    group = Reuse(name=entry["name"], ratios=_normalised(entry["ratios"]), source="")
+    return group.expand_weights(weights)
+
+
+def measured(objective: Objective, group: Reuse | None, units: Sequence[str]) -> Objective:
+    """``objective`` as a search over ``units`` reads it: with ``group``, from every domain's metric
+    (its runs train and measure each member), not the units'."""
+    from dataclasses import replace
+
+    return objective if group is None else replace(objective, domains=group.domains(units))
+
+
+def _normalised(ratios: Mapping[str, float]) -> dict[str, float]:
+    total = sum(ratios.values())
+    return {m: r / total for m, r in ratios.items()}
 
 
 def _split(spec: str | os.PathLike[str]) -> tuple[str, str]:

@@ -38,7 +38,8 @@ def loss(w: np.ndarray) -> float:
 
 
 def regret(folder: Path, method: str, budget: int, seed: int, reuse: str | None) -> float:
-    plan = swarm_plan(SearchConfig(domains=DOMAINS, tokens=TOKENS, budget=budget, seed=seed), reuse=reuse)
+    plan = swarm_plan(SearchConfig(domains=DOMAINS, tokens=TOKENS, budget=budget, seed=seed,
+                                   reuse_mixture=reuse))
     rows = plan.rows if plan.reuse is None else plan.reuse.expand(plan.space.domains, plan.rows)
     ratios, metrics, out = folder / "ratios.csv", folder / "metrics.csv", folder / "mixture.json"
     ratios.write_text(ratios_csv(DOMAINS, rows))

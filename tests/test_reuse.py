@@ -12,6 +12,7 @@ import pytest
 from mixopt.errors import MixoptError
 from mixopt.mixture import Mixture
 from mixopt.reuse import load_reuse
+from mixopt.space import SearchSpace
 from mixopt.testing import run_cli
 
 DOMAINS = ("web", "books", "wiki", "code", "math")
@@ -55,7 +56,7 @@ def test_a_named_group_a_removed_domain_and_recompute(prev, tmp_path):
     group = load_reuse(str(prev), DOMAINS, recompute=["books"])
     assert dict(group.ratios) == pytest.approx({"web": 0.5 / 0.7, "wiki": 0.2 / 0.7})
     assert group.units(DOMAINS) == ("reused", "books", "code", "math")
-    assert group.option() == ["--reuse-mixture", str(prev), "--recompute", "books"]
+    assert group.option() == ["--reuse-mixture", str(prev.resolve()), "--recompute", "books"]
     # a table whose columns are the group's name and the new domains (Olmix's `existing`)
     group = load_reuse(f"existing={prev}", ("existing", "code", "math"), table=True)
     assert group.domains(("existing", "code", "math")) == DOMAINS
@@ -334,8 +335,9 @@ def test_a_group_that_dominates_the_prior_is_said(tmp_path, workspace):
     tokens = {**dict.fromkeys("abcde", 1e12), "new1": 1e10, "new2": 2e10}
 
     def plan(temperature: float) -> np.ndarray:
-        cfg = SearchConfig(domains=tuple(tokens), tokens=tokens, budget=16, temperature=temperature)
-        p = swarm_plan(cfg, reuse=str(big))
+        cfg = SearchConfig(domains=tuple(tokens), tokens=tokens, budget=16, temperature=temperature,
+                           reuse_mixture=str(big))
+        p = swarm_plan(cfg)
         return p.rows[:, p.space.domains.index("reused")]
 
     # a trillion-token group beside new domains of billions: 99% of the prior, most rows near it
@@ -362,7 +364,7 @@ def test_a_second_qa_pass_replaying_olmix_updates(prev, tmp_path, workspace, cap
     from mixopt.reuse import Reuse
 
     # library use: a Path is the file, a string of recompute is refused, hand-made shares are checked
-    assert load_reuse(Path(prev), DOMAINS).source == str(prev)
+    assert load_reuse(Path(prev), DOMAINS).source == str(prev.resolve())
     with pytest.raises(MixoptError, match="recompute is the string 'books'; give a sequence"):
         load_reuse(str(prev), DOMAINS, "books")
     assert load_reuse(str(prev), iter(DOMAINS)).units(DOMAINS) == ("reused", "code", "math")
@@ -398,13 +400,14 @@ def test_caps_that_keep_the_new_domains_out_of_the_rows_are_said(tmp_path, works
     # fifteen small new domains, each capped near 0.5%, beside a group that is not: most draws that
     # weight them are rejected, and the rows keep them near 0 (a QA pass's stack-edu)
     tokens = {"a": 4e11, "b": 4e11, **{f"n{i}": 1.4e9 for i in range(15)}, "big": 1e11}
-    cfg = SearchConfig(domains=tuple(tokens), tokens=tokens, budget=24, max_epochs=4, target_tokens=1e12)
+    cfg = SearchConfig(domains=tuple(tokens), tokens=tokens, budget=24, max_epochs=4, target_tokens=1e12,
+                       reuse_mixture=str(old))
     with pytest.warns(UserWarning, match=r"the rows give the domains beside reused a median share of .* the "
                                          r"repetition caps \(--max-epochs\) reject most draws"):
-        swarm_plan(cfg, reuse=str(old))
+        swarm_plan(cfg)
     with warnings.catch_warnings():  # without caps nothing is said
         warnings.simplefilter("error")
-        swarm_plan(SearchConfig(domains=tuple(tokens), tokens=tokens, budget=24), reuse=str(old))
+        swarm_plan(SearchConfig(domains=tuple(tokens), tokens=tokens, budget=24, reuse_mixture=str(old)))
 
 
 def test_export_prefixes_from_a_file(tmp_path, capsys):
@@ -413,3 +416,39 @@ def test_export_prefixes_from_a_file(tmp_path, capsys):
     prefixes.write_text("# one per line\nweb=/data/web_text\ncode=/data/code_text\n")
     assert run_cli(["export", str(mix), "--format", "megatron", "--prefix", f"@{prefixes}"]) == 0
     assert capsys.readouterr().out.split() == ["0.6", "/data/web_text", "0.4", "/data/code_text"]
+
+
+def test_a_runs_trained_mixture_is_read_from_its_key(prev):
+    """A search that reuses a mixture keeps its runs over the units; what they trained is read back
+    through the shares their fidelity key holds (fit --fidelity-law reads every domain so)."""
+    from mixopt.reuse import key_entry, trained_weights
+    from mixopt.store import fidelity_key
+
+    group = load_reuse(str(prev), DOMAINS)
+    key = fidelity_key({"rung": "xs", **key_entry(group)}, "proxy")
+    w = trained_weights({"reused": 0.6, "code": 0.3, "math": 0.1}, key)
+    assert w == pytest.approx({"web": 0.3, "books": 0.18, "wiki": 0.12, "code": 0.3, "math": 0.1})
+    plain = {"web": 0.5, "code": 0.5}
+    assert trained_weights(plain, fidelity_key({"rung": "xs"}, "proxy")) == plain
+    assert trained_weights(plain, None) == plain
+
+
+def test_a_member_too_short_for_a_window_is_refused_before_any_run(prev):
+    """The group's tokens are what it can use at its shares: a member too short for one window of the
+    rung is still named (and one at share 0 is not trained, so not refused)."""
+    from mixopt.proxy.rungs import load_rung
+    from mixopt.search.prepare import _check_windows
+
+    context = load_rung("debug").context
+    group = load_reuse(str(prev), DOMAINS)
+    tokens = {"web": 1e6, "books": 1e6, "wiki": float(context // 2), "code": 1e6, "math": 1e6}
+    space = SearchSpace(domains=group.units(DOMAINS), tokens=group.tokens(tokens))
+    with pytest.raises(MixoptError, match=r"domain\(s\) 'wiki' .* search without them \(--recompute wiki "
+                                          r"--fix wiki=0\)"):
+        _check_windows(space, {"--rung": "debug"}, "c", resuming=False, group=group, tokens=tokens)
+    zero = prev.parent / "zero.json"
+    Mixture({"web": 0.6, "books": 0.4, "wiki": 0.0}).save(zero)
+    with pytest.warns(UserWarning, match="weight 0"):
+        group = load_reuse(str(zero), DOMAINS)
+    _check_windows(SearchSpace(domains=group.units(DOMAINS), tokens=group.tokens({**tokens, "wiki": 1.0})),
+                   {"--rung": "debug"}, "c", resuming=False, group=group, tokens={**tokens, "wiki": 1.0})

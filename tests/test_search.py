@@ -1850,8 +1850,6 @@ def test_a_search_reuses_a_mixture_as_one_group_and_trains_every_domain(workspac
     # a search with the same group reuses the runs; one over every domain cannot (its units differ)
     again = run_search(config(tmp_path, name="again", budget=8, reuse_mixture=str(prev)))
     assert again.runs["reused"] == 8 + 5 and again.runs["planned"] == 0
-    plain = run_search(config(tmp_path, name="plain", budget=6, method="random"))
-    assert plain.runs["reused"] == 0
     # nor one whose group has other shares (the runs' weights meant another mixture)
     other = _previous(tmp_path / "o", {"web": 0.2, "code": 0.3, "books": 0.5})
     other_run = run_search(config(tmp_path, name="other", budget=6, method="random",
@@ -1861,24 +1859,29 @@ def test_a_search_reuses_a_mixture_as_one_group_and_trains_every_domain(workspac
 
 def test_a_reuse_search_resumes_with_the_shares_it_began_with(workspace, tmp_path, ray_session):
     """The reused file may be edited or gone by the resume: the search goes on with its recorded
-    shares. --target may name a member of the group: the runs measure it."""
+    shares. --target may name a member of the group: the runs measure it. A --recompute-d domain
+    is a unit before the group: the mixture is still written in the domains' order."""
     from mixopt.search.driver import resume_search, run_search
 
     prev = _previous(tmp_path)
     flag = tmp_path / "fixed"
     cfg = config(tmp_path, name="gone", evaluator="mixopt.testing:raises_until_fixed", budget=4, retries=0,
-                 fidelity={"fixed": str(flag)}, reuse_mixture=str(prev), target="code,math")
+                 fidelity={"fixed": str(flag)}, reuse_mixture=str(prev), target="code,math",
+                 recompute=("web",))
     with pytest.raises(MixoptError, match="too few to fit"):
         run_search(cfg)
     prev.unlink()
     flag.write_text("fixed")
     res = resume_search("gone")
     assert res.runs["ok"] == 4
+    assert RunStore().require_search("gone").plan["domains"] == ["web", "reused", "math"]
     mix = Mixture.load(tmp_path / "out" / "mixture.json")
-    assert mix.weights["web"] / mix.weights["books"] == pytest.approx(2.5)
+    assert list(mix.weights) == list(DOMAINS)
+    assert mix.weights["code"] / mix.weights["books"] == pytest.approx(1.5)
     # the notes say whose shares they are: the file's as the search began, by its absolute path
-    assert any(f"kept at the shares {prev} gave them when search gone began" in n for n in res.notes)
-    assert mix.meta["params"]["reuse"]["source"] == str(prev)
+    began = f"kept at the shares {prev.resolve()} gave them when search gone began"
+    assert any(began in n for n in res.notes)
+    assert mix.meta["params"]["reuse"]["source"] == str(prev.resolve())
     # a resume's --out may not overwrite the reused file either, finished or not (a QA pass)
     Mixture({"web": 0.5, "code": 0.3, "books": 0.2}).save(prev)
     with pytest.raises(MixoptError, match="is the --reuse-mixture file this command reads"):
@@ -1923,6 +1926,16 @@ def test_a_reuse_search_refuses_what_the_group_cannot_take(workspace, tiny_works
     with pytest.warns(MixoptWarning, match="only books of it is left to reuse, so the group reused is books "
                                            "alone"):
         prepare(config(tmp_path, reuse_mixture=str(prev), recompute=("web", "code")))
+    with pytest.raises(MixoptError, match="--fidelity reuse_mixture=...: mixopt keeps that name"):
+        prepare(config(tmp_path, fidelity={"reuse_mixture": "x"}))
+    # a resume whose domains are not those its group was made among (a rebuilt corpus) says so
+    from mixopt.reuse import Reuse
+
+    stale = Reuse(name="reused", ratios={"web": 0.5, "wiki": 0.5}, source="/p.json",
+                  order=("web", "wiki", "code", "math"))
+    with pytest.raises(MixoptError, match=r"search 'old' cannot go on: it reused /p.json among the domains "
+                                          r"web, wiki, code, math, and now they are web, code, math, books"):
+        prepare(config(tmp_path), search_id="old", group=stale)
     # with --recompute, a member becomes a unit of its own, which a bound may take
     prep = prepare(config(tmp_path, reuse_mixture=str(prev), recompute=("web",), max_weight={"web": 0.3}))
     assert prep.domains == ["web", "reused", "math"] and prep.space.ceilings == {"web": 0.3}

@@ -97,10 +97,9 @@ def swarm(
         tokens=parse_assignments(tokens, option="--tokens", counts=True) or None, budget=budget, seed=seed,
         temperature=temperature, min_weight=min_weight, max_weight=assignments(max_weight, "--max-weight"),
         fix=assignments(fix, "--fix"), max_epochs=max_epochs, target_tokens=target_tokens,
+        reuse_mixture=reuse, recompute=parse_domains(recompute, "--recompute") or (),
     )
-    recomputed = parse_domains(recompute, "--recompute") or ()
-    space, rows, start, group, domain_tokens = swarm_plan(config, extend=extend, reuse=reuse,
-                                                         recompute=recomputed)
+    space, rows, start, group, domain_tokens = swarm_plan(config, extend=extend)
     # what a search's mixture records of its space, from which olmix-mix sets each domain's
     # repetition factor (a QA pass: 1.0 for a row 13 passes over math)
     params: dict[str, Any] = {"constraints": space.constraints()}

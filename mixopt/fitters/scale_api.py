@@ -98,6 +98,7 @@ def searched_tokens(store: Any, domains: Sequence[str], searches: Sequence[str])
 def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[str], list[Curve]]:
     """(domains, curves) of the store's ok runs with a history; one domain set only."""
     from mixopt.proxy.rungs import load_rung
+    from mixopt.reuse import trained_weights
 
     ok = store.runs(search_id=list(searches) or None, status="ok")
     runs = sorted((r for r in ok if r.history), key=lambda r: r.run_id)  # not Ray's timing (store.matrix)
@@ -108,7 +109,9 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
                 if ok else "")
         raise MixoptError(f"{where} has no finished runs with checkpoint histories{bare}; --fidelity-law "
                           "needs proxy runs that mixopt trained, at two or more rungs (mixopt search)")
-    sets = {tuple(sorted(r.weights)) for r in runs}
+    # what each run trained: a search that reused a mixture keeps its runs over its units
+    trained = {r.run_id: trained_weights(r.weights, r.fidelity_key) for r in runs}
+    sets = {tuple(sorted(trained[r.run_id])) for r in runs}
     if len(sets) > 1:
         raise MixoptError(
             f"the runs cover {len(sets)} different domain sets; name the searches to use with --search"
@@ -157,7 +160,7 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
         curves.append(
             Curve(
                 run_id=r.run_id,
-                weights=r.vector(domains),
+                weights=np.array([trained[r.run_id].get(d, 0.0) for d in domains]),
                 size=sizes[rung],
                 rung=str(rung),
                 search_id=r.search_id,

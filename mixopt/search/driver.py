@@ -682,9 +682,10 @@ def _plan(prep: Prepared) -> dict[str, Any]:
             )
         # reused runs count: they are fitted too (random fits nothing: it takes the best run)
         if spec.fitter is not None and points < prep.space.n + 1:
+            units = "units (the reused group counts once)" if prep.group else "domains"
             warn(
                 f"--budget {cfg.budget}: the search would fit {points} distinct "
-                f"mixture{'s' * (points != 1)}, fewer than the number of domains + 1 ({prep.space.n + 1}); "
+                f"mixture{'s' * (points != 1)}, fewer than the number of {units} + 1 ({prep.space.n + 1}); "
                 "a fit on so few runs is unreliable",
                 MixoptWarning,
             )
@@ -1117,7 +1118,8 @@ def _entropy_candidates(prep: Prepared) -> list[Candidate]:
 
 
 def measured_domains(prep: Prepared) -> list[str]:
-    """The domains a run measures: the space's, or with a reused mixture every member of its group."""
+    """The domains a run measures: the space's, or with a reused mixture every domain (the group's
+    members and the other units)."""
     return list(prep.objective.domains or prep.domains)
 
 

@@ -24,7 +24,7 @@ from mixopt.atomic import check_writable
 from mixopt.errors import MixoptError, MixoptWarning, listed, warn
 from mixopt.evaluator import load_evaluator
 from mixopt.objective import Objective
-from mixopt.reuse import Reuse, resolve_reuse, reuse_name
+from mixopt.reuse import KEY, Reuse, key_entry, measured, resolve_reuse, reuse_name
 from mixopt.search.config import PROXY, SearchConfig
 from mixopt.search.ray_env import user_modules
 from mixopt.search.trial import PROXY_EVALUATOR, PickledEvaluator, TrialContext
@@ -54,7 +54,7 @@ class Prepared:
     search_dir: Path
     out: Path | None
     group: Reuse | None = None  # --reuse-mixture: the space is over its units, the runs train every domain
-    domain_tokens: dict[str, float] | None = None  # tokens per domain (the space's are the units')
+    domain_tokens: dict[str, float] | None = None  # as given (per domain, or the group's); the space's: units
 
     @property
     def domains(self) -> list[str]:
@@ -317,6 +317,46 @@ def build_space(config: SearchConfig) -> tuple[SearchSpace, str | None, str | No
     return _space(config, domains, tokens), corpus_arg, name, chash
 
 
+class Grouped(NamedTuple):
+    """The domains of a config and its space, over the units of its reused mixture if any."""
+
+    domains: list[str]  # every domain, in their order
+    tokens: dict[str, float] | None  # as given (per domain, or with the group's count), or None
+    corpus_arg: str | None
+    corpus_name: str | None
+    corpus_hash: str | None
+    group: Reuse | None
+    space: SearchSpace
+
+
+def grouped_space(config: SearchConfig, *, group: Reuse | None = None,
+                  resuming: str | None = None) -> Grouped:
+    """The space of ``config``; with ``config.reuse_mixture`` over its units (the group read from the
+    file), or over those of ``group``, as search ``resuming`` recorded it.
+
+    Raises:
+        MixoptError: as :func:`mixopt.reuse.load_reuse` and the space's own checks; on a resume,
+            domains that are not those the recorded group was made among (a rebuilt corpus).
+    """
+    spec = config.reuse_mixture
+    named = group.name if group is not None else reuse_name(spec) if spec else None
+    domains, tokens, corpus_arg, name, chash = _domains_and_tokens(config, group=named)
+    if group is None:
+        group = resolve_reuse(config.reuse_mixture, domains, config.recompute)
+    elif group.order and set(group.order) != set(domains):  # else its tokens' error, of --tokens unasked
+        raise MixoptError(f"search {resuming!r} cannot go on: it reused {group.source} among the domains "
+                          f"{listed(list(group.order), 8)}, and now they are {listed(domains, 8)} (the "
+                          "corpus was rebuilt?); start a new search")
+    return Grouped(domains, tokens, corpus_arg, name, chash, group, _space(config, domains, tokens, group))
+
+
+def say_dominant(config: SearchConfig, space: SearchSpace, group: Reuse) -> None:
+    """:func:`_dominant_group_note`, offering ``--tokens`` where the counts are the user's and the group
+    has none yet."""
+    _dominant_group_note(space, group.name, config.temperature,
+                         counted=config.corpus is None and group.name not in (config.tokens or {}))
+
+
 # A group holding more of the swarm's prior than this leaves the new domains little to vary.
 DOMINANT_PRIOR = 0.9
 
@@ -340,7 +380,8 @@ def capped_away_note(space: SearchSpace, rows: np.ndarray, name: str, temperatur
                      search: bool = False) -> None:
     """Warn when the repetition caps leave the domains beside a reused group far below their prior
     in the drawn rows (a QA pass: Olmix's stack-edu at 35% of the prior, a median row at 0.8%: the
-    caps of its small languages rejected the draws that weighted it, and the fit extrapolated)."""
+    caps of its small languages rejected the draws that weighted it, and the fit extrapolated).
+    ``search``: said by a search, which adds how to draw such a swarm for one's own jobs."""
     from mixopt.swarm import prior
 
     if len(rows) < 4:
@@ -367,25 +408,18 @@ class SwarmPlan(NamedTuple):
     tokens: dict[str, float] | None = None  # as given (per domain, or with the group's count), or None
 
 
-def swarm_plan(
-    config: SearchConfig, *, extend: str | Path | None = None, reuse: str | None = None,
-    recompute: Sequence[str] = (),
-) -> SwarmPlan:
+def swarm_plan(config: SearchConfig, *, extend: str | Path | None = None) -> SwarmPlan:
     """The ``config.budget`` mixtures a search of ``config`` trains first where the store holds no
     run to reuse (the same rows, for the same space, seed and temperature), for a user who trains
     them elsewhere (``mixopt swarm``). ``extend``: a ratios table of mixtures already planned or run,
     which the new rows keep away from (as a search's keep away from reused runs) and number on
-    after. ``reuse``: ``[NAME=]MIXTURE.json``, whose domains (less ``recompute``) are drawn as one,
+    after. With ``config.reuse_mixture``, its domains (less ``config.recompute``) are drawn as one,
     at that mixture's shares (:mod:`mixopt.reuse`)."""
     from mixopt.tables import next_index, read_ratios
 
-    domains, tokens, *_ = _domains_and_tokens(config, group=reuse_name(reuse) if reuse else None)
-    group = resolve_reuse(reuse, domains, recompute)
-    space = _space(config, domains, tokens, group)
+    domains, tokens, *_, group, space = grouped_space(config)
     if group is not None:
-        # --tokens is offered where the counts are the user's and the group has none yet
-        _dominant_group_note(space, group.name, config.temperature,
-                             counted=config.corpus is None and group.name not in (config.tokens or {}))
+        say_dominant(config, space, group)
     before, start = None, 0
     if extend is not None:
         ids, found, W, _ = read_ratios(extend, what="--extend")
@@ -424,19 +458,17 @@ def prepare(
     if spec.training_free and (config.reuse_mixture or config.recompute):
         raise MixoptError(f"--method {spec.name} weighs each domain by its own text and reuses no mixture: "
                           "drop --reuse-mixture and --recompute, or search with a method that fits runs")
-    named = (group.name if group is not None
-             else reuse_name(config.reuse_mixture) if config.reuse_mixture else None)
-    domains, tokens, corpus_arg, corpus_name, corpus_hash = _domains_and_tokens(config, group=named)
+    if KEY in config.fidelity:  # the runs' key holds the reused group's shares under this name
+        raise MixoptError(f"--fidelity {KEY}=...: mixopt keeps that name for --reuse-mixture's group; "
+                          "name the field otherwise")
     new_group = group is None and config.reuse_mixture is not None  # read now: said as swarm says it
-    if group is None:
-        group = resolve_reuse(config.reuse_mixture, domains, config.recompute)
-    space = _space(config, domains, tokens, group)
+    domains, tokens, corpus_arg, corpus_name, corpus_hash, group, space = grouped_space(
+        config, group=group, resuming=search_id)
     objective = Objective.parse(config.target, config.metric)
-    if group is not None:  # its runs measure every domain: the objective reads them all, not the units
-        if group.name in objective.weights:
-            raise MixoptError(f"--target names {group.name}, the reused group, whose runs measure each of "
-                              f"its domains: name those ({listed(list(group.ratios), 6)}) instead")
-        objective = replace(objective, domains=tuple(domains))
+    if group is not None and group.name in objective.weights:
+        raise MixoptError(f"--target names {group.name}, the reused group, whose runs measure each of "
+                          f"its domains: name those ({listed(list(group.ratios), 6)}) instead")
+    objective = measured(objective, group, space.domains)
     objective.check_domains(space.domains)
     ev = resolve_evaluator(config, evaluator)
     ev_name = callable_as if callable(ev) and callable_as else evaluator_name(config, ev)
@@ -469,7 +501,7 @@ def prepare(
     # folder is made.
     # A run's weights are over the units, which mean one mixture only with the group's shares: its key
     # holds them, so that only a search with the same group reuses it (the evaluator is not sent them).
-    kept = {"reuse_mixture": {"name": group.name, "ratios": dict(group.ratios)}} if group is not None else {}
+    kept = key_entry(group) if group is not None else {}
     fkey = reuse_key({**fid, **kept}, ev_name, proxy=proxy)
     vkey = reuse_key({**vfid, **kept}, ev_name, proxy=proxy)
     if proxy and space.tokens is not None:
@@ -489,8 +521,7 @@ def prepare(
             n += 1
             sid = f"{base}-{n}"
     if group is not None and new_group and search_id is None:  # said once the input has passed
-        _dominant_group_note(space, group.name, config.temperature,
-                             counted=config.corpus is None and group.name not in (config.tokens or {}))
+        say_dominant(config, space, group)
     return Prepared(
         config=config, search_id=sid, space=space, objective=objective, corpus_name=corpus_name,
         corpus_hash=corpus_hash, fidelity=fid, fidelity_key=fkey,

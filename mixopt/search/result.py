@@ -149,10 +149,10 @@ def build_mixture(
     # A proposer's float error must neither fail the schema (a weight below 0) nor step past a bound.
     positive = np.clip(np.asarray(w, dtype=float), 0.0, None)
     weights = {d: float(x) for d, x in zip(space.domains, space.snap(positive / positive.sum()), strict=True)}
-    plan = space.token_plan(w)
+    planner = space
     if group is not None:
-        weights = group.expand_weights(weights)
-        plan = group.plan_space(space, tokens).token_plan(list(weights.values()))
+        weights, planner = group.expand_weights(weights), group.plan_space(space, tokens)
+    plan = planner.token_plan(list(weights.values()))  # of the weights written
     prov = {**provenance, "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
     meta = evidence(
         objective=objective, method=method, params={**params, "exported": exported},
