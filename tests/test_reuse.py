@@ -404,7 +404,12 @@ def test_caps_that_keep_the_new_domains_out_of_the_rows_are_said(tmp_path, works
                        reuse_mixture=str(old))
     with pytest.warns(UserWarning, match=r"the rows give the domains beside reused a median share of .* the "
                                          r"repetition caps \(--max-epochs\) reject most draws"):
-        swarm_plan(cfg)
+        p = swarm_plan(cfg)
+    from mixopt.search.prepare import capped_away_note
+
+    with pytest.warns(UserWarning, match=r"\(Olmix caps only the fit; `mixopt swarm` draws such a swarm for "
+                                         r"your jobs, then `mixopt fit`\)"):  # as a search says it
+        capped_away_note(p.space, p.rows, "reused", 1.0, search=True)
     with warnings.catch_warnings():  # without caps nothing is said
         warnings.simplefilter("error")
         swarm_plan(SearchConfig(domains=tuple(tokens), tokens=tokens, budget=24, reuse_mixture=str(old)))

@@ -1843,7 +1843,8 @@ def test_a_search_reuses_a_mixture_as_one_group_and_trains_every_domain(workspac
         assert set(b["weights"]) == set(DOMAINS), name
     assert all(set(c.weights) == set(DOMAINS) for c in res.candidates)
     assert any("kept at the shares" in n for n in res.notes)
-    assert any("uniform over the 2 units" in n for n in res.notes)
+    assert any("uniform over the 2 units" in n and "the natural and temperature baselines weigh reused by "
+               "the tokens it can use" in n for n in res.notes)
     # its report reads the runs as the search did
     report = make_report("kept")
     assert report.cv is not None and "- objective: **mean loss**" in report.markdown
