@@ -311,12 +311,6 @@ def _space(config: SearchConfig, domains: Sequence[str], tokens: dict[str, float
     )
 
 
-def build_space(config: SearchConfig) -> tuple[SearchSpace, str | None, str | None, str | None]:
-    """(space, corpus name for the trials, corpus name, corpus hash)."""
-    domains, tokens, corpus_arg, name, chash = _domains_and_tokens(config)
-    return _space(config, domains, tokens), corpus_arg, name, chash
-
-
 class Grouped(NamedTuple):
     """The domains of a config and its space, over the units of its reused mixture if any."""
 
