@@ -206,7 +206,7 @@ class Reuse:
         share = sum(w[m] for m in self.ratios)
         when = f"gave them when {began} began" if began else "gives them"
         return (f"{listed(list(self.ratios), 6)} kept at the shares {self.source} {when}, as one group "
-                f"{self.name} ({share:.4g} of the mixture): only the group's total and the other domains "
+                f"{self.name} ({share:.4f} of the mixture): only the group's total and the other domains "
                 f"were searched" + (f"; {listed(list(self.dropped), 5)} of that file, no longer "
                                             "among the domains, left out" if self.dropped else ""))
 
@@ -348,8 +348,16 @@ def load_reuse(spec: str | os.PathLike[str], domains: Sequence[str], recompute: 
     if isinstance(recompute, str):  # "dclm:health" had been read letter by letter (library use)
         raise MixoptError(f"recompute is the string {recompute!r}; give a sequence of names, e.g. "
                           f"({recompute!r},)")
+    from mixopt.tables import ID_COLUMNS
+
     domains = list(domains)  # a generator had been spent by the first look
     name, path = _split(spec)
+    # the name is a column of tables and a key of --max-weight/--tokens lists (a QA pass: "a,b")
+    if name in ID_COLUMNS or any(c in name for c in ",=@") or any(c.isspace() for c in name):
+        raise MixoptError(f"--reuse-mixture {spec}: {name!r} cannot name the group ("
+                          + (f"{', '.join(ID_COLUMNS)} name a table's rows" if name in ID_COLUMNS else
+                             "it would not read back from --max-weight and --tokens lists")
+                          + f"); give a name of letters, digits and '_-.:', e.g. existing={path}")
     spec = f"{name}={path}" if name != DEFAULT_NAME else path
     prev = Mixture.load(Path(path).expanduser())
     if prev.schedule:
@@ -375,7 +383,8 @@ def load_reuse(spec: str | os.PathLike[str], domains: Sequence[str], recompute: 
                           "--reuse-mixture and --recompute")
     # a domain of the file, or one beside the group's members, cannot name the group
     if name in prev.weights or (name in domains and (not table or any(d in domains for d in kept))):
-        raise MixoptError(f"--reuse-mixture {spec}: {name!r} is one of the domains; name the group otherwise "
+        which = "one of the domains" if name in domains else f"a domain of {path}"
+        raise MixoptError(f"--reuse-mixture {spec}: {name!r} is {which}; name the group otherwise "
                           f"(--reuse-mixture existing={path})")
     if name in domains:  # a table in units: the group is a column, its members are not
         split = {m: parts for m in kept if (parts := _parts(m, domains))}

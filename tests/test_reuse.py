@@ -80,6 +80,11 @@ def test_a_named_group_a_removed_domain_and_recompute(prev, tmp_path):
     # Olmix's table in units, without the group's name: the column is named in the way out
     ("{p}", ("existing", "code", "math"), (), "--reuse-mixture existing="),
     ("", DOMAINS, (), "--reuse-mixture is empty; give the mixture JSON"),
+    # names a table or an option list cannot read back (a QA pass)
+    ("a,b={p}", DOMAINS, (), "'a,b' cannot name the group .*would not read back"),
+    ("index={p}", DOMAINS, (), "'index' cannot name the group \\(run, name, index name a table's rows\\)"),
+    # a domain of the file that is gone is the file's, not one of the domains (a QA pass)
+    ("wiki={p}", ("web", "books", "code"), (), "'wiki' is a domain of .*prev.json; name the group otherwise"),
     ("{p}", ("web", "books", "wiki"), (), "holds every domain"),
 ])
 def test_refusals_name_what_is_wrong(prev, spec, domains, recompute, match):
