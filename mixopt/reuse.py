@@ -278,6 +278,19 @@ def _normalised(ratios: Mapping[str, float]) -> dict[str, float]:
     return {m: r / total for m, r in ratios.items()}
 
 
+def recompute_names(recompute: Sequence[str]) -> tuple[str, ...]:
+    """``--recompute``'s names, each once, in order.
+
+    Raises:
+        MixoptError: a string where a sequence is wanted ("dclm:health" had been read letter by
+            letter in library use).
+    """
+    if isinstance(recompute, str):
+        raise MixoptError(f"recompute is the string {recompute!r}; give a sequence of names, e.g. "
+                          f"({recompute!r},)")
+    return tuple(dict.fromkeys(recompute))
+
+
 def _split(spec: str | os.PathLike[str]) -> tuple[str, str]:
     """(name, path) of ``NAME=FILE`` or ``FILE`` (a path object is the file): a name holds no path
     separator.
@@ -344,12 +357,9 @@ def load_reuse(spec: str | os.PathLike[str], domains: Sequence[str], recompute: 
     import difflib
 
     from mixopt.mixture import Mixture
-
-    if isinstance(recompute, str):  # "dclm:health" had been read letter by letter (library use)
-        raise MixoptError(f"recompute is the string {recompute!r}; give a sequence of names, e.g. "
-                          f"({recompute!r},)")
     from mixopt.tables import ID_COLUMNS
 
+    recompute = recompute_names(recompute)
     domains = list(domains)  # a generator had been spent by the first look
     name, path = _split(spec)
     # the name is a column of tables and a key of --max-weight/--tokens lists (a QA pass: "a,b")
@@ -363,7 +373,6 @@ def load_reuse(spec: str | os.PathLike[str], domains: Sequence[str], recompute: 
     if prev.schedule:
         raise MixoptError(f"--reuse-mixture {path} is a scheduled mixture; reuse one with a single set of "
                           "weights")
-    recompute = tuple(dict.fromkeys(recompute))
     unknown = [d for d in recompute if d not in prev.weights]
     if unknown:
         raise MixoptError(f"--recompute {listed(unknown, 5)}: not a domain of {path} (its domains: "

@@ -146,10 +146,9 @@ class SearchConfig:
             raise MixoptError(f"--metric {self.metric!r} is unknown; use loss or bpb")
         if not self.rung:
             raise MixoptError("--rung is empty; name a proxy rung (e.g. xs)")
-        if isinstance(self.recompute, str):  # "dclm" had been read letter by letter (library use)
-            raise MixoptError(f"recompute is the string {self.recompute!r}; give a sequence of names, e.g. "
-                              f"({self.recompute!r},)")
-        object.__setattr__(self, "recompute", tuple(self.recompute))
+        from mixopt.reuse import recompute_names
+
+        object.__setattr__(self, "recompute", recompute_names(self.recompute))
         if self.reuse_mixture is not None:  # a Path in library use: kept as the text a resume reads
             object.__setattr__(self, "reuse_mixture", str(self.reuse_mixture))
         check_tokens_fidelity(self.fidelity)

@@ -455,7 +455,6 @@ def prepare(
     if KEY in config.fidelity:  # the runs' key holds the reused group's shares under this name
         raise MixoptError(f"--fidelity {KEY}=...: mixopt keeps that name for --reuse-mixture's group; "
                           "name the field otherwise")
-    new_group = group is None and config.reuse_mixture is not None  # read now: said as swarm says it
     domains, tokens, corpus_arg, corpus_name, corpus_hash, group, space = grouped_space(
         config, group=group, resuming=search_id)
     objective = Objective.parse(config.target, config.metric)
@@ -514,7 +513,7 @@ def prepare(
         while store.get_search(sid) is not None or not _claim(search_dir(sid)):
             n += 1
             sid = f"{base}-{n}"
-    if group is not None and new_group and search_id is None:  # said once the input has passed
+    if group is not None and search_id is None:  # a new search's, said once the input has passed
         say_dominant(config, space, group)
     return Prepared(
         config=config, search_id=sid, space=space, objective=objective, corpus_name=corpus_name,
