@@ -6,6 +6,10 @@ loss; Olmix writes ``run,name,index`` + weights (``ratios.csv``) and ``run,name,
 files have it, else on ``index``; every other numeric column of the ratios file is a domain weight,
 of the metrics file a metric. Unnamed columns (a pandas index written out) are dropped.
 
+A metrics file may hold checkpoints instead: several rows per run, ordered by a ``tokens`` (or
+``step``) column. Each run's last row is then its metrics, and all its rows are its history
+(:attr:`RunTable.history`), which ``mixopt runs import`` keeps for ``mixopt fit --fidelity-law``.
+
 Checks: duplicate run ids, negative or missing weights, and rows that do not sum to 1 are errors
 naming the rows. Runs that only one file has are left out with a warning (runs with no metrics);
 integer ids that match better shifted by a constant (an index shifted by one) are an error.
@@ -42,6 +46,8 @@ MEAN_TARGET = "mean"
 BOOKKEEPING = frozenset({"seed", "step", "steps", "tokens", "epoch", "epochs", "runtime", "time", "wall_time",
                          "timestamp", "rung"})
 LOSS_NAME = re.compile(r"(^|[/_.])(loss|bpb|ppl|perplexity)([/_.]|$)", re.IGNORECASE)
+# A metrics file's columns that order a run's checkpoints when it has several rows per run
+CHECKPOINT_COLUMNS = ("tokens", "step")
 SWARM_RUN = "mix-{:04d}"  # a planned run's name in a ratios table mixopt writes (`mixopt swarm`)
 
 
@@ -60,6 +66,10 @@ class RunTable:
         broken: metric columns of numbers with text among them, each with the error that names the
             cells; left out of ``metrics``, and refused only where used (:meth:`refuse_broken`), so a
             broken cell in one column of 110 does not stop a fit of another.
+        history: for a metrics file of checkpoints (several rows per run, ordered by its
+            ``checkpoints`` column, ``tokens`` or ``step``), each run's rows in order, as dicts of
+            ``tokens``/``step`` and the finite metrics; ``metrics`` holds each run's last row.
+            Empty for a file of one row per run.
     """
 
     domains: tuple[str, ...]
@@ -70,6 +80,8 @@ class RunTable:
     names: list[str] | None = None
     sources: dict[str, str] = field(default_factory=dict)
     broken: dict[str, str] = field(default_factory=dict)
+    history: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    checkpoints: str | None = None
 
     @property
     def metric_names(self) -> list[str]:
@@ -363,7 +375,8 @@ def _looks_transposed(df: pl.DataFrame) -> bool:
 _TRANSPOSED = "transposed: one column per run; give one row per run"
 
 
-def _ids(df: pl.DataFrame, key: str, path: str | Path) -> list[str]:
+def _row_ids(df: pl.DataFrame, key: str, path: str | Path) -> list[str]:
+    """Each row's run id as text, repeats and all."""
     col = df[key]
     if col.null_count():
         raise MixoptError(
@@ -373,18 +386,65 @@ def _ids(df: pl.DataFrame, key: str, path: str | Path) -> list[str]:
     if col.dtype.is_float() and all(float(v).is_integer() for v in values):
         # pandas writes an integer id column as 1.0, 2.0 once it held a gap; the other file says 1, 2
         values = [int(v) for v in values]
-    ids = [str(v) for v in values]
+    return [str(v) for v in values]
+
+
+def _repeats(items: Sequence[str]) -> list[str]:
     seen: set[str] = set()
     dups: list[str] = []
-    for i in ids:
+    for i in items:
         if i in seen and i not in dups:
             dups.append(i)
         seen.add(i)
-    if dups:
+    return dups
+
+
+def _ids(df: pl.DataFrame, key: str, path: str | Path, hint: str = "") -> list[str]:
+    ids = _row_ids(df, key, path)
+    if dups := _repeats(ids):
         raise MixoptError(
-            f"{path}: duplicate run ids in column {key!r}: {_preview(dups)}; each run must appear once"
+            f"{path}: duplicate run ids in column {key!r}: {_preview(dups)}; each run must appear once{hint}"
         )
     return ids
+
+
+def _checkpoint_rows(mdf: pl.DataFrame, key: str, path: str | Path, metric_cols: Sequence[str],
+                     ) -> tuple[pl.DataFrame, dict[str, list[dict[str, float]]], str]:
+    """A metrics file of checkpoints (several rows per run, ordered by a ``tokens`` or ``step``
+    column): each run's last row, and every run's rows in order as its history (the keys ``tokens``
+    and ``step`` where the file has them, and the metrics that are finite there).
+
+    Raises:
+        MixoptError: an empty or non-numeric checkpoint cell, or one run's checkpoint given twice.
+    """
+    order = next(c for c in CHECKPOINT_COLUMNS if c in mdf.columns)
+    ids = _row_ids(mdf, key, path)
+    for c in (c for c in CHECKPOINT_COLUMNS if c in mdf.columns):
+        col = mdf[c]
+        if not col.dtype.is_numeric() or col.null_count() or not col.is_finite().all():
+            bad = [ids[i] for i, v in enumerate(col.cast(pl.Float64, strict=False).to_list())
+                   if v is None or not np.isfinite(v)]
+            raise MixoptError(f"{path}: column {c!r} orders each run's checkpoints, and it is empty or not a "
+                              f"finite number in run(s) {_preview(bad)}; give every row its {c}")
+    at = mdf[order].cast(pl.Float64).to_list()
+    twice = _repeats([f"{r} at {order} {t:g}" for r, t in zip(ids, at, strict=True)])
+    if twice:
+        raise MixoptError(f"{path}: a run's checkpoint appears twice ({_preview(twice)}); give each run one "
+                          f"row per {order}")
+    rows: dict[str, list[int]] = {}
+    for i, r in enumerate(ids):
+        rows.setdefault(r, []).append(i)
+    kept = [c for c in CHECKPOINT_COLUMNS if c in mdf.columns]
+    columns = [*kept, *metric_cols]
+    values = mdf.select([pl.col(c).cast(pl.Float64).fill_null(np.nan) for c in columns]).to_numpy()
+    history: dict[str, list[dict[str, float]]] = {}
+    last: list[int] = []
+    for r, idx in rows.items():
+        idx = sorted(idx, key=lambda i: at[i])
+        last.append(idx[-1])
+        history[r] = [{name: float(v) for name, v in zip(columns, values[i], strict=True) if np.isfinite(v)}
+                      for i in idx]
+    return mdf[last], history, order
 
 
 def _int_ids(ids: list[str]) -> list[int] | None:
@@ -590,7 +650,12 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
             + (f" ({' and '.join(flipped)} look(s) {_TRANSPOSED})" if flipped else "")
         )
     rids = _ids(rdf, key, ratios)
-    mids = _ids(mdf, key, metrics)
+    checkpointed = any(c in mdf.columns for c in CHECKPOINT_COLUMNS)
+    if checkpointed:  # several rows per run, one per checkpoint, may follow
+        mids = _row_ids(mdf, key, metrics)
+    else:
+        mids = _ids(mdf, key, metrics, hint=(" (a table of checkpoints, a row per run and checkpoint, "
+                                             "needs a tokens or step column)"))
     domains = tuple(_numeric_columns(rdf, ratios, "a domain weight", rids))
     _check_domain_count(domains, ratios)
     broken: dict[str, str] = {}
@@ -599,6 +664,12 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
         raise MixoptError(next(iter(broken.values())))
     if not metric_cols:
         raise MixoptError(f"{metrics}: no numeric metric columns besides {', '.join(ID_COLUMNS)}")
+    history: dict[str, list[dict[str, float]]] = {}
+    checkpoints = None
+    if checkpointed and _repeats(mids):
+        measured = [c for c in metric_cols if c not in CHECKPOINT_COLUMNS]
+        mdf, history, checkpoints = _checkpoint_rows(mdf, key, metrics, measured)
+        mids = _ids(mdf, key, metrics)
     mpos = {r: i for i, r in enumerate(mids)}
     both = [i for i, r in enumerate(rids) if r in mpos]
     only_r = [r for r in rids if r not in mpos]
@@ -636,6 +707,8 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
         names=[names[i] for i in both] if names is not None else None,
         sources={"ratios": str(ratios), "metrics": str(metrics)},
         broken=broken,
+        history={r: history[r] for r in ids} if history else {},
+        checkpoints=checkpoints,
     )
 
 

@@ -175,10 +175,17 @@ def import_runs(
     rename: Annotated[list[str] | None, typer.Option(
         "--rename", help="Rename metrics, PATTERN=REPLACEMENT (regex, repeatable), so searches can use them: "
         "e.g. 'metric/(.*)_val_loss=loss/train_\\1' for RegMix's tables.")] = None,
+    tokens_per_step: Annotated[float | None, typer.Option(
+        "--tokens-per-step", metavar="N",
+        help="A metrics table of checkpoints by step alone: the tokens of one step, so that "
+        "`fit --fidelity-law` can fit along them.")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Load run tables made elsewhere into the run store (duplicate run ids are an error)."""
+    """Load run tables made elsewhere into the run store (duplicate run ids are an error).
+
+    A metrics table may hold checkpoints: a row per run and checkpoint, with a tokens (or step)
+    column. Each run keeps them all, for `mixopt fit --fidelity-law`, and its last row's metrics."""
     from mixopt.atomic import first_missing, remove_made
     from mixopt.errors import MixoptError
     from mixopt.search.config import parse_fidelity
@@ -192,7 +199,8 @@ def import_runs(
     try:
         with json_warnings(as_json) as said:
             summary = import_table(st, ratios=ratios, metrics=metrics, corpus=corpus, fidelity=fid,
-                                   prefix=prefix, evaluator=evaluator, rename=rename or ())
+                                   prefix=prefix, evaluator=evaluator, rename=rename or (),
+                                   tokens_per_step=tokens_per_step)
     except MixoptError:
         if created and st.remove_if_empty():  # a refused import leaves no empty store or folders behind
             remove_made(path.parent, made)
@@ -203,4 +211,9 @@ def import_runs(
     ids = summary["first"] if summary["runs"] == 1 else f"{summary['first']} … {summary['last']}"
     console.print(f"imported {summary['runs']} run{'s' if summary['runs'] != 1 else ''} over "
                   f"{len(summary['domains'])} domains into {st.path} (ids {ids}; {summary['metrics']} "
-                  "metrics)", markup=False)
+                  f"metrics{_checkpoints_said(summary)})", markup=False)
+
+
+def _checkpoints_said(summary: dict) -> str:
+    n = summary.get("checkpoints") or 0
+    return f"; {n} checkpoints, kept as the runs' histories" if n else ""

@@ -182,6 +182,11 @@ def fit_tables(config: FitConfig) -> FitReport:
     # before a refused --target they were noise above the one error line.
     with warnings_if_ok():
         table = read_run_tables(config.ratios, config.metrics)
+        if table.history:
+            most = max(len(h) for h in table.history.values())
+            warn(f"{config.metrics} holds checkpoints (up to {most} rows per run, by {table.checkpoints}): "
+                 "each run's last row is fitted; to fit along them (a step law, or bimix's), load the "
+                 "tables with `mixopt runs import` and fit with `mixopt fit --fidelity-law`", MixoptWarning)
         # --reuse-mixture: fitted and proposed over the units, written over the domains
         group = resolve_reuse(config.reuse, table.domains, config.recompute, table=True)
         if group is not None:

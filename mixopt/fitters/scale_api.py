@@ -104,9 +104,9 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
     runs = sorted((r for r in ok if r.history), key=lambda r: r.run_id)  # not Ray's timing (store.matrix)
     if not runs:
         where = f"searches {', '.join(searches)}" if searches else "the store"
-        bare = (f" ({len(ok)} finished runs have none: runs imported from tables, or from an evaluator "
-                "that returns no checkpoint history, hold one value each; fit tables with --ratios/--metrics)"
-                if ok else "")
+        bare = (f" ({len(ok)} finished runs have none: runs imported from tables of one row per run, or "
+                "from an evaluator that returns no checkpoint history, hold one value each; fit tables with "
+                "--ratios/--metrics, or import a table of checkpoints)" if ok else "")
         raise MixoptError(f"{where} has no finished runs with checkpoint histories{bare}; --fidelity-law "
                           "needs proxy runs that mixopt trained, at two or more rungs (mixopt search)")
     # what each run trained: a search that reused a mixture keeps its runs over its units
@@ -135,12 +135,24 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
         if "params" in r.fidelity:  # a rung defined in code (the benchmark's ladder) records its size
             sizes[str(rung)] = float(r.fidelity["params"])
             schedules[str(rung)] = None  # and not its learning rates
+        imported = ("; give the runs' model size when importing them: `mixopt runs import … --fidelity "
+                    "rung=NAME,params=N`" if r.role == "import" else "")
         if rung is None:
-            raise MixoptError(f"run {r.run_id} has no proxy rung in its fidelity; its model size is unknown")
+            raise MixoptError(f"run {r.run_id} has no proxy rung in its fidelity; its model size is "
+                              f"unknown{imported}")
         if rung not in sizes:
-            config = load_rung(str(rung))
+            try:
+                config = load_rung(str(rung))
+            except MixoptError as exc:
+                if not imported:
+                    raise
+                raise MixoptError(f"run {r.run_id}'s rung {rung!r} is no proxy rung of mixopt's, so its "
+                                  f"model size is unknown{imported}") from exc
             sizes[rung] = float(config.non_embedding_params())
             schedules[rung] = config.lr_schedule
+        if any("tokens" not in h for h in r.history):  # a table's checkpoints by step alone
+            raise MixoptError(f"run {r.run_id}'s checkpoints have no token counts (imported by step alone); "
+                              "import its tables again with --tokens-per-step N")
         hist = sorted(r.history, key=lambda h: h["tokens"])
         names = set(hist[0]).difference({"step", "tokens"})
         # The proxy's learning rates are its rung's (as long as the rung is the one they trained

@@ -14,7 +14,7 @@ from mixopt.errors import MixoptError, MixoptWarning, warn, warn_if_ok
 from mixopt.search.config import PROXY
 from mixopt.search.prepare import reuse_key
 from mixopt.store import RunRecord, RunStore, now
-from mixopt.tables import read_run_tables
+from mixopt.tables import CHECKPOINT_COLUMNS, read_run_tables
 
 
 @warn_if_ok  # notes on the table are noise above a refusal (ids taken, a --rename that breaks)
@@ -28,6 +28,7 @@ def import_table(
     prefix: str | None = None,
     evaluator: str = "proxy",
     rename: Sequence[str] = (),
+    tokens_per_step: float | None = None,
 ) -> dict[str, Any]:
     """Load a ratios + metrics table pair made elsewhere (RegMix, Olmix) into the store.
 
@@ -41,6 +42,10 @@ def import_table(
     ``PATTERN=REPLACEMENT`` regular expressions applied to every metric name in turn, e.g.
     ``metric/(.*)_val_loss=loss/train_\\1`` for RegMix's tables. Without such names the runs are
     stored but no search can use them, and a warning says so.
+
+    A metrics table of checkpoints (several rows per run, by a ``tokens`` or ``step`` column) is
+    kept as each run's history, which ``mixopt fit --fidelity-law`` fits along; the last row is the
+    run's metrics. Its laws run in tokens: a table by step alone takes ``tokens_per_step``.
     """
     rules = _rename_rules(rename)
     if evaluator != PROXY and (evaluator.count(":") != 1 or not all(evaluator.split(":"))
@@ -49,6 +54,15 @@ def import_table(
                           "with, as `mixopt search --evaluator` names it")
     table = read_run_tables(ratios, metrics)
     table.refuse_broken()  # the store keeps every metric: a broken cell is fixed, not dropped
+    if tokens_per_step is not None:
+        if not (math.isfinite(tokens_per_step) and tokens_per_step > 0):
+            raise MixoptError(f"--tokens-per-step is {tokens_per_step:g}; give the tokens of one optimizer "
+                              "step (a number > 0)")
+        if table.checkpoints != "step" or any("tokens" in h for hs in table.history.values() for h in hs):
+            has = ("has a tokens column already" if table.checkpoints else
+                   "has one row per run, not a row per run and step")
+            raise MixoptError(f"--tokens-per-step turns a checkpoint table's steps into tokens, and "
+                              f"{metrics} {has}; leave it out")
     if corpus is None and evaluator == PROXY:
         warn(
             "no --corpus: runs of the built-in proxy (--evaluator proxy, the default) are reused by searches "
@@ -110,6 +124,7 @@ def import_table(
                      "with `mixopt fit --target COLUMN` (or --target mean)")
         warn(said, MixoptWarning)
     n_used = len(kept)
+    histories = _histories(table, dict(zip(table.metric_names, names, strict=True)), tokens_per_step)
     records, bad_runs, n_bad = [], [], 0
     for i, rid in enumerate(table.run_ids):
         row = {m: float(v) for m, v in zip(names, values[i], strict=True) if math.isfinite(v)}
@@ -120,7 +135,8 @@ def import_table(
             run_id=f"{prefix}{rid}", role="import", label=table.names[i] if table.names else rid,
             weights={d: float(w) for d, w in zip(table.domains, table.X[i], strict=True)}, fidelity=fid,
             fidelity_key=key, status="ok" if row else "diverged", corpus=corpus, corpus_hash=corpus_hash,
-            metrics=row, error=None if row else "no finite metric in the imported table", finished=now(),
+            metrics=row, history=histories.get(rid, []),
+            error=None if row else "no finite metric in the imported table", finished=now(),
         ))
     if n_bad:
         warn(f"{n_bad} metric value(s) that are NaN or infinite left out of {len(bad_runs)} "
@@ -130,7 +146,27 @@ def import_table(
         "runs": len(records), "domains": list(table.domains), "metrics": n_used, "key": table.key,
         "first": records[0].run_id, "last": records[-1].run_id, "store": str(store.path),
         "fidelity_key": key, "corpus_hash": corpus_hash,
+        "checkpoints": sum(len(h) for h in histories.values()),
     }
+
+
+def _histories(table: Any, names: Mapping[str, str], tokens_per_step: float | None,
+               ) -> dict[str, list[dict[str, float]]]:
+    """Each run's checkpoints as the store keeps a history: metrics under their stored names, and
+    ``tokens`` (a table by step alone: ``step × tokens_per_step``, or none, with a warning)."""
+    out: dict[str, list[dict[str, float]]] = {}
+    for rid, rows in table.history.items():
+        out[rid] = [{names.get(k, k) if k not in CHECKPOINT_COLUMNS else k: v for k, v in h.items()}
+                    for h in rows]
+        if tokens_per_step is not None:
+            for h in out[rid]:
+                h["tokens"] = h["step"] * tokens_per_step
+    if out and tokens_per_step is None and table.checkpoints == "step":
+        warn("the checkpoints are by step alone, and mixopt's laws across training run in tokens: "
+             "`mixopt fit --fidelity-law` cannot use them as imported; for that, import the tables with "
+             "--tokens-per-step N (the tokens of one optimizer step; into another store, or with another "
+             "--prefix)", MixoptWarning)
+    return out
 
 
 def _sample(names: Sequence[str], k: int = 3) -> str:

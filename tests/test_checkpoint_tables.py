@@ -1,0 +1,162 @@
+"""Run tables of checkpoints: a metrics file with a row per run and checkpoint (a tokens or step
+column). `fit` fits each run's last row; `runs import` keeps every row as the run's history, which
+`fit --fidelity-law` fits along (bimix's law over mixtures and steps, or the step law)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mixopt.cli import main
+from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.fitters.api import FitConfig, fit_tables
+from mixopt.fitters.scale_api import ScaleFitConfig, fit_across_scale
+from mixopt.search.imports import import_table
+from mixopt.store import RunStore
+from mixopt.tables import read_run_tables
+
+DOMAINS = ("a", "b", "c")
+# BiMix's law, L_i = A_i·(r_i + ε)^(−α_i)·(B_i·(D/1e5)^(−β_i) + C_i), as in test_laws_scale
+A, ALPHA = np.array([1.0, 1.3, 0.8]), np.array([0.15, 0.08, 0.25])
+B, BETA, C = np.array([3.0, 0.2, 0.5]), np.array([0.7, 0.3, 0.4]), np.array([1.0, 2.5, 1.8])
+STEPS = (100, 200, 400, 800)
+TOKENS_PER_STEP = 256
+
+
+def law(r: np.ndarray, tokens: float) -> np.ndarray:
+    return A * (r + 1e-3) ** -ALPHA * (B * (tokens / 1e5) ** -BETA + C)
+
+
+def write_tables(folder: Path, n: int = 8, *, by: str = "tokens", shuffled: bool = True) -> tuple[Path, Path]:
+    """RegMix-style ratios (``run`` + weights) and a metrics table of every run's checkpoints, its rows
+    in no particular order (as a log export may be)."""
+    mixtures = np.random.default_rng(0).dirichlet(np.ones(3), n)
+    ratios = ["run," + ",".join(DOMAINS)] + [f"r{i}," + ",".join(repr(float(w)) for w in m)
+                                             for i, m in enumerate(mixtures)]
+    rows = []
+    for i, m in enumerate(mixtures):
+        for step in STEPS:
+            losses = ",".join(repr(float(v)) for v in law(m, step * TOKENS_PER_STEP))
+            at = step * TOKENS_PER_STEP if by == "tokens" else step
+            rows.append(f"r{i},{at},{losses}")
+    if shuffled:
+        rows = [rows[i] for i in np.random.default_rng(1).permutation(len(rows))]
+    header = f"run,{by}," + ",".join(f"loss/{d}" for d in DOMAINS)
+    (folder / "ratios.csv").write_text("\n".join(ratios) + "\n")
+    (folder / "metrics.csv").write_text("\n".join([header, *rows]) + "\n")
+    return folder / "ratios.csv", folder / "metrics.csv"
+
+
+def test_a_checkpoint_table_reads_as_each_runs_last_row_with_its_history(tmp_path: Path) -> None:
+    ratios, metrics = write_tables(tmp_path)
+    table = read_run_tables(ratios, metrics)
+    assert table.run_ids == [f"r{i}" for i in range(8)] and table.checkpoints == "tokens"
+    last = table.metrics.to_numpy()
+    cols = table.metric_names
+    assert cols[0] == "tokens" and np.all(last[:, 0] == STEPS[-1] * TOKENS_PER_STEP)
+    np.testing.assert_allclose(last[0, 1:], law(table.X[0], STEPS[-1] * TOKENS_PER_STEP))
+    hist = table.history["r3"]
+    assert [h["tokens"] for h in hist] == [s * TOKENS_PER_STEP for s in STEPS]  # in order, though shuffled
+    assert hist[1]["loss/b"] == pytest.approx(law(table.X[3], 200 * TOKENS_PER_STEP)[1])
+
+
+def test_checkpoint_tables_that_cannot_be_read_are_refused(tmp_path: Path) -> None:
+    ratios, metrics = write_tables(tmp_path, shuffled=False)
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join([*lines, lines[1]]) + "\n")  # one checkpoint twice
+    twice = r"a run's checkpoint appears twice \(r0 at tokens 25600\); give each run one row per tokens"
+    with pytest.raises(MixoptError, match=twice):
+        read_run_tables(ratios, metrics)
+    head, first, *rest = lines
+    metrics.write_text("\n".join([head, first.replace(",25600,", ",,", 1), *rest]) + "\n")
+    empty = (r"column 'tokens' orders each run's checkpoints, and it is empty or not a finite number in "
+             r"run\(s\) r0")
+    with pytest.raises(MixoptError, match=empty):
+        read_run_tables(ratios, metrics)
+    # Repeated ids with nothing to order them: refused as before, saying what a checkpoint table needs
+    metrics.write_text("\n".join([head.replace("tokens", "seed"), *lines[1:]]) + "\n")
+    dups = (r"duplicate run ids in column 'run': r0, .*each run must appear once \(a table of checkpoints, "
+            r"a row per run and checkpoint, needs a tokens or step column\)")
+    with pytest.raises(MixoptError, match=dups):
+        read_run_tables(ratios, metrics)
+
+
+def test_fit_fits_each_runs_last_checkpoint_and_says_how_to_fit_along_them(tmp_path: Path) -> None:
+    ratios, metrics = write_tables(tmp_path)
+    last = tmp_path / "last.csv"  # the same runs' last rows alone: the table a user would cut by hand
+    rows = [ln for ln in metrics.read_text().splitlines()[1:] if f",{STEPS[-1] * TOKENS_PER_STEP}," in ln]
+    last.write_text("\n".join([metrics.read_text().splitlines()[0], *rows]) + "\n")
+    config = FitConfig(ratios=ratios, metrics=metrics, target="loss/a", method="linear", propose=True,
+                       out=tmp_path / "along.json")
+    with pytest.warns(MixoptWarning, match=r"holds checkpoints \(up to 4 rows per run, by tokens\): each "
+                                           r"run's last row is fitted; .*`mixopt runs import`.*fidelity-law"):
+        along = fit_tables(config)
+    alone = fit_tables(FitConfig(ratios=ratios, metrics=last, target="loss/a", method="linear", propose=True,
+                                 out=tmp_path / "alone.json"))
+    assert along.proposal["weights"] == alone.proposal["weights"]
+    assert along.n_runs == 8
+
+
+def test_imported_checkpoints_are_fitted_along_by_bimix(tmp_path: Path, workspace: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    ratios, metrics = write_tables(tmp_path)
+    store = tmp_path / "t.sqlite"
+    main(["runs", "import", "--ratios", str(ratios), "--metrics", str(metrics), "--store", str(store),
+          "--evaluator", "mine:train", "--fidelity", "rung=tiny,params=1e6"])
+    assert "8 runs over 3 domains" in capsys.readouterr().out
+    run = RunStore(store).get("ratios:r2")
+    assert len(run.history) == 4 and run.metrics["loss/a"] == run.history[-1]["loss/a"]
+    D = 2e6  # 10x the runs' last 204,800 tokens
+    res = fit_across_scale(ScaleFitConfig(store=str(store), method="bimix", target_tokens=D, kl=0.0))
+    assert res["n_runs"] == 8
+    laws = res["laws"]["bimix"]
+    assert [laws[f"loss/{d}"]["beta"] for d in DOMAINS] == pytest.approx(BETA, abs=1e-3)
+    assert [laws[f"loss/{d}"]["alpha"] for d in DOMAINS] == pytest.approx(ALPHA, abs=1e-3)
+    w = np.array([res["proposal"]["weights"][d] for d in DOMAINS])
+    assert res["proposal"]["predicted"] == pytest.approx(float(law(w, D).mean()), rel=1e-3)
+    # the step law (mixing-law's nested use) reads the same histories, one rung: no size law
+    res = fit_across_scale(ScaleFitConfig(store=str(store), method="mixing-law", target_tokens=D))
+    assert res["sizes"] == [1e6] and len(res["laws"]["step"]) == 3
+
+
+def test_checkpoints_by_step_need_the_tokens_of_a_step(tmp_path: Path, workspace: Path) -> None:
+    ratios, metrics = write_tables(tmp_path, by="step")
+    store = RunStore(tmp_path / "t.sqlite")
+    with pytest.warns(MixoptWarning, match=r"the checkpoints are by step alone.*import the tables with "
+                                           r"--tokens-per-step N"):
+        import_table(store, ratios=ratios, metrics=metrics, evaluator="mine:train",
+                     fidelity={"rung": "tiny", "params": 1e6})
+    with pytest.raises(MixoptError, match=r"run ratios:r0's checkpoints have no token counts \(imported by "
+                                          r"step alone\); import its tables again with --tokens-per-step N"):
+        fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix"))
+    again = RunStore(tmp_path / "again.sqlite")
+    summary = import_table(again, ratios=ratios, metrics=metrics, evaluator="mine:train",
+                           fidelity={"rung": "tiny", "params": 1e6}, tokens_per_step=TOKENS_PER_STEP)
+    assert summary["checkpoints"] == 32
+    first = again.get("ratios:r1").history[0]
+    assert first["step"] == 100 and first["tokens"] == 100 * TOKENS_PER_STEP
+    res = fit_across_scale(ScaleFitConfig(store=str(again.path), method="bimix", target_tokens=2e6, kl=0.0))
+    assert [res["laws"]["bimix"][f"loss/{d}"]["beta"] for d in DOMAINS] == pytest.approx(BETA, abs=1e-3)
+    (tmp_path / "by-tokens").mkdir()
+    _, by_tokens = write_tables(tmp_path / "by-tokens")
+    for table, has in ((by_tokens, "has a tokens column already"),
+                       (tmp_path / "one.csv", "has one row per run, not a row per run and step")):
+        if table.name == "one.csv":
+            table.write_text("run,loss/a\n" + "".join(f"r{i},1.5\n" for i in range(8)))
+        with pytest.raises(MixoptError, match=r"--tokens-per-step turns a checkpoint table's steps into "
+                                              rf"tokens, and .* {has}; leave it out"):
+            import_table(again, ratios=ratios, metrics=table, prefix="u:", tokens_per_step=256)
+
+
+def test_imported_runs_without_a_model_size_are_told_how_to_give_one(tmp_path: Path, workspace: Path) -> None:
+    ratios, metrics = write_tables(tmp_path)
+    store = RunStore(tmp_path / "t.sqlite")
+    import_table(store, ratios=ratios, metrics=metrics, evaluator="mine:train", fidelity={"rung": "1m"})
+    with pytest.raises(MixoptError, match=r"run ratios:r0's rung '1m' is no proxy rung of mixopt's, so its "
+                                          r"model size is unknown; give the runs' model size when importing "
+                                          r"them: `mixopt runs import … --fidelity rung=NAME,params=N`"):
+        fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix"))
+    json.dumps(store.get("ratios:r0").history)  # plain JSON, as the store keeps it
