@@ -43,8 +43,8 @@ class Objective:
 
     @classmethod
     def parse(cls, target: str | None = None, metric: str = "loss") -> Objective:
-        """Parse ``--target``: None (all domains), ``d1,d2`` (mean of those), ``d1=0.7,d2=0.3``."""
-        if target is None:
+        """Parse ``--target``: None or ``mean`` (all domains), ``d1,d2`` (their mean), ``d1=0.7,d2=0.3``."""
+        if target is None or target.strip() == "mean":  # `fit --target mean`'s word for it, taken here too
             return cls(metric=metric)  # type: ignore[arg-type]
         if not target.replace(",", "").strip():  # `--target ""` from a script whose variable was unset
             raise MixoptError(f"--target {target!r} names no domain; give d1,d2 or d1=0.7,d2=0.3, or leave "

@@ -198,7 +198,9 @@ class SearchSpace:
             parts.append(f"floors {', '.join(floors)}")
         if low and rest and self.min_weight > 0:
             other = "other " if fixed or floors else ""
-            parts.append(f"--min-weight {self.min_weight:g} × {len(rest)} {other}domain(s)")
+            # named where few: with --reuse-mixture one of them is the group, floored as one
+            names = f": {', '.join(rest)}" if len(rest) <= 8 else ""
+            parts.append(f"--min-weight {self.min_weight:g} × {len(rest)} {other}domain(s){names}")
         if ceilings:
             parts.append(f"--max-weight {', '.join(ceilings)}")
         if caps:

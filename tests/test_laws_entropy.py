@@ -81,7 +81,7 @@ def test_entropy_mixture_on_the_tiny_corpus(
     with pytest.raises(SystemExit) as exc:
         main(["entropy", str(tiny_corpus.path), "--min-weight", "0.3"])
     err = capsys.readouterr().err
-    assert exc.value.code == 2 and "lower bounds sum to 1.2 > 1 (--min-weight 0.3 × 4 domain(s))" in err
+    assert exc.value.code == 2 and "lower bounds sum to 1.2 > 1 (--min-weight 0.3 × 4 domain(s): " in err
     # --max-epochs alone caps at the corpus's own size (as a search does): one pass = its token share.
     main(["entropy", str(tiny_corpus.path), "--max-epochs", "1", "--out", str(out)])
     capped = json.loads(out.read_text())["weights"]

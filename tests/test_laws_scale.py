@@ -447,3 +447,15 @@ def test_each_rung_is_extrapolated_along_its_own_schedule(tmp_path: Path) -> Non
     want = np.array([truth(x, S.non_embedding_params(), s1[0] * S.tokens_per_step) - 0.002 * s2[0]
                      for x in pred.X])
     np.testing.assert_allclose(pred.Y, want, rtol=1e-4)
+
+
+def test_runs_with_too_few_checkpoints_are_named_by_their_rung(tmp_path: Path) -> None:
+    """A QA pass: the debug rung's runs (2 checkpoints each) failed the step law's parameter count
+    naming only their size, beside other rungs' runs."""
+    store = fill_store(tmp_path / "runs.sqlite", rungs=("debug", "xs"), n=6)
+    with pytest.raises(MixoptError, match=r"step law \(loss/a, rung debug of 1\.34e\+04 params\): 12 points "
+                                          r"cannot fit 13 parameters .*record 3 or more checkpoints per run"):
+        fit_across_scale(ScaleFitConfig(store=str(store.path), target_tokens=1e6, target_size=1e6))
+    # --target mean, as `fit --target` takes it, is the mean over all domains
+    res = fit_across_scale(ScaleFitConfig(store=str(store.path), target="mean", searches=("sw-xs",)))
+    assert res["metrics"] == [f"loss/{d}" for d in DOMAINS]

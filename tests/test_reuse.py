@@ -271,6 +271,10 @@ def test_extend_and_min_weight_with_reuse(prev, tmp_path, workspace, capsys):
     # --min-weight floors the units: the group and each new domain, not each member
     assert (W[:, :3].sum(axis=1) >= 0.2 - 1e-9).all() and (W[:, 3:] >= 0.2 - 1e-9).all()
     assert (W[:, 2] < 0.2).any()  # wiki, 0.2 of the group, is below the floor in some rows
+    # an infeasible floor names the units it counts (it had said "× 3 domain(s)" of 7 domains)
+    capsys.readouterr()
+    assert run_cli([*base[:-1], "0.4", "--budget", "4", "-o", str(tmp_path / "none.csv")]) == 2
+    assert "(--min-weight 0.4 × 3 domain(s): reused, code, math)" in " ".join(capsys.readouterr().err.split())
     # a table drawn without the reuse cannot be extended with it
     plain = tmp_path / "plain.csv"
     assert run_cli(["swarm", "--domains", ",".join(DOMAINS), "--budget", "4", "-o", str(plain)]) == 0

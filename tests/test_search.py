@@ -1793,6 +1793,27 @@ def test_seed_spread_pools_each_mixture_once() -> None:
     assert with_seed_noise(no_sd, {"p": a}) == (None, None, None)  # no sd of the model's: nothing to widen
 
 
+def test_the_table_gives_the_sd_that_autos_cross_validation_widened(capsys) -> None:
+    """stop 35's QA pass: the table's "± sd" was the model's own where the note and the JSON gave the
+    interval widened by auto's cross-validation."""
+    from mixopt.cli.search import render_result
+    from mixopt.search.result import SearchResult, candidate_rows
+    from mixopt.search.validate import Candidate
+
+    cands = [Candidate(name="proposal", weights=[0.5, 0.5], predicted=2.0, predicted_std=0.01,
+                       interval=(1.96, 2.04), info={"sd_scale": 2.5}),
+             Candidate(name="uniform", weights=[0.5, 0.5], predicted=2.1, predicted_std=0.02)]
+    rows = candidate_rows(cands, ["a", "b"], None, None, "proposal")
+    assert [r.sd_scale for r in rows] == [2.5, None]
+    res = SearchResult(search_id="s", method="auto", objective={"kind": "mean_loss"}, exported="proposal",
+                       weights={"a": 0.5, "b": 0.5}, candidates=rows, runs={}, notes=[], out=None,
+                       mixture_path="m.json", rung="xs", validate_rung=None, validate=0, wall_s=1.0)
+    assert SearchResult.from_dict(res.as_dict()).candidates[0].sd_scale == 2.5  # kept in result.json
+    render_result(res)
+    out = capsys.readouterr().out
+    assert "2.0000 ± 0.0250 (×2.50)" in out and "2.1000 ± 0.0200" in out
+
+
 def test_a_law_fitted_per_metric_says_so_before_a_long_fit(workspace, tmp_path, ray_session, monkeypatch):
     """A QA pass: 300 laws of 300 domains fitted for an hour after "fitting loglinear", unsaid."""
     import mixopt.search.driver as driver

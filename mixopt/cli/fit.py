@@ -44,8 +44,8 @@ def fit(
                                         "metrics.")] = None,
     target: Annotated[str | None, opt("--target", help="Metric column to model, columns c1,c2 or "
                                       "c1=0.7,c2=0.3 (their weighted mean), or 'mean' (all metric columns "
-                                      "but _bookkeeping ones); "
-                                      "--fidelity-law: objective domains d1,d2 or d1=0.7,d2=0.3.")] = None,
+                                      "but _bookkeeping ones); --fidelity-law: objective domains d1,d2 or "
+                                      "d1=0.7,d2=0.3, or mean.")] = None,
     method: Annotated[str | None, opt("--method", "-m", help=METHOD_HELP + " Default: regmix; "
                                       "mixing-law with --fidelity-law.")] = None,
     cv: Annotated[int | None, opt("--cv", help="K-fold cross-validation: Spearman, Pearson, MAE, "

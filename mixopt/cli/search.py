@@ -29,6 +29,7 @@ from mixopt.cli.common import (
     largest,
     live,
     opt,
+    parse_budget,
     print_columns,
     render_selection,
 )
@@ -47,7 +48,8 @@ def search(
     method: Annotated[str, opt("--method", "-m", help=SEARCH_METHOD_HELP)] = "regmix",
     budget: Annotated[int, opt("--budget", "-b", help="Distinct mixtures inside the constraints to fit "
                                       "on: reused ones count (once each), new runs fill the rest (all "
-                                      "reusable runs are fitted).")] = 32,
+                                      "reusable runs are fitted).", parser=parse_budget,
+                                      metavar="N")] = 32,
     rung: Annotated[str, opt("--rung", "-r", help="Proxy rung of the swarm.")] = "xs",
     out: Annotated[Str, opt("--out", "-o", help="Where to write the mixture JSON.")] = None,
     name: Annotated[Str, opt("--name", help="Search name (default: corpus-method-time).")] = None,
@@ -77,7 +79,7 @@ def search(
     max_epochs: MaxEpochsOpt = None,
     target_tokens: TargetTokensOpt = None,
     target: Annotated[Str, opt("--target", help="Objective: d1,d2 (mean) or d1=0.7,d2=0.3 "
-                               "(default: mean over all domains).")] = None,
+                               "(default, or mean: the mean over all domains).")] = None,
     metric: Annotated[str, opt("--metric", help="loss or bpb.")] = "loss",
     temperature: Annotated[float, opt("--temperature", help="Temperature T of the prior, token shares ** "
                                       "(1/T), of the swarm, the proposers' candidates and KL term, and the "
@@ -299,8 +301,10 @@ def render_result(result: Any) -> None:
         cols += [f"measured ({shown})" if shown else "measured", "± se", "n", "proposal better by"]
     rows = []
     for row in result.candidates:
-        sd = row.predicted_std
-        predicted = _fmt(row.predicted) + (f" ± {sd:.4f}" if sd is not None else "")
+        sd, scale = row.predicted_std, row.sd_scale
+        # widened where auto's cross-validation found the model's sds too narrow (the notes say so)
+        widened = f" ± {sd * scale:.4f} (×{scale:.2f})" if sd is not None and scale else None
+        predicted = _fmt(row.predicted) + (widened or (f" ± {sd:.4f}" if sd is not None else ""))
         same = f" (= {row.same_as})" if row.same_as else ""  # one mixture under two names
         cells = [("★ " if row.exported else "  ") + row.name + same, predicted, _fmt(row.swarm_value)]
         if result.validate:

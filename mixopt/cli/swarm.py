@@ -21,6 +21,7 @@ from mixopt.cli.common import (
     err_console,
     opt,
     out_file,
+    parse_budget,
 )
 
 Str = str | None
@@ -34,7 +35,8 @@ def swarm(
                                                   "one per line.")] = None,
     tokens: Annotated[Str, opt("--tokens", help="Tokens per domain a=1e9,b=2B,c=500M, or @FILE (the prior "
                                                 "and the repetition cap).")] = None,
-    budget: Annotated[int, opt("--budget", "-b", help="Mixtures to draw.")] = 32,
+    budget: Annotated[int, opt("--budget", "-b", help="Mixtures to draw (32, 1e3, 1k).", parser=parse_budget,
+                               metavar="N")] = 32,
     seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed of the swarm: a search "
                                       "with the same options and seed trains the same mixtures.")] = 0,
     temperature: Annotated[float, opt("--temperature", help="Temperature T of the prior, token shares ** "

@@ -386,7 +386,7 @@ def compare_cmd(
     device: DeviceOpt = "cpu",
     target: Annotated[str | None, typer.Option(
         "--target", help="Objective of the first row: d1,d2 (mean) or d1=0.7,d2=0.3 (default: the one the "
-        "mixture files were searched for, else the mean over all domains).")] = None,
+        "mixture files were searched for, else the mean over all domains; mean: that mean).")] = None,
     metric: Annotated[
         str | None, typer.Option("--metric", help="Metric of that objective: loss or bpb.")
     ] = None,

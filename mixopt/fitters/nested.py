@@ -238,7 +238,8 @@ def predict_at_scale(
                 vals[:, j] = [c.losses[m][int(np.argmax(c.tokens))] for c in group]
                 continue
             ys = [c.losses[m] for c in group]
-            what = f"step law ({m}, {size:.3g} params)"
+            rungs = sorted({c.rung for c in group if c.rung})
+            what = f"step law ({m}, {'rung ' + ', '.join(rungs) + ' of ' if rungs else ''}{size:.3g} params)"
             remedy = "record 3 or more checkpoints per run (the rung's eval_at fractions)"
             if annealed:
                 law = fit_power_law([a[0] for a in areas], ys, anneal=[a[1] for a in areas], what=what,

@@ -34,6 +34,7 @@ class CandidateRow:
     exported: bool = False
     predicted_per_domain: dict[str, float] | None = None
     same_as: str | None = None  # an earlier candidate with these weights (its runs are this one's)
+    sd_scale: float | None = None  # auto's cross-validation widened the model's sd by it (the table shows it)
 
 
 @dataclass(kw_only=True)
@@ -104,6 +105,7 @@ def candidate_rows(
             measured=measured[c.name].as_dict() if measured else None,
             comparison=comparisons[c.name].as_dict() if comparisons and c.name in comparisons else None,
             exported=c.name == exported, predicted_per_domain=c.predicted_per_domain, same_as=c.same_as,
+            sd_scale=_num((c.info or {}).get("sd_scale")),
         ))
     return rows
 
