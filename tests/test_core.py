@@ -237,7 +237,8 @@ def test_objective_mean_weighted_and_target():
     assert math.isnan(Objective().value({"loss/a": 2.0}, ["a", "b"]))
     assert Objective.parse("a").key() != Objective().key()
     # `fit --target mean`'s word for the mean over all domains (it had been "unknown domain(s) mean")
-    assert Objective.parse(" mean ") == Objective() and Objective.parse("mean", "bpb") == Objective(metric="bpb")
+    assert Objective.parse(" mean ") == Objective()
+    assert Objective.parse("mean", "bpb") == Objective(metric="bpb")
     with pytest.raises(MixoptError, match="unknown domain"):
         Objective.parse("zz").value(metrics, ["a", "b"])
     with pytest.raises(MixoptError, match="≥ 0 and finite, got b=-1"):
