@@ -404,15 +404,16 @@ def export_mixture(
         probs = _hf_probabilities(mixture)
         doc = {"datasets": [names[d] for d in probs], "domains": list(probs),
                "probabilities": list(probs.values())}
-        return json.dumps(doc, indent=2) + "\n"
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if fmt == "olmix":
-        return json.dumps([{"domain": names[d], "weight": w[d]} for d in w], indent=2) + "\n"
+        doc = [{"domain": names[d], "weight": w[d]} for d in w]
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     import yaml
 
     if fmt == "olmix-mix":
         rep = _repetition_factors(mixture)
         doc = {"mix": {names[d]: {"weight": w[d], "repetition_factor": rep[d]} for d in w}}
-        return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+        return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
     valid_sets = dict(valid) if valid else regmix_valid(mixture)
     train_names = _yaml_train_names(mixture, names, prefixes)
@@ -430,7 +431,7 @@ def export_mixture(
     _check_train_keys({d: train_names[d] for d in kept}, prefixes)
     train = {train_names[d]: w[d] for d in kept}
     doc = {"train": train, "valid": valid_sets}
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def parse_export(

@@ -463,3 +463,12 @@ def test_an_export_the_locale_cannot_print_is_refused_not_garbled(tmp_path: Path
                           "print; write it to a file with --out"), err
     assert run_cli(["export", str(path), "--format", "megatron", "--out", str(tmp_path / "blend.txt")]) == 0
     assert "日本" in (tmp_path / "blend.txt").read_text(encoding="utf-8")
+
+
+def test_exports_write_non_ascii_names_as_they_are() -> None:
+    """stop 33's QA pass: the YAML formats wrote "caf\\xE9" where megatron's blend wrote café."""
+    mix = Mixture({"café": 0.5, "日本": 0.5})
+    for fmt in FORMATS:
+        text = export_mixture(mix, fmt)
+        assert "café" in text and "日本" in text and "\\x" not in text and "\\u" not in text, text
+        assert parse_export(text, fmt, domains=list(mix.weights)) == mix.weights
