@@ -291,6 +291,24 @@ def recompute_names(recompute: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(recompute))
 
 
+def expand_recompute(recompute: Sequence[str], names: Sequence[str]) -> tuple[str, ...]:
+    """``--recompute``'s names over the reused mixture's domains ``names``: a domain; a source, every
+    domain ``SOURCE:…`` (Olmix names a source's topics so, and its partial reuse recomputes one
+    source's share inside the others'); or a pattern with ``*``, ``?`` or ``[`` (``dclm:s*``). A name
+    that matches nothing stays, for the caller to refuse."""
+    import fnmatch
+
+    out: list[str] = []
+    for name in recompute:
+        if name in names:
+            out.append(name)
+            continue
+        pattern = any(c in name for c in "*?[")
+        hits = [d for d in names if (fnmatch.fnmatchcase(d, name) if pattern else d.startswith(f"{name}:"))]
+        out += hits or [name]
+    return tuple(dict.fromkeys(out))
+
+
 def _split(spec: str | os.PathLike[str]) -> tuple[str, str]:
     """(name, path) of ``NAME=FILE`` or ``FILE`` (a path object is the file): a name holds no path
     separator.
@@ -373,11 +391,12 @@ def load_reuse(spec: str | os.PathLike[str], domains: Sequence[str], recompute: 
     if prev.schedule:
         raise MixoptError(f"--reuse-mixture {path} is a scheduled mixture; reuse one with a single set of "
                           "weights")
+    recompute = expand_recompute(recompute, list(prev.weights))
     unknown = [d for d in recompute if d not in prev.weights]
     if unknown:
-        raise MixoptError(f"--recompute {listed(unknown, 5)}: not a domain of {path} (its domains: "
-                          f"{listed(list(prev.weights), 8)}); a domain that file lacks is searched on its "
-                          "own already: drop it from --recompute")
+        raise MixoptError(f"--recompute {listed(unknown, 5)}: not a domain of {path}, nor a source or "
+                          f"pattern of its domains (its domains: {listed(list(prev.weights), 8)}); a domain "
+                          "that file lacks is searched on its own already: drop it from --recompute")
     # a table's column may be the group (Olmix's `existing`); the domains a job trains cannot (a QA pass:
     # a search's group named after a domain it lacked trained the file's domains and not that one)
     units_table = table and name in domains and not any(d in domains for d in prev.weights)

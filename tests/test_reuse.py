@@ -11,7 +11,7 @@ import pytest
 
 from mixopt.errors import MixoptError
 from mixopt.mixture import Mixture
-from mixopt.reuse import load_reuse
+from mixopt.reuse import Reuse, load_reuse
 from mixopt.space import SearchSpace
 from mixopt.testing import run_cli
 
@@ -466,3 +466,22 @@ def test_a_member_too_short_for_a_window_is_refused_before_any_run(prev):
         group = load_reuse(str(zero), DOMAINS)
     _check_windows(SearchSpace(domains=group.units(DOMAINS), tokens=group.tokens({**tokens, "wiki": 1.0})),
                    {"--rung": "debug"}, "c", resuming=False, group=group, tokens={**tokens, "wiki": 1.0})
+
+
+def test_recompute_takes_a_source_or_a_pattern_as_olmix_names_topics(tmp_path):
+    """Olmix's partial reuse recomputes one source's topics inside the reused group: --recompute dclm
+    is every dclm:… domain of the file, and dclm:s* those the pattern matches."""
+    path = tmp_path / "olmix.json"
+    shares = {"dclm:science": 0.3, "dclm:sports": 0.2, "dclm:health": 0.1, "wiki": 0.25, "code": 0.15}
+    Mixture(shares).save(path)
+    domains = (*shares, "math")
+    group = load_reuse(str(path), domains, ("dclm",))
+    assert group.recompute == ("dclm:science", "dclm:sports", "dclm:health")
+    assert tuple(group.ratios) == ("wiki", "code")
+    assert load_reuse(str(path), domains, ("dclm:s*", "wiki")).recompute == ("dclm:science", "dclm:sports",
+                                                                             "wiki")
+    # recorded expanded: a resume and the command it prints name the domains
+    assert Reuse.from_state(group.state()).recompute == group.recompute
+    with pytest.raises(MixoptError, match=r"--recompute books, web:\*: not a domain of .*, nor a source or "
+                                          r"pattern of its domains"):
+        load_reuse(str(path), domains, ("books", "web:*"))
