@@ -733,3 +733,23 @@ def test_a_mixture_written_out_as_weights(tiny_corpus, tmp_path: Path) -> None: 
     even = {d: 1 / len(tiny_corpus.domains) for d in tiny_corpus.domains}
     path = Mixture(even).save(tmp_path / "lr=1.json")
     assert resolve_mixture(str(path), tiny_corpus)[1] == "lr=1"
+
+
+class _RunsCode:
+    def __reduce__(self):  # what a crafted checkpoint would hold: a call made as it unpickles
+        return (print, ("ran code",))
+
+
+def test_a_checkpoint_holding_python_objects_is_refused_unloaded(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """torch.load had unpickled whatever a checkpoint held (weights_only=False): a checkpoint handed on
+    from elsewhere could run code on --resume. Only tensors and plain data load now."""
+    path = tmp_path / checkpoint.CHECKPOINT
+    torch.save({"format": checkpoint.FORMAT, "fingerprint": {}, "x": _RunsCode()}, path)
+    refused = (r"holds Python objects besides tensors and plain data \(it names print\), which no mixopt "
+               r"checkpoint does .*train into another --out")
+    with pytest.raises(MixoptError, match=refused):
+        checkpoint.load(tmp_path, {})
+    assert "ran code" not in capsys.readouterr().out
+    path.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(MixoptError, match="cannot read checkpoint .*; delete it or train into another --out"):
+        checkpoint.load(tmp_path, {})

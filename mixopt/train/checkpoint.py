@@ -10,6 +10,8 @@ with a different fingerprint is refused with the differences spelled out.
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +120,19 @@ def load(folder: Path, fingerprint: dict[str, Any], device: str | None = None) -
             f"--resume: no checkpoint at {path}; start without --resume or give the run's --out"
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file: say which
+        # tensors and plain data only: a checkpoint from elsewhere cannot run code as it loads
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in str(exc):
+            # "Unsupported global: GLOBAL print was not…", "unsupported GLOBAL posix.system whose…"
+            found = re.search(r"GLOBAL (\S+)", str(exc))
+            why = f"it names {found.group(1)}" if found else "refused"
+            raise MixoptError(
+                f"{path} holds Python objects besides tensors and plain data "
+                f"({why}), which no mixopt checkpoint does and which could run code "
+                "as they load: it is not loaded; train into another --out"
+            ) from None
+        # a truncated or foreign file: say which
         raise MixoptError(
             f"cannot read checkpoint {path}: {exc}; delete it or train into another --out"
         ) from exc
