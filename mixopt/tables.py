@@ -84,6 +84,11 @@ class RunTable:
     checkpoints: str | None = None
 
     @property
+    def last_row(self) -> str:
+        """Where a run's metrics are read, for messages: a checkpoint table's runs' last rows."""
+        return f"'s last row (by {self.checkpoints})" if self.checkpoints else ""
+
+    @property
     def metric_names(self) -> list[str]:
         return list(self.metrics.columns)
 
@@ -198,14 +203,16 @@ class RunTable:
                 fix = ("name the columns to use (--target c1,c2)" if name == MEAN_TARGET
                        else "leave them out of --target")
                 raise MixoptError(
-                    f"target {name!r} has no finite value in any run: column(s) {_preview(empty)} have none; "
-                    f"{fix} or fix the metrics file"
+                    f"target {name!r} has no finite value in any run{self.last_row}: column(s) "
+                    f"{_preview(empty)} have none; {fix} or fix the metrics file"
                 )
-            raise MixoptError(f"target {name!r} has no finite value in any run; check the metrics file")
+            raise MixoptError(f"target {name!r} has no finite value in any run{self.last_row}; check the "
+                              "metrics file")
         if not ok.all():
             bad = [self.run_ids[i] for i in np.flatnonzero(~ok)]
             warn(
-                f"target {name!r} is NaN, infinite or missing for {len(bad)} run(s) ({_preview(bad)}); "
+                f"target {name!r} is NaN, infinite or missing{self.last_row} for {len(bad)} run(s) "
+                f"({_preview(bad)}); "
                 "they are left out",
                 MixoptWarning,
             )
@@ -417,34 +424,39 @@ def _checkpoint_rows(mdf: pl.DataFrame, key: str, path: str | Path, metric_cols:
     Raises:
         MixoptError: an empty or non-numeric checkpoint cell, or one run's checkpoint given twice.
     """
-    order = next(c for c in CHECKPOINT_COLUMNS if c in mdf.columns)
+    kept = [c for c in CHECKPOINT_COLUMNS if c in mdf.columns]
+    order = kept[0]
     ids = _row_ids(mdf, key, path)
-    for c in (c for c in CHECKPOINT_COLUMNS if c in mdf.columns):
+    for c in kept:
         col = mdf[c]
-        if not col.dtype.is_numeric() or col.null_count() or not col.is_finite().all():
+        if not col.dtype.is_numeric() or col.null_count() or not col.is_finite().all() or (col < 0).any():
             bad = [ids[i] for i, v in enumerate(col.cast(pl.Float64, strict=False).to_list())
-                   if v is None or not np.isfinite(v)]
-            raise MixoptError(f"{path}: column {c!r} orders each run's checkpoints, and it is empty or not a "
-                              f"finite number in run(s) {_preview(bad)}; give every row its {c}")
+                   if v is None or not np.isfinite(v) or v < 0]
+            raise MixoptError(f"{path}: column {c!r} orders each run's checkpoints, and it is empty, "
+                              f"negative or not a finite number in run(s) {_preview(bad)}; give every row "
+                              f"its {c} (≥ 0)")
     at = mdf[order].cast(pl.Float64).to_list()
-    twice = _repeats([f"{r} at {order} {t:g}" for r, t in zip(ids, at, strict=True)])
+    twice = _repeats([f"{r} at {order} {t:.12g}" for r, t in zip(ids, at, strict=True)])
     if twice:
         raise MixoptError(f"{path}: a run's checkpoint appears twice ({_preview(twice)}); give each run one "
-                          f"row per {order}")
+                          f"row per {order} (several seeds of one mixture? give each its own run id)")
     rows: dict[str, list[int]] = {}
     for i, r in enumerate(ids):
         rows.setdefault(r, []).append(i)
-    kept = [c for c in CHECKPOINT_COLUMNS if c in mdf.columns]
     columns = [*kept, *metric_cols]
     values = mdf.select([pl.col(c).cast(pl.Float64).fill_null(np.nan) for c in columns]).to_numpy()
     history: dict[str, list[dict[str, float]]] = {}
     last: list[int] = []
     for r, idx in rows.items():
         idx = sorted(idx, key=lambda i: at[i])
+        if len(kept) == 2 and np.any(np.diff(values[idx, 1]) <= 0):  # steps grow with the tokens
+            raise MixoptError(f"{path}: run {r}'s tokens and steps put its checkpoints in different orders "
+                              "(or give one step two token counts); fix the rows, or drop one of the columns")
         last.append(idx[-1])
         history[r] = [{name: float(v) for name, v in zip(columns, values[i], strict=True) if np.isfinite(v)}
                       for i in idx]
-    return mdf[last], history, order
+    # the checkpoint columns are the history's, not metrics of the run
+    return mdf[last].drop(kept), history, order
 
 
 def _int_ids(ids: list[str]) -> list[int] | None:
@@ -667,8 +679,11 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
     history: dict[str, list[dict[str, float]]] = {}
     checkpoints = None
     if checkpointed and _repeats(mids):
-        measured = [c for c in metric_cols if c not in CHECKPOINT_COLUMNS]
-        mdf, history, checkpoints = _checkpoint_rows(mdf, key, metrics, measured)
+        metric_cols = [c for c in metric_cols if c not in CHECKPOINT_COLUMNS]
+        if not metric_cols:
+            raise MixoptError(f"{metrics}: no numeric metric columns besides the run ids and the "
+                              f"checkpoints' {', '.join(c for c in CHECKPOINT_COLUMNS if c in mdf.columns)}")
+        mdf, history, checkpoints = _checkpoint_rows(mdf, key, metrics, metric_cols)
         mids = _ids(mdf, key, metrics)
     mpos = {r: i for i, r in enumerate(mids)}
     both = [i for i, r in enumerate(rids) if r in mpos]

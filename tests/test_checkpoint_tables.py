@@ -55,9 +55,8 @@ def test_a_checkpoint_table_reads_as_each_runs_last_row_with_its_history(tmp_pat
     table = read_run_tables(ratios, metrics)
     assert table.run_ids == [f"r{i}" for i in range(8)] and table.checkpoints == "tokens"
     last = table.metrics.to_numpy()
-    cols = table.metric_names
-    assert cols[0] == "tokens" and np.all(last[:, 0] == STEPS[-1] * TOKENS_PER_STEP)
-    np.testing.assert_allclose(last[0, 1:], law(table.X[0], STEPS[-1] * TOKENS_PER_STEP))
+    assert table.metric_names == [f"loss/{d}" for d in DOMAINS]  # tokens is the histories', no metric
+    np.testing.assert_allclose(last[0], law(table.X[0], STEPS[-1] * TOKENS_PER_STEP))
     hist = table.history["r3"]
     assert [h["tokens"] for h in hist] == [s * TOKENS_PER_STEP for s in STEPS]  # in order, though shuffled
     assert hist[1]["loss/b"] == pytest.approx(law(table.X[3], 200 * TOKENS_PER_STEP)[1])
@@ -72,8 +71,8 @@ def test_checkpoint_tables_that_cannot_be_read_are_refused(tmp_path: Path) -> No
         read_run_tables(ratios, metrics)
     head, first, *rest = lines
     metrics.write_text("\n".join([head, first.replace(",25600,", ",,", 1), *rest]) + "\n")
-    empty = (r"column 'tokens' orders each run's checkpoints, and it is empty or not a finite number in "
-             r"run\(s\) r0")
+    empty = (r"column 'tokens' orders each run's checkpoints, and it is empty, negative or not a finite "
+             r"number in run\(s\) r0")
     with pytest.raises(MixoptError, match=empty):
         read_run_tables(ratios, metrics)
     # Repeated ids with nothing to order them: refused as before, saying what a checkpoint table needs
@@ -125,8 +124,8 @@ def test_imported_checkpoints_are_fitted_along_by_bimix(tmp_path: Path, workspac
 def test_checkpoints_by_step_need_the_tokens_of_a_step(tmp_path: Path, workspace: Path) -> None:
     ratios, metrics = write_tables(tmp_path, by="step")
     store = RunStore(tmp_path / "t.sqlite")
-    with pytest.warns(MixoptWarning, match=r"the checkpoints are by step alone.*import the tables with "
-                                           r"--tokens-per-step N"):
+    with pytest.warns(MixoptWarning, match=r"the checkpoints are by step alone.*import the tables into a "
+                                           r"store of their own \(--store\) with --tokens-per-step N"):
         import_table(store, ratios=ratios, metrics=metrics, evaluator="mine:train",
                      fidelity={"rung": "tiny", "params": 1e6})
     with pytest.raises(MixoptError, match=r"run ratios:r0's checkpoints have no token counts \(imported by "
@@ -160,3 +159,83 @@ def test_imported_runs_without_a_model_size_are_told_how_to_give_one(tmp_path: P
                                           r"them: `mixopt runs import … --fidelity rung=NAME,params=N`"):
         fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix"))
     json.dumps(store.get("ratios:r0").history)  # plain JSON, as the store keeps it
+
+
+def test_what_a_qa_pass_of_checkpoint_tables_found(tmp_path: Path, workspace: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    ratios, metrics = write_tables(tmp_path, shuffled=False)
+    head, *rows = metrics.read_text().splitlines()
+    # an evaluation before training (0 tokens) is kept, and no law in tokens is fitted through it;
+    # a metric missing at the first checkpoint is missing there only (it had been missing everywhere)
+    zero = [f"r{i},0,9.0,,9.0" for i in range(8)]
+    metrics.write_text("\n".join([head, *zero, *rows]) + "\n")
+    store = tmp_path / "t.sqlite"
+    assert main(["runs", "import", "--ratios", str(ratios), "--metrics", str(metrics), "--store", str(store),
+                 "--evaluator", "mine:train", "--fidelity", "params=1e6"]) is None
+    assert "40 checkpoints" in capsys.readouterr().out
+    res = fit_across_scale(ScaleFitConfig(store=str(store), method="mixing-law", target_tokens=4e5))
+    assert res["sizes"] == [1e6] and res["rungs"] == {"1e+06": "1e+06 params"}  # the size alone is a rung
+    bimix = fit_across_scale(ScaleFitConfig(store=str(store), method="bimix", target_tokens=4e5, kl=0.0))
+    assert [bimix["laws"]["bimix"][f"loss/{d}"]["beta"] for d in DOMAINS] == pytest.approx(BETA, abs=1e-3)
+    # ... and beside runs with no history, which are said to be left out; imports and a search's runs
+    # cannot be fitted as one, and the way out is said
+    import_table(RunStore(store), ratios=ratios, metrics=write_one_row(tmp_path, 8), prefix="one:",
+                 evaluator="mine:train")
+    with pytest.warns(MixoptWarning, match=r"8 of the 16 finished runs have no checkpoint history"):
+        fit_across_scale(ScaleFitConfig(store=str(store), method="bimix", kl=0.0))
+    # a target far past the runs is warned of
+    far = r"--target-tokens 1e\+10 is 4\.88e\+04× the runs' last checkpoint"
+    with pytest.warns(MixoptWarning, match=far):
+        fit_across_scale(ScaleFitConfig(store=str(store), method="bimix", target_tokens=1e10, kl=0.0))
+    # a step law short of points names the run (it had said "curve 0")
+    gaps = tmp_path / "gaps.csv"
+    cells = [r.split(",") for r in rows]
+    for c in cells:  # run r0 measured loss/a at its first checkpoint only
+        if c[0] == "r0" and float(c[1]) > STEPS[0] * TOKENS_PER_STEP:
+            c[2] = ""
+    gaps.write_text("\n".join([head, *(",".join(c) for c in cells)]) + "\n")
+    import_table(RunStore(tmp_path / "g.sqlite"), ratios=ratios, metrics=gaps, fidelity={"params": 1e6})
+    with pytest.raises(MixoptError, match=r"step law \(loss/a, rung 1e\+06 params of 1e\+06 params\): run "
+                                          r"ratios:r0 has 1 distinct scale\(s\) with a value"):
+        fit_across_scale(ScaleFitConfig(store=str(tmp_path / "g.sqlite"), target_tokens=4e5))
+    # the checkpoints' columns: negative, or tokens and steps in two orders, are refused
+    bad = tmp_path / "bad.csv"
+    bad.write_text("run,tokens,step,loss/a\nr0,100,1,2.0\nr0,200,3,1.9\nr0,300,2,1.8\n")
+    with pytest.raises(MixoptError, match=r"run r0's tokens and steps put its checkpoints in different "):
+        read_run_tables(ratios, bad)
+    bad.write_text("run,tokens,loss/a\nr0,100,2.0\nr0,-5,1.9\n")
+    with pytest.raises(MixoptError, match=r"column 'tokens' .* empty, negative or not a finite number in "
+                                          r"run\(s\) r0"):
+        read_run_tables(ratios, bad)
+    # checkpoints 1 token apart are two checkpoints (they had been compared to 6 digits)
+    bad.write_text("run,tokens,loss/a\nr0,4000000,2.0\nr0,4000001,1.9\n")
+    assert len(read_run_tables(ratios, bad).history["r0"]) == 2
+
+
+def write_one_row(folder: Path, n: int) -> Path:
+    path = folder / "one.csv"
+    path.write_text("run,loss/a,loss/b,loss/c\n" + "".join(f"r{i},3.0,3.1,3.2\n" for i in range(n)))
+    return path
+
+
+def test_imports_say_what_fit_along_checkpoints_needs(tmp_path: Path, workspace: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    ratios, metrics = write_tables(tmp_path, by="step")
+    store = tmp_path / "t.sqlite"
+    # --tokens-per-step as counts are written; a table with no model size is warned of at import
+    with pytest.warns(MixoptWarning, match=r"the runs' model size is unknown \(no --fidelity params=N, and "
+                                           r"rung '1m' is no proxy rung of mixopt's\)"):
+        import_table(RunStore(store), ratios=ratios, metrics=metrics, fidelity={"rung": "1m"},
+                     tokens_per_step=1000)
+    assert main(["runs", "import", "--ratios", str(ratios), "--metrics", str(metrics), "--store",
+                 str(tmp_path / "u.sqlite"), "--tokens-per-step", "1k", "--fidelity", "params=1e6",
+                 "--evaluator", "mine:train"]) is None
+    assert RunStore(tmp_path / "u.sqlite").get("ratios:r0").history[0]["tokens"] == 100_000
+    # a fit that is refused says so in one line, its notes on the runs held back
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--fidelity-law", "--store", str(tmp_path / "u.sqlite"), "--method", "bimix",
+              "--min-weight", "0.4"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "--min-weight 0.4" in err[0], err

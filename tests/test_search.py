@@ -1804,14 +1804,14 @@ def test_the_table_gives_the_sd_that_autos_cross_validation_widened(capsys) -> N
                        interval=(1.96, 2.04), info={"sd_scale": 2.5}),
              Candidate(name="uniform", weights=[0.5, 0.5], predicted=2.1, predicted_std=0.02)]
     rows = candidate_rows(cands, ["a", "b"], None, None, "proposal")
-    assert [r.sd_scale for r in rows] == [2.5, None]
+    assert [r.sd_scale for r in rows] == [2.5, 2.5]  # the baselines' sds are the same model's
     res = SearchResult(search_id="s", method="auto", objective={"kind": "mean_loss"}, exported="proposal",
                        weights={"a": 0.5, "b": 0.5}, candidates=rows, runs={}, notes=[], out=None,
                        mixture_path="m.json", rung="xs", validate_rung=None, validate=0, wall_s=1.0)
     assert SearchResult.from_dict(res.as_dict()).candidates[0].sd_scale == 2.5  # kept in result.json
     render_result(res)
     out = capsys.readouterr().out
-    assert "2.0000 ± 0.0250 (×2.50)" in out and "2.1000 ± 0.0200" in out
+    assert "2.0000 ± 0.0250 (×2.50)" in out and "2.1000 ± 0.0500 (×2.50)" in out
 
 
 def test_a_law_fitted_per_metric_says_so_before_a_long_fit(workspace, tmp_path, ray_session, monkeypatch):

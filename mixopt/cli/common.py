@@ -202,9 +202,20 @@ def parse_count(text: str, what: str = "tokens") -> int:
 
 
 def parse_budget(text: str) -> int:
-    """``--budget``: 32, 1e3 or 1k (a QA pass: typer refused 1e3 as no integer); 0 is left to the
-    search to judge (entropy trains no runs)."""
-    return 0 if str(text).strip() == "0" else parse_count(text, "runs")
+    """``--budget``: 32, 1e3 or 1k (a QA pass: typer refused 1e3 as no integer). 0 (00, 0k) is the
+    search's to judge (entropy trains no runs); past the most a search takes is refused alike however
+    large (1e15 and 1e20 had been told apart)."""
+    from mixopt.search.config import MAX_BUDGET, scaled_number
+
+    try:
+        value = scaled_number(str(text).replace(",", ""))
+    except ValueError:
+        value = None
+    if value is not None and value.is_finite() and value == 0:
+        return 0
+    if value is not None and value.is_finite() and value > MAX_BUDGET:
+        raise typer.BadParameter(f"{text!r} is more than {MAX_BUDGET:,} runs; give at most {MAX_BUDGET:,}")
+    return parse_count(text, "runs")
 
 
 MAX_CANDIDATES = 10**9  # hours on 2 cores already; RegMix scores 1M

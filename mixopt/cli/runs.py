@@ -160,6 +160,13 @@ def list_searches(
                       "(pred.) where it was not validated", style="dim")
 
 
+def parse_step_tokens(text: str) -> int:
+    """``--tokens-per-step``: a count as ``--tokens`` takes them (1048576, 1M, 1e6)."""
+    from mixopt.cli.common import parse_count
+
+    return parse_count(text, "tokens")
+
+
 @runs_app.command("import")
 def import_runs(
     ratios: Annotated[str, typer.Option("--ratios", help="CSV of mixtures: run/index + weights.")],
@@ -175,17 +182,16 @@ def import_runs(
     rename: Annotated[list[str] | None, typer.Option(
         "--rename", help="Rename metrics, PATTERN=REPLACEMENT (regex, repeatable), so searches can use them: "
         "e.g. 'metric/(.*)_val_loss=loss/train_\\1' for RegMix's tables.")] = None,
-    tokens_per_step: Annotated[float | None, typer.Option(
-        "--tokens-per-step", metavar="N",
-        help="A metrics table of checkpoints by step alone: the tokens of one step, so that "
+    tokens_per_step: Annotated[int | None, typer.Option(
+        "--tokens-per-step", metavar="N", parser=parse_step_tokens,
+        help="A metrics table of checkpoints by step alone: the tokens of one step (1048576, 1M), so that "
         "`fit --fidelity-law` can fit along them.")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Load run tables made elsewhere into the run store (duplicate run ids are an error).
 
-    A metrics table may hold checkpoints: a row per run and checkpoint, with a tokens (or step)
-    column. Each run keeps them all, for `mixopt fit --fidelity-law`, and its last row's metrics."""
+    A metrics table of checkpoints (a row per run and checkpoint, by tokens or step) is kept whole."""
     from mixopt.atomic import first_missing, remove_made
     from mixopt.errors import MixoptError
     from mixopt.search.config import parse_fidelity

@@ -183,10 +183,7 @@ def fit_tables(config: FitConfig) -> FitReport:
     with warnings_if_ok():
         table = read_run_tables(config.ratios, config.metrics)
         if table.history:
-            most = max(len(h) for h in table.history.values())
-            warn(f"{config.metrics} holds checkpoints (up to {most} rows per run, by {table.checkpoints}): "
-                 "each run's last row is fitted; to fit along them (a step law, or bimix's), load the "
-                 "tables with `mixopt runs import` and fit with `mixopt fit --fidelity-law`", MixoptWarning)
+            warn(_checkpoints_note(table, config.metrics), MixoptWarning)
         # --reuse-mixture: fitted and proposed over the units, written over the domains
         group = resolve_reuse(config.reuse, table.domains, config.recompute, table=True)
         if group is not None:
@@ -292,6 +289,18 @@ def fit_tables(config: FitConfig) -> FitReport:
         # auto fits its law candidates per metric only up to a count (MAX_PER_METRIC)
         per_metric=Y.shape[1] if target is Y and getattr(fitter, "per_metric_", True) else 0,
     )
+
+
+def _checkpoints_note(table: Any, metrics: str | Path) -> str:
+    """What ``fit`` does with a metrics table of checkpoints: it fits each run's last row."""
+    most = max(len(h) for h in table.history.values())
+    ends = [h[-1][table.checkpoints] for h in table.history.values()]
+    # a run stopped early is fitted as if it had trained as long as the others (a QA pass)
+    early = (f"; the last rows are at {min(ends):.3g} to {max(ends):.3g} {table.checkpoints}, so runs that "
+             "stopped early are fitted beside whole ones" if max(ends) > 1.01 * min(ends) else "")
+    return (f"{metrics} holds checkpoints (up to {most} rows per run, by {table.checkpoints}): each run's "
+            f"last row is fitted{early}; to fit along them (a step law, or bimix's), load the tables with "
+            "`mixopt runs import` and fit with `mixopt fit --fidelity-law`")
 
 
 def _groups_used(fitter: Any) -> dict[str, int] | None:

@@ -110,7 +110,7 @@ def _check_metrics(curves: Sequence[Curve], metrics: Sequence[str]) -> list[str]
     if not curves:
         raise MixoptError("no runs with checkpoint histories to extrapolate from; run proxies first")
     for c in curves:
-        missing = [m for m in metrics if m not in c.losses]
+        missing = [m for m in metrics if m not in c.losses or not np.isfinite(c.losses[m]).any()]
         if missing:
             raise MixoptError(
                 f"run {c.run_id} has no history of {', '.join(missing)}; leave it out or "
@@ -234,19 +234,24 @@ def predict_at_scale(
             ends = [c.areas(float(target_tokens)) for c in group]  # each run's target: one point
             target_areas = tuple(np.array([float(a[k][0]) for a in ends]) for k in (0, 1))
         for j, m in enumerate(metrics):
-            if target_tokens is None:
-                vals[:, j] = [c.losses[m][int(np.argmax(c.tokens))] for c in group]
+            if target_tokens is None:  # each run's last value of the metric
+                vals[:, j] = [c.losses[m][np.isfinite(c.losses[m])][-1] for c in group]
                 continue
-            ys = [c.losses[m] for c in group]
+            # a checkpoint without this metric (a table's gap) is no point of its curve
+            has = [np.isfinite(c.losses[m]) for c in group]
+            ys = [c.losses[m][k] for c, k in zip(group, has, strict=True)]
+            labels = [f"run {c.run_id}" for c in group]
             rungs = sorted({c.rung for c in group if c.rung})
             what = f"step law ({m}, {'rung ' + ', '.join(rungs) + ' of ' if rungs else ''}{size:.3g} params)"
             remedy = "record 3 or more checkpoints per run (the rung's eval_at fractions)"
             if annealed:
-                law = fit_power_law([a[0] for a in areas], ys, anneal=[a[1] for a in areas], what=what,
-                                    remedy=remedy)
+                law = fit_power_law([a[0][k] for a, k in zip(areas, has, strict=True)], ys,
+                                    anneal=[a[1][k] for a, k in zip(areas, has, strict=True)], what=what,
+                                    remedy=remedy, labels=labels)
                 vals[:, j] = law.each(*target_areas)
             else:
-                law = fit_power_law([c.tokens for c in group], ys, what=what, remedy=remedy)
+                law = fit_power_law([c.tokens[k] for c, k in zip(group, has, strict=True)], ys, what=what,
+                                    remedy=remedy, labels=labels)
                 vals[:, j] = law.predict(float(target_tokens))
             laws["step"][f"{size:.6g}/{m}"] = {
                 "beta": law.beta, "rms": law.rms, "scale": "lr-area" if annealed else "tokens",

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mixopt.errors import MixoptError, MixoptWarning, warn
+from mixopt.errors import MixoptError, MixoptWarning, warn, warn_if_ok
 from mixopt.fitters.nested import (
     Checkpoints,
     Curve,
@@ -30,6 +30,10 @@ from mixopt.fitters.nested import (
     predict_at_scale,
 )
 from mixopt.space import check_finite_positive
+
+# --target-tokens this many times the runs' last checkpoint is warned of (a unit slip, or a guess):
+# the README's example goes 2,680× past the xs rung's runs
+FAR = 1e4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,9 +125,17 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
     for what, values in (("evaluators", {json.loads(r.fidelity_key).get("evaluator") for r in runs}),
                          ("corpora", {r.corpus_hash for r in runs})):
         if len(values) > 1:
-            shown = ", ".join(sorted(str(v) for v in values))
+            shown = ", ".join(sorted(str(v) if v is not None else "none" for v in values))
+            # imported runs belong to no search that --search could name (a QA pass)
+            mixed = len({r.role == "import" for r in runs}) > 1
+            way = ("; runs imported from tables belong to no search: import them into a store of their "
+                   "own (`mixopt runs import --store`) and fit that store" if mixed else "")
             raise MixoptError(f"the runs come from {len(values)} {what} ({shown}); a law across scale "
-                              "fits the runs of one: name its searches with --search")
+                              f"fits the runs of one: name its searches with --search{way}")
+    if len(runs) < len(ok):  # said, not dropped unseen (a QA pass: "30 runs" of a store of 60)
+        warn(f"{len(ok) - len(runs)} of the {len(ok)} finished runs have no checkpoint history (runs "
+             "imported from tables of one row per run, or from an evaluator that returns none) and are left "
+             "out", MixoptWarning)
     domains = sorted(sets.pop())
     sizes: dict[str, float] = {}
     schedules: dict[str, Any] = {}
@@ -132,6 +144,8 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
     curves = []
     for r in runs:
         rung = r.fidelity.get("rung")
+        if rung is None and "params" in r.fidelity:  # an import given its size alone
+            rung = f"{float(r.fidelity['params']):.3g} params"
         if "params" in r.fidelity:  # a rung defined in code (the benchmark's ladder) records its size
             sizes[str(rung)] = float(r.fidelity["params"])
             schedules[str(rung)] = None  # and not its learning rates
@@ -153,12 +167,16 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
         if any("tokens" not in h for h in r.history):  # a table's checkpoints by step alone
             raise MixoptError(f"run {r.run_id}'s checkpoints have no token counts (imported by step alone); "
                               "import its tables again with --tokens-per-step N")
-        hist = sorted(r.history, key=lambda h: h["tokens"])
-        names = set(hist[0]).difference({"step", "tokens"})
+        # A checkpoint at 0 tokens (a table's evaluation before training) is on no law in tokens
+        hist = sorted((h for h in r.history if h["tokens"] > 0), key=lambda h: h["tokens"])
+        if not hist:
+            raise MixoptError(f"run {r.run_id} has no checkpoint after 0 tokens; leave it out")
+        # every metric any checkpoint has (a table's first row may lack one)
+        names = set().union(*hist).difference({"step", "tokens"})
         # The proxy's learning rates are its rung's (as long as the rung is the one they trained
-        # with); a user's evaluator's are unknown.
+        # with); a user's evaluator's are unknown, and so are an imported table's.
         key = json.loads(r.fidelity_key)
-        schedule = schedules[rung] if key.get("evaluator") == "proxy" else None
+        schedule = schedules[rung] if key.get("evaluator") == "proxy" and r.role != "import" else None
         if schedule is not None and key.get("rung_hash"):
             if rung not in hashes:
                 from mixopt.search.prepare import rung_hash
@@ -192,6 +210,7 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
     return domains, curves
 
 
+@warn_if_ok  # notes on the runs are noise above a refusal (a QA pass: --min-weight's, one line no more)
 def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
     """Extrapolate the store's runs to the target scale, fit ``config.method`` and propose.
 
@@ -223,6 +242,11 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
             "checkpoints and extrapolate in --target-tokens"
         )
     domains, curves = curves_from_store(store, config.searches)
+    last = max(float(c.tokens.max()) for c in curves)
+    if config.target_tokens is not None and config.target_tokens > FAR * last:
+        warn(f"--target-tokens {config.target_tokens:.3g} is {config.target_tokens / last:.3g}× the runs' "
+             f"last checkpoint ({last:.3g} tokens): check that both count tokens (a table's in billions?); "
+             "a law carried that far is a rough guide", MixoptWarning)
     if config.target_tokens is None and config.target_size is None:  # said once the runs are usable
         warn(
             "no --target-tokens: bimix is fitted over the largest rung's checkpoints and proposes for "

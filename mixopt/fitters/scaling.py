@@ -21,6 +21,7 @@ from the same least squares.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -159,6 +160,7 @@ def _shared_c_bvls(
 def fit_power_law(
     x: list[np.ndarray], y: list[np.ndarray], *, exponent: float | None = None, what: str = "scaling law",
     remedy: str = "add a rung or a checkpoint, or give the exponent", anneal: list[np.ndarray] | None = None,
+    labels: Sequence[str] | None = None,
 ) -> PowerLaw:
     """Fit ``E_c + B_c·x^(−β)`` with β shared by every curve c (``− C·z_c`` added with ``anneal``).
 
@@ -169,6 +171,7 @@ def fit_power_law(
             shared by the curves; it needs one more point in all.
         what: the law's name, for error messages.
         remedy: what the user can do when the points are too few (the options of the caller).
+        labels: each curve's name in errors (``run r3``; default ``curve 0``, …).
 
     Raises:
         MixoptError: a curve with fewer than 2 distinct scales, non-positive scales, NaN losses, or
@@ -182,18 +185,19 @@ def fit_power_law(
     ys = [np.asarray(b, dtype=float).ravel() for b in y]
     zs = None if anneal is None else [np.asarray(a, dtype=float).ravel() for a in anneal]
     for c, (a, b) in enumerate(zip(xs, ys, strict=True)):
+        name = labels[c] if labels is not None else f"curve {c}"
         if a.shape != b.shape or (zs is not None and zs[c].shape != a.shape):
-            raise MixoptError(f"{what}: curve {c} has {len(a)} scales but {len(b)} losses"
+            raise MixoptError(f"{what}: {name} has {len(a)} scales but {len(b)} losses"
                               + ("" if zs is None else f" and {len(zs[c])} annealing areas"))
         if not (np.all(np.isfinite(b)) and np.all(np.isfinite(a))):
-            raise MixoptError(f"{what}: curve {c} has NaN or infinite values; leave that run out")
+            raise MixoptError(f"{what}: {name} has NaN or infinite values; leave that run out")
         if np.any(a <= 0):
             raise MixoptError(
-                f"{what}: curve {c} has a scale ≤ 0; scales (steps, tokens, parameters) must be > 0"
+                f"{what}: {name} has a scale ≤ 0; scales (steps, tokens, parameters) must be > 0"
             )
         if len(np.unique(a)) < 2:
             raise MixoptError(
-                f"{what}: curve {c} has {len(np.unique(a))} distinct scale(s); a curve needs 2 or "
+                f"{what}: {name} has {len(np.unique(a))} distinct scale(s) with a value; a curve needs 2 or "
                 "more (more checkpoints, or another rung)"
             )
     n_points = sum(len(a) for a in xs)

@@ -70,6 +70,8 @@ def import_table(
             "module:function for runs of your own evaluator", MixoptWarning)
     prefix = f"{Path(ratios).stem}:" if prefix is None else prefix
     fid = dict(fidelity or {})
+    if table.history and "params" not in fid:
+        _say_size_unknown(fid.get("rung"))
     corpus_hash = None
     if corpus is not None:
         from mixopt.corpus import Corpus
@@ -105,8 +107,10 @@ def import_table(
     finite = np.isfinite(values)
     empty = [m for m, any_ in zip(names, finite.any(axis=0), strict=True) if not any_]
     if empty:  # said once as columns, not as a missing value in every run
-        warn(f"metric column(s) {_sample(empty)} have no finite value in any run; they are left "
-             "out", MixoptWarning)
+        kept_in = (" of the runs' metrics (the histories keep what the checkpoints have)" if table.history
+                   else "")
+        warn(f"metric column(s) {_sample(empty)} have no finite value in any run{table.last_row}; they are "
+             f"left out{kept_in}", MixoptWarning)
     usable = [f"{kind}/{d}" for d in table.domains for kind in ("loss", "bpb")]
     kept = [m for m in names if m not in empty]  # the metrics stored, as the summary counts them
     if not set(usable) & set(kept):
@@ -150,6 +154,22 @@ def import_table(
     }
 
 
+def _say_size_unknown(rung: Any) -> None:
+    """Warn, at import, that `fit --fidelity-law` will not know the checkpoints' model size."""
+    from mixopt.proxy.rungs import load_rung
+
+    if rung is not None:
+        try:
+            load_rung(str(rung))
+            return  # one of mixopt's rungs: its size is known
+        except MixoptError:
+            pass
+    warn("the runs' model size is unknown (no --fidelity params=N"
+         + (f", and rung {rung!r} is no proxy rung of mixopt's" if rung is not None else "")
+         + "), and `mixopt fit --fidelity-law` needs it to fit along their checkpoints: import the tables "
+         "with --fidelity rung=NAME,params=N (into a store of their own, --store)", MixoptWarning)
+
+
 def _histories(table: Any, names: Mapping[str, str], tokens_per_step: float | None,
                ) -> dict[str, list[dict[str, float]]]:
     """Each run's checkpoints as the store keeps a history: metrics under their stored names, and
@@ -163,9 +183,9 @@ def _histories(table: Any, names: Mapping[str, str], tokens_per_step: float | No
                 h["tokens"] = h["step"] * tokens_per_step
     if out and tokens_per_step is None and table.checkpoints == "step":
         warn("the checkpoints are by step alone, and mixopt's laws across training run in tokens: "
-             "`mixopt fit --fidelity-law` cannot use them as imported; for that, import the tables with "
-             "--tokens-per-step N (the tokens of one optimizer step; into another store, or with another "
-             "--prefix)", MixoptWarning)
+             "`mixopt fit --fidelity-law` cannot use them as imported; for that, import the tables into a "
+             "store of their own (--store) with --tokens-per-step N (the tokens of one optimizer step)",
+             MixoptWarning)
     return out
 
 

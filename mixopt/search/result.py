@@ -98,6 +98,8 @@ def candidate_rows(
     comparisons: dict[str, Comparison] | None, exported: str,
 ) -> list[CandidateRow]:
     rows = []
+    # auto's cross-validation measured the model's sds too narrow: every row's sd is that model's
+    scale = next((c.info["sd_scale"] for c in cands if (c.info or {}).get("sd_scale")), None)
     for c in cands:
         rows.append(CandidateRow(
             name=c.name, weights=dict(zip(domains, c.weights, strict=True)), predicted=_num(c.predicted),
@@ -105,7 +107,7 @@ def candidate_rows(
             measured=measured[c.name].as_dict() if measured else None,
             comparison=comparisons[c.name].as_dict() if comparisons and c.name in comparisons else None,
             exported=c.name == exported, predicted_per_domain=c.predicted_per_domain, same_as=c.same_as,
-            sd_scale=_num((c.info or {}).get("sd_scale")),
+            sd_scale=_num(scale) if c.predicted_std is not None else None,
         ))
     return rows
 
