@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, MixoptWarning, warn
 
 Metric = Literal["loss", "bpb"]
 
@@ -80,6 +80,14 @@ class Objective:
         if len(self.weights) == 1:
             return f"target_{self.metric}"
         return f"weighted_{self.metric}"
+
+    @staticmethod
+    def say_if_mean_is_a_domain(target: str | None, domains: Sequence[str]) -> None:
+        """``--target mean`` is the mean over all domains: said where one of them is named ``mean``
+        (a QA pass: it was taken silently), with the spelling that names that domain alone."""
+        if target is not None and target.strip() == "mean" and "mean" in domains:
+            warn("--target mean is the mean over all domains, not the domain named mean; give --target "
+                 "mean=1 for that domain alone", MixoptWarning)
 
     def check_domains(self, domains: Sequence[str]) -> None:
         domains = self.domains or domains

@@ -239,6 +239,9 @@ def test_objective_mean_weighted_and_target():
     # `fit --target mean`'s word for the mean over all domains (it had been "unknown domain(s) mean")
     assert Objective.parse(" mean ") == Objective()
     assert Objective.parse("mean", "bpb") == Objective(metric="bpb")
+    with pytest.warns(MixoptWarning, match="not the domain named mean; give --target mean=1"):
+        Objective.say_if_mean_is_a_domain(" mean", ["a", "mean"])
+    assert Objective.parse("mean=1").metric_weights(["a", "mean"]) == {"loss/mean": 1.0}
     with pytest.raises(MixoptError, match="unknown domain"):
         Objective.parse("zz").value(metrics, ["a", "b"])
     with pytest.raises(MixoptError, match="≥ 0 and finite, got b=-1"):

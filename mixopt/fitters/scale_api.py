@@ -255,6 +255,7 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
             "checkpoint, with nothing extrapolated; give a target scale to use the step and size laws",
             MixoptWarning,
         )
+    Objective.say_if_mean_is_a_domain(config.target, domains)
     weights = objective.metric_weights(domains)
     rows = None
     if bivariate:

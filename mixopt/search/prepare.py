@@ -463,6 +463,7 @@ def prepare(
                           f"its domains: name those ({listed(list(group.ratios), 6)}) instead")
     objective = measured(objective, group, space.domains)
     objective.check_domains(space.domains)
+    Objective.say_if_mean_is_a_domain(config.target, objective.domains or space.domains)
     ev = resolve_evaluator(config, evaluator)
     ev_name = callable_as if callable(ev) and callable_as else evaluator_name(config, ev)
     shipped = _shipped(ev, ev_name)

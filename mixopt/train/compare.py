@@ -108,6 +108,7 @@ def comparison_objective(
     if metric is not None:
         base = Objective(metric=metric, weights=base.weights)  # type: ignore[arg-type]
     base.check_domains(domains)
+    Objective.say_if_mean_is_a_domain(target, domains)
     return base, notes
 
 
