@@ -56,7 +56,9 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
     domains = list(plan.get("domains") or [])
     if not domains:
         raise MixoptError(f"search {name!r} has no plan yet (it stopped before sampling); nothing to report")
-    objective = Objective.parse(cfg.get("target") or None, cfg.get("metric", "loss"))  # "" before 2026-12-04
+    from mixopt.search.config import stored_target
+
+    objective = Objective.parse(stored_target(cfg.get("target")), cfg.get("metric", "loss"))
     kept = plan.get("reuse_mixture")  # runs over the units of a reused mixture, measuring every domain
     if kept:
         from mixopt.reuse import Reuse, measured

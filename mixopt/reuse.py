@@ -291,11 +291,14 @@ def recompute_names(recompute: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(recompute))
 
 
-def expand_recompute(recompute: Sequence[str], names: Sequence[str]) -> tuple[str, ...]:
-    """``--recompute``'s names over the reused mixture's domains ``names``: a domain; a source, every
-    domain ``SOURCE:…`` (Olmix names a source's topics so, and its partial reuse recomputes one
-    source's share inside the others'); or a pattern with ``*``, ``?`` or ``[`` (``dclm:s*``). A name
-    that matches nothing stays, for the caller to refuse."""
+def expand_recompute(recompute: Sequence[str], names: Sequence[str], present: Sequence[str] | None = None,
+                     ) -> tuple[str, ...]:
+    """``--recompute``'s names over the reused mixture's domains ``names``: a domain; a source, each
+    of its parts (``dclm:science`` of ``dclm``, as Olmix names a source's topics; its partial reuse
+    recomputes one source inside the reused rest); or a pattern with ``*``, ``?`` or ``[``
+    (``dclm:s*``). A source's or pattern's domains that are gone (not in ``present``) are left out:
+    they are dropped from the group anyway. A name that matches nothing stays, for the caller to
+    refuse."""
     import fnmatch
 
     out: list[str] = []
@@ -303,9 +306,9 @@ def expand_recompute(recompute: Sequence[str], names: Sequence[str]) -> tuple[st
         if name in names:
             out.append(name)
             continue
-        pattern = any(c in name for c in "*?[")
-        hits = [d for d in names if (fnmatch.fnmatchcase(d, name) if pattern else d.startswith(f"{name}:"))]
-        out += hits or [name]
+        hits = ([d for d in names if fnmatch.fnmatchcase(d, name)] if any(c in name for c in "*?[")
+                else _parts(name, names))
+        out += [d for d in hits if present is None or d in present] or [name]
     return tuple(dict.fromkeys(out))
 
 
@@ -391,7 +394,7 @@ def load_reuse(spec: str | os.PathLike[str], domains: Sequence[str], recompute: 
     if prev.schedule:
         raise MixoptError(f"--reuse-mixture {path} is a scheduled mixture; reuse one with a single set of "
                           "weights")
-    recompute = expand_recompute(recompute, list(prev.weights))
+    recompute = expand_recompute(recompute, list(prev.weights), domains)
     unknown = [d for d in recompute if d not in prev.weights]
     if unknown:
         raise MixoptError(f"--recompute {listed(unknown, 5)}: not a domain of {path}, nor a source or "

@@ -430,8 +430,9 @@ def _checkpoint_rows(mdf: pl.DataFrame, key: str, path: str | Path, metric_cols:
     for c in kept:
         col = mdf[c]
         if not col.dtype.is_numeric() or col.null_count() or not col.is_finite().all() or (col < 0).any():
-            bad = [ids[i] for i, v in enumerate(col.cast(pl.Float64, strict=False).to_list())
-                   if v is None or not np.isfinite(v) or v < 0]
+            cells = col.cast(pl.Float64, strict=False).to_list()
+            bad = list(dict.fromkeys(ids[i] for i, v in enumerate(cells)
+                                     if v is None or not np.isfinite(v) or v < 0))
             raise MixoptError(f"{path}: column {c!r} orders each run's checkpoints, and it is empty, "
                               f"negative or not a finite number in run(s) {_preview(bad)}; give every row "
                               f"its {c} (≥ 0)")

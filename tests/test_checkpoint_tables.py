@@ -154,9 +154,10 @@ def test_imported_runs_without_a_model_size_are_told_how_to_give_one(tmp_path: P
     ratios, metrics = write_tables(tmp_path)
     store = RunStore(tmp_path / "t.sqlite")
     import_table(store, ratios=ratios, metrics=metrics, evaluator="mine:train", fidelity={"rung": "1m"})
-    with pytest.raises(MixoptError, match=r"run ratios:r0's rung '1m' is no proxy rung of mixopt's, so its "
-                                          r"model size is unknown; give the runs' model size when importing "
-                                          r"them: `mixopt runs import … --fidelity rung=NAME,params=N`"):
+    unknown = (r"run ratios:r0: the model size of imported runs of rung '1m' is unknown \(no params, and "
+               r"'1m' is no proxy rung of mixopt's\); give it with `mixopt runs import … --fidelity "
+               r"rung=NAME,params=N`")
+    with pytest.raises(MixoptError, match=unknown):
         fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix"))
     json.dumps(store.get("ratios:r0").history)  # plain JSON, as the store keeps it
 
@@ -167,8 +168,10 @@ def test_what_a_qa_pass_of_checkpoint_tables_found(tmp_path: Path, workspace: Pa
     head, *rows = metrics.read_text().splitlines()
     # an evaluation before training (0 tokens) is kept, and no law in tokens is fitted through it;
     # a metric missing at the first checkpoint is missing there only (it had been missing everywhere)
-    zero = [f"r{i},0,9.0,,9.0" for i in range(8)]
-    metrics.write_text("\n".join([head, *zero, *rows]) + "\n")
+    zero = [f"r{i},0,9.0,9.0,9.0" for i in range(8)]
+    first = [",".join(r.split(",")[:3] + ["", *r.split(",")[4:]]) if int(r.split(",")[1]) == STEPS[0] * 256
+             else r for r in rows]  # loss/b missing at each run's first checkpoint after 0 tokens
+    metrics.write_text("\n".join([head, *zero, *first]) + "\n")
     store = tmp_path / "t.sqlite"
     assert main(["runs", "import", "--ratios", str(ratios), "--metrics", str(metrics), "--store", str(store),
                  "--evaluator", "mine:train", "--fidelity", "params=1e6"]) is None
@@ -195,8 +198,8 @@ def test_what_a_qa_pass_of_checkpoint_tables_found(tmp_path: Path, workspace: Pa
             c[2] = ""
     gaps.write_text("\n".join([head, *(",".join(c) for c in cells)]) + "\n")
     import_table(RunStore(tmp_path / "g.sqlite"), ratios=ratios, metrics=gaps, fidelity={"params": 1e6})
-    with pytest.raises(MixoptError, match=r"step law \(loss/a, rung 1e\+06 params of 1e\+06 params\): run "
-                                          r"ratios:r0 has 1 distinct scale\(s\) with a value"):
+    with pytest.raises(MixoptError, match=r"step law \(loss/a, 1e\+06 params\): run ratios:r0 has 1 distinct "
+                                          r"scale\(s\) with a value"):
         fit_across_scale(ScaleFitConfig(store=str(tmp_path / "g.sqlite"), target_tokens=4e5))
     # the checkpoints' columns: negative, or tokens and steps in two orders, are refused
     bad = tmp_path / "bad.csv"
@@ -223,8 +226,8 @@ def test_imports_say_what_fit_along_checkpoints_needs(tmp_path: Path, workspace:
     ratios, metrics = write_tables(tmp_path, by="step")
     store = tmp_path / "t.sqlite"
     # --tokens-per-step as counts are written; a table with no model size is warned of at import
-    with pytest.warns(MixoptWarning, match=r"the runs' model size is unknown \(no --fidelity params=N, and "
-                                           r"rung '1m' is no proxy rung of mixopt's\)"):
+    with pytest.warns(MixoptWarning, match=r"the model size of imported runs of rung '1m' is unknown \(no "
+                                           r"params, and '1m' is no proxy rung of mixopt's\)"):
         import_table(RunStore(store), ratios=ratios, metrics=metrics, fidelity={"rung": "1m"},
                      tokens_per_step=1000)
     assert main(["runs", "import", "--ratios", str(ratios), "--metrics", str(metrics), "--store",
@@ -239,3 +242,47 @@ def test_imports_say_what_fit_along_checkpoints_needs(tmp_path: Path, workspace:
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "--min-weight 0.4" in err[0], err
+
+
+def test_what_the_review_of_checkpoint_tables_found(tmp_path: Path, workspace: Path) -> None:
+    ratios, metrics = write_tables(tmp_path, shuffled=False)
+    head, *rows = metrics.read_text().splitlines()
+    # runs that stopped early are said by fit, with the spread of their last rows
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join([head, *(r for r in rows if not (r.startswith("r0,") and
+                                                              int(r.split(",")[1]) > 51200))]) + "\n")
+    early = r"the last rows are at 5\.12e\+04 to 2\.05e\+05 tokens, so runs that stopped early are fitted"
+    with pytest.warns(MixoptWarning, match=early):
+        fit_tables(FitConfig(ratios=ratios, metrics=short, target="loss/a", method="linear", cv=2))
+    # a run missing a metric at its last checkpoint is not compared there by an earlier value
+    gap = tmp_path / "gap.csv"
+    gap.write_text("\n".join([head, *(",".join(r.split(",")[:2] + [""] + r.split(",")[3:])
+                                      if r.startswith("r1,") and int(r.split(",")[1]) == 204800 else r
+                                      for r in rows)]) + "\n")
+    store = RunStore(tmp_path / "gap.sqlite")
+    import_table(store, ratios=ratios, metrics=gap, evaluator="mine:train", fidelity={"params": 1e6})
+    last = r"run\(s\) ratios:r1 have no loss/a at their last checkpoint, where the runs are compared: give"
+    with pytest.raises(MixoptError, match=last):
+        fit_across_scale(ScaleFitConfig(store=str(store.path), method="mixing-law"))
+    assert fit_across_scale(ScaleFitConfig(store=str(store.path), method="mixing-law", target_tokens=3e5))
+    # a rung name of mixopt's without params is taken at that rung's size, and said; one rung name
+    # given two sizes is refused
+    other = RunStore(tmp_path / "other.sqlite")
+    with pytest.warns(MixoptWarning, match=r"imported runs of rung 'm' are taken at the size of mixopt's"):
+        import_table(other, ratios=ratios, metrics=metrics, evaluator="mine:train", fidelity={"rung": "m"})
+    import_table(other, ratios=ratios, metrics=metrics, evaluator="mine:train", prefix="big:",
+                 fidelity={"rung": "m", "params": 6e7})
+    with pytest.raises(MixoptError, match=r"rung 'm' holds runs of 2 model sizes \(4\.9.*e\+06, 6e\+07\): "
+                                          r"import each size under a rung name of its own"):
+        fit_across_scale(ScaleFitConfig(store=str(other.path), method="bimix"))
+
+
+def test_a_stored_target_of_mean_keeps_naming_its_domain() -> None:
+    """Before 2026-12-06 `--target mean` could only name a domain called mean; a search stored then
+    resumes with that domain, and a new one stores the mean over all domains as the default."""
+    from mixopt.search.config import SearchConfig
+
+    old = SearchConfig.from_dict({"evaluator": "m:f", "domains": ["a", "mean"], "target": "mean"})
+    assert old.target == "mean=1"
+    new = SearchConfig(evaluator="m:f", domains=("a", "mean"), target="mean")
+    assert new.as_dict()["target"] is None and SearchConfig.from_dict(new.as_dict()).target is None

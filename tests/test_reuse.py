@@ -485,3 +485,12 @@ def test_recompute_takes_a_source_or_a_pattern_as_olmix_names_topics(tmp_path):
     with pytest.raises(MixoptError, match=r"--recompute books, web:\*: not a domain of .*, nor a source or "
                                           r"pattern of its domains"):
         load_reuse(str(path), domains, ("books", "web:*"))
+
+
+def test_a_source_with_a_part_gone_recomputes_the_parts_left(tmp_path):
+    """The review: --recompute dclm had been refused for dclm:b, gone from the domains, which the user
+    never named."""
+    path = tmp_path / "olmix.json"
+    Mixture({"dclm:a": 0.3, "dclm:b": 0.2, "wiki": 0.5}).save(path)
+    group = load_reuse(str(path), ("dclm:a", "wiki", "code"), ("dclm",))
+    assert group.recompute == ("dclm:a",) and group.dropped == ("dclm:b",)

@@ -183,9 +183,9 @@ def goal_table(title: str, rows: list[dict[str, Any]]) -> None:
     console.print(t)
 
 
-def parse_count(text: str, what: str = "tokens") -> int:
-    """A count as people write it: 200000, 200_000, 2e5, 200k, 5M, 1.5G (a whole number ≥ 1);
-    ``what`` names the unit in errors (tokens: the ``--tokens`` options' parser)."""
+def parse_count(text: str, what: str = "tokens", *, least: int = 1, most: int | None = None) -> int:
+    """A count as people write it: 200000, 200_000, 2e5, 200k, 5M, 1.5G (a whole number ≥ ``least``,
+    and at most ``most``); ``what`` names the unit in errors (tokens: the ``--tokens`` options' parser)."""
     from mixopt.search.config import scaled_number
 
     try:  # decimal, not float: 2.01M is 2,010,000 exactly; a comma here is a thousands separator
@@ -193,8 +193,10 @@ def parse_count(text: str, what: str = "tokens") -> int:
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a count of {what}; write e.g. 200000, 2e5 or 200k") \
             from None
-    if not value.is_finite() or value < 1 or value != value.to_integral_value():
-        raise typer.BadParameter(f"{text!r} is not a whole number of {what} ≥ 1")
+    if not value.is_finite() or value < least or value != value.to_integral_value():
+        raise typer.BadParameter(f"{text!r} is not a whole number of {what} ≥ {least}")
+    if most is not None and value > most:  # 1e15 and 1e20 alike (they had been told apart)
+        raise typer.BadParameter(f"{text!r} is more than {most:,} {what}; give at most {most:,}")
     if value > MAX_COUNT:  # 1e30 would start a run of 10^26 steps; 1e400 overflowed a float
         why = " (the largest pre-training runs are ~4e13)" if what == "tokens" else ""
         raise typer.BadParameter(f"{text!r} is more than {MAX_COUNT:.0e} {what}{why}; check the exponent")
@@ -202,20 +204,11 @@ def parse_count(text: str, what: str = "tokens") -> int:
 
 
 def parse_budget(text: str) -> int:
-    """``--budget``: 32, 1e3 or 1k (a QA pass: typer refused 1e3 as no integer). 0 (00, 0k) is the
-    search's to judge (entropy trains no runs); past the most a search takes is refused alike however
-    large (1e15 and 1e20 had been told apart)."""
-    from mixopt.search.config import MAX_BUDGET, scaled_number
+    """``--budget``: 32, 1e3 or 1k (a QA pass: typer refused 1e3 as no integer); 0 is the search's to
+    judge (entropy trains no runs)."""
+    from mixopt.search.config import MAX_BUDGET
 
-    try:
-        value = scaled_number(str(text).replace(",", ""))
-    except ValueError:
-        value = None
-    if value is not None and value.is_finite() and value == 0:
-        return 0
-    if value is not None and value.is_finite() and value > MAX_BUDGET:
-        raise typer.BadParameter(f"{text!r} is more than {MAX_BUDGET:,} runs; give at most {MAX_BUDGET:,}")
-    return parse_count(text, "runs")
+    return parse_count(text, "runs", least=0, most=MAX_BUDGET)
 
 
 MAX_CANDIDATES = 10**9  # hours on 2 cores already; RegMix scores 1M

@@ -92,8 +92,8 @@ def fit(
                                      "reused) at that mixture's shares, as `mixopt swarm --reuse-mixture` "
                                      "drew them; the proposal is written over every domain.")] = None,
     recompute: Annotated[str | None, opt("--recompute", help="--reuse-mixture: domains of that mixture "
-                                         "fitted on their own again, a,b or @FILE; a source (dclm: each "
-                                         "dclm:…) or a pattern (dclm:s*) names several.")] = None,
+                                         "fitted on their own again, a,b or @FILE; a source (dclm, for "
+                                         "each dclm:… domain) or a pattern (dclm:s*) names several.")] = None,
 ) -> None:
     """Fit on RegMix/Olmix-style run tables; cross-validate, predict new mixtures or propose one."""
     from mixopt.errors import MixoptError

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from mixopt.cli import app
-from mixopt.cli.common import JsonOpt, console, dumps, err_console, json_warnings, print_columns
+from mixopt.cli.common import JsonOpt, console, dumps, err_console, json_warnings, parse_count, print_columns
 
 ERROR_CHARS = 40  # of a run's error in `runs list` (`runs list --json` has it whole)
 runs_app = typer.Typer(help="The run store: every run ever evaluated.", no_args_is_help=True)
@@ -160,13 +160,6 @@ def list_searches(
                       "(pred.) where it was not validated", style="dim")
 
 
-def parse_step_tokens(text: str) -> int:
-    """``--tokens-per-step``: a count as ``--tokens`` takes them (1048576, 1M, 1e6)."""
-    from mixopt.cli.common import parse_count
-
-    return parse_count(text, "tokens")
-
-
 @runs_app.command("import")
 def import_runs(
     ratios: Annotated[str, typer.Option("--ratios", help="CSV of mixtures: run/index + weights.")],
@@ -183,9 +176,9 @@ def import_runs(
         "--rename", help="Rename metrics, PATTERN=REPLACEMENT (regex, repeatable), so searches can use them: "
         "e.g. 'metric/(.*)_val_loss=loss/train_\\1' for RegMix's tables.")] = None,
     tokens_per_step: Annotated[int | None, typer.Option(
-        "--tokens-per-step", metavar="N", parser=parse_step_tokens,
-        help="A metrics table of checkpoints by step alone: the tokens of one step (1048576, 1M), so that "
-        "`fit --fidelity-law` can fit along them.")] = None,
+        "--tokens-per-step", metavar="N", parser=parse_count,
+        help="A metrics table of checkpoints by step alone: the tokens of one step (batch × context, e.g. "
+        "1048576; 1M is 1,000,000), so that `fit --fidelity-law` can fit along them.")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

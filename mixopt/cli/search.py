@@ -104,8 +104,8 @@ def search(
                                       "lacks; the runs train every domain, and the mixture is written over "
                                       "every domain.")] = None,
     recompute: Annotated[Str, opt("--recompute", help="--reuse-mixture: domains of that mixture to search "
-                                  "on their own again, a,b or @FILE; a source (dclm: each dclm:…) or a "
-                                  "pattern (dclm:s*) names several.")] = None,
+                                  "on their own again, a,b or @FILE; a source (dclm, for each dclm:… "
+                                  "domain) or a pattern (dclm:s*) names several.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search for the best mixture: swarm of proxy runs → fit → propose → validate → mixture JSON."""

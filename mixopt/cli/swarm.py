@@ -65,8 +65,8 @@ def swarm(
                               "reused) at that mixture's shares; the rows are written over every "
                               "domain.")] = None,
     recompute: Annotated[Str, opt("--recompute", help="--reuse-mixture: domains of that mixture to draw on "
-                                  "their own again, a,b or @FILE; a source (dclm: each dclm:…) or a "
-                                  "pattern (dclm:s*) names several.")] = None,
+                                  "their own again, a,b or @FILE; a source (dclm, for each dclm:… "
+                                  "domain) or a pattern (dclm:s*) names several.")] = None,
 ) -> None:
     """Draw the swarm of mixtures to train yourself: a ratios table for `mixopt fit`."""
     from mixopt.atomic import atomic_dir, check_writable, write_text

@@ -177,8 +177,12 @@ def _nonpositive(Y: np.ndarray, metrics: Sequence[str], curves: Sequence[Curve])
     step law with no bend, at a target far beyond them), and a mixture fitted on such values
     would be fitted on nothing real.
     """
+    def measured_above_0(v: np.ndarray) -> bool:  # a table's gaps are no measurement
+        v = np.asarray(v, dtype=float)
+        return bool(np.all(v[~np.isnan(v)] > 0))
+
     return {m: int((Y[:, j] <= 0).sum()) for j, m in enumerate(metrics)
-            if np.any(Y[:, j] <= 0) and all(np.all(np.asarray(c.losses[m]) > 0) for c in curves)}
+            if np.any(Y[:, j] <= 0) and all(measured_above_0(c.losses[m]) for c in curves)}
 
 
 def _refuse_nonpositive(
@@ -234,14 +238,21 @@ def predict_at_scale(
             ends = [c.areas(float(target_tokens)) for c in group]  # each run's target: one point
             target_areas = tuple(np.array([float(a[k][0]) for a in ends]) for k in (0, 1))
         for j, m in enumerate(metrics):
-            if target_tokens is None:  # each run's last value of the metric
-                vals[:, j] = [c.losses[m][np.isfinite(c.losses[m])][-1] for c in group]
+            if target_tokens is None:  # each run at its last checkpoint
+                ends = [c.losses[m][int(np.argmax(c.tokens))] for c in group]
+                if gaps := [c.run_id for c, v in zip(group, ends, strict=True) if np.isnan(v)]:
+                    raise MixoptError(
+                        f"run(s) {', '.join(gaps[:5])}{' …' if len(gaps) > 5 else ''} have no {m} at their "
+                        "last checkpoint, where the runs are compared: give --target-tokens (every run is "
+                        "then carried to one count along its checkpoints), or leave them out")
+                vals[:, j] = ends
                 continue
-            # a checkpoint without this metric (a table's gap) is no point of its curve
-            has = [np.isfinite(c.losses[m]) for c in group]
+            # a checkpoint without this metric (a table's gap) is no point of its curve; an infinite
+            # value is a loss that blew up, and is refused below
+            has = [~np.isnan(c.losses[m]) for c in group]
             ys = [c.losses[m][k] for c, k in zip(group, has, strict=True)]
             labels = [f"run {c.run_id}" for c in group]
-            rungs = sorted({c.rung for c in group if c.rung})
+            rungs = sorted({c.rung for c in group if c.rung and not c.rung.endswith(" params")})
             what = f"step law ({m}, {'rung ' + ', '.join(rungs) + ' of ' if rungs else ''}{size:.3g} params)"
             remedy = "record 3 or more checkpoints per run (the rung's eval_at fractions)"
             if annealed:

@@ -31,6 +31,9 @@ from mixopt.fitters.nested import (
 )
 from mixopt.space import check_finite_positive
 
+# runs with no checkpoint history
+NO_HISTORY = ("runs imported from tables of one row per run, or from an evaluator that returns no checkpoint "
+              "history")
 # --target-tokens this many times the runs' last checkpoint is warned of (a unit slip, or a guess):
 # the README's example goes 2,680× past the xs rung's runs
 FAR = 1e4
@@ -101,18 +104,17 @@ def searched_tokens(store: Any, domains: Sequence[str], searches: Sequence[str])
 
 def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[str], list[Curve]]:
     """(domains, curves) of the store's ok runs with a history; one domain set only."""
-    from mixopt.proxy.rungs import load_rung
     from mixopt.reuse import trained_weights
 
     ok = store.runs(search_id=list(searches) or None, status="ok")
     runs = sorted((r for r in ok if r.history), key=lambda r: r.run_id)  # not Ray's timing (store.matrix)
     if not runs:
         where = f"searches {', '.join(searches)}" if searches else "the store"
-        bare = (f" ({len(ok)} finished runs have none: runs imported from tables of one row per run, or "
-                "from an evaluator that returns no checkpoint history, hold one value each; fit tables with "
-                "--ratios/--metrics, or import a table of checkpoints)" if ok else "")
+        bare = (f" ({len(ok)} finished runs have none: {NO_HISTORY}, hold one value each; fit tables with "
+                "--ratios/--metrics)" if ok else "")
         raise MixoptError(f"{where} has no finished runs with checkpoint histories{bare}; --fidelity-law "
-                          "needs proxy runs that mixopt trained, at two or more rungs (mixopt search)")
+                          "needs the runs of a search (at two or more rungs for a size law), or a table of "
+                          "checkpoints loaded with `mixopt runs import`")
     # what each run trained: a search that reused a mixture keeps its runs over its units
     trained = {r.run_id: trained_weights(r.weights, r.fidelity_key) for r in runs}
     sets = {tuple(sorted(trained[r.run_id])) for r in runs}
@@ -133,40 +135,22 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
             raise MixoptError(f"the runs come from {len(values)} {what} ({shown}); a law across scale "
                               f"fits the runs of one: name its searches with --search{way}")
     if len(runs) < len(ok):  # said, not dropped unseen (a QA pass: "30 runs" of a store of 60)
-        warn(f"{len(ok) - len(runs)} of the {len(ok)} finished runs have no checkpoint history (runs "
-             "imported from tables of one row per run, or from an evaluator that returns none) and are left "
-             "out", MixoptWarning)
+        warn(f"{len(ok) - len(runs)} of the {len(ok)} finished runs have no checkpoint history "
+             f"({NO_HISTORY}) and are left out", MixoptWarning)
     domains = sorted(sets.pop())
-    sizes: dict[str, float] = {}
-    schedules: dict[str, Any] = {}
+    sizes: dict[str, set[float]] = {}  # rung name → the sizes its runs were given
+    shipped: dict[str, tuple[float, Any]] = {}  # mixopt's rungs: size and learning-rate schedule
+    assumed: dict[str, str] = {}  # imported runs sized by a rung of mixopt's name: what to say
     hashes: dict[str, str] = {}
     changed: set[str] = set()  # rungs whose recipe changed since some of the runs trained
     curves = []
     for r in runs:
-        rung = r.fidelity.get("rung")
-        if rung is None and "params" in r.fidelity:  # an import given its size alone
-            rung = f"{float(r.fidelity['params']):.3g} params"
-        if "params" in r.fidelity:  # a rung defined in code (the benchmark's ladder) records its size
-            sizes[str(rung)] = float(r.fidelity["params"])
-            schedules[str(rung)] = None  # and not its learning rates
-        imported = ("; give the runs' model size when importing them: `mixopt runs import … --fidelity "
-                    "rung=NAME,params=N`" if r.role == "import" else "")
-        if rung is None:
-            raise MixoptError(f"run {r.run_id} has no proxy rung in its fidelity; its model size is "
-                              f"unknown{imported}")
-        if rung not in sizes:
-            try:
-                config = load_rung(str(rung))
-            except MixoptError as exc:
-                if not imported:
-                    raise
-                raise MixoptError(f"run {r.run_id}'s rung {rung!r} is no proxy rung of mixopt's, so its "
-                                  f"model size is unknown{imported}") from exc
-            sizes[rung] = float(config.non_embedding_params())
-            schedules[rung] = config.lr_schedule
+        rung, size, schedule = _size_of(r, shipped, assumed)
+        sizes.setdefault(rung, set()).add(size)
         if any("tokens" not in h for h in r.history):  # a table's checkpoints by step alone
-            raise MixoptError(f"run {r.run_id}'s checkpoints have no token counts (imported by step alone); "
-                              "import its tables again with --tokens-per-step N")
+            fix = (" (imported by step alone); import its tables again with --tokens-per-step N"
+                   if r.role == "import" else "; its evaluator's history must give each checkpoint's tokens")
+            raise MixoptError(f"run {r.run_id}'s checkpoints have no token counts{fix}")
         # A checkpoint at 0 tokens (a table's evaluation before training) is on no law in tokens
         hist = sorted((h for h in r.history if h["tokens"] > 0), key=lambda h: h["tokens"])
         if not hist:
@@ -176,7 +160,7 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
         # The proxy's learning rates are its rung's (as long as the rung is the one they trained
         # with); a user's evaluator's are unknown, and so are an imported table's.
         key = json.loads(r.fidelity_key)
-        schedule = schedules[rung] if key.get("evaluator") == "proxy" and r.role != "import" else None
+        schedule = schedule if key.get("evaluator") == "proxy" and r.role != "import" else None
         if schedule is not None and key.get("rung_hash"):
             if rung not in hashes:
                 from mixopt.search.prepare import rung_hash
@@ -191,8 +175,8 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
             Curve(
                 run_id=r.run_id,
                 weights=np.array([trained[r.run_id].get(d, 0.0) for d in domains]),
-                size=sizes[rung],
-                rung=str(rung),
+                size=size,
+                rung=rung,
                 search_id=r.search_id,
                 tokens=np.array([h["tokens"] for h in hist], dtype=float),
                 losses={m: np.array([h.get(m, np.nan) for h in hist], dtype=float) for m in names},
@@ -200,6 +184,13 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
                 lr_schedule=schedule if known else None,
             )
         )
+    if twice := {name: v for name, v in sizes.items() if len(v) > 1}:  # one name, two sizes: which is it?
+        name, v = next(iter(twice.items()))
+        shown = ", ".join(f"{x:.6g}" for x in sorted(v))
+        raise MixoptError(f"rung {name!r} holds runs of {len(v)} model sizes ({shown}): import each size "
+                          "under a rung name of its own, or name the searches to use with --search")
+    for said in assumed.values():
+        warn(said, MixoptWarning)
     if changed:
         warn(
             f"rung {', '.join(sorted(changed))} changed since some of these runs trained (its recipe in "
@@ -208,6 +199,30 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
             MixoptWarning,
         )
     return domains, curves
+
+
+def _size_of(r: Any, shipped: dict[str, tuple[float, Any]], assumed: dict[str, str],
+             ) -> tuple[str, float, Any]:
+    """(rung name, non-embedding parameters, the rung's learning-rate schedule or None) of run ``r``;
+    ``shipped`` caches mixopt's rungs, ``assumed`` collects what to say of imported runs' sizes."""
+    from mixopt.proxy.rungs import imported_size, load_rung
+
+    rung, params = r.fidelity.get("rung"), r.fidelity.get("params")
+    if r.role == "import":  # a table's runs: their params, or a shipped rung's size said to be assumed
+        size, said = imported_size(rung, params)
+        if size is None:
+            raise MixoptError(f"run {r.run_id}: {said}")
+        if said:
+            assumed[str(rung)] = said
+        return (str(rung) if rung is not None else f"{size:.6g} params"), size, None
+    if params is not None:  # a rung defined in code (the benchmark's ladder) records its size, not its rates
+        return str(rung), float(params), None
+    if rung is None:
+        raise MixoptError(f"run {r.run_id} has no proxy rung in its fidelity; its model size is unknown")
+    if rung not in shipped:
+        config = load_rung(str(rung))
+        shipped[rung] = (float(config.non_embedding_params()), config.lr_schedule)
+    return str(rung), *shipped[rung]
 
 
 @warn_if_ok  # notes on the runs are noise above a refusal (a QA pass: --min-weight's, one line no more)

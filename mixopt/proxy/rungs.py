@@ -237,6 +237,25 @@ def load_rung(name: str | RungConfig) -> RungConfig:
     return rung_from_dict(Path(path).stem, data, source=str(path))
 
 
+def imported_size(rung: Any, params: Any) -> tuple[float | None, str | None]:
+    """The model size of runs imported from tables with ``--fidelity rung=…,params=…``, and what to
+    say of it: their ``params``; else the size of mixopt's rung of that name, said to be assumed (a
+    user's "m" is not mixopt's 5M-parameter rung); else None, said to be unknown."""
+    if params is not None:
+        return float(params), None
+    how = "give it with `mixopt runs import … --fidelity rung=NAME,params=N`"
+    if rung is not None:
+        try:
+            size = float(load_rung(str(rung)).non_embedding_params())
+        except MixoptError:
+            return None, (f"the model size of imported runs of rung {rung!r} is unknown (no params, and "
+                          f"{rung!r} is no proxy rung of mixopt's); {how}")
+        return size, (f"imported runs of rung {rung!r} are taken at the size of mixopt's rung {rung} "
+                      f"({size:.3g} non-embedding params), as no params were given; if they are another "
+                      f"size, {how}")
+    return None, f"the model size of imported runs without a rung or params is unknown; {how}"
+
+
 def available_rungs() -> list[str]:
     """Rung names found in ``proxies/`` (sorted by name; :func:`ladder` orders them by cost)."""
     return paths.available_recipes("proxies")

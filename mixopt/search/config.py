@@ -165,6 +165,8 @@ class SearchConfig:
         d = dataclasses.asdict(self)
         d["domains"] = list(self.domains) if self.domains is not None else None
         d["recompute"] = list(self.recompute)
+        if self.target is not None and self.target.strip() == "mean":  # stored as the default it is
+            d["target"] = None
         for k in ("tokens", "fidelity", "max_weight", "fix"):
             d[k] = dict(d[k]) if d[k] is not None else None
         return d
@@ -179,12 +181,22 @@ class SearchConfig:
         for k in ("fidelity", "max_weight", "fix"):
             if kw.get(k) is None:
                 kw.pop(k, None)
-        if kw.get("target") == "":  # stored by searches before 2026-12-04, when "" meant the mean
-            kw["target"] = None
+        kw["target"] = stored_target(kw.get("target"))
         return cls(**kw)
 
     def replace(self, **changes: Any) -> SearchConfig:
         return dataclasses.replace(self, **changes)
+
+
+def stored_target(target: str | None) -> str | None:
+    """A stored search's ``--target`` as it read then: "" (before 2026-12-04) was the mean over all
+    domains; ``mean`` (before 2026-12-06, when the mean of all is stored as None) could only name a
+    domain, which it still does, not the mean it reads as now."""
+    if target == "":
+        return None
+    if isinstance(target, str) and target.strip() == "mean":
+        return "mean=1"
+    return target
 
 
 def _check_locale_text(text: str, option: str) -> None:

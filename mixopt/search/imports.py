@@ -70,8 +70,11 @@ def import_table(
             "module:function for runs of your own evaluator", MixoptWarning)
     prefix = f"{Path(ratios).stem}:" if prefix is None else prefix
     fid = dict(fidelity or {})
-    if table.history and "params" not in fid:
-        _say_size_unknown(fid.get("rung"))
+    if table.history:  # what `fit --fidelity-law` will take their size to be
+        from mixopt.proxy.rungs import imported_size
+
+        if said := imported_size(fid.get("rung"), fid.get("params"))[1]:
+            warn(f"{said} (`mixopt fit --fidelity-law` fits along the checkpoints with it)", MixoptWarning)
     corpus_hash = None
     if corpus is not None:
         from mixopt.corpus import Corpus
@@ -152,22 +155,6 @@ def import_table(
         "fidelity_key": key, "corpus_hash": corpus_hash,
         "checkpoints": sum(len(h) for h in histories.values()),
     }
-
-
-def _say_size_unknown(rung: Any) -> None:
-    """Warn, at import, that `fit --fidelity-law` will not know the checkpoints' model size."""
-    from mixopt.proxy.rungs import load_rung
-
-    if rung is not None:
-        try:
-            load_rung(str(rung))
-            return  # one of mixopt's rungs: its size is known
-        except MixoptError:
-            pass
-    warn("the runs' model size is unknown (no --fidelity params=N"
-         + (f", and rung {rung!r} is no proxy rung of mixopt's" if rung is not None else "")
-         + "), and `mixopt fit --fidelity-law` needs it to fit along their checkpoints: import the tables "
-         "with --fidelity rung=NAME,params=N (into a store of their own, --store)", MixoptWarning)
 
 
 def _histories(table: Any, names: Mapping[str, str], tokens_per_step: float | None,

@@ -104,6 +104,16 @@ def _config_file(folder: Path, saved: dict[str, Any], name: str) -> Path | None:
         return None
 
 
+def _numpy_globals() -> list[Any]:
+    """What numpy arrays and scalars unpickle through (a weight updater's state may hold them)."""
+    import numpy as np
+    import numpy.dtypes as dtypes
+
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype,
+            *(getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType"))]
+
+
 def load(folder: Path, fingerprint: dict[str, Any], device: str | None = None) -> dict[str, Any]:
     """Read ``folder/checkpoint.pt`` and check it was made for ``fingerprint`` (and on ``device``,
     by its :func:`~mixopt.train.device.device_key`, where the checkpoint records one).
@@ -120,17 +130,19 @@ def load(folder: Path, fingerprint: dict[str, Any], device: str | None = None) -
             f"--resume: no checkpoint at {path}; start without --resume or give the run's --out"
         )
     try:
-        # tensors and plain data only: a checkpoint from elsewhere cannot run code as it loads
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        # tensors, numpy values (a weight updater's state) and plain data only: a checkpoint from
+        # elsewhere cannot run code as it loads
+        with torch.serialization.safe_globals(_numpy_globals()):
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in str(exc):
             # "Unsupported global: GLOBAL print was not…", "unsupported GLOBAL posix.system whose…"
             found = re.search(r"GLOBAL (\S+)", str(exc))
             why = f"it names {found.group(1)}" if found else "refused"
             raise MixoptError(
-                f"{path} holds Python objects besides tensors and plain data "
-                f"({why}), which no mixopt checkpoint does and which could run code "
-                "as they load: it is not loaded; train into another --out"
+                f"{path} holds Python objects besides tensors, numpy values and plain data ({why}), "
+                "which could run code as they load: it is not loaded (a weight updater's state_dict "
+                "must hold plain values); train into another --out"
             ) from None
         # a truncated or foreign file: say which
         raise MixoptError(
