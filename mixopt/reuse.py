@@ -308,7 +308,8 @@ def expand_recompute(recompute: Sequence[str], names: Sequence[str], present: Se
             continue
         hits = ([d for d in names if fnmatch.fnmatchcase(d, name)] if any(c in name for c in "*?[")
                 else _parts(name, names))
-        out += [d for d in hits if present is None or d in present] or [name]
+        # all of them gone: named, for the caller to say they are not among the domains
+        out += [d for d in hits if present is None or d in present] or hits or [name]
     return tuple(dict.fromkeys(out))
 
 
@@ -394,15 +395,16 @@ def load_reuse(spec: str | os.PathLike[str], domains: Sequence[str], recompute: 
     if prev.schedule:
         raise MixoptError(f"--reuse-mixture {path} is a scheduled mixture; reuse one with a single set of "
                           "weights")
-    recompute = expand_recompute(recompute, list(prev.weights), domains)
+    # a table's column may be the group (Olmix's `existing`); the domains a job trains cannot (a QA pass:
+    # a search's group named after a domain it lacked trained the file's domains and not that one)
+    units_table = table and name in domains and not any(d in domains for d in prev.weights)
+    # in a table over units the file's domains are no columns: a source's parts are all taken out
+    recompute = expand_recompute(recompute, list(prev.weights), None if units_table else domains)
     unknown = [d for d in recompute if d not in prev.weights]
     if unknown:
         raise MixoptError(f"--recompute {listed(unknown, 5)}: not a domain of {path}, nor a source or "
                           f"pattern of its domains (its domains: {listed(list(prev.weights), 8)}); a domain "
                           "that file lacks is searched on its own already: drop it from --recompute")
-    # a table's column may be the group (Olmix's `existing`); the domains a job trains cannot (a QA pass:
-    # a search's group named after a domain it lacked trained the file's domains and not that one)
-    units_table = table and name in domains and not any(d in domains for d in prev.weights)
     absent = [d for d in recompute if d not in domains]
     if absent and not units_table:  # in a table over units, --recompute takes a gone domain out
         raise MixoptError(f"--recompute {listed(absent, 5)}: not among the domains "

@@ -494,3 +494,12 @@ def test_a_source_with_a_part_gone_recomputes_the_parts_left(tmp_path):
     Mixture({"dclm:a": 0.3, "dclm:b": 0.2, "wiki": 0.5}).save(path)
     group = load_reuse(str(path), ("dclm:a", "wiki", "code"), ("dclm",))
     assert group.recompute == ("dclm:a",) and group.dropped == ("dclm:b",)
+    # every part gone: said of the parts, as for a domain named (not "no source of the file")
+    with pytest.raises(MixoptError, match=r"--recompute dclm:a, dclm:b: not among the domains"):
+        load_reuse(str(path), ("wiki", "code"), ("dclm",))
+    # a table over units (Olmix's `existing` column) has none of the file's domains as columns: a
+    # source there takes its parts out of the group, as naming them does (a second review)
+    units = load_reuse(f"existing={path}", ("existing", "code"), ("dclm",), table=True)
+    assert units.recompute == ("dclm:a", "dclm:b") and tuple(units.ratios) == ("wiki",)
+    assert load_reuse(f"existing={path}", ("existing", "code"), ("dclm:*",), table=True).recompute == \
+        units.recompute

@@ -745,19 +745,28 @@ def test_a_checkpoint_holding_python_objects_is_refused_unloaded(tmp_path: Path,
     from elsewhere could run code on --resume. Only tensors and plain data load now."""
     path = tmp_path / checkpoint.CHECKPOINT
     torch.save({"format": checkpoint.FORMAT, "fingerprint": {}, "x": _RunsCode()}, path)
-    refused = (r"holds Python objects besides tensors, numpy values and plain data \(it names print\), which "
-               r"could run code as they load: .*train into another --out")
+    refused = (r"holds Python objects besides tensors and plain data \(it names print\), which could run "
+               r"code as they load: .*train into another --out")
     with pytest.raises(MixoptError, match=refused):
         checkpoint.load(tmp_path, {})
     assert "ran code" not in capsys.readouterr().out
-    # a weight updater's state may hold numpy values (the review: its resume had been refused)
-    state = {"format": checkpoint.FORMAT, "fingerprint": {},
-             "updater": {"w": np.arange(3.0), "lr": np.float32(0.5), "n": np.int64(2),
-                         "mask": np.array([True])}}
-    torch.save(state, path)
+    # a weight updater's state may hold numpy values (the review: its resume had been refused); they
+    # are written as tensors, since numpy's own unpickling trusts the file's bytes (a second review
+    # crashed the loader with a crafted dtype), and given back as numpy
+    updater = {"w": np.arange(3.0), "lr": np.float32(0.5), "n": np.int64(2), "mask": np.array([True]),
+               "rows": [np.zeros((2, 2), dtype=np.float32)], "t": torch.ones(2)}
+    checkpoint.save(tmp_path, {"fingerprint": {}, "updater": updater})
     back = checkpoint.load(tmp_path, {})["updater"]
-    assert back["w"].tolist() == [0.0, 1.0, 2.0] and back["lr"] == np.float32(0.5)
-    assert back["mask"].dtype == bool and back["n"] == 2
+    assert isinstance(back["w"], np.ndarray) and back["w"].tolist() == [0.0, 1.0, 2.0]
+    assert isinstance(back["lr"], np.float32) and back["lr"] == 0.5 and isinstance(back["n"], np.int64)
+    assert back["mask"].dtype == bool and back["rows"][0].shape == (2, 2)
+    assert torch.equal(back["t"], torch.ones(2))
+    with pytest.raises(MixoptError, match=r"a checkpoint cannot keep a numpy value of dtype object"):
+        checkpoint.save(tmp_path, {"fingerprint": {}, "updater": {"o": np.array([print], dtype=object)}})
+    assert checkpoint.load(tmp_path, {})["updater"]["n"] == 2  # the last good checkpoint stays
+    torch.save({"format": checkpoint.FORMAT, "fingerprint": {}, "a": np.arange(2)}, path)  # numpy as pickled
+    with pytest.raises(MixoptError, match=r"holds Python objects besides tensors and plain data"):
+        checkpoint.load(tmp_path, {})
     path.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(MixoptError, match="cannot read checkpoint .*; delete it or train into another --out"):
         checkpoint.load(tmp_path, {})

@@ -191,8 +191,8 @@ def parse_count(text: str, what: str = "tokens", *, least: int = 1, most: int | 
     try:  # decimal, not float: 2.01M is 2,010,000 exactly; a comma here is a thousands separator
         value = scaled_number(str(text).replace(",", ""))
     except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a count of {what}; write e.g. 200000, 2e5 or 200k") \
-            from None
+        example = "32, 1e3 or 1k" if what == "runs" else "200000, 2e5 or 200k"
+        raise typer.BadParameter(f"{text!r} is not a count of {what}; write e.g. {example}") from None
     if not value.is_finite() or value < least or value != value.to_integral_value():
         raise typer.BadParameter(f"{text!r} is not a whole number of {what} ≥ {least}")
     if most is not None and value > most:  # 1e15 and 1e20 alike (they had been told apart)

@@ -240,11 +240,11 @@ def predict_at_scale(
         for j, m in enumerate(metrics):
             if target_tokens is None:  # each run at its last checkpoint
                 ends = [c.losses[m][int(np.argmax(c.tokens))] for c in group]
-                if gaps := [c.run_id for c, v in zip(group, ends, strict=True) if np.isnan(v)]:
+                if gaps := [c.run_id for c, v in zip(group, ends, strict=True) if not np.isfinite(v)]:
                     raise MixoptError(
-                        f"run(s) {', '.join(gaps[:5])}{' …' if len(gaps) > 5 else ''} have no {m} at their "
-                        "last checkpoint, where the runs are compared: give --target-tokens (every run is "
-                        "then carried to one count along its checkpoints), or leave them out")
+                        f"run(s) {', '.join(gaps[:5])}{' …' if len(gaps) > 5 else ''} have no finite {m} at "
+                        "their last checkpoint, where the runs are compared: give --target-tokens (every run "
+                        "is then carried to one count along its checkpoints), or leave them out")
                 vals[:, j] = ends
                 continue
             # a checkpoint without this metric (a table's gap) is no point of its curve; an infinite

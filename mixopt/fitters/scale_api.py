@@ -187,8 +187,9 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
     if twice := {name: v for name, v in sizes.items() if len(v) > 1}:  # one name, two sizes: which is it?
         name, v = next(iter(twice.items()))
         shown = ", ".join(f"{x:.6g}" for x in sorted(v))
-        raise MixoptError(f"rung {name!r} holds runs of {len(v)} model sizes ({shown}): import each size "
-                          "under a rung name of its own, or name the searches to use with --search")
+        raise MixoptError(f"rung {name!r} holds runs of {len(v)} model sizes ({shown}): name the searches to "
+                          "use with --search, or give imported tables of each size a rung name of its own "
+                          "(`runs import --fidelity rung=NAME,params=N`)")
     for said in assumed.values():
         warn(said, MixoptWarning)
     if changed:
@@ -214,9 +215,9 @@ def _size_of(r: Any, shipped: dict[str, tuple[float, Any]], assumed: dict[str, s
             raise MixoptError(f"run {r.run_id}: {said}")
         if said:
             assumed[str(rung)] = said
-        return (str(rung) if rung is not None else f"{size:.6g} params"), size, None
+        return (str(rung) if rung is not None else f"{size:.12g} params"), size, None
     if params is not None:  # a rung defined in code (the benchmark's ladder) records its size, not its rates
-        return str(rung), float(params), None
+        return (str(rung) if rung is not None else f"{float(params):.12g} params"), float(params), None
     if rung is None:
         raise MixoptError(f"run {r.run_id} has no proxy rung in its fidelity; its model size is unknown")
     if rung not in shipped:

@@ -241,9 +241,15 @@ def imported_size(rung: Any, params: Any) -> tuple[float | None, str | None]:
     """The model size of runs imported from tables with ``--fidelity rung=…,params=…``, and what to
     say of it: their ``params``; else the size of mixopt's rung of that name, said to be assumed (a
     user's "m" is not mixopt's 5M-parameter rung); else None, said to be unknown."""
-    if params is not None:
-        return float(params), None
     how = "give it with `mixopt runs import … --fidelity rung=NAME,params=N`"
+    if params is not None:
+        try:  # checked at import since 2026-12-07; an older import may hold text ("5M")
+            size = float(params)
+        except (TypeError, ValueError):
+            size = math.nan
+        if not (math.isfinite(size) and size > 0):
+            return None, f"imported runs' params={params!r} is no model size; {how}"
+        return size, None
     if rung is not None:
         try:
             size = float(load_rung(str(rung)).non_embedding_params())

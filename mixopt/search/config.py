@@ -181,21 +181,22 @@ class SearchConfig:
         for k in ("fidelity", "max_weight", "fix"):
             if kw.get(k) is None:
                 kw.pop(k, None)
-        kw["target"] = stored_target(kw.get("target"))
+        kw["target"] = stored_target(kw.get("target"), kw.get("domains"))
         return cls(**kw)
 
     def replace(self, **changes: Any) -> SearchConfig:
         return dataclasses.replace(self, **changes)
 
 
-def stored_target(target: str | None) -> str | None:
+def stored_target(target: str | None, domains: Sequence[str] | None = None) -> str | None:
     """A stored search's ``--target`` as it read then: "" (before 2026-12-04) was the mean over all
-    domains; ``mean`` (before 2026-12-06, when the mean of all is stored as None) could only name a
-    domain, which it still does, not the mean it reads as now."""
+    domains. ``mean`` named a domain until 2026-12-07 (no search could store it otherwise), and the
+    mean of all domains for searches stored that night before it was stored as None: the domain
+    where ``domains`` (the search's, when known) has one of that name, else the mean."""
     if target == "":
         return None
     if isinstance(target, str) and target.strip() == "mean":
-        return "mean=1"
+        return "mean=1" if domains is None or "mean" in domains else None
     return target
 
 

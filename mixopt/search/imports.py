@@ -70,6 +70,8 @@ def import_table(
             "module:function for runs of your own evaluator", MixoptWarning)
     prefix = f"{Path(ratios).stem}:" if prefix is None else prefix
     fid = dict(fidelity or {})
+    if "params" in fid:  # the runs' model size, for `fit --fidelity-law`: a number, or a count (60M)
+        fid["params"] = _model_size(fid["params"])
     if table.history:  # what `fit --fidelity-law` will take their size to be
         from mixopt.proxy.rungs import imported_size
 
@@ -155,6 +157,24 @@ def import_table(
         "fidelity_key": key, "corpus_hash": corpus_hash,
         "checkpoints": sum(len(h) for h in histories.values()),
     }
+
+
+def _model_size(value: Any) -> int | float:
+    """``--fidelity params=…`` as a number > 0: kept as given when it is one, read as a count (60M)
+    when it is text (a QA pass: "5M" had crashed the fit with a ValueError)."""
+    from mixopt.search.config import scaled_number
+
+    given = value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            number = scaled_number(str(value))
+            value = int(number) if number == number.to_integral_value() else float(number)
+        except (ValueError, ArithmeticError):
+            value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise MixoptError(f"--fidelity params={given}: give the runs' non-embedding parameters, a number > 0 "
+                          "(6e7, 60M)")
+    return value
 
 
 def _histories(table: Any, names: Mapping[str, str], tokens_per_step: float | None,

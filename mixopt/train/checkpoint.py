@@ -46,11 +46,51 @@ def refuse_foreign_folder(folder: Path, *, ours: bool, writes: str) -> None:
 
 
 def save(folder: Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``folder/checkpoint.pt`` via a temporary file and a rename."""
+    """Write ``state`` to ``folder/checkpoint.pt`` via a temporary file and a rename.
+
+    numpy values (a weight updater's state may hold them) are kept as tensors and given back as
+    numpy on :func:`load`, which reads tensors and plain data only.
+
+    Raises:
+        MixoptError: a value the checkpoint cannot keep (an object or structured numpy array).
+    """
     path = folder / CHECKPOINT
+    plain = _pack({"format": FORMAT, **state})  # before the file: nothing half-written
     with atomic_path(path) as tmp:  # a full disk: named by atomic_path, whatever torch says
-        torch.save({"format": FORMAT, **state}, tmp)
+        torch.save(plain, tmp)
     return path
+
+
+_NUMPY = "__mixopt_numpy__"  # a numpy value packed as a tensor: {_NUMPY: tensor, "scalar": bool}
+
+
+def _pack(v: Any) -> Any:
+    """``v`` with its numpy arrays and scalars as marked tensors, so that the checkpoint loads with
+    torch's ``weights_only`` (which refuses numpy: its unpickling trusts the bytes it is given)."""
+    import numpy as np
+
+    if isinstance(v, dict):
+        return {k: _pack(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return type(v)(_pack(x) for x in v)
+    if isinstance(v, np.ndarray | np.generic):
+        a = np.asarray(v)
+        if a.dtype.kind not in "biufc":
+            raise MixoptError(f"a checkpoint cannot keep a numpy value of dtype {a.dtype} (in a weight "
+                              "updater's state_dict?): give numbers, booleans or arrays of them")
+        return {_NUMPY: torch.from_numpy(np.array(a, order="C")), "scalar": isinstance(v, np.generic)}
+    return v
+
+
+def _unpack(v: Any) -> Any:
+    if isinstance(v, dict):
+        if set(v) == {_NUMPY, "scalar"} and isinstance(v[_NUMPY], torch.Tensor):
+            a = v[_NUMPY].numpy()
+            return a[()] if v["scalar"] else a
+        return {k: _unpack(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return type(v)(_unpack(x) for x in v)
+    return v
 
 
 def _differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
@@ -104,16 +144,6 @@ def _config_file(folder: Path, saved: dict[str, Any], name: str) -> Path | None:
         return None
 
 
-def _numpy_globals() -> list[Any]:
-    """What numpy arrays and scalars unpickle through (a weight updater's state may hold them)."""
-    import numpy as np
-    import numpy.dtypes as dtypes
-
-    core = getattr(np, "_core", None) or np.core
-    return [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype,
-            *(getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType"))]
-
-
 def load(folder: Path, fingerprint: dict[str, Any], device: str | None = None) -> dict[str, Any]:
     """Read ``folder/checkpoint.pt`` and check it was made for ``fingerprint`` (and on ``device``,
     by its :func:`~mixopt.train.device.device_key`, where the checkpoint records one).
@@ -130,19 +160,18 @@ def load(folder: Path, fingerprint: dict[str, Any], device: str | None = None) -
             f"--resume: no checkpoint at {path}; start without --resume or give the run's --out"
         )
     try:
-        # tensors, numpy values (a weight updater's state) and plain data only: a checkpoint from
-        # elsewhere cannot run code as it loads
-        with torch.serialization.safe_globals(_numpy_globals()):
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        # tensors and plain data only: a checkpoint from elsewhere cannot run code as it loads
+        state = _unpack(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as exc:
         if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in str(exc):
             # "Unsupported global: GLOBAL print was not…", "unsupported GLOBAL posix.system whose…"
             found = re.search(r"GLOBAL (\S+)", str(exc))
             why = f"it names {found.group(1)}" if found else "refused"
             raise MixoptError(
-                f"{path} holds Python objects besides tensors, numpy values and plain data ({why}), "
-                "which could run code as they load: it is not loaded (a weight updater's state_dict "
-                "must hold plain values); train into another --out"
+                f"{path} holds Python objects besides tensors and plain data ({why}), which could run "
+                "code as they load: it is not loaded (mixopt writes numpy values as tensors since "
+                "2026-12-07; an older checkpoint of an updater that kept numpy resumes with the mixopt that "
+                "wrote it); train into another --out"
             ) from None
         # a truncated or foreign file: say which
         raise MixoptError(
