@@ -17,6 +17,11 @@ from mixopt.errors import MixoptError, MixoptWarning, warn
 Metric = Literal["loss", "bpb"]
 
 
+def names_the_mean(target: object) -> bool:
+    """Whether ``--target`` is the word ``mean``: the mean over all domains (as `fit --target mean`)."""
+    return isinstance(target, str) and target.strip() == "mean"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Objective:
     """Weighted mean of ``<metric>/<domain>``; an empty ``weights`` means all domains equally.
@@ -44,7 +49,7 @@ class Objective:
     @classmethod
     def parse(cls, target: str | None = None, metric: str = "loss") -> Objective:
         """Parse ``--target``: None or ``mean`` (all domains), ``d1,d2`` (their mean), ``d1=0.7,d2=0.3``."""
-        if target is None or target.strip() == "mean":  # `fit --target mean`'s word for it, taken here too
+        if target is None or names_the_mean(target):  # `fit --target mean`'s word for it, taken here too
             return cls(metric=metric)  # type: ignore[arg-type]
         if not target.replace(",", "").strip():  # `--target ""` from a script whose variable was unset
             raise MixoptError(f"--target {target!r} names no domain; give d1,d2 or d1=0.7,d2=0.3, or leave "
@@ -85,7 +90,7 @@ class Objective:
     def say_if_mean_is_a_domain(target: str | None, domains: Sequence[str]) -> None:
         """``--target mean`` is the mean over all domains: said where one of them is named ``mean``
         (a QA pass: it was taken silently), with the spelling that names that domain alone."""
-        if target is not None and target.strip() == "mean" and "mean" in domains:
+        if names_the_mean(target) and "mean" in domains:
             warn("--target mean is the mean over all domains, not the domain named mean; give --target "
                  "mean=1 for that domain alone", MixoptWarning)
 

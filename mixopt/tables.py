@@ -415,18 +415,18 @@ def _ids(df: pl.DataFrame, key: str, path: str | Path, hint: str = "") -> list[s
     return ids
 
 
-def _checkpoint_rows(mdf: pl.DataFrame, key: str, path: str | Path, metric_cols: Sequence[str],
+def _checkpoint_rows(mdf: pl.DataFrame, ids: list[str], path: str | Path, metric_cols: Sequence[str],
                      ) -> tuple[pl.DataFrame, dict[str, list[dict[str, float]]], str]:
     """A metrics file of checkpoints (several rows per run, ordered by a ``tokens`` or ``step``
     column): each run's last row, and every run's rows in order as its history (the keys ``tokens``
-    and ``step`` where the file has them, and the metrics that are finite there).
+    and ``step`` where the file has them, and the metrics that are finite there). ``ids``: each
+    row's run id, as read.
 
     Raises:
         MixoptError: an empty or non-numeric checkpoint cell, or one run's checkpoint given twice.
     """
     kept = [c for c in CHECKPOINT_COLUMNS if c in mdf.columns]
     order = kept[0]
-    ids = _row_ids(mdf, key, path)
     for c in kept:
         col = mdf[c]
         if not col.dtype.is_numeric() or col.null_count() or not col.is_finite().all() or (col < 0).any():
@@ -684,7 +684,7 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
         if not metric_cols:
             raise MixoptError(f"{metrics}: no numeric metric columns besides the run ids and the "
                               f"checkpoints' {', '.join(c for c in CHECKPOINT_COLUMNS if c in mdf.columns)}")
-        mdf, history, checkpoints = _checkpoint_rows(mdf, key, metrics, metric_cols)
+        mdf, history, checkpoints = _checkpoint_rows(mdf, mids, metrics, metric_cols)
         mids = _ids(mdf, key, metrics)
     mpos = {r: i for i, r in enumerate(mids)}
     both = [i for i, r in enumerate(rids) if r in mpos]

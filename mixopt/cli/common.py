@@ -45,6 +45,14 @@ MaxWeightOpt = Annotated[list[str] | None, typer.Option("--max-weight", help="Ce
                                                         "d=x,e=y, or @FILE).")]
 FixOpt = Annotated[list[str] | None, typer.Option("--fix", help="Fixed weight d=w (repeat, or d=w,e=v, or "
                                                                "@FILE).")]
+def recompute_opt(doing: str) -> Any:
+    """``--recompute`` as `search`, `swarm` and `fit` take it: ``doing`` is what each does with the
+    domains (``to search``, ``to draw``, ``fitted``)."""
+    return typer.Option("--recompute", help=f"--reuse-mixture: domains of that mixture {doing} on their own "
+                        "again, a,b or @FILE; a source (dclm, for each dclm:… domain) or a pattern (dclm:s*) "
+                        "names several.")
+
+
 MaxEpochsOpt = Annotated[float | None, typer.Option("--max-epochs", help="Most passes over any domain at "
                                                    "--target-tokens.")]
 TargetTokensOpt = Annotated[int | None, typer.Option("--target-tokens", parser=lambda t: parse_count(t),

@@ -30,6 +30,7 @@ from mixopt.cli.common import (
     out_file,
     parse_candidates,
     parse_count,
+    recompute_opt,
     render_selection,
 )
 from mixopt.fitters.cv import AUTO_CV_NOTE, calibration_line
@@ -91,9 +92,7 @@ def fit(
                                      "NAME=MIXTURE.json, whose domains are fitted as one group NAME (default "
                                      "reused) at that mixture's shares, as `mixopt swarm --reuse-mixture` "
                                      "drew them; the proposal is written over every domain.")] = None,
-    recompute: Annotated[str | None, opt("--recompute", help="--reuse-mixture: domains of that mixture "
-                                         "fitted on their own again, a,b or @FILE; a source (dclm, for "
-                                         "each dclm:… domain) or a pattern (dclm:s*) names several.")] = None,
+    recompute: Annotated[str | None, recompute_opt("fitted")] = None,
 ) -> None:
     """Fit on RegMix/Olmix-style run tables; cross-validate, predict new mixtures or propose one."""
     from mixopt.errors import MixoptError

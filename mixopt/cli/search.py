@@ -31,6 +31,7 @@ from mixopt.cli.common import (
     opt,
     parse_budget,
     print_columns,
+    recompute_opt,
     render_selection,
 )
 
@@ -103,9 +104,7 @@ def search(
                                       "(default reused) at that mixture's shares, beside the domains it "
                                       "lacks; the runs train every domain, and the mixture is written over "
                                       "every domain.")] = None,
-    recompute: Annotated[Str, opt("--recompute", help="--reuse-mixture: domains of that mixture to search "
-                                  "on their own again, a,b or @FILE; a source (dclm, for each dclm:… "
-                                  "domain) or a pattern (dclm:s*) names several.")] = None,
+    recompute: Annotated[Str, recompute_opt("to search")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search for the best mixture: swarm of proxy runs → fit → propose → validate → mixture JSON."""

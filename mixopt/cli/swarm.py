@@ -22,6 +22,7 @@ from mixopt.cli.common import (
     opt,
     out_file,
     parse_budget,
+    recompute_opt,
 )
 
 Str = str | None
@@ -64,9 +65,7 @@ def swarm(
                               "NAME=MIXTURE.json, whose domains are drawn as one group NAME (default "
                               "reused) at that mixture's shares; the rows are written over every "
                               "domain.")] = None,
-    recompute: Annotated[Str, opt("--recompute", help="--reuse-mixture: domains of that mixture to draw on "
-                                  "their own again, a,b or @FILE; a source (dclm, for each dclm:… "
-                                  "domain) or a pattern (dclm:s*) names several.")] = None,
+    recompute: Annotated[Str, recompute_opt("to draw")] = None,
 ) -> None:
     """Draw the swarm of mixtures to train yourself: a ratios table for `mixopt fit`."""
     from mixopt.atomic import atomic_dir, check_writable, write_text

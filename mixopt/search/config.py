@@ -19,6 +19,7 @@ from typing import Any, Literal
 from mixopt import paths
 from mixopt.errors import MixoptError
 from mixopt.methods import METHODS
+from mixopt.objective import names_the_mean
 
 PROXY = "proxy"
 # Upper bounds of --budget and of --validate / --retries.
@@ -165,7 +166,7 @@ class SearchConfig:
         d = dataclasses.asdict(self)
         d["domains"] = list(self.domains) if self.domains is not None else None
         d["recompute"] = list(self.recompute)
-        if self.target is not None and self.target.strip() == "mean":  # stored as the default it is
+        if names_the_mean(self.target):  # stored as the default it is
             d["target"] = None
         for k in ("tokens", "fidelity", "max_weight", "fix"):
             d[k] = dict(d[k]) if d[k] is not None else None
@@ -195,7 +196,7 @@ def stored_target(target: str | None, domains: Sequence[str] | None = None) -> s
     where ``domains`` (the search's, when known) has one of that name, else the mean."""
     if target == "":
         return None
-    if isinstance(target, str) and target.strip() == "mean":
+    if names_the_mean(target):
         return "mean=1" if domains is None or "mean" in domains else None
     return target
 
