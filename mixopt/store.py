@@ -24,6 +24,7 @@ import datetime as _dt
 import json
 import math
 import os
+import re
 import sqlite3
 import sys
 import threading
@@ -87,6 +88,22 @@ CREATE TABLE IF NOT EXISTS searches (
     updated   TEXT NOT NULL
 );
 """
+
+
+def _strings(value: Any) -> set[str]:
+    """Every string in a JSON value, keys included (the run ids a search's plan or result names)."""
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        return set(value) | {s for v in value.values() for s in _strings(v)}
+    if isinstance(value, list):
+        return {s for v in value for s in _strings(v)}
+    return set()
+
+
+def natural_sorted(ids: Iterable[str]) -> list[str]:
+    """Run ids with their numbers in numeric order (train:2 before train:10)."""
+    return sorted(ids, key=lambda s: [int(t) if i % 2 else t for i, t in enumerate(re.split(r"(\d+)", s))])
 
 
 def now() -> str:
@@ -471,6 +488,50 @@ class RunStore:
             con.executemany(f"INSERT INTO runs ({cols}) VALUES ({marks})", [_row_values(r) for r in recs])
         return len(recs)
 
+    def delete_runs(self, run_ids: Sequence[str], *, dry_run: bool = False) -> int:
+        """Delete runs that no search holds: runs of no recorded search (imported, a benchmark's),
+        that no search reused or measured with, and that are not running. Checked and deleted in one
+        transaction, so a search that starts meanwhile cannot reuse a run half-gone. ``dry_run``:
+        check only (a command asks before it deletes).
+
+        Raises:
+            MixoptError: a run is not in the store, is a recorded search's, is running, or a search's
+                plan or result names it; nothing is deleted.
+        """
+        ids = list(dict.fromkeys(run_ids))
+        with self._write() as con:
+            rows = {}
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                q = (f"SELECT run_id, search_id, status FROM runs WHERE run_id IN "
+                     f"({', '.join('?' for _ in chunk)})")
+                rows.update({r["run_id"]: r for r in con.execute(q, chunk)})
+            if missing := [i for i in ids if i not in rows]:
+                raise MixoptError(f"no run {missing[0]!r} in {self.path}; `mixopt runs list` lists them")
+            q = "SELECT search_id, plan, result FROM searches"
+            searches = {r["search_id"]: r for r in con.execute(q)}
+            owned = sorted({rows[i]["search_id"] for i in ids} & set(searches))
+            if owned:
+                raise MixoptError(
+                    f"runs of search {owned[0]!r} are its record (its resume and report read them), and "
+                    "a search's runs are kept; only runs of no search (imported, a benchmark's) are deleted")
+            if running := [i for i in ids if rows[i]["status"] == "running"]:
+                raise MixoptError(f"run {running[0]!r} is running; delete it when its command has ended")
+            wanted = set(ids)
+            for sid, row in searches.items():
+                named = _strings([json.loads(row[c]) for c in ("plan", "result") if row[c]])
+                if used := sorted(named & wanted):
+                    more = f" and {len(used) - 1} more" if len(used) > 1 else ""
+                    raise MixoptError(
+                        f"search {sid!r} reused run {used[0]!r}{more} (its resume and report read them), "
+                        "so they are kept; delete runs that no search used")
+            if dry_run:
+                return len(ids)
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                con.execute(f"DELETE FROM runs WHERE run_id IN ({', '.join('?' for _ in chunk)})", chunk)
+        return len(ids)
+
     @staticmethod
     def _existing(con: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
         out: list[str] = []
@@ -591,8 +652,11 @@ class RunStore:
         domains: Sequence[str] | None = None,
         status: str | Sequence[str] | None = None,
         role: str | Sequence[str] | None = None,
+        run_ids: Sequence[str] | None = None,
+        prefix: str | None = None,
     ) -> list[RunRecord]:
-        """Runs matching every filter, oldest first; ``corpus_hash=None`` matches runs without a corpus."""
+        """Runs matching every filter, oldest first; ``corpus_hash=None`` matches runs without a corpus,
+        ``prefix`` the runs whose id starts with it."""
         where: list[str] = []
         args: list[Any] = []
 
@@ -616,6 +680,11 @@ class RunStore:
             _in("status", status)
         if role is not None:
             _in("role", role)
+        if run_ids is not None:
+            _in("run_id", run_ids)
+        if prefix is not None:
+            where.append("substr(run_id, 1, ?) = ?")  # LIKE would read its % and _ as wildcards
+            args.extend([len(prefix), prefix])
         q = "SELECT * FROM runs" + (f" WHERE {' AND '.join(where)}" if where else "")
         q += " ORDER BY created, run_id"
         with self._connect() as con:

@@ -655,6 +655,8 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
     rdf = _read_csv(ratios, "ratios")
     mdf = _read_csv(metrics, "metrics")
     key = next((k for k in ("run", "index") if k in rdf.columns and k in mdf.columns), None)
+    if "_step" in mdf.columns and "step" not in mdf.columns and key and mdf[key].is_duplicated().any():
+        mdf = mdf.rename({"_step": "step"})  # W&B's history export: a row per run and step
     if key is None:
         flipped = [str(p) for p, df in ((ratios, rdf), (metrics, mdf)) if _looks_transposed(df)]
         raise MixoptError(

@@ -124,8 +124,9 @@ def test_imported_checkpoints_are_fitted_along_by_bimix(tmp_path: Path, workspac
 def test_checkpoints_by_step_need_the_tokens_of_a_step(tmp_path: Path, workspace: Path) -> None:
     ratios, metrics = write_tables(tmp_path, by="step")
     store = RunStore(tmp_path / "t.sqlite")
-    with pytest.warns(MixoptWarning, match=r"the checkpoints are by step alone.*import the tables into a "
-                                           r"store of their own \(--store\) with --tokens-per-step N"):
+    with pytest.warns(MixoptWarning, match=r"the checkpoints are by step alone.*delete them \(`mixopt runs "
+                                           r"delete --prefix ratios:`\) and import the tables again with "
+                                           r"--tokens-per-step N"):
         import_table(store, ratios=ratios, metrics=metrics, evaluator="mine:train",
                      fidelity={"rung": "tiny", "params": 1e6})
     with pytest.raises(MixoptError, match=r"run ratios:r0's checkpoints have no token counts \(imported by "
@@ -289,3 +290,28 @@ def test_a_stored_target_of_mean_keeps_naming_its_domain() -> None:
     # stored `mean` that night, before it was stored as None, where no domain had that name: the mean
     that_night = {"evaluator": "m:f", "domains": ["a", "b"], "target": "mean"}
     assert SearchConfig.from_dict(that_night).target is None
+
+
+def test_imports_named_as_groups_are_fitted_apart_and_wandb_steps_are_read(
+        tmp_path: Path, workspace: Path) -> None:
+    """`runs import --search NAME` names the runs, so one store can hold two tables that a law must
+    not fit as one (two evaluators), each picked by --search; W&B's `_step` is the step column."""
+    ratios, metrics = write_tables(tmp_path, by="step")
+    metrics.write_text(metrics.read_text().replace("run,step,", "run,_step,", 1))
+    store = RunStore(tmp_path / "t.sqlite")
+    summary = import_table(store, ratios=ratios, metrics=metrics, evaluator="mine:train", search="ours",
+                           fidelity={"params": 1e6}, tokens_per_step=TOKENS_PER_STEP)
+    assert summary["search"] == "ours" and summary["checkpoints"] == 32
+    first = law(store.get("ratios:r0").vector(DOMAINS), 100 * TOKENS_PER_STEP)
+    assert store.get("ratios:r0").history[0] == pytest.approx(
+        {"step": 100, "tokens": 100 * TOKENS_PER_STEP, **dict(zip([f"loss/{d}" for d in DOMAINS], first,
+                                                                  strict=True))})
+    import_table(store, ratios=ratios, metrics=metrics, evaluator="theirs:train", search="theirs",
+                 fidelity={"params": 1e6}, tokens_per_step=TOKENS_PER_STEP, prefix="t:")
+    assert store.unrecorded_search_ids() == {"ours": 8, "theirs": 8}
+    with pytest.raises(MixoptError, match=r"the runs come from 2 evaluators .*name its searches with "):
+        fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix", kl=0.0))
+    res = fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix", kl=0.0,
+                                          searches=("theirs",), target_tokens=2e6))
+    assert res["n_runs"] == 8
+    assert [res["laws"]["bimix"][f"loss/{d}"]["beta"] for d in DOMAINS] == pytest.approx(BETA, abs=1e-3)

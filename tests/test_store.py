@@ -626,3 +626,63 @@ def test_a_full_disk_under_the_store_is_an_oserror_naming_it(store, monkeypatch)
     assert full.value.errno == errno.ENOSPC and full.value.filename == str(store.path)
     monkeypatch.undo()
     assert [r.run_id for r in RunStore(store.path, create=False).runs()] == ["r1"]  # nothing half-written
+
+
+def test_runs_of_no_search_are_deleted_and_a_searchs_runs_are_kept(store, tmp_path, capsys):
+    """`runs delete` removes an import made with the wrong options (or a benchmark's runs): never a
+    search's runs, nor runs a search reused, nor a running one; it asks first, or takes --yes."""
+    from mixopt.search.imports import import_table
+
+    ratios, metrics = tmp_path / "r.csv", tmp_path / "m.csv"
+    ratios.write_text("run,a,b\n" + "".join(f"x{i},{i / 10},{1 - i / 10}\n" for i in range(11)))
+    metrics.write_text("run,loss/a,loss/b\n" + "".join(f"x{i},{2 - i / 10},{1 + i / 10}\n"
+                                                       for i in range(11)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MixoptWarning)
+        import_table(store, ratios=ratios, metrics=metrics, search="mine", prefix="m:")
+        import_table(store, ratios=ratios, metrics=metrics, search="mine", prefix="n:")  # adds to it
+        import_table(store, ratios=ratios, metrics=metrics, prefix="o:")
+    assert len(store.runs(search_id="mine")) == 22 and len(store.runs(prefix="o:")) == 11
+    store.create_search("s1", {"method": "regmix"}, {"reused": ["o:x3"], "swarm": []})
+    store.add(rec("s1-run", [0.5, 0.5, 0.0], 1.0, search="s1"))
+    store.add(rec("half", [0.5, 0.5, 0.0], None, search=None, status="running"))
+    # an import's name is not a search's, and a search's name is not an import's
+    with pytest.raises(MixoptError, match=r"--search 's1' is a search of .*imported runs join no search"):
+        import_table(store, ratios=ratios, metrics=metrics, search="s1", prefix="p:")
+    with pytest.raises(MixoptError, match=r"--search 'a b' is not a valid name"):
+        import_table(store, ratios=ratios, metrics=metrics, search="a b", prefix="p:")
+    from mixopt.search.config import SearchConfig
+    from mixopt.search.driver import run_search
+
+    with pytest.raises(MixoptError, match=r"22 run\(s\) in .* carry the name 'mine' \(imported, or a "
+                                          r"benchmark's\), and a search's runs are its own; pick another "
+                                          r"--name"):
+        run_search(SearchConfig(evaluator="mixopt.testing:loglinear", domains=("a", "b"), budget=4,
+                                validate=0, name="mine", store=str(store.path)))
+    for ids, why in ((["s1-run"], r"runs of search 's1' are its record"),
+                     (["o:x3", "o:x4"], r"search 's1' reused run 'o:x3' \(its resume and report read them\)"),
+                     (["half"], r"run 'half' is running"), (["nosuch"], r"no run 'nosuch' in")):
+        with pytest.raises(MixoptError, match=why):
+            store.delete_runs(ids)
+    assert len(store.runs()) == 35  # nothing went
+    path = str(store.path)
+    capsys.readouterr()
+    assert _cli(["runs", "delete", "--search", "mine", "--store", path]) == 2  # no terminal: --yes
+    assert "deleting 22 runs (m:x0 … n:x10) from" in capsys.readouterr().err
+    assert len(store.runs(search_id="mine")) == 22
+    assert _cli(["runs", "delete", "--search", "mine", "--prefix", "n:", "--yes", "--store", path]) == 0
+    assert "deleted 11 runs (n:x0 … n:x10)" in " ".join(capsys.readouterr().out.split())
+    assert [r.run_id for r in store.runs(search_id="mine")][:2] == ["m:x0", "m:x1"]
+    assert _cli(["runs", "delete", "--prefix", "o:", "--yes", "--store", path]) == 2  # o:x3 was reused
+    assert "search 's1' reused run 'o:x3'" in capsys.readouterr().err
+    assert _cli(["runs", "delete", "--run", "o:x1", "--run", "o:x2", "-y", "--store", path, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run_ids"] == ["o:x1", "o:x2"]
+    assert _cli(["runs", "delete", "--prefix", "q:", "--store", path]) == 2
+    assert "no run in" in capsys.readouterr().err and len(store.runs()) == 22
+    assert _cli(["runs", "delete", "--store", path]) == 2
+    assert "say which runs to delete" in capsys.readouterr().err
+    assert _cli(["runs", "import", "--ratios", str(ratios), "--metrics", str(metrics), "--prefix", "g:",
+                 "--search", "g2", "--evaluator", "m:f", "--store", path]) == 0
+    assert " as 'g2' (ids g:x0 … g:x10" in " ".join(capsys.readouterr().out.split())
+    assert _cli(["runs", "list", "--search", "g2", "--store", path, "--json"]) == 0
+    assert {r["search_id"] for r in json.loads(capsys.readouterr().out)} == {"g2"}

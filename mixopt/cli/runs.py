@@ -136,8 +136,11 @@ def list_searches(
                   " (pred.)" if r["objective_is"] == "predicted" else ""),
               r["created"][:16].replace("T", " ")] for r in rows]
     heads = ["search", "state", "method", "corpus / evaluator", "budget", "exported", "objective", "created"]
-    print_columns(f"{len(rows)} searches in {escape(str(st.path))}", heads, cells,
-                  left=("search", "state", "method", "corpus / evaluator", "exported", "created"))
+    if rows:
+        print_columns(f"{len(rows)} searches in {escape(str(st.path))}", heads, cells,
+                      left=("search", "state", "method", "corpus / evaluator", "exported", "created"))
+    else:  # an empty table's headings, split over two tables on a narrow terminal, said nothing
+        console.print(f"0 searches in {st.path}", markup=False)
     others = st.unrecorded_search_ids()
     if others:
         first = list(others.items())[:10]
@@ -179,6 +182,10 @@ def import_runs(
         "--tokens-per-step", metavar="N", parser=parse_count,
         help="A metrics table of checkpoints by step alone: the tokens of one step (batch × context, e.g. "
         "1048576; 1M is 1,000,000), so that `fit --fidelity-law` can fit along them.")] = None,
+    search: Annotated[str | None, typer.Option(
+        "--search", "-s", help="Name the imported runs as a group (no search of its own), so that "
+        "`runs list --search` and `fit --fidelity-law --search` pick them out; a later import may add to it.",
+    )] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -199,7 +206,7 @@ def import_runs(
         with json_warnings(as_json) as said:
             summary = import_table(st, ratios=ratios, metrics=metrics, corpus=corpus, fidelity=fid,
                                    prefix=prefix, evaluator=evaluator, rename=rename or (),
-                                   tokens_per_step=tokens_per_step)
+                                   tokens_per_step=tokens_per_step, search=search)
     except MixoptError:
         if created and st.remove_if_empty():  # a refused import leaves no empty store or folders behind
             remove_made(path.parent, made)
@@ -208,11 +215,58 @@ def import_runs(
         print(dumps({**summary, "warnings": said}, indent=2))
         return
     ids = summary["first"] if summary["runs"] == 1 else f"{summary['first']} … {summary['last']}"
+    named = f" as {search!r}" if search else ""
     console.print(f"imported {summary['runs']} run{'s' if summary['runs'] != 1 else ''} over "
-                  f"{len(summary['domains'])} domains into {st.path} (ids {ids}; {summary['metrics']} "
+                  f"{len(summary['domains'])} domains into {st.path}{named} (ids {ids}; {summary['metrics']} "
                   f"metrics{_checkpoints_said(summary)})", markup=False)
 
 
 def _checkpoints_said(summary: dict) -> str:
     n = summary.get("checkpoints") or 0
     return f"; {n} checkpoints, kept as the runs' histories" if n else ""
+
+
+@runs_app.command("delete")
+def delete_runs(
+    search: Annotated[str | None, typer.Option(
+        "--search", "-s", help="Runs named so on import (`runs import --search`), or a benchmark's.")] = None,
+    prefix: Annotated[str | None, typer.Option(
+        "--prefix", help="Runs whose id starts with this (an import's --prefix, e.g. 'train:').")] = None,
+    run: Annotated[list[str] | None, typer.Option("--run", help="A run id (repeatable).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete runs that no search holds: imported runs (an import made with the wrong options) or a
+    benchmark's, chosen by every filter given. A search's runs, and runs a search reused, are kept."""
+    import sys
+
+    from mixopt.errors import MixoptError
+    from mixopt.store import RunStore, default_path, natural_sorted
+
+    given = [f"{k} {v!r}" for k, v in (("--search", search), ("--prefix", prefix)) if v is not None]
+    given += [f"--run {r!r}" for r in run or ()]
+    if not given:
+        raise MixoptError("say which runs to delete: --search NAME, --prefix P or --run ID")
+    if prefix == "":
+        raise MixoptError("--prefix '' matches every run; give the start of the run ids to delete")
+    if store is None and not default_path().is_file():
+        raise MixoptError(f"no run store at {default_path()} yet, so no runs to delete (--store names one)")
+    st = RunStore(store, create=False)
+    ids = natural_sorted(r.run_id for r in st.runs(search_id=search, prefix=prefix, run_ids=run))
+    if not ids:
+        raise MixoptError(f"no run in {st.path} matches {', '.join(given)}; `mixopt runs list` lists them")
+    st.delete_runs(ids, dry_run=True)  # a refusal before the question, not after it
+    what = f"{len(ids)} run{'s' if len(ids) != 1 else ''} ({ids[0]}{f' … {ids[-1]}' if len(ids) > 1 else ''})"
+    what += f" from {st.path}"
+    if not yes:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise MixoptError(f"deleting {what} needs --yes (no terminal to ask on); nothing was deleted")
+        if not typer.confirm(f"delete {what}?", default=False):
+            err_console.print("nothing was deleted", markup=False)
+            raise typer.Exit(1)
+    n = st.delete_runs(ids)
+    if as_json:
+        print(dumps({"deleted": n, "run_ids": ids, "store": str(st.path)}, indent=2))
+        return
+    console.print(f"deleted {what}", markup=False)

@@ -130,8 +130,9 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
             shown = ", ".join(sorted(str(v) if v is not None else "none" for v in values))
             # imported runs belong to no search that --search could name (a QA pass)
             mixed = len({r.role == "import" for r in runs}) > 1
-            way = ("; runs imported from tables belong to no search: import them into a store of their "
-                   "own (`mixopt runs import --store`) and fit that store" if mixed else "")
+            way = ("; runs imported from tables belong to no search: name them on import (`mixopt runs "
+                   "import --search NAME`) and fit them with --search NAME, or import them into a store of "
+                   "their own (--store)" if mixed else "")
             raise MixoptError(f"the runs come from {len(values)} {what} ({shown}); a law across scale "
                               f"fits the runs of one: name its searches with --search{way}")
     if len(runs) < len(ok):  # said, not dropped unseen (a QA pass: "30 runs" of a store of 60)
@@ -148,7 +149,8 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
         rung, size, schedule = _size_of(r, shipped, assumed)
         sizes.setdefault(rung, set()).add(size)
         if any("tokens" not in h for h in r.history):  # a table's checkpoints by step alone
-            fix = (" (imported by step alone); import its tables again with --tokens-per-step N"
+            fix = (" (imported by step alone); import its tables again with --tokens-per-step N (`mixopt "
+                   "runs delete` removes the first import)"
                    if r.role == "import" else "; its evaluator's history must give each checkpoint's tokens")
             raise MixoptError(f"run {r.run_id}'s checkpoints have no token counts{fix}")
         # A checkpoint at 0 tokens (a table's evaluation before training) is on no law in tokens

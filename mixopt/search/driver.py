@@ -139,6 +139,10 @@ def run_search(
                 f"a search named {prep.search_id!r} exists; continue it with {prep.resume} or pick "
                 f"another {option}"
             )
+        if n := prep.store.unrecorded_search_ids().get(prep.search_id):
+            # imported (or a benchmark's) runs named so would be read as this search's own
+            raise MixoptError(f"{n} run(s) in {prep.store.path} carry the name {prep.search_id!r} (imported, "
+                              f"or a benchmark's), and a search's runs are its own; pick another {option}")
         plan = _plan(prep)
         # Last, so that a search refused above makes no folder; under the folder's lock, so that a
         # search of the same name from another store cannot claim it between the check and the mark.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ def import_table(
     evaluator: str = "proxy",
     rename: Sequence[str] = (),
     tokens_per_step: float | None = None,
+    search: str | None = None,
 ) -> dict[str, Any]:
     """Load a ratios + metrics table pair made elsewhere (RegMix, Olmix) into the store.
 
@@ -46,8 +48,13 @@ def import_table(
     A metrics table of checkpoints (several rows per run, by a ``tokens`` or ``step`` column) is
     kept as each run's history, which ``mixopt fit --fidelity-law`` fits along; the last row is the
     run's metrics. Its laws run in tokens: a table by step alone takes ``tokens_per_step``.
+
+    ``search`` names the imported runs as a group (no search record is made), so that commands that
+    take ``--search`` pick them out of a store that holds other runs too; later imports may add to it.
     """
     rules = _rename_rules(rename)
+    if search is not None:
+        check_group_name(store, search)
     if evaluator != PROXY and (evaluator.count(":") != 1 or not all(evaluator.split(":"))
                                or any(c.isspace() for c in evaluator)):
         raise MixoptError(f"--evaluator {evaluator!r}: give the module:function the runs were measured "
@@ -133,7 +140,7 @@ def import_table(
                      "with `mixopt fit --target COLUMN` (or --target mean)")
         warn(said, MixoptWarning)
     n_used = len(kept)
-    histories = _histories(table, dict(zip(table.metric_names, names, strict=True)), tokens_per_step)
+    histories = _histories(table, dict(zip(table.metric_names, names, strict=True)), tokens_per_step, prefix)
     records, bad_runs, n_bad = [], [], 0
     for i, rid in enumerate(table.run_ids):
         row = {m: float(v) for m, v in zip(names, values[i], strict=True) if math.isfinite(v)}
@@ -141,7 +148,8 @@ def import_table(
             n_bad += n_used - len(row)
             bad_runs.append(str(rid))
         records.append(RunRecord(
-            run_id=f"{prefix}{rid}", role="import", label=table.names[i] if table.names else rid,
+            run_id=f"{prefix}{rid}", search_id=search, role="import",
+            label=table.names[i] if table.names else rid,
             weights={d: float(w) for d, w in zip(table.domains, table.X[i], strict=True)}, fidelity=fid,
             fidelity_key=key, status="ok" if row else "diverged", corpus=corpus, corpus_hash=corpus_hash,
             metrics=row, history=histories.get(rid, []),
@@ -155,8 +163,24 @@ def import_table(
         "runs": len(records), "domains": list(table.domains), "metrics": n_used, "key": table.key,
         "first": records[0].run_id, "last": records[-1].run_id, "store": str(store.path),
         "fidelity_key": key, "corpus_hash": corpus_hash,
-        "checkpoints": sum(len(h) for h in histories.values()),
+        "checkpoints": sum(len(h) for h in histories.values()), "search": search,
     }
+
+
+def check_group_name(store: RunStore, name: str) -> None:
+    """Refuse ``--search NAME`` for an import: a name that is no valid search name, or a search's.
+
+    Imported runs join no search (a search's runs are what its driver planned and ran: its resume
+    and report read them as its own), so the name must not be a recorded search's."""
+    from mixopt import paths
+
+    if not paths.FOLDER_NAME.match(name):
+        raise MixoptError(f"--search {name!r} is not a valid name; use letters, digits, '.', '_' and '-' (at "
+                          "most 100 characters, starting with a letter or digit)")
+    if store.get_search(name) is not None:
+        raise MixoptError(f"--search {name!r} is a search of {store.path}, and imported runs join no search "
+                          "(its resume and report read its runs as its own); give the import a name of its "
+                          "own, and name both with --search where a command takes several")
 
 
 def _model_size(value: Any) -> int | float:
@@ -177,7 +201,7 @@ def _model_size(value: Any) -> int | float:
     return value
 
 
-def _histories(table: Any, names: Mapping[str, str], tokens_per_step: float | None,
+def _histories(table: Any, names: Mapping[str, str], tokens_per_step: float | None, prefix: str,
                ) -> dict[str, list[dict[str, float]]]:
     """Each run's checkpoints as the store keeps a history: metrics under their stored names, and
     ``tokens`` (a table by step alone: ``step × tokens_per_step``, or none, with a warning)."""
@@ -190,8 +214,9 @@ def _histories(table: Any, names: Mapping[str, str], tokens_per_step: float | No
                 h["tokens"] = h["step"] * tokens_per_step
     if out and tokens_per_step is None and table.checkpoints == "step":
         warn("the checkpoints are by step alone, and mixopt's laws across training run in tokens: "
-             "`mixopt fit --fidelity-law` cannot use them as imported; for that, import the tables into a "
-             "store of their own (--store) with --tokens-per-step N (the tokens of one optimizer step)",
+             "`mixopt fit --fidelity-law` cannot use them as imported; for that, delete them (`mixopt runs "
+             f"delete --prefix {shlex.quote(prefix)}`) and import the tables again with --tokens-per-step N "
+             "(the tokens of one optimizer step)",
              MixoptWarning)
     return out
 

@@ -511,7 +511,8 @@ def prepare(
         n = 1
         # Claimed by making its folder, which only one process can do: two searches started together
         # get …-HHMMSS and …-HHMMSS-2 (run_search removes the folder if the search is refused).
-        while store.get_search(sid) is not None or not _claim(search_dir(sid)):
+        grouped = store.unrecorded_search_ids()  # imported runs' names are taken too
+        while store.get_search(sid) is not None or sid in grouped or not _claim(search_dir(sid)):
             n += 1
             sid = f"{base}-{n}"
     if group is not None and search_id is None:  # a new search's, said once the input has passed
