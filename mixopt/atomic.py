@@ -111,18 +111,19 @@ def output_path(value: str | os.PathLike[str], what: str = "--out") -> Path:
 
 def check_writable(
     path: str | os.PathLike[str], what: str = "--out", inputs: dict[str, Any] | None = None,
-    example: str = "mixture.json",
+    example: str = "mixture.json", reader: str = "this command reads",
 ) -> Path:
     """Refuse an output file path that cannot be written, before any work is spent on it.
 
-    ``inputs``: option → path of the files the command reads; the output may be none of them.
+    ``inputs``: option → path of the files the command reads (``reader`` says whose they are where
+    it is not this command's); the output may be none of them.
     ``example``: a file name the error suggests when ``path`` is a folder.
     Creates nothing (the write makes the parent folder). Returns the absolute path.
     """
     out = _target(output_path(path, what).expanduser(), what)
     for option, src in (inputs or {}).items():
         if src is not None and out.resolve() == Path(src).expanduser().resolve():
-            raise MixoptError(f"{what} {out} is the {option} file this command reads; write to another path")
+            raise MixoptError(f"{what} {out} is the {option} file {reader}; write to another path")
     if out.is_dir():
         raise MixoptError(f"{what} {out} is a folder; give a file path such as {out / example}")
     _check_folder(out.parent, out, what, create=False)

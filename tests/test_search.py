@@ -1923,7 +1923,7 @@ def test_a_reuse_search_resumes_with_the_shares_it_began_with(workspace, tmp_pat
     assert mix.meta["params"]["reuse"]["source"] == str(prev.resolve())
     # a resume's --out may not overwrite the reused file either, finished or not (a QA pass)
     Mixture({"web": 0.5, "code": 0.3, "books": 0.2}).save(prev)
-    with pytest.raises(MixoptError, match="is the --reuse-mixture file this command reads"):
+    with pytest.raises(MixoptError, match="is the --reuse-mixture file search 'gone' started from; write to"):
         resume_search("gone", out=str(prev))
     assert Mixture.load(prev).weights == {"web": 0.5, "code": 0.3, "books": 0.2}
     assert mix.meta["objective"]["weights"] == {"code": 1.0, "math": 1.0}

@@ -320,7 +320,9 @@ def resume_search(
                      f"again ({exc}); its mixture is {result.mixture_path}", MixoptWarning)
                 result.out = None
         if out is not None:  # a finished search resumed with --out: write its mixture there too
-            target = check_writable(out, inputs=reads_of((rec.plan or {}).get("reuse_mixture")))
+            # the shares it began with are in its record, but the file is the user's: not replaced
+            target = check_writable(out, inputs=reads_of((rec.plan or {}).get("reuse_mixture")),
+                                    reader=f"search {name!r} started from")
             Mixture.load(result.mixture_path).save(target)
             result.out = str(target)
         return result
