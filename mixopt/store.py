@@ -44,6 +44,7 @@ from mixopt.objective import Objective
 
 RunStatus = Literal["ok", "diverged", "failed", "running"]
 RUN_STATUSES = ("ok", "diverged", "failed", "running")
+RUN_ROLES = ("swarm", "validate", "import")  # a search's proxy runs, its validation runs, a table's
 SCHEMA_VERSION = 1
 # Long enough for a writer to wait out another process's commit on a loaded 2-core machine.
 BUSY_TIMEOUT_S = 60.0
@@ -51,6 +52,10 @@ BUSY_TIMEOUT_S = 60.0
 # transaction open), warned of after the first busy timeout: a search's result waits rather than
 # being lost, and a command ends with one line rather than a traceback (a QA pass).
 LOCK_PATIENCE_S = 600.0
+
+# what runs without a checkpoint history are
+NO_HISTORY = ("runs imported from tables of one row per run, or from an evaluator that returns no checkpoint "
+              "history")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

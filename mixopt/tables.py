@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -740,19 +740,30 @@ def ratios_csv(domains: Sequence[str], W: np.ndarray, *, start: int = 0) -> str:
         MixoptError: a domain named as an id column (``run``, ``name``, ``index``), which would be
             read back as the rows' names, not as a weight.
     """
-    import csv
-    import io
+    refuse_id_columns(domains)
+    W = np.asarray(W, dtype=float).reshape(-1, len(domains))
+    return csv_text(["run", "index", *domains], ([SWARM_RUN.format(i), i, *(repr(float(v)) for v in row)]
+                                                 for i, row in enumerate(W, start=start)))
 
+
+def refuse_id_columns(domains: Sequence[str]) -> None:
+    """Refuse a domain named as a run table's id column, which a table written with it would read
+    back as the rows' names."""
     if clash := [d for d in domains if d in ID_COLUMNS]:
         raise MixoptError(f"domain {clash[0]!r} has the name of a run table's id column "
                           f"({', '.join(ID_COLUMNS)}): its weights would be read back as the rows' names; "
                           "rename the domain")
-    W = np.asarray(W, dtype=float).reshape(-1, len(domains))
+
+
+def csv_text(header: Sequence[object], rows: Iterable[Sequence[object]]) -> str:
+    """A CSV table as text, with Unix line ends, as the run tables are written."""
+    import csv
+    import io
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["run", "index", *domains])
-    for i, row in enumerate(W, start=start):
-        writer.writerow([SWARM_RUN.format(i), i, *(repr(float(v)) for v in row)])
+    writer.writerow(header)
+    writer.writerows(rows)
     return buf.getvalue()
 
 

@@ -315,3 +315,66 @@ def test_imports_named_as_groups_are_fitted_apart_and_wandb_steps_are_read(
                                           searches=("theirs",), target_tokens=2e6))
     assert res["n_runs"] == 8
     assert [res["laws"]["bimix"][f"loss/{d}"]["beta"] for d in DOMAINS] == pytest.approx(BETA, abs=1e-3)
+
+
+def test_runs_export_as_tables_that_import_and_fit_read_back(tmp_path: Path, workspace: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """`runs export` writes Olmix's layout (run, name, index + a column each): `fit --ratios` and
+    `runs import` read it as it is, checkpoints included, so a store's runs travel as tables."""
+    from mixopt.search.imports import export_tables
+
+    ratios, metrics = write_tables(tmp_path)
+    store = RunStore(tmp_path / "t.sqlite")
+    import_table(store, ratios=ratios, metrics=metrics, evaluator="mine:train", search="ours",
+                 fidelity={"params": 1e6})
+    import_table(store, ratios=ratios, metrics=write_one_row(tmp_path, 8), prefix="one:",
+                 evaluator="mine:train")
+    out = tmp_path / "out"
+    summary = export_tables(store, ratios=out / "r.csv", metrics=out / "m.csv", searches=["ours"],
+                            checkpoints=True)
+    assert summary["runs"] == 8 and summary["rows"] == 32 and summary["checkpoints"] == ["tokens"]
+    assert (out / "r.csv").read_text().splitlines()[0] == "run,name,index,a,b,c"
+    back = RunStore(tmp_path / "back.sqlite")
+    import_table(back, ratios=out / "r.csv", metrics=out / "m.csv", evaluator="mine:train", prefix="",
+                 fidelity={"params": 1e6})
+    for run in store.runs(search_id="ours"):
+        again = back.get(run.run_id)
+        assert again.history == [pytest.approx(h) for h in run.history]
+        assert again.metrics == pytest.approx(run.metrics)
+        assert again.vector(DOMAINS) == pytest.approx(run.vector(DOMAINS), abs=1e-15)
+    res = fit_across_scale(ScaleFitConfig(store=str(back.path), method="bimix", target_tokens=2e6, kl=0.0))
+    assert [res["laws"]["bimix"][f"loss/{d}"]["beta"] for d in DOMAINS] == pytest.approx(BETA, abs=1e-3)
+    # every run's final metrics, by default; runs without a history are left out of --checkpoints, said
+    assert main(["runs", "export", "--store", str(store.path), "--ratios", str(out / "r2.csv"), "--metrics",
+                 str(out / "m2.csv"), "--role", "import", "--json"]) is None
+    assert json.loads(capsys.readouterr().out)["runs"] == 16
+    table = read_run_tables(out / "r2.csv", out / "m2.csv")
+    assert len(table.run_ids) == 16 and table.names[0] == "r0" and not table.history
+    with pytest.warns(MixoptWarning, match=r"8 of the 16 runs have no checkpoint history .* left out"):
+        res = export_tables(store, ratios=out / "r3.csv", metrics=out / "m3.csv", checkpoints=True)
+    assert res["runs"] == 8
+    refusals = [
+        (dict(status="done"), r"--status 'done' is unknown; use one of ok, diverged"),
+        (dict(role="baseline"), r"--role 'baseline' is unknown; use one of swarm, validate, import"),
+        (dict(searches=["nosuch"]), r"no search named 'nosuch'"),
+        (dict(status="failed"), r"no failed run in .*t\.sqlite; `mixopt runs list` lists the runs"),
+        (dict(metrics=out / "r4.csv"), r"--metrics .*r4\.csv is the --ratios file this command reads"),
+        (dict(ratios=store.path), r"--ratios .*t\.sqlite is the --store file this command reads"),
+        (dict(searches=["ours"], checkpoints=True, metrics=out / "x" / "m.csv", ratios=out / "x" / "r.csv"),
+         None),
+    ]
+    for kw, why in refusals:
+        args = {"ratios": out / "r4.csv", "metrics": out / "m4.csv", **kw}
+        if why is None:
+            assert export_tables(store, **args)["rows"] == 32
+            continue
+        with pytest.raises(MixoptError, match=why):
+            export_tables(store, **args)
+    assert not (out / "r4.csv").exists() and not (out / "m4.csv").exists()
+    other = RunStore(tmp_path / "two.sqlite")
+    import_table(other, ratios=ratios, metrics=metrics, evaluator="mine:train", fidelity={"params": 1e6})
+    (tmp_path / "r5.csv").write_text("run,a,b\nq,0.5,0.5\n")
+    (tmp_path / "m5.csv").write_text("run,loss/a\nq,1.0\n")
+    import_table(other, ratios=tmp_path / "r5.csv", metrics=tmp_path / "m5.csv", evaluator="mine:train")
+    with pytest.raises(MixoptError, match=r"cover different domain sets, and a table has one; export one "):
+        export_tables(other, ratios=out / "r4.csv", metrics=out / "m4.csv")

@@ -226,6 +226,44 @@ def _checkpoints_said(summary: dict) -> str:
     return f"; {n} checkpoints, kept as the runs' histories" if n else ""
 
 
+@runs_app.command("export")
+def export_runs(
+    ratios: Annotated[str, typer.Option("--ratios", help="Write the runs' mixtures here (CSV: run, name, "
+                                        "index and a column per domain).")],
+    metrics: Annotated[str, typer.Option("--metrics", help="Write the runs' metrics here (CSV: run, name, "
+                                         "index and a column per metric).")],
+    search: Annotated[list[str] | None, typer.Option(
+        "--search", "-s", help="Only this search's runs (repeatable; default: the store's runs).")] = None,
+    status: Annotated[str, typer.Option("--status", help="ok, diverged, failed or running.")] = "ok",
+    role: Annotated[str | None, typer.Option(
+        "--role", help="Only runs of this role: swarm, validate or import (default: all).")] = None,
+    checkpoints: Annotated[bool, typer.Option(
+        "--checkpoints", help="A metrics row per run and checkpoint (tokens, step), not the final metrics.",
+    )] = False,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write runs as a ratios and a metrics table (Olmix's layout), which `fit`, `runs import`,
+    RegMix's and Olmix's scripts read."""
+    from mixopt.errors import MixoptError
+    from mixopt.search.imports import export_tables
+    from mixopt.store import RunStore, default_path
+
+    if store is None and not default_path().is_file():
+        raise MixoptError(f"no run store at {default_path()} yet, so no runs to export (--store names one)")
+    st = RunStore(store, create=False)
+    with json_warnings(as_json) as said:
+        summary = export_tables(st, ratios=ratios, metrics=metrics, searches=search or (), status=status,
+                                role=role, checkpoints=checkpoints)
+    if as_json:
+        print(dumps({**summary, "warnings": said}, indent=2))
+        return
+    rows = f", {summary['rows']} checkpoint rows" if checkpoints else ""
+    n_metrics, files = len(summary["metrics"]), f"{summary['ratios']} and {summary['metrics_file']}"
+    console.print(f"wrote {summary['runs']} runs over {len(summary['domains'])} domains ({n_metrics} metrics"
+                  f"{rows}): {files}", markup=False)
+
+
 @runs_app.command("delete")
 def delete_runs(
     search: Annotated[str | None, typer.Option(

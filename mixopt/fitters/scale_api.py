@@ -30,10 +30,8 @@ from mixopt.fitters.nested import (
     predict_at_scale,
 )
 from mixopt.space import check_finite_positive
+from mixopt.store import NO_HISTORY
 
-# runs with no checkpoint history
-NO_HISTORY = ("runs imported from tables of one row per run, or from an evaluator that returns no checkpoint "
-              "history")
 # --target-tokens this many times the runs' last checkpoint is warned of (a unit slip, or a guess):
 # the README's example goes 2,680× past the xs rung's runs
 FAR = 1e4

@@ -1,4 +1,5 @@
-"""Run tables made elsewhere (RegMix, Olmix) loaded into the run store, reusable by searches."""
+"""Run tables made elsewhere (RegMix, Olmix) loaded into the run store, reusable by searches; and
+the store's runs written as such tables, for `mixopt fit`, RegMix's and Olmix's scripts, or a colleague."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 from mixopt.errors import MixoptError, MixoptWarning, warn, warn_if_ok
 from mixopt.search.config import PROXY
 from mixopt.search.prepare import reuse_key
-from mixopt.store import RunRecord, RunStore, now
+from mixopt.store import NO_HISTORY, RunRecord, RunStore, now
 from mixopt.tables import CHECKPOINT_COLUMNS, read_run_tables
 
 
@@ -165,6 +166,84 @@ def import_table(
         "fidelity_key": key, "corpus_hash": corpus_hash,
         "checkpoints": sum(len(h) for h in histories.values()), "search": search,
     }
+
+
+def export_tables(
+    store: RunStore,
+    *,
+    ratios: str | Path,
+    metrics: str | Path,
+    searches: Sequence[str] = (),
+    status: str = "ok",
+    role: str | None = None,
+    checkpoints: bool = False,
+) -> dict[str, Any]:
+    """Write the store's runs as a ratios and a metrics table in Olmix's layout (``run,name,index``
+    then a column per domain / per metric), which ``fit --ratios/--metrics`` and ``runs import``
+    read back as they are, and RegMix's and Olmix's scripts read (by ``index``, or ``run``).
+
+    ``checkpoints``: the metrics table has a row per run and checkpoint of its history (``tokens``
+    and ``step`` columns), as ``runs import`` keeps checkpoints; runs without a history are left
+    out, said. A run's weights are written as stored: over the units, for a search that reused a
+    mixture. Both files are written before either is put in place.
+
+    Raises:
+        MixoptError: no run matches; the runs cover several domain sets; an output path that
+            cannot be written, or is the other output or the store.
+    """
+    from mixopt.atomic import atomic_path, check_writable
+    from mixopt.store import RUN_ROLES, RUN_STATUSES, natural_sorted
+    from mixopt.tables import csv_text, refuse_id_columns
+
+    for option, value, known in (("--status", status, RUN_STATUSES), ("--role", role, RUN_ROLES)):
+        if value is not None and value not in known:
+            raise MixoptError(f"{option} {value!r} is unknown; use one of {', '.join(known)}")
+    for name in searches:  # a mistyped name is no search, not one without runs
+        if store.get_search(name) is None and not store.runs(search_id=name):
+            store.require_search(name)
+    r_out = check_writable(ratios, "--ratios", inputs={"--store": store.path}, example="ratios.csv")
+    m_out = check_writable(metrics, "--metrics", inputs={"--store": store.path, "--ratios": r_out},
+                           example="metrics.csv")
+    found = store.runs(search_id=list(searches) or None, status=status, role=role)
+    order = {rid: i for i, rid in enumerate(natural_sorted(r.run_id for r in found))}
+    runs = sorted(found, key=lambda r: order[r.run_id])
+    where = f"search(es) {', '.join(searches)}" if searches else str(store.path)
+    if not runs:
+        of_role = f" of role {role}" if role else ""
+        raise MixoptError(f"no {status} run{of_role} in {where}; `mixopt runs list` lists the runs")
+    if len({tuple(sorted(r.weights)) for r in runs}) > 1:
+        raise MixoptError(f"the runs of {where} cover different domain sets, and a table has one; export "
+                          "one search's runs (--search NAME) at a time")
+    domains = list(runs[0].weights)
+    refuse_id_columns(domains)
+    left_out = [r.run_id for r in runs if checkpoints and not r.history]
+    kept = [r for r in runs if r.run_id not in left_out]
+    if not kept:
+        raise MixoptError(f"no run of {where} has a checkpoint history ({NO_HISTORY}); leave out "
+                          "--checkpoints to write the runs' final metrics")
+    rows = [(r, h) for r in kept for h in (r.history if checkpoints else [r.metrics])]
+    marks = [c for c in CHECKPOINT_COLUMNS if any(c in h for _, h in rows)] if checkpoints else []
+    def number(v: Any) -> bool:  # an evaluator's history may keep text beside its numbers
+        return isinstance(v, int | float | np.number) and not isinstance(v, bool)
+
+    names = list(dict.fromkeys(k for _, h in rows for k, v in h.items() if k not in marks and number(v)))
+
+    def cell(v: Any) -> str:
+        return repr(float(v)) if number(v) else ""
+
+    ids = {r.run_id: [r.run_id, r.label or r.run_id, i] for i, r in enumerate(kept)}  # run, name, index
+    ratios_text = csv_text(["run", "name", "index", *domains],
+                           ([*ids[r.run_id], *(cell(r.weights[d]) for d in domains)] for r in kept))
+    metrics_text = csv_text(["run", "name", "index", *marks, *names],
+                            ([*ids[r.run_id], *(cell(h.get(k)) for k in marks + names)] for r, h in rows))
+    with atomic_path(r_out) as r_tmp, atomic_path(m_out) as m_tmp:
+        r_tmp.write_text(ratios_text, encoding="utf-8")
+        m_tmp.write_text(metrics_text, encoding="utf-8")
+    if left_out:
+        warn(f"{len(left_out)} of the {len(runs)} runs have no checkpoint history ({NO_HISTORY}) and are "
+             f"left out ({_sample(left_out)})", MixoptWarning)
+    return {"runs": len(kept), "rows": len(rows), "domains": domains, "metrics": names, "checkpoints": marks,
+            "ratios": str(r_out), "metrics_file": str(m_out)}
 
 
 def check_group_name(store: RunStore, name: str) -> None:
