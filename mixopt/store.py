@@ -95,20 +95,27 @@ CREATE TABLE IF NOT EXISTS searches (
 """
 
 
-def _strings(value: Any) -> set[str]:
-    """Every string in a JSON value, keys included (the run ids a search's plan or result names)."""
-    if isinstance(value, str):
-        return {value}
-    if isinstance(value, dict):
-        return set(value) | {s for v in value.values() for s in _strings(v)}
-    if isinstance(value, list):
-        return {s for v in value for s in _strings(v)}
-    return set()
+def _runs_used(plan: Mapping[str, Any] | None, result: Mapping[str, Any] | None) -> set[str]:
+    """The run ids of other searches (or imports) that a search's plan and result name: the swarm's
+    reused runs and those a resume borrowed, and every candidate's validation runs."""
+    plan, result = plan or {}, result or {}
+    used = {*plan.get("reused", []), *plan.get("swarm_borrowed", {}).values()}
+    for c in result.get("candidates", []):
+        used.update((c.get("measured") or {}).get("run_ids") or [])
+    return used
+
+
+def natural_key(run_id: str) -> list[Any]:
+    """A run id's sort key with its numbers in numeric order (train:2 before train:10)."""
+    return [int(t) if i % 2 else t for i, t in enumerate(re.split(r"(\d+)", run_id))]
 
 
 def natural_sorted(ids: Iterable[str]) -> list[str]:
-    """Run ids with their numbers in numeric order (train:2 before train:10)."""
-    return sorted(ids, key=lambda s: [int(t) if i % 2 else t for i, t in enumerate(re.split(r"(\d+)", s))])
+    return sorted(ids, key=natural_key)
+
+
+def _sample_ids(ids: Sequence[str], k: int = 3) -> str:
+    return ", ".join(ids[:k]) + (f", … ({len(ids)} in all)" if len(ids) > k else "")
 
 
 def now() -> str:
@@ -495,9 +502,10 @@ class RunStore:
 
     def delete_runs(self, run_ids: Sequence[str], *, dry_run: bool = False) -> int:
         """Delete runs that no search holds: runs of no recorded search (imported, a benchmark's),
-        that no search reused or measured with, and that are not running. Checked and deleted in one
-        transaction, so a search that starts meanwhile cannot reuse a run half-gone. ``dry_run``:
-        check only (a command asks before it deletes).
+        that no search reused or measured with, and that are not running; checked and deleted in one
+        transaction. A search plans its reuse before it is recorded: hold its planning lock around
+        this (``mixopt.search.imports.delete_runs`` does). ``dry_run``: check only (a command asks
+        before it deletes).
 
         Raises:
             MixoptError: a run is not in the store, is a recorded search's, is running, or a search's
@@ -524,12 +532,14 @@ class RunStore:
                 raise MixoptError(f"run {running[0]!r} is running; delete it when its command has ended")
             wanted = set(ids)
             for sid, row in searches.items():
-                named = _strings([json.loads(row[c]) for c in ("plan", "result") if row[c]])
-                if used := sorted(named & wanted):
-                    more = f" and {len(used) - 1} more" if len(used) > 1 else ""
+                named = _runs_used(*(json.loads(row[c]) if row[c] else None for c in ("plan", "result")))
+                if used := natural_sorted(named & wanted):
+                    them = f"{len(used)} of these {len(ids)} runs" if len(ids) > 1 else "this run"
+                    rest = (f"; the other {len(ids) - len(used)} can be deleted with --run (one per run)"
+                            if len(used) < len(ids) else "")
                     raise MixoptError(
-                        f"search {sid!r} reused run {used[0]!r}{more} (its resume and report read them), "
-                        "so they are kept; delete runs that no search used")
+                        f"search {sid!r} reused {them} ({_sample_ids(used)}), which its resume and report "
+                        f"read, so nothing was deleted{rest}")
             if dry_run:
                 return len(ids)
             for i in range(0, len(ids), 500):
@@ -839,10 +849,15 @@ class RunStore:
         if rec is None:
             others = self.unrecorded_search_ids()
             if search_id in others:
+                with self._connect() as con:  # checkpoints: fitted along; one row each: fitted as tables
+                    curves = con.execute("SELECT 1 FROM runs WHERE search_id = ? AND history != '[]' LIMIT 1",
+                                         (search_id,)).fetchone()
+                fits = (f"`mixopt fit --fidelity-law --search {search_id}` fits them" if curves else
+                        f"`mixopt runs export --search {search_id}` writes them as tables for `mixopt fit`")
                 raise MixoptError(
                     f"{search_id!r} in {self.path} names {others[search_id]} run(s) but no search: no "
                     "`mixopt search` made them (a benchmark's or imported runs); `mixopt runs list --search "
-                    f"{search_id}` lists them and `mixopt fit --fidelity-law --search {search_id}` fits them"
+                    f"{search_id}` lists them and {fits}"
                 )
             known = [s.search_id for s in self.searches()]
             if not known:

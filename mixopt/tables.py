@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -416,11 +416,12 @@ def _ids(df: pl.DataFrame, key: str, path: str | Path, hint: str = "") -> list[s
 
 
 def _checkpoint_rows(mdf: pl.DataFrame, ids: list[str], path: str | Path, metric_cols: Sequence[str],
+                     shown: Mapping[str, str] | None = None,
                      ) -> tuple[pl.DataFrame, dict[str, list[dict[str, float]]], str]:
     """A metrics file of checkpoints (several rows per run, ordered by a ``tokens`` or ``step``
     column): each run's last row, and every run's rows in order as its history (the keys ``tokens``
     and ``step`` where the file has them, and the metrics that are finite there). ``ids``: each
-    row's run id, as read.
+    row's run id, as read; ``shown``: a column's name in the file, where it was read as another.
 
     Raises:
         MixoptError: an empty or non-numeric checkpoint cell, or one run's checkpoint given twice.
@@ -433,9 +434,10 @@ def _checkpoint_rows(mdf: pl.DataFrame, ids: list[str], path: str | Path, metric
             cells = col.cast(pl.Float64, strict=False).to_list()
             bad = list(dict.fromkeys(ids[i] for i, v in enumerate(cells)
                                      if v is None or not np.isfinite(v) or v < 0))
-            raise MixoptError(f"{path}: column {c!r} orders each run's checkpoints, and it is empty, "
+            named = (shown or {}).get(c, c)
+            raise MixoptError(f"{path}: column {named!r} orders each run's checkpoints, and it is empty, "
                               f"negative or not a finite number in run(s) {_preview(bad)}; give every row "
-                              f"its {c} (≥ 0)")
+                              f"its {named} (≥ 0)")
     at = mdf[order].cast(pl.Float64).to_list()
     twice = _repeats([f"{r} at {order} {t:.12g}" for r, t in zip(ids, at, strict=True)])
     if twice:
@@ -655,8 +657,10 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
     rdf = _read_csv(ratios, "ratios")
     mdf = _read_csv(metrics, "metrics")
     key = next((k for k in ("run", "index") if k in rdf.columns and k in mdf.columns), None)
+    shown: dict[str, str] = {}
     if "_step" in mdf.columns and "step" not in mdf.columns and key and mdf[key].is_duplicated().any():
         mdf = mdf.rename({"_step": "step"})  # W&B's history export: a row per run and step
+        shown["step"] = "_step"
     if key is None:
         flipped = [str(p) for p, df in ((ratios, rdf), (metrics, mdf)) if _looks_transposed(df)]
         raise MixoptError(
@@ -686,7 +690,7 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
         if not metric_cols:
             raise MixoptError(f"{metrics}: no numeric metric columns besides the run ids and the "
                               f"checkpoints' {', '.join(c for c in CHECKPOINT_COLUMNS if c in mdf.columns)}")
-        mdf, history, checkpoints = _checkpoint_rows(mdf, mids, metrics, metric_cols)
+        mdf, history, checkpoints = _checkpoint_rows(mdf, mids, metrics, metric_cols, shown)
         mids = _ids(mdf, key, metrics)
     mpos = {r: i for i, r in enumerate(mids)}
     both = [i for i, r in enumerate(rids) if r in mpos]

@@ -309,6 +309,12 @@ def test_imports_named_as_groups_are_fitted_apart_and_wandb_steps_are_read(
     import_table(store, ratios=ratios, metrics=metrics, evaluator="theirs:train", search="theirs",
                  fidelity={"params": 1e6}, tokens_per_step=TOKENS_PER_STEP, prefix="t:")
     assert store.unrecorded_search_ids() == {"ours": 8, "theirs": 8}
+    blank = tmp_path / "blank.csv"  # an empty cell is named by the file's column, not the name it is read as
+    head, first, *rest = metrics.read_text().splitlines()
+    run, _, tail = first.split(",", 2)
+    blank.write_text("\n".join([head, f"{run},,{tail}", *rest]) + "\n")
+    with pytest.raises(MixoptError, match=r"column '_step' orders each run's checkpoints, and it is empty"):
+        read_run_tables(ratios, blank)
     with pytest.raises(MixoptError, match=r"the runs come from 2 evaluators .*name its searches with "):
         fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix", kl=0.0))
     res = fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix", kl=0.0,

@@ -660,7 +660,9 @@ def test_runs_of_no_search_are_deleted_and_a_searchs_runs_are_kept(store, tmp_pa
         run_search(SearchConfig(evaluator="mixopt.testing:loglinear", domains=("a", "b"), budget=4,
                                 validate=0, name="mine", store=str(store.path)))
     for ids, why in ((["s1-run"], r"runs of search 's1' are its record"),
-                     (["o:x3", "o:x4"], r"search 's1' reused run 'o:x3' \(its resume and report read them\)"),
+                     (["o:x3", "o:x4"], r"search 's1' reused 1 of these 2 runs \(o:x3\), which its resume "
+                                        r"and report read, so nothing was deleted; the other 1 can be "
+                                        r"deleted with --run \(one per run\)"),
                      (["half"], r"run 'half' is running"), (["nosuch"], r"no run 'nosuch' in")):
         with pytest.raises(MixoptError, match=why):
             store.delete_runs(ids)
@@ -674,7 +676,10 @@ def test_runs_of_no_search_are_deleted_and_a_searchs_runs_are_kept(store, tmp_pa
     assert "deleted 11 runs (n:x0 … n:x10)" in " ".join(capsys.readouterr().out.split())
     assert [r.run_id for r in store.runs(search_id="mine")][:2] == ["m:x0", "m:x1"]
     assert _cli(["runs", "delete", "--prefix", "o:", "--yes", "--store", path]) == 2  # o:x3 was reused
-    assert "search 's1' reused run 'o:x3'" in capsys.readouterr().err
+    assert "search 's1' reused 1 of these 11 runs (o:x3)" in capsys.readouterr().err
+    # a mistyped --run deletes nothing (the others had gone)
+    assert _cli(["runs", "delete", "--run", "o:x1", "--run", "o:x99", "--yes", "--store", path]) == 2
+    assert "no run 'o:x99' in" in capsys.readouterr().err and store.get("o:x1") is not None
     assert _cli(["runs", "delete", "--run", "o:x1", "--run", "o:x2", "-y", "--store", path, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["run_ids"] == ["o:x1", "o:x2"]
     assert _cli(["runs", "delete", "--prefix", "q:", "--store", path]) == 2
@@ -686,3 +691,30 @@ def test_runs_of_no_search_are_deleted_and_a_searchs_runs_are_kept(store, tmp_pa
     assert " as 'g2' (ids g:x0 … g:x10" in " ".join(capsys.readouterr().out.split())
     assert _cli(["runs", "list", "--search", "g2", "--store", path, "--json"]) == 0
     assert {r["search_id"] for r in json.loads(capsys.readouterr().out)} == {"g2"}
+    assert _cli(["runs", "list", "--search", "g2", "--status", "failed", "--store", path, "--json"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"  # none failed: no refusal that names the command run
+    # only the run ids a search's plan and result hold are its: a run named like a candidate is not
+    store.create_search("s2", {"method": "regmix"}, {"reused": []})
+    store.update_search("s2", result={"candidates": [{"name": "proposal", "measured": {"run_ids": ["v1"]}}]})
+    store.add([rec("proposal", [1, 0, 0], 1.0, search=None), rec("v1", [1, 0, 0], 1.0, search=None)])
+    assert store.delete_runs(["proposal"]) == 1
+    with pytest.raises(MixoptError, match=r"search 's2' reused this run \(v1\)"):
+        store.delete_runs(["v1"])
+
+
+def test_a_delete_waits_for_a_search_that_is_planning(store) -> None:  # noqa: ANN001
+    """A search chooses the runs it reuses before it is recorded: a delete meanwhile would remove runs
+    it fits (a QA pass), so the delete waits for its planning lock."""
+    import threading
+
+    from mixopt.search.imports import delete_runs
+    from mixopt.search.lock import planning_lock
+
+    store.add(rec("imp", [1, 0, 0], 1.0, search=None))
+    done = threading.Event()
+    with planning_lock(store.path):
+        worker = threading.Thread(target=lambda: (delete_runs(store, ["imp"]), done.set()))
+        worker.start()
+        assert not done.wait(1.0) and store.get("imp") is not None
+    worker.join(10)
+    assert done.is_set() and store.get("imp") is None

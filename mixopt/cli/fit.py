@@ -73,8 +73,9 @@ def fit(
                                       "rungs: step law per run, size law per mixture, then the mixing law at "
                                       "the target scale (bimix: its law over every checkpoint).")] = False,
     store: Annotated[str | None, opt("--store", help="--fidelity-law: run store path.")] = None,
-    search: Annotated[list[str] | None, opt("--search", help="--fidelity-law: searches whose runs are used "
-                                            "(repeatable; default all).")] = None,
+    search: Annotated[list[str] | None, opt(
+        "--search", help="--fidelity-law: searches (or imports named by `runs import --search`) whose runs "
+        "are used (repeatable; default all).")] = None,
     target_tokens: Annotated[int | None, opt("--target-tokens", parser=parse_count,
                                              metavar="TOKENS", help="Tokens of the final run (2e9, 2B): with "
                                                "--max-epochs, the repetition cap (default: the sum of "

@@ -21,7 +21,9 @@ StoreOpt = Annotated[str | None, typer.Option("--store", help="Run store file (d
 
 @runs_app.command("list")
 def list_runs(
-    search: Annotated[str | None, typer.Option("--search", "-s", help="Only this search's runs.")] = None,
+    search: Annotated[str | None, typer.Option(
+        "--search", "-s", help="Only this search's runs (or an import's, named by `runs import --search`).",
+    )] = None,
     status: Annotated[str | None, typer.Option("--status", help="ok, diverged, failed or running.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Show at most this many (newest); "
                                        "0: all.")] = 50,
@@ -29,10 +31,9 @@ def list_runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print the runs as one JSON array, metrics "
                                           "included.")] = False,
 ) -> None:
-    """List runs (newest last; runs recorded together, as one import, by run id) with status, objective,
-    cost and error."""
+    """List runs with status, objective, cost and error (newest last; one import's runs by run id)."""
     from mixopt.errors import MixoptError
-    from mixopt.store import RUN_STATUSES, RunStore, default_path, json_default, store_of_search
+    from mixopt.store import RUN_STATUSES, RunStore, default_path, json_default, natural_key, store_of_search
 
     if status is not None and status not in RUN_STATUSES:
         raise MixoptError(f"--status {status!r} is unknown; use one of {', '.join(RUN_STATUSES)}")
@@ -45,8 +46,8 @@ def list_runs(
                           "creates one)", markup=False)
         return
     st = store_of_search(search, store) if search is not None else RunStore(store, create=False)
-    runs = st.runs(search_id=search, status=status)
-    if search is not None and not runs and st.get_search(search) is None:
+    runs = sorted(st.runs(search_id=search, status=status), key=lambda r: (r.created, natural_key(r.run_id)))
+    if search is not None and not runs and st.get_search(search) is None and not st.runs(search_id=search):
         st.require_search(search)  # one line naming the searches the store knows
     shown = runs[-limit:] if limit > 0 else runs
     if as_json:
@@ -243,8 +244,9 @@ def export_runs(
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write runs as a ratios and a metrics table (Olmix's layout), which `fit`, `runs import`,
-    RegMix's and Olmix's scripts read."""
+    """Write runs as a ratios and a metrics table (Olmix's layout) for `fit`, `runs import`, RegMix, Olmix.
+
+    The tables have run, name and index columns, then a column per domain (ratios) or per metric."""
     from mixopt.errors import MixoptError
     from mixopt.search.imports import export_tables
     from mixopt.store import RunStore, default_path
@@ -275,11 +277,13 @@ def delete_runs(
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Delete runs that no search holds: imported runs (an import made with the wrong options) or a
-    benchmark's, chosen by every filter given. A search's runs, and runs a search reused, are kept."""
+    """Delete runs of no search: imports made with the wrong options, a benchmark's runs.
+
+    Runs matching every filter given go; a search's runs, and runs a search reused, are kept."""
     import sys
 
     from mixopt.errors import MixoptError
+    from mixopt.search.imports import delete_runs as delete
     from mixopt.store import RunStore, default_path, natural_sorted
 
     given = [f"{k} {v!r}" for k, v in (("--search", search), ("--prefix", prefix)) if v is not None]
@@ -291,6 +295,9 @@ def delete_runs(
     if store is None and not default_path().is_file():
         raise MixoptError(f"no run store at {default_path()} yet, so no runs to delete (--store names one)")
     st = RunStore(store, create=False)
+    if run and (missing := set(run) - {r.run_id for r in st.runs(run_ids=run)}):  # a typo deletes nothing
+        raise MixoptError(f"no run {sorted(missing)[0]!r} in {st.path}, so nothing was deleted; `mixopt runs "
+                          "list` lists the runs")
     ids = natural_sorted(r.run_id for r in st.runs(search_id=search, prefix=prefix, run_ids=run))
     if not ids:
         raise MixoptError(f"no run in {st.path} matches {', '.join(given)}; `mixopt runs list` lists them")
@@ -300,10 +307,10 @@ def delete_runs(
     if not yes:
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             raise MixoptError(f"deleting {what} needs --yes (no terminal to ask on); nothing was deleted")
-        if not typer.confirm(f"delete {what}?", default=False):
+        if not typer.confirm(f"delete {what}?", default=False, err=True):  # stdout is for --json
             err_console.print("nothing was deleted", markup=False)
             raise typer.Exit(1)
-    n = st.delete_runs(ids)
+    n = delete(st, ids)
     if as_json:
         print(dumps({"deleted": n, "run_ids": ids, "store": str(st.path)}, indent=2))
         return

@@ -107,10 +107,11 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
     ok = store.runs(search_id=list(searches) or None, status="ok")
     runs = sorted((r for r in ok if r.history), key=lambda r: r.run_id)  # not Ray's timing (store.matrix)
     if not runs:
-        where = f"searches {', '.join(searches)}" if searches else "the store"
+        where = (f"search{'es' if len(searches) > 1 else ''} {', '.join(searches)} "
+                 f"{'have' if len(searches) > 1 else 'has'}" if searches else "the store has")
         bare = (f" ({len(ok)} finished runs have none: {NO_HISTORY}, hold one value each; fit tables with "
                 "--ratios/--metrics)" if ok else "")
-        raise MixoptError(f"{where} has no finished runs with checkpoint histories{bare}; --fidelity-law "
+        raise MixoptError(f"{where} no finished runs with checkpoint histories{bare}; --fidelity-law "
                           "needs the runs of a search (at two or more rungs for a size law), or a table of "
                           "checkpoints loaded with `mixopt runs import`")
     # what each run trained: a search that reused a mixture keeps its runs over its units
@@ -147,8 +148,9 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
         rung, size, schedule = _size_of(r, shipped, assumed)
         sizes.setdefault(rung, set()).add(size)
         if any("tokens" not in h for h in r.history):  # a table's checkpoints by step alone
-            fix = (" (imported by step alone); import its tables again with --tokens-per-step N (`mixopt "
-                   "runs delete` removes the first import)"
+            gone = f"--search {r.search_id}" if r.search_id else "--prefix P (the import's prefix)"
+            fix = (" (imported by step alone); import its tables again with --tokens-per-step N, after "
+                   f"`mixopt runs delete {gone}`"
                    if r.role == "import" else "; its evaluator's history must give each checkpoint's tokens")
             raise MixoptError(f"run {r.run_id}'s checkpoints have no token counts{fix}")
         # A checkpoint at 0 tokens (a table's evaluation before training) is on no law in tokens

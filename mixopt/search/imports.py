@@ -246,6 +246,16 @@ def export_tables(
             "ratios": str(r_out), "metrics_file": str(m_out)}
 
 
+def delete_runs(store: RunStore, run_ids: Sequence[str]) -> int:
+    """Delete runs of no search (:meth:`RunStore.delete_runs`), under the store's planning lock: a
+    search that starts meanwhile has chosen the runs it reuses only once it is recorded, so it
+    either sees them gone or is recorded as reusing them, and they are kept."""
+    from mixopt.search.lock import planning_lock
+
+    with planning_lock(store.path):
+        return store.delete_runs(run_ids)
+
+
 def check_group_name(store: RunStore, name: str) -> None:
     """Refuse ``--search NAME`` for an import: a name that is no valid search name, or a search's.
 
