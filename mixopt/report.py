@@ -7,6 +7,8 @@ Three PNG plots (matplotlib, Agg) and ``report.md``, written together into
                   honesty: a model that cannot predict held-out runs should not be trusted);
 ``weights.png``   the exported mixture next to the proposal and the baselines, per domain;
 ``runs.png``      objective of every run in order, failed runs marked, validation runs by candidate.
+
+``mixopt fit --report DIR`` writes the first two, and its own ``report.md``, for a fit on run tables.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
         if cv is not None:
             files.append(folder / "cv.png")
         if result:
-            _plot_weights(tmp / "weights.png", result, list(result["weights"]) if kept else domains)
+            plot_weights(tmp / "weights.png", result["candidates"],
+                         list(result["weights"]) if kept else domains, f"search {result['search_id']}")
             files.append(folder / "weights.png")
         own = set(swarm_ids)  # the fitted runs the search reused: their objective, as matrix read it
         lent = _borrowed_validation(st, plan)
@@ -96,6 +99,96 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
         (tmp / "report.md").write_text(md, encoding="utf-8")
     files.append(folder / "report.md")
     return Report(search_id=name, folder=folder, files=files, cv=cv, markdown=md, cv_notes=cv_notes)
+
+
+# what `fit --report DIR` writes: a folder holding only these is a report it may replace
+FIT_REPORT_FILES = ("cv.png", "weights.png", "report.md")
+
+
+def check_report_dir(path: str | Path, *, out: str | Path | None = None) -> Path:
+    """Refuse ``fit --report DIR`` before the fit: a file, a folder holding files other than an
+    earlier report's (the report replaces the folder whole), a folder that cannot be made, or one
+    that ``out`` (the fit's own output) is inside."""
+    from mixopt.atomic import check_can_create, output_path
+
+    folder = output_path(path, "--report").expanduser().absolute()
+    if folder.exists() and not folder.is_dir():
+        raise MixoptError(f"--report {folder} is a file; give a folder for the report")
+    held = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    if other := [n for n in held if n not in FIT_REPORT_FILES]:
+        more = ", …" if len(other) > 3 else ""
+        raise MixoptError(f"--report {folder} holds other files ({', '.join(other[:3])}{more}), and a report "
+                          "replaces its folder whole; give a new or empty folder")
+    if out is not None and Path(out).expanduser().absolute().is_relative_to(folder):
+        raise MixoptError(f"--out {out} is inside --report {folder}, which the report replaces whole; write "
+                          "the output elsewhere")
+    check_can_create(folder, "--report")
+    return folder
+
+
+def write_fit_report(fit: Any, folder: str | Path, *, ratios: str | Path, metrics: str | Path) -> list[Path]:
+    """Plots and a summary of ``mixopt fit`` on run tables (a :class:`~mixopt.fitters.api.FitReport`)
+    into ``folder``, written whole: ``cv.png`` (with ``--cv``: each run's held-out prediction against
+    its measured target), ``weights.png`` (with ``--propose``: the proposal, the best run and the
+    uniform mixture) and ``report.md``. Returns the files."""
+    folder = Path(folder)
+    prop = fit.proposal
+    names = []
+    with atomic_dir(folder) as tmp:
+        if fit.held_out and fit.cv:
+            held = fit.held_out
+            plot_held_out(tmp / "cv.png", np.asarray(held["measured"]), np.asarray(held["predicted"]), fit.cv,
+                          title=f"{fit.cv['k']}-fold CV, {fit.method}", measured=fit.target)
+            names.append("cv.png")
+        cands = []
+        if prop is not None:
+            best = prop["baselines"]["best_run"]
+            cands = [{"name": "proposal", "weights": prop["weights"], "exported": True,
+                      "predicted": prop["predicted"], "std": prop.get("std")},
+                     {"name": f"best run ({best['run_id']})", "weights": best["weights"],
+                      "predicted": best.get("predicted"), "measured": best["measured"]},
+                     {"name": "uniform", **prop["baselines"]["uniform"]}]
+            plot_weights(tmp / "weights.png", cands, list(prop["weights"]), f"fit {fit.method}")
+            names.append("weights.png")
+        md = _fit_markdown(fit, cands, names, ratios=ratios, metrics=metrics)
+        (tmp / "report.md").write_text(md, encoding="utf-8")
+    return [folder / n for n in [*names, "report.md"]]
+
+
+def _fit_markdown(fit: Any, cands: list[dict[str, Any]], plots: list[str], *, ratios: str | Path,
+                  metrics: str | Path) -> str:
+    left = f" ({fit.n_excluded} left out: no finite target)" if fit.n_excluded else ""
+    lines = [f"# `mixopt fit`: {fit.method} on run tables", "",
+             f"- tables: `{ratios}` (mixtures) and `{metrics}` (metrics)",
+             f"- target: **{fit.target}** (lower is better), {fit.n_runs} runs fitted{left}, "
+             f"{len(fit.domains)} {'units' if fit.reuse else 'domains'}", ""]
+    if fit.cv is not None:
+        c = fit.cv
+        lines += [f"## Cross-validation ({c['k']} folds)", "",
+                  "| Spearman | Pearson | MAE | relative error |", "|---:|---:|---:|---:|",
+                  f"| {c['spearman']:.4f} | {c['pearson']:.4f} | {c['mae']:.4g} | {c['rel_error']:.3%} |", ""]
+        if poor := ranking_note(c["spearman"], fit.method, c["k"]):
+            lines += [f"- {poor}", ""]
+    if fit.selection:
+        lines += _selection_markdown(fit.selection)
+    if cands:
+        lines += ["## Proposal" + (f" → `{fit.out}`" if fit.out else ""), "",
+                  "| mixture | predicted | measured |", "|---|---:|---:|"]
+        for c in cands:
+            sd = f" ± {c['std']:.4f}" if c.get("std") else ""
+            star = "**" if c.get("exported") else ""
+            lines.append(f"| {star}{c['name']}{star} | {_f(c.get('predicted'))}{sd} "
+                         f"| {_f(c.get('measured'))} |")
+        domains = sorted(cands[0]["weights"], key=lambda d: -cands[0]["weights"][d])  # largest first
+        lines += ["", "## Weights", "", "| domain | " + " | ".join(c["name"] for c in cands) + " |",
+                  "|---|" + "---:|" * len(cands)]
+        lines += [f"| {d} | " + " | ".join(f"{c['weights'].get(d, 0.0):.4f}" for c in cands) + " |"
+                  for d in domains]
+        lines.append("")
+        if fit.proposal.get("notes"):
+            lines += ["## Notes", ""] + [f"- {n}" for n in fit.proposal["notes"]] + [""]
+    lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
+    return "\n".join(lines)
 
 
 def _borrowed_validation(st: RunStore, plan: dict[str, Any]) -> list[RunRecord]:
@@ -163,7 +256,17 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, 
         res = cross_validate(fitter, X, target, k=k, seed=0, folds_option="--folds")
     except MixoptError as exc:  # a law with more parameters than a fold's runs: the rest of the report stands
         return None, [*notes, f"no cross-validation: {str(exc).removeprefix('cross-validation: ')}"]
-    pred = np.asarray(res.pred, dtype=float)
+    m = res.metrics
+    plot_held_out(path, y, np.asarray(res.pred, dtype=float), m, title=f"{k}-fold CV, {fit_name}",
+                  measured=f"{objective.kind} ({objective.unit})")
+    return {k2: float(v) for k2, v in m.items()}, notes
+
+
+def plot_held_out(path: Path, y: np.ndarray, pred: np.ndarray, m: dict[str, float], *, title: str,
+                  measured: str) -> None:
+    """Out-of-fold predictions against the measured values, with the y = x line: ``m``, the
+    cross-validation's figures; ``measured``, what the values are (and their unit)."""
+    y, pred = np.asarray(y, dtype=float), np.asarray(pred, dtype=float)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.scatter(y, pred, s=22, alpha=0.8, color="#1f77b4", edgecolor="white", linewidth=0.5)
@@ -173,22 +276,22 @@ def _plot_cv(path: Path, method: str, X: np.ndarray, y: np.ndarray, folds: int, 
             label="y = x")
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_ylim(lo - pad, hi + pad)
-    m = res.metrics
-    ax.set_title(f"{k}-fold CV, {fit_name}\nSpearman {m['spearman']:.3f} · Pearson {m['pearson']:.3f} · "
+    ax.set_title(f"{title}\nSpearman {m['spearman']:.3f} · Pearson {m['pearson']:.3f} · "
                  f"MAE {m['mae']:.4f}", fontsize=10)
-    ax.set_xlabel(f"measured {objective.kind} ({objective.unit})")
-    ax.set_ylabel(f"predicted {objective.kind}, held out ({objective.unit})")
+    ax.set_xlabel(f"measured {measured}")
+    ax.set_ylabel(f"predicted {measured}, held out")
     ax.legend(loc="upper left", frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return {k2: float(v) for k2, v in m.items()}, notes
 
 
-def _plot_weights(path: Path, result: dict[str, Any], domains: list[str], top: int = 20) -> None:
+def plot_weights(path: Path, cands: list[dict[str, Any]], domains: list[str], what: str,
+                 top: int = 20) -> None:
+    """Each mixture's weight per domain, side by side (``cands``: name, weights, and exported for
+    the one written); the ``top`` domains the exported mixture and the proposal weight most."""
     plt = _pyplot()
-    cands = result["candidates"]
     shown = domains
     if len(domains) > top:  # many domains: the ones the exported mixture and the proposal weight most
         # (by every candidate's, the natural mixture's largest had filled the plot: a QA pass, 300 domains)
@@ -207,7 +310,7 @@ def _plot_weights(path: Path, result: dict[str, Any], domains: list[str], top: i
     ax.set_xticks(x, shown, rotation=30 if rotate else 0, ha="right" if rotate else "center")
     ax.set_ylabel("weight")
     more = f" (the {n} of {len(domains)} domains it weights most)" if n < len(domains) else ""
-    ax.set_title(f"search {result['search_id']}: proposed weights vs baselines{more}", pad=28)
+    ax.set_title(f"{what}: proposed weights vs baselines{more}", pad=28)
     # legend in a row between the title and the axes, clear of the bars and the rotated labels
     ax.legend(frameon=False, fontsize=8, ncols=min(c, 5), loc="lower center", bbox_to_anchor=(0.5, 1.0))
     ax.grid(axis="y", alpha=0.3)

@@ -766,3 +766,35 @@ def test_the_printed_proposal_gives_the_widened_interval_beside_the_models_sd(ca
                       "interval": [2.8, 3.2], "info": {"sd_scale": 2.04}}, "predicted loss")
     out = " ".join(capsys.readouterr().out.split())
     assert "3.0000 ± 0.0500 (1 sd); 95% interval [2.8000, 3.2000], the sd widened ×2.04" in out
+
+
+def test_fit_report_plots_the_held_out_predictions_and_the_proposal(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """`fit --report DIR` explains a fit on tables as `report` explains a search: held-out predictions
+    against the measured target, the proposal beside the best run and uniform, and report.md."""
+    rep, out = tmp_path / "rep", tmp_path / "m.json"
+    args = ["fit", "--ratios", R, "--metrics", M, "--target", T, *FAST]
+    assert run_cli([*args, "--cv", "4", "--propose", "--out", str(out), "--report", str(rep), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["report"] == [str(rep / n) for n in ("cv.png", "weights.png", "report.md")]
+    md = (rep / "report.md").read_text()
+    assert f"| {doc['cv']['spearman']:.4f} |" in md and "## Proposal → `" in md
+    best = doc["proposal"]["baselines"]["best_run"]
+    assert f"| best run ({best['run_id']}) | {best['predicted']:.4f} | {best['measured']:.4f} |" in md
+    assert all((rep / n).stat().st_size > 1000 for n in ("cv.png", "weights.png"))
+    # a report alone of the cross-validation; the folder of an earlier report is replaced whole
+    assert run_cli([*args, "--cv", "3", "--report", str(rep)]) == 0
+    assert sorted(p.name for p in rep.iterdir()) == ["cv.png", "report.md"]
+    assert "report: " in capsys.readouterr().out
+    # refused before the fit: nothing to draw, a folder of other files, --out inside it, a file
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    for extra, why in ((["--predict", R, "--out", str(tmp_path / "p.csv")],
+                        "--report draws the cross-validation (--cv K) and the proposal (--propose)"),
+                       (["--cv", "3", "--report", str(tmp_path / "busy")],
+                        "holds other files (notes.txt), and a report replaces its folder whole"),
+                       (["--propose", "--out", str(rep / "m.json")], "is inside --report"),
+                       (["--cv", "3", "--report", str(tmp_path / "busy" / "notes.txt")], "is a file")):
+        report = [] if "--report" in extra else ["--report", str(rep)]
+        assert run_cli([*args, *extra, *report]) == 2
+        assert why in capsys.readouterr().err
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine" and not (tmp_path / "p.csv").exists()

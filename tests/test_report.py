@@ -303,7 +303,7 @@ def test_weights_png_shows_the_domains_the_exported_mixture_weights_most(tmp_pat
         return plt
 
     monkeypatch.setattr(report, "_pyplot", spy)
-    report._plot_weights(tmp_path / "w.png", {"candidates": cands, "search_id": "s"}, domains, top=5)
+    report.plot_weights(tmp_path / "w.png", cands, domains, "search s", top=5)
     assert sorted(shown) == [f"d{i}" for i in range(25, 30)]
 
 

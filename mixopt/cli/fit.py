@@ -55,6 +55,9 @@ def fit(
     propose: Annotated[bool, opt("--propose", help="Propose a mixture (write its JSON to --out).")] = False,
     out: Annotated[Path | None, opt("--out", "-o", help="Output of --predict (CSV) or --propose.",
                                                   parser=out_file)] = None,
+    report_dir: Annotated[Path | None, opt(
+        "--report", help="Write plots and report.md into this folder: held-out predictions vs measured (with "
+        "--cv), the proposal vs the best run and uniform (with --propose).")] = None,
     as_json: JsonOpt = False,
     seed: SeedOpt = 0,
     min_weight: MinWeightOpt = 0.0,
@@ -103,10 +106,10 @@ def fit(
     if fidelity_law:
         from mixopt.fitters.scale_api import ScaleFitConfig, fit_across_scale
 
-        if any(v is not None for v in (ratios, metrics, cv, predict, tokens, reuse, recompute)):
+        if any(v is not None for v in (ratios, metrics, cv, predict, tokens, reuse, recompute, report_dir)):
             raise MixoptError(
                 "--fidelity-law reads the run store (and each domain's tokens from its searches); drop "
-                "--ratios/--metrics/--cv/--predict/--tokens/--reuse-mixture/--recompute"
+                "--ratios/--metrics/--cv/--predict/--tokens/--reuse-mixture/--recompute/--report"
             )
         with busy(f"fitting {'mixing-law' if method is None else method} across scale"), \
                 json_warnings(as_json) as said:
@@ -148,14 +151,29 @@ def fit(
         max_epochs=max_epochs, target_tokens=target_tokens, reuse=reuse,
         recompute=parse_domains(recompute, "--recompute") or (),
     )
+    written: list[Path] = []
+    if report_dir is not None:
+        from mixopt.report import check_report_dir
+
+        if cv is None and not propose:
+            raise MixoptError("--report draws the cross-validation (--cv K) and the proposal (--propose): "
+                              "add one or both")
+        report_dir = check_report_dir(report_dir, out=out)  # before the fit, not after it
     # with --json, the warnings are collected for the document (and shown when the fit ends)
     with busy(f"fitting {config.method}" + (f", {cv}-fold cross-validation" if cv else "")), \
             json_warnings(as_json) as said:
         report = fit_tables(config)
+        if report_dir is not None:
+            from mixopt.report import write_fit_report
+
+            written = write_fit_report(report, report_dir, ratios=ratios, metrics=metrics)
     if as_json:  # every warning shown on stderr, in the document too (a QA pass: the CV's were not)
-        print(dumps({**report.as_dict(), "warnings": said}, default=json_default))
+        files = {"report": [str(p) for p in written]} if written else {}
+        print(dumps({**report.as_dict(), **files, "warnings": said}, default=json_default))
         return
     _render(report)
+    if written:
+        console.print(f"report: {escape(str(report_dir))} ({', '.join(p.name for p in written)})")
 
 
 def _combined(target: str) -> str:

@@ -124,6 +124,9 @@ class FitReport:
     per_metric: int = 0  # metric columns fitted one law each (the mean target of a law), else 0
     groups: dict[str, int] | None = None  # domains per source, when the fitter uses the names' groups
     reuse: dict[str, Any] | None = None  # --reuse-mixture: the group (``domains`` are then the units fitted)
+    # --cv: every run's out-of-fold prediction beside its measured target (run_ids, measured,
+    # predicted), which `fit --report` plots; not in as_dict (a number per run)
+    held_out: dict[str, list[Any]] | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -225,7 +228,7 @@ def fit_tables(config: FitConfig) -> FitReport:
     fitter = method.make_fitter(seed=config.seed, domains=table.domains, metrics=metrics)
     target = fit_target(fitter, y, Y)
     seconds: dict[str, float] = {}
-    cv = calibrated = None
+    cv = calibrated = held_out = None
     if config.cv is not None:
         from mixopt.fitters.cv import cross_validate
 
@@ -234,6 +237,8 @@ def fit_tables(config: FitConfig) -> FitReport:
         seconds["cv"] = round(time.perf_counter() - t, 3)
         cv = res.as_dict()
         calibrated = res.calibration
+        held_out = {"run_ids": list(run_ids), "measured": [float(v) for v in y],
+                    "predicted": [float(v) for v in res.pred]}
         poor = _poor_cv_note(res.metrics["spearman"], method.name, config.cv, len(y), len(table.domains))
         if poor and not config.propose:  # a proposal's own notes say it, of the proposal
             warn(poor, MixoptWarning)
@@ -288,6 +293,7 @@ def fit_tables(config: FitConfig) -> FitReport:
         groups=_groups_used(fitter), reuse=group.as_dict() if group is not None else None,
         # auto fits its law candidates per metric only up to a count (MAX_PER_METRIC)
         per_metric=Y.shape[1] if target is Y and getattr(fitter, "per_metric_", True) else 0,
+        held_out=held_out,
     )
 
 
