@@ -33,6 +33,8 @@ def _target(path: Path, what: str, *, folder: bool = False) -> Path:
     """Where a write to ``path`` lands: a symlink's target (the link stays; a corpus folder linked to
     another disk stays there), and never a device, a pipe, or a file where a ``folder`` goes, which
     the final rename would replace rather than write into."""
+    if folder:  # a ".." through the folder itself ("out/../out") would not resolve once it is moved aside
+        path = path.resolve() if path.name in ("", ".", "..") else path.parent.resolve() / path.name
     if path.is_symlink():
         path = path.resolve()
     if folder and path.exists() and not path.is_dir():

@@ -111,7 +111,11 @@ def check_report_dir(path: str | Path, *, out: str | Path | None = None) -> Path
     that ``out`` (the fit's own output) is inside."""
     from mixopt.atomic import check_can_create, output_path
 
-    folder = output_path(path, "--report").expanduser().absolute()
+    # resolved: a symlink or a ".." had let --out inside the folder pass, and be deleted with it
+    folder = output_path(path, "--report").expanduser().resolve()
+    if Path.cwd().resolve().is_relative_to(folder):  # the shell would be left in a deleted folder
+        raise MixoptError(f"--report {path} is the current folder or holds it, and a report replaces its "
+                          "folder whole; give a new folder, such as fit-report")
     if folder.exists() and not folder.is_dir():
         raise MixoptError(f"--report {folder} is a file; give a folder for the report")
     held = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
@@ -119,7 +123,7 @@ def check_report_dir(path: str | Path, *, out: str | Path | None = None) -> Path
         more = ", …" if len(other) > 3 else ""
         raise MixoptError(f"--report {folder} holds other files ({', '.join(other[:3])}{more}), and a report "
                           "replaces its folder whole; give a new or empty folder")
-    if out is not None and Path(out).expanduser().absolute().is_relative_to(folder):
+    if out is not None and Path(out).expanduser().resolve().is_relative_to(folder):
         raise MixoptError(f"--out {out} is inside --report {folder}, which the report replaces whole; write "
                           "the output elsewhere")
     check_can_create(folder, "--report")

@@ -334,7 +334,7 @@ def test_runs_export_as_tables_that_import_and_fit_read_back(tmp_path: Path, wor
     import_table(store, ratios=ratios, metrics=metrics, evaluator="mine:train", search="ours",
                  fidelity={"params": 1e6})
     import_table(store, ratios=ratios, metrics=write_one_row(tmp_path, 8), prefix="one:",
-                 evaluator="mine:train")
+                 evaluator="mine:train", fidelity={"params": 1e6})
     out = tmp_path / "out"
     summary = export_tables(store, ratios=out / "r.csv", metrics=out / "m.csv", searches=["ours"],
                             checkpoints=True)
@@ -364,7 +364,8 @@ def test_runs_export_as_tables_that_import_and_fit_read_back(tmp_path: Path, wor
         (dict(role="baseline"), r"--role 'baseline' is unknown; use one of swarm, validate, import"),
         (dict(searches=["nosuch"]), r"no search named 'nosuch'"),
         (dict(status="failed"), r"no failed run in .*t\.sqlite; `mixopt runs list` lists the runs"),
-        (dict(metrics=out / "r4.csv"), r"--metrics .*r4\.csv is the --ratios file this command reads"),
+        (dict(metrics=out / "r4.csv"), r"--ratios and --metrics are both .*r4\.csv; give each table its own"),
+        (dict(status="diverged"), r"no diverged run in"),
         (dict(ratios=store.path), r"--ratios .*t\.sqlite is the --store file this command reads"),
         (dict(searches=["ours"], checkpoints=True, metrics=out / "x" / "m.csv", ratios=out / "x" / "r.csv"),
          None),
@@ -384,3 +385,53 @@ def test_runs_export_as_tables_that_import_and_fit_read_back(tmp_path: Path, wor
     import_table(other, ratios=tmp_path / "r5.csv", metrics=tmp_path / "m5.csv", evaluator="mine:train")
     with pytest.raises(MixoptError, match=r"cover different domain sets, and a table has one; export one "):
         export_tables(other, ratios=out / "r4.csv", metrics=out / "m4.csv")
+    # runs of two fidelities (the same mixtures at two sizes) would read as repeats of one run
+    import_table(store, ratios=ratios, metrics=metrics, evaluator="mine:train", fidelity={"params": 4e6},
+                 prefix="big:")
+    with pytest.raises(MixoptError, match=r"measured at 2 fidelities \(rungs, or evaluators\), and a table "
+                                          r"has no column for it"):
+        export_tables(store, ratios=out / "r4.csv", metrics=out / "m4.csv")
+    # metrics named as id columns could not be read back; runs with no metric make no table
+    from mixopt.store import RunRecord
+
+    odd = RunStore(tmp_path / "odd.sqlite")
+    odd.add(RunRecord(run_id="q", weights={"a": 0.5, "b": 0.5}, fidelity={}, fidelity_key="{}", status="ok",
+                      metrics={"loss/a": 1.0, "index": 2.0}))  # an evaluator's own "index"
+    with pytest.raises(MixoptError, match=r"metric 'index' has the name of a run table's id column"):
+        export_tables(odd, ratios=out / "r4.csv", metrics=out / "m4.csv")
+    odd.add(RunRecord(run_id="f", weights={"a": 0.5, "b": 0.5}, fidelity={}, fidelity_key="{}",
+                      status="failed", error="boom"))
+    with pytest.raises(MixoptError, match=r"the failed runs of .* hold no metric, so the metrics table "):
+        export_tables(odd, ratios=out / "r4.csv", metrics=out / "m4.csv", status="failed")
+    assert not (out / "r4.csv").exists() and not (out / "m4.csv").exists()
+
+
+def test_a_search_exports_the_runs_it_fitted_over_every_domain(workspace: Path, tmp_path: Path) -> None:
+    """A search's runs are the ones it fitted, reused ones included (a QA pass: a search of reused
+    runs only had nothing to export); a reuse search's runs are written as they trained."""
+    from mixopt.reuse import key_entry
+    from mixopt.search.imports import export_tables
+    from mixopt.store import RunRecord
+
+    store = RunStore(tmp_path / "s.sqlite")
+    key = json.dumps({"evaluator": "e:f", "rung": "xs"})
+    grouped = json.dumps({"evaluator": "e:f", "rung": "xs", **key_entry(type("G", (), {
+        "name": "reused", "ratios": {"a": 0.25, "b": 0.75}})())})
+    earlier = [RunRecord(run_id=f"old{i}", search_id="first", weights={"a": 0.2, "b": 0.3, "c": 0.5},
+                         fidelity={}, fidelity_key=key, status="ok", metrics={"loss/a": 1.0 + i})
+               for i in range(3)]
+    store.add(earlier)
+    store.create_search("second", {"method": "regmix"}, {"reused": ["old0", "old1"]})
+    store.add(RunRecord(run_id="new0", search_id="second", weights={"a": 0.6, "b": 0.2, "c": 0.2},
+                        fidelity={}, fidelity_key=key, status="ok", metrics={"loss/a": 0.5}))
+    res = export_tables(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", searches=["second"])
+    assert res["runs"] == 3 and read_run_tables(tmp_path / "r.csv", tmp_path / "m.csv").run_ids == [
+        "new0", "old0", "old1"]
+    store.create_search("third", {"method": "regmix"}, {"reused": []})
+    store.add(RunRecord(run_id="g0", search_id="third", weights={"reused": 0.4, "c": 0.6}, fidelity={},
+                        fidelity_key=grouped, status="ok", metrics={"loss/a": 0.7}))
+    with pytest.warns(MixoptWarning, match=r"1 run\(s\) of a search that reused a mixture are written over "
+                                           r"every domain, as they trained"):
+        export_tables(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", searches=["third"])
+    table = read_run_tables(tmp_path / "r.csv", tmp_path / "m.csv")
+    assert dict(zip(table.domains, table.X[0], strict=True)) == pytest.approx({"a": 0.1, "b": 0.3, "c": 0.6})

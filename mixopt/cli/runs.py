@@ -25,6 +25,9 @@ def list_runs(
         "--search", "-s", help="Only this search's runs (or an import's, named by `runs import --search`).",
     )] = None,
     status: Annotated[str | None, typer.Option("--status", help="ok, diverged, failed or running.")] = None,
+    prefix: Annotated[str | None, typer.Option(
+        "--prefix", help="Only runs whose id starts with this (an import's --prefix, e.g. 'train:').",
+    )] = None,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Show at most this many (newest); "
                                        "0: all.")] = 50,
     store: StoreOpt = None,
@@ -46,7 +49,8 @@ def list_runs(
                           "creates one)", markup=False)
         return
     st = store_of_search(search, store) if search is not None else RunStore(store, create=False)
-    runs = sorted(st.runs(search_id=search, status=status), key=lambda r: (r.created, natural_key(r.run_id)))
+    runs = sorted(st.runs(search_id=search, status=status, prefix=prefix),
+                  key=lambda r: (r.created, natural_key(r.run_id)))
     if search is not None and not runs and st.get_search(search) is None and not st.runs(search_id=search):
         st.require_search(search)  # one line naming the searches the store knows
     shown = runs[-limit:] if limit > 0 else runs
@@ -261,7 +265,7 @@ def export_runs(
         print(dumps({**summary, "warnings": said}, indent=2))
         return
     rows = f", {summary['rows']} checkpoint rows" if checkpoints else ""
-    n_metrics, files = len(summary["metrics"]), f"{summary['ratios']} and {summary['metrics_file']}"
+    n_metrics, files = len(summary["metric_names"]), f"{summary['ratios']} and {summary['metrics']}"
     console.print(f"wrote {summary['runs']} runs over {len(summary['domains'])} domains ({n_metrics} metrics"
                   f"{rows}): {files}", markup=False)
 

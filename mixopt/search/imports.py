@@ -3,6 +3,7 @@ the store's runs written as such tables, for `mixopt fit`, RegMix's and Olmix's 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shlex
@@ -182,39 +183,57 @@ def export_tables(
     then a column per domain / per metric), which ``fit --ratios/--metrics`` and ``runs import``
     read back as they are, and RegMix's and Olmix's scripts read (by ``index``, or ``run``).
 
+    A search's runs are those it fitted: its own and the ones it reused from earlier searches or
+    imports. Runs of one fidelity (rung) only: a table has no column for it. A run of a search that
+    reused a mixture is written over every domain, as it trained (the group at the shares it kept).
     ``checkpoints``: the metrics table has a row per run and checkpoint of its history (``tokens``
     and ``step`` columns), as ``runs import`` keeps checkpoints; runs without a history are left
-    out, said. A run's weights are written as stored: over the units, for a search that reused a
-    mixture. Both files are written before either is put in place.
+    out, said. Both files are written before either is put in place.
 
     Raises:
-        MixoptError: no run matches; the runs cover several domain sets; an output path that
-            cannot be written, or is the other output or the store.
+        MixoptError: no run matches, or none has a metric; the runs cover several domain sets or
+            fidelities; a metric named as an id column; an output path that cannot be written, or is
+            the other output or the store.
     """
     from mixopt.atomic import atomic_path, check_writable
+    from mixopt.reuse import KEY, trained_weights
     from mixopt.store import RUN_ROLES, RUN_STATUSES, natural_sorted
-    from mixopt.tables import csv_text, refuse_id_columns
+    from mixopt.tables import ID_COLUMNS, csv_text, refuse_id_columns
 
     for option, value, known in (("--status", status, RUN_STATUSES), ("--role", role, RUN_ROLES)):
         if value is not None and value not in known:
             raise MixoptError(f"{option} {value!r} is unknown; use one of {', '.join(known)}")
+    reused: list[str] = []
     for name in searches:  # a mistyped name is no search, not one without runs
-        if store.get_search(name) is None and not store.runs(search_id=name):
+        rec = store.get_search(name)
+        if rec is None and not store.runs(search_id=name):
             store.require_search(name)
+        reused += (rec.plan or {}).get("reused", []) if rec is not None else []
     r_out = check_writable(ratios, "--ratios", inputs={"--store": store.path}, example="ratios.csv")
-    m_out = check_writable(metrics, "--metrics", inputs={"--store": store.path, "--ratios": r_out},
-                           example="metrics.csv")
+    m_out = check_writable(metrics, "--metrics", inputs={"--store": store.path}, example="metrics.csv")
+    if r_out.resolve() == m_out.resolve():
+        raise MixoptError(f"--ratios and --metrics are both {m_out}; give each table its own file")
     found = store.runs(search_id=list(searches) or None, status=status, role=role)
+    if reused:  # the runs the searches fitted that earlier searches (or imports) measured
+        found += [r for r in store.runs(run_ids=reused, status=status, role=role)
+                  if r.search_id not in searches]
     order = {rid: i for i, rid in enumerate(natural_sorted(r.run_id for r in found))}
     runs = sorted(found, key=lambda r: order[r.run_id])
     where = f"search(es) {', '.join(searches)}" if searches else str(store.path)
     if not runs:
         of_role = f" of role {role}" if role else ""
         raise MixoptError(f"no {status} run{of_role} in {where}; `mixopt runs list` lists the runs")
-    if len({tuple(sorted(r.weights)) for r in runs}) > 1:
+    weights = {r.run_id: trained_weights(r.weights, r.fidelity_key) for r in runs}  # over every domain
+    if len({tuple(sorted(w)) for w in weights.values()}) > 1:
         raise MixoptError(f"the runs of {where} cover different domain sets, and a table has one; export "
                           "one search's runs (--search NAME) at a time")
-    domains = list(runs[0].weights)
+    keys = {json.dumps({k: v for k, v in json.loads(r.fidelity_key).items() if k != KEY}, sort_keys=True)
+            for r in runs}
+    if len(keys) > 1:  # the same mixture at two rungs would read as two measurements of one run
+        raise MixoptError(f"the runs of {where} were measured at {len(keys)} fidelities (rungs, or "
+                          "evaluators), and a table has no column for it; export one at a time (--search "
+                          "NAME, or --role swarm for a search that validated at another rung)")
+    domains = list(weights[runs[0].run_id])
     refuse_id_columns(domains)
     left_out = [r.run_id for r in runs if checkpoints and not r.history]
     kept = [r for r in runs if r.run_id not in left_out]
@@ -223,27 +242,40 @@ def export_tables(
                           "--checkpoints to write the runs' final metrics")
     rows = [(r, h) for r in kept for h in (r.history if checkpoints else [r.metrics])]
     marks = [c for c in CHECKPOINT_COLUMNS if any(c in h for _, h in rows)] if checkpoints else []
+
     def number(v: Any) -> bool:  # an evaluator's history may keep text beside its numbers
         return isinstance(v, int | float | np.number) and not isinstance(v, bool)
 
     names = list(dict.fromkeys(k for _, h in rows for k, v in h.items() if k not in marks and number(v)))
+    if not names:
+        raise MixoptError(f"the {status} runs of {where} hold no metric, so the metrics table would be "
+                          "empty; export runs that finished (--status ok)")
+    if clash := [m for m in names if m in ID_COLUMNS]:
+        raise MixoptError(f"metric {clash[0]!r} has the name of a run table's id column "
+                          f"({', '.join(ID_COLUMNS)}), so the table could not be read back; rename it in the "
+                          "evaluator")
 
-    def cell(v: Any) -> str:
-        return repr(float(v)) if number(v) else ""
+    def cell(v: Any, whole: bool = False) -> str:  # a checkpoint's tokens and step as integers
+        return "" if not number(v) else str(int(v)) if whole and float(v).is_integer() else repr(float(v))
 
     ids = {r.run_id: [r.run_id, r.label or r.run_id, i] for i, r in enumerate(kept)}  # run, name, index
     ratios_text = csv_text(["run", "name", "index", *domains],
-                           ([*ids[r.run_id], *(cell(r.weights[d]) for d in domains)] for r in kept))
+                           ([*ids[r.run_id], *(cell(weights[r.run_id][d]) for d in domains)] for r in kept))
     metrics_text = csv_text(["run", "name", "index", *marks, *names],
-                            ([*ids[r.run_id], *(cell(h.get(k)) for k in marks + names)] for r, h in rows))
+                            ([*ids[r.run_id], *(cell(h.get(k), True) for k in marks),
+                              *(cell(h.get(k)) for k in names)] for r, h in rows))
     with atomic_path(r_out) as r_tmp, atomic_path(m_out) as m_tmp:
         r_tmp.write_text(ratios_text, encoding="utf-8")
         m_tmp.write_text(metrics_text, encoding="utf-8")
     if left_out:
         warn(f"{len(left_out)} of the {len(runs)} runs have no checkpoint history ({NO_HISTORY}) and are "
              f"left out ({_sample(left_out)})", MixoptWarning)
-    return {"runs": len(kept), "rows": len(rows), "domains": domains, "metrics": names, "checkpoints": marks,
-            "ratios": str(r_out), "metrics_file": str(m_out)}
+    if grouped := [r.run_id for r in kept if weights[r.run_id] != r.weights]:
+        warn(f"{len(grouped)} run(s) of a search that reused a mixture are written over every domain, as "
+             "they trained; `mixopt fit --reuse-mixture FILE` (that mixture) fits them over its group again",
+             MixoptWarning)
+    return {"runs": len(kept), "rows": len(rows), "domains": domains, "metric_names": names,
+            "checkpoints": marks, "ratios": str(r_out), "metrics": str(m_out)}
 
 
 def delete_runs(store: RunStore, run_ids: Sequence[str]) -> int:
