@@ -162,8 +162,9 @@ def write_fit_report(fit: Any, folder: str | Path, *, ratios: str | Path, metric
 def _fit_markdown(fit: Any, cands: list[dict[str, Any]], plots: list[str], *, ratios: str | Path,
                   metrics: str | Path) -> str:
     left = f" ({fit.n_excluded} left out: no finite target)" if fit.n_excluded else ""
+    here = {k: Path(v).absolute() for k, v in (("ratios", ratios), ("metrics", metrics))}  # from anywhere
     lines = [f"# `mixopt fit`: {fit.method} on run tables", "",
-             f"- tables: `{ratios}` (mixtures) and `{metrics}` (metrics)",
+             f"- tables: `{here['ratios']}` (mixtures) and `{here['metrics']}` (metrics)",
              f"- target: **{fit.target}** (lower is better), {fit.n_runs} runs fitted{left}, "
              f"{len(fit.domains)} {'units' if fit.reuse else 'domains'}", ""]
     if fit.cv is not None:
@@ -171,12 +172,15 @@ def _fit_markdown(fit: Any, cands: list[dict[str, Any]], plots: list[str], *, ra
         lines += [f"## Cross-validation ({c['k']} folds)", "",
                   "| Spearman | Pearson | MAE | relative error |", "|---:|---:|---:|---:|",
                   f"| {c['spearman']:.4f} | {c['pearson']:.4f} | {c['mae']:.4g} | {c['rel_error']:.3%} |", ""]
-        if poor := ranking_note(c["spearman"], fit.method, c["k"]):
-            lines += [f"- {poor}", ""]
+        said = any(RANKS in n for n in (fit.proposal or {}).get("notes") or [])  # the proposal's notes say it
+        notes = [AUTO_CV_NOTE] if fit.method == "auto" else []
+        if not said and (poor := ranking_note(c["spearman"], fit.method, c["k"])):
+            notes.append(poor)
+        lines += [f"- {n}" for n in notes] + ([""] if notes else [])
     if fit.selection:
         lines += _selection_markdown(fit.selection)
     if cands:
-        lines += ["## Proposal" + (f" → `{fit.out}`" if fit.out else ""), "",
+        lines += ["## Proposal" + (f" → `{Path(fit.out).absolute()}`" if fit.out else ""), "",
                   "| mixture | predicted | measured |", "|---|---:|---:|"]
         for c in cands:
             sd = f" ± {c['std']:.4f}" if c.get("std") else ""

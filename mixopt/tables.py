@@ -165,6 +165,12 @@ class RunTable:
                 f"most ~{small:.3g}): the mean follows the largest; name the columns to average "
                 "(--target c1,c2) or drop the others from the metrics file",
                 MixoptWarning)
+        # mixopt's own runs measure each domain twice, in nats and in bits per byte (runs export)
+        nats = [c for c in cols if c.startswith("loss/") and f"bpb/{c[5:]}" in cols]
+        if nats:
+            warn(f"--target {MEAN_TARGET} averages loss/<domain> and bpb/<domain> columns of {len(nats)} "
+                 "domain(s), the same losses in two units; name one kind's columns "
+                 f"(--target {','.join(nats[:2])}{',…' if len(nats) > 2 else ''})", MixoptWarning)
         # losses beside other scores: a score where higher is better would be minimised with them
         lossy = [c for c in cols if LOSS_NAME.search(c)]
         if lossy and (others := [c for c in cols if c not in lossy]):
@@ -235,6 +241,13 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
         why = _ragged_line(path) or str(exc).splitlines()[0]
         raise MixoptError(f"cannot read {what} file {path} as CSV: {why}") from exc
+    if any('""' in c for c in df.columns):  # polars keeps a quoted header's escaped quotes doubled
+        import csv
+
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f), [])
+        if len(header) == len(df.columns):
+            df = df.rename({old: new for old, new in zip(df.columns, header, strict=True) if '""' in old})
     df = _drop_blank_rows(df)
     # polars renames a repeated header "a" to "a_duplicated_0": two columns claim one domain
     # or metric, and which one is meant cannot be guessed; so do "a" and " a" once stripped
@@ -618,7 +631,9 @@ def check_rows(W: np.ndarray, ids: list[str], path: str | Path, tol: float = REN
         if limit.max() > tol:
             msg += f" (weights are rounded; accepted within up to ±{limit.max():.3g})"
         warn(msg, MixoptWarning)
-    return W / s[:, None]
+    # rows that sum to 1 but for the last bits are kept as written: divided, they changed in their
+    # last digit at every export and import (a QA pass)
+    return W / np.where(np.abs(s - 1) > 1e-12, s, 1.0)[:, None]
 
 
 def read_ratios(

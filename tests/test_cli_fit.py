@@ -798,3 +798,24 @@ def test_fit_report_plots_the_held_out_predictions_and_the_proposal(tmp_path: Pa
         assert run_cli([*args, *extra, *report]) == 2
         assert why in capsys.readouterr().err
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine" and not (tmp_path / "p.csv").exists()
+    # --out inside the folder by a symlink or a "..", which the report would delete with it (a QA pass)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    for o, r in ((tmp_path / "real" / "m.json", tmp_path / "link"),
+                 (tmp_path / "x" / ".." / "real" / "m.json", tmp_path / "real")):
+        assert run_cli([*args, "--propose", "--out", str(o), "--report", str(r)]) == 2
+        assert "is inside --report" in capsys.readouterr().err
+    # a folder named through itself is replaced, not lost; the current folder is no report's
+    assert run_cli([*args, "--cv", "3", "--report", str(tmp_path / "real")]) == 0
+    assert run_cli([*args, "--cv", "3", "--report", str(tmp_path / "real" / ".." / "real")]) == 0
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["cv.png", "report.md"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".real")]
+    import os
+
+    here = os.getcwd()
+    try:
+        os.chdir(tmp_path / "real")
+        assert run_cli([*args, "--cv", "3", "--report", "."]) == 2
+    finally:
+        os.chdir(here)
+    assert "is the current folder or holds it" in capsys.readouterr().err

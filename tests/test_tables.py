@@ -369,3 +369,17 @@ def test_the_repeating_index_of_concatenated_frames_is_dropped_beside_a_run_colu
     bad = write(tmp_path / "bad.csv", ",a,b\n0,0.5,0.5\n1,0.2,0.8\n0,0.9,0.1\n")  # nothing else names rows
     with pytest.raises(MixoptError, match="have no header"):
         read_ratios(bad)
+
+
+def test_what_a_qa_pass_of_exported_tables_found(tmp_path: Path) -> None:
+    """Tables that mixopt writes read back as written: a quoted header's quotes, weights that sum to 1
+    but for the last bits (they had changed at every import), and a mean of loss and bpb is said."""
+    r = write(tmp_path / "r.csv", 'run,"naïve ""q""",b\nx,0.1,0.9\ny,0.30000000000000004,0.7\n')
+    m = write(tmp_path / "m.csv", "run,loss/a,bpb/a\nx,3.0,1.5\ny,3.1,1.6\n")
+    t = read_run_tables(r, m)
+    assert t.domains == ('naïve "q"', "b")
+    assert t.X[1][0] == 0.30000000000000004 and t.X[0].tolist() == [0.1, 0.9]  # as written, bit for bit
+    said = (r"--target mean averages loss/<domain> and bpb/<domain> columns of 1 domain\(s\), the same "
+            r"losses in two units; name one kind's columns \(--target loss/a\)")
+    with pytest.warns(MixoptWarning, match=said):
+        t.target_weights("mean")

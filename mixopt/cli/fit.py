@@ -57,7 +57,8 @@ def fit(
                                                   parser=out_file)] = None,
     report_dir: Annotated[Path | None, opt(
         "--report", help="Write plots and report.md into this folder: held-out predictions vs measured (with "
-        "--cv), the proposal vs the best run and uniform (with --propose).")] = None,
+        "--cv), the proposal vs the best run and uniform (with --propose). A new or empty folder, or an "
+        "earlier report's, which is replaced whole.")] = None,
     as_json: JsonOpt = False,
     seed: SeedOpt = 0,
     min_weight: MinWeightOpt = 0.0,
