@@ -21,6 +21,15 @@ SHIPPED = PACKAGE_ROOT / "recipes"  # <kind>/ under it: the recipes a wheel carr
 FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 
 
+def check_name(name: str, option: str, what: str = "name") -> None:
+    """Refuse ``name`` (given by ``option``) where a search's name goes: it names a folder."""
+    from mixopt.errors import MixoptError
+
+    if not FOLDER_NAME.match(name):
+        raise MixoptError(f"{option} {name!r} is not a valid {what}; use letters, digits, '.', '_' and '-' "
+                          "(at most 100 characters, starting with a letter or digit)")
+
+
 def home() -> Path:
     """The workspace folder (not created here)."""
     return Path(os.environ.get("MIXOPT_HOME", ".mixopt")).resolve()

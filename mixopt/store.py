@@ -97,9 +97,11 @@ CREATE TABLE IF NOT EXISTS searches (
 
 def _runs_used(plan: Mapping[str, Any] | None, result: Mapping[str, Any] | None) -> set[str]:
     """The run ids of other searches (or imports) that a search's plan and result name: the swarm's
-    reused runs and those a resume borrowed, and every candidate's validation runs."""
+    reused runs and those a resume borrowed, the validation runs it borrowed, and every candidate's
+    validation runs."""
     plan, result = plan or {}, result or {}
-    used = {*plan.get("reused", []), *plan.get("swarm_borrowed", {}).values()}
+    used = {*plan.get("reused", []), *plan.get("swarm_borrowed", {}).values(),
+            *plan.get("validation_reused", {}).values()}
     for c in result.get("candidates", []):
         used.update((c.get("measured") or {}).get("run_ids") or [])
     return used
@@ -114,8 +116,9 @@ def natural_sorted(ids: Iterable[str]) -> list[str]:
     return sorted(ids, key=natural_key)
 
 
-def _sample_ids(ids: Sequence[str], k: int = 3) -> str:
-    return ", ".join(ids[:k]) + (f", … ({len(ids)} in all)" if len(ids) > k else "")
+def sample(names: Sequence[str], k: int = 3) -> str:
+    """The first ``k`` names, and how many there are in all when there are more."""
+    return ", ".join(names[:k]) + (f", … ({len(names)} in all)" if len(names) > k else "")
 
 
 def now() -> str:
@@ -500,12 +503,14 @@ class RunStore:
             con.executemany(f"INSERT INTO runs ({cols}) VALUES ({marks})", [_row_values(r) for r in recs])
         return len(recs)
 
-    def delete_runs(self, run_ids: Sequence[str], *, dry_run: bool = False) -> int:
+    def delete_runs(self, run_ids: Sequence[str], *, dry_run: bool = False, skip_used: bool = False,
+                    ) -> list[str]:
         """Delete runs that no search holds: runs of no recorded search (imported, a benchmark's),
         that no search reused or measured with, and that are not running; checked and deleted in one
         transaction. A search plans its reuse before it is recorded: hold its planning lock around
         this (``mixopt.search.imports.delete_runs`` does). ``dry_run``: check only (a command asks
-        before it deletes).
+        before it deletes). ``skip_used``: keep the runs a search used and delete the others, rather
+        than refuse. Returns the runs deleted (or that would be).
 
         Raises:
             MixoptError: a run is not in the store, is a recorded search's, is running, or a search's
@@ -527,25 +532,32 @@ class RunStore:
             if owned:
                 raise MixoptError(
                     f"runs of search {owned[0]!r} are its record (its resume and report read them), and "
-                    "a search's runs are kept; only runs of no search (imported, a benchmark's) are deleted")
+                    "a search's runs are kept, so nothing was deleted; only runs of no search (imported, "
+                    "a benchmark's) are deleted")
             if running := [i for i in ids if rows[i]["status"] == "running"]:
-                raise MixoptError(f"run {running[0]!r} is running; delete it when its command has ended")
-            wanted = set(ids)
+                raise MixoptError(f"run {running[0]!r} is running, so nothing was deleted; delete it when "
+                                  "its command has ended")
+            wanted, used, users = set(ids), set(), []
             for sid, row in searches.items():
                 named = _runs_used(*(json.loads(row[c]) if row[c] else None for c in ("plan", "result")))
-                if used := natural_sorted(named & wanted):
-                    them = f"{len(used)} of these {len(ids)} runs" if len(ids) > 1 else "this run"
-                    rest = (f"; the other {len(ids) - len(used)} can be deleted with --run (one per run)"
-                            if len(used) < len(ids) else "")
-                    raise MixoptError(
-                        f"search {sid!r} reused {them} ({_sample_ids(used)}), which its resume and report "
-                        f"read, so nothing was deleted{rest}")
+                if named & wanted:
+                    used |= named & wanted
+                    users.append(sid)
+            if used and not skip_used:
+                them = f"{len(used)} of these {len(ids)} runs" if len(ids) > 1 else "this run"
+                rest = (f"; --skip-used deletes the other {len(ids) - len(used)}" if len(used) < len(ids)
+                        else "")
+                raise MixoptError(
+                    f"search{'es' if len(users) > 1 else ''} {sample(users)} reused {them} "
+                    f"({sample(natural_sorted(used))}), which {'their' if len(users) > 1 else 'its'} resume "
+                    f"and report read, so nothing was deleted{rest}")
+            ids = [i for i in ids if i not in used]
             if dry_run:
-                return len(ids)
+                return ids
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
                 con.execute(f"DELETE FROM runs WHERE run_id IN ({', '.join('?' for _ in chunk)})", chunk)
-        return len(ids)
+        return ids
 
     @staticmethod
     def _existing(con: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
@@ -843,6 +855,14 @@ class RunStore:
                 "(SELECT search_id FROM searches) GROUP BY search_id ORDER BY MIN(created)"
             ).fetchall()
         return {r[0]: r[1] for r in rows}
+
+    def require_search_or_group(self, name: str) -> None:
+        """Refuse a ``--search`` that names neither a search nor runs (an import's name): one line
+        naming the searches there are (a mistyped name is no search, not a search without runs)."""
+        if self.get_search(name) is None:
+            with self._connect() as con:
+                if con.execute("SELECT 1 FROM runs WHERE search_id = ? LIMIT 1", (name,)).fetchone() is None:
+                    self.require_search(name)
 
     def require_search(self, search_id: str) -> SearchRecord:
         rec = self.get_search(search_id)

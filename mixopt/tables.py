@@ -246,7 +246,7 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
 
         with path.open(encoding="utf-8-sig", newline="") as f:
             header = next(csv.reader(f), [])
-        if len(header) == len(df.columns):
+        if len(header) == len(df.columns) and len(set(header)) == len(header):  # repeats: refused below
             df = df.rename({old: new for old, new in zip(df.columns, header, strict=True) if '""' in old})
     df = _drop_blank_rows(df)
     # polars renames a repeated header "a" to "a_duplicated_0": two columns claim one domain
@@ -595,7 +595,8 @@ def _why_rows_are_off(W: np.ndarray, domains: Sequence[str] | None) -> str:
 
 def check_rows(W: np.ndarray, ids: list[str], path: str | Path, tol: float = RENORM_TOL,
                domains: Sequence[str] | None = None, hint: str = "") -> np.ndarray:
-    """Refuse negative/missing weights and rows far from summing to 1; renormalise the others.
+    """Refuse negative/missing weights and rows far from summing to 1; renormalise the others (rows
+    within 1e-12 of 1, which are 1 but for rounding, are kept as written).
 
     ``domains`` (the columns of W) and ``hint`` (the caller's guess, e.g. swapped files) help the
     error say why the rows are off.

@@ -418,8 +418,8 @@ def test_a_search_exports_the_runs_it_fitted_over_every_domain(workspace: Path, 
     grouped = json.dumps({"evaluator": "e:f", "rung": "xs", **key_entry(type("G", (), {
         "name": "reused", "ratios": {"a": 0.25, "b": 0.75}})())})
     earlier = [RunRecord(run_id=f"old{i}", search_id="first", weights={"a": 0.2, "b": 0.3, "c": 0.5},
-                         fidelity={}, fidelity_key=key, status="ok", metrics={"loss/a": 1.0 + i})
-               for i in range(3)]
+                         fidelity={}, fidelity_key=key, status="ok", metrics={"loss/a": 1.0 + i},
+                         role="import") for i in range(3)]
     store.add(earlier)
     store.create_search("second", {"method": "regmix"}, {"reused": ["old0", "old1"]})
     store.add(RunRecord(run_id="new0", search_id="second", weights={"a": 0.6, "b": 0.2, "c": 0.2},
@@ -427,6 +427,14 @@ def test_a_search_exports_the_runs_it_fitted_over_every_domain(workspace: Path, 
     res = export_tables(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", searches=["second"])
     assert res["runs"] == 3 and read_run_tables(tmp_path / "r.csv", tmp_path / "m.csv").run_ids == [
         "new0", "old0", "old1"]
+    # --role picks the search's own runs by role: the reused ones were fitted as its swarm (a review)
+    assert export_tables(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", searches=["second"],
+                         role="swarm")["runs"] == 3
+    assert export_tables(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", searches=["second"],
+                         prefix="old")["runs"] == 2
+    with pytest.raises(MixoptError, match=r"no ok run of role validate in search second"):
+        export_tables(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", searches=["second"],
+                      role="validate")
     store.create_search("third", {"method": "regmix"}, {"reused": []})
     store.add(RunRecord(run_id="g0", search_id="third", weights={"reused": 0.4, "c": 0.6}, fidelity={},
                         fidelity_key=grouped, status="ok", metrics={"loss/a": 0.7}))
@@ -435,3 +443,10 @@ def test_a_search_exports_the_runs_it_fitted_over_every_domain(workspace: Path, 
         export_tables(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", searches=["third"])
     table = read_run_tables(tmp_path / "r.csv", tmp_path / "m.csv")
     assert dict(zip(table.domains, table.X[0], strict=True)) == pytest.approx({"a": 0.1, "b": 0.3, "c": 0.6})
+    # checkpoints counted in tokens by some runs and in steps by others have no one column to order by
+    store.add([RunRecord(run_id=f"h{i}", search_id="hist", weights={"a": 0.5, "b": 0.5, "c": 0.0},
+                         fidelity={}, fidelity_key=key, status="ok", metrics={"loss/a": 1.0},
+                         history=[{"tokens" if i else "step": 10, "loss/a": 1.0}]) for i in range(2)])
+    with pytest.raises(MixoptError, match=r"are not all counted in tokens, nor all in steps"):
+        export_tables(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", searches=["hist"],
+                      checkpoints=True)

@@ -660,9 +660,9 @@ def test_runs_of_no_search_are_deleted_and_a_searchs_runs_are_kept(store, tmp_pa
         run_search(SearchConfig(evaluator="mixopt.testing:loglinear", domains=("a", "b"), budget=4,
                                 validate=0, name="mine", store=str(store.path)))
     for ids, why in ((["s1-run"], r"runs of search 's1' are its record"),
-                     (["o:x3", "o:x4"], r"search 's1' reused 1 of these 2 runs \(o:x3\), which its resume "
-                                        r"and report read, so nothing was deleted; the other 1 can be "
-                                        r"deleted with --run \(one per run\)"),
+                     (["o:x3", "o:x4"], r"search s1 reused 1 of these 2 runs \(o:x3\), which its resume "
+                                        r"and report read, so nothing was deleted; --skip-used deletes the "
+                                        r"other 1"),
                      (["half"], r"run 'half' is running"), (["nosuch"], r"no run 'nosuch' in")):
         with pytest.raises(MixoptError, match=why):
             store.delete_runs(ids)
@@ -676,7 +676,7 @@ def test_runs_of_no_search_are_deleted_and_a_searchs_runs_are_kept(store, tmp_pa
     assert "deleted 11 runs (n:x0 … n:x10)" in " ".join(capsys.readouterr().out.split())
     assert [r.run_id for r in store.runs(search_id="mine")][:2] == ["m:x0", "m:x1"]
     assert _cli(["runs", "delete", "--prefix", "o:", "--yes", "--store", path]) == 2  # o:x3 was reused
-    assert "search 's1' reused 1 of these 11 runs (o:x3)" in capsys.readouterr().err
+    assert "search s1 reused 1 of these 11 runs (o:x3)" in capsys.readouterr().err
     # a mistyped --run deletes nothing (the others had gone)
     assert _cli(["runs", "delete", "--run", "o:x1", "--run", "o:x99", "--yes", "--store", path]) == 2
     assert "no run 'o:x99' in" in capsys.readouterr().err and store.get("o:x1") is not None
@@ -697,9 +697,21 @@ def test_runs_of_no_search_are_deleted_and_a_searchs_runs_are_kept(store, tmp_pa
     store.create_search("s2", {"method": "regmix"}, {"reused": []})
     store.update_search("s2", result={"candidates": [{"name": "proposal", "measured": {"run_ids": ["v1"]}}]})
     store.add([rec("proposal", [1, 0, 0], 1.0, search=None), rec("v1", [1, 0, 0], 1.0, search=None)])
-    assert store.delete_runs(["proposal"]) == 1
-    with pytest.raises(MixoptError, match=r"search 's2' reused this run \(v1\)"):
+    assert store.delete_runs(["proposal"]) == ["proposal"]
+    with pytest.raises(MixoptError, match=r"search s2 reused this run \(v1\)"):
         store.delete_runs(["v1"])
+    # a run two searches used is named once, by both; --skip-used deletes the others of a selection
+    store.update_search("s1", plan={"reused": ["o:x3"], "validation_reused": {"slot": "v1"}})
+    with pytest.raises(MixoptError, match=r"searches s1, s2 reused 2 of these 3 runs \(o:x3, v1\), which "
+                                          r"their resume and report read, .*--skip-used deletes the other 1"):
+        store.delete_runs(["o:x3", "v1", "o:x5"])
+    assert _cli(["runs", "delete", "--run", "o:x3", "--run", "o:x5", "--skip-used", "-y", "--store",
+                 path]) == 0
+    out = capsys.readouterr()
+    assert "1 of the 2 matching runs were reused by a search and are kept" in out.err
+    assert "deleted 1 run (o:x5)" in out.out and store.get("o:x3") is not None and store.get("o:x5") is None
+    assert _cli(["runs", "delete", "--run", "o:x3", "--skip-used", "-y", "--store", path]) == 2
+    assert "so --skip-used leaves none to delete" in capsys.readouterr().err
 
 
 def test_a_delete_waits_for_a_search_that_is_planning(store) -> None:  # noqa: ANN001

@@ -378,6 +378,9 @@ def test_what_a_qa_pass_of_exported_tables_found(tmp_path: Path) -> None:
     m = write(tmp_path / "m.csv", "run,loss/a,bpb/a\nx,3.0,1.5\ny,3.1,1.6\n")
     t = read_run_tables(r, m)
     assert t.domains == ('naïve "q"', "b")
+    twice = write(tmp_path / "r2.csv", 'run,"x""y","x""y",b\nx,0.1,0.1,0.8\n')  # a review: a traceback
+    with pytest.raises(MixoptError, match=r"names column\(s\) .* more than once"):
+        read_run_tables(twice, m)
     assert t.X[1][0] == 0.30000000000000004 and t.X[0].tolist() == [0.1, 0.9]  # as written, bit for bit
     said = (r"--target mean averages loss/<domain> and bpb/<domain> columns of 1 domain\(s\), the same "
             r"losses in two units; name one kind's columns \(--target loss/a\)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -51,8 +51,8 @@ def list_runs(
     st = store_of_search(search, store) if search is not None else RunStore(store, create=False)
     runs = sorted(st.runs(search_id=search, status=status, prefix=prefix),
                   key=lambda r: (r.created, natural_key(r.run_id)))
-    if search is not None and not runs and st.get_search(search) is None and not st.runs(search_id=search):
-        st.require_search(search)  # one line naming the searches the store knows
+    if search is not None and not runs:
+        st.require_search_or_group(search)  # one line naming the searches the store knows
     shown = runs[-limit:] if limit > 0 else runs
     if as_json:
         if len(shown) < len(runs):  # a QA pass: a script read the newest 50 as every run, unsaid
@@ -238,8 +238,12 @@ def export_runs(
     metrics: Annotated[str, typer.Option("--metrics", help="Write the runs' metrics here (CSV: run, name, "
                                          "index and a column per metric).")],
     search: Annotated[list[str] | None, typer.Option(
-        "--search", "-s", help="Only this search's runs (repeatable; default: the store's runs).")] = None,
+        "--search", "-s", help="The runs this search fitted, reused ones included, or an import's named by "
+        "`runs import --search` (repeatable; default: the store's runs).")] = None,
     status: Annotated[str, typer.Option("--status", help="ok, diverged, failed or running.")] = "ok",
+    prefix: Annotated[str | None, typer.Option(
+        "--prefix", help="Only runs whose id starts with this (one import of several under one name).",
+    )] = None,
     role: Annotated[str | None, typer.Option(
         "--role", help="Only runs of this role: swarm, validate or import (default: all).")] = None,
     checkpoints: Annotated[bool, typer.Option(
@@ -260,7 +264,7 @@ def export_runs(
     st = RunStore(store, create=False)
     with json_warnings(as_json) as said:
         summary = export_tables(st, ratios=ratios, metrics=metrics, searches=search or (), status=status,
-                                role=role, checkpoints=checkpoints)
+                                role=role, prefix=prefix, checkpoints=checkpoints)
     if as_json:
         print(dumps({**summary, "warnings": said}, indent=2))
         return
@@ -277,6 +281,9 @@ def delete_runs(
     prefix: Annotated[str | None, typer.Option(
         "--prefix", help="Runs whose id starts with this (an import's --prefix, e.g. 'train:').")] = None,
     run: Annotated[list[str] | None, typer.Option("--run", help="A run id (repeatable).")] = None,
+    skip_used: Annotated[bool, typer.Option(
+        "--skip-used", help="Keep the matching runs a search reused, and delete the others (without it, "
+        "such runs refuse the whole delete).")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -305,17 +312,29 @@ def delete_runs(
     ids = natural_sorted(r.run_id for r in st.runs(search_id=search, prefix=prefix, run_ids=run))
     if not ids:
         raise MixoptError(f"no run in {st.path} matches {', '.join(given)}; `mixopt runs list` lists them")
-    st.delete_runs(ids, dry_run=True)  # a refusal before the question, not after it
-    what = f"{len(ids)} run{'s' if len(ids) != 1 else ''} ({ids[0]}{f' … {ids[-1]}' if len(ids) > 1 else ''})"
-    what += f" from {st.path}"
+    going = st.delete_runs(ids, dry_run=True, skip_used=skip_used)  # a refusal before the question
+    if len(going) < len(ids):  # --skip-used: the ones a search reused stay
+        if not going:
+            raise MixoptError(f"searches reused all {len(ids)} matching run(s), so --skip-used leaves none "
+                              "to delete")
+        err_console.print(f"{len(ids) - len(going)} of the {len(ids)} matching runs were reused by a search "
+                          "and are kept (--skip-used)", markup=False)
     if not yes:
-        if not (sys.stdin.isatty() and sys.stdout.isatty()):
-            raise MixoptError(f"deleting {what} needs --yes (no terminal to ask on); nothing was deleted")
-        if not typer.confirm(f"delete {what}?", default=False, err=True):  # stdout is for --json
+        if not sys.stdin.isatty():  # the question goes to stderr: stdout may be a pipe (--json)
+            raise MixoptError(f"deleting {_runs_said(going, st)} needs --yes (no terminal to ask on); "
+                              "nothing was deleted")
+        if not typer.confirm(f"delete {_runs_said(going, st)}?", default=False, err=True):
             err_console.print("nothing was deleted", markup=False)
             raise typer.Exit(1)
-    n = delete(st, ids)
+    # the matching runs again: a search that started after the question reused some (--skip-used)
+    gone = delete(st, going, skip_used=skip_used)
     if as_json:
-        print(dumps({"deleted": n, "run_ids": ids, "store": str(st.path)}, indent=2))
+        print(dumps({"deleted": len(gone), "run_ids": gone, "store": str(st.path)}, indent=2))
         return
-    console.print(f"deleted {what}", markup=False)
+    console.print(f"deleted {_runs_said(gone, st)}", markup=False)
+
+
+def _runs_said(ids: list[str], st: Any) -> str:
+    """``N runs (first … last) from STORE``."""
+    first = f"{ids[0]}{f' … {ids[-1]}' if len(ids) > 1 else ''}" if ids else ""
+    return f"{len(ids)} run{'s' if len(ids) != 1 else ''} ({first}) from {st.path}"

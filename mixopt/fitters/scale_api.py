@@ -148,9 +148,8 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
         rung, size, schedule = _size_of(r, shipped, assumed)
         sizes.setdefault(rung, set()).add(size)
         if any("tokens" not in h for h in r.history):  # a table's checkpoints by step alone
-            gone = f"--search {r.search_id}" if r.search_id else "--prefix P (the import's prefix)"
             fix = (" (imported by step alone); import its tables again with --tokens-per-step N, after "
-                   f"`mixopt runs delete {gone}`"
+                   "`mixopt runs delete --prefix P` with that import's --prefix"
                    if r.role == "import" else "; its evaluator's history must give each checkpoint's tokens")
             raise MixoptError(f"run {r.run_id}'s checkpoints have no token counts{fix}")
         # A checkpoint at 0 tokens (a table's evaluation before training) is on no law in tokens
@@ -250,8 +249,7 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
     objective = Objective.parse(config.target, config.metric)  # a bad --metric before the store
     store = RunStore(config.store, create=False) if config.store else RunStore()
     for name in config.searches:  # a mistyped --search is no search, not a search without runs
-        if store.get_search(name) is None and not store.runs(search_id=name):
-            store.require_search(name)  # raises, listing the searches there are
+        store.require_search_or_group(name)
     bivariate = method.fitter == "bimix"  # BiMix's own law has the step term: fitted on every checkpoint
     if bivariate and (config.target_size is not None or config.size_exponent is not None):
         raise MixoptError(

@@ -98,11 +98,8 @@ class SearchConfig:
     recompute: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.name is not None and not paths.FOLDER_NAME.match(self.name):
-            raise MixoptError(
-                f"--name {self.name!r} is not a valid search name; use letters, digits, '.', '_' and '-' "
-                "(at most 100 characters, starting with a letter or digit)"
-            )
+        if self.name is not None:
+            paths.check_name(self.name, "--name", "search name")
         if self.corpus is None and not self.domains:
             if self.evaluator is not None:
                 raise MixoptError("--evaluator needs the domains its runs train on: add --domains a,b,c")

@@ -436,15 +436,16 @@ def _borrow_swarm(prep: Prepared, plan: dict[str, Any]) -> int:
     searcher = _swarm_searcher(prep, plan)
     slots = list(searcher.slots.values())
     slot_states(prep.store, prep.search_id, slots, retries=prep.config.retries)
-    found = borrowable(prep.store, [s for s in slots if s.state != "done"], search_id=prep.search_id,
-                       corpus_hash=prep.corpus_hash, fidelity_key=prep.fidelity_key, domains=prep.domains,
-                       objective=prep.objective)
-    taken = set(plan.get("reused", []))
-    found = {k: i for k, i in found.items() if i not in taken}  # a run reused once counts once
-    if found:
-        plan["swarm_borrowed"] = {**plan.get("swarm_borrowed", {}), **found}
-        plan["reused"] = [*plan.get("reused", []), *found.values()]
-        prep.store.update_search(prep.search_id, plan=plan)
+    with planning_lock(prep.store.path):  # a `runs delete` meanwhile: the runs are gone or recorded as used
+        found = borrowable(prep.store, [s for s in slots if s.state != "done"], search_id=prep.search_id,
+                           corpus_hash=prep.corpus_hash, fidelity_key=prep.fidelity_key, domains=prep.domains,
+                           objective=prep.objective)
+        taken = set(plan.get("reused", []))
+        found = {k: i for k, i in found.items() if i not in taken}  # a run reused once counts once
+        if found:
+            plan["swarm_borrowed"] = {**plan.get("swarm_borrowed", {}), **found}
+            plan["reused"] = [*plan.get("reused", []), *found.values()]
+            prep.store.update_search(prep.search_id, plan=plan)
     return len(found)
 
 
@@ -999,11 +1000,12 @@ def _borrowed(prep: Prepared, plan: dict[str, Any], slots: Sequence[Slot]) -> di
         # Only slots with no run of this search's own: a search stopped in its validation by a
         # version without this rule had run some, and a slot both run and borrowed counted twice.
         ran = {slot_key(prep.search_id, r.run_id) for r in prep.store.runs(search_id=prep.search_id)}
-        plan["validation_reused"] = borrowable(
-            prep.store, [s for s in slots if s.key not in ran], search_id=prep.search_id,
-            corpus_hash=prep.corpus_hash, fidelity_key=prep.validate_fidelity_key, domains=prep.domains,
-            objective=prep.objective)
-        prep.store.update_search(prep.search_id, plan=plan)
+        with planning_lock(prep.store.path):  # as a swarm's borrowed runs: see _borrow_swarm
+            plan["validation_reused"] = borrowable(
+                prep.store, [s for s in slots if s.key not in ran], search_id=prep.search_id,
+                corpus_hash=prep.corpus_hash, fidelity_key=prep.validate_fidelity_key, domains=prep.domains,
+                objective=prep.objective)
+            prep.store.update_search(prep.search_id, plan=plan)
     by_key = {s.key: s for s in slots}
 
     def still(key: str, run_id: str) -> bool:  # the run is there and is still that slot's mixture and seed

@@ -3,6 +3,7 @@ the store's runs written as such tables, for `mixopt fit`, RegMix's and Olmix's 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -16,7 +17,7 @@ import numpy as np
 from mixopt.errors import MixoptError, MixoptWarning, warn, warn_if_ok
 from mixopt.search.config import PROXY
 from mixopt.search.prepare import reuse_key
-from mixopt.store import NO_HISTORY, RunRecord, RunStore, now
+from mixopt.store import NO_HISTORY, RunRecord, RunStore, now, sample
 from mixopt.tables import CHECKPOINT_COLUMNS, read_run_tables
 
 
@@ -102,7 +103,7 @@ def import_table(
         else:
             ours, theirs = set(table.domains), set(c.domains)
             if ours != theirs:  # a search reuses runs over its corpus's domains only
-                diff = [f"the {who} lacks {_sample(sorted(names), 6)}"
+                diff = [f"the {who} lacks {sample(sorted(names), 6)}"
                         for who, names in (("corpus", ours - theirs), ("table", theirs - ours)) if names]
                 raise MixoptError(
                     f"the table's domains are not corpus {c.name!r}'s: {'; '.join(diff)}. Import runs "
@@ -123,14 +124,14 @@ def import_table(
     if empty:  # said once as columns, not as a missing value in every run
         kept_in = (" of the runs' metrics (the histories keep what the checkpoints have)" if table.history
                    else "")
-        warn(f"metric column(s) {_sample(empty)} have no finite value in any run{table.last_row}; they are "
+        warn(f"metric column(s) {sample(empty)} have no finite value in any run{table.last_row}; they are "
              f"left out{kept_in}", MixoptWarning)
     usable = [f"{kind}/{d}" for d in table.domains for kind in ("loss", "bpb")]
     kept = [m for m in names if m not in empty]  # the metrics stored, as the summary counts them
     if not set(usable) & set(kept):
         from mixopt.mixture import metric_domain
 
-        said = (f"no metric is named loss/<domain> or bpb/<domain> (the metrics are {_sample(kept)}), so no "
+        said = (f"no metric is named loss/<domain> or bpb/<domain> (the metrics are {sample(kept)}), so no "
                 "search can use these runs (a search's objective reads those names); ")
         if any(metric_domain(m, table.domains) is not None for m in kept):
             # RegMix names its domains train_<x> and their losses metric/<x>_val_loss
@@ -142,7 +143,8 @@ def import_table(
                      "with `mixopt fit --target COLUMN` (or --target mean)")
         warn(said, MixoptWarning)
     n_used = len(kept)
-    histories = _histories(table, dict(zip(table.metric_names, names, strict=True)), tokens_per_step, prefix)
+    histories = _histories(table, dict(zip(table.metric_names, names, strict=True)), tokens_per_step, prefix,
+                           search)
     records, bad_runs, n_bad = [], [], 0
     for i, rid in enumerate(table.run_ids):
         row = {m: float(v) for m, v in zip(names, values[i], strict=True) if math.isfinite(v)}
@@ -159,8 +161,13 @@ def import_table(
         ))
     if n_bad:
         warn(f"{n_bad} metric value(s) that are NaN or infinite left out of {len(bad_runs)} "
-             f"imported run(s) ({_sample(bad_runs, 5)})", MixoptWarning)
-    store.add(records)
+             f"imported run(s) ({sample(bad_runs, 5)})", MixoptWarning)
+    from mixopt.search.lock import planning_lock
+
+    with planning_lock(store.path) if search is not None else contextlib.nullcontext():
+        if search is not None:  # a search of that name recorded since the check above: refused
+            check_group_name(store, search)
+        store.add(records)
     return {
         "runs": len(records), "domains": list(table.domains), "metrics": n_used, "key": table.key,
         "first": records[0].run_id, "last": records[-1].run_id, "store": str(store.path),
@@ -177,14 +184,18 @@ def export_tables(
     searches: Sequence[str] = (),
     status: str = "ok",
     role: str | None = None,
+    prefix: str | None = None,
     checkpoints: bool = False,
 ) -> dict[str, Any]:
     """Write the store's runs as a ratios and a metrics table in Olmix's layout (``run,name,index``
     then a column per domain / per metric), which ``fit --ratios/--metrics`` and ``runs import``
     read back as they are, and RegMix's and Olmix's scripts read (by ``index``, or ``run``).
 
-    A search's runs are those it fitted: its own and the ones it reused from earlier searches or
-    imports. Runs of one fidelity (rung) only: a table has no column for it. A run of a search that
+    A search's runs are those it fitted: its own (``role``: of that role only) and the ones it
+    reused from earlier searches or imports. ``prefix``: only runs whose id starts with it (one
+    import of several under one name). Runs of one fidelity (rung) only: a table has no column for
+    it. With ``checkpoints``, a metric the last checkpoint lacks (a run's train loss, kept beside
+    its histories) is not in the table. A run of a search that
     reused a mixture is written over every domain, as it trained (the group at the shares it kept).
     ``checkpoints``: the metrics table has a row per run and checkpoint of its history (``tokens``
     and ``step`` columns), as ``runs import`` keeps checkpoints; runs without a history are left
@@ -205,21 +216,21 @@ def export_tables(
             raise MixoptError(f"{option} {value!r} is unknown; use one of {', '.join(known)}")
     reused: list[str] = []
     for name in searches:  # a mistyped name is no search, not one without runs
-        rec = store.get_search(name)
-        if rec is None and not store.runs(search_id=name):
-            store.require_search(name)
-        reused += (rec.plan or {}).get("reused", []) if rec is not None else []
+        store.require_search_or_group(name)
+        if (rec := store.get_search(name)) is not None:
+            reused += (rec.plan or {}).get("reused", [])
     r_out = check_writable(ratios, "--ratios", inputs={"--store": store.path}, example="ratios.csv")
     m_out = check_writable(metrics, "--metrics", inputs={"--store": store.path}, example="metrics.csv")
     if r_out.resolve() == m_out.resolve():
         raise MixoptError(f"--ratios and --metrics are both {m_out}; give each table its own file")
-    found = store.runs(search_id=list(searches) or None, status=status, role=role)
-    if reused:  # the runs the searches fitted that earlier searches (or imports) measured
-        found += [r for r in store.runs(run_ids=reused, status=status, role=role)
+    found = store.runs(search_id=list(searches) or None, status=status, role=role, prefix=prefix)
+    if reused and role in (None, "swarm"):  # the runs they fitted that earlier searches (or imports) measured
+        found += [r for r in store.runs(run_ids=reused, status=status, prefix=prefix)
                   if r.search_id not in searches]
     order = {rid: i for i, rid in enumerate(natural_sorted(r.run_id for r in found))}
     runs = sorted(found, key=lambda r: order[r.run_id])
-    where = f"search(es) {', '.join(searches)}" if searches else str(store.path)
+    where = (f"search{'es' if len(searches) > 1 else ''} {', '.join(searches)}" if searches
+             else str(store.path)) + (f" with ids from {prefix!r}" if prefix else "")
     if not runs:
         of_role = f" of role {role}" if role else ""
         raise MixoptError(f"no {status} run{of_role} in {where}; `mixopt runs list` lists the runs")
@@ -231,8 +242,9 @@ def export_tables(
             for r in runs}
     if len(keys) > 1:  # the same mixture at two rungs would read as two measurements of one run
         raise MixoptError(f"the runs of {where} were measured at {len(keys)} fidelities (rungs, or "
-                          "evaluators), and a table has no column for it; export one at a time (--search "
-                          "NAME, or --role swarm for a search that validated at another rung)")
+                          "evaluators), and a table has no column for it; export one at a time: --search "
+                          "NAME, --prefix P for one import of several, or --role swarm (--role validate) for "
+                          "a search that validated at another rung")
     domains = list(weights[runs[0].run_id])
     refuse_id_columns(domains)
     left_out = [r.run_id for r in runs if checkpoints and not r.history]
@@ -241,7 +253,11 @@ def export_tables(
         raise MixoptError(f"no run of {where} has a checkpoint history ({NO_HISTORY}); leave out "
                           "--checkpoints to write the runs' final metrics")
     rows = [(r, h) for r in kept for h in (r.history if checkpoints else [r.metrics])]
-    marks = [c for c in CHECKPOINT_COLUMNS if any(c in h for _, h in rows)] if checkpoints else []
+    # the columns every checkpoint has: a blank one could not be read back
+    marks = [c for c in CHECKPOINT_COLUMNS if all(c in h for _, h in rows)] if checkpoints else []
+    if checkpoints and not marks:
+        raise MixoptError(f"the checkpoints of {where} are not all counted in tokens, nor all in steps, and "
+                          "a table orders them by one; export the runs of one evaluator at a time")
 
     def number(v: Any) -> bool:  # an evaluator's history may keep text beside its numbers
         return isinstance(v, int | float | np.number) and not isinstance(v, bool)
@@ -269,7 +285,7 @@ def export_tables(
         m_tmp.write_text(metrics_text, encoding="utf-8")
     if left_out:
         warn(f"{len(left_out)} of the {len(runs)} runs have no checkpoint history ({NO_HISTORY}) and are "
-             f"left out ({_sample(left_out)})", MixoptWarning)
+             f"left out ({sample(left_out)})", MixoptWarning)
     if grouped := [r.run_id for r in kept if weights[r.run_id] != r.weights]:
         warn(f"{len(grouped)} run(s) of a search that reused a mixture are written over every domain, as "
              "they trained; `mixopt fit --reuse-mixture FILE` (that mixture) fits them over its group again",
@@ -278,14 +294,15 @@ def export_tables(
             "checkpoints": marks, "ratios": str(r_out), "metrics": str(m_out)}
 
 
-def delete_runs(store: RunStore, run_ids: Sequence[str]) -> int:
+def delete_runs(store: RunStore, run_ids: Sequence[str], *, skip_used: bool = False) -> list[str]:
     """Delete runs of no search (:meth:`RunStore.delete_runs`), under the store's planning lock: a
     search that starts meanwhile has chosen the runs it reuses only once it is recorded, so it
-    either sees them gone or is recorded as reusing them, and they are kept."""
+    either sees them gone or is recorded as reusing them, and they are kept. Returns the runs
+    deleted."""
     from mixopt.search.lock import planning_lock
 
     with planning_lock(store.path):
-        return store.delete_runs(run_ids)
+        return store.delete_runs(run_ids, skip_used=skip_used)
 
 
 def check_group_name(store: RunStore, name: str) -> None:
@@ -295,9 +312,7 @@ def check_group_name(store: RunStore, name: str) -> None:
     and report read them as its own), so the name must not be a recorded search's."""
     from mixopt import paths
 
-    if not paths.FOLDER_NAME.match(name):
-        raise MixoptError(f"--search {name!r} is not a valid name; use letters, digits, '.', '_' and '-' (at "
-                          "most 100 characters, starting with a letter or digit)")
+    paths.check_name(name, "--search")
     if store.get_search(name) is not None:
         raise MixoptError(f"--search {name!r} is a search of {store.path}, and imported runs join no search "
                           "(its resume and report read its runs as its own); give the import a name of its "
@@ -323,7 +338,7 @@ def _model_size(value: Any) -> int | float:
 
 
 def _histories(table: Any, names: Mapping[str, str], tokens_per_step: float | None, prefix: str,
-               ) -> dict[str, list[dict[str, float]]]:
+               search: str | None = None) -> dict[str, list[dict[str, float]]]:
     """Each run's checkpoints as the store keeps a history: metrics under their stored names, and
     ``tokens`` (a table by step alone: ``step × tokens_per_step``, or none, with a warning)."""
     out: dict[str, list[dict[str, float]]] = {}
@@ -333,17 +348,16 @@ def _histories(table: Any, names: Mapping[str, str], tokens_per_step: float | No
         if tokens_per_step is not None:
             for h in out[rid]:
                 h["tokens"] = h["step"] * tokens_per_step
+    # the runs of this import: its --prefix (and its --search name, which other imports may share)
+    which = " ".join([*([f"--search {search}"] if search else []),
+                      f"--prefix {shlex.quote(prefix)}" if prefix else "--run ID for each"])
     if out and tokens_per_step is None and table.checkpoints == "step":
         warn("the checkpoints are by step alone, and mixopt's laws across training run in tokens: "
              "`mixopt fit --fidelity-law` cannot use them as imported; for that, delete them (`mixopt runs "
-             f"delete --prefix {shlex.quote(prefix)}`) and import the tables again with --tokens-per-step N "
-             "(the tokens of one optimizer step)",
+             f"delete {which}`) and import the tables again with --tokens-per-step N (the tokens of one "
+             "optimizer step)",
              MixoptWarning)
     return out
-
-
-def _sample(names: Sequence[str], k: int = 3) -> str:
-    return ", ".join(names[:k]) + (f", … ({len(names)} in all)" if len(names) > k else "")
 
 
 def _rename_rules(rename: Sequence[str]) -> list[tuple[re.Pattern[str], str]]:
@@ -365,7 +379,7 @@ def _renamed(names: Sequence[str], rules: Sequence[tuple[re.Pattern[str], str]])
     for pattern, repl in rules:
         if not any(pattern.search(n) for n in out):  # a typo, or a rule for another table
             warn(f"--rename {pattern.pattern}={repl} matches no metric name (the metrics are "
-                 f"{_sample(out)}); it renames nothing", MixoptWarning)
+                 f"{sample(out)}); it renames nothing", MixoptWarning)
         try:
             out = [pattern.sub(repl, n) for n in out]
         except (re.error, IndexError) as exc:
