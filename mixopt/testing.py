@@ -76,6 +76,13 @@ def count_calls(root: str | os.PathLike[str]) -> int:
     return sum(1 for _ in Path(root).rglob("evaluated-*"))
 
 
+def calls_by_run(root: str | os.PathLike[str]) -> dict[str, int]:
+    """Evaluator calls made under ``root``, by the run id each was made for."""
+    from collections import Counter
+
+    return dict(Counter(p.read_text() for p in Path(root).rglob("evaluated-*")))
+
+
 def _metrics(request: EvalRequest) -> dict[str, float]:
     fid = request.fidelity or {}
     noise = float(fid.get("noise", 0.01))
