@@ -526,9 +526,8 @@ class RunStore:
                 rows.update({r["run_id"]: r for r in con.execute(q, chunk)})
             if missing := [i for i in ids if i not in rows]:
                 raise MixoptError(f"no run {missing[0]!r} in {self.path}; `mixopt runs list` lists them")
-            q = "SELECT search_id, plan, result FROM searches"
-            searches = {r["search_id"]: r for r in con.execute(q)}
-            owned = sorted({rows[i]["search_id"] for i in ids} & set(searches))
+            searches = {r[0] for r in con.execute("SELECT search_id FROM searches")}
+            owned = sorted({rows[i]["search_id"] for i in ids} & searches)
             if owned:
                 raise MixoptError(
                     f"runs of search {owned[0]!r} are its record (its resume and report read them), and "
@@ -537,12 +536,12 @@ class RunStore:
             if running := [i for i in ids if rows[i]["status"] == "running"]:
                 raise MixoptError(f"run {running[0]!r} is running, so nothing was deleted; delete it when "
                                   "its command has ended")
-            wanted, used, users = set(ids), set(), []
-            for sid, row in searches.items():
-                named = _runs_used(*(json.loads(row[c]) if row[c] else None for c in ("plan", "result")))
-                if named & wanted:
-                    used |= named & wanted
-                    users.append(sid)
+            by = self._used_by(con, ids)
+            users, used = list(by), {i for v in by.values() for i in v}
+            if used and skip_used and used >= set(ids):
+                raise MixoptError(
+                    f"search{'es' if len(users) > 1 else ''} {sample(users)} reused all {len(ids)} of these "
+                    "runs, so --skip-used leaves none to delete; nothing was deleted")
             if used and not skip_used:
                 them = f"{len(used)} of these {len(ids)} runs" if len(ids) > 1 else "this run"
                 rest = (f"; --skip-used deletes the other {len(ids) - len(used)}" if len(used) < len(ids)
@@ -558,6 +557,20 @@ class RunStore:
                 chunk = ids[i : i + 500]
                 con.execute(f"DELETE FROM runs WHERE run_id IN ({', '.join('?' for _ in chunk)})", chunk)
         return ids
+
+    def runs_used_by(self, run_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Search → the runs of ``run_ids`` its plan or result names (reused, borrowed, validation)."""
+        with self._connect() as con:
+            return self._used_by(con, run_ids)
+
+    @staticmethod
+    def _used_by(con: sqlite3.Connection, run_ids: Sequence[str]) -> dict[str, list[str]]:
+        wanted, out = set(run_ids), {}
+        for row in con.execute("SELECT search_id, plan, result FROM searches ORDER BY created"):
+            named = _runs_used(*(json.loads(row[c]) if row[c] else None for c in ("plan", "result")))
+            if hit := named & wanted:
+                out[row["search_id"]] = natural_sorted(hit)
+        return out
 
     @staticmethod
     def _existing(con: sqlite3.Connection, ids: Sequence[str]) -> list[str]:

@@ -421,19 +421,22 @@ def test_a_search_exports_the_runs_it_fitted_over_every_domain(workspace: Path, 
                          fidelity={}, fidelity_key=key, status="ok", metrics={"loss/a": 1.0 + i},
                          role="import") for i in range(3)]
     store.add(earlier)
-    store.create_search("second", {"method": "regmix"}, {"reused": ["old0", "old1"]})
+    store.create_search("second", {"method": "regmix"}, {"reused": ["old0", "old1"],
+                                                          "validation_reused": {"v0": "old2"}})
     store.add(RunRecord(run_id="new0", search_id="second", weights={"a": 0.6, "b": 0.2, "c": 0.2},
                         fidelity={}, fidelity_key=key, status="ok", metrics={"loss/a": 0.5}))
     res = export_tables(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", searches=["second"])
-    assert res["runs"] == 3 and read_run_tables(tmp_path / "r.csv", tmp_path / "m.csv").run_ids == [
-        "new0", "old0", "old1"]
+    assert res["runs"] == 4 and read_run_tables(tmp_path / "r.csv", tmp_path / "m.csv").run_ids == [
+        "new0", "old0", "old1", "old2"]
     # --role picks the search's own runs by role: the reused ones were fitted as its swarm (a review)
     assert export_tables(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", searches=["second"],
                          role="swarm")["runs"] == 3
     assert export_tables(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", searches=["second"],
-                         prefix="old")["runs"] == 2
-    with pytest.raises(MixoptError, match=r"no ok run of role validate in search second"):
-        export_tables(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", searches=["second"],
+                         prefix="old")["runs"] == 3
+    assert export_tables(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", searches=["second"],
+                         role="validate")["runs"] == 1  # the validation run it borrowed (a QA pass)
+    with pytest.raises(MixoptError, match=r"no ok run of role validate in search first"):
+        export_tables(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", searches=["first"],
                       role="validate")
     store.create_search("third", {"method": "regmix"}, {"reused": []})
     store.add(RunRecord(run_id="g0", search_id="third", weights={"reused": 0.4, "c": 0.6}, fidelity={},

@@ -708,10 +708,15 @@ def test_runs_of_no_search_are_deleted_and_a_searchs_runs_are_kept(store, tmp_pa
     assert _cli(["runs", "delete", "--run", "o:x3", "--run", "o:x5", "--skip-used", "-y", "--store",
                  path]) == 0
     out = capsys.readouterr()
-    assert "1 of the 2 matching runs were reused by a search and are kept" in out.err
+    assert "1 of the 2 matching runs were reused by search s1 and are kept (--skip-used)" in out.err
     assert "deleted 1 run (o:x5)" in out.out and store.get("o:x3") is not None and store.get("o:x5") is None
     assert _cli(["runs", "delete", "--run", "o:x3", "--skip-used", "-y", "--store", path]) == 2
-    assert "so --skip-used leaves none to delete" in capsys.readouterr().err
+    assert "search s1 reused all 1 of these runs, so --skip-used leaves none" in capsys.readouterr().err
+    # a metric renamed to a run table's id column would be read back as ids
+    from mixopt.search.imports import import_table as imp
+
+    with pytest.raises(MixoptError, match=r"--rename gives a metric the name ' index', a run table's id "):
+        imp(store, ratios=ratios, metrics=metrics, prefix="ren:", rename=["loss/a= index"], evaluator="m:f")
 
 
 def test_a_delete_waits_for_a_search_that_is_planning(store) -> None:  # noqa: ANN001

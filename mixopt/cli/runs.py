@@ -283,7 +283,7 @@ def delete_runs(
     run: Annotated[list[str] | None, typer.Option("--run", help="A run id (repeatable).")] = None,
     skip_used: Annotated[bool, typer.Option(
         "--skip-used", help="Keep the matching runs a search reused, and delete the others (without it, "
-        "such runs refuse the whole delete).")] = False,
+        "such runs refuse the whole delete, as a running run does always).")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -314,11 +314,10 @@ def delete_runs(
         raise MixoptError(f"no run in {st.path} matches {', '.join(given)}; `mixopt runs list` lists them")
     going = st.delete_runs(ids, dry_run=True, skip_used=skip_used)  # a refusal before the question
     if len(going) < len(ids):  # --skip-used: the ones a search reused stay
-        if not going:
-            raise MixoptError(f"searches reused all {len(ids)} matching run(s), so --skip-used leaves none "
-                              "to delete")
-        err_console.print(f"{len(ids) - len(going)} of the {len(ids)} matching runs were reused by a search "
-                          "and are kept (--skip-used)", markup=False)
+        users = list(st.runs_used_by(ids))
+        by = f"search{'es' if len(users) > 1 else ''} {', '.join(users)}"
+        err_console.print(f"{len(ids) - len(going)} of the {len(ids)} matching runs were reused by {by} and "
+                          "are kept (--skip-used)", markup=False)
     if not yes:
         if not sys.stdin.isatty():  # the question goes to stderr: stdout may be a pipe (--json)
             raise MixoptError(f"deleting {_runs_said(going, st)} needs --yes (no terminal to ask on); "
@@ -328,6 +327,8 @@ def delete_runs(
             raise typer.Exit(1)
     # the matching runs again: a search that started after the question reused some (--skip-used)
     gone = delete(st, going, skip_used=skip_used)
+    if not gone:  # every one reused by a search that started after the question
+        raise MixoptError("searches reused every matching run since the question, so nothing was deleted")
     if as_json:
         print(dumps({"deleted": len(gone), "run_ids": gone, "store": str(st.path)}, indent=2))
         return

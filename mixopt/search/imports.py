@@ -191,12 +191,13 @@ def export_tables(
     then a column per domain / per metric), which ``fit --ratios/--metrics`` and ``runs import``
     read back as they are, and RegMix's and Olmix's scripts read (by ``index``, or ``run``).
 
-    A search's runs are those it fitted: its own (``role``: of that role only) and the ones it
-    reused from earlier searches or imports. ``prefix``: only runs whose id starts with it (one
-    import of several under one name). Runs of one fidelity (rung) only: a table has no column for
-    it. With ``checkpoints``, a metric the last checkpoint lacks (a run's train loss, kept beside
-    its histories) is not in the table. A run of a search that
-    reused a mixture is written over every domain, as it trained (the group at the shares it kept).
+    A search's runs are those it fitted or validated with: its own (``role``: of that role only),
+    and the ones it reused from earlier searches or imports for its swarm or its validation.
+    ``prefix``: only runs whose id starts with it (one import of several under one name). Runs of
+    one fidelity (rung) only: a table has no column for it. With ``checkpoints``, a metric the last
+    checkpoint lacks (a run's train loss, kept beside its histories) is not in the table. A run of a
+    search that reused a mixture is written over every domain, as it trained (the group at the
+    shares it kept).
     ``checkpoints``: the metrics table has a row per run and checkpoint of its history (``tokens``
     and ``step`` columns), as ``runs import`` keeps checkpoints; runs without a history are left
     out, said. Both files are written before either is put in place.
@@ -214,19 +215,23 @@ def export_tables(
     for option, value, known in (("--status", status, RUN_STATUSES), ("--role", role, RUN_ROLES)):
         if value is not None and value not in known:
             raise MixoptError(f"{option} {value!r} is unknown; use one of {', '.join(known)}")
-    reused: list[str] = []
+    # the runs the searches fitted or validated with that earlier searches (or imports) measured
+    lent: dict[str, list[str]] = {"swarm": [], "validate": []}
     for name in searches:  # a mistyped name is no search, not one without runs
         store.require_search_or_group(name)
         if (rec := store.get_search(name)) is not None:
-            reused += (rec.plan or {}).get("reused", [])
+            lent["swarm"] += (rec.plan or {}).get("reused", [])
+            lent["validate"] += list((rec.plan or {}).get("validation_reused", {}).values())
     r_out = check_writable(ratios, "--ratios", inputs={"--store": store.path}, example="ratios.csv")
     m_out = check_writable(metrics, "--metrics", inputs={"--store": store.path}, example="metrics.csv")
     if r_out.resolve() == m_out.resolve():
         raise MixoptError(f"--ratios and --metrics are both {m_out}; give each table its own file")
     found = store.runs(search_id=list(searches) or None, status=status, role=role, prefix=prefix)
-    if reused and role in (None, "swarm"):  # the runs they fitted that earlier searches (or imports) measured
-        found += [r for r in store.runs(run_ids=reused, status=status, prefix=prefix)
-                  if r.search_id not in searches]
+    borrowed = [i for kind, ids in lent.items() if role in (None, kind) for i in ids]
+    if borrowed:  # as the searches used them: in their swarm, or as their validation
+        have = {r.run_id for r in found}
+        found += [r for r in store.runs(run_ids=borrowed, status=status, prefix=prefix)
+                  if r.run_id not in have]
     order = {rid: i for i, rid in enumerate(natural_sorted(r.run_id for r in found))}
     runs = sorted(found, key=lambda r: order[r.run_id])
     where = (f"search{'es' if len(searches) > 1 else ''} {', '.join(searches)}" if searches
@@ -257,7 +262,8 @@ def export_tables(
     marks = [c for c in CHECKPOINT_COLUMNS if all(c in h for _, h in rows)] if checkpoints else []
     if checkpoints and not marks:
         raise MixoptError(f"the checkpoints of {where} are not all counted in tokens, nor all in steps, and "
-                          "a table orders them by one; export the runs of one evaluator at a time")
+                          "a table orders them by one; export them apart (--prefix P for one import of "
+                          "several)")
 
     def number(v: Any) -> bool:  # an evaluator's history may keep text beside its numbers
         return isinstance(v, int | float | np.number) and not isinstance(v, bool)
@@ -266,10 +272,10 @@ def export_tables(
     if not names:
         raise MixoptError(f"the {status} runs of {where} hold no metric, so the metrics table would be "
                           "empty; export runs that finished (--status ok)")
-    if clash := [m for m in names if m in ID_COLUMNS]:
+    if clash := [m for m in names if m.strip() in ID_COLUMNS]:
         raise MixoptError(f"metric {clash[0]!r} has the name of a run table's id column "
-                          f"({', '.join(ID_COLUMNS)}), so the table could not be read back; rename it in the "
-                          "evaluator")
+                          f"({', '.join(ID_COLUMNS)}), so the table could not be read back; rename it (in "
+                          "the evaluator, or on import with --rename)")
 
     def cell(v: Any, whole: bool = False) -> str:  # a checkpoint's tokens and step as integers
         return "" if not number(v) else str(int(v)) if whole and float(v).is_integer() else repr(float(v))
@@ -387,4 +393,9 @@ def _renamed(names: Sequence[str], rules: Sequence[tuple[re.Pattern[str], str]])
     twice = sorted({n for n in out if out.count(n) > 1})
     if twice:
         raise MixoptError(f"--rename gives two metrics the name {twice[0]!r}; make the rules keep them apart")
+    from mixopt.tables import ID_COLUMNS
+
+    if clash := [n for n in out if n.strip() in ID_COLUMNS and n not in names]:  # tables read it as ids
+        raise MixoptError(f"--rename gives a metric the name {clash[0]!r}, a run table's id column "
+                          f"({', '.join(ID_COLUMNS)}); rename it to something else")
     return out
