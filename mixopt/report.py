@@ -26,6 +26,8 @@ from mixopt.atomic import atomic_dir
 from mixopt.errors import MixoptError
 from mixopt.fitters.cv import AUTO_CV_NOTE, distinct_mixtures
 from mixopt.objective import Objective
+from mixopt.plots import color as _color
+from mixopt.plots import pyplot as _pyplot
 from mixopt.proposers.proposal import RANKS, ranking_note
 from mixopt.store import RunRecord, RunStore, store_of_search
 
@@ -99,35 +101,6 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
         (tmp / "report.md").write_text(md, encoding="utf-8")
     files.append(folder / "report.md")
     return Report(search_id=name, folder=folder, files=files, cv=cv, markdown=md, cv_notes=cv_notes)
-
-
-# what `fit --report DIR` writes: a folder holding only these is a report it may replace
-FIT_REPORT_FILES = ("cv.png", "weights.png", "report.md")
-
-
-def check_report_dir(path: str | Path, *, out: str | Path | None = None) -> Path:
-    """Refuse ``fit --report DIR`` before the fit: a file, a folder holding files other than an
-    earlier report's (the report replaces the folder whole), a folder that cannot be made, or one
-    that ``out`` (the fit's own output) is inside."""
-    from mixopt.atomic import check_can_create, output_path
-
-    # resolved: a symlink or a ".." had let --out inside the folder pass, and be deleted with it
-    folder = output_path(path, "--report").expanduser().resolve()
-    if Path.cwd().resolve().is_relative_to(folder):  # the shell would be left in a deleted folder
-        raise MixoptError(f"--report {path} is the current folder or holds it, and a report replaces its "
-                          "folder whole; give a new folder, such as fit-report")
-    if folder.exists() and not folder.is_dir():
-        raise MixoptError(f"--report {folder} is a file; give a folder for the report")
-    held = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    if other := [n for n in held if n not in FIT_REPORT_FILES]:
-        more = ", …" if len(other) > 3 else ""
-        raise MixoptError(f"--report {folder} holds other files ({', '.join(other[:3])}{more}), and a report "
-                          "replaces its folder whole; give a new or empty folder")
-    if out is not None and Path(out).expanduser().resolve().is_relative_to(folder):
-        raise MixoptError(f"--out {out} is inside --report {folder}, which the report replaces whole; write "
-                          "the output elsewhere")
-    check_can_create(folder, "--report")
-    return folder
 
 
 def write_fit_report(fit: Any, folder: str | Path, *, ratios: str | Path, metrics: str | Path) -> list[Path]:
@@ -519,20 +492,6 @@ def _selection_markdown(rows: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
-def _color(i: int) -> str:
-    """Candidate i's colour, the same in every plot (proposal first, then the baselines)."""
-    palette = ("#c44e52", "#8c8c8c", "#55a868", "#dd8452", "#8172b3", "#937860", "#da8bc3", "#64b5cd")
-    return palette[i % len(palette)]
-
-
 def _f(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt

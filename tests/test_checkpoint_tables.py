@@ -453,3 +453,44 @@ def test_a_search_exports_the_runs_it_fitted_over_every_domain(workspace: Path, 
     with pytest.raises(MixoptError, match=r"are not all counted in tokens, nor all in steps"):
         export_tables(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", searches=["hist"],
                       checkpoints=True)
+
+
+def test_fit_across_scale_draws_its_laws(tmp_path: Path, workspace: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`fit --fidelity-law --report DIR`: each rung's runs along their checkpoints with the step law
+    carried to the target, each mixture's size law, and report.md with the laws' figures."""
+    ratios, metrics = write_tables(tmp_path)
+    store = tmp_path / "t.sqlite"
+    for params, prefix in (("1e6", "s:"), ("4e6", "m:")):
+        scaled = tmp_path / f"m{params}.csv"  # the larger model: 0.8 times the smaller's losses
+        head, *rows = metrics.read_text().splitlines()
+        k = 1.0 if params == "1e6" else 0.8
+        scaled.write_text("\n".join([head, *(",".join([*r.split(",")[:2], *(repr(float(v) * k)
+                                                                              for v in r.split(",")[2:])])
+                                              for r in rows)]) + "\n")
+        main(["runs", "import", "--ratios", str(ratios), "--metrics", str(scaled), "--store", str(store),
+              "--evaluator", "mine:train", "--fidelity", f"params={params}", "--prefix", prefix])
+    capsys.readouterr()
+    rep = tmp_path / "rep"
+    assert main(["fit", "--fidelity-law", "--store", str(store), "--method", "mixing-law", "--target-tokens",
+                 "2e6", "--target-size", "1.6e7", "--size-exponent", "0.3", "--report", str(rep),
+                 "--json"]) is None
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["report"] == [str(rep / n) for n in ("steps.png", "sizes.png", "report.md")]
+    assert all((rep / n).stat().st_size > 5000 for n in ("steps.png", "sizes.png"))
+    md = (rep / "report.md").read_text()
+    beta = doc["laws"]["size"]["loss/a"]["beta"]
+    assert f"| size | all | loss/a | {beta:.3f} |" in md and f"**{doc['proposal']['predicted']:.4f}**" in md
+    # bimix draws its one law; a fit with no target scale fits no law to draw
+    res = fit_across_scale(ScaleFitConfig(store=str(store), method="bimix", target_tokens=2e6, kl=0.0,
+                                          report=rep))
+    assert [Path(p).name for p in res["report"]] == ["steps.png", "report.md"]
+    with pytest.warns(MixoptWarning, match="no --target-tokens"):
+        res = fit_across_scale(ScaleFitConfig(store=str(store), method="bimix", kl=0.0, report=rep))
+    assert [Path(p).name for p in res["report"]] == ["report.md"]
+    assert "nothing to draw" in (rep / "report.md").read_text()
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("mine")
+    with pytest.raises(MixoptError, match=r"holds other files \(keep\.txt\)"):
+        fit_across_scale(ScaleFitConfig(store=str(store), method="bimix", target_tokens=2e6,
+                                        report=tmp_path / "busy"))

@@ -57,8 +57,9 @@ def fit(
                                                   parser=out_file)] = None,
     report_dir: Annotated[Path | None, opt(
         "--report", help="Write plots and report.md into this folder: held-out predictions vs measured (with "
-        "--cv), the proposal vs the best run and uniform (with --propose). A new or empty folder, or an "
-        "earlier report's, which is replaced whole.")] = None,
+        "--cv), the proposal vs the best run and uniform (with --propose); with --fidelity-law, the step and "
+        "size laws through the runs. A new or empty folder, or an earlier report's, which is replaced whole.",
+    )] = None,
     as_json: JsonOpt = False,
     seed: SeedOpt = 0,
     min_weight: MinWeightOpt = 0.0,
@@ -107,10 +108,10 @@ def fit(
     if fidelity_law:
         from mixopt.fitters.scale_api import ScaleFitConfig, fit_across_scale
 
-        if any(v is not None for v in (ratios, metrics, cv, predict, tokens, reuse, recompute, report_dir)):
+        if any(v is not None for v in (ratios, metrics, cv, predict, tokens, reuse, recompute)):
             raise MixoptError(
                 "--fidelity-law reads the run store (and each domain's tokens from its searches); drop "
-                "--ratios/--metrics/--cv/--predict/--tokens/--reuse-mixture/--recompute/--report"
+                "--ratios/--metrics/--cv/--predict/--tokens/--reuse-mixture/--recompute"
             )
         with busy(f"fitting {'mixing-law' if method is None else method} across scale"), \
                 json_warnings(as_json) as said:
@@ -119,12 +120,15 @@ def fit(
                 target=target, metric=metric, target_tokens=target_tokens, target_size=target_size,
                 size_exponent=size_exponent, out=out, seed=seed, min_weight=min_weight,
                 ceilings=assignments(max_weight, "--max-weight"), fixed=assignments(fix, "--fix"), kl=kl,
-                max_epochs=max_epochs,
+                max_epochs=max_epochs, report=report_dir,
             ))
         if as_json:
             print(dumps({**res, "warnings": said}, default=json_default))
             return
         _render_scale(res)
+        if res.get("report"):
+            files = ", ".join(Path(p).name for p in res["report"])
+            console.print(f"report: {escape(str(report_dir))} ({files})")
         return
     if ratios is None or metrics is None or target is None:
         missing = ", ".join(n for n, v in (("--ratios", ratios), ("--metrics", metrics), ("--target", target))
@@ -154,7 +158,7 @@ def fit(
     )
     written: list[Path] = []
     if report_dir is not None:
-        from mixopt.report import check_report_dir
+        from mixopt.plots import check_report_dir
 
         if cv is None and not propose:
             raise MixoptError("--report draws the cross-validation (--cv K) and the proposal (--propose): "

@@ -100,6 +100,9 @@ class ScalePrediction:
     run_ids: list[list[str]]
     laws: dict[str, Any] = field(default_factory=dict)
     nonpositive: dict[str, int] = field(default_factory=dict)  # metric → runs predicted ≤ 0 (see below)
+    # the fitted laws themselves, for plots: "step" → {(size, metric): (law, its runs, annealed)},
+    # "size" → (law, mixture keys, sizes, the values it was fitted on (n_sizes, n_mix, n_metrics))
+    fits: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 def mixture_key(w: np.ndarray) -> tuple[float, ...]:
@@ -224,6 +227,7 @@ def predict_at_scale(
     metrics = _check_metrics(curves, metrics)
     sizes = sorted({float(c.size) for c in curves})
     laws: dict[str, Any] = {"step": {}, "size": {}}
+    fits: dict[str, Any] = {"step": {}}
     # 1. each run's loss at the target tokens
     at_tokens: dict[str, np.ndarray] = {}
     for size in sizes:
@@ -264,6 +268,7 @@ def predict_at_scale(
                 law = fit_power_law([c.tokens[k] for c, k in zip(group, has, strict=True)], ys, what=what,
                                     remedy=remedy, labels=labels)
                 vals[:, j] = law.predict(float(target_tokens))
+            fits["step"][(size, m)] = (law, group, annealed)
             laws["step"][f"{size:.6g}/{m}"] = {
                 "beta": law.beta, "rms": law.rms, "scale": "lr-area" if annealed else "tokens",
                 **({"C": law.C} if annealed else {}),
@@ -332,6 +337,7 @@ def predict_at_scale(
                    "(Chinchilla's is 0.34)",
         )
         Y = law.predict(float(target_size)).reshape(n_met, n_mix).T
+        fits["size"] = (law, keys, list(use_sizes), np.array([per_size[s] for s in use_sizes]))
         fitted = law.predict(np.array(use_sizes)).reshape(n_met, n_mix, len(use_sizes))
         for j, m in enumerate(metrics):
             resid = fitted[j] - np.array(curves_y[j * n_mix : (j + 1) * n_mix])
@@ -348,4 +354,5 @@ def predict_at_scale(
         run_ids=run_ids,
         laws=laws,
         nonpositive=nonpositive,
+        fits=fits,
     )

@@ -53,6 +53,8 @@ class ScaleFitConfig:
         seed, min_weight, ceilings, fixed, kl: as for ``mixopt fit``.
         max_epochs: the proposal's repetition cap at ``target_tokens``, over the domains' tokens
             as the runs' searches recorded them.
+        report: a folder for the laws' plots and report.md (:mod:`mixopt.fitters.scale_report`);
+            checked by :func:`mixopt.plots.check_report_dir` before the fit.
     """
 
     store: str | None = None
@@ -70,6 +72,7 @@ class ScaleFitConfig:
     fixed: Mapping[str, float] = field(default_factory=dict)
     kl: float | None = None
     max_epochs: float | None = None
+    report: Path | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "target_tokens", "target_size"):
@@ -247,6 +250,10 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
             f"method {method.name!r} fits no model; use mixing-law, loglinear, bimix, gp or auto"
         )
     objective = Objective.parse(config.target, config.metric)  # a bad --metric before the store
+    if config.report is not None:  # a folder the report cannot replace: before the fit, not after it
+        from mixopt.plots import check_report_dir
+
+        config = dataclasses.replace(config, report=check_report_dir(config.report, out=config.out))
     store = RunStore(config.store, create=False) if config.store else RunStore()
     for name in config.searches:  # a mistyped --search is no search, not a search without runs
         store.require_search_or_group(name)
@@ -351,6 +358,12 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
     report["notes"] = notes
     if config.out is not None:
         _save(config, prop, method.name, domains, objective, pred, report)
+    if config.report is not None:
+        from mixopt.fitters.scale_report import write_scale_report
+
+        written = write_scale_report(config.report, report, pred=pred, curves=curves, weights=weights,
+                                     model=model if bivariate else None)
+        report["report"] = [str(p) for p in written]
     return report
 
 
