@@ -480,17 +480,46 @@ def test_fit_across_scale_draws_its_laws(tmp_path: Path, workspace: Path,
     assert all((rep / n).stat().st_size > 5000 for n in ("steps.png", "sizes.png"))
     md = (rep / "report.md").read_text()
     beta = doc["laws"]["size"]["loss/a"]["beta"]
-    assert f"| size | all | loss/a | {beta:.3f} |" in md and f"**{doc['proposal']['predicted']:.4f}**" in md
+    assert f"| size | every rung | loss/a | {beta:.3f} (fixed by --size-exponent) |" in md
+    assert f"**{doc['proposal']['predicted']:.4f}**" in md and "| step, in tokens | 1e+06 | loss/b |" in md
+    assert "## Mixtures drawn" in md and "| 1 | " in md
     # bimix draws its one law; a fit with no target scale fits no law to draw
     res = fit_across_scale(ScaleFitConfig(store=str(store), method="bimix", target_tokens=2e6, kl=0.0,
                                           report=rep))
     assert [Path(p).name for p in res["report"]] == ["steps.png", "report.md"]
     with pytest.warns(MixoptWarning, match="no --target-tokens"):
         res = fit_across_scale(ScaleFitConfig(store=str(store), method="bimix", kl=0.0, report=rep))
+    assert [Path(p).name for p in res["report"]] == ["steps.png", "report.md"]  # along the checkpoints
+    md = (rep / "report.md").read_text()
+    assert "no --target-tokens: bimix is fitted over the largest rung's checkpoints" in md  # its warning
+    res = fit_across_scale(ScaleFitConfig(store=str(store), method="mixing-law", target_tokens=2e6,
+                                          report=rep))
+    assert [Path(p).name for p in res["report"]] == ["steps.png", "report.md"]  # one rung's law: no sizes.png
+    with pytest.warns(MixoptWarning, match="no --target-size or --target-tokens"):
+        res = fit_across_scale(ScaleFitConfig(store=str(store), method="mixing-law", report=rep))
     assert [Path(p).name for p in res["report"]] == ["report.md"]
-    assert "nothing to draw" in (rep / "report.md").read_text()
+    assert "Nothing to draw: the step law is drawn with --target-tokens" in (rep / "report.md").read_text()
+    # a target size below the largest rung: the size law is drawn to it, ★ at it (a review)
+    res = fit_across_scale(ScaleFitConfig(store=str(store), method="mixing-law", target_tokens=1e5,
+                                          target_size=2e6, size_exponent=0.3, report=rep))
+    assert [Path(p).name for p in res["report"]] == ["steps.png", "sizes.png", "report.md"]
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "keep.txt").write_text("mine")
     with pytest.raises(MixoptError, match=r"holds other files \(keep\.txt\)"):
         fit_across_scale(ScaleFitConfig(store=str(store), method="bimix", target_tokens=2e6,
                                         report=tmp_path / "busy"))
+
+
+def test_a_proxy_ladders_step_law_is_drawn_in_the_lr_areas(tmp_path: Path, workspace: Path) -> None:
+    """mixopt's proxy runs know their schedules, so their step law runs in the learning rate's areas:
+    drawn at each run's checkpoints (what was fitted) and for whole runs of each length (what is
+    carried to the target); a review had found the second alone, which missed the points it fits."""
+    import shutil
+
+    store = tmp_path / "lengths.sqlite"  # a copy: the kept store is not written
+    shutil.copy(Path(__file__).parents[1] / "docs" / "data" / "lengths-seed0.sqlite", store)
+    res = fit_across_scale(ScaleFitConfig(store=str(store), searches=("lengths-300000",), method="gp",
+                                          target_tokens=2.4e6, report=tmp_path / "rep"))
+    assert [Path(p).name for p in res["report"]] == ["steps.png", "report.md"]
+    assert (tmp_path / "rep" / "steps.png").stat().st_size > 5000
+    assert "| step, in learning-rate area, C = " in (tmp_path / "rep" / "report.md").read_text()

@@ -57,8 +57,9 @@ def fit(
                                                   parser=out_file)] = None,
     report_dir: Annotated[Path | None, opt(
         "--report", help="Write plots and report.md into this folder: held-out predictions vs measured (with "
-        "--cv), the proposal vs the best run and uniform (with --propose); with --fidelity-law, the step and "
-        "size laws through the runs. A new or empty folder, or an earlier report's, which is replaced whole.",
+        "--cv), the proposal vs the best run and uniform (with --propose); with --fidelity-law, the step law "
+        "through the runs (with --target-tokens) and the size law (with --target-size). A new or empty "
+        "folder, or an earlier report's, which is replaced whole.",
     )] = None,
     as_json: JsonOpt = False,
     seed: SeedOpt = 0,

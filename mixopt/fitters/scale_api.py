@@ -11,9 +11,11 @@ mixture JSON records the laws fitted at each stage.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,11 +234,25 @@ def _size_of(r: Any, shipped: dict[str, tuple[float, Any]], assumed: dict[str, s
 
 @warn_if_ok  # notes on the runs are noise above a refusal (a QA pass: --min-weight's, one line no more)
 def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
-    """Extrapolate the store's runs to the target scale, fit ``config.method`` and propose.
+    """Extrapolate the store's runs to the target scale, fit ``config.method`` and propose; with
+    ``config.report``, draw the laws there, the fit's warnings among the report's notes.
 
     Raises:
         MixoptError: no usable runs, too few rungs or checkpoints for a law, bad constraints.
     """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report, draw = _fit_across_scale(config)
+    for w in caught:  # shown as they were raised, and kept for the report
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if draw is not None:
+        said = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, MixoptWarning)))
+        report["report"] = [str(p) for p in draw(warned=said)]
+    return report
+
+
+def _fit_across_scale(config: ScaleFitConfig) -> tuple[dict[str, Any], Callable[..., list[Path]] | None]:
+    """:func:`fit_across_scale`'s fit: (its result, what draws its report, or None without one)."""
     from mixopt.methods import fit_target, get_method
     from mixopt.objective import Objective
     from mixopt.space import SearchSpace
@@ -341,6 +357,7 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
         "metrics": pred.metrics,
         "target_tokens": config.target_tokens,
         "target_size": config.target_size,
+        "size_exponent": config.size_exponent,  # the size law's β, fixed (None: fitted)
         "laws": pred.laws,
         "predicted_objective": {"min": float((pred.Y @ w).min()), "max": float((pred.Y @ w).max())},
         "proposal": prop.as_dict(domains),
@@ -358,13 +375,12 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
     report["notes"] = notes
     if config.out is not None:
         _save(config, prop, method.name, domains, objective, pred, report)
-    if config.report is not None:
-        from mixopt.fitters.scale_report import write_scale_report
+    if config.report is None:
+        return report, None
+    from mixopt.fitters.scale_report import write_scale_report
 
-        written = write_scale_report(config.report, report, pred=pred, curves=curves, weights=weights,
-                                     model=model if bivariate else None)
-        report["report"] = [str(p) for p in written]
-    return report
+    return report, functools.partial(write_scale_report, config.report, report, pred=pred, curves=curves,
+                                     weights=weights, model=model if bivariate else None)
 
 
 def _bimix_prediction(model: Any, rows: Checkpoints) -> ScalePrediction:

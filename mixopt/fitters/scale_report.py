@@ -1,13 +1,14 @@
 """``mixopt fit --fidelity-law --report DIR``: the laws across scale drawn, and ``report.md``.
 
-``steps.png``  each rung's runs along their checkpoints (the objective as measured) and the step law
-               fitted through them, carried to ``--target-tokens`` (BiMix: its one law over the
-               largest rung's checkpoints), for a few runs from the best to the worst;
-``sizes.png``  each mixture's objective at ``--target-tokens`` by model size, and the size law carried
-               to ``--target-size`` (where one is fitted);
-``report.md``  the laws' exponents and residuals, the proposal, the notes.
+``steps.png``  (with ``--target-tokens``) the largest rungs' runs along their checkpoints, the
+               objective as measured, and the step law fitted through them, carried to the target
+               (BiMix: its one law over the largest rung's checkpoints, with or without a target);
+``sizes.png``  (with ``--target-size``) each mixture's objective at every rung and the size law
+               carried to the target size;
+``report.md``  the laws' exponents and residuals, the proposal, the fit's warnings.
 
-A fit with no target scale fits no law across training or size, and draws nothing but report.md.
+The same few mixtures, from the best to the worst at the largest rung, are drawn in each plot, each
+in its own colour ("mixture 1" is the best), so that a mixture can be followed across them.
 """
 
 from __future__ import annotations
@@ -19,34 +20,40 @@ from typing import Any
 import numpy as np
 
 from mixopt.errors import MixoptError
+from mixopt.fitters.nested import mixture_key
 from mixopt.plots import color, pyplot
 
-MAX_SHOWN = 6  # runs per rung (and mixtures) drawn: from the best to the worst, evenly
-GRID = 16  # points along a law's curve
+MAX_SHOWN = 6  # mixtures drawn: from the best to the worst, evenly by rank
+MAX_RUNGS = 3  # step-law panels: the largest rungs, nearest the target
+GRID = 24  # points along a law's curve
 
 
 def write_scale_report(folder: str | Path, result: Mapping[str, Any], *, pred: Any, curves: Sequence[Any],
-                       weights: Mapping[str, float], model: Any = None) -> list[Path]:
+                       weights: Mapping[str, float], model: Any = None,
+                       warned: Sequence[str] = ()) -> list[Path]:
     """Plots and report.md of a fit across scale (``result``: what ``fit_across_scale`` returns;
     ``pred``: its :class:`~mixopt.fitters.nested.ScalePrediction`; ``weights``: the objective's
-    metric weights), written whole into ``folder``. Returns the files."""
+    metric weights; ``model``: BiMix's fitted law; ``warned``: the fit's warnings), written whole
+    into ``folder``. Returns the files."""
     from mixopt.atomic import atomic_dir
 
     folder = Path(folder)
-    w = np.array([weights[m] for m in pred.metrics])
+    metrics = list(pred.metrics)
+    w = np.array([weights[m] for m in metrics])
+    target = result["target_tokens"]
+    shown = _shown(curves, metrics, w)
     names = []
     with atomic_dir(folder) as tmp:
-        if model is not None and result["target_tokens"]:
-            if _plot_bimix(tmp / "steps.png", curves, pred.metrics, w, model, float(result["target_tokens"])):
-                names.append("steps.png")
-        elif pred.fits.get("step") and _plot_steps(tmp / "steps.png", pred.fits["step"], pred.metrics, w,
-                                                   float(result["target_tokens"]), result.get("rungs", {})):
+        if model is not None:
+            _plot_bimix(tmp / "steps.png", curves, metrics, w, model, target, shown)
+            names.append("steps.png")
+        elif pred.fits.get("step") and _plot_steps(tmp / "steps.png", pred.fits["step"], metrics, w,
+                                                   float(target), result.get("rungs", {}), shown):
             names.append("steps.png")
         if pred.fits.get("size"):
-            _plot_sizes(tmp / "sizes.png", pred.fits["size"], w, float(result["target_size"]),
-                        result["target_tokens"], [ids[0] for ids in pred.run_ids])
+            _plot_sizes(tmp / "sizes.png", pred.fits["size"], w, float(result["target_size"]), target, shown)
             names.append("sizes.png")
-        (tmp / "report.md").write_text(_markdown(result, names), encoding="utf-8")
+        (tmp / "report.md").write_text(_markdown(result, names, shown, curves, warned), encoding="utf-8")
     return [folder / n for n in [*names, "report.md"]]
 
 
@@ -57,149 +64,198 @@ def _objective(c: Any, metrics: Sequence[str], w: np.ndarray) -> tuple[np.ndarra
     return np.asarray(c.tokens, dtype=float)[keep], Y[keep] @ w
 
 
-def _grid(t: np.ndarray, target: float) -> tuple[np.ndarray, int]:
-    """Tokens to draw a law at, from a run's first checkpoint to past its last and the target, and
-    the index of the target among them (it may lie before the last checkpoint)."""
-    grid = np.union1d(np.geomspace(float(t.min()), max(target, float(t.max())), GRID), [target])
+def _shown(curves: Sequence[Any], metrics: Sequence[str], w: np.ndarray) -> list[tuple[float, ...]]:
+    """The mixtures to draw, best first: up to :data:`MAX_SHOWN`, evenly by rank of their last
+    measured objective at the largest rung (runs with no checkpoint measuring every metric are
+    left out: nothing of theirs could be drawn)."""
+    size = max(float(c.size) for c in curves)
+    last: dict[tuple[float, ...], float] = {}
+    for c in curves:
+        _, y = _objective(c, metrics, w)
+        if float(c.size) == size and len(y):
+            last.setdefault(mixture_key(c.weights), float(y[-1]))
+    keys = sorted(last, key=last.get)
+    picks = np.linspace(0, len(keys) - 1, min(MAX_SHOWN, len(keys))).round().astype(int)
+    return [keys[i] for i in dict.fromkeys(picks)]
+
+
+def _grid(t: np.ndarray, target: float | None) -> tuple[np.ndarray, int | None]:
+    """Tokens to draw a law at, spanning a run's checkpoints and the target (which may lie before
+    or after them), and the target's index among them."""
+    lo, hi = float(t.min()), float(t.max())
+    if target is None:
+        return np.geomspace(lo, hi, GRID), None
+    grid = np.union1d(np.geomspace(min(lo, target), max(hi, target), GRID), [target])
     return grid, int(np.searchsorted(grid, target))
 
 
-def _spread(values: Sequence[float], k: int = MAX_SHOWN) -> list[int]:
-    """Indices of up to ``k`` values from the lowest to the highest, evenly by rank."""
-    order = np.argsort(values)
-    picks = np.linspace(0, len(order) - 1, min(k, len(order))).round().astype(int)
-    return sorted({int(order[i]) for i in picks}, key=lambda i: values[i])
+def _law_at(law: Any, k: int, x: np.ndarray, z: np.ndarray | float = 0.0) -> np.ndarray:
+    """Curve ``k`` of a step law at scales ``x`` (annealing areas ``z``)."""
+    u = np.asarray(x, dtype=float) / law.x_ref
+    return law.E[k] + law.B[k] * u ** (-law.beta) - law.C * np.asarray(z, dtype=float)
 
 
-def _step_curve(law: Any, k: int, c: Any, grid: np.ndarray, annealed: bool) -> np.ndarray | None:
-    """Curve ``k`` of a step law at ``grid`` tokens (in the learning rate's areas where annealed:
-    each point is the end of a run of that many tokens on the run's schedule); None if a point lies
-    outside what the law is carried to."""
-    if not annealed:
-        return np.asarray(law.predict(grid), dtype=float)[k]
+def _runs_of(c: Any, grid: np.ndarray) -> np.ndarray | None:
+    """The learning rate's areas (S1, S2) at the end of a run of each ``grid`` tokens on ``c``'s
+    schedule (its schedule stretched to that length); None where a point lies outside what a step
+    law is carried to."""
     out = []
     for t in grid:
         try:
-            s1, s2 = (float(a[0]) for a in c.areas(float(t)))
+            out.append([float(a[0]) for a in c.areas(float(t))])
         except MixoptError:  # under one optimizer step, or past the steps a law is carried
             return None
-        out.append(law.E[k] + law.B[k] * (s1 / law.x_ref) ** (-law.beta) - law.C * s2)
     return np.array(out)
 
 
-def _panels(n: int) -> tuple[Any, Any, Any]:
+def _panels(n: int, height: float = 4.4) -> tuple[Any, Any, Any]:
     plt = pyplot()
-    fig, axes = plt.subplots(1, n, figsize=(min(5.2 * n, 16), 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(min(5.4 * n, 16), height), squeeze=False)
     return plt, fig, axes[0]
 
 
+def _finish(plt: Any, fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _plot_steps(path: Path, fits: Mapping[tuple[float, str], Any], metrics: Sequence[str], w: np.ndarray,
-                target: float, rungs: Mapping[str, str]) -> bool:
-    sizes = sorted({size for size, _ in fits})[-3:]  # the largest rungs, where the laws matter most
+                target: float, rungs: Mapping[str, str], shown: Sequence[tuple[float, ...]]) -> bool:
+    """Each of the largest rungs' shown runs: its checkpoints, and the step law through them. A law in
+    tokens is one line, carried to the target. A law in the learning rate's areas (mixopt's proxies,
+    whose schedules are known) is drawn twice: solid at the run's own checkpoints, which is what
+    was fitted, and dashed for whole runs of each length on its schedule, which is what is carried
+    to the target. Returns whether a law was drawn (nothing is written otherwise)."""
+    sizes = sorted({size for size, _ in fits})[-MAX_RUNGS:]
     plt, fig, axes = _panels(len(sizes))
-    drawn = False
+    drawn = annealed_any = False
     for ax, size in zip(axes, sizes, strict=True):
         group = fits[(size, metrics[0])][1]
-        measured = [_objective(c, metrics, w) for c in group]
-        last = [float(y[-1]) if len(y) else np.inf for _, y in measured]
-        for n, k in enumerate(_spread(last)):
-            t, y = measured[k]
+        where = {mixture_key(c.weights): k for k, c in reversed(list(enumerate(group)))}  # first run of each
+        for n, key in enumerate(shown):
+            if key not in where:
+                continue
+            k = where[key]
+            c = group[k]
+            t, y = _objective(c, metrics, w)
             if not len(t):
                 continue
-            grid, at = _grid(t, target)
-            parts = [_step_curve(fits[(size, m)][0], k, group[k], grid, fits[(size, m)][2]) for m in metrics]
             ax.scatter(t, y, s=16, color=color(n), zorder=3)
-            if all(p is not None for p in parts):
-                fitted = np.column_stack(parts) @ w
-                ax.plot(grid, fitted, color=color(n), linewidth=1.2, label=group[k].run_id)
-                ax.scatter([grid[at]], [fitted[at]], marker="*", s=90, color=color(n), zorder=4)
-                drawn = True
+            laws = [fits[(size, m)] for m in metrics]
+            grid, at = _grid(t, target)
+            if not any(annealed for _, _, annealed in laws):
+                fitted = np.column_stack([_law_at(law, k, grid) for law, _, _ in laws]) @ w
+                ax.plot(grid, fitted, color=color(n), linewidth=1.2, label=f"mixture {n + 1}")
+            else:
+                annealed_any = True
+                s1, s2 = (np.asarray(a, dtype=float) for a in c.areas())
+                own = np.asarray(c.tokens) > 0
+                at_own = np.column_stack([_law_at(law, k, s1[own], s2[own]) for law, _, _ in laws]) @ w
+                ax.plot(np.asarray(c.tokens)[own], at_own, color=color(n), linewidth=1.2,
+                        label=f"mixture {n + 1}")
+                areas = _runs_of(c, grid)
+                if areas is None:
+                    continue
+                fitted = np.column_stack([_law_at(law, k, areas[:, 0], areas[:, 1])
+                                          for law, _, _ in laws]) @ w
+                ax.plot(grid, fitted, color=color(n), linewidth=1, linestyle=":")
+            ax.scatter([grid[at]], [fitted[at]], marker="*", s=90, color=color(n), zorder=4)
+            drawn = True
         ax.axvline(target, color="grey", linestyle="--", linewidth=1)
         ax.set_xscale("log")
         rung = rungs.get(f"{size:.6g}", "")
         named = f"rung {rung}, " if rung and not rung.endswith(" params") else ""  # an import's size alone
         ax.set_title(f"{named}{size:.3g} params", fontsize=10)
-        ax.set_xlabel("training tokens (dashed: --target-tokens)")
+        ax.set_xlabel("training tokens (dashed line: --target-tokens)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, frameon=False)
-    axes[0].set_ylabel("objective (points: measured; lines: step law; ★ at target)")
-    fig.suptitle("step law per run, carried to the target tokens", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        ax.legend(fontsize=7, frameon=False)
+    how = ("lines: the step law at each run's checkpoints;\ndotted: at the end of a run of that length on "
+           "its schedule" if annealed_any else "lines: the step law")
+    axes[0].set_ylabel("objective (points: measured; ★ at target)")
+    more = f"the {len(sizes)} largest rungs; " if len({s for s, _ in fits}) > len(sizes) else ""
+    fig.suptitle(f"step law per run, carried to the target tokens\n({more}{how})", fontsize=9)
+    if drawn:
+        _finish(plt, fig, path)
+    else:
+        plt.close(fig)
     return drawn
 
 
 def _plot_bimix(path: Path, curves: Sequence[Any], metrics: Sequence[str], w: np.ndarray, model: Any,
-                target: float) -> bool:
+                target: float | None, shown: Sequence[tuple[float, ...]]) -> None:
     from mixopt.fitters.metricsum import MetricSum
+
     law = model.estimator_ if isinstance(model, MetricSum) else model
     size = max(float(c.size) for c in curves)
-    group = [c for c in curves if float(c.size) == size]
-    measured = [_objective(c, metrics, w) for c in group]
-    last = [float(y[-1]) if len(y) else np.inf for _, y in measured]
+    where = {mixture_key(c.weights): c for c in reversed(curves) if float(c.size) == size}
     plt, fig, axes = _panels(1)
     ax = axes[0]
-    for n, k in enumerate(_spread(last)):
-        t, y = measured[k]
-        if not len(t):
-            continue
+    for n, key in enumerate(shown):
+        c = where[key]
+        t, y = _objective(c, metrics, w)
         grid, at = _grid(t, target)
-        X = np.repeat(np.asarray(group[k].weights, dtype=float)[None, :], len(grid), axis=0)
+        X = np.repeat(np.asarray(c.weights, dtype=float)[None, :], len(grid), axis=0)
         fitted = np.asarray(law.predict(X, steps=grid), dtype=float).reshape(len(grid), len(metrics)) @ w
         ax.scatter(t, y, s=16, color=color(n), zorder=3)
-        ax.plot(grid, fitted, color=color(n), linewidth=1.2, label=group[k].run_id)
-        ax.scatter([grid[at]], [fitted[at]], marker="*", s=90, color=color(n), zorder=4)
-    ax.axvline(target, color="grey", linestyle="--", linewidth=1)
+        ax.plot(grid, fitted, color=color(n), linewidth=1.2, label=f"mixture {n + 1}")
+        if at is not None:
+            ax.scatter([grid[at]], [fitted[at]], marker="*", s=90, color=color(n), zorder=4)
+    if target is not None:
+        ax.axvline(target, color="grey", linestyle="--", linewidth=1)
     ax.set_xscale("log")
-    ax.set_xlabel("training tokens (dashed: --target-tokens)")
-    ax.set_ylabel("objective (points: measured; lines: BiMix; ★ at target)")
+    ax.set_xlabel("training tokens" + (" (dashed line: --target-tokens)" if target is not None else ""))
+    ax.set_ylabel("objective (points: measured; lines: BiMix" + ("; ★ at target)" if target else ")"))
     ax.set_title(f"BiMix over mixtures and checkpoints, {size:.3g} params", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    ax.legend(fontsize=7, frameon=False)
+    _finish(plt, fig, path)
 
 
 def _plot_sizes(path: Path, fit: tuple[Any, list, list[float], np.ndarray], w: np.ndarray, target: float,
-                target_tokens: float | None, labels: Sequence[str]) -> None:
-    """``labels``: a run of each mixture, to name it by."""
+                target_tokens: float | None, shown: Sequence[tuple[float, ...]]) -> None:
     law, keys, sizes, V = fit  # V: (n_sizes, n_mixtures, n_metrics), each mixture at each rung
     n_mix, n_met = V.shape[1], V.shape[2]
-    grid = np.geomspace(min(sizes), max(target, max(sizes)), GRID)
-    F = np.asarray(law.predict(grid), dtype=float).reshape(n_met, n_mix, GRID)
-    fitted = np.tensordot(w, F, axes=1)  # (n_mixtures, GRID)
-    at = V @ w  # (n_sizes, n_mixtures)
+    grid = np.union1d(np.geomspace(min(target, min(sizes)), max(target, max(sizes)), GRID), [target])
+    at = int(np.searchsorted(grid, target))
+    F = np.asarray(law.predict(grid), dtype=float).reshape(n_met, n_mix, len(grid))
+    fitted = np.tensordot(w, F, axes=1)  # (n_mixtures, grid)
+    values = V @ w  # (n_sizes, n_mixtures)
+    index = {key: i for i, key in enumerate(keys)}
     plt, fig, axes = _panels(1)
     ax = axes[0]
-    for n, i in enumerate(_spread(list(fitted[:, -1]))):
-        ax.scatter(sizes, at[:, i], s=18, color=color(n), zorder=3)
-        ax.plot(grid, fitted[i], color=color(n), linewidth=1.2, label=f"the mixture of {labels[i]}")
-        ax.scatter([grid[-1]], [fitted[i, -1]], marker="*", s=90, color=color(n), zorder=4)
+    for n, key in enumerate(shown):
+        if (i := index.get(key)) is None:
+            continue
+        ax.scatter(sizes, values[:, i], s=18, color=color(n), zorder=3)
+        ax.plot(grid, fitted[i], color=color(n), linewidth=1.2, label=f"mixture {n + 1}")
+        ax.scatter([grid[at]], [fitted[i, at]], marker="*", s=90, color=color(n), zorder=4)
     ax.axvline(target, color="grey", linestyle="--", linewidth=1)
     ax.set_xscale("log")
-    ax.set_xlabel("model parameters (dashed: --target-size)")
-    at_tokens = f"at {target_tokens:.3g} tokens" if target_tokens else "at each rung's last checkpoint"
-    ax.set_ylabel(f"objective {at_tokens}")
-    ax.set_title("size law per mixture (points: the step laws' values; ★ at target)", fontsize=10)
+    ax.set_xlabel("model parameters (dashed line: --target-size)")
+    points = (f"each rung's step law at {target_tokens:.3g} tokens" if target_tokens
+              else "each rung's last checkpoint")
+    ax.set_ylabel("objective (★ at target)")
+    ax.set_title(f"size law per mixture (points: {points})", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    ax.legend(fontsize=7, frameon=False)
+    _finish(plt, fig, path)
 
 
-def _markdown(res: Mapping[str, Any], plots: Sequence[str]) -> str:
+def _markdown(res: Mapping[str, Any], plots: Sequence[str], shown: Sequence[tuple[float, ...]],
+              curves: Sequence[Any], warned: Sequence[str]) -> str:
     tokens, size = res["target_tokens"], res["target_size"]
     target = (f"{tokens:.3g} tokens" if tokens else "the last checkpoint") + (
         f", {size:.3g} params" if size else ", the largest rung's size")
     named = res.get("rungs", {})  # size → rung name
-    rungs = ", ".join(f"{s:.3g}" + (f" ({n})" if (n := named.get(f"{s:.6g}")) and not n.endswith(" params")
-                                    else "") for s in res["sizes"])
+
+    def rung(s: float | str) -> str:
+        name = named.get(f"{float(s):.6g}")
+        return f"{float(s):.3g}" + (f" ({name})" if name and not name.endswith(" params") else "")
+
     lines = [f"# `mixopt fit --fidelity-law`: {res['method']}", "",
-             f"- runs: {res['n_runs']} runs of {res['n_mixtures']} mixtures, at rung(s) of {rungs} params",
+             f"- runs: {res['n_runs']} runs of {res['n_mixtures']} mixtures, at rung(s) of "
+             f"{', '.join(rung(s) for s in res['sizes'])} params",
              f"- target: {target}" + ("" if tokens or size else " (nothing extrapolated)"),
              f"- metrics: {', '.join(res['metrics'])}", ""]
     prop = res["proposal"]
@@ -208,20 +264,32 @@ def _markdown(res: Mapping[str, Any], plots: Sequence[str]) -> str:
     lines += [f"## Proposal{where}", "", f"Predicted objective at the target: **{prop['predicted']:.4f}**"
               f"{sd}", "", "| domain | weight |", "|---|---:|"]
     lines += [f"| {d} | {v:.4f} |" for d, v in sorted(prop["weights"].items(), key=lambda kv: -kv[1])]
-    laws = res["laws"]
-    rows = [f"| step | {size} | {metric} | {law['beta']:.3f} | {law['rms']:.4g} |"
-            for (size, _, metric), law in ((k.partition("/"), v) for k, v in laws.get("step", {}).items())]
-    rows += [f"| size | all | {name} | {law['beta']:.3f} | {law['rms']:.4g} |"
+    laws, rows = res["laws"], []
+    for name, law in laws.get("step", {}).items():
+        s, _, metric = name.partition("/")
+        scale = (f"learning-rate area, C = {law['C']:.3g}" if law.get("scale") == "lr-area" else "tokens")
+        rows.append(f"| step, in {scale} | {rung(s)} | {metric} | {law['beta']:.3f} | {law['rms']:.4g} |")
+    fixed = " (fixed by --size-exponent)" if res.get("size_exponent") is not None else ""
+    rows += [f"| size | every rung | {name} | {law['beta']:.3f}{fixed} | {law['rms']:.4g} |"
              for name, law in laws.get("size", {}).items()]
     for name, law in laws.get("bimix", {}).items():
         beta = "-" if law["beta"] is None else f"{law['beta']:.3f}"
-        rows.append(f"| bimix | largest | {name} | {beta} | {law['rms']:.4g} |")
+        rows.append(f"| bimix (α = {law['alpha']:.3f}) | the largest | {name} | {beta} | {law['rms']:.4g} "
+                    f"(R² {law['r2']:.2f}) |")
     if rows:
         lines += ["", "## Laws", "", "| law | rung (params) | metric | β | RMS residual |",
                   "|---|---|---|---:|---:|", *rows]
-    if res.get("notes"):
-        lines += ["", "## Notes", "", *(f"- {n}" for n in res["notes"])]
+    notes = [*res.get("notes", ()), *(n for n in warned if n not in res.get("notes", ()))]
+    if notes:
+        lines += ["", "## Notes", "", *(f"- {n}" for n in notes)]
+    if shown and plots:
+        runs: dict[tuple[float, ...], list[str]] = {}
+        for c in curves:
+            runs.setdefault(mixture_key(c.weights), []).append(c.run_id)
+        lines += ["", "## Mixtures drawn", "", "| mixture | its runs |", "|---|---|",
+                  *(f"| {n + 1} | {', '.join(runs[key])} |" for n, key in enumerate(shown))]
     lines += ["", "## Plots", "", *(f"![{Path(p).stem}]({p})" for p in plots)]
     if not plots:
-        lines.append("No law across training or size was fitted (no target scale): nothing to draw.")
+        lines.append("Nothing to draw: the step law is drawn with --target-tokens, the size law with "
+                     "--target-size.")
     return "\n".join(lines) + "\n"
