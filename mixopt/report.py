@@ -107,8 +107,15 @@ def write_fit_report(fit: Any, folder: str | Path, *, ratios: str | Path, metric
     """Plots and a summary of ``mixopt fit`` on run tables (a :class:`~mixopt.fitters.api.FitReport`)
     into ``folder``, written whole: ``cv.png`` (with ``--cv``: each run's held-out prediction against
     its measured target), ``weights.png`` (with ``--propose``: the proposal, the best run and the
-    uniform mixture) and ``report.md``. Returns the files."""
-    folder = Path(folder)
+    uniform mixture) and ``report.md``. Returns the files.
+
+    Raises:
+        MixoptError: ``folder`` holds files other than an earlier report's (replaced whole, they
+            would be lost), or is otherwise no folder for a report (:func:`mixopt.plots.check_report_dir`).
+    """
+    from mixopt.plots import check_report_dir
+
+    folder = check_report_dir(folder, out=fit.out)
     prop = fit.proposal
     names = []
     with atomic_dir(folder) as tmp:

@@ -34,10 +34,11 @@ def write_scale_report(folder: str | Path, result: Mapping[str, Any], *, pred: A
     """Plots and report.md of a fit across scale (``result``: what ``fit_across_scale`` returns;
     ``pred``: its :class:`~mixopt.fitters.nested.ScalePrediction`; ``weights``: the objective's
     metric weights; ``model``: BiMix's fitted law; ``warned``: the fit's warnings), written whole
-    into ``folder``. Returns the files."""
+    into ``folder`` (checked as :func:`mixopt.plots.check_report_dir` checks it). Returns the files."""
     from mixopt.atomic import atomic_dir
+    from mixopt.plots import check_report_dir
 
-    folder = Path(folder)
+    folder = check_report_dir(folder, out=result.get("out"))
     metrics = list(pred.metrics)
     w = np.array([weights[m] for m in metrics])
     target = result["target_tokens"]
