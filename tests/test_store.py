@@ -18,7 +18,7 @@ import pytest
 
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.objective import Objective
-from mixopt.store import RunRecord, RunStore, domains_key, fidelity_key
+from mixopt.store import RunRecord, RunStore, default_path, domains_key, fidelity_key
 from mixopt.testing import run_cli as _cli
 
 DOMAINS = ["a", "b", "c"]
@@ -686,6 +686,8 @@ def test_runs_of_no_search_are_deleted_and_a_searchs_runs_are_kept(store, tmp_pa
     assert "no run in" in capsys.readouterr().err and len(store.runs()) == 22
     assert _cli(["runs", "delete", "--store", path]) == 2
     assert "say which runs to delete" in capsys.readouterr().err
+    assert _cli(["runs", "delete", "--prefix", "", "--store", path]) == 2
+    assert "--prefix '' matches every run" in capsys.readouterr().err
     assert _cli(["runs", "import", "--ratios", str(ratios), "--metrics", str(metrics), "--prefix", "g:",
                  "--search", "g2", "--evaluator", "m:f", "--store", path]) == 0
     assert " as 'g2' (ids g:x0 … g:x10" in " ".join(capsys.readouterr().out.split())
@@ -735,3 +737,10 @@ def test_a_delete_waits_for_a_search_that_is_planning(store) -> None:  # noqa: A
         assert not done.wait(1.0) and store.get("imp") is not None
     worker.join(10)
     assert done.is_set() and store.get("imp") is None
+
+
+def test_delete_and_export_without_a_store_make_none(workspace, tmp_path, capsys) -> None:  # noqa: ANN001
+    for verb in (["delete", "--prefix", "x"], ["export", "--ratios", str(tmp_path / "r.csv"), "--metrics",
+                                                str(tmp_path / "m.csv")]):
+        assert _cli(["runs", *verb]) == 2
+        assert "no run store at" in capsys.readouterr().err and not default_path().exists()
