@@ -175,15 +175,16 @@ def warnings_as_notes() -> Iterator[list[str]]:
 
 
 @contextlib.contextmanager
-def warnings_if_ok() -> Iterator[None]:
-    """Show the warnings raised inside only if the block ends without an error.
+def warnings_if_ok() -> Iterator[list[warnings.WarningMessage]]:
+    """Show the warnings raised inside only if the block ends without an error; yields the list
+    they are recorded in (a report keeps them too).
 
     Notes about an input (rows renormalised, runs left out) above a refusal of another argument are
     noise: the user gets one error line, and the notes once the command goes on.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        yield
+        yield caught
     for w in caught:  # under the caller's filters
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 

@@ -16,6 +16,13 @@ def pyplot() -> Any:
     return plt
 
 
+def save(fig: Any, path: str | Path) -> None:
+    """Write a figure as every plot of mixopt's is written (laid out, 120 dpi), and free it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    pyplot().close(fig)
+
+
 def color(i: int) -> str:
     """Series i's colour, the same in every plot (a report's proposal first, then the baselines)."""
     palette = ("#c44e52", "#8c8c8c", "#55a868", "#dd8452", "#8172b3", "#937860", "#da8bc3", "#64b5cd")

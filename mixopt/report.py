@@ -28,6 +28,7 @@ from mixopt.fitters.cv import AUTO_CV_NOTE, distinct_mixtures
 from mixopt.objective import Objective
 from mixopt.plots import color as _color
 from mixopt.plots import pyplot as _pyplot
+from mixopt.plots import save
 from mixopt.proposers.proposal import RANKS, ranking_note
 from mixopt.store import RunRecord, RunStore, store_of_search
 
@@ -149,9 +150,7 @@ def _fit_markdown(fit: Any, cands: list[dict[str, Any]], plots: list[str], *, ra
              f"{len(fit.domains)} {'units' if fit.reuse else 'domains'}", ""]
     if fit.cv is not None:
         c = fit.cv
-        lines += [f"## Cross-validation ({c['k']} folds)", "",
-                  "| Spearman | Pearson | MAE | relative error |", "|---:|---:|---:|---:|",
-                  f"| {c['spearman']:.4f} | {c['pearson']:.4f} | {c['mae']:.4g} | {c['rel_error']:.3%} |", ""]
+        lines += [f"## Cross-validation ({c['k']} folds)", "", *_cv_table(c), ""]
         said = any(RANKS in n for n in (fit.proposal or {}).get("notes") or [])  # the proposal's notes say it
         notes = [AUTO_CV_NOTE] if fit.method == "auto" else []
         if not said and (poor := ranking_note(c["spearman"], fit.method, c["k"])):
@@ -270,9 +269,7 @@ def plot_held_out(path: Path, y: np.ndarray, pred: np.ndarray, m: dict[str, floa
     ax.set_ylabel(f"predicted {measured}, held out")
     ax.legend(loc="upper left", frameon=False)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_weights(path: Path, cands: list[dict[str, Any]], domains: list[str], what: str,
@@ -302,9 +299,7 @@ def plot_weights(path: Path, cands: list[dict[str, Any]], domains: list[str], wh
     # legend in a row between the title and the axes, clear of the bars and the rotated labels
     ax.legend(frameon=False, fontsize=8, ncols=min(c, 5), loc="lower center", bbox_to_anchor=(0.5, 1.0))
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains: list[str],
@@ -371,9 +366,7 @@ def _plot_runs(path: Path, runs: list[RunRecord], objective: Objective, domains:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # a search with no finished run yet has nothing to name
         ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def swarm_outcome(runs: dict[str, Any]) -> str:
@@ -428,10 +421,7 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
         lines.append(f"- {checked}")
     lines.append("")
     if cv is not None:
-        lines += ["## Cross-validation", "",
-                  "| Spearman | Pearson | MAE | relative error |", "|---:|---:|---:|---:|",
-                  f"| {cv['spearman']:.3f} | {cv['pearson']:.3f} | {cv['mae']:.4f} "
-                  f"| {cv['rel_error']:.4f} |", ""]
+        lines += ["## Cross-validation", "", *_cv_table(cv), ""]
         said = any(RANKS in n for n in (result or {}).get("notes") or [])  # the search's own, kept
         # a QA pass: a Spearman of 0.18 was printed without a word (not for `random`: the figures are
         # of a reference model, which proposed nothing)
@@ -481,6 +471,15 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
     return "\n".join(lines)
 
 
+def _cv_cells(m: dict[str, Any]) -> str:
+    """Cross-validation figures as markdown table cells, as every report gives them."""
+    return f"| {m['spearman']:.4f} | {m['pearson']:.4f} | {m['mae']:.4g} | {m['rel_error']:.3%} |"
+
+
+def _cv_table(m: dict[str, Any]) -> list[str]:
+    return ["| Spearman | Pearson | MAE | relative error |", "|---:|---:|---:|---:|", _cv_cells(m)]
+
+
 def _selection_markdown(rows: list[dict[str, Any]]) -> list[str]:
     """``auto``'s choice: its cross-validation of every candidate, as the search printed it."""
     chosen = next((r["name"] for r in rows if r.get("chosen")), None)
@@ -494,8 +493,7 @@ def _selection_markdown(rows: list[dict[str, Any]]) -> list[str]:
         if r.get("error"):
             lines.append(f"| {r['name']} | - | - | - | - | no: {r['error']} |")
         else:
-            lines.append(f"| {r['name']} | {r['spearman']:.4f} | {r['pearson']:.4f} | {r['mae']:.4g} "
-                         f"| {r['rel_error']:.3%} | {'✓' if r.get('chosen') else ''} |")
+            lines.append(f"| {r['name']} {_cv_cells(r)} {'✓' if r.get('chosen') else ''} |")
     return lines + [""]
 
 

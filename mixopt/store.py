@@ -107,6 +107,16 @@ def _runs_used(plan: Mapping[str, Any] | None, result: Mapping[str, Any] | None)
     return used
 
 
+def _in_chunks(con: sqlite3.Connection, statement: str, ids: Sequence[str], size: int = 500) -> list[Any]:
+    """``statement WHERE run_id IN (…)`` over ``ids`` in chunks (SQLite caps a statement's
+    parameters), and the rows it returned."""
+    out: list[Any] = []
+    for i in range(0, len(ids), size):
+        chunk = list(ids[i : i + size])
+        out += con.execute(f"{statement} WHERE run_id IN ({', '.join('?' for _ in chunk)})", chunk).fetchall()
+    return out
+
+
 def natural_key(run_id: str) -> list[Any]:
     """A run id's sort key with its numbers in numeric order (train:2 before train:10)."""
     return [int(t) if i % 2 else t for i, t in enumerate(re.split(r"(\d+)", run_id))]
@@ -164,6 +174,14 @@ def store_of_search(name: str, store: str | Path | None = None) -> RunStore:
     if store is None and not default_path().is_file():
         raise MixoptError(f"no search named {name!r}: there is no run store at {default_path()} yet (run "
                           "`mixopt search` here, or set MIXOPT_HOME or --store to where one ran)")
+    return RunStore(store, create=False)
+
+
+def existing_store(store: str | Path | None, doing: str) -> RunStore:
+    """The existing store (``store``, else the workspace's) for a command that works on its runs
+    (``doing``: delete, export); none is made where none is yet."""
+    if store is None and not default_path().is_file():
+        raise MixoptError(f"no run store at {default_path()} yet, so no runs to {doing} (--store names one)")
     return RunStore(store, create=False)
 
 
@@ -518,12 +536,8 @@ class RunStore:
         """
         ids = list(dict.fromkeys(run_ids))
         with self._write() as con:
-            rows = {}
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                q = (f"SELECT run_id, search_id, status FROM runs WHERE run_id IN "
-                     f"({', '.join('?' for _ in chunk)})")
-                rows.update({r["run_id"]: r for r in con.execute(q, chunk)})
+            found = _in_chunks(con, "SELECT run_id, search_id, status FROM runs", ids)
+            rows = {r["run_id"]: r for r in found}
             if missing := [i for i in ids if i not in rows]:
                 raise MixoptError(f"no run {missing[0]!r} in {self.path}; `mixopt runs list` lists them")
             searches = {r[0] for r in con.execute("SELECT search_id FROM searches")}
@@ -553,9 +567,7 @@ class RunStore:
             ids = [i for i in ids if i not in used]
             if dry_run:
                 return ids
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                con.execute(f"DELETE FROM runs WHERE run_id IN ({', '.join('?' for _ in chunk)})", chunk)
+            _in_chunks(con, "DELETE FROM runs", ids)
         return ids
 
     def runs_used_by(self, run_ids: Sequence[str]) -> dict[str, list[str]]:
@@ -574,12 +586,7 @@ class RunStore:
 
     @staticmethod
     def _existing(con: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
-        out: list[str] = []
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            q = f"SELECT run_id FROM runs WHERE run_id IN ({', '.join('?' for _ in chunk)})"
-            out += [row[0] for row in con.execute(q, chunk)]
-        return sorted(out)
+        return sorted(row[0] for row in _in_chunks(con, "SELECT run_id FROM runs", ids))
 
     def begin(self, record: RunRecord) -> None:
         """Record a run as ``running`` before it starts (so a killed run leaves a trace).

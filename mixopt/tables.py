@@ -766,13 +766,19 @@ def ratios_csv(domains: Sequence[str], W: np.ndarray, *, start: int = 0) -> str:
                                                  for i, row in enumerate(W, start=start)))
 
 
-def refuse_id_columns(domains: Sequence[str]) -> None:
-    """Refuse a domain named as a run table's id column, which a table written with it would read
-    back as the rows' names."""
-    if clash := [d for d in domains if d in ID_COLUMNS]:
-        raise MixoptError(f"domain {clash[0]!r} has the name of a run table's id column "
-                          f"({', '.join(ID_COLUMNS)}): its weights would be read back as the rows' names; "
-                          "rename the domain")
+def id_columns_in(names: Sequence[str]) -> list[str]:
+    """The names a run table would read as its id columns (headers are read stripped)."""
+    return [n for n in names if n.strip() in ID_COLUMNS]
+
+
+def refuse_id_columns(names: Sequence[str], what: str = "domain",
+                      fix: str = "its weights would be read back as the rows' names; rename the domain",
+                      ) -> None:
+    """Refuse a domain (``what``) named as a run table's id column, which a table written with it
+    would read back as the rows' names; ``fix`` says what to do."""
+    if clash := id_columns_in(names):
+        raise MixoptError(f"{what} {clash[0]!r} has the name of a run table's id column "
+                          f"({', '.join(ID_COLUMNS)}): {fix}")
 
 
 def csv_text(header: Sequence[object], rows: Iterable[Sequence[object]]) -> str:

@@ -255,13 +255,10 @@ def export_runs(
     """Write runs as a ratios and a metrics table (Olmix's layout) for `fit`, `runs import`, RegMix, Olmix.
 
     The tables have run, name and index columns, then a column per domain (ratios) or per metric."""
-    from mixopt.errors import MixoptError
     from mixopt.search.imports import export_tables
-    from mixopt.store import RunStore, default_path
+    from mixopt.store import existing_store
 
-    if store is None and not default_path().is_file():
-        raise MixoptError(f"no run store at {default_path()} yet, so no runs to export (--store names one)")
-    st = RunStore(store, create=False)
+    st = existing_store(store, "export")
     with json_warnings(as_json) as said:
         summary = export_tables(st, ratios=ratios, metrics=metrics, searches=search or (), status=status,
                                 role=role, prefix=prefix, checkpoints=checkpoints)
@@ -295,7 +292,7 @@ def delete_runs(
 
     from mixopt.errors import MixoptError
     from mixopt.search.imports import delete_runs as delete
-    from mixopt.store import RunStore, default_path, natural_sorted
+    from mixopt.store import existing_store, natural_sorted
 
     given = [f"{k} {v!r}" for k, v in (("--search", search), ("--prefix", prefix)) if v is not None]
     given += [f"--run {r!r}" for r in run or ()]
@@ -303,9 +300,7 @@ def delete_runs(
         raise MixoptError("say which runs to delete: --search NAME, --prefix P or --run ID")
     if prefix == "":
         raise MixoptError("--prefix '' matches every run; give the start of the run ids to delete")
-    if store is None and not default_path().is_file():
-        raise MixoptError(f"no run store at {default_path()} yet, so no runs to delete (--store names one)")
-    st = RunStore(store, create=False)
+    st = existing_store(store, "delete")
     if run and (missing := set(run) - {r.run_id for r in st.runs(run_ids=run)}):  # a typo deletes nothing
         raise MixoptError(f"no run {sorted(missing)[0]!r} in {st.path}, so nothing was deleted; `mixopt runs "
                           "list` lists the runs")

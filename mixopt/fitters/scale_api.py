@@ -14,7 +14,6 @@ import dataclasses
 import functools
 import json
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mixopt.errors import MixoptError, MixoptWarning, warn, warn_if_ok
+from mixopt.errors import MixoptError, MixoptWarning, warn, warn_if_ok, warnings_if_ok
 from mixopt.fitters.nested import (
     Checkpoints,
     Curve,
@@ -240,11 +239,8 @@ def fit_across_scale(config: ScaleFitConfig) -> dict[str, Any]:
     Raises:
         MixoptError: no usable runs, too few rungs or checkpoints for a law, bad constraints.
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings_if_ok() as caught:  # shown as they were raised, and kept for the report
         report, draw = _fit_across_scale(config)
-    for w in caught:  # shown as they were raised, and kept for the report
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     if draw is not None:
         said = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, MixoptWarning)))
         report["report"] = [str(p) for p in draw(warned=said)]

@@ -21,7 +21,7 @@ import numpy as np
 
 from mixopt.errors import MixoptError
 from mixopt.fitters.nested import mixture_key
-from mixopt.plots import color, pyplot
+from mixopt.plots import color, pyplot, save
 
 MAX_SHOWN = 6  # mixtures drawn: from the best to the worst, evenly by rank
 MAX_RUNGS = 3  # step-law panels: the largest rungs, nearest the target
@@ -90,12 +90,6 @@ def _grid(t: np.ndarray, target: float | None) -> tuple[np.ndarray, int | None]:
     return grid, int(np.searchsorted(grid, target))
 
 
-def _law_at(law: Any, k: int, x: np.ndarray, z: np.ndarray | float = 0.0) -> np.ndarray:
-    """Curve ``k`` of a step law at scales ``x`` (annealing areas ``z``)."""
-    u = np.asarray(x, dtype=float) / law.x_ref
-    return law.E[k] + law.B[k] * u ** (-law.beta) - law.C * np.asarray(z, dtype=float)
-
-
 def _runs_of(c: Any, grid: np.ndarray) -> np.ndarray | None:
     """The learning rate's areas (S1, S2) at the end of a run of each ``grid`` tokens on ``c``'s
     schedule (its schedule stretched to that length); None where a point lies outside what a step
@@ -109,16 +103,9 @@ def _runs_of(c: Any, grid: np.ndarray) -> np.ndarray | None:
     return np.array(out)
 
 
-def _panels(n: int, height: float = 4.4) -> tuple[Any, Any, Any]:
-    plt = pyplot()
-    fig, axes = plt.subplots(1, n, figsize=(min(5.4 * n, 16), height), squeeze=False)
-    return plt, fig, axes[0]
-
-
-def _finish(plt: Any, fig: Any, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def _panels(n: int, height: float = 4.4) -> tuple[Any, Any]:
+    fig, axes = pyplot().subplots(1, n, figsize=(min(5.4 * n, 16), height), squeeze=False)
+    return fig, axes[0]
 
 
 def _plot_steps(path: Path, fits: Mapping[tuple[float, str], Any], metrics: Sequence[str], w: np.ndarray,
@@ -129,7 +116,7 @@ def _plot_steps(path: Path, fits: Mapping[tuple[float, str], Any], metrics: Sequ
     was fitted, and dashed for whole runs of each length on its schedule, which is what is carried
     to the target. Returns whether a law was drawn (nothing is written otherwise)."""
     sizes = sorted({size for size, _ in fits})[-MAX_RUNGS:]
-    plt, fig, axes = _panels(len(sizes))
+    fig, axes = _panels(len(sizes))
     drawn = annealed_any = False
     for ax, size in zip(axes, sizes, strict=True):
         group = fits[(size, metrics[0])][1]
@@ -146,19 +133,19 @@ def _plot_steps(path: Path, fits: Mapping[tuple[float, str], Any], metrics: Sequ
             laws = [fits[(size, m)] for m in metrics]
             grid, at = _grid(t, target)
             if not any(annealed for _, _, annealed in laws):
-                fitted = np.column_stack([_law_at(law, k, grid) for law, _, _ in laws]) @ w
+                fitted = np.column_stack([law.predict(grid)[k] for law, _, _ in laws]) @ w
                 ax.plot(grid, fitted, color=color(n), linewidth=1.2, label=f"mixture {n + 1}")
             else:
                 annealed_any = True
                 s1, s2 = (np.asarray(a, dtype=float) for a in c.areas())
                 own = np.asarray(c.tokens) > 0
-                at_own = np.column_stack([_law_at(law, k, s1[own], s2[own]) for law, _, _ in laws]) @ w
+                at_own = np.column_stack([law.predict(s1[own], s2[own])[k] for law, _, _ in laws]) @ w
                 ax.plot(np.asarray(c.tokens)[own], at_own, color=color(n), linewidth=1.2,
                         label=f"mixture {n + 1}")
                 areas = _runs_of(c, grid)
                 if areas is None:
                     continue
-                fitted = np.column_stack([_law_at(law, k, areas[:, 0], areas[:, 1])
+                fitted = np.column_stack([law.predict(areas[:, 0], areas[:, 1])[k]
                                           for law, _, _ in laws]) @ w
                 ax.plot(grid, fitted, color=color(n), linewidth=1, linestyle=":")
             ax.scatter([grid[at]], [fitted[at]], marker="*", s=90, color=color(n), zorder=4)
@@ -177,9 +164,9 @@ def _plot_steps(path: Path, fits: Mapping[tuple[float, str], Any], metrics: Sequ
     more = f"the {len(sizes)} largest rungs; " if len({s for s, _ in fits}) > len(sizes) else ""
     fig.suptitle(f"step law per run, carried to the target tokens\n({more}{how})", fontsize=9)
     if drawn:
-        _finish(plt, fig, path)
+        save(fig, path)
     else:
-        plt.close(fig)
+        pyplot().close(fig)
     return drawn
 
 
@@ -190,7 +177,7 @@ def _plot_bimix(path: Path, curves: Sequence[Any], metrics: Sequence[str], w: np
     law = model.estimator_ if isinstance(model, MetricSum) else model
     size = max(float(c.size) for c in curves)
     where = {mixture_key(c.weights): c for c in reversed(curves) if float(c.size) == size}
-    plt, fig, axes = _panels(1)
+    fig, axes = _panels(1)
     ax = axes[0]
     for n, key in enumerate(shown):
         c = where[key]
@@ -210,7 +197,7 @@ def _plot_bimix(path: Path, curves: Sequence[Any], metrics: Sequence[str], w: np
     ax.set_title(f"BiMix over mixtures and checkpoints, {size:.3g} params", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, frameon=False)
-    _finish(plt, fig, path)
+    save(fig, path)
 
 
 def _plot_sizes(path: Path, fit: tuple[Any, list, list[float], np.ndarray], w: np.ndarray, target: float,
@@ -223,7 +210,7 @@ def _plot_sizes(path: Path, fit: tuple[Any, list, list[float], np.ndarray], w: n
     fitted = np.tensordot(w, F, axes=1)  # (n_mixtures, grid)
     values = V @ w  # (n_sizes, n_mixtures)
     index = {key: i for i, key in enumerate(keys)}
-    plt, fig, axes = _panels(1)
+    fig, axes = _panels(1)
     ax = axes[0]
     for n, key in enumerate(shown):
         if (i := index.get(key)) is None:
@@ -240,7 +227,7 @@ def _plot_sizes(path: Path, fit: tuple[Any, list, list[float], np.ndarray], w: n
     ax.set_title(f"size law per mixture (points: {points})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, frameon=False)
-    _finish(plt, fig, path)
+    save(fig, path)
 
 
 def _markdown(res: Mapping[str, Any], plots: Sequence[str], shown: Sequence[tuple[float, ...]],

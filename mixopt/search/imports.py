@@ -210,7 +210,7 @@ def export_tables(
     from mixopt.atomic import atomic_path, check_writable
     from mixopt.reuse import KEY, trained_weights
     from mixopt.store import RUN_ROLES, RUN_STATUSES, natural_sorted
-    from mixopt.tables import ID_COLUMNS, csv_text, refuse_id_columns
+    from mixopt.tables import csv_text, refuse_id_columns
 
     for option, value, known in (("--status", status, RUN_STATUSES), ("--role", role, RUN_ROLES)):
         if value is not None and value not in known:
@@ -272,10 +272,8 @@ def export_tables(
     if not names:
         raise MixoptError(f"the {status} runs of {where} hold no metric, so the metrics table would be "
                           "empty; export runs that finished (--status ok)")
-    if clash := [m for m in names if m.strip() in ID_COLUMNS]:
-        raise MixoptError(f"metric {clash[0]!r} has the name of a run table's id column "
-                          f"({', '.join(ID_COLUMNS)}), so the table could not be read back; rename it (in "
-                          "the evaluator, or on import with --rename)")
+    refuse_id_columns(names, "metric", "the table could not be read back; rename it (in the evaluator, or "
+                      "on import with --rename)")
 
     def cell(v: Any, whole: bool = False) -> str:  # a checkpoint's tokens and step as integers
         return "" if not number(v) else str(int(v)) if whole and float(v).is_integer() else repr(float(v))
@@ -393,9 +391,9 @@ def _renamed(names: Sequence[str], rules: Sequence[tuple[re.Pattern[str], str]])
     twice = sorted({n for n in out if out.count(n) > 1})
     if twice:
         raise MixoptError(f"--rename gives two metrics the name {twice[0]!r}; make the rules keep them apart")
-    from mixopt.tables import ID_COLUMNS
+    from mixopt.tables import ID_COLUMNS, id_columns_in
 
-    if clash := [n for n in out if n.strip() in ID_COLUMNS and n not in names]:  # tables read it as ids
+    if clash := [n for n in id_columns_in(out) if n not in names]:  # tables would read it as ids
         raise MixoptError(f"--rename gives a metric the name {clash[0]!r}, a run table's id column "
                           f"({', '.join(ID_COLUMNS)}); rename it to something else")
     return out
