@@ -172,10 +172,40 @@ def _fit_markdown(fit: Any, cands: list[dict[str, Any]], plots: list[str], *, ra
         lines += [f"| {d} | " + " | ".join(f"{c['weights'].get(d, 0.0):.4f}" for c in cands) + " |"
                   for d in domains]
         lines.append("")
+        lines += _settings_markdown(fit.proposal.get("params") or {})
         if fit.proposal.get("notes"):
             lines += ["## Notes", ""] + [f"- {n}" for n in fit.proposal["notes"]] + [""]
     lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
     return "\n".join(lines)
+
+
+# the mixture JSON's constraint names as the options that set them (per-domain floors come from the
+# library's SearchSpace only, and keep their name)
+_CONSTRAINT_OPTIONS = {"min_weight": "--min-weight", "ceilings": "--max-weight",
+                       "fixed": "--fix", "tokens": "--tokens", "max_epochs": "--max-epochs",
+                       "target_tokens": "--target-tokens"}
+
+
+def _settings_markdown(params: dict[str, Any]) -> list[str]:
+    """The options a proposal was made with, which a rerun needs to make it again (the mixture JSON
+    keeps them too)."""
+    if not params:
+        return []
+    prop = params.get("proposer") or {}
+    lines = ["## Settings", "", f"- --seed {params.get('seed')}"]
+    if "n_candidates" in prop:
+        lines.append(f"- --candidates {prop['n_candidates']}, --top-k {prop.get('k')}")
+    if "kl" in prop:
+        lines.append(f"- --kl {prop['kl']}")
+    if params.get("prior"):
+        lines.append(f"- prior: {params['prior']}")
+    for name, value in (params.get("constraints") or {}).items():
+        if value in (None, {}, 0, 0.0):  # unset
+            continue
+        option = _CONSTRAINT_OPTIONS.get(name, name.replace("_", " "))
+        shown = ",".join(f"{d}={v:g}" for d, v in value.items()) if isinstance(value, dict) else f"{value:g}"
+        lines.append(f"- {option} {shown}")
+    return [*lines, ""]
 
 
 def _borrowed_validation(st: RunStore, plan: dict[str, Any]) -> list[RunRecord]:

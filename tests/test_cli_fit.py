@@ -773,13 +773,18 @@ def test_fit_report_plots_the_held_out_predictions_and_the_proposal(tmp_path: Pa
     against the measured target, the proposal beside the best run and uniform, and report.md."""
     rep, out = tmp_path / "rep", tmp_path / "m.json"
     args = ["fit", "--ratios", R, "--metrics", M, "--target", T, *FAST]
-    assert run_cli([*args, "--cv", "4", "--propose", "--out", str(out), "--report", str(rep), "--json"]) == 0
+    assert run_cli([*args, "--cv", "4", "--propose", "--out", str(out), "--report", str(rep), "--json",
+                    "--min-weight", "0.001"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["report"] == [str(rep / n) for n in ("cv.png", "weights.png", "report.md")]
     md = (rep / "report.md").read_text()
     assert f"| {doc['cv']['spearman']:.4f} |" in md and "## Proposal → `" in md
     best = doc["proposal"]["baselines"]["best_run"]
     assert f"| best run ({best['run_id']}) | {best['predicted']:.4f} | {best['measured']:.4f} |" in md
+    # the options a rerun needs to make the proposal again (only the mixture JSON had kept them)
+    settings = md.split("## Settings")[1].split("##")[0]
+    assert "- --seed 0\n- --candidates 20000, --top-k 16\n" in settings
+    assert "- --min-weight 0.001\n" in settings and "--max-weight" not in settings  # only what was set
     assert all((rep / n).stat().st_size > 1000 for n in ("cv.png", "weights.png"))
     # a report alone of the cross-validation; the folder of an earlier report is replaced whole
     assert run_cli([*args, "--cv", "3", "--report", str(rep)]) == 0

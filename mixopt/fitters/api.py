@@ -444,7 +444,7 @@ def _save_mixture(
     # baselines had reached only stderr and the --out file)
     return {"weights": weights, "predicted": prop.predicted, "std": prop.std,
             "interval": list(prop.interval) if prop.interval is not None else None,
-            "baselines": baselines, "notes": notes, "info": info}
+            "baselines": baselines, "notes": notes, "info": info, "params": params}
 
 
 def _jsonable(v: Any) -> bool:
