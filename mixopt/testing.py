@@ -109,6 +109,16 @@ def loglinear(request: EvalRequest) -> EvalResult:
     return EvalResult(metrics=_metrics(request), cost=time.perf_counter() - t0)
 
 
+def gpus_seen(request: EvalRequest) -> dict[str, float]:
+    """:func:`loglinear`'s metrics, with the GPUs Ray gave the trial: ``gpus`` (the ids
+    ``ray.get_gpu_ids`` names) and ``visible_devices`` (the ids in ``CUDA_VISIBLE_DEVICES``)."""
+    import ray
+
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return {**_metrics(request), "gpus": float(len(ray.get_gpu_ids())),
+            "visible_devices": float(len(visible))}
+
+
 def noop(request: EvalRequest) -> dict[str, float]:
     """Returns fixed metrics at once and writes nothing: for measuring orchestration overhead
     (``fidelity["tilt"]``: each loss moves by tilt × its domain's weight, a near-flat landscape)."""

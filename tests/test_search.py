@@ -950,6 +950,42 @@ def test_a_trial_bigger_than_any_node_is_refused_and_leaves_no_search(workspace,
     assert RunStore().get_search("huge") is None and not (workspace / "searches" / "huge").exists()
 
 
+def test_gpus_per_trial_are_checked_against_the_cluster_and_the_evaluator(workspace, tmp_path, ray_session):
+    """--gpus-per-trial reserves GPUs for a user's evaluator: more than any node has is refused before
+    a run (Tune would wait forever), and so is the built-in proxy, which trains on CPUs."""
+    from mixopt.search.driver import run_search
+
+    for bad in (1.5, -1.0, math.nan):  # Ray takes a fraction of one GPU, or whole GPUs
+        with pytest.raises(MixoptError, match="--gpus-per-trial is .*; give 0, a fraction up to 1"):
+            config(tmp_path, gpus_per_trial=bad)
+    assert config(tmp_path, gpus_per_trial=0.25).gpus_per_trial == 0.25
+    with pytest.raises(MixoptError, match=r"--gpus-per-trial 0.5: this machine's Ray sees no GPU|"
+                                          r"--gpus-per-trial 0.5: no node of the Ray cluster has 0.5 GPUs"):
+        run_search(config(tmp_path, name="gpu", gpus_per_trial=0.5))
+    assert RunStore().get_search("gpu") is None and not (workspace / "searches" / "gpu").exists()
+    with pytest.raises(MixoptError, match="--gpus-per-trial 1: the built-in proxy trains on CPUs"):
+        run_search(SearchConfig(corpus="nope", gpus_per_trial=1))
+
+
+def test_a_resume_may_change_the_resources_per_trial(workspace, tmp_path, ray_session):
+    """A search that stopped goes on with other --cpus-per-trial/--gpus-per-trial (a cluster of other
+    nodes): they decide where runs go, not what they measure."""
+    from mixopt.search.driver import resume_search, run_search
+
+    flag = tmp_path / "fixed"
+    cfg = config(tmp_path, name="moved", evaluator="mixopt.testing:broken_until_fixed", budget=6,
+                 fidelity={"fixed": str(flag)})
+    with pytest.raises(MixoptError, match="no metrics"):
+        run_search(cfg)
+    flag.write_text("fixed")
+    with pytest.raises(MixoptError, match="--gpus-per-trial 1: "):  # it reached the search's config
+        resume_search("moved", gpus_per_trial=1)
+    with pytest.raises(MixoptError, match="--cpus-per-trial 64: no node"):
+        resume_search("moved", cpus_per_trial=64)
+    res = resume_search("moved", cpus_per_trial=2, gpus_per_trial=0)
+    assert res.runs["ok"] == 6 and RunStore().require_search("moved").state == "done"
+
+
 def test_a_proposal_where_runs_diverged_is_noted(workspace, tmp_path, ray_session):
     from mixopt.search.driver import run_search
 

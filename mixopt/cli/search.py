@@ -39,7 +39,8 @@ Str = str | None
 
 
 # What --resume takes from the command line; everything else comes from the stored search.
-RESUME_OPTIONS = {"resume", "store", "address", "concurrency", "out", "trial_timeout", "retries", "as_json"}
+RESUME_OPTIONS = {"resume", "store", "address", "concurrency", "cpus_per_trial", "gpus_per_trial", "out",
+                  "trial_timeout", "retries", "as_json"}
 
 
 @app.command("search")
@@ -91,8 +92,12 @@ def search(
                                     "in the objective's units (default 0.1, Olmix's, for BPB; 0: the "
                                     "law's own optimum).")] = None,
     concurrency: Annotated[int | None, opt("--concurrency", help="Trials at once "
-                                           "(default: CPUs / --cpus-per-trial).")] = None,
+                                           "(default: CPUs / --cpus-per-trial, or GPUs / "
+                                           "--gpus-per-trial if fewer).")] = None,
     cpus_per_trial: Annotated[int, opt("--cpus-per-trial", help="CPUs (torch threads) per trial.")] = 1,
+    gpus_per_trial: Annotated[float, opt("--gpus-per-trial", help="GPUs Ray reserves for each trial of "
+                                         "your --evaluator (0.5: two trials share one); the trial's "
+                                         "CUDA_VISIBLE_DEVICES names them.")] = 0.0,
     trial_timeout: Annotated[float | None, opt("--trial-timeout", help="Seconds a run may take; a run "
                                                "still going then is stopped, recorded failed and "
                                                "retried (default: no limit).")] = None,
@@ -130,11 +135,15 @@ def search(
                         + ", ".join("--" + p.replace("_", "-") for p in ignored)
                         + " (start a new search to change them)", markup=False
                     )
-                given = ctx.get_parameter_source("retries")
+                def given(param: str, value: Any) -> Any:  # options with a default: only when typed
+                    src = ctx.get_parameter_source(param)
+                    return value if src is not None and src.name == "COMMANDLINE" else None
+
                 result = resume_search(resume, store=store, progress=progress, address=address,
                                        concurrency=concurrency, out=out, trial_timeout=trial_timeout,
-                                       retries=retries if given is not None and given.name == "COMMANDLINE"
-                                       else None)
+                                       retries=given("retries", retries),
+                                       cpus_per_trial=given("cpus_per_trial", cpus_per_trial),
+                                       gpus_per_trial=given("gpus_per_trial", gpus_per_trial))
             else:
                 config = SearchConfig(
                     name=name, corpus=corpus, evaluator=evaluator,
@@ -143,7 +152,8 @@ def search(
                     budget=budget,
                     rung=rung, fidelity=parse_fidelity(fidelity), seed=seed, validate=validate,
                     validate_rung=validate_rung, retries=retries, reuse=not no_reuse, address=address,
-                    concurrency=concurrency, cpus_per_trial=cpus_per_trial, trial_timeout=trial_timeout,
+                    concurrency=concurrency, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                    trial_timeout=trial_timeout,
                     min_weight=min_weight,
                     max_weight=assignments(max_weight, "--max-weight"),
                     fix=assignments(fix, "--fix"), max_epochs=max_epochs,

@@ -51,6 +51,9 @@ class SearchConfig:
         address: Ray cluster address (default: ``RAY_ADDRESS``, else a local Ray).
         concurrency: trials at once (default: the cluster's CPUs / cpus_per_trial).
         cpus_per_trial: CPUs of each trial (and its torch threads).
+        gpus_per_trial: GPUs Ray reserves for each trial of a user's evaluator (fractions below 1
+            share a GPU between trials; Ray sets ``CUDA_VISIBLE_DEVICES`` in the trial); 0: none. The
+            built-in proxy trains on CPUs.
         trial_timeout: seconds a run may take before it is stopped and recorded as failed (then
             retried like any failure); None: no limit.
         min_weight, max_weight, fix, max_epochs, target_tokens: the search space.
@@ -82,6 +85,7 @@ class SearchConfig:
     address: str | None = None
     concurrency: int | None = None
     cpus_per_trial: int = 1
+    gpus_per_trial: float = 0.0
     trial_timeout: float | None = None
     min_weight: float = 0.0
     max_weight: Mapping[str, float] = field(default_factory=dict)
@@ -135,6 +139,11 @@ class SearchConfig:
             raise MixoptError(f"--concurrency is {self.concurrency}; it must be ≥ 1")
         if self.cpus_per_trial < 1:
             raise MixoptError(f"--cpus-per-trial is {self.cpus_per_trial}; it must be ≥ 1")
+        g = self.gpus_per_trial
+        # Ray reserves a fraction of one GPU, or whole GPUs: 1.5 is refused by Ray once Tune runs
+        if not (math.isfinite(g) and g >= 0) or (g > 1 and not float(g).is_integer()):
+            raise MixoptError(f"--gpus-per-trial is {g:g}; give 0, a fraction up to 1 (trials sharing a GPU) "
+                              "or a whole number of GPUs")
         t = self.trial_timeout
         if t is not None and not (math.isfinite(t) and t > 0):
             raise MixoptError(f"--trial-timeout is {t}; it must be a number of seconds > 0")

@@ -287,11 +287,13 @@ def resume_search(
     name: str, *, store: str | None = None, evaluator: Callable | None = None,
     progress: Progress | None = None, address: str | None = None, concurrency: int | None = None,
     out: str | None = None, trial_timeout: float | None = None, retries: int | None = None,
+    cpus_per_trial: int | None = None, gpus_per_trial: float | None = None,
 ) -> SearchResult:
     """Continue the search ``name`` where it stopped; a finished search returns its stored result.
 
     Runs that failed after all their retries run again (with ``retries``, default the search's
-    own); diverged runs do not.
+    own); diverged runs do not. ``address``, ``concurrency`` and the resources per trial may
+    change (a cluster of other nodes); what the runs measure may not.
     """
     if not name.strip():
         raise MixoptError("--resume needs a search's name (`mixopt runs searches` lists them)")
@@ -301,7 +303,9 @@ def resume_search(
         result = SearchResult.from_dict(rec.result)
         said = f"search {name} finished earlier: nothing to run; its result as stored"
         _emit(progress, StageEvent(stage="export", search_id=name, message=said))
-        given = [f for f, v in (("--retries", retries), ("--trial-timeout", trial_timeout)) if v is not None]
+        given = [f for f, v in (("--retries", retries), ("--trial-timeout", trial_timeout),
+                                ("--cpus-per-trial", cpus_per_trial), ("--gpus-per-trial", gpus_per_trial))
+                 if v is not None]
         if given:  # they apply to the runs of a search still going
             warn(
                 f"search {name!r} is finished, so {' and '.join(given)} "
@@ -347,6 +351,10 @@ def resume_search(
         changes["trial_timeout"] = trial_timeout
     if retries is not None:
         changes["retries"] = retries
+    if cpus_per_trial is not None:
+        changes["cpus_per_trial"] = cpus_per_trial
+    if gpus_per_trial is not None:
+        changes["gpus_per_trial"] = gpus_per_trial
     cfg = cfg.replace(**changes)
     kept = (rec.plan or {}).get("reuse_mixture")  # the shares it began with, whatever became of the file
     try:
@@ -503,12 +511,19 @@ def _ray(config: SearchConfig, progress: Progress | None, search_id: str,
     if seen() == signal.SIGINT or (seen() and not _HOST_IGNORES_SIGTERM):
         raise KeyboardInterrupt  # its exception lost in a fork handler: a stop all the same
     _stop_on_sigterm()
-    biggest = _largest_node_cpus()
+    biggest = _largest_node("CPU")
     if biggest is not None and config.cpus_per_trial > biggest:  # Tune would wait for it forever
         raise MixoptError(
             f"--cpus-per-trial {config.cpus_per_trial}: no node of the Ray cluster has that many CPUs "
             f"(the largest has {biggest:g}); give at most {int(biggest)}"
         )
+    gpus = _largest_node("GPU")
+    gpus = info.num_gpus if gpus is None else gpus
+    if config.gpus_per_trial and gpus < config.gpus_per_trial:  # as for CPUs: Tune would wait forever
+        where = "this machine's Ray sees no GPU" if info.started_here and not gpus else (
+            f"no node of the Ray cluster has {config.gpus_per_trial:g} GPUs (the largest has {gpus:g})")
+        raise MixoptError(f"--gpus-per-trial {config.gpus_per_trial:g}: {where}; run on a cluster with GPU "
+                          "nodes (--address), or give fewer")
     _emit(progress, StageEvent(stage="ray", message="Ray is up", search_id=search_id,
                                lines=tuple(info.describe())))
     return info
@@ -606,15 +621,16 @@ class _LazyRay:
             "Ray: not started (every run this search needed was in the store)"]
 
 
-def _largest_node_cpus() -> float | None:
-    """CPUs of the cluster's largest live node (None if Ray does not say)."""
+def _largest_node(resource: str) -> float | None:
+    """How much of ``resource`` (``CPU``, ``GPU``) the cluster's largest live node has (None if Ray
+    does not say)."""
     import ray
 
     try:
-        cpus = [n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+        have = [n.get("Resources", {}).get(resource, 0.0) for n in ray.nodes() if n.get("Alive")]
     except Exception:  # informative only: Tune would still run what fits
         return None
-    return max(cpus) if cpus else None
+    return max(have) if have else None
 
 
 def _emit(progress: Progress | None, event: Any) -> None:
@@ -773,7 +789,11 @@ def _plan_line(prep: Prepared, plan: dict[str, Any]) -> str:
 
 
 def _concurrency(prep: Prepared, info: RayInfo) -> int:
-    return prep.config.concurrency or max(1, info.num_cpus // prep.config.cpus_per_trial)
+    cfg = prep.config
+    fits = info.num_cpus // cfg.cpus_per_trial
+    if cfg.gpus_per_trial:  # the scarcer of the two sets how many trials run at once
+        fits = min(fits, int(info.num_gpus / cfg.gpus_per_trial + 1e-9))
+    return cfg.concurrency or max(1, fits)
 
 
 def _drive(prep: Prepared, plan: dict[str, Any], ray: _LazyRay, progress: Progress | None, *,
@@ -1039,6 +1059,7 @@ def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, ray: _LazyRa
     if todo:
         run_trials(searcher, prep.context(phase), phase=phase, storage=prep.search_dir / "tune",
                    concurrency=_concurrency(prep, ray()), cpus_per_trial=cfg.cpus_per_trial,
+                   gpus_per_trial=cfg.gpus_per_trial,
                    progress=progress, best=best)
     check_fatal(store, sid, prep.resume)
     # runs Tune left running when it stopped early (a signal, or a fatal error)

@@ -446,6 +446,9 @@ def prepare(
 
     spec = get_method(config.method)
     spec.kl_option(config.kl)  # unknown method (listing the names) or a bad --kl
+    if config.gpus_per_trial and evaluator is None and not config.evaluator:
+        raise MixoptError(f"--gpus-per-trial {config.gpus_per_trial:g}: the built-in proxy trains on CPUs "
+                          "(--cpus-per-trial); GPUs per trial are for your own --evaluator's training jobs")
     if spec.training_free and not config.corpus:
         raise MixoptError(f"--method {spec.name} computes the mixture from a corpus's text: give --corpus "
                           "(the runs of an --evaluator cannot stand in for it)")

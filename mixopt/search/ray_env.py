@@ -40,11 +40,13 @@ class RayInfo:
     auth: str  # "token" or "disabled"
     token_source: str | None
     logs: str | None = None  # this machine's Ray session logs folder (None: not known)
+    num_gpus: float = 0.0
 
     def describe(self) -> list[str]:
         """Lines for the CLI: where the dashboard is and how to get past its token check."""
         where = "a local Ray started here" if self.started_here else f"the Ray cluster at {self.address}"
-        lines = [f"Ray: {where} ({self.num_cpus} CPUs)"]
+        gpus = f", {self.num_gpus:g} GPUs" if self.num_gpus else ""
+        lines = [f"Ray: {where} ({self.num_cpus} CPUs{gpus})"]
         if self.dashboard_url:
             url = self.dashboard_url if "://" in self.dashboard_url else f"http://{self.dashboard_url}"
             lines.append(f"Ray dashboard: {url}")
@@ -278,7 +280,8 @@ def ensure_ray(
     from ray._raylet import AuthenticationMode, get_authentication_mode
 
     auth = "token" if get_authentication_mode() == AuthenticationMode.TOKEN else "disabled"
-    cpus = int(ray.cluster_resources().get("CPU", 1))
+    resources = ray.cluster_resources()
+    cpus = int(resources.get("CPU", 1))
     gcs = ray.get_runtime_context().gcs_address
     try:  # a private helper, informative only
         logs = ray._private.worker._global_node.get_logs_dir_path()
@@ -288,6 +291,7 @@ def ensure_ray(
     return RayInfo(
         address=str(gcs), started_here=started_here, num_cpus=cpus, dashboard_url=url, auth=auth,
         token_source=token_source() if auth == "token" else None, logs=logs,
+        num_gpus=float(resources.get("GPU", 0.0)),
     )
 
 

@@ -383,6 +383,7 @@ def run_trials(
     storage: Path,
     concurrency: int,
     cpus_per_trial: int,
+    gpus_per_trial: float = 0.0,
     progress: Progress | None = None,
     best: float | None = None,
 ) -> None:
@@ -412,7 +413,8 @@ def run_trials(
     # one line; Tune's own report of it is a traceback of a hundred lines per trial.
     logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
     alg = ConcurrencyLimiter(searcher, max_concurrent=max(1, concurrency), batch=searcher.syncs_batches)
-    fn = tune.with_resources(tune.with_parameters(trainable, ctx=ctx), {"cpu": cpus_per_trial})
+    resources = {"cpu": cpus_per_trial, **({"gpu": gpus_per_trial} if gpus_per_trial else {})}
+    fn = tune.with_resources(tune.with_parameters(trainable, ctx=ctx), resources)
     name = f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     tuner = tune.Tuner(
         fn,
