@@ -744,3 +744,28 @@ def test_delete_and_export_without_a_store_make_none(workspace, tmp_path, capsys
                                                 str(tmp_path / "m.csv")]):
         assert _cli(["runs", *verb]) == 2
         assert "no run store at" in capsys.readouterr().err and not default_path().exists()
+
+
+def test_many_run_ids_are_read_in_chunks_under_sqlites_parameter_cap(store, monkeypatch):
+    """A QA pass at scale: `runs delete` of 40,000 --run ids gave "too many SQL variables" on an SQLite
+    that caps a statement at 32,766 parameters (999 before 3.32); adding 50,000 runs took a minute in
+    the duplicate check alone. Here the cap is 999, as old SQLite builds have it."""
+    import mixopt.store as store_mod
+
+    real = sqlite3.connect
+
+    def capped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        con = real(*args, **kwargs)
+        con.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        return con
+
+    monkeypatch.setattr(store_mod.sqlite3, "connect", capped)
+    recs = [RunRecord(run_id=f"r{i}", weights={"a": 0.5, "b": 0.5}, fidelity={}, fidelity_key="{}",
+                      status="ok" if i % 3 else "failed", metrics={"loss/a": float(i)}) for i in range(2500)]
+    store.add(recs)
+    ids = [f"r{i}" for i in range(2499, -1, -1)] + ["r7", "nope"]  # any order, an id twice, one unknown
+    got = store.runs(run_ids=ids)
+    assert [r.run_id for r in got] == [r.run_id for r in store.runs()]  # each once, oldest first
+    assert len(store.runs(run_ids=ids, status="ok")) == sum(1 for i in range(2500) if i % 3)
+    with pytest.raises(MixoptError, match="duplicate run ids: d1, d2; every run needs its own id"):
+        store.add([dataclasses.replace(recs[0], run_id=i) for i in ("d2", "d1", "x", "d1", "d2")])

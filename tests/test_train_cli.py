@@ -677,6 +677,21 @@ def test_a_long_row_name_folds_so_that_no_figure_is_cut(monkeypatch, capsys):
     assert "…" not in out and "details" in out
 
 
+def test_cells_are_plain_text_so_a_name_with_brackets_is_shown_as_it_is(monkeypatch, capsys):
+    """A QA pass: a domain named ``y[/]`` crashed the search's closing table (rich read it as a closing
+    tag) after the mixture was written, and ``[bold]x`` was shown as ``x``. A styled cell is a Text."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from mixopt.cli import common
+
+    monkeypatch.setattr(common, "console", Console(width=80, force_terminal=False))
+    rows = [["[bold]x", "0.5000"], ["y[/]", Text("0.2500", style="bold")], ["a\\[b]", "0.2500"]]
+    common.print_columns("weights", ["domain", "weight"], rows, left=("domain",))
+    out = capsys.readouterr().out
+    assert "│ [bold]x " in out and "│ y[/] " in out and "│ a\\[b] " in out and "0.2500" in out
+
+
 def test_a_log_file_gets_a_line_with_the_time_left_between_evaluations(tiny_workspace, model_toml, capsys,
                                                                      monkeypatch):  # noqa: ANN001
     import mixopt.cli.train as cli_train

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 # Lines in a log stay one line each (grep-able, and a path or command in them copied whole): rich
 # would break them at 80 columns when the stream is not a terminal. Tables keep the width.
@@ -161,11 +162,11 @@ def render_selection(rows: list[dict[str, Any]]) -> None:
     failed = []
     for r in rows:
         if r.get("error"):
-            t.add_row(r["name"], "-", "-", "-", "-", f"{r['seconds']:.1f}", "[dim]no[/]")
+            t.add_row(Text(r["name"]), "-", "-", "-", "-", f"{r['seconds']:.1f}", "[dim]no[/]")
             failed.append(r)
             continue
         name = r["name"] + (" (per metric)" if r.get("per_metric") else "")
-        t.add_row(name, f"{r['spearman']:.4f}", f"{r['pearson']:.4f}", f"{r['mae']:.4g}",
+        t.add_row(Text(name), f"{r['spearman']:.4f}", f"{r['pearson']:.4f}", f"{r['mae']:.4g}",
                   f"{r['rel_error']:.3%}", f"{r['seconds']:.1f}", "✓" if r.get("chosen") else "")
     console.print(t)
     for r in failed:
@@ -233,7 +234,8 @@ def parse_candidates(text: str) -> int:
 
 
 def print_columns(
-    title: str, columns: list[str], rows: list[list[str]], *, keys: int = 1, left: tuple[str, ...] = ()
+    title: str, columns: list[str], rows: Sequence[Sequence[str | Text]], *, keys: int = 1,
+    left: tuple[str, ...] = (),
 ) -> None:
     """Print a table of short cells whole: split into several tables when the terminal is too narrow.
 
@@ -244,16 +246,21 @@ def print_columns(
     Args:
         title: the first table's title (the others say "continued").
         columns: headers; a header wraps at its spaces, a cell never does.
-        rows: one list of cells per row, as long as ``columns`` (rich markup allowed).
+        rows: one list of cells per row, as long as ``columns``: plain text (a domain named
+            ``[bold]x`` is shown as it is; markup had crashed the table), or a rich ``Text`` for a
+            styled cell.
         keys: how many leading columns name the row.
         left: columns justified left (the others right).
     """
     from rich.table import Table
-    from rich.text import Text
+
+    cells = [[c if isinstance(c, Text) else Text(c) for c in r] for r in rows]
+    # each column's widest cell, measured once (a 20,000-run listing had measured every cell 31 times)
+    cell_w = [max((r[i].cell_len for r in cells), default=0) for i in range(len(columns))]
 
     def width(i: int, wrap: bool = True) -> int:  # a column's whole width, plus border and padding
         head = max((len(w) for w in columns[i].split()), default=0) if wrap else len(columns[i])
-        return max([head, *(Text.from_markup(r[i]).cell_len for r in rows)]) + 3
+        return max(head, cell_w[i]) + 3
 
     budget = console.width - 1
     # Row names fold to at most half the width: a 70-character domain name in an 80-column log had
@@ -286,7 +293,7 @@ def print_columns(
             w = min(key_w[i], width(i, wrap)) if i < keys else min(width(i, wrap), max(budget - fixed, 8))
             t.add_column(columns[i], justify="left" if columns[i] in left else "right", width=w - 3,
                          overflow="fold" if i < keys or w < width(i, wrap) else "ellipsis")
-        for r in rows:
+        for r in cells:
             t.add_row(*(r[i] for i in cols))
         console.print(t)
 

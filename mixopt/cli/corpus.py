@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from mixopt.cli import app
 from mixopt.cli.common import JsonOpt, SeedOpt, console, dumps, json_warnings, print_columns
@@ -37,8 +38,8 @@ def _print_table(s: dict[str, Any]) -> None:
                 f"{r['val_tokens'] / 1e3:.0f}k", f"{r['mb']:.1f}", f"{r['bytes_per_token']:.2f}", licence]
 
     # str(): a manifest written before licences were checked
-    rows = [row(r, escape(r["domain"]), escape(str(r["licence"]))) for r in s["domains"]]
-    rows.append(row(s["total"], "[bold]total[/]", ""))
+    rows: list[list[str | Text]] = [row(r, r["domain"], str(r["licence"])) for r in s["domains"]]
+    rows.append([Text("total", style="bold"), *row(s["total"], "total", "")[1:]])
     print_columns(f"corpus {escape(s['name'])}  (vocab {s['vocab_size']}, hash {s['hash'][:12]})",
                   ["domain", "docs (+val)", "tokens", "val tok", "MB", "B/tok", "licence"], rows,
                   left=("domain", "licence"))

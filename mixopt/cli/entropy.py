@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from mixopt.cli import app
 from mixopt.cli.common import (
@@ -74,7 +75,7 @@ def _render(em, out: Path | None) -> None:  # noqa: ANN001
         t.add_column(col, justify="left" if col == "domain" else "right")
     shown, more = largest(em.weights)
     for d in shown:
-        t.add_row(d, f"{em.entropy[d]:.3f}", f"{em.weights[d]:.4f}")
+        t.add_row(Text(d), f"{em.entropy[d]:.3f}", f"{em.weights[d]:.4f}")
     if more:
         t.add_row(more, "", "")
     console.print(t)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
@@ -240,7 +241,7 @@ def _render_proposal(prop: dict[str, Any], what: str) -> None:
     t.add_column("weight", justify="right")
     shown, more = largest(prop["weights"])
     for d in shown:
-        t.add_row(d, f"{prop['weights'][d]:.4f}")
+        t.add_row(Text(d), f"{prop['weights'][d]:.4f}")
     if more:
         t.add_row(more, "")
     console.print(t)

@@ -77,11 +77,11 @@ def list_runs(
     for r in shown:
         err = (r.error or "").splitlines()[0] if r.error else ""
         cut = cut or len(err) > ERROR_CHARS or len((r.error or "").splitlines()) > 1
-        rows.append([escape(r.run_id), escape(r.search_id or ""), r.role, r.status,
+        rows.append([r.run_id, r.search_id or "", r.role, r.status,
                      f"{r.objective:.4f}" if r.objective is not None else "-",
                      "" if r.seed is None else str(r.seed),
                      f"{r.cost:.1f}" if r.cost is not None else "-",
-                     escape(err if len(err) <= ERROR_CHARS else err[: ERROR_CHARS - 1] + "…")])
+                     err if len(err) <= ERROR_CHARS else err[: ERROR_CHARS - 1] + "…"])
     heads = ["run", "search", "role", "status", "objective", "seed", "cost s", "error"]
     if not any(row[-1] for row in rows):  # no errors: no empty column to split the table over
         heads, rows = heads[:-1], [row[:-1] for row in rows]
@@ -133,8 +133,8 @@ def list_searches(
         print(dumps(rows, indent=2))
         return
     # a search with its own evaluator has no corpus: its evaluator says what it measured (a QA pass)
-    cells = [[escape(r["search"]), r["state"], str(r["method"]),
-              escape(str(r["corpus"] or r["evaluator"] or "-")),
+    cells = [[r["search"], r["state"], str(r["method"]),
+              str(r["corpus"] or r["evaluator"] or "-"),
               str(r["budget"]),
               r["exported"] or "-",
               "-" if r["objective"] is None else f"{r['objective']:.4f}" + (

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
@@ -453,7 +454,7 @@ def compare_cmd(
         for lb in cmp.labels:
             sem = cmp.sem(lb, m)
             text = f"{cmp.mean(lb, m):.4f}" + (f" ± {sem:.4f}" if sem is not None else "")
-            cells.append(f"[bold]{text}[/]" if lb == best else text)
+            cells.append(Text(text, style="bold") if lb == best else text)
         win = cmp.winners[m]
         rows.append([m, *cells, win if win else ("—" if cmp.threshold is None else "— (within error)")])
     units = ("first row bits per byte, domains' loss in nats/token" if cmp.objective.metric == "bpb"
