@@ -343,6 +343,20 @@ def test_import_regmix_and_olmix_tables_through_the_cli(store, capsys):
     # the tables' lines (a note below them stays one line in a log, however long)
     assert all(len(line) <= 80 for line in text.splitlines() if line[:1] in "┏┃┡│└"), text
     assert all(r["run_id"] in text for r in listed[-5:])
+    # the newest 5 read whole, the others by id only (a listing had decoded 40,000 runs to show 50)
+    read: list[int] = []
+    real = RunStore.runs
+
+    def counted(self, **kw):  # noqa: ANN001, ANN003, ANN202
+        out = real(self, **kw)
+        read.append(len(out))
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(RunStore, "runs", counted)
+        assert _cli(["runs", "list", "--limit", "5", "--json"]) == 0
+    assert read == [5] and [r["run_id"] for r in json.loads(capsys.readouterr().out)] == [
+        r["run_id"] for r in listed[-5:]]
     # imported tables have no checkpoint curves: --fidelity-law says so, and nothing about a target scale
     assert _cli(["fit", "--fidelity-law", "--target", "metric/the_pile_pile_cc_val_loss"]) == 2
     err = capsys.readouterr().err

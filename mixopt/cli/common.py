@@ -233,6 +233,24 @@ def parse_candidates(text: str) -> int:
     return n
 
 
+# Past this many rows a table is printed as plain aligned columns: rich lays out a table at about
+# 1 ms a row (a listing of 40,000 runs took 44 s of its 51 in rich's rendering).
+PLAIN_ROWS = 2000
+
+
+def _print_plain(title: str, heads: list[str], rows: list[list[str]], widths: list[int],
+                 left: list[bool]) -> None:
+    """A table as aligned text: the title, the headers, a rule, a line per row (cells whole)."""
+    widths = [max(w, len(h)) for w, h in zip(widths, heads, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if lf else c.rjust(w)
+                         for c, w, lf in zip(cells, widths, left, strict=True)).rstrip()
+
+    text = [title, line(heads), "  ".join("─" * w for w in widths), *(line(r) for r in rows)]
+    console.print("\n".join(text), markup=False, highlight=False, soft_wrap=True)
+
+
 def print_columns(
     title: str, columns: list[str], rows: Sequence[Sequence[str | Text]], *, keys: int = 1,
     left: tuple[str, ...] = (),
@@ -251,12 +269,15 @@ def print_columns(
             styled cell.
         keys: how many leading columns name the row.
         left: columns justified left (the others right).
+
+    More than :data:`PLAIN_ROWS` rows are printed as plain aligned columns, in the same groups.
     """
+    from rich.cells import cell_len
     from rich.table import Table
 
-    cells = [[c if isinstance(c, Text) else Text(c) for c in r] for r in rows]
     # each column's widest cell, measured once (a 20,000-run listing had measured every cell 31 times)
-    cell_w = [max((r[i].cell_len for r in cells), default=0) for i in range(len(columns))]
+    cell_w = [max((c.cell_len if isinstance(c := r[i], Text) else cell_len(c) for r in rows), default=0)
+              for i in range(len(columns))]
 
     def width(i: int, wrap: bool = True) -> int:  # a column's whole width, plus border and padding
         head = max((len(w) for w in columns[i].split()), default=0) if wrap else len(columns[i])
@@ -284,7 +305,12 @@ def print_columns(
         used += width(i)
     for n, group in enumerate(groups):
         cols = [*range(keys), *group]
-        t = Table(title=title if n == 0 else f"{title} (continued)")
+        name = title if n == 0 else f"{title} (continued)"
+        if len(rows) > PLAIN_ROWS:
+            _print_plain(name, [columns[i] for i in cols], [[str(r[i]) for i in cols] for r in rows],
+                         [cell_w[i] for i in cols], [columns[i] in left for i in cols])
+            continue
+        t = Table(title=name)
         wrap = fixed + sum(width(i, wrap=False) for i in group) > budget  # headers on one line where they fit
         for i in cols:
             # a fixed width: rich would widen a column whose header could be longer, past the budget
@@ -293,8 +319,8 @@ def print_columns(
             w = min(key_w[i], width(i, wrap)) if i < keys else min(width(i, wrap), max(budget - fixed, 8))
             t.add_column(columns[i], justify="left" if columns[i] in left else "right", width=w - 3,
                          overflow="fold" if i < keys or w < width(i, wrap) else "ellipsis")
-        for r in cells:
-            t.add_row(*(r[i] for i in cols))
+        for r in rows:  # a str as plain text: a domain named y[/] is not a closing tag
+            t.add_row(*(c if isinstance(c := r[i], Text) else Text(c) for i in cols))
         console.print(t)
 
 
