@@ -766,6 +766,29 @@ def ratios_csv(domains: Sequence[str], W: np.ndarray, *, start: int = 0) -> str:
                                                  for i, row in enumerate(W, start=start)))
 
 
+def extension_csv(table: str | Path, domains: Sequence[str], W: np.ndarray, *, start: int) -> str:
+    """New rows for the ratios table ``table`` (:func:`ratios_csv`'s rows), in its own columns and
+    their order, so that its rows and these append into one table (``tail -n +2 NEW >> table``): a
+    swarm's domain order had swapped the weights of rows appended below a table in another order,
+    and a table without an ``index`` column had been given ragged rows. ``run`` and ``name`` get
+    ``mix-NNNN``; ``index`` and an unnamed (pandas) index column the number; another column is blank.
+    """
+    import csv
+
+    with Path(table).open(encoding="utf-8-sig", newline="") as f:
+        header = next(csv.reader(f), [])
+    W = np.asarray(W, dtype=float).reshape(-1, len(domains))
+    at = {d: j for j, d in enumerate(domains)}
+
+    def cell(col: str, i: int, row: np.ndarray) -> object:
+        name = col.strip()
+        if name in at:
+            return repr(float(row[at[name]]))
+        return {"run": SWARM_RUN.format(i), "name": SWARM_RUN.format(i), "index": i, "": i}.get(name, "")
+
+    return csv_text(header, ([cell(c, i, row) for c in header] for i, row in enumerate(W, start=start)))
+
+
 def id_columns_in(names: Sequence[str]) -> list[str]:
     """The names a run table would read as its id columns (headers are read stripped)."""
     return [n for n in names if n.strip() in ID_COLUMNS]

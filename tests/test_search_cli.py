@@ -566,6 +566,22 @@ def test_swarm_writes_the_table_a_search_would_train_and_fit_reads_it_back(works
     ids2, _, W2, _ = read_ratios(more)
     assert ids2 == [f"mix-{i:04d}" for i in range(12, 17)]
     assert np.abs(W2[:, None, :] - W[None, :, :]).sum(axis=2).min() > 1e-5  # none repeats a planned one
+    # below a table in another column order, and without an index: its columns, in its order (a QA
+    # pass: the rows came in --domains order, and appended as told, their weights were swapped)
+    other = tmp_path / "my runs.csv"
+    other.write_text("run,math,web,code\n" + "".join(
+        f"r{i},{float(W[i, 2])!r},{float(W[i, 0])!r},{float(W[i, 1])!r}\n" for i in range(len(W))))
+    capsys.readouterr()
+    assert run_cli([*SWARM, "--budget", "3", "--seed", "4", "--extend", str(other), "-o", str(more)]) == 0
+    assert f"(tail -n +2 {more} >> '{other}')" in " ".join(capsys.readouterr().err.split())
+    new_rows = more.read_text().splitlines()
+    assert new_rows[0] == "run,math,web,code"
+    with other.open("a") as f:
+        f.write("\n".join(new_rows[1:]) + "\n")
+    ids3, found, W3, _ = read_ratios(other)
+    drawn, _, W4, _ = read_ratios(more)
+    assert found == ("math", "web", "code") and ids3[-3:] == drawn == ["mix-0012", "mix-0013", "mix-0014"]
+    assert np.array_equal(W3[-3:], W4)
     capsys.readouterr()
     assert run_cli([*SWARM, "--budget", "2"]) == 0  # no --out: the table on stdout
     printed = capsys.readouterr()

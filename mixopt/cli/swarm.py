@@ -75,7 +75,7 @@ def swarm(
     from mixopt.reuse import reuse_path
     from mixopt.search.config import SearchConfig, at_file, count_text, parse_assignments, parse_domains
     from mixopt.search.prepare import swarm_plan
-    from mixopt.tables import SWARM_RUN, ratios_csv
+    from mixopt.tables import SWARM_RUN, extension_csv, ratios_csv
 
     if corpus is None and domains is None:
         raise MixoptError("give --corpus NAME, or --domains a,b,c (with --tokens for a prior and a "
@@ -109,7 +109,9 @@ def swarm(
     if group is not None:  # the jobs train the domains: the rows are written over them, not the units
         names, rows = group.domains(space.domains), group.expand(space.domains, rows)
         planner, params["reuse"] = group.plan_space(space, domain_tokens), group.as_dict()
-    text = ratios_csv(names, rows, start=start)
+    # below an --extend table: its columns, in its order (the rows are appended to it)
+    text = (ratios_csv(names, rows, start=start) if extend is None else
+            extension_csv(extend, names, rows, start=start))
     if exports is not None:
         prefixes = parse_prefixes([at_file(p, "--prefix") or "" for p in prefix or []], names)
         valid_sets = assignments(valid, "--valid")
@@ -139,8 +141,9 @@ def swarm(
     also = f", and one {fmt} file per run to {exports}" if exports is not None else ""
     table = str(out) if out is not None else "SWARM.csv"
     if extend is not None:  # fit takes one ratios table: the new rows go below the first table's
-        also += (f"; they number on after {extend}'s rows: append them to it (tail -n +2 {table} >> "
-                 f"{extend}) and fit the whole")
+        append = f"{shlex.join(['tail', '-n', '+2', table])} >> {shlex.quote(str(extend))}"
+        also += (f"; they number on after {extend}'s rows, in its columns: append them to it ({append}) and "
+                 "fit the whole")
         table = str(extend)
     # the swarm's space, so that the proposal keeps to it (a QA pass: without them it went past a cap)
     space_opts = ["--min-weight", f"{min_weight:g}"] if min_weight else []
