@@ -127,6 +127,21 @@ def evidence(**meta: Any) -> dict[str, Any]:
     return {**out, **meta}
 
 
+def check_domain_name(name: object, where: str) -> None:
+    """Refuse a domain name no training job can name a dataset by: empty, or holding a control
+    character (a newline broke every export's lines). Checked where names come in (``--domains``,
+    a table's columns) as well as in a mixture, so that a search does not train a swarm first.
+
+    Raises:
+        MixoptError: ``where`` names the option or file.
+    """
+    if not str(name).strip():
+        raise MixoptError(f"{where}: a domain has an empty name ({name!r}); name every domain")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in str(name)):
+        raise MixoptError(f"{where}: domain name {str(name)!r} holds a control character (a newline, a "
+                          "tab); name domains with printable characters")
+
+
 def normalize_weights(
     weights: Mapping[str, float], *, where: str = "mixture", tol: float = RENORM_TOL
 ) -> dict[str, float]:
@@ -140,11 +155,7 @@ def normalize_weights(
         raise MixoptError(f"{where} has no domains; give at least one domain weight")
     out: dict[str, float] = {}
     for name, w in weights.items():
-        if not str(name).strip():  # no training job can name a dataset by it
-            raise MixoptError(f"{where}: a domain has an empty name ({name!r}); name every domain")
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in str(name)):  # a newline broke every export's lines
-            raise MixoptError(f"{where}: domain name {str(name)!r} holds a control character (a newline, a "
-                              "tab); name domains with printable characters")
+        check_domain_name(name, where)
         try:
             w = float(w)
         except (TypeError, ValueError) as exc:

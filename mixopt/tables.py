@@ -35,7 +35,7 @@ import polars as pl
 
 from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.magic import binary_kind, has_nul
-from mixopt.mixture import RENORM_TOL
+from mixopt.mixture import RENORM_TOL, check_domain_name
 
 log = logging.getLogger(__name__)
 
@@ -551,9 +551,11 @@ def check_same_domains(got: Sequence[str], want: Sequence[str], path: str | Path
                           "one weight column per domain of the ratios file, named the same")
 
 
-def _check_domain_count(domains: tuple[str, ...], path: str | Path) -> None:
+def _check_domains(domains: tuple[str, ...], path: str | Path) -> None:
     if len(domains) < 2:
         raise MixoptError(f"{path}: found {len(domains)} weight column(s); a mixture needs 2 or more")
+    for d in domains:  # before a fit, not at the mixture it proposes
+        check_domain_name(d, str(path))
 
 
 def rounding_tolerance(W: np.ndarray) -> np.ndarray:
@@ -654,7 +656,7 @@ def read_ratios(
     found = tuple(_numeric_columns(df, path, "a domain weight", ids))
     if domains is not None:
         check_same_domains(found, domains, path)
-    _check_domain_count(found, path)
+    _check_domains(found, path)
     W = df.select([pl.col(d).cast(pl.Float64) for d in found]).fill_null(np.nan).to_numpy()
     return ids, found, check_rows(W, ids, path, domains=found), key
 
@@ -692,7 +694,7 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
         mids = _ids(mdf, key, metrics, hint=(" (a table of checkpoints, a row per run and checkpoint, "
                                              "needs a tokens or step column)"))
     domains = tuple(_numeric_columns(rdf, ratios, "a domain weight", rids))
-    _check_domain_count(domains, ratios)
+    _check_domains(domains, ratios)
     broken: dict[str, str] = {}
     metric_cols = _numeric_columns(mdf, metrics, "a metric", mids, broken)
     if not metric_cols and broken:

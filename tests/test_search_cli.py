@@ -101,6 +101,13 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch, capsys):
      "--domains 'web,,code' has an empty name between its commas"),
     (["search", "--evaluator", "mixopt.testing:loglinear", "--domains", "a=1,b,c"],
      "--domains names 'a=1': a domain name cannot hold '='"),
+    # refused before the swarm trains (a QA pass: a tab was refused only at the mixture, after every
+    # run; "index" was refused by runs export of the search's runs)
+    (["search", "--evaluator", "mixopt.testing:loglinear", "--domains", "a\ttab,z,w"],
+     "--domains: domain name 'a\\ttab' holds a control character"),
+    (["search", "--evaluator", "mixopt.testing:loglinear", "--domains", "index,x"],
+     "domain 'index' has the name of a run table's id column (run, name, index)"),
+    (["search", *FAST, "--gpus-per-trial", "1.5"], "--gpus-per-trial is 1.5; give 0, a fraction up to 1"),
     (["search", *FAST, "--tokens", "web=0,code=1e9,math=1e9,books=1e9"],
      "token count of domain 'web' is 0.0; give a finite number > 0 (a domain with no data cannot be trained "
      "on: drop it from the domains, or keep it out of the mixture with --fix web=0 and any count > 0)"),

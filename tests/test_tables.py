@@ -139,6 +139,12 @@ def test_bad_tables(tmp_path: Path) -> None:
     neg = write(tmp_path / "neg.csv", "run,x,y\na,-0.5,1.5\nb,1,0\n")
     with pytest.raises(MixoptError, match=r"negative weights in run\(s\) .*a"):
         read_run_tables(neg, m)
+    # a domain no job can name, refused as the table is read, not at the proposal after the fit
+    ctl = write(tmp_path / "ctl.csv", 'run,x,"y\nz"\na,0.5,0.5\nb,1,0\n')
+    with pytest.raises(MixoptError, match=r"ctl.csv: domain name 'y\\nz' holds a control character"):
+        read_run_tables(ctl, m)
+    with pytest.raises(MixoptError, match="holds a control character"):
+        read_ratios(ctl)
     nokey = write(tmp_path / "nokey.csv", "id,x,y\na,0.5,0.5\n")
     with pytest.raises(MixoptError, match="share neither"):
         read_run_tables(nokey, m)

@@ -119,6 +119,12 @@ class SearchConfig:
                               "e.g. ('web', 'code')")
         if self.domains is not None:
             object.__setattr__(self, "domains", tuple(self.domains))
+            from mixopt.mixture import check_domain_name
+            from mixopt.tables import refuse_id_columns
+
+            for d in self.domains:  # before the swarm trains, not when its mixture is written
+                check_domain_name(d, "--domains")
+            refuse_id_columns(self.domains)  # runs export and swarm write them as a table's columns
         # entropy runs no swarm, so it has no budget to be short of (its note says --budget unused)
         free = self.method in METHODS and METHODS[self.method].training_free
         if self.budget < (0 if free else 1):
