@@ -236,18 +236,24 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
         what_is = "is a folder" if path.is_dir() else "does not exist"
         raise MixoptError(f"{what} file {path} {what_is}; give the path to a CSV file")
     _check_text(path, what)
+    import csv
+
     try:
-        df = pl.read_csv(path, infer_schema_length=None, null_values=list(_NULLS))
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        header = []  # polars says why below
+    # run ids and names as written: read as numbers, 007 had become 7 and 1e3 1000 (a QA pass)
+    as_text = {h: pl.Utf8 for h in header if h.strip() in ("run", "name")}
+    try:
+        df = pl.read_csv(path, infer_schema_length=None, null_values=list(_NULLS), schema_overrides=as_text)
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
         why = _ragged_line(path) or str(exc).splitlines()[0]
         raise MixoptError(f"cannot read {what} file {path} as CSV: {why}") from exc
-    if any('""' in c for c in df.columns):  # polars keeps a quoted header's escaped quotes doubled
-        import csv
-
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            header = next(csv.reader(f), [])
-        if len(header) == len(df.columns) and len(set(header)) == len(header):  # repeats: refused below
-            df = df.rename({old: new for old, new in zip(df.columns, header, strict=True) if '""' in old})
+    # polars keeps a quoted header's escaped quotes doubled; repeated names are refused below
+    if (any('""' in c for c in df.columns) and len(header) == len(df.columns)
+            and len(set(header)) == len(header)):
+        df = df.rename({old: new for old, new in zip(df.columns, header, strict=True) if '""' in old})
     df = _drop_blank_rows(df)
     # polars renames a repeated header "a" to "a_duplicated_0": two columns claim one domain
     # or metric, and which one is meant cannot be guessed; so do "a" and " a" once stripped
@@ -403,9 +409,11 @@ def _row_ids(df: pl.DataFrame, key: str, path: str | Path) -> list[str]:
             f"{path}: column {key!r} is empty in {col.null_count()} row(s); every run needs an id"
         )
     values = col.to_list()
+    # pandas writes an integer id column as 1.0, 2.0 once it held a gap; the other file says 1, 2
     if col.dtype.is_float() and all(float(v).is_integer() for v in values):
-        # pandas writes an integer id column as 1.0, 2.0 once it held a gap; the other file says 1, 2
         values = [int(v) for v in values]
+    elif col.dtype == pl.Utf8 and all(re.fullmatch(r"[+-]?\d+\.0+", v) for v in values):
+        values = [int(float(v)) for v in values]
     return [str(v) for v in values]
 
 

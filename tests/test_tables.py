@@ -131,6 +131,16 @@ def test_integer_ids_written_as_floats_join_their_integers(tmp_path: Path) -> No
         read_run_tables(r, frac)
 
 
+def test_run_ids_and_names_are_kept_as_written(tmp_path: Path) -> None:
+    """A QA pass: read as numbers, run ids 007, 1e3 and 1.50 had become 7, 1000 and 1.5 in the store
+    and in a proposal's provenance; Olmix's names too."""
+    r = write(tmp_path / "r.csv", "run,name,x,y\n007,010,0.5,0.5\n1e3,2023,0.2,0.8\n1.50,x,0.6,0.4\n")
+    m = write(tmp_path / "m.csv", "run,loss\n1.50,3\n007,1\n1e3,2\n")
+    t = read_run_tables(r, m)
+    assert t.run_ids == ["007", "1e3", "1.50"] and t.names == ["010", "2023", "x"]
+    assert read_ratios(r)[0] == ["007", "1e3", "1.50"]
+
+
 def test_bad_tables(tmp_path: Path) -> None:
     m = write(tmp_path / "m.csv", "run,loss\na,1\nb,2\n")
     dup = write(tmp_path / "dup.csv", "run,x,y\na,0.5,0.5\na,0.4,0.6\nb,1,0\n")
