@@ -280,7 +280,11 @@ def test_coerce_result_accepts_dicts_and_flags_divergence():
     cases = ((EvalResult(metrics=ok, status="succeeded"), "status 'succeeded'; use one of ok, diverged"),
              (EvalResult(metrics=None), "returned metrics of type NoneType; give a dict"),
              ({"metrics": ok, "cost": "1m30s"}, "returned cost '1m30s'; give the run's cost as a number"),
-             (EvalResult(metrics=ok, history="abc"), "history that is not a list of checkpoint dicts"))
+             (EvalResult(metrics=ok, history="abc"), "history that is not a list of checkpoint dicts"),
+             # a table's column could not carry these names (a QA pass: runs export, then import)
+             ({"loss/a": 2.0, "": 1.0}, "returned a metric named ''; name metrics with printable text"),
+             ({"loss/a": 2.0, " acc ": 1.0}, "returned a metric named ' acc '"),
+             ({"loss/a": 2.0, "acc\nx": 1.0}, "returned a metric named 'acc\\nx'"))
     for bad, said in cases:
         with pytest.raises(MixoptError, match=re.escape(said)):
             coerce_result(bad)
