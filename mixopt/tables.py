@@ -199,6 +199,9 @@ class RunTable:
 
     def target_rows(self, name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(X, y, run ids) of the runs whose target is finite; the others are left out with a warning."""
+        if name == MEAN_TARGET and MEAN_TARGET in self.metrics.columns:  # as search says of a domain
+            warn(f"--target {MEAN_TARGET} averages every metric column, not the column named {MEAN_TARGET}; "
+                 f"give --target {MEAN_TARGET}=1 for that column alone", MixoptWarning)
         y = self.target(name)
         ok = np.isfinite(y)
         if ok.sum() == 0:

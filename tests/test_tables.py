@@ -316,6 +316,12 @@ def test_mean_target_leaves_out_bookkeeping_and_warns_on_scales(tmp_path: Path) 
     text = " ".join(str(w.message) for w in said)
     assert "leaves out bookkeeping column(s) seed, step" in text
     assert "averages the loss columns with acc/hs" in text and "--target loss/a,loss/b" in text
+    # a column named mean: the mean is of every column, said with the spelling for that column
+    m4 = write(tmp_path / "m4.csv", "index,mean,x\n1,3.0,3.5\n2,3.1,3.4\n3,2.9,3.6\n")
+    t4 = read_run_tables(r, m4)
+    with pytest.warns(MixoptWarning, match="not the column named mean; give --target mean=1 for that column"):
+        np.testing.assert_allclose(t4.target_rows("mean")[1], [3.25, 3.25, 3.25])
+    np.testing.assert_allclose(t4.target_rows("mean=1")[1], [3.0, 3.1, 2.9])
 
 
 def test_spaces_and_infinity_spellings_read_as_numbers(tmp_path: Path) -> None:
