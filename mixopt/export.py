@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from mixopt.errors import MixoptError
-from mixopt.mixture import Mixture
+from mixopt.mixture import Mixture, shown_name
 
 # A solver's 1e-18 and a top-k average's 1e-11 are zeros: one token in a billion or fewer.
 NEGLIGIBLE_WEIGHT = 1e-9
@@ -94,14 +94,9 @@ def _check(mixture: Mixture, fmt: str, prefixes: Mapping[str, str] | None) -> di
     return names
 
 
-def _shown(name: str) -> str:
-    """A domain name in a message: quoted where blanks of its own would be lost (``'web '``)."""
-    return repr(name) if name != name.strip() else name
-
-
 def _unknown_prefixes(unknown: Sequence[str], domains: Sequence[str]) -> MixoptError:
-    return MixoptError(f"--prefix names domain(s) {', '.join(map(_shown, unknown))} the mixture lacks; its "
-                       f"domains are {', '.join(map(_shown, domains))}")
+    return MixoptError(f"--prefix names domain(s) {', '.join(map(shown_name, unknown))} the mixture lacks; "
+                       f"its domains are {', '.join(map(shown_name, domains))}")
 
 
 def parse_prefixes(values: Sequence[str], domains: Sequence[str]) -> dict[str, str]:

@@ -181,13 +181,18 @@ def normalize_weights(
     return out
 
 
+def shown_name(name: str) -> str:
+    """A domain name in a message: quoted where blanks of its own would be lost (``'web '``)."""
+    return repr(name) if name != name.strip() else name
+
+
 def check_domains(weights: Mapping[str, float], domains: Sequence[str], *, where: str = "mixture") -> None:
     """Refuse a mixture whose domains differ from ``domains`` (missing ones are an error only if >0)."""
     unknown = sorted(set(weights) - set(domains))
     if unknown:
         raise MixoptError(
-            f"{where} names domains the corpus lacks: {', '.join(unknown)}; "
-            f"known domains are: {', '.join(domains)}"
+            f"{where} names domains the corpus lacks: {', '.join(map(shown_name, unknown))}; "
+            f"known domains are: {', '.join(map(shown_name, domains))}"
         )
 
 

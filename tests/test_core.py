@@ -609,3 +609,12 @@ def test_a_full_disk_is_one_line_from_the_cli(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert done.value.code == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"error: no space left on the device ({tmp_path / 'runs.sqlite'})")
+
+
+def test_a_domain_the_corpus_lacks_is_named_with_its_blanks():
+    """A QA pass: a mixture's domain " code" was named as "lacks:  code", its blank invisible."""
+    from mixopt.mixture import check_domains
+
+    with pytest.raises(MixoptError, match=r"names domains the corpus lacks: ' code'; known domains are: code, "
+                                          r"web$"):
+        check_domains({" code": 0.5, "web": 0.5}, ["code", "web"])
