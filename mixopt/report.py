@@ -164,12 +164,12 @@ def _fit_markdown(fit: Any, cands: list[dict[str, Any]], plots: list[str], *, ra
         for c in cands:
             sd = f" ± {c['std']:.4f}" if c.get("std") else ""
             star = "**" if c.get("exported") else ""
-            lines.append(f"| {star}{c['name']}{star} | {_f(c.get('predicted'))}{sd} "
+            lines.append(f"| {star}{_cell(c['name'])}{star} | {_f(c.get('predicted'))}{sd} "
                          f"| {_f(c.get('measured'))} |")
         domains = sorted(cands[0]["weights"], key=lambda d: -cands[0]["weights"][d])  # largest first
-        lines += ["", "## Weights", "", "| domain | " + " | ".join(c["name"] for c in cands) + " |",
+        lines += ["", "## Weights", "", "| domain | " + " | ".join(_cell(c["name"]) for c in cands) + " |",
                   "|---|" + "---:|" * len(cands)]
-        lines += [f"| {d} | " + " | ".join(f"{c['weights'].get(d, 0.0):.4f}" for c in cands) + " |"
+        lines += [f"| {_cell(d)} | " + " | ".join(f"{c['weights'].get(d, 0.0):.4f}" for c in cands) + " |"
                   for d in domains]
         lines.append("")
         lines += _settings_markdown(fit.proposal.get("params") or {})
@@ -321,7 +321,7 @@ def plot_weights(path: Path, cands: list[dict[str, Any]], domains: list[str], wh
         label = cand["name"] + (" (exported)" if cand.get("exported") else "")
         ax.bar(x - 0.4 + width * (i + 0.5), w, width, label=label, color=_color(i),
                edgecolor="black" if cand.get("exported") else "none", linewidth=1.2)
-    rotate = n > 6
+    rotate = n > 6 or max(map(len, shown), default=0) > 12  # a long name had run over its neighbours
     ax.set_xticks(x, shown, rotation=30 if rotate else 0, ha="right" if rotate else "center")
     ax.set_ylabel("weight")
     more = f" (the {n} of {len(domains)} domains it weights most)" if n < len(domains) else ""
@@ -489,11 +489,11 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
         if result["exported"] != "proposal" and prop is not None:  # what the model proposed, beside it
             lines += ["## Exported weights", "", f"| domain | {result['exported']} (exported) | proposal |",
                       "|---|---:|---:|"]
-            lines += [f"| {d} | {result['weights'][d]:.4f} | {prop['weights'].get(d, 0.0):.4f} |"
+            lines += [f"| {_cell(d)} | {result['weights'][d]:.4f} | {prop['weights'].get(d, 0.0):.4f} |"
                       for d in domains]
         else:
             lines += ["## Exported weights", "", "| domain | weight |", "|---|---:|"]
-            lines += [f"| {d} | {result['weights'][d]:.4f} |" for d in domains]
+            lines += [f"| {_cell(d)} | {result['weights'][d]:.4f} |" for d in domains]
         lines.append("")
         if result.get("notes"):
             lines += ["## Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
@@ -525,6 +525,11 @@ def _selection_markdown(rows: list[dict[str, Any]]) -> list[str]:
         else:
             lines.append(f"| {r['name']} {_cv_cells(r)} {'✓' if r.get('chosen') else ''} |")
     return lines + [""]
+
+
+def _cell(text: str) -> str:
+    """A name in a markdown table's cell: a domain named a|b had split its row in two cells."""
+    return str(text).replace("|", "\\|")
 
 
 def _f(x: float | None) -> str:

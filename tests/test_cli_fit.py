@@ -824,3 +824,18 @@ def test_fit_report_plots_the_held_out_predictions_and_the_proposal(tmp_path: Pa
     finally:
         os.chdir(here)
     assert "is the current folder or holds it" in capsys.readouterr().err
+
+
+def test_a_report_escapes_a_pipe_in_a_domain_name():
+    """A QA pass: a domain named a|b split its row of report.md's weights table in two cells."""
+    from types import SimpleNamespace
+
+    from mixopt.report import _fit_markdown
+
+    w = {"a|b": 0.7, "c": 0.3}
+    fit = SimpleNamespace(method="linear", n_excluded=0, target="loss", n_runs=8, domains=("a|b", "c"),
+                          reuse=None, cv=None, selection=None, out=None, proposal={"params": {}, "notes": []})
+    cands = [{"name": "proposal", "weights": w, "predicted": 1.0, "exported": True},
+             {"name": "best run (r|1)", "weights": w, "measured": 1.1}]
+    md = _fit_markdown(fit, cands, [], ratios="r.csv", metrics="m.csv")
+    assert "| a\\|b | 0.7000 | 0.7000 |" in md and "| best run (r\\|1) |" in md
