@@ -275,6 +275,8 @@ def test_notes_for_a_proposal_past_the_runs_or_worse_than_the_best_run() -> None
     assert worse_than_best_note(None, 1.0, "r1", "m") is None
     assert "predicted worse than the best run inside the constraints (2.1 against 2 for run r1" in \
         worse_than_best_note(2.1, 2.0, "r1", "regmix")
+    # a QA pass read "3.0526 against 3.0526": as many digits as tell them apart
+    assert "(3.05261 against 3.05258 for run r1" in worse_than_best_note(3.05261, 3.05258, "r1", "regmix")
 
 
 def test_extrapolation_note_only_beyond_the_spread() -> None:

@@ -149,6 +149,15 @@ def beyond_runs_note(weights: np.ndarray, X: np.ndarray, domains: tuple[str, ...
             f"{domains[first]}={top[first]:.3g})")
 
 
+def _apart(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` with the fewest significant digits (5 or more) that tell them apart: at 5, a
+    QA pass read "3.0526 against 3.0526" in a note that one is worse."""
+    for digits in range(5, 17):
+        if f"{a:.{digits}g}" != f"{b:.{digits}g}":
+            break
+    return f"{a:.{digits}g}", f"{b:.{digits}g}"
+
+
 def worse_than_best_note(predicted: float | None, best_predicted: float | None, best_run: str,
                          method: str) -> str | None:
     """A note when the model predicts its own proposal worse than the best run (None otherwise).
@@ -157,8 +166,9 @@ def worse_than_best_note(predicted: float | None, best_predicted: float | None, 
     """
     if predicted is None or best_predicted is None or not predicted > best_predicted + 1e-12:
         return None
+    ours, theirs = _apart(predicted, best_predicted)
     return (f"the {method} proposal is predicted worse than the best run inside the constraints "
-            f"({predicted:.5g} against {best_predicted:.5g} for run {best_run}, by the same model); "
+            f"({ours} against {theirs} for run {best_run}, by the same model); "
             "that run's mixture may be the better choice")
 
 
@@ -199,8 +209,9 @@ def kl_note(info: dict[str, Any], predicted: float | None, best: float | None, b
     kl = float(info.get("kl") or 0.0)
     if kl <= 0 or predicted is None or best is None or not predicted > best:
         return None
-    return (f"the proposal is predicted worse than the best run inside the constraints ({predicted:.5g} "
-            f"against {best:.5g} for run {best_run} by the same model): the KL term (λ = {kl:g}, as Olmix, "
+    ours, theirs = _apart(predicted, best)
+    return (f"the proposal is predicted worse than the best run inside the constraints ({ours} "
+            f"against {theirs} for run {best_run} by the same model): the KL term (λ = {kl:g}, as Olmix, "
             "in the objective's units) holds it near the prior mixture; --kl 0 gives the law's own optimum")
 
 

@@ -241,8 +241,10 @@ def export_tables(
         raise MixoptError(f"no {status} run{of_role} in {where}; `mixopt runs list` lists the runs")
     weights = {r.run_id: trained_weights(r.weights, r.fidelity_key) for r in runs}  # over every domain
     if len({tuple(sorted(w)) for w in weights.values()}) > 1:
+        # an import made without --search has no NAME: its --prefix picks it out (a QA pass)
         raise MixoptError(f"the runs of {where} cover different domain sets, and a table has one; export "
-                          "one search's runs (--search NAME) at a time")
+                          "one search's or one import's runs at a time: --search NAME, or --prefix P for "
+                          "an import")
     keys = {json.dumps({k: v for k, v in json.loads(r.fidelity_key).items() if k != KEY}, sort_keys=True)
             for r in runs}
     if len(keys) > 1:  # the same mixture at two rungs would read as two measurements of one run
