@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mixopt.errors import MixoptError
+from mixopt.mixture import has_control_char
 
 Status = Literal["ok", "diverged", "failed"]
 STATUSES = ("ok", "diverged", "failed")
@@ -146,7 +147,7 @@ def coerce_result(obj: Any, *, cost: float = 0.0, needed: Collection[str] | None
         name = str(k)
         # a table's column could not carry it: exported, "" was a column with no header, " a" read
         # back as "a" (a QA pass), and a newline broke the rows
-        if not name.strip() or name != name.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        if not name.strip() or name != name.strip() or has_control_char(name):
             raise MixoptError(f"evaluator returned a metric named {name!r}; name metrics with printable "
                               "text and no blanks at either end (e.g. 'loss/code')")
         if v is None:  # nothing measured: as NaN (diverged if the objective reads it, else left out)

@@ -127,7 +127,13 @@ def evidence(**meta: Any) -> dict[str, Any]:
     return {**out, **meta}
 
 
-def check_domain_name(name: object, where: str) -> None:
+def has_control_char(text: str) -> bool:
+    """Whether ``text`` holds a control character (a newline, a tab, DEL): no table or export line
+    can carry it."""
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
+def check_domain_chars(name: object, where: str) -> None:
     """Refuse a domain name no training job can name a dataset by: empty, or holding a control
     character (a newline broke every export's lines). Checked where names come in (``--domains``,
     a table's columns) as well as in a mixture, so that a search does not train a swarm first.
@@ -137,7 +143,7 @@ def check_domain_name(name: object, where: str) -> None:
     """
     if not str(name).strip():
         raise MixoptError(f"{where}: a domain has an empty name ({name!r}); name every domain")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in str(name)):
+    if has_control_char(str(name)):
         raise MixoptError(f"{where}: domain name {str(name)!r} holds a control character (a newline, a "
                           "tab); name domains with printable characters")
 
@@ -155,7 +161,7 @@ def normalize_weights(
         raise MixoptError(f"{where} has no domains; give at least one domain weight")
     out: dict[str, float] = {}
     for name, w in weights.items():
-        check_domain_name(name, where)
+        check_domain_chars(name, where)
         try:
             w = float(w)
         except (TypeError, ValueError) as exc:

@@ -35,7 +35,7 @@ import polars as pl
 
 from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.magic import binary_kind, has_nul
-from mixopt.mixture import RENORM_TOL, check_domain_name
+from mixopt.mixture import RENORM_TOL, check_domain_chars
 
 log = logging.getLogger(__name__)
 
@@ -490,6 +490,17 @@ def _int_ids(ids: list[str]) -> list[int] | None:
     return [int(i) for i in ids] if all(re.fullmatch(r"-?\d+", i) for i in ids) else None
 
 
+def _same_numbers(rids: list[str], mids: list[str]) -> dict[str, str]:
+    """Metrics ids written otherwise than the ratios' same integers (``1`` for ``001``), each to the
+    ratios' spelling; empty unless both files' ids are distinct integers. Run ids are read as text
+    (``007`` stays ``007``), and such tables had joined when they were read as numbers."""
+    r, m = _int_ids(rids), _int_ids(mids)
+    if r is None or m is None or len(set(r)) != len(r) or len(set(m)) != len(m):
+        return {}
+    spelled = dict(zip(r, rids, strict=True))
+    return {mid: spelled[v] for mid, v in zip(mids, m, strict=True) if v in spelled and spelled[v] != mid}
+
+
 def _shift(rids: list[str], mids: list[str]) -> tuple[int, int] | None:
     """The offset c ≠ 0 by which integer metrics ids follow the ratios ids (``m = r + c``), and the
     runs it would join, where it joins more than the ids as written and covers nine in ten of the
@@ -566,7 +577,7 @@ def _check_domains(domains: tuple[str, ...], path: str | Path) -> None:
     if len(domains) < 2:
         raise MixoptError(f"{path}: found {len(domains)} weight column(s); a mixture needs 2 or more")
     for d in domains:  # before a fit, not at the mixture it proposes
-        check_domain_name(d, str(path))
+        check_domain_chars(d, str(path))
 
 
 def rounding_tolerance(W: np.ndarray) -> np.ndarray:
@@ -721,6 +732,9 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
                               f"checkpoints' {', '.join(c for c in CHECKPOINT_COLUMNS if c in mdf.columns)}")
         mdf, history, checkpoints = _checkpoint_rows(mdf, mids, metrics, metric_cols, shown)
         mids = _ids(mdf, key, metrics)
+    if remap := _same_numbers(rids, mids):  # 001 in one file, 1 in the other: the ratios' spelling
+        mids = [remap.get(i, i) for i in mids]
+        history = {remap.get(k, k): v for k, v in history.items()}
     mpos = {r: i for i, r in enumerate(mids)}
     both = [i for i, r in enumerate(rids) if r in mpos]
     only_r = [r for r in rids if r not in mpos]
@@ -784,7 +798,8 @@ def extension_csv(table: str | Path, domains: Sequence[str], W: np.ndarray, *, s
     their order, so that its rows and these append into one table (``tail -n +2 NEW >> table``): a
     swarm's domain order had swapped the weights of rows appended below a table in another order,
     and a table without an ``index`` column had been given ragged rows. ``run`` and ``name`` get
-    ``mix-NNNN``; ``index`` and an unnamed (pandas) index column the number; another column is blank.
+    ``mix-NNNN``; ``index`` and a pandas index column (no header, or ``Unnamed: 0``) the number;
+    another column is blank.
     """
     import csv
 
@@ -797,7 +812,9 @@ def extension_csv(table: str | Path, domains: Sequence[str], W: np.ndarray, *, s
         name = col.strip()
         if name in at:
             return repr(float(row[at[name]]))
-        return {"run": SWARM_RUN.format(i), "name": SWARM_RUN.format(i), "index": i, "": i}.get(name, "")
+        if not name or name.startswith("Unnamed:"):  # pandas' index, written with or without a header
+            return i
+        return {"run": SWARM_RUN.format(i), "name": SWARM_RUN.format(i), "index": i}.get(name, "")
 
     return csv_text(header, ([cell(c, i, row) for c in header] for i, row in enumerate(W, start=start)))
 

@@ -99,7 +99,7 @@ def test_a_search_reserves_gpus_per_trial_on_a_cluster_that_has_them(tmp_path):
                              capture_output=True, text=True, env={**env, "MIXOPT_HOME": str(home)},
                              timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    assert any("1 GPUs)" in line for line in json.loads(res.stdout)["ray"]), res.stdout[-2000:]
+    assert any("1 GPU)" in line for line in json.loads(res.stdout)["ray"]), res.stdout[-2000:]
     from mixopt.store import RunStore
 
     runs = RunStore(home / "runs.sqlite").runs(search_id="ongpu")

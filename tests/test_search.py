@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import warnings
 
@@ -959,12 +960,36 @@ def test_gpus_per_trial_are_checked_against_the_cluster_and_the_evaluator(worksp
         with pytest.raises(MixoptError, match="--gpus-per-trial is .*; give 0, a fraction up to 1"):
             config(tmp_path, gpus_per_trial=bad)
     assert config(tmp_path, gpus_per_trial=0.25).gpus_per_trial == 0.25
-    with pytest.raises(MixoptError, match=r"--gpus-per-trial 0.5: this machine's Ray sees no GPU|"
-                                          r"--gpus-per-trial 0.5: no node of the Ray cluster has 0.5 GPUs"):
-        run_search(config(tmp_path, name="gpu", gpus_per_trial=0.5))
+    # 64: more than this machine has, with or without GPUs (the review: 0.5 would run on a GPU host)
+    with pytest.raises(MixoptError, match=r"--gpus-per-trial 64: (this machine's Ray sees no GPU|no node "
+                                          r"of the Ray cluster has 64 GPUs)"):
+        run_search(config(tmp_path, name="gpu", gpus_per_trial=64))
     assert RunStore().get_search("gpu") is None and not (workspace / "searches" / "gpu").exists()
     with pytest.raises(MixoptError, match="--gpus-per-trial 1: the built-in proxy trains on CPUs"):
         run_search(SearchConfig(corpus="nope", gpus_per_trial=1))
+
+
+def test_a_trial_must_fit_one_node_with_its_cpus_and_its_gpus(tmp_path, monkeypatch):
+    """The review: CPUs and GPUs per trial checked apart passed a trial of 4 CPUs and 1 GPU on a GPU
+    node of 2 CPUs beside a CPU node of 8, and Tune would have waited for it forever."""
+    import ray
+
+    from mixopt.search.driver import _check_trial_fits
+    from mixopt.search.ray_env import RayInfo
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 2.0, "GPU": 1.0}},
+             {"Alive": True, "Resources": {"CPU": 8.0}},
+             {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}]
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    info = RayInfo(address="x", started_here=False, num_cpus=10, dashboard_url=None, auth="token",
+                   token_source=None, num_gpus=1.0)
+    _check_trial_fits(config(tmp_path, cpus_per_trial=2, gpus_per_trial=1), info)
+    _check_trial_fits(config(tmp_path, cpus_per_trial=8), info)
+    for cpus, gpus, said in ((4, 1, "no one node of the Ray cluster has both"),
+                             (9, 0, "--cpus-per-trial 9: no node of the Ray cluster has that many CPUs"),
+                             (1, 2, "no node of the Ray cluster has 2 GPUs (the largest has 1)")):
+        with pytest.raises(MixoptError, match=re.escape(said)):
+            _check_trial_fits(config(tmp_path, cpus_per_trial=cpus, gpus_per_trial=gpus), info)
 
 
 def test_a_resume_may_change_the_resources_per_trial(workspace, tmp_path, ray_session):
@@ -978,8 +1003,8 @@ def test_a_resume_may_change_the_resources_per_trial(workspace, tmp_path, ray_se
     with pytest.raises(MixoptError, match="no metrics"):
         run_search(cfg)
     flag.write_text("fixed")
-    with pytest.raises(MixoptError, match="--gpus-per-trial 1: "):  # it reached the search's config
-        resume_search("moved", gpus_per_trial=1)
+    with pytest.raises(MixoptError, match="--gpus-per-trial 64: "):  # it reached the search's config
+        resume_search("moved", gpus_per_trial=64)
     with pytest.raises(MixoptError, match="--cpus-per-trial 64: no node"):
         resume_search("moved", cpus_per_trial=64)
     res = resume_search("moved", cpus_per_trial=2, gpus_per_trial=0)

@@ -139,6 +139,12 @@ def test_run_ids_and_names_are_kept_as_written(tmp_path: Path) -> None:
     t = read_run_tables(r, m)
     assert t.run_ids == ["007", "1e3", "1.50"] and t.names == ["010", "2023", "x"]
     assert read_ratios(r)[0] == ["007", "1e3", "1.50"]
+    # the same integers written otherwise in the two files still join, as the ratios spell them (the
+    # review: 001 against 1 had joined when ids were read as numbers)
+    zr = write(tmp_path / "zr.csv", "run,x,y\n001,0.5,0.5\n002,0.2,0.8\n010,0.6,0.4\n")
+    zm = write(tmp_path / "zm.csv", "run,loss\n10,3\n1,1\n2,2\n")
+    z = read_run_tables(zr, zm)
+    assert z.run_ids == ["001", "002", "010"] and z.target("loss").tolist() == [1.0, 2.0, 3.0]
 
 
 def test_bad_tables(tmp_path: Path) -> None:

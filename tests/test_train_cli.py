@@ -702,16 +702,21 @@ def test_a_long_table_is_printed_as_plain_aligned_columns(monkeypatch, capsys):
 
     monkeypatch.setattr(common, "console", Console(width=80, force_terminal=False))
     monkeypatch.setattr(common, "PLAIN_ROWS", 2)
-    rows = [["web", "0.5", "run [1]"], ["code_and_math", Text("0.25", style="bold"), "-"], ["x", "0.25", ""]]
-    common.print_columns("3 runs", ["run", "objective", "note"], rows, left=("run", "note"))
-    assert capsys.readouterr().out.splitlines() == [
-        "3 runs",
+    rows = [["web", "0.5", "run [1]"], ["code_and_math", Text("0.25", style="bold"), "-"],
+            ["数据", "0.25", ""]]
+    common.print_columns("3 runs in /tmp/a[x]", ["run", "objective", "note"], rows, left=("run", "note"))
+    assert capsys.readouterr().out.splitlines() == [  # the title as written; 数据 is four cells wide
+        "3 runs in /tmp/a[x]",
         "run            objective  note",
         "─────────────  ─────────  ───────",
         "web                  0.5  run [1]",
         "code_and_math       0.25  -",
-        "x                   0.25",
+        "数据                0.25",
     ]
+    monkeypatch.setattr(common, "PLAIN_ROWS", 2000)  # rich's table: the same title and headers, as written
+    common.print_columns("3 runs in /tmp/a[x]", ["run [id]", "objective"], [r[:2] for r in rows])
+    out = capsys.readouterr().out
+    assert "3 runs in /tmp/a[x]" in out and "run [id]" in out
 
 
 def test_a_log_file_gets_a_line_with_the_time_left_between_evaluations(tiny_workspace, model_toml, capsys,

@@ -170,7 +170,8 @@ def render_selection(rows: list[dict[str, Any]]) -> None:
                   f"{r['rel_error']:.3%}", f"{r['seconds']:.1f}", "✓" if r.get("chosen") else "")
     console.print(t)
     for r in failed:
-        console.print(f"  [dim]{r['name']} could not be cross-validated: {r['error']}[/]", soft_wrap=False)
+        console.print(f"  {r['name']} could not be cross-validated: {r['error']}", style="dim",
+                      soft_wrap=False, markup=False)
     if chosen:
         console.print(f"auto chose [bold]{chosen}[/]: the best Spearman of its cross-validation")
 
@@ -241,11 +242,14 @@ PLAIN_ROWS = 2000
 def _print_plain(title: str, heads: list[str], rows: list[list[str]], widths: list[int],
                  left: list[bool]) -> None:
     """A table as aligned text: the title, the headers, a rule, a line per row (cells whole)."""
-    widths = [max(w, len(h)) for w, h in zip(widths, heads, strict=True)]
+    from rich.cells import cell_len
 
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if lf else c.rjust(w)
-                         for c, w, lf in zip(cells, widths, left, strict=True)).rstrip()
+    widths = [max(w, cell_len(h)) for w, h in zip(widths, heads, strict=True)]
+
+    def line(cells: list[str]) -> str:  # padded by cells on screen: 数据 takes four
+        pads = [" " * (w - cell_len(c)) for c, w in zip(cells, widths, strict=True)]
+        return "  ".join(c + pad if lf else pad + c
+                         for c, pad, lf in zip(cells, pads, left, strict=True)).rstrip()
 
     text = [title, line(heads), "  ".join("─" * w for w in widths), *(line(r) for r in rows)]
     console.print("\n".join(text), markup=False, highlight=False, soft_wrap=True)
@@ -262,8 +266,8 @@ def print_columns(
     the first ``keys`` columns (the row names) repeated in each.
 
     Args:
-        title: the first table's title (the others say "continued").
-        columns: headers; a header wraps at its spaces, a cell never does.
+        title: the first table's title (the others say "continued"), plain text as the cells are.
+        columns: headers, plain text; a header wraps at its spaces, a cell never does.
         rows: one list of cells per row, as long as ``columns``: plain text (a domain named
             ``[bold]x`` is shown as it is; markup had crashed the table), or a rich ``Text`` for a
             styled cell.
@@ -310,14 +314,14 @@ def print_columns(
             _print_plain(name, [columns[i] for i in cols], [[str(r[i]) for i in cols] for r in rows],
                          [cell_w[i] for i in cols], [columns[i] in left for i in cols])
             continue
-        t = Table(title=name)
+        t = Table(title=Text(name))  # plain text: a store path /tmp/a[x] is no markup
         wrap = fixed + sum(width(i, wrap=False) for i in group) > budget  # headers on one line where they fit
         for i in cols:
             # a fixed width: rich would widen a column whose header could be longer, past the budget
             # a row name wider than its room folds rather than lose its distinguishing end
             # (never under 8: a terminal narrower than the row names still gets its figures)
             w = min(key_w[i], width(i, wrap)) if i < keys else min(width(i, wrap), max(budget - fixed, 8))
-            t.add_column(columns[i], justify="left" if columns[i] in left else "right", width=w - 3,
+            t.add_column(Text(columns[i]), justify="left" if columns[i] in left else "right", width=w - 3,
                          overflow="fold" if i < keys or w < width(i, wrap) else "ellipsis")
         for r in rows:  # a str as plain text: a domain named y[/] is not a closing tag
             t.add_row(*(c if isinstance(c := r[i], Text) else Text(c) for i in cols))

@@ -40,7 +40,7 @@ def _print_table(s: dict[str, Any]) -> None:
     # str(): a manifest written before licences were checked
     rows: list[list[str | Text]] = [row(r, r["domain"], str(r["licence"])) for r in s["domains"]]
     rows.append([Text("total", style="bold"), *row(s["total"], "total", "")[1:]])
-    print_columns(f"corpus {escape(s['name'])}  (vocab {s['vocab_size']}, hash {s['hash'][:12]})",
+    print_columns(f"corpus {s['name']}  (vocab {s['vocab_size']}, hash {s['hash'][:12]})",
                   ["domain", "docs (+val)", "tokens", "val tok", "MB", "B/tok", "licence"], rows,
                   left=("domain", "licence"))
 

@@ -75,7 +75,7 @@ def list_runs(
             "fidelity": r.fidelity, "corpus": r.corpus, "created": r.created,
         } for r in shown], indent=2, default=json_default, allow_nan=False))
         return
-    title = f"{n_runs} runs in {escape(str(st.path))}"
+    title = f"{n_runs} runs in {st.path}"
     title += f" (last {len(shown)})" if len(shown) < n_runs else ""
     rows = []
     cut = False
@@ -147,7 +147,7 @@ def list_searches(
               r["created"][:16].replace("T", " ")] for r in rows]
     heads = ["search", "state", "method", "corpus / evaluator", "budget", "exported", "objective", "created"]
     if rows:
-        print_columns(f"{len(rows)} searches in {escape(str(st.path))}", heads, cells,
+        print_columns(f"{len(rows)} searches in {st.path}", heads, cells,
                       left=("search", "state", "method", "corpus / evaluator", "exported", "created"))
     else:  # an empty table's headings, split over two tables on a narrow terminal, said nothing
         console.print(f"0 searches in {st.path}", markup=False)

@@ -49,7 +49,8 @@ class SearchConfig:
         retries: extra attempts for a run that raised, diverged or was killed.
         reuse: use finished runs of earlier searches over the same corpus, rung and domains.
         address: Ray cluster address (default: ``RAY_ADDRESS``, else a local Ray).
-        concurrency: trials at once (default: the cluster's CPUs / cpus_per_trial).
+        concurrency: trials at once (default: the cluster's CPUs / cpus_per_trial, or its GPUs /
+            gpus_per_trial where fewer).
         cpus_per_trial: CPUs of each trial (and its torch threads).
         gpus_per_trial: GPUs Ray reserves for each trial of a user's evaluator (fractions below 1
             share a GPU between trials; Ray sets ``CUDA_VISIBLE_DEVICES`` in the trial); 0: none. The
@@ -119,12 +120,10 @@ class SearchConfig:
                               "e.g. ('web', 'code')")
         if self.domains is not None:
             object.__setattr__(self, "domains", tuple(self.domains))
-            from mixopt.mixture import check_domain_name
-            from mixopt.tables import refuse_id_columns
+            from mixopt.mixture import check_domain_chars
 
             for d in self.domains:  # before the swarm trains, not when its mixture is written
-                check_domain_name(d, "--domains")
-            refuse_id_columns(self.domains)  # runs export and swarm write them as a table's columns
+                check_domain_chars(d, "--domains")
         # entropy runs no swarm, so it has no budget to be short of (its note says --budget unused)
         free = self.method in METHODS and METHODS[self.method].training_free
         if self.budget < (0 if free else 1):

@@ -511,19 +511,7 @@ def _ray(config: SearchConfig, progress: Progress | None, search_id: str,
     if seen() == signal.SIGINT or (seen() and not _HOST_IGNORES_SIGTERM):
         raise KeyboardInterrupt  # its exception lost in a fork handler: a stop all the same
     _stop_on_sigterm()
-    biggest = _largest_node("CPU")
-    if biggest is not None and config.cpus_per_trial > biggest:  # Tune would wait for it forever
-        raise MixoptError(
-            f"--cpus-per-trial {config.cpus_per_trial}: no node of the Ray cluster has that many CPUs "
-            f"(the largest has {biggest:g}); give at most {int(biggest)}"
-        )
-    gpus = _largest_node("GPU")
-    gpus = info.num_gpus if gpus is None else gpus
-    if config.gpus_per_trial and gpus < config.gpus_per_trial:  # as for CPUs: Tune would wait forever
-        where = "this machine's Ray sees no GPU" if info.started_here and not gpus else (
-            f"no node of the Ray cluster has {config.gpus_per_trial:g} GPUs (the largest has {gpus:g})")
-        raise MixoptError(f"--gpus-per-trial {config.gpus_per_trial:g}: {where}; run on a cluster with GPU "
-                          "nodes (--address), or give fewer")
+    _check_trial_fits(config, info)
     _emit(progress, StageEvent(stage="ray", message="Ray is up", search_id=search_id,
                                lines=tuple(info.describe())))
     return info
@@ -621,16 +609,31 @@ class _LazyRay:
             "Ray: not started (every run this search needed was in the store)"]
 
 
-def _largest_node(resource: str) -> float | None:
-    """How much of ``resource`` (``CPU``, ``GPU``) the cluster's largest live node has (None if Ray
-    does not say)."""
+def _check_trial_fits(config: SearchConfig, info: RayInfo) -> None:
+    """Refuse a trial no live node can hold (Tune would wait for it forever): more CPUs or GPUs
+    than any node has, or both on no one node."""
     import ray
 
+    cpus, gpus = config.cpus_per_trial, config.gpus_per_trial
     try:
-        have = [n.get("Resources", {}).get(resource, 0.0) for n in ray.nodes() if n.get("Alive")]
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     except Exception:  # informative only: Tune would still run what fits
-        return None
-    return max(have) if have else None
+        nodes = []
+    if not nodes:  # Ray does not say: the cluster's totals
+        nodes = [{"CPU": float(info.num_cpus), "GPU": info.num_gpus}]
+    most_cpus = max(n.get("CPU", 0.0) for n in nodes)
+    most_gpus = max(n.get("GPU", 0.0) for n in nodes)
+    if cpus > most_cpus:
+        raise MixoptError(f"--cpus-per-trial {cpus}: no node of the Ray cluster has that many CPUs (the "
+                          f"largest has {most_cpus:g}); give at most {int(most_cpus)}")
+    if gpus > most_gpus:
+        where = ("this machine's Ray sees no GPU" if info.started_here and not most_gpus else
+                 f"no node of the Ray cluster has {gpus:g} GPUs (the largest has {most_gpus:g})")
+        raise MixoptError(f"--gpus-per-trial {gpus:g}: {where}; run on a cluster with GPU nodes "
+                          "(--address), or give fewer")
+    if not any(n.get("CPU", 0.0) >= cpus and n.get("GPU", 0.0) >= gpus for n in nodes):
+        raise MixoptError(f"--cpus-per-trial {cpus} with --gpus-per-trial {gpus:g}: no one node of the Ray "
+                          "cluster has both (a trial runs on one node); give fewer CPUs per trial")
 
 
 def _emit(progress: Progress | None, event: Any) -> None:

@@ -460,6 +460,10 @@ def prepare(
                           "name the field otherwise")
     domains, tokens, corpus_arg, corpus_name, corpus_hash, group, space = grouped_space(
         config, group=group, resuming=search_id)
+    if search_id is None:  # a new search (one begun before this check resumes as it began)
+        from mixopt.tables import refuse_id_columns
+
+        refuse_id_columns(space.domains)  # runs export and swarm write them as a table's columns
     objective = Objective.parse(config.target, config.metric)
     if group is not None and group.name in objective.weights:
         raise MixoptError(f"--target names {group.name}, the reused group, whose runs measure each of "

@@ -45,7 +45,7 @@ class RayInfo:
     def describe(self) -> list[str]:
         """Lines for the CLI: where the dashboard is and how to get past its token check."""
         where = "a local Ray started here" if self.started_here else f"the Ray cluster at {self.address}"
-        gpus = f", {self.num_gpus:g} GPUs" if self.num_gpus else ""
+        gpus = f", {self.num_gpus:g} GPU{'' if self.num_gpus == 1 else 's'}" if self.num_gpus else ""
         lines = [f"Ray: {where} ({self.num_cpus} CPUs{gpus})"]
         if self.dashboard_url:
             url = self.dashboard_url if "://" in self.dashboard_url else f"http://{self.dashboard_url}"
