@@ -58,3 +58,9 @@ def check_report_dir(path: str | Path, *, out: str | Path | None = None) -> Path
                           "the output elsewhere")
     check_can_create(folder, "--report")
     return folder
+
+
+def md_cell(text: object) -> str:
+    """Text in a markdown table's cell: a domain named a|b had split its row in two cells (a
+    backslash is escaped first, so that a\\|b keeps both)."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,8 +28,8 @@ from mixopt.errors import MixoptError
 from mixopt.fitters.cv import AUTO_CV_NOTE, distinct_mixtures
 from mixopt.objective import Objective
 from mixopt.plots import color as _color
+from mixopt.plots import md_cell, save
 from mixopt.plots import pyplot as _pyplot
-from mixopt.plots import save
 from mixopt.proposers.proposal import RANKS, ranking_note
 from mixopt.store import RunRecord, RunStore, store_of_search
 
@@ -164,12 +165,12 @@ def _fit_markdown(fit: Any, cands: list[dict[str, Any]], plots: list[str], *, ra
         for c in cands:
             sd = f" ± {c['std']:.4f}" if c.get("std") else ""
             star = "**" if c.get("exported") else ""
-            lines.append(f"| {star}{_cell(c['name'])}{star} | {_f(c.get('predicted'))}{sd} "
+            lines.append(f"| {star}{md_cell(c['name'])}{star} | {_f(c.get('predicted'))}{sd} "
                          f"| {_f(c.get('measured'))} |")
         domains = sorted(cands[0]["weights"], key=lambda d: -cands[0]["weights"][d])  # largest first
-        lines += ["", "## Weights", "", "| domain | " + " | ".join(_cell(c["name"]) for c in cands) + " |",
+        lines += ["", "## Weights", "", "| domain | " + " | ".join(md_cell(c["name"]) for c in cands) + " |",
                   "|---|" + "---:|" * len(cands)]
-        lines += [f"| {_cell(d)} | " + " | ".join(f"{c['weights'].get(d, 0.0):.4f}" for c in cands) + " |"
+        lines += [f"| {md_cell(d)} | " + " | ".join(f"{c['weights'].get(d, 0.0):.4f}" for c in cands) + " |"
                   for d in domains]
         lines.append("")
         lines += _settings_markdown(fit.proposal.get("params") or {})
@@ -203,8 +204,10 @@ def _settings_markdown(params: dict[str, Any]) -> list[str]:
         if value in (None, {}, 0, 0.0):  # unset
             continue
         option = _CONSTRAINT_OPTIONS.get(name, name.replace("_", " "))
-        shown = ",".join(f"{d}={v:g}" for d, v in value.items()) if isinstance(value, dict) else f"{value:g}"
-        lines.append(f"- {option} {shown}")
+        # as a rerun reads them back: every digit (1.23457e+09 was a rounding), names quoted
+        shown = (",".join(f"{d}={float(v)!r}" for d, v in value.items()) if isinstance(value, dict)
+                 else repr(float(value)))
+        lines.append(f"- {option} {shlex.quote(shown)}")
     return [*lines, ""]
 
 
@@ -476,7 +479,7 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
             better = "" if cmp.get("diff") is None else f"{cmp['diff']:+.4f}{verdict}"
             star = "**" if c.get("exported") else ""
             same = f" (= {c['same_as']})" if c.get("same_as") else ""  # one mixture under two names
-            lines.append(f"| {star}{c['name']}{star}{same} | {_f(c.get('predicted'))} "
+            lines.append(f"| {star}{md_cell(c['name'])}{star}{md_cell(same)} | {_f(c.get('predicted'))} "
                          f"| {_f(c.get('swarm_value'))} | {meas} | {better} |")
         if any((c.get("comparison") or {}).get("beats") is not None for c in result["candidates"]):
             from mixopt.search.validate import BEATS_RULE
@@ -489,11 +492,11 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
         if result["exported"] != "proposal" and prop is not None:  # what the model proposed, beside it
             lines += ["## Exported weights", "", f"| domain | {result['exported']} (exported) | proposal |",
                       "|---|---:|---:|"]
-            lines += [f"| {_cell(d)} | {result['weights'][d]:.4f} | {prop['weights'].get(d, 0.0):.4f} |"
+            lines += [f"| {md_cell(d)} | {result['weights'][d]:.4f} | {prop['weights'].get(d, 0.0):.4f} |"
                       for d in domains]
         else:
             lines += ["## Exported weights", "", "| domain | weight |", "|---|---:|"]
-            lines += [f"| {_cell(d)} | {result['weights'][d]:.4f} |" for d in domains]
+            lines += [f"| {md_cell(d)} | {result['weights'][d]:.4f} |" for d in domains]
         lines.append("")
         if result.get("notes"):
             lines += ["## Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
@@ -521,15 +524,10 @@ def _selection_markdown(rows: list[dict[str, Any]]) -> list[str]:
              "|---|---:|---:|---:|---:|---|"]
     for r in rows:
         if r.get("error"):
-            lines.append(f"| {r['name']} | - | - | - | - | no: {r['error']} |")
+            lines.append(f"| {md_cell(r['name'])} | - | - | - | - | no: {md_cell(r['error'])} |")
         else:
-            lines.append(f"| {r['name']} {_cv_cells(r)} {'✓' if r.get('chosen') else ''} |")
+            lines.append(f"| {md_cell(r['name'])} {_cv_cells(r)} {'✓' if r.get('chosen') else ''} |")
     return lines + [""]
-
-
-def _cell(text: str) -> str:
-    """A name in a markdown table's cell: a domain named a|b had split its row in two cells."""
-    return str(text).replace("|", "\\|")
 
 
 def _f(x: float | None) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 
 from mixopt.errors import MixoptError
 from mixopt.fitters.nested import mixture_key
-from mixopt.plots import color, pyplot, save
+from mixopt.plots import color, md_cell, pyplot, save
 
 MAX_SHOWN = 6  # mixtures drawn: from the best to the worst, evenly by rank
 MAX_RUNGS = 3  # step-law panels: the largest rungs, nearest the target
@@ -251,19 +251,21 @@ def _markdown(res: Mapping[str, Any], plots: Sequence[str], shown: Sequence[tupl
     sd = f" ± {prop['std']:.4f}" if prop.get("std") else ""
     lines += [f"## Proposal{where}", "", f"Predicted objective at the target: **{prop['predicted']:.4f}**"
               f"{sd}", "", "| domain | weight |", "|---|---:|"]
-    lines += [f"| {d} | {v:.4f} |" for d, v in sorted(prop["weights"].items(), key=lambda kv: -kv[1])]
+    lines += [f"| {md_cell(d)} | {v:.4f} |"
+              for d, v in sorted(prop["weights"].items(), key=lambda kv: -kv[1])]
     laws, rows = res["laws"], []
     for name, law in laws.get("step", {}).items():
         s, _, metric = name.partition("/")
         scale = (f"learning-rate area, C = {law['C']:.3g}" if law.get("scale") == "lr-area" else "tokens")
-        rows.append(f"| step, in {scale} | {rung(s)} | {metric} | {law['beta']:.3f} | {law['rms']:.4g} |")
+        rows.append(f"| step, in {scale} | {rung(s)} | {md_cell(metric)} | {law['beta']:.3f} "
+                    f"| {law['rms']:.4g} |")
     fixed = " (fixed by --size-exponent)" if res.get("size_exponent") is not None else ""
-    rows += [f"| size | every rung | {name} | {law['beta']:.3f}{fixed} | {law['rms']:.4g} |"
+    rows += [f"| size | every rung | {md_cell(name)} | {law['beta']:.3f}{fixed} | {law['rms']:.4g} |"
              for name, law in laws.get("size", {}).items()]
     for name, law in laws.get("bimix", {}).items():
         beta = "-" if law["beta"] is None else f"{law['beta']:.3f}"
-        rows.append(f"| bimix (α = {law['alpha']:.3f}) | the largest | {name} | {beta} | {law['rms']:.4g} "
-                    f"(R² {law['r2']:.2f}) |")
+        rows.append(f"| bimix (α = {law['alpha']:.3f}) | the largest | {md_cell(name)} | {beta} "
+                    f"| {law['rms']:.4g} (R² {law['r2']:.2f}) |")
     if rows:
         lines += ["", "## Laws", "", "| law | rung (params) | metric | β | RMS residual |",
                   "|---|---|---|---:|---:|", *rows]
