@@ -108,6 +108,9 @@ def _runs_used(plan: Mapping[str, Any] | None, result: Mapping[str, Any] | None)
     return used
 
 
+# what RunStore.runs filters on (its keyword arguments)
+_FILTERS = frozenset({"search_id", "corpus_hash", "fidelity_key", "domains", "status", "role", "run_ids",
+                      "prefix"})
 _CHUNK = 500  # run ids per IN (…): SQLite caps a statement's parameters (32,766; 999 before 3.32)
 
 
@@ -718,22 +721,15 @@ class RunStore:
         runs had decoded every one: 400 MB)."""
         return [(r["created"], r["run_id"]) for r in self._select("created, run_id", **filters)]
 
-    def _select(
-        self,
-        columns: str,
-        *,
-        search_id: str | Sequence[str] | None = None,
-        corpus_hash: str | None | Literal["any"] = "any",
-        fidelity_key: str | None = None,
-        domains: Sequence[str] | None = None,
-        status: str | Sequence[str] | None = None,
-        role: str | Sequence[str] | None = None,
-        run_ids: Sequence[str] | None = None,
-        prefix: str | None = None,
-    ) -> Iterator[sqlite3.Row]:
-        """The rows of :meth:`runs`, ``columns`` of them, as the cursor gives them (not all held twice)."""
-        filters = {"search_id": search_id, "corpus_hash": corpus_hash, "fidelity_key": fidelity_key,
-                   "domains": domains, "status": status, "role": role, "prefix": prefix}
+    def _select(self, columns: str, **filters: Any) -> Iterator[sqlite3.Row]:
+        """The rows of :meth:`runs` for its ``filters``, ``columns`` of them, as the cursor gives them
+        (not all held twice)."""
+        if unknown := set(filters) - _FILTERS:
+            raise TypeError(f"unknown run filter(s) {sorted(unknown)}")
+        run_ids = filters.pop("run_ids", None)
+        search_id, corpus_hash = filters.get("search_id"), filters.get("corpus_hash", "any")
+        fidelity_key, domains = filters.get("fidelity_key"), filters.get("domains")
+        status, role, prefix = filters.get("status"), filters.get("role"), filters.get("prefix")
         if run_ids is not None and len(run_ids) > _CHUNK:  # SQLite caps a statement's parameters
             ids = list(dict.fromkeys(run_ids))  # an id twice would be found in two chunks
             found = [r for i in range(0, len(ids), _CHUNK)

@@ -237,16 +237,23 @@ def test_a_search_whose_runs_all_diverged_finishes_when_resumed_after_the_fix(
     assert sum(r.status == "diverged" for r in runs) == 4 and sum(r.status == "ok" for r in runs) >= 4
 
 
-def test_a_search_stopped_by_a_contract_error_finishes_after_the_fix(workspace, tmp_path, ray_session):
-    """The user fixes the evaluator and resumes: the broken slots run again and the search ends."""
-    from mixopt.search.driver import resume_search, run_search
+def _stopped_then_fixed(tmp_path, name: str) -> None:  # noqa: ANN001
+    """A search stopped by its evaluator's contract error (no metrics), then the evaluator fixed."""
+    from mixopt.search.driver import run_search
 
     flag = tmp_path / "fixed"
-    cfg = config(tmp_path, name="fixme", evaluator="mixopt.testing:broken_until_fixed", budget=6,
+    cfg = config(tmp_path, name=name, evaluator="mixopt.testing:broken_until_fixed", budget=6,
                  fidelity={"fixed": str(flag)})
     with pytest.raises(MixoptError, match="no metrics"):
         run_search(cfg)
     flag.write_text("fixed")
+
+
+def test_a_search_stopped_by_a_contract_error_finishes_after_the_fix(workspace, tmp_path, ray_session):
+    """The user fixes the evaluator and resumes: the broken slots run again and the search ends."""
+    from mixopt.search.driver import resume_search
+
+    _stopped_then_fixed(tmp_path, "fixme")
     res = resume_search("fixme")
     assert res.runs["ok"] == res.runs["fitted"] == 6 and res.runs["failed"] == 0
     broken = [r for r in RunStore().runs(search_id="fixme") if r.status == "failed"]
@@ -992,17 +999,17 @@ def test_a_trial_must_fit_one_node_with_its_cpus_and_its_gpus(tmp_path, monkeypa
             _check_trial_fits(config(tmp_path, cpus_per_trial=cpus, gpus_per_trial=gpus), info)
 
 
-def test_a_resume_may_change_the_resources_per_trial(workspace, tmp_path, ray_session):
+def test_a_resume_may_change_the_resources_per_trial(workspace, tmp_path, ray_session, capsys):
     """A search that stopped goes on with other --cpus-per-trial/--gpus-per-trial (a cluster of other
     nodes): they decide where runs go, not what they measure."""
-    from mixopt.search.driver import resume_search, run_search
+    from mixopt.search.driver import resume_search
 
-    flag = tmp_path / "fixed"
-    cfg = config(tmp_path, name="moved", evaluator="mixopt.testing:broken_until_fixed", budget=6,
-                 fidelity={"fixed": str(flag)})
-    with pytest.raises(MixoptError, match="no metrics"):
-        run_search(cfg)
-    flag.write_text("fixed")
+    _stopped_then_fixed(tmp_path, "moved")
+    capsys.readouterr()
+    # the CLI passes them on when typed, and does not call them ignored
+    assert testing.run_cli(["search", "--resume", "moved", "--gpus-per-trial", "64"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--gpus-per-trial 64: " in err and "ignoring" not in err
     with pytest.raises(MixoptError, match="--gpus-per-trial 64: "):  # it reached the search's config
         resume_search("moved", gpus_per_trial=64)
     with pytest.raises(MixoptError, match="--cpus-per-trial 64: no node"):
