@@ -200,6 +200,10 @@ def _settings_markdown(params: dict[str, Any]) -> list[str]:
         lines.append(f"- --kl {prop['kl']}")
     if params.get("prior"):
         lines.append(f"- prior: {params['prior']}")
+    if reuse := params.get("reuse"):  # the group's options, as its hint line gives them
+        from mixopt.reuse import Reuse
+
+        lines.append(f"- {shlex.join(Reuse.from_state(reuse).option())}")
     for name, value in (params.get("constraints") or {}).items():
         if value in (None, {}, 0, 0.0):  # unset
             continue

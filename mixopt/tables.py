@@ -35,7 +35,7 @@ import polars as pl
 
 from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.magic import binary_kind, has_nul
-from mixopt.mixture import RENORM_TOL, check_domain_chars
+from mixopt.mixture import RENORM_TOL, check_domain_chars, has_control_char
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +246,9 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
             header = next(csv.reader(f), [])
     except (OSError, UnicodeDecodeError, csv.Error):
         header = []  # polars says why below
+    if bad := [h for h in header if has_control_char(h)]:  # a warning naming it had coloured the terminal
+        raise MixoptError(f"{what} file {path}: column {bad[0]!r} holds a control character (a newline, an "
+                          "escape); name columns with printable characters")
     # run ids and names as written: read as numbers, 007 had become 7 and 1e3 1000 (a QA pass)
     as_text = {h: pl.Utf8 for h in header if h.strip() in ("run", "name")}
     try:
@@ -804,19 +807,31 @@ def extension_csv(table: str | Path, domains: Sequence[str], W: np.ndarray, *, s
     import csv
 
     with Path(table).open(encoding="utf-8-sig", newline="") as f:
-        header = next(csv.reader(f), [])
+        header, *old = list(csv.reader(f)) or [[]]
     W = np.asarray(W, dtype=float).reshape(-1, len(domains))
     at = {d: j for j, d in enumerate(domains)}
 
-    def cell(col: str, i: int, row: np.ndarray) -> object:
-        name = col.strip()
+    def pandas_index(j: int) -> int:
+        """Where the new rows' pandas index starts, as the reader accepts the column: at 0 after one
+        that restarts at 0 (frames joined by pd.concat), a frame of its own; else past its largest."""
+        values = [int(r[j]) for r in old if j < len(r) and re.fullmatch(r"\d+", r[j].strip())]
+        restarts = bool(values) and values[0] == 0 and 0 in values[1:] and all(
+            b in (a + 1, 0) for a, b in zip(values, values[1:], strict=False))
+        return 0 if restarts else max(values, default=-1) + 1
+
+    first = {j: pandas_index(j) for j, c in enumerate(header)
+             if not c.strip() or c.strip().startswith("Unnamed:")}
+
+    def cell(j: int, k: int, i: int, row: np.ndarray) -> object:
+        name = header[j].strip()
         if name in at:
             return repr(float(row[at[name]]))
-        if not name or name.startswith("Unnamed:"):  # pandas' index, written with or without a header
-            return i
+        if j in first:  # pandas' index, written with or without a header
+            return first[j] + k
         return {"run": SWARM_RUN.format(i), "name": SWARM_RUN.format(i), "index": i}.get(name, "")
 
-    return csv_text(header, ([cell(c, i, row) for c in header] for i, row in enumerate(W, start=start)))
+    return csv_text(header, ([cell(j, k, i, row) for j in range(len(header))]
+                             for k, (i, row) in enumerate(enumerate(W, start=start))))
 
 
 def id_columns_in(names: Sequence[str]) -> list[str]:

@@ -841,3 +841,14 @@ def test_a_report_escapes_a_pipe_in_a_domain_name():
              {"name": "best run (r|1)", "weights": w, "measured": 1.1}]
     md = _fit_markdown(fit, cands, [], ratios="r.csv", metrics="m.csv")
     assert "| a\\|b | 0.7000 | 0.7000 |" in md and "| best run (r\\|1) |" in md
+
+
+def test_the_settings_give_a_reused_mixture_as_its_options():
+    """A QA pass: fit --report's Settings left out --reuse-mixture and --recompute, so pasting them
+    back gave another proposal."""
+    from mixopt.report import _settings_markdown
+
+    reuse = {"name": "grp", "source": "my mix.json", "ratios": {"a": 0.5, "b": 0.5}, "dropped": [],
+             "recompute": ["a"]}
+    lines = _settings_markdown({"seed": 3, "proposer": {}, "reuse": reuse})
+    assert "- --reuse-mixture 'grp=my mix.json' --recompute a" in lines

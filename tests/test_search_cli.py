@@ -589,6 +589,19 @@ def test_swarm_writes_the_table_a_search_would_train_and_fit_reads_it_back(works
     drawn, _, W4, _ = read_ratios(more)
     assert found == ("math", "web", "code") and ids3[-3:] == drawn == ["mix-0012", "mix-0013", "mix-0014"]
     assert np.array_equal(W3[-3:], W4)
+    # pandas' index, restarting at 0 for each frame pd.concat joined: the new rows are a frame of
+    # their own, which the reader accepts (a QA pass: 7, 8 after 0…3, 0…2 was refused); a table
+    # without a newline at its end gets one first
+    frames, more2 = tmp_path / "frames.csv", tmp_path / "more2.csv"
+    frames.write_text(",run,web,code,math\n0,a,0.2,0.3,0.5\n1,b,0.3,0.3,0.4\n0,c,0.1,0.6,0.3")
+    assert run_cli([*SWARM, "--budget", "2", "--seed", "5", "--extend", str(frames), "-o", str(more2)]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"(echo >> {frames} && tail -n +2 {more2} >> {frames})" in said
+    assert [line.split(",")[:2] for line in more2.read_text().splitlines()[1:]] == [["0", "mix-0003"],
+                                                                                  ["1", "mix-0004"]]
+    with frames.open("a") as f:
+        f.write("\n" + "".join(more2.read_text().splitlines(keepends=True)[1:]))
+    assert read_ratios(frames)[0] == ["a", "b", "c", "mix-0003", "mix-0004"]
     capsys.readouterr()
     assert run_cli([*SWARM, "--budget", "2"]) == 0  # no --out: the table on stdout
     printed = capsys.readouterr()

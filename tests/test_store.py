@@ -18,7 +18,7 @@ import pytest
 
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.objective import Objective
-from mixopt.store import RunRecord, RunStore, default_path, domains_key, fidelity_key
+from mixopt.store import RunRecord, RunStore, default_path, domains_key, fidelity_key, natural_sorted
 from mixopt.testing import run_cli as _cli
 
 DOMAINS = ["a", "b", "c"]
@@ -334,6 +334,9 @@ def test_import_regmix_and_olmix_tables_through_the_cli(store, capsys):
     assert _cli(["runs", "list", "--json", "--limit", "0"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert len(listed) == len(store.runs())
+    # an import's runs share one time, so they list in their ids' order (a QA pass: by the millisecond)
+    train = [r["run_id"] for r in listed if r["run_id"].startswith("train_mixture_1m:")]
+    assert train == natural_sorted(train) and len(train) > 10
     assert any("metric/the_pile_pile_cc_val_loss" in r["metrics"] for r in listed)  # tables go back out
     # at 80 columns every run id is whole, on one line (the table splits instead)
     with pytest.MonkeyPatch.context() as mp:

@@ -157,10 +157,14 @@ def test_bad_tables(tmp_path: Path) -> None:
         read_run_tables(neg, m)
     # a domain no job can name, refused as the table is read, not at the proposal after the fit
     ctl = write(tmp_path / "ctl.csv", 'run,x,"y\nz"\na,0.5,0.5\nb,1,0\n')
-    with pytest.raises(MixoptError, match=r"ctl.csv: domain name 'y\\nz' holds a control character"):
+    with pytest.raises(MixoptError, match=r"ctl.csv: column 'y\\nz' holds a control character"):
         read_run_tables(ctl, m)
     with pytest.raises(MixoptError, match="holds a control character"):
         read_ratios(ctl)
+    # a metric's: it had coloured the terminal in a warning naming it
+    esc = write(tmp_path / "esc.csv", 'run,"x\x1b[31mred"\na,1\nb,2\n')
+    with pytest.raises(MixoptError, match=r"esc.csv: column 'x\\x1b\[31mred' holds a control character"):
+        read_run_tables(write(tmp_path / "ok.csv", "run,x,y\na,0.5,0.5\nb,1,0\n"), esc)
     nokey = write(tmp_path / "nokey.csv", "id,x,y\na,0.5,0.5\n")
     with pytest.raises(MixoptError, match="share neither"):
         read_run_tables(nokey, m)

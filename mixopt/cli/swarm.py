@@ -142,6 +142,9 @@ def swarm(
     table = str(out) if out is not None else "SWARM.csv"
     if extend is not None:  # fit takes one ratios table: the new rows go below the first table's
         append = f"{shlex.join(['tail', '-n', '+2', table])} >> {shlex.quote(str(extend))}"
+        with Path(extend).open("rb") as f:  # no newline at its end: the first new row would join its last
+            if f.seek(0, 2) and (f.seek(-1, 2), f.read(1))[1] not in (b"\n", b"\r"):
+                append = f"echo >> {shlex.quote(str(extend))} && {append}"
         also += (f"; they number on after {extend}'s rows, in its columns: append them to it ({append}) and "
                  "fit the whole")
         table = str(extend)

@@ -146,6 +146,7 @@ def import_table(
     histories = _histories(table, dict(zip(table.metric_names, names, strict=True)), tokens_per_step, prefix,
                            search)
     records, bad_runs, n_bad = [], [], 0
+    at = now()  # one import, one time: runs list orders an import's runs by id, not by the millisecond
     for i, rid in enumerate(table.run_ids):
         row = {m: float(v) for m, v in zip(names, values[i], strict=True) if math.isfinite(v)}
         if len(row) < n_used:
@@ -157,7 +158,7 @@ def import_table(
             weights={d: float(w) for d, w in zip(table.domains, table.X[i], strict=True)}, fidelity=fid,
             fidelity_key=key, status="ok" if row else "diverged", corpus=corpus, corpus_hash=corpus_hash,
             metrics=row, history=histories.get(rid, []),
-            error=None if row else "no finite metric in the imported table", finished=now(),
+            error=None if row else "no finite metric in the imported table", created=at, finished=at,
         ))
     if n_bad:
         warn(f"{n_bad} metric value(s) that are NaN or infinite left out of {len(bad_runs)} "
