@@ -277,7 +277,7 @@ def _markdown(res: Mapping[str, Any], plots: Sequence[str], shown: Sequence[tupl
         for c in curves:
             runs.setdefault(mixture_key(c.weights), []).append(c.run_id)
         lines += ["", "## Mixtures drawn", "", "| mixture | its runs |", "|---|---|",
-                  *(f"| {n + 1} | {', '.join(runs[key])} |" for n, key in enumerate(shown))]
+                  *(f"| {n + 1} | {md_cell(', '.join(runs[key]))} |" for n, key in enumerate(shown))]
     lines += ["", "## Plots", "", *(f"![{Path(p).stem}]({p})" for p in plots)]
     if not plots:
         lines.append("Nothing to draw: the step law is drawn with --target-tokens, the size law with "
