@@ -577,6 +577,24 @@ class RunStore:
             _in_chunks(con, "DELETE FROM runs", ids)
         return ids
 
+    def compact(self) -> tuple[int, int] | None:
+        """Give the space of deleted rows back to the disk (SQLite only reuses it for later rows
+        until ``VACUUM``). Returns the store's size in bytes before and after, or None where it
+        could not be compacted now: another program writes to it, or the disk lacks room for
+        the copy that ``VACUUM`` makes. Nothing is lost then; the space is reused by later runs."""
+        before = self._size()
+        try:  # a running search's writes come first: this waits for them a few seconds at most
+            with self.impatient(5.0), self._connect() as con:
+                con.execute("VACUUM")
+                # in WAL mode the rewritten pages sit in the -wal file until a checkpoint
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except (sqlite3.OperationalError, StoreLockedError, OSError):
+            return None
+        return before, self._size()
+
+    def _size(self) -> int:
+        return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.is_file())
+
     def runs_used_by(self, run_ids: Sequence[str]) -> dict[str, list[str]]:
         """Search → the runs of ``run_ids`` its plan or result names (reused, borrowed, validation)."""
         with self._connect() as con:
@@ -906,6 +924,13 @@ class RunStore:
                 "SELECT search_id, COUNT(*) FROM runs WHERE search_id IS NOT NULL AND search_id NOT IN "
                 "(SELECT search_id FROM searches) GROUP BY search_id ORDER BY MIN(created)"
             ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def run_counts(self) -> dict[str, int]:
+        """Each search id that runs carry (a search's, an import's, a benchmark's): its number of runs."""
+        with self._connect() as con:
+            rows = con.execute("SELECT search_id, COUNT(*) FROM runs WHERE search_id IS NOT NULL "
+                               "GROUP BY search_id").fetchall()
         return {r[0]: r[1] for r in rows}
 
     def require_search_or_group(self, name: str) -> None:

@@ -743,8 +743,9 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
     only_r = [r for r in rids if r not in mpos]
     only_m = sorted(set(mids) - set(rids))
     if not both:
-        raise MixoptError(
-            f"no run of {ratios} appears in {metrics} (joined on {key!r}); are they the same swarm?"
+        raise MixoptError(  # the ids say which side is off (a prefix, another swarm's numbering)
+            f"no run of {ratios} ({_preview(rids)}) appears in {metrics} ({_preview(mids)}), joined on "
+            f"{key!r}; are they the same swarm?"
         )
     if only_r or only_m:
         parts = ([f"{len(only_r)} run(s) of {Path(ratios).name} have no metrics ({_preview(only_r)})"]

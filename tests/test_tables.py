@@ -52,6 +52,11 @@ def test_join_on_run_in_any_order_and_partial(tmp_path: Path) -> None:
         read_run_tables(r, write(tmp_path / "m2.csv", "run,loss\nz,3.0\nx,1.0\n"))
     np.testing.assert_array_equal(t.target("loss"), [1.0, 3.0])
     np.testing.assert_array_equal(t.X, [[0.5, 0.5], [1.0, 0.0]])
+    # nothing joined: both files' ids are named, so a user sees which side is off (a prefix here)
+    other = write(tmp_path / "m3.csv", "run,loss\ntrain:x,1\ntrain:y,2\ntrain:z,3\n")
+    with pytest.raises(MixoptError, match=r"^no run of .*r.csv \(x, y, z\) appears in .*m3.csv \(train:x, "
+                                          r"train:y, train:z\), joined on 'run'; are they the same swarm\?$"):
+        read_run_tables(r, other)
 
 
 def test_integer_ids_that_match_better_shifted_are_refused(tmp_path: Path) -> None:

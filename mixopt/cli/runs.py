@@ -105,7 +105,9 @@ def list_runs(
 @runs_app.command("searches")
 def list_searches(
     store: StoreOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array, a search per item.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array: a search per item, then each "
+                                          "name that runs carry with no search record (an import's, a "
+                                          "benchmark's), with state 'no record'.")] = False,
 ) -> None:
     """List every search in the store (oldest first): state, method, runs and the exported objective."""
     from mixopt.store import RunStore, default_path
@@ -121,6 +123,7 @@ def list_searches(
 
     st = RunStore(store, create=False)
     rows = []
+    counts = st.run_counts()
     for s in st.searches():
         res = s.result or {}
         state = shown_state(s.state, search_dir(s.search_id))
@@ -130,28 +133,30 @@ def list_searches(
             value, how = exported.get("predicted"), "predicted"
         rows.append({"search": s.search_id, "state": state, "method": s.config.get("method"),
                      "corpus": s.config.get("corpus"), "evaluator": s.config.get("evaluator"),
-                     "budget": s.config.get("budget"),
+                     "budget": s.config.get("budget"), "runs": counts.get(s.search_id, 0),
                      "exported": res.get("exported"), "objective": value,
                      "objective_is": how if value is not None else None, "created": s.created,
                      "error": res.get("error") if s.state == "failed" else None})
-    if as_json:
-        print(dumps(rows, indent=2))
+    others = st.unrecorded_search_ids()
+    if as_json:  # the text form names these below its table; a script had not seen them (a QA pass)
+        print(dumps(rows + [{"search": k, "state": "no record", "runs": n} for k, n in others.items()],
+                    indent=2))
         return
     # a search with its own evaluator has no corpus: its evaluator says what it measured (a QA pass)
     cells = [[r["search"], r["state"], str(r["method"]),
               str(r["corpus"] or r["evaluator"] or "-"),
-              str(r["budget"]),
+              str(r["budget"]), str(r["runs"]),
               r["exported"] or "-",
               "-" if r["objective"] is None else f"{r['objective']:.4f}" + (
                   " (pred.)" if r["objective_is"] == "predicted" else ""),
               r["created"][:16].replace("T", " ")] for r in rows]
-    heads = ["search", "state", "method", "corpus / evaluator", "budget", "exported", "objective", "created"]
+    heads = ["search", "state", "method", "corpus / evaluator", "budget", "runs", "exported", "objective",
+             "created"]
     if rows:
         print_columns(f"{len(rows)} searches in {st.path}", heads, cells,
                       left=("search", "state", "method", "corpus / evaluator", "exported", "created"))
     else:  # an empty table's headings, split over two tables on a narrow terminal, said nothing
         console.print(f"0 searches in {st.path}", markup=False)
-    others = st.unrecorded_search_ids()
     if others:
         first = list(others.items())[:10]
         listed = ", ".join(f"{k} ({n} run{'s' if n != 1 else ''})" for k, n in first)
@@ -328,10 +333,19 @@ def delete_runs(
     # checked again: a search that started after the question may have reused some (kept with
     # --skip-used, else the delete is refused)
     gone = delete(st, going, skip_used=skip_used)
+    sizes = st.compact()  # a deleted import's space had stayed in the file (a QA pass at 40,000 runs)
     if as_json:
-        print(dumps({"deleted": len(gone), "run_ids": gone, "store": str(st.path)}, indent=2))
+        print(dumps({"deleted": len(gone), "run_ids": gone, "store": str(st.path),
+                     "store_bytes": None if sizes is None else {"before": sizes[0], "after": sizes[1]}},
+                    indent=2))
         return
     console.print(f"deleted {_runs_said(gone, st)}", markup=False)
+    if sizes is None:
+        console.print("the store is in use, so its file keeps the space for now: later runs reuse it, and "
+                      "the next `mixopt runs delete` gives it back", style="dim", markup=False)
+    elif sizes[0] - sizes[1] >= 1 << 20:
+        console.print(f"the store's file shrank from {sizes[0] / 2**20:.1f} MB to {sizes[1] / 2**20:.1f} MB",
+                      style="dim", markup=False)
 
 
 def _runs_said(ids: list[str], st: Any) -> str:
