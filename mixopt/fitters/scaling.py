@@ -65,82 +65,120 @@ class PowerLaw:
         return self.E + self.B * u ** (-self.beta) - self.C * np.asarray(z, dtype=float)
 
 
+@dataclass(frozen=True)
+class _Curves:
+    """Curves of any lengths, one row each: row c holds curve c's points where ``m[c]``, and 0 past
+    them (one numpy pass over every curve: a loop over curves took minutes at 2,000 runs).
+
+    ``floors[c]``: every value of curve c is > 0 (a loss), so its E ≥ 0; else its floor is free."""
+
+    u: np.ndarray
+    y: np.ndarray
+    z: np.ndarray | None
+    m: np.ndarray
+    floors: np.ndarray
+
+    @classmethod
+    def of(cls, u: list[np.ndarray], y: list[np.ndarray], z: list[np.ndarray] | None = None) -> _Curves:
+        lengths = np.array([len(a) for a in u])
+        m = np.arange(lengths.max())[None, :] < lengths[:, None]
+
+        def rows(parts: list[np.ndarray], pad: float) -> np.ndarray:
+            out = np.full(m.shape, pad)
+            out[m] = np.concatenate(parts)  # row-major: curve by curve, in order
+            return out
+
+        return cls(u=rows(u, 1.0), y=rows(y, 0.0), z=None if z is None else rows(z, 0.0), m=m,
+                   floors=np.array([bool(np.all(yc > 0)) for yc in y]))
+
+    def split(self, a: np.ndarray) -> list[np.ndarray]:
+        return [a[c, self.m[c]] for c in range(len(a))]
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products."""
+    return np.einsum("ij,ij->i", a, b)
+
+
 def _solve(
     u: list[np.ndarray], y: list[np.ndarray], beta: float, z: list[np.ndarray] | None = None
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Per-curve least squares (E, B ≥ 0) for one β, with a shared C ≥ 0 of ``− C·z`` when z is given;
     (E, B, C, sum of squared residuals). A curve with a value ≤ 0 (a metric that is no loss) keeps
     a free floor."""
-    v = [uc ** (-beta) for uc in u]
-    floors = [bool(np.all(yc > 0)) for yc in y]
-    C = 0.0 if z is None else _shared_c(v, y, z, floors)
-    E, B, sse = np.empty(len(u)), np.empty(len(u)), 0.0
-    for c, (vc, yc) in enumerate(zip(v, y, strict=True)):
-        target = yc + C * z[c] if z is not None else yc
-        E[c], B[c] = _e_b(vc, target, floors[c])
-        sse += float(np.sum((E[c] + B[c] * vc - target) ** 2))
-    return E, B, C, sse
+    return _solve_rows(_Curves.of(u, y, z), beta)
 
 
-def _e_b(v: np.ndarray, y: np.ndarray, floor: bool = True) -> tuple[float, float]:
-    """One curve's least squares ``y ≈ e + b·v`` with b ≥ 0 and (``floor``) e ≥ 0, exactly.
+def _solve_rows(cv: _Curves, beta: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """:func:`_solve` on curves already in rows."""
+    v = np.where(cv.m, cv.u ** (-beta), 0.0)
+    C = 0.0 if cv.z is None else _shared_c(v, cv)
+    target = cv.y if cv.z is None else cv.y + C * cv.z
+    E, B = _e_b(v, target, cv.m, cv.floors)
+    r = np.where(cv.m, E[:, None] + B[:, None] * v - target, 0.0)
+    return E, B, C, float(np.sum(r * r))
+
+
+def _e_b(v: np.ndarray, y: np.ndarray, m: np.ndarray, floors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each curve's least squares ``y ≈ e + b·v`` with b ≥ 0 and (``floors``) e ≥ 0, exactly; v and y
+    are rows, 0 past each curve's points (``m``).
 
     Two unknowns and a convex loss: when the free optimum breaks a bound, the optimum lies on one of
     the two edges (b = 0, or e = 0), each solved in closed form and clipped to its own bound.
     """
-    ym, vm = float(y.mean()), float(v.mean())
-    vc = v - vm
-    den = float(vc @ vc)
-    if den > 0:
-        b = float(vc @ (y - ym)) / den
-        e = ym - b * vm
-        if b >= 0 and (e >= 0 or not floor):
-            return e, b
-    vv = float(v @ v)
-    edges = [(max(ym, 0.0) if floor else ym, 0.0)]
-    if floor:
-        edges.append((0.0, max(float(v @ y) / vv, 0.0) if vv > 0 else 0.0))
-    return min(edges, key=lambda eb: float(np.sum((eb[0] + eb[1] * v - y) ** 2)))
+    n = m.sum(axis=1)
+    vm, ym = v.sum(axis=1) / n, y.sum(axis=1) / n
+    vc = np.where(m, v - vm[:, None], 0.0)
+    den = _dot(vc, vc)
+    b = _dot(vc, y) / np.where(den > 0, den, 1.0)  # vc sums to 0: y need not be centred
+    e = ym - b * vm
+    free = (den > 0) & (b >= 0) & ((e >= 0) | ~floors)
+    e1 = np.where(floors, np.maximum(ym, 0.0), ym)  # edge b = 0
+    vv = _dot(v, v)
+    b2 = np.where(vv > 0, np.maximum(_dot(v, y) / np.where(vv > 0, vv, 1.0), 0.0), 0.0)  # edge e = 0
+    r1, r2 = np.where(m, e1[:, None] - y, 0.0), np.where(m, b2[:, None] * v - y, 0.0)
+    second = floors & (_dot(r2, r2) < _dot(r1, r1))
+    return (np.where(free, e, np.where(second, 0.0, e1)), np.where(free, b, np.where(second, b2, 0.0)))
 
 
-def _free_basis(v: np.ndarray, e_held: bool, b_held: bool) -> np.ndarray:
-    """The columns of a curve's own terms (1 for E, v for B) not held at their bound of 0."""
-    cols = [c for c, held in ((np.ones_like(v), e_held), (v, b_held)) if not held]
-    return np.column_stack(cols) if cols else np.zeros((len(v), 0))
+def _off_free_terms(x: np.ndarray, v: np.ndarray, m: np.ndarray, e_held: np.ndarray, b_held: np.ndarray,
+                    ) -> np.ndarray:
+    """Each row of x projected off the span of its curve's own terms (1 for E, v for B) that are not
+    held at their bound of 0."""
+    n = m.sum(axis=1)
+    xc = np.where(m, x - (x.sum(axis=1) / n)[:, None], 0.0)  # off 1
+    vc = np.where(m, v - (v.sum(axis=1) / n)[:, None], 0.0)
+    dd, vv = _dot(vc, vc), _dot(v, v)
+    off_both = xc - (_dot(vc, xc) / np.where(dd > 0, dd, 1.0))[:, None] * vc  # v ∝ 1: off 1 alone
+    off_v = x - (_dot(v, x) / np.where(vv > 0, vv, 1.0))[:, None] * v
+    return np.where((~e_held & ~b_held)[:, None], off_both,
+                    np.where((e_held & ~b_held)[:, None], off_v,
+                             np.where((~e_held & b_held)[:, None], xc, x)))
 
 
-def _shared_c(v: list[np.ndarray], y: list[np.ndarray], z: list[np.ndarray], floors: list[bool]) -> float:
+def _shared_c(v: np.ndarray, cv: _Curves) -> float:
     """The C ≥ 0 of ``y_c ≈ e_c + b_c·v_c − C·z_c`` with every b_c ≥ 0 (and e_c ≥ 0 where ``floors``),
     by active set: C from the parts of y and z that no curve's own free terms explain (each projected
     off the span of those of 1 and v not held at 0), then each (e, b) given C, until the terms held at
     0 stop changing. A term is held when it lies within rounding of 0 (an exact test had flipped on a
     free optimum of 1e-13, and the set cycled); should the set still not settle, the whole problem is
     solved by scipy's bounded least squares instead."""
-    tol = 1e-12 * max(1.0, max(float(np.abs(yc).max()) for yc in y))
-
-    def held(C: float) -> list[tuple[bool, bool]]:
-        eb = [_e_b(vc, yc + C * zc, f) for vc, yc, zc, f in zip(v, y, z, floors, strict=True)]
-        return [(f and e <= tol, b <= tol) for (e, b), f in zip(eb, floors, strict=True)]
-
-    state = [(False, False)] * len(v)
-    scale = sum(float(zc @ zc) for zc in z)
-    for _ in range(2 * len(v) + 1):
-        num = den = 0.0
-        for vc, yc, zc, (e_held, b_held) in zip(v, y, z, state, strict=True):
-            basis = _free_basis(vc, e_held, b_held)
-            ry, rz = yc, zc
-            if basis.shape[1]:
-                ry = yc - basis @ np.linalg.lstsq(basis, yc, rcond=None)[0]
-                rz = zc - basis @ np.linalg.lstsq(basis, zc, rcond=None)[0]
-            num -= float(rz @ ry)  # y = … − C·z
-            den += float(rz @ rz)
+    y, z, m, floors = cv.y, cv.z, cv.m, cv.floors
+    assert z is not None
+    tol = 1e-12 * max(1.0, float(np.abs(y).max()))
+    e_held = b_held = np.zeros(len(y), dtype=bool)
+    scale = float(np.sum(z * z))
+    for _ in range(2 * len(y) + 1):
+        ry, rz = (_off_free_terms(a, v, m, e_held, b_held) for a in (y, z))
+        num, den = -float(np.sum(rz * ry)), float(np.sum(rz * rz))  # y = … − C·z
         # z nearly constant within every curve: its own E absorbs it, and C is not identified.
         C = max(num / den, 0.0) if den > 1e-12 * scale else 0.0
-        now = held(C)
-        if now == state:
+        e, b = _e_b(v, y + C * z, m, floors)
+        now_e, now_b = floors & (e <= tol), b <= tol
+        if np.array_equal(now_e, e_held) and np.array_equal(now_b, b_held):
             return C
-        state = now
-    return _shared_c_bvls(v, y, z, floors)
+        e_held, b_held = now_e, now_b
+    return _shared_c_bvls(cv.split(v), cv.split(y), cv.split(z), list(floors))
 
 
 def _shared_c_bvls(
@@ -210,20 +248,20 @@ def fit_power_law(
             f"{shared}); {remedy}"
         )
     x_ref = max(float(a.max()) for a in xs)
-    us = [a / x_ref for a in xs]
+    cv = _Curves.of([a / x_ref for a in xs], ys, zs)
     if exponent is not None:
         beta = float(exponent)
     else:
         grid = np.exp(np.linspace(np.log(BETA_RANGE[0]), np.log(BETA_RANGE[1]), 61))
-        sse = [_solve(us, ys, b, zs)[3] for b in grid]
+        sse = [_solve_rows(cv, b)[3] for b in grid]
         i = int(np.argmin(sse))
         lo, hi = np.log(grid[max(i - 1, 0)]), np.log(grid[min(i + 1, len(grid) - 1)])
         res = minimize_scalar(
-            lambda lb: _solve(us, ys, float(np.exp(lb)), zs)[3],
+            lambda lb: _solve_rows(cv, float(np.exp(lb)))[3],
             bounds=(lo, hi),
             method="bounded",
             options={"xatol": 1e-10},
         )
         beta = float(np.exp(res.x)) if res.fun <= sse[i] else float(grid[i])
-    E, B, C, sse_b = _solve(us, ys, beta, zs)
+    E, B, C, sse_b = _solve_rows(cv, beta)
     return PowerLaw(E=E, B=B, beta=beta, x_ref=x_ref, rms=float(np.sqrt(sse_b / n_points)), C=C)
