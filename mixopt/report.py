@@ -106,7 +106,7 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
 
 
 def write_fit_report(fit: Any, folder: str | Path, *, ratios: str | Path, metrics: str | Path) -> list[Path]:
-    """Plots and a summary of ``mixopt fit`` on run tables (a :class:`~mixopt.fitters.api.FitReport`)
+    """Plots and a summary of ``mixopt fit`` on run tables (a :class:`~mixopt.fit.on_tables.FitReport`)
     into ``folder``, written whole: ``cv.png`` (with ``--cv``: each run's held-out prediction against
     its measured target), ``weights.png`` (with ``--propose``: the proposal, the best run and the
     uniform mixture) and ``report.md``. Returns the files.

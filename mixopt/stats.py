@@ -17,6 +17,11 @@ import numpy as np
 Z = 2.0
 
 
+def normal_interval(predicted: float, std: float | None) -> tuple[float, float] | None:
+    """The 95% predictive interval of a normal prediction (None without a standard deviation)."""
+    return None if std is None else (predicted - 1.96 * std, predicted + 1.96 * std)
+
+
 def critical_t(z: float, n: int) -> float:
     """Student's t on n − 1 degrees of freedom at the one-sided confidence of z for a normal."""
     from scipy.stats import norm

@@ -235,15 +235,3 @@ def sleepy(request: EvalRequest) -> EvalResult:
     fid.setdefault("sleep", 1.0)
     return loglinear(EvalRequest(mixture=request.mixture, fidelity=fid, seed=request.seed,
                                  run_id=request.run_id, workdir=request.workdir))
-
-
-def run_cli(args: Sequence[str]) -> int:
-    """Run ``mixopt ARGS`` in this process and return its exit code (what a shell would see), for
-    tests that drive the CLI as a user does."""
-    from mixopt.cli import main
-
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, RegressorMixin
 
+from mixopt.cli import run_cli
 from mixopt.errors import MixoptError
 from mixopt.fitters.auto import AutoFitter
 from mixopt.fitters.registry import FITTERS
-from mixopt.testing import run_cli
 
 LAWS = ("linear", "loglinear", "bimix", "gp")
 RUNS = Path(__file__).parent / "data" / "runs" / "regmix-pile-1m"
@@ -287,7 +287,7 @@ def test_fit_report_says_per_metric_only_when_auto_fitted_its_laws_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import mixopt.fitters.auto as auto_mod
-    from mixopt.fitters.api import FitConfig, fit_tables
+    from mixopt.fit.on_tables import FitConfig, fit_tables
 
     monkeypatch.setitem(AutoFitter.__init__.__kwdefaults__, "candidates", ("linear", "loglinear"))
     X = swarm(24, seed=3)

@@ -12,8 +12,8 @@ import pytest
 
 from mixopt.cli import main
 from mixopt.errors import MixoptError, MixoptWarning
-from mixopt.fitters.api import FitConfig, fit_tables
-from mixopt.fitters.scale_api import ScaleFitConfig, fit_across_scale
+from mixopt.fit.across_scale import ScaleFitConfig, fit_across_scale
+from mixopt.fit.on_tables import FitConfig, fit_tables
 from mixopt.search.imports import import_table
 from mixopt.store import RunStore
 from mixopt.tables import read_run_tables

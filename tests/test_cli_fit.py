@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from mixopt.cli import run_cli
 from mixopt.mixture import EVIDENCE_KEYS, Mixture
-from mixopt.testing import run_cli
 
 RUNS = Path(__file__).parent / "data" / "runs"
 R = str(RUNS / "regmix-pile-1m" / "train_mixture_1m.csv")
@@ -32,7 +32,7 @@ def _fast_regmix(monkeypatch: pytest.MonkeyPatch, workspace: Path) -> None:
 
 
 def test_options_reach_the_library(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import mixopt.fitters.api as api
+    import mixopt.fit.on_tables as api
 
     seen = {}
 
@@ -369,7 +369,7 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad(["fit", "--ratios", str(twice), "--metrics", str(metrics), "--target", "loss", "--cv", "2"], capsys,
         "names column(s) a more than once")
     # the top-k options mean nothing to an exact or best-run proposer: not checked there
-    from mixopt.fitters.api import FitConfig
+    from mixopt.fit.on_tables import FitConfig
 
     FitConfig(ratios=good, metrics=metrics, target="loss", method="loglinear", cv=2, n_candidates=64)
     # nor when nothing is proposed: --cv alone with --candidates 10 (below the default --top-k 128)
@@ -679,7 +679,7 @@ def test_a_mixture_says_what_made_it(tmp_path: Path, monkeypatch) -> None:
     assert made_by()["command"] is None  # library use: no command line of mixopt's
 
     # the checksum is of the table as read, not as it is when the mixture is written (a review)
-    from mixopt.fitters import api
+    from mixopt.fit import on_tables as api
 
     ratios = tmp_path / "ratios.csv"
     ratios.write_bytes(Path(R).read_bytes())

@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 from conftest import TINY_DATA, TINY_DOMAINS, tiny_documents
 
+from mixopt.cli import run_cli
 from mixopt.corpus import Corpus
 from mixopt.corpus.documents import chunk_text
-from mixopt.testing import run_cli
 
 SMALL = ["--vocab-size", "300", "--val-documents", "4"]
 

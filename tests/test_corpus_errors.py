@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_DATA
 
-from mixopt.testing import run_cli
+from mixopt.cli import run_cli
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:

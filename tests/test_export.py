@@ -11,10 +11,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from mixopt.cli import run_cli
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.export import FORMATS, export_mixture, export_notes, parse_export
 from mixopt.mixture import Mixture
-from mixopt.testing import run_cli
 
 MIX = Mixture({"web": 0.5, "code": 0.3, "dclm:adult_content": 0.2}, meta={"method": "regmix"})
 

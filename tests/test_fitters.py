@@ -197,7 +197,7 @@ def test_a_library_warning_names_the_users_line_not_mixopts(tmp_path: Path) -> N
     assert [w.filename for w in said] == [__file__]
     # three calls deep: fit_tables → read_ratios → check_rows, which renormalises rows off by 1e-4
     from mixopt.errors import MixoptWarning
-    from mixopt.fitters.api import FitConfig, fit_tables
+    from mixopt.fit.on_tables import FitConfig, fit_tables
 
     d = tmp_path
     runs = [f"r{i}" for i in range(8)]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mixopt.errors import MixoptError, MixoptWarning
-from mixopt.fitters.scale_api import ScaleFitConfig, curves_from_store, fit_across_scale
+from mixopt.fit.across_scale import ScaleFitConfig, curves_from_store, fit_across_scale
 from mixopt.mixture import EVIDENCE_KEYS
 from mixopt.proxy.rungs import load_rung
 from mixopt.schedule import lr_areas
@@ -379,7 +379,7 @@ def test_the_step_laws_form_is_printed(tmp_path: Path, workspace: Path,
 def test_runs_of_a_rung_changed_since_keep_the_step_law_in_tokens(tmp_path: Path) -> None:
     """A search's proxy runs record their rung's hash: when proxies/xs.toml changed since, their
     learning rates are not the file's, and the law says so and runs in tokens."""
-    from mixopt.search.prepare import rung_hash
+    from mixopt.proxy.rungs import rung_hash
 
     same = fill_store(tmp_path / "same.sqlite", rungs=("xs",), n=3, annealing=0.0, rung_hash=rung_hash("xs"))
     assert all(c.lr_schedule is not None for c in curves_from_store(same)[1])

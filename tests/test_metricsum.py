@@ -83,7 +83,7 @@ def test_methods_wrap_only_the_laws_on_several_metrics() -> None:
 
 
 def test_fit_cli_mean_target_fits_one_law_per_column(tmp_path) -> None:  # noqa: ANN001
-    from mixopt.fitters.api import FitConfig, fit_tables
+    from mixopt.fit.on_tables import FitConfig, fit_tables
 
     X, Y = landscape(40, seed=5)
     ratios = tmp_path / "r.csv"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from mixopt.cli import run_cli
 from mixopt.errors import MixoptError
 from mixopt.proxy.rungs import DEBUG, load_rung
-from mixopt.testing import run_cli
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 
 from mixopt import testing
-from mixopt.cli import main
+from mixopt.cli import main, run_cli
 from mixopt.evaluator import EvalRequest
 from mixopt.objective import Objective
 from mixopt.search.result import CandidateRow, SearchResult
 from mixopt.store import RunRecord, RunStore, fidelity_key
-from mixopt.testing import run_cli
 
 DOMAINS = ["web", "code", "math"]
 PNG = b"\x89PNG\r\n\x1a\n"

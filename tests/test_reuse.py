@@ -9,11 +9,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+from mixopt.cli import run_cli
 from mixopt.errors import MixoptError
 from mixopt.mixture import Mixture
 from mixopt.reuse import Reuse, load_reuse
 from mixopt.space import SearchSpace
-from mixopt.testing import run_cli
 
 DOMAINS = ("web", "books", "wiki", "code", "math")
 TOKENS = "web=1e9,books=5e8,wiki=2e8,code=3e8,math=1e8"
@@ -209,7 +209,7 @@ def test_fit_refuses_what_reuse_cannot_read(prev, tmp_path, workspace, capsys):
 
 
 def test_predict_collapses_new_mixtures(prev, tmp_path, workspace):
-    from mixopt.fitters.api import FitConfig, fit_tables
+    from mixopt.fit.on_tables import FitConfig, fit_tables
 
     ratios, metrics, new, out = (tmp_path / n for n in ("r.csv", "m.csv", "new.csv", "p.csv"))
     rng = np.random.default_rng(2)

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from mixopt.cli import run_cli
 from mixopt.store import RunStore
-from mixopt.testing import run_cli
 
 FAST = ["--evaluator", "mixopt.testing:loglinear", "--domains", "web,code,math,books"]
 

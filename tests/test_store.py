@@ -16,10 +16,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from mixopt.cli import run_cli as _cli
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.objective import Objective
 from mixopt.store import RunRecord, RunStore, default_path, domains_key, fidelity_key, natural_sorted
-from mixopt.testing import run_cli as _cli
 
 DOMAINS = ["a", "b", "c"]
 FID = {"corpus": "toy", "rung": "xs"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mixopt.testing import run_cli
+from mixopt.cli import run_cli
 from mixopt.train.compare import critical_t, seeds_needed, verdict
 
 DEBUG_TOML = """

@@ -328,13 +328,13 @@ def _summary(rows: list[dict[str, Any]], n_small: int) -> dict[str, Any]:
 def bench_extrapolation(store: Any, *, metric_prefix: str = "loss/") -> dict[str, Any] | None:
     """Predict the largest rung's per-domain losses from the smaller rungs of the same mixtures.
 
-    Uses the store's runs with histories (:func:`mixopt.fitters.scale_api.curves_from_store`): the
+    Uses the store's runs with histories (:func:`mixopt.fit.across_scale.curves_from_store`): the
     step law extrapolates each smaller-rung run to the largest rung's token budget (when budgets
     differ), the size law carries each mixture to the largest rung's size, and the prediction is
     compared with what the largest rung measured. Returns None with fewer than 3 rungs.
     """
+    from mixopt.fit.across_scale import curves_from_store
     from mixopt.fitters.nested import predict_at_scale
-    from mixopt.fitters.scale_api import curves_from_store
 
     try:
         domains, curves = curves_from_store(store)
@@ -422,8 +422,8 @@ def bench_lengths(store: Any, *, metric_prefix: str = "loss/") -> dict[str, Any]
     """
     import dataclasses
 
+    from mixopt.fit.across_scale import curves_from_store
     from mixopt.fitters.nested import mixture_key, predict_at_scale
-    from mixopt.fitters.scale_api import curves_from_store
 
     searches = sorted({r.search_id for r in store.runs(status="ok")
                        if r.search_id and r.search_id.startswith(LENGTHS_PREFIX)})

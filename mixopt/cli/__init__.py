@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import typer
@@ -131,6 +131,16 @@ def main(argv: list[str] | None = None) -> None:
         mixture.COMMAND = None
         if "ray" in sys.modules:
             _quiet_ray_exit()
+
+
+def run_cli(args: Sequence[str]) -> int:
+    """Run ``mixopt ARGS`` in this process and return its exit code (what a shell would see), for
+    tests and notebooks that drive the CLI as a user does."""
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
 
 
 @contextlib.contextmanager

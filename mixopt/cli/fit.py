@@ -104,11 +104,11 @@ def fit(
 ) -> None:
     """Fit on RegMix/Olmix-style run tables; cross-validate, predict new mixtures or propose one."""
     from mixopt.errors import MixoptError
-    from mixopt.fitters.api import FitConfig, fit_tables
+    from mixopt.fit.on_tables import FitConfig, fit_tables
     from mixopt.search.config import parse_assignments, parse_domains
 
     if fidelity_law:
-        from mixopt.fitters.scale_api import ScaleFitConfig, fit_across_scale
+        from mixopt.fit.across_scale import ScaleFitConfig, fit_across_scale
 
         if any(v is not None for v in (ratios, metrics, cv, predict, tokens, reuse, recompute)):
             raise MixoptError(

@@ -16,7 +16,6 @@ import lzma
 import struct
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 _NIL, _SYM, _LIST, _CHAR, _LGL, _INT, _REAL, _STR, _VEC = 254, 1, 2, 9, 10, 13, 14, 16, 19
@@ -155,8 +154,3 @@ def read_lazyload_bytes(rdb: bytes, rdx: bytes) -> dict[str, Any]:
         offset, length = (int(x) for x in pos.value)
         out[name] = unserialize(_decompress_entry(rdb[offset : offset + length]))
     return out
-
-
-def read_lazyload(rdb: Path) -> dict[str, Any]:
-    """All variables of a lazy-load database ``X.rdb`` (with ``X.rdx`` beside it), by name."""
-    return read_lazyload_bytes(rdb.read_bytes(), rdb.with_suffix(".rdx").read_bytes())

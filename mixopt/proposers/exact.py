@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from mixopt.errors import MixoptError, MixoptWarning, warn
-from mixopt.proposers.proposal import Proposal, check_space, normal_interval
+from mixopt.proposers.proposal import Proposal, check_space
 from mixopt.space import SearchSpace
+from mixopt.stats import normal_interval
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from mixopt.errors import MixoptError, listed
+from mixopt.stats import normal_interval
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,11 +43,6 @@ class Proposal:
             "method": self.method,
             "info": self.info,
         }
-
-
-def normal_interval(predicted: float, std: float | None) -> tuple[float, float] | None:
-    """The 95% predictive interval of a normal prediction (None without a standard deviation)."""
-    return None if std is None else (predicted - 1.96 * std, predicted + 1.96 * std)
 
 
 def widen(prop: Proposal, cal: dict[str, float] | None, measured_by: str) -> tuple[Proposal, str | None]:

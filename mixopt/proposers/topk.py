@@ -18,8 +18,9 @@ import numpy as np
 from mixopt.cpus import usable_cpus
 from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.fitters.protocol import predict_objective
-from mixopt.proposers.proposal import Proposal, check_space, normal_interval
+from mixopt.proposers.proposal import Proposal, check_space
 from mixopt.space import SearchSpace
+from mixopt.stats import normal_interval
 from mixopt.swarm import project, sample_candidates
 
 log = logging.getLogger(__name__)

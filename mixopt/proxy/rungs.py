@@ -17,6 +17,8 @@ The ``debug`` rung lives in code (:data:`DEBUG`) for tests and CI.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import tomllib
 from collections.abc import Callable
@@ -235,6 +237,18 @@ def load_rung(name: str | RungConfig) -> RungConfig:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise MixoptError(f"cannot read proxy rung {path}: {exc}") from exc
     return rung_from_dict(Path(path).stem, data, source=str(path))
+
+
+def rung_hash(rung: str) -> str:
+    """Hash of what a proxy rung trains (shape, tokens, optimiser): a changed rung is another fidelity.
+
+    Raises:
+        MixoptError: the rung is unknown (before any trial runs).
+    """
+    spec = asdict(load_rung(rung))
+    for k in ("name", "source", "description", "cost_seconds", "cost_threads", "cost_flops"):
+        spec.pop(k, None)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def imported_size(rung: Any, params: Any) -> tuple[float | None, str | None]:

@@ -16,7 +16,6 @@ plus ``objective`` (mean loss over domains) and ``objective_bpb`` (mean bits per
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,18 +61,6 @@ class ValidationSet:
             windows[d] = w
             bpt[d] = corpus.bytes_per_token(d, "val")
         return cls(windows, bpt)
-
-    @classmethod
-    def from_arrays(
-        cls,
-        val: Mapping[str, np.ndarray],
-        context: int,
-        max_tokens: int,
-        bytes_per_token: Mapping[str, float] | None = None,
-    ) -> ValidationSet:
-        """Windows from in-memory splits (benchmarks and tests); bytes per token default to 1."""
-        windows = {d: fixed_windows(t, context, max_tokens) for d, t in val.items()}
-        return cls(windows, {d: float((bytes_per_token or {}).get(d, 1.0)) for d in val})
 
     @property
     def tokens(self) -> int:

@@ -289,14 +289,13 @@ def count_text(n: float, digits: int = 6) -> str:
     return f"{n:.{digits}g}".replace("e+0", "e").replace("e+", "e")
 
 
-def parse_assignments(text: str | None, *, option: str, unit: str = "number",
-                      counts: bool = False, files: bool = True) -> dict[str, float]:
+def parse_assignments(text: str | None, *, option: str, counts: bool = False, files: bool = True,
+                      ) -> dict[str, float]:
     """Parse ``a=1e9,b=2e9`` (``--tokens``, ``--max-weight``, ``--fix``) into a dict; with ``counts``
     (``--tokens``) a value may carry a suffix, as ``--tokens`` counts do elsewhere (``4k``, ``2B``).
     ``files``: ``@FILE`` is read (:func:`at_file`); off for text already read so."""
     out: dict[str, float] = {}
-    if counts and unit == "number":
-        unit = "count (e.g. 4e9, 500M, 200k)"
+    unit = "count (e.g. 4e9, 500M, 200k)" if counts else "number"
     if files:
         text = at_file(text, option)
     example = "web=4e9" if counts else "web=0.5"  # a count's example had been a weight

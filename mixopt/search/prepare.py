@@ -8,7 +8,6 @@ search space, an objective naming unknown domains. A budget too small to fit on 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import inspect
 import os
 import sys
@@ -585,26 +584,11 @@ def _check_windows(space: SearchSpace, rungs: Mapping[str, str], corpus: object,
         )
 
 
-def rung_hash(rung: str) -> str:
-    """Hash of what a proxy rung trains (shape, tokens, optimiser): a changed rung is another fidelity.
-
-    Raises:
-        MixoptError: the rung is unknown (before any trial runs).
-    """
-    import json
-    from dataclasses import asdict
-
-    from mixopt.proxy.rungs import load_rung
-
-    spec = asdict(load_rung(rung))
-    for k in ("name", "source", "description", "cost_seconds", "cost_threads", "cost_flops"):
-        spec.pop(k, None)
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def reuse_key(fid: Mapping[str, Any], ev_name: str, *, proxy: bool) -> str:
     """The store key under which runs of this fidelity are reused; a proxy rung adds its hash."""
     if proxy:
+        from mixopt.proxy.rungs import rung_hash  # torch loads with it: a user's evaluator needs none
+
         return fidelity_key({**fid, "rung_hash": rung_hash(str(fid["rung"]))}, ev_name)
     return fidelity_key(fid, ev_name)
 

@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 
 from mixopt.objective import Objective
-from mixopt.proposers.proposal import normal_interval
 from mixopt.search.searcher import Slot
-from mixopt.stats import Z, critical_t, paired_difference, t_statistic
+from mixopt.stats import Z, critical_t, normal_interval, paired_difference, t_statistic
 from mixopt.store import RunRecord, RunStore
 
 PROPOSAL = "proposal"

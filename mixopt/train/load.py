@@ -31,9 +31,6 @@ class ExpertLoad:
             flat = (dom_tok.to(ids.device).unsqueeze(1) * E + ids).reshape(-1)
             self.counts[layer] += torch.bincount(flat, minlength=G * E).view(G, E).cpu().numpy()
 
-    def reset(self) -> None:
-        self.counts[:] = 0
-
     def shares(self) -> np.ndarray:
         """(L, G, E): each domain's slots split over the experts (rows sum to 1; 0 for unseen domains)."""
         tot = self.counts.sum(-1, keepdims=True)

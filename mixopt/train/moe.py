@@ -233,8 +233,3 @@ class MoE(nn.Module):
         if self.shared is not None:
             out_TD = out_TD + self.shared(x_TD)
         return out_TD.view(shape), aux
-
-    def active_matmul_params(self) -> int:
-        """Weights one token multiplies by: K routed experts, shared experts and the router."""
-        c = self.cfg
-        return 3 * c.d_model * c.expert_hidden * (c.top_k + c.n_shared) + c.n_experts * c.d_model

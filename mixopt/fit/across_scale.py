@@ -54,7 +54,7 @@ class ScaleFitConfig:
         seed, min_weight, ceilings, fixed, kl: as for ``mixopt fit``.
         max_epochs: the proposal's repetition cap at ``target_tokens``, over the domains' tokens
             as the runs' searches recorded them.
-        report: a folder for the laws' plots and report.md (:mod:`mixopt.fitters.scale_report`);
+        report: a folder for the laws' plots and report.md (:mod:`mixopt.fit.scale_report`);
             checked by :func:`mixopt.plots.check_report_dir` before the fit.
     """
 
@@ -168,7 +168,7 @@ def curves_from_store(store: Any, searches: Sequence[str] = ()) -> tuple[list[st
         schedule = schedule if key.get("evaluator") == "proxy" and r.role != "import" else None
         if schedule is not None and key.get("rung_hash"):
             if rung not in hashes:
-                from mixopt.search.prepare import rung_hash
+                from mixopt.proxy.rungs import rung_hash
 
                 hashes[rung] = rung_hash(str(rung))
             if key["rung_hash"] != hashes[rung]:
@@ -373,7 +373,7 @@ def _fit_across_scale(config: ScaleFitConfig) -> tuple[dict[str, Any], Callable[
         _save(config, prop, method.name, domains, objective, pred, report)
     if config.report is None:
         return report, None
-    from mixopt.fitters.scale_report import write_scale_report
+    from mixopt.fit.scale_report import write_scale_report
 
     return report, functools.partial(write_scale_report, config.report, report, pred=pred, curves=curves,
                                      weights=weights, model=model if bivariate else None)
