@@ -17,9 +17,10 @@ def pyplot() -> Any:
 
 
 def save(fig: Any, path: str | Path) -> None:
-    """Write a figure as every plot of mixopt's is written (laid out, 120 dpi), and free it."""
+    """Write a figure as every plot of mixopt's is written (laid out, PNG at 120 dpi), and free it.
+    PNG by name: ``path`` may be a temporary file's (:func:`mixopt.atomic.atomic_path`)."""
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, format="png", dpi=120)
     pyplot().close(fig)
 
 

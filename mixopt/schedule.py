@@ -12,10 +12,14 @@ seen a high rate that a shorter run would have annealed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.signal import lfilter
+
+from mixopt.errors import MixoptError
 
 # Schedules are summed on at most this many points: a target of 1e12 tokens is ~1e9 steps.
 MAX_POINTS = 200_000
@@ -36,6 +40,32 @@ def warmup_cosine(
     cosine = min_lr + 0.5 * (lr - min_lr) * (1 + np.cos(np.pi * progress))
     out = np.where(s < warm, lr * (s + 1) / max(warm, 1), cosine)
     return float(out) if out.ndim == 0 else out
+
+
+def check_optimizer(cfg: Any, where: str, numbers: Sequence[str] = ()) -> tuple[float, ...]:
+    """Refuse an optimiser's settings that cannot train, in the words of ``where`` (a rung's file, the
+    train config): lr, min_lr, weight_decay, grad_clip and ``numbers`` finite and ≥ 0, 0 < min_lr ≤
+    lr, warm-up a fraction, betas in [0, 1), eval_at fractions. Returns eval_at sorted, with 1.0
+    (the proxy trainer and the final trainer take the same settings, checked the same way)."""
+    for key in ("lr", "min_lr", "weight_decay", "grad_clip", *numbers):
+        v = getattr(cfg, key)
+        if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+            raise MixoptError(f"{where}: {key} is {v!r}; it must be a finite number ≥ 0")
+    if cfg.lr <= 0 or cfg.min_lr > cfg.lr:
+        raise MixoptError(f"{where}: need 0 < min_lr ≤ lr, got lr={cfg.lr}, min_lr={cfg.min_lr}")
+    if not 0 <= cfg.warmup < 1:
+        raise MixoptError(f"{where}: warmup is {cfg.warmup}; it is a fraction of steps in [0, 1)")
+    if not (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1):
+        raise MixoptError(f"{where}: betas must be in [0, 1), got {cfg.beta1}, {cfg.beta2}")
+    at = sorted({float(f) for f in cfg.eval_at} | {1.0})
+    if any(not 0 < f <= 1 for f in at):
+        raise MixoptError(f"{where}: eval_at {list(cfg.eval_at)} must hold fractions in (0, 1]")
+    return tuple(at)
+
+
+def eval_steps(fractions: Sequence[float], steps: int) -> list[int]:
+    """Optimizer steps after which to evaluate: each fraction of ``steps``, distinct and ascending."""
+    return sorted({max(1, round(f * steps)) for f in fractions})
 
 
 def lr_areas(

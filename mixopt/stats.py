@@ -11,10 +11,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 Z = 2.0
+
+
+def finite_or_none(v: Any) -> float | None:
+    """``v`` as a float where it is a finite number, else None (a diverged run's NaN, text, None)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
 
 
 def normal_interval(predicted: float, std: float | None) -> tuple[float, float] | None:

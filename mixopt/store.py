@@ -114,14 +114,18 @@ _FILTERS = frozenset({"search_id", "corpus_hash", "fidelity_key", "domains", "st
 _CHUNK = 500  # run ids per IN (…): SQLite caps a statement's parameters (32,766; 999 before 3.32)
 
 
-def _in_chunks(con: sqlite3.Connection, statement: str, ids: Sequence[str], size: int = _CHUNK) -> list[Any]:
-    """``statement WHERE run_id IN (…)`` over ``ids`` in chunks (SQLite caps a statement's
-    parameters), and the rows it returned."""
-    out: list[Any] = []
-    for i in range(0, len(ids), size):
-        chunk = list(ids[i : i + size])
-        out += con.execute(f"{statement} WHERE run_id IN ({', '.join('?' for _ in chunk)})", chunk).fetchall()
-    return out
+def _chunks(ids: Iterable[str], size: int = _CHUNK) -> Iterator[list[str]]:
+    """``ids`` once each, in chunks of ``size``: SQLite caps a statement's parameters, and an id
+    given twice would be found in two chunks."""
+    unique = list(dict.fromkeys(ids))
+    for i in range(0, len(unique), size):
+        yield unique[i : i + size]
+
+
+def _in_chunks(con: sqlite3.Connection, statement: str, ids: Sequence[str]) -> list[Any]:
+    """``statement WHERE run_id IN (…)`` over ``ids`` in chunks, and the rows it returned."""
+    return [row for chunk in _chunks(ids)
+            for row in con.execute(f"{statement} WHERE run_id IN ({', '.join('?' for _ in chunk)})", chunk)]
 
 
 def natural_key(run_id: str) -> list[Any]:
@@ -748,10 +752,8 @@ class RunStore:
         search_id, corpus_hash = filters.get("search_id"), filters.get("corpus_hash", "any")
         fidelity_key, domains = filters.get("fidelity_key"), filters.get("domains")
         status, role, prefix = filters.get("status"), filters.get("role"), filters.get("prefix")
-        if run_ids is not None and len(run_ids) > _CHUNK:  # SQLite caps a statement's parameters
-            ids = list(dict.fromkeys(run_ids))  # an id twice would be found in two chunks
-            found = [r for i in range(0, len(ids), _CHUNK)
-                     for r in self._select(columns, run_ids=ids[i:i + _CHUNK], **filters)]
+        if run_ids is not None and len(run_ids) > _CHUNK:
+            found = [r for chunk in _chunks(run_ids) for r in self._select(columns, run_ids=chunk, **filters)]
             yield from sorted(found, key=lambda r: (r["created"], r["run_id"]))
             return
         where: list[str] = []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixopt.fitters.api import FitConfig, fit_tables
+from mixopt.fit.on_tables import FitConfig, fit_tables
 from mixopt.mixture import Mixture
 from mixopt.search.config import SearchConfig
 from mixopt.search.prepare import swarm_plan

@@ -31,7 +31,7 @@ import numpy as np
 from mixopt import paths
 from mixopt.errors import MixoptError, warn
 from mixopt.proxy.model import ModelConfig
-from mixopt.schedule import warmup_cosine
+from mixopt.schedule import check_optimizer, eval_steps, warmup_cosine
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,24 +100,12 @@ class RungConfig:
                 f"{where}: tokens {self.tokens} is less than one step of batch × context = "
                 f"{self.batch * self.context}; raise tokens or lower batch/context"
             )
-        for key in ("lr", "min_lr", "weight_decay", "grad_clip", "cost_seconds", "cost_flops"):
-            v = getattr(self, key)
-            if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-                raise MixoptError(f"{where}: {key} is {v!r}; it must be a finite number ≥ 0")
-        if self.lr <= 0 or self.min_lr > self.lr:
-            raise MixoptError(f"{where}: need 0 < min_lr ≤ lr, got lr={self.lr}, min_lr={self.min_lr}")
-        if not 0 <= self.warmup < 1:
-            raise MixoptError(f"{where}: warmup is {self.warmup}; it is a fraction of steps in [0, 1)")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise MixoptError(f"{where}: betas must be in [0, 1), got {self.beta1}, {self.beta2}")
+        at = check_optimizer(self, where, ("cost_seconds", "cost_flops"))
         if self.ffn_hidden < 0:
             raise MixoptError(
                 f"{where}: ffn_hidden is {self.ffn_hidden}; use 0 (automatic) or a positive width"
             )
-        at = sorted({float(f) for f in self.eval_at} | {1.0})
-        if any(not 0 < f <= 1 for f in at):
-            raise MixoptError(f"{where}: eval_at {list(self.eval_at)} must hold fractions in (0, 1]")
-        object.__setattr__(self, "eval_at", tuple(at))
+        object.__setattr__(self, "eval_at", at)
 
     # ----- derived ------------------------------------------------------------------------
     @property
@@ -158,7 +146,7 @@ class RungConfig:
 
     def eval_steps(self) -> list[int]:
         """Optimizer steps after which to evaluate (distinct, ascending, ending at ``steps``)."""
-        return sorted({max(1, round(f * self.steps)) for f in self.eval_at})
+        return eval_steps(self.eval_at, self.steps)
 
     def with_tokens(self, tokens: int) -> RungConfig:
         """The same rung with another token budget (a fidelity override)."""

@@ -7,7 +7,6 @@ measured) and what ``mixopt report`` reads back from the search's folder (``resu
 from __future__ import annotations
 
 import datetime as _dt
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from mixopt.mixture import Mixture, evidence
 from mixopt.reuse import Reuse
 from mixopt.search.validate import PROPOSAL, Candidate, Comparison, Measured
 from mixopt.space import SearchSpace
+from mixopt.stats import finite_or_none
 
 
 @dataclass(kw_only=True)
@@ -89,10 +89,6 @@ def shown_rung(validate_rung: str | None, *, rung: str, corpus: str | None) -> s
     return validate_rung
 
 
-def _num(x: float | None) -> float | None:
-    return float(x) if x is not None and math.isfinite(float(x)) else None
-
-
 def candidate_rows(
     cands: list[Candidate], domains: list[str], measured: dict[str, Measured] | None,
     comparisons: dict[str, Comparison] | None, exported: str,
@@ -102,12 +98,13 @@ def candidate_rows(
     scale = next((c.info["sd_scale"] for c in cands if (c.info or {}).get("sd_scale")), None)
     for c in cands:
         rows.append(CandidateRow(
-            name=c.name, weights=dict(zip(domains, c.weights, strict=True)), predicted=_num(c.predicted),
-            predicted_std=_num(c.predicted_std), swarm_value=_num(c.swarm_value),
+            name=c.name, weights=dict(zip(domains, c.weights, strict=True)),
+            predicted=finite_or_none(c.predicted),
+            predicted_std=finite_or_none(c.predicted_std), swarm_value=finite_or_none(c.swarm_value),
             measured=measured[c.name].as_dict() if measured else None,
             comparison=comparisons[c.name].as_dict() if comparisons and c.name in comparisons else None,
             exported=c.name == exported, predicted_per_domain=c.predicted_per_domain, same_as=c.same_as,
-            sd_scale=_num(scale) if c.predicted_std is not None else None,
+            sd_scale=finite_or_none(scale) if c.predicted_std is not None else None,
         ))
     return rows
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from ray.tune.search import Searcher
 
 from mixopt.atomic import write_text
 from mixopt.evaluator import NONFINITE_LEFT_OUT
+from mixopt.stats import finite_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class MixtureSearcher(Searcher):
             logger.debug("completion of unknown trial %s ignored", trial_id)
             return
         slot = self.slots[key]
-        value = _finite(result.get(self.metric)) if result else None
+        value = finite_or_none(result.get(self.metric)) if result else None
         status = result.get("status") if result else None
         if not error and status == "ok" and value is not None:
             slot.state = "done"
@@ -200,7 +200,7 @@ class MixtureSearcher(Searcher):
         intermediate_values: list[float] | None = None,
     ) -> None:
         """Warm start: a run evaluated elsewhere (e.g. reused from the run store)."""
-        v = _finite(value)
+        v = finite_or_none(value)
         if error or pruned or v is None:
             return
         weights = parameters.get("weights", parameters)
@@ -265,9 +265,3 @@ class SwarmSearcher(MixtureSearcher):
         return cls(domains=domains, slots=slots, search_id=search_id, retries=retries)
 
 
-def _finite(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None

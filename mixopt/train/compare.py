@@ -511,18 +511,14 @@ def compare(
 
 def plot(cmp: Comparison, path: Path) -> Path:
     """Grouped bars: validation loss per metric (objective and domains) per mixture, ± 1 s.e."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from mixopt import plots
 
     n_m, n_l = len(cmp.metrics), len(cmp.labels)
-    fig, axes = plt.subplots(1, n_m, figsize=(max(6.0, 1.6 * n_m + 1.0 * n_l), 3.8), squeeze=False)
-    colors = plt.get_cmap("tab10").colors
+    fig, axes = plots.pyplot().subplots(1, n_m, figsize=(max(6.0, 1.6 * n_m + 1.0 * n_l), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], cmp.metrics, strict=True):
         means = [cmp.mean(lb, metric) for lb in cmp.labels]
         errs = [cmp.sem(lb, metric) or 0.0 for lb in cmp.labels]
-        ax.bar(range(n_l), means, yerr=errs, capsize=3, color=[colors[i % 10] for i in range(n_l)])
+        ax.bar(range(n_l), means, yerr=errs, capsize=3, color=[plots.color(i) for i in range(n_l)])
         lo = min(m - e for m, e in zip(means, errs, strict=True))
         hi = max(m + e for m, e in zip(means, errs, strict=True))
         pad = max(hi - lo, 1e-3) * 0.6
@@ -536,8 +532,6 @@ def plot(cmp: Comparison, path: Path) -> Path:
     if cmp.objective.metric == "bpb" and len(axes[0]) > 1:
         axes[0][1].set_ylabel(loss_label)
     fig.suptitle(f"mean ± s.e. over {len(cmp.seeds)} seed(s)", fontsize=10)
-    fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+        plots.save(fig, tmp)
     return path

@@ -13,7 +13,6 @@ Every config is checked when it is made: a width not divisible by the heads, an 
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any, Literal
 
 from mixopt import paths
 from mixopt.errors import MixoptError
-from mixopt.schedule import warmup_cosine
+from mixopt.schedule import check_optimizer, eval_steps, warmup_cosine
 from mixopt.train.moe import MoEConfig
 
 MODEL_DIR = "moe"  # under each proxies/ recipe folder
@@ -155,20 +154,7 @@ class TrainConfig:
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise MixoptError(f"train config: {key} is {v!r}; it must be a positive integer")
-        for key in ("lr", "min_lr", "weight_decay", "grad_clip"):
-            v = getattr(self, key)
-            if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-                raise MixoptError(f"train config: {key} is {v!r}; it must be a finite number ≥ 0")
-        if self.lr <= 0 or self.min_lr > self.lr:
-            raise MixoptError(f"train config: need 0 < min_lr ≤ lr, got lr={self.lr}, min_lr={self.min_lr}")
-        if not 0 <= self.warmup < 1:
-            raise MixoptError(f"train config: warmup is {self.warmup}; it is a fraction of steps in [0, 1)")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise MixoptError(f"train config: betas must be in [0, 1), got {self.beta1}, {self.beta2}")
-        at = sorted({float(f) for f in self.eval_at} | {1.0})
-        if any(not 0 < f <= 1 for f in at):
-            raise MixoptError(f"train config: eval_at {list(self.eval_at)} must hold fractions in (0, 1]")
-        object.__setattr__(self, "eval_at", tuple(at))
+        object.__setattr__(self, "eval_at", check_optimizer(self, "train config"))
 
     def tokens_per_step(self, context: int) -> int:
         return self.batch * self.grad_accum * context
@@ -182,7 +168,7 @@ class TrainConfig:
 
     def eval_steps(self, steps: int) -> list[int]:
         """Optimizer steps after which to evaluate (and checkpoint), ending at ``steps``."""
-        return sorted({max(1, round(f * steps)) for f in self.eval_at})
+        return eval_steps(self.eval_at, steps)
 
 
 _SHAPE_KEYS = [f.name for f in fields(LMConfig) if f.name not in ("vocab_size", "dense")]

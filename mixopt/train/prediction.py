@@ -11,7 +11,6 @@ default, or as ``predicted["loss/<domain>"]``; ``mixopt search`` writes them).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.mixture import Mixture
 from mixopt.objective import Objective, per_domain_split
 from mixopt.search.config import PROXY
+from mixopt.stats import finite_or_none
 
 
 def objective_of(mixture: Mixture) -> tuple[Objective, str, str | None]:
@@ -45,14 +45,6 @@ def objective_of(mixture: Mixture) -> tuple[Objective, str, str | None]:
         f"the mixture's objective ({metric!r}) is not a loss or bits per byte of the corpus's domains; "
         "the final model's mean loss is shown, not set against the prediction"
     )
-
-
-def _num(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def prediction_report(
@@ -86,7 +78,7 @@ def prediction_report(
     meas = mixture.meta.get("measured") or {}
     if note is not None:  # figures in another metric than the final one: nothing to compare
         pred, meas = {}, {}
-    p_mean = _num(pred.get("mean")) if isinstance(pred, Mapping) else None
+    p_mean = finite_or_none(pred.get("mean")) if isinstance(pred, Mapping) else None
     interval = pred.get("interval") if isinstance(pred, Mapping) else None
     per_pred = {}
     per_metric = "loss"
@@ -94,7 +86,7 @@ def prediction_report(
         per = pred.get("per_domain") or {}
         if pred.get("per_domain_metric") in ("loss", "bpb"):
             per_metric = pred["per_domain_metric"]
-        per_pred = {d: _num(per.get(d, pred.get(f"{per_metric}/{d}"))) for d in present}
+        per_pred = {d: finite_or_none(per.get(d, pred.get(f"{per_metric}/{d}"))) for d in present}
         if unknown := sorted(set(per) - set(domains)) if isinstance(per, Mapping) else []:
             warn(f"the mixture's predicted.per_domain names {', '.join(unknown)}, which the corpus "
                  "lacks; left out of the report", MixoptWarning)
@@ -119,19 +111,19 @@ def prediction_report(
         "domains": rows,
         "per_domain_metric": per_metric,  # the metric of the rows' predicted and difference
         "predicted": p_mean,
-        "proxy_measured": _num(meas.get("mean")) if meas else None,
-        "proxy_sem": _num(meas.get("sem")) if meas else None,
+        "proxy_measured": finite_or_none(meas.get("mean")) if meas else None,
+        "proxy_sem": finite_or_none(meas.get("sem")) if meas else None,
         "proxy_rung": meas.get("rung") if meas else None,
     }
     if p_mean is not None:
         out["final_minus_predicted"] = final - p_mean
         # the search's caveat, kept with the run: its two fits disagree, and the Δ column is set
         # against the per-domain one
-        split = (per_domain_split(objective, per_pred, p_mean, _num(pred.get("std")), present)
+        split = (per_domain_split(objective, per_pred, p_mean, finite_or_none(pred.get("std")), present)
                  if objective.metric == per_metric else None)
         if split is not None:
             out["per_domain_split"] = {"combined": split[0], "sd_apart": split[1]}
-    if interval and len(interval) == 2 and all(_num(v) is not None for v in interval):
+    if interval and len(interval) == 2 and all(finite_or_none(v) is not None for v in interval):
         # shown, not tested against: it is of a proxy run, and the final model, larger, is expected
         # below it (a QA pass: "final inside/outside" had read as a verdict on the prediction)
         out["interval"] = [float(interval[0]), float(interval[1])]
