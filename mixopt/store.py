@@ -737,6 +737,13 @@ class RunStore:
             "*", search_id=search_id, corpus_hash=corpus_hash, fidelity_key=fidelity_key, domains=domains,
             status=status, role=role, run_ids=run_ids, prefix=prefix)]
 
+    def summaries(self, run_ids: Sequence[str]) -> list[sqlite3.Row]:
+        """What a listing shows of each run (id, search, role, status, objective, seed, cost, error,
+        created), oldest first, without its weights, metrics and history: listing 40,000 runs had
+        decoded every run whole (500 MB)."""
+        return list(self._select("run_id, search_id, role, status, objective, seed, cost, error, created",
+                                 run_ids=run_ids))
+
     def run_keys(self, **filters: Any) -> list[tuple[str, str]]:
         """``(created, run_id)`` of the runs :meth:`runs` would return for ``filters``, oldest first,
         without reading their weights, metrics and histories (a listing of the newest 50 of 40,000

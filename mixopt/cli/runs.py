@@ -56,10 +56,10 @@ def list_runs(
     keys = sorted(st.run_keys(search_id=search, status=status, prefix=prefix), key=lambda k: order(*k))
     if search is not None and not keys:
         st.require_search_or_group(search)  # one line naming the searches the store knows
-    picked = keys[-limit:] if limit > 0 else keys
-    shown = sorted(st.runs(run_ids=[i for _, i in picked]), key=lambda r: order(r.created, r.run_id))
+    picked = [i for _, i in (keys[-limit:] if limit > 0 else keys)]
     n_runs = len(keys)
     if as_json:
+        shown = sorted(st.runs(run_ids=picked), key=lambda r: order(r.created, r.run_id))
         if len(shown) < n_runs:  # a QA pass: a script read the newest 50 as every run, unsaid
             err_console.print(f"note: the newest {len(shown)} of {n_runs} runs (--limit 0 lists all)",
                               markup=False)
@@ -75,17 +75,19 @@ def list_runs(
             "fidelity": r.fidelity, "corpus": r.corpus, "created": r.created,
         } for r in shown], indent=2, default=json_default, allow_nan=False))
         return
+    # the text shows no weights or metrics: read without them (40,000 runs had taken 500 MB)
+    listed = sorted(st.summaries(picked), key=lambda r: order(r["created"], r["run_id"]))
     title = f"{n_runs} runs in {st.path}"
-    title += f" (last {len(shown)})" if len(shown) < n_runs else ""
+    title += f" (last {len(listed)})" if len(listed) < n_runs else ""
     rows = []
     cut = False
-    for r in shown:
-        err = (r.error or "").splitlines()[0] if r.error else ""
-        cut = cut or len(err) > ERROR_CHARS or len((r.error or "").splitlines()) > 1
-        rows.append([r.run_id, r.search_id or "", r.role, r.status,
-                     f"{r.objective:.4f}" if r.objective is not None else "-",
-                     "" if r.seed is None else str(r.seed),
-                     f"{r.cost:.1f}" if r.cost is not None else "-",
+    for r in listed:
+        err = (r["error"] or "").splitlines()[0] if r["error"] else ""
+        cut = cut or len(err) > ERROR_CHARS or len((r["error"] or "").splitlines()) > 1
+        rows.append([r["run_id"], r["search_id"] or "", r["role"], r["status"],
+                     f"{r['objective']:.4f}" if r["objective"] is not None else "-",
+                     "" if r["seed"] is None else str(r["seed"]),
+                     f"{r['cost']:.1f}" if r["cost"] is not None else "-",
                      err if len(err) <= ERROR_CHARS else err[: ERROR_CHARS - 1] + "…"])
     heads = ["run", "search", "role", "status", "objective", "seed", "cost s", "error"]
     if not any(row[-1] for row in rows):  # no errors: no empty column to split the table over
