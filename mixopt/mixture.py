@@ -14,7 +14,8 @@ import copy
 import datetime as _dt
 import json
 import math
-from collections.abc import Mapping, Sequence
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -128,9 +129,10 @@ def evidence(**meta: Any) -> dict[str, Any]:
 
 
 def has_control_char(text: str) -> bool:
-    """Whether ``text`` holds a control character (a newline, a tab, DEL): no table or export line
-    can carry it."""
-    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+    """Whether ``text`` holds a control character (a newline, a tab, DEL, C1's NEL) or a Unicode line
+    or paragraph separator: no table or export line can carry it (YAML reads U+0085 and U+2028 as
+    line breaks)."""
+    return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
 
 
 def check_domain_chars(name: object, where: str) -> None:
@@ -145,7 +147,26 @@ def check_domain_chars(name: object, where: str) -> None:
         raise MixoptError(f"{where}: a domain has an empty name ({name!r}); name every domain")
     if has_control_char(str(name)):
         raise MixoptError(f"{where}: domain name {str(name)!r} holds a control character (a newline, a "
-                          "tab); name domains with printable characters")
+                          "tab, a line separator); name domains with printable characters")
+
+
+def check_domain_names(names: Iterable[object], where: str) -> None:
+    """:func:`check_domain_chars` for each name, and no two names that are one name spelt in two
+    Unicode forms (``é`` as one code point, or as ``e`` and an accent): they look the same in every
+    table and export, and an option naming one would silently miss the other.
+
+    Raises:
+        MixoptError: ``where`` names the option or file.
+    """
+    seen: dict[str, str] = {}
+    for name in names:
+        check_domain_chars(name, where)
+        key = unicodedata.normalize("NFC", str(name))
+        if key in seen and seen[key] != str(name):
+            raise MixoptError(f"{where}: domains {seen[key]!r} and {str(name)!r} are one name in two Unicode "
+                              f"spellings ({ascii(seen[key])} and {ascii(str(name))}); spell them alike, "
+                              "or name them apart")
+        seen.setdefault(key, str(name))
 
 
 def normalize_weights(
@@ -159,9 +180,9 @@ def normalize_weights(
     """
     if not weights:
         raise MixoptError(f"{where} has no domains; give at least one domain weight")
+    check_domain_names(weights, where)
     out: dict[str, float] = {}
     for name, w in weights.items():
-        check_domain_chars(name, where)
         try:
             w = float(w)
         except (TypeError, ValueError) as exc:

@@ -35,7 +35,7 @@ import polars as pl
 
 from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.magic import binary_kind, has_nul
-from mixopt.mixture import RENORM_TOL, check_domain_chars, has_control_char
+from mixopt.mixture import RENORM_TOL, check_domain_names, has_control_char
 
 log = logging.getLogger(__name__)
 
@@ -579,8 +579,7 @@ def check_same_domains(got: Sequence[str], want: Sequence[str], path: str | Path
 def _check_domains(domains: tuple[str, ...], path: str | Path) -> None:
     if len(domains) < 2:
         raise MixoptError(f"{path}: found {len(domains)} weight column(s); a mixture needs 2 or more")
-    for d in domains:  # before a fit, not at the mixture it proposes
-        check_domain_chars(d, str(path))
+    check_domain_names(domains, str(path))  # before a fit, not at the mixture it proposes
 
 
 def rounding_tolerance(W: np.ndarray) -> np.ndarray:

@@ -439,7 +439,15 @@ def test_a_mixture_file_that_is_no_mixture_or_names_a_domain_with_a_newline_is_r
         (b"\x80\x81PK\x03",
          "is not UTF-8 text (byte 0); give a mixture JSON (mixopt search --out writes one)"),
         (json.dumps({"schema": "mixopt.mixture/v1", "weights": {"a\nb": 0.5, "c": 0.5}}).encode(),
-         "domain name 'a\\nb' holds a control character (a newline, a tab); name domains with printable"),
+         "domain name 'a\\nb' holds a control character (a newline, a tab, a line separator); name domains "),
+        # YAML reads NEL and U+2028 as line breaks; NFC and NFD spellings look alike in every export
+        (json.dumps({"schema": "mixopt.mixture/v1", "weights": {"a\u2028b": 0.5, "c": 0.5}}).encode(),
+         "domain name 'a\\u2028b' holds a control character"),
+        (json.dumps({"schema": "mixopt.mixture/v1", "weights": {"a\x85b": 0.5, "c": 0.5}}).encode(),
+         "domain name 'a\\x85b' holds a control character"),
+        (json.dumps({"schema": "mixopt.mixture/v1", "weights": {"caf\u00e9": 0.5, "cafe\u0301": 0.5}}).encode(),
+         "domains 'caf\u00e9' and 'cafe\u0301' are one name in two Unicode spellings ('caf\\xe9' and "
+         "'cafe\\u0301'); spell them alike, or name them apart"),
     ):
         path.write_bytes(content)
         assert run_cli(["export", str(path), "--format", "megatron", "--out", str(tmp_path / "o.txt")]) == 2

@@ -105,6 +105,8 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch, capsys):
     # run; "index" was refused by runs export of the search's runs)
     (["search", "--evaluator", "mixopt.testing:loglinear", "--domains", "a\ttab,z,w"],
      "--domains: domain name 'a\\ttab' holds a control character"),
+    (["search", "--evaluator", "mixopt.testing:loglinear", "--domains", "caf\u00e9,cafe\u0301,z"],
+     "--domains: domains 'caf\u00e9' and 'cafe\u0301' are one name in two Unicode spellings"),
     (["search", "--evaluator", "mixopt.testing:loglinear", "--domains", "index,x"],
      "domain 'index' has the name of a run table's id column (run, name, index)"),
     (["search", *FAST, "--gpus-per-trial", "1.5"], "--gpus-per-trial is 1.5; give 0, a fraction up to 1"),

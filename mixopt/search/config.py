@@ -120,10 +120,9 @@ class SearchConfig:
                               "e.g. ('web', 'code')")
         if self.domains is not None:
             object.__setattr__(self, "domains", tuple(self.domains))
-            from mixopt.mixture import check_domain_chars
+            from mixopt.mixture import check_domain_names
 
-            for d in self.domains:  # before the swarm trains, not when its mixture is written
-                check_domain_chars(d, "--domains")
+            check_domain_names(self.domains, "--domains")  # before the swarm trains, not at its mixture
         # entropy runs no swarm, so it has no budget to be short of (its note says --budget unused)
         free = self.method in METHODS and METHODS[self.method].training_free
         if self.budget < (0 if free else 1):
