@@ -445,7 +445,8 @@ def test_a_mixture_file_that_is_no_mixture_or_names_a_domain_with_a_newline_is_r
          "domain name 'a\\u2028b' holds a control character"),
         (json.dumps({"schema": "mixopt.mixture/v1", "weights": {"a\x85b": 0.5, "c": 0.5}}).encode(),
          "domain name 'a\\x85b' holds a control character"),
-        (json.dumps({"schema": "mixopt.mixture/v1", "weights": {"caf\u00e9": 0.5, "cafe\u0301": 0.5}}).encode(),
+        (json.dumps({"schema": "mixopt.mixture/v1",
+                     "weights": {"caf\u00e9": 0.5, "cafe\u0301": 0.5}}).encode(),
          "domains 'caf\u00e9' and 'cafe\u0301' are one name in two Unicode spellings ('caf\\xe9' and "
          "'cafe\\u0301'); spell them alike, or name them apart"),
     ):

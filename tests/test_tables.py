@@ -167,8 +167,8 @@ def test_bad_tables(tmp_path: Path) -> None:
     with pytest.raises(MixoptError, match="holds a control character"):
         read_ratios(ctl)
     nfd = write(tmp_path / "nfd.csv", "run,caf\u00e9,cafe\u0301\na,0.5,0.5\nb,1,0\n")
-    with pytest.raises(MixoptError, match=r"nfd.csv: domains 'caf\u00e9' and 'cafe\u0301' are one name in two "
-                                          r"Unicode spellings"):
+    with pytest.raises(MixoptError, match=r"nfd.csv: domains 'caf\u00e9' and 'cafe\u0301' are one name in "
+                                          r"two Unicode spellings"):
         read_run_tables(nfd, m)
     # a metric's: it had coloured the terminal in a warning naming it
     esc = write(tmp_path / "esc.csv", 'run,"x\x1b[31mred"\na,1\nb,2\n')
