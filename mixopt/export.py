@@ -236,6 +236,13 @@ def _check_train_keys(train: Mapping[str, str], prefixes: Mapping[str, str] | No
         plain = _train_name(re.sub(r"[*?\[\]\s/]+", "_", d))
         return f"--prefix '{d}={plain}'"
 
+    # a pattern would match other sets' files: the overlap check below reads keys as text
+    patterns = [(d, p) for d, p in (prefixes or {}).items() if d in train and any(c in "*?[]" for c in p)]
+    if given := next(iter(patterns), None):
+        raise MixoptError(
+            f"--prefix '{given[0]}={given[1]}' holds a glob character (* ? [ ]), and RegMix's trainer reads "
+            "a train: set's files as glob('<key>*'); give the data files' plain prefix"
+        )
     globbed = [d for d, k in train.items() if d not in (prefixes or {}) and any(c in "*?[]" for c in d)]
     if globbed:
         raise MixoptError(

@@ -253,6 +253,9 @@ def test_export_refuses_names_its_consumers_would_misread() -> None:
     with pytest.raises(MixoptError, match=r"domain\(s\) 's\*', 'c\[1\]' have glob characters .* "
                                           r"--prefix 's\*=train_s_'"):
         export_mixture(globbed, "yaml")
+    # a --prefix that is a pattern (a docs audit: train_c* and train_l? were written as keys)
+    with pytest.raises(MixoptError, match=r"--prefix 'a=train_c\*' holds a glob character .*plain prefix"):
+        export_mixture(Mixture({"a": 0.5, "b": 0.5}), "yaml", prefixes={"a": "train_c*"})
     # Megatron's argparse takes a word beginning with '-' for an option
     dash = Mixture({"-neg": 0.5, "c": 0.5})
     with pytest.raises(MixoptError, match=r"begin with '-': '-neg'; .* "

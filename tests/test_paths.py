@@ -11,15 +11,20 @@ import pytest
 from mixopt import paths
 from mixopt.corpus.recipe import load_recipe
 from mixopt.errors import MixoptWarning
+from mixopt.proxy.rungs import ladder, warn_if_local
 from mixopt.search.prepare import _portable_rung
 from mixopt.train.config import load_model
 
 SHIPPED = [("proxies", "xs.toml", lambda: _portable_rung("xs"), "proxy rung 'xs'"),
+           # `proxy rungs` and `proxy train` (a docs audit: they had used the local copy silently)
+           ("proxies", "xs.toml", ladder, "proxy rung 'xs'"),
+           ("proxies", "xs.toml", lambda: warn_if_local("xs"), "proxy rung 'xs'"),
            ("proxies", "moe/moe-xs.toml", lambda: load_model("moe-xs"), "model config 'moe-xs'"),
            ("corpora", "default.toml", lambda: load_recipe("default"), "corpus recipe 'default'")]
 
 
-@pytest.mark.parametrize(("kind", "rel", "look_up", "what"), SHIPPED, ids=[s[1] for s in SHIPPED])
+@pytest.mark.parametrize(("kind", "rel", "look_up", "what"), SHIPPED,
+                         ids=["search", "proxy-rungs", "proxy-train", "moe-xs", "corpus"])
 def test_a_local_copy_that_overrides_a_shipped_recipe_is_said(kind, rel, look_up, what, tmp_path: Path,  # noqa: ANN001
                                                             monkeypatch) -> None:  # noqa: ANN001
     """A QA pass: a forgotten ./proxies/xs.toml had changed a search's proxies without a word."""

@@ -129,10 +129,11 @@ def run_proxy_job(
 ) -> ProxyJob:
     """Resolve the inputs, train one proxy, and write its result JSON (see the module doc)."""
     from mixopt.corpus.shards import Corpus
-    from mixopt.proxy.rungs import load_rung
+    from mixopt.proxy.rungs import load_rung, warn_if_local
 
     c = Corpus.open(corpus)
     r = load_rung(rung)
+    warn_if_local(rung)
     if tokens is not None:
         r = r.with_tokens(tokens)
     mix = mixture_from_spec(mixture, c)

@@ -227,6 +227,15 @@ def load_rung(name: str | RungConfig) -> RungConfig:
     return rung_from_dict(Path(path).stem, data, source=str(path))
 
 
+def warn_if_local(name: str) -> None:
+    """Say so when the rung ``name``, looked up by name, is the current folder's ``proxies/`` copy of
+    a shipped rung that differs from it (`search`, `train` and `corpus build` said so; `proxy
+    train` and `proxy rungs` had trained and listed it silently)."""
+    path = None if name == DEBUG.name else paths.find_recipe("proxies", name)
+    if path is not None and path.stem == name:
+        paths.warn_if_overriding("proxies", path, "proxy rung")
+
+
 def rung_hash(rung: str) -> str:
     """Hash of what a proxy rung trains (shape, tokens, optimiser): a changed rung is another fidelity.
 
@@ -275,6 +284,7 @@ def ladder() -> list[RungConfig]:
     from `proxy rungs` (a QA pass), and failed a corpus build's check of its domains after the build."""
     good = []
     for name in available_rungs():
+        warn_if_local(name)
         try:
             good.append(load_rung(name))
         except MixoptError as exc:
