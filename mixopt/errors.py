@@ -43,6 +43,14 @@ class StoreLockedError(MixoptError):
     exit_code = 1
 
 
+class NoSpaceError(MixoptError):
+    """The disk filled (or a file size limit was reached) while a command wrote: its input was right,
+    so the CLI exits with 1, as for the OSError it stands for; the message says what was kept and
+    how to go on from it."""
+
+    exit_code = 1
+
+
 class TooFewRunsError(MixoptError):
     """A fit refused for having fewer runs than ``needed`` (a fold's runs, when cross-validating)."""
 

@@ -1002,12 +1002,13 @@ def test_a_trial_must_fit_one_node_with_its_cpus_and_its_gpus(tmp_path, monkeypa
 def test_a_resume_may_change_the_resources_per_trial(workspace, tmp_path, ray_session, capsys):
     """A search that stopped goes on with other --cpus-per-trial/--gpus-per-trial (a cluster of other
     nodes): they decide where runs go, not what they measure."""
+    from mixopt.cli import run_cli
     from mixopt.search.driver import resume_search
 
     _stopped_then_fixed(tmp_path, "moved")
     capsys.readouterr()
     # the CLI passes them on when typed, and does not call them ignored
-    assert testing.run_cli(["search", "--resume", "moved", "--gpus-per-trial", "64"]) == 2
+    assert run_cli(["search", "--resume", "moved", "--gpus-per-trial", "64"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "--gpus-per-trial 64: " in err and "ignoring" not in err
     with pytest.raises(MixoptError, match="--gpus-per-trial 64: "):  # it reached the search's config

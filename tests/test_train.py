@@ -79,6 +79,10 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_corpus, uniform_run, tmp_p
     state["made_by"] = {**state["made_by"], "revision": "v0.0.9-3-gabc", "versions": {
         **state["made_by"]["versions"], "torch": "2.12.0"}}
     torch.save(state, tmp_path / "older" / checkpoint.CHECKPOINT)
+    with pytest.raises(MixoptError, match=r"is damaged: its contents differ from what was written"):
+        train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=tmp_path / "older", resume=True)
+    del state["digest"]  # as an older mixopt wrote them
+    torch.save(state, tmp_path / "older" / checkpoint.CHECKPOINT)
     with pytest.warns(MixoptWarning, match=r"made by other code \(.*torch 2\.12\.0, now .*\): it goes on"):
         train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=tmp_path / "older", resume=True)
     with warnings.catch_warnings():
@@ -316,6 +320,65 @@ def test_refuses_unknown_domains_and_foreign_checkpoints(tiny_corpus, tmp_path: 
     with pytest.raises(MixoptError, match="no checkpoint"):
         train("uniform", tiny_corpus, DEBUG, out=tmp_path / "empty" / "deep", resume=True)
     assert not (tmp_path / "empty").exists()  # a refused --resume makes no folder
+
+
+def test_one_process_per_run_folder_and_what_a_resume_finds_there(tiny_corpus, uniform_run,  # noqa: ANN001
+                                                                    tmp_path: Path) -> None:
+    """A QA pass of `mixopt train`: two runs into one --out (or a --resume while the run still trained)
+    both trained, each overwriting the other's checkpoint; a resume of a finished run rewrote its
+    result.json's record of how it was made; a killed write's temporary file stayed; a changed
+    --tokens was told to use a config file that --tokens overrides again."""
+    from mixopt.search.lock import FolderBusy, folder_lock
+
+    out = tmp_path / "run"
+    train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, until_step=2)
+    with folder_lock(out, "held"):  # another process's hold (flock: per open folder, so one here too)
+        with pytest.raises(FolderBusy, match=r"--out .*run is in use by another mixopt train"):
+            train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        with folder_lock(fresh, "held"), pytest.raises(FolderBusy):
+            train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=fresh)
+        assert fresh.is_dir()  # the other process's folder: not removed as one this call made
+    stale = out / f".{checkpoint.CHECKPOINT}.a1b2.tmp"
+    stale.write_bytes(b"x" * 1000)
+    done = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)
+    assert not stale.exists() and done.metrics == uniform_run.metrics
+    written = (out / "result.json").read_bytes()
+    again = train("uniform", tiny_corpus, DEBUG, seed=0, threads=2, out=out, resume=True)
+    assert again.metrics == done.metrics and (out / "result.json").read_bytes() == written
+    # --tokens changed: the hint is the budget, not a config file that --tokens would override again
+    budget = replace(DEBUG, train=replace(DEBUG.train, tokens=2 * DEBUG.train.tokens))
+    with pytest.raises(MixoptError, match=rf"differs in training settings: train.tokens: .*; resume with "
+                                          rf"--tokens {DEBUG.train.tokens}, the budget it was started with$"):
+        train("uniform", tiny_corpus, budget, seed=0, threads=1, out=out, resume=True)
+    assert not (out / "checkpoint-config").exists()
+    # a checkpoint whose step lies outside the run (no digest: as an older mixopt wrote it)
+    state = torch.load(out / checkpoint.CHECKPOINT, weights_only=False)
+    del state["digest"]
+    torch.save({**state, "step": 10**6}, out / checkpoint.CHECKPOINT)
+    with pytest.raises(MixoptError, match=r"is at step 1000000, outside this run's 0–\d+: it is damaged"):
+        train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)
+
+
+def test_a_full_disk_at_a_checkpoint_says_to_resume(tiny_corpus, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The CLI's "run the command again" was refused there: the folder holds the last checkpoint."""
+    import errno
+
+    from mixopt.errors import NoSpaceError
+
+    out = tmp_path / "run"
+    train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, until_step=2)
+
+    def full(folder, state):  # noqa: ANN001, ANN202
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / checkpoint.CHECKPOINT))
+
+    monkeypatch.setattr(checkpoint, "save", full)
+    with pytest.raises(NoSpaceError, match=r"no space left to write the run's next checkpoint .*: free "
+                                           r"some; the last checkpoint is kept in .*run, and --resume again "
+                                           r"goes on"):
+        train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)
+    assert NoSpaceError.exit_code == 1
 
 
 def test_a_run_whose_shipped_config_changed_resumes_with_the_config_it_was_made_with(
@@ -756,17 +819,35 @@ def test_a_checkpoint_holding_python_objects_is_refused_unloaded(tmp_path: Path,
     updater = {"w": np.arange(3.0), "lr": np.float32(0.5), "n": np.int64(2), "mask": np.array([True]),
                "rows": [np.zeros((2, 2), dtype=np.float32)], "t": torch.ones(2)}
     checkpoint.save(tmp_path, {"fingerprint": {}, "updater": updater})
-    back = checkpoint.load(tmp_path, {})["updater"]
+    back = checkpoint.load(tmp_path, {}, required=())["updater"]
     assert isinstance(back["w"], np.ndarray) and back["w"].tolist() == [0.0, 1.0, 2.0]
     assert isinstance(back["lr"], np.float32) and back["lr"] == 0.5 and isinstance(back["n"], np.int64)
     assert back["mask"].dtype == bool and back["rows"][0].shape == (2, 2)
     assert torch.equal(back["t"], torch.ones(2))
     with pytest.raises(MixoptError, match=r"a checkpoint cannot keep a numpy value of dtype object"):
         checkpoint.save(tmp_path, {"fingerprint": {}, "updater": {"o": np.array([print], dtype=object)}})
-    assert checkpoint.load(tmp_path, {})["updater"]["n"] == 2  # the last good checkpoint stays
+    assert checkpoint.load(tmp_path, {}, required=())["updater"]["n"] == 2  # the last good checkpoint stays
     torch.save({"format": checkpoint.FORMAT, "fingerprint": {}, "a": np.arange(2)}, path)  # numpy as pickled
     with pytest.raises(MixoptError, match=r"holds Python objects besides tensors and plain data"):
         checkpoint.load(tmp_path, {})
-    path.write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(MixoptError, match="cannot read checkpoint .*; delete it or train into another --out"):
+    # unreadable, damaged or no run's: one line each saying which, never torch's paragraph or a KeyError
+    good = tmp_path / "good.pt"
+    checkpoint.save(tmp_path, {"fingerprint": {}, "t": torch.arange(4096.0), "step": 3})
+    path.rename(good)
+    for content, why in (
+        (b"", "cannot be read: it is empty"),
+        (b"PK\x03\x04 truncated",
+         "cannot be read: it is no PyTorch archive \\(cut short, or another file\\)"),
+        (good.read_bytes()[:-100], "cannot be read: it is no PyTorch archive"),
+        (good.read_bytes().replace(np.float32(4000.0).tobytes(), np.float32(0.0).tobytes()),
+         "is damaged: its contents differ from what was written"),
+    ):
+        path.write_bytes(content)
+        with pytest.raises(MixoptError, match=rf"checkpoint .* {why}.*; resume from a copy of it if there is "
+                                              r"one, or train into another --out$"):
+            checkpoint.load(tmp_path, {}, required=())
+    path.write_bytes(good.read_bytes())
+    with pytest.raises(MixoptError, match=r"lacks 'model', 'opt', .*which a resume reads: it is no mixopt "
+                                          r"train run's"):
         checkpoint.load(tmp_path, {})
+    assert checkpoint.load(tmp_path, {}, required=())["step"] == 3

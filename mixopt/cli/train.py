@@ -276,7 +276,7 @@ def train_cmd(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from mixopt.train.memory import keep_freed_memory
-    from mixopt.train.trainer import train
+    from mixopt.train.trainer import RunStopped, train
 
     keep_freed_memory()
     columns = [
@@ -341,10 +341,16 @@ def train_cmd(
                     on_progress=on_progress,
                 )
         except KeyboardInterrupt as exc:
+            if as_json:  # a wrapper reads stdout: where the run stopped, rather than nothing
+                stopped = {"status": "stopped", "message": str(exc) or "interrupted"}
+                if isinstance(exc, RunStopped):
+                    stopped |= {"steps": exc.step, "total_steps": exc.steps,
+                                "checkpoint": str(exc.checkpoint)}
+                print(dumps(stopped, indent=2))
             # A second Ctrl-C (SIGTERM) stops at once (no message): the last checkpoint written is kept.
             err_console.print(f"{exc}; the same command with --resume goes on from there" if str(exc) else
-                              "interrupted; the same command with --resume goes on from the last checkpoint "
-                              "written, if any", markup=False)
+                              "interrupted; if a checkpoint was written, the same command with --resume goes "
+                              "on from the last one, else the same command starts over", markup=False)
             raise SystemExit(130) from None  # typer would turn KeyboardInterrupt into exit 0
     fig = load_figures(res)
     # its routing is not what went wrong in a diverged run

@@ -1,7 +1,6 @@
-"""One driver per search: the lock a driver holds while it runs a search, and whether one does.
-
-``runs searches`` asks :func:`driver_alive` without importing Ray; the driver holds
-:func:`driver_lock`.
+"""The locks that keep two processes apart: one driver per search (:func:`driver_lock`, and
+:func:`driver_alive`, which ``runs searches`` asks without importing Ray), one search planning per
+run store (:func:`planning_lock`) and one trainer per run folder (:func:`folder_lock`).
 """
 
 from __future__ import annotations
@@ -61,6 +60,52 @@ def driver_lock(folder: Path, name: str, *, new_option: str | None = None) -> It
             yield
 
 
+class FolderBusy(MixoptError):
+    """Another process holds the folder (:func:`folder_lock`): nothing of this call's may be removed
+    there, not even an empty folder it created, which the other process may be about to write in."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, busy: str) -> Iterator[None]:
+    """Hold ``folder`` while this process writes in it; another process asking meanwhile is refused
+    with :class:`FolderBusy` (``busy``). A ``flock`` on the folder itself: no file is left in it, and
+    the kernel releases it when the process ends, kill -9 included. A missing folder, or a file
+    system without locks, goes on without one, as before."""
+    fd, held_elsewhere = _flock_folder(folder)
+    if held_elsewhere:
+        raise FolderBusy(busy)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            _close(fd)
+
+
+def _flock_folder(folder: Path, *, waiting: str | None = None) -> tuple[int | None, bool]:
+    """(descriptor holding ``folder``'s flock or None, whether another process holds it). ``waiting``:
+    wait for the other process instead, saying this."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return None, False
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # the caller says what is wrong with the folder
+        return None, False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):  # no locks on this file system
+            _close(fd)
+            return None, False
+        if waiting is None:
+            _close(fd)
+            return None, True
+        log.warning(waiting)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd, False
+
+
 @contextlib.contextmanager
 def planning_lock(store_path: Path) -> Iterator[None]:
     """Plan one search at a time per run store: a search plans its swarm around the swarms of the
@@ -69,27 +114,9 @@ def planning_lock(store_path: Path) -> Iterator[None]:
     the search is recorded (seconds): a ``flock`` on the store's folder (a lock file beside the
     store would be left behind, or removed under a waiting search). A file system without locks
     plans without it, as before."""
+    fd, _ = _flock_folder(Path(store_path).resolve().parent,
+                          waiting="waiting for another search on this run store to finish planning (seconds)")
     try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, as before
-        yield
-        return
-    fd: int | None
-    try:
-        fd = os.open(Path(store_path).resolve().parent, os.O_RDONLY)
-    except OSError:  # the store itself will say what is wrong with its folder
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                _close(fd)  # no locks on this file system
-                fd = None
-            else:
-                log.warning("waiting for another search on this run store to finish planning (seconds)")
-                fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         if fd is not None:

@@ -9,6 +9,8 @@ with a different fingerprint is refused with the differences spelled out.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import pickle
 import re
@@ -56,9 +58,49 @@ def save(folder: Path, state: dict[str, Any]) -> Path:
     """
     path = folder / CHECKPOINT
     plain = _pack({"format": FORMAT, **state})  # before the file: nothing half-written
+    plain["digest"] = _digest(plain)
     with atomic_path(path) as tmp:  # a full disk: named by atomic_path, whatever torch says
         torch.save(plain, tmp)
     return path
+
+
+# What a resume reads of a checkpoint: a file without one of them is no run's (a QA pass: a KeyError)
+REQUIRED = ("fingerprint", "step", "model", "opt", "sampler_rng", "train_seconds", "eval_seconds", "log",
+            "history", "window", "updater_window", "expert_load", "domain_tokens", "updater_weights")
+
+
+def _digest(state: dict[str, Any]) -> str:
+    """A hash of everything a checkpoint holds but its digest: every tensor's bytes, dtype and shape,
+    and every other value, by its place. torch's archive checks nothing as it loads, and a resume
+    from bytes a disk or a copy damaged had gone on silently (a QA pass: 64 KB of zeros resumed to
+    other losses, exit 0), or diverged, blaming the learning rate."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def feed(v: Any, where: str) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if not (where == "" and k == "digest"):
+                    feed(x, f"{where}/{k!r}")
+        elif isinstance(v, list | tuple):
+            for i, x in enumerate(v):
+                feed(x, f"{where}[{i}]")
+        elif isinstance(v, torch.Tensor):
+            t = v.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{where}:{t.dtype}:{tuple(v.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        else:
+            h.update(f"{where}={v!r}".encode())
+
+    feed(state, "")
+    return h.hexdigest()
+
+
+def remove_stale(folder: Path) -> None:
+    """Remove the temporary files of checkpoint writes that a kill cut short (``.checkpoint.pt.*.tmp``,
+    as large as a checkpoint): called while this process alone writes in ``folder``."""
+    for p in folder.glob(f".{CHECKPOINT}.*.tmp") if folder.is_dir() else ():
+        with contextlib.suppress(OSError):
+            p.unlink()
 
 
 _NUMPY = "__mixopt_numpy__"  # a numpy value packed as a tensor: {_NUMPY: tensor, "scalar": bool}
@@ -91,6 +133,24 @@ def _unpack(v: Any) -> Any:
     if isinstance(v, list | tuple):
         return type(v)(_unpack(x) for x in v)
     return v
+
+
+_AGAIN = "resume from a copy of it if there is one, or train into another --out"
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why torch could not read ``path``, in a few words (its own text is a paragraph)."""
+    import zipfile
+
+    try:
+        if path.stat().st_size == 0:
+            return "it is empty"
+        if not zipfile.is_zipfile(path):
+            return "it is no PyTorch archive (cut short, or another file)"
+    except OSError as err:
+        return err.strerror or str(err)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"its archive is damaged ({first[:120]})"
 
 
 def _differences(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
@@ -144,9 +204,11 @@ def _config_file(folder: Path, saved: dict[str, Any], name: str) -> Path | None:
         return None
 
 
-def load(folder: Path, fingerprint: dict[str, Any], device: str | None = None) -> dict[str, Any]:
-    """Read ``folder/checkpoint.pt`` and check it was made for ``fingerprint`` (and on ``device``,
-    by its :func:`~mixopt.train.device.device_key`, where the checkpoint records one).
+def load(folder: Path, fingerprint: dict[str, Any], device: str | None = None, *,
+         required: tuple[str, ...] = REQUIRED) -> dict[str, Any]:
+    """Read ``folder/checkpoint.pt`` and check it is whole (its digest, and the ``required`` keys)
+    and was made for ``fingerprint`` (and on ``device``, by its
+    :func:`~mixopt.train.device.device_key`, where the checkpoint records one).
 
     Raises:
         MixoptError: no checkpoint, an unreadable one, or one from another config, corpus,
@@ -161,26 +223,29 @@ def load(folder: Path, fingerprint: dict[str, Any], device: str | None = None) -
         )
     try:
         # tensors and plain data only: a checkpoint from elsewhere cannot run code as it loads
-        state = _unpack(torch.load(path, map_location="cpu", weights_only=True))
+        raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in str(exc):
-            # "Unsupported global: GLOBAL print was not…", "unsupported GLOBAL posix.system whose…"
-            found = re.search(r"GLOBAL (\S+)", str(exc))
-            why = f"it names {found.group(1)}" if found else "refused"
+        # "Unsupported global: GLOBAL print was not…", "unsupported GLOBAL posix.system whose…"
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in str(exc) and found:
             raise MixoptError(
-                f"{path} holds Python objects besides tensors and plain data ({why}), which could run "
-                "code as they load: it is not loaded (mixopt writes numpy values as tensors since "
-                "2026-12-07; an older checkpoint of an updater that kept numpy resumes with the mixopt that "
-                "wrote it); train into another --out"
+                f"{path} holds Python objects besides tensors and plain data (it names {found.group(1)}), "
+                "which could run code as they load: it is not loaded (mixopt writes numpy values as "
+                "tensors since 2026-12-07; an older checkpoint of an updater that kept numpy resumes with "
+                "the mixopt that wrote it); train into another --out"
             ) from None
-        # a truncated or foreign file: say which
-        raise MixoptError(
-            f"cannot read checkpoint {path}: {exc}; delete it or train into another --out"
-        ) from exc
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise MixoptError(f"checkpoint {path} cannot be read: {_unreadable(path, exc)}; {_AGAIN}") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise MixoptError(
             f"{path} is not a mixopt train checkpoint (format {FORMAT}); train into another --out"
         )
+    if "digest" in raw and raw["digest"] != _digest(raw):  # (checkpoints before 2026-12-07 have none)
+        raise MixoptError(f"checkpoint {path} is damaged: its contents differ from what was written (a disk "
+                          f"or a copy changed them); {_AGAIN}")
+    if missing := [k for k in required if k not in raw]:
+        raise MixoptError(f"checkpoint {path} lacks {', '.join(map(repr, missing))}, which a resume reads: "
+                          f"it is no mixopt train run's; {_AGAIN}")
+    state = _unpack(raw)
     saved = state["fingerprint"]
     diffs = _differences(saved, fingerprint)
     if diffs:
@@ -190,9 +255,17 @@ def load(folder: Path, fingerprint: dict[str, Any], device: str | None = None) -
         # a model file can give back the model's keys and training settings; not --dense or a vocabulary
         fixable = set(tops) <= {"lm", "train"} and not any(d.startswith(("lm.dense:", "lm.vocab_size:"))
                                                            for d in diffs)
+        # --tokens overrides the config's budget, so the config file alone would be refused again
+        budget = (saved.get("train") or {}).get("tokens")
+        tokens = f" --tokens {budget}" if any(d.startswith("train.tokens:") for d in diffs) else ""
+        if tokens and len(diffs) == 1:
+            fixable, way = False, f"; resume with{tokens}, the budget it was started with"
         made = _config_file(folder, saved, str(fingerprint.get("model"))) if fixable else None
-        way = (f"; if the model config changed since it started (an update of mixopt), resume with the "
-               f"config it was made with, written to {made}: --model {made}" if made else "")
+        if made:
+            way = (f"; if the model config changed since it started (an update of mixopt), resume with the "
+                   f"config it was made with, written to {made}: --model {made}{tokens}")
+        elif not (tokens and len(diffs) == 1):
+            way = ""
         raise CheckpointMismatch(
             f"checkpoint {path} belongs to another run (differs in {what}: {'; '.join(diffs[:4])}"
             f"{' …' if len(diffs) > 4 else ''}); resume with the same settings, or train into another --out"

@@ -22,6 +22,7 @@ optimizer, balancing biases, sampler state and logs are all in the checkpoint).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -40,7 +41,7 @@ import torch
 from mixopt import paths
 from mixopt.atomic import check_folder_named, check_writable_dir, first_missing, remove_made, write_json
 from mixopt.corpus.shards import Corpus
-from mixopt.errors import MixoptError, MixoptWarning, warn
+from mixopt.errors import MixoptError, MixoptWarning, NoSpaceError, warn
 from mixopt.mixture import Mixture, check_domains, made_by, made_differently
 from mixopt.proxy.job import is_inline, label_before, mixture_from_spec, spec_label
 from mixopt.proxy.sampler import MixtureSampler
@@ -53,6 +54,7 @@ from mixopt.proxy.train import (
     torch_threads,
 )
 from mixopt.proxy.valset import ValidationSet
+from mixopt.search.lock import folder_lock
 from mixopt.train import checkpoint
 from mixopt.train.config import LMConfig, ModelSpec, load_model
 from mixopt.train.device import device_key, resolve_device
@@ -63,6 +65,14 @@ from mixopt.train.updater import Observation, ScheduleUpdater, WeightUpdater, ch
 
 log = logging.getLogger(__name__)
 Progress = Callable[[dict[str, Any]], None]
+
+
+class RunStopped(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the run at a step's end, where its checkpoint was just written."""
+
+    def __init__(self, message: str, *, step: int, steps: int, checkpoint: Path) -> None:
+        super().__init__(message)
+        self.step, self.steps, self.checkpoint = step, steps, checkpoint
 
 
 @dataclass
@@ -382,7 +392,27 @@ def train(
         writes = f"{checkpoint.CHECKPOINT} and result.json"
         checkpoint.refuse_foreign_folder(folder, ours=False, writes=writes)
     on = device_key(device)
+    # One process per run folder: two runs into one --out (or a --resume while the run still trains, a
+    # requeued job) had both trained, each overwriting the other's checkpoint (a QA pass)
+    busy = (f"--out {folder} is in use by another mixopt train (a run into the same folder, or a --resume "
+            "of it, still under way); wait for it to end, or give another --out")
+    held = contextlib.ExitStack()  # released at the end of training (below)
+    if resume:
+        held.enter_context(folder_lock(folder, busy))
     state = checkpoint.load(folder, fingerprint, on) if resume else None  # before any folder is made
+    if state is not None and not (type(state["step"]) is int and 0 <= state["step"] <= steps):
+        held.close()
+        at = folder / checkpoint.CHECKPOINT
+        raise MixoptError(f"checkpoint {at} is at step {state['step']!r}, outside this run's 0–{steps}: it "
+                          "is damaged or no run's of these settings; train into another --out")
+    if state is not None and state["step"] >= steps and (done := finished_json(folder)) is not None:
+        # nothing to train: the result as the run wrote it (printing it had rewritten its made_by)
+        shown = result_from_json(done, folder.absolute())
+        if shown is not None:
+            held.close()
+            if on_progress is not None:
+                on_progress({"resumed": state["step"], "steps": steps})
+            return shown
     follows_json = isinstance(upd, ScheduleUpdater) and not upd.schedule  # it plays the JSON's schedule
     if upd is not None and mix.schedule and not follows_json:
         warn(
@@ -435,7 +465,15 @@ def train(
     every = max(1, steps // 20) if checkpoint_every is None else checkpoint_every
     made = first_missing(folder)  # the folders check_writable_dir creates, from this one down
     check_writable_dir(folder)  # before any training, not at the first checkpoint
+    if not resume:
+        held.enter_context(folder_lock(folder, busy))
+        if (folder / checkpoint.CHECKPOINT).exists():  # written by a run that held it a moment ago
+            held.close()
+            raise MixoptError(f"{folder} already holds a checkpoint; pass --resume to continue it, or choose "
+                              "another --out")
+    checkpoint.remove_stale(folder)  # a write killed midway left its temporary file (no one else writes now)
     with (
+        held,
         torch_threads(threads),
         deterministic(),
         _drop_if_unused(folder, made, fresh=state is None),
@@ -531,9 +569,9 @@ def train(
                 break
             if stop.requested:  # Ctrl-C or SIGTERM: at a step's end, where a checkpoint resumes exactly
                 save_checkpoint()
-                raise KeyboardInterrupt(
-                    f"{stop.by}: stopped at step {step} of {steps}; its checkpoint is in {folder}"
-                )
+                raise RunStopped(
+                    f"{stop.by}: stopped at step {step} of {steps}; its checkpoint is in {folder}",
+                    step=step, steps=steps, checkpoint=folder / checkpoint.CHECKPOINT)
             t0 = time.perf_counter()
             fraction = step / steps
             w_now = weights_now(fraction)
@@ -769,10 +807,17 @@ def _drop_if_unused(folder: Path, made: Path | None, *, fresh: bool) -> Iterator
         yield
     except BaseException as exc:
         remove_made(folder, made)
-        if isinstance(exc, MixoptError) and (folder / checkpoint.CHECKPOINT).is_file():
-            how = "" if fresh else " again"
+        kept = (folder / checkpoint.CHECKPOINT).is_file()
+        how = "" if fresh else " again"
+        if isinstance(exc, MixoptError) and kept:
             raise MixoptError(f"{exc}; the run's last checkpoint is kept in {folder}: fix the cause and "
                               f"--resume{how}, or delete the folder to start over") from exc
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and kept:
+            # the CLI's "run the command again" would be refused (the folder holds a checkpoint)
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise NoSpaceError(f"no space left to write the run's next checkpoint{where} ({exc.strerror}): "
+                               f"free some; the last checkpoint is kept in {folder}, and --resume{how} goes "
+                               "on from it") from exc
         raise
 
 
