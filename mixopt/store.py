@@ -581,19 +581,30 @@ class RunStore:
             _in_chunks(con, "DELETE FROM runs", ids)
         return ids
 
-    def compact(self) -> tuple[int, int] | None:
+    def compact(self, *, least: int = 1 << 20) -> tuple[int, int] | str | None:
         """Give the space of deleted rows back to the disk (SQLite only reuses it for later rows
-        until ``VACUUM``). Returns the store's size in bytes before and after, or None where it
-        could not be compacted now: another program writes to it, or the disk lacks room for
-        the copy that ``VACUUM`` makes. Nothing is lost then; the space is reused by later runs."""
+        until ``VACUUM``, which rewrites the whole file). Returns the store's size in bytes before
+        and after; None where less than ``least`` bytes lie free (not worth a rewrite); or why it
+        could not be done now: another program writes or reads the store, or the disk lacks room
+        for the copy that ``VACUUM`` makes. Nothing is lost then; later runs reuse the space."""
+        with self._connect() as con:
+            pages, size = (con.execute(f"PRAGMA {p}").fetchone()[0] for p in ("freelist_count", "page_size"))
+        if pages * size < least:
+            return None
         before = self._size()
         try:  # a running search's writes come first: this waits for them a few seconds at most
             with self.impatient(5.0), self._connect() as con:
                 con.execute("VACUUM")
-                # in WAL mode the rewritten pages sit in the -wal file until a checkpoint
-                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except (sqlite3.OperationalError, StoreLockedError, OSError):
-            return None
+                # in WAL mode the rewritten pages sit in the -wal file until a checkpoint, which a
+                # reader holds off (it says so in its first column, without raising)
+                if con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                    return "another program reads the store"
+        except StoreLockedError:
+            return "another program writes to the store"
+        except OSError as exc:  # the store's own full-disk error (_raise_if_disk_full)
+            return f"the disk lacks room for VACUUM's copy of the store ({exc.strerror or exc})"
+        except sqlite3.OperationalError as exc:
+            return f"SQLite could not rewrite it ({exc})"
         return before, self._size()
 
     def _size(self) -> int:

@@ -9,6 +9,7 @@ import shutil
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -333,13 +334,19 @@ def test_one_process_per_run_folder_and_what_a_resume_finds_there(tiny_corpus, u
     out = tmp_path / "run"
     train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, until_step=2)
     with folder_lock(out, "held"):  # another process's hold (flock: per open folder, so one here too)
-        with pytest.raises(FolderBusy, match=r"--out .*run is in use by another mixopt train"):
+        with pytest.raises(FolderBusy, match=r"run folder .*run is in use by another training run"):
             train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)
         fresh = tmp_path / "fresh"
-        fresh.mkdir()
-        with folder_lock(fresh, "held"), pytest.raises(FolderBusy):
+        fresh.mkdir()  # made by both at once (played: this call takes it for its own), locked by the other
+        with folder_lock(fresh, "held"), pytest.raises(FolderBusy), \
+                mock.patch("mixopt.train.trainer.first_missing", return_value=fresh):
             train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=fresh)
         assert fresh.is_dir()  # the other process's folder: not removed as one this call made
+    # a refused resume lets the folder go at once, though its error lives on (a library caller's retry)
+    with pytest.raises(MixoptError, match="differs in seed") as refused:
+        train("uniform", tiny_corpus, DEBUG, seed=1, threads=1, out=out, resume=True)
+    assert refused.value is not None
+    train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True, until_step=3)
     stale = out / f".{checkpoint.CHECKPOINT}.a1b2.tmp"
     stale.write_bytes(b"x" * 1000)
     done = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)
@@ -374,9 +381,8 @@ def test_a_full_disk_at_a_checkpoint_says_to_resume(tiny_corpus, tmp_path: Path,
         raise OSError(errno.ENOSPC, "No space left on device", str(folder / checkpoint.CHECKPOINT))
 
     monkeypatch.setattr(checkpoint, "save", full)
-    with pytest.raises(NoSpaceError, match=r"no space left to write the run's next checkpoint .*: free "
-                                           r"some; the last checkpoint is kept in .*run, and --resume again "
-                                           r"goes on"):
+    with pytest.raises(NoSpaceError, match=r"no space left to write the run's files .*: free some; the last "
+                                           r"checkpoint is kept in .*run, and --resume again goes on"):
         train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)
     assert NoSpaceError.exit_code == 1
 

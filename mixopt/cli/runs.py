@@ -337,15 +337,15 @@ def delete_runs(
     gone = delete(st, going, skip_used=skip_used)
     sizes = st.compact()  # a deleted import's space had stayed in the file (a QA pass at 40,000 runs)
     if as_json:
-        print(dumps({"deleted": len(gone), "run_ids": gone, "store": str(st.path),
-                     "store_bytes": None if sizes is None else {"before": sizes[0], "after": sizes[1]}},
-                    indent=2))
+        shrank = {"before": sizes[0], "after": sizes[1]} if isinstance(sizes, tuple) else None
+        print(dumps({"deleted": len(gone), "run_ids": gone, "store": str(st.path), "store_bytes": shrank,
+                     "not_compacted": sizes if isinstance(sizes, str) else None}, indent=2))
         return
     console.print(f"deleted {_runs_said(gone, st)}", markup=False)
-    if sizes is None:
-        console.print("the store is in use, so its file keeps the space for now: later runs reuse it, and "
-                      "the next `mixopt runs delete` gives it back", style="dim", markup=False)
-    elif sizes[0] - sizes[1] >= 1 << 20:
+    if isinstance(sizes, str):
+        console.print(f"the store's file keeps the space for now ({sizes}): later runs reuse it, and the "
+                      "next `mixopt runs delete` gives it back", style="dim", markup=False)
+    elif sizes is not None:
         console.print(f"the store's file shrank from {sizes[0] / 2**20:.1f} MB to {sizes[1] / 2**20:.1f} MB",
                       style="dim", markup=False)
 

@@ -130,7 +130,8 @@ def _e_b(v: np.ndarray, y: np.ndarray, m: np.ndarray, floors: np.ndarray) -> tup
     vm, ym = v.sum(axis=1) / n, y.sum(axis=1) / n
     vc = np.where(m, v - vm[:, None], 0.0)
     den = _dot(vc, vc)
-    b = _dot(vc, y) / np.where(den > 0, den, 1.0)  # vc sums to 0: y need not be centred
+    # y centred too, though vc sums to 0: near-constant v at a high loss level lost 7 digits (a review)
+    b = _dot(vc, np.where(m, y - ym[:, None], 0.0)) / np.where(den > 0, den, 1.0)
     e = ym - b * vm
     free = (den > 0) & (b >= 0) & ((e >= 0) | ~floors)
     e1 = np.where(floors, np.maximum(ym, 0.0), ym)  # edge b = 0

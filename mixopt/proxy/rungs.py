@@ -229,8 +229,8 @@ def load_rung(name: str | RungConfig) -> RungConfig:
 
 def warn_if_local(name: str) -> None:
     """Say so when the rung ``name``, looked up by name, is the current folder's ``proxies/`` copy of
-    a shipped rung that differs from it (`search`, `train` and `corpus build` said so; `proxy
-    train` and `proxy rungs` had trained and listed it silently)."""
+    a shipped rung that differs from it (`search` said so; `proxy train` and `proxy rungs`, and
+    `corpus build`'s check against the ladder, had used it silently: a docs audit)."""
     path = None if name == DEBUG.name else paths.find_recipe("proxies", name)
     if path is not None and path.stem == name:
         paths.warn_if_overriding("proxies", path, "proxy rung")

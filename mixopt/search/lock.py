@@ -102,7 +102,11 @@ def _flock_folder(folder: Path, *, waiting: str | None = None) -> tuple[int | No
             _close(fd)
             return None, True
         log.warning(waiting)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:  # Ctrl-C while waiting: the descriptor is closed, not leaked
+            _close(fd)
+            raise
     return fd, False
 
 

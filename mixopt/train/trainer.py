@@ -394,343 +394,347 @@ def train(
     on = device_key(device)
     # One process per run folder: two runs into one --out (or a --resume while the run still trains, a
     # requeued job) had both trained, each overwriting the other's checkpoint (a QA pass)
-    busy = (f"--out {folder} is in use by another mixopt train (a run into the same folder, or a --resume "
-            "of it, still under way); wait for it to end, or give another --out")
-    held = contextlib.ExitStack()  # released at the end of training (below)
-    if resume:
-        held.enter_context(folder_lock(folder, busy))
-    state = checkpoint.load(folder, fingerprint, on) if resume else None  # before any folder is made
-    if state is not None and not (type(state["step"]) is int and 0 <= state["step"] <= steps):
-        held.close()
-        at = folder / checkpoint.CHECKPOINT
-        raise MixoptError(f"checkpoint {at} is at step {state['step']!r}, outside this run's 0–{steps}: it "
-                          "is damaged or no run's of these settings; train into another --out")
-    if state is not None and state["step"] >= steps and (done := finished_json(folder)) is not None:
-        # nothing to train: the result as the run wrote it (printing it had rewritten its made_by)
-        shown = result_from_json(done, folder.absolute())
-        if shown is not None:
-            held.close()
-            if on_progress is not None:
-                on_progress({"resumed": state["step"], "steps": steps})
-            return shown
-    follows_json = isinstance(upd, ScheduleUpdater) and not upd.schedule  # it plays the JSON's schedule
-    if upd is not None and mix.schedule and not follows_json:
-        warn(
-            f"the mixture's schedule is followed only until updater {upd.name}'s first update (step "
-            f"{upd.every}); from then on the updater sets the weights, starting from those of the phase "
-            "under way (later phases' weights are not used)",
-            MixoptWarning,
-        )
-    empty = [i for i, (a, b) in enumerate(_phase_steps(mix, steps)) if a > b] if mix.schedule else []
-    if empty:
-        shown = ", ".join(f"{i + 1} (until {mix.schedule[i][0]:g})" for i in empty)
-        warn(
-            f"schedule phase(s) {shown} get no step of the run's {steps}: their weights are never trained; "
-            "give more --tokens or make the phases longer",
-            MixoptWarning,
-        )
-    tokens_per_step = tc.tokens_per_step(lm.context)
-    if tokens is not None and steps * tokens_per_step != tc.tokens:  # the configs' round budgets: no word
-        warn(
-            f"{tc.tokens:,} tokens is not a whole number of steps of {tokens_per_step:,} tokens "
-            f"(batch × grad_accum × context); training {steps:,} step{'s' if steps != 1 else ''} = "
-            f"{steps * tokens_per_step:,} tokens",
-            MixoptWarning,
-        )
-    check_epochs(mix, corpus.train_tokens(), steps * tokens_per_step, DEFAULT_MAX_EPOCHS, spec.name,
-                 final=True)
-
-    G = len(domains)
-    sampler = MixtureSampler(
-        {d: corpus.tokens(d, "train") for d in domains}, mix, context=lm.context, batch=tc.batch, seed=seed
-    )
-    valset = ValidationSet.from_corpus(corpus, lm.context, tc.eval_tokens)
-    eval_steps = set(tc.eval_steps(steps))
-    config = {
-        **fingerprint,
-        "params": lm.params(),
-        "flops_per_token": lm.train_flops_per_token(),
-        "steps": steps,
-        "tokens_per_step": tokens_per_step,
-        "device": on,
-        # the threads it trains on: another count gives other last digits (compare says when it reuses
-        # a run of another count: a QA pass saw a 2-thread run read back for a 1-thread comparison)
-        "threads": threads or torch.get_num_threads(),
-        "made_by": made_by(),  # versions, revision and command line, to rerun it
-        "label": label,
-        # its step count, which a custom updater's params() may leave out of the fingerprint
-        "updater_every": None if upd is None else upd.every,
-    }
-
-    every = max(1, steps // 20) if checkpoint_every is None else checkpoint_every
-    made = first_missing(folder)  # the folders check_writable_dir creates, from this one down
-    check_writable_dir(folder)  # before any training, not at the first checkpoint
-    if not resume:
-        held.enter_context(folder_lock(folder, busy))
-        if (folder / checkpoint.CHECKPOINT).exists():  # written by a run that held it a moment ago
-            held.close()
-            raise MixoptError(f"{folder} already holds a checkpoint; pass --resume to continue it, or choose "
-                              "another --out")
-    checkpoint.remove_stale(folder)  # a write killed midway left its temporary file (no one else writes now)
-    with (
-        held,
-        torch_threads(threads),
-        deterministic(),
-        _drop_if_unused(folder, made, fresh=state is None),
-        _stop_at_step_end() as stop,
-    ):
-        net, opt = build(lm, spec, seed, dev)
-        n_moe = len(net.moe_layers())
-        load_all = ExpertLoad(n_moe, domains, lm.n_experts)
-        load_at_log = load_all.counts.copy()  # counts at the last log record: a window's load is the change
-        win, upd_win = _Window(G), _Window(G)
-        logs: list[dict[str, Any]] = []
-        history: list[dict[str, Any]] = []
-        domain_tokens = np.zeros(G, dtype=np.int64)
-        ends = [u for u, _ in mix.schedule]  # a schedule's phase ends; each step's tokens by phase
-        phase_tokens = np.zeros((max(len(ends), 1), G), dtype=np.int64)
-        upd_w: np.ndarray | None = None
-        step, train_s, eval_s = 0, 0.0, 0.0
-        if upd is not None:
-            upd.start(domains, sampler.weights_at(0.0), steps)
-        if state is not None:
-            net.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            sampler.rng.bit_generator.state = state["sampler_rng"]
-            step, train_s, eval_s = state["step"], state["train_seconds"], state["eval_seconds"]
-            logs, history = state["log"], state["history"]
-            win.load(state["window"])
-            upd_win.load(state["updater_window"])
-            # reshaped: a dense run's (0, G, E) counts come back from the checkpoint as []
-            shape = load_all.counts.shape
-            load_all.counts[:] = np.asarray(state["expert_load"], dtype=np.int64).reshape(shape)
-            load_at_log[:] = np.asarray(state.get("expert_load_at_log", state["expert_load"]),
-                                        dtype=np.int64).reshape(shape)
-            domain_tokens[:] = state["domain_tokens"]
-            if "phase_tokens" in state:  # checkpoints before 2026-12-02 lack them
-                phase_tokens[:] = np.asarray(state["phase_tokens"], dtype=np.int64)
-            if state["updater_weights"] is not None:
-                upd_w = np.asarray(state["updater_weights"])
-            if upd is not None:
-                upd.load_state_dict(state["updater"])
-            log.info("resumed %s at step %d of %d", folder, step, steps)
-            before = state.get("threads")
-            if before is not None and before != torch.get_num_threads() and step < steps:  # not if finished
-                # Another split of the sums: losses drift from the uninterrupted run's in the last digits.
-                warn(
-                    f"resuming with {torch.get_num_threads()} threads where the run had {before}: it goes "
-                    f"on, but not bit for bit as if never stopped (pass --threads {before} for that)",
-                    MixoptWarning)
-            # Another trainer or torch may compute the next steps' sums otherwise (the upgrade QA: a
-            # checkpoint of older code resumed to 3.4115 where its own run reached 3.4103), said as
-            # the threads are; checkpoints before 2026-12-06 record no code and say nothing
-            changed = made_differently(state.get("made_by"), config["made_by"])
-            if changed and step < steps:
-                warn(f"resuming a checkpoint made by other code ({'; '.join(changed)}): it goes on, but "
-                     "its losses may differ in the last digits from a run never stopped", MixoptWarning)
-            if on_progress is not None:
-                on_progress({"resumed": step, "steps": steps})
-
-        def weights_now(fraction: float) -> np.ndarray:
-            return upd_w if upd_w is not None else sampler.weights_at(fraction)
-
-        def save_checkpoint() -> None:
-            checkpoint.save(
-                folder,
-                {
-                    "fingerprint": fingerprint,
-                    "device": on,
-                    "step": step,
-                    "model": net.state_dict(),
-                    "opt": opt.state_dict(),
-                    "sampler_rng": sampler.rng.bit_generator.state,
-                    "threads": torch.get_num_threads(),
-                    "made_by": config["made_by"],  # the code it was made by: a resume by other code says so
-                    "train_seconds": train_s,
-                    "eval_seconds": eval_s,
-                    "log": logs,
-                    "history": history,
-                    "window": win.state(),
-                    "updater_window": upd_win.state(),
-                    "expert_load": load_all.counts.tolist(),
-                    "expert_load_at_log": load_at_log.tolist(),
-                    "domain_tokens": domain_tokens.tolist(),
-                    "phase_tokens": phase_tokens.tolist(),
-                    "updater_weights": None if upd_w is None else upd_w.tolist(),
-                    "updater": {} if upd is None else upd.state_dict(),
-                },
-            )
-
-        status, error = "ok", None
-        t_win = time.perf_counter()
-        while step < steps:
-            if until_step is not None and step >= until_step:
-                status = "stopped"
-                break
-            if stop.requested:  # Ctrl-C or SIGTERM: at a step's end, where a checkpoint resumes exactly
-                save_checkpoint()
-                raise RunStopped(
-                    f"{stop.by}: stopped at step {step} of {steps}; its checkpoint is in {folder}",
-                    step=step, steps=steps, checkpoint=folder / checkpoint.CHECKPOINT)
-            t0 = time.perf_counter()
-            fraction = step / steps
-            w_now = weights_now(fraction)
-            if upd_w is not None:  # the updater owns the weights: the sampler draws with them
-                sampler.mixture = Mixture(dict(zip(domains, w_now.tolist(), strict=True)))
-            for group in opt.param_groups:
-                group["lr"] = tc.lr_at(step, steps)
-            loss_step = 0.0
-            for _micro in range(tc.grad_accum):
-                dom, batch = sampler.draw(fraction)
-                x = torch.from_numpy(batch).to(dev)
-                present = np.unique(dom)
-                groups = [torch.from_numpy(np.flatnonzero(dom == g)).to(dev) for g in present]
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                    losses, aux = net.group_losses(x[:, :-1], x[:, 1:], groups)
-                losses, aux = losses.float(), aux.float()
-                sizes = torch.tensor([len(r) for r in groups], dtype=losses.dtype, device=dev) / len(dom)
-                ce = (losses * sizes).sum()
-                ce_value = float(ce.detach())
-                if not math.isfinite(ce_value):
-                    status = "diverged"
-                    error = (
-                        f"training loss became {ce_value} at step {step + 1} of {steps}; "
-                        f"lower the learning rate (model {spec.name}: lr={tc.lr:g})"
-                    )
-                    break
-                ((ce + aux) / tc.grad_accum).backward()
-                loss_step += ce_value / tc.grad_accum
-                lv = losses.detach().double().cpu().numpy()
-                n_tok = np.array([len(r) for r in groups]) * lm.context
-                for w_ in (win, upd_win):
-                    w_.loss[present] += lv * n_tok
-                    w_.tokens[present] += n_tok
-                    w_.seqs[present] += n_tok // lm.context
-                    w_.aux += float(aux.detach())
-                    w_.micro += 1
-                domain_tokens[present] += n_tok
-                phase_tokens[sum(fraction >= u for u in ends[:-1]), present] += n_tok  # as weights_at
-                if n_moe:
-                    load_all.add(net.routing(), dom, lm.context)
-            if status == "diverged":
-                break
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip, foreach=True)
-            opt.step()
-            opt.zero_grad(set_to_none=False)  # keep the buffers: the expert GEMMs add into them in place
-            vio = net.end_step()
-            step += 1
-            for w_ in (win, upd_win):
-                w_.maxvio.append(max(vio) if vio else 0.0)
-            win.vio_layers.append(list(vio))
-            train_s += time.perf_counter() - t0
-
-            if upd is not None and step % upd.every == 0:
-                obs = Observation(
-                    step=step,
-                    total_steps=steps,
-                    domains=tuple(domains),
-                    weights=w_now,
-                    losses=upd_win.mean_losses(),
-                    tokens=upd_win.tokens.copy(),
-                    grads=_probe_grads(net, sampler, upd, seed, step, dev) if upd.wants_grads else None,
-                    eval_losses=(_probe_eval(net, valset, domains, upd.eval_windows) if upd.wants_eval
-                                 else None),
-                    batch=batch if upd.wants_batch else None,
-                    batch_domains=dom if upd.wants_batch else None,
-                    seq_losses=_probe_batch(net, batch) if upd.wants_batch else None,
-                )
-                try:
-                    new = upd.update(obs)
-                except MixoptError:
-                    raise
-                except Exception as exc:  # a user's updater: say whose error it is, in one line
-                    raise MixoptError(
-                        f"updater {upd.name} raised {type(exc).__name__} at step {step}: {exc}"
-                    ) from exc
-                if new is not None:
-                    upd_w = check_weights(new, G, f"updater {upd.name}")
-                    short = [
-                        d
-                        for d, w, n in zip(domains, upd_w, sampler._n_starts, strict=True)
-                        if w > 0 and n < 1
-                    ]
-                    if short:
-                        raise MixoptError(
-                            f"updater {upd.name} gave weight to {', '.join(short)}, which hold "
-                            f"fewer training tokens than one window of {lm.context + 1}"
-                        )
-                upd_win = _Window(G)
-            if step % tc.log_every == 0 or step == steps:
-                now = time.perf_counter()
-                rec = _log_record(
-                    step,
-                    tokens_per_step,
-                    tc.lr_at(step - 1, steps),
-                    win,
-                    domains,
-                    w_now,
-                    (win.micro * tc.batch * lm.context) / max(now - t_win, 1e-9),
-                )
-                if n_moe:  # which experts each domain's tokens went to in this window
-                    window = ExpertLoad(n_moe, domains, lm.n_experts)
-                    window.counts[:] = load_all.counts - load_at_log
-                    rec["expert_load"] = window.summary()
-                    rec["maxvio_layers"] = window.maxvio().tolist()  # over the window's slots
-                    load_at_log[:] = load_all.counts
-                logs.append(rec)
-                win, t_win = _Window(G), now
-            if on_progress is not None:
-                on_progress(
-                    {"step": step, "steps": steps, "loss": loss_step, "tokens": step * tokens_per_step}
-                )
-            if step in eval_steps:
-                t1 = time.perf_counter()
-                metrics = valset.evaluate(net)
-                eval_s += time.perf_counter() - t1
-                history.append(
-                    {
-                        "step": step,
-                        "tokens": step * tokens_per_step,
-                        **metrics,
-                        "maxvio": float(load_all.maxvio().max()) if n_moe else 0.0,
-                    }
-                )
-                save_checkpoint()
+    busy = (f"run folder {folder} is in use by another training run (mixopt train or compare into the same "
+            "folder, or a --resume of it, still under way); wait for it to end, or give another --out")
+    with contextlib.ExitStack() as held:  # the run folder's lock, held until its result is written
+        if resume:
+            held.enter_context(folder_lock(folder, busy))
+        state = checkpoint.load(folder, fingerprint, on) if resume else None  # before any folder is made
+        if state is not None and not (type(state["step"]) is int and 0 <= state["step"] <= steps):
+            at = folder / checkpoint.CHECKPOINT
+            raise MixoptError(f"checkpoint {at} is at step {state['step']!r}, outside this run's 0–{steps}: "
+                              "it is damaged or no run's of these settings; train into another --out")
+        if state is not None and state["step"] >= steps and (done := finished_json(folder)) is not None:
+            # nothing to train: the result as the run wrote it (printing it had rewritten its made_by)
+            shown = result_from_json(done, folder.absolute())
+            if shown is not None:
                 if on_progress is not None:
-                    on_progress({"step": step, "steps": steps, "eval": metrics})
-                t_win += time.perf_counter() - t1
-            elif every and step % every == 0 and step < steps:
-                save_checkpoint()
-        if status == "stopped":
-            save_checkpoint()
-        if stop.requested and step == steps:
-            log.warning(f"{stop.by} came during the last step: the run is finished, nothing to resume")
+                    on_progress({"resumed": state["step"], "steps": steps})
+                return shown
+        follows_json = isinstance(upd, ScheduleUpdater) and not upd.schedule  # it plays the JSON's schedule
+        if upd is not None and mix.schedule and not follows_json:
+            warn(
+                f"the mixture's schedule is followed only until updater {upd.name}'s first update (step "
+                f"{upd.every}); from then on the updater sets the weights, starting from those of the phase "
+                "under way (later phases' weights are not used)",
+                MixoptWarning,
+            )
+        empty = [i for i, (a, b) in enumerate(_phase_steps(mix, steps)) if a > b] if mix.schedule else []
+        if empty:
+            shown = ", ".join(f"{i + 1} (until {mix.schedule[i][0]:g})" for i in empty)
+            warn(
+                f"schedule phase(s) {shown} get no step of the run's {steps}: their weights are never "
+                "trained; give more --tokens or make the phases longer",
+                MixoptWarning,
+            )
+        tokens_per_step = tc.tokens_per_step(lm.context)
+        if tokens is not None and steps * tokens_per_step != tc.tokens:  # the configs' round budgets: no word
+            warn(
+                f"{tc.tokens:,} tokens is not a whole number of steps of {tokens_per_step:,} tokens "
+                f"(batch × grad_accum × context); training {steps:,} step{'s' if steps != 1 else ''} = "
+                f"{steps * tokens_per_step:,} tokens",
+                MixoptWarning,
+            )
+        check_epochs(mix, corpus.train_tokens(), steps * tokens_per_step, DEFAULT_MAX_EPOCHS, spec.name,
+                     final=True)
 
-    metrics = (
-        {k: v for k, v in history[-1].items() if k not in ("step", "tokens", "maxvio")} if history else {}
-    )
-    result = TrainResult(
-        status=status,
-        out=folder.absolute(),  # as the first run wrote it, whatever folder a --resume is given from
-        metrics=metrics,
-        history=history,
-        log=logs,
-        steps=step,
-        total_steps=steps,
-        tokens=step * tokens_per_step,
-        train_seconds=train_s,
-        eval_seconds=eval_s,
-        flops_per_token=lm.train_flops_per_token(),
-        config=config,
-        domain_tokens={d: int(n) for d, n in zip(domains, domain_tokens, strict=True)},
-        expert_load=load_all.as_dict() if n_moe else None,
-        report=prediction_report(mix, metrics, domains, corpus_hash=corpus.hash) if metrics else {},
-        error=error,
-        phases=_phases(mix, domains, phase_tokens, steps),
-    )
-    write_json(folder / "result.json", result.as_dict())
-    return result
+        G = len(domains)
+        sampler = MixtureSampler(
+            {d: corpus.tokens(d, "train") for d in domains}, mix, context=lm.context, batch=tc.batch,
+            seed=seed,
+        )
+        valset = ValidationSet.from_corpus(corpus, lm.context, tc.eval_tokens)
+        eval_steps = set(tc.eval_steps(steps))
+        config = {
+            **fingerprint,
+            "params": lm.params(),
+            "flops_per_token": lm.train_flops_per_token(),
+            "steps": steps,
+            "tokens_per_step": tokens_per_step,
+            "device": on,
+            # the threads it trains on: another count gives other last digits (compare says when it reuses
+            # a run of another count: a QA pass saw a 2-thread run read back for a 1-thread comparison)
+            "threads": threads or torch.get_num_threads(),
+            "made_by": made_by(),  # versions, revision and command line, to rerun it
+            "label": label,
+            # its step count, which a custom updater's params() may leave out of the fingerprint
+            "updater_every": None if upd is None else upd.every,
+        }
+
+        every = max(1, steps // 20) if checkpoint_every is None else checkpoint_every
+        made = first_missing(folder)  # the folders check_writable_dir creates, from this one down
+        check_writable_dir(folder)  # before any training, not at the first checkpoint
+        if not resume:
+            held.enter_context(folder_lock(folder, busy))
+            if (folder / checkpoint.CHECKPOINT).exists():  # a run that held the folder a moment ago wrote it
+                raise MixoptError(f"{folder} already holds a checkpoint; pass --resume to continue it, or "
+                                  "choose another --out")
+        checkpoint.remove_stale(folder)  # a write killed midway left its temporary file (no other writer now)
+        with (
+            torch_threads(threads),
+            deterministic(),
+            _drop_if_unused(folder, made, fresh=state is None),
+            _stop_at_step_end() as stop,
+        ):
+            net, opt = build(lm, spec, seed, dev)
+            n_moe = len(net.moe_layers())
+            load_all = ExpertLoad(n_moe, domains, lm.n_experts)
+            load_at_log = load_all.counts.copy()  # counts at the last log record: a window's load is the rise
+            win, upd_win = _Window(G), _Window(G)
+            logs: list[dict[str, Any]] = []
+            history: list[dict[str, Any]] = []
+            domain_tokens = np.zeros(G, dtype=np.int64)
+            ends = [u for u, _ in mix.schedule]  # a schedule's phase ends; each step's tokens by phase
+            phase_tokens = np.zeros((max(len(ends), 1), G), dtype=np.int64)
+            upd_w: np.ndarray | None = None
+            step, train_s, eval_s = 0, 0.0, 0.0
+            if upd is not None:
+                upd.start(domains, sampler.weights_at(0.0), steps)
+            if state is not None:
+                net.load_state_dict(state["model"])
+                opt.load_state_dict(state["opt"])
+                sampler.rng.bit_generator.state = state["sampler_rng"]
+                step, train_s, eval_s = state["step"], state["train_seconds"], state["eval_seconds"]
+                logs, history = state["log"], state["history"]
+                win.load(state["window"])
+                upd_win.load(state["updater_window"])
+                # reshaped: a dense run's (0, G, E) counts come back from the checkpoint as []
+                shape = load_all.counts.shape
+                load_all.counts[:] = np.asarray(state["expert_load"], dtype=np.int64).reshape(shape)
+                load_at_log[:] = np.asarray(state.get("expert_load_at_log", state["expert_load"]),
+                                            dtype=np.int64).reshape(shape)
+                domain_tokens[:] = state["domain_tokens"]
+                if "phase_tokens" in state:  # checkpoints before 2026-12-02 lack them
+                    phase_tokens[:] = np.asarray(state["phase_tokens"], dtype=np.int64)
+                if state["updater_weights"] is not None:
+                    upd_w = np.asarray(state["updater_weights"])
+                if upd is not None:
+                    upd.load_state_dict(state["updater"])
+                log.info("resumed %s at step %d of %d", folder, step, steps)
+                before = state.get("threads")
+                if before is not None and before != torch.get_num_threads() and step < steps:  # not finished
+                    # Another split of the sums: losses drift from the uninterrupted run's in the last digits.
+                    warn(
+                        f"resuming with {torch.get_num_threads()} threads where the run had {before}: it "
+                        "goes on, but not bit for bit as if never stopped "
+                        f"(pass --threads {before} for that)",
+                        MixoptWarning)
+                # Another trainer or torch may compute the next steps' sums otherwise (the upgrade QA: a
+                # checkpoint of older code resumed to 3.4115 where its own run reached 3.4103), said as
+                # the threads are; checkpoints before 2026-12-06 record no code and say nothing
+                changed = made_differently(state.get("made_by"), config["made_by"])
+                if changed and step < steps:
+                    warn(f"resuming a checkpoint made by other code ({'; '.join(changed)}): it goes on, but "
+                         "its losses may differ in the last digits from a run never stopped", MixoptWarning)
+                if on_progress is not None:
+                    on_progress({"resumed": step, "steps": steps})
+
+            def weights_now(fraction: float) -> np.ndarray:
+                return upd_w if upd_w is not None else sampler.weights_at(fraction)
+
+            def save_checkpoint() -> None:
+                checkpoint.save(
+                    folder,
+                    {
+                        "fingerprint": fingerprint,
+                        "device": on,
+                        "step": step,
+                        "model": net.state_dict(),
+                        "opt": opt.state_dict(),
+                        "sampler_rng": sampler.rng.bit_generator.state,
+                        "threads": torch.get_num_threads(),
+                        "made_by": config["made_by"],  # its code: a resume by other code says so
+                        "train_seconds": train_s,
+                        "eval_seconds": eval_s,
+                        "log": logs,
+                        "history": history,
+                        "window": win.state(),
+                        "updater_window": upd_win.state(),
+                        "expert_load": load_all.counts.tolist(),
+                        "expert_load_at_log": load_at_log.tolist(),
+                        "domain_tokens": domain_tokens.tolist(),
+                        "phase_tokens": phase_tokens.tolist(),
+                        "updater_weights": None if upd_w is None else upd_w.tolist(),
+                        "updater": {} if upd is None else upd.state_dict(),
+                    },
+                )
+
+            status, error = "ok", None
+            t_win = time.perf_counter()
+            while step < steps:
+                if until_step is not None and step >= until_step:
+                    status = "stopped"
+                    break
+                if stop.requested:  # Ctrl-C or SIGTERM: at a step's end, where a checkpoint resumes exactly
+                    save_checkpoint()
+                    raise RunStopped(
+                        f"{stop.by}: stopped at step {step} of {steps}; its checkpoint is in {folder}",
+                        step=step, steps=steps, checkpoint=folder / checkpoint.CHECKPOINT)
+                t0 = time.perf_counter()
+                fraction = step / steps
+                w_now = weights_now(fraction)
+                if upd_w is not None:  # the updater owns the weights: the sampler draws with them
+                    sampler.mixture = Mixture(dict(zip(domains, w_now.tolist(), strict=True)))
+                for group in opt.param_groups:
+                    group["lr"] = tc.lr_at(step, steps)
+                loss_step = 0.0
+                for _micro in range(tc.grad_accum):
+                    dom, batch = sampler.draw(fraction)
+                    x = torch.from_numpy(batch).to(dev)
+                    present = np.unique(dom)
+                    groups = [torch.from_numpy(np.flatnonzero(dom == g)).to(dev) for g in present]
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                        losses, aux = net.group_losses(x[:, :-1], x[:, 1:], groups)
+                    losses, aux = losses.float(), aux.float()
+                    sizes = torch.tensor([len(r) for r in groups], dtype=losses.dtype, device=dev) / len(dom)
+                    ce = (losses * sizes).sum()
+                    ce_value = float(ce.detach())
+                    if not math.isfinite(ce_value):
+                        status = "diverged"
+                        error = (
+                            f"training loss became {ce_value} at step {step + 1} of {steps}; "
+                            f"lower the learning rate (model {spec.name}: lr={tc.lr:g})"
+                        )
+                        break
+                    ((ce + aux) / tc.grad_accum).backward()
+                    loss_step += ce_value / tc.grad_accum
+                    lv = losses.detach().double().cpu().numpy()
+                    n_tok = np.array([len(r) for r in groups]) * lm.context
+                    for w_ in (win, upd_win):
+                        w_.loss[present] += lv * n_tok
+                        w_.tokens[present] += n_tok
+                        w_.seqs[present] += n_tok // lm.context
+                        w_.aux += float(aux.detach())
+                        w_.micro += 1
+                    domain_tokens[present] += n_tok
+                    phase_tokens[sum(fraction >= u for u in ends[:-1]), present] += n_tok  # as weights_at
+                    if n_moe:
+                        load_all.add(net.routing(), dom, lm.context)
+                if status == "diverged":
+                    break
+                if tc.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip, foreach=True)
+                opt.step()
+                opt.zero_grad(set_to_none=False)  # keep the buffers: the expert GEMMs add into them in place
+                vio = net.end_step()
+                step += 1
+                for w_ in (win, upd_win):
+                    w_.maxvio.append(max(vio) if vio else 0.0)
+                win.vio_layers.append(list(vio))
+                train_s += time.perf_counter() - t0
+
+                if upd is not None and step % upd.every == 0:
+                    obs = Observation(
+                        step=step,
+                        total_steps=steps,
+                        domains=tuple(domains),
+                        weights=w_now,
+                        losses=upd_win.mean_losses(),
+                        tokens=upd_win.tokens.copy(),
+                        grads=_probe_grads(net, sampler, upd, seed, step, dev) if upd.wants_grads else None,
+                        eval_losses=(_probe_eval(net, valset, domains, upd.eval_windows) if upd.wants_eval
+                                     else None),
+                        batch=batch if upd.wants_batch else None,
+                        batch_domains=dom if upd.wants_batch else None,
+                        seq_losses=_probe_batch(net, batch) if upd.wants_batch else None,
+                    )
+                    try:
+                        new = upd.update(obs)
+                    except MixoptError:
+                        raise
+                    except Exception as exc:  # a user's updater: say whose error it is, in one line
+                        raise MixoptError(
+                            f"updater {upd.name} raised {type(exc).__name__} at step {step}: {exc}"
+                        ) from exc
+                    if new is not None:
+                        upd_w = check_weights(new, G, f"updater {upd.name}")
+                        short = [
+                            d
+                            for d, w, n in zip(domains, upd_w, sampler._n_starts, strict=True)
+                            if w > 0 and n < 1
+                        ]
+                        if short:
+                            raise MixoptError(
+                                f"updater {upd.name} gave weight to {', '.join(short)}, which hold "
+                                f"fewer training tokens than one window of {lm.context + 1}"
+                            )
+                    upd_win = _Window(G)
+                if step % tc.log_every == 0 or step == steps:
+                    now = time.perf_counter()
+                    rec = _log_record(
+                        step,
+                        tokens_per_step,
+                        tc.lr_at(step - 1, steps),
+                        win,
+                        domains,
+                        w_now,
+                        (win.micro * tc.batch * lm.context) / max(now - t_win, 1e-9),
+                    )
+                    if n_moe:  # which experts each domain's tokens went to in this window
+                        window = ExpertLoad(n_moe, domains, lm.n_experts)
+                        window.counts[:] = load_all.counts - load_at_log
+                        rec["expert_load"] = window.summary()
+                        rec["maxvio_layers"] = window.maxvio().tolist()  # over the window's slots
+                        load_at_log[:] = load_all.counts
+                    logs.append(rec)
+                    win, t_win = _Window(G), now
+                if on_progress is not None:
+                    on_progress(
+                        {"step": step, "steps": steps, "loss": loss_step, "tokens": step * tokens_per_step}
+                    )
+                if step in eval_steps:
+                    t1 = time.perf_counter()
+                    metrics = valset.evaluate(net)
+                    eval_s += time.perf_counter() - t1
+                    history.append(
+                        {
+                            "step": step,
+                            "tokens": step * tokens_per_step,
+                            **metrics,
+                            "maxvio": float(load_all.maxvio().max()) if n_moe else 0.0,
+                        }
+                    )
+                    save_checkpoint()
+                    if on_progress is not None:
+                        on_progress({"step": step, "steps": steps, "eval": metrics})
+                    t_win += time.perf_counter() - t1
+                elif every and step % every == 0 and step < steps:
+                    save_checkpoint()
+            if status == "stopped":
+                save_checkpoint()
+            if stop.requested and step == steps:
+                log.warning(f"{stop.by} came during the last step: the run is finished, nothing to resume")
+
+        metrics = (
+            {k: v for k, v in history[-1].items() if k not in ("step", "tokens", "maxvio")} if history else {}
+        )
+        result = TrainResult(
+            status=status,
+            out=folder.absolute(),  # as the first run wrote it, whatever folder a --resume is given from
+            metrics=metrics,
+            history=history,
+            log=logs,
+            steps=step,
+            total_steps=steps,
+            tokens=step * tokens_per_step,
+            train_seconds=train_s,
+            eval_seconds=eval_s,
+            flops_per_token=lm.train_flops_per_token(),
+            config=config,
+            domain_tokens={d: int(n) for d, n in zip(domains, domain_tokens, strict=True)},
+            expert_load=load_all.as_dict() if n_moe else None,
+            report=prediction_report(mix, metrics, domains, corpus_hash=corpus.hash) if metrics else {},
+            error=error,
+            phases=_phases(mix, domains, phase_tokens, steps),
+        )
+        try:
+            write_json(folder / "result.json", result.as_dict())
+        except OSError as exc:
+            full = _no_space(exc, folder, again=state is not None)
+            if full is None:
+                raise
+            raise full from exc
+        return result
 
 
 def _phase_steps(mix: Mixture, steps: int) -> list[tuple[int, int]]:
@@ -812,13 +816,21 @@ def _drop_if_unused(folder: Path, made: Path | None, *, fresh: bool) -> Iterator
         if isinstance(exc, MixoptError) and kept:
             raise MixoptError(f"{exc}; the run's last checkpoint is kept in {folder}: fix the cause and "
                               f"--resume{how}, or delete the folder to start over") from exc
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and kept:
-            # the CLI's "run the command again" would be refused (the folder holds a checkpoint)
-            where = f" ({exc.filename})" if exc.filename else ""
-            raise NoSpaceError(f"no space left to write the run's next checkpoint{where} ({exc.strerror}): "
-                               f"free some; the last checkpoint is kept in {folder}, and --resume{how} goes "
-                               "on from it") from exc
+        full = _no_space(exc, folder, again=not fresh) if isinstance(exc, OSError) and kept else None
+        if full is not None:
+            raise full from exc
         raise
+
+
+def _no_space(exc: OSError, folder: Path, *, again: bool) -> NoSpaceError | None:
+    """A full disk where the run folder holds a checkpoint, as an error that says to --resume: the
+    CLI's "run the command again" would be refused there (the folder holds a checkpoint)."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return None
+    where = f" ({exc.filename})" if exc.filename else ""
+    resume = "--resume again" if again else "--resume"
+    return NoSpaceError(f"no space left to write the run's files{where} ({exc.strerror}): free some; the "
+                        f"last checkpoint is kept in {folder}, and {resume} goes on from it")
 
 
 def _log_record(
