@@ -128,6 +128,9 @@ def environment_message(err: OSError) -> tuple[str, int] | None:
     if err.errno == errno.EFBIG:
         return (f"a file grew past this process's file size limit{where} (`ulimit -f`): raise it, or write "
                 "elsewhere, and run the command again (nothing half-written was kept)", 1)
+    if err.errno == errno.EIO and err.filename:  # SQLite's "disk I/O error" where the disk is not full
+        return (f"input/output error writing {err.filename}: a file size limit (`ulimit -f`), a quota or the "
+                "disk itself; fix it, and run the command again (nothing half-written was kept)", 1)
     if err.errno == errno.EROFS:
         return (f"read-only file system{where}: point MIXOPT_HOME, --out or --store at a writable folder", 2)
     if err.errno in (errno.EACCES, errno.EPERM) and err.filename:  # without a path: not a path's mode

@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from mixopt.errors import MixoptError
-from mixopt.mixture import Mixture, shown_name
+from mixopt.mixture import Mixture, shown_name, spelling_note
 
 # A solver's 1e-18 and a top-k average's 1e-11 are zeros: one token in a billion or fewer.
 NEGLIGIBLE_WEIGHT = 1e-9
@@ -96,7 +96,8 @@ def _check(mixture: Mixture, fmt: str, prefixes: Mapping[str, str] | None) -> di
 
 def _unknown_prefixes(unknown: Sequence[str], domains: Sequence[str]) -> MixoptError:
     return MixoptError(f"--prefix names domain(s) {', '.join(map(shown_name, unknown))} the mixture lacks; "
-                       f"its domains are {', '.join(map(shown_name, domains))}")
+                       f"its domains are {', '.join(map(shown_name, domains))}"
+                       + spelling_note(unknown, domains))
 
 
 def parse_prefixes(values: Sequence[str], domains: Sequence[str]) -> dict[str, str]:

@@ -208,6 +208,19 @@ def normalize_weights(
     return out
 
 
+def spelling_note(unknown: Iterable[str], known: Iterable[str]) -> str:
+    """`` ('café' here is 'café' spelt in another Unicode form: …)`` where a name not found is a known
+    one in another Unicode spelling (NFC against NFD): the two print alike, and an error listing
+    both had read as nonsense (a QA pass). Empty otherwise."""
+    by_nfc = {unicodedata.normalize("NFC", k): k for k in known}
+    for u in unknown:
+        k = by_nfc.get(unicodedata.normalize("NFC", u))
+        if k is not None and k != u:
+            return (f" ({u!r} here is {k!r} spelt in another Unicode form: {ascii(u)} against {ascii(k)}; "
+                    "spell them alike)")
+    return ""
+
+
 def shown_name(name: str) -> str:
     """A domain name in a message: quoted where blanks of its own would be lost (``'web '``)."""
     return repr(name) if name != name.strip() else name
@@ -219,7 +232,7 @@ def check_domains(weights: Mapping[str, float], domains: Sequence[str], *, where
     if unknown:
         raise MixoptError(
             f"{where} names domains the corpus lacks: {', '.join(map(shown_name, unknown))}; "
-            f"known domains are: {', '.join(map(shown_name, domains))}"
+            f"known domains are: {', '.join(map(shown_name, domains))}{spelling_note(unknown, domains)}"
         )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import math
 import os
@@ -474,6 +475,8 @@ class RunStore:
             err = as_os_error(exc, self.path)
             if err is not None:
                 raise err from exc
+        if "disk I/O error" in str(exc):  # a file size limit (ulimit -f), a quota: a traceback (a QA pass)
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(self.path)) from exc
 
     def _begin_write(self, con: sqlite3.Connection) -> None:
         """``BEGIN IMMEDIATE``, waiting out a lock held by another program for up to
@@ -598,13 +601,15 @@ class RunStore:
                 # in WAL mode the rewritten pages sit in the -wal file until a checkpoint, which a
                 # reader holds off (it says so in its first column, without raising)
                 if con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
-                    return "another program reads the store"
+                    return "another program reads the store: the file shrinks once it is done"
         except StoreLockedError:
             return "another program writes to the store"
-        except OSError as exc:  # the store's own full-disk error (_raise_if_disk_full)
-            return f"the disk lacks room for VACUUM's copy of the store ({exc.strerror or exc})"
+        except OSError as exc:  # the store's own disk errors (_raise_if_disk_full)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return "the disk lacks room for the copy of the store that VACUUM writes"
+            return f"writing its copy failed: {exc.strerror}"
         except sqlite3.OperationalError as exc:
-            return f"SQLite could not rewrite it ({exc})"
+            return f"SQLite could not rewrite it: {exc}"
         return before, self._size()
 
     def _size(self) -> int:

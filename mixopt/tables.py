@@ -35,7 +35,7 @@ import polars as pl
 
 from mixopt.errors import MixoptError, MixoptWarning, warn
 from mixopt.magic import binary_kind, has_nul
-from mixopt.mixture import RENORM_TOL, check_domain_names, has_control_char
+from mixopt.mixture import RENORM_TOL, check_domain_names, has_control_char, spelling_note
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,7 @@ class RunTable:
                 raise MixoptError(
                     f"{which} is not a metric column; give one of: {MEAN_TARGET}, "
                     + ", ".join(self.metric_names) + " (or several: c1,c2 or c1=0.7,c2=0.3)"
+                    + spelling_note([col], self.metric_names)
                 )
             if col in parts:
                 raise MixoptError(f"--target {name!r} names {col!r} twice; give each column once")
@@ -725,6 +726,10 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
         raise MixoptError(next(iter(broken.values())))
     if not metric_cols:
         raise MixoptError(f"{metrics}: no numeric metric columns besides {', '.join(ID_COLUMNS)}")
+    for col in metric_cols:  # loss/café beside a domain café in another Unicode spelling (a QA pass)
+        if note := spelling_note([col.rpartition("/")[2]], domains):
+            raise MixoptError(f"{metrics}: column {col!r} names a domain of {Path(ratios).name} in another "
+                              f"spelling{note}")
     history: dict[str, list[dict[str, float]]] = {}
     checkpoints = None
     if checkpointed and _repeats(mids):

@@ -249,6 +249,11 @@ def test_export_refuses_names_its_consumers_would_misread() -> None:
     with pytest.raises(MixoptError, match="would read the files"):  # a --prefix that begins another too
         export_mixture(Mixture({"a": 0.5, "b": 0.5}), "yaml", prefixes={"a": "data/x", "b": "data/x2"})
     assert "train_code_all" in export_mixture(clash, "yaml", prefixes={"code": "train_code_all"})
+    from mixopt.export import parse_prefixes
+
+    with pytest.raises(MixoptError, match=r"--prefix names domain\(s\) cafe\u0301 the mixture lacks; .*"
+                                          r"spelt in another Unicode form"):
+        parse_prefixes(["cafe\u0301=/x"], ["caf\u00e9", "b"])
     globbed = Mixture({"s*": 0.5, "c[1]": 0.5})
     with pytest.raises(MixoptError, match=r"domain\(s\) 's\*', 'c\[1\]' have glob characters .* "
                                           r"--prefix 's\*=train_s_'"):

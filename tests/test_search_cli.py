@@ -643,7 +643,8 @@ def test_swarm_of_a_corpus_draws_over_its_domains(tiny_corpus, workspace, tmp_pa
 def test_list_options_read_at_file(workspace, tmp_path, capsys):
     """300 domains with token counts are a file (a QA pass): --domains, --tokens, --fix and
     --max-weight take @FILE, one item per line or comma-separated; an unreadable one is one line."""
-    from mixopt.search.config import parse_assignments, parse_domains
+    from mixopt.errors import MixoptError
+    from mixopt.search.config import SearchConfig, parse_assignments, parse_domains
 
     doms, toks = tmp_path / "doms.txt", tmp_path / "tok.txt"
     doms.write_text("# my domains\nweb\ncode, math\n\nbooks\n")  # a comment line is none (a QA pass)
@@ -661,6 +662,11 @@ def test_list_options_read_at_file(workspace, tmp_path, capsys):
     for bad, said in ((f"@{tmp_path / 'nope.txt'}", "cannot read"), ("@/dev/null", "is empty")):
         assert run_cli(["swarm", "--domains", bad, "--budget", "3"]) == 2
         assert said in capsys.readouterr().err
+    # lines end at a newline only: U+2028 inside a name had split it in two, unchecked (a QA pass)
+    sep = tmp_path / "sep.txt"
+    sep.write_text("a\u2028b\nc\n", encoding="utf-8")
+    with pytest.raises(MixoptError, match=r"domain name 'a\\u2028b' holds a control character"):
+        SearchConfig(evaluator="mixopt.testing:loglinear", domains=parse_domains(f"@{sep}"))
 
 
 def test_swarm_olmix_mix_files_carry_the_repetition_the_rows_need(workspace, tmp_path):

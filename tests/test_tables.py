@@ -170,6 +170,18 @@ def test_bad_tables(tmp_path: Path) -> None:
     with pytest.raises(MixoptError, match=r"nfd.csv: domains 'caf\u00e9' and 'cafe\u0301' are one name in "
                                           r"two Unicode spellings"):
         read_run_tables(nfd, m)
+    # across the two files, and between an option and a file: said, where the names print alike
+    nfc = write(tmp_path / "nfc.csv", "run,caf\u00e9,b\na,0.5,0.5\nb,1,0\n")
+    loss = write(tmp_path / "loss.csv", "run,loss/cafe\u0301,loss/b\na,1,2\nb,2,1\n")
+    with pytest.raises(MixoptError, match=r"loss.csv: column 'loss/cafe\u0301' names a domain of nfc.csv in "
+                                          r"another spelling \('cafe\u0301' here is 'caf\u00e9' spelt in "
+                                          r"another Unicode form: 'cafe\\u0301' against 'caf\\xe9'; spell "
+                                          r"them alike\)"):
+        read_run_tables(nfc, loss)
+    t = read_run_tables(nfc, write(tmp_path / "ok.csv", "run,loss/caf\u00e9\na,1\nb,2\n"))
+    with pytest.raises(MixoptError, match=r"is not a metric column; .*\('loss/cafe\u0301' here is 'loss/caf"
+                                          r"\u00e9' spelt in another Unicode form"):
+        t.target("loss/cafe\u0301")
     # a metric's: it had coloured the terminal in a warning naming it
     esc = write(tmp_path / "esc.csv", 'run,"x\x1b[31mred"\na,1\nb,2\n')
     with pytest.raises(MixoptError, match=r"esc.csv: column 'x\\x1b\[31mred' holds a control character"):

@@ -336,6 +336,8 @@ def test_one_process_per_run_folder_and_what_a_resume_finds_there(tiny_corpus, u
     with folder_lock(out, "held"):  # another process's hold (flock: per open folder, so one here too)
         with pytest.raises(FolderBusy, match=r"run folder .*run is in use by another training run"):
             train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)
+        with pytest.raises(FolderBusy):  # not "pass --resume", which the lock would refuse in turn
+            train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out)
         fresh = tmp_path / "fresh"
         fresh.mkdir()  # made by both at once (played: this call takes it for its own), locked by the other
         with folder_lock(fresh, "held"), pytest.raises(FolderBusy), \
@@ -343,7 +345,7 @@ def test_one_process_per_run_folder_and_what_a_resume_finds_there(tiny_corpus, u
             train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=fresh)
         assert fresh.is_dir()  # the other process's folder: not removed as one this call made
     # a refused resume lets the folder go at once, though its error lives on (a library caller's retry)
-    with pytest.raises(MixoptError, match="differs in seed") as refused:
+    with pytest.raises(MixoptError, match=r"differs in seed: checkpoint 0, now 1\)") as refused:
         train("uniform", tiny_corpus, DEBUG, seed=1, threads=1, out=out, resume=True)
     assert refused.value is not None
     train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True, until_step=3)
@@ -352,12 +354,15 @@ def test_one_process_per_run_folder_and_what_a_resume_finds_there(tiny_corpus, u
     done = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)
     assert not stale.exists() and done.metrics == uniform_run.metrics
     written = (out / "result.json").read_bytes()
+    stale.write_bytes(b"x" * 1000)
     again = train("uniform", tiny_corpus, DEBUG, seed=0, threads=2, out=out, resume=True)
     assert again.metrics == done.metrics and (out / "result.json").read_bytes() == written
+    assert not stale.exists()  # a finished run's folder too
     # --tokens changed: the hint is the budget, not a config file that --tokens would override again
     budget = replace(DEBUG, train=replace(DEBUG.train, tokens=2 * DEBUG.train.tokens))
-    with pytest.raises(MixoptError, match=rf"differs in training settings: train.tokens: .*; resume with "
-                                          rf"--tokens {DEBUG.train.tokens}, the budget it was started with$"):
+    with pytest.raises(MixoptError, match=rf"differs in training settings: train.tokens: [^;]*\); resume "
+                                          rf"with --tokens {DEBUG.train.tokens}, the budget it was started "
+                                          r"with, or train into another --out$"):
         train("uniform", tiny_corpus, budget, seed=0, threads=1, out=out, resume=True)
     assert not (out / "checkpoint-config").exists()
     # a checkpoint whose step lies outside the run (no digest: as an older mixopt wrote it)

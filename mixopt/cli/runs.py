@@ -155,7 +155,7 @@ def list_searches(
     heads = ["search", "state", "method", "corpus / evaluator", "budget", "runs", "exported", "objective",
              "created"]
     if rows:
-        print_columns(f"{len(rows)} searches in {st.path}", heads, cells,
+        print_columns(f"{len(rows)} search{'es' if len(rows) != 1 else ''} in {st.path}", heads, cells,
                       left=("search", "state", "method", "corpus / evaluator", "exported", "created"))
     else:  # an empty table's headings, split over two tables on a narrow terminal, said nothing
         console.print(f"0 searches in {st.path}", markup=False)
@@ -343,11 +343,39 @@ def delete_runs(
         return
     console.print(f"deleted {_runs_said(gone, st)}", markup=False)
     if isinstance(sizes, str):
-        console.print(f"the store's file keeps the space for now ({sizes}): later runs reuse it, and the "
-                      "next `mixopt runs delete` gives it back", style="dim", markup=False)
+        console.print(f"the store's file keeps the space for now ({sizes}); later runs reuse it, and "
+                      "`mixopt runs compact` gives it back to the disk", style="dim", markup=False)
     elif sizes is not None:
-        console.print(f"the store's file shrank from {sizes[0] / 2**20:.1f} MB to {sizes[1] / 2**20:.1f} MB",
+        console.print(f"the store's file shrank from {_bytes_said(sizes[0])} to {_bytes_said(sizes[1])}",
                       style="dim", markup=False)
+
+
+@runs_app.command("compact")
+def compact_runs(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Give the space of deleted runs back to the disk now (SQLite's VACUUM, which rewrites the store;
+    `runs delete` does it by itself when 1 MB or more lies free)."""
+    from mixopt.store import existing_store
+
+    st = existing_store(store, "compact")
+    sizes = st.compact(least=0)
+    if isinstance(sizes, str):  # the machine's state, not the command: exit 1, as for a locked store
+        err_console.print(f"error: {st.path} was not compacted: {sizes}; run it again when that has "
+                          "changed", markup=False)
+        raise typer.Exit(1)
+    assert sizes is not None
+    if as_json:
+        shrank = {"before": sizes[0], "after": sizes[1]}
+        print(dumps({"store": str(st.path), "store_bytes": shrank}, indent=2))
+        return
+    console.print(f"compacted {st.path}: {_bytes_said(sizes[0])} → {_bytes_said(sizes[1])}", markup=False)
+
+
+def _bytes_said(n: int) -> str:
+    """A file's size in KB, MB or GB (a 28 KB store had shrunk "to 0.0 MB")."""
+    for unit, size in (("GB", 2**30), ("MB", 2**20)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{max(1, round(n / 1024))} KB"
 
 
 def _runs_said(ids: list[str], st: Any) -> str:

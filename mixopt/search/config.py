@@ -241,7 +241,10 @@ def at_file(text: str | None, option: str) -> str | None:
         why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise MixoptError(f"{option} {text}: cannot read {path} ({why}); give a text file of the list, one "
                           "item per line or comma-separated") from None
-    items = [part.strip() for line in body.splitlines() if not line.lstrip().startswith("#")  # comments
+    # lines end at \n (and \r\n) only: splitlines() also broke at U+2028 and NEL, splitting a name
+    # the domain check would have refused (a QA pass)
+    lines = body.replace("\r\n", "\n").split("\n")
+    items = [part.strip() for line in lines if not line.lstrip().startswith("#")  # comments
              for part in line.split(",")]
     if not any(items):
         raise MixoptError(f"{option} {text}: {path} is empty; give the list, one item per line or "

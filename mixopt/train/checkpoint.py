@@ -237,7 +237,8 @@ def load(folder: Path, fingerprint: dict[str, Any], device: str | None = None, *
         raise MixoptError(f"checkpoint {path} cannot be read: {_unreadable(path, exc)}; {_AGAIN}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise MixoptError(
-            f"{path} is not a mixopt train checkpoint (format {FORMAT}); train into another --out"
+            f"{path} is not a mixopt train checkpoint (it lacks the mark of format {FORMAT} that mixopt "
+            "writes); train into another --out"
         )
     if "digest" in raw and raw["digest"] != _digest(raw):  # (checkpoints before 2026-12-07 have none)
         raise MixoptError(f"checkpoint {path} is damaged: its contents differ from what was written (a disk "
@@ -258,19 +259,20 @@ def load(folder: Path, fingerprint: dict[str, Any], device: str | None = None, *
         # --tokens overrides the config's budget, so the config file alone would be refused again
         budget = (saved.get("train") or {}).get("tokens")
         tokens = f" --tokens {budget}" if any(d.startswith("train.tokens:") for d in diffs) else ""
+        advice = "resume with the same settings, or train into another --out"
         if tokens and len(diffs) == 1:
-            fixable, way = False, f"; resume with{tokens}, the budget it was started with"
+            fixable = False
+            advice = f"resume with{tokens}, the budget it was started with, or train into another --out"
         made = _config_file(folder, saved, str(fingerprint.get("model"))) if fixable else None
         if made:
-            way = (f"; if the model config changed since it started (an update of mixopt), resume with the "
-                   f"config it was made with, written to {made}: --model {made}{tokens}")
-        elif not (tokens and len(diffs) == 1):
-            way = ""
+            advice += (f"; if the model config changed since it started (an update of mixopt), resume with "
+                       f"the config it was made with, written to {made}: --model {made}{tokens}")
+        # "differs in seed: seed: checkpoint 0, …" said its key twice: a top-level key is said once
+        shown = [d.removeprefix(f"{what}: ") if len(set(tops)) == 1 else d for d in diffs[:4]]
+        listed = f"{'; '.join(shown)}{' …' if len(diffs) > 4 else ''}"
         raise CheckpointMismatch(
-            f"checkpoint {path} belongs to another run (differs in {what}: {'; '.join(diffs[:4])}"
-            f"{' …' if len(diffs) > 4 else ''}); resume with the same settings, or train into another --out"
-            f"{way}",
-            differences=f"{what}: {'; '.join(diffs[:4])}{' …' if len(diffs) > 4 else ''}",
+            f"checkpoint {path} belongs to another run (differs in {what}: {listed}); {advice}",
+            differences=f"{what}: {listed}",
         )
     was = None if state.get("device") is None else device_key(str(state["device"]))  # (not before 2026-12-05)
     if device is not None and was is not None and was != device_key(device):

@@ -379,6 +379,13 @@ def train(
         older = [default_out(spec, lb, mix, seed, dense, corpus, updater=fingerprint["updater"], legacy=old)
                  for lb in filter(None, (label, before)) for old in (False, True)]
         folder = next((f for f in older if (f / checkpoint.CHECKPOINT).exists()), folder)
+    # One process per run folder: two runs into one --out (or a --resume while the run still trains, a
+    # requeued job) had both trained, each overwriting the other's checkpoint (a QA pass)
+    busy = (f"run folder {folder} is in use by another training run (mixopt train or compare into the same "
+            "folder, or a --resume of it, still under way); wait for it to end, or give another --out")
+    if not resume and folder.is_dir():
+        with folder_lock(folder, busy):  # a run under way: said as such, not as a checkpoint to --resume
+            pass
     if not resume and (folder / checkpoint.CHECKPOINT).exists():
         if finished_json(folder) is not None:  # nothing to continue
             raise MixoptError(
@@ -392,14 +399,12 @@ def train(
         writes = f"{checkpoint.CHECKPOINT} and result.json"
         checkpoint.refuse_foreign_folder(folder, ours=False, writes=writes)
     on = device_key(device)
-    # One process per run folder: two runs into one --out (or a --resume while the run still trains, a
-    # requeued job) had both trained, each overwriting the other's checkpoint (a QA pass)
-    busy = (f"run folder {folder} is in use by another training run (mixopt train or compare into the same "
-            "folder, or a --resume of it, still under way); wait for it to end, or give another --out")
     with contextlib.ExitStack() as held:  # the run folder's lock, held until its result is written
         if resume:
             held.enter_context(folder_lock(folder, busy))
         state = checkpoint.load(folder, fingerprint, on) if resume else None  # before any folder is made
+        if resume:
+            checkpoint.remove_stale(folder)  # a killed write's temporary file (the folder is held: ours)
         if state is not None and not (type(state["step"]) is int and 0 <= state["step"] <= steps):
             at = folder / checkpoint.CHECKPOINT
             raise MixoptError(f"checkpoint {at} is at step {state['step']!r}, outside this run's 0–{steps}: "
@@ -469,7 +474,8 @@ def train(
             if (folder / checkpoint.CHECKPOINT).exists():  # a run that held the folder a moment ago wrote it
                 raise MixoptError(f"{folder} already holds a checkpoint; pass --resume to continue it, or "
                                   "choose another --out")
-        checkpoint.remove_stale(folder)  # a write killed midway left its temporary file (no other writer now)
+        if not resume:
+            checkpoint.remove_stale(folder)
         with (
             torch_threads(threads),
             deterministic(),
