@@ -589,7 +589,12 @@ class RunStore:
         until ``VACUUM``, which rewrites the whole file). Returns the store's size in bytes before
         and after; None where less than ``least`` bytes lie free (not worth a rewrite); or why it
         could not be done now: another program writes or reads the store, or the disk lacks room
-        for the copy that ``VACUUM`` makes. Nothing is lost then; later runs reuse the space."""
+        for the copy that ``VACUUM`` makes. Nothing is lost then; later runs reuse the space.
+
+        Raises:
+            MixoptError: the store is read-only for this user (as any write is refused)."""
+        if self.readonly:
+            raise self._readonly_error()
         with self._connect() as con:
             pages, size = (con.execute(f"PRAGMA {p}").fetchone()[0] for p in ("freelist_count", "page_size"))
         if pages * size < least:

@@ -809,6 +809,10 @@ def test_a_delete_gives_the_space_back_to_the_disk(store, capsys, monkeypatch) -
         other.execute("ROLLBACK")
         other.close()
     assert "was not compacted: another program writes to the store" in capsys.readouterr().err
+    readonly = RunStore(store.path, create=False)
+    readonly.readonly = True  # as for a store another user owns (root writes anywhere)
+    with pytest.raises(MixoptError, match="read-only"):
+        readonly.compact()
 
 
 def test_a_delete_waits_for_a_search_that_is_planning(store) -> None:  # noqa: ANN001

@@ -814,6 +814,20 @@ class _RunsCode:
         return (print, ("ran code",))
 
 
+def _with_entry(archive: Path, suffix: str, body: bytes) -> bytes:
+    """``archive`` (a zip) with the entry ending in ``suffix`` replaced by ``body``."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(archive) as z:
+        entries = [(i, z.read(i.filename)) for i in z.infolist()]
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        for info, data in entries:
+            z.writestr(info, body if info.filename.endswith(suffix) else data)
+    return out.getvalue()
+
+
 def test_a_checkpoint_holding_python_objects_is_refused_unloaded(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     """torch.load had unpickled whatever a checkpoint held (weights_only=False): a checkpoint handed on
     from elsewhere could run code on --resume. Only tensors and plain data load now."""
@@ -852,6 +866,8 @@ def test_a_checkpoint_holding_python_objects_is_refused_unloaded(tmp_path: Path,
         (good.read_bytes()[:-100], "cannot be read: it is no PyTorch archive"),
         (good.read_bytes().replace(np.float32(4000.0).tobytes(), np.float32(0.0).tobytes()),
          "is damaged: its contents differ from what was written"),
+        (_with_entry(good, "data.pkl", b"\x80\x02garbage"),  # torch's own text offers an unsafe load
+         "cannot be read: its archive is damaged \\(its list of objects cannot be read\\)"),
     ):
         path.write_bytes(content)
         with pytest.raises(MixoptError, match=rf"checkpoint .* {why}.*; resume from a copy of it if there is "

@@ -149,6 +149,8 @@ def _unreadable(path: Path, exc: Exception) -> str:
             return "it is no PyTorch archive (cut short, or another file)"
     except OSError as err:
         return err.strerror or str(err)
+    if isinstance(exc, pickle.UnpicklingError):  # torch's text offers to load it unsafely: not repeated
+        return "its archive is damaged (its list of objects cannot be read)"
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"its archive is damaged ({first[:120]})"
 

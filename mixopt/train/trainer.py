@@ -411,11 +411,11 @@ def train(
                               "it is damaged or no run's of these settings; train into another --out")
         if state is not None and state["step"] >= steps and (done := finished_json(folder)) is not None:
             # nothing to train: the result as the run wrote it (printing it had rewritten its made_by)
-            shown = result_from_json(done, folder.absolute())
-            if shown is not None:
+            finished = result_from_json(done, folder.absolute())
+            if finished is not None:
                 if on_progress is not None:
                     on_progress({"resumed": state["step"], "steps": steps})
-                return shown
+                return finished
         follows_json = isinstance(upd, ScheduleUpdater) and not upd.schedule  # it plays the JSON's schedule
         if upd is not None and mix.schedule and not follows_json:
             warn(
@@ -474,7 +474,6 @@ def train(
             if (folder / checkpoint.CHECKPOINT).exists():  # a run that held the folder a moment ago wrote it
                 raise MixoptError(f"{folder} already holds a checkpoint; pass --resume to continue it, or "
                                   "choose another --out")
-        if not resume:
             checkpoint.remove_stale(folder)
         with (
             torch_threads(threads),
