@@ -927,6 +927,18 @@ def test_compare_reuses_runs_the_workspace_holds_finished(tiny_workspace: Path, 
     assert "/train/" in fourth["runs"]["drama"][2]
 
 
+def test_compare_names_its_runs_by_absolute_path(tiny_workspace: Path, model_toml: Path, monkeypatch) -> None:
+    """A QA pass: after a rerun of a comparison under a relative --out, the runs it read back were
+    listed relative and the ones it trained absolute."""
+    from mixopt.train.compare import compare
+
+    monkeypatch.chdir(tiny_workspace)
+    kw = dict(corpus="tiny", model=str(model_toml), seeds=1, threads=1, out="rel")
+    first = compare(["code=0.5,docs=0.5", "uniform"], **kw)
+    again = compare(["code=0.5,docs=0.5", "uniform"], **kw)
+    assert again.runs == first.runs and all(Path(p).is_absolute() for ps in again.runs.values() for p in ps)
+
+
 def test_compare_reads_back_runs_robustly(tiny_workspace: Path, model_toml: Path) -> None:  # noqa: ANN001
     """Where a finished run is found: its own folder without its checkpoint, a moved workspace, past
     a broken result.json; the same training written differently; another device is not it."""

@@ -471,7 +471,8 @@ def compare(
                     f"compare: {label} seed {seed} ended {res.status}: {res.error}; "
                     "fix the config (e.g. a lower learning rate) and run compare again"
                 )
-            runs[label].append(str(res.out))
+            # absolute whether trained or read back (a rerun had listed reused runs relative: a QA pass)
+            runs[label].append(str(Path(res.out).absolute()))
             trained = res.tokens  # whole steps: the budget rounded down, the same for every run
             # the trainer's own mean over the domains it evaluates, or the objective's weighted mean
             value = (res.metrics[OBJECTIVE] if row == OBJECTIVE_ROW
