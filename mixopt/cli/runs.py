@@ -352,8 +352,9 @@ def delete_runs(
 
 @runs_app.command("compact")
 def compact_runs(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """Give the space of deleted runs back to the disk now (SQLite's VACUUM, which rewrites the store;
-    `runs delete` does it by itself when 1 MB or more lies free)."""
+    """Give the space of deleted runs back to the disk now (SQLite's VACUUM).
+
+    It rewrites the store; `runs delete` does it by itself when 1 MB or more lies free."""
     from mixopt.store import existing_store
 
     st = existing_store(store, "compact")
