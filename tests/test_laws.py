@@ -177,7 +177,7 @@ def test_step_law_with_annealing_is_the_bounded_least_squares_when_runs_rise() -
     squares), not the unbounded C."""
     from scipy.optimize import lsq_linear
 
-    from mixopt.fitters.scaling import _solve
+    from mixopt.fitters.scaling import _Curves, _solve
 
     rng = np.random.default_rng(5)
     held_e = held_b = 0
@@ -189,7 +189,7 @@ def test_step_law_with_annealing_is_the_bounded_least_squares_when_runs_rise() -
         floor = rng.choice([3.0, 0.05], n)  # a floor near 0: its least squares often goes below, held at 0
         y = [floor[c] + 0.3 * sign[c] * u[c] ** -0.5 - 0.01 * z[c] + 0.05 * rng.normal(size=5)
              for c in range(n)]
-        E, B, C, sse = _solve(u, y, 0.5, z)
+        E, B, C, sse = _solve(_Curves.of(u, y, z), 0.5)
         rows = np.array([np.r_[np.eye(n)[c], np.eye(n)[c] * u[c][p] ** -0.5, -z[c][p]]
                          for c in range(n) for p in range(5)])
         # a curve with a value ≤ 0 (no loss) keeps a free floor
@@ -202,7 +202,7 @@ def test_step_law_with_annealing_is_the_bounded_least_squares_when_runs_rise() -
     assert held_e and held_b  # both bounds were tested
     # An area that is constant within each run cannot be told from the runs' own floors: C = 0.
     flat = [np.full(5, 3.0 * c) for c in range(3)]
-    assert _solve(u[:3], [yc + 3.0 for yc in y[:3]], 0.5, flat)[2] == 0.0
+    assert _solve(_Curves.of(u[:3], [yc + 3.0 for yc in y[:3]], flat), 0.5)[2] == 0.0
     # A review's stress: curves of 2 to 5 points, some with no annealing (z = 0), exponents near the
     # bound. An exact test for "held at 0" had flipped on a free optimum of 1e-13 and cycled (28 of
     # 3000 problems got a C below the best, one 0 against 49).
@@ -214,7 +214,7 @@ def test_step_law_with_annealing_is_the_bounded_least_squares_when_runs_rise() -
             v.append(np.sort(rng.uniform(0.05, 1, k)) ** -float(rng.choice([0.001, 0.1, 0.5, 2.0])))
             z.append(rng.uniform(0, 1, k) * float(rng.choice([0, 1, 5])))
             y.append(rng.normal(float(rng.choice([-1, 0, 2])), 1, k) + float(rng.choice([-1, 0, 1])) * v[-1])
-        E, B, C, sse = _solve([vc ** (-1.0) for vc in v], y, 1.0, z)  # u^-1 = v: the same design
+        E, B, C, sse = _solve(_Curves.of([vc ** (-1.0) for vc in v], y, z), 1.0)  # u^-1 = v: the same design
         rows = np.array([np.r_[np.eye(n)[c], np.eye(n)[c] * v[c][p], -z[c][p]]
                          for c in range(n) for p in range(len(v[c]))])
         lower = np.r_[[0.0 if np.all(yc > 0) else -np.inf for yc in y], np.zeros(n + 1)]

@@ -100,17 +100,10 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a, b)
 
 
-def _solve(
-    u: list[np.ndarray], y: list[np.ndarray], beta: float, z: list[np.ndarray] | None = None
-) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Per-curve least squares (E, B ≥ 0) for one β, with a shared C ≥ 0 of ``− C·z`` when z is given;
-    (E, B, C, sum of squared residuals). A curve with a value ≤ 0 (a metric that is no loss) keeps
-    a free floor."""
-    return _solve_rows(_Curves.of(u, y, z), beta)
-
-
-def _solve_rows(cv: _Curves, beta: float) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """:func:`_solve` on curves already in rows."""
+def _solve(cv: _Curves, beta: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Per-curve least squares (E, B ≥ 0) for one β, with a shared C ≥ 0 of ``− C·z`` when the curves
+    have z; (E, B, C, sum of squared residuals). A curve with a value ≤ 0 (a metric that is no loss)
+    keeps a free floor."""
     v = np.where(cv.m, cv.u ** (-beta), 0.0)
     C = 0.0 if cv.z is None else _shared_c(v, cv)
     target = cv.y if cv.z is None else cv.y + C * cv.z
@@ -254,15 +247,15 @@ def fit_power_law(
         beta = float(exponent)
     else:
         grid = np.exp(np.linspace(np.log(BETA_RANGE[0]), np.log(BETA_RANGE[1]), 61))
-        sse = [_solve_rows(cv, b)[3] for b in grid]
+        sse = [_solve(cv, b)[3] for b in grid]
         i = int(np.argmin(sse))
         lo, hi = np.log(grid[max(i - 1, 0)]), np.log(grid[min(i + 1, len(grid) - 1)])
         res = minimize_scalar(
-            lambda lb: _solve_rows(cv, float(np.exp(lb)))[3],
+            lambda lb: _solve(cv, float(np.exp(lb)))[3],
             bounds=(lo, hi),
             method="bounded",
             options={"xatol": 1e-10},
         )
         beta = float(np.exp(res.x)) if res.fun <= sse[i] else float(grid[i])
-    E, B, C, sse_b = _solve_rows(cv, beta)
+    E, B, C, sse_b = _solve(cv, beta)
     return PowerLaw(E=E, B=B, beta=beta, x_ref=x_ref, rms=float(np.sqrt(sse_b / n_points)), C=C)
