@@ -347,8 +347,8 @@ def test_one_process_per_run_folder_and_what_a_resume_finds_there(tiny_corpus, u
     # a refused resume lets the folder go at once, though its error lives on (a library caller's retry)
     with pytest.raises(MixoptError, match=r"differs in seed: checkpoint 0, now 1\)") as refused:
         train("uniform", tiny_corpus, DEBUG, seed=1, threads=1, out=out, resume=True)
-    assert refused.value is not None
-    train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True, until_step=3)
+    retried = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True, until_step=3)
+    assert retried.steps == 3 and refused.traceback is not None  # the error, still held, held no lock
     stale = out / f".{checkpoint.CHECKPOINT}.a1b2.tmp"
     stale.write_bytes(b"x" * 1000)
     done = train("uniform", tiny_corpus, DEBUG, seed=0, threads=1, out=out, resume=True)
