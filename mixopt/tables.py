@@ -22,8 +22,10 @@ table; :meth:`RunTable.target` leaves such runs out with a warning.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
+import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -234,18 +236,29 @@ def _preview(items: list[str], n: int = 8) -> str:
     return head + (f", … ({len(items) - n} more)" if len(items) > n else "")
 
 
-def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
-    path = Path(path)
-    if not path.is_file():
+def _read_bytes(path: Path, what: str) -> bytes:
+    """The file's bytes, read once: a pipe (``<(…)``, ``/dev/stdin``, or ``-`` for standard input)
+    can be read only once, and every check below reads from these bytes."""
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
+    if path.is_dir() or not path.exists():
         what_is = "is a folder" if path.is_dir() else "does not exist"
         raise MixoptError(f"{what} file {path} {what_is}; give the path to a CSV file")
-    _check_text(path, what)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise MixoptError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+
+
+def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
+    path = Path(path)
+    data = _read_bytes(path, what)
+    text = _check_text(data, path, what)
     import csv
 
     try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            header = next(csv.reader(f), [])
-    except (OSError, UnicodeDecodeError, csv.Error):
+        header = next(csv.reader(io.StringIO(text, newline="")), [])
+    except csv.Error:
         header = []  # polars says why below
     if bad := [h for h in header if has_control_char(h)]:  # a warning naming it had coloured the terminal
         raise MixoptError(f"{what} file {path}: column {bad[0]!r} holds a control character (a newline, an "
@@ -253,9 +266,10 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
     # run ids and names as written: read as numbers, 007 had become 7 and 1e3 1000 (a QA pass)
     as_text = {h: pl.Utf8 for h in header if h.strip() in ("run", "name")}
     try:
-        df = pl.read_csv(path, infer_schema_length=None, null_values=list(_NULLS), schema_overrides=as_text)
+        df = pl.read_csv(io.BytesIO(data), infer_schema_length=None, null_values=list(_NULLS),
+                         schema_overrides=as_text)
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
-        why = _ragged_line(path) or str(exc).splitlines()[0]
+        why = _ragged_line(text) or str(exc).splitlines()[0]
         raise MixoptError(f"cannot read {what} file {path} as CSV: {why}") from exc
     # polars keeps a quoted header's escaped quotes doubled; repeated names are refused below
     if (any('""' in c for c in df.columns) and len(header) == len(df.columns)
@@ -342,36 +356,31 @@ def _strip_cells(df: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(cols)
 
 
-def _ragged_line(path: Path) -> str | None:
+def _ragged_line(text: str) -> str | None:
     """"line 3 has 4 fields, the header 3": the first row whose field count differs from the
     header's, which polars' own error ("found more fields than defined in 'Schema'") does not name."""
     import csv
 
     try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            rows = csv.reader(f)
-            width = len(next(rows, []))
-            for row in rows:
-                if row and len(row) != width:
-                    return (f"line {rows.line_num} has {len(row)} fields, the header {width}; fix or delete "
-                            "that line")
-    except (OSError, UnicodeDecodeError, csv.Error):
+        rows = csv.reader(io.StringIO(text, newline=""))
+        width = len(next(rows, []))
+        for row in rows:
+            if row and len(row) != width:
+                return (f"line {rows.line_num} has {len(row)} fields, the header {width}; fix or delete "
+                        "that line")
+    except csv.Error:
         return None
     return None
 
 
-def _check_text(path: Path, what: str) -> None:
-    """Refuse a file that is not comma-separated UTF-8 text, saying which it is. A binary file
-    (Parquet, Excel, gzip) is named as such (its header is noise that reads as any separator); a
-    file in another encoding by its first bad byte (polars reads such bytes as U+FFFD, so a Latin-1
-    "é" in a header had named no domain); a header with no comma but semicolons or tabs (a
-    European-locale export) as such (read as CSV it is one column, and the join or decimal-comma
+def _check_text(data: bytes, path: Path, what: str) -> str:
+    """The file's text, refusing a file that is not comma-separated UTF-8 text and saying which it
+    is. A binary file (Parquet, Excel, gzip) is named as such (its header is noise that reads as any
+    separator); a file in another encoding by its first bad byte (polars reads such bytes as U+FFFD,
+    so a Latin-1 "é" in a header had named no domain); a header with no comma but semicolons or tabs
+    (a European-locale export) as such (read as CSV it is one column, and the join or decimal-comma
     errors would not say why)."""
-    try:
-        with path.open("rb") as fb:
-            head = fb.read(4096)
-    except OSError:
-        return  # polars says what is wrong with the file
+    head = data[:4096]
     kind = binary_kind(head)
     if kind is not None or has_nul(head):
         raise MixoptError(
@@ -379,7 +388,6 @@ def _check_text(path: Path, what: str) -> None:
             "save it as such (pandas: df.to_csv(path); polars: df.write_csv(path))"
         )
     try:
-        data = path.read_bytes()
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
@@ -388,15 +396,15 @@ def _check_text(path: Path, what: str) -> None:
             f"{data[exc.start:exc.start + 1]!r}); save it as UTF-8 (Excel: CSV UTF-8; or "
             f"iconv -f latin1 -t utf-8 {path.name} > {path.stem}-utf8.csv)"
         ) from None
-    except OSError:
-        return
-    header = text.removeprefix("\ufeff").split("\n", 1)[0]
+    text = text.removeprefix("\ufeff")
+    header = text.split("\n", 1)[0]
     for sep, name in ((";", "semicolon"), ("\t", "tab")):
         if "," not in header and sep in header:
             raise MixoptError(
                 f"{what} file {path} looks {name}-separated; mixopt reads comma-separated CSV with "
                 "decimal points: save it as such (pandas: df.to_csv(path))"
             )
+    return text
 
 
 def _looks_transposed(df: pl.DataFrame) -> bool:
@@ -692,6 +700,9 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
     Raises:
         MixoptError: missing file, no common key, duplicate ids, bad weights, nothing in common.
     """
+    if str(ratios) == str(metrics) == "-":
+        raise MixoptError("--ratios and --metrics cannot both be read from standard input (-); give one of "
+                          "them as a file")
     if Path(ratios).resolve() == Path(metrics).resolve():  # its metric columns would read as domains
         raise MixoptError(
             f"--ratios and --metrics are the same file ({ratios}); give the weights and the metrics in two "

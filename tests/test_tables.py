@@ -439,3 +439,49 @@ def test_what_a_qa_pass_of_exported_tables_found(tmp_path: Path) -> None:
             r"losses in two units; name one kind's columns \(--target loss/a\)")
     with pytest.warns(MixoptWarning, match=said):
         t.target_weights("mean")
+
+
+def test_tables_are_read_from_pipes_and_standard_input(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table is read once, so a pipe (``<(…)``, /dev/stdin, ``-``) reads as a file does: it had been
+    "does not exist" (a pipe is not a regular file), and its header and body were read twice."""
+    import io
+    import os
+    import threading
+
+    ratios, metrics = REGMIX / "test_mixture_1m.csv", REGMIX / "test_pile_loss_1m.csv"
+    with pytest.warns(MixoptWarning, match="renormalised"):
+        want = read_run_tables(ratios, metrics)
+    fifo = tmp_path / "metrics.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(metrics.read_bytes()))
+    writer.start()
+    with pytest.warns(MixoptWarning, match="renormalised"):
+        got = read_run_tables(ratios, fifo)
+    writer.join()
+    assert got.run_ids == want.run_ids and got.metrics.equals(want.metrics)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(ratios.read_bytes())))
+    with pytest.warns(MixoptWarning, match="renormalised"):
+        got = read_run_tables("-", metrics)
+    np.testing.assert_array_equal(got.X, want.X)
+    with pytest.raises(MixoptError, match="cannot both be read from standard input"):
+        read_run_tables("-", "-")
+    with pytest.raises(MixoptError, match=r"metrics file .*nope\.csv does not exist"):
+        read_run_tables(ratios, tmp_path / "nope.csv")
+
+
+def test_an_import_from_a_pipe_needs_a_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default prefix is the ratios file's name: a pipe's ("63:" of /dev/fd/63) names nothing."""
+    import io
+
+    from mixopt.search.imports import import_table
+    from mixopt.store import RunStore
+
+    ratios, metrics = REGMIX / "test_mixture_1m.csv", REGMIX / "test_pile_loss_1m.csv"
+    store = RunStore(tmp_path / "runs.sqlite")
+    with pytest.raises(MixoptError, match="from a pipe .*--prefix"):
+        import_table(store, ratios="-", metrics=metrics)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(ratios.read_bytes())))
+    with pytest.warns(MixoptWarning):
+        summary = import_table(store, ratios="-", metrics=metrics, prefix="t:")
+    assert summary["runs"] == 32 and store.get("t:1") is not None

@@ -41,9 +41,9 @@ from mixopt.store import json_default
 @app.command("fit")
 def fit(
     ratios: Annotated[Path | None, opt("--ratios", help="CSV of mixture weights: a run or index column + one "
-                                       "column per domain.")] = None,
+                                       "column per domain (- reads standard input).")] = None,
     metrics: Annotated[Path | None, opt("--metrics", help="CSV of metrics: the same run or index column + "
-                                        "metrics.")] = None,
+                                        "metrics (- reads standard input).")] = None,
     target: Annotated[str | None, opt("--target", help="Metric column to model, columns c1,c2 or "
                                       "c1=0.7,c2=0.3 (their weighted mean), or 'mean' (all metric columns "
                                       "but _bookkeeping ones); --fidelity-law: objective domains d1,d2 or "

@@ -182,8 +182,10 @@ def list_searches(
 
 @runs_app.command("import")
 def import_runs(
-    ratios: Annotated[str, typer.Option("--ratios", help="CSV of mixtures: run/index + weights.")],
-    metrics: Annotated[str, typer.Option("--metrics", help="CSV of metrics, joined on run or index.")],
+    ratios: Annotated[str, typer.Option("--ratios", help="CSV of mixtures: run/index + weights (- reads "
+                                                       "standard input).")],
+    metrics: Annotated[str, typer.Option("--metrics", help="CSV of metrics, joined on run or index (- "
+                                                        "reads standard input).")],
     corpus: Annotated[str | None, typer.Option(
         "--corpus", help="Corpus the runs trained on (its hash makes them reusable by searches).")] = None,
     fidelity: Annotated[list[str] | None, typer.Option(

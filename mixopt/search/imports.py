@@ -56,6 +56,11 @@ def import_table(
     take ``--search`` pick them out of a store that holds other runs too; later imports may add to it.
     """
     rules = _rename_rules(rename)
+    piped = Path(ratios).exists() and not (Path(ratios).is_file() or Path(ratios).is_dir())
+    if prefix is None and (str(ratios) == "-" or piped):
+        # "63:" of /dev/fd/63 names nothing, and a second pipe would take the same ids
+        raise MixoptError(f"the ratios come from a pipe ({ratios}), whose name cannot be the run ids' "
+                          "prefix; name them with --prefix P (e.g. --prefix 'train:')")
     if search is not None:
         check_group_name(store, search)
     if evaluator != PROXY and (evaluator.count(":") != 1 or not all(evaluator.split(":"))
