@@ -956,12 +956,14 @@ class RunStore:
             ).fetchall()
         return {r[0]: r[1] for r in rows}
 
-    def run_counts(self) -> dict[str, int]:
-        """Each search id that runs carry (a search's, an import's, a benchmark's): its number of runs."""
+    def run_counts(self) -> dict[str, tuple[int, int]]:
+        """Each search id that runs carry (a search's, an import's, a benchmark's): its number of runs
+        that finished ``ok``, and of all its runs (failed, diverged and running ones too: a failed
+        search of budget 32 holds 64 runs with its retries)."""
         with self._connect() as con:
-            rows = con.execute("SELECT search_id, COUNT(*) FROM runs WHERE search_id IS NOT NULL "
-                               "GROUP BY search_id").fetchall()
-        return {r[0]: r[1] for r in rows}
+            rows = con.execute("SELECT search_id, SUM(status = 'ok'), COUNT(*) FROM runs "
+                               "WHERE search_id IS NOT NULL GROUP BY search_id").fetchall()
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
     def require_search_or_group(self, name: str) -> None:
         """Refuse a ``--search`` that names neither a search nor runs (an import's name): one line

@@ -552,7 +552,9 @@ def test_runs_whose_search_id_has_no_search_record_are_named(store, capsys):
                rec("r3", [1, 0, 0], 2.0, search="x")])
     store.create_search("s1", {"method": "regmix"}, {})
     store.add(rec("r4", [0.0, 0.5, 0.5], 1.2, search="s1"))
+    store.add(rec("r5", [0.1, 0.4, 0.5], None, search="s1", status="failed", error="boom"))
     assert store.unrecorded_search_ids() == {"lengths-150000": 2, "x": 1}
+    assert store.run_counts() == {"lengths-150000": (2, 2), "x": (1, 1), "s1": (1, 2)}
     with pytest.raises(MixoptError, match=r"'lengths-150000' in .* names 2 run\(s\) but no search: no "
                                           r"`mixopt search` made them .*`mixopt runs list --search "
                                           r"lengths-150000`"):
@@ -564,11 +566,14 @@ def test_runs_whose_search_id_has_no_search_record_are_named(store, capsys):
     assert _cli(["runs", "searches", "--store", str(store.path)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "1 search in" in out and "carry lengths-150000 (2 runs), x (1 run)" in out
+    # its failed run (a retry's) is counted apart: "2" had read as two runs for a budget of one
+    assert "2 (1 ok)" in out
     assert _cli(["runs", "searches", "--store", str(store.path), "--json"]) == 0  # a script sees them too
     rows = json.loads(capsys.readouterr().out)
     assert [(r["search"], r["state"], r["runs"]) for r in rows[1:]] == [("lengths-150000", "no record", 2),
                                                                        ("x", "no record", 1)]
-    assert rows[0]["search"] == "s1" and rows[0]["runs"] == 1
+    assert rows[0]["search"] == "s1" and (rows[0]["runs_ok"], rows[0]["runs"]) == (1, 2)
+    assert [r["runs_ok"] for r in rows[1:]] == [2, 1]
     assert _cli(["report", "lengths-150000", "--store", str(store.path)]) == 2
     assert "names 2 run(s) but no search" in capsys.readouterr().err
 

@@ -111,7 +111,10 @@ def list_searches(
                                           "name that runs carry with no search record (an import's, a "
                                           "benchmark's), with state 'no record'.")] = False,
 ) -> None:
-    """List every search in the store (oldest first): state, method, runs and the exported objective."""
+    """List every search in the store (oldest first): state, method, runs and the exported objective.
+
+    Runs are counted as those that finished ok, and all the search recorded: retries of failed runs and
+    validation runs are among them."""
     from mixopt.store import RunStore, default_path
 
     if store is None and not default_path().is_file():
@@ -135,23 +138,26 @@ def list_searches(
             value, how = exported.get("predicted"), "predicted"
         rows.append({"search": s.search_id, "state": state, "method": s.config.get("method"),
                      "corpus": s.config.get("corpus"), "evaluator": s.config.get("evaluator"),
-                     "budget": s.config.get("budget"), "runs": counts.get(s.search_id, 0),
+                     "budget": s.config.get("budget"), "runs_ok": counts.get(s.search_id, (0, 0))[0],
+                     "runs": counts.get(s.search_id, (0, 0))[1],
                      "exported": res.get("exported"), "objective": value,
                      "objective_is": how if value is not None else None, "created": s.created,
                      "error": res.get("error") if s.state == "failed" else None})
     others = st.unrecorded_search_ids()
     if as_json:  # the text form names these below its table; a script had not seen them (a QA pass)
-        print(dumps(rows + [{"search": k, "state": "no record", "runs": n} for k, n in others.items()],
+        print(dumps(rows + [{"search": k, "state": "no record", "runs_ok": counts.get(k, (0, 0))[0],
+                             "runs": n} for k, n in others.items()],
                     indent=2))
         return
     # a search with its own evaluator has no corpus: its evaluator says what it measured (a QA pass)
     cells = [[r["search"], r["state"], str(r["method"]),
               str(r["corpus"] or r["evaluator"] or "-"),
-              str(r["budget"]), str(r["runs"]),
+              str(r["budget"]), f"{r['runs']} ({r['runs_ok']} ok)",
               r["exported"] or "-",
               "-" if r["objective"] is None else f"{r['objective']:.4f}" + (
                   " (pred.)" if r["objective_is"] == "predicted" else ""),
               r["created"][:16].replace("T", " ")] for r in rows]
+    # runs alone had read as the budget's, retries and validation runs counted (a failed search of 32: 64)
     heads = ["search", "state", "method", "corpus / evaluator", "budget", "runs", "exported", "objective",
              "created"]
     if rows:
