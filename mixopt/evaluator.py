@@ -20,6 +20,8 @@ from typing import Any, Literal
 from mixopt.errors import MixoptError
 from mixopt.mixture import has_control_char
 
+# The built-in evaluator's name, where an evaluator is named (a search's config, a run's provenance)
+PROXY = "proxy"
 Status = Literal["ok", "diverged", "failed"]
 STATUSES = ("ok", "diverged", "failed")
 

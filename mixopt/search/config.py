@@ -18,10 +18,10 @@ from typing import Any, Literal
 
 from mixopt import paths
 from mixopt.errors import MixoptError
+from mixopt.evaluator import PROXY
 from mixopt.methods import METHODS
 from mixopt.objective import names_the_mean
 
-PROXY = "proxy"
 # Upper bounds of --budget and of --validate / --retries.
 MAX_BUDGET = 100_000
 MAX_SEEDS = 100

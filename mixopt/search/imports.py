@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mixopt.errors import MixoptError, MixoptWarning, warn, warn_if_ok
-from mixopt.search.config import PROXY
+from mixopt.evaluator import PROXY
 from mixopt.search.prepare import reuse_key
 from mixopt.store import NO_HISTORY, RunRecord, RunStore, now, sample
 from mixopt.tables import CHECKPOINT_COLUMNS, read_run_tables

@@ -21,10 +21,10 @@ import numpy as np
 from mixopt import paths
 from mixopt.atomic import check_writable
 from mixopt.errors import MixoptError, MixoptWarning, listed, warn
-from mixopt.evaluator import load_evaluator
+from mixopt.evaluator import PROXY, load_evaluator
 from mixopt.objective import Objective
 from mixopt.reuse import KEY, Reuse, key_entry, measured, resolve_reuse, reuse_name
-from mixopt.search.config import PROXY, SearchConfig
+from mixopt.search.config import SearchConfig
 from mixopt.search.ray_env import user_modules
 from mixopt.search.trial import PROXY_EVALUATOR, PickledEvaluator, TrialContext
 from mixopt.space import SearchSpace, default_target_tokens

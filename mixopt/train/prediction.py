@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mixopt.errors import MixoptError, MixoptWarning, warn
+from mixopt.evaluator import PROXY
 from mixopt.mixture import Mixture
 from mixopt.objective import Objective, per_domain_split
-from mixopt.search.config import PROXY
 from mixopt.stats import finite_or_none
 
 
