@@ -102,5 +102,6 @@ def check_recipe_path(name: str, what: str) -> None:
 def available_recipes(kind: str) -> list[str]:
     names: set[str] = set()
     for d in recipe_dirs(kind):
-        names.update(p.stem for p in d.glob("*.toml"))
+        # a broken link or a folder named x.toml is no recipe: find_recipe would not find it
+        names.update(p.stem for p in d.glob("*.toml") if p.is_file())
     return sorted(names)

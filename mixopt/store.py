@@ -152,7 +152,7 @@ def _can_write(path: Path) -> bool:
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
 
 
-def _locked(exc: sqlite3.OperationalError) -> bool:
+def _locked(exc: sqlite3.DatabaseError) -> bool:
     """SQLite's busy error: another connection holds the lock past the busy timeout."""
     return "locked" in str(exc) or "busy" in str(exc)
 

@@ -182,7 +182,7 @@ class RunTable:
                  f"(--target {','.join(lossy[:2])}{',…' if len(lossy) > 2 else ''})", MixoptWarning)
         return tuple(cols)
 
-    def _values(self, columns: Sequence[str]) -> np.ndarray:
+    def _values(self, columns: Iterable[str]) -> np.ndarray:
         """(n_runs, len(columns)) floats, NaN where missing."""
         return self.metrics.select(list(columns)).cast(pl.Float64).fill_null(np.nan).to_numpy()
 

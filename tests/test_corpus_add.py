@@ -191,6 +191,12 @@ def test_info_and_list(tiny_workspace: Path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tiny_workspace.parent)
     code, out, _ = run(capsys, "corpus", "list")
     assert code == 0 and "[corpus]" in " ".join(out.split())
+    # a dangling link and a folder named x.toml are no recipes (a mypy pass: list died on them)
+    (tiny_workspace.parent / "corpora" / "gone.toml").symlink_to(tiny_workspace.parent / "nowhere.toml")
+    (tiny_workspace.parent / "corpora" / "dir.toml").mkdir()
+    code, out, _ = run(capsys, "corpus", "list", "--json")
+    names = [r["name"] for r in json.loads(out)["recipes"]]
+    assert code == 0 and "notes" in names and "gone" not in names and "dir" not in names
 
 
 def test_rows_without_text_are_counted_out_loud(workspace: Path, tmp_path: Path, capsys) -> None:

@@ -89,6 +89,8 @@ def recipes() -> list[dict[str, Any]]:
     out = []
     for name in paths.available_recipes("corpora"):
         path = paths.find_recipe("corpora", name)
+        if path is None:  # gone since it was listed
+            continue
         try:
             r = parse_recipe(path, name)
             out.append(

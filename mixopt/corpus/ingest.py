@@ -14,7 +14,7 @@ import io
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -374,7 +374,8 @@ def _supertype(dtypes: Iterable[Any]) -> Any:  # -> polars.DataType
     return pl.concat(frames, how="vertical_relaxed").schema["c"]
 
 
-def _group(frames: Iterable[Any], where: str, domain_column: str, text_column: str) -> dict[str, list[str]]:
+def _group(frames: Generator[Any, None, None], where: str, domain_column: str,
+           text_column: str) -> dict[str, list[str]]:
     """Texts per domain, in the order read, from data frames of rows; each frame is let go once its
     texts are taken. The result is the whole input's, as one frame of every row would give it: a
     frame without a column has no value there, numbers in the text column are text where any frame
@@ -392,8 +393,8 @@ def _group(frames: Iterable[Any], where: str, domain_column: str, text_column: s
     text_types: list[Any] = []
     domain_types: list[Any] = []
     rows = nulls = 0
-    with contextlib.closing(iter(frames)) as it:  # a generator's open file is closed on an error too
-        for df in it:
+    with contextlib.closing(frames):  # the generator's open file is closed on an error too
+        for df in frames:
             cols = list(df.columns)
             if not columns and cols and cols[0].lstrip().startswith(("{", "[")) and domain_column not in cols:
                 # JSON Lines read as CSV: its "columns" are pieces of the first record

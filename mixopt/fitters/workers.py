@@ -9,7 +9,10 @@ start in seconds: importing numpy, scipy and the fitter).
 from __future__ import annotations
 
 import os
-from concurrent.futures import Executor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # loky's: its shutdown(kill_workers=True) is what cv relies on
+    from joblib.externals.loky.process_executor import ProcessPoolExecutor
 
 IN_WORKER = "MIXOPT_FIT_WORKER"  # set in a worker: its own cross-validations run in it, not in more workers
 
@@ -38,7 +41,7 @@ def in_worker() -> bool:
     return os.environ.get(IN_WORKER) == "1"
 
 
-def pool(size: int) -> Executor:
+def pool(size: int) -> ProcessPoolExecutor:
     """A pool of ``size`` worker processes, kept between calls (and for a while after).
 
     loky's (joblib's) reusable executor: its workers are started without importing the caller's

@@ -264,7 +264,7 @@ def tied_note(info: dict[str, Any], method: str) -> str | None:
 
 def proposal_notes(
     prop: Proposal | Any, X: np.ndarray, y: np.ndarray, domains: tuple[str, ...] | list[str], method: str, *,
-    fixed: Iterable[str] = (), kl: float | None = None, best: tuple[float, str] | None = None,
+    fixed: Iterable[str] = (), kl: float | None = None, best: tuple[float | None, str] | None = None,
     say_worse: bool = True, fit_rms: float | None = None, runs_std: float | None = None,
     cv: tuple[float, int] | None = None,
 ) -> list[str]:

@@ -197,7 +197,7 @@ def train_proxy(
     threads: int | None = None,
     workdir: str | Path | None = None,
     max_epochs: float | None = None,
-) -> EvalResult:
+) -> ProxyResult:
     """Train the rung's model on ``mixture`` of ``corpus`` and evaluate it on every domain.
 
     Args:

@@ -1039,7 +1039,7 @@ def _borrowed(prep: Prepared, plan: dict[str, Any], slots: Sequence[Slot]) -> di
 
 
 def _run_phase(prep: Prepared, searcher: SwarmSearcher, phase: str, ray: _LazyRay,
-               progress: Progress | None, *, warm: list[str] = (), borrowed: int = 0) -> None:
+               progress: Progress | None, *, warm: Sequence[str] = (), borrowed: int = 0) -> None:
     """Run the slots of one phase that the store does not already hold; stop on fatal errors.
     ``borrowed``: slots of the phase that runs of earlier searches measured (said, not run)."""
     cfg, store, sid = prep.config, prep.store, prep.search_id
