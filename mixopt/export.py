@@ -213,6 +213,9 @@ def _repetition_factors(mixture: Mixture) -> dict[str, float]:
     records them (rounded up to 0.01), so that Olmix can build the mix it was given."""
     base = _max_epochs(mixture) or 1.0
     need = _epochs_needed(mixture)
+    if huge := [d for d, e in need.items() if not math.isfinite(e * 100)]:
+        raise MixoptError(f"the mixture's tokens.epochs give {huge[0]} {need[huge[0]]:.3g} passes, too many "
+                          "for a repetition factor; fix tokens (epochs, target_tokens) or remove them")
     return {d: max(base, math.ceil(need.get(d, 0.0) * 100 - 1e-9) / 100) for d in mixture.weights}
 
 

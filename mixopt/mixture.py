@@ -477,13 +477,19 @@ class Mixture:
                 seen.add(k)
             return dict(pairs)
 
+        def number(literal: str) -> int | float:  # 10**400 as inf, which the checks name; Python's int
+            return int(literal) if len(literal) <= 18 else float(literal)  # refuses 4,300 digits
+
         try:
-            data = json.loads(text, object_pairs_hook=no_repeats)
+            data = json.loads(text, object_pairs_hook=no_repeats, parse_int=number)
         except json.JSONDecodeError as exc:
             raise MixoptError(
                 # json's own message may end "starting at"; the line is named once
                 f"mixture file {path} is not valid JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno}"
             ) from exc
+        except RecursionError:
+            raise MixoptError(f"mixture file {path} nests its arrays or objects too deep to read; give a "
+                              "mixture JSON (mixopt search --out writes one)") from None
         return cls.from_dict(data, where=str(path))
 
 

@@ -54,12 +54,15 @@ def shipped_dirs(kind: str) -> list[Path]:
 def find_recipe(kind: str, name: str) -> Path | None:
     """The TOML recipe ``name`` of ``kind``, or None. A path to a .toml file is taken as is."""
     p = Path(name)
-    if p.suffix == ".toml" and p.is_file():
-        return p
-    for d in recipe_dirs(kind):
-        cand = d / f"{name}.toml"
-        if cand.is_file():
-            return cand
+    try:
+        if p.suffix == ".toml" and p.is_file():
+            return p
+        for d in recipe_dirs(kind):
+            cand = d / f"{name}.toml"
+            if cand.is_file():
+                return cand
+    except OSError:  # a name too long for a file name (ENAMETOOLONG) names no recipe
+        return None
     return None
 
 

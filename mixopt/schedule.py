@@ -47,10 +47,15 @@ def check_optimizer(cfg: Any, where: str, numbers: Sequence[str] = ()) -> tuple[
     train config): lr, min_lr, weight_decay, grad_clip and ``numbers`` finite and ≥ 0, 0 < min_lr ≤
     lr, warm-up a fraction, betas in [0, 1), eval_at fractions. Returns eval_at sorted, with 1.0
     (the proxy trainer and the final trainer take the same settings, checked the same way)."""
-    for key in ("lr", "min_lr", "weight_decay", "grad_clip", *numbers):
-        v = getattr(cfg, key)
-        if not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+    for key in ("lr", "min_lr", "weight_decay", "grad_clip", "warmup", "beta1", "beta2", *numbers):
+        v = getattr(cfg, key)  # a bool is an int to Python: lr = true had trained at 1
+        if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
             raise MixoptError(f"{where}: {key} is {v!r}; it must be a finite number ≥ 0")
+    fractions = cfg.eval_at
+    if (isinstance(fractions, str | bytes) or not isinstance(fractions, Sequence)
+            or any(not isinstance(f, int | float) or isinstance(f, bool) for f in fractions)):
+        raise MixoptError(f"{where}: eval_at is {fractions!r}; give a list of fractions of the run, e.g. "
+                          "[0.25, 0.5, 1.0]")
     if cfg.lr <= 0 or cfg.min_lr > cfg.lr:
         raise MixoptError(f"{where}: need 0 < min_lr ≤ lr, got lr={cfg.lr}, min_lr={cfg.min_lr}")
     if not 0 <= cfg.warmup < 1:

@@ -7,6 +7,7 @@ by the user. Every proposer and sampler receives this object and must stay insid
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,11 @@ def default_target_tokens(target: float | None, tokens: Mapping[str, float] | No
     epochs read as passes at the data's full size), else unknown."""
     if target is not None or not tokens:
         return target
-    return float(sum(tokens.values())) or None
+    total = float(sum(tokens.values()))
+    if not math.isfinite(total):  # it had been called "--target-tokens is inf", an option not given
+        raise MixoptError("the domains' token counts (--tokens) sum to more than a float holds, and that sum "
+                          "is the default --target-tokens; give counts that are real, or --target-tokens")
+    return total or None
 
 
 def check_finite_positive(option: str, value: float | None) -> None:

@@ -218,7 +218,6 @@ def import_runs(
 
     A metrics table of checkpoints (a row per run and checkpoint, by tokens or step) is kept whole."""
     from mixopt.atomic import first_missing, remove_made
-    from mixopt.errors import MixoptError
     from mixopt.search.config import parse_fidelity
     from mixopt.search.imports import import_table
     from mixopt.store import RunStore, default_path
@@ -232,8 +231,8 @@ def import_runs(
             summary = import_table(st, ratios=ratios, metrics=metrics, corpus=corpus, fidelity=fid,
                                    prefix=prefix, evaluator=evaluator, rename=rename or (),
                                    tokens_per_step=tokens_per_step, search=search)
-    except MixoptError:
-        if created and st.remove_if_empty():  # a refused import leaves no empty store or folders behind
+    except BaseException:  # refused, failed or interrupted: no empty store or folders left behind
+        if created and st.remove_if_empty():
             remove_made(path.parent, made)
         raise
     if as_json:

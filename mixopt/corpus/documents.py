@@ -51,6 +51,9 @@ def check_domain_name(name: str) -> str:
         )
     if name in RESERVED_NAMES:  # each domain is a folder next to these files of the corpus
         raise MixoptError(f"domain name {name!r} is the name of a corpus file; rename the domain")
+    from mixopt.tables import refuse_id_columns
+
+    refuse_id_columns([name])  # built, its swarm and run tables were refused (a fuzzing pass)
     return name
 
 

@@ -32,6 +32,7 @@ from mixopt import paths
 from mixopt.errors import MixoptError, warn
 from mixopt.proxy.model import ModelConfig
 from mixopt.schedule import check_optimizer, eval_steps, warmup_cosine
+from mixopt.toml_fields import check_field_types, field_types
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,12 +190,17 @@ def rung_from_dict(name: str, data: dict[str, Any], *, source: str = "") -> Rung
     """Build a rung from a parsed TOML table; unknown keys are an error (a typo would be silent)."""
     data = dict(data)
     cost = data.pop("cost", {}) or {}
+    if not isinstance(cost, dict):
+        raise MixoptError(f"proxy rung {name!r} ({source}): cost is {cost!r}; give a [cost] table (seconds, "
+                          "threads, flops)")
     unknown = sorted(set(data) - _KNOWN)
     if unknown:
         raise MixoptError(
             f"proxy rung {name!r} ({source}): unknown key(s) {', '.join(unknown)}; "
             f"known keys are {', '.join(sorted(_KNOWN))} and a [cost] table"
         )
+    types = field_types(RungConfig)
+    check_field_types(f"proxy rung {name!r} ({source})", data, types)
     if "eval_at" in data:
         data["eval_at"] = tuple(data["eval_at"])
     extra = {f"cost_{k}": v for k, v in cost.items()}
@@ -203,6 +209,8 @@ def rung_from_dict(name: str, data: dict[str, Any], *, source: str = "") -> Rung
         raise MixoptError(
             f"proxy rung {name!r} ({source}): unknown [cost] key(s) {bad}; use seconds, threads, flops"
         )
+    check_field_types(f"proxy rung {name!r} ({source}): [cost]", cost,
+                      {k.removeprefix("cost_"): t for k, t in types.items() if k.startswith("cost_")})
     try:
         return RungConfig(name=name, source=source, **data, **extra)
     except TypeError as exc:

@@ -12,7 +12,7 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
@@ -283,6 +283,8 @@ def scaled_number(text: str) -> Decimal:
         return Decimal(s[:-1] if scale is not None else s) * (scale or 1)
     except InvalidOperation:
         raise ValueError(f"not a number: {text!r}") from None
+    except DecimalException:  # 1e999999k: past decimal's exponent range
+        raise ValueError(f"too large a number: {text!r}") from None
 
 
 def count_text(n: float, digits: int = 6) -> str:
@@ -360,7 +362,7 @@ def parse_fidelity(text: str | Sequence[str] | None) -> dict[str, Any]:
     for name, val in _pairs(text, option="--fidelity", form="key=value (e.g. --fidelity steps=1000,lr=3e-4)"):
         # tokens is a count wherever it is written (5k as --tokens 5k); other keys keep their text
         # (rung=1m names a rung)
-        casts = (int, float, _count, str) if name == "tokens" else (int, float, str)
+        casts = (_int, float, _count, str) if name == "tokens" else (_int, float, str)
         for cast in casts:
             try:
                 value = cast(val)
@@ -373,6 +375,14 @@ def parse_fidelity(text: str | Sequence[str] | None) -> dict[str, Any]:
         typed[name] = val
     check_tokens_fidelity(out, typed.get("tokens"))
     return out
+
+
+def _int(text: str) -> int:
+    """An int of up to 18 digits; a longer one reads as a float (10**400 as inf, which the checks
+    name: as an int it overflowed every float comparison with a traceback)."""
+    if len(text.strip().lstrip("+-")) > 18:
+        raise ValueError(text)
+    return int(text)
 
 
 def check_tokens_fidelity(fidelity: Mapping[str, Any], typed: str | None = None) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from mixopt.errors import MixoptError, MixoptWarning, warn, warn_if_ok
 from mixopt.evaluator import PROXY
+from mixopt.mixture import has_control_char
 from mixopt.search.prepare import reuse_key
 from mixopt.store import NO_HISTORY, RunRecord, RunStore, now, sample
 from mixopt.tables import CHECKPOINT_COLUMNS, read_run_tables
@@ -56,6 +57,9 @@ def import_table(
     take ``--search`` pick them out of a store that holds other runs too; later imports may add to it.
     """
     rules = _rename_rules(rename)
+    if prefix is not None and has_control_char(prefix):  # run ids are printed, and escapes drive terminals
+        raise MixoptError(f"--prefix {prefix!r} holds a control character (a newline, an escape); give "
+                          "printable characters")
     piped = Path(ratios).exists() and not (Path(ratios).is_file() or Path(ratios).is_dir())
     if prefix is None and (str(ratios) == "-" or piped):
         # "63:" of /dev/fd/63 names nothing, and a second pipe would take the same ids
@@ -396,6 +400,11 @@ def _renamed(names: Sequence[str], rules: Sequence[tuple[re.Pattern[str], str]])
             out = [pattern.sub(repl, n) for n in out]
         except (re.error, IndexError) as exc:
             raise MixoptError(f"--rename {pattern.pattern}={repl}: {exc}") from exc
+    if empty := [old for old, n in zip(names, out, strict=True) if not n.strip()]:
+        raise MixoptError(f"--rename leaves metric {empty[0]!r} with no name; make the replacement name it")
+    if odd := [n for n in out if has_control_char(n)]:  # a table's header may not hold them either
+        raise MixoptError(f"--rename gives a metric the name {odd[0]!r}, with a control character (a "
+                          "newline, an escape); name metrics with printable characters")
     twice = sorted({n for n in out if out.count(n) > 1})
     if twice:
         raise MixoptError(f"--rename gives two metrics the name {twice[0]!r}; make the rules keep them apart")

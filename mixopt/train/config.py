@@ -21,6 +21,7 @@ from typing import Any, Literal
 from mixopt import paths
 from mixopt.errors import MixoptError
 from mixopt.schedule import check_optimizer, eval_steps, warmup_cosine
+from mixopt.toml_fields import check_field_types, field_types
 from mixopt.train.moe import MoEConfig
 
 MODEL_DIR = "moe"  # under each proxies/ recipe folder
@@ -209,32 +210,6 @@ class ModelSpec:
         return {"name": self.name, "shape": dict(self.shape), "train": train, "description": self.description}
 
 
-def _check_types(name: str, source: str, data: dict[str, Any]) -> None:
-    """Each TOML value has its field's type (``route_norm = "false"`` would otherwise read as true,
-    ``eval_at = 0.5`` or ``warmup = "0.1"`` fail deep inside with Python's own message)."""
-    def number(v: Any) -> bool:  # TOML's true/false are Python ints too
-        return isinstance(v, int | float) and not isinstance(v, bool)
-
-    types = {f.name: str(f.type) for f in (*fields(LMConfig), *fields(TrainConfig))}
-    for key, value in data.items():
-        kind = types.get(key, "")
-        if kind == "bool":
-            ok, want = isinstance(value, bool), "true or false"
-        elif kind == "int":
-            ok, want = number(value) and isinstance(value, int), "an integer"
-        elif kind == "float":
-            ok, want = number(value), "a number"
-        elif kind.startswith("tuple"):
-            ok = isinstance(value, list | tuple) and all(number(v) for v in value)
-            want = "a list of numbers, e.g. [0.5, 1.0]"
-        elif kind.startswith("Literal"):
-            ok, want = isinstance(value, str), "a string"
-        else:
-            continue
-        if not ok:
-            raise MixoptError(f"model {name!r} ({source}): {key} = {value!r} must be {want}")
-
-
 def spec_from_dict(name: str, data: dict[str, Any], *, source: str = "") -> ModelSpec:
     """Build a spec from flat TOML keys; unknown keys are an error (a typo would be silent)."""
     data = dict(data)
@@ -251,7 +226,7 @@ def spec_from_dict(name: str, data: dict[str, Any], *, source: str = "") -> Mode
     )
     if missing:
         raise MixoptError(f"model {name!r} ({source}): missing key(s) {', '.join(missing)}")
-    _check_types(name, source, data)
+    check_field_types(f"model {name!r} ({source})", data, field_types(LMConfig, TrainConfig))
     train = {k: data[k] for k in _TRAIN_KEYS if k in data}
     if "eval_at" in train:
         train["eval_at"] = tuple(train["eval_at"])

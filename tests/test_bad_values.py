@@ -1,0 +1,160 @@
+"""Values past what a reader holds, from a fuzzing pass of every command that reads a user's file:
+huge numbers, deep nesting, long ids, lines ended by CR alone, mistyped recipe values. Each is one
+error line (a MixoptError, exit 2) or read as meant; each had been a traceback or a wrong reading."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mixopt.cli import run_cli
+from mixopt.errors import MixoptError
+from mixopt.mixture import Mixture
+from mixopt.tables import read_run_tables
+
+HUGE = "1" + "0" * 400  # an integer no float holds
+
+
+def test_a_run_id_of_thousands_of_digits_joins_as_text(tmp_path: Path) -> None:
+    """Python refuses to read an int of more than 4,300 digits: the shift check had raised on it."""
+    long_id = "3" * 4301
+    (tmp_path / "r.csv").write_text(f"run,a,b\n1,0.5,0.5\n2,0.25,0.75\n{long_id},0.75,0.25\n")
+    (tmp_path / "m.csv").write_text(f"run,loss\n1,3.0\n2,3.1\n{long_id},3.2\n")
+    table = read_run_tables(tmp_path / "r.csv", tmp_path / "m.csv")
+    assert table.run_ids == ["1", "2", long_id] and list(table.target("loss")) == [3.0, 3.1, 3.2]
+
+
+def test_lines_ended_by_cr_alone_are_named(tmp_path: Path) -> None:
+    """polars reads such a file as one header row: "names column 0.25 more than once", or minutes of
+    work on a large table, had not said why."""
+    (tmp_path / "r.csv").write_bytes(b"index,a,b\r1,0.5,0.5\r2,0.25,0.75\r")
+    (tmp_path / "m.csv").write_text("index,loss\n1,3.0\n2,3.1\n")
+    with pytest.raises(MixoptError, match=r"ratios file .*r\.csv ends its lines with CR alone .*LF or CRLF"):
+        read_run_tables(tmp_path / "r.csv", tmp_path / "m.csv")
+    (tmp_path / "r.csv").write_bytes(b"index,a,b\r\n1,0.5,0.5\r\n2,0.25,0.75\r\n")  # CRLF reads
+    assert read_run_tables(tmp_path / "r.csv", tmp_path / "m.csv").X.shape == (2, 2)
+
+
+def test_a_mixture_json_with_huge_integers_or_deep_nesting_is_refused(tmp_path: Path) -> None:
+    base = {"schema": "mixopt.mixture/v1", "weights": {"a": 0.5, "b": 0.5}}
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(base).replace('"a": 0.5, "b": 0.5', f'"a": {HUGE}, "b": 0'))
+    with pytest.raises(MixoptError, match="weights/a: inf is greater than the maximum of 1"):
+        Mixture.load(path)
+    path.write_text(json.dumps(base).replace('"a": 0.5, "b": 0.5', f'"a": {"3" * 4301}, "b": 0'))
+    with pytest.raises(MixoptError, match="weights/a: inf"):
+        Mixture.load(path)
+    path.write_text(json.dumps(base)[:-1] + ', "params": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(MixoptError, match="nests its arrays or objects too deep"):
+        Mixture.load(path)
+    path.write_text(json.dumps({**base, "params": {"seed": 12345678901234567890123}}))  # a float
+    assert Mixture.load(path).meta["params"]["seed"] == pytest.approx(1.2345678901234568e22)
+
+
+def test_an_export_refuses_passes_no_repetition_factor_holds(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"schema": "mixopt.mixture/v1", "weights": {"a": 0.5, "b": 0.5},
+                                "tokens": {"epochs": {"a": 1e307}}}))
+    assert run_cli(["export", str(path), "--format", "olmix-mix", "--out", str(tmp_path / "o.yaml")]) == 2
+    assert "tokens.epochs give a 1e+307 passes, too many" in capsys.readouterr().err
+    assert not (tmp_path / "o.yaml").exists()
+    path.write_text(json.dumps({"schema": "mixopt.mixture/v1", "weights": {"a": 0.5, "b": 0.5}})[:-1]
+                    + f', "params": {{"constraints": {{"max_epochs": {HUGE}}}}}}}')
+    assert run_cli(["export", str(path), "--format", "olmix-mix", "--out", str(tmp_path / "o.yaml")]) == 2
+    assert "params.constraints.max_epochs is inf" in capsys.readouterr().err
+
+
+def test_numbers_past_every_range_in_options(workspace: Path) -> None:
+    from mixopt.search.config import parse_assignments, parse_fidelity, scaled_number
+    from mixopt.space import default_target_tokens
+
+    with pytest.raises(ValueError, match="too large a number"):
+        scaled_number("1e999999k")  # decimal's Overflow had escaped as a traceback
+    with pytest.raises(MixoptError, match="--tokens: value '1e999999k' of 'a' is not a count"):
+        parse_assignments("a=1e999999k,b=1", option="--tokens", counts=True)
+    # an integer of 400 digits is a float (inf) the checks name, not an int no comparison holds
+    assert parse_fidelity(f"params={HUGE}") == {"params": float("inf")}
+    with pytest.raises(MixoptError, match="a token count must be"):
+        parse_fidelity(f"tokens={HUGE}")
+    assert parse_fidelity("params=123456789012345678") == {"params": 123456789012345678}
+    with pytest.raises(MixoptError, match=r"token counts \(--tokens\) sum to more than a float holds"):
+        default_target_tokens(None, {"a": 1e308, "b": 1e308})  # it had named --target-tokens, not given
+
+
+def test_runs_import_refuses_names_that_no_table_or_terminal_takes(workspace: Path, tmp_path: Path,
+                                                                  capsys) -> None:
+    (tmp_path / "r.csv").write_text("index,a,b\n1,0.5,0.5\n2,0.25,0.75\n")
+    (tmp_path / "m.csv").write_text("index,loss\n1,3.0\n2,3.1\n")
+    store = tmp_path / "s.sqlite"
+    base = ["runs", "import", "--ratios", str(tmp_path / "r.csv"), "--metrics", str(tmp_path / "m.csv"),
+            "--store", str(store)]
+    for extra, said in ((["--prefix", "\x1b[2J\x1b[31mX:"], "--prefix '\\x1b[2J\\x1b[31mX:' holds a "),
+                        (["--prefix", "p:", "--rename", "loss="], "--rename leaves metric 'loss' with no "),
+                        (["--prefix", "p:", "--rename", "loss=a\nb"], "the name 'a\\nb', with a control"),
+                        # a rung name too long for a file name is no recipe: imported, not "path too long"
+                        (["--prefix", "p:", "--fidelity", "rung=" + "a" * 300, "--json"], None)):
+        code = run_cli(base + extra)
+        err = capsys.readouterr().err
+        if said is None:
+            assert code == 0, err
+        else:
+            assert code == 2 and said in err and not store.exists(), err
+
+
+def test_runs_import_leaves_no_store_behind_when_it_fails_otherwise(workspace: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refused import's clean-up had run for a MixoptError only: an OSError left an empty store."""
+    from mixopt.search import imports
+
+    (tmp_path / "r.csv").write_text("index,a,b\n1,0.5,0.5\n2,0.25,0.75\n")
+    (tmp_path / "m.csv").write_text("index,loss\n1,3.0\n2,3.1\n")
+    store = tmp_path / "new" / "s.sqlite"
+
+    def fails(*args: object, **kwargs: object) -> None:
+        raise OSError(36, "File name too long")
+
+    monkeypatch.setattr(imports, "import_table", fails)
+    code = run_cli(["runs", "import", "--ratios", str(tmp_path / "r.csv"), "--metrics",
+                    str(tmp_path / "m.csv"), "--store", str(store), "--prefix", "p:"])
+    assert code != 0 and not store.exists() and not store.parent.exists()
+
+
+def test_a_corpus_domain_may_not_be_named_as_a_run_tables_id_column() -> None:
+    """Built, its swarm and its run tables were refused (they would read the weights as ids)."""
+    from mixopt.corpus.documents import check_domain_name
+
+    for name in ("index", "run", "name"):
+        with pytest.raises(MixoptError, match=f"domain '{name}' has the name of a run table's id column"):
+            check_domain_name(name)
+    assert check_domain_name("names") == "names"
+
+
+@pytest.mark.parametrize(("line", "said"), [
+    ("eval_at = 0.5", "eval_at = 0.5 must be a list of numbers"),
+    ('eval_at = "0.5"', "eval_at = '0.5' must be a list of numbers"),
+    ("eval_at = [true]", r"eval_at = \[True\] must be a list of numbers"),
+    ("lr = true", "lr = True must be a number"),
+    ('warmup = "5%"', "warmup = '5%' must be a number"),
+    ('cost = "16s"', r"cost is '16s'; give a \[cost\] table"),
+    ('[cost]\nseconds = "16s"', r"\[cost\]: seconds = '16s' must be a number"),
+])
+def test_a_rung_value_of_the_wrong_type_is_named(workspace: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, line: str,
+                                                  said: str) -> None:
+    """They had been tracebacks (``eval_at = 0.5``, ``cost = "16s"``), Python's words (``'<=' not
+    supported``), or read as something else (``lr = true`` trained at 1)."""
+    from mixopt.proxy.rungs import load_rung
+
+    key = line.split()[0].strip("[]")
+    shipped = Path(__import__("mixopt").__file__).parent / "recipes" / "proxies" / "xs.toml"
+    kept = [t for t in shipped.read_text().split("\n[cost]")[0].splitlines()
+            if t.split("=")[0].strip() != key]
+    (tmp_path / "proxies").mkdir()
+    (tmp_path / "proxies" / "zz.toml").write_text("\n".join(kept) + "\n" + line + "\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MixoptError, match=said):
+        load_rung("zz")
+    shutil.rmtree(tmp_path / "proxies")
