@@ -233,7 +233,7 @@ class RunTable:
 
 
 def _preview(items: list[str], n: int = 8) -> str:
-    head = ", ".join(str(i) for i in items[:n])
+    head = ", ".join(str(i) if len(str(i)) <= 60 else str(i)[:60] + "…" for i in items[:n])  # one line
     return head + (f", … ({len(items) - n} more)" if len(items) > n else "")
 
 
@@ -271,6 +271,8 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
                          schema_overrides=as_text)
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
         why = _ragged_line(text) or str(exc).splitlines()[0]
+        if len(why) > 300:  # polars quotes the cell it could not parse, whatever its length
+            why = why[:300] + "…"
         raise MixoptError(f"cannot read {what} file {path} as CSV: {why}") from exc
     # polars keeps a quoted header's escaped quotes doubled; repeated names are refused below
     if (any('""' in c for c in df.columns) and len(header) == len(df.columns)
