@@ -83,6 +83,22 @@ def test_rows_off_by_more_than_tolerance_are_named(tmp_path: Path) -> None:
         read_run_tables(r, m)
 
 
+def test_a_slightly_negative_weight_in_a_ratios_file_is_refused(tmp_path: Path) -> None:
+    """A mutation pass: the tests had passed with `W < 0` changed to `W < -0.01`."""
+    r = write(tmp_path / "r.csv", "run,x,y\na,-0.005,1.005\nb,1,0\n")
+    m = write(tmp_path / "m.csv", "run,loss\na,1\nb,2\n")
+    with pytest.raises(MixoptError, match=r"negative weights in run\(s\) a"):
+        read_run_tables(r, m)
+
+
+def test_a_row_off_by_half_a_percent_is_refused_not_renormalised(tmp_path: Path) -> None:
+    """A mutation pass: the tests had passed with `abs(s - 1) > limit` changed to `> 10 * limit`."""
+    r = write(tmp_path / "r.csv", "index,a,b\n1,0.505,0.5\n2,0.3,0.7\n")
+    m = write(tmp_path / "m.csv", "index,loss\n1,1\n2,2\n")
+    with pytest.raises(MixoptError, match=r"1 run\(s\) do not sum to 1.*1 \(sum 1\.005\)"):
+        read_run_tables(r, m)
+
+
 def test_rows_within_tolerance_are_renormalised(tmp_path: Path) -> None:
     r = write(tmp_path / "r.csv", "index,a,b\n1,0.50031,0.5\n2,0.3,0.7\n")
     m = write(tmp_path / "m.csv", "index,loss\n1,1\n2,2\n")
