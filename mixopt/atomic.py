@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mixopt.errors import MixoptError, as_os_error, nearly_full
+from mixopt.errors import MixoptError, as_os_error, is_control, nearly_full
 
 
 def _check_parent(path: Path) -> None:
@@ -42,6 +42,18 @@ def _target(path: Path, what: str, *, folder: bool = False) -> Path:
     if not folder and path.exists() and not path.is_dir() and not path.is_file():
         raise MixoptError(f"{what} {path} is not a regular file (a device, pipe or socket); give a file path")
     return path
+
+
+def refuse_holding_cwd(folder: str | os.PathLike[str], what: str, example: str) -> None:
+    """Refuse a folder that a command replaces whole when it is the current folder or holds it (an
+    empty ``--exports ""`` is ``.``): the shell would be left in a deleted folder.
+
+    Raises:
+        MixoptError: naming ``what`` (the option), and ``example``, a new folder to give instead.
+    """
+    if Path.cwd().resolve().is_relative_to(Path(folder).expanduser().resolve()):
+        raise MixoptError(f"{what} {os.fspath(folder) or repr('')} is the current folder or holds it, and "
+                          f"it is replaced whole; give a new folder, such as {example}")
 
 
 def first_missing(folder: Path) -> Path | None:
@@ -96,11 +108,26 @@ def _check_folder(folder: Path, out: Path, what: str, *, create: bool = True) ->
         ) from exc
 
 
+def refuse_odd_name(text: str, what: str) -> None:
+    """Refuse an output name that is blank (``' '`` had made a file named by a space) or holds a control
+    character (a newline, an escape: every later listing or "wrote" line prints it to a terminal).
+
+    Raises:
+        MixoptError: naming ``what`` (the option).
+    """
+    if text and not text.strip():
+        raise MixoptError(f"{what or 'the output'} {text!r} is blank; give a name")
+    if any(is_control(ch) for ch in text):
+        raise MixoptError(f"{what or 'the output'} {text!r} holds a control character (a newline, an "
+                          "escape); give a name of printable characters")
+
+
 def output_path(value: str | os.PathLike[str], what: str = "--out") -> Path:
     """An output file path as the user typed it: ``-`` (stdout elsewhere) and ``dir/`` (a folder,
     which ``Path`` would turn into a file called ``dir``) are refused. Also typer's ``parser`` of
     the commands' ``--out`` file options, which see the text before ``Path`` drops the slash."""
     text = os.fspath(value)
+    refuse_odd_name(text, what)
     named = f"{what} {text}" if what else text
     if text == "-":
         raise MixoptError(f"{what + ' ' if what else ''}'-' is not stdout here; give a file path")
@@ -139,6 +166,8 @@ def check_folder_named(path: str | os.PathLike[str] | None, what: str = "--out")
     otherwise be the current folder."""
     if path is not None and not str(path).strip():
         raise MixoptError(f"{what} is empty; give a folder, or leave it out for the workspace's default")
+    if path is not None:
+        refuse_odd_name(str(path), what)
 
 
 def check_writable_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:
@@ -147,6 +176,7 @@ def check_writable_dir(path: str | os.PathLike[str], what: str = "--out") -> Pat
     For commands that write a folder of results after long work (training): a file in its place or
     an unwritable parent fails here, before the work. Returns the folder.
     """
+    refuse_odd_name(os.fspath(path), what)
     out = Path(path).expanduser()
     if out.exists() and not out.is_dir():
         raise MixoptError(f"{what} {out} is a file; give a folder path")
@@ -299,6 +329,8 @@ def _sweep_orphans(path: Path) -> None:
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; it replaces ``path`` only if the block succeeds
     (a symlinked folder: its target, so the link stays)."""
+    refuse_odd_name(os.fspath(path), "output folder")
+    refuse_holding_cwd(path, "output folder", "out")
     path = _target(Path(path), "output", folder=True)
     _check_parent(path)
     sweep_leftovers(path)

@@ -17,6 +17,30 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def is_control(ch: str) -> bool:
+    """Whether ``ch`` is a control character (a newline, a tab, DEL, C1's NEL) or a Unicode line or
+    paragraph separator: what no one line of a terminal, a table or an export can carry."""
+    import unicodedata
+
+    return unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+
+
+MAX_LINE = 2000  # characters of an error or warning line; a 5,000-character value is cut in its middle
+
+
+def one_line(text: str, limit: int = MAX_LINE) -> str:
+    """``text`` as one terminal line: control characters (a newline, an escape, C1's, U+2028) that a
+    value brought in are shown escaped, as Python writes them (a path with a newline had split the
+    error in two, an escape sequence drove the terminal), and a text over ``limit`` characters keeps
+    its start and end."""
+    if any(is_control(ch) for ch in text):
+        text = "".join(repr(ch)[1:-1] if is_control(ch) else ch for ch in text)
+    if len(text) > limit:
+        head, tail = limit * 2 // 3, limit // 3
+        text = f"{text[:head]} … ({len(text) - head - tail:,} characters cut) … {text[-tail:]}"
+    return text
+
+
 def listed(items: Sequence[str], n: int) -> str:
     """The first ``n`` items of a message's list and how many more: ``a, b, c and 4 more``."""
     return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mixopt.errors import MixoptError, MixoptWarning, listed, warn
+from mixopt.errors import MixoptError, MixoptWarning, is_control, listed, warn
 
 SCHEMA_ID = "mixopt.mixture/v1"
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "mixture.v1.json"
@@ -132,7 +132,7 @@ def has_control_char(text: str) -> bool:
     """Whether ``text`` holds a control character (a newline, a tab, DEL, C1's NEL) or a Unicode line
     or paragraph separator: no table or export line can carry it (YAML reads U+0085 and U+2028 as
     line breaks)."""
-    return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
+    return any(is_control(ch) for ch in text)
 
 
 def check_domain_chars(name: object, where: str) -> None:

@@ -39,14 +39,12 @@ def check_report_dir(path: str | Path, *, out: str | Path | None = None) -> Path
     """Refuse ``fit --report DIR`` before the fit: a file, a folder holding files other than an
     earlier report's (the report replaces the folder whole), a folder that cannot be made, the
     current folder, or one that ``out`` (the fit's own output) is inside. Returns it, resolved."""
-    from mixopt.atomic import check_can_create, output_path
+    from mixopt.atomic import check_can_create, output_path, refuse_holding_cwd
     from mixopt.errors import MixoptError
 
     # resolved: a symlink or a ".." had let --out inside the folder pass, and be deleted with it
     folder = output_path(path, "--report").expanduser().resolve()
-    if Path.cwd().resolve().is_relative_to(folder):  # the shell would be left in a deleted folder
-        raise MixoptError(f"--report {path} is the current folder or holds it, and a report replaces its "
-                          "folder whole; give a new folder, such as fit-report")
+    refuse_holding_cwd(folder, "--report", "fit-report")
     if folder.exists() and not folder.is_dir():
         raise MixoptError(f"--report {folder} is a file; give a folder for the report")
     held = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []

@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 
 Z = 2.0
+# Seeds per mixture a command runs at most (search --validate and --retries, compare --seeds): each
+# is a run, and a count past any budget had hung before any output
+MAX_SEEDS = 100
 
 
 def finite_or_none(v: Any) -> float | None:

@@ -322,6 +322,10 @@ class RunStore:
         Commands that only read a store the user named pass ``create=False``, so a mistyped
         ``--store`` is an error instead of a new, empty store that reports "no runs".
         """
+        if create and path is not None:  # a store named ' ' or with a newline is made by mistake
+            from mixopt.atomic import refuse_odd_name
+
+            refuse_odd_name(os.fspath(path), "--store")
         self.path = Path(path) if path is not None else default_path()
         if create and self.path.is_dir():  # SQLite's own word: "unable to open database file"
             raise MixoptError(f"run store {self.path} is a folder; give --store a file path (runs.sqlite)")

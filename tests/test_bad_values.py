@@ -76,9 +76,11 @@ def test_numbers_past_every_range_in_options(workspace: Path) -> None:
     with pytest.raises(MixoptError, match="--tokens: value '1e999999k' of 'a' is not a count"):
         parse_assignments("a=1e999999k,b=1", option="--tokens", counts=True)
     # an integer of 400 digits is a float (inf) the checks name, not an int no comparison holds
-    assert parse_fidelity(f"params={HUGE}") == {"params": float("inf")}
-    with pytest.raises(MixoptError, match="a token count must be"):
-        parse_fidelity(f"tokens={HUGE}")
+    for key in ("params", "tokens", "steps"):
+        with pytest.raises(MixoptError, match=f"--fidelity {key}={HUGE}: give a finite number"):
+            parse_fidelity(f"{key}={HUGE}")
+    with pytest.raises(MixoptError, match="--fidelity lr=nan: give a finite number"):
+        parse_fidelity("lr=nan")  # stored, it had read back as null
     assert parse_fidelity("params=123456789012345678") == {"params": 123456789012345678}
     with pytest.raises(MixoptError, match=r"token counts \(--tokens\) sum to more than a float holds"):
         default_target_tokens(None, {"a": 1e308, "b": 1e308})  # it had named --target-tokens, not given
@@ -158,3 +160,79 @@ def test_a_rung_value_of_the_wrong_type_is_named(workspace: Path, tmp_path: Path
     with pytest.raises(MixoptError, match=said):
         load_rung("zz")
     shutil.rmtree(tmp_path / "proxies")
+
+
+# ----- option values (a pass that gave every option of every command extreme values) ---------------
+def test_an_empty_exports_folder_is_not_the_current_folder(workspace: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """``--exports ""`` is ``.``: an empty current folder had been replaced whole, leaving the shell in a
+    deleted folder."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    inode = here.stat().st_ino
+    for exports in ("", ".", str(tmp_path)):
+        code = run_cli(["swarm", "--domains", "a,b,c", "--budget", "2", "--out", str(tmp_path / "s.csv"),
+                        "--exports", exports, "--format", "megatron"])
+        assert code == 2 and "is the current folder or holds it" in capsys.readouterr().err
+    assert here.stat().st_ino == inode and not (tmp_path / "s.csv").exists()
+    assert run_cli(["swarm", "--domains", "a,b", "--budget", "2", "--out", str(tmp_path / "s.csv"),
+                    "--exports", " ", "--format", "hf"]) == 2
+    assert "--exports ' ' is blank" in capsys.readouterr().err
+
+
+def test_output_names_that_are_blank_or_hold_control_characters(workspace: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.csv").write_text("index,a,b\n1,0.5,0.5\n2,0.25,0.75\n3,0.75,0.25\n")
+    (tmp_path / "m.csv").write_text("index,loss\n1,3.0\n2,3.1\n3,3.3\n")
+    fit = ["fit", "--ratios", "r.csv", "--metrics", "m.csv", "--target", "loss", "--method", "linear",
+           "--propose", "--out"]
+    for out, said in ((" ", "' ' is blank"), ("a\x1b[2Jb.json", "holds a control character")):
+        assert run_cli([*fit, out]) == 2 and said in capsys.readouterr().err
+    assert run_cli(["runs", "import", "--ratios", "r.csv", "--metrics", "m.csv", "--store", " ",
+                    "--prefix", "p:"]) == 2
+    assert "--store ' ' is blank" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv", "r.csv"]
+
+
+def test_errors_and_warnings_are_one_printable_line(workspace: Path, capsys) -> None:
+    """A value's newline had split the error in two, its escape sequence reached the terminal, and a
+    5,000-character value made a 5,000-character line."""
+    from mixopt.errors import MAX_LINE, one_line
+
+    assert run_cli(["runs", "list", "--store", "a\nb\x1b[31m"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run store a\\nb\\x1b[31m does not exist" in err
+    long = one_line("x" * 5000 + " end")
+    assert len(long) < MAX_LINE + 40 and long.endswith(" end") and "characters cut" in long
+    assert one_line("café · 2\u20283") == "café · 2\\u20283"
+
+
+def test_counts_past_what_a_command_can_run_are_refused_before_work(tiny_workspace: Path, tmp_path: Path,
+                                                                    capsys) -> None:
+    from mixopt.train.compare import compare
+
+    with pytest.raises(MixoptError, match="--seeds is 100,000,000,000,000,000,000; give at most 100"):
+        compare(["uniform", "natural"], "tiny", "moe-xs", seeds=10**20)  # it had hung before any output
+    with pytest.raises(MixoptError, match="tokens 1000 is less than one step"):
+        compare(["uniform", "natural"], "tiny", "moe-xs", seeds=1, tokens=1000, out=tmp_path / "c")
+    assert not (tmp_path / "c").exists()  # refused before its folder was made
+    assert run_cli(["proxy", "rungs", "--vocab", "9" * 400]) == 2  # an OverflowError traceback
+    assert "less than or equal to 65536" in capsys.readouterr().err
+    assert run_cli(["bench", "proxy", "--rungs", "xs", "--seconds", "0.5", "-t", "99999"]) == 2
+    assert "--threads is 99999, more than the" in capsys.readouterr().err
+
+
+def test_options_that_took_what_they_should_refuse(workspace: Path) -> None:
+    from mixopt.corpus.ingest import AddOptions
+    from mixopt.fit.across_scale import ScaleFitConfig
+    from mixopt.train.updater import make_updater
+
+    with pytest.raises(MixoptError, match="--size-exponent is inf; it must be a finite number > 0"):
+        ScaleFitConfig(size_exponent=float("inf"))
+    with pytest.raises(MixoptError, match="gives eta twice"):
+        make_updater("loss:eta=1,eta=2")  # the last had won
+    with pytest.raises(MixoptError, match="--vocab-size 70000 is out of range"):
+        AddOptions(vocab_size=70000)  # said after the data was read and a tokenizer trained

@@ -178,7 +178,9 @@ def bench_proxy(
 ) -> list[ProxyBench]:
     """Benchmark each rung in its own fresh process (one after the other); see the module doc."""
     from mixopt.proxy.rungs import load_rung
+    from mixopt.proxy.train import check_threads
 
+    check_threads(threads)  # in the worker, too many had broken its process pool with a traceback
     for r in rungs:
         load_rung(r)  # unknown rungs fail here, with the list of known ones, before any process starts
     if corpus is not None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import typer
 
-from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning, one_line
 
 app = typer.Typer(
     name="mixopt",
@@ -93,7 +93,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         # torch or the fitters, and compare would repeat a budget note for each of its runs.
         if str(message) not in _shown:
             _shown.add(str(message))
-            print(f"warning: {message}", file=sys.stderr)
+            print(f"warning: {one_line(str(message))}", file=sys.stderr)
     else:
         logging.getLogger("py.warnings").debug("%s:%s: %s", filename, lineno, message)
 
@@ -223,7 +223,7 @@ def _run(argv: list[str] | None) -> None:
         if isinstance(code, int) and not isinstance(code, bool) and code != 0:
             raise SystemExit(code)
     except MixoptError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -237,7 +237,7 @@ def _run(argv: list[str] | None) -> None:
         # pathlib's is_file()/exists() raise this one instead of answering False, wherever a path is
         # first looked at: one line for every command rather than a check in each.
         name = str(exc.filename or "")
-        shown = name if len(name) <= 80 else f"{name[:40]}…{name[-30:]} ({len(name)} characters)"
+        shown = one_line(name if len(name) <= 80 else f"{name[:40]}…{name[-30:]} ({len(name)} characters)")
         print(f"error: path too long for this file system: {shown}; give a shorter path", file=sys.stderr)
         raise SystemExit(2) from None
     except Exception as exc:  # click's usage errors arrive here in non-standalone mode
@@ -261,7 +261,7 @@ def _refuse_as_environment(exc: Exception) -> None:
     said = environment_message(err) if err is not None else None
     if said is not None:
         logging.getLogger("mixopt").debug("the error behind it (MIXOPT_LOG=DEBUG shows this)", exc_info=exc)
-        print(f"error: {said[0]}", file=sys.stderr)
+        print(f"error: {one_line(said[0])}", file=sys.stderr)
         raise SystemExit(said[1]) from None
 
 
@@ -293,4 +293,4 @@ def _show_usage_error(exc: Exception) -> None:
         return
     ctx = getattr(exc, "ctx", None)
     where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-    print(f"error: {' '.join(message.split())}{where}", file=sys.stderr)
+    print(f"error: {one_line(' '.join(message.split()))}{where}", file=sys.stderr)

@@ -126,7 +126,8 @@ def train(
 @proxy_app.command("rungs")
 def rungs(
     vocab: Annotated[
-        int, typer.Option("--vocab", min=2, help="Vocabulary size for the embedding and FLOPs.")
+        int, typer.Option("--vocab", min=2, max=65536, help="Vocabulary size for the embedding and FLOPs "
+                          "(at most 65536, as a corpus's tokenizer).")
     ] = 8192,
     as_json: JsonOpt = False,
 ) -> None:

@@ -68,7 +68,7 @@ def swarm(
     recompute: Annotated[Str, recompute_opt("to draw")] = None,
 ) -> None:
     """Draw the swarm of mixtures to train yourself: a ratios table for `mixopt fit`."""
-    from mixopt.atomic import atomic_dir, check_writable, write_text
+    from mixopt.atomic import atomic_dir, check_writable, refuse_holding_cwd, refuse_odd_name, write_text
     from mixopt.errors import MixoptError
     from mixopt.export import EXTENSIONS, export_mixture, export_notes, parse_prefixes
     from mixopt.mixture import Mixture
@@ -90,6 +90,8 @@ def swarm(
         check_writable(out, example="swarm.csv",
                        inputs={"--extend": extend, "--reuse-mixture": reuse_path(reuse) if reuse else None})
     if exports is not None:
+        refuse_odd_name(str(exports), "--exports")
+        refuse_holding_cwd(exports, "--exports", "blends")  # "" is "." once a Path
         if exports.exists() and (not exports.is_dir() or any(exports.iterdir())):
             raise MixoptError(f"--exports {exports} exists and is not an empty folder; give a new folder")
         if fmt not in EXTENSIONS:

@@ -62,6 +62,9 @@ class AddOptions:
     on_decode_error: DecodePolicy = "error"
 
     def __post_init__(self) -> None:
+        from mixopt.corpus.tokenize import check_vocab_size
+
+        check_vocab_size(self.vocab_size, "--vocab-size")  # before the data is read and a tokenizer trained
         if self.format not in FORMATS:
             raise MixoptError(f"unknown format {self.format!r}; choose one of {', '.join(FORMATS)}")
         if self.on_decode_error not in DECODE_POLICIES:

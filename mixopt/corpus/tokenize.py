@@ -38,14 +38,19 @@ def balanced_sample(docs: Mapping[str, Sequence[str]], chars_per_domain: int, se
     return sample
 
 
+def check_vocab_size(vocab_size: int, what: str = "vocab_size") -> None:
+    """Refuse a vocabulary the corpus cannot store, naming ``what`` (the option or recipe key)."""
+    if isinstance(vocab_size, bool) or not MIN_VOCAB <= vocab_size <= 65536:
+        raise MixoptError(
+            f"{what} {vocab_size} is out of range; use {MIN_VOCAB}..65536 (tokens are stored as uint16)"
+        )
+
+
 def train_tokenizer(texts: Sequence[str], vocab_size: int):  # -> tokenizers.Tokenizer
     """Train a byte-level BPE with an end-of-text special token on ``texts``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    if not MIN_VOCAB <= vocab_size <= 65536:
-        raise MixoptError(
-            f"vocab_size {vocab_size} is out of range; use {MIN_VOCAB}..65536 (tokens are stored as uint16)"
-        )
+    check_vocab_size(vocab_size)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

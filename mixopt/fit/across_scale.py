@@ -76,10 +76,8 @@ class ScaleFitConfig:
     report: Path | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_epochs", "target_tokens", "target_size"):
+        for name in ("max_epochs", "target_tokens", "target_size", "size_exponent"):
             check_finite_positive(f"--{name.replace('_', '-')}", getattr(self, name))
-        if self.size_exponent is not None and not self.size_exponent > 0:
-            raise MixoptError(f"--size-exponent is {self.size_exponent}; it must be > 0")
 
 
 def searched_tokens(store: Any, domains: Sequence[str], searches: Sequence[str]) -> dict[str, float] | None:

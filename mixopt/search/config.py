@@ -21,10 +21,10 @@ from mixopt.errors import MixoptError
 from mixopt.evaluator import PROXY
 from mixopt.methods import METHODS
 from mixopt.objective import names_the_mean
+from mixopt.stats import MAX_SEEDS
 
-# Upper bounds of --budget and of --validate / --retries.
+# Upper bound of --budget (that of --validate and --retries is stats.MAX_SEEDS).
 MAX_BUDGET = 100_000
-MAX_SEEDS = 100
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -369,6 +369,8 @@ def parse_fidelity(text: str | Sequence[str] | None) -> dict[str, Any]:
                 break
             except ValueError:
                 continue
+        if isinstance(value, float) and not math.isfinite(value):  # stored, it had read back as null
+            raise MixoptError(f"--fidelity {name}={val}: give a finite number, or a name")
         if name in out and out[name] != value:
             raise MixoptError(f"--fidelity gives {name} twice ({out[name]} and {value}); give it once")
         out[name] = value

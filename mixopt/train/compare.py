@@ -37,7 +37,7 @@ from mixopt.mixture import Mixture, check_domains
 from mixopt.objective import Objective
 from mixopt.proxy.job import spec_label
 from mixopt.proxy.train import check_memory, check_threads
-from mixopt.stats import critical_t, paired_difference, t_statistic
+from mixopt.stats import MAX_SEEDS, critical_t, paired_difference, t_statistic
 from mixopt.train import checkpoint
 from mixopt.train.config import load_model
 from mixopt.train.device import device_key, resolve_device
@@ -374,6 +374,8 @@ def compare(
                           "such as code=0.5,math=0.5)")
     if seeds < 1:
         raise MixoptError(f"--seeds is {seeds}; give at least 1 (2 or more for standard errors)")
+    if seeds > MAX_SEEDS:
+        raise MixoptError(f"--seeds is {seeds:,}; give at most {MAX_SEEDS} seeds per mixture")
     if not (math.isfinite(z) and z >= 0):  # an infinite bar is one no mixture can ever pass
         raise MixoptError(f"--z is {z}; give a finite number of standard errors ≥ 0 (2 is the default)")
     corpus = corpus if isinstance(corpus, Corpus) else Corpus.open(corpus)
@@ -403,6 +405,7 @@ def compare(
         check_threads(threads)
     labels = _labels(mixtures)
     budgeted = spec.with_tokens(tokens) if tokens is not None else spec
+    budgeted.lm_config(corpus.vocab_size, dense=dense)  # a budget under one step: refused before any folder
     budget = budgeted.train.tokens
     # The corpus, the budget and a device other than the CPU name the folder too: another of any
     # is another comparison (a run on one device is not resumed on another).

@@ -269,6 +269,8 @@ def make_updater(spec: str | WeightUpdater | None) -> WeightUpdater | None:
         key, sep, val = part.partition("=")
         if not sep:
             raise MixoptError(f"updater {spec!r}: parameter {part!r} is not key=value")
+        if key.strip() in kwargs:  # the last had won without a word
+            raise MixoptError(f"updater {spec!r} gives {key.strip()} twice; give it once")
         kwargs[key.strip()] = _parse_value(val.strip())
     if target in UPDATERS:
         factory: Any = UPDATERS[target]
