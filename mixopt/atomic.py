@@ -44,16 +44,22 @@ def _target(path: Path, what: str, *, folder: bool = False) -> Path:
     return path
 
 
-def refuse_holding_cwd(folder: str | os.PathLike[str], what: str, example: str) -> None:
+def refuse_holding_cwd(folder: str | os.PathLike[str], what: str, example: str | None = None) -> None:
     """Refuse a folder that a command replaces whole when it is the current folder or holds it (an
     empty ``--exports ""`` is ``.``): the shell would be left in a deleted folder.
 
     Raises:
-        MixoptError: naming ``what`` (the option), and ``example``, a new folder to give instead.
+        MixoptError: naming ``what`` (the option, or the folder's role), and ``example``, a new folder
+        to give instead (None: the command has no option for it, so only ``cd`` helps).
     """
-    if Path.cwd().resolve().is_relative_to(Path(folder).expanduser().resolve()):
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:  # the current folder is gone already: nothing to protect
+        return
+    if cwd.is_relative_to(Path(folder).expanduser().resolve()):
+        fix = f"give a new folder, such as {example}" if example else "run it from another folder"
         raise MixoptError(f"{what} {os.fspath(folder) or repr('')} is the current folder or holds it, and "
-                          f"it is replaced whole; give a new folder, such as {example}")
+                          f"it is replaced whole; {fix}")
 
 
 def first_missing(folder: Path) -> Path | None:
@@ -330,7 +336,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; it replaces ``path`` only if the block succeeds
     (a symlinked folder: its target, so the link stays)."""
     refuse_odd_name(os.fspath(path), "output folder")
-    refuse_holding_cwd(path, "output folder", "out")
+    refuse_holding_cwd(path, "output folder")
     path = _target(Path(path), "output", folder=True)
     _check_parent(path)
     sweep_leftovers(path)

@@ -25,6 +25,9 @@ def is_control(ch: str) -> bool:
     return unicodedata.category(ch) in ("Cc", "Zl", "Zp")
 
 
+# Digits of an integer read exactly from a user's text; past them it is a float (inf past 308 digits,
+# which the checks refuse by name; as an int it overflowed every float comparison with a traceback)
+MAX_INT_DIGITS = 300
 MAX_LINE = 2000  # characters of an error or warning line; a 5,000-character value is cut in its middle
 
 

@@ -479,7 +479,7 @@ def parse_export(
             known = set(domains)  # train_<domain> → domain, where the domains are given
             pairs = [(k if k in known or k.removeprefix("train_") not in known else k.removeprefix("train_"),
                       float(v)) for k, v in ((str(k), v) for k, v in yaml.safe_load(text)["train"].items())]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise MixoptError(f"cannot parse this {fmt} export: {exc}") from exc
     out: dict[str, float] = {}
     for name, weight in pairs:

@@ -22,9 +22,11 @@ table; :meth:`RunTable.target` leaves such runs out with a warning.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import re
+import stat
 import sys
 import warnings
 from collections import Counter
@@ -66,6 +68,7 @@ class RunTable:
         key: the column rows were joined on (``run`` or ``index``).
         names: Olmix's ``name`` column when the ratios file has one.
         sources: the files read.
+        sha256: the sha256 of each file's bytes as read (``ratios``, ``metrics``).
         broken: metric columns of numbers with text among them, each with the error that names the
             cells; left out of ``metrics``, and refused only where used (:meth:`refuse_broken`), so a
             broken cell in one column of 110 does not stop a fit of another.
@@ -82,6 +85,7 @@ class RunTable:
     key: str
     names: list[str] | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)
     broken: dict[str, str] = field(default_factory=dict)
     history: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     checkpoints: str | None = None
@@ -245,15 +249,21 @@ def _read_bytes(path: Path, what: str) -> bytes:
     if path.is_dir() or not path.exists():
         what_is = "is a folder" if path.is_dir() else "does not exist"
         raise MixoptError(f"{what} file {path} {what_is}; give the path to a CSV file")
+    mode = path.stat().st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):  # /dev/zero had been read until memory ran out
+        raise MixoptError(f"{what} file {path} is not a file or a pipe (a device, a terminal or a socket); "
+                          "give the path to a CSV file")
     try:
         return path.read_bytes()
     except OSError as exc:
         raise MixoptError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
 
 
-def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
+def _read_csv(path: str | Path, what: str) -> tuple[pl.DataFrame, str]:
+    """The table, and the sha256 of the bytes it was read from (a pipe cannot be read again to hash)."""
     path = Path(path)
     data = _read_bytes(path, what)
+    digest = hashlib.sha256(data).hexdigest()
     text = _check_text(data, path, what)
     import csv
 
@@ -324,7 +334,7 @@ def _read_csv(path: str | Path, what: str) -> pl.DataFrame:
         df = df.drop(unnamed)
     if df.height == 0:
         raise MixoptError(f"{what} file {path} has no rows")
-    return _strip_cells(df)
+    return _strip_cells(df), digest
 
 
 _NULLS = ("", "NA", "nan", "NaN", "null")
@@ -689,7 +699,7 @@ def read_ratios(
     ``what`` names the file in errors (the option it came from); ``domains``, when given, are the
     columns the file must have (checked before the rows, so a missing one is named as such).
     """
-    df = _read_csv(path, what)
+    df, _ = _read_csv(path, what)
     key = key or next((k for k in ("run", "index") if k in df.columns), None)
     if key is None or key not in df.columns:
         raise MixoptError(f"{path}: no 'run' or 'index' column to name the rows; add one"
@@ -717,8 +727,8 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
             f"--ratios and --metrics are the same file ({ratios}); give the weights and the metrics in two "
             "files, each with the run id column (run or index): weights in one, metrics in the other"
         )
-    rdf = _read_csv(ratios, "ratios")
-    mdf = _read_csv(metrics, "metrics")
+    rdf, ratios_sha = _read_csv(ratios, "ratios")
+    mdf, metrics_sha = _read_csv(metrics, "metrics")
     key = next((k for k in ("run", "index") if k in rdf.columns and k in mdf.columns), None)
     shown: dict[str, str] = {}
     if "_step" in mdf.columns and "step" not in mdf.columns and key and mdf[key].is_duplicated().any():
@@ -799,6 +809,7 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
         domains=domains, X=X, metrics=M, run_ids=ids, key=key,
         names=[names[i] for i in both] if names is not None else None,
         sources={"ratios": str(ratios), "metrics": str(metrics)},
+        sha256={"ratios": ratios_sha, "metrics": metrics_sha},
         broken=broken,
         history={r: history[r] for r in ids} if history else {},
         checkpoints=checkpoints,

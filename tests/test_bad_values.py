@@ -50,8 +50,8 @@ def test_a_mixture_json_with_huge_integers_or_deep_nesting_is_refused(tmp_path: 
     path.write_text(json.dumps(base)[:-1] + ', "params": ' + "[" * 100_000 + "]" * 100_000 + "}")
     with pytest.raises(MixoptError, match="nests its arrays or objects too deep"):
         Mixture.load(path)
-    path.write_text(json.dumps({**base, "params": {"seed": 12345678901234567890123}}))  # a float
-    assert Mixture.load(path).meta["params"]["seed"] == pytest.approx(1.2345678901234568e22)
+    path.write_text(json.dumps({**base, "params": {"seed": 12345678901234567890123}}))  # kept exactly
+    assert Mixture.load(path).meta["params"]["seed"] == 12345678901234567890123
 
 
 def test_an_export_refuses_passes_no_repetition_factor_holds(tmp_path: Path, capsys) -> None:
@@ -76,12 +76,15 @@ def test_numbers_past_every_range_in_options(workspace: Path) -> None:
     with pytest.raises(MixoptError, match="--tokens: value '1e999999k' of 'a' is not a count"):
         parse_assignments("a=1e999999k,b=1", option="--tokens", counts=True)
     # an integer of 400 digits is a float (inf) the checks name, not an int no comparison holds
-    for key in ("params", "tokens", "steps"):
+    for key in ("params", "steps"):
         with pytest.raises(MixoptError, match=f"--fidelity {key}={HUGE}: give a finite number"):
             parse_fidelity(f"{key}={HUGE}")
+    with pytest.raises(MixoptError, match=f"--fidelity tokens={HUGE}: a token count must be"):
+        parse_fidelity(f"tokens={HUGE}")
     with pytest.raises(MixoptError, match="--fidelity lr=nan: give a finite number"):
         parse_fidelity("lr=nan")  # stored, it had read back as null
-    assert parse_fidelity("params=123456789012345678") == {"params": 123456789012345678}
+    # ids and seeds of 19 digits and more stay exact: as floats, two fidelities had matched
+    assert parse_fidelity("seed=12345678901234567891") == {"seed": 12345678901234567891}
     with pytest.raises(MixoptError, match=r"token counts \(--tokens\) sum to more than a float holds"):
         default_target_tokens(None, {"a": 1e308, "b": 1e308})  # it had named --target-tokens, not given
 
@@ -236,3 +239,36 @@ def test_options_that_took_what_they_should_refuse(workspace: Path) -> None:
         make_updater("loss:eta=1,eta=2")  # the last had won
     with pytest.raises(MixoptError, match="--vocab-size 70000 is out of range"):
         AddOptions(vocab_size=70000)  # said after the data was read and a tokenizer trained
+
+
+def test_a_proposal_from_standard_input_records_what_it_read(workspace: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provenance hash had read the table a second time: from a pipe, the fit then read nothing."""
+    import hashlib
+    import io
+
+    runs = Path(__file__).parent / "data" / "runs" / "regmix-pile-1m"
+    ratios = (runs / "test_mixture_1m.csv").read_bytes()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(ratios)))
+    out = tmp_path / "p.json"
+    assert run_cli(["fit", "--ratios", "-", "--metrics", str(runs / "test_pile_loss_1m.csv"), "--target",
+                    "metric/the_pile_pile_cc_val_loss", "--method", "linear", "--propose", "--candidates",
+                    "2000", "--out", str(out)]) == 0
+    sha = json.loads(out.read_text())["provenance"]["tables_sha256"]
+    assert sha["ratios"] == hashlib.sha256(ratios).hexdigest()
+
+
+def test_a_deleted_current_folder_and_deep_toml(workspace: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixopt.atomic import refuse_holding_cwd
+    from mixopt.proxy.rungs import load_rung
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    refuse_holding_cwd(tmp_path / "out", "--exports")  # nothing to protect: it had raised FileNotFoundError
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "deep.toml").write_text("eval_at = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(MixoptError, match="cannot read proxy rung"):
+        load_rung(str(tmp_path / "deep.toml"))  # a RecursionError traceback

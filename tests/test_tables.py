@@ -470,7 +470,7 @@ def test_tables_are_read_from_pipes_and_standard_input(tmp_path: Path,
         want = read_run_tables(ratios, metrics)
     fifo = tmp_path / "metrics.fifo"
     os.mkfifo(fifo)
-    writer = threading.Thread(target=lambda: fifo.write_bytes(metrics.read_bytes()))
+    writer = threading.Thread(target=lambda: fifo.write_bytes(metrics.read_bytes()), daemon=True)
     writer.start()
     with pytest.warns(MixoptWarning, match="renormalised"):
         got = read_run_tables(ratios, fifo)
@@ -484,6 +484,8 @@ def test_tables_are_read_from_pipes_and_standard_input(tmp_path: Path,
         read_run_tables("-", "-")
     with pytest.raises(MixoptError, match=r"metrics file .*nope\.csv does not exist"):
         read_run_tables(ratios, tmp_path / "nope.csv")
+    with pytest.raises(MixoptError, match="metrics file /dev/zero is not a file or a pipe"):
+        read_run_tables(ratios, "/dev/zero")  # read until memory ran out
 
 
 def test_an_import_from_a_pipe_needs_a_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

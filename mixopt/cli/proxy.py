@@ -21,6 +21,7 @@ from mixopt.cli.common import (
     out_file,
     parse_count,
 )
+from mixopt.errors import one_line
 
 proxy_app = typer.Typer(
     help="Proxy models: train one on a mixture, list the rung ladder.", no_args_is_help=True
@@ -119,7 +120,7 @@ def train(
             markup=False
         )
     if res.status != "ok":
-        print(f"{res.status}: {res.error}", file=sys.stderr)
+        print(one_line(f"{res.status}: {res.error}"), file=sys.stderr)
         raise SystemExit(1)
 
 
@@ -173,7 +174,8 @@ def rungs(
 @bench_app.command("proxy")
 def bench_proxy(
     rungs: Annotated[str, typer.Option("--rungs", help="Comma-separated rungs.")] = "xs,s,m",
-    threads: Annotated[int, typer.Option("--threads", "-t", min=1, help="Torch threads.")] = 2,
+    threads: Annotated[int | None, typer.Option("--threads", "-t", min=1, help="Torch threads (default: 2, "
+                                                "or 1 on a one-CPU machine).")] = None,
     corpus: Annotated[
         str | None, typer.Option("--corpus", "-c", help="A built corpus (default: synthetic random tokens).")
     ] = None,
@@ -187,11 +189,14 @@ def bench_proxy(
 ) -> None:
     """Tokens/s, peak memory, parameters and MFU of each rung (MFU against this run's own fp32 matmul)."""
     from mixopt.bench.proxy import bench_proxy as run_bench
+    from mixopt.cpus import usable_cpus
     from mixopt.errors import MixoptError
 
     names = [r.strip() for r in rungs.split(",") if r.strip()]
     if not names:
         raise MixoptError("--rungs is empty; give rungs such as xs,s,m (`mixopt proxy rungs` lists them)")
+    if threads is None:  # two, as the README's figures were measured, where the machine has them
+        threads = min(2, usable_cpus())
     results = run_bench(names, threads=threads, corpus=corpus, seconds=seconds, compare_plain=compare_plain)
     if as_json:
         print(dumps([r.as_dict() for r in results]))

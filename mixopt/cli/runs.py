@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from mixopt.cli import app
 from mixopt.cli.common import JsonOpt, console, dumps, err_console, json_warnings, parse_count, print_columns
+from mixopt.errors import one_line
 
 ERROR_CHARS = 40  # of a run's error in `runs list` (`runs list --json` has it whole)
 runs_app = typer.Typer(help="The run store: every run ever evaluated.", no_args_is_help=True)
@@ -177,7 +178,8 @@ def list_searches(
     failed = [r for r in rows if r["error"]]
     if failed:  # why, in a line each: the report keeps it too
         for r in failed[-5:]:
-            console.print(f"{escape(r['search'])} failed: {escape(r['error'])}", style="dim", soft_wrap=True)
+            console.print(one_line(f"{r['search']} failed: {r['error']}"), style="dim", soft_wrap=True,
+                          markup=False)
         if len(failed) > 5:
             console.print(f"({len(failed) - 5} earlier failed searches: --json has every error)", style="dim",
                           markup=False)
@@ -232,8 +234,9 @@ def import_runs(
                                    prefix=prefix, evaluator=evaluator, rename=rename or (),
                                    tokens_per_step=tokens_per_step, search=search)
     except BaseException:  # refused, failed or interrupted: no empty store or folders left behind
-        if created and st.remove_if_empty():
-            remove_made(path.parent, made)
+        with contextlib.suppress(Exception):  # a failed clean-up must not hide why the import failed
+            if created and st.remove_if_empty():
+                remove_made(path.parent, made)
         raise
     if as_json:
         print(dumps({**summary, "warnings": said}, indent=2))

@@ -26,7 +26,7 @@ from mixopt.cli.common import (
     parse_count,
     print_columns,
 )
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, one_line
 
 ThreadsOpt = Annotated[
     int | None, typer.Option("--threads", "-t", min=1, help="Torch threads (default: torch's own choice).")
@@ -365,7 +365,7 @@ def train_cmd(
     if collapse is not None:
         err_console.print(f"warning: {collapse}", style="yellow", markup=False)
     if res.status == "diverged":  # on stderr, so that --json's stdout stays one JSON object
-        err_console.print(f"[red]diverged:[/] {escape(res.error or '')}")
+        err_console.print(f"[red]diverged:[/] {escape(one_line(res.error or ''))}")
         raise SystemExit(1)
 
 

@@ -190,6 +190,8 @@ def parse_recipe(path: Path, name: str | None = None) -> Recipe:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise MixoptError(f"cannot read recipe {path}: {exc}") from None
+    except RecursionError:  # [[[[…]]]] 100,000 deep
+        raise MixoptError(f"recipe {path} nests its arrays or tables too deep to read") from None
     except tomllib.TOMLDecodeError as exc:
         # "Cannot declare ('domains', 'prose') twice": a domain written twice, which TOML refuses
         hint = "; write each domain (and each key) once" if "twice" in str(exc) else ""

@@ -138,15 +138,6 @@ class FitReport:
         }
 
 
-def _sha256(path: str | Path) -> str | None:
-    from mixopt.corpus.fetch import sha256_of
-
-    try:
-        return sha256_of(Path(path))
-    except MixoptError:  # unreadable: the tables' reader says why next, in its own words
-        return None
-
-
 def fit_tables(config: FitConfig) -> FitReport:
     """Fit ``config.method`` on the run tables and do what ``config`` asks (CV, predict, propose).
 
@@ -177,14 +168,13 @@ def fit_tables(config: FitConfig) -> FitReport:
         raise MixoptError(
             f"method {method.name!r} fits no model, so it cannot --cv or --predict; use regmix or linear"
         )
-    # The tables' contents as read, for the mixture to record (hashed at its writing, they had been
-    # the contents of a file rewritten while the fit ran: a review).
-    sha256 = ({k: _sha256(v) for k, v in (("ratios", config.ratios), ("metrics", config.metrics))}
-              if config.propose else {})
     # The tables' notes (rows renormalised, runs left out) are said once the target is known good:
     # before a refused --target they were noise above the one error line.
     with warnings_if_ok():
         table = read_run_tables(config.ratios, config.metrics)
+        # The tables' contents as read, for the mixture to record (hashed at its writing, they had
+        # been the contents of a file rewritten while the fit ran: a review; hashed apart, a pipe's)
+        sha256 = dict(table.sha256) if config.propose else {}
         if table.history:
             warn(_checkpoints_note(table, config.metrics), MixoptWarning)
         # --reuse-mixture: fitted and proposed over the units, written over the domains

@@ -230,8 +230,8 @@ def load_rung(name: str | RungConfig) -> RungConfig:
         raise MixoptError(f"proxy rung {name!r} is unknown; known rungs: {known} (or give a path to a .toml)")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise MixoptError(f"cannot read proxy rung {path}: {exc}") from exc
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise MixoptError(f"cannot read proxy rung {path}: {exc}") from None
     return rung_from_dict(Path(path).stem, data, source=str(path))
 
 

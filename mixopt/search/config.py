@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mixopt import paths
-from mixopt.errors import MixoptError
+from mixopt.errors import MAX_INT_DIGITS, MixoptError
 from mixopt.evaluator import PROXY
 from mixopt.methods import METHODS
 from mixopt.objective import names_the_mean
@@ -369,7 +369,8 @@ def parse_fidelity(text: str | Sequence[str] | None) -> dict[str, Any]:
                 break
             except ValueError:
                 continue
-        if isinstance(value, float) and not math.isfinite(value):  # stored, it had read back as null
+        # stored, it had read back as null (tokens: its own check below says what a count is)
+        if isinstance(value, float) and not math.isfinite(value) and name != "tokens":
             raise MixoptError(f"--fidelity {name}={val}: give a finite number, or a name")
         if name in out and out[name] != value:
             raise MixoptError(f"--fidelity gives {name} twice ({out[name]} and {value}); give it once")
@@ -380,9 +381,9 @@ def parse_fidelity(text: str | Sequence[str] | None) -> dict[str, Any]:
 
 
 def _int(text: str) -> int:
-    """An int of up to 18 digits; a longer one reads as a float (10**400 as inf, which the checks
-    name: as an int it overflowed every float comparison with a traceback)."""
-    if len(text.strip().lstrip("+-")) > 18:
+    """An int of up to 300 digits, exactly (an id or a seed); a longer one reads as a float (10**400
+    as inf, which the checks name: as an int it overflowed every float comparison with a traceback)."""
+    if len(text.strip().lstrip("+-")) > MAX_INT_DIGITS:
         raise ValueError(text)
     return int(text)
 

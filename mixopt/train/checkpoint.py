@@ -196,7 +196,7 @@ def _config_file(folder: Path, saved: dict[str, Any], name: str) -> Path | None:
         spec = spec_from_dict(name, tomllib.loads(text))
         same = (spec.lm_config(int(lm["vocab_size"]), dense=bool(lm.get("dense"))).__dict__ == lm
                 and spec.as_dict()["train"] == train)
-    except (MixoptError, KeyError, TypeError, ValueError, tomllib.TOMLDecodeError):
+    except (MixoptError, KeyError, TypeError, ValueError, tomllib.TOMLDecodeError, RecursionError):
         same = False
     if not same:
         return None

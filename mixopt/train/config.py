@@ -300,6 +300,6 @@ def load_model(name: str | ModelSpec) -> ModelSpec:
         paths.warn_if_overriding("proxies", path, "model config")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise MixoptError(f"cannot read model config {path}: {exc}") from exc
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise MixoptError(f"cannot read model config {path}: {exc}") from None
     return spec_from_dict(path.stem, data, source=str(path))
