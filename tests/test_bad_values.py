@@ -226,6 +226,8 @@ def test_counts_past_what_a_command_can_run_are_refused_before_work(tiny_workspa
     assert "less than or equal to 65536" in capsys.readouterr().err
     assert run_cli(["bench", "proxy", "--rungs", "xs", "--seconds", "0.5", "-t", "99999"]) == 2
     assert "--threads is 99999, more than the" in capsys.readouterr().err
+    assert run_cli(["bench", "proxy", "--rungs", "xs", "--seconds", "inf"]) == 2  # it had run forever
+    assert "less than or equal to 3600" in capsys.readouterr().err
 
 
 def test_options_that_took_what_they_should_refuse(workspace: Path) -> None:

@@ -180,7 +180,8 @@ def bench_proxy(
         str | None, typer.Option("--corpus", "-c", help="A built corpus (default: synthetic random tokens).")
     ] = None,
     seconds: Annotated[
-        float, typer.Option("--seconds", min=0.5, help="Timed training seconds per rung.")
+        float, typer.Option("--seconds", min=0.5, max=3600,
+                            help="Timed training seconds per rung (at most an hour: inf had run forever).")
     ] = 8.0,
     compare_plain: Annotated[
         bool, typer.Option("--compare-plain", help="Also time the plain PyTorch model (no fused functions).")
