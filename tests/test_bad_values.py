@@ -274,3 +274,26 @@ def test_a_deleted_current_folder_and_deep_toml(workspace: Path, tmp_path: Path,
     (tmp_path / "deep.toml").write_text("eval_at = " + "[" * 100_000 + "]" * 100_000 + "\n")
     with pytest.raises(MixoptError, match="cannot read proxy rung"):
         load_rung(str(tmp_path / "deep.toml"))  # a RecursionError traceback
+
+
+def test_swarm_extends_a_file_not_a_pipe(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys) -> None:
+    """The table is read for its rows, its numbering and its last line: a pipe, empty the second time,
+    had given a traceback and a table of blank lines (a QA pass of this session's pipe reading)."""
+    import io
+    import os
+    import threading
+
+    runs = Path(__file__).parent / "data" / "runs" / "regmix-pile-1m" / "train_mixture_1m.csv"
+    domains = runs.read_text().splitlines()[0].split(",")[1:]
+    out = tmp_path / "sw.csv"
+    fifo = tmp_path / "t.fifo"
+    os.mkfifo(fifo)
+    threading.Thread(target=lambda: fifo.write_bytes(runs.read_bytes()), daemon=True).start()
+    base = ["swarm", "--domains", ",".join(domains), "--budget", "8", "--out", str(out), "--extend"]
+    assert run_cli([*base, str(fifo)]) == 2 and "is a pipe or a device" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(runs.read_bytes())))
+    assert run_cli([*base, "-"]) == 2 and "from standard input" in capsys.readouterr().err
+    assert not out.exists()
+    assert run_cli([*base, str(runs)]) == 0  # a file extends as before
+    assert len(out.read_text().splitlines()) == 9

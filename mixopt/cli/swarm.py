@@ -86,6 +86,15 @@ def swarm(
     if (prefix or valid) and exports is None:
         raise MixoptError(f"{'--prefix' if prefix else '--valid'} goes into --exports files; add --exports "
                           "FOLDER --format F")
+    if extend is not None and str(extend) != "-" and extend.exists() and not extend.is_dir() \
+            and not extend.is_file():
+        # read for its rows, its numbering and its last line, and appended to by the user after: a pipe
+        # had been read empty the second time, with a traceback and a table of blank lines
+        raise MixoptError(f"--extend {extend} is a pipe or a device; give the table as a file (it is read "
+                          "more than once, and the new rows are appended to it)")
+    if extend is not None and str(extend) == "-":
+        raise MixoptError("--extend - would read the table from standard input; give it as a file (it is "
+                          "read more than once, and the new rows are appended to it)")
     if out is not None:  # nor the mixture it reuses (a QA pass wrote the table over it)
         check_writable(out, example="swarm.csv",
                        inputs={"--extend": extend, "--reuse-mixture": reuse_path(reuse) if reuse else None})
