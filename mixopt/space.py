@@ -35,8 +35,9 @@ def default_target_tokens(target: float | None, tokens: Mapping[str, float] | No
         return target
     total = float(sum(tokens.values()))
     if not math.isfinite(total):  # it had been called "--target-tokens is inf", an option not given
-        raise MixoptError("the domains' token counts (--tokens) sum to more than a float holds, and that sum "
-                          "is the default --target-tokens; give counts that are real, or --target-tokens")
+        raise MixoptError("the domains' token counts (--tokens) sum to more than a float holds, and that "
+                          "sum is the default --target-tokens; give counts that sum below 1e308, or "
+                          "--target-tokens")
     return total or None
 
 
