@@ -23,16 +23,22 @@ def field_types(*classes: Any) -> dict[str, str]:
     return {f.name: written(f.type) for c in classes for f in fields(c)}
 
 
-def check_field_types(where: str, data: Mapping[str, Any], types: Mapping[str, str]) -> None:
+def check_field_types(where: str, data: Mapping[str, Any], types: Mapping[str, str]) -> dict[str, Any]:
     """Refuse a value of ``data`` whose field (``types``: name → type as written) is a bool, int,
     float, str, tuple of numbers or Literal and which is not of that type, naming ``where`` (the
     recipe and its file), the key and what it must be. Keys of other types are left to the caller.
 
+    Returns ``data`` with a whole float in an int field as an int: TOML reads ``tokens = 2e7`` as a
+    float, and token counts are written so.
+
     Raises:
         MixoptError: the first value of the wrong type.
     """
+    out = dict(data)
     for key, value in data.items():
         kind = types.get(key, "")
+        if kind == "int" and isinstance(value, float) and value.is_integer():
+            out[key] = value = int(value)
         if kind == "bool":
             ok, want = isinstance(value, bool), "true or false"
         elif kind == "int":
@@ -48,3 +54,4 @@ def check_field_types(where: str, data: Mapping[str, Any], types: Mapping[str, s
             continue
         if not ok:
             raise MixoptError(f"{where}: {key} = {value!r} must be {want}")
+    return out

@@ -5,6 +5,7 @@ error line (a MixoptError, exit 2) or read as meant; each had been a traceback o
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -297,3 +298,24 @@ def test_swarm_extends_a_file_not_a_pipe(workspace: Path, tmp_path: Path, monkey
     assert not out.exists()
     assert run_cli([*base, str(runs)]) == 0  # a file extends as before
     assert len(out.read_text().splitlines()) == 9
+
+
+def test_a_whole_float_is_an_integer_in_a_rung(workspace: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """TOML reads ``tokens = 2e6`` as a float, and token counts are written so: it had been refused as
+    "must be an integer" (a QA pass). A fraction still is."""
+    from mixopt.proxy.rungs import load_rung
+
+    shipped = Path(__import__("mixopt").__file__).parent / "recipes" / "proxies" / "xs.toml"
+    text = shipped.read_text()
+    want = load_rung("xs")
+    (tmp_path / "proxies").mkdir()
+    monkeypatch.chdir(tmp_path)
+    floated = re.sub(r"(?m)^tokens = .*$", f"tokens = {float(want.tokens):e}", text)
+    assert floated != text
+    (tmp_path / "proxies" / "zf.toml").write_text(floated)
+    got = load_rung("zf")
+    assert got.tokens == want.tokens and type(got.tokens) is int
+    (tmp_path / "proxies" / "zh.toml").write_text(re.sub(r"(?m)^batch = .*$", "batch = 1.5", text))
+    with pytest.raises(MixoptError, match="batch = 1.5 must be an integer"):
+        load_rung("zh")

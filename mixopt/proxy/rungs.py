@@ -200,17 +200,17 @@ def rung_from_dict(name: str, data: dict[str, Any], *, source: str = "") -> Rung
             f"known keys are {', '.join(sorted(_KNOWN))} and a [cost] table"
         )
     types = field_types(RungConfig)
-    check_field_types(f"proxy rung {name!r} ({source})", data, types)
+    data = check_field_types(f"proxy rung {name!r} ({source})", data, types)
     if "eval_at" in data:
         data["eval_at"] = tuple(data["eval_at"])
-    extra = {f"cost_{k}": v for k, v in cost.items()}
-    bad = sorted(set(extra) - {"cost_seconds", "cost_threads", "cost_flops"})
+    bad = sorted(f"cost_{k}" for k in set(cost) - {"seconds", "threads", "flops"})
     if bad:
         raise MixoptError(
             f"proxy rung {name!r} ({source}): unknown [cost] key(s) {bad}; use seconds, threads, flops"
         )
-    check_field_types(f"proxy rung {name!r} ({source}): [cost]", cost,
-                      {k.removeprefix("cost_"): t for k, t in types.items() if k.startswith("cost_")})
+    cost = check_field_types(f"proxy rung {name!r} ({source}): [cost]", cost,
+                             {k.removeprefix("cost_"): t for k, t in types.items() if k.startswith("cost_")})
+    extra = {f"cost_{k}": v for k, v in cost.items()}
     try:
         return RungConfig(name=name, source=source, **data, **extra)
     except TypeError as exc:

@@ -220,13 +220,13 @@ def spec_from_dict(name: str, data: dict[str, Any], *, source: str = "") -> Mode
             f"model {name!r} ({source}): unknown key(s) {', '.join(unknown)}; known keys are "
             f"{', '.join(sorted(_SHAPE_KEYS + _TRAIN_KEYS))} and description"
         )
-    shape = {k: data[k] for k in _SHAPE_KEYS if k in data}
     missing = sorted(
-        {"n_layer", "d_model", "n_head", "context", "n_experts", "top_k", "expert_hidden"} - set(shape)
+        {"n_layer", "d_model", "n_head", "context", "n_experts", "top_k", "expert_hidden"} - set(data)
     )
     if missing:
         raise MixoptError(f"model {name!r} ({source}): missing key(s) {', '.join(missing)}")
-    check_field_types(f"model {name!r} ({source})", data, field_types(LMConfig, TrainConfig))
+    data = check_field_types(f"model {name!r} ({source})", data, field_types(LMConfig, TrainConfig))
+    shape = {k: data[k] for k in _SHAPE_KEYS if k in data}
     train = {k: data[k] for k in _TRAIN_KEYS if k in data}
     if "eval_at" in train:
         train["eval_at"] = tuple(train["eval_at"])
