@@ -25,9 +25,20 @@ def is_control(ch: str) -> bool:
     return unicodedata.category(ch) in ("Cc", "Zl", "Zp")
 
 
-# Digits of an integer read exactly from a user's text; past them it is a float (inf past 308 digits,
-# which the checks refuse by name; as an int it overflowed every float comparison with a traceback)
-MAX_INT_DIGITS = 300
+MAX_INT_DIGITS = 300  # digits of an integer read exactly from a user's text (see int_or_float)
+
+
+def int_or_float(text: str) -> int | float:
+    """A whole number written in a user's text: an int, exactly, up to :data:`MAX_INT_DIGITS` digits
+    (ids and seeds of 19 digits and more stay exact), else a float (10**400 as inf, which the checks
+    refuse by name: as an int it overflowed every float comparison with a traceback).
+
+    Raises:
+        ValueError: ``text`` is not a number.
+    """
+    return int(text) if len(text.strip().lstrip("+-")) <= MAX_INT_DIGITS else float(text)
+
+
 MAX_LINE = 2000  # characters of an error or warning line; a 5,000-character value is cut in its middle
 
 

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mixopt.errors import MAX_INT_DIGITS, MixoptError, MixoptWarning, is_control, listed, warn
+from mixopt.errors import MixoptError, MixoptWarning, int_or_float, is_control, listed, warn
 
 SCHEMA_ID = "mixopt.mixture/v1"
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "mixture.v1.json"
@@ -477,11 +477,8 @@ class Mixture:
                 seen.add(k)
             return dict(pairs)
 
-        def number(literal: str) -> int | float:  # 10**400 as inf, which the checks name
-            return int(literal) if len(literal.lstrip("-")) <= MAX_INT_DIGITS else float(literal)
-
-        try:
-            data = json.loads(text, object_pairs_hook=no_repeats, parse_int=number)
+        try:  # 10**400 as inf, which the checks name
+            data = json.loads(text, object_pairs_hook=no_repeats, parse_int=int_or_float)
         except json.JSONDecodeError as exc:
             raise MixoptError(
                 # json's own message may end "starting at"; the line is named once

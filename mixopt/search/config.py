@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mixopt import paths
-from mixopt.errors import MAX_INT_DIGITS, MixoptError
+from mixopt.errors import MixoptError, int_or_float
 from mixopt.evaluator import PROXY
 from mixopt.methods import METHODS
 from mixopt.objective import names_the_mean
@@ -362,7 +362,7 @@ def parse_fidelity(text: str | Sequence[str] | None) -> dict[str, Any]:
     for name, val in _pairs(text, option="--fidelity", form="key=value (e.g. --fidelity steps=1000,lr=3e-4)"):
         # tokens is a count wherever it is written (5k as --tokens 5k); other keys keep their text
         # (rung=1m names a rung)
-        casts = (_int, float, _count, str) if name == "tokens" else (_int, float, str)
+        casts = (int_or_float, float, _count, str) if name == "tokens" else (int_or_float, float, str)
         for cast in casts:
             try:
                 value = cast(val)
@@ -378,14 +378,6 @@ def parse_fidelity(text: str | Sequence[str] | None) -> dict[str, Any]:
         typed[name] = val
     check_tokens_fidelity(out, typed.get("tokens"))
     return out
-
-
-def _int(text: str) -> int:
-    """An int of up to 300 digits, exactly (an id or a seed); a longer one reads as a float (10**400
-    as inf, which the checks name: as an int it overflowed every float comparison with a traceback)."""
-    if len(text.strip().lstrip("+-")) > MAX_INT_DIGITS:
-        raise ValueError(text)
-    return int(text)
 
 
 def check_tokens_fidelity(fidelity: Mapping[str, Any], typed: str | None = None) -> None:

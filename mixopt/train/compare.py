@@ -399,13 +399,13 @@ def compare(
     for note in notes:
         warn(note, MixoptWarning)
     row = objective_row(objective)
-    check_memory(spec.lm_config(corpus.vocab_size, dense=dense).params()["total"], f"model {spec.name!r}")
+    budgeted = spec.with_tokens(tokens) if tokens is not None else spec
+    # lm_config refuses a budget under one step, here before any folder is made
+    check_memory(budgeted.lm_config(corpus.vocab_size, dense=dense).params()["total"], f"model {spec.name!r}")
     resolve_device(device)  # before any folder or run: `cuda` without a GPU, a device torch lacks
     if threads is not None:
         check_threads(threads)
     labels = _labels(mixtures)
-    budgeted = spec.with_tokens(tokens) if tokens is not None else spec
-    budgeted.lm_config(corpus.vocab_size, dense=dense)  # a budget under one step: refused before any folder
     budget = budgeted.train.tokens
     # The corpus, the budget and a device other than the CPU name the folder too: another of any
     # is another comparison (a run on one device is not resumed on another).
