@@ -13,6 +13,8 @@ import os
 import re
 from pathlib import Path
 
+from mixopt.errors import MixoptError
+
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_ROOT.parent
 SHIPPED = PACKAGE_ROOT / "recipes"  # <kind>/ under it: the recipes a wheel carries
@@ -61,6 +63,10 @@ def find_recipe(kind: str, name: str) -> Path | None:
             cand = d / f"{name}.toml"
             if cand.is_file():
                 return cand
+    except PermissionError as exc:  # a recipe that is there but cannot be read is no unknown name
+        what = {"corpora": "corpus recipe", "proxies": "proxy rung"}.get(kind, f"{kind} recipe")
+        raise MixoptError(f"cannot look for {what} {name!r} in {exc.filename or 'its folder'}: "
+                          "permission denied; make it readable, or run from another folder") from None
     except OSError:  # a name too long for a file name (ENAMETOOLONG) names no recipe
         return None
     return None

@@ -144,7 +144,9 @@ def write_fit_report(fit: Any, folder: str | Path, *, ratios: str | Path, metric
 def _fit_markdown(fit: Any, cands: list[dict[str, Any]], plots: list[str], *, ratios: str | Path,
                   metrics: str | Path) -> str:
     left = f" ({fit.n_excluded} left out: no finite target)" if fit.n_excluded else ""
-    here = {k: Path(v).absolute() for k, v in (("ratios", ratios), ("metrics", metrics))}  # from anywhere
+    # absolute, to be found from anywhere; `-` is no file in the current folder
+    here = {k: "standard input" if str(v) == "-" else Path(v).absolute()
+            for k, v in (("ratios", ratios), ("metrics", metrics))}
     lines = [f"# `mixopt fit`: {fit.method} on run tables", "",
              f"- tables: `{here['ratios']}` (mixtures) and `{here['metrics']}` (metrics)",
              f"- target: **{fit.target}** (lower is better), {fit.n_runs} runs fitted{left}, "

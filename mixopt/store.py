@@ -189,6 +189,14 @@ def store_of_search(name: str, store: str | Path | None = None) -> RunStore:
     return RunStore(store, create=False)
 
 
+def check_store_path(path: str | os.PathLike[str] | None) -> None:
+    """Refuse an empty ``--store``: it had been the workspace's store to some commands and ``.`` (a
+    folder) to others."""
+    if path is not None and not os.fspath(path).strip():
+        raise MixoptError("--store is empty; give a run store file (runs.sqlite), or leave --store out for "
+                          "the workspace's")
+
+
 def existing_store(store: str | Path | None, doing: str) -> RunStore:
     """The existing store (``store``, else the workspace's) for a command that works on its runs
     (``doing``: delete, export); none is made where none is yet."""
@@ -322,6 +330,7 @@ class RunStore:
         Commands that only read a store the user named pass ``create=False``, so a mistyped
         ``--store`` is an error instead of a new, empty store that reports "no runs".
         """
+        check_store_path(path)
         if create and path is not None:  # a store named ' ' or with a newline is made by mistake
             from mixopt.atomic import refuse_odd_name
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import re
 import stat
 import sys
@@ -239,6 +240,16 @@ class RunTable:
 def _preview(items: list[str], n: int = 8) -> str:
     head = ", ".join(str(i) if len(str(i)) <= 60 else str(i)[:60] + "…" for i in items[:n])  # one line
     return head + (f", … ({len(items) - n} more)" if len(items) > n else "")
+
+
+def _is_stdin(path: str | Path) -> bool:
+    """``-``, or a path to this process's standard input (``/dev/stdin``, ``/dev/fd/0``)."""
+    if str(path) == "-":
+        return True
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(0))
+    except (OSError, ValueError):  # no such file, no standard input
+        return False
 
 
 def _read_bytes(path: Path, what: str) -> bytes:
@@ -719,9 +730,9 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
     Raises:
         MixoptError: missing file, no common key, duplicate ids, bad weights, nothing in common.
     """
-    if str(ratios) == str(metrics) == "-":
-        raise MixoptError("--ratios and --metrics cannot both be read from standard input (-); give one of "
-                          "them as a file")
+    if _is_stdin(ratios) and _is_stdin(metrics):  # the second read would find the stream empty
+        raise MixoptError("--ratios and --metrics cannot both be read from standard input (- or /dev/stdin); "
+                          "give one of them as a file")
     if Path(ratios).resolve() == Path(metrics).resolve():  # its metric columns would read as domains
         raise MixoptError(
             f"--ratios and --metrics are the same file ({ratios}); give the weights and the metrics in two "

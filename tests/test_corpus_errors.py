@@ -347,3 +347,30 @@ def test_corpus_add_over_a_damaged_manifest_rebuilds(workspace: Path, tmp_path: 
     code, err = run(capsys, *args)
     assert code == 0, err
     assert json.loads((workspace / "corpora" / "x" / "manifest.json").read_text())["name"] == "x"
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (("--licence", " "), "--licence ' ' is blank"),
+    (("--licence", "MIT\x1b[31m"), "holds a control character"),
+    (("--format", "text", "--text-column", "body"), "--format text reads one folder per domain"),
+    (("--domain-column", "topic"), "is a folder of text files: --format text reads"),  # detected as text
+], ids=["blank-licence", "control-licence", "text-columns", "detected-text-columns"])
+def test_options_a_text_folder_or_a_manifest_cannot_carry_are_refused(args, match, workspace: Path,  # noqa: ANN001
+                                                                      capsys) -> None:  # noqa: ANN001
+    """A QA pass: column options were ignored for folders of text files without a word, and any
+    --licence was recorded (a blank one, an escape sequence that `corpus info` then printed)."""
+    assert_refused(capsys, workspace, "corpus", "add", "c", "--from", str(TINY_DATA), "--vocab-size", "300",
+                   *args, match=match)
+
+
+def test_adding_a_corpus_from_inside_its_folder_is_refused_before_work(workspace: Path, capsys,  # noqa: ANN001
+                                                                       monkeypatch) -> None:  # noqa: ANN001
+    """A QA pass: the guard in the corpus's atomic write refused it only after the tokenizer was trained."""
+    import mixopt.corpus.ingest as ingest
+
+    inside = workspace / "corpora" / "c" / "sub"
+    inside.mkdir(parents=True)
+    monkeypatch.chdir(inside)
+    monkeypatch.setattr(ingest, "read_documents", lambda *a: pytest.fail("the input was read"))
+    code, err = run(capsys, "corpus", "add", "c", "--from", str(TINY_DATA), "--vocab-size", "300")
+    assert code == 2 and "the folder of corpus 'c'," in err and "is the current folder or holds" in err, err

@@ -10,7 +10,7 @@ import pytest
 
 from mixopt import paths
 from mixopt.corpus.recipe import load_recipe
-from mixopt.errors import MixoptWarning
+from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.proxy.rungs import ladder, warn_if_local
 from mixopt.search.prepare import _portable_rung
 from mixopt.train.config import load_model
@@ -43,3 +43,20 @@ def test_a_local_copy_that_overrides_a_shipped_recipe_is_said(kind, rel, look_up
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         look_up()
+
+
+def test_a_recipe_folder_that_cannot_be_read_is_said(monkeypatch, capsys) -> None:  # noqa: ANN001
+    """A QA pass: a recipe under a folder without read permission was "unknown corpus" (as root the
+    tests cannot take a permission away, so the folder's look-up raises as the kernel would)."""
+    from mixopt.cli import run_cli
+
+    class Locked:
+        def __truediv__(self, name: str) -> Path:
+            raise PermissionError(13, "Permission denied", "/home/u/corpora")
+
+    monkeypatch.setattr(paths, "recipe_dirs", lambda kind: [Locked()])
+    with pytest.raises(MixoptError, match=r"corpus recipe 'web' in /home/u/corpora: permission denied"):
+        paths.find_recipe("corpora", "web")
+    assert run_cli(["corpus", "build", "web"]) == 2
+    err = capsys.readouterr().err
+    assert "permission denied" in err and len(err.strip().splitlines()) == 1

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -180,6 +187,45 @@ def test_bench_runs_on_synthetic_data(capsys) -> None:  # noqa: ANN001
     (row,) = json.loads(out)
     assert row["data"] == "synthetic" and row["rung"] == "debug" and row["tokens_per_s"] > 0
     assert 0 < row["mfu_6n"] < row["mfu"] < 1.5 and row["peak_rss_mb"] > 0 and row["matmul_flops"] > 1e9
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(k) for k in out.split()]
+
+
+def _running(pid: int) -> bool:  # a zombie (reaped by init later) no longer runs
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir() or shutil.which("pgrep") is None, reason="needs /proc, pgrep")
+def test_a_killed_bench_leaves_no_worker_training() -> None:
+    """A harness that SIGKILLs `bench proxy` had left its worker training to the end of --seconds."""
+    exe = Path(sys.executable).with_name("mixopt")
+    proc = subprocess.Popen([str(exe), "bench", "proxy", "--rungs", "debug", "--threads", "1",
+                             "--seconds", "300"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kids: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(kids) < 2:  # the pool's worker, the resource tracker
+            time.sleep(0.5)
+            kids = _children(proc.pid)
+        assert kids, "bench proxy started no worker"
+        time.sleep(3)  # into its measurement
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(map(_running, kids)):
+            time.sleep(0.5)
+        assert not any(map(_running, kids))
+    finally:
+        proc.kill()
+        for k in kids:
+            with contextlib.suppress(OSError):
+                os.kill(k, signal.SIGKILL)
 
 
 def test_default_result_names_keep_an_inline_mixture_whole() -> None:

@@ -19,6 +19,7 @@ import pytest
 from mixopt.cli import run_cli as _cli
 from mixopt.errors import MixoptError, MixoptWarning
 from mixopt.objective import Objective
+from mixopt.search.config import SearchConfig
 from mixopt.store import RunRecord, RunStore, default_path, domains_key, fidelity_key, natural_sorted
 
 DOMAINS = ["a", "b", "c"]
@@ -868,3 +869,19 @@ def test_many_run_ids_are_read_in_chunks_under_sqlites_parameter_cap(store, monk
     assert len(store.runs(run_ids=ids, status="ok")) == sum(1 for i in range(2500) if i % 3)
     with pytest.raises(MixoptError, match="duplicate run ids: d1, d2; every run needs its own id"):
         store.add([dataclasses.replace(recs[0], run_id=i) for i in ("d2", "d1", "x", "d1", "d2")])
+
+
+@pytest.mark.parametrize("args", [
+    ("runs", "list"), ("runs", "searches"), ("fit", "--fidelity-law"),
+    ("runs", "import", "--ratios", "r.csv", "--metrics", "m.csv", "--prefix", "t:"),
+    ("search", "--corpus", "nope", "--budget", "2", "--out", "m.json"),
+], ids=["list", "searches", "fidelity-law", "import", "search"])
+def test_an_empty_store_option_is_refused_by_every_command(args, tmp_path, monkeypatch, capsys):
+    """A QA pass: `--store ''` had been the workspace's store to `fit --fidelity-law` and `search`, and
+    the folder `.` to `runs list`. A search stored so reads back with the workspace's store."""
+    monkeypatch.setenv("MIXOPT_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert _cli([*args, "--store", " "]) == 2
+    assert "--store is empty" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    assert SearchConfig.from_dict({"corpus": "c", "store": ""}).store is None

@@ -488,6 +488,27 @@ def test_tables_are_read_from_pipes_and_standard_input(tmp_path: Path,
         read_run_tables(ratios, "/dev/zero")  # read until memory ran out
 
 
+def test_standard_input_is_read_once_by_any_name(tmp_path: Path) -> None:
+    """A QA pass: `--ratios - --metrics /dev/stdin` read the stream twice (the second read said "empty
+    CSV"), and a fit report named `-` as a file in the current folder."""
+    import subprocess
+    import sys
+
+    ratios, metrics = REGMIX / "test_mixture_1m.csv", REGMIX / "test_pile_loss_1m.csv"
+    exe = str(Path(sys.executable).with_name("mixopt"))
+    both = subprocess.run([exe, "fit", "--ratios", "-", "--metrics", "/dev/stdin", "--target", "mean",
+                           "--propose", "--out", str(tmp_path / "m.json")],
+                          input=ratios.read_bytes(), capture_output=True, timeout=120)
+    assert both.returncode == 2 and not (tmp_path / "m.json").exists()
+    assert b"cannot both be read from standard input" in both.stderr, both.stderr
+    one = subprocess.run([exe, "fit", "--ratios", "-", "--metrics", str(metrics), "--target", "mean",
+                          "--method", "linear", "--propose", "--out", str(tmp_path / "m.json"),
+                          "--report", str(tmp_path / "r")],
+                         input=ratios.read_bytes(), capture_output=True, timeout=120)
+    assert one.returncode == 0, one.stderr
+    assert "- tables: `standard input` (mixtures)" in (tmp_path / "r" / "report.md").read_text()
+
+
 def test_an_import_from_a_pipe_needs_a_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The default prefix is the ratios file's name: a pipe's ("63:" of /dev/fd/63) names nothing."""
     import io

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import os
 import resource
 import statistics
 import time
@@ -90,6 +91,13 @@ def _synthetic_shards(seed: int = 0) -> dict[str, Any]:
     }
 
 
+def _orphaned() -> bool:
+    """Whether this worker's parent has died. A harness that SIGKILLs ``bench proxy`` had left its
+    worker training to the end of ``--seconds`` (40 minutes of a shared core, once)."""
+    parent = multiprocessing.parent_process()
+    return parent is not None and not parent.is_alive()
+
+
 def bench_rung(
     rung_name: str,
     threads: int,
@@ -136,6 +144,8 @@ def bench_rung(
     f = cfg.train_flops_per_token()
     t_end = time.perf_counter() + seconds
     while len(step_times) < min_steps or time.perf_counter() < t_end:
+        if _orphaned():
+            os._exit(1)  # nobody is left to read the figures (SIGTERM and Ctrl-C reach the pool)
         block: list[float] = []
         t_block = time.perf_counter() + BLOCK_SECONDS
         while not block or time.perf_counter() < t_block:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 from mixopt import paths
-from mixopt.atomic import check_can_create, sweep_leftovers
+from mixopt.atomic import check_can_create, refuse_holding_cwd, sweep_leftovers
 from mixopt.corpus.build import (
     DEFAULT_MAX_DOC_CHARS,
     DEFAULT_SAMPLE_CHARS,
@@ -31,7 +31,7 @@ from mixopt.corpus.build import (
 from mixopt.corpus.documents import decode_utf8
 from mixopt.corpus.fetch import sha256_of
 from mixopt.corpus.shards import check_corpus_name, corpus_dir
-from mixopt.errors import MixoptError, MixoptWarning, listed, warn
+from mixopt.errors import MixoptError, MixoptWarning, is_control, listed, warn
 from mixopt.magic import binary_kind, has_nul
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,17 @@ class AddOptions:
                 f"unknown --on-decode-error {self.on_decode_error!r}; "
                 f"choose one of {', '.join(DECODE_POLICIES)}"
             )
+        # recorded per domain and shown by `corpus info`: a blank one or one that breaks its line says nothing
+        if not self.licence.strip() or any(map(is_control, self.licence)):
+            raise MixoptError(f"--licence {self.licence!r} is blank or holds a control character; give its "
+                              "SPDX name (e.g. --licence CC-BY-4.0), or leave it out for 'unknown'")
+        if self.format == "text" and (self.domain_column, self.text_column) != ("domain", "text"):
+            raise MixoptError(_NO_COLUMNS)
+
+
+# --domain-column and --text-column had been ignored without a word for folders of text files
+_NO_COLUMNS = ("--format text reads one folder per domain, which has no columns; drop --domain-column and "
+               "--text-column (a domain is its folder's name)")
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -533,6 +544,8 @@ def read_documents(path: Path, opts: AddOptions) -> dict[str, list[str]]:
         )
     fmt = detect_format(path) if opts.format == "auto" else opts.format
     if fmt == "text":
+        if (opts.domain_column, opts.text_column) != ("domain", "text"):  # detected as text
+            raise MixoptError(f"{path} is a folder of text files: {_NO_COLUMNS}")
         if not path.is_dir():
             raise MixoptError(f"--format text needs a folder of domain folders, and {path} is a file")
         return _read_text_folders(path, opts.on_decode_error)
@@ -557,6 +570,7 @@ def add_corpus(
     sweep_leftovers(corpus_dir(name))  # a killed build's, even when this one finds nothing to do
     # before hashing, reading and tokenizing the input (a QA pass: minutes of work, then "read-only")
     check_can_create(corpus_dir(name), "corpus folder")
+    refuse_holding_cwd(corpus_dir(name), f"the folder of corpus {name!r},")
     params = build_params(
         vocab_size=opts.vocab_size,
         val_documents=opts.val_documents,

@@ -264,7 +264,7 @@ def _fit_across_scale(config: ScaleFitConfig) -> tuple[dict[str, Any], Callable[
         from mixopt.plots import check_report_dir
 
         config = dataclasses.replace(config, report=check_report_dir(config.report, out=config.out))
-    store = RunStore(config.store, create=False) if config.store else RunStore()
+    store = RunStore(config.store, create=False) if config.store is not None else RunStore()
     for name in config.searches:  # a mistyped --search is no search, not a search without runs
         store.require_search_or_group(name)
     bivariate = method.fitter == "bimix"  # BiMix's own law has the step term: fitted on every checkpoint

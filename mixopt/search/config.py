@@ -22,6 +22,7 @@ from mixopt.evaluator import PROXY
 from mixopt.methods import METHODS
 from mixopt.objective import names_the_mean
 from mixopt.stats import MAX_SEEDS
+from mixopt.store import check_store_path
 
 # Upper bound of --budget (that of --validate and --retries is stats.MAX_SEEDS).
 MAX_BUDGET = 100_000
@@ -123,6 +124,7 @@ class SearchConfig:
             from mixopt.mixture import check_domain_names
 
             check_domain_names(self.domains, "--domains")  # before the swarm trains, not at its mixture
+        check_store_path(self.store)  # before the corpus is looked at
         # entropy runs no swarm, so it has no budget to be short of (its note says --budget unused)
         free = self.method in METHODS and METHODS[self.method].training_free
         if self.budget < (0 if free else 1):
@@ -193,6 +195,8 @@ class SearchConfig:
             if kw.get(k) is None:
                 kw.pop(k, None)
         kw["target"] = stored_target(kw.get("target"), kw.get("domains"))
+        if kw.get("store") == "":  # stored before 2026-12-07, when '' meant the workspace's store
+            kw["store"] = None
         return cls(**kw)
 
     def replace(self, **changes: Any) -> SearchConfig:

@@ -512,7 +512,7 @@ def prepare(
                  **({"--validate-rung": config.validate_rung or config.rung} if config.validate > 0 else {})}
         _check_windows(space, rungs, config.corpus, resuming=search_id is not None, group=group,
                        tokens=tokens)
-    store = RunStore(config.store) if config.store else RunStore()
+    store = RunStore(config.store) if config.store is not None else RunStore()
     sid = search_id or config.name
     if sid is None:  # a default name (to the second) taken by a search started in the same second
         base = sid = default_name(config)
