@@ -39,6 +39,24 @@ def int_or_float(text: str) -> int | float:
     return int(text) if len(text.strip().lstrip("+-")) <= MAX_INT_DIGITS else float(text)
 
 
+def finite_json(obj: Any) -> Any:
+    """``obj`` with NaN and ±inf as None (null), numpy values as Python's: ``json.dumps`` writes them
+    as bare ``NaN`` and ``Infinity``, which strict parsers (jq, JavaScript) refuse."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, np.generic | np.ndarray):
+        obj = obj.tolist()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 MAX_LINE = 2000  # characters of an error or warning line; a 5,000-character value is cut in its middle
 
 

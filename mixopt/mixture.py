@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mixopt.errors import MixoptError, MixoptWarning, int_or_float, is_control, listed, warn
+from mixopt.errors import MixoptError, MixoptWarning, finite_json, int_or_float, is_control, listed, warn
 
 SCHEMA_ID = "mixopt.mixture/v1"
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "mixture.v1.json"
@@ -427,7 +427,9 @@ class Mixture:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
+        # strict JSON: a NaN or a 400-digit number (inf) in a user's params had been saved as NaN or
+        # Infinity, which jq refuses
+        return json.dumps(finite_json(self.to_dict()), indent=2, allow_nan=False) + "\n"
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON (stamped ``created`` now, unless its meta has a time already)."""
@@ -437,7 +439,7 @@ class Mixture:
         # mixture read back from its own JSON never equalled the object it came from.
         d = self.to_dict()
         d.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
-        text = json.dumps(d, indent=2) + "\n"
+        text = json.dumps(finite_json(d), indent=2, allow_nan=False) + "\n"
         validate_json(json.loads(text), where=str(path))
         return write_text(path, text)
 

@@ -140,6 +140,22 @@ def test_natural_and_temperature_mixtures():
         Mixture({"a": 1.0}, schedule=[3])
 
 
+def test_a_saved_mixture_is_strict_json(tmp_path):
+    """A QA pass: a NaN, 1e999 or a 400-digit integer (read as inf) in a user's params had been saved
+    back as NaN or Infinity, which jq and JavaScript refuse; they are null."""
+    src = tmp_path / "in.json"
+    src.write_text('{"schema": "mixopt.mixture/v1", "weights": {"a": 0.5, "b": 0.5}, '
+                   f'"params": {{"x": 1e999, "y": NaN, "z": {"9" * 400}, "n": [1, -Infinity]}}}}')
+    path = Mixture.load(src).save(tmp_path / "out.json")
+
+    def refuse(constant: str) -> None:
+        raise ValueError(constant)
+
+    for text in (path.read_text(), Mixture.load(src).to_json()):
+        assert json.loads(text, parse_constant=refuse)["params"] == {"x": None, "y": None, "z": None,
+                                                                      "n": [1, None]}
+
+
 def test_load_reports_missing_and_broken_files(tmp_path):
     with pytest.raises(MixoptError, match="does not exist"):
         Mixture.load(tmp_path / "nope.json")

@@ -328,22 +328,6 @@ def print_columns(
         console.print(t)
 
 
-def _finite(obj: Any) -> Any:
-    import math
-
-    import numpy as np
-
-    if isinstance(obj, np.generic | np.ndarray):
-        obj = obj.tolist()
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def dumps(obj: Any, **kw: Any) -> str:
     """JSON for ``--json``: NaN and ±inf (a fold with a constant prediction) become null.
 
@@ -351,4 +335,6 @@ def dumps(obj: Any, **kw: Any) -> str:
     """
     import json
 
-    return json.dumps(_finite(obj), **{**kw, "allow_nan": False})
+    from mixopt.errors import finite_json
+
+    return json.dumps(finite_json(obj), **{**kw, "allow_nan": False})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,7 +36,7 @@ def list_runs(
 ) -> None:
     """List runs with status, objective, cost and error (newest last; one import's runs by run id)."""
     from mixopt.errors import MixoptError
-    from mixopt.store import RUN_STATUSES, RunStore, default_path, json_default, natural_key, store_of_search
+    from mixopt.store import RUN_STATUSES, RunStore, default_path, natural_key, store_of_search
 
     if status is not None and status not in RUN_STATUSES:
         raise MixoptError(f"--status {status!r} is unknown; use one of {', '.join(RUN_STATUSES)}")
@@ -65,16 +64,12 @@ def list_runs(
             err_console.print(f"note: the newest {len(shown)} of {n_runs} runs (--limit 0 lists all)",
                               markup=False)
 
-        def finite(v: object) -> object:  # strict JSON (jq): a diverged run's NaN/inf are null
-            return v if not isinstance(v, float) or math.isfinite(v) else None
-
         print(dumps([{
             "run_id": r.run_id, "search_id": r.search_id, "role": r.role, "label": r.label,
-            "status": r.status, "objective": finite(r.objective), "seed": r.seed, "attempt": r.attempt,
-            "cost": finite(r.cost), "error": r.error, "weights": r.weights,
-            "metrics": {k: finite(v) for k, v in r.metrics.items()},
+            "status": r.status, "objective": r.objective, "seed": r.seed, "attempt": r.attempt,
+            "cost": r.cost, "error": r.error, "weights": r.weights, "metrics": r.metrics,
             "fidelity": r.fidelity, "corpus": r.corpus, "created": r.created,
-        } for r in shown], indent=2, default=json_default, allow_nan=False))
+        } for r in shown], indent=2))  # dumps: a diverged run's NaN is null (jq)
         return
     # the text shows no weights or metrics: read without them (40,000 runs had taken 500 MB)
     listed = sorted(st.summaries(picked), key=lambda r: order(r["created"], r["run_id"]))
