@@ -60,6 +60,8 @@ class Objective:
             if not part:
                 continue
             name = part.partition("=")[0].strip()
+            if not name:  # it had been "unknown domain(s) ;" with the empty name unseen
+                raise MixoptError(f"--target {target!r}: {part!r} has no domain name; give d1=0.7,d2=0.3")
             if name in weights:
                 raise MixoptError(f"--target names {name!r} twice; give each domain once")
             if "=" in part:

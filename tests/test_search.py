@@ -757,6 +757,23 @@ def test_ray_client_addresses_are_refused_by_name():
         ensure_ray("ray://head:10001")
 
 
+@pytest.mark.parametrize(("field", "said"), [("address", "--address is blank"),
+                                             ("evaluator", "--evaluator is empty"),
+                                             ("validate_rung", "--validate-rung is empty"),
+                                             ("rung", "--rung is empty")])
+@pytest.mark.parametrize("blank", ["", " "])
+def test_blank_options_are_refused_before_anything(field, said, blank):
+    """A QA pass: `--address ''` had run on a local Ray as if none was given, `' '` passed Ray's own
+    "Invalid address format:  " on; `--evaluator ''` was the built-in proxy, and a blank
+    `--validate-rung` a user evaluator's label. A search stored with '' reads back with the default."""
+    from mixopt.search.config import SearchConfig
+
+    with pytest.raises(MixoptError, match=said):
+        SearchConfig(corpus="c", **{field: blank})
+    if field != "rung":
+        assert getattr(SearchConfig.from_dict({"corpus": "c", field: ""}), field) is None
+
+
 def test_a_resume_with_a_longer_trial_timeout_runs_timed_out_slots_again(workspace, tmp_path, ray_session):
     from mixopt.search.driver import resume_search, run_search
 

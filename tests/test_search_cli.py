@@ -87,6 +87,7 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch, capsys):
     (["search", *FAST, "--target", ""], "--target '' names no domain"),
     (["search", *FAST, "--target", " , "], "--target ' , ' names no domain"),
     (["search", *FAST, "--target", "code,code=2"], "--target names 'code' twice"),
+    (["search", *FAST, "--target", "code=1,=1"], "--target 'code=1,=1': '=1' has no domain name"),
     (["search", *FAST, "--method", "entropy"], "--method entropy computes the mixture from a corpus"),
     (["search", *FAST, "--budget", "0"], "--budget"),
     (["search", *FAST, "--budget", "1000000000"], "'1000000000' is more than 100,000 runs; give at most"),

@@ -106,6 +106,9 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.name is not None:
             paths.check_name(self.name, "--name", "search name")
+        if self.evaluator is not None and not self.evaluator.strip():  # '' had been the built-in proxy's
+            raise MixoptError("--evaluator is empty; give your evaluator as module:function, or leave it out "
+                              "for the built-in proxy trainer")
         if self.corpus is None and not self.domains:
             if self.evaluator is not None:
                 raise MixoptError("--evaluator needs the domains its runs train on: add --domains a,b,c")
@@ -125,6 +128,9 @@ class SearchConfig:
 
             check_domain_names(self.domains, "--domains")  # before the swarm trains, not at its mixture
         check_store_path(self.store)  # before the corpus is looked at
+        if self.address is not None and not self.address.strip():  # '' had been none, ' ' Ray's error
+            raise MixoptError("--address is blank; give host:port of the cluster's head, auto (the cluster "
+                              "of `ray start` here) or local, or leave it out")
         # entropy runs no swarm, so it has no budget to be short of (its note says --budget unused)
         free = self.method in METHODS and METHODS[self.method].training_free
         if self.budget < (0 if free else 1):
@@ -157,8 +163,9 @@ class SearchConfig:
             raise MixoptError(f"--temperature is {self.temperature}; it must be > 0")
         if self.metric not in ("loss", "bpb"):
             raise MixoptError(f"--metric {self.metric!r} is unknown; use loss or bpb")
-        if not self.rung:
-            raise MixoptError("--rung is empty; name a proxy rung (e.g. xs)")
+        for option, value in (("--rung", self.rung), ("--validate-rung", self.validate_rung)):
+            if value is not None and not value.strip():  # ' ' had been a user evaluator's runs' label
+                raise MixoptError(f"{option} is empty; name a proxy rung (e.g. xs)")
         from mixopt.reuse import recompute_names
 
         object.__setattr__(self, "recompute", recompute_names(self.recompute))
@@ -195,8 +202,9 @@ class SearchConfig:
             if kw.get(k) is None:
                 kw.pop(k, None)
         kw["target"] = stored_target(kw.get("target"), kw.get("domains"))
-        if kw.get("store") == "":  # stored before 2026-12-07, when '' meant the workspace's store
-            kw["store"] = None
+        for k in ("store", "address", "evaluator", "validate_rung"):  # '' meant the default before 2026-12-07
+            if kw.get(k) == "":
+                kw[k] = None
         return cls(**kw)
 
     def replace(self, **changes: Any) -> SearchConfig:
