@@ -121,7 +121,9 @@ def refuse_odd_name(text: str, what: str) -> None:
     Raises:
         MixoptError: naming ``what`` (the option).
     """
-    if text and not text.strip():
+    if not text:  # '' is '.' to Path: "--out . is a folder" named a path the user had not typed
+        raise MixoptError(f"{what or 'the output'} is empty; give a path")
+    if not text.strip():
         raise MixoptError(f"{what or 'the output'} {text!r} is blank; give a name")
     if any(is_control(ch) for ch in text):
         raise MixoptError(f"{what or 'the output'} {text!r} holds a control character (a newline, an "

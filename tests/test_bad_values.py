@@ -175,14 +175,14 @@ def test_an_empty_exports_folder_is_not_the_current_folder(workspace: Path, tmp_
     here.mkdir()
     monkeypatch.chdir(here)
     inode = here.stat().st_ino
-    for exports in ("", ".", str(tmp_path)):
+    for exports, said in (("", "'--exports': the output is empty; give a path"),
+                          (".", "is the current folder or holds it"),
+                          (str(tmp_path), "is the current folder or holds it"),
+                          (" ", "'--exports': the output ' ' is blank")):
         code = run_cli(["swarm", "--domains", "a,b,c", "--budget", "2", "--out", str(tmp_path / "s.csv"),
                         "--exports", exports, "--format", "megatron"])
-        assert code == 2 and "is the current folder or holds it" in capsys.readouterr().err
+        assert code == 2 and said in capsys.readouterr().err
     assert here.stat().st_ino == inode and not (tmp_path / "s.csv").exists()
-    assert run_cli(["swarm", "--domains", "a,b", "--budget", "2", "--out", str(tmp_path / "s.csv"),
-                    "--exports", " ", "--format", "hf"]) == 2
-    assert "--exports ' ' is blank" in capsys.readouterr().err
 
 
 def test_output_names_that_are_blank_or_hold_control_characters(workspace: Path, tmp_path: Path,
@@ -193,11 +193,18 @@ def test_output_names_that_are_blank_or_hold_control_characters(workspace: Path,
     (tmp_path / "m.csv").write_text("index,loss\n1,3.0\n2,3.1\n3,3.3\n")
     fit = ["fit", "--ratios", "r.csv", "--metrics", "m.csv", "--target", "loss", "--method", "linear",
            "--propose", "--out"]
-    for out, said in ((" ", "' ' is blank"), ("a\x1b[2Jb.json", "holds a control character")):
+    for out, said in ((" ", "' ' is blank"), ("a\x1b[2Jb.json", "holds a control character"),
+                      ("", "'--out' / '-o': the output is empty")):  # it had been "--out . is a folder"
         assert run_cli([*fit, out]) == 2 and said in capsys.readouterr().err
+    assert run_cli([*fit, "m.json", "--report", ""]) == 2  # it had been "--report /cwd is the current…"
+    assert "'--report': the output is empty" in capsys.readouterr().err
+    # search's --out '' had written the search folder's mixture.json alone
+    search = ["search", "--evaluator", "mixopt.testing:loglinear", "--domains", "a,b"]
+    assert run_cli([*search, "--out", ""]) == 2
+    assert "--out is empty; give a path" in capsys.readouterr().err
     assert run_cli(["runs", "import", "--ratios", "r.csv", "--metrics", "m.csv", "--store", " ",
                     "--prefix", "p:"]) == 2
-    assert "--store ' ' is blank" in capsys.readouterr().err
+    assert "--store is empty" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv", "r.csv"]
 
 

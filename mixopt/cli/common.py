@@ -131,6 +131,19 @@ def out_file(value: str) -> Path:
         raise typer.BadParameter(str(exc)) from None
 
 
+def out_folder(value: str) -> Path:
+    """typer's ``parser`` of an output folder option (``--report``, ``--exports``): ``''`` is refused
+    as typed (``Path`` makes it ``.``, the current folder, which such a folder would replace)."""
+    from mixopt.atomic import refuse_odd_name
+    from mixopt.errors import MixoptError
+
+    try:
+        refuse_odd_name(value, what="")
+    except MixoptError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return Path(value)
+
+
 def assignments(values: list[str] | None, option: str) -> dict[str, float]:
     """``--fix a=0.2 --fix b=0.1`` or ``--fix a=0.2,b=0.1`` (repeatable options) as one dict.
 

@@ -29,6 +29,7 @@ from mixopt.cli.common import (
     largest,
     opt,
     out_file,
+    out_folder,
     parse_candidates,
     parse_count,
     recompute_opt,
@@ -60,7 +61,7 @@ def fit(
         "--report", help="Write plots and report.md into this folder: held-out predictions vs measured (with "
         "--cv), the proposal vs the best run and uniform (with --propose); with --fidelity-law, the step law "
         "through the runs (with --target-tokens) and the size law (with --target-size). A new or empty "
-        "folder, or an earlier report's, which is replaced whole.",
+        "folder, or an earlier report's, which is replaced whole.", parser=out_folder,
     )] = None,
     as_json: JsonOpt = False,
     seed: SeedOpt = 0,

@@ -21,6 +21,7 @@ from mixopt.cli.common import (
     err_console,
     opt,
     out_file,
+    out_folder,
     parse_budget,
     recompute_opt,
 )
@@ -53,7 +54,8 @@ def swarm(
     out: Annotated[Path | None, opt("--out", "-o", help="Write the ratios table (CSV: run, index and a "
                                     "weight per domain) here instead of stdout.", parser=out_file)] = None,
     exports: Annotated[Path | None, opt("--exports", help="Also write each mixture as --format into this "
-                                        "new folder, one file per run, named by its run.")] = None,
+                                        "new folder, one file per run, named by its run.",
+                                        parser=out_folder)] = None,
     fmt: Annotated[Str, opt("--format", "-f", help="Format of --exports: megatron, hf, olmix, olmix-mix or "
                             "yaml (as `mixopt export`).")] = None,
     prefix: Annotated[list[str] | None, opt("--prefix", help="--exports: a domain's name or path in the "
@@ -68,7 +70,7 @@ def swarm(
     recompute: Annotated[Str, recompute_opt("to draw")] = None,
 ) -> None:
     """Draw the swarm of mixtures to train yourself: a ratios table for `mixopt fit`."""
-    from mixopt.atomic import atomic_dir, check_writable, refuse_holding_cwd, refuse_odd_name, write_text
+    from mixopt.atomic import atomic_dir, check_writable, refuse_holding_cwd, write_text
     from mixopt.errors import MixoptError
     from mixopt.export import EXTENSIONS, export_mixture, export_notes, parse_prefixes
     from mixopt.mixture import Mixture
@@ -99,8 +101,7 @@ def swarm(
         check_writable(out, example="swarm.csv",
                        inputs={"--extend": extend, "--reuse-mixture": reuse_path(reuse) if reuse else None})
     if exports is not None:
-        refuse_odd_name(str(exports), "--exports")
-        refuse_holding_cwd(exports, "--exports", "blends")  # "" is "." once a Path
+        refuse_holding_cwd(exports, "--exports", "blends")  # ".", or a folder above it (out_folder: "")
         if exports.exists() and (not exports.is_dir() or any(exports.iterdir())):
             raise MixoptError(f"--exports {exports} exists and is not an empty folder; give a new folder")
         if fmt not in EXTENSIONS:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mixopt import paths
+from mixopt.atomic import refuse_odd_name
 from mixopt.errors import MixoptError, int_or_float
 from mixopt.evaluator import PROXY
 from mixopt.methods import METHODS
@@ -128,6 +129,8 @@ class SearchConfig:
 
             check_domain_names(self.domains, "--domains")  # before the swarm trains, not at its mixture
         check_store_path(self.store)  # before the corpus is looked at
+        if self.out is not None:  # '' had written the search folder's mixture.json alone
+            refuse_odd_name(self.out, "--out")
         if self.address is not None and not self.address.strip():  # '' had been none, ' ' Ray's error
             raise MixoptError("--address is blank; give host:port of the cluster's head, auto (the cluster "
                               "of `ray start` here) or local, or leave it out")
@@ -202,7 +205,8 @@ class SearchConfig:
             if kw.get(k) is None:
                 kw.pop(k, None)
         kw["target"] = stored_target(kw.get("target"), kw.get("domains"))
-        for k in ("store", "address", "evaluator", "validate_rung"):  # '' meant the default before 2026-12-07
+        # '' had meant the default before 2026-12-07
+        for k in ("store", "address", "evaluator", "validate_rung", "out"):
             if kw.get(k) == "":
                 kw[k] = None
         return cls(**kw)

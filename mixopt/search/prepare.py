@@ -475,7 +475,8 @@ def prepare(
     shipped = _shipped(ev, ev_name)
     # a resume takes the shares from its record, not from the file: the file is still the user's
     reader = f"search {search_id!r} started from" if search_id else "this command reads"
-    out = check_writable(config.out, inputs=reads_of(group), reader=reader) if config.out else None
+    out = (check_writable(config.out, inputs=reads_of(group), reader=reader)
+           if config.out is not None else None)
     fid = dict(config.fidelity)
     if ev == PROXY:  # checked here: a bad value failed only inside the first trial, Ray started
         from mixopt.proxy.evaluate import check_fidelity
