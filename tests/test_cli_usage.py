@@ -21,6 +21,8 @@ from mixopt.cli import main
         (["runs", "import"], "Missing option '--ratios'"),
         (["proxy", "train", "--seed", "-1"], "Invalid value for '--seed'"),
         (["search", "--seed", str(2**40)], "Invalid value for '--seed'"),
+        # a value's spaces are kept (they had been collapsed: '   ' showed as ' ')
+        (["fit", "--propose", "--out", "   "], "the output '   ' is blank"),
     ],
 )
 def test_usage_errors_are_one_line(argv: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,6 +13,7 @@ import errno
 import importlib
 import logging
 import os
+import re
 import sys
 import threading
 import warnings
@@ -293,4 +294,6 @@ def _show_usage_error(exc: Exception) -> None:
         return
     ctx = getattr(exc, "ctx", None)
     where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-    print(f"error: {one_line(' '.join(message.split()))}{where}", file=sys.stderr)
+    # click's own line breaks joined, a value's spaces kept ('   ' had shown as ' ')
+    message = re.sub(r"[ \t]*\n\s*", " ", message.strip())
+    print(f"error: {one_line(message)}{where}", file=sys.stderr)
