@@ -81,7 +81,7 @@ class _TimeLeft:
 
 
 def _f(v: float | None, fmt: str = ".4f") -> str:
-    return "—" if v is None else format(v, fmt)
+    return "-" if v is None else format(v, fmt)  # the empty cell of every table of mixopt's
 
 
 def _render_phases(phases: list[dict], updater_from: int | None = None) -> None:
@@ -292,9 +292,9 @@ def train_cmd(
     # (a log file, a pipe, TERM=dumb) plain lines go to stderr instead.
     plain = not live()
     with Progress(*columns, console=err_console, transient=True, disable=plain) as progress:
-        task = progress.add_task("train", total=None, loss="—", note="", steps="…")
+        task = progress.add_task("train", total=None, loss="-", note="", steps="…")
 
-        last_loss = ["—"]
+        last_loss = ["-"]
         eta = _TimeLeft()
         last_line: list[float] = []  # when the last plain line was printed
 
@@ -462,7 +462,7 @@ def compare_cmd(
             text = f"{cmp.mean(lb, m):.4f}" + (f" ± {sem:.4f}" if sem is not None else "")
             cells.append(Text(text, style="bold") if lb == best else text)
         win = cmp.winners[m]
-        rows.append([m, *cells, win if win else ("—" if cmp.threshold is None else "— (within error)")])
+        rows.append([m, *cells, win if win else ("-" if cmp.threshold is None else "within error")])
     units = ("first row bits per byte, domains' loss in nats/token" if cmp.objective.metric == "bpb"
              else "validation loss (nats/token)")
     # the config's name (a TOML path given as --model names its config, as compare.json does)
@@ -489,7 +489,7 @@ def compare_cmd(
 
 
 def _gf(v: float | None, scale: float = 1e9) -> str:
-    return "—" if v is None else f"{v / scale:,.1f}"
+    return "-" if v is None else f"{v / scale:,.1f}"
 
 
 @bench_app.command("moe")
@@ -625,8 +625,8 @@ def bench_moe(
             str(c.experts), str(c.top_k), f"{c.tokens:,}", _gf(r.flops_per_s("fused"), scale),
             *([_gf(r.flops_per_s("triton"), scale)] if triton else []), _gf(r.flops_per_s("dense"), scale),
             *([_gf(r.flops_per_s("naive"), scale)] if naive else []), f"{r.vs_dense:.2f}×",
-            *([f"{r.dense_s / r.triton_s:.2f}×" if r.triton_s else "—"] if triton else []),
-            *(["—" if r.vs_naive is None else f"{r.vs_naive:.2f}×"] if naive else []),
+            *([f"{r.dense_s / r.triton_s:.2f}×" if r.triton_s else "-"] if triton else []),
+            *(["-" if r.vs_naive is None else f"{r.vs_naive:.2f}×"] if naive else []),
         ])
     where = f"{n_threads} threads, " if not gpu else ""
     print_columns(f"MoE layer fwd+bwd, expert-matmul {unit} — {record['device']}, {dtype}, {where}"
