@@ -885,3 +885,30 @@ def test_an_empty_store_option_is_refused_by_every_command(args, tmp_path, monke
     assert "--store is empty" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
     assert SearchConfig.from_dict({"corpus": "c", "store": ""}).store is None
+
+
+@pytest.mark.parametrize(("plan", "result"), [
+    ({"reused": ["imp"]}, None),
+    ({"swarm_borrowed": {"slot-3": "imp"}}, None),
+    ({"validation_reused": {"proposal/seed0": "imp"}}, None),
+    ({}, {"candidates": [{"name": "uniform", "measured": {"run_ids": ["imp"]}}]}),
+], ids=["reused", "swarm-borrowed", "validation-reused", "measured"])
+def test_each_way_a_search_uses_a_run_keeps_it_from_deletion(plan, result, store):
+    """A mutation pass: with any one of these four left out of what a search uses, no test failed (the
+    one test that named them gave each run two ways)."""
+    store.add(rec("imp", [0.5, 0.25, 0.25], 1.0, search=None))
+    store.create_search("s1", {"method": "regmix"}, plan)
+    if result is not None:
+        store.update_search("s1", result=result)
+    with pytest.raises(MixoptError, match=r"search s1 reused this run \(imp\)"):
+        store.delete_runs(["imp"])
+    assert store.get("imp") is not None
+
+
+def test_a_run_whose_weights_sum_past_the_tolerance_is_refused(store):
+    """A mutation pass: the tests had passed with the store's tolerance on a run's sum of weights ten
+    times looser (1e-2 for 1e-3, the mixture's)."""
+    store.add(rec("near", [0.5005, 0.25, 0.25], 1.0))  # within it: kept as given
+    with pytest.raises(MixoptError, match="its weights are not a mixture"):
+        store.add(rec("off", [0.502, 0.25, 0.25], 1.0))
+    assert [r.run_id for r in store.runs()] == ["near"]
