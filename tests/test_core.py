@@ -559,6 +559,32 @@ def test_a_killed_builds_previous_version_is_put_back_or_removed(tmp_path):
     assert live.is_dir() and not path.exists()
 
 
+def test_leftovers_of_another_users_process_or_of_a_gone_folder_are_kept(tmp_path, monkeypatch):
+    """A mutation pass: the tests had passed with each of these changed: the legacy `.name.old` removed
+    where `name` is gone (its only copy); another user's live process (EPERM) taken for dead; a write
+    refused as too large (EFBIG) left unnamed."""
+    import errno
+
+    host = atomic._owner().rsplit("-", 1)[0]
+    path = tmp_path / "built"
+    legacy = tmp_path / ".built.old"  # mixopt before 2026-12-06: killed between the renames
+    (legacy / "shard").mkdir(parents=True)
+    atomic.sweep_leftovers(path)
+    assert (legacy / "shard").is_dir()
+
+    def eperm(pid: int, sig: int) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    theirs = tmp_path / f".built.{host}-1.y.tmp"
+    theirs.mkdir()
+    monkeypatch.setattr(atomic.os, "kill", eperm)
+    atomic.sweep_leftovers(path)
+    assert theirs.is_dir()
+    with pytest.raises(OSError) as big, atomic.atomic_path(tmp_path / "out.json"):
+        raise OSError(errno.EFBIG, "File too large")
+    assert big.value.errno == errno.EFBIG and big.value.filename == str(tmp_path / "out.json")
+
+
 def test_the_machine_refusing_a_write_is_named_as_such(tmp_path, monkeypatch):
     """A QA pass: a full disk ended every writing command in a traceback, each library in its own
     words (numpy, tokenizers, torch, SQLite)."""
