@@ -524,3 +524,32 @@ def test_an_import_from_a_pipe_needs_a_prefix(tmp_path: Path, monkeypatch: pytes
     with pytest.warns(MixoptWarning):
         summary = import_table(store, ratios="-", metrics=metrics, prefix="t:")
     assert summary["runs"] == 32 and store.get("t:1") is not None
+
+
+def test_what_an_import_refuses_and_how_it_records_runs(tiny_workspace: Path, tmp_path: Path) -> None:
+    """A mutation pass: the tests had passed with each of these dropped: the check that --evaluator is
+    one module:function without spaces, that --tokens-per-step is finite, that a corpus's domains are
+    all in the table (not only the table's in the corpus), the `diverged` status of a run without a
+    finite metric, and the reading of a --fidelity params count (60M)."""
+    from mixopt.search.imports import import_table
+    from mixopt.store import RunStore
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    ratios, metrics = tmp_path / "r.csv", tmp_path / "m.csv"
+    ratios.write_text("run,code,docs,drama,legal\n1,0.25,0.25,0.25,0.25\n2,0.4,0.2,0.2,0.2\n")
+    metrics.write_text("run,loss/code,loss/docs\n1,3.0,3.1\n2,nan,nan\n")
+    for evaluator in ("mod:", "mod: f", "a:b:c"):
+        with pytest.raises(MixoptError, match="give the module:function the runs were measured with"):
+            import_table(store, ratios=ratios, metrics=metrics, evaluator=evaluator, prefix="e:")
+    with pytest.raises(MixoptError, match="--tokens-per-step is inf"):
+        import_table(store, ratios=ratios, metrics=metrics, evaluator="m:f", tokens_per_step=float("inf"))
+    three = tmp_path / "r3.csv"  # the corpus's legal is not in the table
+    three.write_text("run,code,docs,drama\n1,0.5,0.25,0.25\n2,0.4,0.3,0.3\n")
+    with pytest.raises(MixoptError, match=r"the table lacks legal"):
+        import_table(store, ratios=three, metrics=metrics, corpus="tiny", prefix="c:")
+    with pytest.warns(MixoptWarning, match="NaN or infinite left out"):
+        import_table(store, ratios=ratios, metrics=metrics, evaluator="m:f", prefix="t:",
+                     fidelity={"params": "60M"})
+    ok, diverged = store.get("t:1"), store.get("t:2")
+    assert ok.status == "ok" and diverged.status == "diverged" and diverged.metrics == {}
+    assert ok.fidelity["params"] == 60_000_000 and len(store.runs()) == 2
