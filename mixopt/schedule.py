@@ -44,8 +44,8 @@ def warmup_cosine(
 
 def check_optimizer(cfg: Any, where: str, numbers: Sequence[str] = ()) -> tuple[float, ...]:
     """Refuse an optimiser's settings that cannot train, in the words of ``where`` (a rung's file, the
-    train config): lr, min_lr, weight_decay, grad_clip and ``numbers`` finite and ≥ 0, 0 < min_lr ≤
-    lr, warm-up a fraction, betas in [0, 1), eval_at fractions. Returns eval_at sorted, with 1.0
+    train config): lr, min_lr, weight_decay, grad_clip and ``numbers`` finite and ≥ 0, lr > 0 and
+    min_lr ≤ lr, warm-up a fraction, betas in [0, 1), eval_at fractions. Returns eval_at sorted, with 1.0
     (the proxy trainer and the final trainer take the same settings, checked the same way)."""
     for key in ("lr", "min_lr", "weight_decay", "grad_clip", "warmup", "beta1", "beta2", *numbers):
         v = getattr(cfg, key)  # a bool is an int to Python: lr = true had trained at 1
@@ -57,7 +57,8 @@ def check_optimizer(cfg: Any, where: str, numbers: Sequence[str] = ()) -> tuple[
         raise MixoptError(f"{where}: eval_at is {fractions!r}; give a list of fractions of the run, e.g. "
                           "[0.25, 0.5, 1.0]")
     if cfg.lr <= 0 or cfg.min_lr > cfg.lr:
-        raise MixoptError(f"{where}: need 0 < min_lr ≤ lr, got lr={cfg.lr}, min_lr={cfg.min_lr}")
+        # min_lr 0 is a cosine to zero, as nanoGPT's; the message had said 0 < min_lr
+        raise MixoptError(f"{where}: need lr > 0 and min_lr ≤ lr, got lr={cfg.lr}, min_lr={cfg.min_lr}")
     if not 0 <= cfg.warmup < 1:
         raise MixoptError(f"{where}: warmup is {cfg.warmup}; it is a fraction of steps in [0, 1)")
     if not (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1):
