@@ -250,3 +250,39 @@ def test_olmix_export_keeps_zero_weight_domains() -> None:
 
     mix = Mixture({"a": 0.6, "b": 0.4, "c": 0.0})
     assert parse_export(export_mixture(mix, "olmix"), "olmix") == {"a": 0.6, "b": 0.4, "c": 0.0}
+
+
+# ----- the readers of a user's counts and text (cli/common.py, errors.py) --------------------
+def test_counts_at_their_caps() -> None:
+    """The tests had passed with these changed in parse_count: `value > most` -> `value > most + 1`,
+    and `value > MAX_COUNT` -> `value > 10 * MAX_COUNT` (they were tried only far past both)."""
+    import typer
+
+    from mixopt.cli.common import MAX_COUNT, parse_budget, parse_count
+    from mixopt.search.config import MAX_BUDGET
+
+    assert parse_budget(str(MAX_BUDGET)) == MAX_BUDGET
+    with pytest.raises(typer.BadParameter, match="more than 100,000 runs"):
+        parse_budget(str(MAX_BUDGET + 1))
+    assert parse_count(str(MAX_COUNT)) == MAX_COUNT
+    with pytest.raises(typer.BadParameter, match="check the exponent"):
+        parse_count(str(MAX_COUNT + 1))
+
+
+def test_a_signed_whole_number_of_the_most_digits_stays_exact() -> None:
+    """The tests had passed with this changed in int_or_float: the sign counted as a digit (`-` and
+    300 digits had become a float)."""
+    from mixopt.errors import MAX_INT_DIGITS, int_or_float
+
+    n = int_or_float("-" + "9" * MAX_INT_DIGITS)
+    assert isinstance(n, int) and n == -(10**MAX_INT_DIGITS - 1)
+    assert isinstance(int_or_float("9" * (MAX_INT_DIGITS + 1)), float)
+
+
+def test_a_line_just_past_the_limit_is_cut() -> None:
+    """The tests had passed with this changed in one_line: `len(text) > limit` -> `> 2 * limit` (tried
+    only at 5,000 characters)."""
+    from mixopt.errors import MAX_LINE, one_line
+
+    assert one_line("x" * MAX_LINE) == "x" * MAX_LINE
+    assert "characters cut" in one_line("x" * (MAX_LINE + 1))
