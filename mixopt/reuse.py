@@ -318,7 +318,7 @@ def _split(spec: str | os.PathLike[str]) -> tuple[str, str]:
     separator.
 
     Raises:
-        MixoptError: ``=FILE``, a name left empty.
+        MixoptError: ``=FILE`` or ``NAME=``, a name or a file left empty.
     """
     if not isinstance(spec, str):  # a Path in library use (FitConfig's tables are Paths too)
         return DEFAULT_NAME, os.fspath(spec)
@@ -332,6 +332,8 @@ def _split(spec: str | os.PathLike[str]) -> tuple[str, str]:
         if not name.strip():
             raise MixoptError(f"--reuse-mixture {spec}: give the group a name before '=' (NAME=FILE), or "
                               "just the file")
+        if not path.strip():  # `g=$PREV` with PREV unset had read the current folder ("." is a folder)
+            raise MixoptError(f"--reuse-mixture {spec}: give the mixture JSON after '=' (NAME=FILE)")
         return name.strip(), path
     return DEFAULT_NAME, spec
 

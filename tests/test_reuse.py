@@ -76,6 +76,7 @@ def test_a_named_group_a_removed_domain_and_recompute(prev, tmp_path):
     ("{p}", ("web", "reused", "code"), (), "'reused' is one of the domains"),
     ("{p}x", DOMAINS, (), "does not exist"),
     ("={p}", DOMAINS, (), "give the group a name before '='"),
+    ("g= ", DOMAINS, (), "give the mixture JSON after '='"),  # it had been "mixture file . is a folder"
     ("{p}", DOMAINS, ("law",), "law: not a domain of .* drop it from --recompute"),
     # Olmix's table in units, without the group's name: the column is named in the way out
     ("{p}", ("existing", "code", "math"), (), "--reuse-mixture existing="),
