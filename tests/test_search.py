@@ -774,6 +774,25 @@ def test_blank_options_are_refused_before_anything(field, said, blank):
         assert getattr(SearchConfig.from_dict({"corpus": "c", field: ""}), field) is None
 
 
+@pytest.mark.parametrize(("kw", "said"), [({"retries": -1}, "--retries is -1"),
+                                         ({"concurrency": 0}, "--concurrency is 0"),
+                                         ({"trial_timeout": 0.0}, "--trial-timeout is 0.0"),
+                                         ({"address": " "}, "--address is blank")])
+def test_a_finished_searchs_resume_refuses_bad_values_it_would_not_use(kw, said, workspace):
+    """A QA pass: `--resume DONE --retries -1` had been only "changes nothing", and `--concurrency -1`
+    not even that; each is refused as for a search still going, before its stored result is said."""
+    from mixopt.search.driver import resume_search
+    from mixopt.store import RunStore
+
+    store = RunStore()
+    store.create_search("done", {"evaluator": "m:f", "domains": ["a", "b"]})
+    store.update_search("done", state="done", result={"search_id": "done"})
+    events = []
+    with pytest.raises(MixoptError, match=said):
+        resume_search("done", progress=events.append, **kw)
+    assert events == []
+
+
 def test_a_resume_with_a_longer_trial_timeout_runs_timed_out_slots_again(workspace, tmp_path, ray_session):
     from mixopt.search.driver import resume_search, run_search
 

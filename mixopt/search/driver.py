@@ -300,12 +300,15 @@ def resume_search(
     st = store_of_search(name, store)  # a store that does not exist holds no search: none is made
     rec = st.require_search(name)
     if rec.state == "done" and rec.result:
+        overrides = {k: v for k, v in (("retries", retries), ("trial_timeout", trial_timeout),
+                                       ("cpus_per_trial", cpus_per_trial), ("gpus_per_trial", gpus_per_trial),
+                                       ("concurrency", concurrency), ("address", address)) if v is not None}
+        if overrides:  # checked as for a search still going: `--retries -1` had been only "unused"
+            SearchConfig.from_dict(rec.config).replace(**overrides)
         result = SearchResult.from_dict(rec.result)
         said = f"search {name} finished earlier: nothing to run; its result as stored"
         _emit(progress, StageEvent(stage="export", search_id=name, message=said))
-        given = [f for f, v in (("--retries", retries), ("--trial-timeout", trial_timeout),
-                                ("--cpus-per-trial", cpus_per_trial), ("--gpus-per-trial", gpus_per_trial))
-                 if v is not None]
+        given = ["--" + k.replace("_", "-") for k in overrides]
         if given:  # they apply to the runs of a search still going
             warn(
                 f"search {name!r} is finished, so {' and '.join(given)} "
