@@ -770,6 +770,11 @@ def test_blank_options_are_refused_before_anything(field, said, blank):
 
     with pytest.raises(MixoptError, match=said):
         SearchConfig(corpus="c", **{field: blank})
+    if field == "address":  # `bench search --address` reaches Ray without a SearchConfig
+        from mixopt.search.ray_env import ensure_ray
+
+        with pytest.raises(MixoptError, match=said):
+            ensure_ray(blank)
     if field != "rung":
         assert getattr(SearchConfig.from_dict({"corpus": "c", field: ""}), field) is None
 

@@ -875,7 +875,8 @@ def test_many_run_ids_are_read_in_chunks_under_sqlites_parameter_cap(store, monk
     ("runs", "list"), ("runs", "searches"), ("fit", "--fidelity-law"),
     ("runs", "import", "--ratios", "r.csv", "--metrics", "m.csv", "--prefix", "t:"),
     ("search", "--corpus", "nope", "--budget", "2", "--out", "m.json"),
-], ids=["list", "searches", "fidelity-law", "import", "search"])
+    ("bench", "fit", "--no-timing", "--tasks", "store"),
+], ids=["list", "searches", "fidelity-law", "import", "search", "bench-fit"])
 def test_an_empty_store_option_is_refused_by_every_command(args, tmp_path, monkeypatch, capsys):
     """A QA pass: `--store ''` had been the workspace's store to `fit --fidelity-law` and `search`, and
     the folder `.` to `runs list`. A search stored so reads back with the workspace's store."""

@@ -297,7 +297,7 @@ def bench_fit(
     fitters: Annotated[str | None, opt("--fitters", help="Comma list of fitters (default: all).")] = None,
     jobs: Annotated[int | None, opt("--jobs", help="Processes for --laws (default: all cores).", min=1)] = (
         None),
-    store: Annotated[Path | None, opt("--store", help="Run store of the store and extrapolation tasks.")] = (
+    store: Annotated[str | None, opt("--store", help="Run store of the store and extrapolation tasks.")] = (
          None),
     ladder: Annotated[str | None, opt("--ladder", help="First train the extrapolation ladder (4 widths × "
                                       "--ladder-mixtures mixtures) on this built corpus into the store.")] = (

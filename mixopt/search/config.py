@@ -22,6 +22,7 @@ from mixopt.errors import MixoptError, int_or_float
 from mixopt.evaluator import PROXY
 from mixopt.methods import METHODS
 from mixopt.objective import names_the_mean
+from mixopt.search.ray_env import check_address
 from mixopt.stats import MAX_SEEDS
 from mixopt.store import check_store_path
 
@@ -131,9 +132,7 @@ class SearchConfig:
         check_store_path(self.store)  # before the corpus is looked at
         if self.out is not None:  # '' had written the search folder's mixture.json alone
             refuse_odd_name(self.out, "--out")
-        if self.address is not None and not self.address.strip():  # '' had been none, ' ' Ray's error
-            raise MixoptError("--address is blank; give host:port of the cluster's head, auto (the cluster "
-                              "of `ray start` here) or local, or leave it out")
+        check_address(self.address)
         # entropy runs no swarm, so it has no budget to be short of (its note says --budget unused)
         free = self.method in METHODS and METHODS[self.method].training_free
         if self.budget < (0 if free else 1):

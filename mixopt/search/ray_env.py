@@ -72,6 +72,14 @@ class RayInfo:
 CONNECT_TIMEOUT_S = 5.0
 
 
+def check_address(address: str | None) -> None:
+    """Refuse a blank ``--address``: "" had run on a local Ray as if none was given, and " " passed
+    Ray's own "Invalid address format:  " on."""
+    if address is not None and not address.strip():
+        raise MixoptError("--address is blank; give host:port of the cluster's head, auto (the cluster "
+                          "of `ray start` here) or local, or leave it out")
+
+
 def reachable_address(address: str) -> str:
     """``address`` as host:port (``auto`` resolved), after checking its GCS port answers.
 
@@ -176,6 +184,7 @@ def ensure_ray(
     """
     import ray
 
+    check_address(address)
     started_here = False
     client = address or os.environ.get("RAY_ADDRESS") or ""
     if client.startswith("ray://"):
