@@ -459,6 +459,8 @@ class Mixture:
 
     @classmethod
     def load(cls, path: str | Path) -> Mixture:
+        if not str(path).strip():  # Path('') is '.': "mixture file . is a folder" named no file given
+            raise MixoptError("the mixture file's name is empty; give the path to a mixture JSON")
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not JSON

@@ -156,6 +156,16 @@ def test_a_saved_mixture_is_strict_json(tmp_path):
                                                                       "n": [1, None]}
 
 
+def test_an_empty_mixture_file_name_is_said_as_such(capsys):
+    """A QA pass: `mixopt export ''` (a variable left unset) said "mixture file . is a folder"."""
+    from mixopt.cli import run_cli
+
+    with pytest.raises(MixoptError, match="the mixture file's name is empty"):
+        Mixture.load(" ")
+    assert run_cli(["export", "", "--format", "yaml"]) == 2
+    assert "the mixture file's name is empty" in capsys.readouterr().err
+
+
 def test_load_reports_missing_and_broken_files(tmp_path):
     with pytest.raises(MixoptError, match="does not exist"):
         Mixture.load(tmp_path / "nope.json")

@@ -13,7 +13,7 @@ from mixopt.cli.common import err_console, out_file
 
 @app.command("export")
 def export(
-    mixture: Annotated[Path, typer.Argument(help="Mixture JSON (mixopt.mixture/v1).")],
+    mixture: Annotated[str, typer.Argument(help="Mixture JSON (mixopt.mixture/v1).")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="megatron (--data-path weight/prefix "
                                        "pairs), hf (JSON of datasets and probabilities for "
                                        "interleave_datasets), olmix ([{domain, weight}]), olmix-mix (a "
