@@ -23,6 +23,10 @@ from mixopt.cli import main
         (["search", "--seed", str(2**40)], "Invalid value for '--seed'"),
         # a value's spaces are kept (they had been collapsed: '   ' showed as ' ')
         (["fit", "--propose", "--out", "   "], "the output '   ' is blank"),
+        # an input path left empty had been '.', and the error named the current folder
+        (["fit", "--ratios", "", "--metrics", "m.csv"], "'--ratios': the path is empty"),
+        (["corpus", "add", "c", "--from", " "], "'--from': the path is empty"),
+        (["swarm", "--domains", "a,b", "--extend", ""], "'--extend': the path is empty"),
     ],
 )
 def test_usage_errors_are_one_line(argv: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:

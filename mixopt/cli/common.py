@@ -131,6 +131,15 @@ def out_file(value: str) -> Path:
         raise typer.BadParameter(str(exc)) from None
 
 
+def in_path(value: str) -> Path:
+    """typer's ``parser`` of an input file or folder option (``--ratios``, ``--from``, ``--data``):
+    ``''`` (a variable left unset) is refused as typed; ``Path`` makes it ``.``, and the error then
+    named the current folder."""
+    if not value.strip():
+        raise typer.BadParameter("the path is empty; give one")
+    return Path(value)
+
+
 def out_folder(value: str) -> Path:
     """typer's ``parser`` of an output folder option (``--report``, ``--exports``): ``''`` is refused
     as typed (``Path`` makes it ``.``, the current folder, which such a folder would replace)."""

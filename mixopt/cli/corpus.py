@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mixopt.cli import app
-from mixopt.cli.common import JsonOpt, SeedOpt, console, dumps, json_warnings, print_columns
+from mixopt.cli.common import JsonOpt, SeedOpt, console, dumps, in_path, json_warnings, print_columns
 
 corpus_app = typer.Typer(
     help="Corpora: build one from a recipe in corpora/, add your own data, list and inspect what is built.",
@@ -117,7 +117,7 @@ def build(name: NameArg = "default", force: ForceOpt = False, as_json: JsonOpt =
 @corpus_app.command("add")
 def add(
     name: NewNameArg,
-    source: Annotated[Path, typer.Option("--from", help="File or folder with your data.")],
+    source: Annotated[Path, typer.Option("--from", help="File or folder with your data.", parser=in_path)],
     fmt: Annotated[
         str, typer.Option("--format", help="auto, jsonl, parquet, csv, text (one folder per domain), hf.")
     ] = "auto",

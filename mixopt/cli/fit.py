@@ -25,6 +25,7 @@ from mixopt.cli.common import (
     dumps,
     err_console,
     goal_table,
+    in_path,
     json_warnings,
     largest,
     opt,
@@ -42,9 +43,9 @@ from mixopt.store import json_default
 @app.command("fit")
 def fit(
     ratios: Annotated[Path | None, opt("--ratios", help="CSV of mixture weights: a run or index column + one "
-                                       "column per domain (- reads standard input).")] = None,
+                                       "column per domain (- reads standard input).", parser=in_path)] = None,
     metrics: Annotated[Path | None, opt("--metrics", help="CSV of metrics: the same run or index column + "
-                                        "metrics (- reads standard input).")] = None,
+                                        "metrics (- reads standard input).", parser=in_path)] = None,
     target: Annotated[str | None, opt("--target", help="Metric column to model, columns c1,c2 or "
                                       "c1=0.7,c2=0.3 (their weighted mean), or 'mean' (all metric columns "
                                       "but _bookkeeping ones); --fidelity-law: objective domains d1,d2 or "
@@ -53,7 +54,8 @@ def fit(
                                       "mixing-law with --fidelity-law.")] = None,
     cv: Annotated[int | None, opt("--cv", help="K-fold cross-validation: Spearman, Pearson, MAE, "
                                   "relative error.")] = None,
-    predict: Annotated[Path | None, opt("--predict", help="New mixtures (CSV) to predict.")] = None,
+    predict: Annotated[Path | None, opt("--predict", help="New mixtures (CSV) to predict.",
+                                        parser=in_path)] = None,
     propose: Annotated[bool, opt("--propose", help="Propose a mixture (write its JSON to --out).")] = False,
     out: Annotated[Path | None, opt("--out", "-o", help="Output of --predict (CSV) or --propose.",
                                                   parser=out_file)] = None,
@@ -285,7 +287,7 @@ def _render_scale(res: dict[str, Any]) -> None:
 def bench_fit(
     data: Annotated[Path | None, opt("--data", help="Folder of the reference tables (regmix-pile-1m/, "
                                      "olmix-64dom-512/; default: shared/data/runs beside the checkout), or "
-                                     "the regmix-pile-1m folder itself.")] = None,
+                                     "the regmix-pile-1m folder itself.", parser=in_path)] = None,
     candidates: Annotated[int, opt("--candidates", help="Candidates for the propose timing (1e6, 1M; at "
                                    "least 128).", parser=_bench_candidates, metavar="N")] = 1_000_000,
     as_json: JsonOpt = False,

@@ -25,6 +25,7 @@ from mixopt.cli.common import (
     dumps,
     err_console,
     goal_table,
+    in_path,
     json_warnings,
     largest,
     live,
@@ -202,7 +203,7 @@ def bench_search(
     no_fit: Annotated[bool, opt("--no-fit", help="Skip the fit figures (mixopt bench fit).")] = False,
     data: Annotated[Path | None, opt("--data", help="The fit figures' tables: the folder holding "
                                      "regmix-pile-1m/, or that folder (default: the project's shared copy "
-                                     "beside the checkout).")] = None,
+                                     "beside the checkout).", parser=in_path)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Per-trial overhead, 2-vs-1 throughput through Ray Tune, and the fit figures."""

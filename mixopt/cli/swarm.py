@@ -19,6 +19,7 @@ from mixopt.cli.common import (
     TargetTokensOpt,
     assignments,
     err_console,
+    in_path,
     opt,
     out_file,
     out_folder,
@@ -50,7 +51,7 @@ def swarm(
     target_tokens: TargetTokensOpt = None,
     extend: Annotated[Path | None, opt("--extend", help="A ratios table of mixtures already planned or "
                                        "run: the new ones keep away from them and number on after "
-                                       "them.")] = None,
+                                       "them.", parser=in_path)] = None,
     out: Annotated[Path | None, opt("--out", "-o", help="Write the ratios table (CSV: run, index and a "
                                     "weight per domain) here instead of stdout.", parser=out_file)] = None,
     exports: Annotated[Path | None, opt("--exports", help="Also write each mixture as --format into this "
