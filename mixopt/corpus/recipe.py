@@ -247,6 +247,8 @@ def parse_recipe(path: Path, name: str | None = None) -> Recipe:
 
 def load_recipe(name: str) -> Recipe:
     """The recipe ``name`` from ``corpora/`` (or a path to a .toml file)."""
+    if not name.strip():  # as every other command that takes a corpus says it
+        raise MixoptError("the corpus name is empty; give a recipe's name (`mixopt corpus list` shows them)")
     path = paths.find_recipe("corpora", name)
     if path is None:
         paths.check_recipe_path(name, "corpus recipe")
