@@ -335,7 +335,7 @@ def test_a_damaged_corpus_folder_is_one_error_naming_the_damage(
 
 
 def test_an_empty_corpus_name_is_said_as_such(workspace: Path, capsys) -> None:
-    for args in (["entropy", ""], ["corpus", "info", " "], ["corpus", "build", ""]):  # build: "unknown corpus ''"
+    for args in (["entropy", ""], ["corpus", "info", " "], ["corpus", "build", ""]):
         assert_refused(capsys, workspace, *args, match="the corpus name is empty")
 
 
