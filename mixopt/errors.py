@@ -57,6 +57,18 @@ def finite_json(obj: Any) -> Any:
     return obj
 
 
+def refuse_blank(value: str | None, what: str, fix: str) -> None:
+    """Refuse a value left empty (``''``: a variable left unset) or blank (``' '``), in one wording:
+    "``what`` is empty; ``fix``" or "``what`` ' ' is blank; ``fix``". None (not given) passes.
+
+    Raises:
+        MixoptError: naming ``what`` (the option) and ``fix``.
+    """
+    if value is not None and not value.strip():
+        said = "is empty" if value == "" else f"{value!r} is blank"
+        raise MixoptError(f"{what} {said}; {fix}")
+
+
 MAX_LINE = 2000  # characters of an error or warning line; a 5,000-character value is cut in its middle
 
 

@@ -127,7 +127,7 @@ def coerce_result(obj: Any, *, cost: float = 0.0, needed: Collection[str] | None
     try:
         if isinstance(res.cost, bool):
             raise TypeError
-        res.cost = float(res.cost or cost)  # none or 0: the wall time the caller measured
+        res.cost = float(res.cost or cost)
     except (TypeError, ValueError):
         raise MixoptError(f"evaluator returned cost {res.cost!r}; give the run's cost as a number (seconds, "
                           "GPU-hours: your unit)") from None
@@ -179,6 +179,8 @@ def coerce_result(obj: Any, *, cost: float = 0.0, needed: Collection[str] | None
             res.error = f"{said}; {res.error}" if res.error else said  # the evaluator's own text kept
     if res.status != "ok" and not res.error:  # had ended the search with "first error: no error recorded"
         res.error = f"evaluator returned status {res.status!r} with no error text"
+    if not res.cost:  # none, 0 or "0": the wall time the caller measured
+        res.cost = cost
     return res
 
 

@@ -21,7 +21,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mixopt.errors import MixoptError, MixoptWarning, finite_json, int_or_float, is_control, listed, warn
+from mixopt.errors import (
+    MixoptError,
+    MixoptWarning,
+    finite_json,
+    int_or_float,
+    is_control,
+    listed,
+    refuse_blank,
+    warn,
+)
 
 SCHEMA_ID = "mixopt.mixture/v1"
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "mixture.v1.json"
@@ -427,9 +436,7 @@ class Mixture:
         return d
 
     def to_json(self) -> str:
-        # strict JSON: a NaN or a 400-digit number (inf) in a user's params had been saved as NaN or
-        # Infinity, which jq refuses
-        return json.dumps(finite_json(self.to_dict()), indent=2, allow_nan=False) + "\n"
+        return json.dumps(_untyped_finite(self.to_dict()), indent=2) + "\n"
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON (stamped ``created`` now, unless its meta has a time already)."""
@@ -439,7 +446,7 @@ class Mixture:
         # mixture read back from its own JSON never equalled the object it came from.
         d = self.to_dict()
         d.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
-        text = json.dumps(finite_json(d), indent=2, allow_nan=False) + "\n"
+        text = json.dumps(_untyped_finite(d), indent=2) + "\n"
         validate_json(json.loads(text), where=str(path))
         return write_text(path, text)
 
@@ -459,8 +466,8 @@ class Mixture:
 
     @classmethod
     def load(cls, path: str | Path) -> Mixture:
-        if not str(path).strip():  # Path('') is '.': "mixture file . is a folder" named no file given
-            raise MixoptError("the mixture file's name is empty; give the path to a mixture JSON")
+        # Path('') is '.': "mixture file . is a folder" named no file given
+        refuse_blank(str(path), "the mixture file's name", "give the path to a mixture JSON")
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not JSON
@@ -492,6 +499,15 @@ class Mixture:
             raise MixoptError(f"mixture file {path} nests its arrays or objects too deep to read; give a "
                               "mixture JSON (mixopt search --out writes one)") from None
         return cls.from_dict(data, where=str(path))
+
+
+def _untyped_finite(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` with NaN and ±inf as null in the fields the schema leaves free (``params``, ``provenance``,
+    a user's own keys): a NaN or a 400-digit integer (read as inf) in them had been saved as NaN or
+    Infinity, which jq refuses. The schema's number fields keep theirs: null there fails the schema,
+    and a search would end without its file (the review)."""
+    typed = set(schema()["properties"]) - {"params", "provenance"}
+    return {k: v if k in typed else finite_json(v) for k, v in d.items()}
 
 
 @lru_cache(maxsize=1)

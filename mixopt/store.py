@@ -40,7 +40,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mixopt import paths
-from mixopt.errors import MixoptError, StoreLockedError
+from mixopt.errors import MixoptError, StoreLockedError, refuse_blank
 from mixopt.mixture import RENORM_TOL
 from mixopt.objective import Objective
 
@@ -192,9 +192,8 @@ def store_of_search(name: str, store: str | Path | None = None) -> RunStore:
 def check_store_path(path: str | os.PathLike[str] | None) -> None:
     """Refuse an empty ``--store``: it had been the workspace's store to some commands and ``.`` (a
     folder) to others."""
-    if path is not None and not os.fspath(path).strip():
-        raise MixoptError("--store is empty; give a run store file (runs.sqlite), or leave --store out for "
-                          "the workspace's")
+    refuse_blank(None if path is None else os.fspath(path), "--store",
+                 "give a run store file (runs.sqlite), or leave --store out for the workspace's")
 
 
 def existing_store(store: str | Path | None, doing: str) -> RunStore:

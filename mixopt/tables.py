@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from mixopt.errors import MixoptError, MixoptWarning, warn
+from mixopt.errors import MixoptError, MixoptWarning, refuse_blank, warn
 from mixopt.magic import binary_kind, has_nul
 from mixopt.mixture import RENORM_TOL, check_domain_names, has_control_char, spelling_note
 
@@ -272,6 +272,7 @@ def _read_bytes(path: Path, what: str) -> bytes:
 
 def _read_csv(path: str | Path, what: str) -> tuple[pl.DataFrame, str]:
     """The table, and the sha256 of the bytes it was read from (a pipe cannot be read again to hash)."""
+    refuse_blank(str(path), f"the {what} file's name", "give the path to a CSV file")  # Path: '.'
     path = Path(path)
     data = _read_bytes(path, what)
     digest = hashlib.sha256(data).hexdigest()

@@ -204,7 +204,7 @@ def test_output_names_that_are_blank_or_hold_control_characters(workspace: Path,
     assert "--out is empty; give a path" in capsys.readouterr().err
     assert run_cli(["runs", "import", "--ratios", "r.csv", "--metrics", "m.csv", "--store", " ",
                     "--prefix", "p:"]) == 2
-    assert "--store is empty" in capsys.readouterr().err
+    assert "--store ' ' is blank" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv", "r.csv"]
 
 

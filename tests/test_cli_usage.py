@@ -25,7 +25,7 @@ from mixopt.cli import main
         (["fit", "--propose", "--out", "   "], "the output '   ' is blank"),
         # an input path left empty had been '.', and the error named the current folder
         (["fit", "--ratios", "", "--metrics", "m.csv"], "'--ratios': the path is empty"),
-        (["corpus", "add", "c", "--from", " "], "'--from': the path is empty"),
+        (["corpus", "add", "c", "--from", " "], "'--from': the path ' ' is blank"),
         (["swarm", "--domains", "a,b", "--extend", ""], "'--extend': the path is empty"),
     ],
 )

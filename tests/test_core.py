@@ -140,9 +140,10 @@ def test_natural_and_temperature_mixtures():
         Mixture({"a": 1.0}, schedule=[3])
 
 
-def test_a_saved_mixture_is_strict_json(tmp_path):
+def test_a_saved_mixtures_free_fields_are_strict_json(tmp_path):
     """A QA pass: a NaN, 1e999 or a 400-digit integer (read as inf) in a user's params had been saved
-    back as NaN or Infinity, which jq and JavaScript refuse; they are null."""
+    back as NaN or Infinity, which jq and JavaScript refuse; they are null. A number field of the
+    schema keeps its NaN: null there failed the schema, so a search would end without its file."""
     src = tmp_path / "in.json"
     src.write_text('{"schema": "mixopt.mixture/v1", "weights": {"a": 0.5, "b": 0.5}, '
                    f'"params": {{"x": 1e999, "y": NaN, "z": {"9" * 400}, "n": [1, -Infinity]}}}}')
@@ -154,13 +155,15 @@ def test_a_saved_mixture_is_strict_json(tmp_path):
     for text in (path.read_text(), Mixture.load(src).to_json()):
         assert json.loads(text, parse_constant=refuse)["params"] == {"x": None, "y": None, "z": None,
                                                                       "n": [1, None]}
+    m = Mixture({"a": 0.5, "b": 0.5}, meta={"predicted": {"mean": float("nan")}})
+    assert math.isnan(Mixture.load(m.save(tmp_path / "nan.json")).meta["predicted"]["mean"])
 
 
 def test_an_empty_mixture_file_name_is_said_as_such(capsys):
     """A QA pass: `mixopt export ''` (a variable left unset) said "mixture file . is a folder"."""
     from mixopt.cli import run_cli
 
-    with pytest.raises(MixoptError, match="the mixture file's name is empty"):
+    with pytest.raises(MixoptError, match="the mixture file's name ' ' is blank"):
         Mixture.load(" ")
     assert run_cli(["export", "", "--format", "yaml"]) == 2
     assert "the mixture file's name is empty" in capsys.readouterr().err
@@ -287,6 +290,10 @@ def test_coerce_result_accepts_dicts_and_flags_divergence():
     assert r.status == "ok" and r.metrics == {"loss/a": 2.0} and r.cost == 1.5
     r = coerce_result({"metrics": {"loss/a": float("inf")}, "cost": 3})
     assert r.status == "diverged" and "loss/a" in r.error
+    # a cost of 0, however written, is none: the measured wall time (a review caught a mutation pass
+    # that took the second fallback, for "0", for dead code)
+    for zero in (0, 0.0, "0", "0.0", None):
+        assert coerce_result({"metrics": {"loss/a": 2.0}, "cost": zero}, cost=12.5).cost == 12.5
     # only the objective's metrics decide: an unread NaN is left out and named
     r = coerce_result({"loss/a": 2.0, "mmlu": float("nan")}, needed={"loss/a"})
     assert r.status == "ok" and r.metrics == {"loss/a": 2.0} and "left out" in r.error and "mmlu" in r.error

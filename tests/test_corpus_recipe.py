@@ -336,3 +336,18 @@ def test_a_recipe_source_skips_or_replaces_what_is_not_utf8(workspace: Path, tmp
         with pytest.raises(MixoptError, match=r"domain 'poems': every file of its sources was left out as "
                                               r"not UTF-8 \(p.txt; on_decode_error = \"skip\"\): convert"):
             build_recipe(str(recipe), force=True)
+
+
+def test_a_rebuild_from_inside_the_corpus_folder_is_refused_before_the_work(workspace: Path, tmp_path: Path,
+                                                                          monkeypatch) -> None:  # noqa: ANN001
+    """The review: `corpus build NAME --force` run from inside the corpus's folder was refused only by
+    the atomic write, after the sources were fetched and tokenized."""
+    import mixopt.corpus.assemble as assemble
+
+    recipe = path_recipe(tmp_path)
+    inside = workspace / "corpora" / "tinyrecipe" / "sub"
+    inside.mkdir(parents=True)
+    monkeypatch.chdir(inside)
+    monkeypatch.setattr(assemble, "fetch", lambda *a: pytest.fail("a source was fetched"))
+    with pytest.raises(MixoptError, match="the folder of corpus 'tinyrecipe', .* is the current folder or"):
+        build_recipe(str(recipe), force=True)

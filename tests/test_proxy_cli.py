@@ -205,6 +205,8 @@ def _running(pid: int) -> bool:  # a zombie (reaped by init later) no longer run
 def test_a_killed_bench_leaves_no_worker_training() -> None:
     """A harness that SIGKILLs `bench proxy` had left its worker training to the end of --seconds."""
     exe = Path(sys.executable).with_name("mixopt")
+    if not exe.is_file():
+        pytest.skip("no mixopt script beside this Python")
     proc = subprocess.Popen([str(exe), "bench", "proxy", "--rungs", "debug", "--threads", "1",
                              "--seconds", "300"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kids: list[int] = []

@@ -757,32 +757,38 @@ def test_ray_client_addresses_are_refused_by_name():
         ensure_ray("ray://head:10001")
 
 
-@pytest.mark.parametrize(("field", "said"), [("address", "--address is blank"),
-                                             ("evaluator", "--evaluator is empty"),
-                                             ("validate_rung", "--validate-rung is empty"),
-                                             ("rung", "--rung is empty")])
+@pytest.mark.parametrize("field", ["address", "evaluator", "validate_rung", "rung"])
 @pytest.mark.parametrize("blank", ["", " "])
-def test_blank_options_are_refused_before_anything(field, said, blank):
+def test_blank_options_are_refused_before_anything(field, blank, monkeypatch):
     """A QA pass: `--address ''` had run on a local Ray as if none was given, `' '` passed Ray's own
-    "Invalid address format:  " on; `--evaluator ''` was the built-in proxy, and a blank
-    `--validate-rung` a user evaluator's label. A search stored with '' reads back with the default."""
+    "Invalid address format:  " on; `--evaluator ''` was the built-in proxy, and a blank `--rung` or
+    `--validate-rung` a user evaluator's label: a new search refuses them. A search stored with one
+    reads back (the review: a stored ' ' rung had made its search impossible to resume)."""
     from mixopt.search.config import SearchConfig
+    from mixopt.search.driver import run_search
+    from mixopt.search.ray_env import ensure_ray, env_address
 
+    option = "--" + field.replace("_", "-")
+    said = f"{option} is empty" if blank == "" else f"{option} ' ' is blank"
     with pytest.raises(MixoptError, match=said):
-        SearchConfig(corpus="c", **{field: blank})
+        run_search(SearchConfig(corpus="c", **{field: blank}))
     if field == "address":  # `bench search --address` reaches Ray without a SearchConfig
-        from mixopt.search.ray_env import ensure_ray
-
         with pytest.raises(MixoptError, match=said):
             ensure_ray(blank)
-    if field != "rung":
-        assert getattr(SearchConfig.from_dict({"corpus": "c", field: ""}), field) is None
+        monkeypatch.setenv("RAY_ADDRESS", blank)  # a blank RAY_ADDRESS is none, as an empty one is
+        assert env_address() is None
+    stored = SearchConfig.from_dict({"corpus": "c", field: blank or " "} if field != "rung" else
+                                    {"corpus": "c", "rung": " ", "validate_rung": " "})
+    if field in ("rung", "validate_rung"):  # kept: its runs are keyed by it
+        assert stored.rung == (" " if field == "rung" else "xs") and stored.validate_rung == " "
+    else:
+        assert getattr(stored, field) is None
 
 
 @pytest.mark.parametrize(("kw", "said"), [({"retries": -1}, "--retries is -1"),
                                          ({"concurrency": 0}, "--concurrency is 0"),
                                          ({"trial_timeout": 0.0}, "--trial-timeout is 0.0"),
-                                         ({"address": " "}, "--address is blank")])
+                                         ({"address": " "}, "--address ' ' is blank")])
 def test_a_finished_searchs_resume_refuses_bad_values_it_would_not_use(kw, said, workspace):
     """A QA pass: `--resume DONE --retries -1` had been only "changes nothing", and `--concurrency -1`
     not even that; each is refused as for a search still going, before its stored result is said."""

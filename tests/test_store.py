@@ -883,7 +883,7 @@ def test_an_empty_store_option_is_refused_by_every_command(args, tmp_path, monke
     monkeypatch.setenv("MIXOPT_HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     assert _cli([*args, "--store", " "]) == 2
-    assert "--store is empty" in capsys.readouterr().err
+    assert "--store ' ' is blank" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
     assert SearchConfig.from_dict({"corpus": "c", "store": ""}).store is None
 

@@ -135,8 +135,12 @@ def in_path(value: str) -> Path:
     """typer's ``parser`` of an input file or folder option (``--ratios``, ``--from``, ``--data``):
     ``''`` (a variable left unset) is refused as typed; ``Path`` makes it ``.``, and the error then
     named the current folder."""
-    if not value.strip():
-        raise typer.BadParameter("the path is empty; give one")
+    from mixopt.errors import MixoptError, refuse_blank
+
+    try:
+        refuse_blank(value, "the path", "give one")
+    except MixoptError as exc:
+        raise typer.BadParameter(str(exc)) from None
     return Path(value)
 
 

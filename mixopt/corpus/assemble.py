@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixopt.atomic import sweep_leftovers
+from mixopt.atomic import refuse_holding_cwd, sweep_leftovers
 from mixopt.corpus.archive import iter_members
 from mixopt.corpus.build import build_from_documents, build_params, built_from
 from mixopt.corpus.documents import decode_utf8, pack_texts
@@ -105,6 +105,8 @@ def build_recipe(name: str, *, force: bool = False) -> BuildOutcome:
     t0 = time.perf_counter()
     recipe = load_recipe(name)
     check_corpus_name(recipe.name)  # before fetching anything: the name becomes the corpus's folder
+    if force:  # a rebuild replaces the folder whole: not the one the shell is in (before the work)
+        refuse_holding_cwd(corpus_dir(recipe.name), f"the folder of corpus {recipe.name!r},")
     fetched: dict[str, list[Fetched]] = {}
     skipped_sources: list[dict[str, str]] = []
     skipped_domains: dict[str, str] = {}
@@ -165,6 +167,7 @@ def build_recipe(name: str, *, force: bool = False) -> BuildOutcome:
                 f"a corpus named {recipe.name!r} is already built from recipe {before}; rename {name} (the "
                 "corpus takes the file's name), or pass --force to replace it"
             )
+    refuse_holding_cwd(out, f"the folder of corpus {recipe.name!r},")  # rebuilt: before reading the sources
 
     records: list[dict[str, Any]] = []
     docs: dict[str, list[str]] = {}

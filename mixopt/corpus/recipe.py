@@ -37,7 +37,7 @@ from mixopt import paths
 from mixopt.corpus.build import DEFAULT_MAX_DOC_CHARS, DEFAULT_SAMPLE_CHARS, DEFAULT_VAL_DOCUMENTS
 from mixopt.corpus.documents import check_domain_name
 from mixopt.corpus.extract import EXTRACTORS
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, refuse_blank
 
 SourceKind = Literal["apt", "pip", "path"]
 _SOURCE_KEYS = {
@@ -247,8 +247,7 @@ def parse_recipe(path: Path, name: str | None = None) -> Recipe:
 
 def load_recipe(name: str) -> Recipe:
     """The recipe ``name`` from ``corpora/`` (or a path to a .toml file)."""
-    if not name.strip():  # as every other command that takes a corpus says it
-        raise MixoptError("the corpus name is empty; give a recipe's name (`mixopt corpus list` shows them)")
+    refuse_blank(name, "the corpus name", "give a recipe's name (`mixopt corpus list` shows them)")
     path = paths.find_recipe("corpora", name)
     if path is None:
         paths.check_recipe_path(name, "corpus recipe")

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from mixopt import paths
 from mixopt.atomic import refuse_odd_name
-from mixopt.errors import MixoptError, int_or_float
+from mixopt.errors import MixoptError, int_or_float, refuse_blank
 from mixopt.evaluator import PROXY
 from mixopt.methods import METHODS
 from mixopt.objective import names_the_mean
@@ -108,9 +108,9 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.name is not None:
             paths.check_name(self.name, "--name", "search name")
-        if self.evaluator is not None and not self.evaluator.strip():  # '' had been the built-in proxy's
-            raise MixoptError("--evaluator is empty; give your evaluator as module:function, or leave it out "
-                              "for the built-in proxy trainer")
+        # '' had been the built-in proxy's
+        refuse_blank(self.evaluator, "--evaluator", "give your evaluator as module:function, or leave it out "
+                     "for the built-in proxy trainer")
         if self.corpus is None and not self.domains:
             if self.evaluator is not None:
                 raise MixoptError("--evaluator needs the domains its runs train on: add --domains a,b,c")
@@ -131,6 +131,7 @@ class SearchConfig:
             check_domain_names(self.domains, "--domains")  # before the swarm trains, not at its mixture
         check_store_path(self.store)  # before the corpus is looked at
         if self.out is not None:  # '' had written the search folder's mixture.json alone
+            object.__setattr__(self, "out", str(self.out))  # a Path in library use, as reuse_mixture
             refuse_odd_name(self.out, "--out")
         check_address(self.address)
         # entropy runs no swarm, so it has no budget to be short of (its note says --budget unused)
@@ -165,9 +166,8 @@ class SearchConfig:
             raise MixoptError(f"--temperature is {self.temperature}; it must be > 0")
         if self.metric not in ("loss", "bpb"):
             raise MixoptError(f"--metric {self.metric!r} is unknown; use loss or bpb")
-        for option, value in (("--rung", self.rung), ("--validate-rung", self.validate_rung)):
-            if value is not None and not value.strip():  # ' ' had been a user evaluator's runs' label
-                raise MixoptError(f"{option} is empty; name a proxy rung (e.g. xs)")
+        if not self.rung:
+            raise MixoptError("--rung is empty; name a proxy rung (e.g. xs)")
         from mixopt.reuse import recompute_names
 
         object.__setattr__(self, "recompute", recompute_names(self.recompute))
@@ -204,11 +204,19 @@ class SearchConfig:
             if kw.get(k) is None:
                 kw.pop(k, None)
         kw["target"] = stored_target(kw.get("target"), kw.get("domains"))
-        # '' had meant the default before 2026-12-07
-        for k in ("store", "address", "evaluator", "validate_rung", "out"):
-            if kw.get(k) == "":
+        # '' had meant the default before 2026-12-07 (a blank one of these could not have run)
+        for k in ("store", "address", "evaluator", "out"):
+            if isinstance(kw.get(k), str) and not kw[k].strip():
                 kw[k] = None
+        if kw.get("validate_rung") == "":  # it had read as --rung
+            kw["validate_rung"] = None
         return cls(**kw)
+
+    def check_new(self) -> None:
+        """Checks of a new search that a stored one is spared (its runs are keyed by what it ran
+        with): a blank ``--rung`` or ``--validate-rung`` had been a user evaluator's runs' label."""
+        for option, value in (("--rung", self.rung), ("--validate-rung", self.validate_rung)):
+            refuse_blank(value, option, "name a proxy rung (e.g. xs)")
 
     def replace(self, **changes: Any) -> SearchConfig:
         return dataclasses.replace(self, **changes)

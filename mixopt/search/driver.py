@@ -57,7 +57,14 @@ from mixopt.search.prepare import (
     prepare,
     reads_of,
 )
-from mixopt.search.ray_env import RayInfo, ensure_ray, reachable_address, user_modules, watch_cluster
+from mixopt.search.ray_env import (
+    RayInfo,
+    ensure_ray,
+    env_address,
+    reachable_address,
+    user_modules,
+    watch_cluster,
+)
 from mixopt.search.result import SearchResult, build_mixture, candidate_rows, shown_rung
 from mixopt.search.runner import (
     INTERRUPTED,
@@ -121,8 +128,9 @@ def run_search(
         MixoptError: bad input (found before any trial runs), or an evaluator that breaks its contract.
         KeyboardInterrupt: the search was stopped; ``resume_search(name)`` continues it.
     """
+    config.check_new()
     new_store = not Path(config.store or default_path()).exists()
-    address = config.address or os.environ.get("RAY_ADDRESS")
+    address = config.address or env_address()
     if address and address != "local" and not address.startswith("ray://") and not _ray_is_up():
         reachable_address(address)  # a cluster not there: one line, before the plan and its warnings
     prep = prepare(config, evaluator)
@@ -304,7 +312,12 @@ def resume_search(
                                        ("cpus_per_trial", cpus_per_trial), ("gpus_per_trial", gpus_per_trial),
                                        ("concurrency", concurrency), ("address", address)) if v is not None}
         if overrides:  # checked as for a search still going: `--retries -1` had been only "unused"
-            SearchConfig.from_dict(rec.config).replace(**overrides)
+            try:
+                stored = SearchConfig.from_dict(rec.config)
+            except MixoptError:  # one of an older mixopt that today's checks refuse: it is done
+                stored = None
+            if stored is not None:
+                stored.replace(**overrides)
         result = SearchResult.from_dict(rec.result)
         said = f"search {name} finished earlier: nothing to run; its result as stored"
         _emit(progress, StageEvent(stage="export", search_id=name, message=said))
@@ -343,8 +356,8 @@ def resume_search(
     changes: dict[str, Any] = {"store": str(st.path)}
     if address is not None:
         changes["address"] = address
-    elif cfg.address and os.environ.get("RAY_ADDRESS") and os.environ["RAY_ADDRESS"] != cfg.address:
-        warn(f"RAY_ADDRESS={os.environ['RAY_ADDRESS']} is not used: search {name!r} goes on at "
+    elif cfg.address and env_address() and env_address() != cfg.address:
+        warn(f"RAY_ADDRESS={env_address()} is not used: search {name!r} goes on at "
              f"{cfg.address}, where it ran; give --address to move it", MixoptWarning)
     if concurrency is not None:
         changes["concurrency"] = concurrency

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mixopt.errors import MixoptError, nearly_full
+from mixopt.errors import MixoptError, nearly_full, refuse_blank
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +72,17 @@ class RayInfo:
 CONNECT_TIMEOUT_S = 5.0
 
 
+def env_address() -> str | None:
+    """``RAY_ADDRESS``, where it names one: a blank one (``export RAY_ADDRESS=' '``) is none, as an
+    empty one is (it had reached the reachability check as "--address  : Invalid address format")."""
+    return os.environ.get("RAY_ADDRESS", "").strip() or None
+
+
 def check_address(address: str | None) -> None:
     """Refuse a blank ``--address``: "" had run on a local Ray as if none was given, and " " passed
     Ray's own "Invalid address format:  " on."""
-    if address is not None and not address.strip():
-        raise MixoptError("--address is blank; give host:port of the cluster's head, auto (the cluster "
-                          "of `ray start` here) or local, or leave it out")
+    refuse_blank(address, "--address", "give host:port of the cluster's head, auto (the cluster of `ray "
+                 "start` here) or local, or leave it out")
 
 
 def reachable_address(address: str) -> str:
@@ -186,7 +191,7 @@ def ensure_ray(
 
     check_address(address)
     started_here = False
-    client = address or os.environ.get("RAY_ADDRESS") or ""
+    client = address or env_address() or ""
     if client.startswith("ray://"):
         # Ray Client runs Tune on the cluster's head, and with it the callback that writes the run
         # store, which belongs to this machine: the search would never see its runs.
@@ -195,7 +200,7 @@ def ensure_ray(
             "of the cluster with --address auto (or host:6379), or submit it as a Ray job"
         )
     if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS") or None
+        address = address or env_address()
         if address == "local":
             address = None
         # Ray warns at every start that token auth is on and how to switch it off; mixopt keeps it
