@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mixopt.errors import MixoptError, as_os_error, is_control, nearly_full
+from mixopt.errors import MixoptError, as_os_error, is_control, nearly_full, refuse_blank
 
 
 def _check_parent(path: Path) -> None:
@@ -121,10 +121,8 @@ def refuse_odd_name(text: str, what: str) -> None:
     Raises:
         MixoptError: naming ``what`` (the option).
     """
-    if not text:  # '' is '.' to Path: "--out . is a folder" named a path the user had not typed
-        raise MixoptError(f"{what or 'the output'} is empty; give a path")
-    if not text.strip():
-        raise MixoptError(f"{what or 'the output'} {text!r} is blank; give a name")
+    # '' is '.' to Path: "--out . is a folder" named a path the user had not typed
+    refuse_blank(text, what or "the output", "give a path")
     if any(is_control(ch) for ch in text):
         raise MixoptError(f"{what or 'the output'} {text!r} holds a control character (a newline, an "
                           "escape); give a name of printable characters")

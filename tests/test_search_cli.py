@@ -88,6 +88,11 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch, capsys):
     (["search", *FAST, "--target", " , "], "--target ' , ' names no domain"),
     (["search", *FAST, "--target", "code,code=2"], "--target names 'code' twice"),
     (["search", *FAST, "--target", "code=1,=1"], "--target 'code=1,=1': '=1' has no domain name"),
+    # a list left empty (a variable unset) had been no list: no token counts, no fixes, unsaid
+    (["search", *FAST, "--fix", ""], "--fix is empty; give domain=value"),
+    (["search", *FAST, "--tokens", " "], "--tokens ' ' is blank"),
+    (["search", *FAST, "--fidelity", ","], "--fidelity is empty; give key=value"),
+    (["swarm", "--domains", "a,b", "--max-weight", ""], "--max-weight is empty"),
     (["search", *FAST, "--method", "entropy"], "--method entropy computes the mixture from a corpus"),
     (["search", *FAST, "--budget", "0"], "--budget"),
     (["search", *FAST, "--budget", "1000000000"], "'1000000000' is more than 100,000 runs; give at most"),

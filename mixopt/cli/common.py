@@ -167,8 +167,9 @@ def assignments(values: list[str] | None, option: str) -> dict[str, float]:
 
     # One list of pairs: parse_assignments refuses a domain given twice with two values; each value
     # may be @FILE (a file of the pairs)
-    return parse_assignments(",".join(at_file(v, option) or "" for v in values or []), option=option,
-                             files=False)
+    if not values:
+        return {}
+    return parse_assignments(",".join(at_file(v, option) or "" for v in values), option=option, files=False)
 
 
 def render_selection(rows: list[dict[str, Any]]) -> None:

@@ -278,6 +278,8 @@ def at_file(text: str | None, option: str) -> str | None:
 def _pairs(text: str | None, *, option: str, form: str) -> list[tuple[str, str]]:
     """Split ``k=v,k2=v2`` into stripped pairs; ``option`` and ``form`` make the error line."""
     _check_locale_text(text or "", option)
+    if text is not None and not text.replace(",", "").strip():  # `--fix "$FIX"` with FIX unset: not "none"
+        refuse_blank(text if not text.strip() else "", option, f"give {form}, or leave it out")
     pairs = []
     for part in (text or "").split(","):
         part = part.strip()
@@ -379,7 +381,7 @@ def parse_fidelity(text: str | Sequence[str] | None) -> dict[str, Any]:
         MixoptError: a malformed pair, or a key given twice with two values.
     """
     if text is not None and not isinstance(text, str):
-        text = ",".join(text)
+        text = ",".join(text) if text else None  # no value at all is none; an empty one is refused
     out: dict[str, Any] = {}
     typed: dict[str, str] = {}
     for name, val in _pairs(text, option="--fidelity", form="key=value (e.g. --fidelity steps=1000,lr=3e-4)"):
