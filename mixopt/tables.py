@@ -734,7 +734,8 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
     if _is_stdin(ratios) and _is_stdin(metrics):  # the second read would find the stream empty
         raise MixoptError("--ratios and --metrics cannot both be read from standard input (- or /dev/stdin); "
                           "give one of them as a file")
-    if Path(ratios).resolve() == Path(metrics).resolve():  # its metric columns would read as domains
+    # its metric columns would read as domains ('' and '' are two empty names, said by _read_csv)
+    if str(ratios).strip() and Path(ratios).resolve() == Path(metrics).resolve():
         raise MixoptError(
             f"--ratios and --metrics are the same file ({ratios}); give the weights and the metrics in two "
             "files, each with the run id column (run or index): weights in one, metrics in the other"

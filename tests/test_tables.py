@@ -488,6 +488,8 @@ def test_tables_are_read_from_pipes_and_standard_input(tmp_path: Path,
         read_run_tables(ratios, "/dev/zero")  # read until memory ran out
     with pytest.raises(MixoptError, match="the metrics file's name is empty"):  # it had been ". is a folder"
         read_run_tables(ratios, "")
+    with pytest.raises(MixoptError, match="the ratios file's name is empty"):  # not "the same file ()"
+        read_run_tables("", "")
 
 
 def test_standard_input_is_read_once_by_any_name(tmp_path: Path) -> None:
