@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -120,27 +120,30 @@ def json_warnings(as_json: bool) -> Iterator[list[str]]:
         yield said
 
 
-def out_file(value: str) -> Path:
-    """typer's ``parser`` of an ``--out`` file option: the text as typed (see ``output_path``)."""
-    from mixopt.atomic import output_path
+def _usage_error(check: Callable[[], Any]) -> Any:
+    """``check()``, its MixoptError as typer's usage error (click's message names the option)."""
     from mixopt.errors import MixoptError
 
     try:
-        return output_path(value, what="")  # click's message names the option
+        return check()
     except MixoptError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+def out_file(value: str) -> Path:
+    """typer's ``parser`` of an ``--out`` file option: the text as typed (see ``output_path``)."""
+    from mixopt.atomic import output_path
+
+    return _usage_error(lambda: output_path(value, what=""))
 
 
 def in_path(value: str) -> Path:
     """typer's ``parser`` of an input file or folder option (``--ratios``, ``--from``, ``--data``):
     ``''`` (a variable left unset) is refused as typed; ``Path`` makes it ``.``, and the error then
     named the current folder."""
-    from mixopt.errors import MixoptError, refuse_blank
+    from mixopt.errors import refuse_blank
 
-    try:
-        refuse_blank(value, "the path", "give one")
-    except MixoptError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    _usage_error(lambda: refuse_blank(value, "the path", "give one"))
     return Path(value)
 
 
@@ -148,12 +151,8 @@ def out_folder(value: str) -> Path:
     """typer's ``parser`` of an output folder option (``--report``, ``--exports``): ``''`` is refused
     as typed (``Path`` makes it ``.``, the current folder, which such a folder would replace)."""
     from mixopt.atomic import refuse_odd_name
-    from mixopt.errors import MixoptError
 
-    try:
-        refuse_odd_name(value, what="")
-    except MixoptError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    _usage_error(lambda: refuse_odd_name(value, what=""))
     return Path(value)
 
 

@@ -356,8 +356,8 @@ def resume_search(
     changes: dict[str, Any] = {"store": str(st.path)}
     if address is not None:
         changes["address"] = address
-    elif cfg.address and env_address() and env_address() != cfg.address:
-        warn(f"RAY_ADDRESS={env_address()} is not used: search {name!r} goes on at "
+    elif cfg.address and (env := env_address()) and env != cfg.address:
+        warn(f"RAY_ADDRESS={env} is not used: search {name!r} goes on at "
              f"{cfg.address}, where it ran; give --address to move it", MixoptWarning)
     if concurrency is not None:
         changes["concurrency"] = concurrency
