@@ -874,6 +874,20 @@ def test_an_unreachable_ray_address_is_one_error_at_once(monkeypatch):
         reachable_address("nonsense")
 
 
+def test_a_search_checks_its_options_before_the_cluster_and_leaves_nothing_when_it_is_down(
+        workspace, tmp_path, monkeypatch):
+    from mixopt.search import driver
+    from mixopt.store import default_path
+
+    monkeypatch.setattr(driver, "_ray_is_up", lambda: False)  # as in a fresh driver
+    with pytest.raises(MixoptError, match="nope"):  # the typo, not the cluster
+        driver.run_search(config(tmp_path, address="127.0.0.1:1", target="nope"))
+    with pytest.raises(MixoptError, match=r"cannot reach the Ray cluster at .*:1 \(--address 127\.0\.0\.1:1"):
+        driver.run_search(config(tmp_path, address="127.0.0.1:1"))  # a default name: its folder claimed
+    assert not default_path().exists()  # no empty store
+    assert list((workspace / "searches").glob("*")) == []  # nor the folder of its default name
+
+
 def test_a_cluster_that_refuses_the_join_is_one_line_naming_the_cause(monkeypatch, capfd):
     import os
 

@@ -39,6 +39,7 @@ from mixopt.errors import (
     StoreLockedError,
     warn,
     warnings_as_notes,
+    warnings_if_ok,
 )
 from mixopt.fitters.cv import distinct_mixtures
 from mixopt.fitters.protocol import predict_objective
@@ -131,9 +132,16 @@ def run_search(
     config.check_new()
     new_store = not Path(config.store or default_path()).exists()
     address = config.address or env_address()
-    if address and address != "local" and not address.startswith("ray://") and not _ray_is_up():
-        reachable_address(address)  # a cluster not there: one line, before the plan and its warnings
-    prep = prepare(config, evaluator)
+    # The options first (a typo is said as such, not as a cluster that is down), then the cluster:
+    # one line, before the plan and its warnings, which wait for both.
+    with warnings_if_ok():
+        prep = prepare(config, evaluator)
+        if address and address != "local" and not address.startswith("ray://") and not _ray_is_up():
+            try:
+                reachable_address(address)
+            except MixoptError:
+                _unclaim(prep, new_store=new_store)
+                raise
     planning = contextlib.ExitStack()  # until this search is recorded: see planning_lock
     driving = contextlib.ExitStack()  # the search folder's lock, from its claim to the search's end
     option = "name" if callable(prep.evaluator) else "--name"
@@ -160,11 +168,7 @@ def run_search(
         driving.close()
         planning.close()
         if isinstance(exc, MixoptError):
-            if new_store:  # a refused search leaves no empty store behind
-                prep.store.remove_if_empty()
-            if config.name is None:  # nor the folder that claimed its default name
-                with contextlib.suppress(OSError):
-                    prep.search_dir.rmdir()
+            _unclaim(prep, new_store=new_store)
         raise
     with planning, driving:
         # Recorded before Ray starts (seconds), so a second search of the same name is refused at once.
@@ -198,6 +202,16 @@ def run_search(
             _bookkeep(prep.store, lambda: prep.store.update_search(prep.search_id, state="failed",
                                                                    result=failed))
             raise
+
+
+def _unclaim(prep: Prepared, *, new_store: bool) -> None:
+    """What a refused new search leaves: no empty store it made, nor the folder that claimed its
+    default name."""
+    if new_store:
+        prep.store.remove_if_empty()
+    if prep.config.name is None:
+        with contextlib.suppress(OSError):
+            prep.search_dir.rmdir()
 
 
 def _bookkeep(store: RunStore, write: Callable[[], Any]) -> None:
