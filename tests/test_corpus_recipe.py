@@ -139,6 +139,33 @@ def test_archives_select_members_and_gunzip(tmp_path: Path) -> None:
         assert listing.returncode == 0 and "a.rst.gz" in listing.stdout  # the test .deb is a real one
 
 
+def test_a_damaged_deb_is_one_error_naming_it(tmp_path: Path) -> None:
+    good = _deb(tmp_path / "x_1.0_all.deb", {"usr/share/doc/a.rst": b"alpha"}).read_bytes()
+    size_at = 8 + 48  # the first member's size field
+    damaged = {
+        "cut.deb": good[:-40],  # a download cut off inside data.tar.xz
+        "size.deb": good[:size_at] + b"zz".ljust(10) + good[size_at + 10:],  # had been a ValueError
+        "name.deb": good[:8] + bytes(range(128, 144)) + good[24:],  # had been a UnicodeDecodeError
+        "magic.deb": good[:66] + b"xx" + good[68:],  # no "`\n" closing the header
+    }
+    for name, blob in damaged.items():
+        (tmp_path / name).write_bytes(blob)
+        with pytest.raises(MixoptError, match=rf"{name} is a damaged Debian package .*delete it from the "):
+            list(iter_members(tmp_path / name, ["*"]))
+    whl = tmp_path / "x-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a.txt", "alpha " * 1000)
+    data = bytearray(whl.read_bytes())
+    data[40:80] = bytes(b ^ 0x55 for b in data[40:80])  # inside the deflated member: had been zlib.error
+    whl.write_bytes(bytes(data))
+    with pytest.raises(MixoptError, match=r"x-1\.0-py3-none-any\.whl is not a readable zip archive"):
+        list(iter_members(whl, ["*"]))
+    (tmp_path / "zst.deb").write_bytes(good.replace(b"data.tar.xz ", b"data.tar.zst"))
+    if subprocess.run(["which", "dpkg-deb"], capture_output=True).returncode == 0:  # had been a traceback
+        with pytest.raises(MixoptError, match=r"dpkg-deb cannot unpack .*zst\.deb \(.+\); delete it"):
+            list(iter_members(tmp_path / "zst.deb", ["*"]))
+
+
 def _decode_all(name: str, files: dict[str, bytes]) -> list[str]:
     return [t for _, t in EXTRACTORS[name](files, lambda n, b: b.decode())]
 

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -59,8 +60,14 @@ def _ar_members(data: bytes, where: str) -> dict[str, bytes]:
     pos = 8
     while pos + 60 <= len(data):
         header = data[pos : pos + 60]
-        name = header[:16].decode("ascii").strip().rstrip("/")
-        size = int(header[48:58].decode("ascii").strip())
+        try:  # a damaged or cut-off download: said as the file's, not as a ValueError
+            name = header[:16].decode("ascii").strip().rstrip("/")
+            size = int(header[48:58].decode("ascii").strip())
+        except ValueError:
+            size = -1
+        if size < 0 or header[58:60] != b"`\n" or pos + 60 + size > len(data):
+            raise MixoptError(f"{where} is a damaged Debian package (a bad member header at byte {pos}); "
+                              "delete it from the cache")
         out[name] = data[pos + 60 : pos + 60 + size]
         pos += 60 + size + (size & 1)
     return out
@@ -75,9 +82,12 @@ def _deb_members(path: Path, include, exclude) -> Iterator[tuple[str, bytes]]:
     if data_name.endswith(".zst"):  # tarfile cannot read zstd: let dpkg-deb unpack it
         if shutil.which("dpkg-deb") is None:
             raise MixoptError(f"{path} is zstd-compressed and dpkg-deb is not installed; install dpkg")
-        blob = subprocess.run(
-            ["dpkg-deb", "--fsys-tarfile", str(path)], check=True, capture_output=True
-        ).stdout
+        done = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(path)], capture_output=True)
+        if done.returncode:
+            said = done.stderr.decode(errors="replace").strip().splitlines()
+            raise MixoptError(f"dpkg-deb cannot unpack {path} ({said[-1] if said else 'no message'}); "
+                              "delete it from the cache")
+        blob = done.stdout
     yield from _tar_members(io.BytesIO(blob), str(path), include, exclude)
 
 
@@ -99,12 +109,12 @@ def iter_members(
     elif name.endswith(".deb"):
         yield from _deb_members(path, include, exclude)
     elif name.endswith((".whl", ".zip")):
-        try:
+        try:  # damaged data, or a compression method Python lacks: said as the archive's
             with zipfile.ZipFile(path) as z:
                 for info in z.infolist():
                     if not info.is_dir() and _selected(info.filename, include, exclude):
                         yield _maybe_gunzip(info.filename, z.read(info), str(path))
-        except zipfile.BadZipFile as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
             raise MixoptError(
                 f"{path} is not a readable zip archive ({exc}); delete it from the cache"
             ) from None
