@@ -239,6 +239,28 @@ def test_rdata_reads_character_vectors() -> None:
         list(EXTRACTORS["rdata"]({"d/Rdata.rdb": rdb}, lambda n, b: b.decode()))
 
 
+@pytest.mark.timeout(60)  # the old reader looped 10⁹ times on the last case
+def test_a_damaged_r_database_is_one_error_and_never_a_hang() -> None:
+    rdb, rdx = _xdr_lazyload({"emma": ["EMMA", "By Jane Austen"]})
+
+    def read(rdb: bytes, rdx: bytes) -> list:
+        return list(EXTRACTORS["rdata"]({"d/Rdata.rdb": rdb, "d/Rdata.rdx": rdx}, lambda n, b: b.decode()))
+
+    refused = r"d/Rdata\.rdb is not a readable R lazy-load database \({}.*\); exclude it"
+    with pytest.raises(MixoptError, match=refused.format("zlib: Error -3")):  # had been zlib.error
+        read(rdb[:6] + bytes(b ^ 0xFF for b in rdb[6:12]) + rdb[12:], rdx)
+    with pytest.raises(MixoptError, match=refused.format("EOFError")):  # a download cut short
+        read(rdb, rdx[:-9])
+    with pytest.raises(MixoptError, match=refused.format("BadGzipFile")):  # had been an OSError
+        read(rdb, rdx[:-8] + b"\0" * 8)
+    # A vector of 10⁹ strings, each a length that steps back over itself: read as is, the same bytes
+    # forever (it had hung).
+    stepping = b"X\n" + struct.pack(">iiiii", 2, 0, 0, 16, 10**9) + struct.pack(">ii", 9, -8)
+    blob = struct.pack(">I", len(stepping)) + zlib.compress(stepping)
+    with pytest.raises(MixoptError, match=refused.format(r"a negative length \(-8\)")):
+        read(blob + rdb[len(blob):], rdx)
+
+
 def test_cached_downloads_are_reused_without_network(workspace: Path, monkeypatch) -> None:
     (workspace / "cache" / "apt").mkdir(parents=True)
     (workspace / "cache" / "pip").mkdir(parents=True)

@@ -202,7 +202,7 @@ def rdata(files: Mapping[str, bytes], decode: Decode) -> Iterator[tuple[str, str
             )
         try:
             objects = read_lazyload_bytes(data, files[idx])
-        except (ValueError, KeyError) as exc:
+        except ValueError as exc:
             raise MixoptError(f"{name} is not a readable R lazy-load database ({exc}); exclude it") from None
         for var, obj in objects.items():
             if getattr(obj, "kind", None) == "character":

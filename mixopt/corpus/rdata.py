@@ -39,6 +39,8 @@ class _Reader:
         self.refs: list[Any] = []
 
     def take(self, n: int) -> bytes:
+        if n < 0:  # a damaged length: read as is, it would step back and read the same bytes forever
+            raise ValueError(f"a negative length ({n}) in the R serialisation")
         if self.pos + n > len(self.data):
             raise ValueError("truncated R serialisation")
         b = self.data[self.pos : self.pos + n]
@@ -146,11 +148,25 @@ def _decompress_entry(blob: bytes) -> bytes:
     return zlib.decompress(body)
 
 
+# What damaged bytes raise on the way (a compressed stream cut short, an index that is not the
+# list it should be, a reference past those read): each is said as a ValueError, as the rest are.
+_DAMAGED = (zlib.error, lzma.LZMAError, OSError, EOFError, struct.error, IndexError, KeyError, TypeError,
+            AttributeError, RecursionError)
+
+
 def read_lazyload_bytes(rdb: bytes, rdx: bytes) -> dict[str, Any]:
-    """All variables of a lazy-load database, from the bytes of its ``.rdb`` and ``.rdx`` files."""
-    index = unserialize(_decompress_file(rdx) if rdx[:2] != b"\x00\x00" else _decompress_entry(rdx))
-    out: dict[str, Any] = {}
-    for name, pos in named(named(index)["variables"]).items():
-        offset, length = (int(x) for x in pos.value)
-        out[name] = unserialize(_decompress_entry(rdb[offset : offset + length]))
+    """All variables of a lazy-load database, from the bytes of its ``.rdb`` and ``.rdx`` files.
+
+    Raises:
+        ValueError: the bytes are not such a database, or are damaged.
+    """
+    try:
+        index = unserialize(_decompress_file(rdx) if rdx[:2] != b"\x00\x00" else _decompress_entry(rdx))
+        out: dict[str, Any] = {}
+        for name, pos in named(named(index)["variables"]).items():
+            offset, length = (int(x) for x in pos.value)
+            out[name] = unserialize(_decompress_entry(rdb[offset : offset + length]))
+    except _DAMAGED as exc:
+        what = "zlib" if isinstance(exc, zlib.error) else type(exc).__name__  # zlib's class is "error"
+        raise ValueError(f"{what}: {exc}" if str(exc) else what) from exc
     return out
