@@ -160,6 +160,14 @@ def test_a_damaged_deb_is_one_error_naming_it(tmp_path: Path) -> None:
     whl.write_bytes(bytes(data))
     with pytest.raises(MixoptError, match=r"x-1\.0-py3-none-any\.whl is not a readable zip archive"):
         list(iter_members(whl, ["*"]))
+    bad_gz = bytearray(gzip.compress(b"alpha beta gamma " * 300))
+    bad_gz[14:30] = bytes(b ^ 0x55 for b in bad_gz[14:30])  # inside the deflate stream: had been zlib.error
+    for fed, said in (({"a.jsonl.gz": bytes(bad_gz)}, "jsonl"), ({"a.dz": bytes(bad_gz)}, "gzip")):
+        with pytest.raises(MixoptError, match=r"a\.(jsonl\.gz|dz) is not a readable gzip file \(.*\); "):
+            list(EXTRACTORS[said](fed, lambda n, b: b.decode()))
+    (tmp_path / "doc.rst.gz").write_bytes(bytes(bad_gz))
+    with pytest.raises(MixoptError, match=r"doc\.rst\.gz is not a readable gzip file"):
+        list(iter_members(tmp_path, ["*.rst"]))
     (tmp_path / "zst.deb").write_bytes(good.replace(b"data.tar.xz ", b"data.tar.zst"))
     if subprocess.run(["which", "dpkg-deb"], capture_output=True).returncode == 0:  # had been a traceback
         with pytest.raises(MixoptError, match=r"dpkg-deb cannot unpack .*zst\.deb \(.+\); delete it"):

@@ -30,12 +30,19 @@ def _selected(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool
     return not any(fnmatch.fnmatchcase(n, p) for n in names for p in exclude)
 
 
+def gunzip(data: bytes, name: str, fix: str) -> bytes:
+    """``data`` decompressed if it starts as gzip does, else as it is; damaged, one error naming it."""
+    if data[:2] != b"\x1f\x8b":
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a damaged stream behind a good header
+        raise MixoptError(f"{name} is not a readable gzip file ({exc}); {fix}") from None
+
+
 def _maybe_gunzip(name: str, data: bytes, where: str) -> tuple[str, bytes]:
     if name.endswith(".gz") and data[:2] == b"\x1f\x8b":
-        try:
-            return name.removesuffix(".gz"), gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise MixoptError(f"{where}: {name} is not a readable gzip file ({exc}); exclude it") from None
+        return name.removesuffix(".gz"), gunzip(data, f"{where}: {name}", "exclude it")
     return name, data
 
 

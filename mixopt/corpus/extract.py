@@ -7,12 +7,12 @@ Names are used in recipes (``extractor = "html"``); :data:`EXTRACTORS` lists the
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections.abc import Callable, Iterator, Mapping
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
 
+from mixopt.corpus.archive import gunzip
 from mixopt.errors import MixoptError
 
 Decode = Callable[[str, bytes], str | None]
@@ -34,13 +34,7 @@ def text(files: Mapping[str, bytes], decode: Decode) -> Iterator[tuple[str, str]
 def gzip_text(files: Mapping[str, bytes], decode: Decode) -> Iterator[tuple[str, str]]:
     """Gzip or dictzip (``.dz``) files, decompressed (dictd dictionaries, for instance)."""
     for name, data in files.items():
-        try:
-            raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-        except (OSError, EOFError) as exc:
-            raise MixoptError(
-                f"{name} is not a readable gzip file ({exc}); exclude it from the recipe"
-            ) from None
-        t = decode(name, raw)
+        t = decode(name, gunzip(data, name, "exclude it from the recipe"))
         if t is not None:
             yield name, t
 
