@@ -231,11 +231,14 @@ def _yaml_train_names(mixture: Mixture, names: Mapping[str, str],
     return {d: names[d] if d in (prefixes or {}) else _train_name(d) for d in mixture.weights}
 
 
-def _check_train_keys(train: Mapping[str, str], prefixes: Mapping[str, str] | None) -> None:
+def _check_train_keys(train: Mapping[str, str], prefixes: Mapping[str, str] | None,
+                      left_out: Mapping[str, str] | None = None) -> None:
     """Refuse ``train:`` keys RegMix's trainer would read other files for: it takes a set's files
     as ``glob(<data_dir>/<key>*)``, so a key that begins another reads that set's files too, and a
     domain's own name with a glob character matches other files or none (a QA pass with RegMix's
-    loader: ``train_code`` read ``train_code_py``'s files as well, without a word)."""
+    loader: ``train_code`` read ``train_code_py``'s files as well, without a word). ``left_out``: the
+    keys of the domains of weight 0, whose files are in the data folder too: ``train_code`` read
+    those of a weight-0 ``code_py`` (a property test)."""
     def fix(d: str) -> str:
         plain = _train_name(re.sub(r"[*?\[\]\s/]+", "_", d))
         return f"--prefix '{d}={plain}'"
@@ -255,10 +258,10 @@ def _check_train_keys(train: Mapping[str, str], prefixes: Mapping[str, str] | No
             f"prefix, e.g. {fix(globbed[0])}"
         )
     by_key: dict[str, list[str]] = {}
-    for d, k in train.items():
+    for d, k in {**train, **(left_out or {})}.items():
         by_key.setdefault(k, []).append(d)
     for k, ds in by_key.items():
-        if len(ds) > 1:  # domains x and train_x: both are RegMix's set train_x
+        if len(ds) > 1 and any(d in train for d in ds):  # domains x and train_x: both RegMix's set train_x
             # the example names a domain without a --prefix (the one named as the key, train_x,
             # whose own files RegMix's prepare step writes as train_train_x_*) and a key not in use
             free = [d for d in ds if d not in (prefixes or {})] or ds
@@ -270,8 +273,9 @@ def _check_train_keys(train: Mapping[str, str], prefixes: Mapping[str, str] | No
                 f"one its data file prefix with --prefix, e.g. --prefix '{d}={key}'"
             )
     keys = sorted(by_key)
+    read = {k for k, ds in by_key.items() if any(d in train for d in ds)}  # the keys written to train:
     for a, b in zip(keys, keys[1:], strict=False):  # sorted: a key that begins another is just before it
-        if b.startswith(a):
+        if b.startswith(a) and a in read:
             raise MixoptError(
                 f"RegMix's trainer reads a train: set's files as glob('<key>*'), so {a!r} (domain "
                 f"{by_key[a][0]!r}) would read the files of {b!r} (domain {by_key[b][0]!r}) too; rename "
@@ -434,7 +438,8 @@ def export_mixture(
             f"one with a space or '/'; give each its data file prefix, e.g. --prefix "
             f"'{bad[0]}={_train_name(_slug(bad[0]).replace('/', '_'))}'"
         )
-    _check_train_keys({d: train_names[d] for d in kept}, prefixes)
+    _check_train_keys({d: train_names[d] for d in kept}, prefixes,
+                      {d: train_names[d] for d in w if d not in kept})
     train = {train_names[d]: w[d] for d in kept}
     doc = {"train": train, "valid": valid_sets}
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)

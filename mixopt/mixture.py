@@ -157,6 +157,11 @@ def check_domain_chars(name: object, where: str) -> None:
     if has_control_char(str(name)):
         raise MixoptError(f"{where}: domain name {str(name)!r} holds a control character (a newline, a "
                           "tab, a line separator); name domains with printable characters")
+    # half of a UTF-16 pair, from a JSON escape such as "\ud800": no UTF-8 file can hold it, and every
+    # export but yaml had ended in a UnicodeEncodeError as it wrote (a property test)
+    if any(unicodedata.category(ch) == "Cs" for ch in str(name)):
+        raise MixoptError(f"{where}: domain name {ascii(str(name))} holds a lone surrogate (half of a "
+                          "\\uXXXX pair), which no UTF-8 file can hold; name domains with whole characters")
 
 
 def check_domain_names(names: Iterable[object], where: str) -> None:

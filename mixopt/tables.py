@@ -190,7 +190,7 @@ class RunTable:
 
     def _values(self, columns: Iterable[str]) -> np.ndarray:
         """(n_runs, len(columns)) floats, NaN where missing."""
-        return self.metrics.select(list(columns)).cast(pl.Float64).fill_null(np.nan).to_numpy()
+        return _floats(self.metrics, columns).to_numpy()
 
     def target(self, name: str) -> np.ndarray:
         """Values of target ``name`` per run (see :meth:`target_weights`); may hold NaN."""
@@ -242,6 +242,14 @@ def _preview(items: list[str], n: int = 8) -> str:
     return head + (f", … ({len(items) - n} more)" if len(items) > n else "")
 
 
+def _floats(df: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
+    """``columns`` of ``df`` as floats, NaN where missing, each taken by its place: ``pl.col`` reads a
+    name ``*`` as every column and ``^…$`` as a pattern, so a domain named ``*`` had ended the read in
+    polars' DuplicateError (found by a property test)."""
+    at = {c: i for i, c in enumerate(df.columns)}
+    return df.select([pl.nth(at[c]).cast(pl.Float64).fill_null(np.nan) for c in columns])
+
+
 def _is_stdin(path: str | Path) -> bool:
     """``-``, or a path to this process's standard input (``/dev/stdin``, ``/dev/fd/0``)."""
     if str(path) == "-":
@@ -286,6 +294,11 @@ def _read_csv(path: str | Path, what: str) -> tuple[pl.DataFrame, str]:
     if bad := [h for h in header if has_control_char(h)]:  # a warning naming it had coloured the terminal
         raise MixoptError(f"{what} file {path}: column {bad[0]!r} holds a control character (a newline, an "
                           "escape); name columns with printable characters")
+    # polars reads a name ^…$ as a pattern of column names, in its own methods too (a series so named
+    # had ended the read in an IndexError: a property test)
+    if bad := [h for h in header if len(h.strip()) > 1 and h.strip()[0] == "^" and h.strip()[-1] == "$"]:
+        raise MixoptError(f"{what} file {path}: column {bad[0]!r} begins with '^' and ends with '$', which "
+                          "the table reader takes for a pattern of column names; rename it")
     # run ids and names as written: read as numbers, 007 had become 7 and 1e3 1000 (a QA pass)
     as_text = {h: pl.Utf8 for h in header if h.strip() in ("run", "name")}
     try:
@@ -355,8 +368,8 @@ _NULLS = ("", "NA", "nan", "NaN", "null")
 def _drop_blank_rows(df: pl.DataFrame) -> pl.DataFrame:
     """Without the rows that are blank in every column: an empty line (or one of spaces) at the end
     of a file, which polars reads as a row of missing values, is no run."""
-    blank = [pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") if df[c].dtype == pl.String
-             else pl.col(c).is_null() for c in df.columns]
+    blank = [pl.nth(i).is_null() | (pl.nth(i).str.strip_chars() == "") if df[c].dtype == pl.String
+             else pl.nth(i).is_null() for i, c in enumerate(df.columns)]  # by place: see _floats
     return df.filter(~pl.all_horizontal(blank)) if blank else df
 
 
@@ -512,7 +525,7 @@ def _checkpoint_rows(mdf: pl.DataFrame, ids: list[str], path: str | Path, metric
     for i, r in enumerate(ids):
         rows.setdefault(r, []).append(i)
     columns = [*kept, *metric_cols]
-    values = mdf.select([pl.col(c).cast(pl.Float64).fill_null(np.nan) for c in columns]).to_numpy()
+    values = _floats(mdf, columns).to_numpy()
     history: dict[str, list[dict[str, float]]] = {}
     last: list[int] = []
     for r, idx in rows.items():
@@ -721,7 +734,7 @@ def read_ratios(
     if domains is not None:
         check_same_domains(found, domains, path)
     _check_domains(found, path)
-    W = df.select([pl.col(d).cast(pl.Float64) for d in found]).fill_null(np.nan).to_numpy()
+    W = _floats(df, found).to_numpy()
     return ids, found, check_rows(W, ids, path, domains=found), key
 
 
@@ -810,8 +823,8 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
         warn(f"{' and '.join(parts)}; they are left out ({len(both)} runs joined on {key!r})",
              MixoptWarning)
     ids = [rids[i] for i in both]
-    W = rdf.select([pl.col(d).cast(pl.Float64) for d in domains]).fill_null(np.nan).to_numpy()[both]
-    M = mdf.select([pl.col(c).cast(pl.Float64).fill_null(np.nan) for c in metric_cols])
+    W = _floats(rdf, domains).to_numpy()[both]
+    M = _floats(mdf, metric_cols)
     M = M[[mpos[r] for r in ids]]
     sums = M.to_numpy().sum(axis=1)
     swapped = ("; the metrics file's rows sum to 1: are the ratios and metrics files swapped?"

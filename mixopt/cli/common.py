@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -224,7 +225,12 @@ def parse_count(text: str, what: str = "tokens", *, least: int = 1, most: int | 
     and at most ``most``); ``what`` names the unit in errors (tokens: the ``--tokens`` options' parser)."""
     from mixopt.search.config import scaled_number
 
-    try:  # decimal, not float: 2.01M is 2,010,000 exactly; a comma here is a thousands separator
+    # a comma separates thousands (1,000,000), and only them: 1,5B (a decimal comma) had read as 15B
+    thousands = r"\s*[+-]?\d{1,3}(,\d{3})+(\.\d*)?([eE][+-]?\d+)?\s*[kKmMgGbB]?\s*"
+    if "," in str(text) and not re.fullmatch(thousands, str(text)):
+        raise typer.BadParameter(f"{text!r}: a comma in a count separates thousands (1,000,000); write a "
+                                 "decimal with a point, e.g. 1.5B")
+    try:  # decimal, not float: 2.01M is 2,010,000 exactly
         value = scaled_number(str(text).replace(",", ""))
     except ValueError:
         example = "32, 1e3 or 1k" if what == "runs" else "200000, 2e5 or 200k"
