@@ -144,11 +144,9 @@ def solve(
     free = np.flatnonzero(~fixed)
     x_full = np.where(fixed, lo, 0.0)
     mass = 1.0 - x_full.sum()
-    q = (
-        np.full(space.n, 1.0 / space.n)
-        if prior is None
-        else np.maximum(np.asarray(prior, dtype=float), 1e-12)
-    )
+    # Floored only where it underflowed to 0 (log(x/q) stays finite): a floor of 1e-12 had changed the
+    # problem, and a prior of 1e-14 (1e3 of 1e10 tokens at T = 0.5) took 6.2% where its optimum is 1.9%.
+    q = np.full(space.n, 1.0 / space.n) if prior is None else np.maximum(np.asarray(prior, dtype=float), TINY)
     q = q / q.sum()
 
     def full(z: np.ndarray) -> np.ndarray:
