@@ -65,11 +65,17 @@ def make_routing(ids_TK: torch.Tensor, n_experts: int) -> Routing:
 
 # ----- grouped GEMM ---------------------------------------------------------------------------
 def _aligned(t: torch.Tensor) -> bool:
-    # torch._grouped_mm needs every non-unit stride and the base address 16-byte aligned.
-    size = t.element_size()
-    return t.data_ptr() % 16 == 0 and all(
-        (s * size) % 16 == 0 for s, n in zip(t.stride(), t.shape, strict=True) if s != 1 and n > 1
-    )
+    # torch._grouped_mm needs the base address and the batch strides 16-byte aligned, and of the last
+    # two dims one contiguous and the other's stride 16-byte aligned *whatever its size*: a dim of
+    # size 1 (one routed slot in all, an expert width of 1) had passed here and raised in the op.
+    step = 16 // t.element_size()
+    lead = zip(t.stride()[:-2], t.shape[:-2], strict=True)
+    if t.data_ptr() % 16 or any(s % step for s, n in lead if s != 1 and n > 1):
+        return False
+    (m, n), (sm, sn) = t.shape[-2:], t.stride()[-2:]
+    if sn == 1 and sm >= max(1, n):  # row-major, as torch decides it
+        return sm % step == 0
+    return sm == 1 and sn >= max(1, m) and sn % step == 0
 
 
 def _grouped_mm_loop(a: torch.Tensor, b: torch.Tensor, offs_E: torch.Tensor) -> torch.Tensor:

@@ -746,8 +746,14 @@ def _phase_steps(mix: Mixture, steps: int) -> list[tuple[int, int]]:
     """The first and last step (from 1) of each phase of the schedule; first > last: no step."""
     out, first = [], 1
     for i, (until, _) in enumerate(mix.schedule):
-        # step s (from 1) draws with the weights at fraction (s - 1) / steps
-        last = steps if i == len(mix.schedule) - 1 else math.ceil(until * steps)
+        # step s (from 1) draws with the weights at fraction (s - 1) / steps, in phase i while that
+        # is < until; until · steps rounds (0.07 · 100 is 7.000000000000001, whose ceil had counted
+        # a step of the next phase), so the last step is settled by the comparison weights_at makes
+        last = steps if i == len(mix.schedule) - 1 else min(steps, math.ceil(until * steps))
+        while last > 0 and (last - 1) / steps >= until:
+            last -= 1
+        while last < steps and last / steps < until:
+            last += 1
         out.append((first, last))
         first = max(first, last + 1)
     return out

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from mixopt.errors import MixoptError
+from mixopt.mixture import check_domains
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,11 @@ class ScheduleUpdater(WeightUpdater):
         self, schedule: Sequence[tuple[float, Mapping[str, float]]] | None = None, *, every: int = 10
     ) -> None:
         self.schedule = [(float(u), dict(w)) for u, w in (schedule or [])]
+        ends = [u for u, _ in self.schedule]
+        if any(not a < b for a, b in zip([0.0, *ends], ends, strict=False)):
+            # weights_at takes the first phase not yet ended: an unsorted list had silently skipped phases
+            raise MixoptError(f"updater 'schedule': phase ends {ends} must increase strictly from 0; "
+                              "give the phases in training order")
         self.every = _every(every, "schedule")
         self._domains: tuple[str, ...] = ()
         self._initial: np.ndarray | None = None
@@ -176,6 +182,8 @@ class ScheduleUpdater(WeightUpdater):
     def start(self, domains: Sequence[str], weights: np.ndarray, total_steps: int) -> None:
         self._domains = tuple(domains)
         self._initial = np.asarray(weights, dtype=np.float64)
+        for i, (_, w) in enumerate(self.schedule, start=1):  # before training, not at the phase's update
+            check_domains(w, self._domains, where=f"updater 'schedule' phase {i}")
 
     def weights_at(self, fraction: float) -> np.ndarray | None:
         for until, w in self.schedule:
