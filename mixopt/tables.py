@@ -830,7 +830,9 @@ def read_run_tables(ratios: str | Path, metrics: str | Path) -> RunTable:
     swapped = ("; the metrics file's rows sum to 1: are the ratios and metrics files swapped?"
                if len(metric_cols) > 1 and np.all(np.abs(sums - 1) <= 0.01) else "")
     X = check_rows(W, ids, ratios, domains=domains, hint=swapped)
-    names = [str(v) for v in rdf["name"].to_list()] if "name" in rdf.columns else None
+    # a blank name cell (or one of _NULLS: "NA") names its run by its id: str(None) had named it 'None'
+    names = ([rid if v is None else str(v) for v, rid in zip(rdf["name"].to_list(), rids, strict=True)]
+             if "name" in rdf.columns else None)
     return RunTable(
         domains=domains, X=X, metrics=M, run_ids=ids, key=key,
         names=[names[i] for i in both] if names is not None else None,

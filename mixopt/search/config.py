@@ -394,6 +394,8 @@ def parse_fidelity(text: str | Sequence[str] | None) -> dict[str, Any]:
                 break
             except ValueError:
                 continue
+        if name == "tokens" and isinstance(value, float) and value.is_integer():
+            value = int(value)  # 1e6 is the count 1M is: as a float it had been another reuse key
         # stored, it had read back as null (tokens: its own check below says what a count is)
         if isinstance(value, float) and not math.isfinite(value) and name != "tokens":
             raise MixoptError(f"--fidelity {name}={val}: give a finite number, or a name")
