@@ -24,6 +24,7 @@ from mixopt.mixture import has_control_char
 PROXY = "proxy"
 Status = Literal["ok", "diverged", "failed"]
 STATUSES = ("ok", "diverged", "failed")
+MAX_SEED = 2**32 - 1  # the seeds an evaluator is handed: numpy and torch both take seeds in [0, 2^32)
 
 
 _REQUEST_KEYS = ("mixture", "fidelity", "seed", "run_id", "workdir")

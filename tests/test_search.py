@@ -785,6 +785,18 @@ def test_blank_options_are_refused_before_anything(field, blank, monkeypatch):
         assert getattr(stored, field) is None
 
 
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**64])
+def test_a_library_seed_past_the_clis_range_is_refused_before_anything(seed):
+    """A property test: SearchConfig(seed=2**64) had reached the store and failed there with an
+    OverflowError; the CLI's --seed stops at 2^32 - 1. A stored search is spared (it may have run)."""
+    from mixopt.search.config import SearchConfig
+    from mixopt.search.driver import run_search
+
+    with pytest.raises(MixoptError, match=rf"--seed is {seed:,}; give a seed from 0 to 4,294,967,295"):
+        run_search(SearchConfig(corpus="c", seed=seed))
+    assert SearchConfig.from_dict({"corpus": "c", "seed": 2**40}).seed == 2**40
+
+
 @pytest.mark.parametrize(("kw", "said"), [({"retries": -1}, "--retries is -1"),
                                          ({"concurrency": 0}, "--concurrency is 0"),
                                          ({"trial_timeout": 0.0}, "--trial-timeout is 0.0"),

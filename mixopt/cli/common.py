@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from mixopt.evaluator import MAX_SEED
+
 # Lines in a log stay one line each (grep-able, and a path or command in them copied whole): rich
 # would break them at 80 columns when the stream is not a terminal. Tables keep the width.
 # No highlighting: rich coloured numbers and words mid-sentence by its own guesses (a QA pass).
@@ -29,7 +31,6 @@ def live() -> bool:
 
 CorpusOpt = Annotated[str, typer.Option("--corpus", "-c", help="Corpus name (a recipe in corpora/) or path.")]
 RungOpt = Annotated[str, typer.Option("--rung", "-r", help="Proxy rung from proxies/ (xs, s, m, ...).")]
-MAX_SEED = 2**32 - 1  # numpy and torch both take seeds in [0, 2^32)
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 # Spelled out (not imported from mixopt.methods) to keep `mixopt --help` fast; a test keeps it in step.

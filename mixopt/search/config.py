@@ -19,7 +19,7 @@ from typing import Any, Literal
 from mixopt import paths
 from mixopt.atomic import refuse_odd_name
 from mixopt.errors import MixoptError, int_or_float, refuse_blank
-from mixopt.evaluator import PROXY
+from mixopt.evaluator import MAX_SEED, PROXY
 from mixopt.methods import METHODS
 from mixopt.objective import names_the_mean
 from mixopt.search.ray_env import check_address
@@ -214,9 +214,12 @@ class SearchConfig:
 
     def check_new(self) -> None:
         """Checks of a new search that a stored one is spared (its runs are keyed by what it ran
-        with): a blank ``--rung`` or ``--validate-rung`` had been a user evaluator's runs' label."""
+        with): a blank ``--rung`` or ``--validate-rung`` had been a user evaluator's runs' label, and
+        a library user's seed past the CLI's range may have run."""
         for option, value in (("--rung", self.rung), ("--validate-rung", self.validate_rung)):
             refuse_blank(value, option, "name a proxy rung (e.g. xs)")
+        if not 0 <= self.seed <= MAX_SEED:  # as the CLI's --seed (in library use 2^64 failed in the store)
+            raise MixoptError(f"--seed is {self.seed:,}; give a seed from 0 to {MAX_SEED:,}")
 
     def replace(self, **changes: Any) -> SearchConfig:
         return dataclasses.replace(self, **changes)
