@@ -785,6 +785,33 @@ def test_blank_options_are_refused_before_anything(field, blank, monkeypatch):
         assert getattr(stored, field) is None
 
 
+@pytest.mark.parametrize(("field", "why"), [
+    ("corpus", "it is --corpus's, and runs are keyed by the corpus's hash"),
+    ("evaluator", "it is the evaluator's name in the runs' reuse key"),
+    ("rung_hash", "it is a proxy rung's hash")])
+def test_a_fidelity_field_mixopt_sets_itself_is_refused(field, why, workspace, tmp_path):
+    """A property test: `--fidelity corpus=a` and `corpus=b` had given their runs one reuse key (the
+    key leaves the corpus to its own column, which a user evaluator's runs leave empty), so a search
+    reused runs of another corpus; `evaluator=` was overwritten by the key's own. (`rung=` is --rung's.)"""
+    from mixopt.search.imports import import_table
+    from mixopt.search.prepare import prepare
+
+    said = rf"--fidelity {field}=\.\.\.: mixopt sets {field} itself \({re.escape(why)}.*\); name your"
+    with pytest.raises(MixoptError, match=said):
+        prepare(config(tmp_path, fidelity={field: "x"}))
+    prepare(config(tmp_path, fidelity={field: "x"}), search_id="before")  # a stored search goes on
+    (tmp_path / "r.csv").write_text("run,a,b\n1,0.5,0.5\n2,0.25,0.75\n")
+    (tmp_path / "m.csv").write_text("run,loss/a,loss/b\n1,2.0,3.0\n2,2.5,2.0\n")
+    store = RunStore()
+    with pytest.raises(MixoptError, match=said):
+        import_table(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", evaluator="m:f",
+                     fidelity={field: "x"})
+    assert list(store.runs()) == []
+    import_table(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", evaluator="m:f",
+                 fidelity={"rung": "1m"})  # a table's rung is given so: an import has no --rung
+    assert {r.fidelity["rung"] for r in store.runs()} == {"1m"}
+
+
 @pytest.mark.parametrize("seed", [-1, 2**32, 2**64])
 def test_a_library_seed_past_the_clis_range_is_refused_before_anything(seed):
     """A property test: SearchConfig(seed=2**64) had reached the store and failed there with an

@@ -17,7 +17,7 @@ import numpy as np
 from mixopt.errors import MixoptError, MixoptWarning, warn, warn_if_ok
 from mixopt.evaluator import PROXY
 from mixopt.mixture import has_control_char
-from mixopt.search.prepare import reuse_key
+from mixopt.search.prepare import check_fidelity_names, reuse_key
 from mixopt.store import NO_HISTORY, RunRecord, RunStore, now, sample
 from mixopt.tables import CHECKPOINT_COLUMNS, read_run_tables
 
@@ -89,6 +89,7 @@ def import_table(
             "module:function for runs of your own evaluator", MixoptWarning)
     prefix = f"{Path(ratios).stem}:" if prefix is None else prefix
     fid = dict(fidelity or {})
+    check_fidelity_names(fid)
     if "params" in fid:  # the runs' model size, for `fit --fidelity-law`: a number, or a count (60M)
         fid["params"] = _model_size(fid["params"])
     if table.history:  # what `fit --fidelity-law` will take their size to be

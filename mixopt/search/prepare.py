@@ -454,9 +454,7 @@ def prepare(
     if spec.training_free and (config.reuse_mixture or config.recompute):
         raise MixoptError(f"--method {spec.name} weighs each domain by its own text and reuses no mixture: "
                           "drop --reuse-mixture and --recompute, or search with a method that fits runs")
-    if KEY in config.fidelity:  # the runs' key holds the reused group's shares under this name
-        raise MixoptError(f"--fidelity {KEY}=...: mixopt keeps that name for --reuse-mixture's group; "
-                          "name the field otherwise")
+    check_fidelity_names(config.fidelity, stored=search_id is not None)
     domains, tokens, corpus_arg, corpus_name, corpus_hash, group, space = grouped_space(
         config, group=group, resuming=search_id)
     if search_id is None:  # a new search (one begun before this check resumes as it began)
@@ -583,6 +581,29 @@ def _check_windows(space: SearchSpace, rungs: Mapping[str, str], corpus: object,
             f"{rung} (context + 1 = {context + 1}), so it cannot train on them; {how},{other} or add text to "
             "them and rebuild the corpus"
         )
+
+
+# The fidelity fields mixopt sets itself, and why a user's own value under the name would be lost:
+# read by no reuse key (two searches with corpus=a and corpus=b had shared their runs) or overwritten.
+# (A search's `rung` is refused by SearchConfig: it is --rung's; a table's import gives its rung so.)
+OWN_FIDELITY = {
+    "corpus": "it is --corpus's, and runs are keyed by the corpus's hash, not by this field",
+    "evaluator": "it is the evaluator's name in the runs' reuse key",
+    "rung_hash": "it is a proxy rung's hash in the runs' reuse key",
+}
+
+
+def check_fidelity_names(fidelity: Mapping[str, Any], *, stored: bool = False) -> None:
+    """Refuse a ``--fidelity`` field named as one mixopt sets itself: the reused group's
+    :data:`~mixopt.reuse.KEY`, and unless ``stored`` (a search that ran with it goes on) those of
+    :data:`OWN_FIDELITY`."""
+    if KEY in fidelity:  # the runs' key holds the reused group's shares under this name
+        raise MixoptError(f"--fidelity {KEY}=...: mixopt keeps that name for --reuse-mixture's group; "
+                          "name the field otherwise")
+    if taken := [k for k in fidelity if k in OWN_FIDELITY and not stored]:
+        k = taken[0]
+        raise MixoptError(f"--fidelity {k}=...: mixopt sets {k} itself ({OWN_FIDELITY[k]}); name your field "
+                          "otherwise")
 
 
 def reuse_key(fid: Mapping[str, Any], ev_name: str, *, proxy: bool) -> str:
