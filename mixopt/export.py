@@ -40,6 +40,7 @@ from typing import Literal
 
 from mixopt.errors import MixoptError
 from mixopt.mixture import Mixture, shown_name, spelling_note
+from mixopt.objective import normalised
 
 # A solver's 1e-18 and a top-k average's 1e-11 are zeros: one token in a billion or fewer.
 NEGLIGIBLE_WEIGHT = 1e-9
@@ -325,9 +326,7 @@ def regmix_valid(mixture: Mixture) -> dict[str, float]:
     names = {d: _valid_name(d) for d in weights}
     if len(set(names.values())) != len(names):  # x and train_x: valid_x twice, so the full names
         names = {d: "valid_" + d for d in weights}
-    top = max(weights.values())  # scaled first: a sum of weights near 1e308 would overflow
-    total = sum(w / top for w in weights.values())
-    return {names[d]: w / top / total for d, w in weights.items()}
+    return {names[d]: w for d, w in normalised(weights).items()}
 
 
 def _hf_probabilities(mixture: Mixture) -> dict[str, float]:

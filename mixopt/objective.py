@@ -22,6 +22,14 @@ def names_the_mean(target: object) -> bool:
     return isinstance(target, str) and target.strip() == "mean"
 
 
+def normalised(weights: Mapping[str, float]) -> dict[str, float]:
+    """``weights`` (≥ 0, some > 0) divided by their sum, each first by the largest: a=1e308,b=1e308
+    had summed to inf and made every weight 0."""
+    top = max(weights.values())
+    total = sum(v / top for v in weights.values())
+    return {k: v / top / total for k, v in weights.items()}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Objective:
     """Weighted mean of ``<metric>/<domain>``; an empty ``weights`` means all domains equally.
@@ -109,9 +117,7 @@ class Objective:
         domains = self.domains or domains
         self.check_domains(domains)
         w = dict(self.weights) if self.weights else {d: 1.0 for d in domains}
-        top = max(w.values())  # first: a=1e308,b=1e308 had summed to inf and every weight to 0
-        total = sum(v / top for v in w.values())
-        return {f"{self.metric}/{d}": v / top / total for d, v in w.items() if v > 0}
+        return {f"{self.metric}/{d}": v for d, v in normalised(w).items() if w[d] > 0}
 
     def value(self, metrics: Mapping[str, float], domains: Sequence[str]) -> float:
         """The objective for one run; NaN if a needed metric is missing or not finite."""

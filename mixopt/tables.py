@@ -42,6 +42,7 @@ import polars as pl
 from mixopt.errors import MixoptError, MixoptWarning, refuse_blank, warn
 from mixopt.magic import binary_kind, has_nul
 from mixopt.mixture import RENORM_TOL, check_domain_names, has_control_char, spelling_note
+from mixopt.objective import normalised
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +144,7 @@ class RunTable:
             if not (weight > 0 and np.isfinite(weight)):
                 raise MixoptError(f"--target {name!r}: {part!r} needs a finite weight > 0")
             parts[col] = weight
-        total = sum(parts.values())
-        return {c: w / total for c, w in parts.items()}
+        return normalised(parts)
 
     @cached_property
     def _mean_columns(self) -> tuple[str, ...]:

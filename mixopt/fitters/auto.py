@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import FewRunsWarning, MixoptError, MixoptWarning, TooFewRunsError
 from mixopt.fitters.fewruns import ADVICE, FEWER
+from mixopt.fitters.protocol import check_targets
 from mixopt.fitters.varied import unvaried
 
 log = logging.getLogger(__name__)
@@ -111,15 +112,11 @@ class AutoFitter(RegressorMixin, BaseEstimator):
         """Cross-validate every candidate on (X, y), keep the best, refit it on all runs.
 
         Raises:
-            MixoptError: NaN targets, fewer than 3 runs, or no candidate could be fitted.
+            MixoptError: NaN or infinite targets, fewer than 3 runs, or no candidate could be fitted.
         """
         from mixopt.fitters.cv import SCORES, calibration, cross_validate, distinct_mixtures, score
 
-        y_arr = np.asarray(y)
-        if y_arr.dtype.kind in "fc" and np.isnan(y_arr).any():
-            raise MixoptError(
-                "auto: the target is NaN in some runs; leave those runs out or fix their metrics"
-            )
+        check_targets("auto", y)
         from mixopt.fitters.registry import available_fitters
 
         # A misspelt candidate had been scored as an error row and left out without a word.

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mixopt.errors import FewRunsWarning, MixoptError, MixoptWarning, TooFewRunsError
-from mixopt.fitters.protocol import predict_objective
+from mixopt.fitters.protocol import check_targets, predict_objective
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
     option that sets ``k``, named when a fold has too few runs to fit (None: none to name).
 
     Raises:
-        MixoptError: ``k`` < 2 or more folds than distinct mixtures.
+        MixoptError: ``k`` < 2 or more folds than distinct mixtures, or a NaN or infinite target.
     """
     X = np.asarray(X, dtype=float)
     Y = np.asarray(y, dtype=float)
@@ -249,6 +249,9 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
         Y = y = Y.ravel()
     if len(X) != len(y):
         raise MixoptError(f"{len(X)} weight rows but {len(y)} metric values; give one metric per run")
+    # Here, where the rows are the caller's: a fold's fitter counted them within its training runs,
+    # and a user's regressor let out scikit-learn's ValueError.
+    check_targets("cross-validation", y)
     groups = mixture_groups(X)
     sizes = np.bincount(groups) if len(X) else np.zeros(0, dtype=int)
     m = len(sizes)
@@ -280,7 +283,10 @@ def cross_validate(fitter: Any, X: np.ndarray, y: np.ndarray, *, k: int = 5, see
         for i, ((train, test), (fold_pred, fold_std, said, exc)) in enumerate(
                 zip(splits, _fit_folds(fitter, X, Y, splits), strict=False)):
             caught += [warnings.WarningMessage(*w) for w in said]
-            if exc is not None:
+            # A fitter that refuses one run only (linear, regmix, gp) is answered by the check of one
+            # run below, which names the fold count that does; one that needs more says how many.
+            if exc is not None and not (len(train) < 2 and isinstance(exc, TooFewRunsError)
+                                        and exc.needed <= 2):
                 # The fitter counts the fold's runs, not the table's: say which the user gave.
                 # (only where the fold has too few runs: not for the data, a negative target for a log law)
                 more, few = "", isinstance(exc, TooFewRunsError)

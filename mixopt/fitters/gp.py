@@ -41,7 +41,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import MixoptError, MixoptWarning, TooFewRunsError, warn
 from mixopt.fitters.groups import group_matrix
-from mixopt.fitters.protocol import check_param
+from mixopt.fitters.protocol import check_param, check_targets
 
 # Rows predicted at once. The posterior's variance goes through the chunk's full test covariance
 # (chunk² entries: 2 GB at 16k rows); 32k candidates on 512 runs took 5.9 s in 16k-row chunks and
@@ -143,12 +143,10 @@ class GPFitter(RegressorMixin, BaseEstimator):
         """Fit on weights X (n_runs, n_domains) and y (n_runs,) or (n_runs, n_targets).
 
         Raises:
-            MixoptError: NaN targets or fewer than 2 runs.
+            MixoptError: NaN or infinite targets or fewer than 2 runs.
         """
         self._check_params()
-        y_arr = np.asarray(y)
-        if y_arr.dtype.kind in "fc" and np.isnan(y_arr).any():
-            raise MixoptError("gp: the target is NaN in some runs; leave those runs out or fix their metrics")
+        check_targets("gp", y)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
         if len(X) < 2:
             raise TooFewRunsError(f"gp needs at least 2 runs, got {len(X)} sample(s); add runs", needed=2)

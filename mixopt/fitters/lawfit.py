@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import MixoptError, MixoptWarning, TooFewRunsError, warn
 from mixopt.fitters.fewruns import FEWER, warn_few_runs
-from mixopt.fitters.protocol import check_param
+from mixopt.fitters.protocol import check_param, check_targets
 from mixopt.fitters.varied import unvaried, varying
 
 log = logging.getLogger(__name__)
@@ -240,7 +240,7 @@ class LawFitter(RegressorMixin, BaseEstimator):
         """Fit one law per column of y (n_runs,) or (n_runs, n_targets) on weights X (n_runs, n_domains).
 
         Raises:
-            MixoptError: NaN targets, or fewer runs than the law has parameters.
+            MixoptError: NaN or infinite targets, or fewer runs than the law has parameters.
         """
         X, Y = self._check_xy(X, y)
         self._fit_columns(X, Y)
@@ -259,13 +259,7 @@ class LawFitter(RegressorMixin, BaseEstimator):
 
     def _check_xy(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         self._check_params()
-        y_arr = np.asarray(y)
-        if y_arr.dtype.kind in "fc" and np.isnan(y_arr).any():
-            bad = np.flatnonzero(np.isnan(y_arr).reshape(len(y_arr), -1).any(axis=1))
-            raise MixoptError(
-                f"{self.law}: the target is NaN in {len(bad)} run(s) (rows {', '.join(map(str, bad[:8]))}"
-                f"{', …' if len(bad) > 8 else ''}); leave those runs out or fix their metrics"
-            )
+        check_targets(self.law, y)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
         names = getattr(self, "domains", None)
         if names is not None and len(names) != X.shape[1]:  # had fallen back to another form silently

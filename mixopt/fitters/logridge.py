@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import MixoptError, TooFewRunsError
 from mixopt.fitters.groups import group_matrix
-from mixopt.fitters.protocol import check_param
+from mixopt.fitters.protocol import check_param, check_targets
 
 ALPHAS = tuple(float(a) for a in np.logspace(-4, 3, 29))
 EPS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -95,11 +95,7 @@ class LogRidgeFitter(RegressorMixin, BaseEstimator):
         """Fit on weights X (n_runs, n_domains) and y (n_runs,) or (n_runs, n_targets)."""
         from sklearn.linear_model import RidgeCV
 
-        y_arr = np.asarray(y)
-        if y_arr.dtype.kind in "fc" and np.isnan(y_arr).any():
-            raise MixoptError(
-                "log-ridge: the target is NaN in some runs; leave those runs out or fix their metrics"
-            )
+        check_targets("log-ridge", y)
         self._check_params()
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
         if len(X) < self.MIN_RUNS:

@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mixopt.errors import MixoptError, TooFewRunsError
-from mixopt.fitters.protocol import check_param
+from mixopt.fitters.protocol import check_param, check_targets
 
 # From this many rows on, predict through the compiled QuickScorer tables.
 FAST_PREDICT_ROWS = 4096
@@ -77,6 +77,7 @@ class RegMixFitter(RegressorMixin, BaseEstimator):
         check_param("regmix", "learning_rate", self.learning_rate, above=True)
         check_param("regmix", "num_leaves", self.num_leaves, integer=True, low=2)
         check_param("regmix", "min_child_samples", self.min_child_samples, integer=True, low=1, none_ok=True)
+        check_targets("regmix", y)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
         if len(y) < 2:  # LightGBM's own message ("Found array with 1 sample(s)") names no remedy
             raise TooFewRunsError(f"regmix needs at least 2 runs to fit, got {len(y)} sample(s); add runs",
