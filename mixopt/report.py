@@ -473,6 +473,8 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
     if result and result.get("selection"):
         lines += _selection_markdown(result["selection"])
     if result:
+        from mixopt.search.validate import BEATS_RULE, better_by
+
         where = result.get("out") or result["mixture_path"]
         lines += ["## Mixtures", "", f"Exported: **{result['exported']}** → `{where}`", ""]
         head = "| mixture | predicted | swarm | measured (mean ± se, n) | proposal better by |"
@@ -480,17 +482,13 @@ def _markdown(name: str, state: str, cfg: dict[str, Any], result: dict[str, Any]
         for c in result["candidates"]:
             m = c.get("measured") or {}
             meas = "-" if m.get("mean") is None else f"{m['mean']:.4f} ± {_f(m.get('sem'))} ({m['n']})"
-            cmp = c.get("comparison") or {}
-            verdict = {True: " (beats it)", False: " (does not beat it)", None: ""}[cmp.get("beats")]
-            better = "" if cmp.get("diff") is None else f"{cmp['diff']:+.4f}{verdict}"
+            better = better_by(c.get("comparison"))
             star = "**" if c.get("exported") else ""
             same = f" (= {c['same_as']})" if c.get("same_as") else ""  # one mixture under two names
             lines.append(f"| {star}{md_cell(c['name'])}{star}{md_cell(same)} | {_f(c.get('predicted'))} "
                          f"| {_f(c.get('swarm_value'))} | {meas} | {better} |")
         if any((c.get("comparison") or {}).get("beats") is not None for c in result["candidates"]):
-            from mixopt.search.validate import BEATS_RULE
-
-            lines += [BEATS_RULE, ""]
+            lines += ["", BEATS_RULE, ""]  # a blank line ends the table (it had read as one more row)
         lines.append("")
         # largest first, as the terminal's table (a QA pass: 300 domains in their order read poorly)
         domains = sorted(result["weights"], key=lambda d: -result["weights"][d])

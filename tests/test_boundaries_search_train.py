@@ -4,6 +4,7 @@ change in its docstring) and no test failed. Each fails on it now."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from pathlib import Path
@@ -134,8 +135,9 @@ def test_a_gap_under_the_critical_t_is_within_the_noise() -> None:
     assert not c.clear(0.02) and c.clear(0.05)
 
 
-def test_the_export_note_gives_the_paired_gap_only_where_a_seed_was_lost() -> None:
-    """The tests had passed with this changed: `if common and common < max(prop.n, b.n)` -> `if common`."""
+def test_the_export_note_names_the_seeds_both_measured_only_where_a_seed_was_lost() -> None:
+    """The tests had passed with this changed: `if common and common < max(prop.n, b.n)` -> `if common`.
+    The paired gap itself is always given (a QA pass: the means' ± alone read as noise)."""
     from mixopt.search.validate import Measured, choose_export
 
     def m(values: list[float]) -> Measured:
@@ -144,6 +146,8 @@ def test_the_export_note_gives_the_paired_gap_only_where_a_seed_was_lost() -> No
 
     name, notes = choose_export({"proposal": m([2.8, 2.9, 3.0]), "uniform": m([2.5, 2.6, 2.7])}, rung="xs")
     assert name == "uniform" and "seeds both measured" not in notes[0]
+    said = "(2.9000 ± 0.0100 vs 2.6000 ± 0.0100 over 3 and 3 seeds; paired by seed, worse by 0.3000 ± 0.0000)"
+    assert said in notes[0]
 
 
 def test_a_proposal_whose_runs_all_failed_is_said_once() -> None:
@@ -187,6 +191,14 @@ def test_the_mixture_json_gives_the_interval_and_seed_sd_of_the_proposal_only() 
     mix = build("uniform")
     assert mix.meta["predicted"]["interval"] is None and "seed_std" not in mix.meta["predicted"]
     assert mix.meta["measured"] is None and list(mix.meta["baselines"]) == ["proposal"]
+    # a baseline exported in the proposal's place keeps the comparison that chose it (a QA pass: it
+    # had been dropped with the baseline's entry)
+    chose = {"diff": -0.06, "se": 0.0012, "beats": False, "threshold": 4.5, "paired": True}
+    rows[1] = dataclasses.replace(rows[1], measured={"mean": 2.04, "std": 0.01, "sem": 0.006, "n": 3},
+                                  comparison=chose)
+    assert build("uniform").meta["measured"] == {"mean": 2.04, "std": 0.01, "sem": 0.006, "n": 3,
+                                                 "rung": "xs", "proposal_vs_this": chose}
+    assert "proposal_vs_this" not in build("proposal").meta["measured"]
 
 
 def test_a_row_without_a_model_sd_shows_no_widening() -> None:

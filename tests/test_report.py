@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,8 @@ def test_report_writes_plots_and_summary(search):
     md = (folder / "report.md").read_text()
     assert "22 ok" in md and "2 failed" in md and "18 fitted" in md  # 18 swarm + 4 validation runs
     assert "- swarm: 20 planned, 18 ok, 2 failed\n" in md  # as the search printed it: no retries
-    assert "| **proposal** |" in md and "+0.0500 (beats it)" in md
+    assert "| **proposal** |" in md and re.search(r"\| \+0\.0500 ± \d\.\d{4} ✓ \|", md)
+    assert re.search(r"\|\n\n✓/✗: the proposal beats", md)  # the legend apart: not one more row
     # what the figures measure and what "beats" means (a QA pass: report.md said neither)
     assert "- objective: **mean loss** (nats per token; lower is better)" in md
     assert "paired by seed, passes Student's t at z = 2" in md

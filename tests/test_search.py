@@ -74,6 +74,9 @@ def test_search_end_to_end_on_a_fast_evaluator(workspace, tmp_path, ray_session,
     # the exported mixture is the best validated one
     measured = {c.name: c.measured["mean"] for c in res.candidates if c.measured and c.measured["mean"]}
     assert measured[res.exported] == min(measured.values())
+    # a baseline exported in the proposal's place carries the comparison that chose it
+    chose = mix.meta["measured"].get("proposal_vs_this")
+    assert (chose is None) if res.exported == "proposal" else (chose["diff"] < 0 and chose["paired"])
     assert (workspace / "searches" / "e2e" / "result.json").is_file()
     assert store.require_search("e2e").state == "done"
     # progress: the swarm and the validation phase, counting up to their totals

@@ -253,7 +253,8 @@ def test_a_seed_one_side_lost_decides_neither_the_difference_nor_the_export() ->
     # behind at the common seeds: the baseline is exported, and the note gives the paired gap
     worse = m([2.76, 2.78], [1, 2])
     name, notes = choose_export({"proposal": worse, "uniform": uniform}, rung="xs")
-    assert name == "uniform" and "worse by 0.0295 over the 2 seeds both measured" in notes[0]
+    assert name == "uniform" and "paired by seed, worse by 0.0295 ± " in notes[0]
+    assert "over the 2 seeds both measured" in notes[0]
 
 
 def test_a_dead_trial_is_named_timed_out_only_past_the_trial_timeout():

@@ -305,6 +305,7 @@ def _fmt(x: float | None, nd: int = 4) -> str:
 def render_result(result: Any) -> None:
     """The summary: objective of the exported mixture next to the baselines, then their weights."""
     from mixopt.report import swarm_outcome, validation_outcome
+    from mixopt.search.validate import better_by
 
     cols = ["mixture", "predicted (± sd)", "swarm"]
     if result.validate:
@@ -320,11 +321,7 @@ def render_result(result: Any) -> None:
         cells = [("★ " if row.exported else "  ") + row.name + same, predicted, _fmt(row.swarm_value)]
         if result.validate:
             m = row.measured or {}
-            cmp = row.comparison or {}
-            better = ""
-            if cmp.get("diff") is not None:
-                better = f"{cmp['diff']:+.4f}" + {True: " ✓", False: " ✗", None: ""}[cmp.get("beats")]
-            cells += [_fmt(m.get("mean")), _fmt(m.get("sem")), str(m.get("n", 0)), better]
+            cells += [_fmt(m.get("mean")), _fmt(m.get("sem")), str(m.get("n", 0)), better_by(row.comparison)]
         rows.append(cells)
     print_columns(f"search {result.search_id} · {result.method} · {result.objective['kind']}", cols, rows,
                   left=("mixture",))

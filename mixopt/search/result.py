@@ -134,6 +134,9 @@ def build_mixture(
     measured = None
     if row.measured and row.measured.get("mean") is not None:
         measured = {**{k: row.measured[k] for k in ("mean", "std", "sem", "n")}, "rung": validate_rung}
+        if exported != PROPOSAL and row.comparison is not None:  # the comparison that chose it (a QA
+            # pass: a baseline exported in the proposal's place is left out of baselines, and it with it)
+            measured["proposal_vs_this"] = row.comparison
     baselines = {}
     for r in rows:
         if r.name == exported:
