@@ -176,16 +176,19 @@ class RunTable:
                 MixoptWarning)
         # mixopt's own runs measure each domain twice, in nats and in bits per byte (runs export)
         nats = [c for c in cols if c.startswith("loss/") and f"bpb/{c[5:]}" in cols]
+        # a search's runs export holds its objective too: the target most users of it want (a QA pass)
+        own = "give --target objective (the search's own objective), or " if "objective" in cols else ""
         if nats:
             warn(f"--target {MEAN_TARGET} averages loss/<domain> and bpb/<domain> columns of {len(nats)} "
-                 "domain(s), the same losses in two units; name one kind's columns "
+                 f"domain(s), the same losses in two units; {own}name one kind's columns "
                  f"(--target {','.join(nats[:2])}{',…' if len(nats) > 2 else ''})", MixoptWarning)
         # losses beside other scores: a score where higher is better would be minimised with them
         lossy = [c for c in cols if LOSS_NAME.search(c)]
         if lossy and (others := [c for c in cols if c not in lossy]):
+            named = nats or lossy  # of one unit where both are there (the example had mixed them)
             warn(f"--target {MEAN_TARGET} averages the loss columns with {_preview(others, 4)}, which are "
-                 "minimised with them (an accuracy would be made worse); name the columns to average "
-                 f"(--target {','.join(lossy[:2])}{',…' if len(lossy) > 2 else ''})", MixoptWarning)
+                 f"minimised with them (an accuracy would be made worse); {own}name the columns to "
+                 f"average (--target {','.join(named[:2])}{',…' if len(named) > 2 else ''})", MixoptWarning)
         return tuple(cols)
 
     def _values(self, columns: Iterable[str]) -> np.ndarray:

@@ -455,6 +455,14 @@ def test_what_a_qa_pass_of_exported_tables_found(tmp_path: Path) -> None:
             r"losses in two units; name one kind's columns \(--target loss/a\)")
     with pytest.warns(MixoptWarning, match=said):
         t.target_weights("mean")
+    # a search's runs export holds its objective: that is named, and no example mixes the units (a
+    # QA pass: the second warning had suggested --target loss/code,bpb/code)
+    m2 = write(tmp_path / "m2.csv", "run,loss/a,bpb/a,objective\nx,3.0,1.5,3.0\ny,3.1,1.6,3.1\n")
+    with pytest.warns(MixoptWarning) as said:
+        read_run_tables(r, m2).target_weights("mean")
+    hint = "give --target objective (the search's own objective), or name"
+    assert [str(w.message).count(hint) for w in said] == [1, 1]
+    assert all("bpb/a" not in str(w.message).split("(--target ")[-1] for w in said)
 
 
 def test_tables_are_read_from_pipes_and_standard_input(tmp_path: Path,
