@@ -151,6 +151,7 @@ def test_propose_writes_a_valid_mixture(tmp_path: Path) -> None:
     assert (proposer["n_candidates"], proposer["k"], proposer["constant_model"]) == (20000, 16, False)
     assert mix.meta["params"]["fitter"]["learning_rate"] == 0.01
     assert "uniform" in mix.meta["baselines"] and "best_run" in mix.meta["baselines"]
+    assert "cv" not in mix.meta["params"]  # no --cv, no figures
 
 
 def test_the_baselines_beside_a_constrained_proposal(tmp_path: Path,
@@ -734,6 +735,10 @@ def test_cv_measures_whether_predictive_sds_hold_and_propose_widens_a_narrow_int
     doc = json.loads(capsys.readouterr().out)
     cal = doc["cv"]["calibration"]
     assert cal["n"] == 64 and 0 < cal["within_1sd"] <= cal["within_95"] <= 1
+    # the file keeps --cv's figures, its own evidence of the fit (a QA pass: they were on screen only)
+    kept = Mixture.load(out).meta["params"]["cv"]
+    assert kept == {k: v for k, v in doc["cv"].items() if k not in ("folds", "calibration")}
+    assert kept["k"] == 5 and kept["spearman"] == doc["cv"]["spearman"]
     pred = Mixture.load(out).meta["predicted"]
     from mixopt.fitters.cv import ABOUT_RIGHT
 

@@ -275,7 +275,7 @@ def fit_tables(config: FitConfig) -> FitReport:
             # how the model ranks runs it did not see, where --cv or auto's own selection measured it
             rank = (cv["spearman"], cv["k"]) if cv is not None else own_ranking(model)
             proposal = _save_mixture(prop, model, method.name, table, X, y, run_ids, space, config, params,
-                                     fit_notes, rank, sha256=sha256, group=group)
+                                     fit_notes, rank, sha256=sha256, group=group, cv=cv)
     return FitReport(
         method=method.name, target=config.target, domains=table.domains, n_runs=len(y),
         n_excluded=n_all - len(y), cv=cv, predictions=predictions, proposal=proposal,
@@ -341,7 +341,7 @@ def _save_mixture(
     prop: Any, model: Any, method: str, table: Any, X: np.ndarray, y: np.ndarray, run_ids: list[str],
     space: Any, config: FitConfig, proposer_params: dict[str, Any], fit_notes: list[str],
     rank: tuple[float, int] | None = None, *, sha256: dict[str, str | None] | None = None,
-    group: Reuse | None = None,
+    group: Reuse | None = None, cv: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     from mixopt.baselines import baseline_weights, moved_note
     from mixopt.fitters.protocol import predict_objective
@@ -404,6 +404,8 @@ def _save_mixture(
                               "prior": prior_name(space, proposer_params.get("temperature", 1.0))}
     if model is not None:
         params["fitter"] = {k: v for k, v in model.get_params().items() if _jsonable(v)}
+    if cv is not None:  # --cv's figures, the file's own evidence of the fit (a QA pass: on screen only)
+        params["cv"] = {k: v for k, v in cv.items() if k not in ("folds", "calibration")}
     planner = space
     if group is not None:  # the shares the group kept, and the plan per domain the job trains
         params["reuse"] = group.as_dict()
