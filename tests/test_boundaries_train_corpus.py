@@ -431,3 +431,18 @@ def test_usable_cpus_is_the_affinity_not_the_machine(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     assert usable_cpus() == 1
+
+
+def test_a_stop_asked_at_a_steps_end_says_what_a_second_one_does(caplog) -> None:
+    """A QA pass: the first Ctrl-C's line said "Ctrl-C stops at once", where a second one does."""
+    import logging
+    import os
+    import signal
+
+    from mixopt.train.trainer import _stop_at_step_end
+
+    with caplog.at_level(logging.WARNING), _stop_at_step_end() as req:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert req.requested and req.by == "Ctrl-C"
+    assert "Ctrl-C: stopping at the end of this step (it checkpoints there); a second Ctrl-C stops at once" \
+        in caplog.text

@@ -796,7 +796,7 @@ def _stop_at_step_end() -> Iterator[_StopRequest]:
         req.requested, req.by = True, _STOPS[signal.Signals(signum)]
         for s in ours:  # the next one of either stops at once
             signal.signal(s, previous[s])
-        again = "Ctrl-C" if req.by == "Ctrl-C" else f"another {req.by}"
+        again = "a second Ctrl-C" if req.by == "Ctrl-C" else f"another {req.by}"
         log.warning(f"{req.by}: stopping at the end of this step (it checkpoints there); "
                     f"{again} stops at once")
 
