@@ -270,8 +270,8 @@ def _check_train_keys(train: Mapping[str, str], prefixes: Mapping[str, str] | No
             key = next(c for c in ("train_" + d, f"{d}_train", *(f"{d}_train{i}" for i in range(2, 10**6)))
                        if not any(c.startswith(u) or u.startswith(c) for u in by_key))
             raise MixoptError(
-                f"domains {' and '.join(map(repr, ds))} would both be RegMix's train: set {k!r}; give "
-                f"one its data file prefix with --prefix, e.g. --prefix '{d}={key}'"
+                f"domains {' and '.join(map(repr, ds))}{_weight0(ds, train)} would both be RegMix's train: "
+                f"set {k!r}; give one its data file prefix with --prefix, e.g. --prefix '{d}={key}'"
             )
     keys = sorted(by_key)
     read = {k for k, ds in by_key.items() if any(d in train for d in ds)}  # the keys written to train:
@@ -279,9 +279,20 @@ def _check_train_keys(train: Mapping[str, str], prefixes: Mapping[str, str] | No
         if b.startswith(a) and a in read:
             raise MixoptError(
                 f"RegMix's trainer reads a train: set's files as glob('<key>*'), so {a!r} (domain "
-                f"{by_key[a][0]!r}) would read the files of {b!r} (domain {by_key[b][0]!r}) too; rename "
-                f"one's data files so that neither name begins the other, and give it with --prefix"
+                f"{by_key[a][0]!r}) would read the files of {b!r} (domain {by_key[b][0]!r}"
+                f"{_WEIGHT0 if by_key[b][0] not in train else ''}) too; rename one's data files so that "
+                "neither name begins the other, and give it with --prefix"
             )
+
+
+# Said of a domain left out of train: (weight 0) that a check names: its files are in the data folder
+# all the same (the review: the user saw no such set in train: and got no word why).
+_WEIGHT0 = " of weight 0: left out of train:, but its files are in the data folder"
+
+
+def _weight0(domains: Sequence[str], train: Mapping[str, str]) -> str:
+    out = [d for d in domains if d not in train]
+    return f" ({', '.join(map(repr, out))}{_WEIGHT0})" if out else ""
 
 
 def _objective_weights(mixture: Mixture) -> dict[str, float]:

@@ -162,6 +162,15 @@ def check_domain_chars(name: object, where: str) -> None:
     if any(unicodedata.category(ch) == "Cs" for ch in str(name)):
         raise MixoptError(f"{where}: domain name {ascii(str(name))} holds a lone surrogate (half of a "
                           "\\uXXXX pair), which no UTF-8 file can hold; name domains with whole characters")
+    if is_pattern(str(name)):  # its runs' export: a table that fit and runs import refuse (the review)
+        raise MixoptError(f"{where}: domain name {str(name)!r} begins with '^' and ends with '$', which run "
+                          "tables' reader (polars) takes for a pattern of column names; rename it")
+
+
+def is_pattern(name: str) -> bool:
+    """A name polars reads as a regular expression of column names (``^…$``), in its own methods too."""
+    text = name.strip()
+    return len(text) > 1 and text[0] == "^" and text[-1] == "$"
 
 
 def check_domain_names(names: Iterable[object], where: str) -> None:

@@ -41,7 +41,7 @@ import polars as pl
 
 from mixopt.errors import MixoptError, MixoptWarning, refuse_blank, warn
 from mixopt.magic import binary_kind, has_nul
-from mixopt.mixture import RENORM_TOL, check_domain_names, has_control_char, spelling_note
+from mixopt.mixture import RENORM_TOL, check_domain_names, has_control_char, is_pattern, spelling_note
 from mixopt.objective import normalised
 
 log = logging.getLogger(__name__)
@@ -299,7 +299,7 @@ def _read_csv(path: str | Path, what: str) -> tuple[pl.DataFrame, str]:
                           "escape); name columns with printable characters")
     # polars reads a name ^…$ as a pattern of column names, in its own methods too (a series so named
     # had ended the read in an IndexError: a property test)
-    if bad := [h for h in header if len(h.strip()) > 1 and h.strip()[0] == "^" and h.strip()[-1] == "$"]:
+    if bad := [h for h in header if is_pattern(h)]:
         raise MixoptError(f"{what} file {path}: column {bad[0]!r} begins with '^' and ends with '$', which "
                           "the table reader takes for a pattern of column names; rename it")
     # run ids and names as written: read as numbers, 007 had become 7 and 1e3 1000 (a QA pass)

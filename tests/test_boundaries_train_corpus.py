@@ -441,8 +441,12 @@ def test_a_stop_asked_at_a_steps_end_says_what_a_second_one_does(caplog) -> None
 
     from mixopt.train.trainer import _stop_at_step_end
 
-    with caplog.at_level(logging.WARNING), _stop_at_step_end() as req:
-        os.kill(os.getpid(), signal.SIGINT)
-        assert req.requested and req.by == "Ctrl-C"
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # an earlier test's may be SIG_IGN
+    try:
+        with caplog.at_level(logging.WARNING), _stop_at_step_end() as req:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert req.requested and req.by == "Ctrl-C"
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert "Ctrl-C: stopping at the end of this step (it checkpoints there); a second Ctrl-C stops at once" \
         in caplog.text

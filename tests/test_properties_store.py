@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from mixopt.cli import run_cli
 from mixopt.errors import MixoptError, MixoptWarning
+from mixopt.mixture import is_pattern
 from mixopt.store import RUN_STATUSES, RunRecord, RunStore, fidelity_key
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -28,7 +29,8 @@ FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 PRINTABLE = st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"))
 ODD = ["café", "cafe\u0301", "a b", "a/b", "loss/a", "null", "1.5", "*", "x,y", 'q"q', "\u00a0x", "日本"]
-NAMES = (st.text(PRINTABLE, min_size=1, max_size=10).filter(lambda s: s.strip() == s and s)
+NAMES = (st.text(PRINTABLE, min_size=1, max_size=10).filter(
+    lambda s: s.strip() == s and s and not is_pattern(s))
          | st.sampled_from(ODD))
 FLOATS = (st.floats(allow_nan=True, allow_infinity=True)
           | st.sampled_from([5e-324, 1e-300, 1e300, 1.7976931348623157e308, -0.0, 0.1 + 0.2]))

@@ -54,7 +54,8 @@ def search(workspace):
                      comparison={"diff": 0.05, "se": 0.014, "beats": True}),
         CandidateRow(name="best_run", weights=dict(zip(DOMAINS, uniform, strict=True)), predicted=2.5,
                      predicted_std=None, swarm_value=2.5, measured={"mean": 2.5, "sem": 0.01, "n": 2},
-                     comparison={"diff": 0.05, "se": 0.014, "beats": True}, same_as="uniform"),
+                     comparison={"diff": 0.05, "se": 0.014, "beats": True, "paired": False},
+                     same_as="uniform"),
     ]
     runs = {"ok": 18, "failed": 2, "reused": 0, "fitted": 18, "planned": 20, "attempts": 20}
     result = SearchResult(search_id="rep", method="linear", objective=Objective().as_dict(),
@@ -78,7 +79,8 @@ def test_report_writes_plots_and_summary(search):
     md = (folder / "report.md").read_text()
     assert "22 ok" in md and "2 failed" in md and "18 fitted" in md  # 18 swarm + 4 validation runs
     assert "- swarm: 20 planned, 18 ok, 2 failed\n" in md  # as the search printed it: no retries
-    assert "| **proposal** |" in md and re.search(r"\| \+0\.0500 ± \d\.\d{4} ✓ \|", md)
+    assert "| **proposal** |" in md and re.search(r"\| \+0\.0500 ± 0\.0140 ✓ \|", md)
+    assert "| +0.0500 ± 0.0140 (unpaired) ✓ |" in md  # under 2 seeds both measured: the means' se
     assert re.search(r"\|\n\n✓/✗: the proposal beats", md)  # the legend apart: not one more row
     # what the figures measure and what "beats" means (a QA pass: report.md said neither)
     assert "- objective: **mean loss** (nats per token; lower is better)" in md

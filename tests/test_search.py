@@ -789,7 +789,7 @@ def test_blank_options_are_refused_before_anything(field, blank, monkeypatch):
 
 
 @pytest.mark.parametrize(("field", "why"), [
-    ("corpus", "it is --corpus's, and runs are keyed by the corpus's hash"),
+    ("corpus", "it is --corpus's: give --corpus NAME; runs are keyed by the corpus's hash"),
     ("evaluator", "it is the evaluator's name in the runs' reuse key"),
     ("rung_hash", "it is a proxy rung's hash")])
 def test_a_fidelity_field_mixopt_sets_itself_is_refused(field, why, workspace, tmp_path):
@@ -816,7 +816,7 @@ def test_a_fidelity_field_mixopt_sets_itself_is_refused(field, why, workspace, t
 
 
 @pytest.mark.parametrize("seed", [-1, 2**32, 2**64])
-def test_a_library_seed_past_the_clis_range_is_refused_before_anything(seed):
+def test_a_library_seed_past_the_clis_range_is_refused_before_anything(seed, workspace):
     """A property test: SearchConfig(seed=2**64) had reached the store and failed there with an
     OverflowError; the CLI's --seed stops at 2^32 - 1. A stored search is spared (it may have run)."""
     from mixopt.search.config import SearchConfig

@@ -229,8 +229,8 @@ def parse_count(text: str, what: str = "tokens", *, least: int = 1, most: int | 
     # a comma separates thousands (1,000,000), and only them: 1,5B (a decimal comma) had read as 15B
     thousands = r"\s*[+-]?\d{1,3}(,\d{3})+(\.\d*)?([eE][+-]?\d+)?\s*[kKmMgGbB]?\s*"
     if "," in str(text) and not re.fullmatch(thousands, str(text)):
-        raise typer.BadParameter(f"{text!r}: a comma in a count separates thousands (1,000,000); write a "
-                                 "decimal with a point, e.g. 1.5B")
+        raise typer.BadParameter(f"{text!r}: a comma in a count separates thousands: group the digits in "
+                                 "threes (1,000,000), or write a decimal with a point (1.5B)")
     try:  # decimal, not float: 2.01M is 2,010,000 exactly
         value = scaled_number(str(text).replace(",", ""))
     except ValueError:

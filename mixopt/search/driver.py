@@ -138,8 +138,8 @@ def run_search(
         prep = prepare(config, evaluator)
         if address and address != "local" and not address.startswith("ray://") and not _ray_is_up():
             try:
-                reachable_address(address)
-            except MixoptError:
+                reachable_address(address)  # up to its timeout: a Ctrl-C here leaves nothing either
+            except BaseException:
                 _unclaim(prep, new_store=new_store)
                 raise
     planning = contextlib.ExitStack()  # until this search is recorded: see planning_lock

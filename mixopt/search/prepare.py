@@ -587,7 +587,7 @@ def _check_windows(space: SearchSpace, rungs: Mapping[str, str], corpus: object,
 # read by no reuse key (two searches with corpus=a and corpus=b had shared their runs) or overwritten.
 # (A search's `rung` is refused by SearchConfig: it is --rung's; a table's import gives its rung so.)
 OWN_FIDELITY = {
-    "corpus": "it is --corpus's, and runs are keyed by the corpus's hash, not by this field",
+    "corpus": "it is --corpus's: give --corpus NAME; runs are keyed by the corpus's hash, not by this field",
     "evaluator": "it is the evaluator's name in the runs' reuse key",
     "rung_hash": "it is a proxy rung's hash in the runs' reuse key",
 }

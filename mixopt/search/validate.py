@@ -296,6 +296,8 @@ def better_by(comparison: Mapping[str, Any] | None) -> str:
     if not comparison or comparison.get("diff") is None:
         return ""
     se = f" ± {comparison['se']:.4f}" if comparison.get("se") is not None else ""
+    if se and comparison.get("paired") is False:  # under 2 seeds both measured: the means' se (a result
+        se += " (unpaired)"  # stored before the field was kept says nothing of it)
     return f"{comparison['diff']:+.4f}{se}" + {True: " ✓", False: " ✗", None: ""}[comparison.get("beats")]
 
 
