@@ -43,11 +43,13 @@ class LinearFitter(RegressorMixin, BaseEstimator):
             # A domain no run varied is part of the intercept (its slope 0), as the laws drop it: least
             # squares had fitted slopes to its rounding jitter, and runs of one mixture had predicted
             # 1.0 to 2.9 for other mixtures where every run measured 2.19 on average (a QA pass).
-            model = LinearRegression().fit(X[:, keep], y) if keep.any() else None
-            coef = np.zeros(np.shape(y)[1:] + (X.shape[1],))
-            coef[..., keep] = 0.0 if model is None else model.coef_
-            self.coef_ = coef
-            self.intercept_ = np.mean(y, axis=0) if model is None else model.intercept_
+            self.coef_ = np.zeros(np.shape(y)[1:] + (X.shape[1],))
+            if keep.any():
+                model = LinearRegression().fit(X[:, keep], y)
+                self.coef_[..., keep] = model.coef_
+                self.intercept_ = model.intercept_
+            else:
+                self.intercept_ = np.mean(y, axis=0)
         else:  # without an intercept, held domains are what carries the level
             model = LinearRegression(fit_intercept=False).fit(X, y)
             self.coef_, self.intercept_ = model.coef_, model.intercept_

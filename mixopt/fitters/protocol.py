@@ -71,9 +71,7 @@ def check_targets(owner: str, y: Any) -> None:
     if Y.ndim == 0 or Y.size == 0 or np.isfinite(Y).all():
         return
     bad = np.flatnonzero(~np.isfinite(Y.reshape(len(Y), -1)).all(axis=1))
-    what = "NaN" if np.isnan(Y).any() else "infinite"
-    if what == "NaN" and np.isinf(Y).any():
-        what = "NaN or infinite"
+    what = " or ".join(kind for kind, held in (("NaN", np.isnan), ("infinite", np.isinf)) if held(Y).any())
     rows = ", ".join(map(str, bad[:8])) + (", …" if len(bad) > 8 else "")
     raise MixoptError(f"{owner}: the target is {what} in {len(bad)} run(s) (rows {rows}); leave those "
                       "runs out or fix their metrics")
