@@ -253,7 +253,8 @@ def test_search_runs_list_report_through_the_cli(workspace, tmp_path, capsys, ra
     assert "warning: --budget 4: the search would fit 4 distinct mixtures, fewer than the" in captured.err
     assert "search cli" in captured.out and "uniform" in captured.out and "best_run" in captured.out
     # no terminal here, so progress comes as one plain line per finished run
-    assert "swarm 4/4 · best run " in captured.err and "validate 1/" in captured.err
+    assert "swarm 4/4 · best swarm run " in captured.err and "validate 1/" in captured.err
+    assert "best validate run " in captured.err  # the validation's own best, not the swarm's
     # RegMix's trees are flat on 4 runs: said once, as the search's note, not also as a warning
     assert "predicts the same value" not in captured.err
     assert "note: the regmix model predicts the same value" in " ".join(captured.out.split())

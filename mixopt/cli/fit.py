@@ -47,8 +47,9 @@ def fit(
     metrics: Annotated[Path | None, opt("--metrics", help="CSV of metrics: the same run or index column + "
                                         "metrics (- reads standard input).", parser=in_path)] = None,
     target: Annotated[str | None, opt("--target", help="Metric column to model, columns c1,c2 or "
-                                      "c1=0.7,c2=0.3 (their weighted mean), or 'mean' (all metric columns "
-                                      "but _bookkeeping ones); --fidelity-law: objective domains d1,d2 or "
+                                      "c1=0.7,c2=0.3 (their weighted mean; the weights are relative), or "
+                                      "'mean' (all metric columns but _bookkeeping ones); --fidelity-law: "
+                                      "objective domains d1,d2 or "
                                       "d1=0.7,d2=0.3, or mean.")] = None,
     method: Annotated[str | None, opt("--method", "-m", help=METHOD_HELP + " Default: regmix; "
                                       "mixing-law with --fidelity-law.")] = None,

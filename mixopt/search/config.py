@@ -47,7 +47,8 @@ class SearchConfig:
         rung: proxy rung (fidelity) of the swarm.
         fidelity: extra fidelity fields handed to the evaluator (and part of the reuse key).
         seed: seeds the swarm sampler, the training runs and the proposer.
-        validate: seeds per candidate when retraining the proposal and the baselines (0: skip).
+        validate: seeds per candidate when retraining the proposal and the baselines (0: skip; a win
+            must pass a t-test on seeds − 1 degrees of freedom, 4.5 paired standard errors with 3).
         validate_rung: rung of the validation runs (default: ``rung``).
         retries: extra attempts for a run that raised, diverged or was killed.
         reuse: use finished runs of earlier searches over the same corpus, rung and domains.
@@ -82,7 +83,7 @@ class SearchConfig:
     rung: str = "xs"
     fidelity: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
-    validate: int = 2
+    validate: int = 3
     validate_rung: str | None = None
     retries: int = 1
     reuse: bool = True

@@ -514,7 +514,10 @@ def compare(
 
 
 def plot(cmp: Comparison, path: Path) -> Path:
-    """Grouped bars: validation loss per metric (objective and domains) per mixture, ± 1 s.e."""
+    """Points ± 1 s.e.: validation loss per metric (objective and domains) per mixture.
+
+    Each panel zooms on its own spread, since losses differ in the second decimal; points, not bars,
+    because a bar's length on an axis that does not start at 0 would overstate the differences."""
     from mixopt import plots
 
     n_m, n_l = len(cmp.metrics), len(cmp.labels)
@@ -522,7 +525,10 @@ def plot(cmp: Comparison, path: Path) -> Path:
     for ax, metric in zip(axes[0], cmp.metrics, strict=True):
         means = [cmp.mean(lb, metric) for lb in cmp.labels]
         errs = [cmp.sem(lb, metric) or 0.0 for lb in cmp.labels]
-        ax.bar(range(n_l), means, yerr=errs, capsize=3, color=[plots.color(i) for i in range(n_l)])
+        for i, (m, e) in enumerate(zip(means, errs, strict=True)):
+            ax.errorbar(i, m, yerr=e, fmt="o", capsize=3, color=plots.color(i))
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_xlim(-0.5, n_l - 0.5)
         lo = min(m - e for m, e in zip(means, errs, strict=True))
         hi = max(m + e for m, e in zip(means, errs, strict=True))
         pad = max(hi - lo, 1e-3) * 0.6
@@ -535,7 +541,7 @@ def plot(cmp: Comparison, path: Path) -> Path:
     axes[0][0].set_ylabel("bits per byte" if cmp.objective.metric == "bpb" else loss_label)
     if cmp.objective.metric == "bpb" and len(axes[0]) > 1:
         axes[0][1].set_ylabel(loss_label)
-    fig.suptitle(f"mean ± s.e. over {len(cmp.seeds)} seed(s)", fontsize=10)
+    fig.suptitle(f"mean ± s.e. over {len(cmp.seeds)} seed(s); each panel has its own scale", fontsize=10)
     with atomic_path(path) as tmp:
         plots.save(fig, tmp)
     return path
