@@ -288,12 +288,26 @@ _RUN_COLUMNS = (
 
 
 def _row_values(r: RunRecord) -> tuple:
+    """The run's row; one MixoptError for what SQLite or JSON cannot hold (in library use: the CLI
+    makes none of these), where a set in a fidelity, an int past 64 bits or a lone surrogate in an id
+    had raised TypeError, OverflowError or UnicodeEncodeError from inside the write."""
     obj = r.objective if r.objective is None or math.isfinite(r.objective) else None
-    return (
-        r.run_id, r.search_id, r.role, r.label, r.corpus, r.corpus_hash, _dumps(r.fidelity), r.fidelity_key,
-        domains_key(r.weights), r.objective_key, obj, r.status, r.seed, _dumps(r.weights), _dumps(r.metrics),
-        _dumps(r.history), r.cost, r.error, r.attempt, r.created, r.finished,
-    )
+    try:
+        values = (
+            r.run_id, r.search_id, r.role, r.label, r.corpus, r.corpus_hash, _dumps(r.fidelity),
+            r.fidelity_key, domains_key(r.weights), r.objective_key, obj, r.status, r.seed, _dumps(r.weights),
+            _dumps(r.metrics), _dumps(r.history), r.cost, r.error, r.attempt, r.created, r.finished,
+        )
+        for v in values:
+            if isinstance(v, int) and not -(2**63) <= v < 2**63:
+                raise OverflowError(f"{v} does not fit SQLite's 64-bit integers")
+            if isinstance(v, str):
+                v.encode("utf-8")
+    except (TypeError, ValueError, OverflowError) as e:  # UnicodeEncodeError is a ValueError
+        raise MixoptError(f"run {r.run_id!a}: the run store cannot hold it ({e}); give text that is "
+                          "valid Unicode, integers below 2^63, and fidelity values that are text, "
+                          "numbers or lists") from None
+    return values
 
 
 def _record(row: sqlite3.Row) -> RunRecord:
@@ -536,6 +550,7 @@ class RunStore:
             raise MixoptError(f"duplicate run ids: {', '.join(dup_in[:10])}; every run needs its own id")
         cols = ", ".join(_RUN_COLUMNS)
         marks = ", ".join("?" for _ in _RUN_COLUMNS)
+        rows = [_row_values(r) for r in recs]  # checked before the write: all or nothing
         with self._write() as con:
             existing = self._existing(con, ids)
             if existing:
@@ -544,7 +559,7 @@ class RunStore:
                     f"run ids already in the store {self.path}: {', '.join(existing[:10])}{more}; "
                     "give the runs new ids (e.g. another --prefix)"
                 )
-            con.executemany(f"INSERT INTO runs ({cols}) VALUES ({marks})", [_row_values(r) for r in recs])
+            con.executemany(f"INSERT INTO runs ({cols}) VALUES ({marks})", rows)
         return len(recs)
 
     def delete_runs(self, run_ids: Sequence[str], *, dry_run: bool = False, skip_used: bool = False,
@@ -657,6 +672,7 @@ class RunStore:
         finished one is an error.
         """
         _check_weights(record)
+        values = _row_values(replace(record, status="running"))
         with self._write() as con:
             row = con.execute("SELECT status FROM runs WHERE run_id = ?", (record.run_id,)).fetchone()
             if row is not None and row["status"] != "running":
@@ -667,7 +683,6 @@ class RunStore:
                 con.execute("DELETE FROM runs WHERE run_id = ?", (record.run_id,))
             cols = ", ".join(_RUN_COLUMNS)
             marks = ", ".join("?" for _ in _RUN_COLUMNS)
-            values = _row_values(replace(record, status="running"))
             con.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", values)
 
     def finish(

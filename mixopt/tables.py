@@ -122,8 +122,13 @@ class RunTable:
             return {name: 1.0}
         self.refuse_broken([name])
         parts: dict[str, float] = {}
+        # Read as search --target reads domains: spaces around names and weights, an empty part (a
+        # trailing comma) and a weight of 0 are taken, where they had been refused here alone.
         for part in (p.strip() for p in name.split(",")):
+            if not part:
+                continue
             col, eq, w = part.rpartition("=") if "=" in part else (part, "", "1")
+            col = col if col in self.metrics.columns else col.strip()
             self.refuse_broken([col])
             try:
                 weight = float(w)
@@ -141,10 +146,16 @@ class RunTable:
                 )
             if col in parts:
                 raise MixoptError(f"--target {name!r} names {col!r} twice; give each column once")
-            if not (weight > 0 and np.isfinite(weight)):
-                raise MixoptError(f"--target {name!r}: {part!r} needs a finite weight > 0")
+            if not (weight >= 0 and np.isfinite(weight)):
+                raise MixoptError(f"--target {name!r}: {part!r} needs a finite weight ≥ 0")
             parts[col] = weight
-        return normalised(parts)
+        if not parts:
+            raise MixoptError(f"--target {name!r} names no column; give c1,c2 or c1=0.7,c2=0.3, or "
+                              f"{MEAN_TARGET}")
+        if not sum(parts.values()) > 0:
+            raise MixoptError(f"--target {name!r}: the weights are all 0; give at least one positive weight")
+        # a column weighted 0 adds nothing, so a run need not have it
+        return normalised({c: w for c, w in parts.items() if w > 0})
 
     @cached_property
     def _mean_columns(self) -> tuple[str, ...]:

@@ -77,6 +77,23 @@ def test_a_domain_the_mixture_leaves_out_stays_at_zero_under_the_loss_reweighter
     assert w[2] == 0.0 and w.sum() == pytest.approx(1.0)
 
 
+def test_the_loss_reweighter_saturates_instead_of_overflowing() -> None:
+    """Stop 44's property tests: an eta or losses near 1e308 overflowed the log-weights to NaN, and
+    training stopped with "returned weights that are negative or not finite", which names no fix."""
+    from mixopt.train.updater import LossReweighter
+
+    initial = np.array([0.5, 0.3, 0.2])
+    for eta, losses in ((1e308, [1.0, 2.0, 4.0]), (1.0, [1.7e308, 1.0, 1.7e308]), (1e308, [1e308, 0.0, 5.0])):
+        rw = LossReweighter(every=1, eta=eta, decay=0.0, epsilon=0.1)
+        rw.start(["a", "b", "c"], initial, 100)
+        for step in range(1, 30):  # no decay: the log-weights would grow past float range unshifted
+            w = rw.update(_obs(step, losses, list(initial), total=100))
+            assert np.isfinite(w).all() and w.sum() == pytest.approx(1.0), (eta, losses, w)
+            assert np.all(w >= 0.1 * initial * (1 - 1e-12))
+        worst = int(np.argmax(losses))
+        assert w[worst] == w.max(), (eta, losses, w)  # still the domain with the highest loss
+
+
 def test_loss_updater_specs_at_their_bounds() -> None:
     """The tests had passed with this changed: `0 <= epsilon <= 1` -> `0 <= epsilon`; `head in UPDATERS`
     dropped from make_updater's split (`loss:` with no parameters was read as a module)."""

@@ -405,6 +405,17 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     flat.write_text("index,loss\n1,2.5\n2,2.500000000001\n3,2.5\n")
     bad(["fit", "--ratios", str(good), "--metrics", str(flat), "--target", "loss", "--cv", "3"], capsys,
         "'loss' is 2.5 in every run (to 9 significant digits)")
+    # runs of one mixture: every model would predict their mean for any mixture (regmix, gp, log-ridge
+    # and linear had, without a word); a method that fits nothing still takes the best run
+    same = tmp_path / "same.csv"
+    same.write_text("index,a,b\n1,0.5,0.5\n2,0.5,0.5\n3,0.5,0.5\n")
+    for m in ("regmix", "gp", "log-ridge", "linear", "mixing-law"):
+        bad(["fit", "--ratios", str(same), "--metrics", str(metrics), "--target", "loss", "--method", m,
+             "--propose", "--out", str(tmp_path / "m.json")], capsys,
+            "all 3 runs have the same mixture, so no model can say how the mixture moves the target",
+            tmp_path / "m.json")
+    assert run_cli(["fit", "--ratios", str(same), "--metrics", str(metrics), "--target", "loss", "--method",
+                    "random", "--propose", "--out", str(tmp_path / "m.json")]) == 0
     # folds that would fit on one run: leave-one-out suggested where it helps
     bad(["fit", "--ratios", str(good), "--metrics", str(metrics), "--target", "loss", "--method", "linear",
          "--cv", "2"], capsys, "--cv 2 on 3 runs fits fold 1 on 1 run; --cv 3 (leave-one-out) trains on 2")

@@ -105,6 +105,22 @@ def test_duplicate_run_ids_are_an_error_and_nothing_is_written(store):
         store.add([rec("r5", [0.2, 0.3, 0.5], 2.0), rec("r5", [0.2, 0.3, 0.5], 2.0)])
 
 
+def test_a_run_the_store_cannot_hold_is_one_error_and_writes_nothing(store):
+    """Stop 44's property tests: in library use, an attempt past 2^63, a lone surrogate in an id or a
+    set in a fidelity raised OverflowError, UnicodeEncodeError or TypeError from inside the write."""
+    bad = [rec("r1", [0.2, 0.3, 0.5], 2.0, attempt=2**63), rec("\ud800", [0.2, 0.3, 0.5], 2.0),
+           dataclasses.replace(rec("r3", [0.2, 0.3, 0.5], 2.0), fidelity={"rung": {"xs"}}),
+           rec("r4", [0.2, 0.3, 0.5], 2.0, label="\udfff")]
+    for r in bad:
+        with pytest.raises(MixoptError, match=r"cannot hold it \(.*\); give text that is valid"):
+            store.add([rec("r0", [0.2, 0.3, 0.5], 2.0), r])
+        with pytest.raises(MixoptError, match="the run store cannot hold it"):
+            store.begin(dataclasses.replace(r, status="running"))
+    assert store.runs() == []  # nothing half-written: the good run of the batch is not in either
+    store.add(rec("r1", [0.2, 0.3, 0.5], 2.0, attempt=2**63 - 1))  # the largest that fits
+    assert store.get("r1").attempt == 2**63 - 1
+
+
 def test_begin_finish_and_interrupt(store):
     store.begin(rec("r1", [0.2, 0.3, 0.5], None, status="running"))
     assert store.get("r1").status == "running"

@@ -144,6 +144,7 @@ def fit_tables(config: FitConfig) -> FitReport:
     Raises:
         MixoptError: bad method, target, tables, constraints or output path.
     """
+    from mixopt.fitters.cv import distinct_mixtures
     from mixopt.fitters.varied import flat
     from mixopt.methods import fit_target, get_method
     from mixopt.reuse import resolve_reuse
@@ -190,6 +191,11 @@ def fit_tables(config: FitConfig) -> FitReport:
             raise MixoptError(f"{config.target!r} is {y[0]:.9g} in every run (to 9 significant digits), "
                               "so there is nothing to fit; "
                               "check --target (`mixopt fit --help` lists how it is read)")
+        if method.fitter is not None and distinct_mixtures(X) == 1:
+            # a model then predicts the runs' mean for any mixture (the laws and --cv refused it;
+            # regmix, gp, log-ridge and linear had answered with that constant, without a word)
+            raise MixoptError(f"all {len(y)} runs have the same mixture, so no model can say how the mixture "
+                              "moves the target; add runs of other mixtures")
     n_all = len(table.run_ids)
     tokens = dict(config.tokens) if config.tokens else None
     target_tokens = default_target_tokens(config.target_tokens, tokens)  # as a search's, of every domain

@@ -200,6 +200,9 @@ class ScheduleUpdater(WeightUpdater):
         return {"every": self.every, "schedule": [[u, w] for u, w in self.schedule]}
 
 
+_LOG_MAX = 1e300  # the log-weights' range: far inside float range, so their differences stay finite
+
+
 class LossReweighter(WeightUpdater):
     """Multiplicative weights on per-domain training loss (see the module doc)."""
 
@@ -229,9 +232,15 @@ class LossReweighter(WeightUpdater):
         if not seen.any():
             return None
         adv = np.zeros_like(obs.losses)
-        adv[seen] = obs.losses[seen] - obs.losses[seen].mean()
-        self._log_w = (1 - self.decay) * self._log_w + self.eta * adv
         live = self._initial > 0
+        with np.errstate(over="ignore", invalid="ignore"):
+            adv[seen] = obs.losses[seen] - obs.losses[seen].mean()
+            log_w = (1 - self.decay) * self._log_w + self.eta * adv
+        # An eta or losses near 1e308 overflowed to NaN weights, which stopped training with no fix
+        # named: the log-weights saturate instead, and are shifted to a maximum of 0 (the softmax
+        # ignores a common shift), so they never grow past float range over many updates either.
+        log_w = np.clip(np.nan_to_num(log_w, nan=0.0), -_LOG_MAX, _LOG_MAX)
+        self._log_w = log_w - log_w[live].max()
         z = np.where(live, self._log_w, -np.inf)
         w = np.exp(z - z[live].max())
         w /= w.sum()
