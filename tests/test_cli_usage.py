@@ -4,6 +4,7 @@ exit code 2, like every other bad input, whichever copy of click typer raises th
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
 
@@ -37,6 +38,16 @@ def test_usage_errors_are_one_line(argv: list[str], match: str, capsys: pytest.C
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err
     assert "--help" in lines[0]  # where to look next
+
+
+def test_usage_errors_name_mixopt_whatever_runs_it(monkeypatch, capsys) -> None:  # noqa: ANN001
+    """run_cli from `python -c` or a notebook: the help to see is mixopt's, not '-c swarm --help' (the
+    program name click had read from sys.argv[0]; a QA pass)."""
+    from mixopt.cli import run_cli
+
+    monkeypatch.setattr(sys, "argv", ["-c"])
+    assert run_cli(["swarm", "--budget", "x"]) == 2
+    assert capsys.readouterr().err.rstrip().endswith("(see 'mixopt swarm --help')")
 
 
 def test_bare_group_shows_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -108,6 +108,23 @@ def test_bad_input_exits_2_with_one_line(tiny_workspace: Path, capsys, args, mes
     assert not (tiny_workspace / "runs").exists()  # nothing written for a refused run
 
 
+def test_out_over_the_mixture_or_rung_it_reads_is_refused_before_training(tiny_workspace: Path, capsys,  # noqa: ANN001
+                                                                          tmp_path: Path) -> None:
+    """A QA pass: --out equal to --mixture trained, then wrote the result JSON over the mixture."""
+    mix = tmp_path / "m.json"
+    mix.write_text(json.dumps({"schema": "mixopt.mixture/v1", "weights": {"code": 0.5, "docs": 0.5}}))
+    rung = tmp_path / "r.toml"
+    rung.write_text("n_layer = 1\nd_model = 32\nn_head = 2\ncontext = 32\nbatch = 8\ntokens = 4096\n"
+                    "lr = 1e-3\nmin_lr = 0.0\ngrad_clip = 1.0\neval_tokens = 256\n")
+    before = {p: p.read_text() for p in (mix, rung)}
+    for option, path in (("--mixture", mix), ("--rung", rung)):
+        code, _, err = run(capsys, "proxy", "train", "--corpus", "tiny", "--rung", str(rung), "--mixture",
+                           str(mix), "--threads", "1", "--out", str(path))
+        said = f"error: --out {path} is the {option} file this command reads; write to another path\n"
+        assert code == 2 and err == said
+    assert {p: p.read_text() for p in (mix, rung)} == before
+
+
 def test_diverged_run_exits_1_and_still_writes_json(tiny_workspace: Path, capsys, tmp_path: Path) -> None:  # noqa: ANN001
     rung = tmp_path / "hot.toml"
     rung.write_text(

@@ -638,6 +638,24 @@ def test_swarm_refuses_bad_input_in_one_line_writing_nothing(args, message, work
     assert not out.exists() and not (tmp_path / "x").exists() and (tmp_path / "full" / "keep.txt").exists()
 
 
+def test_swarm_out_in_its_exports_folder_or_exports_unwritable_is_refused_before_the_draw(
+        workspace, tmp_path, capsys):  # noqa: ANN001
+    """A QA pass: -o equal to --exports published the files, then failed on the table and left them;
+    an unwritable --exports was found after the draw, its notes printed, the option not named."""
+    blends = tmp_path / "bl"
+    for out in (blends, blends / "s.csv"):
+        assert run_cli([*SWARM, "--budget", "4", "-o", str(out), "--exports", str(blends), "--format",
+                        "hf"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --out {out} is ") and err.count("\n") == 1 and "written whole" in err
+        assert not blends.exists() and list(tmp_path.iterdir()) == []
+    assert run_cli([*SWARM, "--budget", "4", "-o", str(tmp_path / "s.csv"), "--exports", "/proc/bl",
+                    "--format", "hf"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --exports /proc/bl: cannot write in /proc") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_swarm_of_a_corpus_draws_over_its_domains(tiny_corpus, workspace, tmp_path):  # noqa: ANN001
     from mixopt.tables import read_ratios
 

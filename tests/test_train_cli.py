@@ -607,6 +607,16 @@ def test_bench_moe_cli_small_grid(tiny_workspace: Path, capsys) -> None:  # noqa
     assert code == 2 and "model 'foo' is unknown" in err and "fused/dense" not in stdout
 
 
+@pytest.mark.parametrize("option", [["--tokens", str(2**62)], ["--d-model", str(2**40)],
+                                    ["--hidden", str(2**40)]])
+def test_bench_moe_sizes_beyond_memory_are_one_line(option: list[str], capsys, tmp_path: Path) -> None:  # noqa: ANN001
+    """A QA pass: torch's allocation traceback and exit 1 (2**62 tokens overflowed its size sum)."""
+    out = tmp_path / "b.json"
+    code, stdout, err = run(["bench", "moe", "--no-train", "--no-naive", *option, "--out", str(out)], capsys)
+    assert code == 2 and err.startswith("error: the case E=") and err.count("\n") == 1
+    assert "lower --tokens, --d-model, --hidden or --experts" in err and not stdout and not out.exists()
+
+
 def test_bench_training_rows() -> None:
     from mixopt.bench.moe import bench_training
 

@@ -200,6 +200,35 @@ def layer_cases(
     return cases
 
 
+def least_bytes(case: LayerCase, dtype: str) -> int:
+    """Bytes one case surely holds at once: the layer's fp32 expert weights as made (3·E·D·F), the
+    input and its gradient, and the dense reference's six matrices; activations come on top."""
+    size = DTYPES[dtype].itemsize
+    T, N, D, F = case.tokens, case.tokens * case.top_k, case.d_model, case.hidden
+    return 12 * case.experts * D * F + size * (2 * T * D + 2 * N * D + 3 * N * F + 3 * D * F)
+
+
+def check_memory(cases: Iterable[LayerCase], device: str, dtype: str) -> None:
+    """Refuse a grid whose largest case cannot fit the device's memory, before any case runs: a
+    QA pass's --tokens 2**62 (or --d-model 2**40) ended in torch's allocation traceback, exit 1."""
+    import os
+
+    try:
+        if device.startswith("cuda"):
+            total = torch.cuda.get_device_properties(torch.device(device)).total_memory
+        else:
+            total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError, RuntimeError):  # a system that does not say
+        return
+    big = max(cases, key=lambda c: least_bytes(c, dtype))
+    need = least_bytes(big, dtype)
+    if need > total:
+        raise MixoptError(f"the case E={big.experts} k={big.top_k} T={big.tokens} (D={big.d_model}, "
+                          f"F={big.hidden}) needs at least {need / 2**30:,.3g} GiB, more than the "
+                          f"{total / 2**30:,.1f} GiB of {device}; lower --tokens, --d-model, --hidden or "
+                          "--experts")
+
+
 def check_device(device: str, dtype: str) -> None:
     """Refuse a device or dtype this machine cannot run, with the fix."""
     from mixopt.train.device import resolve_device

@@ -216,7 +216,9 @@ _quiet_registered = False
 
 def _run(argv: list[str] | None) -> None:
     try:
-        code = app(args=argv, standalone_mode=False)
+        # prog_name: click takes it from sys.argv[0], which run_cli's caller owns: usage errors had said
+        # "see '-c export --help'" under python -c (ipykernel_launcher.py in a notebook; a QA pass)
+        code = app(args=argv, standalone_mode=False, prog_name="mixopt")
         # Non-standalone typer returns, not raises, the code of a typer.Exit, and turns Ctrl-C into
         # Exit(130) on the way: hand both on as the process's exit status.
         if code == 130:

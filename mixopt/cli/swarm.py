@@ -71,7 +71,7 @@ def swarm(
     recompute: Annotated[Str, recompute_opt("to draw")] = None,
 ) -> None:
     """Draw the swarm of mixtures to train yourself: a ratios table for `mixopt fit`."""
-    from mixopt.atomic import atomic_dir, check_writable, refuse_holding_cwd, write_text
+    from mixopt.atomic import atomic_dir, check_can_create, check_writable, refuse_holding_cwd, write_text
     from mixopt.errors import MixoptError
     from mixopt.export import EXTENSIONS, export_mixture, export_notes, parse_prefixes
     from mixopt.mixture import Mixture
@@ -107,6 +107,16 @@ def swarm(
             raise MixoptError(f"--exports {exports} exists and is not an empty folder; give a new folder")
         if fmt not in EXTENSIONS:
             raise MixoptError(f"--format {fmt!r} is unknown; choose one of {', '.join(EXTENSIONS)}")
+        # said now and by its option, not after the draw (a QA pass: "cannot write in /proc", after
+        # a screen of notes on the files it could not write)
+        check_can_create(exports, "--exports")
+        table, folder = (p.expanduser().resolve() for p in (out or exports, exports))
+        if out is not None and table.is_relative_to(folder):
+            # the folder is published whole, over what was written in its place (a QA pass: -o equal
+            # to it failed after the files were published, and left them)
+            where = "the --exports folder" if table == folder else f"inside the --exports folder {exports}"
+            raise MixoptError(f"--out {out} is {where}, which is written whole; give the table a path of "
+                              "its own, such as swarm.csv beside the folder")
     config = SearchConfig(
         corpus=corpus, domains=parse_domains(domains),
         tokens=parse_assignments(tokens, option="--tokens", counts=True) or None, budget=budget, seed=seed,
@@ -142,9 +152,11 @@ def swarm(
         with atomic_dir(exports) as tmp:
             for name, body in files.items():
                 (tmp / name).write_text(body, encoding="utf-8")
+            if out is not None:  # in the block: a table that cannot be written leaves no folder of files
+                write_text(out, text)
     if out is None:
         typer.echo(text, nl=False)
-    else:
+    elif exports is None:
         write_text(out, text)
     said = f"{len(rows)} mixture{'s' if len(rows) != 1 else ''} over {len(names)} domains (seed {seed})"
     if group is not None:

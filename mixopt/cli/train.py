@@ -584,6 +584,7 @@ def bench_moe(
     grid["d_model"] = d_model or grid["d_model"]
     grid["hidden"] = hidden or grid["hidden"]
     cases = bench.layer_cases(**grid)
+    bench.check_memory(cases, device, dtype)
     n_threads = torch.get_num_threads()
     results = []
     with console.status("") as status:

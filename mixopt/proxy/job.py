@@ -139,7 +139,11 @@ def run_proxy_job(
     mix = mixture_from_spec(mixture, c)
     check_domains(mix.weights, c.domains)
     out_path = Path(out) if out is not None else default_out(c.name, r.name, mixture, seed)
-    check_writable(out_path, example="result.json")  # fail on an unwritable output before training, not after
+    # fail on an unwritable output before training, not after; nor over a file it reads (a QA pass:
+    # --out equal to --mixture wrote the result over the mixture JSON)
+    mixture_file = None if mixture in ("natural", "uniform") or is_inline(mixture) else mixture
+    check_writable(out_path, example="result.json",
+                   inputs={"--mixture": mixture_file, "--rung": r.source or None})
     result = train_proxy(c, mix, r, seed=seed, threads=threads, max_epochs=max_epochs)
     record = run_record(
         result, corpus=c, mixture=mix, rung=r, seed=seed, threads=threads or torch.get_num_threads()
