@@ -198,6 +198,14 @@ def test_an_inline_mixture_naming_a_domain_twice_is_refused():
         mixture_from_spec("code=0.3,code=0.5,math=0.5", corpus=None)
 
 
+def test_a_mixture_that_is_a_folder_is_named_so(tmp_path):
+    """A QA pass: train/proxy train --mixture FOLDER had the generic "is not 'natural', ..." line."""
+    from mixopt.proxy.job import mixture_from_spec
+
+    with pytest.raises(MixoptError, match=r"is a folder; give a mixture JSON file in it, such as .*mixture"):
+        mixture_from_spec(str(tmp_path), corpus=None)
+
+
 # ----- search space ------------------------------------------------------------------------
 
 

@@ -295,6 +295,15 @@ def test_loss_reweighter_runs_in_training_and_resumes(tiny_corpus, tmp_path: Pat
     assert resumed.metrics == full.metrics and resumed.log == _without_speed(resumed.log, full.log)
 
 
+def test_an_updater_that_would_never_update_is_said(tiny_corpus, tmp_path: Path) -> None:  # noqa: ANN001
+    """A QA pass: loss:every=2**70 was taken without a word, and the updater never ran."""
+    with pytest.warns(MixoptWarning, match=r"updater loss updates every 1,180,591,620,717,411,303,424 steps "
+                      r"and this run trains \d+: it never changes the weights; give every below"):
+        res = train("uniform", tiny_corpus, STEPWISE, seed=0, threads=1, out=tmp_path / "a",
+                    updater=f"loss:every={2**70}")
+    assert res.log[-1]["weights"] == res.log[0]["weights"]
+
+
 def _without_speed(a: list[dict], b: list[dict]) -> list[dict]:
     """``b`` with each record's tokens/s taken from ``a`` (wall-clock figures differ between runs)."""
     return [{**rb, "tokens_per_s": ra["tokens_per_s"]} for ra, rb in zip(a, b, strict=True)]

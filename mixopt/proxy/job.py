@@ -93,6 +93,9 @@ def mixture_from_spec(spec: str, corpus: Any) -> Mixture:
         return Mixture(weights, meta={"method": "inline"})
     if Path(spec).suffix == ".json" or Path(spec).is_file():
         return Mixture.load(Path(spec))
+    if Path(spec).is_dir():  # as export says it (a QA pass: the generic line below named no folder)
+        raise MixoptError(f"mixture {spec!r} is a folder; give a mixture JSON file in it, such as "
+                          f"{Path(spec) / 'mixture.json'}")
     raise MixoptError(
         f"mixture {spec!r} is not 'natural', 'uniform', an existing mixture JSON file, or domain=weight,..."
     )

@@ -416,6 +416,9 @@ def train(
                 if on_progress is not None:
                     on_progress({"resumed": state["step"], "steps": steps})
                 return finished
+        if upd is not None and upd.every >= steps:  # (a QA pass: loss:every=2**70 was taken without a word)
+            warn(f"updater {upd.name} updates every {upd.every:,} steps and this run trains {steps:,}: it "
+                 f"never changes the weights; give every below {steps:,}", MixoptWarning)
         follows_json = isinstance(upd, ScheduleUpdater) and not upd.schedule  # it plays the JSON's schedule
         if upd is not None and mix.schedule and not follows_json:
             warn(
