@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,65 @@ def test_fidelity_law_holds_a_domain_no_run_varied_for_every_method(tmp_path: Pa
                                           target_size=2e7, size_exponent=0.3))
     assert res["proposal"]["weights"]["c"] == pytest.approx(0.2)
     assert any(n.startswith("held c at 0.2") for n in res["notes"])
+
+
+def test_fidelity_law_says_when_its_proposal_goes_beyond_the_runs(tmp_path: Path) -> None:
+    # As `fit` on tables and `search` do (a walkthrough: a --fidelity-law proposal carried no such note).
+    store = RunStore(tmp_path / "runs.sqlite")
+    rng = np.random.default_rng(4)
+    # a lowers every loss (T) but no run gives it more than 0.05: the law carries it far beyond them
+    mixtures = np.column_stack([rng.uniform(0.0, 0.05, 12), rng.dirichlet(np.ones(2), 12)])
+    mixtures[:, 1:] *= (1.0 - mixtures[:, :1])
+    recs = []
+    for rung in ("xs", "s"):
+        R = load_rung(rung)
+        fid = {"rung": rung, "corpus": "synthetic"}
+        for i, r in enumerate(mixtures):
+            hist = []
+            for step in R.eval_steps():
+                D = step * R.tokens_per_step
+                losses = truth(r, R.non_embedding_params(), D)
+                hist.append({"step": step, "tokens": D,
+                             **{f"loss/{d}": float(v) for d, v in zip(DOMAINS, losses, strict=True)}})
+            recs.append(RunRecord(run_id=f"{rung}-{i}", weights=dict(zip(DOMAINS, r.tolist(), strict=True)),
+                                  fidelity=fid, fidelity_key=fidelity_key(fid), status="ok", search_id=rung,
+                                  metrics={k: v for k, v in hist[-1].items() if k.startswith("loss/")},
+                                  history=hist))
+    store.add(recs)
+    res = fit_across_scale(ScaleFitConfig(store=str(store.path), target_tokens=2e6, target_size=2e7,
+                                          size_exponent=0.3, kl=0.0, out=tmp_path / "m.json"))
+    assert res["proposal"]["weights"]["a"] > 0.1
+    said = [n for n in res["notes"] if "more weight than any run had to a " in n]
+    assert said and "(e.g. --max-weight a=0.0" in said[0]
+    assert json.loads((tmp_path / "m.json").read_text())["notes"][1:] == res["notes"]
+
+
+def test_the_report_plots_tick_labels_do_not_overlap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A walkthrough's sizes.png over 2.7e4-4e5 params read "3×10⁴4×10⁴" and "3×10⁵4×10⁵".
+    import mixopt.fit.scale_report as scale_report
+
+    store = tmp_path / "ladder.sqlite"  # a real ladder draw: 2.7e4-2.2e5 params
+    shutil.copy(Path(__file__).parents[1] / "docs" / "data" / "ladder-seed4.sqlite", store)
+    overlaps: dict[str, list[tuple[str, str]]] = {}
+    real_save = scale_report.save
+
+    def save(fig: Any, path: Any) -> None:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            ticks = [*ax.xaxis.get_major_ticks(), *ax.xaxis.get_minor_ticks()]
+            shown = sorted(((t.label1.get_window_extent(renderer), t.label1.get_text()) for t in ticks
+                            if t.label1.get_visible() and t.label1.get_text()
+                            and ax.get_xlim()[0] <= t.get_loc() <= ax.get_xlim()[1]), key=lambda b: b[0].x0)
+            overlaps[Path(path).name] = [(a[1], b[1]) for a, b in zip(shown, shown[1:], strict=False)
+                                         if a[0].x1 > b[0].x0]
+        real_save(fig, path)
+
+    monkeypatch.setattr(scale_report, "save", save)
+    fit_across_scale(ScaleFitConfig(store=str(store), method="log-ridge", target_size=4e5,
+                                    target_tokens=4e6, report=tmp_path / "laws"))
+    assert {"sizes.png", "steps.png"} <= set(overlaps)
+    assert overlaps == {name: [] for name in overlaps}
 
 
 # BiMix's own form per domain: A_i·(r_i + ε)^(−α_i)·(B_i·(D/D0)^(−β_i) + C_i)

@@ -1010,3 +1010,14 @@ def test_compare_reads_back_runs_robustly(tiny_workspace: Path, model_toml: Path
     torch.save({**state, "device": "cuda"}, out / "checkpoint.pt")
     with pytest.raises(MixoptError, match=r"trained with --device cuda:0: resume it with --device cuda:0"):
         train("uniform", "tiny", str(model_toml), seed=0, out=out, threads=1, resume=True)
+
+
+def test_the_updater_help_names_its_choices_plainly(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # It read "schedule follows the mixture JSON's schedule, as no updater does" (a walkthrough).
+    monkeypatch.setenv("COLUMNS", "400")
+    run_cli(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "as no updater does" not in text
+    assert "`schedule` (the mixture JSON's schedule, as without --updater)" in text
+    assert "decay=0.5,epsilon=0.1" in text

@@ -258,8 +258,9 @@ def train_cmd(
     updater: Annotated[
         str | None,
         typer.Option(
-            "--updater", help="Online weight updater: loss[:eta=1,every=20], or module:factory (see "
-            "mixopt/train/updater.py); schedule follows the mixture JSON's schedule, as no updater does."
+            "--updater", help="Online weight updater: loss[:eta=1,every=20,decay=0.5,epsilon=0.1] "
+            "(reweights by training loss), `schedule` (the mixture JSON's schedule, as without "
+            "--updater), or module:factory (see mixopt/train/updater.py)."
         ),
     ] = None,
     threads: ThreadsOpt = None,

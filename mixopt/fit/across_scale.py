@@ -358,9 +358,14 @@ def _fit_across_scale(config: ScaleFitConfig) -> tuple[dict[str, Any], Callable[
         "out": str(config.out) if config.out else None,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    from mixopt.proposers.proposal import held_note
+    from mixopt.proposers.proposal import beyond_runs_note, extrapolation_note, held_note
 
-    notes = [n for n in (held_note(prop.info), space.repetition_note(prop.weights)) if n]
+    # What `fit` on tables and `search` say of a proposal past its runs, judged on the runs
+    # extrapolated to the target scale (what the model was fitted on).
+    notes = [n for n in (held_note(prop.info), space.repetition_note(prop.weights),
+                         extrapolation_note(prop.predicted, pred.Y @ w, method.name),
+                         beyond_runs_note(prop.weights, pred.X, domains, method.name, fixed=space.fixed))
+             if n]
     if rows is not None and len({c.size for c in curves}) > 1:
         notes.append(f"bimix has no model-size term: only the largest rung's runs ({rows.size:.3g} params) "
                      "were fitted")

@@ -151,7 +151,7 @@ def _plot_steps(path: Path, fits: Mapping[tuple[float, str], Any], metrics: Sequ
             ax.scatter([grid[at]], [fitted[at]], marker="*", s=90, color=color(n), zorder=4)
             drawn = True
         ax.axvline(target, color="grey", linestyle="--", linewidth=1)
-        ax.set_xscale("log")
+        _log_x(ax)
         rung = rungs.get(f"{size:.6g}", "")
         named = f"rung {rung}, " if rung and not rung.endswith(" params") else ""  # an import's size alone
         ax.set_title(f"{named}{size:.3g} params", fontsize=10)
@@ -168,6 +168,20 @@ def _plot_steps(path: Path, fits: Mapping[tuple[float, str], Any], metrics: Sequ
     else:
         pyplot().close(fig)
     return drawn
+
+
+def _log_x(ax: Any) -> None:
+    """A log x axis labelled 30k, 2M: matplotlib's 3×10⁴ labels ran into each other on panels that
+    span about a decade (a walkthrough's sizes.png and steps.png)."""
+    from matplotlib.ticker import EngFormatter, LogFormatter
+
+    class Compact(LogFormatter):
+        def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+            return EngFormatter(sep="")(x)
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(Compact())
+    ax.xaxis.set_minor_formatter(Compact(labelOnlyBase=False))
 
 
 def _plot_bimix(path: Path, curves: Sequence[Any], metrics: Sequence[str], w: np.ndarray, model: Any,
@@ -191,7 +205,7 @@ def _plot_bimix(path: Path, curves: Sequence[Any], metrics: Sequence[str], w: np
             ax.scatter([grid[at]], [fitted[at]], marker="*", s=90, color=color(n), zorder=4)
     if target is not None:
         ax.axvline(target, color="grey", linestyle="--", linewidth=1)
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_xlabel("training tokens" + (" (dashed line: --target-tokens)" if target is not None else ""))
     ax.set_ylabel("objective (points: measured; lines: BiMix" + ("; ★ at target)" if target else ")"))
     ax.set_title(f"BiMix over mixtures and checkpoints, {size:.3g} params", fontsize=10)
@@ -219,7 +233,7 @@ def _plot_sizes(path: Path, fit: tuple[Any, list, list[float], np.ndarray], w: n
         ax.plot(grid, fitted[i], color=color(n), linewidth=1.2, label=f"mixture {n + 1}")
         ax.scatter([grid[at]], [fitted[i, at]], marker="*", s=90, color=color(n), zorder=4)
     ax.axvline(target, color="grey", linestyle="--", linewidth=1)
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_xlabel("model parameters (dashed line: --target-size)")
     points = (f"each rung's step law at {target_tokens:.3g} tokens" if target_tokens
               else "each rung's last checkpoint")
