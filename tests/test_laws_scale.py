@@ -285,7 +285,17 @@ def test_fidelity_law_says_when_its_proposal_goes_beyond_the_runs(tmp_path: Path
     assert res["proposal"]["weights"]["a"] > 0.1
     said = [n for n in res["notes"] if "more weight than any run had to a " in n]
     assert said and "(e.g. --max-weight a=0.0" in said[0]
-    assert json.loads((tmp_path / "m.json").read_text())["notes"][1:] == res["notes"]
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved["notes"][1:] == res["notes"]
+    # the baselines its prediction is read against, at the target scale (a walkthrough: none had been
+    # written); these searches recorded no tokens, so uniform only, and the mixture best carried there
+    assert saved["baselines"] == res["baselines"] and set(res["baselines"]) == {"uniform", "best_run"}
+    best = res["baselines"]["best_run"]
+    assert best["extrapolated"] == pytest.approx(res["predicted_objective"]["min"])
+    assert best["run_id"] in best["run_ids"] and len(best["run_ids"]) == 2  # one run per rung
+    assert res["baselines"]["uniform"]["weights"] == pytest.approx(dict.fromkeys(DOMAINS, 1 / 3))
+    for b in res["baselines"].values():
+        assert np.isfinite(b["predicted"])
 
 
 def test_the_report_plots_tick_labels_do_not_overlap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -134,6 +134,7 @@ def test_sigterm_stops_a_search_as_ctrl_c_does_and_it_resumes(workspace, tmp_pat
     assert len(ok) == len({r.label for r in ok}) == 12 and done_before <= {r.run_id for r in ok}
 
 
+@pytest.mark.slow  # ~16 s: in CI with the other slow tests, out of the default suite (its ~10-minute budget)
 def test_sigterm_to_the_whole_process_group_stops_a_search_on_its_own_ray(workspace):
     """GNU ``timeout`` and ``kill -TERM -PGID`` signal the driver's whole process group: a local Ray's
     GCS and raylet had died of it, and the driver waited 60 s on them and died of Ray's fatal error,
@@ -161,6 +162,7 @@ def test_sigterm_to_the_whole_process_group_stops_a_search_on_its_own_ray(worksp
     assert RunStore(store_path).require_search("grouped").state == "interrupted"
 
 
+@pytest.mark.slow  # ~15 s: in CI with the other slow tests, out of the default suite (its ~10-minute budget)
 def test_ctrl_c_while_the_local_ray_shuts_down_after_the_mixture_is_written_is_quiet(workspace, tmp_path):
     """The work is done (mixture written, exit status 0): a Ctrl-C during Ray's atexit shutdown of the
     cluster the driver started had ended it by SIGINT with "Exception ignored in atexit callback"."""
@@ -211,6 +213,7 @@ def _sigterm_on(args: list[str], env: dict[str, str], line: str, after: float = 
     return driver.returncode, out
 
 
+@pytest.mark.slow  # ~17 s: in CI with the other slow tests, out of the default suite (its ~10-minute budget)
 def test_sigterm_stops_a_search_that_never_starts_ray(workspace, tmp_path, ray_session):
     """Every run reused: the search fits without Ray, and a SIGTERM then still stops it (interrupted,
     exit 130, the resume hint), and its resume finishes it, again without Ray."""

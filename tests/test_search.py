@@ -2021,6 +2021,7 @@ def _previous(tmp_path, shares=None):
     return path
 
 
+@pytest.mark.slow  # ~23 s: in CI with the other slow tests, out of the default suite (its ~10-minute budget)
 def test_a_search_reuses_a_mixture_as_one_group_and_trains_every_domain(workspace, tmp_path, ray_session):
     """--reuse-mixture: the swarm varies the group and the new domain; every run trains (and measures)
     every domain at the group's shares, and the mixture is written over every domain."""

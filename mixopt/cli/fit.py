@@ -278,6 +278,13 @@ def _render_scale(res: dict[str, Any]) -> None:
                       + ", ".join(f"{name} {law['rms']:.4g}" for name, law in size_laws.items()),
                       markup=False)
     _render_proposal(res["proposal"], "predicted objective at target scale")
+    base = res.get("baselines") or {}
+    if base:  # what the proposal's prediction is read against, at the same scale
+        shown = [f"{name} {b['predicted']:.4f}" for name, b in base.items() if name != "best_run"]
+        if best := base.get("best_run"):
+            shown.append(f"the runs' best mixture {best['predicted']:.4f} (its runs carried there: "
+                         f"{best['extrapolated']:.4f})")
+        console.print("predicted at target scale: " + "; ".join(shown), markup=False)
     for note in res.get("notes", ()):
         console.print(f"[yellow]note:[/] {escape(note)}")
     if res["out"]:

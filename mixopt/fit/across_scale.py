@@ -30,7 +30,7 @@ from mixopt.fitters.nested import (
     mixture_key,
     predict_at_scale,
 )
-from mixopt.space import check_finite_positive
+from mixopt.space import SearchSpace, check_finite_positive
 from mixopt.store import NO_HISTORY
 
 # --target-tokens this many times the runs' last checkpoint is warned of (a unit slip, or a guess):
@@ -249,7 +249,6 @@ def _fit_across_scale(config: ScaleFitConfig) -> tuple[dict[str, Any], Callable[
     """:func:`fit_across_scale`'s fit: (its result, what draws its report, or None without one)."""
     from mixopt.methods import fit_target, get_method
     from mixopt.objective import Objective
-    from mixopt.space import SearchSpace
     from mixopt.store import RunStore
 
     t0 = time.perf_counter()
@@ -371,6 +370,7 @@ def _fit_across_scale(config: ScaleFitConfig) -> tuple[dict[str, Any], Callable[
                      "were fitted")
     if space.target_tokens is not None:
         report["tokens"] = space.token_plan(prop.weights)
+    report["baselines"] = _baselines(model, pred, w, space)
     report["notes"] = notes
     if config.out is not None:
         _save(config, prop, method.name, domains, objective, pred, report)
@@ -380,6 +380,26 @@ def _fit_across_scale(config: ScaleFitConfig) -> tuple[dict[str, Any], Callable[
 
     return report, functools.partial(write_scale_report, config.report, report, pred=pred, curves=curves,
                                      weights=weights, model=model if bivariate else None)
+
+
+def _baselines(model: Any, pred: ScalePrediction, w: np.ndarray, space: SearchSpace) -> dict[str, Any]:
+    """What the proposal's prediction is read against, at the target scale: the model's prediction
+    for uniform (and natural and temperature where the searches recorded tokens) and for the mixture
+    whose runs extrapolate lowest (a walkthrough: a JSON predicting 4.57 with nothing beside it)."""
+    from mixopt.baselines import baselines_for
+    from mixopt.fitters.protocol import predict_objective
+
+    def entry(x: np.ndarray) -> dict[str, Any]:
+        return {"weights": {d: float(v) for d, v in zip(space.domains, x, strict=True)},
+                "predicted": float(predict_objective(model, x[None, :])[0])}
+
+    out = {name: entry(x) for name, x in baselines_for(space).items()}
+    extrapolated = pred.Y @ w
+    best = int(np.argmin(extrapolated))
+    # its runs' own value carried to the target scale, beside the fitted model's for that mixture
+    out["best_run"] = {"run_id": pred.run_ids[best][-1], "run_ids": list(pred.run_ids[best]),
+                       "extrapolated": float(extrapolated[best]), **entry(pred.X[best])}
+    return out
 
 
 def _bimix_prediction(model: Any, rows: Checkpoints) -> ScalePrediction:
@@ -450,6 +470,7 @@ def _save(
                 "store": config.store,
             },
             **({"tokens": report["tokens"]} if "tokens" in report else {}),
+            "baselines": report["baselines"],
             "notes": [f"extrapolated from rungs of {sizes} parameters" if extrapolated else
                       f"proposed for the last checkpoint of rung(s) of {sizes} params, nothing extrapolated",
                       *report["notes"]],
