@@ -128,7 +128,7 @@ def _render_train(res) -> None:  # noqa: ANN001 (TrainResult)
         cols += [f"predicted {unit}", f"Δ {unit}"]
     load = (res.expert_load or {}).get("summary", {})
     if load:
-        cols += ["top expert share", "routing entropy"]
+        cols += ["top expert share", "routing entropy (nats)"]
     total = sum(res.domain_tokens.values()) or 1
     rows: list[list[str]] = []
     for r in rep.get("domains", []):
