@@ -298,6 +298,9 @@ def _row_values(r: RunRecord) -> tuple:
             r.fidelity_key, domains_key(r.weights), r.objective_key, obj, r.status, r.seed, _dumps(r.weights),
             _dumps(r.metrics), _dumps(r.history), r.cost, r.error, r.attempt, r.created, r.finished,
         )
+        # a numpy scalar (a library caller's np.int64 seed, np.float32 cost) as the Python number it
+        # is: sqlite3 had stored its buffer as a BLOB, read back as 8 bytes, not the number
+        values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
         for v in values:
             if isinstance(v, int) and not -(2**63) <= v < 2**63:
                 raise OverflowError(f"{v} does not fit SQLite's 64-bit integers")

@@ -868,3 +868,15 @@ def test_the_settings_give_a_reused_mixture_as_its_options():
              "recompute": ["a"]}
     lines = _settings_markdown({"seed": 3, "proposer": {}, "reuse": reuse})
     assert "- --reuse-mixture 'grp=my mix.json' --recompute a" in lines
+
+
+def test_a_target_of_mean_with_spaces_is_the_mean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A review: `--target " mean"` (search reads it as the mean) was read as a list naming 'mean', and
+    refused: "'mean' (every column) cannot be combined with columns", though it named nothing else."""
+    ratios, metrics = tmp_path / "r.csv", tmp_path / "m.csv"
+    ratios.write_text("index,a,b\n1,0.2,0.8\n2,0.5,0.5\n3,0.7,0.3\n4,0.9,0.1\n")
+    metrics.write_text("index,l1,l2\n1,3.0,2.0\n2,2.5,2.2\n3,2.2,2.6\n4,2.0,3.1\n")
+    out = tmp_path / "m.json"
+    assert run_cli(["fit", "--ratios", str(ratios), "--metrics", str(metrics), "--target", " mean ",
+                    "--method", "linear", "--propose", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert json.loads(out.read_text())["params"]["target"] == "mean"

@@ -201,7 +201,12 @@ def test_fidelity_law_caps_repetition_with_the_searches_tokens(tmp_path: Path) -
     assert free["proposal"]["weights"]["a"] > 0.05  # the law favours a (its exponent is -1.2)
     assert any("repeats a 16.6 times" in n for n in free["notes"])
     capped = fit_across_scale(ScaleFitConfig(**cfg, max_epochs=1.0, out=tmp_path / "capped.json"))
-    assert capped["proposal"]["weights"]["a"] <= 0.05 + 1e-9 and not capped["notes"]
+    assert capped["proposal"]["weights"]["a"] <= 0.05 + 1e-9
+    # nothing said of the proposal; of its baselines, that the cap moved them, as a search says it
+    assert [n.split(":")[0].split(",")[0] for n in capped["notes"]] == [
+        "the uniform baseline is moved into the constraints",
+        "the temperature baseline is moved into the constraints", "the best run"]  # natural has a at 1%
+    assert capped["baselines"]["uniform"]["weights"]["a"] == pytest.approx(0.05)
     mix = json.loads((tmp_path / "capped.json").read_text())
     assert mix["tokens"]["target_tokens"] == 2e7 and mix["tokens"]["epochs"]["a"] <= 1 + 1e-9
     with pytest.raises(MixoptError, match="give --target-tokens"):
@@ -365,6 +370,27 @@ def test_bimix_is_fitted_over_mixtures_and_checkpoints_and_extrapolated_in_token
     # BiMix has no size term: a target size is refused, saying which methods have one
     with pytest.raises(MixoptError, match="no model-size term: --target-size/--size-exponent need"):
         fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix", target_size=2e7))
+
+
+def test_fidelity_law_baselines_keep_to_the_constraints_and_bimix_carries_no_runs_value(
+        tmp_path: Path, workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A review: with --fix a=0.6 the "uniform" baseline was 0.6/0.2/0.2 and the best run one the
+    proposal could not be, both unsaid (fit on tables and search say them); under bimix the best
+    run's "carried there" value was the model's own prediction printed twice."""
+    from mixopt.cli import main
+
+    store = fill_store(tmp_path / "runs.sqlite", rungs=("xs",), n=8, law=bimix_truth)
+    res = fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix", target_tokens=2e6, kl=0.0,
+                                          fixed={"a": 0.6}))
+    base = res["baselines"]
+    assert base["uniform"]["weights"] == pytest.approx({"a": 0.6, "b": 0.2, "c": 0.2})
+    assert ("the uniform baseline is moved into the constraints: a 0.333 → 0.600, b 0.333 → 0.200, "
+            "c 0.333 → 0.200") in res["notes"]
+    assert base["best_run"]["inside_constraints"] is False and "extrapolated" not in base["best_run"]
+    assert any(n.startswith("no run is inside the constraints (the best, ") for n in res["notes"])
+    main(["fit", "--fidelity-law", "--store", str(store.path), "--method", "bimix", "--target-tokens", "2e6"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the runs' best mixture " in out and "carried there" not in out
 
 
 def test_bimix_across_rungs_fits_the_largest_and_says_so(tmp_path: Path) -> None:

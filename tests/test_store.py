@@ -121,6 +121,18 @@ def test_a_run_the_store_cannot_hold_is_one_error_and_writes_nothing(store):
     assert store.get("r1").attempt == 2**63 - 1
 
 
+def test_numpy_scalars_are_stored_as_the_numbers_they_are(store):
+    """A review: a library caller's np.int64 seed or np.float32 cost went in as its buffer, a BLOB, and
+    came back as 8 (or 4) bytes instead of the number."""
+    store.add(dataclasses.replace(rec("r1", [0.2, 0.3, 0.5], 2.0, cost=np.float32(2.5), attempt=np.int32(1)),
+                                  seed=np.int64(3)))
+    got = store.get("r1")
+    assert (got.seed, got.cost, got.attempt) == (3, 2.5, 1)
+    assert type(got.seed) is int and type(got.cost) is float and type(got.attempt) is int
+    with pytest.raises(MixoptError, match="cannot hold it"):  # still checked once a Python int
+        store.add(dataclasses.replace(rec("r2", [0.2, 0.3, 0.5], 2.0), seed=np.uint64(2**64 - 1)))
+
+
 def test_begin_finish_and_interrupt(store):
     store.begin(rec("r1", [0.2, 0.3, 0.5], None, status="running"))
     assert store.get("r1").status == "running"

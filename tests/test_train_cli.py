@@ -617,6 +617,22 @@ def test_bench_moe_sizes_beyond_memory_are_one_line(option: list[str], capsys, t
     assert "lower --tokens, --d-model, --hidden or --experts" in err and not stdout and not out.exists()
 
 
+def test_bench_moe_memory_check_counts_the_fp32_weights_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: the fp32 weights as made (freed by the cast to bf16) were counted on top of all the
+    rest, which refused a bf16 case that fits: here 26.1 GiB said, 20.1 GiB held at most."""
+    from mixopt.bench import moe as bench
+    from mixopt.errors import MixoptError
+
+    sizes = {"SC_PHYS_PAGES": 24 * 2**18, "SC_PAGE_SIZE": 2**12}  # a 24 GiB machine
+    monkeypatch.setattr(os, "sysconf", lambda name: sizes[name])
+    cases = bench.layer_cases(experts=(64,), top_k=(1,), tokens=(2**18,), d_model=4096, hidden=4096)
+    bench.check_memory(cases, "cpu", "bf16")  # 6 GiB of bf16 weights, 14 of inputs and the dense reference
+    with pytest.raises(MixoptError, match=r"needs at least 40.2 GiB, more than the 24.0 GiB of cpu"):
+        bench.check_memory(cases, "cpu", "fp32")  # fp32: 12 GiB of weights and 28 of the rest
+    small = bench.layer_cases(experts=(64,), top_k=(1,), tokens=(16,), d_model=4096, hidden=4096)
+    assert bench.least_bytes(small[0], "bf16") == 12 * 64 * 4096 * 4096  # the fp32 weights as made
+
+
 def test_bench_training_rows() -> None:
     from mixopt.bench.moe import bench_training
 

@@ -201,11 +201,14 @@ def layer_cases(
 
 
 def least_bytes(case: LayerCase, dtype: str) -> int:
-    """Bytes one case surely holds at once: the layer's fp32 expert weights as made (3·E·D·F), the
-    input and its gradient, and the dense reference's six matrices; activations come on top."""
+    """Bytes one case surely holds at once: the layer's fp32 expert weights as made (3·E·D·F), or,
+    once cast to ``dtype``, those weights with the input and its gradient and the dense reference's
+    six matrices; activations come on top. (The cast frees the fp32 weights: counted on top of the
+    rest, they had refused bf16 cases that fit.)"""
     size = DTYPES[dtype].itemsize
     T, N, D, F = case.tokens, case.tokens * case.top_k, case.d_model, case.hidden
-    return 12 * case.experts * D * F + size * (2 * T * D + 2 * N * D + 3 * N * F + 3 * D * F)
+    weights = 3 * case.experts * D * F
+    return max(4 * weights, size * (weights + 2 * T * D + 2 * N * D + 3 * N * F + 3 * D * F))
 
 
 def check_memory(cases: Iterable[LayerCase], device: str, dtype: str) -> None:

@@ -151,7 +151,11 @@ def fit(
         raise MixoptError(f"{', '.join(law_only)} {'goes' if one else 'go'} with --fidelity-law (fitting "
                           f"across rungs from the store); drop {'it' if one else 'them'} to fit the run "
                           "tables")
+    from mixopt.objective import names_the_mean
 
+    # ' mean' (a quoted variable's space) is the mean, as search --target reads it: it had been read as
+    # a list naming 'mean', "cannot be combined with columns" though it named nothing else
+    target = "mean" if names_the_mean(target) else target
     config = FitConfig(
         ratios=ratios, metrics=metrics, target=target, method="regmix" if method is None else method, cv=cv,
         predict=predict,
@@ -281,9 +285,10 @@ def _render_scale(res: dict[str, Any]) -> None:
     base = res.get("baselines") or {}
     if base:  # what the proposal's prediction is read against, at the same scale
         shown = [f"{name} {b['predicted']:.4f}" for name, b in base.items() if name != "best_run"]
-        if best := base.get("best_run"):
-            shown.append(f"the runs' best mixture {best['predicted']:.4f} (its runs carried there: "
-                         f"{best['extrapolated']:.4f})")
+        if best := base.get("best_run"):  # (none under bimix: its runs' values there are its own prediction)
+            carried = (f" (its runs carried there: {best['extrapolated']:.4f})" if "extrapolated" in best
+                       else "")
+            shown.append(f"the runs' best mixture {best['predicted']:.4f}{carried}")
         console.print("predicted at target scale: " + "; ".join(shown), markup=False)
     for note in res.get("notes", ()):
         console.print(f"[yellow]note:[/] {escape(note)}")

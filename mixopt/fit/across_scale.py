@@ -370,7 +370,8 @@ def _fit_across_scale(config: ScaleFitConfig) -> tuple[dict[str, Any], Callable[
                      "were fitted")
     if space.target_tokens is not None:
         report["tokens"] = space.token_plan(prop.weights)
-    report["baselines"] = _baselines(model, pred, w, space)
+    report["baselines"], moved = _baselines(model, pred, w, space, carried=not bivariate)
+    notes += moved
     report["notes"] = notes
     if config.out is not None:
         _save(config, prop, method.name, domains, objective, pred, report)
@@ -382,24 +383,37 @@ def _fit_across_scale(config: ScaleFitConfig) -> tuple[dict[str, Any], Callable[
                                      weights=weights, model=model if bivariate else None)
 
 
-def _baselines(model: Any, pred: ScalePrediction, w: np.ndarray, space: SearchSpace) -> dict[str, Any]:
-    """What the proposal's prediction is read against, at the target scale: the model's prediction
-    for uniform (and natural and temperature where the searches recorded tokens) and for the mixture
-    whose runs extrapolate lowest (a walkthrough: a JSON predicting 4.57 with nothing beside it)."""
-    from mixopt.baselines import baselines_for
+def _baselines(model: Any, pred: ScalePrediction, w: np.ndarray, space: SearchSpace, *,
+               carried: bool) -> tuple[dict[str, Any], list[str]]:
+    """What the proposal's prediction is read against, at the target scale, and the notes on them: the
+    model's prediction for uniform (and natural and temperature where the searches recorded tokens)
+    and for the best run's mixture inside the constraints (a walkthrough: a JSON predicting 4.57 with
+    nothing beside it). ``carried``: the runs' values were carried there by their own step and size
+    laws, and are recorded beside the model's (BiMix's are its own prediction: nothing to add)."""
+    from mixopt.baselines import baselines_for, moved_note
     from mixopt.fitters.protocol import predict_objective
+    from mixopt.proposers.proposal import best_run_note
 
     def entry(x: np.ndarray) -> dict[str, Any]:
         return {"weights": {d: float(v) for d, v in zip(space.domains, x, strict=True)},
                 "predicted": float(predict_objective(model, x[None, :])[0])}
 
-    out = {name: entry(x) for name, x in baselines_for(space).items()}
+    named = baselines_for(space)
+    out = {name: entry(x) for name, x in named.items()}
+    # as `fit` on tables and `search` say them: a "uniform" that --fix or a bound moved, and a best
+    # run outside the constraints (the proposal could not have been it)
+    notes = [n for name, x in named.items() if (n := moved_note(name, space, inside=x))]
     extrapolated = pred.Y @ w
-    best = int(np.argmin(extrapolated))
-    # its runs' own value carried to the target scale, beside the fitted model's for that mixture
-    out["best_run"] = {"run_id": pred.run_ids[best][-1], "run_ids": list(pred.run_ids[best]),
-                       "extrapolated": float(extrapolated[best]), **entry(pred.X[best])}
-    return out
+    ids = [run_ids[-1] for run_ids in pred.run_ids]
+    inside = space.best_row(pred.X, extrapolated)
+    best = inside if inside is not None else int(np.argmin(extrapolated))
+    out["best_run"] = {"run_id": ids[best], "run_ids": list(pred.run_ids[best]),
+                       "inside_constraints": inside is not None,
+                       **({"extrapolated": float(extrapolated[best])} if carried else {}),
+                       **entry(pred.X[best])}
+    if note := best_run_note(space, pred.X, extrapolated, ids):
+        notes.append(note)
+    return out, notes
 
 
 def _bimix_prediction(model: Any, rows: Checkpoints) -> ScalePrediction:

@@ -233,8 +233,12 @@ class LossReweighter(WeightUpdater):
             return None
         adv = np.zeros_like(obs.losses)
         live = self._initial > 0
+        losses = obs.losses[seen]
+        scale = float(np.abs(losses).max()) or 1.0
         with np.errstate(over="ignore", invalid="ignore"):
-            adv[seen] = obs.losses[seen] - obs.losses[seen].mean()
+            # the mean of scaled losses: their sum overflowed near 1e308, and every advantage then
+            # became the same -inf, which levelled the weights instead of favouring the worst domain
+            adv[seen] = losses - scale * float(np.mean(losses / scale))
             log_w = (1 - self.decay) * self._log_w + self.eta * adv
         # An eta or losses near 1e308 overflowed to NaN weights, which stopped training with no fix
         # named: the log-weights saturate instead, and are shifted to a maximum of 0 (the softmax
