@@ -51,6 +51,10 @@ def test_options_reach_the_library_as_a_config(workspace, monkeypatch, capsys):
     assert c.reuse_mixture == "old=prev.json" and c.recompute == ("code", "math")
     RunStore().create_search("n1", {"method": "linear"})
     assert run_cli(["search", *FAST, "--name", "n1"]) == 130
+    # 3 seeds by default, in the CLI and the library: with 2, a win needs 14 paired standard errors
+    from mixopt.search.config import SearchConfig
+
+    assert seen["config"].validate == 3 == SearchConfig(corpus="x").validate
     assert "Continue with:\n  mixopt search --resume n1\n" in capsys.readouterr().err
     # in another store: the hint names it (the review: it sent the resume to the workspace's)
     other = str(workspace / "other.sqlite")

@@ -633,6 +633,30 @@ def test_bench_moe_memory_check_counts_the_fp32_weights_once(monkeypatch: pytest
     assert bench.least_bytes(small[0], "bf16") == 12 * 64 * 4096 * 4096  # the fp32 weights as made
 
 
+def test_compare_png_draws_points_not_bars_on_its_zoomed_axes(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stop 44's walkthrough: bars on axes zoomed to the losses' spread (not starting at 0) overstated
+    the gaps between mixtures; each panel had its own scale, unsaid."""
+    from mixopt import plots
+    from mixopt.train import compare as cmp_mod
+
+    figs = []
+    real = plots.save
+    monkeypatch.setattr(plots, "save", lambda fig, path: (figs.append(fig), real(fig, path)))
+    metrics = ["mean loss", "loss/a"]
+    values = {lb: {m: [5.0 + i * 0.05 + j * 0.3 + s * 0.01 for s in range(3)] for j, m in enumerate(metrics)}
+              for i, lb in enumerate(("m.json", "uniform", "natural"))}
+    c = cmp_mod.Comparison(labels=list(values), metrics=metrics, seeds=[0, 1, 2], values=values,
+                           winners={"mean loss": "m.json"}, margins={}, z=2.0, out=tmp_path)
+    cmp_mod.plot(c, tmp_path / "compare.png")
+    (fig,) = figs
+    assert "each panel has its own scale" in fig._suptitle.get_text()
+    for ax in fig.axes:
+        assert not ax.patches  # no bars
+        assert ax.get_ylim()[0] > 0  # zoomed: a bar's length here would mislead
+        assert len(ax.containers) == 3  # one point ± s.e. per mixture
+
+
 def test_bench_training_rows() -> None:
     from mixopt.bench.moe import bench_training
 
