@@ -236,10 +236,8 @@ def test_fidelity_law_names_a_bad_metric_or_search_as_such(tmp_path: Path) -> No
         fit_across_scale(ScaleFitConfig(store=str(store.path), searches=("sw-xs", "nosuch")))
 
 
-def test_fidelity_law_holds_a_domain_no_run_varied_for_every_method(tmp_path: Path) -> None:
-    store = RunStore(tmp_path / "runs.sqlite")
-    free = np.random.default_rng(3).dirichlet(np.ones(2), 12) * 0.8
-    mixtures = np.column_stack([free, np.full(12, 0.2)])  # c is 0.2 in every run
+def _add_ladder_runs(store: RunStore, mixtures: np.ndarray) -> None:
+    """Runs of ``mixtures`` at rungs xs and s, each with the law's losses at every checkpoint."""
     recs = []
     for rung in ("xs", "s"):
         R = load_rung(rung)
@@ -256,6 +254,13 @@ def test_fidelity_law_holds_a_domain_no_run_varied_for_every_method(tmp_path: Pa
                                   metrics={k: v for k, v in hist[-1].items() if k.startswith("loss/")},
                                   history=hist))
     store.add(recs)
+
+
+def test_fidelity_law_holds_a_domain_no_run_varied_for_every_method(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    free = np.random.default_rng(3).dirichlet(np.ones(2), 12) * 0.8
+    mixtures = np.column_stack([free, np.full(12, 0.2)])  # c is 0.2 in every run
+    _add_ladder_runs(store, mixtures)
     res = fit_across_scale(ScaleFitConfig(store=str(store.path), method="gp", target_tokens=2e6,
                                           target_size=2e7, size_exponent=0.3))
     assert res["proposal"]["weights"]["c"] == pytest.approx(0.2)
@@ -269,22 +274,7 @@ def test_fidelity_law_says_when_its_proposal_goes_beyond_the_runs(tmp_path: Path
     # a lowers every loss (T) but no run gives it more than 0.05: the law carries it far beyond them
     mixtures = np.column_stack([rng.uniform(0.0, 0.05, 12), rng.dirichlet(np.ones(2), 12)])
     mixtures[:, 1:] *= (1.0 - mixtures[:, :1])
-    recs = []
-    for rung in ("xs", "s"):
-        R = load_rung(rung)
-        fid = {"rung": rung, "corpus": "synthetic"}
-        for i, r in enumerate(mixtures):
-            hist = []
-            for step in R.eval_steps():
-                D = step * R.tokens_per_step
-                losses = truth(r, R.non_embedding_params(), D)
-                hist.append({"step": step, "tokens": D,
-                             **{f"loss/{d}": float(v) for d, v in zip(DOMAINS, losses, strict=True)}})
-            recs.append(RunRecord(run_id=f"{rung}-{i}", weights=dict(zip(DOMAINS, r.tolist(), strict=True)),
-                                  fidelity=fid, fidelity_key=fidelity_key(fid), status="ok", search_id=rung,
-                                  metrics={k: v for k, v in hist[-1].items() if k.startswith("loss/")},
-                                  history=hist))
-    store.add(recs)
+    _add_ladder_runs(store, mixtures)
     res = fit_across_scale(ScaleFitConfig(store=str(store.path), target_tokens=2e6, target_size=2e7,
                                           size_exponent=0.3, kl=0.0, out=tmp_path / "m.json"))
     assert res["proposal"]["weights"]["a"] > 0.1

@@ -185,57 +185,82 @@ def solve(
                 options={"maxiter": 1000, "ftol": 1e-14},
             )
 
-        res = slsqp(z0)
-        nit = int(res.nit)
-        # SLSQP can stop early beside a bound where the KL term's log is steep (hypothesis drew a law
-        # it left 3.5e-4 from the optimum, "terminated successfully"); started again from its answer
-        # it goes on, and at an optimum it stops at once.
-        for _ in range(3):
+        def descend(start: np.ndarray) -> tuple[np.ndarray | None, Any, int, bool]:
+            """SLSQP from ``start``, restarted where it stopped early, then made exact: (z, result,
+            iterations, whether dust was zeroed); z is None where the solver left no finite numbers."""
+            res = slsqp(start)
+            nit = int(res.nit)
+            # SLSQP can stop early beside a bound where the KL term's log is steep (hypothesis drew a
+            # law it left 3.5e-4 from the optimum, "terminated successfully"); started again from its
+            # answer it goes on, and at an optimum it stops at once.
+            for _ in range(3):
+                if not np.all(np.isfinite(res.x)):
+                    break
+                again = slsqp(np.clip(res.x, zlo, zhi))
+                nit += int(again.nit)
+                lower = again.fun < res.fun - 1e-15 * max(1.0, abs(res.fun))
+                if not (np.all(np.isfinite(again.x)) and lower):
+                    break
+                res = again
             if not np.all(np.isfinite(res.x)):
-                break
-            again = slsqp(np.clip(res.x, zlo, zhi))
-            nit += int(again.nit)
-            if not (np.all(np.isfinite(again.x)) and again.fun < res.fun - 1e-15 * max(1.0, abs(res.fun))):
-                break
-            res = again
-        if not np.all(np.isfinite(res.x)):
+                return None, res, nit, False
+            z = np.clip(res.x, zlo, zhi)
+            z = _fix_sum(z, zlo, zhi, mass)
+            if kl > 0:
+                z = _polish_kl(lambda v: objective(full(v))[1][free], fun, z, q[free], zlo, zhi, mass, kl)
+            # Weights the optimum puts at 1e-20 are zeros to a training job (Megatron would build a
+            # dataset for each); a domain with a floor keeps it.
+            dust = (z < DUST) & (zlo <= 0)
+            if dust.any() and not dust.all():
+                keep = ~dust
+                z = np.where(dust, 0.0, z)
+                z[keep] = _fix_sum(z[keep], zlo[keep], zhi[keep], mass)  # the mass goes to the others only
+            return z, res, nit, bool(dust.any() and not dust.all())
+
+        def kkt(z: np.ndarray) -> float:
+            if kl > 0:
+                # In weight units: a weight at 1e-283 whose optimum is 1e-27 is off by 1e-27, although
+                # the KL gradient there is large (a projected-gradient step would flag it as far off).
+                def step(v: np.ndarray) -> np.ndarray:
+                    return _kl_fixed_point(objective(full(v))[1][free], q[free], zlo, zhi, mass, kl)
+
+                fp = step(z)
+                residual = float(np.abs(z - fp).max())
+                if residual > KKT_TOL:
+                    # Where the law curves sharply against λ the map overshoots: its Jacobian J has
+                    # eigenvalues −k (k > 1), so z − fp = (I − J)(z − x*) is (1 + k)× the distance to
+                    # the optimum x*; k is read from the next step. Hypothesis drew such a law: 1.2e-5
+                    # here, for a solution 6.4e-7 from the optimum (2.5e-12 above it in the objective).
+                    k = float(np.abs(step(fp) - fp).max()) / residual
+                    if k > 1:
+                        residual /= 1 + k
+                return residual
+            f_z, g_z = fun(z)
+            return _kkt_residual(g_z, z, zlo, zhi, f_z)
+
+        found = descend(z0)
+        if found[0] is None:
             raise MixoptError(
-                f"the exact solver failed ({res.message}); use --method regmix or relax the bounds"
+                f"the exact solver failed ({found[1].message}); use --method regmix or relax the bounds"
             )
-        z = np.clip(res.x, zlo, zhi)
-        z = _fix_sum(z, zlo, zhi, mass)
-        if kl > 0:
-            z = _polish_kl(lambda v: objective(full(v))[1][free], fun, z, q[free], zlo, zhi, mass, kl)
-        # Weights the optimum puts at 1e-20 are zeros to a training job (Megatron would build a
-        # dataset for each); a domain with a floor keeps it.
-        dust = (z < DUST) & (zlo <= 0)
-        if dust.any() and not dust.all():
-            keep = ~dust
-            z = np.where(dust, 0.0, z)
-            z[keep] = _fix_sum(z[keep], zlo[keep], zhi[keep], mass)  # the mass goes to the others only
+        residual = kkt(found[0])
+        if residual > KKT_TOL:
+            # From the prior SLSQP can stop "successfully" in a poor basin of a steep law (hypothesis:
+            # objective 86.6 where a feasible sample had 4.53): start again from the best of sampled
+            # mixtures, and keep whichever answer is lower.
+            from mixopt.swarm import sample_candidates
+
+            cands = sample_candidates(space, 512, seed=0)[:, free]
+            other = descend(cands[int(np.argmin([fun(c)[0] for c in cands]))])
+            if other[0] is not None and fun(other[0])[0] < fun(found[0])[0]:
+                found, residual = other, kkt(other[0])
+                info["started_again_from"] = "the best of 512 sampled mixtures"
+        z, res, nit, zeroed = found
+        if zeroed:
             info["zeroed_below"] = DUST
         x = full(z)
         info.update(iterations=nit, message=str(res.message), status=int(res.status))
-        if kl > 0:
-            # In weight units: a weight at 1e-283 whose optimum is 1e-27 is off by 1e-27, although the
-            # KL gradient there is large (a projected-gradient step would flag it as far off).
-            def step(v: np.ndarray) -> np.ndarray:
-                return _kl_fixed_point(objective(full(v))[1][free], q[free], zlo, zhi, mass, kl)
-
-            fp = step(z)
-            residual = float(np.abs(z - fp).max())
-            if residual > KKT_TOL:
-                # Where the law curves sharply against λ the map overshoots: its Jacobian J has
-                # eigenvalues −k (k > 1), so z − fp = (I − J)(z − x*) is (1 + k)× the distance to the
-                # optimum x*; k is read from the next step. Hypothesis drew such a law: 1.2e-5 here, for
-                # a solution 6.4e-7 from the optimum (2.5e-12 above it in the objective).
-                k = float(np.abs(step(fp) - fp).max()) / residual
-                if k > 1:
-                    residual /= 1 + k
-            info["kkt_residual"] = residual
-        else:
-            f_z, g_z = fun(z)
-            info["kkt_residual"] = _kkt_residual(g_z, z, zlo, zhi, f_z)
+        info["kkt_residual"] = residual
         if info["kkt_residual"] > KKT_TOL:
             warn(
                 f"the exact solver stopped with KKT residual {info['kkt_residual']:.2g} "
