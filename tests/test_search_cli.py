@@ -248,6 +248,21 @@ def test_an_evaluator_returning_no_metrics_is_exit_2_and_writes_nothing(workspac
     assert {r.status for r in RunStore().runs(search_id="nm")} == {"failed"}  # recorded, not lost
 
 
+def test_a_ctrl_c_after_the_mixture_is_written_exits_0(workspace, tmp_path, capsys, monkeypatch, ray_session):
+    """A CI run pressed Ctrl-C just after "written to": the search had finished and saved its mixture,
+    yet it said "interrupted", exit 130 (a Ctrl-C before then still does)."""
+    import mixopt.cli.search as cli_search
+
+    def ctrl_c_while_printing(result):  # noqa: ANN001, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_search, "render_result", ctrl_c_while_printing)
+    out = tmp_path / "m.json"
+    assert run_cli(["search", *FAST, "--budget", "6", "--validate", "0", "--method", "linear", "--out",
+                    str(out)]) == 0
+    assert out.is_file() and "interrupted" not in capsys.readouterr().err
+
+
 def test_search_runs_list_report_through_the_cli(workspace, tmp_path, capsys, ray_session):
     out = tmp_path / "m.json"
     code = run_cli(["search", *FAST, "--tokens", "web=4e9,code=1e9,math=3e8,books=7e8", "--budget", "4",

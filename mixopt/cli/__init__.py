@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> None:
     from mixopt import mixture
 
     mixture.COMMAND = list(sys.argv[1:] if argv is None else argv)  # what made a mixture: made_by()
+    from mixopt.cli.common import WORK_DONE
+
+    WORK_DONE.clear()  # (run_cli runs commands one after another in one process)
     try:
         with _stops_as_ctrl_c():
             _run(argv)
@@ -229,6 +232,10 @@ def _run(argv: list[str] | None) -> None:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
+        from mixopt.cli.common import WORK_DONE
+
+        if WORK_DONE.is_set():  # saved already: what is left is printing it
+            raise SystemExit(0) from None
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except SystemExit:

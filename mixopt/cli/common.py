@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +22,12 @@ console = Console(highlight=False)
 console.soft_wrap = not console.is_terminal
 err_console = Console(stderr=True, highlight=False)
 err_console.soft_wrap = not err_console.is_terminal
+
+
+# Set by a command once its work is done and saved, before it prints its result: a Ctrl-C from then
+# on (while the result prints, or a local Ray shuts down) ends it with status 0, not "interrupted"
+# (a CI run pressed Ctrl-C just after "written to" and got 130 for a search that had finished).
+WORK_DONE = threading.Event()
 
 
 def live() -> bool:

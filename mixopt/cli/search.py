@@ -14,6 +14,7 @@ from mixopt.cli.bench import bench_app
 from mixopt.cli.common import (
     MAX_SEED,
     SEARCH_METHOD_HELP,
+    WORK_DONE,
     FixOpt,
     JsonOpt,
     MaxEpochsOpt,
@@ -176,6 +177,7 @@ def search(
                                   soft_wrap=True, markup=False)
             # SystemExit, not KeyboardInterrupt: typer turns the latter into a return value (exit 0)
             raise SystemExit(130) from None
+    WORK_DONE.set()  # the mixture and the store are written: a Ctrl-C now stops only the printing
     if as_json:
         print(dumps({**result.as_dict(), "warnings": said}, indent=2))
         return
