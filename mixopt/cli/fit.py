@@ -151,11 +151,7 @@ def fit(
         raise MixoptError(f"{', '.join(law_only)} {'goes' if one else 'go'} with --fidelity-law (fitting "
                           f"across rungs from the store); drop {'it' if one else 'them'} to fit the run "
                           "tables")
-    from mixopt.objective import names_the_mean
 
-    # ' mean' (a quoted variable's space) is the mean, as search --target reads it: it had been read as
-    # a list naming 'mean', "cannot be combined with columns" though it named nothing else
-    target = "mean" if names_the_mean(target) else target
     config = FitConfig(
         ratios=ratios, metrics=metrics, target=target, method="regmix" if method is None else method, cv=cv,
         predict=predict,

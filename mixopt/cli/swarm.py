@@ -110,8 +110,8 @@ def swarm(
         # said now and by its option, not after the draw (a QA pass: "cannot write in /proc", after
         # a screen of notes on the files it could not write)
         check_can_create(exports, "--exports")
-        table, folder = (p.expanduser().resolve() for p in (out or exports, exports))
-        if out is not None and table.is_relative_to(folder):
+        folder = exports.expanduser().resolve()
+        if out is not None and (table := out.expanduser().resolve()).is_relative_to(folder):
             # the folder is published whole, over what was written in its place (a QA pass: -o equal
             # to it failed after the files were published, and left them)
             where = "the --exports folder" if table == folder else f"inside the --exports folder {exports}"

@@ -73,8 +73,13 @@ class FitConfig:
 
     def __post_init__(self) -> None:
         from mixopt.methods import get_method
+        from mixopt.objective import names_the_mean
 
         method = get_method(self.method)  # an unknown name is the first thing to hear about
+        if names_the_mean(self.target):
+            # ' mean' (a quoted variable's space) is the mean, as search --target reads it: it had been
+            # read as a list naming 'mean', "cannot be combined with columns" though it named nothing else
+            object.__setattr__(self, "target", "mean")
         if self.predict is not None and self.propose:
             raise MixoptError("--predict and --propose each write --out; run them as two commands")
         if (self.predict is not None or self.propose) and self.out is None:
