@@ -258,8 +258,8 @@ def test_counts_at_their_caps() -> None:
     and `value > MAX_COUNT` -> `value > 10 * MAX_COUNT` (they were tried only far past both)."""
     import typer
 
-    from mixopt.cli.common import MAX_COUNT, parse_budget, parse_count
-    from mixopt.search.config import MAX_BUDGET
+    from mixopt.cli.common import parse_budget, parse_count
+    from mixopt.search.config import MAX_BUDGET, MAX_COUNT
 
     assert parse_budget(str(MAX_BUDGET)) == MAX_BUDGET
     with pytest.raises(typer.BadParameter, match="more than 100,000 runs"):

@@ -512,6 +512,12 @@ def test_assignments_refuse_non_finite_values_and_a_name_given_twice():
         parse_assignments("a=4x", option="--tokens", counts=True)
     with pytest.raises(MixoptError, match="is not a number"):  # weights take no suffix: 0.5k is no share
         parse_assignments("a=0.5k", option="--fix")
+    # capped as every other count option is (2**70 tokens had been taken): at the cap and past it
+    assert parse_assignments("a=1e15", option="--tokens", counts=True) == {"a": 1e15}
+    with pytest.raises(MixoptError, match=r"'1180591620717411303424' of 'a' is more than 1e\+15 tokens"):
+        parse_assignments(f"a={2**70}", option="--tokens", counts=True)
+    with pytest.raises(MixoptError, match="more than 1e"):
+        parse_assignments("a=1000000000000001", option="--tokens", counts=True)
 
 
 def test_a_write_goes_through_a_symlink_and_never_replaces_a_device_or_pipe(tmp_path):

@@ -272,6 +272,11 @@ def test_ladder_options_reach_the_library(monkeypatch: pytest.MonkeyPatch, tmp_p
     (["bench", "proxy", "--rungs", ","], "error: --rungs is empty"),
     (["bench", "search", "--trials", "0"], "Invalid value for '--trials'"),
     (["bench", "search", "--work", "-5"], "Invalid value for '--work'"),
+    # no upper bound let a typo (an extra zero or three) run for days
+    (["bench", "search", "--trials", "1000000"], "Invalid value for '--trials'"),
+    (["bench", "search", "--work-trials", "5000"], "Invalid value for '--work-trials'"),
+    (["bench", "search", "--work", "10000000"], "Invalid value for '--work'"),
+    (["bench", "search", "--repeats", "1000"], "Invalid value for '--repeats'"),
 ])
 def test_bench_options_that_cannot_work_are_refused(args: list[str], said: str,
                                                     capsys: pytest.CaptureFixture[str]) -> None:

@@ -158,6 +158,9 @@ def test_bad_input_is_one_line_and_exit_2(workspace, capsys, monkeypatch, args, 
     ("tokens=abc", "--fidelity tokens=abc: a token count must be a number ≥ 1"),
     ("max_epochs=-1", "--fidelity max_epochs=-1: give a positive number"),
     ("threads=0", "fidelity threads is 0; give a positive integer"),
+    # it had trained int(2500.5) tokens without a word
+    ("tokens=2500.5", "--fidelity tokens=2500.5: the built-in proxy trains a whole number of tokens; give "
+                      "e.g. tokens=2500"),
 ])
 def test_the_proxys_fidelity_is_checked_before_ray_starts(tiny_workspace, capsys, fidelity, message):
     assert run_cli(["search", "--corpus", "tiny", "--fidelity", fidelity, "--name", "fid"]) == 2

@@ -211,9 +211,6 @@ def render_selection(rows: list[dict[str, Any]]) -> None:
         console.print(f"auto chose [bold]{chosen}[/]: the best Spearman of its cross-validation")
 
 
-MAX_COUNT = 10**15
-
-
 def goal_table(title: str, rows: list[dict[str, Any]]) -> None:
     """A benchmark's figures against its goals (``bench fit``, ``bench search``): met yes / no, or
     - for a figure without a goal."""
@@ -231,7 +228,7 @@ def goal_table(title: str, rows: list[dict[str, Any]]) -> None:
 def parse_count(text: str, what: str = "tokens", *, least: int = 1, most: int | None = None) -> int:
     """A count as people write it: 200000, 200_000, 2e5, 200k, 5M, 1.5G (a whole number ≥ ``least``,
     and at most ``most``); ``what`` names the unit in errors (tokens: the ``--tokens`` options' parser)."""
-    from mixopt.search.config import scaled_number
+    from mixopt.search.config import MAX_COUNT, scaled_number
 
     # a comma separates thousands (1,000,000), and only them: 1,5B (a decimal comma) had read as 15B
     thousands = r"\s*[+-]?\d{1,3}(,\d{3})+(\.\d*)?([eE][+-]?\d+)?\s*[kKmMgGbB]?\s*"

@@ -197,10 +197,13 @@ def _recorded(name: str, store: str | None) -> bool:
 
 @bench_app.command("search")
 def bench_search(
-    trials: Annotated[int, opt("--trials", help="No-op trials for the overhead figure.", min=1)] = 40,
-    work_trials: Annotated[int, opt("--work-trials", help="CPU-bound trials per throughput run.", min=1)] = 8,
-    work: Annotated[int, opt("--work", help="Work per CPU-bound trial (×10k Python steps).", min=1)] = 3000,
-    repeats: Annotated[int, typer.Option("--repeats", min=1,
+    trials: Annotated[int, opt("--trials", help="No-op trials for the overhead figure.", min=1,
+                                    max=10_000)] = 40,
+    work_trials: Annotated[int, opt("--work-trials", help="CPU-bound trials per throughput run.",
+                                              min=1, max=1000)] = 8,
+    work: Annotated[int, opt("--work", help="Work per CPU-bound trial (×10k Python steps).", min=1,
+                                  max=100_000)] = 3000,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, max=100,
                                          help="Interleaved 1-vs-2 pairs; the median ratio is reported.")] = 5,
     address: Annotated[Str, opt("--address", help="Ray cluster address: host:6379, auto or local "
                                 "(default: RAY_ADDRESS, else a local Ray).")] = None,

@@ -74,6 +74,10 @@ def check_fidelity(fidelity: Mapping[str, Any], *, unknown_ok: bool = False) -> 
             number = math.nan
         if not (math.isfinite(number) and number > 0 and (key != "tokens" or number >= 1)):
             raise MixoptError(f"--fidelity {key}={value!r}: give a positive number")
+        if key == "tokens" and not number.is_integer() and not unknown_ok:  # a resume goes on as it began
+            # it had trained int(2500.5) tokens without a word
+            raise MixoptError(f"--fidelity tokens={value!r}: the built-in proxy trains a whole number of "
+                              f"tokens; give e.g. tokens={math.floor(number)}")
     if fidelity.get("threads") not in (None, ""):  # the field only: the driver's env is not the workers'
         threads_from({"threads": fidelity["threads"]})
 

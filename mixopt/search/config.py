@@ -296,6 +296,10 @@ def _pairs(text: str | None, *, option: str, form: str) -> list[tuple[str, str]]
     return pairs
 
 
+# The largest count a count option takes (tokens, runs, candidates): 1e30 would start a run of 10^26
+# steps, and the largest pre-training runs are ~4e13 tokens.
+MAX_COUNT = 10**15
+
 # Counts as people write them (``200k``, ``5M``, ``1.5G``; ``B`` for billions as in model names).
 COUNT_SUFFIX = {"k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
 
@@ -339,6 +343,9 @@ def parse_assignments(text: str | None, *, option: str, counts: bool = False, fi
             raise MixoptError(f"{option}: value {val!r} of {name!r} is not a {unit}") from exc
         if not math.isfinite(value):
             raise MixoptError(f"{option}: value {val!r} of {name!r} is not finite; give a number")
+        if counts and value > MAX_COUNT:  # as every other count option: 2**70 tokens had been taken
+            raise MixoptError(f"{option}: value {val!r} of {name!r} is more than {MAX_COUNT:.0e} tokens (the "
+                              "largest pre-training runs are ~4e13); check the exponent")
         if name in out and out[name] != value:
             raise MixoptError(f"{option} gives {name} twice ({out[name]:g} and {value:g}); give it once")
         out[name] = value
