@@ -335,8 +335,7 @@ def test_the_best_run_outside_the_constraints_is_named() -> None:
         "the best run, r0 (1), is outside the constraints; the best inside them is r2 (1.5)")
     assert best_run_note(SearchSpace(domains=("a", "b")), X, y, ["r0", "r1", "r2"]) is None
     assert best_run_note(SearchSpace(domains=("a", "b"), ceilings={"a": 0.2}), X, y, ["r0", "r1", "r2"]) == (
-        "no run is inside the constraints (the best, r0, is not): the proposal is compared with no "
-        "measured run")
+        "no run is inside the constraints (the best, r0, is not), so no run's mixture is among the baselines")
 
 
 def test_a_slow_proposal_names_candidates_only_where_more_than_regmixs_were_asked_for() -> None:

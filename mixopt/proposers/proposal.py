@@ -228,8 +228,10 @@ def best_run_note(space: Any, X: np.ndarray, y: np.ndarray, run_ids: Sequence[st
     inside, or that none is. None when the best run is inside."""
     inside, top = space.best_row(X, y), int(np.argmin(y))
     if inside is None:
-        return (f"no run is inside the constraints (the best, {run_ids[top]}, is not): the proposal is "
-                "compared with no measured run")
+        # "compared with no measured run" read oddly under --fidelity-law, whose runs' values at the
+        # target scale are carried there by laws, not measured
+        return (f"no run is inside the constraints (the best, {run_ids[top]}, is not), so no run's mixture "
+                "is among the baselines")
     if inside != top:
         return (f"the best run, {run_ids[top]} ({y[top]:.4g}), is outside the constraints; the best inside "
                 f"them is {run_ids[inside]} ({y[inside]:.4g})")
