@@ -241,13 +241,18 @@ class SearchSpace:
         to_lo, to_hi = np.abs(given - lo), np.abs(given - hi)
         # on the nearer bound: a range narrower than tol (a cap of 1e-9) had its ceiling set on its floor
         out = np.where(np.minimum(to_lo, to_hi) > tol, given, np.where(to_lo <= to_hi, lo, hi))
-        slack = np.minimum(out - lo, hi - out)
-        i = int(np.argmax(slack))
         # The remainder is the input's float error plus the snaps' own moves, which add up past tol
         # (hypothesis: an exact solve's six weights of 5e-10 set on 0 left the sum 3.2e-9 short, and the
         # mixture, renormalised, put a ceiling of 0.3 at 0.300000001); a real gap in the input is not hidden.
-        if slack[i] > 0 and abs(1.0 - given.sum()) <= tol:
-            out[i] = np.clip(out[i] + (1.0 - out.sum()), lo[i], hi[i])
+        if abs(1.0 - given.sum()) <= tol:
+            gap = 1.0 - out.sum()
+            slack = np.minimum(out - lo, hi - out)
+            # the weight furthest from its bounds takes it; where every weight was set on a bound (a
+            # weight of 1 − 1e-9 on its ceiling of 1 beside five caps of 3.3e-10: hypothesis), one with
+            # room on the side the remainder needs (the sum had stayed 1e-9 over)
+            room = hi - out if gap > 0 else out - lo
+            i = int(np.argmax(slack)) if slack.max() > 0 else int(np.argmax(room))
+            out[i] = np.clip(out[i] + gap, lo[i], hi[i])
         return out
 
     def contains(self, w: Sequence[float] | np.ndarray, tol: float = 1e-9) -> bool:
