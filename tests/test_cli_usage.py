@@ -169,6 +169,87 @@ def test_no_help_text_loses_words_to_rich_markup() -> None:
     assert not lost, lost
 
 
+def test_every_option_a_help_text_names_is_one_of_its_commands() -> None:
+    """A help audit: entropy's --min-weight spoke of --reuse-mixture and its --target-tokens of
+    --tokens, options entropy does not have. Another command's options are named in `backticks`."""
+    import typer
+
+    from mixopt.cli import _register, app
+
+    _register()
+    foreign = {"--data-path"}  # Megatron's own flag, in export's --format help
+    wrong: list[tuple[str, str]] = []
+
+    def walk(cmd: object, where: str) -> None:
+        params = getattr(cmd, "params", [])
+        own = {o for p in params for o in [*p.opts, *getattr(p, "secondary_opts", [])]} | {"--help"}
+        for text in [getattr(cmd, "help", None) or "", *(getattr(p, "help", None) or "" for p in params)]:
+            for opt in re.findall(r"--[a-z][a-z0-9-]*", re.sub(r"`[^`]*`", "", text)):
+                if params and opt not in own | foreign and opt.removesuffix("-ed") not in own:  # --fix-ed
+                    wrong.append((where, opt))
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, f"{where} {name}")
+
+    walk(typer.main.get_command(app), "mixopt")
+    assert not wrong, wrong
+
+
+def test_target_tokens_help_says_its_default_where_domains_come_with_tokens() -> None:
+    """Without a corpus (--domains with --tokens) the default --target-tokens is the sum of --tokens,
+    not a corpus size (a help audit); entropy takes a corpus only."""
+    import typer
+
+    from mixopt.cli import _register, app
+
+    _register()
+    top = typer.main.get_command(app)
+    helps = {name: next(p.help for p in top.commands[name].params if p.name == "target_tokens")
+             for name in ("search", "swarm", "entropy")}
+    assert "the sum of --tokens" in helps["search"] and "the sum of --tokens" in helps["swarm"]
+    assert "--tokens" not in helps["entropy"] and "the corpus size" in helps["entropy"]
+
+
+def test_the_docs_show_only_options_their_commands_have_and_name_every_verb() -> None:
+    """A docs audit: each `mixopt CMD … --opt` line of the README and docs/ names options CMD has,
+    and DECISIONS.md's list of the CLI's verbs had left out `swarm`."""
+    from pathlib import Path
+
+    import typer
+
+    from mixopt.cli import _register, app
+
+    _register()
+    top = typer.main.get_command(app)
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "docs" / "DECISIONS.md").is_file():
+        pytest.skip("no checkout (an installed package has no docs)")
+
+    def options(cmd: object) -> set[str]:
+        params = getattr(cmd, "params", [])
+        return {o for p in params for o in [*p.opts, *getattr(p, "secondary_opts", [])]} | {"--help"}
+
+    wrong = []
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        lines = doc.read_text(encoding="utf-8").splitlines()
+        for n, line in enumerate(lines, 1):
+            for m in re.finditer(r"mixopt ([a-z]+)(?: ([a-z]+))?([^`|#(]*)", line):
+                cmd = top.commands.get(m[1])
+                if cmd is None:
+                    continue
+                label, rest = m[1], m[3]
+                if m[2] and m[2] in getattr(cmd, "commands", {}):
+                    label, cmd = f"{m[1]} {m[2]}", cmd.commands[m[2]]
+                elif m[2]:
+                    rest = f" {m[2]}{rest}"
+                shown = re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest)
+                wrong += [f"{doc.name}:{n}: {label} {o}" for o in shown if o not in options(cmd)]
+    assert not wrong, wrong
+    text = (root / "docs" / "DECISIONS.md").read_text(encoding="utf-8")
+    verbs = re.search(r"Each verb \(([^)]*)\)", text)
+    assert verbs is not None
+    assert set(re.findall(r"`([a-z]+)`", verbs[1])) == set(top.commands)
+
+
 def test_a_locale_that_is_not_utf8_prints_question_marks_not_a_traceback(monkeypatch) -> None:  # noqa: ANN001
     """A QA pass: under LANG=en_US.ISO-8859-1 `mixopt --help` (its "→") and a finished search's table
     (its "·") ended in a UnicodeEncodeError traceback, exit 1."""

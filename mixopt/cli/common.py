@@ -47,10 +47,13 @@ SEARCH_METHOD_HELP = (METHOD_HELP.removesuffix(" or auto." + _OWN) + ", auto or 
                       + _OWN)
 
 # The search space's options, as `search` and `swarm` take them (one space, one sampler).
-MinWeightOpt = Annotated[float, typer.Option("--min-weight", help="Floor of every weight not --fix-ed (a "
-                                             "floor: RegMix's and Olmix's minimum instead zeroes smaller "
-                                             "weights; with --reuse-mixture, the group's total is floored "
-                                             "and its domains keep their shares of it).")]
+_FLOOR_HELP = ("Floor of every weight not --fix-ed (a floor: RegMix's and Olmix's minimum instead zeroes "
+               "smaller weights")
+MinWeightOpt = Annotated[float, typer.Option("--min-weight", help=_FLOOR_HELP + "; with --reuse-mixture, the "
+                                             "group's total is floored and its domains keep their shares of "
+                                             "it).")]
+# entropy's: it has no --reuse-mixture for the help to name (an audit found it named there)
+PlainMinWeightOpt = Annotated[float, typer.Option("--min-weight", help=_FLOOR_HELP + ").")]
 MaxWeightOpt = Annotated[list[str] | None, typer.Option("--max-weight", help="Ceiling d=x (repeat, or "
                                                         "d=x,e=y, or @FILE).")]
 FixOpt = Annotated[list[str] | None, typer.Option("--fix", help="Fixed weight d=w (repeat, or d=w,e=v, or "
@@ -68,7 +71,12 @@ MaxEpochsOpt = Annotated[float | None, typer.Option("--max-epochs", help="Most p
 TargetTokensOpt = Annotated[int | None, typer.Option("--target-tokens", parser=lambda t: parse_count(t),
                                                      metavar="TOKENS", help="Token budget of the final "
                                                      "training job, as --tokens counts are written (1e9, 2B) "
-                                                     "(default: the corpus size).")]
+                                                     "(default: the corpus size, or the sum of --tokens).")]
+# entropy's: a corpus alone, no --tokens
+CorpusTargetTokensOpt = Annotated[int | None, typer.Option("--target-tokens", parser=lambda t: parse_count(t),
+                                                           metavar="TOKENS", help="Token budget of the final "
+                                                           "training job (1e9, 2B) (default: the corpus "
+                                                           "size).")]
 
 
 # Weight tables show the largest domains (a QA pass: `fit` printed 100 rows); the JSON has them all.

@@ -11,12 +11,12 @@ from rich.text import Text
 
 from mixopt.cli import app
 from mixopt.cli.common import (
+    CorpusTargetTokensOpt,
     FixOpt,
     JsonOpt,
     MaxEpochsOpt,
     MaxWeightOpt,
-    MinWeightOpt,
-    TargetTokensOpt,
+    PlainMinWeightOpt,
     assignments,
     console,
     dumps,
@@ -38,11 +38,11 @@ def entropy(
     temperature: Annotated[
         float | None, typer.Option("--temperature", help="Softmax temperature [1].")
     ] = None,
-    min_weight: MinWeightOpt = 0.0,
+    min_weight: PlainMinWeightOpt = 0.0,
     max_weight: MaxWeightOpt = None,
     fix: FixOpt = None,
     max_epochs: MaxEpochsOpt = None,
-    target_tokens: TargetTokensOpt = None,
+    target_tokens: CorpusTargetTokensOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Mixture weights from each domain's conditional entropy (smoothed token bigram model); no proxy runs."""
