@@ -383,6 +383,25 @@ def test_fidelity_law_baselines_keep_to_the_constraints_and_bimix_carries_no_run
     assert "the runs' best mixture " in out and "carried there" not in out
 
 
+def test_fidelity_law_says_when_its_proposal_is_predicted_worse_than_the_best_run(tmp_path: Path) -> None:
+    """A docs audit: `fit --fidelity-law --method bimix` predicted the runs' best mixture (1.9537)
+    below its own proposal (1.9596) without a word, where `fit` on tables and `search` name the KL
+    term's pull (or the proposal's shortfall) and --kl 0."""
+    def steep_in_a(r: np.ndarray, N: float, D: float) -> np.ndarray:  # its optimum far from the prior
+        return (r + 1e-3) ** -np.array([0.6, 0.02, 0.02]) * (BI_B * (D / 1e5) ** -BI_BETA + BI_C)
+
+    store = fill_store(tmp_path / "runs.sqlite", rungs=("xs",), n=8, law=steep_in_a)
+    pulled = fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix", target_tokens=2e6,
+                                             kl=1.0))
+    best = pulled["baselines"]["best_run"]
+    assert pulled["proposal"]["predicted"] > best["predicted"] and best["inside_constraints"]
+    said = [n for n in pulled["notes"] if n.startswith("the proposal is predicted worse than the best run")]
+    assert len(said) == 1 and f"for run {best['run_id']}" in said[0] and "--kl 0" in said[0], pulled["notes"]
+    free = fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix", target_tokens=2e6, kl=0.0))
+    assert free["proposal"]["predicted"] <= free["baselines"]["best_run"]["predicted"]
+    assert not any("predicted worse than the best run" in n for n in free["notes"])
+
+
 def test_bimix_across_rungs_fits_the_largest_and_says_so(tmp_path: Path) -> None:
     store = fill_store(tmp_path / "runs.sqlite", rungs=("xs", "s"), n=8, law=bimix_truth)
     with pytest.warns(MixoptWarning, match="bimix is fitted over the largest rung's checkpoints"):
