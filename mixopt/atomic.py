@@ -164,7 +164,20 @@ def check_writable(
     _check_folder(out.parent, out, what, create=False)
     if out.exists() and not os.access(out, os.W_OK):
         raise MixoptError(f"{what} {out} exists and is read-only; choose another path")
+    if _is_sqlite(out):  # no output of mixopt's is one: `export --out .mixopt/runs.sqlite` lost every run
+        raise MixoptError(f"{what} {out} is a SQLite database (a run store?), which this command would "
+                          "replace whole; write to another path")
     return out.resolve()
+
+
+def _is_sqlite(path: Path) -> bool:
+    if not path.is_file():  # a FIFO or a terminal would block the read
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:  # not there, or not a file that can be read: nothing to lose
+        return False
 
 
 def check_folder_named(path: str | os.PathLike[str] | None, what: str = "--out") -> None:

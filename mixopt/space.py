@@ -52,6 +52,15 @@ def check_finite_positive(option: str, value: float | None) -> None:
         raise MixoptError(f"{option} is {value}; it must be a finite number > 0")
 
 
+def _past_one(total: float) -> str:
+    """A sum of bounds that misses 1, with the digits that show it does: 3 × 0.3334 had been "1 > 1"."""
+    for digits in (4, 6, 9):
+        shown = f"{total:.{digits}g}"
+        if float(shown) != 1:
+            return shown
+    return repr(float(total))
+
+
 @dataclass(frozen=True, kw_only=True)
 class SearchSpace:
     """Feasible mixtures over ``domains``.
@@ -178,10 +187,12 @@ class SearchSpace:
                 raise MixoptError(f"domain {d!r} has no feasible weight: {', '.join(why)}; relax one of them")
         if lo.sum() > 1 + 1e-9:
             parts = self._bound_parts(lo, low=True)
-            raise MixoptError(f"the lower bounds sum to {lo.sum():.4g} > 1 ({parts}); lower one of them")
+            raise MixoptError(f"the lower bounds sum to {_past_one(lo.sum())} > 1 ({parts}); lower one of "
+                              "them")
         if hi.sum() < 1 - 1e-9:
             parts = self._bound_parts(hi, low=False)
-            raise MixoptError(f"the upper bounds sum to {hi.sum():.4g} < 1 ({parts}); raise one of them")
+            raise MixoptError(f"the upper bounds sum to {_past_one(hi.sum())} < 1 ({parts}); raise one of "
+                              "them")
 
     def _bound_parts(self, bound: np.ndarray, *, low: bool) -> str:
         """Which options make up the sum of the lower (or upper) bounds, each with its domains."""

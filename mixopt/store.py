@@ -174,6 +174,19 @@ def default_path() -> Path:
     return paths.home() / "runs.sqlite"
 
 
+def refuse_store_as_output(out: str | Path, store: str | Path | None, what: str = "--out") -> None:
+    """Refuse an output file that is the run store ``store`` (None: the workspace's) or one of the
+    files SQLite keeps beside it: a mixture written over it had replaced every search's runs (a QA
+    pass)."""
+    base = Path(store).expanduser() if store is not None else default_path()
+    target = Path(out).expanduser().resolve()
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        if target == Path(f"{base}{suffix}").resolve():
+            which = "the run store" if not suffix else f"the {suffix[1:]} file of the run store"
+            raise MixoptError(f"{what} {out} is {which} {base}, which holds every search's runs; write to "
+                              "another path")
+
+
 def store_of_search(name: str, store: str | Path | None = None) -> RunStore:
     """The existing store that should hold search ``name`` (``store``, else the workspace's).
 

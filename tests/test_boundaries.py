@@ -286,3 +286,13 @@ def test_a_line_just_past_the_limit_is_cut() -> None:
 
     assert one_line("x" * MAX_LINE) == "x" * MAX_LINE
     assert "characters cut" in one_line("x" * (MAX_LINE + 1))
+
+
+def test_bounds_that_miss_one_by_a_little_show_the_digits_that_miss_it() -> None:
+    # A QA pass: --min-weight 0.3334 over 3 domains was refused with "the lower bounds sum to 1 > 1".
+    from mixopt.space import SearchSpace
+
+    with pytest.raises(MixoptError, match=r"the lower bounds sum to 1\.0002 > 1 "):
+        SearchSpace(domains=("a", "b", "c"), min_weight=0.3334)
+    with pytest.raises(MixoptError, match=r"the upper bounds sum to 0\.99999 < 1 "):
+        SearchSpace(domains=("a", "b"), ceilings={"a": 0.5, "b": 0.49999})

@@ -195,6 +195,15 @@ def test_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], workspac
     assert run_cli(["export", str(path), "--format", "yaml", "-o", str(path)]) == 2
     assert "is the mixture file this command reads" in capsys.readouterr().err
     assert Mixture.load(path).weights == MIX.weights
+    # nor over a run store: `--out .mixopt/runs.sqlite` had replaced every search's runs (a QA pass)
+    from mixopt.store import RunStore
+
+    store = RunStore().path
+    kept = store.read_bytes()
+    assert run_cli(["export", str(path), "--format", "olmix", "-o", str(store)]) == 2
+    said = f"error: --out {store} is a SQLite database (a run store?), which this command would replace whole"
+    assert capsys.readouterr().err == said + "; write to another path\n"
+    assert store.read_bytes() == kept
 
 
 def test_export_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], workspace: Path) -> None:

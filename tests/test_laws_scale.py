@@ -564,3 +564,19 @@ def test_runs_with_too_few_checkpoints_are_named_by_their_rung(tmp_path: Path) -
     # --target mean, as `fit --target` takes it, is the mean over all domains
     res = fit_across_scale(ScaleFitConfig(store=str(store.path), target="mean", searches=("sw-xs",)))
     assert res["metrics"] == [f"loss/{d}" for d in DOMAINS]
+
+
+def test_fidelity_law_out_is_checked_before_the_fit_and_never_over_the_store(tmp_path: Path) -> None:
+    # A QA pass: `fit --fidelity-law --store S --out S` wrote the mixture JSON over the store (every
+    # search's runs gone), and a folder --out was refused only after the fit, without naming --out.
+    store = tmp_path / "ladder.sqlite"
+    shutil.copy(Path(__file__).parents[1] / "docs" / "data" / "ladder-seed4.sqlite", store)
+    before = store.read_bytes()
+    for out in (store, Path(f"{store}-wal")):
+        with pytest.raises(MixoptError, match=r"--out .* the run store .*, which holds every search's runs; "
+                                              "write to another path"):
+            fit_across_scale(ScaleFitConfig(store=str(store), method="gp", out=out))
+    assert store.read_bytes() == before and not Path(f"{store}-wal").exists()
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(MixoptError, match=r"--out .*folder is a folder; give a file path"):
+        fit_across_scale(ScaleFitConfig(store=str(store), method="gp", out=tmp_path / "folder"))

@@ -2171,3 +2171,25 @@ def test_a_proxy_search_reuses_a_mixture_of_a_corpus(tiny_workspace, tiny_corpus
     assert mix.weights["docs"] == pytest.approx(3 * mix.weights["code"])
     total = sum(tiny_corpus.train_tokens().values())
     assert sum(mix.meta["tokens"]["per_domain"].values()) == pytest.approx(total)
+
+
+def test_out_may_not_be_the_run_store(workspace, tmp_path, ray_session):
+    """A QA pass: `search --out .mixopt/runs.sqlite` (or a resume of a finished search with it) wrote
+    the mixture JSON over the store, and every search's runs were gone; its WAL side file too."""
+    from mixopt.search.driver import resume_search, run_search
+
+    res = run_search(config(tmp_path, name="kept", budget=5, retries=0))
+    store = default_path()
+    n_runs = len(RunStore().runs())
+    for out in (store, f"{store}-wal"):
+        with pytest.raises(MixoptError, match=r"--out .* the run store .*runs\.sqlite, which holds every "
+                                              "search's runs; write to another path"):
+            run_search(config(tmp_path, name="over", budget=4, out=str(out)))
+        with pytest.raises(MixoptError, match="the run store"):
+            resume_search("kept", out=str(out))
+    other = tmp_path / "other.sqlite"  # a --store of its own
+    with pytest.raises(MixoptError, match="is the run store"):
+        run_search(config(tmp_path, name="over", budget=4, store=str(other), out=str(other)))
+    assert not other.exists()
+    assert len(RunStore().runs()) == n_runs and RunStore().get_search("over") is None
+    assert resume_search("kept").weights == res.weights

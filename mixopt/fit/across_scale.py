@@ -249,7 +249,7 @@ def _fit_across_scale(config: ScaleFitConfig) -> tuple[dict[str, Any], Callable[
     """:func:`fit_across_scale`'s fit: (its result, what draws its report, or None without one)."""
     from mixopt.methods import fit_target, get_method
     from mixopt.objective import Objective
-    from mixopt.store import RunStore
+    from mixopt.store import RunStore, refuse_store_as_output
 
     t0 = time.perf_counter()
     method = get_method(config.method)
@@ -259,6 +259,11 @@ def _fit_across_scale(config: ScaleFitConfig) -> tuple[dict[str, Any], Callable[
             f"method {method.name!r} fits no model; use mixing-law, loglinear, bimix, gp or auto"
         )
     objective = Objective.parse(config.target, config.metric)  # a bad --metric before the store
+    if config.out is not None:  # before the fit, not after it; nor over the store the fit reads
+        from mixopt.atomic import check_writable
+
+        refuse_store_as_output(config.out, config.store)
+        check_writable(config.out)
     if config.report is not None:  # a folder the report cannot replace: before the fit, not after it
         from mixopt.plots import check_report_dir
 

@@ -97,7 +97,7 @@ from mixopt.search.validate import (
     validation_slots,
     with_seed_noise,
 )
-from mixopt.store import RunStore, default_path, store_of_search
+from mixopt.store import RunStore, default_path, refuse_store_as_output, store_of_search
 from mixopt.swarm import prior_name
 
 logger = logging.getLogger(__name__)
@@ -355,6 +355,7 @@ def resume_search(
                 result.out = None
         if out is not None:  # a finished search resumed with --out: write its mixture there too
             # the shares it began with are in its record, but the file is the user's: not replaced
+            refuse_store_as_output(out, st.path)
             target = check_writable(out, inputs=reads_of((rec.plan or {}).get("reuse_mixture")),
                                     reader=f"search {name!r} started from")
             Mixture.load(result.mixture_path).save(target)

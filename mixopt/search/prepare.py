@@ -28,7 +28,7 @@ from mixopt.search.config import SearchConfig
 from mixopt.search.ray_env import user_modules
 from mixopt.search.trial import PROXY_EVALUATOR, PickledEvaluator, TrialContext
 from mixopt.space import SearchSpace, default_target_tokens
-from mixopt.store import RunStore, default_path, fidelity_key
+from mixopt.store import RunStore, default_path, fidelity_key, refuse_store_as_output
 from mixopt.swarm import sample_swarm
 
 
@@ -473,6 +473,8 @@ def prepare(
     shipped = _shipped(ev, ev_name)
     # a resume takes the shares from its record, not from the file: the file is still the user's
     reader = f"search {search_id!r} started from" if search_id else "this command reads"
+    if config.out is not None:  # the store's own words first: check_writable refuses any SQLite file
+        refuse_store_as_output(config.out, config.store)
     out = (check_writable(config.out, inputs=reads_of(group), reader=reader)
            if config.out is not None else None)
     fid = dict(config.fidelity)
