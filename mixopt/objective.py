@@ -17,6 +17,20 @@ from mixopt.errors import MixoptError, MixoptWarning, warn
 Metric = Literal["loss", "bpb"]
 
 
+def refuse_partly_weighted(target: str, what: str) -> None:
+    """Refuse a ``--target`` list that weights some names and not others: ``a=0.5,b`` had read ``b`` as
+    1, giving ``a`` a third where its 0.5 more likely meant a half (a QA pass).
+
+    Raises:
+        MixoptError: naming the names without a weight, and both ways to write the list.
+    """
+    parts = [p.strip() for p in target.split(",") if p.strip()]
+    bare = [p for p in parts if "=" not in p]
+    if bare and len(bare) < len(parts):
+        raise MixoptError(f"--target {target!r} weights some {what}s and not {', '.join(map(repr, bare))}; "
+                          f"give every {what} a weight (the weights are relative), or none for their mean")
+
+
 def names_the_mean(target: object) -> bool:
     """Whether ``--target`` is the word ``mean``: the mean over all domains (as `fit --target mean`)."""
     return isinstance(target, str) and target.strip() == "mean"
@@ -55,8 +69,11 @@ class Objective:
             raise MixoptError("objective weights are all zero; give at least one positive weight")
 
     @classmethod
-    def parse(cls, target: str | None = None, metric: str = "loss") -> Objective:
-        """Parse ``--target``: None or ``mean`` (all domains), ``d1,d2`` (their mean), ``d1=0.7,d2=0.3``."""
+    def parse(cls, target: str | None = None, metric: str = "loss", *, stored: bool = False) -> Objective:
+        """Parse ``--target``: None or ``mean`` (all domains), ``d1,d2`` (their mean), ``d1=0.7,d2=0.3``.
+
+        ``stored``: a stored search's target (its resume, its report), read as it was when it began;
+        a list weighting some names and not others (``a=0.5,b``) is refused only when given anew."""
         if target is None or names_the_mean(target):  # `fit --target mean`'s word for it, taken here too
             return cls(metric=metric)  # type: ignore[arg-type]
         if not target.replace(",", "").strip():  # `--target ""` from a script whose variable was unset
@@ -80,6 +97,8 @@ class Objective:
                     raise MixoptError(f"--target: weight {val!r} of {name!r} is not a number") from exc
             else:
                 weights[part] = 1.0
+        if not stored:
+            refuse_partly_weighted(target, "domain")
         bad = [f"{d}={v:g}" for d, v in weights.items() if not (v >= 0 and math.isfinite(v))]
         if bad:
             raise MixoptError(f"--target: weights must be ≥ 0 and finite, got {', '.join(bad)}")

@@ -64,7 +64,8 @@ def make_report(name: str, *, store: str | Path | None = None, folds: int = CV_F
         raise MixoptError(f"search {name!r} has no plan yet (it stopped before sampling); nothing to report")
     from mixopt.search.config import stored_target
 
-    objective = Objective.parse(stored_target(cfg.get("target"), domains), cfg.get("metric", "loss"))
+    objective = Objective.parse(stored_target(cfg.get("target"), domains), cfg.get("metric", "loss"),
+                                stored=True)
     kept = plan.get("reuse_mixture")  # runs over the units of a reused mixture, measuring every domain
     if kept:
         from mixopt.reuse import Reuse, measured

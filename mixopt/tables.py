@@ -42,7 +42,7 @@ import polars as pl
 from mixopt.errors import MixoptError, MixoptWarning, refuse_blank, warn
 from mixopt.magic import binary_kind, has_nul
 from mixopt.mixture import RENORM_TOL, check_domain_names, has_control_char, is_pattern, spelling_note
-from mixopt.objective import normalised
+from mixopt.objective import normalised, refuse_partly_weighted
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ class RunTable:
             return {name: 1.0}
         self.refuse_broken([name])
         parts: dict[str, float] = {}
+        refuse_partly_weighted(name, "column")
         # Read as search --target reads domains: spaces around names and weights, an empty part (a
         # trailing comma) and a weight of 0 are taken, where they had been refused here alone.
         for part in (p.strip() for p in name.split(",")):

@@ -109,6 +109,11 @@ def test_a_weighted_target_of_columns_is_called_a_weighted_mean(tmp_path: Path, 
     assert "one loglinear law per metric column (2); the target is their weighted mean" in out
     assert run_cli([*args, "mean"]) == 0
     assert "the target is their mean" in capsys.readouterr().out
+    # a weight for some columns and none for others is refused, as search's --target is (a QA pass)
+    assert run_cli([*args, "loss/a=0.7,loss/b"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --target 'loss/a=0.7,loss/b' weights some columns and not 'loss/b'; give every "
+                   "column a weight (the weights are relative), or none for their mean"]
 
 
 def test_predict_writes_predictions(tmp_path: Path) -> None:

@@ -288,6 +288,13 @@ def test_objective_mean_weighted_and_target():
     # weights too large to add up (a QA pass: the sum was inf, every weight 0, every run's objective 0)
     assert Objective.parse("a=1e308,b=1e308").metric_weights(["a", "b"]) == {"loss/a": 0.5, "loss/b": 0.5}
     assert Objective.parse("a=1e308,b=1e308").value(metrics, ["a", "b"]) == pytest.approx(3.0)
+    # some names weighted and others not: `a=0.5,b` had read b as 1, a as a third (a QA pass); a stored
+    # search's target reads as it did when it began
+    for text, bare in (("a=0.5,b", "'b'"), ("a, b=2,c", "'a', 'c'")):
+        with pytest.raises(MixoptError, match=f"weights some domains and not {bare}; give every domain a "
+                                              "weight"):
+            Objective.parse(text)
+    assert Objective.parse("a=0.5,b", stored=True).weights == {"a": 0.5, "b": 1.0}
 
 
 # ----- evaluator contract --------------------------------------------------------------------

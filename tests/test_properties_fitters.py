@@ -330,14 +330,16 @@ VALUE = st.one_of(st.floats(-10, 10), st.floats(0, 1e6), st.sampled_from([math.n
        metric=st.sampled_from(["loss", "bpb"]), spaced=st.booleans())
 def test_objective_is_the_weighted_mean_the_target_names(weights: dict, data: st.DataObject, metric: str,
                                                          spaced: bool) -> None:
-    """``--target a=2,b=1`` is (2·a + 1·b) / 3 of ``<metric>/<domain>``; a weight without a value is
-    1; a metric the objective weighs that is missing or not finite makes it NaN; one of weight 0 is
+    """``--target a=2,b=1`` is (2·a + 1·b) / 3 of ``<metric>/<domain>``; names without weights are
+    their mean; a metric the objective weighs that is missing or not finite makes it NaN; one of weight 0 is
     not read."""
     assume(sum(weights.values()) > 0)
     others = data.draw(st.lists(DOMAIN.filter(lambda d: d not in weights), max_size=3, unique=True))
     domains = list(weights) + others
     sep = " , " if spaced else ","
-    text = sep.join(d if w == 1.0 and spaced else f"{d}={w!r}" for d, w in weights.items())
+    # names alone where every weight is 1 (their mean); a list weighting some names only is refused
+    bare = spaced and all(w == 1.0 for w in weights.values())
+    text = sep.join(d if bare else f"{d}={w!r}" for d, w in weights.items())
     obj = Objective.parse(text, metric)
     assert dict(obj.weights) == weights
     metrics = {f"{metric}/{d}": data.draw(VALUE) for d in domains}

@@ -304,9 +304,9 @@ def test_a_target_of_several_columns_is_their_weighted_mean(tmp_path: Path) -> N
         t.target("l1,l3")
     # read as search --target reads domains (stop 44's walkthrough: fit alone refused these three)
     assert t.target_weights("l1 = 3, l2=1,") == {"l1": 0.75, "l2": 0.25}
-    np.testing.assert_allclose(t.target("l1=0,l2"), [3.0, 4.0])  # a weight of 0 adds nothing
+    np.testing.assert_allclose(t.target("l1=0,l2=1"), [3.0, 4.0])  # a weight of 0 adds nothing
     with pytest.raises(MixoptError, match=r"'l1=-1' needs a finite weight ≥ 0"):
-        t.target("l1=-1,l2")
+        t.target("l1=-1,l2=1")
     with pytest.raises(MixoptError, match=r"--target 'l1=0,l2=0': the weights are all 0"):
         t.target("l1=0,l2=0")
     with pytest.raises(MixoptError, match=r"--target ',' names no column"):

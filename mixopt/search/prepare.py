@@ -461,7 +461,7 @@ def prepare(
         from mixopt.tables import refuse_id_columns
 
         refuse_id_columns(space.domains)  # runs export and swarm write them as a table's columns
-    objective = Objective.parse(config.target, config.metric)
+    objective = Objective.parse(config.target, config.metric, stored=search_id is not None)
     if group is not None and group.name in objective.weights:
         raise MixoptError(f"--target names {group.name}, the reused group, whose runs measure each of "
                           f"its domains: name those ({listed(list(group.ratios), 6)}) instead")
