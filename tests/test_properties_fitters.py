@@ -473,3 +473,23 @@ def test_cross_validation_names_the_callers_row_of_a_nan_target() -> None:
         said = r"^cross-validation: the target is NaN in 1 run\(s\) \(rows 7\)"
         with pytest.raises(MixoptError, match=said):
             cross_validate(model, X, y, k=3)
+
+
+
+def test_a_target_too_large_for_squared_errors_is_refused_by_every_fitter() -> None:
+    """A QA pass: metrics of -1e308 gave `fit --method linear --cv 3` a table of NaN, exit 0, and its
+    --propose a predicted loss 300 digits long; regmix alone refused them (LightGBM's float32)."""
+    from mixopt.fitters.protocol import MAX_TARGET
+
+    rng = np.random.default_rng(0)
+    X = rng.dirichlet(np.ones(3), 12)
+    y = -(1 + X @ [0.1, 0.5, 0.2]) * 1e300
+    for name in ("linear", "log-ridge", "gp", "mixing-law", "auto"):
+        with pytest.raises(MixoptError, match=rf"^{name}: the target reaches 1.\d+e\+300 in magnitude, past "
+                                              r"1e100, where a fit's squared errors overflow; rescale"):
+            fitter(name).fit(X, y)
+    with pytest.raises(MixoptError, match=r"^cross-validation: the target reaches"):
+        cross_validate(fitter("linear"), X, y, k=3)
+    edge = np.full(12, MAX_TARGET)  # at the bound: taken (refused past it only)
+    edge[0] = -MAX_TARGET
+    fitter("linear").fit(X, edge)

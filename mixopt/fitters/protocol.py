@@ -56,8 +56,14 @@ def check_param(owner: str, name: str, value: Any, *, integer: bool = False, low
                           f"{' or None' if none_ok else ''}, got {value!r}")
 
 
+# The largest target magnitude a fitter takes: squares of 1e154 overflow a float, and no loss or
+# metric a training run reports comes near this.
+MAX_TARGET = 1e100
+
+
 def check_targets(owner: str, y: Any) -> None:
-    """Refuse targets that are NaN or infinite, naming the runs (rows) that hold them: scikit-learn's
+    """Refuse targets that are NaN or infinite, naming the runs (rows) that hold them (or past
+    :data:`MAX_TARGET` in magnitude): scikit-learn's
     input check says only "Input y contains NaN" (a QA pass: regmix and linear let it out, and every
     fitter did so for an infinite target). Targets that are not numbers are left to that check.
 
@@ -68,7 +74,13 @@ def check_targets(owner: str, y: Any) -> None:
         Y = np.asarray(y, dtype=float)
     except (TypeError, ValueError):
         return
-    if Y.ndim == 0 or Y.size == 0 or np.isfinite(Y).all():
+    if Y.ndim == 0 or Y.size == 0:
+        return
+    if np.isfinite(Y).all():
+        top = float(np.abs(Y).max())
+        if top > MAX_TARGET:  # linear's cross-validation had been all NaN, its proposal 300 digits long
+            raise MixoptError(f"{owner}: the target reaches {top:.3g} in magnitude, past 1e100, where a "
+                              "fit's squared errors overflow; rescale the metric (its log, or another unit)")
         return
     bad = np.flatnonzero(~np.isfinite(Y.reshape(len(Y), -1)).all(axis=1))
     what = " or ".join(kind for kind, held in (("NaN", np.isnan), ("infinite", np.isinf)) if held(Y).any())
