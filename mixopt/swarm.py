@@ -290,7 +290,7 @@ def sample_swarm(
     min_distance = DEFAULT_MIN_DISTANCE if min_distance is None else float(min_distance)
     if min_distance < 0:
         raise MixoptError(f"min_distance is {min_distance}; it must be ≥ 0")
-    if n > 1 and (single := _single_mixture(space)) is not None:  # before any draw is rejected
+    if n > 1 and (single := single_mixture(space)) is not None:  # before any draw is rejected
         raise single
     lay = _Layout(space, temperature)
     rng = np.random.default_rng(seed)
@@ -336,7 +336,7 @@ def sample_swarm(
             break
         rows = add(_box_simplex_draws(lo, hi, max(2 * (n - len(rows)), 64), rng))
     if len(rows) < n:
-        if (single := _single_mixture(space)) is not None:
+        if (single := single_mixture(space)) is not None:
             raise single
         raise MixoptError(
             f"the search space holds only {len(rows)} mixture{'s' if len(rows) != 1 else ''} at least "
@@ -346,14 +346,15 @@ def sample_swarm(
     return rows
 
 
-def _single_mixture(space: SearchSpace) -> MixoptError | None:
-    """The error for bounds that leave one mixture (the floors, or the ceilings, add up to 1)."""
+def single_mixture(space: SearchSpace, task: str = "search") -> MixoptError | None:
+    """The error for bounds that leave one mixture (the floors, or the ceilings, add up to 1), with
+    nothing to ``task`` (``search``; ``propose``: `fit --propose`, which had written that mixture)."""
     lo, hi = space.bounds()
     fixed = ", ".join(f"{d}={w:g}" for d, w in space.fixed.items())
     if 1.0 - float(lo.sum()) <= 1e-9:  # the lower bounds take the whole simplex
         return MixoptError(
             f"the fixed weights and floors add up to 1{f' (--fix {fixed})' if fixed else ''}, which "
-            "leaves a single mixture and nothing to search: use that mixture as it is, or free a domain"
+            f"leaves a single mixture and nothing to {task}: use that mixture as it is, or free a domain"
         )
     free = [d for d, a, b in zip(space.domains, lo, hi, strict=True) if b - a > 1e-9]
     if len(free) == 1:  # a QA pass: "lower --budget" had been the advice
@@ -369,7 +370,7 @@ def _single_mixture(space: SearchSpace) -> MixoptError | None:
             f" and the fixed weights (--fix {fixed})" if fixed else "")
         fix = ("raise --max-epochs, lower --target-tokens or raise a --max-weight" if capped
                else "raise a --max-weight")
-        return MixoptError(f"{what} add up to 1, which leaves a single mixture and nothing to search: {fix}")
+        return MixoptError(f"{what} add up to 1, which leaves a single mixture and nothing to {task}: {fix}")
     return None
 
 

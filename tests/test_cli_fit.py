@@ -338,6 +338,10 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad([*base, "--target", T, "--propose", "--out", str(out), "--max-weight", "web=0.5"], capsys,
         "unknown domain(s) web", out)
     bad([*base, "--target", T, "--propose"], capsys, "--propose needs --out")
+    # bounds that leave one mixture, as search refuses them (a QA pass: fit wrote it, with two warnings)
+    bad([*base, "--target", T, "--method", "linear", "--propose", "--out", str(out), "--fix",
+         "train_the_pile_arxiv=1"], capsys, "(--fix train_the_pile_arxiv=1), which leaves a single mixture "
+        "and nothing to propose: use that mixture as it is, or free a domain", out)
     bad([*base, "--target", T, "--method", "random", "--cv", "3"], capsys, "cannot --cv")
     bad([*base, "--target", T, "--method", "entropy", "--propose", "--out", str(out)], capsys,
         "entropy proposes from a corpus, not from runs: `mixopt entropy CORPUS", out)

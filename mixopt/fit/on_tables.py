@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mixopt.errors import MixoptError, MixoptWarning, warn, warnings_as_notes, warnings_if_ok
-from mixopt.swarm import prior_name
+from mixopt.swarm import prior_name, single_mixture
 
 if TYPE_CHECKING:
     from mixopt.reuse import Reuse
@@ -213,6 +213,8 @@ def fit_tables(config: FitConfig) -> FitReport:
     space = SearchSpace(domains=table.domains, min_weight=config.min_weight, ceilings=dict(config.ceilings),
                         fixed=dict(config.fixed), tokens=tokens, max_epochs=config.max_epochs,
                         target_tokens=target_tokens)
+    if config.propose and (single := single_mixture(space, "propose")) is not None:
+        raise single  # as search refuses it: the proposal had been that mixture, with two warnings
     new = None
     if config.predict is not None:
         if group is None:
