@@ -584,9 +584,11 @@ def _schema_fix(e: Any, data: Any) -> str:
         numbers = {d: v for d, v in weights.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         if bad := [d for d, v in numbers.items() if not math.isfinite(v)]:
             return f"; weights are finite shares summing to 1: give {bad[0]!r} a number such as 0.25"
-        if e.validator == "minimum" or (neg := [d for d, v in numbers.items() if v < 0]):
-            which = path[-1] if e.validator == "minimum" else neg[0]
-            return f"; weights are shares ≥ 0 summing to 1: give {which!r} 0 or more"
+        if e.validator == "minimum":
+            return f"; weights are shares ≥ 0 summing to 1: give {path[-1]!r} 0 or more"
+        if neg := [d for d, v in numbers.items() if v < 0]:  # the weight past 1 makes up for it
+            return (f"; weights are shares ≥ 0 summing to 1, and {neg[0]!r} is {numbers[neg[0]]:g}: give it "
+                    "0 or more")
         total = sum(numbers.values())
         if total > 0:  # counts or ratios written as weights
             return f"; weights are shares summing to 1: normalise them (each weight / {total:g})"

@@ -196,6 +196,8 @@ def store_of_search(name: str, store: str | Path | None = None) -> RunStore:
     Raises:
         MixoptError: no store there (``require_search`` then names a missing search in one that is).
     """
+    # `report ""` (a variable left unset) had been "no search named ''"
+    refuse_blank(name, "the search name", "give one (`mixopt runs searches` lists them)")
     if store is None and not default_path().is_file():
         raise MixoptError(f"no search named {name!r}: there is no run store at {default_path()} yet (run "
                           "`mixopt search` here, or set MIXOPT_HOME or --store to where one ran)")

@@ -221,7 +221,8 @@ def test_a_row_without_a_model_sd_shows_no_widening() -> None:
     ({"retries": 100}, None),
     ({"retries": 101}, "--retries is 101; give at most 100"),
     ({"trial_timeout": 0.0}, "--trial-timeout is 0.0; it must be a number of seconds > 0"),
-    ({"temperature": 0.0}, "--temperature is 0.0; it must be > 0"),
+    ({"temperature": 0.0}, "--temperature is 0.0; it must be a finite number > 0"),
+    ({"temperature": float("inf")}, "--temperature is inf; it must be a finite number > 0"),  # inf is > 0
 ])
 def test_search_counts_at_their_bounds(kwargs: dict, refused: str | None) -> None:
     """The tests had passed with these changed in SearchConfig: `budget > MAX_BUDGET` -> `>=`,

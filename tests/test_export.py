@@ -382,8 +382,9 @@ def test_a_domain_without_a_name_is_refused() -> None:
      "key 'schedules' is not part of mixopt.mixture/v1; did you mean 'schedule'?"),
     ({"wieghts": {"a": 1}}, "key 'wieghts' is not part of mixopt.mixture/v1; did you mean 'weights'?"),
     # a QA pass: each said what was wrong, and some a fix that was wrong ("normalise" a negative, "/ inf")
+    # the error is of code (past 1) and the fix of legal: the line says why (a QA pass)
     ({"weights": {"code": 1.2, "legal": -0.2}},
-     "weights are shares ≥ 0 summing to 1: give 'legal' 0 or more"),
+     "weights are shares ≥ 0 summing to 1, and 'legal' is -0.2: give it 0 or more"),
     ({"weights": {"code": float("inf"), "legal": 0.5}},
      "weights are finite shares summing to 1: give 'code' a"),
     ({"weights": {"x": -0.2, "y": 1.2}},

@@ -319,3 +319,12 @@ def test_a_running_search_is_told_to_wait_for_its_runs_not_to_search_again(tmp_p
     assert _plot_cv(*args, running=True)[1] == ["too few runs (2) for cross-validation; the search is still "
                                                 "running: report again when more runs have finished"]
     assert _plot_cv(*args)[1] == ["too few runs (2) for cross-validation"]
+
+
+def test_a_report_of_an_empty_name_asks_for_one(workspace, capsys):
+    """A QA pass: `report ""` (a variable left unset) said "no search named ''"."""
+    for name, said in (("", "the search name is empty"), (" ", "the search name ' ' is blank")):
+        with pytest.raises(SystemExit) as exc:
+            main(["report", name])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2 and err == [f"error: {said}; give one (`mixopt runs searches` lists them)"]

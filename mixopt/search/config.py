@@ -164,7 +164,7 @@ class SearchConfig:
         if t is not None and not (math.isfinite(t) and t > 0):
             raise MixoptError(f"--trial-timeout is {t}; it must be a number of seconds > 0")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise MixoptError(f"--temperature is {self.temperature}; it must be > 0")
+            raise MixoptError(f"--temperature is {self.temperature}; it must be a finite number > 0")
         if self.metric not in ("loss", "bpb"):
             raise MixoptError(f"--metric {self.metric!r} is unknown; use loss or bpb")
         if not self.rung:
