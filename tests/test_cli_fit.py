@@ -314,12 +314,18 @@ def bad(args: list[str], capsys: pytest.CaptureFixture[str], match: str, out: Pa
         assert not out.exists() and not list(out.parent.glob(f".{out.name}.*"))
 
 
-def test_a_bad_target_is_the_only_line_not_after_the_tables_notes(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_target_is_the_only_line_not_after_the_tables_notes(capsys: pytest.CaptureFixture[str],
+                                                                   tmp_path: Path) -> None:
     # RegMix's rounded rows are always renormalised with a warning; before a refused --target that
     # warning was noise above the error line
     assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", "zz", "--cv", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --target 'zz' is not a metric column"), err
+    # nor above a --predict file that is not there (a QA pass)
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--predict", "/no/such.csv", "--out",
+                    str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --predict file /no/such.csv does not exist; give the path to a CSV file"], err
     ok = ["fit", "--ratios", R, "--metrics", M, "--target", T, "--cv", "3", "--method", "linear"]
     assert run_cli(ok) == 0
     assert "renormalised" in capsys.readouterr().err  # said when the fit goes on

@@ -201,30 +201,31 @@ def fit_tables(config: FitConfig) -> FitReport:
             # regmix, gp, log-ridge and linear had answered with that constant, without a word)
             raise MixoptError(f"all {len(y)} runs have the same mixture, so no model can say how the mixture "
                               "moves the target; add runs of other mixtures")
-    n_all = len(table.run_ids)
-    tokens = dict(config.tokens) if config.tokens else None
-    target_tokens = default_target_tokens(config.target_tokens, tokens)  # as a search's, of every domain
-    if group is not None:
-        group.check_bounds(config.ceilings, "--max-weight")
-        group.check_bounds(config.fixed, "--fix")
-        if tokens is not None:
-            tokens = group.tokens(tokens)
-    # Validates the constraints against the domains even when nothing is proposed.
-    space = SearchSpace(domains=table.domains, min_weight=config.min_weight, ceilings=dict(config.ceilings),
-                        fixed=dict(config.fixed), tokens=tokens, max_epochs=config.max_epochs,
-                        target_tokens=target_tokens)
-    if config.propose and (single := single_mixture(space, "propose")) is not None:
-        raise single  # as search refuses it: the proposal had been that mixture, with two warnings
-    new = None
-    if config.predict is not None:
-        if group is None:
-            new = read_ratios(config.predict, what="--predict", domains=table.domains)
-        else:
-            ids, found, W, key = read_ratios(config.predict, what="--predict")
-            found, W = group.collapse(found, W, ids, f"--predict {config.predict}",
-                                      fix="leave those rows out of --predict")
-            check_same_domains(found, table.domains, config.predict)
-            new = ids, found, W, key
+        # (in the block: a --predict file that is missing is the one line, without the tables' notes)
+        n_all = len(table.run_ids)
+        tokens = dict(config.tokens) if config.tokens else None
+        target_tokens = default_target_tokens(config.target_tokens, tokens)  # as a search's, of every domain
+        if group is not None:
+            group.check_bounds(config.ceilings, "--max-weight")
+            group.check_bounds(config.fixed, "--fix")
+            if tokens is not None:
+                tokens = group.tokens(tokens)
+        # Validates the constraints against the domains even when nothing is proposed.
+        space = SearchSpace(domains=table.domains, min_weight=config.min_weight,
+                            ceilings=dict(config.ceilings), fixed=dict(config.fixed), tokens=tokens,
+                            max_epochs=config.max_epochs, target_tokens=target_tokens)
+        if config.propose and (single := single_mixture(space, "propose")) is not None:
+            raise single  # as search refuses it: the proposal had been that mixture, with two warnings
+        new = None
+        if config.predict is not None:
+            if group is None:
+                new = read_ratios(config.predict, what="--predict", domains=table.domains)
+            else:
+                ids, found, W, key = read_ratios(config.predict, what="--predict")
+                found, W = group.collapse(found, W, ids, f"--predict {config.predict}",
+                                          fix="leave those rows out of --predict")
+                check_same_domains(found, table.domains, config.predict)
+                new = ids, found, W, key
     # One unfitted fitter: cross-validation fits clones of it, --predict/--propose fit it itself.
     # The laws fit the mean target as the mean of one law per metric column (as their papers do).
     Y, metrics = table.target_parts(config.target, run_ids)
