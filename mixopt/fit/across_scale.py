@@ -436,18 +436,21 @@ def _bimix_prediction(model: Any, rows: Checkpoints) -> ScalePrediction:
     # R² over the checkpoints: the RMS alone reads badly next to a step law's, which fits each run
     # on its own (most of BiMix's residual is across mixtures, its own-share form's misfit).
     r2 = 1.0 - rms**2 / np.maximum(rows.Y.var(axis=0), 1e-300)
-    keys: dict[tuple[float, ...], list[str]] = {}
+    # each mixture once, at its first run's own weights: the key is rounded to 6 decimals, and those
+    # rounded weights, as the best run's baseline, were not the run's and could miss a sum of 1 by more
+    # than the constraints' 1e-6 (hypothesis: "no run is inside the constraints" with none given)
+    keys: dict[tuple[float, ...], tuple[np.ndarray, list[str]]] = {}
     for x, rid in zip(rows.X, rows.run_ids, strict=True):
-        ids = keys.setdefault(mixture_key(x), [])
+        ids = keys.setdefault(mixture_key(x), (x, []))[1]
         if rid not in ids:
             ids.append(rid)
-    X = np.array(list(keys), dtype=float)
+    X = np.array([x for x, _ in keys.values()], dtype=float).reshape(len(keys), rows.X.shape[1])
     return ScalePrediction(
         X=X,
         Y=np.asarray(law.predict(X), dtype=float).reshape(-1, m),
         metrics=rows.metrics,
         sizes=[rows.size],
-        run_ids=list(keys.values()),
+        run_ids=[ids for _, ids in keys.values()],
         laws={"step": {}, "size": {},
               "bimix": {name: {**e, "rms": float(r), "r2": float(q)}
                         for name, e, r, q in zip(rows.metrics, law.exponents(), rms, r2, strict=True)}},

@@ -144,7 +144,7 @@ def checkpoint_rows(curves: Sequence[Curve], metrics: Sequence[str]) -> Checkpoi
     """The largest rung's checkpoints as rows (those at 0 tokens or missing a metric are left out).
 
     Raises:
-        MixoptError: no curves, a metric missing from a run, or no checkpoint left.
+        MixoptError: no curves, a metric missing from a run, an infinite value, or no checkpoint left.
     """
     metrics = _check_metrics(curves, metrics)
     size = max(float(c.size) for c in curves)
@@ -153,6 +153,12 @@ def checkpoint_rows(curves: Sequence[Curve], metrics: Sequence[str]) -> Checkpoi
         if float(c.size) != size:
             continue
         vals = np.column_stack([c.losses[m] for m in metrics])
+        # a gap (NaN) is no row; an infinite loss is a run that blew up, refused as the step law refuses
+        # it (a QA pass: bimix fitted around it, without a word)
+        if np.isinf(vals).any():
+            m = metrics[int(np.flatnonzero(np.isinf(vals).any(axis=0))[0])]
+            raise MixoptError(f"run {c.run_id} has an infinite {m} at a checkpoint (a loss that blew up); "
+                              "leave that run out")
         for t, v in zip(c.tokens, vals, strict=True):
             if t > 0 and np.all(np.isfinite(v)):
                 X.append(c.weights)
@@ -244,6 +250,11 @@ def predict_at_scale(
         for j, m in enumerate(metrics):
             if target_tokens is None:  # each run at its last checkpoint
                 ends = [c.losses[m][int(np.argmax(c.tokens))] for c in group]
+                # a loss that blew up is no gap: --target-tokens would not carry it anywhere (a QA pass)
+                if blown := [c.run_id for c, v in zip(group, ends, strict=True) if np.isinf(v)]:
+                    raise MixoptError(
+                        f"run(s) {', '.join(blown[:5])}{' …' if len(blown) > 5 else ''} have an infinite {m} "
+                        "at their last checkpoint (a loss that blew up); leave them out")
                 if gaps := [c.run_id for c, v in zip(group, ends, strict=True) if not np.isfinite(v)]:
                     raise MixoptError(
                         f"run(s) {', '.join(gaps[:5])}{' …' if len(gaps) > 5 else ''} have no finite {m} at "
