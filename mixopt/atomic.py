@@ -167,6 +167,10 @@ def check_writable(
     if _is_sqlite(out):  # no output of mixopt's is one: `export --out .mixopt/runs.sqlite` lost every run
         raise MixoptError(f"{what} {out} is a SQLite database (a run store?), which this command would "
                           "replace whole; write to another path")
+    for suffix in ("-wal", "-shm", "-journal"):  # its side files: a running search's WAL holds its last runs
+        if out.name.endswith(suffix) and _is_sqlite(base := out.with_name(out.name.removesuffix(suffix))):
+            raise MixoptError(f"{what} {out} is the {suffix[1:]} file of the SQLite database {base} (a run "
+                              "store?), which this command would replace; write to another path")
     return out.resolve()
 
 

@@ -204,6 +204,14 @@ def test_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], workspac
     said = f"error: --out {store} is a SQLite database (a run store?), which this command would replace whole"
     assert capsys.readouterr().err == said + "; write to another path\n"
     assert store.read_bytes() == kept
+    # nor over its side files (a review): a running search's WAL holds the runs it has not yet checkpointed
+    for suffix in ("wal", "shm", "journal"):
+        side = Path(f"{store}-{suffix}")
+        assert run_cli(["export", str(path), "--format", "olmix", "-o", str(side)]) == 2
+        assert capsys.readouterr().err == (f"error: --out {side} is the {suffix} file of the SQLite database "
+                                           f"{store} (a run store?), which this command would replace; write "
+                                           "to another path\n")
+        assert not side.exists()
 
 
 def test_export_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], workspace: Path) -> None:

@@ -580,3 +580,19 @@ def test_fidelity_law_out_is_checked_before_the_fit_and_never_over_the_store(tmp
     (tmp_path / "folder").mkdir()
     with pytest.raises(MixoptError, match=r"--out .*folder is a folder; give a file path"):
         fit_across_scale(ScaleFitConfig(store=str(store), method="gp", out=tmp_path / "folder"))
+
+
+@pytest.mark.parametrize(("kw", "said"), [
+    ({"fixed": {"a": 1.0}}, r"^the fixed weights and floors add up to 1 \(--fix a=1\), which leaves a single "
+                            "mixture and nothing to propose: use that mixture as it is, or free a domain"),
+    ({"ceilings": {"a": 0.5, "b": 0.5, "c": 0.0}}, "leaves a single mixture and nothing to propose"),
+])
+def test_fidelity_law_refuses_bounds_that_leave_a_single_mixture(tmp_path: Path, kw: dict, said: str) -> None:
+    # A review: `fit --propose` refuses them as search does (stop 46), and `fit --fidelity-law`, which
+    # always proposes, wrote that mixture with its baselines "moved into the constraints"
+    store = fill_store(tmp_path / "runs.sqlite", rungs=("xs",), n=8, law=bimix_truth)
+    out = tmp_path / "mix.json"
+    with pytest.raises(MixoptError, match=said):
+        fit_across_scale(ScaleFitConfig(store=str(store.path), method="bimix", target_tokens=2e6, out=out,
+                                        **kw))
+    assert not out.exists()

@@ -327,6 +327,10 @@ def _fit_across_scale(config: ScaleFitConfig) -> tuple[dict[str, Any], Callable[
         max_epochs=config.max_epochs,
         target_tokens=config.target_tokens if tokens is not None else None,
     )
+    from mixopt.swarm import single_mixture
+
+    if (single := single_mixture(space, "propose")) is not None:  # as `fit --propose` and search refuse it
+        raise single  # (a review: it wrote that mixture, its baselines "moved into the constraints")
     model = method.make_fitter(seed=config.seed, domains=space.domains,
                                metrics={m: weights[m] for m in metrics},
                                **({"at_step": config.target_tokens} if bivariate else {}))
