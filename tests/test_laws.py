@@ -684,3 +684,37 @@ def test_one_run_is_too_few_for_a_law_and_says_why() -> None:
         said = f"{law.law} got 1 sample \\(run\\); a law is fitted on runs of different mixtures: add runs"
         with pytest.raises(TooFewRunsError, match=said):
             law.fit(np.array([[0.5, 0.3, 0.2]]), np.array([2.0]))
+
+
+def test_loglinear_least_squares_starts_are_their_law_when_a_domain_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The least-squares starts of ``c + exp(b + t·x)``, written as Olmix's ``exp(log c) + exp(t'·x)``,
+    are the same law: with a domain held at 0.6 (dropped), the varying shares sum to 0.4, and
+    ``t' = t + b`` (right only for a sum of 1) had predicted other values than the start's own."""
+    import mixopt.fitters.loglinear as loglinear
+    from mixopt.fitters.mixing_law import loglinear_starts
+
+    rng = np.random.default_rng(3)
+    shares = rng.dirichlet(np.ones(3), 40) * 0.4
+    X = np.column_stack([shares, np.full(40, 0.6)])
+    y = np.exp(0.3) + np.exp(X @ np.array([-3.0, 1.0, 0.5, 0.2]))
+    seen: list[np.ndarray] = []
+    real = loglinear.multistart_lbfgs
+
+    def spy(fun, starts, **kw):  # noqa: ANN001, ANN003, ANN202
+        seen.append(np.array(starts))
+        return real(fun, starts, **kw)
+
+    monkeypatch.setattr(loglinear, "multistart_lbfgs", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MixoptWarning)  # the held domain is dropped, and said
+        LogLinearFitter(starts_per_c=1).fit(X, y)
+    plain = loglinear_starts(shares, y)
+    plain = plain[plain[:, 0] > 0]
+    folded = seen[0][-len(plain):]  # after Olmix's random starts
+    assert len(plain) > 0
+    for p, f in zip(plain, folded, strict=True):
+        assert f[1] == 0.0
+        np.testing.assert_allclose(np.exp(f[0]) + np.exp(shares @ f[2:]),
+                                   p[0] + np.exp(p[1] + shares @ p[2:]), rtol=1e-10)

@@ -23,6 +23,29 @@ OLMIX_LOG_C = np.linspace(-2.0, 1.5, 10)
 OLMIX_T_PER_C = 30
 
 
+def positive_floor_starts(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The least-squares starts ``[c, b, t]`` of ``c + exp(b + t·x)`` as ``[log c, 0, t']`` of
+    ``exp(log c) + exp(t'·x)``, the same law: those with a floor c > 0 (below min(y) > 0).
+
+    The offset b is folded into t' = t + b/s, where every row of X sums to s: the varying domains'
+    share, below 1 when a domain held at one weight was dropped. (t + b, right only for s = 1, had
+    started such fits away from the law their own least squares found.)
+    """
+    k = X.shape[1]
+    ls = loglinear_starts(X, y) if y.min() > 0 else np.empty((0, k + 2))
+    ls = ls[ls[:, 0] > 0]
+    if len(ls):
+        sums = X.sum(axis=1)
+        # rows of unequal sums (not mixtures) have no exact fold: b is added as for s = 1; a sum
+        # within rounding of 1 is 1, so fits over every domain start bit for bit as before
+        s = float(sums[0]) if np.allclose(sums, sums[0]) and sums[0] > 0 else 1.0
+        s = 1.0 if abs(s - 1.0) <= 1e-9 else s
+        ls[:, 0] = np.log(ls[:, 0])
+        ls[:, 2:] += ls[:, [1]] / s
+        ls[:, 1] = 0.0
+    return ls
+
+
 class LogLinearFitter(LawFitter):
     """``exp(c) + exp(t·x)`` per target (Olmix's default law).
 
@@ -69,14 +92,7 @@ class LogLinearFitter(LawFitter):
                 t = rng.uniform(0.0, 0.1, k)
                 t[rng.integers(k)] = -rng.uniform(0.0, 1.0)
                 rows.append(np.concatenate([[log_c, 0.0], t]))
-        # Least-squares starts need a positive floor: keep those below min(y) > 0.
-        ls = loglinear_starts(X, y) if y.min() > 0 else np.empty((0, k + 2))
-        ls = ls[ls[:, 0] > 0]
-        if len(ls):
-            ls[:, 0] = np.log(ls[:, 0])
-            ls[:, 2:] += ls[:, [1]]  # fold b into t (rows sum to 1 on the simplex)
-            ls[:, 1] = 0.0
-        starts = np.vstack([np.array(rows).reshape(-1, k + 2), ls])
+        starts = np.vstack([np.array(rows).reshape(-1, k + 2), positive_floor_starts(X, y)])
         lo = np.concatenate([[-MAX_EXPONENT, 0.0], np.full(k, -200.0)])
         hi = np.concatenate([[MAX_EXPONENT, 0.0], np.full(k, 200.0)])
         return multistart_lbfgs(

@@ -65,7 +65,8 @@ class Observation:
         eval_losses: (n,) held-out mean loss per domain (NaN: no validation data); None unless
             ``wants_eval``.
         batch: (B, T + 1) token windows of the step's last micro-batch; ``batch_domains`` (B,) their
-            domain indices; ``seq_losses`` (B,) each sequence's mean training loss. None unless
+            domain indices; ``seq_losses`` (B,) each sequence's mean loss at the parameters after the
+            step that trained on it (in eval mode; DoReMi scores its batch before the step). None unless
             ``wants_batch``.
     """
 
