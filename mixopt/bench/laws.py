@@ -373,9 +373,9 @@ def bench_extrapolation(store: Any, *, metric_prefix: str = "loss/") -> dict[str
         if c is None:
             continue
         truth = _final(c, metrics)
-        rel.append(np.abs(yhat - truth) / np.abs(truth))
+        rel.append(_rel(yhat, truth))
         if key(x) in below:
-            rel_keep.append(np.abs(_final(below[key(x)], metrics) - truth) / np.abs(truth))
+            rel_keep.append(_rel(_final(below[key(x)], metrics), truth))
     if not rel:
         return None
     rel_arr = np.array(rel)
@@ -457,7 +457,7 @@ def bench_lengths(store: Any, *, metric_prefix: str = "loss/") -> dict[str, Any]
             seconds = time.perf_counter() - t
             if form == "lr-area" and not all(v["scale"] == "lr-area" for v in pred.laws["step"].values()):
                 return None  # runs whose schedule is unknown: nothing to compare
-            rel = [np.abs(y - _final(longer[k], metrics)) / _final(longer[k], metrics)
+            rel = [_rel(y, _final(longer[k], metrics))
                    for x, y in zip(pred.X, pred.Y, strict=True) if (k := mixture_key(x)) in longer]
             if not rel:  # no mixture ran at both budgets
                 continue
@@ -466,7 +466,7 @@ def bench_lengths(store: Any, *, metric_prefix: str = "loss/") -> dict[str, Any]
                          "rel_error": float(err.mean()), "max_rel_error": float(err.max()),
                          "mixtures": len(rel), "domains": len(domains), **_nonpositive(pred)})
             summary[f"{tokens / budgets[0]:.2g}x {form}"] = float(err.mean())
-        keep = [np.abs(_final(c, metrics) - _final(longer[k], metrics)) / _final(longer[k], metrics)
+        keep = [_rel(_final(c, metrics), _final(longer[k], metrics))
                 for c in base if (k := mixture_key(c.weights)) in longer]
         if not keep:
             continue
@@ -487,6 +487,11 @@ def _tokens(n: float) -> str:
     from mixopt.search.config import count_text
 
     return count_text(n, 3)
+
+
+def _rel(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Relative error per metric, against |truth| (a metric may be negative: a user's score)."""
+    return np.abs(pred - truth) / np.abs(truth)
 
 
 def _final(c: Any, metrics: Sequence[str]) -> np.ndarray:
