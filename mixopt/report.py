@@ -132,7 +132,10 @@ def write_fit_report(fit: Any, folder: str | Path, *, ratios: str | Path, metric
             best = prop["baselines"]["best_run"]
             cands = [{"name": "proposal", "weights": prop["weights"], "exported": True,
                       "predicted": prop["predicted"], "std": prop.get("std")},
-                     {"name": f"best run ({best['run_id']})", "weights": best["weights"],
+                     # marked where the proposal could not have been it (the JSON's inside_constraints)
+                     {"name": f"best run ({best['run_id']}"
+                      + (", outside the constraints)" if best.get("inside_constraints") is False else ")"),
+                      "weights": best["weights"],
                       "predicted": best.get("predicted"), "measured": best["measured"]},
                      {"name": "uniform", **prop["baselines"]["uniform"]}]
             plot_weights(tmp / "weights.png", cands, list(prop["weights"]), f"fit {fit.method}")

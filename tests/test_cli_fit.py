@@ -801,6 +801,23 @@ def test_the_printed_proposal_gives_the_widened_interval_beside_the_models_sd(ca
     assert "3.0000 ± 0.0500 (1 sd); 95% interval [2.8000, 3.2000], the sd widened ×2.04" in out
 
 
+def test_fit_report_marks_a_best_run_outside_the_constraints(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """A QA pass: with no run inside --fix/--max-weight, fit's note said "no run's mixture is among the
+    baselines" while its JSON and report.md listed the best run (outside them) as "best run (203)",
+    unmarked, predicted far below the proposal it could not have been."""
+    rep, out = tmp_path / "rep", tmp_path / "m.json"
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, *FAST, "--propose",
+                    "--out", str(out), "--fix", "train_the_pile_arxiv=0.1",
+                    "--max-weight", "train_the_pile_pile_cc=0.3", "--report", str(rep), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    best = doc["proposal"]["baselines"]["best_run"]
+    assert best["inside_constraints"] is False
+    md = (rep / "report.md").read_text()
+    assert f"| best run ({best['run_id']}, outside the constraints) | {best['predicted']:.4f} |" in md
+    notes = " ".join(doc["proposal"]["notes"])
+    assert "among the baselines" not in notes and "listed beside the proposal, is outside them" in notes
+
+
 def test_fit_report_plots_the_held_out_predictions_and_the_proposal(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     """`fit --report DIR` explains a fit on tables as `report` explains a search: held-out predictions
     against the measured target, the proposal beside the best run and uniform, and report.md."""
@@ -813,7 +830,9 @@ def test_fit_report_plots_the_held_out_predictions_and_the_proposal(tmp_path: Pa
     md = (rep / "report.md").read_text()
     assert f"| {doc['cv']['spearman']:.4f} |" in md and "## Proposal → `" in md
     best = doc["proposal"]["baselines"]["best_run"]
-    assert f"| best run ({best['run_id']}) | {best['predicted']:.4f} | {best['measured']:.4f} |" in md
+    # every run has a weight below the floor: the best run is marked as outside the constraints
+    assert f"| best run ({best['run_id']}, outside the constraints) | {best['predicted']:.4f} | " \
+           f"{best['measured']:.4f} |" in md
     # the options a rerun needs to make the proposal again (only the mixture JSON had kept them)
     settings = md.split("## Settings")[1].split("##")[0]
     assert "- --seed 0\n- --candidates 20000, --top-k 16\n" in settings

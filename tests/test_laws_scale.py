@@ -377,7 +377,9 @@ def test_fidelity_law_baselines_keep_to_the_constraints_and_bimix_carries_no_run
     assert ("the uniform baseline is moved into the constraints: a 0.333 → 0.600, b 0.333 → 0.200, "
             "c 0.333 → 0.200") in res["notes"]
     assert base["best_run"]["inside_constraints"] is False and "extrapolated" not in base["best_run"]
-    assert any(n.startswith("no run is inside the constraints (the best, ") for n in res["notes"])
+    # listed all the same, so the note says it is outside them (not "not among the baselines")
+    assert any(n.startswith("no run is inside the constraints: the best run, ")
+               and "listed beside the proposal" in n for n in res["notes"])
     main(["fit", "--fidelity-law", "--store", str(store.path), "--method", "bimix", "--target-tokens", "2e6"])
     out = " ".join(capsys.readouterr().out.split())
     assert "the runs' best mixture " in out and "carried there" not in out

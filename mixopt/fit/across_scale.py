@@ -423,7 +423,7 @@ def _baselines(model: Any, pred: ScalePrediction, w: np.ndarray, space: SearchSp
                        "inside_constraints": inside is not None,
                        **({"extrapolated": float(extrapolated[best])} if carried else {}),
                        **entry(pred.X[best])}
-    if note := best_run_note(space, pred.X, extrapolated, ids):
+    if note := best_run_note(space, pred.X, extrapolated, ids, listed=True):
         notes.append(note)
     return out, notes
 

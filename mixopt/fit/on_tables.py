@@ -381,8 +381,8 @@ def _save_mixture(
     # inside the constraints, as a search's (a QA pass: with --fix a=0.1 it had been 1/3 each, unsaid)
     uniform = baseline_weights("uniform", space)
     baselines["uniform"] = {"weights": over_domains(uniform)}
-    moved = [n for n in [moved_note("uniform", space, inside=uniform), best_run_note(space, X, y, run_ids)]
-             if n]
+    moved = [n for n in [moved_note("uniform", space, inside=uniform),
+                         best_run_note(space, X, y, run_ids, listed=True)] if n]
     if model is None:
         notes += moved
         for n in moved:

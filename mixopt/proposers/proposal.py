@@ -222,11 +222,18 @@ def unused_kl_note(info: dict[str, Any], kl: float | None, method: str) -> str |
             "sampler, which has no KL term; bound the weights with --max-weight/--min-weight instead")
 
 
-def best_run_note(space: Any, X: np.ndarray, y: np.ndarray, run_ids: Sequence[str]) -> str | None:
+def best_run_note(space: Any, X: np.ndarray, y: np.ndarray, run_ids: Sequence[str], *,
+                  listed: bool = False) -> str | None:
     """Said when the best of the fitted runs is outside the constraints (reused or imported runs
     inform the fit wherever they lie, but only runs inside them are candidates): which is the best
-    inside, or that none is. None when the best run is inside."""
+    inside, or that none is. None when the best run is inside. ``listed``: the caller lists the best
+    run among its baselines all the same (`fit`), marked as outside the constraints."""
     inside, top = space.best_row(X, y), int(np.argmin(y))
+    if inside is None and listed:
+        # `fit` keeps it as its best_run baseline: "not among the baselines" had contradicted the
+        # report's table beside it (a QA pass)
+        return (f"no run is inside the constraints: the best run, {run_ids[top]}, listed beside the "
+                "proposal, is outside them (inside_constraints false): the proposal could not be it")
     if inside is None:
         # "compared with no measured run" read oddly under --fidelity-law, whose runs' values at the
         # target scale are carried there by laws, not measured
