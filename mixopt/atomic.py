@@ -248,8 +248,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     if path.is_dir():
         raise MixoptError(f"cannot write {path}: it is a folder; give a file path")
     _check_parent(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _sweep_orphans(path)
+    try:  # named by its process, as atomic_dir's are, so that a kill -9's copy is swept later
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise MixoptError(f"cannot write in {path.parent} ({exc.strerror}); choose a writable path") from exc
     os.close(fd)
@@ -340,12 +341,17 @@ def _dead(pid: str) -> bool:
 
 
 def _sweep_orphans(path: Path) -> None:
-    """Remove temporary folders of ``path`` left by processes of this host that died (kill -9
-    mid-build; a corpus's can hold gigabytes). Another host's, on a shared file system, stay."""
+    """Remove temporary folders and files of ``path`` left by processes of this host that died
+    (kill -9 mid-build, a corpus's can hold gigabytes; mid-write of a checkpoint or an export, whose
+    copies had stayed for good, a QA pass). Another host's, on a shared file system, stay."""
     host = _host()
     for tmp in path.parent.glob(f".{path.name}.{host}-*.tmp"):
         if _dead(tmp.name.removeprefix(f".{path.name}.{host}-").split(".", 1)[0]):
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
 
 
 @contextlib.contextmanager

@@ -390,36 +390,74 @@ class RunStore:
         # impatient()'s limit per thread: an error path's 5 s must not cut short the writes another
         # thread (Tune's callbacks beside the driver) makes at the same time on this Store.
         self._lock_waits: dict[int, float] = {}
+        made = create and not self.path.exists()
         try:
             if self.readonly:
                 with self._connect() as con:
                     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
                     version = con.execute("PRAGMA user_version").fetchone()[0]
+                self._refuse_newer(version)
                 if not {"runs", "searches"} <= tables:
                     raise MixoptError(f"{self.path} is a SQLite file but not a run store (no runs table); "
                                       "check --store")
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                if self.path.is_file():
+                    # read before anything is written: a newer mixopt's store had been given this
+                    # version's tables, and WAL mode, before it was refused (a QA pass)
+                    con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+                    try:
+                        self._refuse_newer(con.execute("PRAGMA user_version").fetchone()[0])
+                    finally:
+                        con.close()
                 with self._connect() as con:
                     con.executescript(_SCHEMA)
-                    version = con.execute("PRAGMA user_version").fetchone()[0]
-                    if version == 0:
+                    if con.execute("PRAGMA user_version").fetchone()[0] == 0:
                         con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            if version > SCHEMA_VERSION:
-                raise MixoptError(
-                    f"run store {self.path} has schema version {version}, newer than this mixopt "
-                    f"({SCHEMA_VERSION}); upgrade mixopt"
-                )
         except sqlite3.DatabaseError as exc:
+            if made and not _locked(exc):  # (a lock: another process is making it now)
+                self._remove_unmade()
             if _locked(exc):
                 raise self._locked_error(BUSY_TIMEOUT_S) from exc
             self._raise_if_disk_full(exc)  # a full disk had read as a store to replace (a QA pass)
+            if not self.readonly and self.path.is_file() and not _can_write(self.path):
+                # a search on a read-only mount's store had read "unable to open database file" (a QA pass)
+                raise self._readonly_error() from exc
             raise MixoptError(f"cannot open run store {self.path}: {exc}; give another --store path") from exc
         except OSError as exc:
+            # a store this call began and could not finish (a full disk: a 4 KB file without tables
+            # was left, a QA pass) is removed, as nothing half-written is kept
+            if made:
+                self._remove_unmade()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+                raise  # the CLI's line for a full disk, exit 1 (it had said "cannot create", exit 2)
             raise MixoptError(f"cannot create run store {self.path}: {exc.strerror}") from exc
+
+    def _remove_unmade(self) -> None:
+        """Remove the store file this process began and could not finish, unless it holds tables by
+        now (another process made the same store meanwhile and finished it)."""
+        try:
+            con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+            try:
+                if con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+                    return
+            finally:
+                con.close()
+        except (sqlite3.DatabaseError, OSError):
+            return  # what it holds cannot be told: kept, rather than another process's store removed
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):
+                Path(f"{self.path}{suffix}").unlink()
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
+
+    def _refuse_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise MixoptError(
+                f"run store {self.path} has schema version {version}, newer than this mixopt "
+                f"({SCHEMA_VERSION}); upgrade mixopt"
+            )
 
     def remove_if_empty(self) -> bool:
         """Delete the store's files when it holds no run and no search (a refused command's store).

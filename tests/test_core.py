@@ -566,6 +566,34 @@ def test_atomic_dir_sweeps_what_a_killed_build_left(tmp_path):
     assert not orphan.exists() and live.exists() and other.exists()
 
 
+def test_a_file_write_killed_midway_leaves_a_copy_the_next_write_sweeps(tmp_path):
+    """A QA pass: kill -9 inside atomic_path (an export, a search's checkpoint or result, a trainer's
+    checkpoint of hundreds of MB) left `.<name>.<random>.tmp` beside the file for good. Its copy is
+    named by its process, and the next write of that file removes a dead process's (not a live one's)."""
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "out.json"
+    code = ("import sys, time; from mixopt import atomic\n"
+            "with atomic.atomic_path(sys.argv[1]) as tmp:\n"
+            "    tmp.write_text('half')\n    print('writing', flush=True)\n    time.sleep(60)\n")
+    writer = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".out.json.") and left[0].endswith(".tmp")
+    host = atomic._owner().rsplit("-", 1)[0]
+    live = tmp_path / f".out.json.{host}-{os.getppid()}.abc.tmp"  # pytest's parent: alive, writing
+    live.write_text("theirs")
+    atomic.write_json(target, {"a": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.json", live.name])
+    assert json.loads(target.read_text()) == {"a": 1}
+
+
 def test_a_killed_builds_previous_version_is_put_back_or_removed(tmp_path):
     """A QA pass: a kill between atomic_dir's two renames made a corpus vanish (its previous version
     left as `.name.old`, listed as a corpus of its own). Only a dead process's is touched, and a

@@ -209,6 +209,21 @@ def test_unreadable_store_is_one_clear_error(tmp_path):
         RunStore(bad)
 
 
+@pytest.mark.parametrize("create", [True, False])
+def test_a_store_of_a_newer_schema_is_refused_before_anything_is_written_to_it(tmp_path, create):
+    # a newer mixopt's store (tables renamed, no WAL) had been given this version's tables and
+    # switched to WAL mode before the version was read and refused
+    path = tmp_path / "newer.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript("CREATE TABLE runs_v3 (x); CREATE TABLE searches_v3 (y); PRAGMA user_version = 3;")
+    con.close()
+    before = path.read_bytes()
+    with pytest.raises(MixoptError, match=r"schema version 3, newer than this mixopt \(1\); upgrade mixopt"):
+        RunStore(path, create=create)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["newer.sqlite"]
+
+
 def _make_readonly(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The store file and its folder as another user sees them: readable, not writable."""
     path.chmod(0o444)
@@ -682,6 +697,49 @@ def test_a_full_disk_under_the_store_is_an_oserror_naming_it(store, monkeypatch)
     assert full.value.errno == errno.ENOSPC and full.value.filename == str(store.path)
     monkeypatch.undo()
     assert [r.run_id for r in RunStore(store.path, create=False).runs()] == ["r1"]  # nothing half-written
+
+
+def test_a_store_a_full_disk_stops_being_made_is_the_full_disk_and_is_not_kept(tmp_path, monkeypatch):
+    """A QA pass: a search whose --store was on a full disk said "cannot create run store …" with exit
+    2 (not the full disk's line and exit 1) and left a 4 KB file without tables where the store was to be."""
+    import contextlib
+    import errno
+
+    from mixopt.errors import environment_message
+
+    connect = RunStore._connect
+
+    @contextlib.contextmanager
+    def cramped(self):  # noqa: ANN001, ANN202 - the new file may not grow past its first page
+        with connect(self) as con:
+            con.execute("PRAGMA max_page_count = 1")
+            yield con
+
+    monkeypatch.setattr(RunStore, "_connect", cramped)
+    path = tmp_path / "runs.sqlite"
+    with pytest.raises(OSError) as full:
+        RunStore(path)
+    assert full.value.errno == errno.ENOSPC and full.value.filename == str(path)
+    assert environment_message(full.value)[1] == 1
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_a_search_on_a_store_it_cannot_write_is_told_so(store, monkeypatch):
+    """A QA pass: a search with --store on a read-only mount read "cannot open run store …: unable to
+    open database file" rather than that the store is read-only and what to do."""
+    import contextlib
+
+    store.add(rec("r1", [0.2, 0.3, 0.5], 1.0))
+    monkeypatch.setattr("mixopt.store._can_write", lambda p: False)
+
+    @contextlib.contextmanager
+    def refused(self):  # noqa: ANN001, ANN202 - SQLite's word where it cannot make the WAL's files
+        raise sqlite3.OperationalError("unable to open database file")
+        yield
+
+    monkeypatch.setattr(RunStore, "_connect", refused)
+    with pytest.raises(MixoptError, match="is read-only for this user, and this command writes to it"):
+        RunStore(store.path)
 
 
 def test_a_disk_io_error_is_one_line(store) -> None:  # noqa: ANN001
