@@ -251,3 +251,64 @@ def test_sigterm_while_ray_starts_stops_the_search_as_later(workspace):
     assert code == 130, out[-3000:]
     assert "mixopt search --resume rayterm" in out and "SIGTERM received" not in out
     assert RunStore(workspace / "runs.sqlite").require_search("rayterm").state == "interrupted"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_signal_to_the_drivers_group_while_ray_starts_reaches_the_driver(sig):
+    """A QA pass: while a local Ray starts, the driver is in a process group of its own; a
+    ``kill -9 -PGID`` of its group then killed only the rest, and the driver, re-parented to init,
+    finished the whole search unattended. A sentinel left in the group passes the signal on."""
+    code = ("import os, sys, time\n"
+            "from mixopt.search.ray_env import _own_process_group\n"
+            "with _own_process_group():\n"
+            "    print(os.getpid(), os.getpgrp(), flush=True)\n"
+            "    time.sleep(60)\n")
+    leader = subprocess.Popen(["sleep", "600"], process_group=0)  # a group the driver joins, not leads
+    driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              process_group=leader.pid)
+    try:
+        pid, group = map(int, driver.stdout.readline().split())
+        assert pid == driver.pid and group != leader.pid  # it left the group while "Ray starts"
+        os.killpg(leader.pid, sig)
+        assert driver.wait(timeout=10) == -sig  # not the 60 s sleep's end
+    finally:
+        for p in (driver, leader):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_the_sentinel_of_a_driver_killed_alone_ends_itself(tmp_path):
+    """The group sentinel of a driver killed by pid (kill -9 of it alone) must not sleep forever."""
+    code = ("import os, time\n"
+            "from mixopt.search import ray_env\n"
+            "with ray_env._own_process_group():\n"
+            "    s = next(o for o in __import__('gc').get_objects()\n"
+            "             if isinstance(o, ray_env._GroupSentinel))\n"
+            "    print(s._proc.pid, flush=True)\n"
+            "    time.sleep(60)\n")
+    leader = subprocess.Popen(["sleep", "600"], process_group=0)
+    driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              process_group=leader.pid)
+    try:
+        sentinel = int(driver.stdout.readline())
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(sentinel):
+            time.sleep(0.1)
+        assert not _alive(sentinel)
+    finally:
+        for p in (driver, leader):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie no init reaped counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -318,24 +318,58 @@ def _own_process_group() -> Iterator[None]:
     (a QA pass). The driver joins a group of its own while Ray starts, then goes back, so the
     terminal's Ctrl-C and job control still reach it. A driver that leads its group (a command run
     from an interactive shell) cannot leave it; its Ray shares its group, as before (POSIX only).
-    While Ray starts (seconds), a signal to the old group misses the driver; GNU ``timeout`` also
-    signals the driver's pid, and a search's own stop handler is installed only after Ray starts."""
-    if os.name != "posix":
-        yield
+    While Ray starts (seconds), a signal to the old group would miss the driver: a
+    :class:`_GroupSentinel` left there passes it on (a QA pass: a ``kill -9 -PGID`` in that window had
+    left the driver, re-parented to init, to finish the whole search unattended)."""
+    if os.name != "posix" or (before := os.getpgrp()) == os.getpid():
+        yield  # (a group leader cannot leave its group)
         return
-    before = os.getpgrp()
+    sentinel = _GroupSentinel()  # started first, so that it is in the group the driver leaves
     try:
-        moved = before != os.getpid() and os.setpgid(0, 0) is None
+        moved = os.setpgid(0, 0) is None
     except OSError:  # a session leader, or not allowed: Ray shares the group
         moved = False
     try:
+        if not moved:
+            sentinel.stop()
         yield
     finally:
+        sentinel.stop()
         if moved:
             try:
                 os.setpgid(0, before)
             except OSError as exc:  # the group it left is gone: it stays in its own
                 logger.debug("could not rejoin process group %d: %s", before, exc)
+
+
+class _GroupSentinel:
+    """A child that stays in the process group the driver leaves while Ray starts. A signal sent to
+    that group ends it, and the driver then sends itself the same signal, as it would have got it. It
+    sleeps until then, and ends itself once its parent is gone (a driver killed alone)."""
+
+    _CODE = ("import os, signal, sys, time\n"
+             "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"  # as a shell's child: Ctrl-C ends it
+             "while os.getppid() == int(sys.argv[1]):\n    time.sleep(0.5)\n")
+
+    def __init__(self) -> None:
+        import subprocess
+
+        self._done = threading.Event()
+        self._proc = subprocess.Popen([sys.executable, "-S", "-c", self._CODE, str(os.getpid())],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+        threading.Thread(target=self._watch, name="mixopt-group-sentinel", daemon=True).start()
+
+    def _watch(self) -> None:
+        code = self._proc.wait()
+        if code < 0 and not self._done.is_set():  # killed by a signal, not by stop()
+            os.kill(os.getpid(), -code)
+
+    def stop(self) -> None:
+        if not self._done.is_set():
+            self._done.set()
+            self._proc.kill()
+            self._proc.wait()
 
 
 @contextlib.contextmanager
