@@ -324,17 +324,22 @@ def _own_process_group() -> Iterator[None]:
     if os.name != "posix" or (before := os.getpgrp()) == os.getpid():
         yield  # (a group leader cannot leave its group)
         return
-    sentinel = _GroupSentinel()  # started first, so that it is in the group the driver leaves
+    try:  # started first, so that it is in the group the driver leaves
+        sentinel: _GroupSentinel | None = _GroupSentinel()
+    except OSError as exc:  # no interpreter to start (an embedded Python): no sentinel, as before
+        logger.debug("no process group sentinel: %s", exc)
+        sentinel = None
     try:
         moved = os.setpgid(0, 0) is None
     except OSError:  # a session leader, or not allowed: Ray shares the group
         moved = False
     try:
-        if not moved:
+        if not moved and sentinel is not None:
             sentinel.stop()
         yield
     finally:
-        sentinel.stop()
+        if sentinel is not None:
+            sentinel.stop()
         if moved:
             try:
                 os.setpgid(0, before)
