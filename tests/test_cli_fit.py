@@ -137,6 +137,17 @@ def test_predict_writes_predictions(tmp_path: Path) -> None:
     assert df.columns == ["index", f"predicted/{T}", f"std/{T}"] and (df[f"std/{T}"] > 0).all()
 
 
+def test_one_prediction_is_said_as_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A QA pass: one row read "wrote 1 predictions (1.398 … 1.398)"."""
+    new = tmp_path / "one.csv"
+    lines = (RUNS / "regmix-pile-1m" / "test_mixture_1m.csv").read_text().splitlines()
+    new.write_text("\n".join(lines[:2]) + "\n")
+    assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--method", "linear",
+                    "--predict", str(new), "--out", str(tmp_path / "p.csv")]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "wrote 1 prediction (" in said and "…" not in said.split("wrote 1 prediction")[1].split(")")[0]
+
+
 def test_propose_writes_a_valid_mixture(tmp_path: Path) -> None:
     out = tmp_path / "mix.json"
     assert run_cli(["fit", "--ratios", R, "--metrics", M, "--target", T, "--propose", "--out", str(out),

@@ -224,7 +224,8 @@ def _render(report: Any) -> None:
                       "--propose --out mixture.json")
     if report.predictions:
         p = report.predictions
-        console.print(f"wrote {p['n']} predictions ({p['min']:.4g} … {p['max']:.4g}) to {p['path']}",
+        span = f"{p['min']:.4g}" if p["n"] == 1 else f"{p['min']:.4g} … {p['max']:.4g}"
+        console.print(f"wrote {p['n']} prediction{'s' if p['n'] != 1 else ''} ({span}) to {p['path']}",
                       markup=False)
     if report.proposal:
         run = report.proposal["info"].get("run_id")  # random: the best run, measured
