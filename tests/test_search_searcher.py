@@ -59,6 +59,26 @@ def test_failures_are_retried_with_a_new_run_id_and_a_new_seed_after_a_divergenc
     assert nxt["slot"] == "s0001"  # the search goes on
 
 
+def test_a_trial_that_dies_after_reporting_keeps_its_outcome():
+    """A lost node after the report: Tune calls on_trial_complete(error=True) without the result. The
+    driver recorded the reported outcome and counted the slot done; the searcher had retried it (found
+    by tests/test_properties_searcher.py), measuring the slot twice."""
+    s = make(retries=1)
+    s.suggest("t0")
+    s.on_trial_result("t0", ok(1.5, "s-s0000-a1"))
+    s.on_trial_complete("t0", None, error=True)
+    assert s.slots["s0000"].state == "done" and s.observations == [
+        {"weights": ROWS[0], "value": 1.5, "run_id": "s-s0000-a1"}]
+    assert s.suggest("t1")["slot"] == "s0001"
+    # a reported failure still counts as one, and a death with no report as before
+    s.on_trial_result("t1", {"objective": math.nan, "status": "diverged", "error": "non-finite"})
+    s.on_trial_complete("t1", None, error=True)
+    assert s.slots["s0001"].error == "non-finite" and s.slots["s0001"].reseeds == 1
+    s.suggest("t2")
+    s.on_trial_complete("t2", None, error=True)
+    assert s.slots["s0001"].state == "failed" and s.slots["s0001"].error.startswith("the trial process died")
+
+
 def test_fatal_error_stops_the_search():
     s = make()
     s.suggest("t0")

@@ -98,6 +98,7 @@ class MixtureSearcher(Searcher):
         self.fatal: str | None = None
         self.timeout: float | None = None  # --trial-timeout, set by the runner: names a timed-out trial
         self.suggested: dict[str, float] = {}  # Tune trial id -> when it was suggested (monotonic)
+        self.reported: dict[str, dict[str, Any]] = {}  # Tune trial id -> the outcome it reported
         self._left_out_said = False  # a run's unread non-finite metrics, warned of once
         for s in slots:
             self.add_slot(s)
@@ -150,7 +151,16 @@ class MixtureSearcher(Searcher):
             "label": slot.label,
         }
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.live and result and "status" in result:
+            self.reported[trial_id] = {k: result.get(k) for k in (self.metric, "status", "error", "fatal")}
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        reported = self.reported.pop(trial_id, None)
+        if error and not result and reported is not None:
+            # It died after reporting (a lost node): Tune passes no result, but the driver recorded the
+            # outcome reported (TrialCallback) and counted it; a retry would measure the slot twice.
+            result, error = reported, False
         key = self.live.pop(trial_id, None)
         ran = time.monotonic() - self.suggested.pop(trial_id, time.monotonic())
         if key is None:
@@ -232,6 +242,7 @@ class MixtureSearcher(Searcher):
         self._metric, self._mode = state["metric"], state["mode"]
         self.slots = {s["key"]: Slot(**s) for s in state["slots"]}
         self.live = dict(state["live"])
+        self.reported = {}  # Tune runs the trials out at the save again: they report again
         self.observations = [dict(o) for o in state["observations"]]
         self.fatal = state["fatal"]
 
