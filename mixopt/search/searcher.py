@@ -4,7 +4,10 @@ A searcher hands Tune one trial config at a time: the mixture, its seed and its 
 a queue of planned evaluations ("slots"), retries a slot whose trial raised, diverged, was killed
 or reported a NaN objective (a new run id, ``attempt`` + 1; another seed only after a divergence),
 and stops the search on a fatal error (an evaluator that breaks its contract). Its state is an
-explicit JSON dict, so ``Tuner.restore`` and mixopt's own resume can rebuild it.
+explicit JSON dict (Tune's save/restore). mixopt's own resume does not restore it: it rebuilds the
+slots from the run store (:func:`mixopt.search.runner.slot_states`), which keeps the runs an older
+Tune checkpoint would forget; restored from one, a slot's next attempt may reuse a run id at another
+seed, since an attempt's number and seed follow the outcomes before it.
 
 :class:`MixtureSearcher` is the common base; a method family fills the queue:
 :class:`SwarmSearcher` (RegMix-style batch methods: the whole swarm is planned up front, and Tune's
