@@ -161,6 +161,11 @@ def check_writable(
             raise MixoptError(f"{what} {out} is the {option} file {reader}; write to another path")
     if out.is_dir():
         raise MixoptError(f"{what} {out} is a folder; give a file path such as {out / example}")
+    if (corpus := _built_corpus_holding(out)) is not None:
+        # `entropy tiny --out <corpus>/manifest.json` had replaced the manifest it had just read: the
+        # corpus was unreadable until rebuilt (a bad-input sweep)
+        raise MixoptError(f"{what} {out} is inside the built corpus {corpus}, whose files no command "
+                          "but `corpus build` / `corpus add` may write; write to another path")
     _check_folder(out.parent, out, what, create=False)
     if out.exists() and not os.access(out, os.W_OK):
         raise MixoptError(f"{what} {out} exists and is read-only; choose another path")
@@ -172,6 +177,23 @@ def check_writable(
             raise MixoptError(f"{what} {out} is the {suffix[1:]} file of the SQLite database {base} (a run "
                               "store?), which this command would replace; write to another path")
     return out.resolve()
+
+
+def _built_corpus_holding(path: Path) -> Path | None:
+    """The built corpus folder (a manifest.json of the corpus schema) that holds ``path``, if any."""
+    from mixopt.corpus.shards import CORPUS_SCHEMA
+
+    for folder in path.resolve().parents:
+        manifest = folder / "manifest.json"
+        if not manifest.is_file():
+            continue
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # unreadable, or some other program's manifest
+            continue
+        if isinstance(data, dict) and data.get("schema") == CORPUS_SCHEMA:
+            return folder
+    return None
 
 
 def _is_sqlite(path: Path) -> bool:

@@ -211,6 +211,25 @@ def check_store_path(path: str | os.PathLike[str] | None) -> None:
                  "give a run store file (runs.sqlite), or leave --store out for the workspace's")
 
 
+@contextlib.contextmanager
+def made_store(store: str | Path | None) -> Iterator[RunStore]:
+    """The store ``store`` (else the workspace's), made if missing, for a command that adds runs to it:
+    one this call made is removed again, with the folders made for it, when the command fails or is
+    interrupted before a run or search is in it (no empty store is left behind)."""
+    from mixopt.atomic import first_missing, remove_made
+
+    path = (Path(store) if store else default_path()).absolute()
+    created, made = not path.exists(), first_missing(path.parent)
+    st = RunStore(store)
+    try:
+        yield st
+    except BaseException:
+        with contextlib.suppress(Exception):  # a failed clean-up must not hide why the command failed
+            if created and st.remove_if_empty():
+                remove_made(path.parent, made)
+        raise
+
+
 def existing_store(store: str | Path | None, doing: str) -> RunStore:
     """The existing store (``store``, else the workspace's) for a command that works on its runs
     (``doing``: delete, export); none is made where none is yet."""
@@ -408,8 +427,15 @@ class RunStore:
                     con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
                     try:
                         self._refuse_newer(con.execute("PRAGMA user_version").fetchone()[0])
+                        tables = {r[0] for r in con.execute(
+                            "SELECT name FROM sqlite_master WHERE type='table'")}
                     finally:
                         con.close()
+                    # another program's database: its tables are not to be joined by a run store's (a
+                    # sweep: `runs import --store app.sqlite` and even `runs list` had added them)
+                    if tables and "runs" not in tables:
+                        raise MixoptError(f"{self.path} is a SQLite file but not a run store (no runs "
+                                          "table); check --store")
                 with self._connect() as con:
                     con.executescript(_SCHEMA)
                     if con.execute("PRAGMA user_version").fetchone()[0] == 0:

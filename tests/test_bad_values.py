@@ -326,3 +326,89 @@ def test_a_whole_float_is_an_integer_in_a_rung(workspace: Path, tmp_path: Path,
     (tmp_path / "proxies" / "zh.toml").write_text(re.sub(r"(?m)^batch = .*$", "batch = 1.5", text))
     with pytest.raises(MixoptError, match="batch = 1.5 must be an integer"):
         load_rung("zh")
+
+
+def test_an_output_inside_a_built_corpus_is_refused(workspace: Path, tiny_corpus,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """`entropy C --out <C>/manifest.json` (and proxy train's, swarm's --out) had replaced the manifest
+    the command had just read: the corpus could not be opened until rebuilt (a bad-input sweep)."""
+    from mixopt.atomic import check_writable
+
+    corpus = workspace / "corpora" / "mine"  # a copy: the session's corpus is shared by other tests
+    shutil.copytree(tiny_corpus.path, corpus)
+    manifest = (corpus / "manifest.json").read_bytes()
+    assert run_cli(["entropy", "mine", "--out", str(corpus / "manifest.json")]) == 2
+    assert "is inside the built corpus" in capsys.readouterr().err
+    assert (corpus / "manifest.json").read_bytes() == manifest
+    domain = next(p for p in corpus.iterdir() if p.is_dir())
+    with pytest.raises(MixoptError, match="inside the built corpus"):
+        check_writable(domain / "new.json")
+    (workspace / "notes").mkdir()
+    (workspace / "notes" / "manifest.json").write_text('{"name": "an app"}')  # not a corpus's
+    assert check_writable(workspace / "notes" / "m.json") == (workspace / "notes" / "m.json").resolve()
+
+
+def test_an_empty_mixture_is_said_to_be_empty(tiny_corpus) -> None:
+    """`train -m ""` (a variable left unset) had been "mixture '' is a folder" (Path('') is '.')."""
+    from mixopt.proxy.job import mixture_from_spec
+
+    with pytest.raises(MixoptError, match="the mixture is empty; give natural, uniform"):
+        mixture_from_spec("", tiny_corpus)
+    with pytest.raises(MixoptError, match="the mixture ' ' is blank"):
+        mixture_from_spec(" ", tiny_corpus)
+
+
+def test_another_programs_sqlite_file_is_no_run_store(workspace: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A store of no runs table had been given mixopt's tables by `runs import`, and by `runs list`,
+    `runs searches` and `runs compact` too, which only read (a bad-input sweep)."""
+    import sqlite3
+
+    other = tmp_path / "app.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE users (name TEXT)")
+    con.commit()
+    con.close()
+    (tmp_path / "r.csv").write_text("run,a,b\nr1,0.5,0.5\nr2,0.25,0.75\n")
+    (tmp_path / "m.csv").write_text("run,loss\nr1,3.0\nr2,3.1\n")
+    tables = ["--ratios", str(tmp_path / "r.csv"), "--metrics", str(tmp_path / "m.csv")]
+    for args in (["runs", "import", *tables], ["runs", "list"], ["runs", "searches"], ["runs", "compact"]):
+        assert run_cli([*args, "--store", str(other)]) == 2
+        assert "is a SQLite file but not a run store (no runs table)" in capsys.readouterr().err
+    con = sqlite3.connect(other)
+    assert [r[0] for r in con.execute("SELECT name FROM sqlite_master")] == ["users"]
+    con.close()
+
+
+def test_bench_fit_ladder_refusals_leave_no_store(workspace: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`bench fit --ladder nope` had made the store before the corpus was opened, and left it empty;
+    `--ladder-seed -1` had been numpy's traceback (a bad-input sweep)."""
+    store = tmp_path / "new" / "s.sqlite"
+    base = ["bench", "fit", "--no-timing", "--no-laws", "--store", str(store)]
+    for option in ("--ladder", "--lengths"):
+        assert run_cli([*base, option, "nope"]) == 2
+        assert "corpus 'nope' is not built" in capsys.readouterr().err
+        assert not store.exists() and not store.parent.exists()
+    assert run_cli([*base, "--ladder", "nope", "--ladder-seed", "-1"]) == 2
+    assert "'--ladder-seed'" in capsys.readouterr().err
+
+
+def test_proxy_train_json_carries_its_warnings(tiny_workspace: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Every other --json document has a warnings key; proxy train's had none (a bad-input sweep)."""
+    code = run_cli(["proxy", "train", "-c", "tiny", "-r", "xs", "--tokens", "2048", "--max-epochs", "0",
+                    "--threads", "1", "--json", "--out", str(tmp_path / "r.json")])
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert code == 0 and doc["warnings"] and "epochs" in doc["warnings"][0] and "warning:" in err
+
+
+def test_a_rung_missing_keys_names_them_as_a_model_config_does(workspace: Path, tmp_path: Path) -> None:
+    """Python's "RungConfig.__init__() missing 6 required keyword-only arguments" had been the line
+    (a bad-input sweep); a model config's said "missing key(s)" already."""
+    from mixopt.proxy.rungs import load_rung
+
+    (tmp_path / "half.toml").write_text("n_layer = 2\nd_model = 64\n")
+    with pytest.raises(MixoptError, match=r"missing key\(s\) batch, context, lr, min_lr, n_head, tokens$"):
+        load_rung(str(tmp_path / "half.toml"))

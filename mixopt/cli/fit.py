@@ -13,6 +13,7 @@ from rich.text import Text
 from mixopt.cli import app
 from mixopt.cli.bench import bench_app
 from mixopt.cli.common import (
+    MAX_SEED,
     METHOD_HELP,
     FixOpt,
     JsonOpt,
@@ -323,7 +324,8 @@ def bench_fit(
     ladder_mixtures: Annotated[int, opt("--ladder-mixtures", help="Mixtures of the ladder and of the lengths "
                                         "runs.", min=2)] = 8,
     ladder_seed: Annotated[int, opt("--ladder-seed", help="Seed of their mixtures and training "
-                                    "(another seed: another draw of the figure).")] = 0,
+                                    "(another seed: another draw of the figure).", min=0,
+                                    max=MAX_SEED)] = 0,
 ) -> None:
     """RegMix's fit/propose timings, and every fitter's accuracy on held-out runs (tables and store)."""
     from mixopt.bench.laws import FITTERS, TASKS
@@ -340,6 +342,11 @@ def bench_fit(
         if unknown or not given:
             raise MixoptError(f"{option} {','.join(unknown) or repr('')}: choose from {', '.join(known)}")
     factors = _factors(lengths_factors)  # before anything runs
+    for built in (ladder, lengths):  # likewise: a corpus name mistyped had failed after the timings
+        if built is not None:
+            from mixopt.corpus import Corpus
+
+            Corpus.open(built).manifest  # noqa: B018 - read to check it
     res: dict[str, Any] = {}
     root = data  # the tables' root, or RegMix's folder in it
     if data is not None and (data / "regmix-pile-1m").is_dir():
@@ -352,16 +359,18 @@ def bench_fit(
         res = run_bench(data=data, n_candidates=candidates)
     if ladder is not None:
         from mixopt.bench.laws import ladder_runs
-        from mixopt.store import RunStore
+        from mixopt.store import made_store
 
-        n = ladder_runs(ladder, RunStore(store), n_mixtures=ladder_mixtures, seed=ladder_seed, jobs=jobs)
+        with made_store(store) as st:  # a refused ladder leaves no empty store
+            n = ladder_runs(ladder, st, n_mixtures=ladder_mixtures, seed=ladder_seed, jobs=jobs)
         console.print(f"trained {n} ladder runs on {ladder}", markup=False)
     if lengths is not None:
         from mixopt.bench.laws import length_runs
-        from mixopt.store import RunStore
+        from mixopt.store import made_store
 
-        n = length_runs(lengths, RunStore(store), n_mixtures=ladder_mixtures, seed=ladder_seed, jobs=jobs,
-                        factors=factors)
+        with made_store(store) as st:
+            n = length_runs(lengths, st, n_mixtures=ladder_mixtures, seed=ladder_seed, jobs=jobs,
+                            factors=factors)
         console.print(f"trained {n} lengths runs on {lengths}", markup=False)
     if laws:
         from mixopt.bench.laws import bench_laws

@@ -18,6 +18,7 @@ from mixopt.cli.common import (
     SeedOpt,
     console,
     dumps,
+    json_warnings,
     out_file,
     parse_count,
 )
@@ -98,19 +99,20 @@ def train(
     """
     from mixopt.proxy.job import run_proxy_job
 
-    job = run_proxy_job(
-        corpus=corpus,
-        rung=rung,
-        mixture=mixture,
-        seed=seed,
-        threads=threads,
-        tokens=tokens,
-        max_epochs=max_epochs,
-        out=out,
-    )
+    with json_warnings(as_json) as said:  # in the document too, as every other --json command has them
+        job = run_proxy_job(
+            corpus=corpus,
+            rung=rung,
+            mixture=mixture,
+            seed=seed,
+            threads=threads,
+            tokens=tokens,
+            max_epochs=max_epochs,
+            out=out,
+        )
     res = job.result
     if as_json:
-        print(dumps(job.record))
+        print(dumps({**job.record, "warnings": said}))
     else:
         if res.status == "ok":
             console.print(_result_table(job, seed), markup=False)

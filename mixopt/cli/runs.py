@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -214,25 +212,16 @@ def import_runs(
     """Load run tables made elsewhere into the run store (duplicate run ids are an error).
 
     A metrics table of checkpoints (a row per run and checkpoint, by tokens or step) is kept whole."""
-    from mixopt.atomic import first_missing, remove_made
     from mixopt.search.config import parse_fidelity
     from mixopt.search.imports import import_table
-    from mixopt.store import RunStore, default_path
+    from mixopt.store import made_store
 
     fid = parse_fidelity(fidelity)
-    path = (Path(store) if store else default_path()).absolute()
-    created, made = not path.exists(), first_missing(path.parent)  # what this import makes
-    st = RunStore(store)
-    try:
-        with json_warnings(as_json) as said:
-            summary = import_table(st, ratios=ratios, metrics=metrics, corpus=corpus, fidelity=fid,
-                                   prefix=prefix, evaluator=evaluator, rename=rename or (),
-                                   tokens_per_step=tokens_per_step, search=search)
-    except BaseException:  # refused, failed or interrupted: no empty store or folders left behind
-        with contextlib.suppress(Exception):  # a failed clean-up must not hide why the import failed
-            if created and st.remove_if_empty():
-                remove_made(path.parent, made)
-        raise
+    # refused, failed or interrupted: no empty store or folders left behind
+    with made_store(store) as st, json_warnings(as_json) as said:
+        summary = import_table(st, ratios=ratios, metrics=metrics, corpus=corpus, fidelity=fid,
+                               prefix=prefix, evaluator=evaluator, rename=rename or (),
+                               tokens_per_step=tokens_per_step, search=search)
     if as_json:
         print(dumps({**summary, "warnings": said}, indent=2))
         return

@@ -18,7 +18,7 @@ import torch
 
 from mixopt import paths
 from mixopt.atomic import check_writable, write_json
-from mixopt.errors import MixoptError
+from mixopt.errors import MixoptError, refuse_blank
 from mixopt.mixture import Mixture, check_domains
 from mixopt.proxy.train import ProxyResult, run_record, train_proxy
 
@@ -72,6 +72,8 @@ def label_before(spec: str) -> str | None:
 
 def mixture_from_spec(spec: str, corpus: Any) -> Mixture:
     """Resolve ``natural``, ``uniform``, a JSON file, or ``d1=w1,d2=w2`` against ``corpus``."""
+    # '' (a variable left unset) is Path('.'), which had been called "a folder" (the current one)
+    refuse_blank(spec, "the mixture", "give natural, uniform, a mixture JSON file, or domain=weight,...")
     if spec == "natural":
         return Mixture.from_tokens(corpus.train_tokens(), method="natural")
     if spec == "uniform":

@@ -22,7 +22,7 @@ import json
 import math
 import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +199,13 @@ def rung_from_dict(name: str, data: dict[str, Any], *, source: str = "") -> Rung
             f"proxy rung {name!r} ({source}): unknown key(s) {', '.join(unknown)}; "
             f"known keys are {', '.join(sorted(_KNOWN))} and a [cost] table"
         )
+    # named as a model config names them (Python's "__init__() missing 6 required keyword-only
+    # arguments" had been the line, a sweep)
+    missing = sorted(f.name for f in fields(RungConfig)
+                     if f.default is MISSING and f.default_factory is MISSING
+                     and f.name not in ("name", "source") and f.name not in data)
+    if missing:
+        raise MixoptError(f"proxy rung {name!r} ({source}): missing key(s) {', '.join(missing)}")
     types = field_types(RungConfig)
     data = check_field_types(f"proxy rung {name!r} ({source})", data, types)
     if "eval_at" in data:
