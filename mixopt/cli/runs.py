@@ -91,8 +91,8 @@ def list_runs(
     if cut:
         console.print(f"errors are cut to their first line, at {ERROR_CHARS} characters; "
                       "`mixopt runs list --json` prints them whole", markup=False)
-    searches = st.searches()
-    if search is None and searches:
+    searches = st.searches(plans=False) if search is None else []
+    if searches:
         more = f" (the last 10 of {len(searches)}: `mixopt runs searches`)" if len(searches) > 10 else ""
         console.print(f"searches{more}: " + ", ".join(f"{s.search_id} ({s.state})" for s in searches[-10:]),
                       markup=False)
@@ -123,7 +123,7 @@ def list_searches(
     st = RunStore(store, create=False)
     rows = []
     counts = st.run_counts()
-    for s in st.searches():
+    for s in st.searches(plans=False):
         res = s.result or {}
         state = shown_state(s.state, search_dir(s.search_id))
         exported = next((c for c in res.get("candidates", []) if c.get("exported")), {})

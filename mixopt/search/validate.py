@@ -177,10 +177,28 @@ def borrowable(store: RunStore, slots: Sequence[Slot], *, search_id: str, corpus
                             exclude_search=search_id):
         if r.seed is not None and math.isfinite(objective.value(r.metrics, domains)):
             pool.setdefault(int(r.seed), []).append(r)
+    # Each slot's first measuring run in the pool's order, found among the runs near it along a
+    # projection (a run within `tol` of the slot lies within tol·|v|₁ of it there) rather than by
+    # a scan of the whole pool per slot: a resume of 1,000 slots over 5,000 runs at its seed had
+    # taken 4 minutes before any run.
+    v = np.random.default_rng(0).uniform(0.5, 1.5, len(domains))
+    window = 2e-9 * float(v.sum())  # measures' tol (1e-9), with room for rounding
+    near: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for seed, runs in pool.items():
+        proj = np.array([r.vector(domains) for r in runs]).reshape(len(runs), len(domains)) @ v
+        order = np.argsort(proj, kind="stable")
+        near[seed] = (order, proj[order])
     out = {}
     for s in slots:
-        if (r := next((r for r in pool.get(s.seed, []) if measures(r, s, domains)), None)) is not None:
-            out[s.key] = r.run_id
+        if s.seed not in near:
+            continue
+        order, sorted_proj = near[s.seed]
+        p = float(np.asarray(s.weights, dtype=float) @ v)
+        lo = np.searchsorted(sorted_proj, p - window, side="left")
+        hi = np.searchsorted(sorted_proj, p + window, side="right")
+        runs = pool[s.seed]
+        if (i := min((i for i in order[lo:hi] if measures(runs[i], s, domains)), default=None)) is not None:
+            out[s.key] = runs[i].run_id
     return out
 
 
