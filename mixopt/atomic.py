@@ -33,10 +33,13 @@ def _target(path: Path, what: str, *, folder: bool = False) -> Path:
     """Where a write to ``path`` lands: a symlink's target (the link stays; a corpus folder linked to
     another disk stays there), and never a device, a pipe, or a file where a ``folder`` goes, which
     the final rename would replace rather than write into."""
-    if folder:  # a ".." through the folder itself ("out/../out") would not resolve once it is moved aside
-        path = path.resolve() if path.name in ("", ".", "..") else path.parent.resolve() / path.name
-    if path.is_symlink():
-        path = path.resolve()
+    try:
+        if folder:  # a ".." through the folder itself ("out/../out") would not resolve once it is moved aside
+            path = path.resolve() if path.name in ("", ".", "..") else path.parent.resolve() / path.name
+        if path.is_symlink():
+            path = path.resolve()
+    except RuntimeError:  # Python's "Symlink loop from …" had been a traceback
+        raise MixoptError(f"{what} {path} is a symbolic link that loops; give another path") from None
     if folder and path.exists() and not path.is_dir():
         raise MixoptError(f"cannot write folder {path}: a file is in its place; move it or choose another")
     if not folder and path.exists() and not path.is_dir() and not path.is_file():

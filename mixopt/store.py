@@ -219,13 +219,15 @@ def made_store(store: str | Path | None) -> Iterator[RunStore]:
     from mixopt.atomic import first_missing, remove_made
 
     path = (Path(store) if store else default_path()).absolute()
-    created, made = not path.exists(), first_missing(path.parent)
+    made = first_missing(path.parent)
     st = RunStore(store)
     try:
         yield st
     except BaseException:
         with contextlib.suppress(Exception):  # a failed clean-up must not hide why the command failed
-            if created and st.remove_if_empty():
+            # st.made, not "missing before": a store another process made between the two had been
+            # taken for this call's, and removed
+            if st.made and st.remove_if_empty():
                 remove_made(path.parent, made)
         raise
 
@@ -409,7 +411,7 @@ class RunStore:
         # impatient()'s limit per thread: an error path's 5 s must not cut short the writes another
         # thread (Tune's callbacks beside the driver) makes at the same time on this Store.
         self._lock_waits: dict[int, float] = {}
-        made = create and not self.path.exists()
+        made = self.made = False  # whether this call made the store's file (see _make_file)
         try:
             if self.readonly:
                 with self._connect() as con:
@@ -421,6 +423,8 @@ class RunStore:
                                       "check --store")
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                if create:
+                    made = self.made = self._make_file()
                 if self.path.is_file():
                     # read before anything is written: a newer mixopt's store had been given this
                     # version's tables, and WAL mode, before it was refused (a QA pass)
@@ -459,6 +463,15 @@ class RunStore:
                 raise  # the CLI's line for a full disk, exit 1 (it had said "cannot create", exit 2)
             raise MixoptError(f"cannot create run store {self.path}: {exc.strerror}") from exc
 
+    def _make_file(self) -> bool:
+        """Make the store's file, empty, unless it exists: whether this call made it. Exclusive, so two
+        processes that make the same store at once do not both take it for theirs (and remove it)."""
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            return False
+        return True
+
     def _remove_unmade(self) -> None:
         """Remove the store file this process began and could not finish, unless it holds tables by
         now (another process made the same store meanwhile and finished it)."""
@@ -491,12 +504,24 @@ class RunStore:
         Returns:
             Whether the files were removed.
         """
-        with self._connect() as con:
+        with self.impatient(1.0), self._connect() as con:
+            # out of WAL only while no other connection is open (SQLite refuses it then): a process
+            # that opened the store to add its runs had had the file deleted under it
+            try:
+                if con.execute("PRAGMA journal_mode = DELETE").fetchone()[0] != "delete":
+                    return False
+            except sqlite3.OperationalError as exc:
+                if _locked(exc):
+                    return False
+                raise
+            con.execute("BEGIN EXCLUSIVE")  # no other process reads or writes until it is gone
             n = sum(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("runs", "searches"))
-        if n:
-            return False
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            if n:
+                con.execute("ROLLBACK")
+                con.execute("PRAGMA journal_mode = WAL")
+                return False
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         return True
 
     # ----- connections --------------------------------------------------------------------
@@ -840,17 +865,19 @@ class RunStore:
     def get_many(self, run_ids: Sequence[str]) -> list[RunRecord | None]:
         """:meth:`get` of each of ``run_ids``, in their order, in one query per 500 ids rather than a
         connection per run (a search reusing 20,000 runs had spent 40 s opening them one by one)."""
-        found = {r.run_id: r for r in self.runs(run_ids=run_ids)}
-        return [found.get(i) for i in run_ids]
+        ids = list(run_ids)  # read twice: a generator had given []
+        found = {r.run_id: r for r in self.runs(run_ids=ids)}
+        return [found.get(i) for i in ids]
 
     def metric_rows(self, run_ids: Sequence[str], keys: Sequence[str]) -> np.ndarray | None:
         """Each run's values of the metrics ``keys`` (n_runs, n_keys); None when a run lacks one or
         has a non-finite one."""
         # one query, not a connection per run (a search's 5,000 reused runs: seconds)
+        ids = list(run_ids)  # read twice: a generator had given an empty matrix
         found = {r["run_id"]: json.loads(r["metrics"])
-                 for r in self._select("run_id, created, metrics", run_ids=run_ids)}
+                 for r in self._select("run_id, created, metrics", run_ids=ids)}
         rows = []
-        for rid in run_ids:
+        for rid in ids:
             metrics = found.get(rid)
             vals = [metrics.get(k) for k in keys] if metrics is not None else [None]
             if any(v is None or not math.isfinite(v) for v in vals):
@@ -895,6 +922,8 @@ class RunStore:
         if unknown := set(filters) - _FILTERS:
             raise TypeError(f"unknown run filter(s) {sorted(unknown)}")
         run_ids = filters.pop("run_ids", None)
+        if run_ids is not None and not isinstance(run_ids, str):  # any iterable, as matrix() had taken
+            run_ids = list(run_ids)
         search_id, corpus_hash = filters.get("search_id"), filters.get("corpus_hash", "any")
         fidelity_key, domains = filters.get("fidelity_key"), filters.get("domains")
         status, role, prefix = filters.get("status"), filters.get("role"), filters.get("prefix")

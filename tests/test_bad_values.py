@@ -412,3 +412,13 @@ def test_a_rung_missing_keys_names_them_as_a_model_config_does(workspace: Path, 
     (tmp_path / "half.toml").write_text("n_layer = 2\nd_model = 64\n")
     with pytest.raises(MixoptError, match=r"missing key\(s\) batch, context, lr, min_lr, n_head, tokens$"):
         load_rung(str(tmp_path / "half.toml"))
+
+
+def test_an_output_that_is_a_symlink_loop_is_one_error(tmp_path: Path) -> None:
+    """`--out loop` (a link to itself) had been Python's "RuntimeError: Symlink loop" traceback, which
+    the corpus-folder walk now meets first."""
+    from mixopt.atomic import check_writable
+
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(MixoptError, match="loop is a symbolic link that loops; give another path"):
+        check_writable(tmp_path / "loop")

@@ -482,3 +482,91 @@ def test_exported_regmix_runs_fit_as_the_tables_they_were_imported_from(tmp_path
     code, _, err = _cli("fit", "--ratios", str(out / "ratios.csv"), "--metrics", str(out / "metrics.csv"),
                         "--target", target, "--method", "linear", "--cv", "4")
     assert code == 0, err
+
+
+def _borrowable_by_scan(pool: list[RunRecord], slots: list, domains: list[str]) -> dict[str, str]:
+    """The scan `borrowable` had done before its projection window: each slot's first run, in the
+    store's order, of its seed within 1e-9 (max-abs) of its mixture."""
+    from mixopt.search.validate import measures
+
+    out = {}
+    for s in slots:
+        if (r := next((r for r in pool if r.seed == s.seed and measures(r, s, domains)), None)) is not None:
+            out[s.key] = r.run_id
+    return out
+
+
+# steps around measures' tolerance: inside, on it, one rounding either side of it, and well outside
+_NUDGES = [0.0, 1e-9, -1e-9, 1e-9 * (1 + 2**-52), 1e-9 * (1 - 2**-52), 1.0000001e-9, 9.999999e-10,
+           5e-10, -5e-10, 2e-9, 1e-8, 1e-6, 1e-3]
+
+
+@st.composite
+def _borrow_world(draw: st.DrawFn) -> tuple[list[str], list[tuple[int, list[float], str]], list[tuple]]:
+    """Runs ``(seed, weights, created)`` and slots ``(seed, weights)`` near a few shared mixtures."""
+    n = draw(st.integers(2, 5))
+    domains = [f"d{i}" for i in range(n)]
+    bases = draw(st.lists(st.lists(st.floats(0, 1), min_size=n, max_size=n), min_size=1, max_size=4))
+
+    def near() -> list[float]:
+        base = draw(st.sampled_from(bases))
+        return [min(1.0, max(0.0, w + draw(st.sampled_from(_NUDGES)))) for w in base]
+
+    seeds = st.integers(0, 2)
+    stamps = st.sampled_from([f"2026-01-01T00:00:0{i}+00:00" for i in range(3)])  # ties in created
+    runs = [(draw(seeds), near(), draw(stamps)) for _ in range(draw(st.integers(0, 25)))]
+    slots = [(draw(seeds), near()) for _ in range(draw(st.integers(1, 12)))]
+    return domains, runs, slots
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(world=_borrow_world())
+def test_borrowable_chooses_the_run_the_full_scan_chose(world: tuple) -> None:
+    """A scale pass had `borrowable` compare each slot with the runs near it on a projection only:
+    the run it chooses must be the one the scan of the whole pool chose (near-duplicates at 1e-9
+    give or take a rounding, several seeds, runs of the same mixture and seed in store order)."""
+    from types import SimpleNamespace
+
+    from mixopt.objective import Objective
+    from mixopt.search.searcher import Slot
+    from mixopt.search.validate import borrowable
+
+    domains, runs, slots = world
+    pool = [RunRecord(run_id=f"r{i:02d}", search_id="old", weights=dict(zip(domains, w, strict=True)),
+                      fidelity={}, fidelity_key="k", status="ok", metrics={f"loss/{d}": 1.0 for d in domains},
+                      seed=seed, created=at) for i, (seed, w, at) in enumerate(runs)]
+    sl = [Slot(key=f"s{j}", weights=w, seed=seed, role="validate", label="c")
+          for j, (seed, w) in enumerate(slots)]
+    fake = SimpleNamespace(reusable=lambda **_: pool)  # the store's order is the pool's
+    got = borrowable(fake, sl, search_id="me", corpus_hash="h", fidelity_key="k", domains=domains,
+                     objective=Objective())
+    assert got == _borrowable_by_scan(pool, sl, domains)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(world=_borrow_world())
+def test_borrowable_over_a_store_chooses_the_run_the_full_scan_chose(world: tuple) -> None:
+    """As above through a real store, whose order (created, then run id) breaks the ties."""
+    from mixopt.objective import Objective
+    from mixopt.search.searcher import Slot
+    from mixopt.search.validate import borrowable
+
+    domains, runs, slots = world
+    runs = [(seed, w, at) for seed, w, at in runs if sum(w) > 0]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RunStore(Path(tmp) / "s.sqlite")
+        recs = [RunRecord(run_id=f"r{len(runs) - i:02d}", search_id="old",  # ids against creation order
+                          weights={d: x / sum(w) for d, x in zip(domains, w, strict=True)}, fidelity={},
+                          fidelity_key="k", status="ok", corpus_hash="h", seed=seed, created=at,
+                          metrics={f"loss/{d}": 1.0 for d in domains})
+                for i, (seed, w, at) in enumerate(runs)]
+        if recs:
+            store.add(recs)
+        pool = store.reusable(corpus_hash="h", fidelity_key="k", domains=domains, exclude_search="me")
+        # every other slot at a stored run's mixture as the store gives it back
+        sl = [Slot(key=f"s{j}", seed=seed, role="validate", label="c",
+                   weights=list(pool[j % len(pool)].vector(domains)) if pool and j % 2 else w)
+              for j, (seed, w) in enumerate(slots)]
+        got = borrowable(store, sl, search_id="me", corpus_hash="h", fidelity_key="k", domains=domains,
+                         objective=Objective())
+        assert got == _borrowable_by_scan(pool, sl, domains)

@@ -1125,3 +1125,50 @@ def test_listings_and_a_new_search_read_no_finished_search_plans(store, monkeypa
     monkeypatch.setattr(RunStore, "get_search", lambda self, sid: read.append(sid) or real(self, sid))
     prep = SimpleNamespace(store=store, search_id="me", fidelity_key=FKEY, corpus_hash="h1", domains=DOMAINS)
     assert _planned_elsewhere(prep) == [] and read == ["going"]  # its driver is not alive
+
+
+def test_a_failed_command_keeps_a_store_another_process_made_meanwhile(tmp_path, monkeypatch):
+    """made_store had judged the store its own by its absence a moment before it opened it: a store
+    another process made in between (a search starting beside `runs import`) was removed when the
+    command failed. And a store another process has open is not removed from under it."""
+    import mixopt.atomic as atomic
+    from mixopt.store import made_store
+
+    path = tmp_path / "s.sqlite"
+    real = atomic.first_missing
+
+    def other_process_makes_it(folder):  # noqa: ANN001, ANN202 - runs after the absence was seen
+        RunStore(path)
+        return real(folder)
+
+    monkeypatch.setattr(atomic, "first_missing", other_process_makes_it)
+    with pytest.raises(RuntimeError), made_store(path):
+        raise RuntimeError("refused")
+    assert path.is_file()
+    monkeypatch.setattr(atomic, "first_missing", real)
+
+    path.unlink()
+    with pytest.raises(RuntimeError), made_store(path) as st:
+        other = sqlite3.connect(st.path)  # another process reading it now
+        other.execute("SELECT COUNT(*) FROM runs").fetchone()
+        raise RuntimeError("refused")
+    assert path.is_file() and other.execute("SELECT COUNT(*) FROM runs").fetchone() == (0,)
+    other.close()
+    with pytest.raises(RuntimeError), made_store(tmp_path / "new" / "t.sqlite"):  # its own: removed
+        raise RuntimeError("refused")
+    assert not (tmp_path / "new").exists()
+
+
+def test_run_ids_may_be_any_iterable(store):
+    """get_many and metric_rows read their ids twice (a query, then their order): a generator had
+    given [] and an empty matrix; matrix(run_ids=...) had taken any iterable before it filtered in
+    SQL (len() of a generator)."""
+    store.add([rec(f"r{i}", [0.2, 0.3, 0.5], 2.0 + i) for i in range(3)])
+    assert [r.run_id for r in store.get_many(i for i in ["r2", "r0"])] == ["r2", "r0"]
+    np.testing.assert_allclose(store.metric_rows((i for i in ["r2", "r0"]), ["loss/a"]), [[4.0], [2.0]])
+    assert store.matrix(DOMAINS, Objective(), run_ids=(i for i in ["r2", "r0"]))[2] == ["r0", "r2"]
+    assert store.matrix(DOMAINS, Objective(), run_ids={"r1"})[2] == ["r1"]
+    assert store.matrix(DOMAINS, Objective(), run_ids=[])[2] == []
+    many = [f"x{i}" for i in range(700)] + ["r1", "r1"]  # past a chunk, and an id twice
+    assert store.matrix(DOMAINS, Objective(), run_ids=iter(many))[2] == ["r1"]
+    assert [r and r.run_id for r in store.get_many(iter(many))][-3:] == [None, "r1", "r1"]
