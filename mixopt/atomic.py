@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -356,6 +358,8 @@ def _dead(pid: str) -> bool:
     """Whether process ``pid`` of this host is gone (a name that is no pid: not ours to judge)."""
     if not pid.isdigit() or int(pid) == os.getpid():
         return False
+    if os.name != "posix":  # Windows: os.kill(pid, 0) sends a console Ctrl+C, and tells nothing
+        return False
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -369,9 +373,12 @@ def _sweep_orphans(path: Path) -> None:
     """Remove temporary folders and files of ``path`` left by processes of this host that died
     (kill -9 mid-build, a corpus's can hold gigabytes; mid-write of a checkpoint or an export, whose
     copies had stayed for good, a QA pass). Another host's, on a shared file system, stay."""
-    host = _host()
-    for tmp in path.parent.glob(f".{path.name}.{host}-*.tmp"):
-        if _dead(tmp.name.removeprefix(f".{path.name}.{host}-").split(".", 1)[0]):
+    # mkstemp's and mkdtemp's random part holds no dot: a name matched whole is this path's copy, not
+    # that of a file whose name goes on (out.json.HOST-PID: its writer's pid follows), and a name's
+    # glob characters ([, *) are its own
+    mine = re.compile(rf"\.{re.escape(path.name)}\.{re.escape(_host())}-(\d+)\.[^.]+\.tmp")
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if (m := mine.fullmatch(tmp.name)) and _dead(m.group(1)):
             if tmp.is_dir() and not tmp.is_symlink():
                 shutil.rmtree(tmp, ignore_errors=True)
             else:

@@ -342,6 +342,34 @@ def test_an_imported_table_exports_and_lists_in_its_own_order(tmp_path: Path,
     assert (tmp_path / "r2.csv").read_text() == (tmp_path / "r.csv").read_text()
     assert main(["runs", "list", "--store", str(store.path), "--json"]) is None
     assert [r["run_id"] for r in json.loads(capsys.readouterr().out)] == ids
+    main(["runs", "list", "--help"])  # (it had said "one import's runs by run id")
+    assert "an import's in its table's order" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_search_exports_in_run_id_order_whatever_order_its_runs_started(tmp_path: Path) -> None:
+    """A review: `runs export` wrote a search's runs in the order their trials started, which
+    --concurrency 2 and retries change from one run of the same search to the next, so a rerun's
+    tables came back in another order and `fit --cv` (folds follow the rows) gave other figures. A
+    search's runs come in run-id order, after the import it reused, whose table order is kept."""
+    from mixopt.search.imports import export_tables
+    from mixopt.store import RunRecord
+
+    store = RunStore(tmp_path / "s.sqlite")
+    key = json.dumps({"evaluator": "e:f", "rung": "xs"})
+
+    def run(rid: str, search: str, at: str, role: str = "swarm") -> RunRecord:
+        return RunRecord(run_id=rid, search_id=search, weights={"a": 0.5, "b": 0.5}, fidelity={},
+                         fidelity_key=key, status="ok", metrics={"loss/a": 1.0}, role=role,
+                         created=f"2026-01-01T00:00:{at}+00:00")
+
+    store.add([run("zz", "imp", "00.000001", "import"), run("aa", "imp", "00.000002", "import"),
+               # started as two trials at once and a retry: s0001 after s0002, s0000's retry last
+               run("srch-s0002-a1", "srch", "01.000"), run("srch-s0001-a1", "srch", "01.001"),
+               run("srch-s0000-a2", "srch", "02.000")])
+    store.create_search("srch", {"method": "regmix"}, {"reused": ["zz", "aa"]})
+    export_tables(store, ratios=tmp_path / "r.csv", metrics=tmp_path / "m.csv", searches=["srch"])
+    assert read_run_tables(tmp_path / "r.csv", tmp_path / "m.csv").run_ids == [
+        "zz", "aa", "srch-s0000-a2", "srch-s0001-a1", "srch-s0002-a1"]
 
 
 def test_runs_export_as_tables_that_import_and_fit_read_back(tmp_path: Path, workspace: Path,

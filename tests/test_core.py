@@ -594,6 +594,43 @@ def test_a_file_write_killed_midway_leaves_a_copy_the_next_write_sweeps(tmp_path
     assert json.loads(target.read_text()) == {"a": 1}
 
 
+def test_the_sweep_matches_its_own_file_whole(tmp_path):
+    """A review: the sweep globbed `.<name>.<host>-*.tmp`, so a name's `[1]` was a character class (a
+    killed write of `mix[1].json` was never swept), and the copy of `out.json.<host>-<pid>`, a file
+    whose name goes on, read as `out.json`'s of that pid, and a live writer's copy was removed."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    host = atomic._owner().rsplit("-", 1)[0]
+    orphan = tmp_path / f".mix[1].json.{host}-{dead}.abc.tmp"
+    orphan.write_text("half")
+    atomic.write_text(tmp_path / "mix[1].json", "whole")
+    assert not orphan.exists() and (tmp_path / "mix[1].json").read_text() == "whole"
+    # a live writer (pytest's parent) of the file `out.json.<host>-<dead>`
+    theirs = tmp_path / f".out.json.{host}-{dead}.{host}-{os.getppid()}.def.tmp"
+    theirs.write_text("being written")
+    atomic.write_text(tmp_path / "out.json", "{}")
+    assert theirs.exists()
+
+
+def test_no_process_is_signalled_to_tell_if_it_is_alive_on_windows(monkeypatch):
+    """A review: on Windows os.kill(pid, 0) is no check: signal 0 is CTRL_C_EVENT there, a console Ctrl+C,
+    and every file write now sweeps. There the sweep leaves the copies, as before."""
+    sent: list[tuple[int, int]] = []
+
+    def kill(pid: int, sig: int) -> None:
+        sent.append((pid, sig))
+        raise ProcessLookupError
+
+    monkeypatch.setattr(atomic.os, "kill", kill)
+    monkeypatch.setattr(atomic.os, "name", "nt")
+    dead = atomic._dead("999999")
+    monkeypatch.undo()
+    assert not dead and sent == []
+
+
 def test_a_killed_builds_previous_version_is_put_back_or_removed(tmp_path):
     """A QA pass: a kill between atomic_dir's two renames made a corpus vanish (its previous version
     left as `.name.old`, listed as a corpus of its own). Only a dead process's is touched, and a

@@ -32,7 +32,7 @@ def list_runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print the runs as one JSON array, metrics "
                                           "included.")] = False,
 ) -> None:
-    """List runs with status, objective, cost and error (newest last; one import's runs by run id)."""
+    """List runs with status, objective, cost and error (newest last; an import's in its table's order)."""
     from mixopt.errors import MixoptError
     from mixopt.store import RUN_STATUSES, RunStore, default_path, natural_key, store_of_search
 

@@ -248,7 +248,15 @@ def export_tables(
         have = {r.run_id for r in found}
         found += [r for r in store.runs(run_ids=borrowed, status=status, prefix=prefix)
                   if r.run_id not in have]
-    runs = sorted(found, key=lambda r: (r.created, natural_key(r.run_id)))  # oldest first, as runs list
+    # One search's or import's runs together, the oldest first; an import's in its table's order (its
+    # stamps), a search's in run-id order, not the order Ray happened to start them: by start time a
+    # rerun of a search (--concurrency 2, a retry) exported its runs in another order, and `fit --cv`,
+    # whose folds follow the rows, moved (a review)
+    first: dict[str, str] = {}
+    for r in found:
+        first[r.search_id or ""] = min(first.get(r.search_id or "", r.created), r.created)
+    runs = sorted(found, key=lambda r: (first[r.search_id or ""], r.search_id or "",
+                                        r.created if r.role == "import" else "", natural_key(r.run_id)))
     where = (f"search{'es' if len(searches) > 1 else ''} {', '.join(searches)}" if searches
              else str(store.path)) + (f" with ids from {prefix!r}" if prefix else "")
     if not runs:

@@ -335,7 +335,7 @@ def _own_process_group() -> Iterator[None]:
         moved = False
     try:
         if not moved and sentinel is not None:
-            sentinel.stop()
+            sentinel.stop(pass_on=False)  # the driver stayed in the group: it gets a signal itself
         yield
     finally:
         if sentinel is not None:
@@ -359,7 +359,9 @@ class _GroupSentinel:
     def __init__(self) -> None:
         import subprocess
 
-        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._stopping = False  # stop() has begun: the watcher leaves the end's code to it
+        self._passed = False  # a signal passed on: once, whichever thread saw it first
         self._proc = subprocess.Popen([sys.executable, "-S", "-c", self._CODE, str(os.getpid())],
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
@@ -367,14 +369,30 @@ class _GroupSentinel:
 
     def _watch(self) -> None:
         code = self._proc.wait()
-        if code < 0 and not self._done.is_set():  # killed by a signal, not by stop()
-            os.kill(os.getpid(), -code)
+        with self._lock:
+            if self._stopping:
+                return
+        self._pass_on(code)
 
-    def stop(self) -> None:
-        if not self._done.is_set():
-            self._done.set()
-            self._proc.kill()
-            self._proc.wait()
+    def _pass_on(self, code: int) -> None:
+        with self._lock:
+            if code >= 0 or self._passed:  # (0: it saw its parent gone)
+                return
+            self._passed = True
+        os.kill(os.getpid(), -code)
+
+    def stop(self, *, pass_on: bool = True) -> None:
+        """End the sentinel. A signal that ended it before (one sent to the group as Ray finished
+        starting, which the watcher thread had not yet passed on: a review found it dropped) is passed
+        on, unless ``pass_on`` is False; a SIGKILL then cannot be told from this kill's own."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+        self._proc.kill()  # none once it is reaped: Popen knows its pid is no longer its child's
+        code = self._proc.wait()
+        if pass_on and code != -signal.SIGKILL:
+            self._pass_on(code)
 
 
 @contextlib.contextmanager
