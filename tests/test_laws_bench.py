@@ -246,6 +246,12 @@ def test_ladder_options_reach_the_library(monkeypatch: pytest.MonkeyPatch, tmp_p
         return 0
 
     monkeypatch.setattr(laws, "ladder_runs", fake_ladder)
+    from types import SimpleNamespace
+
+    from mixopt.corpus import Corpus
+
+    # the corpus is opened before any work (a bad-input sweep); this test checks the options alone
+    monkeypatch.setattr(Corpus, "open", classmethod(lambda cls, name: SimpleNamespace(manifest={})))
     main(["bench", "fit", "--no-timing", "--no-laws", "--ladder", "default", "--ladder-mixtures", "3",
           "--ladder-seed", "7", "--store", str(tmp_path / "s.sqlite")])
     assert seen == {"corpus": "default", "n_mixtures": 3, "seed": 7, "jobs": None}
