@@ -415,12 +415,9 @@ class RunStore:
         try:
             if self.readonly:
                 with self._connect() as con:
-                    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-                    version = con.execute("PRAGMA user_version").fetchone()[0]
-                self._refuse_newer(version)
+                    tables = self._peek(con)
                 if not {"runs", "searches"} <= tables:
-                    raise MixoptError(f"{self.path} is a SQLite file but not a run store (no runs table); "
-                                      "check --store")
+                    raise self._not_a_store()
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 if create:
@@ -430,16 +427,13 @@ class RunStore:
                     # version's tables, and WAL mode, before it was refused (a QA pass)
                     con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
                     try:
-                        self._refuse_newer(con.execute("PRAGMA user_version").fetchone()[0])
-                        tables = {r[0] for r in con.execute(
-                            "SELECT name FROM sqlite_master WHERE type='table'")}
+                        tables = self._peek(con)
                     finally:
                         con.close()
                     # another program's database: its tables are not to be joined by a run store's (a
                     # sweep: `runs import --store app.sqlite` and even `runs list` had added them)
                     if tables and "runs" not in tables:
-                        raise MixoptError(f"{self.path} is a SQLite file but not a run store (no runs "
-                                          "table); check --store")
+                        raise self._not_a_store()
                 with self._connect() as con:
                     con.executescript(_SCHEMA)
                     if con.execute("PRAGMA user_version").fetchone()[0] == 0:
@@ -491,12 +485,18 @@ class RunStore:
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
 
-    def _refuse_newer(self, version: int) -> None:
+    def _peek(self, con: sqlite3.Connection) -> set[str]:
+        """The file's tables, after refusing a newer mixopt's store (read before anything is written)."""
+        version = con.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise MixoptError(
                 f"run store {self.path} has schema version {version}, newer than this mixopt "
                 f"({SCHEMA_VERSION}); upgrade mixopt"
             )
+        return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    def _not_a_store(self) -> MixoptError:
+        return MixoptError(f"{self.path} is a SQLite file but not a run store (no runs table); check --store")
 
     def remove_if_empty(self) -> bool:
         """Delete the store's files when it holds no run and no search (a refused command's store).
